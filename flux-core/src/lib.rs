@@ -1,0 +1,10 @@
+//! `flux-core` holds every rule of FluxForge: the versioned, fenced [`store`] shared by all
+//! nodes (embedded redb or Redis), leader leases and fencing epochs, job dispatch and requeue,
+//! desired-state reconciliation, agent liveness, authentication and tenant scoping, audit and
+//! backup. The binaries (`fluxd`, `flux-agent`, `fluxctl`) only wire these pieces to the network
+//! and the command line; nothing in this crate serves HTTP.
+
+pub mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;

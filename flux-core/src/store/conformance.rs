@@ -1,0 +1,417 @@
+//! The conformance suite every [`Store`] backend must pass (feature `testing`).
+//!
+//! Each check takes a [`Fixture`]: a fresh, empty store and a *peer* handle on the same data
+//! (another connection for a shared backend, standing in for another fluxd node; the same handle
+//! for the embedded one). Checks panic with a message naming the broken invariant.
+//! [`store_conformance_tests!`](crate::store_conformance_tests) expands to one `#[tokio::test]`
+//! per check for a backend.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{DynStore, Expect, Key, Store, StoreError, Txn};
+
+/// A fresh store plus whatever keeps it alive (temp dir, redis-server process).
+pub struct Fixture {
+    pub store: DynStore,
+    pub peer: DynStore,
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+fn key(tenant: &str, path: &str) -> Key {
+    Key::new(tenant, path).expect("valid test key")
+}
+
+async fn put(s: &dyn Store, k: &Key, v: &str, e: Expect) -> Result<u64, StoreError> {
+    s.put(k.clone(), v.as_bytes().to_vec(), e).await
+}
+
+/// Absent/Version/Any expectations are enforced and a failed CAS writes nothing.
+pub async fn cas_rules(f: &Fixture) {
+    let s = f.store.as_ref();
+    let k = key("acme", "jobs/1");
+    assert_eq!(s.get(&k).await.unwrap(), None, "fresh store must be empty");
+    let v1 = put(s, &k, "a", Expect::Absent).await.unwrap();
+    assert!(v1 > 0);
+    let err = put(s, &k, "b", Expect::Absent).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { found: Some(v), expected: Expect::Absent, .. } if v == v1),
+        "Absent on an existing key must conflict, got {err:?}"
+    );
+    let v2 = put(s, &k, "b", Expect::Version(v1)).await.unwrap();
+    assert!(v2 > v1, "versions must grow: {v1} then {v2}");
+    let err = put(s, &k, "stale", Expect::Version(v1)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { found: Some(v), .. } if v == v2),
+        "{err:?}"
+    );
+    let got = f
+        .peer
+        .get(&k)
+        .await
+        .unwrap()
+        .expect("object visible to peer");
+    assert_eq!(
+        (got.version, got.value.as_slice()),
+        (v2, &b"b"[..]),
+        "failed CAS must not write"
+    );
+    let v3 = put(s, &k, "c", Expect::Any).await.unwrap();
+    assert!(v3 > v2);
+    let err = put(s, &key("acme", "jobs/none"), "x", Expect::Version(v3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { found: None, .. }),
+        "{err:?}"
+    );
+    assert_eq!(s.get(&key("acme", "jobs/none")).await.unwrap(), None);
+}
+
+/// Deleting is conditional too, and a re-created key gets a version above any it had.
+pub async fn delete_and_recreate_never_reuse_a_version(f: &Fixture) {
+    let s = f.store.as_ref();
+    let k = key("acme", "states/motd");
+    let v1 = put(s, &k, "1", Expect::Absent).await.unwrap();
+    let err = s
+        .delete(k.clone(), Expect::Version(v1 + 100))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert!(
+        s.get(&k).await.unwrap().is_some(),
+        "failed delete must keep the object"
+    );
+    s.delete(k.clone(), Expect::Version(v1)).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap(), None);
+    let err = put(s, &k, "stale", Expect::Version(v1)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { found: None, .. }),
+        "{err:?}"
+    );
+    let v2 = put(s, &k, "2", Expect::Absent).await.unwrap();
+    assert!(v2 > v1, "re-created key reused version: {v1} then {v2}");
+}
+
+/// A write carrying an epoch below the current one is rejected, whatever its writer believes
+/// about its lease: the store has no clock, only the epoch counter.
+pub async fn stale_epoch_write_is_fenced(f: &Fixture) {
+    let s = f.store.as_ref();
+    let k = key("_system", "leader-only");
+    let e1 = s.next_epoch().await.unwrap();
+    s.commit(
+        Txn::new()
+            .put(k.clone(), b"from e1".to_vec(), Expect::Any)
+            .fenced(e1),
+    )
+    .await
+    .unwrap();
+    // Another node wins leadership: the old leader still holds e1 and its lease may still
+    // look valid on its own clock.
+    let e2 = f.peer.next_epoch().await.unwrap();
+    assert!(e2 > e1, "epochs must grow: {e1} then {e2}");
+    assert_eq!(s.current_epoch().await.unwrap(), e2);
+    let err = s
+        .commit(
+            Txn::new()
+                .put(k.clone(), b"stale leader".to_vec(), Expect::Any)
+                .fenced(e1),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { presented, current } if presented == e1 && current == e2),
+        "{err:?}"
+    );
+    let err = s
+        .commit(
+            Txn::new()
+                .put(k.clone(), b"future".to_vec(), Expect::Any)
+                .fenced(e2 + 5),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { .. }),
+        "an epoch never issued must be fenced too"
+    );
+    assert_eq!(
+        s.get(&k).await.unwrap().unwrap().value,
+        b"from e1",
+        "fenced writes must not land"
+    );
+    f.peer
+        .commit(
+            Txn::new()
+                .put(k.clone(), b"from e2".to_vec(), Expect::Any)
+                .fenced(e2),
+        )
+        .await
+        .unwrap();
+    // raise_epoch never lowers the epoch.
+    assert_eq!(s.raise_epoch(1).await.unwrap(), e2);
+    assert_eq!(s.raise_epoch(e2 + 10).await.unwrap(), e2 + 10);
+    assert_eq!(f.peer.current_epoch().await.unwrap(), e2 + 10);
+}
+
+/// A transaction whose last check fails writes none of its earlier operations.
+pub async fn transactions_are_all_or_nothing(f: &Fixture) {
+    let s = f.store.as_ref();
+    let (job, task, queue) = (
+        key("acme", "jobs/j1"),
+        key("acme", "tasks/t1"),
+        key("acme", "queue/a1"),
+    );
+    let vj = put(s, &job, "queued", Expect::Absent).await.unwrap();
+    let vq = put(s, &queue, "[]", Expect::Absent).await.unwrap();
+    let bad = Txn::new()
+        .put(job.clone(), b"assigned".to_vec(), Expect::Version(vj))
+        .put(task.clone(), b"t1".to_vec(), Expect::Absent)
+        .delete(queue.clone(), Expect::Version(vq + 1000));
+    let err = s.commit(bad).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { ref key, .. } if key == "acme:queue/a1"),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.get(&job).await.unwrap().unwrap().value,
+        b"queued",
+        "partial write of job"
+    );
+    assert_eq!(s.get(&task).await.unwrap(), None, "partial write of task");
+    assert!(
+        s.get(&queue).await.unwrap().is_some(),
+        "partial delete of queue"
+    );
+
+    let good = Txn::new()
+        .put(job.clone(), b"assigned".to_vec(), Expect::Version(vj))
+        .put(task.clone(), b"t1".to_vec(), Expect::Absent)
+        .delete(queue.clone(), Expect::Version(vq));
+    let rev = s.commit(good).await.unwrap();
+    assert_eq!(s.get(&job).await.unwrap().unwrap().version, rev);
+    assert_eq!(s.get(&task).await.unwrap().unwrap().version, rev);
+    assert_eq!(s.get(&queue).await.unwrap(), None);
+
+    // A check-only transaction guards without writing.
+    let before = s.get(&job).await.unwrap().unwrap();
+    let r = s
+        .commit(Txn::new().check(job.clone(), Expect::Version(rev)))
+        .await
+        .unwrap();
+    assert_eq!(
+        r, rev,
+        "a check-only transaction must not move the revision"
+    );
+    let err = s
+        .commit(Txn::new().check(job.clone(), Expect::Absent))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }));
+    assert_eq!(s.get(&job).await.unwrap().unwrap(), before);
+
+    let cross = Txn::new()
+        .put(key("acme", "x"), b"1".to_vec(), Expect::Any)
+        .put(key("other", "x"), b"1".to_vec(), Expect::Any);
+    assert!(matches!(
+        s.commit(cross).await,
+        Err(StoreError::InvalidTxn(_))
+    ));
+    assert_eq!(s.get(&key("acme", "x")).await.unwrap(), None);
+}
+
+/// Listing returns exactly one tenant's objects under a prefix, ordered by path.
+pub async fn listing_is_scoped_to_one_tenant(f: &Fixture) {
+    let s = f.store.as_ref();
+    for (t, p) in [
+        ("acme", "jobs/2"),
+        ("acme", "jobs/1"),
+        ("acme", "jobsx/1"),
+        ("acme", "states/a"),
+        ("acme-corp", "jobs/1"),
+        ("acme-corp", "jobs/3"),
+        ("acm", "jobs/9"),
+    ] {
+        put(s, &key(t, p), &format!("{t}/{p}"), Expect::Absent)
+            .await
+            .unwrap();
+    }
+    let paths = |entries: Vec<super::Entry>| -> Vec<String> {
+        entries
+            .into_iter()
+            .map(|e| {
+                assert_eq!(
+                    e.value,
+                    format!("{}/{}", e.key.tenant(), e.key.path()).into_bytes()
+                );
+                format!("{}:{}", e.key.tenant(), e.key.path())
+            })
+            .collect()
+    };
+    assert_eq!(
+        paths(f.peer.list("acme", "jobs/").await.unwrap()),
+        ["acme:jobs/1", "acme:jobs/2"]
+    );
+    assert_eq!(
+        paths(s.list("acme-corp", "jobs/").await.unwrap()),
+        ["acme-corp:jobs/1", "acme-corp:jobs/3"]
+    );
+    assert_eq!(paths(s.list("acme", "").await.unwrap()).len(), 4);
+    assert!(s.list("nobody", "").await.unwrap().is_empty());
+    let tenants: BTreeSet<String> = s.tenants().await.unwrap().into_iter().collect();
+    assert_eq!(
+        tenants,
+        ["acm", "acme", "acme-corp"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    assert!(matches!(
+        s.list("Bad Tenant", "").await,
+        Err(StoreError::InvalidKey(_))
+    ));
+}
+
+/// A commit on one handle wakes a subscriber of the peer handle, naming tenant and path.
+pub async fn commits_notify_subscribers(f: &Fixture) {
+    let mut rx = f.peer.subscribe();
+    let k = key("acme", "tasks/agent-1/t9");
+    let rev = put(f.store.as_ref(), &k, "task", Expect::Absent)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let change = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("no change notice within 5 s")
+            .expect("change channel closed");
+        if change.is_resync() {
+            continue;
+        }
+        assert_eq!(change.tenant, "acme");
+        assert_eq!(change.revision, rev);
+        assert_eq!(change.paths, vec!["tasks/agent-1/t9".to_string()]);
+        break;
+    }
+    // wait_for_change filters by tenant and prefix.
+    let mut rx = f.peer.subscribe();
+    put(
+        f.store.as_ref(),
+        &key("other", "tasks/agent-1/x"),
+        "x",
+        Expect::Any,
+    )
+    .await
+    .unwrap();
+    let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+    assert!(!super::wait_for_change(&mut rx, "acme", "tasks/agent-1/", soon).await);
+    let store = f.store.clone();
+    let writer = tokio::spawn(async move {
+        put(
+            store.as_ref(),
+            &key("acme", "tasks/agent-1/t10"),
+            "t",
+            Expect::Absent,
+        )
+        .await
+    });
+    let later = tokio::time::Instant::now() + Duration::from_secs(5);
+    assert!(super::wait_for_change(&mut rx, "acme", "tasks/agent-1/", later).await);
+    writer.await.unwrap().unwrap();
+}
+
+/// N writers increment one counter through CAS, over both handles, with retries on conflict.
+/// No update may be lost, and no two successful writes may have read the same version.
+pub async fn concurrent_cas_increments_lose_no_update(f: &Fixture) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 25;
+    let k = key("acme", "counter");
+    put(f.store.as_ref(), &k, "0", Expect::Absent)
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for w in 0..WRITERS {
+        let s: Arc<dyn Store> = if w % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.peer.clone()
+        };
+        let k = k.clone();
+        handles.push(tokio::spawn(async move {
+            let mut history = Vec::new();
+            let mut conflicts = 0usize;
+            while history.len() < EACH {
+                assert!(conflicts < 100_000, "writer {w} starved");
+                let cur = s.get(&k).await.unwrap().unwrap();
+                let n: u64 = String::from_utf8(cur.value).unwrap().parse().unwrap();
+                match s
+                    .put(
+                        k.clone(),
+                        (n + 1).to_string().into_bytes(),
+                        Expect::Version(cur.version),
+                    )
+                    .await
+                {
+                    Ok(v) => history.push((cur.version, v, n + 1)),
+                    Err(StoreError::Conflict { .. }) => conflicts += 1,
+                    Err(e) => panic!("writer {w}: {e}"),
+                }
+            }
+            history
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let total = (WRITERS * EACH) as u64;
+    let last = f.store.get(&k).await.unwrap().unwrap();
+    assert_eq!(
+        String::from_utf8(last.value).unwrap(),
+        total.to_string(),
+        "lost update"
+    );
+    let bases: BTreeSet<u64> = all.iter().map(|h| h.0).collect();
+    assert_eq!(
+        bases.len(),
+        all.len(),
+        "two writes succeeded from the same version"
+    );
+    // The successful writes form one chain: sorted by new version, each read the previous one.
+    all.sort_by_key(|h| h.1);
+    for pair in all.windows(2) {
+        assert_eq!(
+            pair[1].0, pair[0].1,
+            "write did not build on its predecessor"
+        );
+        assert_eq!(pair[1].2, pair[0].2 + 1);
+    }
+}
+
+/// Expands to one test per conformance check. `$fixture` is an expression of type
+/// `impl Future<Output = Option<Fixture>>`; `None` skips (backend not installed).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($fixture:expr) => {
+        $crate::store_conformance_tests!(@each $fixture;
+            cas_rules,
+            delete_and_recreate_never_reuse_a_version,
+            stale_epoch_write_is_fenced,
+            transactions_are_all_or_nothing,
+            listing_is_scoped_to_one_tenant,
+            commits_notify_subscribers,
+            concurrent_cas_increments_lose_no_update
+        );
+    };
+    (@each $fixture:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(f) = $fixture.await {
+                    $crate::store::conformance::$check(&f).await;
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,503 @@
+//! Shared backend on Redis: many fluxd nodes, one store.
+//!
+//! Every conditional or fenced write is one Lua script, so the epoch check, the version checks
+//! and the writes happen atomically inside Redis. Durability needs `appendonly yes` and
+//! `appendfsync always` (checked when connecting; see `deploy/redis/redis.conf`).
+//!
+//! Key layout (the `{...}` hash tag keeps a tenant's keys in one Redis Cluster slot):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `flux:{t:TENANT}:o:PATH` | hash | `v` version, `d` value |
+//! | `flux:{t:TENANT}:rev` | string | the tenant's revision counter |
+//! | `flux:{t:TENANT}:idx` | sorted set | every path of the tenant, for ordered prefix listing |
+//! | `flux:tenants` | set | tenants that have objects |
+//! | `flux:{cluster}:epoch` | string | the fencing epoch |
+//!
+//! Commits publish a JSON [`Change`] on the channel `flux:changes`; every node subscribes, so a
+//! task written by the leader wakes an agent's long-poll on any node.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{
+    Change, Entry, Epoch, Expect, Key, Op, Result, Store, StoreError, Txn, Version, Versioned,
+    validate_path, validate_tenant,
+};
+
+const CHANNEL: &str = "flux:changes";
+const TENANTS: &str = "flux:tenants";
+const EPOCH: &str = "flux:{cluster}:epoch";
+
+const COMMIT_LUA: &str = r#"
+-- KEYS: rev, idx, epoch, tenants, object keys...
+-- ARGV: fence ('' for none), tenant, n, then per op: kind, expect, version, path, data
+local fence = ARGV[1]
+if fence ~= '' then
+  local cur = redis.call('GET', KEYS[3]) or '0'
+  if cur ~= fence then return {'fenced', cur} end
+end
+local n = tonumber(ARGV[3])
+local writes = false
+for i = 1, n do
+  local b = 4 + (i - 1) * 5
+  local kind, ek, ev = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local found = redis.call('HGET', KEYS[4 + i], 'v')
+  if ek == 'absent' then
+    if found then return {'conflict', tostring(i - 1), found} end
+  elseif ek == 'version' then
+    if (not found) or found ~= ev then return {'conflict', tostring(i - 1), found or ''} end
+  end
+  if kind ~= 'check' then writes = true end
+end
+if not writes then return {'ok', redis.call('GET', KEYS[1]) or '0'} end
+local rev = redis.call('INCR', KEYS[1])
+local paths = {}
+for i = 1, n do
+  local b = 4 + (i - 1) * 5
+  local kind, path = ARGV[b], ARGV[b + 3]
+  if kind == 'put' then
+    redis.call('HSET', KEYS[4 + i], 'v', rev, 'd', ARGV[b + 4])
+    redis.call('ZADD', KEYS[2], 0, path)
+    paths[#paths + 1] = path
+  elseif kind == 'delete' then
+    redis.call('DEL', KEYS[4 + i])
+    redis.call('ZREM', KEYS[2], path)
+    paths[#paths + 1] = path
+  end
+end
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('PUBLISH', 'flux:changes', cjson.encode({tenant = ARGV[2], revision = rev, paths = paths}))
+return {'ok', tostring(rev)}
+"#;
+
+const LIST_LUA: &str = r#"
+-- KEYS: idx; ARGV: object key prefix, path prefix
+local paths
+if ARGV[2] == '' then
+  paths = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  paths = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[2], '[' .. ARGV[2] .. '\255')
+end
+local out = {}
+for _, p in ipairs(paths) do
+  local vd = redis.call('HMGET', ARGV[1] .. p, 'v', 'd')
+  if vd[1] then
+    out[#out + 1] = p
+    out[#out + 1] = vd[1]
+    out[#out + 1] = vd[2]
+  end
+end
+return out
+"#;
+
+const RAISE_EPOCH_LUA: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if floor > cur then redis.call('SET', KEYS[1], ARGV[1]); return floor end
+return cur
+"#;
+
+/// The Redis store.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    location: String,
+    changes: broadcast::Sender<Change>,
+    commit_script: Script,
+    list_script: Script,
+    raise_script: Script,
+    _listener: DropGuard,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+fn tenant_tag(tenant: &str) -> String {
+    format!("flux:{{t:{tenant}}}:")
+}
+
+fn object_key(key: &Key) -> String {
+    format!("{}o:{}", tenant_tag(key.tenant()), key.path())
+}
+
+/// Splits our own `durability=relaxed` option off a Redis URL.
+fn parse_spec(spec: &str) -> (String, bool) {
+    let Some((base, query)) = spec.split_once('?') else {
+        return (spec.to_string(), false);
+    };
+    let mut relaxed = false;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| {
+            if *kv == "durability=relaxed" {
+                relaxed = true;
+                false
+            } else {
+                !kv.is_empty()
+            }
+        })
+        .collect();
+    if rest.is_empty() {
+        (base.to_string(), relaxed)
+    } else {
+        (format!("{base}?{}", rest.join("&")), relaxed)
+    }
+}
+
+/// Host and port part of a URL, without credentials, for messages.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    format!("{scheme}://{rest}")
+}
+
+impl RedisStore {
+    /// Connects, checks that the server is configured for durability and starts the change
+    /// listener.
+    pub async fn connect(spec: &str) -> Result<RedisStore> {
+        let (url, relaxed) = parse_spec(spec);
+        let location = redact(&url);
+        let client = Client::open(url.as_str()).map_err(|e| StoreError::InvalidSpec {
+            spec: location.clone(),
+            reason: e.to_string(),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| StoreError::Open {
+                location: location.clone(),
+                reason: format!("cannot reach Redis: {e}"),
+            })?;
+        check_config(&mut conn, &location, relaxed).await?;
+
+        let (changes, _) = broadcast::channel(4096);
+        let cancel = CancellationToken::new();
+        let ready = listen(client, changes.clone(), cancel.clone(), location.clone()).await?;
+        tracing::debug!(%location, ready, "redis store connected");
+        Ok(RedisStore {
+            conn,
+            location,
+            changes,
+            commit_script: Script::new(COMMIT_LUA),
+            list_script: Script::new(LIST_LUA),
+            raise_script: Script::new(RAISE_EPOCH_LUA),
+            _listener: cancel.drop_guard(),
+        })
+    }
+
+    fn err(&self, e: RedisError) -> StoreError {
+        StoreError::Unavailable(format!("Redis at {}: {e}", self.location))
+    }
+}
+
+async fn check_config(conn: &mut ConnectionManager, location: &str, relaxed: bool) -> Result<()> {
+    let settings: redis::RedisResult<HashMap<String, String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("append*")
+        .query_async(conn)
+        .await;
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) if relaxed => {
+            tracing::warn!(%location, error = %e, "cannot read Redis configuration; durability unchecked");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(StoreError::Misconfigured(format!(
+                "cannot read the configuration of Redis at {location} ({e}); FluxForge needs \
+                 appendonly yes and appendfsync always, or ?durability=relaxed in the URL to skip the check"
+            )));
+        }
+    };
+    let get = |k: &str| settings.get(k).map(String::as_str).unwrap_or("unknown");
+    let (aof, fsync) = (get("appendonly"), get("appendfsync"));
+    if aof == "yes" && fsync == "always" {
+        return Ok(());
+    }
+    let problem = format!(
+        "Redis at {location} has appendonly {aof} and appendfsync {fsync}; FluxForge needs \
+         appendonly yes and appendfsync always so that acknowledged writes survive a Redis crash \
+         (see deploy/redis/redis.conf)"
+    );
+    if relaxed {
+        tracing::warn!("{problem}; continuing because durability=relaxed was given");
+        Ok(())
+    } else {
+        Err(StoreError::Misconfigured(format!(
+            "{problem}, or add ?durability=relaxed to the URL to accept the risk"
+        )))
+    }
+}
+
+/// Subscribes to the change channel and forwards every notice; after any reconnect it sends a
+/// resync, because notices published while disconnected are lost. Returns once the first
+/// subscription is active, so a store handle never misses a change committed after `connect`.
+async fn listen(
+    client: Client,
+    tx: broadcast::Sender<Change>,
+    cancel: CancellationToken,
+    location: String,
+) -> Result<bool> {
+    let subscribe = |client: Client| async move {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(CHANNEL).await?;
+        Ok::<_, RedisError>(pubsub)
+    };
+    let first = subscribe(client.clone())
+        .await
+        .map_err(|e| StoreError::Open {
+            location: location.clone(),
+            reason: format!("cannot subscribe to {CHANNEL}: {e}"),
+        })?;
+    tokio::spawn(async move {
+        let mut pubsub = Some(first);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if let Some(ps) = pubsub.take() {
+                let mut stream = ps.into_on_message();
+                loop {
+                    let msg = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        m = stream.next() => m,
+                    };
+                    let Some(msg) = msg else { break };
+                    let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
+                    match serde_json::from_slice::<Change>(&payload) {
+                        Ok(change) => {
+                            let _ = tx.send(change);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "unreadable change notice"),
+                    }
+                }
+                tracing::warn!(%location, "lost the Redis change subscription; reconnecting");
+                let _ = tx.send(Change::resync());
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            match subscribe(client.clone()).await {
+                Ok(ps) => {
+                    backoff = Duration::from_millis(50);
+                    pubsub = Some(ps);
+                    let _ = tx.send(Change::resync());
+                }
+                Err(e) => {
+                    tracing::debug!(%location, error = %e, "change subscription retry failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    });
+    Ok(true)
+}
+
+fn parse_u64(bytes: &[u8], what: &str) -> Result<u64> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} is not a number: {bytes:?}")))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
+        let mut conn = self.conn.clone();
+        let (v, d): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(object_key(key))
+            .arg("v")
+            .arg("d")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        match v {
+            None => Ok(None),
+            Some(v) => Ok(Some(Versioned {
+                version: parse_u64(&v, "object version")?,
+                value: d.unwrap_or_default(),
+            })),
+        }
+    }
+
+    async fn commit(&self, txn: Txn) -> Result<Version> {
+        let tenant = txn.tenant()?.to_string();
+        let tag = tenant_tag(&tenant);
+        let mut inv = self.commit_script.prepare_invoke();
+        inv.key(format!("{tag}rev"))
+            .key(format!("{tag}idx"))
+            .key(EPOCH)
+            .key(TENANTS);
+        inv.arg(txn.fence.map(|e| e.to_string()).unwrap_or_default())
+            .arg(&tenant)
+            .arg(txn.ops.len());
+        for op in &txn.ops {
+            inv.key(object_key(op.key()));
+            let (kind, data): (&str, &[u8]) = match op {
+                Op::Put { value, .. } => ("put", value),
+                Op::Delete { .. } => ("delete", b""),
+                Op::Check { .. } => ("check", b""),
+            };
+            let (ek, ev) = match op.expect() {
+                Expect::Absent => ("absent", String::new()),
+                Expect::Version(v) => ("version", v.to_string()),
+                Expect::Any => ("any", String::new()),
+            };
+            inv.arg(kind).arg(ek).arg(ev).arg(op.key().path()).arg(data);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<Vec<u8>> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
+        let field = |i: usize| reply.get(i).map(Vec::as_slice).unwrap_or_default();
+        match field(0) {
+            b"ok" => parse_u64(field(1), "revision"),
+            b"fenced" => Err(StoreError::Fenced {
+                presented: txn.fence.unwrap_or_default(),
+                current: parse_u64(field(1), "epoch")?,
+            }),
+            b"conflict" => {
+                let idx = parse_u64(field(1), "conflict index")? as usize;
+                let op = txn.ops.get(idx).ok_or_else(|| {
+                    StoreError::Corrupt(format!("conflict index {idx} out of range"))
+                })?;
+                let found = match field(2) {
+                    b"" => None,
+                    v => Some(parse_u64(v, "object version")?),
+                };
+                Err(StoreError::Conflict {
+                    key: op.key().to_string(),
+                    expected: op.expect(),
+                    found,
+                })
+            }
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected commit reply {:?}",
+                String::from_utf8_lossy(other)
+            ))),
+        }
+    }
+
+    async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
+        validate_tenant(tenant)?;
+        validate_path(prefix, true)?;
+        let tag = tenant_tag(tenant);
+        let mut conn = self.conn.clone();
+        let flat: Vec<Vec<u8>> = self
+            .list_script
+            .key(format!("{tag}idx"))
+            .arg(format!("{tag}o:"))
+            .arg(prefix)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        flat.chunks(3)
+            .map(|c| {
+                let [p, v, d] = c else {
+                    return Err(StoreError::Corrupt("list reply of odd length".into()));
+                };
+                let path = String::from_utf8(p.clone())
+                    .map_err(|_| StoreError::Corrupt("stored path is not UTF-8".into()))?;
+                Ok(Entry {
+                    key: Key::new(tenant, path)?,
+                    version: parse_u64(v, "object version")?,
+                    value: d.clone(),
+                })
+            })
+            .collect()
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let mut t: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(TENANTS)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        t.sort();
+        Ok(t)
+    }
+
+    async fn next_epoch(&self) -> Result<Epoch> {
+        let mut conn = self.conn.clone();
+        redis::cmd("INCR")
+            .arg(EPOCH)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn current_epoch(&self) -> Result<Epoch> {
+        let mut conn = self.conn.clone();
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(EPOCH)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn raise_epoch(&self, floor: Epoch) -> Result<Epoch> {
+        let mut conn = self.conn.clone();
+        self.raise_script
+            .key(EPOCH)
+            .arg(floor)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_option_is_split_off_the_url() {
+        assert_eq!(parse_spec("redis://h:1/0"), ("redis://h:1/0".into(), false));
+        assert_eq!(
+            parse_spec("redis://h:1/0?durability=relaxed"),
+            ("redis://h:1/0".into(), true)
+        );
+        assert_eq!(
+            parse_spec("redis://h:1?protocol=resp3&durability=relaxed"),
+            ("redis://h:1?protocol=resp3".into(), true)
+        );
+    }
+
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(redact("redis://user:secret@h:6379/0"), "redis://h:6379/0");
+        assert_eq!(redact("rediss://h:1?x=y"), "rediss://h:1");
+    }
+
+    #[test]
+    fn a_tenants_keys_share_one_hash_tag() {
+        let a = object_key(&Key::new("acme", "jobs/1").unwrap());
+        assert_eq!(a, "flux:{t:acme}:o:jobs/1");
+        assert!(a.starts_with(&tenant_tag("acme")));
+    }
+}

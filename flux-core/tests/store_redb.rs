@@ -1,0 +1,206 @@
+//! The store conformance suite and crash-durability checks on the embedded redb backend.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flux_core::store::conformance::Fixture;
+use flux_core::store::redb::RedbStore;
+use flux_core::store::{self, Expect, Key, Store, StoreError};
+
+async fn fixture() -> Option<Fixture> {
+    let dir = tempfile::tempdir().unwrap();
+    let s: store::DynStore = Arc::new(RedbStore::open(dir.path().join("flux.redb")).await.unwrap());
+    Some(Fixture {
+        store: s.clone(),
+        peer: s,
+        guard: Box::new(dir),
+    })
+}
+
+flux_core::store_conformance_tests!(fixture());
+
+const CHILD_ENV: &str = "FLUX_TEST_REDB_CHILD";
+
+/// Not a test of its own: the child process of `acknowledged_writes_survive_kill_9`. It writes
+/// keys one by one and prints each key only after its commit returned.
+#[tokio::test]
+async fn redb_child_writer() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let s = RedbStore::open(path).await.unwrap();
+    let mut out = std::io::stdout().lock();
+    for i in 0u64.. {
+        let k = Key::new("acme", format!("jobs/{i:08}")).unwrap();
+        s.put(k, format!("payload-{i}").into_bytes(), Expect::Absent)
+            .await
+            .unwrap();
+        writeln!(out, "acked {i}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.redb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "redb_child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = None;
+    // Let the child acknowledge a few hundred writes, then kill it mid-stream.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("acked ") {
+            let n: u64 = n.parse().unwrap();
+            acked = Some(n);
+            if n >= 300 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let acked = acked.expect("child acknowledged no write");
+    let s = RedbStore::open(&path).await.expect("reopen after kill -9");
+    for i in 0..=acked {
+        let k = Key::new("acme", format!("jobs/{i:08}")).unwrap();
+        let got = s
+            .get(&k)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged write {i} lost"));
+        assert_eq!(got.value, format!("payload-{i}").into_bytes());
+    }
+    // Nothing half-written: every present key has its full payload.
+    for e in s.list("acme", "jobs/").await.unwrap() {
+        let i: u64 = e.key.path().trim_start_matches("jobs/").parse().unwrap();
+        assert_eq!(e.value, format!("payload-{i}").into_bytes());
+    }
+}
+
+#[tokio::test]
+async fn data_and_epoch_survive_a_clean_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.redb");
+    let k = Key::new("acme", "states/motd").unwrap();
+    let (v, e) = {
+        let s = RedbStore::open(&path).await.unwrap();
+        let v = s
+            .put(k.clone(), b"x".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
+        (v, s.next_epoch().await.unwrap())
+    };
+    let s = RedbStore::open(&path).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().unwrap().version, v);
+    assert_eq!(s.current_epoch().await.unwrap(), e);
+    let v2 = s.put(k, b"y".to_vec(), Expect::Version(v)).await.unwrap();
+    assert!(v2 > v, "revision counter must survive reopen");
+}
+
+#[tokio::test]
+async fn a_foreign_file_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content = b"these are somebody's notes, not a database\n".repeat(200);
+    std::fs::write(&path, &content).unwrap();
+    let err = RedbStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("notes.txt"),
+        "error must name the file: {err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        content,
+        "a refused file must not be modified"
+    );
+}
+
+#[tokio::test]
+async fn a_redb_file_from_another_program_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("settings");
+            let mut t = w.open_table(def).unwrap();
+            t.insert("theme", "dark").unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = RedbStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("did not create"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a refused database must not be modified"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupted_store_file_gives_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.redb");
+    {
+        let s = RedbStore::open(&path).await.unwrap();
+        s.put(
+            Key::new("acme", "a").unwrap(),
+            b"1".to_vec(),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in bytes.iter_mut().take(512) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let err = RedbStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_second_handle_cannot_open_a_store_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.redb");
+    let _s = RedbStore::open(&path).await.unwrap();
+    let err = RedbStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("already open"), "{err}");
+}
+
+#[tokio::test]
+async fn open_spec_is_validated() {
+    assert!(matches!(
+        store::open("redb:").await,
+        Err(StoreError::InvalidSpec { .. })
+    ));
+    assert!(matches!(
+        store::open("postgres://x").await,
+        Err(StoreError::InvalidSpec { .. })
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("redb:{}", dir.path().join("sub/flux.redb").display());
+    let s = tokio::time::timeout(Duration::from_secs(10), store::open(&spec))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.backend(), "redb");
+}
