@@ -4,6 +4,10 @@
 //! backup. The binaries (`fluxd`, `flux-agent`, `fluxctl`) only wire these pieces to the network
 //! and the command line; nothing in this crate serves HTTP.
 
+pub mod auth;
+pub mod client;
+pub mod jobs;
+pub mod model;
 pub mod store;
 
 #[cfg(feature = "testing")]

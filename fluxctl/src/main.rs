@@ -1,3 +1,809 @@
 //! `fluxctl`, the FluxForge command-line interface: tokens, jobs, desired state, backups, chaos
 //! runs and benchmarks, with tables for people and `-o json` for scripts.
-fn main() {}
+//!
+//! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage. `job run --wait` exits
+//! with the remote command's exit code, 128+N when it was killed by signal N, 124 on timeout,
+//! 130 when cancelled and 127 when it could not start.
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use flux_core::client::{ApiClient, ClientError, TlsOptions};
+use flux_core::model::{
+    Agent, Attempt, Job, JobStatus, StoredChunk, SubmitJob, now_ms, parse_duration,
+};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+/// FluxForge command-line interface.
+#[derive(Parser, Debug)]
+#[command(name = "fluxctl", version, about, propagate_version = true)]
+struct Cli {
+    /// Control-plane URL (overrides the context).
+    #[arg(long, global = true, env = "FLUX_SERVER")]
+    server: Option<String>,
+    /// Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file).
+    #[arg(long, global = true, env = "FLUX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, global = true, env = "FLUX_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust.
+    #[arg(long, global = true, env = "FLUX_CA")]
+    ca: Option<PathBuf>,
+    /// Accept any server certificate (like curl -k).
+    #[arg(long, global = true, env = "FLUX_INSECURE")]
+    insecure: bool,
+    /// Context from the config file to use.
+    #[arg(long, global = true, env = "FLUX_CONTEXT")]
+    context: Option<String>,
+    /// Config file (default ~/.config/fluxforge/config.toml).
+    #[arg(long, global = true, env = "FLUX_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        value_enum,
+        default_value = "table",
+        env = "FLUX_OUTPUT"
+    )]
+    output: Output,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run and inspect jobs.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// List and inspect agents.
+    #[command(subcommand)]
+    Agents(AgentsCmd),
+    /// Create and revoke tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Cluster status: this node, leader, epoch, agents by state.
+    Status,
+    /// Show the identity of the current token.
+    Whoami,
+    /// Manage contexts in the config file.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCmd {
+    /// Submit a job. One argument is a shell command line; several are an argv.
+    Run(RunArgs),
+    /// Show one job.
+    Get { id: String },
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print a job's output.
+    Logs {
+        id: String,
+        /// Keep streaming until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Cancel a job (running jobs are killed with their whole process group).
+    Cancel { id: String },
+    /// Wait for a job to end; exits like `job run --wait`.
+    Wait {
+        id: String,
+        /// Give up after this long (exit 1).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Show a job's attempts.
+    Attempts { id: String },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Agent to run on (default: any online agent of the tenant).
+    #[arg(long = "node", short = 'n')]
+    node: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_parser = parse_kv)]
+    env: Vec<(String, String)>,
+    /// Working directory on the agent.
+    #[arg(long)]
+    workdir: Option<String>,
+    /// Kill the job after this long.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Attempts before giving up when agents are lost.
+    #[arg(long)]
+    attempts: Option<u32>,
+    /// Idempotency key: submitting twice with the same key runs the job once.
+    #[arg(long, env = "FLUX_IDEMPOTENCY_KEY")]
+    idempotency_key: Option<String>,
+    /// Join all arguments into one shell command line.
+    #[arg(long)]
+    shell: bool,
+    /// Wait for the job, stream its output and exit with its exit code.
+    #[arg(long, short = 'w')]
+    wait: bool,
+    /// The command.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AgentsCmd {
+    /// List agents of the tenant.
+    List,
+    /// Show one agent.
+    Get { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCmd {
+    /// Issue a token.
+    Create {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_parser = ["admin", "operator", "viewer", "agent"])]
+        role: String,
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Node id bound into an agent token.
+        #[arg(long)]
+        node_id: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Revoke a token, given the token or its id (jti).
+    Revoke {
+        #[arg(long, conflicts_with = "token_value")]
+        jti: Option<String>,
+        #[arg(value_name = "TOKEN")]
+        token_value: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Create or update a context.
+    SetContext {
+        name: String,
+        #[arg(long = "to-server", value_name = "URL")]
+        url: String,
+        #[arg(long = "with-token-file", value_name = "FILE")]
+        with_token_file: Option<PathBuf>,
+        #[arg(long = "with-ca", value_name = "FILE")]
+        with_ca: Option<PathBuf>,
+        #[arg(long = "allow-insecure")]
+        allow_insecure: bool,
+    },
+    /// Make a context the default.
+    UseContext { name: String },
+    /// List contexts.
+    GetContexts,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} must be KEY=VALUE"))
+}
+
+struct Ctx {
+    cli: Cli,
+}
+
+impl Ctx {
+    fn config_path(&self) -> PathBuf {
+        self.cli.config.clone().unwrap_or_else(config::default_path)
+    }
+
+    fn client(&self) -> Result<ApiClient> {
+        let cfg = config::Config::load(&self.config_path())?;
+        let ctx = cfg
+            .context(self.cli.context.as_deref())?
+            .map(|(_, c)| c.clone());
+        let server = self
+            .cli
+            .server
+            .clone()
+            .or_else(|| ctx.as_ref().map(|c| c.server.clone()))
+            .unwrap_or_else(|| "https://localhost:8443".to_string());
+        let token_file = self
+            .cli
+            .token_file
+            .clone()
+            .or_else(|| ctx.as_ref().and_then(|c| c.token_file.clone()));
+        let token = match (&self.cli.token, token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        let tls = TlsOptions {
+            ca_file: self
+                .cli
+                .ca
+                .clone()
+                .or_else(|| ctx.as_ref().and_then(|c| c.ca.clone())),
+            insecure: self.cli.insecure || ctx.as_ref().is_some_and(|c| c.insecure),
+        };
+        Ok(ApiClient::new(
+            server.split(',').map(str::to_string).collect(),
+            token,
+            &tls,
+        )?)
+    }
+
+    fn json(&self) -> bool {
+        self.cli.output == Output::Json
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(header.to_vec());
+    t
+}
+
+fn age(ms: u64) -> String {
+    let s = now_ms().saturating_sub(ms) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+fn job_table(jobs: &[Job]) -> Table {
+    let mut t = table(&[
+        "JOB", "STATUS", "AGENT", "EXIT", "ATTEMPTS", "AGE", "COMMAND",
+    ]);
+    for j in jobs {
+        t.add_row(vec![
+            j.job_id.clone(),
+            j.status.as_str().to_string(),
+            j.agent
+                .clone()
+                .or(j.node_id.clone())
+                .unwrap_or_else(|| "-".into()),
+            j.exit_code
+                .map(|c| c.to_string())
+                .or(j.signal.map(|s| format!("sig {s}")))
+                .unwrap_or_else(|| "-".into()),
+            format!("{}/{}", j.attempts, j.max_attempts),
+            age(j.created_at),
+            short(&j.command.display(), 48),
+        ]);
+    }
+    t
+}
+
+/// The exit code `job run --wait` returns for a finished job.
+fn job_exit_code(job: &Job) -> u8 {
+    match job.status {
+        JobStatus::Succeeded => 0,
+        JobStatus::TimedOut => 124,
+        JobStatus::Cancelled => 130,
+        JobStatus::Failed => match (job.exit_code, job.signal) {
+            (Some(c), _) => (c & 0xff) as u8,
+            (None, Some(s)) => (128 + (s & 0x7f)) as u8,
+            (None, None) if job.error.as_deref().is_some_and(|e| e.contains("start")) => 127,
+            _ => 1,
+        },
+        _ => 1,
+    }
+}
+
+async fn wait_for(api: &ApiClient, id: &str, limit: Option<Duration>) -> Result<Job> {
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        let job: Job = api
+            .call(
+                Method::GET,
+                &format!("/v1/jobs/{id}/wait?timeout_secs=30"),
+                None,
+                Duration::from_secs(60),
+            )
+            .await?;
+        if job.status.is_terminal() {
+            return Ok(job);
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            bail!(
+                "job {id} still {} after the wait timeout",
+                job.status.as_str()
+            );
+        }
+    }
+}
+
+/// Streams a job's output to stdout/stderr until it ends (follow) or what is stored (no follow).
+async fn stream_logs(api: &ApiClient, id: &str, follow: bool) -> Result<()> {
+    let path = format!("/v1/jobs/{id}/logs?format=jsonl&follow={follow}");
+    let mut reconnects = 0u32;
+    let mut printed: BTreeMap<u32, u64> = BTreeMap::new();
+    loop {
+        let resp = api
+            .send(Method::GET, &path, None, Duration::from_secs(24 * 3600))
+            .await?;
+        let mut body = resp.bytes_stream();
+        let mut buf = Vec::new();
+        let mut attempt = 0u32;
+        let mut broken = false;
+        while let Some(piece) = body.next().await {
+            let piece = match piece {
+                Ok(p) => p,
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            };
+            buf.extend_from_slice(&piece);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(note) = v.get("note").and_then(Value::as_str) {
+                    if note.contains("attempt") {
+                        attempt += 1;
+                    }
+                    eprintln!("{note}");
+                    continue;
+                }
+                let Ok(chunk) = serde_json::from_value::<StoredChunk>(v) else {
+                    continue;
+                };
+                // After a reconnect the server replays from the start: skip what was printed.
+                let seen = printed.entry(attempt).or_insert(0);
+                if chunk.seq < *seen {
+                    continue;
+                }
+                *seen = chunk.seq + 1;
+                match chunk.stream {
+                    flux_core::model::Stream::Stdout => {
+                        let mut o = std::io::stdout().lock();
+                        o.write_all(chunk.data.as_bytes())?;
+                        o.flush()?;
+                    }
+                    flux_core::model::Stream::Stderr => {
+                        let mut e = std::io::stderr().lock();
+                        e.write_all(chunk.data.as_bytes())?;
+                        e.flush()?;
+                    }
+                }
+            }
+        }
+        if !broken || !follow || reconnects >= 20 {
+            return Ok(());
+        }
+        reconnects += 1;
+        tokio::time::sleep(flux_core::client::backoff(
+            reconnects,
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+        ))
+        .await;
+    }
+}
+
+async fn job_cmd(ctx: &Ctx, cmd: &JobCmd) -> Result<ExitCode> {
+    let api = ctx.client()?;
+    match cmd {
+        JobCmd::Run(r) => {
+            let (command, argv) = if r.shell || r.command.len() == 1 {
+                (Some(r.command.join(" ")), None)
+            } else {
+                (None, Some(r.command.clone()))
+            };
+            let req = SubmitJob {
+                command,
+                argv,
+                node_id: r.node.clone(),
+                env: r.env.iter().cloned().collect(),
+                workdir: r.workdir.clone(),
+                timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
+                max_attempts: r.attempts,
+                idempotency_key: r.idempotency_key.clone(),
+            };
+            let job: Job = api.post("/v1/jobs", &req).await?;
+            if !r.wait {
+                if ctx.json() {
+                    print_json(&job)?;
+                } else {
+                    println!("{}", job.job_id);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !ctx.json() {
+                eprintln!("job {} submitted", job.job_id);
+                stream_logs(&api, &job.job_id, true).await?;
+            }
+            let done = wait_for(&api, &job.job_id, None).await?;
+            if ctx.json() {
+                print_json(&done)?;
+            } else if done.status != JobStatus::Succeeded {
+                eprintln!(
+                    "job {} {}{}",
+                    done.job_id,
+                    done.status.as_str(),
+                    done.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::from(job_exit_code(&done)))
+        }
+        JobCmd::Get { id } => {
+            let job: Job = api.get(&format!("/v1/jobs/{id}")).await?;
+            if ctx.json() {
+                print_json(&job)?;
+            } else {
+                println!("{}", job_table(std::slice::from_ref(&job)));
+                if let Some(e) = &job.error {
+                    println!("error: {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCmd::List {
+            status,
+            node,
+            limit,
+        } => {
+            let mut q = format!("/v1/jobs?limit={limit}");
+            if let Some(s) = status {
+                q.push_str(&format!("&status={s}"));
+            }
+            if let Some(n) = node {
+                q.push_str(&format!("&node_id={n}"));
+            }
+            let jobs: Vec<Job> = api.get(&q).await?;
+            if ctx.json() {
+                print_json(&jobs)?;
+            } else {
+                println!("{}", job_table(&jobs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCmd::Logs { id, follow } => {
+            stream_logs(&api, id, *follow).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCmd::Cancel { id } => {
+            let job: Job = api
+                .post(&format!("/v1/jobs/{id}/cancel"), &json!({}))
+                .await?;
+            if ctx.json() {
+                print_json(&job)?;
+            } else if job.status.is_terminal() {
+                println!("job {} {}", job.job_id, job.status.as_str());
+            } else {
+                println!("job {} cancelling (its agent is stopping it)", job.job_id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCmd::Wait { id, timeout } => {
+            let job = wait_for(&api, id, *timeout).await?;
+            if ctx.json() {
+                print_json(&job)?;
+            } else {
+                println!("job {} {}", job.job_id, job.status.as_str());
+            }
+            Ok(ExitCode::from(job_exit_code(&job)))
+        }
+        JobCmd::Attempts { id } => {
+            let attempts: Vec<Attempt> = api.get(&format!("/v1/jobs/{id}/attempts")).await?;
+            if ctx.json() {
+                print_json(&attempts)?;
+            } else {
+                let mut t = table(&["ATTEMPT", "AGENT", "STATE", "RESULT", "OUTPUT", "NOTE"]);
+                for a in &attempts {
+                    t.add_row(vec![
+                        a.attempt_id.clone(),
+                        a.agent.clone(),
+                        format!("{:?}", a.state).to_lowercase(),
+                        a.result
+                            .as_ref()
+                            .map(|r| {
+                                format!(
+                                    "{:?} {}",
+                                    r.outcome,
+                                    r.exit_code.map(|c| c.to_string()).unwrap_or_default()
+                                )
+                            })
+                            .unwrap_or_else(|| "-".into()),
+                        format!(
+                            "{} B{}",
+                            a.output_bytes,
+                            if a.output_dropped > 0 {
+                                format!(" (+{} dropped)", a.output_dropped)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        a.abandoned_reason.clone().unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx { cli };
+    match &ctx.cli.cmd {
+        Cmd::Job(cmd) => job_cmd(&ctx, cmd).await,
+        Cmd::Agents(cmd) => {
+            let api = ctx.client()?;
+            let agents: Vec<Agent> = match cmd {
+                AgentsCmd::List => api.get("/v1/agents").await?,
+                AgentsCmd::Get { id } => vec![api.get(&format!("/v1/agents/{id}")).await?],
+            };
+            if ctx.json() {
+                match cmd {
+                    AgentsCmd::Get { .. } => print_json(&agents[0])?,
+                    AgentsCmd::List => print_json(&agents)?,
+                }
+            } else {
+                let mut t = table(&["AGENT", "STATE", "SLOTS", "LABELS", "LAST SEEN", "VERSION"]);
+                for a in &agents {
+                    t.add_row(vec![
+                        a.node_id.clone(),
+                        a.state.as_str().to_string(),
+                        a.slots.to_string(),
+                        a.labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        format!("{} ago", age(a.last_seen)),
+                        a.version.clone().unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token(TokenCmd::Create {
+            tenant,
+            role,
+            ttl,
+            node_id,
+            subject,
+        }) => {
+            let api = ctx.client()?;
+            let reply: Value = api
+                .post(
+                    "/v1/tokens",
+                    &json!({"tenant": tenant, "role": role, "ttl_secs": ttl.as_secs(), "node_id": node_id, "subject": subject}),
+                )
+                .await?;
+            if ctx.json() {
+                print_json(&reply)?;
+            } else {
+                println!("{}", reply["token"].as_str().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token(TokenCmd::Revoke { jti, token_value }) => {
+            let api = ctx.client()?;
+            let body = match (jti, token_value) {
+                (Some(j), None) => json!({"jti": j}),
+                (None, Some(t)) => json!({"token": t}),
+                _ => bail!("give the token or --jti"),
+            };
+            let reply: Value = api.post("/v1/tokens/revoke", &body).await?;
+            if ctx.json() {
+                print_json(&reply)?;
+            } else {
+                println!("revoked {}", reply["revoked"].as_str().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status => {
+            let api = ctx.client()?;
+            let s: Value = api.get("/v1/status").await?;
+            if ctx.json() {
+                print_json(&s)?;
+            } else {
+                let mut t = table(&["NODE", "STORE", "LEADER", "EPOCH", "AGENTS", "QUEUED"]);
+                let agents = s["agents"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                t.add_row(vec![
+                    s["node_id"].as_str().unwrap_or("?").to_string(),
+                    s["store"].as_str().unwrap_or("?").to_string(),
+                    if s["leader"].as_bool().unwrap_or(false) {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
+                    s["store_epoch"].to_string(),
+                    if agents.is_empty() {
+                        "none".into()
+                    } else {
+                        agents
+                    },
+                    s["queue_depth"].to_string(),
+                ]);
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Whoami => {
+            let api = ctx.client()?;
+            let c: Value = api.get("/v1/whoami").await?;
+            if ctx.json() {
+                print_json(&c)?;
+            } else {
+                println!(
+                    "{} (tenant {}, role {})",
+                    c["sub"].as_str().unwrap_or("?"),
+                    c["tenant"].as_str().unwrap_or("?"),
+                    c["role"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Config(cmd) => {
+            let path = ctx.config_path();
+            let mut cfg = config::Config::load(&path)?;
+            match cmd {
+                ConfigCmd::SetContext {
+                    name,
+                    url,
+                    with_token_file,
+                    with_ca,
+                    allow_insecure,
+                } => {
+                    cfg.contexts.insert(
+                        name.clone(),
+                        config::Context {
+                            server: url.clone(),
+                            token_file: with_token_file.clone(),
+                            ca: with_ca.clone(),
+                            insecure: *allow_insecure,
+                        },
+                    );
+                    if cfg.current_context.is_none() {
+                        cfg.current_context = Some(name.clone());
+                    }
+                    cfg.save(&path)?;
+                    println!("context {name} saved in {}", path.display());
+                }
+                ConfigCmd::UseContext { name } => {
+                    if !cfg.contexts.contains_key(name) {
+                        bail!("no context named {name:?}");
+                    }
+                    cfg.current_context = Some(name.clone());
+                    cfg.save(&path)?;
+                    println!("using context {name}");
+                }
+                ConfigCmd::GetContexts => {
+                    if ctx.json() {
+                        print_json(&cfg)?;
+                    } else {
+                        let mut t = table(&["CURRENT", "NAME", "SERVER", "TOKEN FILE", "CA"]);
+                        for (n, c) in &cfg.contexts {
+                            t.add_row(vec![
+                                if cfg.current_context.as_deref() == Some(n) {
+                                    "*".into()
+                                } else {
+                                    String::new()
+                                },
+                                n.clone(),
+                                c.server.clone(),
+                                c.token_file
+                                    .as_ref()
+                                    .map(|p| p.display().to_string())
+                                    .unwrap_or_default(),
+                                c.ca.as_ref()
+                                    .map(|p| p.display().to_string())
+                                    .unwrap_or_default(),
+                            ]);
+                        }
+                        println!("{t}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "fluxctl",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.output == Output::Json;
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let (code, message) = match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Api {
+                    status,
+                    code,
+                    message,
+                    ..
+                }) => (code.clone(), format!("{status}: {message}")),
+                Some(other) => ("client".to_string(), other.to_string()),
+                None => ("error".to_string(), format!("{e:#}")),
+            };
+            if json {
+                let _ = print_json(&json!({"error": {"code": code, "message": message}}));
+            }
+            eprintln!("fluxctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,4 +1,267 @@
 //! `fluxd`, the FluxForge control-plane node. It owns nothing but wiring: it reads its
 //! configuration, opens the store chosen by `--store`, starts the flux-core services and serves
 //! the HTTPS API. Every rule it enforces lives in `flux-core`.
-fn main() {}
+
+mod api;
+mod app;
+mod metrics;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::DefaultBodyLimit;
+use clap::{Parser, ValueEnum};
+use flux_core::auth::{Authenticator, Role, SigningKey};
+use flux_core::jobs::{Jobs, JobsConfig};
+use flux_core::model::parse_duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// FluxForge control-plane node.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to serve HTTPS on.
+    #[arg(long, env = "FLUX_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Directory for the embedded store, generated keys, certificates and the admin token.
+    #[arg(long, env = "FLUX_DATA_DIR", default_value = "fluxd-data")]
+    data_dir: PathBuf,
+    /// Store: `redb:PATH` (default `redb:<data-dir>/flux.redb`) or `redis://HOST:PORT/DB`.
+    #[arg(long, env = "FLUX_STORE")]
+    store: Option<String>,
+    /// PEM certificate chain to serve; without it fluxd makes a local CA in the data dir.
+    #[arg(long, env = "FLUX_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "FLUX_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra names (DNS or IP) for the generated server certificate.
+    #[arg(long = "tls-san", env = "FLUX_TLS_SANS", value_delimiter = ',')]
+    tls_sans: Vec<String>,
+    /// JWT signing key file (created with mode 0600 if missing).
+    #[arg(long, env = "FLUX_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Identifier of this node (default: host name and a random suffix).
+    #[arg(long, env = "FLUX_NODE_ID")]
+    node_id: Option<String>,
+    /// JWT issuer.
+    #[arg(long, env = "FLUX_ISSUER", default_value = "fluxforge")]
+    issuer: String,
+    /// JWT audience.
+    #[arg(long, env = "FLUX_AUDIENCE", default_value = "fluxforge")]
+    audience: String,
+    /// An agent silent this long is unreachable (its tasks are kept).
+    #[arg(long, env = "FLUX_UNREACHABLE_AFTER", default_value = "6s", value_parser = parse_duration)]
+    unreachable_after: Duration,
+    /// An agent silent this long is dead (its tasks are requeued).
+    #[arg(long, env = "FLUX_DEAD_AFTER", default_value = "15s", value_parser = parse_duration)]
+    dead_after: Duration,
+    /// A task not started this long after assignment is requeued.
+    #[arg(long, env = "FLUX_START_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    start_timeout: Duration,
+    /// Heartbeat interval asked of agents.
+    #[arg(long, env = "FLUX_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+    /// How often the leader sweeps agent liveness and requeues.
+    #[arg(long, env = "FLUX_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    sweep_interval: Duration,
+    /// Output bytes stored per attempt; the rest is dropped with a visible marker.
+    #[arg(long, env = "FLUX_OUTPUT_CAP_BYTES", default_value_t = 1024 * 1024)]
+    output_cap_bytes: u64,
+    /// Largest request body accepted.
+    #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Log format.
+    #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLUX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes the bootstrap admin token (tenant `default`) unless one exists.
+fn ensure_admin_token(auth: &Authenticator, path: &Path) -> Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(false);
+    }
+    let (token, _) = auth
+        .issue(
+            "bootstrap-admin",
+            "default",
+            Role::Admin,
+            Duration::from_secs(365 * 24 * 3600),
+            None,
+        )
+        .context("issuing the bootstrap admin token")?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{token}")?;
+    f.sync_all()?;
+    Ok(true)
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "fluxd".into());
+    let suffix: u32 = rand::random();
+    format!("{host}-{:06x}", suffix & 0xff_ffff)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode> {
+    create_private_dir(&args.data_dir)?;
+    let spec = args
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("redb:{}", args.data_dir.join("flux.redb").display()));
+    let store = flux_core::store::open(&spec)
+        .await
+        .with_context(|| "opening the store")?;
+    tracing::info!(backend = store.backend(), "store open");
+
+    let key_path = args
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("signing-key.json"));
+    let (key, created) = SigningKey::load_or_create(&key_path)?;
+    if created {
+        tracing::info!(path = %key_path.display(), "created JWT signing key");
+    }
+    let auth = Authenticator::new(vec![key], &args.issuer, &args.audience);
+    let admin_path = args.data_dir.join("admin.token");
+    if ensure_admin_token(&auth, &admin_path)? {
+        tracing::info!(path = %admin_path.display(), "wrote bootstrap admin token (tenant default)");
+    }
+
+    let files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: None,
+        },
+        _ => {
+            let (files, created) = tls::ensure_local_ca(&args.data_dir, &args.tls_sans)?;
+            if let Some(ca) = &files.ca {
+                tracing::info!(ca = %ca.display(), created, "serving a certificate from the local CA; clients trust it with --ca");
+            }
+            files
+        }
+    };
+    let tls_config =
+        axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&files)?);
+
+    let jobs = Jobs::new(
+        store.clone(),
+        JobsConfig {
+            output_cap_bytes: args.output_cap_bytes,
+            start_timeout: args.start_timeout,
+            unreachable_after: args.unreachable_after,
+            dead_after: args.dead_after,
+            heartbeat_interval: args.heartbeat_interval,
+            ..JobsConfig::default()
+        },
+    );
+    let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
+    let state = Arc::new(app::AppState::new(node_id.clone(), store, jobs, auth));
+    let app = api::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            api::MAX_WAIT + Duration::from_secs(30),
+        ));
+
+    let cancel = CancellationToken::new();
+    let leader = tokio::spawn(app::run_leader(
+        state.clone(),
+        cancel.clone(),
+        args.sweep_interval,
+    ));
+
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        c.cancel();
+        h.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    tracing::info!(node = %node_id, addr = %args.listen, "fluxd serving https");
+    axum_server::from_tcp_rustls(listener, tls_config)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .context("server failed")?;
+    cancel.cancel();
+    let _ = leader.await;
+    tracing::info!("fluxd stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("fluxd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -178,10 +178,10 @@ fn open_checked(path: &Path) -> Result<Database> {
     if existing {
         // A read-only look first: opening for writing would already touch the file. A file that
         // needs crash recovery cannot be opened read-only; the writable open below repairs it.
-        if let Ok(ro) = redb::ReadOnlyDatabase::open(path) {
-            if let Contents::Foreign(reason) = classify(&ro)? {
-                return Err(refuse(reason));
-            }
+        if let Ok(ro) = redb::ReadOnlyDatabase::open(path)
+            && let Contents::Foreign(reason) = classify(&ro)?
+        {
+            return Err(refuse(reason));
         }
     }
     let db = Database::create(path).map_err(|e| open_error(path, e))?;

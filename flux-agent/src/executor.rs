@@ -1,0 +1,357 @@
+//! Runs one job on this machine: `sh -c` or an argv, in its own process group, with its own
+//! environment and working directory, a timeout, and cancellation that kills the whole group.
+//! Output is streamed as chunks; the outcome is an exit code, a signal, a timeout, a
+//! cancellation or a failure to start.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long a process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// Largest chunk handed to the uploader.
+const CHUNK: usize = 16 * 1024;
+/// How long to keep reading output after the main process exited and its group was killed
+/// (a process that left the group may still hold the pipes).
+const DRAIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub enum CommandSpec {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub command: CommandSpec,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug)]
+pub struct Chunk {
+    pub stream: StreamKind,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut,
+    Cancelled,
+    FailedToStart(String),
+}
+
+fn command(spec: &ExecSpec) -> Result<Command, String> {
+    let mut cmd = match &spec.command {
+        CommandSpec::Shell(s) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(s);
+            c
+        }
+        CommandSpec::Argv(v) => {
+            let (prog, args) = v.split_first().ok_or("empty argv")?;
+            let mut c = Command::new(prog);
+            c.args(args);
+            c
+        }
+    };
+    cmd.envs(&spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.workdir {
+        cmd.current_dir(dir);
+    }
+    Ok(cmd)
+}
+
+fn signal_group(pgid: Pid, sig: Signal) {
+    // ESRCH (the group is already gone) is the expected case after a clean exit.
+    let _ = killpg(pgid, sig);
+}
+
+fn reader(
+    mut r: impl AsyncRead + Unpin + Send + 'static,
+    stream: StreamKind,
+    tx: mpsc::Sender<Chunk>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = Chunk {
+                        stream,
+                        data: buf[..n].to_vec(),
+                    };
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Stops the group politely, then forcibly, and reaps the leader.
+async fn terminate(child: &mut Child, pgid: Pid) -> Option<ExitStatus> {
+    signal_group(pgid, Signal::SIGTERM);
+    let status = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+        Ok(s) => s.ok(),
+        Err(_) => None,
+    };
+    // Whether or not the leader left on SIGTERM, nothing of the group may outlive the job.
+    signal_group(pgid, Signal::SIGKILL);
+    match status {
+        Some(s) => Some(s),
+        None => child.wait().await.ok(),
+    }
+}
+
+/// Runs the job to completion, sending output chunks to `out`.
+pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationToken) -> Outcome {
+    let mut cmd = match command(&spec) {
+        Ok(c) => c,
+        Err(e) => return Outcome::FailedToStart(e),
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::FailedToStart(e.to_string()),
+    };
+    let Some(pid) = child.id() else {
+        return Outcome::FailedToStart("process exited before it could be tracked".into());
+    };
+    let pgid = Pid::from_raw(pid as i32);
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|r| reader(r, StreamKind::Stdout, out.clone())),
+        child
+            .stderr
+            .take()
+            .map(|r| reader(r, StreamKind::Stderr, out.clone())),
+    ];
+    drop(out);
+
+    let deadline = async {
+        match spec.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        status = child.wait() => {
+            // Background processes the job left in its group go with it.
+            signal_group(pgid, Signal::SIGKILL);
+            match status {
+                Ok(s) => from_status(s),
+                Err(e) => Outcome::FailedToStart(format!("waiting for the process: {e}")),
+            }
+        }
+        _ = deadline => {
+            terminate(&mut child, pgid).await;
+            Outcome::TimedOut
+        }
+        _ = cancel.cancelled() => {
+            terminate(&mut child, pgid).await;
+            Outcome::Cancelled
+        }
+    };
+    for r in readers.into_iter().flatten() {
+        let abort = r.abort_handle();
+        if tokio::time::timeout(DRAIN, r).await.is_err() {
+            abort.abort();
+        }
+    }
+    outcome
+}
+
+fn from_status(s: ExitStatus) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => Outcome::Exited(c),
+        (None, Some(sig)) => Outcome::Signaled(sig),
+        (None, None) => Outcome::FailedToStart("unknown exit status".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(s: &str) -> ExecSpec {
+        ExecSpec {
+            command: CommandSpec::Shell(s.into()),
+            env: BTreeMap::new(),
+            workdir: None,
+            timeout: None,
+        }
+    }
+
+    async fn collect(spec: ExecSpec, cancel: CancellationToken) -> (Outcome, String, String) {
+        let (tx, mut rx) = mpsc::channel(16);
+        let run = tokio::spawn(run(spec, tx, cancel));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(c) = rx.recv().await {
+            match c.stream {
+                StreamKind::Stdout => out.extend(c.data),
+                StreamKind::Stderr => err.extend(c.data),
+            }
+        }
+        (
+            run.await.unwrap(),
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn alive(pid: i32) -> bool {
+        // Signal 0 checks existence; a zombie is not "alive" for our purpose, so read its state.
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s) => !s
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    async fn wait_dead(pid: i32) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if !alive(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn exit_code_streams_env_and_workdir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = shell("echo out-$FOO; pwd; echo err >&2; exit 7");
+        spec.env.insert("FOO".into(), "bar".into());
+        spec.workdir = Some(dir.path().to_path_buf());
+        let (o, out, err) = collect(spec, CancellationToken::new()).await;
+        assert_eq!(o, Outcome::Exited(7));
+        let canon = dir.path().canonicalize().unwrap();
+        assert_eq!(out, format!("out-bar\n{}\n", canon.display()));
+        assert_eq!(err, "err\n");
+    }
+
+    #[tokio::test]
+    async fn argv_is_not_interpreted_by_a_shell() {
+        let spec = ExecSpec {
+            command: CommandSpec::Argv(vec!["echo".into(), "$HOME;".into(), "a b".into()]),
+            ..shell("")
+        };
+        let (o, out, _) = collect(spec, CancellationToken::new()).await;
+        assert_eq!(o, Outcome::Exited(0));
+        assert_eq!(out, "$HOME; a b\n");
+    }
+
+    #[tokio::test]
+    async fn missing_program_and_workdir_fail_to_start() {
+        let spec = ExecSpec {
+            command: CommandSpec::Argv(vec!["/nonexistent/flux-prog".into()]),
+            ..shell("")
+        };
+        let (o, _, _) = collect(spec, CancellationToken::new()).await;
+        assert!(matches!(o, Outcome::FailedToStart(_)), "{o:?}");
+        let mut spec = shell("true");
+        spec.workdir = Some("/nonexistent/dir".into());
+        let (o, _, _) = collect(spec, CancellationToken::new()).await;
+        assert!(matches!(o, Outcome::FailedToStart(_)), "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn signal_is_reported() {
+        let (o, _, _) = collect(shell("kill -9 $$"), CancellationToken::new()).await;
+        assert_eq!(o, Outcome::Signaled(9));
+    }
+
+    /// Cancelling kills the whole group, including a grandchild that ignores SIGTERM.
+    #[tokio::test]
+    async fn cancel_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let spec = shell(&format!(
+            "sh -c 'trap \"\" TERM; echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 600' & wait",
+            p = pidfile.display()
+        ));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(collect(spec, cancel.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let pid: i32 = loop {
+            if let Ok(s) = std::fs::read_to_string(&pidfile) {
+                break s.trim().parse().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "grandchild never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(alive(pid));
+        cancel.cancel();
+        let (o, _, _) = task.await.unwrap();
+        assert_eq!(o, Outcome::Cancelled);
+        assert!(
+            wait_dead(pid).await,
+            "grandchild {pid} survived cancellation"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_and_reports() {
+        let mut spec = shell("sleep 600");
+        spec.timeout = Some(Duration::from_millis(200));
+        let (o, _, _) = collect(spec, CancellationToken::new()).await;
+        assert_eq!(o, Outcome::TimedOut);
+    }
+
+    /// A background process left behind by a job that exited is killed with the group, and
+    /// does not keep the job open through the pipes it inherited.
+    #[tokio::test]
+    async fn background_leftovers_are_killed_after_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let spec = shell(&format!(
+            "sleep 600 & echo $! > {p}; exit 3",
+            p = pidfile.display()
+        ));
+        let (o, _, _) = collect(spec, CancellationToken::new()).await;
+        assert_eq!(o, Outcome::Exited(3));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            wait_dead(pid).await,
+            "background sleep {pid} outlived its job"
+        );
+    }
+}

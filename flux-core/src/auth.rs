@@ -1,0 +1,476 @@
+//! Authentication and authorisation: JWT issue and verification, roles and their permissions,
+//! signing keys on disk, and revocation by `jti` recorded in the store.
+//!
+//! Tokens are HS256 JWTs whose algorithm is pinned by the server (the header's `alg` is never
+//! trusted: `none` and every other algorithm are rejected), carry a `kid` naming the key that
+//! signed them so keys can be rotated, and must match the configured issuer and audience.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{now_ms, valid_ident};
+use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError};
+
+/// Errors of authentication. Every variant but `Store` means "401 Unauthorized" to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token given")]
+    Missing,
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("token signed with an unknown key id {0:?}")]
+    UnknownKey(String),
+    #[error("token algorithm {0} is not accepted (only HS256)")]
+    Algorithm(String),
+    #[error("token has expired")]
+    Expired,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token issuer or audience does not match this cluster")]
+    WrongAudience,
+    #[error("token has been revoked")]
+    Revoked,
+    #[error("invalid claims: {0}")]
+    InvalidClaims(String),
+    #[error("signing key file {path}: {message}")]
+    KeyFile { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The roles of DESIGN §7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Operator,
+    Viewer,
+    Agent,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+            Role::Agent => "agent",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            "agent" => Ok(Role::Agent),
+            other => Err(format!(
+                "unknown role {other:?} (admin, operator, viewer, agent)"
+            )),
+        }
+    }
+}
+
+/// What a route needs. Checked with [`Role::allows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ReadJobs,
+    SubmitJobs,
+    CancelJobs,
+    ReadAgents,
+    ReadCluster,
+    ManageTokens,
+    /// Register, heartbeat, poll tasks and report attempts: agents only.
+    AgentProtocol,
+}
+
+impl Role {
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => !matches!(p, AgentProtocol),
+            Role::Operator => matches!(
+                p,
+                ReadJobs | SubmitJobs | CancelJobs | ReadAgents | ReadCluster
+            ),
+            Role::Viewer => matches!(p, ReadJobs | ReadAgents | ReadCluster),
+            Role::Agent => matches!(p, AgentProtocol),
+        }
+    }
+}
+
+/// Claims of a FluxForge token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub tenant: String,
+    pub role: Role,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+    pub iss: String,
+    pub aud: String,
+    /// Set on agent tokens: the node the agent runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+/// An HMAC signing key with its id.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: String,
+    /// Base64 of the secret (32 random bytes when generated).
+    secret: String,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A fresh random key.
+    pub fn generate() -> SigningKey {
+        let secret: [u8; 32] = rand::random();
+        let kid: [u8; 6] = rand::random();
+        SigningKey {
+            kid: hex::encode(kid),
+            alg: "HS256".into(),
+            secret: B64.encode(secret),
+        }
+    }
+
+    fn secret_bytes(&self) -> Result<Vec<u8>, String> {
+        let b = B64
+            .decode(&self.secret)
+            .map_err(|e| format!("secret is not base64: {e}"))?;
+        if b.len() < 32 {
+            return Err(format!("secret is {} bytes; at least 32 needed", b.len()));
+        }
+        Ok(b)
+    }
+
+    /// Loads the key at `path`, or creates it (mode 0600) when the file does not exist.
+    /// Returns whether it was created. An existing but unreadable or invalid file is an error
+    /// and is never overwritten.
+    pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), AuthError> {
+        let err = |message: String| AuthError::KeyFile {
+            path: path.display().to_string(),
+            message,
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let key: SigningKey = serde_json::from_slice(&bytes)
+                    .map_err(|e| err(format!("not a signing key: {e}")))?;
+                if key.alg != "HS256" {
+                    return Err(err(format!("algorithm {} is not supported", key.alg)));
+                }
+                if !valid_ident(&key.kid) {
+                    return Err(err("kid is not a valid identifier".into()));
+                }
+                key.secret_bytes().map_err(err)?;
+                Ok((key, false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let key = SigningKey::generate();
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| err(e.to_string()))?;
+                let body = serde_json::to_vec_pretty(&key).map_err(|e| err(e.to_string()))?;
+                f.write_all(&body)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| err(e.to_string()))?;
+                Ok((key, true))
+            }
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+}
+
+/// Issues and verifies tokens. The first key signs; every key verifies (rotation).
+#[derive(Clone)]
+pub struct Authenticator {
+    keys: Vec<(SigningKey, EncodingKey, DecodingKey)>,
+    issuer: String,
+    audience: String,
+}
+
+impl Authenticator {
+    /// # Panics
+    /// When `keys` is empty or a key's secret is invalid; keys come from
+    /// [`SigningKey::load_or_create`] or [`SigningKey::generate`], which validate them.
+    pub fn new(keys: Vec<SigningKey>, issuer: &str, audience: &str) -> Authenticator {
+        assert!(!keys.is_empty(), "an authenticator needs at least one key");
+        let keys = keys
+            .into_iter()
+            .map(|k| {
+                let secret = k.secret_bytes().expect("signing key validated on load");
+                let enc = EncodingKey::from_secret(&secret);
+                let dec = DecodingKey::from_secret(&secret);
+                (k, enc, dec)
+            })
+            .collect();
+        Authenticator {
+            keys,
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+        }
+    }
+
+    /// Signs a new token.
+    pub fn issue(
+        &self,
+        sub: &str,
+        tenant: &str,
+        role: Role,
+        ttl: Duration,
+        node_id: Option<&str>,
+    ) -> Result<(String, Claims), AuthError> {
+        if role == Role::Agent && node_id.is_none() {
+            return Err(AuthError::InvalidClaims(
+                "an agent token needs a node id".into(),
+            ));
+        }
+        let now = now_ms() / 1000;
+        let jti: [u8; 16] = rand::random();
+        let claims = Claims {
+            sub: sub.to_string(),
+            tenant: tenant.to_string(),
+            role,
+            iat: now,
+            exp: now + ttl.as_secs().max(1),
+            jti: hex::encode(jti),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            node_id: node_id.map(str::to_string),
+        };
+        self.sign(&claims).map(|t| (t, claims))
+    }
+
+    /// Signs arbitrary claims with the current key (tests use it to forge edge cases).
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        let (key, enc, _) = &self.keys[0];
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, enc).map_err(|e| AuthError::Malformed(e.to_string()))
+    }
+
+    /// Verifies signature, algorithm, key id, expiry, issuer and audience, and the shape of the
+    /// claims. Revocation is checked separately ([`is_revoked`]) because it needs the store.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| AuthError::Malformed("token has no kid".into()))?;
+        let (_, _, dec) = self
+            .keys
+            .iter()
+            .find(|(k, _, _)| k.kid == kid)
+            .ok_or(AuthError::UnknownKey(kid))?;
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, dec, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidAlgorithm => AuthError::Algorithm("mismatch".into()),
+                _ => AuthError::Malformed(e.to_string()),
+            }
+        })?;
+        let c = data.claims;
+        // `exp` is checked by the library with zero leeway; double-check against our clock.
+        if c.exp <= now_ms() / 1000 {
+            return Err(AuthError::Expired);
+        }
+        if crate::store::validate_tenant(&c.tenant).is_err() || c.tenant.starts_with('_') {
+            return Err(AuthError::Malformed("token tenant is not valid".into()));
+        }
+        if !valid_ident(&c.jti) {
+            return Err(AuthError::Malformed("token jti is not valid".into()));
+        }
+        match (&c.role, &c.node_id) {
+            (Role::Agent, None) => {
+                return Err(AuthError::Malformed("agent token without node id".into()));
+            }
+            (_, Some(n)) if !valid_ident(n) => {
+                return Err(AuthError::Malformed("token node id is not valid".into()));
+            }
+            _ => {}
+        }
+        Ok(c)
+    }
+}
+
+/// Extracts the token from an `Authorization` header value.
+pub fn bearer(header_value: &str) -> Result<&str, AuthError> {
+    let (scheme, token) = header_value
+        .split_once(' ')
+        .ok_or_else(|| AuthError::Malformed("expected 'Bearer <token>'".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Malformed("expected 'Bearer <token>'".into()));
+    }
+    Ok(token.trim())
+}
+
+fn revocation_key(jti: &str) -> Result<Key, AuthError> {
+    if !valid_ident(jti) {
+        return Err(AuthError::InvalidClaims(format!(
+            "jti {jti:?} is not valid"
+        )));
+    }
+    Ok(Key::new(SYSTEM_TENANT, format!("revoked/{jti}"))?)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Revocation {
+    tenant: String,
+    exp: u64,
+    revoked_at_ms: u64,
+}
+
+/// Records that the token `jti` (of `tenant`, expiring at `exp` seconds) is revoked. Revoking
+/// twice is not an error.
+pub async fn revoke(store: &dyn Store, jti: &str, tenant: &str, exp: u64) -> Result<(), AuthError> {
+    let key = revocation_key(jti)?;
+    let body = serde_json::to_vec(&Revocation {
+        tenant: tenant.to_string(),
+        exp,
+        revoked_at_ms: now_ms(),
+    })
+    .expect("revocation serialises");
+    match store.put(key, body, Expect::Absent).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `jti` has been revoked.
+pub async fn is_revoked(store: &dyn Store, jti: &str) -> Result<bool, AuthError> {
+    Ok(store.get(&revocation_key(jti)?).await?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        Authenticator::new(vec![SigningKey::generate()], "iss-a", "aud-a")
+    }
+
+    #[test]
+    fn issued_token_verifies_with_its_claims() {
+        let a = auth();
+        let (t, c) = a
+            .issue("me", "acme", Role::Operator, Duration::from_secs(60), None)
+            .unwrap();
+        let v = a.verify(&t).unwrap();
+        assert_eq!(v, c);
+        assert_eq!(v.tenant, "acme");
+        assert_eq!(v.role, Role::Operator);
+    }
+
+    #[test]
+    fn rejects_other_key_audience_expiry_and_alg_none() {
+        let a = auth();
+        let (t, mut c) = a
+            .issue("me", "acme", Role::Admin, Duration::from_secs(60), None)
+            .unwrap();
+        // Another key with the same kid: bad signature.
+        let mut other = SigningKey::generate();
+        other.kid = a.keys[0].0.kid.clone();
+        let b = Authenticator::new(vec![other], "iss-a", "aud-a");
+        assert!(matches!(b.verify(&t), Err(AuthError::BadSignature)));
+        // Wrong audience.
+        let c2 = Authenticator::new(vec![a.keys[0].0.clone()], "iss-a", "aud-b");
+        assert!(matches!(c2.verify(&t), Err(AuthError::WrongAudience)));
+        // Expired.
+        c.exp = now_ms() / 1000 - 1;
+        let expired = a.sign(&c).unwrap();
+        assert!(matches!(a.verify(&expired), Err(AuthError::Expired)));
+        // alg=none with the same claims and no signature.
+        let hdr = B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = B64URL.encode(serde_json::to_vec(&c).unwrap());
+        assert!(a.verify(&format!("{hdr}.{body}.")).is_err());
+    }
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+
+    #[test]
+    fn roles_are_enforced() {
+        assert!(Role::Admin.allows(Permission::ManageTokens));
+        assert!(!Role::Admin.allows(Permission::AgentProtocol));
+        assert!(Role::Operator.allows(Permission::SubmitJobs));
+        assert!(!Role::Operator.allows(Permission::ManageTokens));
+        assert!(!Role::Viewer.allows(Permission::SubmitJobs));
+        assert!(Role::Viewer.allows(Permission::ReadJobs));
+        assert!(!Role::Agent.allows(Permission::ReadJobs));
+    }
+
+    #[test]
+    fn agent_token_needs_node_id() {
+        let a = auth();
+        assert!(
+            a.issue("x", "acme", Role::Agent, Duration::from_secs(60), None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reloaded_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.json");
+        let (k1, created) = SigningKey::load_or_create(&p).unwrap();
+        assert!(created);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (k2, created) = SigningKey::load_or_create(&p).unwrap();
+        assert!(!created);
+        assert_eq!(k1.kid, k2.kid);
+        std::fs::write(&p, b"garbage").unwrap();
+        assert!(matches!(
+            SigningKey::load_or_create(&p),
+            Err(AuthError::KeyFile { .. })
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), b"garbage");
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer("Bearer abc").unwrap(), "abc");
+        assert_eq!(bearer("bearer abc").unwrap(), "abc");
+        assert!(bearer("Basic abc").is_err());
+        assert!(bearer("Bearer ").is_err());
+        assert!(bearer("abc").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics of one fluxd node, served on `/metrics`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::Arc;
+
+use crate::app::AppState;
+
+/// All metrics of the node.
+pub struct Metrics {
+    registry: Registry,
+    pub leader_status: IntGauge,
+    pub leader_epoch: IntGauge,
+    pub connected_agents: IntGauge,
+    pub agents_by_state: IntGaugeVec,
+    pub queue_depth: IntGauge,
+    pub jobs_submitted: IntCounter,
+    pub results_recorded: IntCounter,
+    pub requeued: IntCounter,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let leader_status = gauge("flux_leader_status", "1 if this node is the leader, else 0");
+        let leader_epoch = gauge(
+            "flux_leader_epoch",
+            "fencing epoch this node leads with (0 if not leader)",
+        );
+        let connected_agents = gauge(
+            "flux_connected_agents",
+            "agents in state online (as seen by the leader)",
+        );
+        let queue_depth = gauge(
+            "flux_queue_depth",
+            "jobs waiting for an agent (as seen by the leader)",
+        );
+        let jobs_submitted = counter("flux_jobs_submitted_total", "jobs accepted by this node");
+        let results_recorded = counter(
+            "flux_results_recorded_total",
+            "attempt results recorded by this node",
+        );
+        let requeued = counter(
+            "flux_attempts_requeued_total",
+            "attempts taken back from agents and requeued by this node",
+        );
+        let agents_by_state = IntGaugeVec::new(
+            Opts::new("flux_agents", "agents by liveness state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(agents_by_state.clone()))
+            .expect("unique metric");
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "flux_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_requests.clone()))
+            .expect("unique metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "flux_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+            ]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        Metrics {
+            registry,
+            leader_status,
+            leader_epoch,
+            connected_agents,
+            agents_by_state,
+            queue_depth,
+            jobs_submitted,
+            results_recorded,
+            requeued,
+            http_requests,
+            http_duration,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("exposition format is UTF-8")
+    }
+}
+
+/// Records RED metrics per matched route.
+pub async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    st.metrics
+        .http_duration
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    st.metrics
+        .http_requests
+        .with_label_values(&[&route, &method, resp.status().as_str()])
+        .inc();
+    resp
+}
