@@ -72,6 +72,10 @@ fn command(spec: &ExecSpec) -> Result<Command, String> {
             c
         }
     };
+    // The agent's own credentials are not the job's business.
+    for var in ["FLUX_TOKEN", "FLUX_TOKEN_FILE"] {
+        cmd.env_remove(var);
+    }
     cmd.envs(&spec.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -67,6 +67,8 @@ type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 struct Agent {
     api: ApiClient,
+    /// Node id from the agent token; the server checks the token, this is for logs and jobs.
+    node_id: String,
     args: Args,
     running: Running,
     heartbeat: Mutex<Duration>,
@@ -155,7 +157,7 @@ impl Agent {
         })
         .await?;
         self.apply_reply(&reply);
-        tracing::info!(server = %self.api.server(), "registered");
+        tracing::info!(server = %self.api.server(), node = %self.node_id, "registered");
         Ok(())
     }
 
@@ -291,7 +293,13 @@ impl Agent {
                 CommandSpec::Shell(s) => executor::CommandSpec::Shell(s),
                 CommandSpec::Argv(v) => executor::CommandSpec::Argv(v),
             },
-            env: task.env,
+            env: {
+                let mut env = task.env;
+                env.insert("FLUX_JOB_ID".into(), task.job_id.clone());
+                env.insert("FLUX_ATTEMPT_ID".into(), id.clone());
+                env.insert("FLUX_NODE_ID".into(), self.node_id.clone());
+                env
+            },
             workdir: task.workdir.map(PathBuf::from),
             timeout: Some(Duration::from_secs(task.timeout_secs)),
         };
@@ -381,10 +389,14 @@ async fn run(args: Args) -> Result<ExitCode> {
         ca_file: args.ca.clone(),
         insecure: args.insecure,
     };
+    let node_id = flux_core::auth::peek_claims(&token)
+        .and_then(|c| c.node_id)
+        .context("the token is not an agent token (it carries no node id)")?;
     let api = ApiClient::new(args.servers.clone(), Some(token), &tls)?;
     let agent = Arc::new(Agent {
         api,
         args,
+        node_id,
         running: Arc::default(),
         heartbeat: Mutex::new(Duration::from_secs(2)),
     });

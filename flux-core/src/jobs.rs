@@ -315,7 +315,29 @@ impl Jobs {
                     JobError::Conflict("idempotency key is being reused concurrently; retry".into())
                 })?;
                 let earlier_id = String::from_utf8_lossy(&earlier.value).to_string();
-                Ok((self.get(tenant, &earlier_id).await?, false))
+                let earlier = self.get(tenant, &earlier_id).await?;
+                // A replay must be the same request; anything else is a client bug to surface.
+                let same = (
+                    &earlier.command,
+                    &earlier.node_id,
+                    &earlier.env,
+                    &earlier.workdir,
+                    earlier.timeout_secs,
+                    earlier.max_attempts,
+                ) == (
+                    &job.command,
+                    &job.node_id,
+                    &job.env,
+                    &job.workdir,
+                    job.timeout_secs,
+                    job.max_attempts,
+                );
+                if !same {
+                    return Err(JobError::Conflict(format!(
+                        "idempotency key already used by job {earlier_id} with a different request"
+                    )));
+                }
+                Ok((earlier, false))
             }
             Err(e) => Err(e.into()),
         }

@@ -473,7 +473,19 @@ async fn job_cmd(ctx: &Ctx, cmd: &JobCmd) -> Result<ExitCode> {
             }
             let done = wait_for(&api, &job.job_id, None).await?;
             if ctx.json() {
-                print_json(&done)?;
+                // One document for scripts: the final job and its stored output (both streams).
+                let output = api
+                    .send(
+                        Method::GET,
+                        &format!("/v1/jobs/{}/logs", done.job_id),
+                        None,
+                        Duration::from_secs(60),
+                    )
+                    .await?
+                    .text()
+                    .await
+                    .context("reading job output")?;
+                print_json(&json!({"job": done, "output": output}))?;
             } else if done.status != JobStatus::Succeeded {
                 eprintln!(
                     "job {} {}{}",

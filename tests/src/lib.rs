@@ -1,2 +1,356 @@
 //! End-to-end test harness for FluxForge: starts real `fluxd`, `flux-agent` and `redis-server`
 //! processes on loopback and drives them through their public interfaces.
+//!
+//! The binaries are taken from the cargo target directory this test runs from (or from
+//! `FLUX_BIN_DIR`). `cargo test --workspace` builds them because each binary crate has
+//! integration tests of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+pub use flux_core::testing::free_port;
+
+/// Directory holding `fluxd`, `flux-agent` and `fluxctl`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FLUX_BIN_DIR") {
+        return d.into();
+    }
+    // target/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not found: build the binaries first (cargo test --workspace builds them)",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` every 25 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, with its log file kept for failure reports.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+        let f = std::fs::File::create(&log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .env("FLUX_LOG", "info,flux=debug");
+        let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
+        Ok(Proc {
+            child,
+            log,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process has exited, with its status.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            self.kill9();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- {} log ----\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+/// One `fluxd` with its own data directory, port and generated CA.
+pub struct Fluxd {
+    pub proc: Proc,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub admin: String,
+}
+
+/// Options for [`Fluxd::start_with`].
+#[derive(Default, Clone)]
+pub struct FluxdOpts {
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+}
+
+impl FluxdOpts {
+    /// Fast liveness for tests that kill agents: unreachable after 1 s, dead after 2 s.
+    pub fn fast_liveness() -> FluxdOpts {
+        FluxdOpts {
+            args: [
+                "--heartbeat-interval",
+                "250ms",
+                "--unreachable-after",
+                "1s",
+                "--dead-after",
+                "2s",
+                "--sweep-interval",
+                "200ms",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl Fluxd {
+    pub async fn start() -> Fluxd {
+        Fluxd::start_with(FluxdOpts::default()).await
+    }
+
+    pub async fn start_with(opts: FluxdOpts) -> Fluxd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut cmd = Command::new(bin("fluxd"));
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--node-id")
+            .arg(format!("fluxd-{port}"))
+            .args(&opts.args);
+        let proc = Proc::spawn("fluxd", cmd, dir.path().join("fluxd.log")).expect("spawn fluxd");
+        let data = dir.path().join("data");
+        let url = format!("https://127.0.0.1:{port}");
+        let (http, admin) = eventually("fluxd to come up", Duration::from_secs(30), || {
+            let data = data.clone();
+            let url = url.clone();
+            async move {
+                let ca = std::fs::read(data.join("tls/ca.crt")).ok()?;
+                let admin = std::fs::read_to_string(data.join("admin.token")).ok()?;
+                let http = client_with_ca(&ca).ok()?;
+                let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+                r.status()
+                    .is_success()
+                    .then(|| (http, admin.trim().to_string()))
+            }
+        })
+        .await;
+        Fluxd {
+            proc,
+            dir,
+            port,
+            url,
+            http,
+            admin,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir().join("tls/ca.crt")
+    }
+
+    /// A request with a bearer token.
+    pub fn req(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token)
+    }
+
+    /// GET returning status and JSON body (Null when the body is not JSON).
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        send(self.req(reqwest::Method::GET, path, token)).await
+    }
+
+    /// POST JSON returning status and JSON body.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        send(self.req(reqwest::Method::POST, path, token).json(body)).await
+    }
+
+    /// Creates a token through the API with the admin token.
+    pub async fn token(&self, tenant: &str, role: &str, node_id: Option<&str>) -> String {
+        let mut body = json!({"tenant": tenant, "role": role, "ttl_secs": 3600});
+        if let Some(n) = node_id {
+            body["node_id"] = json!(n);
+        }
+        let (status, v) = self.post("/v1/tokens", &self.admin, &body).await;
+        assert_eq!(status, 201, "token create: {v}");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// Starts an agent for `tenant` as `node_id`.
+    pub async fn agent(&self, tenant: &str, node_id: &str, labels: &[&str]) -> Proc {
+        let token = self.token(tenant, "agent", Some(node_id)).await;
+        let token_file = self.dir.path().join(format!("{node_id}.token"));
+        std::fs::write(&token_file, &token).expect("write agent token");
+        let mut cmd = Command::new(bin("flux-agent"));
+        cmd.arg("--server")
+            .arg(&self.url)
+            .arg("--ca")
+            .arg(self.ca_path())
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--poll-secs")
+            .arg("5");
+        for l in labels {
+            cmd.arg("--label").arg(l);
+        }
+        let log = self.dir.path().join(format!("agent-{node_id}.log"));
+        let proc = Proc::spawn(&format!("agent {node_id}"), cmd, log).expect("spawn agent");
+        let admin_for_tenant = self.token(tenant, "viewer", None).await;
+        eventually(
+            &format!("agent {node_id} online"),
+            Duration::from_secs(20),
+            || async {
+                let (s, v) = self
+                    .get(&format!("/v1/agents/{node_id}"), &admin_for_tenant)
+                    .await;
+                (s == 200 && v["state"] == "online").then_some(())
+            },
+        )
+        .await;
+        proc
+    }
+
+    /// Polls a job until `pred` holds on it; returns the job.
+    pub async fn wait_job(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(&format!("job {id}"), timeout, || async {
+            let (s, v) = self.get(&format!("/v1/jobs/{id}"), token).await;
+            (s == 200 && pred(&v)).then_some(v)
+        })
+        .await
+    }
+
+    /// Runs `fluxctl` against this node with `token`.
+    pub fn fluxctl(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(bin("fluxctl"))
+            .args(args)
+            .env("FLUX_SERVER", &self.url)
+            .env("FLUX_CA", self.ca_path())
+            .env("FLUX_TOKEN", token)
+            .env("FLUX_CONFIG", self.dir.path().join("fluxctl.toml"))
+            .env_remove("FLUX_TOKEN_FILE")
+            .env_remove("FLUX_CONTEXT")
+            .env_remove("FLUX_OUTPUT")
+            .output()
+            .expect("run fluxctl")
+    }
+}
+
+/// Sends a request; returns status and JSON body (Null if not JSON).
+pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = rb.send().await.expect("request sent");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// An HTTPS client trusting only the given CA.
+pub fn client_with_ca(ca_pem: &[u8]) -> Result<reqwest::Client> {
+    let cert = reqwest::Certificate::from_pem(ca_pem)?;
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Whether a process is alive (zombies count as dead).
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Reads a pid written by a job into `path`, waiting for it to appear.
+pub async fn read_pid(path: &Path, timeout: Duration) -> i32 {
+    eventually(&format!("pid file {}", path.display()), timeout, || async {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+    .await
+}
+
+/// Kills a leftover process from a test (best effort).
+pub fn kill_pid(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Fails when `s` is not valid UTF-8 output of a process, with context.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Checks that `o` succeeded, or fails with its stderr.
+pub fn ok(o: &Output) -> Result<String> {
+    if !o.status.success() {
+        bail!("exit {:?}: {}", o.status, stderr(o));
+    }
+    Ok(stdout(o))
+}

@@ -1,0 +1,360 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_fluxctl_global_optspecs
+    string join \n server= token= token-file= ca= insecure context= config= o/output= h/help V/version
+end
+
+function __fish_fluxctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_fluxctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_fluxctl_using_subcommand
+    set -l cmd (__fish_fluxctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "get" -d 'Show one job'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "list" -d 'List jobs, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "logs" -d 'Print a job\'s output'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "cancel" -d 'Cancel a job (running jobs are killed with their whole process group)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "attempts" -d 'Show a job\'s attempts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s n -l node -d 'Agent to run on (default: any online agent of the tenant)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s e -l env -d 'Environment variable KEY=VALUE (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l workdir -d 'Working directory on the agent' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l timeout -d 'Kill the job after this long' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l attempts -d 'Attempts before giving up when agents are lost' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Idempotency key: submitting twice with the same key runs the job once' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l shell -d 'Join all arguments into one shell command line'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l status -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l node -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l limit -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s f -l follow -d 'Keep streaming until the job ends'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after this long (exit 1)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show one job'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "list" -d 'List jobs, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Print a job\'s output'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a job (running jobs are killed with their whole process group)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "attempts" -d 'Show a job\'s attempts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "list" -d 'List agents of the tenant'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'List agents of the tenant'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -f -a "create" -d 'Issue a token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l role -r -f -a "admin\t''
+operator\t''
+viewer\t''
+agent\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l node-id -d 'Node id bound into an agent token' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l subject -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l jti -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Issue a token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -f -a "set-context" -d 'Create or update a context'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -f -a "use-context" -d 'Make a context the default'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -f -a "get-contexts" -d 'List contexts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l to-server -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l with-token-file -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l with-ca -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l allow-insecure
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "set-context" -d 'Create or update a context'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "use-context" -d 'Make a context the default'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "get-contexts" -d 'List contexts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "logs" -d 'Print a job\'s output'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "cancel" -d 'Cancel a job (running jobs are killed with their whole process group)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "attempts" -d 'Show a job\'s attempts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'List agents of the tenant'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Issue a token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set-context" -d 'Create or update a context'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "use-context" -d 'Make a context the default'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get-contexts" -d 'List contexts'

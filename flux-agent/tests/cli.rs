@@ -1,0 +1,35 @@
+//! Start-up failures of the real `flux-agent` binary.
+
+use std::process::Command;
+
+fn agent(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flux-agent"))
+        .args(args)
+        .env_remove("FLUX_TOKEN")
+        .env_remove("FLUX_TOKEN_FILE")
+        .env("FLUX_LOG", "error")
+        .output()
+        .expect("run flux-agent")
+}
+
+#[test]
+fn refuses_to_start_without_a_usable_agent_token() {
+    let out = agent(&["--server", "https://127.0.0.1:1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+
+    // A well-formed token without a node id (not an agent token).
+    let out = agent(&[
+        "--server",
+        "https://127.0.0.1:1",
+        "--token",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node id"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = agent(&["--server", "http://127.0.0.1:1", "--token", "x"]);
+    assert!(!out.status.success());
+}

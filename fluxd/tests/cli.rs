@@ -1,0 +1,78 @@
+//! Start-up failures of the real `fluxd` binary: clear errors, non-zero exit, nothing touched.
+
+use std::process::Command;
+
+fn fluxd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fluxd"))
+        .args(args)
+        .env("FLUX_LOG", "error")
+        .output()
+        .expect("run fluxd")
+}
+
+#[test]
+fn foreign_store_file_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("not-a-store.redb");
+    std::fs::write(&store, b"this is somebody's spreadsheet").unwrap();
+    let spec = format!("redb:{}", store.display());
+    let data = dir.path().join("data");
+    let out = fluxd(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--store",
+        &spec,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not-a-store.redb"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        b"this is somebody's spreadsheet"
+    );
+}
+
+#[test]
+fn unknown_store_scheme_and_unreachable_redis_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (spec, needle) in [
+        ("etcd://x", "etcd"),
+        ("redis://127.0.0.1:1/0", "127.0.0.1:1"),
+    ] {
+        let out = fluxd(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--store",
+            spec,
+        ]);
+        assert!(!out.status.success(), "{spec}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{spec}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn corrupt_signing_key_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = data.join("signing-key.json");
+    std::fs::write(&key, b"{oops").unwrap();
+    let out = fluxd(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("signing-key.json"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), b"{oops");
+}

@@ -1,0 +1,648 @@
+//! Jobs end to end over TLS with real `fluxd`, `flux-agent` and `fluxctl` processes.
+
+use std::time::Duration;
+
+use flux_core::auth::{Authenticator, Role, SigningKey};
+use flux_core::model::now_ms;
+use flux_tests::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+
+fn terminal(v: &Value) -> bool {
+    matches!(
+        v["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled" | "timed_out" | "lost")
+    )
+}
+
+/// The original quick start, as written: `POST /jobs` with `{"command","node_id"}` and a bearer
+/// token on port 8443-style TLS, then `GET /metrics` showing the leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_quick_start_over_tls() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (status, job) = d
+        .post(
+            "/jobs",
+            &d.admin,
+            &json!({"command": "echo Hello FluxForge", "node_id": "agent-1"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["status"], "queued");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["exit_code"], 0);
+    let logs = d
+        .req(Method::GET, &format!("/v1/jobs/{id}/logs"), &d.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(logs, "Hello FluxForge\n");
+
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nflux_leader_status 1\n"), "{metrics}");
+    assert!(metrics.contains("\nflux_connected_agents 1\n"), "{metrics}");
+    assert!(metrics.contains("\nflux_queue_depth 0\n"), "{metrics}");
+
+    // Plain HTTP on the TLS port gets no answer a client could mistake for success.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", d.port))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP was served"
+    );
+    // A client that does not trust the local CA refuses the server.
+    let untrusting = reqwest::Client::builder()
+        .tls_certs_only(Vec::<reqwest::Certificate>::new())
+        .build()
+        .unwrap();
+    assert!(
+        untrusting
+            .get(format!("{}/healthz", d.url))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tokens_are_rejected_with_401() {
+    let d = Fluxd::start().await;
+    // Tokens signed with the server's own key but wrong in one way each.
+    let (key, created) =
+        SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
+    assert!(!created);
+    let same = Authenticator::new(vec![key.clone()], "fluxforge", "fluxforge");
+    let (good, claims) = same
+        .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
+        .unwrap();
+    let mut expired = claims.clone();
+    expired.exp = now_ms() / 1000 - 5;
+    let expired = same.sign(&expired).unwrap();
+    let wrong_aud = Authenticator::new(vec![key.clone()], "fluxforge", "someone-else")
+        .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
+        .unwrap()
+        .0;
+    let mut other_key = SigningKey::generate();
+    other_key.kid = key.kid.clone();
+    let forged = Authenticator::new(vec![other_key], "fluxforge", "fluxforge")
+        .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
+        .unwrap()
+        .0;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let alg_none = format!(
+        "{}.{}.",
+        b64.encode(format!(
+            r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+            key.kid
+        )),
+        b64.encode(serde_json::to_vec(&claims).unwrap())
+    );
+
+    let (s, _) = d.get("/v1/jobs", &good).await;
+    assert_eq!(s, 200, "the control token must work");
+    for (name, tok) in [
+        ("expired", expired.as_str()),
+        ("wrong audience", wrong_aud.as_str()),
+        ("wrong signature", forged.as_str()),
+        ("alg=none", alg_none.as_str()),
+        ("garbage", "not-a-jwt"),
+    ] {
+        let (s, v) = d.get("/v1/jobs", tok).await;
+        assert_eq!(s, 401, "{name}: {v}");
+        assert_eq!(v["error"]["code"], "unauthorized", "{name}: {v}");
+        let (s, _) = d.post("/v1/jobs", tok, &json!({"command": "true"})).await;
+        assert_eq!(s, 401, "{name} could submit");
+    }
+    let (s, _) = send(d.http.get(format!("{}/v1/jobs", d.url))).await;
+    assert_eq!(s, 401, "no token");
+
+    // Revocation through fluxctl takes effect on the next request.
+    let victim = d.token("default", "operator", None).await;
+    assert_eq!(d.get("/v1/jobs", &victim).await.0, 200);
+    ok(&d.fluxctl(&d.admin, &["token", "revoke", &victim])).unwrap();
+    let (s, v) = d.get("/v1/jobs", &victim).await;
+    assert_eq!(s, 401, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("revoked"),
+        "{v}"
+    );
+    assert_eq!(
+        d.get("/v1/jobs", &d.admin).await.0,
+        200,
+        "other tokens unaffected"
+    );
+    // Nothing was submitted by any rejected token.
+    assert_eq!(d.get("/v1/jobs", &d.admin).await.1, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_are_enforced_per_route() {
+    let d = Fluxd::start().await;
+    let viewer = d.token("default", "viewer", None).await;
+    let operator = d.token("default", "operator", None).await;
+    let agent = d.token("default", "agent", Some("a1")).await;
+    let job = json!({"command": "true"});
+    assert_eq!(d.post("/v1/jobs", &viewer, &job).await.0, 403);
+    assert_eq!(d.post("/v1/jobs", &agent, &job).await.0, 403);
+    assert_eq!(d.get("/v1/jobs", &agent).await.0, 403);
+    assert_eq!(d.get("/v1/jobs", &viewer).await.0, 200);
+    let body = json!({"role": "admin", "tenant": "default"});
+    assert_eq!(d.post("/v1/tokens", &operator, &body).await.0, 403);
+    assert_eq!(d.post("/v1/tokens", &viewer, &body).await.0, 403);
+    assert_eq!(
+        d.post("/v1/agent/register", &operator, &json!({})).await.0,
+        403
+    );
+    let (s, v) = d.post("/v1/jobs", &operator, &job).await;
+    assert_eq!(s, 202, "{v}");
+    // An agent token without a node id cannot be made.
+    let (s, v) = d
+        .post("/v1/tokens", &d.admin, &json!({"role": "agent"}))
+        .await;
+    assert_eq!(s, 422, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_cannot_see_or_touch_each_other() {
+    let d = Fluxd::start().await;
+    let a = d.token("acme", "operator", None).await;
+    let b = d.token("globex", "operator", None).await;
+    let _agent_a = d.agent("acme", "shared-name", &[]).await;
+    let (s, job) = d
+        .post("/v1/jobs", &a, &json!({"command": "echo acme-secret"}))
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&a, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    for path in [
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/logs"),
+        format!("/v1/jobs/{id}/attempts"),
+        format!("/v1/jobs/{id}/wait?timeout_secs=1"),
+        "/v1/agents/shared-name".to_string(),
+    ] {
+        let (s, v) = d.get(&path, &b).await;
+        assert_eq!(s, 404, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "not_found");
+    }
+    let (s, _) = d
+        .post(&format!("/v1/jobs/{id}/cancel"), &b, &json!({}))
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!(d.get("/v1/jobs", &b).await.1, json!([]));
+    assert_eq!(d.get("/v1/agents", &b).await.1, json!([]));
+    // The tenant never comes from the body.
+    let (s, v) = d
+        .post(
+            "/v1/jobs",
+            &b,
+            &json!({"command": "true", "tenant": "acme"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    // A job of globex addressed to acme's agent name never runs on it.
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &b,
+            &json!({"command": "true", "node_id": "shared-name"}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let bid = job["job_id"].as_str().unwrap();
+    let (_, v) = d
+        .get(&format!("/v1/jobs/{bid}/wait?timeout_secs=2"), &b)
+        .await;
+    assert_eq!(v["status"], "queued", "{v}");
+    // Acme's view is unchanged: exactly its one job.
+    let list = d.get("/v1/jobs", &a).await.1;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_oversized_bodies_get_4xx_and_write_nothing() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: vec!["--max-body-bytes".into(), "65536".into()],
+    })
+    .await;
+    let post_raw = |body: Vec<u8>, ctype: Option<&str>| {
+        let mut rb = d.req(Method::POST, "/v1/jobs", &d.admin).body(body);
+        if let Some(c) = ctype {
+            rb = rb.header("content-type", c);
+        }
+        send(rb)
+    };
+    let json_ct = Some("application/json");
+    let cases: Vec<(&str, Vec<u8>, Option<&str>, u16)> = vec![
+        ("syntax", b"{\"command\": ".to_vec(), json_ct, 400),
+        ("not utf8", vec![0xff, 0xfe, 0x00], json_ct, 400),
+        (
+            "unknown field",
+            br#"{"command":"true","bogus":1}"#.to_vec(),
+            json_ct,
+            422,
+        ),
+        ("wrong type", br#"{"command":42}"#.to_vec(), json_ct, 422),
+        ("no command", br#"{"node_id":"x"}"#.to_vec(), json_ct, 422),
+        (
+            "both forms",
+            br#"{"command":"true","argv":["true"]}"#.to_vec(),
+            json_ct,
+            422,
+        ),
+        (
+            "bad node id",
+            br#"{"command":"true","node_id":"../x"}"#.to_vec(),
+            json_ct,
+            422,
+        ),
+        (
+            "no content type",
+            br#"{"command":"true"}"#.to_vec(),
+            None,
+            415,
+        ),
+        (
+            "oversized",
+            format!(r#"{{"command":"echo {}"}}"#, "x".repeat(200_000)).into_bytes(),
+            json_ct,
+            413,
+        ),
+    ];
+    for (name, body, ct, want) in cases {
+        let (s, v) = post_raw(body, ct).await;
+        assert_eq!(s, want, "{name}: {v}");
+        assert!(v["error"]["code"].is_string(), "{name}: error shape {v}");
+        assert!(v["error"]["message"].is_string(), "{name}: error shape {v}");
+    }
+    let (s, _) = d.get("/v1/jobs?status=bogus", &d.admin).await;
+    assert_eq!(s, 400);
+    let (s, _) = d.get("/v1/jobs/no-such-job", &d.admin).await;
+    assert_eq!(s, 404);
+    assert_eq!(d.get("/v1/jobs", &d.admin).await.1, json!([]));
+    // The server is still healthy after all of it.
+    assert_eq!(
+        d.post("/v1/jobs", &d.admin, &json!({"command": "true"}))
+            .await
+            .0,
+        202
+    );
+}
+
+/// `fluxctl job cancel` on a running `sleep 600` kills the whole process group, including a
+/// background child, and records the job as cancelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_sleep_leaves_no_process_behind() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let work = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "sleep 600 & echo $! > {dir}/bg; echo $$ > {dir}/main; wait",
+        dir = work.path().display()
+    );
+    let (s, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
+    assert_eq!(s, 202);
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let main = read_pid(&work.path().join("main"), T).await;
+    let bg = read_pid(&work.path().join("bg"), T).await;
+    assert!(pid_alive(main) && pid_alive(bg));
+    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
+        .await;
+
+    let out = d.fluxctl(&d.admin, &["job", "cancel", &id]);
+    ok(&out).unwrap();
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    eventually("job processes gone", T, || async {
+        (!pid_alive(main) && !pid_alive(bg)).then_some(())
+    })
+    .await;
+    // Cancelling again is harmless; the job stays cancelled.
+    let (s, v) = d
+        .post(&format!("/v1/jobs/{id}/cancel"), &d.admin, &json!({}))
+        .await;
+    assert!(s == 200 || s == 409, "{s} {v}");
+    assert_eq!(
+        d.get(&format!("/v1/jobs/{id}"), &d.admin).await.1["status"],
+        "cancelled"
+    );
+}
+
+/// An agent killed with SIGKILL mid-job: the attempt is abandoned and the job runs again on
+/// another eligible agent; the dead agent's attempt record stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_killed_mid_job_is_requeued_to_another_agent() {
+    let d = Fluxd::start_with(FluxdOpts::fast_liveness()).await;
+    let mut a = d.agent("default", "agent-a", &["pool=x"]).await;
+    let work = tempfile::tempdir().unwrap();
+    // On agent-a the job blocks; anywhere else it finishes at once.
+    let cmd = format!(
+        "if [ \"$FLUX_NODE_ID\" = agent-a ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
+        dir = work.path().display()
+    );
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": cmd, "max_attempts": 3}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let orphan = read_pid(&work.path().join("pid"), T).await;
+    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
+        .await;
+    let _b = d.agent("default", "agent-b", &["pool=x"]).await;
+    a.kill9();
+    // The job's process outlives a SIGKILLed agent (nothing can prevent that); clean it up.
+    kill_pid(orphan);
+
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert_eq!(done["agent"], "agent-b", "{done}");
+    let logs = d
+        .req(Method::GET, &format!("/v1/jobs/{id}/logs"), &d.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains("ran on agent-b"), "{logs}");
+    let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
+    let atts = atts.as_array().expect("attempts").clone();
+    assert_eq!(atts.len(), 2, "{atts:?}");
+    assert_eq!(atts[0]["agent"], "agent-a");
+    assert_eq!(atts[0]["state"], "abandoned");
+    assert_eq!(atts[1]["agent"], "agent-b");
+    assert_eq!(atts[1]["state"], "finished");
+    let (_, agent) = d.get("/v1/agents/agent-a", &d.admin).await;
+    assert_eq!(agent["state"], "dead", "{agent}");
+}
+
+/// `fluxctl job run --wait` streams output and exits with the remote exit code; `-o json`
+/// prints one JSON document a script can parse.
+#[tokio::test(flavor = "multi_thread")]
+async fn fluxctl_run_wait_exit_codes_and_json() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "job",
+            "run",
+            "--wait",
+            "echo to-stdout; echo to-stderr >&2; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains("to-stdout"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("to-stderr") || stderr(&out).contains("to-stderr"));
+
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "job",
+            "run",
+            "--wait",
+            "-e",
+            "GREETING=hi",
+            "echo $GREETING",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    assert_eq!(v["job"]["status"], "succeeded", "{v}");
+    assert_eq!(v["job"]["exit_code"], 0, "{v}");
+    assert_eq!(v["output"], "hi\n", "{v}");
+
+    // Argv form, no shell: the dollar sign is literal.
+    let out = d.fluxctl(&d.admin, &["job", "run", "--wait", "echo", "$HOME"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out).lines().last(), Some("$HOME"));
+
+    // Timeout: exit 124, as timeout(1).
+    let out = d.fluxctl(
+        &d.admin,
+        &["job", "run", "--wait", "--timeout", "1s", "sleep 600"],
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+
+    // An unreachable server is a clear error, not a panic.
+    let out = std::process::Command::new(bin("fluxctl"))
+        .args([
+            "--server",
+            &format!("https://127.0.0.1:{}", free_port()),
+            "--insecure",
+            "--token",
+            &d.admin,
+            "job",
+            "list",
+        ])
+        .env_remove("FLUX_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(!stderr(&out).is_empty());
+
+    // job list and agents list in JSON.
+    let v: Value =
+        serde_json::from_str(&ok(&d.fluxctl(&d.admin, &["-o", "json", "job", "list"])).unwrap())
+            .unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 4, "{v}");
+    let v: Value =
+        serde_json::from_str(&ok(&d.fluxctl(&d.admin, &["-o", "json", "agents", "list"])).unwrap())
+            .unwrap();
+    assert_eq!(v[0]["node_id"], "agent-1", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_key_runs_a_job_once() {
+    let d = Fluxd::start().await;
+    let body = json!({"command": "true"});
+    let submit = || {
+        send(
+            d.req(Method::POST, "/v1/jobs", &d.admin)
+                .header("X-Flux-Idempotency-Key", "deploy-42")
+                .json(&body),
+        )
+    };
+    let (s1, j1) = submit().await;
+    let (s2, j2) = submit().await;
+    assert_eq!((s1, s2), (202, 200), "{j1} {j2}");
+    assert_eq!(j1["job_id"], j2["job_id"]);
+    assert_eq!(
+        d.get("/v1/jobs", &d.admin)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // The same key with a different body is a conflict, not a silent replay.
+    let (s3, v) = send(
+        d.req(Method::POST, "/v1/jobs", &d.admin)
+            .header("X-Flux-Idempotency-Key", "deploy-42")
+            .json(&json!({"command": "false"})),
+    )
+    .await;
+    assert_eq!(s3, 409, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_is_capped_with_a_visible_marker() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: vec!["--output-cap-bytes".into(), "10000".into()],
+    })
+    .await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (_, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "yes x | head -c 100000; echo tail-line"}),
+        )
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let logs = d
+        .req(Method::GET, &format!("/v1/jobs/{id}/logs"), &d.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "[fluxforge: output truncated, ";
+    assert!(logs.contains(marker), "no truncation marker");
+    let stored = &logs[..logs.find(marker).unwrap()];
+    assert!(
+        stored.trim_end().len() <= 10_000,
+        "stored {} bytes",
+        stored.len()
+    );
+    assert!(stored.len() >= 9_000, "stored only {} bytes", stored.len());
+    assert!(
+        logs.contains("90010 bytes not stored"),
+        "{}",
+        &logs[logs.len() - 200..]
+    );
+    assert!(!logs.contains("tail-line"));
+}
+
+/// `follow=true` streams output while the job runs and ends when it finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_streams_until_the_end() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let work = tempfile::tempdir().unwrap();
+    let gate = work.path().join("gate");
+    let cmd = format!(
+        "echo first; while [ ! -e {g} ]; do sleep 0.05; done; echo second",
+        g = gate.display()
+    );
+    let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let mut resp = d
+        .req(
+            Method::GET,
+            &format!("/v1/jobs/{id}/logs?follow=true"),
+            &d.admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("first") {
+        let c = tokio::time::timeout(T, resp.chunk())
+            .await
+            .expect("chunk in time");
+        seen.push_str(&String::from_utf8_lossy(&c.unwrap().expect("stream open")));
+    }
+    assert!(!seen.contains("second"));
+    std::fs::write(&gate, b"").unwrap();
+    let rest = tokio::time::timeout(T, resp.text())
+        .await
+        .expect("stream ends")
+        .unwrap();
+    assert_eq!(format!("{seen}{rest}"), "first\nsecond\n");
+}
+
+/// SIGTERM stops fluxd gracefully (exit 0), and the data survives a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_is_graceful_and_state_survives_restart() {
+    let mut d = Fluxd::start().await;
+    let (_, job) = d
+        .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = eventually("fluxd exit", T, || {
+        let s = d.proc.try_exit();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    // Same data dir and port: the job, the key and the admin token are all still valid.
+    let port = d.port;
+    let mut cmd = std::process::Command::new(bin("fluxd"));
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(d.data_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let v = eventually("restarted fluxd", T, || async {
+        let (s, v) = d
+            .req(Method::GET, &format!("/v1/jobs/{id}"), &d.admin)
+            .await_ok()
+            .await?;
+        (s == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(v["job_id"], id.as_str());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+trait AwaitOk {
+    async fn await_ok(self) -> Option<(u16, Value)>;
+}
+
+impl AwaitOk for reqwest::RequestBuilder {
+    async fn await_ok(self) -> Option<(u16, Value)> {
+        let r = self.send().await.ok()?;
+        let s = r.status().as_u16();
+        Some((s, r.json().await.unwrap_or(Value::Null)))
+    }
+}
