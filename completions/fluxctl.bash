@@ -19,6 +19,9 @@ _fluxctl() {
             fluxctl,agents)
                 cmd="fluxctl__subcmd__agents"
                 ;;
+            fluxctl,bench)
+                cmd="fluxctl__subcmd__bench"
+                ;;
             fluxctl,completions)
                 cmd="fluxctl__subcmd__completions"
                 ;;
@@ -58,6 +61,18 @@ _fluxctl() {
             fluxctl__subcmd__agents__subcmd__help,list)
                 cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__list"
                 ;;
+            fluxctl__subcmd__bench,help)
+                cmd="fluxctl__subcmd__bench__subcmd__help"
+                ;;
+            fluxctl__subcmd__bench,jobs)
+                cmd="fluxctl__subcmd__bench__subcmd__jobs"
+                ;;
+            fluxctl__subcmd__bench__subcmd__help,help)
+                cmd="fluxctl__subcmd__bench__subcmd__help__subcmd__help"
+                ;;
+            fluxctl__subcmd__bench__subcmd__help,jobs)
+                cmd="fluxctl__subcmd__bench__subcmd__help__subcmd__jobs"
+                ;;
             fluxctl__subcmd__config,get-contexts)
                 cmd="fluxctl__subcmd__config__subcmd__get__subcmd__contexts"
                 ;;
@@ -85,6 +100,9 @@ _fluxctl() {
             fluxctl__subcmd__help,agents)
                 cmd="fluxctl__subcmd__help__subcmd__agents"
                 ;;
+            fluxctl__subcmd__help,bench)
+                cmd="fluxctl__subcmd__help__subcmd__bench"
+                ;;
             fluxctl__subcmd__help,completions)
                 cmd="fluxctl__subcmd__help__subcmd__completions"
                 ;;
@@ -111,6 +129,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__help__subcmd__agents,list)
                 cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__list"
+                ;;
+            fluxctl__subcmd__help__subcmd__bench,jobs)
+                cmd="fluxctl__subcmd__help__subcmd__bench__subcmd__jobs"
                 ;;
             fluxctl__subcmd__help__subcmd__config,get-contexts)
                 cmd="fluxctl__subcmd__help__subcmd__config__subcmd__get__subcmd__contexts"
@@ -221,7 +242,7 @@ _fluxctl() {
 
     case "${cmd}" in
         fluxctl)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version job agents token status whoami config completions help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version job agents token status whoami config bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -421,6 +442,164 @@ _fluxctl() {
                 return 0
             fi
             case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__bench)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version jobs help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__bench__subcmd__help)
+            opts="jobs help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__bench__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__bench__subcmd__help__subcmd__jobs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__bench__subcmd__jobs)
+            opts="-n -o -h -V --count --concurrency --command --node --deadline --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -773,7 +952,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help)
-            opts="job agents token status whoami config completions help"
+            opts="job agents token status whoami config bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -815,6 +994,34 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__agents__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__bench)
+            opts="jobs"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__bench__subcmd__jobs)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

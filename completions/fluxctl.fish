@@ -41,6 +41,7 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "token" -d 'Create a
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "whoami" -d 'Show the identity of the current token'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "bench" -d 'Benchmarks against a running control plane'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -325,6 +326,37 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "use-context" -d 'Make a context the default'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "get-contexts" -d 'List contexts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l count -d 'Jobs to run in all' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l concurrency -d 'Jobs in flight at once (each worker submits, waits, repeats)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l command -d 'Command each job runs' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s n -l node -d 'Pin jobs to one agent' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l deadline -d 'Give up after this long' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l token-file -d 'File holding the bearer token' -r -F
@@ -336,14 +368,15 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "job" -d 'Run and inspect jobs'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "agents" -d 'List and inspect agents'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "whoami" -d 'Show the identity of the current token'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "config" -d 'Manage contexts in the config file'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "completions" -d 'Print shell completions'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first'
@@ -358,3 +391,4 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set-context" -d 'Create or update a context'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "use-context" -d 'Make a context the default'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get-contexts" -d 'List contexts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'

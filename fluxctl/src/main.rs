@@ -5,6 +5,7 @@
 //! with the remote command's exit code, 128+N when it was killed by signal N, 124 on timeout,
 //! 130 when cancelled and 127 when it could not start.
 
+mod bench;
 mod config;
 
 use std::collections::BTreeMap;
@@ -87,10 +88,35 @@ enum Cmd {
     /// Manage contexts in the config file.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Benchmarks against a running control plane.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Job round trip: submit → result, latency percentiles and jobs/s.
+    Jobs {
+        /// Jobs to run in all.
+        #[arg(long, default_value_t = 500)]
+        count: usize,
+        /// Jobs in flight at once (each worker submits, waits, repeats).
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// Command each job runs.
+        #[arg(long, default_value = "true")]
+        command: String,
+        /// Pin jobs to one agent.
+        #[arg(short, long)]
+        node: Option<String>,
+        /// Give up after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "10m")]
+        deadline: Duration,
     },
 }
 
@@ -781,6 +807,58 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(BenchCmd::Jobs {
+            count,
+            concurrency,
+            command,
+            node,
+            deadline,
+        }) => {
+            let api = std::sync::Arc::new(ctx.client()?);
+            let progress = !ctx.json() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let r = bench::jobs(
+                api,
+                *count,
+                *concurrency,
+                command.clone(),
+                node.clone(),
+                *deadline,
+                progress,
+            )
+            .await?;
+            if ctx.json() {
+                print_json(&r)?;
+            } else {
+                let mut t = table(&[
+                    "JOBS",
+                    "CONCURRENCY",
+                    "FAILED",
+                    "SECONDS",
+                    "JOBS/S",
+                    "P50 MS",
+                    "P90 MS",
+                    "P99 MS",
+                    "MAX MS",
+                ]);
+                t.add_row(vec![
+                    r.jobs.to_string(),
+                    r.concurrency.to_string(),
+                    r.failed.to_string(),
+                    format!("{:.2}", r.elapsed_secs),
+                    format!("{:.1}", r.jobs_per_sec),
+                    format!("{:.1}", r.p50_ms),
+                    format!("{:.1}", r.p90_ms),
+                    format!("{:.1}", r.p99_ms),
+                    format!("{:.1}", r.max_ms),
+                ]);
+                println!("{t}");
+            }
+            Ok(if r.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Completions { shell } => {
             clap_complete::generate(

@@ -646,3 +646,113 @@ impl AwaitOk for reqwest::RequestBuilder {
         Some((s, r.json().await.unwrap_or(Value::Null)))
     }
 }
+
+/// The CI example in `examples/` works against a live cluster as documented.
+#[tokio::test(flavor = "multi_thread")]
+async fn ci_example_script_runs_steps_and_reports_them() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let operator = d.token("default", "operator", None).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ci-deploy.sh");
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("agent-1")
+        .env("PATH", path)
+        .env("FLUX_SERVER", &d.url)
+        .env("FLUX_CA", d.ca_path())
+        .env("FLUX_TOKEN", &operator)
+        .env("FLUX_CONFIG", d.dir.path().join("none.toml"))
+        .env("CI_PIPELINE_ID", "77")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert_eq!(text.matches("exit 0").count(), 3, "{text}");
+    assert!(text.contains("all steps succeeded on agent-1"), "{text}");
+    // A CI retry of the same pipeline reuses the jobs (idempotency keys) instead of rerunning.
+    let jobs = d.get("/v1/jobs", &operator).await.1;
+    assert_eq!(jobs.as_array().unwrap().len(), 3);
+    let again = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("agent-1")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("FLUX_SERVER", &d.url)
+        .env("FLUX_CA", d.ca_path())
+        .env("FLUX_TOKEN", &operator)
+        .env("FLUX_CONFIG", d.dir.path().join("none.toml"))
+        .env("CI_PIPELINE_ID", "77")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        d.get("/v1/jobs", &operator)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+/// `fluxctl bench jobs` runs exactly the jobs it reports, and counts failures.
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_jobs_reports_what_it_ran() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "bench",
+            "jobs",
+            "--count",
+            "6",
+            "--concurrency",
+            "3",
+        ],
+    );
+    let v: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    assert_eq!(v["jobs"], 6, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert!(v["p50_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["p99_ms"].as_f64().unwrap() >= v["p50_ms"].as_f64().unwrap());
+    assert_eq!(
+        d.get("/v1/jobs", &d.admin)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "bench",
+            "jobs",
+            "--count",
+            "2",
+            "--command",
+            "exit 1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["failed"], 2, "{v}");
+}
