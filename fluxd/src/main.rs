@@ -4,6 +4,7 @@
 
 mod api;
 mod app;
+mod limits;
 mod metrics;
 mod tls;
 
@@ -82,6 +83,15 @@ struct Args {
     /// Largest request body accepted.
     #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
+    /// Ordinary requests served at once; more are answered 429 with Retry-After.
+    #[arg(long, env = "FLUX_MAX_REQUESTS", default_value_t = 512)]
+    max_requests: usize,
+    /// Long-polls (agent task polls, job waits, followed logs) held at once.
+    #[arg(long, env = "FLUX_MAX_LONG_POLLS", default_value_t = 8192)]
+    max_long_polls: usize,
+    /// Agent registrations processed at once (spreads out a reconnecting fleet).
+    #[arg(long, env = "FLUX_MAX_REGISTRATIONS", default_value_t = 32)]
+    max_registrations: usize,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -215,6 +225,14 @@ async fn run(args: Args) -> Result<ExitCode> {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(limits::Limits::new(
+                args.max_requests,
+                args.max_long_polls,
+                args.max_registrations,
+            )),
+            limits::shed,
         ))
         .layer(DefaultBodyLimit::max(args.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -756,3 +756,42 @@ async fn bench_jobs_reports_what_it_ran() {
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["failed"], 2, "{v}");
 }
+
+/// Past its limit of held long-polls a node answers 429 with Retry-After, ordinary requests keep
+/// their own budget, and capacity comes back when the long-poll ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_polls_beyond_the_limit_are_shed_with_429() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: vec!["--max-long-polls".into(), "1".into()],
+    })
+    .await;
+    let (_, job) = d
+        .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let held = tokio::spawn(
+        d.req(
+            Method::GET,
+            &format!("/v1/jobs/{id}/wait?timeout_secs=60"),
+            &d.admin,
+        )
+        .send(),
+    );
+    let wait_path = format!("/v1/jobs/{id}/wait?timeout_secs=1");
+    let retry_after = eventually("a shed long-poll", T, || async {
+        let r = d.req(Method::GET, &wait_path, &d.admin).send().await.ok()?;
+        (r.status() == 429).then(|| r.headers().get("retry-after").cloned())
+    })
+    .await;
+    assert!(retry_after.is_some(), "429 without Retry-After");
+    assert_eq!(
+        d.get("/v1/jobs", &d.admin).await.0,
+        200,
+        "ordinary requests starved"
+    );
+    held.abort();
+    eventually("capacity back after the long-poll ended", T, || async {
+        (d.get(&wait_path, &d.admin).await.0 == 200).then_some(())
+    })
+    .await;
+}
