@@ -795,3 +795,54 @@ async fn long_polls_beyond_the_limit_are_shed_with_429() {
     })
     .await;
 }
+
+/// Contexts in the config file carry server, CA and token; flags and FLUX_* override them.
+#[tokio::test(flavor = "multi_thread")]
+async fn fluxctl_contexts_select_server_and_credentials() {
+    let d = Fluxd::start().await;
+    let cfg = d.dir.path().join("ctx.toml");
+    let tok = d.dir.path().join("op.token");
+    std::fs::write(&tok, d.token("default", "viewer", None).await).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin("fluxctl"))
+            .args(args)
+            .env("FLUX_CONFIG", &cfg)
+            .env_remove("FLUX_SERVER")
+            .env_remove("FLUX_TOKEN")
+            .env_remove("FLUX_TOKEN_FILE")
+            .env_remove("FLUX_CA")
+            .env_remove("FLUX_CONTEXT")
+            .output()
+            .unwrap()
+    };
+    let (ca, tokp) = (d.ca_path(), tok.clone());
+    ok(&run(&[
+        "config",
+        "set-context",
+        "lab",
+        "--to-server",
+        &d.url,
+        "--with-token-file",
+        tokp.to_str().unwrap(),
+        "--with-ca",
+        ca.to_str().unwrap(),
+    ]))
+    .unwrap();
+    // Not the current context yet: the default server (localhost:8443) is not ours.
+    ok(&run(&["config", "use-context", "lab"])).unwrap();
+    let who: Value = serde_json::from_str(&ok(&run(&["-o", "json", "whoami"])).unwrap()).unwrap();
+    assert_eq!(who["role"], "viewer", "{who}");
+    // An explicit token overrides the context's.
+    let who: Value =
+        serde_json::from_str(&ok(&run(&["-o", "json", "--token", &d.admin, "whoami"])).unwrap())
+            .unwrap();
+    assert_eq!(who["role"], "admin", "{who}");
+    // A viewer context cannot submit: exit non-zero with the server's 403 message.
+    let out = run(&["job", "run", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+    // An unknown context is a clear error.
+    let out = run(&["--context", "nope", "status"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+}
