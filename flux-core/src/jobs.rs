@@ -587,24 +587,37 @@ impl Jobs {
             } else {
                 agent.state
             };
-            if next != agent.state && !(agent.state == AgentState::Dead) {
-                agent.state = next;
+            if next != agent.state && agent.state != AgentState::Dead {
                 let ak = key(tenant, keys::agent(&agent.node_id))?;
+                let marked = Agent {
+                    state: next,
+                    ..agent.clone()
+                };
                 match self
                     .store
-                    .commit(
-                        Txn::new()
-                            .fenced(epoch)
-                            .put(ak, enc(&agent), Expect::Version(av)),
-                    )
+                    .commit(Txn::new().fenced(epoch).put(
+                        ak.clone(),
+                        enc(&marked),
+                        Expect::Version(av),
+                    ))
                     .await
                 {
-                    Ok(_) => match next {
-                        AgentState::Dead => report.marked_dead += 1,
-                        AgentState::Unreachable => report.marked_unreachable += 1,
-                        AgentState::Online => {}
-                    },
-                    Err(StoreError::Conflict { .. }) => {}
+                    Ok(_) => {
+                        match next {
+                            AgentState::Dead => report.marked_dead += 1,
+                            AgentState::Unreachable => report.marked_unreachable += 1,
+                            AgentState::Online => {}
+                        }
+                        agent = marked;
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        // The agent wrote meanwhile (a heartbeat): what it is now is what the
+                        // store says, not what this sweep wanted. Its attempts are judged on that.
+                        agent = match self.load::<Agent>(&ak).await? {
+                            Some((a, _)) => a,
+                            None => continue,
+                        };
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -789,6 +802,10 @@ impl Jobs {
                         Some((a, _)) => {
                             a.agent == node_id
                                 && matches!(a.state, AttemptState::Assigned | AttemptState::Running)
+                                && !self
+                                    .load::<Job>(&key(tenant, keys::job(job_id))?)
+                                    .await?
+                                    .is_some_and(|(j, _)| j.cancel_requested)
                         }
                         None => false,
                     }
