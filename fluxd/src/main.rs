@@ -260,6 +260,8 @@ async fn run(args: Args) -> Result<ExitCode> {
     });
     tracing::info!(node = %node_id, addr = %args.listen, "fluxd serving https");
     axum_server::from_tcp_rustls(listener, tls_config)?
+        // Small request/response exchanges must not wait on Nagle + delayed ACK (~40 ms each).
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
         .handle(handle)
         .serve(app.into_make_service())
         .await
