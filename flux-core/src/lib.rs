@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod jobs;
+pub mod lease;
 pub mod model;
 pub mod store;
 

@@ -1174,6 +1174,22 @@ impl Store for HeartbeatDuringSweep {
         self.inner.raise_epoch(floor).await
     }
 
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> store::Result<Option<Epoch>> {
+        self.inner.acquire_lease(holder, ttl).await
+    }
+
+    async fn release_lease(&self, holder: &str) -> store::Result<()> {
+        self.inner.release_lease(holder).await
+    }
+
+    async fn lease_holder(&self) -> store::Result<Option<(String, Epoch)>> {
+        self.inner.lease_holder().await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.inner.subscribe()
     }

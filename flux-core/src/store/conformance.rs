@@ -391,6 +391,93 @@ pub async fn concurrent_cas_increments_lose_no_update(f: &Fixture) {
 
 /// Expands to one test per conformance check. `$fixture` is an expression of type
 /// `impl Future<Output = Option<Fixture>>`; `None` skips (backend not installed).
+/// The lease has one holder at a time (across handles, i.e. nodes); renewing keeps the term's
+/// epoch; releasing lets another holder in at once, with a higher epoch.
+pub async fn one_lease_holder_at_a_time_with_a_new_epoch_per_term(f: &Fixture) {
+    let ttl = Duration::from_secs(30);
+    let before = f.store.current_epoch().await.unwrap();
+    let e1 = f
+        .store
+        .acquire_lease("node-a", ttl)
+        .await
+        .unwrap()
+        .expect("a free lease is granted");
+    assert!(e1 > before, "acquisition must move the epoch up");
+    assert_eq!(f.store.current_epoch().await.unwrap(), e1);
+    assert_eq!(f.peer.acquire_lease("node-b", ttl).await.unwrap(), None);
+    assert_eq!(
+        f.peer.lease_holder().await.unwrap(),
+        Some(("node-a".to_string(), e1))
+    );
+    // Renewal: same term, same epoch, epoch not moved.
+    assert_eq!(
+        f.store.acquire_lease("node-a", ttl).await.unwrap(),
+        Some(e1)
+    );
+    assert_eq!(f.store.current_epoch().await.unwrap(), e1);
+    // Releasing by a non-holder does nothing.
+    f.peer.release_lease("node-b").await.unwrap();
+    assert_eq!(f.peer.acquire_lease("node-b", ttl).await.unwrap(), None);
+    f.store.release_lease("node-a").await.unwrap();
+    assert_eq!(f.store.lease_holder().await.unwrap(), None);
+    let e2 = f
+        .peer
+        .acquire_lease("node-b", ttl)
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert!(e2 > e1);
+    assert!(f.store.acquire_lease("bad|name", ttl).await.is_err());
+}
+
+/// A lease not renewed lapses after its TTL; the next holder's epoch fences every write of the
+/// previous term, even though the previous holder never learned it lost the lease.
+pub async fn a_lapsed_lease_passes_to_another_holder_whose_epoch_fences_the_old(f: &Fixture) {
+    let ttl = Duration::from_millis(300);
+    let e1 = f.store.acquire_lease("node-a", ttl).await.unwrap().unwrap();
+    let k = key("_system", "leader-work");
+    f.store
+        .commit(
+            Txn::new()
+                .fenced(e1)
+                .put(k.clone(), b"a".to_vec(), Expect::Any),
+        )
+        .await
+        .expect("the holder's fenced write");
+    let start = std::time::Instant::now();
+    let e2 = loop {
+        if let Some(e) = f.peer.acquire_lease("node-b", ttl).await.unwrap() {
+            break e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        start.elapsed() >= ttl - Duration::from_millis(50),
+        "lease taken over after {:?}, before its TTL",
+        start.elapsed()
+    );
+    assert!(e2 > e1);
+    let stale = f
+        .store
+        .commit(
+            Txn::new()
+                .fenced(e1)
+                .put(k.clone(), b"stale".to_vec(), Expect::Any),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Fenced { .. })),
+        "old term wrote: {stale:?}"
+    );
+    assert_eq!(f.store.get(&k).await.unwrap().unwrap().value, b"a");
+    // The old holder cannot renew its way back in while the new term lasts.
+    assert_eq!(f.store.acquire_lease("node-a", ttl).await.unwrap(), None);
+}
+
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($fixture:expr) => {
@@ -401,7 +488,9 @@ macro_rules! store_conformance_tests {
             transactions_are_all_or_nothing,
             listing_is_scoped_to_one_tenant,
             commits_notify_subscribers,
-            concurrent_cas_increments_lose_no_update
+            concurrent_cas_increments_lose_no_update,
+            one_lease_holder_at_a_time_with_a_new_epoch_per_term,
+            a_lapsed_lease_passes_to_another_holder_whose_epoch_fences_the_old
         );
     };
     (@each $fixture:expr; $($check:ident),*) => {

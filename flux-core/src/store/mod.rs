@@ -351,6 +351,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Subscribes to change notifications.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
 
+    /// Takes or renews the cluster's leader lease for `holder`, to last `ttl` from when the store
+    /// applies it. A fresh acquisition moves the fencing epoch up in the same atomic step.
+    /// Returns the epoch of `holder`'s term while it holds the lease, `None` when another holder
+    /// has it.
+    async fn acquire_lease(&self, holder: &str, ttl: std::time::Duration) -> Result<Option<Epoch>>;
+
+    /// Gives the lease up if `holder` has it, so a successor can take it at once.
+    async fn release_lease(&self, holder: &str) -> Result<()>;
+
+    /// Who holds the lease, with its term's epoch.
+    async fn lease_holder(&self) -> Result<Option<(String, Epoch)>>;
+
     /// Writes one object.
     async fn put(&self, key: Key, value: Vec<u8>, expect: Expect) -> Result<Version> {
         self.commit(Txn::new().put(key, value, expect)).await
@@ -360,6 +372,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn delete(&self, key: Key, expect: Expect) -> Result<Version> {
         self.commit(Txn::new().delete(key, expect)).await
     }
+}
+
+/// Checks a lease holder name (a node id): 1–128 characters without `|`.
+pub fn validate_holder(holder: &str) -> Result<()> {
+    if holder.is_empty() || holder.len() > 128 || holder.contains('|') {
+        return Err(StoreError::InvalidKey(format!(
+            "lease holder {holder:?} must be 1 to 128 characters without '|'"
+        )));
+    }
+    Ok(())
 }
 
 /// A shared handle to a store.

@@ -35,6 +35,9 @@ pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
     changes: broadcast::Sender<Change>,
+    /// The leader lease: holder, epoch, expiry. In memory, because the redb file is locked to
+    /// one process, so every contender for this lease lives in this process.
+    lease: tokio::sync::Mutex<Option<(String, Epoch, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -87,6 +90,7 @@ impl RedbStore {
             db: Arc::new(db),
             path,
             changes,
+            lease: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -389,5 +393,40 @@ impl Store for RedbStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    async fn acquire_lease(&self, holder: &str, ttl: std::time::Duration) -> Result<Option<Epoch>> {
+        super::validate_holder(holder)?;
+        // Held across the epoch update, so two contenders cannot both move the epoch.
+        let mut lease = self.lease.lock().await;
+        let now = std::time::Instant::now();
+        match lease.as_mut() {
+            Some((h, e, exp)) if h == holder && *exp > now => {
+                *exp = now + ttl;
+                return Ok(Some(*e));
+            }
+            Some((_, _, exp)) if *exp > now => return Ok(None),
+            _ => {}
+        }
+        // Free or lapsed: a new term. The epoch is durable before the lease is granted.
+        let epoch = self.next_epoch().await?;
+        *lease = Some((holder.to_string(), epoch, now + ttl));
+        Ok(Some(epoch))
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        let mut lease = self.lease.lock().await;
+        if lease.as_ref().is_some_and(|(h, _, _)| h == holder) {
+            *lease = None;
+        }
+        Ok(())
+    }
+
+    async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
+        let lease = self.lease.lock().await;
+        Ok(lease
+            .as_ref()
+            .filter(|(_, _, exp)| *exp > std::time::Instant::now())
+            .map(|(h, e, _)| (h.clone(), *e)))
     }
 }

@@ -13,6 +13,7 @@
 //! | `flux:{t:TENANT}:idx` | sorted set | every path of the tenant, for ordered prefix listing |
 //! | `flux:tenants` | set | tenants that have objects |
 //! | `flux:{cluster}:epoch` | string | the fencing epoch |
+//! | `flux:{cluster}:leader` | string with expiry | leader lease: `HOLDER|EPOCH` |
 //!
 //! Commits publish a JSON [`Change`] on the channel `flux:changes`; every node subscribes, so a
 //! task written by the leader wakes an agent's long-poll on any node.
@@ -35,6 +36,7 @@ use super::{
 const CHANNEL: &str = "flux:changes";
 const TENANTS: &str = "flux:tenants";
 const EPOCH: &str = "flux:{cluster}:epoch";
+const LEASE: &str = "flux:{cluster}:leader";
 
 const COMMIT_LUA: &str = r#"
 -- KEYS: rev, idx, epoch, tenants, object keys...
@@ -105,6 +107,32 @@ if floor > cur then redis.call('SET', KEYS[1], ARGV[1]); return floor end
 return cur
 "#;
 
+const ACQUIRE_LUA: &str = r#"
+-- KEYS: lease, epoch; ARGV: holder, ttl ms. Returns the holder's epoch, or -1 if another holds it.
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  if string.sub(cur, 1, sep - 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(cur, sep + 1))
+  end
+  return -1
+end
+local e = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. e, 'PX', ARGV[2])
+return e
+"#;
+
+const RELEASE_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local prefix = ARGV[1] .. '|'
+if cur and string.sub(cur, 1, string.len(prefix)) == prefix then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
 /// The Redis store.
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -113,6 +141,8 @@ pub struct RedisStore {
     commit_script: Script,
     list_script: Script,
     raise_script: Script,
+    acquire_script: Script,
+    release_script: Script,
     _listener: DropGuard,
 }
 
@@ -199,6 +229,8 @@ impl RedisStore {
             commit_script: Script::new(COMMIT_LUA),
             list_script: Script::new(LIST_LUA),
             raise_script: Script::new(RAISE_EPOCH_LUA),
+            acquire_script: Script::new(ACQUIRE_LUA),
+            release_script: Script::new(RELEASE_LUA),
             _listener: cancel.drop_guard(),
         })
     }
@@ -468,6 +500,47 @@ impl Store for RedisStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Epoch>> {
+        super::validate_holder(holder)?;
+        let mut conn = self.conn.clone();
+        let e: i64 = self
+            .acquire_script
+            .key(LEASE)
+            .key(EPOCH)
+            .arg(holder)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok((e >= 0).then_some(e as Epoch))
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        super::validate_holder(holder)?;
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .release_script
+            .key(LEASE)
+            .arg(holder)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(LEASE)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| {
+            let (h, e) = v.rsplit_once('|')?;
+            Some((h.to_string(), e.parse().ok()?))
+        }))
     }
 }
 
