@@ -72,9 +72,11 @@ fn command(spec: &ExecSpec) -> Result<Command, String> {
             c
         }
     };
-    // The agent's own credentials are not the job's business.
-    for var in ["FLUX_TOKEN", "FLUX_TOKEN_FILE"] {
-        cmd.env_remove(var);
+    // The agent's own settings and credentials are not the job's business.
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("FLUX_") {
+            cmd.env_remove(var);
+        }
     }
     cmd.envs(&spec.env)
         .stdin(Stdio::null())

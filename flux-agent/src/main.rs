@@ -287,7 +287,8 @@ impl Agent {
                 return;
             }
         }
-        tracing::info!(attempt = %id, command = %task.command.display(), "starting");
+        tracing::info!(attempt = %id, "starting");
+        tracing::debug!(attempt = %id, command = %task.command.display(), "command");
         let spec = executor::ExecSpec {
             command: match task.command {
                 CommandSpec::Shell(s) => executor::CommandSpec::Shell(s),

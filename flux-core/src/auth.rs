@@ -348,13 +348,26 @@ pub fn peek_claims(token: &str) -> Option<Claims> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
-fn revocation_key(jti: &str) -> Result<Key, AuthError> {
+/// Tenant whose admins administer the whole cluster: they may issue and revoke tokens of any
+/// tenant. The bootstrap admin token belongs to it. Admins of other tenants manage only their own.
+pub const CLUSTER_TENANT: &str = "default";
+
+impl Claims {
+    /// Whether these claims may manage tokens of `tenant`.
+    pub fn may_administer(&self, tenant: &str) -> bool {
+        self.role == Role::Admin && (self.tenant == tenant || self.tenant == CLUSTER_TENANT)
+    }
+}
+
+/// Revocations are keyed by tenant and jti, so revoking a jti affects only that tenant's tokens.
+fn revocation_key(tenant: &str, jti: &str) -> Result<Key, AuthError> {
     if !valid_ident(jti) {
         return Err(AuthError::InvalidClaims(format!(
             "jti {jti:?} is not valid"
         )));
     }
-    Ok(Key::new(SYSTEM_TENANT, format!("revoked/{jti}"))?)
+    crate::store::validate_tenant(tenant).map_err(|e| AuthError::InvalidClaims(e.to_string()))?;
+    Ok(Key::new(SYSTEM_TENANT, format!("revoked/{tenant}/{jti}"))?)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -367,7 +380,7 @@ struct Revocation {
 /// Records that the token `jti` (of `tenant`, expiring at `exp` seconds) is revoked. Revoking
 /// twice is not an error.
 pub async fn revoke(store: &dyn Store, jti: &str, tenant: &str, exp: u64) -> Result<(), AuthError> {
-    let key = revocation_key(jti)?;
+    let key = revocation_key(tenant, jti)?;
     let body = serde_json::to_vec(&Revocation {
         tenant: tenant.to_string(),
         exp,
@@ -380,9 +393,9 @@ pub async fn revoke(store: &dyn Store, jti: &str, tenant: &str, exp: u64) -> Res
     }
 }
 
-/// Whether `jti` has been revoked.
-pub async fn is_revoked(store: &dyn Store, jti: &str) -> Result<bool, AuthError> {
-    Ok(store.get(&revocation_key(jti)?).await?.is_some())
+/// Whether the token `jti` of `tenant` has been revoked.
+pub async fn is_revoked(store: &dyn Store, tenant: &str, jti: &str) -> Result<bool, AuthError> {
+    Ok(store.get(&revocation_key(tenant, jti)?).await?.is_some())
 }
 
 #[cfg(test)]

@@ -652,7 +652,15 @@ impl Jobs {
                 _ => continue,
             };
             match self
-                .requeue(tenant, epoch, now, attempt, atv, entry.key.clone(), &reason)
+                .requeue(
+                    tenant,
+                    Some(epoch),
+                    now,
+                    attempt,
+                    atv,
+                    entry.key.clone(),
+                    &reason,
+                )
                 .await
             {
                 Ok(true) => report.requeued += 1,
@@ -670,7 +678,7 @@ impl Jobs {
     async fn requeue(
         &self,
         tenant: &str,
-        epoch: Epoch,
+        epoch: Option<Epoch>,
         now: Millis,
         mut attempt: Attempt,
         atv: Version,
@@ -685,8 +693,11 @@ impl Jobs {
         attempt.state = AttemptState::Abandoned;
         attempt.abandoned_reason = Some(reason.to_string());
         let ak = key(tenant, keys::attempt(&attempt.job_id, attempt.number))?;
-        let mut txn = Txn::new()
-            .fenced(epoch)
+        let mut txn = Txn::new();
+        if let Some(e) = epoch {
+            txn = txn.fenced(e);
+        }
+        let mut txn = txn
             .put(ak, enc(&attempt), Expect::Version(atv))
             .delete(inbox_key, Expect::Any);
         let mut requeued = false;
@@ -1027,15 +1038,41 @@ impl Jobs {
             if matches!(a.state, AttemptState::Finished | AttemptState::Abandoned) {
                 return Ok(false);
             }
+            let inbox = key(tenant, keys::inbox_entry(node_id, attempt_id))?;
+            if result.outcome == Outcome::Cancelled {
+                let cancel_requested = self
+                    .load::<Job>(&key(tenant, keys::job(&a.job_id))?)
+                    .await?
+                    .is_some_and(|(j, _)| j.cancel_requested);
+                if !cancel_requested {
+                    // Stopped on the agent's side (agent shutdown), not by a user: the work was
+                    // interrupted, not cancelled, so it goes back to the queue.
+                    return match self
+                        .requeue(
+                            tenant,
+                            None,
+                            now,
+                            a,
+                            av,
+                            inbox,
+                            "interrupted on the agent (agent stopped)",
+                        )
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        Err(e) if is_conflict(&e) => continue,
+                        Err(e) => Err(e),
+                    };
+                }
+            }
             a.state = AttemptState::Finished;
             a.started_at.get_or_insert(now);
             a.finished_at = Some(now);
             a.result = Some(result.clone());
             let jk = key(tenant, keys::job(&a.job_id))?;
-            let mut txn = Txn::new().put(ak, enc(&a), Expect::Version(av)).delete(
-                key(tenant, keys::inbox_entry(node_id, attempt_id))?,
-                Expect::Any,
-            );
+            let mut txn = Txn::new()
+                .put(ak, enc(&a), Expect::Version(av))
+                .delete(inbox, Expect::Any);
             if let Some((mut job, jv)) = self.load::<Job>(&jk).await?
                 && job.current_attempt.as_deref() == Some(attempt_id)
                 && !job.status.is_terminal()

@@ -214,7 +214,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .map_err(|_| AuthError::Malformed("authorization header is not text".into()))?;
         let token = auth::bearer(value)?;
         let claims = state.auth.verify(token)?;
-        if state.is_revoked(&claims.jti).await? {
+        if state.is_revoked(&claims.tenant, &claims.jti).await? {
             return Err(AuthError::Revoked.into());
         }
         Ok(Caller(claims))
@@ -612,6 +612,12 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<TokenReply>)> {
     caller.require(Permission::ManageTokens)?;
     let tenant = req.tenant.unwrap_or_else(|| caller.tenant().to_string());
+    if !caller.0.may_administer(&tenant) {
+        return Err(ApiError::forbidden(format!(
+            "only admins of tenant {:?} or of {tenant:?} may issue tokens for {tenant:?}",
+            auth::CLUSTER_TENANT
+        )));
+    }
     if tenant.starts_with('_') {
         return Err(ApiError::invalid("tenant names may not start with '_'"));
     }
@@ -665,6 +671,8 @@ struct RevokeToken {
     token: Option<String>,
     jti: Option<String>,
     exp: Option<u64>,
+    /// Tenant of the token named by `jti` (default: the caller's).
+    tenant: Option<String>,
 }
 
 async fn revoke_token(
@@ -686,10 +694,15 @@ async fn revoke_token(
                 return Err(ApiError::invalid("jti is not valid"));
             }
             let exp = req.exp.unwrap_or(now_ms() / 1000 + MAX_TTL_SECS);
-            (j, caller.tenant().to_string(), exp)
+            let tenant = req.tenant.unwrap_or_else(|| caller.tenant().to_string());
+            (j, tenant, exp)
         }
         _ => return Err(ApiError::invalid("give either token or jti")),
     };
+    if !caller.0.may_administer(&tenant) {
+        // Same answer as for an unknown object: another tenant's tokens are not visible.
+        return Err(ApiError::not_found("token not found"));
+    }
     auth::revoke(st.store.as_ref(), &jti, &tenant, exp).await?;
     tracing::info!(by = %caller.0.sub, %jti, "token revoked");
     Ok(Json(json!({"revoked": jti})))

@@ -61,8 +61,8 @@ impl AppState {
         }
     }
 
-    pub async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
-        auth::is_revoked(self.store.as_ref(), jti).await
+    pub async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, AuthError> {
+        auth::is_revoked(self.store.as_ref(), tenant, jti).await
     }
 
     /// Asks the leader loop (if this node leads) to run a scheduling pass now.

@@ -1,7 +1,8 @@
 //! Request-count limits: requests beyond what a node should hold at once are shed with
 //! `429 Too Many Requests` and `Retry-After`, instead of queueing until the node falls over.
-//! Long-polls (agent task polls, job waits, followed logs) hold a connection for up to a minute,
-//! so they have their own budget and cannot starve ordinary requests; agent registrations have a
+//! Long-polls (job waits, followed logs) hold a connection for a long time, so they have their
+//! own budget and cannot starve ordinary requests; agents' task polls have another, so users'
+//! long-polls cannot starve agents; agent registrations have a
 //! small one of their own so that a fleet reconnecting at once is spread out.
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::api::ApiError;
 pub struct Limits {
     requests: Arc<Semaphore>,
     long_polls: Arc<Semaphore>,
+    /// Agents' task polls have a pool of their own, so user long-polls cannot starve them.
+    agent_polls: Arc<Semaphore>,
     registrations: Arc<Semaphore>,
 }
 
@@ -27,6 +30,7 @@ impl Limits {
         Limits {
             requests: Arc::new(Semaphore::new(requests)),
             long_polls: Arc::new(Semaphore::new(long_polls)),
+            agent_polls: Arc::new(Semaphore::new(long_polls)),
             registrations: Arc::new(Semaphore::new(registrations)),
         }
     }
@@ -35,14 +39,15 @@ impl Limits {
 fn is_long_poll(req: &Request) -> bool {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
-    path == "/v1/agent/tasks"
-        || path.ends_with("/wait")
+    path.ends_with("/wait")
         || (path.ends_with("/logs") && query.split('&').any(|kv| kv == "follow=true"))
 }
 
 pub async fn shed(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
     let (pool, what, retry) = if req.uri().path() == "/v1/agent/register" {
         (&limits.registrations, "registrations", 2)
+    } else if req.uri().path() == "/v1/agent/tasks" {
+        (&limits.agent_polls, "agent polls", 1)
     } else if is_long_poll(&req) {
         (&limits.long_polls, "long-polls", 1)
     } else {

@@ -86,7 +86,7 @@ struct Args {
     /// Ordinary requests served at once; more are answered 429 with Retry-After.
     #[arg(long, env = "FLUX_MAX_REQUESTS", default_value_t = 512)]
     max_requests: usize,
-    /// Long-polls (agent task polls, job waits, followed logs) held at once.
+    /// Long-polls (job waits, followed logs) held at once; agents' task polls get a pool as large.
     #[arg(long, env = "FLUX_MAX_LONG_POLLS", default_value_t = 8192)]
     max_long_polls: usize,
     /// Agent registrations processed at once (spreads out a reconnecting fleet).

@@ -846,3 +846,97 @@ async fn fluxctl_contexts_select_server_and_credentials() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
 }
+
+/// Only admins of the cluster tenant manage other tenants' tokens; a tenant admin's revocation
+/// by jti cannot reach another tenant's token.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_admins_cannot_mint_or_revoke_for_other_tenants() {
+    let d = Fluxd::start().await;
+    let acme_admin = d.token("acme", "admin", None).await;
+    for role in ["admin", "agent", "viewer"] {
+        let (s, v) = d
+            .post(
+                "/v1/tokens",
+                &acme_admin,
+                &json!({"tenant": "globex", "role": role, "node_id": "n1"}),
+            )
+            .await;
+        assert_eq!(s, 403, "{role}: {v}");
+    }
+    // Its own tenant is fine.
+    let (s, v) = d
+        .post("/v1/tokens", &acme_admin, &json!({"role": "viewer"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["claims"]["tenant"], "acme");
+
+    let globex = d.token("globex", "viewer", None).await;
+    let jti = flux_core::auth::peek_claims(&globex).unwrap().jti;
+    let (s, _) = d
+        .post(
+            "/v1/tokens/revoke",
+            &acme_admin,
+            &json!({"jti": jti, "tenant": "globex"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = d
+        .post("/v1/tokens/revoke", &acme_admin, &json!({"token": globex}))
+        .await;
+    assert_eq!(s, 404);
+    // Revoking the same jti in its own tenant does not touch globex's token.
+    let (s, _) = d
+        .post("/v1/tokens/revoke", &acme_admin, &json!({"jti": jti}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        d.get("/v1/jobs", &globex).await.0,
+        200,
+        "globex token was revoked"
+    );
+    // The cluster admin can.
+    let (s, _) = d
+        .post(
+            "/v1/tokens/revoke",
+            &d.admin,
+            &json!({"jti": jti, "tenant": "globex"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(d.get("/v1/jobs", &globex).await.0, 401);
+}
+
+/// Stopping an agent (SIGTERM) interrupts its jobs; they are requeued, not recorded as
+/// cancelled, and finish on another agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_stopped_gracefully_mid_job_has_its_job_requeued() {
+    let d = Fluxd::start().await;
+    let mut a = d.agent("default", "agent-a", &[]).await;
+    let work = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "if [ \"$FLUX_NODE_ID\" = agent-a ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
+        dir = work.path().display()
+    );
+    let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let pid = read_pid(&work.path().join("pid"), T).await;
+    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
+        .await;
+    let _b = d.agent("default", "agent-b", &[]).await;
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = eventually("agent-a exit", T, || {
+        let s = a.try_exit();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "agent exit {status:?}");
+    assert!(
+        !pid_alive(pid),
+        "the job's process outlived the agent's graceful stop"
+    );
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["agent"], "agent-b", "{done}");
+    let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
+    assert_eq!(atts[0]["state"], "abandoned", "{atts}");
+}
