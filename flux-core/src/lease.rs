@@ -179,7 +179,10 @@ async fn run(
                             tracing::warn!(%node, epoch, "a write was fenced: another node leads; stepping down");
                             phase = Phase::Follower;
                             set(phase);
-                            // Leave the lease to whoever holds the newer epoch.
+                            // If the lease is still ours (the epoch was raised under it, as a
+                            // restore does), give it up so the next term starts with a fresh
+                            // epoch; if another node holds it, this changes nothing.
+                            let _ = tokio::time::timeout(cfg.retry_every, store.release_lease(&node)).await;
                             last_try = Some(Instant::now());
                         }
                     }

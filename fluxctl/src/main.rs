@@ -700,7 +700,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if ctx.json() {
                 print_json(&s)?;
             } else {
-                let mut t = table(&["NODE", "STORE", "LEADER", "EPOCH", "AGENTS", "QUEUED"]);
                 let agents = s["agents"]
                     .as_object()
                     .map(|m| {
@@ -709,23 +708,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             .collect::<Vec<_>>()
                             .join(" ")
                     })
-                    .unwrap_or_default();
-                t.add_row(vec![
-                    s["node_id"].as_str().unwrap_or("?").to_string(),
-                    s["store"].as_str().unwrap_or("?").to_string(),
-                    if s["leader"].as_bool().unwrap_or(false) {
-                        "yes".into()
-                    } else {
-                        "no".into()
-                    },
-                    s["store_epoch"].to_string(),
-                    if agents.is_empty() {
-                        "none".into()
-                    } else {
-                        agents
-                    },
-                    s["queue_depth"].to_string(),
-                ]);
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| "none".into());
+                println!(
+                    "leader: {} (epoch {})   store: {} (epoch {})   agents: {}   queued: {}",
+                    s["leader_node"].as_str().unwrap_or("none"),
+                    s["leader_epoch"],
+                    s["store"].as_str().unwrap_or("?"),
+                    s["store_epoch"],
+                    agents,
+                    s["queue_depth"]
+                );
+                let mut t = table(&["NODE", "LEADER", "EPOCH", "LAST SEEN", "VERSION"]);
+                for n in s["nodes"].as_array().into_iter().flatten() {
+                    let id = n["node_id"].as_str().unwrap_or("?");
+                    t.add_row(vec![
+                        if id == s["node_id"].as_str().unwrap_or("") {
+                            format!("{id} (answered)")
+                        } else {
+                            id.to_string()
+                        },
+                        if n["leader"].as_bool().unwrap_or(false) {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
+                        n["epoch"].to_string(),
+                        format!("{} ago", age(n["last_seen"].as_u64().unwrap_or(0))),
+                        n["version"].as_str().unwrap_or("?").to_string(),
+                    ]);
+                }
                 println!("{t}");
             }
             Ok(ExitCode::SUCCESS)

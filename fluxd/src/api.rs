@@ -723,11 +723,16 @@ async fn status(
         *by_state.entry(a.state.as_str()).or_default() += 1;
     }
     let leader = st.leader.snapshot();
+    let holder = st.store.lease_holder().await?;
+    let nodes = crate::app::live_nodes(&st).await?;
     Ok(Json(json!({
         "node_id": st.node_id,
         "store": st.store.backend(),
         "leader": leader.is_leader,
         "epoch": leader.epoch,
+        "leader_node": holder.as_ref().map(|(h, _)| h.clone()),
+        "leader_epoch": holder.as_ref().map(|(_, e)| *e),
+        "nodes": nodes,
         "store_epoch": st.store.current_epoch().await?,
         "agents": by_state,
         "queue_depth": st.jobs.queue_depth(caller.tenant()).await?,

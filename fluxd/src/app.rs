@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use flux_core::auth::{self, AuthError, Authenticator};
 use flux_core::jobs::Jobs;
+use flux_core::lease::{self, LeaseConfig};
 use flux_core::model::{AgentState, now_ms};
-use flux_core::store::{DynStore, StoreError};
-use tokio::sync::Notify;
+use flux_core::store::{DynStore, Expect, Key, SYSTEM_TENANT, StoreError};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub leader: Leadership,
     scheduler: Notify,
+    /// Wakes the node record writer when leadership changes.
+    node_changed: Notify,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
             metrics: Metrics::new(),
             leader: Leadership::default(),
             scheduler: Notify::new(),
+            node_changed: Notify::new(),
         }
     }
 
@@ -72,6 +76,9 @@ impl AppState {
 
     fn set_leader(&self, epoch: Option<u64>) {
         let m = &self.metrics;
+        if self.leader.snapshot().is_leader != epoch.is_some() {
+            self.node_changed.notify_one();
+        }
         match epoch {
             Some(e) => {
                 self.leader.epoch.store(e, Ordering::SeqCst);
@@ -149,36 +156,145 @@ fn to_store(e: flux_core::jobs::JobError) -> StoreError {
     }
 }
 
-/// Runs leader work until `cancel`. The embedded store has one node, which always leads; it takes
-/// a fresh fencing epoch at start so that writes of any earlier process on the same data are
-/// fenced. A fenced write means another node took a newer epoch: this node stops leader work.
-pub async fn run_leader(st: Arc<AppState>, cancel: CancellationToken, sweep_every: Duration) {
-    let epoch = loop {
-        match st.store.next_epoch().await {
-            Ok(e) => break e,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot take a leader epoch; retrying");
+/// What a node records about itself in the store, so every node can show the cluster.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub version: String,
+    pub started_at: u64,
+    pub last_seen: u64,
+    pub leader: bool,
+    pub epoch: u64,
+}
+
+/// How often a node refreshes its record; a record older than three periods is shown as gone.
+pub const NODE_REFRESH: Duration = Duration::from_secs(2);
+
+fn node_key(node: &str) -> Result<Key, StoreError> {
+    Key::new(SYSTEM_TENANT, format!("nodes/{node}"))
+}
+
+/// Writes this node's record every [`NODE_REFRESH`] until `cancel`, then removes it.
+pub async fn run_node_record(st: Arc<AppState>, cancel: CancellationToken) {
+    let started_at = now_ms();
+    let Ok(key) = node_key(&st.node_id) else {
+        tracing::warn!(node = %st.node_id, "node id cannot be recorded in the store");
+        return;
+    };
+    loop {
+        let l = st.leader.snapshot();
+        let rec = NodeRecord {
+            node_id: st.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at,
+            last_seen: now_ms(),
+            leader: l.is_leader,
+            epoch: l.epoch,
+        };
+        let body = serde_json::to_vec(&rec).expect("node record serialises");
+        if let Err(e) = st.store.put(key.clone(), body, Expect::Any).await {
+            tracing::debug!(error = %e, "node record not written");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(NODE_REFRESH) => {}
+            _ = st.node_changed.notified() => {}
+        }
+    }
+    let _ = st.store.delete(key, Expect::Any).await;
+}
+
+/// Nodes whose records are fresh.
+pub async fn live_nodes(st: &AppState) -> Result<Vec<NodeRecord>, StoreError> {
+    let horizon = now_ms().saturating_sub(3 * NODE_REFRESH.as_millis() as u64);
+    let mut out: Vec<NodeRecord> = st
+        .store
+        .list(SYSTEM_TENANT, "nodes/")
+        .await?
+        .into_iter()
+        .filter_map(|e| serde_json::from_slice::<NodeRecord>(&e.value).ok())
+        .filter(|n| n.last_seen >= horizon)
+        .collect();
+    out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    Ok(out)
+}
+
+/// Takes part in the leader election until `cancel`, running leader work (liveness sweeps,
+/// requeues, scheduling) while this node holds the lease. Leader work stops as soon as the
+/// lease could have lapsed or a write is fenced; on `cancel` the lease is released so another
+/// node takes over at once.
+pub async fn run_leader(
+    st: Arc<AppState>,
+    cancel: CancellationToken,
+    sweep_every: Duration,
+    lease_cfg: LeaseConfig,
+) {
+    let (fenced_tx, fenced_rx) = watch::channel(0u64);
+    let lease_cancel = CancellationToken::new();
+    let (mut leadership, driver) = lease::spawn(
+        st.store.clone(),
+        st.node_id.clone(),
+        lease_cfg,
+        lease_cancel.clone(),
+        fenced_rx,
+    );
+    loop {
+        let current = *leadership.borrow_and_update();
+        match current {
+            None => {
+                st.set_leader(None);
                 tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = cancel.cancelled() => break,
+                    r = leadership.changed() => if r.is_err() { break },
+                }
+            }
+            Some(epoch) => {
+                st.set_leader(Some(epoch));
+                let since = st.leader.snapshot().since;
+                tracing::info!(node = %st.node_id, epoch, "leading");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = leadership.changed() => {
+                        tracing::info!(node = %st.node_id, epoch, "leader work stops: leadership changed");
+                        if r.is_err() { break }
+                    }
+                    fenced = leader_work(&st, epoch, since, sweep_every) => {
+                        tracing::error!(
+                            node = %st.node_id,
+                            epoch,
+                            current = fenced,
+                            "a write was fenced: another node holds a newer epoch; stopping leader work"
+                        );
+                        st.metrics.fenced.inc();
+                        st.set_leader(None);
+                        let _ = fenced_tx.send(epoch);
+                        // Wait for the driver to register the step-down before looking again.
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            r = leadership.changed() => if r.is_err() { break },
+                        }
+                    }
                 }
             }
         }
-    };
-    st.set_leader(Some(epoch));
-    let since = st.leader.snapshot().since;
-    tracing::info!(node = %st.node_id, epoch, "leading");
+    }
+    st.set_leader(None);
+    lease_cancel.cancel();
+    let _ = driver.await;
+}
+
+/// Leader work for one term. Returns only when a write is fenced, with the epoch in force.
+async fn leader_work(st: &AppState, epoch: u64, since: u64, sweep_every: Duration) -> u64 {
     let mut changes = st.store.subscribe();
     let mut tick = tokio::time::interval(sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let sweep = tokio::select! {
-            _ = cancel.cancelled() => break,
             _ = tick.tick() => true,
             _ = st.scheduler.notified() => false,
             c = changes.recv() => {
                 match c {
-                    Ok(c) if !(c.is_resync() || c.paths.iter().any(|p| p.starts_with("pending/") || p.starts_with("agents/") || p.starts_with("inbox/"))) => continue,
+                    Ok(c) if !(c.is_resync() || c.paths.iter().any(|p| p.starts_with("pending/") || p.starts_with("inbox/"))) => continue,
                     _ => {}
                 }
                 // Drain what queued up meanwhile: one pass covers it all.
@@ -186,19 +302,10 @@ pub async fn run_leader(st: Arc<AppState>, cancel: CancellationToken, sweep_ever
                 false
             }
         };
-        match leader_pass(&st, epoch, since, sweep).await {
+        match leader_pass(st, epoch, since, sweep).await {
             Ok(()) => {}
-            Err(StoreError::Fenced { presented, current }) => {
-                tracing::error!(
-                    presented,
-                    current,
-                    "another node holds a newer epoch; stopping leader work"
-                );
-                st.set_leader(None);
-                return;
-            }
+            Err(StoreError::Fenced { current, .. }) => return current,
             Err(e) => tracing::warn!(error = %e, "leader pass failed; retrying"),
         }
     }
-    st.set_leader(None);
 }

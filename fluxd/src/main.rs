@@ -83,6 +83,15 @@ struct Args {
     /// Largest request body accepted.
     #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
+    /// Leader lease TTL: after a crash of the leader another node leads within TTL + retry.
+    #[arg(long, env = "FLUX_LEASE_TTL", value_parser = parse_duration, default_value = "3s")]
+    lease_ttl: Duration,
+    /// How often the leader renews its lease.
+    #[arg(long, env = "FLUX_LEASE_RENEW", value_parser = parse_duration, default_value = "1s")]
+    lease_renew: Duration,
+    /// How often a follower tries to take the lease.
+    #[arg(long, env = "FLUX_LEASE_RETRY", value_parser = parse_duration, default_value = "250ms")]
+    lease_retry: Duration,
     /// Ordinary requests served at once; more are answered 429 with Retry-After.
     #[arg(long, env = "FLUX_MAX_REQUESTS", default_value_t = 512)]
     max_requests: usize,
@@ -241,11 +250,22 @@ async fn run(args: Args) -> Result<ExitCode> {
         ));
 
     let cancel = CancellationToken::new();
+    let lease_cfg = flux_core::lease::LeaseConfig {
+        ttl: args.lease_ttl,
+        renew_every: args.lease_renew,
+        retry_every: args.lease_retry,
+        safety_margin: args.lease_ttl / 6,
+    };
+    lease_cfg
+        .validate()
+        .map_err(|e| anyhow::anyhow!("lease settings: {e}"))?;
     let leader = tokio::spawn(app::run_leader(
         state.clone(),
         cancel.clone(),
         args.sweep_interval,
+        lease_cfg,
     ));
+    let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
 
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -268,6 +288,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         .context("server failed")?;
     cancel.cancel();
     let _ = leader.await;
+    let _ = record.await;
     tracing::info!("fluxd stopped");
     Ok(ExitCode::SUCCESS)
 }

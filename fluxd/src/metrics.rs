@@ -25,6 +25,7 @@ pub struct Metrics {
     pub jobs_submitted: IntCounter,
     pub results_recorded: IntCounter,
     pub requeued: IntCounter,
+    pub fenced: IntCounter,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
 }
@@ -67,6 +68,10 @@ impl Metrics {
         let requeued = counter(
             "flux_attempts_requeued_total",
             "attempts taken back from agents and requeued by this node",
+        );
+        let fenced = counter(
+            "flux_fenced_writes_total",
+            "leader writes of this node rejected because another node holds a newer epoch",
         );
         let agents_by_state = IntGaugeVec::new(
             Opts::new("flux_agents", "agents by liveness state"),
@@ -111,6 +116,7 @@ impl Metrics {
             jobs_submitted,
             results_recorded,
             requeued,
+            fenced,
             http_requests,
             http_duration,
         }

@@ -121,6 +121,7 @@ pub struct Fluxd {
     pub url: String,
     pub http: reqwest::Client,
     pub admin: String,
+    ca: PathBuf,
 }
 
 /// Options for [`Fluxd::start_with`].
@@ -128,6 +129,8 @@ pub struct Fluxd {
 pub struct FluxdOpts {
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// CA that signed the served certificate, when it is not the node's own generated CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl FluxdOpts {
@@ -146,6 +149,27 @@ impl FluxdOpts {
             ]
             .map(String::from)
             .to_vec(),
+            ca_file: None,
+        }
+    }
+
+    /// A node of a cluster on `store`, sharing the signing key and certificate of `first`.
+    pub fn peer_of(first: &Fluxd, store: &str, extra: &[&str]) -> FluxdOpts {
+        let data = first.data_dir();
+        let mut args: Vec<String> = vec![
+            "--store".into(),
+            store.into(),
+            "--signing-key".into(),
+            data.join("signing-key.json").display().to_string(),
+            "--tls-cert".into(),
+            data.join("tls/server.crt").display().to_string(),
+            "--tls-key".into(),
+            data.join("tls/server.key").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        FluxdOpts {
+            args,
+            ca_file: Some(first.ca_path()),
         }
     }
 }
@@ -168,12 +192,15 @@ impl Fluxd {
             .args(&opts.args);
         let proc = Proc::spawn("fluxd", cmd, dir.path().join("fluxd.log")).expect("spawn fluxd");
         let data = dir.path().join("data");
+        let ca_path = opts
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| data.join("tls/ca.crt"));
         let url = format!("https://127.0.0.1:{port}");
         let (http, admin) = eventually("fluxd to come up", Duration::from_secs(30), || {
-            let data = data.clone();
-            let url = url.clone();
+            let (data, url, ca_path) = (data.clone(), url.clone(), ca_path.clone());
             async move {
-                let ca = std::fs::read(data.join("tls/ca.crt")).ok()?;
+                let ca = std::fs::read(&ca_path).ok()?;
                 let admin = std::fs::read_to_string(data.join("admin.token")).ok()?;
                 let http = client_with_ca(&ca).ok()?;
                 let r = http.get(format!("{url}/readyz")).send().await.ok()?;
@@ -190,7 +217,24 @@ impl Fluxd {
             url,
             http,
             admin,
+            ca: ca_path,
         }
+    }
+
+    /// Value of an unlabelled metric on this node's `/metrics`, `None` if unreachable.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -198,7 +242,7 @@ impl Fluxd {
     }
 
     pub fn ca_path(&self) -> PathBuf {
-        self.data_dir().join("tls/ca.crt")
+        self.ca.clone()
     }
 
     /// A request with a bearer token.
@@ -231,13 +275,26 @@ impl Fluxd {
 
     /// Starts an agent for `tenant` as `node_id`.
     pub async fn agent(&self, tenant: &str, node_id: &str, labels: &[&str]) -> Proc {
+        self.agent_with_servers(tenant, node_id, labels, std::slice::from_ref(&self.url))
+            .await
+    }
+
+    /// Starts an agent that knows several server URLs (it fails over between them).
+    pub async fn agent_with_servers(
+        &self,
+        tenant: &str,
+        node_id: &str,
+        labels: &[&str],
+        servers: &[String],
+    ) -> Proc {
         let token = self.token(tenant, "agent", Some(node_id)).await;
         let token_file = self.dir.path().join(format!("{node_id}.token"));
         std::fs::write(&token_file, &token).expect("write agent token");
         let mut cmd = Command::new(bin("flux-agent"));
-        cmd.arg("--server")
-            .arg(&self.url)
-            .arg("--ca")
+        for url in servers {
+            cmd.arg("--server").arg(url);
+        }
+        cmd.arg("--ca")
             .arg(self.ca_path())
             .arg("--token-file")
             .arg(&token_file)

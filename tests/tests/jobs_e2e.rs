@@ -245,6 +245,7 @@ async fn tenants_cannot_see_or_touch_each_other() {
 async fn malformed_and_oversized_bodies_get_4xx_and_write_nothing() {
     let d = Fluxd::start_with(FluxdOpts {
         args: vec!["--max-body-bytes".into(), "65536".into()],
+        ..FluxdOpts::default()
     })
     .await;
     let post_raw = |body: Vec<u8>, ctype: Option<&str>| {
@@ -520,6 +521,7 @@ async fn idempotency_key_runs_a_job_once() {
 async fn output_is_capped_with_a_visible_marker() {
     let d = Fluxd::start_with(FluxdOpts {
         args: vec!["--output-cap-bytes".into(), "10000".into()],
+        ..FluxdOpts::default()
     })
     .await;
     let _agent = d.agent("default", "agent-1", &[]).await;
@@ -763,20 +765,30 @@ async fn bench_jobs_reports_what_it_ran() {
 async fn long_polls_beyond_the_limit_are_shed_with_429() {
     let d = Fluxd::start_with(FluxdOpts {
         args: vec!["--max-long-polls".into(), "1".into()],
+        ..FluxdOpts::default()
     })
     .await;
     let (_, job) = d
         .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
         .await;
     let id = job["job_id"].as_str().unwrap().to_string();
-    let held = tokio::spawn(
-        d.req(
+    // The held long-poll retries until it is admitted (a probe below may take the one slot
+    // first), then stays open for a minute.
+    let held = {
+        let rb = d.req(
             Method::GET,
             &format!("/v1/jobs/{id}/wait?timeout_secs=60"),
             &d.admin,
-        )
-        .send(),
-    );
+        );
+        tokio::spawn(async move {
+            loop {
+                let r = rb.try_clone().unwrap().send().await;
+                if !matches!(&r, Ok(r) if r.status() == 429) {
+                    return r;
+                }
+            }
+        })
+    };
     let wait_path = format!("/v1/jobs/{id}/wait?timeout_secs=1");
     let retry_after = eventually("a shed long-poll", T, || async {
         let r = d.req(Method::GET, &wait_path, &d.admin).send().await.ok()?;

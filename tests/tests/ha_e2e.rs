@@ -1,0 +1,272 @@
+//! High availability with real processes: several `fluxd` nodes on one real `redis-server`,
+//! leader election by lease, failover after `kill -9` and after SIGSTOP, fencing of the old
+//! leader, and recovery after a Redis restart.
+
+use std::time::Duration;
+
+use flux_core::testing::RedisServer;
+use flux_tests::*;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+/// Short lease timings so failovers are quick in tests.
+const LEASE: [&str; 6] = [
+    "--lease-ttl",
+    "1200ms",
+    "--lease-renew",
+    "300ms",
+    "--lease-retry",
+    "100ms",
+];
+
+struct Cluster {
+    nodes: Vec<Fluxd>,
+    redis: RedisServer,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Option<Cluster> {
+        let redis = RedisServer::start()?;
+        let url = redis.url();
+        let mut extra: Vec<&str> = LEASE.to_vec();
+        extra.extend(FAST_LIVENESS);
+        let first = Fluxd::start_with(FluxdOpts {
+            args: ["--store", url.as_str()]
+                .iter()
+                .chain(extra.iter())
+                .map(|s| s.to_string())
+                .collect(),
+            ..FluxdOpts::default()
+        })
+        .await;
+        let mut nodes = vec![first];
+        for _ in 1..n {
+            let opts = FluxdOpts::peer_of(&nodes[0], &url, &extra);
+            nodes.push(Fluxd::start_with(opts).await);
+        }
+        Some(Cluster { nodes, redis })
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url.clone()).collect()
+    }
+
+    /// Index of the single leader among live nodes; panics if two report leading at once.
+    async fn leader(&self, skip: &[usize]) -> Option<usize> {
+        let mut leaders = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
+            if n.metric("flux_leader_status").await == Some(1.0) {
+                leaders.push(i);
+            }
+        }
+        assert!(leaders.len() <= 1, "two nodes report leading: {leaders:?}");
+        leaders.first().copied()
+    }
+
+    async fn wait_leader(&self, skip: &[usize]) -> usize {
+        eventually("a leader", T, || self.leader(skip)).await
+    }
+}
+
+const FAST_LIVENESS: [&str; 8] = [
+    "--heartbeat-interval",
+    "250ms",
+    "--unreachable-after",
+    "1s",
+    "--dead-after",
+    "3s",
+    "--sweep-interval",
+    "200ms",
+];
+
+fn terminal(v: &Value) -> bool {
+    matches!(
+        v["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled" | "timed_out" | "lost")
+    )
+}
+
+/// Submits through node `i`, falling back to the others; returns the job id once a node
+/// acknowledged it.
+async fn submit_any(c: &Cluster, start: usize, dead: &[usize], body: &Value) -> String {
+    for k in 0..c.nodes.len() {
+        let i = (start + k) % c.nodes.len();
+        if dead.contains(&i) {
+            continue;
+        }
+        let n = &c.nodes[i];
+        let r = n
+            .req(reqwest::Method::POST, "/v1/jobs", &n.admin)
+            .json(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status() == 202
+        {
+            let v: Value = r.json().await.unwrap();
+            return v["job_id"].as_str().unwrap().to_string();
+        }
+    }
+    panic!("no node acknowledged the job");
+}
+
+/// Three nodes elect exactly one leader. `kill -9` of the leader while jobs are being submitted:
+/// another node leads with a higher epoch, and every acknowledged job finishes, each attempt
+/// with at most one result and exactly one finished attempt per job.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_of_the_leader_loses_no_acknowledged_job() {
+    let Some(mut c) = Cluster::start(3).await else {
+        return;
+    };
+    let first = c.wait_leader(&[]).await;
+    let epoch1 = c.nodes[first].metric("flux_leader_epoch").await.unwrap();
+    let _agent = c.nodes[0]
+        .agent_with_servers("default", "agent-1", &[], &c.urls())
+        .await;
+
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(submit_any(&c, i, &[], &json!({"command": format!("echo job-{i}")})).await);
+    }
+    c.nodes[first].proc.kill9();
+    let dead = [first];
+    for i in 10..30 {
+        ids.push(submit_any(&c, i, &dead, &json!({"command": format!("echo job-{i}")})).await);
+    }
+    let second = c.wait_leader(&dead).await;
+    assert_ne!(second, first);
+    let epoch2 = c.nodes[second].metric("flux_leader_epoch").await.unwrap();
+    assert!(
+        epoch2 > epoch1,
+        "new term epoch {epoch2} not above {epoch1}"
+    );
+
+    let n = &c.nodes[second];
+    for (i, id) in ids.iter().enumerate() {
+        let job = n.wait_job(&n.admin, id, T, terminal).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let (_, atts) = n.get(&format!("/v1/jobs/{id}/attempts"), &n.admin).await;
+        let atts = atts.as_array().unwrap();
+        let finished = atts.iter().filter(|a| a["state"] == "finished").count();
+        assert_eq!(finished, 1, "job {i}: {atts:?}");
+        let logs = n
+            .req(
+                reqwest::Method::GET,
+                &format!("/v1/jobs/{id}/logs"),
+                &n.admin,
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(logs, format!("job-{i}\n"), "job {i} output");
+    }
+    // Status: the new leader holds the lease, and the killed node drops out of the node list
+    // once its record goes stale.
+    let status = eventually("status without the killed node", T, || async {
+        let s = n.get("/v1/status", &n.admin).await.1;
+        (s["nodes"].as_array()?.len() == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        status["leader_node"],
+        format!("fluxd-{}", n.port),
+        "{status}"
+    );
+    let me = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node_id"] == status["leader_node"])
+        .cloned()
+        .unwrap();
+    assert_eq!(me["leader"], true, "{status}");
+}
+
+/// A leader frozen with SIGSTOP past its lease is replaced; when it resumes it stops leading
+/// (its writes would be fenced by the newer epoch) and exactly one leader remains.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_leader_resumes_as_a_follower() {
+    let Some(c) = Cluster::start(2).await else {
+        return;
+    };
+    let old = c.wait_leader(&[]).await;
+    let old_epoch = c.nodes[old].metric("flux_leader_epoch").await.unwrap();
+    c.nodes[old].proc.signal(Signal::SIGSTOP);
+    let new = c.wait_leader(&[old]).await;
+    let new_epoch = c.nodes[new].metric("flux_leader_epoch").await.unwrap();
+    assert!(new_epoch > old_epoch);
+    // The store's epoch has moved past the frozen leader's: any write it attempts is fenced.
+    let status = c.nodes[new].get("/v1/status", &c.nodes[new].admin).await.1;
+    assert_eq!(status["store_epoch"].as_f64(), Some(new_epoch), "{status}");
+    c.nodes[old].proc.signal(Signal::SIGCONT);
+    eventually("the resumed node to step down", T, || async {
+        (c.nodes[old].metric("flux_leader_status").await == Some(0.0)).then_some(())
+    })
+    .await;
+    assert_eq!(c.leader(&[]).await, Some(new));
+    let log = c.nodes[old].proc.log_text();
+    assert!(
+        log.contains("stepping down") || log.contains("fenced"),
+        "the resumed leader did not report stepping down:\n{log}"
+    );
+    // The cluster still runs jobs.
+    let _agent = c.nodes[new]
+        .agent_with_servers("default", "agent-1", &[], &c.urls())
+        .await;
+    let id = submit_any(&c, old, &[], &json!({"command": "true"})).await;
+    let n = &c.nodes[new];
+    let job = n.wait_job(&n.admin, &id, T, terminal).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+}
+
+/// SIGTERM on the leader releases the lease: another node leads without waiting for the TTL,
+/// and the stopped node exits cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_stop_hands_leadership_over() {
+    let Some(mut c) = Cluster::start(2).await else {
+        return;
+    };
+    let old = c.wait_leader(&[]).await;
+    c.nodes[old].proc.signal(Signal::SIGTERM);
+    let status = eventually("leader exit", T, || {
+        let s = c.nodes[old].proc.try_exit();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    let log = c.nodes[old].proc.log_text();
+    assert!(log.contains("lease released"), "{log}");
+    let new = c.wait_leader(&[old]).await;
+    assert_ne!(new, old);
+}
+
+/// Redis killed with SIGKILL and restarted from its AOF: the cluster elects a leader again and
+/// jobs acknowledged before the crash are still there and run.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_recovers_from_a_redis_restart() {
+    let Some(mut c) = Cluster::start(2).await else {
+        return;
+    };
+    c.wait_leader(&[]).await;
+    let before = submit_any(&c, 0, &[], &json!({"command": "echo before"})).await;
+    c.redis.kill9();
+    c.redis.restart();
+    c.wait_leader(&[]).await;
+    let _agent = c.nodes[0]
+        .agent_with_servers("default", "agent-1", &[], &c.urls())
+        .await;
+    let after = submit_any(&c, 1, &[], &json!({"command": "echo after"})).await;
+    let n = &c.nodes[0];
+    for id in [before, after] {
+        let job = n.wait_job(&n.admin, &id, T, terminal).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+}
