@@ -730,7 +730,7 @@ async fn status(
         "store": st.store.backend(),
         "leader": leader.is_leader,
         "epoch": leader.epoch,
-        "leader_node": holder.as_ref().map(|(h, _)| h.clone()),
+        "leader_node": holder.as_ref().map(|(h, _)| h.split_once('/').map_or(h.as_str(), |(n, _)| n).to_string()),
         "leader_epoch": holder.as_ref().map(|(_, e)| *e),
         "nodes": nodes,
         "store_epoch": st.store.current_epoch().await?,

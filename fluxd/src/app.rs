@@ -231,9 +231,12 @@ pub async fn run_leader(
 ) {
     let (fenced_tx, fenced_rx) = watch::channel(0u64);
     let lease_cancel = CancellationToken::new();
+    // The lease holder names this process, not only the node: a node restarted under the same
+    // id is a new holder and must take a new term (and epoch) like any other node.
+    let holder = format!("{}/{:08x}", st.node_id, rand::random::<u32>());
     let (mut leadership, driver) = lease::spawn(
         st.store.clone(),
-        st.node_id.clone(),
+        holder,
         lease_cfg,
         lease_cancel.clone(),
         fenced_rx,
