@@ -35,6 +35,9 @@ pub struct ExecSpec {
     pub env: BTreeMap<String, String>,
     pub workdir: Option<PathBuf>,
     pub timeout: Option<Duration>,
+    /// File that holds the job's process group id while it runs, so that an agent restarted
+    /// after a crash can find and kill what its predecessor left running.
+    pub track: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +151,11 @@ pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationT
         return Outcome::FailedToStart("process exited before it could be tracked".into());
     };
     let pgid = Pid::from_raw(pid as i32);
+    if let Some(t) = &spec.track
+        && let Err(e) = std::fs::write(t, pid.to_string())
+    {
+        tracing::warn!(file = %t.display(), error = %e, "cannot record the job's process group");
+    }
     let readers = [
         child
             .stdout
@@ -190,7 +198,39 @@ pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationT
             abort.abort();
         }
     }
+    if let Some(t) = &spec.track {
+        let _ = std::fs::remove_file(t);
+    }
     outcome
+}
+
+/// Kills the process groups recorded in `dir` by a previous agent process that died without
+/// cleaning up (SIGKILL, crash, power loss). A group is killed only if its leader still carries
+/// the attempt id in its environment, so a recycled pid is never hit. Returns the attempts whose
+/// processes were killed.
+pub fn reap_orphans(dir: &std::path::Path) -> Vec<String> {
+    let mut killed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return killed;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let attempt = e.file_name().to_string_lossy().into_owned();
+        let pgid: Option<i32> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if let Some(pgid) = pgid.filter(|p| *p > 1) {
+            let marker = format!("FLUX_ATTEMPT_ID={attempt}");
+            let ours = std::fs::read(format!("/proc/{pgid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()));
+            if ours {
+                signal_group(Pid::from_raw(pgid), Signal::SIGKILL);
+                killed.push(attempt);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    killed
 }
 
 fn from_status(s: ExitStatus) -> Outcome {
@@ -212,6 +252,7 @@ mod tests {
             env: BTreeMap::new(),
             workdir: None,
             timeout: None,
+            track: None,
         }
     }
 
@@ -336,6 +377,42 @@ mod tests {
         spec.timeout = Some(Duration::from_millis(200));
         let (o, _, _) = collect(spec, CancellationToken::new()).await;
         assert_eq!(o, Outcome::TimedOut);
+    }
+
+    /// What a crashed agent left running is found through its tracking file and killed; a file
+    /// naming a process that is not the attempt's is ignored.
+    #[tokio::test]
+    async fn orphans_of_a_previous_agent_are_reaped() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let mut spec = shell(&format!("echo $$ > {}; exec sleep 600", pidfile.display()));
+        spec.env.insert("FLUX_ATTEMPT_ID".into(), "j-1.0001".into());
+        spec.track = Some(state.path().join("j-1.0001"));
+        // Run it, then forget the run (as a SIGKILLed agent would) without cancelling it.
+        let (tx, _rx) = mpsc::channel(16);
+        let task = tokio::spawn(run(spec, tx, CancellationToken::new()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let pid: i32 = loop {
+            if let Ok(s) = std::fs::read_to_string(&pidfile)
+                && let Ok(p) = s.trim().parse()
+            {
+                break p;
+            }
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // A stale file pointing at an unrelated live process (this test) must not kill it.
+        std::fs::write(
+            state.path().join("j-2.0001"),
+            std::process::id().to_string(),
+        )
+        .unwrap();
+        let killed = reap_orphans(state.path());
+        assert_eq!(killed, vec!["j-1.0001".to_string()]);
+        assert!(wait_dead(pid).await, "orphan {pid} survived");
+        assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
+        task.abort();
     }
 
     /// A background process left behind by a job that exited is killed with the group, and

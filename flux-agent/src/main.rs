@@ -54,6 +54,10 @@ struct Args {
     /// Long-poll duration asked of the server.
     #[arg(long, default_value_t = 25)]
     poll_secs: u64,
+    /// Directory where the agent records the process groups of running jobs, so that after a
+    /// crash the restarted agent kills what was left running (its attempts are rerun).
+    #[arg(long, env = "FLUX_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -303,6 +307,7 @@ impl Agent {
             },
             workdir: task.workdir.map(PathBuf::from),
             timeout: Some(Duration::from_secs(task.timeout_secs)),
+            track: self.args.state_dir.as_ref().map(|d| d.join(&id)),
         };
         let (tx, mut rx) = mpsc::channel::<executor::Chunk>(64);
         let run = tokio::spawn(executor::run(spec, tx, cancel.clone()));
@@ -393,6 +398,13 @@ async fn run(args: Args) -> Result<ExitCode> {
     let node_id = flux_core::auth::peek_claims(&token)
         .and_then(|c| c.node_id)
         .context("the token is not an agent token (it carries no node id)")?;
+    if let Some(dir) = &args.state_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating state directory {}", dir.display()))?;
+        for attempt in executor::reap_orphans(dir) {
+            tracing::warn!(%attempt, "killed a job left running by a previous agent process");
+        }
+    }
     let api = ApiClient::new(args.servers.clone(), Some(token), &tls)?;
     let agent = Arc::new(Agent {
         api,

@@ -113,6 +113,16 @@ fn dec<T: DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
     })
 }
 
+/// An agent runs at most this many attempts at once (its slots are capped at 1024).
+fn check_running(running: &[String]) -> Result<()> {
+    if running.len() > 1024 {
+        return Err(JobError::Invalid(
+            "an agent reports at most 1024 running attempts".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn is_conflict(e: &JobError) -> bool {
     matches!(e, JobError::Store(StoreError::Conflict { .. }))
 }
@@ -830,6 +840,53 @@ impl Jobs {
         Ok(cancel)
     }
 
+    /// On registration an agent lists what it is running. An attempt this agent had started
+    /// but no longer runs (it crashed and restarted) is lost: it goes back to the queue instead
+    /// of being started a second time from the inbox.
+    async fn requeue_lost(
+        &self,
+        tenant: &str,
+        node_id: &str,
+        running: &[String],
+        now: Millis,
+    ) -> Result<()> {
+        for entry in self.store.list(tenant, &keys::inbox(node_id)).await? {
+            let task: Task = dec(&entry.key, &entry.value)?;
+            if running.contains(&task.attempt_id) {
+                continue;
+            }
+            let Some((job_id, n)) = parse_attempt_id(&task.attempt_id) else {
+                continue;
+            };
+            let Some((attempt, atv)) = self
+                .load::<Attempt>(&key(tenant, keys::attempt(job_id, n))?)
+                .await?
+            else {
+                continue;
+            };
+            if attempt.agent != node_id || attempt.state != AttemptState::Running {
+                continue;
+            }
+            match self
+                .requeue(
+                    tenant,
+                    None,
+                    now,
+                    attempt,
+                    atv,
+                    entry.key.clone(),
+                    "the agent restarted without it",
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     pub async fn register(
         &self,
         tenant: &str,
@@ -855,7 +912,10 @@ impl Jobs {
                 "labels: at most 64, names of A-Z a-z 0-9 . _ -, values up to 256 bytes".into(),
             ));
         }
+        check_running(&req.running)?;
         self.touch_agent(tenant, node_id, now, Some(req)).await?;
+        self.requeue_lost(tenant, node_id, &req.running, now)
+            .await?;
         Ok(HeartbeatReply {
             cancel: self.stale_attempts(tenant, node_id, &req.running).await?,
             heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis() as u64,
@@ -869,6 +929,7 @@ impl Jobs {
         hb: &Heartbeat,
         now: Millis,
     ) -> Result<HeartbeatReply> {
+        check_running(&hb.running)?;
         self.touch_agent(tenant, node_id, now, None).await?;
         Ok(HeartbeatReply {
             cancel: self.stale_attempts(tenant, node_id, &hb.running).await?,

@@ -287,6 +287,18 @@ impl Fluxd {
         labels: &[&str],
         servers: &[String],
     ) -> Proc {
+        self.agent_full(tenant, node_id, labels, servers, &[]).await
+    }
+
+    /// Starts an agent with extra command-line arguments and waits until it is online.
+    pub async fn agent_full(
+        &self,
+        tenant: &str,
+        node_id: &str,
+        labels: &[&str],
+        servers: &[String],
+        extra: &[&str],
+    ) -> Proc {
         let token = self.token(tenant, "agent", Some(node_id)).await;
         let token_file = self.dir.path().join(format!("{node_id}.token"));
         std::fs::write(&token_file, &token).expect("write agent token");
@@ -303,7 +315,11 @@ impl Fluxd {
         for l in labels {
             cmd.arg("--label").arg(l);
         }
-        let log = self.dir.path().join(format!("agent-{node_id}.log"));
+        cmd.args(extra);
+        let log = (0..)
+            .map(|i| self.dir.path().join(format!("agent-{node_id}.{i}.log")))
+            .find(|p| !p.exists())
+            .expect("a free log name");
         let proc = Proc::spawn(&format!("agent {node_id}"), cmd, log).expect("spawn agent");
         let admin_for_tenant = self.token(tenant, "viewer", None).await;
         eventually(
@@ -333,6 +349,17 @@ impl Fluxd {
             (s == 200 && pred(&v)).then_some(v)
         })
         .await
+    }
+
+    /// A job's stored output as text.
+    pub async fn logs(&self, token: &str, id: &str) -> String {
+        self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs"), token)
+            .send()
+            .await
+            .expect("logs request")
+            .text()
+            .await
+            .expect("logs body")
     }
 
     /// Runs `fluxctl` against this node with `token`.

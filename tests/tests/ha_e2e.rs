@@ -154,18 +154,7 @@ async fn kill9_of_the_leader_loses_no_acknowledged_job() {
         let atts = atts.as_array().unwrap();
         let finished = atts.iter().filter(|a| a["state"] == "finished").count();
         assert_eq!(finished, 1, "job {i}: {atts:?}");
-        let logs = n
-            .req(
-                reqwest::Method::GET,
-                &format!("/v1/jobs/{id}/logs"),
-                &n.admin,
-            )
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let logs = n.logs(&n.admin, id).await;
         assert_eq!(logs, format!("job-{i}\n"), "job {i} output");
     }
     // Status: the new leader holds the lease, and the killed node drops out of the node list

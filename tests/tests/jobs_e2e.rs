@@ -36,14 +36,7 @@ async fn seed_quick_start_over_tls() {
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["exit_code"], 0);
-    let logs = d
-        .req(Method::GET, &format!("/v1/jobs/{id}/logs"), &d.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let logs = d.logs(&d.admin, &id).await;
     assert_eq!(logs, "Hello FluxForge\n");
 
     let metrics = d
@@ -384,14 +377,7 @@ async fn agent_killed_mid_job_is_requeued_to_another_agent() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 2, "{done}");
     assert_eq!(done["agent"], "agent-b", "{done}");
-    let logs = d
-        .req(Method::GET, &format!("/v1/jobs/{id}/logs"), &d.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let logs = d.logs(&d.admin, &id).await;
     assert!(logs.contains("ran on agent-b"), "{logs}");
     let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
     let atts = atts.as_array().expect("attempts").clone();
@@ -535,14 +521,7 @@ async fn output_is_capped_with_a_visible_marker() {
     let id = job["job_id"].as_str().unwrap().to_string();
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let logs = d
-        .req(Method::GET, &format!("/v1/jobs/{id}/logs"), &d.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let logs = d.logs(&d.admin, &id).await;
     let marker = "[fluxforge: output truncated, ";
     assert!(logs.contains(marker), "no truncation marker");
     let stored = &logs[..logs.find(marker).unwrap()];
@@ -949,6 +928,49 @@ async fn agent_stopped_gracefully_mid_job_has_its_job_requeued() {
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["agent"], "agent-b", "{done}");
+    let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
+    assert_eq!(atts[0]["state"], "abandoned", "{atts}");
+}
+
+/// An agent killed with SIGKILL and restarted under the same node id: the restarted agent kills
+/// the job its predecessor left running, and the attempt is rerun instead of being lost or
+/// running twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_agent_restarted_reruns_its_attempt_once() {
+    let d = Fluxd::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().display().to_string();
+    let extra = ["--state-dir", state_arg.as_str()];
+    let servers = [d.url.clone()];
+    let mut a = d
+        .agent_full("default", "agent-1", &[], &servers, &extra)
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "case $FLUX_ATTEMPT_ID in *.1) echo $$ > {dir}/pid; exec sleep 600;; esac; echo rerun as $FLUX_ATTEMPT_ID",
+        dir = work.path().display()
+    );
+    let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let first = read_pid(&work.path().join("pid"), T).await;
+    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
+        .await;
+    a.kill9();
+    assert!(
+        pid_alive(first),
+        "SIGKILL of the agent cannot reach its job"
+    );
+    let _a2 = d
+        .agent_full("default", "agent-1", &[], &servers, &extra)
+        .await;
+    eventually("the orphaned job killed", T, || async {
+        (!pid_alive(first)).then_some(())
+    })
+    .await;
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert_eq!(d.logs(&d.admin, &id).await, format!("rerun as {id}.2\n"));
     let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
     assert_eq!(atts[0]["state"], "abandoned", "{atts}");
 }
