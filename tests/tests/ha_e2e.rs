@@ -31,6 +31,8 @@ impl Cluster {
         let url = redis.url();
         let mut extra: Vec<&str> = LEASE.to_vec();
         extra.extend(FAST_LIVENESS);
+        // The name nginx checks on the nodes' certificate (deploy/nginx/fluxforge.conf).
+        extra.extend(["--tls-san", "fluxd.internal"]);
         let first = Fluxd::start_with(FluxdOpts {
             args: ["--store", url.as_str()]
                 .iter()
@@ -258,4 +260,190 @@ async fn the_cluster_recovers_from_a_redis_restart() {
         let job = n.wait_job(&n.admin, &id, T, terminal).await;
         assert_eq!(job["status"], "succeeded", "{job}");
     }
+}
+
+/// Runs the shipped `deploy/nginx/fluxforge.conf`, with this test's ports and certificate
+/// paths, in front of the cluster. Skips when nginx is not installed unless
+/// `FLUX_REQUIRE_NGINX` is set.
+struct Nginx {
+    /// Kept for its Drop: nginx is killed with the test.
+    _proc: Proc,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(c: &Cluster) -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists());
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var_os("FLUX_REQUIRE_NGINX").is_none(),
+                "FLUX_REQUIRE_NGINX is set but nginx is not installed"
+            );
+            eprintln!("skipping: nginx is not installed");
+            return None;
+        };
+        let shipped = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/fluxforge.conf"),
+        )
+        .unwrap();
+        let data = c.nodes[0].data_dir();
+        let port = free_port();
+        let mut conf = shipped
+            .replace("listen 8443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+            .replace(
+                "/etc/fluxforge/tls/server.crt",
+                &data.join("tls/server.crt").display().to_string(),
+            )
+            .replace(
+                "/etc/fluxforge/tls/server.key",
+                &data.join("tls/server.key").display().to_string(),
+            )
+            .replace(
+                "/etc/fluxforge/tls/ca.crt",
+                &c.nodes[0].ca_path().display().to_string(),
+            );
+        for (i, n) in c.nodes.iter().enumerate() {
+            conf = conf.replace(
+                &format!("fluxd-{}.internal:8443", i + 1),
+                &format!("127.0.0.1:{}", n.port),
+            );
+        }
+        assert!(!conf.contains(".internal:8443"), "every upstream replaced");
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("fluxforge.conf");
+        std::fs::write(&site, conf).unwrap();
+        let d = dir.path().display();
+        let main = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+             scgi_temp_path {d}/scgi;\n  include {};\n}}\n",
+            site.display()
+        );
+        let main_path = dir.path().join("nginx.conf");
+        std::fs::write(&main_path, main).unwrap();
+        let check = std::process::Command::new(&bin)
+            .args(["-t", "-p"])
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&main_path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = std::process::Command::new(&bin)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&main_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = Proc {
+            child,
+            log: dir.path().join("error.log"),
+            name: "nginx".into(),
+        };
+        Some(Nginx {
+            _proc: proc,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM makes the master stop its workers too; SIGKILL (Proc's drop) would orphan them.
+        self._proc.signal(Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self._proc.try_exit().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// nginx with the shipped config in front of three nodes: agents and clients only know nginx,
+/// jobs run through it, and keep running when the leader behind it is killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_balances_api_and_agents_over_the_nodes() {
+    let Some(mut c) = Cluster::start(3).await else {
+        return;
+    };
+    let Some(nginx) = Nginx::start(&c) else {
+        return;
+    };
+    let lb = format!("https://127.0.0.1:{}", nginx.port);
+    let http = &c.nodes[0].http.clone();
+    let admin = c.nodes[0].admin.clone();
+    eventually("nginx up", T, || async {
+        let r = http.get(format!("{lb}/healthz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let _agent = c.nodes[0]
+        .agent_with_servers("default", "agent-1", &[], std::slice::from_ref(&lb))
+        .await;
+    let submit = |i: usize| {
+        let (http, lb, admin) = (http.clone(), lb.clone(), admin.clone());
+        async move {
+            let r = http
+                .post(format!("{lb}/v1/jobs"))
+                .bearer_auth(&admin)
+                .json(&json!({"command": format!("echo via-nginx-{i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(submit(i).await);
+    }
+    let leader = c.wait_leader(&[]).await;
+    c.nodes[leader].proc.kill9();
+    for i in 6..12 {
+        ids.push(submit(i).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let v = eventually(&format!("job {i} through nginx"), T, || async {
+            let r = http
+                .get(format!("{lb}/v1/jobs/{id}"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .ok()?;
+            let v: Value = r.json().await.ok()?;
+            terminal(&v).then_some(v)
+        })
+        .await;
+        assert_eq!(v["status"], "succeeded", "{v}");
+    }
+    // Metrics and the error shape come through unchanged.
+    let m = http
+        .get(format!("{lb}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("flux_leader_status"), "{m}");
+    let r = http.get(format!("{lb}/v1/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    drop(nginx);
 }
