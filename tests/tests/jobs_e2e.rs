@@ -974,3 +974,76 @@ async fn a_crashed_agent_restarted_reruns_its_attempt_once() {
     let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
     assert_eq!(atts[0]["state"], "abandoned", "{atts}");
 }
+
+/// An agent cut off by a network partition: unreachable first (its attempt kept), then dead (the
+/// attempt goes to another agent); when the partition heals it is reintegrated and the attempt
+/// that was reassigned meanwhile is cancelled on it, so the job's work is not done twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelled() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: [
+            "--heartbeat-interval",
+            "250ms",
+            "--unreachable-after",
+            "1s",
+            "--dead-after",
+            "4s",
+            "--sweep-interval",
+            "200ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let proxy = FaultProxy::start(d.port).await;
+    let _a = d
+        .agent_with_servers("default", "agent-a", &[], &[proxy.url()])
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "if [ \"$FLUX_NODE_ID\" = agent-a ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
+        dir = work.path().display()
+    );
+    let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let pid = read_pid(&work.path().join("pid"), T).await;
+    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
+        .await;
+
+    proxy.cut();
+    // Unreachable: the attempt stays with agent-a.
+    eventually("agent-a unreachable", T, || async {
+        let (_, a) = d.get("/v1/agents/agent-a", &d.admin).await;
+        (a["state"] == "unreachable").then_some(())
+    })
+    .await;
+    let (_, j) = d.get(&format!("/v1/jobs/{id}"), &d.admin).await;
+    assert_eq!(j["status"], "running", "{j}");
+    assert_eq!(j["agent"], "agent-a", "{j}");
+    // Dead: requeued, and run by agent-b.
+    let _b = d.agent("default", "agent-b", &[]).await;
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["agent"], "agent-b", "{done}");
+    assert!(pid_alive(pid), "agent-a cannot know yet");
+
+    proxy.heal();
+    eventually("agent-a back online", T, || async {
+        let (_, a) = d.get("/v1/agents/agent-a", &d.admin).await;
+        (a["state"] == "online").then_some(())
+    })
+    .await;
+    eventually("the reassigned attempt killed on agent-a", T, || async {
+        (!pid_alive(pid)).then_some(())
+    })
+    .await;
+    // agent-a's late report does not change the job.
+    let (_, j) = d.get(&format!("/v1/jobs/{id}"), &d.admin).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["agent"], "agent-b", "{j}");
+    let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
+    assert_eq!(atts[0]["state"], "abandoned", "{atts}");
+    assert_eq!(atts[1]["state"], "finished", "{atts}");
+    assert_eq!(d.logs(&d.admin, &id).await, "ran on agent-b\n");
+}
