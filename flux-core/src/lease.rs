@@ -151,6 +151,9 @@ async fn run(
 ) {
     let mut phase = Phase::Follower;
     let mut last_try: Option<Instant> = None;
+    // Once the fencing channel's sender is gone it can never report again; stop selecting on it
+    // (a closed channel would be ready at once, every time).
+    let mut fenced_open = true;
     let set = |phase: Phase| {
         let v = match phase {
             Phase::Leader { epoch, .. } => Some(epoch),
@@ -171,7 +174,8 @@ async fn run(
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep_until(until) => {}
-                    r = fenced.changed() => {
+                    r = fenced.changed(), if fenced_open => {
+                        fenced_open = r.is_ok();
                         let seen = *fenced.borrow_and_update();
                         if let Phase::Leader { epoch, .. } = phase
                             && r.is_ok() && seen >= epoch
@@ -196,7 +200,15 @@ async fn run(
             Action::Acquire => {
                 let sent = Instant::now();
                 last_try = Some(sent);
-                match store.acquire_lease(&node, cfg.ttl).await {
+                let tried = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = tokio::time::timeout(cfg.ttl, store.acquire_lease(&node, cfg.ttl)) => r,
+                };
+                let Ok(tried) = tried else {
+                    tracing::debug!(%node, "lease acquisition timed out");
+                    continue;
+                };
+                match tried {
                     Ok(Some(epoch)) => {
                         tracing::info!(%node, epoch, "lease acquired; leading");
                         phase = Phase::Leader {
