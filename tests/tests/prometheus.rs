@@ -1,0 +1,126 @@
+//! The shipped Prometheus files checked by the real `promtool`: config and rules valid, alert
+//! unit tests passing, a real fluxd's `/metrics` accepted by `promtool check metrics`, and every
+//! metric the alerts use actually exported. Skips when promtool is not installed unless
+//! `FLUX_REQUIRE_PROMTOOL` is set.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flux_tests::*;
+use serde_json::json;
+
+fn promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("FLUX_REQUIRE_PROMTOOL").is_none(),
+            "FLUX_REQUIRE_PROMTOOL is set but promtool is not installed"
+        );
+        eprintln!("skipping: promtool is not installed");
+    }
+    found
+}
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus")
+}
+
+fn run(promtool: &Path, args: &[&str]) -> String {
+    let out = Command::new(promtool)
+        .args(args)
+        .current_dir(deploy())
+        .output()
+        .expect("run promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+#[test]
+fn shipped_config_and_alert_rules_pass_promtool() {
+    let Some(p) = promtool() else { return };
+    run(&p, &["check", "config", "prometheus.yml"]);
+    let rules = run(&p, &["check", "rules", "alerts.yml"]);
+    assert!(rules.contains("5 rules found"), "{rules}");
+    run(&p, &["test", "rules", "alerts_test.yml"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_metrics_pass_promtool_and_cover_the_alerts() {
+    let Some(p) = promtool() else { return };
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    // Some traffic, including a client error, so the request series exist.
+    let (_, job) = d
+        .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    d.wait_job(&d.admin, &id, std::time::Duration::from_secs(30), |v| {
+        v["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(d.get("/v1/jobs", "bad-token").await.0, 401);
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let mut child = Command::new(&p)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every metric the alerts read is exported, except the audit integrity counter, which
+    // comes with the audit log.
+    let rules = std::fs::read_to_string(deploy().join("alerts.yml")).unwrap();
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("flux_"))
+        .collect();
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 4, "{used:?}");
+    for m in used {
+        if m == "flux_integrity_mismatch_total" {
+            continue;
+        }
+        assert!(
+            metrics.lines().any(|l| l.starts_with(m)),
+            "alerts use {m}, which fluxd does not export"
+        );
+    }
+    assert!(
+        metrics
+            .contains("flux_http_requests_total{method=\"GET\",route=\"/v1/jobs\",status=\"401\"}")
+    );
+}
