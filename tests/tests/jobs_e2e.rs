@@ -1047,3 +1047,48 @@ async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelle
     assert_eq!(atts[1]["state"], "finished", "{atts}");
     assert_eq!(d.logs(&d.admin, &id).await, "ran on agent-b\n");
 }
+
+/// With `--log-format json` every fluxd log line is one JSON object, and at debug level no token
+/// (admin, operator, agent, revoked) appears in fluxd's or the agent's logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_never_contain_tokens() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: vec!["--log-format".into(), "json".into()],
+        ..FluxdOpts::default()
+    })
+    .await;
+    let agent = d.agent("default", "agent-1", &[]).await;
+    let operator = d.token("default", "operator", None).await;
+    let (_, job) = d
+        .post("/v1/jobs", &operator, &json!({"command": "echo hi"}))
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    d.wait_job(&operator, &id, T, terminal).await;
+    ok(&d.fluxctl(&d.admin, &["token", "revoke", &operator])).unwrap();
+    assert_eq!(d.get("/v1/jobs", &operator).await.0, 401);
+    assert_eq!(d.get("/v1/jobs", "Bearer-garbage.x.y").await.0, 401);
+    let agent_token = std::fs::read_to_string(d.dir.path().join("agent-1.token")).unwrap();
+
+    let fluxd_log = d.proc.log_text();
+    let lines: Vec<&str> = fluxd_log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 5, "{fluxd_log}");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+    for (name, log) in [("fluxd", fluxd_log), ("agent", agent.log_text())] {
+        for (what, tok) in [
+            ("admin", d.admin.as_str()),
+            ("operator", operator.as_str()),
+            ("agent", agent_token.trim()),
+        ] {
+            // The signature is the secret part; no third of a token may show.
+            let sig = tok.rsplit('.').next().unwrap();
+            assert!(
+                !log.contains(sig),
+                "{what} token signature in the {name} log"
+            );
+        }
+    }
+}
