@@ -27,15 +27,7 @@ fn ms(d: Duration) -> Millis {
 }
 
 fn cfg() -> JobsConfig {
-    JobsConfig {
-        output_cap_bytes: 1024 * 1024,
-        start_timeout: Duration::from_secs(60),
-        unreachable_after: Duration::from_secs(6),
-        dead_after: Duration::from_secs(15),
-        heartbeat_interval: Duration::from_secs(2),
-        default_timeout_secs: 3600,
-        default_max_attempts: 3,
-    }
+    JobsConfig::default()
 }
 
 struct Env {

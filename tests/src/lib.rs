@@ -221,10 +221,9 @@ impl Fluxd {
         }
     }
 
-    /// Value of an unlabelled metric on this node's `/metrics`, `None` if unreachable.
-    pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self
-            .http
+    /// This node's `/metrics` text, `None` if unreachable.
+    pub async fn metrics_text(&self) -> Option<String> {
+        self.http
             .get(format!("{}/metrics", self.url))
             .timeout(Duration::from_secs(2))
             .send()
@@ -232,7 +231,12 @@ impl Fluxd {
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// Value of an unlabelled metric on this node's `/metrics`, `None` if unreachable.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
@@ -351,6 +355,35 @@ impl Fluxd {
         .await
     }
 
+    /// Submits a job that blocks (`sleep 600`, its pid written to `dir/pid`) when it runs on
+    /// `blocking_node` and prints `ran on <node>` anywhere else (up to 3 attempts); waits until it
+    /// runs. Returns the
+    /// job id and the pid of the blocking process.
+    pub async fn submit_blocking_on(
+        &self,
+        blocking_node: &str,
+        dir: &Path,
+        timeout: Duration,
+    ) -> (String, i32) {
+        let cmd = format!(
+            "if [ \"$FLUX_NODE_ID\" = {blocking_node} ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
+            dir = dir.display()
+        );
+        let (s, job) = self
+            .post(
+                "/v1/jobs",
+                &self.admin,
+                &json!({"command": cmd, "max_attempts": 3}),
+            )
+            .await;
+        assert_eq!(s, 202, "{job}");
+        let id = job["job_id"].as_str().expect("job id").to_string();
+        let pid = read_pid(&dir.join("pid"), timeout).await;
+        self.wait_job(&self.admin, &id, timeout, |v| v["status"] == "running")
+            .await;
+        (id, pid)
+    }
+
     /// A job's stored output as text.
     pub async fn logs(&self, token: &str, id: &str) -> String {
         self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs"), token)
@@ -376,6 +409,14 @@ impl Fluxd {
             .output()
             .expect("run fluxctl")
     }
+}
+
+/// Whether a job (JSON) is in a final state.
+pub fn terminal(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled" | "timed_out" | "lost")
+    )
 }
 
 /// Sends a request; returns status and JSON body (Null if not JSON).

@@ -85,13 +85,6 @@ const FAST_LIVENESS: [&str; 8] = [
     "200ms",
 ];
 
-fn terminal(v: &Value) -> bool {
-    matches!(
-        v["status"].as_str(),
-        Some("succeeded" | "failed" | "cancelled" | "timed_out" | "lost")
-    )
-}
-
 /// Submits through node `i`, falling back to the others; returns the job id once a node
 /// acknowledged it.
 async fn submit_any(c: &Cluster, start: usize, dead: &[usize], body: &Value) -> String {

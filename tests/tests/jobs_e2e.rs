@@ -10,13 +10,6 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
 
-fn terminal(v: &Value) -> bool {
-    matches!(
-        v["status"].as_str(),
-        Some("succeeded" | "failed" | "cancelled" | "timed_out" | "lost")
-    )
-}
-
 /// The original quick start, as written: `POST /jobs` with `{"command","node_id"}` and a bearer
 /// token on port 8443-style TLS, then `GET /metrics` showing the leader.
 #[tokio::test(flavor = "multi_thread")]
@@ -39,15 +32,7 @@ async fn seed_quick_start_over_tls() {
     let logs = d.logs(&d.admin, &id).await;
     assert_eq!(logs, "Hello FluxForge\n");
 
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics_text().await.expect("metrics");
     assert!(metrics.contains("\nflux_leader_status 1\n"), "{metrics}");
     assert!(metrics.contains("\nflux_connected_agents 1\n"), "{metrics}");
     assert!(metrics.contains("\nflux_queue_depth 0\n"), "{metrics}");
@@ -352,22 +337,7 @@ async fn agent_killed_mid_job_is_requeued_to_another_agent() {
     let mut a = d.agent("default", "agent-a", &["pool=x"]).await;
     let work = tempfile::tempdir().unwrap();
     // On agent-a the job blocks; anywhere else it finishes at once.
-    let cmd = format!(
-        "if [ \"$FLUX_NODE_ID\" = agent-a ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
-        dir = work.path().display()
-    );
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": cmd, "max_attempts": 3}),
-        )
-        .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
-    let orphan = read_pid(&work.path().join("pid"), T).await;
-    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
-        .await;
+    let (id, orphan) = d.submit_blocking_on("agent-a", work.path(), T).await;
     let _b = d.agent("default", "agent-b", &["pool=x"]).await;
     a.kill9();
     // The job's process outlives a SIGKILLed agent (nothing can prevent that); clean it up.
@@ -904,15 +874,7 @@ async fn agent_stopped_gracefully_mid_job_has_its_job_requeued() {
     let d = Fluxd::start().await;
     let mut a = d.agent("default", "agent-a", &[]).await;
     let work = tempfile::tempdir().unwrap();
-    let cmd = format!(
-        "if [ \"$FLUX_NODE_ID\" = agent-a ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
-        dir = work.path().display()
-    );
-    let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
-    let id = job["job_id"].as_str().unwrap().to_string();
-    let pid = read_pid(&work.path().join("pid"), T).await;
-    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
-        .await;
+    let (id, pid) = d.submit_blocking_on("agent-a", work.path(), T).await;
     let _b = d.agent("default", "agent-b", &[]).await;
     a.signal(nix::sys::signal::Signal::SIGTERM);
     let status = eventually("agent-a exit", T, || {
@@ -1001,15 +963,7 @@ async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelle
         .agent_with_servers("default", "agent-a", &[], &[proxy.url()])
         .await;
     let work = tempfile::tempdir().unwrap();
-    let cmd = format!(
-        "if [ \"$FLUX_NODE_ID\" = agent-a ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
-        dir = work.path().display()
-    );
-    let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
-    let id = job["job_id"].as_str().unwrap().to_string();
-    let pid = read_pid(&work.path().join("pid"), T).await;
-    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
-        .await;
+    let (id, pid) = d.submit_blocking_on("agent-a", work.path(), T).await;
 
     proxy.cut();
     // Unreachable: the attempt stays with agent-a.

@@ -68,15 +68,7 @@ async fn real_metrics_pass_promtool_and_cover_the_alerts() {
     })
     .await;
     assert_eq!(d.get("/v1/jobs", "bad-token").await.0, 401);
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics_text().await.expect("metrics");
 
     let mut child = Command::new(&p)
         .args(["check", "metrics"])
