@@ -652,16 +652,7 @@ async fn create_token(
 }
 
 fn uuid_short() -> String {
-    let id = uuid_v4();
-    id[..8].to_string()
-}
-
-fn uuid_v4() -> String {
-    // Random hex from the same generator the auth module uses for jti.
-    use rand::RngCore;
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    format!("{:08x}", rand::random::<u32>())
 }
 
 #[derive(Deserialize)]

@@ -53,10 +53,13 @@ pub async fn shed(State(limits): State<Arc<Limits>>, req: Request, next: Next) -
     } else {
         (&limits.requests, "requests", 1)
     };
+    // Job logs are the one streamed body; every other response is complete once built.
+    let streamed = req.uri().path().ends_with("/logs");
     match pool.clone().try_acquire_owned() {
+        Ok(_permit) if !streamed => next.run(req).await,
         Ok(permit) => {
-            // The permit lives as long as the response body, so a streamed body (followed logs)
-            // counts until it ends, not only until its headers are sent.
+            // The permit lives as long as the streamed body, so followed logs count until they
+            // end, not only until their headers are sent.
             let (parts, body) = next.run(req).await.into_parts();
             let stream = body.into_data_stream().map(move |chunk| {
                 let _held = &permit;
