@@ -35,6 +35,19 @@ fi
 echo "==> a CI-style script: examples/ci-deploy.sh"
 PATH="$BIN:$PATH" bash examples/ci-deploy.sh agent-1
 
+echo "==> desired state: fluxctl diff -f examples/state.toml (exit 1: changes pending)"
+"$BIN/fluxctl" diff -f examples/state.toml || [ $? -eq 1 ]
+echo "==> fluxctl apply -f examples/state.toml --wait"
+"$BIN/fluxctl" apply -f examples/state.toml --wait --timeout 60s
+echo "==> drift by hand (rm /tmp/fluxforge-demo/motd); the reconciler repairs it within one interval"
+rm -f /tmp/fluxforge-demo/motd
+for _ in $(seq 1 120); do
+    [ -f /tmp/fluxforge-demo/motd ] && break
+    sleep 0.25
+done
+[ -f /tmp/fluxforge-demo/motd ] && echo "repaired: $(cat /tmp/fluxforge-demo/motd)"
+"$BIN/fluxctl" get states demo-motd
+
 echo "==> fluxctl job list"
 "$BIN/fluxctl" job list
 echo "==> fluxctl agents list"

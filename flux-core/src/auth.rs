@@ -89,6 +89,9 @@ pub enum Permission {
     CancelJobs,
     ReadAgents,
     ReadCluster,
+    ReadStates,
+    /// Create, change and delete desired states.
+    ManageStates,
     ManageTokens,
     /// Register, heartbeat, poll tasks and report attempts: agents only.
     AgentProtocol,
@@ -101,9 +104,15 @@ impl Role {
             Role::Admin => !matches!(p, AgentProtocol),
             Role::Operator => matches!(
                 p,
-                ReadJobs | SubmitJobs | CancelJobs | ReadAgents | ReadCluster
+                ReadJobs
+                    | SubmitJobs
+                    | CancelJobs
+                    | ReadAgents
+                    | ReadCluster
+                    | ReadStates
+                    | ManageStates
             ),
-            Role::Viewer => matches!(p, ReadJobs | ReadAgents | ReadCluster),
+            Role::Viewer => matches!(p, ReadJobs | ReadAgents | ReadCluster | ReadStates),
             Role::Agent => matches!(p, AgentProtocol),
         }
     }

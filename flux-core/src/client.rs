@@ -136,8 +136,24 @@ impl ApiClient {
         body: Option<&(dyn erased::Json + Sync)>,
         timeout: Duration,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_with_headers(method, path, body, timeout, &[])
+            .await
+    }
+
+    /// [`ApiClient::send`] with extra request headers (preconditions such as `If-Match`).
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(dyn erased::Json + Sync)>,
+        timeout: Duration,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{}", self.server(), path);
         let mut req = self.http.request(method, &url).timeout(timeout);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

@@ -9,6 +9,8 @@ pub mod client;
 pub mod jobs;
 pub mod lease;
 pub mod model;
+pub mod reconcile;
+pub mod state;
 pub mod store;
 
 #[cfg(feature = "testing")]

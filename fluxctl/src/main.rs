@@ -1,12 +1,14 @@
 //! `fluxctl`, the FluxForge command-line interface: tokens, jobs, desired state, backups, chaos
 //! runs and benchmarks, with tables for people and `-o json` for scripts.
 //!
-//! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage. `job run --wait` exits
+//! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage. `diff` exits 0 when
+//! nothing would change, 1 when something would and 2 on an error. `job run --wait` exits
 //! with the remote command's exit code, 128+N when it was killed by signal N, 124 on timeout,
 //! 130 when cancelled and 127 when it could not start.
 
 mod bench;
 mod config;
+mod states;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -81,6 +83,17 @@ enum Cmd {
     /// Create and revoke tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Declare desired state from a state.toml: create and update its states (and with
+    /// --prune delete the tenant's states it does not list).
+    Apply(ApplyArgs),
+    /// Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error.
+    Diff(DiffArgs),
+    /// Show objects (desired states with their targets' status).
+    #[command(subcommand)]
+    Get(GetCmd),
+    /// Delete objects.
+    #[command(subcommand)]
+    Delete(DeleteCmd),
     /// Cluster status: this node, leader, epoch, agents by state.
     Status,
     /// Show the identity of the current token.
@@ -95,6 +108,52 @@ enum Cmd {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ApplyArgs {
+    /// State file (`-` reads stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: PathBuf,
+    /// Also delete the tenant's states that the file does not declare.
+    #[arg(long)]
+    prune: bool,
+    /// Show the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait until every target is compliant; exit 1 if one fails or the timeout passes.
+    #[arg(long, short = 'w')]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+struct DiffArgs {
+    /// State file (`-` reads stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: PathBuf,
+    /// Include the deletions `apply --prune` would make.
+    #[arg(long)]
+    prune: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum GetCmd {
+    /// Desired states with their targets' status; with a name, the per-target detail.
+    States { name: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
+enum DeleteCmd {
+    /// Delete a desired state (its agents are left as they are).
+    State {
+        name: String,
+        /// Delete only if the state is still at this version.
+        #[arg(long)]
+        if_version: Option<u64>,
     },
 }
 
@@ -627,6 +686,68 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx { cli };
     match &ctx.cli.cmd {
         Cmd::Job(cmd) => job_cmd(&ctx, cmd).await,
+        Cmd::Apply(a) => apply_cmd(&ctx, a).await,
+        Cmd::Diff(d) => {
+            let api = ctx.client()?;
+            let (file, text) = states::read_file(&d.file)?;
+            let plan = states::plan(&api, &file, &text, d.prune).await?;
+            if ctx.json() {
+                print_json(&plan)?;
+            } else {
+                print!("{}", states::render_plan(&plan, false));
+            }
+            Ok(if plan.has_changes() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Get(GetCmd::States { name }) => {
+            let api = ctx.client()?;
+            match name {
+                Some(n) => {
+                    let v: flux_core::reconcile::StateView =
+                        api.get(&format!("/v1/states/{n}")).await?;
+                    if ctx.json() {
+                        print_json(&v)?;
+                    } else {
+                        print!("{}", states::state_detail(&v));
+                    }
+                }
+                None => {
+                    let v: Vec<flux_core::reconcile::StateView> = api.get("/v1/states").await?;
+                    if ctx.json() {
+                        print_json(&v)?;
+                    } else {
+                        println!("{}", states::states_table(&v));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Delete(DeleteCmd::State { name, if_version }) => {
+            let api = ctx.client()?;
+            let headers: Vec<(&str, String)> = if_version
+                .map(|v| ("if-match", v.to_string()))
+                .into_iter()
+                .collect();
+            let resp = api
+                .send_with_headers(
+                    Method::DELETE,
+                    &format!("/v1/states/{name}"),
+                    None,
+                    Duration::from_secs(30),
+                    &headers,
+                )
+                .await?;
+            let reply: Value = resp.json().await.context("decoding the reply")?;
+            if ctx.json() {
+                print_json(&reply)?;
+            } else {
+                println!("deleted state {name} (version {})", reply["version"]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Agents(cmd) => {
             let api = ctx.client()?;
             let agents: Vec<Agent> = match cmd {
@@ -884,10 +1005,77 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `fluxctl apply`: plan, apply against the planned versions, optionally wait.
+async fn apply_cmd(ctx: &Ctx, a: &ApplyArgs) -> Result<ExitCode> {
+    let api = ctx.client()?;
+    let (file, text) = states::read_file(&a.file)?;
+    let planned = states::plan(&api, &file, &text, a.prune).await?;
+    if a.dry_run {
+        if ctx.json() {
+            print_json(&planned)?;
+        } else {
+            print!("{}", states::render_plan(&planned, true));
+            println!("(dry run: nothing changed)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let applied = if planned.has_changes() {
+        states::apply(&api, &file, &text, a.prune, &planned).await?
+    } else {
+        planned
+    };
+    if !ctx.json() {
+        print!("{}", states::render_plan(&applied, true));
+        if !applied.has_changes() {
+            println!("no changes");
+        }
+    }
+    let want: BTreeMap<String, u64> = applied
+        .items
+        .iter()
+        .filter(|i| i.action != flux_core::reconcile::Action::Delete)
+        .map(|i| (i.name.clone(), i.to_version.unwrap_or(i.from_version)))
+        .collect();
+    let converged = if a.wait {
+        Some(states::wait(&api, &want, a.timeout, ctx.json()).await?)
+    } else {
+        None
+    };
+    if ctx.json() {
+        print_json(&json!({"plan": applied, "convergence": converged}))?;
+    }
+    let Some(c) = converged else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !ctx.json() {
+        for e in &c.empty {
+            eprintln!("warning: state {e} selects no agent");
+        }
+        println!(
+            "{} of {} targets compliant, {} failed",
+            c.compliant, c.targets, c.failed
+        );
+        for f in &c.failures {
+            eprintln!("failed: {f}");
+        }
+    }
+    Ok(if c.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.output == Output::Json;
+    // diff reserves 1 for "changes found"; its errors are 2, like `diff` and `kubectl diff`.
+    let error_code = if matches!(cli.cmd, Cmd::Diff(_)) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    };
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -905,7 +1093,7 @@ async fn main() -> ExitCode {
                 let _ = print_json(&json!({"error": {"code": code, "message": message}}));
             }
             eprintln!("fluxctl: {message}");
-            ExitCode::FAILURE
+            error_code
         }
     }
 }

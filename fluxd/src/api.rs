@@ -125,7 +125,7 @@ impl From<AuthError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub type ApiResult<T> = Result<T, ApiError>;
 
 /// JSON body extractor whose rejections use the API error shape: 400 for syntax, 422 for
 /// unknown fields and wrong types, 413 for oversized bodies, 415 without a JSON content type.
@@ -245,6 +245,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/attempts/{id}/start", post(attempt_start))
         .route("/v1/agent/attempts/{id}/output", post(attempt_output))
         .route("/v1/agent/attempts/{id}/result", post(attempt_result))
+        .merge(crate::states_api::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }

@@ -8,6 +8,7 @@ use flux_core::auth::{self, AuthError, Authenticator};
 use flux_core::jobs::Jobs;
 use flux_core::lease::{self, LeaseConfig};
 use flux_core::model::{AgentState, now_ms};
+use flux_core::reconcile::{Reconciler, TargetState};
 use flux_core::store::{DynStore, Expect, Key, SYSTEM_TENANT, StoreError};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub node_id: String,
     pub store: DynStore,
     pub jobs: Jobs,
+    pub states: Reconciler,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub leader: Leadership,
@@ -55,6 +57,7 @@ impl AppState {
     pub fn new(node_id: String, store: DynStore, jobs: Jobs, auth: Authenticator) -> AppState {
         AppState {
             node_id,
+            states: Reconciler::new(store.clone(), jobs.clone()),
             store,
             jobs,
             auth,
@@ -121,7 +124,11 @@ async fn leader_pass(st: &AppState, epoch: u64, since: u64, sweep: bool) -> Resu
 pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
     let mut queued = 0i64;
     let mut by_state = [0i64; 3];
+    let mut targets: std::collections::BTreeMap<TargetState, i64> = Default::default();
     for t in &st.jobs.tenants().await.map_err(to_store)? {
+        for (s, n) in st.states.counts(t).await.map_err(state_to_store)? {
+            *targets.entry(s).or_default() += n as i64;
+        }
         for a in st.jobs.agents(t).await.map_err(to_store)? {
             by_state[match a.state {
                 AgentState::Online => 0,
@@ -132,6 +139,12 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
         queued += st.jobs.queue_depth(t).await.map_err(to_store)? as i64;
     }
     st.metrics.queue_depth.set(queued);
+    for s in TargetState::ALL {
+        st.metrics
+            .state_targets
+            .with_label_values(&[s.as_str()])
+            .set(targets.get(&s).copied().unwrap_or(0));
+    }
     st.metrics.connected_agents.set(by_state[0]);
     for (i, s) in [
         AgentState::Online,
@@ -152,6 +165,13 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
 fn to_store(e: flux_core::jobs::JobError) -> StoreError {
     match e {
         flux_core::jobs::JobError::Store(s) => s,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+fn state_to_store(e: flux_core::reconcile::StateError) -> StoreError {
+    match e {
+        flux_core::reconcile::StateError::Store(s) => s,
         other => StoreError::Corrupt(other.to_string()),
     }
 }
@@ -286,8 +306,59 @@ pub async fn run_leader(
     let _ = driver.await;
 }
 
-/// Leader work for one term. Returns only when a write is fenced, with the epoch in force.
+/// Leader work for one term: the job loop and the reconcile loop. Returns only when a write is
+/// fenced, with the epoch in force.
 async fn leader_work(st: &AppState, epoch: u64, since: u64, sweep_every: Duration) -> u64 {
+    tokio::select! {
+        e = job_work(st, epoch, since, sweep_every) => e,
+        e = reconcile_work(st, epoch, sweep_every) => e,
+    }
+}
+
+/// How often the reconciler looks at every target even when nothing changed (due checks).
+const RECONCILE_TICK: Duration = Duration::from_millis(500);
+
+/// Runs reconcile passes on every tick and whenever a state or a job changes.
+async fn reconcile_work(st: &AppState, epoch: u64, sweep_every: Duration) -> u64 {
+    let mut changes = st.store.subscribe();
+    let mut tick = tokio::time::interval(RECONCILE_TICK.min(sweep_every));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            c = changes.recv() => {
+                match c {
+                    Ok(c) if !(c.is_resync() || c.paths.iter().any(|p| p.starts_with("states/") || p.starts_with("jobs/"))) => continue,
+                    _ => {}
+                }
+                while changes.try_recv().is_ok() {}
+            }
+        }
+        match reconcile_pass(st, epoch).await {
+            Ok(()) => {}
+            Err(StoreError::Fenced { current, .. }) => return current,
+            Err(e) => tracing::warn!(error = %e, "reconcile pass failed; retrying"),
+        }
+    }
+}
+
+async fn reconcile_pass(st: &AppState, epoch: u64) -> Result<(), StoreError> {
+    for t in &st.jobs.tenants().await.map_err(to_store)? {
+        let tally = st
+            .states
+            .pass(t, epoch, now_ms())
+            .await
+            .map_err(state_to_store)?;
+        let m = &st.metrics;
+        m.reconcile_checks.inc_by(tally.checks);
+        m.reconcile_drift.inc_by(tally.drifts);
+        m.reconcile_repairs.inc_by(tally.repairs);
+        m.reconcile_failures.inc_by(tally.failures);
+    }
+    Ok(())
+}
+
+async fn job_work(st: &AppState, epoch: u64, since: u64, sweep_every: Duration) -> u64 {
     let mut changes = st.store.subscribe();
     let mut tick = tokio::time::interval(sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

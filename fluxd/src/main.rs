@@ -6,6 +6,7 @@ mod api;
 mod app;
 mod limits;
 mod metrics;
+mod states_api;
 mod tls;
 
 use std::net::SocketAddr;

@@ -28,6 +28,11 @@ pub struct Metrics {
     pub fenced: IntCounter,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    pub reconcile_checks: IntCounter,
+    pub reconcile_drift: IntCounter,
+    pub reconcile_repairs: IntCounter,
+    pub reconcile_failures: IntCounter,
+    pub state_targets: IntGaugeVec,
 }
 
 impl Metrics {
@@ -73,6 +78,33 @@ impl Metrics {
             "flux_fenced_writes_total",
             "leader writes of this node rejected because another node holds a newer epoch",
         );
+        let reconcile_checks = counter(
+            "flux_reconcile_checks_total",
+            "desired-state check rounds started by this node as leader",
+        );
+        let reconcile_drift = counter(
+            "flux_reconcile_drift_total",
+            "targets found drifted (check failed) by this node as leader",
+        );
+        let reconcile_repairs = counter(
+            "flux_reconcile_repairs_total",
+            "drifted targets repaired and verified by this node as leader",
+        );
+        let reconcile_failures = counter(
+            "flux_reconcile_failures_total",
+            "reconcile rounds that ended failed (check could not run, apply failed, verify failed)",
+        );
+        let state_targets = IntGaugeVec::new(
+            Opts::new(
+                "flux_state_targets",
+                "desired-state targets by status (compliant, drifted, applying, failed, unknown)",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(state_targets.clone()))
+            .expect("unique metric");
         let agents_by_state = IntGaugeVec::new(
             Opts::new("flux_agents", "agents by liveness state"),
             &["state"],
@@ -119,6 +151,11 @@ impl Metrics {
             fenced,
             http_requests,
             http_duration,
+            reconcile_checks,
+            reconcile_drift,
+            reconcile_repairs,
+            reconcile_failures,
+            state_targets,
         }
     }
 

@@ -1,0 +1,547 @@
+//! Desired state: what a state is, how `state.toml` declares it, and the rules every state
+//! must follow. The reconciler that converges agents towards it is in [`crate::reconcile`].
+//!
+//! ```toml
+//! [[state]]
+//! name = "motd"
+//! targets = { labels = { role = "web" } }   # or { agents = ["agent-1"] }
+//! check = "grep -q fluxforge /etc/motd"
+//! apply = "echo fluxforge >> /etc/motd"
+//! interval = "30s"
+//! timeout = "60s"
+//! env = { GREETING = "hello" }              # optional
+//! desired_exit_code = 0                     # optional: the check's exit code that means compliant
+//! ```
+//!
+//! The same rules apply to a file (errors name the file, line, column and field) and to JSON
+//! bodies sent to the API (errors name the state and field).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::jobs::{MAX_COMMAND_BYTES, MAX_TIMEOUT_SECS, validate_submit};
+use crate::model::{Millis, SubmitJob, valid_ident};
+
+/// Default check interval.
+pub const DEFAULT_INTERVAL_SECS: u64 = 30;
+/// Default timeout of each check and apply run.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+/// Longest check interval accepted (one day).
+pub const MAX_INTERVAL_SECS: u64 = 24 * 3600;
+/// Most states one apply may declare, and most agents one state may name.
+pub const MAX_STATES: usize = 1000;
+
+/// Which agents a state applies to: named agents, or every agent whose labels include all of
+/// `labels`. Exactly one of the two is given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Targets {
+    /// Whether an agent with this id and these labels is a target.
+    pub fn matches(&self, node_id: &str, labels: &BTreeMap<String, String>) -> bool {
+        if !self.agents.is_empty() {
+            return self.agents.iter().any(|a| a == node_id);
+        }
+        !self.labels.is_empty() && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    pub fn display(&self) -> String {
+        if !self.agents.is_empty() {
+            format!("agents {}", self.agents.join(","))
+        } else {
+            let l: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("labels {}", l.join(","))
+        }
+    }
+}
+
+/// One desired state, as sent to and returned by the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    pub name: String,
+    pub targets: Targets,
+    /// Exits with `desired_exit_code` when the target is compliant.
+    pub check: String,
+    /// Brings the target into compliance.
+    pub apply: String,
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub desired_exit_code: i32,
+}
+
+fn default_interval() -> u64 {
+    DEFAULT_INTERVAL_SECS
+}
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_SECS
+}
+
+/// A state as stored: the spec plus who changed it and when. Its version is the store's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredState {
+    pub spec: StateSpec,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub updated_by: String,
+}
+
+/// A rule a state breaks: which field, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a state against every rule. The first broken rule is returned.
+pub fn validate_spec(s: &StateSpec) -> Result<(), FieldError> {
+    if !valid_ident(&s.name) {
+        return Err(FieldError::new(
+            "name",
+            "must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        ));
+    }
+    let t = &s.targets;
+    match (t.agents.is_empty(), t.labels.is_empty()) {
+        (true, true) => {
+            return Err(FieldError::new(
+                "targets",
+                "name agents (targets = { agents = [\"agent-1\"] }) or labels (targets = { labels = { role = \"web\" } })",
+            ));
+        }
+        (false, false) => {
+            return Err(FieldError::new(
+                "targets",
+                "give either agents or labels, not both",
+            ));
+        }
+        _ => {}
+    }
+    if t.agents.len() > MAX_STATES {
+        return Err(FieldError::new(
+            "targets",
+            format!("at most {MAX_STATES} agents"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for a in &t.agents {
+        if !valid_ident(a) {
+            return Err(FieldError::new(
+                "targets",
+                format!(
+                    "agent id {a:?} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+                ),
+            ));
+        }
+        if !seen.insert(a) {
+            return Err(FieldError::new(
+                "targets",
+                format!("agent {a} is listed twice"),
+            ));
+        }
+    }
+    if t.labels.len() > 64 {
+        return Err(FieldError::new("targets", "at most 64 labels"));
+    }
+    for (k, v) in &t.labels {
+        if !valid_ident(k) || v.len() > 128 || v.contains(['\0', '\n']) {
+            return Err(FieldError::new(
+                "targets",
+                format!("label {k}={v:?} is not valid"),
+            ));
+        }
+    }
+    for (field, cmd) in [("check", &s.check), ("apply", &s.apply)] {
+        if cmd.trim().is_empty() {
+            return Err(FieldError::new(field, "must not be empty"));
+        }
+        if cmd.len() > MAX_COMMAND_BYTES || cmd.contains('\0') {
+            return Err(FieldError::new(
+                field,
+                format!("must be at most {MAX_COMMAND_BYTES} bytes without NUL"),
+            ));
+        }
+    }
+    if !(1..=MAX_INTERVAL_SECS).contains(&s.interval_secs) {
+        return Err(FieldError::new(
+            "interval",
+            format!("must be between 1s and {}h", MAX_INTERVAL_SECS / 3600),
+        ));
+    }
+    if !(1..=MAX_TIMEOUT_SECS).contains(&s.timeout_secs) {
+        return Err(FieldError::new(
+            "timeout",
+            format!("must be between 1s and {}d", MAX_TIMEOUT_SECS / 86400),
+        ));
+    }
+    if !(0..=255).contains(&s.desired_exit_code) {
+        return Err(FieldError::new(
+            "desired_exit_code",
+            "must be between 0 and 255",
+        ));
+    }
+    // The environment follows the same rules as a job's.
+    let probe = SubmitJob {
+        command: Some("true".into()),
+        env: s.env.clone(),
+        ..SubmitJob::default()
+    };
+    if let Err(e) = validate_submit(&probe) {
+        return Err(FieldError::new("env", e.to_string()));
+    }
+    Ok(())
+}
+
+/// Checks a whole set of states: each one, plus unique names and the count limit.
+pub fn validate_set(states: &[StateSpec]) -> Result<(), String> {
+    if states.len() > MAX_STATES {
+        return Err(format!("at most {MAX_STATES} states in one apply"));
+    }
+    let mut names = BTreeSet::new();
+    for s in states {
+        validate_spec(s).map_err(|e| format!("state {:?}: {}: {}", s.name, e.field, e.message))?;
+        if !names.insert(&s.name) {
+            return Err(format!("state {:?} is declared twice", s.name));
+        }
+    }
+    Ok(())
+}
+
+/// An error in a state file, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct StateFileError {
+    pub file: String,
+    /// 1-based line and column; 0 when the position is unknown.
+    pub line: usize,
+    pub column: usize,
+    /// The field concerned (`state[2].interval`), when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for StateFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    state: Vec<Spanned<RawState>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    name: Spanned<String>,
+    targets: Spanned<Targets>,
+    check: Spanned<String>,
+    apply: Spanned<String>,
+    #[serde(default)]
+    interval: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    desired_exit_code: Option<Spanned<i32>>,
+}
+
+/// 1-based line and column of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parses a `state.toml`. `file` names it in errors.
+pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateFileError> {
+    let err = |span: Option<Range<usize>>, field: Option<String>, message: String| {
+        let (line, column) = span.map_or((0, 0), |s| position(text, s.start));
+        StateFileError {
+            file: file.to_string(),
+            line,
+            column,
+            field,
+            message,
+        }
+    };
+    let raw: RawFile =
+        toml::from_str(text).map_err(|e| err(e.span(), None, e.message().trim().to_string()))?;
+    if raw.state.len() > MAX_STATES {
+        return Err(err(
+            None,
+            None,
+            format!("at most {MAX_STATES} states in one file"),
+        ));
+    }
+    let mut out: Vec<StateSpec> = Vec::with_capacity(raw.state.len());
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, rs) in raw.state.into_iter().enumerate() {
+        let rs = rs.into_inner();
+        let field = |f: &str| Some(format!("state[{i}].{f}"));
+        let duration = |v: &Option<Spanned<String>>, name: &str, default: u64| match v {
+            None => Ok(default),
+            Some(s) => crate::model::parse_duration(s.get_ref())
+                .and_then(|d| {
+                    if d.subsec_millis() != 0 {
+                        Err("use whole seconds".to_string())
+                    } else {
+                        Ok(d.as_secs())
+                    }
+                })
+                .map_err(|m| err(Some(s.span()), field(name), m)),
+        };
+        let spec = StateSpec {
+            name: rs.name.get_ref().clone(),
+            targets: rs.targets.get_ref().clone(),
+            check: rs.check.get_ref().clone(),
+            apply: rs.apply.get_ref().clone(),
+            interval_secs: duration(&rs.interval, "interval", DEFAULT_INTERVAL_SECS)?,
+            timeout_secs: duration(&rs.timeout, "timeout", DEFAULT_TIMEOUT_SECS)?,
+            env: rs
+                .env
+                .as_ref()
+                .map(|e| e.get_ref().clone())
+                .unwrap_or_default(),
+            desired_exit_code: rs.desired_exit_code.as_ref().map_or(0, |c| *c.get_ref()),
+        };
+        if let Err(fe) = validate_spec(&spec) {
+            let span = match fe.field {
+                "name" => Some(rs.name.span()),
+                "targets" => Some(rs.targets.span()),
+                "check" => Some(rs.check.span()),
+                "apply" => Some(rs.apply.span()),
+                "interval" => rs.interval.as_ref().map(|s| s.span()),
+                "timeout" => rs.timeout.as_ref().map(|s| s.span()),
+                "env" => rs.env.as_ref().map(|s| s.span()),
+                "desired_exit_code" => rs.desired_exit_code.as_ref().map(|s| s.span()),
+                _ => None,
+            };
+            return Err(err(span, field(fe.field), fe.message));
+        }
+        if let Some(first) = names.insert(spec.name.clone(), i) {
+            return Err(err(
+                Some(rs.name.span()),
+                field("name"),
+                format!("{:?} is already declared by state[{first}]", spec.name),
+            ));
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// Renders a duration in seconds the way state files write it.
+pub fn format_secs(s: u64) -> String {
+    match s {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// One field that differs between two versions of a state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// The fields that differ from `old` to `new`, in file order.
+pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
+    let env = |e: &BTreeMap<String, String>| {
+        e.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pairs = [
+        ("targets", old.targets.display(), new.targets.display()),
+        ("check", old.check.clone(), new.check.clone()),
+        ("apply", old.apply.clone(), new.apply.clone()),
+        (
+            "interval",
+            format_secs(old.interval_secs),
+            format_secs(new.interval_secs),
+        ),
+        (
+            "timeout",
+            format_secs(old.timeout_secs),
+            format_secs(new.timeout_secs),
+        ),
+        ("env", env(&old.env), env(&new.env)),
+        (
+            "desired_exit_code",
+            old.desired_exit_code.to_string(),
+            new.desired_exit_code.to_string(),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(f, from, to)| FieldChange {
+            field: f.to_string(),
+            from,
+            to,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[state]]
+name = "motd"
+targets = { labels = { role = "web" } }
+check = "grep -q fluxforge /etc/motd"
+apply = "echo fluxforge >> /etc/motd"
+interval = "30s"
+timeout = "1m"
+
+[[state]]
+name = "pkg"
+targets = { agents = ["agent-1", "agent-2"] }
+check = "test -f /tmp/x"
+apply = "touch /tmp/x"
+env = { MODE = "fast" }
+desired_exit_code = 3
+"#;
+
+    #[test]
+    fn a_good_file_parses_with_defaults() {
+        let s = parse_state_file("state.toml", GOOD).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, "motd");
+        assert_eq!(s[0].interval_secs, 30);
+        assert_eq!(s[0].timeout_secs, 60);
+        assert_eq!(s[0].targets.labels["role"], "web");
+        assert_eq!(s[1].interval_secs, DEFAULT_INTERVAL_SECS);
+        assert_eq!(s[1].targets.agents, vec!["agent-1", "agent-2"]);
+        assert_eq!(s[1].env["MODE"], "fast");
+        assert_eq!(s[1].desired_exit_code, 3);
+        assert!(validate_set(&s).is_ok());
+    }
+
+    fn error_of(text: &str) -> StateFileError {
+        parse_state_file("s.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn semantic_errors_point_at_line_and_field() {
+        let bad = GOOD.replace("interval = \"30s\"", "interval = \"30y\"");
+        let e = error_of(&bad);
+        assert_eq!((e.line, e.field.as_deref()), (7, Some("state[0].interval")));
+        assert!(
+            e.to_string().starts_with("s.toml:7:12: state[0].interval:"),
+            "{e}"
+        );
+
+        let bad = GOOD.replace("check = \"test -f /tmp/x\"", "check = \"  \"");
+        let e = error_of(&bad);
+        assert_eq!((e.line, e.field.as_deref()), (13, Some("state[1].check")));
+
+        let bad = GOOD.replace("name = \"pkg\"", "name = \"motd\"");
+        let e = error_of(&bad);
+        assert_eq!(e.line, 11);
+        assert!(e.message.contains("already declared by state[0]"), "{e}");
+
+        let bad = GOOD.replace("agents = [\"agent-1\", \"agent-2\"]", "agents = [\"a/b\"]");
+        assert_eq!(error_of(&bad).field.as_deref(), Some("state[1].targets"));
+
+        let bad = GOOD.replace("MODE = \"fast\"", "\"1BAD\" = \"x\"");
+        assert_eq!(error_of(&bad).field.as_deref(), Some("state[1].env"));
+    }
+
+    #[test]
+    fn syntax_and_unknown_fields_are_rejected_with_a_position() {
+        let e = error_of("[[state]]\nname = \"x\"\ncheck = \n");
+        assert_eq!(e.line, 3);
+        let e = error_of(&GOOD.replace("timeout = \"1m\"", "timeout = \"1m\"\nretries = 3"));
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.message.contains("retries"), "{e}");
+        let e = error_of("[[state]]\nname = \"x\"\ncheck = \"true\"\napply = \"true\"\n");
+        assert!(e.message.contains("targets"), "{e}");
+        let e =
+            error_of("[[state]]\nname = \"x\"\ntargets = {}\ncheck = \"true\"\napply = \"true\"\n");
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("state[0].targets")));
+    }
+
+    #[test]
+    fn an_empty_file_declares_nothing() {
+        assert!(parse_state_file("s.toml", "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn label_selectors_match_supersets_only() {
+        let t = Targets {
+            agents: vec![],
+            labels: [("role".to_string(), "web".to_string())].into(),
+        };
+        let web: BTreeMap<String, String> =
+            [("role".into(), "web".into()), ("dc".into(), "eu".into())].into();
+        let db: BTreeMap<String, String> = [("role".into(), "db".into())].into();
+        assert!(t.matches("a", &web));
+        assert!(!t.matches("a", &db));
+        assert!(!t.matches("a", &BTreeMap::new()));
+        let named = Targets {
+            agents: vec!["a".into()],
+            labels: BTreeMap::new(),
+        };
+        assert!(named.matches("a", &db) && !named.matches("b", &web));
+    }
+
+    #[test]
+    fn diffs_list_only_changed_fields() {
+        let s = parse_state_file("s.toml", GOOD).unwrap();
+        assert!(diff_specs(&s[0], &s[0]).is_empty());
+        let mut n = s[0].clone();
+        n.interval_secs = 120;
+        n.check = "true".into();
+        let d = diff_specs(&s[0], &n);
+        let fields: Vec<&str> = d.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, vec!["check", "interval"]);
+        assert_eq!((d[1].from.as_str(), d[1].to.as_str()), ("30s", "2m"));
+    }
+}

@@ -1,0 +1,372 @@
+//! The reconciler (`flux_core::reconcile`) driven directly against a real embedded redb store,
+//! with the agent's side of each job played by the test. Time is handed in explicitly.
+
+use flux_core::jobs::{JobFilter, Jobs, JobsConfig};
+use flux_core::model::{AttemptResult, JobStatus, Millis, Outcome, RegisterAgent};
+use flux_core::reconcile::{
+    ApplyRequest, Reconciler, StateError, StepKind, TargetState, keys, step_key,
+};
+use flux_core::state::{StateSpec, Targets};
+use flux_core::store::{self, DynStore, Expect, Key, StoreError};
+
+const T0: Millis = 1_700_000_000_000;
+const TENANT: &str = "acme";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: DynStore,
+    jobs: Jobs,
+    rec: Reconciler,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("redb:{}", dir.path().join("f.redb").display()))
+        .await
+        .unwrap();
+    let jobs = Jobs::new(store.clone(), JobsConfig::default());
+    let rec = Reconciler::new(store.clone(), jobs.clone());
+    Env {
+        _dir: dir,
+        store,
+        jobs,
+        rec,
+    }
+}
+
+fn spec(name: &str, agent: &str) -> StateSpec {
+    StateSpec {
+        name: name.into(),
+        targets: Targets {
+            agents: vec![agent.into()],
+            labels: Default::default(),
+        },
+        check: "check".into(),
+        apply: "apply".into(),
+        interval_secs: 10,
+        timeout_secs: 5,
+        env: Default::default(),
+        desired_exit_code: 0,
+    }
+}
+
+async fn register(e: &Env, tenant: &str, node: &str, now: Millis) {
+    e.jobs
+        .register(tenant, node, &RegisterAgent::default(), now)
+        .await
+        .unwrap();
+}
+
+/// Plays the agent: assigns pending jobs and finishes each with the exit code `code_for` picks
+/// from its command. Returns the commands run.
+async fn run_jobs(
+    e: &Env,
+    epoch: u64,
+    node: &str,
+    now: Millis,
+    mut code_for: impl FnMut(&str) -> i32,
+) -> Vec<String> {
+    e.jobs.schedule_tenant(TENANT, epoch, now).await.unwrap();
+    let mut ran = Vec::new();
+    for task in e.jobs.poll(TENANT, node, 0).await.unwrap() {
+        let job = e.jobs.get(TENANT, &task.job_id).await.unwrap();
+        if job.status.is_terminal() {
+            continue;
+        }
+        let cmd = task.command.display();
+        e.jobs
+            .start(TENANT, node, &task.attempt_id, now)
+            .await
+            .unwrap();
+        let result = AttemptResult {
+            outcome: Outcome::Exited,
+            exit_code: Some(code_for(&cmd)),
+            signal: None,
+            message: None,
+        };
+        e.jobs
+            .finish(TENANT, node, &task.attempt_id, result, now)
+            .await
+            .unwrap();
+        ran.push(cmd);
+    }
+    ran
+}
+
+#[tokio::test]
+async fn a_drifted_target_is_applied_verified_and_then_compliant() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e, TENANT, "a1", T0).await;
+    let (v, created) = e
+        .rec
+        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap();
+    assert!(created);
+    let mut fixed = false;
+    let mut ran_all = Vec::new();
+    for i in 0..4 {
+        let now = T0 + i;
+        e.rec.pass(TENANT, epoch, now).await.unwrap();
+        let ran = run_jobs(&e, epoch, "a1", now, |c| {
+            if c == "apply" {
+                fixed = true;
+            }
+            if c == "check" && !fixed { 1 } else { 0 }
+        })
+        .await;
+        ran_all.extend(ran);
+    }
+    assert_eq!(ran_all, vec!["check", "apply", "check"]);
+    let view = e.rec.get(TENANT, "motd").await.unwrap();
+    let t = &view.status[0];
+    assert_eq!(
+        (t.status, t.repairs, t.spec_version),
+        (TargetState::Compliant, 1, v)
+    );
+    assert_eq!(t.settled_at(v), Some(TargetState::Compliant));
+    // Nothing more until the interval has passed.
+    let tally = e.rec.pass(TENANT, epoch, T0 + 5_000).await.unwrap();
+    assert_eq!(tally.checks, 0);
+    let tally = e.rec.pass(TENANT, epoch, T0 + 10_010).await.unwrap();
+    assert_eq!(tally.checks, 1);
+}
+
+#[tokio::test]
+async fn a_leader_that_died_between_submit_and_record_is_followed_without_a_second_job() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e, TENANT, "a1", T0).await;
+    let (v, _) = e
+        .rec
+        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap();
+    // What the dead leader did before it could record the round: submit round 1's check.
+    let req = flux_core::model::SubmitJob {
+        command: Some("check".into()),
+        node_id: Some("a1".into()),
+        timeout_secs: Some(5),
+        idempotency_key: Some(step_key("motd", "a1", v, 1, StepKind::Check)),
+        ..Default::default()
+    };
+    let (orphan, _) = e.jobs.submit(TENANT, "reconciler", req, T0).await.unwrap();
+    // The next leader (new epoch) runs its pass.
+    let epoch2 = e.store.next_epoch().await.unwrap();
+    assert!(epoch2 > epoch);
+    e.rec.pass(TENANT, epoch2, T0 + 1).await.unwrap();
+    let view = e.rec.get(TENANT, "motd").await.unwrap();
+    let flight = view.status[0].in_flight.clone().expect("a check in flight");
+    assert_eq!(flight.job_id, orphan.job_id);
+    let all = e.jobs.list(TENANT, &JobFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 1, "no second check job: {all:?}");
+    // And the old leader, woken up, cannot record anything any more.
+    let err = e.rec.pass(TENANT, epoch, T0 + 2).await;
+    assert!(
+        matches!(
+            err,
+            Ok(_) | Err(StateError::Store(StoreError::Fenced { .. }))
+        ),
+        "{err:?}"
+    );
+    run_jobs(&e, epoch2, "a1", T0 + 3, |_| 1).await;
+    let err = e.rec.pass(TENANT, epoch, T0 + 4).await.unwrap_err();
+    assert!(
+        matches!(err, StateError::Store(StoreError::Fenced { .. })),
+        "{err:?}"
+    );
+    let view = e.rec.get(TENANT, "motd").await.unwrap();
+    assert_eq!(
+        view.status[0].status,
+        TargetState::Unknown,
+        "the fenced pass wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_apply_planned_against_old_versions_changes_nothing() {
+    let e = env().await;
+    let file = |check: &str| {
+        format!(
+            "[[state]]\nname = \"motd\"\ntargets = {{ agents = [\"a1\"] }}\ncheck = \"{check}\"\napply = \"true\"\n"
+        )
+    };
+    let apply = |text: String, dry_run: bool, expect: Vec<(&str, u64)>| ApplyRequest {
+        toml: Some(text),
+        dry_run,
+        expect: expect
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ..ApplyRequest::default()
+    };
+    // Two operators plan against the empty store.
+    let plan_a = e
+        .rec
+        .apply(TENANT, "a", apply(file("a"), true, vec![]), T0)
+        .await
+        .unwrap();
+    assert_eq!(plan_a.items[0].from_version, 0);
+    let done = e
+        .rec
+        .apply(TENANT, "a", apply(file("a"), false, vec![("motd", 0)]), T0)
+        .await
+        .unwrap();
+    let v1 = done.items[0].to_version.unwrap();
+    // B planned before A applied: B's apply must fail and leave A's state alone.
+    let err = e
+        .rec
+        .apply(TENANT, "b", apply(file("b"), false, vec![("motd", 0)]), T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StateError::Conflict(_)), "{err:?}");
+    let view = e.rec.get(TENANT, "motd").await.unwrap();
+    assert_eq!((view.spec.check.as_str(), view.version), ("a", v1));
+    // PUT with a stale version fails too; with the current one it succeeds.
+    let err = e
+        .rec
+        .put(TENANT, "b", spec("motd", "a1"), Expect::Version(v1 - 1), T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StateError::Conflict(_)), "{err:?}");
+    let (v2, created) = e
+        .rec
+        .put(TENANT, "b", spec("motd", "a1"), Expect::Version(v1), T0)
+        .await
+        .unwrap();
+    assert!(!created && v2 > v1);
+}
+
+#[tokio::test]
+async fn prune_deletes_only_the_tenants_own_undeclared_states_and_their_records() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    for t in [TENANT, "other"] {
+        register(&e, t, "a1", T0).await;
+        for n in ["keep", "drop"] {
+            e.rec
+                .put(t, "x", spec(n, "a1"), Expect::Absent, T0)
+                .await
+                .unwrap();
+        }
+        e.rec.pass(t, epoch, T0).await.unwrap();
+    }
+    let status_key = |t: &str, n: &str| Key::new(t, keys::status(n, "a1")).unwrap();
+    assert!(
+        e.store
+            .get(&status_key(TENANT, "drop"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let text = "[[state]]\nname = \"keep\"\ntargets = { agents = [\"a1\"] }\ncheck = \"check\"\napply = \"apply\"\ninterval = \"10s\"\ntimeout = \"5s\"\n";
+    let plan = e
+        .rec
+        .apply(
+            TENANT,
+            "x",
+            ApplyRequest {
+                toml: Some(text.into()),
+                prune: true,
+                ..ApplyRequest::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let actions: Vec<(String, String)> = plan
+        .items
+        .iter()
+        .map(|i| (i.name.clone(), format!("{:?}", i.action)))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("keep".into(), "Unchanged".into()),
+            ("drop".into(), "Delete".into())
+        ]
+    );
+    let names = |views: Vec<flux_core::reconcile::StateView>| {
+        views.into_iter().map(|v| v.name).collect::<Vec<_>>()
+    };
+    assert_eq!(names(e.rec.list(TENANT).await.unwrap()), vec!["keep"]);
+    assert_eq!(
+        names(e.rec.list("other").await.unwrap()),
+        vec!["drop", "keep"]
+    );
+    assert!(
+        e.store
+            .get(&status_key(TENANT, "drop"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        e.store
+            .get(&status_key("other", "drop"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        e.rec.get(TENANT, "drop").await,
+        Err(StateError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_label_selector_follows_agents_and_drops_records_of_former_targets() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    let web = RegisterAgent {
+        labels: [("role".to_string(), "web".to_string())].into(),
+        ..RegisterAgent::default()
+    };
+    e.jobs.register(TENANT, "w1", &web, T0).await.unwrap();
+    e.jobs.register(TENANT, "w2", &web, T0).await.unwrap();
+    register(&e, TENANT, "db1", T0).await;
+    let mut s = spec("web", "x");
+    s.targets = Targets {
+        agents: vec![],
+        labels: [("role".to_string(), "web".to_string())].into(),
+    };
+    e.rec.put(TENANT, "x", s, Expect::Absent, T0).await.unwrap();
+    let tally = e.rec.pass(TENANT, epoch, T0).await.unwrap();
+    assert_eq!(tally.checks, 2);
+    let agents: Vec<String> = e
+        .rec
+        .get(TENANT, "web")
+        .await
+        .unwrap()
+        .status
+        .into_iter()
+        .map(|t| t.agent)
+        .collect();
+    assert_eq!(agents, vec!["w1", "w2"]);
+    // w2 re-registers without the label: its record goes.
+    e.jobs
+        .register(TENANT, "w2", &RegisterAgent::default(), T0 + 1)
+        .await
+        .unwrap();
+    e.rec.pass(TENANT, epoch, T0 + 2).await.unwrap();
+    let left = e.store.list(TENANT, keys::STATUSES).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].key.path().ends_with("/w1"));
+    let checks = e
+        .jobs
+        .list(
+            TENANT,
+            &JobFilter {
+                status: Some(JobStatus::Queued),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        checks.len(),
+        2,
+        "one check per target was submitted, no more"
+    );
+}
