@@ -440,3 +440,71 @@ async fn nginx_balances_api_and_agents_over_the_nodes() {
     assert_eq!(r.status(), 401);
     drop(nginx);
 }
+
+/// `kill -9` of the leader while a desired-state repair (apply) is running: the next leader
+/// picks the round up where it was, so the apply runs exactly once, is verified, and is
+/// recorded as one repair.
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_failover_mid_apply_neither_loses_nor_duplicates_the_repair() {
+    let Some(mut c) = Cluster::start(2).await else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().display().to_string();
+    let first = c.wait_leader(&[]).await;
+    let _agent = c.nodes[0]
+        .agent_with_servers("default", "agent-1", &[], &c.urls())
+        .await;
+    let other = 1 - first;
+    let spec = json!({
+        "name": "slow-repair",
+        "targets": {"agents": ["agent-1"]},
+        "check": format!("test -f {dir}/ok"),
+        "apply": format!("echo run >> {dir}/applied; sleep 2; touch {dir}/ok"),
+        "interval_secs": 60,
+    });
+    let n = &c.nodes[other];
+    let (s, v) = send(
+        n.req(reqwest::Method::PUT, "/v1/states/slow-repair", &n.admin)
+            .json(&spec),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    // The apply is running on the agent: kill the leader now.
+    eventually("the apply to start", T, || async {
+        work.path().join("applied").exists().then_some(())
+    })
+    .await;
+    c.nodes[first].proc.kill9();
+    let second = c.wait_leader(&[first]).await;
+    assert_eq!(second, other);
+    let n = &c.nodes[other];
+    let view = eventually("the target compliant", T, || async {
+        let (s, v) = n.get("/v1/states/slow-repair", &n.admin).await;
+        (s == 200 && v["status"][0]["status"] == "compliant").then_some(v)
+    })
+    .await;
+    let t = &view["status"][0];
+    assert_eq!(t["repairs"], 1, "{t}");
+    let applied = std::fs::read_to_string(work.path().join("applied")).unwrap();
+    assert_eq!(applied, "run\n", "the apply ran more than once");
+    let kinds: Vec<&str> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["drift", "applying", "repaired"], "{t}");
+    let (_, jobs) = n.get("/v1/jobs?limit=100", &n.admin).await;
+    let applies = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| {
+            j["command"]["shell"]
+                .as_str()
+                .is_some_and(|c| c.contains("applied"))
+        })
+        .count();
+    assert_eq!(applies, 1, "{jobs}");
+}
