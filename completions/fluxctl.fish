@@ -38,6 +38,10 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -s V -l version -d 'Print 
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "job" -d 'Run and inspect jobs'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "agents" -d 'List and inspect agents'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "delete" -d 'Delete objects'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "whoami" -d 'Show the identity of the current token'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "config" -d 'Manage contexts in the config file'
@@ -248,6 +252,88 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Issue a token'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s f -l filename -d 'State file (`-` reads stdin)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l timeout -d 'How long --wait waits' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l prune -d 'Also delete the tenant\'s states that the file does not declare'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l dry-run -d 'Show the plan and change nothing'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s w -l wait -d 'Wait until every target is compliant; exit 1 if one fails or the timeout passes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s f -l filename -d 'State file (`-` reads stdin)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l prune -d 'Include the deletions `apply --prune` would make'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from help" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l if-version -d 'Delete only if the state is still at this version' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l token-file -d 'File holding the bearer token' -r -F
@@ -326,19 +412,34 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "use-context" -d 'Make a context the default'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "get-contexts" -d 'List contexts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -s h -l help -d 'Print help'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from jobs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge jobs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s l -l label -d 'Select agents by label KEY=VALUE (repeatable); default: every registered agent' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l dir -d 'Directory on the agents where the marker files go' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l timeout -d 'Give up after this long' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l count -d 'Jobs to run in all' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l concurrency -d 'Jobs in flight at once (each worker submits, waits, repeats)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l command -d 'Command each job runs' -r
@@ -355,6 +456,7 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -368,15 +470,19 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "job" -d 'Run and inspect jobs'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "agents" -d 'List and inspect agents'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "whoami" -d 'Show the identity of the current token'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "config" -d 'Manage contexts in the config file'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "completions" -d 'Print shell completions'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token status whoami config bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "delete" -d 'Delete objects'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete status whoami config bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first'
@@ -388,7 +494,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Issue a token'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from get" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from delete" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set-context" -d 'Create or update a context'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "use-context" -d 'Make a context the default'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get-contexts" -d 'List contexts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'

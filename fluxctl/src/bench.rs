@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use flux_core::client::ApiClient;
+use std::collections::BTreeMap;
+
 use flux_core::model::{Job, JobStatus, SubmitJob};
+use flux_core::reconcile::{StateView, TargetState};
+use flux_core::state::{StateSpec, Targets};
 use reqwest::Method;
 use serde::Serialize;
 
@@ -116,6 +120,95 @@ pub async fn jobs(
         failed,
         elapsed_secs: elapsed,
         jobs_per_sec: lat.len() as f64 / elapsed,
+        p50_ms: pct(&lat, 50.0),
+        p90_ms: pct(&lat, 90.0),
+        p99_ms: pct(&lat, 99.0),
+        max_ms: lat.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+    })
+}
+
+/// Result of `fluxctl bench converge`.
+#[derive(Debug, Serialize)]
+pub struct ConvergeReport {
+    pub targets: usize,
+    pub compliant: usize,
+    pub failed: usize,
+    /// From the apply until every target settled, as seen by the client.
+    pub elapsed_secs: f64,
+    /// Per target: from the state's creation to the target turning compliant (server clock).
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Declares a throwaway state on the chosen agents (`check`: a marker file exists, `apply`:
+/// create it), waits until every target is settled, reports how long each took and deletes the
+/// state again.
+pub async fn converge(
+    api: &ApiClient,
+    labels: BTreeMap<String, String>,
+    dir: &str,
+    timeout: Duration,
+    progress: bool,
+) -> Result<ConvergeReport> {
+    let agents = if labels.is_empty() {
+        let all: Vec<flux_core::model::Agent> = api.get("/v1/agents").await?;
+        if all.is_empty() {
+            bail!("no agents registered");
+        }
+        all.into_iter().map(|a| a.node_id).collect()
+    } else {
+        Vec::new()
+    };
+    let name = format!("bench-converge-{:08x}", rand::random::<u32>());
+    let marker = format!("{dir}/{name}/$FLUX_NODE_ID");
+    let spec = StateSpec {
+        name: name.clone(),
+        targets: Targets { agents, labels },
+        check: format!("test -f \"{marker}\""),
+        apply: format!("mkdir -p \"{dir}/{name}\" && touch \"{marker}\""),
+        interval_secs: 3600,
+        timeout_secs: 60,
+        env: BTreeMap::new(),
+        desired_exit_code: 0,
+    };
+    let started = Instant::now();
+    let created: StateView = api
+        .call(
+            Method::PUT,
+            &format!("/v1/states/{name}"),
+            Some(&flux_core::client::erased::Body(&spec)),
+            Duration::from_secs(30),
+        )
+        .await?;
+    let want = [(name.clone(), created.version)].into_iter().collect();
+    let waited = crate::states::wait(api, &want, timeout, !progress).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let view: Result<StateView, _> = api.get(&format!("/v1/states/{name}")).await;
+    let _ = api
+        .send(
+            Method::DELETE,
+            &format!("/v1/states/{name}"),
+            None,
+            Duration::from_secs(30),
+        )
+        .await;
+    let c = waited?;
+    let view = view?;
+    let mut lat: Vec<Duration> = view
+        .status
+        .iter()
+        .filter(|t| t.status == TargetState::Compliant)
+        .filter_map(|t| t.last_change)
+        .map(|at| Duration::from_millis(at.saturating_sub(view.created_at)))
+        .collect();
+    lat.sort();
+    Ok(ConvergeReport {
+        targets: c.targets,
+        compliant: c.compliant,
+        failed: c.failed,
+        elapsed_secs: elapsed,
         p50_ms: pct(&lat, 50.0),
         p90_ms: pct(&lat, 90.0),
         p99_ms: pct(&lat, 99.0),

@@ -159,6 +159,19 @@ enum DeleteCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// Convergence: declare a throwaway state on the agents (all, or those with --label) and
+    /// time until every target is compliant; the state is deleted afterwards.
+    Converge {
+        /// Select agents by label KEY=VALUE (repeatable); default: every registered agent.
+        #[arg(long = "label", short = 'l', value_parser = parse_kv)]
+        labels: Vec<(String, String)>,
+        /// Directory on the agents where the marker files go.
+        #[arg(long, default_value = "/tmp/fluxforge-bench")]
+        dir: String,
+        /// Give up after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "10m")]
+        timeout: Duration,
+    },
     /// Job round trip: submit → result, latency percentiles and jobs/s.
     Jobs {
         /// Jobs to run in all.
@@ -984,6 +997,52 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     format!("{:.1}", r.p90_ms),
                     format!("{:.1}", r.p99_ms),
                     format!("{:.1}", r.max_ms),
+                ]);
+                println!("{t}");
+            }
+            Ok(if r.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Bench(BenchCmd::Converge {
+            labels,
+            dir,
+            timeout,
+        }) => {
+            let api = ctx.client()?;
+            let progress = !ctx.json() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let r = bench::converge(
+                &api,
+                labels.iter().cloned().collect(),
+                dir,
+                *timeout,
+                progress,
+            )
+            .await?;
+            if ctx.json() {
+                print_json(&r)?;
+            } else {
+                let mut t = table(&[
+                    "TARGETS",
+                    "COMPLIANT",
+                    "FAILED",
+                    "SECONDS",
+                    "P50 MS",
+                    "P90 MS",
+                    "P99 MS",
+                    "MAX MS",
+                ]);
+                t.add_row(vec![
+                    r.targets.to_string(),
+                    r.compliant.to_string(),
+                    r.failed.to_string(),
+                    format!("{:.2}", r.elapsed_secs),
+                    format!("{:.0}", r.p50_ms),
+                    format!("{:.0}", r.p90_ms),
+                    format!("{:.0}", r.p99_ms),
+                    format!("{:.0}", r.max_ms),
                 ]);
                 println!("{t}");
             }
