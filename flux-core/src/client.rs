@@ -268,6 +268,15 @@ pub mod erased {
             serde_json::to_vec(self.0).expect("request bodies serialize")
         }
     }
+
+    /// A body that is already encoded (JSON lines such as a backup).
+    pub struct Raw(pub Vec<u8>);
+
+    impl Json for Raw {
+        fn to_json(&self) -> Vec<u8> {
+            self.0.clone()
+        }
+    }
 }
 
 /// Exponential backoff with full jitter: a random delay in `[0, min(cap, base * 2^attempt)]`.

@@ -5,6 +5,7 @@
 //! and the command line; nothing in this crate serves HTTP.
 
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod jobs;
 pub mod lease;

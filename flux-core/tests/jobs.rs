@@ -1166,6 +1166,14 @@ impl Store for HeartbeatDuringSweep {
         self.inner.raise_epoch(floor).await
     }
 
+    async fn snapshot(&self) -> store::Result<store::Snapshot> {
+        self.inner.snapshot().await
+    }
+
+    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> store::Result<()> {
+        self.inner.restore(entries, wipe).await
+    }
+
     async fn acquire_lease(
         &self,
         holder: &str,

@@ -4,6 +4,7 @@
 
 mod api;
 mod app;
+mod backup_api;
 mod limits;
 mod metrics;
 mod states_api;
@@ -102,6 +103,23 @@ struct Args {
     /// Agent registrations processed at once (spreads out a reconnecting fleet).
     #[arg(long, env = "FLUX_MAX_REGISTRATIONS", default_value_t = 32)]
     max_registrations: usize,
+    /// Largest backup accepted by `POST /v1/backup/restore`.
+    #[arg(long, env = "FLUX_MAX_RESTORE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    max_restore_bytes: usize,
+    /// Write scheduled backups (while this node leads) into this directory.
+    #[arg(long, env = "FLUX_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
+    /// How often to write a scheduled backup.
+    #[arg(long, env = "FLUX_BACKUP_EVERY", value_parser = parse_duration, default_value = "1h", requires = "backup_dir")]
+    backup_every: Duration,
+    /// How many scheduled backups to keep (the oldest are removed).
+    #[arg(
+        long,
+        env = "FLUX_BACKUP_KEEP",
+        default_value_t = 24,
+        requires = "backup_dir"
+    )]
+    backup_keep: usize,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -232,6 +250,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
     let state = Arc::new(app::AppState::new(node_id.clone(), store, jobs, auth));
     let app = api::router(state.clone())
+        .merge(backup_api::routes(args.max_restore_bytes).with_state(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -267,6 +286,20 @@ async fn run(args: Args) -> Result<ExitCode> {
         lease_cfg,
     ));
     let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
+    if let Some(dir) = &args.backup_dir {
+        if args.backup_keep == 0 || args.backup_every.is_zero() {
+            anyhow::bail!("--backup-keep and --backup-every must be above zero");
+        }
+        tokio::spawn(backup_api::run_scheduled(
+            state.clone(),
+            backup_api::Schedule {
+                dir: dir.clone(),
+                every: args.backup_every,
+                keep: args.backup_keep,
+            },
+            cancel.clone(),
+        ));
+    }
 
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub reconcile_repairs: IntCounter,
     pub reconcile_failures: IntCounter,
     pub state_targets: IntGaugeVec,
+    pub backups: IntCounterVec,
+    pub backup_last_success: IntGauge,
 }
 
 impl Metrics {
@@ -105,6 +107,21 @@ impl Metrics {
         registry
             .register(Box::new(state_targets.clone()))
             .expect("unique metric");
+        let backups = IntCounterVec::new(
+            Opts::new(
+                "flux_backups_total",
+                "scheduled backups written by this node, by result (ok, error)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(backups.clone()))
+            .expect("unique metric");
+        let backup_last_success = gauge(
+            "flux_backup_last_success_timestamp_seconds",
+            "when this node last wrote a scheduled backup (0: never)",
+        );
         let agents_by_state = IntGaugeVec::new(
             Opts::new("flux_agents", "agents by liveness state"),
             &["state"],
@@ -156,6 +173,8 @@ impl Metrics {
             reconcile_repairs,
             reconcile_failures,
             state_targets,
+            backups,
+            backup_last_success,
         }
     }
 

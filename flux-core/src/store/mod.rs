@@ -74,6 +74,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("corrupt data in store: {0}")]
     Corrupt(String),
+    /// A restore without `wipe` found objects in the store.
+    #[error("the store already holds {0} objects; restore over them only with force")]
+    NotEmpty(usize),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -188,6 +191,14 @@ pub struct Entry {
     pub key: Key,
     pub version: Version,
     pub value: Vec<u8>,
+}
+
+/// Every object of a store at one instant, with the fencing epoch then in force.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub epoch: Epoch,
+    /// Ordered by tenant, then path.
+    pub entries: Vec<Entry>,
 }
 
 /// One operation of a transaction.
@@ -362,6 +373,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Who holds the lease, with its term's epoch.
     async fn lease_holder(&self) -> Result<Option<(String, Epoch)>>;
+
+    /// Every object of every tenant, with the fencing epoch, read as one consistent snapshot.
+    async fn snapshot(&self) -> Result<Snapshot>;
+
+    /// Writes `entries` with their versions, atomically. Refuses (typed [`StoreError::NotEmpty`])
+    /// a store that holds objects unless `wipe`, which first removes every object. Each tenant's
+    /// revision counter ends at or above both its old value and the highest restored version, so
+    /// a version seen before the restore is never issued again. The epoch and the lease are not
+    /// touched (see [`Store::raise_epoch`]). Subscribers receive a resync.
+    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()>;
 
     /// Writes one object.
     async fn put(&self, key: Key, value: Vec<u8>, expect: Expect) -> Result<Version> {

@@ -12,11 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableError,
+};
 use tokio::sync::broadcast;
 
 use super::{
-    Change, Entry, Epoch, Key, Op, Result, Store, StoreError, Txn, Version, Versioned,
+    Change, Entry, Epoch, Key, Op, Result, Snapshot, Store, StoreError, Txn, Version, Versioned,
     validate_path, validate_tenant,
 };
 
@@ -371,6 +374,73 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn snapshot(&self) -> Result<Snapshot> {
+        self.blocking(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let objects = r.open_table(OBJECTS).map_err(unavailable)?;
+            let meta = r.open_table(META).map_err(unavailable)?;
+            let epoch = meta
+                .get(EPOCH)
+                .map_err(unavailable)?
+                .map_or(0, |g| g.value());
+            let mut entries = Vec::new();
+            for item in objects.iter().map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                let (t, p) = k.value();
+                let (version, value) = v.value();
+                entries.push(Entry {
+                    key: Key::new(t, p)
+                        .map_err(|e| StoreError::Corrupt(format!("stored key {t}:{p}: {e}")))?,
+                    version,
+                    value: value.to_vec(),
+                });
+            }
+            Ok(Snapshot { epoch, entries })
+        })
+        .await
+    }
+
+    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()> {
+        self.blocking(move |db| {
+            let mut w = db.begin_write().map_err(unavailable)?;
+            w.set_durability(Durability::Immediate)
+                .map_err(unavailable)?;
+            {
+                let mut objects = w.open_table(OBJECTS).map_err(unavailable)?;
+                let mut meta = w.open_table(META).map_err(unavailable)?;
+                let held = objects.len().map_err(unavailable)? as usize;
+                if held > 0 && !wipe {
+                    return Err(StoreError::NotEmpty(held));
+                }
+                objects.retain(|_, _| false).map_err(unavailable)?;
+                let mut top: std::collections::BTreeMap<String, Version> = Default::default();
+                for e in &entries {
+                    objects
+                        .insert(
+                            (e.key.tenant(), e.key.path()),
+                            (e.version, e.value.as_slice()),
+                        )
+                        .map_err(unavailable)?;
+                    let t = top.entry(e.key.tenant().to_string()).or_default();
+                    *t = (*t).max(e.version);
+                }
+                for (tenant, v) in top {
+                    let rk = rev_key(&tenant);
+                    let cur = meta
+                        .get(rk.as_str())
+                        .map_err(unavailable)?
+                        .map_or(0, |g| g.value());
+                    meta.insert(rk.as_str(), cur.max(v)).map_err(unavailable)?;
+                }
+            }
+            w.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?;
+        let _ = self.changes.send(Change::resync());
+        Ok(())
+    }
+
     async fn next_epoch(&self) -> Result<Epoch> {
         self.update_epoch(|cur| cur + 1).await
     }
@@ -401,10 +471,12 @@ impl Store for RedbStore {
         let mut lease = self.lease.lock().await;
         let now = std::time::Instant::now();
         match lease.as_mut() {
-            Some((h, e, exp)) if h == holder && *exp > now => {
+            // An epoch raised under the lease (a restore) ends the term: fall through to a new one.
+            Some((h, e, exp)) if h == holder && *exp > now && self.current_epoch().await? <= *e => {
                 *exp = now + ttl;
                 return Ok(Some(*e));
             }
+            Some((h, _, exp)) if h == holder && *exp > now => {}
             Some((_, _, exp)) if *exp > now => return Ok(None),
             _ => {}
         }

@@ -29,8 +29,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
-    Change, Entry, Epoch, Expect, Key, Op, Result, Store, StoreError, Txn, Version, Versioned,
-    validate_path, validate_tenant,
+    Change, Entry, Epoch, Expect, Key, Op, Result, Snapshot, Store, StoreError, Txn, Version,
+    Versioned, validate_path, validate_tenant,
 };
 
 const CHANNEL: &str = "flux:changes";
@@ -100,6 +100,60 @@ end
 return out
 "#;
 
+// Snapshot and restore walk every tenant inside one script, so they are atomic on a single Redis
+// server (they touch keys of several hash slots, which Redis Cluster would refuse).
+const SNAPSHOT_LUA: &str = r#"
+-- KEYS: tenants, epoch. Returns epoch, then tenant, path, version, data per object.
+local out = {redis.call('GET', KEYS[2]) or '0'}
+local tenants = redis.call('SMEMBERS', KEYS[1])
+table.sort(tenants)
+for _, t in ipairs(tenants) do
+  local tag = 'flux:{t:' .. t .. '}:'
+  for _, p in ipairs(redis.call('ZRANGE', tag .. 'idx', 0, -1)) do
+    local vd = redis.call('HMGET', tag .. 'o:' .. p, 'v', 'd')
+    if vd[1] then
+      out[#out + 1] = t
+      out[#out + 1] = p
+      out[#out + 1] = vd[1]
+      out[#out + 1] = vd[2]
+    end
+  end
+end
+return out
+"#;
+
+const RESTORE_LUA: &str = r#"
+-- KEYS: tenants. ARGV: wipe ('1' or '0'), then tenant, path, version, data per object.
+local held = 0
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  held = held + redis.call('ZCARD', 'flux:{t:' .. t .. '}:idx')
+end
+if held > 0 and ARGV[1] ~= '1' then return {'not_empty', tostring(held)} end
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local tag = 'flux:{t:' .. t .. '}:'
+  for _, p in ipairs(redis.call('ZRANGE', tag .. 'idx', 0, -1)) do
+    redis.call('DEL', tag .. 'o:' .. p)
+  end
+  redis.call('DEL', tag .. 'idx')
+end
+local top = {}
+for i = 2, #ARGV, 4 do
+  local t, p, v, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local tag = 'flux:{t:' .. t .. '}:'
+  redis.call('HSET', tag .. 'o:' .. p, 'v', v, 'd', d)
+  redis.call('ZADD', tag .. 'idx', 0, p)
+  redis.call('SADD', KEYS[1], t)
+  local n = tonumber(v)
+  if (top[t] or 0) < n then top[t] = n end
+end
+for t, n in pairs(top) do
+  local rk = 'flux:{t:' .. t .. '}:rev'
+  if tonumber(redis.call('GET', rk) or '0') < n then redis.call('SET', rk, n) end
+end
+redis.call('PUBLISH', 'flux:changes', '{"tenant":"","revision":0,"paths":[]}')
+return {'ok', '0'}
+"#;
+
 const RAISE_EPOCH_LUA: &str = r#"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local floor = tonumber(ARGV[1])
@@ -113,8 +167,15 @@ local cur = redis.call('GET', KEYS[1])
 if cur then
   local sep = string.find(cur, '|', 1, true)
   if string.sub(cur, 1, sep - 1) == ARGV[1] then
+    local held = tonumber(string.sub(cur, sep + 1))
+    -- An epoch raised under the lease (a restore) ends the term: renewing starts a new one.
+    if tonumber(redis.call('GET', KEYS[2]) or '0') > held then
+      local e = redis.call('INCR', KEYS[2])
+      redis.call('SET', KEYS[1], ARGV[1] .. '|' .. e, 'PX', ARGV[2])
+      return e
+    end
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return tonumber(string.sub(cur, sep + 1))
+    return held
   end
   return -1
 end
@@ -141,6 +202,8 @@ pub struct RedisStore {
     commit_script: Script,
     list_script: Script,
     raise_script: Script,
+    snapshot_script: Script,
+    restore_script: Script,
     acquire_script: Script,
     release_script: Script,
     _listener: DropGuard,
@@ -229,6 +292,8 @@ impl RedisStore {
             commit_script: Script::new(COMMIT_LUA),
             list_script: Script::new(LIST_LUA),
             raise_script: Script::new(RAISE_EPOCH_LUA),
+            snapshot_script: Script::new(SNAPSHOT_LUA),
+            restore_script: Script::new(RESTORE_LUA),
             acquire_script: Script::new(ACQUIRE_LUA),
             release_script: Script::new(RELEASE_LUA),
             _listener: cancel.drop_guard(),
@@ -467,6 +532,63 @@ impl Store for RedisStore {
             .map_err(|e| self.err(e))?;
         t.sort();
         Ok(t)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let mut conn = self.conn.clone();
+        let flat: Vec<Vec<u8>> = self
+            .snapshot_script
+            .key(TENANTS)
+            .key(EPOCH)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let (epoch, rest) = flat
+            .split_first()
+            .ok_or_else(|| StoreError::Corrupt("empty snapshot reply".into()))?;
+        let text = |b: &[u8], what: &str| {
+            String::from_utf8(b.to_vec())
+                .map_err(|_| StoreError::Corrupt(format!("stored {what} is not UTF-8")))
+        };
+        let entries = rest
+            .chunks(4)
+            .map(|c| {
+                let [t, p, v, d] = c else {
+                    return Err(StoreError::Corrupt("snapshot reply of odd length".into()));
+                };
+                Ok(Entry {
+                    key: Key::new(text(t, "tenant")?, text(p, "path")?)?,
+                    version: parse_u64(v, "object version")?,
+                    value: d.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Snapshot {
+            epoch: parse_u64(epoch, "epoch")?,
+            entries,
+        })
+    }
+
+    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.restore_script.key(TENANTS);
+        inv.arg(if wipe { "1" } else { "0" });
+        for e in &entries {
+            inv.arg(e.key.tenant())
+                .arg(e.key.path())
+                .arg(e.version)
+                .arg(e.value.as_slice());
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            Some("not_empty") => Err(StoreError::NotEmpty(
+                reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
+            )),
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected restore reply {other:?}"
+            ))),
+        }
     }
 
     async fn next_epoch(&self) -> Result<Epoch> {

@@ -1,0 +1,269 @@
+//! Backups end to end: `fluxctl backup create/verify/restore` against real `fluxd` nodes on the
+//! embedded store and on a real `redis-server`, and scheduled backups.
+
+use std::path::Path;
+use std::time::Duration;
+
+use flux_core::backup;
+use flux_core::testing::RedisServer;
+use flux_tests::*;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+
+fn decode(path: &Path) -> backup::Backup {
+    backup::decode(&std::fs::read(path).unwrap()).expect("a valid backup")
+}
+
+/// Jobs, a desired state and a revoked token in two tenants, with no agent to change them.
+async fn populate(d: &Fluxd) -> String {
+    let acme = d.token("acme", "operator", None).await;
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &acme,
+            &json!({"command": "echo kept", "node_id": "nowhere"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let (s, v) = d
+        .post(
+            "/v1/states",
+            &d.admin,
+            &json!({"states": [{"name": "motd", "targets": {"agents": ["nowhere"]}, "check": "true", "apply": "true"}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let doomed = d.token("acme", "viewer", None).await;
+    assert!(
+        d.fluxctl(&d.admin, &["token", "revoke", &doomed])
+            .status
+            .success()
+    );
+    job["job_id"].as_str().unwrap().to_string()
+}
+
+/// Backup, change things, restore: refused on a non-empty store without --force (nothing
+/// changes), then every object is back exactly as it was; the fencing epoch ends above every
+/// epoch issued before, and the leader is re-elected in a newer term.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders() {
+    let d = Fluxd::start().await;
+    let job = populate(&d).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b1 = dir.path().join("one.backup");
+    let out = d.fluxctl(&d.admin, &["backup", "create", b1.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = decode(&b1);
+    let tenants: Vec<&str> = first.tenants().into_iter().collect();
+    assert_eq!(tenants, vec!["_system", "acme", "default"], "{first:?}");
+    let out = d.fluxctl(
+        &d.admin,
+        &["backup", "verify", b1.to_str().unwrap(), "-o", "json"],
+    );
+    let summary: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    assert_eq!(summary["objects"], first.entries.len());
+
+    // Changes after the backup.
+    let (s, _) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "echo later", "node_id": "nowhere"}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    assert!(
+        d.fluxctl(&d.admin, &["delete", "state", "motd"])
+            .status
+            .success()
+    );
+    let epoch_before = d.get("/v1/status", &d.admin).await.1["store_epoch"]
+        .as_u64()
+        .unwrap();
+
+    let out = d.fluxctl(&d.admin, &["backup", "restore", b1.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("409"), "{}", stderr(&out));
+    assert_eq!(
+        d.get("/v1/states/motd", &d.admin).await.0,
+        404,
+        "a refused restore changed something"
+    );
+
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "backup",
+            "restore",
+            b1.to_str().unwrap(),
+            "--force",
+            "-o",
+            "json",
+        ],
+    );
+    let report: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let epoch_after = report["epoch"].as_u64().unwrap();
+    assert!(
+        epoch_after > epoch_before && epoch_after > first.header.epoch,
+        "{report}"
+    );
+    assert_eq!(report["objects"], first.entries.len());
+
+    let b2 = dir.path().join("two.backup");
+    ok(&d.fluxctl(&d.admin, &["backup", "create", b2.to_str().unwrap()])).unwrap();
+    let second = decode(&b2);
+    assert_eq!(
+        second.entries, first.entries,
+        "restored objects differ from the backup"
+    );
+    // The term that was running is over: the node leads again only in a newer term.
+    eventually(
+        "the leader re-elected above the restore epoch",
+        T,
+        || async {
+            let e = d.metric("flux_leader_epoch").await?;
+            (e as u64 > epoch_after && d.metric("flux_leader_status").await == Some(1.0))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        d.get(&format!("/v1/jobs/{job}"), &d.admin).await.0,
+        404,
+        "tenant scoping after restore"
+    );
+    let acme = d.token("acme", "viewer", None).await;
+    let (s, j) = d.get(&format!("/v1/jobs/{job}"), &acme).await;
+    assert_eq!((s, j["status"].as_str()), (200, Some("queued")));
+    assert_eq!(d.get("/v1/states/motd", &d.admin).await.0, 200);
+}
+
+/// Only admins of the cluster tenant may take or restore backups; a damaged file is refused
+/// before anything is written, by fluxctl and by the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_are_for_cluster_admins_and_damaged_files_change_nothing() {
+    let d = Fluxd::start().await;
+    populate(&d).await;
+    for (tenant, role) in [("acme", "admin"), ("default", "operator")] {
+        let t = d.token(tenant, role, None).await;
+        let (s, _) = d.get("/v1/backup", &t).await;
+        assert_eq!(s, 403, "{tenant}/{role}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.backup");
+    ok(&d.fluxctl(&d.admin, &["backup", "create", b.to_str().unwrap()])).unwrap();
+    let text = std::fs::read_to_string(&b).unwrap();
+    let edited = dir.path().join("edited.backup");
+    std::fs::write(&edited, text.replacen("\"version\":", "\"version\":1", 1)).unwrap();
+    let out = d.fluxctl(&d.admin, &["backup", "verify", edited.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.fluxctl(
+        &d.admin,
+        &["backup", "restore", edited.to_str().unwrap(), "--force"],
+    );
+    assert!(!out.status.success());
+    // The server checks too, whatever the client does.
+    let (s, v) = send(
+        d.req(
+            reqwest::Method::POST,
+            "/v1/backup/restore?force=true",
+            &d.admin,
+        )
+        .body(text.replacen("\"version\":", "\"version\":1", 1)),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = send(
+        d.req(
+            reqwest::Method::POST,
+            "/v1/backup/restore?force=true&wipe=1",
+            &d.admin,
+        )
+        .body(text.clone()),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let after = dir.path().join("after.backup");
+    ok(&d.fluxctl(&d.admin, &["backup", "create", after.to_str().unwrap()])).unwrap();
+    assert_eq!(decode(&after).entries, decode(&b).entries);
+}
+
+/// A backup of the embedded store restores into a fresh Redis-backed node and back into a
+/// fresh embedded one, object for object (the migration path).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_moves_from_redb_to_redis_and_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Fluxd::start().await;
+    let job = populate(&a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(n).display().to_string();
+    ok(&a.fluxctl(&a.admin, &["backup", "create", &file("a")])).unwrap();
+
+    let b = Fluxd::start_with(FluxdOpts::peer_of(&a, &redis.url(), &[])).await;
+    let out = b.fluxctl(&b.admin, &["backup", "restore", &file("a")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    ok(&b.fluxctl(&b.admin, &["backup", "create", &file("b")])).unwrap();
+    let (from_redb, from_redis) = (decode(Path::new(&file("a"))), decode(Path::new(&file("b"))));
+    assert_eq!(from_redis.header.source_backend, "redis");
+    assert_eq!(from_redis.entries, from_redb.entries);
+
+    let c = Fluxd::start().await;
+    ok(&c.fluxctl(&c.admin, &["backup", "restore", &file("b")])).unwrap();
+    ok(&c.fluxctl(&c.admin, &["backup", "create", &file("c")])).unwrap();
+    assert_eq!(decode(Path::new(&file("c"))).entries, from_redb.entries);
+    // The restored node serves the data: the job with its original id and content.
+    let acme = c.token("acme", "viewer", None).await;
+    let (s, j) = c.get(&format!("/v1/jobs/{job}"), &acme).await;
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["command"]["shell"], "echo kept");
+}
+
+/// Scheduled backups: the leader writes one per period, keeps only the newest N, and each one
+/// verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_backups_rotate_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Fluxd::start_with(FluxdOpts {
+        args: vec![
+            "--backup-dir".into(),
+            dir.path().display().to_string(),
+            "--backup-every".into(),
+            "200ms".into(),
+            "--backup-keep".into(),
+            "2".into(),
+        ],
+        ..FluxdOpts::default()
+    })
+    .await;
+    populate(&d).await;
+    let metrics_ok = || async {
+        let text = d.metrics_text().await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("flux_backups_total{result=\"ok\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    eventually("five scheduled backups", T, || async {
+        (metrics_ok().await? >= 5.0).then_some(())
+    })
+    .await;
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "backup"))
+        .collect();
+    assert!(files.len() <= 2, "{files:?}");
+    assert!(!files.is_empty());
+    for f in files {
+        let b = decode(&f);
+        assert!(b.tenants().contains("acme"), "{f:?}");
+    }
+    assert!(d.metric("flux_backup_last_success_timestamp_seconds").await > Some(0.0));
+}
