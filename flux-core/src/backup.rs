@@ -286,7 +286,7 @@ mod tests {
             Err(BackupError::Checksum { .. })
         ));
         let lines: Vec<&str> = text.lines().collect();
-        let dropped = format!("{}\n{}\n{}\n", lines[0], lines[1], lines[3]);
+        let dropped = format!("{}\n{}\n{}\n{}\n", lines[0], lines[1], lines[3], lines[4]);
         assert!(matches!(
             decode(dropped.as_bytes()),
             Err(BackupError::Checksum { .. })
