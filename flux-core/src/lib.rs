@@ -4,6 +4,7 @@
 //! backup. The binaries (`fluxd`, `flux-agent`, `fluxctl`) only wire these pieces to the network
 //! and the command line; nothing in this crate serves HTTP.
 
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod client;
