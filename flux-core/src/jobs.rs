@@ -266,15 +266,17 @@ impl Jobs {
             .collect()
     }
 
-    /// Submits a job. Returns the job and whether it was created (`false` when the idempotency
-    /// key named an earlier submission, which is returned instead).
-    pub async fn submit(
+    /// Validates a submission and builds the job with the transaction that creates it (job,
+    /// pending entry, idempotency key), without committing. Callers that must create a job
+    /// atomically with other writes add theirs to the transaction.
+    pub fn prepare_submit(
         &self,
         tenant: &str,
         submitted_by: &str,
-        req: SubmitJob,
+        req: &SubmitJob,
         now: Millis,
-    ) -> Result<(Job, bool)> {
+    ) -> Result<(Job, Txn)> {
+        let req = req.clone();
         let command = validate_submit(&req)?;
         let job_id = format!("j-{}", uuid::Uuid::now_v7().simple());
         let job = Job {
@@ -308,13 +310,30 @@ impl Jobs {
                 b"{}".to_vec(),
                 Expect::Absent,
             );
+        if let Some(k) = &req.idempotency_key {
+            txn = txn.put(
+                key(tenant, keys::idempotency(k))?,
+                job_id.clone().into_bytes(),
+                Expect::Absent,
+            );
+        }
+        Ok((job, txn))
+    }
+
+    /// Submits a job. Returns the job and whether it was created (`false` when the idempotency
+    /// key named an earlier submission, which is returned instead).
+    pub async fn submit(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: SubmitJob,
+        now: Millis,
+    ) -> Result<(Job, bool)> {
+        let (job, txn) = self.prepare_submit(tenant, submitted_by, &req, now)?;
         let idem = match &req.idempotency_key {
             Some(k) => Some(key(tenant, keys::idempotency(k))?),
             None => None,
         };
-        if let Some(ik) = &idem {
-            txn = txn.put(ik.clone(), job_id.clone().into_bytes(), Expect::Absent);
-        }
         match self.store.commit(txn).await {
             Ok(_) => Ok((job, true)),
             Err(StoreError::Conflict { key: k, .. })

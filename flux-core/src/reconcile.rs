@@ -7,11 +7,13 @@
 //! reads, submits and writes.
 //!
 //! Guarantees:
-//! - a round's jobs are submitted with idempotency keys derived from (state, agent, spec
-//!   version, round, step), and the status record that points at a job is written with CAS and
-//!   fenced by the leader's epoch. A leader that dies between submitting and recording is
-//!   followed by one that computes the same key and finds the same job: a repair is neither lost
-//!   nor run twice;
+//! - a step's job is created in the same store transaction as the status record that points at
+//!   it, fenced by the leader's epoch and conditional on the record's and the state's versions:
+//!   either both exist or neither does, so a leader that dies at any point leaves its successor
+//!   a record to continue from, and no job a record does not know about. A repair is neither
+//!   lost nor run twice, and a state deleted meanwhile gets no new job;
+//! - reconciler jobs have a single attempt: an apply interrupted by a lost agent is not re-run
+//!   blindly, the next round checks first;
 //! - a failing target backs off exponentially (from its interval up to an hour);
 //! - two applies that race cannot silently overwrite each other: every write of a state is a CAS
 //!   on its version, and an apply may state the versions it planned against.
@@ -19,7 +21,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::jobs::{JobError, Jobs};
 use crate::model::{Agent, AgentState, Job, JobStatus, Millis, SubmitJob};
@@ -130,6 +131,9 @@ pub struct TargetStatus {
     pub status: TargetState,
     /// Version of the state the current (or last) round started from.
     pub spec_version: Version,
+    /// Version of the state under which `status` was last settled (compliant or failed).
+    #[serde(default)]
+    pub settled_version: Version,
     /// Rounds started so far.
     pub round: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +158,10 @@ pub struct TargetStatus {
     pub last_job: Option<String>,
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Liveness of the target's agent (`online`, `unreachable`, `dead`, `unregistered`), filled in
+    /// when the record is read through the API; not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_state: Option<String>,
 }
 
 impl TargetStatus {
@@ -164,6 +172,7 @@ impl TargetStatus {
             agent: agent.to_string(),
             status: TargetState::Unknown,
             spec_version: 0,
+            settled_version: 0,
             round: 0,
             in_flight: None,
             last_check: None,
@@ -175,14 +184,15 @@ impl TargetStatus {
             output: None,
             last_job: None,
             events: Vec::new(),
+            agent_state: None,
         }
     }
 
-    /// Whether this target is settled for `version`: compliant or failed after a round that
-    /// started from that version, with nothing in flight.
+    /// Whether this target is settled for `version`: its last finished round ran on that
+    /// version and ended compliant or failed. A routine re-check in flight does not unsettle it;
+    /// a drift found does.
     pub fn settled_at(&self, version: Version) -> Option<TargetState> {
-        (self.spec_version == version
-            && self.in_flight.is_none()
+        (self.settled_version == version
             && matches!(self.status, TargetState::Compliant | TargetState::Failed))
         .then_some(self.status)
     }
@@ -291,6 +301,10 @@ pub fn step(
         if !agent_online || !due {
             return Step::Wait;
         }
+        if cur.spec_version != version {
+            // A new version starts with a clean slate: no back-off inherited from the old one.
+            st.failures = 0;
+        }
         st.round += 1;
         st.spec_version = version;
         tally.checks += 1;
@@ -321,12 +335,19 @@ pub fn step(
     st.in_flight = None;
     st.last_job = Some(flight.job_id.clone());
     let jid = Some(flight.job_id.as_str());
+    if cur.spec_version != version {
+        // The state changed while this round ran: its result says nothing about the new
+        // version. Start a round on the new version at once.
+        st.next_check = now;
+        return Step::Save(st, tally);
+    }
     let ran =
         matches!(job.status, JobStatus::Succeeded | JobStatus::Failed) && job.exit_code.is_some();
     let compliant = ran && job.exit_code == Some(spec.desired_exit_code);
     let fail = |st: &mut TargetStatus, tally: &mut Tally, message: String| {
         st.failures += 1;
         st.set(TargetState::Failed, now);
+        st.settled_version = st.spec_version;
         st.message = Some(message.clone());
         st.output = job.output.clone();
         st.next_check = now + backoff_ms(interval, st.failures);
@@ -350,6 +371,7 @@ pub fn step(
                     st.event(now, "compliant", "check passes".into(), jid);
                 }
                 st.set(TargetState::Compliant, now);
+                st.settled_version = st.spec_version;
                 st.failures = 0;
                 st.message = None;
                 st.output = None;
@@ -364,7 +386,6 @@ pub fn step(
                     format!("check {}; applying", job.describe()),
                     jid,
                 );
-                st = finish_round(st, version, now);
                 return Step::Submit(StepKind::Apply, st, tally);
             } else if flight.kind == StepKind::Verify && ran {
                 fail(
@@ -392,31 +413,7 @@ pub fn step(
             fail(&mut st, &mut tally, format!("apply {}", job.describe()));
         }
     }
-    Step::Save(finish_round(st, version, now), tally)
-}
-
-/// A round that ran against an older version of the state is followed at once by a new one.
-fn finish_round(mut st: TargetStatus, version: Version, now: Millis) -> TargetStatus {
-    if st.spec_version != version {
-        st.next_check = now;
-    }
-    st
-}
-
-/// The idempotency key of one step of one round.
-pub fn step_key(state: &str, agent: &str, version: Version, round: u64, kind: StepKind) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        state,
-        agent,
-        &version.to_string(),
-        &round.to_string(),
-        kind.as_str(),
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    format!("rc-{}", &hex::encode(h.finalize())[..40])
+    Step::Save(st, tally)
 }
 
 /// Errors of the state service.
@@ -426,9 +423,12 @@ pub enum StateError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
-    /// A version the caller expected is not the one stored.
+    /// The state changed under the caller (a concurrent write, or a plan gone stale).
     #[error("{0}")]
     Conflict(String),
+    /// The version the caller named (`If-Match`, `If-None-Match`) is not the one stored.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("corrupt object {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -607,13 +607,17 @@ impl Reconciler {
                 statuses
                     .get(&(name.to_string(), a.clone()))
                     .cloned()
-                    .unwrap_or_else(|| {
-                        let mut t = TargetStatus::new(name, &a, 0);
-                        if !agents.iter().any(|x| x.node_id == a) {
-                            t.message = Some("agent not registered".into());
-                        }
-                        t
-                    })
+                    .unwrap_or_else(|| TargetStatus::new(name, &a, 0))
+            })
+            .map(|mut t| {
+                t.agent_state = Some(
+                    agents
+                        .iter()
+                        .find(|x| x.node_id == t.agent)
+                        .map_or("unregistered", |x| x.state.as_str())
+                        .to_string(),
+                );
+                t
             })
             .collect();
         StateView {
@@ -692,17 +696,32 @@ impl Reconciler {
             (None, Expect::Any) => (now, Expect::Absent),
             (None, e) => (now, e),
         };
+        if let Some(cur) = &current
+            && cas.admits(Some(cur.version))
+            && dec::<StoredState>(&k, &cur.value)?.spec == spec
+        {
+            // Nothing changes: no new version, no re-check of every target.
+            return Ok((cur.version, false));
+        }
         let stored = StoredState {
             spec,
             created_at,
             updated_at: now,
             updated_by: by.to_string(),
         };
+        let name = stored.spec.name.clone();
         match self.store.put(k, enc(&stored), cas).await {
             Ok(v) => Ok((v, current.is_none())),
+            Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
+                Err(StateError::PreconditionFailed(match found {
+                    Some(v) => {
+                        format!("state {name} is at version {v}, not as expected ({expect})")
+                    }
+                    None => format!("state {name} does not exist, not as expected ({expect})"),
+                }))
+            }
             Err(StoreError::Conflict { .. }) => Err(StateError::Conflict(format!(
-                "state {} changed since version {cas}; read it again and retry",
-                stored.spec.name
+                "state {name} was written by someone else at the same moment; retry"
             ))),
             Err(e) => Err(e.into()),
         }
@@ -714,7 +733,7 @@ impl Reconciler {
         if let Expect::Version(e) = expect
             && e != v
         {
-            return Err(StateError::Conflict(format!(
+            return Err(StateError::PreconditionFailed(format!(
                 "state {name} is at version {v}, not {e}"
             )));
         }
@@ -821,6 +840,11 @@ impl Reconciler {
             for (name, (_, v)) in &current {
                 if declared.contains(name.as_str()) {
                     continue;
+                }
+                if !req.expect.is_empty() && !req.expect.contains_key(name) {
+                    return Err(StateError::Conflict(format!(
+                        "state {name} appeared after the plan was made and would be pruned unseen; run diff again"
+                    )));
                 }
                 items.push(PlanItem {
                     name: name.clone(),
@@ -935,7 +959,12 @@ impl Reconciler {
             Some(f) => match self.jobs.get(tenant, &f.job_id).await {
                 Ok(j) => {
                     let mut v = JobView::of(&j);
-                    if j.status.is_terminal() && j.exit_code != Some(spec.desired_exit_code) {
+                    // An apply fails on any non-zero exit; a check on any other than desired.
+                    let wanted = match f.kind {
+                        StepKind::Apply => 0,
+                        _ => spec.desired_exit_code,
+                    };
+                    if j.status.is_terminal() && j.exit_code != Some(wanted) {
                         v.output = self.output_tail(tenant, &j).await?;
                     }
                     Some(v)
@@ -949,6 +978,7 @@ impl Reconciler {
             Step::Save(s, t) => (s, t, None),
             Step::Submit(kind, s, t) => (s, t, Some(kind)),
         };
+        let mut txn = Txn::new();
         if let Some(kind) = submit {
             let command = match kind {
                 StepKind::Check | StepKind::Verify => &spec.check,
@@ -959,16 +989,10 @@ impl Reconciler {
                 node_id: Some(next.agent.clone()),
                 env: spec.env.clone(),
                 timeout_secs: Some(spec.timeout_secs),
-                idempotency_key: Some(step_key(
-                    &next.state,
-                    &next.agent,
-                    next.spec_version,
-                    next.round,
-                    kind,
-                )),
+                max_attempts: Some(1),
                 ..SubmitJob::default()
             };
-            let (job, _) = self.jobs.submit(tenant, RECONCILER, req, now).await?;
+            let (job, job_txn) = self.jobs.prepare_submit(tenant, RECONCILER, &req, now)?;
             if kind == StepKind::Apply {
                 next.event(now, "applying", "apply submitted".into(), Some(&job.job_id));
             }
@@ -976,11 +1000,17 @@ impl Reconciler {
                 kind,
                 job_id: job.job_id,
             });
+            // The job exists only if the record pointing at it does, and only while the
+            // state is still at the version the step was decided on.
+            txn = job_txn.check(
+                key(tenant, keys::state(&spec.name))?,
+                Expect::Version(version),
+            );
         }
         let k = key(tenant, keys::status(&next.state, &next.agent))?;
         let expect = stored_version.map_or(Expect::Absent, Expect::Version);
         self.store
-            .commit(Txn::new().fenced(epoch).put(k, enc(&next), expect))
+            .commit(txn.fenced(epoch).put(k, enc(&next), expect))
             .await?;
         Ok(tally)
     }
@@ -1135,13 +1165,6 @@ mod tests {
         );
         let kinds: Vec<&str> = t.events.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, vec!["drift", "repaired"]);
-        // The round's three jobs had distinct keys; the next round gets new ones.
-        let keys: BTreeSet<String> = [StepKind::Check, StepKind::Apply, StepKind::Verify]
-            .iter()
-            .map(|k| step_key("motd", "a1", 1, 1, *k))
-            .chain([step_key("motd", "a1", 1, 2, StepKind::Check)])
-            .collect();
-        assert_eq!(keys.len(), 4);
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 use flux_core::jobs::{JobFilter, Jobs, JobsConfig};
 use flux_core::model::{AttemptResult, JobStatus, Millis, Outcome, RegisterAgent};
-use flux_core::reconcile::{
-    ApplyRequest, Reconciler, StateError, StepKind, TargetState, keys, step_key,
-};
+use flux_core::reconcile::{ApplyRequest, Reconciler, StateError, TargetState, keys};
 use flux_core::state::{StateSpec, Targets};
-use flux_core::store::{self, DynStore, Expect, Key, StoreError};
+use flux_core::store::{
+    self, DynStore, Entry, Epoch, Expect, Key, Store, StoreError, Txn, Version, Versioned,
+};
 
 const T0: Millis = 1_700_000_000_000;
 const TENANT: &str = "acme";
@@ -133,54 +133,150 @@ async fn a_drifted_target_is_applied_verified_and_then_compliant() {
     assert_eq!(tally.checks, 1);
 }
 
+/// A pass by a leader whose epoch was superseded writes nothing at all: no job and no record
+/// (they are one fenced transaction), so its successor never meets a job nobody recorded.
 #[tokio::test]
-async fn a_leader_that_died_between_submit_and_record_is_followed_without_a_second_job() {
+async fn a_superseded_leader_creates_neither_job_nor_record() {
     let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
+    let old = e.store.next_epoch().await.unwrap();
     register(&e, TENANT, "a1", T0).await;
-    let (v, _) = e
-        .rec
+    e.rec
         .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
         .await
         .unwrap();
-    // What the dead leader did before it could record the round: submit round 1's check.
-    let req = flux_core::model::SubmitJob {
-        command: Some("check".into()),
-        node_id: Some("a1".into()),
-        timeout_secs: Some(5),
-        idempotency_key: Some(step_key("motd", "a1", v, 1, StepKind::Check)),
-        ..Default::default()
-    };
-    let (orphan, _) = e.jobs.submit(TENANT, "reconciler", req, T0).await.unwrap();
-    // The next leader (new epoch) runs its pass.
-    let epoch2 = e.store.next_epoch().await.unwrap();
-    assert!(epoch2 > epoch);
-    e.rec.pass(TENANT, epoch2, T0 + 1).await.unwrap();
-    let view = e.rec.get(TENANT, "motd").await.unwrap();
-    let flight = view.status[0].in_flight.clone().expect("a check in flight");
-    assert_eq!(flight.job_id, orphan.job_id);
-    let all = e.jobs.list(TENANT, &JobFilter::default()).await.unwrap();
-    assert_eq!(all.len(), 1, "no second check job: {all:?}");
-    // And the old leader, woken up, cannot record anything any more.
-    let err = e.rec.pass(TENANT, epoch, T0 + 2).await;
-    assert!(
-        matches!(
-            err,
-            Ok(_) | Err(StateError::Store(StoreError::Fenced { .. }))
-        ),
-        "{err:?}"
-    );
-    run_jobs(&e, epoch2, "a1", T0 + 3, |_| 1).await;
-    let err = e.rec.pass(TENANT, epoch, T0 + 4).await.unwrap_err();
+    let new = e.store.next_epoch().await.unwrap();
+    let err = e.rec.pass(TENANT, old, T0).await.unwrap_err();
     assert!(
         matches!(err, StateError::Store(StoreError::Fenced { .. })),
         "{err:?}"
     );
-    let view = e.rec.get(TENANT, "motd").await.unwrap();
+    assert!(
+        e.jobs
+            .list(TENANT, &JobFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        e.store
+            .list(TENANT, keys::STATUSES)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The current leader proceeds normally.
+    let tally = e.rec.pass(TENANT, new, T0).await.unwrap();
+    assert_eq!(tally.checks, 1);
     assert_eq!(
-        view.status[0].status,
-        TargetState::Unknown,
-        "the fenced pass wrote nothing"
+        e.jobs
+            .list(TENANT, &JobFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Deletes a state just before the reconciler's first record write, as an operator's DELETE
+/// landing between the pass's read and its write would.
+#[derive(Debug)]
+struct DeleteBeforeRecord {
+    inner: DynStore,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for DeleteBeforeRecord {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(&self, key: &Key) -> store::Result<Option<Versioned>> {
+        self.inner.get(key).await
+    }
+    async fn commit(&self, txn: Txn) -> store::Result<Version> {
+        let records = txn
+            .ops
+            .iter()
+            .any(|op| op.key().path().starts_with(keys::STATUSES));
+        if records && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let k = Key::new(TENANT, keys::state("motd")).unwrap();
+            self.inner.delete(k, Expect::Any).await.unwrap();
+        }
+        self.inner.commit(txn).await
+    }
+    async fn list(&self, tenant: &str, prefix: &str) -> store::Result<Vec<Entry>> {
+        self.inner.list(tenant, prefix).await
+    }
+    async fn tenants(&self) -> store::Result<Vec<String>> {
+        self.inner.tenants().await
+    }
+    async fn next_epoch(&self) -> store::Result<Epoch> {
+        self.inner.next_epoch().await
+    }
+    async fn current_epoch(&self) -> store::Result<Epoch> {
+        self.inner.current_epoch().await
+    }
+    async fn raise_epoch(&self, floor: Epoch) -> store::Result<Epoch> {
+        self.inner.raise_epoch(floor).await
+    }
+    async fn snapshot(&self) -> store::Result<store::Snapshot> {
+        self.inner.snapshot().await
+    }
+    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> store::Result<()> {
+        self.inner.restore(entries, wipe).await
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::Change> {
+        self.inner.subscribe()
+    }
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> store::Result<Option<Epoch>> {
+        self.inner.acquire_lease(holder, ttl).await
+    }
+    async fn release_lease(&self, holder: &str) -> store::Result<()> {
+        self.inner.release_lease(holder).await
+    }
+    async fn lease_holder(&self) -> store::Result<Option<(String, Epoch)>> {
+        self.inner.lease_holder().await
+    }
+}
+
+/// A state deleted between the pass's read and its write gets no job: the job's creation is
+/// conditional on the state's version, in the same transaction as its record.
+#[tokio::test]
+async fn a_state_deleted_during_a_pass_gets_no_new_job() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e, TENANT, "a1", T0).await;
+    e.rec
+        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap();
+    let racing: DynStore = std::sync::Arc::new(DeleteBeforeRecord {
+        inner: e.store.clone(),
+        armed: true.into(),
+    });
+    let rec = Reconciler::new(racing.clone(), Jobs::new(racing, JobsConfig::default()));
+    rec.pass(TENANT, epoch, T0).await.unwrap();
+    assert!(matches!(
+        e.rec.get(TENANT, "motd").await,
+        Err(StateError::NotFound(_))
+    ));
+    assert!(
+        e.jobs
+            .list(TENANT, &JobFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        e.store
+            .list(TENANT, keys::STATUSES)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -229,13 +325,30 @@ async fn an_apply_planned_against_old_versions_changes_nothing() {
         .put(TENANT, "b", spec("motd", "a1"), Expect::Version(v1 - 1), T0)
         .await
         .unwrap_err();
-    assert!(matches!(err, StateError::Conflict(_)), "{err:?}");
+    assert!(matches!(err, StateError::PreconditionFailed(_)), "{err:?}");
     let (v2, created) = e
         .rec
         .put(TENANT, "b", spec("motd", "a1"), Expect::Version(v1), T0)
         .await
         .unwrap();
     assert!(!created && v2 > v1);
+    // An identical PUT writes nothing: same version, so no target is re-checked for nothing.
+    let (same, _) = e
+        .rec
+        .put(TENANT, "b", spec("motd", "a1"), Expect::Any, T0)
+        .await
+        .unwrap();
+    assert_eq!(same, v2);
+    // A state created after a pruning apply was planned is not pruned unseen.
+    e.rec
+        .put(TENANT, "c", spec("later", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap();
+    let mut req = apply(file("a"), false, vec![("motd", v2)]);
+    req.prune = true;
+    let err = e.rec.apply(TENANT, "a", req, T0).await.unwrap_err();
+    assert!(matches!(err, StateError::Conflict(_)), "{err:?}");
+    assert!(e.rec.get(TENANT, "later").await.is_ok());
 }
 
 #[tokio::test]

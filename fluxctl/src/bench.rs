@@ -154,10 +154,15 @@ pub async fn converge(
 ) -> Result<ConvergeReport> {
     let agents = if labels.is_empty() {
         let all: Vec<flux_core::model::Agent> = api.get("/v1/agents").await?;
-        if all.is_empty() {
-            bail!("no agents registered");
+        let online: Vec<String> = all
+            .into_iter()
+            .filter(|a| a.state == flux_core::model::AgentState::Online)
+            .map(|a| a.node_id)
+            .collect();
+        if online.is_empty() {
+            bail!("no agent is online");
         }
-        all.into_iter().map(|a| a.node_id).collect()
+        online
     } else {
         Vec::new()
     };

@@ -742,6 +742,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Get(GetCmd::States { name }) => {
+            if let Some(n) = name {
+                check_state_name(n)?;
+            }
             let api = ctx.client()?;
             match name {
                 Some(n) => {
@@ -765,6 +768,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Delete(DeleteCmd::State { name, if_version }) => {
+            check_state_name(name)?;
             let api = ctx.client()?;
             let headers: Vec<(&str, String)> = if_version
                 .map(|v| ("if-match", v.to_string()))
@@ -1183,6 +1187,16 @@ async fn backup_cmd(ctx: &Ctx, cmd: &BackupCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// State names become URL path segments: refuse anything that is not a valid name.
+fn check_state_name(name: &str) -> Result<()> {
+    if !flux_core::model::valid_ident(name) {
+        bail!(
+            "{name:?} is not a state name (1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-')"
+        );
+    }
+    Ok(())
 }
 
 /// `fluxctl apply`: plan, apply against the planned versions, optionally wait.

@@ -120,6 +120,16 @@ pub fn convergence(views: &[StateView], want: &BTreeMap<String, u64>) -> Converg
                         t.message.as_deref().unwrap_or("failed")
                     ));
                 }
+                // Its agent cannot run anything now: waiting longer would not help.
+                None if t.agent_state.as_deref().is_some_and(|a| a != "online") => {
+                    c.failed += 1;
+                    c.failures.push(format!(
+                        "{}/{}: agent is {}",
+                        t.state,
+                        t.agent,
+                        t.agent_state.as_deref().unwrap_or("?")
+                    ));
+                }
                 None => {}
             }
         }

@@ -126,8 +126,13 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
     let mut by_state = [0i64; 3];
     let mut targets: std::collections::BTreeMap<TargetState, i64> = Default::default();
     for t in &st.jobs.tenants().await.map_err(to_store)? {
-        for (s, n) in st.states.counts(t).await.map_err(state_to_store)? {
-            *targets.entry(s).or_default() += n as i64;
+        match st.states.counts(t).await {
+            Ok(c) => {
+                for (s, n) in c {
+                    *targets.entry(s).or_default() += n as i64;
+                }
+            }
+            Err(e) => tracing::warn!(tenant = %t, error = %e, "cannot count state targets"),
         }
         for a in st.jobs.agents(t).await.map_err(to_store)? {
             by_state[match a.state {
@@ -317,6 +322,8 @@ async fn leader_work(st: &AppState, epoch: u64, since: u64, sweep_every: Duratio
 
 /// How often the reconciler looks at every target even when nothing changed (due checks).
 const RECONCILE_TICK: Duration = Duration::from_millis(500);
+/// Least time between two passes started by changes.
+const RECONCILE_GAP: Duration = Duration::from_millis(20);
 
 /// Runs reconcile passes on every tick and whenever a state or a job changes.
 async fn reconcile_work(st: &AppState, epoch: u64, sweep_every: Duration) -> u64 {
@@ -331,6 +338,9 @@ async fn reconcile_work(st: &AppState, epoch: u64, sweep_every: Duration) -> u64
                     Ok(c) if !(c.is_resync() || c.paths.iter().any(|p| p.starts_with("states/") || p.starts_with("jobs/"))) => continue,
                     _ => {}
                 }
+                // Under a stream of job updates, passes run at most every RECONCILE_GAP; what
+                // changed meanwhile is covered by the next pass.
+                tokio::time::sleep(RECONCILE_GAP).await;
                 while changes.try_recv().is_ok() {}
             }
         }
@@ -344,11 +354,20 @@ async fn reconcile_work(st: &AppState, epoch: u64, sweep_every: Duration) -> u64
 
 async fn reconcile_pass(st: &AppState, epoch: u64) -> Result<(), StoreError> {
     for t in &st.jobs.tenants().await.map_err(to_store)? {
-        let tally = st
+        // One tenant's trouble (a corrupt record, say) must not stop the others.
+        let tally = match st
             .states
             .pass(t, epoch, now_ms())
             .await
-            .map_err(state_to_store)?;
+            .map_err(state_to_store)
+        {
+            Ok(tally) => tally,
+            Err(e @ StoreError::Fenced { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "reconcile pass of a tenant failed");
+                continue;
+            }
+        };
         let m = &st.metrics;
         m.reconcile_checks.inc_by(tally.checks);
         m.reconcile_drift.inc_by(tally.drifts);

@@ -25,6 +25,9 @@ impl From<StateError> for ApiError {
             StateError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
             StateError::Invalid(m) => ApiError::invalid(m),
             StateError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StateError::PreconditionFailed(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+            }
             StateError::Store(s) => s.into(),
             StateError::Jobs(j) => j.into(),
             StateError::Corrupt { .. } => {

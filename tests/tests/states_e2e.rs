@@ -112,14 +112,14 @@ async fn apply_converges_the_selected_agents_and_hand_drift_is_repaired() {
         "{kinds:?}"
     );
     // Found by the next periodic check: within one interval (2 s) of the removal, plus the time
-    // the check job itself takes.
+    // the check job itself takes (generous: CI machines are loaded).
     let drift_at = events[events.len() - 3]["at"].as_u64().unwrap();
     assert!(
-        drift_at.saturating_sub(removed_ms) <= 2000 + 1500,
+        drift_at.saturating_sub(removed_ms) <= 2000 + 3000,
         "drift found {} ms after the removal",
         drift_at.saturating_sub(removed_ms)
     );
-    assert!(took < Duration::from_secs(10), "repair took {took:?}");
+    assert!(took < Duration::from_secs(15), "repair took {took:?}");
     assert!(d.metric("flux_reconcile_drift_total").await >= Some(2.0));
     assert!(d.metric("flux_reconcile_repairs_total").await >= Some(3.0));
     let metrics = d.metrics_text().await.unwrap();
@@ -355,7 +355,7 @@ async fn prune_removes_only_states_of_the_same_tenant() {
             &(v + 1).to_string(),
         ],
     );
-    assert!(stderr(&out).contains("409"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("412"), "{}", stderr(&out));
     let out = d.fluxctl(
         &globex,
         &["delete", "state", "old", "--if-version", &v.to_string()],
@@ -364,7 +364,7 @@ async fn prune_removes_only_states_of_the_same_tenant() {
     assert_eq!(d.get("/v1/states/old", &globex).await.0, 404);
 }
 
-/// The API's own rules: PUT with If-Match is a CAS (409 on a stale version, nothing written);
+/// The API's own rules: PUT with If-Match is a CAS (412 on a stale version, nothing written);
 /// invalid and unknown fields are 422 with the field named; the seed's `POST /states` works as
 /// written and its state converges.
 #[tokio::test(flavor = "multi_thread")]
@@ -384,7 +384,7 @@ async fn states_api_enforces_cas_and_validation_and_keeps_the_seed_route() {
     assert_eq!(s, 201, "{v}");
     let v1 = v["version"].as_u64().unwrap();
     let (s, v) = put(spec("false"), Some(&(v1 + 7).to_string())).await;
-    assert_eq!(s, 409, "{v}");
+    assert_eq!(s, 412, "{v}");
     assert_eq!(state(&d, &d.admin, "s1").await["spec"]["check"], "true");
     let (s, v) = put(spec("test 1 = 1"), Some(&format!("\"{v1}\""))).await;
     assert_eq!(s, 200, "{v}");
@@ -440,4 +440,34 @@ async fn states_api_enforces_cas_and_validation_and_keeps_the_seed_route() {
     })
     .await;
     assert!(marker.exists());
+}
+
+/// `apply --wait` does not hang on targets whose agent cannot run anything: an unregistered
+/// agent named in the file is reported at once and the exit code is 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_gives_up_on_targets_whose_agent_is_missing() {
+    let d = Fluxd::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let file = write(
+        work.path(),
+        "ghost.toml",
+        "[[state]]\nname = \"ghostly\"\ntargets = { agents = [\"ghost\"] }\ncheck = \"true\"\napply = \"true\"\n",
+    );
+    let started = Instant::now();
+    let out = d.fluxctl(
+        &d.admin,
+        &["apply", "-f", &file, "--wait", "--timeout", "60s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("failed: ghostly/ghost: agent is unregistered"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited for a missing agent"
+    );
+    let view = state(&d, &d.admin, "ghostly").await;
+    assert_eq!(target(&view, "ghost")["agent_state"], "unregistered");
 }
