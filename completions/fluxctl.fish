@@ -42,6 +42,7 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "apply" -d 'Declare 
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "delete" -d 'Delete objects'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "audit" -d 'Read and verify the audit log (admins)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "whoami" -d 'Show the identity of the current token'
@@ -335,6 +336,50 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "log" -d 'Print audit records, oldest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l after -d 'Only records after this sequence number' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l limit -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l tenant -d 'Another tenant (admins of tenant default)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l all -d 'Every tenant (admins of tenant default)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "log" -d 'Print audit records, oldest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l token-file -d 'File holding the bearer token' -r -F
@@ -524,20 +569,21 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "job" -d 'Run and inspect jobs'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "agents" -d 'List and inspect agents'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "delete" -d 'Delete objects'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "whoami" -d 'Show the identity of the current token'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "config" -d 'Manage contexts in the config file'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "completions" -d 'Print shell completions'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete backup status whoami config bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "delete" -d 'Delete objects'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete audit backup status whoami config bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first'
@@ -551,6 +597,8 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from get" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from delete" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup file offline: format, every line, object count and checksum'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "restore" -d 'Restore a backup (verified first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'

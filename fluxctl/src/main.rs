@@ -94,6 +94,9 @@ enum Cmd {
     /// Delete objects.
     #[command(subcommand)]
     Delete(DeleteCmd),
+    /// Read and verify the audit log (admins).
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Back up, verify and restore the whole store (admins of tenant default).
     #[command(subcommand)]
     Backup(BackupCmd),
@@ -141,6 +144,29 @@ struct DiffArgs {
     /// Include the deletions `apply --prune` would make.
     #[arg(long)]
     prune: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Print audit records, oldest first.
+    Log {
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Another tenant (admins of tenant default).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Walk the hash chain; exit 1 if a record was altered, removed or cut off.
+    Verify {
+        #[arg(long, conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Every tenant (admins of tenant default).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -726,6 +752,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Job(cmd) => job_cmd(&ctx, cmd).await,
         Cmd::Apply(a) => apply_cmd(&ctx, a).await,
         Cmd::Backup(cmd) => backup_cmd(&ctx, cmd).await,
+        Cmd::Audit(cmd) => audit_cmd(&ctx, cmd).await,
         Cmd::Diff(d) => {
             let api = ctx.client()?;
             let (file, text) = states::read_file(&d.file)?;
@@ -1090,6 +1117,76 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &mut std::io::stdout(),
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn audit_cmd(ctx: &Ctx, cmd: &AuditCmd) -> Result<ExitCode> {
+    use flux_core::audit::{Record, Verification};
+    let api = ctx.client()?;
+    let tenant_q = |t: &Option<String>| {
+        t.as_ref()
+            .map(|t| format!("&tenant={t}"))
+            .unwrap_or_default()
+    };
+    match cmd {
+        AuditCmd::Log {
+            after,
+            limit,
+            tenant,
+        } => {
+            let recs: Vec<Record> = api
+                .get(&format!(
+                    "/v1/audit?after={after}&limit={limit}{}",
+                    tenant_q(tenant)
+                ))
+                .await?;
+            if ctx.json() {
+                print_json(&recs)?;
+            } else {
+                let mut t = table(&["SEQ", "AGE", "ACTOR", "ACTION", "OBJECT", "STATUS", "HASH"]);
+                for r in &recs {
+                    t.add_row(vec![
+                        r.seq.to_string(),
+                        age(r.event.at),
+                        r.event.actor.clone(),
+                        r.event.action.clone(),
+                        short(&r.event.object, 48),
+                        r.event.status.to_string(),
+                        r.hash[..12].to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Verify { tenant, all } => {
+            let path = if *all {
+                "/v1/audit/verify?all=true".to_string()
+            } else {
+                format!(
+                    "/v1/audit/verify?{}",
+                    tenant_q(tenant).trim_start_matches('&')
+                )
+            };
+            let results: Vec<Verification> = api.get(&path).await?;
+            if ctx.json() {
+                print_json(&results)?;
+            } else {
+                for v in &results {
+                    match &v.problem {
+                        None => println!("{}: ok, {} records", v.tenant, v.records),
+                        Some(p) => {
+                            println!("{}: BROKEN after {} good records: {p}", v.tenant, v.records)
+                        }
+                    }
+                }
+            }
+            Ok(if results.iter().all(|v| v.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct AppState {
     pub store: DynStore,
     pub jobs: Jobs,
     pub states: Reconciler,
+    pub audit: flux_core::audit::Audit,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub leader: Leadership,
@@ -58,6 +59,7 @@ impl AppState {
         AppState {
             node_id,
             states: Reconciler::new(store.clone(), jobs.clone()),
+            audit: flux_core::audit::Audit::start(store.clone()),
             store,
             jobs,
             auth,

@@ -4,6 +4,7 @@
 
 mod api;
 mod app;
+mod audit_api;
 mod backup_api;
 mod limits;
 mod metrics;
@@ -120,6 +121,9 @@ struct Args {
         requires = "backup_dir"
     )]
     backup_keep: usize,
+    /// How often the leader verifies every tenant's audit chain.
+    #[arg(long, env = "FLUX_AUDIT_VERIFY_EVERY", value_parser = parse_duration, default_value = "5m")]
+    audit_verify_every: Duration,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -251,6 +255,11 @@ async fn run(args: Args) -> Result<ExitCode> {
     let state = Arc::new(app::AppState::new(node_id.clone(), store, jobs, auth));
     let app = api::router(state.clone())
         .merge(backup_api::routes(args.max_restore_bytes).with_state(state.clone()))
+        .merge(audit_api::routes().with_state(state.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit_api::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -286,6 +295,14 @@ async fn run(args: Args) -> Result<ExitCode> {
         lease_cfg,
     ));
     let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
+    if args.audit_verify_every.is_zero() {
+        anyhow::bail!("--audit-verify-every must be above zero");
+    }
+    tokio::spawn(audit_api::run_integrity_checks(
+        state.clone(),
+        args.audit_verify_every,
+        cancel.clone(),
+    ));
     if let Some(dir) = &args.backup_dir {
         if args.backup_keep == 0 || args.backup_every.is_zero() {
             anyhow::bail!("--backup-keep and --backup-every must be above zero");

@@ -35,6 +35,9 @@ pub struct Metrics {
     pub state_targets: IntGaugeVec,
     pub backups: IntCounterVec,
     pub backup_last_success: IntGauge,
+    pub integrity_mismatch: IntCounter,
+    pub integrity_checks: IntCounter,
+    pub audit_failures: IntCounter,
 }
 
 impl Metrics {
@@ -107,6 +110,18 @@ impl Metrics {
         registry
             .register(Box::new(state_targets.clone()))
             .expect("unique metric");
+        let integrity_mismatch = counter(
+            "flux_integrity_mismatch_total",
+            "broken audit chains found by integrity checks on this node",
+        );
+        let integrity_checks = counter(
+            "flux_integrity_checks_total",
+            "periodic audit-chain checks completed by this node as leader",
+        );
+        let audit_failures = counter(
+            "flux_audit_append_failures_total",
+            "mutating calls whose audit record could not be written",
+        );
         let backups = IntCounterVec::new(
             Opts::new(
                 "flux_backups_total",
@@ -175,6 +190,9 @@ impl Metrics {
             state_targets,
             backups,
             backup_last_success,
+            integrity_mismatch,
+            integrity_checks,
+            audit_failures,
         }
     }
 

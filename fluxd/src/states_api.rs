@@ -134,7 +134,8 @@ async fn put_one(
     } else {
         StatusCode::OK
     };
-    Ok((code, Json(view)).into_response())
+    let version = view.version.to_string();
+    Ok((code, [("x-flux-version", version)], Json(view)).into_response())
 }
 
 async fn delete_one(
