@@ -2968,7 +2968,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__job__subcmd__run)
-            opts="-n -e -w -o -h -V --node --env --workdir --timeout --attempts --idempotency-key --shell --wait --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -e -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --idempotency-key --shell --wait --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2987,6 +2987,10 @@ _fluxctl() {
                     return 0
                     ;;
                 -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-env)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

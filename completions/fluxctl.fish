@@ -71,6 +71,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s n -l node -d 'Agent to run on (default: any online agent of the tenant)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s e -l env -d 'Environment variable KEY=VALUE (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l secret-env -d 'Secret environment variable NAME, its value taken from fluxctl\'s own environment (so it is never on a command line); masked in the job\'s output and never shown (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l workdir -d 'Working directory on the agent' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l timeout -d 'Kill the job after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l attempts -d 'Attempts before giving up when agents are lost' -r

@@ -17,6 +17,7 @@ use flux_core::model::{
     AttemptResult, CommandSpec, Heartbeat, HeartbeatReply, Outcome, OutputChunk, RegisterAgent,
     Stream, Task,
 };
+use flux_core::redact::Redactor;
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -300,6 +301,7 @@ impl Agent {
             },
             env: {
                 let mut env = task.env;
+                env.extend(task.secret_env.clone());
                 env.insert("FLUX_JOB_ID".into(), task.job_id.clone());
                 env.insert("FLUX_ATTEMPT_ID".into(), id.clone());
                 env.insert("FLUX_NODE_ID".into(), self.node_id.clone());
@@ -313,14 +315,36 @@ impl Agent {
         let run = tokio::spawn(executor::run(spec, tx, cancel.clone()));
         let out_path = format!("/v1/agent/attempts/{id}/output");
         let mut seq = 0u64;
-        while let Some(chunk) = rx.recv().await {
+        // Secret values never leave the agent: each stream is masked before upload.
+        let secrets: Vec<String> = task.secret_env.into_values().collect();
+        let mut redact = [Redactor::new(&secrets), Redactor::new(&secrets)];
+        let mut pending: Vec<(Stream, Vec<u8>)> = Vec::new();
+        let mut open = true;
+        while open || !pending.is_empty() {
+            if pending.is_empty() {
+                match rx.recv().await {
+                    Some(chunk) => {
+                        let (stream, r) = match chunk.stream {
+                            executor::StreamKind::Stdout => (Stream::Stdout, &mut redact[0]),
+                            executor::StreamKind::Stderr => (Stream::Stderr, &mut redact[1]),
+                        };
+                        pending.push((stream, r.push(&chunk.data)));
+                    }
+                    None => {
+                        open = false;
+                        pending.push((Stream::Stdout, redact[0].finish()));
+                        pending.push((Stream::Stderr, redact[1].finish()));
+                    }
+                }
+            }
+            let (stream, data) = pending.remove(0);
+            if data.is_empty() {
+                continue;
+            }
             let body = OutputChunk {
                 seq,
-                stream: match chunk.stream {
-                    executor::StreamKind::Stdout => Stream::Stdout,
-                    executor::StreamKind::Stderr => Stream::Stderr,
-                },
-                data: String::from_utf8_lossy(&chunk.data).into_owned(),
+                stream,
+                data: String::from_utf8_lossy(&data).into_owned(),
             };
             match with_retry(&stop, "output upload", || {
                 self.api.post::<serde_json::Value, _>(&out_path, &body)

@@ -187,6 +187,31 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             )));
         }
     }
+    if req.secret_env.len() > 64 {
+        return Err(JobError::Invalid(
+            "at most 64 secret environment variables".into(),
+        ));
+    }
+    for (k, v) in &req.secret_env {
+        let ok = !k.is_empty()
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok || req.env.contains_key(k) {
+            return Err(JobError::Invalid(format!(
+                "secret environment variable name {k:?} is not valid or also in env"
+            )));
+        }
+        // The value is never echoed back, not even in an error.
+        if v.len() < crate::redact::MIN_SECRET_LEN
+            || v.len() > MAX_COMMAND_BYTES
+            || v.contains('\0')
+        {
+            return Err(JobError::Invalid(format!(
+                "secret environment variable {k} must be {} to {MAX_COMMAND_BYTES} bytes without NUL",
+                crate::redact::MIN_SECRET_LEN
+            )));
+        }
+    }
     if let Some(w) = &req.workdir
         && (!w.starts_with('/') || w.len() > 4096 || w.contains('\0'))
     {
@@ -285,6 +310,7 @@ impl Jobs {
             command,
             node_id: req.node_id,
             env: req.env,
+            secret_env: req.secret_env.keys().cloned().collect(),
             workdir: req.workdir,
             timeout_secs: req.timeout_secs.unwrap_or(self.cfg.default_timeout_secs),
             max_attempts: req.max_attempts.unwrap_or(self.cfg.default_max_attempts),
@@ -310,6 +336,13 @@ impl Jobs {
                 b"{}".to_vec(),
                 Expect::Absent,
             );
+        if !req.secret_env.is_empty() {
+            txn = txn.put(
+                key(tenant, keys::secrets(&job_id))?,
+                enc(&req.secret_env),
+                Expect::Absent,
+            );
+        }
         if let Some(k) = &req.idempotency_key {
             txn = txn.put(
                 key(tenant, keys::idempotency(k))?,
@@ -350,6 +383,7 @@ impl Jobs {
                     &earlier.command,
                     &earlier.node_id,
                     &earlier.env,
+                    &earlier.secret_env,
                     &earlier.workdir,
                     earlier.timeout_secs,
                     earlier.max_attempts,
@@ -357,6 +391,7 @@ impl Jobs {
                     &job.command,
                     &job.node_id,
                     &job.env,
+                    &job.secret_env,
                     &job.workdir,
                     job.timeout_secs,
                     job.max_attempts,
@@ -552,11 +587,20 @@ impl Jobs {
                 output_dropped: 0,
                 output_seq: 0,
             };
+            let secret_env = if job.secret_env.is_empty() {
+                BTreeMap::new()
+            } else {
+                self.load::<BTreeMap<String, String>>(&key(tenant, keys::secrets(&job.job_id))?)
+                    .await?
+                    .map(|(s, _)| s)
+                    .unwrap_or_default()
+            };
             let task = Task {
                 attempt_id: att_id.clone(),
                 job_id: job.job_id.clone(),
                 command: job.command.clone(),
                 env: job.env.clone(),
+                secret_env,
                 workdir: job.workdir.clone(),
                 timeout_secs: job.timeout_secs,
                 cancel: false,

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod lease;
 pub mod model;
 pub mod reconcile;
+pub mod redact;
 pub mod state;
 pub mod store;
 

@@ -95,6 +95,9 @@ pub struct Job {
     pub node_id: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Names of the secret environment variables (their values are never shown or logged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     pub timeout_secs: u64,
@@ -141,6 +144,10 @@ pub struct SubmitJob {
     pub node_id: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secret: kept out of the job record, the API and
+    /// the logs, and masked in the job's stored output (at least 4 bytes each).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +232,9 @@ pub struct Task {
     pub command: CommandSpec,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Secret variables: set in the environment like `env`, and masked in the output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     pub timeout_secs: u64,
@@ -365,6 +375,10 @@ pub mod keys {
     }
     pub fn idempotency(key: &str) -> String {
         format!("idem/{key}")
+    }
+    /// Values of a job's secret environment variables.
+    pub fn secrets(job_id: &str) -> String {
+        format!("secrets/{job_id}")
     }
 }
 

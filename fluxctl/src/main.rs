@@ -286,6 +286,10 @@ struct RunArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", short = 'e', value_parser = parse_kv)]
     env: Vec<(String, String)>,
+    /// Secret environment variable NAME, its value taken from fluxctl's own environment (so it
+    /// is never on a command line); masked in the job's output and never shown (repeatable).
+    #[arg(long = "secret-env", value_name = "NAME")]
+    secret_env: Vec<String>,
     /// Working directory on the agent.
     #[arg(long)]
     workdir: Option<String>,
@@ -602,6 +606,15 @@ async fn job_cmd(ctx: &Ctx, cmd: &JobCmd) -> Result<ExitCode> {
                 argv,
                 node_id: r.node.clone(),
                 env: r.env.iter().cloned().collect(),
+                secret_env: r
+                    .secret_env
+                    .iter()
+                    .map(|n| {
+                        std::env::var(n)
+                            .map(|v| (n.clone(), v))
+                            .with_context(|| format!("--secret-env {n}: ${n} is not set"))
+                    })
+                    .collect::<Result<_>>()?,
                 workdir: r.workdir.clone(),
                 timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
                 max_attempts: r.attempts,

@@ -1046,3 +1046,54 @@ async fn json_logs_never_contain_tokens() {
         }
     }
 }
+
+/// Secret environment variables reach the job's environment but never its stored output (even
+/// printed in pieces across output chunks), the job record, the API or the logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_env_values_are_masked_and_never_stored_or_logged() {
+    let d = Fluxd::start().await;
+    let agent = d.agent("default", "agent-1", &[]).await;
+    let secret = "hunter2-s3cret-value";
+    let cmd = r#"echo "pw=$DB_PASSWORD"; for c in $(echo "$DB_PASSWORD" | fold -w3); do printf %s "$c"; sleep 0.05; done; echo; test ${#DB_PASSWORD} -eq 20"#;
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"DB_PASSWORD": secret}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    assert!(!job.to_string().contains(secret));
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "the variable was set: {done}");
+    assert_eq!(done["secret_env"], json!(["DB_PASSWORD"]));
+    assert!(!done.to_string().contains(secret));
+    let logs = d.logs(&d.admin, &id).await;
+    assert_eq!(logs, "pw=[redacted]\n[redacted]\n");
+
+    // Through fluxctl the value comes from its own environment, not the command line.
+    let out = std::process::Command::new(bin("fluxctl"))
+        .args(["job", "run", "--wait", "-n", "agent-1", "--secret-env", "API_KEY", "echo key=$API_KEY"])
+        .env("API_KEY", "k3y-from-env")
+        .env("FLUX_SERVER", &d.url)
+        .env("FLUX_CA", d.ca_path())
+        .env("FLUX_TOKEN", &d.admin)
+        .env_remove("FLUX_TOKEN_FILE")
+        .env_remove("FLUX_CONTEXT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "key=[redacted]\n");
+    // A value too short to mask reliably is refused, without echoing it.
+    let (s, v) = d
+        .post("/v1/jobs", &d.admin, &json!({"command": "true", "secret_env": {"PIN": "123"}}))
+        .await;
+    assert_eq!(s, 422);
+    assert!(!v.to_string().contains("123\""), "{v}");
+
+    for (name, log) in [("fluxd", d.proc.log_text()), ("agent", agent.log_text())] {
+        assert!(!log.contains(secret), "secret in the {name} log");
+        assert!(!log.contains("k3y-from-env"), "secret in the {name} log");
+    }
+}
