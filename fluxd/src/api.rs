@@ -369,7 +369,28 @@ async fn cancel_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Job>> {
     caller.require(Permission::CancelJobs)?;
-    Ok(Json(st.jobs.cancel(caller.tenant(), &id, now_ms()).await?))
+    let before = st.jobs.get(caller.tenant(), &id).await?;
+    let job = st.jobs.cancel(caller.tenant(), &id, now_ms()).await?;
+    if !before.status.is_terminal() {
+        job_finished(&st, &job);
+    }
+    Ok(Json(job))
+}
+
+/// Counts a job that reached a final status, with how long it waited to start.
+fn job_finished(st: &AppState, job: &Job) {
+    if !job.status.is_terminal() {
+        return;
+    }
+    st.metrics
+        .jobs_finished
+        .with_label_values(&[job.status.as_str()])
+        .inc();
+    if let Some(started) = job.started_at {
+        st.metrics
+            .dispatch_latency
+            .observe(started.saturating_sub(job.created_at) as f64 / 1000.0);
+    }
 }
 
 #[derive(Deserialize)]
@@ -839,6 +860,11 @@ async fn attempt_result(
         .await?;
     if recorded {
         st.metrics.results_recorded.inc();
+        if let Some((job_id, _)) = flux_core::model::parse_attempt_id(&id)
+            && let Ok(job) = st.jobs.get(caller.tenant(), job_id).await
+        {
+            job_finished(&st, &job);
+        }
     }
     st.wake_scheduler();
     Ok(Json(json!({"attempt_id": id, "recorded": recorded})))

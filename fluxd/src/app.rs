@@ -55,7 +55,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(node_id: String, store: DynStore, jobs: Jobs, auth: Authenticator) -> AppState {
+    pub fn new(
+        node_id: String,
+        store: DynStore,
+        jobs: Jobs,
+        auth: Authenticator,
+        metrics: Metrics,
+    ) -> AppState {
         AppState {
             node_id,
             states: Reconciler::new(store.clone(), jobs.clone()),
@@ -63,7 +69,7 @@ impl AppState {
             store,
             jobs,
             auth,
-            metrics: Metrics::new(),
+            metrics,
             leader: Leadership::default(),
             scheduler: Notify::new(),
             node_changed: Notify::new(),

@@ -9,6 +9,7 @@ mod backup_api;
 mod limits;
 mod metrics;
 mod states_api;
+mod store_metrics;
 mod tls;
 
 use std::net::SocketAddr;
@@ -240,6 +241,8 @@ async fn run(args: Args) -> Result<ExitCode> {
     let tls_config =
         axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&files)?);
 
+    let metrics = metrics::Metrics::new();
+    let store = store_metrics::Timed::wrap(store, metrics.store_ops.clone());
     let jobs = Jobs::new(
         store.clone(),
         JobsConfig {
@@ -252,7 +255,13 @@ async fn run(args: Args) -> Result<ExitCode> {
         },
     );
     let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
-    let state = Arc::new(app::AppState::new(node_id.clone(), store, jobs, auth));
+    let state = Arc::new(app::AppState::new(
+        node_id.clone(),
+        store,
+        jobs,
+        auth,
+        metrics,
+    ));
     let app = api::router(state.clone())
         .merge(backup_api::routes(args.max_restore_bytes).with_state(state.clone()))
         .merge(audit_api::routes().with_state(state.clone()))

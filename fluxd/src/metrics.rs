@@ -35,6 +35,9 @@ pub struct Metrics {
     pub state_targets: IntGaugeVec,
     pub backups: IntCounterVec,
     pub backup_last_success: IntGauge,
+    pub store_ops: HistogramVec,
+    pub jobs_finished: IntCounterVec,
+    pub dispatch_latency: prometheus::Histogram,
     pub integrity_mismatch: IntCounter,
     pub integrity_checks: IntCounter,
     pub audit_failures: IntCounter,
@@ -109,6 +112,44 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(state_targets.clone()))
+            .expect("unique metric");
+        let store_ops = HistogramVec::new(
+            HistogramOpts::new(
+                "flux_store_op_duration_seconds",
+                "store operation latency by operation (get, list, commit, ...)",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["op"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_ops.clone()))
+            .expect("unique metric");
+        let jobs_finished = IntCounterVec::new(
+            Opts::new(
+                "flux_jobs_finished_total",
+                "jobs that reached a final status through this node, by status",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(jobs_finished.clone()))
+            .expect("unique metric");
+        let dispatch_latency = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "flux_dispatch_latency_seconds",
+                "from a job's submission to its process starting on an agent (finished jobs)",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dispatch_latency.clone()))
             .expect("unique metric");
         let integrity_mismatch = counter(
             "flux_integrity_mismatch_total",
@@ -190,6 +231,9 @@ impl Metrics {
             state_targets,
             backups,
             backup_last_success,
+            store_ops,
+            jobs_finished,
+            dispatch_latency,
             integrity_mismatch,
             integrity_checks,
             audit_failures,

@@ -1,0 +1,86 @@
+//! A [`Store`] wrapper that times every operation into `flux_store_op_duration_seconds{op}`.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use flux_core::store::{
+    Change, DynStore, Entry, Epoch, Expect, Key, Result, Snapshot, Store, Txn, Version, Versioned,
+};
+use prometheus::HistogramVec;
+use tokio::sync::broadcast;
+
+#[derive(Debug)]
+pub struct Timed {
+    inner: DynStore,
+    hist: HistogramVec,
+}
+
+impl Timed {
+    pub fn wrap(inner: DynStore, hist: HistogramVec) -> DynStore {
+        std::sync::Arc::new(Timed { inner, hist })
+    }
+
+    async fn time<T>(&self, op: &str, f: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let out = f.await;
+        self.hist
+            .with_label_values(&[op])
+            .observe(start.elapsed().as_secs_f64());
+        out
+    }
+}
+
+#[async_trait]
+impl Store for Timed {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
+        self.time("get", self.inner.get(key)).await
+    }
+    async fn commit(&self, txn: Txn) -> Result<Version> {
+        self.time("commit", self.inner.commit(txn)).await
+    }
+    async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
+        self.time("list", self.inner.list(tenant, prefix)).await
+    }
+    async fn tenants(&self) -> Result<Vec<String>> {
+        self.time("tenants", self.inner.tenants()).await
+    }
+    async fn next_epoch(&self) -> Result<Epoch> {
+        self.time("epoch", self.inner.next_epoch()).await
+    }
+    async fn current_epoch(&self) -> Result<Epoch> {
+        self.time("epoch", self.inner.current_epoch()).await
+    }
+    async fn raise_epoch(&self, floor: Epoch) -> Result<Epoch> {
+        self.time("epoch", self.inner.raise_epoch(floor)).await
+    }
+    async fn snapshot(&self) -> Result<Snapshot> {
+        self.time("snapshot", self.inner.snapshot()).await
+    }
+    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()> {
+        self.time("restore", self.inner.restore(entries, wipe))
+            .await
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.subscribe()
+    }
+    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Epoch>> {
+        self.time("lease", self.inner.acquire_lease(holder, ttl))
+            .await
+    }
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        self.time("lease", self.inner.release_lease(holder)).await
+    }
+    async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
+        self.time("lease", self.inner.lease_holder()).await
+    }
+    async fn put(&self, key: Key, value: Vec<u8>, expect: Expect) -> Result<Version> {
+        self.time("commit", self.inner.put(key, value, expect))
+            .await
+    }
+    async fn delete(&self, key: Key, expect: Expect) -> Result<Version> {
+        self.time("commit", self.inner.delete(key, expect)).await
+    }
+}
