@@ -1074,7 +1074,16 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
 
     // Through fluxctl the value comes from its own environment, not the command line.
     let out = std::process::Command::new(bin("fluxctl"))
-        .args(["job", "run", "--wait", "-n", "agent-1", "--secret-env", "API_KEY", "echo key=$API_KEY"])
+        .args([
+            "job",
+            "run",
+            "--wait",
+            "-n",
+            "agent-1",
+            "--secret-env",
+            "API_KEY",
+            "echo key=$API_KEY",
+        ])
         .env("API_KEY", "k3y-from-env")
         .env("FLUX_SERVER", &d.url)
         .env("FLUX_CA", d.ca_path())
@@ -1087,7 +1096,11 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     assert_eq!(stdout(&out), "key=[redacted]\n");
     // A value too short to mask reliably is refused, without echoing it.
     let (s, v) = d
-        .post("/v1/jobs", &d.admin, &json!({"command": "true", "secret_env": {"PIN": "123"}}))
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "true", "secret_env": {"PIN": "123"}}),
+        )
         .await;
     assert_eq!(s, 422);
     assert!(!v.to_string().contains("123\""), "{v}");
