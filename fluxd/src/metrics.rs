@@ -211,6 +211,13 @@ impl Metrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("unique metric");
+        // Known label values start at zero, so dashboards and alerts see the series at once.
+        for status in ["succeeded", "failed", "cancelled", "timed_out"] {
+            jobs_finished.with_label_values(&[status]);
+        }
+        for result in ["ok", "error"] {
+            backups.with_label_values(&[result]);
+        }
         Metrics {
             registry,
             leader_status,
