@@ -177,6 +177,18 @@ impl SigningKey {
     /// Loads the key at `path`, or creates it (mode 0600) when the file does not exist.
     /// Returns whether it was created. An existing but unreadable or invalid file is an error
     /// and is never overwritten.
+    /// A key for another purpose (the audit chain's MAC, say), derived from this secret with
+    /// HMAC-SHA-256 over `purpose`: nodes sharing the signing key share it, and the store never
+    /// holds it.
+    pub fn derive(&self, purpose: &str) -> Result<[u8; 32], AuthError> {
+        use hmac::{Hmac, Mac};
+        let secret = self.secret_bytes().map_err(AuthError::Malformed)?;
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&secret)
+            .map_err(|e| AuthError::Malformed(e.to_string()))?;
+        mac.update(purpose.as_bytes());
+        Ok(mac.finalize().into_bytes().into())
+    }
+
     pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), AuthError> {
         let err = |message: String| AuthError::KeyFile {
             path: path.display().to_string(),

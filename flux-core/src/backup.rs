@@ -4,17 +4,18 @@
 //! The file is JSON lines:
 //!
 //! ```text
-//! {"format":"fluxforge-backup","format_version":1,"created_at":…,"source_backend":"redb","epoch":7}
+//! {"format":"fluxforge-backup","format_version":1,"created_at":…,"source_backend":"redb","epoch":7,"revisions":{"acme":12}}
 //! {"tenant":"acme","path":"jobs/j-…","version":12,"value":"<base64>"}
 //! …
 //! {"end":true,"objects":2,"sha256":"<hex of every byte above this line>"}
 //! ```
 //!
 //! A restore moves the fencing epoch above both the epoch recorded in the backup and the
-//! target store's own, before it writes, so no leader elected before the restore can write
-//! afterwards.
+//! target store's own in the same atomic step that replaces the objects, so no leader elected
+//! before the restore can write afterwards. Token revocations present in the store are kept
+//! (a restore never brings a revoked token back).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use base64::Engine as _;
@@ -23,7 +24,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::Millis;
-use crate::store::{Entry, Epoch, Key, SYSTEM_TENANT, Snapshot, Store, StoreError};
+use crate::store::{Entry, Epoch, Key, SYSTEM_TENANT, Snapshot, Store, StoreError, Version};
+
+/// Largest epoch, version or revision a backup may carry: beyond it, counters would lose
+/// precision in Redis scripts or overflow.
+pub const MAX_COUNTER: u64 = 1 << 53;
 
 pub const FORMAT: &str = "fluxforge-backup";
 pub const FORMAT_VERSION: u32 = 1;
@@ -59,6 +64,9 @@ pub struct Header {
     pub source_backend: String,
     /// Fencing epoch of the source store when the snapshot was taken.
     pub epoch: Epoch,
+    /// Each tenant's revision counter then, so versions issued before are never issued again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revisions: BTreeMap<String, Version>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -100,6 +108,7 @@ pub fn encode(snap: &Snapshot, source_backend: &str, created_at: Millis) -> Vec<
         created_at,
         source_backend: source_backend.into(),
         epoch: snap.epoch,
+        revisions: snap.revisions.clone(),
     };
     let mut out = serde_json::to_string(&header).expect("header serialises");
     out.push('\n');
@@ -158,7 +167,14 @@ pub fn decode(bytes: &[u8]) -> Result<Backup, BackupError> {
                     v["format"], v["format_version"]
                 )));
             }
-            header = Some(serde_json::from_value(v).map_err(|e| malformed(n, e.to_string()))?);
+            let h: Header = serde_json::from_value(v).map_err(|e| malformed(n, e.to_string()))?;
+            if h.epoch > MAX_COUNTER || h.revisions.values().any(|r| *r > MAX_COUNTER) {
+                return Err(malformed(n, "epoch or revision out of range".into()));
+            }
+            for t in h.revisions.keys() {
+                crate::store::validate_tenant(t).map_err(|e| malformed(n, e.to_string()))?;
+            }
+            header = Some(h);
             hasher.update(raw.as_bytes());
             continue;
         }
@@ -189,6 +205,9 @@ pub fn decode(bytes: &[u8]) -> Result<Backup, BackupError> {
         hasher.update(raw.as_bytes());
         let l: Line = serde_json::from_str(line).map_err(|e| malformed(n, e.to_string()))?;
         let key = Key::new(&l.tenant, &l.path).map_err(|e| malformed(n, e.to_string()))?;
+        if l.version == 0 || l.version > MAX_COUNTER {
+            return Err(malformed(n, format!("version of {key} out of range")));
+        }
         if !seen.insert((l.tenant.clone(), l.path.clone())) {
             return Err(malformed(n, format!("{key} appears twice")));
         }
@@ -214,29 +233,28 @@ pub struct RestoreReport {
     pub backup_epoch: Epoch,
 }
 
-/// Restores a verified backup: raises the epoch above every epoch issued before (the backup's
-/// and the store's own), then writes every object with its version in one atomic step. Without
-/// `force`, a store that holds objects is refused ([`StoreError::NotEmpty`]).
+/// Restores a verified backup in one atomic step: every object with its version, the revision
+/// counters, and the fencing epoch moved above every epoch issued before (the backup's and the
+/// store's own). Without `force`, a store that holds objects is refused
+/// ([`StoreError::NotEmpty`]) and nothing changes. Revocations in the store are kept.
 pub async fn restore(
     store: &dyn Store,
     backup: Backup,
     force: bool,
 ) -> Result<RestoreReport, BackupError> {
-    let current = store.current_epoch().await?;
-    if !force {
-        let snap = store.snapshot().await?;
-        let held = snap.entries.iter().filter(|e| !ephemeral(e)).count();
-        if held > 0 {
-            return Err(StoreError::NotEmpty(held).into());
+    let tenants = backup.tenants().len();
+    let objects = backup.entries.len();
+    let mut entries = backup.entries;
+    // A token revoked after the backup was taken stays revoked.
+    let have: BTreeSet<Key> = entries.iter().map(|e| e.key.clone()).collect();
+    for e in store.list(SYSTEM_TENANT, "revoked/").await? {
+        if !have.contains(&e.key) {
+            entries.push(e);
         }
     }
     let epoch = store
-        .raise_epoch(current.max(backup.header.epoch) + 1)
+        .restore(entries, backup.header.revisions, force, backup.header.epoch)
         .await?;
-    let tenants = backup.tenants().len();
-    let objects = backup.entries.len();
-    // The ephemeral records left in the store are wiped too: nodes rewrite theirs at once.
-    store.restore(backup.entries, true).await?;
     Ok(RestoreReport {
         objects,
         tenants,
@@ -257,6 +275,7 @@ mod tests {
         };
         Snapshot {
             epoch: 9,
+            revisions: [("acme".to_string(), 7)].into(),
             entries: vec![
                 e("_system", "nodes/n1", 1, b"{}"),
                 e("_system", "revoked/acme/j1", 2, b"1"),
@@ -271,6 +290,7 @@ mod tests {
         let bytes = encode(&snap(), "redb", 42);
         let b = decode(&bytes).unwrap();
         assert_eq!(b.header.epoch, 9);
+        assert_eq!(b.header.revisions["acme"], 7);
         assert_eq!(b.header.source_backend, "redb");
         assert_eq!(b.entries, snap().entries[1..].to_vec());
         assert_eq!(b.tenants().len(), 2);
@@ -308,6 +328,16 @@ mod tests {
             Err(BackupError::Unsupported(_))
         ));
         assert!(decode(b"").is_err());
+        // Counters beyond what every backend can hold are refused, even with a valid checksum.
+        let mut big = snap();
+        big.epoch = u64::MAX;
+        assert!(matches!(
+            decode(&encode(&big, "redb", 1)),
+            Err(BackupError::Malformed { .. })
+        ));
+        let mut big = snap();
+        big.entries[2].version = MAX_COUNTER + 1;
+        assert!(decode(&encode(&big, "redb", 1)).is_err());
         assert!(decode(&[0xff, 0xfe]).is_err());
     }
 }

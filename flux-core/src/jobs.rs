@@ -123,6 +123,15 @@ fn check_running(running: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A job that has ended no longer needs its secret values: they go with the write that ends it.
+fn forget_secrets(txn: Txn, tenant: &str, job: &Job) -> Result<Txn> {
+    if job.status.is_terminal() && !job.secret_env.is_empty() {
+        Ok(txn.delete(key(tenant, keys::secrets(&job.job_id))?, Expect::Any))
+    } else {
+        Ok(txn)
+    }
+}
+
 fn is_conflict(e: &JobError) -> bool {
     matches!(e, JobError::Store(StoreError::Conflict { .. }))
 }
@@ -494,6 +503,7 @@ impl Jobs {
                 }
             }
             txn = txn.put(jk.clone(), enc(&job), Expect::Version(jv));
+            txn = forget_secrets(txn, tenant, &job)?;
             match self.store.commit(txn).await {
                 Ok(_) => return Ok(job),
                 Err(StoreError::Conflict { .. }) => continue,
@@ -798,6 +808,7 @@ impl Jobs {
                 job.error = Some(format!("gave up after {} attempts: {reason}", job.attempts));
             }
             txn = txn.put(jk, enc(&job), Expect::Version(jv));
+            txn = forget_secrets(txn, tenant, &job)?;
         }
         tracing::info!(tenant, attempt = %attempt.attempt_id, reason, requeued, "attempt abandoned");
         self.store.commit(txn).await?;
@@ -1220,6 +1231,7 @@ impl Jobs {
                 job.finished_at = Some(now);
                 job.updated_at = now;
                 txn = txn.put(jk, enc(&job), Expect::Version(jv));
+                txn = forget_secrets(txn, tenant, &job)?;
             }
             match self.store.commit(txn).await {
                 Ok(_) => return Ok(true),

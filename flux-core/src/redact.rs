@@ -56,22 +56,23 @@ impl Redactor {
         let mut i = 0;
         'scan: while i < buf.len() {
             let rest = &buf[i..];
-            for s in &self.secrets {
-                if rest.starts_with(s) {
-                    out.extend_from_slice(MASK);
-                    i += s.len();
-                    continue 'scan;
-                }
-            }
             if !last
                 && self
                     .secrets
                     .iter()
                     .any(|s| s.len() > rest.len() && s.starts_with(rest))
             {
-                // Could be the start of a secret cut by the chunk boundary: decide later.
+                // Could be the start of a secret cut by the chunk boundary (possibly a longer
+                // one than a secret that already matches): decide when more arrives.
                 self.held = rest.to_vec();
                 return out;
+            }
+            for s in &self.secrets {
+                if rest.starts_with(s) {
+                    out.extend_from_slice(MASK);
+                    i += s.len();
+                    continue 'scan;
+                }
             }
             out.push(buf[i]);
             i += 1;
@@ -114,6 +115,16 @@ mod tests {
         );
         assert_eq!(run(&[], &["plain ", "text"]), "plain text");
         assert_eq!(run(&["aaaa"], &["aaaaaaaaa"]), "[redacted][redacted]a");
+        // A secret that begins with a shorter one is masked whole, even when cut right after
+        // the shorter one.
+        assert_eq!(
+            run(&["admin", "admin123"], &["admin", "123\n"]),
+            "[redacted]\n"
+        );
+        assert_eq!(
+            run(&["admin", "admin123"], &["admin", "12x"]),
+            "[redacted]12x"
+        );
     }
 
     #[test]

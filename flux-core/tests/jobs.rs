@@ -1170,8 +1170,14 @@ impl Store for HeartbeatDuringSweep {
         self.inner.snapshot().await
     }
 
-    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> store::Result<()> {
-        self.inner.restore(entries, wipe).await
+    async fn restore(
+        &self,
+        entries: Vec<Entry>,
+        revisions: std::collections::BTreeMap<String, Version>,
+        force: bool,
+        floor: Epoch,
+    ) -> store::Result<Epoch> {
+        self.inner.restore(entries, revisions, force, floor).await
     }
 
     async fn acquire_lease(
@@ -1232,4 +1238,27 @@ async fn a_heartbeat_that_wins_against_the_dead_mark_keeps_the_attempt() {
     let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(j.status, JobStatus::Running);
     assert_eq!(j.current_attempt.as_deref(), Some(att.as_str()));
+}
+
+#[tokio::test]
+async fn secret_values_are_kept_only_until_the_job_ends_and_never_in_the_job() {
+    let e = env().await;
+    let mut req = shell("echo $TOKEN");
+    req.secret_env = [("TOKEN".to_string(), "s3cr3t-value".to_string())].into();
+    let (job, _) = e.jobs.submit(TENANT, "alice", req, T0).await.unwrap();
+    assert_eq!(job.secret_env, vec!["TOKEN"]);
+    let raw = e
+        .store
+        .get(&Key::new(TENANT, format!("jobs/{}", job.job_id)).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&raw.value).contains("s3cr3t-value"));
+    let sk = Key::new(TENANT, format!("secrets/{}", job.job_id)).unwrap();
+    assert!(e.store.get(&sk).await.unwrap().is_some());
+    e.jobs.cancel(TENANT, &job.job_id, T0 + 1).await.unwrap();
+    assert!(
+        e.store.get(&sk).await.unwrap().is_none(),
+        "secrets outlived the job"
+    );
 }

@@ -222,8 +222,14 @@ impl Store for DeleteBeforeRecord {
     async fn snapshot(&self) -> store::Result<store::Snapshot> {
         self.inner.snapshot().await
     }
-    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> store::Result<()> {
-        self.inner.restore(entries, wipe).await
+    async fn restore(
+        &self,
+        entries: Vec<Entry>,
+        revisions: std::collections::BTreeMap<String, Version>,
+        force: bool,
+        floor: Epoch,
+    ) -> store::Result<Epoch> {
+        self.inner.restore(entries, revisions, force, floor).await
     }
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::Change> {
         self.inner.subscribe()

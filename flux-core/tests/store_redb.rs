@@ -15,6 +15,11 @@ async fn fixture() -> Option<Fixture> {
     Some(Fixture {
         store: s.clone(),
         peer: s,
+        fresh: Some(Arc::new(
+            RedbStore::open(dir.path().join("fresh.redb"))
+                .await
+                .unwrap(),
+        )),
         guard: Box::new(dir),
     })
 }

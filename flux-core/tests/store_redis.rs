@@ -11,9 +11,14 @@ async fn fixture() -> Option<Fixture> {
     let server = RedisServer::start()?;
     let store = store::open(&server.url()).await.unwrap();
     let peer = store::open(&server.url()).await.unwrap();
+    // Another database of the same server: an empty keyspace of its own.
+    let fresh = store::open(&format!("redis://127.0.0.1:{}/1", server.port()))
+        .await
+        .unwrap();
     Some(Fixture {
         store,
         peer,
+        fresh: Some(fresh),
         guard: Box::new(server),
     })
 }

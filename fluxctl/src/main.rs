@@ -1166,7 +1166,7 @@ async fn audit_cmd(ctx: &Ctx, cmd: &AuditCmd) -> Result<ExitCode> {
                         r.event.action.clone(),
                         short(&r.event.object, 48),
                         r.event.status.to_string(),
-                        r.hash[..12].to_string(),
+                        r.hash.chars().take(12).collect(),
                     ]);
                 }
                 println!("{t}");
@@ -1233,8 +1233,17 @@ async fn backup_cmd(ctx: &Ctx, cmd: &BackupCmd) -> Result<ExitCode> {
                 std::io::stdout().lock().write_all(&bytes)?;
             } else {
                 let tmp = file.with_extension("partial");
-                let mut f = std::fs::File::create(&tmp)
-                    .with_context(|| format!("creating {}", tmp.display()))?;
+                // Every tenant's data is in it: owner-only, like the keys it sits beside.
+                let mut f = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                }
+                .with_context(|| format!("creating {}", tmp.display()))?;
                 f.write_all(&bytes)?;
                 f.sync_all()?;
                 std::fs::rename(&tmp, file)

@@ -369,9 +369,10 @@ async fn cancel_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Job>> {
     caller.require(Permission::CancelJobs)?;
-    let before = st.jobs.get(caller.tenant(), &id).await?;
-    let job = st.jobs.cancel(caller.tenant(), &id, now_ms()).await?;
-    if !before.status.is_terminal() {
+    let now = now_ms();
+    let job = st.jobs.cancel(caller.tenant(), &id, now).await?;
+    // Counted only by the call that ended it (a queued job ends at once, stamped `now`).
+    if job.status.is_terminal() && job.finished_at == Some(now) {
         job_finished(&st, &job);
     }
     Ok(Json(job))

@@ -61,11 +61,12 @@ impl AppState {
         jobs: Jobs,
         auth: Authenticator,
         metrics: Metrics,
+        audit_key: [u8; 32],
     ) -> AppState {
         AppState {
             node_id,
             states: Reconciler::new(store.clone(), jobs.clone()),
-            audit: flux_core::audit::Audit::start(store.clone()),
+            audit: flux_core::audit::Audit::start(store.clone(), audit_key),
             store,
             jobs,
             auth,

@@ -34,12 +34,22 @@ impl From<BackupError> for ApiError {
     }
 }
 
+/// Backup routes move the whole store: they get their own body limit and a time limit of an
+/// hour instead of the API's usual one.
 pub fn routes(max_restore_bytes: usize) -> Router<Arc<AppState>> {
-    Router::new().route("/v1/backup", get(create)).route(
-        "/v1/backup/restore",
-        post(restore).layer(DefaultBodyLimit::max(max_restore_bytes)),
-    )
+    Router::new()
+        .route("/v1/backup", get(create))
+        .route(
+            "/v1/backup/restore",
+            post(restore).layer(DefaultBodyLimit::max(max_restore_bytes)),
+        )
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            BACKUP_TIMEOUT,
+        ))
 }
+
+pub const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Backups cover every tenant, so only admins of the cluster tenant may take or restore them.
 fn cluster_admin(caller: &Caller) -> ApiResult<()> {
@@ -54,7 +64,11 @@ fn cluster_admin(caller: &Caller) -> ApiResult<()> {
 
 async fn create(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Response> {
     cluster_admin(&caller)?;
-    let bytes = backup::create(st.store.as_ref(), now_ms()).await?;
+    let snap = st.store.snapshot().await.map_err(BackupError::from)?;
+    let backend = st.store.backend();
+    let bytes = tokio::task::spawn_blocking(move || backup::encode(&snap, backend, now_ms()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     tracing::info!(by = %caller.0.sub, bytes = bytes.len(), "backup taken");
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
@@ -77,7 +91,11 @@ async fn restore(
     body: Bytes,
 ) -> ApiResult<Json<RestoreReport>> {
     cluster_admin(&caller)?;
-    let b = backup::decode(&body)?;
+    let b = tokio::task::spawn_blocking(move || backup::decode(&body))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
     let report = backup::restore(st.store.as_ref(), b, q.force).await?;
     tracing::warn!(by = %caller.0.sub, objects = report.objects, epoch = report.epoch, "store restored from a backup; leaders elected before now are fenced");
     Ok(Json(report))
@@ -122,36 +140,100 @@ pub async fn run_scheduled(st: Arc<AppState>, s: Schedule, cancel: CancellationT
 }
 
 async fn write_one(st: &AppState, s: &Schedule) -> anyhow::Result<PathBuf> {
-    let bytes = backup::create(st.store.as_ref(), now_ms()).await?;
+    let snap = st.store.snapshot().await?;
+    let backend = st.store.backend();
     let name = format!("{PREFIX}{:013}{SUFFIX}", now_ms());
     let dir = s.dir.clone();
     let keep = s.keep;
     tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let bytes = backup::encode(&snap, backend, now_ms());
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
+        // A backup holds every tenant's data (secrets included): owner-only, like the keys.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(&dir)?.sync_all()?;
-        prune(&dir, keep)?;
+        prune(&dir, keep, &name)?;
         Ok(path)
     })
     .await?
 }
 
-/// Removes all but the newest `keep` scheduled backups in `dir`.
-fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
-        .collect();
+/// Whether `name` is one of ours: `fluxforge-<13 digits>.backup`.
+fn scheduled_name(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .and_then(|r| r.strip_suffix(SUFFIX))
+        .is_some_and(|d| d.len() == 13 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes all but the newest `keep` scheduled backups in `dir` (never `just_written`, never a
+/// file it did not name itself) and temporary files of writes that did not finish.
+fn prune(dir: &Path, keep: usize, just_written: &str) -> std::io::Result<()> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let Ok(name) = e?.file_name().into_string() else {
+            continue;
+        };
+        if scheduled_name(&name) {
+            names.push(name);
+        } else if name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .is_some_and(scheduled_name)
+            && name != format!(".{just_written}.tmp")
+        {
+            std::fs::remove_file(dir.join(&name))?;
+        }
+    }
     names.sort();
-    let excess = names.len().saturating_sub(keep);
-    for n in &names[..excess] {
+    let excess = names.len().saturating_sub(keep.max(1));
+    for n in names[..excess].iter().filter(|n| *n != just_written) {
         std::fs::remove_file(dir.join(n))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_and_touches_only_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |n: &str| std::fs::write(dir.path().join(n), b"x").unwrap();
+        for n in [
+            "fluxforge-0000000000001.backup",
+            "fluxforge-0000000000002.backup",
+            "fluxforge-0000000000003.backup",
+            "fluxforge-pre-upgrade.backup",
+            ".fluxforge-0000000000000.backup.tmp",
+            "notes.txt",
+        ] {
+            touch(n);
+        }
+        prune(dir.path(), 2, "fluxforge-0000000000003.backup").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "fluxforge-0000000000002.backup",
+                "fluxforge-0000000000003.backup",
+                "fluxforge-pre-upgrade.backup",
+                "notes.txt"
+            ]
+        );
+    }
 }

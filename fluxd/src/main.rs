@@ -215,6 +215,9 @@ async fn run(args: Args) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("signing-key.json"));
     let (key, created) = SigningKey::load_or_create(&key_path)?;
+    let audit_key = key
+        .derive("fluxforge audit chain v1")
+        .context("deriving the audit key")?;
     if created {
         tracing::info!(path = %key_path.display(), "created JWT signing key");
     }
@@ -261,8 +264,13 @@ async fn run(args: Args) -> Result<ExitCode> {
         jobs,
         auth,
         metrics,
+        audit_key,
     ));
     let app = api::router(state.clone())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            api::MAX_WAIT + Duration::from_secs(30),
+        ))
         .merge(backup_api::routes(args.max_restore_bytes).with_state(state.clone()))
         .merge(audit_api::routes().with_state(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -281,11 +289,7 @@ async fn run(args: Args) -> Result<ExitCode> {
             )),
             limits::shed,
         ))
-        .layer(DefaultBodyLimit::max(args.max_body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            api::MAX_WAIT + Duration::from_secs(30),
-        ));
+        .layer(DefaultBodyLimit::max(args.max_body_bytes));
 
     let cancel = CancellationToken::new();
     let lease_cfg = flux_core::lease::LeaseConfig {

@@ -59,9 +59,18 @@ impl Store for Timed {
     async fn snapshot(&self) -> Result<Snapshot> {
         self.time("snapshot", self.inner.snapshot()).await
     }
-    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()> {
-        self.time("restore", self.inner.restore(entries, wipe))
-            .await
+    async fn restore(
+        &self,
+        entries: Vec<Entry>,
+        revisions: std::collections::BTreeMap<String, Version>,
+        force: bool,
+        epoch_floor: Epoch,
+    ) -> Result<Epoch> {
+        self.time(
+            "restore",
+            self.inner.restore(entries, revisions, force, epoch_floor),
+        )
+        .await
     }
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.inner.subscribe()

@@ -16,7 +16,8 @@ fn decode(path: &Path) -> backup::Backup {
 }
 
 /// `later` holds every object of `earlier` unchanged; the only differences are audit records
-/// appended since (taking a backup and restoring are audited calls) and the chain heads.
+/// appended since (taking a backup and restoring are audited calls), the chain heads, and
+/// token revocations made since (a restore keeps them).
 fn same_but_newer_audit(earlier: &backup::Backup, later: &backup::Backup) {
     let is_head = |e: &flux_core::store::Entry| e.key.path() == "audit_head";
     for e in earlier.entries.iter().filter(|e| !is_head(e)) {
@@ -28,7 +29,9 @@ fn same_but_newer_audit(earlier: &backup::Backup, later: &backup::Backup) {
     }
     for e in later.entries.iter().filter(|e| !is_head(e)) {
         assert!(
-            earlier.entries.contains(e) || e.key.path().starts_with("audit/"),
+            earlier.entries.contains(e)
+                || e.key.path().starts_with("audit/")
+                || e.key.path().starts_with("revoked/"),
             "{} is new",
             e.key
         );
@@ -70,6 +73,7 @@ async fn populate(d: &Fluxd) -> String {
 async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders() {
     let d = Fluxd::start().await;
     let job = populate(&d).await;
+    let leaked = d.token("default", "operator", None).await;
     let dir = tempfile::tempdir().unwrap();
     let b1 = dir.path().join("one.backup");
     let out = d.fluxctl(&d.admin, &["backup", "create", b1.to_str().unwrap()]);
@@ -84,7 +88,8 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
     let summary: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
     assert_eq!(summary["objects"], first.entries.len());
 
-    // Changes after the backup.
+    // Changes after the backup, among them a token revoked after it leaked.
+    ok(&d.fluxctl(&d.admin, &["token", "revoke", &leaked])).unwrap();
     let (s, _) = d
         .post(
             "/v1/jobs",
@@ -139,6 +144,7 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
         .entries
         .iter()
         .filter(|e| !first.entries.iter().any(|f| f.key == e.key))
+        .filter(|e| e.key.path().starts_with("audit/"))
         .map(|e| String::from_utf8_lossy(&e.value).into_owned())
         .collect();
     assert_eq!(new.len(), 1, "{new:?}");
@@ -165,6 +171,8 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
     let (s, j) = d.get(&format!("/v1/jobs/{job}"), &acme).await;
     assert_eq!((s, j["status"].as_str()), (200, Some("queued")));
     assert_eq!(d.get("/v1/states/motd", &d.admin).await.0, 200);
+    // The restore did not bring the revoked token back.
+    assert_eq!(d.get("/v1/jobs", &leaked).await.0, 401);
 }
 
 /// Only admins of the cluster tenant may take or restore backups; a damaged file is refused
@@ -282,6 +290,15 @@ async fn scheduled_backups_rotate_and_verify() {
         (metrics_ok().await? >= 5.0).then_some(())
     })
     .await;
+    assert!(d.metric("flux_backup_last_success_timestamp_seconds").await > Some(0.0));
+    // Stop the node so no backup is being written or pruned while the directory is read.
+    let mut d = d;
+    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    eventually("fluxd to exit", T, || {
+        let s = d.proc.try_exit();
+        async move { s }
+    })
+    .await;
     let files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -292,6 +309,8 @@ async fn scheduled_backups_rotate_and_verify() {
     for f in files {
         let b = decode(&f);
         assert!(b.tenants().contains("acme"), "{f:?}");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&f).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{f:?}");
     }
-    assert!(d.metric("flux_backup_last_success_timestamp_seconds").await > Some(0.0));
 }

@@ -16,6 +16,8 @@ use super::{DynStore, Expect, Key, Store, StoreError, Txn};
 pub struct Fixture {
     pub store: DynStore,
     pub peer: DynStore,
+    /// Another empty store of the same backend (restores into a fresh store).
+    pub fresh: Option<DynStore>,
     pub guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -445,8 +447,14 @@ pub async fn a_lapsed_lease_passes_to_another_holder_whose_epoch_fences_the_old(
         .await
         .expect("the holder's fenced write");
     let start = std::time::Instant::now();
+    // node-b takes a long lease, so the check at the end cannot see it lapse on a slow machine.
     let e2 = loop {
-        if let Some(e) = f.peer.acquire_lease("node-b", ttl).await.unwrap() {
+        if let Some(e) = f
+            .peer
+            .acquire_lease("node-b", Duration::from_secs(60))
+            .await
+            .unwrap()
+        {
             break e;
         }
         assert!(
@@ -500,9 +508,10 @@ pub async fn a_raised_epoch_ends_the_current_term(f: &Fixture) {
     assert_eq!(f.peer.acquire_lease("node-b", ttl).await.unwrap(), None);
 }
 
-/// A snapshot holds every object of every tenant with its version; restoring it refuses a
-/// non-empty store unless wiping, then brings back exactly the snapshot, and later writes get
-/// versions never issued before (no version is reused across a restore).
+/// A snapshot holds every object of every tenant with its version and the revision counters;
+/// restoring it refuses a store holding objects (other than node records) unless forced, then
+/// brings back exactly the snapshot and moves the epoch above every earlier one in the same
+/// step; later writes get versions never issued before.
 pub async fn snapshot_and_restore_round_trip(f: &Fixture) {
     let s = f.store.as_ref();
     put(s, &key("acme", "jobs/1"), "one", Expect::Absent)
@@ -525,6 +534,12 @@ pub async fn snapshot_and_restore_round_trip(f: &Fixture) {
     let epoch = s.next_epoch().await.unwrap();
     let snap = f.peer.snapshot().await.unwrap();
     assert_eq!(snap.epoch, epoch, "snapshot carries the current epoch");
+    assert_eq!(
+        snap.revisions.get("acme").copied(),
+        Some(4),
+        "snapshot carries the revision counters: {:?}",
+        snap.revisions
+    );
     let listed: Vec<(String, String)> = snap
         .entries
         .iter()
@@ -541,19 +556,56 @@ pub async fn snapshot_and_restore_round_trip(f: &Fixture) {
     );
     assert_eq!(snap.entries[2].value, vec![0, 159, 146, 150, 255]);
 
-    let err = s.restore(snap.entries.clone(), false).await.unwrap_err();
+    let err = s
+        .restore(
+            snap.entries.clone(),
+            snap.revisions.clone(),
+            false,
+            snap.epoch,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotEmpty(3)), "{err:?}");
+    assert_eq!(
+        s.current_epoch().await.unwrap(),
+        epoch,
+        "a refused restore changes nothing"
+    );
     let later = put(s, &key("acme", "jobs/3"), "three", Expect::Absent)
         .await
         .unwrap();
     let mut rx = f.peer.subscribe();
-    s.restore(snap.entries.clone(), true).await.unwrap();
+    let restored = s
+        .restore(
+            snap.entries.clone(),
+            snap.revisions.clone(),
+            true,
+            snap.epoch,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        restored,
+        epoch + 1,
+        "the epoch moves above every earlier one"
+    );
+    let err = s
+        .commit(
+            Txn::new()
+                .fenced(epoch)
+                .put(key("acme", "late"), b"x".to_vec(), Expect::Any),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { .. }),
+        "a pre-restore leader wrote: {err:?}"
+    );
     let after = f.peer.snapshot().await.unwrap();
     assert_eq!(
         after.entries, snap.entries,
         "restore brings back exactly the snapshot"
     );
-    assert_eq!(after.epoch, epoch, "restore leaves the epoch alone");
     let next = put(s, &key("acme", "jobs/4"), "four", Expect::Absent)
         .await
         .unwrap();
@@ -572,6 +624,25 @@ pub async fn snapshot_and_restore_round_trip(f: &Fixture) {
     })
     .await;
     assert_eq!(resync, Ok(true), "restore must tell subscribers to resync");
+
+    // Into an empty store (another backend, say): node records do not count as content, and
+    // the revision counters come from the snapshot, not only from the surviving versions.
+    let fresh = f.fresh.as_ref().expect("a second empty store");
+    fresh
+        .put(key("_system", "nodes/n1"), b"{}".to_vec(), Expect::Any)
+        .await
+        .unwrap();
+    let mut revs = snap.revisions.clone();
+    revs.insert("acme".into(), 100);
+    let e = fresh
+        .restore(snap.entries.clone(), revs, false, 41)
+        .await
+        .unwrap();
+    assert_eq!(e, 42);
+    let v = put(fresh.as_ref(), &key("acme", "new"), "n", Expect::Absent)
+        .await
+        .unwrap();
+    assert!(v > 100, "revision counter not restored: {v}");
 }
 
 #[macro_export]

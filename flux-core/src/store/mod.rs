@@ -22,6 +22,7 @@
 //!    for shared backends, in other processes) receives a [`Change`]. Notifications are hints:
 //!    a receiver that lagged gets [`Change::resync`] and must re-read.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -197,8 +198,15 @@ pub struct Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub epoch: Epoch,
+    /// Each tenant's revision counter.
+    pub revisions: BTreeMap<String, Version>,
     /// Ordered by tenant, then path.
     pub entries: Vec<Entry>,
+}
+
+/// Whether an object is one of the nodes' own records, which a restore tolerates and replaces.
+pub fn is_node_record(tenant: &str, path: &str) -> bool {
+    tenant == SYSTEM_TENANT && path.starts_with("nodes/")
 }
 
 /// One operation of a transaction.
@@ -374,15 +382,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Who holds the lease, with its term's epoch.
     async fn lease_holder(&self) -> Result<Option<(String, Epoch)>>;
 
-    /// Every object of every tenant, with the fencing epoch, read as one consistent snapshot.
+    /// Every object of every tenant, with the fencing epoch and each tenant's revision counter,
+    /// read as one consistent snapshot.
     async fn snapshot(&self) -> Result<Snapshot>;
 
-    /// Writes `entries` with their versions, atomically. Refuses (typed [`StoreError::NotEmpty`])
-    /// a store that holds objects unless `wipe`, which first removes every object. Each tenant's
-    /// revision counter ends at or above both its old value and the highest restored version, so
-    /// a version seen before the restore is never issued again. The epoch and the lease are not
-    /// touched (see [`Store::raise_epoch`]). Subscribers receive a resync.
-    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()>;
+    /// Replaces every object with `entries` (versions kept), in one atomic step that also moves
+    /// the fencing epoch to `max(current, epoch_floor) + 1` and returns it, so no leader elected
+    /// before can write afterwards. Unless `force`, a store holding any object other than the
+    /// nodes' own records (`_system/nodes/`) is refused with [`StoreError::NotEmpty`] and nothing
+    /// changes. Each tenant's revision counter ends at the highest of its old value, `revisions`
+    /// and the restored versions, so no version issued before is issued again. Subscribers
+    /// receive a resync.
+    async fn restore(
+        &self,
+        entries: Vec<Entry>,
+        revisions: BTreeMap<String, Version>,
+        force: bool,
+        epoch_floor: Epoch,
+    ) -> Result<Epoch>;
 
     /// Writes one object.
     async fn put(&self, key: Key, value: Vec<u8>, expect: Expect) -> Result<Version> {

@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableError,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use tokio::sync::broadcast;
 
 use super::{
@@ -383,6 +380,16 @@ impl Store for RedbStore {
                 .get(EPOCH)
                 .map_err(unavailable)?
                 .map_or(0, |g| g.value());
+            let mut revisions = std::collections::BTreeMap::new();
+            for item in meta.range(REV_PREFIX..).map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                match k.value().strip_prefix(REV_PREFIX) {
+                    Some(t) => {
+                        revisions.insert(t.to_string(), v.value());
+                    }
+                    None => break,
+                }
+            }
             let mut entries = Vec::new();
             for item in objects.iter().map_err(unavailable)? {
                 let (k, v) = item.map_err(unavailable)?;
@@ -395,50 +402,80 @@ impl Store for RedbStore {
                     value: value.to_vec(),
                 });
             }
-            Ok(Snapshot { epoch, entries })
+            Ok(Snapshot {
+                epoch,
+                revisions,
+                entries,
+            })
         })
         .await
     }
 
-    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()> {
-        self.blocking(move |db| {
-            let mut w = db.begin_write().map_err(unavailable)?;
-            w.set_durability(Durability::Immediate)
-                .map_err(unavailable)?;
-            {
-                let mut objects = w.open_table(OBJECTS).map_err(unavailable)?;
-                let mut meta = w.open_table(META).map_err(unavailable)?;
-                let held = objects.len().map_err(unavailable)? as usize;
-                if held > 0 && !wipe {
-                    return Err(StoreError::NotEmpty(held));
-                }
-                objects.retain(|_, _| false).map_err(unavailable)?;
-                let mut top: std::collections::BTreeMap<String, Version> = Default::default();
-                for e in &entries {
-                    objects
-                        .insert(
-                            (e.key.tenant(), e.key.path()),
-                            (e.version, e.value.as_slice()),
-                        )
-                        .map_err(unavailable)?;
-                    let t = top.entry(e.key.tenant().to_string()).or_default();
-                    *t = (*t).max(e.version);
-                }
-                for (tenant, v) in top {
-                    let rk = rev_key(&tenant);
+    async fn restore(
+        &self,
+        entries: Vec<Entry>,
+        revisions: std::collections::BTreeMap<String, Version>,
+        force: bool,
+        epoch_floor: Epoch,
+    ) -> Result<Epoch> {
+        let epoch = self
+            .blocking(move |db| {
+                let mut w = db.begin_write().map_err(unavailable)?;
+                w.set_durability(Durability::Immediate)
+                    .map_err(unavailable)?;
+                let epoch = {
+                    let mut objects = w.open_table(OBJECTS).map_err(unavailable)?;
+                    let mut meta = w.open_table(META).map_err(unavailable)?;
+                    if !force {
+                        let mut held = 0usize;
+                        for item in objects.iter().map_err(unavailable)? {
+                            let (k, _) = item.map_err(unavailable)?;
+                            let (t, p) = k.value();
+                            if !super::is_node_record(t, p) {
+                                held += 1;
+                            }
+                        }
+                        if held > 0 {
+                            return Err(StoreError::NotEmpty(held));
+                        }
+                    }
+                    objects.retain(|_, _| false).map_err(unavailable)?;
+                    let mut top = revisions;
+                    for e in &entries {
+                        objects
+                            .insert(
+                                (e.key.tenant(), e.key.path()),
+                                (e.version, e.value.as_slice()),
+                            )
+                            .map_err(unavailable)?;
+                        let t = top.entry(e.key.tenant().to_string()).or_default();
+                        *t = (*t).max(e.version);
+                    }
+                    for (tenant, v) in top {
+                        let rk = rev_key(&tenant);
+                        let cur = meta
+                            .get(rk.as_str())
+                            .map_err(unavailable)?
+                            .map_or(0, |g| g.value());
+                        meta.insert(rk.as_str(), cur.max(v)).map_err(unavailable)?;
+                    }
                     let cur = meta
-                        .get(rk.as_str())
+                        .get(EPOCH)
                         .map_err(unavailable)?
                         .map_or(0, |g| g.value());
-                    meta.insert(rk.as_str(), cur.max(v)).map_err(unavailable)?;
-                }
-            }
-            w.commit().map_err(unavailable)?;
-            Ok(())
-        })
-        .await?;
+                    let epoch = cur
+                        .max(epoch_floor)
+                        .checked_add(1)
+                        .ok_or_else(|| StoreError::InvalidTxn("epoch out of range".into()))?;
+                    meta.insert(EPOCH, epoch).map_err(unavailable)?;
+                    epoch
+                };
+                w.commit().map_err(unavailable)?;
+                Ok(epoch)
+            })
+            .await?;
         let _ = self.changes.send(Change::resync());
-        Ok(())
+        Ok(epoch)
     }
 
     async fn next_epoch(&self) -> Result<Epoch> {

@@ -103,10 +103,15 @@ return out
 // Snapshot and restore walk every tenant inside one script, so they are atomic on a single Redis
 // server (they touch keys of several hash slots, which Redis Cluster would refuse).
 const SNAPSHOT_LUA: &str = r#"
--- KEYS: tenants, epoch. Returns epoch, then tenant, path, version, data per object.
-local out = {redis.call('GET', KEYS[2]) or '0'}
+-- KEYS: tenants, epoch. Returns epoch, the number of tenants, then tenant and revision per
+-- tenant, then tenant, path, version, data per object.
 local tenants = redis.call('SMEMBERS', KEYS[1])
 table.sort(tenants)
+local out = {redis.call('GET', KEYS[2]) or '0', tostring(#tenants)}
+for _, t in ipairs(tenants) do
+  out[#out + 1] = t
+  out[#out + 1] = redis.call('GET', 'flux:{t:' .. t .. '}:rev') or '0'
+end
 for _, t in ipairs(tenants) do
   local tag = 'flux:{t:' .. t .. '}:'
   for _, p in ipairs(redis.call('ZRANGE', tag .. 'idx', 0, -1)) do
@@ -123,10 +128,15 @@ return out
 "#;
 
 const RESTORE_LUA: &str = r#"
--- KEYS: tenants. ARGV: wipe ('1' or '0'), then tenant, path, version, data per object.
+-- KEYS: tenants, epoch. ARGV: force ('1' or '0'), epoch floor, number of revisions, then
+-- tenant and revision per revision, then tenant, path, version, data per object.
 local held = 0
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  held = held + redis.call('ZCARD', 'flux:{t:' .. t .. '}:idx')
+  local idx = 'flux:{t:' .. t .. '}:idx'
+  held = held + redis.call('ZCARD', idx)
+  if t == '_system' then
+    held = held - redis.call('ZLEXCOUNT', idx, '[nodes/', '[nodes/\255')
+  end
 end
 if held > 0 and ARGV[1] ~= '1' then return {'not_empty', tostring(held)} end
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -137,7 +147,11 @@ for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   redis.call('DEL', tag .. 'idx')
 end
 local top = {}
-for i = 2, #ARGV, 4 do
+local nrev = tonumber(ARGV[3])
+for i = 4, 3 + 2 * nrev, 2 do
+  top[ARGV[i]] = tonumber(ARGV[i + 1])
+end
+for i = 4 + 2 * nrev, #ARGV, 4 do
   local t, p, v, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local tag = 'flux:{t:' .. t .. '}:'
   redis.call('HSET', tag .. 'o:' .. p, 'v', v, 'd', d)
@@ -150,8 +164,14 @@ for t, n in pairs(top) do
   local rk = 'flux:{t:' .. t .. '}:rev'
   if tonumber(redis.call('GET', rk) or '0') < n then redis.call('SET', rk, n) end
 end
+for t, _ in pairs(top) do redis.call('SADD', KEYS[1], t) end
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+local floor = tonumber(ARGV[2])
+if floor > cur then cur = floor end
+local epoch = cur + 1
+redis.call('SET', KEYS[2], epoch)
 redis.call('PUBLISH', 'flux:changes', '{"tenant":"","revision":0,"paths":[]}')
-return {'ok', '0'}
+return {'ok', tostring(epoch)}
 "#;
 
 const RAISE_EPOCH_LUA: &str = r#"
@@ -543,13 +563,22 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        let (epoch, rest) = flat
-            .split_first()
-            .ok_or_else(|| StoreError::Corrupt("empty snapshot reply".into()))?;
+        let [epoch, ntenants, rest @ ..] = flat.as_slice() else {
+            return Err(StoreError::Corrupt("short snapshot reply".into()));
+        };
         let text = |b: &[u8], what: &str| {
             String::from_utf8(b.to_vec())
                 .map_err(|_| StoreError::Corrupt(format!("stored {what} is not UTF-8")))
         };
+        let n = parse_u64(ntenants, "tenant count")? as usize;
+        if rest.len() < 2 * n {
+            return Err(StoreError::Corrupt("short snapshot reply".into()));
+        }
+        let (revs, rest) = rest.split_at(2 * n);
+        let revisions = revs
+            .chunks(2)
+            .map(|c| Ok((text(&c[0], "tenant")?, parse_u64(&c[1], "revision")?)))
+            .collect::<Result<std::collections::BTreeMap<_, _>>>()?;
         let entries = rest
             .chunks(4)
             .map(|c| {
@@ -565,14 +594,27 @@ impl Store for RedisStore {
             .collect::<Result<Vec<_>>>()?;
         Ok(Snapshot {
             epoch: parse_u64(epoch, "epoch")?,
+            revisions,
             entries,
         })
     }
 
-    async fn restore(&self, entries: Vec<Entry>, wipe: bool) -> Result<()> {
+    async fn restore(
+        &self,
+        entries: Vec<Entry>,
+        revisions: std::collections::BTreeMap<String, Version>,
+        force: bool,
+        epoch_floor: Epoch,
+    ) -> Result<Epoch> {
         let mut conn = self.conn.clone();
         let mut inv = self.restore_script.key(TENANTS);
-        inv.arg(if wipe { "1" } else { "0" });
+        inv.key(EPOCH)
+            .arg(if force { "1" } else { "0" })
+            .arg(epoch_floor)
+            .arg(revisions.len());
+        for (t, r) in &revisions {
+            inv.arg(t).arg(*r);
+        }
         for e in &entries {
             inv.arg(e.key.tenant())
                 .arg(e.key.path())
@@ -581,7 +623,10 @@ impl Store for RedisStore {
         }
         let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
         match reply.first().map(String::as_str) {
-            Some("ok") => Ok(()),
+            Some("ok") => reply
+                .get(1)
+                .and_then(|e| e.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt("restore reply without an epoch".into())),
             Some("not_empty") => Err(StoreError::NotEmpty(
                 reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
             )),
