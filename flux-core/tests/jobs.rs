@@ -5,19 +5,16 @@
 //! leader's sweeps.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use flux_core::jobs::{JobError, JobFilter, Jobs, JobsConfig, SweepReport};
 use flux_core::model::{
     AgentState, Attempt, AttemptResult, AttemptState, CommandSpec, Heartbeat, Job, JobStatus,
     Millis, Outcome, OutputChunk, RegisterAgent, Stream, SubmitJob, Task,
 };
-use flux_core::store::{
-    self, Change, DynStore, Entry, Epoch, Key, Op, Store, StoreError, Txn, Version, Versioned,
-};
-use tokio::sync::broadcast;
+use flux_core::store::{self, DynStore, Epoch, Key, Op, StoreError, Version};
+use flux_core::testing::BeforeCommit;
 
 const T0: Millis = 1_700_000_000_000;
 const TENANT: &str = "acme";
@@ -1110,97 +1107,6 @@ async fn invalid_submissions_are_refused_and_write_nothing() {
 
 // ---- race: a heartbeat landing while the sweep marks the agent dead --------------------------
 
-/// The redb store, with a hook that runs an agent heartbeat (through a `Jobs` on the inner
-/// store) just before the first fenced write to an agent record: the interleaving of a leader's
-/// sweep with an agent that reports in at the same moment.
-#[derive(Debug)]
-struct HeartbeatDuringSweep {
-    inner: DynStore,
-    pending: Mutex<Option<(Jobs, String, String, Millis)>>,
-}
-
-#[async_trait]
-impl Store for HeartbeatDuringSweep {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-
-    async fn get(&self, key: &Key) -> store::Result<Option<Versioned>> {
-        self.inner.get(key).await
-    }
-
-    async fn commit(&self, txn: Txn) -> store::Result<Version> {
-        let marks_agent = txn.fence.is_some()
-            && txn
-                .ops
-                .iter()
-                .any(|op| matches!(op, Op::Put { key, .. } if key.path().starts_with("agents/")));
-        if marks_agent {
-            let hook = self.pending.lock().unwrap().take();
-            if let Some((jobs, tenant, node, now)) = hook {
-                jobs.heartbeat(&tenant, &node, &Heartbeat::default(), now)
-                    .await
-                    .unwrap();
-            }
-        }
-        self.inner.commit(txn).await
-    }
-
-    async fn list(&self, tenant: &str, prefix: &str) -> store::Result<Vec<Entry>> {
-        self.inner.list(tenant, prefix).await
-    }
-
-    async fn tenants(&self) -> store::Result<Vec<String>> {
-        self.inner.tenants().await
-    }
-
-    async fn next_epoch(&self) -> store::Result<Epoch> {
-        self.inner.next_epoch().await
-    }
-
-    async fn current_epoch(&self) -> store::Result<Epoch> {
-        self.inner.current_epoch().await
-    }
-
-    async fn raise_epoch(&self, floor: Epoch) -> store::Result<Epoch> {
-        self.inner.raise_epoch(floor).await
-    }
-
-    async fn snapshot(&self) -> store::Result<store::Snapshot> {
-        self.inner.snapshot().await
-    }
-
-    async fn restore(
-        &self,
-        entries: Vec<Entry>,
-        revisions: std::collections::BTreeMap<String, Version>,
-        force: bool,
-        floor: Epoch,
-    ) -> store::Result<Epoch> {
-        self.inner.restore(entries, revisions, force, floor).await
-    }
-
-    async fn acquire_lease(
-        &self,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> store::Result<Option<Epoch>> {
-        self.inner.acquire_lease(holder, ttl).await
-    }
-
-    async fn release_lease(&self, holder: &str) -> store::Result<()> {
-        self.inner.release_lease(holder).await
-    }
-
-    async fn lease_holder(&self) -> store::Result<Option<(String, Epoch)>> {
-        self.inner.lease_holder().await
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.inner.subscribe()
-    }
-}
-
 #[tokio::test]
 async fn a_heartbeat_that_wins_against_the_dead_mark_keeps_the_attempt() {
     let e = env().await;
@@ -1211,15 +1117,28 @@ async fn a_heartbeat_that_wins_against_the_dead_mark_keeps_the_attempt() {
     e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
 
     let t_dead = T0 + ms(c.dead_after);
-    let hooked: DynStore = Arc::new(HeartbeatDuringSweep {
-        inner: e.store.clone(),
-        pending: Mutex::new(Some((
-            e.jobs.clone(),
-            TENANT.to_string(),
-            "node-1".to_string(),
-            t_dead,
-        ))),
-    });
+    // Just before the sweep's first fenced write to an agent record, the agent reports in
+    // (through a `Jobs` on the real store): a heartbeat racing the dead mark.
+    let pending = Mutex::new(Some(e.jobs.clone()));
+    let hooked = BeforeCommit::wrap(
+        e.store.clone(),
+        Box::new(move |txn| {
+            let marks_agent = txn.fence.is_some()
+                && txn.ops.iter().any(
+                    |op| matches!(op, Op::Put { key, .. } if key.path().starts_with("agents/")),
+                );
+            let jobs = if marks_agent {
+                pending.lock().unwrap().take()
+            } else {
+                None
+            }?;
+            Some(Box::pin(async move {
+                jobs.heartbeat(TENANT, "node-1", &Heartbeat::default(), t_dead)
+                    .await
+                    .unwrap();
+            }))
+        }),
+    );
     let leader = Jobs::new(hooked.clone(), c);
     let r = leader.sweep_tenant(TENANT, epoch, t_dead, 0).await.unwrap();
 

@@ -5,9 +5,8 @@ use flux_core::jobs::{JobFilter, Jobs, JobsConfig};
 use flux_core::model::{AttemptResult, JobStatus, Millis, Outcome, RegisterAgent};
 use flux_core::reconcile::{ApplyRequest, Reconciler, StateError, TargetState, keys};
 use flux_core::state::{StateSpec, Targets};
-use flux_core::store::{
-    self, DynStore, Entry, Epoch, Expect, Key, Store, StoreError, Txn, Version, Versioned,
-};
+use flux_core::store::{self, DynStore, Expect, Key, StoreError};
+use flux_core::testing::BeforeCommit;
 
 const T0: Millis = 1_700_000_000_000;
 const TENANT: &str = "acme";
@@ -177,78 +176,6 @@ async fn a_superseded_leader_creates_neither_job_nor_record() {
     );
 }
 
-/// Deletes a state just before the reconciler's first record write, as an operator's DELETE
-/// landing between the pass's read and its write would.
-#[derive(Debug)]
-struct DeleteBeforeRecord {
-    inner: DynStore,
-    armed: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl Store for DeleteBeforeRecord {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn get(&self, key: &Key) -> store::Result<Option<Versioned>> {
-        self.inner.get(key).await
-    }
-    async fn commit(&self, txn: Txn) -> store::Result<Version> {
-        let records = txn
-            .ops
-            .iter()
-            .any(|op| op.key().path().starts_with(keys::STATUSES));
-        if records && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            let k = Key::new(TENANT, keys::state("motd")).unwrap();
-            self.inner.delete(k, Expect::Any).await.unwrap();
-        }
-        self.inner.commit(txn).await
-    }
-    async fn list(&self, tenant: &str, prefix: &str) -> store::Result<Vec<Entry>> {
-        self.inner.list(tenant, prefix).await
-    }
-    async fn tenants(&self) -> store::Result<Vec<String>> {
-        self.inner.tenants().await
-    }
-    async fn next_epoch(&self) -> store::Result<Epoch> {
-        self.inner.next_epoch().await
-    }
-    async fn current_epoch(&self) -> store::Result<Epoch> {
-        self.inner.current_epoch().await
-    }
-    async fn raise_epoch(&self, floor: Epoch) -> store::Result<Epoch> {
-        self.inner.raise_epoch(floor).await
-    }
-    async fn snapshot(&self) -> store::Result<store::Snapshot> {
-        self.inner.snapshot().await
-    }
-    async fn restore(
-        &self,
-        entries: Vec<Entry>,
-        revisions: std::collections::BTreeMap<String, Version>,
-        force: bool,
-        floor: Epoch,
-    ) -> store::Result<Epoch> {
-        self.inner.restore(entries, revisions, force, floor).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::Change> {
-        self.inner.subscribe()
-    }
-    async fn acquire_lease(
-        &self,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> store::Result<Option<Epoch>> {
-        self.inner.acquire_lease(holder, ttl).await
-    }
-    async fn release_lease(&self, holder: &str) -> store::Result<()> {
-        self.inner.release_lease(holder).await
-    }
-    async fn lease_holder(&self) -> store::Result<Option<(String, Epoch)>> {
-        self.inner.lease_holder().await
-    }
-}
-
 /// A state deleted between the pass's read and its write gets no job: the job's creation is
 /// conditional on the state's version, in the same transaction as its record.
 #[tokio::test]
@@ -260,10 +187,26 @@ async fn a_state_deleted_during_a_pass_gets_no_new_job() {
         .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
         .await
         .unwrap();
-    let racing: DynStore = std::sync::Arc::new(DeleteBeforeRecord {
-        inner: e.store.clone(),
-        armed: true.into(),
-    });
+    // An operator's DELETE lands just before the reconciler's first record write.
+    let armed = std::sync::atomic::AtomicBool::new(true);
+    let inner = e.store.clone();
+    let racing = BeforeCommit::wrap(
+        e.store.clone(),
+        Box::new(move |txn| {
+            let records = txn
+                .ops
+                .iter()
+                .any(|op| op.key().path().starts_with(keys::STATUSES));
+            if !(records && armed.swap(false, std::sync::atomic::Ordering::SeqCst)) {
+                return None;
+            }
+            let inner = inner.clone();
+            Some(Box::pin(async move {
+                let k = Key::new(TENANT, keys::state("motd")).unwrap();
+                inner.delete(k, Expect::Any).await.unwrap();
+            }))
+        }),
+    );
     let rec = Reconciler::new(racing.clone(), Jobs::new(racing, JobsConfig::default()));
     rec.pass(TENANT, epoch, T0).await.unwrap();
     assert!(matches!(

@@ -1216,6 +1216,14 @@ fn backup_summary(b: &flux_core::backup::Backup) -> Value {
     })
 }
 
+/// Reads and checks a backup file.
+fn read_backup(file: &std::path::Path) -> Result<(Vec<u8>, flux_core::backup::Backup)> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let b = flux_core::backup::decode(&bytes)
+        .with_context(|| format!("{} is not valid", file.display()))?;
+    Ok((bytes, b))
+}
+
 async fn backup_cmd(ctx: &Ctx, cmd: &BackupCmd) -> Result<ExitCode> {
     use flux_core::backup;
     match cmd {
@@ -1264,10 +1272,7 @@ async fn backup_cmd(ctx: &Ctx, cmd: &BackupCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BackupCmd::Verify { file } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let b = backup::decode(&bytes)
-                .with_context(|| format!("{} is not valid", file.display()))?;
+            let (_, b) = read_backup(file)?;
             if ctx.json() {
                 print_json(&backup_summary(&b))?;
             } else {
@@ -1283,9 +1288,7 @@ async fn backup_cmd(ctx: &Ctx, cmd: &BackupCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BackupCmd::Restore { file, force } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            backup::decode(&bytes).with_context(|| format!("{} is not valid", file.display()))?;
+            let (bytes, _) = read_backup(file)?;
             let api = ctx.client()?;
             let report: Value = api
                 .call(

@@ -545,3 +545,21 @@ impl Drop for FaultProxy {
         self.task.abort();
     }
 }
+
+/// Finds a program on PATH for a test that needs it. When it is missing the test should skip
+/// (`None`), unless the environment variable `require` is set (CI sets it): then it fails.
+pub fn tool(name: &str, require: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but {name} is not installed"
+        );
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}

@@ -10,19 +10,7 @@ use flux_tests::*;
 use serde_json::json;
 
 fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.exists())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("FLUX_REQUIRE_PROMTOOL").is_none(),
-            "FLUX_REQUIRE_PROMTOOL is set but promtool is not installed"
-        );
-        eprintln!("skipping: promtool is not installed");
-    }
-    found
+    tool("promtool", "FLUX_REQUIRE_PROMTOOL")
 }
 
 fn deploy() -> PathBuf {
