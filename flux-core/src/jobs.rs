@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{
     Agent, AgentState, Attempt, AttemptResult, AttemptState, CommandSpec, Heartbeat,
-    HeartbeatReply, Job, JobStatus, Millis, Outcome, OutputChunk, RegisterAgent, StoredChunk,
-    SubmitJob, Task, attempt_id, keys, parse_attempt_id, valid_ident,
+    HeartbeatReply, Job, JobStatus, Millis, Outcome, OutputChunk, Pending, RegisterAgent,
+    StoredChunk, SubmitJob, Task, attempt_id, keys, parse_attempt_id, valid_ident,
 };
 use crate::store::{DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
@@ -90,6 +90,8 @@ pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 const MAX_ENV_VARS: usize = 256;
 const CAS_RETRIES: usize = 32;
+/// Most queued jobs of one tenant looked at in one scheduling pass.
+pub const MAX_SCAN_PER_PASS: usize = 256;
 
 /// The job service. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -233,6 +235,13 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             "timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
         )));
     }
+    if let Some(p) = req.priority
+        && !(-100..=100).contains(&p)
+    {
+        return Err(JobError::Invalid(
+            "priority must be between -100 and 100".into(),
+        ));
+    }
     if let Some(m) = req.max_attempts
         && !(1..=10).contains(&m)
     {
@@ -323,6 +332,7 @@ impl Jobs {
             workdir: req.workdir,
             timeout_secs: req.timeout_secs.unwrap_or(self.cfg.default_timeout_secs),
             max_attempts: req.max_attempts.unwrap_or(self.cfg.default_max_attempts),
+            priority: req.priority.unwrap_or(0),
             status: JobStatus::Queued,
             created_at: now,
             updated_at: now,
@@ -342,7 +352,10 @@ impl Jobs {
             .put(key(tenant, keys::job(&job_id))?, enc(&job), Expect::Absent)
             .put(
                 key(tenant, keys::pending(&job_id))?,
-                b"{}".to_vec(),
+                enc(&Pending {
+                    priority: job.priority,
+                    node_id: job.node_id.clone(),
+                }),
                 Expect::Absent,
             );
         if !req.secret_env.is_empty() {
@@ -517,13 +530,37 @@ impl Jobs {
 
     // ---- leader: assignment -------------------------------------------------------------
 
-    /// Assigns a tenant's queued jobs to online agents with free slots, oldest job first.
-    /// Returns how many were assigned.
-    pub async fn schedule_tenant(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<usize> {
+    /// Assigns a tenant's queued jobs to online agents with free slots: highest priority
+    /// first, then oldest. At most [`MAX_SCAN_PER_PASS`] queued jobs are looked at per pass, so
+    /// a tenant with a huge queue costs the leader a bounded amount of work per pass and every
+    /// other tenant still gets its turn; with `max_running`, no more than that many of the
+    /// tenant's attempts are assigned or running at once. Returns how many were assigned.
+    pub async fn schedule_tenant(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        max_running: Option<u64>,
+    ) -> Result<usize> {
         let pending = self.store.list(tenant, keys::PENDING).await?;
         if pending.is_empty() {
             return Ok(0);
         }
+        let mut pending: Vec<(Pending, crate::store::Entry)> = pending
+            .into_iter()
+            .map(|e| {
+                (
+                    serde_json::from_slice::<Pending>(&e.value).unwrap_or_default(),
+                    e,
+                )
+            })
+            .collect();
+        // Job ids are time-ordered, so within one priority the path order is the age order.
+        pending.sort_by(|(a, ea), (b, eb)| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| ea.key.path().cmp(eb.key.path()))
+        });
         let agents: BTreeMap<String, Agent> = self
             .list_objects::<Agent>(tenant, keys::AGENTS)
             .await?
@@ -537,7 +574,22 @@ impl Jobs {
             }
         }
         let mut assigned = 0;
-        for p in pending {
+        let mut in_flight: u64 = load.values().map(|n| u64::from(*n)).sum();
+        let mut scanned = 0usize;
+        for (meta, p) in pending {
+            if max_running.is_some_and(|m| in_flight >= m) || scanned >= MAX_SCAN_PER_PASS {
+                break;
+            }
+            // A job pinned to an agent that cannot take it now is passed over unread.
+            if let Some(n) = &meta.node_id
+                && !agents.get(n).is_some_and(|a| {
+                    a.state == AgentState::Online
+                        && load.get(&a.node_id).copied().unwrap_or(0) < a.slots
+                })
+            {
+                continue;
+            }
+            scanned += 1;
             let Some(job_id) = p.key.path().strip_prefix(keys::PENDING) else {
                 continue;
             };
@@ -638,6 +690,7 @@ impl Jobs {
             match self.store.commit(txn).await {
                 Ok(_) => {
                     assigned += 1;
+                    in_flight += 1;
                     *load.entry(agent.node_id.clone()).or_default() += 1;
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -799,7 +852,10 @@ impl Jobs {
                 requeued = true;
                 txn = txn.put(
                     key(tenant, keys::pending(&job.job_id))?,
-                    b"{}".to_vec(),
+                    enc(&Pending {
+                        priority: job.priority,
+                        node_id: job.node_id.clone(),
+                    }),
                     Expect::Any,
                 );
             } else {

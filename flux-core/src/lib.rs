@@ -11,6 +11,7 @@ pub mod client;
 pub mod jobs;
 pub mod lease;
 pub mod model;
+pub mod quota;
 pub mod reconcile;
 pub mod redact;
 pub mod state;

@@ -102,6 +102,9 @@ pub struct Job {
     pub workdir: Option<String>,
     pub timeout_secs: u64,
     pub max_attempts: u32,
+    /// Higher runs first among a tenant's queued jobs (-100..=100, default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -154,8 +157,26 @@ pub struct SubmitJob {
     pub timeout_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// -100..=100; higher runs first among the tenant's queued jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+/// What a pending entry holds: enough to order the queue without loading every job.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    #[serde(default)]
+    pub priority: i32,
+    /// The agent the job is pinned to, so a queue full of jobs for a busy or absent agent is
+    /// passed over without loading them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 /// State of one attempt at running a job.

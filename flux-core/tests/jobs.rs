@@ -129,7 +129,13 @@ async fn submit_and_assign(
 ) -> (Job, String) {
     let (job, created) = e.jobs.submit(TENANT, "alice", req, now).await.unwrap();
     assert!(created);
-    assert_eq!(e.jobs.schedule_tenant(TENANT, epoch, now).await.unwrap(), 1);
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, now, None)
+            .await
+            .unwrap(),
+        1
+    );
     let job = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.agent.as_deref(), Some(node));
@@ -174,7 +180,13 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
 
     // Nothing is in the inbox until the leader schedules.
     assert!(e.jobs.poll(TENANT, "node-1", 0).await.unwrap().is_empty());
-    assert_eq!(e.jobs.schedule_tenant(TENANT, epoch, T0).await.unwrap(), 1);
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0, None)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 0);
 
     let assigned = e.jobs.get(TENANT, &job.job_id).await.unwrap();
@@ -509,7 +521,10 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
 
     // Attempt 2 goes to the live agent.
     assert_eq!(
-        e.jobs.schedule_tenant(TENANT, epoch, t_dead).await.unwrap(),
+        e.jobs
+            .schedule_tenant(TENANT, epoch, t_dead, None)
+            .await
+            .unwrap(),
         1
     );
     let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
@@ -619,7 +634,10 @@ async fn an_attempt_not_started_in_time_is_requeued() {
 
     // The retry is attempt 2; once started it is not taken back by the start deadline.
     assert_eq!(
-        e.jobs.schedule_tenant(TENANT, epoch, after).await.unwrap(),
+        e.jobs
+            .schedule_tenant(TENANT, epoch, after, None)
+            .await
+            .unwrap(),
         1
     );
     let att2 = only_task(&e.jobs, TENANT, "node-1").await.attempt_id;
@@ -660,7 +678,13 @@ async fn a_job_out_of_attempts_fails_instead_of_looping() {
     heartbeat(&e.jobs, TENANT, "node-1", &[], t1).await;
     let r = e.jobs.sweep_tenant(TENANT, epoch, t1, 0).await.unwrap();
     assert_eq!((r.requeued, r.failed), (1, 0), "{r:?}");
-    assert_eq!(e.jobs.schedule_tenant(TENANT, epoch, t1).await.unwrap(), 1);
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, t1, None)
+            .await
+            .unwrap(),
+        1
+    );
 
     // Attempt 2 times out too: that was the last one.
     let t2 = t1 + start_timeout + 1;
@@ -684,7 +708,13 @@ async fn a_job_out_of_attempts_fails_instead_of_looping() {
     // Nothing brings it back.
     let t3 = t2 + 10 * start_timeout;
     heartbeat(&e.jobs, TENANT, "node-1", &[], t3).await;
-    assert_eq!(e.jobs.schedule_tenant(TENANT, epoch, t3).await.unwrap(), 0);
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, t3, None)
+            .await
+            .unwrap(),
+        0
+    );
     let r = e.jobs.sweep_tenant(TENANT, epoch, t3, 0).await.unwrap();
     assert_eq!((r.requeued, r.failed), (0, 0), "{r:?}");
     assert_eq!(e.jobs.get(TENANT, &job.job_id).await.unwrap(), j);
@@ -712,7 +742,11 @@ async fn a_stale_leader_can_neither_schedule_nor_sweep() {
     assert!(new > old);
 
     let before = snapshot(&e.store, TENANT).await;
-    let err = e.jobs.schedule_tenant(TENANT, old, T0).await.unwrap_err();
+    let err = e
+        .jobs
+        .schedule_tenant(TENANT, old, T0, None)
+        .await
+        .unwrap_err();
     assert!(is_fenced(&err, old, new), "{err:?}");
     assert_eq!(snapshot(&e.store, TENANT).await, before);
     assert_eq!(
@@ -721,7 +755,10 @@ async fn a_stale_leader_can_neither_schedule_nor_sweep() {
     );
 
     // The current leader can.
-    assert_eq!(e.jobs.schedule_tenant(TENANT, new, T0).await.unwrap(), 1);
+    assert_eq!(
+        e.jobs.schedule_tenant(TENANT, new, T0, None).await.unwrap(),
+        1
+    );
 
     // Sweep that would requeue a timed-out attempt of a live agent.
     let t1 = T0 + start_timeout + 1;
@@ -802,7 +839,13 @@ async fn idempotency_key_returns_the_first_job_or_a_conflict() {
     // Once the job has moved on, a replay still returns it rather than a new job.
     register(&e.jobs, TENANT, "node-1", T0).await;
     let epoch = e.store.next_epoch().await.unwrap();
-    assert_eq!(e.jobs.schedule_tenant(TENANT, epoch, T0).await.unwrap(), 1);
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0, None)
+            .await
+            .unwrap(),
+        1
+    );
     let (replay, created) = e
         .jobs
         .submit(TENANT, "alice", req.clone(), T0 + 3)
@@ -843,7 +886,10 @@ async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 0);
     register(&e.jobs, TENANT, "node-1", T0 + 2).await;
     assert_eq!(
-        e.jobs.schedule_tenant(TENANT, epoch, T0 + 2).await.unwrap(),
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0 + 2, None)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(
@@ -938,8 +984,8 @@ async fn tenants_never_see_or_run_each_others_jobs() {
     assert_eq!(e.jobs.queue_depth(b).await.unwrap(), 0);
 
     // b's node-1 is no agent of a.
-    assert_eq!(e.jobs.schedule_tenant(a, epoch, T0).await.unwrap(), 0);
-    assert_eq!(e.jobs.schedule_tenant(b, epoch, T0).await.unwrap(), 0);
+    assert_eq!(e.jobs.schedule_tenant(a, epoch, T0, None).await.unwrap(), 0);
+    assert_eq!(e.jobs.schedule_tenant(b, epoch, T0, None).await.unwrap(), 0);
     assert!(e.jobs.poll(b, "node-1", 0).await.unwrap().is_empty());
     assert_eq!(
         e.jobs.get(a, &job.job_id).await.unwrap().status,
@@ -948,7 +994,13 @@ async fn tenants_never_see_or_run_each_others_jobs() {
 
     // a's own node-1 gets it; b's node-1 still sees nothing and cannot act on it.
     register(&e.jobs, a, "node-1", T0 + 1).await;
-    assert_eq!(e.jobs.schedule_tenant(a, epoch, T0 + 1).await.unwrap(), 1);
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(a, epoch, T0 + 1, None)
+            .await
+            .unwrap(),
+        1
+    );
     let att = only_task(&e.jobs, a, "node-1").await.attempt_id;
     assert!(e.jobs.poll(b, "node-1", 0).await.unwrap().is_empty());
     let err = e.jobs.start(b, "node-1", &att, T0 + 2).await.unwrap_err();
@@ -1179,5 +1231,63 @@ async fn secret_values_are_kept_only_until_the_job_ends_and_never_in_the_job() {
     assert!(
         e.store.get(&sk).await.unwrap().is_none(),
         "secrets outlived the job"
+    );
+}
+
+#[tokio::test]
+async fn a_queue_full_of_jobs_for_an_absent_agent_does_not_stop_the_others() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    // More high-priority jobs for an absent agent than one pass looks at.
+    for _ in 0..(flux_core::jobs::MAX_SCAN_PER_PASS + 20) {
+        let mut req = shell("true");
+        req.node_id = Some("away".into());
+        req.priority = Some(10);
+        e.jobs.submit(TENANT, "alice", req, T0).await.unwrap();
+    }
+    let mut low = shell("true");
+    low.node_id = Some("node-1".into());
+    low.priority = Some(-10);
+    let (job, _) = e.jobs.submit(TENANT, "alice", low, T0).await.unwrap();
+    assert_eq!(
+        e.jobs.schedule_tenant(TENANT, epoch, T0, None).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
+        JobStatus::Assigned
+    );
+}
+
+#[tokio::test]
+async fn higher_priority_is_assigned_first_and_max_running_caps_assignment() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let mut ids = Vec::new();
+    for p in [0, 5, -5, 5] {
+        let mut req = shell("true");
+        req.priority = Some(p);
+        ids.push(e.jobs.submit(TENANT, "alice", req, T0).await.unwrap().0.job_id);
+    }
+    assert_eq!(
+        e.jobs.schedule_tenant(TENANT, epoch, T0, Some(2)).await.unwrap(),
+        2
+    );
+    let status = |i: usize| {
+        let jobs = e.jobs.clone();
+        let id = ids[i].clone();
+        async move { jobs.get(TENANT, &id).await.unwrap().status }
+    };
+    // The two priority-5 jobs, oldest first, and no more than max_running.
+    assert_eq!(status(1).await, JobStatus::Assigned);
+    assert_eq!(status(3).await, JobStatus::Assigned);
+    assert_eq!(status(0).await, JobStatus::Queued);
+    assert_eq!(status(2).await, JobStatus::Queued);
+    assert_eq!(
+        e.jobs.schedule_tenant(TENANT, epoch, T0, Some(2)).await.unwrap(),
+        0,
+        "two are in flight already"
     );
 }

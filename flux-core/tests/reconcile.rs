@@ -65,7 +65,10 @@ async fn run_jobs(
     now: Millis,
     mut code_for: impl FnMut(&str) -> i32,
 ) -> Vec<String> {
-    e.jobs.schedule_tenant(TENANT, epoch, now).await.unwrap();
+    e.jobs
+        .schedule_tenant(TENANT, epoch, now, None)
+        .await
+        .unwrap();
     let mut ran = Vec::new();
     for task in e.jobs.poll(TENANT, node, 0).await.unwrap() {
         let job = e.jobs.get(TENANT, &task.job_id).await.unwrap();

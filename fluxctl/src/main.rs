@@ -94,6 +94,9 @@ enum Cmd {
     /// Delete objects.
     #[command(subcommand)]
     Delete(DeleteCmd),
+    /// Tenants with their usage, and their quotas.
+    #[command(subcommand)]
+    Tenants(TenantsCmd),
     /// Read and verify the audit log (admins).
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -144,6 +147,41 @@ struct DiffArgs {
     /// Include the deletions `apply --prune` would make.
     #[arg(long)]
     prune: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum TenantsCmd {
+    /// Tenants with queued and running jobs, agents, states and quotas (admins).
+    List,
+    /// Show or set a tenant's quota.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum QuotaCmd {
+    Get {
+        tenant: String,
+    },
+    /// Replace a tenant's quota (admins of tenant default); a limit left out is unlimited.
+    Set {
+        tenant: String,
+        /// Jobs waiting for an agent.
+        #[arg(long)]
+        max_queued: Option<u64>,
+        /// Attempts assigned or running at once.
+        #[arg(long)]
+        max_running: Option<u64>,
+        /// Sustained submissions per second (per fluxd node).
+        #[arg(long)]
+        submit_rate: Option<f64>,
+        /// Submissions allowed in a burst.
+        #[arg(long, requires = "submit_rate")]
+        submit_burst: Option<u64>,
+        /// Only if the quota is still at this version (0: never set).
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -299,6 +337,9 @@ struct RunArgs {
     /// Attempts before giving up when agents are lost.
     #[arg(long)]
     attempts: Option<u32>,
+    /// Higher runs first among the tenant's queued jobs (-100 to 100).
+    #[arg(long, allow_hyphen_values = true)]
+    priority: Option<i32>,
     /// Idempotency key: submitting twice with the same key runs the job once.
     #[arg(long, env = "FLUX_IDEMPOTENCY_KEY")]
     idempotency_key: Option<String>,
@@ -618,6 +659,7 @@ async fn job_cmd(ctx: &Ctx, cmd: &JobCmd) -> Result<ExitCode> {
                 workdir: r.workdir.clone(),
                 timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
                 max_attempts: r.attempts,
+                priority: r.priority,
                 idempotency_key: r.idempotency_key.clone(),
             };
             let job: Job = api.post("/v1/jobs", &req).await?;
@@ -766,6 +808,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Apply(a) => apply_cmd(&ctx, a).await,
         Cmd::Backup(cmd) => backup_cmd(&ctx, cmd).await,
         Cmd::Audit(cmd) => audit_cmd(&ctx, cmd).await,
+        Cmd::Tenants(cmd) => tenants_cmd(&ctx, cmd).await,
         Cmd::Diff(d) => {
             let api = ctx.client()?;
             let (file, text) = states::read_file(&d.file)?;
@@ -1132,6 +1175,91 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn limit(v: &Value) -> String {
+    if v.is_null() {
+        "-".into()
+    } else {
+        v.to_string()
+    }
+}
+
+async fn tenants_cmd(ctx: &Ctx, cmd: &TenantsCmd) -> Result<ExitCode> {
+    let api = ctx.client()?;
+    match cmd {
+        TenantsCmd::List => {
+            let list: Vec<Value> = api.get("/v1/tenants").await?;
+            if ctx.json() {
+                print_json(&list)?;
+            } else {
+                let mut t = table(&[
+                    "TENANT",
+                    "QUEUED",
+                    "RUNNING",
+                    "AGENTS ONLINE",
+                    "STATES",
+                    "MAX QUEUED",
+                    "MAX RUNNING",
+                    "SUBMIT/S",
+                ]);
+                for u in &list {
+                    t.add_row(vec![
+                        u["tenant"].as_str().unwrap_or("?").to_string(),
+                        u["queued"].to_string(),
+                        u["running"].to_string(),
+                        format!("{}/{}", u["agents_online"], u["agents"]),
+                        u["states"].to_string(),
+                        limit(&u["quota"]["max_queued"]),
+                        limit(&u["quota"]["max_running"]),
+                        limit(&u["quota"]["submit_per_sec"]),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        TenantsCmd::Quota(QuotaCmd::Get { tenant }) => {
+            let q: Value = api.get(&format!("/v1/tenants/{tenant}/quota")).await?;
+            print_json(&q)?;
+        }
+        TenantsCmd::Quota(QuotaCmd::Set {
+            tenant,
+            max_queued,
+            max_running,
+            submit_rate,
+            submit_burst,
+            if_version,
+        }) => {
+            let body = flux_core::quota::Quota {
+                max_queued: *max_queued,
+                max_running: *max_running,
+                submit_per_sec: *submit_rate,
+                submit_burst: *submit_burst,
+            };
+            let headers: Vec<(&str, String)> = if_version
+                .map(|v| ("if-match", v.to_string()))
+                .into_iter()
+                .collect();
+            let reply: Value = api
+                .send_with_headers(
+                    Method::PUT,
+                    &format!("/v1/tenants/{tenant}/quota"),
+                    Some(&flux_core::client::erased::Body(&body)),
+                    Duration::from_secs(30),
+                    &headers,
+                )
+                .await?
+                .json()
+                .await
+                .context("decoding the reply")?;
+            if ctx.json() {
+                print_json(&reply)?;
+            } else {
+                println!("quota of {tenant} set (version {})", reply["version"]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn audit_cmd(ctx: &Ctx, cmd: &AuditCmd) -> Result<ExitCode> {

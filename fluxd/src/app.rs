@@ -46,6 +46,8 @@ pub struct AppState {
     pub jobs: Jobs,
     pub states: Reconciler,
     pub audit: flux_core::audit::Audit,
+    /// Submission rate buckets per tenant (quotas), in this node.
+    pub rates: flux_core::quota::RateLimiter,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub leader: Leadership,
@@ -67,6 +69,7 @@ impl AppState {
             node_id,
             states: Reconciler::new(store.clone(), jobs.clone()),
             audit: flux_core::audit::Audit::start(store.clone(), audit_key),
+            rates: Default::default(),
             store,
             jobs,
             auth,
@@ -120,8 +123,16 @@ async fn leader_pass(st: &AppState, epoch: u64, since: u64, sweep: bool) -> Resu
                 .map_err(to_store)?;
             st.metrics.requeued.inc_by(r.requeued as u64);
         }
+        let max_running = match flux_core::quota::get(st.store.as_ref(), t).await {
+            Ok((q, _)) => q.max_running,
+            Err(flux_core::quota::QuotaError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "quota unreadable; scheduling without it");
+                None
+            }
+        };
         st.jobs
-            .schedule_tenant(t, epoch, now_ms())
+            .schedule_tenant(t, epoch, now_ms(), max_running)
             .await
             .map_err(to_store)?;
     }

@@ -10,6 +10,7 @@ mod limits;
 mod metrics;
 mod states_api;
 mod store_metrics;
+mod tenants_api;
 mod tls;
 
 use std::net::SocketAddr;
@@ -273,6 +274,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         ))
         .merge(backup_api::routes(args.max_restore_bytes).with_state(state.clone()))
         .merge(audit_api::routes().with_state(state.clone()))
+        .merge(tenants_api::routes().with_state(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit_api::record,

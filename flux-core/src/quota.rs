@@ -1,0 +1,185 @@
+//! Per-tenant quotas, enforced at admission: queued jobs and submit rate when a job is
+//! submitted, running jobs when the scheduler assigns. Set by admins of the cluster tenant and
+//! stored with CAS under `_system/quotas/<tenant>`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError, Version, validate_tenant};
+
+/// A tenant's limits; an absent field is unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Jobs waiting for an agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
+    /// Attempts assigned to or running on agents at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u64>,
+    /// Sustained submissions per second (per fluxd node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_per_sec: Option<f64>,
+    /// Submissions allowed in a burst above the rate (default: one second's worth, at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_burst: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("corrupt quota of tenant {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Quota {
+    pub fn validate(&self) -> Result<(), QuotaError> {
+        let bad = |m: &str| Err(QuotaError::Invalid(m.to_string()));
+        if self.max_queued == Some(0) || self.max_running == Some(0) {
+            return bad(
+                "max_queued and max_running must be at least 1 (leave them out for no limit)",
+            );
+        }
+        if let Some(r) = self.submit_per_sec
+            && !(r.is_finite() && r > 0.0 && r <= 100_000.0)
+        {
+            return bad("submit_per_sec must be above 0 and at most 100000");
+        }
+        if self.submit_burst.is_some_and(|b| b == 0 || b > 1_000_000) {
+            return bad("submit_burst must be between 1 and 1000000");
+        }
+        if self.submit_burst.is_some() && self.submit_per_sec.is_none() {
+            return bad("submit_burst needs submit_per_sec");
+        }
+        Ok(())
+    }
+
+    fn burst(&self) -> f64 {
+        match (self.submit_burst, self.submit_per_sec) {
+            (Some(b), _) => b as f64,
+            (None, Some(r)) => r.max(1.0),
+            (None, None) => f64::INFINITY,
+        }
+    }
+}
+
+fn key(tenant: &str) -> Result<Key, QuotaError> {
+    validate_tenant(tenant)?;
+    Ok(Key::new(SYSTEM_TENANT, format!("quotas/{tenant}"))?)
+}
+
+/// A tenant's quota and its version (`None`: never set, no limits).
+pub async fn get(store: &dyn Store, tenant: &str) -> Result<(Quota, Option<Version>), QuotaError> {
+    match store.get(&key(tenant)?).await? {
+        None => Ok((Quota::default(), None)),
+        Some(v) => Ok((
+            serde_json::from_slice(&v.value).map_err(|_| QuotaError::Corrupt(tenant.into()))?,
+            Some(v.version),
+        )),
+    }
+}
+
+/// Sets a tenant's quota; `expect` is a CAS on the version the caller read.
+pub async fn put(
+    store: &dyn Store,
+    tenant: &str,
+    quota: &Quota,
+    expect: Expect,
+) -> Result<Version, QuotaError> {
+    quota.validate()?;
+    let body = serde_json::to_vec(quota).expect("quotas serialise");
+    match store.put(key(tenant)?, body, expect).await {
+        Err(StoreError::Conflict { found, .. }) => Err(QuotaError::PreconditionFailed(format!(
+            "the quota of {tenant} is at {}, not as expected ({expect})",
+            found.map_or("no version".into(), |v| format!("version {v}"))
+        ))),
+        other => Ok(other?),
+    }
+}
+
+/// Token buckets for submission rates, one per tenant, in this process.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one token for `tenant` at `now`, or says how long until one is available.
+    pub fn take(&self, tenant: &str, quota: &Quota, now: Instant) -> Result<(), Duration> {
+        let Some(rate) = quota.submit_per_sec else {
+            return Ok(());
+        };
+        let burst = quota.burst();
+        let mut b = self.buckets.lock().expect("rate limiter lock");
+        let (tokens, last) = b.entry(tenant.to_string()).or_insert((burst, now));
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_allows_a_burst_then_the_sustained_rate() {
+        let q = Quota {
+            submit_per_sec: Some(2.0),
+            submit_burst: Some(3),
+            ..Quota::default()
+        };
+        let r = RateLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(r.take("acme", &q, t0).is_ok());
+        }
+        let wait = r.take("acme", &q, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
+        // Other tenants have their own bucket.
+        assert!(r.take("globex", &q, t0).is_ok());
+        assert!(r.take("acme", &q, t0 + Duration::from_millis(500)).is_ok());
+        assert!(r.take("acme", &q, t0 + Duration::from_millis(500)).is_err());
+        // No rate, no limit.
+        assert!(r.take("acme", &Quota::default(), t0).is_ok());
+    }
+
+    #[test]
+    fn nonsense_quotas_are_refused() {
+        for q in [
+            Quota {
+                max_queued: Some(0),
+                ..Quota::default()
+            },
+            Quota {
+                submit_per_sec: Some(f64::NAN),
+                ..Quota::default()
+            },
+            Quota {
+                submit_per_sec: Some(-1.0),
+                ..Quota::default()
+            },
+            Quota {
+                submit_burst: Some(5),
+                ..Quota::default()
+            },
+        ] {
+            assert!(q.validate().is_err(), "{q:?}");
+        }
+        assert!(Quota::default().validate().is_ok());
+    }
+}

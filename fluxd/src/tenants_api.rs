@@ -1,0 +1,189 @@
+//! Tenants and their quotas: `GET /v1/tenants` (usage), `GET/PUT /v1/tenants/{tenant}/quota`,
+//! and the admission checks `submit_job` runs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use flux_core::auth::{CLUSTER_TENANT, Role};
+use flux_core::model::AgentState;
+use flux_core::quota::{self, Quota, QuotaError};
+use flux_core::store::{Expect, SYSTEM_TENANT};
+use serde::Serialize;
+
+use crate::api::{ApiError, ApiJson, ApiResult, Caller};
+use crate::app::AppState;
+
+impl From<QuotaError> for ApiError {
+    fn from(e: QuotaError) -> ApiError {
+        match e {
+            QuotaError::Invalid(m) => ApiError::invalid(m),
+            QuotaError::PreconditionFailed(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+            }
+            QuotaError::Store(s) => s.into(),
+            QuotaError::Corrupt(_) => {
+                tracing::error!(error = %e, "corrupt quota");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
+        }
+    }
+}
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/tenants", get(list))
+        .route("/v1/tenants/{tenant}/quota", get(get_quota).put(put_quota))
+}
+
+fn over(message: String, retry_after: u64) -> ApiError {
+    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message);
+    e.retry_after = Some(retry_after.max(1));
+    e
+}
+
+/// Admission for a new job: the tenant's queued-jobs quota and submit rate. Answered with 429
+/// and `Retry-After`; nothing is written.
+pub async fn admit_submission(st: &AppState, tenant: &str) -> ApiResult<()> {
+    let (q, _) = quota::get(st.store.as_ref(), tenant).await?;
+    if let Some(max) = q.max_queued {
+        let queued = st.jobs.queue_depth(tenant).await? as u64;
+        if queued >= max {
+            return Err(over(
+                format!("tenant {tenant} has {queued} queued jobs; its quota is {max}"),
+                1,
+            ));
+        }
+    }
+    if let Err(wait) = st.rates.take(tenant, &q, Instant::now()) {
+        return Err(over(
+            format!(
+                "tenant {tenant} submits faster than its quota of {}/s",
+                q.submit_per_sec.unwrap_or_default()
+            ),
+            wait.as_secs_f64().ceil() as u64,
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Usage {
+    tenant: String,
+    queued: usize,
+    /// Attempts assigned to or running on agents.
+    running: usize,
+    agents_online: usize,
+    agents: usize,
+    states: usize,
+    quota: Quota,
+}
+
+async fn usage(st: &AppState, tenant: &str) -> ApiResult<Usage> {
+    let agents = st.jobs.agents(tenant).await?;
+    Ok(Usage {
+        tenant: tenant.to_string(),
+        queued: st.jobs.queue_depth(tenant).await?,
+        running: st.store.list(tenant, "inbox/").await?.len(),
+        agents_online: agents
+            .iter()
+            .filter(|a| a.state == AgentState::Online)
+            .count(),
+        agents: agents.len(),
+        states: st.store.list(tenant, "states/").await?.len(),
+        quota: quota::get(st.store.as_ref(), tenant).await?.0,
+    })
+}
+
+/// Every tenant for admins of the cluster tenant; one's own tenant for other admins.
+async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Vec<Usage>>> {
+    if caller.0.role != Role::Admin {
+        return Err(ApiError::forbidden("only admins see tenants"));
+    }
+    let tenants = if caller.tenant() == CLUSTER_TENANT {
+        st.store
+            .tenants()
+            .await?
+            .into_iter()
+            .filter(|t| t != SYSTEM_TENANT)
+            .collect()
+    } else {
+        vec![caller.tenant().to_string()]
+    };
+    let mut out = Vec::new();
+    for t in tenants {
+        out.push(usage(&st, &t).await?);
+    }
+    Ok(Json(out))
+}
+
+fn may_read(caller: &Caller, tenant: &str) -> ApiResult<()> {
+    if caller.0.role == Role::Admin && caller.0.may_administer(tenant) {
+        Ok(())
+    } else if caller.0.role == Role::Admin {
+        Err(ApiError::not_found(format!("tenant {tenant} not found")))
+    } else {
+        Err(ApiError::forbidden("only admins read quotas"))
+    }
+}
+
+#[derive(Serialize)]
+struct QuotaView {
+    tenant: String,
+    /// 0 when never set.
+    version: u64,
+    quota: Quota,
+}
+
+async fn get_quota(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<QuotaView>> {
+    may_read(&caller, &tenant)?;
+    let (quota, version) = quota::get(st.store.as_ref(), &tenant).await?;
+    Ok(Json(QuotaView {
+        tenant,
+        version: version.unwrap_or(0),
+        quota,
+    }))
+}
+
+/// Quotas bound a tenant, so only admins of the cluster tenant set them. `If-Match: <version>`
+/// (0 for "never set") makes the write a CAS.
+async fn put_quota(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    ApiJson(q): ApiJson<Quota>,
+) -> ApiResult<Json<QuotaView>> {
+    may_read(&caller, &tenant)?;
+    if caller.tenant() != CLUSTER_TENANT {
+        return Err(ApiError::forbidden(format!(
+            "only admins of tenant {CLUSTER_TENANT:?} set quotas"
+        )));
+    }
+    if tenant.starts_with('_') {
+        return Err(ApiError::invalid("tenant names may not start with '_'"));
+    }
+    let expect = match headers.get("if-match").map(|v| v.to_str()) {
+        None => Expect::Any,
+        Some(Ok(v)) => match v.trim().trim_matches('"').parse::<u64>() {
+            Ok(0) => Expect::Absent,
+            Ok(n) => Expect::Version(n),
+            Err(_) => return Err(ApiError::bad_request("If-Match must be a version number")),
+        },
+        Some(Err(_)) => return Err(ApiError::bad_request("If-Match is not text")),
+    };
+    let version = quota::put(st.store.as_ref(), &tenant, &q, expect).await?;
+    tracing::info!(by = %caller.0.sub, %tenant, ?q, "quota set");
+    Ok(Json(QuotaView {
+        tenant,
+        version,
+        quota: q,
+    }))
+}
