@@ -3098,7 +3098,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__job__subcmd__run)
-            opts="-n -e -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --priority --idempotency-key --shell --wait --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -e -l -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --priority --selector --all --idempotency-key --shell --wait --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3137,6 +3137,14 @@ _fluxctl() {
                     return 0
                     ;;
                 --priority)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -77,6 +77,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l timeout -d 'Kill the job after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l attempts -d 'Attempts before giving up when agents are lost' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent carrying this label KEY=VALUE (repeatable: all of them)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Idempotency key: submitting twice with the same key runs the job once' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -86,6 +87,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l all -d 'With --selector: run on every matching agent, one job each (a fan-out)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l shell -d 'Join all arguments into one shell command line'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'

@@ -235,6 +235,27 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             "timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
         )));
     }
+    if req.node_id.is_some() && !req.selector.is_empty() {
+        return Err(JobError::Invalid(
+            "give either node_id or selector, not both".into(),
+        ));
+    }
+    if req.selector.len() > 64
+        || req
+            .selector
+            .iter()
+            .any(|(k, v)| !valid_ident(k) || v.is_empty() || v.len() > 256)
+    {
+        return Err(JobError::Invalid(
+            "selector: at most 64 labels, names of A-Z a-z 0-9 . _ -, values of 1 to 256 bytes"
+                .into(),
+        ));
+    }
+    if req.fan_out && (req.selector.is_empty() || req.idempotency_key.is_some()) {
+        return Err(JobError::Invalid(
+            "fan_out needs a selector and takes no idempotency key".into(),
+        ));
+    }
     if let Some(p) = req.priority
         && !(-100..=100).contains(&p)
     {
@@ -264,6 +285,7 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub node_id: Option<String>,
+    pub group: Option<String>,
     pub limit: Option<usize>,
 }
 
@@ -333,6 +355,8 @@ impl Jobs {
             timeout_secs: req.timeout_secs.unwrap_or(self.cfg.default_timeout_secs),
             max_attempts: req.max_attempts.unwrap_or(self.cfg.default_max_attempts),
             priority: req.priority.unwrap_or(0),
+            selector: req.selector.clone(),
+            group: None,
             status: JobStatus::Queued,
             created_at: now,
             updated_at: now,
@@ -373,6 +397,69 @@ impl Jobs {
             );
         }
         Ok((job, txn))
+    }
+
+    /// Submits one job per agent (not dead) whose labels match `req.selector`, all in one
+    /// transaction, each pinned to its agent and tagged with a common `group`. Fails (creating
+    /// nothing) when no agent matches.
+    pub async fn submit_fan_out(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+    ) -> Result<(String, Vec<Job>)> {
+        validate_submit(req)?;
+        let agents: Vec<Agent> = self
+            .agents(tenant)
+            .await?
+            .into_iter()
+            .filter(|a| a.state != AgentState::Dead)
+            .filter(|a| req.selector.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
+            .collect();
+        if agents.is_empty() {
+            return Err(JobError::Invalid(
+                "no live agent of this tenant matches the selector".into(),
+            ));
+        }
+        if agents.len() > 1000 {
+            return Err(JobError::Invalid(format!(
+                "the selector matches {} agents; a fan-out reaches at most 1000",
+                agents.len()
+            )));
+        }
+        let group = format!("g-{}", uuid::Uuid::now_v7().simple());
+        let mut txn = Txn::new();
+        let mut jobs = Vec::with_capacity(agents.len());
+        for a in agents {
+            let one = SubmitJob {
+                node_id: Some(a.node_id.clone()),
+                selector: BTreeMap::new(),
+                fan_out: false,
+                ..req.clone()
+            };
+            let (mut job, part) = self.prepare_submit(tenant, submitted_by, &one, now)?;
+            job.selector = req.selector.clone();
+            job.group = Some(group.clone());
+            for op in part.ops {
+                // The job record carries the group and the selector it was chosen by.
+                txn.ops.push(match op {
+                    crate::store::Op::Put { key, expect, .. }
+                        if key.path() == keys::job(&job.job_id) =>
+                    {
+                        crate::store::Op::Put {
+                            key,
+                            value: enc(&job),
+                            expect,
+                        }
+                    }
+                    other => other,
+                });
+            }
+            jobs.push(job);
+        }
+        self.store.commit(txn).await?;
+        Ok((group, jobs))
     }
 
     /// Submits a job. Returns the job and whether it was created (`false` when the idempotency
@@ -447,6 +534,7 @@ impl Jobs {
                 .into_iter()
                 .map(|(j, _)| j)
                 .filter(|j| filter.status.is_none_or(|s| j.status == s))
+                .filter(|j| filter.group.is_none() || j.group == filter.group)
                 .filter(|j| {
                     filter.node_id.as_ref().is_none_or(|n| {
                         j.node_id.as_ref() == Some(n) || j.agent.as_ref() == Some(n)
@@ -623,12 +711,16 @@ impl Jobs {
             };
             let chosen = match &job.node_id {
                 Some(n) => agents.get(n).filter(|a| free(a)),
-                None => agents.values().filter(|a| free(a)).min_by_key(|a| {
-                    (
-                        load.get(&a.node_id).copied().unwrap_or(0),
-                        a.node_id.clone(),
-                    )
-                }),
+                None => agents
+                    .values()
+                    .filter(|a| free(a))
+                    .filter(|a| job.selector.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
+                    .min_by_key(|a| {
+                        (
+                            load.get(&a.node_id).copied().unwrap_or(0),
+                            a.node_id.clone(),
+                        )
+                    }),
             };
             let Some(agent) = chosen else { continue };
             let number = job.attempts + 1;

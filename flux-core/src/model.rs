@@ -105,6 +105,12 @@ pub struct Job {
     /// Higher runs first among a tenant's queued jobs (-100..=100, default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
+    /// Labels the agent must carry (when the job is not pinned by `node_id`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+    /// The fan-out this job belongs to (one job per matching agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -160,6 +166,12 @@ pub struct SubmitJob {
     /// -100..=100; higher runs first among the tenant's queued jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    /// Run on an agent carrying all these labels (one of them; every one with `fan_out`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+    /// One job per registered agent matching `selector`, each with its own result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fan_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }

@@ -1251,7 +1251,10 @@ async fn a_queue_full_of_jobs_for_an_absent_agent_does_not_stop_the_others() {
     low.priority = Some(-10);
     let (job, _) = e.jobs.submit(TENANT, "alice", low, T0).await.unwrap();
     assert_eq!(
-        e.jobs.schedule_tenant(TENANT, epoch, T0, None).await.unwrap(),
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0, None)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
@@ -1269,10 +1272,20 @@ async fn higher_priority_is_assigned_first_and_max_running_caps_assignment() {
     for p in [0, 5, -5, 5] {
         let mut req = shell("true");
         req.priority = Some(p);
-        ids.push(e.jobs.submit(TENANT, "alice", req, T0).await.unwrap().0.job_id);
+        ids.push(
+            e.jobs
+                .submit(TENANT, "alice", req, T0)
+                .await
+                .unwrap()
+                .0
+                .job_id,
+        );
     }
     assert_eq!(
-        e.jobs.schedule_tenant(TENANT, epoch, T0, Some(2)).await.unwrap(),
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0, Some(2))
+            .await
+            .unwrap(),
         2
     );
     let status = |i: usize| {
@@ -1286,7 +1299,10 @@ async fn higher_priority_is_assigned_first_and_max_running_caps_assignment() {
     assert_eq!(status(0).await, JobStatus::Queued);
     assert_eq!(status(2).await, JobStatus::Queued);
     assert_eq!(
-        e.jobs.schedule_tenant(TENANT, epoch, T0, Some(2)).await.unwrap(),
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0, Some(2))
+            .await
+            .unwrap(),
         0,
         "two are in flight already"
     );

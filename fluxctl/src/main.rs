@@ -340,6 +340,12 @@ struct RunArgs {
     /// Higher runs first among the tenant's queued jobs (-100 to 100).
     #[arg(long, allow_hyphen_values = true)]
     priority: Option<i32>,
+    /// Run on an agent carrying this label KEY=VALUE (repeatable: all of them).
+    #[arg(long = "selector", short = 'l', value_parser = parse_kv, conflicts_with = "node")]
+    selector: Vec<(String, String)>,
+    /// With --selector: run on every matching agent, one job each (a fan-out).
+    #[arg(long, requires = "selector")]
+    all: bool,
     /// Idempotency key: submitting twice with the same key runs the job once.
     #[arg(long, env = "FLUX_IDEMPOTENCY_KEY")]
     idempotency_key: Option<String>,
@@ -660,8 +666,13 @@ async fn job_cmd(ctx: &Ctx, cmd: &JobCmd) -> Result<ExitCode> {
                 timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
                 max_attempts: r.attempts,
                 priority: r.priority,
+                selector: r.selector.iter().cloned().collect(),
+                fan_out: r.all,
                 idempotency_key: r.idempotency_key.clone(),
             };
+            if r.all {
+                return fan_out(ctx, &api, &req, r.wait).await;
+            }
             let job: Job = api.post("/v1/jobs", &req).await?;
             if !r.wait {
                 if ctx.json() {
@@ -1341,6 +1352,37 @@ fn backup_summary(b: &flux_core::backup::Backup) -> Value {
         "objects": b.entries.len(),
         "tenants": b.tenants(),
         "sha256": b.sha256,
+    })
+}
+
+/// `job run --selector ... --all`: one job per matching agent; with --wait, a table of their
+/// results and exit 0 only if every one succeeded.
+async fn fan_out(ctx: &Ctx, api: &ApiClient, req: &SubmitJob, wait: bool) -> Result<ExitCode> {
+    let reply: Value = api.post("/v1/jobs", req).await?;
+    let jobs: Vec<Job> = serde_json::from_value(reply["jobs"].clone())?;
+    if !wait {
+        if ctx.json() {
+            print_json(&reply)?;
+        } else {
+            for j in &jobs {
+                println!("{} {}", j.job_id, j.node_id.as_deref().unwrap_or("-"));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut done = Vec::with_capacity(jobs.len());
+    for j in &jobs {
+        done.push(wait_for(api, &j.job_id, None).await?);
+    }
+    if ctx.json() {
+        print_json(&json!({"group": reply["group"], "jobs": done}))?;
+    } else {
+        println!("{}", job_table(&done));
+    }
+    Ok(if done.iter().all(|j| j.status == JobStatus::Succeeded) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

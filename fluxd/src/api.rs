@@ -163,7 +163,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         // serde would also read a struct from an array of its fields in order: only objects.
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'{') => {}
-            Some(_) => return Err(ApiError::invalid("the body must be a JSON object")),
+            Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() => {
+                return Err(ApiError::invalid("the body must be a JSON object"));
+            }
+            Some(_) => return Err(ApiError::bad_request("the body is not valid JSON")),
             None => return Err(ApiError::bad_request("the body is empty")),
         }
         match Json::<T>::from_bytes(&bytes) {
@@ -330,6 +333,19 @@ async fn submit_job(
             _ => req.idempotency_key = Some(h),
         }
     }
+    if req.fan_out {
+        let (group, jobs) = st
+            .jobs
+            .submit_fan_out(caller.tenant(), &caller.0.sub, &req, now_ms())
+            .await?;
+        st.metrics.jobs_submitted.inc_by(jobs.len() as u64);
+        st.wake_scheduler();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"group": group, "jobs": jobs})),
+        )
+            .into_response());
+    }
     let (job, created) = st
         .jobs
         .submit(caller.tenant(), &caller.0.sub, req, now_ms())
@@ -351,6 +367,7 @@ async fn submit_job(
 struct ListJobsQuery {
     status: Option<String>,
     node_id: Option<String>,
+    group: Option<String>,
     limit: Option<usize>,
 }
 
@@ -370,6 +387,7 @@ async fn list_jobs(
     let filter = JobFilter {
         status,
         node_id: q.node_id,
+        group: q.group,
         limit: Some(q.limit.unwrap_or(100).min(10_000)),
     };
     Ok(Json(st.jobs.list(caller.tenant(), &filter).await?))

@@ -237,6 +237,13 @@ async fn malformed_and_oversized_bodies_get_4xx_and_write_nothing() {
     let cases: Vec<(&str, Vec<u8>, Option<&str>, u16)> = vec![
         ("syntax", b"{\"command\": ".to_vec(), json_ct, 400),
         ("not utf8", vec![0xff, 0xfe, 0x00], json_ct, 400),
+        // serde reads a struct from an array of its fields in order: this was a job once.
+        (
+            "the fields as an array",
+            br#"["true"]"#.to_vec(),
+            json_ct,
+            422,
+        ),
         (
             "unknown field",
             br#"{"command":"true","bogus":1}"#.to_vec(),

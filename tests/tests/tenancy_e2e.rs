@@ -208,3 +208,190 @@ async fn a_flooding_tenant_does_not_delay_another() {
         started.elapsed()
     );
 }
+
+/// Placement by labels: a selector job runs on one matching agent; a fan-out runs once on
+/// every matching agent with a result each; no match for a fan-out creates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
+    let d = Fluxd::start().await;
+    let _w1 = d.agent("default", "web-1", &["role=web"]).await;
+    let _w2 = d.agent("default", "web-2", &["role=web", "dc=eu"]).await;
+    let _db = d.agent("default", "db-1", &["role=db"]).await;
+
+    let (s, one, _) = submit(
+        &d,
+        &d.admin,
+        json!({"command": "echo $FLUX_NODE_ID", "selector": {"role": "db"}}),
+    )
+    .await;
+    assert_eq!(s, 202, "{one}");
+    let j = d
+        .wait_job(&d.admin, one["job_id"].as_str().unwrap(), T, terminal)
+        .await;
+    assert_eq!(j["agent"], "db-1");
+    assert_eq!(
+        d.logs(&d.admin, one["job_id"].as_str().unwrap()).await,
+        "db-1\n"
+    );
+
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "job",
+            "run",
+            "--wait",
+            "-l",
+            "role=web",
+            "--all",
+            "-o",
+            "json",
+            "echo on $FLUX_NODE_ID",
+        ],
+    );
+    let reply: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let mut ran: Vec<String> = reply["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            assert_eq!(j["status"], "succeeded", "{j}");
+            assert_eq!(j["group"], reply["group"]);
+            j["agent"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ran.sort();
+    assert_eq!(ran, vec!["web-1", "web-2"]);
+    let group = reply["group"].as_str().unwrap();
+    let (_, listed) = d.get(&format!("/v1/jobs?group={group}"), &d.admin).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    for j in reply["jobs"].as_array().unwrap() {
+        let id = j["job_id"].as_str().unwrap();
+        assert_eq!(
+            d.logs(&d.admin, id).await,
+            format!("on {}\n", j["agent"].as_str().unwrap())
+        );
+    }
+
+    // A failing member makes the whole fan-out exit non-zero.
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "job",
+            "run",
+            "--wait",
+            "-l",
+            "role=web",
+            "--all",
+            "test $FLUX_NODE_ID = web-1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    let before = d
+        .get("/v1/jobs?limit=1000", &d.admin)
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .len();
+    let (s, v, _) = submit(
+        &d,
+        &d.admin,
+        json!({"command": "true", "selector": {"role": "cache"}, "fan_out": true}),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, _, _) = submit(
+        &d,
+        &d.admin,
+        json!({"command": "true", "node_id": "web-1", "selector": {"role": "web"}}),
+    )
+    .await;
+    assert_eq!(s, 422);
+    let after = d
+        .get("/v1/jobs?limit=1000", &d.admin)
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after);
+}
+
+/// A registration storm: 200 agents registering at once against a node that takes 2 at a
+/// time. The excess is answered 429 with Retry-After (never 5xx), and agents that back off and
+/// retry all get in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_storm_is_shed_with_429_and_everyone_gets_in_with_backoff() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: vec!["--max-registrations".into(), "2".into()],
+        ..FluxdOpts::default()
+    })
+    .await;
+    let (key, _) =
+        flux_core::auth::SigningKey::load_or_create(&d.data_dir().join("signing-key.json"))
+            .unwrap();
+    let auth = flux_core::auth::Authenticator::new(vec![key], "fluxforge", "fluxforge");
+    let tokens: Vec<String> = (0..200)
+        .map(|i| {
+            auth.issue(
+                &format!("sim-{i}"),
+                "storm",
+                flux_core::auth::Role::Agent,
+                Duration::from_secs(600),
+                Some(&format!("sim-{i}")),
+            )
+            .unwrap()
+            .0
+        })
+        .collect();
+    let deadline = Instant::now() + T;
+    let mut tasks = Vec::new();
+    for (i, tok) in tokens.into_iter().enumerate() {
+        let (http, url) = (d.http.clone(), d.url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut shed = 0u32;
+            loop {
+                let r = http
+                    .post(format!("{url}/v1/agent/register"))
+                    .bearer_auth(&tok)
+                    .json(&json!({"labels": {"sim": "yes"}}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                assert!(status < 500, "agent {i}: {status}");
+                if status == 200 {
+                    return shed;
+                }
+                assert_eq!(status, 429, "agent {i}");
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(retry >= 1);
+                shed += 1;
+                assert!(Instant::now() < deadline, "agent {i} never got in");
+                // Back off with jitter below the advised delay, as flux-agent does.
+                let pause = flux_core::client::backoff(
+                    shed,
+                    Duration::from_millis(20),
+                    Duration::from_millis(500),
+                );
+                tokio::time::sleep(pause).await;
+            }
+        }));
+    }
+    let mut shed_total = 0;
+    for t in tasks {
+        shed_total += t.await.unwrap();
+    }
+    assert!(
+        shed_total > 0,
+        "the storm was never shed: the limit did not apply"
+    );
+    let storm_admin = d.token("storm", "viewer", None).await;
+    let agents = d.get("/v1/agents", &storm_admin).await.1;
+    assert_eq!(agents.as_array().unwrap().len(), 200);
+}
