@@ -301,6 +301,9 @@ _fluxctl() {
             fluxctl__subcmd__help__subcmd__job,wait)
                 cmd="fluxctl__subcmd__help__subcmd__job__subcmd__wait"
                 ;;
+            fluxctl__subcmd__help__subcmd__tenants,create)
+                cmd="fluxctl__subcmd__help__subcmd__tenants__subcmd__create"
+                ;;
             fluxctl__subcmd__help__subcmd__tenants,list)
                 cmd="fluxctl__subcmd__help__subcmd__tenants__subcmd__list"
                 ;;
@@ -367,6 +370,9 @@ _fluxctl() {
             fluxctl__subcmd__job__subcmd__help,wait)
                 cmd="fluxctl__subcmd__job__subcmd__help__subcmd__wait"
                 ;;
+            fluxctl__subcmd__tenants,create)
+                cmd="fluxctl__subcmd__tenants__subcmd__create"
+                ;;
             fluxctl__subcmd__tenants,help)
                 cmd="fluxctl__subcmd__tenants__subcmd__help"
                 ;;
@@ -375,6 +381,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__tenants,quota)
                 cmd="fluxctl__subcmd__tenants__subcmd__quota"
+                ;;
+            fluxctl__subcmd__tenants__subcmd__help,create)
+                cmd="fluxctl__subcmd__tenants__subcmd__help__subcmd__create"
                 ;;
             fluxctl__subcmd__tenants__subcmd__help,help)
                 cmd="fluxctl__subcmd__tenants__subcmd__help__subcmd__help"
@@ -2558,8 +2567,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__tenants)
-            opts="list quota"
+            opts="list create quota"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__tenants__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -3288,7 +3311,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__tenants)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version list quota help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version list create quota help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3333,9 +3356,85 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fluxctl__subcmd__tenants__subcmd__help)
-            opts="list quota help"
+        fluxctl__subcmd__tenants__subcmd__create)
+            opts="-o -h -V --max-queued --max-running --submit-rate --token-ttl --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-queued)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-running)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --submit-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__tenants__subcmd__help)
+            opts="list create quota help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__tenants__subcmd__help__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

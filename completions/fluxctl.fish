@@ -341,20 +341,21 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -s h -l help -d 'Print help'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -f -a "quota" -d 'Show or set a tenant\'s quota'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list quota help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -f -a "quota" -d 'Show or set a tenant\'s quota'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
@@ -366,6 +367,21 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-queued -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-running -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l submit-rate -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l token-ttl -d 'Lifetime of the admin token' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l token-file -d 'File holding the bearer token' -r -F
@@ -381,6 +397,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -f -a "set" -d 'Replace a tenant\'s quota (admins of tenant default); a limit left out is unlimited'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "quota" -d 'Show or set a tenant\'s quota'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -646,6 +663,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from get" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from delete" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "quota" -d 'Show or set a tenant\'s quota'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'

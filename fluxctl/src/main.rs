@@ -153,6 +153,19 @@ struct DiffArgs {
 enum TenantsCmd {
     /// Tenants with queued and running jobs, agents, states and quotas (admins).
     List,
+    /// Create a tenant (admins of tenant default) and print a first admin token for it.
+    Create {
+        name: String,
+        #[arg(long)]
+        max_queued: Option<u64>,
+        #[arg(long)]
+        max_running: Option<u64>,
+        #[arg(long)]
+        submit_rate: Option<f64>,
+        /// Lifetime of the admin token.
+        #[arg(long, value_parser = parse_duration, default_value = "24h")]
+        token_ttl: Duration,
+    },
     /// Show or set a tenant's quota.
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -1227,6 +1240,32 @@ async fn tenants_cmd(ctx: &Ctx, cmd: &TenantsCmd) -> Result<ExitCode> {
                     ]);
                 }
                 println!("{t}");
+            }
+        }
+        TenantsCmd::Create {
+            name,
+            max_queued,
+            max_running,
+            submit_rate,
+            token_ttl,
+        } => {
+            let quota = (max_queued.is_some() || max_running.is_some() || submit_rate.is_some())
+                .then_some(flux_core::quota::Quota {
+                    max_queued: *max_queued,
+                    max_running: *max_running,
+                    submit_per_sec: *submit_rate,
+                    submit_burst: None,
+                });
+            let reply: Value = api
+                .post(
+                    "/v1/tenants",
+                    &json!({"name": name, "quota": quota, "admin_token_ttl_secs": token_ttl.as_secs()}),
+                )
+                .await?;
+            if ctx.json() {
+                print_json(&reply)?;
+            } else {
+                println!("{}", reply["admin_token"].as_str().unwrap_or_default());
             }
         }
         TenantsCmd::Quota(QuotaCmd::Get { tenant }) => {

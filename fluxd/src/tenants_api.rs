@@ -35,7 +35,7 @@ impl From<QuotaError> for ApiError {
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/v1/tenants", get(list))
+        .route("/v1/tenants", get(list).post(create))
         .route("/v1/tenants/{tenant}/quota", get(get_quota).put(put_quota))
 }
 
@@ -104,12 +104,20 @@ async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json
         return Err(ApiError::forbidden("only admins see tenants"));
     }
     let tenants = if caller.tenant() == CLUSTER_TENANT {
-        st.store
+        // Tenants with objects, and tenants created before they had any.
+        let mut all: std::collections::BTreeSet<String> = st
+            .store
             .tenants()
             .await?
             .into_iter()
             .filter(|t| t != SYSTEM_TENANT)
-            .collect()
+            .collect();
+        for e in st.store.list(SYSTEM_TENANT, "tenants/").await? {
+            if let Some(t) = e.key.path().strip_prefix("tenants/") {
+                all.insert(t.to_string());
+            }
+        }
+        all.into_iter().collect()
     } else {
         vec![caller.tenant().to_string()]
     };
@@ -118,6 +126,83 @@ async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json
         out.push(usage(&st, &t).await?);
     }
     Ok(Json(out))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    name: String,
+    #[serde(default)]
+    quota: Option<Quota>,
+    /// Lifetime of the first admin token (default one day).
+    #[serde(default)]
+    admin_token_ttl_secs: Option<u64>,
+}
+
+/// Creates a tenant (admins of the cluster tenant): records it, sets its quota if given, and
+/// answers with a first admin token for it. 409 if it exists.
+async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    if caller.0.role != Role::Admin || caller.tenant() != CLUSTER_TENANT {
+        return Err(ApiError::forbidden(format!(
+            "only admins of tenant {CLUSTER_TENANT:?} create tenants"
+        )));
+    }
+    if req.name.starts_with('_') {
+        return Err(ApiError::invalid("tenant names may not start with '_'"));
+    }
+    flux_core::store::validate_tenant(&req.name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let ttl = req.admin_token_ttl_secs.unwrap_or(24 * 3600);
+    if ttl == 0 || ttl > 366 * 24 * 3600 {
+        return Err(ApiError::invalid(
+            "admin_token_ttl_secs must be between 1 and 31622400",
+        ));
+    }
+    if let Some(q) = &req.quota {
+        q.validate()?;
+    }
+    let exists = !st.store.list(&req.name, "").await?.is_empty();
+    let record = flux_core::store::Key::new(SYSTEM_TENANT, format!("tenants/{}", req.name))?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "name": req.name, "created_by": caller.0.sub, "created_at": flux_core::model::now_ms()
+    }))
+    .expect("records serialise");
+    if exists {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("tenant {} already exists", req.name),
+        ));
+    }
+    st.store
+        .put(record, body, Expect::Absent)
+        .await
+        .map_err(|e| match e {
+            flux_core::store::StoreError::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("tenant {} already exists", req.name),
+            ),
+            other => other.into(),
+        })?;
+    if let Some(q) = &req.quota {
+        quota::put(st.store.as_ref(), &req.name, q, Expect::Any).await?;
+    }
+    let (token, claims) = st.auth.issue(
+        &format!("{}-admin", req.name),
+        &req.name,
+        Role::Admin,
+        std::time::Duration::from_secs(ttl),
+        None,
+    )?;
+    tracing::info!(by = %caller.0.sub, tenant = %req.name, jti = %claims.jti, "tenant created");
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"tenant": req.name, "admin_token": token, "claims": claims})),
+    ))
 }
 
 fn may_read(caller: &Caller, tenant: &str) -> ApiResult<()> {

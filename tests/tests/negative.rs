@@ -161,6 +161,12 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
         r(Method::GET, "/v1/audit", None, Need::Admin),
         r(Method::GET, "/v1/audit/verify", None, Need::Admin),
         r(Method::GET, "/v1/tenants", None, Need::Admin),
+        r(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": "fresh"})),
+            Need::ClusterAdmin,
+        ),
         r(Method::GET, "/v1/tenants/default/quota", None, Need::Admin),
         r(
             Method::PUT,

@@ -395,3 +395,35 @@ async fn a_registration_storm_is_shed_with_429_and_everyone_gets_in_with_backoff
     let agents = d.get("/v1/agents", &storm_admin).await.1;
     assert_eq!(agents.as_array().unwrap().len(), 200);
 }
+
+/// Admins of the cluster tenant create tenants (with a quota and a first admin token); the
+/// tenant shows in `tenants list` before it has any object; nobody else may create one.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_admins_create_tenants_with_a_first_admin_token() {
+    let d = Fluxd::start().await;
+    let out = d.fluxctl(
+        &d.admin,
+        &["tenants", "create", "newco", "--max-queued", "5"],
+    );
+    let token = ok(&out).unwrap().trim().to_string();
+    let me = d.get("/v1/whoami", &token).await.1;
+    assert_eq!(
+        (me["tenant"].as_str(), me["role"].as_str()),
+        (Some("newco"), Some("admin"))
+    );
+    let out = d.fluxctl(&d.admin, &["tenants", "list", "-o", "json"]);
+    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "newco")
+        .cloned();
+    assert_eq!(row.expect("newco listed")["quota"]["max_queued"], 5);
+    let out = d.fluxctl(&d.admin, &["tenants", "create", "newco"]);
+    assert!(stderr(&out).contains("409"), "{}", stderr(&out));
+    let out = d.fluxctl(&token, &["tenants", "create", "another"]);
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+    let out = d.fluxctl(&d.admin, &["tenants", "create", "_hidden"]);
+    assert!(stderr(&out).contains("422"), "{}", stderr(&out));
+}
