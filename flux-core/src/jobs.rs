@@ -376,10 +376,7 @@ impl Jobs {
             .put(key(tenant, keys::job(&job_id))?, enc(&job), Expect::Absent)
             .put(
                 key(tenant, keys::pending(&job_id))?,
-                enc(&Pending {
-                    priority: job.priority,
-                    node_id: job.node_id.clone(),
-                }),
+                enc(&Pending::of(&job)),
                 Expect::Absent,
             );
         if !req.secret_env.is_empty() {
@@ -414,12 +411,12 @@ impl Jobs {
             .agents(tenant)
             .await?
             .into_iter()
-            .filter(|a| a.state != AgentState::Dead)
+            .filter(|a| a.state == AgentState::Online)
             .filter(|a| req.selector.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
             .collect();
         if agents.is_empty() {
             return Err(JobError::Invalid(
-                "no live agent of this tenant matches the selector".into(),
+                "no online agent of this tenant matches the selector".into(),
             ));
         }
         if agents.len() > 1000 {
@@ -450,6 +447,15 @@ impl Jobs {
                         crate::store::Op::Put {
                             key,
                             value: enc(&job),
+                            expect,
+                        }
+                    }
+                    crate::store::Op::Put { key, expect, .. }
+                        if key.path() == keys::pending(&job.job_id) =>
+                    {
+                        crate::store::Op::Put {
+                            key,
+                            value: enc(&Pending::of(&job)),
                             expect,
                         }
                     }
@@ -493,6 +499,8 @@ impl Jobs {
                     &earlier.node_id,
                     &earlier.env,
                     &earlier.secret_env,
+                    &earlier.selector,
+                    earlier.priority,
                     &earlier.workdir,
                     earlier.timeout_secs,
                     earlier.max_attempts,
@@ -501,6 +509,8 @@ impl Jobs {
                     &job.node_id,
                     &job.env,
                     &job.secret_env,
+                    &job.selector,
+                    job.priority,
                     &job.workdir,
                     job.timeout_secs,
                     job.max_attempts,
@@ -668,13 +678,26 @@ impl Jobs {
             if max_running.is_some_and(|m| in_flight >= m) || scanned >= MAX_SCAN_PER_PASS {
                 break;
             }
-            // A job pinned to an agent that cannot take it now is passed over unread.
-            if let Some(n) = &meta.node_id
-                && !agents.get(n).is_some_and(|a| {
-                    a.state == AgentState::Online
-                        && load.get(&a.node_id).copied().unwrap_or(0) < a.slots
-                })
-            {
+            let free = |a: &Agent| {
+                a.state == AgentState::Online
+                    && load.get(&a.node_id).copied().unwrap_or(0) < a.slots
+            };
+            if !agents.values().any(free) {
+                break;
+            }
+            // A job that no free agent could take now is passed over unread: only jobs that
+            // can be placed count towards the pass's budget, so none can block the queue.
+            let placeable = match &meta.node_id {
+                Some(n) => agents.get(n).is_some_and(free),
+                None => agents.values().any(|a| {
+                    free(a)
+                        && meta
+                            .selector
+                            .iter()
+                            .all(|(k, v)| a.labels.get(k) == Some(v))
+                }),
+            };
+            if !placeable {
                 continue;
             }
             scanned += 1;
@@ -700,6 +723,23 @@ impl Jobs {
                     .commit(
                         Txn::new()
                             .delete(p.key.clone(), Expect::Version(p.version))
+                            .fenced(epoch),
+                    )
+                    .await;
+                continue;
+            }
+            if Pending::of(&job) != meta {
+                // An entry from before entries described their job: describe it now, so the
+                // next pass can pass it over unread.
+                let _ = self
+                    .store
+                    .commit(
+                        Txn::new()
+                            .put(
+                                p.key.clone(),
+                                enc(&Pending::of(&job)),
+                                Expect::Version(p.version),
+                            )
                             .fenced(epoch),
                     )
                     .await;
@@ -944,10 +984,7 @@ impl Jobs {
                 requeued = true;
                 txn = txn.put(
                     key(tenant, keys::pending(&job.job_id))?,
-                    enc(&Pending {
-                        priority: job.priority,
-                        node_id: job.node_id.clone(),
-                    }),
+                    enc(&Pending::of(&job)),
                     Expect::Any,
                 );
             } else {

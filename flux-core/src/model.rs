@@ -189,6 +189,19 @@ pub struct Pending {
     /// passed over without loading them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// The labels the agent must carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+}
+
+impl Pending {
+    pub fn of(job: &Job) -> Pending {
+        Pending {
+            priority: job.priority,
+            node_id: job.node_id.clone(),
+            selector: job.selector.clone(),
+        }
+    }
 }
 
 /// State of one attempt at running a job.

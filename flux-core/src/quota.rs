@@ -71,7 +71,8 @@ impl Quota {
     }
 }
 
-fn key(tenant: &str) -> Result<Key, QuotaError> {
+/// Where a tenant's quota is stored.
+pub fn key(tenant: &str) -> Result<Key, QuotaError> {
     validate_tenant(tenant)?;
     Ok(Key::new(SYSTEM_TENANT, format!("quotas/{tenant}"))?)
 }
@@ -114,6 +115,17 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Takes one token for `tenant` at `now`, or says how long until one is available.
     pub fn take(&self, tenant: &str, quota: &Quota, now: Instant) -> Result<(), Duration> {
+        self.take_n(tenant, quota, now, 1)
+    }
+
+    /// Takes `n` tokens at once (a fan-out of `n` jobs), or none.
+    pub fn take_n(
+        &self,
+        tenant: &str,
+        quota: &Quota,
+        now: Instant,
+        n: u64,
+    ) -> Result<(), Duration> {
         let Some(rate) = quota.submit_per_sec else {
             return Ok(());
         };
@@ -123,11 +135,16 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(*last).as_secs_f64();
         *tokens = (*tokens + elapsed * rate).min(burst);
         *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let want = n as f64;
+        if want > burst {
+            // More than a full bucket can ever hold: a wait would not help.
+            return Err(Duration::from_secs_f64(burst / rate));
+        }
+        if *tokens >= want {
+            *tokens -= want;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / rate))
+            Err(Duration::from_secs_f64((want - *tokens) / rate))
         }
     }
 }

@@ -1307,3 +1307,59 @@ async fn higher_priority_is_assigned_first_and_max_running_caps_assignment() {
         "two are in flight already"
     );
 }
+
+#[tokio::test]
+async fn jobs_no_free_agent_can_take_do_not_use_up_the_pass() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    // Many high-priority jobs for a label no agent carries (a typo, or busy GPU machines).
+    for _ in 0..(flux_core::jobs::MAX_SCAN_PER_PASS + 20) {
+        let mut req = shell("true");
+        req.selector = [("gpu".to_string(), "yes".to_string())].into();
+        req.priority = Some(10);
+        e.jobs.submit(TENANT, "alice", req, T0).await.unwrap();
+    }
+    let (plain, _) = e
+        .jobs
+        .submit(TENANT, "alice", shell("true"), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0, None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        e.jobs.get(TENANT, &plain.job_id).await.unwrap().status,
+        JobStatus::Assigned
+    );
+}
+
+#[tokio::test]
+async fn pending_entries_without_a_description_are_described_once() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let mut req = shell("true");
+    req.node_id = Some("away".into());
+    let (job, _) = e.jobs.submit(TENANT, "alice", req, T0).await.unwrap();
+    // As written before entries carried the pinned agent.
+    let pk = Key::new(TENANT, format!("pending/{}", job.job_id)).unwrap();
+    e.store
+        .put(pk.clone(), b"{}".to_vec(), store::Expect::Any)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, T0, None)
+            .await
+            .unwrap(),
+        0
+    );
+    let now: serde_json::Value =
+        serde_json::from_slice(&e.store.get(&pk).await.unwrap().unwrap().value).unwrap();
+    assert_eq!(now["node_id"], "away");
+}

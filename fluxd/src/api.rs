@@ -140,7 +140,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim();
+                let ct = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 ct == "application/json"
                     || (ct.starts_with("application/") && ct.ends_with("+json"))
             });
@@ -322,7 +327,6 @@ async fn submit_job(
     ApiJson(mut req): ApiJson<SubmitJob>,
 ) -> ApiResult<Response> {
     caller.require(Permission::SubmitJobs)?;
-    crate::tenants_api::admit_submission(&st, caller.tenant()).await?;
     if let Some(h) = idempotency_header(&headers)? {
         match &req.idempotency_key {
             Some(k) if *k != h => {
@@ -332,6 +336,33 @@ async fn submit_job(
             }
             _ => req.idempotency_key = Some(h),
         }
+    }
+    // A replay of an accepted submission is answered with its job, whatever the quota says now.
+    let replay = match &req.idempotency_key {
+        Some(k) if valid_ident(k) => st
+            .store
+            .get(&flux_core::store::Key::new(
+                caller.tenant(),
+                flux_core::model::keys::idempotency(k),
+            )?)
+            .await?
+            .is_some(),
+        _ => false,
+    };
+    if !replay {
+        let n = if req.fan_out {
+            st.jobs
+                .agents(caller.tenant())
+                .await?
+                .iter()
+                .filter(|a| a.state == flux_core::model::AgentState::Online)
+                .filter(|a| req.selector.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
+                .count()
+                .max(1) as u64
+        } else {
+            1
+        };
+        crate::tenants_api::admit_submission(&st, caller.tenant(), n).await?;
     }
     if req.fan_out {
         let (group, jobs) = st

@@ -45,20 +45,23 @@ fn over(message: String, retry_after: u64) -> ApiError {
     e
 }
 
-/// Admission for a new job: the tenant's queued-jobs quota and submit rate. Answered with 429
-/// and `Retry-After`; nothing is written.
-pub async fn admit_submission(st: &AppState, tenant: &str) -> ApiResult<()> {
+/// Admission for `n` new jobs (a fan-out submits several): the tenant's queued-jobs quota and
+/// submit rate. Answered with 429 and `Retry-After`; nothing is written. The queued count is
+/// read before the jobs are written, so concurrent submissions can overshoot it by a few.
+pub async fn admit_submission(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
     let (q, _) = quota::get(st.store.as_ref(), tenant).await?;
     if let Some(max) = q.max_queued {
         let queued = st.jobs.queue_depth(tenant).await? as u64;
-        if queued >= max {
+        if queued + n > max {
             return Err(over(
-                format!("tenant {tenant} has {queued} queued jobs; its quota is {max}"),
+                format!(
+                    "tenant {tenant} has {queued} queued jobs; {n} more would pass its quota of {max}"
+                ),
                 1,
             ));
         }
     }
-    if let Err(wait) = st.rates.take(tenant, &q, Instant::now()) {
+    if let Err(wait) = st.rates.take_n(tenant, &q, Instant::now(), n) {
         return Err(over(
             format!(
                 "tenant {tenant} submits faster than its quota of {}/s",
@@ -164,33 +167,35 @@ async fn create(
     if let Some(q) = &req.quota {
         q.validate()?;
     }
-    let exists = !st.store.list(&req.name, "").await?.is_empty();
-    let record = flux_core::store::Key::new(SYSTEM_TENANT, format!("tenants/{}", req.name))?;
-    let body = serde_json::to_vec(&serde_json::json!({
-        "name": req.name, "created_by": caller.0.sub, "created_at": flux_core::model::now_ms()
-    }))
-    .expect("records serialise");
-    if exists {
+    if st.store.tenants().await?.contains(&req.name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("tenant {} already exists", req.name),
         ));
     }
-    st.store
-        .put(record, body, Expect::Absent)
-        .await
-        .map_err(|e| match e {
-            flux_core::store::StoreError::Conflict { .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("tenant {} already exists", req.name),
-            ),
-            other => other.into(),
-        })?;
+    let record = flux_core::store::Key::new(SYSTEM_TENANT, format!("tenants/{}", req.name))?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "name": req.name, "created_by": caller.0.sub, "created_at": flux_core::model::now_ms()
+    }))
+    .expect("records serialise");
+    // The record and the quota in one transaction: a tenant never exists half made.
+    let mut txn = flux_core::store::Txn::new().put(record, body, Expect::Absent);
     if let Some(q) = &req.quota {
-        quota::put(st.store.as_ref(), &req.name, q, Expect::Any).await?;
+        txn = txn.put(
+            quota::key(&req.name)?,
+            serde_json::to_vec(q).expect("quotas serialise"),
+            Expect::Absent,
+        );
     }
+    st.store.commit(txn).await.map_err(|e| match e {
+        flux_core::store::StoreError::Conflict { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("tenant {} already exists", req.name),
+        ),
+        other => other.into(),
+    })?;
     let (token, claims) = st.auth.issue(
         &format!("{}-admin", req.name),
         &req.name,

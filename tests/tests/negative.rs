@@ -354,4 +354,57 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
         after, before,
         "a refused request changed something ({refusals:?})"
     );
+    assert!(before.2 > 0, "the fingerprint reads nothing: {before:?}");
+
+    // Positive control: with the right identity every route exists and lets the caller in, so
+    // the refusals above were about the request, not a mistyped route or body.
+    let agent_ok = {
+        let (s, v) = send(
+            d.req(Method::POST, "/v1/agent/register", &agent)
+                .json(&json!({})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        agent.clone()
+    };
+    for r in routes(&job, "s1") {
+        if r.path.contains("/backup/restore") {
+            continue; // would replace the store; its refusals are covered in backup_e2e
+        }
+        let tok = match r.needs {
+            Need::Agent => agent_ok.as_str(),
+            _ => d.admin.as_str(),
+        };
+        let mut rb = d
+            .http
+            .request(r.method.clone(), format!("{}{}", d.url, r.path))
+            .bearer_auth(tok);
+        if let Some(b) = &r.body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(
+            status < 500
+                && ![401, 403, 405, 415].contains(&status)
+                && !(status == 404 && body["error"]["message"] == "no such route"),
+            "{} {} with the right identity: {status} {body}",
+            r.method,
+            r.path
+        );
+        if r.needs != Need::Agent && !r.path.contains("/attempts/") {
+            assert!(
+                (200..300).contains(&status) || status == 409 || status == 404,
+                "{} {}: {status} {body}",
+                r.method,
+                r.path
+            );
+        }
+    }
+    // Another tenant's quota is not visible to a tenant admin.
+    assert_eq!(
+        d.get("/v1/tenants/default/quota", &tenant_admin).await.0,
+        404
+    );
 }
