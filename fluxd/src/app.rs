@@ -48,6 +48,10 @@ pub struct AppState {
     pub audit: flux_core::audit::Audit,
     /// Submission rate buckets per tenant (quotas), in this node.
     pub rates: flux_core::quota::RateLimiter,
+    /// Quotas read recently, so admission and scheduling do not read the store every time.
+    quotas: std::sync::Mutex<
+        std::collections::HashMap<String, (flux_core::quota::Quota, std::time::Instant)>,
+    >,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub leader: Leadership,
@@ -70,6 +74,7 @@ impl AppState {
             states: Reconciler::new(store.clone(), jobs.clone()),
             audit: flux_core::audit::Audit::start(store.clone(), audit_key),
             rates: Default::default(),
+            quotas: Default::default(),
             store,
             jobs,
             auth,
@@ -82,6 +87,31 @@ impl AppState {
 
     pub async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, AuthError> {
         auth::is_revoked(self.store.as_ref(), tenant, jti).await
+    }
+
+    /// A tenant's quota, at most [`QUOTA_CACHE`] old (a change made through this node is seen
+    /// at once; through another node within that time).
+    pub async fn quota(
+        &self,
+        tenant: &str,
+    ) -> Result<flux_core::quota::Quota, flux_core::quota::QuotaError> {
+        let now = std::time::Instant::now();
+        if let Some((q, at)) = self.quotas.lock().expect("quota cache").get(tenant)
+            && now.duration_since(*at) < QUOTA_CACHE
+        {
+            return Ok(q.clone());
+        }
+        let (q, _) = flux_core::quota::get(self.store.as_ref(), tenant).await?;
+        self.quotas
+            .lock()
+            .expect("quota cache")
+            .insert(tenant.to_string(), (q.clone(), now));
+        Ok(q)
+    }
+
+    /// Forgets a cached quota (after this node changed it).
+    pub fn forget_quota(&self, tenant: &str) {
+        self.quotas.lock().expect("quota cache").remove(tenant);
     }
 
     /// Asks the leader loop (if this node leads) to run a scheduling pass now.
@@ -112,6 +142,9 @@ impl AppState {
     }
 }
 
+/// How long a quota read from the store is used before it is read again.
+pub const QUOTA_CACHE: Duration = Duration::from_secs(1);
+
 /// One leader pass over every tenant: liveness sweep, requeue, scheduling.
 async fn leader_pass(st: &AppState, epoch: u64, since: u64, sweep: bool) -> Result<(), StoreError> {
     for t in &st.jobs.tenants().await.map_err(to_store)? {
@@ -123,8 +156,8 @@ async fn leader_pass(st: &AppState, epoch: u64, since: u64, sweep: bool) -> Resu
                 .map_err(to_store)?;
             st.metrics.requeued.inc_by(r.requeued as u64);
         }
-        let max_running = match flux_core::quota::get(st.store.as_ref(), t).await {
-            Ok((q, _)) => q.max_running,
+        let max_running = match st.quota(t).await {
+            Ok(q) => q.max_running,
             Err(flux_core::quota::QuotaError::Store(e)) => return Err(e),
             Err(e) => {
                 tracing::warn!(tenant = %t, error = %e, "quota unreadable; scheduling without it");

@@ -49,7 +49,7 @@ fn over(message: String, retry_after: u64) -> ApiError {
 /// submit rate. Answered with 429 and `Retry-After`; nothing is written. The queued count is
 /// read before the jobs are written, so concurrent submissions can overshoot it by a few.
 pub async fn admit_submission(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
-    let (q, _) = quota::get(st.store.as_ref(), tenant).await?;
+    let q = st.quota(tenant).await?;
     if let Some(max) = q.max_queued {
         let queued = st.jobs.queue_depth(tenant).await? as u64;
         if queued + n > max {
@@ -196,6 +196,7 @@ async fn create(
         ),
         other => other.into(),
     })?;
+    st.forget_quota(&req.name);
     let (token, claims) = st.auth.issue(
         &format!("{}-admin", req.name),
         &req.name,
@@ -270,6 +271,7 @@ async fn put_quota(
         Some(Err(_)) => return Err(ApiError::bad_request("If-Match is not text")),
     };
     let version = quota::put(st.store.as_ref(), &tenant, &q, expect).await?;
+    st.forget_quota(&tenant);
     tracing::info!(by = %caller.0.sub, %tenant, ?q, "quota set");
     Ok(Json(QuotaView {
         tenant,
