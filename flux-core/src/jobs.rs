@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::model::{
     Agent, AgentState, Attempt, AttemptResult, AttemptState, CommandSpec, Heartbeat,
     HeartbeatReply, Job, JobStatus, Millis, Outcome, OutputChunk, Pending, RegisterAgent,
-    StoredChunk, SubmitJob, Task, attempt_id, keys, parse_attempt_id, valid_ident,
+    StoredChunk, SubmitJob, Task, attempt_id, keys, labels_match, parse_attempt_id, valid_ident,
 };
 use crate::store::{DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
@@ -396,23 +396,18 @@ impl Jobs {
         Ok((job, txn))
     }
 
-    /// Submits one job per agent (not dead) whose labels match `req.selector`, all in one
-    /// transaction, each pinned to its agent and tagged with a common `group`. Fails (creating
-    /// nothing) when no agent matches.
-    pub async fn submit_fan_out(
+    /// The agents a fan-out with this selector reaches: the tenant's online agents whose labels
+    /// match. Fails when there are none, or more than a fan-out may reach.
+    pub async fn fan_out_targets(
         &self,
         tenant: &str,
-        submitted_by: &str,
-        req: &SubmitJob,
-        now: Millis,
-    ) -> Result<(String, Vec<Job>)> {
-        validate_submit(req)?;
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<Agent>> {
         let agents: Vec<Agent> = self
             .agents(tenant)
             .await?
             .into_iter()
-            .filter(|a| a.state == AgentState::Online)
-            .filter(|a| req.selector.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
+            .filter(|a| a.state == AgentState::Online && labels_match(selector, &a.labels))
             .collect();
         if agents.is_empty() {
             return Err(JobError::Invalid(
@@ -425,6 +420,20 @@ impl Jobs {
                 agents.len()
             )));
         }
+        Ok(agents)
+    }
+
+    /// Submits one job per agent of `agents` (from [`Jobs::fan_out_targets`]), all in one
+    /// transaction, each pinned to its agent and tagged with a common `group`.
+    pub async fn submit_fan_out(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        agents: Vec<Agent>,
+        now: Millis,
+    ) -> Result<(String, Vec<Job>)> {
+        validate_submit(req)?;
         let group = format!("g-{}", uuid::Uuid::now_v7().simple());
         let mut txn = Txn::new();
         let mut jobs = Vec::with_capacity(agents.len());
@@ -678,6 +687,7 @@ impl Jobs {
             if max_running.is_some_and(|m| in_flight >= m) || scanned >= MAX_SCAN_PER_PASS {
                 break;
             }
+            // Can take one more attempt now.
             let free = |a: &Agent| {
                 a.state == AgentState::Online
                     && load.get(&a.node_id).copied().unwrap_or(0) < a.slots
@@ -689,13 +699,9 @@ impl Jobs {
             // can be placed count towards the pass's budget, so none can block the queue.
             let placeable = match &meta.node_id {
                 Some(n) => agents.get(n).is_some_and(free),
-                None => agents.values().any(|a| {
-                    free(a)
-                        && meta
-                            .selector
-                            .iter()
-                            .all(|(k, v)| a.labels.get(k) == Some(v))
-                }),
+                None => agents
+                    .values()
+                    .any(|a| free(a) && labels_match(&meta.selector, &a.labels)),
             };
             if !placeable {
                 continue;
@@ -745,16 +751,11 @@ impl Jobs {
                     .await;
                 continue;
             }
-            let free = |a: &Agent| {
-                a.state == AgentState::Online
-                    && load.get(&a.node_id).copied().unwrap_or(0) < a.slots
-            };
             let chosen = match &job.node_id {
                 Some(n) => agents.get(n).filter(|a| free(a)),
                 None => agents
                     .values()
-                    .filter(|a| free(a))
-                    .filter(|a| job.selector.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
+                    .filter(|a| free(a) && labels_match(&job.selector, &a.labels))
                     .min_by_key(|a| {
                         (
                             load.get(&a.node_id).copied().unwrap_or(0),

@@ -439,6 +439,14 @@ pub fn parse_attempt_id(attempt_id: &str) -> Option<(&str, u32)> {
     Some((job, n.parse().ok()?))
 }
 
+/// Whether `labels` carry every label of `selector` (an empty selector matches anything).
+pub fn labels_match(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// Checks an identifier chosen by a client (node id, idempotency key): 1..=128 characters of
 /// `[A-Za-z0-9._-]`.
 pub fn valid_ident(s: &str) -> bool {

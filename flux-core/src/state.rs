@@ -52,7 +52,7 @@ impl Targets {
         if !self.agents.is_empty() {
             return self.agents.iter().any(|a| a == node_id);
         }
-        !self.labels.is_empty() && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        !self.labels.is_empty() && crate::model::labels_match(&self.labels, labels)
     }
 
     pub fn display(&self) -> String {

@@ -349,25 +349,24 @@ async fn submit_job(
             .is_some(),
         _ => false,
     };
-    if !replay {
-        let n = if req.fan_out {
+    // A fan-out is admitted as the number of jobs it makes, to the agents it was counted on.
+    let targets = if req.fan_out {
+        Some(
             st.jobs
-                .agents(caller.tenant())
-                .await?
-                .iter()
-                .filter(|a| a.state == flux_core::model::AgentState::Online)
-                .filter(|a| req.selector.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
-                .count()
-                .max(1) as u64
-        } else {
-            1
-        };
+                .fan_out_targets(caller.tenant(), &req.selector)
+                .await?,
+        )
+    } else {
+        None
+    };
+    if !replay {
+        let n = targets.as_ref().map_or(1, |t| t.len() as u64);
         crate::tenants_api::admit_submission(&st, caller.tenant(), n).await?;
     }
-    if req.fan_out {
+    if let Some(targets) = targets {
         let (group, jobs) = st
             .jobs
-            .submit_fan_out(caller.tenant(), &caller.0.sub, &req, now_ms())
+            .submit_fan_out(caller.tenant(), &caller.0.sub, &req, targets, now_ms())
             .await?;
         st.metrics.jobs_submitted.inc_by(jobs.len() as u64);
         st.wake_scheduler();
