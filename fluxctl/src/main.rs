@@ -1110,10 +1110,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 progress,
             )
             .await?;
-            if ctx.json() {
-                print_json(&r)?;
-            } else {
-                let mut t = table(&[
+            bench_report(
+                &ctx,
+                &r,
+                &[
                     "JOBS",
                     "CONCURRENCY",
                     "FAILED",
@@ -1123,8 +1123,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "P90 MS",
                     "P99 MS",
                     "MAX MS",
-                ]);
-                t.add_row(vec![
+                ],
+                vec![
                     r.jobs.to_string(),
                     r.concurrency.to_string(),
                     r.failed.to_string(),
@@ -1134,14 +1134,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     format!("{:.1}", r.p90_ms),
                     format!("{:.1}", r.p99_ms),
                     format!("{:.1}", r.max_ms),
-                ]);
-                println!("{t}");
-            }
-            Ok(if r.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+                ],
+                r.failed,
+            )
         }
         Cmd::Bench(BenchCmd::Converge {
             labels,
@@ -1158,10 +1153,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 progress,
             )
             .await?;
-            if ctx.json() {
-                print_json(&r)?;
-            } else {
-                let mut t = table(&[
+            bench_report(
+                &ctx,
+                &r,
+                &[
                     "TARGETS",
                     "COMPLIANT",
                     "FAILED",
@@ -1170,8 +1165,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "P90 MS",
                     "P99 MS",
                     "MAX MS",
-                ]);
-                t.add_row(vec![
+                ],
+                vec![
                     r.targets.to_string(),
                     r.compliant.to_string(),
                     r.failed.to_string(),
@@ -1180,14 +1175,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     format!("{:.0}", r.p90_ms),
                     format!("{:.0}", r.p99_ms),
                     format!("{:.0}", r.max_ms),
-                ]);
-                println!("{t}");
-            }
-            Ok(if r.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+                ],
+                r.failed,
+            )
         }
         Cmd::Completions { shell } => {
             clap_complete::generate(
@@ -1518,6 +1508,28 @@ async fn backup_cmd(ctx: &Ctx, cmd: &BackupCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints a benchmark's result (JSON, or a one-row table) and exits 1 if anything failed.
+fn bench_report(
+    ctx: &Ctx,
+    r: &impl serde::Serialize,
+    header: &[&str],
+    row: Vec<String>,
+    failed: usize,
+) -> Result<ExitCode> {
+    if ctx.json() {
+        print_json(r)?;
+    } else {
+        let mut t = table(header);
+        t.add_row(row);
+        println!("{t}");
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// State names become URL path segments: refuse anything that is not a valid name.
