@@ -31,6 +31,9 @@ _fluxctl() {
             fluxctl,bench)
                 cmd="fluxctl__subcmd__bench"
                 ;;
+            fluxctl,chaos)
+                cmd="fluxctl__subcmd__chaos"
+                ;;
             fluxctl,completions)
                 cmd="fluxctl__subcmd__completions"
                 ;;
@@ -142,6 +145,24 @@ _fluxctl() {
             fluxctl__subcmd__bench__subcmd__help,jobs)
                 cmd="fluxctl__subcmd__bench__subcmd__help__subcmd__jobs"
                 ;;
+            fluxctl__subcmd__chaos,help)
+                cmd="fluxctl__subcmd__chaos__subcmd__help"
+                ;;
+            fluxctl__subcmd__chaos,plan)
+                cmd="fluxctl__subcmd__chaos__subcmd__plan"
+                ;;
+            fluxctl__subcmd__chaos,run)
+                cmd="fluxctl__subcmd__chaos__subcmd__run"
+                ;;
+            fluxctl__subcmd__chaos__subcmd__help,help)
+                cmd="fluxctl__subcmd__chaos__subcmd__help__subcmd__help"
+                ;;
+            fluxctl__subcmd__chaos__subcmd__help,plan)
+                cmd="fluxctl__subcmd__chaos__subcmd__help__subcmd__plan"
+                ;;
+            fluxctl__subcmd__chaos__subcmd__help,run)
+                cmd="fluxctl__subcmd__chaos__subcmd__help__subcmd__run"
+                ;;
             fluxctl__subcmd__config,get-contexts)
                 cmd="fluxctl__subcmd__config__subcmd__get__subcmd__contexts"
                 ;;
@@ -205,6 +226,9 @@ _fluxctl() {
             fluxctl__subcmd__help,bench)
                 cmd="fluxctl__subcmd__help__subcmd__bench"
                 ;;
+            fluxctl__subcmd__help,chaos)
+                cmd="fluxctl__subcmd__help__subcmd__chaos"
+                ;;
             fluxctl__subcmd__help,completions)
                 cmd="fluxctl__subcmd__help__subcmd__completions"
                 ;;
@@ -264,6 +288,12 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__help__subcmd__bench,jobs)
                 cmd="fluxctl__subcmd__help__subcmd__bench__subcmd__jobs"
+                ;;
+            fluxctl__subcmd__help__subcmd__chaos,plan)
+                cmd="fluxctl__subcmd__help__subcmd__chaos__subcmd__plan"
+                ;;
+            fluxctl__subcmd__help__subcmd__chaos,run)
+                cmd="fluxctl__subcmd__help__subcmd__chaos__subcmd__run"
                 ;;
             fluxctl__subcmd__help__subcmd__config,get-contexts)
                 cmd="fluxctl__subcmd__help__subcmd__config__subcmd__get__subcmd__contexts"
@@ -443,7 +473,7 @@ _fluxctl() {
 
     case "${cmd}" in
         fluxctl)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version job agents token apply diff get delete tenants audit backup status whoami config bench completions help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1438,6 +1468,252 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fluxctl__subcmd__chaos)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version run plan help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__chaos__subcmd__help)
+            opts="run plan help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__chaos__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__chaos__subcmd__help__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__chaos__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__chaos__subcmd__plan)
+            opts="-o -h -V --scenario --duration --seed --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --scenario)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__chaos__subcmd__run)
+            opts="-o -h -V --scenario --duration --seed --nodes --agents --rate --bin-dir --redis-server --work-dir --keep --heal-timeout --unsafe-no-fencing --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --scenario)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nodes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --agents)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heal-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fluxctl__subcmd__completions)
             opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -2077,7 +2353,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help)
-            opts="job agents token apply diff get delete tenants audit backup status whoami config bench completions help"
+            opts="job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2273,6 +2549,48 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__bench__subcmd__jobs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__chaos)
+            opts="run plan"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__chaos__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__chaos__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -49,6 +49,7 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "status" -d 'Cluster
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "whoami" -d 'Show the identity of the current token'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "config" -d 'Manage contexts in the config file'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -622,6 +623,60 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "run" -d 'Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state on it, inject the seeded faults, heal, and check the invariants on the whole history. Exit 0: every invariant held; 1: a violation; 2: the run itself failed'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "plan" -d 'Print the fault schedule a seed gives, without running anything'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l scenario -d 'Faults to inject (repeatable or comma-separated): leader-kill, leader-pause, agent-kill, redis-restart, partition, or all' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l duration -d 'How long faults are injected' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l seed -d 'Seed of the fault schedule (default: random, printed); the same seed gives the same schedule' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nodes -d 'fluxd nodes (sharing one Redis)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l agents -d 'Agents (real flux-agent processes)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l rate -d 'Jobs submitted per second during the run' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l bin-dir -d 'Directory holding fluxd and flux-agent (default: fluxctl\'s own directory)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l redis-server -d 'redis-server to run (default: the one on PATH)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l work-dir -d 'Empty directory for logs, histories and data (default: a temporary one, removed after a run that passed)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l heal-timeout -d 'After the faults, how long jobs and states get to settle' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l keep -d 'Keep the work directory even when the run passed'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l unsafe-no-fencing -d 'TESTING ONLY: run the nodes with fencing disabled, to see the checker catch two leaders writing at once'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l scenario -d 'Faults to inject (repeatable or comma-separated): leader-kill, leader-pause, agent-kill, redis-restart, partition, or all' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l duration -d 'How long faults are injected' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l seed -d 'Seed of the fault schedule (default: random, printed); the same seed gives the same schedule' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "run" -d 'Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state on it, inject the seeded faults, heal, and check the invariants on the whole history. Exit 0: every invariant held; 1: a violation; 2: the run itself failed'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "plan" -d 'Print the fault schedule a seed gives, without running anything'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l token-file -d 'File holding the bearer token' -r -F
@@ -633,22 +688,23 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "job" -d 'Run and inspect jobs'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "agents" -d 'List and inspect agents'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "delete" -d 'Delete objects'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "whoami" -d 'Show the identity of the current token'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "config" -d 'Manage contexts in the config file'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "completions" -d 'Print shell completions'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "delete" -d 'Delete objects'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first'
@@ -675,3 +731,5 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get-contexts" -d 'List contexts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "run" -d 'Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state on it, inject the seeded faults, heal, and check the invariants on the whole history. Exit 0: every invariant held; 1: a violation; 2: the run itself failed'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "plan" -d 'Print the fault schedule a seed gives, without running anything'

@@ -7,7 +7,9 @@
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod chaos;
 pub mod client;
+pub mod faultproxy;
 pub mod jobs;
 pub mod lease;
 pub mod model;

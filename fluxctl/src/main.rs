@@ -7,6 +7,7 @@
 //! 130 when cancelled and 127 when it could not start.
 
 mod bench;
+mod chaos;
 mod config;
 mod states;
 
@@ -113,6 +114,9 @@ enum Cmd {
     /// Benchmarks against a running control plane.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Fault-injection runs on a local cluster, judged by an invariant checker.
+    #[command(subcommand)]
+    Chaos(ChaosCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -257,6 +261,89 @@ enum DeleteCmd {
         #[arg(long)]
         if_version: Option<u64>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ChaosCmd {
+    /// Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state
+    /// on it, inject the seeded faults, heal, and check the invariants on the whole history.
+    /// Exit 0: every invariant held; 1: a violation; 2: the run itself failed.
+    Run(ChaosRunArgs),
+    /// Print the fault schedule a seed gives, without running anything.
+    Plan(ChaosPlanArgs),
+}
+
+#[derive(Args, Debug)]
+struct ChaosPlanArgs {
+    /// Faults to inject (repeatable or comma-separated): leader-kill, leader-pause,
+    /// agent-kill, redis-restart, partition, or all.
+    #[arg(long = "scenario", value_delimiter = ',', default_value = "all")]
+    scenarios: Vec<String>,
+    /// How long faults are injected.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    duration: Duration,
+    /// Seed of the fault schedule (default: random, printed); the same seed gives the same
+    /// schedule.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct ChaosRunArgs {
+    #[command(flatten)]
+    plan: ChaosPlanArgs,
+    /// fluxd nodes (sharing one Redis).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Agents (real flux-agent processes).
+    #[arg(long, default_value_t = 3)]
+    agents: usize,
+    /// Jobs submitted per second during the run.
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// Directory holding fluxd and flux-agent (default: fluxctl's own directory).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// redis-server to run (default: the one on PATH).
+    #[arg(long)]
+    redis_server: Option<PathBuf>,
+    /// Empty directory for logs, histories and data (default: a temporary one, removed after
+    /// a run that passed).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the work directory even when the run passed.
+    #[arg(long)]
+    keep: bool,
+    /// After the faults, how long jobs and states get to settle.
+    #[arg(long, value_parser = parse_duration, default_value = "90s")]
+    heal_timeout: Duration,
+    /// TESTING ONLY: run the nodes with fencing disabled, to see the checker catch two
+    /// leaders writing at once.
+    #[arg(long)]
+    unsafe_no_fencing: bool,
+}
+
+impl ChaosPlanArgs {
+    fn scenarios(&self) -> Result<Vec<flux_core::chaos::Scenario>> {
+        let mut out = Vec::new();
+        for s in &self.scenarios {
+            if s == "all" {
+                out.extend(flux_core::chaos::Scenario::ALL);
+            } else {
+                out.push(s.parse().map_err(|e: String| anyhow::anyhow!(e))?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            anyhow::bail!("give at least one --scenario");
+        }
+        Ok(out)
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed.unwrap_or_else(|| rand::random::<u32>() as u64)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -833,6 +920,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Backup(cmd) => backup_cmd(&ctx, cmd).await,
         Cmd::Audit(cmd) => audit_cmd(&ctx, cmd).await,
         Cmd::Tenants(cmd) => tenants_cmd(&ctx, cmd).await,
+        Cmd::Chaos(cmd) => chaos_cmd(&ctx, cmd).await,
         Cmd::Diff(d) => {
             let api = ctx.client()?;
             let (file, text) = states::read_file(&d.file)?;
@@ -1603,12 +1691,157 @@ async fn apply_cmd(ctx: &Ctx, a: &ApplyArgs) -> Result<ExitCode> {
     })
 }
 
+async fn chaos_cmd(ctx: &Ctx, cmd: &ChaosCmd) -> Result<ExitCode> {
+    match cmd {
+        ChaosCmd::Plan(p) => {
+            let seed = p.seed();
+            let scenarios = p.scenarios()?;
+            let faults =
+                flux_core::chaos::schedule(seed, &scenarios, p.duration.as_millis() as u64);
+            if ctx.json() {
+                print_json(&json!({"seed": seed, "faults": faults}))?;
+            } else {
+                println!("seed {seed}");
+                let mut t = table(&["AT MS", "FAULT", "TARGET", "HOLD MS"]);
+                for f in &faults {
+                    t.add_row(vec![
+                        f.at_ms.to_string(),
+                        f.scenario.to_string(),
+                        f.target.to_string(),
+                        f.hold_ms.to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ChaosCmd::Run(a) => {
+            let bin_dir = match &a.bin_dir {
+                Some(d) => d.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("fluxctl's directory")?
+                    .to_path_buf(),
+            };
+            let redis_server = match &a.redis_server {
+                Some(p) => p.clone(),
+                None => find_on_path("redis-server").context(
+                    "redis-server not found on PATH: install it (apt-get install redis-server) or give --redis-server",
+                )?,
+            };
+            let opts = chaos::Opts {
+                scenarios: a.plan.scenarios()?,
+                duration: a.plan.duration,
+                seed: a.plan.seed(),
+                nodes: a.nodes,
+                agents: a.agents,
+                bin_dir,
+                redis_server,
+                work_dir: a.work_dir.clone(),
+                keep: a.keep,
+                heal_timeout: a.heal_timeout,
+                rate: a.rate,
+                unsafe_no_fencing: a.unsafe_no_fencing,
+            };
+            let report = tokio::select! {
+                r = chaos::run(opts, !ctx.json()) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was stopped"),
+            };
+            if ctx.json() {
+                print_json(&report)?;
+            } else {
+                print_chaos_report(&report);
+            }
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn print_chaos_report(r: &chaos::Report) {
+    println!(
+        "seed {}  scenarios {}  {} nodes, {} agents, {:.0} s{}",
+        r.seed,
+        r.scenarios
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        r.nodes,
+        r.agents,
+        r.duration_secs,
+        if r.unsafe_no_fencing {
+            "  (FENCING DISABLED)"
+        } else {
+            ""
+        }
+    );
+    let mut t = table(&["AT MS", "FAULT", "HIT", "HOLD MS", "FAILOVER MS"]);
+    for f in &r.faults {
+        t.add_row(vec![
+            f.started_ms.to_string(),
+            f.planned.scenario.to_string(),
+            f.hit.clone(),
+            f.planned.hold_ms.to_string(),
+            f.failover_ms.map(|m| m.to_string()).unwrap_or_else(|| {
+                if f.planned.scenario.hits_leader() {
+                    "none".into()
+                } else {
+                    "-".into()
+                }
+            }),
+        ]);
+    }
+    println!("{t}");
+    let w = &r.workload;
+    println!(
+        "jobs: {} submitted, {} acknowledged, {} succeeded, {} executions, {} unanswered; {} state targets",
+        w.submitted, w.acknowledged, w.succeeded, w.executions, w.unacknowledged, w.state_targets
+    );
+    println!(
+        "history: {} leader writes in {} epochs, {} results; failover p50 {} ms, max {} ms",
+        r.history.leader_writes,
+        r.history.epochs,
+        r.history.results,
+        r.failover.p50_ms,
+        r.failover.max_ms
+    );
+    let mut t = table(&["INVARIANT", "RESULT", "VIOLATIONS"]);
+    for i in &r.invariants {
+        t.add_row(vec![
+            i.invariant.to_string(),
+            if i.held { "held" } else { "VIOLATED" }.to_string(),
+            i.violations.to_string(),
+        ]);
+    }
+    println!("{t}");
+    for v in &r.violations {
+        println!("violation: {}: {}", v.invariant, v.detail);
+    }
+    if let Some(d) = &r.work_dir {
+        println!("logs and histories kept in {}", d.display());
+    }
+    println!("{}", if r.passed { "PASSED" } else { "FAILED" });
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.output == Output::Json;
-    // diff reserves 1 for "changes found"; its errors are 2, like `diff` and `kubectl diff`.
-    let error_code = if matches!(cli.cmd, Cmd::Diff(_)) {
+    // diff reserves 1 for "changes found"; its errors are 2, like `diff` and `kubectl diff`;
+    // chaos run reserves 1 for "an invariant was violated".
+    let error_code = if matches!(cli.cmd, Cmd::Diff(_) | Cmd::Chaos(_)) {
         ExitCode::from(2)
     } else {
         ExitCode::FAILURE

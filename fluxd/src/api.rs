@@ -939,6 +939,9 @@ async fn attempt_result(
         .await?;
     if recorded {
         st.metrics.results_recorded.inc();
+        if let Some(h) = &st.history {
+            h.result(caller.tenant(), &id);
+        }
         if let Some((job_id, _)) = flux_core::model::parse_attempt_id(&id)
             && let Ok(job) = st.jobs.get(caller.tenant(), job_id).await
         {

@@ -58,6 +58,8 @@ pub struct AppState {
     scheduler: Notify,
     /// Wakes the node record writer when leadership changes.
     node_changed: Notify,
+    /// The chaos-run history log, when enabled.
+    pub history: Option<Arc<crate::history::History>>,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
         auth: Authenticator,
         metrics: Metrics,
         audit_key: [u8; 32],
+        history: Option<Arc<crate::history::History>>,
     ) -> AppState {
         AppState {
             node_id,
@@ -82,6 +85,7 @@ impl AppState {
             leader: Leadership::default(),
             scheduler: Notify::new(),
             node_changed: Notify::new(),
+            history,
         }
     }
 
@@ -306,6 +310,7 @@ pub async fn run_leader(
     cancel: CancellationToken,
     sweep_every: Duration,
     lease_cfg: LeaseConfig,
+    unfenced: bool,
 ) {
     let (fenced_tx, fenced_rx) = watch::channel(0u64);
     let lease_cancel = CancellationToken::new();
@@ -333,6 +338,15 @@ pub async fn run_leader(
                 st.set_leader(Some(epoch));
                 let since = st.leader.snapshot().since;
                 tracing::info!(node = %st.node_id, epoch, "leading");
+                if unfenced {
+                    // Testing only (--unsafe-no-fencing): nothing fences this node's writes,
+                    // so nothing tells it that a successor leads; it works on as leader.
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = leader_work(&st, epoch, since, sweep_every) => {}
+                    }
+                    break;
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     r = leadership.changed() => {

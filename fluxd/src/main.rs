@@ -6,6 +6,7 @@ mod api;
 mod app;
 mod audit_api;
 mod backup_api;
+mod history;
 mod limits;
 mod metrics;
 mod states_api;
@@ -126,6 +127,14 @@ struct Args {
     /// How often the leader verifies every tenant's audit chain.
     #[arg(long, env = "FLUX_AUDIT_VERIFY_EVERY", value_parser = parse_duration, default_value = "5m")]
     audit_verify_every: Duration,
+    /// Append this node's history (leader writes with their epochs, recorded attempt results)
+    /// to this file as JSON lines, for `fluxctl chaos run` to check.
+    #[arg(long, env = "FLUX_HISTORY_LOG")]
+    history_log: Option<PathBuf>,
+    /// TESTING ONLY: leader writes are not fenced, and a node that once led never stops its
+    /// term's work. Exists so a chaos run can show its checker catching two leaders.
+    #[arg(long, hide = true)]
+    unsafe_no_fencing: bool,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -246,7 +255,25 @@ async fn run(args: Args) -> Result<ExitCode> {
         axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&files)?);
 
     let metrics = metrics::Metrics::new();
-    let store = store_metrics::Timed::wrap(store, metrics.store_ops.clone());
+    let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
+    let history = match &args.history_log {
+        Some(p) => Some(Arc::new(
+            history::History::open(p, &node_id)
+                .with_context(|| format!("opening history log {}", p.display()))?,
+        )),
+        None => None,
+    };
+    if args.unsafe_no_fencing {
+        tracing::error!(
+            "--unsafe-no-fencing: leader writes are NOT fenced; two leaders can write at once. Testing only."
+        );
+    }
+    let store = store_metrics::Timed::wrap(
+        store,
+        metrics.store_ops.clone(),
+        history.clone(),
+        args.unsafe_no_fencing,
+    );
     let jobs = Jobs::new(
         store.clone(),
         JobsConfig {
@@ -258,7 +285,6 @@ async fn run(args: Args) -> Result<ExitCode> {
             ..JobsConfig::default()
         },
     );
-    let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
     let state = Arc::new(app::AppState::new(
         node_id.clone(),
         store,
@@ -266,6 +292,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         auth,
         metrics,
         audit_key,
+        history,
     ));
     let app = api::router(state.clone())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -308,6 +335,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         cancel.clone(),
         args.sweep_interval,
         lease_cfg,
+        args.unsafe_no_fencing,
     ));
     let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
     if args.audit_verify_every.is_zero() {

@@ -1,5 +1,9 @@
 //! A [`Store`] wrapper that times every operation into `flux_store_op_duration_seconds{op}`.
+//! For chaos runs it also records every fenced commit in the node's history log, and in the
+//! testing-only `--unsafe-no-fencing` mode it strips the fence from leader writes (still
+//! recording the epoch the writer believed it had), so the checker can be shown to catch it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -9,15 +13,29 @@ use flux_core::store::{
 use prometheus::HistogramVec;
 use tokio::sync::broadcast;
 
+use crate::history::History;
+
 #[derive(Debug)]
 pub struct Timed {
     inner: DynStore,
     hist: HistogramVec,
+    history: Option<Arc<History>>,
+    unfenced: bool,
 }
 
 impl Timed {
-    pub fn wrap(inner: DynStore, hist: HistogramVec) -> DynStore {
-        std::sync::Arc::new(Timed { inner, hist })
+    pub fn wrap(
+        inner: DynStore,
+        hist: HistogramVec,
+        history: Option<Arc<History>>,
+        unfenced: bool,
+    ) -> DynStore {
+        Arc::new(Timed {
+            inner,
+            hist,
+            history,
+            unfenced,
+        })
     }
 
     async fn time<T>(&self, op: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -38,8 +56,20 @@ impl Store for Timed {
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
         self.time("get", self.inner.get(key)).await
     }
-    async fn commit(&self, txn: Txn) -> Result<Version> {
-        self.time("commit", self.inner.commit(txn)).await
+    async fn commit(&self, mut txn: Txn) -> Result<Version> {
+        let fence = txn.fence;
+        let tenant = match (&self.history, fence) {
+            (Some(_), Some(_)) => txn.tenant().ok().map(str::to_string),
+            _ => None,
+        };
+        if self.unfenced {
+            txn.fence = None;
+        }
+        let revision = self.time("commit", self.inner.commit(txn)).await?;
+        if let (Some(h), Some(epoch), Some(tenant)) = (&self.history, fence, tenant) {
+            h.write(epoch, &tenant, revision);
+        }
+        Ok(revision)
     }
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
         self.time("list", self.inner.list(tenant, prefix)).await

@@ -480,71 +480,7 @@ pub fn ok(o: &Output) -> Result<String> {
     Ok(stdout(o))
 }
 
-/// A TCP proxy on loopback that can cut every connection through it and refuse new ones, then
-/// heal: a network partition between one client (an agent) and a server, made by the test.
-pub struct FaultProxy {
-    pub port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FaultProxy {
-    /// Forwards `127.0.0.1:<port>` to `127.0.0.1:<target>`.
-    pub async fn start(target: u16) -> FaultProxy {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (c, k) = (cut.clone(), conns.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let h = tokio::spawn(async move {
-                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-                k.lock().unwrap().push(h.abort_handle());
-            }
-        });
-        FaultProxy {
-            port,
-            cut,
-            conns,
-            task,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    /// Drops every open connection and refuses new ones.
-    pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        for h in self.conns.lock().unwrap().drain(..) {
-            h.abort();
-        }
-    }
-
-    /// Lets connections through again.
-    pub fn heal(&self) {
-        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.task.abort();
-    }
-}
+pub use flux_core::faultproxy::FaultProxy;
 
 /// Finds a program on PATH for a test that needs it. When it is missing the test should skip
 /// (`None`), unless the environment variable `require` is set (CI sets it): then it fails.

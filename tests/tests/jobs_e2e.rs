@@ -965,7 +965,7 @@ async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelle
         ..FluxdOpts::default()
     })
     .await;
-    let proxy = FaultProxy::start(d.port).await;
+    let proxy = FaultProxy::start(d.port).await.expect("fault proxy");
     let _a = d
         .agent_with_servers("default", "agent-a", &[], &[proxy.url()])
         .await;
