@@ -26,6 +26,29 @@ pub struct Report {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Submission alone: `POST /v1/jobs` until it is acknowledged.
+    pub submit: Latency,
+    /// Dispatch: from the job's creation until its agent started it (server clock).
+    pub dispatch: Latency,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(mut v: Vec<Duration>) -> Latency {
+        v.sort();
+        Latency {
+            p50_ms: pct(&v, 50.0),
+            p99_ms: pct(&v, 99.0),
+            max_ms: v.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        }
+    }
 }
 
 /// Percentile of sorted samples (nearest rank).
@@ -70,6 +93,8 @@ pub async fn jobs(
         );
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut submit = Vec::new();
+            let mut dispatch = Vec::new();
             let mut failed = 0usize;
             while next.fetch_add(1, Ordering::Relaxed) < count {
                 let t0 = Instant::now();
@@ -79,6 +104,7 @@ pub async fn jobs(
                     ..SubmitJob::default()
                 };
                 let job: Job = api.post("/v1/jobs", &req).await?;
+                submit.push(t0.elapsed());
                 let done = loop {
                     if tokio::time::Instant::now() >= stop_at {
                         bail!("benchmark deadline passed with jobs still running");
@@ -99,16 +125,24 @@ pub async fn jobs(
                     failed += 1;
                 }
                 lat.push(t0.elapsed());
+                if let Some(started) = done.started_at {
+                    dispatch.push(Duration::from_millis(
+                        started.saturating_sub(done.created_at),
+                    ));
+                }
                 bar.inc(1);
             }
-            Ok::<_, anyhow::Error>((lat, failed))
+            Ok::<_, anyhow::Error>((lat, submit, dispatch, failed))
         }));
     }
     let mut lat = Vec::with_capacity(count);
+    let (mut submit, mut dispatch) = (Vec::new(), Vec::new());
     let mut failed = 0;
     for w in workers {
-        let (l, f) = w.await??;
+        let (l, s, d, f) = w.await??;
         lat.extend(l);
+        submit.extend(s);
+        dispatch.extend(d);
         failed += f;
     }
     bar.finish_and_clear();
@@ -124,6 +158,8 @@ pub async fn jobs(
         p90_ms: pct(&lat, 90.0),
         p99_ms: pct(&lat, 99.0),
         max_ms: lat.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        submit: Latency::of(submit),
+        dispatch: Latency::of(dispatch),
     })
 }
 

@@ -361,7 +361,8 @@ enum BenchCmd {
         #[arg(long, value_parser = parse_duration, default_value = "10m")]
         timeout: Duration,
     },
-    /// Job round trip: submit → result, latency percentiles and jobs/s.
+    /// Job round trip: submit → result, latency percentiles and jobs/s, with submission and
+    /// dispatch (created → started on the agent) latencies.
     Jobs {
         /// Jobs to run in all.
         #[arg(long, default_value_t = 500)]
@@ -1211,6 +1212,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "P90 MS",
                     "P99 MS",
                     "MAX MS",
+                    "SUBMIT P50/P99",
+                    "DISPATCH P50/P99",
                 ],
                 vec![
                     r.jobs.to_string(),
@@ -1222,6 +1225,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     format!("{:.1}", r.p90_ms),
                     format!("{:.1}", r.p99_ms),
                     format!("{:.1}", r.max_ms),
+                    format!("{:.1}/{:.1}", r.submit.p50_ms, r.submit.p99_ms),
+                    format!("{:.0}/{:.0}", r.dispatch.p50_ms, r.dispatch.p99_ms),
                 ],
                 r.failed,
             )

@@ -688,6 +688,19 @@ async fn bench_jobs_reports_what_it_ran() {
     assert_eq!(v["failed"], 0, "{v}");
     assert!(v["p50_ms"].as_f64().unwrap() > 0.0);
     assert!(v["p99_ms"].as_f64().unwrap() >= v["p50_ms"].as_f64().unwrap());
+    // Submission and dispatch are parts of the round trip, so neither exceeds its maximum.
+    for part in ["submit", "dispatch"] {
+        let p = &v[part];
+        assert!(
+            p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap(),
+            "{v}"
+        );
+        assert!(
+            p["max_ms"].as_f64().unwrap() <= v["max_ms"].as_f64().unwrap() + 1.0,
+            "{v}"
+        );
+    }
+    assert!(v["submit"]["p50_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(
         d.get("/v1/jobs", &d.admin)
             .await
