@@ -1629,7 +1629,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__chaos__subcmd__run)
-            opts="-o -h -V --scenario --duration --seed --nodes --agents --rate --bin-dir --redis-server --work-dir --keep --heal-timeout --unsafe-no-fencing --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --scenario --duration --seed --nodes --agents --rate --bin-dir --redis-server --work-dir --keep --heal-timeout --unsafe-ignore-lease --unsafe-no-fencing --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

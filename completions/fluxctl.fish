@@ -656,7 +656,8 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l keep -d 'Keep the work directory even when the run passed'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l unsafe-no-fencing -d 'TESTING ONLY: run the nodes with fencing disabled, to see the checker catch two leaders writing at once'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l unsafe-ignore-lease -d 'TESTING ONLY: nodes keep leader work after losing their lease (until a write is fenced), to see fencing alone keep every invariant'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l unsafe-no-fencing -d 'TESTING ONLY: as --unsafe-ignore-lease and with fencing disabled, to see the checker catch two leaders writing at once'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'

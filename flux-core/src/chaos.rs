@@ -10,11 +10,14 @@
 //!   and succeeded (the workload's commands cannot fail on their own);
 //! - work is accounted for: every execution seen on an agent belongs to an attempt the store
 //!   knows, and a succeeded job was executed at least once;
-//! - no attempt result is recorded twice;
-//! - never two leaders: in the commit order of a tenant's fenced writes, one epoch is written by
-//!   one node only, and no write of an older epoch lands after a write of a newer one;
-//! - every desired state converges after healing: each target is compliant again after the
-//!   drift made when the faults stopped.
+//! - no attempt result is recorded twice (as the nodes saw it: a result counts when the call
+//!   that reported it changed the attempt);
+//! - never two leaders: each epoch's fenced writes come from one node, and in the commit order
+//!   of a tenant's fenced writes no write of an older epoch lands after one of a newer epoch;
+//! - every desired state converges after healing: each target is compliant again, and its
+//!   marker (the state's side effect) was re-created after the drift made when the faults
+//!   stopped;
+//! - a leader comes back after every fault that took the leader away.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -172,7 +175,16 @@ pub enum HistoryEvent {
         revision: Version,
         at: Millis,
     },
-    /// An attempt's result was recorded (a repeat of an already recorded result is not logged).
+    /// A fenced write was refused because a newer epoch exists: fencing stopped a superseded
+    /// leader.
+    Fenced {
+        node: String,
+        epoch: Epoch,
+        tenant: String,
+        at: Millis,
+    },
+    /// An attempt's result was recorded (a repeat of an already recorded result is not logged;
+    /// an interrupted attempt sent back to the queue counts as recorded).
     Result {
         node: String,
         tenant: String,
@@ -217,6 +229,16 @@ pub struct TargetSeen {
     pub agent: String,
     pub status: TargetState,
     pub last_change: Option<Millis>,
+    /// Whether the state's side effect (the agent's marker) exists.
+    pub marked: bool,
+}
+
+/// A fault that took the leader away, and how long until another term's leader answered
+/// (`None`: none did in time, or no leader could be found to hit).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailoverSeen {
+    pub fault: String,
+    pub failover_ms: Option<u64>,
 }
 
 /// Everything the checker judges.
@@ -229,16 +251,18 @@ pub struct Observations {
     pub agents: Vec<String>,
     /// When the faults had stopped and every target was drifted on purpose.
     pub healed_at: Millis,
+    pub failovers: Vec<FailoverSeen>,
 }
 
 /// The invariants, in report order.
-pub const INVARIANTS: [&str; 6] = [
+pub const INVARIANTS: [&str; 7] = [
     "acknowledged_jobs_kept",
     "jobs_succeeded",
     "work_accounted_for",
     "results_recorded_once",
     "one_leader_per_epoch",
     "states_converged",
+    "leader_recovered",
 ];
 
 /// A broken invariant, with what shows it.
@@ -260,6 +284,14 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     check_results(obs, &mut out);
     check_leaders(obs, &mut out);
     check_states(obs, &mut out);
+    for f in &obs.failovers {
+        if f.failover_ms.is_none() {
+            out.push(violation(
+                "leader_recovered",
+                format!("no leader of a newer term answered after {}", f.fault),
+            ));
+        }
+    }
     out
 }
 
@@ -405,10 +437,12 @@ fn check_states(obs: &Observations, out: &mut Vec<Violation>) {
                 "states_converged",
                 format!("target {agent} is {} after healing", t.status.as_str()),
             )),
-            Some(t) if t.last_change.is_none_or(|at| at < obs.healed_at) => out.push(violation(
-                "states_converged",
-                format!("target {agent} was not repaired after the drift made at healing"),
-            )),
+            Some(t) if !t.marked || t.last_change.is_none_or(|at| at < obs.healed_at) => {
+                out.push(violation(
+                    "states_converged",
+                    format!("target {agent} was not repaired after the drift made at healing"),
+                ))
+            }
             Some(_) => {}
         }
     }
@@ -486,9 +520,14 @@ mod tests {
                 agent: "x".into(),
                 status: TargetState::Compliant,
                 last_change: Some(200),
+                marked: true,
             }],
             agents: vec!["x".into()],
             healed_at: 100,
+            failovers: vec![FailoverSeen {
+                fault: "leader-kill at 3000 ms".into(),
+                failover_ms: Some(900),
+            }],
         }
     }
 
@@ -590,15 +629,51 @@ mod tests {
             agent: "y".into(),
             status: TargetState::Failed,
             last_change: Some(300),
+            marked: true,
         });
         o.targets.push(TargetSeen {
             agent: "z".into(),
             status: TargetState::Compliant,
             last_change: Some(50),
+            marked: true,
+        });
+        // Compliant after healing by the server's account, but the marker is missing: the
+        // check that said so ran before the drift.
+        o.agents.push("v".into());
+        o.targets.push(TargetSeen {
+            agent: "v".into(),
+            status: TargetState::Compliant,
+            last_change: Some(300),
+            marked: false,
         });
         o.agents.push("w".into());
         let v = check(&o);
-        assert_eq!(invariants(&v), vec!["states_converged"; 3]);
+        assert_eq!(invariants(&v), vec!["states_converged"; 4]);
+    }
+
+    #[test]
+    fn a_leader_fault_without_a_new_leader_is_caught() {
+        let mut o = clean();
+        o.failovers.push(FailoverSeen {
+            fault: "leader-pause at 9000 ms".into(),
+            failover_ms: None,
+        });
+        let v = check(&o);
+        assert_eq!(invariants(&v), vec!["leader_recovered"]);
+        assert!(v[0].detail.contains("leader-pause at 9000 ms"), "{v:?}");
+    }
+
+    #[test]
+    fn fenced_refusals_are_not_writes() {
+        // A superseded leader whose write was refused wrote nothing: no violation.
+        let mut o = clean();
+        o.history.push(HistoryEvent::Fenced {
+            node: "a".into(),
+            epoch: 1,
+            tenant: "default".into(),
+            at: 0,
+        });
+        assert_eq!(check(&o), vec![]);
     }
 
     #[test]

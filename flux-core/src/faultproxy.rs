@@ -1,5 +1,5 @@
 //! A TCP proxy on loopback that injects network faults: it can drop every connection through it
-//! and refuse new ones (a partition), then heal. Chaos runs put one between each `fluxd` and
+//! and close new ones at once (a partition), then heal. Chaos runs put one between each `fluxd` and
 //! Redis; tests put one between an agent and a server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,19 @@ impl FaultProxy {
         let conns = Arc::new(Mutex::new(Vec::<tokio::task::AbortHandle>::new()));
         let (c, k) = (cut.clone(), conns.clone());
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            loop {
+                let mut inbound = match listener.accept().await {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of descriptors, say: not a partition; try again shortly.
+                        tracing::warn!(error = %e, "fault proxy: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // The flag is read and the connection registered under the lock `cut` takes,
+                // so a connection is either refused or aborted by the cut, never missed.
+                let mut open = k.lock().unwrap_or_else(|p| p.into_inner());
                 if c.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -33,7 +45,6 @@ impl FaultProxy {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
                     }
                 });
-                let mut open = k.lock().unwrap_or_else(|p| p.into_inner());
                 open.retain(|h| !h.is_finished());
                 open.push(h.abort_handle());
             }
@@ -51,15 +62,11 @@ impl FaultProxy {
         format!("https://127.0.0.1:{}", self.port)
     }
 
-    /// Drops every open connection and refuses new ones.
+    /// Drops every open connection, and closes new ones as soon as they are accepted.
     pub fn cut(&self) {
+        let mut open = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         self.cut.store(true, Ordering::SeqCst);
-        for h in self
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for h in open.drain(..) {
             h.abort();
         }
     }

@@ -35,6 +35,7 @@ pub struct Report {
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Serialize)]
 pub struct Latency {
+    pub samples: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -44,6 +45,7 @@ impl Latency {
     fn of(mut v: Vec<Duration>) -> Latency {
         v.sort();
         Latency {
+            samples: v.len(),
             p50_ms: pct(&v, 50.0),
             p99_ms: pct(&v, 99.0),
             max_ms: v.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),

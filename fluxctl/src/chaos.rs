@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use flux_core::chaos::{
-    self, Fault, HistoryEvent, JobSeen, Observations, Scenario, Spread, TargetSeen, Violation,
+    self, FailoverSeen, Fault, HistoryEvent, JobSeen, Observations, Scenario, Spread, TargetSeen,
+    Violation,
 };
 use flux_core::client::{ApiClient, ClientError, TlsOptions, erased};
 use flux_core::faultproxy::FaultProxy;
@@ -28,6 +29,7 @@ use nix::sys::signal::Signal;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// What `fluxctl chaos run` was asked for.
 #[derive(Debug, Clone)]
@@ -44,7 +46,30 @@ pub struct Opts {
     pub heal_timeout: Duration,
     /// Jobs submitted per second by the workload.
     pub rate: u32,
-    pub unsafe_no_fencing: bool,
+    pub unsafety: Unsafety,
+}
+
+/// Testing-only ways to weaken the nodes, to show what protects the invariants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unsafety {
+    /// The nodes as they ship.
+    None,
+    /// A leader that loses its lease keeps working until a write of it is fenced: fencing
+    /// alone must keep the invariants.
+    IgnoreLease,
+    /// Lease ignored and fencing off: two leaders write at once and the checker must say so.
+    NoFencing,
+}
+
+impl Unsafety {
+    fn node_flags(self) -> &'static [&'static str] {
+        match self {
+            Unsafety::None => &[],
+            Unsafety::IgnoreLease => &["--unsafe-ignore-lease"],
+            Unsafety::NoFencing => &["--unsafe-ignore-lease", "--unsafe-no-fencing"],
+        }
+    }
 }
 
 /// One fault as it was carried out.
@@ -74,6 +99,8 @@ pub struct Workload {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HistoryStats {
     pub leader_writes: usize,
+    /// Leader writes refused because a newer epoch existed (fencing at work).
+    pub fenced: usize,
     pub results: usize,
     /// Distinct epochs that wrote.
     pub epochs: usize,
@@ -96,7 +123,7 @@ pub struct Report {
     pub duration_secs: f64,
     pub nodes: usize,
     pub agents: usize,
-    pub unsafe_no_fencing: bool,
+    pub unsafety: Unsafety,
     pub faults: Vec<FaultRun>,
     pub failover: Spread,
     pub workload: Workload,
@@ -166,6 +193,12 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
+            // The cluster is configured by its arguments only, not by the caller's settings.
+            .envs(
+                std::env::vars_os()
+                    .filter(|(k, _)| k.to_string_lossy().starts_with("FLUX_"))
+                    .map(|(k, _)| (k, OsString::new())),
+            )
             .env("FLUX_LOG", "info")
             .spawn()
             .with_context(|| format!("starting {} ({})", self.name, self.bin.display()))?;
@@ -227,6 +260,8 @@ struct Cluster {
     agent_ids: Vec<String>,
     /// Client that fails over between all nodes.
     api: ApiClient,
+    tls: TlsOptions,
+    admin: String,
 }
 
 /// A node's `/v1/status`, `None` unless it answers within a second.
@@ -332,6 +367,11 @@ impl Cluster {
         let mut nodes: Vec<Node> = Vec::new();
         let first_data = work.join("node-0");
         let ca = first_data.join("tls/ca.crt");
+        let tls = TlsOptions {
+            ca_file: Some(ca.clone()),
+            insecure: false,
+        };
+        let mut admin = String::new();
         for (i, proxy) in proxies.iter().enumerate() {
             let id = format!("chaos-node-{i}");
             let port = free_port()?;
@@ -362,21 +402,13 @@ impl Cluster {
                     args.push(first_data.join(file).display().to_string());
                 }
             }
-            if o.unsafe_no_fencing {
-                args.push("--unsafe-no-fencing".into());
-            }
+            args.extend(o.unsafety.node_flags().iter().map(|s| s.to_string()));
             let mut proc =
                 Proc::start(&id, &fluxd, os(&args), work.join(format!("logs/{id}.log")))?;
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 proc.check_running()?;
-                let http = flux_core::client::http_client(
-                    &TlsOptions {
-                        ca_file: Some(ca.clone()),
-                        insecure: false,
-                    },
-                    None,
-                );
+                let http = flux_core::client::http_client(&tls, None);
                 // The CA file appears when the first node has made it.
                 if let Ok(http) = http
                     && ready(&http, &url).await
@@ -388,30 +420,21 @@ impl Cluster {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let admin = std::fs::read_to_string(first_data.join("admin.token"))
-                .context("reading the first node's admin token")?
-                .trim()
-                .to_string();
-            let tls = TlsOptions {
-                ca_file: Some(ca.clone()),
-                insecure: false,
-            };
+            if i == 0 {
+                admin = std::fs::read_to_string(first_data.join("admin.token"))
+                    .context("reading the first node's admin token")?
+                    .trim()
+                    .to_string();
+            }
             nodes.push(Node {
-                api: ApiClient::new(vec![url.clone()], Some(admin), &tls)?,
+                api: ApiClient::new(vec![url.clone()], Some(admin.clone()), &tls)?,
                 id,
                 url,
                 proc,
             });
         }
-        let admin = std::fs::read_to_string(first_data.join("admin.token"))?
-            .trim()
-            .to_string();
-        let tls = TlsOptions {
-            ca_file: Some(ca.clone()),
-            insecure: false,
-        };
         let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-        let api = ApiClient::new(urls.clone(), Some(admin), &tls)?;
+        let api = ApiClient::new(urls.clone(), Some(admin.clone()), &tls)?;
         let mut cluster = Cluster {
             work: work.to_path_buf(),
             redis,
@@ -421,6 +444,8 @@ impl Cluster {
             agents: Vec::new(),
             agent_ids: Vec::new(),
             api,
+            tls,
+            admin,
         };
         for i in 0..o.agents {
             let id = format!("chaos-agent-{i}");
@@ -534,7 +559,12 @@ impl Cluster {
             failover_ms: None,
         };
         if f.scenario.hits_leader() {
-            let (l, epoch) = self.leader().await?;
+            let Ok((l, epoch)) = self.leader().await else {
+                // No leader to hit: the checker reports the missing failover.
+                run.hit = "(no leader)".into();
+                tokio::time::sleep(hold).await;
+                return Ok(run);
+            };
             run.hit = self.nodes[l].id.clone();
             let t0 = Instant::now();
             match f.scenario {
@@ -612,6 +642,8 @@ async fn submit_jobs(
         let (acked, lost, sent) = (acked.clone(), lost.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            // After a stall, go on at the same pace rather than catching up in a burst.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut n = 0u64;
             loop {
                 tokio::select! {
@@ -721,9 +753,11 @@ async fn job_state(api: &ApiClient, id: &str) -> Result<Seen, ClientError> {
 }
 
 /// Waits until every acknowledged job has finished and every target was repaired after
-/// `healed_at`, or `limit` passes; returns what it last saw of the jobs and targets.
+/// `healed_at` (compliant, with its marker in `marks` made again), or `limit` passes; returns
+/// what it last saw of the jobs and targets.
 async fn settle(
     api: &ApiClient,
+    marks: &Path,
     acked: &[String],
     healed_at: u64,
     limit: Duration,
@@ -759,12 +793,14 @@ async fn settle(
                     agent: t.agent.clone(),
                     status: t.status,
                     last_change: t.last_change,
+                    marked: marks.join(&t.agent).exists(),
                 })
                 .collect();
         }
         let converged = !targets.is_empty()
             && targets.iter().all(|t| {
                 t.status == flux_core::reconcile::TargetState::Compliant
+                    && t.marked
                     && t.last_change.is_some_and(|at| at >= healed_at)
             });
         if (open.is_empty() && converged) || Instant::now() >= deadline {
@@ -786,7 +822,8 @@ fn read_history(dir: &Path) -> Result<(Vec<HistoryEvent>, usize)> {
     Ok((events, torn))
 }
 
-/// Runs the whole chaos experiment and judges it.
+/// Runs the whole chaos experiment and judges it. When the run itself fails, the work
+/// directory is kept and the error names it and the seed.
 pub async fn run(o: Opts, progress: bool) -> Result<Report> {
     if o.nodes < 2 {
         bail!("--nodes must be at least 2 (leader faults need a successor)");
@@ -817,15 +854,37 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
             (t.path().to_path_buf(), Some(t))
         }
     };
+    match run_in(&o, &work, progress).await {
+        Ok(mut report) => {
+            report.work_dir = match temp {
+                Some(t) if o.keep || !report.passed => Some(t.keep()),
+                Some(_) => None,
+                None => Some(work),
+            };
+            Ok(report)
+        }
+        Err(e) => {
+            if let Some(t) = temp {
+                let _ = t.keep();
+            }
+            Err(e.context(format!(
+                "chaos run with seed {} failed; logs are in {}",
+                o.seed,
+                work.display()
+            )))
+        }
+    }
+}
+
+async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
     let say = |m: String| {
         if progress {
             eprintln!("chaos: {m}");
         }
     };
-    let duration_ms = o.duration.as_millis() as u64;
-    let plan = chaos::schedule(o.seed, &o.scenarios, duration_ms);
+    let plan = chaos::schedule(o.seed, &o.scenarios, o.duration.as_millis() as u64);
     say(format!(
-        "seed {} — {} faults planned over {:?}; starting {} nodes and {} agents in {}",
+        "seed {}: {} faults planned over {:?}; starting {} nodes and {} agents in {}",
         o.seed,
         plan.len(),
         o.duration,
@@ -833,21 +892,21 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
         o.agents,
         work.display()
     ));
-    let mut cluster = Cluster::start(&o, &work).await?;
-    declare_state(&cluster.api, &work).await?;
+    let mut cluster = Cluster::start(o, work).await?;
+    declare_state(&cluster.api, work).await?;
 
     let stop = CancellationToken::new();
-    let submitter = tokio::spawn(submit_jobs(
+    let submitter = AbortOnDropHandle::new(tokio::spawn(submit_jobs(
         Arc::new(ApiClient::new(
             cluster.nodes.iter().map(|n| n.url.clone()).collect(),
-            cluster.api_token(),
-            &cluster.tls(),
+            Some(cluster.admin.clone()),
+            &cluster.tls,
         )?),
-        job_command(&work),
+        job_command(work),
         o.seed,
         o.rate,
         stop.clone(),
-    ));
+    )));
     let start = Instant::now();
     let mut faults = Vec::new();
     let outcome: Result<()> = async {
@@ -876,7 +935,7 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
     let (acked, unacked, sent) = submitter.await.context("workload task")?;
     outcome?;
 
-    // Heal: everything runs again; drift every target so convergence is shown afresh.
+    // Healed: everything runs again. Drift every target so convergence is shown afresh.
     let healed_at = now_ms();
     for a in &cluster.agent_ids {
         cluster.drift(a);
@@ -885,10 +944,16 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
         "faults over; {} jobs acknowledged; waiting for every job and target to settle",
         acked.len()
     ));
-    let (jobs, targets) = settle(&cluster.api, &acked, healed_at, o.heal_timeout).await;
+    let (jobs, targets) = settle(
+        &cluster.api,
+        &work.join("marks"),
+        &acked,
+        healed_at,
+        o.heal_timeout,
+    )
+    .await;
     let (history, torn) = read_history(&work.join("history"))?;
 
-    let mut seen_jobs = Vec::new();
     let mut workload = Workload {
         submitted: sent,
         acknowledged: acked.len(),
@@ -896,6 +961,7 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
         state_targets: targets.len(),
         ..Workload::default()
     };
+    let mut seen_jobs = Vec::new();
     for id in &acked {
         let executions: Vec<String> = std::fs::read_to_string(work.join("runs").join(id))
             .unwrap_or_default()
@@ -910,7 +976,7 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
                 a.iter().map(|a| a.attempt_id.clone()).collect(),
             ),
             Some(None) => (None, Vec::new()),
-            // Never answered: report it as not finished rather than lost.
+            // Never answered: reported as not finished rather than lost.
             None => (Some(flux_core::model::JobStatus::Queued), Vec::new()),
         };
         if status == Some(flux_core::model::JobStatus::Succeeded) {
@@ -929,22 +995,19 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
         targets,
         agents: cluster.agent_ids.clone(),
         healed_at,
+        failovers: faults
+            .iter()
+            .filter(|f| f.planned.scenario.hits_leader())
+            .map(|f| FailoverSeen {
+                fault: format!("{} at {} ms", f.planned.scenario, f.started_ms),
+                failover_ms: f.failover_ms,
+            })
+            .collect(),
     };
+    drop(cluster);
     let mut violations = chaos::check(&obs);
-    for f in &faults {
-        if f.planned.scenario.hits_leader() && f.failover_ms.is_none() {
-            violations.push(Violation {
-                invariant: "leader_recovered",
-                detail: format!(
-                    "no new leader within {FAILOVER_LIMIT:?} after {} at {} ms",
-                    f.planned.scenario, f.started_ms
-                ),
-            });
-        }
-    }
-    let invariants: Vec<InvariantResult> = chaos::INVARIANTS
+    let invariants = chaos::INVARIANTS
         .iter()
-        .chain(["leader_recovered"].iter())
         .map(|name| {
             let n = violations.iter().filter(|v| v.invariant == *name).count();
             InvariantResult {
@@ -954,36 +1017,23 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
             }
         })
         .collect();
+    let count = |f: fn(&HistoryEvent) -> bool| obs.history.iter().filter(|e| f(e)).count();
     let epochs: BTreeSet<u64> = obs
         .history
         .iter()
         .filter_map(|e| match e {
             HistoryEvent::Write { epoch, .. } => Some(*epoch),
-            HistoryEvent::Result { .. } => None,
+            _ => None,
         })
         .collect();
-    let history_stats = HistoryStats {
-        leader_writes: obs
-            .history
-            .iter()
-            .filter(|e| matches!(e, HistoryEvent::Write { .. }))
-            .count(),
-        results: obs
-            .history
-            .iter()
-            .filter(|e| matches!(e, HistoryEvent::Result { .. }))
-            .count(),
+    let history = HistoryStats {
+        leader_writes: count(|e| matches!(e, HistoryEvent::Write { .. })),
+        fenced: count(|e| matches!(e, HistoryEvent::Fenced { .. })),
+        results: count(|e| matches!(e, HistoryEvent::Result { .. })),
         epochs: epochs.len(),
         torn_lines: torn,
     };
     let passed = violations.is_empty();
-    drop(cluster);
-    let keep = o.keep || !passed;
-    let work_dir = match temp {
-        Some(t) if keep => Some(t.keep()),
-        Some(_) => None,
-        None => Some(work),
-    };
     violations.truncate(50);
     let failovers: Vec<u64> = faults.iter().filter_map(|f| f.failover_ms).collect();
     Ok(Report {
@@ -992,29 +1042,14 @@ pub async fn run(o: Opts, progress: bool) -> Result<Report> {
         duration_secs: o.duration.as_secs_f64(),
         nodes: o.nodes,
         agents: o.agents,
-        unsafe_no_fencing: o.unsafe_no_fencing,
+        unsafety: o.unsafety,
         failover: Spread::of(&failovers),
         faults,
         workload,
-        history: history_stats,
+        history,
         invariants,
         violations,
         passed,
-        work_dir,
+        work_dir: None,
     })
-}
-
-impl Cluster {
-    fn api_token(&self) -> Option<String> {
-        std::fs::read_to_string(self.work.join("node-0/admin.token"))
-            .ok()
-            .map(|t| t.trim().to_string())
-    }
-
-    fn tls(&self) -> TlsOptions {
-        TlsOptions {
-            ca_file: Some(self.work.join("node-0/tls/ca.crt")),
-            insecure: false,
-        }
-    }
 }

@@ -4,7 +4,9 @@
 //! Exit codes: 0 success; 1 an error (message on stderr); 2 bad usage. `diff` exits 0 when
 //! nothing would change, 1 when something would and 2 on an error. `job run --wait` exits
 //! with the remote command's exit code, 128+N when it was killed by signal N, 124 on timeout,
-//! 130 when cancelled and 127 when it could not start.
+//! 130 when cancelled and 127 when it could not start. `chaos run` exits 0 when every
+//! invariant held, 1 on a violation and 2 when the run could not be carried out (interrupted
+//! included).
 
 mod bench;
 mod chaos;
@@ -317,8 +319,12 @@ struct ChaosRunArgs {
     /// After the faults, how long jobs and states get to settle.
     #[arg(long, value_parser = parse_duration, default_value = "90s")]
     heal_timeout: Duration,
-    /// TESTING ONLY: run the nodes with fencing disabled, to see the checker catch two
-    /// leaders writing at once.
+    /// TESTING ONLY: nodes keep leader work after losing their lease (until a write is fenced),
+    /// to see fencing alone keep every invariant.
+    #[arg(long)]
+    unsafe_ignore_lease: bool,
+    /// TESTING ONLY: as --unsafe-ignore-lease and with fencing disabled, to see the checker
+    /// catch two leaders writing at once.
     #[arg(long)]
     unsafe_no_fencing: bool,
 }
@@ -1746,11 +1752,15 @@ async fn chaos_cmd(ctx: &Ctx, cmd: &ChaosCmd) -> Result<ExitCode> {
                 keep: a.keep,
                 heal_timeout: a.heal_timeout,
                 rate: a.rate,
-                unsafe_no_fencing: a.unsafe_no_fencing,
+                unsafety: match (a.unsafe_no_fencing, a.unsafe_ignore_lease) {
+                    (true, _) => chaos::Unsafety::NoFencing,
+                    (false, true) => chaos::Unsafety::IgnoreLease,
+                    (false, false) => chaos::Unsafety::None,
+                },
             };
             let report = tokio::select! {
                 r = chaos::run(opts, !ctx.json()) => r?,
-                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was stopped"),
+                _ = terminated() => anyhow::bail!("interrupted; the cluster was stopped"),
             };
             if ctx.json() {
                 print_json(&report)?;
@@ -1763,6 +1773,20 @@ async fn chaos_cmd(ctx: &Ctx, cmd: &ChaosCmd) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        }
+        _ => std::future::pending().await,
     }
 }
 
@@ -1786,10 +1810,10 @@ fn print_chaos_report(r: &chaos::Report) {
         r.nodes,
         r.agents,
         r.duration_secs,
-        if r.unsafe_no_fencing {
-            "  (FENCING DISABLED)"
-        } else {
-            ""
+        match r.unsafety {
+            chaos::Unsafety::None => "",
+            chaos::Unsafety::IgnoreLease => "  (LEASE IGNORED: fencing alone protects)",
+            chaos::Unsafety::NoFencing => "  (LEASE IGNORED, FENCING DISABLED)",
         }
     );
     let mut t = table(&["AT MS", "FAULT", "HIT", "HOLD MS", "FAILOVER MS"]);
@@ -1815,9 +1839,10 @@ fn print_chaos_report(r: &chaos::Report) {
         w.submitted, w.acknowledged, w.succeeded, w.executions, w.unacknowledged, w.state_targets
     );
     println!(
-        "history: {} leader writes in {} epochs, {} results; failover p50 {} ms, max {} ms",
+        "history: {} leader writes in {} epochs, {} refused as fenced, {} results; failover p50 {} ms, max {} ms",
         r.history.leader_writes,
         r.history.epochs,
+        r.history.fenced,
         r.history.results,
         r.failover.p50_ms,
         r.failover.max_ms

@@ -310,7 +310,7 @@ pub async fn run_leader(
     cancel: CancellationToken,
     sweep_every: Duration,
     lease_cfg: LeaseConfig,
-    unfenced: bool,
+    ignore_lease: bool,
 ) {
     let (fenced_tx, fenced_rx) = watch::channel(0u64);
     let lease_cancel = CancellationToken::new();
@@ -338,18 +338,11 @@ pub async fn run_leader(
                 st.set_leader(Some(epoch));
                 let since = st.leader.snapshot().since;
                 tracing::info!(node = %st.node_id, epoch, "leading");
-                if unfenced {
-                    // Testing only (--unsafe-no-fencing): nothing fences this node's writes,
-                    // so nothing tells it that a successor leads; it works on as leader.
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = leader_work(&st, epoch, since, sweep_every) => {}
-                    }
-                    break;
-                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    r = leadership.changed() => {
+                    // Testing only (--unsafe-ignore-lease): losing the lease does not stop
+                    // leader work; only a fenced write does.
+                    r = leadership.changed(), if !ignore_lease => {
                         tracing::info!(node = %st.node_id, epoch, "leader work stops: leadership changed");
                         if r.is_err() { break }
                     }

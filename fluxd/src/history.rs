@@ -1,5 +1,5 @@
 //! The history log of a chaos run (`--history-log`): one JSON line per fenced (leader) write
-//! this node committed and per attempt result it recorded, in the format of
+//! this node committed or saw refused, and per attempt result it recorded, in the format of
 //! [`flux_core::chaos::HistoryEvent`]. `fluxctl chaos run` merges the logs of every node and
 //! checks them; nothing reads them in normal operation, and the option is off by default.
 
@@ -18,12 +18,24 @@ pub struct History {
 }
 
 impl History {
-    /// Opens `path` for appending (created if missing).
+    /// Opens `path` for appending (created if missing). A line left torn by a killed process
+    /// is ended first, so it cannot swallow the next event.
     pub fn open(path: &Path, node: &str) -> std::io::Result<History> {
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
+        }
         Ok(History {
             node: node.to_string(),
             file: Mutex::new(file),
@@ -36,6 +48,15 @@ impl History {
             epoch,
             tenant: tenant.to_string(),
             revision,
+            at: now_ms(),
+        });
+    }
+
+    pub fn fenced(&self, epoch: Epoch, tenant: &str) {
+        self.append(&HistoryEvent::Fenced {
+            node: self.node.clone(),
+            epoch,
+            tenant: tenant.to_string(),
             at: now_ms(),
         });
     }
@@ -57,5 +78,45 @@ impl History {
         if let Err(e) = f.write_all(&line) {
             tracing::warn!(error = %e, "history log not written");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let h = History::open(&path, "n1").unwrap();
+        h.write(3, "default", 17);
+        drop(h);
+        // A process killed in the middle of its next line.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"type\":\"wri").unwrap();
+        drop(f);
+        let h = History::open(&path, "n1").unwrap();
+        h.fenced(3, "default");
+        h.result("default", "j.1");
+        let (events, torn) =
+            flux_core::chaos::parse_history(&std::fs::read_to_string(&path).unwrap());
+        assert_eq!(torn, 1);
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(
+            &events[0],
+            HistoryEvent::Write {
+                epoch: 3,
+                revision: 17,
+                ..
+            }
+        ));
+        assert!(matches!(&events[1], HistoryEvent::Fenced { epoch: 3, .. }));
+        assert!(
+            matches!(&events[2], HistoryEvent::Result { attempt_id, .. } if attempt_id == "j.1")
+        );
     }
 }

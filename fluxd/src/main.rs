@@ -131,10 +131,14 @@ struct Args {
     /// to this file as JSON lines, for `fluxctl chaos run` to check.
     #[arg(long, env = "FLUX_HISTORY_LOG")]
     history_log: Option<PathBuf>,
-    /// TESTING ONLY: leader writes are not fenced, and a node that once led never stops its
-    /// term's work. Exists so a chaos run can show its checker catching two leaders.
-    #[arg(long, hide = true)]
+    /// TESTING ONLY: leader writes are not fenced. Exists for chaos runs (with
+    /// --unsafe-ignore-lease it lets two leaders write at once, which their checker must catch).
+    #[arg(long, hide = true, requires = "history_log")]
     unsafe_no_fencing: bool,
+    /// TESTING ONLY: a leader that loses its lease keeps its term's work until a write of it is
+    /// fenced, as a leader would that trusted its lease after a pause. Exists for chaos runs.
+    #[arg(long, hide = true, requires = "history_log")]
+    unsafe_ignore_lease: bool,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -264,8 +268,11 @@ async fn run(args: Args) -> Result<ExitCode> {
         None => None,
     };
     if args.unsafe_no_fencing {
+        tracing::error!("--unsafe-no-fencing: leader writes are NOT fenced. Testing only.");
+    }
+    if args.unsafe_ignore_lease {
         tracing::error!(
-            "--unsafe-no-fencing: leader writes are NOT fenced; two leaders can write at once. Testing only."
+            "--unsafe-ignore-lease: leader work does not stop when the lease is lost. Testing only."
         );
     }
     let store = store_metrics::Timed::wrap(
@@ -335,7 +342,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         cancel.clone(),
         args.sweep_interval,
         lease_cfg,
-        args.unsafe_no_fencing,
+        args.unsafe_ignore_lease,
     ));
     let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
     if args.audit_verify_every.is_zero() {

@@ -1,14 +1,15 @@
 //! A [`Store`] wrapper that times every operation into `flux_store_op_duration_seconds{op}`.
-//! For chaos runs it also records every fenced commit in the node's history log, and in the
-//! testing-only `--unsafe-no-fencing` mode it strips the fence from leader writes (still
-//! recording the epoch the writer believed it had), so the checker can be shown to catch it.
+//! For chaos runs it also records every fenced commit (and every fenced write refused) in the
+//! node's history log, and in the testing-only `--unsafe-no-fencing` mode it strips the fence
+//! from leader writes (still recording the epoch the writer believed it had).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use flux_core::store::{
-    Change, DynStore, Entry, Epoch, Expect, Key, Result, Snapshot, Store, Txn, Version, Versioned,
+    Change, DynStore, Entry, Epoch, Expect, Key, Op, Result, Snapshot, Store, StoreError, Txn,
+    Version, Versioned,
 };
 use prometheus::HistogramVec;
 use tokio::sync::broadcast;
@@ -58,18 +59,25 @@ impl Store for Timed {
     }
     async fn commit(&self, mut txn: Txn) -> Result<Version> {
         let fence = txn.fence;
+        // Only fenced transactions that write are leader writes with a revision of their own
+        // (a transaction of checks alone answers the tenant's current revision).
+        let writes = txn.ops.iter().any(|o| !matches!(o, Op::Check { .. }));
         let tenant = match (&self.history, fence) {
-            (Some(_), Some(_)) => txn.tenant().ok().map(str::to_string),
+            (Some(_), Some(_)) if writes => txn.tenant().ok().map(str::to_string),
             _ => None,
         };
         if self.unfenced {
             txn.fence = None;
         }
-        let revision = self.time("commit", self.inner.commit(txn)).await?;
+        let result = self.time("commit", self.inner.commit(txn)).await;
         if let (Some(h), Some(epoch), Some(tenant)) = (&self.history, fence, tenant) {
-            h.write(epoch, &tenant, revision);
+            match &result {
+                Ok(revision) => h.write(epoch, &tenant, *revision),
+                Err(StoreError::Fenced { .. }) => h.fenced(epoch, &tenant),
+                Err(_) => {}
+            }
         }
-        Ok(revision)
+        result
     }
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
         self.time("list", self.inner.list(tenant, prefix)).await

@@ -76,3 +76,28 @@ fn corrupt_signing_key_is_refused_not_replaced() {
     assert!(err.contains("signing-key.json"), "{err}");
     assert_eq!(std::fs::read(&key).unwrap(), b"{oops");
 }
+
+/// The testing-only switches are not offered in `--help` and cannot be used by accident: each
+/// needs a history log, which only chaos runs set.
+#[test]
+fn unsafe_testing_switches_are_hidden_and_need_a_history_log() {
+    let help = fluxd(&["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("--history-log"), "{text}");
+    assert!(!text.contains("unsafe"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for flag in ["--unsafe-no-fencing", "--unsafe-ignore-lease"] {
+        let out = fluxd(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            flag,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--history-log"), "{flag}: {err}");
+        assert!(!data.exists(), "{flag}: nothing may be created");
+    }
+}

@@ -691,6 +691,7 @@ async fn bench_jobs_reports_what_it_ran() {
     // Submission and dispatch are parts of the round trip, so neither exceeds its maximum.
     for part in ["submit", "dispatch"] {
         let p = &v[part];
+        assert_eq!(p["samples"], 6, "{v}");
         assert!(
             p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap(),
             "{v}"
