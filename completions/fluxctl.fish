@@ -637,7 +637,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_se
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "run" -d 'Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state on it, inject the seeded faults, heal, and check the invariants on the whole history. Exit 0: every invariant held; 1: a violation; 2: the run itself failed'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "plan" -d 'Print the fault schedule a seed gives, without running anything'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l scenario -d 'Faults to inject (repeatable or comma-separated): leader-kill, leader-pause, agent-kill, redis-restart, partition, or all' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l scenario -d 'Faults to inject (repeatable or comma-separated): leader-kill, leader-pause, agent-kill, redis-restart, partition, network-freeze, or all' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l duration -d 'How long faults are injected' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l seed -d 'Seed of the fault schedule (default: random, printed); the same seed gives the same schedule' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nodes -d 'fluxd nodes (sharing one Redis)' -r
@@ -661,7 +661,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l scenario -d 'Faults to inject (repeatable or comma-separated): leader-kill, leader-pause, agent-kill, redis-restart, partition, or all' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l scenario -d 'Faults to inject (repeatable or comma-separated): leader-kill, leader-pause, agent-kill, redis-restart, partition, network-freeze, or all' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l duration -d 'How long faults are injected' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l seed -d 'Seed of the fault schedule (default: random, printed); the same seed gives the same schedule' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l server -d 'Control-plane URL (overrides the context)' -r

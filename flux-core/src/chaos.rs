@@ -42,17 +42,22 @@ pub enum Scenario {
     AgentKill,
     /// `kill -9` of `redis-server`, restarted on the same port and files after the hold.
     RedisRestart,
-    /// The leading `fluxd` cut off from Redis (connections dropped and refused) for the hold.
+    /// The leading `fluxd` cut off from Redis (connections dropped, new ones closed) for the
+    /// hold.
     Partition,
+    /// The leading `fluxd`'s traffic to and from Redis held for the hold, then delivered: what
+    /// it sent meanwhile (lease renewals, writes) reaches Redis late, when a successor may lead.
+    NetworkFreeze,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::LeaderKill,
         Scenario::LeaderPause,
         Scenario::AgentKill,
         Scenario::RedisRestart,
         Scenario::Partition,
+        Scenario::NetworkFreeze,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +67,7 @@ impl Scenario {
             Scenario::AgentKill => "agent-kill",
             Scenario::RedisRestart => "redis-restart",
             Scenario::Partition => "partition",
+            Scenario::NetworkFreeze => "network-freeze",
         }
     }
 
@@ -69,7 +75,10 @@ impl Scenario {
     pub fn hits_leader(self) -> bool {
         matches!(
             self,
-            Scenario::LeaderKill | Scenario::LeaderPause | Scenario::Partition
+            Scenario::LeaderKill
+                | Scenario::LeaderPause
+                | Scenario::Partition
+                | Scenario::NetworkFreeze
         )
     }
 
@@ -81,7 +90,7 @@ impl Scenario {
             Scenario::LeaderPause => (2_500, 4_000),
             Scenario::AgentKill => (500, 3_000),
             Scenario::RedisRestart => (300, 2_000),
-            Scenario::Partition => (2_000, 4_000),
+            Scenario::Partition | Scenario::NetworkFreeze => (2_000, 4_000),
         }
     }
 }

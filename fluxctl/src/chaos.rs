@@ -570,6 +570,7 @@ impl Cluster {
             match f.scenario {
                 Scenario::LeaderKill => self.nodes[l].proc.kill9(),
                 Scenario::LeaderPause => self.nodes[l].proc.signal(Signal::SIGSTOP),
+                Scenario::NetworkFreeze => self.proxies[l].freeze(),
                 _ => self.proxies[l].cut(),
             }
             let (failover, ()) = tokio::join!(self.failover(epoch, t0), tokio::time::sleep(hold));

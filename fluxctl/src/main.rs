@@ -278,7 +278,7 @@ enum ChaosCmd {
 #[derive(Args, Debug)]
 struct ChaosPlanArgs {
     /// Faults to inject (repeatable or comma-separated): leader-kill, leader-pause,
-    /// agent-kill, redis-restart, partition, or all.
+    /// agent-kill, redis-restart, partition, network-freeze, or all.
     #[arg(long = "scenario", value_delimiter = ',', default_value = "all")]
     scenarios: Vec<String>,
     /// How long faults are injected.

@@ -32,7 +32,7 @@ fn run_args<'a>(bin_dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-/// The CI chaos scenario: every fault kind at least once (32 s always fits a whole round), on
+/// The CI chaos scenario: every fault kind at least once (40 s always fits a whole round), on
 /// three nodes and three agents.
 #[test]
 fn a_chaos_run_with_every_fault_holds_every_invariant() {
@@ -46,7 +46,7 @@ fn a_chaos_run_with_every_fault_holds_every_invariant() {
     let dir = bin_dir().display().to_string();
     let o = fluxctl(&run_args(
         &dir,
-        &["--scenario", "all", "--duration", "32s", "--seed", &seed],
+        &["--scenario", "all", "--duration", "40s", "--seed", &seed],
     ));
     let r = json(&o);
     assert_eq!(o.status.code(), Some(0), "{r:#}\n{}", stderr(&o));
@@ -59,10 +59,11 @@ fn a_chaos_run_with_every_fault_holds_every_invariant() {
         "agent-kill",
         "redis-restart",
         "partition",
+        "network-freeze",
     ] {
         let hit: Vec<&Value> = faults.iter().filter(|f| f["scenario"] == s).collect();
         assert!(!hit.is_empty(), "{s} was not injected: {r:#}");
-        if s.starts_with("leader") || s == "partition" {
+        if s.starts_with("leader") || s == "partition" || s == "network-freeze" {
             assert!(
                 hit.iter().all(|f| f["failover_ms"].as_u64().is_some()),
                 "{s}: {r:#}"
