@@ -188,17 +188,18 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        // The cluster is configured by its arguments only, not by the caller's settings.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("FLUX_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            // The cluster is configured by its arguments only, not by the caller's settings.
-            .envs(
-                std::env::vars_os()
-                    .filter(|(k, _)| k.to_string_lossy().starts_with("FLUX_"))
-                    .map(|(k, _)| (k, OsString::new())),
-            )
             .env("FLUX_LOG", "info")
             .spawn()
             .with_context(|| format!("starting {} ({})", self.name, self.bin.display()))?;
@@ -502,7 +503,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Each node's view: `(index, leads, epoch)` for the nodes that answered within a second.
+    /// `(index, epoch)` of each node that says it leads, among those answering within a second.
     async fn leaders(&self) -> Vec<(usize, u64)> {
         let asks = self.nodes.iter().enumerate().map(|(i, n)| async move {
             let v = status(n).await?;
