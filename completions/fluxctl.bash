@@ -136,6 +136,9 @@ _fluxctl() {
             fluxctl__subcmd__bench,jobs)
                 cmd="fluxctl__subcmd__bench__subcmd__jobs"
                 ;;
+            fluxctl__subcmd__bench,submit)
+                cmd="fluxctl__subcmd__bench__subcmd__submit"
+                ;;
             fluxctl__subcmd__bench__subcmd__help,converge)
                 cmd="fluxctl__subcmd__bench__subcmd__help__subcmd__converge"
                 ;;
@@ -144,6 +147,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__bench__subcmd__help,jobs)
                 cmd="fluxctl__subcmd__bench__subcmd__help__subcmd__jobs"
+                ;;
+            fluxctl__subcmd__bench__subcmd__help,submit)
+                cmd="fluxctl__subcmd__bench__subcmd__help__subcmd__submit"
                 ;;
             fluxctl__subcmd__chaos,help)
                 cmd="fluxctl__subcmd__chaos__subcmd__help"
@@ -288,6 +294,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__help__subcmd__bench,jobs)
                 cmd="fluxctl__subcmd__help__subcmd__bench__subcmd__jobs"
+                ;;
+            fluxctl__subcmd__help__subcmd__bench,submit)
+                cmd="fluxctl__subcmd__help__subcmd__bench__subcmd__submit"
                 ;;
             fluxctl__subcmd__help__subcmd__chaos,plan)
                 cmd="fluxctl__subcmd__help__subcmd__chaos__subcmd__plan"
@@ -1235,7 +1244,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__bench)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version converge jobs help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version converge submit jobs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1343,7 +1352,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__bench__subcmd__help)
-            opts="converge jobs help"
+            opts="converge submit jobs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1398,6 +1407,20 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fluxctl__subcmd__bench__subcmd__help__subcmd__submit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fluxctl__subcmd__bench__subcmd__jobs)
             opts="-n -o -h -V --count --concurrency --command --node --deadline --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1422,6 +1445,68 @@ _fluxctl() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__bench__subcmd__submit)
+            opts="-o -h -V --count --concurrency --command --deadline --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --command)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2521,7 +2606,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__bench)
-            opts="converge jobs"
+            opts="converge submit jobs"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2549,6 +2634,20 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__bench__subcmd__jobs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__bench__subcmd__submit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

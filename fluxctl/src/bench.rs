@@ -165,6 +165,69 @@ pub async fn jobs(
     })
 }
 
+/// Result of `fluxctl bench submit`.
+#[derive(Debug, Serialize)]
+pub struct SubmitReport {
+    pub jobs: usize,
+    pub concurrency: usize,
+    /// Submissions refused (429 from a quota or load shedding, other errors).
+    pub refused: usize,
+    pub elapsed_secs: f64,
+    pub submits_per_sec: f64,
+    pub latency: Latency,
+}
+
+/// Submits `count` jobs from `concurrency` workers as fast as they are acknowledged, without
+/// waiting for them to run: the control plane's admission throughput.
+pub async fn submit(
+    api: Arc<ApiClient>,
+    count: usize,
+    concurrency: usize,
+    command: String,
+    deadline: Duration,
+) -> Result<SubmitReport> {
+    if count == 0 || concurrency == 0 {
+        bail!("--count and --concurrency must be at least 1");
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let stop_at = Instant::now() + deadline;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.min(count) {
+        let (api, next, command) = (api.clone(), next.clone(), command.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut lat, mut refused) = (Vec::new(), 0usize);
+            while Instant::now() < stop_at && next.fetch_add(1, Ordering::Relaxed) < count {
+                let t0 = Instant::now();
+                let req = SubmitJob {
+                    command: Some(command.clone()),
+                    ..SubmitJob::default()
+                };
+                match api.post::<Job, _>("/v1/jobs", &req).await {
+                    Ok(_) => lat.push(t0.elapsed()),
+                    Err(_) => refused += 1,
+                }
+            }
+            (lat, refused)
+        }));
+    }
+    let (mut lat, mut refused) = (Vec::with_capacity(count), 0);
+    for w in workers {
+        let (l, r) = w.await?;
+        lat.extend(l);
+        refused += r;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(SubmitReport {
+        jobs: lat.len(),
+        concurrency,
+        refused,
+        elapsed_secs: elapsed,
+        submits_per_sec: lat.len() as f64 / elapsed,
+        latency: Latency::of(lat),
+    })
+}
+
 /// Result of `fluxctl bench converge`.
 #[derive(Debug, Serialize)]
 pub struct ConvergeReport {

@@ -367,6 +367,22 @@ enum BenchCmd {
         #[arg(long, value_parser = parse_duration, default_value = "10m")]
         timeout: Duration,
     },
+    /// Submission throughput: jobs acknowledged per second and submission latency, without
+    /// waiting for the jobs to run (agents run them afterwards).
+    Submit {
+        /// Jobs to submit in all.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Submissions in flight at once.
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// Command each job runs.
+        #[arg(long, default_value = "true")]
+        command: String,
+        /// Give up after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "10m")]
+        deadline: Duration,
+    },
     /// Job round trip: submit → result, latency percentiles and jobs/s, with submission and
     /// dispatch (created → started on the agent) latencies.
     Jobs {
@@ -1235,6 +1251,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     format!("{:.0}/{:.0}", r.dispatch.p50_ms, r.dispatch.p99_ms),
                 ],
                 r.failed,
+            )
+        }
+        Cmd::Bench(BenchCmd::Submit {
+            count,
+            concurrency,
+            command,
+            deadline,
+        }) => {
+            let api = std::sync::Arc::new(ctx.client()?);
+            let r = bench::submit(api, *count, *concurrency, command.clone(), *deadline).await?;
+            bench_report(
+                &ctx,
+                &r,
+                &[
+                    "JOBS",
+                    "CONCURRENCY",
+                    "REFUSED",
+                    "SECONDS",
+                    "SUBMITS/S",
+                    "P50 MS",
+                    "P99 MS",
+                    "MAX MS",
+                ],
+                vec![
+                    r.jobs.to_string(),
+                    r.concurrency.to_string(),
+                    r.refused.to_string(),
+                    format!("{:.2}", r.elapsed_secs),
+                    format!("{:.1}", r.submits_per_sec),
+                    format!("{:.1}", r.latency.p50_ms),
+                    format!("{:.1}", r.latency.p99_ms),
+                    format!("{:.1}", r.latency.max_ms),
+                ],
+                r.refused,
             )
         }
         Cmd::Bench(BenchCmd::Converge {

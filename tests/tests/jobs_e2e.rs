@@ -727,6 +727,30 @@ async fn bench_jobs_reports_what_it_ran() {
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["failed"], 2, "{v}");
+    // `bench submit` creates exactly the jobs it counts, without waiting for them.
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "bench",
+            "submit",
+            "--count",
+            "5",
+            "--concurrency",
+            "2",
+        ],
+    );
+    let v: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    assert_eq!(
+        (v["jobs"].as_u64(), v["refused"].as_u64()),
+        (Some(5), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["latency"]["samples"], 5, "{v}");
+    assert!(v["submits_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+    let (_, jobs) = d.get("/v1/jobs", &d.admin).await;
+    assert_eq!(jobs.as_array().unwrap().len(), 6 + 2 + 5);
 }
 
 /// Past its limit of held long-polls a node answers 429 with Retry-After, ordinary requests keep
