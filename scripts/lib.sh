@@ -4,7 +4,7 @@
 
 flux_build() {
     cargo build --quiet --release --bin fluxd --bin flux-agent --bin fluxctl
-    BIN="$PWD/target/release"
+    BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 }
 
 FLUX_PIDS=()
