@@ -10,7 +10,7 @@ flux_build() {
 FLUX_PIDS=()
 flux_cleanup() {
     for p in "${FLUX_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for p in "${FLUX_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 trap flux_cleanup EXIT
 
