@@ -22,7 +22,7 @@ COUNT="${COUNT:-2000}"              # jobs per `fluxctl bench jobs` run
 CONCURRENCY="${CONCURRENCY:-32}"
 IDLE_AGENTS="${IDLE_AGENTS:-10000 50000}"
 LATENCY_AGENTS="${LATENCY_AGENTS:-100 1000 10000}"
-WINDOW="${WINDOW:-20}"              # seconds of the idle CPU window
+WINDOW="${WINDOW:-}"                # idle CPU window (s); default one heartbeat interval, >= 60
 PORT="${FLUX_BENCH_PORT:-18460}"
 RPORT="${FLUX_BENCH_REDIS_PORT:-16389}"
 LIMITS=(--max-long-polls 60000 --max-requests 4096)
@@ -40,7 +40,7 @@ trap cleanup_all EXIT
 # up N [fluxd args]: a fresh fluxd on a new data directory, liveness settings for N agents.
 up() {
     local n="$1"; shift
-    local hb=$(( n / 400 > 30 ? n / 400 : 30 ))
+    hb=$(( n / 400 > 30 ? n / 400 : 30 ))
     flux_cleanup; FLUX_PIDS=()
     flux_up "$(mktemp -d -t fluxforge-scale.XXXXXX)" "$PORT" "${LIMITS[@]}" \
         --heartbeat-interval "${hb}s" --unreachable-after "$((3 * hb))s" \
@@ -103,17 +103,21 @@ fi
 
 if [[ " $PARTS " == *" idle "* ]]; then
     for n in $IDLE_AGENTS; do
-        echo "==> $n connected simulated agents, idle, ${WINDOW} s window"
+        echo "==> $n connected simulated agents, idle"
         up "$n"
         simulate "$n"
+        # A window of a whole heartbeat interval (and more than one 25 s poll cycle) sees
+        # every agent's heartbeat and poll renewal.
+        w=${WINDOW:-$(( hb > 60 ? hb : 60 ))}
+        echo "    idle window ${w} s"
         sleep 5   # let the last registrations' work settle before the window
         c0=$(cpu_ticks "$FLUXD_PID"); s0=$(cpu_ticks "$SIM_PID")
-        sleep "$WINDOW"
+        sleep "$w"
         c1=$(cpu_ticks "$FLUXD_PID"); s1=$(cpu_ticks "$SIM_PID")
-        awk -v d=$((c1 - c0)) -v t="$TICK" -v w="$WINDOW" -v r="$(kb "$FLUXD_PID" VmRSS)" \
+        awk -v d=$((c1 - c0)) -v t="$TICK" -v w="$w" -v r="$(kb "$FLUXD_PID" VmRSS)" \
             -v h="$(kb "$FLUXD_PID" VmHWM)" -v c="$(tcp_conns "$FLUXD_PID")" \
             'BEGIN { printf "    fluxd:     CPU %.1f%% of a core, VmRSS %.0f MiB, VmHWM %.0f MiB, %d sockets\n", 100 * d / t / w, r / 1024, h / 1024, c }'
-        awk -v d=$((s1 - s0)) -v t="$TICK" -v w="$WINDOW" -v r="$(kb "$SIM_PID" VmRSS)" \
+        awk -v d=$((s1 - s0)) -v t="$TICK" -v w="$w" -v r="$(kb "$SIM_PID" VmRSS)" \
             -v n="$n" -v c="$(tcp_conns "$SIM_PID")" \
             'BEGIN { printf "    simulator: CPU %.1f%% of a core, VmRSS %.0f MiB (%.1f KiB per agent), %d sockets\n", 100 * d / t / w, r / 1024, r / n, c }'
         echo "    still online: $(online) of $n"
