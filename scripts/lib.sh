@@ -4,13 +4,13 @@
 
 flux_build() {
     cargo build --quiet --release --bin fluxd --bin flux-agent --bin fluxctl
-    BIN="$PWD/target/release"
+    BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 }
 
 FLUX_PIDS=()
 flux_cleanup() {
     for p in "${FLUX_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for p in "${FLUX_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 trap flux_cleanup EXIT
 

@@ -204,6 +204,25 @@ pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationT
     outcome
 }
 
+/// Stands in for a job without running anything (`flux-agent --simulate`): waits `run`, sends
+/// `line` as its standard output and exits 0, unless cancelled first.
+pub async fn simulate(
+    run: Duration,
+    line: String,
+    out: mpsc::Sender<Chunk>,
+    cancel: CancellationToken,
+) -> Outcome {
+    tokio::select! {
+        _ = cancel.cancelled() => Outcome::Cancelled,
+        _ = tokio::time::sleep(run) => {
+            let chunk = Chunk { stream: StreamKind::Stdout, data: line.into_bytes() };
+            // The receiver only goes away when the attempt is abandoned.
+            let _ = out.send(chunk).await;
+            Outcome::Exited(0)
+        }
+    }
+}
+
 /// Kills the process groups recorded in `dir` by a previous agent process that died without
 /// cleaning up (SIGKILL, crash, power loss). A group is killed only if its leader still carries
 /// the attempt id in its environment, so a recycled pid is never hit. Returns the attempts whose
@@ -369,6 +388,29 @@ mod tests {
             wait_dead(pid).await,
             "grandchild {pid} survived cancellation"
         );
+    }
+
+    #[tokio::test]
+    async fn simulated_runs_print_their_line_or_are_cancelled() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let o = simulate(
+            Duration::from_millis(5),
+            "hi\n".into(),
+            tx,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(o, Outcome::Exited(0));
+        let c = rx.recv().await.unwrap();
+        assert_eq!((c.stream, c.data), (StreamKind::Stdout, b"hi\n".to_vec()));
+        assert!(rx.recv().await.is_none());
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let o = simulate(Duration::from_secs(600), "hi\n".into(), tx, cancel).await;
+        assert_eq!(o, Outcome::Cancelled);
+        assert!(rx.recv().await.is_none());
     }
 
     #[tokio::test]

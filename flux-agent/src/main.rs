@@ -3,6 +3,7 @@
 //! exit codes.
 
 mod executor;
+mod simulate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ struct Args {
     /// crash the restarted agent kills what was left running (its attempts are rerun).
     #[arg(long, env = "FLUX_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    simulate: simulate::SimulateArgs,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -70,11 +73,45 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 /// Attempts running here, with the token that cancels each.
 type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
+/// How tasks are carried out.
+enum Exec {
+    /// Real processes (`sh -c` or an argv) through [`executor::run`].
+    Real {
+        /// Where running jobs' process groups are recorded (see `--state-dir`).
+        state_dir: Option<PathBuf>,
+    },
+    /// No process: wait `run`, print one line, exit 0 (see `--simulate`).
+    Simulated { run: Duration },
+}
+
+/// What every agent of this process has in common.
+struct Profile {
+    labels: BTreeMap<String, String>,
+    slots: u32,
+    hostname: Option<String>,
+    poll_secs: u64,
+    exec: Exec,
+}
+
+impl Profile {
+    fn new(args: &Args, exec: Exec) -> Profile {
+        Profile {
+            labels: args.labels.iter().cloned().collect(),
+            slots: args.slots,
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string()),
+            poll_secs: args.poll_secs,
+            exec,
+        }
+    }
+}
+
 struct Agent {
     api: ApiClient,
     /// Node id from the agent token; the server checks the token, this is for logs and jobs.
     node_id: String,
-    args: Args,
+    profile: Arc<Profile>,
     running: Running,
     heartbeat: Mutex<Duration>,
 }
@@ -147,13 +184,30 @@ where
 }
 
 impl Agent {
+    fn new(api: ApiClient, node_id: String, profile: Arc<Profile>) -> Agent {
+        Agent {
+            api,
+            node_id,
+            profile,
+            running: Arc::default(),
+            heartbeat: Mutex::new(Duration::from_secs(2)),
+        }
+    }
+
+    /// Waits (until `deadline` at most) for the running tasks to report and go away.
+    async fn wait_idle(&self, deadline: tokio::time::Instant) {
+        while !self.running.lock().expect("running map").is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn register(&self, stop: &CancellationToken) -> Result<(), ClientError> {
         let req = RegisterAgent {
-            labels: self.args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-            slots: Some(self.args.slots),
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_string()),
+            labels: self.profile.labels.clone(),
+            slots: Some(self.profile.slots),
+            hostname: self.profile.hostname.clone(),
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
             running: running_ids(&self.running),
         };
@@ -162,7 +216,14 @@ impl Agent {
         })
         .await?;
         self.apply_reply(&reply);
-        tracing::info!(server = %self.api.server(), node = %self.node_id, "registered");
+        match self.profile.exec {
+            Exec::Real { .. } => {
+                tracing::info!(server = %self.api.server(), node = %self.node_id, "registered")
+            }
+            Exec::Simulated { .. } => {
+                tracing::debug!(server = %self.api.server(), node = %self.node_id, "registered")
+            }
+        }
         Ok(())
     }
 
@@ -208,9 +269,9 @@ impl Agent {
             }
             let path = format!(
                 "/v1/agent/tasks?after={after}&wait_secs={}",
-                self.args.poll_secs
+                self.profile.poll_secs
             );
-            let timeout = Duration::from_secs(self.args.poll_secs + 15);
+            let timeout = Duration::from_secs(self.profile.poll_secs + 15);
             let polled = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 r = self.api.call::<Vec<Task>>(Method::GET, &path, None, timeout) => r,
@@ -292,31 +353,39 @@ impl Agent {
                 return;
             }
         }
-        tracing::info!(attempt = %id, "starting");
         tracing::debug!(attempt = %id, command = %task.command.display(), "command");
-        let spec = executor::ExecSpec {
-            command: match task.command {
-                CommandSpec::Shell(s) => executor::CommandSpec::Shell(s),
-                CommandSpec::Argv(v) => executor::CommandSpec::Argv(v),
-            },
-            env: {
-                let mut env = task.env;
-                env.extend(task.secret_env.clone());
-                env.insert("FLUX_JOB_ID".into(), task.job_id.clone());
-                env.insert("FLUX_ATTEMPT_ID".into(), id.clone());
-                env.insert("FLUX_NODE_ID".into(), self.node_id.clone());
-                env
-            },
-            workdir: task.workdir.map(PathBuf::from),
-            timeout: Some(Duration::from_secs(task.timeout_secs)),
-            track: self.args.state_dir.as_ref().map(|d| d.join(&id)),
-        };
         let (tx, mut rx) = mpsc::channel::<executor::Chunk>(64);
-        let run = tokio::spawn(executor::run(spec, tx, cancel.clone()));
+        // Secret values never leave the agent: each stream is masked before upload.
+        let secrets: Vec<String> = task.secret_env.values().cloned().collect();
+        let run = match &self.profile.exec {
+            Exec::Real { state_dir } => {
+                tracing::info!(attempt = %id, "starting");
+                let spec = executor::ExecSpec {
+                    command: match task.command {
+                        CommandSpec::Shell(s) => executor::CommandSpec::Shell(s),
+                        CommandSpec::Argv(v) => executor::CommandSpec::Argv(v),
+                    },
+                    env: {
+                        let mut env = task.env;
+                        env.extend(task.secret_env);
+                        env.insert("FLUX_JOB_ID".into(), task.job_id.clone());
+                        env.insert("FLUX_ATTEMPT_ID".into(), id.clone());
+                        env.insert("FLUX_NODE_ID".into(), self.node_id.clone());
+                        env
+                    },
+                    workdir: task.workdir.map(PathBuf::from),
+                    timeout: Some(Duration::from_secs(task.timeout_secs)),
+                    track: state_dir.as_ref().map(|d| d.join(&id)),
+                };
+                tokio::spawn(executor::run(spec, tx, cancel.clone()))
+            }
+            Exec::Simulated { run } => {
+                let line = format!("simulated {} on {}\n", task.job_id, self.node_id);
+                tokio::spawn(executor::simulate(*run, line, tx, cancel.clone()))
+            }
+        };
         let out_path = format!("/v1/agent/attempts/{id}/output");
         let mut seq = 0u64;
-        // Secret values never leave the agent: each stream is masked before upload.
-        let secrets: Vec<String> = task.secret_env.into_values().collect();
         let mut redact = [Redactor::new(&secrets), Redactor::new(&secrets)];
         let mut pending: Vec<(Stream, Vec<u8>)> = Vec::new();
         let mut open = true;
@@ -394,7 +463,9 @@ impl Agent {
                 message: Some(m),
             },
         };
-        tracing::info!(attempt = %id, ?result, "finished");
+        if let Exec::Real { .. } = self.profile.exec {
+            tracing::info!(attempt = %id, ?result, "finished");
+        }
         let path = format!("/v1/agent/attempts/{id}/result");
         if let Err(e) = with_retry(&stop, "result report", || {
             self.api.post::<serde_json::Value, _>(&path, &result)
@@ -404,6 +475,18 @@ impl Agent {
             tracing::warn!(attempt = %id, error = %e, "result not recorded");
         }
     }
+}
+
+/// Cancels `stop` on SIGTERM or SIGINT.
+fn stop_on_signals(stop: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("stopping: cancelling running tasks");
+        stop.cancel();
+    });
 }
 
 async fn run(args: Args) -> Result<ExitCode> {
@@ -419,6 +502,9 @@ async fn run(args: Args) -> Result<ExitCode> {
         ca_file: args.ca.clone(),
         insecure: args.insecure,
     };
+    if let Some(n) = args.simulate.simulate {
+        return simulate::run(&args, n, token, &tls).await;
+    }
     let node_id = flux_core::auth::peek_claims(&token)
         .and_then(|c| c.node_id)
         .context("the token is not an agent token (it carries no node id)")?;
@@ -430,25 +516,15 @@ async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     let api = ApiClient::new(args.servers.clone(), Some(token), &tls)?;
-    let agent = Arc::new(Agent {
-        api,
-        args,
-        node_id,
-        running: Arc::default(),
-        heartbeat: Mutex::new(Duration::from_secs(2)),
-    });
+    let profile = Profile::new(
+        &args,
+        Exec::Real {
+            state_dir: args.state_dir.clone(),
+        },
+    );
+    let agent = Arc::new(Agent::new(api, node_id, Arc::new(profile)));
     let stop = CancellationToken::new();
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            tracing::info!("stopping: cancelling running tasks");
-            stop.cancel();
-        });
-    }
+    stop_on_signals(stop.clone());
     match agent.register(&stop).await {
         Ok(()) => {}
         Err(e @ ClientError::Api { .. }) => anyhow::bail!("registration refused: {e}"),
@@ -458,12 +534,9 @@ async fn run(args: Args) -> Result<ExitCode> {
     let result = agent.clone().poll_loop(stop.clone()).await;
     stop.cancel();
     // Let running tasks report their cancellation.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !agent.running.lock().expect("running map").is_empty()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    agent
+        .wait_idle(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
     result.map(|()| ExitCode::SUCCESS)
 }
 

@@ -33,3 +33,30 @@ fn refuses_to_start_without_a_usable_agent_token() {
     let out = agent(&["--server", "http://127.0.0.1:1", "--token", "x"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn simulate_arguments_are_checked_before_connecting() {
+    let base = ["--server", "https://127.0.0.1:1", "--token", "x"];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        agent(&args)
+    };
+    // No fleet of zero, and simulated agents run nothing, so they record no process groups.
+    let out = run(&["--simulate", "0"]);
+    assert!(!out.status.success());
+    let out = run(&["--simulate", "5", "--state-dir", "/tmp/x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state-dir"));
+    let out = run(&["--simulate", "5", "--simulate-per-connection", "500"]);
+    assert!(!out.status.success());
+    // A token that is not a FluxForge token cannot mint agent tokens.
+    let out = run(&["--simulate", "5"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a FluxForge token"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let help = agent(&["--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--simulate-run-ms"));
+}

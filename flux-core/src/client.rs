@@ -52,7 +52,7 @@ pub struct TlsOptions {
 #[derive(Debug)]
 pub struct ApiClient {
     http: reqwest::Client,
-    servers: Vec<String>,
+    servers: std::sync::Arc<[String]>,
     current: AtomicUsize,
     token: Option<String>,
 }
@@ -117,6 +117,17 @@ impl ApiClient {
             current: AtomicUsize::new(0),
             token,
         })
+    }
+
+    /// A client for the same servers over the same connection pool, with another token. Many
+    /// such clients share the pool's connections (requests are multiplexed over HTTP/2).
+    pub fn with_token(&self, token: Option<String>) -> ApiClient {
+        ApiClient {
+            http: self.http.clone(),
+            servers: self.servers.clone(),
+            current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
+            token,
+        }
     }
 
     pub fn server(&self) -> &str {

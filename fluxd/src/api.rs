@@ -879,14 +879,17 @@ async fn agent_tasks(
     let after = q.after.unwrap_or(0);
     let wait = Duration::from_secs(q.wait_secs.unwrap_or(25)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
-    let prefix = flux_core::model::keys::inbox(&node);
-    let mut rx = st.store.subscribe();
+    let watch = st.inboxes.watch(&tenant, &node);
     loop {
+        // Listening before reading: a task assigned after the read wakes this poll.
+        let changed = watch.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let tasks = st.jobs.poll(&tenant, &node, after).await?;
         if !tasks.is_empty() {
             return Ok(Json(tasks).into_response());
         }
-        if !wait_until_touched(&mut rx, deadline, |c| c.touches(&tenant, &prefix)).await {
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
             return Ok(Json(tasks).into_response());
         }
     }

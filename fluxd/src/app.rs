@@ -55,6 +55,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub leader: Leadership,
+    /// Agents' task polls waiting on this node, woken when their inbox changes.
+    pub inboxes: Arc<crate::inboxes::Inboxes>,
     scheduler: Notify,
     /// Wakes the node record writer when leadership changes.
     node_changed: Notify,
@@ -83,6 +85,7 @@ impl AppState {
             auth,
             metrics,
             leader: Leadership::default(),
+            inboxes: Arc::default(),
             scheduler: Notify::new(),
             node_changed: Notify::new(),
             history,

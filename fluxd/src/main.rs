@@ -7,6 +7,7 @@ mod app;
 mod audit_api;
 mod backup_api;
 mod history;
+mod inboxes;
 mod limits;
 mod metrics;
 mod states_api;
@@ -345,6 +346,12 @@ async fn run(args: Args) -> Result<ExitCode> {
         args.unsafe_ignore_lease,
     ));
     let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
+    tokio::spawn(
+        state
+            .inboxes
+            .clone()
+            .run(state.store.subscribe(), cancel.clone()),
+    );
     if args.audit_verify_every.is_zero() {
         anyhow::bail!("--audit-verify-every must be above zero");
     }

@@ -64,7 +64,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
         let f = std::fs::File::create(&log)?;
         cmd.stdin(Stdio::null())
             .stdout(f.try_clone()?)
