@@ -91,6 +91,25 @@ fn a_chaos_run_with_every_fault_holds_every_invariant() {
     assert_eq!(r["work_dir"], Value::Null);
 }
 
+/// A run with one leader pause (8 s leaves room for exactly one) and `extra` arguments.
+fn one_leader_pause(extra: &[&str]) -> (Output, Value) {
+    let dir = bin_dir().display().to_string();
+    let mut args = vec![
+        "--scenario",
+        "leader-pause",
+        "--duration",
+        "8s",
+        "--seed",
+        "1",
+        "--heal-timeout",
+        "60s",
+    ];
+    args.extend(extra);
+    let o = fluxctl(&run_args(&dir, &args));
+    let r = json(&o);
+    (o, r)
+}
+
 /// Leaders that ignore their lease: a leader frozen past its lease comes back and goes on
 /// working, and only fencing stops it. Every invariant holds, and the history shows writes
 /// refused as fenced.
@@ -102,22 +121,7 @@ fn with_leases_ignored_fencing_alone_keeps_every_invariant() {
     let _turn = ONE_CLUSTER_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let dir = bin_dir().display().to_string();
-    let o = fluxctl(&run_args(
-        &dir,
-        &[
-            "--scenario",
-            "leader-pause",
-            "--duration",
-            "8s",
-            "--seed",
-            "1",
-            "--unsafe-ignore-lease",
-            "--heal-timeout",
-            "60s",
-        ],
-    ));
-    let r = json(&o);
+    let (o, r) = one_leader_pause(&["--unsafe-ignore-lease"]);
     assert_eq!(o.status.code(), Some(0), "{r:#}\n{}", stderr(&o));
     assert_eq!(r["unsafety"], "ignore-lease");
     assert!(r["history"]["fenced"].as_u64() > Some(0), "{r:#}");
@@ -137,25 +141,7 @@ fn without_fencing_the_checker_catches_two_leaders() {
     let work = tempfile::tempdir().expect("tempdir");
     let work_dir = work.path().join("run");
     let work_str = work_dir.display().to_string();
-    let dir = bin_dir().display().to_string();
-    // 8 s leaves room for exactly one pause.
-    let o = fluxctl(&run_args(
-        &dir,
-        &[
-            "--scenario",
-            "leader-pause",
-            "--duration",
-            "8s",
-            "--seed",
-            "1",
-            "--unsafe-no-fencing",
-            "--heal-timeout",
-            "30s",
-            "--work-dir",
-            &work_str,
-        ],
-    ));
-    let r = json(&o);
+    let (o, r) = one_leader_pause(&["--unsafe-no-fencing", "--work-dir", &work_str]);
     assert_eq!(o.status.code(), Some(1), "{r:#}\n{}", stderr(&o));
     assert_eq!(r["passed"], false);
     assert_eq!(r["unsafety"], "no-fencing");
