@@ -34,18 +34,23 @@ pub struct SimulateArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub simulate: Option<u32>,
     /// Node ids of simulated agents are PREFIX-<i>, i zero-padded from 1.
-    #[arg(long, value_name = "PREFIX", default_value = "sim")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "sim",
+        requires = "simulate"
+    )]
     pub simulate_prefix: String,
     /// How long a simulated job runs, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
+    #[arg(long, value_name = "MS", default_value_t = 10, requires = "simulate")]
     pub simulate_run_ms: u64,
     /// Simulated agents sharing one connection (HTTP/2 multiplexes their requests; fluxd allows
     /// 200 concurrent streams per connection, and each agent holds a long poll and more).
-    #[arg(long, value_name = "N", default_value_t = 64,
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "simulate",
           value_parser = clap::value_parser!(u32).range(1..=150))]
     pub simulate_per_connection: u32,
     /// Simulated agents starting (minting their token and registering) at once.
-    #[arg(long, value_name = "N", default_value_t = 32,
+    #[arg(long, value_name = "N", default_value_t = 32, requires = "simulate",
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub simulate_start_concurrency: u32,
 }
@@ -137,9 +142,15 @@ pub async fn run(args: &Args, n: u32, admin_token: String, tls: &TlsOptions) -> 
     let mut admin = None;
     let t0 = std::time::Instant::now();
     tracing::info!(agents = n, tenant = %tenant, "starting simulated agents");
+    let mut failure = None;
     for i in 1..=n {
         while let Some(r) = agents.try_join_next() {
-            r.context("simulated agent task")??;
+            if let Err(e) = r.context("simulated agent task").and_then(|r| r) {
+                failure.get_or_insert(e);
+            }
+        }
+        if failure.is_some() {
+            break;
         }
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
@@ -158,10 +169,17 @@ pub async fn run(args: &Args, n: u32, admin_token: String, tls: &TlsOptions) -> 
             token = match mint(&client, &tenant, &id, &stop).await {
                 Ok(t) => Some(t),
                 Err(_) if stop.is_cancelled() => break,
-                Err(e @ ClientError::Api { .. }) => {
-                    bail!("cannot create agent tokens with the given token: {e}")
+                Err(e) => {
+                    failure = Some(match e {
+                        e @ ClientError::Api { .. } => {
+                            anyhow::anyhow!(
+                                "cannot create agent tokens with the given token (for {id}): {e}"
+                            )
+                        }
+                        e => anyhow::anyhow!("cannot create agent tokens: {e}"),
+                    });
+                    break;
                 }
-                Err(e) => bail!("cannot create agent tokens: {e}"),
             };
             admin = Some(client);
         }
@@ -176,6 +194,11 @@ pub async fn run(args: &Args, n: u32, admin_token: String, tls: &TlsOptions) -> 
             permit,
         ));
     }
+    if let Some(e) = &failure {
+        // Stop the agents already started the usual way, so they report what runs.
+        tracing::error!("{e:#}; stopping every simulated agent");
+        stop.cancel();
+    }
     // Every agent has registered (or failed) once all start permits are free again.
     tokio::select! {
         _ = stop.cancelled() => {}
@@ -183,7 +206,6 @@ pub async fn run(args: &Args, n: u32, admin_token: String, tls: &TlsOptions) -> 
             tracing::info!(agents = n, secs = t0.elapsed().as_secs_f64(), "simulated agents started");
         }
     }
-    let mut failure = None;
     while let Some(r) = agents.join_next().await {
         let r = r.context("simulated agent task").and_then(|r| r);
         if let Err(e) = r

@@ -43,13 +43,21 @@ fn simulate_arguments_are_checked_before_connecting() {
         agent(&args)
     };
     // No fleet of zero, and simulated agents run nothing, so they record no process groups.
-    let out = run(&["--simulate", "0"]);
-    assert!(!out.status.success());
-    let out = run(&["--simulate", "5", "--state-dir", "/tmp/x"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--state-dir"));
-    let out = run(&["--simulate", "5", "--simulate-per-connection", "500"]);
-    assert!(!out.status.success());
+    // Each is a usage error (exit 2) naming the option, before the token is even looked at.
+    for (args, names) in [
+        (&["--simulate", "0"][..], "--simulate"),
+        (&["--simulate", "5", "--state-dir", "/tmp/x"], "--state-dir"),
+        (
+            &["--simulate", "5", "--simulate-per-connection", "500"],
+            "--simulate-per-connection",
+        ),
+        (&["--simulate-run-ms", "5"], "--simulate"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
     // A token that is not a FluxForge token cannot mint agent tokens.
     let out = run(&["--simulate", "5"]);
     assert!(!out.status.success());

@@ -403,8 +403,10 @@ pub mod keys {
     pub fn attempts(job_id: &str) -> String {
         format!("attempts/{job_id}/")
     }
+    /// Prefix of every agent's inbox.
+    pub const INBOX: &str = "inbox/";
     pub fn inbox(agent: &str) -> String {
-        format!("inbox/{agent}/")
+        format!("{INBOX}{agent}/")
     }
     pub fn inbox_entry(agent: &str, attempt_id: &str) -> String {
         format!("inbox/{agent}/{attempt_id}")

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 type AgentKey = (String, String);
 
-/// Where agents' inboxes live (`inbox/<node>/<attempt>`, see `flux_core::model::keys::inbox`).
-const INBOXES: &str = "inbox/";
+/// Where agents' inboxes live (`inbox/<node>/<attempt>`).
+const INBOXES: &str = flux_core::model::keys::INBOX;
 
 /// The agents with a task poll waiting on this node.
 #[derive(Default)]
@@ -42,7 +42,12 @@ impl InboxWatch {
 
 impl Drop for InboxWatch {
     fn drop(&mut self) {
-        let mut waiting = self.inboxes.waiting.lock().expect("inbox waiters");
+        // Never panic in a drop (a poisoned lock holds consistent counts: only `+= 1`, `-= 1`).
+        let mut waiting = self
+            .inboxes
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some((_, n)) = waiting.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {

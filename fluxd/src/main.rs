@@ -346,11 +346,13 @@ async fn run(args: Args) -> Result<ExitCode> {
         args.unsafe_ignore_lease,
     ));
     let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
-    tokio::spawn(
+    // The hub serves polls until the server has stopped, graceful drain included.
+    let hub_stop = CancellationToken::new();
+    let hub = tokio::spawn(
         state
             .inboxes
             .clone()
-            .run(state.store.subscribe(), cancel.clone()),
+            .run(state.store.subscribe(), hub_stop.clone()),
     );
     if args.audit_verify_every.is_zero() {
         anyhow::bail!("--audit-verify-every must be above zero");
@@ -395,6 +397,10 @@ async fn run(args: Args) -> Result<ExitCode> {
         .await
         .context("server failed")?;
     cancel.cancel();
+    hub_stop.cancel();
+    if let Err(e) = hub.await {
+        tracing::error!(error = %e, "the inbox hub failed");
+    }
     let _ = leader.await;
     let _ = record.await;
     tracing::info!("fluxd stopped");

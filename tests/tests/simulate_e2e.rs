@@ -16,13 +16,11 @@ const T: Duration = Duration::from_secs(60);
 /// Starts `flux-agent --simulate n` with `token` (it mints the agents' tokens itself).
 fn simulator(d: &Fluxd, token: &str, name: &str, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("flux-agent"));
-    cmd.arg("--server")
-        .arg(&d.url)
-        .arg("--ca")
-        .arg(d.ca_path())
-        .arg("--poll-secs")
-        .arg("5")
-        .args(extra)
+    cmd.arg("--server").arg(&d.url).arg("--ca").arg(d.ca_path());
+    if !extra.contains(&"--poll-secs") {
+        cmd.arg("--poll-secs").arg("5");
+    }
+    cmd.args(extra)
         .env("FLUX_TOKEN", token)
         .env_remove("FLUX_TOKEN_FILE");
     let log = d.dir.path().join(format!("{name}.log"));
@@ -62,6 +60,62 @@ async fn wait_exit(p: &mut Proc, timeout: Duration) -> std::process::ExitStatus 
         }
         assert!(Instant::now() < deadline, "{} did not exit", p.name);
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Agents' long polls last 60 s here, so a job is only done within the deadline below if the
+/// node woke the waiting poll when the task landed in the agent's inbox (on redb the notice
+/// comes from the commit, on Redis from its pub/sub).
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_polls_are_woken_when_a_task_lands() {
+    let redis = flux_core::testing::RedisServer::start();
+    let mut stores = vec![None];
+    if let Some(r) = &redis {
+        stores.push(Some(r.url()));
+    }
+    for store in stores {
+        let opts = FluxdOpts {
+            args: store
+                .iter()
+                .flat_map(|u| ["--store".to_string(), u.clone()])
+                .collect(),
+            ..FluxdOpts::default()
+        };
+        let d = Fluxd::start_with(opts).await;
+        let _sim = simulator(
+            &d,
+            &d.admin,
+            "simulator",
+            &[
+                "--simulate",
+                "2",
+                "--poll-secs",
+                "60",
+                "--simulate-run-ms",
+                "1",
+            ],
+        );
+        eventually("2 agents online", T, || async {
+            (online(&d, "sim-").await.len() == 2).then_some(())
+        })
+        .await;
+        for i in 0..4 {
+            let (s, job) = d
+                .post(
+                    "/v1/jobs",
+                    &d.admin,
+                    &json!({"command": format!("true {i}")}),
+                )
+                .await;
+            assert_eq!(s, 202, "{job}");
+            let id = job["job_id"].as_str().expect("job id");
+            let done = d
+                .wait_job(&d.admin, id, Duration::from_secs(15), |j| {
+                    j["status"] == "succeeded"
+                })
+                .await;
+            assert_eq!(done["status"], "succeeded", "{store:?}");
+        }
     }
 }
 
