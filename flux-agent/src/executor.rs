@@ -205,15 +205,18 @@ pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationT
 }
 
 /// Stands in for a job without running anything (`flux-agent --simulate`): waits `run`, sends
-/// `line` as its standard output and exits 0, unless cancelled first.
+/// `line` as its standard output and exits 0, unless cancelled first or `timeout` (the job's)
+/// is shorter than `run`.
 pub async fn simulate(
     run: Duration,
+    timeout: Duration,
     line: String,
     out: mpsc::Sender<Chunk>,
     cancel: CancellationToken,
 ) -> Outcome {
     tokio::select! {
         _ = cancel.cancelled() => Outcome::Cancelled,
+        _ = tokio::time::sleep(timeout), if timeout < run => Outcome::TimedOut,
         _ = tokio::time::sleep(run) => {
             let chunk = Chunk { stream: StreamKind::Stdout, data: line.into_bytes() };
             // The receiver only goes away when the attempt is abandoned.
@@ -395,6 +398,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let o = simulate(
             Duration::from_millis(5),
+            Duration::from_secs(60),
             "hi\n".into(),
             tx,
             CancellationToken::new(),
@@ -408,8 +412,28 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let o = simulate(Duration::from_secs(600), "hi\n".into(), tx, cancel).await;
+        let o = simulate(
+            Duration::from_secs(600),
+            Duration::from_secs(900),
+            "hi\n".into(),
+            tx,
+            cancel,
+        )
+        .await;
         assert_eq!(o, Outcome::Cancelled);
+        assert!(rx.recv().await.is_none());
+
+        // A job whose timeout is shorter than the simulated run times out, printing nothing.
+        let (tx, mut rx) = mpsc::channel(4);
+        let o = simulate(
+            Duration::from_secs(600),
+            Duration::from_millis(5),
+            "hi\n".into(),
+            tx,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(o, Outcome::TimedOut);
         assert!(rx.recv().await.is_none());
     }
 

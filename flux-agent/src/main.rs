@@ -381,7 +381,13 @@ impl Agent {
             }
             Exec::Simulated { run } => {
                 let line = format!("simulated {} on {}\n", task.job_id, self.node_id);
-                tokio::spawn(executor::simulate(*run, line, tx, cancel.clone()))
+                tokio::spawn(executor::simulate(
+                    *run,
+                    Duration::from_secs(task.timeout_secs),
+                    line,
+                    tx,
+                    cancel.clone(),
+                ))
             }
         };
         let out_path = format!("/v1/agent/attempts/{id}/output");
