@@ -136,23 +136,6 @@ pub struct Report {
     pub work_dir: Option<PathBuf>,
 }
 
-/// Lease and liveness timings of the chaos cluster: short, so a run sees many failovers.
-const NODE_ARGS: [&str; 14] = [
-    "--lease-ttl",
-    "1200ms",
-    "--lease-renew",
-    "300ms",
-    "--lease-retry",
-    "100ms",
-    "--heartbeat-interval",
-    "250ms",
-    "--unreachable-after",
-    "1s",
-    "--dead-after",
-    "2s",
-    "--sweep-interval",
-    "200ms",
-];
 const TENANT: &str = "default";
 const STATE: &str = "chaos-marks";
 /// Longest wait for a new leader after a leader fault.
@@ -391,7 +374,13 @@ impl Cluster {
                     .display()
                     .to_string(),
             ];
-            args.extend(NODE_ARGS.iter().map(|s| s.to_string()));
+            // Short lease and liveness timings, so a run sees many failovers.
+            args.extend(
+                chaos::FAST_LEASE_ARGS
+                    .iter()
+                    .chain(chaos::FAST_LIVENESS_ARGS.iter())
+                    .map(|s| s.to_string()),
+            );
             if i > 0 {
                 // Peers share the first node's signing key and certificate.
                 for (flag, file) in [

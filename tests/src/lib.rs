@@ -137,18 +137,9 @@ impl FluxdOpts {
     /// Fast liveness for tests that kill agents: unreachable after 1 s, dead after 2 s.
     pub fn fast_liveness() -> FluxdOpts {
         FluxdOpts {
-            args: [
-                "--heartbeat-interval",
-                "250ms",
-                "--unreachable-after",
-                "1s",
-                "--dead-after",
-                "2s",
-                "--sweep-interval",
-                "200ms",
-            ]
-            .map(String::from)
-            .to_vec(),
+            args: flux_core::chaos::FAST_LIVENESS_ARGS
+                .map(String::from)
+                .to_vec(),
             ca_file: None,
         }
     }

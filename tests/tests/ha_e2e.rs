@@ -11,14 +11,7 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(60);
 /// Short lease timings so failovers are quick in tests.
-const LEASE: [&str; 6] = [
-    "--lease-ttl",
-    "1200ms",
-    "--lease-renew",
-    "300ms",
-    "--lease-retry",
-    "100ms",
-];
+const LEASE: [&str; 6] = flux_core::chaos::FAST_LEASE_ARGS;
 
 struct Cluster {
     nodes: Vec<Fluxd>,
