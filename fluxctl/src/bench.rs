@@ -22,10 +22,9 @@ pub struct Report {
     pub failed: usize,
     pub elapsed_secs: f64,
     pub jobs_per_sec: f64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    /// Round trip: from submission until the client saw the job's terminal status.
+    #[serde(flatten)]
+    pub round_trip: Latency,
     /// Submission alone: `POST /v1/jobs` until it is acknowledged.
     pub submit: Latency,
     /// Dispatch: from the job's creation until its agent started it (server clock).
@@ -37,6 +36,7 @@ pub struct Report {
 pub struct Latency {
     pub samples: usize,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
 }
@@ -47,6 +47,7 @@ impl Latency {
         Latency {
             samples: v.len(),
             p50_ms: pct(&v, 50.0),
+            p90_ms: pct(&v, 90.0),
             p99_ms: pct(&v, 99.0),
             max_ms: v.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
         }
@@ -149,17 +150,13 @@ pub async fn jobs(
     }
     bar.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
-    lat.sort();
     Ok(Report {
         jobs: lat.len(),
         concurrency,
         failed,
         elapsed_secs: elapsed,
         jobs_per_sec: lat.len() as f64 / elapsed,
-        p50_ms: pct(&lat, 50.0),
-        p90_ms: pct(&lat, 90.0),
-        p99_ms: pct(&lat, 99.0),
-        max_ms: lat.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        round_trip: Latency::of(lat),
         submit: Latency::of(submit),
         dispatch: Latency::of(dispatch),
     })
@@ -237,10 +234,8 @@ pub struct ConvergeReport {
     /// From the apply until every target settled, as seen by the client.
     pub elapsed_secs: f64,
     /// Per target: from the state's creation to the target turning compliant (server clock).
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    #[serde(flatten)]
+    pub to_compliant: Latency,
 }
 
 /// Declares a throwaway state on the chosen agents (`check`: a marker file exists, `apply`:
@@ -302,23 +297,19 @@ pub async fn converge(
         .await;
     let c = waited?;
     let view = view?;
-    let mut lat: Vec<Duration> = view
+    let lat: Vec<Duration> = view
         .status
         .iter()
         .filter(|t| t.status == TargetState::Compliant)
         .filter_map(|t| t.last_change)
         .map(|at| Duration::from_millis(at.saturating_sub(view.created_at)))
         .collect();
-    lat.sort();
     Ok(ConvergeReport {
         targets: c.targets,
         compliant: c.compliant,
         failed: c.failed,
         elapsed_secs: elapsed,
-        p50_ms: pct(&lat, 50.0),
-        p90_ms: pct(&lat, 90.0),
-        p99_ms: pct(&lat, 99.0),
-        max_ms: lat.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        to_compliant: Latency::of(lat),
     })
 }
 
