@@ -6,7 +6,6 @@
 //! signed them so keys can be rotated, and must match the configured issuer and audience.
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -208,18 +207,9 @@ impl SigningKey {
                 Ok((key, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                use std::os::unix::fs::OpenOptionsExt;
                 let key = SigningKey::generate();
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(|e| err(e.to_string()))?;
                 let body = serde_json::to_vec_pretty(&key).map_err(|e| err(e.to_string()))?;
-                f.write_all(&body)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| err(e.to_string()))?;
+                crate::files::create_private(path, &body).map_err(|e| err(e.to_string()))?;
                 Ok((key, true))
             }
             Err(e) => Err(err(e.to_string())),

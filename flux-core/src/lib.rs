@@ -10,6 +10,7 @@ pub mod backup;
 pub mod chaos;
 pub mod client;
 pub mod faultproxy;
+pub mod files;
 pub mod jobs;
 pub mod lease;
 pub mod model;

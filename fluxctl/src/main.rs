@@ -1588,21 +1588,8 @@ async fn backup_cmd(ctx: &Ctx, cmd: &BackupCmd) -> Result<ExitCode> {
             if file == std::path::Path::new("-") {
                 std::io::stdout().lock().write_all(&bytes)?;
             } else {
-                let tmp = file.with_extension("partial");
                 // Every tenant's data is in it: owner-only, like the keys it sits beside.
-                let mut f = {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&tmp)
-                }
-                .with_context(|| format!("creating {}", tmp.display()))?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, file)
+                flux_core::files::replace_private(file, &file.with_extension("partial"), &bytes)
                     .with_context(|| format!("writing {}", file.display()))?;
                 if ctx.json() {
                     print_json(&backup_summary(&b))?;

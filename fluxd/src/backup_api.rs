@@ -146,22 +146,11 @@ async fn write_one(st: &AppState, s: &Schedule) -> anyhow::Result<PathBuf> {
     let dir = s.dir.clone();
     let keep = s.keep;
     tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let bytes = backup::encode(&snap, backend, now_ms());
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(&name);
-        let tmp = dir.join(format!(".{name}.tmp"));
         // A backup holds every tenant's data (secrets included): owner-only, like the keys.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&dir)?.sync_all()?;
+        flux_core::files::replace_private(&path, &dir.join(format!(".{name}.tmp")), &bytes)?;
         prune(&dir, keep, &name)?;
         Ok(path)
     })

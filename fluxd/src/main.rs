@@ -171,8 +171,6 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 
 /// Writes the bootstrap admin token (tenant `default`) unless one exists.
 fn ensure_admin_token(auth: &Authenticator, path: &Path) -> Result<bool> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
         return Ok(false);
     }
@@ -185,14 +183,8 @@ fn ensure_admin_token(auth: &Authenticator, path: &Path) -> Result<bool> {
             None,
         )
         .context("issuing the bootstrap admin token")?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    flux_core::files::create_private(path, format!("{token}\n").as_bytes())
         .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(f, "{token}")?;
-    f.sync_all()?;
     Ok(true)
 }
 

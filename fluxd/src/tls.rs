@@ -18,20 +18,8 @@ pub struct TlsFiles {
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    flux_core::files::replace_private(path, &path.with_extension("tmp"), contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Uses `<data_dir>/tls/{server.crt,server.key}` if present, else creates a CA and a server
