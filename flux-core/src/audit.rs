@@ -22,11 +22,11 @@ use crate::store::{DynStore, Expect, Key, StoreError, Txn};
 
 /// Hash of the record before the first.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const HEAD: &str = "audit_head";
-const PREFIX: &str = "audit/";
+const HEAD: &str = crate::keys::AUDIT_HEAD;
+const PREFIX: &str = crate::keys::AUDIT;
 
 fn record_path(seq: u64) -> String {
-    format!("{PREFIX}{seq:016}")
+    crate::keys::audit_record(seq)
 }
 
 /// What happened, as the caller offers it.

@@ -378,7 +378,7 @@ fn revocation_key(tenant: &str, jti: &str) -> Result<Key, AuthError> {
         )));
     }
     crate::store::validate_tenant(tenant).map_err(|e| AuthError::InvalidClaims(e.to_string()))?;
-    Ok(Key::new(SYSTEM_TENANT, format!("revoked/{tenant}/{jti}"))?)
+    Ok(Key::new(SYSTEM_TENANT, crate::keys::revoked(tenant, jti))?)
 }
 
 #[derive(Serialize, Deserialize)]

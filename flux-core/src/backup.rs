@@ -35,7 +35,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Objects a backup leaves out: per-process records that are rewritten every few seconds.
 fn ephemeral(e: &Entry) -> bool {
-    e.key.tenant() == SYSTEM_TENANT && e.key.path().starts_with("nodes/")
+    crate::keys::is_node_record(e.key.tenant(), e.key.path())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +247,7 @@ pub async fn restore(
     let mut entries = backup.entries;
     // A token revoked after the backup was taken stays revoked.
     let have: BTreeSet<Key> = entries.iter().map(|e| e.key.clone()).collect();
-    for e in store.list(SYSTEM_TENANT, "revoked/").await? {
+    for e in store.list(SYSTEM_TENANT, crate::keys::REVOKED).await? {
         if !have.contains(&e.key) {
             entries.push(e);
         }

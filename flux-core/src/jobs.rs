@@ -17,10 +17,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::keys;
 use crate::model::{
     Agent, AgentState, Attempt, AttemptResult, AttemptState, CommandSpec, Heartbeat,
     HeartbeatReply, Job, JobStatus, Millis, Outcome, OutputChunk, Pending, RegisterAgent,
-    StoredChunk, SubmitJob, Task, attempt_id, keys, labels_match, parse_attempt_id, valid_ident,
+    StoredChunk, SubmitJob, Task, attempt_id, labels_match, parse_attempt_id, valid_ident,
 };
 use crate::store::{DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
@@ -675,7 +676,7 @@ impl Jobs {
             .map(|(a, _)| (a.node_id.clone(), a))
             .collect();
         let mut load: HashMap<String, u32> = HashMap::new();
-        for e in self.store.list(tenant, "inbox/").await? {
+        for e in self.store.list(tenant, keys::INBOX).await? {
             if let Some(agent) = e.key.path().split('/').nth(1) {
                 *load.entry(agent.to_string()).or_default() += 1;
             }
@@ -892,7 +893,7 @@ impl Jobs {
             }
             states.insert(agent.node_id.clone(), agent.state);
         }
-        for entry in self.store.list(tenant, "inbox/").await? {
+        for entry in self.store.list(tenant, keys::INBOX).await? {
             let task: Task = dec(&entry.key, &entry.value)?;
             let Some((job_id, number)) = parse_attempt_id(&task.attempt_id) else {
                 continue;

@@ -1,6 +1,6 @@
 //! The objects FluxForge stores: jobs, attempts, agents and the task envelopes agents receive.
 //!
-//! Every object is stored as JSON under a tenant-scoped key (see [`keys`]). Request types reject
+//! Every object is stored as JSON under a tenant-scoped key (see [`crate::keys`]). Request types reject
 //! unknown fields, so a client can never set a field it does not own (no mass assignment).
 
 use std::collections::BTreeMap;
@@ -387,48 +387,8 @@ pub struct StoredChunk {
     pub data: String,
 }
 
-/// Storage key layout, all inside the owning tenant.
-pub mod keys {
-    pub fn job(job_id: &str) -> String {
-        format!("jobs/{job_id}")
-    }
-    pub const JOBS: &str = "jobs/";
-    pub fn pending(job_id: &str) -> String {
-        format!("pending/{job_id}")
-    }
-    pub const PENDING: &str = "pending/";
-    pub fn attempt(job_id: &str, number: u32) -> String {
-        format!("attempts/{job_id}/{number:04}")
-    }
-    pub fn attempts(job_id: &str) -> String {
-        format!("attempts/{job_id}/")
-    }
-    /// Prefix of every agent's inbox.
-    pub const INBOX: &str = "inbox/";
-    pub fn inbox(agent: &str) -> String {
-        format!("{INBOX}{agent}/")
-    }
-    pub fn inbox_entry(agent: &str, attempt_id: &str) -> String {
-        format!("inbox/{agent}/{attempt_id}")
-    }
-    pub fn agent(node_id: &str) -> String {
-        format!("agents/{node_id}")
-    }
-    pub const AGENTS: &str = "agents/";
-    pub fn output(attempt_id: &str) -> String {
-        format!("output/{attempt_id}/")
-    }
-    pub fn output_chunk(attempt_id: &str, seq: u64) -> String {
-        format!("output/{attempt_id}/{seq:010}")
-    }
-    pub fn idempotency(key: &str) -> String {
-        format!("idem/{key}")
-    }
-    /// Values of a job's secret environment variables.
-    pub fn secrets(job_id: &str) -> String {
-        format!("secrets/{job_id}")
-    }
-}
+// Old paths, kept for the other crates until they move (layout).
+pub use crate::keys;
 
 /// Attempt ids are `<job_id>.<number>`, so the job is known from the attempt id alone.
 pub fn attempt_id(job_id: &str, number: u32) -> String {

@@ -37,19 +37,8 @@ pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 /// Who reconciler jobs are submitted as.
 pub const RECONCILER: &str = "reconciler";
 
-pub mod keys {
-    pub const STATES: &str = "states/";
-    pub fn state(name: &str) -> String {
-        format!("states/{name}")
-    }
-    pub const STATUSES: &str = "state_status/";
-    pub fn statuses(name: &str) -> String {
-        format!("state_status/{name}/")
-    }
-    pub fn status(name: &str, agent: &str) -> String {
-        format!("state_status/{name}/{agent}")
-    }
-}
+// Old paths, kept for the other crates until they move (layout).
+pub use crate::keys;
 
 /// Where a target stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -204,10 +204,8 @@ pub struct Snapshot {
     pub entries: Vec<Entry>,
 }
 
-/// Whether an object is one of the nodes' own records, which a restore tolerates and replaces.
-pub fn is_node_record(tenant: &str, path: &str) -> bool {
-    tenant == SYSTEM_TENANT && path.starts_with("nodes/")
-}
+// Old paths, kept for the other crates until they move (layout).
+pub use crate::keys::is_node_record;
 
 /// One operation of a transaction.
 #[derive(Clone, Debug)]

@@ -431,7 +431,7 @@ impl Store for RedbStore {
                         for item in objects.iter().map_err(unavailable)? {
                             let (k, _) = item.map_err(unavailable)?;
                             let (t, p) = k.value();
-                            if !super::is_node_record(t, p) {
+                            if !crate::keys::is_node_record(t, p) {
                                 held += 1;
                             }
                         }

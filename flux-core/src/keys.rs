@@ -1,0 +1,197 @@
+//! The whole store key layout: every path FluxForge reads or writes, in one place.
+//!
+//! A [`crate::store::Key`] is a tenant plus a path; this module builds the paths. Objects of a
+//! tenant live inside that tenant (`jobs/`, `pending/`, `attempts/`, `inbox/`, `agents/`,
+//! `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`); records of the cluster
+//! itself live in [`crate::store::SYSTEM_TENANT`] (`nodes/`, `tenants/`, `quotas/`, `revoked/`).
+//!
+//! These strings are a file format: they are what redb and Redis hold and what a backup carries,
+//! so changing one orphans every stored object under the old path. The unit tests below pin each
+//! of them. Nothing else in the crate builds a path by hand.
+//!
+//! Ordering matters where the code relies on it: job ids are time-ordered (UUIDv7), so the
+//! `pending/` and `jobs/` prefixes list oldest first; attempt numbers and output sequence numbers
+//! are zero-padded so that their listings are in numeric order.
+
+use crate::store::SYSTEM_TENANT;
+
+// ---- jobs -----------------------------------------------------------------------------------
+
+/// Prefix of every job record.
+pub const JOBS: &str = "jobs/";
+pub fn job(job_id: &str) -> String {
+    format!("jobs/{job_id}")
+}
+
+/// Prefix of the queue: one entry per queued job, describing it (`model::Pending`).
+pub const PENDING: &str = "pending/";
+pub fn pending(job_id: &str) -> String {
+    format!("pending/{job_id}")
+}
+
+pub fn attempt(job_id: &str, number: u32) -> String {
+    format!("attempts/{job_id}/{number:04}")
+}
+pub fn attempts(job_id: &str) -> String {
+    format!("attempts/{job_id}/")
+}
+
+/// Prefix of every agent's inbox.
+pub const INBOX: &str = "inbox/";
+pub fn inbox(agent: &str) -> String {
+    format!("{INBOX}{agent}/")
+}
+pub fn inbox_entry(agent: &str, attempt_id: &str) -> String {
+    format!("inbox/{agent}/{attempt_id}")
+}
+
+pub const AGENTS: &str = "agents/";
+pub fn agent(node_id: &str) -> String {
+    format!("agents/{node_id}")
+}
+
+/// Output chunks of one attempt.
+pub fn output(attempt_id: &str) -> String {
+    format!("output/{attempt_id}/")
+}
+/// Output chunks of every attempt of a job (attempt ids are `<job_id>.<number>`).
+pub fn job_output(job_id: &str) -> String {
+    format!("output/{job_id}.")
+}
+pub fn output_chunk(attempt_id: &str, seq: u64) -> String {
+    format!("output/{attempt_id}/{seq:010}")
+}
+
+pub fn idempotency(key: &str) -> String {
+    format!("idem/{key}")
+}
+
+/// Values of a job's secret environment variables.
+pub fn secrets(job_id: &str) -> String {
+    format!("secrets/{job_id}")
+}
+
+// ---- desired state --------------------------------------------------------------------------
+
+pub const STATES: &str = "states/";
+pub fn state(name: &str) -> String {
+    format!("states/{name}")
+}
+
+/// Prefix of every target status of every state.
+pub const STATUSES: &str = "state_status/";
+pub fn statuses(name: &str) -> String {
+    format!("state_status/{name}/")
+}
+pub fn status(name: &str, agent: &str) -> String {
+    format!("state_status/{name}/{agent}")
+}
+
+// ---- audit (inside each tenant) ---------------------------------------------------------------
+
+/// The head of a tenant's audit chain (sequence number and hash of the last record).
+pub const AUDIT_HEAD: &str = "audit_head";
+pub const AUDIT: &str = "audit/";
+pub fn audit_record(seq: u64) -> String {
+    format!("{AUDIT}{seq:016}")
+}
+
+// ---- the cluster's own records (in SYSTEM_TENANT) -------------------------------------------
+
+/// Each fluxd node's own record (address, version, last seen).
+pub const NODES: &str = "nodes/";
+pub fn node(node_id: &str) -> String {
+    format!("nodes/{node_id}")
+}
+
+/// Whether an object is one of the nodes' own records, which a restore tolerates and replaces.
+pub fn is_node_record(tenant: &str, path: &str) -> bool {
+    tenant == SYSTEM_TENANT && path.starts_with(NODES)
+}
+
+/// Tenants created through the API.
+pub const TENANTS: &str = "tenants/";
+pub fn tenant(name: &str) -> String {
+    format!("tenants/{name}")
+}
+
+pub const QUOTAS: &str = "quotas/";
+pub fn quota(tenant: &str) -> String {
+    format!("quotas/{tenant}")
+}
+
+/// Revoked token ids, per tenant.
+pub const REVOKED: &str = "revoked/";
+pub fn revoked(tenant: &str, jti: &str) -> String {
+    format!("revoked/{tenant}/{jti}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored layout is a file format: these are exactly the paths written before the key
+    /// functions were gathered here.
+    #[test]
+    fn paths_are_exactly_the_stored_layout() {
+        assert_eq!(JOBS, "jobs/");
+        assert_eq!(job("j-1"), "jobs/j-1");
+        assert_eq!(PENDING, "pending/");
+        assert_eq!(pending("j-1"), "pending/j-1");
+        assert_eq!(attempt("j-1", 3), "attempts/j-1/0003");
+        assert_eq!(attempt("j-1", 12345), "attempts/j-1/12345");
+        assert_eq!(attempts("j-1"), "attempts/j-1/");
+        assert_eq!(INBOX, "inbox/");
+        assert_eq!(inbox("a1"), "inbox/a1/");
+        assert_eq!(inbox_entry("a1", "j-1.2"), "inbox/a1/j-1.2");
+        assert_eq!(AGENTS, "agents/");
+        assert_eq!(agent("a1"), "agents/a1");
+        assert_eq!(output("j-1.2"), "output/j-1.2/");
+        assert_eq!(job_output("j-1"), "output/j-1.");
+        assert_eq!(output_chunk("j-1.2", 7), "output/j-1.2/0000000007");
+        assert_eq!(idempotency("k"), "idem/k");
+        assert_eq!(secrets("j-1"), "secrets/j-1");
+        assert_eq!(STATES, "states/");
+        assert_eq!(state("motd"), "states/motd");
+        assert_eq!(STATUSES, "state_status/");
+        assert_eq!(statuses("motd"), "state_status/motd/");
+        assert_eq!(status("motd", "a1"), "state_status/motd/a1");
+        assert_eq!(AUDIT_HEAD, "audit_head");
+        assert_eq!(AUDIT, "audit/");
+        assert_eq!(audit_record(42), "audit/0000000000000042");
+        assert_eq!(NODES, "nodes/");
+        assert_eq!(node("n1"), "nodes/n1");
+        assert_eq!(TENANTS, "tenants/");
+        assert_eq!(tenant("acme"), "tenants/acme");
+        assert_eq!(QUOTAS, "quotas/");
+        assert_eq!(quota("acme"), "quotas/acme");
+        assert_eq!(REVOKED, "revoked/");
+        assert_eq!(revoked("acme", "t1"), "revoked/acme/t1");
+    }
+
+    #[test]
+    fn listing_prefixes_cover_their_objects() {
+        assert!(job("x").starts_with(JOBS));
+        assert!(pending("x").starts_with(PENDING));
+        assert!(inbox_entry("a", "x.1").starts_with(&inbox("a")));
+        assert!(inbox("a").starts_with(INBOX));
+        assert!(agent("a").starts_with(AGENTS));
+        assert!(attempt("x", 1).starts_with(&attempts("x")));
+        assert!(output_chunk("x.1", 0).starts_with(&output("x.1")));
+        assert!(output("x.1").starts_with(&job_output("x")));
+        assert!(status("s", "a").starts_with(&statuses("s")));
+        assert!(statuses("s").starts_with(STATUSES));
+        assert!(state("s").starts_with(STATES));
+        assert!(audit_record(1).starts_with(AUDIT));
+        assert!(revoked("t", "j").starts_with(REVOKED));
+        assert!(quota("t").starts_with(QUOTAS));
+        assert!(tenant("t").starts_with(TENANTS));
+    }
+
+    #[test]
+    fn node_records_are_the_system_tenants_nodes() {
+        assert!(is_node_record(SYSTEM_TENANT, &node("n1")));
+        assert!(!is_node_record("acme", &node("n1")));
+        assert!(!is_node_record(SYSTEM_TENANT, &tenant("acme")));
+    }
+}
