@@ -1,0 +1,186 @@
+//! Jobs: submission, assignment to agents, the agent protocol (start, output, result), cancel,
+//! and the leader's sweeps that requeue attempts whose agent is gone.
+//!
+//! State transitions that touch several objects are one store transaction with CAS on every
+//! object involved, so two nodes racing on the same job cannot both win. Leader-only writes
+//! (assignment, requeue, liveness) carry the leader's fencing epoch.
+//!
+//! Guarantees:
+//! - at-least-once: an attempt that is assigned but not started by its deadline, or whose agent
+//!   is declared dead, is abandoned and the job requeued (up to `max_attempts`);
+//! - a result is recorded once per attempt: a repeated report is accepted and changes nothing;
+//! - a report for an attempt that was taken away is not recorded on the job.
+//!
+//! The service is one [`Jobs`] handle whose methods are spread over one file per concern:
+//! - `submit`: validation, submission (single, idempotent, fan-out) and cancel;
+//! - `query`: reads of jobs, attempts, output, agents and queue depth;
+//! - `schedule`: the leader's scheduling driver;
+//! - `liveness`: the leader's sweeps, agent liveness and requeue;
+//! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
+
+mod liveness;
+mod protocol;
+mod query;
+mod schedule;
+mod submit;
+
+pub use liveness::SweepReport;
+pub use query::JobFilter;
+pub use submit::validate_submit;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::keys;
+use crate::model::Job;
+use crate::store::{DynStore, Expect, Key, StoreError, Txn, Version};
+
+/// Errors of the job service.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The attempt was taken away from this agent (reassigned, cancelled or finished).
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("corrupt object {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> JobError {
+        match e {
+            StoreError::InvalidKey(m) => JobError::Invalid(m),
+            other => JobError::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = JobError> = std::result::Result<T, E>;
+
+/// Tunables of the job service.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    /// Output bytes stored per attempt; the rest is counted and dropped, with a marker.
+    pub output_cap_bytes: u64,
+    /// An attempt still `Assigned` this long after assignment is requeued.
+    pub start_timeout: Duration,
+    /// An agent not heard from for this long is `unreachable` (its tasks are kept).
+    pub unreachable_after: Duration,
+    /// An agent not heard from for this long is `dead` (its tasks are requeued).
+    pub dead_after: Duration,
+    /// How often agents should heartbeat.
+    pub heartbeat_interval: Duration,
+    pub default_timeout_secs: u64,
+    pub default_max_attempts: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            output_cap_bytes: 1024 * 1024,
+            start_timeout: Duration::from_secs(60),
+            unreachable_after: Duration::from_secs(6),
+            dead_after: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(2),
+            default_timeout_secs: 3600,
+            default_max_attempts: 3,
+        }
+    }
+}
+
+/// Largest accepted command line, argv total, or environment value.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Longest job timeout accepted (7 days).
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+const MAX_ENV_VARS: usize = 256;
+const CAS_RETRIES: usize = 32;
+/// Most queued jobs of one tenant looked at in one scheduling pass.
+pub const MAX_SCAN_PER_PASS: usize = 256;
+
+/// The job service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    store: DynStore,
+    cfg: JobsConfig,
+}
+
+fn key(tenant: &str, path: String) -> Result<Key> {
+    Ok(Key::new(tenant, path)?)
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("model types always serialize")
+}
+
+fn dec<T: DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| JobError::Corrupt {
+        key: k.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// An agent runs at most this many attempts at once (its slots are capped at 1024).
+fn check_running(running: &[String]) -> Result<()> {
+    if running.len() > 1024 {
+        return Err(JobError::Invalid(
+            "an agent reports at most 1024 running attempts".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A job that has ended no longer needs its secret values: they go with the write that ends it.
+fn forget_secrets(txn: Txn, tenant: &str, job: &Job) -> Result<Txn> {
+    if job.status.is_terminal() && !job.secret_env.is_empty() {
+        Ok(txn.delete(key(tenant, keys::secrets(&job.job_id))?, Expect::Any))
+    } else {
+        Ok(txn)
+    }
+}
+
+fn is_conflict(e: &JobError) -> bool {
+    matches!(e, JobError::Store(StoreError::Conflict { .. }))
+}
+
+impl Jobs {
+    pub fn new(store: DynStore, cfg: JobsConfig) -> Jobs {
+        Jobs { store, cfg }
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> &JobsConfig {
+        &self.cfg
+    }
+
+    async fn load<T: DeserializeOwned>(&self, k: &Key) -> Result<Option<(T, Version)>> {
+        match self.store.get(k).await? {
+            None => Ok(None),
+            Some(v) => Ok(Some((dec(k, &v.value)?, v.version))),
+        }
+    }
+
+    async fn list_objects<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        prefix: &str,
+    ) -> Result<Vec<(T, Version)>> {
+        self.store
+            .list(tenant, prefix)
+            .await?
+            .into_iter()
+            .map(|e| Ok((dec(&e.key, &e.value)?, e.version)))
+            .collect()
+    }
+}

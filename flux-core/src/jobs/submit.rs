@@ -1,0 +1,406 @@
+//! Job submission: validation of a request, the transaction that creates a job (job, queue
+//! entry, secrets, idempotency key), idempotent replays, fan-out to every matching agent, and
+//! cancel. Nothing here assigns work; the leader's [`super::schedule`] does.
+
+use std::collections::BTreeMap;
+
+use super::{
+    CAS_RETRIES, JobError, Jobs, MAX_COMMAND_BYTES, MAX_ENV_VARS, MAX_TIMEOUT_SECS, Result, enc,
+    forget_secrets, key,
+};
+use crate::keys;
+use crate::model::{
+    Agent, AgentState, CommandSpec, Job, JobStatus, Millis, Pending, SubmitJob, Task, labels_match,
+    valid_ident,
+};
+use crate::store::{Expect, StoreError, Txn};
+
+/// Validates a submission and turns it into what to run.
+pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
+    let command = match (&req.command, &req.argv) {
+        (Some(c), None) => {
+            if c.trim().is_empty() {
+                return Err(JobError::Invalid("command must not be empty".into()));
+            }
+            if c.len() > MAX_COMMAND_BYTES {
+                return Err(JobError::Invalid(format!(
+                    "command is {} bytes; the limit is {MAX_COMMAND_BYTES}",
+                    c.len()
+                )));
+            }
+            CommandSpec::Shell(c.clone())
+        }
+        (None, Some(argv)) => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(JobError::Invalid("argv must name a program".into()));
+            }
+            if argv.iter().map(String::len).sum::<usize>() > MAX_COMMAND_BYTES {
+                return Err(JobError::Invalid(format!(
+                    "argv exceeds {MAX_COMMAND_BYTES} bytes"
+                )));
+            }
+            CommandSpec::Argv(argv.clone())
+        }
+        (Some(_), Some(_)) => {
+            return Err(JobError::Invalid(
+                "give either command or argv, not both".into(),
+            ));
+        }
+        (None, None) => return Err(JobError::Invalid("command (or argv) is required".into())),
+    };
+    if let Some(n) = &req.node_id
+        && !valid_ident(n)
+    {
+        return Err(JobError::Invalid(format!(
+            "node_id {n:?} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        )));
+    }
+    if req.env.len() > MAX_ENV_VARS {
+        return Err(JobError::Invalid(format!(
+            "at most {MAX_ENV_VARS} environment variables"
+        )));
+    }
+    for (k, v) in &req.env {
+        let ok = !k.is_empty()
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(JobError::Invalid(format!(
+                "environment variable name {k:?} is not valid"
+            )));
+        }
+        if v.len() > MAX_COMMAND_BYTES || v.contains('\0') {
+            return Err(JobError::Invalid(format!(
+                "environment variable {k} has an invalid value"
+            )));
+        }
+    }
+    if req.secret_env.len() > 64 {
+        return Err(JobError::Invalid(
+            "at most 64 secret environment variables".into(),
+        ));
+    }
+    for (k, v) in &req.secret_env {
+        let ok = !k.is_empty()
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok || req.env.contains_key(k) {
+            return Err(JobError::Invalid(format!(
+                "secret environment variable name {k:?} is not valid or also in env"
+            )));
+        }
+        // The value is never echoed back, not even in an error.
+        if v.len() < crate::redact::MIN_SECRET_LEN
+            || v.len() > MAX_COMMAND_BYTES
+            || v.contains('\0')
+        {
+            return Err(JobError::Invalid(format!(
+                "secret environment variable {k} must be {} to {MAX_COMMAND_BYTES} bytes without NUL",
+                crate::redact::MIN_SECRET_LEN
+            )));
+        }
+    }
+    if let Some(w) = &req.workdir
+        && (!w.starts_with('/') || w.len() > 4096 || w.contains('\0'))
+    {
+        return Err(JobError::Invalid("workdir must be an absolute path".into()));
+    }
+    if let Some(t) = req.timeout_secs
+        && !(1..=MAX_TIMEOUT_SECS).contains(&t)
+    {
+        return Err(JobError::Invalid(format!(
+            "timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
+        )));
+    }
+    if req.node_id.is_some() && !req.selector.is_empty() {
+        return Err(JobError::Invalid(
+            "give either node_id or selector, not both".into(),
+        ));
+    }
+    if req.selector.len() > 64
+        || req
+            .selector
+            .iter()
+            .any(|(k, v)| !valid_ident(k) || v.is_empty() || v.len() > 256)
+    {
+        return Err(JobError::Invalid(
+            "selector: at most 64 labels, names of A-Z a-z 0-9 . _ -, values of 1 to 256 bytes"
+                .into(),
+        ));
+    }
+    if req.fan_out && (req.selector.is_empty() || req.idempotency_key.is_some()) {
+        return Err(JobError::Invalid(
+            "fan_out needs a selector and takes no idempotency key".into(),
+        ));
+    }
+    if let Some(p) = req.priority
+        && !(-100..=100).contains(&p)
+    {
+        return Err(JobError::Invalid(
+            "priority must be between -100 and 100".into(),
+        ));
+    }
+    if let Some(m) = req.max_attempts
+        && !(1..=10).contains(&m)
+    {
+        return Err(JobError::Invalid(
+            "max_attempts must be between 1 and 10".into(),
+        ));
+    }
+    if let Some(k) = &req.idempotency_key
+        && !valid_ident(k)
+    {
+        return Err(JobError::Invalid(
+            "idempotency key must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into(),
+        ));
+    }
+    Ok(command)
+}
+
+impl Jobs {
+    /// Validates a submission and builds the job with the transaction that creates it (job,
+    /// pending entry, idempotency key), without committing. Callers that must create a job
+    /// atomically with other writes add theirs to the transaction.
+    pub fn prepare_submit(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+    ) -> Result<(Job, Txn)> {
+        let req = req.clone();
+        let command = validate_submit(&req)?;
+        let job_id = format!("j-{}", uuid::Uuid::now_v7().simple());
+        let job = Job {
+            job_id: job_id.clone(),
+            tenant: tenant.to_string(),
+            command,
+            node_id: req.node_id,
+            env: req.env,
+            secret_env: req.secret_env.keys().cloned().collect(),
+            workdir: req.workdir,
+            timeout_secs: req.timeout_secs.unwrap_or(self.cfg.default_timeout_secs),
+            max_attempts: req.max_attempts.unwrap_or(self.cfg.default_max_attempts),
+            priority: req.priority.unwrap_or(0),
+            selector: req.selector.clone(),
+            group: None,
+            status: JobStatus::Queued,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            current_attempt: None,
+            agent: None,
+            exit_code: None,
+            signal: None,
+            error: None,
+            cancel_requested: false,
+            idempotency_key: req.idempotency_key.clone(),
+            submitted_by: submitted_by.to_string(),
+        };
+        let mut txn = Txn::new()
+            .put(key(tenant, keys::job(&job_id))?, enc(&job), Expect::Absent)
+            .put(
+                key(tenant, keys::pending(&job_id))?,
+                enc(&Pending::of(&job)),
+                Expect::Absent,
+            );
+        if !req.secret_env.is_empty() {
+            txn = txn.put(
+                key(tenant, keys::secrets(&job_id))?,
+                enc(&req.secret_env),
+                Expect::Absent,
+            );
+        }
+        if let Some(k) = &req.idempotency_key {
+            txn = txn.put(
+                key(tenant, keys::idempotency(k))?,
+                job_id.clone().into_bytes(),
+                Expect::Absent,
+            );
+        }
+        Ok((job, txn))
+    }
+
+    /// The agents a fan-out with this selector reaches: the tenant's online agents whose labels
+    /// match. Fails when there are none, or more than a fan-out may reach.
+    pub async fn fan_out_targets(
+        &self,
+        tenant: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<Agent>> {
+        let agents: Vec<Agent> = self
+            .agents(tenant)
+            .await?
+            .into_iter()
+            .filter(|a| a.state == AgentState::Online && labels_match(selector, &a.labels))
+            .collect();
+        if agents.is_empty() {
+            return Err(JobError::Invalid(
+                "no online agent of this tenant matches the selector".into(),
+            ));
+        }
+        if agents.len() > 1000 {
+            return Err(JobError::Invalid(format!(
+                "the selector matches {} agents; a fan-out reaches at most 1000",
+                agents.len()
+            )));
+        }
+        Ok(agents)
+    }
+
+    /// Submits one job per agent of `agents` (from [`Jobs::fan_out_targets`]), all in one
+    /// transaction, each pinned to its agent and tagged with a common `group`.
+    pub async fn submit_fan_out(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        agents: Vec<Agent>,
+        now: Millis,
+    ) -> Result<(String, Vec<Job>)> {
+        validate_submit(req)?;
+        let group = format!("g-{}", uuid::Uuid::now_v7().simple());
+        let mut txn = Txn::new();
+        let mut jobs = Vec::with_capacity(agents.len());
+        for a in agents {
+            let one = SubmitJob {
+                node_id: Some(a.node_id.clone()),
+                selector: BTreeMap::new(),
+                fan_out: false,
+                ..req.clone()
+            };
+            let (mut job, part) = self.prepare_submit(tenant, submitted_by, &one, now)?;
+            job.selector = req.selector.clone();
+            job.group = Some(group.clone());
+            for op in part.ops {
+                // The job record carries the group and the selector it was chosen by.
+                txn.ops.push(match op {
+                    crate::store::Op::Put { key, expect, .. }
+                        if key.path() == keys::job(&job.job_id) =>
+                    {
+                        crate::store::Op::Put {
+                            key,
+                            value: enc(&job),
+                            expect,
+                        }
+                    }
+                    crate::store::Op::Put { key, expect, .. }
+                        if key.path() == keys::pending(&job.job_id) =>
+                    {
+                        crate::store::Op::Put {
+                            key,
+                            value: enc(&Pending::of(&job)),
+                            expect,
+                        }
+                    }
+                    other => other,
+                });
+            }
+            jobs.push(job);
+        }
+        self.store.commit(txn).await?;
+        Ok((group, jobs))
+    }
+
+    /// Submits a job. Returns the job and whether it was created (`false` when the idempotency
+    /// key named an earlier submission, which is returned instead).
+    pub async fn submit(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: SubmitJob,
+        now: Millis,
+    ) -> Result<(Job, bool)> {
+        let (job, txn) = self.prepare_submit(tenant, submitted_by, &req, now)?;
+        let idem = match &req.idempotency_key {
+            Some(k) => Some(key(tenant, keys::idempotency(k))?),
+            None => None,
+        };
+        match self.store.commit(txn).await {
+            Ok(_) => Ok((job, true)),
+            Err(StoreError::Conflict { key: k, .. })
+                if idem.as_ref().is_some_and(|i| i.to_string() == k) =>
+            {
+                let ik = idem.expect("checked above");
+                let earlier = self.store.get(&ik).await?.ok_or_else(|| {
+                    JobError::Conflict("idempotency key is being reused concurrently; retry".into())
+                })?;
+                let earlier_id = String::from_utf8_lossy(&earlier.value).to_string();
+                let earlier = self.get(tenant, &earlier_id).await?;
+                // A replay must be the same request; anything else is a client bug to surface.
+                let same = (
+                    &earlier.command,
+                    &earlier.node_id,
+                    &earlier.env,
+                    &earlier.secret_env,
+                    &earlier.selector,
+                    earlier.priority,
+                    &earlier.workdir,
+                    earlier.timeout_secs,
+                    earlier.max_attempts,
+                ) == (
+                    &job.command,
+                    &job.node_id,
+                    &job.env,
+                    &job.secret_env,
+                    &job.selector,
+                    job.priority,
+                    &job.workdir,
+                    job.timeout_secs,
+                    job.max_attempts,
+                );
+                if !same {
+                    return Err(JobError::Conflict(format!(
+                        "idempotency key already used by job {earlier_id} with a different request"
+                    )));
+                }
+                Ok((earlier, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cancels a job: a queued job ends at once; an assigned or running one is asked to stop
+    /// through its agent's inbox and ends when the agent reports.
+    pub async fn cancel(&self, tenant: &str, job_id: &str, now: Millis) -> Result<Job> {
+        let jk = key(tenant, keys::job(job_id))?;
+        for _ in 0..CAS_RETRIES {
+            let (mut job, jv) = self
+                .load::<Job>(&jk)
+                .await?
+                .ok_or_else(|| JobError::NotFound(format!("job {job_id}")))?;
+            if job.status.is_terminal() || job.cancel_requested {
+                return Ok(job);
+            }
+            job.updated_at = now;
+            let mut txn = Txn::new();
+            if job.status == JobStatus::Queued {
+                job.status = JobStatus::Cancelled;
+                job.finished_at = Some(now);
+                job.error = Some("cancelled before it started".into());
+                txn = txn.delete(key(tenant, keys::pending(job_id))?, Expect::Any);
+            } else {
+                job.cancel_requested = true;
+                if let (Some(att), Some(agent)) = (&job.current_attempt, &job.agent) {
+                    let ik = key(tenant, keys::inbox_entry(agent, att))?;
+                    if let Some((mut task, tv)) = self.load::<Task>(&ik).await? {
+                        task.cancel = true;
+                        txn = txn.put(ik, enc(&task), Expect::Version(tv));
+                    }
+                }
+            }
+            txn = txn.put(jk.clone(), enc(&job), Expect::Version(jv));
+            txn = forget_secrets(txn, tenant, &job)?;
+            match self.store.commit(txn).await {
+                Ok(_) => return Ok(job),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(JobError::Conflict(format!(
+            "job {job_id} is changing too fast; retry"
+        )))
+    }
+}
