@@ -14,11 +14,13 @@
 //! The service is one [`Jobs`] handle whose methods are spread over one file per concern:
 //! - `submit`: validation, submission (single, idempotent, fan-out) and cancel;
 //! - `query`: reads of jobs, attempts, output, agents and queue depth;
-//! - `schedule`: the leader's scheduling driver;
+//! - [`placement`]: the pure placement policy (queue order, free slots, choice of agent);
+//! - `schedule`: the leader's scheduling driver (read, place, fenced commit);
 //! - `liveness`: the leader's sweeps, agent liveness and requeue;
 //! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
 
 mod liveness;
+pub mod placement;
 mod protocol;
 mod query;
 mod schedule;

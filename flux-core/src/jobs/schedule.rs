@@ -1,16 +1,20 @@
 //! The leader's scheduling driver: reads a tenant's queue, agents and inboxes, asks
-//! the placement rules where each job goes, and commits each assignment as one fenced
+//! [`super::placement`] where each job goes, and commits each assignment as one fenced
 //! transaction (job, attempt, inbox entry, queue entry removed) with CAS on every object.
+//!
+//! read → place → commit: [`Jobs::schedule_tenant`] holds the pass's bounds (scan budget,
+//! `max_running`), `queued_job` loads the job a queue entry names (and cleans up stale
+//! entries), `assign` builds and commits one assignment.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use super::placement::{self, Wants};
 use super::{Jobs, MAX_SCAN_PER_PASS, Result, enc, key};
 use crate::keys;
 use crate::model::{
-    Agent, AgentState, Attempt, AttemptState, Job, JobStatus, Millis, Pending, Task, attempt_id,
-    labels_match,
+    Agent, Attempt, AttemptState, Job, JobStatus, Millis, Pending, Task, attempt_id,
 };
-use crate::store::{Epoch, Expect, StoreError, Txn};
+use crate::store::{Entry, Epoch, Expect, Key, StoreError, Txn, Version};
 
 impl Jobs {
     /// Assigns a tenant's queued jobs to online agents with free slots: highest priority
@@ -29,33 +33,15 @@ impl Jobs {
         if pending.is_empty() {
             return Ok(0);
         }
-        let mut pending: Vec<(Pending, crate::store::Entry)> = pending
-            .into_iter()
-            .map(|e| {
-                (
-                    serde_json::from_slice::<Pending>(&e.value).unwrap_or_default(),
-                    e,
-                )
-            })
-            .collect();
-        // Job ids are time-ordered, so within one priority the path order is the age order.
-        pending.sort_by(|(a, ea), (b, eb)| {
-            b.priority
-                .cmp(&a.priority)
-                .then_with(|| ea.key.path().cmp(eb.key.path()))
-        });
+        let pending = placement::order_pending(pending);
         let agents: BTreeMap<String, Agent> = self
             .list_objects::<Agent>(tenant, keys::AGENTS)
             .await?
             .into_iter()
             .map(|(a, _)| (a.node_id.clone(), a))
             .collect();
-        let mut load: HashMap<String, u32> = HashMap::new();
-        for e in self.store.list(tenant, keys::INBOX).await? {
-            if let Some(agent) = e.key.path().split('/').nth(1) {
-                *load.entry(agent.to_string()).or_default() += 1;
-            }
-        }
+        let inbox = self.store.list(tenant, keys::INBOX).await?;
+        let mut load = placement::load_of(inbox.iter().map(|e| e.key.path()));
         let mut assigned = 0;
         let mut in_flight: u64 = load.values().map(|n| u64::from(*n)).sum();
         let mut scanned = 0usize;
@@ -63,149 +49,162 @@ impl Jobs {
             if max_running.is_some_and(|m| in_flight >= m) || scanned >= MAX_SCAN_PER_PASS {
                 break;
             }
-            // Can take one more attempt now.
-            let free = |a: &Agent| {
-                a.state == AgentState::Online
-                    && load.get(&a.node_id).copied().unwrap_or(0) < a.slots
-            };
-            if !agents.values().any(free) {
+            if !placement::any_free(&agents, &load) {
                 break;
             }
             // A job that no free agent could take now is passed over unread: only jobs that
             // can be placed count towards the pass's budget, so none can block the queue.
-            let placeable = match &meta.node_id {
-                Some(n) => agents.get(n).is_some_and(free),
-                None => agents
-                    .values()
-                    .any(|a| free(a) && labels_match(&meta.selector, &a.labels)),
-            };
-            if !placeable {
+            if !placement::can_place(Wants::pending(&meta), &agents, &load) {
                 continue;
             }
             scanned += 1;
-            let Some(job_id) = p.key.path().strip_prefix(keys::PENDING) else {
+            let Some((jk, job, jv)) = self.queued_job(tenant, epoch, &meta, &p).await? else {
                 continue;
             };
-            let jk = key(tenant, keys::job(job_id))?;
-            let Some((mut job, jv)) = self.load::<Job>(&jk).await? else {
-                // Pending entry without a job: remove it.
-                let _ = self
-                    .store
-                    .commit(
-                        Txn::new()
-                            .delete(p.key.clone(), Expect::Version(p.version))
-                            .fenced(epoch),
-                    )
-                    .await;
+            let Some(agent) = placement::choose_agent(Wants::job(&job), &agents, &load) else {
                 continue;
             };
-            if job.status != JobStatus::Queued {
-                let _ = self
-                    .store
-                    .commit(
-                        Txn::new()
-                            .delete(p.key.clone(), Expect::Version(p.version))
-                            .fenced(epoch),
-                    )
-                    .await;
-                continue;
-            }
-            if Pending::of(&job) != meta {
-                // An entry from before entries described their job: describe it now, so the
-                // next pass can pass it over unread.
-                let _ = self
-                    .store
-                    .commit(
-                        Txn::new()
-                            .put(
-                                p.key.clone(),
-                                enc(&Pending::of(&job)),
-                                Expect::Version(p.version),
-                            )
-                            .fenced(epoch),
-                    )
-                    .await;
-                continue;
-            }
-            let chosen = match &job.node_id {
-                Some(n) => agents.get(n).filter(|a| free(a)),
-                None => agents
-                    .values()
-                    .filter(|a| free(a) && labels_match(&job.selector, &a.labels))
-                    .min_by_key(|a| {
-                        (
-                            load.get(&a.node_id).copied().unwrap_or(0),
-                            a.node_id.clone(),
-                        )
-                    }),
-            };
-            let Some(agent) = chosen else { continue };
-            let number = job.attempts + 1;
-            let att_id = attempt_id(&job.job_id, number);
-            let attempt = Attempt {
-                attempt_id: att_id.clone(),
-                job_id: job.job_id.clone(),
-                number,
-                agent: agent.node_id.clone(),
-                state: AttemptState::Assigned,
-                assigned_at: now,
-                start_deadline: now + self.cfg.start_timeout.as_millis() as u64,
-                started_at: None,
-                finished_at: None,
-                result: None,
-                abandoned_reason: None,
-                output_bytes: 0,
-                output_dropped: 0,
-                output_seq: 0,
-            };
-            let secret_env = if job.secret_env.is_empty() {
-                BTreeMap::new()
-            } else {
-                self.load::<BTreeMap<String, String>>(&key(tenant, keys::secrets(&job.job_id))?)
-                    .await?
-                    .map(|(s, _)| s)
-                    .unwrap_or_default()
-            };
-            let task = Task {
-                attempt_id: att_id.clone(),
-                job_id: job.job_id.clone(),
-                command: job.command.clone(),
-                env: job.env.clone(),
-                secret_env,
-                workdir: job.workdir.clone(),
-                timeout_secs: job.timeout_secs,
-                cancel: false,
-                revision: 0,
-            };
-            job.status = JobStatus::Assigned;
-            job.attempts = number;
-            job.current_attempt = Some(att_id.clone());
-            job.agent = Some(agent.node_id.clone());
-            job.updated_at = now;
-            let txn = Txn::new()
-                .fenced(epoch)
-                .put(jk, enc(&job), Expect::Version(jv))
-                .put(
-                    key(tenant, keys::attempt(&job.job_id, number))?,
-                    enc(&attempt),
-                    Expect::Absent,
-                )
-                .put(
-                    key(tenant, keys::inbox_entry(&agent.node_id, &att_id))?,
-                    enc(&task),
-                    Expect::Absent,
-                )
-                .delete(p.key.clone(), Expect::Version(p.version));
-            match self.store.commit(txn).await {
-                Ok(_) => {
-                    assigned += 1;
-                    in_flight += 1;
-                    *load.entry(agent.node_id.clone()).or_default() += 1;
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self
+                .assign(tenant, epoch, now, (jk, job, jv), agent, &p)
+                .await?
+            {
+                assigned += 1;
+                in_flight += 1;
+                *load.entry(agent.node_id.clone()).or_default() += 1;
             }
         }
         Ok(assigned)
+    }
+
+    /// The queued job that queue entry `p` names, with its key and version. `None` when there is
+    /// nothing to assign: the entry is then removed (its job is gone or no longer queued) or
+    /// rewritten to describe its job, each as a fenced best-effort write.
+    async fn queued_job(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        meta: &Pending,
+        p: &Entry,
+    ) -> Result<Option<(Key, Job, Version)>> {
+        let Some(job_id) = p.key.path().strip_prefix(keys::PENDING) else {
+            return Ok(None);
+        };
+        let jk = key(tenant, keys::job(job_id))?;
+        let Some((job, jv)) = self.load::<Job>(&jk).await? else {
+            // Pending entry without a job: remove it.
+            self.drop_pending(epoch, p).await;
+            return Ok(None);
+        };
+        if job.status != JobStatus::Queued {
+            self.drop_pending(epoch, p).await;
+            return Ok(None);
+        }
+        if Pending::of(&job) != *meta {
+            // An entry from before entries described their job: describe it now, so the
+            // next pass can pass it over unread.
+            let _ = self
+                .store
+                .commit(
+                    Txn::new()
+                        .put(
+                            p.key.clone(),
+                            enc(&Pending::of(&job)),
+                            Expect::Version(p.version),
+                        )
+                        .fenced(epoch),
+                )
+                .await;
+            return Ok(None);
+        }
+        Ok(Some((jk, job, jv)))
+    }
+
+    /// Removes a queue entry that names no queued job (best effort: a failure leaves it for the
+    /// next pass).
+    async fn drop_pending(&self, epoch: Epoch, p: &Entry) {
+        let _ = self
+            .store
+            .commit(
+                Txn::new()
+                    .delete(p.key.clone(), Expect::Version(p.version))
+                    .fenced(epoch),
+            )
+            .await;
+    }
+
+    /// Assigns `job` to `agent` in one fenced transaction: the job (CAS on its version), a new
+    /// attempt, the agent's inbox entry (the task, with the secret values) and the queue entry
+    /// removed. Returns `false` when another writer changed one of them first; the job is then
+    /// left for the next pass.
+    async fn assign(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        (jk, mut job, jv): (Key, Job, Version),
+        agent: &Agent,
+        p: &Entry,
+    ) -> Result<bool> {
+        let number = job.attempts + 1;
+        let att_id = attempt_id(&job.job_id, number);
+        let attempt = Attempt {
+            attempt_id: att_id.clone(),
+            job_id: job.job_id.clone(),
+            number,
+            agent: agent.node_id.clone(),
+            state: AttemptState::Assigned,
+            assigned_at: now,
+            start_deadline: now + self.cfg.start_timeout.as_millis() as u64,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            abandoned_reason: None,
+            output_bytes: 0,
+            output_dropped: 0,
+            output_seq: 0,
+        };
+        let secret_env = if job.secret_env.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.load::<BTreeMap<String, String>>(&key(tenant, keys::secrets(&job.job_id))?)
+                .await?
+                .map(|(s, _)| s)
+                .unwrap_or_default()
+        };
+        let task = Task {
+            attempt_id: att_id.clone(),
+            job_id: job.job_id.clone(),
+            command: job.command.clone(),
+            env: job.env.clone(),
+            secret_env,
+            workdir: job.workdir.clone(),
+            timeout_secs: job.timeout_secs,
+            cancel: false,
+            revision: 0,
+        };
+        job.status = JobStatus::Assigned;
+        job.attempts = number;
+        job.current_attempt = Some(att_id.clone());
+        job.agent = Some(agent.node_id.clone());
+        job.updated_at = now;
+        let txn = Txn::new()
+            .fenced(epoch)
+            .put(jk, enc(&job), Expect::Version(jv))
+            .put(
+                key(tenant, keys::attempt(&job.job_id, number))?,
+                enc(&attempt),
+                Expect::Absent,
+            )
+            .put(
+                key(tenant, keys::inbox_entry(&agent.node_id, &att_id))?,
+                enc(&task),
+                Expect::Absent,
+            )
+            .delete(p.key.clone(), Expect::Version(p.version));
+        match self.store.commit(txn).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }

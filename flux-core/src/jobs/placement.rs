@@ -1,0 +1,353 @@
+//! Placement: the pure policy deciding where queued jobs go, over plain data (queue entries,
+//! agent records and how many attempts each agent holds). No I/O: the scheduling driver in
+//! `schedule.rs` reads the store, asks these functions, and commits what they chose.
+//!
+//! The rules:
+//! - the queue is served highest priority first, then oldest (job ids are time-ordered);
+//! - an agent can take one more attempt while it is online and holds fewer than `slots`;
+//! - a job pinned to an agent goes to that agent only; any other job goes to the least loaded
+//!   agent with a free slot whose labels carry the job's selector (ties: smallest node id).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{Agent, AgentState, Job, Pending, labels_match};
+use crate::store::Entry;
+
+/// Attempts each agent holds now (assigned or running), by node id.
+pub type Load = HashMap<String, u32>;
+
+/// Where a job may go: pinned to one agent, or any agent whose labels carry the selector.
+#[derive(Clone, Copy, Debug)]
+pub struct Wants<'a> {
+    pub node_id: Option<&'a String>,
+    pub selector: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Wants<'a> {
+    pub fn job(job: &'a Job) -> Wants<'a> {
+        Wants {
+            node_id: job.node_id.as_ref(),
+            selector: &job.selector,
+        }
+    }
+
+    /// What a queue entry says of its job, so that it can be judged without loading the job.
+    pub fn pending(p: &'a Pending) -> Wants<'a> {
+        Wants {
+            node_id: p.node_id.as_ref(),
+            selector: &p.selector,
+        }
+    }
+}
+
+/// Decodes a tenant's queue entries and puts them in the order they are served: highest
+/// priority first, then oldest. An entry that does not decode is served as priority 0 with no
+/// pin and no selector (the driver then loads its job and describes it again).
+pub fn order_pending(entries: Vec<Entry>) -> Vec<(Pending, Entry)> {
+    let mut pending: Vec<(Pending, Entry)> = entries
+        .into_iter()
+        .map(|e| {
+            (
+                serde_json::from_slice::<Pending>(&e.value).unwrap_or_default(),
+                e,
+            )
+        })
+        .collect();
+    // Job ids are time-ordered, so within one priority the path order is the age order.
+    pending.sort_by(|(a, ea), (b, eb)| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| ea.key.path().cmp(eb.key.path()))
+    });
+    pending
+}
+
+/// The load of each agent, from the paths of a tenant's inbox entries
+/// (`inbox/<agent>/<attempt>`, see [`crate::keys::inbox_entry`]).
+pub fn load_of<'a>(inbox_paths: impl IntoIterator<Item = &'a str>) -> Load {
+    let mut load = Load::new();
+    for path in inbox_paths {
+        if let Some(agent) = path.split('/').nth(1) {
+            *load.entry(agent.to_string()).or_default() += 1;
+        }
+    }
+    load
+}
+
+/// How many more attempts an agent can take now: none unless it is online.
+pub fn free_slots(agent: &Agent, load: &Load) -> u32 {
+    if agent.state != AgentState::Online {
+        return 0;
+    }
+    agent
+        .slots
+        .saturating_sub(load.get(&agent.node_id).copied().unwrap_or(0))
+}
+
+/// Can take one more attempt now.
+fn has_room(agent: &Agent, load: &Load) -> bool {
+    free_slots(agent, load) > 0
+}
+
+/// Whether any agent can take one more attempt now (if none can, the pass is over).
+pub fn any_free(agents: &BTreeMap<String, Agent>, load: &Load) -> bool {
+    agents.values().any(|a| has_room(a, load))
+}
+
+/// Whether some agent could take a job that wants this now. The same answer as
+/// `choose_agent(..).is_some()`, but it stops at the first candidate: the driver asks it of
+/// every queue entry it passes over.
+pub fn can_place(wants: Wants<'_>, agents: &BTreeMap<String, Agent>, load: &Load) -> bool {
+    match wants.node_id {
+        Some(n) => agents.get(n).is_some_and(|a| has_room(a, load)),
+        None => agents
+            .values()
+            .any(|a| has_room(a, load) && labels_match(wants.selector, &a.labels)),
+    }
+}
+
+/// The agent a job goes to now: its pinned agent if that one has a free slot; otherwise the
+/// least loaded agent with a free slot whose labels carry the selector (ties: smallest node id).
+/// `None` when no agent can take it now.
+pub fn choose_agent<'a>(
+    wants: Wants<'_>,
+    agents: &'a BTreeMap<String, Agent>,
+    load: &Load,
+) -> Option<&'a Agent> {
+    match wants.node_id {
+        Some(n) => agents.get(n).filter(|a| has_room(a, load)),
+        None => agents
+            .values()
+            .filter(|a| has_room(a, load) && labels_match(wants.selector, &a.labels))
+            .min_by_key(|a| {
+                (
+                    load.get(&a.node_id).copied().unwrap_or(0),
+                    a.node_id.clone(),
+                )
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+    use crate::store::Key;
+
+    fn agent(id: &str, slots: u32, state: AgentState, labels: &[(&str, &str)]) -> Agent {
+        Agent {
+            node_id: id.into(),
+            tenant: "acme".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            slots,
+            state,
+            registered_at: 0,
+            last_seen: 0,
+            hostname: None,
+            version: None,
+        }
+    }
+
+    fn fleet(agents: Vec<Agent>) -> BTreeMap<String, Agent> {
+        agents.into_iter().map(|a| (a.node_id.clone(), a)).collect()
+    }
+
+    fn load(of: &[(&str, u32)]) -> Load {
+        of.iter().map(|(a, n)| (a.to_string(), *n)).collect()
+    }
+
+    fn selector(of: &[(&str, &str)]) -> BTreeMap<String, String> {
+        of.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn any(selector: &BTreeMap<String, String>) -> Wants<'_> {
+        Wants {
+            node_id: None,
+            selector,
+        }
+    }
+
+    fn entry(job_id: &str, value: &[u8]) -> Entry {
+        Entry {
+            key: Key::new("acme", keys::pending(job_id)).unwrap(),
+            version: 1,
+            value: value.to_vec(),
+        }
+    }
+
+    fn order(entries: Vec<Entry>) -> Vec<String> {
+        order_pending(entries)
+            .into_iter()
+            .map(|(_, e)| e.key.path().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_queue_is_served_by_priority_then_age() {
+        let served = order(vec![
+            entry("j-3", br#"{"priority":0}"#),
+            entry("j-1", br#"{"priority":0}"#),
+            entry("j-4", br#"{"priority":5}"#),
+            entry("j-2", br#"{"priority":-5}"#),
+            entry("j-5", br#"{"priority":5}"#),
+        ]);
+        assert_eq!(
+            served,
+            [
+                "pending/j-4",
+                "pending/j-5",
+                "pending/j-1",
+                "pending/j-3",
+                "pending/j-2"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_entry_that_does_not_decode_is_served_as_priority_zero() {
+        let decoded = order_pending(vec![
+            entry("j-1", br#"{"priority":-1}"#),
+            entry("j-2", b"not json"),
+            entry("j-3", b""),
+        ]);
+        let paths: Vec<&str> = decoded.iter().map(|(_, e)| e.key.path()).collect();
+        assert_eq!(paths, ["pending/j-2", "pending/j-3", "pending/j-1"]);
+        assert_eq!(decoded[0].0, Pending::default());
+        assert_eq!(
+            order_pending(vec![entry("j-9", br#"{"priority":3,"node_id":"a1"}"#)])[0].0,
+            Pending {
+                priority: 3,
+                node_id: Some("a1".into()),
+                selector: BTreeMap::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn load_counts_inbox_entries_per_agent() {
+        let l = load_of([
+            keys::inbox_entry("a1", "j-1.1").as_str(),
+            keys::inbox_entry("a1", "j-2.1").as_str(),
+            keys::inbox_entry("a2", "j-3.1").as_str(),
+        ]);
+        assert_eq!(l, load(&[("a1", 2), ("a2", 1)]));
+        assert!(load_of([]).is_empty());
+    }
+
+    #[test]
+    fn only_online_agents_below_their_slots_have_room() {
+        let l = load(&[("a1", 2), ("a3", 5)]);
+        assert_eq!(free_slots(&agent("a1", 4, AgentState::Online, &[]), &l), 2);
+        assert_eq!(free_slots(&agent("a2", 4, AgentState::Online, &[]), &l), 4);
+        assert_eq!(free_slots(&agent("a3", 4, AgentState::Online, &[]), &l), 0);
+        assert_eq!(
+            free_slots(&agent("a2", 4, AgentState::Unreachable, &[]), &l),
+            0
+        );
+        assert_eq!(free_slots(&agent("a2", 4, AgentState::Dead, &[]), &l), 0);
+        let agents = fleet(vec![
+            agent("a1", 2, AgentState::Online, &[]),
+            agent("a2", 4, AgentState::Dead, &[]),
+        ]);
+        assert!(!any_free(&agents, &l));
+        assert!(any_free(&agents, &load(&[("a1", 1)])));
+        assert!(!any_free(&BTreeMap::new(), &l));
+    }
+
+    #[test]
+    fn the_least_loaded_matching_agent_is_chosen_ties_by_node_id() {
+        let agents = fleet(vec![
+            agent("a1", 4, AgentState::Online, &[("role", "web")]),
+            agent("a2", 4, AgentState::Online, &[("role", "web")]),
+            agent("a3", 4, AgentState::Online, &[("role", "db")]),
+        ]);
+        let none = selector(&[]);
+        let web = selector(&[("role", "web")]);
+        let pick = |w, l: &Load| choose_agent(w, &agents, l).map(|a| a.node_id.clone());
+        assert_eq!(pick(any(&none), &load(&[])), Some("a1".into()));
+        assert_eq!(
+            pick(any(&none), &load(&[("a1", 1), ("a2", 1)])),
+            Some("a3".into())
+        );
+        assert_eq!(pick(any(&web), &load(&[("a1", 1)])), Some("a2".into()));
+        assert_eq!(
+            pick(any(&web), &load(&[("a1", 1), ("a2", 1)])),
+            Some("a1".into())
+        );
+    }
+
+    #[test]
+    fn selectors_need_every_label() {
+        let agents = fleet(vec![
+            agent("a1", 4, AgentState::Online, &[("role", "web")]),
+            agent(
+                "a2",
+                4,
+                AgentState::Online,
+                &[("role", "web"), ("zone", "b")],
+            ),
+        ]);
+        let zone_b = selector(&[("role", "web"), ("zone", "b")]);
+        let zone_c = selector(&[("zone", "c")]);
+        let chosen = choose_agent(any(&zone_b), &agents, &load(&[]));
+        assert_eq!(chosen.map(|a| a.node_id.as_str()), Some("a2"));
+        assert!(choose_agent(any(&zone_c), &agents, &load(&[])).is_none());
+        assert!(!can_place(any(&zone_c), &agents, &load(&[])));
+    }
+
+    #[test]
+    fn a_pinned_job_waits_for_its_agent() {
+        let agents = fleet(vec![
+            agent("a1", 1, AgentState::Online, &[]),
+            agent("a2", 4, AgentState::Online, &[]),
+            agent("a3", 4, AgentState::Unreachable, &[]),
+        ]);
+        let none = selector(&[]);
+        let (a1, a3, gone) = ("a1".to_string(), "a3".to_string(), "a9".to_string());
+        let pin = |n: &String, l: &Load| {
+            let w = Wants {
+                node_id: Some(n),
+                selector: &none,
+            };
+            (
+                choose_agent(w, &agents, l).map(|a| a.node_id.clone()),
+                can_place(w, &agents, l),
+            )
+        };
+        // Free: it goes there, even though another agent is less loaded.
+        assert_eq!(pin(&a1, &load(&[])), (Some("a1".into()), true));
+        // Full, not online, or not registered: it waits; no other agent takes it.
+        assert_eq!(pin(&a1, &load(&[("a1", 1)])), (None, false));
+        assert_eq!(pin(&a3, &load(&[])), (None, false));
+        assert_eq!(pin(&gone, &load(&[])), (None, false));
+    }
+
+    #[test]
+    fn full_and_offline_agents_are_no_candidates() {
+        let agents = fleet(vec![
+            agent("a1", 2, AgentState::Online, &[]),
+            agent("a2", 4, AgentState::Dead, &[]),
+            agent("a3", 4, AgentState::Unreachable, &[]),
+        ]);
+        let none = selector(&[]);
+        let full = load(&[("a1", 2)]);
+        assert!(choose_agent(any(&none), &agents, &full).is_none());
+        assert!(!can_place(any(&none), &agents, &full));
+        let one_left = load(&[("a1", 1)]);
+        let chosen = choose_agent(any(&none), &agents, &one_left);
+        assert_eq!(chosen.map(|a| a.node_id.as_str()), Some("a1"));
+        assert!(can_place(any(&none), &agents, &one_left));
+    }
+
+    #[test]
+    fn no_agents_no_candidate() {
+        let none = selector(&[]);
+        assert!(choose_agent(any(&none), &BTreeMap::new(), &load(&[])).is_none());
+        assert!(!can_place(any(&none), &BTreeMap::new(), &load(&[])));
+    }
+}
