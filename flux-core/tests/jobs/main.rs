@@ -1,0 +1,162 @@
+//! The job service (`flux_core::jobs::Jobs`) driven directly against a real embedded redb store.
+//!
+//! Time never passes on its own here: every call takes an explicit `now` in milliseconds, so
+//! liveness, start deadlines and requeues are exercised by handing later timestamps to the
+//! leader's sweeps.
+//!
+//! This file holds the shared fixtures (a store, a job service, agents and helpers); the tests
+//! are grouped by the part of the service they drive: `submit`, `schedule`, `liveness` and
+//! `protocol`, as in `flux-core/src/jobs/`.
+
+mod liveness;
+mod protocol;
+mod schedule;
+mod submit;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use flux_core::jobs::{JobError, JobFilter, Jobs, JobsConfig, SweepReport};
+use flux_core::model::{
+    AgentState, Attempt, AttemptResult, AttemptState, CommandSpec, Heartbeat, Job, JobStatus,
+    Millis, Outcome, OutputChunk, RegisterAgent, Stream, SubmitJob, Task,
+};
+use flux_core::store::{self, DynStore, Epoch, Key, Op, StoreError, Version};
+use flux_core::testing::BeforeCommit;
+
+const T0: Millis = 1_700_000_000_000;
+const TENANT: &str = "acme";
+
+fn ms(d: Duration) -> Millis {
+    d.as_millis() as Millis
+}
+
+fn cfg() -> JobsConfig {
+    JobsConfig::default()
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: DynStore,
+    jobs: Jobs,
+}
+
+async fn env_with(cfg: JobsConfig) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.redb");
+    let store = store::open(&format!("redb:{}", path.display()))
+        .await
+        .unwrap();
+    let jobs = Jobs::new(store.clone(), cfg);
+    Env {
+        _dir: dir,
+        store,
+        jobs,
+    }
+}
+
+async fn env() -> Env {
+    env_with(cfg()).await
+}
+
+fn shell(cmd: &str) -> SubmitJob {
+    SubmitJob {
+        command: Some(cmd.to_string()),
+        ..Default::default()
+    }
+}
+
+fn exited(code: i32) -> AttemptResult {
+    AttemptResult {
+        outcome: Outcome::Exited,
+        exit_code: Some(code),
+        signal: None,
+        message: None,
+    }
+}
+
+fn chunk(seq: u64, stream: Stream, data: &str) -> OutputChunk {
+    OutputChunk {
+        seq,
+        stream,
+        data: data.to_string(),
+    }
+}
+
+async fn register(jobs: &Jobs, tenant: &str, node: &str, now: Millis) {
+    let req = RegisterAgent {
+        slots: Some(4),
+        ..Default::default()
+    };
+    let reply = jobs.register(tenant, node, &req, now).await.unwrap();
+    assert!(reply.cancel.is_empty(), "{reply:?}");
+}
+
+async fn heartbeat(jobs: &Jobs, tenant: &str, node: &str, running: &[&str], now: Millis) {
+    let hb = Heartbeat {
+        running: running.iter().map(|s| s.to_string()).collect(),
+    };
+    jobs.heartbeat(tenant, node, &hb, now).await.unwrap();
+}
+
+/// The one task in an agent's inbox.
+async fn only_task(jobs: &Jobs, tenant: &str, node: &str) -> Task {
+    let mut tasks = jobs.poll(tenant, node, 0).await.unwrap();
+    assert_eq!(tasks.len(), 1, "inbox of {node}: {tasks:?}");
+    tasks.pop().unwrap()
+}
+
+/// Every object of a tenant, with its version, for "nothing was written" checks.
+async fn snapshot(store: &DynStore, tenant: &str) -> Vec<(String, Version, Vec<u8>)> {
+    store
+        .list(tenant, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key.path().to_string(), e.version, e.value))
+        .collect()
+}
+
+async fn attempt(jobs: &Jobs, tenant: &str, job_id: &str, attempt_id: &str) -> Attempt {
+    jobs.attempts(tenant, job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.attempt_id == attempt_id)
+        .unwrap_or_else(|| panic!("attempt {attempt_id} of job {job_id} not found"))
+}
+
+/// Submits a job and assigns it to `node` (which must be the only free agent); returns the job
+/// and the attempt id the agent received.
+async fn submit_and_assign(
+    e: &Env,
+    epoch: Epoch,
+    req: SubmitJob,
+    node: &str,
+    now: Millis,
+) -> (Job, String) {
+    let (job, created) = e.jobs.submit(TENANT, "alice", req, now).await.unwrap();
+    assert!(created);
+    assert_eq!(
+        e.jobs
+            .schedule_tenant(TENANT, epoch, now, None)
+            .await
+            .unwrap(),
+        1
+    );
+    let job = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Assigned);
+    assert_eq!(job.agent.as_deref(), Some(node));
+    let task = only_task(&e.jobs, TENANT, node).await;
+    assert_eq!(Some(&task.attempt_id), job.current_attempt.as_ref());
+    (job, task.attempt_id)
+}
+
+fn is_fenced(err: &JobError, presented: Epoch, current: Epoch) -> bool {
+    matches!(
+        err,
+        JobError::Store(StoreError::Fenced { presented: p, current: c })
+            if *p == presented && *c == current
+    )
+}
