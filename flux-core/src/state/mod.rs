@@ -15,13 +15,16 @@
 //!
 //! The same rules apply to a file (errors name the file, line, column and field) and to JSON
 //! bodies sent to the API (errors name the state and field).
+//!
+//! `file.rs` parses `state.toml` with positions for its errors.
+
+mod file;
+
+pub use file::{StateFileError, parse_state_file};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
 use crate::jobs::{MAX_COMMAND_BYTES, MAX_TIMEOUT_SECS, validate_submit};
 use crate::model::{Millis, SubmitJob, valid_ident};
@@ -235,141 +238,6 @@ pub fn validate_set(states: &[StateSpec]) -> Result<(), String> {
     Ok(())
 }
 
-/// An error in a state file, with where it is.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct StateFileError {
-    pub file: String,
-    /// 1-based line and column; 0 when the position is unknown.
-    pub line: usize,
-    pub column: usize,
-    /// The field concerned (`state[2].interval`), when known.
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for StateFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if self.line > 0 {
-            write!(f, ":{}:{}", self.line, self.column)?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    state: Vec<Spanned<RawState>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawState {
-    name: Spanned<String>,
-    targets: Spanned<Targets>,
-    check: Spanned<String>,
-    apply: Spanned<String>,
-    #[serde(default)]
-    interval: Option<Spanned<String>>,
-    #[serde(default)]
-    timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    env: Option<Spanned<BTreeMap<String, String>>>,
-    #[serde(default)]
-    desired_exit_code: Option<Spanned<i32>>,
-}
-
-/// 1-based line and column of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// Parses a `state.toml`. `file` names it in errors.
-pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateFileError> {
-    let err = |span: Option<Range<usize>>, field: Option<String>, message: String| {
-        let (line, column) = span.map_or((0, 0), |s| position(text, s.start));
-        StateFileError {
-            file: file.to_string(),
-            line,
-            column,
-            field,
-            message,
-        }
-    };
-    let raw: RawFile =
-        toml::from_str(text).map_err(|e| err(e.span(), None, e.message().trim().to_string()))?;
-    if raw.state.len() > MAX_STATES {
-        return Err(err(
-            None,
-            None,
-            format!("at most {MAX_STATES} states in one file"),
-        ));
-    }
-    let mut out: Vec<StateSpec> = Vec::with_capacity(raw.state.len());
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, rs) in raw.state.into_iter().enumerate() {
-        let rs = rs.into_inner();
-        let field = |f: &str| Some(format!("state[{i}].{f}"));
-        let duration = |v: &Option<Spanned<String>>, name: &str, default: u64| match v {
-            None => Ok(default),
-            Some(s) => crate::model::parse_duration(s.get_ref())
-                .and_then(|d| {
-                    if d.subsec_millis() != 0 {
-                        Err("use whole seconds".to_string())
-                    } else {
-                        Ok(d.as_secs())
-                    }
-                })
-                .map_err(|m| err(Some(s.span()), field(name), m)),
-        };
-        let spec = StateSpec {
-            name: rs.name.get_ref().clone(),
-            targets: rs.targets.get_ref().clone(),
-            check: rs.check.get_ref().clone(),
-            apply: rs.apply.get_ref().clone(),
-            interval_secs: duration(&rs.interval, "interval", DEFAULT_INTERVAL_SECS)?,
-            timeout_secs: duration(&rs.timeout, "timeout", DEFAULT_TIMEOUT_SECS)?,
-            env: rs
-                .env
-                .as_ref()
-                .map(|e| e.get_ref().clone())
-                .unwrap_or_default(),
-            desired_exit_code: rs.desired_exit_code.as_ref().map_or(0, |c| *c.get_ref()),
-        };
-        if let Err(fe) = validate_spec(&spec) {
-            let span = match fe.field {
-                "name" => Some(rs.name.span()),
-                "targets" => Some(rs.targets.span()),
-                "check" => Some(rs.check.span()),
-                "apply" => Some(rs.apply.span()),
-                "interval" => rs.interval.as_ref().map(|s| s.span()),
-                "timeout" => rs.timeout.as_ref().map(|s| s.span()),
-                "env" => rs.env.as_ref().map(|s| s.span()),
-                "desired_exit_code" => rs.desired_exit_code.as_ref().map(|s| s.span()),
-                _ => None,
-            };
-            return Err(err(span, field(fe.field), fe.message));
-        }
-        if let Some(first) = names.insert(spec.name.clone(), i) {
-            return Err(err(
-                Some(rs.name.span()),
-                field("name"),
-                format!("{:?} is already declared by state[{first}]", spec.name),
-            ));
-        }
-        out.push(spec);
-    }
-    Ok(out)
-}
-
 /// Renders a duration in seconds the way state files write it.
 pub fn format_secs(s: u64) -> String {
     match s {
@@ -431,88 +299,6 @@ pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
-[[state]]
-name = "motd"
-targets = { labels = { role = "web" } }
-check = "grep -q fluxforge /etc/motd"
-apply = "echo fluxforge >> /etc/motd"
-interval = "30s"
-timeout = "1m"
-
-[[state]]
-name = "pkg"
-targets = { agents = ["agent-1", "agent-2"] }
-check = "test -f /tmp/x"
-apply = "touch /tmp/x"
-env = { MODE = "fast" }
-desired_exit_code = 3
-"#;
-
-    #[test]
-    fn a_good_file_parses_with_defaults() {
-        let s = parse_state_file("state.toml", GOOD).unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].name, "motd");
-        assert_eq!(s[0].interval_secs, 30);
-        assert_eq!(s[0].timeout_secs, 60);
-        assert_eq!(s[0].targets.labels["role"], "web");
-        assert_eq!(s[1].interval_secs, DEFAULT_INTERVAL_SECS);
-        assert_eq!(s[1].targets.agents, vec!["agent-1", "agent-2"]);
-        assert_eq!(s[1].env["MODE"], "fast");
-        assert_eq!(s[1].desired_exit_code, 3);
-        assert!(validate_set(&s).is_ok());
-    }
-
-    fn error_of(text: &str) -> StateFileError {
-        parse_state_file("s.toml", text).unwrap_err()
-    }
-
-    #[test]
-    fn semantic_errors_point_at_line_and_field() {
-        let bad = GOOD.replace("interval = \"30s\"", "interval = \"30y\"");
-        let e = error_of(&bad);
-        assert_eq!((e.line, e.field.as_deref()), (7, Some("state[0].interval")));
-        assert!(
-            e.to_string().starts_with("s.toml:7:12: state[0].interval:"),
-            "{e}"
-        );
-
-        let bad = GOOD.replace("check = \"test -f /tmp/x\"", "check = \"  \"");
-        let e = error_of(&bad);
-        assert_eq!((e.line, e.field.as_deref()), (13, Some("state[1].check")));
-
-        let bad = GOOD.replace("name = \"pkg\"", "name = \"motd\"");
-        let e = error_of(&bad);
-        assert_eq!(e.line, 11);
-        assert!(e.message.contains("already declared by state[0]"), "{e}");
-
-        let bad = GOOD.replace("agents = [\"agent-1\", \"agent-2\"]", "agents = [\"a/b\"]");
-        assert_eq!(error_of(&bad).field.as_deref(), Some("state[1].targets"));
-
-        let bad = GOOD.replace("MODE = \"fast\"", "\"1BAD\" = \"x\"");
-        assert_eq!(error_of(&bad).field.as_deref(), Some("state[1].env"));
-    }
-
-    #[test]
-    fn syntax_and_unknown_fields_are_rejected_with_a_position() {
-        let e = error_of("[[state]]\nname = \"x\"\ncheck = \n");
-        assert_eq!(e.line, 3);
-        let e = error_of(&GOOD.replace("timeout = \"1m\"", "timeout = \"1m\"\nretries = 3"));
-        assert_eq!(e.line, 9, "{e}");
-        assert!(e.message.contains("retries"), "{e}");
-        let e = error_of("[[state]]\nname = \"x\"\ncheck = \"true\"\napply = \"true\"\n");
-        assert!(e.message.contains("targets"), "{e}");
-        let e =
-            error_of("[[state]]\nname = \"x\"\ntargets = {}\ncheck = \"true\"\napply = \"true\"\n");
-        assert_eq!((e.line, e.field.as_deref()), (3, Some("state[0].targets")));
-    }
-
-    #[test]
-    fn an_empty_file_declares_nothing() {
-        assert!(parse_state_file("s.toml", "").unwrap().is_empty());
-    }
-
     #[test]
     fn label_selectors_match_supersets_only() {
         let t = Targets {
@@ -530,18 +316,5 @@ desired_exit_code = 3
             labels: BTreeMap::new(),
         };
         assert!(named.matches("a", &db) && !named.matches("b", &web));
-    }
-
-    #[test]
-    fn diffs_list_only_changed_fields() {
-        let s = parse_state_file("s.toml", GOOD).unwrap();
-        assert!(diff_specs(&s[0], &s[0]).is_empty());
-        let mut n = s[0].clone();
-        n.interval_secs = 120;
-        n.check = "true".into();
-        let d = diff_specs(&s[0], &n);
-        let fields: Vec<&str> = d.iter().map(|c| c.field.as_str()).collect();
-        assert_eq!(fields, vec!["check", "interval"]);
-        assert_eq!((d[1].from.as_str(), d[1].to.as_str()), ("30s", "2m"));
     }
 }
