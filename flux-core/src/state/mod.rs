@@ -16,18 +16,23 @@
 //! The same rules apply to a file (errors name the file, line, column and field) and to JSON
 //! bodies sent to the API (errors name the state and field).
 //!
-//! `file.rs` parses `state.toml` with positions for its errors.
+//! `file.rs` parses `state.toml` with positions for its errors; `plan.rs` decides, purely, what
+//! an apply changes; `service.rs` stores states with CAS and carries out applies ([`States`]).
 
 mod file;
+mod plan;
+mod service;
 
 pub use file::{StateFileError, parse_state_file};
+pub use plan::{Plan, PlanAction, PlanConflict, PlanItem, plan};
+pub use service::{ApplyRequest, StateError, StateView, States};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::{MAX_COMMAND_BYTES, MAX_TIMEOUT_SECS, validate_submit};
-use crate::model::{Millis, SubmitJob, valid_ident};
+use crate::model::{Agent, Millis, SubmitJob, valid_ident};
 
 /// Default check interval.
 pub const DEFAULT_INTERVAL_SECS: u64 = 30;
@@ -293,6 +298,23 @@ pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
             to,
         })
         .collect()
+}
+
+/// The agents a state targets, in id order: the named ones (registered or not), or the
+/// registered agents its labels select.
+pub fn target_ids(spec: &StateSpec, agents: &[Agent]) -> Vec<String> {
+    if !spec.targets.agents.is_empty() {
+        let mut v = spec.targets.agents.clone();
+        v.sort();
+        return v;
+    }
+    let mut v: Vec<String> = agents
+        .iter()
+        .filter(|a| spec.targets.matches(&a.node_id, &a.labels))
+        .map(|a| a.node_id.clone())
+        .collect();
+    v.sort();
+    v
 }
 
 #[cfg(test)]

@@ -1,0 +1,273 @@
+//! Desired-state reconciliation: storing states with CAS, planning and applying a whole
+//! `state.toml`, and the leader's loop that converges every target agent.
+//!
+//! Per (state, agent) the reconciler keeps a [`TargetStatus`] record and runs rounds of
+//! `check` → (`apply` → `check` to verify). Each step is an ordinary job pinned to the agent.
+//! The decision of what to do next is the pure [`step`] function (in `step.rs`);
+//! [`Reconciler::pass`] only reads, submits and writes. Storing and applying states is the
+//! state service, [`crate::state::States`], which [`Reconciler`] also offers for its callers.
+//!
+//! Guarantees:
+//! - a step's job is created in the same store transaction as the status record that points at
+//!   it, fenced by the leader's epoch and conditional on the record's and the state's versions:
+//!   either both exist or neither does, so a leader that dies at any point leaves its successor
+//!   a record to continue from, and no job a record does not know about. A repair is neither
+//!   lost nor run twice, and a state deleted meanwhile gets no new job;
+//! - reconciler jobs have a single attempt: an apply interrupted by a lost agent is not re-run
+//!   blindly, the next round checks first;
+//! - a failing target backs off exponentially (from its interval up to an hour);
+//! - two applies that race cannot silently overwrite each other: every write of a state is a CAS
+//!   on its version, and an apply may state the versions it planned against.
+
+mod step;
+
+pub use step::{
+    Event, InFlight, JobView, MAX_BACKOFF_MS, MAX_EVENTS, Step, StepKind, Tally, TargetState,
+    TargetStatus, step,
+};
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::jobs::{JobError, Jobs};
+use crate::model::{AgentState, Job, Millis, SubmitJob};
+use crate::state::{StateSpec, States};
+use crate::store::{DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
+
+// Old paths, kept for the other crates until they move (layout).
+pub use crate::keys;
+pub use crate::state::{
+    ApplyRequest, Plan, PlanAction as Action, PlanItem, StateError, StateView, target_ids,
+};
+
+/// Output kept from a failed check or apply.
+pub const OUTPUT_TAIL_BYTES: usize = 4096;
+
+/// Who reconciler jobs are submitted as.
+pub const RECONCILER: &str = "reconciler";
+
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// The reconciler, and the state service it drives ([`States`]). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Reconciler {
+    states: States,
+    store: DynStore,
+    jobs: Jobs,
+}
+
+fn key(tenant: &str, path: String) -> Result<Key> {
+    Ok(Key::new(tenant, path)?)
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("state types always serialize")
+}
+
+impl Reconciler {
+    pub fn new(store: DynStore, jobs: Jobs) -> Reconciler {
+        Reconciler {
+            states: States::new(store.clone(), jobs.clone()),
+            store,
+            jobs,
+        }
+    }
+
+    /// The state service this reconciler converges.
+    pub fn states(&self) -> &States {
+        &self.states
+    }
+
+    /// Every state of a tenant with its targets' status.
+    pub async fn list(&self, tenant: &str) -> Result<Vec<StateView>> {
+        self.states.list(tenant).await
+    }
+
+    /// One state with its targets' status.
+    pub async fn get(&self, tenant: &str, name: &str) -> Result<StateView> {
+        self.states.get(tenant, name).await
+    }
+
+    /// See [`States::put`].
+    pub async fn put(
+        &self,
+        tenant: &str,
+        by: &str,
+        spec: StateSpec,
+        expect: Expect,
+        now: Millis,
+    ) -> Result<(Version, bool)> {
+        self.states.put(tenant, by, spec, expect, now).await
+    }
+
+    /// See [`States::delete`].
+    pub async fn delete(&self, tenant: &str, name: &str, expect: Expect) -> Result<Version> {
+        self.states.delete(tenant, name, expect).await
+    }
+
+    /// See [`States::apply`].
+    pub async fn apply(
+        &self,
+        tenant: &str,
+        by: &str,
+        req: ApplyRequest,
+        now: Millis,
+    ) -> Result<Plan> {
+        self.states.apply(tenant, by, req, now).await
+    }
+
+    /// One reconcile pass over a tenant: for every (state, target agent) decide the next step,
+    /// submit what it needs and record it; drop records of targets that no longer exist.
+    pub async fn pass(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<Tally> {
+        let states = self.states.stored_states(tenant).await?;
+        let statuses = self.states.statuses(tenant, keys::STATUSES).await?;
+        if states.is_empty() && statuses.is_empty() {
+            return Ok(Tally::default());
+        }
+        let agents = self.jobs.agents(tenant).await?;
+        let mut by_target: BTreeMap<(String, String), (TargetStatus, Version)> = statuses
+            .into_iter()
+            .map(|(t, v)| ((t.state.clone(), t.agent.clone()), (t, v)))
+            .collect();
+        let mut tally = Tally::default();
+        for (name, (stored, version)) in &states {
+            for agent in target_ids(&stored.spec, &agents) {
+                let online = agents
+                    .iter()
+                    .any(|a| a.node_id == agent && a.state == AgentState::Online);
+                let (cur, sv) = by_target
+                    .remove(&(name.clone(), agent.clone()))
+                    .map_or_else(
+                        || (TargetStatus::new(name, &agent, now), None),
+                        |(t, v)| (t, Some(v)),
+                    );
+                match self
+                    .advance(tenant, epoch, &stored.spec, *version, cur, sv, online, now)
+                    .await
+                {
+                    Ok(t) => tally.add(t),
+                    // Another writer moved the record; the next pass looks again.
+                    Err(StateError::Store(StoreError::Conflict { .. })) => {}
+                    Err(StateError::Jobs(e)) => {
+                        tracing::warn!(state = %name, agent = %agent, error = %e, "reconcile step failed");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // Records of targets that are gone (state deleted, agent no longer matching).
+        for ((_, _), (t, v)) in by_target {
+            let k = key(tenant, keys::status(&t.state, &t.agent))?;
+            match self
+                .store
+                .commit(Txn::new().fenced(epoch).delete(k, Expect::Version(v)))
+                .await
+            {
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(tally)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn advance(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        spec: &StateSpec,
+        version: Version,
+        cur: TargetStatus,
+        stored_version: Option<Version>,
+        online: bool,
+        now: Millis,
+    ) -> Result<Tally> {
+        let job = match &cur.in_flight {
+            None => None,
+            Some(f) => match self.jobs.get(tenant, &f.job_id).await {
+                Ok(j) => {
+                    let mut v = JobView::of(&j);
+                    // An apply fails on any non-zero exit; a check on any other than desired.
+                    let wanted = match f.kind {
+                        StepKind::Apply => 0,
+                        _ => spec.desired_exit_code,
+                    };
+                    if j.status.is_terminal() && j.exit_code != Some(wanted) {
+                        v.output = self.output_tail(tenant, &j).await?;
+                    }
+                    Some(v)
+                }
+                Err(JobError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let (mut next, tally, submit) = match step(&cur, spec, version, online, job.as_ref(), now) {
+            Step::Wait => return Ok(Tally::default()),
+            Step::Save(s, t) => (s, t, None),
+            Step::Submit(kind, s, t) => (s, t, Some(kind)),
+        };
+        let mut txn = Txn::new();
+        if let Some(kind) = submit {
+            let command = match kind {
+                StepKind::Check | StepKind::Verify => &spec.check,
+                StepKind::Apply => &spec.apply,
+            };
+            let req = SubmitJob {
+                command: Some(command.clone()),
+                node_id: Some(next.agent.clone()),
+                env: spec.env.clone(),
+                timeout_secs: Some(spec.timeout_secs),
+                max_attempts: Some(1),
+                ..SubmitJob::default()
+            };
+            let (job, job_txn) = self.jobs.prepare_submit(tenant, RECONCILER, &req, now)?;
+            if kind == StepKind::Apply {
+                next.event(now, "applying", "apply submitted".into(), Some(&job.job_id));
+            }
+            next.in_flight = Some(InFlight {
+                kind,
+                job_id: job.job_id,
+            });
+            // The job exists only if the record pointing at it does, and only while the
+            // state is still at the version the step was decided on.
+            txn = job_txn.check(
+                key(tenant, keys::state(&spec.name))?,
+                Expect::Version(version),
+            );
+        }
+        let k = key(tenant, keys::status(&next.state, &next.agent))?;
+        let expect = stored_version.map_or(Expect::Absent, Expect::Version);
+        self.store
+            .commit(txn.fenced(epoch).put(k, enc(&next), expect))
+            .await?;
+        Ok(tally)
+    }
+
+    async fn output_tail(&self, tenant: &str, job: &Job) -> Result<Option<String>> {
+        let Some(att) = &job.current_attempt else {
+            return Ok(None);
+        };
+        let chunks = self.jobs.output(tenant, att, 0).await?;
+        let mut text: String = chunks.iter().map(|c| c.data.as_str()).collect();
+        if text.len() > OUTPUT_TAIL_BYTES {
+            let mut cut = text.len() - OUTPUT_TAIL_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            text = format!("…{}", &text[cut..]);
+        }
+        Ok((!text.is_empty()).then_some(text))
+    }
+
+    /// Targets per status over every state of a tenant (for metrics).
+    pub async fn counts(&self, tenant: &str) -> Result<BTreeMap<TargetState, usize>> {
+        let mut m = BTreeMap::new();
+        for v in self.list(tenant).await? {
+            for t in v.status {
+                *m.entry(t.status).or_default() += 1;
+            }
+        }
+        Ok(m)
+    }
+}

@@ -1,0 +1,238 @@
+//! Planning an apply, pure: given the states stored now and the set a file (or request)
+//! declares, [`plan()`] says what applying would do to each state (create, update, leave
+//! unchanged, delete when pruning), with the fields that change. No I/O: the state service
+//! turns a plan into one transaction; `fluxctl diff` shows the same plan from a dry run.
+//!
+//! A plan made against versions the caller names (`expect`, from an earlier dry run) fails with
+//! [`PlanConflict`] when a state moved since, or when pruning would delete a state the earlier
+//! plan did not show.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{FieldChange, StateSpec, StoredState, diff_specs};
+use crate::store::Version;
+
+/// What an apply does to one state. (Called `reconcile::Action` before; renamed because the
+/// reconciler's steps are actions too.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    Create,
+    Update,
+    Unchanged,
+    Delete,
+}
+
+/// One line of a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanItem {
+    pub name: String,
+    pub action: PlanAction,
+    /// Version before (0 = absent).
+    pub from_version: Version,
+    /// Version after applying (0 = deleted; unknown in a dry run of a change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<Version>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
+}
+
+/// What an apply did, or would do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub dry_run: bool,
+    pub items: Vec<PlanItem>,
+}
+
+impl Plan {
+    /// Whether applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        self.items.iter().any(|i| i.action != PlanAction::Unchanged)
+    }
+}
+
+/// The plan was made against states that have moved since; the message says which.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanConflict(pub String);
+
+/// Plans applying `specs` over `current` (every stored state of the tenant, by name, with its
+/// version). Items come in the order of `specs`, then the pruned states in name order.
+/// `expect` holds the versions the caller planned against (0 = absent); when it is given,
+/// pruning may only delete states it names.
+pub fn plan(
+    current: &BTreeMap<String, (StoredState, Version)>,
+    specs: &[StateSpec],
+    prune: bool,
+    expect: &BTreeMap<String, Version>,
+) -> Result<Vec<PlanItem>, PlanConflict> {
+    for (name, want) in expect {
+        let have = current.get(name).map_or(0, |(_, v)| *v);
+        if have != *want {
+            return Err(PlanConflict(format!(
+                "state {name} is at version {have}, not {want} as planned; run diff again"
+            )));
+        }
+    }
+    let mut items = Vec::new();
+    let declared: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    for spec in specs {
+        items.push(match current.get(&spec.name) {
+            None => PlanItem {
+                name: spec.name.clone(),
+                action: PlanAction::Create,
+                from_version: 0,
+                to_version: None,
+                changes: Vec::new(),
+            },
+            Some((old, v)) => {
+                let changes = diff_specs(&old.spec, spec);
+                if changes.is_empty() {
+                    PlanItem {
+                        name: spec.name.clone(),
+                        action: PlanAction::Unchanged,
+                        from_version: *v,
+                        to_version: Some(*v),
+                        changes,
+                    }
+                } else {
+                    PlanItem {
+                        name: spec.name.clone(),
+                        action: PlanAction::Update,
+                        from_version: *v,
+                        to_version: None,
+                        changes,
+                    }
+                }
+            }
+        });
+    }
+    if prune {
+        for (name, (_, v)) in current {
+            if declared.contains(name.as_str()) {
+                continue;
+            }
+            if !expect.is_empty() && !expect.contains_key(name) {
+                return Err(PlanConflict(format!(
+                    "state {name} appeared after the plan was made and would be pruned unseen; run diff again"
+                )));
+            }
+            items.push(PlanItem {
+                name: name.clone(),
+                action: PlanAction::Delete,
+                from_version: *v,
+                to_version: Some(0),
+                changes: Vec::new(),
+            });
+        }
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Targets;
+
+    fn spec(name: &str, check: &str) -> StateSpec {
+        StateSpec {
+            name: name.into(),
+            targets: Targets {
+                agents: vec!["a1".into()],
+                labels: BTreeMap::new(),
+            },
+            check: check.into(),
+            apply: "apply".into(),
+            interval_secs: 30,
+            timeout_secs: 60,
+            env: BTreeMap::new(),
+            desired_exit_code: 0,
+        }
+    }
+
+    fn stored(specs: &[(StateSpec, Version)]) -> BTreeMap<String, (StoredState, Version)> {
+        specs
+            .iter()
+            .map(|(s, v)| {
+                let st = StoredState {
+                    spec: s.clone(),
+                    created_at: 1,
+                    updated_at: 1,
+                    updated_by: "me".into(),
+                };
+                (s.name.clone(), (st, *v))
+            })
+            .collect()
+    }
+
+    fn actions(items: &[PlanItem]) -> Vec<(&str, PlanAction, Version, Option<Version>)> {
+        items
+            .iter()
+            .map(|i| (i.name.as_str(), i.action, i.from_version, i.to_version))
+            .collect()
+    }
+
+    #[test]
+    fn each_declared_state_is_created_updated_or_unchanged() {
+        let current = stored(&[(spec("a", "true"), 3), (spec("b", "true"), 4)]);
+        let want = [spec("c", "true"), spec("b", "false"), spec("a", "true")];
+        let items = plan(&current, &want, false, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            actions(&items),
+            [
+                ("c", PlanAction::Create, 0, None),
+                ("b", PlanAction::Update, 4, None),
+                ("a", PlanAction::Unchanged, 3, Some(3)),
+            ]
+        );
+        assert_eq!(items[1].changes.len(), 1);
+        assert_eq!(items[1].changes[0].field, "check");
+        assert!(items[0].changes.is_empty() && items[2].changes.is_empty());
+    }
+
+    #[test]
+    fn pruning_deletes_what_the_set_does_not_declare() {
+        let current = stored(&[(spec("a", "true"), 3), (spec("z", "true"), 9)]);
+        let want = [spec("a", "true")];
+        let kept = plan(&current, &want, false, &BTreeMap::new()).unwrap();
+        assert_eq!(actions(&kept), [("a", PlanAction::Unchanged, 3, Some(3))]);
+        let pruned = plan(&current, &want, true, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            actions(&pruned),
+            [
+                ("a", PlanAction::Unchanged, 3, Some(3)),
+                ("z", PlanAction::Delete, 9, Some(0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plan_against_moved_versions_is_a_conflict() {
+        let current = stored(&[(spec("a", "true"), 3)]);
+        let want = [spec("a", "false")];
+        let ok: BTreeMap<String, Version> = [("a".into(), 3)].into();
+        assert!(plan(&current, &want, false, &ok).is_ok());
+        let moved: BTreeMap<String, Version> = [("a".into(), 2)].into();
+        assert_eq!(
+            plan(&current, &want, false, &moved).unwrap_err().0,
+            "state a is at version 3, not 2 as planned; run diff again"
+        );
+        let created_since: BTreeMap<String, Version> = [("a".into(), 0)].into();
+        assert!(plan(&current, &want, false, &created_since).is_err());
+    }
+
+    #[test]
+    fn pruning_a_state_the_plan_did_not_see_is_a_conflict() {
+        let current = stored(&[(spec("a", "true"), 3), (spec("new", "true"), 7)]);
+        let want = [spec("a", "true")];
+        let seen: BTreeMap<String, Version> = [("a".into(), 3)].into();
+        assert_eq!(
+            plan(&current, &want, true, &seen).unwrap_err().0,
+            "state new appeared after the plan was made and would be pruned unseen; run diff again"
+        );
+        // Without expected versions there is no earlier plan to compare with.
+        assert!(plan(&current, &want, true, &BTreeMap::new()).is_ok());
+    }
+}

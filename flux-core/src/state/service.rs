@@ -1,0 +1,442 @@
+//! The state service: desired states stored with CAS (list, get, put, delete) and the apply of
+//! a whole set of states, planned by [`super::plan()`] and written in one transaction.
+//!
+//! Guarantees:
+//! - every write of a state is a CAS on its version; `put` and `delete` answer
+//!   PreconditionFailed when the caller's expected version is not the stored one;
+//! - an apply changes all of its states or none, and fails with a conflict (changing nothing)
+//!   when a state it planned against moved, or would prune a state the plan did not see.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Plan, PlanAction, PlanItem, StateSpec, StoredState, parse_state_file, plan, target_ids,
+    validate_set, validate_spec,
+};
+use crate::jobs::{JobError, Jobs};
+use crate::keys;
+use crate::model::{Agent, Millis};
+use crate::reconcile::TargetStatus;
+use crate::store::{DynStore, Expect, Key, StoreError, Txn, Version};
+
+/// Errors of the state service.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The state changed under the caller (a concurrent write, or a plan gone stale).
+    #[error("{0}")]
+    Conflict(String),
+    /// The version the caller named (`If-Match`, `If-None-Match`) is not the one stored.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("corrupt object {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Jobs(JobError),
+}
+
+impl From<StoreError> for StateError {
+    fn from(e: StoreError) -> StateError {
+        match e {
+            StoreError::InvalidKey(m) => StateError::Invalid(m),
+            other => StateError::Store(other),
+        }
+    }
+}
+
+impl From<JobError> for StateError {
+    fn from(e: JobError) -> StateError {
+        match e {
+            JobError::Store(s) => StateError::Store(s),
+            other => StateError::Jobs(other),
+        }
+    }
+}
+
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// A state with its version and the status of every target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateView {
+    pub name: String,
+    pub version: Version,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub updated_by: String,
+    pub spec: StateSpec,
+    /// One record per target agent.
+    pub status: Vec<TargetStatus>,
+}
+
+impl StateView {
+    /// Targets per status.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for t in &self.status {
+            *m.entry(t.status.as_str()).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// Body of `POST /v1/states/apply`: a whole set of states, from a TOML file or as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// The text of a `state.toml` (errors then name `file`, line and field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toml: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<Vec<StateSpec>>,
+    /// Delete the tenant's states that the set does not declare.
+    #[serde(default)]
+    pub prune: bool,
+    /// Compute the plan only.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Versions the caller planned against (0 = absent); a state found at another version makes
+    /// the apply fail with a conflict and change nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expect: BTreeMap<String, Version>,
+}
+
+/// The state service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct States {
+    store: DynStore,
+    jobs: Jobs,
+}
+
+fn key(tenant: &str, path: String) -> Result<Key> {
+    Ok(Key::new(tenant, path)?)
+}
+
+fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        key: k.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("state types always serialize")
+}
+
+fn invalid_spec(s: &StateSpec) -> Result<()> {
+    validate_spec(s)
+        .map_err(|e| StateError::Invalid(format!("state {:?}: {}: {}", s.name, e.field, e.message)))
+}
+
+impl States {
+    pub fn new(store: DynStore, jobs: Jobs) -> States {
+        States { store, jobs }
+    }
+
+    /// Every state of a tenant, by name, with its version.
+    pub(crate) async fn stored_states(
+        &self,
+        tenant: &str,
+    ) -> Result<BTreeMap<String, (StoredState, Version)>> {
+        self.store
+            .list(tenant, keys::STATES)
+            .await?
+            .into_iter()
+            .map(|e| {
+                let s: StoredState = dec(&e.key, &e.value)?;
+                Ok((s.spec.name.clone(), (s, e.version)))
+            })
+            .collect()
+    }
+
+    /// The target records under `prefix` (all of a tenant's, or one state's).
+    pub(crate) async fn statuses(
+        &self,
+        tenant: &str,
+        prefix: &str,
+    ) -> Result<Vec<(TargetStatus, Version)>> {
+        self.store
+            .list(tenant, prefix)
+            .await?
+            .into_iter()
+            .map(|e| Ok((dec(&e.key, &e.value)?, e.version)))
+            .collect()
+    }
+
+    fn view(
+        name: &str,
+        s: &StoredState,
+        version: Version,
+        agents: &[Agent],
+        statuses: &BTreeMap<(String, String), TargetStatus>,
+    ) -> StateView {
+        let targets = target_ids(&s.spec, agents)
+            .into_iter()
+            .map(|a| {
+                statuses
+                    .get(&(name.to_string(), a.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| TargetStatus::new(name, &a, 0))
+            })
+            .map(|mut t| {
+                t.agent_state = Some(
+                    agents
+                        .iter()
+                        .find(|x| x.node_id == t.agent)
+                        .map_or("unregistered", |x| x.state.as_str())
+                        .to_string(),
+                );
+                t
+            })
+            .collect();
+        StateView {
+            name: name.to_string(),
+            version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            updated_by: s.updated_by.clone(),
+            spec: s.spec.clone(),
+            status: targets,
+        }
+    }
+
+    /// Every state of a tenant with its targets' status.
+    pub async fn list(&self, tenant: &str) -> Result<Vec<StateView>> {
+        let states = self.stored_states(tenant).await?;
+        let agents = self.jobs.agents(tenant).await?;
+        let statuses: BTreeMap<(String, String), TargetStatus> = self
+            .statuses(tenant, keys::STATUSES)
+            .await?
+            .into_iter()
+            .map(|(t, _)| ((t.state.clone(), t.agent.clone()), t))
+            .collect();
+        Ok(states
+            .iter()
+            .map(|(n, (s, v))| Self::view(n, s, *v, &agents, &statuses))
+            .collect())
+    }
+
+    /// One state with its targets' status.
+    pub async fn get(&self, tenant: &str, name: &str) -> Result<StateView> {
+        let (s, v) = self.load(tenant, name).await?;
+        let agents = self.jobs.agents(tenant).await?;
+        let statuses = self
+            .statuses(tenant, &keys::statuses(name))
+            .await?
+            .into_iter()
+            .map(|(t, _)| ((t.state.clone(), t.agent.clone()), t))
+            .collect();
+        Ok(Self::view(name, &s, v, &agents, &statuses))
+    }
+
+    async fn load(&self, tenant: &str, name: &str) -> Result<(StoredState, Version)> {
+        if !crate::model::valid_ident(name) {
+            return Err(StateError::NotFound(format!("state {name}")));
+        }
+        let k = key(tenant, keys::state(name))?;
+        match self.store.get(&k).await? {
+            Some(v) => Ok((dec(&k, &v.value)?, v.version)),
+            None => Err(StateError::NotFound(format!("state {name}"))),
+        }
+    }
+
+    /// Creates or replaces one state. `expect` is the version the caller last saw (`Absent` to
+    /// create only, `Any` to overwrite whatever is there). Returns the new version and whether
+    /// it was created.
+    pub async fn put(
+        &self,
+        tenant: &str,
+        by: &str,
+        spec: StateSpec,
+        expect: Expect,
+        now: Millis,
+    ) -> Result<(Version, bool)> {
+        invalid_spec(&spec)?;
+        let k = key(tenant, keys::state(&spec.name))?;
+        let current = self.store.get(&k).await?;
+        let (created_at, cas) = match (&current, expect) {
+            (Some(v), _) => (
+                dec::<StoredState>(&k, &v.value)?.created_at,
+                match expect {
+                    Expect::Any => Expect::Version(v.version),
+                    e => e,
+                },
+            ),
+            (None, Expect::Any) => (now, Expect::Absent),
+            (None, e) => (now, e),
+        };
+        if let Some(cur) = &current
+            && cas.admits(Some(cur.version))
+            && dec::<StoredState>(&k, &cur.value)?.spec == spec
+        {
+            // Nothing changes: no new version, no re-check of every target.
+            return Ok((cur.version, false));
+        }
+        let stored = StoredState {
+            spec,
+            created_at,
+            updated_at: now,
+            updated_by: by.to_string(),
+        };
+        let name = stored.spec.name.clone();
+        match self.store.put(k, enc(&stored), cas).await {
+            Ok(v) => Ok((v, current.is_none())),
+            Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
+                Err(StateError::PreconditionFailed(match found {
+                    Some(v) => {
+                        format!("state {name} is at version {v}, not as expected ({expect})")
+                    }
+                    None => format!("state {name} does not exist, not as expected ({expect})"),
+                }))
+            }
+            Err(StoreError::Conflict { .. }) => Err(StateError::Conflict(format!(
+                "state {name} was written by someone else at the same moment; retry"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a state and its targets' records.
+    pub async fn delete(&self, tenant: &str, name: &str, expect: Expect) -> Result<Version> {
+        let (_, v) = self.load(tenant, name).await?;
+        if let Expect::Version(e) = expect
+            && e != v
+        {
+            return Err(StateError::PreconditionFailed(format!(
+                "state {name} is at version {v}, not {e}"
+            )));
+        }
+        let mut txn = Txn::new().delete(key(tenant, keys::state(name))?, Expect::Version(v));
+        for e in self.store.list(tenant, &keys::statuses(name)).await? {
+            txn = txn.delete(e.key, Expect::Any);
+        }
+        match self.store.commit(txn).await {
+            Ok(_) => Ok(v),
+            Err(StoreError::Conflict { .. }) => Err(StateError::Conflict(format!(
+                "state {name} changed while being deleted; retry"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Plans and (unless a dry run) applies a whole set of states in one transaction.
+    pub async fn apply(
+        &self,
+        tenant: &str,
+        by: &str,
+        req: ApplyRequest,
+        now: Millis,
+    ) -> Result<Plan> {
+        let ApplyRequest {
+            toml,
+            file,
+            states,
+            prune,
+            dry_run,
+            expect,
+        } = req;
+        let specs = declared_specs(toml.as_deref(), file.as_deref(), states)?;
+        let current = self.stored_states(tenant).await?;
+        let mut items =
+            plan(&current, &specs, prune, &expect).map_err(|e| StateError::Conflict(e.0))?;
+        let txn = self
+            .apply_txn(tenant, by, now, &current, &specs, &items)
+            .await?;
+        let plan_changes = items.iter().any(|i| i.action != PlanAction::Unchanged);
+        if dry_run || !plan_changes {
+            return Ok(Plan { dry_run, items });
+        }
+        let rev = match self.store.commit(txn).await {
+            Ok(r) => r,
+            Err(StoreError::Conflict { key, .. }) => {
+                return Err(StateError::Conflict(format!(
+                    "{key} changed while this apply was being planned; run it again"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for i in &mut items {
+            if matches!(i.action, PlanAction::Create | PlanAction::Update) {
+                i.to_version = Some(rev);
+            }
+        }
+        Ok(Plan {
+            dry_run: false,
+            items,
+        })
+    }
+
+    /// The one transaction that carries out a plan's items, in their order: states created
+    /// (absent before), updated (CAS on the version planned against, keeping `created_at`),
+    /// checked unchanged, or deleted with their targets' records.
+    async fn apply_txn(
+        &self,
+        tenant: &str,
+        by: &str,
+        now: Millis,
+        current: &BTreeMap<String, (StoredState, Version)>,
+        specs: &[StateSpec],
+        items: &[PlanItem],
+    ) -> Result<Txn> {
+        let by_name: BTreeMap<&str, &StateSpec> =
+            specs.iter().map(|s| (s.name.as_str(), s)).collect();
+        let stored = |name: &str, created_at: Millis| StoredState {
+            spec: by_name[name].clone(),
+            created_at,
+            updated_at: now,
+            updated_by: by.to_string(),
+        };
+        let mut txn = Txn::new();
+        for item in items {
+            let k = key(tenant, keys::state(&item.name))?;
+            let v = item.from_version;
+            txn = match item.action {
+                PlanAction::Create => txn.put(k, enc(&stored(&item.name, now)), Expect::Absent),
+                // Still part of the snapshot the apply is based on.
+                PlanAction::Unchanged => txn.check(k, Expect::Version(v)),
+                PlanAction::Update => {
+                    let created_at = current[&item.name].0.created_at;
+                    txn.put(k, enc(&stored(&item.name, created_at)), Expect::Version(v))
+                }
+                PlanAction::Delete => {
+                    let mut txn = txn.delete(k, Expect::Version(v));
+                    for e in self.store.list(tenant, &keys::statuses(&item.name)).await? {
+                        txn = txn.delete(e.key, Expect::Any);
+                    }
+                    txn
+                }
+            };
+        }
+        Ok(txn)
+    }
+}
+
+/// The states an apply declares: parsed from the text of a state file (errors name `file`,
+/// line and field) or given as JSON, each checked, names unique.
+fn declared_specs(
+    toml: Option<&str>,
+    file: Option<&str>,
+    states: Option<Vec<StateSpec>>,
+) -> Result<Vec<StateSpec>> {
+    match (toml, states) {
+        (Some(text), None) => {
+            let file = file.unwrap_or("state.toml");
+            parse_state_file(file, text).map_err(|e| StateError::Invalid(e.to_string()))
+        }
+        (None, Some(s)) => {
+            validate_set(&s).map_err(StateError::Invalid)?;
+            Ok(s)
+        }
+        _ => Err(StateError::Invalid(
+            "give either toml (the text of a state file) or states".into(),
+        )),
+    }
+}
