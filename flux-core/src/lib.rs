@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backup;
 pub mod chaos;
 pub mod client;
+pub mod error;
 pub mod faultproxy;
 pub mod files;
 pub mod jobs;

@@ -1,0 +1,166 @@
+//! What kind of failure a domain error is, once for every error of the crate.
+//!
+//! Each service has its own typed error (thiserror); [`HasKind`] says which [`ErrorKind`] each
+//! variant is, so that a server can map kinds to statuses in one place instead of once per
+//! error type. The kinds are derived from how fluxd answers each error today:
+//!
+//! | kind                 | HTTP status today |
+//! |----------------------|-------------------|
+//! | `NotFound`           | 404               |
+//! | `Invalid`            | 422               |
+//! | `Conflict`           | 409               |
+//! | `Gone`               | 410               |
+//! | `PreconditionFailed` | 412               |
+//! | `QuotaExceeded`      | 429               |
+//! | `Unauthorized`       | 401               |
+//! | `Unavailable`        | 503               |
+//! | `Corrupt`            | 500               |
+//!
+//! The impls for errors defined in other modules live here too, so that the whole mapping can
+//! be read (and reviewed) in one file.
+
+use crate::audit::AuditError;
+use crate::auth::AuthError;
+use crate::backup::BackupError;
+use crate::jobs::JobError;
+use crate::quota::QuotaError;
+use crate::state::StateError;
+use crate::store::StoreError;
+
+/// The kind of a failure, independent of which service reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The object does not exist (or belongs to another tenant).
+    NotFound,
+    /// The request breaks a rule; retrying it unchanged fails again.
+    Invalid,
+    /// Someone else changed the object first; retrying may succeed.
+    Conflict,
+    /// The object was taken away (an attempt reassigned, cancelled or finished).
+    Gone,
+    /// The version the caller named is not the one stored.
+    PreconditionFailed,
+    /// The tenant is over a quota or rate.
+    QuotaExceeded,
+    /// No valid credentials.
+    Unauthorized,
+    /// The store (or a service behind it) cannot answer now.
+    Unavailable,
+    /// A stored object does not decode: a bug or damage, not the caller's fault.
+    Corrupt,
+}
+
+/// Implemented by every domain error of the crate.
+pub trait HasKind {
+    fn kind(&self) -> ErrorKind;
+}
+
+impl HasKind for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Conflict { .. } => ErrorKind::Conflict,
+            StoreError::InvalidKey(_) | StoreError::InvalidTxn(_) => ErrorKind::Invalid,
+            // A restore into a store that is not empty (answered 409 by the backup API).
+            StoreError::NotEmpty(_) => ErrorKind::Conflict,
+            _ => ErrorKind::Unavailable,
+        }
+    }
+}
+
+impl HasKind for JobError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            JobError::NotFound(_) => ErrorKind::NotFound,
+            JobError::Invalid(_) => ErrorKind::Invalid,
+            JobError::Gone(_) => ErrorKind::Gone,
+            JobError::Conflict(_) => ErrorKind::Conflict,
+            JobError::Corrupt { .. } => ErrorKind::Corrupt,
+            JobError::Store(s) => s.kind(),
+        }
+    }
+}
+
+impl HasKind for StateError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StateError::NotFound(_) => ErrorKind::NotFound,
+            StateError::Invalid(_) => ErrorKind::Invalid,
+            StateError::Conflict(_) => ErrorKind::Conflict,
+            StateError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
+            StateError::Corrupt { .. } => ErrorKind::Corrupt,
+            StateError::Store(s) => s.kind(),
+            StateError::Jobs(j) => j.kind(),
+        }
+    }
+}
+
+impl HasKind for AuthError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AuthError::Store(s) => s.kind(),
+            AuthError::InvalidClaims(_) => ErrorKind::Invalid,
+            _ => ErrorKind::Unauthorized,
+        }
+    }
+}
+
+impl HasKind for AuditError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AuditError::Store(s) => s.kind(),
+            _ => ErrorKind::Unavailable,
+        }
+    }
+}
+
+impl HasKind for BackupError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            BackupError::Store(s) => s.kind(),
+            _ => ErrorKind::Invalid,
+        }
+    }
+}
+
+impl HasKind for QuotaError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            QuotaError::Invalid(_) => ErrorKind::Invalid,
+            QuotaError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
+            QuotaError::Corrupt(_) => ErrorKind::Corrupt,
+            QuotaError::Store(s) => s.kind(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_store_errors_keep_their_kind() {
+        let conflict = StoreError::Conflict {
+            key: "acme/jobs/1".into(),
+            expected: crate::store::Expect::Absent,
+            found: None,
+        };
+        assert_eq!(conflict.kind(), ErrorKind::Conflict);
+        assert_eq!(JobError::Store(conflict).kind(), ErrorKind::Conflict);
+        let down = StoreError::Unavailable("down".into());
+        assert_eq!(StateError::Store(down).kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            StateError::Jobs(JobError::Gone("x".into())).kind(),
+            ErrorKind::Gone
+        );
+        assert_eq!(
+            BackupError::Store(StoreError::NotEmpty(3)).kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(BackupError::Truncated.kind(), ErrorKind::Invalid);
+        assert_eq!(AuthError::Expired.kind(), ErrorKind::Unauthorized);
+        assert_eq!(
+            StoreError::InvalidKey("k".into()).kind(),
+            ErrorKind::Invalid
+        );
+    }
+}
