@@ -7,10 +7,11 @@
 pub mod audit;
 pub mod auth;
 pub mod backup;
+#[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod client;
-pub mod faultproxy;
 pub mod files;
+pub mod history;
 pub mod jobs;
 pub mod lease;
 pub mod model;

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use flux_core::chaos::faultproxy::FaultProxy;
 use flux_core::chaos::{
-    self, FailoverSeen, Fault, HistoryEvent, JobSeen, Observations, Scenario, Spread, TargetSeen,
-    Violation,
+    self, FailoverSeen, Fault, HistoryEvent, Invariant, JobSeen, Observations, Scenario, Spread,
+    TargetSeen, Violation,
 };
 use flux_core::client::{ApiClient, ClientError, TlsOptions, erased};
-use flux_core::faultproxy::FaultProxy;
 use flux_core::model::{Attempt, Job, SubmitJob, now_ms};
 use flux_core::reconcile::StateView;
 use flux_core::state::{StateSpec, Targets};
@@ -110,7 +110,7 @@ pub struct HistoryStats {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InvariantResult {
-    pub invariant: &'static str,
+    pub invariant: Invariant,
     pub held: bool,
     pub violations: usize,
 }
@@ -376,9 +376,9 @@ impl Cluster {
             ];
             // Short lease and liveness timings, so a run sees many failovers.
             args.extend(
-                chaos::FAST_LEASE_ARGS
+                flux_core::testing::FAST_LEASE_ARGS
                     .iter()
-                    .chain(chaos::FAST_LIVENESS_ARGS.iter())
+                    .chain(flux_core::testing::FAST_LIVENESS_ARGS.iter())
                     .map(|s| s.to_string()),
             );
             if i > 0 {
@@ -997,12 +997,15 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
     };
     drop(cluster);
     let mut violations = chaos::check(&obs);
-    let invariants = chaos::INVARIANTS
-        .iter()
-        .map(|name| {
-            let n = violations.iter().filter(|v| v.invariant == *name).count();
+    let invariants = Invariant::ALL
+        .into_iter()
+        .map(|invariant| {
+            let n = violations
+                .iter()
+                .filter(|v| v.invariant == invariant)
+                .count();
             InvariantResult {
-                invariant: name,
+                invariant,
                 held: n == 0,
                 violations: n,
             }
