@@ -2,12 +2,17 @@
 //! environment and working directory, a timeout, and cancellation that kills the whole group.
 //! Output is streamed as chunks; the outcome is an exit code, a signal, a timeout, a
 //! cancellation or a failure to start.
+//!
+//! The command is the task's own [`CommandSpec`] and chunks are tagged with the model's
+//! [`Stream`]; [`ExecOutcome`] carries the exit code, signal or error that the agent reports as
+//! an [`AttemptResult`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use flux_core::model::{AttemptResult, CommandSpec, Outcome, Stream};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -24,12 +29,6 @@ const CHUNK: usize = 16 * 1024;
 const DRAIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
-pub enum CommandSpec {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-#[derive(Debug, Clone)]
 pub struct ExecSpec {
     pub command: CommandSpec,
     pub env: BTreeMap<String, String>,
@@ -40,25 +39,41 @@ pub struct ExecSpec {
     pub track: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamKind {
-    Stdout,
-    Stderr,
-}
-
+/// Output read from one of the job's streams.
 #[derive(Debug)]
 pub struct Chunk {
-    pub stream: StreamKind,
+    pub stream: Stream,
     pub data: Vec<u8>,
 }
 
+/// How a run ended, with its exit code, signal or error (what [`AttemptResult`] reports;
+/// [`ExecOutcome::into_result`] makes one).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ExecOutcome {
     Exited(i32),
     Signaled(i32),
     TimedOut,
     Cancelled,
     FailedToStart(String),
+}
+
+impl ExecOutcome {
+    /// The result the agent reports for this outcome.
+    pub fn into_result(self) -> AttemptResult {
+        let (outcome, exit_code, signal, message) = match self {
+            ExecOutcome::Exited(code) => (Outcome::Exited, Some(code), None, None),
+            ExecOutcome::Signaled(sig) => (Outcome::Signaled, None, Some(sig), None),
+            ExecOutcome::TimedOut => (Outcome::TimedOut, None, None, None),
+            ExecOutcome::Cancelled => (Outcome::Cancelled, None, None, None),
+            ExecOutcome::FailedToStart(m) => (Outcome::FailedToStart, None, None, Some(m)),
+        };
+        AttemptResult {
+            outcome,
+            exit_code,
+            signal,
+            message,
+        }
+    }
 }
 
 fn command(spec: &ExecSpec) -> Result<Command, String> {
@@ -100,7 +115,7 @@ fn signal_group(pgid: Pid, sig: Signal) {
 
 fn reader(
     mut r: impl AsyncRead + Unpin + Send + 'static,
-    stream: StreamKind,
+    stream: Stream,
     tx: mpsc::Sender<Chunk>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -138,17 +153,21 @@ async fn terminate(child: &mut Child, pgid: Pid) -> Option<ExitStatus> {
 }
 
 /// Runs the job to completion, sending output chunks to `out`.
-pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationToken) -> Outcome {
+pub async fn run(
+    spec: ExecSpec,
+    out: mpsc::Sender<Chunk>,
+    cancel: CancellationToken,
+) -> ExecOutcome {
     let mut cmd = match command(&spec) {
         Ok(c) => c,
-        Err(e) => return Outcome::FailedToStart(e),
+        Err(e) => return ExecOutcome::FailedToStart(e),
     };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return Outcome::FailedToStart(e.to_string()),
+        Err(e) => return ExecOutcome::FailedToStart(e.to_string()),
     };
     let Some(pid) = child.id() else {
-        return Outcome::FailedToStart("process exited before it could be tracked".into());
+        return ExecOutcome::FailedToStart("process exited before it could be tracked".into());
     };
     let pgid = Pid::from_raw(pid as i32);
     if let Some(t) = &spec.track
@@ -160,11 +179,11 @@ pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationT
         child
             .stdout
             .take()
-            .map(|r| reader(r, StreamKind::Stdout, out.clone())),
+            .map(|r| reader(r, Stream::Stdout, out.clone())),
         child
             .stderr
             .take()
-            .map(|r| reader(r, StreamKind::Stderr, out.clone())),
+            .map(|r| reader(r, Stream::Stderr, out.clone())),
     ];
     drop(out);
 
@@ -180,16 +199,16 @@ pub async fn run(spec: ExecSpec, out: mpsc::Sender<Chunk>, cancel: CancellationT
             signal_group(pgid, Signal::SIGKILL);
             match status {
                 Ok(s) => from_status(s),
-                Err(e) => Outcome::FailedToStart(format!("waiting for the process: {e}")),
+                Err(e) => ExecOutcome::FailedToStart(format!("waiting for the process: {e}")),
             }
         }
         _ = deadline => {
             terminate(&mut child, pgid).await;
-            Outcome::TimedOut
+            ExecOutcome::TimedOut
         }
         _ = cancel.cancelled() => {
             terminate(&mut child, pgid).await;
-            Outcome::Cancelled
+            ExecOutcome::Cancelled
         }
     };
     for r in readers.into_iter().flatten() {
@@ -213,15 +232,15 @@ pub async fn simulate(
     line: String,
     out: mpsc::Sender<Chunk>,
     cancel: CancellationToken,
-) -> Outcome {
+) -> ExecOutcome {
     tokio::select! {
-        _ = cancel.cancelled() => Outcome::Cancelled,
-        _ = tokio::time::sleep(timeout), if timeout < run => Outcome::TimedOut,
+        _ = cancel.cancelled() => ExecOutcome::Cancelled,
+        _ = tokio::time::sleep(timeout), if timeout < run => ExecOutcome::TimedOut,
         _ = tokio::time::sleep(run) => {
-            let chunk = Chunk { stream: StreamKind::Stdout, data: line.into_bytes() };
+            let chunk = Chunk { stream: Stream::Stdout, data: line.into_bytes() };
             // The receiver only goes away when the attempt is abandoned.
             let _ = out.send(chunk).await;
-            Outcome::Exited(0)
+            ExecOutcome::Exited(0)
         }
     }
 }
@@ -255,12 +274,12 @@ pub fn reap_orphans(dir: &std::path::Path) -> Vec<String> {
     killed
 }
 
-fn from_status(s: ExitStatus) -> Outcome {
+fn from_status(s: ExitStatus) -> ExecOutcome {
     use std::os::unix::process::ExitStatusExt;
     match (s.code(), s.signal()) {
-        (Some(c), _) => Outcome::Exited(c),
-        (None, Some(sig)) => Outcome::Signaled(sig),
-        (None, None) => Outcome::FailedToStart("unknown exit status".into()),
+        (Some(c), _) => ExecOutcome::Exited(c),
+        (None, Some(sig)) => ExecOutcome::Signaled(sig),
+        (None, None) => ExecOutcome::FailedToStart("unknown exit status".into()),
     }
 }
 
@@ -278,14 +297,14 @@ mod tests {
         }
     }
 
-    async fn collect(spec: ExecSpec, cancel: CancellationToken) -> (Outcome, String, String) {
+    async fn collect(spec: ExecSpec, cancel: CancellationToken) -> (ExecOutcome, String, String) {
         let (tx, mut rx) = mpsc::channel(16);
         let run = tokio::spawn(run(spec, tx, cancel));
         let (mut out, mut err) = (Vec::new(), Vec::new());
         while let Some(c) = rx.recv().await {
             match c.stream {
-                StreamKind::Stdout => out.extend(c.data),
-                StreamKind::Stderr => err.extend(c.data),
+                Stream::Stdout => out.extend(c.data),
+                Stream::Stderr => err.extend(c.data),
             }
         }
         (
@@ -324,7 +343,7 @@ mod tests {
         spec.env.insert("FOO".into(), "bar".into());
         spec.workdir = Some(dir.path().to_path_buf());
         let (o, out, err) = collect(spec, CancellationToken::new()).await;
-        assert_eq!(o, Outcome::Exited(7));
+        assert_eq!(o, ExecOutcome::Exited(7));
         let canon = dir.path().canonicalize().unwrap();
         assert_eq!(out, format!("out-bar\n{}\n", canon.display()));
         assert_eq!(err, "err\n");
@@ -337,7 +356,7 @@ mod tests {
             ..shell("")
         };
         let (o, out, _) = collect(spec, CancellationToken::new()).await;
-        assert_eq!(o, Outcome::Exited(0));
+        assert_eq!(o, ExecOutcome::Exited(0));
         assert_eq!(out, "$HOME; a b\n");
     }
 
@@ -348,17 +367,17 @@ mod tests {
             ..shell("")
         };
         let (o, _, _) = collect(spec, CancellationToken::new()).await;
-        assert!(matches!(o, Outcome::FailedToStart(_)), "{o:?}");
+        assert!(matches!(o, ExecOutcome::FailedToStart(_)), "{o:?}");
         let mut spec = shell("true");
         spec.workdir = Some("/nonexistent/dir".into());
         let (o, _, _) = collect(spec, CancellationToken::new()).await;
-        assert!(matches!(o, Outcome::FailedToStart(_)), "{o:?}");
+        assert!(matches!(o, ExecOutcome::FailedToStart(_)), "{o:?}");
     }
 
     #[tokio::test]
     async fn signal_is_reported() {
         let (o, _, _) = collect(shell("kill -9 $$"), CancellationToken::new()).await;
-        assert_eq!(o, Outcome::Signaled(9));
+        assert_eq!(o, ExecOutcome::Signaled(9));
     }
 
     /// Cancelling kills the whole group, including a grandchild that ignores SIGTERM.
@@ -386,7 +405,7 @@ mod tests {
         assert!(alive(pid));
         cancel.cancel();
         let (o, _, _) = task.await.unwrap();
-        assert_eq!(o, Outcome::Cancelled);
+        assert_eq!(o, ExecOutcome::Cancelled);
         assert!(
             wait_dead(pid).await,
             "grandchild {pid} survived cancellation"
@@ -404,9 +423,9 @@ mod tests {
             CancellationToken::new(),
         )
         .await;
-        assert_eq!(o, Outcome::Exited(0));
+        assert_eq!(o, ExecOutcome::Exited(0));
         let c = rx.recv().await.unwrap();
-        assert_eq!((c.stream, c.data), (StreamKind::Stdout, b"hi\n".to_vec()));
+        assert_eq!((c.stream, c.data), (Stream::Stdout, b"hi\n".to_vec()));
         assert!(rx.recv().await.is_none());
 
         let (tx, mut rx) = mpsc::channel(4);
@@ -420,7 +439,7 @@ mod tests {
             cancel,
         )
         .await;
-        assert_eq!(o, Outcome::Cancelled);
+        assert_eq!(o, ExecOutcome::Cancelled);
         assert!(rx.recv().await.is_none());
 
         // A job whose timeout is shorter than the simulated run times out, printing nothing.
@@ -433,7 +452,7 @@ mod tests {
             CancellationToken::new(),
         )
         .await;
-        assert_eq!(o, Outcome::TimedOut);
+        assert_eq!(o, ExecOutcome::TimedOut);
         assert!(rx.recv().await.is_none());
     }
 
@@ -442,7 +461,7 @@ mod tests {
         let mut spec = shell("sleep 600");
         spec.timeout = Some(Duration::from_millis(200));
         let (o, _, _) = collect(spec, CancellationToken::new()).await;
-        assert_eq!(o, Outcome::TimedOut);
+        assert_eq!(o, ExecOutcome::TimedOut);
     }
 
     /// What a crashed agent left running is found through its tracking file and killed; a file
@@ -492,7 +511,7 @@ mod tests {
             p = pidfile.display()
         ));
         let (o, _, _) = collect(spec, CancellationToken::new()).await;
-        assert_eq!(o, Outcome::Exited(3));
+        assert_eq!(o, ExecOutcome::Exited(3));
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()

@@ -19,7 +19,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Agent, Args, Exec, Profile, stop_on_signals, with_retry};
+use crate::agent::{Agent, Exec, Profile, with_retry};
+use crate::{Args, stop_on_signals};
 
 /// Lifetime of the agent tokens minted for simulated agents.
 const TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;

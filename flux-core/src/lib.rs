@@ -7,11 +7,12 @@
 pub mod audit;
 pub mod auth;
 pub mod backup;
+#[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod client;
 pub mod error;
-pub mod faultproxy;
 pub mod files;
+pub mod history;
 pub mod jobs;
 pub mod keys;
 pub mod lease;

@@ -1,13 +1,13 @@
 //! The history log of a chaos run (`--history-log`): one JSON line per fenced (leader) write
 //! this node committed or saw refused, and per attempt result it recorded, in the format of
-//! [`flux_core::chaos::HistoryEvent`]. `fluxctl chaos run` merges the logs of every node and
+//! [`flux_core::history::HistoryEvent`]. `fluxctl chaos run` merges the logs of every node and
 //! checks them; nothing reads them in normal operation, and the option is off by default.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use flux_core::chaos::HistoryEvent;
+use flux_core::history::HistoryEvent;
 use flux_core::model::now_ms;
 use flux_core::store::{Epoch, Version};
 
@@ -103,7 +103,7 @@ mod tests {
         h.fenced(3, "default");
         h.result("default", "j.1");
         let (events, torn) =
-            flux_core::chaos::parse_history(&std::fs::read_to_string(&path).unwrap());
+            flux_core::history::parse_history(&std::fs::read_to_string(&path).unwrap());
         assert_eq!(torn, 1);
         assert_eq!(events.len(), 3, "{events:?}");
         assert!(matches!(

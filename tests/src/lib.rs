@@ -4,15 +4,20 @@
 //! The binaries are taken from the cargo target directory this test runs from (or from
 //! `FLUX_BIN_DIR`). `cargo test --workspace` builds them because each binary crate has
 //! integration tests of its own.
+//!
+//! The kill-on-drop child process ([`Proc`]), [`free_port`], [`tool`] and the fault proxy are
+//! defined once in `flux_core::testing` and `flux_core::chaos` and re-exported here.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use flux_core::testing::poll_until;
 use serde_json::{Value, json};
 
-pub use flux_core::testing::free_port;
+pub use flux_core::chaos::faultproxy::FaultProxy;
+pub use flux_core::testing::{Proc, free_port, tool};
 
 /// Directory holding `fluxd`, `flux-agent` and `fluxctl`.
 pub fn bin_dir() -> PathBuf {
@@ -38,78 +43,14 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Polls `f` every 25 ms until it returns `Some`, or fails after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// A child process killed (SIGKILL) when dropped, with its log file kept for failure reports.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-    pub name: String,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
-        let f = std::fs::File::create(&log)?;
-        cmd.stdin(Stdio::null())
-            .stdout(f.try_clone()?)
-            .stderr(f)
-            .env("FLUX_LOG", "info,flux=debug");
-        let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
-        Ok(Proc {
-            child,
-            log,
-            name: name.to_string(),
-        })
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Whether the process has exited, with its status.
-    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.try_exit().is_none() {
-            self.kill9();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- {} log ----\n{}", self.name, self.log_text());
-        }
+    match poll_until(Duration::from_millis(25), timeout, f).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 
@@ -137,7 +78,7 @@ impl FluxdOpts {
     /// Fast liveness for tests that kill agents: unreachable after 1 s, dead after 2 s.
     pub fn fast_liveness() -> FluxdOpts {
         FluxdOpts {
-            args: flux_core::chaos::FAST_LIVENESS_ARGS
+            args: flux_core::testing::FAST_LIVENESS_ARGS
                 .map(String::from)
                 .to_vec(),
             ca_file: None,
@@ -469,24 +410,4 @@ pub fn ok(o: &Output) -> Result<String> {
         bail!("exit {:?}: {}", o.status, stderr(o));
     }
     Ok(stdout(o))
-}
-
-pub use flux_core::faultproxy::FaultProxy;
-
-/// Finds a program on PATH for a test that needs it. When it is missing the test should skip
-/// (`None`), unless the environment variable `require` is set (CI sets it): then it fails.
-pub fn tool(name: &str, require: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.exists())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os(require).is_none(),
-            "{require} is set but {name} is not installed"
-        );
-        eprintln!("skipping: {name} is not installed");
-    }
-    found
 }

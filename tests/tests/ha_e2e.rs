@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(60);
 /// Short lease timings so failovers are quick in tests.
-const LEASE: [&str; 6] = flux_core::chaos::FAST_LEASE_ARGS;
+const LEASE: [&str; 6] = flux_core::testing::FAST_LEASE_ARGS;
 
 struct Cluster {
     nodes: Vec<Fluxd>,

@@ -1,248 +1,19 @@
-//! Chaos runs: the seeded fault schedule, the history that `fluxd` nodes record for a run, and
-//! the invariant checker that judges a run from that history and from what the cluster holds
-//! after healing.
+//! The invariant checker of a chaos run: [`Observations`] (the nodes' merged history and what
+//! the cluster holds after healing) and the pure [`check`] that judges them.
 //!
 //! The checker is pure: it sees only [`Observations`], so every rule can be tested on made-up
 //! histories, and `fluxctl chaos run` only gathers the observations and prints the verdict.
-//!
-//! Invariants:
-//! - no acknowledged job is lost: every job the API acknowledged exists after healing, finished,
-//!   and succeeded (the workload's commands cannot fail on their own);
-//! - work is accounted for: every execution seen on an agent belongs to an attempt the store
-//!   knows, and a succeeded job was executed at least once;
-//! - no attempt result is recorded twice (as the nodes saw it: a result counts when the call
-//!   that reported it changed the attempt);
-//! - never two leaders: each epoch's fenced writes come from one node, and in the commit order
-//!   of a tenant's fenced writes no write of an older epoch lands after one of a newer epoch;
-//! - every desired state converges after healing: each target is compliant again, and its
-//!   marker (the state's side effect) was re-created after the drift made when the faults
-//!   stopped;
-//! - a leader comes back after every fault that took the leader away.
+//! The rules are listed, in report order, by [`Invariant`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::Invariant;
+use crate::history::HistoryEvent;
 use crate::model::{JobStatus, Millis};
 use crate::reconcile::TargetState;
 use crate::store::{Epoch, Version};
-
-/// A kind of fault a chaos run injects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// `kill -9` of the leading `fluxd`, restarted after the hold.
-    LeaderKill,
-    /// SIGSTOP of the leading `fluxd` for the hold, then SIGCONT.
-    LeaderPause,
-    /// `kill -9` of an agent (with the jobs it runs), restarted after the hold.
-    AgentKill,
-    /// `kill -9` of `redis-server`, restarted on the same port and files after the hold.
-    RedisRestart,
-    /// The leading `fluxd` cut off from Redis (connections dropped, new ones closed) for the
-    /// hold.
-    Partition,
-    /// The leading `fluxd`'s traffic to and from Redis held for the hold, then delivered: what
-    /// it sent meanwhile (lease renewals, writes) reaches Redis late, when a successor may lead.
-    NetworkFreeze,
-}
-
-impl Scenario {
-    pub const ALL: [Scenario; 6] = [
-        Scenario::LeaderKill,
-        Scenario::LeaderPause,
-        Scenario::AgentKill,
-        Scenario::RedisRestart,
-        Scenario::Partition,
-        Scenario::NetworkFreeze,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scenario::LeaderKill => "leader-kill",
-            Scenario::LeaderPause => "leader-pause",
-            Scenario::AgentKill => "agent-kill",
-            Scenario::RedisRestart => "redis-restart",
-            Scenario::Partition => "partition",
-            Scenario::NetworkFreeze => "network-freeze",
-        }
-    }
-
-    /// Whether the fault takes the leader away (a failover time is measured).
-    pub fn hits_leader(self) -> bool {
-        matches!(
-            self,
-            Scenario::LeaderKill
-                | Scenario::LeaderPause
-                | Scenario::Partition
-                | Scenario::NetworkFreeze
-        )
-    }
-
-    /// How long the fault lasts, in milliseconds (low, high).
-    fn hold_range(self) -> (u64, u64) {
-        match self {
-            Scenario::LeaderKill => (1_000, 3_000),
-            // Longer than the lease, so a successor takes over while the leader is frozen.
-            Scenario::LeaderPause => (2_500, 4_000),
-            Scenario::AgentKill => (500, 3_000),
-            Scenario::RedisRestart => (300, 2_000),
-            Scenario::Partition | Scenario::NetworkFreeze => (2_000, 4_000),
-        }
-    }
-}
-
-impl std::str::FromStr for Scenario {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Scenario, String> {
-        Scenario::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Scenario::ALL.iter().map(|x| x.as_str()).collect();
-                format!("unknown scenario {s:?} (one of {}, all)", names.join(", "))
-            })
-    }
-}
-
-impl std::fmt::Display for Scenario {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One planned fault.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    /// Offset from the start of the workload, in milliseconds.
-    pub at_ms: u64,
-    pub scenario: Scenario,
-    /// Which agent an `agent-kill` hits (index, modulo the number of agents); unused otherwise
-    /// (leader faults hit whichever node leads at that moment).
-    pub target: u32,
-    /// How long the fault lasts before it is healed, in milliseconds.
-    pub hold_ms: u64,
-}
-
-/// `fluxd` arguments for short leases (TTL 1.2 s, renewal 300 ms, retry 100 ms), so a failover
-/// takes about a second: the chaos cluster's, and the high-availability tests'.
-pub const FAST_LEASE_ARGS: [&str; 6] = [
-    "--lease-ttl",
-    "1200ms",
-    "--lease-renew",
-    "300ms",
-    "--lease-retry",
-    "100ms",
-];
-
-/// `fluxd` arguments for fast agent liveness: heartbeats every 250 ms, unreachable after 1 s,
-/// dead after 2 s, swept every 200 ms.
-pub const FAST_LIVENESS_ARGS: [&str; 8] = [
-    "--heartbeat-interval",
-    "250ms",
-    "--unreachable-after",
-    "1s",
-    "--dead-after",
-    "2s",
-    "--sweep-interval",
-    "200ms",
-];
-
-/// Time before the first fault, so the workload and the states are under way.
-pub const WARMUP_MS: u64 = 3_000;
-
-/// The fault schedule of a run: a deterministic function of the seed, the scenarios and the
-/// duration. Faults do not overlap: each is healed, then a pause of 1–3 s follows. Scenarios
-/// are taken in rounds, each round a seeded shuffle of all of them, so every scenario is
-/// exercised once the run is long enough for a round.
-pub fn schedule(seed: u64, scenarios: &[Scenario], duration_ms: u64) -> Vec<Fault> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut pool: Vec<Scenario> = scenarios
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut out = Vec::new();
-    if pool.is_empty() {
-        return out;
-    }
-    let mut round: Vec<Scenario> = Vec::new();
-    let mut at = WARMUP_MS;
-    loop {
-        if round.is_empty() {
-            pool.shuffle(&mut rng);
-            round = pool.clone();
-            round.reverse();
-        }
-        let scenario = round.pop().expect("round refilled");
-        let (lo, hi) = scenario.hold_range();
-        let hold_ms = rng.random_range(lo..=hi) / 100 * 100;
-        if at + hold_ms > duration_ms {
-            break;
-        }
-        out.push(Fault {
-            at_ms: at,
-            scenario,
-            target: rng.random_range(0..1024),
-            hold_ms,
-        });
-        at += hold_ms + rng.random_range(1_000..=3_000) / 100 * 100;
-    }
-    out
-}
-
-/// One line of a node's history log (`fluxd --history-log`), JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum HistoryEvent {
-    /// A fenced (leader) transaction committed: `epoch` is the epoch the writer wrote under,
-    /// `revision` the tenant revision the commit produced (its place in the commit order).
-    Write {
-        node: String,
-        epoch: Epoch,
-        tenant: String,
-        revision: Version,
-        at: Millis,
-    },
-    /// A fenced write was refused because a newer epoch exists: fencing stopped a superseded
-    /// leader.
-    Fenced {
-        node: String,
-        epoch: Epoch,
-        tenant: String,
-        at: Millis,
-    },
-    /// An attempt's result was recorded (a repeat of an already recorded result is not logged;
-    /// an interrupted attempt sent back to the queue counts as recorded).
-    Result {
-        node: String,
-        tenant: String,
-        attempt_id: String,
-        at: Millis,
-    },
-}
-
-/// Reads history lines; a torn last line (the node was killed mid-write) is skipped, and so is
-/// any other line that does not parse, counted in the second value.
-pub fn parse_history(text: &str) -> (Vec<HistoryEvent>, usize) {
-    let mut bad = 0;
-    let events = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| match serde_json::from_str(l) {
-            Ok(e) => Some(e),
-            Err(_) => {
-                bad += 1;
-                None
-            }
-        })
-        .collect();
-    (events, bad)
-}
 
 /// What became of one acknowledged job, seen after healing.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -287,26 +58,14 @@ pub struct Observations {
     pub failovers: Vec<FailoverSeen>,
 }
 
-/// The invariants, in report order.
-pub const INVARIANTS: [&str; 7] = [
-    "acknowledged_jobs_kept",
-    "jobs_succeeded",
-    "work_accounted_for",
-    "results_recorded_once",
-    "one_leader_per_epoch",
-    "states_converged",
-    "leader_recovered",
-];
-
 /// A broken invariant, with what shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
-    pub invariant: &'static str,
+    pub invariant: Invariant,
     pub detail: String,
 }
 
-fn violation(invariant: &'static str, detail: String) -> Violation {
-    debug_assert!(INVARIANTS.contains(&invariant));
+fn violation(invariant: Invariant, detail: String) -> Violation {
     Violation { invariant, detail }
 }
 
@@ -320,7 +79,7 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     for f in &obs.failovers {
         if f.failover_ms.is_none() {
             out.push(violation(
-                "leader_recovered",
+                Invariant::LeaderRecovered,
                 format!("no leader of a newer term answered after {}", f.fault),
             ));
         }
@@ -332,7 +91,7 @@ fn check_jobs(obs: &Observations, out: &mut Vec<Violation>) {
     for j in &obs.jobs {
         let Some(status) = j.status else {
             out.push(violation(
-                "acknowledged_jobs_kept",
+                Invariant::AcknowledgedJobsKept,
                 format!(
                     "job {} was acknowledged but the store does not know it",
                     j.job_id
@@ -342,7 +101,7 @@ fn check_jobs(obs: &Observations, out: &mut Vec<Violation>) {
         };
         if status != JobStatus::Succeeded {
             out.push(violation(
-                "jobs_succeeded",
+                Invariant::JobsSucceeded,
                 format!(
                     "job {} ended {:?} after healing, not succeeded",
                     j.job_id, status
@@ -353,7 +112,7 @@ fn check_jobs(obs: &Observations, out: &mut Vec<Violation>) {
         for e in &j.executions {
             if !known.contains(e.as_str()) {
                 out.push(violation(
-                    "work_accounted_for",
+                    Invariant::WorkAccountedFor,
                     format!(
                         "job {} ran under attempt {e}, which the store does not hold",
                         j.job_id
@@ -363,7 +122,7 @@ fn check_jobs(obs: &Observations, out: &mut Vec<Violation>) {
         }
         if status == JobStatus::Succeeded && j.executions.is_empty() {
             out.push(violation(
-                "work_accounted_for",
+                Invariant::WorkAccountedFor,
                 format!("job {} succeeded but never ran on an agent", j.job_id),
             ));
         }
@@ -386,7 +145,7 @@ fn check_results(obs: &Observations, out: &mut Vec<Violation>) {
     for ((tenant, attempt), nodes) in seen {
         if nodes.len() > 1 {
             out.push(violation(
-                "results_recorded_once",
+                Invariant::ResultsRecordedOnce,
                 format!(
                     "the result of attempt {tenant}/{attempt} was recorded {} times (by {})",
                     nodes.len(),
@@ -420,7 +179,7 @@ fn check_leaders(obs: &Observations, out: &mut Vec<Violation>) {
         if nodes.len() > 1 {
             let names: Vec<&str> = nodes.into_iter().collect();
             out.push(violation(
-                "one_leader_per_epoch",
+                Invariant::OneLeaderPerEpoch,
                 format!("epoch {epoch} was written by {}", names.join(" and ")),
             ));
         }
@@ -436,7 +195,7 @@ fn check_leaders(obs: &Observations, out: &mut Vec<Violation>) {
                     reported += 1;
                     if reported <= 3 {
                         out.push(violation(
-                            "one_leader_per_epoch",
+                            Invariant::OneLeaderPerEpoch,
                             format!(
                                 "tenant {tenant}: {node} wrote revision {rev} under epoch {epoch} after {by} had written revision {at} under epoch {e}"
                             ),
@@ -449,7 +208,7 @@ fn check_leaders(obs: &Observations, out: &mut Vec<Violation>) {
         }
         if reported > 3 {
             out.push(violation(
-                "one_leader_per_epoch",
+                Invariant::OneLeaderPerEpoch,
                 format!(
                     "tenant {tenant}: {} more writes from superseded epochs",
                     reported - 3
@@ -463,45 +222,20 @@ fn check_states(obs: &Observations, out: &mut Vec<Violation>) {
     for agent in &obs.agents {
         match obs.targets.iter().find(|t| &t.agent == agent) {
             None => out.push(violation(
-                "states_converged",
+                Invariant::StatesConverged,
                 format!("agent {agent} is not a target of the run's desired state"),
             )),
             Some(t) if t.status != TargetState::Compliant => out.push(violation(
-                "states_converged",
+                Invariant::StatesConverged,
                 format!("target {agent} is {} after healing", t.status.as_str()),
             )),
             Some(t) if !t.marked || t.last_change.is_none_or(|at| at < obs.healed_at) => {
                 out.push(violation(
-                    "states_converged",
+                    Invariant::StatesConverged,
                     format!("target {agent} was not repaired after the drift made at healing"),
                 ))
             }
             Some(_) => {}
-        }
-    }
-}
-
-/// Failover time statistics, in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Spread {
-    pub count: usize,
-    pub min_ms: u64,
-    pub p50_ms: u64,
-    pub max_ms: u64,
-}
-
-impl Spread {
-    pub fn of(samples: &[u64]) -> Spread {
-        let mut v = samples.to_vec();
-        v.sort_unstable();
-        if v.is_empty() {
-            return Spread::default();
-        }
-        Spread {
-            count: v.len(),
-            min_ms: v[0],
-            p50_ms: v[(v.len() - 1) / 2],
-            max_ms: v[v.len() - 1],
         }
     }
 }
@@ -565,7 +299,7 @@ mod tests {
     }
 
     fn invariants(v: &[Violation]) -> Vec<&'static str> {
-        v.iter().map(|v| v.invariant).collect()
+        v.iter().map(|v| v.invariant.as_str()).collect()
     }
 
     #[test]
@@ -707,61 +441,5 @@ mod tests {
             at: 0,
         });
         assert_eq!(check(&o), vec![]);
-    }
-
-    #[test]
-    fn the_schedule_is_a_function_of_the_seed() {
-        let all = Scenario::ALL;
-        let a = schedule(42, &all, 60_000);
-        assert_eq!(a, schedule(42, &all, 60_000));
-        assert_ne!(a, schedule(43, &all, 60_000));
-        // Faults stay inside the run, do not overlap, and every scenario gets its turn.
-        assert!(a.first().is_some_and(|f| f.at_ms == WARMUP_MS));
-        for w in a.windows(2) {
-            assert!(w[0].at_ms + w[0].hold_ms + 1_000 <= w[1].at_ms, "{w:?}");
-        }
-        assert!(a.iter().all(|f| f.at_ms + f.hold_ms <= 60_000));
-        let kinds: BTreeSet<Scenario> = a.iter().map(|f| f.scenario).collect();
-        assert_eq!(kinds.len(), all.len(), "{a:?}");
-        // One scenario only: every fault is of that kind.
-        let one = schedule(1, &[Scenario::AgentKill], 30_000);
-        assert!(!one.is_empty() && one.iter().all(|f| f.scenario == Scenario::AgentKill));
-        assert_eq!(schedule(1, &[], 30_000), vec![]);
-        assert_eq!(schedule(1, &all, 1_000), vec![]);
-    }
-
-    #[test]
-    fn scenario_names_round_trip() {
-        for s in Scenario::ALL {
-            assert_eq!(s.as_str().parse::<Scenario>(), Ok(s));
-        }
-        assert!(
-            "leader-nap"
-                .parse::<Scenario>()
-                .unwrap_err()
-                .contains("one of")
-        );
-    }
-
-    #[test]
-    fn torn_history_lines_are_skipped_and_counted() {
-        let line = serde_json::to_string(&write("a", 1, 2)).unwrap();
-        let text = format!("{line}\n{line}\n{{\"type\":\"wri");
-        let (events, bad) = parse_history(&text);
-        assert_eq!((events.len(), bad), (2, 1));
-    }
-
-    #[test]
-    fn spread_takes_the_lower_median() {
-        assert_eq!(
-            Spread::of(&[30, 10, 20, 40]),
-            Spread {
-                count: 4,
-                min_ms: 10,
-                p50_ms: 20,
-                max_ms: 40
-            }
-        );
-        assert_eq!(Spread::of(&[]), Spread::default());
     }
 }

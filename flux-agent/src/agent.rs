@@ -1,0 +1,287 @@
+//! One agent's conversation with the control plane: it registers (saying what it still runs),
+//! heartbeats at the interval the control plane asks for, long-polls for tasks and hands each
+//! new task to [`crate::attempt`]; cancellations arrive with heartbeat replies and polls.
+//! Every call is retried with full-jitter backoff ([`with_retry`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use flux_core::client::{ApiClient, ClientError, backoff};
+use flux_core::model::{Heartbeat, HeartbeatReply, RegisterAgent, Task};
+use reqwest::{Method, StatusCode};
+use tokio_util::sync::CancellationToken;
+
+use crate::Args;
+
+/// Attempts running here, with the token that cancels each.
+pub(crate) type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// How tasks are carried out.
+pub(crate) enum Exec {
+    /// Real processes (`sh -c` or an argv) through [`executor::run`].
+    Real {
+        /// Where running jobs' process groups are recorded (see `--state-dir`).
+        state_dir: Option<PathBuf>,
+    },
+    /// No process: wait `run`, print one line, exit 0 (see `--simulate`).
+    Simulated { run: Duration },
+}
+
+/// What every agent of this process has in common.
+pub(crate) struct Profile {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) slots: u32,
+    pub(crate) hostname: Option<String>,
+    pub(crate) poll_secs: u64,
+    pub(crate) exec: Exec,
+}
+
+impl Profile {
+    pub(crate) fn new(args: &Args, exec: Exec) -> Profile {
+        Profile {
+            labels: args.labels.iter().cloned().collect(),
+            slots: args.slots,
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string()),
+            poll_secs: args.poll_secs,
+            exec,
+        }
+    }
+}
+
+/// One agent: its client, identity, the attempts it runs and the heartbeat interval the
+/// control plane asked for.
+pub(crate) struct Agent {
+    pub(crate) api: ApiClient,
+    /// Node id from the agent token; the server checks the token, this is for logs and jobs.
+    pub(crate) node_id: String,
+    pub(crate) profile: Arc<Profile>,
+    pub(crate) running: Running,
+    heartbeat: Mutex<Duration>,
+}
+
+fn running_ids(running: &Running) -> Vec<String> {
+    let mut v: Vec<String> = running
+        .lock()
+        .expect("running map")
+        .keys()
+        .cloned()
+        .collect();
+    v.sort();
+    v
+}
+
+fn cancel_attempts(running: &Running, ids: &[String]) {
+    let map = running.lock().expect("running map");
+    for id in ids {
+        if let Some(t) = map.get(id) {
+            tracing::info!(attempt = %id, "cancel requested by the control plane");
+            t.cancel();
+        }
+    }
+}
+
+/// Retries `f` on transport errors and 429/5xx with full-jitter backoff; gives up on other API
+/// errors (returned) or when `stop` fires.
+pub(crate) async fn with_retry<T, F, Fut>(
+    stop: &CancellationToken,
+    what: &str,
+    mut f: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let retryable = match &e {
+                    ClientError::Transport { .. } | ClientError::Decode { .. } => true,
+                    ClientError::Api { status, .. } => {
+                        *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+                    }
+                    ClientError::Config(_) => false,
+                };
+                if !retryable {
+                    return Err(e);
+                }
+                let mut delay =
+                    backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
+                if let ClientError::Api {
+                    retry_after: Some(s),
+                    ..
+                } = &e
+                {
+                    delay = delay.max(Duration::from_secs(*s));
+                }
+                tracing::warn!(error = %e, ?delay, "{what} failed; retrying");
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = stop.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+impl Agent {
+    pub(crate) fn new(api: ApiClient, node_id: String, profile: Arc<Profile>) -> Agent {
+        Agent {
+            api,
+            node_id,
+            profile,
+            running: Arc::default(),
+            heartbeat: Mutex::new(Duration::from_secs(2)),
+        }
+    }
+
+    /// Waits (until `deadline` at most) for the running tasks to report and go away.
+    pub(crate) async fn wait_idle(&self, deadline: tokio::time::Instant) {
+        while !self.running.lock().expect("running map").is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) async fn register(&self, stop: &CancellationToken) -> Result<(), ClientError> {
+        let req = RegisterAgent {
+            labels: self.profile.labels.clone(),
+            slots: Some(self.profile.slots),
+            hostname: self.profile.hostname.clone(),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            running: running_ids(&self.running),
+        };
+        let reply: HeartbeatReply = with_retry(stop, "register", || {
+            self.api.post("/v1/agent/register", &req)
+        })
+        .await?;
+        self.apply_reply(&reply);
+        match self.profile.exec {
+            Exec::Real { .. } => {
+                tracing::info!(server = %self.api.server(), node = %self.node_id, "registered")
+            }
+            Exec::Simulated { .. } => {
+                tracing::debug!(server = %self.api.server(), node = %self.node_id, "registered")
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_reply(&self, reply: &HeartbeatReply) {
+        if reply.heartbeat_interval_ms > 0 {
+            *self.heartbeat.lock().expect("heartbeat") =
+                Duration::from_millis(reply.heartbeat_interval_ms);
+        }
+        cancel_attempts(&self.running, &reply.cancel);
+    }
+
+    pub(crate) async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let every = *self.heartbeat.lock().expect("heartbeat");
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let hb = Heartbeat {
+                running: running_ids(&self.running),
+            };
+            match self
+                .api
+                .post::<HeartbeatReply, _>("/v1/agent/heartbeat", &hb)
+                .await
+            {
+                Ok(reply) => self.apply_reply(&reply),
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
+                    // The control plane forgot us (restored from backup, say): register again.
+                    let _ = self.register(&stop).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    pub(crate) async fn poll_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
+        let mut after = 0u64;
+        let mut failures = 0u32;
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let path = format!(
+                "/v1/agent/tasks?after={after}&wait_secs={}",
+                self.profile.poll_secs
+            );
+            let timeout = Duration::from_secs(self.profile.poll_secs + 15);
+            let polled = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                r = self.api.call::<Vec<Task>>(Method::GET, &path, None, timeout) => r,
+            };
+            match polled {
+                Ok(tasks) => {
+                    failures = 0;
+                    for t in tasks {
+                        after = after.max(t.revision);
+                        self.handle(t, &stop);
+                    }
+                }
+                Err(
+                    e @ ClientError::Api {
+                        status: StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
+                        ..
+                    },
+                ) => {
+                    return Err(anyhow::anyhow!(
+                        "the control plane refused this agent's token: {e}"
+                    ));
+                }
+                Err(e) => {
+                    let delay = backoff(
+                        failures,
+                        Duration::from_millis(200),
+                        Duration::from_secs(15),
+                    );
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, ?delay, "poll failed; reconnecting");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    // Re-register so the control plane learns what is still running here.
+                    if self.register(&stop).await.is_err() {
+                        continue;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(self: &Arc<Self>, task: Task, stop: &CancellationToken) {
+        if task.cancel {
+            cancel_attempts(&self.running, std::slice::from_ref(&task.attempt_id));
+            return;
+        }
+        let token = {
+            let mut map = self.running.lock().expect("running map");
+            if map.contains_key(&task.attempt_id) {
+                return;
+            }
+            let t = stop.child_token();
+            map.insert(task.attempt_id.clone(), t.clone());
+            t
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let id = task.attempt_id.clone();
+            me.execute(task, token).await;
+            me.running.lock().expect("running map").remove(&id);
+        });
+    }
+}

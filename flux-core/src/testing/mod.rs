@@ -1,0 +1,99 @@
+//! Test support (feature `testing`, which also turns on `chaos`), shared by flux-core's own
+//! tests, the end-to-end tests in `tests/` and `fluxctl chaos run`, so that each helper exists
+//! once:
+//! - here: [`free_port`], [`wait_until`] and [`poll_until`] (poll with a deadline), [`on_path`]
+//!   and [`tool`] (program look-up), and the `FLUX_REQUIRE_*` flags ([`redis_required`]);
+//! - [`proc`]: the kill-on-drop child process with its log ([`Proc`], [`Launch`]);
+//! - [`redis`]: real `redis-server` processes ([`RedisServer`]);
+//! - [`hooks`]: a store wrapper that runs a hook before each commit ([`BeforeCommit`]);
+//! - [`fast_args`]: `fluxd` arguments for fast leases and liveness.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub mod fast_args;
+pub mod hooks;
+pub mod proc;
+pub mod redis;
+
+pub use fast_args::{FAST_LEASE_ARGS, FAST_LIVENESS_ARGS};
+pub use hooks::{BeforeCommit, CommitHook};
+pub use proc::{Launch, Proc, ProcError};
+pub use redis::RedisServer;
+
+/// Picks a free TCP port on 127.0.0.1 (the OS may hand it to someone else before use; callers
+/// that bind later retry on failure).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on loopback")
+}
+
+/// Polls `cond` every few milliseconds until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `f` every `every` until it gives `Some`, or gives `None` once `limit` has passed (`f`
+/// is always tried at least once, and once more at the deadline's edge).
+pub async fn poll_until<T, F, Fut>(every: Duration, limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The first file called `bin` in a directory of `PATH`.
+pub fn on_path(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Whether the environment variable `var` is set to something other than empty or `0`.
+pub fn env_flag(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Whether tests must fail instead of skipping when Redis is missing.
+pub fn redis_required() -> bool {
+    env_flag("FLUX_REQUIRE_REDIS")
+}
+
+/// Finds a program on PATH for a test that needs it. When it is missing the test should skip
+/// (`None`), unless the environment variable `require` is set (CI sets it): then it fails.
+pub fn tool(name: &str, require: &str) -> Option<PathBuf> {
+    let found = on_path(name);
+    if found.is_none() {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but {name} is not installed"
+        );
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}

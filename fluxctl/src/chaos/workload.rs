@@ -1,0 +1,220 @@
+//! The workload of a chaos run: jobs submitted at a steady rate through any node (each retried
+//! with its idempotency key until acknowledged), the desired state every agent must keep (a
+//! marker file), and, after healing, the wait until every acknowledged job has finished and
+//! every target was repaired ([`settle`]).
+//!
+//! Every job appends its attempt id to `runs/<job id>`, so the checker can compare the work
+//! done on agents with what the store holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use flux_core::chaos::TargetSeen;
+use flux_core::client::{ApiClient, ClientError, erased};
+use flux_core::model::{Attempt, Job, SubmitJob};
+use flux_core::reconcile::StateView;
+use flux_core::state::{StateSpec, Targets};
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use tokio_util::sync::CancellationToken;
+
+use super::{STATE, SUBMIT_PATIENCE};
+
+/// The workload's jobs: each appends its attempt id to `runs/<job id>`.
+pub(super) fn job_command(work: &Path) -> String {
+    format!(
+        "echo \"$FLUX_ATTEMPT_ID\" >> '{}/'\"$FLUX_JOB_ID\"",
+        work.join("runs").display()
+    )
+}
+
+/// Submits jobs at `rate` per second until `stop`; returns the acknowledged ids and the
+/// number of submissions never acknowledged.
+pub(super) async fn submit_jobs(
+    api: Arc<ApiClient>,
+    command: String,
+    seed: u64,
+    rate: u32,
+    stop: CancellationToken,
+) -> (Vec<String>, usize, usize) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let lost = Arc::new(Mutex::new(0usize));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = 4u32;
+    let every = Duration::from_secs_f64(workers as f64 / rate.max(1) as f64);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (api, command, stop) = (api.clone(), command.clone(), stop.clone());
+        let (acked, lost, sent) = (acked.clone(), lost.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            // After a stall, go on at the same pace rather than catching up in a burst.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                n += 1;
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let req = SubmitJob {
+                    command: Some(command.clone()),
+                    max_attempts: Some(10),
+                    timeout_secs: Some(30),
+                    idempotency_key: Some(format!("chaos-{seed:x}-{w}-{n}")),
+                    ..SubmitJob::default()
+                };
+                match submit_one(&api, &req).await {
+                    Some(id) => acked.lock().expect("acked").push(id),
+                    None => *lost.lock().expect("lost") += 1,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = std::mem::take(&mut *acked.lock().expect("acked"));
+    let lost = *lost.lock().expect("lost");
+    (acked, lost, sent.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// One submission, retried with the same idempotency key through any node until acknowledged.
+async fn submit_one(api: &ApiClient, req: &SubmitJob) -> Option<String> {
+    let deadline = Instant::now() + SUBMIT_PATIENCE;
+    let mut delay = Duration::from_millis(50);
+    while Instant::now() < deadline {
+        match api
+            .call::<Job>(
+                Method::POST,
+                "/v1/jobs",
+                Some(&erased::Body(req)),
+                Duration::from_secs(3),
+            )
+            .await
+        {
+            Ok(j) => return Some(j.job_id),
+            Err(ClientError::Api { status, .. })
+                if status.is_client_error()
+                    && status != StatusCode::TOO_MANY_REQUESTS
+                    && status != StatusCode::REQUEST_TIMEOUT =>
+            {
+                // Refused for good (the workload is wrong): nothing was created.
+                return None;
+            }
+            Err(_) => {
+                // A frozen node holds the request until the timeout: try the next one.
+                api.rotate();
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    None
+}
+
+pub(super) async fn declare_state(api: &ApiClient, work: &Path) -> Result<()> {
+    let marks = work.join("marks");
+    let spec = StateSpec {
+        name: STATE.into(),
+        targets: Targets {
+            agents: Vec::new(),
+            labels: [("chaos".to_string(), "1".to_string())].into(),
+        },
+        check: format!("test -f '{}/'\"$FLUX_NODE_ID\"", marks.display()),
+        apply: format!(
+            "mkdir -p '{0}' && touch '{0}/'\"$FLUX_NODE_ID\"",
+            marks.display()
+        ),
+        interval_secs: 1,
+        timeout_secs: 10,
+        env: BTreeMap::new(),
+        desired_exit_code: 0,
+    };
+    let _: StateView = api
+        .call(
+            Method::PUT,
+            &format!("/v1/states/{STATE}"),
+            Some(&erased::Body(&spec)),
+            Duration::from_secs(10),
+        )
+        .await
+        .context("declaring the run's desired state")?;
+    Ok(())
+}
+
+/// A job with its attempts; `None` when the store does not know it.
+pub(super) type Seen = Option<(Job, Vec<Attempt>)>;
+
+/// A job's status and attempts, `Ok(None)` when the store does not know it.
+async fn job_state(api: &ApiClient, id: &str) -> Result<Seen, ClientError> {
+    let job: Job = match api.get(&format!("/v1/jobs/{id}")).await {
+        Ok(j) => j,
+        Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let attempts: Vec<Attempt> = api.get(&format!("/v1/jobs/{id}/attempts")).await?;
+    Ok(Some((job, attempts)))
+}
+
+/// Waits until every acknowledged job has finished and every target was repaired after
+/// `healed_at` (compliant, with its marker in `marks` made again), or `limit` passes; returns
+/// what it last saw of the jobs and targets.
+pub(super) async fn settle(
+    api: &ApiClient,
+    marks: &Path,
+    acked: &[String],
+    healed_at: u64,
+    limit: Duration,
+) -> (BTreeMap<String, Seen>, Vec<TargetSeen>) {
+    let deadline = Instant::now() + limit;
+    let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut open: BTreeSet<String> = acked.iter().cloned().collect();
+    let mut targets = Vec::new();
+    loop {
+        let checked: Vec<(String, Result<Seen, ClientError>)> =
+            futures::stream::iter(open.iter().cloned())
+                .map(|id| async move {
+                    let r = job_state(api, &id).await;
+                    (id, r)
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+        for (id, r) in checked {
+            if let Ok(v) = r {
+                let done = v.as_ref().is_some_and(|(j, _)| j.status.is_terminal());
+                seen.insert(id.clone(), v);
+                if done {
+                    open.remove(&id);
+                }
+            }
+        }
+        if let Ok(view) = api.get::<StateView>(&format!("/v1/states/{STATE}")).await {
+            targets = view
+                .status
+                .iter()
+                .map(|t| TargetSeen {
+                    agent: t.agent.clone(),
+                    status: t.status,
+                    last_change: t.last_change,
+                    marked: marks.join(&t.agent).exists(),
+                })
+                .collect();
+        }
+        let converged = !targets.is_empty()
+            && targets.iter().all(|t| {
+                t.status == flux_core::reconcile::TargetState::Compliant
+                    && t.marked
+                    && t.last_change.is_some_and(|at| at >= healed_at)
+            });
+        if (open.is_empty() && converged) || Instant::now() >= deadline {
+            return (seen, targets);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
