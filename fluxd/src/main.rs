@@ -3,16 +3,13 @@
 //! the HTTPS API. Every rule it enforces lives in `flux-core`.
 
 mod api;
-mod app;
-mod audit_api;
-mod backup_api;
 mod history;
 mod inboxes;
-mod limits;
 mod metrics;
-mod states_api;
+mod middleware;
+mod state;
 mod store_metrics;
-mod tenants_api;
+mod tasks;
 mod tls;
 
 use std::net::SocketAddr;
@@ -22,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::DefaultBodyLimit;
 use clap::{Parser, ValueEnum};
 use flux_core::auth::{Authenticator, Role, SigningKey};
 use flux_core::jobs::{Jobs, JobsConfig};
@@ -251,7 +247,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     let tls_config =
         axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&files)?);
 
-    let metrics = metrics::Metrics::new();
+    let metrics = Arc::new(metrics::Metrics::new());
     let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
     let history = match &args.history_log {
         Some(p) => Some(Arc::new(
@@ -285,7 +281,7 @@ async fn run(args: Args) -> Result<ExitCode> {
             ..JobsConfig::default()
         },
     );
-    let state = Arc::new(app::AppState::new(
+    let state = Arc::new(state::AppState::new(
         node_id.clone(),
         store,
         jobs,
@@ -294,31 +290,16 @@ async fn run(args: Args) -> Result<ExitCode> {
         audit_key,
         history,
     ));
-    let app = api::router(state.clone())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            api::MAX_WAIT + Duration::from_secs(30),
-        ))
-        .merge(backup_api::routes(args.max_restore_bytes).with_state(state.clone()))
-        .merge(audit_api::routes().with_state(state.clone()))
-        .merge(tenants_api::routes().with_state(state.clone()))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            audit_api::record,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(limits::Limits::new(
-                args.max_requests,
-                args.max_long_polls,
-                args.max_registrations,
-            )),
-            limits::shed,
-        ))
-        .layer(DefaultBodyLimit::max(args.max_body_bytes));
+    let app = api::app(
+        state.clone(),
+        &api::ApiLimits {
+            max_body_bytes: args.max_body_bytes,
+            max_restore_bytes: args.max_restore_bytes,
+            max_requests: args.max_requests,
+            max_long_polls: args.max_long_polls,
+            max_registrations: args.max_registrations,
+        },
+    );
 
     let cancel = CancellationToken::new();
     let lease_cfg = flux_core::lease::LeaseConfig {
@@ -330,14 +311,17 @@ async fn run(args: Args) -> Result<ExitCode> {
     lease_cfg
         .validate()
         .map_err(|e| anyhow::anyhow!("lease settings: {e}"))?;
-    let leader = tokio::spawn(app::run_leader(
+    let leader = tokio::spawn(tasks::leader::run_leader(
         state.clone(),
         cancel.clone(),
         args.sweep_interval,
         lease_cfg,
         args.unsafe_ignore_lease,
     ));
-    let record = tokio::spawn(app::run_node_record(state.clone(), cancel.clone()));
+    let record = tokio::spawn(tasks::node_record::run_node_record(
+        state.clone(),
+        cancel.clone(),
+    ));
     // The hub serves polls until the server has stopped, graceful drain included.
     let hub_stop = CancellationToken::new();
     let hub = tokio::spawn(
@@ -349,7 +333,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     if args.audit_verify_every.is_zero() {
         anyhow::bail!("--audit-verify-every must be above zero");
     }
-    tokio::spawn(audit_api::run_integrity_checks(
+    tokio::spawn(tasks::integrity::run_integrity_checks(
         state.clone(),
         args.audit_verify_every,
         cancel.clone(),
@@ -358,9 +342,9 @@ async fn run(args: Args) -> Result<ExitCode> {
         if args.backup_keep == 0 || args.backup_every.is_zero() {
             anyhow::bail!("--backup-keep and --backup-every must be above zero");
         }
-        tokio::spawn(backup_api::run_scheduled(
+        tokio::spawn(tasks::backups::run_scheduled(
             state.clone(),
-            backup_api::Schedule {
+            tasks::backups::Schedule {
                 dir: dir.clone(),
                 every: args.backup_every,
                 keep: args.backup_keep,

@@ -1,18 +1,10 @@
-//! Prometheus metrics of one fluxd node, served on `/metrics`.
+//! Prometheus metrics of one fluxd node, served on `/metrics`: the registry only. It imports
+//! nothing from the crate; the HTTP layer that counts requests is `middleware::metrics`.
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use std::sync::Arc;
-
-use crate::app::AppState;
 
 /// All metrics of the node.
 pub struct Metrics {
@@ -255,35 +247,4 @@ impl Metrics {
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition format is UTF-8")
     }
-}
-
-/// Records RED metrics per matched route.
-pub async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    // Only standard methods become label values: arbitrary ones would each add series.
-    let method: &'static str = match *req.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    st.metrics
-        .http_duration
-        .with_label_values(&[route.as_str(), method])
-        .observe(started.elapsed().as_secs_f64());
-    st.metrics
-        .http_requests
-        .with_label_values(&[route.as_str(), method, resp.status().as_str()])
-        .inc();
-    resp
 }

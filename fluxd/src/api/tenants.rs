@@ -4,40 +4,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use flux_core::auth::{CLUSTER_TENANT, Role};
 use flux_core::model::AgentState;
-use flux_core::quota::{self, Quota, QuotaError};
+use flux_core::quota::{self, Quota};
 use flux_core::store::{Expect, SYSTEM_TENANT};
 use serde::Serialize;
 
-use crate::api::{ApiError, ApiJson, ApiResult, Caller};
-use crate::app::AppState;
-
-impl From<QuotaError> for ApiError {
-    fn from(e: QuotaError) -> ApiError {
-        match e {
-            QuotaError::Invalid(m) => ApiError::invalid(m),
-            QuotaError::PreconditionFailed(m) => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
-            }
-            QuotaError::Store(s) => s.into(),
-            QuotaError::Corrupt(_) => {
-                tracing::error!(error = %e, "corrupt quota");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            }
-        }
-    }
-}
-
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/tenants", get(list).post(create))
-        .route("/v1/tenants/{tenant}/quota", get(get_quota).put(put_quota))
-}
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Caller, quota_precondition};
+use crate::state::AppState;
 
 fn over(message: String, retry_after: u64) -> ApiError {
     let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message);
@@ -48,7 +26,7 @@ fn over(message: String, retry_after: u64) -> ApiError {
 /// Admission for `n` new jobs (a fan-out submits several): the tenant's queued-jobs quota and
 /// submit rate. Answered with 429 and `Retry-After`; nothing is written. The queued count is
 /// read before the jobs are written, so concurrent submissions can overshoot it by a few.
-pub async fn admit_submission(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
+pub(super) async fn admit_submission(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
     let q = st.quota(tenant).await?;
     if let Some(max) = q.max_queued {
         let queued = st.jobs.queue_depth(tenant).await? as u64;
@@ -74,7 +52,7 @@ pub async fn admit_submission(st: &AppState, tenant: &str, n: u64) -> ApiResult<
 }
 
 #[derive(Serialize)]
-struct Usage {
+pub(super) struct Usage {
     tenant: String,
     queued: usize,
     /// Attempts assigned to or running on agents.
@@ -102,7 +80,10 @@ async fn usage(st: &AppState, tenant: &str) -> ApiResult<Usage> {
 }
 
 /// Every tenant for admins of the cluster tenant; one's own tenant for other admins.
-async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Vec<Usage>>> {
+pub(super) async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Usage>>> {
     if caller.0.role != Role::Admin {
         return Err(ApiError::forbidden("only admins see tenants"));
     }
@@ -133,7 +114,7 @@ async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub(super) struct CreateTenant {
     name: String,
     #[serde(default)]
     quota: Option<Quota>,
@@ -144,7 +125,7 @@ struct CreateTenant {
 
 /// Creates a tenant (admins of the cluster tenant): records it, sets its quota if given, and
 /// answers with a first admin token for it. 409 if it exists.
-async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateTenant>,
@@ -168,11 +149,10 @@ async fn create(
         q.validate()?;
     }
     if st.store.tenants().await?.contains(&req.name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("tenant {} already exists", req.name),
-        ));
+        return Err(ApiError::conflict(format!(
+            "tenant {} already exists",
+            req.name
+        )));
     }
     let record = flux_core::store::Key::new(SYSTEM_TENANT, format!("tenants/{}", req.name))?;
     let body = serde_json::to_vec(&serde_json::json!({
@@ -189,11 +169,9 @@ async fn create(
         );
     }
     st.store.commit(txn).await.map_err(|e| match e {
-        flux_core::store::StoreError::Conflict { .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("tenant {} already exists", req.name),
-        ),
+        flux_core::store::StoreError::Conflict { .. } => {
+            ApiError::conflict(format!("tenant {} already exists", req.name))
+        }
         other => other.into(),
     })?;
     st.forget_quota(&req.name);
@@ -222,14 +200,14 @@ fn may_read(caller: &Caller, tenant: &str) -> ApiResult<()> {
 }
 
 #[derive(Serialize)]
-struct QuotaView {
+pub(super) struct QuotaView {
     tenant: String,
     /// 0 when never set.
     version: u64,
     quota: Quota,
 }
 
-async fn get_quota(
+pub(super) async fn get_quota(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(tenant): Path<String>,
@@ -245,7 +223,7 @@ async fn get_quota(
 
 /// Quotas bound a tenant, so only admins of the cluster tenant set them. `If-Match: <version>`
 /// (0 for "never set") makes the write a CAS.
-async fn put_quota(
+pub(super) async fn put_quota(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(tenant): Path<String>,
@@ -261,15 +239,7 @@ async fn put_quota(
     if tenant.starts_with('_') {
         return Err(ApiError::invalid("tenant names may not start with '_'"));
     }
-    let expect = match headers.get("if-match").map(|v| v.to_str()) {
-        None => Expect::Any,
-        Some(Ok(v)) => match v.trim().trim_matches('"').parse::<u64>() {
-            Ok(0) => Expect::Absent,
-            Ok(n) => Expect::Version(n),
-            Err(_) => return Err(ApiError::bad_request("If-Match must be a version number")),
-        },
-        Some(Err(_)) => return Err(ApiError::bad_request("If-Match is not text")),
-    };
+    let expect = quota_precondition(&headers)?;
     let version = quota::put(st.store.as_ref(), &tenant, &q, expect).await?;
     st.forget_quota(&tenant);
     tracing::info!(by = %caller.0.sub, %tenant, ?q, "quota set");
