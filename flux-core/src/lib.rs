@@ -19,6 +19,7 @@ pub mod reconcile;
 pub mod redact;
 pub mod state;
 pub mod store;
+pub mod tenants;
 
 #[cfg(feature = "testing")]
 pub mod testing;

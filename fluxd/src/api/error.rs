@@ -9,9 +9,10 @@ use flux_core::audit::AuditError;
 use flux_core::auth::AuthError;
 use flux_core::backup::BackupError;
 use flux_core::jobs::JobError;
-use flux_core::quota::QuotaError;
+use flux_core::quota::{QuotaError, Refusal};
 use flux_core::reconcile::StateError;
 use flux_core::store::StoreError;
+use flux_core::tenants::TenantError;
 use serde_json::json;
 
 /// Every error the API returns: `{"error": {"code": "...", "message": "..."}}`.
@@ -167,6 +168,29 @@ impl From<BackupError> for ApiError {
             ),
             BackupError::Store(s) => s.into(),
             other => ApiError::invalid(format!("not a valid backup: {other}")),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> ApiError {
+        let retry = e.retry_after_secs();
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            e.to_string(),
+        )
+        .retry_after(retry)
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> ApiError {
+        match e {
+            TenantError::Invalid(m) => ApiError::invalid(m),
+            TenantError::Exists(_) => ApiError::conflict(e.to_string()),
+            TenantError::Quota(q) => q.into(),
+            TenantError::Store(s) => s.into(),
         }
     }
 }

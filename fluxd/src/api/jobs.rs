@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -64,7 +64,7 @@ pub(super) async fn submit_job(
     };
     if !replay {
         let n = targets.as_ref().map_or(1, |t| t.len() as u64);
-        super::tenants::admit_submission(&st, caller.tenant(), n).await?;
+        admit(&st, caller.tenant(), n).await?;
     }
     if let Some(targets) = targets {
         let (group, jobs) = st
@@ -374,4 +374,17 @@ pub(super) async fn job_logs(
         "text/plain; charset=utf-8"
     };
     Ok(([(header::CONTENT_TYPE, ctype)], Body::from_stream(stream)).into_response())
+}
+
+/// Admission for `n` new jobs (a fan-out submits several): the tenant's quota (cached) and,
+/// when it bounds queued jobs, its queue depth, judged by `flux_core::quota::admit`. Refused
+/// with 429 and `Retry-After`; nothing is written.
+async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
+    let q = st.quota(tenant).await?;
+    let queued = match q.max_queued {
+        Some(_) => st.jobs.queue_depth(tenant).await? as u64,
+        None => 0,
+    };
+    flux_core::quota::admit(&st.rates, tenant, &q, queued, n, Instant::now())?;
+    Ok(())
 }

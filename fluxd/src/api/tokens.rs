@@ -48,10 +48,7 @@ pub(super) async fn create_token(
             auth::CLUSTER_TENANT
         )));
     }
-    if tenant.starts_with('_') {
-        return Err(ApiError::invalid("tenant names may not start with '_'"));
-    }
-    flux_core::store::validate_tenant(&tenant).map_err(|e| ApiError::invalid(e.to_string()))?;
+    flux_core::tenants::validate_name(&tenant)?;
     let ttl = req.ttl_secs.unwrap_or(24 * 3600);
     if ttl == 0 || ttl > MAX_TTL_SECS {
         return Err(ApiError::invalid(format!(
