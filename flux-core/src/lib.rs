@@ -12,6 +12,7 @@ pub mod client;
 pub mod faultproxy;
 pub mod files;
 pub mod jobs;
+pub mod leader;
 pub mod lease;
 pub mod model;
 pub mod quota;

@@ -1,11 +1,11 @@
 //! The cluster gauges (agents by state, queue depth, state targets by status), refreshed from
 //! the store when `/metrics` is scraped.
 
+use flux_core::leader::job_to_store as to_store;
 use flux_core::model::AgentState;
 use flux_core::reconcile::TargetState;
 use flux_core::store::StoreError;
 
-use super::to_store;
 use crate::state::AppState;
 
 /// Sets the cluster gauges (agents by state, queue depth) from the store, so that every node

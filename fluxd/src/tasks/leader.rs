@@ -1,50 +1,39 @@
 //! The leader driver: takes part in the lease election and, while this node holds the lease,
-//! runs the leader's work (liveness sweeps, requeues, scheduling, reconcile passes), publishing
-//! this node's leadership and the passes' tallies as metrics.
+//! runs `flux_core::leader::work` (liveness sweeps, requeues, scheduling, reconcile passes),
+//! publishing this node's leadership and the passes' tallies as metrics. What the work does and
+//! which changes wake it is flux-core's; this file only starts and stops it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use flux_core::leader::{self, Tally};
 use flux_core::lease::{self, LeaseConfig};
-use flux_core::model::now_ms;
-use flux_core::store::StoreError;
+use flux_core::quota::{Quota, QuotaError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::to_store;
 use crate::state::AppState;
 
-/// One leader pass over every tenant: liveness sweep, requeue, scheduling.
-async fn leader_pass(st: &AppState, epoch: u64, since: u64, sweep: bool) -> Result<(), StoreError> {
-    for t in &st.jobs.tenants().await.map_err(to_store)? {
-        if sweep {
-            let r = st
-                .jobs
-                .sweep_tenant(t, epoch, now_ms(), since)
-                .await
-                .map_err(to_store)?;
-            st.metrics.requeued.inc_by(r.requeued as u64);
-        }
-        let max_running = match st.quota(t).await {
-            Ok(q) => q.max_running,
-            Err(flux_core::quota::QuotaError::Store(e)) => return Err(e),
-            Err(e) => {
-                tracing::warn!(tenant = %t, error = %e, "quota unreadable; scheduling without it");
-                None
-            }
-        };
-        st.jobs
-            .schedule_tenant(t, epoch, now_ms(), max_running)
-            .await
-            .map_err(to_store)?;
+/// What flux_core's leader work asks of this node: its cached quotas, and its metrics for the
+/// passes' tallies.
+#[async_trait]
+impl leader::Host for AppState {
+    async fn quota(&self, tenant: &str) -> Result<Quota, QuotaError> {
+        AppState::quota(self, tenant).await
     }
-    Ok(())
-}
 
-fn state_to_store(e: flux_core::reconcile::StateError) -> StoreError {
-    match e {
-        flux_core::reconcile::StateError::Store(s) => s,
-        other => StoreError::Corrupt(other.to_string()),
+    fn tally(&self, _tenant: &str, tally: Tally) {
+        let m = &self.metrics;
+        match tally {
+            Tally::Sweep { requeued } => m.requeued.inc_by(requeued),
+            Tally::Reconcile(t) => {
+                m.reconcile_checks.inc_by(t.checks);
+                m.reconcile_drift.inc_by(t.drifts);
+                m.reconcile_repairs.inc_by(t.repairs);
+                m.reconcile_failures.inc_by(t.failures);
+            }
+        }
     }
 }
 
@@ -71,6 +60,14 @@ pub async fn run_leader(
         lease_cancel.clone(),
         fenced_rx,
     );
+    let work = leader::Leader {
+        store: st.store.as_ref(),
+        jobs: &st.jobs,
+        states: &st.states,
+        host: st.as_ref(),
+        wake: st.scheduler_wakeups(),
+        sweep_every,
+    };
     loop {
         let current = *leadership.borrow_and_update();
         match current {
@@ -93,7 +90,7 @@ pub async fn run_leader(
                         tracing::info!(node = %st.node_id, epoch, "leader work stops: leadership changed");
                         if r.is_err() { break }
                     }
-                    fenced = leader_work(&st, epoch, since, sweep_every) => {
+                    fenced = leader::work(&work, epoch, since) => {
                         tracing::error!(
                             node = %st.node_id,
                             epoch,
@@ -116,96 +113,4 @@ pub async fn run_leader(
     st.set_leader(None);
     lease_cancel.cancel();
     let _ = driver.await;
-}
-
-/// Leader work for one term: the job loop and the reconcile loop. Returns only when a write is
-/// fenced, with the epoch in force.
-async fn leader_work(st: &AppState, epoch: u64, since: u64, sweep_every: Duration) -> u64 {
-    tokio::select! {
-        e = job_work(st, epoch, since, sweep_every) => e,
-        e = reconcile_work(st, epoch, sweep_every) => e,
-    }
-}
-
-/// How often the reconciler looks at every target even when nothing changed (due checks).
-const RECONCILE_TICK: Duration = Duration::from_millis(500);
-/// Least time between two passes started by changes.
-const RECONCILE_GAP: Duration = Duration::from_millis(20);
-
-/// Runs reconcile passes on every tick and whenever a state or a job changes.
-async fn reconcile_work(st: &AppState, epoch: u64, sweep_every: Duration) -> u64 {
-    let mut changes = st.store.subscribe();
-    let mut tick = tokio::time::interval(RECONCILE_TICK.min(sweep_every));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            c = changes.recv() => {
-                match c {
-                    Ok(c) if !(c.is_resync() || c.paths.iter().any(|p| p.starts_with("states/") || p.starts_with("jobs/"))) => continue,
-                    _ => {}
-                }
-                // Under a stream of job updates, passes run at most every RECONCILE_GAP; what
-                // changed meanwhile is covered by the next pass.
-                tokio::time::sleep(RECONCILE_GAP).await;
-                while changes.try_recv().is_ok() {}
-            }
-        }
-        match reconcile_pass(st, epoch).await {
-            Ok(()) => {}
-            Err(StoreError::Fenced { current, .. }) => return current,
-            Err(e) => tracing::warn!(error = %e, "reconcile pass failed; retrying"),
-        }
-    }
-}
-
-async fn reconcile_pass(st: &AppState, epoch: u64) -> Result<(), StoreError> {
-    for t in &st.jobs.tenants().await.map_err(to_store)? {
-        // One tenant's trouble (a corrupt record, say) must not stop the others.
-        let tally = match st
-            .states
-            .pass(t, epoch, now_ms())
-            .await
-            .map_err(state_to_store)
-        {
-            Ok(tally) => tally,
-            Err(e @ StoreError::Fenced { .. }) => return Err(e),
-            Err(e) => {
-                tracing::warn!(tenant = %t, error = %e, "reconcile pass of a tenant failed");
-                continue;
-            }
-        };
-        let m = &st.metrics;
-        m.reconcile_checks.inc_by(tally.checks);
-        m.reconcile_drift.inc_by(tally.drifts);
-        m.reconcile_repairs.inc_by(tally.repairs);
-        m.reconcile_failures.inc_by(tally.failures);
-    }
-    Ok(())
-}
-
-async fn job_work(st: &AppState, epoch: u64, since: u64, sweep_every: Duration) -> u64 {
-    let mut changes = st.store.subscribe();
-    let mut tick = tokio::time::interval(sweep_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let sweep = tokio::select! {
-            _ = tick.tick() => true,
-            _ = st.scheduler_wakeups().notified() => false,
-            c = changes.recv() => {
-                match c {
-                    Ok(c) if !(c.is_resync() || c.paths.iter().any(|p| p.starts_with("pending/") || p.starts_with("inbox/"))) => continue,
-                    _ => {}
-                }
-                // Drain what queued up meanwhile: one pass covers it all.
-                while changes.try_recv().is_ok() {}
-                false
-            }
-        };
-        match leader_pass(st, epoch, since, sweep).await {
-            Ok(()) => {}
-            Err(StoreError::Fenced { current, .. }) => return current,
-            Err(e) => tracing::warn!(error = %e, "leader pass failed; retrying"),
-        }
-    }
 }

@@ -7,13 +7,3 @@ pub mod gauges;
 pub mod integrity;
 pub mod leader;
 pub mod node_record;
-
-use flux_core::store::StoreError;
-
-/// A job-service error met by a background task, as the store error it is reported as.
-fn to_store(e: flux_core::jobs::JobError) -> StoreError {
-    match e {
-        flux_core::jobs::JobError::Store(s) => s,
-        other => StoreError::Corrupt(other.to_string()),
-    }
-}
