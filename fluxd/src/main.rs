@@ -10,7 +10,7 @@ mod metrics;
 mod middleware;
 mod node;
 mod state;
-mod store_metrics;
+mod store_layers;
 mod tasks;
 mod tls;
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{NodeConfig, TlsSource};
 use crate::state::AppState;
-use crate::{api, history, metrics, store_metrics, tasks, tls};
+use crate::{api, history, metrics, store_layers, tasks, tls};
 
 /// Runs the node described by `cfg` until `shutdown` completes.
 pub async fn run(
@@ -165,12 +165,8 @@ fn build_state(
             "--unsafe-ignore-lease: leader work does not stop when the lease is lost. Testing only."
         );
     }
-    let store = store_metrics::Timed::wrap(
-        store,
-        metrics.store_ops.clone(),
-        history.clone(),
-        cfg.unsafe_no_fencing,
-    );
+    let store = store_layers::Timed::wrap(store, metrics.store_ops.clone());
+    let store = store_layers::Fencing::wrap(store, history.clone(), cfg.unsafe_no_fencing);
     let jobs = Jobs::new(store.clone(), cfg.jobs.clone());
     Ok(Arc::new(AppState::new(
         cfg.node_id.clone(),
