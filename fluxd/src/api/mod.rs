@@ -204,4 +204,29 @@ mod tests {
             serde_json::json!({"error": {"code": "not_found", "message": "no such route"}})
         );
     }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_prometheus_text_with_known_series_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = test_app(dir.path()).await;
+        let req = Request::get("/metrics").body(Body::empty()).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        for line in [
+            "flux_jobs_finished_total{status=\"succeeded\"} 0",
+            "flux_backups_total{result=\"error\"} 0",
+            "flux_leader_status 0",
+            "# HELP flux_dispatch_latency_seconds from a job's submission to its process starting on an agent (finished jobs)",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
 }
