@@ -30,28 +30,9 @@ pub(super) async fn submit_job(
     ApiJson(mut req): ApiJson<SubmitJob>,
 ) -> ApiResult<Response> {
     caller.require(Permission::SubmitJobs)?;
-    if let Some(h) = idempotency_header(&headers)? {
-        match &req.idempotency_key {
-            Some(k) if *k != h => {
-                return Err(ApiError::invalid(
-                    "X-Flux-Idempotency-Key and idempotency_key differ",
-                ));
-            }
-            _ => req.idempotency_key = Some(h),
-        }
-    }
+    merge_idempotency_key(&headers, &mut req)?;
     // A replay of an accepted submission is answered with its job, whatever the quota says now.
-    let replay = match &req.idempotency_key {
-        Some(k) if valid_ident(k) => st
-            .store
-            .get(&flux_core::store::Key::new(
-                caller.tenant(),
-                flux_core::model::keys::idempotency(k),
-            )?)
-            .await?
-            .is_some(),
-        _ => false,
-    };
+    let replay = is_replay(&st, caller.tenant(), req.idempotency_key.as_deref()).await?;
     // A fan-out is admitted as the number of jobs it makes, to the agents it was counted on.
     let targets = if req.fan_out {
         Some(
@@ -93,6 +74,37 @@ pub(super) async fn submit_job(
         StatusCode::OK
     };
     Ok((status, Json(job)).into_response())
+}
+
+/// Takes the `X-Flux-Idempotency-Key` header into the request; it must agree with the body's
+/// `idempotency_key` when both are given.
+fn merge_idempotency_key(headers: &HeaderMap, req: &mut SubmitJob) -> ApiResult<()> {
+    if let Some(h) = idempotency_header(headers)? {
+        match &req.idempotency_key {
+            Some(k) if *k != h => {
+                return Err(ApiError::invalid(
+                    "X-Flux-Idempotency-Key and idempotency_key differ",
+                ));
+            }
+            _ => req.idempotency_key = Some(h),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a submission with idempotency key `key` was accepted before in `tenant`.
+async fn is_replay(st: &AppState, tenant: &str, key: Option<&str>) -> ApiResult<bool> {
+    Ok(match key {
+        Some(k) if valid_ident(k) => st
+            .store
+            .get(&flux_core::store::Key::new(
+                tenant,
+                flux_core::model::keys::idempotency(k),
+            )?)
+            .await?
+            .is_some(),
+        _ => false,
+    })
 }
 
 #[derive(Deserialize)]
