@@ -2,9 +2,8 @@
 //! They move the whole store, so `api::app` gives them their own body and time limits.
 //! Scheduled backups are `tasks::backups`.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;

@@ -1,8 +1,7 @@
 //! Token routes: `POST /v1/tokens` (issue), `POST /v1/tokens/revoke` and `GET /v1/whoami`.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
