@@ -15,6 +15,7 @@ pub mod files;
 pub mod history;
 pub mod jobs;
 pub mod keys;
+pub mod leader;
 pub mod lease;
 pub mod model;
 pub mod quota;
@@ -22,6 +23,7 @@ pub mod reconcile;
 pub mod redact;
 pub mod state;
 pub mod store;
+pub mod tenants;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,18 +1,10 @@
-//! Prometheus metrics of one fluxd node, served on `/metrics`.
+//! Prometheus metrics of one fluxd node, served on `/metrics`: the registry only. It imports
+//! nothing from the crate; the HTTP layer that counts requests is `middleware::metrics`.
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use std::sync::Arc;
-
-use crate::app::AppState;
 
 /// All metrics of the node.
 pub struct Metrics {
@@ -46,205 +38,161 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("unique metric");
+        };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            reg(Box::new(g.clone()));
             g
         };
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            reg(Box::new(c.clone()));
             c
         };
-        let leader_status = gauge("flux_leader_status", "1 if this node is the leader, else 0");
-        let leader_epoch = gauge(
-            "flux_leader_epoch",
-            "fencing epoch this node leads with (0 if not leader)",
-        );
-        let connected_agents = gauge(
-            "flux_connected_agents",
-            "agents in state online (as seen by the leader)",
-        );
-        let queue_depth = gauge(
-            "flux_queue_depth",
-            "jobs waiting for an agent (as seen by the leader)",
-        );
-        let jobs_submitted = counter("flux_jobs_submitted_total", "jobs accepted by this node");
-        let results_recorded = counter(
-            "flux_results_recorded_total",
-            "attempt results recorded by this node",
-        );
-        let requeued = counter(
-            "flux_attempts_requeued_total",
-            "attempts taken back from agents and requeued by this node",
-        );
-        let fenced = counter(
-            "flux_fenced_writes_total",
-            "leader writes of this node rejected because another node holds a newer epoch",
-        );
-        let reconcile_checks = counter(
-            "flux_reconcile_checks_total",
-            "desired-state check rounds started by this node as leader",
-        );
-        let reconcile_drift = counter(
-            "flux_reconcile_drift_total",
-            "targets found drifted (check failed) by this node as leader",
-        );
-        let reconcile_repairs = counter(
-            "flux_reconcile_repairs_total",
-            "drifted targets repaired and verified by this node as leader",
-        );
-        let reconcile_failures = counter(
-            "flux_reconcile_failures_total",
-            "reconcile rounds that ended failed (check could not run, apply failed, verify failed)",
-        );
-        let state_targets = IntGaugeVec::new(
-            Opts::new(
-                "flux_state_targets",
-                "desired-state targets by status (compliant, drifted, applying, failed, unknown)",
-            ),
-            &["status"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(state_targets.clone()))
-            .expect("unique metric");
-        let store_ops = HistogramVec::new(
-            HistogramOpts::new(
-                "flux_store_op_duration_seconds",
-                "store operation latency by operation (get, list, commit, ...)",
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            reg(Box::new(g.clone()));
+            g
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            reg(Box::new(c.clone()));
+            c
+        };
+        let histogram_vec = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
             )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
-            &["op"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(store_ops.clone()))
-            .expect("unique metric");
-        let jobs_finished = IntCounterVec::new(
-            Opts::new(
-                "flux_jobs_finished_total",
-                "jobs that reached a final status through this node, by status",
+            .expect("valid metric");
+            reg(Box::new(h.clone()));
+            h
+        };
+        let m = Metrics {
+            leader_status: gauge("flux_leader_status", "1 if this node is the leader, else 0"),
+            leader_epoch: gauge(
+                "flux_leader_epoch",
+                "fencing epoch this node leads with (0 if not leader)",
             ),
-            &["status"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(jobs_finished.clone()))
-            .expect("unique metric");
-        let dispatch_latency = prometheus::Histogram::with_opts(
-            HistogramOpts::new(
-                "flux_dispatch_latency_seconds",
-                "from a job's submission to its process starting on an agent (finished jobs)",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(dispatch_latency.clone()))
-            .expect("unique metric");
-        let integrity_mismatch = counter(
-            "flux_integrity_mismatch_total",
-            "broken audit chains found by integrity checks on this node",
-        );
-        let integrity_checks = counter(
-            "flux_integrity_checks_total",
-            "periodic audit-chain checks completed by this node as leader",
-        );
-        let audit_failures = counter(
-            "flux_audit_append_failures_total",
-            "mutating calls whose audit record could not be written",
-        );
-        let backups = IntCounterVec::new(
-            Opts::new(
-                "flux_backups_total",
-                "scheduled backups written by this node, by result (ok, error)",
+            connected_agents: gauge(
+                "flux_connected_agents",
+                "agents in state online (as seen by the leader)",
             ),
-            &["result"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(backups.clone()))
-            .expect("unique metric");
-        let backup_last_success = gauge(
-            "flux_backup_last_success_timestamp_seconds",
-            "when this node last wrote a scheduled backup (0: never)",
-        );
-        let agents_by_state = IntGaugeVec::new(
-            Opts::new("flux_agents", "agents by liveness state"),
-            &["state"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(agents_by_state.clone()))
-            .expect("unique metric");
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+            agents_by_state: gauge_vec("flux_agents", "agents by liveness state", &["state"]),
+            queue_depth: gauge(
+                "flux_queue_depth",
+                "jobs waiting for an agent (as seen by the leader)",
+            ),
+            jobs_submitted: counter("flux_jobs_submitted_total", "jobs accepted by this node"),
+            results_recorded: counter(
+                "flux_results_recorded_total",
+                "attempt results recorded by this node",
+            ),
+            requeued: counter(
+                "flux_attempts_requeued_total",
+                "attempts taken back from agents and requeued by this node",
+            ),
+            fenced: counter(
+                "flux_fenced_writes_total",
+                "leader writes of this node rejected because another node holds a newer epoch",
+            ),
+            http_requests: counter_vec(
                 "flux_http_requests_total",
                 "HTTP requests by route, method and status",
+                &["route", "method", "status"],
             ),
-            &["route", "method", "status"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(http_requests.clone()))
-            .expect("unique metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
+            http_duration: histogram_vec(
                 "flux_http_request_duration_seconds",
                 "HTTP request latency by route",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
-            ]),
-            &["route", "method"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("unique metric");
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+                ],
+                &["route", "method"],
+            ),
+            reconcile_checks: counter(
+                "flux_reconcile_checks_total",
+                "desired-state check rounds started by this node as leader",
+            ),
+            reconcile_drift: counter(
+                "flux_reconcile_drift_total",
+                "targets found drifted (check failed) by this node as leader",
+            ),
+            reconcile_repairs: counter(
+                "flux_reconcile_repairs_total",
+                "drifted targets repaired and verified by this node as leader",
+            ),
+            reconcile_failures: counter(
+                "flux_reconcile_failures_total",
+                "reconcile rounds that ended failed (check could not run, apply failed, verify failed)",
+            ),
+            state_targets: gauge_vec(
+                "flux_state_targets",
+                "desired-state targets by status (compliant, drifted, applying, failed, unknown)",
+                &["status"],
+            ),
+            backups: counter_vec(
+                "flux_backups_total",
+                "scheduled backups written by this node, by result (ok, error)",
+                &["result"],
+            ),
+            backup_last_success: gauge(
+                "flux_backup_last_success_timestamp_seconds",
+                "when this node last wrote a scheduled backup (0: never)",
+            ),
+            store_ops: histogram_vec(
+                "flux_store_op_duration_seconds",
+                "store operation latency by operation (get, list, commit, ...)",
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    1.0,
+                ],
+                &["op"],
+            ),
+            jobs_finished: counter_vec(
+                "flux_jobs_finished_total",
+                "jobs that reached a final status through this node, by status",
+                &["status"],
+            ),
+            dispatch_latency: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "flux_dispatch_latency_seconds",
+                        "from a job's submission to its process starting on an agent (finished jobs)",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                        300.0,
+                    ]),
+                )
+                .expect("valid metric");
+                reg(Box::new(h.clone()));
+                h
+            },
+            integrity_mismatch: counter(
+                "flux_integrity_mismatch_total",
+                "broken audit chains found by integrity checks on this node",
+            ),
+            integrity_checks: counter(
+                "flux_integrity_checks_total",
+                "periodic audit-chain checks completed by this node as leader",
+            ),
+            audit_failures: counter(
+                "flux_audit_append_failures_total",
+                "mutating calls whose audit record could not be written",
+            ),
+            // Last: the helpers above borrow the registry until here.
+            registry,
+        };
         // Known label values start at zero, so dashboards and alerts see the series at once.
         for status in ["succeeded", "failed", "cancelled", "timed_out"] {
-            jobs_finished.with_label_values(&[status]);
+            m.jobs_finished.with_label_values(&[status]);
         }
         for result in ["ok", "error"] {
-            backups.with_label_values(&[result]);
+            m.backups.with_label_values(&[result]);
         }
-        Metrics {
-            registry,
-            leader_status,
-            leader_epoch,
-            connected_agents,
-            agents_by_state,
-            queue_depth,
-            jobs_submitted,
-            results_recorded,
-            requeued,
-            fenced,
-            http_requests,
-            http_duration,
-            reconcile_checks,
-            reconcile_drift,
-            reconcile_repairs,
-            reconcile_failures,
-            state_targets,
-            backups,
-            backup_last_success,
-            store_ops,
-            jobs_finished,
-            dispatch_latency,
-            integrity_mismatch,
-            integrity_checks,
-            audit_failures,
-        }
+        m
     }
 
     /// The text exposition format.
@@ -255,35 +203,4 @@ impl Metrics {
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition format is UTF-8")
     }
-}
-
-/// Records RED metrics per matched route.
-pub async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    // Only standard methods become label values: arbitrary ones would each add series.
-    let method: &'static str = match *req.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    st.metrics
-        .http_duration
-        .with_label_values(&[route.as_str(), method])
-        .observe(started.elapsed().as_secs_f64());
-    st.metrics
-        .http_requests
-        .with_label_values(&[route.as_str(), method, resp.status().as_str()])
-        .inc();
-    resp
 }

@@ -101,3 +101,40 @@ fn unsafe_testing_switches_are_hidden_and_need_a_history_log() {
         assert!(!data.exists(), "{flag}: nothing may be created");
     }
 }
+
+/// Arguments out of range are refused before anything is created.
+#[test]
+fn zero_intervals_are_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("backups");
+    for (args, needle) in [
+        (
+            vec!["--audit-verify-every", "0s"],
+            "--audit-verify-every must be above zero",
+        ),
+        (
+            vec![
+                "--backup-dir",
+                backups.to_str().unwrap(),
+                "--backup-keep",
+                "0",
+            ],
+            "--backup-keep and --backup-every must be above zero",
+        ),
+        (vec!["--lease-ttl", "0s"], "lease settings"),
+    ] {
+        let mut all = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        all.extend(args.iter().copied());
+        let out = fluxd(&all);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!data.exists(), "{args:?}: nothing may be created");
+    }
+}

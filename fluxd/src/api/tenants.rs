@@ -1,80 +1,25 @@
 //! Tenants and their quotas: `GET /v1/tenants` (usage), `GET/PUT /v1/tenants/{tenant}/quota`,
-//! and the admission checks `submit_job` runs.
+//! and `POST /v1/tenants` (creation). The rules are `flux_core::tenants` and `flux_core::quota`;
+//! the admission of submissions is `api::jobs`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use flux_core::auth::{CLUSTER_TENANT, Role};
 use flux_core::model::AgentState;
-use flux_core::quota::{self, Quota, QuotaError};
-use flux_core::store::{Expect, SYSTEM_TENANT};
+use flux_core::quota::{self, Quota};
+use flux_core::store::SYSTEM_TENANT;
+use flux_core::tenants;
 use serde::Serialize;
 
-use crate::api::{ApiError, ApiJson, ApiResult, Caller};
-use crate::app::AppState;
-
-impl From<QuotaError> for ApiError {
-    fn from(e: QuotaError) -> ApiError {
-        match e {
-            QuotaError::Invalid(m) => ApiError::invalid(m),
-            QuotaError::PreconditionFailed(m) => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
-            }
-            QuotaError::Store(s) => s.into(),
-            QuotaError::Corrupt(_) => {
-                tracing::error!(error = %e, "corrupt quota");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            }
-        }
-    }
-}
-
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/tenants", get(list).post(create))
-        .route("/v1/tenants/{tenant}/quota", get(get_quota).put(put_quota))
-}
-
-fn over(message: String, retry_after: u64) -> ApiError {
-    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message);
-    e.retry_after = Some(retry_after.max(1));
-    e
-}
-
-/// Admission for `n` new jobs (a fan-out submits several): the tenant's queued-jobs quota and
-/// submit rate. Answered with 429 and `Retry-After`; nothing is written. The queued count is
-/// read before the jobs are written, so concurrent submissions can overshoot it by a few.
-pub async fn admit_submission(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
-    let q = st.quota(tenant).await?;
-    if let Some(max) = q.max_queued {
-        let queued = st.jobs.queue_depth(tenant).await? as u64;
-        if queued + n > max {
-            return Err(over(
-                format!(
-                    "tenant {tenant} has {queued} queued jobs; {n} more would pass its quota of {max}"
-                ),
-                1,
-            ));
-        }
-    }
-    if let Err(wait) = st.rates.take_n(tenant, &q, Instant::now(), n) {
-        return Err(over(
-            format!(
-                "tenant {tenant} submits faster than its quota of {}/s",
-                q.submit_per_sec.unwrap_or_default()
-            ),
-            wait.as_secs_f64().ceil() as u64,
-        ));
-    }
-    Ok(())
-}
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Caller, quota_precondition};
+use crate::state::AppState;
 
 #[derive(Serialize)]
-struct Usage {
+pub(super) struct Usage {
     tenant: String,
     queued: usize,
     /// Attempts assigned to or running on agents.
@@ -102,7 +47,10 @@ async fn usage(st: &AppState, tenant: &str) -> ApiResult<Usage> {
 }
 
 /// Every tenant for admins of the cluster tenant; one's own tenant for other admins.
-async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Vec<Usage>>> {
+pub(super) async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Usage>>> {
     if caller.0.role != Role::Admin {
         return Err(ApiError::forbidden("only admins see tenants"));
     }
@@ -133,7 +81,7 @@ async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub(super) struct CreateTenant {
     name: String,
     #[serde(default)]
     quota: Option<Quota>,
@@ -144,7 +92,7 @@ struct CreateTenant {
 
 /// Creates a tenant (admins of the cluster tenant): records it, sets its quota if given, and
 /// answers with a first admin token for it. 409 if it exists.
-async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateTenant>,
@@ -154,54 +102,22 @@ async fn create(
             "only admins of tenant {CLUSTER_TENANT:?} create tenants"
         )));
     }
-    if req.name.starts_with('_') {
-        return Err(ApiError::invalid("tenant names may not start with '_'"));
-    }
-    flux_core::store::validate_tenant(&req.name).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let ttl = req.admin_token_ttl_secs.unwrap_or(24 * 3600);
-    if ttl == 0 || ttl > 366 * 24 * 3600 {
-        return Err(ApiError::invalid(
-            "admin_token_ttl_secs must be between 1 and 31622400",
-        ));
-    }
-    if let Some(q) = &req.quota {
-        q.validate()?;
-    }
-    if st.store.tenants().await?.contains(&req.name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("tenant {} already exists", req.name),
-        ));
-    }
-    let record = flux_core::store::Key::new(SYSTEM_TENANT, format!("tenants/{}", req.name))?;
-    let body = serde_json::to_vec(&serde_json::json!({
-        "name": req.name, "created_by": caller.0.sub, "created_at": flux_core::model::now_ms()
-    }))
-    .expect("records serialise");
-    // The record and the quota in one transaction: a tenant never exists half made.
-    let mut txn = flux_core::store::Txn::new().put(record, body, Expect::Absent);
-    if let Some(q) = &req.quota {
-        txn = txn.put(
-            quota::key(&req.name)?,
-            serde_json::to_vec(q).expect("quotas serialise"),
-            Expect::Absent,
-        );
-    }
-    st.store.commit(txn).await.map_err(|e| match e {
-        flux_core::store::StoreError::Conflict { .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("tenant {} already exists", req.name),
-        ),
-        other => other.into(),
-    })?;
+    tenants::validate_name(&req.name)?;
+    let ttl = tenants::admin_token_ttl(req.admin_token_ttl_secs)?;
+    tenants::create(
+        st.store.as_ref(),
+        &req.name,
+        req.quota.as_ref(),
+        &caller.0.sub,
+        flux_core::model::now_ms(),
+    )
+    .await?;
     st.forget_quota(&req.name);
     let (token, claims) = st.auth.issue(
         &format!("{}-admin", req.name),
         &req.name,
         Role::Admin,
-        std::time::Duration::from_secs(ttl),
+        ttl,
         None,
     )?;
     tracing::info!(by = %caller.0.sub, tenant = %req.name, jti = %claims.jti, "tenant created");
@@ -222,14 +138,14 @@ fn may_read(caller: &Caller, tenant: &str) -> ApiResult<()> {
 }
 
 #[derive(Serialize)]
-struct QuotaView {
+pub(super) struct QuotaView {
     tenant: String,
     /// 0 when never set.
     version: u64,
     quota: Quota,
 }
 
-async fn get_quota(
+pub(super) async fn get_quota(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(tenant): Path<String>,
@@ -245,7 +161,7 @@ async fn get_quota(
 
 /// Quotas bound a tenant, so only admins of the cluster tenant set them. `If-Match: <version>`
 /// (0 for "never set") makes the write a CAS.
-async fn put_quota(
+pub(super) async fn put_quota(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(tenant): Path<String>,
@@ -261,15 +177,7 @@ async fn put_quota(
     if tenant.starts_with('_') {
         return Err(ApiError::invalid("tenant names may not start with '_'"));
     }
-    let expect = match headers.get("if-match").map(|v| v.to_str()) {
-        None => Expect::Any,
-        Some(Ok(v)) => match v.trim().trim_matches('"').parse::<u64>() {
-            Ok(0) => Expect::Absent,
-            Ok(n) => Expect::Version(n),
-            Err(_) => return Err(ApiError::bad_request("If-Match must be a version number")),
-        },
-        Some(Err(_)) => return Err(ApiError::bad_request("If-Match is not text")),
-    };
+    let expect = quota_precondition(&headers)?;
     let version = quota::put(st.store.as_ref(), &tenant, &q, expect).await?;
     st.forget_quota(&tenant);
     tracing::info!(by = %caller.0.sub, %tenant, ?q, "quota set");

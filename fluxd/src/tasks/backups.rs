@@ -1,105 +1,15 @@
-//! Backup routes (`GET /v1/backup`, `POST /v1/backup/restore`) and scheduled backups.
+//! Scheduled backups (`--backup-dir`): while this node leads, a backup of the whole store is
+//! written every `--backup-every` and only the newest `--backup-keep` of them are kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use flux_core::auth::{CLUSTER_TENANT, Role};
-use flux_core::backup::{self, BackupError, RestoreReport};
+use flux_core::backup;
 use flux_core::model::now_ms;
-use flux_core::store::StoreError;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiError, ApiQuery, ApiResult, Caller};
-use crate::app::AppState;
-
-impl From<BackupError> for ApiError {
-    fn from(e: BackupError) -> ApiError {
-        match e {
-            BackupError::Store(StoreError::NotEmpty(n)) => ApiError::new(
-                StatusCode::CONFLICT,
-                "not_empty",
-                format!("the store already holds {n} objects; restore with force to replace them"),
-            ),
-            BackupError::Store(s) => s.into(),
-            other => ApiError::invalid(format!("not a valid backup: {other}")),
-        }
-    }
-}
-
-/// Backup routes move the whole store: they get their own body limit and a time limit of an
-/// hour instead of the API's usual one.
-pub fn routes(max_restore_bytes: usize) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/backup", get(create))
-        .route(
-            "/v1/backup/restore",
-            post(restore).layer(DefaultBodyLimit::max(max_restore_bytes)),
-        )
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            BACKUP_TIMEOUT,
-        ))
-}
-
-pub const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Backups cover every tenant, so only admins of the cluster tenant may take or restore them.
-fn cluster_admin(caller: &Caller) -> ApiResult<()> {
-    if caller.0.role == Role::Admin && caller.tenant() == CLUSTER_TENANT {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "backups cover every tenant: only admins of tenant {CLUSTER_TENANT:?} may take or restore them"
-        )))
-    }
-}
-
-async fn create(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Response> {
-    cluster_admin(&caller)?;
-    let snap = st.store.snapshot().await.map_err(BackupError::from)?;
-    let backend = st.store.backend();
-    let bytes = tokio::task::spawn_blocking(move || backup::encode(&snap, backend, now_ms()))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    tracing::info!(by = %caller.0.sub, bytes = bytes.len(), "backup taken");
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Bytes::from(bytes),
-    )
-        .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RestoreQuery {
-    #[serde(default)]
-    force: bool,
-}
-
-async fn restore(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<RestoreQuery>,
-    body: Bytes,
-) -> ApiResult<Json<RestoreReport>> {
-    cluster_admin(&caller)?;
-    let b = tokio::task::spawn_blocking(move || backup::decode(&body))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
-    let report = backup::restore(st.store.as_ref(), b, q.force).await?;
-    tracing::warn!(by = %caller.0.sub, objects = report.objects, epoch = report.epoch, "store restored from a backup; leaders elected before now are fenced");
-    Ok(Json(report))
-}
+use crate::state::AppState;
 
 /// Where scheduled backups go and how many are kept.
 #[derive(Clone, Debug)]

@@ -3,84 +3,31 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
-use flux_core::reconcile::{ApplyRequest, Plan, StateError, StateView};
+use flux_core::reconcile::{ApplyRequest, Plan, StateView};
 use flux_core::state::{DEFAULT_INTERVAL_SECS, DEFAULT_TIMEOUT_SECS, StateSpec, Targets};
 use flux_core::store::Expect;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{ApiError, ApiJson, ApiResult, Caller};
-use crate::app::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Caller, precondition};
+use crate::state::AppState;
 
-impl From<StateError> for ApiError {
-    fn from(e: StateError) -> ApiError {
-        match e {
-            StateError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
-            StateError::Invalid(m) => ApiError::invalid(m),
-            StateError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            StateError::PreconditionFailed(m) => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
-            }
-            StateError::Store(s) => s.into(),
-            StateError::Jobs(j) => j.into(),
-            StateError::Corrupt { .. } => {
-                tracing::error!(error = %e, "corrupt object");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "corrupt object in store",
-                )
-            }
-        }
-    }
-}
-
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/states", post(seed_create))
-        .route("/v1/states", get(list).post(apply))
-        .route(
-            "/v1/states/{name}",
-            get(get_one).put(put_one).delete(delete_one),
-        )
-}
-
-/// `If-Match: <version>` (quotes allowed) or `If-None-Match: *`; neither means "any".
-fn precondition(headers: &HeaderMap) -> ApiResult<Expect> {
-    if let Some(v) = headers.get("if-none-match") {
-        return match v.to_str() {
-            Ok("*") => Ok(Expect::Absent),
-            _ => Err(ApiError::bad_request("If-None-Match supports only *")),
-        };
-    }
-    match headers.get("if-match") {
-        None => Ok(Expect::Any),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .map(|s| s.trim().trim_matches('"'))
-            .and_then(|s| s.parse::<u64>().ok())
-            .filter(|n| *n > 0)
-            .map(Expect::Version)
-            .ok_or_else(|| {
-                ApiError::bad_request("If-Match must be a state version (a positive integer)")
-            }),
-    }
-}
-
-async fn list(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Vec<StateView>>> {
+pub(super) async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<StateView>>> {
     caller.require(Permission::ReadStates)?;
     Ok(Json(st.states.list(caller.tenant()).await?))
 }
 
-async fn get_one(
+pub(super) async fn get_one(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -89,7 +36,7 @@ async fn get_one(
     Ok(Json(st.states.get(caller.tenant(), &name).await?))
 }
 
-async fn apply(
+pub(super) async fn apply(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(req): ApiJson<ApplyRequest>,
@@ -109,7 +56,7 @@ async fn apply(
     Ok(Json(plan))
 }
 
-async fn put_one(
+pub(super) async fn put_one(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -138,7 +85,7 @@ async fn put_one(
     Ok((code, [("x-flux-version", version)], Json(view)).into_response())
 }
 
-async fn delete_one(
+pub(super) async fn delete_one(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -158,7 +105,7 @@ async fn delete_one(
 /// The seed's `POST /states` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeedState {
+pub(super) struct SeedState {
     node_id: String,
     check_cmd: String,
     apply_cmd: String,
@@ -172,7 +119,7 @@ struct SeedState {
     timeout_secs: Option<u64>,
 }
 
-async fn seed_create(
+pub(super) async fn seed_create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(req): ApiJson<SeedState>,

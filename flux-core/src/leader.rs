@@ -1,0 +1,246 @@
+//! The leader's work while it holds the lease: the job loop (liveness sweeps, requeues,
+//! scheduling) and the reconcile loop, run side by side until a write is fenced. The lease
+//! itself is [`crate::lease`]; the node that runs this (fluxd) supplies a [`Host`]: the quotas
+//! it caches and where the passes' tallies go (its metrics).
+//!
+//! Which store changes wake which loop is data ([`wakes_job_work`], [`wakes_reconcile`]), and
+//! each pass reports what it did per tenant ([`Tally`]).
+//!
+//! Guarantees:
+//! - [`work`] returns only when a leader write was fenced, with the epoch in force; any other
+//!   failure of a pass is logged and the pass retried on the next wake-up or tick;
+//! - one tenant's failing reconcile pass (a corrupt record, say) does not stop the others'.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::jobs::{JobError, Jobs};
+use crate::model::{Millis, now_ms};
+use crate::quota::{Quota, QuotaError};
+use crate::reconcile::{Reconciler, StateError};
+use crate::store::{Change, Epoch, Store, StoreError};
+
+/// How often the reconciler looks at every target even when nothing changed (due checks).
+pub const RECONCILE_TICK: Duration = Duration::from_millis(500);
+/// Least time between two passes started by changes.
+pub const RECONCILE_GAP: Duration = Duration::from_millis(20);
+
+/// What one pass did for one tenant, for the node's metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tally {
+    /// A liveness sweep of the job loop: attempts taken back from agents and requeued.
+    Sweep { requeued: u64 },
+    /// A reconcile pass: check rounds started, drift found, repairs made, rounds failed.
+    Reconcile(crate::reconcile::Tally),
+}
+
+/// What the leader's work needs from the node running it.
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// The tenant's quota (the node may cache it briefly).
+    async fn quota(&self, tenant: &str) -> Result<Quota, QuotaError>;
+    /// Called after each tenant's sweep or reconcile pass.
+    fn tally(&self, tenant: &str, tally: Tally);
+}
+
+/// Whether a store change may give the job loop work: a pending job or an inbox changed (or
+/// anything may have, on a resync).
+pub fn wakes_job_work(c: &Change) -> bool {
+    c.is_resync()
+        || c.paths
+            .iter()
+            .any(|p| p.starts_with("pending/") || p.starts_with("inbox/"))
+}
+
+/// Whether a store change may give the reconcile loop work: a desired state or a job changed
+/// (or anything may have, on a resync).
+pub fn wakes_reconcile(c: &Change) -> bool {
+    c.is_resync()
+        || c.paths
+            .iter()
+            .any(|p| p.starts_with("states/") || p.starts_with("jobs/"))
+}
+
+/// The services the leader's work runs over.
+pub struct Leader<'a> {
+    pub store: &'a dyn Store,
+    pub jobs: &'a Jobs,
+    pub states: &'a Reconciler,
+    pub host: &'a dyn Host,
+    /// Notified to run a scheduling pass now (a job was submitted, an agent registered).
+    pub wake: &'a Notify,
+    /// How often the job loop sweeps liveness (and the longest between reconcile ticks).
+    pub sweep_every: Duration,
+}
+
+/// Leader work for one term (`epoch`, led since `since`): the job loop and the reconcile loop.
+/// Returns only when a write is fenced, with the epoch in force.
+pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
+    tokio::select! {
+        e = job_work(l, epoch, since) => e,
+        e = reconcile_work(l, epoch) => e,
+    }
+}
+
+/// Runs reconcile passes on every tick and whenever a state or a job changes.
+async fn reconcile_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
+    let mut changes = l.store.subscribe();
+    let mut tick = tokio::time::interval(RECONCILE_TICK.min(l.sweep_every));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            c = changes.recv() => {
+                match c {
+                    Ok(c) if !wakes_reconcile(&c) => continue,
+                    _ => {}
+                }
+                // Under a stream of job updates, passes run at most every RECONCILE_GAP; what
+                // changed meanwhile is covered by the next pass.
+                tokio::time::sleep(RECONCILE_GAP).await;
+                while changes.try_recv().is_ok() {}
+            }
+        }
+        match reconcile_pass(l, epoch).await {
+            Ok(()) => {}
+            Err(StoreError::Fenced { current, .. }) => return current,
+            Err(e) => tracing::warn!(error = %e, "reconcile pass failed; retrying"),
+        }
+    }
+}
+
+/// One reconcile pass over every tenant.
+pub async fn reconcile_pass(l: &Leader<'_>, epoch: Epoch) -> Result<(), StoreError> {
+    for t in &l.jobs.tenants().await.map_err(job_to_store)? {
+        // One tenant's trouble (a corrupt record, say) must not stop the others.
+        let tally = match l
+            .states
+            .pass(t, epoch, now_ms())
+            .await
+            .map_err(state_to_store)
+        {
+            Ok(tally) => tally,
+            Err(e @ StoreError::Fenced { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "reconcile pass of a tenant failed");
+                continue;
+            }
+        };
+        l.host.tally(t, Tally::Reconcile(tally));
+    }
+    Ok(())
+}
+
+/// Runs job passes on every sweep tick (with a liveness sweep), when woken, and whenever a
+/// pending job or an inbox changes.
+async fn job_work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
+    let mut changes = l.store.subscribe();
+    let mut tick = tokio::time::interval(l.sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let sweep = tokio::select! {
+            _ = tick.tick() => true,
+            _ = l.wake.notified() => false,
+            c = changes.recv() => {
+                match c {
+                    Ok(c) if !wakes_job_work(&c) => continue,
+                    _ => {}
+                }
+                // Drain what queued up meanwhile: one pass covers it all.
+                while changes.try_recv().is_ok() {}
+                false
+            }
+        };
+        match job_pass(l, epoch, since, sweep).await {
+            Ok(()) => {}
+            Err(StoreError::Fenced { current, .. }) => return current,
+            Err(e) => tracing::warn!(error = %e, "leader pass failed; retrying"),
+        }
+    }
+}
+
+/// One leader pass over every tenant: liveness sweep (when `sweep`), requeue, scheduling.
+pub async fn job_pass(
+    l: &Leader<'_>,
+    epoch: Epoch,
+    since: Millis,
+    sweep: bool,
+) -> Result<(), StoreError> {
+    for t in &l.jobs.tenants().await.map_err(job_to_store)? {
+        if sweep {
+            let r = l
+                .jobs
+                .sweep_tenant(t, epoch, now_ms(), since)
+                .await
+                .map_err(job_to_store)?;
+            l.host.tally(
+                t,
+                Tally::Sweep {
+                    requeued: r.requeued as u64,
+                },
+            );
+        }
+        let max_running = match l.host.quota(t).await {
+            Ok(q) => q.max_running,
+            Err(QuotaError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "quota unreadable; scheduling without it");
+                None
+            }
+        };
+        l.jobs
+            .schedule_tenant(t, epoch, now_ms(), max_running)
+            .await
+            .map_err(job_to_store)?;
+    }
+    Ok(())
+}
+
+/// A job-service error as the store error the loops act on (a fence, or a failure to log).
+pub fn job_to_store(e: JobError) -> StoreError {
+    match e {
+        JobError::Store(s) => s,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+fn state_to_store(e: StateError) -> StoreError {
+    match e {
+        StateError::Store(s) => s,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(paths: &[&str]) -> Change {
+        Change {
+            tenant: "acme".into(),
+            revision: 7,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn each_loop_wakes_for_its_own_changes_and_on_resync() {
+        for (paths, jobs, reconcile) in [
+            (&["pending/0001"][..], true, false),
+            (&["inbox/n1/j.1"][..], true, false),
+            (&["states/web"][..], false, true),
+            (&["jobs/j"][..], false, true),
+            (&["agents/n1"][..], false, false),
+            (&["output/j.1.0", "jobs/j"][..], false, true),
+            (&["agents/n1", "pending/0002"][..], true, false),
+        ] {
+            let c = change(paths);
+            assert_eq!(wakes_job_work(&c), jobs, "{paths:?}");
+            assert_eq!(wakes_reconcile(&c), reconcile, "{paths:?}");
+        }
+        assert!(wakes_job_work(&Change::resync()));
+        assert!(wakes_reconcile(&Change::resync()));
+    }
+}

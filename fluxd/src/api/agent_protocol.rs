@@ -1,0 +1,141 @@
+//! The agent protocol, `/v1/agent/*`: register, heartbeat, the task long-poll, and an
+//! attempt's start, output chunks and result. Every call is made with an agent token, whose
+//! node id names the agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use flux_core::model::{AttemptResult, Heartbeat, OutputChunk, RegisterAgent, now_ms};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::MAX_WAIT;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiQuery, Caller};
+use super::jobs::job_finished;
+use crate::state::AppState;
+
+pub(super) async fn agent_register(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RegisterAgent>,
+) -> ApiResult<Response> {
+    let node = caller.node_id()?;
+    let reply = st
+        .jobs
+        .register(caller.tenant(), node, &req, now_ms())
+        .await?;
+    st.wake_scheduler();
+    Ok(Json(reply).into_response())
+}
+
+pub(super) async fn agent_heartbeat(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(hb): ApiJson<Heartbeat>,
+) -> ApiResult<Response> {
+    let node = caller.node_id()?;
+    Ok(Json(
+        st.jobs
+            .heartbeat(caller.tenant(), node, &hb, now_ms())
+            .await?,
+    )
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TasksQuery {
+    after: Option<u64>,
+    wait_secs: Option<u64>,
+}
+
+pub(super) async fn agent_tasks(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<TasksQuery>,
+) -> ApiResult<Response> {
+    let node = caller.node_id()?.to_string();
+    let tenant = caller.tenant().to_string();
+    let after = q.after.unwrap_or(0);
+    let wait = Duration::from_secs(q.wait_secs.unwrap_or(25)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let watch = st.inboxes.watch(&tenant, &node);
+    loop {
+        // Listening before reading: a task assigned after the read wakes this poll.
+        let changed = watch.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let tasks = st.jobs.poll(&tenant, &node, after).await?;
+        if !tasks.is_empty() {
+            return Ok(Json(tasks).into_response());
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return Ok(Json(tasks).into_response());
+        }
+    }
+}
+
+pub(super) async fn attempt_start(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let node = caller.node_id()?;
+    st.jobs.start(caller.tenant(), node, &id, now_ms()).await?;
+    Ok(Json(json!({"attempt_id": id, "state": "running"})))
+}
+
+/// Largest output chunk accepted in one request.
+pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
+
+pub(super) async fn attempt_output(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(chunk): ApiJson<OutputChunk>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let node = caller.node_id()?;
+    if chunk.data.len() > MAX_CHUNK_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("output chunks are limited to {MAX_CHUNK_BYTES} bytes"),
+        ));
+    }
+    let seq = chunk.seq;
+    st.jobs
+        .append_output(caller.tenant(), node, &id, chunk)
+        .await?;
+    Ok(Json(json!({"attempt_id": id, "seq": seq})))
+}
+
+pub(super) async fn attempt_result(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(result): ApiJson<AttemptResult>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let node = caller.node_id()?;
+    let recorded = st
+        .jobs
+        .finish(caller.tenant(), node, &id, result, now_ms())
+        .await?;
+    if recorded {
+        st.metrics.results_recorded.inc();
+        if let Some(h) = &st.history {
+            h.result(caller.tenant(), &id);
+        }
+        if let Some((job_id, _)) = flux_core::model::parse_attempt_id(&id)
+            && let Ok(job) = st.jobs.get(caller.tenant(), job_id).await
+        {
+            job_finished(&st, &job);
+        }
+    }
+    st.wake_scheduler();
+    Ok(Json(json!({"attempt_id": id, "recorded": recorded})))
+}

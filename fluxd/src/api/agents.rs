@@ -1,0 +1,30 @@
+//! Agent inventory routes: `GET /v1/agents` and `GET /v1/agents/{id}` (the tenant's agents
+//! with their liveness state).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use flux_core::auth::Permission;
+
+use super::error::ApiResult;
+use super::extract::Caller;
+use crate::state::AppState;
+
+pub(super) async fn list_agents(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Response> {
+    caller.require(Permission::ReadAgents)?;
+    Ok(Json(st.jobs.agents(caller.tenant()).await?).into_response())
+}
+
+pub(super) async fn get_agent(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::ReadAgents)?;
+    Ok(Json(st.jobs.agent(caller.tenant(), &id).await?).into_response())
+}

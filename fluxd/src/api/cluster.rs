@@ -1,0 +1,65 @@
+//! Cluster routes: `/healthz` (the process answers), `/readyz` (the store answers),
+//! `/metrics` (Prometheus text, cluster gauges refreshed from the store) and `/v1/status`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use flux_core::auth::Permission;
+use serde_json::json;
+
+use super::error::ApiResult;
+use super::extract::Caller;
+use crate::state::AppState;
+
+pub(super) async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(super) async fn readyz(State(st): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
+    st.store.current_epoch().await?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+pub(super) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    if let Err(e) = crate::tasks::gauges::refresh_gauges(&st).await {
+        // Still serve the process and leader metrics; the cluster gauges keep their last value.
+        tracing::warn!(error = %e, "cannot refresh cluster gauges");
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(super) async fn status(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Permission::ReadCluster)?;
+    let agents = st.jobs.agents(caller.tenant()).await?;
+    let mut by_state: HashMap<&str, usize> = HashMap::new();
+    for a in &agents {
+        *by_state.entry(a.state.as_str()).or_default() += 1;
+    }
+    let leader = st.leader.snapshot();
+    let holder = st.store.lease_holder().await?;
+    let nodes = crate::tasks::node_record::live_nodes(&st).await?;
+    Ok(Json(json!({
+        "node_id": st.node_id,
+        "store": st.store.backend(),
+        "leader": leader.is_leader,
+        "epoch": leader.epoch,
+        "leader_node": holder.as_ref().map(|(h, _)| h.split_once('/').map_or(h.as_str(), |(n, _)| n).to_string()),
+        "leader_epoch": holder.as_ref().map(|(_, e)| *e),
+        "nodes": nodes,
+        "store_epoch": st.store.current_epoch().await?,
+        "agents": by_state,
+        "queue_depth": st.jobs.queue_depth(caller.tenant()).await?,
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}

@@ -1,0 +1,402 @@
+//! Job routes: `POST /v1/jobs` (and the seed-compatible `POST /jobs`), `GET /v1/jobs`,
+//! `GET /v1/jobs/{id}`, its attempts, `cancel`, the long-poll `wait` and the `logs` stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flux_core::auth::Permission;
+use flux_core::jobs::JobFilter;
+use flux_core::model::{Job, JobStatus, StoredChunk, SubmitJob, attempt_id, now_ms, valid_ident};
+use flux_core::store::Change;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::MAX_WAIT;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiQuery, Caller, idempotency_header};
+use crate::state::AppState;
+
+pub(super) async fn submit_job(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(mut req): ApiJson<SubmitJob>,
+) -> ApiResult<Response> {
+    caller.require(Permission::SubmitJobs)?;
+    merge_idempotency_key(&headers, &mut req)?;
+    // A replay of an accepted submission is answered with its job, whatever the quota says now.
+    let replay = is_replay(&st, caller.tenant(), req.idempotency_key.as_deref()).await?;
+    // A fan-out is admitted as the number of jobs it makes, to the agents it was counted on.
+    let targets = if req.fan_out {
+        Some(
+            st.jobs
+                .fan_out_targets(caller.tenant(), &req.selector)
+                .await?,
+        )
+    } else {
+        None
+    };
+    if !replay {
+        let n = targets.as_ref().map_or(1, |t| t.len() as u64);
+        admit(&st, caller.tenant(), n).await?;
+    }
+    if let Some(targets) = targets {
+        let (group, jobs) = st
+            .jobs
+            .submit_fan_out(caller.tenant(), &caller.0.sub, &req, targets, now_ms())
+            .await?;
+        st.metrics.jobs_submitted.inc_by(jobs.len() as u64);
+        st.wake_scheduler();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"group": group, "jobs": jobs})),
+        )
+            .into_response());
+    }
+    let (job, created) = st
+        .jobs
+        .submit(caller.tenant(), &caller.0.sub, req, now_ms())
+        .await?;
+    if created {
+        st.metrics.jobs_submitted.inc();
+        st.wake_scheduler();
+    }
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(job)).into_response())
+}
+
+/// Takes the `X-Flux-Idempotency-Key` header into the request; it must agree with the body's
+/// `idempotency_key` when both are given.
+fn merge_idempotency_key(headers: &HeaderMap, req: &mut SubmitJob) -> ApiResult<()> {
+    if let Some(h) = idempotency_header(headers)? {
+        match &req.idempotency_key {
+            Some(k) if *k != h => {
+                return Err(ApiError::invalid(
+                    "X-Flux-Idempotency-Key and idempotency_key differ",
+                ));
+            }
+            _ => req.idempotency_key = Some(h),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a submission with idempotency key `key` was accepted before in `tenant`.
+async fn is_replay(st: &AppState, tenant: &str, key: Option<&str>) -> ApiResult<bool> {
+    Ok(match key {
+        Some(k) if valid_ident(k) => st
+            .store
+            .get(&flux_core::store::Key::new(
+                tenant,
+                flux_core::model::keys::idempotency(k),
+            )?)
+            .await?
+            .is_some(),
+        _ => false,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListJobsQuery {
+    status: Option<String>,
+    node_id: Option<String>,
+    group: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn list_jobs(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListJobsQuery>,
+) -> ApiResult<Json<Vec<Job>>> {
+    caller.require(Permission::ReadJobs)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            JobStatus::parse(s)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown status {s:?}")))?,
+        ),
+    };
+    let filter = JobFilter {
+        status,
+        node_id: q.node_id,
+        group: q.group,
+        limit: Some(q.limit.unwrap_or(100).min(10_000)),
+    };
+    Ok(Json(st.jobs.list(caller.tenant(), &filter).await?))
+}
+
+pub(super) async fn get_job(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    caller.require(Permission::ReadJobs)?;
+    Ok(Json(st.jobs.get(caller.tenant(), &id).await?))
+}
+
+pub(super) async fn job_attempts(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::ReadJobs)?;
+    Ok(Json(st.jobs.attempts(caller.tenant(), &id).await?).into_response())
+}
+
+pub(super) async fn cancel_job(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    caller.require(Permission::CancelJobs)?;
+    let now = now_ms();
+    let job = st.jobs.cancel(caller.tenant(), &id, now).await?;
+    // Counted only by the call that ended it (a queued job ends at once, stamped `now`).
+    if job.status.is_terminal() && job.finished_at == Some(now) {
+        job_finished(&st, &job);
+    }
+    Ok(Json(job))
+}
+
+/// Counts a job that reached a final status, with how long it waited to start.
+pub(super) fn job_finished(st: &AppState, job: &Job) {
+    if !job.status.is_terminal() {
+        return;
+    }
+    st.metrics
+        .jobs_finished
+        .with_label_values(&[job.status.as_str()])
+        .inc();
+    if let Some(started) = job.started_at {
+        st.metrics
+            .dispatch_latency
+            .observe(started.saturating_sub(job.created_at) as f64 / 1000.0);
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WaitQuery {
+    timeout_secs: Option<u64>,
+}
+
+/// Waits until `changed` says a notice concerns us, or the deadline.
+async fn wait_until_touched(
+    rx: &mut broadcast::Receiver<Change>,
+    deadline: tokio::time::Instant,
+    mut concerns: impl FnMut(&Change) -> bool,
+) -> bool {
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return false,
+            Ok(Ok(c)) if concerns(&c) => return true,
+            Ok(Ok(_)) => {}
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => return true,
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                tokio::time::sleep_until(deadline).await;
+                return false;
+            }
+        }
+    }
+}
+
+pub(super) async fn wait_job(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> ApiResult<Json<Job>> {
+    caller.require(Permission::ReadJobs)?;
+    let wait = Duration::from_secs(q.timeout_secs.unwrap_or(30)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let tenant = caller.tenant().to_string();
+    let path = format!("jobs/{id}");
+    let mut rx = st.store.subscribe();
+    loop {
+        let job = st.jobs.get(&tenant, &id).await?;
+        if job.status.is_terminal() {
+            return Ok(Json(job));
+        }
+        if !wait_until_touched(&mut rx, deadline, |c| c.touches(&tenant, &path)).await {
+            return Ok(Json(st.jobs.get(&tenant, &id).await?));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogsQuery {
+    follow: Option<bool>,
+    /// `text` (default) or `jsonl` (one `{"seq","stream","data"}` object per line).
+    format: Option<String>,
+}
+
+/// Marker appended to output when the cap dropped bytes.
+pub fn truncation_marker(dropped: u64) -> String {
+    format!("\n[fluxforge: output truncated, {dropped} bytes not stored]\n")
+}
+
+pub(super) struct LogCursor {
+    st: Arc<AppState>,
+    tenant: String,
+    job_id: String,
+    follow: bool,
+    jsonl: bool,
+    attempt: Option<u32>,
+    next_seq: u64,
+    rx: broadcast::Receiver<Change>,
+    done: bool,
+}
+
+impl LogCursor {
+    fn line(&self, chunk: &StoredChunk) -> Bytes {
+        if self.jsonl {
+            let mut s = serde_json::to_string(chunk).expect("chunk serializes");
+            s.push('\n');
+            Bytes::from(s)
+        } else {
+            Bytes::from(chunk.data.clone())
+        }
+    }
+
+    fn note(&self, text: String) -> Bytes {
+        if self.jsonl {
+            let mut s = json!({"note": text.trim()}).to_string();
+            s.push('\n');
+            Bytes::from(s)
+        } else {
+            Bytes::from(text)
+        }
+    }
+
+    /// Next piece of the stream, or `None` at the end.
+    async fn next(&mut self) -> Option<Bytes> {
+        let idle_deadline = tokio::time::Instant::now() + MAX_WAIT;
+        loop {
+            if self.done {
+                return None;
+            }
+            let job = match self.st.jobs.get(&self.tenant, &self.job_id).await {
+                Ok(j) => j,
+                Err(e) => {
+                    self.done = true;
+                    return Some(self.note(format!("\n[fluxforge: {e}]\n")));
+                }
+            };
+            let mut out = Vec::new();
+            if job.attempts > 0 {
+                if self.attempt != Some(job.attempts) {
+                    if self.attempt.is_some() {
+                        out.push(self.note(format!(
+                            "\n[fluxforge: attempt {} started; output below is from it]\n",
+                            job.attempts
+                        )));
+                    }
+                    self.attempt = Some(job.attempts);
+                    self.next_seq = 0;
+                }
+                let att = attempt_id(&job.job_id, job.attempts);
+                match self.st.jobs.output(&self.tenant, &att, self.next_seq).await {
+                    Ok(chunks) => {
+                        for c in &chunks {
+                            out.push(self.line(c));
+                            self.next_seq = c.seq + 1;
+                        }
+                    }
+                    Err(e) => {
+                        self.done = true;
+                        out.push(self.note(format!("\n[fluxforge: {e}]\n")));
+                    }
+                }
+            }
+            if job.status.is_terminal() || !self.follow {
+                self.done = true;
+                if job.attempts > 0
+                    && let Ok(attempts) = self.st.jobs.attempts(&self.tenant, &self.job_id).await
+                    && let Some(a) = attempts.last()
+                    && a.output_dropped > 0
+                {
+                    out.push(self.note(truncation_marker(a.output_dropped)));
+                }
+            }
+            if !out.is_empty() {
+                return Some(out.concat().into());
+            }
+            if self.done {
+                return None;
+            }
+            let (tenant, job_path) = (self.tenant.clone(), format!("jobs/{}", self.job_id));
+            let out_prefix = format!("output/{}.", self.job_id);
+            let woke = wait_until_touched(&mut self.rx, idle_deadline, |c| {
+                c.touches(&tenant, &job_path) || c.touches(&tenant, &out_prefix)
+            })
+            .await;
+            if !woke {
+                // Keep the connection alive for proxies; the client keeps following.
+                return Some(Bytes::new());
+            }
+        }
+    }
+}
+
+pub(super) async fn job_logs(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> ApiResult<Response> {
+    caller.require(Permission::ReadJobs)?;
+    let jsonl = match q.format.as_deref() {
+        None | Some("text") => false,
+        Some("jsonl") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown format {other:?}"))),
+    };
+    // 404 before streaming starts.
+    st.jobs.get(caller.tenant(), &id).await?;
+    let cursor = LogCursor {
+        rx: st.store.subscribe(),
+        st: st.clone(),
+        tenant: caller.tenant().to_string(),
+        job_id: id,
+        follow: q.follow.unwrap_or(false),
+        jsonl,
+        attempt: None,
+        next_seq: 0,
+        done: false,
+    };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        c.next().await.map(|b| (Ok::<_, Infallible>(b), c))
+    });
+    let ctype = if jsonl {
+        "application/x-ndjson"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    Ok(([(header::CONTENT_TYPE, ctype)], Body::from_stream(stream)).into_response())
+}
+
+/// Admission for `n` new jobs (a fan-out submits several): the tenant's quota (cached) and,
+/// when it bounds queued jobs, its queue depth, judged by `flux_core::quota::admit`. Refused
+/// with 429 and `Retry-After`; nothing is written.
+async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
+    let q = st.quota(tenant).await?;
+    let queued = match q.max_queued {
+        Some(_) => st.jobs.queue_depth(tenant).await? as u64,
+        None => 0,
+    };
+    flux_core::quota::admit(&st.rates, tenant, &q, queued, n, Instant::now())?;
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The HTTP API: [`app`] is the whole route table with its layers and the fallback, one module
+//! per resource holds the handlers, [`error`] the one JSON error shape and [`extract`] what
+//! handlers take from a request (body, query, caller, precondition headers).
+//!
+//! Layers, outermost first: the body limit, load shedding (`middleware::limits`), RED metrics
+//! (`middleware::metrics`), the audit record of matched routes (`middleware::audit`), then a
+//! time limit per group of routes.
+
+pub mod agent_protocol;
+pub mod agents;
+pub mod audit;
+pub mod backup;
+pub mod cluster;
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod states;
+pub mod tenants;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::middleware::limits::Limits;
+use crate::state::AppState;
+use error::ApiError;
+
+/// Longest a long-poll (tasks, wait, logs idle) is held open.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The request limits of a node (its `--max-*` arguments).
+#[derive(Clone, Copy, Debug)]
+pub struct ApiLimits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest backup accepted by `POST /v1/backup/restore`.
+    pub max_restore_bytes: usize,
+    /// Ordinary requests served at once.
+    pub max_requests: usize,
+    /// Long-polls held at once (agents' task polls get a pool as large).
+    pub max_long_polls: usize,
+    /// Agent registrations processed at once.
+    pub max_registrations: usize,
+}
+
+/// The whole API of a node: every route, its layers and the JSON 404 fallback. Served by
+/// `node::run`; tests can drive it in-process.
+pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
+    // Routes answered within MAX_WAIT and a margin: every long-poll ends before that.
+    let timed = Router::new()
+        .route("/healthz", get(cluster::healthz))
+        .route("/readyz", get(cluster::readyz))
+        .route("/metrics", get(cluster::metrics))
+        .route("/v1/status", get(cluster::status))
+        .route("/jobs", post(jobs::submit_job))
+        .route("/v1/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/attempts", get(jobs::job_attempts))
+        .route("/v1/jobs/{id}/logs", get(jobs::job_logs))
+        .route("/v1/jobs/{id}/wait", get(jobs::wait_job))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/v1/agents", get(agents::list_agents))
+        .route("/v1/agents/{id}", get(agents::get_agent))
+        .route("/v1/tokens", post(tokens::create_token))
+        .route("/v1/tokens/revoke", post(tokens::revoke_token))
+        .route("/v1/whoami", get(tokens::whoami))
+        .route("/v1/agent/register", post(agent_protocol::agent_register))
+        .route("/v1/agent/heartbeat", post(agent_protocol::agent_heartbeat))
+        .route("/v1/agent/tasks", get(agent_protocol::agent_tasks))
+        .route(
+            "/v1/agent/attempts/{id}/start",
+            post(agent_protocol::attempt_start),
+        )
+        .route(
+            "/v1/agent/attempts/{id}/output",
+            post(agent_protocol::attempt_output),
+        )
+        .route(
+            "/v1/agent/attempts/{id}/result",
+            post(agent_protocol::attempt_result),
+        )
+        .route("/states", post(states::seed_create))
+        .route("/v1/states", get(states::list).post(states::apply))
+        .route(
+            "/v1/states/{name}",
+            get(states::get_one)
+                .put(states::put_one)
+                .delete(states::delete_one),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            MAX_WAIT + Duration::from_secs(30),
+        ));
+    // Backup routes move the whole store: they get their own body limit and a time limit of
+    // an hour instead of the API's usual one.
+    let backup = Router::new()
+        .route("/v1/backup", get(backup::create))
+        .route(
+            "/v1/backup/restore",
+            post(backup::restore).layer(DefaultBodyLimit::max(limits.max_restore_bytes)),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            backup::BACKUP_TIMEOUT,
+        ));
+    // Audit and tenant routes have no time limit of their own.
+    let untimed = Router::new()
+        .route("/v1/audit", get(audit::log))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route(
+            "/v1/tenants/{tenant}/quota",
+            get(tenants::get_quota).put(tenants::put_quota),
+        );
+    let shed = Arc::new(Limits::new(
+        limits.max_requests,
+        limits.max_long_polls,
+        limits.max_registrations,
+    ));
+    Router::new()
+        .merge(timed)
+        .merge(backup)
+        .merge(untimed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::middleware::metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            shed,
+            crate::middleware::limits::shed,
+        ))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use flux_core::auth::{Authenticator, SigningKey};
+    use flux_core::jobs::{Jobs, JobsConfig};
+    use tower::ServiceExt;
+
+    async fn test_app(dir: &std::path::Path) -> Router {
+        let store = flux_core::store::open(&format!("redb:{}", dir.join("flux.redb").display()))
+            .await
+            .unwrap();
+        let (key, _) = SigningKey::load_or_create(&dir.join("signing-key.json")).unwrap();
+        let audit_key = key.derive("fluxforge audit chain v1").unwrap();
+        let auth = Authenticator::new(vec![key], "fluxforge", "fluxforge");
+        let jobs = Jobs::new(store.clone(), JobsConfig::default());
+        let state = Arc::new(AppState::new(
+            "test-node".into(),
+            store,
+            jobs,
+            auth,
+            Arc::new(crate::metrics::Metrics::new()),
+            audit_key,
+            None,
+        ));
+        let limits = ApiLimits {
+            max_body_bytes: 1024 * 1024,
+            max_restore_bytes: 1024 * 1024,
+            max_requests: 8,
+            max_long_polls: 8,
+            max_registrations: 8,
+        };
+        app(state, &limits)
+    }
+
+    async fn call(app: Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_and_unknown_routes_get_the_json_404() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = test_app(dir.path()).await;
+        let (status, body) = call(app.clone(), "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, serde_json::json!({"status": "ok"}));
+        let (status, body) = call(app, "/v1/no-such-route").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "not_found", "message": "no such route"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_prometheus_text_with_known_series_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = test_app(dir.path()).await;
+        let req = Request::get("/metrics").body(Body::empty()).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        for line in [
+            "flux_jobs_finished_total{status=\"succeeded\"} 0",
+            "flux_backups_total{result=\"error\"} 0",
+            "flux_leader_status 0",
+            "# HELP flux_dispatch_latency_seconds from a job's submission to its process starting on an agent (finished jobs)",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+}

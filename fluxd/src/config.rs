@@ -1,0 +1,260 @@
+//! The command line of `fluxd` ([`Args`]) and its validation into a [`NodeConfig`]: every
+//! argument is checked here, before anything is created or opened, so a bad value fails the
+//! start with nothing touched. Defaults that depend on other arguments (the store under the
+//! data dir, the signing key path, the node id) are resolved here too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+use flux_core::jobs::JobsConfig;
+use flux_core::lease::LeaseConfig;
+use flux_core::model::parse_duration;
+
+use crate::api::ApiLimits;
+use crate::tasks::backups::Schedule;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// FluxForge control-plane node.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    /// Address to serve HTTPS on.
+    #[arg(long, env = "FLUX_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Directory for the embedded store, generated keys, certificates and the admin token.
+    #[arg(long, env = "FLUX_DATA_DIR", default_value = "fluxd-data")]
+    data_dir: PathBuf,
+    /// Store: `redb:PATH` (default `redb:<data-dir>/flux.redb`) or `redis://HOST:PORT/DB`.
+    #[arg(long, env = "FLUX_STORE")]
+    store: Option<String>,
+    /// PEM certificate chain to serve; without it fluxd makes a local CA in the data dir.
+    #[arg(long, env = "FLUX_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "FLUX_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra names (DNS or IP) for the generated server certificate.
+    #[arg(long = "tls-san", env = "FLUX_TLS_SANS", value_delimiter = ',')]
+    tls_sans: Vec<String>,
+    /// JWT signing key file (created with mode 0600 if missing).
+    #[arg(long, env = "FLUX_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Identifier of this node (default: host name and a random suffix).
+    #[arg(long, env = "FLUX_NODE_ID")]
+    node_id: Option<String>,
+    /// JWT issuer.
+    #[arg(long, env = "FLUX_ISSUER", default_value = "fluxforge")]
+    issuer: String,
+    /// JWT audience.
+    #[arg(long, env = "FLUX_AUDIENCE", default_value = "fluxforge")]
+    audience: String,
+    /// An agent silent this long is unreachable (its tasks are kept).
+    #[arg(long, env = "FLUX_UNREACHABLE_AFTER", default_value = "6s", value_parser = parse_duration)]
+    unreachable_after: Duration,
+    /// An agent silent this long is dead (its tasks are requeued).
+    #[arg(long, env = "FLUX_DEAD_AFTER", default_value = "15s", value_parser = parse_duration)]
+    dead_after: Duration,
+    /// A task not started this long after assignment is requeued.
+    #[arg(long, env = "FLUX_START_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    start_timeout: Duration,
+    /// Heartbeat interval asked of agents.
+    #[arg(long, env = "FLUX_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+    /// How often the leader sweeps agent liveness and requeues.
+    #[arg(long, env = "FLUX_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    sweep_interval: Duration,
+    /// Output bytes stored per attempt; the rest is dropped with a visible marker.
+    #[arg(long, env = "FLUX_OUTPUT_CAP_BYTES", default_value_t = 1024 * 1024)]
+    output_cap_bytes: u64,
+    /// Largest request body accepted.
+    #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Leader lease TTL: after a crash of the leader another node leads within TTL + retry.
+    #[arg(long, env = "FLUX_LEASE_TTL", value_parser = parse_duration, default_value = "3s")]
+    lease_ttl: Duration,
+    /// How often the leader renews its lease.
+    #[arg(long, env = "FLUX_LEASE_RENEW", value_parser = parse_duration, default_value = "1s")]
+    lease_renew: Duration,
+    /// How often a follower tries to take the lease.
+    #[arg(long, env = "FLUX_LEASE_RETRY", value_parser = parse_duration, default_value = "250ms")]
+    lease_retry: Duration,
+    /// Ordinary requests served at once; more are answered 429 with Retry-After.
+    #[arg(long, env = "FLUX_MAX_REQUESTS", default_value_t = 512)]
+    max_requests: usize,
+    /// Long-polls (job waits, followed logs) held at once; agents' task polls get a pool as large.
+    #[arg(long, env = "FLUX_MAX_LONG_POLLS", default_value_t = 8192)]
+    max_long_polls: usize,
+    /// Agent registrations processed at once (spreads out a reconnecting fleet).
+    #[arg(long, env = "FLUX_MAX_REGISTRATIONS", default_value_t = 32)]
+    max_registrations: usize,
+    /// Largest backup accepted by `POST /v1/backup/restore`.
+    #[arg(long, env = "FLUX_MAX_RESTORE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    max_restore_bytes: usize,
+    /// Write scheduled backups (while this node leads) into this directory.
+    #[arg(long, env = "FLUX_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
+    /// How often to write a scheduled backup.
+    #[arg(long, env = "FLUX_BACKUP_EVERY", value_parser = parse_duration, default_value = "1h", requires = "backup_dir")]
+    backup_every: Duration,
+    /// How many scheduled backups to keep (the oldest are removed).
+    #[arg(
+        long,
+        env = "FLUX_BACKUP_KEEP",
+        default_value_t = 24,
+        requires = "backup_dir"
+    )]
+    backup_keep: usize,
+    /// How often the leader verifies every tenant's audit chain.
+    #[arg(long, env = "FLUX_AUDIT_VERIFY_EVERY", value_parser = parse_duration, default_value = "5m")]
+    audit_verify_every: Duration,
+    /// Append this node's history (leader writes with their epochs, recorded attempt results)
+    /// to this file as JSON lines, for `fluxctl chaos run` to check.
+    #[arg(long, env = "FLUX_HISTORY_LOG")]
+    history_log: Option<PathBuf>,
+    /// TESTING ONLY: leader writes are not fenced. Exists for chaos runs (with
+    /// --unsafe-ignore-lease it lets two leaders write at once, which their checker must catch).
+    #[arg(long, hide = true, requires = "history_log")]
+    unsafe_no_fencing: bool,
+    /// TESTING ONLY: a leader that loses its lease keeps its term's work until a write of it is
+    /// fenced, as a leader would that trusted its lease after a pause. Exists for chaos runs.
+    #[arg(long, hide = true, requires = "history_log")]
+    unsafe_ignore_lease: bool,
+    /// Log format.
+    #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Where the served certificate comes from.
+#[derive(Debug)]
+pub enum TlsSource {
+    /// `--tls-cert` and `--tls-key`.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A local CA in the data dir, with these extra names (`--tls-san`).
+    LocalCa { sans: Vec<String> },
+}
+
+/// A node's validated configuration: what `node::run` starts from.
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The store spec (`redb:PATH` or `redis://...`), the data dir's redb file by default.
+    pub store: String,
+    pub tls: TlsSource,
+    pub signing_key: PathBuf,
+    pub node_id: String,
+    pub issuer: String,
+    pub audience: String,
+    pub jobs: JobsConfig,
+    pub api: ApiLimits,
+    pub lease: LeaseConfig,
+    pub sweep_interval: Duration,
+    pub audit_verify_every: Duration,
+    pub backups: Option<Schedule>,
+    pub history_log: Option<PathBuf>,
+    pub unsafe_no_fencing: bool,
+    pub unsafe_ignore_lease: bool,
+}
+
+impl Args {
+    /// Checks every argument and resolves the defaults that depend on others.
+    pub fn validate(self) -> Result<NodeConfig> {
+        let lease = LeaseConfig {
+            ttl: self.lease_ttl,
+            renew_every: self.lease_renew,
+            retry_every: self.lease_retry,
+            safety_margin: self.lease_ttl / 6,
+        };
+        lease
+            .validate()
+            .map_err(|e| anyhow::anyhow!("lease settings: {e}"))?;
+        if self.audit_verify_every.is_zero() {
+            anyhow::bail!("--audit-verify-every must be above zero");
+        }
+        let backups = match self.backup_dir {
+            Some(dir) => {
+                if self.backup_keep == 0 || self.backup_every.is_zero() {
+                    anyhow::bail!("--backup-keep and --backup-every must be above zero");
+                }
+                Some(Schedule {
+                    dir,
+                    every: self.backup_every,
+                    keep: self.backup_keep,
+                })
+            }
+            None => None,
+        };
+        let store = self
+            .store
+            .unwrap_or_else(|| format!("redb:{}", self.data_dir.join("flux.redb").display()));
+        let signing_key = self
+            .signing_key
+            .unwrap_or_else(|| self.data_dir.join("signing-key.json"));
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => TlsSource::LocalCa {
+                sans: self.tls_sans,
+            },
+        };
+        Ok(NodeConfig {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            store,
+            tls,
+            signing_key,
+            node_id: self.node_id.unwrap_or_else(default_node_id),
+            issuer: self.issuer,
+            audience: self.audience,
+            jobs: JobsConfig {
+                output_cap_bytes: self.output_cap_bytes,
+                start_timeout: self.start_timeout,
+                unreachable_after: self.unreachable_after,
+                dead_after: self.dead_after,
+                heartbeat_interval: self.heartbeat_interval,
+                ..JobsConfig::default()
+            },
+            api: ApiLimits {
+                max_body_bytes: self.max_body_bytes,
+                max_restore_bytes: self.max_restore_bytes,
+                max_requests: self.max_requests,
+                max_long_polls: self.max_long_polls,
+                max_registrations: self.max_registrations,
+            },
+            lease,
+            sweep_interval: self.sweep_interval,
+            audit_verify_every: self.audit_verify_every,
+            backups,
+            history_log: self.history_log,
+            unsafe_no_fencing: self.unsafe_no_fencing,
+            unsafe_ignore_lease: self.unsafe_ignore_lease,
+        })
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "fluxd".into());
+    let suffix: u32 = rand::random();
+    format!("{host}-{:06x}", suffix & 0xff_ffff)
+}
+
+/// Logs to stderr, filtered by `FLUX_LOG` (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLUX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}

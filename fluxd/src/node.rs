@@ -1,0 +1,242 @@
+//! One fluxd node's life: [`run`] prepares the data dir, opens the store, loads the keys and
+//! the TLS certificate, builds the [`AppState`], spawns the background tasks, serves the API
+//! until `shutdown`, then drains (graceful shutdown of connections, tasks stopped, the lease
+//! released, the node record removed).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum_server::tls_rustls::RustlsConfig;
+use flux_core::auth::{Authenticator, Role, SigningKey};
+use flux_core::jobs::Jobs;
+use flux_core::store::DynStore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{NodeConfig, TlsSource};
+use crate::state::AppState;
+use crate::{api, history, metrics, store_layers, tasks, tls};
+
+/// Runs the node described by `cfg` until `shutdown` completes.
+pub async fn run(
+    cfg: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    create_private_dir(&cfg.data_dir)?;
+    let store = flux_core::store::open(&cfg.store)
+        .await
+        .with_context(|| "opening the store")?;
+    tracing::info!(backend = store.backend(), "store open");
+    let (auth, audit_key) = load_keys(&cfg)?;
+    let tls_config = RustlsConfig::from_config(tls::server_config(&tls_files(&cfg)?)?);
+    let state = build_state(&cfg, store, auth, audit_key)?;
+    let app = api::app(state.clone(), &cfg.api);
+
+    let cancel = CancellationToken::new();
+    let tasks = Tasks::spawn(&state, &cfg, &cancel);
+
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        c.cancel();
+        h.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    tracing::info!(node = %cfg.node_id, addr = %cfg.listen, "fluxd serving https");
+    axum_server::from_tcp_rustls(listener, tls_config)?
+        // Small request/response exchanges must not wait on Nagle + delayed ACK (~40 ms each).
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .context("server failed")?;
+    cancel.cancel();
+    tasks.drain().await;
+    tracing::info!("fluxd stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The JWT signing key (created if missing), the audit key derived from it, and the bootstrap
+/// admin token in the data dir.
+fn load_keys(cfg: &NodeConfig) -> Result<(Authenticator, [u8; 32])> {
+    let (key, created) = SigningKey::load_or_create(&cfg.signing_key)?;
+    let audit_key = key
+        .derive("fluxforge audit chain v1")
+        .context("deriving the audit key")?;
+    if created {
+        tracing::info!(path = %cfg.signing_key.display(), "created JWT signing key");
+    }
+    let auth = Authenticator::new(vec![key], &cfg.issuer, &cfg.audience);
+    let admin_path = cfg.data_dir.join("admin.token");
+    if ensure_admin_token(&auth, &admin_path)? {
+        tracing::info!(path = %admin_path.display(), "wrote bootstrap admin token (tenant default)");
+    }
+    Ok((auth, audit_key))
+}
+
+/// Writes the bootstrap admin token (tenant `default`) unless one exists.
+fn ensure_admin_token(auth: &Authenticator, path: &Path) -> Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let (token, _) = auth
+        .issue(
+            "bootstrap-admin",
+            "default",
+            Role::Admin,
+            Duration::from_secs(365 * 24 * 3600),
+            None,
+        )
+        .context("issuing the bootstrap admin token")?;
+    flux_core::files::create_private(path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(true)
+}
+
+/// The certificate to serve: the given files, or one from the local CA in the data dir.
+fn tls_files(cfg: &NodeConfig) -> Result<tls::TlsFiles> {
+    Ok(match &cfg.tls {
+        TlsSource::Files { cert, key } => tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: None,
+        },
+        TlsSource::LocalCa { sans } => {
+            let (files, created) = tls::ensure_local_ca(&cfg.data_dir, sans)?;
+            if let Some(ca) = &files.ca {
+                tracing::info!(ca = %ca.display(), created, "serving a certificate from the local CA; clients trust it with --ca");
+            }
+            files
+        }
+    })
+}
+
+/// The node state over the store, wrapped in its metrics (and, for chaos runs, history)
+/// layer.
+fn build_state(
+    cfg: &NodeConfig,
+    store: DynStore,
+    auth: Authenticator,
+    audit_key: [u8; 32],
+) -> Result<Arc<AppState>> {
+    let metrics = Arc::new(metrics::Metrics::new());
+    let history = match &cfg.history_log {
+        Some(p) => Some(Arc::new(
+            history::History::open(p, &cfg.node_id)
+                .with_context(|| format!("opening history log {}", p.display()))?,
+        )),
+        None => None,
+    };
+    if cfg.unsafe_no_fencing {
+        tracing::error!("--unsafe-no-fencing: leader writes are NOT fenced. Testing only.");
+    }
+    if cfg.unsafe_ignore_lease {
+        tracing::error!(
+            "--unsafe-ignore-lease: leader work does not stop when the lease is lost. Testing only."
+        );
+    }
+    let store = store_layers::Timed::wrap(store, metrics.store_ops.clone());
+    let store = store_layers::Fencing::wrap(store, history.clone(), cfg.unsafe_no_fencing);
+    let jobs = Jobs::new(store.clone(), cfg.jobs.clone());
+    Ok(Arc::new(AppState::new(
+        cfg.node_id.clone(),
+        store,
+        jobs,
+        auth,
+        metrics,
+        audit_key,
+        history,
+    )))
+}
+
+/// The background tasks that are waited for at shutdown.
+struct Tasks {
+    leader: JoinHandle<()>,
+    record: JoinHandle<()>,
+    hub: JoinHandle<()>,
+    hub_stop: CancellationToken,
+}
+
+impl Tasks {
+    /// Starts the leader driver, the node record, the inbox hub, the integrity checks and the
+    /// scheduled backups; all but the hub stop on `cancel`.
+    fn spawn(st: &Arc<AppState>, cfg: &NodeConfig, cancel: &CancellationToken) -> Tasks {
+        let leader = tokio::spawn(tasks::leader::run_leader(
+            st.clone(),
+            cancel.clone(),
+            cfg.sweep_interval,
+            cfg.lease,
+            cfg.unsafe_ignore_lease,
+        ));
+        let record = tokio::spawn(tasks::node_record::run_node_record(
+            st.clone(),
+            cancel.clone(),
+        ));
+        // The hub serves polls until the server has stopped, graceful drain included.
+        let hub_stop = CancellationToken::new();
+        let hub = tokio::spawn(
+            st.inboxes
+                .clone()
+                .run(st.store.subscribe(), hub_stop.clone()),
+        );
+        tokio::spawn(tasks::integrity::run_integrity_checks(
+            st.clone(),
+            cfg.audit_verify_every,
+            cancel.clone(),
+        ));
+        if let Some(schedule) = &cfg.backups {
+            tokio::spawn(tasks::backups::run_scheduled(
+                st.clone(),
+                schedule.clone(),
+                cancel.clone(),
+            ));
+        }
+        Tasks {
+            leader,
+            record,
+            hub,
+            hub_stop,
+        }
+    }
+
+    /// After the server stopped (and `cancel` fired): stops the hub and waits for the tasks
+    /// that release the lease and remove the node record.
+    async fn drain(self) {
+        self.hub_stop.cancel();
+        if let Err(e) = self.hub.await {
+            tracing::error!(error = %e, "the inbox hub failed");
+        }
+        let _ = self.leader.await;
+        let _ = self.record.await;
+    }
+}

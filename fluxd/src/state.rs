@@ -1,0 +1,165 @@
+//! The shared state of a fluxd node ([`AppState`]): its store and the flux-core services over
+//! it, the tenant quota cache, and what the node knows about its own leadership
+//! ([`NodeLeadership`]). Handlers and background tasks read it; no loop lives here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use flux_core::auth::{self, AuthError, Authenticator};
+use flux_core::jobs::Jobs;
+use flux_core::model::now_ms;
+use flux_core::reconcile::Reconciler;
+use flux_core::store::DynStore;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+
+/// What this node knows about its own leadership (not the lease itself, which
+/// `flux_core::lease` drives).
+#[derive(Default)]
+pub struct NodeLeadership {
+    is_leader: AtomicBool,
+    epoch: AtomicU64,
+    since: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderSnapshot {
+    pub is_leader: bool,
+    pub epoch: u64,
+    pub since: u64,
+}
+
+impl NodeLeadership {
+    pub fn snapshot(&self) -> LeaderSnapshot {
+        LeaderSnapshot {
+            is_leader: self.is_leader.load(Ordering::SeqCst),
+            epoch: self.epoch.load(Ordering::SeqCst),
+            since: self.since.load(Ordering::SeqCst),
+        }
+    }
+}
+
+pub struct AppState {
+    pub node_id: String,
+    pub store: DynStore,
+    pub jobs: Jobs,
+    pub states: Reconciler,
+    pub audit: flux_core::audit::Audit,
+    /// Submission rate buckets per tenant (quotas), in this node.
+    pub rates: flux_core::quota::RateLimiter,
+    /// Quotas read recently, so admission and scheduling do not read the store every time.
+    quotas: std::sync::Mutex<
+        std::collections::HashMap<String, (flux_core::quota::Quota, std::time::Instant)>,
+    >,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub leader: NodeLeadership,
+    /// Agents' task polls waiting on this node, woken when their inbox changes.
+    pub inboxes: Arc<crate::inboxes::Inboxes>,
+    scheduler: Notify,
+    /// Wakes the node record writer when leadership changes.
+    node_changed: Notify,
+    /// The chaos-run history log, when enabled.
+    pub history: Option<Arc<crate::history::History>>,
+}
+
+impl AppState {
+    pub fn new(
+        node_id: String,
+        store: DynStore,
+        jobs: Jobs,
+        auth: Authenticator,
+        metrics: Arc<Metrics>,
+        audit_key: [u8; 32],
+        history: Option<Arc<crate::history::History>>,
+    ) -> AppState {
+        AppState {
+            node_id,
+            states: Reconciler::new(store.clone(), jobs.clone()),
+            audit: flux_core::audit::Audit::start(store.clone(), audit_key),
+            rates: Default::default(),
+            quotas: Default::default(),
+            store,
+            jobs,
+            auth,
+            metrics,
+            leader: NodeLeadership::default(),
+            inboxes: Arc::default(),
+            scheduler: Notify::new(),
+            node_changed: Notify::new(),
+            history,
+        }
+    }
+
+    pub async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, AuthError> {
+        auth::is_revoked(self.store.as_ref(), tenant, jti).await
+    }
+
+    /// A tenant's quota, at most [`QUOTA_CACHE`] old (a change made through this node is seen
+    /// at once; through another node within that time).
+    pub async fn quota(
+        &self,
+        tenant: &str,
+    ) -> Result<flux_core::quota::Quota, flux_core::quota::QuotaError> {
+        let now = std::time::Instant::now();
+        if let Some((q, at)) = self.quotas.lock().expect("quota cache").get(tenant)
+            && now.duration_since(*at) < QUOTA_CACHE
+        {
+            return Ok(q.clone());
+        }
+        let (q, _) = flux_core::quota::get(self.store.as_ref(), tenant).await?;
+        self.quotas
+            .lock()
+            .expect("quota cache")
+            .insert(tenant.to_string(), (q.clone(), now));
+        Ok(q)
+    }
+
+    /// Forgets a cached quota (after this node changed it).
+    pub fn forget_quota(&self, tenant: &str) {
+        self.quotas.lock().expect("quota cache").remove(tenant);
+    }
+
+    /// Asks the leader loop (if this node leads) to run a scheduling pass now.
+    pub fn wake_scheduler(&self) {
+        self.scheduler.notify_one();
+    }
+
+    /// What [`AppState::wake_scheduler`] wakes: the leader's job loop waits on it.
+    pub fn scheduler_wakeups(&self) -> &Notify {
+        &self.scheduler
+    }
+
+    /// Notified when this node starts or stops leading (the node record writer waits on it).
+    pub fn node_changed(&self) -> &Notify {
+        &self.node_changed
+    }
+
+    /// Publishes this node's leadership (`None`: not leading) to the status and the metrics.
+    pub fn set_leader(&self, epoch: Option<u64>) {
+        let m = &self.metrics;
+        if self.leader.snapshot().is_leader != epoch.is_some() {
+            self.node_changed.notify_one();
+        }
+        match epoch {
+            Some(e) => {
+                self.leader.epoch.store(e, Ordering::SeqCst);
+                self.leader.since.store(now_ms(), Ordering::SeqCst);
+                self.leader.is_leader.store(true, Ordering::SeqCst);
+                m.leader_status.set(1);
+                m.leader_epoch.set(e as i64);
+            }
+            None => {
+                self.leader.is_leader.store(false, Ordering::SeqCst);
+                self.leader.epoch.store(0, Ordering::SeqCst);
+                m.leader_status.set(0);
+                m.leader_epoch.set(0);
+            }
+        }
+    }
+}
+
+/// How long a quota read from the store is used before it is read again.
+pub const QUOTA_CACHE: Duration = Duration::from_secs(1);

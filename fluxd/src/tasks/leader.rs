@@ -1,0 +1,116 @@
+//! The leader driver: takes part in the lease election and, while this node holds the lease,
+//! runs `flux_core::leader::work` (liveness sweeps, requeues, scheduling, reconcile passes),
+//! publishing this node's leadership and the passes' tallies as metrics. What the work does and
+//! which changes wake it is flux-core's; this file only starts and stops it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flux_core::leader::{self, Tally};
+use flux_core::lease::{self, LeaseConfig};
+use flux_core::quota::{Quota, QuotaError};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// What flux_core's leader work asks of this node: its cached quotas, and its metrics for the
+/// passes' tallies.
+#[async_trait]
+impl leader::Host for AppState {
+    async fn quota(&self, tenant: &str) -> Result<Quota, QuotaError> {
+        AppState::quota(self, tenant).await
+    }
+
+    fn tally(&self, _tenant: &str, tally: Tally) {
+        let m = &self.metrics;
+        match tally {
+            Tally::Sweep { requeued } => m.requeued.inc_by(requeued),
+            Tally::Reconcile(t) => {
+                m.reconcile_checks.inc_by(t.checks);
+                m.reconcile_drift.inc_by(t.drifts);
+                m.reconcile_repairs.inc_by(t.repairs);
+                m.reconcile_failures.inc_by(t.failures);
+            }
+        }
+    }
+}
+
+/// Takes part in the leader election until `cancel`, running leader work (liveness sweeps,
+/// requeues, scheduling) while this node holds the lease. Leader work stops as soon as the
+/// lease could have lapsed or a write is fenced; on `cancel` the lease is released so another
+/// node takes over at once.
+pub async fn run_leader(
+    st: Arc<AppState>,
+    cancel: CancellationToken,
+    sweep_every: Duration,
+    lease_cfg: LeaseConfig,
+    ignore_lease: bool,
+) {
+    let (fenced_tx, fenced_rx) = watch::channel(0u64);
+    let lease_cancel = CancellationToken::new();
+    // The lease holder names this process, not only the node: a node restarted under the same
+    // id is a new holder and must take a new term (and epoch) like any other node.
+    let holder = format!("{}/{:08x}", st.node_id, rand::random::<u32>());
+    let (mut leadership, driver) = lease::spawn(
+        st.store.clone(),
+        holder,
+        lease_cfg,
+        lease_cancel.clone(),
+        fenced_rx,
+    );
+    let work = leader::Leader {
+        store: st.store.as_ref(),
+        jobs: &st.jobs,
+        states: &st.states,
+        host: st.as_ref(),
+        wake: st.scheduler_wakeups(),
+        sweep_every,
+    };
+    loop {
+        let current = *leadership.borrow_and_update();
+        match current {
+            None => {
+                st.set_leader(None);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = leadership.changed() => if r.is_err() { break },
+                }
+            }
+            Some(epoch) => {
+                st.set_leader(Some(epoch));
+                let since = st.leader.snapshot().since;
+                tracing::info!(node = %st.node_id, epoch, "leading");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    // Testing only (--unsafe-ignore-lease): losing the lease does not stop
+                    // leader work; only a fenced write does.
+                    r = leadership.changed(), if !ignore_lease => {
+                        tracing::info!(node = %st.node_id, epoch, "leader work stops: leadership changed");
+                        if r.is_err() { break }
+                    }
+                    fenced = leader::work(&work, epoch, since) => {
+                        tracing::error!(
+                            node = %st.node_id,
+                            epoch,
+                            current = fenced,
+                            "a write was fenced: another node holds a newer epoch; stopping leader work"
+                        );
+                        st.metrics.fenced.inc();
+                        st.set_leader(None);
+                        let _ = fenced_tx.send(epoch);
+                        // Wait for the driver to register the step-down before looking again.
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            r = leadership.changed() => if r.is_err() { break },
+                        }
+                    }
+                }
+            }
+        }
+    }
+    st.set_leader(None);
+    lease_cancel.cancel();
+    let _ = driver.await;
+}
