@@ -134,3 +134,54 @@ pub fn short(s: &str, n: usize) -> String {
         format!("{}…", s.chars().take(n - 1).collect::<String>())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Inner {
+        z: u32,
+        a: Option<u32>,
+    }
+
+    #[derive(Serialize)]
+    struct Outer {
+        token: &'static str,
+        claims: Inner,
+    }
+
+    /// SortedKeys prints what printing the reply as an untyped `Value` printed.
+    #[test]
+    fn sorted_keys_match_untyped_json_at_every_depth() {
+        let v = Outer {
+            token: "t",
+            claims: Inner { z: 1, a: None },
+        };
+        let untyped: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&SortedKeys(&v)).unwrap(),
+            serde_json::to_string_pretty(&untyped).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&SortedKeys(&v)).unwrap(),
+            r#"{"claims":{"a":null,"z":1},"token":"t"}"#
+        );
+    }
+
+    /// Fields of untyped replies were shown as JSON text: `null`, `5.0` for a float.
+    #[test]
+    fn json_text_is_how_values_were_shown() {
+        assert_eq!(json_text(&None::<u64>), "null");
+        assert_eq!(json_text(&Some(3u64)), "3");
+        assert_eq!(json_text(&5.0f64), "5.0");
+        assert_eq!(json_text(&2.5f64), "2.5");
+    }
+
+    #[test]
+    fn short_cuts_with_an_ellipsis() {
+        assert_eq!(short("abc", 3), "abc");
+        assert_eq!(short("abcd", 3), "ab…");
+    }
+}

@@ -1,19 +1,18 @@
 //! `fluxctl bench converge|submit|jobs`: benchmarks against a running control plane (the
-//! measuring is in [`crate::bench`]); each prints a one-row table or its report as JSON and
-//! exits 1 if anything failed.
+//! measuring is in [`crate::bench`]); each prints its report as a one-row table or as JSON and
+//! exits 1 if any job failed or submission was refused.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
 use flux_core::model::parse_duration;
-use serde::Serialize;
 
 use crate::bench;
 use crate::cli::parse_kv;
 use crate::context::Ctx;
 use crate::error::{CliResult, ok_or_1};
-use crate::output::{emit, table, view};
+use crate::output::{Render, emit, table};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
@@ -92,37 +91,8 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> CliResult {
                 progress(ctx),
             )
             .await?;
-            report(
-                ctx,
-                &r,
-                &[
-                    "JOBS",
-                    "CONCURRENCY",
-                    "FAILED",
-                    "SECONDS",
-                    "JOBS/S",
-                    "P50 MS",
-                    "P90 MS",
-                    "P99 MS",
-                    "MAX MS",
-                    "SUBMIT P50/P99",
-                    "DISPATCH P50/P99",
-                ],
-                vec![
-                    r.jobs.to_string(),
-                    r.concurrency.to_string(),
-                    r.failed.to_string(),
-                    format!("{:.2}", r.elapsed_secs),
-                    format!("{:.1}", r.jobs_per_sec),
-                    format!("{:.1}", r.round_trip.p50_ms),
-                    format!("{:.1}", r.round_trip.p90_ms),
-                    format!("{:.1}", r.round_trip.p99_ms),
-                    format!("{:.1}", r.round_trip.max_ms),
-                    format!("{:.1}/{:.1}", r.submit.p50_ms, r.submit.p99_ms),
-                    format!("{:.0}/{:.0}", r.dispatch.p50_ms, r.dispatch.p99_ms),
-                ],
-                r.failed,
-            )
+            emit(ctx.out, &r)?;
+            ok_or_1(r.failed == 0)
         }
         BenchCmd::Submit {
             count,
@@ -132,31 +102,8 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> CliResult {
         } => {
             let api = Arc::new(ctx.client()?);
             let r = bench::submit(api, count, concurrency, command, deadline).await?;
-            report(
-                ctx,
-                &r,
-                &[
-                    "JOBS",
-                    "CONCURRENCY",
-                    "REFUSED",
-                    "SECONDS",
-                    "SUBMITS/S",
-                    "P50 MS",
-                    "P99 MS",
-                    "MAX MS",
-                ],
-                vec![
-                    r.jobs.to_string(),
-                    r.concurrency.to_string(),
-                    r.refused.to_string(),
-                    format!("{:.2}", r.elapsed_secs),
-                    format!("{:.1}", r.submits_per_sec),
-                    format!("{:.1}", r.latency.p50_ms),
-                    format!("{:.1}", r.latency.p99_ms),
-                    format!("{:.1}", r.latency.max_ms),
-                ],
-                r.refused,
-            )
+            emit(ctx.out, &r)?;
+            ok_or_1(r.refused == 0)
         }
         BenchCmd::Converge {
             labels,
@@ -172,50 +119,105 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> CliResult {
                 progress(ctx),
             )
             .await?;
-            report(
-                ctx,
-                &r,
-                &[
-                    "TARGETS",
-                    "COMPLIANT",
-                    "FAILED",
-                    "SECONDS",
-                    "P50 MS",
-                    "P90 MS",
-                    "P99 MS",
-                    "MAX MS",
-                ],
-                vec![
-                    r.targets.to_string(),
-                    r.compliant.to_string(),
-                    r.failed.to_string(),
-                    format!("{:.2}", r.elapsed_secs),
-                    format!("{:.0}", r.to_compliant.p50_ms),
-                    format!("{:.0}", r.to_compliant.p90_ms),
-                    format!("{:.0}", r.to_compliant.p99_ms),
-                    format!("{:.0}", r.to_compliant.max_ms),
-                ],
-                r.failed,
-            )
+            emit(ctx.out, &r)?;
+            ok_or_1(r.failed == 0)
         }
     }
 }
 
-/// Prints a benchmark's result (JSON, or a one-row table) and exits 1 if anything failed.
-fn report(
-    ctx: &Ctx,
-    r: &impl Serialize,
-    header: &[&str],
-    row: Vec<String>,
-    failed: usize,
-) -> CliResult {
-    emit(
-        ctx.out,
-        &view(r, |_| {
-            let mut t = table(header);
-            t.add_row(row.clone());
-            format!("{t}\n")
-        }),
-    )?;
-    ok_or_1(failed == 0)
+/// A benchmark's result as a table of one row.
+fn one_row(header: &[&str], row: Vec<String>) -> String {
+    let mut t = table(header);
+    t.add_row(row);
+    format!("{t}\n")
+}
+
+impl Render for bench::Report {
+    fn render(&self) -> String {
+        let r = self;
+        one_row(
+            &[
+                "JOBS",
+                "CONCURRENCY",
+                "FAILED",
+                "SECONDS",
+                "JOBS/S",
+                "P50 MS",
+                "P90 MS",
+                "P99 MS",
+                "MAX MS",
+                "SUBMIT P50/P99",
+                "DISPATCH P50/P99",
+            ],
+            vec![
+                r.jobs.to_string(),
+                r.concurrency.to_string(),
+                r.failed.to_string(),
+                format!("{:.2}", r.elapsed_secs),
+                format!("{:.1}", r.jobs_per_sec),
+                format!("{:.1}", r.round_trip.p50_ms),
+                format!("{:.1}", r.round_trip.p90_ms),
+                format!("{:.1}", r.round_trip.p99_ms),
+                format!("{:.1}", r.round_trip.max_ms),
+                format!("{:.1}/{:.1}", r.submit.p50_ms, r.submit.p99_ms),
+                format!("{:.0}/{:.0}", r.dispatch.p50_ms, r.dispatch.p99_ms),
+            ],
+        )
+    }
+}
+
+impl Render for bench::SubmitReport {
+    fn render(&self) -> String {
+        let r = self;
+        one_row(
+            &[
+                "JOBS",
+                "CONCURRENCY",
+                "REFUSED",
+                "SECONDS",
+                "SUBMITS/S",
+                "P50 MS",
+                "P99 MS",
+                "MAX MS",
+            ],
+            vec![
+                r.jobs.to_string(),
+                r.concurrency.to_string(),
+                r.refused.to_string(),
+                format!("{:.2}", r.elapsed_secs),
+                format!("{:.1}", r.submits_per_sec),
+                format!("{:.1}", r.latency.p50_ms),
+                format!("{:.1}", r.latency.p99_ms),
+                format!("{:.1}", r.latency.max_ms),
+            ],
+        )
+    }
+}
+
+impl Render for bench::ConvergeReport {
+    fn render(&self) -> String {
+        let r = self;
+        one_row(
+            &[
+                "TARGETS",
+                "COMPLIANT",
+                "FAILED",
+                "SECONDS",
+                "P50 MS",
+                "P90 MS",
+                "P99 MS",
+                "MAX MS",
+            ],
+            vec![
+                r.targets.to_string(),
+                r.compliant.to_string(),
+                r.failed.to_string(),
+                format!("{:.2}", r.elapsed_secs),
+                format!("{:.0}", r.to_compliant.p50_ms),
+                format!("{:.0}", r.to_compliant.p90_ms),
+                format!("{:.0}", r.to_compliant.p99_ms),
+                format!("{:.0}", r.to_compliant.max_ms),
+            ],
+        )
+    }
 }
