@@ -21,6 +21,7 @@ pub mod model;
 pub mod quota;
 pub mod reconcile;
 pub mod redact;
+pub mod replies;
 pub mod state;
 pub mod store;
 pub mod tenants;

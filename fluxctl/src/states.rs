@@ -1,4 +1,6 @@
 //! `fluxctl apply`, `diff`, `get states` and `delete state`: desired state from `state.toml`.
+//! The helpers the four commands in `commands/` share: reading the file, plan and apply
+//! requests, waiting for convergence, and the plan and state tables.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
@@ -10,6 +12,16 @@ use flux_core::client::ApiClient;
 use flux_core::reconcile::{Action, ApplyRequest, Plan, StateView, TargetState};
 use flux_core::state::format_secs;
 use serde::Serialize;
+
+/// State names become URL path segments: refuse anything that is not a valid name.
+pub fn check_name(name: &str) -> Result<()> {
+    if !flux_core::model::valid_ident(name) {
+        bail!(
+            "{name:?} is not a state name (1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-')"
+        );
+    }
+    Ok(())
+}
 
 /// Reads a state file (`-` is stdin) and returns its display name and text.
 pub fn read_file(path: &Path) -> Result<(String, String)> {
@@ -200,13 +212,13 @@ pub async fn wait(
 }
 
 fn ago(ms: Option<u64>) -> String {
-    ms.map(|m| format!("{} ago", crate::age(m)))
+    ms.map(|m| format!("{} ago", crate::output::age(m)))
         .unwrap_or_else(|| "-".into())
 }
 
 /// Table of states with their targets per status.
 pub fn states_table(views: &[StateView]) -> comfy_table::Table {
-    let mut t = crate::table(&[
+    let mut t = crate::output::table(&[
         "STATE",
         "VERSION",
         "TARGETS",
@@ -225,7 +237,7 @@ pub fn states_table(views: &[StateView]) -> comfy_table::Table {
             v.name.clone(),
             v.version.to_string(),
             v.status.len().to_string(),
-            crate::short(&v.spec.targets.display(), 32),
+            crate::output::short(&v.spec.targets.display(), 32),
             n(TargetState::Compliant),
             n(TargetState::Drifted),
             n(TargetState::Applying),
@@ -239,7 +251,7 @@ pub fn states_table(views: &[StateView]) -> comfy_table::Table {
 
 /// Per-target detail of one state, then its latest events.
 pub fn state_detail(v: &StateView) -> String {
-    let mut t = crate::table(&[
+    let mut t = crate::output::table(&[
         "AGENT",
         "STATUS",
         "LAST CHECK",
@@ -256,7 +268,7 @@ pub fn state_detail(v: &StateView) -> String {
             ago(s.last_change),
             s.repairs.to_string(),
             s.failures.to_string(),
-            crate::short(s.message.as_deref().unwrap_or(""), 60),
+            crate::output::short(s.message.as_deref().unwrap_or(""), 60),
         ]);
     }
     let mut out = format!(
@@ -279,7 +291,7 @@ pub fn state_detail(v: &StateView) -> String {
         for (e, agent) in events.into_iter().take(10) {
             out.push_str(&format!(
                 "  {} ago  {agent}  {}: {}{}\n",
-                crate::age(e.at),
+                crate::output::age(e.at),
                 e.kind,
                 e.message,
                 e.job_id

@@ -1,0 +1,470 @@
+//! `fluxctl job run|get|list|logs|cancel|wait|attempts`: submit jobs (one, or one per matching
+//! agent with `--all`), follow their output and exit with the remote command's exit code
+//! (`job_exit_code`), and inspect them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Subcommand;
+use flux_core::client::ApiClient;
+use flux_core::model::{Attempt, Job, JobStatus, StoredChunk, SubmitJob, parse_duration};
+use flux_core::replies::{FanOutReply, LogNote};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::cli::parse_kv;
+use crate::context::Ctx;
+use crate::error::{CliResult, exit_with, ok_or_1};
+use crate::output::{Output, Render, SortedKeys, age, emit, print_json, short, table, view};
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Submit a job. One argument is a shell command line; several are an argv.
+    Run(RunArgs),
+    /// Show one job.
+    Get { id: String },
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print a job's output.
+    Logs {
+        id: String,
+        /// Keep streaming until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Cancel a job (running jobs are killed with their whole process group).
+    Cancel { id: String },
+    /// Wait for a job to end; exits like `job run --wait`.
+    Wait {
+        id: String,
+        /// Give up after this long (exit 1).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Show a job's attempts.
+    Attempts { id: String },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Agent to run on (default: any online agent of the tenant).
+    #[arg(long = "node", short = 'n')]
+    node: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_parser = parse_kv)]
+    env: Vec<(String, String)>,
+    /// Secret environment variable NAME, its value taken from fluxctl's own environment (so it
+    /// is never on a command line); masked in the job's output and never shown (repeatable).
+    #[arg(long = "secret-env", value_name = "NAME")]
+    secret_env: Vec<String>,
+    /// Working directory on the agent.
+    #[arg(long)]
+    workdir: Option<String>,
+    /// Kill the job after this long.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Attempts before giving up when agents are lost.
+    #[arg(long)]
+    attempts: Option<u32>,
+    /// Higher runs first among the tenant's queued jobs (-100 to 100).
+    #[arg(long, allow_hyphen_values = true)]
+    priority: Option<i32>,
+    /// Run on an agent carrying this label KEY=VALUE (repeatable: all of them).
+    #[arg(long = "selector", short = 'l', value_parser = parse_kv, conflicts_with = "node")]
+    selector: Vec<(String, String)>,
+    /// With --selector: run on every matching agent, one job each (a fan-out).
+    #[arg(long, requires = "selector")]
+    all: bool,
+    /// Idempotency key: submitting twice with the same key runs the job once.
+    #[arg(long, env = "FLUX_IDEMPOTENCY_KEY")]
+    idempotency_key: Option<String>,
+    /// Join all arguments into one shell command line.
+    #[arg(long)]
+    shell: bool,
+    /// Wait for the job, stream its output and exit with its exit code.
+    #[arg(long, short = 'w')]
+    wait: bool,
+    /// The command.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
+    let api = ctx.client()?;
+    match cmd {
+        JobCmd::Run(r) => submit(ctx, &api, r).await,
+        JobCmd::Get { id } => {
+            let job: Job = api.get(&format!("/v1/jobs/{id}")).await?;
+            emit(ctx.out, &job)?;
+            Ok(())
+        }
+        JobCmd::List {
+            status,
+            node,
+            limit,
+        } => {
+            let mut q = format!("/v1/jobs?limit={limit}");
+            if let Some(s) = status {
+                q.push_str(&format!("&status={s}"));
+            }
+            if let Some(n) = node {
+                q.push_str(&format!("&node_id={n}"));
+            }
+            let jobs: Vec<Job> = api.get(&q).await?;
+            emit(ctx.out, jobs.as_slice())?;
+            Ok(())
+        }
+        JobCmd::Logs { id, follow } => {
+            stream_logs(&api, &id, follow).await?;
+            Ok(())
+        }
+        JobCmd::Cancel { id } => {
+            let job: Job = api
+                .post(&format!("/v1/jobs/{id}/cancel"), &json!({}))
+                .await?;
+            emit(
+                ctx.out,
+                &view(&job, |job| {
+                    if job.status.is_terminal() {
+                        format!("job {} {}\n", job.job_id, job.status.as_str())
+                    } else {
+                        format!("job {} cancelling (its agent is stopping it)\n", job.job_id)
+                    }
+                }),
+            )?;
+            Ok(())
+        }
+        JobCmd::Wait { id, timeout } => {
+            let job = wait_for(&api, &id, timeout).await?;
+            emit(
+                ctx.out,
+                &view(&job, |job| {
+                    format!("job {} {}\n", job.job_id, job.status.as_str())
+                }),
+            )?;
+            exit_with(job_exit_code(&job))
+        }
+        JobCmd::Attempts { id } => {
+            let attempts: Vec<Attempt> = api.get(&format!("/v1/jobs/{id}/attempts")).await?;
+            emit(ctx.out, attempts.as_slice())?;
+            Ok(())
+        }
+    }
+}
+
+/// The request `job run` submits: one argument is a shell command line, several an argv;
+/// `--secret-env` values are read from fluxctl's own environment.
+fn submit_request(r: RunArgs) -> Result<SubmitJob> {
+    let (command, argv) = if r.shell || r.command.len() == 1 {
+        (Some(r.command.join(" ")), None)
+    } else {
+        (None, Some(r.command))
+    };
+    Ok(SubmitJob {
+        command,
+        argv,
+        node_id: r.node,
+        env: r.env.into_iter().collect(),
+        secret_env: r
+            .secret_env
+            .iter()
+            .map(|n| {
+                std::env::var(n)
+                    .map(|v| (n.clone(), v))
+                    .with_context(|| format!("--secret-env {n}: ${n} is not set"))
+            })
+            .collect::<Result<_>>()?,
+        workdir: r.workdir,
+        timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
+        max_attempts: r.attempts,
+        priority: r.priority,
+        selector: r.selector.into_iter().collect(),
+        fan_out: r.all,
+        idempotency_key: r.idempotency_key,
+    })
+}
+
+/// `job run`: submit, then without --wait print the job (its id in a table).
+async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
+    let (all, wait) = (r.all, r.wait);
+    let req = submit_request(r)?;
+    if all {
+        return fan_out(ctx, api, &req, wait).await;
+    }
+    let job: Job = api.post("/v1/jobs", &req).await?;
+    if !wait {
+        emit(ctx.out, &view(&job, |j| format!("{}\n", j.job_id)))?;
+        return Ok(());
+    }
+    run_wait(ctx, api, &job).await
+}
+
+/// `job run --wait`: a table streams the job's output live and notes a failure on stderr;
+/// JSON is one document for scripts at the end, the final job and its stored output (both
+/// streams). Either way the exit code is the job's ([`job_exit_code`]).
+async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
+    if ctx.out == Output::Table {
+        eprintln!("job {} submitted", job.job_id);
+        stream_logs(api, &job.job_id, true).await?;
+    }
+    let done = wait_for(api, &job.job_id, None).await?;
+    match ctx.out {
+        Output::Json => {
+            let output = api
+                .send(
+                    Method::GET,
+                    &format!("/v1/jobs/{}/logs", done.job_id),
+                    None,
+                    Duration::from_secs(60),
+                )
+                .await?
+                .text()
+                .await
+                .context("reading job output")?;
+            print_json(&json!({"job": done, "output": output}))?;
+        }
+        Output::Table if done.status != JobStatus::Succeeded => {
+            eprintln!(
+                "job {} {}{}",
+                done.job_id,
+                done.status.as_str(),
+                done.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        Output::Table => {}
+    }
+    exit_with(job_exit_code(&done))
+}
+
+/// `job run --selector ... --all`: one job per matching agent; with --wait, a table of their
+/// results and exit 0 only if every one succeeded.
+async fn fan_out(ctx: &Ctx, api: &ApiClient, req: &SubmitJob, wait: bool) -> CliResult {
+    let reply: FanOutReply = api.post("/v1/jobs", req).await?;
+    if !wait {
+        emit(
+            ctx.out,
+            &SortedKeys(&view(&reply, |r| {
+                r.jobs
+                    .iter()
+                    .map(|j| format!("{} {}\n", j.job_id, j.node_id.as_deref().unwrap_or("-")))
+                    .collect()
+            })),
+        )?;
+        return Ok(());
+    }
+    let mut done = Vec::with_capacity(reply.jobs.len());
+    for j in &reply.jobs {
+        done.push(wait_for(api, &j.job_id, None).await?);
+    }
+    emit(
+        ctx.out,
+        &view(&json!({"group": reply.group, "jobs": done}), |_| {
+            done.as_slice().render()
+        }),
+    )?;
+    ok_or_1(done.iter().all(|j| j.status == JobStatus::Succeeded))
+}
+
+fn job_table(jobs: &[Job]) -> comfy_table::Table {
+    let mut t = table(&[
+        "JOB", "STATUS", "AGENT", "EXIT", "ATTEMPTS", "AGE", "COMMAND",
+    ]);
+    for j in jobs {
+        t.add_row(vec![
+            j.job_id.clone(),
+            j.status.as_str().to_string(),
+            j.agent
+                .clone()
+                .or(j.node_id.clone())
+                .unwrap_or_else(|| "-".into()),
+            j.exit_code
+                .map(|c| c.to_string())
+                .or(j.signal.map(|s| format!("sig {s}")))
+                .unwrap_or_else(|| "-".into()),
+            format!("{}/{}", j.attempts, j.max_attempts),
+            age(j.created_at),
+            short(&j.command.display(), 48),
+        ]);
+    }
+    t
+}
+
+impl Render for [Job] {
+    fn render(&self) -> String {
+        format!("{}\n", job_table(self))
+    }
+}
+
+/// One job (`job get`): its row, and the error that ended it.
+impl Render for Job {
+    fn render(&self) -> String {
+        let mut text = format!("{}\n", job_table(std::slice::from_ref(self)));
+        if let Some(e) = &self.error {
+            text.push_str(&format!("error: {e}\n"));
+        }
+        text
+    }
+}
+
+impl Render for [Attempt] {
+    fn render(&self) -> String {
+        let mut t = table(&["ATTEMPT", "AGENT", "STATE", "RESULT", "OUTPUT", "NOTE"]);
+        for a in self {
+            t.add_row(vec![
+                a.attempt_id.clone(),
+                a.agent.clone(),
+                format!("{:?}", a.state).to_lowercase(),
+                a.result
+                    .as_ref()
+                    .map(|r| {
+                        format!(
+                            "{:?} {}",
+                            r.outcome,
+                            r.exit_code.map(|c| c.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                format!(
+                    "{} B{}",
+                    a.output_bytes,
+                    if a.output_dropped > 0 {
+                        format!(" (+{} dropped)", a.output_dropped)
+                    } else {
+                        String::new()
+                    }
+                ),
+                a.abandoned_reason.clone().unwrap_or_default(),
+            ]);
+        }
+        format!("{t}\n")
+    }
+}
+
+/// The exit code `job run --wait` returns for a finished job.
+fn job_exit_code(job: &Job) -> u8 {
+    match job.status {
+        JobStatus::Succeeded => 0,
+        JobStatus::TimedOut => 124,
+        JobStatus::Cancelled => 130,
+        JobStatus::Failed => match (job.exit_code, job.signal) {
+            (Some(c), _) => (c & 0xff) as u8,
+            (None, Some(s)) => (128 + (s & 0x7f)) as u8,
+            (None, None) if job.error.as_deref().is_some_and(|e| e.contains("start")) => 127,
+            _ => 1,
+        },
+        _ => 1,
+    }
+}
+
+async fn wait_for(api: &ApiClient, id: &str, limit: Option<Duration>) -> Result<Job> {
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        let job: Job = api
+            .call(
+                Method::GET,
+                &format!("/v1/jobs/{id}/wait?timeout_secs=30"),
+                None,
+                Duration::from_secs(60),
+            )
+            .await?;
+        if job.status.is_terminal() {
+            return Ok(job);
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            bail!(
+                "job {id} still {} after the wait timeout",
+                job.status.as_str()
+            );
+        }
+    }
+}
+
+/// A line of `GET /v1/jobs/{id}/logs?format=jsonl`: a note (a new attempt, the job's end) or a
+/// chunk of output; lines that are neither are skipped.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum LogLine {
+    Note(LogNote),
+    Chunk(StoredChunk),
+}
+
+/// Streams a job's output to stdout/stderr until it ends (follow) or what is stored (no follow).
+async fn stream_logs(api: &ApiClient, id: &str, follow: bool) -> Result<()> {
+    let path = format!("/v1/jobs/{id}/logs?format=jsonl&follow={follow}");
+    let mut reconnects = 0u32;
+    let mut printed: BTreeMap<u32, u64> = BTreeMap::new();
+    loop {
+        let resp = api
+            .send(Method::GET, &path, None, Duration::from_secs(24 * 3600))
+            .await?;
+        let mut body = resp.bytes_stream();
+        let mut buf = Vec::new();
+        let mut attempt = 0u32;
+        let mut broken = false;
+        while let Some(piece) = body.next().await {
+            let piece = match piece {
+                Ok(p) => p,
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            };
+            buf.extend_from_slice(&piece);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let chunk = match serde_json::from_slice::<LogLine>(&line) {
+                    Ok(LogLine::Note(LogNote { note })) => {
+                        if note.contains("attempt") {
+                            attempt += 1;
+                        }
+                        eprintln!("{note}");
+                        continue;
+                    }
+                    Ok(LogLine::Chunk(chunk)) => chunk,
+                    Err(_) => continue,
+                };
+                // After a reconnect the server replays from the start: skip what was printed.
+                let seen = printed.entry(attempt).or_insert(0);
+                if chunk.seq < *seen {
+                    continue;
+                }
+                *seen = chunk.seq + 1;
+                match chunk.stream {
+                    flux_core::model::Stream::Stdout => {
+                        let mut o = std::io::stdout().lock();
+                        o.write_all(chunk.data.as_bytes())?;
+                        o.flush()?;
+                    }
+                    flux_core::model::Stream::Stderr => {
+                        let mut e = std::io::stderr().lock();
+                        e.write_all(chunk.data.as_bytes())?;
+                        e.flush()?;
+                    }
+                }
+            }
+        }
+        if !broken || !follow || reconnects >= 20 {
+            return Ok(());
+        }
+        reconnects += 1;
+        tokio::time::sleep(flux_core::client::backoff(
+            reconnects,
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+        ))
+        .await;
+    }
+}
