@@ -17,9 +17,11 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::jobs::{JobError, Jobs};
+use crate::keys;
 use crate::model::{Millis, now_ms};
 use crate::quota::{Quota, QuotaError};
-use crate::reconcile::{Reconciler, StateError};
+use crate::reconcile::Reconciler;
+use crate::state::StateError;
 use crate::store::{Change, Epoch, Store, StoreError};
 
 /// How often the reconciler looks at every target even when nothing changed (due checks).
@@ -51,7 +53,7 @@ pub fn wakes_job_work(c: &Change) -> bool {
     c.is_resync()
         || c.paths
             .iter()
-            .any(|p| p.starts_with("pending/") || p.starts_with("inbox/"))
+            .any(|p| p.starts_with(keys::PENDING) || p.starts_with(keys::INBOX))
 }
 
 /// Whether a store change may give the reconcile loop work: a desired state or a job changed
@@ -60,7 +62,7 @@ pub fn wakes_reconcile(c: &Change) -> bool {
     c.is_resync()
         || c.paths
             .iter()
-            .any(|p| p.starts_with("states/") || p.starts_with("jobs/"))
+            .any(|p| p.starts_with(keys::STATES) || p.starts_with(keys::JOBS))
 }
 
 /// The services the leader's work runs over.

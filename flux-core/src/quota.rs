@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::keys;
 use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError, Version, validate_tenant};
 
 /// A tenant's limits; an absent field is unlimited.
@@ -74,7 +75,7 @@ impl Quota {
 /// Where a tenant's quota is stored.
 pub fn key(tenant: &str) -> Result<Key, QuotaError> {
     validate_tenant(tenant)?;
-    Ok(Key::new(SYSTEM_TENANT, format!("quotas/{tenant}"))?)
+    Ok(Key::new(SYSTEM_TENANT, keys::quota(tenant))?)
 }
 
 /// A tenant's quota and its version (`None`: never set, no limits).

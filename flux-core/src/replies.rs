@@ -8,7 +8,7 @@
 //! that struct's field order.
 //!
 //! Job, agent, attempt and state views are already typed elsewhere ([`crate::model`],
-//! [`crate::reconcile::StateView`]) and are not repeated here.
+//! [`crate::state::StateView`]) and are not repeated here.
 
 use std::collections::BTreeMap;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::keys;
 use crate::model::Millis;
 use crate::quota::{self, Quota, QuotaError};
 use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError, Txn, validate_tenant};
@@ -59,7 +60,7 @@ pub fn admin_token_ttl(asked: Option<u64>) -> Result<Duration, TenantError> {
 
 /// Where a tenant's creation record is stored.
 fn record_key(name: &str) -> Result<Key, StoreError> {
-    Key::new(SYSTEM_TENANT, format!("tenants/{name}"))
+    Key::new(SYSTEM_TENANT, keys::tenant(name))
 }
 
 /// Creates tenant `name` (made by `created_by` at `now`) with `quota` if given.

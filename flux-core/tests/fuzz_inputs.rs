@@ -6,7 +6,7 @@
 use flux_core::backup;
 use flux_core::model::{RegisterAgent, SubmitJob};
 use flux_core::quota::Quota;
-use flux_core::reconcile::ApplyRequest;
+use flux_core::state::ApplyRequest;
 use flux_core::state::{StateSpec, parse_state_file, validate_set, validate_spec};
 use flux_core::store::{Entry, Key, Snapshot};
 use rand::rngs::StdRng;

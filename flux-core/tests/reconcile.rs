@@ -2,8 +2,10 @@
 //! with the agent's side of each job played by the test. Time is handed in explicitly.
 
 use flux_core::jobs::{JobFilter, Jobs, JobsConfig};
+use flux_core::keys;
 use flux_core::model::{AttemptResult, JobStatus, Millis, Outcome, RegisterAgent};
-use flux_core::reconcile::{ApplyRequest, Reconciler, StateError, TargetState, keys};
+use flux_core::reconcile::{Reconciler, TargetState};
+use flux_core::state::{ApplyRequest, StateError};
 use flux_core::state::{StateSpec, Targets};
 use flux_core::store::{self, DynStore, Expect, Key, StoreError};
 use flux_core::testing::BeforeCommit;
@@ -352,7 +354,7 @@ async fn prune_deletes_only_the_tenants_own_undeclared_states_and_their_records(
             ("drop".into(), "Delete".into())
         ]
     );
-    let names = |views: Vec<flux_core::reconcile::StateView>| {
+    let names = |views: Vec<flux_core::state::StateView>| {
         views.into_iter().map(|v| v.name).collect::<Vec<_>>()
     };
     assert_eq!(names(e.rec.list(TENANT).await.unwrap()), vec!["keep"]);

@@ -10,7 +10,8 @@ use flux_core::client::ApiClient;
 use std::collections::BTreeMap;
 
 use flux_core::model::{Job, JobStatus, SubmitJob};
-use flux_core::reconcile::{StateView, TargetState};
+use flux_core::reconcile::TargetState;
+use flux_core::state::StateView;
 use flux_core::state::{StateSpec, Targets};
 use reqwest::Method;
 use serde::Serialize;

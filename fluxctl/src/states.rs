@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use flux_core::client::ApiClient;
-use flux_core::reconcile::{Action, ApplyRequest, Plan, StateView, TargetState};
+use flux_core::reconcile::TargetState;
 use flux_core::state::format_secs;
+use flux_core::state::{ApplyRequest, Plan, PlanAction, StateView};
 use serde::Serialize;
 
 /// State names become URL path segments: refuse anything that is not a valid name.
@@ -77,13 +78,15 @@ pub fn render_plan(plan: &Plan, show_unchanged: bool) -> String {
     let mut out = String::new();
     for i in &plan.items {
         let line = match i.action {
-            Action::Create => format!("+ {} (create)\n", i.name),
-            Action::Update => format!("~ {} (update from version {})\n", i.name, i.from_version),
-            Action::Delete => format!("- {} (delete version {})\n", i.name, i.from_version),
-            Action::Unchanged if show_unchanged => {
+            PlanAction::Create => format!("+ {} (create)\n", i.name),
+            PlanAction::Update => {
+                format!("~ {} (update from version {})\n", i.name, i.from_version)
+            }
+            PlanAction::Delete => format!("- {} (delete version {})\n", i.name, i.from_version),
+            PlanAction::Unchanged if show_unchanged => {
                 format!("  {} (unchanged, version {})\n", i.name, i.from_version)
             }
-            Action::Unchanged => continue,
+            PlanAction::Unchanged => continue,
         };
         out.push_str(&line);
         for c in &i.changes {

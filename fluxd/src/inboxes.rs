@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 type AgentKey = (String, String);
 
 /// Where agents' inboxes live (`inbox/<node>/<attempt>`).
-const INBOXES: &str = flux_core::model::keys::INBOX;
+const INBOXES: &str = flux_core::keys::INBOX;
 
 /// The agents with a task poll waiting on this node.
 #[derive(Default)]

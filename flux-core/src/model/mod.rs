@@ -25,9 +25,6 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
-// Old paths, kept for the other crates until they move (layout).
-pub use crate::keys;
-
 /// Checks an identifier chosen by a client (node id, idempotency key): 1..=128 characters of
 /// `[A-Za-z0-9._-]`.
 pub fn valid_ident(s: &str) -> bool {

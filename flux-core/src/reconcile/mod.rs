@@ -31,15 +31,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::jobs::{JobError, Jobs};
+use crate::keys;
 use crate::model::{AgentState, Job, Millis, SubmitJob};
-use crate::state::{StateSpec, States};
+use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
 use crate::store::{DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
-
-// Old paths, kept for the other crates until they move (layout).
-pub use crate::keys;
-pub use crate::state::{
-    ApplyRequest, Plan, PlanAction as Action, PlanItem, StateError, StateView, target_ids,
-};
 
 /// Output kept from a failed check or apply.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;

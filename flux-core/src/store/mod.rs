@@ -204,9 +204,6 @@ pub struct Snapshot {
     pub entries: Vec<Entry>,
 }
 
-// Old paths, kept for the other crates until they move (layout).
-pub use crate::keys::is_node_record;
-
 /// One operation of a transaction.
 #[derive(Clone, Debug)]
 pub enum Op {

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use flux_core::chaos::TargetSeen;
 use flux_core::client::{ApiClient, ClientError, erased};
 use flux_core::model::{Attempt, Job, SubmitJob};
-use flux_core::reconcile::StateView;
+use flux_core::state::StateView;
 use flux_core::state::{StateSpec, Targets};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};

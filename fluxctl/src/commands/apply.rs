@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> CliResult {
     let want: BTreeMap<String, u64> = applied
         .items
         .iter()
-        .filter(|i| i.action != flux_core::reconcile::Action::Delete)
+        .filter(|i| i.action != flux_core::state::PlanAction::Delete)
         .map(|i| (i.name.clone(), i.to_version.unwrap_or(i.from_version)))
         .collect();
     let converged = if a.wait {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use flux_core::reconcile::Plan;
+use flux_core::state::Plan;
 
 use crate::context::Ctx;
 use crate::error::{CliError, CliResult};

@@ -2,7 +2,7 @@
 //! per-target detail.
 
 use clap::Subcommand;
-use flux_core::reconcile::StateView;
+use flux_core::state::StateView;
 
 use crate::context::Ctx;
 use crate::error::CliResult;

@@ -10,7 +10,7 @@ use flux_core::auth::AuthError;
 use flux_core::backup::BackupError;
 use flux_core::jobs::JobError;
 use flux_core::quota::{QuotaError, Refusal};
-use flux_core::reconcile::StateError;
+use flux_core::state::StateError;
 use flux_core::store::StoreError;
 use flux_core::tenants::TenantError;
 use serde_json::json;

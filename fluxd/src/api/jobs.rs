@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::jobs::JobFilter;
+use flux_core::keys;
 use flux_core::model::{Job, JobStatus, StoredChunk, SubmitJob, attempt_id, now_ms, valid_ident};
 use flux_core::store::Change;
 use serde::Deserialize;
@@ -99,7 +100,7 @@ async fn is_replay(st: &AppState, tenant: &str, key: Option<&str>) -> ApiResult<
             .store
             .get(&flux_core::store::Key::new(
                 tenant,
-                flux_core::model::keys::idempotency(k),
+                flux_core::keys::idempotency(k),
             )?)
             .await?
             .is_some(),
@@ -223,7 +224,7 @@ pub(super) async fn wait_job(
     let wait = Duration::from_secs(q.timeout_secs.unwrap_or(30)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let tenant = caller.tenant().to_string();
-    let path = format!("jobs/{id}");
+    let path = keys::job(&id);
     let mut rx = st.store.subscribe();
     loop {
         let job = st.jobs.get(&tenant, &id).await?;
@@ -338,8 +339,8 @@ impl LogCursor {
             if self.done {
                 return None;
             }
-            let (tenant, job_path) = (self.tenant.clone(), format!("jobs/{}", self.job_id));
-            let out_prefix = format!("output/{}.", self.job_id);
+            let (tenant, job_path) = (self.tenant.clone(), keys::job(&self.job_id));
+            let out_prefix = keys::job_output(&self.job_id);
             let woke = wait_until_touched(&mut self.rx, idle_deadline, |c| {
                 c.touches(&tenant, &job_path) || c.touches(&tenant, &out_prefix)
             })

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
-use flux_core::reconcile::{ApplyRequest, Plan, StateView};
+use flux_core::state::{ApplyRequest, Plan, StateView};
 use flux_core::state::{DEFAULT_INTERVAL_SECS, DEFAULT_TIMEOUT_SECS, StateSpec, Targets};
 use flux_core::store::Expect;
 use serde::Deserialize;

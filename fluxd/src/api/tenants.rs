@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use flux_core::auth::{CLUSTER_TENANT, Role};
+use flux_core::keys;
 use flux_core::model::AgentState;
 use flux_core::quota::{self, Quota};
 use flux_core::store::SYSTEM_TENANT;
@@ -35,13 +36,13 @@ async fn usage(st: &AppState, tenant: &str) -> ApiResult<Usage> {
     Ok(Usage {
         tenant: tenant.to_string(),
         queued: st.jobs.queue_depth(tenant).await?,
-        running: st.store.list(tenant, "inbox/").await?.len(),
+        running: st.store.list(tenant, keys::INBOX).await?.len(),
         agents_online: agents
             .iter()
             .filter(|a| a.state == AgentState::Online)
             .count(),
         agents: agents.len(),
-        states: st.store.list(tenant, "states/").await?.len(),
+        states: st.store.list(tenant, keys::STATES).await?.len(),
         quota: quota::get(st.store.as_ref(), tenant).await?.0,
     })
 }
@@ -63,8 +64,8 @@ pub(super) async fn list(
             .into_iter()
             .filter(|t| t != SYSTEM_TENANT)
             .collect();
-        for e in st.store.list(SYSTEM_TENANT, "tenants/").await? {
-            if let Some(t) = e.key.path().strip_prefix("tenants/") {
+        for e in st.store.list(SYSTEM_TENANT, keys::TENANTS).await? {
+            if let Some(t) = e.key.path().strip_prefix(keys::TENANTS) {
                 all.insert(t.to_string());
             }
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flux_core::keys;
 use flux_core::model::now_ms;
 use flux_core::store::{Expect, Key, SYSTEM_TENANT, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,7 @@ pub struct NodeRecord {
 pub const NODE_REFRESH: Duration = Duration::from_secs(2);
 
 fn node_key(node: &str) -> Result<Key, StoreError> {
-    Key::new(SYSTEM_TENANT, format!("nodes/{node}"))
+    Key::new(SYSTEM_TENANT, keys::node(node))
 }
 
 /// Writes this node's record every [`NODE_REFRESH`] until `cancel`, then removes it.
@@ -63,7 +64,7 @@ pub async fn live_nodes(st: &AppState) -> Result<Vec<NodeRecord>, StoreError> {
     let horizon = now_ms().saturating_sub(3 * NODE_REFRESH.as_millis() as u64);
     let mut out: Vec<NodeRecord> = st
         .store
-        .list(SYSTEM_TENANT, "nodes/")
+        .list(SYSTEM_TENANT, keys::NODES)
         .await?
         .into_iter()
         .filter_map(|e| serde_json::from_slice::<NodeRecord>(&e.value).ok())
