@@ -26,10 +26,13 @@ pub use redis::RedisServer;
 /// Picks a free TCP port on 127.0.0.1 (the OS may hand it to someone else before use; callers
 /// that bind later retry on failure).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on loopback")
+    try_free_port().expect("bind an ephemeral port on loopback")
+}
+
+/// [`free_port`] for product code (the chaos cluster), which reports a failure instead of
+/// panicking.
+pub fn try_free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes.

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use flux_core::chaos::faultproxy::FaultProxy;
 use flux_core::chaos::{Fault, Scenario};
 use flux_core::client::{ApiClient, TlsOptions};
-use flux_core::testing::{FAST_LEASE_ARGS, FAST_LIVENESS_ARGS, Launch, Proc, free_port};
+use flux_core::testing::{FAST_LEASE_ARGS, FAST_LIVENESS_ARGS, Launch, Proc, try_free_port};
 use nix::sys::signal::Signal;
 use reqwest::Method;
 
@@ -220,7 +220,7 @@ impl Cluster {
         for dir in ["redis", "history", "runs", "marks", "logs"] {
             std::fs::create_dir_all(work.join(dir))?;
         }
-        let redis_port = free_port();
+        let redis_port = try_free_port()?;
         let redis = Member::start(
             "redis-server",
             &o.redis_server,
@@ -272,7 +272,7 @@ impl Cluster {
         let mut admin = String::new();
         for (i, proxy) in proxies.iter().enumerate() {
             let id = format!("chaos-node-{i}");
-            let port = free_port();
+            let port = try_free_port()?;
             let url = format!("https://127.0.0.1:{port}");
             let args = node_args(o, work, i, &id, port, proxy.port);
             let mut proc =

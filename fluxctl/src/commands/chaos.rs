@@ -149,7 +149,7 @@ async fn run_cluster(ctx: &Ctx, a: &ChaosRunArgs) -> Result<bool> {
     };
     let redis_server = match &a.redis_server {
         Some(p) => p.clone(),
-        None => find_on_path("redis-server").context(
+        None => flux_core::testing::on_path("redis-server").context(
             "redis-server not found on PATH: install it (apt-get install redis-server) or give --redis-server",
         )?,
     };
@@ -191,14 +191,6 @@ async fn terminated() {
         }
         _ => std::future::pending().await,
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 /// The report as people read it: the run, the faults as carried out, the workload, the
