@@ -58,19 +58,21 @@ pub fn parse_history(text: &str) -> (Vec<HistoryEvent>, usize) {
     (events, bad)
 }
 
+/// A leader write by `node` in the default tenant, for the tests of this file and the checker.
+#[cfg(test)]
+pub(crate) fn write(node: &str, epoch: Epoch, revision: Version) -> HistoryEvent {
+    HistoryEvent::Write {
+        node: node.into(),
+        epoch,
+        tenant: "default".into(),
+        revision,
+        at: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(node: &str, epoch: Epoch, revision: Version) -> HistoryEvent {
-        HistoryEvent::Write {
-            node: node.into(),
-            epoch,
-            tenant: "default".into(),
-            revision,
-            at: 0,
-        }
-    }
 
     #[test]
     fn torn_history_lines_are_skipped_and_counted() {

@@ -244,15 +244,7 @@ fn check_states(obs: &Observations, out: &mut Vec<Violation>) {
 mod tests {
     use super::*;
 
-    fn write(node: &str, epoch: Epoch, revision: Version) -> HistoryEvent {
-        HistoryEvent::Write {
-            node: node.into(),
-            epoch,
-            tenant: "default".into(),
-            revision,
-            at: 0,
-        }
-    }
+    use crate::history::write;
 
     fn result(node: &str, attempt: &str) -> HistoryEvent {
         HistoryEvent::Result {

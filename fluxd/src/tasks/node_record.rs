@@ -6,21 +6,11 @@ use std::time::Duration;
 
 use flux_core::keys;
 use flux_core::model::now_ms;
+use flux_core::replies::NodeRecord;
 use flux_core::store::{Expect, Key, SYSTEM_TENANT, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
-
-/// What a node records about itself in the store, so every node can show the cluster.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
-pub struct NodeRecord {
-    pub node_id: String,
-    pub version: String,
-    pub started_at: u64,
-    pub last_seen: u64,
-    pub leader: bool,
-    pub epoch: u64,
-}
 
 /// How often a node refreshes its record; a record older than three periods is shown as gone.
 pub const NODE_REFRESH: Duration = Duration::from_secs(2);
