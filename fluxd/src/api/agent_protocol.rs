@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::MAX_WAIT;
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery, Caller};
 use super::jobs::job_finished;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub(super) async fn agent_register(

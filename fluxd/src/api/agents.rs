@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 
-use super::error::ApiResult;
 use super::extract::Caller;
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub(super) async fn list_agents(

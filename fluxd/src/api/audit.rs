@@ -10,8 +10,8 @@ use flux_core::audit::{Record, Verification};
 use flux_core::auth::{self, Role};
 use serde::Deserialize;
 
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiQuery, Caller};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 #[derive(Deserialize)]

@@ -15,8 +15,8 @@ use flux_core::backup::{self, BackupError, RestoreReport};
 use flux_core::model::now_ms;
 use serde::Deserialize;
 
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiQuery, Caller};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Time limit of the backup routes, instead of the API's usual one.

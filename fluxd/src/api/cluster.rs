@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use serde_json::json;
 
-use super::error::ApiResult;
 use super::extract::Caller;
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub(super) async fn healthz() -> Json<serde_json::Value> {

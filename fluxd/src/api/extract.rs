@@ -14,7 +14,7 @@ use flux_core::auth::{self, AuthError, Claims, Permission};
 use flux_core::store::Expect;
 use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// JSON body extractor whose rejections use the API error shape: 400 for syntax, 422 for

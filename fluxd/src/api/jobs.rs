@@ -20,8 +20,8 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::MAX_WAIT;
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery, Caller, idempotency_header};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub(super) async fn submit_job(

@@ -1,6 +1,6 @@
 //! The HTTP API: [`app`] is the whole route table with its layers and the fallback, one module
-//! per resource holds the handlers, [`error`] the one JSON error shape and [`extract`] what
-//! handlers take from a request (body, query, caller, precondition headers).
+//! per resource holds the handlers, [`crate::error`] the one JSON error shape and [`extract`]
+//! what handlers take from a request (body, query, caller, precondition headers).
 //!
 //! Layers, outermost first: the body limit, load shedding (`middleware::limits`), RED metrics
 //! (`middleware::metrics`), the audit record of matched routes (`middleware::audit`), then a
@@ -11,7 +11,6 @@ pub mod agents;
 pub mod audit;
 pub mod backup;
 pub mod cluster;
-pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod states;
@@ -27,9 +26,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::error::ApiError;
 use crate::middleware::limits::Limits;
 use crate::state::AppState;
-use error::ApiError;
 
 /// Longest a long-poll (tasks, wait, logs idle) is held open.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);

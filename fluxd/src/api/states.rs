@@ -15,8 +15,8 @@ use flux_core::store::Expect;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, precondition};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub(super) async fn list(

@@ -15,8 +15,8 @@ use flux_core::store::SYSTEM_TENANT;
 use flux_core::tenants;
 use serde::Serialize;
 
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, quota_precondition};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 #[derive(Serialize)]

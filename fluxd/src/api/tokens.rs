@@ -11,8 +11,8 @@ use flux_core::model::{now_ms, valid_ident};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 #[derive(Deserialize)]

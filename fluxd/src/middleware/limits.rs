@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use crate::api::error::ApiError;
+use crate::error::ApiError;
 
 pub struct Limits {
     requests: Arc<Semaphore>,
