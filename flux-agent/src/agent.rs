@@ -4,17 +4,50 @@
 //! Every call is retried with full-jitter backoff ([`with_retry`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
 use flux_core::client::{ApiClient, ClientError, backoff};
-use flux_core::model::{Heartbeat, HeartbeatReply, RegisterAgent, Task};
+use flux_core::model::{Heartbeat, HeartbeatReply, RegisterAgent, Task, valid_attempt_id};
 use reqwest::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::Args;
+use crate::executor::RunAs;
+
+/// File in the state directory holding the registration's session secret (mode 0600).
+const SESSION_FILE: &str = ".session";
+
+/// The session kept in `dir` by an earlier run of this agent, if any.
+pub(crate) fn load_session(dir: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(dir.join(SESSION_FILE)).ok()?;
+    let s = s.trim();
+    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_string())
+}
+
+/// Keeps the session in `dir`, readable by the agent's user only.
+fn save_session(dir: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = dir.join(format!("{SESSION_FILE}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(SESSION_FILE))
+}
+
+/// Whether the control plane refused a call because this agent does not hold the node's
+/// registration (another live agent process does, or the session is stale).
+pub(crate) fn is_session_conflict(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status: StatusCode::CONFLICT, code, .. } if code == "session_conflict")
+}
 
 /// Attempts running here, with the token that cancels each.
 pub(crate) type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
@@ -25,6 +58,8 @@ pub(crate) enum Exec {
     Real {
         /// Where running jobs' process groups are recorded (see `--state-dir`).
         state_dir: Option<PathBuf>,
+        /// The user jobs run as (see `--run-as`).
+        run_as: Option<RunAs>,
     },
     /// No process: wait `run`, print one line, exit 0 (see `--simulate`).
     Simulated { run: Duration },
@@ -163,6 +198,17 @@ impl Agent {
             self.api.post("/v1/agent/register", &req)
         })
         .await?;
+        if let Some(secret) = &reply.session {
+            self.api.set_session(Some(secret.clone()));
+            if let Exec::Real {
+                state_dir: Some(dir),
+                ..
+            } = &self.profile.exec
+                && let Err(e) = save_session(dir, secret)
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot keep the session");
+            }
+        }
         self.apply_reply(&reply);
         match self.profile.exec {
             Exec::Real { .. } => {
@@ -199,8 +245,11 @@ impl Agent {
                 .await
             {
                 Ok(reply) => self.apply_reply(&reply),
-                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {
-                    // The control plane forgot us (restored from backup, say): register again.
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) || is_session_conflict(&e) => {
+                    // The control plane forgot us (restored from backup, say), or our session is
+                    // no longer the node's: register again (refused while another live agent
+                    // process holds the node).
+                    tracing::warn!(error = %e, "heartbeat refused; registering again");
                     let _ = self.register(&stop).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
@@ -264,6 +313,13 @@ impl Agent {
     }
 
     fn handle(self: &Arc<Self>, task: Task, stop: &CancellationToken) {
+        // The id names a file in the state directory and a URL path segment: only ids made
+        // the way the server makes them are acted on.
+        if !valid_attempt_id(&task.attempt_id) {
+            let shown: String = task.attempt_id.chars().take(80).collect();
+            tracing::warn!(attempt = ?shown, "ignoring a task whose attempt id is not valid");
+            return;
+        }
         if task.cancel {
             cancel_attempts(&self.running, std::slice::from_ref(&task.attempt_id));
             return;
@@ -283,5 +339,90 @@ impl Agent {
             me.execute(task, token).await;
             me.running.lock().expect("running map").remove(&id);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flux_core::client::TlsOptions;
+    use flux_core::model::CommandSpec;
+
+    fn agent(state_dir: &Path) -> Arc<Agent> {
+        // Nothing listens there: a task that got as far as its start call would never run.
+        let api = ApiClient::new(
+            vec!["https://127.0.0.1:9".into()],
+            None,
+            &TlsOptions::default(),
+        )
+        .unwrap();
+        let profile = Profile {
+            labels: BTreeMap::new(),
+            slots: 1,
+            hostname: None,
+            poll_secs: 1,
+            exec: Exec::Real {
+                state_dir: Some(state_dir.to_path_buf()),
+                run_as: None,
+            },
+        };
+        Arc::new(Agent::new(api, "n1".into(), Arc::new(profile)))
+    }
+
+    fn task(attempt_id: &str) -> Task {
+        Task {
+            attempt_id: attempt_id.into(),
+            job_id: "j-1".into(),
+            command: CommandSpec::Shell("true".into()),
+            env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            workdir: None,
+            timeout_secs: 5,
+            cancel: false,
+            revision: 1,
+            registration: None,
+        }
+    }
+
+    /// A task whose attempt id a server made up (a path, a dot segment, an encoded slash) is
+    /// neither run nor tracked; a well-formed one is taken on.
+    #[tokio::test]
+    async fn tasks_with_bad_attempt_ids_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = agent(dir.path());
+        let stop = CancellationToken::new();
+        for bad in [
+            "../../etc/x.1",
+            "..",
+            "a/b.1",
+            ".session",
+            "j%2F..1",
+            "",
+            "j-1",
+        ] {
+            a.handle(task(bad), &stop);
+            assert!(running_ids(&a.running).is_empty(), "{bad:?} was taken on");
+        }
+        a.handle(task("j-1.1"), &stop);
+        assert_eq!(running_ids(&a.running), vec!["j-1.1".to_string()]);
+        stop.cancel();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_session_is_kept_private_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_session(dir.path()), None);
+        let secret = "ab".repeat(32);
+        save_session(dir.path(), &secret).unwrap();
+        let mode = std::fs::metadata(dir.path().join(SESSION_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_session(dir.path()), Some(secret));
+        std::fs::write(dir.path().join(SESSION_FILE), "not a session").unwrap();
+        assert_eq!(load_session(dir.path()), None);
     }
 }

@@ -37,7 +37,23 @@ pub struct ExecSpec {
     /// File that holds the job's process group id while it runs, so that an agent restarted
     /// after a crash can find and kill what its predecessor left running.
     pub track: Option<PathBuf>,
+    /// Run the job as this user instead of the agent's (`--run-as`).
+    pub run_as: Option<RunAs>,
 }
+
+/// The user jobs run as (`--run-as`): its uid and primary group, and what its environment
+/// starts from.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+}
+
+/// `PATH` of a job run as another user (it inherits nothing from the agent).
+const RUN_AS_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Output read from one of the job's streams.
 #[derive(Debug)]
@@ -90,10 +106,30 @@ fn command(spec: &ExecSpec) -> Result<Command, String> {
             c
         }
     };
-    // The agent's own settings and credentials are not the job's business.
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("FLUX_") {
-            cmd.env_remove(var);
+    match &spec.run_as {
+        // Another user: a clean environment of its own, its uid and primary group (std drops
+        // the supplementary groups when switching from root), its home as the default working
+        // directory.
+        Some(u) => {
+            cmd.env_clear()
+                .env("HOME", &u.home)
+                .env("USER", &u.name)
+                .env("LOGNAME", &u.name)
+                .env("SHELL", &u.shell)
+                .env("PATH", RUN_AS_PATH)
+                .uid(u.uid)
+                .gid(u.gid);
+            if spec.workdir.is_none() && u.home.is_dir() {
+                cmd.current_dir(&u.home);
+            }
+        }
+        // The agent's own settings and credentials are not the job's business.
+        None => {
+            for (var, _) in std::env::vars_os() {
+                if var.to_string_lossy().starts_with("FLUX_") {
+                    cmd.env_remove(var);
+                }
+            }
         }
     }
     cmd.envs(&spec.env)
@@ -257,6 +293,9 @@ pub fn reap_orphans(dir: &std::path::Path) -> Vec<String> {
     for e in entries.flatten() {
         let path = e.path();
         let attempt = e.file_name().to_string_lossy().into_owned();
+        if attempt.starts_with('.') {
+            continue; // the agent's own files (its session), never an attempt's
+        }
         let pgid: Option<i32> = std::fs::read_to_string(&path)
             .ok()
             .and_then(|s| s.trim().parse().ok());
@@ -294,6 +333,7 @@ mod tests {
             workdir: None,
             timeout: None,
             track: None,
+            run_as: None,
         }
     }
 
@@ -347,6 +387,38 @@ mod tests {
         let canon = dir.path().canonicalize().unwrap();
         assert_eq!(out, format!("out-bar\n{}\n", canon.display()));
         assert_eq!(err, "err\n");
+    }
+
+    /// With `--run-as`, the job runs under that user's uid and group, from its home, with a
+    /// clean environment (nothing of the agent's).
+    #[tokio::test]
+    async fn run_as_switches_user_home_and_environment() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: switching users needs root");
+            return;
+        }
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let mut spec =
+            shell("id -u; id -g; echo $HOME; echo ${CARGO_PKG_NAME:-clean}; echo $JOBVAR");
+        spec.env.insert("JOBVAR".into(), "set".into());
+        spec.run_as = Some(RunAs {
+            name: nobody.name.clone(),
+            uid: nobody.uid.as_raw(),
+            gid: nobody.gid.as_raw(),
+            home: nobody.dir.clone(),
+            shell: nobody.shell.clone(),
+        });
+        let (o, out, err) = collect(spec, CancellationToken::new()).await;
+        assert_eq!(o, ExecOutcome::Exited(0), "{err}");
+        assert_eq!(
+            out,
+            format!(
+                "{}\n{}\n{}\nclean\nset\n",
+                nobody.uid,
+                nobody.gid,
+                nobody.dir.display()
+            )
+        );
     }
 
     #[tokio::test]

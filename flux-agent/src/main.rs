@@ -6,11 +6,14 @@
 //! - [`agent`]: one agent's conversation with the control plane (register, heartbeats, polls);
 //! - [`attempt`]: carrying out one task (start, run, upload output, report the result);
 //! - [`executor`]: running a command in its own process group;
-//! - [`simulate`]: many simulated agents in one process (`--simulate`).
+//! - [`simulate`]: many simulated agents in one process (`--simulate`);
+//! - [`harden`]: what keeps jobs away from the agent's token (undumpable, no `FLUX_TOKEN` in
+//!   its environment, jobs under another user with `--run-as`).
 
 mod agent;
 mod attempt;
 mod executor;
+mod harden;
 mod simulate;
 
 use std::path::PathBuf;
@@ -37,7 +40,8 @@ struct Args {
         required = true
     )]
     servers: Vec<String>,
-    /// Agent token (role agent); prefer --token-file.
+    /// Agent token (role agent); prefer --token-file. Given through FLUX_TOKEN, the agent
+    /// re-executes itself at start without it, so that it does not stay in its environment.
     #[arg(long, env = "FLUX_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// File holding the agent token.
@@ -60,8 +64,15 @@ struct Args {
     poll_secs: u64,
     /// Directory where the agent records the process groups of running jobs, so that after a
     /// crash the restarted agent kills what was left running (its attempts are rerun).
+    /// The agent also keeps its registration's session there (mode 0600), so that it resumes
+    /// its registration after a restart instead of waiting for the old one to be declared dead.
     #[arg(long, env = "FLUX_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Run jobs as this user (its uid and primary group, its home directory, and a clean
+    /// environment) instead of the agent's own user; needs the agent to run as root. Without
+    /// it, jobs run as the agent's user and can read whatever the agent can.
+    #[arg(long, env = "FLUX_RUN_AS", value_name = "USER")]
+    run_as: Option<String>,
     #[command(flatten)]
     simulate: simulate::SimulateArgs,
 }
@@ -84,14 +95,29 @@ fn stop_on_signals(stop: CancellationToken) {
     });
 }
 
-async fn run(args: Args) -> Result<ExitCode> {
-    let token = match (&args.token, &args.token_file) {
-        (Some(t), _) => t.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading token file {}", f.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => anyhow::bail!("an agent token is required (--token-file or FLUX_TOKEN)"),
+async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
+    let token = match (piped_token, &args.token, &args.token_file) {
+        (Some(t), _, _) => t,
+        (None, Some(t), _) => {
+            tracing::warn!(
+                "--token on the command line is visible to every local user; use --token-file"
+            );
+            t.clone()
+        }
+        (None, None, Some(f)) => {
+            harden::warn_if_shared(f);
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading token file {}", f.display()))?
+                .trim()
+                .to_string()
+        }
+        (None, None, None) => {
+            anyhow::bail!("an agent token is required (--token-file or FLUX_TOKEN)")
+        }
+    };
+    let run_as = match &args.run_as {
+        Some(name) => Some(harden::run_as(name)?),
+        None => None,
     };
     let tls = TlsOptions {
         ca_file: args.ca.clone(),
@@ -104,26 +130,48 @@ async fn run(args: Args) -> Result<ExitCode> {
         .and_then(|c| c.node_id)
         .context("the token is not an agent token (it carries no node id)")?;
     if let Some(dir) = &args.state_dir {
-        std::fs::create_dir_all(dir)
+        harden::private_dir(dir)
             .with_context(|| format!("creating state directory {}", dir.display()))?;
         for attempt in executor::reap_orphans(dir) {
             tracing::warn!(%attempt, "killed a job left running by a previous agent process");
         }
     }
     let api = ApiClient::new(args.servers.clone(), Some(token), &tls)?;
+    if let Some(dir) = &args.state_dir {
+        api.set_session(agent::load_session(dir));
+    }
     let profile = Profile::new(
         &args,
         Exec::Real {
             state_dir: args.state_dir.clone(),
+            run_as,
         },
     );
     let agent = Arc::new(Agent::new(api, node_id, Arc::new(profile)));
     let stop = CancellationToken::new();
     stop_on_signals(stop.clone());
-    match agent.register(&stop).await {
-        Ok(()) => {}
-        Err(e @ ClientError::Api { .. }) => anyhow::bail!("registration refused: {e}"),
-        Err(e) => anyhow::bail!("registration failed: {e}"),
+    let mut refused = 0u32;
+    loop {
+        match agent.register(&stop).await {
+            Ok(()) => break,
+            Err(e) if agent::is_session_conflict(&e) => {
+                // Another live agent process holds this node (or this one restarted without
+                // its session): it can be taken over once the control plane finds it dead.
+                let delay = flux_core::client::backoff(
+                    refused,
+                    Duration::from_millis(500),
+                    Duration::from_secs(5),
+                );
+                refused = refused.saturating_add(1);
+                tracing::warn!(error = %e, ?delay, "registration refused; waiting");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(ExitCode::SUCCESS),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e @ ClientError::Api { .. }) => anyhow::bail!("registration refused: {e}"),
+            Err(e) => anyhow::bail!("registration failed: {e}"),
+        }
     }
     tokio::spawn(agent.clone().heartbeat_loop(stop.clone()));
     let result = agent.clone().poll_loop(stop.clone()).await;
@@ -135,8 +183,20 @@ async fn run(args: Args) -> Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before anything else: no other process of this user may read this one's memory or
+    // environment, and a token given through FLUX_TOKEN leaves the environment.
+    if let Err(e) = harden::undumpable() {
+        eprintln!("flux-agent: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let piped_token = match harden::token_out_of_environment() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("flux-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLUX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -144,7 +204,14 @@ async fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match run(args).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("flux-agent: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, piped_token)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("flux-agent: {e:#}");

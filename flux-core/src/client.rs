@@ -55,6 +55,21 @@ pub struct ApiClient {
     servers: std::sync::Arc<[String]>,
     current: AtomicUsize,
     token: Option<String>,
+    session: Session,
+}
+
+/// Header in which an agent presents its registration's session secret.
+pub const SESSION_HEADER: &str = "X-Flux-Session";
+
+/// An agent registration's session secret, sent with every call once set (never printed).
+#[derive(Default)]
+struct Session(std::sync::Mutex<Option<String>>);
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.lock().map(|s| s.is_some()).unwrap_or(false);
+        f.write_str(if set { "Session(set)" } else { "Session(none)" })
+    }
 }
 
 /// Builds the HTTP client with the trust options; `timeout` bounds each whole request.
@@ -116,7 +131,22 @@ impl ApiClient {
                 .collect(),
             current: AtomicUsize::new(0),
             token,
+            session: Session::default(),
         })
+    }
+
+    /// Sets the agent session secret sent (header [`SESSION_HEADER`]) with every later call.
+    pub fn set_session(&self, secret: Option<String>) {
+        *self.session.0.lock().unwrap_or_else(|p| p.into_inner()) = secret;
+    }
+
+    /// The agent session secret currently sent, if any.
+    pub fn session(&self) -> Option<String> {
+        self.session
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A client for the same servers over the same connection pool, with another token. Many
@@ -127,6 +157,7 @@ impl ApiClient {
             servers: self.servers.clone(),
             current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
             token,
+            session: Session::default(),
         }
     }
 
@@ -167,6 +198,9 @@ impl ApiClient {
         }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(s) = self.session() {
+            req = req.header(SESSION_HEADER, s);
         }
         if let Some(b) = body {
             req = req

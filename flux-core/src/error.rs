@@ -73,7 +73,7 @@ impl HasKind for JobError {
             JobError::NotFound(_) => ErrorKind::NotFound,
             JobError::Invalid(_) => ErrorKind::Invalid,
             JobError::Gone(_) => ErrorKind::Gone,
-            JobError::Conflict(_) => ErrorKind::Conflict,
+            JobError::Conflict(_) | JobError::Session(_) => ErrorKind::Conflict,
             JobError::Corrupt { .. } => ErrorKind::Corrupt,
             JobError::Store(s) => s.kind(),
         }

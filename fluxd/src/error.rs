@@ -104,6 +104,7 @@ impl From<JobError> for ApiError {
             JobError::Invalid(m) => ApiError::invalid(m),
             JobError::Gone(m) => ApiError::new(StatusCode::GONE, "gone", m),
             JobError::Conflict(m) => ApiError::conflict(m),
+            JobError::Session(m) => ApiError::new(StatusCode::CONFLICT, "session_conflict", m),
             JobError::Store(s) => s.into(),
             JobError::Corrupt { .. } => ApiError::corrupt(&e),
         }

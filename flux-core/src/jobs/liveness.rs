@@ -7,14 +7,54 @@
 //! the agent protocol (an agent that restarted, or stopped a task itself).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use super::protocol::{AgentCaller, new_session};
 use super::{CAS_RETRIES, JobError, Jobs, Result, dec, enc, forget_secrets, is_conflict, key};
 use crate::keys;
 use crate::model::{
-    Agent, AgentState, Attempt, AttemptState, Job, JobStatus, Millis, Pending, RegisterAgent, Task,
-    parse_attempt_id, valid_ident,
+    Agent, AgentState, Attempt, AttemptState, Job, JobStatus, Millis, Pending, RegisterAgent,
+    Registration, Task, parse_attempt_id, valid_ident,
 };
 use crate::store::{Epoch, Expect, Key, StoreError, Txn, Version};
+
+/// What a registration does to the node's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// A new registration holds the node from now on (with a new session secret).
+    New,
+    /// The caller already holds the node's registration (an agent re-registering after a
+    /// reconnect, or after its own restart with its session kept in its state directory).
+    Resume,
+}
+
+/// Whether a registration for a node is admitted. `existing` is the node's record, if any;
+/// `holds_current` says whether the caller presented the session of its current
+/// registration. Another registration is refused while the current holder is alive: it is
+/// only taken over once the holder is dead (marked dead, or silent for `dead_after`).
+pub fn admit_registration(
+    existing: Option<&Agent>,
+    holds_current: bool,
+    now: Millis,
+    dead_after: Duration,
+) -> Result<Admission, String> {
+    let Some(agent) = existing.filter(|a| a.registration.is_some()) else {
+        return Ok(Admission::New);
+    };
+    if holds_current {
+        return Ok(Admission::Resume);
+    }
+    let silent = now.saturating_sub(agent.last_seen);
+    let dead_ms = dead_after.as_millis() as u64;
+    if agent.state == AgentState::Dead || silent >= dead_ms {
+        return Ok(Admission::New);
+    }
+    Err(format!(
+        "agent {} is held by a live registration (last heard {silent} ms ago): another agent \
+         process may register it only once that one is dead ({} ms without a heartbeat)",
+        agent.node_id, dead_ms
+    ))
+}
 
 /// What a sweep did, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -192,23 +232,54 @@ impl Jobs {
         Ok(requeued)
     }
 
+    /// Records that the caller's agent was heard from now, checking its session: a heartbeat
+    /// must come from the holder of the node's registration, a registration must be admitted
+    /// ([`admit_registration`]). Returns the id of the registration that holds the node and,
+    /// for a new registration, its session secret.
     pub(super) async fn touch_agent(
         &self,
         tenant: &str,
-        node_id: &str,
+        caller: &AgentCaller<'_>,
         now: Millis,
         register: Option<&RegisterAgent>,
-    ) -> Result<()> {
+    ) -> Result<(String, Option<String>)> {
+        let node_id = caller.node_id;
         let ak = key(tenant, keys::agent(node_id))?;
         for _ in 0..CAS_RETRIES {
             let found = self.load::<Agent>(&ak).await?;
+            let mut secret = None;
+            let mut fresh = |a: &mut Agent| {
+                let (s, hash) = new_session();
+                secret = Some(s);
+                a.registration = Some(Registration {
+                    id: uuid::Uuid::new_v4().simple().to_string(),
+                    secret_sha256: hash,
+                });
+                a.registered_at = now;
+            };
             let (agent, expect) = match (found, register) {
                 (Some((mut a, v)), reg) => {
-                    if let Some(r) = reg {
-                        a.labels = r.labels.clone();
-                        a.slots = r.slots.unwrap_or(a.slots).max(1);
-                        a.hostname = r.hostname.clone();
-                        a.version = r.version.clone();
+                    match reg {
+                        Some(r) => {
+                            let admission = admit_registration(
+                                Some(&a),
+                                caller.holds(&a),
+                                now,
+                                self.cfg.dead_after,
+                            )
+                            .map_err(JobError::Session)?;
+                            if admission == Admission::New {
+                                tracing::info!(tenant, node_id, "new registration of the agent");
+                                fresh(&mut a);
+                            }
+                            a.labels = r.labels.clone();
+                            a.slots = r.slots.unwrap_or(a.slots).max(1);
+                            a.hostname = r.hostname.clone();
+                            a.version = r.version.clone();
+                        }
+                        None => {
+                            caller.registration_of(&a)?;
+                        }
                     }
                     if a.state != AgentState::Online {
                         tracing::info!(
@@ -222,8 +293,8 @@ impl Jobs {
                     a.last_seen = now;
                     (a, Expect::Version(v))
                 }
-                (None, Some(r)) => (
-                    Agent {
+                (None, Some(r)) => {
+                    let mut a = Agent {
                         node_id: node_id.to_string(),
                         tenant: tenant.to_string(),
                         labels: r.labels.clone(),
@@ -233,9 +304,11 @@ impl Jobs {
                         last_seen: now,
                         hostname: r.hostname.clone(),
                         version: r.version.clone(),
-                    },
-                    Expect::Absent,
-                ),
+                        registration: None,
+                    };
+                    fresh(&mut a);
+                    (a, Expect::Absent)
+                }
                 (None, None) => {
                     return Err(JobError::NotFound(format!(
                         "agent {node_id} (register first)"
@@ -243,7 +316,10 @@ impl Jobs {
                 }
             };
             match self.store.put(ak.clone(), enc(&agent), expect).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    let id = agent.registration.map(|r| r.id).unwrap_or_default();
+                    return Ok((id, secret));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -253,12 +329,13 @@ impl Jobs {
         )))
     }
 
-    /// Attempts among `running` that this agent must stop: not (or no longer) its own, taken
-    /// away, finished, or whose job was cancelled.
+    /// Attempts among `running` that this agent must stop: not (or no longer) its own or its
+    /// registration's, taken away, finished, or whose job was cancelled.
     pub(super) async fn stale_attempts(
         &self,
         tenant: &str,
         node_id: &str,
+        registration: &str,
         running: &[String],
     ) -> Result<Vec<String>> {
         let mut cancel = Vec::new();
@@ -271,6 +348,7 @@ impl Jobs {
                     {
                         Some((a, _)) => {
                             a.agent == node_id
+                                && a.registration.as_deref().is_none_or(|r| r == registration)
                                 && matches!(a.state, AttemptState::Assigned | AttemptState::Running)
                                 && !self
                                     .load::<Job>(&key(tenant, keys::job(job_id))?)
@@ -291,17 +369,23 @@ impl Jobs {
 
     /// On registration an agent lists what it is running. An attempt this agent had started
     /// but no longer runs (it crashed and restarted) is lost: it goes back to the queue instead
-    /// of being started a second time from the inbox.
+    /// of being started a second time from the inbox. So does every attempt given to an
+    /// earlier registration of the node (a new agent process took the node over).
     pub(super) async fn requeue_lost(
         &self,
         tenant: &str,
         node_id: &str,
+        registration: &str,
         running: &[String],
         now: Millis,
     ) -> Result<()> {
         for entry in self.store.list(tenant, &keys::inbox(node_id)).await? {
             let task: Task = dec(&entry.key, &entry.value)?;
-            if running.contains(&task.attempt_id) {
+            let mine = task
+                .registration
+                .as_deref()
+                .is_none_or(|r| r == registration);
+            if mine && running.contains(&task.attempt_id) {
                 continue;
             }
             let Some((job_id, n)) = parse_attempt_id(&task.attempt_id) else {
@@ -313,19 +397,23 @@ impl Jobs {
             else {
                 continue;
             };
-            if attempt.agent != node_id || attempt.state != AttemptState::Running {
+            let live = matches!(
+                attempt.state,
+                AttemptState::Assigned | AttemptState::Running
+            );
+            if attempt.agent != node_id
+                || (mine && attempt.state != AttemptState::Running)
+                || (!mine && !live)
+            {
                 continue;
             }
+            let reason = if mine {
+                "the agent restarted without it"
+            } else {
+                "another agent process registered the node"
+            };
             match self
-                .requeue(
-                    tenant,
-                    None,
-                    now,
-                    attempt,
-                    atv,
-                    entry.key.clone(),
-                    "the agent restarted without it",
-                )
+                .requeue(tenant, None, now, attempt, atv, entry.key.clone(), reason)
                 .await
             {
                 Ok(_) => {}
@@ -334,5 +422,74 @@ impl Jobs {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn agent(state: AgentState, last_seen: Millis, registered: bool) -> Agent {
+        Agent {
+            node_id: "web-1".into(),
+            tenant: "t".into(),
+            labels: BTreeMap::new(),
+            slots: 1,
+            state,
+            registered_at: 0,
+            last_seen,
+            hostname: None,
+            version: None,
+            registration: registered.then(|| Registration {
+                id: "r1".into(),
+                secret_sha256: "00".repeat(32),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_live_registration_is_only_resumed_by_its_holder_and_taken_over_once_dead() {
+        let dead_after = Duration::from_secs(15);
+        let now = 100_000;
+        // Nothing holds the node: a new registration.
+        assert_eq!(
+            admit_registration(None, false, now, dead_after),
+            Ok(Admission::New)
+        );
+        let legacy = agent(AgentState::Online, now, false);
+        assert_eq!(
+            admit_registration(Some(&legacy), false, now, dead_after),
+            Ok(Admission::New)
+        );
+        // Alive (online or merely unreachable): the holder resumes, anyone else is refused.
+        for state in [AgentState::Online, AgentState::Unreachable] {
+            let live = agent(state, now - 14_999, true);
+            assert_eq!(
+                admit_registration(Some(&live), true, now, dead_after),
+                Ok(Admission::Resume)
+            );
+            let e = admit_registration(Some(&live), false, now, dead_after).unwrap_err();
+            assert!(
+                e.contains("web-1") && e.contains("live registration"),
+                "{e}"
+            );
+        }
+        // Dead (marked, or silent for dead_after before a sweep marked it): taken over.
+        let silent = agent(AgentState::Online, now - 15_000, true);
+        assert_eq!(
+            admit_registration(Some(&silent), false, now, dead_after),
+            Ok(Admission::New)
+        );
+        let dead = agent(AgentState::Dead, now, true);
+        assert_eq!(
+            admit_registration(Some(&dead), false, now, dead_after),
+            Ok(Admission::New)
+        );
+        // Its holder coming back resumes it even then.
+        assert_eq!(
+            admit_registration(Some(&dead), true, now, dead_after),
+            Ok(Admission::Resume)
+        );
     }
 }

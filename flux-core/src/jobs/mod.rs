@@ -26,7 +26,8 @@ mod query;
 mod schedule;
 mod submit;
 
-pub use liveness::SweepReport;
+pub use liveness::{Admission, SweepReport, admit_registration};
+pub use protocol::AgentCaller;
 pub use query::JobFilter;
 pub use submit::validate_submit;
 
@@ -51,6 +52,10 @@ pub enum JobError {
     Gone(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller does not hold the node's current registration (no or a stale session), or
+    /// registers while another live registration holds the node.
+    #[error("{0}")]
+    Session(String),
     #[error("corrupt object {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -130,14 +135,10 @@ fn dec<T: DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// An agent runs at most this many attempts at once (its slots are capped at 1024).
+/// An agent runs at most 1024 attempts at once (its slots are capped), each named by an id
+/// the server made.
 fn check_running(running: &[String]) -> Result<()> {
-    if running.len() > 1024 {
-        return Err(JobError::Invalid(
-            "an agent reports at most 1024 running attempts".into(),
-        ));
-    }
-    Ok(())
+    crate::model::validate_running(running).map_err(JobError::Invalid)
 }
 
 /// A job that has ended no longer needs its secret values: they go with the write that ends it.

@@ -148,6 +148,7 @@ mod tests {
             last_seen: 0,
             hostname: None,
             version: None,
+            registration: None,
         }
     }
 

@@ -1,80 +1,210 @@
 //! The agent protocol: register, heartbeat, poll for tasks, and report start, output and the
 //! result of an attempt. An agent only ever sees and reports its own attempts: another agent's
 //! attempt answers NotFound, and one taken away from it answers Gone.
+//!
+//! Registrations: registering gives the agent process a random session secret (only its
+//! SHA-256 is stored, in the agent record) which it presents on every later call. A node is
+//! held by one registration at a time: another registration for it (a second agent token for
+//! the same node, say) is refused while the holder is alive, and accepted once it is dead
+//! ([`super::admit_registration`]). Attempts are given to the registration, so only its holder
+//! sees their tasks (with the secret values), starts them and reports their output and result.
+
+use sha2::{Digest, Sha256};
 
 use super::{
     CAS_RETRIES, JobError, Jobs, Result, check_running, enc, forget_secrets, is_conflict, key,
 };
 use crate::keys;
 use crate::model::{
-    Attempt, AttemptResult, AttemptState, Heartbeat, HeartbeatReply, Job, JobStatus, Millis,
-    Outcome, OutputChunk, RegisterAgent, StoredChunk, Task, parse_attempt_id, valid_ident,
+    Agent, Attempt, AttemptResult, AttemptState, Heartbeat, HeartbeatReply, Job, JobStatus, Millis,
+    Outcome, OutputChunk, RegisterAgent, StoredChunk, Task, json_prefix_within, parse_attempt_id,
+    stored_chunk_cost, valid_attempt_id, valid_ident, validate_register,
 };
 use crate::store::{Expect, Key, StoreError, Txn, Version};
 
+/// Who makes an agent-protocol call: the node id of its agent token and the session secret it
+/// presented (header `X-Flux-Session`), if any.
+#[derive(Clone, Copy)]
+pub struct AgentCaller<'a> {
+    pub node_id: &'a str,
+    presented: Presented<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Presented<'a> {
+    Secret(Option<&'a str>),
+    /// An in-process caller (tests) that plays whichever registration holds the node.
+    #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
+    Holder,
+}
+
+impl std::fmt::Debug for AgentCaller<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let session = match self.presented {
+            Presented::Secret(Some(_)) => "presented",
+            Presented::Secret(None) => "none",
+            Presented::Holder => "holder",
+        };
+        f.debug_struct("AgentCaller")
+            .field("node_id", &self.node_id)
+            .field("session", &session)
+            .finish()
+    }
+}
+
+impl<'a> AgentCaller<'a> {
+    /// A call made with an agent token for `node_id` that presented `session`.
+    pub fn new(node_id: &'a str, session: Option<&'a str>) -> AgentCaller<'a> {
+        AgentCaller {
+            node_id,
+            presented: Presented::Secret(session),
+        }
+    }
+
+    /// An in-process caller that stands for the node's current registration, whatever it is
+    /// (tests drive the service without keeping secrets). Attempts stay bound to registrations.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn holder(node_id: &'a str) -> AgentCaller<'a> {
+        AgentCaller {
+            node_id,
+            presented: Presented::Holder,
+        }
+    }
+
+    /// Whether this caller holds `agent`'s current registration.
+    pub(super) fn holds(&self, agent: &Agent) -> bool {
+        match (self.presented, &agent.registration) {
+            (Presented::Holder, _) => true,
+            (Presented::Secret(Some(s)), Some(r)) => {
+                !r.secret_sha256.is_empty() && session_sha256(s) == r.secret_sha256
+            }
+            _ => false,
+        }
+    }
+
+    /// The id of `agent`'s current registration if this caller holds it.
+    pub(super) fn registration_of(&self, agent: &Agent) -> Result<String> {
+        if self.holds(agent) {
+            return Ok(agent
+                .registration
+                .as_ref()
+                .map(|r| r.id.clone())
+                .unwrap_or_default());
+        }
+        let why = match self.presented {
+            Presented::Secret(None) => "no session was presented",
+            _ => "the session presented is not the current one",
+        };
+        Err(JobError::Session(format!(
+            "agent {} is held by another registration ({why}): register again and present the \
+             session it returns in the X-Flux-Session header",
+            self.node_id
+        )))
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl<'a> From<&'a str> for AgentCaller<'a> {
+    fn from(node_id: &'a str) -> AgentCaller<'a> {
+        AgentCaller::holder(node_id)
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl<'a> From<&'a String> for AgentCaller<'a> {
+    fn from(node_id: &'a String) -> AgentCaller<'a> {
+        AgentCaller::holder(node_id)
+    }
+}
+
+/// Hex SHA-256 of a session secret, as the agent record keeps it.
+fn session_sha256(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new session secret (256 random bits, hex) and its hash.
+pub(super) fn new_session() -> (String, String) {
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let hash = session_sha256(&secret);
+    (secret, hash)
+}
+
 impl Jobs {
-    pub async fn register(
+    pub async fn register<'a>(
         &self,
         tenant: &str,
-        node_id: &str,
+        caller: impl Into<AgentCaller<'a>>,
         req: &RegisterAgent,
         now: Millis,
     ) -> Result<HeartbeatReply> {
+        let caller = caller.into();
+        let node_id = caller.node_id;
         if !valid_ident(node_id) {
             return Err(JobError::Invalid(format!(
                 "node id {node_id:?} is not valid"
             )));
         }
-        if req.slots.is_some_and(|s| s == 0 || s > 1024) {
-            return Err(JobError::Invalid("slots must be between 1 and 1024".into()));
-        }
-        if req.labels.len() > 64
-            || req
-                .labels
-                .iter()
-                .any(|(k, v)| !valid_ident(k) || v.len() > 256)
-        {
-            return Err(JobError::Invalid(
-                "labels: at most 64, names of A-Z a-z 0-9 . _ -, values up to 256 bytes".into(),
-            ));
-        }
-        check_running(&req.running)?;
-        self.touch_agent(tenant, node_id, now, Some(req)).await?;
-        self.requeue_lost(tenant, node_id, &req.running, now)
+        validate_register(req).map_err(JobError::Invalid)?;
+        let (registration, session) = self.touch_agent(tenant, &caller, now, Some(req)).await?;
+        self.requeue_lost(tenant, node_id, &registration, &req.running, now)
             .await?;
         Ok(HeartbeatReply {
-            cancel: self.stale_attempts(tenant, node_id, &req.running).await?,
+            cancel: self
+                .stale_attempts(tenant, node_id, &registration, &req.running)
+                .await?,
             heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis() as u64,
+            session,
         })
     }
 
-    pub async fn heartbeat(
+    pub async fn heartbeat<'a>(
         &self,
         tenant: &str,
-        node_id: &str,
+        caller: impl Into<AgentCaller<'a>>,
         hb: &Heartbeat,
         now: Millis,
     ) -> Result<HeartbeatReply> {
+        let caller = caller.into();
         check_running(&hb.running)?;
-        self.touch_agent(tenant, node_id, now, None).await?;
+        let (registration, _) = self.touch_agent(tenant, &caller, now, None).await?;
         Ok(HeartbeatReply {
-            cancel: self.stale_attempts(tenant, node_id, &hb.running).await?,
+            cancel: self
+                .stale_attempts(tenant, caller.node_id, &registration, &hb.running)
+                .await?,
             heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis() as u64,
+            session: None,
         })
     }
 
-    /// Inbox entries of an agent newer than `after` (a store revision).
-    pub async fn poll(&self, tenant: &str, node_id: &str, after: u64) -> Result<Vec<Task>> {
+    /// Inbox entries of an agent newer than `after` (a store revision) given to the caller's
+    /// registration. Only the holder of the node's current registration may poll: the tasks
+    /// carry the jobs' secret values.
+    pub async fn poll<'a>(
+        &self,
+        tenant: &str,
+        caller: impl Into<AgentCaller<'a>>,
+        after: u64,
+    ) -> Result<Vec<Task>> {
+        let caller = caller.into();
+        let node_id = caller.node_id;
         if !valid_ident(node_id) {
             return Err(JobError::Invalid(format!(
                 "node id {node_id:?} is not valid"
             )));
         }
+        let agent = self
+            .load::<Agent>(&key(tenant, keys::agent(node_id))?)
+            .await?
+            .map(|(a, _)| a)
+            .ok_or_else(|| JobError::NotFound(format!("agent {node_id} (register first)")))?;
+        let registration = caller.registration_of(&agent)?;
         Ok(self
             .list_objects::<Task>(tenant, &keys::inbox(node_id))
             .await?
             .into_iter()
-            .filter(|(_, v)| *v > after)
+            .filter(|(t, v)| {
+                *v > after && t.registration.as_deref().is_none_or(|r| r == registration)
+            })
             .map(|(mut t, v)| {
                 t.revision = v;
                 t
@@ -82,36 +212,51 @@ impl Jobs {
             .collect())
     }
 
-    /// Loads an attempt owned by `node_id` (another agent's attempt answers NotFound).
+    /// Loads an attempt owned by the caller: another node's attempt answers NotFound, a caller
+    /// that does not hold the node's registration answers Session, and an attempt given to
+    /// another (earlier) registration of the node answers Gone.
     async fn own_attempt(
         &self,
         tenant: &str,
-        node_id: &str,
+        caller: &AgentCaller<'_>,
         attempt_id: &str,
     ) -> Result<(Key, Attempt, Version)> {
         let not_found = || JobError::NotFound(format!("attempt {attempt_id}"));
-        let (job_id, n) = parse_attempt_id(attempt_id).ok_or_else(not_found)?;
-        if !valid_ident(job_id) {
+        if !valid_attempt_id(attempt_id) {
             return Err(not_found());
         }
+        let (job_id, n) = parse_attempt_id(attempt_id).ok_or_else(not_found)?;
         let ak = key(tenant, keys::attempt(job_id, n))?;
         let (a, v) = self.load::<Attempt>(&ak).await?.ok_or_else(not_found)?;
-        if a.agent != node_id {
+        if a.agent != caller.node_id {
             return Err(not_found());
+        }
+        let agent = self
+            .load::<Agent>(&key(tenant, keys::agent(caller.node_id))?)
+            .await?
+            .map(|(a, _)| a)
+            .ok_or_else(not_found)?;
+        let registration = caller.registration_of(&agent)?;
+        if a.registration.as_deref().is_some_and(|r| r != registration) {
+            return Err(JobError::Gone(format!(
+                "attempt {attempt_id} was given to an earlier registration of agent {}",
+                caller.node_id
+            )));
         }
         Ok((ak, a, v))
     }
 
     /// The agent started the attempt.
-    pub async fn start(
+    pub async fn start<'a>(
         &self,
         tenant: &str,
-        node_id: &str,
+        caller: impl Into<AgentCaller<'a>>,
         attempt_id: &str,
         now: Millis,
     ) -> Result<()> {
+        let caller = caller.into();
         for _ in 0..CAS_RETRIES {
-            let (ak, mut a, av) = self.own_attempt(tenant, node_id, attempt_id).await?;
+            let (ak, mut a, av) = self.own_attempt(tenant, &caller, attempt_id).await?;
             match a.state {
                 AttemptState::Running | AttemptState::Finished => return Ok(()),
                 AttemptState::Abandoned => {
@@ -147,16 +292,19 @@ impl Jobs {
     }
 
     /// Appends one output chunk. Chunks must arrive in sequence; a repeated chunk is accepted
-    /// and ignored. Past the cap, bytes are counted as dropped instead of stored.
-    pub async fn append_output(
+    /// and ignored. The cap applies to what the chunks take in the store (key and record
+    /// included, so a flood of tiny chunks cannot store more than the cap); past it, bytes are
+    /// counted as dropped instead of stored.
+    pub async fn append_output<'a>(
         &self,
         tenant: &str,
-        node_id: &str,
+        caller: impl Into<AgentCaller<'a>>,
         attempt_id: &str,
         chunk: OutputChunk,
     ) -> Result<()> {
+        let caller = caller.into();
         for _ in 0..CAS_RETRIES {
-            let (ak, mut a, av) = self.own_attempt(tenant, node_id, attempt_id).await?;
+            let (ak, mut a, av) = self.own_attempt(tenant, &caller, attempt_id).await?;
             if a.state == AttemptState::Abandoned {
                 return Err(JobError::Gone(format!(
                     "attempt {attempt_id} was taken away"
@@ -171,26 +319,31 @@ impl Jobs {
                     chunk.seq, a.output_seq
                 )));
             }
-            let room = self.cfg.output_cap_bytes.saturating_sub(a.output_bytes) as usize;
-            let mut keep = chunk.data.len().min(room);
-            while !chunk.data.is_char_boundary(keep) {
-                keep -= 1;
-            }
+            let path = keys::output_chunk(attempt_id, chunk.seq);
+            let mut stored = StoredChunk {
+                seq: chunk.seq,
+                stream: chunk.stream,
+                data: String::new(),
+            };
+            let overhead = stored_chunk_cost(&path, &stored);
+            let room = self
+                .cfg
+                .output_cap_bytes
+                .saturating_sub(a.output_stored_bytes);
+            let keep = match room.checked_sub(overhead) {
+                Some(budget) => json_prefix_within(&chunk.data, budget).0,
+                None => 0,
+            };
             a.output_seq += 1;
             a.output_bytes += keep as u64;
             a.output_dropped += (chunk.data.len() - keep) as u64;
+            if keep > 0 {
+                stored.data = chunk.data[..keep].to_string();
+                a.output_stored_bytes += stored_chunk_cost(&path, &stored);
+            }
             let mut txn = Txn::new().put(ak, enc(&a), Expect::Version(av));
             if keep > 0 {
-                let stored = StoredChunk {
-                    seq: chunk.seq,
-                    stream: chunk.stream,
-                    data: chunk.data[..keep].to_string(),
-                };
-                txn = txn.put(
-                    key(tenant, keys::output_chunk(attempt_id, chunk.seq))?,
-                    enc(&stored),
-                    Expect::Any,
-                );
+                txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
             }
             match self.store.commit(txn).await {
                 Ok(_) => return Ok(()),
@@ -205,23 +358,25 @@ impl Jobs {
 
     /// Records an attempt's result once. Returns `true` if this call recorded it, `false` for a
     /// repeat (or for an attempt that was taken away, whose result no longer decides the job).
-    pub async fn finish(
+    pub async fn finish<'a>(
         &self,
         tenant: &str,
-        node_id: &str,
+        caller: impl Into<AgentCaller<'a>>,
         attempt_id: &str,
         result: AttemptResult,
         now: Millis,
     ) -> Result<bool> {
+        let caller = caller.into();
+        let node_id = caller.node_id;
         if let Some(m) = &result.message
             && m.len() > 4096
         {
             return Err(JobError::Invalid(
-                "result message exceeds 4096 bytes".into(),
+                "message: a result message is at most 4096 bytes".into(),
             ));
         }
         for _ in 0..CAS_RETRIES {
-            let (ak, mut a, av) = self.own_attempt(tenant, node_id, attempt_id).await?;
+            let (ak, mut a, av) = self.own_attempt(tenant, &caller, attempt_id).await?;
             if matches!(a.state, AttemptState::Finished | AttemptState::Abandoned) {
                 return Ok(false);
             }

@@ -162,6 +162,8 @@ impl Jobs {
             output_bytes: 0,
             output_dropped: 0,
             output_seq: 0,
+            output_stored_bytes: 0,
+            registration: agent.registration.as_ref().map(|r| r.id.clone()),
         };
         let secret_env = if job.secret_env.is_empty() {
             BTreeMap::new()
@@ -181,6 +183,7 @@ impl Jobs {
             timeout_secs: job.timeout_secs,
             cancel: false,
             revision: 0,
+            registration: agent.registration.as_ref().map(|r| r.id.clone()),
         };
         job.status = JobStatus::Assigned;
         job.attempts = number;

@@ -41,6 +41,116 @@ pub struct Agent {
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The registration that holds the node: the agent process that registered last, while it
+    /// is alive. Attempts are given to a registration, not just to a node id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
+}
+
+/// One registration of an agent: a public id, and the SHA-256 (hex) of the session secret
+/// that only the registering agent received. The secret itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_sha256: String,
+}
+
+impl Agent {
+    /// The record as the API shows it: the registration's id, not its secret's hash.
+    pub fn public_view(mut self) -> Agent {
+        if let Some(r) = &mut self.registration {
+            r.secret_sha256.clear();
+        }
+        self
+    }
+}
+
+/// Largest host name an agent may report (the DNS limit).
+pub const MAX_HOSTNAME_BYTES: usize = 253;
+/// Largest agent version string.
+pub const MAX_VERSION_BYTES: usize = 64;
+/// Most labels an agent may declare.
+pub const MAX_LABELS: usize = 64;
+/// Largest label value.
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+/// Most attempts an agent may report running (its slots are capped at 1024).
+pub const MAX_RUNNING: usize = 1024;
+
+/// Checks every field of a registration; the error names the field.
+pub fn validate_register(req: &RegisterAgent) -> Result<(), String> {
+    if req.slots.is_some_and(|s| s == 0 || s > 1024) {
+        return Err("slots: must be between 1 and 1024".into());
+    }
+    if req.labels.len() > MAX_LABELS {
+        return Err(format!(
+            "labels: at most {MAX_LABELS} (got {})",
+            req.labels.len()
+        ));
+    }
+    for (k, v) in &req.labels {
+        if !super::valid_ident(k) {
+            return Err(format!(
+                "labels: key {:?} must be 1 to 128 characters of A-Z a-z 0-9 . _ -",
+                Abbrev(k)
+            ));
+        }
+        if v.len() > MAX_LABEL_VALUE_BYTES || v.chars().any(char::is_control) {
+            return Err(format!(
+                "labels.{k}: value must be at most {MAX_LABEL_VALUE_BYTES} bytes without control characters"
+            ));
+        }
+    }
+    check_text("hostname", req.hostname.as_deref(), MAX_HOSTNAME_BYTES)?;
+    check_text("version", req.version.as_deref(), MAX_VERSION_BYTES)?;
+    validate_running(&req.running)
+}
+
+/// Checks the attempts an agent reports running; the error names the field.
+pub fn validate_running(running: &[String]) -> Result<(), String> {
+    if running.len() > MAX_RUNNING {
+        return Err(format!(
+            "running: an agent reports at most {MAX_RUNNING} running attempts"
+        ));
+    }
+    if let Some((i, id)) = running
+        .iter()
+        .enumerate()
+        .find(|(_, id)| !super::valid_attempt_id(id))
+    {
+        return Err(format!(
+            "running[{i}]: {:?} is not an attempt id",
+            Abbrev(id)
+        ));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, v: Option<&str>, max: usize) -> Result<(), String> {
+    match v {
+        Some(s) if s.len() > max || s.chars().any(char::is_control) => Err(format!(
+            "{field}: must be at most {max} bytes without control characters (got {} bytes)",
+            s.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The start of a client-supplied string, for error messages (never the whole of a huge one).
+struct Abbrev<'a>(&'a str);
+
+impl std::fmt::Debug for Abbrev<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut end = self.0.len().min(40);
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end < self.0.len() {
+            write!(f, "{:?}...", &self.0[..end])
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
 }
 
 /// Body of `POST /v1/agent/register`.
@@ -74,6 +184,10 @@ pub struct Heartbeat {
 pub struct HeartbeatReply {
     pub cancel: Vec<String>,
     pub heartbeat_interval_ms: u64,
+    /// The session secret of a new registration, given once: the agent presents it (header
+    /// `X-Flux-Session`) on every later call. Absent when a registration was resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// Whether `labels` carry every label of `selector` (an empty selector matches anything).
@@ -82,4 +196,83 @@ pub fn labels_match(
     labels: &BTreeMap<String, String>,
 ) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(req: &RegisterAgent) -> String {
+        validate_register(req).unwrap_err()
+    }
+
+    #[test]
+    fn every_register_field_is_bounded_and_named_in_the_error() {
+        assert!(validate_register(&RegisterAgent::default()).is_ok());
+        let ok = RegisterAgent {
+            labels: [("role".to_string(), "web".to_string())].into(),
+            slots: Some(8),
+            hostname: Some("h".repeat(MAX_HOSTNAME_BYTES)),
+            version: Some("v".repeat(MAX_VERSION_BYTES)),
+            running: vec!["j-1.1".into()],
+        };
+        assert!(validate_register(&ok).is_ok());
+        let with = |f: &dyn Fn(&mut RegisterAgent)| {
+            let mut r = ok.clone();
+            f(&mut r);
+            r
+        };
+        let e = named(&with(&|r| r.hostname = Some("h".repeat(900_000))));
+        assert!(e.starts_with("hostname:"), "{e}");
+        assert!(e.len() < 200, "the error echoes the field: {e}");
+        let e = named(&with(&|r| r.version = Some("v".repeat(100_000))));
+        assert!(e.starts_with("version:"), "{e}");
+        let e = named(&with(&|r| r.hostname = Some("a\nb".into())));
+        assert!(e.starts_with("hostname:"), "{e}");
+        let e = named(&with(&|r| {
+            r.labels = (0..=MAX_LABELS)
+                .map(|i| (format!("k{i}"), "v".into()))
+                .collect()
+        }));
+        assert!(e.starts_with("labels:"), "{e}");
+        let e = named(&with(&|r| {
+            r.labels.insert("k".repeat(129), "v".into());
+        }));
+        assert!(e.starts_with("labels: key"), "{e}");
+        assert!(e.len() < 200, "{e}");
+        let e = named(&with(&|r| {
+            r.labels
+                .insert("big".into(), "v".repeat(MAX_LABEL_VALUE_BYTES + 1));
+        }));
+        assert!(e.starts_with("labels.big:"), "{e}");
+        let e = named(&with(&|r| r.slots = Some(0)));
+        assert!(e.starts_with("slots:"), "{e}");
+        let e = named(&with(&|r| r.running = vec!["j-1.1".into(), "../x".into()]));
+        assert!(e.starts_with("running[1]:"), "{e}");
+        let e = named(&with(&|r| {
+            r.running = vec!["j-1.1".into(); MAX_RUNNING + 1]
+        }));
+        assert!(e.starts_with("running:"), "{e}");
+    }
+
+    #[test]
+    fn the_public_view_hides_the_secret_hash() {
+        let a = Agent {
+            node_id: "n".into(),
+            tenant: "t".into(),
+            labels: BTreeMap::new(),
+            slots: 1,
+            state: AgentState::Online,
+            registered_at: 0,
+            last_seen: 0,
+            hostname: None,
+            version: None,
+            registration: Some(Registration {
+                id: "r1".into(),
+                secret_sha256: "ab".repeat(32),
+            }),
+        };
+        let v = serde_json::to_value(a.public_view()).unwrap();
+        assert_eq!(v["registration"], serde_json::json!({"id": "r1"}));
+    }
 }

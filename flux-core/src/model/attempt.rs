@@ -71,6 +71,14 @@ pub struct Attempt {
     /// Next output chunk sequence number expected.
     #[serde(default)]
     pub output_seq: u64,
+    /// What the stored chunks take in the store (key and record, not just the data); the
+    /// output cap applies to this.
+    #[serde(default)]
+    pub output_stored_bytes: u64,
+    /// The agent registration the attempt was given to (see [`super::Registration`]); only it
+    /// may start it, upload its output and report its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
 }
 
 /// What an agent receives from its inbox: a task to run, or a request to cancel one.
@@ -92,6 +100,9 @@ pub struct Task {
     /// Store revision of this inbox entry; agents poll with `after=` the highest seen.
     #[serde(default)]
     pub revision: u64,
+    /// The registration the task was given to; only its poll returns it (with the secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
 }
 
 /// Which output stream a chunk came from.
@@ -130,4 +141,102 @@ pub fn attempt_id(job_id: &str, number: u32) -> String {
 pub fn parse_attempt_id(attempt_id: &str) -> Option<(&str, u32)> {
     let (job, n) = attempt_id.rsplit_once('.')?;
     Some((job, n.parse().ok()?))
+}
+
+/// Whether `s` is an attempt id as the server makes them: `<job_id>.<number>`, the whole an
+/// identifier ([`super::valid_ident`]) whose job id starts with a letter or digit, so that it is
+/// safe as a file name and as a URL path segment (never `.`, `..` or a hidden name).
+pub fn valid_attempt_id(s: &str) -> bool {
+    super::valid_ident(s)
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && parse_attempt_id(s).is_some_and(|(job, _)| super::valid_ident(job))
+}
+
+/// Bytes one stored chunk takes: its key path and its encoded record.
+pub fn stored_chunk_cost(key_path: &str, chunk: &StoredChunk) -> u64 {
+    (key_path.len() + serde_json::to_vec(chunk).map_or(0, |v| v.len())) as u64
+}
+
+/// The longest prefix of `data` (on a character boundary) whose JSON string encoding takes at
+/// most `budget` bytes, with the bytes it takes.
+pub fn json_prefix_within(data: &str, budget: u64) -> (usize, u64) {
+    let mut used = 0u64;
+    for (i, c) in data.char_indices() {
+        let n = json_escaped_len(c) as u64;
+        if used + n > budget {
+            return (i, used);
+        }
+        used += n;
+    }
+    (data.len(), used)
+}
+
+/// Bytes serde_json writes for `c` inside a string.
+fn json_escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_ids_are_checked_like_the_server_makes_them() {
+        assert!(valid_attempt_id("j-0192abc.3"));
+        assert!(valid_attempt_id(&attempt_id("j-01J8.x_y", 12)));
+        for bad in [
+            "",
+            "..",
+            "../x.1",
+            "..1",
+            ".hidden.1",
+            "j-1",
+            "j-1.x",
+            "a/b.1",
+            "j 1.1",
+            "j%2F.1",
+            "j-1.1/../..",
+            "\u{0}.1",
+        ] {
+            assert!(!valid_attempt_id(bad), "{bad:?} accepted");
+        }
+        assert!(!valid_attempt_id(&format!("{}.1", "j".repeat(200))));
+    }
+
+    #[test]
+    fn the_json_prefix_matches_serde_json_encoding() {
+        let all: String = (0u32..0x250).filter_map(char::from_u32).collect();
+        for c in all.chars().chain(['\u{2028}', '\u{1F600}']) {
+            let enc = serde_json::to_string(&c.to_string()).unwrap();
+            assert_eq!(json_escaped_len(c), enc.len() - 2, "{c:?}");
+        }
+        let s = "ab\"c\u{1}é";
+        let full = serde_json::to_string(s).unwrap().len() as u64 - 2;
+        assert_eq!(json_prefix_within(s, full), (s.len(), full));
+        assert_eq!(json_prefix_within(s, 3), (2, 2));
+        assert_eq!(json_prefix_within(s, 4), (3, 4));
+        // Never inside a character.
+        let (n, _) = json_prefix_within(s, full - 1);
+        assert!(s.is_char_boundary(n));
+        assert_eq!(n, s.len() - 'é'.len_utf8());
+    }
+
+    #[test]
+    fn a_chunk_costs_its_key_and_record() {
+        let c = StoredChunk {
+            seq: 7,
+            stream: Stream::Stdout,
+            data: "x".into(),
+        };
+        let cost = stored_chunk_cost("output/j-1.1/0000000007", &c);
+        assert!(cost > 40, "{cost}");
+        assert_eq!(
+            cost,
+            ("output/j-1.1/0000000007".len() + serde_json::to_vec(&c).unwrap().len()) as u64
+        );
+    }
 }

@@ -217,9 +217,20 @@ async fn a_second_result_for_the_same_attempt_changes_nothing() {
 
 // ---- 3. output cap -------------------------------------------------------------------------
 
+/// What the stored chunks take in the store, key and record, as written.
+async fn stored_cost(store: &DynStore, att: &str) -> u64 {
+    store
+        .list(TENANT, &format!("output/{att}/"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.key.path().len() + e.value.len()) as u64)
+        .sum()
+}
+
 #[tokio::test]
 async fn output_beyond_the_cap_is_counted_not_stored() {
-    let cap = 16u64;
+    let cap = 200u64;
     let e = env_with(JobsConfig {
         output_cap_bytes: cap,
         ..cfg()
@@ -230,7 +241,7 @@ async fn output_beyond_the_cap_is_counted_not_stored() {
     let (job, att) = submit_and_assign(&e, epoch, shell("yes"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
 
-    let sent = ["0123456789", "abcdefghij", "XYZ"];
+    let sent = ["0123456789", "abcdefghij", "XYZ\n\"q\"", "more", "and more"];
     for (seq, data) in sent.iter().enumerate() {
         e.jobs
             .append_output(
@@ -251,11 +262,18 @@ async fn output_beyond_the_cap_is_counted_not_stored() {
         .into_iter()
         .map(|c| c.data)
         .collect();
-    assert_eq!(stored.len() as u64, cap);
+    // What the store holds stays within the cap and is what the attempt counts.
+    let cost = stored_cost(&e.store, &att).await;
+    assert!(cost <= cap, "{cost} stored bytes over a cap of {cap}");
+    assert!(
+        !stored.is_empty() && (stored.len() as u64) < sent_bytes,
+        "{stored:?}"
+    );
     assert!(sent.concat().starts_with(&stored), "{stored:?}");
     let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
-    assert_eq!(a.output_bytes, cap);
-    assert_eq!(a.output_dropped, sent_bytes - cap);
+    assert_eq!(a.output_stored_bytes, cost);
+    assert_eq!(a.output_bytes, stored.len() as u64);
+    assert_eq!(a.output_dropped, sent_bytes - stored.len() as u64);
     assert_eq!(a.output_seq, sent.len() as u64);
 
     assert!(
@@ -266,14 +284,21 @@ async fn output_beyond_the_cap_is_counted_not_stored() {
     );
 
     // A cap inside a multi-byte character stores only whole characters and counts the rest.
+    let (job2, att2) = submit_and_assign(&e, epoch, shell("printf"), "node-1", T0 + 1).await;
+    let empty = flux_core::model::StoredChunk {
+        seq: 0,
+        stream: Stream::Stdout,
+        data: String::new(),
+    };
+    let overhead =
+        flux_core::model::stored_chunk_cost(&flux_core::keys::output_chunk(&att2, 0), &empty);
     let odd = Jobs::new(
         e.store.clone(),
         JobsConfig {
-            output_cap_bytes: 5,
+            output_cap_bytes: overhead + 5,
             ..cfg()
         },
     );
-    let (job2, att2) = submit_and_assign(&e, epoch, shell("printf"), "node-1", T0 + 1).await;
     let text = "ééé"; // 6 bytes
     odd.append_output(TENANT, "node-1", &att2, chunk(0, Stream::Stdout, text))
         .await
@@ -285,10 +310,40 @@ async fn output_beyond_the_cap_is_counted_not_stored() {
         .into_iter()
         .map(|c| c.data)
         .collect();
-    assert!(stored.len() <= 5 && text.starts_with(&stored), "{stored:?}");
+    assert_eq!(stored, "éé");
+    assert_eq!(stored_cost(&e.store, &att2).await, overhead + 4);
     let a = attempt(&odd, TENANT, &job2.job_id, &att2).await;
     assert_eq!(a.output_bytes, stored.len() as u64);
     assert_eq!(a.output_bytes + a.output_dropped, text.len() as u64);
+}
+
+/// Thousands of one-byte chunks store no more than the cap: each one's key and record count.
+#[tokio::test]
+async fn a_flood_of_tiny_chunks_stores_no_more_than_the_cap() {
+    let cap = 4096u64;
+    let e = env_with(JobsConfig {
+        output_cap_bytes: cap,
+        ..cfg()
+    })
+    .await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("yes"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
+    for seq in 0..3000u64 {
+        e.jobs
+            .append_output(TENANT, "node-1", &att, chunk(seq, Stream::Stdout, "x"))
+            .await
+            .unwrap();
+    }
+    let cost = stored_cost(&e.store, &att).await;
+    assert!(
+        cost <= cap,
+        "3000 one-byte chunks take {cost} bytes, cap {cap}"
+    );
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert!(a.output_bytes > 0 && a.output_bytes < 3000, "{a:?}");
+    assert_eq!(a.output_bytes + a.output_dropped, 3000);
 }
 
 #[tokio::test]
@@ -312,4 +367,108 @@ async fn secret_values_are_kept_only_until_the_job_ends_and_never_in_the_job() {
         e.store.get(&sk).await.unwrap().is_none(),
         "secrets outlived the job"
     );
+}
+
+// ---- registrations -------------------------------------------------------------------------
+
+/// A node is held by one registration: another is refused while it lives (nothing written),
+/// only its session polls the tasks (with the secret values) and acts for its attempts, and
+/// once it is dead a new registration takes the node over and its attempts are requeued.
+#[tokio::test]
+async fn attempts_belong_to_the_registration_that_received_them() {
+    use flux_core::jobs::AgentCaller;
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    let none = AgentCaller::new("node-1", None);
+    let first = e
+        .jobs
+        .register(TENANT, none, &RegisterAgent::default(), T0)
+        .await
+        .unwrap();
+    let s1 = first.session.expect("a new registration gets a session");
+    let me = AgentCaller::new("node-1", Some(&s1));
+    // Resuming with the session keeps it (no new secret).
+    let again = e
+        .jobs
+        .register(TENANT, me, &RegisterAgent::default(), T0)
+        .await
+        .unwrap();
+    assert_eq!(again.session, None);
+
+    let before = snapshot(&e.store, TENANT).await;
+    let forged = "00".repeat(32);
+    for caller in [none, AgentCaller::new("node-1", Some(&forged))] {
+        let err = e
+            .jobs
+            .register(TENANT, caller, &RegisterAgent::default(), T0 + 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, JobError::Session(_)), "{err:?}");
+    }
+    assert_eq!(snapshot(&e.store, TENANT).await, before, "a refusal wrote");
+
+    let mut req = shell("echo $PW");
+    req.secret_env = [("PW".to_string(), "hunter2222".to_string())].into();
+    let (job, att) = submit_and_assign(&e, epoch, req, "node-1", T0 + 1).await;
+    let before = snapshot(&e.store, TENANT).await;
+    for caller in [none, AgentCaller::new("node-1", Some(&forged))] {
+        let session = |r: Result<(), JobError>| {
+            assert!(matches!(r, Err(JobError::Session(_))), "{r:?}");
+        };
+        session(e.jobs.poll(TENANT, caller, 0).await.map(drop));
+        session(e.jobs.start(TENANT, caller, &att, T0 + 2).await);
+        session(
+            e.jobs
+                .append_output(TENANT, caller, &att, chunk(0, Stream::Stdout, "x"))
+                .await,
+        );
+        session(
+            e.jobs
+                .finish(TENANT, caller, &att, exited(0), T0 + 2)
+                .await
+                .map(drop),
+        );
+        session(
+            e.jobs
+                .heartbeat(TENANT, caller, &Heartbeat::default(), T0 + 2)
+                .await
+                .map(drop),
+        );
+    }
+    assert_eq!(snapshot(&e.store, TENANT).await, before, "a refusal wrote");
+    let tasks = e.jobs.poll(TENANT, me, 0).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].secret_env["PW"], "hunter2222");
+    e.jobs.start(TENANT, me, &att, T0 + 2).await.unwrap();
+
+    // The holder falls silent for the dead time: another process may register the node.
+    let later = T0 + 2 + ms(cfg().dead_after);
+    let second = e
+        .jobs
+        .register(TENANT, none, &RegisterAgent::default(), later)
+        .await
+        .unwrap();
+    let s2 = second.session.expect("a takeover gets a new session");
+    assert_ne!(s1, s2);
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert_eq!(a.state, AttemptState::Abandoned, "{a:?}");
+    assert_eq!(
+        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
+        JobStatus::Queued
+    );
+    // The old session is refused now; the new one does not get the old attempt.
+    let err = e
+        .jobs
+        .heartbeat(TENANT, me, &Heartbeat::default(), later + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JobError::Session(_)), "{err:?}");
+    let new = AgentCaller::new("node-1", Some(&s2));
+    let err = e
+        .jobs
+        .start(TENANT, new, &att, later + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JobError::Gone(_)), "{err:?}");
+    assert!(e.jobs.poll(TENANT, new, 0).await.unwrap().is_empty());
 }

@@ -1,14 +1,16 @@
 //! The agent protocol, `/v1/agent/*`: register, heartbeat, the task long-poll, and an
 //! attempt's start, output chunks and result. Every call is made with an agent token, whose
-//! node id names the agent.
+//! node id names the agent, and (after registering) the session secret the registration
+//! returned, in the `X-Flux-Session` header: see `flux_core::jobs::AgentCaller`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use flux_core::jobs::AgentCaller;
 use flux_core::model::{AttemptResult, Heartbeat, OutputChunk, RegisterAgent, now_ms};
 use serde::Deserialize;
 use serde_json::json;
@@ -19,15 +21,27 @@ use super::jobs::job_finished;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// Header carrying an agent registration's session secret.
+pub const SESSION_HEADER: &str = "x-flux-session";
+
+/// The agent making the call: its token's node id and the session it presented (a header that
+/// is not text counts as none).
+fn agent_caller<'a>(caller: &'a Caller, headers: &'a HeaderMap) -> ApiResult<AgentCaller<'a>> {
+    let node = caller.node_id()?;
+    let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+    Ok(AgentCaller::new(node, session))
+}
+
 pub(super) async fn agent_register(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<RegisterAgent>,
 ) -> ApiResult<Response> {
-    let node = caller.node_id()?;
+    let agent = agent_caller(&caller, &headers)?;
     let reply = st
         .jobs
-        .register(caller.tenant(), node, &req, now_ms())
+        .register(caller.tenant(), agent, &req, now_ms())
         .await?;
     st.wake_scheduler();
     Ok(Json(reply).into_response())
@@ -36,12 +50,13 @@ pub(super) async fn agent_register(
 pub(super) async fn agent_heartbeat(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> ApiResult<Response> {
-    let node = caller.node_id()?;
+    let agent = agent_caller(&caller, &headers)?;
     Ok(Json(
         st.jobs
-            .heartbeat(caller.tenant(), node, &hb, now_ms())
+            .heartbeat(caller.tenant(), agent, &hb, now_ms())
             .await?,
     )
     .into_response())
@@ -57,9 +72,11 @@ pub(super) struct TasksQuery {
 pub(super) async fn agent_tasks(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> ApiResult<Response> {
-    let node = caller.node_id()?.to_string();
+    let agent = agent_caller(&caller, &headers)?;
+    let node = agent.node_id.to_string();
     let tenant = caller.tenant().to_string();
     let after = q.after.unwrap_or(0);
     let wait = Duration::from_secs(q.wait_secs.unwrap_or(25)).min(MAX_WAIT);
@@ -70,7 +87,7 @@ pub(super) async fn agent_tasks(
         let changed = watch.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let tasks = st.jobs.poll(&tenant, &node, after).await?;
+        let tasks = st.jobs.poll(&tenant, agent, after).await?;
         if !tasks.is_empty() {
             return Ok(Json(tasks).into_response());
         }
@@ -83,10 +100,11 @@ pub(super) async fn agent_tasks(
 pub(super) async fn attempt_start(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let node = caller.node_id()?;
-    st.jobs.start(caller.tenant(), node, &id, now_ms()).await?;
+    let agent = agent_caller(&caller, &headers)?;
+    st.jobs.start(caller.tenant(), agent, &id, now_ms()).await?;
     Ok(Json(json!({"attempt_id": id, "state": "running"})))
 }
 
@@ -96,10 +114,11 @@ pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
 pub(super) async fn attempt_output(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(chunk): ApiJson<OutputChunk>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let node = caller.node_id()?;
+    let agent = agent_caller(&caller, &headers)?;
     if chunk.data.len() > MAX_CHUNK_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -109,7 +128,7 @@ pub(super) async fn attempt_output(
     }
     let seq = chunk.seq;
     st.jobs
-        .append_output(caller.tenant(), node, &id, chunk)
+        .append_output(caller.tenant(), agent, &id, chunk)
         .await?;
     Ok(Json(json!({"attempt_id": id, "seq": seq})))
 }
@@ -117,13 +136,14 @@ pub(super) async fn attempt_output(
 pub(super) async fn attempt_result(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(result): ApiJson<AttemptResult>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let node = caller.node_id()?;
+    let agent = agent_caller(&caller, &headers)?;
     let recorded = st
         .jobs
-        .finish(caller.tenant(), node, &id, result, now_ms())
+        .finish(caller.tenant(), agent, &id, result, now_ms())
         .await?;
     if recorded {
         st.metrics.results_recorded.inc();

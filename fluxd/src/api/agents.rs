@@ -17,7 +17,14 @@ pub(super) async fn list_agents(
     caller: Caller,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadAgents)?;
-    Ok(Json(st.jobs.agents(caller.tenant()).await?).into_response())
+    let agents: Vec<_> = st
+        .jobs
+        .agents(caller.tenant())
+        .await?
+        .into_iter()
+        .map(|a| a.public_view())
+        .collect();
+    Ok(Json(agents).into_response())
 }
 
 pub(super) async fn get_agent(
@@ -26,5 +33,5 @@ pub(super) async fn get_agent(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadAgents)?;
-    Ok(Json(st.jobs.agent(caller.tenant(), &id).await?).into_response())
+    Ok(Json(st.jobs.agent(caller.tenant(), &id).await?.public_view()).into_response())
 }
