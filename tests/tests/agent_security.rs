@@ -1,0 +1,419 @@
+//! The agent's security properties end to end, on real `fluxd` and `flux-agent` processes:
+//! jobs cannot read their agent's token, a second agent token for a live node neither
+//! registers nor sees secrets nor acts for the real agent's attempts, output is capped by what
+//! it takes in the store and gathered into few chunks, and agent fields are bounded.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use flux_core::backup;
+use flux_tests::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+const SESSION: &str = "X-Flux-Session";
+
+/// POST with an agent token and, if given, a session.
+async fn agent_post(
+    d: &Fluxd,
+    path: &str,
+    token: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let mut rb = d.req(Method::POST, path, token).json(body);
+    if let Some(s) = session {
+        rb = rb.header(SESSION, s);
+    }
+    send(rb).await
+}
+
+async fn agent_tasks(d: &Fluxd, token: &str, session: Option<&str>) -> (u16, String) {
+    let mut rb = d.req(Method::GET, "/v1/agent/tasks?after=0&wait_secs=0", token);
+    if let Some(s) = session {
+        rb = rb.header(SESSION, s);
+    }
+    let r = rb.send().await.expect("tasks request");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// Submits `command` to `node` and waits until it runs; returns the job id and its attempt.
+async fn run_on(d: &Fluxd, node: &str, command: &str, extra: Value) -> (String, String) {
+    let mut body = json!({"command": command, "node_id": node});
+    if let (Value::Object(b), Value::Object(x)) = (&mut body, extra) {
+        b.extend(x);
+    }
+    let (s, job) = d.post("/v1/jobs", &d.admin, &body).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let job = d
+        .wait_job(&d.admin, &id, T, |v| {
+            v["status"] == "running" || terminal(v)
+        })
+        .await;
+    let attempt = job["current_attempt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (id, attempt)
+}
+
+/// Output chunks of `attempt` as the store holds them: how many, and the bytes they take
+/// (key and record), read from a backup of the whole store.
+async fn stored_output(d: &Fluxd, attempt: &str) -> (usize, usize) {
+    let r = d
+        .req(Method::GET, "/v1/backup", &d.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let b = backup::decode(&r.bytes().await.unwrap()).expect("a valid backup");
+    let prefix = format!("output/{attempt}/");
+    b.entries
+        .iter()
+        .filter(|e| e.key.path().starts_with(&prefix))
+        .fold((0, 0), |(n, bytes), e| {
+            (n + 1, bytes + e.key.path().len() + e.value.len())
+        })
+}
+
+/// A second agent token for a live node is refused registration, gets no tasks (so no secret
+/// values) and cannot start, feed or finish the real agent's attempt; once the real agent is
+/// dead, the node can be registered again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_agent_token_for_a_live_node_cannot_register_see_secrets_or_act() {
+    let d = Fluxd::start_with(FluxdOpts::fast_liveness()).await;
+    let real = d.agent("default", "web-1", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let (job, attempt) = run_on(
+        &d,
+        "web-1",
+        &format!("echo $$ > {}; echo real; exec sleep 600", pidfile.display()),
+        json!({"secret_env": {"DBPW": "hunter2222"}, "max_attempts": 1}),
+    )
+    .await;
+    let job_pid = read_pid(&pidfile, T).await;
+    let second = d.token("default", "agent", Some("web-1")).await;
+
+    let (s, v) = agent_post(&d, "/v1/agent/register", &second, None, &json!({})).await;
+    assert_eq!(s, 409, "a second live registration: {v}");
+    assert_eq!(v["error"]["code"], "session_conflict", "{v}");
+    assert!(v.get("session").is_none(), "{v}");
+    for session in [None, Some("00".repeat(32))] {
+        let (s, body) = agent_tasks(&d, &second, session.as_deref()).await;
+        assert_eq!(s, 409, "tasks with session {session:?}: {body}");
+        assert!(!body.contains("hunter2222"), "secret leaked: {body}");
+        let calls = [
+            ("start", json!({})),
+            (
+                "output",
+                json!({"seq": 1, "stream": "stdout", "data": "forged"}),
+            ),
+            ("result", json!({"outcome": "exited", "exit_code": 0})),
+        ];
+        for (what, body) in calls {
+            let path = format!("/v1/agent/attempts/{attempt}/{what}");
+            let (s, v) = agent_post(&d, &path, &second, session.as_deref(), &body).await;
+            assert_eq!(s, 409, "{what} by the second token: {v}");
+        }
+        let (s, v) = agent_post(
+            &d,
+            "/v1/agent/heartbeat",
+            &second,
+            session.as_deref(),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(s, 409, "heartbeat by the second token: {v}");
+    }
+    // The real agent's attempt is untouched: still running, only its own output.
+    let (s, j) = d.get(&format!("/v1/jobs/{job}"), &d.admin).await;
+    assert_eq!((s, j["status"].as_str()), (200, Some("running")), "{j}");
+    let logs = d.logs(&d.admin, &job).await;
+    assert!(!logs.contains("forged"), "{logs}");
+
+    // Once the real agent is dead, another agent process may hold the node.
+    drop(real);
+    kill_pid(job_pid);
+    let viewer = d.token("default", "viewer", None).await;
+    eventually("web-1 dead", T, || async {
+        let (s, v) = d.get("/v1/agents/web-1", &viewer).await;
+        (s == 200 && v["state"] == "dead").then_some(())
+    })
+    .await;
+    let (s, v) = agent_post(&d, "/v1/agent/register", &second, None, &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let session = v["session"].as_str().expect("a new session").to_string();
+    assert_eq!(session.len(), 64, "{v}");
+    let (s, body) = agent_tasks(&d, &second, Some(&session)).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, v) = agent_post(
+        &d,
+        "/v1/agent/heartbeat",
+        &second,
+        Some(&session),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // The API shows the registration's id, never its secret or the secret's hash.
+    let (_, a) = d.get("/v1/agents/web-1", &viewer).await;
+    assert!(a["registration"]["id"].is_string(), "{a}");
+    assert!(a["registration"].get("secret_sha256").is_none(), "{a}");
+    assert!(!a.to_string().contains(&session), "{a}");
+}
+
+/// A user jobs can run as: one made for the test when `useradd` works, else `nobody`.
+fn job_user() -> (String, u32) {
+    let name = "fluxjobtest";
+    let _ = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/bin/sh", name])
+        .output();
+    for n in [name, "nobody"] {
+        if let Ok(Some(u)) = nix::unistd::User::from_name(n) {
+            return (n.to_string(), u.uid.as_raw());
+        }
+    }
+    panic!("no unprivileged user to run jobs as");
+}
+
+/// With `--run-as`, a job runs under another uid and can read neither the token file its
+/// agent's command line names nor the agent's environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_run_as_jobs_cannot_read_the_agent_token() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: --run-as needs the agent to run as root");
+        return;
+    }
+    let (user, uid) = job_user();
+    let d = Fluxd::start().await;
+    let _agent = d
+        .agent_full(
+            "default",
+            "web-1",
+            &[],
+            std::slice::from_ref(&d.url),
+            &["--run-as", &user],
+        )
+        .await;
+    let token_file = d.dir.path().join("web-1.token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let cmd = r#"id -u; echo "home=$HOME"
+f=$(tr '\0' '\n' </proc/$PPID/cmdline | grep -A1 -- --token-file | tail -1)
+echo "file=$f"; cat "$f" 2>/dev/null || echo no-token-file
+tr '\0' '\n' </proc/$PPID/environ 2>/dev/null || echo no-environ"#;
+    let (job, _) = run_on(&d, "web-1", cmd, json!({})).await;
+    let done = d.wait_job(&d.admin, &job, T, terminal).await;
+    let logs = d.logs(&d.admin, &job).await;
+    assert_eq!(done["status"], "succeeded", "{done} {logs}");
+    let home = nix::unistd::User::from_name(&user)
+        .unwrap()
+        .unwrap()
+        .dir
+        .display()
+        .to_string();
+    assert!(logs.starts_with(&format!("{uid}\nhome={home}\n")), "{logs}");
+    assert!(
+        logs.contains(&format!("file={}", token_file.display())),
+        "{logs}"
+    );
+    assert!(logs.contains("no-token-file\n"), "{logs}");
+    assert!(logs.contains("no-environ\n"), "{logs}");
+    assert!(
+        !logs.contains(token.trim()),
+        "the job read the token: {logs}"
+    );
+}
+
+/// A token given through `FLUX_TOKEN` does not stay in the agent's environment: a job of the
+/// same user reading `/proc/$PPID/environ` finds the agent's other settings, not the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_given_through_the_environment_does_not_stay_there() {
+    let d = Fluxd::start().await;
+    let token = d.token("default", "agent", Some("env-1")).await;
+    let mut cmd = Command::new(bin("flux-agent"));
+    cmd.arg("--server")
+        .arg(&d.url)
+        .args(["--poll-secs", "5"])
+        .env("FLUX_TOKEN", &token)
+        .env("FLUX_CA", d.ca_path())
+        .env_remove("FLUX_TOKEN_FILE");
+    let _agent = Proc::spawn("agent env-1", cmd, d.dir.path().join("agent-env-1.log")).unwrap();
+    let viewer = d.token("default", "viewer", None).await;
+    eventually("env-1 online", T, || async {
+        let (s, v) = d.get("/v1/agents/env-1", &viewer).await;
+        (s == 200 && v["state"] == "online").then_some(())
+    })
+    .await;
+    let (job, _) = run_on(
+        &d,
+        "env-1",
+        r#"tr '\0' '\n' </proc/$PPID/environ; tr '\0' ' ' </proc/$PPID/cmdline"#,
+        json!({}),
+    )
+    .await;
+    let done = d.wait_job(&d.admin, &job, T, terminal).await;
+    let logs = d.logs(&d.admin, &job).await;
+    assert_eq!(done["status"], "succeeded", "{done} {logs}");
+    // The job did read the agent's environment (it runs as the same user here)...
+    assert!(
+        logs.contains(&format!("FLUX_CA={}", d.ca_path().display())),
+        "{logs}"
+    );
+    // ...which no longer holds the token.
+    assert!(!logs.contains("FLUX_TOKEN="), "{logs}");
+    assert!(
+        !logs.contains(token.trim()),
+        "the job read the token: {logs}"
+    );
+}
+
+/// 3,000 one-byte output chunks cannot store more than the cap, counted in what the chunks
+/// take in the store (key and record), not in data bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn tiny_output_chunks_cannot_store_more_than_the_cap() {
+    const CAP: usize = 4096;
+    let d = Fluxd::start_with(FluxdOpts {
+        args: vec!["--output-cap-bytes".into(), CAP.to_string()],
+        ca_file: None,
+    })
+    .await;
+    let token = d.token("default", "agent", Some("raw-1")).await;
+    let (s, v) = agent_post(&d, "/v1/agent/register", &token, None, &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let session = v["session"].as_str().map(str::to_string);
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "true", "node_id": "raw-1"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let attempt = eventually("the task", T, || async {
+        let (s, body) = agent_tasks(&d, &token, session.as_deref()).await;
+        let tasks: Value = serde_json::from_str(&body).ok()?;
+        (s == 200)
+            .then(|| tasks[0]["attempt_id"].as_str().map(str::to_string))
+            .flatten()
+    })
+    .await;
+    let base = format!("/v1/agent/attempts/{attempt}");
+    let (s, v) = agent_post(
+        &d,
+        &format!("{base}/start"),
+        &token,
+        session.as_deref(),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for seq in 0..3000u64 {
+        if seq % 100 == 0 {
+            // Stay alive, as an agent does, so the attempt is not taken away meanwhile.
+            let hb = json!({"running": [attempt.as_str()]});
+            let (s, v) =
+                agent_post(&d, "/v1/agent/heartbeat", &token, session.as_deref(), &hb).await;
+            assert_eq!(s, 200, "{v}");
+        }
+        let body = json!({"seq": seq, "stream": "stdout", "data": "x"});
+        let (s, v) = agent_post(
+            &d,
+            &format!("{base}/output"),
+            &token,
+            session.as_deref(),
+            &body,
+        )
+        .await;
+        assert_eq!(s, 200, "chunk {seq}: {v}");
+        assert!(Instant::now() < deadline, "3000 chunks took too long");
+    }
+    let (chunks, bytes) = stored_output(&d, &attempt).await;
+    assert!(chunks > 0, "nothing stored");
+    assert!(
+        bytes <= CAP,
+        "{chunks} chunks take {bytes} bytes in the store, over the {CAP}-byte cap"
+    );
+    let job_id = job["job_id"].as_str().unwrap();
+    let (_, attempts) = d
+        .get(&format!("/v1/jobs/{job_id}/attempts"), &d.admin)
+        .await;
+    assert_eq!(attempts[0]["output_bytes"], json!(chunks), "{attempts}");
+    assert_eq!(
+        attempts[0]["output_dropped"],
+        json!(3000 - chunks),
+        "{attempts}"
+    );
+}
+
+/// A job printing many tiny lines over a second is uploaded in few chunks, all of its output
+/// kept in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_gathers_tiny_writes_into_few_chunks() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "web-1", &[]).await;
+    let cmd = "i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.025; done";
+    let (job, attempt) = run_on(&d, "web-1", cmd, json!({})).await;
+    let done = d.wait_job(&d.admin, &job, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let logs = d.logs(&d.admin, &job).await;
+    let expected: String = (0..40).map(|i| format!("line{i}\n")).collect();
+    assert_eq!(logs, expected);
+    let (chunks, _) = stored_output(&d, &attempt).await;
+    // 40 writes 25 ms apart (1 s and more) with a 200 ms window: a handful of chunks, not 40.
+    assert!(
+        (1..=12).contains(&chunks),
+        "{chunks} chunks for 40 tiny writes"
+    );
+}
+
+/// Oversized or malformed agent fields are refused with 422 naming the field, and nothing is
+/// stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_agent_fields_get_422_naming_the_field() {
+    let d = Fluxd::start().await;
+    let token = d.token("default", "agent", Some("big-1")).await;
+    let labels: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let cases = [
+        ("hostname", json!({"hostname": "h".repeat(900_000)})),
+        ("version", json!({"version": "v".repeat(100_000)})),
+        ("labels", json!({"labels": labels})),
+        ("labels.k", json!({"labels": {"k": "v".repeat(300)}})),
+        ("labels: key", json!({"labels": {"k".repeat(200): "v"}})),
+        ("running[0]", json!({"running": ["../../x.1"]})),
+    ];
+    for (field, body) in cases {
+        let (s, v) = agent_post(&d, "/v1/agent/register", &token, None, &body).await;
+        assert_eq!(s, 422, "{field}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with(field), "{field}: {msg}");
+        assert!(msg.len() < 300, "the error echoes the value: {}", msg.len());
+    }
+    assert_eq!(d.get("/v1/agents/big-1", &d.admin).await.0, 404);
+    // Heartbeats are bounded the same way.
+    let (s, v) = agent_post(&d, "/v1/agent/register", &token, None, &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let session = v["session"].as_str().map(str::to_string);
+    let (s, v) = agent_post(
+        &d,
+        "/v1/agent/heartbeat",
+        &token,
+        session.as_deref(),
+        &json!({"running": ["ok.1", "a/b.1"]}),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("running[1]"),
+        "{v}"
+    );
+}
