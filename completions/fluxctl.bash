@@ -3774,7 +3774,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__tenants__subcmd__create)
-            opts="-o -h -V --max-queued --max-running --submit-rate --token-ttl --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --max-queued --max-running --submit-rate --max-states --token-ttl --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3789,6 +3789,10 @@ _fluxctl() {
                     return 0
                     ;;
                 --submit-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-states)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -4128,7 +4132,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__tenants__subcmd__quota__subcmd__set)
-            opts="-o -h -V --max-queued --max-running --submit-rate --submit-burst --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --max-queued --max-running --submit-rate --submit-burst --max-states --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4147,6 +4151,10 @@ _fluxctl() {
                     return 0
                     ;;
                 --submit-burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-states)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

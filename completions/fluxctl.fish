@@ -371,6 +371,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-queued -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-running -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l submit-rate -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-states -d 'Desired states the tenant may hold' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l token-ttl -d 'Lifetime of the admin token' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r

@@ -193,28 +193,89 @@ impl SigningKey {
             path: path.display().to_string(),
             message,
         };
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: SigningKey = serde_json::from_slice(&bytes)
-                    .map_err(|e| err(format!("not a signing key: {e}")))?;
-                if key.alg != "HS256" {
-                    return Err(err(format!("algorithm {} is not supported", key.alg)));
-                }
-                if !valid_ident(&key.kid) {
-                    return Err(err("kid is not a valid identifier".into()));
-                }
-                key.secret_bytes().map_err(err)?;
-                Ok((key, false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match SigningKey::load(path) {
+            Ok(key) => Ok((key, false)),
+            Err(AuthError::KeyFile { .. }) if matches!(path.try_exists(), Ok(false)) => {
                 let key = SigningKey::generate();
                 let body = serde_json::to_vec_pretty(&key).map_err(|e| err(e.to_string()))?;
                 crate::files::create_private(path, &body).map_err(|e| err(e.to_string()))?;
                 Ok((key, true))
             }
-            Err(e) => Err(err(e.to_string())),
+            Err(e) => Err(e),
         }
     }
+
+    /// Loads the key at `path`, which must exist (a key kept for verification only).
+    pub fn load(path: &Path) -> Result<SigningKey, AuthError> {
+        let err = |message: String| AuthError::KeyFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let key: SigningKey =
+            serde_json::from_slice(&bytes).map_err(|e| err(format!("not a signing key: {e}")))?;
+        if key.alg != "HS256" {
+            return Err(err(format!("algorithm {} is not supported", key.alg)));
+        }
+        if !valid_ident(&key.kid) {
+            return Err(err("kid is not a valid identifier".into()));
+        }
+        key.secret_bytes().map_err(err)?;
+        Ok(key)
+    }
+}
+
+/// Loads the keys of a rotation: the first (the active key, which signs) is created when its
+/// file does not exist; the others only verify and must exist. Two files with the same `kid`
+/// are refused. Returns the keys in order and whether the first was created.
+pub fn load_key_ring(paths: &[std::path::PathBuf]) -> Result<(Vec<SigningKey>, bool), AuthError> {
+    let Some((first, rest)) = paths.split_first() else {
+        return Err(AuthError::KeyFile {
+            path: String::new(),
+            message: "at least one signing key is needed".into(),
+        });
+    };
+    let (active, created) = SigningKey::load_or_create(first)?;
+    let mut keys = vec![active];
+    for p in rest {
+        let k = SigningKey::load(p)?;
+        if keys.iter().any(|o| o.kid == k.kid) {
+            return Err(AuthError::KeyFile {
+                path: p.display().to_string(),
+                message: format!("kid {} is listed twice", k.kid),
+            });
+        }
+        keys.push(k);
+    }
+    Ok((keys, created))
+}
+
+/// Longest token subject.
+pub const MAX_SUBJECT_LEN: usize = 128;
+
+/// Subjects the system gives itself: the bootstrap admin token's and the reconciler's (the
+/// `submitted_by` of its jobs). No minted token may claim them.
+pub const RESERVED_SUBJECTS: &[&str] = &["bootstrap-admin", crate::reconcile::RECONCILER];
+
+/// Whether `subject` may name the holder of a minted token: 1 to [`MAX_SUBJECT_LEN`] bytes of
+/// A-Z, a-z, 0-9, '.', '_' or '-', not starting with '_' and not a reserved subject. The error
+/// text never echoes the subject.
+pub fn validate_subject(subject: &str) -> Result<(), String> {
+    if !valid_ident(subject) {
+        return Err(format!(
+            "subject must be 1 to {MAX_SUBJECT_LEN} characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        ));
+    }
+    if subject.starts_with('_')
+        || RESERVED_SUBJECTS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(subject))
+    {
+        return Err(format!(
+            "subject {subject:?} is reserved for the system's own tokens"
+        ));
+    }
+    Ok(())
 }
 
 /// Issues and verifies tokens. The first key signs; every key verifies (rotation).
@@ -277,6 +338,16 @@ impl Authenticator {
         self.sign(&claims).map(|t| (t, claims))
     }
 
+    /// The key id new tokens are signed with (the first key).
+    pub fn active_kid(&self) -> &str {
+        &self.keys[0].0.kid
+    }
+
+    /// Every key id accepted for verification, the active one first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|(k, _, _)| k.kid.as_str()).collect()
+    }
+
     /// Signs arbitrary claims with the current key (tests use it to forge edge cases).
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
         let (key, enc, _) = &self.keys[0];
@@ -326,6 +397,9 @@ impl Authenticator {
         }
         if !valid_ident(&c.jti) {
             return Err(AuthError::Malformed("token jti is not valid".into()));
+        }
+        if !valid_ident(&c.sub) {
+            return Err(AuthError::Malformed("token subject is not valid".into()));
         }
         match (&c.role, &c.node_id) {
             (Role::Agent, None) => {
@@ -496,6 +570,102 @@ mod tests {
             Err(AuthError::KeyFile { .. })
         ));
         assert_eq!(std::fs::read(&p).unwrap(), b"garbage");
+    }
+
+    #[test]
+    fn subjects_are_identifiers_and_never_the_systems_own() {
+        for ok in [
+            "alice",
+            "ci-bot.eu_1",
+            "operator-1a2b3c4d",
+            &"x".repeat(MAX_SUBJECT_LEN),
+        ] {
+            assert_eq!(validate_subject(ok), Ok(()), "{ok}");
+        }
+        let long = "x".repeat(MAX_SUBJECT_LEN + 1);
+        for bad in [
+            "",
+            "bootstrap-admin",
+            "Bootstrap-Admin",
+            "reconciler",
+            "_system",
+            "bootstrap-admin\n2026-12-01T19:30:00Z  INFO fluxd: forged",
+            "a b",
+            "tab\there",
+            "ünïcode",
+            long.as_str(),
+        ] {
+            let e = validate_subject(bad).unwrap_err();
+            assert!(e.contains("subject"), "{bad:?}: {e}");
+            assert!(!e.contains('\n') && e.len() < 200, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_token_with_a_subject_no_server_would_issue_is_refused() {
+        let a = auth();
+        let (_, mut c) = a
+            .issue("me", "acme", Role::Operator, Duration::from_secs(60), None)
+            .unwrap();
+        c.sub = "me\nforged".into();
+        assert!(matches!(
+            a.verify(&a.sign(&c).unwrap()),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn rotation_the_active_key_signs_listed_keys_verify_removed_keys_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_p = dir.path().join("old.json");
+        let new_p = dir.path().join("new.json");
+        let (old_keys, created) = load_key_ring(std::slice::from_ref(&old_p)).unwrap();
+        assert!(created);
+        let before = Authenticator::new(old_keys.clone(), "iss-a", "aud-a");
+        let (old_token, _) = before
+            .issue("me", "acme", Role::Operator, Duration::from_secs(60), None)
+            .unwrap();
+
+        // Rotated: the new key first (created), the old one kept for verification.
+        let (keys, created) = load_key_ring(&[new_p.clone(), old_p.clone()]).unwrap();
+        assert!(created);
+        assert_eq!(keys[1].kid, old_keys[0].kid);
+        let during = Authenticator::new(keys.clone(), "iss-a", "aud-a");
+        assert_ne!(during.active_kid(), old_keys[0].kid);
+        assert_eq!(
+            during.kids(),
+            vec![keys[0].kid.as_str(), keys[1].kid.as_str()]
+        );
+        assert_eq!(during.verify(&old_token).unwrap().sub, "me");
+        let (new_token, _) = during
+            .issue("me", "acme", Role::Operator, Duration::from_secs(60), None)
+            .unwrap();
+        let hdr = jsonwebtoken::decode_header(&new_token).unwrap();
+        assert_eq!(hdr.kid.as_deref(), Some(during.active_kid()));
+
+        // The old key removed: its tokens are refused, the new key's still verify.
+        let (keys, created) = load_key_ring(std::slice::from_ref(&new_p)).unwrap();
+        assert!(!created);
+        let after = Authenticator::new(keys, "iss-a", "aud-a");
+        assert!(matches!(
+            after.verify(&old_token),
+            Err(AuthError::UnknownKey(k)) if k == old_keys[0].kid
+        ));
+        assert!(after.verify(&new_token).is_ok());
+
+        // A retired key must exist (it is never made up), and a key may not be listed twice.
+        let gone = dir.path().join("gone.json");
+        assert!(matches!(
+            load_key_ring(&[new_p.clone(), gone.clone()]),
+            Err(AuthError::KeyFile { .. })
+        ));
+        assert!(!gone.exists());
+        let copy = dir.path().join("copy.json");
+        std::fs::copy(&new_p, &copy).unwrap();
+        assert!(matches!(
+            load_key_ring(&[new_p, copy]),
+            Err(AuthError::KeyFile { message, .. }) if message.contains("listed twice")
+        ));
     }
 
     #[test]

@@ -90,6 +90,7 @@ impl HasKind for StateError {
             StateError::Corrupt { .. } => ErrorKind::Corrupt,
             StateError::Store(s) => s.kind(),
             StateError::Jobs(j) => j.kind(),
+            StateError::Quota(_) => ErrorKind::QuotaExceeded,
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct Quota {
     /// Submissions allowed in a burst above the rate (default: one second's worth, at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submit_burst: Option<u64>,
+    /// Desired states the tenant may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_states: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,9 @@ impl Quota {
             return bad(
                 "max_queued and max_running must be at least 1 (leave them out for no limit)",
             );
+        }
+        if self.max_states.is_some_and(|m| m > 1_000_000) {
+            return bad("max_states must be at most 1000000 (leave it out for no limit)");
         }
         if let Some(r) = self.submit_per_sec
             && !(r.is_finite() && r > 0.0 && r <= 100_000.0)
@@ -168,13 +174,19 @@ pub enum Refusal {
         /// Until the bucket holds the tokens asked for.
         wait: Duration,
     },
+    #[error("tenant {tenant} would hold {after} desired states; its quota max_states is {max}")]
+    States {
+        tenant: String,
+        after: u64,
+        max: u64,
+    },
 }
 
 impl Refusal {
     /// Whole seconds a client should wait before retrying (at least 1).
     pub fn retry_after_secs(&self) -> u64 {
         match self {
-            Refusal::Queued { .. } => 1,
+            Refusal::Queued { .. } | Refusal::States { .. } => 1,
             Refusal::Rate { wait, .. } => (wait.as_secs_f64().ceil() as u64).max(1),
         }
     }
@@ -210,6 +222,21 @@ pub fn admit(
             per_sec: quota.submit_per_sec.unwrap_or_default(),
             wait,
         })
+}
+
+/// The decision on a change of a tenant's desired states (a PUT, an apply) that takes it from
+/// `before` to `after` states: refused when it grows the tenant past `max_states`. A change that
+/// does not grow the count (an update, a prune) is always admitted, even above a quota lowered
+/// since.
+pub fn admit_states(tenant: &str, quota: &Quota, before: u64, after: u64) -> Result<(), Refusal> {
+    match quota.max_states {
+        Some(max) if after > before && after > max => Err(Refusal::States {
+            tenant: tenant.to_string(),
+            after,
+            max,
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +288,34 @@ mod tests {
             assert!(q.validate().is_err(), "{q:?}");
         }
         assert!(Quota::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_state_count_may_not_grow_past_max_states() {
+        let q = Quota {
+            max_states: Some(3),
+            ..Quota::default()
+        };
+        assert_eq!(admit_states("acme", &q, 0, 3), Ok(()));
+        let e = admit_states("acme", &q, 3, 4).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tenant acme would hold 4 desired states; its quota max_states is 3"
+        );
+        assert!(admit_states("acme", &q, 0, 40).is_err());
+        // Above a lowered quota, updates and prunes still go through; growth does not.
+        assert_eq!(admit_states("acme", &q, 5, 5), Ok(()));
+        assert_eq!(admit_states("acme", &q, 5, 4), Ok(()));
+        assert!(admit_states("acme", &q, 5, 6).is_err());
+        assert_eq!(admit_states("acme", &Quota::default(), 0, 1_000), Ok(()));
+        assert!(
+            Quota {
+                max_states: Some(2_000_000),
+                ..Quota::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

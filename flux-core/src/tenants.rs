@@ -38,12 +38,25 @@ pub enum TenantError {
 /// Whether `name` may name a tenant made by users: not one of the system's own (`_…`), and a
 /// valid store tenant.
 pub fn validate_name(name: &str) -> Result<(), TenantError> {
+    bound_name(name)?;
     if name.starts_with('_') {
         return Err(TenantError::Invalid(
             "tenant names may not start with '_'".into(),
         ));
     }
     validate_tenant(name).map_err(|e| TenantError::Invalid(e.to_string()))
+}
+
+/// Refuses a tenant name longer than any tenant's, without echoing it (it may be any size).
+pub fn bound_name(name: &str) -> Result<(), TenantError> {
+    if name.len() > crate::store::MAX_TENANT_LEN {
+        return Err(TenantError::Invalid(format!(
+            "tenant name is {} bytes; at most {}",
+            name.len(),
+            crate::store::MAX_TENANT_LEN
+        )));
+    }
+    Ok(())
 }
 
 /// The lifetime of a new tenant's first admin token: `asked` seconds, or a day; between 1 s

@@ -4,6 +4,7 @@
 use flux_core::jobs::{JobFilter, Jobs, JobsConfig};
 use flux_core::keys;
 use flux_core::model::{AttemptResult, JobStatus, Millis, Outcome, RegisterAgent};
+use flux_core::quota::{self, Quota};
 use flux_core::reconcile::{Reconciler, TargetState};
 use flux_core::state::{ApplyRequest, StateError};
 use flux_core::state::{StateSpec, Targets};
@@ -436,4 +437,139 @@ async fn a_label_selector_follows_agents_and_drops_records_of_former_targets() {
         2,
         "one check per target was submitted, no more"
     );
+}
+
+/// Reconciler jobs go through the same admission as submissions: with `max_queued 3`, forty
+/// states of one tenant never make more than three queued jobs. The targets refused wait with
+/// the reason on their record, and every one is checked in the end.
+#[tokio::test]
+async fn reconciler_jobs_never_queue_past_the_tenants_max_queued() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e, TENANT, "a1", T0).await;
+    let q = Quota {
+        max_queued: Some(3),
+        ..Quota::default()
+    };
+    quota::put(e.store.as_ref(), TENANT, &q, Expect::Any)
+        .await
+        .unwrap();
+    for i in 0..40 {
+        e.rec
+            .put(
+                TENANT,
+                "alice",
+                spec(&format!("s{i:02}"), "a1"),
+                Expect::Absent,
+                T0,
+            )
+            .await
+            .unwrap();
+    }
+    let tally = e.rec.pass(TENANT, epoch, T0).await.unwrap();
+    assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 3);
+    assert_eq!((tally.checks, tally.deferred), (3, 37));
+    let waiting = e.rec.get(TENANT, "s39").await.unwrap().status[0].clone();
+    let d = waiting
+        .deferred
+        .expect("a refused target says why it waits");
+    assert!(d.reason.contains("quota of 3"), "{}", d.reason);
+    assert_eq!(waiting.events.last().unwrap().kind, "deferred");
+    // A second pass with the queue still full adds nothing and rewrites nothing.
+    let before = e.store.list(TENANT, keys::STATUSES).await.unwrap();
+    e.rec.pass(TENANT, epoch, T0 + 1).await.unwrap();
+    assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 3);
+    let after = e.store.list(TENANT, keys::STATUSES).await.unwrap();
+    let versions = |l: &[flux_core::store::Entry]| l.iter().map(|x| x.version).collect::<Vec<_>>();
+    assert_eq!(versions(&before), versions(&after));
+
+    let mut compliant = 0;
+    for round in 2..200 {
+        let now = T0 + round;
+        e.rec.pass(TENANT, epoch, now).await.unwrap();
+        let queued = e.jobs.queue_depth(TENANT).await.unwrap();
+        assert!(queued <= 3, "pass {round}: {queued} queued jobs");
+        run_jobs(&e, epoch, "a1", now, |_| 0).await;
+        let views = e.rec.list(TENANT).await.unwrap();
+        compliant = views
+            .iter()
+            .filter(|v| v.status[0].status == TargetState::Compliant)
+            .count();
+        if compliant == 40 {
+            assert!(views.iter().all(|v| v.status[0].deferred.is_none()));
+            break;
+        }
+    }
+    assert_eq!(compliant, 40, "every state is checked in the end");
+    let all = e.jobs.list(TENANT, &JobFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 40, "one check per state, none past the quota");
+}
+
+/// `max_states` bounds how many states a tenant holds, on PUT and on apply (which is all or
+/// nothing); updates and prunes that do not grow the count pass even at the limit.
+#[tokio::test]
+async fn a_tenant_holds_no_more_states_than_its_max_states() {
+    let e = env().await;
+    let q = Quota {
+        max_states: Some(2),
+        ..Quota::default()
+    };
+    quota::put(e.store.as_ref(), TENANT, &q, Expect::Any)
+        .await
+        .unwrap();
+    for n in ["s1", "s2"] {
+        e.rec
+            .put(TENANT, "alice", spec(n, "a1"), Expect::Absent, T0)
+            .await
+            .unwrap();
+    }
+    let err = e
+        .rec
+        .put(TENANT, "alice", spec("s3", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StateError::Quota(_)), "{err:?}");
+    assert!(err.to_string().contains("max_states is 2"), "{err}");
+    // Another tenant is not bound by it.
+    e.rec
+        .put("globex", "bob", spec("s3", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap();
+    // An update at the limit is fine.
+    let mut changed = spec("s1", "a1");
+    changed.check = "check2".into();
+    e.rec
+        .put(TENANT, "alice", changed, Expect::Any, T0)
+        .await
+        .unwrap();
+    let names = |e: &Env| {
+        let rec = e.rec.clone();
+        async move {
+            rec.list(TENANT)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|v| v.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    // An apply that would grow past the limit changes nothing, dry run or not.
+    for dry_run in [true, false] {
+        let req = ApplyRequest {
+            states: Some(vec![spec("s1", "a1"), spec("s2", "a1"), spec("s3", "a1")]),
+            dry_run,
+            ..ApplyRequest::default()
+        };
+        let err = e.rec.apply(TENANT, "alice", req, T0).await.unwrap_err();
+        assert!(matches!(err, StateError::Quota(_)), "{err:?}");
+    }
+    assert_eq!(names(&e).await, vec!["s1", "s2"]);
+    // Replacing one state by another (a prune) keeps the count and passes.
+    let req = ApplyRequest {
+        states: Some(vec![spec("s1", "a1"), spec("s3", "a1")]),
+        prune: true,
+        ..ApplyRequest::default()
+    };
+    e.rec.apply(TENANT, "alice", req, T0).await.unwrap();
+    assert_eq!(names(&e).await, vec!["s1", "s3"]);
 }

@@ -44,9 +44,15 @@ pub struct Args {
     /// Extra names (DNS or IP) for the generated server certificate.
     #[arg(long = "tls-san", env = "FLUX_TLS_SANS", value_delimiter = ',')]
     tls_sans: Vec<String>,
-    /// JWT signing key file (created with mode 0600 if missing).
-    #[arg(long, env = "FLUX_SIGNING_KEY")]
-    signing_key: Option<PathBuf>,
+    /// JWT signing key file. Repeat it (or give a comma-separated list) to rotate keys: the
+    /// first signs new tokens (it is created with mode 0600 if missing), every one listed
+    /// verifies; a token whose key is no longer listed is refused.
+    #[arg(long, env = "FLUX_SIGNING_KEY", value_delimiter = ',')]
+    signing_key: Vec<PathBuf>,
+    /// Key file the audit chain's MAC key is derived from (default: the last --signing-key,
+    /// so a single key keeps its chains). Keep it when retiring the key the chains began with.
+    #[arg(long, env = "FLUX_AUDIT_KEY")]
+    audit_key: Option<PathBuf>,
     /// Identifier of this node (default: host name and a random suffix).
     #[arg(long, env = "FLUX_NODE_ID")]
     node_id: Option<String>,
@@ -148,7 +154,12 @@ pub struct NodeConfig {
     /// The store spec (`redb:PATH` or `redis://...`), the data dir's redb file by default.
     pub store: String,
     pub tls: TlsSource,
+    /// The active signing key (signs new tokens; created if missing).
     pub signing_key: PathBuf,
+    /// Retired keys still accepted for verification, in the order given.
+    pub verify_keys: Vec<PathBuf>,
+    /// The key the audit MAC key is derived from.
+    pub audit_key: PathBuf,
     pub node_id: String,
     pub issuer: String,
     pub audience: String,
@@ -194,9 +205,22 @@ impl Args {
         let store = self
             .store
             .unwrap_or_else(|| format!("redb:{}", self.data_dir.join("flux.redb").display()));
-        let signing_key = self
-            .signing_key
-            .unwrap_or_else(|| self.data_dir.join("signing-key.json"));
+        let mut keys = self.signing_key;
+        if keys.is_empty() {
+            keys.push(self.data_dir.join("signing-key.json"));
+        }
+        if let Some(dup) = keys
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| keys[..i].contains(k).then_some(k))
+        {
+            anyhow::bail!("--signing-key {} is listed twice", dup.display());
+        }
+        let audit_key = self
+            .audit_key
+            .unwrap_or_else(|| keys.last().expect("one key at least").clone());
+        let signing_key = keys.remove(0);
+        let verify_keys = keys;
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => TlsSource::LocalCa {
@@ -209,6 +233,8 @@ impl Args {
             store,
             tls,
             signing_key,
+            verify_keys,
+            audit_key,
             node_id: self.node_id.unwrap_or_else(default_node_id),
             issuer: self.issuer,
             audience: self.audience,
@@ -246,7 +272,8 @@ fn default_node_id() -> String {
     format!("{host}-{:06x}", suffix & 0xff_ffff)
 }
 
-/// Logs to stderr, filtered by `FLUX_LOG` (default `info`).
+/// Logs to stderr, filtered by `FLUX_LOG` (default `info`). In the text format every field is
+/// written with its control characters escaped ([`crate::logfmt`]): one event, one line.
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLUX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -254,7 +281,7 @@ pub fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => b.init(),
+        LogFormat::Text => b.fmt_fields(crate::logfmt::EscapedFields).init(),
         LogFormat::Json => b.json().init(),
     }
 }

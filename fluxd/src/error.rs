@@ -120,6 +120,7 @@ impl From<StateError> for ApiError {
             StateError::PreconditionFailed(m) => ApiError::precondition_failed(m),
             StateError::Store(s) => s.into(),
             StateError::Jobs(j) => j.into(),
+            StateError::Quota(r) => r.into(),
             StateError::Corrupt { .. } => ApiError::corrupt(&e),
         }
     }

@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod history;
 mod inboxes;
+mod logfmt;
 mod metrics;
 mod middleware;
 mod node;

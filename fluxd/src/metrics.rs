@@ -24,6 +24,7 @@ pub struct Metrics {
     pub reconcile_drift: IntCounter,
     pub reconcile_repairs: IntCounter,
     pub reconcile_failures: IntCounter,
+    pub reconcile_deferred: IntCounter,
     pub state_targets: IntGaugeVec,
     pub backups: IntCounterVec,
     pub backup_last_success: IntGauge,
@@ -126,6 +127,10 @@ impl Metrics {
             reconcile_failures: counter(
                 "flux_reconcile_failures_total",
                 "reconcile rounds that ended failed (check could not run, apply failed, verify failed)",
+            ),
+            reconcile_deferred: counter(
+                "flux_reconcile_deferred_total",
+                "reconciler jobs not submitted (yet) because the tenant's quota refused them",
             ),
             state_targets: gauge_vec(
                 "flux_state_targets",

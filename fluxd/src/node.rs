@@ -86,17 +86,25 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The JWT signing key (created if missing), the audit key derived from it, and the bootstrap
-/// admin token in the data dir.
+/// The JWT signing keys (the active one created if missing, then the retired ones kept for
+/// verification), the audit key derived from `--audit-key`, and the bootstrap admin token in
+/// the data dir.
 fn load_keys(cfg: &NodeConfig) -> Result<(Authenticator, [u8; 32])> {
-    let (key, created) = SigningKey::load_or_create(&cfg.signing_key)?;
-    let audit_key = key
-        .derive("fluxforge audit chain v1")
-        .context("deriving the audit key")?;
+    let mut paths = vec![cfg.signing_key.clone()];
+    paths.extend(cfg.verify_keys.iter().cloned());
+    let (keys, created) = flux_core::auth::load_key_ring(&paths)?;
     if created {
         tracing::info!(path = %cfg.signing_key.display(), "created JWT signing key");
     }
-    let auth = Authenticator::new(vec![key], &cfg.issuer, &cfg.audience);
+    let audit_source = match paths.iter().position(|p| *p == cfg.audit_key) {
+        Some(i) => keys[i].clone(),
+        None => SigningKey::load(&cfg.audit_key).context("loading --audit-key")?,
+    };
+    let audit_key = audit_source
+        .derive("fluxforge audit chain v1")
+        .context("deriving the audit key")?;
+    let auth = Authenticator::new(keys, &cfg.issuer, &cfg.audience);
+    tracing::info!(active = auth.active_kid(), verifying = ?auth.kids(), "JWT signing keys loaded");
     let admin_path = cfg.data_dir.join("admin.token");
     if ensure_admin_token(&auth, &admin_path)? {
         tracing::info!(path = %admin_path.display(), "wrote bootstrap admin token (tenant default)");
@@ -104,9 +112,22 @@ fn load_keys(cfg: &NodeConfig) -> Result<(Authenticator, [u8; 32])> {
     Ok((auth, audit_key))
 }
 
-/// Writes the bootstrap admin token (tenant `default`) unless one exists.
+/// Writes the bootstrap admin token (tenant `default`) unless one exists that is still valid:
+/// one signed by a key no longer listed, or expired, is replaced.
 fn ensure_admin_token(auth: &Authenticator, path: &Path) -> Result<bool> {
-    if path.exists() {
+    if let Ok(old) = std::fs::read_to_string(path) {
+        match auth.verify(old.trim()) {
+            Err(
+                e @ (flux_core::auth::AuthError::UnknownKey(_)
+                | flux_core::auth::AuthError::Expired),
+            ) => {
+                tracing::warn!(path = %path.display(), reason = %e, "replacing the bootstrap admin token");
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+            _ => return Ok(false),
+        }
+    } else if path.exists() {
         return Ok(false);
     }
     let (token, _) = auth

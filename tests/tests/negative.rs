@@ -408,3 +408,348 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
         404
     );
 }
+
+/// Every string field of job submit, state, token and tenant requests (and the job listing's
+/// query) is bounded: an over-long or malformed value is answered 422 with a message naming the
+/// field, and nothing changes. The system's own token subjects cannot be minted, and a tenant
+/// cannot grow past its `max_states`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_overlong_request_field_is_refused_422_naming_it() {
+    let d = Fluxd::start().await;
+    let (s, _) = send(d.req(Method::PUT, "/v1/states/s1", &d.admin).json(
+        &json!({"name": "s1", "targets": {"agents": ["a1"]}, "check": "true", "apply": "true"}),
+    ))
+    .await;
+    assert_eq!(s, 201);
+    let long = "x".repeat(200);
+    let long_env = "X".repeat(200);
+    let huge = "x".repeat(70 * 1024);
+    let state = |f: &dyn Fn(&mut Value)| {
+        let mut v =
+            json!({"name": "s9", "targets": {"agents": ["a1"]}, "check": "true", "apply": "true"});
+        f(&mut v);
+        v
+    };
+    let job = |f: &dyn Fn(&mut Value)| {
+        let mut v = json!({"command": "true", "node_id": "a1"});
+        f(&mut v);
+        v
+    };
+    let p = Method::POST;
+    let cases: Vec<(&str, Method, String, Option<Value>)> = vec![
+        (
+            "command",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["command"] = json!(huge))),
+        ),
+        (
+            "argv",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(json!({"argv": [huge]})),
+        ),
+        (
+            "argv",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(json!({"argv": vec!["a"; 5000]})),
+        ),
+        (
+            "node_id",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["node_id"] = json!(long))),
+        ),
+        (
+            "node_id",
+            p.clone(),
+            "/jobs".into(),
+            Some(job(&|v| v["node_id"] = json!(long))),
+        ),
+        (
+            "env",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["env"] = json!({&long_env: "v"}))),
+        ),
+        (
+            "env",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["env"] = json!({"FOO": huge}))),
+        ),
+        (
+            "secret_env",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["secret_env"] = json!({&long_env: "secret"}))),
+        ),
+        (
+            "secret_env",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["secret_env"] = json!({"S": huge}))),
+        ),
+        (
+            "workdir",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["workdir"] = json!(format!("/{huge}")))),
+        ),
+        (
+            "selector",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(json!({"command": "true", "selector": {&long: "web"}})),
+        ),
+        (
+            "selector",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(json!({"command": "true", "selector": {"role": "x".repeat(300)}})),
+        ),
+        (
+            "idempotency_key",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(job(&|v| v["idempotency_key"] = json!(long))),
+        ),
+        (
+            "name",
+            Method::PUT,
+            format!("/v1/states/{long}"),
+            Some(state(&|v| v["name"] = json!(long))),
+        ),
+        (
+            "name",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["name"] = json!(long))),
+        ),
+        (
+            "targets",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["targets"] = json!({"agents": [long]}))),
+        ),
+        (
+            "targets",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["targets"] = json!({"labels": {&long: "web"}}))),
+        ),
+        (
+            "targets",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["targets"] = json!({"labels": {"role": long}}))),
+        ),
+        (
+            "check",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["check"] = json!(huge))),
+        ),
+        (
+            "apply",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["apply"] = json!(huge))),
+        ),
+        (
+            "env",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["env"] = json!({&long_env: "v"}))),
+        ),
+        (
+            "name",
+            p.clone(),
+            "/v1/states".into(),
+            Some(json!({"states": [state(&|v| v["name"] = json!(long))]})),
+        ),
+        (
+            "file",
+            p.clone(),
+            "/v1/states".into(),
+            Some(json!({"toml": "", "file": "f".repeat(300)})),
+        ),
+        (
+            "file",
+            p.clone(),
+            "/v1/states".into(),
+            Some(json!({"toml": "", "file": "a\nb"})),
+        ),
+        (
+            "expect",
+            p.clone(),
+            "/v1/states".into(),
+            Some(json!({"states": [], "expect": {&long: 1}})),
+        ),
+        (
+            "targets",
+            p.clone(),
+            "/states".into(),
+            Some(json!({"node_id": long, "check_cmd": "true", "apply_cmd": "true"})),
+        ),
+        (
+            "subject",
+            p.clone(),
+            "/v1/tokens".into(),
+            Some(json!({"role": "operator", "subject": long})),
+        ),
+        (
+            "subject",
+            p.clone(),
+            "/v1/tokens".into(),
+            Some(json!({"role": "operator", "subject": "bootstrap-admin"})),
+        ),
+        (
+            "subject",
+            p.clone(),
+            "/v1/tokens".into(),
+            Some(json!({"role": "operator", "subject": "reconciler"})),
+        ),
+        (
+            "subject",
+            p.clone(),
+            "/v1/tokens".into(),
+            Some(
+                json!({"role": "operator", "subject": "bootstrap-admin\n2026-12-01T19:30:00Z  INFO fluxd: forged"}),
+            ),
+        ),
+        (
+            "subject",
+            p.clone(),
+            "/v1/tokens".into(),
+            Some(json!({"role": "agent", "node_id": "bootstrap-admin"})),
+        ),
+        (
+            "node_id",
+            p.clone(),
+            "/v1/tokens".into(),
+            Some(json!({"role": "agent", "node_id": long})),
+        ),
+        (
+            "tenant",
+            p.clone(),
+            "/v1/tokens".into(),
+            Some(json!({"role": "viewer", "tenant": long})),
+        ),
+        (
+            "token",
+            p.clone(),
+            "/v1/tokens/revoke".into(),
+            Some(json!({"token": "x".repeat(10_000)})),
+        ),
+        (
+            "jti",
+            p.clone(),
+            "/v1/tokens/revoke".into(),
+            Some(json!({"jti": long})),
+        ),
+        (
+            "tenant",
+            p.clone(),
+            "/v1/tokens/revoke".into(),
+            Some(json!({"jti": "abc", "tenant": long})),
+        ),
+        (
+            "name",
+            p.clone(),
+            "/v1/tenants".into(),
+            Some(json!({"name": long})),
+        ),
+        (
+            "tenant",
+            Method::PUT,
+            format!("/v1/tenants/{long}/quota"),
+            Some(json!({})),
+        ),
+        (
+            "tenant",
+            Method::GET,
+            format!("/v1/tenants/{long}/quota"),
+            None,
+        ),
+        (
+            "max_states",
+            Method::PUT,
+            "/v1/tenants/acme/quota".into(),
+            Some(json!({"max_states": 2_000_000})),
+        ),
+        (
+            "node_id",
+            Method::GET,
+            format!("/v1/jobs?node_id={long}"),
+            None,
+        ),
+        ("group", Method::GET, format!("/v1/jobs?group={long}"), None),
+    ];
+    let before = fingerprint(&d).await;
+    for (field, method, path, body) in cases {
+        let mut rb = d.req(method.clone(), &path, &d.admin);
+        if let Some(b) = &body {
+            rb = rb.json(b);
+        }
+        let (status, v) = send(rb).await;
+        let msg = v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let short: String = path.chars().take(60).collect();
+        assert_eq!(status, 422, "{method} {short} ({field}): {v}");
+        assert!(
+            msg.contains(field),
+            "{method} {short}: {msg:?} does not name {field}"
+        );
+        assert!(
+            msg.len() < 1024 && !msg.contains('\n'),
+            "{method} {short}: the refusal echoes the value ({} bytes)",
+            msg.len()
+        );
+    }
+    assert_eq!(
+        fingerprint(&d).await,
+        before,
+        "a refused request changed something"
+    );
+
+    // max_states: the state that would pass the quota is refused 429 naming it; updates pass.
+    let (s, v) = send(
+        d.req(Method::PUT, "/v1/tenants/default/quota", &d.admin)
+            .json(&json!({"max_states": 1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let spec = |name: &str, check: &str| json!({"name": name, "targets": {"agents": ["a1"]}, "check": check, "apply": "true"});
+    let (s, v) = send(
+        d.req(Method::PUT, "/v1/states/s2", &d.admin)
+            .json(&spec("s2", "true")),
+    )
+    .await;
+    assert_eq!(s, 429, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_states"),
+        "{v}"
+    );
+    let (s, v) = d
+        .post(
+            "/v1/states",
+            &d.admin,
+            &json!({"states": [spec("s1", "true"), spec("s2", "true")]}),
+        )
+        .await;
+    assert_eq!(s, 429, "{v}");
+    let (s, v) = send(
+        d.req(Method::PUT, "/v1/states/s1", &d.admin)
+            .json(&spec("s1", "false")),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(fingerprint(&d).await.1, 1);
+}

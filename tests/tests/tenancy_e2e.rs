@@ -433,3 +433,67 @@ async fn cluster_admins_create_tenants_with_a_first_admin_token() {
     let out = d.fluxctl(&d.admin, &["tenants", "create", "_hidden"]);
     assert!(stderr(&out).contains("422"), "{}", stderr(&out));
 }
+
+/// Signing-key rotation on real nodes: with `--signing-key new --signing-key old`, a token of
+/// the old key still verifies and new tokens carry the new key's `kid`; once the old key is no
+/// longer listed its tokens get 401 while the new key's keep working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_out_signing_key_stops_verifying_only_when_it_is_no_longer_listed() {
+    let keys = tempfile::tempdir().unwrap();
+    let new_key = keys.path().join("new.json");
+    let first = Fluxd::start().await;
+    let old_key = first.data_dir().join("signing-key.json");
+    let old_token = first.token("default", "operator", None).await;
+    let kid_of = |t: &str| {
+        flux_core::auth::peek_claims(t).expect("claims");
+        let hdr = t.split('.').next().unwrap();
+        use base64::Engine;
+        let h: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(hdr)
+                .unwrap(),
+        )
+        .unwrap();
+        h["kid"].as_str().unwrap().to_string()
+    };
+    let old_kid = kid_of(&old_token);
+
+    let arg = |p: &std::path::Path| p.display().to_string();
+    let both = Fluxd::start_with(FluxdOpts {
+        args: vec![
+            "--signing-key".into(),
+            arg(&new_key),
+            "--signing-key".into(),
+            arg(&old_key),
+        ],
+        ..FluxdOpts::default()
+    })
+    .await;
+    let (s, who) = both.get("/v1/whoami", &old_token).await;
+    assert_eq!(s, 200, "a listed old key still verifies: {who}");
+    let new_token = both.token("default", "operator", None).await;
+    let new_kid = flux_core::auth::SigningKey::load(&new_key).unwrap().kid;
+    assert_eq!(kid_of(&new_token), new_kid);
+    assert_ne!(new_kid, old_kid);
+
+    let only_new = Fluxd::start_with(FluxdOpts {
+        args: vec!["--signing-key".into(), arg(&new_key)],
+        ..FluxdOpts::default()
+    })
+    .await;
+    let (s, v) = only_new.get("/v1/whoami", &old_token).await;
+    assert_eq!(s, 401, "a removed key's token: {v}");
+    assert_eq!(only_new.get("/v1/whoami", &new_token).await.0, 200);
+    // A retired key that does not exist is a start-up error, not a made-up key.
+    let out = std::process::Command::new(bin("fluxd"))
+        .args(["--signing-key", &arg(&new_key), "--signing-key"])
+        .arg(keys.path().join("missing.json"))
+        .arg("--data-dir")
+        .arg(keys.path().join("d"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!keys.path().join("missing.json").exists());
+}

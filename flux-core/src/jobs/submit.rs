@@ -15,7 +15,25 @@ use crate::model::{
 };
 use crate::store::{Expect, StoreError, Txn};
 
-/// Validates a submission and turns it into what to run.
+/// Most arguments of an argv command.
+pub const MAX_ARGS: usize = 4096;
+/// Longest working directory.
+pub const MAX_WORKDIR_BYTES: usize = 4096;
+/// Longest environment variable name.
+pub const MAX_ENV_NAME_BYTES: usize = 128;
+const ENV_NAME_RULE: &str =
+    "variable names must be 1 to 128 characters of A-Z, a-z, 0-9 or '_', not starting with a digit";
+
+/// Whether `k` may name an environment variable.
+pub fn valid_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= MAX_ENV_NAME_BYTES
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Validates a submission and turns it into what to run. Every string is bounded, and every
+/// refusal names its field without echoing an unbounded value.
 pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
     let command = match (&req.command, &req.argv) {
         (Some(c), None) => {
@@ -34,6 +52,11 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             if argv.is_empty() || argv[0].is_empty() {
                 return Err(JobError::Invalid("argv must name a program".into()));
             }
+            if argv.len() > MAX_ARGS {
+                return Err(JobError::Invalid(format!(
+                    "argv: at most {MAX_ARGS} arguments"
+                )));
+            }
             if argv.iter().map(String::len).sum::<usize>() > MAX_COMMAND_BYTES {
                 return Err(JobError::Invalid(format!(
                     "argv exceeds {MAX_COMMAND_BYTES} bytes"
@@ -51,43 +74,36 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
     if let Some(n) = &req.node_id
         && !valid_ident(n)
     {
-        return Err(JobError::Invalid(format!(
-            "node_id {n:?} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
-        )));
+        return Err(JobError::Invalid(
+            "node_id must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into(),
+        ));
     }
     if req.env.len() > MAX_ENV_VARS {
         return Err(JobError::Invalid(format!(
-            "at most {MAX_ENV_VARS} environment variables"
+            "env: at most {MAX_ENV_VARS} environment variables"
         )));
     }
     for (k, v) in &req.env {
-        let ok = !k.is_empty()
-            && !k.starts_with(|c: char| c.is_ascii_digit())
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !ok {
-            return Err(JobError::Invalid(format!(
-                "environment variable name {k:?} is not valid"
-            )));
+        if !valid_env_name(k) {
+            return Err(JobError::Invalid(format!("env: {ENV_NAME_RULE}")));
         }
         if v.len() > MAX_COMMAND_BYTES || v.contains('\0') {
             return Err(JobError::Invalid(format!(
-                "environment variable {k} has an invalid value"
+                "env: the value of {k} must be at most {MAX_COMMAND_BYTES} bytes without NUL"
             )));
         }
     }
     if req.secret_env.len() > 64 {
         return Err(JobError::Invalid(
-            "at most 64 secret environment variables".into(),
+            "secret_env: at most 64 secret environment variables".into(),
         ));
     }
     for (k, v) in &req.secret_env {
-        let ok = !k.is_empty()
-            && !k.starts_with(|c: char| c.is_ascii_digit())
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !ok || req.env.contains_key(k) {
-            return Err(JobError::Invalid(format!(
-                "secret environment variable name {k:?} is not valid or also in env"
-            )));
+        if !valid_env_name(k) {
+            return Err(JobError::Invalid(format!("secret_env: {ENV_NAME_RULE}")));
+        }
+        if req.env.contains_key(k) {
+            return Err(JobError::Invalid(format!("secret_env: {k} is also in env")));
         }
         // The value is never echoed back, not even in an error.
         if v.len() < crate::redact::MIN_SECRET_LEN
@@ -95,15 +111,17 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             || v.contains('\0')
         {
             return Err(JobError::Invalid(format!(
-                "secret environment variable {k} must be {} to {MAX_COMMAND_BYTES} bytes without NUL",
+                "secret_env: the value of {k} must be {} to {MAX_COMMAND_BYTES} bytes without NUL",
                 crate::redact::MIN_SECRET_LEN
             )));
         }
     }
     if let Some(w) = &req.workdir
-        && (!w.starts_with('/') || w.len() > 4096 || w.contains('\0'))
+        && (!w.starts_with('/') || w.len() > MAX_WORKDIR_BYTES || w.contains('\0'))
     {
-        return Err(JobError::Invalid("workdir must be an absolute path".into()));
+        return Err(JobError::Invalid(format!(
+            "workdir must be an absolute path of at most {MAX_WORKDIR_BYTES} bytes without NUL"
+        )));
     }
     if let Some(t) = req.timeout_secs
         && !(1..=MAX_TIMEOUT_SECS).contains(&t)
@@ -151,7 +169,7 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
         && !valid_ident(k)
     {
         return Err(JobError::Invalid(
-            "idempotency key must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into(),
+            "idempotency_key must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into(),
         ));
     }
     Ok(command)

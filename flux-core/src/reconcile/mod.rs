@@ -22,17 +22,20 @@
 mod step;
 
 pub use step::{
-    Event, InFlight, JobView, MAX_BACKOFF_MS, MAX_EVENTS, Step, StepKind, Tally, TargetState,
-    TargetStatus, step,
+    Deferred, Event, InFlight, JobView, MAX_BACKOFF_MS, MAX_EVENTS, Step, StepKind, Tally,
+    TargetState, TargetStatus, step,
 };
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{AgentState, Job, Millis, SubmitJob};
+use crate::quota::{self, Quota, QuotaError, RateLimiter};
 use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
 use crate::store::{DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
@@ -50,6 +53,15 @@ pub struct Reconciler {
     states: States,
     store: DynStore,
     jobs: Jobs,
+    /// The submit-rate buckets of reconciler jobs (the leader's own, per tenant).
+    rates: Arc<RateLimiter>,
+}
+
+/// What admission knows during one pass over a tenant: its quota and its queue depth, counted
+/// up as the pass submits.
+struct Admission {
+    quota: Quota,
+    queued: u64,
 }
 
 fn key(tenant: &str, path: String) -> Result<Key> {
@@ -66,6 +78,7 @@ impl Reconciler {
             states: States::new(store.clone(), jobs.clone()),
             store,
             jobs,
+            rates: Arc::new(RateLimiter::default()),
         }
     }
 
@@ -121,6 +134,23 @@ impl Reconciler {
             return Ok(Tally::default());
         }
         let agents = self.jobs.agents(tenant).await?;
+        // Reconciler jobs are admitted like submissions: they count against the tenant's queue
+        // and submit-rate quotas, and wait (recorded on the target) when refused.
+        let quota = quota::get(self.store.as_ref(), tenant)
+            .await
+            .map_err(|e| match e {
+                QuotaError::Store(s) => StateError::from(s),
+                other => StateError::Corrupt {
+                    key: format!("quota of {tenant}"),
+                    reason: other.to_string(),
+                },
+            })?
+            .0;
+        let queued = match quota.max_queued {
+            Some(_) => self.jobs.queue_depth(tenant).await? as u64,
+            None => 0,
+        };
+        let mut admission = Admission { quota, queued };
         let mut by_target: BTreeMap<(String, String), (TargetStatus, Version)> = statuses
             .into_iter()
             .map(|(t, v)| ((t.state.clone(), t.agent.clone()), (t, v)))
@@ -138,7 +168,17 @@ impl Reconciler {
                         |(t, v)| (t, Some(v)),
                     );
                 match self
-                    .advance(tenant, epoch, &stored.spec, *version, cur, sv, online, now)
+                    .advance(
+                        tenant,
+                        epoch,
+                        &stored.spec,
+                        *version,
+                        cur,
+                        sv,
+                        online,
+                        now,
+                        &mut admission,
+                    )
                     .await
                 {
                     Ok(t) => tally.add(t),
@@ -177,6 +217,7 @@ impl Reconciler {
         stored_version: Option<Version>,
         online: bool,
         now: Millis,
+        admission: &mut Admission,
     ) -> Result<Tally> {
         let job = match &cur.in_flight {
             None => None,
@@ -202,6 +243,31 @@ impl Reconciler {
             Step::Save(s, t) => (s, t, None),
             Step::Submit(kind, s, t) => (s, t, Some(kind)),
         };
+        let k = key(tenant, keys::status(&next.state, &next.agent))?;
+        let expect = stored_version.map_or(Expect::Absent, Expect::Version);
+        if let Some(kind) = submit
+            && let Err(refusal) = quota::admit(
+                &self.rates,
+                tenant,
+                &admission.quota,
+                admission.queued,
+                1,
+                Instant::now(),
+            )
+        {
+            // Not past the quota: the target records why it waits, and the step is decided
+            // again on the next passes.
+            if let Some(rec) = cur.deferred_by_quota(kind, refusal.to_string(), now) {
+                self.store
+                    .commit(Txn::new().fenced(epoch).put(k, enc(&rec), expect))
+                    .await?;
+            }
+            return Ok(Tally {
+                deferred: 1,
+                ..Tally::default()
+            });
+        }
+        next.deferred = None;
         let mut txn = Txn::new();
         if let Some(kind) = submit {
             let command = match kind {
@@ -231,11 +297,12 @@ impl Reconciler {
                 Expect::Version(version),
             );
         }
-        let k = key(tenant, keys::status(&next.state, &next.agent))?;
-        let expect = stored_version.map_or(Expect::Absent, Expect::Version);
         self.store
             .commit(txn.fenced(epoch).put(k, enc(&next), expect))
             .await?;
+        if submit.is_some() {
+            admission.queued += 1;
+        }
         Ok(tally)
     }
 

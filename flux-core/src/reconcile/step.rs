@@ -122,6 +122,10 @@ pub struct TargetStatus {
     pub last_job: Option<String>,
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Set while the target's next job waits for the tenant's quota (admission refused it);
+    /// the reconciler tries again on its next passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferred>,
     /// Liveness of the target's agent (`online`, `unreachable`, `dead`, `unregistered`), filled in
     /// when the record is read through the API; not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,8 +152,37 @@ impl TargetStatus {
             output: None,
             last_job: None,
             events: Vec::new(),
+            deferred: None,
             agent_state: None,
         }
+    }
+
+    /// The record to save when admission refused the `kind` job this target needs, for
+    /// `reason`: marked deferred with an event, otherwise unchanged, so that the next pass
+    /// decides the same step again. `None` when the record already says so (nothing to write:
+    /// a target waiting for its quota costs no write per pass).
+    pub fn deferred_by_quota(
+        &self,
+        kind: StepKind,
+        reason: String,
+        now: Millis,
+    ) -> Option<TargetStatus> {
+        if self.deferred.as_ref().is_some_and(|d| d.kind == kind) {
+            return None;
+        }
+        let mut st = self.clone();
+        st.event(
+            now,
+            "deferred",
+            format!("{} waits: {reason}", kind.as_str()),
+            None,
+        );
+        st.deferred = Some(Deferred {
+            kind,
+            since: now,
+            reason,
+        });
+        Some(st)
     }
 
     /// Whether this target is settled for `version`: its last finished round ran on that
@@ -180,6 +213,16 @@ impl TargetStatus {
             self.events.drain(..extra);
         }
     }
+}
+
+/// A job a target needs but the tenant's quota does not admit yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    pub kind: StepKind,
+    /// When it was first refused.
+    pub since: Millis,
+    /// The refusal, naming the limit.
+    pub reason: String,
 }
 
 /// What the reconciler knows about the job a target waits for.
@@ -218,6 +261,8 @@ pub struct Tally {
     pub drifts: u64,
     pub repairs: u64,
     pub failures: u64,
+    /// Jobs not submitted because the tenant's quota refused them.
+    pub deferred: u64,
 }
 
 impl Tally {
@@ -226,6 +271,7 @@ impl Tally {
         self.drifts += o.drifts;
         self.repairs += o.repairs;
         self.failures += o.failures;
+        self.deferred += o.deferred;
     }
 }
 
@@ -566,6 +612,35 @@ mod tests {
             step(&t, &s, 1, true, None, 50),
             Step::Submit(StepKind::Check, ..)
         ));
+    }
+
+    #[test]
+    fn a_job_refused_by_the_quota_is_recorded_once_and_decided_again() {
+        let s = spec();
+        let t0 = TargetStatus::new("motd", "a1", 0);
+        let Step::Submit(kind, _, _) = step(&t0, &s, 1, true, None, 0) else {
+            panic!("a new target is checked");
+        };
+        let t = t0
+            .deferred_by_quota(kind, "tenant acme has 3 queued jobs".into(), 5)
+            .expect("the first refusal is recorded");
+        let d = t.deferred.clone().unwrap();
+        assert_eq!((d.kind, d.since), (StepKind::Check, 5));
+        assert_eq!(t.events.last().unwrap().kind, "deferred");
+        assert!(t.events.last().unwrap().message.contains("3 queued jobs"));
+        // Nothing else moved: the next pass decides the same check again.
+        assert_eq!((t.round, t.in_flight.clone(), t.next_check), (0, None, 0));
+        assert!(matches!(
+            step(&t, &s, 1, true, None, 10),
+            Step::Submit(StepKind::Check, ..)
+        ));
+        // Refused again: no new write, no new event.
+        assert_eq!(t.deferred_by_quota(kind, "again".into(), 10), None);
+        // A different step refused is recorded.
+        assert!(
+            t.deferred_by_quota(StepKind::Apply, "x".into(), 10)
+                .is_some()
+        );
     }
 
     #[test]

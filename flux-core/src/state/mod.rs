@@ -164,9 +164,7 @@ pub fn validate_spec(s: &StateSpec) -> Result<(), FieldError> {
         if !valid_ident(a) {
             return Err(FieldError::new(
                 "targets",
-                format!(
-                    "agent id {a:?} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
-                ),
+                "agent ids must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
             ));
         }
         if !seen.insert(a) {
@@ -180,10 +178,18 @@ pub fn validate_spec(s: &StateSpec) -> Result<(), FieldError> {
         return Err(FieldError::new("targets", "at most 64 labels"));
     }
     for (k, v) in &t.labels {
-        if !valid_ident(k) || v.len() > 128 || v.contains(['\0', '\n']) {
+        if !valid_ident(k) {
             return Err(FieldError::new(
                 "targets",
-                format!("label {k}={v:?} is not valid"),
+                "label names must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+            ));
+        }
+        if v.len() > 128 || v.contains(char::is_control) {
+            return Err(FieldError::new(
+                "targets",
+                format!(
+                    "the value of label {k} must be at most 128 bytes without control characters"
+                ),
             ));
         }
     }
@@ -223,7 +229,11 @@ pub fn validate_spec(s: &StateSpec) -> Result<(), FieldError> {
         ..SubmitJob::default()
     };
     if let Err(e) = validate_submit(&probe) {
-        return Err(FieldError::new("env", e.to_string()));
+        let m = e.to_string();
+        return Err(FieldError::new(
+            "env",
+            m.strip_prefix("env: ").unwrap_or(&m).to_string(),
+        ));
     }
     Ok(())
 }
@@ -235,12 +245,26 @@ pub fn validate_set(states: &[StateSpec]) -> Result<(), String> {
     }
     let mut names = BTreeSet::new();
     for s in states {
-        validate_spec(s).map_err(|e| format!("state {:?}: {}: {}", s.name, e.field, e.message))?;
+        validate_spec(s)
+            .map_err(|e| format!("state {}: {}: {}", shown(&s.name), e.field, e.message))?;
         if !names.insert(&s.name) {
             return Err(format!("state {:?} is declared twice", s.name));
         }
     }
     Ok(())
+}
+
+/// A state name as errors show it: quoted, and cut short when it is too long to be valid (an
+/// error never echoes an unbounded value).
+pub fn shown(name: &str) -> String {
+    if name.len() <= 128 {
+        return format!("{name:?}");
+    }
+    let mut cut = 64;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{:?}… ({} bytes)", &name[..cut], name.len())
 }
 
 /// Renders a duration in seconds the way state files write it.

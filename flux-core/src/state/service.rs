@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Plan, PlanAction, PlanItem, StateSpec, StoredState, parse_state_file, plan, target_ids,
-    validate_set, validate_spec,
+    MAX_STATES, Plan, PlanAction, PlanItem, StateSpec, StoredState, parse_state_file, plan, shown,
+    target_ids, validate_set, validate_spec,
 };
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
@@ -40,6 +40,9 @@ pub enum StateError {
     Store(StoreError),
     #[error(transparent)]
     Jobs(JobError),
+    /// The change would take the tenant past its `max_states` quota; nothing was written.
+    #[error(transparent)]
+    Quota(crate::quota::Refusal),
 }
 
 impl From<StoreError> for StateError {
@@ -132,13 +135,39 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn invalid_spec(s: &StateSpec) -> Result<()> {
-    validate_spec(s)
-        .map_err(|e| StateError::Invalid(format!("state {:?}: {}: {}", s.name, e.field, e.message)))
+    validate_spec(s).map_err(|e| {
+        StateError::Invalid(format!(
+            "state {}: {}: {}",
+            shown(&s.name),
+            e.field,
+            e.message
+        ))
+    })
 }
 
 impl States {
     pub fn new(store: DynStore, jobs: Jobs) -> States {
         States { store, jobs }
+    }
+
+    /// Admission of a change taking the tenant from `before` to `after` states
+    /// ([`crate::quota::admit_states`]). The count is read before the write, so concurrent
+    /// creations can overshoot the quota by a few, as with `max_queued`.
+    async fn admit_count(&self, tenant: &str, before: usize, after: usize) -> Result<()> {
+        if after <= before {
+            return Ok(());
+        }
+        let (q, _) = crate::quota::get(self.store.as_ref(), tenant)
+            .await
+            .map_err(|e| match e {
+                crate::quota::QuotaError::Store(s) => StateError::from(s),
+                other => StateError::Corrupt {
+                    key: format!("quota of {tenant}"),
+                    reason: other.to_string(),
+                },
+            })?;
+        crate::quota::admit_states(tenant, &q, before as u64, after as u64)
+            .map_err(StateError::Quota)
     }
 
     /// Every state of a tenant, by name, with its version.
@@ -239,7 +268,7 @@ impl States {
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(StoredState, Version)> {
         if !crate::model::valid_ident(name) {
-            return Err(StateError::NotFound(format!("state {name}")));
+            return Err(StateError::NotFound(format!("state {}", shown(name))));
         }
         let k = key(tenant, keys::state(name))?;
         match self.store.get(&k).await? {
@@ -287,6 +316,10 @@ impl States {
             updated_by: by.to_string(),
         };
         let name = stored.spec.name.clone();
+        if current.is_none() {
+            let n = self.store.list(tenant, keys::STATES).await?.len();
+            self.admit_count(tenant, n, n + 1).await?;
+        }
         match self.store.put(k, enc(&stored), cas).await {
             Ok(v) => Ok((v, current.is_none())),
             Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
@@ -343,6 +376,7 @@ impl States {
             dry_run,
             expect,
         } = req;
+        check_apply_fields(toml.as_deref(), file.as_deref(), &expect)?;
         let specs = declared_specs(toml.as_deref(), file.as_deref(), states)?;
         let current = self.stored_states(tenant).await?;
         let mut items =
@@ -351,6 +385,10 @@ impl States {
             .apply_txn(tenant, by, now, &current, &specs, &items)
             .await?;
         let plan_changes = items.iter().any(|i| i.action != PlanAction::Unchanged);
+        let count = |a: PlanAction| items.iter().filter(|i| i.action == a).count();
+        let after = current.len() + count(PlanAction::Create) - count(PlanAction::Delete);
+        // A dry run says so too: the apply it previews would be refused.
+        self.admit_count(tenant, current.len(), after).await?;
         if dry_run || !plan_changes {
             return Ok(Plan { dry_run, items });
         }
@@ -417,6 +455,40 @@ impl States {
         }
         Ok(txn)
     }
+}
+
+/// Longest state file text an apply takes.
+pub const MAX_TOML_BYTES: usize = 4 * 1024 * 1024;
+/// Longest file name an apply may give for its errors.
+pub const MAX_FILE_NAME_BYTES: usize = 256;
+
+/// The bounds of an apply's own fields (its states are checked by [`validate_set`]).
+fn check_apply_fields(
+    toml: Option<&str>,
+    file: Option<&str>,
+    expect: &BTreeMap<String, Version>,
+) -> Result<()> {
+    let bad = |m: String| Err(StateError::Invalid(m));
+    if toml.is_some_and(|t| t.len() > MAX_TOML_BYTES) {
+        return bad(format!("toml: at most {MAX_TOML_BYTES} bytes"));
+    }
+    if file.is_some_and(|f| {
+        f.is_empty() || f.len() > MAX_FILE_NAME_BYTES || f.contains(char::is_control)
+    }) {
+        return bad(format!(
+            "file: must be 1 to {MAX_FILE_NAME_BYTES} bytes without control characters"
+        ));
+    }
+    if expect.len() > MAX_STATES {
+        return bad(format!("expect: at most {MAX_STATES} states"));
+    }
+    if expect.keys().any(|k| !crate::model::valid_ident(k)) {
+        return bad(
+            "expect: state names must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The states an apply declares: parsed from the text of a state file (errors name `file`,

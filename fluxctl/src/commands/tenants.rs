@@ -29,6 +29,9 @@ pub enum TenantsCmd {
         max_running: Option<u64>,
         #[arg(long)]
         submit_rate: Option<f64>,
+        /// Desired states the tenant may hold.
+        #[arg(long)]
+        max_states: Option<u64>,
         /// Lifetime of the admin token.
         #[arg(long, value_parser = parse_duration, default_value = "24h")]
         token_ttl: Duration,
@@ -58,6 +61,9 @@ pub enum QuotaCmd {
         /// Submissions allowed in a burst.
         #[arg(long, requires = "submit_rate")]
         submit_burst: Option<u64>,
+        /// Desired states the tenant may hold.
+        #[arg(long)]
+        max_states: Option<u64>,
         /// Only if the quota is still at this version (0: never set).
         #[arg(long)]
         if_version: Option<u64>,
@@ -83,6 +89,7 @@ impl Render for [TenantUsage] {
             "MAX QUEUED",
             "MAX RUNNING",
             "SUBMIT/S",
+            "MAX STATES",
         ]);
         for u in self {
             t.add_row(vec![
@@ -94,6 +101,7 @@ impl Render for [TenantUsage] {
                 limit(&u.quota.max_queued),
                 limit(&u.quota.max_running),
                 limit(&u.quota.submit_per_sec),
+                limit(&u.quota.max_states),
             ]);
         }
         format!("{t}\n")
@@ -112,15 +120,20 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
             max_queued,
             max_running,
             submit_rate,
+            max_states,
             token_ttl,
         } => {
-            let quota = (max_queued.is_some() || max_running.is_some() || submit_rate.is_some())
-                .then_some(Quota {
-                    max_queued,
-                    max_running,
-                    submit_per_sec: submit_rate,
-                    submit_burst: None,
-                });
+            let quota = (max_queued.is_some()
+                || max_running.is_some()
+                || submit_rate.is_some()
+                || max_states.is_some())
+            .then_some(Quota {
+                max_queued,
+                max_running,
+                submit_per_sec: submit_rate,
+                submit_burst: None,
+                max_states,
+            });
             let reply: TenantCreated = api
                 .post(
                     "/v1/tenants",
@@ -143,6 +156,7 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
             max_running,
             submit_rate,
             submit_burst,
+            max_states,
             if_version,
         }) => {
             let body = Quota {
@@ -150,6 +164,7 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
                 max_running,
                 submit_per_sec: submit_rate,
                 submit_burst,
+                max_states,
             };
             let headers: Vec<(&str, String)> = if_version
                 .map(|v| ("if-match", v.to_string()))

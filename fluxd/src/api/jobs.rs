@@ -125,11 +125,17 @@ pub(super) async fn list_jobs(
     caller.require(Permission::ReadJobs)?;
     let status = match q.status.as_deref() {
         None => None,
-        Some(s) => Some(
-            JobStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request(format!("unknown status {s:?}")))?,
-        ),
+        Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!("unknown status {}", flux_core::state::shown(s)))
+        })?),
     };
+    for (field, v) in [("node_id", &q.node_id), ("group", &q.group)] {
+        if v.as_deref().is_some_and(|v| !valid_ident(v)) {
+            return Err(ApiError::invalid(format!(
+                "{field} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+            )));
+        }
+    }
     let filter = JobFilter {
         status,
         node_id: q.node_id,

@@ -66,8 +66,9 @@ pub(super) async fn put_one(
     caller.require(Permission::ManageStates)?;
     if spec.name != name {
         return Err(ApiError::invalid(format!(
-            "the body names state {:?} but the path names {name:?}",
-            spec.name
+            "name: the body names state {} but the path names {}",
+            flux_core::state::shown(&spec.name),
+            flux_core::state::shown(&name)
         )));
     }
     let expect = precondition(&headers)?;

@@ -151,6 +151,7 @@ pub(super) async fn get_quota(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<QuotaView>> {
+    tenants::bound_name(&tenant)?;
     may_read(&caller, &tenant)?;
     let (quota, version) = quota::get(st.store.as_ref(), &tenant).await?;
     Ok(Json(QuotaView {
@@ -169,6 +170,7 @@ pub(super) async fn put_quota(
     headers: HeaderMap,
     ApiJson(q): ApiJson<Quota>,
 ) -> ApiResult<Json<QuotaView>> {
+    tenants::bound_name(&tenant)?;
     may_read(&caller, &tenant)?;
     if caller.tenant() != CLUSTER_TENANT {
         return Err(ApiError::forbidden(format!(

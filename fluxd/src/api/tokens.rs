@@ -31,6 +31,9 @@ pub(super) struct TokenReply {
     claims: Claims,
 }
 
+/// Longest token accepted for revocation (ours are well under 1 KiB).
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Longest token lifetime accepted (one year).
 const MAX_TTL_SECS: u64 = 366 * 24 * 3600;
 
@@ -57,7 +60,9 @@ pub(super) async fn create_token(
     if let Some(n) = &req.node_id
         && !valid_ident(n)
     {
-        return Err(ApiError::invalid(format!("node id {n:?} is not valid")));
+        return Err(ApiError::invalid(
+            "node_id must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        ));
     }
     if req.role == Role::Agent && req.node_id.is_none() {
         return Err(ApiError::invalid("an agent token needs a node id"));
@@ -66,6 +71,9 @@ pub(super) async fn create_token(
         .subject
         .or_else(|| req.node_id.clone())
         .unwrap_or_else(|| format!("{}-{}", req.role, &uuid_short()));
+    // The subject becomes the audit actor and `submitted_by`, and is logged: identifier
+    // characters only, and never one of the system's own.
+    auth::validate_subject(&subject).map_err(ApiError::invalid)?;
     let (token, claims) = st.auth.issue(
         &subject,
         &tenant,
@@ -73,7 +81,7 @@ pub(super) async fn create_token(
         Duration::from_secs(ttl),
         req.node_id.as_deref(),
     )?;
-    tracing::info!(by = %caller.0.sub, tenant = %claims.tenant, role = %claims.role, jti = %claims.jti, "token issued");
+    tracing::info!(by = %caller.0.sub, sub = %claims.sub, tenant = %claims.tenant, role = %claims.role, jti = %claims.jti, "token issued");
     Ok((StatusCode::CREATED, Json(TokenReply { token, claims })))
 }
 
@@ -100,6 +108,12 @@ pub(super) async fn revoke_token(
     caller.require(Permission::ManageTokens)?;
     let (jti, tenant, exp) = match (req.token, req.jti) {
         (Some(t), None) => {
+            if t.len() > MAX_TOKEN_BYTES {
+                return Err(ApiError::invalid(format!(
+                    "token is {} bytes; at most {MAX_TOKEN_BYTES}",
+                    t.len()
+                )));
+            }
             let c = st
                 .auth
                 .verify(&t)
@@ -112,6 +126,7 @@ pub(super) async fn revoke_token(
             }
             let exp = req.exp.unwrap_or(now_ms() / 1000 + MAX_TTL_SECS);
             let tenant = req.tenant.unwrap_or_else(|| caller.tenant().to_string());
+            flux_core::tenants::validate_name(&tenant)?;
             (j, tenant, exp)
         }
         _ => return Err(ApiError::invalid("give either token or jti")),

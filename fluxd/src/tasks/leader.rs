@@ -32,6 +32,7 @@ impl leader::Host for AppState {
                 m.reconcile_drift.inc_by(t.drifts);
                 m.reconcile_repairs.inc_by(t.repairs);
                 m.reconcile_failures.inc_by(t.failures);
+                m.reconcile_deferred.inc_by(t.deferred);
             }
         }
     }
