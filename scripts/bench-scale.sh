@@ -25,7 +25,7 @@ LATENCY_AGENTS="${LATENCY_AGENTS:-100 1000 10000}"
 WINDOW="${WINDOW:-}"                # idle CPU window (s); default one heartbeat interval, >= 60
 PORT="${FLUX_BENCH_PORT:-18460}"
 RPORT="${FLUX_BENCH_REDIS_PORT:-16389}"
-LIMITS=(--max-long-polls 60000 --max-requests 4096)
+LIMITS=(--max-long-polls 60000 --max-requests 4096 --max-agent-requests 4096 --tenant-share 100)
 
 flux_build
 TICK=$(getconf CLK_TCK)

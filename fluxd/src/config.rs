@@ -101,6 +101,18 @@ pub struct Args {
     /// Agent registrations processed at once (spreads out a reconnecting fleet).
     #[arg(long, env = "FLUX_MAX_REGISTRATIONS", default_value_t = 32)]
     max_registrations: usize,
+    /// Agent protocol calls (heartbeats, attempt start, output and result) served at once.
+    #[arg(long, env = "FLUX_MAX_AGENT_REQUESTS", default_value_t = 512)]
+    max_agent_requests: usize,
+    /// Largest share of each of those pools one tenant may hold, in percent.
+    #[arg(long, env = "FLUX_TENANT_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+    tenant_share: u32,
+    /// Largest share of each of those pools one token may hold, in percent.
+    #[arg(long, env = "FLUX_TOKEN_SHARE", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=100))]
+    token_share: u32,
+    /// Time a request body has to arrive once admitted; slower ones get 408.
+    #[arg(long, env = "FLUX_BODY_READ_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    body_read_timeout: Duration,
     /// Largest backup accepted by `POST /v1/backup/restore`.
     #[arg(long, env = "FLUX_MAX_RESTORE_BYTES", default_value_t = 1024 * 1024 * 1024)]
     max_restore_bytes: usize,
@@ -186,6 +198,9 @@ impl Args {
         lease
             .validate()
             .map_err(|e| anyhow::anyhow!("lease settings: {e}"))?;
+        if self.body_read_timeout.is_zero() {
+            anyhow::bail!("--body-read-timeout must be above zero");
+        }
         if self.audit_verify_every.is_zero() {
             anyhow::bail!("--audit-verify-every must be above zero");
         }
@@ -252,6 +267,12 @@ impl Args {
                 max_requests: self.max_requests,
                 max_long_polls: self.max_long_polls,
                 max_registrations: self.max_registrations,
+                max_agent_requests: self.max_agent_requests,
+                shares: crate::middleware::limits::Shares {
+                    tenant_percent: self.tenant_share,
+                    token_percent: self.token_share,
+                },
+                body_read_timeout: self.body_read_timeout,
             },
             lease,
             sweep_interval: self.sweep_interval,

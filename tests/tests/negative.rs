@@ -753,3 +753,58 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(fingerprint(&d).await.1, 1);
 }
+
+/// Refusals come before the body: every route that takes one, called without a token or by an
+/// identity it refuses, with a body announced but never sent, is answered 401 or 403 at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_body_route_refuses_before_reading_the_body() {
+    use futures::StreamExt;
+    let d = Fluxd::start().await;
+    let viewer = d.token("default", "viewer", None).await;
+    let operator = d.token("default", "operator", None).await;
+    let agent = d.token("default", "agent", Some("a1")).await;
+    let tenant_admin = d.token("acme", "admin", None).await;
+    let mut calls = Vec::new();
+    for r in routes("j-x", "s1") {
+        if r.body.is_none() {
+            continue;
+        }
+        let weaker: Vec<&str> = match r.needs {
+            Need::Viewer => vec![&agent],
+            // Viewers may dry-run an apply, so theirs is a body to read.
+            Need::Operator if r.path == "/v1/states" => vec![&agent],
+            Need::Operator => vec![&viewer, &agent],
+            Need::Admin => vec![&operator, &agent],
+            Need::ClusterAdmin => vec![&operator, &tenant_admin],
+            Need::Agent => vec![&viewer, &d.admin],
+        };
+        for tok in weaker.into_iter().map(Some).chain([None]) {
+            let stalled = reqwest::Body::wrap_stream(
+                futures::stream::once(async { Ok::<_, std::io::Error>("{") })
+                    .chain(futures::stream::pending()),
+            );
+            let mut rb = d
+                .http
+                .request(r.method.clone(), format!("{}{}", d.url, r.path))
+                .header("content-type", "application/json")
+                .header("content-length", "100")
+                .body(stalled);
+            if let Some(t) = tok {
+                rb = rb.bearer_auth(t);
+            }
+            let id = format!("{} {} (token: {})", r.method, r.path, tok.is_some());
+            calls.push(async move {
+                match tokio::time::timeout(Duration::from_secs(5), rb.send()).await {
+                    Ok(Ok(resp)) => (id, resp.status().as_u16()),
+                    Ok(Err(e)) => panic!("{id}: {e}"),
+                    Err(_) => panic!("{id}: no answer within 5 s: the body was waited for"),
+                }
+            });
+        }
+    }
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.len() > 20, "only {} calls", answers.len());
+    for (id, status) in answers {
+        assert!(status == 401 || status == 403, "{id}: {status}");
+    }
+}

@@ -10,15 +10,18 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use flux_core::auth::{self, AuthError, Claims, Permission};
+use flux_core::auth::{Claims, Permission};
 use flux_core::store::Expect;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
+use crate::middleware::access::{Authenticated, authenticate};
+use crate::middleware::limits::BodyDeadline;
 use crate::state::AppState;
 
 /// JSON body extractor whose rejections use the API error shape: 400 for syntax, 422 for
-/// unknown fields and wrong types, 413 for oversized bodies, 415 without a JSON content type.
+/// unknown fields and wrong types, 413 for oversized bodies, 415 without a JSON content type,
+/// 408 for a body that did not arrive within the body read timeout.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -46,7 +49,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "expected a body with content type application/json",
             ));
         }
+        let deadline = req.extensions().get::<BodyDeadline>().cloned();
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if let Some(d) = deadline.filter(BodyDeadline::passed) {
+                return d.error();
+            }
             let status = rej.status();
             let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 "payload_too_large"
@@ -97,7 +104,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The authenticated caller: verified, unrevoked token claims.
+/// The authenticated caller: verified, unrevoked token claims (verified once per request, by
+/// `middleware::access`).
 pub struct Caller(pub Claims);
 
 impl Caller {
@@ -133,18 +141,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?
-            .to_str()
-            .map_err(|_| AuthError::Malformed("authorization header is not text".into()))?;
-        let token = auth::bearer(value)?;
-        let claims = state.auth.verify(token)?;
-        if state.is_revoked(&claims.tenant, &claims.jti).await? {
-            return Err(AuthError::Revoked.into());
+        // Verified once per request by `middleware::access`, before the body.
+        if let Some(Authenticated(claims)) = parts.extensions.get::<Authenticated>() {
+            return Ok(Caller(claims.clone()));
         }
-        Ok(Caller(claims))
+        Ok(Caller(authenticate(state, &parts.headers).await?))
     }
 }
 

@@ -2,9 +2,10 @@
 //! per resource holds the handlers, [`crate::error`] the one JSON error shape and [`extract`]
 //! what handlers take from a request (body, query, caller, precondition headers).
 //!
-//! Layers, outermost first: the body limit, load shedding (`middleware::limits`), RED metrics
-//! (`middleware::metrics`), the audit record of matched routes (`middleware::audit`), then a
-//! time limit per group of routes.
+//! Layers, outermost first: the body limit, RED metrics (`middleware::metrics`), the token and
+//! role check of the route (`middleware::access`, before any body byte is read), load shedding
+//! by pool, tenant and token with the body read timeout (`middleware::limits`), the audit record
+//! of matched routes (`middleware::audit`), then a time limit per group of routes.
 
 pub mod agent_protocol;
 pub mod agents;
@@ -27,7 +28,7 @@ use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
-use crate::middleware::limits::Limits;
+use crate::middleware::limits::{Limits, PoolSizes};
 use crate::state::AppState;
 
 /// Longest a long-poll (tasks, wait, logs idle) is held open.
@@ -46,6 +47,12 @@ pub struct ApiLimits {
     pub max_long_polls: usize,
     /// Agent registrations processed at once.
     pub max_registrations: usize,
+    /// Agent protocol calls (heartbeats, attempt start, output, result) served at once.
+    pub max_agent_requests: usize,
+    /// The largest share of every pool one tenant, and one token, may hold.
+    pub shares: crate::middleware::limits::Shares,
+    /// Time allowed for a request body to arrive (the restore of a backup excepted).
+    pub body_read_timeout: Duration,
 }
 
 /// The whole API of a node: every route, its layers and the JSON 404 fallback. Served by
@@ -118,11 +125,14 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             "/v1/tenants/{tenant}/quota",
             get(tenants::get_quota).put(tenants::put_quota),
         );
-    let shed = Arc::new(Limits::new(
-        limits.max_requests,
-        limits.max_long_polls,
-        limits.max_registrations,
-    ));
+    let sizes = PoolSizes {
+        requests: limits.max_requests,
+        streams: limits.max_long_polls,
+        agent_polls: limits.max_long_polls,
+        agent_calls: limits.max_agent_requests,
+        registrations: limits.max_registrations,
+    };
+    let shed = Arc::new(Limits::new(sizes, limits.shares, limits.body_read_timeout));
     Router::new()
         .merge(timed)
         .merge(backup)
@@ -132,12 +142,16 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             crate::middleware::audit::record,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            crate::middleware::metrics::track,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
             shed,
             crate::middleware::limits::shed,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::access::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::middleware::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
@@ -175,6 +189,12 @@ mod tests {
             max_requests: 8,
             max_long_polls: 8,
             max_registrations: 8,
+            max_agent_requests: 8,
+            shares: crate::middleware::limits::Shares {
+                tenant_percent: 50,
+                token_percent: 25,
+            },
+            body_read_timeout: Duration::from_secs(10),
         };
         app(state, &limits)
     }

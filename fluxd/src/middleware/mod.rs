@@ -1,6 +1,9 @@
-//! The layers every request passes: load shedding ([`limits`]), RED metrics ([`metrics`]) and
-//! the audit record of mutating calls ([`audit`]). `api::app` stacks them.
+//! The layers every request passes: RED metrics ([`metrics`]), the token and role check of
+//! each route ([`access`], by the table in [`routes`]), load shedding ([`limits`]) and the
+//! audit record of mutating calls ([`audit`]). `api::app` stacks them.
 
+pub mod access;
 pub mod audit;
 pub mod limits;
 pub mod metrics;
+pub mod routes;
