@@ -33,6 +33,13 @@ pub async fn run(
     let (auth, audit_key) = load_keys(&cfg)?;
     let tls_config = RustlsConfig::from_config(tls::server_config(&tls_files(&cfg)?)?);
     let state = build_state(&cfg, store, auth, audit_key)?;
+    // Audit checkpoints live beside the keys, outside the store, so rewriting the store
+    // cannot undo them.
+    let checkpoints = cfg.data_dir.join("audit-checkpoints.json");
+    state
+        .audit
+        .load_checkpoints(&checkpoints)
+        .with_context(|| format!("reading {}", checkpoints.display()))?;
     let app = api::app(state.clone(), &cfg.api);
 
     let cancel = CancellationToken::new();
@@ -91,7 +98,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 fn load_keys(cfg: &NodeConfig) -> Result<(Authenticator, [u8; 32])> {
     let (key, created) = SigningKey::load_or_create(&cfg.signing_key)?;
     let audit_key = key
-        .derive("fluxforge audit chain v1")
+        .derive(flux_core::audit::KEY_PURPOSE)
         .context("deriving the audit key")?;
     if created {
         tracing::info!(path = %cfg.signing_key.display(), "created JWT signing key");
