@@ -1152,12 +1152,16 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__backup__subcmd__restore)
-            opts="-o -h -V --force --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --force --backup-key --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --backup-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1198,12 +1202,20 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__backup__subcmd__verify)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --signing-key --backup-key --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --signing-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -457,9 +457,9 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "verify" -d 'Check a backup file offline: format, every line, object count and checksum'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "restore" -d 'Restore a backup (verified first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "restore" -d 'Restore a backup (authenticated first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -472,6 +472,8 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l signing-key -d 'Check offline with this signing key file (`signing-key.json` of the cluster that took the backup)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l backup-key -d 'Have the server check a backup of another cluster with that cluster\'s signing key file (only the backup key derived from it is sent)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l token-file -d 'File holding the bearer token' -r -F
@@ -483,6 +485,7 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l backup-key -d 'The backup was taken by another cluster: its signing key file, whose derived backup key (never the signing key itself) is sent so that the server accepts the file' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l token-file -d 'File holding the bearer token' -r -F
@@ -495,9 +498,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a backup file offline: format, every line, object count and checksum'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Restore a backup (verified first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Restore a backup (authenticated first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -742,9 +745,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "quota" -d 'Show or set a tenant\'s quota'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup file offline: format, every line, object count and checksum'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "restore" -d 'Restore a backup (verified first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "restore" -d 'Restore a backup (authenticated first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set-context" -d 'Create or update a context'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "use-context" -d 'Make a context the default'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get-contexts" -d 'List contexts'

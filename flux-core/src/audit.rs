@@ -1,29 +1,57 @@
-//! The audit log: every mutating API call, appended to a per-tenant hash chain.
+//! The audit log: every API call that changes something, appended to a per-tenant hash chain.
 //!
 //! Record `n` of a tenant is stored at `audit/<n>` and carries the MAC of record `n-1`; its own
 //! MAC (HMAC-SHA-256 with a key derived from the token signing key, which the store never
-//! holds) covers every other field. The tenant's `audit_head` names the last record and its MAC.
-//! [`Audit::verify`] walks the chain: an edited record no longer matches its MAC (and without
-//! the key nobody can compute a new one), a deleted one leaves a gap or a broken link, and a
-//! truncated tail disagrees with the head. Cutting the newest records *and* the head back
-//! together is caught against a [`Checkpoint`] from an earlier verification.
+//! holds) covers every other field. The tenant's `audit_head` names the last record and its MAC,
+//! and is MAC'd itself. [`Audit::verify`] walks the chain: an edited record no longer matches its
+//! MAC (and without the key nobody can compute a new one), a deleted one leaves a gap or a
+//! broken link, a truncated tail disagrees with the head, and a forged head fails its MAC.
+//!
+//! Cutting the newest records *and* the head back together (for example by putting back an
+//! older copy of the whole store) leaves a chain that is consistent in itself. That is caught
+//! against a [`Checkpoint`] from an earlier verification. Each node keeps the checkpoints it has
+//! seen in a file of its own, outside the store and MAC'd ([`Audit::load_checkpoints`]), so
+//! they survive a restart and rewriting the store cannot undo them.
+//!
+//! A restore through the API legitimately shortens chains. It writes a MAC'd restore mark
+//! whose generation goes up by one with every restore ([`Audit::next_restore_mark`]). Each
+//! checkpoint remembers the generation it was taken under. When the mark is newer, the
+//! checkpoint is superseded and the verification says so in its `note`. When the mark is older
+//! than a checkpoint, the store was rolled back behind the node's back, and the verification
+//! fails.
 //!
 //! Appends are batched: records offered at the same time are written in one transaction per
 //! tenant (one fsync), and each caller is answered only once its record is durable.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Millis;
-use crate::store::{DynStore, Expect, Key, StoreError, Txn};
+use crate::store::{DynStore, Entry, Expect, Key, SYSTEM_TENANT, StoreError, Txn};
 
 /// Hash of the record before the first.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const HEAD: &str = crate::keys::AUDIT_HEAD;
 const PREFIX: &str = crate::keys::AUDIT;
+/// Where the restore mark lives (tenant `_system`).
+pub const RESTORE_MARK: &str = "audit_restore";
+/// What the audit key is derived for from the token signing key.
+pub const KEY_PURPOSE: &str = "fluxforge audit chain v1";
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+/// HMAC-SHA-256 under `key` over the JSON encoding of `what`, in hex.
+fn mac_of(key: &[u8; 32], what: &impl Serialize) -> String {
+    let body = serde_json::to_vec(what).expect("audit values serialise");
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(&body);
+    hex::encode(mac.finalize().into_bytes())
+}
 
 fn record_path(seq: u64) -> String {
     crate::keys::audit_record(seq)
@@ -45,6 +73,16 @@ pub struct Event {
     /// Version of the object written, when the API reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// The caller's token: its id (`jti`, what `token revoke` names), role and issuer. A
+    /// subject alone can be chosen freely by whoever issues tokens; these say which token
+    /// made the call. Absent in records written before they were kept: a field that is `None`
+    /// is left out of the encoding the MAC covers, so those records still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// One link of the chain.
@@ -61,25 +99,89 @@ impl Record {
     /// The MAC this record must carry: HMAC-SHA-256 under `key` over its sequence number,
     /// event and link.
     pub fn compute_hash(&self, key: &[u8; 32]) -> String {
-        let body = serde_json::to_vec(&(self.seq, &self.event, &self.prev_hash))
-            .expect("records serialise");
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
-        mac.update(&body);
-        hex::encode(mac.finalize().into_bytes())
+        mac_of(key, &(self.seq, &self.event, &self.prev_hash))
     }
 }
 
-/// A point of a chain known good: the record `seq` had MAC `hash`.
+/// A point of a chain known good: the record `seq` had MAC `hash`, while the store's restore
+/// mark was at `generation`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
     pub hash: String,
+    #[serde(default)]
+    pub generation: u64,
+}
+
+impl Checkpoint {
+    /// Whether `self` is at least as far along as `other` (same or later restore generation,
+    /// and no earlier record within one).
+    fn covers(&self, other: &Checkpoint) -> bool {
+        (self.generation, self.seq) >= (other.generation, other.seq)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Head {
     seq: u64,
     hash: String,
+    /// MAC over the tenant, `seq` and `hash` (absent in heads written by earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+impl Head {
+    fn signed(key: &[u8; 32], tenant: &str, seq: u64, hash: String) -> Head {
+        let mac = mac_of(key, &("audit head", tenant, seq, &hash));
+        Head {
+            seq,
+            hash,
+            mac: Some(mac),
+        }
+    }
+
+    fn mac_ok(&self, key: &[u8; 32], tenant: &str) -> Option<bool> {
+        let m = self.mac.as_ref()?;
+        Some(*m == mac_of(key, &("audit head", tenant, self.seq, &self.hash)))
+    }
+}
+
+/// The store's restore mark: how many restores went through the API, MAC'd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreMark {
+    pub generation: u64,
+    pub at: Millis,
+    pub mac: String,
+}
+
+impl RestoreMark {
+    fn new(key: &[u8; 32], generation: u64, at: Millis) -> RestoreMark {
+        RestoreMark {
+            generation,
+            at,
+            mac: mac_of(key, &("audit restore", generation, at)),
+        }
+    }
+
+    fn valid(&self, key: &[u8; 32]) -> bool {
+        self.mac == mac_of(key, &("audit restore", self.generation, self.at))
+    }
+}
+
+/// The checkpoints a node has seen, as kept in its file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFile {
+    checkpoints: BTreeMap<String, Checkpoint>,
+    mac: String,
+}
+
+#[derive(Debug, Default)]
+struct Tracker {
+    path: Option<PathBuf>,
+    checkpoints: BTreeMap<String, Checkpoint>,
+    /// Why the checkpoint file cannot be trusted: every tracked verification fails with it.
+    broken: Option<String>,
 }
 
 /// Result of walking a tenant's chain.
@@ -94,6 +196,10 @@ pub struct Verification {
     /// The first problem found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Something worth knowing about a chain that verified: it was shortened by a restore
+    /// through the API since it was last verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +220,7 @@ pub struct Audit {
     store: DynStore,
     key: [u8; 32],
     tx: mpsc::Sender<Pending>,
+    tracker: Arc<Mutex<Tracker>>,
 }
 
 impl Audit {
@@ -121,7 +228,147 @@ impl Audit {
     pub fn start(store: DynStore, key: [u8; 32]) -> Audit {
         let (tx, rx) = mpsc::channel::<Pending>(4096);
         tokio::spawn(writer(store.clone(), key, rx));
-        Audit { store, key, tx }
+        Audit {
+            store,
+            key,
+            tx,
+            tracker: Arc::default(),
+        }
+    }
+
+    /// The key this cluster's backups are signed with (derived from the audit key).
+    pub fn backup_key(&self) -> crate::backup::BackupKey {
+        crate::backup::BackupKey::from_audit_key(&self.key)
+    }
+
+    /// Keeps the checkpoints of [`Audit::verify_tracked`] in `path` (on this node, outside the
+    /// store), starting from those it holds. If the file does not verify under the audit key
+    /// (someone edited it), every tracked verification fails saying so until it is removed.
+    pub fn load_checkpoints(&self, path: &Path) -> Result<(), std::io::Error> {
+        let mut t = self.tracker.lock().expect("tracker lock");
+        t.path = Some(path.to_path_buf());
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match serde_json::from_slice::<CheckpointFile>(&bytes) {
+            Ok(f) if f.mac == mac_of(&self.key, &("audit checkpoints", &f.checkpoints)) => {
+                t.checkpoints = f.checkpoints;
+            }
+            Ok(_) => {
+                t.broken = Some(format!(
+                    "the checkpoint file {} does not verify: it was altered",
+                    path.display()
+                ))
+            }
+            Err(e) => {
+                t.broken = Some(format!(
+                    "the checkpoint file {} is unreadable: {e}",
+                    path.display()
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Tenants this node holds a checkpoint of (a tenant whose every record was removed from
+    /// the store is still checked).
+    pub fn tracked_tenants(&self) -> Vec<String> {
+        let t = self.tracker.lock().expect("tracker lock");
+        t.checkpoints.keys().cloned().collect()
+    }
+
+    /// [`Audit::verify`] against the checkpoint this node holds of the tenant's chain, which a
+    /// good verification moves forward (and writes to the checkpoint file).
+    pub async fn verify_tracked(&self, tenant: &str) -> Result<Verification, AuditError> {
+        let (since, broken) = {
+            let t = self.tracker.lock().expect("tracker lock");
+            (t.checkpoints.get(tenant).cloned(), t.broken.clone())
+        };
+        if let Some(problem) = broken {
+            return Ok(Verification {
+                tenant: tenant.to_string(),
+                records: 0,
+                ok: false,
+                checkpoint: None,
+                problem: Some(problem),
+                note: None,
+            });
+        }
+        let v = self.verify(tenant, since.as_ref()).await?;
+        if let Some(c) = v.checkpoint.as_ref().filter(|_| v.ok) {
+            let mut t = self.tracker.lock().expect("tracker lock");
+            // A slower verification that read the chain earlier must not move it back.
+            if t.checkpoints.get(tenant).is_none_or(|old| c.covers(old))
+                && since.as_ref() != Some(c)
+            {
+                t.checkpoints.insert(tenant.to_string(), c.clone());
+                if let Some(path) = t.path.clone() {
+                    let file = CheckpointFile {
+                        mac: mac_of(&self.key, &("audit checkpoints", &t.checkpoints)),
+                        checkpoints: t.checkpoints.clone(),
+                    };
+                    let bytes = serde_json::to_vec(&file).expect("checkpoints serialise");
+                    if let Err(e) = crate::files::replace_private(&path, &bytes) {
+                        tracing::error!(path = %path.display(), error = %e, "cannot write the audit checkpoint file");
+                    }
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// The store's restore mark: its generation (0 when no restore went through the API), or
+    /// a problem when it does not verify.
+    async fn restore_generation(&self) -> Result<Result<u64, String>, AuditError> {
+        let k = Key::new(SYSTEM_TENANT, RESTORE_MARK)?;
+        Ok(match self.store.get(&k).await? {
+            None => Ok(0),
+            Some(v) => match serde_json::from_slice::<RestoreMark>(&v.value) {
+                Ok(m) if m.valid(&self.key) => Ok(m.generation),
+                _ => Err("the store's restore mark was altered".to_string()),
+            },
+        })
+    }
+
+    /// The restore mark a restore of `backup` writes, in the same step as the backup's objects:
+    /// one generation above both the store's and the backup's own mark.
+    pub async fn next_restore_mark(
+        &self,
+        backup: &crate::backup::Backup,
+        at: Millis,
+    ) -> Result<Entry, AuditError> {
+        let k = Key::new(SYSTEM_TENANT, RESTORE_MARK)?;
+        let in_store = self.restore_generation().await?.unwrap_or(0);
+        let generation_of = |bytes: &[u8]| {
+            serde_json::from_slice::<RestoreMark>(bytes)
+                .ok()
+                .filter(|m| m.valid(&self.key))
+                .map_or(0, |m| m.generation)
+        };
+        let in_backup = backup
+            .entries
+            .iter()
+            .find(|e| e.key == k)
+            .map_or(0, |e| generation_of(&e.value));
+        let mark = RestoreMark::new(&self.key, in_store.max(in_backup) + 1, at);
+        // A version above every one the backup issued in `_system` (the restore raises the
+        // counter past it).
+        let version = backup
+            .entries
+            .iter()
+            .filter(|e| e.key.tenant() == SYSTEM_TENANT)
+            .map(|e| e.version)
+            .chain(backup.header.revisions.get(SYSTEM_TENANT).copied())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        Ok(Entry {
+            key: k,
+            version,
+            value: serde_json::to_vec(&mark).expect("marks serialise"),
+        })
     }
 
     /// Appends an event and returns its sequence number once it is durable.
@@ -164,32 +411,80 @@ impl Audit {
 
     /// Walks a tenant's chain and reports the first break. With `since` (the checkpoint of an
     /// earlier verification), also fails if that record is gone or changed, which is how a
-    /// chain cut back together with its head is found.
+    /// chain cut back together with its head is found; a restore through the API since then
+    /// (a newer restore mark) supersedes `since`, and is said in the `note`.
     pub async fn verify(
         &self,
         tenant: &str,
         since: Option<&Checkpoint>,
     ) -> Result<Verification, AuditError> {
-        // `audit/` and `audit_head` in one consistent listing: an append between two reads
-        // would look like a mismatch.
-        let all = self.store.list(tenant, "audit").await?;
-        let head: Option<Head> = all
-            .iter()
-            .find(|e| e.key.path() == HEAD)
-            .and_then(|e| serde_json::from_slice(&e.value).ok());
-        let entries: Vec<_> = all
-            .iter()
-            .filter(|e| e.key.path().starts_with(PREFIX))
-            .collect();
-        let mut prev = GENESIS.to_string();
-        let mut n = 0u64;
+        // The restore mark read before and after the chain: a restore in between would make
+        // the chain look cut back. Bounded: restores are rare, and a third reading decides.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = self.restore_generation().await?;
+            let v = self.verify_once(tenant, since, before.clone()).await?;
+            if attempt >= 3 || self.restore_generation().await? == before {
+                return Ok(v);
+            }
+        }
+    }
+
+    async fn verify_once(
+        &self,
+        tenant: &str,
+        since: Option<&Checkpoint>,
+        generation: Result<u64, String>,
+    ) -> Result<Verification, AuditError> {
         let fail = |records: u64, problem: String| Verification {
             tenant: tenant.to_string(),
             records,
             ok: false,
             checkpoint: None,
             problem: Some(problem),
+            note: None,
         };
+        let generation = match generation {
+            Ok(g) => g,
+            Err(problem) => return Ok(fail(0, problem)),
+        };
+        let mut note = None;
+        let since = match since {
+            Some(c) if c.generation < generation => {
+                note = Some(format!(
+                    "restored from a backup (restore {generation}) since record {} was verified",
+                    c.seq
+                ));
+                None
+            }
+            Some(c) if c.generation > generation => {
+                return Ok(fail(
+                    0,
+                    format!(
+                        "the store's restore mark is at restore {generation} but restore {} was seen before: the store was rolled back",
+                        c.generation
+                    ),
+                ));
+            }
+            other => other,
+        };
+        // `audit/` and `audit_head` in one consistent listing: an append between two reads
+        // would look like a mismatch.
+        let all = self.store.list(tenant, "audit").await?;
+        let head: Option<Result<Head, String>> =
+            all.iter().find(|e| e.key.path() == HEAD).map(|e| {
+                serde_json::from_slice(&e.value)
+                    .map_err(|err| format!("the chain head is unreadable: {err}"))
+            });
+        let entries: Vec<_> = all
+            .iter()
+            .filter(|e| e.key.path().starts_with(PREFIX))
+            .collect();
+        let mut prev = GENESIS.to_string();
+        let mut n = 0u64;
+        // Whether the newest record was written before heads were signed.
+        let mut last_legacy = false;
         for e in entries {
             let expected_seq = n + 1;
             let r: Record = match serde_json::from_slice(&e.value) {
@@ -223,13 +518,15 @@ impl Audit {
                     format!("record {} differs from when it was last verified", r.seq),
                 ));
             }
+            last_legacy = r.event.jti.is_none();
             prev = r.hash.clone();
             n = r.seq;
         }
         match head {
             None if n == 0 => {}
             None => return Ok(fail(n, "the chain head is missing".into())),
-            Some(h) if h.seq != n || h.hash != prev => {
+            Some(Err(problem)) => return Ok(fail(n, problem)),
+            Some(Ok(h)) if h.seq != n || h.hash != prev => {
                 return Ok(fail(
                     n,
                     format!(
@@ -238,7 +535,14 @@ impl Audit {
                     ),
                 ));
             }
-            Some(_) => {}
+            Some(Ok(h)) => match h.mac_ok(&self.key, tenant) {
+                Some(true) => {}
+                Some(false) => return Ok(fail(n, "the chain head was altered".into())),
+                // Heads of earlier versions carry no MAC; the next append signs one. Only a
+                // chain whose newest record is from before then may end in one.
+                None if last_legacy => {}
+                None => return Ok(fail(n, "the chain head carries no MAC".into())),
+            },
         }
         if let Some(c) = since
             && c.seq > n
@@ -258,8 +562,10 @@ impl Audit {
             checkpoint: (n > 0).then(|| Checkpoint {
                 seq: n,
                 hash: prev.clone(),
+                generation,
             }),
             problem: None,
+            note,
         })
     }
 }
@@ -311,6 +617,7 @@ async fn append_batch(
                 Head {
                     seq: 0,
                     hash: GENESIS.to_string(),
+                    mac: None,
                 },
                 Expect::Absent,
             ),
@@ -334,7 +641,7 @@ async fn append_batch(
                 Expect::Absent,
             );
         }
-        let new_head = Head { seq, hash: prev };
+        let new_head = Head::signed(mac_key, tenant, seq, prev);
         txn = txn.put(
             hk.clone(),
             serde_json::to_vec(&new_head).expect("head serialises"),
@@ -360,6 +667,7 @@ async fn append_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     async fn audit() -> (tempfile::TempDir, DynStore, Audit) {
         let dir = tempfile::tempdir().unwrap();
@@ -381,6 +689,9 @@ mod tests {
             object: format!("/v1/jobs/{i}"),
             status: 202,
             version: Some(i),
+            jti: Some(format!("jti-{i}")),
+            role: Some("operator".into()),
+            issuer: Some("fluxforge".into()),
         }
     }
 
@@ -408,9 +719,13 @@ mod tests {
     #[tokio::test]
     async fn edits_deletions_and_truncation_are_found() {
         let (_d, s, a) = audit().await;
-        for i in 0..5 {
+        let hk = Key::new("acme", HEAD).unwrap();
+        for i in 0..4 {
             a.append(ev(i)).await.unwrap();
         }
+        // The head as it was after record 4: a validly signed value to put back later.
+        let head4 = s.get(&hk).await.unwrap().unwrap().value;
+        a.append(ev(4)).await.unwrap();
         let k3 = Key::new("acme", record_path(3)).unwrap();
         let original = s.get(&k3).await.unwrap().unwrap().value;
 
@@ -455,8 +770,8 @@ mod tests {
             .unwrap();
         let v = a.verify("acme", None).await.unwrap();
         assert!(v.problem.unwrap().contains("head names record 5"));
-        // Cut back consistently (record 5 gone and the head moved to record 4): only the
-        // checkpoint of the earlier verification shows it.
+        // A head made up without the key (naming record 4, unsigned or signed with another
+        // key) does not verify.
         let r4: Record = serde_json::from_slice(
             &s.get(&Key::new("acme", record_path(4)).unwrap())
                 .await
@@ -465,19 +780,192 @@ mod tests {
                 .value,
         )
         .unwrap();
-        let head = Head {
-            seq: 4,
-            hash: r4.hash,
+        for forged in [
+            Head {
+                seq: 4,
+                hash: r4.hash.clone(),
+                mac: None,
+            },
+            Head::signed(&[1; 32], "acme", 4, r4.hash.clone()),
+            // The right key, but another tenant's head.
+            Head::signed(&KEY, "globex", 4, r4.hash.clone()),
+        ] {
+            s.put(
+                hk.clone(),
+                serde_json::to_vec(&forged).unwrap(),
+                Expect::Any,
+            )
+            .await
+            .unwrap();
+            let v = a.verify("acme", None).await.unwrap();
+            assert!(!v.ok, "{forged:?} passed");
+            assert!(v.problem.unwrap().contains("head"));
+        }
+        // Cut back consistently (record 5 gone and the head of record 4 put back): only the
+        // checkpoint of the earlier verification shows it.
+        s.put(hk.clone(), head4, Expect::Any).await.unwrap();
+        assert!(a.verify("acme", None).await.unwrap().ok);
+        let v = a.verify("acme", Some(&checkpoint)).await.unwrap();
+        assert!(v.problem.unwrap().contains("cut off"), "{checkpoint:?}");
+    }
+
+    /// What the checkpoint file of a node keeps: a chain cut back (records and head together)
+    /// while the node was down is caught by a new `Audit` over the same file, as after a
+    /// restart; a restore mark newer than the checkpoint supersedes it (and says so); an older
+    /// one, or an edited file, fails.
+    #[tokio::test]
+    async fn checkpoints_kept_in_a_file_catch_a_cut_back_after_a_restart() {
+        let (d, s, a) = audit().await;
+        let file = d.path().join("audit-checkpoints.json");
+        a.load_checkpoints(&file).unwrap();
+        let hk = Key::new("acme", HEAD).unwrap();
+        for i in 0..3 {
+            a.append(ev(i)).await.unwrap();
+        }
+        let head3 = s.get(&hk).await.unwrap().unwrap().value;
+        for i in 3..6 {
+            a.append(ev(i)).await.unwrap();
+        }
+        assert!(a.verify_tracked("acme").await.unwrap().ok);
+        assert!(file.exists());
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // Records 4 to 6 and the head cut back behind the node's back.
+        for seq in 4..=6 {
+            s.delete(Key::new("acme", record_path(seq)).unwrap(), Expect::Any)
+                .await
+                .unwrap();
+        }
+        s.put(hk.clone(), head3.clone(), Expect::Any).await.unwrap();
+        // A new process: only the file remembers.
+        let restarted = Audit::start(s.clone(), KEY);
+        assert!(restarted.verify("acme", None).await.unwrap().ok);
+        restarted.load_checkpoints(&file).unwrap();
+        assert_eq!(restarted.tracked_tenants(), vec!["acme".to_string()]);
+        let v = restarted.verify_tracked("acme").await.unwrap();
+        assert!(!v.ok);
+        assert!(v.problem.unwrap().contains("cut off"));
+        // It keeps failing: a bad verification does not move the checkpoint.
+        assert!(!restarted.verify_tracked("acme").await.unwrap().ok);
+
+        // A restore through the API (a newer mark) supersedes the checkpoint, saying so.
+        let backup = crate::backup::Backup {
+            header: crate::backup::Header {
+                format: crate::backup::FORMAT.into(),
+                format_version: crate::backup::FORMAT_VERSION,
+                created_at: 1,
+                source_backend: "redb".into(),
+                epoch: 1,
+                revisions: Default::default(),
+                key_id: None,
+            },
+            entries: vec![],
+            sha256: String::new(),
         };
+        let mark = restarted.next_restore_mark(&backup, 7).await.unwrap();
+        let first: RestoreMark = serde_json::from_slice(&mark.value).unwrap();
+        assert_eq!(first.generation, 1);
+        s.put(mark.key.clone(), mark.value.clone(), Expect::Any)
+            .await
+            .unwrap();
+        let v = restarted.verify_tracked("acme").await.unwrap();
+        assert!(v.ok, "{v:?}");
+        assert!(v.note.unwrap().contains("restored from a backup"));
+        assert_eq!(v.checkpoint.unwrap().generation, 1);
+        let again = restarted.next_restore_mark(&backup, 8).await.unwrap();
+        let second: RestoreMark = serde_json::from_slice(&again.value).unwrap();
+        assert_eq!(second.generation, 2);
+
+        // The mark rolled back (deleted) below what the node saw: the store was rewritten.
+        s.delete(mark.key.clone(), Expect::Any).await.unwrap();
+        let v = restarted.verify_tracked("acme").await.unwrap();
+        assert!(v.problem.unwrap().contains("rolled back"));
+        // A forged mark (no key) is no better.
+        let forged = RestoreMark::new(&[0; 32], 5, 9);
         s.put(
-            Key::new("acme", HEAD).unwrap(),
-            serde_json::to_vec(&head).unwrap(),
+            mark.key.clone(),
+            serde_json::to_vec(&forged).unwrap(),
             Expect::Any,
         )
         .await
         .unwrap();
-        assert!(a.verify("acme", None).await.unwrap().ok);
-        let v = a.verify("acme", Some(&checkpoint)).await.unwrap();
-        assert!(v.problem.unwrap().contains("cut off"), "{checkpoint:?}");
+        let v = restarted.verify_tracked("acme").await.unwrap();
+        assert!(v.problem.unwrap().contains("restore mark was altered"));
+        s.put(mark.key.clone(), mark.value.clone(), Expect::Any)
+            .await
+            .unwrap();
+        assert!(restarted.verify_tracked("acme").await.unwrap().ok);
+
+        // An edited checkpoint file (moved back to record 1) is refused as a whole.
+        let mut f: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        f["checkpoints"]["acme"]["seq"] = 1.into();
+        std::fs::write(&file, serde_json::to_vec(&f).unwrap()).unwrap();
+        let edited = Audit::start(s.clone(), KEY);
+        edited.load_checkpoints(&file).unwrap();
+        let v = edited.verify_tracked("acme").await.unwrap();
+        assert!(v.problem.unwrap().contains("was altered"));
+    }
+
+    /// Records written before events carried the token's id, role and issuer still verify:
+    /// the fields left out are left out of what the MAC covers.
+    #[tokio::test]
+    async fn records_without_token_fields_still_verify_and_new_ones_carry_them() {
+        #[derive(Serialize)]
+        struct OldEvent {
+            at: Millis,
+            actor: String,
+            tenant: String,
+            action: String,
+            object: String,
+            status: u16,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            version: Option<u64>,
+        }
+        let (_d, s, a) = audit().await;
+        let old = OldEvent {
+            at: 5,
+            actor: "alice".into(),
+            tenant: "acme".into(),
+            action: "POST /v1/jobs".into(),
+            object: "/v1/jobs".into(),
+            status: 202,
+            version: None,
+        };
+        // As an earlier version wrote record 1 and its (unsigned) head.
+        let hash = mac_of(&KEY, &(1u64, &old, GENESIS));
+        let rec = serde_json::json!({
+            "seq": 1, "at": 5, "actor": "alice", "tenant": "acme", "action": "POST /v1/jobs",
+            "object": "/v1/jobs", "status": 202, "prev_hash": GENESIS, "hash": hash,
+        });
+        s.put(
+            Key::new("acme", record_path(1)).unwrap(),
+            serde_json::to_vec(&rec).unwrap(),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+        s.put(
+            Key::new("acme", HEAD).unwrap(),
+            serde_json::to_vec(&serde_json::json!({"seq": 1, "hash": hash})).unwrap(),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+        let v = a.verify("acme", None).await.unwrap();
+        assert!(v.ok, "{v:?}");
+        // The next append continues the chain and signs the head.
+        a.append(ev(2)).await.unwrap();
+        let v = a.verify("acme", None).await.unwrap();
+        assert!(v.ok, "{v:?}");
+        assert_eq!(v.records, 2);
+        let recs = a.records("acme", 0, 10).await.unwrap();
+        assert_eq!(recs[0].event.jti, None);
+        assert_eq!(recs[1].event.jti.as_deref(), Some("jti-2"));
+        assert_eq!(recs[1].event.role.as_deref(), Some("operator"));
+        assert_eq!(recs[1].event.issuer.as_deref(), Some("fluxforge"));
     }
 }

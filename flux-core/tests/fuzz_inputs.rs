@@ -165,13 +165,14 @@ fn damaged_backups_are_refused_without_panicking() {
             e("globex", "x", 1),
         ],
     };
-    let good = backup::encode(&snap, "redb", 1);
-    assert!(backup::decode(&good).is_ok());
+    let key = backup::BackupKey::from_audit_key(&[3; 32]);
+    let good = backup::encode(&snap, "redb", 1, &key);
+    assert!(backup::decode(&good, &key).is_ok());
     let mut rng = StdRng::seed_from_u64(0xBAC4);
     let mut refused = 0;
     for _ in 0..ROUNDS {
         let input = mutate(&mut rng, &good);
-        match backup::decode(&input) {
+        match backup::decode(&input, &key) {
             // Only a mutation that left the content as it was (or recomputed nothing) passes.
             Ok(b) => assert_eq!(
                 b.entries, snap.entries,

@@ -33,6 +33,13 @@ pub async fn run(
     let (auth, audit_key) = load_keys(&cfg)?;
     let tls_config = RustlsConfig::from_config(tls::server_config(&tls_files(&cfg)?)?);
     let state = build_state(&cfg, store, auth, audit_key)?;
+    // Audit checkpoints live beside the keys, outside the store, so rewriting the store
+    // cannot undo them.
+    let checkpoints = cfg.data_dir.join("audit-checkpoints.json");
+    state
+        .audit
+        .load_checkpoints(&checkpoints)
+        .with_context(|| format!("reading {}", checkpoints.display()))?;
     let app = api::app(state.clone(), &cfg.api);
 
     let cancel = CancellationToken::new();
@@ -101,7 +108,7 @@ fn load_keys(cfg: &NodeConfig) -> Result<(Authenticator, [u8; 32])> {
         None => SigningKey::load(&cfg.audit_key).context("loading --audit-key")?,
     };
     let audit_key = audit_source
-        .derive("fluxforge audit chain v1")
+        .derive(flux_core::audit::KEY_PURPOSE)
         .context("deriving the audit key")?;
     let auth = Authenticator::new(keys, &cfg.issuer, &cfg.audience);
     tracing::info!(active = auth.active_kid(), verifying = ?auth.kids(), "JWT signing keys loaded");

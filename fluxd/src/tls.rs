@@ -18,7 +18,7 @@ pub struct TlsFiles {
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
-    flux_core::files::replace_private(path, &path.with_extension("tmp"), contents.as_bytes())
+    flux_core::files::replace_private(path, contents.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -31,10 +31,13 @@ pub fn ensure_local_ca(data_dir: &Path, sans: &[String]) -> Result<(TlsFiles, bo
         key: dir.join("server.key"),
         ca: Some(dir.join("ca.crt")),
     };
+    // It holds the CA's and the server's private keys: owner-only even in a data dir that
+    // others may read (an existing one is narrowed).
+    flux_core::files::create_private_dir(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     if files.cert.exists() && files.key.exists() {
         return Ok((files, false));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;

@@ -69,7 +69,7 @@ async fn stored_output(d: &Fluxd, attempt: &str) -> (usize, usize) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let b = backup::decode(&r.bytes().await.unwrap()).expect("a valid backup");
+    let b = backup::inspect(&r.bytes().await.unwrap()).expect("a readable backup");
     let prefix = format!("output/{attempt}/");
     b.entries
         .iter()

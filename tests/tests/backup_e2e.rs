@@ -11,15 +11,74 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
 
+/// The contents of a backup file, well formed (not authenticated: see [`key_of`]).
 fn decode(path: &Path) -> backup::Backup {
-    backup::decode(&std::fs::read(path).unwrap()).expect("a valid backup")
+    backup::inspect(&std::fs::read(path).unwrap()).expect("a valid backup")
+}
+
+/// The backup key of `d`'s cluster, from its signing key file.
+fn key_of(d: &Fluxd) -> backup::BackupKey {
+    let (k, created) =
+        flux_core::auth::SigningKey::load_or_create(&d.data_dir().join("signing-key.json"))
+            .unwrap();
+    assert!(!created);
+    backup::BackupKey::from_signing_key(&k).unwrap()
+}
+
+/// What someone who can write a backup file but has no key does (the review's `tamper.py`):
+/// add a job and its pending entry for another tenant, recompute the checksum and the count.
+fn tamper(text: &str, tenant: &str, marker: &Path) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &Value| base64::engine::general_purpose::STANDARD.encode(v.to_string());
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let old_end: Value = serde_json::from_str(&lines.pop().unwrap()).unwrap();
+    let template: Value = lines[1..]
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["path"].as_str().unwrap().starts_with("jobs/"))
+        .map(|l| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(l["value"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice(&raw).unwrap()
+        })
+        .expect("a job to copy");
+    let id = "j-0000000000000000000000000000beef";
+    let mut job = template;
+    job["job_id"] = id.into();
+    job["tenant"] = tenant.into();
+    job["command"] = json!({"shell": format!("echo injected > {}", marker.display())});
+    for (path, version, value) in [
+        (format!("jobs/{id}"), 900_001u64, job),
+        (
+            format!("pending/{id}"),
+            900_002,
+            json!({"priority": 0, "node_id": "web-1"}),
+        ),
+    ] {
+        lines.push(
+            json!({"tenant": tenant, "path": path, "version": version, "value": b64(&value)})
+                .to_string(),
+        );
+    }
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    };
+    // The old MAC is kept: without the key there is nothing better to put there.
+    let end =
+        json!({"end": true, "objects": lines.len() - 1, "sha256": sha, "mac": old_end["mac"]});
+    format!("{body}{end}\n")
 }
 
 /// `later` holds every object of `earlier` unchanged; the only differences are audit records
 /// appended since (taking a backup and restoring are audited calls), the chain heads, and
 /// token revocations made since (a restore keeps them).
 fn same_but_newer_audit(earlier: &backup::Backup, later: &backup::Backup) {
-    let is_head = |e: &flux_core::store::Entry| e.key.path() == "audit_head";
+    let is_head = |e: &flux_core::store::Entry| {
+        e.key.path() == "audit_head" || e.key.path() == flux_core::audit::RESTORE_MARK
+    };
     for e in earlier.entries.iter().filter(|e| !is_head(e)) {
         assert!(
             later.entries.contains(e),
@@ -251,8 +310,15 @@ async fn a_backup_moves_from_redb_to_redis_and_back() {
     assert_eq!(from_redis.header.source_backend, "redis");
     same_but_newer_audit(&from_redb, &from_redis);
 
+    // A node of another cluster (its own signing key) takes the file only with the key of
+    // the cluster that signed it.
     let c = Fluxd::start().await;
-    ok(&c.fluxctl(&c.admin, &["backup", "restore", &file("b")])).unwrap();
+    let a_key = a.data_dir().join("signing-key.json").display().to_string();
+    ok(&c.fluxctl(
+        &c.admin,
+        &["backup", "restore", &file("b"), "--backup-key", &a_key],
+    ))
+    .unwrap();
     ok(&c.fluxctl(&c.admin, &["backup", "create", &file("c")])).unwrap();
     same_but_newer_audit(&from_redis, &decode(Path::new(&file("c"))));
     // The restored node serves the data: the job with its original id and content.
@@ -306,11 +372,138 @@ async fn scheduled_backups_rotate_and_verify() {
         .collect();
     assert!(files.len() <= 2, "{files:?}");
     assert!(!files.is_empty());
+    let key = key_of(&d);
     for f in files {
-        let b = decode(&f);
+        let b = backup::decode(&std::fs::read(&f).unwrap(), &key).expect("signed by the node");
         assert!(b.tenants().contains("acme"), "{f:?}");
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&f).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600, "{f:?}");
     }
+}
+
+/// A backup edited by someone without the key (a job for another tenant added, the checksum
+/// recomputed) is refused by `backup verify` (server and offline) and by `backup restore`, and
+/// nothing changes; the untouched file verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_backup_with_a_recomputed_checksum_is_refused_and_changes_nothing() {
+    let d = Fluxd::start().await;
+    populate(&d).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.backup");
+    ok(&d.fluxctl(&d.admin, &["backup", "create", good.to_str().unwrap()])).unwrap();
+    let marker = dir.path().join("pwned");
+    let forged = dir.path().join("forged.backup");
+    let text = std::fs::read_to_string(&good).unwrap();
+    std::fs::write(&forged, tamper(&text, "globex", &marker)).unwrap();
+    assert!(
+        backup::inspect(&std::fs::read(&forged).unwrap()).is_ok(),
+        "the forged file is well formed, its checksum right"
+    );
+    let signing_key = d.data_dir().join("signing-key.json").display().to_string();
+    for args in [
+        vec!["backup", "verify", forged.to_str().unwrap()],
+        vec![
+            "backup",
+            "verify",
+            forged.to_str().unwrap(),
+            "--signing-key",
+            &signing_key,
+        ],
+        vec!["backup", "restore", forged.to_str().unwrap(), "--force"],
+    ] {
+        let out = d.fluxctl(&d.admin, &args);
+        assert!(!out.status.success(), "{args:?} accepted a forged backup");
+        assert!(stderr(&out).contains("MAC"), "{args:?}: {}", stderr(&out));
+    }
+    // The server refuses it whatever the client does.
+    let (s, v) = send(
+        d.req(
+            reqwest::Method::POST,
+            "/v1/backup/restore?force=true",
+            &d.admin,
+        )
+        .body(std::fs::read(&forged).unwrap()),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let globex = d.token("globex", "admin", None).await;
+    let (s, _) = d
+        .get("/v1/jobs/j-0000000000000000000000000000beef", &globex)
+        .await;
+    assert_eq!(s, 404, "the injected job exists");
+    let after = dir.path().join("after.backup");
+    ok(&d.fluxctl(&d.admin, &["backup", "create", after.to_str().unwrap()])).unwrap();
+    same_but_newer_audit(&decode(&good), &decode(&after));
+    // The untouched file verifies, by the server and offline.
+    ok(&d.fluxctl(&d.admin, &["backup", "verify", good.to_str().unwrap()])).unwrap();
+    let out = ok(&d.fluxctl(
+        &d.admin,
+        &[
+            "backup",
+            "verify",
+            good.to_str().unwrap(),
+            "--signing-key",
+            &signing_key,
+        ],
+    ))
+    .unwrap();
+    assert!(out.contains("checked offline"), "{out}");
+    assert!(backup::decode(&std::fs::read(&good).unwrap(), &key_of(&d)).is_ok());
+}
+
+/// A backup signed by another cluster's key is refused (saying so) and changes nothing,
+/// unless that cluster's key is given explicitly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_of_another_cluster_restores_only_with_that_clusters_key() {
+    let a = Fluxd::start().await;
+    let job = populate(&a).await;
+    let b = Fluxd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.backup").display().to_string();
+    ok(&a.fluxctl(&a.admin, &["backup", "create", &file])).unwrap();
+    for args in [
+        vec!["backup", "verify", &file],
+        vec!["backup", "restore", &file, "--force"],
+    ] {
+        let out = b.fluxctl(&b.admin, &args);
+        assert!(!out.status.success(), "{args:?} accepted a foreign backup");
+        assert!(
+            stderr(&out).contains("another cluster's key"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let acme = b.token("acme", "viewer", None).await;
+    assert_eq!(b.get(&format!("/v1/jobs/{job}"), &acme).await.0, 404);
+    // A key that is not a backup key is a 400 naming the header.
+    let (s, v) = send(
+        b.req(reqwest::Method::POST, "/v1/backup/verify", &b.admin)
+            .header("x-flux-backup-key", "nothex")
+            .body(std::fs::read(&file).unwrap()),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("x-flux-backup-key"), "{v}");
+
+    let a_key = a.data_dir().join("signing-key.json").display().to_string();
+    ok(&b.fluxctl(
+        &b.admin,
+        &["backup", "verify", &file, "--backup-key", &a_key],
+    ))
+    .unwrap();
+    ok(&b.fluxctl(
+        &b.admin,
+        &[
+            "backup",
+            "restore",
+            &file,
+            "--force",
+            "--backup-key",
+            &a_key,
+        ],
+    ))
+    .unwrap();
+    let (s, j) = b.get(&format!("/v1/jobs/{job}"), &acme).await;
+    assert_eq!(s, 200, "{j}");
 }

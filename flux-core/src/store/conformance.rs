@@ -645,6 +645,45 @@ pub async fn snapshot_and_restore_round_trip(f: &Fixture) {
     assert!(v > 100, "revision counter not restored: {v}");
 }
 
+/// A restore keeps the token revocations the store holds, in the same atomic step: one the
+/// restored entries do not hold stays (with its value), one they hold comes from them, and
+/// nothing else of the old content survives.
+pub async fn restore_keeps_the_stores_revocations(f: &Fixture) {
+    let s = f.store.as_ref();
+    let backed_up = key("_system", "revoked/acme/old");
+    put(s, &backed_up, "from-backup", Expect::Absent)
+        .await
+        .unwrap();
+    put(s, &key("acme", "jobs/1"), "one", Expect::Absent)
+        .await
+        .unwrap();
+    let snap = f.peer.snapshot().await.unwrap();
+    // After the snapshot: a revocation, an overwritten one, and an ordinary object.
+    let later = key("_system", "revoked/globex/new");
+    let v = put(s, &later, "1", Expect::Absent).await.unwrap();
+    put(s, &backed_up, "rewritten", Expect::Any).await.unwrap();
+    put(s, &key("acme", "jobs/2"), "two", Expect::Absent)
+        .await
+        .unwrap();
+    s.restore(snap.entries.clone(), snap.revisions.clone(), true, 0)
+        .await
+        .unwrap();
+    let after = f.peer.snapshot().await.unwrap();
+    let mut expected = snap.entries.clone();
+    expected.push(super::Entry {
+        key: later.clone(),
+        version: v,
+        value: b"1".to_vec(),
+    });
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut got = after.entries.clone();
+    got.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        got, expected,
+        "a restore keeps the store's revocations and brings back the rest of the snapshot"
+    );
+}
+
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($fixture:expr) => {
@@ -659,6 +698,7 @@ macro_rules! store_conformance_tests {
             one_lease_holder_at_a_time_with_a_new_epoch_per_term,
             a_lapsed_lease_passes_to_another_holder_whose_epoch_fences_the_old,
             snapshot_and_restore_round_trip,
+            restore_keeps_the_stores_revocations,
             a_raised_epoch_ends_the_current_term
         );
     };

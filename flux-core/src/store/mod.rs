@@ -386,8 +386,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// before can write afterwards. Unless `force`, a store holding any object other than the
     /// nodes' own records (`_system/nodes/`) is refused with [`StoreError::NotEmpty`] and nothing
     /// changes. Each tenant's revision counter ends at the highest of its old value, `revisions`
-    /// and the restored versions, so no version issued before is issued again. Subscribers
-    /// receive a resync.
+    /// and the restored versions, so no version issued before is issued again. Token
+    /// revocations (`_system/revoked/`) in the store that `entries` does not hold are kept,
+    /// read in the same atomic step (a restore never brings a revoked token back, even one
+    /// revoked while the restore was under way). Subscribers receive a resync.
     async fn restore(
         &self,
         entries: Vec<Entry>,

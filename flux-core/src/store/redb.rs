@@ -76,11 +76,25 @@ impl RedbStore {
         let p = path.clone();
         let db = tokio::task::spawn_blocking(move || -> Result<Database> {
             if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-                    location: p.display().to_string(),
-                    reason: format!("cannot create directory {}: {e}", parent.display()),
-                })?;
+                // The store holds every tenant's objects, secrets of running jobs included: a
+                // directory made for it is owner-only, and so is the file (redb would create
+                // it with the default mode).
+                if !parent.exists() {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(|e| StoreError::Open {
+                            location: p.display().to_string(),
+                            reason: format!("cannot create directory {}: {e}", parent.display()),
+                        })?;
+                }
             }
+            crate::files::ensure_private_file(&p).map_err(|e| StoreError::Open {
+                location: p.display().to_string(),
+                reason: format!("cannot make the file owner-only: {e}"),
+            })?;
             open_checked(&p)
         })
         .await
@@ -439,6 +453,22 @@ impl Store for RedbStore {
                             return Err(StoreError::NotEmpty(held));
                         }
                     }
+                    // Token revocations in the store survive, read in this same transaction
+                    // so that one made while the restore was on its way is not lost.
+                    let mut revoked: Vec<(String, u64, Vec<u8>)> = Vec::new();
+                    let sys = crate::store::SYSTEM_TENANT;
+                    for item in objects
+                        .range((sys, crate::keys::REVOKED)..)
+                        .map_err(unavailable)?
+                    {
+                        let (k, v) = item.map_err(unavailable)?;
+                        let (t, p) = k.value();
+                        if t != sys || !p.starts_with(crate::keys::REVOKED) {
+                            break;
+                        }
+                        let (version, value) = v.value();
+                        revoked.push((p.to_string(), version, value.to_vec()));
+                    }
                     objects.retain(|_, _| false).map_err(unavailable)?;
                     let mut top = revisions;
                     for e in &entries {
@@ -450,6 +480,17 @@ impl Store for RedbStore {
                             .map_err(unavailable)?;
                         let t = top.entry(e.key.tenant().to_string()).or_default();
                         *t = (*t).max(e.version);
+                    }
+                    for (p, version, value) in &revoked {
+                        if objects
+                            .get((sys, p.as_str()))
+                            .map_err(unavailable)?
+                            .is_none()
+                        {
+                            objects
+                                .insert((sys, p.as_str()), (*version, value.as_slice()))
+                                .map_err(unavailable)?;
+                        }
                     }
                     for (tenant, v) in top {
                         let rk = rev_key(&tenant);

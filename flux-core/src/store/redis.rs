@@ -139,6 +139,14 @@ for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 if held > 0 and ARGV[1] ~= '1' then return {'not_empty', tostring(held)} end
+-- Token revocations in the store survive, read in this same script so that one made while the
+-- restore was on its way is not lost.
+local sys = 'flux:{t:_system}:'
+local revoked = {}
+for _, p in ipairs(redis.call('ZRANGEBYLEX', sys .. 'idx', '[revoked/', '[revoked/\255')) do
+  local vd = redis.call('HMGET', sys .. 'o:' .. p, 'v', 'd')
+  if vd[1] then revoked[#revoked + 1] = {p, vd[1], vd[2]} end
+end
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local tag = 'flux:{t:' .. t .. '}:'
   for _, p in ipairs(redis.call('ZRANGE', tag .. 'idx', 0, -1)) do
@@ -159,6 +167,13 @@ for i = 4 + 2 * nrev, #ARGV, 4 do
   redis.call('SADD', KEYS[1], t)
   local n = tonumber(v)
   if (top[t] or 0) < n then top[t] = n end
+end
+for _, r in ipairs(revoked) do
+  if redis.call('EXISTS', sys .. 'o:' .. r[1]) == 0 then
+    redis.call('HSET', sys .. 'o:' .. r[1], 'v', r[2], 'd', r[3])
+    redis.call('ZADD', sys .. 'idx', 0, r[1])
+    redis.call('SADD', KEYS[1], '_system')
+  end
 end
 for t, n in pairs(top) do
   local rk = 'flux:{t:' .. t .. '}:rev'

@@ -33,12 +33,18 @@ pub enum AuditCmd {
 
 impl Render for [Record] {
     fn render(&self) -> String {
-        let mut t = table(&["SEQ", "AGE", "ACTOR", "ACTION", "OBJECT", "STATUS", "HASH"]);
+        let mut t = table(&[
+            "SEQ", "AGE", "ACTOR", "ROLE", "TOKEN", "ISSUER", "ACTION", "OBJECT", "STATUS", "HASH",
+        ]);
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         for r in self {
             t.add_row(vec![
                 r.seq.to_string(),
                 age(r.event.at),
                 r.event.actor.clone(),
+                or_dash(&r.event.role),
+                or_dash(&r.event.jti),
+                or_dash(&r.event.issuer),
                 r.event.action.clone(),
                 short(&r.event.object, 48),
                 r.event.status.to_string(),
@@ -54,7 +60,10 @@ impl Render for [Verification] {
         let mut text = String::new();
         for v in self {
             text.push_str(&match &v.problem {
-                None => format!("{}: ok, {} records\n", v.tenant, v.records),
+                None => match &v.note {
+                    None => format!("{}: ok, {} records\n", v.tenant, v.records),
+                    Some(n) => format!("{}: ok, {} records ({n})\n", v.tenant, v.records),
+                },
                 Some(p) => format!(
                     "{}: BROKEN after {} good records: {p}\n",
                     v.tenant, v.records

@@ -112,6 +112,10 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             "/v1/backup/restore",
             post(backup::restore).layer(DefaultBodyLimit::max(limits.max_restore_bytes)),
         )
+        .route(
+            "/v1/backup/verify",
+            post(backup::verify).layer(DefaultBodyLimit::max(limits.max_restore_bytes)),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             backup::BACKUP_TIMEOUT,

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
-use flux_core::state::{ApplyRequest, Plan, StateView};
+use flux_core::state::{ApplyRequest, StateView};
 use flux_core::state::{DEFAULT_INTERVAL_SECS, DEFAULT_TIMEOUT_SECS, StateSpec, Targets};
 use flux_core::store::Expect;
 use serde::Deserialize;
@@ -40,7 +40,7 @@ pub(super) async fn apply(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(req): ApiJson<ApplyRequest>,
-) -> ApiResult<Json<Plan>> {
+) -> ApiResult<Response> {
     if req.dry_run {
         caller.require(Permission::ReadStates)?;
     } else {
@@ -53,7 +53,14 @@ pub(super) async fn apply(
     if !plan.dry_run && plan.has_changes() {
         tracing::info!(by = %caller.0.sub, tenant = %caller.tenant(), changes = plan.items.len(), "states applied");
     }
-    Ok(Json(plan))
+    // A dry run (which a viewer may do) or an apply that found nothing to change wrote
+    // nothing: it is not an audit record.
+    let unchanged = plan.dry_run || !plan.has_changes();
+    let mut resp = Json(plan).into_response();
+    if unchanged {
+        crate::middleware::audit::mark_unchanged(&mut resp);
+    }
+    Ok(resp)
 }
 
 pub(super) async fn put_one(

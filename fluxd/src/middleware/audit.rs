@@ -25,6 +25,16 @@ fn audited(method: &Method, route: &str) -> bool {
     mutating || (*method == Method::GET && route == "/v1/backup")
 }
 
+/// Marks a successful answer to a mutating method that changed nothing (a dry run, an apply
+/// that found every object as declared): it is not recorded, so a caller allowed only to read
+/// cannot grow the trail.
+#[derive(Clone, Copy, Debug)]
+pub struct Unchanged;
+
+pub fn mark_unchanged(resp: &mut Response) {
+    resp.extensions_mut().insert(Unchanged);
+}
+
 /// Appends successful mutating calls to the audit log. The answer waits for the record to be
 /// durable.
 pub async fn record(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -45,7 +55,8 @@ pub async fn record(State(st): State<Arc<AppState>>, req: Request, next: Next) -
         .and_then(|v| auth::bearer(v).ok())
         .and_then(auth::peek_claims);
     let resp = next.run(req).await;
-    let Some(claims) = claims.filter(|_| resp.status().is_success()) else {
+    let changed = resp.extensions().get::<Unchanged>().is_none();
+    let Some(claims) = claims.filter(|_| resp.status().is_success() && changed) else {
         return resp;
     };
     let version = resp
@@ -61,6 +72,9 @@ pub async fn record(State(st): State<Arc<AppState>>, req: Request, next: Next) -
         object,
         status: resp.status().as_u16(),
         version,
+        jti: Some(claims.jti),
+        role: Some(claims.role.to_string()),
+        issuer: Some(claims.iss),
     };
     // The call's effect is committed whatever happens here: answering an error would make a
     // client retry (and, say, submit a job twice). A record that cannot be written is logged

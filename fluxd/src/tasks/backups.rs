@@ -55,12 +55,13 @@ async fn write_one(st: &AppState, s: &Schedule) -> anyhow::Result<PathBuf> {
     let name = format!("{PREFIX}{:013}{SUFFIX}", now_ms());
     let dir = s.dir.clone();
     let keep = s.keep;
+    let key = st.audit.backup_key();
     tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
-        let bytes = backup::encode(&snap, backend, now_ms());
+        let bytes = backup::encode(&snap, backend, now_ms(), &key);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(&name);
         // A backup holds every tenant's data (secrets included): owner-only, like the keys.
-        flux_core::files::replace_private(&path, &dir.join(format!(".{name}.tmp")), &bytes)?;
+        flux_core::files::replace_private(&path, &bytes)?;
         prune(&dir, keep, &name)?;
         Ok(path)
     })
@@ -74,6 +75,18 @@ fn scheduled_name(name: &str) -> bool {
         .is_some_and(|d| d.len() == 13 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Whether `name` is the temporary file of one of our writes that did not finish:
+/// `.fluxforge-<13 digits>.backup.<random>.tmp`. Only one write runs at a time (this loop), so
+/// any such file is left over.
+fn temporary(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.split_once(SUFFIX))
+        .is_some_and(|(stem, _)| {
+            let target = format!("{stem}{SUFFIX}");
+            scheduled_name(&target) && flux_core::files::is_tmp_for(name, &target)
+        })
+}
+
 /// Removes all but the newest `keep` scheduled backups in `dir` (never `just_written`, never a
 /// file it did not name itself) and temporary files of writes that did not finish.
 fn prune(dir: &Path, keep: usize, just_written: &str) -> std::io::Result<()> {
@@ -84,12 +97,7 @@ fn prune(dir: &Path, keep: usize, just_written: &str) -> std::io::Result<()> {
         };
         if scheduled_name(&name) {
             names.push(name);
-        } else if name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .is_some_and(scheduled_name)
-            && name != format!(".{just_written}.tmp")
-        {
+        } else if temporary(&name) {
             std::fs::remove_file(dir.join(&name))?;
         }
     }
@@ -114,6 +122,7 @@ mod tests {
             "fluxforge-0000000000002.backup",
             "fluxforge-0000000000003.backup",
             "fluxforge-pre-upgrade.backup",
+            ".fluxforge-0000000000000.backup.00112233445566ff.tmp",
             ".fluxforge-0000000000000.backup.tmp",
             "notes.txt",
         ] {
@@ -128,6 +137,7 @@ mod tests {
         assert_eq!(
             left,
             vec![
+                ".fluxforge-0000000000000.backup.tmp",
                 "fluxforge-0000000000002.backup",
                 "fluxforge-0000000000003.backup",
                 "fluxforge-pre-upgrade.backup",

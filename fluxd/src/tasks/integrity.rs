@@ -1,10 +1,10 @@
 //! The leader's periodic audit integrity check: every tenant's hash chain is verified against
-//! the last good checkpoint seen of it.
+//! the checkpoint this node keeps of it (in its data dir, so a chain cut back while the node
+//! was down is caught after a restart too).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use flux_core::audit::Checkpoint;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -12,9 +12,6 @@ use crate::state::AppState;
 /// While this node leads, verifies every tenant's chain every `every`; each broken chain found
 /// counts in `flux_integrity_mismatch_total` (the `IntegrityMismatch` alert).
 pub async fn run_integrity_checks(st: Arc<AppState>, every: Duration, cancel: CancellationToken) {
-    // The last good point of each chain: a chain cut back together with its head is caught
-    // against it.
-    let mut checkpoints: std::collections::HashMap<String, Checkpoint> = Default::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -25,18 +22,22 @@ pub async fn run_integrity_checks(st: Arc<AppState>, every: Duration, cancel: Ca
         if !st.leader.snapshot().is_leader {
             continue;
         }
-        let tenants = match st.store.tenants().await {
+        let mut tenants = match st.store.tenants().await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "integrity check: cannot list tenants");
                 continue;
             }
         };
+        // A tenant whose every object was removed still has a checkpoint here.
+        tenants.extend(st.audit.tracked_tenants());
+        tenants.sort();
+        tenants.dedup();
         for t in tenants {
-            match st.audit.verify(&t, checkpoints.get(&t)).await {
+            match st.audit.verify_tracked(&t).await {
                 Ok(v) if v.ok => {
-                    if let Some(c) = v.checkpoint {
-                        checkpoints.insert(t, c);
+                    if let Some(note) = v.note {
+                        tracing::warn!(tenant = %t, note = %note, "audit log checkpoint superseded by a restore");
                     }
                 }
                 Ok(v) => {
