@@ -2,5 +2,6 @@
 //! the audit record of mutating calls ([`audit`]). `api::app` stacks them.
 
 pub mod audit;
+pub mod drain;
 pub mod limits;
 pub mod metrics;
