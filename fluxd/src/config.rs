@@ -145,6 +145,27 @@ pub struct Args {
     /// fenced, as a leader would that trusted its lease after a pause. Exists for chaos runs.
     #[arg(long, hide = true, requires = "history_log")]
     unsafe_ignore_lease: bool,
+    /// Time a client has to send a request's headers once connected (TLS done), and that an
+    /// idle HTTP/1 keep-alive connection stays open.
+    #[arg(long, env = "FLUX_HEADER_READ_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    header_read_timeout: Duration,
+    /// Connections open at once (at most the descriptor limit less a reserve); more are closed
+    /// when accepted.
+    #[arg(long, env = "FLUX_MAX_CONNECTIONS", default_value_t = 8192)]
+    max_connections: usize,
+    /// Connections open at once from one client address (raise it behind a load balancer).
+    #[arg(long, env = "FLUX_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    max_connections_per_ip: usize,
+    /// Longest a followed log stream lasts; it then ends with a line asking to reconnect.
+    #[arg(long, env = "FLUX_MAX_FOLLOW", value_parser = parse_duration, default_value = "1h")]
+    max_follow: Duration,
+    /// Also serve `/metrics` without a token, over plain HTTP, on this address (keep it on
+    /// loopback or a private network). The API listener's `/metrics` needs a token.
+    #[arg(long, env = "FLUX_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// How often the leader recomputes the cluster gauges (agents, queue depth, state targets).
+    #[arg(long, env = "FLUX_GAUGES_EVERY", value_parser = parse_duration, default_value = "5s")]
+    gauges_every: Duration,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -184,6 +205,9 @@ pub struct NodeConfig {
     pub history_log: Option<PathBuf>,
     pub unsafe_no_fencing: bool,
     pub unsafe_ignore_lease: bool,
+    /// Listener settings: timeouts, connection caps, the metrics listener.
+    pub server: crate::node::ServerSettings,
+    pub max_follow: Duration,
 }
 
 impl Args {
@@ -200,6 +224,17 @@ impl Args {
             .map_err(|e| anyhow::anyhow!("lease settings: {e}"))?;
         if self.body_read_timeout.is_zero() {
             anyhow::bail!("--body-read-timeout must be above zero");
+        }
+        if self.header_read_timeout.is_zero()
+            || self.max_follow.is_zero()
+            || self.gauges_every.is_zero()
+        {
+            anyhow::bail!(
+                "--header-read-timeout, --max-follow and --gauges-every must be above zero"
+            );
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            anyhow::bail!("--max-connections and --max-connections-per-ip must be above zero");
         }
         if self.audit_verify_every.is_zero() {
             anyhow::bail!("--audit-verify-every must be above zero");
@@ -281,6 +316,16 @@ impl Args {
             history_log: self.history_log,
             unsafe_no_fencing: self.unsafe_no_fencing,
             unsafe_ignore_lease: self.unsafe_ignore_lease,
+            server: crate::node::ServerSettings {
+                header_read_timeout: self.header_read_timeout,
+                conns: crate::conns::ConnLimits {
+                    total: self.max_connections,
+                    per_ip: self.max_connections_per_ip,
+                },
+                metrics_listen: self.metrics_listen,
+                gauges_every: self.gauges_every,
+            },
+            max_follow: self.max_follow,
         })
     }
 }

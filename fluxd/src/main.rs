@@ -4,6 +4,7 @@
 
 mod api;
 mod config;
+mod conns;
 mod error;
 mod history;
 mod inboxes;

@@ -4,6 +4,7 @@
 //! released, the node record removed).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NodeConfig, TlsSource};
+use crate::conns::{CapAcceptor, ConnCaps, ConnLimits};
 use crate::state::AppState;
 use crate::{api, history, metrics, store_layers, tasks, tls};
 
@@ -25,6 +27,7 @@ pub async fn run(
     cfg: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let nofile = raise_nofile_limit();
     create_private_dir(&cfg.data_dir)?;
     let store = flux_core::store::open(&cfg.store)
         .await
@@ -48,6 +51,14 @@ pub async fn run(
     let listener = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     listener.set_nonblocking(true)?;
+    let metrics_listener = match cfg.server.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     let c = cancel.clone();
@@ -56,11 +67,49 @@ pub async fn run(
         c.cancel();
         h.graceful_shutdown(Some(Duration::from_secs(5)));
     });
-    tracing::info!(node = %cfg.node_id, addr = %cfg.listen, "fluxd serving https");
-    axum_server::from_tcp_rustls(listener, tls_config)?
+    if let Some(l) = metrics_listener {
+        let app = api::metrics_app(state.metrics.clone());
+        let c = cancel.clone();
+        tracing::info!(addr = %cfg.server.metrics_listen.expect("set"), "serving /metrics over plain HTTP without a token");
+        tokio::spawn(async move {
+            let r = axum::serve(l, app)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
+    let limits = ConnLimits {
+        total: effective_total(cfg.server.conns.total, nofile),
+        ..cfg.server.conns
+    };
+    tracing::info!(node = %cfg.node_id, addr = %cfg.listen, max_connections = limits.total, max_connections_per_ip = limits.per_ip, "fluxd serving https");
+    let caps = ConnCaps::new(limits);
+    let mut server = axum_server::from_tcp_rustls(listener, tls_config)?
         // Small request/response exchanges must not wait on Nagle + delayed ACK (~40 ms each).
-        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        // Connections over the caps are closed before their TLS handshake.
+        .map(|tls| {
+            tls.acceptor(CapAcceptor::new(
+                axum_server::accept::NoDelayAcceptor::new(),
+                caps,
+            ))
+        })
         .handle(handle)
+        // A connection that has done its TLS handshake but not sent a whole first request
+        // (either protocol) in this time is closed: no slowloris on a half-sent request.
+        .first_request_timeout(cfg.server.header_read_timeout);
+    // HTTP/1 headers have the same time limit, which also bounds an idle keep-alive
+    // connection (hyper waits for the next request's headers under that timer); HTTP/2 has
+    // keep-alive pings and a cap on concurrent streams.
+    let b = server.http_builder();
+    b.http1()
+        .header_read_timeout(Some(cfg.server.header_read_timeout));
+    b.http2()
+        .keep_alive_interval(Some(H2_KEEP_ALIVE))
+        .keep_alive_timeout(H2_KEEP_ALIVE)
+        .max_concurrent_streams(Some(H2_MAX_STREAMS));
+    server
         .serve(app.into_make_service())
         .await
         .context("server failed")?;
@@ -68,6 +117,61 @@ pub async fn run(
     tasks.drain().await;
     tracing::info!("fluxd stopped");
     Ok(())
+}
+
+/// Listener settings of a node (its `--header-read-timeout`, `--max-connections*`,
+/// `--metrics-listen` and `--gauges-every` arguments).
+#[derive(Clone, Copy, Debug)]
+pub struct ServerSettings {
+    pub header_read_timeout: Duration,
+    pub conns: ConnLimits,
+    pub metrics_listen: Option<SocketAddr>,
+    pub gauges_every: Duration,
+}
+
+/// HTTP/2 keep-alive: a ping after this much silence, and the connection closed when it is not
+/// answered within the same time (a vanished peer does not hold its connection forever).
+pub const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// Streams one HTTP/2 connection may have open at once.
+pub const H2_MAX_STREAMS: u32 = 200;
+
+/// Descriptors kept free of connections: the store, logs, the metrics listener, backups.
+pub const FD_RESERVE: u64 = 64;
+
+/// The connection cap actually applied: the configured one, but never more than the
+/// descriptor limit (`nofile`, when known) leaves after [`FD_RESERVE`].
+pub fn effective_total(configured: usize, nofile: Option<u64>) -> usize {
+    match nofile {
+        Some(n) => configured.min(n.saturating_sub(FD_RESERVE).max(1) as usize),
+        None => configured,
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (Rust does not, and a systemd
+/// default of 1024 is soon reached by connections). Returns the soft limit now in force.
+fn raise_nofile_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return None;
+        }
+    };
+    if soft >= hard {
+        return Some(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => {
+            tracing::info!(from = soft, to = hard, "raised the open-file limit");
+            Some(hard)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            Some(soft)
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -196,7 +300,7 @@ fn build_state(
     let store = store_layers::Timed::wrap(store, metrics.store_ops.clone());
     let store = store_layers::Fencing::wrap(store, history.clone(), cfg.unsafe_no_fencing);
     let jobs = Jobs::new(store.clone(), cfg.jobs.clone());
-    Ok(Arc::new(AppState::new(
+    let mut state = AppState::new(
         cfg.node_id.clone(),
         store,
         jobs,
@@ -204,7 +308,9 @@ fn build_state(
         metrics,
         audit_key,
         history,
-    )))
+    );
+    state.max_follow = cfg.max_follow;
+    Ok(Arc::new(state))
 }
 
 /// The background tasks that are waited for at shutdown.
@@ -237,6 +343,11 @@ impl Tasks {
                 .clone()
                 .run(st.store.subscribe(), hub_stop.clone()),
         );
+        tokio::spawn(tasks::gauges::run_gauges(
+            st.clone(),
+            cfg.server.gauges_every,
+            cancel.clone(),
+        ));
         tokio::spawn(tasks::integrity::run_integrity_checks(
             st.clone(),
             cfg.audit_verify_every,
@@ -266,5 +377,21 @@ impl Tasks {
         }
         let _ = self.leader.await;
         let _ = self.record.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_stays_under_the_descriptor_limit() {
+        assert_eq!(
+            effective_total(8192, Some(1024)),
+            1024 - FD_RESERVE as usize
+        );
+        assert_eq!(effective_total(100, Some(1024)), 100);
+        assert_eq!(effective_total(8192, None), 8192);
+        assert_eq!(effective_total(8192, Some(10)), 1);
     }
 }

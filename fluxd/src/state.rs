@@ -63,6 +63,8 @@ pub struct AppState {
     node_changed: Notify,
     /// The chaos-run history log, when enabled.
     pub history: Option<Arc<crate::history::History>>,
+    /// Longest a followed log stream lasts (`--max-follow`).
+    pub max_follow: std::time::Duration,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             scheduler: Notify::new(),
             node_changed: Notify::new(),
             history,
+            max_follow: std::time::Duration::from_secs(3600),
         }
     }
 

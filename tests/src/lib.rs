@@ -153,17 +153,21 @@ impl Fluxd {
         }
     }
 
-    /// This node's `/metrics` text, `None` if unreachable.
+    /// This node's `/metrics` text (read with the cluster admin token, as `/metrics` on the
+    /// API listener needs a token of the cluster tenant), `None` if unreachable or refused.
     pub async fn metrics_text(&self) -> Option<String> {
-        self.http
+        let resp = self
+            .http
             .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.admin)
             .timeout(Duration::from_secs(2))
             .send()
             .await
-            .ok()?
-            .text()
-            .await
-            .ok()
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.text().await.ok()
     }
 
     /// Value of an unlabelled metric on this node's `/metrics`, `None` if unreachable.

@@ -419,9 +419,10 @@ async fn nginx_balances_api_and_agents_over_the_nodes() {
         .await;
         assert_eq!(v["status"], "succeeded", "{v}");
     }
-    // Metrics and the error shape come through unchanged.
+    // Metrics (with a token of the cluster tenant) and the error shape come through unchanged.
     let m = http
         .get(format!("{lb}/metrics"))
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap()

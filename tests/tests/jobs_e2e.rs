@@ -32,10 +32,19 @@ async fn seed_quick_start_over_tls() {
     let logs = d.logs(&d.admin, &id).await;
     assert_eq!(logs, "Hello FluxForge\n");
 
-    let metrics = d.metrics_text().await.expect("metrics");
-    assert!(metrics.contains("\nflux_leader_status 1\n"), "{metrics}");
-    assert!(metrics.contains("\nflux_connected_agents 1\n"), "{metrics}");
-    assert!(metrics.contains("\nflux_queue_depth 0\n"), "{metrics}");
+    // The leader recomputes the cluster gauges in the background (every 5 s by default).
+    eventually("the cluster gauges", Duration::from_secs(20), || async {
+        let metrics = d.metrics_text().await?;
+        [
+            "flux_leader_status 1",
+            "flux_connected_agents 1",
+            "flux_queue_depth 0",
+        ]
+        .iter()
+        .all(|l| metrics.lines().any(|m| m == *l))
+        .then_some(())
+    })
+    .await;
 
     // Plain HTTP on the TLS port gets no answer a client could mistake for success.
     let plain = reqwest::Client::new()

@@ -91,6 +91,9 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
             Need::Admin,
         ),
         r(Method::GET, "/v1/status", None, Need::Viewer),
+        // Cluster-wide figures: a read token of the cluster tenant (another tenant's is refused
+        // in abuse_server.rs).
+        r(Method::GET, "/metrics", None, Need::Viewer),
         r(
             Method::POST,
             "/v1/agent/register",

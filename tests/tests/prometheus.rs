@@ -35,7 +35,21 @@ fn run(promtool: &Path, args: &[&str]) -> String {
 #[test]
 fn shipped_config_and_alert_rules_pass_promtool() {
     let Some(p) = promtool() else { return };
-    run(&p, &["check", "config", "prometheus.yml"]);
+    // promtool checks that the scrape token file exists: the shipped config, with its token
+    // path pointed at a file made here, next to a copy of the rules it names.
+    let tmp = tempfile::tempdir().unwrap();
+    let token = tmp.path().join("metrics.token");
+    std::fs::write(&token, "a-token\n").unwrap();
+    let config = std::fs::read_to_string(deploy().join("prometheus.yml")).unwrap();
+    assert!(
+        config.contains("credentials_file: /etc/fluxforge/metrics.token"),
+        "the scrape config sends the metrics token"
+    );
+    let config = config.replace("/etc/fluxforge/metrics.token", &token.display().to_string());
+    std::fs::write(tmp.path().join("prometheus.yml"), config).unwrap();
+    std::fs::copy(deploy().join("alerts.yml"), tmp.path().join("alerts.yml")).unwrap();
+    let checked = tmp.path().join("prometheus.yml");
+    run(&p, &["check", "config", checked.to_str().unwrap()]);
     let rules = run(&p, &["check", "rules", "alerts.yml"]);
     assert!(rules.contains("5 rules found"), "{rules}");
     run(&p, &["test", "rules", "alerts_test.yml"]);

@@ -122,11 +122,18 @@ async fn apply_converges_the_selected_agents_and_hand_drift_is_repaired() {
     assert!(took < Duration::from_secs(15), "repair took {took:?}");
     assert!(d.metric("flux_reconcile_drift_total").await >= Some(2.0));
     assert!(d.metric("flux_reconcile_repairs_total").await >= Some(3.0));
-    let metrics = d.metrics_text().await.unwrap();
-    assert!(
-        metrics.contains("flux_state_targets{status=\"compliant\"} 2"),
-        "{metrics}"
-    );
+    // The leader recomputes the cluster gauges in the background (every 5 s by default).
+    eventually(
+        "2 compliant targets in the gauges",
+        Duration::from_secs(20),
+        || async {
+            let metrics = d.metrics_text().await?;
+            metrics
+                .contains("flux_state_targets{status=\"compliant\"} 2")
+                .then_some(())
+        },
+    )
+    .await;
 
     // The table view names both targets.
     let table = d.fluxctl(&d.admin, &["get", "states", "web-marker"]);

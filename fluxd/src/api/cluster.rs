@@ -1,5 +1,6 @@
 //! Cluster routes: `/healthz` (the process answers), `/readyz` (the store answers),
-//! `/metrics` (Prometheus text, cluster gauges refreshed from the store) and `/v1/status`.
+//! `/metrics` (Prometheus text, rendered from the registry; a token of the cluster tenant) and
+//! `/v1/status`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,11 +9,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use flux_core::auth::Permission;
+use flux_core::auth::{CLUSTER_TENANT, Permission};
 use serde_json::json;
 
 use super::extract::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 pub(super) async fn healthz() -> Json<serde_json::Value> {
@@ -24,14 +26,33 @@ pub(super) async fn readyz(State(st): State<Arc<AppState>>) -> ApiResult<Json<se
     Ok(Json(json!({"status": "ready"})))
 }
 
-pub(super) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    if let Err(e) = crate::tasks::gauges::refresh_gauges(&st).await {
-        // Still serve the process and leader metrics; the cluster gauges keep their last value.
-        tracing::warn!(error = %e, "cannot refresh cluster gauges");
+/// `/metrics` on the API listener: for tokens of the cluster tenant with a read role (the
+/// figures cover every tenant). Renders the registry only; nothing is read from the store.
+pub(super) async fn metrics(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Response> {
+    metrics_reader(&caller)?;
+    Ok(render_metrics(&st.metrics))
+}
+
+/// Who may read `/metrics` through the API: viewers, operators and admins of the cluster
+/// tenant.
+fn metrics_reader(caller: &Caller) -> ApiResult<()> {
+    if caller.tenant() == CLUSTER_TENANT && caller.0.role.allows(Permission::ReadCluster) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "metrics cover every tenant: only viewers, operators and admins of tenant {CLUSTER_TENANT:?} may read them"
+        )))
     }
+}
+
+/// The Prometheus text of `metrics`.
+pub fn render_metrics(metrics: &Metrics) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

@@ -256,6 +256,55 @@ pub fn truncation_marker(dropped: u64) -> String {
     format!("\n[fluxforge: output truncated, {dropped} bytes not stored]\n")
 }
 
+/// How often an open follow checks that its token is still unrevoked.
+pub const FOLLOW_RECHECK: Duration = Duration::from_secs(2);
+
+/// Why an open follow ends before its job does.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FollowEnd {
+    /// The caller's token expired.
+    Expired,
+    /// The caller's token was revoked.
+    Revoked,
+    /// The follow lasted its longest allowed time (`--max-follow`); the client may reconnect.
+    TimeLimit(Duration),
+}
+
+impl FollowEnd {
+    /// The final line's text.
+    pub fn message(&self) -> String {
+        match self {
+            FollowEnd::Expired => "stream ended: the token has expired".into(),
+            FollowEnd::Revoked => "stream ended: the token has been revoked".into(),
+            FollowEnd::TimeLimit(max) => format!(
+                "stream ended: a follow lasts at most {}s; reconnect to continue",
+                max.as_secs()
+            ),
+        }
+    }
+}
+
+/// Whether a follow may go on: its token expires at `exp` (seconds), `revoked` is the last
+/// revocation check, and it has run for `elapsed` of at most `max`. Expiry is judged like a
+/// new request's (`exp` equal to now is expired).
+pub fn follow_verdict(
+    now_secs: u64,
+    exp: u64,
+    revoked: bool,
+    elapsed: Duration,
+    max: Duration,
+) -> Option<FollowEnd> {
+    if revoked {
+        Some(FollowEnd::Revoked)
+    } else if exp <= now_secs {
+        Some(FollowEnd::Expired)
+    } else if elapsed >= max {
+        Some(FollowEnd::TimeLimit(max))
+    } else {
+        None
+    }
+}
+
 pub(super) struct LogCursor {
     st: Arc<AppState>,
     tenant: String,
@@ -266,6 +315,12 @@ pub(super) struct LogCursor {
     next_seq: u64,
     rx: broadcast::Receiver<Change>,
     done: bool,
+    /// The follower's token: expiry and revocation are checked again while streaming.
+    jti: String,
+    exp: u64,
+    started: tokio::time::Instant,
+    max_follow: Duration,
+    next_recheck: tokio::time::Instant,
 }
 
 impl LogCursor {
@@ -289,12 +344,62 @@ impl LogCursor {
         }
     }
 
+    /// The final line of a follow that ends before its job.
+    fn end_line(&self, end: &FollowEnd) -> Bytes {
+        let text = end.message();
+        if !self.jsonl {
+            return Bytes::from(format!("\n[fluxforge: {text}]\n"));
+        }
+        let mut s = match end {
+            FollowEnd::Expired | FollowEnd::Revoked => {
+                json!({"error": {"code": "unauthorized", "message": text}})
+            }
+            FollowEnd::TimeLimit(_) => json!({"note": text, "reconnect": true}),
+        }
+        .to_string();
+        s.push('\n');
+        Bytes::from(s)
+    }
+
+    /// For a follow: why it must end now, if it must. Expiry and the time limit are checked
+    /// on every call; revocation (a store read) at most every [`FOLLOW_RECHECK`]. A failed
+    /// revocation check ends the stream too.
+    async fn must_end(&mut self) -> Option<Bytes> {
+        if !self.follow {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        let mut revoked = false;
+        if now >= self.next_recheck {
+            self.next_recheck = now + FOLLOW_RECHECK;
+            match self.st.is_revoked(&self.tenant, &self.jti).await {
+                Ok(r) => revoked = r,
+                Err(e) => {
+                    self.done = true;
+                    return Some(self.note(format!("\n[fluxforge: stream ended: {e}]\n")));
+                }
+            }
+        }
+        let end = follow_verdict(
+            now_ms() / 1000,
+            self.exp,
+            revoked,
+            now - self.started,
+            self.max_follow,
+        )?;
+        self.done = true;
+        Some(self.end_line(&end))
+    }
+
     /// Next piece of the stream, or `None` at the end.
     async fn next(&mut self) -> Option<Bytes> {
         let idle_deadline = tokio::time::Instant::now() + MAX_WAIT;
         loop {
             if self.done {
                 return None;
+            }
+            if let Some(end) = self.must_end().await {
+                return Some(end);
             }
             let job = match self.st.jobs.get(&self.tenant, &self.job_id).await {
                 Ok(j) => j,
@@ -347,13 +452,25 @@ impl LogCursor {
             }
             let (tenant, job_path) = (self.tenant.clone(), keys::job(&self.job_id));
             let out_prefix = keys::job_output(&self.job_id);
-            let woke = wait_until_touched(&mut self.rx, idle_deadline, |c| {
-                c.touches(&tenant, &job_path) || c.touches(&tenant, &out_prefix)
-            })
-            .await;
-            if !woke {
-                // Keep the connection alive for proxies; the client keeps following.
-                return Some(Bytes::new());
+            loop {
+                // Wake for the next token check and the time limit too, not only for changes.
+                let wake_at = idle_deadline
+                    .min(self.next_recheck)
+                    .min(self.started + self.max_follow);
+                let woke = wait_until_touched(&mut self.rx, wake_at, |c| {
+                    c.touches(&tenant, &job_path) || c.touches(&tenant, &out_prefix)
+                })
+                .await;
+                if let Some(end) = self.must_end().await {
+                    return Some(end);
+                }
+                if woke {
+                    break;
+                }
+                if tokio::time::Instant::now() >= idle_deadline {
+                    // Keep the connection alive for proxies; the client keeps following.
+                    return Some(Bytes::new());
+                }
             }
         }
     }
@@ -373,6 +490,7 @@ pub(super) async fn job_logs(
     };
     // 404 before streaming starts.
     st.jobs.get(caller.tenant(), &id).await?;
+    let now = tokio::time::Instant::now();
     let cursor = LogCursor {
         rx: st.store.subscribe(),
         st: st.clone(),
@@ -383,6 +501,12 @@ pub(super) async fn job_logs(
         attempt: None,
         next_seq: 0,
         done: false,
+        jti: caller.0.jti.clone(),
+        exp: caller.0.exp,
+        started: now,
+        max_follow: st.max_follow,
+        // The request itself was just checked.
+        next_recheck: now + FOLLOW_RECHECK,
     };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
         c.next().await.map(|b| (Ok::<_, Infallible>(b), c))
@@ -406,4 +530,43 @@ async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
     };
     flux_core::quota::admit(&st.rates, tenant, &q, queued, n, Instant::now())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_follow_goes_on_while_its_token_is_valid_and_its_time_is_not_up() {
+        assert_eq!(follow_verdict(100, 101, false, Duration::ZERO, HOUR), None);
+        assert_eq!(
+            follow_verdict(100, 101, false, HOUR - Duration::from_millis(1), HOUR),
+            None
+        );
+    }
+
+    #[test]
+    fn a_follow_ends_on_revocation_expiry_or_its_time_limit() {
+        assert_eq!(
+            follow_verdict(100, 500, true, Duration::ZERO, HOUR),
+            Some(FollowEnd::Revoked)
+        );
+        assert_eq!(
+            follow_verdict(100, 100, false, Duration::ZERO, HOUR),
+            Some(FollowEnd::Expired)
+        );
+        assert_eq!(
+            follow_verdict(100, 99, false, Duration::ZERO, HOUR),
+            Some(FollowEnd::Expired)
+        );
+        assert_eq!(
+            follow_verdict(100, 500, false, HOUR, HOUR),
+            Some(FollowEnd::TimeLimit(HOUR))
+        );
+        assert!(FollowEnd::TimeLimit(HOUR).message().contains("reconnect"));
+        assert!(FollowEnd::Revoked.message().contains("revoked"));
+        assert!(FollowEnd::Expired.message().contains("expired"));
+    }
 }

@@ -158,7 +158,27 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             crate::middleware::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Outermost: every refusal, the shed's 429 included, reaches HTTP/2 clients.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::middleware::drain::DrainLimits::for_body_limit(
+                limits.max_body_bytes,
+            )),
+            crate::middleware::drain::drain_unread,
+        ))
         .with_state(state)
+}
+
+/// The metrics listener's app (`--metrics-listen`): `/metrics` without a token, nothing else.
+pub fn metrics_app(metrics: Arc<crate::metrics::Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { cluster::render_metrics(&m) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("only /metrics is served here") })
 }
 
 #[cfg(test)]
@@ -171,9 +191,16 @@ mod tests {
     use tower::ServiceExt;
 
     async fn test_app(dir: &std::path::Path) -> Router {
+        test_app_and_state(dir).await.0
+    }
+
+    /// The app over a store whose operations are timed into the state's metrics.
+    async fn test_app_and_state(dir: &std::path::Path) -> (Router, Arc<AppState>) {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let store = flux_core::store::open(&format!("redb:{}", dir.join("flux.redb").display()))
             .await
             .unwrap();
+        let store = crate::store_layers::Timed::wrap(store, metrics.store_ops.clone());
         let (key, _) = SigningKey::load_or_create(&dir.join("signing-key.json")).unwrap();
         let audit_key = key.derive("fluxforge audit chain v1").unwrap();
         let auth = Authenticator::new(vec![key], "fluxforge", "fluxforge");
@@ -183,7 +210,7 @@ mod tests {
             store,
             jobs,
             auth,
-            Arc::new(crate::metrics::Metrics::new()),
+            metrics,
             audit_key,
             None,
         ));
@@ -200,7 +227,32 @@ mod tests {
             },
             body_read_timeout: Duration::from_secs(10),
         };
-        app(state, &limits)
+        (app(state.clone(), &limits), state)
+    }
+
+    fn token(st: &AppState, tenant: &str, role: flux_core::auth::Role) -> String {
+        st.auth
+            .issue(
+                "t",
+                tenant,
+                role,
+                Duration::from_secs(60),
+                (role == flux_core::auth::Role::Agent).then_some("a1"),
+            )
+            .unwrap()
+            .0
+    }
+
+    /// Store operations done so far, of every kind.
+    fn store_ops(st: &AppState) -> u64 {
+        use prometheus::core::Collector;
+        st.metrics
+            .store_ops
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_histogram().get_sample_count())
+            .sum()
     }
 
     async fn call(app: Router, path: &str) -> (StatusCode, serde_json::Value) {
@@ -231,8 +283,17 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_served_as_prometheus_text_with_known_series_at_zero() {
         let dir = tempfile::tempdir().unwrap();
-        let app = test_app(dir.path()).await;
-        let req = Request::get("/metrics").body(Body::empty()).unwrap();
+        let (app, st) = test_app_and_state(dir.path()).await;
+        let req = Request::get("/metrics")
+            .header(
+                "authorization",
+                format!(
+                    "Bearer {}",
+                    token(&st, "default", flux_core::auth::Role::Viewer)
+                ),
+            )
+            .body(Body::empty())
+            .unwrap();
         let resp = app.oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4");
@@ -251,5 +312,83 @@ mod tests {
                 "{line} missing from:\n{text}"
             );
         }
+    }
+
+    async fn scrape(app: &Router, token: Option<&str>) -> StatusCode {
+        let mut req = Request::get("/metrics");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        resp.status()
+    }
+
+    #[tokio::test]
+    async fn metrics_need_a_reading_token_of_the_cluster_tenant() {
+        use flux_core::auth::Role;
+        let dir = tempfile::tempdir().unwrap();
+        let (app, st) = test_app_and_state(dir.path()).await;
+        assert_eq!(scrape(&app, None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            scrape(&app, Some("garbage")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        for (tenant, role) in [("acme", Role::Admin), ("default", Role::Agent)] {
+            let t = token(&st, tenant, role);
+            assert_eq!(
+                scrape(&app, Some(&t)).await,
+                StatusCode::FORBIDDEN,
+                "{tenant} {role}"
+            );
+        }
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            let t = token(&st, "default", role);
+            assert_eq!(scrape(&app, Some(&t)).await, StatusCode::OK, "{role}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scrape_reads_nothing_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, st) = test_app_and_state(dir.path()).await;
+        let t = token(&st, "default", flux_core::auth::Role::Viewer);
+        // Something for a scan to find: a tenant with a queued job.
+        st.jobs
+            .submit(
+                "default",
+                "t",
+                serde_json::from_value(serde_json::json!({"command": "true"})).unwrap(),
+                flux_core::model::now_ms(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(scrape(&app, Some(&t)).await, StatusCode::OK);
+        // Authentication reads the revocation list; the scrape itself nothing more.
+        let before = store_ops(&st);
+        for _ in 0..5 {
+            assert_eq!(scrape(&app, Some(&t)).await, StatusCode::OK);
+        }
+        let per_scrape = (store_ops(&st) - before) / 5;
+        assert!(per_scrape <= 1, "{per_scrape} store operations per scrape");
+        // The gauges are the background task's: computed once, then rendered as they are.
+        crate::tasks::gauges::refresh_gauges(&st).await.unwrap();
+        assert_eq!(st.metrics.queue_depth.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_metrics_listener_serves_only_metrics_without_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, st) = test_app_and_state(dir.path()).await;
+        let app = metrics_app(st.metrics.clone());
+        assert_eq!(scrape(&app, None).await, StatusCode::OK);
+        let req = Request::get("/v1/jobs").body(Body::empty()).unwrap();
+        assert_eq!(
+            app.oneshot(req).await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

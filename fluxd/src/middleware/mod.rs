@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod drain;
 pub mod limits;
 pub mod metrics;
 pub mod routes;

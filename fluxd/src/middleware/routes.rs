@@ -160,7 +160,7 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         "/v1/tenants/{tenant}/quota" if get => (Admin, Requests),
         "/v1/tenants/{tenant}/quota" if put => (ClusterAdmin, Requests),
         "/v1/backup" if get => (ClusterAdmin, Requests),
-        "/v1/backup/restore" if post => {
+        "/v1/backup/restore" | "/v1/backup/verify" if post => {
             return Rule {
                 access: ClusterAdmin,
                 pool: Requests,
@@ -254,6 +254,7 @@ mod tests {
             (Method::PUT, "/v1/tenants/{tenant}/quota"),
             (Method::POST, "/v1/tenants"),
             (Method::POST, "/v1/backup/restore"),
+            (Method::POST, "/v1/backup/verify"),
             (Method::GET, "/v1/backup"),
         ] {
             assert!(a(m.clone(), p).check(&admin).is_err(), "{m} {p}");
@@ -271,8 +272,9 @@ mod tests {
     }
 
     #[test]
-    fn only_the_restore_has_no_body_deadline() {
+    fn only_the_backup_uploads_have_no_body_deadline() {
         assert!(!rule(&Method::POST, Some("/v1/backup/restore")).body_deadline);
+        assert!(!rule(&Method::POST, Some("/v1/backup/verify")).body_deadline);
         assert!(rule(&Method::POST, Some("/v1/jobs")).body_deadline);
         assert!(rule(&Method::POST, Some("/v1/agent/register")).body_deadline);
     }

@@ -1,5 +1,12 @@
-//! The cluster gauges (agents by state, queue depth, state targets by status), refreshed from
-//! the store when `/metrics` is scraped.
+//! The cluster gauges (agents by state, queue depth, state targets by status): the leader
+//! recomputes them from the store every `--gauges-every` in the background, and `/metrics`
+//! only renders what is there, so a scrape never reads the store. Other nodes report them as
+//! zero (aggregate with `max()`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use flux_core::leader::job_to_store as to_store;
 use flux_core::model::AgentState;
@@ -8,8 +15,46 @@ use flux_core::store::StoreError;
 
 use crate::state::AppState;
 
-/// Sets the cluster gauges (agents by state, queue depth) from the store, so that every node
-/// reports the same figures whichever of them a scrape reaches.
+/// Recomputes the cluster gauges every `every` while this node leads, and zeroes them while it
+/// does not, until `cancel`.
+pub async fn run_gauges(st: Arc<AppState>, every: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if st.leader.snapshot().is_leader {
+            if let Err(e) = refresh_gauges(&st).await {
+                // The gauges keep their last value.
+                tracing::warn!(error = %e, "cannot refresh cluster gauges");
+            }
+        } else {
+            clear_gauges(&st);
+        }
+    }
+}
+
+/// Zeroes the cluster gauges of a node that does not lead.
+fn clear_gauges(st: &AppState) {
+    let m = &st.metrics;
+    m.queue_depth.set(0);
+    m.connected_agents.set(0);
+    for s in TargetState::ALL {
+        m.state_targets.with_label_values(&[s.as_str()]).set(0);
+    }
+    for s in [
+        AgentState::Online,
+        AgentState::Unreachable,
+        AgentState::Dead,
+    ] {
+        m.agents_by_state.with_label_values(&[s.as_str()]).set(0);
+    }
+}
+
+/// Sets the cluster gauges (agents by state, queue depth, state targets) from the store: a
+/// scan of every tenant, done by the leader in the background, never per scrape.
 pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
     let mut queued = 0i64;
     let mut by_state = [0i64; 3];
