@@ -58,6 +58,18 @@ fn hold(rb: reqwest::RequestBuilder) -> JoinHandle<(u16, Value)> {
     })
 }
 
+/// The header that carries an agent registration's session secret.
+const SESSION: &str = "X-Flux-Session";
+
+/// An agent token for `node` of `tenant`, registered, and the session its registration returned.
+async fn registered(d: &Fluxd, tenant: &str, node: &str) -> (String, String) {
+    let tok = d.token(tenant, "agent", Some(node)).await;
+    let (s, v) = d.post("/v1/agent/register", &tok, &json!({})).await;
+    assert_eq!(s, 200, "registering {node}: {v}");
+    let session = v["session"].as_str().expect("a session").to_string();
+    (tok, session)
+}
+
 /// Waits until one of `holders` was refused; returns the refusals. By then the pool holds all
 /// it lets their tenant hold, and it keeps holding it (admitted holders last many seconds).
 async fn first_refusals(holders: &mut Vec<JoinHandle<(u16, Value)>>) -> Vec<Value> {
@@ -98,9 +110,7 @@ async fn follows_count_as_long_polls_whatever_their_query_text() {
         d.token("acme", "viewer", None).await,
     ];
     let globex = d.token("globex", "viewer", None).await;
-    let agent = d.token("globex", "agent", Some("g1")).await;
-    let (s, v) = d.post("/v1/agent/register", &agent, &json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    let (agent, session) = registered(&d, "globex", "g1").await;
 
     let queries = [
         "follow=%74rue",
@@ -125,7 +135,12 @@ async fn follows_count_as_long_polls_whatever_their_query_text() {
         assert_eq!(s, 200, "another tenant's request: {v}");
         let (s, v) = d.get("/v1/jobs", &viewers[0]).await;
         assert_eq!(s, 200, "the same tenant's request: {v}");
-        let (s, v) = d.post("/v1/agent/heartbeat", &agent, &json!({})).await;
+        let (s, v) = send(
+            d.req(Method::POST, "/v1/agent/heartbeat", &agent)
+                .header(SESSION, &session)
+                .json(&json!({})),
+        )
+        .await;
         assert_eq!(s, 200, "an agent's heartbeat: {v}");
     }
     // They are counted where they belong: the tenant holds its share (4) of the long-polls.
@@ -195,12 +210,11 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
     // Agent task polls: one more acme agent than the pool holds, each polling for 25 s.
     let mut holders = Vec::new();
     for i in 0..=pool {
-        let tok = d.token("acme", "agent", Some(&format!("a{i}"))).await;
-        holders.push(hold(d.req(
-            Method::GET,
-            "/v1/agent/tasks?after=0&wait_secs=25",
-            &tok,
-        )));
+        let (tok, session) = registered(&d, "acme", &format!("a{i}")).await;
+        holders.push(hold(
+            d.req(Method::GET, "/v1/agent/tasks?after=0&wait_secs=25", &tok)
+                .header(SESSION, session),
+        ));
     }
     let refusals = first_refusals(&mut holders).await;
     assert!(
@@ -210,8 +224,12 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
             .contains("tenant acme"),
         "{refusals:?}"
     );
-    let g1 = d.token("globex", "agent", Some("g1")).await;
-    let (s, v) = d.get("/v1/agent/tasks?after=0&wait_secs=0", &g1).await;
+    let (g1, g1_session) = registered(&d, "globex", "g1").await;
+    let (s, v) = send(
+        d.req(Method::GET, "/v1/agent/tasks?after=0&wait_secs=0", &g1)
+            .header(SESSION, g1_session),
+    )
+    .await;
     assert_eq!(s, 200, "another tenant's agent poll: {v}");
     abort(holders);
 
