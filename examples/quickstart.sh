@@ -25,8 +25,9 @@ if command -v curl >/dev/null; then
         -H 'Content-Type: application/json' \
         -d '{"command":"echo Hello FluxForge","node_id":"agent-1"}' "$FLUX_SERVER/jobs"
     echo
-    echo "==> GET /metrics"
-    curl -sS --cacert "$FLUX_CA" "$FLUX_SERVER/metrics" \
+    echo "==> GET /metrics (a token of the cluster tenant, or an unauthenticated --metrics-listen)"
+    curl -sS --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
+        "$FLUX_SERVER/metrics" \
         | grep -E '^flux_(leader_status|leader_epoch|connected_agents|queue_depth) '
 else
     echo "==> (curl is not installed: skipping the curl quick start)"

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use flux_core::backup;
 use flux_tests::*;
+use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -416,4 +417,45 @@ async fn oversized_agent_fields_get_422_naming_the_field() {
             .starts_with("running[1]"),
         "{v}"
     );
+}
+
+/// A copy of a registered agent's token, without the registration's session, is refused before
+/// its body is read: it cannot hold the agent pools' permits with slow bodies (and so starve the
+/// real agent's heartbeats until the node is declared dead and can be taken over).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_copy_without_the_session_is_refused_before_its_body_is_read() {
+    let d = Fluxd::start().await;
+    let tok = d.token("default", "agent", Some("web-9")).await;
+    let (s, v) = agent_post(&d, "/v1/agent/register", &tok, None, &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let session = v["session"].as_str().expect("a session").to_string();
+    for path in [
+        "/v1/agent/heartbeat",
+        "/v1/agent/attempts/j-x.1/start",
+        "/v1/agent/attempts/j-x.1/output",
+        "/v1/agent/attempts/j-x.1/result",
+    ] {
+        for presented in [None, Some("not-the-session")] {
+            let mut rb = d
+                .req(Method::POST, path, &tok)
+                .header("content-type", "application/json")
+                .header("content-length", "100")
+                .body(reqwest::Body::wrap_stream(
+                    futures::stream::once(async { Ok::<_, std::io::Error>("{") })
+                        .chain(futures::stream::pending()),
+                ));
+            if let Some(p) = presented {
+                rb = rb.header(SESSION, p);
+            }
+            let r = tokio::time::timeout(Duration::from_secs(5), rb.send())
+                .await
+                .unwrap_or_else(|_| panic!("{path} ({presented:?}): no answer before the body"))
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 409, "{path} ({presented:?})");
+        }
+    }
+    let r = send(d.req(Method::GET, "/v1/agent/tasks?after=0&wait_secs=0", &tok)).await;
+    assert_eq!(r.0, 409, "a task poll without the session: {:?}", r.1);
+    let (s, v) = agent_post(&d, "/v1/agent/heartbeat", &tok, Some(&session), &json!({})).await;
+    assert_eq!(s, 200, "the holder's heartbeat: {v}");
 }

@@ -130,6 +130,19 @@ pub(super) fn new_session() -> (String, String) {
 }
 
 impl Jobs {
+    /// Whether `caller` holds the current registration of its node in `tenant`: checked before
+    /// an agent call's body is read, so that a copy of the token without the session cannot
+    /// hold the agent pools' permits (and starve the real agent's heartbeats).
+    pub async fn check_session<'a>(
+        &self,
+        tenant: &str,
+        caller: impl Into<AgentCaller<'a>>,
+    ) -> Result<()> {
+        let caller = caller.into();
+        let agent = self.agent(tenant, caller.node_id).await?;
+        caller.registration_of(&agent).map(|_| ())
+    }
+
     pub async fn register<'a>(
         &self,
         tenant: &str,

@@ -89,12 +89,26 @@ pub(super) async fn agent_tasks(
         changed.as_mut().enable();
         let tasks = st.jobs.poll(&tenant, agent, after).await?;
         if !tasks.is_empty() {
+            // Tasks carry secret values: a token revoked or expired while it waited gets none.
+            still_valid(&st, &caller).await?;
             return Ok(Json(tasks).into_response());
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             return Ok(Json(tasks).into_response());
         }
     }
+}
+
+/// The caller's token is still unexpired and unrevoked (it was when the request arrived).
+async fn still_valid(st: &AppState, caller: &Caller) -> ApiResult<()> {
+    let now = now_ms() / 1000;
+    if caller.0.exp <= now {
+        return Err(flux_core::auth::AuthError::Expired.into());
+    }
+    if st.is_revoked(caller.tenant(), &caller.0.jti).await? {
+        return Err(flux_core::auth::AuthError::Revoked.into());
+    }
+    Ok(())
 }
 
 pub(super) async fn attempt_start(

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use flux_core::auth::{self, AuthError, Claims};
 
 use super::routes::{self, Access};
+use crate::api::agent_protocol::SESSION_HEADER;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -35,8 +36,8 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Claims, 
     Ok(claims)
 }
 
-/// Verifies the token and checks the route's access; puts the claims and the route's rule in
-/// the request.
+/// Verifies the token and checks the route's access (for agent calls, the registration's
+/// session too); puts the claims and the route's rule in the request.
 pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
     let rule = routes::rule(req.method(), route);
@@ -47,6 +48,21 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
         };
         if let Err(m) = rule.access.check(&claims) {
             return ApiError::forbidden(m).into_response();
+        }
+        // An agent call after registering must come from the registration's holder: a copy of
+        // the token without the session is refused here, before it takes a permit.
+        if rule.access == Access::Agent
+            && route != Some("/v1/agent/register")
+            && let Some(node) = claims.node_id.as_deref()
+        {
+            let session = req
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let caller = flux_core::jobs::AgentCaller::new(node, session);
+            if let Err(e) = st.jobs.check_session(&claims.tenant, caller).await {
+                return ApiError::from(e).into_response();
+            }
         }
         req.extensions_mut().insert(Authenticated(claims));
     }

@@ -12,7 +12,7 @@ use flux_core::auth::{CLUSTER_TENANT, Claims, Permission, Role};
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone, without a token (probes, metrics, the 404 of unknown routes).
+    /// Anyone, without a token (probes, the 404 of unknown routes).
     Public,
     /// Any valid token; the handler decides the rest.
     Authenticated,
@@ -125,7 +125,9 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
     let put = *method == Method::PUT;
     let delete = *method == Method::DELETE;
     let (access, pool) = match route {
-        "/healthz" | "/readyz" | "/metrics" if get => (Public, Requests),
+        "/healthz" | "/readyz" if get => (Public, Requests),
+        // The handler also checks the tenant (the cluster's) and the role.
+        "/metrics" if get => (Authenticated, Requests),
         "/v1/status" if get => (Access::Permission(ReadCluster), Requests),
         "/jobs" if post => (Access::Permission(SubmitJobs), Requests),
         "/v1/jobs" if post => (Access::Permission(SubmitJobs), Requests),
