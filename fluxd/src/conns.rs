@@ -57,8 +57,10 @@ impl ConnCaps {
         })
     }
 
-    /// Takes a place for a connection from `ip`, unless that would pass a cap.
+    /// Takes a place for a connection from `ip`, unless that would pass a cap. IPv6 clients
+    /// are counted by their /64 (one host is usually given a whole /64).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refused> {
+        let ip = client_key(ip);
         let mut c = self.counts.lock().expect("connection counts");
         if c.total >= self.limits.total {
             return Err(Refused::Total(self.limits.total));
@@ -83,6 +85,20 @@ impl ConnCaps {
     fn open(&self, ip: IpAddr) -> (usize, usize) {
         let c = self.counts.lock().expect("connection counts");
         (c.total, c.by_ip.get(&ip).copied().unwrap_or(0))
+    }
+}
+
+/// The address a connection is counted under: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its
+/// /64 network.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
     }
 }
 
@@ -216,6 +232,32 @@ mod tests {
         assert_eq!(caps.open(a), (1, 0));
         caps.admit(a).expect("a freed place is usable again");
         drop(other);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let caps = ConnCaps::new(ConnLimits {
+            total: 10,
+            per_ip: 2,
+        });
+        let _a = caps.admit(ip("2001:db8:1:2::1")).unwrap();
+        let _b = caps.admit(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert!(
+            matches!(
+                caps.admit(ip("2001:db8:1:2::77")),
+                Err(Refused::PerIp { .. })
+            ),
+            "a third address of the same /64 is over the cap"
+        );
+        let _c = caps
+            .admit(ip("2001:db8:1:3::1"))
+            .expect("another /64 gets in");
+        let _d = caps.admit(ip("10.0.0.7")).unwrap();
+        let _e = caps.admit(ip("::ffff:10.0.0.7")).unwrap();
+        assert!(
+            matches!(caps.admit(ip("10.0.0.7")), Err(Refused::PerIp { .. })),
+            "an IPv4-mapped address counts as its IPv4 address"
+        );
     }
 
     #[test]
