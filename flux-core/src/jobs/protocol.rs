@@ -20,7 +20,7 @@ use crate::model::{
     Outcome, OutputChunk, RegisterAgent, StoredChunk, Task, json_prefix_within, parse_attempt_id,
     stored_chunk_cost, valid_attempt_id, valid_ident, validate_register,
 };
-use crate::store::{Expect, Key, StoreError, Txn, Version};
+use crate::store::{Expect, Key, Txn, Version};
 
 /// Who makes an agent-protocol call: the node id of its agent token and the session secret it
 /// presented (header `X-Flux-Session`), if any.
@@ -115,6 +115,11 @@ impl<'a> From<&'a String> for AgentCaller<'a> {
     fn from(node_id: &'a String) -> AgentCaller<'a> {
         AgentCaller::holder(node_id)
     }
+}
+
+/// The error of an attempt whose record kept changing under a read-modify-write.
+fn contended(attempt_id: &str) -> JobError {
+    JobError::Conflict(format!("attempt {attempt_id} is contended; retry"))
 }
 
 /// Hex SHA-256 of a session secret, as the agent record keeps it.
@@ -293,15 +298,11 @@ impl Jobs {
                 job.updated_at = now;
                 txn = txn.put(jk, enc(&job), Expect::Version(jv));
             }
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self.committed(txn).await? {
+                return Ok(());
             }
         }
-        Err(JobError::Conflict(format!(
-            "attempt {attempt_id} is contended; retry"
-        )))
+        Err(contended(attempt_id))
     }
 
     /// Appends one output chunk. Chunks must arrive in sequence; a repeated chunk is accepted
@@ -358,15 +359,11 @@ impl Jobs {
             if keep > 0 {
                 txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
             }
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self.committed(txn).await? {
+                return Ok(());
             }
         }
-        Err(JobError::Conflict(format!(
-            "attempt {attempt_id} is contended; retry"
-        )))
+        Err(contended(attempt_id))
     }
 
     /// Records an attempt's result once. Returns `true` if this call recorded it, `false` for a
@@ -453,14 +450,10 @@ impl Jobs {
                 txn = txn.put(jk, enc(&job), Expect::Version(jv));
                 txn = forget_secrets(txn, tenant, &job)?;
             }
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(true),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self.committed(txn).await? {
+                return Ok(true);
             }
         }
-        Err(JobError::Conflict(format!(
-            "attempt {attempt_id} is contended; retry"
-        )))
+        Err(contended(attempt_id))
     }
 }

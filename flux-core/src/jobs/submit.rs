@@ -411,10 +411,8 @@ impl Jobs {
             }
             txn = txn.put(jk.clone(), enc(&job), Expect::Version(jv));
             txn = forget_secrets(txn, tenant, &job)?;
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(job),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self.committed(txn).await? {
+                return Ok(job);
             }
         }
         Err(JobError::Conflict(format!(
