@@ -398,6 +398,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         epoch_floor: Epoch,
     ) -> Result<Epoch>;
 
+    /// Applies several independent transactions, each atomically and on its own: one that
+    /// conflicts or is fenced fails alone while the others commit. The results are in the order
+    /// of `txns`. Backends gather concurrent commits into one durable step (one redb write
+    /// transaction and fsync, one Redis round trip), so handing a whole batch over at once lets
+    /// it share one.
+    async fn commit_many(&self, txns: Vec<Txn>) -> Vec<Result<Version>> {
+        futures::future::join_all(txns.into_iter().map(|t| self.commit(t))).await
+    }
+
     /// Writes one object.
     async fn put(&self, key: Key, value: Vec<u8>, expect: Expect) -> Result<Version> {
         self.commit(Txn::new().put(key, value, expect)).await
