@@ -47,7 +47,7 @@ fn bench_backend(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, s:
             .iter(|| async { s.get(&rkey).await.unwrap().unwrap() })
     });
 
-    for clients in [4usize, 16] {
+    for clients in [4usize, 16, 64, 256] {
         g.throughput(Throughput::Elements(clients as u64));
         let keys: Vec<Key> = (0..clients)
             .map(|i| Key::new("bench", format!("cas/many/{i}")).unwrap())

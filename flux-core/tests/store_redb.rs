@@ -96,6 +96,146 @@ async fn acknowledged_writes_survive_kill_9() {
     }
 }
 
+const BATCH_CHILD_ENV: &str = "FLUX_TEST_REDB_BATCH_CHILD";
+const WRITERS: u64 = 32;
+
+/// Not a test of its own: the child process of
+/// `acknowledged_writes_survive_kill_9_during_batched_commits`. `WRITERS` tasks write at once
+/// (so commits share write transactions); each key is printed only after its commit returned,
+/// and the batch counters now and then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_batch_child_writer() {
+    let Some(path) = std::env::var_os(BATCH_CHILD_ENV) else {
+        return;
+    };
+    let s = Arc::new(RedbStore::open(path).await.unwrap());
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut handles = Vec::new();
+    for w in 0..WRITERS {
+        let (s, out) = (s.clone(), out.clone());
+        handles.push(tokio::spawn(async move {
+            for i in 0u64.. {
+                let k = Key::new("acme", format!("jobs/{w:02}-{i:08}")).unwrap();
+                let v = s
+                    .put(k, format!("payload-{w}-{i}").into_bytes(), Expect::Absent)
+                    .await
+                    .unwrap();
+                let mut o = out.lock().unwrap();
+                writeln!(o, "acked {w} {i} {v}").unwrap();
+                if i % 50 == 0 {
+                    let (b, r) = s.batch_stats().get();
+                    writeln!(o, "stats {b} {r}").unwrap();
+                }
+                o.flush().unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9_during_batched_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.redb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "redb_batch_child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BATCH_CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    let mut stats = (0, 0);
+    // Kill the child while its writers are mid-stream, after a few thousand acknowledgements.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            ["acked", w, i, v] => acked.push((
+                w.parse::<u64>().unwrap(),
+                i.parse::<u64>().unwrap(),
+                v.parse::<u64>().unwrap(),
+            )),
+            ["stats", b, r] => stats = (b.parse::<u64>().unwrap(), r.parse::<u64>().unwrap()),
+            _ => {}
+        }
+        if acked.len() >= 3000 {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        acked.len() >= 3000,
+        "child acknowledged only {}",
+        acked.len()
+    );
+    assert!(
+        stats.1 > stats.0,
+        "the writers' commits were never batched ({} requests in {} write transactions)",
+        stats.1,
+        stats.0
+    );
+    let s = RedbStore::open(&path).await.expect("reopen after kill -9");
+    for (w, i, v) in &acked {
+        let k = Key::new("acme", format!("jobs/{w:02}-{i:08}")).unwrap();
+        let got = s
+            .get(&k)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged write {w}-{i} lost"));
+        assert_eq!(
+            (got.version, got.value),
+            (*v, format!("payload-{w}-{i}").into_bytes())
+        );
+    }
+    // Nothing half-written: every present key has its full payload.
+    for e in s.list("acme", "jobs/").await.unwrap() {
+        let (w, i) = e.key.path()["jobs/".len()..].split_once('-').unwrap();
+        let (w, i): (u64, u64) = (w.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(e.value, format!("payload-{w}-{i}").into_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_write_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(RedbStore::open(dir.path().join("flux.redb")).await.unwrap());
+    let before = s.batch_stats().get();
+    let handles: Vec<_> = (0..256u32)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.put(
+                    Key::new("acme", format!("jobs/{i:04}")).unwrap(),
+                    b"x".to_vec(),
+                    Expect::Absent,
+                )
+                .await
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let (b, r) = s.batch_stats().get();
+    let (b, r) = (b - before.0, r - before.1);
+    assert_eq!(r, 256);
+    assert!(
+        b < 256,
+        "256 concurrent commits took {b} write transactions"
+    );
+    assert_eq!(s.list("acme", "jobs/").await.unwrap().len(), 256);
+}
+
 #[tokio::test]
 async fn data_and_epoch_survive_a_clean_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,6 +74,92 @@ async fn acknowledged_writes_survive_redis_kill_9_with_appendfsync_always() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_redis_kill_9_during_batched_commits() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let s = std::sync::Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..32u32 {
+        let (s, acked) = (s.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0u32..100_000 {
+                let k = Key::new("acme", format!("jobs/{w:02}-{i:06}")).unwrap();
+                match s
+                    .put(k, format!("p{w}-{i}").into_bytes(), Expect::Absent)
+                    .await
+                {
+                    Ok(v) => acked.lock().unwrap().push((w, i, v)),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Kill Redis while the writers are mid-stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 2000 {
+        assert!(std::time::Instant::now() < deadline, "writers too slow");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    for w in writers {
+        tokio::time::timeout(Duration::from_secs(60), w)
+            .await
+            .expect("a writer hung on a dead Redis")
+            .unwrap();
+    }
+    let (batches, requests) = s.batch_stats().get();
+    assert!(
+        requests > batches,
+        "the writers' commits were never batched ({requests} in {batches} calls)"
+    );
+    server.restart();
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    for (w, i, v) in &acked {
+        let k = Key::new("acme", format!("jobs/{w:02}-{i:06}")).unwrap();
+        let got = s
+            .get(&k)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged write {w}-{i} lost"));
+        assert_eq!(
+            (got.version, got.value),
+            (*v, format!("p{w}-{i}").into_bytes())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_script_calls() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let s = std::sync::Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+    let handles: Vec<_> = (0..256u32)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.put(
+                    Key::new("acme", format!("jobs/{i:04}")).unwrap(),
+                    b"x".to_vec(),
+                    Expect::Absent,
+                )
+                .await
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let (b, r) = s.batch_stats().get();
+    assert_eq!(r, 256);
+    assert!(b < 256, "256 concurrent commits took {b} script calls");
+    assert_eq!(s.list("acme", "jobs/").await.unwrap().len(), 256);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_handle_recovers_after_redis_restarts() {
     let Some(mut server) = RedisServer::start() else {
         return;

@@ -391,8 +391,189 @@ pub async fn concurrent_cas_increments_lose_no_update(f: &Fixture) {
     }
 }
 
-/// Expands to one test per conformance check. `$fixture` is an expression of type
-/// `impl Future<Output = Option<Fixture>>`; `None` skips (backend not installed).
+/// One batch of transactions with every kind of outcome: each is checked on its own, in order,
+/// against what the earlier ones of the batch left, so a conflicting or fenced one fails alone
+/// and leaves no trace while the others commit.
+pub async fn a_batch_with_mixed_outcomes_commits_each_on_its_own(f: &Fixture) {
+    let s = f.store.as_ref();
+    let a = key("acme", "jobs/a");
+    let va = put(s, &a, "a", Expect::Absent).await.unwrap();
+    let epoch = s.next_epoch().await.unwrap();
+    let bytes = |v: &str| v.as_bytes().to_vec();
+    let txns = vec![
+        // 0: commits.
+        Txn::new().put(key("acme", "jobs/x"), bytes("x"), Expect::Absent),
+        // 1: conflicts with what was there before the batch.
+        Txn::new().put(a.clone(), bytes("a2"), Expect::Absent),
+        // 2: a stale epoch.
+        Txn::new()
+            .put(key("acme", "jobs/y"), bytes("y"), Expect::Any)
+            .fenced(epoch - 1),
+        // 3: the current epoch.
+        Txn::new()
+            .put(key("acme", "jobs/z"), bytes("z"), Expect::Any)
+            .fenced(epoch),
+        // 4: conflicts with transaction 0 of the same batch.
+        Txn::new().put(key("acme", "jobs/x"), bytes("x2"), Expect::Absent),
+        // 5: its second operation fails, so its first is not written either.
+        Txn::new()
+            .put(key("acme", "jobs/w"), bytes("w"), Expect::Absent)
+            .check(a.clone(), Expect::Version(va + 1000)),
+        // 6: another tenant, unaffected.
+        Txn::new().put(key("beta", "jobs/b"), bytes("b"), Expect::Absent),
+        // 7: builds on the object as transaction 0 left it... which it cannot know the version
+        // of, so it expects "anything" and must see x.
+        Txn::new().put(key("acme", "jobs/x"), bytes("x3"), Expect::Any),
+    ];
+    let results = s.commit_many(txns).await;
+    assert_eq!(results.len(), 8, "one result per transaction");
+    let ok = |i: usize| match &results[i] {
+        Ok(v) => *v,
+        Err(e) => panic!("transaction {i} should commit: {e}"),
+    };
+    let (v0, v3, v6, v7) = (ok(0), ok(3), ok(6), ok(7));
+    assert!(
+        va < v0 && v0 < v3 && v3 < v7,
+        "revisions of one tenant grow in batch order: {va} {v0} {v3} {v7}"
+    );
+    assert!(v6 > 0);
+    assert!(
+        matches!(&results[1], Err(StoreError::Conflict { found: Some(v), .. }) if *v == va),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(&results[2], Err(StoreError::Fenced { presented, current }) if *presented == epoch - 1 && *current == epoch),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(&results[4], Err(StoreError::Conflict { found: Some(v), .. }) if *v == v0),
+        "the batch's own earlier write must be seen: {:?}",
+        results[4]
+    );
+    assert!(
+        matches!(&results[5], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        results[5]
+    );
+    let p = f.peer.as_ref();
+    let get = |k: Key| async move { p.get(&k).await.unwrap().map(|v| (v.version, v.value)) };
+    assert_eq!(get(a.clone()).await, Some((va, bytes("a"))));
+    assert_eq!(get(key("acme", "jobs/x")).await, Some((v7, bytes("x3"))));
+    assert_eq!(
+        get(key("acme", "jobs/y")).await,
+        None,
+        "fenced write applied"
+    );
+    assert_eq!(get(key("acme", "jobs/z")).await, Some((v3, bytes("z"))));
+    assert_eq!(get(key("acme", "jobs/w")).await, None, "half a transaction");
+    assert_eq!(get(key("beta", "jobs/b")).await, Some((v6, bytes("b"))));
+
+    // The same under real concurrency: many callers at once (gathered into batches by the
+    // backend), every other one bound to conflict.
+    let taken = key("acme", "taken");
+    put(s, &taken, "t", Expect::Absent).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..200u32 {
+        let store = if i % 3 == 0 {
+            f.peer.clone()
+        } else {
+            f.store.clone()
+        };
+        let taken = taken.clone();
+        handles.push(tokio::spawn(async move {
+            let txn = if i % 2 == 0 {
+                Txn::new().put(
+                    key("acme", &format!("many/{i:04}")),
+                    bytes("m"),
+                    Expect::Absent,
+                )
+            } else {
+                Txn::new()
+                    .put(
+                        key("acme", &format!("many/{i:04}")),
+                        bytes("m"),
+                        Expect::Absent,
+                    )
+                    .check(taken, Expect::Absent)
+            };
+            store.commit(txn).await
+        }));
+    }
+    let mut versions = BTreeSet::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.await.unwrap() {
+            Ok(v) if i % 2 == 0 => assert!(versions.insert(v), "revision {v} given twice"),
+            Err(StoreError::Conflict { .. }) if i % 2 == 1 => {}
+            other => panic!("caller {i}: {other:?}"),
+        }
+    }
+    let listed = p.list("acme", "many/").await.unwrap();
+    assert_eq!(listed.len(), 100, "exactly the non-conflicting writes");
+    assert!(listed.iter().all(|e| versions.contains(&e.version)));
+}
+
+/// Concurrent writers on a few keys: every commit of a key is announced, to subscribers of both
+/// handles, in the order of its revisions.
+pub async fn notifications_for_a_key_arrive_in_commit_order(f: &Fixture) {
+    const KEYS: usize = 4;
+    const WRITERS: usize = 16;
+    const EACH: usize = 15;
+    let mut rxs = [f.store.subscribe(), f.peer.subscribe()];
+    let mut handles = Vec::new();
+    for w in 0..WRITERS {
+        let s = if w % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.peer.clone()
+        };
+        handles.push(tokio::spawn(async move {
+            let k = key("acme", &format!("order/{}", w % KEYS));
+            let mut mine = Vec::new();
+            for i in 0..EACH {
+                mine.push((
+                    k.path().to_string(),
+                    s.put(k.clone(), format!("{w}-{i}").into_bytes(), Expect::Any)
+                        .await
+                        .unwrap(),
+                ));
+            }
+            mine
+        }));
+    }
+    let mut expected: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for h in handles {
+        for (path, v) in h.await.unwrap() {
+            expected.entry(path).or_default().push(v);
+        }
+    }
+    for vs in expected.values_mut() {
+        vs.sort_unstable();
+    }
+    let total = WRITERS * EACH;
+    for (n, rx) in rxs.iter_mut().enumerate() {
+        let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        let mut count = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count < total {
+            let change = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("subscriber {n}: only {count} of {total} notices"))
+                .unwrap_or_else(|e| panic!("subscriber {n}: {e}"));
+            assert!(!change.is_resync(), "subscriber {n}: unexpected resync");
+            for p in change.paths {
+                seen.entry(p).or_default().push(change.revision);
+                count += 1;
+            }
+        }
+        assert_eq!(
+            seen, expected,
+            "subscriber {n}: every commit of a key, in revision order"
+        );
+    }
+}
+
 /// The lease has one holder at a time (across handles, i.e. nodes); renewing keeps the term's
 /// epoch; releasing lets another holder in at once, with a higher epoch.
 pub async fn one_lease_holder_at_a_time_with_a_new_epoch_per_term(f: &Fixture) {
@@ -684,6 +865,8 @@ pub async fn restore_keeps_the_stores_revocations(f: &Fixture) {
     );
 }
 
+/// Expands to one test per conformance check. `$fixture` is an expression of type
+/// `impl Future<Output = Option<Fixture>>`; `None` skips (backend not installed).
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($fixture:expr) => {
@@ -695,6 +878,8 @@ macro_rules! store_conformance_tests {
             listing_is_scoped_to_one_tenant,
             commits_notify_subscribers,
             concurrent_cas_increments_lose_no_update,
+            a_batch_with_mixed_outcomes_commits_each_on_its_own,
+            notifications_for_a_key_arrive_in_commit_order,
             one_lease_holder_at_a_time_with_a_new_epoch_per_term,
             a_lapsed_lease_passes_to_another_holder_whose_epoch_fences_the_old,
             snapshot_and_restore_round_trip,

@@ -428,6 +428,28 @@ pub fn validate_holder(holder: &str) -> Result<()> {
     Ok(())
 }
 
+/// Counters of a backend's group commit: durable steps taken (redb write transactions, Redis
+/// script calls) and the requests they carried.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    batches: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl BatchStats {
+    pub(crate) fn record(&self, requests: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.batches.fetch_add(1, Relaxed);
+        self.requests.fetch_add(requests as u64, Relaxed);
+    }
+
+    /// `(batches, requests)` so far.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.batches.load(Relaxed), self.requests.load(Relaxed))
+    }
+}
+
 /// A shared handle to a store.
 pub type DynStore = Arc<dyn Store>;
 

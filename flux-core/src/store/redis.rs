@@ -1,7 +1,13 @@
 //! Shared backend on Redis: many fluxd nodes, one store.
 //!
-//! Every conditional or fenced write is one Lua script, so the epoch check, the version checks
-//! and the writes happen atomically inside Redis. Durability needs `appendonly yes` and
+//! Every conditional or fenced write runs inside one Lua script, so the epoch check, the version
+//! checks and the writes happen atomically inside Redis. Concurrent commits are gathered by one
+//! committer task: it takes the first waiting transaction and every one queued behind it (up to
+//! [`MAX_BATCH`]) and sends them as one script call, one round trip and one AOF fsync, without
+//! waiting for more when the store is idle. The script checks and applies each transaction on its
+//! own, in order, so a fenced or conflicting one fails alone. Because one script touches keys of
+//! several tenants, this needs a single Redis server (not Redis Cluster), as snapshots already do.
+//! Lease renewals use a connection of their own, so they never wait behind a large batch or reply. Durability needs `appendonly yes` and
 //! `appendfsync always` (checked when connecting; see `deploy/redis/redis.conf`).
 //!
 //! Key layout (the `{...}` hash tag keeps a tenant's keys in one Redis Cluster slot):
@@ -39,45 +45,67 @@ const EPOCH: &str = "flux:{cluster}:epoch";
 const LEASE: &str = "flux:{cluster}:leader";
 
 const COMMIT_LUA: &str = r#"
--- KEYS: rev, idx, epoch, tenants, object keys...
--- ARGV: fence ('' for none), tenant, n, then per op: kind, expect, version, path, data
-local fence = ARGV[1]
-if fence ~= '' then
-  local cur = redis.call('GET', KEYS[3]) or '0'
-  if cur ~= fence then return {'fenced', cur} end
-end
-local n = tonumber(ARGV[3])
-local writes = false
-for i = 1, n do
-  local b = 4 + (i - 1) * 5
-  local kind, ek, ev = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local found = redis.call('HGET', KEYS[4 + i], 'v')
-  if ek == 'absent' then
-    if found then return {'conflict', tostring(i - 1), found} end
-  elseif ek == 'version' then
-    if (not found) or found ~= ev then return {'conflict', tostring(i - 1), found or ''} end
+-- Applies several independent transactions in order, each atomically and on its own: one that is
+-- fenced or conflicts writes nothing and the next ones still run.
+-- KEYS: epoch, tenants, then per transaction: rev, idx, one key per operation
+-- ARGV: number of transactions, then per transaction: fence ('' for none), tenant, n, then per
+--       operation: kind, expect, version, path, data
+-- Returns three fields per transaction: 'ok', revision, '' | 'fenced', epoch, '' |
+-- 'conflict', operation index, found version ('' for none).
+local out = {}
+local k, a = 3, 2
+for _ = 1, tonumber(ARGV[1]) do
+  local fence, tenant, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local rev_key, idx_key = KEYS[k], KEYS[k + 1]
+  local failed = false
+  if fence ~= '' then
+    local cur = redis.call('GET', KEYS[1]) or '0'
+    if cur ~= fence then
+      out[#out + 1] = 'fenced'; out[#out + 1] = cur; out[#out + 1] = ''
+      failed = true
+    end
   end
-  if kind ~= 'check' then writes = true end
-end
-if not writes then return {'ok', redis.call('GET', KEYS[1]) or '0'} end
-local rev = redis.call('INCR', KEYS[1])
-local paths = {}
-for i = 1, n do
-  local b = 4 + (i - 1) * 5
-  local kind, path = ARGV[b], ARGV[b + 3]
-  if kind == 'put' then
-    redis.call('HSET', KEYS[4 + i], 'v', rev, 'd', ARGV[b + 4])
-    redis.call('ZADD', KEYS[2], 0, path)
-    paths[#paths + 1] = path
-  elseif kind == 'delete' then
-    redis.call('DEL', KEYS[4 + i])
-    redis.call('ZREM', KEYS[2], path)
-    paths[#paths + 1] = path
+  local writes = false
+  if not failed then
+    for i = 1, n do
+      local b = a + 3 + (i - 1) * 5
+      local kind, ek, ev = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+      local found = redis.call('HGET', KEYS[k + 1 + i], 'v')
+      local bad = (ek == 'absent' and found) or (ek == 'version' and ((not found) or found ~= ev))
+      if bad then
+        out[#out + 1] = 'conflict'; out[#out + 1] = tostring(i - 1); out[#out + 1] = found or ''
+        failed = true
+        break
+      end
+      if kind ~= 'check' then writes = true end
+    end
   end
+  if not failed and not writes then
+    out[#out + 1] = 'ok'; out[#out + 1] = redis.call('GET', rev_key) or '0'; out[#out + 1] = ''
+  elseif not failed then
+    local rev = redis.call('INCR', rev_key)
+    local paths = {}
+    for i = 1, n do
+      local b = a + 3 + (i - 1) * 5
+      local kind, path = ARGV[b], ARGV[b + 3]
+      if kind == 'put' then
+        redis.call('HSET', KEYS[k + 1 + i], 'v', rev, 'd', ARGV[b + 4])
+        redis.call('ZADD', idx_key, 0, path)
+        paths[#paths + 1] = path
+      elseif kind == 'delete' then
+        redis.call('DEL', KEYS[k + 1 + i])
+        redis.call('ZREM', idx_key, path)
+        paths[#paths + 1] = path
+      end
+    end
+    redis.call('SADD', KEYS[2], tenant)
+    redis.call('PUBLISH', 'flux:changes', cjson.encode({tenant = tenant, revision = rev, paths = paths}))
+    out[#out + 1] = 'ok'; out[#out + 1] = tostring(rev); out[#out + 1] = ''
+  end
+  k = k + 2 + n
+  a = a + 3 + 5 * n
 end
-redis.call('SADD', KEYS[4], ARGV[2])
-redis.call('PUBLISH', 'flux:changes', cjson.encode({tenant = ARGV[2], revision = rev, paths = paths}))
-return {'ok', tostring(rev)}
+return out
 "#;
 
 const LIST_LUA: &str = r#"
@@ -232,9 +260,12 @@ return 0
 /// The Redis store.
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// Only for the leader lease and the epoch, so renewals never queue behind ordinary traffic.
+    lease_conn: ConnectionManager,
     location: String,
     changes: broadcast::Sender<Change>,
-    commit_script: Script,
+    committer: tokio::sync::mpsc::UnboundedSender<Pending>,
+    stats: std::sync::Arc<super::BatchStats>,
     list_script: Script,
     raise_script: Script,
     snapshot_script: Script,
@@ -315,6 +346,20 @@ impl RedisStore {
                 reason: format!("cannot reach Redis: {e}"),
             })?;
         check_config(&mut conn, &location, relaxed).await?;
+        let lease_conn = ConnectionManager::new_with_config(client.clone(), config_for_lease())
+            .await
+            .map_err(|e| StoreError::Open {
+                location: location.clone(),
+                reason: format!("cannot reach Redis: {e}"),
+            })?;
+        let (committer, queue) = tokio::sync::mpsc::unbounded_channel();
+        let stats = std::sync::Arc::new(super::BatchStats::default());
+        tokio::spawn(commit_loop(
+            conn.clone(),
+            queue,
+            location.clone(),
+            stats.clone(),
+        ));
 
         let (changes, _) = broadcast::channel(4096);
         let cancel = CancellationToken::new();
@@ -322,9 +367,11 @@ impl RedisStore {
         tracing::debug!(%location, ready, "redis store connected");
         Ok(RedisStore {
             conn,
+            lease_conn,
             location,
             changes,
-            commit_script: Script::new(COMMIT_LUA),
+            committer,
+            stats,
             list_script: Script::new(LIST_LUA),
             raise_script: Script::new(RAISE_EPOCH_LUA),
             snapshot_script: Script::new(SNAPSHOT_LUA),
@@ -333,6 +380,11 @@ impl RedisStore {
             release_script: Script::new(RELEASE_LUA),
             _listener: cancel.drop_guard(),
         })
+    }
+
+    /// How many script calls the committer made, and how many transactions they carried.
+    pub fn batch_stats(&self) -> &super::BatchStats {
+        &self.stats
     }
 
     fn err(&self, e: RedisError) -> StoreError {
@@ -449,6 +501,158 @@ fn parse_u64(bytes: &[u8], what: &str) -> Result<u64> {
         .ok_or_else(|| StoreError::Corrupt(format!("{what} is not a number: {bytes:?}")))
 }
 
+/// Most transactions one script call carries.
+pub const MAX_BATCH: usize = 256;
+/// Most bytes of values one script call carries (a batch of one may exceed it).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// A transaction waiting for the committer, with whom to answer.
+type Pending = (Txn, tokio::sync::oneshot::Sender<Result<Version>>);
+
+fn config_for_lease() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_millis(200))
+}
+
+fn txn_bytes(txn: &Txn) -> usize {
+    txn.ops
+        .iter()
+        .map(|op| {
+            op.key().path().len()
+                + match op {
+                    Op::Put { value, .. } => value.len(),
+                    _ => 0,
+                }
+        })
+        .sum()
+}
+
+/// The committer: one script call per batch of queued transactions, answered in order once Redis
+/// replied (with `appendfsync always`, after the AOF fsync that covers it). Ends when the store is
+/// dropped.
+async fn commit_loop(
+    mut conn: ConnectionManager,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+    location: String,
+    stats: std::sync::Arc<super::BatchStats>,
+) {
+    let script = Script::new(COMMIT_LUA);
+    let mut next: Option<Pending> = None;
+    loop {
+        let first = match next.take() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = txn_bytes(&first.0);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(p) => {
+                    bytes += txn_bytes(&p.0);
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        if bytes > MAX_BATCH_BYTES && batch.len() > 1 {
+            next = batch.pop();
+        }
+        stats.record(batch.len());
+        let mut inv = script.prepare_invoke();
+        inv.key(EPOCH).key(TENANTS).arg(batch.len());
+        for (txn, _) in &batch {
+            add_txn(&mut inv, txn);
+        }
+        let reply: redis::RedisResult<Vec<Vec<u8>>> = inv.invoke_async(&mut conn).await;
+        match reply {
+            Ok(reply) if reply.len() == 3 * batch.len() => {
+                for ((txn, tx), r) in batch.into_iter().zip(reply.chunks(3)) {
+                    let _ = tx.send(commit_outcome(&txn, r));
+                }
+            }
+            Ok(reply) => {
+                let e = format!(
+                    "unexpected commit reply of {} fields for {} transactions",
+                    reply.len(),
+                    batch.len()
+                );
+                for (_, tx) in batch {
+                    let _ = tx.send(Err(StoreError::Corrupt(e.clone())));
+                }
+            }
+            Err(e) => {
+                let e = format!("Redis at {location}: {e}");
+                for (_, tx) in batch {
+                    let _ = tx.send(Err(StoreError::Unavailable(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Adds one transaction's keys and arguments to a batch script call.
+fn add_txn(inv: &mut redis::ScriptInvocation<'_>, txn: &Txn) {
+    let tenant = txn.ops.first().map_or("", |op| op.key().tenant());
+    let tag = tenant_tag(tenant);
+    inv.key(format!("{tag}rev")).key(format!("{tag}idx"));
+    inv.arg(txn.fence.map(|e| e.to_string()).unwrap_or_default())
+        .arg(tenant)
+        .arg(txn.ops.len());
+    for op in &txn.ops {
+        inv.key(object_key(op.key()));
+        let (kind, data): (&str, &[u8]) = match op {
+            Op::Put { value, .. } => ("put", value),
+            Op::Delete { .. } => ("delete", b""),
+            Op::Check { .. } => ("check", b""),
+        };
+        let (ek, ev) = match op.expect() {
+            Expect::Absent => ("absent", String::new()),
+            Expect::Version(v) => ("version", v.to_string()),
+            Expect::Any => ("any", String::new()),
+        };
+        inv.arg(kind).arg(ek).arg(ev).arg(op.key().path()).arg(data);
+    }
+}
+
+/// One transaction's three reply fields as its result.
+fn commit_outcome(txn: &Txn, r: &[Vec<u8>]) -> Result<Version> {
+    let field = |i: usize| r.get(i).map(Vec::as_slice).unwrap_or_default();
+    match field(0) {
+        b"ok" => parse_u64(field(1), "revision"),
+        b"fenced" => Err(StoreError::Fenced {
+            presented: txn.fence.unwrap_or_default(),
+            current: parse_u64(field(1), "epoch")?,
+        }),
+        b"conflict" => {
+            let idx = parse_u64(field(1), "conflict index")? as usize;
+            let op = txn
+                .ops
+                .get(idx)
+                .ok_or_else(|| StoreError::Corrupt(format!("conflict index {idx} out of range")))?;
+            let found = match field(2) {
+                b"" => None,
+                v => Some(parse_u64(v, "object version")?),
+            };
+            Err(StoreError::Conflict {
+                key: op.key().to_string(),
+                expected: op.expect(),
+                found,
+            })
+        }
+        other => Err(StoreError::Corrupt(format!(
+            "unexpected commit reply {:?}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
+
 #[async_trait]
 impl Store for RedisStore {
     fn backend(&self) -> &'static str {
@@ -474,59 +678,14 @@ impl Store for RedisStore {
     }
 
     async fn commit(&self, txn: Txn) -> Result<Version> {
-        let tenant = txn.tenant()?.to_string();
-        let tag = tenant_tag(&tenant);
-        let mut inv = self.commit_script.prepare_invoke();
-        inv.key(format!("{tag}rev"))
-            .key(format!("{tag}idx"))
-            .key(EPOCH)
-            .key(TENANTS);
-        inv.arg(txn.fence.map(|e| e.to_string()).unwrap_or_default())
-            .arg(&tenant)
-            .arg(txn.ops.len());
-        for op in &txn.ops {
-            inv.key(object_key(op.key()));
-            let (kind, data): (&str, &[u8]) = match op {
-                Op::Put { value, .. } => ("put", value),
-                Op::Delete { .. } => ("delete", b""),
-                Op::Check { .. } => ("check", b""),
-            };
-            let (ek, ev) = match op.expect() {
-                Expect::Absent => ("absent", String::new()),
-                Expect::Version(v) => ("version", v.to_string()),
-                Expect::Any => ("any", String::new()),
-            };
-            inv.arg(kind).arg(ek).arg(ev).arg(op.key().path()).arg(data);
-        }
-        let mut conn = self.conn.clone();
-        let reply: Vec<Vec<u8>> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
-        let field = |i: usize| reply.get(i).map(Vec::as_slice).unwrap_or_default();
-        match field(0) {
-            b"ok" => parse_u64(field(1), "revision"),
-            b"fenced" => Err(StoreError::Fenced {
-                presented: txn.fence.unwrap_or_default(),
-                current: parse_u64(field(1), "epoch")?,
-            }),
-            b"conflict" => {
-                let idx = parse_u64(field(1), "conflict index")? as usize;
-                let op = txn.ops.get(idx).ok_or_else(|| {
-                    StoreError::Corrupt(format!("conflict index {idx} out of range"))
-                })?;
-                let found = match field(2) {
-                    b"" => None,
-                    v => Some(parse_u64(v, "object version")?),
-                };
-                Err(StoreError::Conflict {
-                    key: op.key().to_string(),
-                    expected: op.expect(),
-                    found,
-                })
-            }
-            other => Err(StoreError::Corrupt(format!(
-                "unexpected commit reply {:?}",
-                String::from_utf8_lossy(other)
-            ))),
-        }
+        // Shape errors are the caller's: answer them without queueing.
+        txn.tenant()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.committer
+            .send((txn, tx))
+            .map_err(|_| StoreError::Unavailable("the Redis committer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the Redis committer has stopped".into()))?
     }
 
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
@@ -686,7 +845,7 @@ impl Store for RedisStore {
 
     async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Epoch>> {
         super::validate_holder(holder)?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.lease_conn.clone();
         let e: i64 = self
             .acquire_script
             .key(LEASE)
@@ -701,7 +860,7 @@ impl Store for RedisStore {
 
     async fn release_lease(&self, holder: &str) -> Result<()> {
         super::validate_holder(holder)?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.lease_conn.clone();
         let _: i64 = self
             .release_script
             .key(LEASE)
@@ -713,7 +872,7 @@ impl Store for RedisStore {
     }
 
     async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.lease_conn.clone();
         let v: Option<String> = redis::cmd("GET")
             .arg(LEASE)
             .query_async(&mut conn)
