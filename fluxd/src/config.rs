@@ -84,13 +84,13 @@ pub struct Args {
     #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
     /// Leader lease TTL: after a crash of the leader another node leads within TTL + retry.
-    #[arg(long, env = "FLUX_LEASE_TTL", value_parser = parse_duration, default_value = "3s")]
+    #[arg(long, env = "FLUX_LEASE_TTL", value_parser = parse_duration, default_value = "1500ms")]
     lease_ttl: Duration,
     /// How often the leader renews its lease.
-    #[arg(long, env = "FLUX_LEASE_RENEW", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, env = "FLUX_LEASE_RENEW", value_parser = parse_duration, default_value = "400ms")]
     lease_renew: Duration,
     /// How often a follower tries to take the lease.
-    #[arg(long, env = "FLUX_LEASE_RETRY", value_parser = parse_duration, default_value = "250ms")]
+    #[arg(long, env = "FLUX_LEASE_RETRY", value_parser = parse_duration, default_value = "100ms")]
     lease_retry: Duration,
     /// Ordinary requests served at once; more are answered 429 with Retry-After.
     #[arg(long, env = "FLUX_MAX_REQUESTS", default_value_t = 512)]
