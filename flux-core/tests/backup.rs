@@ -36,6 +36,13 @@ impl Store for RevokeDuringRestore {
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
         self.inner.list(tenant, prefix).await
     }
+    async fn list_range(
+        &self,
+        tenant: &str,
+        range: &flux_core::store::Range,
+    ) -> Result<Vec<Entry>> {
+        self.inner.list_range(tenant, range).await
+    }
     async fn tenants(&self) -> Result<Vec<String>> {
         self.inner.tenants().await
     }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use flux_core::store::{
-    Change, DynStore, Entry, Epoch, Expect, Key, Op, Result, Snapshot, Store, StoreError, Txn,
-    Version, Versioned,
+    Change, DynStore, Entry, Epoch, Expect, Key, Op, Range, Result, Snapshot, Store, StoreError,
+    Txn, Version, Versioned,
 };
 use prometheus::HistogramVec;
 use tokio::sync::broadcast;
@@ -53,6 +53,10 @@ impl Store for Timed {
     }
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
         self.time("list", self.inner.list(tenant, prefix)).await
+    }
+    async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
+        self.time("list_range", self.inner.list_range(tenant, range))
+            .await
     }
     async fn tenants(&self) -> Result<Vec<String>> {
         self.time("tenants", self.inner.tenants()).await
@@ -158,6 +162,9 @@ impl Store for Fencing {
     }
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
         self.inner.list(tenant, prefix).await
+    }
+    async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
+        self.inner.list_range(tenant, range).await
     }
     async fn tenants(&self) -> Result<Vec<String>> {
         self.inner.tenants().await

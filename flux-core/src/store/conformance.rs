@@ -574,6 +574,94 @@ pub async fn notifications_for_a_key_arrive_in_commit_order(f: &Fixture) {
     }
 }
 
+/// Range reads: pages in both directions cover every object under the prefix exactly once, in
+/// order, and nothing outside it (another prefix sharing its first letters, another tenant).
+pub async fn range_reads_page_in_both_directions(f: &Fixture) {
+    use super::Range;
+    let s = f.store.as_ref();
+    let mut txn = Txn::new();
+    let mut want = Vec::new();
+    for i in 0..53u32 {
+        let p = format!("jobs/{i:03}");
+        txn = txn.put(key("acme", &p), p.clone().into_bytes(), Expect::Absent);
+        want.push(p);
+    }
+    s.commit(
+        txn.put(key("acme", "jobsx/1"), b"x".to_vec(), Expect::Absent)
+            .put(key("acme", "job"), b"x".to_vec(), Expect::Absent)
+            .put(key("acme", "a"), b"x".to_vec(), Expect::Absent)
+            .put(key("acme", "z"), b"x".to_vec(), Expect::Absent),
+    )
+    .await
+    .unwrap();
+    put(s, &key("acme-corp", "jobs/000"), "x", Expect::Absent)
+        .await
+        .unwrap();
+    let p = f.peer.as_ref();
+    for reverse in [false, true] {
+        let mut range = Range {
+            reverse,
+            ..Range::first("jobs/", 7)
+        };
+        let mut got = Vec::new();
+        loop {
+            let page = p.list_range("acme", &range).await.unwrap();
+            assert!(page.len() <= 7, "a page holds at most its limit");
+            for e in &page {
+                assert_eq!(e.value, e.key.path().as_bytes(), "entry value");
+                assert_eq!(e.key.tenant(), "acme");
+            }
+            let Some(last) = page.last() else { break };
+            range = range.clone().after(last.key.path());
+            got.extend(page.iter().map(|e| e.key.path().to_string()));
+        }
+        let mut expected = want.clone();
+        if reverse {
+            expected.reverse();
+        }
+        assert_eq!(
+            got, expected,
+            "pages (reverse: {reverse}) cover the prefix once, in order"
+        );
+    }
+    let first = |r: Range| async move {
+        p.list_range("acme", &r)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key.path().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        first(Range::last("jobs/", 2)).await,
+        ["jobs/052", "jobs/051"]
+    );
+    assert_eq!(first(Range::first("jobs/", 0)).await, Vec::<String>::new());
+    // A cursor outside the prefix: before it (ascending) starts at the beginning; after it
+    // (descending) at the end; beyond it, nothing.
+    assert_eq!(
+        first(Range::first("jobs/", 1).after("a")).await,
+        ["jobs/000"]
+    );
+    assert_eq!(
+        first(Range::last("jobs/", 1).after("z")).await,
+        ["jobs/052"]
+    );
+    assert!(first(Range::first("jobs/", 5).after("z")).await.is_empty());
+    assert!(first(Range::last("jobs/", 5).after("a")).await.is_empty());
+    // The empty prefix is the whole tenant, and only it.
+    let all = first(Range::first("", 1000)).await;
+    assert_eq!(all.len(), 53 + 4);
+    assert_eq!(all.first().map(String::as_str), Some("a"));
+    assert_eq!(all.last().map(String::as_str), Some("z"));
+    assert!(
+        p.list_range("acme", &Range::first("jobs {", 1))
+            .await
+            .is_err(),
+        "a prefix is checked like a path"
+    );
+}
+
 /// The lease has one holder at a time (across handles, i.e. nodes); renewing keeps the term's
 /// epoch; releasing lets another holder in at once, with a higher epoch.
 pub async fn one_lease_holder_at_a_time_with_a_new_epoch_per_term(f: &Fixture) {
@@ -880,6 +968,7 @@ macro_rules! store_conformance_tests {
             concurrent_cas_increments_lose_no_update,
             a_batch_with_mixed_outcomes_commits_each_on_its_own,
             notifications_for_a_key_arrive_in_commit_order,
+            range_reads_page_in_both_directions,
             one_lease_holder_at_a_time_with_a_new_epoch_per_term,
             a_lapsed_lease_passes_to_another_holder_whose_epoch_fences_the_old,
             snapshot_and_restore_round_trip,

@@ -204,6 +204,70 @@ pub struct Snapshot {
     pub entries: Vec<Entry>,
 }
 
+/// An ordered, bounded read of a tenant's objects under a prefix (see [`Store::list_range`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    /// Only paths starting with this.
+    pub prefix: String,
+    /// Only paths strictly after this one in the direction of the read (a cursor: the last
+    /// path of the previous page).
+    pub start_after: Option<String>,
+    /// At most this many entries.
+    pub limit: usize,
+    /// Descending path order instead of ascending.
+    pub reverse: bool,
+}
+
+impl Range {
+    /// The first `limit` entries under `prefix`, in ascending path order.
+    pub fn first(prefix: impl Into<String>, limit: usize) -> Range {
+        Range {
+            prefix: prefix.into(),
+            start_after: None,
+            limit,
+            reverse: false,
+        }
+    }
+
+    /// The last `limit` entries under `prefix`, in descending path order.
+    pub fn last(prefix: impl Into<String>, limit: usize) -> Range {
+        Range {
+            reverse: true,
+            ..Range::first(prefix, limit)
+        }
+    }
+
+    /// Continues after `path` (exclusive), in the same direction.
+    pub fn after(mut self, path: impl Into<String>) -> Range {
+        self.start_after = Some(path.into());
+        self
+    }
+
+    /// Whether `path` belongs to the range (prefix and cursor; not the limit).
+    pub fn admits(&self, path: &str) -> bool {
+        path.starts_with(self.prefix.as_str())
+            && match &self.start_after {
+                None => true,
+                Some(a) if self.reverse => path < a.as_str(),
+                Some(a) => path > a.as_str(),
+            }
+    }
+
+    /// Checks the prefix and cursor like object paths.
+    pub fn validate(&self) -> Result<()> {
+        validate_path(&self.prefix, true)?;
+        if let Some(a) = &self.start_after {
+            validate_path(a, false)?;
+        }
+        Ok(())
+    }
+
+    /// The first path above every path under the prefix (paths are printable ASCII, below 0x7f).
+    pub(crate) fn prefix_end(&self) -> String {
+        format!("{}\u{7f}", self.prefix)
+    }
+}
+
 /// One operation of a transaction.
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -347,6 +411,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Lists a tenant's objects whose path starts with `prefix`, ordered by path, as one
     /// consistent snapshot.
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>>;
+
+    /// Reads at most `range.limit` of a tenant's objects under `range.prefix`, in path order
+    /// (descending with `range.reverse`), strictly after `range.start_after` when given, as one
+    /// consistent snapshot. Costs about what it returns, not what the prefix holds.
+    async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>>;
 
     /// Tenants that have ever had an object written.
     async fn tenants(&self) -> Result<Vec<String>>;

@@ -25,8 +25,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use tokio::sync::broadcast;
 
 use super::{
-    Change, Entry, Epoch, Key, Op, Result, Snapshot, Store, StoreError, Txn, Version, Versioned,
-    validate_path, validate_tenant,
+    Change, Entry, Epoch, Key, Op, Range, Result, Snapshot, Store, StoreError, Txn, Version,
+    Versioned, validate_path, validate_tenant,
 };
 
 const OBJECTS: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("objects");
@@ -546,6 +546,20 @@ fn open_checked(path: &Path) -> Result<Database> {
     }
 }
 
+/// Whether a range's lower bound lies above its upper one (redb refuses such a range).
+fn low_above_high(
+    low: &std::ops::Bound<(&str, &str)>,
+    high: &std::ops::Bound<(&str, &str)>,
+) -> bool {
+    use std::ops::Bound::{Excluded, Included};
+    match (low, high) {
+        (Included(l) | Excluded(l), Excluded(h)) => l >= h,
+        (Excluded(l), Included(h)) => l >= h,
+        (Included(l), Included(h)) => l > h,
+        _ => false,
+    }
+}
+
 fn rev_key(tenant: &str) -> String {
     format!("{REV_PREFIX}{tenant}")
 }
@@ -607,6 +621,68 @@ impl Store for RedbStore {
                     version,
                     value: value.to_vec(),
                 });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
+        use std::ops::Bound::{Excluded, Included};
+        validate_tenant(tenant)?;
+        range.validate()?;
+        let (tenant, range) = (tenant.to_string(), range.clone());
+        self.blocking(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let objects = r.open_table(OBJECTS).map_err(unavailable)?;
+            let t = tenant.as_str();
+            let end = range.prefix_end();
+            let low = match &range.start_after {
+                Some(a) if !range.reverse && a.as_str() >= range.prefix.as_str() => {
+                    Excluded((t, a.as_str()))
+                }
+                _ => Included((t, range.prefix.as_str())),
+            };
+            let high = match &range.start_after {
+                Some(a) if range.reverse && a.as_str() < end.as_str() => Excluded((t, a.as_str())),
+                _ => Excluded((t, end.as_str())),
+            };
+            let mut out = Vec::with_capacity(range.limit.min(1024));
+            if range.limit == 0 || low_above_high(&low, &high) {
+                return Ok(out);
+            }
+            let iter = objects
+                .range::<(&str, &str)>((low, high))
+                .map_err(unavailable)?;
+            let mut push = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
+                let (k, v): (
+                    redb::AccessGuard<(&str, &str)>,
+                    redb::AccessGuard<(u64, &[u8])>,
+                ) = item.map_err(unavailable)?;
+                let (t, p) = k.value();
+                if range.admits(p) {
+                    let (version, value) = v.value();
+                    out.push(Entry {
+                        key: Key::new(t, p)
+                            .map_err(|e| StoreError::Corrupt(format!("stored key {t}:{p}: {e}")))?,
+                        version,
+                        value: value.to_vec(),
+                    });
+                }
+                Ok(out.len() < range.limit)
+            };
+            if range.reverse {
+                for item in iter.rev() {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            } else {
+                for item in iter {
+                    if !push(item)? {
+                        break;
+                    }
+                }
             }
             Ok(out)
         })

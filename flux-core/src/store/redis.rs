@@ -35,8 +35,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
-    Change, Entry, Epoch, Expect, Key, Op, Result, Snapshot, Store, StoreError, Txn, Version,
-    Versioned, validate_path, validate_tenant,
+    Change, Entry, Epoch, Expect, Key, Op, Range, Result, Snapshot, Store, StoreError, Txn,
+    Version, Versioned, validate_path, validate_tenant,
 };
 
 const CHANNEL: &str = "flux:changes";
@@ -104,6 +104,27 @@ for _ = 1, tonumber(ARGV[1]) do
   end
   k = k + 2 + n
   a = a + 3 + 5 * n
+end
+return out
+"#;
+
+const LIST_RANGE_LUA: &str = r#"
+-- KEYS: idx; ARGV: object key prefix, min, max (ZRANGEBYLEX bounds; swapped for reverse),
+-- limit, reverse ('1' or '0')
+local paths
+if ARGV[5] == '1' then
+  paths = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[3], ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+else
+  paths = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+end
+local out = {}
+for _, p in ipairs(paths) do
+  local vd = redis.call('HMGET', ARGV[1] .. p, 'v', 'd')
+  if vd[1] then
+    out[#out + 1] = p
+    out[#out + 1] = vd[1]
+    out[#out + 1] = vd[2]
+  end
 end
 return out
 "#;
@@ -267,6 +288,7 @@ pub struct RedisStore {
     committer: tokio::sync::mpsc::UnboundedSender<Pending>,
     stats: std::sync::Arc<super::BatchStats>,
     list_script: Script,
+    list_range_script: Script,
     raise_script: Script,
     snapshot_script: Script,
     restore_script: Script,
@@ -373,6 +395,7 @@ impl RedisStore {
             committer,
             stats,
             list_script: Script::new(LIST_LUA),
+            list_range_script: Script::new(LIST_RANGE_LUA),
             raise_script: Script::new(RAISE_EPOCH_LUA),
             snapshot_script: Script::new(SNAPSHOT_LUA),
             restore_script: Script::new(RESTORE_LUA),
@@ -492,6 +515,24 @@ async fn listen(
         }
     });
     Ok(true)
+}
+
+/// A listing script's flat reply (path, version, data per object) as entries.
+fn list_entries(tenant: &str, flat: Vec<Vec<u8>>) -> Result<Vec<Entry>> {
+    flat.chunks(3)
+        .map(|c| {
+            let [p, v, d] = c else {
+                return Err(StoreError::Corrupt("list reply of odd length".into()));
+            };
+            let path = String::from_utf8(p.clone())
+                .map_err(|_| StoreError::Corrupt("stored path is not UTF-8".into()))?;
+            Ok(Entry {
+                key: Key::new(tenant, path)?,
+                version: parse_u64(v, "object version")?,
+                value: d.clone(),
+            })
+        })
+        .collect()
 }
 
 fn parse_u64(bytes: &[u8], what: &str) -> Result<u64> {
@@ -701,20 +742,44 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        flat.chunks(3)
-            .map(|c| {
-                let [p, v, d] = c else {
-                    return Err(StoreError::Corrupt("list reply of odd length".into()));
-                };
-                let path = String::from_utf8(p.clone())
-                    .map_err(|_| StoreError::Corrupt("stored path is not UTF-8".into()))?;
-                Ok(Entry {
-                    key: Key::new(tenant, path)?,
-                    version: parse_u64(v, "object version")?,
-                    value: d.clone(),
-                })
-            })
-            .collect()
+        list_entries(tenant, flat)
+    }
+
+    async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
+        validate_tenant(tenant)?;
+        range.validate()?;
+        if range.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let tag = tenant_tag(tenant);
+        let start = |a: &str| format!("({a}");
+        let (min, max) = match (&range.start_after, range.reverse) {
+            (Some(a), false) if a.as_str() >= range.prefix.as_str() => {
+                (start(a), format!("({}", range.prefix_end()))
+            }
+            (Some(a), true) if a.as_str() < range.prefix_end().as_str() => {
+                (format!("[{}", range.prefix), start(a))
+            }
+            _ => (
+                format!("[{}", range.prefix),
+                format!("({}", range.prefix_end()),
+            ),
+        };
+        let mut conn = self.conn.clone();
+        let flat: Vec<Vec<u8>> = self
+            .list_range_script
+            .key(format!("{tag}idx"))
+            .arg(format!("{tag}o:"))
+            .arg(min)
+            .arg(max)
+            .arg(range.limit)
+            .arg(if range.reverse { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = list_entries(tenant, flat)?;
+        out.retain(|e| range.admits(e.key.path()));
+        Ok(out)
     }
 
     async fn tenants(&self) -> Result<Vec<String>> {

@@ -54,6 +54,13 @@ impl crate::store::Store for BeforeCommit {
     ) -> crate::store::Result<Vec<crate::store::Entry>> {
         self.inner.list(tenant, prefix).await
     }
+    async fn list_range(
+        &self,
+        tenant: &str,
+        range: &crate::store::Range,
+    ) -> crate::store::Result<Vec<crate::store::Entry>> {
+        self.inner.list_range(tenant, range).await
+    }
     async fn tenants(&self) -> crate::store::Result<Vec<String>> {
         self.inner.tenants().await
     }
