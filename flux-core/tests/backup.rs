@@ -27,6 +27,9 @@ impl Store for RevokeDuringRestore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn unwritable(&self) -> Option<String> {
+        self.inner.unwritable()
+    }
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
         self.inner.get(key).await
     }

@@ -349,3 +349,85 @@ async fn open_spec_is_validated() {
         .unwrap();
     assert_eq!(s.backend(), "redb");
 }
+
+/// A full disk: writes fail with a clear error and change nothing, the store says why it cannot
+/// commit, and once there is room again it commits by itself (no reopen by the caller, no
+/// restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_cleanly_and_the_store_recovers_by_itself() {
+    use flux_core::store::redb::IoFaults;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux.redb");
+    let faults = Arc::new(IoFaults::default());
+    let s = Arc::new(
+        RedbStore::open_with_faults(&path, faults.clone())
+            .await
+            .unwrap(),
+    );
+    let k = |p: &str| Key::new("acme", p).unwrap();
+    let v1 = s
+        .put(k("jobs/1"), b"one".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    assert_eq!(s.unwritable(), None);
+
+    faults.fail_writes(true);
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.put(
+                    Key::new("acme", format!("jobs/full-{i}")).unwrap(),
+                    b"x".to_vec(),
+                    Expect::Absent,
+                )
+                .await
+            })
+        })
+        .collect();
+    for h in handles {
+        let err = h.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+    let err = s
+        .put(k("jobs/2"), b"two".to_vec(), Expect::Absent)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("No space left on device"),
+        "the error says why: {err}"
+    );
+    let why = s
+        .unwritable()
+        .expect("the store reports that it cannot commit");
+    assert!(why.contains("No space left"), "{why}");
+    // (Reads may fail too meanwhile: redb must repair the file to open it again, which needs
+    // room; they fail with a clear error, never a panic.)
+    if let Err(e) = s.get(&k("jobs/1")).await {
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    }
+
+    // Room again: the store notices by itself, without any caller's write.
+    faults.fail_writes(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.unwritable().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v2 = s
+        .put(k("jobs/2"), b"two".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    assert!(v2 > v1);
+    assert!(
+        s.list("acme", "jobs/full-").await.unwrap().is_empty(),
+        "a failed write left a trace"
+    );
+    drop(s);
+    let s = RedbStore::open(&path).await.unwrap();
+    assert_eq!(s.get(&k("jobs/1")).await.unwrap().unwrap().value, b"one");
+    assert_eq!(s.get(&k("jobs/2")).await.unwrap().unwrap().version, v2);
+}

@@ -236,3 +236,57 @@ async fn credentials_in_the_url_never_appear_in_errors() {
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// Redis refusing writes (out of memory): commits fail with Redis's reason and write nothing,
+/// the store says why, and it recovers by itself once Redis accepts writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refusing_writes_is_reported_and_recovered_without_restart() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    let k = |p: &str| Key::new("acme", p).unwrap();
+    s.put(k("jobs/1"), b"one".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    let admin = redis::Client::open(server.url()).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let config = |name: &'static str, value: &'static str| {
+        redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone()
+    };
+    let _: () = config("maxmemory-policy", "noeviction")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = config("maxmemory", "1")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let err = s
+        .put(k("jobs/2"), b"two".to_vec(), Expect::Absent)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("OOM"), "the error says why: {err}");
+    assert!(s.unwritable().is_some_and(|w| w.contains("OOM")));
+    let _: () = config("maxmemory", "0")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.unwritable().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        s.get(&k("jobs/2")).await.unwrap(),
+        None,
+        "a refused write left a trace"
+    );
+    s.put(k("jobs/2"), b"two".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+}

@@ -80,6 +80,10 @@ pub struct Args {
     /// Output bytes stored per attempt; the rest is dropped with a visible marker.
     #[arg(long, env = "FLUX_OUTPUT_CAP_BYTES", default_value_t = 1024 * 1024)]
     output_cap_bytes: u64,
+    /// Submissions are refused (507) while the filesystem of the embedded store has less free
+    /// space than this (`0` turns it off; not used with Redis). Units: KiB, MiB, GiB, TiB.
+    #[arg(long, env = "FLUX_MIN_FREE_DISK", default_value = "64MiB", value_parser = crate::disk::parse_bytes)]
+    min_free_disk: u64,
     /// Largest request body accepted.
     #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -208,6 +212,9 @@ pub struct NodeConfig {
     /// Listener settings: timeouts, connection caps, the metrics listener.
     pub server: crate::node::ServerSettings,
     pub max_follow: Duration,
+    /// The directory whose filesystem `--min-free-disk` watches, and the threshold (embedded
+    /// store only).
+    pub disk: Option<(PathBuf, u64)>,
 }
 
 impl Args {
@@ -255,6 +262,17 @@ impl Args {
         let store = self
             .store
             .unwrap_or_else(|| format!("redb:{}", self.data_dir.join("flux.redb").display()));
+        // The embedded store's directory, for --min-free-disk.
+        let disk = store
+            .strip_prefix("redb:")
+            .filter(|_| self.min_free_disk > 0)
+            .map(|p| {
+                let dir = std::path::Path::new(p)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
+                (dir, self.min_free_disk)
+            });
         let mut keys = self.signing_key;
         if keys.is_empty() {
             keys.push(self.data_dir.join("signing-key.json"));
@@ -326,6 +344,7 @@ impl Args {
                 gauges_every: self.gauges_every,
             },
             max_follow: self.max_follow,
+            disk,
         })
     }
 }

@@ -5,6 +5,7 @@
 mod api;
 mod config;
 mod conns;
+mod disk;
 mod error;
 mod history;
 mod inboxes;

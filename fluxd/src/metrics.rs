@@ -34,6 +34,8 @@ pub struct Metrics {
     pub integrity_mismatch: IntCounter,
     pub integrity_checks: IntCounter,
     pub audit_failures: IntCounter,
+    pub store_writable: IntGauge,
+    pub disk_refusals: IntCounter,
 }
 
 impl Metrics {
@@ -187,6 +189,14 @@ impl Metrics {
                 "flux_audit_append_failures_total",
                 "mutating calls whose audit record could not be written",
             ),
+            store_writable: gauge(
+                "flux_store_writable",
+                "1 while the store commits writes, 0 while it cannot (a full disk, Redis refusing writes)",
+            ),
+            disk_refusals: counter(
+                "flux_disk_refusals_total",
+                "submissions refused because the store's disk had less than --min-free-disk free",
+            ),
             // Last: the helpers above borrow the registry until here.
             registry,
         };
@@ -197,6 +207,7 @@ impl Metrics {
         for result in ["ok", "error"] {
             m.backups.with_label_values(&[result]);
         }
+        m.store_writable.set(1);
         m
     }
 

@@ -310,6 +310,10 @@ fn build_state(
         history,
     );
     state.max_follow = cfg.max_follow;
+    state.disk = cfg
+        .disk
+        .clone()
+        .map(|(dir, min)| crate::disk::DiskGuard::new(dir, min));
     Ok(Arc::new(state))
 }
 

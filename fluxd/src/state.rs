@@ -65,6 +65,8 @@ pub struct AppState {
     pub history: Option<Arc<crate::history::History>>,
     /// Longest a followed log stream lasts (`--max-follow`).
     pub max_follow: std::time::Duration,
+    /// Free space under the embedded store (`--min-free-disk`).
+    pub disk: Option<crate::disk::DiskGuard>,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl AppState {
             node_changed: Notify::new(),
             history,
             max_follow: std::time::Duration::from_secs(3600),
+            disk: None,
         }
     }
 

@@ -45,6 +45,9 @@ impl Store for Timed {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn unwritable(&self) -> Option<String> {
+        self.inner.unwritable()
+    }
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
         self.time("get", self.inner.get(key)).await
     }
@@ -134,6 +137,9 @@ impl Fencing {
 impl Store for Fencing {
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+    fn unwritable(&self) -> Option<String> {
+        self.inner.unwritable()
     }
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
         self.inner.get(key).await

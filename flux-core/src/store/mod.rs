@@ -467,6 +467,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         epoch_floor: Epoch,
     ) -> Result<Epoch>;
 
+    /// Why the store cannot commit writes right now (a full disk, Redis refusing writes), or
+    /// `None` while it can. It clears by itself once a write succeeds again: the backends
+    /// retry a write of their own every second while it is set. Readiness follows it.
+    fn unwritable(&self) -> Option<String> {
+        None
+    }
+
     /// Applies several independent transactions, each atomically and on its own: one that
     /// conflicts or is fenced fails alone while the others commit. The results are in the order
     /// of `txns`. Backends gather concurrent commits into one durable step (one redb write

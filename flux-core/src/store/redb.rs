@@ -37,6 +37,7 @@ const FORMAT_KEY: &str = "format";
 /// Marker written into every FluxForge redb file; a file without it is refused.
 pub const FORMAT: &str = "fluxforge-store/1";
 const EPOCH: &str = "epoch";
+const PROBE: &str = "probe";
 const REV_PREFIX: &str = "rev/";
 
 /// Most requests one write transaction gathers.
@@ -55,7 +56,7 @@ enum Work {
 
 /// The embedded store.
 pub struct RedbStore {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     path: PathBuf,
     changes: broadcast::Sender<Change>,
     /// Queue of the writer thread; `None` once the store is being dropped.
@@ -123,24 +124,48 @@ impl RedbStore {
                 location: p.display().to_string(),
                 reason: format!("cannot make the file owner-only: {e}"),
             })?;
-            open_checked(&p)
+            open_checked(&p, None)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("redb open task failed: {e}")))??;
+        RedbStore::start(path, db, None)
+    }
+
+    /// Opens a store whose file writes and syncs fail with "no space left on device" while
+    /// `faults` says so, as on a full disk (tests only).
+    #[cfg(feature = "testing")]
+    pub async fn open_with_faults(
+        path: impl AsRef<Path>,
+        faults: Arc<IoFaults>,
+    ) -> Result<RedbStore> {
+        let path = path.as_ref().to_path_buf();
+        let (p, f) = (path.clone(), faults.clone());
+        let db = tokio::task::spawn_blocking(move || open_checked(&p, Some(&f)))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("redb open task failed: {e}")))??;
+        RedbStore::start(path, db, Some(faults))
+    }
+
+    fn start(path: PathBuf, db: Database, faults: Option<Arc<IoFaults>>) -> Result<RedbStore> {
         let (changes, _) = broadcast::channel(4096);
-        let db = Arc::new(db);
+        let slot = Arc::new(Slot {
+            db: std::sync::RwLock::new(Some(Arc::new(db))),
+            path: path.clone(),
+            faults,
+            unwritable: std::sync::Mutex::new(None),
+        });
         let (writer, queue) = std::sync::mpsc::channel();
         let stats = Arc::new(super::BatchStats::default());
-        let (wdb, wchanges, wstats) = (db.clone(), changes.clone(), stats.clone());
+        let (wslot, wchanges, wstats) = (slot.clone(), changes.clone(), stats.clone());
         let writer_thread = std::thread::Builder::new()
             .name("redb-writer".into())
-            .spawn(move || write_loop(&wdb, &queue, &wchanges, &wstats))
+            .spawn(move || write_loop(&wslot, &queue, &wchanges, &wstats))
             .map_err(|e| StoreError::Open {
                 location: path.display().to_string(),
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         Ok(RedbStore {
-            db,
+            slot,
             path,
             changes,
             writer: Some(writer),
@@ -163,7 +188,7 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = self.db.clone();
+        let db = self.slot.current()?;
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| StoreError::Unavailable(format!("redb task failed: {e}")))?
@@ -211,15 +236,26 @@ enum Outcome {
 
 /// The writer thread: one redb write transaction, one fsync, per batch of queued requests.
 fn write_loop(
-    db: &Database,
+    slot: &Slot,
     queue: &std::sync::mpsc::Receiver<Work>,
     changes: &broadcast::Sender<Change>,
     stats: &super::BatchStats,
 ) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut next = None;
     loop {
         let first = match next.take() {
             Some(w) => w,
+            // While writes fail, try one now and then even without traffic, so readiness
+            // comes back on its own once the disk has room again.
+            None if slot.unwritable().is_some() => match queue.recv_timeout(PROBE_EVERY) {
+                Ok(w) => w,
+                Err(RecvTimeoutError::Timeout) => {
+                    slot.probe();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
             None => match queue.recv() {
                 Ok(w) => w,
                 Err(_) => return,
@@ -240,8 +276,20 @@ fn write_loop(
             next = batch.pop();
         }
         stats.record(batch.len());
-        match apply_batch(db, batch) {
+        let db = match slot.current_or_reopen() {
+            Ok(db) => db,
+            Err(e) => {
+                for w in batch {
+                    Waiter::of(w).fail(e.clone_message());
+                }
+                continue;
+            }
+        };
+        let applied = apply_batch(&db, batch);
+        drop(db);
+        match applied {
             Ok(outcomes) => {
+                slot.set_writable();
                 for o in outcomes {
                     match o {
                         Outcome::Committed {
@@ -268,6 +316,10 @@ fn write_loop(
                 for s in senders {
                     s.fail(StoreError::Unavailable(e.clone()));
                 }
+                // redb refuses every later write after an I/O error until the file is opened
+                // again: reopen now, so writes succeed once the cause (a full disk) is gone.
+                slot.set_unwritable(&e);
+                slot.reopen();
             }
         }
     }
@@ -306,6 +358,24 @@ impl Waiter {
     }
 }
 
+impl Waiter {
+    fn of(w: Work) -> Waiter {
+        match w {
+            Work::Commit(_, tx) => Waiter::Commit(tx),
+            Work::Epoch(_, tx) => Waiter::Epoch(tx),
+        }
+    }
+}
+
+impl StoreError {
+    fn clone_message(&self) -> StoreError {
+        StoreError::Unavailable(match self {
+            StoreError::Unavailable(m) => m.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
 impl Outcome {
     fn waiter(self) -> Waiter {
         match self {
@@ -324,10 +394,7 @@ fn apply_batch(db: &Database, batch: Vec<Work>) -> std::result::Result<Vec<Outco
     let mut pending = batch.into_iter();
     let fail = |outcomes: Vec<Outcome>, rest: std::vec::IntoIter<Work>, e: StoreError| {
         let mut waiters: Vec<Waiter> = outcomes.into_iter().map(Outcome::waiter).collect();
-        waiters.extend(rest.map(|w| match w {
-            Work::Commit(_, tx) => Waiter::Commit(tx),
-            Work::Epoch(_, tx) => Waiter::Epoch(tx),
-        }));
+        waiters.extend(rest.map(Waiter::of));
         let msg = match e {
             StoreError::Unavailable(m) => m,
             other => other.to_string(),
@@ -468,6 +535,250 @@ fn apply_txn(
     ))
 }
 
+/// How often a store whose writes fail tries a write of its own.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a reopen waits for readers to let go of the old handle.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The open database, shared by readers and the writer thread. Empty while the writer opens the
+/// file again after a failed write.
+struct Slot {
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    faults: Option<Arc<IoFaults>>,
+    /// Why writes fail, while they do.
+    unwritable: std::sync::Mutex<Option<String>>,
+}
+
+impl Slot {
+    fn current(&self) -> Result<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Unavailable(
+                    "redb: the store file is being opened again after a failed write".into(),
+                )
+            })
+    }
+
+    fn current_or_reopen(&self) -> Result<Arc<Database>> {
+        match self.current() {
+            Ok(db) => Ok(db),
+            Err(_) => {
+                self.reopen();
+                self.current().map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "redb: cannot open the store file again: {}",
+                        self.unwritable().unwrap_or_default()
+                    ))
+                })
+            }
+        }
+    }
+
+    fn unwritable(&self) -> Option<String> {
+        self.unwritable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_unwritable(&self, reason: &str) {
+        let mut u = self.unwritable.lock().unwrap_or_else(|p| p.into_inner());
+        if u.is_none() {
+            tracing::error!(path = %self.path.display(), reason, "the store cannot commit writes");
+        }
+        *u = Some(reason.to_string());
+    }
+
+    fn set_writable(&self) {
+        let mut u = self.unwritable.lock().unwrap_or_else(|p| p.into_inner());
+        if u.take().is_some() {
+            tracing::info!(path = %self.path.display(), "the store commits writes again");
+        }
+    }
+
+    /// Closes the database and opens the file again (redb repairs it if needed). Waits for
+    /// readers to drop the old handle first, since the file is locked while it is open.
+    fn reopen(&self) {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut old) = slot.take() {
+            let deadline = std::time::Instant::now() + REOPEN_WAIT;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still) if std::time::Instant::now() < deadline => {
+                        old = still;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(still) => {
+                        *slot = Some(still);
+                        return;
+                    }
+                }
+            }
+        }
+        match open_checked(&self.path, self.faults.as_ref()) {
+            Ok(db) => *slot = Some(Arc::new(db)),
+            Err(e) => {
+                drop(slot);
+                self.set_unwritable(&e.to_string());
+            }
+        }
+    }
+
+    /// A durable write of its own (a counter in the meta table, which no reader sees): marks
+    /// the store writable when it succeeds.
+    fn probe(&self) {
+        let db = match self.current_or_reopen() {
+            Ok(db) => db,
+            Err(_) => return,
+        };
+        let step = || -> Result<()> {
+            let mut w = db.begin_write().map_err(unavailable)?;
+            w.set_durability(Durability::Immediate)
+                .map_err(unavailable)?;
+            {
+                let mut meta = w.open_table(META).map_err(unavailable)?;
+                let n = meta
+                    .get(PROBE)
+                    .map_err(unavailable)?
+                    .map_or(0, |g| g.value());
+                meta.insert(PROBE, n.wrapping_add(1)).map_err(unavailable)?;
+            }
+            w.commit().map_err(unavailable)
+        };
+        let outcome = step();
+        drop(db);
+        match outcome {
+            Ok(()) => self.set_writable(),
+            Err(e) => {
+                self.set_unwritable(&e.to_string());
+                self.reopen();
+            }
+        }
+    }
+}
+
+/// Switch for the write failures of a store opened with `RedbStore::open_with_faults`.
+#[derive(Debug, Default)]
+pub struct IoFaults {
+    fail_writes: std::sync::atomic::AtomicBool,
+}
+
+impl IoFaults {
+    /// From now on, file writes, resizes and syncs fail (`true`) or work again (`false`).
+    pub fn fail_writes(&self, on: bool) {
+        self.fail_writes
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> std::result::Result<(), std::io::Error> {
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            // ENOSPC, as on a full disk.
+            Err(std::io::Error::from_raw_os_error(28))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A file backend whose writes fail on demand.
+#[derive(Debug)]
+struct FaultyFile {
+    inner: redb::backends::FileBackend,
+    faults: Arc<IoFaults>,
+}
+
+type Bound64 = std::ops::Bound<u64>;
+
+impl redb::StorageBackend for FaultyFile {
+    fn len(&self) -> std::result::Result<u64, std::io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::result::Result<(), std::io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::result::Result<(), std::io::Error> {
+        self.faults.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::result::Result<(), std::io::Error> {
+        self.faults.check()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::result::Result<(), std::io::Error> {
+        self.faults.check()?;
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> std::result::Result<(), std::io::Error> {
+        self.inner.close()
+    }
+    fn try_lock_range(
+        &self,
+        a: Bound64,
+        b: Bound64,
+    ) -> std::result::Result<bool, redb::BackendError> {
+        self.inner.try_lock_range(a, b)
+    }
+    fn try_lock_shared_range(
+        &self,
+        a: Bound64,
+        b: Bound64,
+    ) -> std::result::Result<bool, redb::BackendError> {
+        self.inner.try_lock_shared_range(a, b)
+    }
+    fn lock_range(&self, a: Bound64, b: Bound64) -> std::result::Result<(), redb::BackendError> {
+        self.inner.lock_range(a, b)
+    }
+    fn lock_shared_range(
+        &self,
+        a: Bound64,
+        b: Bound64,
+    ) -> std::result::Result<(), redb::BackendError> {
+        self.inner.lock_shared_range(a, b)
+    }
+    fn unlock_range(&self, a: Bound64, b: Bound64) -> std::result::Result<(), redb::BackendError> {
+        self.inner.unlock_range(a, b)
+    }
+    fn query_lock_range(
+        &self,
+        a: Bound64,
+        b: Bound64,
+    ) -> std::result::Result<bool, redb::BackendError> {
+        self.inner.query_lock_range(a, b)
+    }
+}
+
+/// Opens the database file, through the fault switch when there is one.
+fn create_db(
+    path: &Path,
+    faults: Option<&Arc<IoFaults>>,
+) -> std::result::Result<Database, redb::DatabaseError> {
+    match faults {
+        None => Database::create(path),
+        Some(f) => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
+            let inner = redb::backends::FileBackend::new(file)?;
+            redb::Builder::new().create_with_backend(FaultyFile {
+                inner,
+                faults: f.clone(),
+            })
+        }
+    }
+}
+
 /// What a redb file holds.
 enum Contents {
     Ours,
@@ -509,7 +820,7 @@ fn classify(db: &impl ReadableDatabase) -> Result<Contents> {
 
 /// Opens the file, refusing (without writing to it) anything but an empty file, a new redb
 /// database or a FluxForge store; marks a new database as ours.
-fn open_checked(path: &Path) -> Result<Database> {
+fn open_checked(path: &Path, faults: Option<&Arc<IoFaults>>) -> Result<Database> {
     let refuse = |reason: String| StoreError::Open {
         location: path.display().to_string(),
         reason,
@@ -526,7 +837,7 @@ fn open_checked(path: &Path) -> Result<Database> {
             return Err(refuse(reason));
         }
     }
-    let db = Database::create(path).map_err(|e| open_error(path, e))?;
+    let db = create_db(path, faults).map_err(|e| open_error(path, e))?;
     match classify(&db)? {
         Contents::Ours => Ok(db),
         Contents::Foreign(reason) => Err(refuse(reason)),
@@ -568,6 +879,10 @@ fn rev_key(tenant: &str) -> String {
 impl Store for RedbStore {
     fn backend(&self) -> &'static str {
         "redb"
+    }
+
+    fn unwritable(&self) -> Option<String> {
+        self.slot.unwritable()
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {

@@ -44,7 +44,9 @@ const TENANTS: &str = "flux:tenants";
 const EPOCH: &str = "flux:{cluster}:epoch";
 const LEASE: &str = "flux:{cluster}:leader";
 
-const COMMIT_LUA: &str = r#"
+const COMMIT_LUA: &str = r#"#!lua
+-- (The shebang makes Redis check, before the script starts, that it may write at all: out of
+-- memory or unable to persist, it refuses the whole script instead of failing in the middle.)
 -- Applies several independent transactions in order, each atomically and on its own: one that is
 -- fenced or conflicts writes nothing and the next ones still run.
 -- KEYS: epoch, tenants, then per transaction: rev, idx, one key per operation
@@ -287,6 +289,8 @@ pub struct RedisStore {
     changes: broadcast::Sender<Change>,
     committer: tokio::sync::mpsc::UnboundedSender<Pending>,
     stats: std::sync::Arc<super::BatchStats>,
+    /// Why commits fail, while they do.
+    unwritable: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     list_script: Script,
     list_range_script: Script,
     raise_script: Script,
@@ -376,11 +380,13 @@ impl RedisStore {
             })?;
         let (committer, queue) = tokio::sync::mpsc::unbounded_channel();
         let stats = std::sync::Arc::new(super::BatchStats::default());
+        let unwritable = std::sync::Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(commit_loop(
             conn.clone(),
             queue,
             location.clone(),
             stats.clone(),
+            unwritable.clone(),
         ));
 
         let (changes, _) = broadcast::channel(4096);
@@ -394,6 +400,7 @@ impl RedisStore {
             changes,
             committer,
             stats,
+            unwritable,
             list_script: Script::new(LIST_LUA),
             list_range_script: Script::new(LIST_RANGE_LUA),
             raise_script: Script::new(RAISE_EPOCH_LUA),
@@ -542,6 +549,11 @@ fn parse_u64(bytes: &[u8], what: &str) -> Result<u64> {
         .ok_or_else(|| StoreError::Corrupt(format!("{what} is not a number: {bytes:?}")))
 }
 
+/// How often a store whose commits fail tries a write of its own.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The key of that write.
+const PROBE: &str = "flux:{cluster}:probe";
+
 /// Most transactions one script call carries.
 pub const MAX_BATCH: usize = 256;
 /// Most bytes of values one script call carries (a batch of one may exceed it).
@@ -580,12 +592,42 @@ async fn commit_loop(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Pending>,
     location: String,
     stats: std::sync::Arc<super::BatchStats>,
+    unwritable: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 ) {
     let script = Script::new(COMMIT_LUA);
     let mut next: Option<Pending> = None;
+    let set = |reason: Option<String>| {
+        let mut u = unwritable.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*u, &reason) {
+            (None, Some(r)) => {
+                tracing::error!(%location, reason = %r, "the store cannot commit writes")
+            }
+            (Some(_), None) => tracing::info!(%location, "the store commits writes again"),
+            _ => {}
+        }
+        *u = reason;
+    };
     loop {
+        let failing = unwritable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
         let first = match next.take() {
             Some(p) => p,
+            // While writes fail, try one now and then even without traffic, so readiness comes
+            // back on its own once Redis accepts writes again.
+            None if failing => match tokio::time::timeout(PROBE_EVERY, queue.recv()).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(_) => {
+                    let probe: redis::RedisResult<i64> =
+                        redis::cmd("INCR").arg(PROBE).query_async(&mut conn).await;
+                    if probe.is_ok() {
+                        set(None);
+                    }
+                    continue;
+                }
+            },
             None => match queue.recv().await {
                 Some(p) => p,
                 None => return,
@@ -614,6 +656,7 @@ async fn commit_loop(
         let reply: redis::RedisResult<Vec<Vec<u8>>> = inv.invoke_async(&mut conn).await;
         match reply {
             Ok(reply) if reply.len() == 3 * batch.len() => {
+                set(None);
                 for ((txn, tx), r) in batch.into_iter().zip(reply.chunks(3)) {
                     let _ = tx.send(commit_outcome(&txn, r));
                 }
@@ -630,6 +673,7 @@ async fn commit_loop(
             }
             Err(e) => {
                 let e = format!("Redis at {location}: {e}");
+                set(Some(e.clone()));
                 for (_, tx) in batch {
                     let _ = tx.send(Err(StoreError::Unavailable(e.clone())));
                 }
@@ -698,6 +742,13 @@ fn commit_outcome(txn: &Txn, r: &[Vec<u8>]) -> Result<Version> {
 impl Store for RedisStore {
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn unwritable(&self) -> Option<String> {
+        self.unwritable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {

@@ -35,6 +35,9 @@ impl crate::store::Store for BeforeCommit {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn unwritable(&self) -> Option<String> {
+        self.inner.unwritable()
+    }
     async fn get(
         &self,
         key: &crate::store::Key,

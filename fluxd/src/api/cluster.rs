@@ -21,7 +21,19 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready while the store answers and can commit: a store that cannot write (a full disk, Redis
+/// refusing writes) answers 503 with the reason, so a load balancer sends traffic elsewhere;
+/// the store retries on its own and readiness comes back with it.
 pub(super) async fn readyz(State(st): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
+    let unwritable = st.store.unwritable();
+    st.metrics
+        .store_writable
+        .set(i64::from(unwritable.is_none()));
+    if let Some(why) = unwritable {
+        return Err(ApiError::unavailable(format!(
+            "the store cannot commit writes: {why}"
+        )));
+    }
     st.store.current_epoch().await?;
     Ok(Json(json!({"status": "ready"})))
 }

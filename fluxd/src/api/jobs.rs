@@ -519,10 +519,20 @@ pub(super) async fn job_logs(
     Ok(([(header::CONTENT_TYPE, ctype)], Body::from_stream(stream)).into_response())
 }
 
-/// Admission for `n` new jobs (a fan-out submits several): the tenant's quota (cached) and,
-/// when it bounds queued jobs, its queue depth, judged by `flux_core::quota::admit`. Refused
-/// with 429 and `Retry-After`; nothing is written.
+/// Admission for `n` new jobs (a fan-out submits several): free space under the embedded store
+/// (507 below `--min-free-disk`), the tenant's quota (cached) and, when it bounds queued jobs,
+/// its queue depth, judged by `flux_core::quota::admit`. Refused with 429 and `Retry-After`;
+/// nothing is written.
 async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
+    if let Some(why) = st.disk.as_ref().and_then(|d| d.refusal()) {
+        st.metrics.disk_refusals.inc();
+        return Err(ApiError::new(
+            axum::http::StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            why,
+        )
+        .retry_after(5));
+    }
     let q = st.quota(tenant).await?;
     let queued = match q.max_queued {
         Some(_) => st.jobs.queue_depth(tenant).await? as u64,

@@ -25,6 +25,10 @@ pub async fn run_gauges(st: Arc<AppState>, every: Duration, cancel: Cancellation
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Every node's own store handle: whether it can commit now.
+        st.metrics
+            .store_writable
+            .set(i64::from(st.store.unwritable().is_none()));
         if st.leader.snapshot().is_leader {
             if let Err(e) = refresh_gauges(&st).await {
                 // The gauges keep their last value.
