@@ -2,8 +2,9 @@
 //!
 //! A [`crate::store::Key`] is a tenant plus a path; this module builds the paths. Objects of a
 //! tenant live inside that tenant (`jobs/`, `pending/`, `attempts/`, `inbox/`, `agents/`,
-//! `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`); records of the cluster
-//! itself live in [`crate::store::SYSTEM_TENANT`] (`nodes/`, `tenants/`, `quotas/`, `revoked/`).
+//! `liveness/`, `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`); records of
+//! the cluster itself live in [`crate::store::SYSTEM_TENANT`] (`nodes/`, `tenants/`, `quotas/`,
+//! `revoked/`).
 //!
 //! These strings are a file format: they are what redb and Redis hold and what a backup carries,
 //! so changing one orphans every stored object under the old path. The unit tests below pin each
@@ -69,6 +70,13 @@ pub fn idempotency(key: &str) -> String {
 /// Values of a job's secret environment variables.
 pub fn secrets(job_id: &str) -> String {
     format!("secrets/{job_id}")
+}
+
+/// Prefix of the nodes' liveness records: what each fluxd node heard of the tenant's agents.
+pub const LIVENESS: &str = "liveness/";
+/// The liveness record one fluxd node publishes for the tenant's agents it hears from.
+pub fn liveness(node: &str) -> String {
+    format!("{LIVENESS}{node}")
 }
 
 // ---- desired state --------------------------------------------------------------------------
@@ -146,6 +154,8 @@ mod tests {
         assert_eq!(inbox_entry("a1", "j-1.2"), "inbox/a1/j-1.2");
         assert_eq!(AGENTS, "agents/");
         assert_eq!(agent("a1"), "agents/a1");
+        assert_eq!(LIVENESS, "liveness/");
+        assert_eq!(liveness("fluxd-1"), "liveness/fluxd-1");
         assert_eq!(output("j-1.2"), "output/j-1.2/");
         assert_eq!(job_output("j-1"), "output/j-1.");
         assert_eq!(output_chunk("j-1.2", 7), "output/j-1.2/0000000007");
@@ -176,6 +186,7 @@ mod tests {
         assert!(inbox_entry("a", "x.1").starts_with(&inbox("a")));
         assert!(inbox("a").starts_with(INBOX));
         assert!(agent("a").starts_with(AGENTS));
+        assert!(liveness("n").starts_with(LIVENESS));
         assert!(attempt("x", 1).starts_with(&attempts("x")));
         assert!(output_chunk("x.1", 0).starts_with(&output("x.1")));
         assert!(output("x.1").starts_with(&job_output("x")));

@@ -326,8 +326,8 @@ struct Tasks {
 }
 
 impl Tasks {
-    /// Starts the leader driver, the node record, the inbox hub, the integrity checks and the
-    /// scheduled backups; all but the hub stop on `cancel`.
+    /// Starts the leader driver, the node record, the liveness records, the inbox hub, the
+    /// integrity checks and the scheduled backups; all but the hub stop on `cancel`.
     fn spawn(st: &Arc<AppState>, cfg: &NodeConfig, cancel: &CancellationToken) -> Tasks {
         let leader = tokio::spawn(tasks::leader::run_leader(
             st.clone(),
@@ -347,6 +347,11 @@ impl Tasks {
                 .clone()
                 .run(st.store.subscribe(), hub_stop.clone()),
         );
+        tokio::spawn(tasks::liveness::run_liveness(
+            st.clone(),
+            tasks::liveness::publish_every(&cfg.jobs),
+            cancel.clone(),
+        ));
         tokio::spawn(tasks::gauges::run_gauges(
             st.clone(),
             cfg.server.gauges_every,

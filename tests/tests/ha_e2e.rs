@@ -20,10 +20,15 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize) -> Option<Cluster> {
+        Cluster::start_with(n, &FAST_LIVENESS).await
+    }
+
+    /// `n` nodes with the given liveness settings.
+    async fn start_with(n: usize, liveness: &[&str]) -> Option<Cluster> {
         let redis = RedisServer::start()?;
         let url = redis.url();
         let mut extra: Vec<&str> = LEASE.to_vec();
-        extra.extend(FAST_LIVENESS);
+        extra.extend(liveness);
         // The name nginx checks on the nodes' certificate (deploy/nginx/fluxforge.conf).
         extra.extend(["--tls-san", "fluxd.internal"]);
         let first = Fluxd::start_with(FluxdOpts {
@@ -501,4 +506,53 @@ async fn leader_failover_mid_apply_neither_loses_nor_duplicates_the_repair() {
         })
         .count();
     assert_eq!(applies, 1, "{jobs}");
+}
+
+/// An agent that talks only to a follower is kept alive by that follower's liveness records
+/// (heartbeats are not written to the store): the leader never even finds it unreachable while
+/// it heartbeats (the records lag well under the 2 s window), the API shows a fresh
+/// `last_seen`, and once the agent is killed it goes dead.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_heard_only_by_a_follower_is_kept_alive_by_its_liveness_records() {
+    let liveness = [
+        "--heartbeat-interval",
+        "250ms",
+        "--unreachable-after",
+        "2s",
+        "--dead-after",
+        "4s",
+        "--sweep-interval",
+        "200ms",
+    ];
+    let Some(c) = Cluster::start_with(2, &liveness).await else {
+        return;
+    };
+    let leader = c.wait_leader(&[]).await;
+    let follower = 1 - leader;
+    let mut agent = c.nodes[follower].agent("default", "agent-f", &[]).await;
+    let n = &c.nodes[leader];
+    let agent_record = || async {
+        let (status, v) = n.get("/v1/agents/agent-f", &n.admin).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    // Two dead windows of heartbeats through the follower only.
+    let until = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while tokio::time::Instant::now() < until {
+        tick.tick().await;
+        let v = agent_record().await;
+        assert_eq!(v["state"], "online", "{v}");
+    }
+    eventually("a fresh last_seen", T, || async {
+        let v = agent_record().await;
+        let age = flux_core::model::now_ms().saturating_sub(v["last_seen"].as_u64()?);
+        (age < 2000).then_some(())
+    })
+    .await;
+    agent.kill9();
+    eventually("the killed agent dead", T, || async {
+        (agent_record().await["state"] == "dead").then_some(())
+    })
+    .await;
 }

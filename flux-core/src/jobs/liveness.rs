@@ -5,9 +5,30 @@
 //!
 //! Sweeps run on the leader only and carry its fencing epoch; [`Jobs::requeue`] is also used by
 //! the agent protocol (an agent that restarted, or stopped a task itself).
+//!
+//! Hearing from an agent is not a durable write. Each node keeps in memory when it last heard
+//! from the agents that talk to it ([`Seen`]) and publishes that, per tenant, as one small record
+//! (`liveness/<node>`, a [`SeenRecord`]) per interval ([`Jobs::publish_liveness`]): writes grow
+//! with the nodes, not with the agents. The leader's sweep reads those records, its own memory
+//! and the agent records, and decides each agent's transition with the pure [`judge`]; only
+//! transitions (online, unreachable, dead, back online), registrations and label or slot changes
+//! are written, the sweep's transitions as one batch, each fenced by the leader's epoch.
+//!
+//! Guarantees:
+//! - a new leader judges no agent on silence from before its election (`grace_from`);
+//! - a record that stopped changing (its node died, or its clock runs ahead) keeps no agent
+//!   alive: it is ignored once it is older than `dead_after`, by its publishing time and by
+//!   how long this node has seen it unchanged;
+//! - a heartbeat from an agent the store shows unreachable or dead brings it back online at once
+//!   (a durable write on the node that hears it); the leader's sweep does it too when the only
+//!   evidence is a published record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::protocol::{AgentCaller, new_session};
 use super::{CAS_RETRIES, JobError, Jobs, Result, dec, enc, forget_secrets, is_conflict, key};
@@ -56,19 +77,275 @@ pub fn admit_registration(
     ))
 }
 
+/// The liveness transition the leader makes for an agent in `state`, last heard from at `heard`
+/// (the freshest evidence known), at `now`; `None` when it stays as it is. Pure.
+///
+/// Silence moves an agent down only (online → unreachable → dead) and is counted from no earlier
+/// than `grace_from` (the leader's election). Coming back needs real evidence: an unreachable or
+/// dead agent heard from within `unreachable_after` is online again; a grace never revives one.
+pub fn judge(
+    state: AgentState,
+    heard: Millis,
+    now: Millis,
+    grace_from: Millis,
+    unreachable_after: Duration,
+    dead_after: Duration,
+) -> Option<AgentState> {
+    let unreachable_ms = unreachable_after.as_millis() as u64;
+    let dead_ms = dead_after.as_millis() as u64;
+    if state != AgentState::Online && now.saturating_sub(heard) < unreachable_ms {
+        return Some(AgentState::Online);
+    }
+    let silent = now.saturating_sub(heard.max(grace_from));
+    let next = if silent >= dead_ms {
+        AgentState::Dead
+    } else if silent >= unreachable_ms {
+        AgentState::Unreachable
+    } else {
+        return None;
+    };
+    match (state, next) {
+        (AgentState::Online, n) => Some(n),
+        (AgentState::Unreachable, AgentState::Dead) => Some(AgentState::Dead),
+        _ => None,
+    }
+}
+
+/// What one node heard of a tenant's agents, as it publishes it (`liveness/<node>`): when it
+/// last heard from each, by its own clock, and when and in which order it published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenRecord {
+    pub node: String,
+    /// Grows with every publication of the node process (with `published_at`, tells a record
+    /// that is still refreshed from one that stopped).
+    pub seq: u64,
+    pub published_at: Millis,
+    pub agents: BTreeMap<String, Millis>,
+}
+
+/// This node's memory of its agents: when it last heard from each (by tenant), and what it has
+/// seen of the other nodes' records.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    local: Mutex<HashMap<String, TenantSeen>>,
+    seq: AtomicU64,
+    /// The other nodes' records as this node last saw them, by `(tenant, node)`.
+    records: Mutex<HashMap<(String, String), RecordSeen>>,
+}
+
+/// A node's record as this node last saw it: its `(seq, published_at)`, and since when (by this
+/// node's clock) it has been so.
+#[derive(Debug)]
+struct RecordSeen {
+    id: (u64, Millis),
+    since: Millis,
+}
+
+#[derive(Debug, Default)]
+struct TenantSeen {
+    agents: HashMap<String, Millis>,
+    /// Heard from some agent since the last publication.
+    dirty: bool,
+    /// A record of this node is in the store.
+    published: bool,
+}
+
+impl Seen {
+    fn note(&self, tenant: &str, agent: &str, now: Millis) {
+        let mut local = self.local.lock().expect("liveness memory");
+        let t = local.entry(tenant.to_string()).or_default();
+        let at = t.agents.entry(agent.to_string()).or_insert(now);
+        *at = (*at).max(now);
+        t.dirty = true;
+    }
+
+    fn local_of(&self, tenant: &str) -> Vec<(String, Millis)> {
+        let local = self.local.lock().expect("liveness memory");
+        local
+            .get(tenant)
+            .map(|t| t.agents.iter().map(|(a, at)| (a.clone(), *at)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `rec` (in `tenant`) still counts at `now`: published within `dead_after`, and,
+    /// when `track`, not seen unchanged by this node for `dead_after` either.
+    fn counts(
+        &self,
+        tenant: &str,
+        rec: &SeenRecord,
+        now: Millis,
+        dead_ms: u64,
+        track: bool,
+    ) -> bool {
+        if now.saturating_sub(rec.published_at) >= dead_ms {
+            return false;
+        }
+        if !track {
+            return true;
+        }
+        let mut records = self.records.lock().expect("liveness records");
+        let id = (rec.seq, rec.published_at);
+        let seen = records
+            .entry((tenant.to_string(), rec.node.clone()))
+            .or_insert(RecordSeen { id, since: now });
+        if seen.id != id || now < seen.since {
+            *seen = RecordSeen { id, since: now };
+        }
+        now.saturating_sub(seen.since) < dead_ms
+    }
+}
+
 /// What a sweep did, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
     pub marked_unreachable: usize,
     pub marked_dead: usize,
+    /// Unreachable or dead agents the sweep found heard from again.
+    pub marked_online: usize,
     pub requeued: usize,
     pub failed: usize,
 }
 
 impl Jobs {
-    /// Marks silent agents unreachable or dead and requeues the attempts of dead agents and
-    /// attempts not started by their deadline. `grace_from` is the time this leader was elected:
-    /// no agent is judged on silence from before it.
+    /// Notes that this node heard from an agent (its session checked) at `now`.
+    pub(super) fn heard_from(&self, tenant: &str, node_id: &str, now: Millis) {
+        self.seen.note(tenant, node_id, now);
+    }
+
+    /// When each of `tenant`'s agents was last heard from, as far as this node knows: the
+    /// records the nodes published that still count, and this node's own memory (each at most
+    /// `now`). `track` (the leader's sweep) also ignores records this node has seen unchanged for
+    /// `dead_after`.
+    async fn heard(
+        &self,
+        tenant: &str,
+        now: Millis,
+        track: bool,
+    ) -> Result<HashMap<String, Millis>> {
+        let dead_ms = self.cfg.dead_after.as_millis() as u64;
+        let mut heard: HashMap<String, Millis> = HashMap::new();
+        let mut add = |agent: String, at: Millis| {
+            let at = at.min(now);
+            let e = heard.entry(agent).or_insert(at);
+            *e = (*e).max(at);
+        };
+        let entries = self.store.list(tenant, keys::LIVENESS).await?;
+        if track {
+            // Forget the records that are gone (their node removed them or was restored away).
+            let mut records = self.seen.records.lock().expect("liveness records");
+            records.retain(|(t, node), _| {
+                t != tenant || entries.iter().any(|e| e.key.path() == keys::liveness(node))
+            });
+        }
+        for entry in entries {
+            let rec: SeenRecord = match dec(&entry.key, &entry.value) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "liveness record ignored");
+                    continue;
+                }
+            };
+            if self.seen.counts(tenant, &rec, now, dead_ms, track) {
+                for (agent, at) in rec.agents {
+                    add(agent, at);
+                }
+            }
+        }
+        for (agent, at) in self.seen.local_of(tenant) {
+            add(agent, at);
+        }
+        Ok(heard)
+    }
+
+    /// A tenant's agents with `last_seen` the freshest this node knows (the record's, or a
+    /// node's published liveness record, which lags by up to one publication interval).
+    pub async fn agents_seen(&self, tenant: &str) -> Result<Vec<Agent>> {
+        let heard = self.heard(tenant, crate::model::now_ms(), false).await?;
+        let mut agents = self.agents(tenant).await?;
+        for a in &mut agents {
+            if let Some(at) = heard.get(&a.node_id) {
+                a.last_seen = a.last_seen.max(*at);
+            }
+        }
+        Ok(agents)
+    }
+
+    /// One agent, with `last_seen` as in [`Jobs::agents_seen`].
+    pub async fn agent_seen(&self, tenant: &str, node_id: &str) -> Result<Agent> {
+        let mut a = self.agent(tenant, node_id).await?;
+        let heard = self.heard(tenant, crate::model::now_ms(), false).await?;
+        if let Some(at) = heard.get(node_id) {
+            a.last_seen = a.last_seen.max(*at);
+        }
+        Ok(a)
+    }
+
+    /// Publishes what this node (`node`) heard of each tenant's agents since its last
+    /// publication: one record per tenant (`liveness/<node>`), written only for tenants with
+    /// news, removed once it has no agent heard from within `dead_after`. Unfenced: every node
+    /// publishes, leader or not. Returns the records written or removed.
+    pub async fn publish_liveness(&self, node: &str, now: Millis) -> Result<usize> {
+        let dead_ms = self.cfg.dead_after.as_millis() as u64;
+        let mut txns = Vec::new();
+        let mut tenants = Vec::new();
+        {
+            let mut local = self.seen.local.lock().expect("liveness memory");
+            local.retain(|tenant, t| {
+                t.agents.retain(|_, at| now.saturating_sub(*at) < dead_ms);
+                let k = match key(tenant, keys::liveness(node)) {
+                    Ok(k) => k,
+                    Err(_) => return false,
+                };
+                if t.agents.is_empty() {
+                    if t.published {
+                        txns.push(Txn::new().delete(k, Expect::Any));
+                        tenants.push((tenant.clone(), false));
+                    }
+                    return false;
+                }
+                if t.dirty {
+                    let rec = SeenRecord {
+                        node: node.to_string(),
+                        seq: self.seen.seq.fetch_add(1, Ordering::Relaxed),
+                        published_at: now,
+                        agents: t.agents.iter().map(|(a, at)| (a.clone(), *at)).collect(),
+                    };
+                    txns.push(Txn::new().put(k, enc(&rec), Expect::Any));
+                    tenants.push((tenant.clone(), true));
+                    t.dirty = false;
+                    t.published = true;
+                }
+                true
+            });
+        }
+        let mut written = 0;
+        let mut failure = None;
+        for ((tenant, put), r) in tenants.into_iter().zip(self.store.commit_many(txns).await) {
+            match r {
+                Ok(_) => written += 1,
+                Err(e) => {
+                    // Published again on the next interval.
+                    if put {
+                        let mut local = self.seen.local.lock().expect("liveness memory");
+                        if let Some(t) = local.get_mut(&tenant) {
+                            t.dirty = true;
+                        }
+                    }
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(written),
+        }
+    }
+
+    /// Marks silent agents unreachable or dead (and agents heard from again online) and
+    /// requeues the attempts of dead agents and attempts not started by their deadline.
+    /// `grace_from` is the time this leader was elected: no agent is judged on silence from
+    /// before it. The transitions are one batch of fenced writes; one that conflicts (the agent
+    /// registered or came back meanwhile) fails alone and the agent is taken as the store shows.
     pub async fn sweep_tenant(
         &self,
         tenant: &str,
@@ -77,51 +354,69 @@ impl Jobs {
         grace_from: Millis,
     ) -> Result<SweepReport> {
         let mut report = SweepReport::default();
+        let heard = self.heard(tenant, now, true).await?;
         let mut states: HashMap<String, AgentState> = HashMap::new();
-        for (mut agent, av) in self.list_objects::<Agent>(tenant, keys::AGENTS).await? {
-            let silent = now.saturating_sub(agent.last_seen.max(grace_from));
-            let next = if silent >= self.cfg.dead_after.as_millis() as u64 {
-                AgentState::Dead
-            } else if silent >= self.cfg.unreachable_after.as_millis() as u64 {
-                AgentState::Unreachable
-            } else {
-                agent.state
-            };
-            if next != agent.state && agent.state != AgentState::Dead {
+        let mut marks: Vec<(Key, Agent, Version)> = Vec::new();
+        for (agent, av) in self.list_objects::<Agent>(tenant, keys::AGENTS).await? {
+            let last = heard
+                .get(&agent.node_id)
+                .map_or(agent.last_seen, |at| agent.last_seen.max(*at));
+            states.insert(agent.node_id.clone(), agent.state);
+            if let Some(next) = judge(
+                agent.state,
+                last,
+                now,
+                grace_from,
+                self.cfg.unreachable_after,
+                self.cfg.dead_after,
+            ) {
                 let ak = key(tenant, keys::agent(&agent.node_id))?;
                 let marked = Agent {
                     state: next,
-                    ..agent.clone()
+                    last_seen: last,
+                    ..agent
                 };
-                match self
-                    .store
-                    .commit(Txn::new().fenced(epoch).put(
-                        ak.clone(),
-                        enc(&marked),
-                        Expect::Version(av),
-                    ))
-                    .await
-                {
-                    Ok(_) => {
-                        match next {
-                            AgentState::Dead => report.marked_dead += 1,
-                            AgentState::Unreachable => report.marked_unreachable += 1,
-                            AgentState::Online => {}
+                marks.push((ak, marked, av));
+            }
+        }
+        let txns = marks
+            .iter()
+            .map(|(ak, marked, av)| {
+                Txn::new()
+                    .fenced(epoch)
+                    .put(ak.clone(), enc(marked), Expect::Version(*av))
+            })
+            .collect();
+        let results = self.store.commit_many(txns).await;
+        let mut failure = None;
+        for ((ak, marked, _), r) in marks.into_iter().zip(results) {
+            match r {
+                Ok(_) => {
+                    match marked.state {
+                        AgentState::Dead => report.marked_dead += 1,
+                        AgentState::Unreachable => report.marked_unreachable += 1,
+                        AgentState::Online => {
+                            tracing::info!(tenant, node_id = %marked.node_id, "agent back online");
+                            report.marked_online += 1;
                         }
-                        agent = marked;
                     }
-                    Err(StoreError::Conflict { .. }) => {
-                        // The agent wrote meanwhile (a heartbeat): what it is now is what the
-                        // store says, not what this sweep wanted. Its attempts are judged on that.
-                        agent = match self.load::<Agent>(&ak).await? {
-                            Some((a, _)) => a,
-                            None => continue,
-                        };
-                    }
-                    Err(e) => return Err(e.into()),
+                    states.insert(marked.node_id, marked.state);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    // The agent registered or came back meanwhile: what it is now is what the
+                    // store says, not what this sweep wanted. Its attempts are judged on that.
+                    match self.load::<Agent>(&ak).await? {
+                        Some((a, _)) => states.insert(marked.node_id, a.state),
+                        None => states.remove(&marked.node_id),
+                    };
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
                 }
             }
-            states.insert(agent.node_id.clone(), agent.state);
+        }
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         for entry in self.store.list(tenant, keys::INBOX).await? {
             let task: Task = dec(&entry.key, &entry.value)?;
@@ -233,15 +528,63 @@ impl Jobs {
     }
 
     /// Records that the caller's agent was heard from now, checking its session: a heartbeat
-    /// must come from the holder of the node's registration, a registration must be admitted
-    /// ([`admit_registration`]). Returns the id of the registration that holds the node and,
-    /// for a new registration, its session secret.
-    pub(super) async fn touch_agent(
+    /// must come from the holder of the node's registration. Hearing from an online agent is
+    /// only noted in this node's memory; an agent the store shows unreachable or dead is written
+    /// back online at once. Returns the id of the registration that holds the node.
+    pub(super) async fn heartbeat_agent(
         &self,
         tenant: &str,
         caller: &AgentCaller<'_>,
         now: Millis,
-        register: Option<&RegisterAgent>,
+    ) -> Result<String> {
+        let node_id = caller.node_id;
+        let ak = key(tenant, keys::agent(node_id))?;
+        for _ in 0..CAS_RETRIES {
+            let (mut a, v) = self
+                .load::<Agent>(&ak)
+                .await?
+                .ok_or_else(|| JobError::NotFound(format!("agent {node_id} (register first)")))?;
+            let registration = caller.registration_of(&a)?;
+            if a.state == AgentState::Online {
+                self.heard_from(tenant, node_id, now);
+                return Ok(registration);
+            }
+            tracing::info!(
+                tenant,
+                node_id,
+                from = a.state.as_str(),
+                "agent back online"
+            );
+            a.state = AgentState::Online;
+            a.last_seen = a.last_seen.max(now);
+            match self
+                .store
+                .put(ak.clone(), enc(&a), Expect::Version(v))
+                .await
+            {
+                Ok(_) => {
+                    self.heard_from(tenant, node_id, now);
+                    return Ok(registration);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(JobError::Conflict(format!(
+            "agent {node_id} record is contended; retry"
+        )))
+    }
+
+    /// Registers the caller's agent (a durable write: its registration, labels and slots),
+    /// checking that the registration is admitted ([`admit_registration`], judged on the
+    /// freshest evidence of the current holder's life this node knows). Returns the id of the
+    /// registration that holds the node and, for a new registration, its session secret.
+    pub(super) async fn register_agent(
+        &self,
+        tenant: &str,
+        caller: &AgentCaller<'_>,
+        now: Millis,
+        r: &RegisterAgent,
     ) -> Result<(String, Option<String>)> {
         let node_id = caller.node_id;
         let ak = key(tenant, keys::agent(node_id))?;
@@ -257,30 +600,26 @@ impl Jobs {
                 });
                 a.registered_at = now;
             };
-            let (agent, expect) = match (found, register) {
-                (Some((mut a, v)), reg) => {
-                    match reg {
-                        Some(r) => {
-                            let admission = admit_registration(
-                                Some(&a),
-                                caller.holds(&a),
-                                now,
-                                self.cfg.dead_after,
-                            )
-                            .map_err(JobError::Session)?;
-                            if admission == Admission::New {
-                                tracing::info!(tenant, node_id, "new registration of the agent");
-                                fresh(&mut a);
-                            }
-                            a.labels = r.labels.clone();
-                            a.slots = r.slots.unwrap_or(a.slots).max(1);
-                            a.hostname = r.hostname.clone();
-                            a.version = r.version.clone();
-                        }
-                        None => {
-                            caller.registration_of(&a)?;
+            let (agent, expect) = match found {
+                Some((mut a, v)) => {
+                    let holds = caller.holds(&a);
+                    if !holds && a.registration.is_some() && a.state != AgentState::Dead {
+                        // Heartbeats are not written: the holder's last sign of life is in the
+                        // nodes' liveness records.
+                        if let Some(at) = self.heard(tenant, now, false).await?.get(node_id) {
+                            a.last_seen = a.last_seen.max(*at);
                         }
                     }
+                    let admission = admit_registration(Some(&a), holds, now, self.cfg.dead_after)
+                        .map_err(JobError::Session)?;
+                    if admission == Admission::New {
+                        tracing::info!(tenant, node_id, "new registration of the agent");
+                        fresh(&mut a);
+                    }
+                    a.labels = r.labels.clone();
+                    a.slots = r.slots.unwrap_or(a.slots).max(1);
+                    a.hostname = r.hostname.clone();
+                    a.version = r.version.clone();
                     if a.state != AgentState::Online {
                         tracing::info!(
                             tenant,
@@ -293,7 +632,7 @@ impl Jobs {
                     a.last_seen = now;
                     (a, Expect::Version(v))
                 }
-                (None, Some(r)) => {
+                None => {
                     let mut a = Agent {
                         node_id: node_id.to_string(),
                         tenant: tenant.to_string(),
@@ -309,14 +648,10 @@ impl Jobs {
                     fresh(&mut a);
                     (a, Expect::Absent)
                 }
-                (None, None) => {
-                    return Err(JobError::NotFound(format!(
-                        "agent {node_id} (register first)"
-                    )));
-                }
             };
             match self.store.put(ak.clone(), enc(&agent), expect).await {
                 Ok(_) => {
+                    self.heard_from(tenant, node_id, now);
                     let id = agent.registration.map(|r| r.id).unwrap_or_default();
                     return Ok((id, secret));
                 }
@@ -491,5 +826,90 @@ mod tests {
             admit_registration(Some(&dead), true, now, dead_after),
             Ok(Admission::Resume)
         );
+    }
+
+    const U: Duration = Duration::from_secs(6);
+    const D: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn silence_moves_an_agent_down_one_threshold_at_a_time_and_never_below_dead() {
+        use AgentState::*;
+        let heard = 100_000;
+        // Heard recently: nothing to do.
+        assert_eq!(judge(Online, heard, heard + 5_999, 0, U, D), None);
+        assert_eq!(
+            judge(Online, heard, heard + 6_000, 0, U, D),
+            Some(Unreachable)
+        );
+        assert_eq!(judge(Unreachable, heard, heard + 6_000, 0, U, D), None);
+        assert_eq!(judge(Unreachable, heard, heard + 14_999, 0, U, D), None);
+        assert_eq!(
+            judge(Unreachable, heard, heard + 15_000, 0, U, D),
+            Some(Dead)
+        );
+        // A sweep that missed the unreachable window goes straight to dead.
+        assert_eq!(judge(Online, heard, heard + 15_000, 0, U, D), Some(Dead));
+        assert_eq!(judge(Dead, heard, heard + 60_000, 0, U, D), None);
+    }
+
+    #[test]
+    fn an_agent_heard_from_again_is_online_whatever_it_was() {
+        use AgentState::*;
+        let now = 100_000;
+        for state in [Unreachable, Dead] {
+            assert_eq!(judge(state, now - 5_999, now, 0, U, D), Some(Online));
+            assert_eq!(judge(state, now, now, 0, U, D), Some(Online));
+            // Heard from too long ago to count as back.
+            assert_ne!(judge(state, now - 6_000, now, 0, U, D), Some(Online));
+        }
+        assert_eq!(judge(Online, now, now, 0, U, D), None);
+    }
+
+    #[test]
+    fn a_new_leaders_grace_delays_the_verdict_but_revives_no_one() {
+        use AgentState::*;
+        let heard = 100_000;
+        let elected = heard + 60_000;
+        // Silent for a minute, but this leader has only just been elected.
+        assert_eq!(judge(Online, heard, elected, elected, U, D), None);
+        assert_eq!(judge(Online, heard, elected + 5_999, elected, U, D), None);
+        assert_eq!(
+            judge(Online, heard, elected + 6_000, elected, U, D),
+            Some(Unreachable)
+        );
+        assert_eq!(
+            judge(Unreachable, heard, elected + 15_000, elected, U, D),
+            Some(Dead)
+        );
+        // The grace is not evidence of life: an unreachable or dead agent stays so.
+        assert_eq!(judge(Unreachable, heard, elected, elected, U, D), None);
+        assert_eq!(judge(Dead, heard, elected, elected, U, D), None);
+    }
+
+    fn record(seq: u64, published_at: Millis) -> SeenRecord {
+        SeenRecord {
+            node: "fluxd-2".into(),
+            seq,
+            published_at,
+            agents: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_counts_while_fresh_and_stops_once_old_or_unchanged_for_the_dead_window() {
+        let seen = Seen::default();
+        let dead = 15_000;
+        let t = 1_000_000;
+        assert!(seen.counts("t", &record(1, t), t + 14_999, dead, true));
+        // Published too long ago by its node's clock.
+        assert!(!seen.counts("t", &record(1, t), t + 15_000, dead, false));
+        // A node whose clock runs an hour ahead: its record looks fresh by its own time, but
+        // this node sees it unchanged for the whole dead window and stops counting it.
+        let ahead = t + 3_600_000;
+        assert!(seen.counts("t", &record(7, ahead), t, dead, true));
+        assert!(seen.counts("t", &record(7, ahead), t + 14_999, dead, true));
+        assert!(!seen.counts("t", &record(7, ahead), t + 15_000, dead, true));
+        // Published again: it counts again.
+        assert!(seen.counts("t", &record(8, ahead + 1), t + 15_001, dead, true));
     }
 }

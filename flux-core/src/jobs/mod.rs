@@ -26,7 +26,7 @@ mod query;
 mod schedule;
 mod submit;
 
-pub use liveness::{Admission, SweepReport, admit_registration};
+pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
 pub use protocol::AgentCaller;
 pub use query::JobFilter;
 pub use submit::validate_submit;
@@ -118,6 +118,8 @@ pub const MAX_SCAN_PER_PASS: usize = 256;
 pub struct Jobs {
     store: DynStore,
     cfg: JobsConfig,
+    /// This node's memory of the agents it hears from (shared by the clones).
+    seen: std::sync::Arc<liveness::Seen>,
 }
 
 fn key(tenant: &str, path: String) -> Result<Key> {
@@ -156,7 +158,11 @@ fn is_conflict(e: &JobError) -> bool {
 
 impl Jobs {
     pub fn new(store: DynStore, cfg: JobsConfig) -> Jobs {
-        Jobs { store, cfg }
+        Jobs {
+            store,
+            cfg,
+            seen: Default::default(),
+        }
     }
 
     pub fn store(&self) -> &DynStore {

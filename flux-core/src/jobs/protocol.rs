@@ -163,7 +163,7 @@ impl Jobs {
             )));
         }
         validate_register(req).map_err(JobError::Invalid)?;
-        let (registration, session) = self.touch_agent(tenant, &caller, now, Some(req)).await?;
+        let (registration, session) = self.register_agent(tenant, &caller, now, req).await?;
         self.requeue_lost(tenant, node_id, &registration, &req.running, now)
             .await?;
         Ok(HeartbeatReply {
@@ -175,6 +175,8 @@ impl Jobs {
         })
     }
 
+    /// The agent is alive and runs `hb.running`. Not a durable write (unless the store shows the
+    /// agent unreachable or dead): this node notes it and publishes it with its liveness record.
     pub async fn heartbeat<'a>(
         &self,
         tenant: &str,
@@ -184,7 +186,7 @@ impl Jobs {
     ) -> Result<HeartbeatReply> {
         let caller = caller.into();
         check_running(&hb.running)?;
-        let (registration, _) = self.touch_agent(tenant, &caller, now, None).await?;
+        let registration = self.heartbeat_agent(tenant, &caller, now).await?;
         Ok(HeartbeatReply {
             cancel: self
                 .stale_attempts(tenant, caller.node_id, &registration, &hb.running)

@@ -1,5 +1,11 @@
-//! Liveness and requeue: dead agents, start deadlines, attempts running out, and a heartbeat
-//! racing the sweep that marks its agent dead.
+//! Liveness and requeue: dead agents, start deadlines, attempts running out, a heartbeat racing
+//! the sweep that marks its agent dead, and liveness off the durable path (heartbeats noted in
+//! memory, published as one record per node, judged by the leader).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use flux_core::jobs::{AgentCaller, SeenRecord};
 
 use super::*;
 
@@ -294,11 +300,18 @@ async fn a_heartbeat_that_wins_against_the_dead_mark_keeps_the_attempt() {
     register(&e.jobs, TENANT, "node-1", T0).await;
     let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
+    let r = e
+        .jobs
+        .sweep_tenant(TENANT, epoch, T0 + ms(c.unreachable_after), 0)
+        .await
+        .unwrap();
+    assert_eq!(r.marked_unreachable, 1, "{r:?}");
 
     let t_dead = T0 + ms(c.dead_after);
-    // Just before the sweep's first fenced write to an agent record, the agent reports in
-    // (through a `Jobs` on the real store): a heartbeat racing the dead mark.
-    let pending = Mutex::new(Some(e.jobs.clone()));
+    // Just before the sweep's first fenced write to an agent record, the unreachable agent
+    // reports in on another node (a `Jobs` of its own on the real store, which writes it back
+    // online): a heartbeat racing the dead mark.
+    let pending = Mutex::new(Some(Jobs::new(e.store.clone(), c.clone())));
     let hooked = BeforeCommit::wrap(
         e.store.clone(),
         Box::new(move |txn| {
@@ -336,4 +349,329 @@ async fn a_heartbeat_that_wins_against_the_dead_mark_keeps_the_attempt() {
     let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(j.status, JobStatus::Running);
     assert_eq!(j.current_attempt.as_deref(), Some(att.as_str()));
+}
+
+// ---- liveness off the durable path: per-node records -----------------------------------------
+
+/// A store that counts the transactions committed through it.
+fn counting(store: DynStore) -> (DynStore, Arc<AtomicUsize>) {
+    let commits = Arc::new(AtomicUsize::new(0));
+    let n = commits.clone();
+    let store = BeforeCommit::wrap(
+        store,
+        Box::new(move |_| {
+            n.fetch_add(1, Ordering::SeqCst);
+            None
+        }),
+    );
+    (store, commits)
+}
+
+/// Another fluxd node's job service on the same store (its own liveness memory).
+fn node(e: &Env) -> Jobs {
+    Jobs::new(e.store.clone(), cfg())
+}
+
+fn seen_record(rec: Option<store::Versioned>) -> SeenRecord {
+    serde_json::from_slice(&rec.expect("a liveness record").value).unwrap()
+}
+
+#[tokio::test]
+async fn heartbeats_write_nothing_and_a_node_publishes_one_record_per_interval() {
+    let e = env().await;
+    let (store, commits) = counting(e.store.clone());
+    let jobs = Jobs::new(store, cfg());
+    for n in ["node-1", "node-2", "node-3"] {
+        register(&jobs, TENANT, n, T0).await;
+    }
+    assert_eq!(commits.load(Ordering::SeqCst), 3, "one per registration");
+    let before = snapshot(&e.store, TENANT).await;
+
+    for i in 0..300u64 {
+        let n = format!("node-{}", i % 3 + 1);
+        heartbeat(&jobs, TENANT, &n, &[], T0 + 10 * i).await;
+    }
+    assert_eq!(commits.load(Ordering::SeqCst), 3, "heartbeats committed");
+    assert_eq!(snapshot(&e.store, TENANT).await, before);
+
+    // One record for the whole tenant, whatever the number of agents.
+    assert_eq!(
+        jobs.publish_liveness("fluxd-a", T0 + 3000).await.unwrap(),
+        1
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 4);
+    let k = Key::new(TENANT, "liveness/fluxd-a").unwrap();
+    let rec = seen_record(e.store.get(&k).await.unwrap());
+    assert_eq!(rec.node, "fluxd-a");
+    assert_eq!(rec.published_at, T0 + 3000);
+    let expected: BTreeMap<String, Millis> = [
+        ("node-1".to_string(), T0 + 2970),
+        ("node-2".to_string(), T0 + 2980),
+        ("node-3".to_string(), T0 + 2990),
+    ]
+    .into();
+    assert_eq!(rec.agents, expected);
+
+    // Nothing heard since: nothing written.
+    assert_eq!(
+        jobs.publish_liveness("fluxd-a", T0 + 4000).await.unwrap(),
+        0
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 4);
+    heartbeat(&jobs, TENANT, "node-2", &[], T0 + 4500).await;
+    assert_eq!(
+        jobs.publish_liveness("fluxd-a", T0 + 5000).await.unwrap(),
+        1
+    );
+    let next = seen_record(e.store.get(&k).await.unwrap());
+    assert!(next.seq > rec.seq, "{next:?} after {rec:?}");
+    assert_eq!(next.agents["node-2"], T0 + 4500);
+
+    // Agents not heard from for the dead window are dropped; then the record goes.
+    let late = T0 + 4500 + ms(cfg().dead_after);
+    heartbeat(&jobs, TENANT, "node-2", &[], late - 1).await;
+    assert_eq!(jobs.publish_liveness("fluxd-a", late).await.unwrap(), 1);
+    let rec = seen_record(e.store.get(&k).await.unwrap());
+    assert_eq!(rec.agents.keys().collect::<Vec<_>>(), ["node-2"]);
+    assert_eq!(
+        jobs.publish_liveness("fluxd-a", late + ms(cfg().dead_after))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(e.store.get(&k).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_agent_that_stops_heartbeating_goes_unreachable_then_dead_and_its_attempt_is_requeued() {
+    let e = env().await;
+    let c = cfg();
+    let epoch = e.store.next_epoch().await.unwrap();
+    // The agent talks to node A (e.jobs); another node leads.
+    let leader = node(&e);
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0 + 10).await.unwrap();
+
+    // Heard from for 20 s through node A's records only: the leader keeps it online.
+    let mut t = T0;
+    while t < T0 + 20_000 {
+        t += 1000;
+        heartbeat(&e.jobs, TENANT, "node-1", &[&att], t).await;
+        e.jobs.publish_liveness("fluxd-a", t).await.unwrap();
+        let r = leader
+            .sweep_tenant(TENANT, epoch, t + 100, 0)
+            .await
+            .unwrap();
+        assert_eq!(r, SweepReport::default(), "at {t}");
+    }
+    let agent = e.jobs.agent(TENANT, "node-1").await.unwrap();
+    assert_eq!(agent.state, AgentState::Online);
+    assert_eq!(agent.last_seen, T0, "heartbeats are not durable");
+    let last = t;
+
+    // It falls silent; node A keeps publishing (nothing new).
+    let t_unreach = last + ms(c.unreachable_after);
+    e.jobs
+        .publish_liveness("fluxd-a", t_unreach - 1)
+        .await
+        .unwrap();
+    let r = leader
+        .sweep_tenant(TENANT, epoch, t_unreach - 1, 0)
+        .await
+        .unwrap();
+    assert_eq!(r, SweepReport::default());
+    let r = leader
+        .sweep_tenant(TENANT, epoch, t_unreach, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.marked_unreachable, r.marked_dead, r.requeued),
+        (1, 0, 0),
+        "{r:?}"
+    );
+    let agent = e.jobs.agent(TENANT, "node-1").await.unwrap();
+    assert_eq!(agent.state, AgentState::Unreachable);
+    assert_eq!(
+        agent.last_seen, last,
+        "the transition records the last sign of life"
+    );
+    assert_eq!(
+        attempt(&e.jobs, TENANT, &job.job_id, &att).await.state,
+        AttemptState::Running
+    );
+
+    let t_dead = last + ms(c.dead_after);
+    let r = leader
+        .sweep_tenant(TENANT, epoch, t_dead - 1, 0)
+        .await
+        .unwrap();
+    assert_eq!(r, SweepReport::default());
+    let r = leader.sweep_tenant(TENANT, epoch, t_dead, 0).await.unwrap();
+    assert_eq!((r.marked_dead, r.requeued, r.failed), (1, 1, 0), "{r:?}");
+    assert_eq!(
+        e.jobs.agent(TENANT, "node-1").await.unwrap().state,
+        AgentState::Dead
+    );
+    assert_eq!(
+        attempt(&e.jobs, TENANT, &job.job_id, &att).await.state,
+        AttemptState::Abandoned
+    );
+    let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    assert_eq!(j.status, JobStatus::Queued);
+    assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_agent_heard_from_again_is_back_online() {
+    let e = env().await;
+    let c = cfg();
+    let epoch = e.store.next_epoch().await.unwrap();
+    let leader = node(&e);
+    register(&e.jobs, TENANT, "node-1", T0).await;
+
+    // Node A hears from the agent but has not published yet when the leader sweeps.
+    heartbeat(&e.jobs, TENANT, "node-1", &[], T0 + 5000).await;
+    let t = T0 + ms(c.unreachable_after);
+    let r = leader.sweep_tenant(TENANT, epoch, t, 0).await.unwrap();
+    assert_eq!(r.marked_unreachable, 1, "{r:?}");
+    // Node A publishes: the leader's next sweep brings the agent back.
+    e.jobs.publish_liveness("fluxd-a", t + 100).await.unwrap();
+    let r = leader
+        .sweep_tenant(TENANT, epoch, t + 200, 0)
+        .await
+        .unwrap();
+    assert_eq!((r.marked_online, r.marked_unreachable), (1, 0), "{r:?}");
+    let agent = e.jobs.agent(TENANT, "node-1").await.unwrap();
+    assert_eq!(agent.state, AgentState::Online);
+    assert_eq!(agent.last_seen, T0 + 5000);
+
+    // Silent until dead; a heartbeat then writes it back online at once, on the node that
+    // hears it, without waiting for a sweep.
+    let t_dead = T0 + 5000 + ms(c.dead_after);
+    let r = leader.sweep_tenant(TENANT, epoch, t_dead, 0).await.unwrap();
+    assert_eq!(r.marked_dead, 1, "{r:?}");
+    let other = node(&e);
+    heartbeat(&other, TENANT, "node-1", &[], t_dead + 1000).await;
+    let agent = e.jobs.agent(TENANT, "node-1").await.unwrap();
+    assert_eq!(agent.state, AgentState::Online);
+    assert_eq!(agent.last_seen, t_dead + 1000);
+    let r = leader
+        .sweep_tenant(TENANT, epoch, t_dead + 1100, 0)
+        .await
+        .unwrap();
+    assert_eq!(r, SweepReport::default());
+}
+
+#[tokio::test]
+async fn a_new_leader_grants_grace_and_a_dead_nodes_record_keeps_no_agent_alive() {
+    let e = env().await;
+    let c = cfg();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    register(&e.jobs, TENANT, "node-2", T0).await;
+    // Node A heard from node-1 and published, then died. Node B's clock runs an hour ahead:
+    // it heard from node-2, published, and died too.
+    heartbeat(&e.jobs, TENANT, "node-1", &[], T0 + 1000).await;
+    e.jobs.publish_liveness("fluxd-a", T0 + 1000).await.unwrap();
+    let b = node(&e);
+    let ahead = 3_600_000;
+    heartbeat(&b, TENANT, "node-2", &[], T0 + 1000 + ahead).await;
+    b.publish_liveness("fluxd-b", T0 + 1000 + ahead)
+        .await
+        .unwrap();
+
+    // A leader elected a minute later judges nobody on the silence before its election.
+    let elected = T0 + 60_000;
+    let epoch = e.store.next_epoch().await.unwrap();
+    let leader = node(&e);
+    let sweep = |now| leader.sweep_tenant(TENANT, epoch, now, elected);
+    assert_eq!(sweep(elected).await.unwrap(), SweepReport::default());
+    let t = elected + ms(c.unreachable_after);
+    assert_eq!(sweep(t - 1).await.unwrap(), SweepReport::default());
+    // node-1: node A's record is older than the dead window, so it does not count.
+    let r = sweep(t).await.unwrap();
+    assert_eq!(r.marked_unreachable, 1, "{r:?}");
+    let state = |n: &'static str| {
+        let jobs = e.jobs.clone();
+        async move { jobs.agent(TENANT, n).await.unwrap().state }
+    };
+    assert_eq!(state("node-1").await, AgentState::Unreachable);
+    // node-2: node B's record looks fresh by B's clock (it counts so far) ...
+    assert_eq!(state("node-2").await, AgentState::Online);
+    // ... but it never changes: once the leader has seen it unchanged for the dead window it
+    // stops counting, so it keeps node-2 alive no longer than the grace.
+    let t = elected + ms(c.dead_after);
+    assert_eq!(sweep(t - 1).await.unwrap(), SweepReport::default());
+    let r = sweep(t).await.unwrap();
+    assert_eq!(r.marked_dead, 2, "{r:?}");
+    assert_eq!(state("node-1").await, AgentState::Dead);
+    assert_eq!(state("node-2").await, AgentState::Dead);
+}
+
+#[tokio::test]
+async fn the_api_shows_the_freshest_last_seen_any_node_published() {
+    let e = env().await;
+    let now = flux_core::model::now_ms();
+    register(&e.jobs, TENANT, "node-1", now - 5000).await;
+    heartbeat(&e.jobs, TENANT, "node-1", &[], now - 100).await;
+    let other = node(&e);
+    // Not published yet: another node knows only the registration.
+    assert_eq!(
+        other.agent_seen(TENANT, "node-1").await.unwrap().last_seen,
+        now - 5000
+    );
+    // This node knows what it heard.
+    assert_eq!(
+        e.jobs.agent_seen(TENANT, "node-1").await.unwrap().last_seen,
+        now - 100
+    );
+    e.jobs.publish_liveness("fluxd-a", now - 50).await.unwrap();
+    assert_eq!(
+        other.agent_seen(TENANT, "node-1").await.unwrap().last_seen,
+        now - 100
+    );
+    let listed = other.agents_seen(TENANT).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_seen, now - 100);
+    // The durable record is unchanged.
+    assert_eq!(
+        other.agent(TENANT, "node-1").await.unwrap().last_seen,
+        now - 5000
+    );
+}
+
+#[tokio::test]
+async fn a_live_holder_known_only_from_liveness_records_is_not_taken_over() {
+    let e = env().await;
+    let c = cfg();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    // The holder keeps heartbeating through node A long past the dead window of its
+    // registration time; node A publishes.
+    let t = T0 + 2 * ms(c.dead_after);
+    heartbeat(&e.jobs, TENANT, "node-1", &[], t).await;
+    e.jobs.publish_liveness("fluxd-a", t).await.unwrap();
+    // Another agent process registering the node on node B (without the session) is refused.
+    let b = node(&e);
+    let err = b
+        .register(
+            TENANT,
+            AgentCaller::new("node-1", None),
+            &RegisterAgent::default(),
+            t + 100,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JobError::Session(_)), "{err:?}");
+    // Once the holder is silent for the dead window, it may.
+    let later = t + ms(c.dead_after);
+    let reply = b
+        .register(
+            TENANT,
+            AgentCaller::new("node-1", None),
+            &RegisterAgent::default(),
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(reply.session.is_some());
 }

@@ -1,5 +1,5 @@
 //! Agent inventory routes: `GET /v1/agents` and `GET /v1/agents/{id}` (the tenant's agents
-//! with their liveness state).
+//! with their liveness state; `last_seen` may lag by one liveness publication interval).
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ pub(super) async fn list_agents(
     caller.require(Permission::ReadAgents)?;
     let agents: Vec<_> = st
         .jobs
-        .agents(caller.tenant())
+        .agents_seen(caller.tenant())
         .await?
         .into_iter()
         .map(|a| a.public_view())
@@ -33,5 +33,11 @@ pub(super) async fn get_agent(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadAgents)?;
-    Ok(Json(st.jobs.agent(caller.tenant(), &id).await?.public_view()).into_response())
+    Ok(Json(
+        st.jobs
+            .agent_seen(caller.tenant(), &id)
+            .await?
+            .public_view(),
+    )
+    .into_response())
 }
