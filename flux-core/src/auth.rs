@@ -357,7 +357,8 @@ impl Authenticator {
     }
 
     /// Verifies signature, algorithm, key id, expiry, issuer and audience, and the shape of the
-    /// claims. Revocation is checked separately ([`is_revoked`]) because it needs the store.
+    /// claims. Revocation is checked separately ([`is_revoked`], or a node's
+    /// [`crate::revocations::RevocationCache`]).
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
@@ -478,7 +479,17 @@ pub async fn revoke(store: &dyn Store, jti: &str, tenant: &str, exp: u64) -> Res
     }
 }
 
-/// Whether the token `jti` of `tenant` has been revoked.
+/// The expiry (seconds since the epoch) of the token a stored revocation record names, `None`
+/// when the record is not readable as one.
+pub fn revocation_expiry(record: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Revocation>(record)
+        .ok()
+        .map(|r| r.exp)
+}
+
+/// Whether the token `jti` of `tenant` has been revoked, read from the store. Request paths
+/// ask a node's [`crate::revocations::RevocationCache`] first and read the store only when the
+/// cache cannot be trusted.
 pub async fn is_revoked(store: &dyn Store, tenant: &str, jti: &str) -> Result<bool, AuthError> {
     Ok(store.get(&revocation_key(tenant, jti)?).await?.is_some())
 }
@@ -666,6 +677,18 @@ mod tests {
             load_key_ring(&[new_p, copy]),
             Err(AuthError::KeyFile { message, .. }) if message.contains("listed twice")
         ));
+    }
+
+    #[test]
+    fn a_revocation_record_gives_its_tokens_expiry() {
+        let body = serde_json::to_vec(&Revocation {
+            tenant: "acme".into(),
+            exp: 1234,
+            revoked_at_ms: 1,
+        })
+        .unwrap();
+        assert_eq!(revocation_expiry(&body), Some(1234));
+        assert_eq!(revocation_expiry(b"1"), None);
     }
 
     #[test]

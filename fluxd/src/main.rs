@@ -17,6 +17,7 @@ mod state;
 mod store_layers;
 mod tasks;
 mod tls;
+mod waiters;
 
 use std::process::ExitCode;
 

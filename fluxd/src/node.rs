@@ -321,13 +321,16 @@ fn build_state(
 struct Tasks {
     leader: JoinHandle<()>,
     record: JoinHandle<()>,
-    hub: JoinHandle<()>,
+    /// The inbox and job waiter hubs and the revocation follower: they serve requests until
+    /// the server has stopped.
+    hubs: Vec<JoinHandle<()>>,
     hub_stop: CancellationToken,
 }
 
 impl Tasks {
-    /// Starts the leader driver, the node record, the liveness records, the inbox hub, the
-    /// integrity checks and the scheduled backups; all but the hub stop on `cancel`.
+    /// Starts the leader driver, the node record, the liveness records, the inbox and job
+    /// waiter hubs, the revocation follower, the integrity checks and the scheduled backups; all
+    /// but the hubs and the revocation follower stop on `cancel`.
     fn spawn(st: &Arc<AppState>, cfg: &NodeConfig, cancel: &CancellationToken) -> Tasks {
         let leader = tokio::spawn(tasks::leader::run_leader(
             st.clone(),
@@ -352,6 +355,18 @@ impl Tasks {
             tasks::liveness::publish_every(&cfg.jobs),
             cancel.clone(),
         ));
+        let job_hub = tokio::spawn(
+            st.job_waiters
+                .clone()
+                .run(st.store.subscribe(), hub_stop.clone()),
+        );
+        // Token checks are answered from memory; until its first load they read the store.
+        let revocations = tokio::spawn(flux_core::revocations::follow(
+            st.revocations.clone(),
+            st.store.clone(),
+            st.store.subscribe(),
+            hub_stop.clone(),
+        ));
         tokio::spawn(tasks::gauges::run_gauges(
             st.clone(),
             cfg.server.gauges_every,
@@ -372,17 +387,19 @@ impl Tasks {
         Tasks {
             leader,
             record,
-            hub,
+            hubs: vec![hub, job_hub, revocations],
             hub_stop,
         }
     }
 
-    /// After the server stopped (and `cancel` fired): stops the hub and waits for the tasks
+    /// After the server stopped (and `cancel` fired): stops the hubs and waits for the tasks
     /// that release the lease and remove the node record.
     async fn drain(self) {
         self.hub_stop.cancel();
-        if let Err(e) = self.hub.await {
-            tracing::error!(error = %e, "the inbox hub failed");
+        for hub in self.hubs {
+            if let Err(e) = hub.await {
+                tracing::error!(error = %e, "a request hub failed");
+            }
         }
         let _ = self.leader.await;
         let _ = self.record.await;

@@ -58,6 +58,11 @@ pub struct AppState {
     pub leader: NodeLeadership,
     /// Agents' task polls waiting on this node, woken when their inbox changes.
     pub inboxes: Arc<crate::inboxes::Inboxes>,
+    /// Job waits and log follows open on this node, woken when their own job changes.
+    pub job_waiters: Arc<crate::waiters::JobWaiters>,
+    /// The revoked tokens, held in memory and kept current from the store's change notices
+    /// (`flux_core::revocations::follow`, started by `node::run`).
+    pub revocations: Arc<flux_core::revocations::RevocationCache>,
     scheduler: Notify,
     /// Wakes the node record writer when leadership changes.
     node_changed: Notify,
@@ -91,6 +96,8 @@ impl AppState {
             metrics,
             leader: NodeLeadership::default(),
             inboxes: Arc::default(),
+            job_waiters: Arc::default(),
+            revocations: Arc::default(),
             scheduler: Notify::new(),
             node_changed: Notify::new(),
             history,
@@ -99,8 +106,14 @@ impl AppState {
         }
     }
 
+    /// Whether the token `jti` of `tenant` is revoked: from memory, or from the store while
+    /// memory cannot be trusted (before its first load, or while the change stream is in doubt
+    /// and no reload has succeeded for a second).
     pub async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, AuthError> {
-        auth::is_revoked(self.store.as_ref(), tenant, jti).await
+        match self.revocations.check(tenant, jti) {
+            Some(revoked) => Ok(revoked),
+            None => auth::is_revoked(self.store.as_ref(), tenant, jti).await,
+        }
     }
 
     /// A tenant's quota, at most [`QUOTA_CACHE`] old (a change made through this node is seen

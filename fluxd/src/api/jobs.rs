@@ -12,17 +12,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::jobs::JobFilter;
-use flux_core::keys;
 use flux_core::model::{Job, JobStatus, StoredChunk, SubmitJob, attempt_id, now_ms, valid_ident};
-use flux_core::store::Change;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
 
 use super::MAX_WAIT;
 use super::extract::{ApiJson, ApiQuery, Caller, idempotency_header};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::waiters::{Interest, JobWatch};
 
 pub(super) async fn submit_job(
     State(st): State<Arc<AppState>>,
@@ -200,26 +198,6 @@ pub(super) struct WaitQuery {
     timeout_secs: Option<u64>,
 }
 
-/// Waits until `changed` says a notice concerns us, or the deadline.
-async fn wait_until_touched(
-    rx: &mut broadcast::Receiver<Change>,
-    deadline: tokio::time::Instant,
-    mut concerns: impl FnMut(&Change) -> bool,
-) -> bool {
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Err(_) => return false,
-            Ok(Ok(c)) if concerns(&c) => return true,
-            Ok(Ok(_)) => {}
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => return true,
-            Ok(Err(broadcast::error::RecvError::Closed)) => {
-                tokio::time::sleep_until(deadline).await;
-                return false;
-            }
-        }
-    }
-}
-
 pub(super) async fn wait_job(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -230,14 +208,19 @@ pub(super) async fn wait_job(
     let wait = Duration::from_secs(q.timeout_secs.unwrap_or(30)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let tenant = caller.tenant().to_string();
-    let path = keys::job(&id);
-    let mut rx = st.store.subscribe();
+    // Woken only by changes to this job's record (or a resync).
+    let watch = st.job_waiters.watch(&tenant, &id, Interest::Record);
+    let notify = watch.notify();
     loop {
+        // Registered before the read, so a change committed after it is not missed.
+        let changed = notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let job = st.jobs.get(&tenant, &id).await?;
         if job.status.is_terminal() {
             return Ok(Json(job));
         }
-        if !wait_until_touched(&mut rx, deadline, |c| c.touches(&tenant, &path)).await {
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
             return Ok(Json(st.jobs.get(&tenant, &id).await?));
         }
     }
@@ -256,8 +239,10 @@ pub fn truncation_marker(dropped: u64) -> String {
     format!("\n[fluxforge: output truncated, {dropped} bytes not stored]\n")
 }
 
-/// How often an open follow checks that its token is still unrevoked.
-pub const FOLLOW_RECHECK: Duration = Duration::from_secs(2);
+/// How often an open follow checks that its token is still unrevoked (from the node's memory
+/// of revocations, so the check costs no store read), so that a revoked token's stream ends
+/// within about a second, like its requests.
+pub const FOLLOW_RECHECK: Duration = Duration::from_secs(1);
 
 /// Why an open follow ends before its job does.
 #[derive(Debug, PartialEq, Eq)]
@@ -313,7 +298,8 @@ pub(super) struct LogCursor {
     jsonl: bool,
     attempt: Option<u32>,
     next_seq: u64,
-    rx: broadcast::Receiver<Change>,
+    /// Woken by changes to this job (its record, attempts and output) or a resync.
+    watch: JobWatch,
     done: bool,
     /// The follower's token: expiry and revocation are checked again while streaming.
     jti: String,
@@ -362,8 +348,8 @@ impl LogCursor {
     }
 
     /// For a follow: why it must end now, if it must. Expiry and the time limit are checked
-    /// on every call; revocation (a store read) at most every [`FOLLOW_RECHECK`]. A failed
-    /// revocation check ends the stream too.
+    /// on every call; revocation at most every [`FOLLOW_RECHECK`]. A failed revocation check
+    /// ends the stream too.
     async fn must_end(&mut self) -> Option<Bytes> {
         if !self.follow {
             return None;
@@ -401,6 +387,11 @@ impl LogCursor {
             if let Some(end) = self.must_end().await {
                 return Some(end);
             }
+            // Registered before the reads, so a change committed after them is not missed.
+            let notify = self.watch.notify();
+            let changed = notify.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let job = match self.st.jobs.get(&self.tenant, &self.job_id).await {
                 Ok(j) => j,
                 Err(e) => {
@@ -450,17 +441,14 @@ impl LogCursor {
             if self.done {
                 return None;
             }
-            let (tenant, job_path) = (self.tenant.clone(), keys::job(&self.job_id));
-            let out_prefix = keys::job_output(&self.job_id);
             loop {
                 // Wake for the next token check and the time limit too, not only for changes.
                 let wake_at = idle_deadline
                     .min(self.next_recheck)
                     .min(self.started + self.max_follow);
-                let woke = wait_until_touched(&mut self.rx, wake_at, |c| {
-                    c.touches(&tenant, &job_path) || c.touches(&tenant, &out_prefix)
-                })
-                .await;
+                let woke = tokio::time::timeout_at(wake_at, changed.as_mut())
+                    .await
+                    .is_ok();
                 if let Some(end) = self.must_end().await {
                     return Some(end);
                 }
@@ -492,7 +480,9 @@ pub(super) async fn job_logs(
     st.jobs.get(caller.tenant(), &id).await?;
     let now = tokio::time::Instant::now();
     let cursor = LogCursor {
-        rx: st.store.subscribe(),
+        watch: st
+            .job_waiters
+            .watch(caller.tenant(), &id, Interest::Everything),
         st: st.clone(),
         tenant: caller.tenant().to_string(),
         job_id: id,

@@ -136,6 +136,8 @@ pub(super) async fn revoke_token(
         return Err(ApiError::not_found("token not found"));
     }
     auth::revoke(st.store.as_ref(), &jti, &tenant, exp).await?;
+    // Refused on this node from now on; other nodes learn it from the change stream.
+    st.revocations.insert(&tenant, &jti, exp);
     tracing::info!(by = %caller.0.sub, %jti, "token revoked");
     Ok(Json(json!({"revoked": jti})))
 }

@@ -21,7 +21,9 @@ use crate::state::AppState;
 #[derive(Clone, Debug)]
 pub struct Authenticated(pub Claims);
 
-/// The claims of the bearer token in `headers`: verified and not revoked.
+/// The claims of the bearer token in `headers`: verified and not revoked (looked up in the
+/// node's memory of revocations, [`AppState::is_revoked`], which reads the store only while
+/// that memory cannot be trusted).
 pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)

@@ -1,0 +1,315 @@
+//! Wakes job waits (`GET /v1/jobs/{id}/wait`) and log followers (`logs?follow=true`) when
+//! their own job changes.
+//!
+//! One subscription to the store's change notices serves every wait and follow on this node: a
+//! notice wakes only the watchers of the jobs whose paths it touches (all of them on a resync
+//! or when the subscription lagged). Were each request to read the notices itself, every commit
+//! of every tenant (heartbeats, other jobs' output, audit records) would wake every open wait
+//! and follow: with W of them open and C commits a second, W × C wake-ups and job reads a
+//! second.
+//!
+//! A job's paths: its record `jobs/<id>`, its attempts `attempts/<id>/<n>` and its attempts'
+//! output `output/<id>.<n>/<seq>` (an attempt id is `<job id>.<number>`). A watcher chooses
+//! what wakes it ([`Interest`]): a wait only its record (its status is what it returns), a
+//! follow the record, the attempts and the output.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use flux_core::keys;
+use flux_core::model::parse_attempt_id;
+use flux_core::store::Change;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+type JobKey = (String, String);
+
+/// What wakes a watcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// The job record only (`jobs/<id>`).
+    Record,
+    /// The record, the attempts and their output.
+    Everything,
+}
+
+/// Which of a job's objects a path is, with the job's id.
+fn job_of(path: &str) -> Option<(&str, Interest)> {
+    if let Some(id) = path.strip_prefix(keys::JOBS) {
+        return (!id.is_empty() && !id.contains('/')).then_some((id, Interest::Record));
+    }
+    if let Some(rest) = path.strip_prefix("attempts/") {
+        let (id, _) = rest.split_once('/')?;
+        return (!id.is_empty()).then_some((id, Interest::Everything));
+    }
+    if let Some(rest) = path.strip_prefix("output/") {
+        let (attempt, _) = rest.split_once('/')?;
+        let (id, _) = parse_attempt_id(attempt)?;
+        return Some((id, Interest::Everything));
+    }
+    None
+}
+
+#[derive(Default)]
+struct Waiting {
+    /// Woken by a change to the record.
+    record: Arc<Notify>,
+    /// Woken by a change to anything of the job.
+    everything: Arc<Notify>,
+    /// Watchers registered.
+    count: usize,
+}
+
+/// The jobs waited on or followed on this node.
+#[derive(Default)]
+pub struct JobWaiters {
+    waiting: Mutex<HashMap<JobKey, Waiting>>,
+}
+
+/// A wait's or follow's registration; dropping it unregisters it.
+pub struct JobWatch {
+    waiters: Arc<JobWaiters>,
+    key: JobKey,
+    notify: Arc<Notify>,
+}
+
+impl JobWatch {
+    /// What a change of interest notifies. Create and enable a `notified()` future on it
+    /// before reading the job, so that a change committed after the read is not missed.
+    pub fn notify(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+}
+
+impl Drop for JobWatch {
+    fn drop(&mut self) {
+        // Never panic in a drop (a poisoned lock holds consistent counts: only `+= 1`, `-= 1`).
+        let mut waiting = self
+            .waiters
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = waiting.get_mut(&self.key) {
+            w.count -= 1;
+            if w.count == 0 {
+                waiting.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl JobWaiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Waiting>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a watcher of job `job_id` of `tenant`.
+    pub fn watch(self: &Arc<Self>, tenant: &str, job_id: &str, interest: Interest) -> JobWatch {
+        let key = (tenant.to_string(), job_id.to_string());
+        let mut waiting = self.lock();
+        let w = waiting.entry(key.clone()).or_default();
+        w.count += 1;
+        let notify = match interest {
+            Interest::Record => w.record.clone(),
+            Interest::Everything => w.everything.clone(),
+        };
+        JobWatch {
+            waiters: self.clone(),
+            key,
+            notify,
+        }
+    }
+
+    /// Jobs currently watched.
+    #[cfg(test)]
+    fn jobs_watched(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn wake_all(&self) {
+        for w in self.lock().values() {
+            w.record.notify_waiters();
+            w.everything.notify_waiters();
+        }
+    }
+
+    /// Wakes the watchers a change concerns.
+    pub fn dispatch(&self, change: &Change) {
+        if change.is_resync() {
+            return self.wake_all();
+        }
+        let waiting = self.lock();
+        if waiting.is_empty() {
+            return;
+        }
+        let mut key = (change.tenant.clone(), String::new());
+        for path in &change.paths {
+            let Some((id, what)) = job_of(path) else {
+                continue;
+            };
+            id.clone_into(&mut key.1);
+            if let Some(w) = waiting.get(&key) {
+                w.everything.notify_waiters();
+                if what == Interest::Record {
+                    w.record.notify_waiters();
+                }
+            }
+        }
+    }
+
+    /// Forwards the store's change notices until `cancel`.
+    pub async fn run(
+        self: Arc<Self>,
+        mut changes: broadcast::Receiver<Change>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let change = tokio::select! {
+                _ = cancel.cancelled() => return,
+                c = changes.recv() => c,
+            };
+            match change {
+                Ok(c) => self.dispatch(&c),
+                // Notices were lost: any job may have changed.
+                Err(broadcast::error::RecvError::Lagged(_)) => self.wake_all(),
+                Err(broadcast::error::RecvError::Closed) => {
+                    // No more notices: waits and follows fall back to their deadlines.
+                    self.wake_all();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn change(tenant: &str, paths: &[&str]) -> Change {
+        Change {
+            tenant: tenant.into(),
+            revision: 1,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    async fn woken(w: &JobWatch, after: impl FnOnce()) -> bool {
+        let notify = w.notify();
+        let changed = notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        after();
+        tokio::time::timeout(Duration::from_millis(50), changed)
+            .await
+            .is_ok()
+    }
+
+    #[test]
+    fn paths_belong_to_their_job() {
+        assert_eq!(job_of(&keys::job("j-1")), Some(("j-1", Interest::Record)));
+        assert_eq!(
+            job_of(&keys::attempt("j-1", 2)),
+            Some(("j-1", Interest::Everything))
+        );
+        assert_eq!(
+            job_of(&keys::output_chunk("j-1.2", 7)),
+            Some(("j-1", Interest::Everything))
+        );
+        // A job id may hold dots; the attempt number is what follows the last one.
+        assert_eq!(
+            job_of(&keys::output_chunk("j.x.12", 0)),
+            Some(("j.x", Interest::Everything))
+        );
+        for other in [
+            "pending/j-1",
+            "inbox/a/j-1.1",
+            "agents/a",
+            "jobs/",
+            "output/j-1/0000000001",
+            "idem/j-1",
+        ] {
+            assert_eq!(job_of(other), None, "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watcher_of_one_job_is_woken_by_its_job_only() {
+        let hub = Arc::new(JobWaiters::default());
+        let a = hub.watch("t1", "ja", Interest::Everything);
+        let a_wait = hub.watch("t1", "ja", Interest::Record);
+        let b = hub.watch("t1", "jb", Interest::Everything);
+        let other_tenant = hub.watch("t2", "ja", Interest::Everything);
+
+        let job_b = change(
+            "t1",
+            &["jobs/jb", "attempts/jb/0001", "output/jb.1/0000000000"],
+        );
+        assert!(!woken(&a, || hub.dispatch(&job_b)).await);
+        assert!(!woken(&a_wait, || hub.dispatch(&job_b)).await);
+        assert!(woken(&b, || hub.dispatch(&job_b)).await);
+
+        let record_a = change("t1", &["pending/ja", "jobs/ja"]);
+        assert!(woken(&a, || hub.dispatch(&record_a)).await);
+        assert!(woken(&a_wait, || hub.dispatch(&record_a)).await);
+        assert!(!woken(&b, || hub.dispatch(&record_a)).await);
+        assert!(!woken(&other_tenant, || hub.dispatch(&record_a)).await);
+
+        // Output wakes a follower, not a wait (whose job record did not change).
+        let output_a = change("t1", &["output/ja.1/0000000003"]);
+        assert!(woken(&a, || hub.dispatch(&output_a)).await);
+        assert!(!woken(&a_wait, || hub.dispatch(&output_a)).await);
+
+        // A job id that merely starts like another is not it.
+        assert!(!woken(&a, || hub.dispatch(&change("t1", &["jobs/ja2"]))).await);
+        // Other objects wake nobody.
+        assert!(
+            !woken(&a, || hub
+                .dispatch(&change("t1", &["agents/x", "audit_head"])))
+            .await
+        );
+        // A resync wakes everyone.
+        assert!(woken(&a_wait, || hub.dispatch(&Change::resync())).await);
+        assert!(woken(&other_tenant, || hub.dispatch(&Change::resync())).await);
+    }
+
+    #[tokio::test]
+    async fn registrations_are_counted_and_removed_with_the_last_watcher() {
+        let hub = Arc::new(JobWaiters::default());
+        let first = hub.watch("t", "j", Interest::Record);
+        let second = hub.watch("t", "j", Interest::Everything);
+        assert_eq!(hub.jobs_watched(), 1);
+        drop(first);
+        assert_eq!(hub.jobs_watched(), 1);
+        assert!(
+            woken(&second, || hub
+                .dispatch(&change("t", &["output/j.1/0000000000"])))
+            .await
+        );
+        drop(second);
+        assert_eq!(hub.jobs_watched(), 0);
+    }
+
+    #[tokio::test]
+    async fn lagging_behind_the_store_wakes_everyone() {
+        let hub = Arc::new(JobWaiters::default());
+        let (tx, rx) = broadcast::channel(1);
+        let w = hub.watch("t", "j", Interest::Record);
+        let notify = w.notify();
+        let changed = notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        // Two notices into a channel of one: the forwarder lags and must wake the watcher even
+        // though neither notice touches its job.
+        tx.send(change("t", &["jobs/x"])).unwrap();
+        tx.send(change("t", &["jobs/y"])).unwrap();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(hub.clone().run(rx, cancel.clone()));
+        tokio::time::timeout(Duration::from_secs(5), changed)
+            .await
+            .expect("woken after a lag");
+        cancel.cancel();
+        run.await.unwrap();
+    }
+}
