@@ -87,7 +87,8 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
     }
 }
 
-/// Runs reconcile passes on every tick and whenever a state or a job changes.
+/// Runs reconcile passes on every tick and whenever a state or a job the reconciler waits for
+/// changes ([`Reconciler::concerns`]).
 async fn reconcile_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
     let mut changes = l.store.subscribe();
     let mut tick = tokio::time::interval(RECONCILE_TICK.min(l.sweep_every));
@@ -97,7 +98,7 @@ async fn reconcile_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
             _ = tick.tick() => {}
             c = changes.recv() => {
                 match c {
-                    Ok(c) if !wakes_reconcile(&c) => continue,
+                    Ok(c) if !(wakes_reconcile(&c) && l.states.concerns(&c)) => continue,
                     _ => {}
                 }
                 // Under a stream of job updates, passes run at most every RECONCILE_GAP; what
