@@ -569,4 +569,189 @@ mod tests {
         assert!(choose_agent(any(&none), &BTreeMap::new(), &load(&[])).is_none());
         assert!(!can_place(any(&none), &BTreeMap::new(), &load(&[])));
     }
+    fn fleet_of(agents: &BTreeMap<String, Agent>, l: &Load) -> Fleet {
+        let mut f = Fleet::default();
+        for (id, a) in agents {
+            f.upsert(id, Slot::of(a, 1));
+        }
+        for (id, n) in l {
+            f.add_load(id, i64::from(*n));
+        }
+        f
+    }
+
+    /// A tiny deterministic generator, so the cases are the same on every run.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn the_indexed_fleet_chooses_exactly_as_the_rules_say() {
+        let label_sets: [&[(&str, &str)]; 4] = [
+            &[],
+            &[("role", "web")],
+            &[("role", "web"), ("zone", "b")],
+            &[("role", "db"), ("zone", "b")],
+        ];
+        let selectors = [
+            selector(&[]),
+            selector(&[("role", "web")]),
+            selector(&[("zone", "b")]),
+            selector(&[("role", "db"), ("zone", "b")]),
+            selector(&[("role", "web"), ("zone", "b")]),
+            selector(&[("gpu", "yes")]),
+        ];
+        let states = [
+            AgentState::Online,
+            AgentState::Unreachable,
+            AgentState::Dead,
+        ];
+        for seed in 0..200 {
+            let mut rng = Lcg(seed);
+            let n = 1 + rng.next(40) as usize;
+            let agents = fleet(
+                (0..n)
+                    .map(|i| {
+                        agent(
+                            &format!("a{i:02}"),
+                            rng.next(4) as u32,
+                            states[rng.next(3) as usize],
+                            label_sets[rng.next(4) as usize],
+                        )
+                    })
+                    .collect(),
+            );
+            let mut l = Load::new();
+            for i in 0..n {
+                let k = rng.next(4) as u32;
+                if k > 0 && rng.next(2) == 0 {
+                    l.insert(format!("a{i:02}"), k);
+                }
+            }
+            let mut f = fleet_of(&agents, &l);
+            // Assign one job after another, as a pass does, and compare at every step.
+            for _ in 0..30 {
+                let sel = &selectors[rng.next(selectors.len() as u64) as usize];
+                let pin = (rng.next(4) == 0).then(|| format!("a{:02}", rng.next(n as u64 + 2)));
+                let w = Wants {
+                    node_id: pin.as_ref(),
+                    selector: sel,
+                };
+                let want = choose_agent(w, &agents, &l).map(|a| a.node_id.clone());
+                assert_eq!(f.choose(w), want, "seed {seed}, {w:?}");
+                assert_eq!(f.any_free(), any_free(&agents, &l), "seed {seed}");
+                let Some(id) = want else { continue };
+                f.add_load(&id, 1);
+                *l.entry(id).or_default() += 1;
+            }
+            for a in agents.values() {
+                assert_eq!(f.free_slots(&a.node_id), free_slots(a, &l));
+            }
+        }
+    }
+
+    #[test]
+    fn agents_that_change_are_reindexed() {
+        let mut f = Fleet::default();
+        let web = selector(&[("role", "web")]);
+        f.upsert(
+            "a1",
+            Slot::of(&agent("a1", 1, AgentState::Online, &[("role", "web")]), 1),
+        );
+        assert_eq!(f.choose(any(&web)), Some("a1".into()));
+        // Its labels change: it no longer carries the selector.
+        f.upsert(
+            "a1",
+            Slot::of(&agent("a1", 1, AgentState::Online, &[("role", "db")]), 2),
+        );
+        assert_eq!(f.choose(any(&web)), None);
+        assert_eq!(f.choose(any(&selector(&[]))), Some("a1".into()));
+        // Unreachable: no room.
+        f.upsert(
+            "a1",
+            Slot::of(&agent("a1", 1, AgentState::Unreachable, &[]), 3),
+        );
+        assert!(!f.any_free());
+        f.upsert("a1", Slot::of(&agent("a1", 1, AgentState::Online, &[]), 4));
+        f.add_load("a1", 1);
+        assert!(!f.any_free());
+        f.add_load("a1", -1);
+        assert!(f.any_free());
+        f.remove("a1");
+        assert!(!f.any_free());
+        assert_eq!(f, Fleet::default());
+    }
+
+    fn pending(priority: i32, node_id: Option<&str>, sel: &[(&str, &str)]) -> Pending {
+        Pending {
+            priority,
+            node_id: node_id.map(str::to_string),
+            selector: selector(sel),
+        }
+    }
+
+    #[test]
+    fn a_plan_spreads_a_pass_over_free_slots_and_respects_its_bounds() {
+        let agents = fleet(vec![
+            agent("a1", 2, AgentState::Online, &[("role", "web")]),
+            agent("a2", 2, AgentState::Online, &[]),
+            agent("a3", 4, AgentState::Dead, &[("role", "web")]),
+        ]);
+        let mut f = fleet_of(&agents, &load(&[]));
+        let queue = [
+            ("j1", pending(0, None, &[])),
+            ("j2", pending(0, Some("away"), &[])),
+            ("j3", pending(0, None, &[("role", "web")])),
+            ("j4", pending(0, None, &[])),
+            ("j5", pending(0, None, &[("role", "web")])),
+            ("j6", pending(0, None, &[])),
+            ("j7", pending(0, None, &[])),
+        ];
+        let q = || queue.iter().map(|(id, p)| (*id, p));
+        let budget = Budget {
+            in_flight: 0,
+            max_running: None,
+            max_assign: 100,
+        };
+        let planned = plan(&mut f, q(), budget, &HashSet::new());
+        // Least loaded first (ties by node id); a pinned job for an absent agent, and a web job
+        // once the only web agent is full, are passed over; four free slots, four jobs.
+        let got: Vec<(&str, &str)> = planned
+            .iter()
+            .map(|(j, a)| (j.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("j1", "a1"), ("j3", "a1"), ("j4", "a2"), ("j6", "a2")]
+        );
+        assert_eq!(planned.len(), 4);
+        assert!(!f.any_free());
+        assert_eq!((f.load("a1"), f.load("a2")), (2, 2));
+
+        // max_running counts what is in flight already; skipped jobs are passed over.
+        let mut f = fleet_of(&agents, &load(&[]));
+        let capped = Budget {
+            in_flight: 1,
+            max_running: Some(3),
+            ..budget
+        };
+        let skip: HashSet<String> = ["j1".to_string()].into();
+        let planned = plan(&mut f, q(), capped, &skip);
+        let ids: Vec<&str> = planned.iter().map(|(j, _)| j.as_str()).collect();
+        assert_eq!(ids, ["j3", "j4"]);
+        // max_assign bounds the pass.
+        let mut f = fleet_of(&agents, &load(&[]));
+        let one = Budget {
+            max_assign: 1,
+            ..budget
+        };
+        assert_eq!(plan(&mut f, q(), one, &HashSet::new()).len(), 1);
+    }
 }
