@@ -83,8 +83,8 @@ struct Decided {
     txn: Option<Txn>,
     /// Counted once `txn` commits (or at once, without one).
     tally: Tally,
-    /// The job `txn` creates, if any.
-    submitted: Option<String>,
+    /// The job the target waits for once `txn` commits (or at once, without one).
+    waits_for: Option<String>,
 }
 
 /// What admission knows during one pass over a tenant: its quota and its queue depth, counted
@@ -220,26 +220,28 @@ impl Reconciler {
             .collect()
             .await;
         let mut txns = Vec::new();
-        let mut tallies = Vec::new();
+        // Per transaction: what its target's decision was and the job the target waits for
+        // if it does not land (`None` for the removal of a gone record).
+        let mut outcomes: Vec<Option<(Decided, Option<String>)>> = Vec::new();
         let mut tally = Tally::default();
         let mut watched = HashSet::new();
         for (t, view) in targets.iter().zip(views) {
+            let waiting = t.cur.in_flight.as_ref().map(|f| f.job_id.clone());
             let decided = view
                 .and_then(|job| self.decide(tenant, epoch, t, job.as_ref(), now, &mut admission));
             match decided {
-                Ok(d) => {
-                    watched.extend(t.cur.in_flight.as_ref().map(|f| f.job_id.clone()));
-                    watched.extend(d.submitted);
-                    match d.txn {
-                        Some(txn) => {
-                            txns.push(txn);
-                            tallies.push(Some(d.tally));
-                        }
-                        None => tally.add(d.tally),
+                Ok(mut d) => match d.txn.take() {
+                    Some(txn) => {
+                        txns.push(txn);
+                        outcomes.push(Some((d, waiting)));
                     }
-                }
+                    None => {
+                        tally.add(d.tally);
+                        watched.extend(d.waits_for);
+                    }
+                },
                 Err(StateError::Jobs(e)) => {
-                    watched.extend(t.cur.in_flight.as_ref().map(|f| f.job_id.clone()));
+                    watched.extend(waiting);
                     tracing::warn!(state = %t.spec.name, agent = %t.cur.agent, error = %e, "reconcile step failed");
                 }
                 Err(e) => return Err(e),
@@ -249,24 +251,35 @@ impl Reconciler {
         for ((_, _), (t, v)) in by_target {
             let k = key(tenant, keys::status(&t.state, &t.agent))?;
             txns.push(Txn::new().fenced(epoch).delete(k, Expect::Version(v)));
-            tallies.push(None);
+            outcomes.push(None);
         }
-        self.watch(tenant, watched);
         if txns.is_empty() {
+            self.watch(tenant, watched);
             return Ok(tally);
         }
         let mut failure: Option<StoreError> = None;
-        for (r, t) in self.store.commit_many(txns).await.into_iter().zip(tallies) {
-            match r {
-                Ok(_) => tally.add(t.unwrap_or_default()),
+        let results = self.store.commit_many(txns).await;
+        for (r, outcome) in results.into_iter().zip(outcomes) {
+            let landed = match r {
+                Ok(_) => true,
                 // Another writer moved the record; the next pass looks again.
-                Err(StoreError::Conflict { .. }) => {}
+                Err(StoreError::Conflict { .. }) => false,
                 Err(e @ StoreError::Fenced { .. }) => return Err(e.into()),
                 Err(e) => {
                     failure.get_or_insert(e);
+                    false
+                }
+            };
+            if let Some((d, waiting)) = outcome {
+                if landed {
+                    tally.add(d.tally);
+                    watched.extend(d.waits_for);
+                } else {
+                    watched.extend(waiting);
                 }
             }
         }
+        self.watch(tenant, watched);
         match failure {
             Some(e) => Err(e.into()),
             None => Ok(tally),
@@ -341,8 +354,14 @@ impl Reconciler {
         admission: &mut Admission,
     ) -> Result<Decided> {
         let (spec, cur) = (t.spec, &t.cur);
+        let waiting = cur.in_flight.as_ref().map(|f| f.job_id.clone());
         let (mut next, tally, submit) = match step(cur, spec, t.version, t.online, job, now) {
-            Step::Wait => return Ok(Decided::default()),
+            Step::Wait => {
+                return Ok(Decided {
+                    waits_for: waiting,
+                    ..Decided::default()
+                });
+            }
             Step::Save(s, t) => (s, t, None),
             Step::Submit(kind, s, t) => (s, t, Some(kind)),
         };
@@ -369,12 +388,11 @@ impl Reconciler {
                     deferred: 1,
                     ..Tally::default()
                 },
-                submitted: None,
+                waits_for: waiting,
             });
         }
         next.deferred = None;
         let mut txn = Txn::new();
-        let mut submitted = None;
         if let Some(kind) = submit {
             let command = match kind {
                 StepKind::Check | StepKind::Verify => &spec.check,
@@ -392,7 +410,6 @@ impl Reconciler {
             if kind == StepKind::Apply {
                 next.event(now, "applying", "apply submitted".into(), Some(&job.job_id));
             }
-            submitted = Some(job.job_id.clone());
             next.in_flight = Some(InFlight {
                 kind,
                 job_id: job.job_id,
@@ -409,7 +426,7 @@ impl Reconciler {
         Ok(Decided {
             txn: Some(txn.fenced(epoch).put(k, enc(&next), expect)),
             tally,
-            submitted,
+            waits_for: next.in_flight.as_ref().map(|f| f.job_id.clone()),
         })
     }
 
