@@ -131,11 +131,16 @@ impl Jobs {
                 break planned;
             }
             ix.unplan(&planned);
-            let results: Vec<(String, Result<Load>)> = futures::stream::iter(new)
+            // (The futures are made by a plain iterator, so that the pass's future stays
+            // `Send`.)
+            let reads: Vec<_> = new
+                .into_iter()
                 .map(|(j, meta)| async move {
                     let r = self.load_planned(tenant, &j, &meta).await;
                     (j, r)
                 })
+                .collect();
+            let results: Vec<(String, Result<Load>)> = futures::stream::iter(reads)
                 .buffer_unordered(READS_AT_ONCE)
                 .collect()
                 .await;
@@ -258,11 +263,14 @@ impl Jobs {
             .into_iter()
             .map(|p| key(tenant, p))
             .collect::<Result<Vec<Key>>>()?;
-        let read: Vec<_> = futures::stream::iter(keys)
+        let reads: Vec<_> = keys
+            .into_iter()
             .map(|k| async move {
                 let v = self.store.get(&k).await;
                 (k, v)
             })
+            .collect();
+        let read: Vec<_> = futures::stream::iter(reads)
             .buffer_unordered(READS_AT_ONCE)
             .collect()
             .await;

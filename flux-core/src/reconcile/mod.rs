@@ -214,8 +214,12 @@ impl Reconciler {
             }
         }
         // What became of every target's job, read side by side.
-        let views: Vec<Result<Option<JobView>>> = futures::stream::iter(&targets)
+        // (The futures are made by a plain iterator, so that the pass's future stays `Send`.)
+        let reads: Vec<_> = targets
+            .iter()
             .map(|t| self.job_view(tenant, t.spec, &t.cur))
+            .collect();
+        let views: Vec<Result<Option<JobView>>> = futures::stream::iter(reads)
             .buffered(READS_AT_ONCE)
             .collect()
             .await;
