@@ -165,6 +165,8 @@ impl Slot {
 pub struct Fleet {
     agents: BTreeMap<String, Slot>,
     load: Load,
+    /// The sum of `load`.
+    held: u64,
     /// Agents with room, by (load, node id): the first one is the least loaded.
     free: BTreeSet<(u32, String)>,
     /// Node ids by `(label, value)`, whatever their state.
@@ -187,7 +189,7 @@ impl Fleet {
 
     /// Attempts held over every agent of the tenant (registered or not).
     pub fn in_flight(&self) -> u64 {
-        self.load.values().map(|n| u64::from(*n)).sum()
+        self.held
     }
 
     /// How many more attempts the agent can take now: none unless it is online.
@@ -221,6 +223,7 @@ impl Fleet {
         let old = self.load(node_id);
         self.free.remove(&(old, node_id.to_string()));
         let new = (i64::from(old) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        self.held = self.held - u64::from(old) + u64::from(new);
         if new == 0 {
             self.load.remove(node_id);
         } else {
@@ -654,6 +657,10 @@ mod tests {
             for a in agents.values() {
                 assert_eq!(f.free_slots(&a.node_id), free_slots(a, &l));
             }
+            assert_eq!(
+                f.in_flight(),
+                l.values().map(|n| u64::from(*n)).sum::<u64>()
+            );
         }
     }
 
