@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::jobs::index::Indexes;
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{Millis, now_ms};
@@ -86,7 +87,8 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
     }
 }
 
-/// Runs reconcile passes on every tick and whenever a state or a job changes.
+/// Runs reconcile passes on every tick and whenever a state or a job the reconciler waits for
+/// changes ([`Reconciler::concerns`]).
 async fn reconcile_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
     let mut changes = l.store.subscribe();
     let mut tick = tokio::time::interval(RECONCILE_TICK.min(l.sweep_every));
@@ -96,7 +98,7 @@ async fn reconcile_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
             _ = tick.tick() => {}
             c = changes.recv() => {
                 match c {
-                    Ok(c) if !wakes_reconcile(&c) => continue,
+                    Ok(c) if !(wakes_reconcile(&c) && l.states.concerns(&c)) => continue,
                     _ => {}
                 }
                 // Under a stream of job updates, passes run at most every RECONCILE_GAP; what
@@ -139,6 +141,8 @@ pub async fn reconcile_pass(l: &Leader<'_>, epoch: Epoch) -> Result<(), StoreErr
 /// pending job or an inbox changes.
 async fn job_work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
     let mut changes = l.store.subscribe();
+    // The scheduler's views of this term, built afresh on each election.
+    let mut indexes = l.jobs.scheduler_indexes();
     let mut tick = tokio::time::interval(l.sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -155,7 +159,7 @@ async fn job_work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
                 false
             }
         };
-        match job_pass(l, epoch, since, sweep).await {
+        match job_pass(l, &mut indexes, epoch, since, sweep).await {
             Ok(()) => {}
             Err(StoreError::Fenced { current, .. }) => return current,
             Err(e) => tracing::warn!(error = %e, "leader pass failed; retrying"),
@@ -163,9 +167,11 @@ async fn job_work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
     }
 }
 
-/// One leader pass over every tenant: liveness sweep (when `sweep`), requeue, scheduling.
+/// One leader pass over every tenant: liveness sweep (when `sweep`), requeue, scheduling (from
+/// the term's `indexes`).
 pub async fn job_pass(
     l: &Leader<'_>,
+    indexes: &mut Indexes,
     epoch: Epoch,
     since: Millis,
     sweep: bool,
@@ -192,10 +198,16 @@ pub async fn job_pass(
                 None
             }
         };
-        l.jobs
-            .schedule_tenant(t, epoch, now_ms(), max_running)
+        let r = l
+            .jobs
+            .schedule_indexed(indexes, t, epoch, now_ms(), max_running)
             .await
             .map_err(job_to_store)?;
+        if r.conflicts > 0 {
+            // The jobs that lost a race are still queued, and what they raced on is re-read:
+            // the next pass runs at once rather than on the next tick.
+            l.wake.notify_one();
+        }
     }
     Ok(())
 }

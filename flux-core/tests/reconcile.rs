@@ -573,3 +573,174 @@ async fn a_tenant_holds_no_more_states_than_its_max_states() {
     e.rec.apply(TENANT, "alice", req, T0).await.unwrap();
     assert_eq!(names(&e).await, vec!["s1", "s3"]);
 }
+
+/// A store that records the size of every batch handed to `commit_many` and counts single
+/// commits.
+#[derive(Debug)]
+struct Batches {
+    inner: DynStore,
+    batches: std::sync::Mutex<Vec<usize>>,
+    commits: std::sync::atomic::AtomicUsize,
+}
+
+impl Batches {
+    fn take(&self) -> (Vec<usize>, usize) {
+        (
+            std::mem::take(&mut *self.batches.lock().unwrap()),
+            self.commits.swap(0, std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl store::Store for Batches {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(&self, key: &Key) -> store::Result<Option<store::Versioned>> {
+        self.inner.get(key).await
+    }
+    async fn commit(&self, txn: store::Txn) -> store::Result<store::Version> {
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.commit(txn).await
+    }
+    async fn commit_many(&self, txns: Vec<store::Txn>) -> Vec<store::Result<store::Version>> {
+        self.batches.lock().unwrap().push(txns.len());
+        self.inner.commit_many(txns).await
+    }
+    async fn list(&self, tenant: &str, prefix: &str) -> store::Result<Vec<store::Entry>> {
+        self.inner.list(tenant, prefix).await
+    }
+    async fn tenants(&self) -> store::Result<Vec<String>> {
+        self.inner.tenants().await
+    }
+    async fn next_epoch(&self) -> store::Result<store::Epoch> {
+        self.inner.next_epoch().await
+    }
+    async fn current_epoch(&self) -> store::Result<store::Epoch> {
+        self.inner.current_epoch().await
+    }
+    async fn raise_epoch(&self, floor: store::Epoch) -> store::Result<store::Epoch> {
+        self.inner.raise_epoch(floor).await
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::Change> {
+        self.inner.subscribe()
+    }
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> store::Result<Option<store::Epoch>> {
+        self.inner.acquire_lease(holder, ttl).await
+    }
+    async fn release_lease(&self, holder: &str) -> store::Result<()> {
+        self.inner.release_lease(holder).await
+    }
+    async fn lease_holder(&self) -> store::Result<Option<(String, store::Epoch)>> {
+        self.inner.lease_holder().await
+    }
+    async fn snapshot(&self) -> store::Result<store::Snapshot> {
+        self.inner.snapshot().await
+    }
+    async fn restore(
+        &self,
+        entries: Vec<store::Entry>,
+        revisions: std::collections::BTreeMap<String, store::Version>,
+        force: bool,
+        epoch_floor: store::Epoch,
+    ) -> store::Result<store::Epoch> {
+        self.inner
+            .restore(entries, revisions, force, epoch_floor)
+            .await
+    }
+}
+
+/// Every target of a pass advances in that pass, with one batch of writes: 200 targets get
+/// their check submitted together, and once the checks have run, all 200 are recorded
+/// compliant together.
+#[tokio::test]
+async fn two_hundred_targets_advance_in_one_pass_and_one_batch() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    let nodes: Vec<String> = (0..200).map(|i| format!("t{i:03}")).collect();
+    for n in &nodes {
+        let req = RegisterAgent {
+            labels: [("fleet".to_string(), "big".to_string())].into(),
+            ..RegisterAgent::default()
+        };
+        e.jobs.register(TENANT, n.as_str(), &req, T0).await.unwrap();
+    }
+    let mut s = spec("motd", "unused");
+    s.targets = Targets {
+        agents: vec![],
+        labels: [("fleet".to_string(), "big".to_string())].into(),
+    };
+    e.rec
+        .put(TENANT, "alice", s, Expect::Absent, T0)
+        .await
+        .unwrap();
+    let batches = std::sync::Arc::new(Batches {
+        inner: e.store.clone(),
+        batches: Default::default(),
+        commits: Default::default(),
+    });
+    let rec = Reconciler::new(
+        batches.clone(),
+        Jobs::new(batches.clone(), JobsConfig::default()),
+    );
+
+    let tally = rec.pass(TENANT, epoch, T0).await.unwrap();
+    assert_eq!(tally.checks, 200);
+    assert_eq!(batches.take(), (vec![200], 0));
+    let jobs = e.jobs.list(TENANT, &JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 200);
+    // The reconciler is woken by its own jobs, and by no one else's.
+    let change = |path: String| store::Change {
+        tenant: TENANT.into(),
+        revision: 1,
+        paths: vec![path],
+    };
+    assert!(rec.concerns(&change(keys::job(&jobs[17].job_id))));
+    assert!(!rec.concerns(&change(keys::job("someone-elses"))));
+    assert!(!rec.concerns(&change(keys::agent("t001"))));
+    assert!(rec.concerns(&change(keys::state("motd"))));
+    assert!(rec.concerns(&store::Change::resync()));
+
+    // Every agent runs its check, and passes: all 200 are compliant after one more pass.
+    e.jobs
+        .schedule_tenant(TENANT, epoch, T0, None)
+        .await
+        .unwrap();
+    for n in &nodes {
+        let tasks = e.jobs.poll(TENANT, n.as_str(), 0).await.unwrap();
+        assert_eq!(tasks.len(), 1, "{n}");
+        let att = &tasks[0].attempt_id;
+        e.jobs.start(TENANT, n.as_str(), att, T0).await.unwrap();
+        let ok = AttemptResult {
+            outcome: Outcome::Exited,
+            exit_code: Some(0),
+            signal: None,
+            message: None,
+        };
+        e.jobs
+            .finish(TENANT, n.as_str(), att, ok, T0)
+            .await
+            .unwrap();
+    }
+    rec.pass(TENANT, epoch, T0 + 1).await.unwrap();
+    assert_eq!(batches.take(), (vec![200], 0));
+    let view = rec.get(TENANT, "motd").await.unwrap();
+    assert_eq!(view.status.len(), 200);
+    assert!(
+        view.status
+            .iter()
+            .all(|t| t.status == TargetState::Compliant && t.in_flight.is_none()),
+        "{:?}",
+        view.status
+            .iter()
+            .find(|t| t.status != TargetState::Compliant)
+    );
+    // Settled: the reconciler waits for no job now.
+    assert!(!rec.concerns(&change(keys::job(&jobs[17].job_id))));
+}

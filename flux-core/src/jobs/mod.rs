@@ -15,10 +15,14 @@
 //! - `submit`: validation, submission (single, idempotent, fan-out) and cancel;
 //! - `query`: reads of jobs, attempts, output, agents and queue depth;
 //! - [`placement`]: the pure placement policy (queue order, free slots, choice of agent);
-//! - `schedule`: the leader's scheduling driver (read, place, fenced commit);
+//! - [`index`]: the scheduler's in-memory view of agents, inbox counts and the queue, fed by
+//!   the store's change notices;
+//! - `schedule`: the leader's scheduling driver (refresh the view, plan, one batch of fenced
+//!   commits);
 //! - `liveness`: the leader's sweeps, agent liveness and requeue;
 //! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
 
+pub mod index;
 mod liveness;
 pub mod placement;
 mod protocol;
@@ -29,6 +33,7 @@ mod submit;
 pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
 pub use protocol::AgentCaller;
 pub use query::JobFilter;
+pub use schedule::ScheduleReport;
 pub use submit::validate_submit;
 
 use std::time::Duration;

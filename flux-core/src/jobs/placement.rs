@@ -7,11 +7,16 @@
 //! - an agent can take one more attempt while it is online and holds fewer than `slots`;
 //! - a job pinned to an agent goes to that agent only; any other job goes to the least loaded
 //!   agent with a free slot whose labels carry the job's selector (ties: smallest node id).
+//!
+//! The free functions below state these rules over a plain map of agents. [`Fleet`] keeps the
+//! same facts indexed (agents with room ordered by load, agents by label) so that the leader's
+//! [`plan`] of a whole pass costs map lookups per job, not a walk over every agent; a unit test
+//! checks that both give the same answers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::model::{Agent, AgentState, Job, Pending, labels_match};
-use crate::store::Entry;
+use crate::store::{Entry, Version};
 
 /// Attempts each agent holds now (assigned or running), by node id.
 pub type Load = HashMap<String, u32>;
@@ -126,6 +131,222 @@ pub fn choose_agent<'a>(
                 )
             }),
     }
+}
+
+/// What placement needs to know of one agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub state: AgentState,
+    pub slots: u32,
+    pub labels: BTreeMap<String, String>,
+    /// The registration attempts given to the agent are bound to.
+    pub registration: Option<String>,
+    /// Version of the agent record this was read from: an assignment checks it, so a record
+    /// that moved since (marked dead, slots or labels changed) fails the assignment alone.
+    pub version: Version,
+}
+
+impl Slot {
+    pub fn of(agent: &Agent, version: Version) -> Slot {
+        Slot {
+            state: agent.state,
+            slots: agent.slots,
+            labels: agent.labels.clone(),
+            registration: agent.registration.as_ref().map(|r| r.id.clone()),
+            version,
+        }
+    }
+}
+
+/// A tenant's agents and their load, indexed for placement: the agents with a free slot ordered
+/// by (load, node id), and every agent by each of its labels. Plain data; every change goes
+/// through [`Fleet::upsert`], [`Fleet::remove`] and [`Fleet::add_load`], which keep the indexes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fleet {
+    agents: BTreeMap<String, Slot>,
+    load: Load,
+    /// The sum of `load`.
+    held: u64,
+    /// Agents with room, by (load, node id): the first one is the least loaded.
+    free: BTreeSet<(u32, String)>,
+    /// Node ids by `(label, value)`, whatever their state.
+    by_label: HashMap<(String, String), BTreeSet<String>>,
+}
+
+impl Fleet {
+    pub fn agent(&self, node_id: &str) -> Option<&Slot> {
+        self.agents.get(node_id)
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = (&String, &Slot)> {
+        self.agents.iter()
+    }
+
+    /// Attempts the agent holds now.
+    pub fn load(&self, node_id: &str) -> u32 {
+        self.load.get(node_id).copied().unwrap_or(0)
+    }
+
+    /// Attempts held over every agent of the tenant (registered or not).
+    pub fn in_flight(&self) -> u64 {
+        self.held
+    }
+
+    /// How many more attempts the agent can take now: none unless it is online.
+    pub fn free_slots(&self, node_id: &str) -> u32 {
+        match self.agents.get(node_id) {
+            Some(a) if a.state == AgentState::Online => a.slots.saturating_sub(self.load(node_id)),
+            _ => 0,
+        }
+    }
+
+    /// Whether any agent can take one more attempt now.
+    pub fn any_free(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Records (or replaces) an agent.
+    pub fn upsert(&mut self, node_id: &str, slot: Slot) {
+        self.unindex(node_id);
+        self.agents.insert(node_id.to_string(), slot);
+        self.reindex(node_id);
+    }
+
+    /// Forgets an agent (its load, held by inbox entries, stays).
+    pub fn remove(&mut self, node_id: &str) {
+        self.unindex(node_id);
+        self.agents.remove(node_id);
+    }
+
+    /// Moves the agent's load by `delta` (never below zero).
+    pub fn add_load(&mut self, node_id: &str, delta: i64) {
+        let old = self.load(node_id);
+        self.free.remove(&(old, node_id.to_string()));
+        let new = (i64::from(old) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        self.held = self.held - u64::from(old) + u64::from(new);
+        if new == 0 {
+            self.load.remove(node_id);
+        } else {
+            self.load.insert(node_id.to_string(), new);
+        }
+        if self.free_slots(node_id) > 0 {
+            self.free.insert((new, node_id.to_string()));
+        }
+    }
+
+    fn unindex(&mut self, node_id: &str) {
+        let Some(old) = self.agents.get(node_id) else {
+            return;
+        };
+        for (k, v) in &old.labels {
+            let pair = (k.clone(), v.clone());
+            if let Some(ids) = self.by_label.get_mut(&pair) {
+                ids.remove(node_id);
+                if ids.is_empty() {
+                    self.by_label.remove(&pair);
+                }
+            }
+        }
+        self.free.remove(&(self.load(node_id), node_id.to_string()));
+    }
+
+    fn reindex(&mut self, node_id: &str) {
+        let Some(slot) = self.agents.get(node_id) else {
+            return;
+        };
+        for (k, v) in &slot.labels {
+            self.by_label
+                .entry((k.clone(), v.clone()))
+                .or_default()
+                .insert(node_id.to_string());
+        }
+        if self.free_slots(node_id) > 0 {
+            self.free.insert((self.load(node_id), node_id.to_string()));
+        }
+    }
+
+    /// The agent a job that wants this goes to now: the same answer as [`choose_agent`] over
+    /// the same agents and load, found by lookups: a pinned job looks at its agent only, a job
+    /// without selector takes the first agent with room, and a job with a selector walks the
+    /// shorter of the agents carrying its rarest label and the agents with room.
+    pub fn choose(&self, wants: Wants<'_>) -> Option<String> {
+        if let Some(n) = wants.node_id {
+            return (self.free_slots(n) > 0).then(|| n.clone());
+        }
+        if wants.selector.is_empty() {
+            return self.free.first().map(|(_, id)| id.clone());
+        }
+        let mut rarest: Option<&BTreeSet<String>> = None;
+        for (k, v) in wants.selector {
+            let ids = self.by_label.get(&(k.clone(), v.clone()))?;
+            if rarest.is_none_or(|r| ids.len() < r.len()) {
+                rarest = Some(ids);
+            }
+        }
+        let rarest = rarest?;
+        let fits = |id: &String| {
+            self.agents
+                .get(id)
+                .is_some_and(|a| labels_match(wants.selector, &a.labels))
+        };
+        if rarest.len() < self.free.len() {
+            rarest
+                .iter()
+                .filter(|id| self.free_slots(id) > 0 && fits(id))
+                .min_by_key(|id| (self.load(id), *id))
+                .cloned()
+        } else {
+            self.free
+                .iter()
+                .find(|(_, id)| fits(id))
+                .map(|(_, id)| id.clone())
+        }
+    }
+}
+
+/// The bounds of one scheduling pass over a tenant.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Attempts of the tenant assigned or running now.
+    pub in_flight: u64,
+    /// At most this many at once (the tenant's quota), if set.
+    pub max_running: Option<u64>,
+    /// At most this many assignments in the pass.
+    pub max_assign: usize,
+}
+
+/// Plans a pass: walks `queue` (in serving order: job id and queue entry) and gives each job
+/// that an agent can take now its agent, counting every choice into `fleet`'s load as it goes,
+/// so that one pass never gives an agent more than its free slots. Jobs in `skip` are passed
+/// over. A job no agent can take now is passed over without counting towards the budget, so
+/// none can block the queue. The caller takes the counted load back with
+/// `fleet.add_load(agent, -1)` per planned job once it knows what was committed.
+pub fn plan<'a>(
+    fleet: &mut Fleet,
+    queue: impl IntoIterator<Item = (&'a str, &'a Pending)>,
+    budget: Budget,
+    skip: &HashSet<String>,
+) -> Vec<(String, String)> {
+    let mut planned = Vec::new();
+    let mut in_flight = budget.in_flight;
+    for (job_id, meta) in queue {
+        if budget.max_running.is_some_and(|m| in_flight >= m)
+            || planned.len() >= budget.max_assign
+            || !fleet.any_free()
+        {
+            break;
+        }
+        if skip.contains(job_id) {
+            continue;
+        }
+        let Some(agent) = fleet.choose(Wants::pending(meta)) else {
+            continue;
+        };
+        fleet.add_load(&agent, 1);
+        in_flight += 1;
+        planned.push((job_id.to_string(), agent));
+    }
+    planned
 }
 
 #[cfg(test)]
@@ -350,5 +571,194 @@ mod tests {
         let none = selector(&[]);
         assert!(choose_agent(any(&none), &BTreeMap::new(), &load(&[])).is_none());
         assert!(!can_place(any(&none), &BTreeMap::new(), &load(&[])));
+    }
+    fn fleet_of(agents: &BTreeMap<String, Agent>, l: &Load) -> Fleet {
+        let mut f = Fleet::default();
+        for (id, a) in agents {
+            f.upsert(id, Slot::of(a, 1));
+        }
+        for (id, n) in l {
+            f.add_load(id, i64::from(*n));
+        }
+        f
+    }
+
+    /// A tiny deterministic generator, so the cases are the same on every run.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn the_indexed_fleet_chooses_exactly_as_the_rules_say() {
+        let label_sets: [&[(&str, &str)]; 4] = [
+            &[],
+            &[("role", "web")],
+            &[("role", "web"), ("zone", "b")],
+            &[("role", "db"), ("zone", "b")],
+        ];
+        let selectors = [
+            selector(&[]),
+            selector(&[("role", "web")]),
+            selector(&[("zone", "b")]),
+            selector(&[("role", "db"), ("zone", "b")]),
+            selector(&[("role", "web"), ("zone", "b")]),
+            selector(&[("gpu", "yes")]),
+        ];
+        let states = [
+            AgentState::Online,
+            AgentState::Unreachable,
+            AgentState::Dead,
+        ];
+        for seed in 0..200 {
+            let mut rng = Lcg(seed);
+            let n = 1 + rng.next(40) as usize;
+            let agents = fleet(
+                (0..n)
+                    .map(|i| {
+                        agent(
+                            &format!("a{i:02}"),
+                            rng.next(4) as u32,
+                            states[rng.next(3) as usize],
+                            label_sets[rng.next(4) as usize],
+                        )
+                    })
+                    .collect(),
+            );
+            let mut l = Load::new();
+            for i in 0..n {
+                let k = rng.next(4) as u32;
+                if k > 0 && rng.next(2) == 0 {
+                    l.insert(format!("a{i:02}"), k);
+                }
+            }
+            let mut f = fleet_of(&agents, &l);
+            // Assign one job after another, as a pass does, and compare at every step.
+            for _ in 0..30 {
+                let sel = &selectors[rng.next(selectors.len() as u64) as usize];
+                let pin = (rng.next(4) == 0).then(|| format!("a{:02}", rng.next(n as u64 + 2)));
+                let w = Wants {
+                    node_id: pin.as_ref(),
+                    selector: sel,
+                };
+                let want = choose_agent(w, &agents, &l).map(|a| a.node_id.clone());
+                assert_eq!(f.choose(w), want, "seed {seed}, {w:?}");
+                assert_eq!(f.any_free(), any_free(&agents, &l), "seed {seed}");
+                let Some(id) = want else { continue };
+                f.add_load(&id, 1);
+                *l.entry(id).or_default() += 1;
+            }
+            for a in agents.values() {
+                assert_eq!(f.free_slots(&a.node_id), free_slots(a, &l));
+            }
+            assert_eq!(
+                f.in_flight(),
+                l.values().map(|n| u64::from(*n)).sum::<u64>()
+            );
+        }
+    }
+
+    #[test]
+    fn agents_that_change_are_reindexed() {
+        let mut f = Fleet::default();
+        let web = selector(&[("role", "web")]);
+        f.upsert(
+            "a1",
+            Slot::of(&agent("a1", 1, AgentState::Online, &[("role", "web")]), 1),
+        );
+        assert_eq!(f.choose(any(&web)), Some("a1".into()));
+        // Its labels change: it no longer carries the selector.
+        f.upsert(
+            "a1",
+            Slot::of(&agent("a1", 1, AgentState::Online, &[("role", "db")]), 2),
+        );
+        assert_eq!(f.choose(any(&web)), None);
+        assert_eq!(f.choose(any(&selector(&[]))), Some("a1".into()));
+        // Unreachable: no room.
+        f.upsert(
+            "a1",
+            Slot::of(&agent("a1", 1, AgentState::Unreachable, &[]), 3),
+        );
+        assert!(!f.any_free());
+        f.upsert("a1", Slot::of(&agent("a1", 1, AgentState::Online, &[]), 4));
+        f.add_load("a1", 1);
+        assert!(!f.any_free());
+        f.add_load("a1", -1);
+        assert!(f.any_free());
+        f.remove("a1");
+        assert!(!f.any_free());
+        assert_eq!(f, Fleet::default());
+    }
+
+    fn pending(priority: i32, node_id: Option<&str>, sel: &[(&str, &str)]) -> Pending {
+        Pending {
+            priority,
+            node_id: node_id.map(str::to_string),
+            selector: selector(sel),
+        }
+    }
+
+    #[test]
+    fn a_plan_spreads_a_pass_over_free_slots_and_respects_its_bounds() {
+        let agents = fleet(vec![
+            agent("a1", 2, AgentState::Online, &[("role", "web")]),
+            agent("a2", 2, AgentState::Online, &[]),
+            agent("a3", 4, AgentState::Dead, &[("role", "web")]),
+        ]);
+        let mut f = fleet_of(&agents, &load(&[]));
+        let queue = [
+            ("j1", pending(0, None, &[])),
+            ("j2", pending(0, Some("away"), &[])),
+            ("j3", pending(0, None, &[("role", "web")])),
+            ("j4", pending(0, None, &[])),
+            ("j5", pending(0, None, &[("role", "web")])),
+            ("j6", pending(0, None, &[])),
+            ("j7", pending(0, None, &[])),
+        ];
+        let q = || queue.iter().map(|(id, p)| (*id, p));
+        let budget = Budget {
+            in_flight: 0,
+            max_running: None,
+            max_assign: 100,
+        };
+        let planned = plan(&mut f, q(), budget, &HashSet::new());
+        // Least loaded first (ties by node id); a pinned job for an absent agent, and a web job
+        // once the only web agent is full, are passed over; four free slots, four jobs.
+        let got: Vec<(&str, &str)> = planned
+            .iter()
+            .map(|(j, a)| (j.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("j1", "a1"), ("j3", "a1"), ("j4", "a2"), ("j6", "a2")]
+        );
+        assert_eq!(planned.len(), 4);
+        assert!(!f.any_free());
+        assert_eq!((f.load("a1"), f.load("a2")), (2, 2));
+
+        // max_running counts what is in flight already; skipped jobs are passed over.
+        let mut f = fleet_of(&agents, &load(&[]));
+        let capped = Budget {
+            in_flight: 1,
+            max_running: Some(3),
+            ..budget
+        };
+        let skip: HashSet<String> = ["j1".to_string()].into();
+        let planned = plan(&mut f, q(), capped, &skip);
+        let ids: Vec<&str> = planned.iter().map(|(j, _)| j.as_str()).collect();
+        assert_eq!(ids, ["j3", "j4"]);
+        // max_assign bounds the pass.
+        let mut f = fleet_of(&agents, &load(&[]));
+        let one = Budget {
+            max_assign: 1,
+            ..budget
+        };
+        assert_eq!(plan(&mut f, q(), one, &HashSet::new()).len(), 1);
     }
 }

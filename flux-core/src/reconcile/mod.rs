@@ -4,7 +4,8 @@
 //! Per (state, agent) the reconciler keeps a [`TargetStatus`] record and runs rounds of
 //! `check` → (`apply` → `check` to verify). Each step is an ordinary job pinned to the agent.
 //! The decision of what to do next is the pure [`step`] function (in `step.rs`);
-//! [`Reconciler::pass`] only reads, submits and writes. Storing and applying states is the
+//! [`Reconciler::pass`] only reads, decides every target's step, and commits all of the pass's
+//! writes as one batch of independent fenced transactions. Storing and applying states is the
 //! state service, [`crate::state::States`], which [`Reconciler`] also offers for its callers.
 //!
 //! Guarantees:
@@ -26,10 +27,11 @@ pub use step::{
     TargetState, TargetStatus, step,
 };
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::jobs::{JobError, Jobs};
@@ -37,7 +39,7 @@ use crate::keys;
 use crate::model::{AgentState, Job, Millis, SubmitJob};
 use crate::quota::{self, Quota, QuotaError, RateLimiter};
 use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
-use crate::store::{DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
+use crate::store::{Change, DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
 /// Output kept from a failed check or apply.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;
@@ -55,6 +57,34 @@ pub struct Reconciler {
     jobs: Jobs,
     /// The submit-rate buckets of reconciler jobs (the leader's own, per tenant).
     rates: Arc<RateLimiter>,
+    /// Per tenant, the jobs its targets wait for after the last pass ([`Reconciler::concerns`]).
+    watched: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+}
+
+/// Job reads of one pass in flight at once.
+const READS_AT_ONCE: usize = 64;
+
+/// One (state, agent) of a pass, as read.
+struct Target<'a> {
+    spec: &'a StateSpec,
+    /// Version of the state.
+    version: Version,
+    /// Whether the target's agent is online.
+    online: bool,
+    cur: TargetStatus,
+    /// Version of its record, if it has one.
+    stored_version: Option<Version>,
+}
+
+/// What a pass does for one target.
+#[derive(Default)]
+struct Decided {
+    /// The fenced transaction to commit, if any.
+    txn: Option<Txn>,
+    /// Counted once `txn` commits (or at once, without one).
+    tally: Tally,
+    /// The job the target waits for once `txn` commits (or at once, without one).
+    waits_for: Option<String>,
 }
 
 /// What admission knows during one pass over a tenant: its quota and its queue depth, counted
@@ -79,6 +109,7 @@ impl Reconciler {
             store,
             jobs,
             rates: Arc::new(RateLimiter::default()),
+            watched: Arc::default(),
         }
     }
 
@@ -125,15 +156,24 @@ impl Reconciler {
         self.states.apply(tenant, by, req, now).await
     }
 
-    /// One reconcile pass over a tenant: for every (state, target agent) decide the next step,
-    /// submit what it needs and record it; drop records of targets that no longer exist.
+    /// One reconcile pass over a tenant: for every (state, target agent) decide the next step
+    /// and what it needs (a record to write, a job to submit with it), then commit every
+    /// target's transaction at once ([`crate::store::Store::commit_many`]), each fenced and
+    /// conditional on its record's version; drop records of targets that no longer exist in
+    /// the same batch. A target whose write conflicts is left for the next pass.
     pub async fn pass(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<Tally> {
         let states = self.states.stored_states(tenant).await?;
         let statuses = self.states.statuses(tenant, keys::STATUSES).await?;
         if states.is_empty() && statuses.is_empty() {
+            self.watch(tenant, HashSet::new());
             return Ok(Tally::default());
         }
         let agents = self.jobs.agents(tenant).await?;
+        let online: HashSet<&str> = agents
+            .iter()
+            .filter(|a| a.state == AgentState::Online)
+            .map(|a| a.node_id.as_str())
+            .collect();
         // Reconciler jobs are admitted like submissions: they count against the tenant's queue
         // and submit-rate quotas, and wait (recorded on the target) when refused.
         let quota = quota::get(self.store.as_ref(), tenant)
@@ -155,96 +195,182 @@ impl Reconciler {
             .into_iter()
             .map(|(t, v)| ((t.state.clone(), t.agent.clone()), (t, v)))
             .collect();
-        let mut tally = Tally::default();
+        let mut targets: Vec<Target<'_>> = Vec::new();
         for (name, (stored, version)) in &states {
             for agent in target_ids(&stored.spec, &agents) {
-                let online = agents
-                    .iter()
-                    .any(|a| a.node_id == agent && a.state == AgentState::Online);
-                let (cur, sv) = by_target
+                let (cur, stored_version) = by_target
                     .remove(&(name.clone(), agent.clone()))
                     .map_or_else(
                         || (TargetStatus::new(name, &agent, now), None),
                         |(t, v)| (t, Some(v)),
                     );
-                match self
-                    .advance(
-                        tenant,
-                        epoch,
-                        &stored.spec,
-                        *version,
-                        cur,
-                        sv,
-                        online,
-                        now,
-                        &mut admission,
-                    )
-                    .await
-                {
-                    Ok(t) => tally.add(t),
-                    // Another writer moved the record; the next pass looks again.
-                    Err(StateError::Store(StoreError::Conflict { .. })) => {}
-                    Err(StateError::Jobs(e)) => {
-                        tracing::warn!(state = %name, agent = %agent, error = %e, "reconcile step failed");
+                targets.push(Target {
+                    spec: &stored.spec,
+                    version: *version,
+                    online: online.contains(agent.as_str()),
+                    cur,
+                    stored_version,
+                });
+            }
+        }
+        // What became of every target's job, read side by side.
+        // (The futures are made by a plain iterator, so that the pass's future stays `Send`.)
+        let reads: Vec<_> = targets
+            .iter()
+            .map(|t| self.job_view(tenant, t.spec, &t.cur))
+            .collect();
+        let views: Vec<Result<Option<JobView>>> = futures::stream::iter(reads)
+            .buffered(READS_AT_ONCE)
+            .collect()
+            .await;
+        let mut txns = Vec::new();
+        // Per transaction: what its target's decision was and the job the target waits for
+        // if it does not land (`None` for the removal of a gone record).
+        let mut outcomes: Vec<Option<(Decided, Option<String>)>> = Vec::new();
+        let mut tally = Tally::default();
+        let mut watched = HashSet::new();
+        for (t, view) in targets.iter().zip(views) {
+            let waiting = t.cur.in_flight.as_ref().map(|f| f.job_id.clone());
+            let decided = view
+                .and_then(|job| self.decide(tenant, epoch, t, job.as_ref(), now, &mut admission));
+            match decided {
+                Ok(mut d) => match d.txn.take() {
+                    Some(txn) => {
+                        txns.push(txn);
+                        outcomes.push(Some((d, waiting)));
                     }
-                    Err(e) => return Err(e),
+                    None => {
+                        tally.add(d.tally);
+                        watched.extend(d.waits_for);
+                    }
+                },
+                Err(StateError::Jobs(e)) => {
+                    watched.extend(waiting);
+                    tracing::warn!(state = %t.spec.name, agent = %t.cur.agent, error = %e, "reconcile step failed");
                 }
+                Err(e) => return Err(e),
             }
         }
         // Records of targets that are gone (state deleted, agent no longer matching).
         for ((_, _), (t, v)) in by_target {
             let k = key(tenant, keys::status(&t.state, &t.agent))?;
-            match self
-                .store
-                .commit(Txn::new().fenced(epoch).delete(k, Expect::Version(v)))
-                .await
-            {
-                Ok(_) | Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
+            txns.push(Txn::new().fenced(epoch).delete(k, Expect::Version(v)));
+            outcomes.push(None);
+        }
+        if txns.is_empty() {
+            self.watch(tenant, watched);
+            return Ok(tally);
+        }
+        let mut failure: Option<StoreError> = None;
+        let results = self.store.commit_many(txns).await;
+        for (r, outcome) in results.into_iter().zip(outcomes) {
+            let landed = match r {
+                Ok(_) => true,
+                // Another writer moved the record; the next pass looks again.
+                Err(StoreError::Conflict { .. }) => false,
+                Err(e @ StoreError::Fenced { .. }) => return Err(e.into()),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    false
+                }
+            };
+            if let Some((d, waiting)) = outcome {
+                if landed {
+                    tally.add(d.tally);
+                    watched.extend(d.waits_for);
+                } else {
+                    watched.extend(waiting);
+                }
             }
         }
-        Ok(tally)
+        self.watch(tenant, watched);
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(tally),
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn advance(
+    /// Whether a store change may give the reconciler work in its tenant: a desired state
+    /// changed, or a job that one of its targets waits for (or was just given) changed; or
+    /// anything may have, on a resync. Other jobs' updates do not wake it; agents coming and
+    /// going are seen on the reconciler's regular tick.
+    pub fn concerns(&self, c: &Change) -> bool {
+        if c.is_resync() || c.paths.iter().any(|p| p.starts_with(keys::STATES)) {
+            return true;
+        }
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(jobs) = watched.get(&c.tenant) else {
+            return false;
+        };
+        c.paths.iter().any(|p| {
+            p.strip_prefix(keys::JOBS)
+                .is_some_and(|id| jobs.contains(id))
+        })
+    }
+
+    /// Records the jobs the tenant's targets wait for after a pass.
+    fn watch(&self, tenant: &str, jobs: HashSet<String>) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.is_empty() {
+            watched.remove(tenant);
+        } else {
+            watched.insert(tenant.to_string(), jobs);
+        }
+    }
+
+    /// What became of the job `cur` waits for (with its output tail once it failed), if any.
+    async fn job_view(
+        &self,
+        tenant: &str,
+        spec: &StateSpec,
+        cur: &TargetStatus,
+    ) -> Result<Option<JobView>> {
+        let Some(f) = &cur.in_flight else {
+            return Ok(None);
+        };
+        match self.jobs.get(tenant, &f.job_id).await {
+            Ok(j) => {
+                let mut v = JobView::of(&j);
+                // An apply fails on any non-zero exit; a check on any other than desired.
+                let wanted = match f.kind {
+                    StepKind::Apply => 0,
+                    _ => spec.desired_exit_code,
+                };
+                if j.status.is_terminal() && j.exit_code != Some(wanted) {
+                    v.output = self.output_tail(tenant, &j).await?;
+                }
+                Ok(Some(v))
+            }
+            Err(JobError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Decides a target's step (the pure [`step`]) and builds the transaction it needs: none
+    /// (wait, or nothing to record), its record, or its record with a new job.
+    fn decide(
         &self,
         tenant: &str,
         epoch: Epoch,
-        spec: &StateSpec,
-        version: Version,
-        cur: TargetStatus,
-        stored_version: Option<Version>,
-        online: bool,
+        t: &Target<'_>,
+        job: Option<&JobView>,
         now: Millis,
         admission: &mut Admission,
-    ) -> Result<Tally> {
-        let job = match &cur.in_flight {
-            None => None,
-            Some(f) => match self.jobs.get(tenant, &f.job_id).await {
-                Ok(j) => {
-                    let mut v = JobView::of(&j);
-                    // An apply fails on any non-zero exit; a check on any other than desired.
-                    let wanted = match f.kind {
-                        StepKind::Apply => 0,
-                        _ => spec.desired_exit_code,
-                    };
-                    if j.status.is_terminal() && j.exit_code != Some(wanted) {
-                        v.output = self.output_tail(tenant, &j).await?;
-                    }
-                    Some(v)
-                }
-                Err(JobError::NotFound(_)) => None,
-                Err(e) => return Err(e.into()),
-            },
-        };
-        let (mut next, tally, submit) = match step(&cur, spec, version, online, job.as_ref(), now) {
-            Step::Wait => return Ok(Tally::default()),
+    ) -> Result<Decided> {
+        let (spec, cur) = (t.spec, &t.cur);
+        let waiting = cur.in_flight.as_ref().map(|f| f.job_id.clone());
+        let (mut next, tally, submit) = match step(cur, spec, t.version, t.online, job, now) {
+            Step::Wait => {
+                return Ok(Decided {
+                    waits_for: waiting,
+                    ..Decided::default()
+                });
+            }
             Step::Save(s, t) => (s, t, None),
             Step::Submit(kind, s, t) => (s, t, Some(kind)),
         };
         let k = key(tenant, keys::status(&next.state, &next.agent))?;
-        let expect = stored_version.map_or(Expect::Absent, Expect::Version);
+        let expect = t.stored_version.map_or(Expect::Absent, Expect::Version);
         if let Some(kind) = submit
             && let Err(refusal) = quota::admit(
                 &self.rates,
@@ -257,14 +383,16 @@ impl Reconciler {
         {
             // Not past the quota: the target records why it waits, and the step is decided
             // again on the next passes.
-            if let Some(rec) = cur.deferred_by_quota(kind, refusal.to_string(), now) {
-                self.store
-                    .commit(Txn::new().fenced(epoch).put(k, enc(&rec), expect))
-                    .await?;
-            }
-            return Ok(Tally {
-                deferred: 1,
-                ..Tally::default()
+            let txn = cur
+                .deferred_by_quota(kind, refusal.to_string(), now)
+                .map(|rec| Txn::new().fenced(epoch).put(k, enc(&rec), expect));
+            return Ok(Decided {
+                txn,
+                tally: Tally {
+                    deferred: 1,
+                    ..Tally::default()
+                },
+                waits_for: waiting,
             });
         }
         next.deferred = None;
@@ -294,16 +422,16 @@ impl Reconciler {
             // state is still at the version the step was decided on.
             txn = job_txn.check(
                 key(tenant, keys::state(&spec.name))?,
-                Expect::Version(version),
+                Expect::Version(t.version),
             );
-        }
-        self.store
-            .commit(txn.fenced(epoch).put(k, enc(&next), expect))
-            .await?;
-        if submit.is_some() {
+            // Counted now: the rest of the pass is admitted against it.
             admission.queued += 1;
         }
-        Ok(tally)
+        Ok(Decided {
+            txn: Some(txn.fenced(epoch).put(k, enc(&next), expect)),
+            tally,
+            waits_for: next.in_flight.as_ref().map(|f| f.job_id.clone()),
+        })
     }
 
     async fn output_tail(&self, tenant: &str, job: &Job) -> Result<Option<String>> {

@@ -1,6 +1,9 @@
 //! Scheduling: fencing of a stale leader, queue order and priorities, `max_running`, the
 //! per-pass scan budget, and queue entries that describe their job.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::*;
 
 // ---- 7. fencing ----------------------------------------------------------------------------
@@ -192,4 +195,317 @@ async fn pending_entries_without_a_description_are_described_once() {
     let now: serde_json::Value =
         serde_json::from_slice(&e.store.get(&pk).await.unwrap().unwrap().value).unwrap();
     assert_eq!(now["node_id"], "away");
+}
+
+// ---- batched passes and the leader's view ---------------------------------------------------
+
+/// A store that counts what reaches it (batches handed to `commit_many` with their sizes,
+/// single commits, listings, reads) and can land one write of its own just before the next
+/// batch.
+struct Counting {
+    inner: DynStore,
+    batches: Mutex<Vec<usize>>,
+    commits: AtomicUsize,
+    lists: AtomicUsize,
+    gets: AtomicUsize,
+    before_batch: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
+}
+
+impl std::fmt::Debug for Counting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counting").finish_non_exhaustive()
+    }
+}
+
+impl Counting {
+    fn wrap(inner: DynStore) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner,
+            batches: Mutex::new(Vec::new()),
+            commits: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+            before_batch: Mutex::new(None),
+        })
+    }
+
+    fn batches(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.batches.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl store::Store for Counting {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(&self, key: &Key) -> store::Result<Option<store::Versioned>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn commit(&self, txn: store::Txn) -> store::Result<Version> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        self.inner.commit(txn).await
+    }
+    async fn commit_many(&self, txns: Vec<store::Txn>) -> Vec<store::Result<Version>> {
+        self.batches.lock().unwrap().push(txns.len());
+        let hook = self.before_batch.lock().unwrap().take();
+        if let Some(f) = hook {
+            f.await;
+        }
+        self.inner.commit_many(txns).await
+    }
+    async fn list(&self, tenant: &str, prefix: &str) -> store::Result<Vec<store::Entry>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(tenant, prefix).await
+    }
+    async fn tenants(&self) -> store::Result<Vec<String>> {
+        self.inner.tenants().await
+    }
+    async fn next_epoch(&self) -> store::Result<Epoch> {
+        self.inner.next_epoch().await
+    }
+    async fn current_epoch(&self) -> store::Result<Epoch> {
+        self.inner.current_epoch().await
+    }
+    async fn raise_epoch(&self, floor: Epoch) -> store::Result<Epoch> {
+        self.inner.raise_epoch(floor).await
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::Change> {
+        self.inner.subscribe()
+    }
+    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> store::Result<Option<Epoch>> {
+        self.inner.acquire_lease(holder, ttl).await
+    }
+    async fn release_lease(&self, holder: &str) -> store::Result<()> {
+        self.inner.release_lease(holder).await
+    }
+    async fn lease_holder(&self) -> store::Result<Option<(String, Epoch)>> {
+        self.inner.lease_holder().await
+    }
+    async fn snapshot(&self) -> store::Result<store::Snapshot> {
+        self.inner.snapshot().await
+    }
+    async fn restore(
+        &self,
+        entries: Vec<store::Entry>,
+        revisions: BTreeMap<String, Version>,
+        force: bool,
+        epoch_floor: Epoch,
+    ) -> store::Result<Epoch> {
+        self.inner
+            .restore(entries, revisions, force, epoch_floor)
+            .await
+    }
+}
+
+/// Inbox entries per agent.
+async fn inbox_counts(store: &DynStore) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in store.list(TENANT, "inbox/").await.unwrap() {
+        let agent = e.key.path().split('/').nth(1).unwrap().to_string();
+        *m.entry(agent).or_default() += 1;
+    }
+    m
+}
+
+async fn submit_many(e: &Env, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(
+            e.jobs
+                .submit(TENANT, "alice", shell("true"), T0)
+                .await
+                .unwrap()
+                .0
+                .job_id,
+        );
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_pass_assigns_every_job_it_can_in_one_batch_spread_over_the_agents() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    for i in 0..50 {
+        register(&e.jobs, TENANT, &format!("node-{i:02}"), T0).await;
+    }
+    let ids = submit_many(&e, 120).await;
+    let counting = Counting::wrap(e.store.clone());
+    let leader = Jobs::new(counting.clone(), cfg());
+    assert_eq!(
+        leader
+            .schedule_tenant(TENANT, epoch, T0, None)
+            .await
+            .unwrap(),
+        120
+    );
+    // One batch of 120 assignments, and no commit awaited on its own.
+    assert_eq!(counting.batches(), [120]);
+    assert_eq!(counting.commits.load(Ordering::SeqCst), 0);
+    for id in &ids {
+        let job = e.jobs.get(TENANT, id).await.unwrap();
+        assert_eq!(job.status, JobStatus::Assigned, "{id}");
+        let agent = job.agent.unwrap();
+        let task = e
+            .store
+            .get(&Key::new(TENANT, format!("inbox/{agent}/{id}.1")).unwrap())
+            .await
+            .unwrap();
+        assert!(task.is_some(), "{id} has no task in the inbox of {agent}");
+    }
+    assert!(e.store.list(TENANT, "pending/").await.unwrap().is_empty());
+    // Least loaded first: 120 jobs over 50 agents is two or three each, never more.
+    let counts = inbox_counts(&e.store).await;
+    assert_eq!(counts.len(), 50);
+    assert!(counts.values().all(|n| (2..=3).contains(n)), "{counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 120);
+}
+
+#[tokio::test]
+async fn a_conflict_in_a_batch_leaves_the_others_assigned_and_its_job_queued() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    for i in 0..3 {
+        register(&e.jobs, TENANT, &format!("node-{i}"), T0).await;
+    }
+    let ids = submit_many(&e, 10).await;
+    let counting = Counting::wrap(e.store.clone());
+    // Just before the batch lands, another writer moves the fifth job's record.
+    let (inner, raced) = (e.store.clone(), ids[4].clone());
+    *counting.before_batch.lock().unwrap() = Some(Box::pin(async move {
+        let k = Key::new(TENANT, format!("jobs/{raced}")).unwrap();
+        let v = inner.get(&k).await.unwrap().unwrap();
+        inner.put(k, v.value, store::Expect::Any).await.unwrap();
+    }));
+    let leader = Jobs::new(counting.clone(), cfg());
+    let mut indexes = leader.scheduler_indexes();
+    let r = leader
+        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
+        .await
+        .unwrap();
+    assert_eq!((r.assigned, r.conflicts), (9, 1));
+    assert_eq!(counting.batches(), [10]);
+    for (i, id) in ids.iter().enumerate() {
+        let status = e.jobs.get(TENANT, id).await.unwrap().status;
+        let expected = if i == 4 {
+            JobStatus::Queued
+        } else {
+            JobStatus::Assigned
+        };
+        assert_eq!(status, expected, "job {i}");
+    }
+    // The raced job is untouched: still queued, no attempt, no task.
+    let raced = &ids[4];
+    let pk = Key::new(TENANT, format!("pending/{raced}")).unwrap();
+    assert!(e.store.get(&pk).await.unwrap().is_some());
+    assert!(e.jobs.attempts(TENANT, raced).await.unwrap().is_empty());
+    assert_eq!(inbox_counts(&e.store).await.values().sum::<usize>(), 9);
+    // The next pass takes it, from the same view.
+    let r = leader
+        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
+        .await
+        .unwrap();
+    assert_eq!((r.assigned, r.conflicts), (1, 0));
+    assert_eq!(
+        e.jobs.get(TENANT, raced).await.unwrap().status,
+        JobStatus::Assigned
+    );
+}
+
+#[tokio::test]
+async fn the_leaders_view_reads_only_what_changed_and_a_stale_agent_costs_a_conflict() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    submit_many(&e, 2).await;
+    let counting = Counting::wrap(e.store.clone());
+    let leader = Jobs::new(counting.clone(), cfg());
+    let mut indexes = leader.scheduler_indexes();
+    let r = leader
+        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
+        .await
+        .unwrap();
+    assert_eq!(r.assigned, 2);
+    let lists = counting.lists.load(Ordering::SeqCst);
+    assert_eq!(
+        lists, 3,
+        "agents, queue and inboxes are listed once, to build the view"
+    );
+
+    // Many jobs queued and a new agent registered since: the next passes read those keys,
+    // never a whole listing again.
+    let ids = submit_many(&e, 6).await;
+    register(&e.jobs, TENANT, "node-2", T0).await;
+    counting.gets.store(0, Ordering::SeqCst);
+    let r = leader
+        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
+        .await
+        .unwrap();
+    // node-1 had 2 free slots left, node-2 has 4.
+    assert_eq!(r.assigned, 6);
+    assert_eq!(counting.lists.load(Ordering::SeqCst), lists);
+    // The 6 queue entries and the agent record that changed, then the 6 planned jobs; the
+    // view's own writes (its assignments) are not read back.
+    assert_eq!(counting.gets.load(Ordering::SeqCst), 7 + 6);
+    for id in &ids {
+        assert_eq!(
+            e.jobs.get(TENANT, id).await.unwrap().status,
+            JobStatus::Assigned
+        );
+    }
+    assert_eq!(
+        inbox_counts(&e.store).await,
+        [("node-1".to_string(), 4), ("node-2".to_string(), 4)].into()
+    );
+
+    // An agent record that moves between the view's refresh and the batch (here: an operator
+    // gives both agents one slot): the assignment conflicts on it, the job stays queued, and
+    // the next pass sees the new record.
+    for node in ["node-1", "node-2"] {
+        let done = only_done(&e, node).await;
+        e.jobs
+            .finish(TENANT, node, &done, exited(0), T0)
+            .await
+            .unwrap();
+    }
+    let [late] = submit_many(&e, 1).await.try_into().unwrap();
+    let inner = e.store.clone();
+    *counting.before_batch.lock().unwrap() = Some(Box::pin(async move {
+        for node in ["node-1", "node-2"] {
+            let k = Key::new(TENANT, format!("agents/{node}")).unwrap();
+            let mut a: serde_json::Value =
+                serde_json::from_slice(&inner.get(&k).await.unwrap().unwrap().value).unwrap();
+            a["slots"] = 1.into();
+            let bytes = serde_json::to_vec(&a).unwrap();
+            inner.put(k, bytes, store::Expect::Any).await.unwrap();
+        }
+    }));
+    let r = leader
+        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
+        .await
+        .unwrap();
+    assert_eq!((r.assigned, r.conflicts), (0, 1));
+    assert_eq!(
+        e.jobs.get(TENANT, &late).await.unwrap().status,
+        JobStatus::Queued
+    );
+    // Both agents now hold more than their one slot: nothing is assigned.
+    let r = leader
+        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
+        .await
+        .unwrap();
+    assert_eq!(r, Default::default());
+    assert_eq!(counting.lists.load(Ordering::SeqCst), lists);
+}
+
+/// Starts one of the agent's assigned tasks and returns its attempt id.
+async fn only_done(e: &Env, node: &str) -> String {
+    let task = e.jobs.poll(TENANT, node, 0).await.unwrap().remove(0);
+    e.jobs
+        .start(TENANT, node, &task.attempt_id, T0)
+        .await
+        .unwrap();
+    task.attempt_id
 }
