@@ -612,6 +612,13 @@ impl store::Store for Batches {
     async fn list(&self, tenant: &str, prefix: &str) -> store::Result<Vec<store::Entry>> {
         self.inner.list(tenant, prefix).await
     }
+    async fn list_range(
+        &self,
+        tenant: &str,
+        range: &store::Range,
+    ) -> store::Result<Vec<store::Entry>> {
+        self.inner.list_range(tenant, range).await
+    }
     async fn tenants(&self) -> store::Result<Vec<String>> {
         self.inner.tenants().await
     }

@@ -259,6 +259,14 @@ impl store::Store for Counting {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list(tenant, prefix).await
     }
+    async fn list_range(
+        &self,
+        tenant: &str,
+        range: &store::Range,
+    ) -> store::Result<Vec<store::Entry>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_range(tenant, range).await
+    }
     async fn tenants(&self) -> store::Result<Vec<String>> {
         self.inner.tenants().await
     }
