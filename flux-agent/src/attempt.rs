@@ -1,15 +1,17 @@
 //! Carrying out one task, in four steps: tell the control plane the attempt starts
 //! ([`Agent::start`]), run the command or its simulation ([`Agent::launch`]), upload its output
 //! as it comes ([`OutputUploader`]: secrets masked, small chunks gathered by [`Coalescer`],
-//! chunks numbered), and report the result ([`Agent::report`]). A refused start runs nothing; an attempt the control plane took away
-//! (410 on an output upload) is cancelled; every call is retried like the agent's others.
+//! chunks numbered), and report the result ([`Agent::report`]) carrying the output still held
+//! at the end, so that a short job's output and result take one request and one commit. A
+//! refused start runs nothing; an attempt the control plane took away (410 on an output upload)
+//! is cancelled; every call is retried like the agent's others.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use flux_core::client::ApiClient;
-use flux_core::model::{AttemptResult, OutputChunk, Stream, Task};
+use flux_core::model::{AttemptResult, OutputChunk, ResultReport, Stream, Task};
 use flux_core::redact::Redactor;
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
@@ -39,7 +41,8 @@ impl Agent {
         let outcome = run
             .await
             .unwrap_or_else(|e| ExecOutcome::FailedToStart(format!("executor task failed: {e}")));
-        self.report(&id, outcome.into_result(), &stop).await;
+        self.report(&id, outcome.into_result(), &mut uploader, &stop)
+            .await;
     }
 
     /// Tells the control plane the attempt starts; `false` (logged) when it refuses, and then
@@ -102,26 +105,73 @@ impl Agent {
         }
     }
 
-    /// Records the attempt's result with the control plane (logged when it cannot).
-    async fn report(&self, id: &str, result: AttemptResult, stop: &CancellationToken) {
+    /// Records the attempt's result with the control plane, with the output the uploader still
+    /// holds (logged when it cannot). A server that refuses the carried output (one that does
+    /// not know the field answers 4xx) gets it on the output endpoint and then the plain result.
+    async fn report(
+        &self,
+        id: &str,
+        result: AttemptResult,
+        uploader: &mut OutputUploader<'_>,
+        stop: &CancellationToken,
+    ) {
         if let Exec::Real { .. } = self.profile.exec {
             tracing::info!(attempt = %id, ?result, "finished");
         }
         let path = format!("/v1/agent/attempts/{id}/result");
-        if let Err(e) = with_retry(stop, "result report", || {
-            self.api.post::<serde_json::Value, _>(&path, &result)
-        })
-        .await
-        {
+        let carried = uploader.carried();
+        let mut sent = if carried.is_empty() {
+            None
+        } else {
+            let body = ResultReport::new(result.clone(), carried);
+            match with_retry(stop, "result report", || {
+                self.api.post::<serde_json::Value, _>(&path, &body)
+            })
+            .await
+            {
+                Err(e) if e.status().is_some_and(refuses_body) => {
+                    tracing::info!(
+                        attempt = %id, error = %e,
+                        "output not taken with the result; uploading it on its own"
+                    );
+                    uploader.upload_held().await;
+                    None
+                }
+                other => Some(other),
+            }
+        };
+        if sent.is_none() {
+            // Without output the body is the plain result, which every server takes.
+            let body = ResultReport::new(result, Vec::new());
+            sent = Some(
+                with_retry(stop, "result report", || {
+                    self.api.post::<serde_json::Value, _>(&path, &body)
+                })
+                .await,
+            );
+        }
+        if let Some(Err(e)) = sent {
             tracing::warn!(attempt = %id, error = %e, "result not recorded");
         }
     }
+}
+
+/// Whether a status says the server did not take the request's body as sent (malformed,
+/// unknown field, too large, invalid), rather than the attempt.
+fn refuses_body(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY
+    )
 }
 
 /// Largest upload the agent gathers before sending it (the server takes up to 256 KiB).
 pub(crate) const COALESCE_BYTES: usize = 64 * 1024;
 /// Longest a piece of output waits for more before it is sent.
 pub(crate) const COALESCE_WAIT: Duration = Duration::from_millis(200);
+/// Most output bytes carried with the result (the server takes up to 256 KiB there too); the
+/// rest of what is held at the end is uploaded first.
+pub(crate) const CARRY_BYTES: usize = 128 * 1024;
 
 /// Gathers small pieces of output into few uploads: consecutive pieces of one stream go out
 /// together once they reach `max_bytes`, once the first of them has waited `max_wait`, or when
@@ -182,10 +232,52 @@ impl Coalescer {
     }
 }
 
+/// The output held at the end of a run for the result to carry: at most `max_bytes` and
+/// `max_chunks` chunks. A piece that does not fit pushes out what is held before it (to be
+/// uploaded first, keeping the order), and one that is too large on its own is uploaded too.
+pub(crate) struct Carry {
+    held: Vec<(Stream, Vec<u8>)>,
+    bytes: usize,
+    max_bytes: usize,
+    max_chunks: usize,
+}
+
+impl Carry {
+    pub(crate) fn new(max_bytes: usize, max_chunks: usize) -> Carry {
+        Carry {
+            held: Vec::new(),
+            bytes: 0,
+            max_bytes,
+            max_chunks,
+        }
+    }
+
+    /// Holds a piece of output; returns what is to be uploaded now, in order (empty pieces
+    /// are dropped).
+    pub(crate) fn hold(&mut self, stream: Stream, data: Vec<u8>) -> Vec<(Stream, Vec<u8>)> {
+        if data.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if self.bytes + data.len() > self.max_bytes || self.held.len() >= self.max_chunks {
+            out = std::mem::take(&mut self.held);
+            self.bytes = 0;
+        }
+        if data.len() > self.max_bytes || self.max_chunks == 0 {
+            out.push((stream, data));
+        } else {
+            self.bytes += data.len();
+            self.held.push((stream, data));
+        }
+        out
+    }
+}
+
 /// Uploads one attempt's output in the order it was produced. Each stream goes through its own
 /// [`Redactor`], so a secret split across two chunks is still masked; small pieces are
 /// gathered into larger chunks ([`Coalescer`]); chunks are numbered from 0 by `seq`, which
-/// only advances when a chunk was stored.
+/// only advances when a chunk was stored. What is left when the run ends is held
+/// ([`Carry`]) for the result to carry.
 struct OutputUploader<'a> {
     api: &'a ApiClient,
     id: &'a str,
@@ -194,6 +286,8 @@ struct OutputUploader<'a> {
     /// Stdout's and stderr's redactors.
     redact: [Redactor; 2],
     coalesce: Coalescer,
+    /// Output held at the end of the run, to go with the result.
+    carry: Carry,
     stop: &'a CancellationToken,
 }
 
@@ -213,6 +307,7 @@ impl<'a> OutputUploader<'a> {
             seq: 0,
             redact: [Redactor::new(&secrets), Redactor::new(&secrets)],
             coalesce: Coalescer::new(COALESCE_BYTES, COALESCE_WAIT),
+            carry: Carry::new(CARRY_BYTES, ResultReport::MAX_CHUNKS),
             stop,
         }
     }
@@ -247,13 +342,39 @@ impl<'a> OutputUploader<'a> {
                 self.send(stream, &data, cancel).await;
             }
         }
-        if let Some((stream, data)) = self.coalesce.flush() {
-            self.send(stream, &data, cancel).await;
+        // The run is over: what is left goes with the result, unless there is too much of it.
+        let mut tail: Vec<(Stream, Vec<u8>)> = self.coalesce.flush().into_iter().collect();
+        tail.push((Stream::Stdout, self.redact[0].finish()));
+        tail.push((Stream::Stderr, self.redact[1].finish()));
+        for (stream, data) in tail {
+            for (stream, data) in self.carry.hold(stream, data) {
+                self.send(stream, &data, cancel).await;
+            }
         }
-        let stdout = self.redact[0].finish();
-        let stderr = self.redact[1].finish();
-        self.send(Stream::Stdout, &stdout, cancel).await;
-        self.send(Stream::Stderr, &stderr, cancel).await;
+    }
+
+    /// The held output as chunks numbered from the next `seq`, for the result to carry; they
+    /// stay held until [`Self::upload_held`] or the end of the attempt.
+    fn carried(&self) -> Vec<OutputChunk> {
+        self.carry
+            .held
+            .iter()
+            .zip(self.seq..)
+            .map(|((stream, data), seq)| OutputChunk {
+                seq,
+                stream: *stream,
+                data: String::from_utf8_lossy(data).into_owned(),
+            })
+            .collect()
+    }
+
+    /// Uploads the held output on the output endpoint (a server that does not take it with
+    /// the result). An attempt taken away meanwhile has nothing left to cancel.
+    async fn upload_held(&mut self) {
+        let never = CancellationToken::new();
+        for (stream, data) in std::mem::take(&mut self.carry.held) {
+            self.send(stream, &data, &never).await;
+        }
     }
 
     /// Uploads one (already masked) chunk; empty ones are skipped.
@@ -284,6 +405,36 @@ impl<'a> OutputUploader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_the_output_is_held_for_the_result_within_its_bounds() {
+        let mut c = Carry::new(10, 2);
+        assert!(c.hold(Stream::Stdout, Vec::new()).is_empty());
+        assert!(c.hold(Stream::Stdout, b"abcd".to_vec()).is_empty());
+        assert!(c.hold(Stream::Stderr, b"ef".to_vec()).is_empty());
+        // A third chunk pushes out the two held before it, in order.
+        let out = c.hold(Stream::Stdout, b"g".to_vec());
+        assert_eq!(
+            out,
+            vec![
+                (Stream::Stdout, b"abcd".to_vec()),
+                (Stream::Stderr, b"ef".to_vec())
+            ]
+        );
+        assert_eq!(c.held, vec![(Stream::Stdout, b"g".to_vec())]);
+        // Too many bytes push out what is held; a piece over the bound goes out itself.
+        let out = c.hold(Stream::Stdout, b"0123456789".to_vec());
+        assert_eq!(out, vec![(Stream::Stdout, b"g".to_vec())]);
+        let out = c.hold(Stream::Stderr, b"0123456789X".to_vec());
+        assert_eq!(
+            out,
+            vec![
+                (Stream::Stdout, b"0123456789".to_vec()),
+                (Stream::Stderr, b"0123456789X".to_vec())
+            ]
+        );
+        assert!(c.held.is_empty());
+    }
 
     #[test]
     fn small_pieces_are_gathered_until_size_time_or_the_other_stream() {

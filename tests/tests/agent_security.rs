@@ -459,3 +459,85 @@ async fn a_token_copy_without_the_session_is_refused_before_its_body_is_read() {
     let (s, v) = agent_post(&d, "/v1/agent/heartbeat", &tok, Some(&session), &json!({})).await;
     assert_eq!(s, 200, "the holder's heartbeat: {v}");
 }
+
+/// A result may carry the attempt's last output, within bounds: too much of it is refused
+/// with 413, too many or misnumbered chunks with 422, each naming the `output` field and
+/// changing nothing; an accepted one stores the output with the result, and the same report
+/// sent again stores nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_carried_with_a_result_is_bounded_and_stored_once() {
+    let d = Fluxd::start().await;
+    let token = d.token("default", "agent", Some("raw-2")).await;
+    let (s, v) = agent_post(&d, "/v1/agent/register", &token, None, &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let session = v["session"].as_str().map(str::to_string);
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "true", "node_id": "raw-2"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let job_id = job["job_id"].as_str().unwrap().to_string();
+    let attempt = eventually("the task", T, || async {
+        let (s, body) = agent_tasks(&d, &token, session.as_deref()).await;
+        let tasks: Value = serde_json::from_str(&body).ok()?;
+        (s == 200)
+            .then(|| tasks[0]["attempt_id"].as_str().map(str::to_string))
+            .flatten()
+    })
+    .await;
+    let base = format!("/v1/agent/attempts/{attempt}");
+    let post = |path: String, body: Value| {
+        let (d, token, session) = (&d, &token, session.clone());
+        async move { agent_post(d, &path, token, session.as_deref(), &body).await }
+    };
+    let (s, v) = post(format!("{base}/start"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post(
+        format!("{base}/output"),
+        json!({"seq": 0, "stream": "stdout", "data": "first\n"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    let chunk = |seq: u64, data: &str| json!({"seq": seq, "stream": "stdout", "data": data});
+    let big = "x".repeat(200 * 1024);
+    let refusals = [
+        (json!([chunk(1, &big), chunk(2, &big)]), 413),
+        (Value::Array((1..=17).map(|s| chunk(s, "y")).collect()), 422),
+        (json!([chunk(1, "a"), chunk(3, "b")]), 422),
+    ];
+    for (output, status) in refusals {
+        let (s, v) = post(
+            format!("{base}/result"),
+            json!({"outcome": "exited", "exit_code": 0, "output": output}),
+        )
+        .await;
+        assert_eq!(s, status, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with("output"), "{v}");
+    }
+    let (_, j) = d.get(&format!("/v1/jobs/{job_id}"), &d.admin).await;
+    assert_eq!(
+        j["status"], "running",
+        "a refused result changed the job: {j}"
+    );
+    assert_eq!(stored_output(&d, &attempt).await.0, 1);
+
+    let report = json!({
+        "outcome": "exited",
+        "exit_code": 0,
+        "output": [chunk(0, "REPEATED"), chunk(1, "second\n"), {"seq": 2, "stream": "stderr", "data": "third\n"}],
+    });
+    for recorded in [true, false] {
+        let (s, v) = post(format!("{base}/result"), report.clone()).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["recorded"], recorded, "{v}");
+    }
+    let (_, j) = d.get(&format!("/v1/jobs/{job_id}"), &d.admin).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(stored_output(&d, &attempt).await.0, 3);
+    assert_eq!(d.logs(&d.admin, &job_id).await, "first\nsecond\nthird\n");
+}

@@ -1162,3 +1162,99 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
         assert!(!log.contains("k3y-from-env"), "secret in the {name} log");
     }
 }
+
+/// A real agent sends what is left of a job's output with its result: once the job is
+/// finished its output is complete, in order and masked, and the last chunk was stored by the
+/// commit that recorded the result (not by an upload of its own before it). The command ends
+/// with the beginning of the secret, which the agent holds back until the run ends, so that
+/// chunk is always left for the result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jobs_last_output_arrives_with_its_result() {
+    let mut d = Fluxd::start().await;
+    let agent = d.agent("default", "agent-1", &[]).await;
+    let secret = "zq-secret-value-42";
+    let cmd = r#"echo "pw=$PW"; echo to-stderr >&2; printf 'end:zq-sec'"#;
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"PW": secret}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    let resp = d
+        .req(
+            Method::GET,
+            &format!("/v1/jobs/{id}/logs?format=jsonl"),
+            &d.admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let chunks: Vec<Value> = resp
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = chunks.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..chunks.len() as u64).collect::<Vec<_>>(),
+        "{chunks:?}"
+    );
+    let text = |stream: &str| -> String {
+        chunks
+            .iter()
+            .filter(|c| c["stream"] == stream)
+            .map(|c| c["data"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(text("stdout"), "pw=[redacted]\nend:zq-sec");
+    assert_eq!(text("stderr"), "to-stderr\n");
+
+    // The store, read once fluxd has stopped: the last chunk carries the revision of the
+    // attempt's finished record.
+    drop(agent);
+    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = eventually("fluxd exit", T, || {
+        let s = d.proc.try_exit();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    let store = flux_core::store::open(&format!(
+        "redb:{}",
+        d.data_dir().join("flux.redb").display()
+    ))
+    .await
+    .unwrap();
+    let attempt_id = done["current_attempt"].as_str().unwrap();
+    let (job_id, n) = flux_core::model::parse_attempt_id(attempt_id).unwrap();
+    let key = |path: String| flux_core::store::Key::new("default", path).unwrap();
+    let finished = store
+        .get(&key(flux_core::keys::attempt(job_id, n)))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = store
+        .list("default", &flux_core::keys::output(attempt_id))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), chunks.len());
+    let last = stored.last().unwrap();
+    assert_eq!(
+        last.key.path(),
+        flux_core::keys::output_chunk(attempt_id, seqs.len() as u64 - 1)
+    );
+    assert_eq!(
+        last.version, finished.version,
+        "the last output chunk was not stored with the result"
+    );
+}

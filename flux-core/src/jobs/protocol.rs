@@ -17,8 +17,8 @@ use super::{
 use crate::keys;
 use crate::model::{
     Agent, Attempt, AttemptResult, AttemptState, Heartbeat, HeartbeatReply, Job, JobStatus, Millis,
-    Outcome, OutputChunk, RegisterAgent, StoredChunk, Task, json_prefix_within, parse_attempt_id,
-    stored_chunk_cost, valid_attempt_id, valid_ident, validate_register,
+    Outcome, OutputChunk, RegisterAgent, ResultReport, StoredChunk, Task, json_prefix_within,
+    parse_attempt_id, stored_chunk_cost, valid_attempt_id, valid_ident, validate_register,
 };
 use crate::store::{Expect, Key, Txn, Version};
 
@@ -120,6 +120,89 @@ impl<'a> From<&'a String> for AgentCaller<'a> {
 /// The error of an attempt whose record kept changing under a read-modify-write.
 fn contended(attempt_id: &str) -> JobError {
     JobError::Conflict(format!("attempt {attempt_id} is contended; retry"))
+}
+
+/// Takes the next output chunk (`chunk.seq == a.output_seq`) into the attempt's counters under
+/// the output cap, which applies to what the chunks take in the store (key and record
+/// included); past it, bytes are counted as dropped instead of stored. Returns the chunk's path
+/// and record to write, if any of its bytes are kept.
+fn take_chunk(
+    cap: u64,
+    attempt_id: &str,
+    a: &mut Attempt,
+    chunk: &OutputChunk,
+) -> Option<(String, StoredChunk)> {
+    debug_assert_eq!(chunk.seq, a.output_seq);
+    let path = keys::output_chunk(attempt_id, chunk.seq);
+    let mut stored = StoredChunk {
+        seq: chunk.seq,
+        stream: chunk.stream,
+        data: String::new(),
+    };
+    let overhead = stored_chunk_cost(&path, &stored);
+    let room = cap.saturating_sub(a.output_stored_bytes);
+    let keep = match room.checked_sub(overhead) {
+        Some(budget) => json_prefix_within(&chunk.data, budget).0,
+        None => 0,
+    };
+    a.output_seq += 1;
+    a.output_bytes += keep as u64;
+    a.output_dropped += (chunk.data.len() - keep) as u64;
+    if keep == 0 {
+        return None;
+    }
+    stored.data = chunk.data[..keep].to_string();
+    a.output_stored_bytes += stored_chunk_cost(&path, &stored);
+    Some((path, stored))
+}
+
+/// The output carried with a result: at most [`ResultReport::MAX_CHUNKS`] chunks, numbered one after
+/// the other.
+fn check_result_output(output: &[OutputChunk]) -> Result<()> {
+    if output.len() > ResultReport::MAX_CHUNKS {
+        return Err(JobError::Invalid(format!(
+            "output: a result carries at most {} output chunks, not {}",
+            ResultReport::MAX_CHUNKS,
+            output.len()
+        )));
+    }
+    if let Some(w) = output
+        .windows(2)
+        .find(|w| w[1].seq != w[0].seq.wrapping_add(1))
+    {
+        return Err(JobError::Invalid(format!(
+            "output: chunk {} follows chunk {}; the chunks carried with a result are numbered \
+             one after the other",
+            w[1].seq, w[0].seq
+        )));
+    }
+    Ok(())
+}
+
+/// Takes the chunks of `output` the attempt has not recorded yet (a chunk below its next
+/// sequence number was stored before, by the output endpoint or an earlier try of the same
+/// call, and is skipped); returns the records to write. A chunk beyond the next expected one
+/// is refused like on the output endpoint.
+fn take_result_output(
+    cap: u64,
+    attempt_id: &str,
+    a: &mut Attempt,
+    output: &[OutputChunk],
+) -> Result<Vec<(String, StoredChunk)>> {
+    let mut puts = Vec::new();
+    for chunk in output {
+        if chunk.seq < a.output_seq {
+            continue;
+        }
+        if chunk.seq > a.output_seq {
+            return Err(JobError::Conflict(format!(
+                "output chunk {} arrived but chunk {} is expected next",
+                chunk.seq, a.output_seq
+            )));
+        }
+        puts.extend(take_chunk(cap, attempt_id, a, chunk));
+    }
+    Ok(puts)
 }
 
 /// Hex SHA-256 of a session secret, as the agent record keeps it.
@@ -310,7 +393,7 @@ impl Jobs {
     /// Appends one output chunk. Chunks must arrive in sequence; a repeated chunk is accepted
     /// and ignored. The cap applies to what the chunks take in the store (key and record
     /// included, so a flood of tiny chunks cannot store more than the cap); past it, bytes are
-    /// counted as dropped instead of stored.
+    /// counted as dropped instead of stored ([`take_chunk`]).
     pub async fn append_output<'a>(
         &self,
         tenant: &str,
@@ -335,30 +418,9 @@ impl Jobs {
                     chunk.seq, a.output_seq
                 )));
             }
-            let path = keys::output_chunk(attempt_id, chunk.seq);
-            let mut stored = StoredChunk {
-                seq: chunk.seq,
-                stream: chunk.stream,
-                data: String::new(),
-            };
-            let overhead = stored_chunk_cost(&path, &stored);
-            let room = self
-                .cfg
-                .output_cap_bytes
-                .saturating_sub(a.output_stored_bytes);
-            let keep = match room.checked_sub(overhead) {
-                Some(budget) => json_prefix_within(&chunk.data, budget).0,
-                None => 0,
-            };
-            a.output_seq += 1;
-            a.output_bytes += keep as u64;
-            a.output_dropped += (chunk.data.len() - keep) as u64;
-            if keep > 0 {
-                stored.data = chunk.data[..keep].to_string();
-                a.output_stored_bytes += stored_chunk_cost(&path, &stored);
-            }
+            let stored = take_chunk(self.cfg.output_cap_bytes, attempt_id, &mut a, &chunk);
             let mut txn = Txn::new().put(ak, enc(&a), Expect::Version(av));
-            if keep > 0 {
+            if let Some((path, stored)) = stored {
                 txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
             }
             if self.committed(txn).await? {
@@ -378,6 +440,25 @@ impl Jobs {
         result: AttemptResult,
         now: Millis,
     ) -> Result<bool> {
+        self.finish_with_output(tenant, caller, attempt_id, result, &[], now)
+            .await
+    }
+
+    /// Records an attempt's result once, with the last of its output: the chunks, the attempt,
+    /// the job and the inbox entry change in one transaction, so the output is stored exactly
+    /// when the result is. Chunks the attempt already has (an earlier upload of the same
+    /// `seq`) are skipped; the output cap applies as on [`Jobs::append_output`]. A repeated
+    /// result stores nothing, and neither does a result for an attempt that was taken away.
+    /// Returns `true` if this call recorded the result, as [`Jobs::finish`].
+    pub async fn finish_with_output<'a>(
+        &self,
+        tenant: &str,
+        caller: impl Into<AgentCaller<'a>>,
+        attempt_id: &str,
+        result: AttemptResult,
+        output: &[OutputChunk],
+        now: Millis,
+    ) -> Result<bool> {
         let caller = caller.into();
         let node_id = caller.node_id;
         if let Some(m) = &result.message
@@ -387,11 +468,15 @@ impl Jobs {
                 "message: a result message is at most 4096 bytes".into(),
             ));
         }
+        check_result_output(output)?;
+        let cap = self.cfg.output_cap_bytes;
         for _ in 0..CAS_RETRIES {
             let (ak, mut a, av) = self.own_attempt(tenant, &caller, attempt_id).await?;
             if matches!(a.state, AttemptState::Finished | AttemptState::Abandoned) {
                 return Ok(false);
             }
+            let seq_before = a.output_seq;
+            let chunks = take_result_output(cap, attempt_id, &mut a, output)?;
             let inbox = key(tenant, keys::inbox_entry(node_id, attempt_id))?;
             if result.outcome == Outcome::Cancelled {
                 let cancel_requested = self
@@ -399,6 +484,16 @@ impl Jobs {
                     .await?
                     .is_some_and(|(j, _)| j.cancel_requested);
                 if !cancel_requested {
+                    if a.output_seq != seq_before {
+                        // The output the interrupted run produced is kept, as uploaded on its
+                        // own; the requeue follows on the next round.
+                        let mut txn = Txn::new().put(ak, enc(&a), Expect::Version(av));
+                        for (path, stored) in chunks {
+                            txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
+                        }
+                        self.committed(txn).await?;
+                        continue;
+                    }
                     // Stopped on the agent's side (agent shutdown), not by a user: the work was
                     // interrupted, not cancelled, so it goes back to the queue.
                     return match self
@@ -427,6 +522,9 @@ impl Jobs {
             let mut txn = Txn::new()
                 .put(ak, enc(&a), Expect::Version(av))
                 .delete(inbox, Expect::Any);
+            for (path, stored) in chunks {
+                txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
+            }
             if let Some((mut job, jv)) = self.load::<Job>(&jk).await?
                 && job.current_attempt.as_deref() == Some(attempt_id)
                 && !job.status.is_terminal()

@@ -33,6 +33,52 @@ pub struct AttemptResult {
     pub message: Option<String>,
 }
 
+/// Body of `POST /v1/agent/attempts/{id}/result`: how the attempt ended and, optionally, the
+/// last of its output, recorded in the same step as the result (one commit instead of one per
+/// chunk and one for the result). Without `output` it is exactly an [`AttemptResult`], so an
+/// agent that sends no output speaks to servers that do not know the field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultReport {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Output chunks not uploaded yet, numbered like those of the output endpoint (the next
+    /// `seq` first, without gaps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<OutputChunk>,
+}
+
+impl ResultReport {
+    /// Most output chunks one result may carry.
+    pub const MAX_CHUNKS: usize = 16;
+
+    pub fn new(result: AttemptResult, output: Vec<OutputChunk>) -> ResultReport {
+        ResultReport {
+            outcome: result.outcome,
+            exit_code: result.exit_code,
+            signal: result.signal,
+            message: result.message,
+            output,
+        }
+    }
+
+    /// The result as recorded on the attempt, and the output carried with it.
+    pub fn into_parts(self) -> (AttemptResult, Vec<OutputChunk>) {
+        let result = AttemptResult {
+            outcome: self.outcome,
+            exit_code: self.exit_code,
+            signal: self.signal,
+            message: self.message,
+        };
+        (result, self.output)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -223,6 +269,37 @@ mod tests {
         let (n, _) = json_prefix_within(s, full - 1);
         assert!(s.is_char_boundary(n));
         assert_eq!(n, s.len() - 'é'.len_utf8());
+    }
+
+    #[test]
+    fn a_report_without_output_is_the_plain_result_on_the_wire() {
+        let result = AttemptResult {
+            outcome: Outcome::Exited,
+            exit_code: Some(2),
+            signal: None,
+            message: Some("m".into()),
+        };
+        let report = ResultReport::new(result.clone(), Vec::new());
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::to_value(&result).unwrap()
+        );
+        // An older agent's body parses, with no output.
+        let old: ResultReport =
+            serde_json::from_value(serde_json::to_value(&result).unwrap()).unwrap();
+        assert_eq!(old.into_parts(), (result.clone(), Vec::new()));
+        // Output travels and comes back out; unknown fields are refused.
+        let chunk = OutputChunk {
+            seq: 3,
+            stream: Stream::Stderr,
+            data: "tail\n".into(),
+        };
+        let with = ResultReport::new(result.clone(), vec![chunk.clone()]);
+        let back: ResultReport =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back.into_parts(), (result, vec![chunk]));
+        let unknown = serde_json::json!({"outcome": "exited", "outputs": []});
+        assert!(serde_json::from_value::<ResultReport>(unknown).is_err());
     }
 
     #[test]

@@ -472,3 +472,319 @@ async fn attempts_belong_to_the_registration_that_received_them() {
     assert!(matches!(err, JobError::Gone(_)), "{err:?}");
     assert!(e.jobs.poll(TENANT, new, 0).await.unwrap().is_empty());
 }
+
+// ---- the last output carried with the result -----------------------------------------------
+
+use flux_core::keys;
+use flux_core::model::ResultReport;
+
+/// The stored chunks of an attempt as (seq, stream, data).
+async fn stored_output(jobs: &Jobs, att: &str) -> Vec<(u64, Stream, String)> {
+    jobs.output(TENANT, att, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.seq, c.stream, c.data))
+        .collect()
+}
+
+/// The store version of each chunk key of an attempt.
+async fn chunk_versions(store: &DynStore, att: &str) -> Vec<Version> {
+    store
+        .list(TENANT, &format!("output/{att}/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.version)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("echo a; echo b"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    // Output uploaded while the command ran, then the rest with the result.
+    e.jobs
+        .append_output(TENANT, "node-1", &att, chunk(0, Stream::Stdout, "a\n"))
+        .await
+        .unwrap();
+    let first_chunk = chunk_versions(&e.store, &att).await;
+    let tail = [
+        chunk(1, Stream::Stderr, "warn\n"),
+        chunk(2, Stream::Stdout, "b\n"),
+    ];
+    assert!(
+        e.jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        stored_output(&e.jobs, &att).await,
+        vec![
+            (0, Stream::Stdout, "a\n".to_string()),
+            (1, Stream::Stderr, "warn\n".to_string()),
+            (2, Stream::Stdout, "b\n".to_string()),
+        ]
+    );
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert_eq!(a.state, AttemptState::Finished);
+    assert_eq!(
+        a.result,
+        Some(exited(0)),
+        "the output is not part of the result"
+    );
+    assert_eq!((a.output_seq, a.output_bytes, a.output_dropped), (3, 9, 0));
+    assert_eq!(a.output_stored_bytes, stored_cost(&e.store, &att).await);
+    let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert!(e.jobs.poll(TENANT, "node-1", 0).await.unwrap().is_empty());
+    // One transaction: the carried chunks carry the revision that finished the job.
+    let version = |path: String| {
+        let store = e.store.clone();
+        async move {
+            let k = Key::new(TENANT, path).unwrap();
+            store.get(&k).await.unwrap().unwrap().version
+        }
+    };
+    let job_version = version(keys::job(&job.job_id)).await;
+    assert_eq!(version(keys::attempt(&job.job_id, 1)).await, job_version);
+    let versions = chunk_versions(&e.store, &att).await;
+    assert_eq!(versions[0], first_chunk[0]);
+    assert!(first_chunk[0] < job_version);
+    assert_eq!(versions[1..], [job_version, job_version]);
+}
+
+#[tokio::test]
+async fn a_repeated_result_with_its_output_stores_the_output_once() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("echo x"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let tail = [
+        chunk(0, Stream::Stdout, "x\n"),
+        chunk(1, Stream::Stderr, "e\n"),
+    ];
+    assert!(
+        e.jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 2)
+            .await
+            .unwrap()
+    );
+    let after_first = snapshot(&e.store, TENANT).await;
+    // The agent did not hear the answer and sends the same report again: nothing changes.
+    for _ in 0..2 {
+        let again = e
+            .jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 9)
+            .await
+            .unwrap();
+        assert!(!again, "a repeated result must not be recorded");
+    }
+    assert_eq!(snapshot(&e.store, TENANT).await, after_first);
+    assert_eq!(stored_output(&e.jobs, &att).await.len(), 2);
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert_eq!((a.output_seq, a.output_bytes), (2, 4));
+}
+
+/// A chunk the output endpoint stored before (the agent's upload was stored but its answer
+/// lost) is not stored twice when the result carries it again.
+#[tokio::test]
+async fn carried_chunks_already_uploaded_are_not_duplicated() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("echo"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    e.jobs
+        .append_output(TENANT, "node-1", &att, chunk(0, Stream::Stdout, "one\n"))
+        .await
+        .unwrap();
+    let tail = [
+        chunk(0, Stream::Stdout, "DUPLICATE"),
+        chunk(1, Stream::Stdout, "two\n"),
+    ];
+    assert!(
+        e.jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        stored_output(&e.jobs, &att).await,
+        vec![
+            (0, Stream::Stdout, "one\n".to_string()),
+            (1, Stream::Stdout, "two\n".to_string()),
+        ]
+    );
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert_eq!((a.output_seq, a.output_bytes, a.output_dropped), (2, 8, 0));
+}
+
+#[tokio::test]
+async fn output_carried_with_a_result_is_held_to_the_cap() {
+    let cap = 200u64;
+    let e = env_with(JobsConfig {
+        output_cap_bytes: cap,
+        ..cfg()
+    })
+    .await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("yes"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
+    e.jobs
+        .append_output(
+            TENANT,
+            "node-1",
+            &att,
+            chunk(0, Stream::Stdout, "0123456789"),
+        )
+        .await
+        .unwrap();
+    let big = "y\n".repeat(200);
+    let tail = [
+        chunk(1, Stream::Stdout, &big),
+        chunk(2, Stream::Stderr, "never stored"),
+    ];
+    assert!(
+        e.jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 1)
+            .await
+            .unwrap()
+    );
+    let cost = stored_cost(&e.store, &att).await;
+    assert!(cost <= cap, "{cost} stored bytes over a cap of {cap}");
+    let stored: String = stored_output(&e.jobs, &att)
+        .await
+        .into_iter()
+        .map(|(_, _, d)| d)
+        .collect();
+    assert!(stored.starts_with("0123456789y\n"), "{stored:?}");
+    assert!(!stored.contains("never"), "{stored:?}");
+    let sent = 10 + big.len() as u64 + "never stored".len() as u64;
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert_eq!(a.output_stored_bytes, cost);
+    assert_eq!(a.output_bytes, stored.len() as u64);
+    assert_eq!(
+        a.output_bytes + a.output_dropped,
+        sent,
+        "truncation is counted"
+    );
+    assert_eq!(a.output_seq, 3);
+    assert_eq!(
+        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
+        JobStatus::Succeeded
+    );
+}
+
+/// An attempt taken away from its agent (dead, its job requeued) does not get the output of
+/// a late result: neither the attempt nor the job changes.
+#[tokio::test]
+async fn a_result_for_an_attempt_taken_away_does_not_record_its_output() {
+    let e = env().await;
+    let c = cfg();
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-a", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-a", T0).await;
+    e.jobs.start(TENANT, "node-a", &att, T0 + 1).await.unwrap();
+    let t_dead = T0 + ms(c.dead_after);
+    let r = e.jobs.sweep_tenant(TENANT, epoch, t_dead, 0).await.unwrap();
+    assert_eq!((r.marked_dead, r.requeued), (1, 1), "{r:?}");
+    assert_eq!(
+        attempt(&e.jobs, TENANT, &job.job_id, &att).await.state,
+        AttemptState::Abandoned
+    );
+    let before = snapshot(&e.store, TENANT).await;
+    let tail = [chunk(0, Stream::Stdout, "late output\n")];
+    let recorded = e
+        .jobs
+        .finish_with_output(TENANT, "node-a", &att, exited(0), &tail, t_dead + 1)
+        .await
+        .unwrap();
+    assert!(!recorded);
+    assert_eq!(
+        snapshot(&e.store, TENANT).await,
+        before,
+        "a late result wrote"
+    );
+    assert!(stored_output(&e.jobs, &att).await.is_empty());
+    assert_eq!(
+        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
+        JobStatus::Queued
+    );
+}
+
+#[tokio::test]
+async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (_, att) = submit_and_assign(&e, epoch, shell("echo"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let before = snapshot(&e.store, TENANT).await;
+
+    let many: Vec<OutputChunk> = (0..=ResultReport::MAX_CHUNKS as u64)
+        .map(|s| chunk(s, Stream::Stdout, "x"))
+        .collect();
+    let out_of_order = [chunk(0, Stream::Stdout, "a"), chunk(2, Stream::Stdout, "b")];
+    for bad in [&many[..], &out_of_order[..]] {
+        let err = e
+            .jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), bad, T0 + 2)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, JobError::Invalid(m) if m.starts_with("output:")),
+            "{err:?}"
+        );
+    }
+    // Chunks beyond the next expected one are refused like on the output endpoint.
+    let gap = [chunk(3, Stream::Stdout, "x")];
+    let err = e
+        .jobs
+        .finish_with_output(TENANT, "node-1", &att, exited(0), &gap, T0 + 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JobError::Conflict(_)), "{err:?}");
+    assert_eq!(snapshot(&e.store, TENANT).await, before, "a refusal wrote");
+}
+
+/// An agent stopping mid-run reports `cancelled` without a cancel request: the job goes back
+/// to the queue, and the output the run produced is kept on the attempt.
+#[tokio::test]
+async fn an_interrupted_run_keeps_its_carried_output_and_is_requeued() {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-1", T0).await;
+    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let cancelled = AttemptResult {
+        outcome: Outcome::Cancelled,
+        exit_code: None,
+        signal: None,
+        message: None,
+    };
+    let tail = [chunk(0, Stream::Stdout, "partial\n")];
+    assert!(
+        e.jobs
+            .finish_with_output(TENANT, "node-1", &att, cancelled, &tail, T0 + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        stored_output(&e.jobs, &att).await,
+        vec![(0, Stream::Stdout, "partial\n".to_string())]
+    );
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert_eq!(a.state, AttemptState::Abandoned, "{a:?}");
+    assert_eq!(a.output_seq, 1);
+    assert_eq!(
+        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
+        JobStatus::Queued
+    );
+}

@@ -1,5 +1,6 @@
 //! The agent protocol, `/v1/agent/*`: register, heartbeat, the task long-poll, and an
-//! attempt's start, output chunks and result. Every call is made with an agent token, whose
+//! attempt's start, output chunks and result (which may carry the attempt's last output, stored
+//! in the same commit as the result). Every call is made with an agent token, whose
 //! node id names the agent, and (after registering) the session secret the registration
 //! returned, in the `X-Flux-Session` header: see `flux_core::jobs::AgentCaller`.
 
@@ -11,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flux_core::jobs::AgentCaller;
-use flux_core::model::{AttemptResult, Heartbeat, OutputChunk, RegisterAgent, now_ms};
+use flux_core::model::{Heartbeat, OutputChunk, RegisterAgent, ResultReport, now_ms};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -152,12 +153,24 @@ pub(super) async fn attempt_result(
     caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
-    ApiJson(result): ApiJson<AttemptResult>,
+    ApiJson(report): ApiJson<ResultReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let agent = agent_caller(&caller, &headers)?;
+    let (result, output) = report.into_parts();
+    // The output carried with a result is held to what one output upload may carry.
+    let carried: usize = output.iter().map(|c| c.data.len()).sum();
+    if carried > MAX_CHUNK_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "output: the output carried with a result is limited to {MAX_CHUNK_BYTES} bytes"
+            ),
+        ));
+    }
     let recorded = st
         .jobs
-        .finish(caller.tenant(), agent, &id, result, now_ms())
+        .finish_with_output(caller.tenant(), agent, &id, result, &output, now_ms())
         .await?;
     if recorded {
         st.metrics.results_recorded.inc();
