@@ -2,7 +2,8 @@
 # The benchmark client's own ceiling: `fluxctl bench jobs` against a trivial server (nginx over
 # TLS and HTTP/2 answering every request at once with a finished job), so that a figure of
 # `bench jobs` against fluxd can be read as the server's (when it is well below this) or the
-# client's. Both share the machine, as they do in the other benchmarks.
+# client's. Both share the machine, as they do in the other benchmarks; the client's CPU time
+# per job says what share of the machine it needs at a given rate.
 #
 #   bash scripts/bench-client.sh                    # CLIENTS="64 512 1024", 10 s each
 #   BIN_DIR=/path/to/release CLIENTS=1024 bash scripts/bench-client.sh
@@ -61,9 +62,14 @@ unset FLUX_TOKEN_FILE FLUX_CONTEXT
 for c in $CLIENTS; do
     echo "==> fluxctl bench jobs --concurrency $c against nginx (a finished job for every request)"
     out="$DIR/client-$c.json"
-    "$BIN/fluxctl" --server "https://127.0.0.1:$PORT" --ca "$DIR/ca.crt" --token bench -o json \
-        bench jobs --count 100000000 --duration "$DURATION" --concurrency "$c" >"$out" || true
+    # The client's own CPU time (user + system, from bash's `time`), per job.
+    TIMEFORMAT='%U %S'
+    { time "$BIN/fluxctl" --server "https://127.0.0.1:$PORT" --ca "$DIR/ca.crt" --token bench \
+        -o json bench jobs --count 100000000 --duration "$DURATION" --concurrency "$c" \
+        >"$out" 2>"$DIR/client-$c.err" || true; } 2>"$DIR/time-$c.txt"
+    cpu=$(awk '{ s = $1 + $2 } END { print s }' "$DIR/time-$c.txt")
     jq -c . "$out"
+    per_job=$(jq -r --arg cpu "$cpu" '($cpu | tonumber) * 1e6 / ([.jobs, 1] | max) | round' "$out")
     flux_result "client ceiling: bench jobs against a trivial server, $c clients" \
-        "$(flux_jobs_summary "$out")" "CLIENTS=$c bash scripts/bench-client.sh"
+        "$(flux_jobs_summary "$out"), client CPU $per_job µs per job" "CLIENTS=$c bash scripts/bench-client.sh"
 done

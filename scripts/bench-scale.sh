@@ -113,5 +113,6 @@ if [[ " $PARTS " == *" idle "* ]]; then
         echo "    $sim"
         echo "    still online: $(flux_online) of $n"
         flux_result "$figure" "$value$note" "$cmd"
+        flux_result "simulator holding $n agents: RSS" "${sim#simulator: }" "$cmd"
     done
 fi
