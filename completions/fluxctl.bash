@@ -1434,7 +1434,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__bench__subcmd__jobs)
-            opts="-n -o -h -V --count --concurrency --command --node --deadline --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -o -h -V --count --concurrency --connections --duration --deadline --command --node --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1448,6 +1448,18 @@ _fluxctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --command)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1457,10 +1469,6 @@ _fluxctl() {
                     return 0
                     ;;
                 -n)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --deadline)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1504,7 +1512,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__bench__subcmd__submit)
-            opts="-o -h -V --count --concurrency --command --deadline --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --count --concurrency --connections --duration --deadline --command --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1518,11 +1526,19 @@ _fluxctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --command)
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --command)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -593,7 +593,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_se
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -f -a "submit" -d 'Submission throughput: jobs acknowledged per second and submission latency, without waiting for the jobs to run (agents run them afterwards)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s, with submission and dispatch (created → started on the agent) latencies'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s, with submission and dispatch (created → started on the agent) latencies, failed requests and jobs left unfinished at the deadline'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s l -l label -d 'Select agents by label KEY=VALUE (repeatable); default: every registered agent' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l dir -d 'Directory on the agents where the marker files go' -r
@@ -609,10 +609,12 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l count -d 'Jobs to submit in all' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l concurrency -d 'Submissions in flight at once' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l count -d 'Jobs to submit at most' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l concurrency -d 'Jobs in flight at once (each worker submits, waits, repeats), 1 to 1024' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l connections -d 'HTTP/2 connections the workers share, 1 to 256; default one per 64 workers' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l duration -d 'Issue no new job after this long (with a large --count: a run of fixed length)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l deadline -d 'End the run by then; jobs not finished by then are reported as unfinished' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l command -d 'Command each job runs' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l deadline -d 'Give up after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l token-file -d 'File holding the bearer token' -r -F
@@ -624,11 +626,13 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l count -d 'Jobs to run in all' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l concurrency -d 'Jobs in flight at once (each worker submits, waits, repeats)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l count -d 'Jobs to run at most' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l concurrency -d 'Jobs in flight at once (each worker submits, waits, repeats), 1 to 1024' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l connections -d 'HTTP/2 connections the workers share, 1 to 256; default one per 64 workers' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l duration -d 'Issue no new job after this long (with a large --count: a run of fixed length)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l deadline -d 'End the run by then; jobs not finished by then are reported as unfinished' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l command -d 'Command each job runs' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s n -l node -d 'Pin jobs to one agent' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l deadline -d 'Give up after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l token-file -d 'File holding the bearer token' -r -F
@@ -642,7 +646,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "submit" -d 'Submission throughput: jobs acknowledged per second and submission latency, without waiting for the jobs to run (agents run them afterwards)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s, with submission and dispatch (created → started on the agent) latencies'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s, with submission and dispatch (created → started on the agent) latencies, failed requests and jobs left unfinished at the deadline'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -753,6 +757,6 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get-contexts" -d 'List contexts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "submit" -d 'Submission throughput: jobs acknowledged per second and submission latency, without waiting for the jobs to run (agents run them afterwards)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s, with submission and dispatch (created → started on the agent) latencies'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "jobs" -d 'Job round trip: submit → result, latency percentiles and jobs/s, with submission and dispatch (created → started on the agent) latencies, failed requests and jobs left unfinished at the deadline'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "run" -d 'Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state on it, inject the seeded faults, heal, and check the invariants on the whole history. Exit 0: every invariant held; 1: a violation; 2: the run itself failed'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "plan" -d 'Print the fault schedule a seed gives, without running anything'

@@ -1,23 +1,53 @@
 #!/usr/bin/env bash
-# Job round-trip benchmark: one fluxd on the embedded store, then `fluxctl bench jobs` with one
-# agent and with ten agents (4 slots each). Prints a table per run; `-o json` for raw numbers.
+# Real-job benchmark: one fluxd on the embedded store (STORE=redis: on a redis-server started
+# here, appendfsync always) and real flux-agent processes (SLOTS slots each) that run every job
+# with `sh -c true`, then `fluxctl bench jobs`. Each point AGENTS:CLIENTS of POINTS gets a fresh
+# fluxd; a run lasts DURATION (COUNT jobs at most), so every point is bounded in time.
 #
-#   bash scripts/bench-jobs.sh            # COUNT=500 by default
+#   bash scripts/bench-jobs.sh                      # POINTS="1:1 10:40"
+#   POINTS=1:1 bash scripts/bench-jobs.sh           # one-client round trip p50/p99
+#   POINTS=10:40 bash scripts/bench-jobs.sh         # `sh -c true` jobs/s across 10 agents
+#   BIN_DIR=/path/to/old/target/release bash scripts/bench-jobs.sh
+#
+# Figures are printed as "RESULT  figure: value" lines (and appended to $FLUX_RESULTS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-COUNT="${COUNT:-500}"
+POINTS="${POINTS:-1:1 10:40}"
+COUNT="${COUNT:-1000000}"
+DURATION="${DURATION:-20s}"
+DEADLINE="${DEADLINE:-2m}"
+SLOTS="${SLOTS:-4}"
+STORE="${STORE:-redb}"
+COMMAND="${COMMAND:-true}"
 
 flux_build
-run() {
-    local agents="$1" concurrency="$2"
-    flux_cleanup; FLUX_PIDS=()
-    flux_up "$(mktemp -d -t fluxforge-bench.XXXXXX)" "${FLUX_BENCH_PORT:-18443}"
-    for i in $(seq 1 "$agents"); do flux_agent "bench-$i" --slots 4; done
+cleanup_all() { flux_cleanup; flux_redis_down; }
+trap cleanup_all EXIT
+for point in $POINTS; do
+    agents="${point%%:*}" clients="${point##*:}"
+    flux_cleanup; flux_redis_down
+    dir="$(mktemp -d -t fluxforge-bench.XXXXXX)"
+    args=()
+    if [ "$STORE" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
+    flux_up "$dir" "$(flux_free_port)" "${args[@]}"
+    for i in $(seq 1 "$agents"); do flux_agent "bench-$i" --slots "$SLOTS"; done
     flux_wait_agents "$agents"
-    echo "==> $agents agent(s), concurrency $concurrency, $COUNT jobs of 'true'"
-    "$BIN/fluxctl" bench jobs --count "$COUNT" --concurrency "$concurrency"
-}
-run 1 1
-run 1 4
-run 10 40
+    echo "==> $agents agent(s), $clients client(s), jobs of 'sh -c $COMMAND' for $DURATION on $STORE"
+    if [ "$clients" = 1 ]; then
+        figure="one-client round trip, \`sh -c $COMMAND\`, $agents real agent(s), $STORE"
+    else
+        figure="real \`sh -c $COMMAND\` jobs/s, $agents agents, $clients clients, $STORE"
+    fi
+    cmd="POINTS=$point bash scripts/bench-jobs.sh"
+    [ "$STORE" = redb ] || cmd="STORE=$STORE $cmd"
+    out="$FLUX_DIR/bench-jobs.json"
+    "$BIN/fluxctl" -o json bench jobs --count "$COUNT" --duration "$DURATION" \
+        --deadline "$DEADLINE" --concurrency "$clients" --command "$COMMAND" >"$out" || true
+    if [ -s "$out" ]; then
+        jq -c . "$out"
+        flux_result "$figure" "$(flux_jobs_summary "$out")" "$cmd"
+    else
+        flux_result "$figure" "failed (see $FLUX_DIR)" "$cmd"
+    fi
+done

@@ -1,18 +1,47 @@
-# Shared by examples/quickstart.sh and scripts/bench-jobs.sh: bring up a local fluxd (embedded
-# store) and agents from release binaries, and stop them on exit. Source it, then call
-# flux_build, flux_up DIR PORT [fluxd args...], flux_agent NAME [agent args...].
+# Shared by examples/quickstart.sh and scripts/bench-*.sh: bring up a local fluxd and agents
+# from release binaries, and stop them on exit. Source it, then call flux_build,
+# flux_up DIR PORT [fluxd args...], flux_agent NAME [agent args...].
+#
+# BIN_DIR=/path/to/release   use the fluxd, flux-agent and fluxctl found there (an older build,
+#                            say) instead of building this checkout's release binaries.
+# FLUX_RESULTS=FILE          flux_result appends each figure there as "figure|value|command".
 
 flux_build() {
-    cargo build --quiet --release --bin fluxd --bin flux-agent --bin fluxctl
-    BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
+    if [ -n "${BIN_DIR:-}" ]; then
+        BIN="$(cd "$BIN_DIR" && pwd)"
+    else
+        cargo build --quiet --release --bin fluxd --bin flux-agent --bin fluxctl
+        BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
+    fi
+    local b
+    for b in fluxd flux-agent fluxctl; do
+        [ -x "$BIN/$b" ] || { echo "no $b in $BIN" >&2; return 1; }
+    done
+    # Large simulated fleets need many sockets on both sides.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 }
 
 FLUX_PIDS=()
 flux_cleanup() {
     for p in "${FLUX_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${FLUX_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    FLUX_PIDS=()
 }
 trap flux_cleanup EXIT
+
+# flux_free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now.
+flux_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# flux_wait_for SECONDS COMMAND...: polls COMMAND every 50 ms until it succeeds; 1 on timeout.
+flux_wait_for() {
+    local limit=$(( $(date +%s%N) / 1000000 + $1 * 1000 )); shift
+    until "$@"; do
+        [ $(( $(date +%s%N) / 1000000 )) -lt "$limit" ] || return 1
+        sleep 0.05
+    done
+}
 
 # flux_up DIR PORT [extra fluxd args]: starts fluxd and exports what fluxctl needs.
 flux_up() {
@@ -25,9 +54,11 @@ flux_up() {
     unset FLUX_TOKEN FLUX_CONTEXT
     "$BIN/fluxd" --listen "127.0.0.1:$port" --data-dir "$FLUX_DIR/data" --node-id fluxd-1 "$@" \
         >"$FLUX_DIR/fluxd.log" 2>&1 &
-    FLUX_PIDS+=($!)
-    for _ in $(seq 1 200); do
+    FLUXD_PID=$!
+    FLUX_PIDS+=("$FLUXD_PID")
+    for _ in $(seq 1 300); do
         [ -s "$FLUX_TOKEN_FILE" ] && [ -s "$FLUX_CA" ] && "$BIN/fluxctl" status >/dev/null 2>&1 && return 0
+        kill -0 "$FLUXD_PID" 2>/dev/null || break
         sleep 0.1
     done
     echo "fluxd did not come up; its log:" >&2
@@ -48,10 +79,82 @@ flux_agent() {
 
 # flux_wait_agents N: waits until N agents are online.
 flux_wait_agents() {
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 300); do
         [ "$("$BIN/fluxctl" agents list -o json | grep -c '"state": *"online"')" -ge "$1" ] && return 0
         sleep 0.1
     done
     echo "agents did not come online" >&2
     return 1
+}
+
+# flux_online: agents online, as the leader counts them (the flux_connected_agents gauge,
+# recomputed every --gauges-every).
+flux_online() {
+    curl -sf --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
+        "$FLUX_SERVER/metrics" | awk '$1 == "flux_connected_agents" { print $2; f = 1 } END { if (!f) print 0 }'
+}
+
+# flux_simulate N LIMIT [agent args]: starts `flux-agent --simulate N` with the admin token
+# (SIM_PID) and waits up to LIMIT seconds for N agents online. Returns 1 if they are not; the
+# simulator keeps running either way (flux_cleanup stops it).
+flux_simulate() {
+    local n="$1" limit="$2"; shift 2
+    local t0; t0=$(date +%s)
+    "$BIN/flux-agent" --server "$FLUX_SERVER" --ca "$FLUX_CA" --token-file "$FLUX_TOKEN_FILE" \
+        --simulate "$n" "$@" >"$FLUX_DIR/simulator.log" 2>&1 &
+    SIM_PID=$!
+    FLUX_PIDS+=("$SIM_PID")
+    while [ "$(flux_online)" -lt "$n" ]; do
+        if [ $(( $(date +%s) - t0 )) -ge "$limit" ] || ! kill -0 "$SIM_PID" 2>/dev/null; then
+            echo "    only $(flux_online) of $n simulated agents online after ${limit}s; simulator log tail:" >&2
+            tail -3 "$FLUX_DIR/simulator.log" >&2
+            SIM_SECS=$(( $(date +%s) - t0 ))
+            return 1
+        fi
+        sleep 1
+    done
+    SIM_SECS=$(( $(date +%s) - t0 ))
+    echo "    $n simulated agents online after $SIM_SECS s"
+}
+
+# flux_redis_up DIR: a fresh redis-server on a free loopback port with the AOF fsynced on every
+# write (appendfsync always); exports FLUX_REDIS_URL, sets REDIS_PID and REDIS_PORT.
+flux_redis_up() {
+    command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; return 1; }
+    local dir="$1"; mkdir -p "$dir"
+    REDIS_PORT=$(flux_free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --appendonly yes \
+        --appendfsync always --save '' >"$dir/redis.log" 2>&1 &
+    REDIS_PID=$!
+    export FLUX_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    flux_wait_for 10 sh -c "redis-cli -p $REDIS_PORT ping 2>/dev/null | grep -q PONG" || {
+        echo "redis-server did not come up" >&2; cat "$dir/redis.log" >&2; return 1; }
+}
+
+flux_redis_down() {
+    [ -n "${REDIS_PID:-}" ] || return 0
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+}
+
+# CPU time (utime + stime, in clock ticks) and /proc/<pid>/status fields (in KiB) of a process.
+flux_cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+flux_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# flux_json FILE EXPR: one value of a JSON report (jq syntax).
+flux_json() { jq -r "$2" "$1"; }
+
+# flux_result FIGURE VALUE COMMAND: prints a figure and appends it to $FLUX_RESULTS if set.
+flux_result() {
+    echo "RESULT  $1: $2"
+    [ -n "${FLUX_RESULTS:-}" ] && printf '%s|%s|%s\n' "$1" "$2" "$3" >>"$FLUX_RESULTS"
+    return 0
+}
+
+# flux_jobs_summary FILE: "N jobs/s, p50 X ms, p99 Y ms" (+ errors) from `bench jobs -o json`.
+flux_jobs_summary() {
+    jq -r '"\(.jobs_per_sec | floor) jobs/s, p50 \(.p50_ms * 10 | round / 10) ms, p99 \(.p99_ms * 10 | round / 10) ms"
+        + (if (.errors + .failed + .unfinished) > 0
+           then " (\(.errors) errors, \(.failed) failed, \(.unfinished) unfinished)" else "" end)' "$1"
 }

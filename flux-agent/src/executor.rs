@@ -261,7 +261,8 @@ pub async fn run(
 
 /// Stands in for a job without running anything (`flux-agent --simulate`): waits `run`, sends
 /// `line` as its standard output and exits 0, unless cancelled first or `timeout` (the job's)
-/// is shorter than `run`.
+/// is shorter than `run`. A zero `run` involves no timer at all (a zero sleep still waits for
+/// the timer's next millisecond tick).
 pub async fn simulate(
     run: Duration,
     timeout: Duration,
@@ -269,16 +270,22 @@ pub async fn simulate(
     out: mpsc::Sender<Chunk>,
     cancel: CancellationToken,
 ) -> ExecOutcome {
-    tokio::select! {
-        _ = cancel.cancelled() => ExecOutcome::Cancelled,
-        _ = tokio::time::sleep(timeout), if timeout < run => ExecOutcome::TimedOut,
-        _ = tokio::time::sleep(run) => {
-            let chunk = Chunk { stream: Stream::Stdout, data: line.into_bytes() };
-            // The receiver only goes away when the attempt is abandoned.
-            let _ = out.send(chunk).await;
-            ExecOutcome::Exited(0)
+    if !run.is_zero() {
+        tokio::select! {
+            _ = cancel.cancelled() => return ExecOutcome::Cancelled,
+            _ = tokio::time::sleep(timeout), if timeout < run => return ExecOutcome::TimedOut,
+            _ = tokio::time::sleep(run) => {}
         }
+    } else if cancel.is_cancelled() {
+        return ExecOutcome::Cancelled;
     }
+    let chunk = Chunk {
+        stream: Stream::Stdout,
+        data: line.into_bytes(),
+    };
+    // The receiver only goes away when the attempt is abandoned.
+    let _ = out.send(chunk).await;
+    ExecOutcome::Exited(0)
 }
 
 /// Kills the process groups recorded in `dir` by a previous agent process that died without
@@ -525,6 +532,38 @@ mod tests {
         )
         .await;
         assert_eq!(o, ExecOutcome::TimedOut);
+        assert!(rx.recv().await.is_none());
+    }
+
+    /// `--simulate-run-ms 0`: the simulated job is done on its first poll, without waiting for
+    /// a timer tick.
+    #[tokio::test]
+    async fn a_zero_simulated_run_finishes_at_once() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let run = simulate(
+            Duration::ZERO,
+            Duration::from_secs(60),
+            "hi\n".into(),
+            tx,
+            CancellationToken::new(),
+        );
+        let mut run = std::pin::pin!(run);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let o = std::future::Future::poll(run.as_mut(), &mut cx);
+        assert_eq!(o, std::task::Poll::Ready(ExecOutcome::Exited(0)));
+        assert_eq!(rx.recv().await.unwrap().data, b"hi\n".to_vec());
+        let (tx, mut rx) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let o = simulate(
+            Duration::ZERO,
+            Duration::from_secs(60),
+            "hi\n".into(),
+            tx,
+            cancel,
+        )
+        .await;
+        assert_eq!(o, ExecOutcome::Cancelled);
         assert!(rx.recv().await.is_none());
     }
 

@@ -42,7 +42,8 @@ pub struct SimulateArgs {
         requires = "simulate"
     )]
     pub simulate_prefix: String,
-    /// How long a simulated job runs, in milliseconds.
+    /// How long a simulated job runs, in milliseconds (0: it ends as soon as it starts, so
+    /// that a benchmark measures the control plane alone).
     #[arg(long, value_name = "MS", default_value_t = 10, requires = "simulate")]
     pub simulate_run_ms: u64,
     /// Simulated agents sharing one connection (HTTP/2 multiplexes their requests; fluxd allows

@@ -1,26 +1,137 @@
-//! `fluxctl bench jobs`: job round-trip latency (submit → terminal status seen by the client)
-//! and throughput against a running control plane with its agents.
+//! `fluxctl bench jobs` and `bench submit`: job round-trip latency (submit → terminal status
+//! seen by the client) and throughput against a running control plane with its agents, and
+//! `bench converge`: time for a new state to become compliant.
+//!
+//! The client side is built so that it does not cap what it measures: each worker keeps one
+//! request in flight, and every [`WORKERS_PER_CONNECTION`] workers get their own HTTP/2
+//! connection (fluxd serves at most 200 concurrent streams on one connection, and a worker's
+//! `wait` holds its stream for most of the job's life), opened and warmed up before the clock
+//! starts. Requests that fail are counted as errors (a 429 waits its Retry-After, at most one
+//! second) instead of ending the run, and the run is bounded by `--duration` (no new jobs after
+//! it) and `--deadline` (jobs still unfinished then are counted as such).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use flux_core::client::ApiClient;
+use flux_core::client::{ApiClient, ClientError};
 use std::collections::BTreeMap;
 
 use flux_core::model::{Job, JobStatus, SubmitJob};
 use flux_core::reconcile::TargetState;
 use flux_core::state::StateView;
 use flux_core::state::{StateSpec, Targets};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde::Serialize;
+
+/// Largest `--concurrency` of `bench jobs` and `bench submit`.
+pub const MAX_CONCURRENCY: u32 = 1024;
+/// Workers sharing one HTTP/2 connection by default: each has one request in flight at a time,
+/// well under the 200 streams fluxd serves per connection.
+pub const WORKERS_PER_CONNECTION: usize = 64;
+/// Largest `--connections`.
+pub const MAX_CONNECTIONS: u32 = 256;
+
+/// How a throughput run is driven.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Jobs to issue at most.
+    pub count: usize,
+    /// Workers, each with one job (or submission) in flight.
+    pub concurrency: usize,
+    /// HTTP/2 connections the workers are spread over; `None`: one per
+    /// [`WORKERS_PER_CONNECTION`] workers.
+    pub connections: Option<usize>,
+    /// No new job is issued after this long.
+    pub duration: Option<Duration>,
+    /// The whole run ends by then; jobs not finished are counted as unfinished.
+    pub deadline: Duration,
+}
+
+impl Load {
+    /// Checks the bounds (the command line checks them too; this guards other callers).
+    pub fn validate(&self) -> Result<()> {
+        if self.count == 0 {
+            bail!("--count must be at least 1");
+        }
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY as usize {
+            bail!(
+                "--concurrency must be between 1 and {MAX_CONCURRENCY} (got {})",
+                self.concurrency
+            );
+        }
+        if let Some(c) = self.connections
+            && (c == 0 || c > MAX_CONNECTIONS as usize)
+        {
+            bail!("--connections must be between 1 and {MAX_CONNECTIONS} (got {c})");
+        }
+        Ok(())
+    }
+
+    /// Workers actually started: no more than there are jobs.
+    fn workers(&self) -> usize {
+        self.concurrency.min(self.count)
+    }
+
+    /// Connections opened for the workers.
+    pub fn connection_count(&self) -> usize {
+        connections_for(self.workers(), self.connections)
+    }
+}
+
+/// Connections for `workers` workers: as asked (never more than there are workers), or one per
+/// [`WORKERS_PER_CONNECTION`].
+fn connections_for(workers: usize, asked: Option<usize>) -> usize {
+    match asked {
+        Some(c) => c.clamp(1, workers.max(1)),
+        None => workers.div_ceil(WORKERS_PER_CONNECTION).max(1),
+    }
+}
+
+/// Opens `n` clients, each with its own connection pool, and makes one call on each alone so
+/// that each opens exactly one connection (HTTP/2 through ALPN), which its workers then share;
+/// the TLS handshakes are thereby kept out of the measurement.
+pub async fn connect(
+    make: impl Fn() -> Result<ApiClient>,
+    n: usize,
+) -> Result<Vec<Arc<ApiClient>>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = make()?;
+        c.send(Method::GET, "/healthz", None, Duration::from_secs(10))
+            .await?;
+        clients.push(Arc::new(c));
+    }
+    Ok(clients)
+}
+
+/// How long to hold off after a failed request: a 429's Retry-After (at most one second) or
+/// a short pause, so that a refusing server is not hammered in a tight loop.
+fn pause_after(e: &ClientError) -> Duration {
+    match e {
+        ClientError::Api {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after,
+            ..
+        } => Duration::from_secs(retry_after.unwrap_or(1)).min(Duration::from_secs(1)),
+        _ => Duration::from_millis(50),
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// Jobs that reached a terminal status (succeeded or not).
     pub jobs: usize,
     pub concurrency: usize,
+    /// HTTP/2 connections the workers were spread over.
+    pub connections: usize,
+    /// Jobs that ended in another status than succeeded.
     pub failed: usize,
+    /// Requests that failed (refused submissions, failed waits); their jobs are not counted.
+    pub errors: usize,
+    /// Jobs submitted but not seen finished by the deadline.
+    pub unfinished: usize,
     pub elapsed_secs: f64,
     pub jobs_per_sec: f64,
     /// Round trip: from submission until the client saw the job's terminal status.
@@ -32,8 +143,15 @@ pub struct Report {
     pub dispatch: Latency,
 }
 
+impl Report {
+    /// Whether every job issued ran and succeeded, with no request failing.
+    pub fn clean(&self) -> bool {
+        self.failed == 0 && self.errors == 0 && self.unfinished == 0
+    }
+}
+
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, PartialEq)]
 pub struct Latency {
     pub samples: usize,
     pub p50_ms: f64,
@@ -64,102 +182,153 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
 }
 
-/// Submits `count` jobs running `command` from `concurrency` workers; each worker submits one
-/// job and waits for its end before the next. Bounded by `deadline` overall.
-pub async fn jobs(
-    api: Arc<ApiClient>,
+/// Hands out job numbers until `count` are issued or `until` has passed.
+struct Issuer {
+    next: AtomicUsize,
     count: usize,
-    concurrency: usize,
+    until: Option<Instant>,
+}
+
+impl Issuer {
+    fn new(count: usize, start: Instant, duration: Option<Duration>) -> Issuer {
+        Issuer {
+            next: AtomicUsize::new(0),
+            count,
+            until: duration.map(|d| start + d),
+        }
+    }
+
+    /// Whether another job may be issued now.
+    fn take(&self) -> bool {
+        if self.until.is_some_and(|u| Instant::now() >= u) {
+            return false;
+        }
+        self.next.fetch_add(1, Ordering::Relaxed) < self.count
+    }
+}
+
+/// One worker's tallies.
+#[derive(Default)]
+struct Tally {
+    lat: Vec<Duration>,
+    submit: Vec<Duration>,
+    dispatch: Vec<Duration>,
+    failed: usize,
+    errors: usize,
+    unfinished: usize,
+}
+
+/// Waits failing this many times in a row give the job up (counted unfinished).
+const WAIT_TRIES: u32 = 5;
+
+/// Runs jobs of `command` from `load.concurrency` workers over `clients`; each worker submits
+/// one job and waits for its end before the next.
+pub async fn jobs(
+    clients: Vec<Arc<ApiClient>>,
+    load: &Load,
     command: String,
     node: Option<String>,
-    deadline: Duration,
     progress: bool,
 ) -> Result<Report> {
-    if count == 0 || concurrency == 0 {
-        bail!("--count and --concurrency must be at least 1");
+    load.validate()?;
+    if clients.is_empty() {
+        bail!("no client to run the benchmark with");
     }
     let bar = if progress {
-        indicatif::ProgressBar::new(count as u64)
+        indicatif::ProgressBar::new(load.count as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let stop_at = tokio::time::Instant::now() + deadline;
+    let issuer = Arc::new(Issuer::new(load.count, start, load.duration));
+    let stop_at = tokio::time::Instant::now() + load.deadline;
+    let req = Arc::new(SubmitJob {
+        command: Some(command),
+        node_id: node,
+        ..SubmitJob::default()
+    });
     let mut workers = Vec::new();
-    for _ in 0..concurrency.min(count) {
-        let (api, next, command, node, bar) = (
-            api.clone(),
-            next.clone(),
-            command.clone(),
-            node.clone(),
-            bar.clone(),
-        );
+    for w in 0..load.workers() {
+        let api = clients[w % clients.len()].clone();
+        let (issuer, req, bar) = (issuer.clone(), req.clone(), bar.clone());
         workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut submit = Vec::new();
-            let mut dispatch = Vec::new();
-            let mut failed = 0usize;
-            while next.fetch_add(1, Ordering::Relaxed) < count {
+            let mut t = Tally::default();
+            'jobs: while issuer.take() {
+                if tokio::time::Instant::now() >= stop_at {
+                    break;
+                }
                 let t0 = Instant::now();
-                let req = SubmitJob {
-                    command: Some(command.clone()),
-                    node_id: node.clone(),
-                    ..SubmitJob::default()
+                let job: Job = match api.post("/v1/jobs", &*req).await {
+                    Ok(j) => j,
+                    Err(e) => {
+                        t.errors += 1;
+                        tokio::time::sleep(pause_after(&e)).await;
+                        continue;
+                    }
                 };
-                let job: Job = api.post("/v1/jobs", &req).await?;
-                submit.push(t0.elapsed());
+                t.submit.push(t0.elapsed());
+                let path = format!("/v1/jobs/{}/wait?timeout_secs=10", job.job_id);
+                let mut tries = 0;
                 let done = loop {
                     if tokio::time::Instant::now() >= stop_at {
-                        bail!("benchmark deadline passed with jobs still running");
+                        t.unfinished += 1;
+                        break 'jobs;
                     }
-                    let j: Job = api
-                        .call(
-                            Method::GET,
-                            &format!("/v1/jobs/{}/wait?timeout_secs=10", job.job_id),
-                            None,
-                            Duration::from_secs(30),
-                        )
-                        .await?;
-                    if j.status.is_terminal() {
-                        break j;
+                    match api
+                        .call::<Job>(Method::GET, &path, None, Duration::from_secs(30))
+                        .await
+                    {
+                        Ok(j) if j.status.is_terminal() => break j,
+                        Ok(_) => tries = 0,
+                        Err(e) => {
+                            t.errors += 1;
+                            tries += 1;
+                            if tries >= WAIT_TRIES {
+                                t.unfinished += 1;
+                                continue 'jobs;
+                            }
+                            tokio::time::sleep(pause_after(&e)).await;
+                        }
                     }
                 };
                 if done.status != JobStatus::Succeeded {
-                    failed += 1;
+                    t.failed += 1;
                 }
-                lat.push(t0.elapsed());
+                t.lat.push(t0.elapsed());
                 if let Some(started) = done.started_at {
-                    dispatch.push(Duration::from_millis(
+                    t.dispatch.push(Duration::from_millis(
                         started.saturating_sub(done.created_at),
                     ));
                 }
                 bar.inc(1);
             }
-            Ok::<_, anyhow::Error>((lat, submit, dispatch, failed))
+            t
         }));
     }
-    let mut lat = Vec::with_capacity(count);
-    let (mut submit, mut dispatch) = (Vec::new(), Vec::new());
-    let mut failed = 0;
+    let mut all = Tally::default();
     for w in workers {
-        let (l, s, d, f) = w.await??;
-        lat.extend(l);
-        submit.extend(s);
-        dispatch.extend(d);
-        failed += f;
+        let t = w.await?;
+        all.lat.extend(t.lat);
+        all.submit.extend(t.submit);
+        all.dispatch.extend(t.dispatch);
+        all.failed += t.failed;
+        all.errors += t.errors;
+        all.unfinished += t.unfinished;
     }
     bar.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
     Ok(Report {
-        jobs: lat.len(),
-        concurrency,
-        failed,
+        jobs: all.lat.len(),
+        concurrency: load.concurrency,
+        connections: clients.len(),
+        failed: all.failed,
+        errors: all.errors,
+        unfinished: all.unfinished,
         elapsed_secs: elapsed,
-        jobs_per_sec: lat.len() as f64 / elapsed,
-        round_trip: Latency::of(lat),
-        submit: Latency::of(submit),
-        dispatch: Latency::of(dispatch),
+        jobs_per_sec: all.lat.len() as f64 / elapsed,
+        round_trip: Latency::of(all.lat),
+        submit: Latency::of(all.submit),
+        dispatch: Latency::of(all.dispatch),
     })
 }
 
@@ -168,6 +337,8 @@ pub async fn jobs(
 pub struct SubmitReport {
     pub jobs: usize,
     pub concurrency: usize,
+    /// HTTP/2 connections the workers were spread over.
+    pub connections: usize,
     /// Submissions refused (429 from a quota or load shedding, other errors).
     pub refused: usize,
     pub elapsed_secs: f64,
@@ -175,33 +346,33 @@ pub struct SubmitReport {
     pub latency: Latency,
 }
 
-/// Submits `count` jobs from `concurrency` workers as fast as they are acknowledged, without
+/// Submits jobs from `load.concurrency` workers as fast as they are acknowledged, without
 /// waiting for them to run: the control plane's admission throughput.
 pub async fn submit(
-    api: Arc<ApiClient>,
-    count: usize,
-    concurrency: usize,
+    clients: Vec<Arc<ApiClient>>,
+    load: &Load,
     command: String,
-    deadline: Duration,
 ) -> Result<SubmitReport> {
-    if count == 0 || concurrency == 0 {
-        bail!("--count and --concurrency must be at least 1");
+    load.validate()?;
+    if clients.is_empty() {
+        bail!("no client to run the benchmark with");
     }
-    let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let stop_at = Instant::now() + deadline;
+    let issuer = Arc::new(Issuer::new(load.count, start, load.duration));
+    let stop_at = Instant::now() + load.deadline;
+    let req = Arc::new(SubmitJob {
+        command: Some(command),
+        ..SubmitJob::default()
+    });
     let mut workers = Vec::new();
-    for _ in 0..concurrency.min(count) {
-        let (api, next, command) = (api.clone(), next.clone(), command.clone());
+    for w in 0..load.workers() {
+        let api = clients[w % clients.len()].clone();
+        let (issuer, req) = (issuer.clone(), req.clone());
         workers.push(tokio::spawn(async move {
             let (mut lat, mut refused) = (Vec::new(), 0usize);
-            while Instant::now() < stop_at && next.fetch_add(1, Ordering::Relaxed) < count {
+            while Instant::now() < stop_at && issuer.take() {
                 let t0 = Instant::now();
-                let req = SubmitJob {
-                    command: Some(command.clone()),
-                    ..SubmitJob::default()
-                };
-                match api.post::<Job, _>("/v1/jobs", &req).await {
+                match api.post::<Job, _>("/v1/jobs", &*req).await {
                     Ok(_) => lat.push(t0.elapsed()),
                     Err(_) => refused += 1,
                 }
@@ -209,7 +380,7 @@ pub async fn submit(
             (lat, refused)
         }));
     }
-    let (mut lat, mut refused) = (Vec::with_capacity(count), 0);
+    let (mut lat, mut refused) = (Vec::with_capacity(load.count.min(1 << 20)), 0);
     for w in workers {
         let (l, r) = w.await?;
         lat.extend(l);
@@ -218,7 +389,8 @@ pub async fn submit(
     let elapsed = start.elapsed().as_secs_f64();
     Ok(SubmitReport {
         jobs: lat.len(),
-        concurrency,
+        concurrency: load.concurrency,
+        connections: clients.len(),
         refused,
         elapsed_secs: elapsed,
         submits_per_sec: lat.len() as f64 / elapsed,
@@ -322,9 +494,110 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         assert_eq!(pct(&v, 50.0), 50.0);
+        assert_eq!(pct(&v, 90.0), 90.0);
         assert_eq!(pct(&v, 99.0), 99.0);
         assert_eq!(pct(&v, 100.0), 100.0);
         assert_eq!(pct(&v[..1], 99.0), 1.0);
         assert_eq!(pct(&[], 50.0), 0.0);
+        // Ten samples: the 99th percentile is the largest, the median the fifth.
+        assert_eq!(pct(&v[..10], 99.0), 10.0);
+        assert_eq!(pct(&v[..10], 50.0), 5.0);
+    }
+
+    #[test]
+    fn latency_sorts_its_samples_first() {
+        let v = [7u64, 1, 3, 9, 5]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect();
+        assert_eq!(
+            Latency::of(v),
+            Latency {
+                samples: 5,
+                p50_ms: 5.0,
+                p90_ms: 9.0,
+                p99_ms: 9.0,
+                max_ms: 9.0
+            }
+        );
+        assert_eq!(Latency::of(Vec::new()).samples, 0);
+        assert_eq!(Latency::of(Vec::new()).max_ms, 0.0);
+    }
+
+    fn load(count: usize, concurrency: usize, connections: Option<usize>) -> Load {
+        Load {
+            count,
+            concurrency,
+            connections,
+            duration: None,
+            deadline: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn concurrency_is_bounded_and_named_when_refused() {
+        assert!(load(10, 1, None).validate().is_ok());
+        assert!(load(10, MAX_CONCURRENCY as usize, None).validate().is_ok());
+        for (l, flag) in [
+            (load(10, 0, None), "--concurrency"),
+            (
+                load(10, MAX_CONCURRENCY as usize + 1, None),
+                "--concurrency",
+            ),
+            (load(0, 1, None), "--count"),
+            (load(10, 4, Some(0)), "--connections"),
+            (
+                load(10, 4, Some(MAX_CONNECTIONS as usize + 1)),
+                "--connections",
+            ),
+        ] {
+            let e = l.validate().expect_err("out of bounds").to_string();
+            assert!(e.contains(flag), "{e}");
+        }
+    }
+
+    #[test]
+    fn workers_get_one_connection_per_sixty_four() {
+        assert_eq!(load(1000, 1, None).connection_count(), 1);
+        assert_eq!(load(1000, 64, None).connection_count(), 1);
+        assert_eq!(load(1000, 65, None).connection_count(), 2);
+        assert_eq!(load(100_000, 1024, None).connection_count(), 16);
+        // No more workers (nor connections) than jobs.
+        assert_eq!(load(3, 1024, None).connection_count(), 1);
+        assert_eq!(load(3, 1024, Some(8)).connection_count(), 3);
+        assert_eq!(load(1000, 32, Some(4)).connection_count(), 4);
+    }
+
+    #[test]
+    fn the_issuer_stops_at_the_count_or_the_duration() {
+        let now = Instant::now();
+        let i = Issuer::new(3, now, None);
+        assert_eq!((0..10).filter(|_| i.take()).count(), 3);
+        let i = Issuer::new(1000, now, Some(Duration::ZERO));
+        assert!(!i.take(), "no job is issued once the duration has passed");
+        let i = Issuer::new(1000, now, Some(Duration::from_secs(3600)));
+        assert_eq!((0..10).filter(|_| i.take()).count(), 10);
+    }
+
+    #[test]
+    fn refused_requests_pause_by_retry_after_at_most_a_second() {
+        let api = |status, retry_after| ClientError::Api {
+            status,
+            code: "x".into(),
+            message: "x".into(),
+            retry_after,
+        };
+        assert_eq!(
+            pause_after(&api(StatusCode::TOO_MANY_REQUESTS, Some(30))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            pause_after(&api(StatusCode::TOO_MANY_REQUESTS, Some(0))),
+            Duration::ZERO
+        );
+        assert_eq!(
+            pause_after(&api(StatusCode::INTERNAL_SERVER_ERROR, None)),
+            Duration::from_millis(50)
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! `fluxctl bench converge|submit|jobs`: benchmarks against a running control plane (the
 //! measuring is in [`crate::bench`]); each prints its report as a one-row table or as JSON and
-//! exits 1 if any job failed or submission was refused.
+//! exits 1 if any job failed, a request failed or submission was refused.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Result;
 use clap::Subcommand;
+use flux_core::client::ApiClient;
 use flux_core::model::parse_duration;
 
 use crate::bench;
@@ -32,38 +34,67 @@ pub enum BenchCmd {
     /// Submission throughput: jobs acknowledged per second and submission latency, without
     /// waiting for the jobs to run (agents run them afterwards).
     Submit {
-        /// Jobs to submit in all.
+        /// Jobs to submit at most.
         #[arg(long, default_value_t = 1000)]
         count: usize,
-        /// Submissions in flight at once.
-        #[arg(long, default_value_t = 10)]
-        concurrency: usize,
+        #[command(flatten)]
+        load: LoadArgs,
         /// Command each job runs.
         #[arg(long, default_value = "true")]
         command: String,
-        /// Give up after this long.
-        #[arg(long, value_parser = parse_duration, default_value = "10m")]
-        deadline: Duration,
     },
     /// Job round trip: submit → result, latency percentiles and jobs/s, with submission and
-    /// dispatch (created → started on the agent) latencies.
+    /// dispatch (created → started on the agent) latencies, failed requests and jobs left
+    /// unfinished at the deadline.
     Jobs {
-        /// Jobs to run in all.
+        /// Jobs to run at most.
         #[arg(long, default_value_t = 500)]
         count: usize,
-        /// Jobs in flight at once (each worker submits, waits, repeats).
-        #[arg(long, default_value_t = 10)]
-        concurrency: usize,
+        #[command(flatten)]
+        load: LoadArgs,
         /// Command each job runs.
         #[arg(long, default_value = "true")]
         command: String,
         /// Pin jobs to one agent.
         #[arg(short, long)]
         node: Option<String>,
-        /// Give up after this long.
-        #[arg(long, value_parser = parse_duration, default_value = "10m")]
-        deadline: Duration,
     },
+}
+
+/// How hard and how long `bench jobs` and `bench submit` drive the control plane.
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// Jobs in flight at once (each worker submits, waits, repeats), 1 to 1024.
+    #[arg(long, default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_CONCURRENCY)))]
+    concurrency: u32,
+    /// HTTP/2 connections the workers share, 1 to 256; default one per 64 workers.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_CONNECTIONS)))]
+    connections: Option<u32>,
+    /// Issue no new job after this long (with a large --count: a run of fixed length).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// End the run by then; jobs not finished by then are reported as unfinished.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    deadline: Duration,
+}
+
+impl LoadArgs {
+    fn load(&self, count: usize) -> bench::Load {
+        bench::Load {
+            count,
+            concurrency: self.concurrency as usize,
+            connections: self.connections.map(|c| c as usize),
+            duration: self.duration,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// The benchmark's clients, connected (see [`bench::connect`]).
+async fn clients(ctx: &Ctx, load: &bench::Load) -> Result<Vec<Arc<ApiClient>>> {
+    load.validate()?;
+    bench::connect(|| ctx.client(), load.connection_count()).await
 }
 
 /// Progress on stderr only for people at a terminal.
@@ -75,33 +106,24 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Jobs {
             count,
-            concurrency,
+            load,
             command,
             node,
-            deadline,
         } => {
-            let api = Arc::new(ctx.client()?);
-            let r = bench::jobs(
-                api,
-                count,
-                concurrency,
-                command,
-                node,
-                deadline,
-                progress(ctx),
-            )
-            .await?;
+            let load = load.load(count);
+            let api = clients(ctx, &load).await?;
+            let r = bench::jobs(api, &load, command, node, progress(ctx)).await?;
             emit(ctx.out, &r)?;
-            ok_or_1(r.failed == 0)
+            ok_or_1(r.clean())
         }
         BenchCmd::Submit {
             count,
-            concurrency,
+            load,
             command,
-            deadline,
         } => {
-            let api = Arc::new(ctx.client()?);
-            let r = bench::submit(api, count, concurrency, command, deadline).await?;
+            let load = load.load(count);
+            let api = clients(ctx, &load).await?;
+            let r = bench::submit(api, &load, command).await?;
             emit(ctx.out, &r)?;
             ok_or_1(r.refused == 0)
         }
@@ -139,7 +161,10 @@ impl Render for bench::Report {
             &[
                 "JOBS",
                 "CONCURRENCY",
+                "CONNS",
                 "FAILED",
+                "ERRORS",
+                "UNFINISHED",
                 "SECONDS",
                 "JOBS/S",
                 "P50 MS",
@@ -152,7 +177,10 @@ impl Render for bench::Report {
             vec![
                 r.jobs.to_string(),
                 r.concurrency.to_string(),
+                r.connections.to_string(),
                 r.failed.to_string(),
+                r.errors.to_string(),
+                r.unfinished.to_string(),
                 format!("{:.2}", r.elapsed_secs),
                 format!("{:.1}", r.jobs_per_sec),
                 format!("{:.1}", r.round_trip.p50_ms),
@@ -173,6 +201,7 @@ impl Render for bench::SubmitReport {
             &[
                 "JOBS",
                 "CONCURRENCY",
+                "CONNS",
                 "REFUSED",
                 "SECONDS",
                 "SUBMITS/S",
@@ -183,6 +212,7 @@ impl Render for bench::SubmitReport {
             vec![
                 r.jobs.to_string(),
                 r.concurrency.to_string(),
+                r.connections.to_string(),
                 r.refused.to_string(),
                 format!("{:.2}", r.elapsed_secs),
                 format!("{:.1}", r.submits_per_sec),
@@ -219,5 +249,40 @@ impl Render for bench::ConvergeReport {
                 format!("{:.0}", r.to_compliant.max_ms),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Cmd};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["fluxctl", "bench"].iter().chain(args))
+    }
+
+    #[test]
+    fn concurrency_up_to_1024_is_taken() {
+        for cmd in ["jobs", "submit"] {
+            let cli = parse(&[cmd, "--concurrency", "1024", "--connections", "16"]).unwrap();
+            assert!(matches!(cli.cmd, Cmd::Bench(_)));
+        }
+    }
+
+    #[test]
+    fn concurrency_beyond_1024_is_refused_naming_the_flag() {
+        for cmd in ["jobs", "submit"] {
+            for (flag, value) in [
+                ("--concurrency", "1025"),
+                ("--concurrency", "0"),
+                ("--connections", "257"),
+            ] {
+                let e = parse(&[cmd, flag, value]).expect_err("out of range");
+                assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+                let msg = e.to_string();
+                assert!(msg.contains(flag) && msg.contains(value), "{msg}");
+            }
+        }
     }
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Profiles fluxd at one benchmark point: AGENTS simulated agents (default 1,000) on STORE
+# (redb or redis), `fluxctl bench jobs` at CONCURRENCY for SECS seconds, with fluxd under
+# `perf record` for the same window; prints the top of `perf report --no-children` and keeps
+# perf.data (path printed).
+#
+#   bash scripts/profile.sh                          # 1,000 agents, redb, 20 s
+#   STORE=redis AGENTS=10000 bash scripts/profile.sh
+#   CALLGRAPH="--call-graph dwarf" bash scripts/profile.sh    # deeper stacks (large perf.data)
+#   BIN_DIR=/path/to/old/target/release bash scripts/profile.sh
+#
+# Needs perf; with kernel.perf_event_paranoid above 1 only root sees kernel frames, above 2
+# only root may profile at all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+AGENTS="${AGENTS:-1000}"
+STORE="${STORE:-redb}"
+SECS="${SECS:-20}"
+CONCURRENCY="${CONCURRENCY:-512}"
+CALLGRAPH="${CALLGRAPH:--g}"
+FREQ="${FREQ:-999}"
+TOP="${TOP:-60}"
+PERF="${PERF:-$(command -v perf || echo /usr/bin/perf)}"
+[ -x "$PERF" ] || { echo "perf is not installed" >&2; exit 1; }
+paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo 2)
+if [ "$(id -u)" != 0 ] && [ "$paranoid" -gt 2 ]; then
+    echo "kernel.perf_event_paranoid is $paranoid: only root may profile (sysctl kernel.perf_event_paranoid=1)" >&2
+    exit 1
+fi
+[ "$(id -u)" = 0 ] || [ "$paranoid" -le 1 ] || echo "note: perf_event_paranoid $paranoid, user-space frames only" >&2
+
+flux_build
+cleanup_all() { flux_cleanup; flux_redis_down; }
+trap cleanup_all EXIT
+dir="$(mktemp -d -t fluxforge-profile.XXXXXX)"
+args=()
+if [ "$STORE" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
+flux_up "$dir" "$(flux_free_port)" "${args[@]}" --max-long-polls $(( AGENTS + 3000 )) \
+    --max-requests 4096 --max-agent-requests 4096 --tenant-share 100 --token-share 100 \
+    --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s
+flux_simulate "$AGENTS" "$(( 60 + AGENTS / 250 ))" --simulate-run-ms 0 --label fleet=sim
+echo "==> perf record $CALLGRAPH -F $FREQ on fluxd ($FLUXD_PID) for ${SECS}s, bench jobs at concurrency $CONCURRENCY"
+"$PERF" record $CALLGRAPH -F "$FREQ" -p "$FLUXD_PID" -o "$dir/perf.data" -- sleep "$SECS" \
+    >"$dir/perf-record.log" 2>&1 &
+perf_pid=$!
+"$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "${SECS}s" \
+    --concurrency "$CONCURRENCY" >"$dir/bench-jobs.json" || true
+wait "$perf_pid" || { cat "$dir/perf-record.log" >&2; exit 1; }
+echo "    bench: $(flux_jobs_summary "$dir/bench-jobs.json")"
+echo "==> perf report --no-children (top $TOP lines); data: $dir/perf.data"
+"$PERF" report -i "$dir/perf.data" --no-children --stdio --percent-limit 0.5 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -n "$TOP"
