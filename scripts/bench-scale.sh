@@ -35,7 +35,7 @@ SLOTS="${SLOTS:-4}"                  # per simulated agent
 HEARTBEAT="${HEARTBEAT:-30}"         # seconds
 WINDOW="${WINDOW:-60}"               # idle CPU window, seconds
 SETTLE="${SETTLE:-15}"               # seconds between "all online" and the window
-START_CONCURRENCY="${START_CONCURRENCY:-64}"
+START_CONCURRENCY="${START_CONCURRENCY:-64}"   # simulated agents registering at once (and fluxd's --max-registrations)
 
 flux_build
 TICK=$(getconf CLK_TCK)
@@ -56,7 +56,8 @@ up() {
     fi
     flux_up "$dir" "$(flux_free_port)" "${args[@]}" \
         --max-long-polls $(( n + 2 * 1024 + 1000 )) --max-requests 4096 \
-        --max-agent-requests 4096 --tenant-share 100 --token-share 100 \
+        --max-agent-requests 4096 --max-registrations "$START_CONCURRENCY" \
+        --tenant-share 100 --token-share 100 \
         --max-connections "$CONNS" --max-connections-per-ip "$CONNS" \
         --heartbeat-interval "${HEARTBEAT}s" --unreachable-after "$((3 * HEARTBEAT))s" \
         --dead-after "$((6 * HEARTBEAT))s"

@@ -106,9 +106,10 @@ flux_simulate() {
     FLUX_PIDS+=("$SIM_PID")
     while [ "$(flux_online)" -lt "$n" ]; do
         if [ $(( $(date +%s) - t0 )) -ge "$limit" ] || ! kill -0 "$SIM_PID" 2>/dev/null; then
-            echo "    only $(flux_online) of $n simulated agents online after ${limit}s; simulator log tail:" >&2
-            tail -3 "$FLUX_DIR/simulator.log" >&2
             SIM_SECS=$(( $(date +%s) - t0 ))
+            kill -0 "$SIM_PID" 2>/dev/null || echo "    the simulator exited" >&2
+            echo "    only $(flux_online) of $n simulated agents online after ${SIM_SECS}s; simulator log tail:" >&2
+            tail -3 "$FLUX_DIR/simulator.log" >&2
             return 1
         fi
         sleep 1

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use flux_core::auth::Role;
-use flux_core::client::{ApiClient, ClientError, TlsOptions};
+use flux_core::client::{ApiClient, ClientError, TlsOptions, backoff};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, Exec, Profile, with_retry};
+use crate::agent::{Agent, Exec, Profile, is_session_conflict, with_retry};
 use crate::{Args, stop_on_signals};
 
 /// Lifetime of the agent tokens minted for simulated agents.
@@ -86,6 +86,32 @@ async fn mint(
     Ok(minted.token)
 }
 
+/// Registers `agent`, waiting while the node is held by an earlier live session. With
+/// thousands of agents starting on a busy node, a registration can time out on the client
+/// after the node took it; its retry then finds the node held by a session whose secret never
+/// arrived, and may register only once that session is declared dead (as a real agent does
+/// after a restart without its state directory).
+async fn register(agent: &Agent, stop: &CancellationToken) -> Result<(), ClientError> {
+    let mut refused = 0u32;
+    loop {
+        match agent.register(stop).await {
+            Err(e) if is_session_conflict(&e) && !stop.is_cancelled() => {
+                if refused == 0 {
+                    tracing::warn!(node = %agent.node_id, error = %e,
+                        "registration held by an earlier session; waiting until it is dead");
+                }
+                let delay = backoff(refused, Duration::from_millis(500), Duration::from_secs(5));
+                refused = refused.saturating_add(1);
+                tokio::select! {
+                    _ = stop.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
 /// One simulated agent, from its token to the end of its poll loop.
 async fn agent(
     admin: Arc<ApiClient>,
@@ -103,8 +129,7 @@ async fn agent(
             .with_context(|| format!("creating the agent token of {node_id}"))?,
     };
     let agent = Arc::new(Agent::new(admin.with_token(Some(token)), node_id, profile));
-    agent
-        .register(&stop)
+    register(&agent, &stop)
         .await
         .with_context(|| format!("registering {}", agent.node_id))?;
     drop(starting);
