@@ -110,23 +110,49 @@ impl Inboxes {
     /// Forwards the store's change notices until `cancel`.
     pub async fn run(
         self: Arc<Self>,
-        mut changes: broadcast::Receiver<Change>,
+        changes: broadcast::Receiver<Change>,
         cancel: CancellationToken,
     ) {
-        loop {
-            let change = tokio::select! {
-                _ = cancel.cancelled() => return,
-                c = changes.recv() => c,
-            };
-            match change {
-                Ok(c) => self.dispatch(&c),
-                // Notices were lost: any inbox may have changed.
-                Err(broadcast::error::RecvError::Lagged(_)) => self.wake_all(),
-                Err(broadcast::error::RecvError::Closed) => {
-                    // No more notices: polls fall back to their deadlines.
-                    self.wake_all();
-                    return;
-                }
+        forward_changes(self.as_ref(), changes, cancel).await
+    }
+}
+
+impl ChangeHub for Inboxes {
+    fn dispatch(&self, change: &Change) {
+        Inboxes::dispatch(self, change)
+    }
+    fn wake_all(&self) {
+        Inboxes::wake_all(self)
+    }
+}
+
+/// A table of watchers woken by the store's change notices (agent inboxes, job waits).
+pub trait ChangeHub {
+    /// Wakes the watchers a change concerns.
+    fn dispatch(&self, change: &Change);
+    /// Wakes every watcher (notices were lost, or no more will come).
+    fn wake_all(&self);
+}
+
+/// Forwards the store's change notices to `hub` until `cancel`. Lost notices wake everyone;
+/// once the stream ends everyone is woken one last time, and watchers fall back to their
+/// deadlines.
+pub async fn forward_changes(
+    hub: &impl ChangeHub,
+    mut changes: broadcast::Receiver<Change>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let change = tokio::select! {
+            _ = cancel.cancelled() => return,
+            c = changes.recv() => c,
+        };
+        match change {
+            Ok(c) => hub.dispatch(&c),
+            Err(broadcast::error::RecvError::Lagged(_)) => hub.wake_all(),
+            Err(broadcast::error::RecvError::Closed) => {
+                hub.wake_all();
+                return;
             }
         }
     }

@@ -160,25 +160,19 @@ impl JobWaiters {
     /// Forwards the store's change notices until `cancel`.
     pub async fn run(
         self: Arc<Self>,
-        mut changes: broadcast::Receiver<Change>,
+        changes: broadcast::Receiver<Change>,
         cancel: CancellationToken,
     ) {
-        loop {
-            let change = tokio::select! {
-                _ = cancel.cancelled() => return,
-                c = changes.recv() => c,
-            };
-            match change {
-                Ok(c) => self.dispatch(&c),
-                // Notices were lost: any job may have changed.
-                Err(broadcast::error::RecvError::Lagged(_)) => self.wake_all(),
-                Err(broadcast::error::RecvError::Closed) => {
-                    // No more notices: waits and follows fall back to their deadlines.
-                    self.wake_all();
-                    return;
-                }
-            }
-        }
+        crate::inboxes::forward_changes(self.as_ref(), changes, cancel).await
+    }
+}
+
+impl crate::inboxes::ChangeHub for JobWaiters {
+    fn dispatch(&self, change: &Change) {
+        JobWaiters::dispatch(self, change)
+    }
+    fn wake_all(&self) {
+        JobWaiters::wake_all(self)
     }
 }
 
