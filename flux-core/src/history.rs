@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Millis;
+use crate::model::{JobStatus, Millis};
 use crate::store::{Epoch, Version};
 
 /// One line of a node's history log (`fluxd --history-log`), JSON.
@@ -36,6 +36,14 @@ pub enum HistoryEvent {
         node: String,
         tenant: String,
         attempt_id: String,
+        at: Millis,
+    },
+    /// The garbage collector deleted a job, whose record (as read) had `status`.
+    Collected {
+        node: String,
+        tenant: String,
+        job_id: String,
+        status: JobStatus,
         at: Millis,
     },
 }

@@ -2,7 +2,7 @@
 //!
 //! A [`crate::store::Key`] is a tenant plus a path; this module builds the paths. Objects of a
 //! tenant live inside that tenant (`jobs/`, `pending/`, `attempts/`, `inbox/`, `agents/`,
-//! `liveness/`, `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`); records of
+//! `liveness/`, `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`, `gc/`); records of
 //! the cluster itself live in [`crate::store::SYSTEM_TENANT`] (`nodes/`, `tenants/`, `quotas/`,
 //! `revoked/`).
 //!
@@ -30,6 +30,8 @@ pub fn pending(job_id: &str) -> String {
     format!("pending/{job_id}")
 }
 
+/// Prefix of every attempt record.
+pub const ATTEMPTS: &str = "attempts/";
 pub fn attempt(job_id: &str, number: u32) -> String {
     format!("attempts/{job_id}/{number:04}")
 }
@@ -51,6 +53,8 @@ pub fn agent(node_id: &str) -> String {
     format!("agents/{node_id}")
 }
 
+/// Prefix of every output chunk.
+pub const OUTPUT: &str = "output/";
 /// Output chunks of one attempt.
 pub fn output(attempt_id: &str) -> String {
     format!("output/{attempt_id}/")
@@ -63,8 +67,10 @@ pub fn output_chunk(attempt_id: &str, seq: u64) -> String {
     format!("output/{attempt_id}/{seq:010}")
 }
 
+/// Prefix of every idempotency key record (its value: the id of the job it names).
+pub const IDEMPOTENCY: &str = "idem/";
 pub fn idempotency(key: &str) -> String {
-    format!("idem/{key}")
+    format!("{IDEMPOTENCY}{key}")
 }
 
 /// Values of a job's secret environment variables.
@@ -103,6 +109,12 @@ pub const AUDIT: &str = "audit/";
 pub fn audit_record(seq: u64) -> String {
     format!("{AUDIT}{seq:016}")
 }
+
+// ---- retention (inside each tenant) -----------------------------------------------------------
+
+/// The tenant's garbage-collection record: where the collector's sweep stands, what the last
+/// complete sweep counted and what it has deleted so far (`retention::GcState`).
+pub const GC_STATE: &str = "gc/state";
 
 // ---- the cluster's own records (in SYSTEM_TENANT) -------------------------------------------
 
@@ -169,6 +181,10 @@ mod tests {
         assert_eq!(AUDIT_HEAD, "audit_head");
         assert_eq!(AUDIT, "audit/");
         assert_eq!(audit_record(42), "audit/0000000000000042");
+        assert_eq!(GC_STATE, "gc/state");
+        assert_eq!(ATTEMPTS, "attempts/");
+        assert_eq!(OUTPUT, "output/");
+        assert_eq!(IDEMPOTENCY, "idem/");
         assert_eq!(NODES, "nodes/");
         assert_eq!(node("n1"), "nodes/n1");
         assert_eq!(TENANTS, "tenants/");
@@ -188,6 +204,8 @@ mod tests {
         assert!(agent("a").starts_with(AGENTS));
         assert!(liveness("n").starts_with(LIVENESS));
         assert!(attempt("x", 1).starts_with(&attempts("x")));
+        assert!(attempts("x").starts_with(ATTEMPTS));
+        assert!(job_output("x").starts_with(OUTPUT));
         assert!(output_chunk("x.1", 0).starts_with(&output("x.1")));
         assert!(output("x.1").starts_with(&job_output("x")));
         assert!(status("s", "a").starts_with(&statuses("s")));
@@ -196,6 +214,7 @@ mod tests {
         assert!(audit_record(1).starts_with(AUDIT));
         assert!(revoked("t", "j").starts_with(REVOKED));
         assert!(quota("t").starts_with(QUOTAS));
+        assert!(idempotency("k").starts_with(IDEMPOTENCY));
         assert!(tenant("t").starts_with(TENANTS));
     }
 

@@ -22,8 +22,9 @@ use crate::keys;
 use crate::model::{Millis, now_ms};
 use crate::quota::{Quota, QuotaError};
 use crate::reconcile::Reconciler;
+use crate::retention::{Collector, RetentionConfig};
 use crate::state::StateError;
-use crate::store::{Change, Epoch, Store, StoreError};
+use crate::store::{Change, DynStore, Epoch, Store, StoreError};
 
 /// How often the reconciler looks at every target even when nothing changed (due checks).
 pub const RECONCILE_TICK: Duration = Duration::from_millis(500);
@@ -37,6 +38,11 @@ pub enum Tally {
     Sweep { requeued: u64 },
     /// A reconcile pass: check rounds started, drift found, repairs made, rounds failed.
     Reconcile(crate::reconcile::Tally),
+    /// A garbage-collection pass: objects deleted, batches that lost a race.
+    Gc {
+        deleted: crate::retention::Deleted,
+        conflicts: u64,
+    },
 }
 
 /// What the leader's work needs from the node running it.
@@ -46,6 +52,9 @@ pub trait Host: Send + Sync {
     async fn quota(&self, tenant: &str) -> Result<Quota, QuotaError>;
     /// Called after each tenant's sweep or reconcile pass.
     fn tally(&self, tenant: &str, tally: Tally);
+    /// Called for each job the collector deleted (the record as it was read), after the batch
+    /// committed.
+    fn collected(&self, _tenant: &str, _job: &crate::model::Job) {}
 }
 
 /// Whether a store change may give the job loop work: a pending job or an inbox changed (or
@@ -69,6 +78,8 @@ pub fn wakes_reconcile(c: &Change) -> bool {
 /// The services the leader's work runs over.
 pub struct Leader<'a> {
     pub store: &'a dyn Store,
+    /// The same store, as a handle the collector keeps.
+    pub store_handle: &'a DynStore,
     pub jobs: &'a Jobs,
     pub states: &'a Reconciler,
     pub host: &'a dyn Host,
@@ -76,6 +87,8 @@ pub struct Leader<'a> {
     pub wake: &'a Notify,
     /// How often the job loop sweeps liveness (and the longest between reconcile ticks).
     pub sweep_every: Duration,
+    /// The collector's settings; `None` runs no garbage collection.
+    pub gc: Option<&'a RetentionConfig>,
 }
 
 /// Leader work for one term (`epoch`, led since `since`): the job loop and the reconcile loop.
@@ -84,7 +97,62 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
     tokio::select! {
         e = job_work(l, epoch, since) => e,
         e = reconcile_work(l, epoch) => e,
+        e = gc_work(l, epoch), if l.gc.is_some() => e,
     }
+}
+
+/// Runs a garbage-collection pass over every tenant every `--gc-interval`, with a collector
+/// (and its per-target counts) of this term.
+async fn gc_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
+    let cfg = l.gc.expect("only started with a configuration").clone();
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut collector = Collector::new(l.store_handle.clone(), cfg);
+    loop {
+        tick.tick().await;
+        match gc_pass(l, &mut collector, epoch).await {
+            Ok(()) => {}
+            Err(StoreError::Fenced { current, .. }) => return current,
+            Err(e) => tracing::warn!(error = %e, "garbage collection pass failed; retrying"),
+        }
+    }
+}
+
+/// One garbage-collection pass over every tenant (one bounded batch of each kind per tenant).
+pub async fn gc_pass(
+    l: &Leader<'_>,
+    collector: &mut Collector,
+    epoch: Epoch,
+) -> Result<(), StoreError> {
+    for t in &l.jobs.tenants().await.map_err(job_to_store)? {
+        let quota = match l.host.quota(t).await {
+            Ok(q) => q,
+            Err(QuotaError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "quota unreadable; collecting by the flags");
+                Quota::default()
+            }
+        };
+        let report = match collector.pass(t, &quota, epoch, now_ms()).await {
+            Ok(r) => r,
+            Err(e @ StoreError::Fenced { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "garbage collection of a tenant failed");
+                continue;
+            }
+        };
+        for j in &report.jobs {
+            l.host.collected(t, j);
+        }
+        l.host.tally(
+            t,
+            Tally::Gc {
+                deleted: report.deleted,
+                conflicts: report.conflicts,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Runs reconcile passes on every tick and whenever a state or a job the reconciler waits for

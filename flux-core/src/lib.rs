@@ -22,6 +22,7 @@ pub mod quota;
 pub mod reconcile;
 pub mod redact;
 pub mod replies;
+pub mod retention;
 pub mod revocations;
 pub mod state;
 pub mod store;

@@ -30,7 +30,18 @@ pub struct Quota {
     /// Desired states the tenant may hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_states: Option<u64>,
+    /// Retention override: finished jobs are collected this many seconds after they ended
+    /// (instead of fluxd's `--job-retention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_retention_secs: Option<u64>,
+    /// Retention override: finished jobs kept at most, newest first (instead of fluxd's
+    /// `--job-retention-count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_retention_count: Option<u64>,
 }
+
+/// Longest job retention a quota may set (10 years).
+pub const MAX_JOB_RETENTION_SECS: u64 = 10 * 365 * 24 * 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
@@ -65,6 +76,18 @@ impl Quota {
         }
         if self.submit_burst.is_some() && self.submit_per_sec.is_none() {
             return bad("submit_burst needs submit_per_sec");
+        }
+        if self
+            .job_retention_secs
+            .is_some_and(|s| s == 0 || s > MAX_JOB_RETENTION_SECS)
+        {
+            return bad("job_retention_secs must be between 1 and 315360000 (10 years)");
+        }
+        if self
+            .job_retention_count
+            .is_some_and(|c| c == 0 || c > 1_000_000_000)
+        {
+            return bad("job_retention_count must be between 1 and 1000000000");
         }
         Ok(())
     }
@@ -282,6 +305,14 @@ mod tests {
             },
             Quota {
                 submit_burst: Some(5),
+                ..Quota::default()
+            },
+            Quota {
+                job_retention_secs: Some(0),
+                ..Quota::default()
+            },
+            Quota {
+                job_retention_count: Some(0),
                 ..Quota::default()
             },
         ] {

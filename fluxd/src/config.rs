@@ -170,6 +170,28 @@ pub struct Args {
     /// How often the leader recomputes the cluster gauges (agents, queue depth, state targets).
     #[arg(long, env = "FLUX_GAUGES_EVERY", value_parser = parse_duration, default_value = "5s")]
     gauges_every: Duration,
+    /// Finished jobs (with their attempts, output and secrets) are deleted this long after they
+    /// ended (a tenant's quota may override it).
+    #[arg(long, env = "FLUX_JOB_RETENTION", value_parser = parse_duration, default_value = "7d")]
+    job_retention: Duration,
+    /// Finished jobs kept per tenant at most, newest first (a tenant's quota may override it).
+    #[arg(long, env = "FLUX_JOB_RETENTION_COUNT", default_value_t = flux_core::retention::DEFAULT_JOB_RETENTION_COUNT)]
+    job_retention_count: u64,
+    /// Finished reconciler jobs kept per desired-state target (agent and command).
+    #[arg(long, env = "FLUX_RECONCILER_JOBS_KEPT", default_value_t = flux_core::retention::DEFAULT_RECONCILER_KEEP)]
+    reconciler_jobs_kept: u64,
+    /// How long an idempotency key returns its first job; after it the key may name a new one.
+    #[arg(long, env = "FLUX_IDEMPOTENCY_WINDOW", value_parser = parse_duration, default_value = "24h")]
+    idempotency_window: Duration,
+    /// Dead agents are deleted this long after they were last seen.
+    #[arg(long, env = "FLUX_DEAD_AGENT_RETENTION", value_parser = parse_duration, default_value = "7d")]
+    dead_agent_retention: Duration,
+    /// How often the leader runs a garbage-collection pass.
+    #[arg(long, env = "FLUX_GC_INTERVAL", value_parser = parse_duration, default_value = "60s")]
+    gc_interval: Duration,
+    /// Objects of each kind (jobs, agents, idempotency keys) looked at per tenant and pass.
+    #[arg(long, env = "FLUX_GC_BATCH", default_value_t = flux_core::retention::DEFAULT_GC_BATCH)]
+    gc_batch: usize,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -215,6 +237,8 @@ pub struct NodeConfig {
     /// The directory whose filesystem `--min-free-disk` watches, and the threshold (embedded
     /// store only).
     pub disk: Option<(PathBuf, u64)>,
+    /// The leader's garbage collection.
+    pub gc: flux_core::retention::RetentionConfig,
 }
 
 impl Args {
@@ -246,6 +270,16 @@ impl Args {
         if self.audit_verify_every.is_zero() {
             anyhow::bail!("--audit-verify-every must be above zero");
         }
+        let gc = flux_core::retention::RetentionConfig {
+            job_retention: self.job_retention,
+            job_retention_count: self.job_retention_count,
+            reconciler_keep: self.reconciler_jobs_kept,
+            idempotency_window: self.idempotency_window,
+            dead_agent_retention: self.dead_agent_retention,
+            interval: self.gc_interval,
+            batch: self.gc_batch,
+        };
+        gc.validate().map_err(|e| anyhow::anyhow!(e))?;
         let backups = match self.backup_dir {
             Some(dir) => {
                 if self.backup_keep == 0 || self.backup_every.is_zero() {
@@ -312,6 +346,7 @@ impl Args {
                 unreachable_after: self.unreachable_after,
                 dead_after: self.dead_after,
                 heartbeat_interval: self.heartbeat_interval,
+                idempotency_window: self.idempotency_window,
                 ..JobsConfig::default()
             },
             api: ApiLimits {
@@ -345,6 +380,7 @@ impl Args {
             },
             max_follow: self.max_follow,
             disk,
+            gc,
         })
     }
 }

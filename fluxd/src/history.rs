@@ -70,6 +70,17 @@ impl History {
         });
     }
 
+    /// A job the collector deleted, with the status it had when read.
+    pub fn collected(&self, tenant: &str, job: &flux_core::model::Job) {
+        self.append(&HistoryEvent::Collected {
+            node: self.node.clone(),
+            tenant: tenant.to_string(),
+            job_id: job.job_id.clone(),
+            status: job.status,
+            at: now_ms(),
+        });
+    }
+
     /// One `write` per event, so a killed node leaves at most its last line torn.
     fn append(&self, ev: &HistoryEvent) {
         let mut line = serde_json::to_vec(ev).expect("history events serialise");

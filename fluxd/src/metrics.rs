@@ -36,7 +36,22 @@ pub struct Metrics {
     pub audit_failures: IntCounter,
     pub store_writable: IntGauge,
     pub disk_refusals: IntCounter,
+    pub gc_deleted: IntCounterVec,
+    pub gc_conflicts: IntCounter,
+    pub store_objects: IntGaugeVec,
 }
+
+/// The `kind` labels of `flux_gc_deleted_total`.
+pub const GC_KINDS: [&str; 6] = [
+    "job",
+    "reconciler_job",
+    "attempt",
+    "output_chunk",
+    "idempotency_key",
+    "agent",
+];
+/// The `kind` labels of `flux_store_objects`.
+pub const OBJECT_KINDS: [&str; 3] = ["job", "agent", "idempotency_key"];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -197,6 +212,20 @@ impl Metrics {
                 "flux_disk_refusals_total",
                 "submissions refused because the store's disk had less than --min-free-disk free",
             ),
+            gc_deleted: counter_vec(
+                "flux_gc_deleted_total",
+                "objects deleted by garbage collection on this node as leader, by kind",
+                &["kind"],
+            ),
+            gc_conflicts: counter(
+                "flux_gc_conflicts_total",
+                "garbage-collection batches that lost a race with a change and were decided again",
+            ),
+            store_objects: gauge_vec(
+                "flux_store_objects",
+                "objects in the store by kind, as counted by the last complete garbage-collection sweep (as seen by the leader)",
+                &["kind"],
+            ),
             // Last: the helpers above borrow the registry until here.
             registry,
         };
@@ -206,6 +235,12 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             m.backups.with_label_values(&[result]);
+        }
+        for kind in GC_KINDS {
+            m.gc_deleted.with_label_values(&[kind]);
+        }
+        for kind in OBJECT_KINDS {
+            m.store_objects.with_label_values(&[kind]);
         }
         m.store_writable.set(1);
         m

@@ -338,6 +338,7 @@ impl Tasks {
             cfg.sweep_interval,
             cfg.lease,
             cfg.unsafe_ignore_lease,
+            cfg.gc.clone(),
         ));
         let record = tokio::spawn(tasks::node_record::run_node_record(
             st.clone(),

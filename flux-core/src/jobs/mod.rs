@@ -93,6 +93,9 @@ pub struct JobsConfig {
     pub heartbeat_interval: Duration,
     pub default_timeout_secs: u64,
     pub default_max_attempts: u32,
+    /// How long an idempotency key names its first job; after it, the key may name a new job
+    /// (see [`crate::retention::idempotency_live`]).
+    pub idempotency_window: Duration,
 }
 
 impl Default for JobsConfig {
@@ -105,6 +108,7 @@ impl Default for JobsConfig {
             heartbeat_interval: Duration::from_secs(2),
             default_timeout_secs: 3600,
             default_max_attempts: 3,
+            idempotency_window: crate::retention::DEFAULT_IDEMPOTENCY_WINDOW,
         }
     }
 }

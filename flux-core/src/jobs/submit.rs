@@ -175,6 +175,19 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
     Ok(command)
 }
 
+/// The submission `txn` with its idempotency key write expecting the key at `version` (an
+/// expired key taken over) instead of absent.
+fn retarget_idempotency(mut txn: Txn, ik: &crate::store::Key, version: u64) -> Txn {
+    for op in &mut txn.ops {
+        if let crate::store::Op::Put { key, expect, .. } = op
+            && key == ik
+        {
+            *expect = Expect::Version(version);
+        }
+    }
+    txn
+}
+
 impl Jobs {
     /// Validates a submission and builds the job with the transaction that creates it (job,
     /// pending entry, idempotency key), without committing. Callers that must create a job
@@ -331,53 +344,73 @@ impl Jobs {
         req: SubmitJob,
         now: Millis,
     ) -> Result<(Job, bool)> {
-        let (job, txn) = self.prepare_submit(tenant, submitted_by, &req, now)?;
+        let (job, mut txn) = self.prepare_submit(tenant, submitted_by, &req, now)?;
         let idem = match &req.idempotency_key {
             Some(k) => Some(key(tenant, keys::idempotency(k))?),
             None => None,
         };
-        match self.store.commit(txn).await {
-            Ok(_) => Ok((job, true)),
-            Err(StoreError::Conflict { key: k, .. })
-                if idem.as_ref().is_some_and(|i| i.to_string() == k) =>
-            {
-                let ik = idem.expect("checked above");
-                let earlier = self.store.get(&ik).await?.ok_or_else(|| {
-                    JobError::Conflict("idempotency key is being reused concurrently; retry".into())
-                })?;
-                let earlier_id = String::from_utf8_lossy(&earlier.value).to_string();
-                let earlier = self.get(tenant, &earlier_id).await?;
-                // A replay must be the same request; anything else is a client bug to surface.
-                let same = (
-                    &earlier.command,
-                    &earlier.node_id,
-                    &earlier.env,
-                    &earlier.secret_env,
-                    &earlier.selector,
-                    earlier.priority,
-                    &earlier.workdir,
-                    earlier.timeout_secs,
-                    earlier.max_attempts,
-                ) == (
-                    &job.command,
-                    &job.node_id,
-                    &job.env,
-                    &job.secret_env,
-                    &job.selector,
-                    job.priority,
-                    &job.workdir,
-                    job.timeout_secs,
-                    job.max_attempts,
-                );
-                if !same {
-                    return Err(JobError::Conflict(format!(
-                        "idempotency key already used by job {earlier_id} with a different request"
-                    )));
+        for _ in 0..CAS_RETRIES {
+            let ik = match self.store.commit(txn.clone()).await {
+                Ok(_) => return Ok((job, true)),
+                Err(StoreError::Conflict { key: k, .. })
+                    if idem.as_ref().is_some_and(|i| i.to_string() == k) =>
+                {
+                    idem.clone().expect("checked above")
                 }
-                Ok((earlier, false))
+                Err(e) => return Err(e.into()),
+            };
+            let Some(earlier) = self.store.get(&ik).await? else {
+                // The key was collected between the two reads: create again.
+                continue;
+            };
+            let earlier_id = String::from_utf8_lossy(&earlier.value).to_string();
+            let earlier_job = match self.get(tenant, &earlier_id).await {
+                Ok(j) => Some(j),
+                Err(JobError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            let live = earlier_job.as_ref().is_some_and(|j| {
+                crate::retention::idempotency_live(j.created_at, now, self.cfg.idempotency_window)
+            });
+            let Some(earlier) = earlier_job.filter(|_| live) else {
+                // The key's window has passed (or its job is gone): it names the new job, in a
+                // write that expects the key exactly as read, so two submissions racing for an
+                // expired key cannot both take it.
+                txn = retarget_idempotency(txn, &ik, earlier.version);
+                continue;
+            };
+            // A replay must be the same request; anything else is a client bug to surface.
+            let same = (
+                &earlier.command,
+                &earlier.node_id,
+                &earlier.env,
+                &earlier.secret_env,
+                &earlier.selector,
+                earlier.priority,
+                &earlier.workdir,
+                earlier.timeout_secs,
+                earlier.max_attempts,
+            ) == (
+                &job.command,
+                &job.node_id,
+                &job.env,
+                &job.secret_env,
+                &job.selector,
+                job.priority,
+                &job.workdir,
+                job.timeout_secs,
+                job.max_attempts,
+            );
+            if !same {
+                return Err(JobError::Conflict(format!(
+                    "idempotency key already used by job {earlier_id} with a different request"
+                )));
             }
-            Err(e) => Err(e.into()),
+            return Ok((earlier, false));
         }
+        Err(JobError::Conflict(
+            "idempotency key is being reused concurrently; retry".into(),
+        ))
     }
 
     /// Cancels a job: a queued job ends at once; an assigned or running one is asked to stop

@@ -64,6 +64,14 @@ pub enum QuotaCmd {
         /// Desired states the tenant may hold.
         #[arg(long)]
         max_states: Option<u64>,
+        /// Collect this tenant's finished jobs this long after they ended (overrides fluxd's
+        /// --job-retention).
+        #[arg(long, value_parser = parse_duration)]
+        job_retention: Option<Duration>,
+        /// Keep at most this many of this tenant's finished jobs, newest first (overrides
+        /// fluxd's --job-retention-count).
+        #[arg(long)]
+        job_retention_count: Option<u64>,
         /// Only if the quota is still at this version (0: never set).
         #[arg(long)]
         if_version: Option<u64>,
@@ -133,6 +141,7 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
                 submit_per_sec: submit_rate,
                 submit_burst: None,
                 max_states,
+                ..Quota::default()
             });
             let reply: TenantCreated = api
                 .post(
@@ -157,6 +166,8 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
             submit_rate,
             submit_burst,
             max_states,
+            job_retention,
+            job_retention_count,
             if_version,
         }) => {
             let body = Quota {
@@ -165,6 +176,8 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
                 submit_per_sec: submit_rate,
                 submit_burst,
                 max_states,
+                job_retention_secs: job_retention.map(|d| d.as_secs().max(1)),
+                job_retention_count,
             };
             let headers: Vec<(&str, String)> = if_version
                 .map(|v| ("if-match", v.to_string()))

@@ -55,12 +55,29 @@ fn clear_gauges(st: &AppState) {
     ] {
         m.agents_by_state.with_label_values(&[s.as_str()]).set(0);
     }
+    for kind in crate::metrics::OBJECT_KINDS {
+        m.store_objects.with_label_values(&[kind]).set(0);
+    }
+}
+
+/// The counts in a tenant's `gc/state` record, if it has one that reads.
+async fn gc_counts(
+    st: &AppState,
+    tenant: &str,
+) -> Result<Option<flux_core::retention::Counted>, StoreError> {
+    let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE)?;
+    Ok(st.store.get(&k).await?.and_then(|v| {
+        serde_json::from_slice::<flux_core::retention::GcState>(&v.value)
+            .ok()
+            .map(|s| s.counted)
+    }))
 }
 
 /// Sets the cluster gauges (agents by state, queue depth, state targets) from the store: a
 /// scan of every tenant, done by the leader in the background, never per scrape.
 pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
     let mut queued = 0i64;
+    let mut objects = [0i64; 3];
     let mut by_state = [0i64; 3];
     let mut targets: std::collections::BTreeMap<TargetState, i64> = Default::default();
     for t in &st.jobs.tenants().await.map_err(to_store)? {
@@ -80,6 +97,15 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
             }] += 1;
         }
         queued += st.jobs.queue_depth(t).await.map_err(to_store)? as i64;
+        // What the collector counted on its last complete sweeps: one small record per tenant.
+        if let Some(c) = gc_counts(st, t).await? {
+            objects[0] += c.jobs.unwrap_or(0) as i64;
+            objects[1] += c.agents.unwrap_or(0) as i64;
+            objects[2] += c.idempotency_keys.unwrap_or(0) as i64;
+        }
+    }
+    for (kind, n) in crate::metrics::OBJECT_KINDS.iter().zip(objects) {
+        st.metrics.store_objects.with_label_values(&[kind]).set(n);
     }
     st.metrics.queue_depth.set(queued);
     for s in TargetState::ALL {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flux_core::leader::{self, Tally};
 use flux_core::lease::{self, LeaseConfig};
+use flux_core::model::Job;
 use flux_core::quota::{Quota, QuotaError};
+use flux_core::retention::RetentionConfig;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +36,20 @@ impl leader::Host for AppState {
                 m.reconcile_failures.inc_by(t.failures);
                 m.reconcile_deferred.inc_by(t.deferred);
             }
+            Tally::Gc { deleted, conflicts } => {
+                for (kind, n) in deleted.by_kind() {
+                    if n > 0 {
+                        m.gc_deleted.with_label_values(&[kind]).inc_by(n);
+                    }
+                }
+                m.gc_conflicts.inc_by(conflicts);
+            }
+        }
+    }
+
+    fn collected(&self, tenant: &str, job: &Job) {
+        if let Some(h) = &self.history {
+            h.collected(tenant, job);
         }
     }
 }
@@ -48,6 +64,7 @@ pub async fn run_leader(
     sweep_every: Duration,
     lease_cfg: LeaseConfig,
     ignore_lease: bool,
+    gc: RetentionConfig,
 ) {
     let (fenced_tx, fenced_rx) = watch::channel(0u64);
     let lease_cancel = CancellationToken::new();
@@ -63,11 +80,13 @@ pub async fn run_leader(
     );
     let work = leader::Leader {
         store: st.store.as_ref(),
+        store_handle: &st.store,
         jobs: &st.jobs,
         states: &st.states,
         host: st.as_ref(),
         wake: st.scheduler_wakeups(),
         sweep_every,
+        gc: Some(&gc),
     };
     loop {
         let current = *leadership.borrow_and_update();

@@ -1,0 +1,580 @@
+//! The collector run by the leader: per tenant and pass, one bounded page of each kind (jobs
+//! oldest first, agents, idempotency keys) read with [`Store::list_range`] from the cursor in
+//! the tenant's [`GcState`], decided by the pure policy of [`super`], and committed as one
+//! fenced transaction per page that deletes what goes (each deletion expecting the version it
+//! read) and writes the new `gc/state` (expecting the version it read).
+//!
+//! Guarantees:
+//! - a pass reads at most `batch` objects of each kind per tenant, plus the few objects of the
+//!   jobs it deletes (attempts, queue entry, secrets, inbox entries, output chunks, key), and the
+//!   target records of the agents its finished reconciler jobs ran on (at most `batch` agents
+//!   times the tenant's states);
+//! - a batch is all-or-nothing: a job that changed after it was read, a target record that moved,
+//!   a `gc/state` written by another leader, fail the whole batch, which is decided again from
+//!   fresh reads on the next pass; a leader killed in the middle leaves either the whole batch
+//!   or none of it;
+//! - a job with more output chunks than one transaction holds loses its chunks first, in
+//!   transactions that check the job is still the finished record that was read; its record
+//!   goes last, so nothing is ever left unreachable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::de::DeserializeOwned;
+
+use super::{
+    GcState, JobFacts, JobKind, JobRules, LastSweep, MAX_OPS_PER_TXN, Progress, RetentionConfig,
+    TargetProgress, Verdict, collect_agent, collect_idempotency_key, decide_jobs, job_paths,
+};
+use crate::keys;
+use crate::model::{Agent, Attempt, Job, Millis};
+use crate::quota::Quota;
+use crate::reconcile::{RECONCILER, TargetStatus};
+use crate::store::{DynStore, Epoch, Expect, Key, Op, Range, StoreError, Txn, Version};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What one pass did for one tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub deleted: super::Deleted,
+    /// Batches that lost a race (an object changed after it was read); retried next pass.
+    pub conflicts: u64,
+    /// The jobs collected (their records as read), for the node's history.
+    pub jobs: Vec<Job>,
+}
+
+/// What the collector remembers of a tenant during one term: the per-target counts of
+/// reconciler jobs (not stored), tied to the sweep they belong to.
+#[derive(Clone, Debug, Default)]
+struct Memory {
+    /// The cursor the in-progress counts end at.
+    cursor: Option<String>,
+    targets: Option<TargetProgress>,
+    last_targets: Option<BTreeMap<String, u64>>,
+}
+
+/// The collector of one leader term.
+#[derive(Debug)]
+pub struct Collector {
+    store: DynStore,
+    cfg: RetentionConfig,
+    memory: HashMap<String, Memory>,
+}
+
+fn key(tenant: &str, path: impl Into<String>) -> Result<Key> {
+    Key::new(tenant, path)
+}
+
+fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// The target a reconciler job is counted under: its agent and its command (a state's check
+/// and apply commands are counted apart). `None` for a user job.
+pub fn reconciler_target(job: &Job) -> Option<String> {
+    (job.submitted_by == RECONCILER).then(|| {
+        format!(
+            "{}|{}",
+            job.node_id.as_deref().unwrap_or(""),
+            job.command.display()
+        )
+    })
+}
+
+/// The job ids a target record points at: the one in flight, the last one, and its events'.
+pub fn referenced_jobs(t: &TargetStatus) -> impl Iterator<Item = &str> {
+    t.in_flight
+        .iter()
+        .map(|f| f.job_id.as_str())
+        .chain(t.last_job.as_deref())
+        .chain(t.events.iter().filter_map(|e| e.job_id.as_deref()))
+}
+
+impl Collector {
+    pub fn new(store: DynStore, cfg: RetentionConfig) -> Collector {
+        Collector {
+            store,
+            cfg,
+            memory: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RetentionConfig {
+        &self.cfg
+    }
+
+    /// One pass over `tenant` under `epoch` at `now`: a page of jobs, of agents and of
+    /// idempotency keys. Fails only on a store error (a fence included); a lost race is counted
+    /// in the report and left to the next pass.
+    pub async fn pass(
+        &mut self,
+        tenant: &str,
+        quota: &Quota,
+        epoch: Epoch,
+        now: Millis,
+    ) -> Result<PassReport> {
+        let rules = self.cfg.for_tenant(quota);
+        let mut report = PassReport::default();
+        let sk = key(tenant, keys::GC_STATE)?;
+        let (mut st, mut sv) = match self.store.get(&sk).await? {
+            None => (GcState::default(), None),
+            Some(v) => match dec::<GcState>(&v.value) {
+                Some(s) => (s, Some(v.version)),
+                // An unreadable record is started afresh (it holds only counts and cursors).
+                None => (GcState::default(), Some(v.version)),
+            },
+        };
+        for kind in [Kind::Jobs, Kind::Agents, Kind::Idempotency] {
+            let before = st.clone();
+            let mut next = st.clone();
+            let (ops, mem, jobs) = match kind {
+                Kind::Jobs => {
+                    self.jobs_page(tenant, &rules, epoch, now, &mut next)
+                        .await?
+                }
+                Kind::Agents => (
+                    self.agents_page(tenant, now, &mut next).await?,
+                    None,
+                    vec![],
+                ),
+                Kind::Idempotency => (self.idem_page(tenant, now, &mut next).await?, None, vec![]),
+            };
+            if ops.is_empty() && next == before {
+                if let Some(m) = mem {
+                    self.memory.insert(tenant.to_string(), m);
+                }
+                continue;
+            }
+            next.updated_at = now;
+            next.epoch = epoch;
+            let mut txn = Txn::new().fenced(epoch);
+            txn.ops = ops;
+            let txn = txn.put(
+                sk.clone(),
+                serde_json::to_vec(&next).expect("gc state serializes"),
+                sv.map_or(Expect::Absent, Expect::Version),
+            );
+            match self.store.commit(txn).await {
+                Ok(v) => {
+                    report.deleted.add(&delta(&before.deleted, &next.deleted));
+                    report.jobs.extend(jobs);
+                    if let Some(m) = mem {
+                        self.memory.insert(tenant.to_string(), m);
+                    }
+                    st = next;
+                    sv = Some(v);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    report.conflicts += 1;
+                    return Ok(report);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Decides one page of jobs into deletions (updating `st`); returns the operations, the
+    /// tenant's memory once they commit, and the jobs they collect.
+    async fn jobs_page(
+        &self,
+        tenant: &str,
+        rules: &JobRules,
+        epoch: Epoch,
+        now: Millis,
+        st: &mut GcState,
+    ) -> Result<(Vec<Op>, Option<Memory>, Vec<Job>)> {
+        let batch = self.cfg.batch;
+        let mut range = Range::first(keys::JOBS, batch);
+        if let Some(c) = &st.jobs_cursor {
+            range = range.after(c.clone());
+        }
+        let page = self.store.list_range(tenant, &range).await?;
+        let mut mem = self.memory.get(tenant).cloned().unwrap_or_default();
+        if st.jobs_cursor.is_none() {
+            // A sweep starts: its per-target counts are complete.
+            st.progress = Progress::default();
+            mem.targets = Some(TargetProgress::default());
+        } else if mem.cursor != st.jobs_cursor {
+            // Resumed (a new term, or someone else's batch): no per-target counts this sweep.
+            mem.targets = None;
+        }
+        let last = LastSweep {
+            user_kept: st.counted.finished_user_jobs,
+            targets: mem.last_targets.clone(),
+        };
+        let jobs: Vec<(Option<Job>, &crate::store::Entry)> =
+            page.iter().map(|e| (dec::<Job>(&e.value), e)).collect();
+        let refs = self.target_references(tenant, &jobs).await?;
+        let mut progress = st.progress.clone();
+        progress.targets = mem.targets.clone();
+        let mut ops: Vec<Op> = Vec::new();
+        let mut checked: BTreeSet<Key> = BTreeSet::new();
+        let mut collected = Vec::new();
+        let mut cursor = st.jobs_cursor.clone();
+        let mut complete = page.len() < batch;
+        for (job, entry) in &jobs {
+            let Some(job) = job else {
+                // Unreadable: kept, never deleted.
+                progress.jobs_kept += 1;
+                cursor = Some(entry.key.path().to_string());
+                continue;
+            };
+            let kind = match reconciler_target(job) {
+                Some(target) => JobKind::Reconciler { target },
+                None => JobKind::User,
+            };
+            let facts = JobFacts {
+                job_id: job.job_id.clone(),
+                status: job.status,
+                created_at: job.created_at,
+                finished_at: job.finished_at,
+                referenced: refs.jobs.contains(job.job_id.as_str()),
+                has_idempotency_key: job.idempotency_key.is_some(),
+                kind: kind.clone(),
+            };
+            let before = progress.clone();
+            let verdict = decide_jobs(now, rules, &last, &mut progress, &[facts])[0];
+            if let Verdict::Collect(_) = verdict {
+                let Some(mut job_ops) = self.job_ops(tenant, job, entry.version).await? else {
+                    // Too many objects for one transaction: its output goes first, alone.
+                    progress = before;
+                    complete = false;
+                    if ops.is_empty() {
+                        self.purge_output(tenant, job, entry.version, epoch).await?;
+                    }
+                    break;
+                };
+                if matches!(kind, JobKind::Reconciler { .. }) {
+                    // The records that said nobody points at this job must still say so.
+                    for (k, v) in refs.records_of(job.node_id.as_deref().unwrap_or("")) {
+                        if checked.insert(k.clone()) {
+                            job_ops.push(Op::Check {
+                                key: k.clone(),
+                                expect: v.map_or(Expect::Absent, Expect::Version),
+                            });
+                        }
+                    }
+                }
+                if !ops.is_empty() && ops.len() + job_ops.len() > MAX_OPS_PER_TXN - 1 {
+                    progress = before;
+                    complete = false;
+                    break;
+                }
+                count_deleted(&mut st.deleted, &kind, &job_ops);
+                ops.extend(job_ops);
+                collected.push(job.clone());
+            }
+            cursor = Some(entry.key.path().to_string());
+        }
+        mem.targets = progress.targets.take();
+        if complete {
+            // The sweep is over: its counts drive the next one.
+            st.counted.jobs = Some(progress.jobs_kept);
+            st.counted.finished_user_jobs = Some(progress.user_kept);
+            st.sweeps += 1;
+            st.jobs_cursor = None;
+            st.progress = Progress::default();
+            mem.last_targets = mem.targets.take().map(|t| t.kept).or(mem.last_targets);
+            mem.cursor = None;
+        } else {
+            st.jobs_cursor = cursor.clone();
+            st.progress = progress;
+            mem.cursor = cursor;
+        }
+        Ok((ops, Some(mem), collected))
+    }
+
+    /// The deletions of one job that goes (each expecting what was read), or `None` when they
+    /// do not fit one transaction.
+    async fn job_ops(&self, tenant: &str, job: &Job, version: Version) -> Result<Option<Vec<Op>>> {
+        let attempts = self
+            .store
+            .list_range(tenant, &Range::first(keys::attempts(&job.job_id), 256))
+            .await?;
+        let decoded: Vec<Attempt> = attempts
+            .iter()
+            .filter_map(|e| dec::<Attempt>(&e.value))
+            .collect();
+        let paths = job_paths(job, &decoded);
+        let mut ops = Vec::new();
+        let jk = key(tenant, keys::job(&job.job_id))?;
+        for p in &paths.exact {
+            if *p == keys::job(&job.job_id) {
+                continue;
+            }
+            let k = key(tenant, p.clone())?;
+            if let Some(v) = self.store.get(&k).await? {
+                ops.push(Op::Delete {
+                    key: k,
+                    expect: Expect::Version(v.version),
+                });
+            }
+        }
+        // Attempt records that did not decode go too: they are under the job's prefix.
+        for e in &attempts {
+            if !ops.iter().any(|o| o.key() == &e.key) {
+                ops.push(Op::Delete {
+                    key: e.key.clone(),
+                    expect: Expect::Version(e.version),
+                });
+            }
+        }
+        for prefix in &paths.prefixes {
+            let chunks = self
+                .store
+                .list_range(tenant, &Range::first(prefix.clone(), MAX_OPS_PER_TXN))
+                .await?;
+            if chunks.len() + ops.len() + 2 >= MAX_OPS_PER_TXN {
+                return Ok(None);
+            }
+            ops.extend(chunks.into_iter().map(|e| Op::Delete {
+                key: e.key,
+                expect: Expect::Version(e.version),
+            }));
+        }
+        if let Some(k) = &job.idempotency_key {
+            let ik = key(tenant, keys::idempotency(k))?;
+            if let Some(v) = self.store.get(&ik).await?
+                && v.value == job.job_id.as_bytes()
+            {
+                ops.push(Op::Delete {
+                    key: ik,
+                    expect: Expect::Version(v.version),
+                });
+            }
+        }
+        ops.push(Op::Delete {
+            key: jk,
+            expect: Expect::Version(version),
+        });
+        Ok(Some(ops))
+    }
+
+    /// Deletes one transaction's worth of a collected job's output chunks, checking that the
+    /// job is still the record that was read.
+    async fn purge_output(
+        &self,
+        tenant: &str,
+        job: &Job,
+        version: Version,
+        epoch: Epoch,
+    ) -> Result<()> {
+        let chunks = self
+            .store
+            .list_range(
+                tenant,
+                &Range::first(keys::job_output(&job.job_id), MAX_OPS_PER_TXN - 1),
+            )
+            .await?;
+        let mut txn = Txn::new().fenced(epoch);
+        for e in chunks {
+            txn = txn.delete(e.key, Expect::Version(e.version));
+        }
+        txn = txn.check(
+            key(tenant, keys::job(&job.job_id))?,
+            Expect::Version(version),
+        );
+        match self.store.commit(txn).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The target records of the agents that the page's finished reconciler jobs ran on, and
+    /// the jobs they point at.
+    async fn target_references(
+        &self,
+        tenant: &str,
+        jobs: &[(Option<Job>, &crate::store::Entry)],
+    ) -> Result<References> {
+        let agents: BTreeSet<&str> = jobs
+            .iter()
+            .filter_map(|(j, _)| j.as_ref())
+            .filter(|j| j.status.is_terminal() && j.submitted_by == RECONCILER)
+            .filter_map(|j| j.node_id.as_deref())
+            .collect();
+        let mut refs = References::default();
+        if agents.is_empty() {
+            return Ok(refs);
+        }
+        let states: Vec<String> = self
+            .store
+            .list(tenant, keys::STATES)
+            .await?
+            .into_iter()
+            .filter_map(|e| e.key.path().strip_prefix(keys::STATES).map(str::to_string))
+            .collect();
+        for agent in agents {
+            for state in &states {
+                let k = key(tenant, keys::status(state, agent))?;
+                let got = self.store.get(&k).await?;
+                if let Some(v) = &got {
+                    match dec::<TargetStatus>(&v.value) {
+                        Some(t) => refs.jobs.extend(referenced_jobs(&t).map(str::to_string)),
+                        // Unreadable: it might point at any of the agent's jobs.
+                        None => {
+                            refs.unreadable.insert(agent.to_string());
+                        }
+                    }
+                }
+                refs.records
+                    .entry(agent.to_string())
+                    .or_default()
+                    .push((k, got.map(|v| v.version)));
+            }
+        }
+        // An agent with an unreadable target record keeps every reconciler job it ran.
+        for (j, _) in jobs {
+            if let Some(j) = j
+                && j.node_id
+                    .as_ref()
+                    .is_some_and(|a| refs.unreadable.contains(a))
+            {
+                refs.jobs.insert(j.job_id.clone());
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Decides one page of agents (updating `st`); returns the deletions.
+    async fn agents_page(&self, tenant: &str, now: Millis, st: &mut GcState) -> Result<Vec<Op>> {
+        let batch = self.cfg.batch;
+        let mut range = Range::first(keys::AGENTS, batch);
+        if let Some(c) = &st.agents_cursor {
+            range = range.after(c.clone());
+        } else {
+            st.agents_kept = 0;
+        }
+        let page = self.store.list_range(tenant, &range).await?;
+        let mut ops = Vec::new();
+        for e in &page {
+            let gone = match dec::<Agent>(&e.value) {
+                Some(a) => {
+                    let inbox_empty = self
+                        .store
+                        .list_range(tenant, &Range::first(keys::inbox(&a.node_id), 1))
+                        .await?
+                        .is_empty();
+                    collect_agent(
+                        now,
+                        self.cfg.dead_agent_retention,
+                        a.state,
+                        a.last_seen,
+                        inbox_empty,
+                    )
+                }
+                None => false,
+            };
+            if gone {
+                ops.push(Op::Delete {
+                    key: e.key.clone(),
+                    expect: Expect::Version(e.version),
+                });
+                st.deleted.agents += 1;
+            } else {
+                st.agents_kept += 1;
+            }
+        }
+        if page.len() < batch {
+            st.counted.agents = Some(st.agents_kept);
+            st.agents_cursor = None;
+        } else {
+            st.agents_cursor = page.last().map(|e| e.key.path().to_string());
+        }
+        Ok(ops)
+    }
+
+    /// Decides one page of idempotency keys (updating `st`); returns the deletions.
+    async fn idem_page(&self, tenant: &str, now: Millis, st: &mut GcState) -> Result<Vec<Op>> {
+        let batch = self.cfg.batch;
+        let mut range = Range::first(keys::IDEMPOTENCY, batch);
+        if let Some(c) = &st.idem_cursor {
+            range = range.after(c.clone());
+        } else {
+            st.idem_kept = 0;
+        }
+        let page = self.store.list_range(tenant, &range).await?;
+        let mut ops = Vec::new();
+        for e in &page {
+            let job_id = String::from_utf8_lossy(&e.value).to_string();
+            let created = match Key::new(tenant, keys::job(&job_id)) {
+                Err(_) => Some(None),
+                Ok(jk) => match self.store.get(&jk).await? {
+                    None => Some(None),
+                    // An unreadable job keeps its key.
+                    Some(v) => dec::<Job>(&v.value).map(|j| Some(j.created_at)),
+                },
+            };
+            let gone = created
+                .is_some_and(|c| collect_idempotency_key(now, self.cfg.idempotency_window, c));
+            if gone {
+                ops.push(Op::Delete {
+                    key: e.key.clone(),
+                    expect: Expect::Version(e.version),
+                });
+                st.deleted.idempotency_keys += 1;
+            } else {
+                st.idem_kept += 1;
+            }
+        }
+        if page.len() < batch {
+            st.counted.idempotency_keys = Some(st.idem_kept);
+            st.idem_cursor = None;
+        } else {
+            st.idem_cursor = page.last().map(|e| e.key.path().to_string());
+        }
+        Ok(ops)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Jobs,
+    Agents,
+    Idempotency,
+}
+
+/// The target records read for a page, per agent, and the jobs they point at.
+#[derive(Default)]
+struct References {
+    jobs: BTreeSet<String>,
+    records: BTreeMap<String, Vec<(Key, Option<Version>)>>,
+    unreadable: BTreeSet<String>,
+}
+
+impl References {
+    fn records_of(&self, agent: &str) -> impl Iterator<Item = &(Key, Option<Version>)> {
+        self.records.get(agent).into_iter().flatten()
+    }
+}
+
+fn count_deleted(d: &mut super::Deleted, kind: &JobKind, ops: &[Op]) {
+    match kind {
+        JobKind::User => d.jobs += 1,
+        JobKind::Reconciler { .. } => d.reconciler_jobs += 1,
+    }
+    for op in ops {
+        if let Op::Delete { key, .. } = op {
+            let p = key.path();
+            if p.starts_with(keys::ATTEMPTS) {
+                d.attempts += 1;
+            } else if p.starts_with(keys::OUTPUT) {
+                d.output_chunks += 1;
+            } else if p.starts_with(keys::IDEMPOTENCY) {
+                d.idempotency_keys += 1;
+            }
+        }
+    }
+}
+
+fn delta(before: &super::Deleted, after: &super::Deleted) -> super::Deleted {
+    super::Deleted {
+        jobs: after.jobs - before.jobs,
+        reconciler_jobs: after.reconciler_jobs - before.reconciler_jobs,
+        attempts: after.attempts - before.attempts,
+        output_chunks: after.output_chunks - before.output_chunks,
+        idempotency_keys: after.idempotency_keys - before.idempotency_keys,
+        agents: after.agents - before.agents,
+    }
+}
