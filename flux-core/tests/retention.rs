@@ -1,0 +1,499 @@
+//! The garbage collector (`flux_core::retention::Collector`) against real stores: the embedded
+//! redb and a real `redis-server`. Expired objects go with everything they own; unfinished,
+//! referenced and idempotency-protected jobs stay; a batch that raced a change deletes nothing;
+//! a stale leader's batch is fenced; a backup carries the `gc/state` record.
+//!
+//! Time never passes on its own: every call takes an explicit `now`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use flux_core::backup::{self, BackupKey};
+use flux_core::jobs::{Jobs, JobsConfig};
+use flux_core::keys;
+use flux_core::model::{
+    Agent, AgentState, AttemptResult, Job, Millis, Outcome, OutputChunk, RegisterAgent, Stream,
+    SubmitJob,
+};
+use flux_core::quota::Quota;
+use flux_core::reconcile::RECONCILER;
+use flux_core::retention::{Collector, GcState, RetentionConfig};
+use flux_core::store::{self, DynStore, Epoch, Expect, Key, StoreError};
+use flux_core::testing::{BeforeCommit, RedisServer};
+
+const T0: Millis = 1_700_000_000_000;
+const H: Millis = 3600 * 1000;
+const D: Millis = 24 * H;
+const TENANT: &str = "acme";
+
+struct Backend {
+    store: DynStore,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+async fn redb() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+        .await
+        .unwrap();
+    Backend {
+        store,
+        _guard: Box::new(dir),
+    }
+}
+
+async fn redis() -> Option<Backend> {
+    let server = RedisServer::start()?;
+    let store = store::open(&server.url()).await.unwrap();
+    Some(Backend {
+        store,
+        _guard: Box::new(server),
+    })
+}
+
+fn exited(code: i32) -> AttemptResult {
+    AttemptResult {
+        outcome: Outcome::Exited,
+        exit_code: Some(code),
+        signal: None,
+        message: None,
+    }
+}
+
+async fn register(jobs: &Jobs, node: &str, now: Millis) {
+    let req = RegisterAgent {
+        slots: Some(64),
+        ..Default::default()
+    };
+    jobs.register(TENANT, node, &req, now).await.unwrap();
+}
+
+/// Submits a job as `by`, runs it on `a1` with some output, and finishes it at `finished`.
+async fn finished_job(
+    jobs: &Jobs,
+    epoch: Epoch,
+    by: &str,
+    req: SubmitJob,
+    created: Millis,
+    finished: Millis,
+) -> Job {
+    let (job, _) = jobs.submit(TENANT, by, req, created).await.unwrap();
+    jobs.schedule_tenant(TENANT, epoch, created, None)
+        .await
+        .unwrap();
+    let job = jobs.get(TENANT, &job.job_id).await.unwrap();
+    let att = job.current_attempt.clone().expect("assigned");
+    jobs.start(TENANT, "a1", &att, created + 1).await.unwrap();
+    for seq in 0..3 {
+        jobs.append_output(
+            TENANT,
+            "a1",
+            &att,
+            OutputChunk {
+                seq,
+                stream: Stream::Stdout,
+                data: format!("line {seq}\n"),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    jobs.finish(TENANT, "a1", &att, exited(0), finished)
+        .await
+        .unwrap();
+    jobs.get(TENANT, &job.job_id).await.unwrap()
+}
+
+fn shell(cmd: &str) -> SubmitJob {
+    SubmitJob {
+        command: Some(cmd.into()),
+        node_id: Some("a1".into()),
+        ..Default::default()
+    }
+}
+
+fn k(path: impl Into<String>) -> Key {
+    Key::new(TENANT, path).unwrap()
+}
+
+async fn exists(store: &DynStore, path: impl Into<String>) -> bool {
+    store.get(&k(path)).await.unwrap().is_some()
+}
+
+/// Every object the tenant holds under `prefix`.
+async fn count(store: &DynStore, prefix: &str) -> usize {
+    store.list(TENANT, prefix).await.unwrap().len()
+}
+
+async fn gc_state(store: &DynStore) -> GcState {
+    serde_json::from_slice(&store.get(&k(keys::GC_STATE)).await.unwrap().unwrap().value).unwrap()
+}
+
+/// Runs passes until one deletes nothing more and every sweep has come round (at most 50).
+async fn settle(c: &mut Collector, quota: &Quota, epoch: Epoch, now: Millis) {
+    let mut quiet = 0;
+    for _ in 0..50 {
+        let r = c.pass(TENANT, quota, epoch, now).await.unwrap();
+        quiet = if r.deleted.total() == 0 { quiet + 1 } else { 0 };
+        if quiet >= 4 {
+            return;
+        }
+    }
+    panic!("the collector did not settle");
+}
+
+async fn expired_objects_go_and_protected_ones_stay(b: Backend) {
+    let store = b.store.clone();
+    let jobs = Jobs::new(store.clone(), JobsConfig::default());
+    let epoch = store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    let now = T0 + 8 * D;
+
+    let expired = finished_job(&jobs, epoch, "alice", shell("true"), T0, T0 + 1000).await;
+    let keyed_expired = finished_job(
+        &jobs,
+        epoch,
+        "alice",
+        SubmitJob {
+            idempotency_key: Some("deploy-1".into()),
+            secret_env: [("TOKEN".to_string(), "s3cret-value".to_string())].into(),
+            ..shell("make deploy")
+        },
+        T0,
+        T0 + 2000,
+    )
+    .await;
+    let referenced =
+        finished_job(&jobs, epoch, RECONCILER, shell("check web"), T0, T0 + 3000).await;
+    let unreferenced =
+        finished_job(&jobs, epoch, RECONCILER, shell("check web"), T0, T0 + 3500).await;
+    // Still queued (pinned to an agent that never comes), however old.
+    let (unfinished, _) = jobs
+        .submit(
+            TENANT,
+            "alice",
+            SubmitJob {
+                node_id: Some("nobody".into()),
+                ..shell("sleep 1")
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    // Ended 3 hours ago: past the tenant's 1h retention, but its key is live for 24h.
+    let keyed_live = finished_job(
+        &jobs,
+        epoch,
+        "alice",
+        SubmitJob {
+            idempotency_key: Some("deploy-2".into()),
+            ..shell("make deploy")
+        },
+        now - 4 * H,
+        now - 3 * H,
+    )
+    .await;
+    let young = finished_job(
+        &jobs,
+        epoch,
+        "alice",
+        shell("true"),
+        now - H,
+        now - 10 * 60 * 1000,
+    )
+    .await;
+
+    // A desired-state target points at one reconciler job.
+    store
+        .put(k(keys::state("web")), b"{}".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    let status = serde_json::json!({
+        "state": "web", "agent": "a1", "status": "compliant", "spec_version": 1,
+        "round": 1, "next_check": now, "failures": 0, "repairs": 0,
+        "last_job": referenced.job_id, "events": []
+    });
+    store
+        .put(
+            k(keys::status("web", "a1")),
+            serde_json::to_vec(&status).unwrap(),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+
+    // A dead agent seen last 8 days ago goes; the live one stays.
+    register(&jobs, "old", T0).await;
+    let ak = k(keys::agent("old"));
+    let v = store.get(&ak).await.unwrap().unwrap();
+    let mut old: Agent = serde_json::from_slice(&v.value).unwrap();
+    old.state = AgentState::Dead;
+    store
+        .put(
+            ak,
+            serde_json::to_vec(&old).unwrap(),
+            Expect::Version(v.version),
+        )
+        .await
+        .unwrap();
+
+    assert!(count(&store, &keys::job_output(&expired.job_id)).await > 0);
+
+    let cfg = RetentionConfig {
+        batch: 2,
+        ..RetentionConfig::default()
+    };
+    let quota = Quota {
+        job_retention_secs: Some(3600),
+        ..Quota::default()
+    };
+    let mut c = Collector::new(store.clone(), cfg);
+    settle(&mut c, &quota, epoch, now).await;
+
+    for gone in [&expired, &keyed_expired, &unreferenced] {
+        let id = &gone.job_id;
+        assert!(!exists(&store, keys::job(id)).await, "{id} should be gone");
+        assert_eq!(count(&store, &keys::attempts(id)).await, 0, "{id}");
+        assert_eq!(count(&store, &keys::job_output(id)).await, 0, "{id}");
+        assert!(!exists(&store, keys::secrets(id)).await, "{id}");
+    }
+    assert!(!exists(&store, keys::idempotency("deploy-1")).await);
+    for kept in [&referenced, &unfinished, &keyed_live, &young] {
+        let id = &kept.job_id;
+        assert!(exists(&store, keys::job(id)).await, "{id} should stay");
+    }
+    assert!(count(&store, &keys::job_output(&young.job_id)).await > 0);
+    assert!(exists(&store, keys::pending(&unfinished.job_id)).await);
+    assert!(exists(&store, keys::idempotency("deploy-2")).await);
+    assert!(!exists(&store, keys::agent("old")).await);
+    assert!(exists(&store, keys::agent("a1")).await);
+    // Nothing of the deleted jobs is left in any inbox.
+    assert_eq!(count(&store, keys::INBOX).await, 0);
+
+    let st = gc_state(&store).await;
+    assert_eq!(st.deleted.jobs, 2);
+    assert_eq!(st.deleted.reconciler_jobs, 1);
+    assert_eq!(st.deleted.attempts, 3);
+    assert_eq!(st.deleted.output_chunks, 9);
+    assert_eq!(st.deleted.idempotency_keys, 1);
+    assert_eq!(st.deleted.agents, 1);
+    assert_eq!(st.counted.jobs, Some(4));
+    assert_eq!(st.counted.agents, Some(1));
+    assert_eq!(st.counted.idempotency_keys, Some(1));
+    assert_eq!(st.epoch, epoch);
+
+    // Once the key's window has passed, the job it protected goes too, and its key with it.
+    settle(&mut c, &quota, epoch, now + 21 * H).await;
+    assert!(!exists(&store, keys::job(&keyed_live.job_id)).await);
+    assert!(!exists(&store, keys::idempotency("deploy-2")).await);
+    assert!(exists(&store, keys::job(&referenced.job_id)).await);
+    assert!(exists(&store, keys::job(&unfinished.job_id)).await);
+
+    assert!(!exists(&store, keys::job(&young.job_id)).await);
+
+    // A leader whose epoch was superseded deletes nothing, even what has expired.
+    let more = finished_job(&jobs, epoch, "alice", shell("true"), T0, T0 + 5).await;
+    let before = store.list(TENANT, "").await.unwrap();
+    store.next_epoch().await.unwrap();
+    let stale = c
+        .pass(TENANT, &quota, epoch, now + 30 * D)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Fenced { .. }), "{stale:?}");
+    assert_eq!(store.list(TENANT, "").await.unwrap(), before);
+    assert!(exists(&store, keys::job(&more.job_id)).await);
+}
+
+async fn the_count_rule_keeps_the_newest(b: Backend) {
+    let store = b.store.clone();
+    let jobs = Jobs::new(store.clone(), JobsConfig::default());
+    let epoch = store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.push(finished_job(&jobs, epoch, "alice", shell("true"), T0 + i, T0 + 10 + i).await);
+    }
+    let quota = Quota {
+        job_retention_count: Some(2),
+        ..Quota::default()
+    };
+    let cfg = RetentionConfig {
+        batch: 2,
+        ..RetentionConfig::default()
+    };
+    let mut c = Collector::new(store.clone(), cfg);
+    settle(&mut c, &quota, epoch, T0 + H).await;
+    let left: Vec<bool> = {
+        let mut v = Vec::new();
+        for j in &all {
+            v.push(exists(&store, keys::job(&j.job_id)).await);
+        }
+        v
+    };
+    assert_eq!(left, [false, false, false, true, true]);
+    assert_eq!(gc_state(&store).await.counted.finished_user_jobs, Some(2));
+}
+
+async fn a_job_that_changed_after_it_was_read_is_not_deleted(b: Backend) {
+    let jobs = Jobs::new(b.store.clone(), JobsConfig::default());
+    let epoch = b.store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    let job = finished_job(&jobs, epoch, "alice", shell("true"), T0, T0 + 10).await;
+    // Just before the collector's batch commits, someone rewrites the job record.
+    let fired = Arc::new(AtomicBool::new(false));
+    let (inner, jk) = (b.store.clone(), k(keys::job(&job.job_id)));
+    let flag = fired.clone();
+    let hooked = BeforeCommit::wrap(
+        b.store.clone(),
+        Box::new(move |txn| {
+            let deletes_job = txn.ops.iter().any(|o| {
+                matches!(o, flux_core::store::Op::Delete { key, .. } if key.path().starts_with(keys::JOBS))
+            });
+            if !deletes_job || flag.swap(true, Ordering::SeqCst) {
+                return None;
+            }
+            let (inner, jk) = (inner.clone(), jk.clone());
+            Some(Box::pin(async move {
+                let v = inner.get(&jk).await.unwrap().unwrap();
+                inner
+                    .put(jk, v.value, Expect::Version(v.version))
+                    .await
+                    .unwrap();
+            }))
+        }),
+    );
+    let mut c = Collector::new(hooked, RetentionConfig::default());
+    let r = c
+        .pass(TENANT, &Quota::default(), epoch, T0 + 8 * D)
+        .await
+        .unwrap();
+    assert!(fired.load(Ordering::SeqCst));
+    assert_eq!((r.deleted.total(), r.conflicts), (0, 1));
+    assert!(exists(&b.store, keys::job(&job.job_id)).await);
+    assert_eq!(count(&b.store, &keys::job_output(&job.job_id)).await, 3);
+    // Decided again from fresh reads, it goes.
+    let r = c
+        .pass(TENANT, &Quota::default(), epoch, T0 + 8 * D)
+        .await
+        .unwrap();
+    assert_eq!(r.deleted.jobs, 1);
+    assert!(!exists(&b.store, keys::job(&job.job_id)).await);
+}
+
+async fn expired_idempotency_keys_name_a_new_job(b: Backend) {
+    let jobs = Jobs::new(
+        b.store.clone(),
+        JobsConfig {
+            idempotency_window: Duration::from_secs(3600),
+            ..JobsConfig::default()
+        },
+    );
+    let req = SubmitJob {
+        idempotency_key: Some("nightly".into()),
+        ..shell("backup")
+    };
+    let (first, created) = jobs.submit(TENANT, "alice", req.clone(), T0).await.unwrap();
+    assert!(created);
+    // Inside the window: the first job again.
+    let (again, created) = jobs
+        .submit(TENANT, "alice", req.clone(), T0 + H - 1)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.job_id, first.job_id);
+    // After it, before any collection: a new job, and the key names it.
+    let (second, created) = jobs
+        .submit(TENANT, "alice", req.clone(), T0 + H)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_ne!(second.job_id, first.job_id);
+    let v = b
+        .store
+        .get(&k(keys::idempotency("nightly")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.value, second.job_id.as_bytes());
+    assert!(exists(&b.store, keys::job(&first.job_id)).await);
+    let (third, created) = jobs.submit(TENANT, "alice", req, T0 + H + 5).await.unwrap();
+    assert!(!created);
+    assert_eq!(third.job_id, second.job_id);
+}
+
+async fn a_backup_carries_the_gc_record(b: Backend) {
+    let jobs = Jobs::new(b.store.clone(), JobsConfig::default());
+    let epoch = b.store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    for i in 0..3 {
+        finished_job(&jobs, epoch, "alice", shell("true"), T0 + i, T0 + 10).await;
+    }
+    let cfg = RetentionConfig {
+        batch: 2,
+        ..RetentionConfig::default()
+    };
+    let mut c = Collector::new(b.store.clone(), cfg.clone());
+    // One pass: the sweep stops half way, its cursor in the record.
+    c.pass(TENANT, &Quota::default(), epoch, T0 + 8 * D)
+        .await
+        .unwrap();
+    let before = gc_state(&b.store).await;
+    assert!(before.jobs_cursor.is_some());
+    assert_eq!(before.deleted.jobs, 2);
+    let key = BackupKey::from_audit_key(&[7; 32]);
+    let bytes = backup::create(b.store.as_ref(), T0, &key).await.unwrap();
+    let fresh = redb().await;
+    backup::restore(
+        fresh.store.as_ref(),
+        backup::decode(&bytes, &key).unwrap(),
+        false,
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(gc_state(&fresh.store).await, before);
+    // A collector on the restored store resumes from the cursor and finishes the sweep.
+    let epoch = fresh.store.current_epoch().await.unwrap();
+    let mut c = Collector::new(fresh.store.clone(), cfg);
+    let r = c
+        .pass(TENANT, &Quota::default(), epoch, T0 + 8 * D)
+        .await
+        .unwrap();
+    assert_eq!(r.deleted.jobs, 1);
+    let after = gc_state(&fresh.store).await;
+    assert_eq!(after.deleted.jobs, 3);
+    assert_eq!(after.jobs_cursor, None);
+    assert_eq!(count(&fresh.store, keys::JOBS).await, 0);
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::redb().await).await;
+                }
+            )*
+        }
+        mod on_redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    // None only when redis-server is absent and not required.
+                    let Some(b) = super::redis().await else { return };
+                    super::$name(b).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    expired_objects_go_and_protected_ones_stay,
+    the_count_rule_keeps_the_newest,
+    a_job_that_changed_after_it_was_read_is_not_deleted,
+    expired_idempotency_keys_name_a_new_job,
+    a_backup_carries_the_gc_record,
+);
