@@ -4160,7 +4160,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__tenants__subcmd__quota__subcmd__set)
-            opts="-o -h -V --max-queued --max-running --submit-rate --submit-burst --max-states --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --max-queued --max-running --submit-rate --submit-burst --max-states --job-retention --job-retention-count --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4183,6 +4183,14 @@ _fluxctl() {
                     return 0
                     ;;
                 --max-states)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --job-retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --job-retention-count)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -76,6 +76,7 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     check_results(obs, &mut out);
     check_leaders(obs, &mut out);
     check_states(obs, &mut out);
+    check_collected(obs, &mut out);
     for f in &obs.failovers {
         if f.failover_ms.is_none() {
             out.push(violation(
@@ -152,6 +153,39 @@ fn check_results(obs: &Observations, out: &mut Vec<Violation>) {
                     nodes.join(", ")
                 ),
             ));
+        }
+    }
+}
+
+/// Every job the collector deleted was finished when it read it, and none was an acknowledged
+/// job of the workload (which refers to its jobs until the end of the run).
+fn check_collected(obs: &Observations, out: &mut Vec<Violation>) {
+    let acknowledged: BTreeSet<&str> = obs.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    for e in &obs.history {
+        if let HistoryEvent::Collected {
+            node,
+            tenant,
+            job_id,
+            status,
+            ..
+        } = e
+        {
+            if !status.is_terminal() {
+                out.push(violation(
+                    Invariant::NothingLiveCollected,
+                    format!(
+                        "{node} collected job {tenant}/{job_id} while it was {}",
+                        status.as_str()
+                    ),
+                ));
+            } else if acknowledged.contains(job_id.as_str()) {
+                out.push(violation(
+                    Invariant::NothingLiveCollected,
+                    format!(
+                        "{node} collected job {tenant}/{job_id}, which the workload still refers to"
+                    ),
+                ));
+            }
         }
     }
 }
@@ -336,6 +370,33 @@ mod tests {
         let v = check(&o);
         assert_eq!(invariants(&v), vec!["results_recorded_once"]);
         assert!(v[0].detail.contains("b, c"), "{v:?}");
+    }
+
+    fn collected(job: &str, status: JobStatus) -> HistoryEvent {
+        HistoryEvent::Collected {
+            node: "b".into(),
+            tenant: "default".into(),
+            job_id: job.into(),
+            status,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn collecting_an_unfinished_or_referenced_job_is_caught() {
+        let mut o = clean();
+        o.history
+            .push(collected("someone-elses", JobStatus::Succeeded));
+        assert_eq!(check(&o), vec![]);
+        o.history.push(collected("j9", JobStatus::Running));
+        o.history.push(collected("j1", JobStatus::Succeeded));
+        let v = check(&o);
+        assert_eq!(
+            invariants(&v),
+            vec!["nothing_live_collected", "nothing_live_collected"]
+        );
+        assert!(v[0].detail.contains("while it was running"), "{v:?}");
+        assert!(v[1].detail.contains("still refers to"), "{v:?}");
     }
 
     #[test]

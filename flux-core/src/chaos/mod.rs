@@ -23,7 +23,9 @@
 //! - every desired state converges after healing: each target is compliant again, and its
 //!   marker (the state's side effect) was re-created after the drift made when the faults
 //!   stopped;
-//! - a leader comes back after every fault that took the leader away.
+//! - a leader comes back after every fault that took the leader away;
+//! - garbage collection never deletes a live or referenced job: every job it deleted was
+//!   finished when read, and none was one the workload had been acknowledged and still checks.
 
 use serde::{Deserialize, Serialize};
 
@@ -140,11 +142,13 @@ pub enum Invariant {
     StatesConverged,
     /// A leader came back after every fault that took the leader away.
     LeaderRecovered,
+    /// Garbage collection deleted only finished jobs nobody still refers to.
+    NothingLiveCollected,
 }
 
 impl Invariant {
     /// The invariants, in report order.
-    pub const ALL: [Invariant; 7] = [
+    pub const ALL: [Invariant; 8] = [
         Invariant::AcknowledgedJobsKept,
         Invariant::JobsSucceeded,
         Invariant::WorkAccountedFor,
@@ -152,6 +156,7 @@ impl Invariant {
         Invariant::OneLeaderPerEpoch,
         Invariant::StatesConverged,
         Invariant::LeaderRecovered,
+        Invariant::NothingLiveCollected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -163,6 +168,7 @@ impl Invariant {
             Invariant::OneLeaderPerEpoch => "one_leader_per_epoch",
             Invariant::StatesConverged => "states_converged",
             Invariant::LeaderRecovered => "leader_recovered",
+            Invariant::NothingLiveCollected => "nothing_live_collected",
         }
     }
 }

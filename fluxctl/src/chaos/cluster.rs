@@ -175,6 +175,15 @@ fn node_args(o: &Opts, work: &Path, i: usize, id: &str, port: u16, store_port: u
             .chain(FAST_LIVENESS_ARGS.iter())
             .map(|s| s.to_string()),
     );
+    // Garbage collection runs every second through the faults: the reconciler's superseded
+    // jobs (beyond the last 2 of each target) are collected while leaders are killed, and the
+    // `nothing_live_collected` invariant judges what it deleted. The workload's own jobs stay
+    // (they are younger than the default retention).
+    args.extend(
+        ["--gc-interval", "1s", "--reconciler-jobs-kept", "2"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
     if i > 0 {
         // Peers share the first node's signing key and certificate.
         for (flag, file) in [
