@@ -693,6 +693,18 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
             Some(json!({"max_states": 2_000_000})),
         ),
         (
+            "job_retention_secs",
+            Method::PUT,
+            "/v1/tenants/acme/quota".into(),
+            Some(json!({"job_retention_secs": 0})),
+        ),
+        (
+            "job_retention_count",
+            Method::PUT,
+            "/v1/tenants/acme/quota".into(),
+            Some(json!({"job_retention_count": 0})),
+        ),
+        (
             "node_id",
             Method::GET,
             format!("/v1/jobs?node_id={long}"),
