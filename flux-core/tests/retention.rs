@@ -130,17 +130,26 @@ async fn gc_state(store: &DynStore) -> GcState {
     serde_json::from_slice(&store.get(&k(keys::GC_STATE)).await.unwrap().unwrap().value).unwrap()
 }
 
-/// Runs passes until one deletes nothing more and every sweep has come round (at most 50).
+/// Runs passes until two whole sweeps in a row delete nothing (at most 100 passes).
 async fn settle(c: &mut Collector, quota: &Quota, epoch: Epoch, now: Millis) {
-    let mut quiet = 0;
-    for _ in 0..50 {
+    let mut quiet_since: Option<u64> = None;
+    for _ in 0..100 {
         let r = c.pass(TENANT, quota, epoch, now).await.unwrap();
-        quiet = if r.deleted.total() == 0 { quiet + 1 } else { 0 };
-        if quiet >= 4 {
+        let sweeps = gc_state(&c_store(c)).await.sweeps;
+        if r.deleted.total() > 0 {
+            quiet_since = None;
+            continue;
+        }
+        let since = *quiet_since.get_or_insert(sweeps);
+        if sweeps >= since + 2 {
             return;
         }
     }
     panic!("the collector did not settle");
+}
+
+fn c_store(c: &Collector) -> DynStore {
+    c.store().clone()
 }
 
 async fn expired_objects_go_and_protected_ones_stay(b: Backend) {
@@ -335,6 +344,54 @@ async fn the_count_rule_keeps_the_newest(b: Backend) {
     assert_eq!(gc_state(&store).await.counted.finished_user_jobs, Some(2));
 }
 
+async fn reconciler_jobs_keep_the_last_n_of_each_target_and_what_records_point_at(b: Backend) {
+    let store = b.store.clone();
+    let jobs = Jobs::new(store.clone(), JobsConfig::default());
+    let epoch = store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    let mut checks = Vec::new();
+    let mut applies = Vec::new();
+    for i in 0..5 {
+        checks.push(finished_job(&jobs, epoch, RECONCILER, shell("check"), T0 + i, T0 + 10).await);
+        applies.push(finished_job(&jobs, epoch, RECONCILER, shell("apply"), T0 + i, T0 + 10).await);
+    }
+    // The target's record names the oldest check in one of its events.
+    store
+        .put(k(keys::state("motd")), b"{}".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    let status = serde_json::json!({
+        "state": "motd", "agent": "a1", "status": "compliant", "spec_version": 1,
+        "round": 5, "next_check": T0, "failures": 0, "repairs": 0,
+        "events": [{"at": T0, "kind": "applying", "message": "m", "job_id": checks[0].job_id}]
+    });
+    store
+        .put(
+            k(keys::status("motd", "a1")),
+            serde_json::to_vec(&status).unwrap(),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    let cfg = RetentionConfig {
+        reconciler_keep: 2,
+        batch: 3,
+        ..RetentionConfig::default()
+    };
+    let mut c = Collector::new(store.clone(), cfg);
+    settle(&mut c, &Quota::default(), epoch, T0 + H).await;
+    let mut left = Vec::new();
+    for j in checks.iter().chain(&applies) {
+        left.push(exists(&store, keys::job(&j.job_id)).await);
+    }
+    assert_eq!(
+        left,
+        [
+            true, false, false, true, true, false, false, false, true, true
+        ]
+    );
+}
+
 async fn a_job_that_changed_after_it_was_read_is_not_deleted(b: Backend) {
     let jobs = Jobs::new(b.store.clone(), JobsConfig::default());
     let epoch = b.store.next_epoch().await.unwrap();
@@ -467,6 +524,43 @@ async fn a_backup_carries_the_gc_record(b: Backend) {
     assert_eq!(count(&fresh.store, keys::JOBS).await, 0);
 }
 
+async fn a_job_with_more_output_than_one_batch_goes_in_pieces_record_last(b: Backend) {
+    let jobs = Jobs::new(b.store.clone(), JobsConfig::default());
+    let epoch = b.store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    let big = finished_job(&jobs, epoch, "alice", shell("yes"), T0, T0 + 10).await;
+    let small = finished_job(&jobs, epoch, "alice", shell("true"), T0 + 1, T0 + 11).await;
+    let att = big.current_attempt.clone().unwrap();
+    // More chunks than one collection transaction may hold.
+    let extra = flux_core::retention::MAX_OPS_PER_TXN as u64 + 500;
+    for part in 0..4u64 {
+        let mut txn = flux_core::store::Txn::new();
+        for seq in (3 + part * extra / 4)..(3 + (part + 1) * extra / 4) {
+            txn = txn.put(
+                k(keys::output_chunk(&att, seq)),
+                b"{}".to_vec(),
+                Expect::Absent,
+            );
+        }
+        b.store.commit(txn).await.unwrap();
+    }
+    let chunks = count(&b.store, &keys::job_output(&big.job_id)).await;
+    assert_eq!(chunks as u64, extra + 3);
+    let mut c = Collector::new(b.store.clone(), RetentionConfig::default());
+    // The first pass takes one transaction's worth of chunks; the job record stays meanwhile.
+    c.pass(TENANT, &Quota::default(), epoch, T0 + 8 * D)
+        .await
+        .unwrap();
+    let left = count(&b.store, &keys::job_output(&big.job_id)).await;
+    assert!(left > 0 && left < chunks, "{left} of {chunks}");
+    assert!(exists(&b.store, keys::job(&big.job_id)).await);
+    settle(&mut c, &Quota::default(), epoch, T0 + 8 * D).await;
+    for j in [&big, &small] {
+        assert!(!exists(&b.store, keys::job(&j.job_id)).await);
+        assert_eq!(count(&b.store, &keys::job_output(&j.job_id)).await, 0);
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_redb {
@@ -496,4 +590,6 @@ on_both_backends!(
     a_job_that_changed_after_it_was_read_is_not_deleted,
     expired_idempotency_keys_name_a_new_job,
     a_backup_carries_the_gc_record,
+    reconciler_jobs_keep_the_last_n_of_each_target_and_what_records_point_at,
+    a_job_with_more_output_than_one_batch_goes_in_pieces_record_last,
 );

@@ -99,6 +99,10 @@ impl Collector {
         }
     }
 
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
     pub fn config(&self) -> &RetentionConfig {
         &self.cfg
     }

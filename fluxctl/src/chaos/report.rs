@@ -40,6 +40,8 @@ pub struct HistoryStats {
     /// Leader writes refused because a newer epoch existed (fencing at work).
     pub fenced: usize,
     pub results: usize,
+    /// Jobs deleted by garbage collection.
+    pub collected: usize,
     /// Distinct epochs that wrote.
     pub epochs: usize,
     /// Lines that did not parse (a node killed in the middle of a line).
@@ -89,6 +91,7 @@ impl HistoryStats {
             leader_writes: count(|e| matches!(e, HistoryEvent::Write { .. })),
             fenced: count(|e| matches!(e, HistoryEvent::Fenced { .. })),
             results: count(|e| matches!(e, HistoryEvent::Result { .. })),
+            collected: count(|e| matches!(e, HistoryEvent::Collected { .. })),
             epochs: epochs.len(),
             torn_lines: torn,
         }

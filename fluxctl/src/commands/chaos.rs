@@ -238,11 +238,12 @@ impl Render for chaos::Report {
             w.submitted, w.acknowledged, w.succeeded, w.executions, w.unacknowledged, w.state_targets
         ));
         text.push_str(&format!(
-            "history: {} leader writes in {} epochs, {} refused as fenced, {} results; failover p50 {} ms, max {} ms\n",
+            "history: {} leader writes in {} epochs, {} refused as fenced, {} results, {} jobs collected; failover p50 {} ms, max {} ms\n",
             r.history.leader_writes,
             r.history.epochs,
             r.history.fenced,
             r.history.results,
+            r.history.collected,
             r.failover.p50_ms,
             r.failover.max_ms
         ));
