@@ -198,3 +198,31 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
     assert!(violations.is_empty(), "{violations:?}");
     drop(redis);
 }
+
+/// Through the API: inside `--idempotency-window` a replay returns the first job; once the
+/// window has passed the same key creates a new job, which the key then names.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_names_a_new_job_once_its_window_has_passed() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: ["--idempotency-window", "2s"].map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let body = json!({"command": "true", "node_id": "nobody", "idempotency_key": "nightly"});
+    let (s, first) = d.post("/v1/jobs", &d.admin, &body).await;
+    assert_eq!(s, 202, "{first}");
+    let first = first["job_id"].as_str().unwrap().to_string();
+    let (_, again) = d.post("/v1/jobs", &d.admin, &body).await;
+    assert_eq!(again["job_id"], first.as_str(), "{again}");
+    let second = eventually("a new job for the expired key", T, || async {
+        let (s, v) = d.post("/v1/jobs", &d.admin, &body).await;
+        let id = v["job_id"].as_str()?.to_string();
+        (s == 202 && id != first).then_some(id)
+    })
+    .await;
+    // The new job is the key's now, and the first job is still there.
+    let (_, replay) = d.post("/v1/jobs", &d.admin, &body).await;
+    assert_eq!(replay["job_id"], second.as_str(), "{replay}");
+    let (s, _) = d.get(&format!("/v1/jobs/{first}"), &d.admin).await;
+    assert_eq!(s, 200);
+}
