@@ -105,7 +105,9 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
 /// (and its per-target counts) of this term.
 async fn gc_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
     let cfg = l.gc.expect("only started with a configuration").clone();
-    let mut tick = tokio::time::interval(cfg.interval);
+    // The first pass comes one interval into the term, not at once.
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + cfg.interval, cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut collector = Collector::new(l.store_handle.clone(), cfg);
     loop {

@@ -437,7 +437,8 @@ pub struct GcState {
     pub idem_kept: u64,
     #[serde(default)]
     pub counted: Counted,
-    /// Complete sweeps over the tenant's jobs.
+    /// Complete sweeps over the tenant's jobs that changed something (an idle tenant's
+    /// passes write nothing, so they are not counted).
     #[serde(default)]
     pub sweeps: u64,
     #[serde(default)]
