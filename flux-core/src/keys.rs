@@ -30,6 +30,26 @@ pub fn pending(job_id: &str) -> String {
     format!("pending/{job_id}")
 }
 
+/// Prefix of the job listing indexes: one empty entry per job and indexed value, written in
+/// the same transaction as the job record, so that a filtered listing reads about what it
+/// returns. Entries end in the job id (time-ordered), so each index lists oldest first.
+pub const JOB_INDEX: &str = "jobidx/";
+/// Every entry of one index value, e.g. `jobidx/status/running/`. `dim` is one of
+/// `status`, `agent`, `group`, `kind`; `value` is a status, node id, group id or kind.
+pub fn job_index(dim: &str, value: &str) -> String {
+    format!("{JOB_INDEX}{dim}/{value}/")
+}
+pub fn job_index_entry(dim: &str, value: &str, job_id: &str) -> String {
+    format!("{JOB_INDEX}{dim}/{value}/{job_id}")
+}
+/// The job id an index entry points to (its last segment).
+pub fn job_index_target(path: &str) -> Option<&str> {
+    path.strip_prefix(JOB_INDEX)?.rsplit('/').next()
+}
+/// Marker that every job of the tenant has its index entries (written once the migration of
+/// jobs stored before the indexes existed has run over the whole tenant).
+pub const JOB_INDEX_BUILT: &str = "jobidx_built";
+
 pub fn attempt(job_id: &str, number: u32) -> String {
     format!("attempts/{job_id}/{number:04}")
 }
@@ -146,6 +166,15 @@ mod tests {
         assert_eq!(job("j-1"), "jobs/j-1");
         assert_eq!(PENDING, "pending/");
         assert_eq!(pending("j-1"), "pending/j-1");
+        assert_eq!(JOB_INDEX, "jobidx/");
+        assert_eq!(job_index("status", "running"), "jobidx/status/running/");
+        assert_eq!(
+            job_index_entry("agent", "a1", "j-1"),
+            "jobidx/agent/a1/j-1"
+        );
+        assert_eq!(job_index_target("jobidx/group/g-1/j-1"), Some("j-1"));
+        assert_eq!(job_index_target("jobs/j-1"), None);
+        assert_eq!(JOB_INDEX_BUILT, "jobidx_built");
         assert_eq!(attempt("j-1", 3), "attempts/j-1/0003");
         assert_eq!(attempt("j-1", 12345), "attempts/j-1/12345");
         assert_eq!(attempts("j-1"), "attempts/j-1/");
@@ -183,6 +212,13 @@ mod tests {
     fn listing_prefixes_cover_their_objects() {
         assert!(job("x").starts_with(JOBS));
         assert!(pending("x").starts_with(PENDING));
+        assert!(job_index_entry("kind", "user", "x").starts_with(&job_index("kind", "user")));
+        assert!(job_index("kind", "user").starts_with(JOB_INDEX));
+        // Neither the records nor the marker are inside an index listing, and no index
+        // entry is inside the job records' prefix.
+        assert!(!job("x").starts_with(JOB_INDEX));
+        assert!(!JOB_INDEX_BUILT.starts_with(JOB_INDEX));
+        assert!(!job_index_entry("kind", "user", "x").starts_with(JOBS));
         assert!(inbox_entry("a", "x.1").starts_with(&inbox("a")));
         assert!(inbox("a").starts_with(INBOX));
         assert!(agent("a").starts_with(AGENTS));

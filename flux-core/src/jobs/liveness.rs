@@ -31,7 +31,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{AgentCaller, new_session};
-use super::{CAS_RETRIES, JobError, Jobs, Result, dec, enc, forget_secrets, is_conflict, key};
+use super::{
+    CAS_RETRIES, JobError, Jobs, Result, dec, enc, forget_secrets, is_conflict, key, put_job,
+};
 use crate::keys;
 use crate::model::{
     Agent, AgentState, Attempt, AttemptState, Job, JobStatus, Millis, Pending, RegisterAgent,
@@ -499,6 +501,7 @@ impl Jobs {
         if job.current_attempt.as_deref() == Some(attempt.attempt_id.as_str())
             && !job.status.is_terminal()
         {
+            let old = job.clone();
             job.updated_at = now;
             job.current_attempt = None;
             if job.cancel_requested {
@@ -519,7 +522,7 @@ impl Jobs {
                 job.finished_at = Some(now);
                 job.error = Some(format!("gave up after {} attempts: {reason}", job.attempts));
             }
-            txn = txn.put(jk, enc(&job), Expect::Version(jv));
+            txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             txn = forget_secrets(txn, tenant, &job)?;
         }
         tracing::info!(tenant, attempt = %attempt.attempt_id, reason, requeued, "attempt abandoned");

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     CAS_RETRIES, JobError, Jobs, Result, check_running, enc, forget_secrets, is_conflict, key,
+    put_job,
 };
 use crate::keys;
 use crate::model::{
@@ -378,10 +379,11 @@ impl Jobs {
                 && job.current_attempt.as_deref() == Some(attempt_id)
                 && job.status == JobStatus::Assigned
             {
+                let old = job.clone();
                 job.status = JobStatus::Running;
                 job.started_at.get_or_insert(now);
                 job.updated_at = now;
-                txn = txn.put(jk, enc(&job), Expect::Version(jv));
+                txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             }
             if self.committed(txn).await? {
                 return Ok(());
@@ -529,6 +531,7 @@ impl Jobs {
                 && job.current_attempt.as_deref() == Some(attempt_id)
                 && !job.status.is_terminal()
             {
+                let old = job.clone();
                 job.status = match (result.outcome, result.exit_code) {
                     (Outcome::Exited, Some(0)) => JobStatus::Succeeded,
                     (Outcome::TimedOut, _) => JobStatus::TimedOut,
@@ -547,7 +550,7 @@ impl Jobs {
                 job.started_at.get_or_insert(now);
                 job.finished_at = Some(now);
                 job.updated_at = now;
-                txn = txn.put(jk, enc(&job), Expect::Version(jv));
+                txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
                 txn = forget_secrets(txn, tenant, &job)?;
             }
             if self.committed(txn).await? {

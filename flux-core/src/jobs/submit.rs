@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use super::{
     CAS_RETRIES, JobError, Jobs, MAX_COMMAND_BYTES, MAX_ENV_VARS, MAX_TIMEOUT_SECS, Result, enc,
-    forget_secrets, key,
+    forget_secrets, key, put_job,
 };
 use crate::keys;
 use crate::model::{
-    Agent, AgentState, CommandSpec, Job, JobStatus, Millis, Pending, SubmitJob, Task, labels_match,
+    Agent, AgentState, CommandSpec, Job, JobKind, JobStatus, Millis, Pending, SubmitJob, Task, labels_match,
     valid_ident,
 };
 use crate::store::{Expect, StoreError, Txn};
@@ -186,10 +186,35 @@ impl Jobs {
         req: &SubmitJob,
         now: Millis,
     ) -> Result<(Job, Txn)> {
+        self.prepare_submit_as(tenant, submitted_by, req, now, JobKind::User)
+    }
+
+    /// [`Jobs::prepare_submit`] for a job of `kind` (the reconciler's own jobs).
+    pub fn prepare_submit_as(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+        kind: JobKind,
+    ) -> Result<(Job, Txn)> {
+        self.prepare(tenant, submitted_by, req, now, |j| j.kind = kind)
+    }
+
+    /// Builds the job of a validated submission, lets `shape` finish it (kind, group), and the
+    /// transaction that creates it.
+    fn prepare(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+        shape: impl FnOnce(&mut Job),
+    ) -> Result<(Job, Txn)> {
         let req = req.clone();
         let command = validate_submit(&req)?;
         let job_id = format!("j-{}", uuid::Uuid::now_v7().simple());
-        let job = Job {
+        let mut job = Job {
             job_id: job_id.clone(),
             tenant: tenant.to_string(),
             command,
@@ -202,6 +227,7 @@ impl Jobs {
             priority: req.priority.unwrap_or(0),
             selector: req.selector.clone(),
             group: None,
+            kind: JobKind::User,
             status: JobStatus::Queued,
             created_at: now,
             updated_at: now,
@@ -217,8 +243,8 @@ impl Jobs {
             idempotency_key: req.idempotency_key.clone(),
             submitted_by: submitted_by.to_string(),
         };
-        let mut txn = Txn::new()
-            .put(key(tenant, keys::job(&job_id))?, enc(&job), Expect::Absent)
+        shape(&mut job);
+        let mut txn = put_job(Txn::new(), tenant, None, &job, Expect::Absent)?
             .put(
                 key(tenant, keys::pending(&job_id))?,
                 enc(&Pending::of(&job)),
@@ -289,33 +315,12 @@ impl Jobs {
                 fan_out: false,
                 ..req.clone()
             };
-            let (mut job, part) = self.prepare_submit(tenant, submitted_by, &one, now)?;
-            job.selector = req.selector.clone();
-            job.group = Some(group.clone());
-            for op in part.ops {
-                // The job record carries the group and the selector it was chosen by.
-                txn.ops.push(match op {
-                    crate::store::Op::Put { key, expect, .. }
-                        if key.path() == keys::job(&job.job_id) =>
-                    {
-                        crate::store::Op::Put {
-                            key,
-                            value: enc(&job),
-                            expect,
-                        }
-                    }
-                    crate::store::Op::Put { key, expect, .. }
-                        if key.path() == keys::pending(&job.job_id) =>
-                    {
-                        crate::store::Op::Put {
-                            key,
-                            value: enc(&Pending::of(&job)),
-                            expect,
-                        }
-                    }
-                    other => other,
-                });
-            }
+            // Each job record carries the group and the selector it was chosen by.
+            let (job, part) = self.prepare(tenant, submitted_by, &one, now, |j| {
+                j.selector = req.selector.clone();
+                j.group = Some(group.clone());
+            })?;
+            txn.ops.extend(part.ops);
             jobs.push(job);
         }
         self.store.commit(txn).await?;
@@ -392,6 +397,7 @@ impl Jobs {
             if job.status.is_terminal() || job.cancel_requested {
                 return Ok(job);
             }
+            let old = job.clone();
             job.updated_at = now;
             let mut txn = Txn::new();
             if job.status == JobStatus::Queued {
@@ -409,7 +415,7 @@ impl Jobs {
                     }
                 }
             }
-            txn = txn.put(jk.clone(), enc(&job), Expect::Version(jv));
+            txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             txn = forget_secrets(txn, tenant, &job)?;
             if self.committed(txn).await? {
                 return Ok(job);

@@ -73,6 +73,32 @@ impl JobStatus {
     }
 }
 
+/// Who made a job: a user through the API (the default, and what every job written before
+/// kinds existed reads as) or the reconciler checking and repairing a desired state. Schedules
+/// and rollouts will add theirs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    #[default]
+    User,
+    Reconciler,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 2] = [JobKind::User, JobKind::Reconciler];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::User => "user",
+            JobKind::Reconciler => "reconciler",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// A job as stored and as returned by the API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -100,6 +126,9 @@ pub struct Job {
     /// The fan-out this job belongs to (one job per matching agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Who made the job (`user` unless the reconciler did).
+    #[serde(default)]
+    pub kind: JobKind,
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,

@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
-use crate::model::{AgentState, Job, Millis, SubmitJob};
+use crate::model::{AgentState, Job, JobKind, Millis, SubmitJob};
 use crate::quota::{self, Quota, QuotaError, RateLimiter};
 use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
 use crate::store::{Change, DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
@@ -410,7 +410,9 @@ impl Reconciler {
                 max_attempts: Some(1),
                 ..SubmitJob::default()
             };
-            let (job, job_txn) = self.jobs.prepare_submit(tenant, RECONCILER, &req, now)?;
+            let (job, job_txn) =
+                self.jobs
+                    .prepare_submit_as(tenant, RECONCILER, &req, now, JobKind::Reconciler)?;
             if kind == StepKind::Apply {
                 next.event(now, "applying", "apply submitted".into(), Some(&job.job_id));
             }

@@ -26,14 +26,27 @@ pub enum JobCmd {
     Run(RunArgs),
     /// Show one job.
     Get { id: String },
-    /// List jobs, newest first.
+    /// List jobs, newest first: one page, or every page with --all.
     List {
+        /// Only jobs in this status (queued, assigned, running, succeeded, failed, cancelled,
+        /// timed_out).
         #[arg(long)]
         status: Option<String>,
+        /// Only jobs pinned to or held by this agent.
         #[arg(long)]
         node: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// Only the jobs of this fan-out group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Which jobs: made by users (default), by the reconciler, or all.
+        #[arg(long, default_value = "user", value_parser = ["user", "reconciler", "all"])]
+        kind: String,
+        /// Jobs per page (1 to 1000; default 50, or 1000 with --all).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
+        /// Follow the pages to the last one.
+        #[arg(long)]
+        all: bool,
     },
     /// Print a job's output.
     Logs {
@@ -111,16 +124,36 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
         JobCmd::List {
             status,
             node,
+            group,
+            kind,
             limit,
+            all,
         } => {
-            let mut q = format!("/v1/jobs?limit={limit}");
-            if let Some(s) = status {
-                q.push_str(&format!("&status={s}"));
+            let limit = limit.map_or(if all { 1000 } else { 50 }, usize::from);
+            let mut q = format!("/v1/jobs?limit={limit}&kind={kind}");
+            for (name, v) in [("status", status), ("node_id", node), ("group", group)] {
+                if let Some(v) = v {
+                    q.push_str(&format!("&{name}={}", urlencoding(&v)));
+                }
             }
-            if let Some(n) = node {
-                q.push_str(&format!("&node_id={n}"));
+            let mut jobs = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("{q}&cursor={c}"),
+                    None => q.clone(),
+                };
+                let (page, next) = list_page(&api, &path).await?;
+                jobs.extend(page);
+                match next {
+                    Some(c) if all => cursor = Some(c),
+                    Some(_) => {
+                        eprintln!("(more jobs: --all lists every page)");
+                        break;
+                    }
+                    None => break,
+                }
             }
-            let jobs: Vec<Job> = api.get(&q).await?;
             emit(ctx.out, jobs.as_slice())?;
             Ok(())
         }
@@ -160,6 +193,33 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// One page of `GET /v1/jobs` and the cursor of the next (the `X-Flux-Next-Cursor` header).
+async fn list_page(api: &ApiClient, path: &str) -> Result<(Vec<Job>, Option<String>)> {
+    let resp = api
+        .send(Method::GET, path, None, Duration::from_secs(30))
+        .await?;
+    let next = resp
+        .headers()
+        .get("x-flux-next-cursor")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let jobs = resp.json().await.context("decoding the job list")?;
+    Ok((jobs, next))
+}
+
+/// Percent-encodes a query value (statuses, node ids and group ids are plain, but a typo
+/// must not change the query).
+fn urlencoding(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The request `job run` submits: one argument is a shell command line, several an argv;
