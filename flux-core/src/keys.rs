@@ -34,13 +34,20 @@ pub fn pending(job_id: &str) -> String {
 /// the same transaction as the job record, so that a filtered listing reads about what it
 /// returns. Entries end in the job id (time-ordered), so each index lists oldest first.
 pub const JOB_INDEX: &str = "jobidx/";
-/// Every entry of one index value, e.g. `jobidx/status/running/`. `dim` is one of
-/// `status`, `agent`, `group`, `kind`; `value` is a status, node id, group id or kind.
-pub fn job_index(dim: &str, value: &str) -> String {
-    format!("{JOB_INDEX}{dim}/{value}/")
+/// The jobs of one kind: `jobidx/kind/<kind>/`.
+pub fn job_kind_index(kind: &str) -> String {
+    format!("{JOB_INDEX}kind/{kind}/")
 }
-pub fn job_index_entry(dim: &str, value: &str, job_id: &str) -> String {
-    format!("{JOB_INDEX}{dim}/{value}/{job_id}")
+/// The jobs of one kind with one value of another dimension, e.g.
+/// `jobidx/status/running/user/`. `dim` is `status`, `agent` or `group`; `value` a status,
+/// node id or group id. Split by kind so that the usual listing (users' jobs in some status)
+/// reads only what it returns, even when the reconciler's jobs outnumber them.
+pub fn job_index(dim: &str, value: &str, kind: &str) -> String {
+    format!("{JOB_INDEX}{dim}/{value}/{kind}/")
+}
+/// One entry of an index (`index` from [`job_kind_index`] or [`job_index`]).
+pub fn job_index_entry(index: &str, job_id: &str) -> String {
+    format!("{index}{job_id}")
 }
 /// The job id an index entry points to (its last segment).
 pub fn job_index_target(path: &str) -> Option<&str> {
@@ -167,12 +174,20 @@ mod tests {
         assert_eq!(PENDING, "pending/");
         assert_eq!(pending("j-1"), "pending/j-1");
         assert_eq!(JOB_INDEX, "jobidx/");
-        assert_eq!(job_index("status", "running"), "jobidx/status/running/");
+        assert_eq!(job_kind_index("user"), "jobidx/kind/user/");
         assert_eq!(
-            job_index_entry("agent", "a1", "j-1"),
-            "jobidx/agent/a1/j-1"
+            job_index("status", "running", "user"),
+            "jobidx/status/running/user/"
         );
-        assert_eq!(job_index_target("jobidx/group/g-1/j-1"), Some("j-1"));
+        assert_eq!(
+            job_index_entry(&job_index("agent", "a1", "reconciler"), "j-1"),
+            "jobidx/agent/a1/reconciler/j-1"
+        );
+        assert_eq!(
+            job_index_entry(&job_kind_index("user"), "j-1"),
+            "jobidx/kind/user/j-1"
+        );
+        assert_eq!(job_index_target("jobidx/group/g-1/user/j-1"), Some("j-1"));
         assert_eq!(job_index_target("jobs/j-1"), None);
         assert_eq!(JOB_INDEX_BUILT, "jobidx_built");
         assert_eq!(attempt("j-1", 3), "attempts/j-1/0003");
@@ -212,13 +227,13 @@ mod tests {
     fn listing_prefixes_cover_their_objects() {
         assert!(job("x").starts_with(JOBS));
         assert!(pending("x").starts_with(PENDING));
-        assert!(job_index_entry("kind", "user", "x").starts_with(&job_index("kind", "user")));
-        assert!(job_index("kind", "user").starts_with(JOB_INDEX));
+        assert!(job_kind_index("user").starts_with(JOB_INDEX));
+        assert!(job_index("group", "g", "user").starts_with(JOB_INDEX));
         // Neither the records nor the marker are inside an index listing, and no index
         // entry is inside the job records' prefix.
         assert!(!job("x").starts_with(JOB_INDEX));
         assert!(!JOB_INDEX_BUILT.starts_with(JOB_INDEX));
-        assert!(!job_index_entry("kind", "user", "x").starts_with(JOBS));
+        assert!(!job_index_entry(&job_kind_index("user"), "x").starts_with(JOBS));
         assert!(inbox_entry("a", "x.1").starts_with(&inbox("a")));
         assert!(inbox("a").starts_with(INBOX));
         assert!(agent("a").starts_with(AGENTS));

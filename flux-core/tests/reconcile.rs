@@ -172,14 +172,15 @@ async fn a_superseded_leader_creates_neither_job_nor_record() {
     // The current leader proceeds normally.
     let tally = e.rec.pass(TENANT, new, T0).await.unwrap();
     assert_eq!(tally.checks, 1);
-    assert_eq!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let jobs = e.jobs.list(TENANT, &JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    // The reconciler's jobs are its own kind, apart from users' in listings.
+    assert_eq!(jobs[0].kind, flux_core::model::JobKind::Reconciler);
+    let user = JobFilter {
+        kind: Some(flux_core::model::JobKind::User),
+        ..Default::default()
+    };
+    assert!(e.jobs.list(TENANT, &user).await.unwrap().is_empty());
 }
 
 /// A state deleted between the pass's read and its write gets no job: the job's creation is

@@ -2,19 +2,22 @@
 //! index a filtered listing reads, opaque cursors, and the migration that indexes jobs stored
 //! before the indexes existed.
 //!
-//! Every job has one empty entry per indexed value (`jobidx/<dim>/<value>/<job_id>`, built in
-//! [`crate::keys`]): its status, its kind, its group, and each agent it names (the one it is
-//! pinned to and the one holding it). Every write of a job record goes through
+//! Every job has one empty entry per indexed value (`jobidx/<dim>/<value>/<kind>/<job_id>` and
+//! `jobidx/kind/<kind>/<job_id>`, built in [`crate::keys`]): its status, its group, each agent
+//! it names (the one it is pinned to and the one holding it), and its kind. Every write of a job record goes through
 //! [`super::put_job`], which adds the changes of [`index_changes`] to the same transaction, so
 //! an index never disagrees with a committed record. Job ids are time-ordered (UUIDv7), so an
 //! index read in descending order lists newest first.
 //!
 //! Guarantees:
-//! - a page costs at most `limit + 1` index entries and as many job reads when one index
-//!   serves the whole filter (or `limit + 1` records when there is no filter);
-//! - a combined filter reads the most selective index and checks the rest on each record; it
-//!   looks at no more than [`MAX_SCAN`] entries per page, and then returns a short (possibly
-//!   empty) page with a cursor to go on, so no request reads the tenant's whole history;
+//! - every index is split by kind, so a filter of one condition (status, agent or group) and
+//!   a kind reads one index that holds exactly its jobs: `limit + 1` entries and as many job
+//!   records. Without a kind the indexes of every kind are merged in id order (`limit + 1`
+//!   entries of each); without any condition the records are read directly (`limit + 1`);
+//! - a filter of several conditions reads the most selective index (group, then agent, then
+//!   status) and checks the rest on each record; it looks at no more than [`MAX_SCAN`] entries
+//!   per page, and then returns a short (possibly empty) page with a cursor to go on, so no
+//!   request reads the tenant's whole history;
 //! - following cursors from the first page returns every job that existed when listing began
 //!   and was not deleted meanwhile exactly once, whatever is created or deleted meanwhile (the
 //!   cursor is a position in id order, not an offset);
@@ -44,13 +47,12 @@ pub const MAX_SCAN: usize = 5000;
 /// Jobs indexed per fenced batch of the migration (one batch per tenant per liveness sweep).
 pub const BACKFILL_BATCH: usize = 1000;
 
-/// A dimension jobs are indexed by.
+/// A dimension jobs are indexed by (besides their kind, which splits every index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dim {
     Status,
     Agent,
     Group,
-    Kind,
 }
 
 impl Dim {
@@ -59,7 +61,6 @@ impl Dim {
             Dim::Status => "status",
             Dim::Agent => "agent",
             Dim::Group => "group",
-            Dim::Kind => "kind",
         }
     }
 }
@@ -83,9 +84,10 @@ impl JobFilter {
         self.status.is_none_or(|s| job.status == s)
             && self.kind.is_none_or(|k| job.kind == k)
             && (self.group.is_none() || job.group == self.group)
-            && self.node_id.as_ref().is_none_or(|n| {
-                job.node_id.as_ref() == Some(n) || job.agent.as_ref() == Some(n)
-            })
+            && self
+                .node_id
+                .as_ref()
+                .is_none_or(|n| job.node_id.as_ref() == Some(n) || job.agent.as_ref() == Some(n))
     }
 
     /// A digest of the conditions (not the limit), carried in cursors.
@@ -102,16 +104,21 @@ impl JobFilter {
     }
 }
 
-/// Every indexed value of a job as it is now: `(dim, value)`.
-fn indexed(job: &Job) -> BTreeSet<(Dim, &str)> {
+/// Every index `job` belongs to as it is now (their prefixes).
+fn indexes_of(job: &Job) -> BTreeSet<String> {
+    let kind = job.kind.as_str();
     let mut v = BTreeSet::new();
-    v.insert((Dim::Status, job.status.as_str()));
-    v.insert((Dim::Kind, job.kind.as_str()));
+    v.insert(keys::job_kind_index(kind));
+    v.insert(keys::job_index(
+        Dim::Status.as_str(),
+        job.status.as_str(),
+        kind,
+    ));
     if let Some(g) = &job.group {
-        v.insert((Dim::Group, g.as_str()));
+        v.insert(keys::job_index(Dim::Group.as_str(), g, kind));
     }
     for a in [&job.node_id, &job.agent].into_iter().flatten() {
-        v.insert((Dim::Agent, a.as_str()));
+        v.insert(keys::job_index(Dim::Agent.as_str(), a, kind));
     }
     v
 }
@@ -119,69 +126,105 @@ fn indexed(job: &Job) -> BTreeSet<(Dim, &str)> {
 /// Paths of every index entry of `job` as it is now. Deleting a job record deletes these in
 /// the same transaction.
 pub fn index_keys(job: &Job) -> Vec<String> {
-    indexed(job)
-        .into_iter()
-        .map(|(d, v)| keys::job_index_entry(d.as_str(), v, &job.job_id))
+    indexes_of(job)
+        .iter()
+        .map(|ix| keys::job_index_entry(ix, &job.job_id))
         .collect()
 }
 
 /// The index entries to write and to delete when a job record goes from `old` (`None`: it is
 /// new) to `new`: `(puts, deletes)`, disjoint.
 pub fn index_changes(old: Option<&Job>, new: &Job) -> (Vec<String>, Vec<String>) {
-    let now = indexed(new);
-    let before = old.map(indexed).unwrap_or_default();
-    let path = |(d, v): &(Dim, &str)| keys::job_index_entry(d.as_str(), v, &new.job_id);
+    let now = indexes_of(new);
+    let before = old.map(indexes_of).unwrap_or_default();
+    let path = |ix: &String| keys::job_index_entry(ix, &new.job_id);
     (
         now.difference(&before).map(path).collect(),
         before.difference(&now).map(path).collect(),
     )
 }
 
-/// Where a listing reads: the job records themselves, or one index.
+/// Where a listing reads: the job records themselves, or the indexes whose entries, merged in
+/// id order, are the candidates (one per kind when the filter does not name one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     Records,
-    Index(Dim, String),
-}
-
-impl Source {
-    pub fn prefix(&self) -> String {
-        match self {
-            Source::Records => keys::JOBS.to_string(),
-            Source::Index(d, v) => keys::job_index(d.as_str(), v),
-        }
-    }
-
-    /// The entry path at which the listing resumes after job `job_id`.
-    fn path_of(&self, job_id: &str) -> String {
-        format!("{}{job_id}", self.prefix())
-    }
+    Index(Vec<String>),
 }
 
 /// The index that serves `filter`, most selective first: a group (at most one job per agent
-/// of a fan-out), an agent, a status of unfinished jobs (what is in flight), a kind other than
-/// `user`, a finished status, and the `user` kind last (nearly every job). Without any
+/// of a fan-out), an agent, a status of unfinished jobs (what is in flight), a finished
+/// status; each of them split by kind. With only a kind, that kind's index; without any
 /// condition the records are read directly.
 pub fn choose_source(filter: &JobFilter) -> Source {
-    if let Some(g) = &filter.group {
-        return Source::Index(Dim::Group, g.clone());
+    let dim = if let Some(g) = &filter.group {
+        Some((Dim::Group, g.clone()))
+    } else if let Some(n) = &filter.node_id {
+        Some((Dim::Agent, n.clone()))
+    } else {
+        filter.status.map(|s| (Dim::Status, s.as_str().to_string()))
+    };
+    let kinds: Vec<JobKind> = match filter.kind {
+        Some(k) => vec![k],
+        None => JobKind::ALL.to_vec(),
+    };
+    match (dim, filter.kind) {
+        (None, None) => Source::Records,
+        (None, Some(k)) => Source::Index(vec![keys::job_kind_index(k.as_str())]),
+        (Some((d, v)), _) => Source::Index(
+            kinds
+                .iter()
+                .map(|k| keys::job_index(d.as_str(), &v, k.as_str()))
+                .collect(),
+        ),
     }
-    if let Some(n) = &filter.node_id {
-        return Source::Index(Dim::Agent, n.clone());
+}
+
+/// Descending reads of several prefixes merged by the id their entries end in.
+struct Merged<'a> {
+    store: &'a crate::store::DynStore,
+    tenant: &'a str,
+    page: usize,
+    streams: Vec<Stream>,
+}
+
+struct Stream {
+    range: Range,
+    buf: std::collections::VecDeque<crate::store::Entry>,
+    done: bool,
+}
+
+impl Merged<'_> {
+    /// The job id an entry of this source ends in.
+    fn id_of(path: &str) -> &str {
+        path.rsplit('/').next().unwrap_or_default()
     }
-    if let Some(s) = filter.status.filter(|s| !s.is_terminal()) {
-        return Source::Index(Dim::Status, s.as_str().into());
+
+    /// The next entry (greatest job id first) and its job id, or `None` at the end.
+    async fn next(&mut self) -> Result<Option<(String, crate::store::Entry)>> {
+        for s in &mut self.streams {
+            if s.buf.is_empty() && !s.done {
+                s.range.limit = self.page;
+                let got = self.store.list_range(self.tenant, &s.range).await?;
+                s.done = got.len() < self.page;
+                if let Some(last) = got.last() {
+                    s.range.start_after = Some(last.key.path().to_string());
+                }
+                s.buf.extend(got);
+            }
+        }
+        let best = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.buf.front().map(|e| (i, Self::id_of(e.key.path()))))
+            .max_by(|a, b| a.1.cmp(b.1))
+            .map(|(i, _)| i);
+        Ok(best.and_then(|i| self.streams[i].buf.pop_front()).map(|e| {
+            let id = Self::id_of(e.key.path()).to_string();
+            (id, e)
+        }))
     }
-    if let Some(k) = filter.kind.filter(|k| *k != JobKind::User) {
-        return Source::Index(Dim::Kind, k.as_str().into());
-    }
-    if let Some(s) = filter.status {
-        return Source::Index(Dim::Status, s.as_str().into());
-    }
-    if let Some(k) = filter.kind {
-        return Source::Index(Dim::Kind, k.as_str().into());
-    }
-    Source::Records
 }
 
 /// An opaque cursor: the last job id of a page and the digest of the filter it was made for.
@@ -255,45 +298,63 @@ impl Jobs {
         }
         let after = cursor.map(|c| decode_cursor(filter, c)).transpose()?;
         let source = choose_source(filter);
-        let mut range = Range::last(source.prefix(), limit + 1);
-        if let Some(id) = &after {
-            range = range.after(source.path_of(id));
-        }
+        let prefixes = match &source {
+            Source::Records => vec![keys::JOBS.to_string()],
+            Source::Index(p) => p.clone(),
+        };
+        let mut scan = Merged {
+            store: &self.store,
+            tenant,
+            page: limit + 1,
+            streams: prefixes
+                .into_iter()
+                .map(|p| {
+                    let mut range = Range::last(p.clone(), limit + 1);
+                    if let Some(id) = &after {
+                        range = range.after(format!("{p}{id}"));
+                    }
+                    Stream {
+                        range,
+                        buf: Default::default(),
+                        done: false,
+                    }
+                })
+                .collect(),
+        };
         let mut jobs = Vec::new();
         let mut scanned = 0usize;
-        // The id of the last entry looked at, matching or not.
-        let mut last_seen: Option<String> = None;
         loop {
-            let entries = self.store.list_range(tenant, &range).await?;
-            let exhausted = entries.len() < range.limit;
-            // The records behind a page of index entries, read side by side.
+            // The next candidates: as many as could still fill the page (and one more).
+            let want = (limit + 1 - jobs.len()).min(MAX_SCAN - scanned);
+            let mut batch = Vec::with_capacity(want);
+            while batch.len() < want {
+                match scan.next().await? {
+                    Some(c) => batch.push(c),
+                    None => break,
+                }
+            }
+            let exhausted = batch.len() < want;
+            // The records behind index entries, read side by side.
             let loaded: Vec<Option<Job>> = match &source {
-                Source::Records => entries
+                Source::Records => batch
                     .iter()
-                    .map(|e| dec(&e.key, &e.value).map(Some))
+                    .map(|(_, e)| dec(&e.key, &e.value).map(Some))
                     .collect::<Result<_>>()?,
                 Source::Index(..) => {
-                    futures::future::try_join_all(entries.iter().map(|e| async move {
-                        match keys::job_index_target(e.key.path()) {
-                            Some(id) => Ok(self
-                                .load::<Job>(&key(tenant, keys::job(id))?)
+                    futures::future::try_join_all(batch.iter().map(|(id, _)| async move {
+                        Ok::<_, JobError>(
+                            self.load::<Job>(&key(tenant, keys::job(id))?)
                                 .await?
-                                .map(|(j, _)| j)),
-                            None => Ok::<_, JobError>(None),
-                        }
+                                .map(|(j, _)| j),
+                        )
                     }))
                     .await?
                 }
             };
-            for (e, job) in entries.iter().zip(loaded) {
+            let mut last_seen = None;
+            for ((id, _), job) in batch.into_iter().zip(loaded) {
                 scanned += 1;
                 // A job deleted since its entry was read is passed over.
-                let id = match &source {
-                    Source::Records => e.key.path().strip_prefix(keys::JOBS),
-                    Source::Index(..) => keys::job_index_target(e.key.path()),
-                }
-                .unwrap_or_default()
-                .to_string();
                 if let Some(j) = job.filter(|j| filter.matches(j)) {
                     if jobs.len() == limit {
                         // One more match exists: this page is not the last.
@@ -321,9 +382,6 @@ impl Jobs {
                     jobs,
                 });
             }
-            let last = entries.last().expect("a full page has entries");
-            range = range.after(last.key.path().to_string());
-            range.limit = (limit + 1).min(MAX_SCAN - scanned);
         }
     }
 
@@ -486,14 +544,17 @@ mod tests {
         assert_eq!(
             puts,
             vec![
-                "jobidx/status/queued/j-1",
-                "jobidx/agent/a1/j-1",
-                "jobidx/group/g-1/j-1",
+                "jobidx/agent/a1/user/j-1",
+                "jobidx/group/g-1/user/j-1",
                 "jobidx/kind/user/j-1",
+                "jobidx/status/queued/user/j-1",
             ]
         );
         assert!(deletes.is_empty());
         assert_eq!(index_keys(&j), puts);
+        j.kind = JobKind::Reconciler;
+        assert!(index_keys(&j).contains(&"jobidx/status/queued/reconciler/j-1".to_string()));
+        assert!(index_keys(&j).contains(&"jobidx/kind/reconciler/j-1".to_string()));
     }
 
     #[test]
@@ -505,17 +566,20 @@ mod tests {
         let (puts, deletes) = index_changes(Some(&queued), &assigned);
         assert_eq!(
             puts,
-            vec!["jobidx/status/assigned/j-1", "jobidx/agent/a2/j-1"]
+            vec![
+                "jobidx/agent/a2/user/j-1",
+                "jobidx/status/assigned/user/j-1"
+            ]
         );
-        assert_eq!(deletes, vec!["jobidx/status/queued/j-1"]);
+        assert_eq!(deletes, vec!["jobidx/status/queued/user/j-1"]);
 
         let mut running = assigned.clone();
         running.status = JobStatus::Running;
         assert_eq!(
             index_changes(Some(&assigned), &running),
             (
-                vec!["jobidx/status/running/j-1".to_string()],
-                vec!["jobidx/status/assigned/j-1".to_string()]
+                vec!["jobidx/status/running/user/j-1".to_string()],
+                vec!["jobidx/status/assigned/user/j-1".to_string()]
             )
         );
         // Requeued after its agent died: back in the queue, no longer held by a2.
@@ -523,10 +587,10 @@ mod tests {
         requeued.status = JobStatus::Queued;
         requeued.agent = None;
         let (puts, deletes) = index_changes(Some(&running), &requeued);
-        assert_eq!(puts, vec!["jobidx/status/queued/j-1"]);
+        assert_eq!(puts, vec!["jobidx/status/queued/user/j-1"]);
         assert_eq!(
             deletes,
-            vec!["jobidx/status/running/j-1", "jobidx/agent/a2/j-1"]
+            vec!["jobidx/agent/a2/user/j-1", "jobidx/status/running/user/j-1"]
         );
         // A rewrite that changes no indexed value touches no entry.
         let mut touched = requeued.clone();
@@ -554,6 +618,7 @@ mod tests {
             kind,
             limit: None,
         };
+        let ix = |v: &[&str]| Source::Index(v.iter().map(|s| s.to_string()).collect());
         assert_eq!(choose_source(&f(None, None, None, None)), Source::Records);
         assert_eq!(
             choose_source(&f(
@@ -562,32 +627,31 @@ mod tests {
                 Some("g-1"),
                 Some(JobKind::User)
             )),
-            Source::Index(Dim::Group, "g-1".into())
+            ix(&["jobidx/group/g-1/user/"])
         );
         assert_eq!(
             choose_source(&f(Some(JobStatus::Running), Some("a1"), None, None)),
-            Source::Index(Dim::Agent, "a1".into())
-        );
-        assert_eq!(
-            choose_source(&f(Some(JobStatus::Running), None, None, Some(JobKind::User))),
-            Source::Index(Dim::Status, "running".into())
+            ix(&["jobidx/agent/a1/user/", "jobidx/agent/a1/reconciler/"])
         );
         assert_eq!(
             choose_source(&f(
-                Some(JobStatus::Succeeded),
+                Some(JobStatus::Running),
                 None,
                 None,
-                Some(JobKind::Reconciler)
+                Some(JobKind::User)
             )),
-            Source::Index(Dim::Kind, "reconciler".into())
+            ix(&["jobidx/status/running/user/"])
         );
         assert_eq!(
-            choose_source(&f(Some(JobStatus::Succeeded), None, None, Some(JobKind::User))),
-            Source::Index(Dim::Status, "succeeded".into())
+            choose_source(&f(Some(JobStatus::Succeeded), None, None, None)),
+            ix(&[
+                "jobidx/status/succeeded/user/",
+                "jobidx/status/succeeded/reconciler/"
+            ])
         );
         assert_eq!(
-            choose_source(&f(None, None, None, Some(JobKind::User))),
-            Source::Index(Dim::Kind, "user".into())
+            choose_source(&f(None, None, None, Some(JobKind::Reconciler))),
+            ix(&["jobidx/kind/reconciler/"])
         );
     }
 

@@ -31,9 +31,9 @@ mod query;
 mod schedule;
 mod submit;
 
+pub use listing::{IndexBackfill, JobFilter, Page, index_changes, index_keys};
 pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
 pub use protocol::AgentCaller;
-pub use listing::{IndexBackfill, JobFilter, Page, index_changes, index_keys};
 pub use schedule::ScheduleReport;
 pub use submit::validate_submit;
 

@@ -3,8 +3,8 @@
 
 use super::{JobError, Jobs, Result, dec, key};
 use crate::keys;
-use crate::store::Range;
 use crate::model::{Agent, Attempt, Job, StoredChunk, valid_ident};
+use crate::store::Range;
 
 impl Jobs {
     pub async fn get(&self, tenant: &str, job_id: &str) -> Result<Job> {

@@ -384,23 +384,23 @@ impl Jobs {
             Expect::Version(jv),
         )?
         .put(
-                key(tenant, keys::attempt(&job.job_id, number))?,
-                enc(&attempt),
-                Expect::Absent,
-            )
-            .put(
-                key(tenant, keys::inbox_entry(agent, &att_id))?,
-                enc(&task),
-                Expect::Absent,
-            )
-            .delete(
-                key(tenant, keys::pending(&job.job_id))?,
-                Expect::Version(queued_version),
-            )
-            .check(
-                key(tenant, keys::agent(agent))?,
-                Expect::Version(slot.version),
-            );
+            key(tenant, keys::attempt(&job.job_id, number))?,
+            enc(&attempt),
+            Expect::Absent,
+        )
+        .put(
+            key(tenant, keys::inbox_entry(agent, &att_id))?,
+            enc(&task),
+            Expect::Absent,
+        )
+        .delete(
+            key(tenant, keys::pending(&job.job_id))?,
+            Expect::Version(queued_version),
+        )
+        .check(
+            key(tenant, keys::agent(agent))?,
+            Expect::Version(slot.version),
+        );
         Ok((txn, att_id))
     }
 }

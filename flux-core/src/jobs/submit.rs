@@ -10,8 +10,8 @@ use super::{
 };
 use crate::keys;
 use crate::model::{
-    Agent, AgentState, CommandSpec, Job, JobKind, JobStatus, Millis, Pending, SubmitJob, Task, labels_match,
-    valid_ident,
+    Agent, AgentState, CommandSpec, Job, JobKind, JobStatus, Millis, Pending, SubmitJob, Task,
+    labels_match, valid_ident,
 };
 use crate::store::{Expect, StoreError, Txn};
 
@@ -244,12 +244,11 @@ impl Jobs {
             submitted_by: submitted_by.to_string(),
         };
         shape(&mut job);
-        let mut txn = put_job(Txn::new(), tenant, None, &job, Expect::Absent)?
-            .put(
-                key(tenant, keys::pending(&job_id))?,
-                enc(&Pending::of(&job)),
-                Expect::Absent,
-            );
+        let mut txn = put_job(Txn::new(), tenant, None, &job, Expect::Absent)?.put(
+            key(tenant, keys::pending(&job_id))?,
+            enc(&Pending::of(&job)),
+            Expect::Absent,
+        );
         if !req.secret_env.is_empty() {
             txn = txn.put(
                 key(tenant, keys::secrets(&job_id))?,

@@ -8,6 +8,7 @@
 //! are grouped by the part of the service they drive: `submit`, `schedule`, `liveness` and
 //! `protocol`, as in `flux-core/src/jobs/`.
 
+mod listing;
 mod liveness;
 mod protocol;
 mod schedule;

@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::jobs::JobFilter;
-use flux_core::model::{Job, JobKind, JobStatus, StoredChunk, SubmitJob, attempt_id, now_ms, valid_ident};
+use flux_core::model::{
+    Job, JobKind, JobStatus, StoredChunk, SubmitJob, attempt_id, now_ms, valid_ident,
+};
 use serde::Deserialize;
 use serde_json::json;
 
