@@ -3462,7 +3462,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__job__subcmd__list)
-            opts="-o -h -V --status --node --limit --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --status --node --group --kind --limit --all --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3474,6 +3474,14 @@ _fluxctl() {
                     ;;
                 --node)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kind)
+                    COMPREPLY=($(compgen -W "user reconciler all" -- "${cur}"))
                     return 0
                     ;;
                 --limit)

@@ -1,7 +1,7 @@
 //! The whole store key layout: every path FluxForge reads or writes, in one place.
 //!
 //! A [`crate::store::Key`] is a tenant plus a path; this module builds the paths. Objects of a
-//! tenant live inside that tenant (`jobs/`, `pending/`, `attempts/`, `inbox/`, `agents/`,
+//! tenant live inside that tenant (`jobs/`, `jobidx/`, `pending/`, `attempts/`, `inbox/`, `agents/`,
 //! `liveness/`, `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`); records of
 //! the cluster itself live in [`crate::store::SYSTEM_TENANT`] (`nodes/`, `tenants/`, `quotas/`,
 //! `revoked/`).

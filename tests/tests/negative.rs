@@ -195,7 +195,7 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
 
 /// What the store holds that a refused request could have changed.
 async fn fingerprint(d: &Fluxd) -> (usize, usize, u64, usize) {
-    let jobs = d.get("/v1/jobs?limit=10000", &d.admin).await.1;
+    let jobs = d.get("/v1/jobs?limit=1000", &d.admin).await.1;
     let states = d.get("/v1/states", &d.admin).await.1;
     let audit = d.get("/v1/audit/verify", &d.admin).await.1;
     let agents = d.get("/v1/agents", &d.admin).await.1;
@@ -765,6 +765,103 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(fingerprint(&d).await.1, 1);
+}
+
+/// Bad listing parameters: a limit out of 1..=1000 or not a number, a malformed cursor, one
+/// made for another filter or another tenant, an unknown kind. Each is a 400 naming its
+/// parameter, and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_listing_parameter_is_refused_400_naming_it() {
+    let d = Fluxd::start().await;
+    for _ in 0..3 {
+        let (s, _) = d
+            .post(
+                "/v1/jobs",
+                &d.admin,
+                &json!({"command": "true", "node_id": "a1"}),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    let acme = d.token("acme", "admin", None).await;
+    let r = d
+        .req(Method::GET, "/v1/jobs?status=queued&limit=1", &d.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cursor = r
+        .headers()
+        .get("x-flux-next-cursor")
+        .expect("a first page of 3 jobs by 1 has a next cursor")
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The cursor works with its own filter.
+    let (s, page) = d
+        .get(
+            &format!("/v1/jobs?status=queued&limit=1&cursor={cursor}"),
+            &d.admin,
+        )
+        .await;
+    assert_eq!((s, page.as_array().map(Vec::len)), (200, Some(1)), "{page}");
+    let before = fingerprint(&d).await;
+    let long = "A".repeat(300);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("limit", "/v1/jobs?limit=0".into(), &d.admin),
+        ("limit", "/v1/jobs?limit=1001".into(), &d.admin),
+        ("limit", "/v1/jobs?limit=-1".into(), &d.admin),
+        ("limit", "/v1/jobs?limit=many".into(), &d.admin),
+        (
+            "limit",
+            "/v1/jobs?limit=99999999999999999999999".into(),
+            &d.admin,
+        ),
+        ("cursor", "/v1/jobs?cursor=".into(), &d.admin),
+        ("cursor", "/v1/jobs?cursor=!!!".into(), &d.admin),
+        (
+            "cursor",
+            "/v1/jobs?cursor=bm90LWEtY3Vyc29y".into(),
+            &d.admin,
+        ),
+        ("cursor", format!("/v1/jobs?cursor={long}"), &d.admin),
+        ("cursor", "/v1/jobs?cursor=%00%0A".into(), &d.admin),
+        // Made for status=queued: refused with another filter, or none.
+        ("cursor", format!("/v1/jobs?cursor={cursor}"), &d.admin),
+        (
+            "cursor",
+            format!("/v1/jobs?status=running&cursor={cursor}"),
+            &d.admin,
+        ),
+        (
+            "cursor",
+            format!("/v1/jobs?status=queued&kind=user&cursor={cursor}"),
+            &d.admin,
+        ),
+        // Made in another tenant.
+        (
+            "cursor",
+            format!("/v1/jobs?status=queued&cursor={cursor}"),
+            &acme,
+        ),
+        ("kind", "/v1/jobs?kind=robot".into(), &d.admin),
+        ("kind", "/v1/jobs?kind=".into(), &d.admin),
+    ];
+    for (field, path, token) in cases {
+        let (s, v) = d.get(&path, token).await;
+        assert_eq!(s, 400, "{path}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{path}: {field} not named in {v}");
+        assert!(
+            msg.len() < 400,
+            "{path}: the message echoes the input: {msg}"
+        );
+    }
+    assert_eq!(
+        fingerprint(&d).await,
+        before,
+        "a refused listing changed something"
+    );
 }
 
 /// Refusals come before the body: every route that takes one, called without a token or by an

@@ -90,10 +90,10 @@ impl JobFilter {
                 .is_none_or(|n| job.node_id.as_ref() == Some(n) || job.agent.as_ref() == Some(n))
     }
 
-    /// A digest of the conditions (not the limit), carried in cursors.
-    fn digest(&self) -> String {
+    /// A digest of the tenant and the conditions (not the limit), carried in cursors.
+    fn digest(&self, tenant: &str) -> String {
         let text = format!(
-            "status={}\nagent={}\ngroup={}\nkind={}",
+            "tenant={tenant}\nstatus={}\nagent={}\ngroup={}\nkind={}",
             self.status.map_or("", |s| s.as_str()),
             self.node_id.as_deref().unwrap_or(""),
             self.group.as_deref().unwrap_or(""),
@@ -227,13 +227,15 @@ impl Merged<'_> {
     }
 }
 
-/// An opaque cursor: the last job id of a page and the digest of the filter it was made for.
-pub fn encode_cursor(filter: &JobFilter, last_job_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{last_job_id}", filter.digest()))
+/// An opaque cursor: the last job id of a page and the digest of the tenant and filter it was
+/// made for.
+pub fn encode_cursor(tenant: &str, filter: &JobFilter, last_job_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{last_job_id}", filter.digest(tenant)))
 }
 
-/// The job id a cursor resumes after, if it is well formed and was made for `filter`.
-pub fn decode_cursor(filter: &JobFilter, cursor: &str) -> Result<String> {
+/// The job id a cursor resumes after, if it is well formed and was made for `filter` in
+/// `tenant`.
+pub fn decode_cursor(tenant: &str, filter: &JobFilter, cursor: &str) -> Result<String> {
     let bad = |why: &str| JobError::Invalid(format!("cursor {why}; start again without it"));
     if cursor.len() > 200 {
         return Err(bad("is too long"));
@@ -247,8 +249,8 @@ pub fn decode_cursor(filter: &JobFilter, cursor: &str) -> Result<String> {
     if !job_id.starts_with("j-") || !crate::model::valid_ident(job_id) {
         return Err(bad("is malformed"));
     }
-    if digest != filter.digest() {
-        return Err(bad("was made for another filter"));
+    if digest != filter.digest(tenant) {
+        return Err(bad("was made for another filter or tenant"));
     }
     Ok(job_id.to_string())
 }
@@ -296,7 +298,9 @@ impl Jobs {
                 "limit must be between 1 and {MAX_LIMIT}"
             )));
         }
-        let after = cursor.map(|c| decode_cursor(filter, c)).transpose()?;
+        let after = cursor
+            .map(|c| decode_cursor(tenant, filter, c))
+            .transpose()?;
         let source = choose_source(filter);
         let prefixes = match &source {
             Source::Records => vec![keys::JOBS.to_string()],
@@ -361,7 +365,7 @@ impl Jobs {
                         return Ok(Page {
                             next_cursor: jobs
                                 .last()
-                                .map(|j: &Job| encode_cursor(filter, &j.job_id)),
+                                .map(|j: &Job| encode_cursor(tenant, filter, &j.job_id)),
                             jobs,
                         });
                     }
@@ -378,7 +382,7 @@ impl Jobs {
             if scanned >= MAX_SCAN {
                 // Bounded: hand back what was found, and where to go on.
                 return Ok(Page {
-                    next_cursor: last_seen.map(|id| encode_cursor(filter, &id)),
+                    next_cursor: last_seen.map(|id| encode_cursor(tenant, filter, &id)),
                     jobs,
                 });
             }
@@ -445,17 +449,30 @@ impl Jobs {
         }
         let entries = self.store.list_range(tenant, &range).await?;
         let exhausted = entries.len() < range.limit;
-        let mut txns = Vec::with_capacity(entries.len());
-        let mut written = Vec::with_capacity(entries.len());
+        let mut decoded = Vec::with_capacity(entries.len());
         for e in &entries {
-            let job: Job = match dec(&e.key, &e.value) {
-                Ok(j) => j,
-                Err(err) => {
-                    // Nothing to index it by; the record itself is reported where it is read.
-                    tracing::warn!(tenant, error = %err, "job record not indexed");
-                    continue;
-                }
-            };
+            match dec::<Job>(&e.key, &e.value) {
+                Ok(j) => decoded.push((e, j)),
+                // Nothing to index it by; the record itself is reported where it is read.
+                Err(err) => tracing::warn!(tenant, error = %err, "job record not indexed"),
+            }
+        }
+        // A job written since the indexes exist has every entry, its kind's among them: only
+        // jobs without that one are written, so a store that needs nothing gets no write.
+        let indexed = futures::future::try_join_all(decoded.iter().map(|(_, j)| async move {
+            let k = key(
+                tenant,
+                keys::job_index_entry(&keys::job_kind_index(j.kind.as_str()), &j.job_id),
+            )?;
+            Ok::<_, JobError>(self.store.get(&k).await?.is_some())
+        }))
+        .await?;
+        let mut txns = Vec::new();
+        let mut written = Vec::new();
+        for ((e, job), done) in decoded.into_iter().zip(indexed) {
+            if done {
+                continue;
+            }
             let mut txn = Txn::new()
                 .fenced(epoch)
                 .check(e.key.clone(), Expect::Version(e.version));
@@ -465,19 +482,29 @@ impl Jobs {
             txns.push(txn);
             written.push(e.key.path().to_string());
         }
-        // Resume after the last job indexed before the first one that changed meanwhile.
-        let mut next = after;
+        // Resume before the first job that changed meanwhile (it is looked at again), or
+        // after the batch.
+        let mut next = entries
+            .last()
+            .map(|e| e.key.path().to_string())
+            .or(after.clone());
         let mut all = true;
-        for (path, r) in written.into_iter().zip(self.store.commit_many(txns).await) {
+        let results = if txns.is_empty() {
+            Vec::new()
+        } else {
+            self.store.commit_many(txns).await
+        };
+        for (path, r) in written.into_iter().zip(results) {
             match r {
-                Ok(_) if all => next = Some(path),
                 Ok(_) => {}
-                Err(StoreError::Conflict { .. }) => all = false,
+                Err(StoreError::Conflict { .. }) => {
+                    if all {
+                        next = before(&entries, &path).or(after.clone());
+                    }
+                    all = false;
+                }
                 Err(err) => return Err(err.into()),
             }
-        }
-        if all && let Some(last) = entries.last() {
-            next = Some(last.key.path().to_string());
         }
         if exhausted && all {
             self.store
@@ -496,6 +523,12 @@ impl Jobs {
             .insert(tenant.to_string(), Progress::After(next));
         Ok(false)
     }
+}
+
+/// The path of the entry before `path` among `entries` (`None` for the first).
+fn before(entries: &[crate::store::Entry], path: &str) -> Option<String> {
+    let i = entries.iter().position(|e| e.key.path() == path)?;
+    i.checked_sub(1).map(|j| entries[j].key.path().to_string())
 }
 
 #[cfg(test)]
@@ -688,25 +721,31 @@ mod tests {
             status: Some(JobStatus::Running),
             ..Default::default()
         };
-        let c = encode_cursor(&running, "j-0190abc");
-        assert_eq!(decode_cursor(&running, &c).unwrap(), "j-0190abc");
+        let c = encode_cursor("acme", &running, "j-0190abc");
+        assert_eq!(decode_cursor("acme", &running, &c).unwrap(), "j-0190abc");
+        let e = decode_cursor("globex", &running, &c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cursor") && e.contains("tenant"), "{e}");
         // The limit is not part of the filter.
         let with_limit = JobFilter {
             limit: Some(5),
             ..running.clone()
         };
-        assert!(decode_cursor(&with_limit, &c).is_ok());
+        assert!(decode_cursor("acme", &with_limit, &c).is_ok());
         let other = JobFilter::default();
-        let e = decode_cursor(&other, &c).unwrap_err().to_string();
+        let e = decode_cursor("acme", &other, &c).unwrap_err().to_string();
         assert!(e.contains("cursor") && e.contains("another filter"), "{e}");
         for bad in [
             "",
             "!!!",
             "bm90LWEtY3Vyc29y",
-            &URL_SAFE_NO_PAD.encode(format!("{}:x/../y", running.digest())),
+            &URL_SAFE_NO_PAD.encode(format!("{}:x/../y", running.digest("acme"))),
             &"A".repeat(300),
         ] {
-            let e = decode_cursor(&running, bad).unwrap_err().to_string();
+            let e = decode_cursor("acme", &running, bad)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("cursor "), "{bad}: {e}");
         }
     }

@@ -169,7 +169,8 @@ pub(super) async fn list_jobs(
         limit: None,
     };
     if let Some(c) = &q.cursor {
-        decode_cursor(&filter, c).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        decode_cursor(caller.tenant(), &filter, c)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let page = st
         .jobs
