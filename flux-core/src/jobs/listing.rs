@@ -4,9 +4,10 @@
 //!
 //! Every job has one empty entry per indexed value (`jobidx/<dim>/<value>/<kind>/<job_id>` and
 //! `jobidx/kind/<kind>/<job_id>`, built in [`crate::keys`]): its status, its group, each agent
-//! it names (the one it is pinned to and the one holding it), and its kind. Every write of a job record goes through
-//! [`super::put_job`], which adds the changes of [`index_changes`] to the same transaction, so
-//! an index never disagrees with a committed record. Job ids are time-ordered (UUIDv7), so an
+//! it names (the one it is pinned to and the one holding it), and its kind. Every write of a
+//! job record goes through `put_job` (in `jobs/mod.rs`), which adds the changes of
+//! [`index_changes`] to the same transaction, so an index never disagrees with a committed
+//! record. Job ids are time-ordered (UUIDv7), so an
 //! index read in descending order lists newest first.
 //!
 //! Guarantees:
@@ -21,8 +22,8 @@
 //! - following cursors from the first page returns every job that existed when listing began
 //!   and was not deleted meanwhile exactly once, whatever is created or deleted meanwhile (the
 //!   cursor is a position in id order, not an offset);
-//! - a cursor is only accepted with the filter it was made for; a malformed one, or one made for
-//!   another filter, is refused naming `cursor`;
+//! - a cursor is only accepted with the tenant and filter it was made for; a malformed one, or
+//!   one made for another filter or tenant, is refused naming `cursor`;
 //! - the index entries of a job as it is now are [`index_keys`]: whoever deletes a job record
 //!   deletes these with it.
 
@@ -417,9 +418,9 @@ impl Jobs {
     /// the indexes existed, for `tenant`, resuming where `progress` left it. Once a pass has
     /// reached the tenant's newest job, marks the tenant ([`keys::JOB_INDEX_BUILT`]) so later
     /// terms skip it. Every job is written with a check of the version it was read at, so a
-    /// job that changes meanwhile is indexed on a later batch from what it is then; entries of
-    /// jobs written since the indexes exist are rewritten unchanged. Returns whether the
-    /// tenant is now fully indexed.
+    /// job that changes meanwhile is indexed on a later batch from what it is then; jobs that
+    /// already have their kind's entry (every job written since the indexes exist) are not
+    /// written at all. Returns whether the tenant is now fully indexed.
     pub async fn backfill_index(
         &self,
         progress: &mut IndexBackfill,
