@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Args;
 use crate::executor::RunAs;
+use crate::facts::{self, FactsTracker};
 
 /// File in the state directory holding the registration's session secret (mode 0600).
 const SESSION_FILE: &str = ".session";
@@ -71,6 +72,8 @@ pub(crate) struct Profile {
     pub(crate) slots: u32,
     pub(crate) hostname: Option<String>,
     pub(crate) poll_secs: u64,
+    /// How often facts are read again (real agents only; simulated ones report none).
+    pub(crate) facts_every: Duration,
     pub(crate) exec: Exec,
 }
 
@@ -83,6 +86,7 @@ impl Profile {
                 .ok()
                 .map(|h| h.trim().to_string()),
             poll_secs: args.poll_secs,
+            facts_every: Duration::from_secs(args.facts_interval),
             exec,
         }
     }
@@ -97,6 +101,7 @@ pub(crate) struct Agent {
     pub(crate) profile: Arc<Profile>,
     pub(crate) running: Running,
     heartbeat: Mutex<Duration>,
+    facts: FactsTracker,
 }
 
 fn running_ids(running: &Running) -> Vec<String> {
@@ -174,6 +179,7 @@ impl Agent {
             profile,
             running: Arc::default(),
             heartbeat: Mutex::new(Duration::from_secs(2)),
+            facts: FactsTracker::default(),
         }
     }
 
@@ -186,18 +192,32 @@ impl Agent {
         }
     }
 
+    /// Whether this agent reports facts (simulated agents do not).
+    fn reports_facts(&self) -> bool {
+        matches!(self.profile.exec, Exec::Real { .. })
+    }
+
     pub(crate) async fn register(&self, stop: &CancellationToken) -> Result<(), ClientError> {
+        let facts = if self.reports_facts() {
+            Some(facts::collect_async().await)
+        } else {
+            None
+        };
         let req = RegisterAgent {
             labels: self.profile.labels.clone(),
             slots: Some(self.profile.slots),
             hostname: self.profile.hostname.clone(),
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
             running: running_ids(&self.running),
+            facts: facts.clone(),
         };
         let reply: HeartbeatReply = with_retry(stop, "register", || {
             self.api.post("/v1/agent/register", &req)
         })
         .await?;
+        if let Some(f) = facts {
+            self.facts.accepted(f);
+        }
         if let Some(secret) = &reply.session {
             self.api.set_session(Some(secret.clone()));
             if let Exec::Real {
@@ -230,21 +250,34 @@ impl Agent {
     }
 
     pub(crate) async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut next_facts = tokio::time::Instant::now() + self.profile.facts_every;
+        let mut current: Option<flux_core::model::Facts> = None;
         loop {
             let every = *self.heartbeat.lock().expect("heartbeat");
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            if self.reports_facts() && tokio::time::Instant::now() >= next_facts {
+                current = Some(facts::collect_async().await);
+                next_facts = tokio::time::Instant::now() + self.profile.facts_every;
+            }
             let hb = Heartbeat {
                 running: running_ids(&self.running),
+                facts: current.as_ref().and_then(|f| self.facts.to_send(f)),
             };
             match self
                 .api
                 .post::<HeartbeatReply, _>("/v1/agent/heartbeat", &hb)
                 .await
             {
-                Ok(reply) => self.apply_reply(&reply),
+                Ok(reply) => {
+                    if let Some(f) = hb.facts {
+                        tracing::info!("facts changed; sent");
+                        self.facts.accepted(f);
+                    }
+                    self.apply_reply(&reply)
+                }
                 Err(e) if e.status() == Some(StatusCode::NOT_FOUND) || is_session_conflict(&e) => {
                     // The control plane forgot us (restored from backup, say), or our session is
                     // no longer the node's: register again (refused while another live agent
@@ -361,6 +394,7 @@ mod tests {
             slots: 1,
             hostname: None,
             poll_secs: 1,
+            facts_every: Duration::from_secs(60),
             exec: Exec::Real {
                 state_dir: Some(state_dir.to_path_buf()),
                 run_as: None,

@@ -13,6 +13,7 @@
 mod agent;
 mod attempt;
 mod executor;
+mod facts;
 mod harden;
 mod simulate;
 
@@ -73,6 +74,11 @@ struct Args {
     /// it, jobs run as the agent's user and can read whatever the agent can.
     #[arg(long, env = "FLUX_RUN_AS", value_name = "USER")]
     run_as: Option<String>,
+    /// How often the agent reads its facts (os, cpus, memory, disk, addresses...) again; they
+    /// are sent with a heartbeat only when they changed.
+    #[arg(long, env = "FLUX_FACTS_INTERVAL", value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    facts_interval: u64,
     #[command(flatten)]
     simulate: simulate::SimulateArgs,
 }

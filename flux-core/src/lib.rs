@@ -23,6 +23,7 @@ pub mod reconcile;
 pub mod redact;
 pub mod replies;
 pub mod revocations;
+pub mod selector;
 pub mod state;
 pub mod store;
 pub mod tenants;

@@ -23,6 +23,7 @@
 //! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
 
 pub mod index;
+mod labels;
 mod liveness;
 pub mod placement;
 mod protocol;

@@ -2,17 +2,15 @@
 //! entry, secrets, idempotency key), idempotent replays, fan-out to every matching agent, and
 //! cancel. Nothing here assigns work; the leader's [`super::schedule`] does.
 
-use std::collections::BTreeMap;
-
 use super::{
     CAS_RETRIES, JobError, Jobs, MAX_COMMAND_BYTES, MAX_ENV_VARS, MAX_TIMEOUT_SECS, Result, enc,
     forget_secrets, key,
 };
 use crate::keys;
 use crate::model::{
-    Agent, AgentState, CommandSpec, Job, JobStatus, Millis, Pending, SubmitJob, Task, labels_match,
-    valid_ident,
+    Agent, AgentState, CommandSpec, Job, JobStatus, Millis, Pending, SubmitJob, Task, valid_ident,
 };
+use crate::selector::Selector;
 use crate::store::{Expect, StoreError, Txn};
 
 /// Most arguments of an argv command.
@@ -135,17 +133,8 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             "give either node_id or selector, not both".into(),
         ));
     }
-    if req.selector.len() > 64
-        || req
-            .selector
-            .iter()
-            .any(|(k, v)| !valid_ident(k) || v.is_empty() || v.len() > 256)
-    {
-        return Err(JobError::Invalid(
-            "selector: at most 64 labels, names of A-Z a-z 0-9 . _ -, values of 1 to 256 bytes"
-                .into(),
-        ));
-    }
+    // A selector is bounded and valid by construction (it is parsed when the request is read,
+    // see `crate::selector`).
     if req.fan_out && (req.selector.is_empty() || req.idempotency_key.is_some()) {
         return Err(JobError::Invalid(
             "fan_out needs a selector and takes no idempotency key".into(),
@@ -241,18 +230,15 @@ impl Jobs {
         Ok((job, txn))
     }
 
-    /// The agents a fan-out with this selector reaches: the tenant's online agents whose labels
-    /// match. Fails when there are none, or more than a fan-out may reach.
-    pub async fn fan_out_targets(
-        &self,
-        tenant: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Agent>> {
+    /// The agents a fan-out with this selector reaches: the tenant's online agents it matches
+    /// (labels, admin labels and facts). Fails when there are none, or more than a fan-out may
+    /// reach.
+    pub async fn fan_out_targets(&self, tenant: &str, selector: &Selector) -> Result<Vec<Agent>> {
         let agents: Vec<Agent> = self
             .agents(tenant)
             .await?
             .into_iter()
-            .filter(|a| a.state == AgentState::Online && labels_match(selector, &a.labels))
+            .filter(|a| a.state == AgentState::Online && selector.matches(a))
             .collect();
         if agents.is_empty() {
             return Err(JobError::Invalid(
@@ -285,7 +271,7 @@ impl Jobs {
         for a in agents {
             let one = SubmitJob {
                 node_id: Some(a.node_id.clone()),
-                selector: BTreeMap::new(),
+                selector: Selector::default(),
                 fan_out: false,
                 ..req.clone()
             };

@@ -178,7 +178,7 @@ desired_exit_code = 3
         assert_eq!(s[0].name, "motd");
         assert_eq!(s[0].interval_secs, 30);
         assert_eq!(s[0].timeout_secs, 60);
-        assert_eq!(s[0].targets.labels["role"], "web");
+        assert_eq!(s[0].targets.labels.to_string(), "role=web");
         assert_eq!(s[1].interval_secs, DEFAULT_INTERVAL_SECS);
         assert_eq!(s[1].targets.agents, vec!["agent-1", "agent-2"]);
         assert_eq!(s[1].env["MODE"], "fast");

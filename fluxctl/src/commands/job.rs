@@ -79,9 +79,15 @@ pub struct RunArgs {
     /// Higher runs first among the tenant's queued jobs (-100 to 100).
     #[arg(long, allow_hyphen_values = true)]
     priority: Option<i32>,
-    /// Run on an agent carrying this label KEY=VALUE (repeatable: all of them).
-    #[arg(long = "selector", short = 'l', value_parser = parse_kv, conflicts_with = "node")]
-    selector: Vec<(String, String)>,
+    /// Run on an agent this selector matches: KEY=VALUE, or any expression such as
+    /// 'role in (web,api),fact.cpus>=4' (repeatable: all must hold).
+    #[arg(
+        long = "selector",
+        short = 'l',
+        value_name = "EXPR",
+        conflicts_with = "node"
+    )]
+    selector: Vec<String>,
     /// With --selector: run on every matching agent, one job each (a fan-out).
     #[arg(long, requires = "selector")]
     all: bool,
@@ -188,7 +194,8 @@ fn submit_request(r: RunArgs) -> Result<SubmitJob> {
         timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
         max_attempts: r.attempts,
         priority: r.priority,
-        selector: r.selector.into_iter().collect(),
+        selector: flux_core::selector::Selector::parse(&r.selector.join(","))
+            .map_err(|e| anyhow::anyhow!("--selector {:?}: {e}", r.selector.join(",")))?,
         fan_out: r.all,
         idempotency_key: r.idempotency_key,
     })
@@ -213,7 +220,7 @@ async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
 /// JSON is one document for scripts at the end, the final job and its stored output (both
 /// streams). Either way the exit code is the job's ([`job_exit_code`]).
 async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
-    if ctx.out == Output::Table {
+    if !ctx.out.is_json() {
         eprintln!("job {} submitted", job.job_id);
         stream_logs(api, &job.job_id, true).await?;
     }
@@ -233,7 +240,7 @@ async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
                 .context("reading job output")?;
             print_json(&json!({"job": done, "output": output}))?;
         }
-        Output::Table if done.status != JobStatus::Succeeded => {
+        Output::Table | Output::Wide if done.status != JobStatus::Succeeded => {
             eprintln!(
                 "job {} {}{}",
                 done.job_id,
@@ -244,7 +251,7 @@ async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
                     .unwrap_or_default()
             );
         }
-        Output::Table => {}
+        Output::Table | Output::Wide => {}
     }
     exit_with(job_exit_code(&done))
 }

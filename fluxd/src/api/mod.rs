@@ -73,6 +73,7 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/v1/agents", get(agents::list_agents))
         .route("/v1/agents/{id}", get(agents::get_agent))
+        .route("/v1/agents/{id}/labels", post(agents::label_agent))
         .route("/v1/tokens", post(tokens::create_token))
         .route("/v1/tokens/revoke", post(tokens::revoke_token))
         .route("/v1/whoami", get(tokens::whoami))

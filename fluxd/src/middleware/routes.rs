@@ -139,6 +139,7 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         }
         "/v1/jobs/{id}/cancel" if post => (Access::Permission(CancelJobs), Requests),
         "/v1/agents" | "/v1/agents/{id}" if get => (Access::Permission(ReadAgents), Requests),
+        "/v1/agents/{id}/labels" if post => (Admin, Requests),
         "/v1/tokens" | "/v1/tokens/revoke" if post => (Access::Permission(ManageTokens), Requests),
         "/v1/whoami" if get => (Authenticated, Requests),
         "/v1/agent/register" if post => (Agent, Registrations),
@@ -263,6 +264,9 @@ mod tests {
             assert!(a(m.clone(), p).check(&operator).is_err(), "{m} {p}");
             assert!(a(m.clone(), p).check(&cluster_admin).is_ok(), "{m} {p}");
         }
+        let label = a(Method::POST, "/v1/agents/{id}/labels");
+        assert!(label.check(&operator).is_err() && label.check(&agent).is_err());
+        assert!(label.check(&admin).is_ok());
         assert!(a(Method::GET, "/v1/audit").check(&operator).is_err());
         assert!(a(Method::GET, "/v1/audit").check(&admin).is_ok());
         assert!(a(Method::POST, "/v1/tokens").check(&operator).is_err());
