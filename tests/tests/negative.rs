@@ -79,6 +79,18 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
         r(Method::GET, "/v1/agents", None, Need::Viewer),
         r(Method::GET, "/v1/agents/a1", None, Need::Viewer),
         r(
+            Method::GET,
+            "/v1/agents?selector=role%3Dweb",
+            None,
+            Need::Viewer,
+        ),
+        r(
+            Method::POST,
+            "/v1/agents/a1/labels",
+            Some(json!({"set": {"rack": "r1"}})),
+            Need::Admin,
+        ),
+        r(
             Method::POST,
             "/v1/tokens",
             Some(json!({"role": "viewer"})),
@@ -556,7 +568,47 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
             "targets",
             Method::PUT,
             "/v1/states/s9".into(),
-            Some(state(&|v| v["targets"] = json!({"labels": {"role": long}}))),
+            Some(state(&|v| {
+                v["targets"] = json!({"labels": {"role": "x".repeat(300)}})
+            })),
+        ),
+        (
+            "targets",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| {
+                v["targets"] = json!({"selector": "fact.nope>1"})
+            })),
+        ),
+        (
+            "at byte 12",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(json!({"command": "true", "selector": "role in (web"})),
+        ),
+        (
+            "selector: at byte 7",
+            Method::GET,
+            "/v1/agents?selector=role%20in".into(),
+            None,
+        ),
+        (
+            "set",
+            p.clone(),
+            "/v1/agents/a1/labels".into(),
+            Some(json!({"set": {&long: "v"}})),
+        ),
+        (
+            "set.rack",
+            p.clone(),
+            "/v1/agents/a1/labels".into(),
+            Some(json!({"set": {"rack": huge}})),
+        ),
+        (
+            "remove",
+            p.clone(),
+            "/v1/agents/a1/labels".into(),
+            Some(json!({"remove": [long]})),
         ),
         (
             "check",

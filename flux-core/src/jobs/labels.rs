@@ -20,6 +20,10 @@ impl Jobs {
         node_id: &str,
         change: &LabelAgent,
     ) -> Result<Agent> {
+        // The request's own bounds first, whatever the agent holds.
+        change
+            .apply(&mut Default::default())
+            .map_err(JobError::Invalid)?;
         if !valid_ident(node_id) {
             return Err(JobError::NotFound(format!("agent {node_id}")));
         }
