@@ -66,7 +66,7 @@ impl Targets {
     /// Whether this agent is a target.
     pub fn matches(&self, agent: &Agent) -> bool {
         if !self.agents.is_empty() {
-            return self.agents.iter().any(|a| *a == agent.node_id);
+            return self.agents.contains(&agent.node_id);
         }
         !self.labels.is_empty() && self.labels.matches(agent)
     }
