@@ -886,6 +886,27 @@ mod tests {
         assert!(serde_json::from_value::<Selector>(serde_json::json!({"bad key": "x"})).is_err());
     }
 
+    #[test]
+    fn stored_records_with_map_selectors_read_and_write_back_unchanged() {
+        use crate::model::{Job, Pending};
+        let pending = r#"{"priority":3,"selector":{"role":"web","zone":"b"}}"#;
+        let p: Pending = serde_json::from_str(pending).unwrap();
+        assert_eq!(p.selector, Selector::parse("role=web,zone=b").unwrap());
+        assert_eq!(serde_json::to_string(&p).unwrap(), pending);
+        let job = serde_json::json!({
+            "job_id": "j-1", "tenant": "t", "command": {"shell": "true"},
+            "timeout_secs": 60, "max_attempts": 1, "selector": {"gpu": "yes"},
+            "status": "queued", "created_at": 0, "updated_at": 0, "attempts": 0,
+            "submitted_by": "a",
+        });
+        let j: Job = serde_json::from_value(job.clone()).unwrap();
+        assert_eq!(j.selector, Selector::labels([("gpu", "yes")]));
+        assert_eq!(
+            serde_json::to_value(&j).unwrap()["selector"],
+            job["selector"]
+        );
+    }
+
     // ---- properties
 
     fn label_key() -> impl Strategy<Value = String> {

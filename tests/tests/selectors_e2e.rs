@@ -300,6 +300,11 @@ interval = "2s"
     assert!(text.contains("admin labels:  role=db,tier=gold"), "{text}");
     assert!(text.contains("labels:        role=api,zone=b"), "{text}");
     assert_eq!(preview(&d, "role=db"), ["d1", "w2"]);
+    let (_, audit) = d.get("/v1/audit", &d.admin).await;
+    assert!(
+        audit.to_string().contains("POST /v1/agents/{id}/labels"),
+        "the change is audited: {audit}"
+    );
     assert!(preview(&d, "role=api").is_empty());
     // The map-form state now targets w2 as well.
     eventually("w2 a target of by-map", T, || async {
