@@ -228,6 +228,12 @@ desired_exit_code = 3
         let e =
             error_of("[[state]]\nname = \"x\"\ntargets = {}\ncheck = \"true\"\napply = \"true\"\n");
         assert_eq!((e.line, e.field.as_deref()), (3, Some("state[0].targets")));
+        // A bad selector expression: the file's line, and the byte in the expression.
+        let e = error_of(
+            "[[state]]\nname = \"x\"\ntargets = { selector = \"role in (web\" }\ncheck = \"true\"\napply = \"true\"\n",
+        );
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("at byte 12"), "{e}");
     }
 
     #[test]
