@@ -50,6 +50,13 @@ pub(crate) fn is_session_conflict(e: &ClientError) -> bool {
     matches!(e, ClientError::Api { status: StatusCode::CONFLICT, code, .. } if code == "session_conflict")
 }
 
+/// Whether the control plane refused a body because it does not know the `facts` field (one
+/// older than facts).
+fn refuses_facts(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status: StatusCode::UNPROCESSABLE_ENTITY, message, .. }
+        if message.contains("unknown field `facts`"))
+}
+
 /// Attempts running here, with the token that cancels each.
 pub(crate) type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
@@ -198,7 +205,7 @@ impl Agent {
     }
 
     pub(crate) async fn register(&self, stop: &CancellationToken) -> Result<(), ClientError> {
-        let facts = if self.reports_facts() {
+        let facts = if self.reports_facts() && !self.facts.is_unsupported() {
             Some(facts::collect_async().await)
         } else {
             None
@@ -211,13 +218,25 @@ impl Agent {
             running: running_ids(&self.running),
             facts: facts.clone(),
         };
-        let reply: HeartbeatReply = with_retry(stop, "register", || {
+        let mut reply: Result<HeartbeatReply, ClientError> = with_retry(stop, "register", || {
             self.api.post("/v1/agent/register", &req)
         })
-        .await?;
-        if let Some(f) = facts {
+        .await;
+        if let Err(e) = &reply
+            && refuses_facts(e)
+        {
+            // A control plane older than facts (during a rolling upgrade): register without.
+            tracing::warn!(error = %e, "the control plane takes no facts; registering without");
+            self.facts.unsupported();
+            let req = RegisterAgent { facts: None, ..req };
+            reply = with_retry(stop, "register", || {
+                self.api.post("/v1/agent/register", &req)
+            })
+            .await;
+        } else if let (Ok(_), Some(f)) = (&reply, facts) {
             self.facts.accepted(f);
         }
+        let reply = reply?;
         if let Some(secret) = &reply.session {
             self.api.set_session(Some(secret.clone()));
             if let Exec::Real {
@@ -284,6 +303,20 @@ impl Agent {
                     // process holds the node).
                     tracing::warn!(error = %e, "heartbeat refused; registering again");
                     let _ = self.register(&stop).await;
+                }
+                Err(e) if refuses_facts(&e) => {
+                    // A control plane older than facts: send none, and heartbeat again now.
+                    tracing::warn!(error = %e, "the control plane takes no facts; sending none");
+                    self.facts.unsupported();
+                    let hb = Heartbeat { facts: None, ..hb };
+                    match self
+                        .api
+                        .post::<HeartbeatReply, _>("/v1/agent/heartbeat", &hb)
+                        .await
+                    {
+                        Ok(reply) => self.apply_reply(&reply),
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
@@ -380,6 +413,35 @@ mod tests {
     use super::*;
     use flux_core::client::TlsOptions;
     use flux_core::model::CommandSpec;
+
+    #[test]
+    fn a_control_plane_without_facts_is_recognised_by_its_refusal() {
+        let refusal = |status, message: &str| ClientError::Api {
+            status,
+            code: "invalid".into(),
+            message: message.into(),
+            retry_after: None,
+        };
+        // What serde (behind fluxd's JSON extractor) says of a field it does not know.
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct OldRegister {
+            labels: Option<u8>,
+        }
+        let message = serde_json::from_str::<OldRegister>(r#"{"facts": {}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refuses_facts(&refusal(StatusCode::UNPROCESSABLE_ENTITY, &message)),
+            "{message}"
+        );
+        assert!(!refuses_facts(&refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "facts.os: too long"
+        )));
+        assert!(!refuses_facts(&refusal(StatusCode::BAD_REQUEST, &message)));
+    }
 
     fn agent(state_dir: &Path) -> Arc<Agent> {
         // Nothing listens there: a task that got as far as its start call would never run.

@@ -68,21 +68,42 @@ pub(crate) async fn collect_async() -> Facts {
 }
 
 /// What was last accepted by the control plane, to send facts only when they change.
+/// A control plane older than facts refuses them (unknown field): the agent then stops sending.
 #[derive(Default)]
 pub(crate) struct FactsTracker {
-    sent: Mutex<Option<Facts>>,
+    sent: Mutex<Sent>,
+}
+
+#[derive(Default)]
+enum Sent {
+    #[default]
+    Nothing,
+    Accepted(Box<Facts>),
+    Unsupported,
 }
 
 impl FactsTracker {
     /// The facts to put in a heartbeat: `now` if it differs from what was last accepted.
     pub(crate) fn to_send(&self, now: &Facts) -> Option<Facts> {
-        let sent = self.sent.lock().expect("facts");
-        (sent.as_ref() != Some(now)).then(|| now.clone())
+        match &*self.sent.lock().expect("facts") {
+            Sent::Accepted(f) if **f == *now => None,
+            Sent::Unsupported => None,
+            _ => Some(now.clone()),
+        }
     }
 
     /// The control plane accepted these facts (a registration or heartbeat carrying them).
     pub(crate) fn accepted(&self, f: Facts) {
-        *self.sent.lock().expect("facts") = Some(f);
+        *self.sent.lock().expect("facts") = Sent::Accepted(Box::new(f));
+    }
+
+    pub(crate) fn is_unsupported(&self) -> bool {
+        matches!(*self.sent.lock().expect("facts"), Sent::Unsupported)
+    }
+
+    /// The control plane takes no facts: send none from now on.
+    pub(crate) fn unsupported(&self) {
+        *self.sent.lock().expect("facts") = Sent::Unsupported;
     }
 }
 
@@ -118,6 +139,8 @@ mod tests {
             cpus: Some(4),
             ..Facts::default()
         };
-        assert_eq!(t.to_send(&g), Some(g));
+        assert_eq!(t.to_send(&g), Some(g.clone()));
+        t.unsupported();
+        assert_eq!(t.to_send(&g), None);
     }
 }
