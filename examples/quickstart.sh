@@ -19,6 +19,10 @@ flux_wait_agents 1
 echo "==> fluxctl job run --wait -n agent-1 'echo Hello FluxForge from \$(hostname)'"
 "$BIN/fluxctl" job run --wait -n agent-1 'echo Hello FluxForge from $(hostname)'
 
+echo "==> what the agent reported of its machine, and a job placed by selector (labels and facts)"
+"$BIN/fluxctl" -o wide agents list
+"$BIN/fluxctl" job run --wait -l 'role in (demo),fact.cpus>=1' 'echo placed by selector on $FLUX_NODE_ID'
+
 if command -v curl >/dev/null; then
     echo "==> the original quick start with curl: POST /jobs"
     curl -sS --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
