@@ -134,6 +134,21 @@ pub fn revoked(tenant: &str, jti: &str) -> String {
     format!("revoked/{tenant}/{jti}")
 }
 
+/// Marks the revocation of every credential of one agent, beside the token ids (a token id is
+/// an identifier and never holds '=', so the two never meet).
+pub const NODE_REVOKED_PREFIX: &str = "node=";
+pub fn revoked_node(tenant: &str, node_id: &str) -> String {
+    format!("revoked/{tenant}/{NODE_REVOKED_PREFIX}{node_id}")
+}
+
+// ---- enrollment (inside each tenant) ----------------------------------------------------------
+
+/// Uses counted of each enrollment token, by its id.
+pub const ENROLLMENTS: &str = "enrollments/";
+pub fn enrollment(jti: &str) -> String {
+    format!("{ENROLLMENTS}{jti}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +192,9 @@ mod tests {
         assert_eq!(quota("acme"), "quotas/acme");
         assert_eq!(REVOKED, "revoked/");
         assert_eq!(revoked("acme", "t1"), "revoked/acme/t1");
+        assert_eq!(revoked_node("acme", "web-1"), "revoked/acme/node=web-1");
+        assert_eq!(ENROLLMENTS, "enrollments/");
+        assert_eq!(enrollment("t1"), "enrollments/t1");
     }
 
     #[test]
@@ -195,6 +213,8 @@ mod tests {
         assert!(state("s").starts_with(STATES));
         assert!(audit_record(1).starts_with(AUDIT));
         assert!(revoked("t", "j").starts_with(REVOKED));
+        assert!(revoked_node("t", "n").starts_with(REVOKED));
+        assert!(enrollment("j").starts_with(ENROLLMENTS));
         assert!(quota("t").starts_with(QUOTAS));
         assert!(tenant("t").starts_with(TENANTS));
     }

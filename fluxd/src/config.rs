@@ -163,6 +163,10 @@ pub struct Args {
     /// Longest a followed log stream lasts; it then ends with a line asking to reconnect.
     #[arg(long, env = "FLUX_MAX_FOLLOW", value_parser = parse_duration, default_value = "1h")]
     max_follow: Duration,
+    /// Lifetime of the credential an agent gets when it enrolls or renews (it renews itself
+    /// once two thirds of it have passed). Between 10s and 30 days.
+    #[arg(long, env = "FLUX_AGENT_CREDENTIAL_TTL", value_parser = parse_duration, default_value = "24h")]
+    agent_credential_ttl: Duration,
     /// Also serve `/metrics` without a token, over plain HTTP, on this address (keep it on
     /// loopback or a private network). The API listener's `/metrics` needs a token.
     #[arg(long, env = "FLUX_METRICS_LISTEN")]
@@ -212,6 +216,8 @@ pub struct NodeConfig {
     /// Listener settings: timeouts, connection caps, the metrics listener.
     pub server: crate::node::ServerSettings,
     pub max_follow: Duration,
+    /// Lifetime of enrolled and renewed agent credentials.
+    pub agent_credential_ttl: Duration,
     /// The directory whose filesystem `--min-free-disk` watches, and the threshold (embedded
     /// store only).
     pub disk: Option<(PathBuf, u64)>,
@@ -231,6 +237,11 @@ impl Args {
             .map_err(|e| anyhow::anyhow!("lease settings: {e}"))?;
         if self.body_read_timeout.is_zero() {
             anyhow::bail!("--body-read-timeout must be above zero");
+        }
+        if self.agent_credential_ttl < Duration::from_secs(10)
+            || self.agent_credential_ttl > Duration::from_secs(30 * 24 * 3600)
+        {
+            anyhow::bail!("--agent-credential-ttl must be between 10s and 30 days");
         }
         if self.header_read_timeout.is_zero()
             || self.max_follow.is_zero()
@@ -344,6 +355,7 @@ impl Args {
                 gauges_every: self.gauges_every,
             },
             max_follow: self.max_follow,
+            agent_credential_ttl: self.agent_credential_ttl,
             disk,
         })
     }

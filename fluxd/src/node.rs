@@ -310,6 +310,7 @@ fn build_state(
         history,
     );
     state.max_follow = cfg.max_follow;
+    state.agent_credential_ttl = cfg.agent_credential_ttl;
     state.disk = cfg
         .disk
         .clone()

@@ -362,6 +362,12 @@ impl Jobs {
                 .get(&agent.node_id)
                 .map_or(agent.last_seen, |at| agent.last_seen.max(*at));
             states.insert(agent.node_id.clone(), agent.state);
+            if agent.revoked_at.is_some() {
+                // Revoked: dead whatever was heard of it, and not revived by what was heard
+                // before the revocation; its attempts are requeued below.
+                states.insert(agent.node_id.clone(), AgentState::Dead);
+                continue;
+            }
             if let Some(next) = judge(
                 agent.state,
                 last,
@@ -630,6 +636,8 @@ impl Jobs {
                     }
                     a.state = AgentState::Online;
                     a.last_seen = now;
+                    // Its credential passed the node revocation: it was issued after it.
+                    a.revoked_at = None;
                     (a, Expect::Version(v))
                 }
                 None => {
@@ -644,6 +652,9 @@ impl Jobs {
                         hostname: r.hostname.clone(),
                         version: r.version.clone(),
                         registration: None,
+                        admin_labels: BTreeMap::new(),
+                        drained: false,
+                        revoked_at: None,
                     };
                     fresh(&mut a);
                     (a, Expect::Absent)
@@ -780,6 +791,9 @@ mod tests {
                 id: "r1".into(),
                 secret_sha256: "00".repeat(32),
             }),
+            admin_labels: BTreeMap::new(),
+            drained: false,
+            revoked_at: None,
         }
     }
 

@@ -45,6 +45,17 @@ pub struct Agent {
     /// is alive. Attempts are given to a registration, not just to a node id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<Registration>,
+    /// Labels set by an admin (or by the enrollment token the agent enrolled with); the agent
+    /// cannot change them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub admin_labels: BTreeMap<String, String>,
+    /// Drained (`fluxctl agents drain`): no new work is placed on it; what runs finishes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
+    /// When its credentials were revoked (`fluxctl agents revoke`): it counts as dead until it
+    /// registers again with a credential issued after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Millis>,
 }
 
 /// One registration of an agent: a public id, and the SHA-256 (hex) of the session secret
@@ -57,6 +68,11 @@ pub struct Registration {
 }
 
 impl Agent {
+    /// Whether new work may be placed on it: online, not drained, not revoked.
+    pub fn takes_work(&self) -> bool {
+        self.state == AgentState::Online && !self.drained && self.revoked_at.is_none()
+    }
+
     /// The record as the API shows it: the registration's id, not its secret's hash.
     pub fn public_view(mut self) -> Agent {
         if let Some(r) = &mut self.registration {
@@ -271,6 +287,9 @@ mod tests {
                 id: "r1".into(),
                 secret_sha256: "ab".repeat(32),
             }),
+            admin_labels: BTreeMap::new(),
+            drained: false,
+            revoked_at: None,
         };
         let v = serde_json::to_value(a.public_view()).unwrap();
         assert_eq!(v["registration"], serde_json::json!({"id": "r1"}));

@@ -141,6 +141,12 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         "/v1/agents" | "/v1/agents/{id}" if get => (Access::Permission(ReadAgents), Requests),
         "/v1/tokens" | "/v1/tokens/revoke" if post => (Access::Permission(ManageTokens), Requests),
         "/v1/whoami" if get => (Authenticated, Requests),
+        "/v1/enroll" if post => (Access::Permission(Enroll), Registrations),
+        "/v1/agent/renew" if post => (Agent, AgentCalls),
+        "/v1/agents/{id}/revoke" if post => (Access::Permission(ManageTokens), Requests),
+        "/v1/agents/{id}/drain" | "/v1/agents/{id}/uncordon" if post => {
+            (Access::Permission(ManageAgents), Requests)
+        }
         "/v1/agent/register" if post => (Agent, Registrations),
         "/v1/agent/tasks" if get => (Agent, AgentPolls),
         "/v1/agent/heartbeat"
@@ -193,6 +199,8 @@ mod tests {
             iss: "i".into(),
             aud: "a".into(),
             node_id: node.map(String::from),
+            uses: None,
+            labels: Default::default(),
         }
     }
 
