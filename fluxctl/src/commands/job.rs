@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Subcommand;
 use flux_core::client::ApiClient;
 use flux_core::model::{Attempt, Job, JobStatus, StoredChunk, SubmitJob, parse_duration};
@@ -91,9 +91,17 @@ pub struct RunArgs {
     /// Join all arguments into one shell command line.
     #[arg(long)]
     shell: bool,
-    /// Wait for the job, stream its output and exit with its exit code.
+    /// Wait for the job, stream its output and exit with its exit code. Gives up (exit 1) when
+    /// the agent the job is pinned to is dead or revoked, or after --wait-timeout.
     #[arg(long, short = 'w')]
     wait: bool,
+    /// With --wait: give up (exit 1) when the job has not ended after this long.
+    #[arg(long, value_parser = parse_duration, requires = "wait")]
+    wait_timeout: Option<Duration>,
+    /// With --node: queue the job even if no agent has enrolled or registered as that node
+    /// yet (one about to enroll); without it such a job is refused.
+    #[arg(long, requires = "node")]
+    allow_unknown_node: bool,
     /// The command.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -145,7 +153,11 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
             Ok(())
         }
         JobCmd::Wait { id, timeout } => {
-            let job = wait_for(&api, &id, timeout).await?;
+            let pinned: Job = api.get(&format!("/v1/jobs/{id}")).await?;
+            let job = tokio::select! {
+                j = wait_for(&api, &id, timeout) => j?,
+                why = give_up(&api, &pinned, None) => return Err(anyhow!("{why}").into()),
+            };
             emit(
                 ctx.out,
                 &view(&job, |job| {
@@ -190,23 +202,78 @@ fn submit_request(r: RunArgs) -> Result<SubmitJob> {
         priority: r.priority,
         selector: r.selector.into_iter().collect(),
         fan_out: r.all,
+        allow_unknown_node: r.allow_unknown_node,
         idempotency_key: r.idempotency_key,
     })
 }
 
 /// `job run`: submit, then without --wait print the job (its id in a table).
 async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
-    let (all, wait) = (r.all, r.wait);
+    let (all, wait, limit) = (r.all, r.wait, r.wait_timeout);
     let req = submit_request(r)?;
     if all {
         return fan_out(ctx, api, &req, wait).await;
     }
-    let job: Job = api.post("/v1/jobs", &req).await?;
+    let reply: serde_json::Value = api.post("/v1/jobs", &req).await?;
+    // What the control plane noticed about where the job is to run (a pinned agent that is
+    // dead, a selector nothing matches): said, not fatal.
+    if let Some(ws) = reply.get("warnings").and_then(|w| w.as_array()) {
+        for w in ws.iter().filter_map(|w| w.as_str()) {
+            eprintln!("fluxctl: warning: {w}");
+        }
+    }
+    let job: Job = serde_json::from_value(reply).context("reading the submitted job")?;
     if !wait {
         emit(ctx.out, &view(&job, |j| format!("{}\n", j.job_id)))?;
         return Ok(());
     }
-    run_wait(ctx, api, &job).await
+    tokio::select! {
+        r = run_wait(ctx, api, &job) => r,
+        why = give_up(api, &job, limit) => Err(anyhow!("{why}").into()),
+    }
+}
+
+/// Resolves with why a wait for `job` must give up: `limit` has passed, or the agent the job
+/// is pinned to is dead (or revoked) while the job has not ended. Checks every 2 s.
+async fn give_up(api: &ApiClient, job: &Job, limit: Option<Duration>) -> String {
+    use flux_core::model::{Agent, AgentState};
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        let next = tokio::time::Instant::now() + Duration::from_secs(2);
+        tokio::time::sleep_until(deadline.map_or(next, |d| d.min(next))).await;
+        if let Some(l) = limit
+            && deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            return format!(
+                "job {} did not end within the wait timeout ({}s); it is still queued or running",
+                job.job_id,
+                l.as_secs_f64()
+            );
+        }
+        let Some(node) = &job.node_id else { continue };
+        let Ok(agent) = api.get::<Agent>(&format!("/v1/agents/{node}")).await else {
+            continue;
+        };
+        if agent.state != AgentState::Dead {
+            continue;
+        }
+        // The job may have ended meanwhile; the wait itself reports that.
+        match api.get::<Job>(&format!("/v1/jobs/{}", job.job_id)).await {
+            Ok(j) if !j.status.is_terminal() => {
+                let why = if agent.revoked_at.is_some() {
+                    "has been revoked"
+                } else {
+                    "is dead"
+                };
+                return format!(
+                    "job {} is pinned to agent {node}, which {why}; giving up (the job stays \
+                     queued: fluxctl job cancel {})",
+                    job.job_id, job.job_id
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `job run --wait`: a table streams the job's output live and notes a failure on stderr;
