@@ -67,6 +67,9 @@ _fluxctl() {
             fluxctl,whoami)
                 cmd="fluxctl__subcmd__whoami"
                 ;;
+            fluxctl__subcmd__agents,drain)
+                cmd="fluxctl__subcmd__agents__subcmd__drain"
+                ;;
             fluxctl__subcmd__agents,get)
                 cmd="fluxctl__subcmd__agents__subcmd__get"
                 ;;
@@ -76,6 +79,15 @@ _fluxctl() {
             fluxctl__subcmd__agents,list)
                 cmd="fluxctl__subcmd__agents__subcmd__list"
                 ;;
+            fluxctl__subcmd__agents,revoke)
+                cmd="fluxctl__subcmd__agents__subcmd__revoke"
+                ;;
+            fluxctl__subcmd__agents,uncordon)
+                cmd="fluxctl__subcmd__agents__subcmd__uncordon"
+                ;;
+            fluxctl__subcmd__agents__subcmd__help,drain)
+                cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__drain"
+                ;;
             fluxctl__subcmd__agents__subcmd__help,get)
                 cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__get"
                 ;;
@@ -84,6 +96,12 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__agents__subcmd__help,list)
                 cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__list"
+                ;;
+            fluxctl__subcmd__agents__subcmd__help,revoke)
+                cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__revoke"
+                ;;
+            fluxctl__subcmd__agents__subcmd__help,uncordon)
+                cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__uncordon"
                 ;;
             fluxctl__subcmd__audit,help)
                 cmd="fluxctl__subcmd__audit__subcmd__help"
@@ -268,11 +286,20 @@ _fluxctl() {
             fluxctl__subcmd__help,whoami)
                 cmd="fluxctl__subcmd__help__subcmd__whoami"
                 ;;
+            fluxctl__subcmd__help__subcmd__agents,drain)
+                cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__drain"
+                ;;
             fluxctl__subcmd__help__subcmd__agents,get)
                 cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__get"
                 ;;
             fluxctl__subcmd__help__subcmd__agents,list)
                 cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__list"
+                ;;
+            fluxctl__subcmd__help__subcmd__agents,revoke)
+                cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__revoke"
+                ;;
+            fluxctl__subcmd__help__subcmd__agents,uncordon)
+                cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__uncordon"
                 ;;
             fluxctl__subcmd__help__subcmd__audit,log)
                 cmd="fluxctl__subcmd__help__subcmd__audit__subcmd__log"
@@ -528,8 +555,54 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__agents)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version list get help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version list get drain uncordon revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__drain)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -620,8 +693,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__agents__subcmd__help)
-            opts="list get help"
+            opts="list get drain uncordon revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -675,7 +762,127 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fluxctl__subcmd__agents__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__help__subcmd__uncordon)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fluxctl__subcmd__agents__subcmd__list)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__revoke)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__uncordon)
             opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2480,8 +2687,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__agents)
-            opts="list get"
+            opts="list get drain uncordon revoke"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__agents__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2508,6 +2729,34 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__agents__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__agents__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__agents__subcmd__uncordon)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3566,7 +3815,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__job__subcmd__run)
-            opts="-n -e -l -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --priority --selector --all --idempotency-key --shell --wait --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -e -l -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --priority --selector --all --idempotency-key --shell --wait --wait-timeout --allow-unknown-node --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3617,6 +3866,10 @@ _fluxctl() {
                     return 0
                     ;;
                 --idempotency-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -4276,7 +4529,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__token__subcmd__create)
-            opts="-o -h -V --tenant --role --ttl --node-id --subject --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --tenant --role --ttl --node-id --subject --uses --label --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4287,7 +4540,7 @@ _fluxctl() {
                     return 0
                     ;;
                 --role)
-                    COMPREPLY=($(compgen -W "admin operator viewer agent" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "admin operator viewer agent enroll" -- "${cur}"))
                     return 0
                     ;;
                 --ttl)
@@ -4299,6 +4552,14 @@ _fluxctl() {
                     return 0
                     ;;
                 --subject)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uses)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --label)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -80,6 +80,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent carrying this label KEY=VALUE (repeatable: all of them)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Idempotency key: submitting twice with the same key runs the job once' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l wait-timeout -d 'With --wait: give up (exit 1) when the job has not ended after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token-file -d 'File holding the bearer token' -r -F
@@ -90,7 +91,8 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l all -d 'With --selector: run on every matching agent, one job each (a fan-out)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l shell -d 'Join all arguments into one shell command line'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code. Gives up (exit 1) when the agent the job is pinned to is dead or revoked, or after --wait-timeout'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l allow-unknown-node -d 'With --node: queue the job even if no agent has enrolled or registered as that node yet (one about to enroll); without it such a job is refused'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
@@ -173,20 +175,23 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "attempts" -d 'Show a job\'s attempts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s h -l help -d 'Print help'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "list" -d 'List agents of the tenant'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "get" -d 'Show one agent'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -f -a "list" -d 'List agents of the tenant'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
@@ -209,8 +214,44 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'List agents of the tenant'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -230,10 +271,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l role -r -f -a "admin\t''
 operator\t''
 viewer\t''
-agent\t''"
+agent\t''
+enroll\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l node-id -d 'Node id bound into an agent token' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l subject -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l uses -d 'Enrollment tokens (--role enroll): how many agents may enroll with it' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l label -d 'Enrollment tokens: an admin label KEY=VALUE given to every agent enrolled with it (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
@@ -740,6 +784,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "attempts" -d 'Show a job\'s attempts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'List agents of the tenant'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Issue a token'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from get" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'

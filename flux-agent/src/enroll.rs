@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::Agent;
 
 /// The credential's file in the state directory.
-pub const CREDENTIAL_FILE: &str = "credential";
+/// (A dot file: the state directory's other files are running attempts' process groups.)
+pub const CREDENTIAL_FILE: &str = ".credential";
 
 #[derive(Deserialize)]
 struct CredentialReply {

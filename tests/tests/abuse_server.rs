@@ -25,7 +25,7 @@ async fn queued_forever(d: &Fluxd) -> String {
         .post(
             "/v1/jobs",
             &d.admin,
-            &json!({"command": "true", "node_id": "nowhere"}),
+            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202, "{job}");
