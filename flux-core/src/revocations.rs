@@ -420,6 +420,59 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_node_revocation_refuses_the_nodes_tokens_issued_before_it_only() {
+        let mut r = Revocations::default();
+        let now = Instant::now();
+        assert_eq!(r.check_node("acme", "web-1", now), None, "not trusted yet");
+        loaded(&mut r, now, &[]);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(None));
+        // Seen in a notice before its record is read: every token of the node is refused.
+        r.insert_unknown("acme", "node=web-1");
+        assert_eq!(r.check_node("acme", "web-1", now), Some(Some(u64::MAX)));
+        // Read: the tokens issued before `not_before` are refused, later ones are not.
+        r.insert("acme", "node=web-1", 1000);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(Some(1000)));
+        assert_eq!(r.check_node("acme", "web-2", now), Some(None));
+        assert_eq!(r.check_node("globex", "web-1", now), Some(None));
+        assert_eq!(
+            r.check("acme", "node=web-1", now),
+            Some(false),
+            "not a token id"
+        );
+        let claims = |iat: u64, node: Option<&str>| crate::auth::Claims {
+            sub: "s".into(),
+            tenant: "acme".into(),
+            role: crate::auth::Role::Agent,
+            iat,
+            exp: iat + 60,
+            jti: "j".into(),
+            iss: "i".into(),
+            aud: "a".into(),
+            node_id: node.map(String::from),
+            uses: None,
+            labels: Default::default(),
+        };
+        assert!(crate::auth::refused_by_node(
+            &claims(999, Some("web-1")),
+            Some(1000)
+        ));
+        assert!(!crate::auth::refused_by_node(
+            &claims(1000, Some("web-1")),
+            Some(1000)
+        ));
+        assert!(!crate::auth::refused_by_node(&claims(1, None), Some(1000)));
+        assert!(!crate::auth::refused_by_node(
+            &claims(1, Some("web-1")),
+            None
+        ));
+        // Kept for a token lifetime after it, then forgotten.
+        r.purge(1000 + crate::auth::MAX_TOKEN_TTL_SECS - 1);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(Some(1000)));
+        r.purge(1000 + crate::auth::MAX_TOKEN_TTL_SECS);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(None));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn nothing_is_trusted_before_the_first_load() {
         let r = Revocations::default();
         assert_eq!(r.check("t", "j", Instant::now()), None);

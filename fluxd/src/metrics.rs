@@ -36,6 +36,9 @@ pub struct Metrics {
     pub audit_failures: IntCounter,
     pub store_writable: IntGauge,
     pub disk_refusals: IntCounter,
+    /// Enrollments by result (`ok`, `used_up`, `refused`) and credential renewals.
+    pub enrollments: IntCounterVec,
+    pub renewals: IntCounter,
 }
 
 impl Metrics {
@@ -197,6 +200,15 @@ impl Metrics {
                 "flux_disk_refusals_total",
                 "submissions refused because the store's disk had less than --min-free-disk free",
             ),
+            enrollments: counter_vec(
+                "flux_enrollments_total",
+                "agent enrollments answered by this node, by result (ok, used_up, refused)",
+                &["result"],
+            ),
+            renewals: counter(
+                "flux_credential_renewals_total",
+                "agent credentials renewed by this node",
+            ),
             // Last: the helpers above borrow the registry until here.
             registry,
         };
@@ -206,6 +218,9 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             m.backups.with_label_values(&[result]);
+        }
+        for result in ["ok", "used_up", "refused"] {
+            m.enrollments.with_label_values(&[result]);
         }
         m.store_writable.set(1);
         m

@@ -71,6 +71,14 @@ async fn fifty_against_forty(d: &Fluxd) {
         .post("/v1/enroll", &token, &json!({"node_id": "late"}))
         .await;
     assert_eq!(s, 403);
+    assert_eq!(
+        d.metric("flux_enrollments_total{result=\"ok\"}").await,
+        Some(40.0)
+    );
+    assert_eq!(
+        d.metric("flux_enrollments_total{result=\"used_up\"}").await,
+        Some(11.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,7 +53,15 @@ pub(super) async fn enroll(
         st.agent_credential_ttl,
         now_ms(),
     )
-    .await?;
+    .await
+    .inspect_err(|e| {
+        let result = match e {
+            flux_core::enroll::EnrollError::UsedUp { .. } => "used_up",
+            _ => "refused",
+        };
+        st.metrics.enrollments.with_label_values(&[result]).inc();
+    })?;
+    st.metrics.enrollments.with_label_values(&["ok"]).inc();
     tracing::info!(tenant = %caller.0.tenant, node_id = %req.node_id, enrollment = %caller.0.jti,
         used = e.counter.used, uses = e.counter.uses, jti = %e.claims.jti, "agent enrolled");
     Ok((
@@ -73,6 +81,7 @@ pub(super) async fn renew(
 ) -> ApiResult<Json<CredentialReply>> {
     caller.node_id()?;
     let (token, claims) = flux_core::enroll::renew(&st.auth, &caller.0, st.agent_credential_ttl)?;
+    st.metrics.renewals.inc();
     tracing::info!(tenant = %claims.tenant, node_id = ?claims.node_id, old = %caller.0.jti, jti = %claims.jti, "agent credential renewed");
     Ok(Json(CredentialReply {
         token,
