@@ -212,7 +212,7 @@ async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
     let (all, wait, limit) = (r.all, r.wait, r.wait_timeout);
     let req = submit_request(r)?;
     if all {
-        return fan_out(ctx, api, &req, wait).await;
+        return fan_out(ctx, api, &req, wait, limit).await;
     }
     let reply: serde_json::Value = api.post("/v1/jobs", &req).await?;
     // What the control plane noticed about where the job is to run (a pinned agent that is
@@ -318,7 +318,13 @@ async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
 
 /// `job run --selector ... --all`: one job per matching agent; with --wait, a table of their
 /// results and exit 0 only if every one succeeded.
-async fn fan_out(ctx: &Ctx, api: &ApiClient, req: &SubmitJob, wait: bool) -> CliResult {
+async fn fan_out(
+    ctx: &Ctx,
+    api: &ApiClient,
+    req: &SubmitJob,
+    wait: bool,
+    limit: Option<Duration>,
+) -> CliResult {
     let reply: FanOutReply = api.post("/v1/jobs", req).await?;
     if !wait {
         emit(
@@ -333,8 +339,10 @@ async fn fan_out(ctx: &Ctx, api: &ApiClient, req: &SubmitJob, wait: bool) -> Cli
         return Ok(());
     }
     let mut done = Vec::with_capacity(reply.jobs.len());
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     for j in &reply.jobs {
-        done.push(wait_for(api, &j.job_id, None).await?);
+        let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        done.push(wait_for(api, &j.job_id, left).await?);
     }
     emit(
         ctx.out,
@@ -439,10 +447,16 @@ fn job_exit_code(job: &Job) -> u8 {
 async fn wait_for(api: &ApiClient, id: &str, limit: Option<Duration>) -> Result<Job> {
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     loop {
+        // Each long-poll ends by the deadline, so the wait gives up on time.
+        let poll = deadline.map_or(30, |d| {
+            d.saturating_duration_since(tokio::time::Instant::now())
+                .as_secs()
+                .clamp(1, 30)
+        });
         let job: Job = api
             .call(
                 Method::GET,
-                &format!("/v1/jobs/{id}/wait?timeout_secs=30"),
+                &format!("/v1/jobs/{id}/wait?timeout_secs={poll}"),
                 None,
                 Duration::from_secs(60),
             )
