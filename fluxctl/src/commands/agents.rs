@@ -35,7 +35,11 @@ impl Render for [Agent] {
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>()
                     .join(","),
-                format!("{} ago", age(a.last_seen)),
+                if a.last_seen == 0 {
+                    "never".to_string()
+                } else {
+                    format!("{} ago", age(a.last_seen))
+                },
                 a.version.clone().unwrap_or_default(),
             ]);
         }
