@@ -87,19 +87,26 @@ async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_fort
     fifty_against_forty(&d).await;
 }
 
-/// On Redis, through two nodes sharing it: the count is the store's, not a node's.
+/// On Redis, through two nodes sharing it: the count is the store's, not a node's; and an
+/// agent enrolled through one node renews its credential through the other once the first is
+/// killed (every node shares the signing key).
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_forty_in_on_redis() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let url = redis.url();
+    let ttl = ["--agent-credential-ttl", "10s"];
     let first = Fluxd::start_with(FluxdOpts {
-        args: vec!["--store".into(), url.clone()],
+        args: ["--store", url.as_str()]
+            .iter()
+            .chain(ttl.iter())
+            .map(|s| s.to_string())
+            .collect(),
         ..FluxdOpts::default()
     })
     .await;
-    let second = Fluxd::start_with(FluxdOpts::peer_of(&first, &url, &[])).await;
+    let mut second = Fluxd::start_with(FluxdOpts::peer_of(&first, &url, &ttl)).await;
     let token = enroll_token(&first, 40, 600, json!({})).await;
     let calls = (0..50).map(|i| {
         let (token, node) = (token.clone(), if i % 2 == 0 { &first } else { &second });
@@ -124,10 +131,45 @@ async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_fort
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("enroll.token");
     std::fs::write(&file, enroll_token(&first, 1, 600, json!({})).await).unwrap();
-    let _agent = second.spawn_enrolled_agent(&file, "real-1", &dir.path().join("state"), &[]);
+    let state = dir.path().join("state");
+    let _agent = second.spawn_enrolled_agent(&file, "real-1", &state, &["--server", &first.url]);
     second
         .wait_agent_state(&second.admin, "real-1", "online", T)
         .await;
+    eventually("the agent's session kept", T, || async {
+        state.join(".session").exists().then_some(())
+    })
+    .await;
+    let cred = state.join(".credential");
+    let issued = std::fs::read_to_string(&cred).unwrap();
+    let exp = flux_core::auth::peek_claims(&issued).unwrap().exp;
+    // The node it enrolled through dies; it renews through the other one.
+    second.proc.kill9();
+    eventually(
+        "the credential renewed through the other node",
+        T,
+        || async {
+            let now = std::fs::read_to_string(&cred).ok()?;
+            (now.trim() != issued.trim()).then_some(())
+        },
+    )
+    .await;
+    eventually("the first credential expired", T, || async {
+        (flux_core::model::now_ms() / 1000 > exp + 1).then_some(())
+    })
+    .await;
+    let (s, job) = first
+        .post(
+            "/v1/jobs",
+            &first.admin,
+            &json!({"command": "true", "node_id": "real-1"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let done = first
+        .wait_job(&first.admin, job["job_id"].as_str().unwrap(), T, terminal)
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
 }
 
 /// A real agent enrolls once, keeps its credential private in its state dir, renews it before
