@@ -85,6 +85,9 @@ _fluxctl() {
             fluxctl__subcmd__agents__subcmd__help,list)
                 cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__list"
                 ;;
+            fluxctl__subcmd__audit,export)
+                cmd="fluxctl__subcmd__audit__subcmd__export"
+                ;;
             fluxctl__subcmd__audit,help)
                 cmd="fluxctl__subcmd__audit__subcmd__help"
                 ;;
@@ -93,6 +96,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__audit,verify)
                 cmd="fluxctl__subcmd__audit__subcmd__verify"
+                ;;
+            fluxctl__subcmd__audit__subcmd__help,export)
+                cmd="fluxctl__subcmd__audit__subcmd__help__subcmd__export"
                 ;;
             fluxctl__subcmd__audit__subcmd__help,help)
                 cmd="fluxctl__subcmd__audit__subcmd__help__subcmd__help"
@@ -273,6 +279,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__help__subcmd__agents,list)
                 cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__list"
+                ;;
+            fluxctl__subcmd__help__subcmd__audit,export)
+                cmd="fluxctl__subcmd__help__subcmd__audit__subcmd__export"
                 ;;
             fluxctl__subcmd__help__subcmd__audit,log)
                 cmd="fluxctl__subcmd__help__subcmd__audit__subcmd__log"
@@ -780,7 +789,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version log verify help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version log verify export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -825,9 +834,81 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fluxctl__subcmd__audit__subcmd__help)
-            opts="log verify help"
+        fluxctl__subcmd__audit__subcmd__export)
+            opts="-o -h -V --before --after --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__audit__subcmd__help)
+            opts="log verify export help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__audit__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -882,7 +963,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit__subcmd__log)
-            opts="-o -h -V --after --limit --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --after --limit --all --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -940,13 +1021,17 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit__subcmd__verify)
-            opts="-o -h -V --tenant --all --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --tenant --all --file --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2536,8 +2621,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__audit)
-            opts="log verify"
+            opts="log verify export"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__audit__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

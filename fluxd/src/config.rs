@@ -137,6 +137,10 @@ pub struct Args {
     /// How often the leader verifies every tenant's audit chain.
     #[arg(long, env = "FLUX_AUDIT_VERIFY_EVERY", value_parser = parse_duration, default_value = "5m")]
     audit_verify_every: Duration,
+    /// Prune audit records older than this once they were exported (`fluxctl audit export`);
+    /// 0 keeps every record. Records that were not exported are never pruned.
+    #[arg(long, env = "FLUX_AUDIT_RETENTION", value_parser = parse_duration, default_value = "0")]
+    audit_retention: Duration,
     /// Append this node's history (leader writes with their epochs, recorded attempt results)
     /// to this file as JSON lines, for `fluxctl chaos run` to check.
     #[arg(long, env = "FLUX_HISTORY_LOG")]
@@ -205,6 +209,8 @@ pub struct NodeConfig {
     pub lease: LeaseConfig,
     pub sweep_interval: Duration,
     pub audit_verify_every: Duration,
+    /// `--audit-retention`, when set.
+    pub audit_retention: Option<Duration>,
     pub backups: Option<Schedule>,
     pub history_log: Option<PathBuf>,
     pub unsafe_no_fencing: bool,
@@ -330,6 +336,7 @@ impl Args {
             lease,
             sweep_interval: self.sweep_interval,
             audit_verify_every: self.audit_verify_every,
+            audit_retention: Some(self.audit_retention).filter(|d| !d.is_zero()),
             backups,
             history_log: self.history_log,
             unsafe_no_fencing: self.unsafe_no_fencing,

@@ -375,6 +375,7 @@ impl Tasks {
         tokio::spawn(tasks::integrity::run_integrity_checks(
             st.clone(),
             cfg.audit_verify_every,
+            cfg.audit_retention,
             cancel.clone(),
         ));
         if let Some(schedule) = &cfg.backups {
