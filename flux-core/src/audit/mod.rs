@@ -1131,6 +1131,30 @@ mod tests {
         a.append(ev(50)).await.unwrap();
         assert!(a.verify_tracked("acme", Walk::Full).await.unwrap().ok);
 
+        // A backup carries the base and the export mark: restored into another store, the
+        // pruned chain verifies from its base and pruning goes on from where it was.
+        let bk = a.backup_key();
+        let bytes = crate::backup::create(s.as_ref(), 8000, &bk).await.unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        let s2 = crate::store::open(&format!("redb:{}", d2.path().join("b.redb").display()))
+            .await
+            .unwrap();
+        let b = crate::backup::decode(&bytes, &bk).unwrap();
+        let mark = a.next_restore_mark(&b, 8001).await.unwrap();
+        crate::backup::restore(s2.as_ref(), b, false, vec![mark])
+            .await
+            .unwrap();
+        let restored = Audit::start(s2.clone(), KEY);
+        let v = restored.verify("acme", None).await.unwrap();
+        assert!(v.ok, "{v:?}");
+        assert_eq!((v.records, v.walked), (31, 6));
+        assert!(
+            s2.get(&Key::new("acme", crate::keys::AUDIT_BASE).unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        );
+
         // A stale epoch cannot prune.
         s.release_lease("n1").await.unwrap();
         let e2 = s
