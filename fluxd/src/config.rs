@@ -157,6 +157,10 @@ pub struct Args {
     /// idle HTTP/1 keep-alive connection stays open.
     #[arg(long, env = "FLUX_HEADER_READ_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     header_read_timeout: Duration,
+    /// A connection (HTTP/1 or HTTP/2) with no request in flight for this long is closed;
+    /// keep-alive pings do not count. A followed log or a long-poll is in flight throughout.
+    #[arg(long, env = "FLUX_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "90s")]
+    idle_timeout: Duration,
     /// Connections open at once (at most the descriptor limit less a reserve); more are closed
     /// when accepted.
     #[arg(long, env = "FLUX_MAX_CONNECTIONS", default_value_t = 8192)]
@@ -239,11 +243,12 @@ impl Args {
             anyhow::bail!("--body-read-timeout must be above zero");
         }
         if self.header_read_timeout.is_zero()
+            || self.idle_timeout.is_zero()
             || self.max_follow.is_zero()
             || self.gauges_every.is_zero()
         {
             anyhow::bail!(
-                "--header-read-timeout, --max-follow and --gauges-every must be above zero"
+                "--header-read-timeout, --idle-timeout, --max-follow and --gauges-every must be above zero"
             );
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
@@ -343,6 +348,7 @@ impl Args {
             unsafe_ignore_lease: self.unsafe_ignore_lease,
             server: crate::node::ServerSettings {
                 header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
                 conns: crate::conns::ConnLimits {
                     total: self.max_connections,
                     per_ip: self.max_connections_per_ip,
