@@ -103,6 +103,9 @@ _fluxctl() {
             fluxctl__subcmd__agents__subcmd__help,uncordon)
                 cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__uncordon"
                 ;;
+            fluxctl__subcmd__audit,export)
+                cmd="fluxctl__subcmd__audit__subcmd__export"
+                ;;
             fluxctl__subcmd__audit,help)
                 cmd="fluxctl__subcmd__audit__subcmd__help"
                 ;;
@@ -111,6 +114,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__audit,verify)
                 cmd="fluxctl__subcmd__audit__subcmd__verify"
+                ;;
+            fluxctl__subcmd__audit__subcmd__help,export)
+                cmd="fluxctl__subcmd__audit__subcmd__help__subcmd__export"
                 ;;
             fluxctl__subcmd__audit__subcmd__help,help)
                 cmd="fluxctl__subcmd__audit__subcmd__help__subcmd__help"
@@ -300,6 +306,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__help__subcmd__agents,uncordon)
                 cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__uncordon"
+                ;;
+            fluxctl__subcmd__help__subcmd__audit,export)
+                cmd="fluxctl__subcmd__help__subcmd__audit__subcmd__export"
                 ;;
             fluxctl__subcmd__help__subcmd__audit,log)
                 cmd="fluxctl__subcmd__help__subcmd__audit__subcmd__log"
@@ -987,7 +996,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version log verify help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version log verify export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1032,9 +1041,81 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fluxctl__subcmd__audit__subcmd__help)
-            opts="log verify help"
+        fluxctl__subcmd__audit__subcmd__export)
+            opts="-o -h -V --before --after --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__audit__subcmd__help)
+            opts="log verify export help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__audit__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1089,7 +1170,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit__subcmd__log)
-            opts="-o -h -V --after --limit --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --after --limit --all --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1147,13 +1228,17 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit__subcmd__verify)
-            opts="-o -h -V --tenant --all --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --tenant --all --file --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2785,8 +2870,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__audit)
-            opts="log verify"
+            opts="log verify export"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__audit__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

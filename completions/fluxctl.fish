@@ -446,22 +446,23 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "quota" -d 'Show or set a tenant\'s quota'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s h -l help -d 'Print help'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l after -d 'Only records after this sequence number' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l limit -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l limit -d 'Records per page (1..=10000)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l tenant -d 'Another tenant (admins of tenant default)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -471,10 +472,12 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l all -d 'Every record after --after, page by page'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l file -d 'An export file written by `fluxctl audit export`' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token-file -d 'File holding the bearer token' -r -F
@@ -487,8 +490,23 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l before -d 'A date (2026-11-01, UTC), a time (RFC 3339) or an age (30d: made more than 30 days ago)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l after -d 'Start after this record instead of after the last export' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s o -l output -d 'Output format' -r -f -a "table\t''
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -794,8 +812,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "quota" -d 'Show or set a tenant\'s quota'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "restore" -d 'Restore a backup (authenticated first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'

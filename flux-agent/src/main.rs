@@ -221,6 +221,11 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // The exec shim of `--run-as`, started by this agent for a job: nothing of the agent runs.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == harden::EXEC_AS) {
+        return harden::exec_as(&argv[2..]);
+    }
     // Before anything else: no other process of this user may read this one's memory or
     // environment, and a token given through FLUX_TOKEN leaves the environment.
     if let Err(e) = harden::undumpable() {

@@ -100,6 +100,11 @@ pub fn status(name: &str, agent: &str) -> String {
 /// The head of a tenant's audit chain (sequence number and hash of the last record).
 pub const AUDIT_HEAD: &str = "audit_head";
 pub const AUDIT: &str = "audit/";
+/// The signed base of a chain whose oldest records were exported and pruned: the last record
+/// removed and its MAC. Verification starts there.
+pub const AUDIT_BASE: &str = "audit_base";
+/// The signed mark of the newest record exported; nothing past it is pruned.
+pub const AUDIT_EXPORTED: &str = "audit_exported";
 pub fn audit_record(seq: u64) -> String {
     format!("{AUDIT}{seq:016}")
 }
@@ -183,6 +188,8 @@ mod tests {
         assert_eq!(status("motd", "a1"), "state_status/motd/a1");
         assert_eq!(AUDIT_HEAD, "audit_head");
         assert_eq!(AUDIT, "audit/");
+        assert_eq!(AUDIT_BASE, "audit_base");
+        assert_eq!(AUDIT_EXPORTED, "audit_exported");
         assert_eq!(audit_record(42), "audit/0000000000000042");
         assert_eq!(NODES, "nodes/");
         assert_eq!(node("n1"), "nodes/n1");

@@ -171,6 +171,9 @@ impl From<AuditError> for ApiError {
     fn from(e: AuditError) -> ApiError {
         match e {
             AuditError::Store(s) => s.into(),
+            e @ AuditError::Broken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "audit_broken", e.to_string())
+            }
             other => ApiError::unavailable(other.to_string()),
         }
     }

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub dispatch_latency: prometheus::Histogram,
     pub integrity_mismatch: IntCounter,
     pub integrity_checks: IntCounter,
+    pub audit_pruned: IntCounter,
     pub audit_failures: IntCounter,
     pub store_writable: IntGauge,
     pub disk_refusals: IntCounter,
@@ -187,6 +188,10 @@ impl Metrics {
             integrity_checks: counter(
                 "flux_integrity_checks_total",
                 "periodic audit-chain checks completed by this node as leader",
+            ),
+            audit_pruned: counter(
+                "flux_audit_pruned_total",
+                "exported audit records pruned by this node as leader (--audit-retention)",
             ),
             audit_failures: counter(
                 "flux_audit_append_failures_total",

@@ -165,6 +165,13 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
         ),
         r(Method::GET, "/v1/audit", None, Need::Admin),
         r(Method::GET, "/v1/audit/verify", None, Need::Admin),
+        r(Method::POST, "/v1/audit/export?before=1", None, Need::Admin),
+        r(
+            Method::POST,
+            "/v1/audit/verify-file",
+            Some(json!({})),
+            Need::Admin,
+        ),
         r(Method::GET, "/v1/tenants", None, Need::Admin),
         r(
             Method::POST,
@@ -419,10 +426,12 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
             r.method,
             r.path
         );
-        // `{}` is not a backup: verify lets the admin in and refuses the body (422).
+        // `{}` is not a backup nor an audit export: verify lets the admin in and refuses the
+        // body (422).
         if r.needs != Need::Agent
             && !r.path.contains("/attempts/")
             && !r.path.contains("/backup/verify")
+            && !r.path.contains("/audit/verify-file")
         {
             assert!(
                 (200..300).contains(&status) || status == 409 || status == 404,

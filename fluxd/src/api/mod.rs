@@ -123,6 +123,10 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             "/v1/backup/verify",
             post(backup::verify).layer(DefaultBodyLimit::max(limits.max_restore_bytes)),
         )
+        .route(
+            "/v1/audit/verify-file",
+            post(audit::verify_file).layer(DefaultBodyLimit::max(limits.max_restore_bytes)),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             backup::BACKUP_TIMEOUT,
@@ -131,6 +135,7 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
     let untimed = Router::new()
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/export", post(audit::export))
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
         .route(
             "/v1/tenants/{tenant}/quota",
