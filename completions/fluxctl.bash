@@ -67,6 +67,9 @@ _fluxctl() {
             fluxctl,whoami)
                 cmd="fluxctl__subcmd__whoami"
                 ;;
+            fluxctl__subcmd__agents,drain)
+                cmd="fluxctl__subcmd__agents__subcmd__drain"
+                ;;
             fluxctl__subcmd__agents,get)
                 cmd="fluxctl__subcmd__agents__subcmd__get"
                 ;;
@@ -78,6 +81,15 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__agents,list)
                 cmd="fluxctl__subcmd__agents__subcmd__list"
+                ;;
+            fluxctl__subcmd__agents,revoke)
+                cmd="fluxctl__subcmd__agents__subcmd__revoke"
+                ;;
+            fluxctl__subcmd__agents,uncordon)
+                cmd="fluxctl__subcmd__agents__subcmd__uncordon"
+                ;;
+            fluxctl__subcmd__agents__subcmd__help,drain)
+                cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__drain"
                 ;;
             fluxctl__subcmd__agents__subcmd__help,get)
                 cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__get"
@@ -91,6 +103,15 @@ _fluxctl() {
             fluxctl__subcmd__agents__subcmd__help,list)
                 cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__list"
                 ;;
+            fluxctl__subcmd__agents__subcmd__help,revoke)
+                cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__revoke"
+                ;;
+            fluxctl__subcmd__agents__subcmd__help,uncordon)
+                cmd="fluxctl__subcmd__agents__subcmd__help__subcmd__uncordon"
+                ;;
+            fluxctl__subcmd__audit,export)
+                cmd="fluxctl__subcmd__audit__subcmd__export"
+                ;;
             fluxctl__subcmd__audit,help)
                 cmd="fluxctl__subcmd__audit__subcmd__help"
                 ;;
@@ -99,6 +120,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__audit,verify)
                 cmd="fluxctl__subcmd__audit__subcmd__verify"
+                ;;
+            fluxctl__subcmd__audit__subcmd__help,export)
+                cmd="fluxctl__subcmd__audit__subcmd__help__subcmd__export"
                 ;;
             fluxctl__subcmd__audit__subcmd__help,help)
                 cmd="fluxctl__subcmd__audit__subcmd__help__subcmd__help"
@@ -274,6 +298,9 @@ _fluxctl() {
             fluxctl__subcmd__help,whoami)
                 cmd="fluxctl__subcmd__help__subcmd__whoami"
                 ;;
+            fluxctl__subcmd__help__subcmd__agents,drain)
+                cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__drain"
+                ;;
             fluxctl__subcmd__help__subcmd__agents,get)
                 cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__get"
                 ;;
@@ -282,6 +309,15 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__help__subcmd__agents,list)
                 cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__list"
+                ;;
+            fluxctl__subcmd__help__subcmd__agents,revoke)
+                cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__revoke"
+                ;;
+            fluxctl__subcmd__help__subcmd__agents,uncordon)
+                cmd="fluxctl__subcmd__help__subcmd__agents__subcmd__uncordon"
+                ;;
+            fluxctl__subcmd__help__subcmd__audit,export)
+                cmd="fluxctl__subcmd__help__subcmd__audit__subcmd__export"
                 ;;
             fluxctl__subcmd__help__subcmd__audit,log)
                 cmd="fluxctl__subcmd__help__subcmd__audit__subcmd__log"
@@ -537,8 +573,54 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__agents)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version list get label help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version list get drain uncordon revoke label help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__drain)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -629,8 +711,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__agents__subcmd__help)
-            opts="list get label help"
+            opts="list get drain uncordon revoke label help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -685,6 +781,34 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__agents__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__help__subcmd__uncordon)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -802,6 +926,98 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fluxctl__subcmd__agents__subcmd__revoke)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__agents__subcmd__uncordon)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fluxctl__subcmd__apply)
             opts="-f -w -o -h -V --filename --prune --dry-run --wait --timeout --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -861,7 +1077,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version log verify help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version log verify export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -906,9 +1122,81 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fluxctl__subcmd__audit__subcmd__help)
-            opts="log verify help"
+        fluxctl__subcmd__audit__subcmd__export)
+            opts="-o -h -V --before --after --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__audit__subcmd__help)
+            opts="log verify export help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__audit__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -963,7 +1251,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit__subcmd__log)
-            opts="-o -h -V --after --limit --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --after --limit --all --tenant --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1021,13 +1309,17 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__audit__subcmd__verify)
-            opts="-o -h -V --tenant --all --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --tenant --all --file --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2561,8 +2853,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__agents)
-            opts="list get label"
+            opts="list get drain uncordon revoke label"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__agents__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2616,6 +2922,34 @@ _fluxctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fluxctl__subcmd__help__subcmd__agents__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__agents__subcmd__uncordon)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fluxctl__subcmd__help__subcmd__apply)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2631,8 +2965,22 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__audit)
-            opts="log verify"
+            opts="log verify export"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__audit__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -3661,7 +4009,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__job__subcmd__run)
-            opts="-n -e -l -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --priority --selector --all --idempotency-key --shell --wait --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -e -l -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --priority --selector --all --idempotency-key --shell --wait --wait-timeout --allow-unknown-node --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3712,6 +4060,10 @@ _fluxctl() {
                     return 0
                     ;;
                 --idempotency-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -4371,7 +4723,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__token__subcmd__create)
-            opts="-o -h -V --tenant --role --ttl --node-id --subject --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --tenant --role --ttl --node-id --subject --uses --label --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4382,7 +4734,7 @@ _fluxctl() {
                     return 0
                     ;;
                 --role)
-                    COMPREPLY=($(compgen -W "admin operator viewer agent" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "admin operator viewer agent enroll" -- "${cur}"))
                     return 0
                     ;;
                 --ttl)
@@ -4394,6 +4746,14 @@ _fluxctl() {
                     return 0
                     ;;
                 --subject)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uses)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --label)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

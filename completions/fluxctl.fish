@@ -82,6 +82,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent this selector matches: KEY=VALUE, or any expression such as \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Idempotency key: submitting twice with the same key runs the job once' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l wait-timeout -d 'With --wait: give up (exit 1) when the job has not ended after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token-file -d 'File holding the bearer token' -r -F
@@ -93,7 +94,8 @@ wide\t'A table with more columns where a command has them (`agents list -o wide`
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l all -d 'With --selector: run on every matching agent, one job each (a fan-out)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l shell -d 'Join all arguments into one shell command line'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code. Gives up (exit 1) when the agent the job is pinned to is dead or revoked, or after --wait-timeout'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l allow-unknown-node -d 'With --node: queue the job even if no agent has enrolled or registered as that node yet (one about to enroll); without it such a job is refused'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
@@ -182,22 +184,25 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "attempts" -d 'Show a job\'s attempts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -f -a "label" -d 'Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are kept apart from the labels the agent declares, survive its re-registrations, and win over a declared label of the same key'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get label help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "label" -d 'Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are kept apart from the labels the agent declares, survive its re-registrations, and win over a declared label of the same key'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s l -l selector -d 'Only the agents this selector matches, e.g. \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold). Previews what a job or state with it would target' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -223,6 +228,42 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l remove -d 'Admin label to remove (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -238,6 +279,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "label" -d 'Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are kept apart from the labels the agent declares, survive its re-registrations, and win over a declared label of the same key'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -259,10 +303,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l role -r -f -a "admin\t''
 operator\t''
 viewer\t''
-agent\t''"
+agent\t''
+enroll\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l node-id -d 'Node id bound into an agent token' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l subject -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l uses -d 'Enrollment tokens (--role enroll): how many agents may enroll with it' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l label -d 'Enrollment tokens: an admin label KEY=VALUE given to every agent enrolled with it (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
@@ -443,23 +490,24 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "quota" -d 'Show or set a tenant\'s quota'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l after -d 'Only records after this sequence number' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l limit -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l limit -d 'Records per page (1..=10000)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l tenant -d 'Another tenant (admins of tenant default)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -470,10 +518,12 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l all -d 'Every record after --after, page by page'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l file -d 'An export file written by `fluxctl audit export`' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token-file -d 'File holding the bearer token' -r -F
@@ -487,8 +537,24 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l before -d 'A date (2026-11-01, UTC), a time (RFC 3339) or an age (30d: made more than 30 days ago)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l after -d 'Start after this record instead of after the last export' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -802,6 +868,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "attempts" -d 'Show a job\'s attempts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "label" -d 'Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are kept apart from the labels the agent declares, survive its re-registrations, and win over a declared label of the same key'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Issue a token'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
@@ -810,8 +879,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "quota" -d 'Show or set a tenant\'s quota'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "restore" -d 'Restore a backup (authenticated first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'

@@ -10,6 +10,7 @@ pub mod backup;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod client;
+pub mod enroll;
 pub mod error;
 pub mod files;
 pub mod history;

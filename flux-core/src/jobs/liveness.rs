@@ -362,6 +362,12 @@ impl Jobs {
                 .get(&agent.node_id)
                 .map_or(agent.last_seen, |at| agent.last_seen.max(*at));
             states.insert(agent.node_id.clone(), agent.state);
+            if agent.revoked_at.is_some() {
+                // Revoked: dead whatever was heard of it, and not revived by what was heard
+                // before the revocation; its attempts are requeued below.
+                states.insert(agent.node_id.clone(), AgentState::Dead);
+                continue;
+            }
             if let Some(next) = judge(
                 agent.state,
                 last,
@@ -643,6 +649,8 @@ impl Jobs {
                     }
                     a.state = AgentState::Online;
                     a.last_seen = now;
+                    // Its credential passed the node revocation: it was issued after it.
+                    a.revoked_at = None;
                     (a, Expect::Version(v))
                 }
                 None => {
@@ -659,6 +667,8 @@ impl Jobs {
                         registration: None,
                         admin_labels: BTreeMap::new(),
                         facts: r.facts.clone().unwrap_or_default(),
+                        drained: false,
+                        revoked_at: None,
                     };
                     fresh(&mut a);
                     (a, Expect::Absent)
@@ -797,6 +807,8 @@ mod tests {
             }),
             admin_labels: BTreeMap::new(),
             facts: Default::default(),
+            drained: false,
+            revoked_at: None,
         }
     }
 

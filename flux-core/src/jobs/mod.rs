@@ -22,6 +22,7 @@
 //! - `liveness`: the leader's sweeps, agent liveness and requeue;
 //! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
 
+mod admin;
 pub mod index;
 mod labels;
 mod liveness;
@@ -31,6 +32,7 @@ mod query;
 mod schedule;
 mod submit;
 
+pub use admin::{AgentChange, apply_change};
 pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
 pub use protocol::AgentCaller;
 pub use query::JobFilter;

@@ -84,9 +84,10 @@ pub fn load_of<'a>(inbox_paths: impl IntoIterator<Item = &'a str>) -> Load {
     load
 }
 
-/// How many more attempts an agent can take now: none unless it is online.
+/// How many more attempts an agent can take now: none unless it is online, not drained and
+/// not revoked.
 pub fn free_slots(agent: &Agent, load: &Load) -> u32 {
-    if agent.state != AgentState::Online {
+    if !agent.takes_work() {
         return 0;
     }
     agent
@@ -151,6 +152,8 @@ pub struct Slot {
     /// Version of the agent record this was read from: an assignment checks it, so a record
     /// that moved since (marked dead, slots or labels changed) fails the assignment alone.
     pub version: Version,
+    /// Drained or revoked: it takes no new work whatever its state.
+    pub closed: bool,
 }
 
 impl Slot {
@@ -162,6 +165,7 @@ impl Slot {
             facts: agent.facts.clone(),
             registration: agent.registration.as_ref().map(|r| r.id.clone()),
             version,
+            closed: agent.drained || agent.revoked_at.is_some(),
         }
     }
 }
@@ -209,10 +213,13 @@ impl Fleet {
         self.held
     }
 
-    /// How many more attempts the agent can take now: none unless it is online.
+    /// How many more attempts the agent can take now: none unless it is online and neither
+    /// drained nor revoked.
     pub fn free_slots(&self, node_id: &str) -> u32 {
         match self.agents.get(node_id) {
-            Some(a) if a.state == AgentState::Online => a.slots.saturating_sub(self.load(node_id)),
+            Some(a) if a.state == AgentState::Online && !a.closed => {
+                a.slots.saturating_sub(self.load(node_id))
+            }
             _ => 0,
         }
     }
@@ -394,6 +401,8 @@ mod tests {
                 cpus: Some(u64::from(slots) + 1),
                 ..Facts::default()
             },
+            drained: false,
+            revoked_at: None,
         }
     }
 

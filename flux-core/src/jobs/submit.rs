@@ -30,6 +30,26 @@ pub fn valid_env_name(k: &str) -> bool {
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Why a job pinned to `agent` may wait, if it may. Pure.
+pub fn pinned_warning(agent: &Agent) -> Option<String> {
+    let n = &agent.node_id;
+    if agent.revoked_at.is_some() {
+        Some(format!(
+            "node_id: agent {n:?} has been revoked; the job waits until it enrolls again"
+        ))
+    } else if agent.drained {
+        Some(format!(
+            "node_id: agent {n:?} is drained; the job waits until it is uncordoned"
+        ))
+    } else if agent.state == AgentState::Dead {
+        Some(format!(
+            "node_id: agent {n:?} is dead; the job waits until it comes back"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Validates a submission and turns it into what to run. Every string is bounded, and every
 /// refusal names its field without echoing an unbounded value.
 pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
@@ -238,11 +258,12 @@ impl Jobs {
             .agents(tenant)
             .await?
             .into_iter()
-            .filter(|a| a.state == AgentState::Online && selector.matches(a))
+            .filter(|a| a.takes_work() && selector.matches(a))
             .collect();
         if agents.is_empty() {
             return Err(JobError::Invalid(
-                "no online agent of this tenant matches the selector".into(),
+                "selector: no online agent of this tenant matches it (drained agents are skipped)"
+                    .into(),
             ));
         }
         if agents.len() > 1000 {
@@ -252,6 +273,47 @@ impl Jobs {
             )));
         }
         Ok(agents)
+    }
+
+    /// Checks where a job would go before it is queued, so that nobody waits in silence for an
+    /// agent that does not exist. A job pinned to a node id no agent of the tenant has enrolled
+    /// or registered as is refused (`node_id`), unless `allow_unknown_node` says an agent is
+    /// about to enroll; otherwise returns warnings for the reply: a pinned agent that is dead,
+    /// drained or revoked, a selector no agent matches.
+    pub async fn check_target(&self, tenant: &str, req: &SubmitJob) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        if req.fan_out {
+            return Ok(warnings);
+        }
+        if let Some(n) = &req.node_id {
+            if !valid_ident(n) {
+                return Ok(warnings); // validate_submit names the field
+            }
+            match self.load::<Agent>(&key(tenant, keys::agent(n))?).await? {
+                None if req.allow_unknown_node => warnings.push(format!(
+                    "node_id: no agent {n:?} is known yet; the job waits until it registers"
+                )),
+                None => {
+                    return Err(JobError::Invalid(format!(
+                        "node_id: no agent {n:?} has enrolled or registered in this tenant \
+                         (give allow_unknown_node to queue the job for an agent about to enroll)"
+                    )));
+                }
+                Some((a, _)) => warnings.extend(pinned_warning(&a)),
+            }
+        } else if !req.selector.is_empty()
+            && !self
+                .agents(tenant)
+                .await?
+                .iter()
+                .any(|a| a.state != AgentState::Dead && req.selector.matches(a))
+        {
+            warnings.push(
+                "selector: no live agent of this tenant matches it; the job waits until one does"
+                    .into(),
+            );
+        }
+        Ok(warnings)
     }
 
     /// Submits one job per agent of `agents` (from [`Jobs::fan_out_targets`]), all in one

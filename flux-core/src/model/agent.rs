@@ -58,6 +58,13 @@ pub struct Agent {
     /// What the agent last reported of its machine.
     #[serde(default, skip_serializing_if = "Facts::is_empty")]
     pub facts: Facts,
+    /// Drained (`fluxctl agents drain`): no new work is placed on it; what runs finishes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
+    /// When its credentials were revoked (`fluxctl agents revoke`): it counts as dead until it
+    /// registers again with a credential issued after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Millis>,
 }
 
 /// One registration of an agent: a public id, and the SHA-256 (hex) of the session secret
@@ -70,6 +77,11 @@ pub struct Registration {
 }
 
 impl Agent {
+    /// Whether new work may be placed on it: online, not drained, not revoked.
+    pub fn takes_work(&self) -> bool {
+        self.state == AgentState::Online && !self.drained && self.revoked_at.is_none()
+    }
+
     /// The record as the API shows it: the registration's id, not its secret's hash.
     pub fn public_view(mut self) -> Agent {
         if let Some(r) = &mut self.registration {
@@ -415,6 +427,8 @@ mod tests {
             }),
             admin_labels: BTreeMap::new(),
             facts: Facts::default(),
+            drained: false,
+            revoked_at: None,
         };
         let v = serde_json::to_value(a.public_view()).unwrap();
         assert_eq!(v["registration"], serde_json::json!({"id": "r1"}));

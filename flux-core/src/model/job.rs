@@ -164,6 +164,10 @@ pub struct SubmitJob {
     /// One job per registered agent matching `selector`, each with its own result.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fan_out: bool,
+    /// Queue a job pinned to a node id no agent has registered as yet (one about to enroll)
+    /// instead of refusing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unknown_node: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }

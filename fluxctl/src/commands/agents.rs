@@ -23,6 +23,13 @@ pub enum AgentsCmd {
     },
     /// Show one agent: labels, admin labels and facts.
     Get { id: String },
+    /// Stop new work reaching an agent; what it runs finishes.
+    Drain { id: String },
+    /// Let new work reach a drained agent again.
+    Uncordon { id: String },
+    /// End every credential of an agent issued before now: it is refused from its next call
+    /// and its attempts are requeued as for a dead agent. It can enroll again later.
+    Revoke { id: String },
     /// Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are
     /// kept apart from the labels the agent declares, survive its re-registrations, and win
     /// over a declared label of the same key.
@@ -61,14 +68,18 @@ impl Render for [Agent] {
         for a in self {
             t.add_row(vec![
                 a.node_id.clone(),
-                a.state.as_str().to_string(),
+                state_text(a),
                 a.slots.to_string(),
                 a.labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>()
                     .join(","),
-                format!("{} ago", age(a.last_seen)),
+                if a.last_seen == 0 {
+                    "never".to_string()
+                } else {
+                    format!("{} ago", age(a.last_seen))
+                },
                 a.version.clone().unwrap_or_default(),
             ]);
         }
@@ -117,6 +128,18 @@ impl Render for [Agent] {
     }
 }
 
+/// The liveness state, and whether it is drained or revoked.
+fn state_text(a: &Agent) -> String {
+    let mut s = a.state.as_str().to_string();
+    if a.revoked_at.is_some() {
+        s.push_str(",revoked");
+    }
+    if a.drained {
+        s.push_str(",drained");
+    }
+    s
+}
+
 /// One agent: its record, then its labels, admin labels and facts, one per line.
 impl Render for Agent {
     fn render(&self) -> String {
@@ -161,6 +184,18 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> CliResult {
             let agent: Agent = api.get(&format!("/v1/agents/{id}")).await?;
             emit(ctx.out, &agent)?;
         }
+        AgentsCmd::Drain { id } => change(ctx, &api, &id, "drain").await?,
+        AgentsCmd::Uncordon { id } => change(ctx, &api, &id, "uncordon").await?,
+        AgentsCmd::Revoke { id } => change(ctx, &api, &id, "revoke").await?,
     }
+    Ok(())
+}
+
+/// `agents drain|uncordon|revoke`: the change, then the agent as it is now.
+async fn change(ctx: &Ctx, api: &flux_core::client::ApiClient, id: &str, verb: &str) -> CliResult {
+    let agent: Agent = api
+        .post(&format!("/v1/agents/{id}/{verb}"), &serde_json::json!({}))
+        .await?;
+    emit(ctx.out, &agent)?;
     Ok(())
 }
