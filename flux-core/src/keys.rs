@@ -127,6 +127,11 @@ pub fn status(name: &str, agent: &str) -> String {
 /// The head of a tenant's audit chain (sequence number and hash of the last record).
 pub const AUDIT_HEAD: &str = "audit_head";
 pub const AUDIT: &str = "audit/";
+/// The signed base of a chain whose oldest records were exported and pruned: the last record
+/// removed and its MAC. Verification starts there.
+pub const AUDIT_BASE: &str = "audit_base";
+/// The signed mark of the newest record exported; nothing past it is pruned.
+pub const AUDIT_EXPORTED: &str = "audit_exported";
 pub fn audit_record(seq: u64) -> String {
     format!("{AUDIT}{seq:016}")
 }
@@ -159,6 +164,21 @@ pub fn quota(tenant: &str) -> String {
 pub const REVOKED: &str = "revoked/";
 pub fn revoked(tenant: &str, jti: &str) -> String {
     format!("revoked/{tenant}/{jti}")
+}
+
+/// Marks the revocation of every credential of one agent, beside the token ids (a token id is
+/// an identifier and never holds '=', so the two never meet).
+pub const NODE_REVOKED_PREFIX: &str = "node=";
+pub fn revoked_node(tenant: &str, node_id: &str) -> String {
+    format!("revoked/{tenant}/{NODE_REVOKED_PREFIX}{node_id}")
+}
+
+// ---- enrollment (inside each tenant) ----------------------------------------------------------
+
+/// Uses counted of each enrollment token, by its id.
+pub const ENROLLMENTS: &str = "enrollments/";
+pub fn enrollment(jti: &str) -> String {
+    format!("{ENROLLMENTS}{jti}")
 }
 
 #[cfg(test)]
@@ -212,6 +232,8 @@ mod tests {
         assert_eq!(status("motd", "a1"), "state_status/motd/a1");
         assert_eq!(AUDIT_HEAD, "audit_head");
         assert_eq!(AUDIT, "audit/");
+        assert_eq!(AUDIT_BASE, "audit_base");
+        assert_eq!(AUDIT_EXPORTED, "audit_exported");
         assert_eq!(audit_record(42), "audit/0000000000000042");
         assert_eq!(NODES, "nodes/");
         assert_eq!(node("n1"), "nodes/n1");
@@ -221,6 +243,9 @@ mod tests {
         assert_eq!(quota("acme"), "quotas/acme");
         assert_eq!(REVOKED, "revoked/");
         assert_eq!(revoked("acme", "t1"), "revoked/acme/t1");
+        assert_eq!(revoked_node("acme", "web-1"), "revoked/acme/node=web-1");
+        assert_eq!(ENROLLMENTS, "enrollments/");
+        assert_eq!(enrollment("t1"), "enrollments/t1");
     }
 
     #[test]
@@ -246,6 +271,8 @@ mod tests {
         assert!(state("s").starts_with(STATES));
         assert!(audit_record(1).starts_with(AUDIT));
         assert!(revoked("t", "j").starts_with(REVOKED));
+        assert!(revoked_node("t", "n").starts_with(REVOKED));
+        assert!(enrollment("j").starts_with(ENROLLMENTS));
         assert!(quota("t").starts_with(QUOTAS));
         assert!(tenant("t").starts_with(TENANTS));
     }

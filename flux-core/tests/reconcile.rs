@@ -398,7 +398,7 @@ async fn a_label_selector_follows_agents_and_drops_records_of_former_targets() {
     let mut s = spec("web", "x");
     s.targets = Targets {
         agents: vec![],
-        labels: [("role".to_string(), "web".to_string())].into(),
+        labels: flux_core::selector::Selector::labels([("role", "web")]),
     };
     e.rec.put(TENANT, "x", s, Expect::Absent, T0).await.unwrap();
     let tally = e.rec.pass(TENANT, epoch, T0).await.unwrap();
@@ -682,7 +682,7 @@ async fn two_hundred_targets_advance_in_one_pass_and_one_batch() {
     let mut s = spec("motd", "unused");
     s.targets = Targets {
         agents: vec![],
-        labels: [("fleet".to_string(), "big".to_string())].into(),
+        labels: flux_core::selector::Selector::labels([("fleet", "big")]),
     };
     e.rec
         .put(TENANT, "alice", s, Expect::Absent, T0)

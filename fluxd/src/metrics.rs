@@ -33,9 +33,13 @@ pub struct Metrics {
     pub dispatch_latency: prometheus::Histogram,
     pub integrity_mismatch: IntCounter,
     pub integrity_checks: IntCounter,
+    pub audit_pruned: IntCounter,
     pub audit_failures: IntCounter,
     pub store_writable: IntGauge,
     pub disk_refusals: IntCounter,
+    /// Enrollments by result (`ok`, `used_up`, `refused`) and credential renewals.
+    pub enrollments: IntCounterVec,
+    pub renewals: IntCounter,
 }
 
 impl Metrics {
@@ -185,6 +189,10 @@ impl Metrics {
                 "flux_integrity_checks_total",
                 "periodic audit-chain checks completed by this node as leader",
             ),
+            audit_pruned: counter(
+                "flux_audit_pruned_total",
+                "exported audit records pruned by this node as leader (--audit-retention)",
+            ),
             audit_failures: counter(
                 "flux_audit_append_failures_total",
                 "mutating calls whose audit record could not be written",
@@ -197,6 +205,15 @@ impl Metrics {
                 "flux_disk_refusals_total",
                 "submissions refused because the store's disk had less than --min-free-disk free",
             ),
+            enrollments: counter_vec(
+                "flux_enrollments_total",
+                "agent enrollments answered by this node, by result (ok, used_up, refused)",
+                &["result"],
+            ),
+            renewals: counter(
+                "flux_credential_renewals_total",
+                "agent credentials renewed by this node",
+            ),
             // Last: the helpers above borrow the registry until here.
             registry,
         };
@@ -206,6 +223,9 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             m.backups.with_label_values(&[result]);
+        }
+        for result in ["ok", "used_up", "refused"] {
+            m.enrollments.with_label_values(&[result]);
         }
         m.store_writable.set(1);
         m

@@ -214,7 +214,7 @@ async fn tenants_cannot_see_or_touch_each_other() {
         .post(
             "/v1/jobs",
             &b,
-            &json!({"command": "true", "node_id": "shared-name"}),
+            &json!({"command": "true", "node_id": "shared-name", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202);

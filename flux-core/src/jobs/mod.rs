@@ -22,7 +22,9 @@
 //! - `liveness`: the leader's sweeps, agent liveness and requeue;
 //! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
 
+mod admin;
 pub mod index;
+mod labels;
 pub mod listing;
 mod liveness;
 pub mod placement;
@@ -31,6 +33,7 @@ mod query;
 mod schedule;
 mod submit;
 
+pub use admin::{AgentChange, apply_change};
 pub use listing::{IndexBackfill, JobFilter, Page, index_changes, index_keys};
 pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
 pub use protocol::AgentCaller;

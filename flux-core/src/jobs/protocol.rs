@@ -19,7 +19,8 @@ use crate::keys;
 use crate::model::{
     Agent, Attempt, AttemptResult, AttemptState, Heartbeat, HeartbeatReply, Job, JobStatus, Millis,
     Outcome, OutputChunk, RegisterAgent, ResultReport, StoredChunk, Task, json_prefix_within,
-    parse_attempt_id, stored_chunk_cost, valid_attempt_id, valid_ident, validate_register,
+    parse_attempt_id, stored_chunk_cost, valid_attempt_id, valid_ident, validate_facts,
+    validate_register,
 };
 use crate::store::{Expect, Key, Txn, Version};
 
@@ -270,7 +271,12 @@ impl Jobs {
     ) -> Result<HeartbeatReply> {
         let caller = caller.into();
         check_running(&hb.running)?;
-        let registration = self.heartbeat_agent(tenant, &caller, now).await?;
+        if let Some(f) = &hb.facts {
+            validate_facts(f).map_err(JobError::Invalid)?;
+        }
+        let registration = self
+            .heartbeat_agent(tenant, &caller, now, hb.facts.as_ref())
+            .await?;
         Ok(HeartbeatReply {
             cancel: self
                 .stale_attempts(tenant, caller.node_id, &registration, &hb.running)

@@ -2,8 +2,6 @@
 //! entry, secrets, idempotency key), idempotent replays, fan-out to every matching agent, and
 //! cancel. Nothing here assigns work; the leader's [`super::schedule`] does.
 
-use std::collections::BTreeMap;
-
 use super::{
     CAS_RETRIES, JobError, Jobs, MAX_COMMAND_BYTES, MAX_ENV_VARS, MAX_TIMEOUT_SECS, Result, enc,
     forget_secrets, key, put_job,
@@ -11,8 +9,9 @@ use super::{
 use crate::keys;
 use crate::model::{
     Agent, AgentState, CommandSpec, Job, JobKind, JobStatus, Millis, Pending, SubmitJob, Task,
-    labels_match, valid_ident,
+    valid_ident,
 };
+use crate::selector::Selector;
 use crate::store::{Expect, StoreError, Txn};
 
 /// Most arguments of an argv command.
@@ -30,6 +29,26 @@ pub fn valid_env_name(k: &str) -> bool {
         && k.len() <= MAX_ENV_NAME_BYTES
         && !k.starts_with(|c: char| c.is_ascii_digit())
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Why a job pinned to `agent` may wait, if it may. Pure.
+pub fn pinned_warning(agent: &Agent) -> Option<String> {
+    let n = &agent.node_id;
+    if agent.revoked_at.is_some() {
+        Some(format!(
+            "node_id: agent {n:?} has been revoked; the job waits until it enrolls again"
+        ))
+    } else if agent.drained {
+        Some(format!(
+            "node_id: agent {n:?} is drained; the job waits until it is uncordoned"
+        ))
+    } else if agent.state == AgentState::Dead {
+        Some(format!(
+            "node_id: agent {n:?} is dead; the job waits until it comes back"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Validates a submission and turns it into what to run. Every string is bounded, and every
@@ -135,17 +154,8 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             "give either node_id or selector, not both".into(),
         ));
     }
-    if req.selector.len() > 64
-        || req
-            .selector
-            .iter()
-            .any(|(k, v)| !valid_ident(k) || v.is_empty() || v.len() > 256)
-    {
-        return Err(JobError::Invalid(
-            "selector: at most 64 labels, names of A-Z a-z 0-9 . _ -, values of 1 to 256 bytes"
-                .into(),
-        ));
-    }
+    // A selector is bounded and valid by construction (it is parsed when the request is read,
+    // see `crate::selector`).
     if req.fan_out && (req.selector.is_empty() || req.idempotency_key.is_some()) {
         return Err(JobError::Invalid(
             "fan_out needs a selector and takes no idempotency key".into(),
@@ -266,22 +276,20 @@ impl Jobs {
         Ok((job, txn))
     }
 
-    /// The agents a fan-out with this selector reaches: the tenant's online agents whose labels
-    /// match. Fails when there are none, or more than a fan-out may reach.
-    pub async fn fan_out_targets(
-        &self,
-        tenant: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Agent>> {
+    /// The agents a fan-out with this selector reaches: the tenant's online agents it matches
+    /// (labels, admin labels and facts). Fails when there are none, or more than a fan-out may
+    /// reach.
+    pub async fn fan_out_targets(&self, tenant: &str, selector: &Selector) -> Result<Vec<Agent>> {
         let agents: Vec<Agent> = self
             .agents(tenant)
             .await?
             .into_iter()
-            .filter(|a| a.state == AgentState::Online && labels_match(selector, &a.labels))
+            .filter(|a| a.takes_work() && selector.matches(a))
             .collect();
         if agents.is_empty() {
             return Err(JobError::Invalid(
-                "no online agent of this tenant matches the selector".into(),
+                "selector: no online agent of this tenant matches it (drained agents are skipped)"
+                    .into(),
             ));
         }
         if agents.len() > 1000 {
@@ -291,6 +299,47 @@ impl Jobs {
             )));
         }
         Ok(agents)
+    }
+
+    /// Checks where a job would go before it is queued, so that nobody waits in silence for an
+    /// agent that does not exist. A job pinned to a node id no agent of the tenant has enrolled
+    /// or registered as is refused (`node_id`), unless `allow_unknown_node` says an agent is
+    /// about to enroll; otherwise returns warnings for the reply: a pinned agent that is dead,
+    /// drained or revoked, a selector no agent matches.
+    pub async fn check_target(&self, tenant: &str, req: &SubmitJob) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        if req.fan_out {
+            return Ok(warnings);
+        }
+        if let Some(n) = &req.node_id {
+            if !valid_ident(n) {
+                return Ok(warnings); // validate_submit names the field
+            }
+            match self.load::<Agent>(&key(tenant, keys::agent(n))?).await? {
+                None if req.allow_unknown_node => warnings.push(format!(
+                    "node_id: no agent {n:?} is known yet; the job waits until it registers"
+                )),
+                None => {
+                    return Err(JobError::Invalid(format!(
+                        "node_id: no agent {n:?} has enrolled or registered in this tenant \
+                         (give allow_unknown_node to queue the job for an agent about to enroll)"
+                    )));
+                }
+                Some((a, _)) => warnings.extend(pinned_warning(&a)),
+            }
+        } else if !req.selector.is_empty()
+            && !self
+                .agents(tenant)
+                .await?
+                .iter()
+                .any(|a| a.state != AgentState::Dead && req.selector.matches(a))
+        {
+            warnings.push(
+                "selector: no live agent of this tenant matches it; the job waits until one does"
+                    .into(),
+            );
+        }
+        Ok(warnings)
     }
 
     /// Submits one job per agent of `agents` (from [`Jobs::fan_out_targets`]), all in one
@@ -310,7 +359,7 @@ impl Jobs {
         for a in agents {
             let one = SubmitJob {
                 node_id: Some(a.node_id.clone()),
-                selector: BTreeMap::new(),
+                selector: Selector::default(),
                 fan_out: false,
                 ..req.clone()
             };

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
+use crate::selector::Selector;
 
 /// What to run: a shell command line (`sh -c`) or an argv vector (no shell).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,9 +121,10 @@ pub struct Job {
     /// Higher runs first among a tenant's queued jobs (-100..=100, default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
-    /// Labels the agent must carry (when the job is not pinned by `node_id`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
+    /// Which agents may take the job (when it is not pinned by `node_id`), see
+    /// [`crate::selector`]; a map selector of older records reads as its equalities.
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
     /// The fan-out this job belongs to (one job per matching agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -184,12 +186,17 @@ pub struct SubmitJob {
     /// -100..=100; higher runs first among the tenant's queued jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    /// Run on an agent carrying all these labels (one of them; every one with `fan_out`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
+    /// Run on an agent this selector matches (one of them; every one with `fan_out`): an
+    /// expression (`"role in (web,api),fact.cpus>=4"`) or a map of labels.
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
     /// One job per registered agent matching `selector`, each with its own result.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fan_out: bool,
+    /// Queue a job pinned to a node id no agent has registered as yet (one about to enroll)
+    /// instead of refusing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unknown_node: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
@@ -207,9 +214,9 @@ pub struct Pending {
     /// passed over without loading them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
-    /// The labels the agent must carry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
+    /// Which agents may take the job.
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
 }
 
 impl Pending {

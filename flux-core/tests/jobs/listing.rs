@@ -375,7 +375,7 @@ async fn every_filter_alone_and_combined_agrees_with_a_full_scan() {
         ids.push(j.job_id);
     }
     let fan = SubmitJob {
-        selector: BTreeMap::from([("role".to_string(), "web".to_string())]),
+        selector: flux_core::selector::Selector::labels([("role", "web")]),
         fan_out: true,
         ..shell("true")
     };

@@ -97,6 +97,7 @@ async fn register(jobs: &Jobs, tenant: &str, node: &str, now: Millis) {
 async fn heartbeat(jobs: &Jobs, tenant: &str, node: &str, running: &[&str], now: Millis) {
     let hb = Heartbeat {
         running: running.iter().map(|s| s.to_string()).collect(),
+        facts: None,
     };
     jobs.heartbeat(tenant, node, &hb, now).await.unwrap();
 }

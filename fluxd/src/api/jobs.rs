@@ -61,6 +61,13 @@ pub(super) async fn submit_job(
         )
             .into_response());
     }
+    // Nobody waits in silence: a pin to an unknown node is refused, a pin to a dead agent or a
+    // selector no agent matches is said in `warnings`.
+    let warnings = if replay {
+        Vec::new()
+    } else {
+        st.jobs.check_target(caller.tenant(), &req).await?
+    };
     let (job, created) = st
         .jobs
         .submit(caller.tenant(), &caller.0.sub, req, now_ms())
@@ -74,7 +81,12 @@ pub(super) async fn submit_job(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(job)).into_response())
+    if warnings.is_empty() {
+        return Ok((status, Json(job)).into_response());
+    }
+    let mut body = serde_json::to_value(&job).map_err(|e| ApiError::invalid(e.to_string()))?;
+    body["warnings"] = json!(warnings);
+    Ok((status, Json(body)).into_response())
 }
 
 /// Takes the `X-Flux-Idempotency-Key` header into the request; it must agree with the body's
