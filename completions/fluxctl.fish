@@ -31,9 +31,10 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -l ca -d 'CA certificate (
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_needs_command" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "job" -d 'Run and inspect jobs'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "agents" -d 'List and inspect agents'
@@ -59,13 +60,14 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "get" -d 'Show one job'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "list" -d 'List jobs, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "list" -d 'List jobs, newest first: one page, or every page with --all'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "logs" -d 'Print a job\'s output'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "cancel" -d 'Cancel a job (running jobs are killed with their whole process group)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
@@ -78,8 +80,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l timeout -d 'Kill the job after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l attempts -d 'Attempts before giving up when agents are lost' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent carrying this label KEY=VALUE (repeatable: all of them)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent this selector matches: KEY=VALUE, or any expression such as \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Idempotency key: submitting twice with the same key runs the job once' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l wait-timeout -d 'With --wait: give up (exit 1) when the job has not ended after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token-file -d 'File holding the bearer token' -r -F
@@ -87,12 +90,14 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l all -d 'With --selector: run on every matching agent, one job each (a fan-out)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l shell -d 'Join all arguments into one shell command line'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code. Gives up (exit 1) when the agent the job is pinned to is dead or revoked, or after --wait-timeout'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l allow-unknown-node -d 'With --node: queue the job even if no agent has enrolled or registered as that node yet (one about to enroll); without it such a job is refused'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -101,13 +106,18 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l status -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l node -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l limit -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l status -d 'Only jobs in this status (queued, assigned, running, succeeded, failed, cancelled, timed_out)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l node -d 'Only jobs pinned to or held by this agent' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l group -d 'Only the jobs of this fan-out group' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l kind -d 'Which jobs: made by users (default), by the reconciler, or all' -r -f -a "user\t''
+reconciler\t''
+all\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l limit -d 'Jobs per page (1 to 1000; default 50, or 1000 with --all)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
@@ -115,9 +125,11 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l all -d 'Follow the pages to the last one'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -126,10 +138,11 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s f -l follow -d 'Keep streaming until the job ends'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from logs" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -138,9 +151,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after this long (exit 1)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -150,9 +164,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -161,32 +176,39 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from attempts" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show one job'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "list" -d 'List jobs, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "list" -d 'List jobs, newest first: one page, or every page with --all'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Print a job\'s output'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a job (running jobs are killed with their whole process group)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "attempts" -d 'Show a job\'s attempts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s h -l help -d 'Print help'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "list" -d 'List agents of the tenant'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "get" -d 'Show one agent'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "label" -d 'Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are kept apart from the labels the agent declares, survive its re-registrations, and win over a declared label of the same key'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s l -l selector -d 'Only the agents this selector matches, e.g. \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold). Previews what a job or state with it would target' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
@@ -194,9 +216,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -205,12 +228,66 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'List agents of the tenant'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from drain" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from uncordon" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l remove -d 'Admin label to remove (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from label" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "label" -d 'Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are kept apart from the labels the agent declares, survive its re-registrations, and win over a declared label of the same key'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -219,9 +296,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_se
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -f -a "create" -d 'Issue a token'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and not __fish_seen_subcommand_from create revoke help" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
@@ -230,10 +308,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l role -r -f -a "admin\t''
 operator\t''
 viewer\t''
-agent\t''"
+agent\t''
+enroll\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l node-id -d 'Node id bound into an agent token' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l subject -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l uses -d 'Enrollment tokens (--role enroll): how many agents may enroll with it' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l label -d 'Enrollment tokens: an admin label KEY=VALUE given to every agent enrolled with it (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
@@ -241,9 +322,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l jti -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -253,9 +335,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Issue a token'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
@@ -269,12 +352,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l ca -d 'CA cert
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l prune -d 'Also delete the tenant\'s states that the file does not declare'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l dry-run -d 'Show the plan and change nothing'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s w -l wait -d 'Wait until every target is compliant; exit 1 if one fails or the timeout passes'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s f -l filename -d 'State file (`-` reads stdin)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -284,10 +368,11 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l ca -d 'CA certi
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l prune -d 'Include the deletions `apply --prune` would make'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -296,9 +381,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and not __fish_seen_subcommand_from states help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -309,9 +395,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from help" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -322,9 +409,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and not __fish_seen_subcommand_from state help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -336,9 +424,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from state" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "state" -d 'Delete a desired state (its agents are left as they are)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand delete; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -349,9 +438,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and not __fish_seen_subcommand_from list create quota help" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
@@ -364,9 +454,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-queued -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-running -r
@@ -380,9 +471,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -391,9 +483,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -f -a "get"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from quota" -f -a "set" -d 'Replace a tenant\'s quota (admins of tenant default); a limit left out is unlimited'
@@ -402,22 +495,24 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "quota" -d 'Show or set a tenant\'s quota'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l server -d 'Control-plane URL (overrides the context)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l token-file -d 'File holding the bearer token' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l ca -d 'CA certificate (PEM) to trust' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l context -d 'Context from the config file to use' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s h -l help -d 'Print help'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l after -d 'Only records after this sequence number' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l limit -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l limit -d 'Records per page (1..=10000)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l tenant -d 'Another tenant (admins of tenant default)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -426,11 +521,14 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l all -d 'Every record after --after, page by page'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from log" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l file -d 'An export file written by `fluxctl audit export`' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l token-file -d 'File holding the bearer token' -r -F
@@ -438,13 +536,30 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l all -d 'Every tenant (admins of tenant default)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l before -d 'A date (2026-11-01, UTC), a time (RFC 3339) or an age (30d: made more than 30 days ago)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l after -d 'Start after this record instead of after the last export' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l tenant -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -453,9 +568,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and not __fish_seen_subcommand_from create verify restore help" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
@@ -468,9 +584,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l signing-key -d 'Check offline with this signing key file (`signing-key.json` of the cluster that took the backup)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l backup-key -d 'Have the server check a backup of another cluster with that cluster\'s signing key file (only the backup key derived from it is sent)' -r -F
@@ -481,9 +598,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l backup-key -d 'The backup was taken by another cluster: its signing key file, whose derived backup key (never the signing key itself) is sent so that the server accepts the file' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -493,10 +611,11 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l force
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
@@ -509,9 +628,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l ca -d 'CA cer
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand status" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -520,9 +640,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l ca -d 'CA cer
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand whoami" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -531,9 +652,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -f -a "set-context" -d 'Create or update a context'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and not __fish_seen_subcommand_from set-context use-context get-contexts help" -f -a "use-context" -d 'Make a context the default'
@@ -549,10 +671,11 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l allow-insecure
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from set-context" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -561,9 +684,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from use-context" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
@@ -572,9 +696,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from get-contexts" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "set-context" -d 'Create or update a context'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "use-context" -d 'Make a context the default'
@@ -587,9 +712,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_se
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and not __fish_seen_subcommand_from converge submit jobs help" -f -a "submit" -d 'Submission throughput: jobs acknowledged per second and submission latency, without waiting for the jobs to run (agents run them afterwards)'
@@ -605,9 +731,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from converge" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l count -d 'Jobs to submit at most' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l concurrency -d 'Jobs in flight at once (each worker submits, waits, repeats), 1 to 1024' -r
@@ -622,9 +749,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from submit" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l count -d 'Jobs to run at most' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l concurrency -d 'Jobs in flight at once (each worker submits, waits, repeats), 1 to 1024' -r
@@ -640,9 +768,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from jobs" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "converge" -d 'Convergence: declare a throwaway state on the agents (all, or those with --label) and time until every target is compliant; the state is deleted afterwards'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "submit" -d 'Submission throughput: jobs acknowledged per second and submission latency, without waiting for the jobs to run (agents run them afterwards)'
@@ -655,9 +784,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_se
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "run" -d 'Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state on it, inject the seeded faults, heal, and check the invariants on the whole history. Exit 0: every invariant held; 1: a violation; 2: the run itself failed'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and not __fish_seen_subcommand_from run plan help" -f -a "plan" -d 'Print the fault schedule a seed gives, without running anything'
@@ -679,12 +809,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l keep -d 'Keep the work directory even when the run passed'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l unsafe-ignore-lease -d 'TESTING ONLY: nodes keep leader work after losing their lease (until a write is fenced), to see fencing alone keep every invariant'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l unsafe-no-fencing -d 'TESTING ONLY: as --unsafe-ignore-lease and with fencing disabled, to see the checker catch two leaders writing at once'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l scenario -d 'Faults to inject (repeatable or comma-separated): leader-kill, leader-pause, agent-kill, redis-restart, partition, network-freeze, or all' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l duration -d 'How long faults are injected' -r
@@ -696,9 +827,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_s
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from plan" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "run" -d 'Start a local cluster (redis-server, fluxd nodes, agents), run jobs and a desired state on it, inject the seeded faults, heal, and check the invariants on the whole history. Exit 0: every invariant held; 1: a violation; 2: the run itself failed'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "plan" -d 'Print the fault schedule a seed gives, without running anything'
@@ -710,9 +842,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l ca -d 'C
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l context -d 'Context from the config file to use' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
@@ -733,13 +866,17 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_see
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first: one page, or every page with --all'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "logs" -d 'Print a job\'s output'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "cancel" -d 'Cancel a job (running jobs are killed with their whole process group)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "attempts" -d 'Show a job\'s attempts'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'List agents of the tenant'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "uncordon" -d 'Let new work reach a drained agent again'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "revoke" -d 'End every credential of an agent issued before now: it is refused from its next call and its attempts are requeued as for a dead agent. It can enroll again later'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "label" -d 'Set admin labels (KEY=VALUE) and remove them (--remove KEY): admins only. They are kept apart from the labels the agent declares, survive its re-registrations, and win over a declared label of the same key'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Issue a token'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a token, given the token or its id (jti)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from get" -f -a "states" -d 'Desired states with their targets\' status; with a name, the per-target detail'
@@ -747,8 +884,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "quota" -d 'Show or set a tenant\'s quota'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "create" -d 'Take a consistent snapshot of every tenant and write it to FILE (`-` for stdout). The file is owner-only (0600), written through a new temporary file beside it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Authenticate a backup file: format, every line, object count, checksum and the MAC under the cluster\'s backup key. The server checks it, unless --signing-key names the signing key file of the cluster that took it (then nothing is sent anywhere)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "restore" -d 'Restore a backup (authenticated first). Refuses a store that holds objects unless --force, which replaces everything. Afterwards the fencing epoch is above every earlier one'

@@ -12,12 +12,16 @@ flux_build
 flux_up "${FLUX_QS_DIR:-$(mktemp -d -t fluxforge-quickstart.XXXXXX)}" "${FLUX_QS_PORT:-8443}"
 echo "==> fluxd is up on $FLUX_SERVER (data and logs in $FLUX_DIR)"
 
-echo "==> creating an agent token and starting flux-agent as agent-1"
-flux_agent agent-1 --label role=demo
+echo "==> fluxctl token create --role enroll --uses 1; flux-agent enrolls with it as agent-1"
+flux_enroll_agent agent-1 --label role=demo
 flux_wait_agents 1
 
 echo "==> fluxctl job run --wait -n agent-1 'echo Hello FluxForge from \$(hostname)'"
 "$BIN/fluxctl" job run --wait -n agent-1 'echo Hello FluxForge from $(hostname)'
+
+echo "==> what the agent reported of its machine, and a job placed by selector (labels and facts)"
+"$BIN/fluxctl" -o wide agents list
+"$BIN/fluxctl" job run --wait -l 'role in (demo),fact.cpus>=1' 'echo placed by selector on $FLUX_NODE_ID'
 
 if command -v curl >/dev/null; then
     echo "==> the original quick start with curl: POST /jobs"

@@ -77,6 +77,20 @@ flux_agent() {
     FLUX_PIDS+=($!)
 }
 
+# flux_enroll_agent NAME [agent args]: makes a one-use enrollment token and starts flux-agent
+# with it; the agent enrolls as NAME, keeps its own credential in $FLUX_DIR/agent-NAME (0600)
+# and renews it itself.
+flux_enroll_agent() {
+    local name="$1"; shift
+    "$BIN/fluxctl" token create --role enroll --uses 1 --ttl 1h -o json \
+        | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' >"$FLUX_DIR/$name.enroll"
+    chmod 600 "$FLUX_DIR/$name.enroll"
+    env -u FLUX_TOKEN_FILE -u FLUX_TOKEN "$BIN/flux-agent" --server "$FLUX_SERVER" --ca "$FLUX_CA" \
+        --enroll-token-file "$FLUX_DIR/$name.enroll" --node-id "$name" \
+        --state-dir "$FLUX_DIR/agent-$name" "$@" >"$FLUX_DIR/agent-$name.log" 2>&1 &
+    FLUX_PIDS+=($!)
+}
+
 # flux_wait_agents N: waits until N agents are online.
 flux_wait_agents() {
     for _ in $(seq 1 300); do

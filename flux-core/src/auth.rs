@@ -5,6 +5,7 @@
 //! trusted: `none` and every other algorithm are rejected), carry a `kid` naming the key that
 //! signed them so keys can be rotated, and must match the configured issuer and audience.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -52,6 +53,9 @@ pub enum Role {
     Operator,
     Viewer,
     Agent,
+    /// A bounded, multi-use enrollment token: it may only be exchanged for an agent's own
+    /// credential (`POST /v1/enroll`), at most `uses` times.
+    Enroll,
 }
 
 impl fmt::Display for Role {
@@ -61,6 +65,7 @@ impl fmt::Display for Role {
             Role::Operator => "operator",
             Role::Viewer => "viewer",
             Role::Agent => "agent",
+            Role::Enroll => "enroll",
         })
     }
 }
@@ -73,8 +78,9 @@ impl std::str::FromStr for Role {
             "operator" => Ok(Role::Operator),
             "viewer" => Ok(Role::Viewer),
             "agent" => Ok(Role::Agent),
+            "enroll" => Ok(Role::Enroll),
             other => Err(format!(
-                "unknown role {other:?} (admin, operator, viewer, agent)"
+                "unknown role {other:?} (admin, operator, viewer, agent, enroll)"
             )),
         }
     }
@@ -94,13 +100,17 @@ pub enum Permission {
     ManageTokens,
     /// Register, heartbeat, poll tasks and report attempts: agents only.
     AgentProtocol,
+    /// Exchange an enrollment token for an agent credential: enrollment tokens only.
+    Enroll,
+    /// Drain and uncordon agents.
+    ManageAgents,
 }
 
 impl Role {
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
         match self {
-            Role::Admin => !matches!(p, AgentProtocol),
+            Role::Admin => !matches!(p, AgentProtocol | Enroll),
             Role::Operator => matches!(
                 p,
                 ReadJobs
@@ -110,9 +120,11 @@ impl Role {
                     | ReadCluster
                     | ReadStates
                     | ManageStates
+                    | ManageAgents
             ),
             Role::Viewer => matches!(p, ReadJobs | ReadAgents | ReadCluster | ReadStates),
             Role::Agent => matches!(p, AgentProtocol),
+            Role::Enroll => matches!(p, Enroll),
         }
     }
 }
@@ -131,6 +143,12 @@ pub struct Claims {
     /// Set on agent tokens: the node the agent runs as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// Set on enrollment tokens: how many agents may enroll with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+    /// Set on enrollment tokens: admin labels given to every agent enrolled with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An HMAC signing key with its id.
@@ -322,6 +340,43 @@ impl Authenticator {
                 "an agent token needs a node id".into(),
             ));
         }
+        if role == Role::Enroll {
+            return Err(AuthError::InvalidClaims(
+                "an enrollment token is made with issue_enrollment".into(),
+            ));
+        }
+        self.issue_claims(sub, tenant, role, ttl, node_id, None, BTreeMap::new())
+    }
+
+    /// Signs a new enrollment token good for `uses` enrollments, whose agents get `labels`
+    /// as admin labels.
+    pub fn issue_enrollment(
+        &self,
+        sub: &str,
+        tenant: &str,
+        ttl: Duration,
+        uses: u32,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(String, Claims), AuthError> {
+        if uses == 0 {
+            return Err(AuthError::InvalidClaims(
+                "an enrollment token needs at least one use".into(),
+            ));
+        }
+        self.issue_claims(sub, tenant, Role::Enroll, ttl, None, Some(uses), labels)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue_claims(
+        &self,
+        sub: &str,
+        tenant: &str,
+        role: Role,
+        ttl: Duration,
+        node_id: Option<&str>,
+        uses: Option<u32>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(String, Claims), AuthError> {
         let now = now_ms() / 1000;
         let jti: [u8; 16] = rand::random();
         let claims = Claims {
@@ -334,6 +389,8 @@ impl Authenticator {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             node_id: node_id.map(str::to_string),
+            uses,
+            labels,
         };
         self.sign(&claims).map(|t| (t, claims))
     }
@@ -411,6 +468,25 @@ impl Authenticator {
             }
             _ => {}
         }
+        match (&c.role, c.uses) {
+            (Role::Enroll, None | Some(0)) => {
+                return Err(AuthError::Malformed(
+                    "enrollment token without a number of uses".into(),
+                ));
+            }
+            (Role::Enroll, _) if c.node_id.is_some() => {
+                return Err(AuthError::Malformed(
+                    "enrollment token bound to a node".into(),
+                ));
+            }
+            (Role::Enroll, _) => {}
+            (_, Some(_)) => {
+                return Err(AuthError::Malformed(
+                    "only enrollment tokens carry a number of uses".into(),
+                ));
+            }
+            _ => {}
+        }
         Ok(c)
     }
 }
@@ -477,6 +553,69 @@ pub async fn revoke(store: &dyn Store, jti: &str, tenant: &str, exp: u64) -> Res
         Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A revocation of every token of one agent (`node_id`) issued before `not_before` (seconds
+/// since the epoch): kept beside the revoked token ids, so that the same node memory and
+/// change stream carry it. `exp` is when the last token it can refuse expires.
+#[derive(Serialize, Deserialize)]
+struct NodeRevocation {
+    tenant: String,
+    node_id: String,
+    not_before: u64,
+    exp: u64,
+    revoked_at_ms: u64,
+}
+
+/// Longest lifetime of any token the API issues (one year): a node revocation refuses nothing
+/// once that long has passed since it.
+pub const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
+
+/// Ends the credentials of agent `node_id` of `tenant`: every token for that node issued
+/// before the second after now is refused from now on (a credential issued later, by a new
+/// enrollment, is not). Returns the `not_before` recorded. A later revocation moves it on.
+pub async fn revoke_node(store: &dyn Store, tenant: &str, node_id: &str) -> Result<u64, AuthError> {
+    if !valid_ident(node_id) {
+        return Err(AuthError::InvalidClaims("node id is not valid".into()));
+    }
+    crate::store::validate_tenant(tenant).map_err(|e| AuthError::InvalidClaims(e.to_string()))?;
+    let key = Key::new(SYSTEM_TENANT, crate::keys::revoked_node(tenant, node_id))?;
+    let not_before = now_ms() / 1000 + 1;
+    let body = serde_json::to_vec(&NodeRevocation {
+        tenant: tenant.to_string(),
+        node_id: node_id.to_string(),
+        not_before,
+        exp: not_before + MAX_TOKEN_TTL_SECS,
+        revoked_at_ms: now_ms(),
+    })
+    .expect("node revocation serialises");
+    store.put(key, body, Expect::Any).await?;
+    Ok(not_before)
+}
+
+/// The `not_before` of a stored node revocation record, `None` when it is not one.
+pub fn node_revocation_not_before(record: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<NodeRevocation>(record)
+        .ok()
+        .map(|r| r.not_before)
+}
+
+/// Whether the node revocation `not_before` (if any) refuses `claims`.
+pub fn refused_by_node(claims: &Claims, not_before: Option<u64>) -> bool {
+    claims.node_id.is_some() && not_before.is_some_and(|nb| claims.iat < nb)
+}
+
+/// The `not_before` of the node revocation of `node_id` of `tenant`, read from the store.
+pub async fn node_not_before(
+    store: &dyn Store,
+    tenant: &str,
+    node_id: &str,
+) -> Result<Option<u64>, AuthError> {
+    let key = Key::new(SYSTEM_TENANT, crate::keys::revoked_node(tenant, node_id))?;
+    Ok(store
+        .get(&key)
+        .await?
+        .and_then(|v| node_revocation_not_before(&v.value)))
 }
 
 /// The expiry (seconds since the epoch) of the token a stored revocation record names, `None`

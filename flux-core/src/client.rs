@@ -54,7 +54,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     servers: std::sync::Arc<[String]>,
     current: AtomicUsize,
-    token: Option<String>,
+    /// The bearer token; an agent replaces it when it renews its credential.
+    token: Session,
     session: Session,
 }
 
@@ -130,7 +131,7 @@ impl ApiClient {
                 .map(|s| s.trim_end_matches('/').to_string())
                 .collect(),
             current: AtomicUsize::new(0),
-            token,
+            token: Session(std::sync::Mutex::new(token)),
             session: Session::default(),
         })
     }
@@ -138,6 +139,20 @@ impl ApiClient {
     /// Sets the agent session secret sent (header [`SESSION_HEADER`]) with every later call.
     pub fn set_session(&self, secret: Option<String>) {
         *self.session.0.lock().unwrap_or_else(|p| p.into_inner()) = secret;
+    }
+
+    /// Replaces the bearer token sent with every later call (an agent's renewed credential).
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.0.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    /// The bearer token currently sent, if any.
+    pub fn token(&self) -> Option<String> {
+        self.token
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The agent session secret currently sent, if any.
@@ -156,7 +171,7 @@ impl ApiClient {
             http: self.http.clone(),
             servers: self.servers.clone(),
             current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
-            token,
+            token: Session(std::sync::Mutex::new(token)),
             session: Session::default(),
         }
     }
@@ -196,7 +211,7 @@ impl ApiClient {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        if let Some(t) = &self.token {
+        if let Some(t) = self.token() {
             req = req.bearer_auth(t);
         }
         if let Some(s) = self.session() {

@@ -109,6 +109,7 @@ impl HasKind for AuditError {
     fn kind(&self) -> ErrorKind {
         match self {
             AuditError::Store(s) => s.kind(),
+            AuditError::Broken { .. } => ErrorKind::Conflict,
             _ => ErrorKind::Unavailable,
         }
     }

@@ -1,8 +1,9 @@
 //! The whole store key layout: every path FluxForge reads or writes, in one place.
 //!
 //! A [`crate::store::Key`] is a tenant plus a path; this module builds the paths. Objects of a
-//! tenant live inside that tenant (`jobs/`, `pending/`, `attempts/`, `inbox/`, `agents/`,
-//! `liveness/`, `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`, `gc/`); records of
+//! tenant live inside that tenant (`jobs/`, `jobidx/`, `pending/`, `attempts/`, `inbox/`,
+//! `agents/`, `liveness/`, `output/`, `idem/`, `secrets/`, `states/`, `state_status/`, `audit/`,
+//! `gc/`); records of
 //! the cluster itself live in [`crate::store::SYSTEM_TENANT`] (`nodes/`, `tenants/`, `quotas/`,
 //! `revoked/`).
 //!
@@ -32,6 +33,33 @@ pub fn pending(job_id: &str) -> String {
 
 /// Prefix of every attempt record.
 pub const ATTEMPTS: &str = "attempts/";
+/// Prefix of the job listing indexes: one empty entry per job and indexed value, written in
+/// the same transaction as the job record, so that a filtered listing reads about what it
+/// returns. Entries end in the job id (time-ordered), so each index lists oldest first.
+pub const JOB_INDEX: &str = "jobidx/";
+/// The jobs of one kind: `jobidx/kind/<kind>/`.
+pub fn job_kind_index(kind: &str) -> String {
+    format!("{JOB_INDEX}kind/{kind}/")
+}
+/// The jobs of one kind with one value of another dimension, e.g.
+/// `jobidx/status/running/user/`. `dim` is `status`, `agent` or `group`; `value` a status,
+/// node id or group id. Split by kind so that the usual listing (users' jobs in some status)
+/// reads only what it returns, even when the reconciler's jobs outnumber them.
+pub fn job_index(dim: &str, value: &str, kind: &str) -> String {
+    format!("{JOB_INDEX}{dim}/{value}/{kind}/")
+}
+/// One entry of an index (`index` from [`job_kind_index`] or [`job_index`]).
+pub fn job_index_entry(index: &str, job_id: &str) -> String {
+    format!("{index}{job_id}")
+}
+/// The job id an index entry points to (its last segment).
+pub fn job_index_target(path: &str) -> Option<&str> {
+    path.strip_prefix(JOB_INDEX)?.rsplit('/').next()
+}
+/// Marker that every job of the tenant has its index entries (written once the migration of
+/// jobs stored before the indexes existed has run over the whole tenant).
+pub const JOB_INDEX_BUILT: &str = "jobidx_built";
+
 pub fn attempt(job_id: &str, number: u32) -> String {
     format!("attempts/{job_id}/{number:04}")
 }
@@ -106,6 +134,11 @@ pub fn status(name: &str, agent: &str) -> String {
 /// The head of a tenant's audit chain (sequence number and hash of the last record).
 pub const AUDIT_HEAD: &str = "audit_head";
 pub const AUDIT: &str = "audit/";
+/// The signed base of a chain whose oldest records were exported and pruned: the last record
+/// removed and its MAC. Verification starts there.
+pub const AUDIT_BASE: &str = "audit_base";
+/// The signed mark of the newest record exported; nothing past it is pruned.
+pub const AUDIT_EXPORTED: &str = "audit_exported";
 pub fn audit_record(seq: u64) -> String {
     format!("{AUDIT}{seq:016}")
 }
@@ -146,6 +179,21 @@ pub fn revoked(tenant: &str, jti: &str) -> String {
     format!("revoked/{tenant}/{jti}")
 }
 
+/// Marks the revocation of every credential of one agent, beside the token ids (a token id is
+/// an identifier and never holds '=', so the two never meet).
+pub const NODE_REVOKED_PREFIX: &str = "node=";
+pub fn revoked_node(tenant: &str, node_id: &str) -> String {
+    format!("revoked/{tenant}/{NODE_REVOKED_PREFIX}{node_id}")
+}
+
+// ---- enrollment (inside each tenant) ----------------------------------------------------------
+
+/// Uses counted of each enrollment token, by its id.
+pub const ENROLLMENTS: &str = "enrollments/";
+pub fn enrollment(jti: &str) -> String {
+    format!("{ENROLLMENTS}{jti}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +206,23 @@ mod tests {
         assert_eq!(job("j-1"), "jobs/j-1");
         assert_eq!(PENDING, "pending/");
         assert_eq!(pending("j-1"), "pending/j-1");
+        assert_eq!(JOB_INDEX, "jobidx/");
+        assert_eq!(job_kind_index("user"), "jobidx/kind/user/");
+        assert_eq!(
+            job_index("status", "running", "user"),
+            "jobidx/status/running/user/"
+        );
+        assert_eq!(
+            job_index_entry(&job_index("agent", "a1", "reconciler"), "j-1"),
+            "jobidx/agent/a1/reconciler/j-1"
+        );
+        assert_eq!(
+            job_index_entry(&job_kind_index("user"), "j-1"),
+            "jobidx/kind/user/j-1"
+        );
+        assert_eq!(job_index_target("jobidx/group/g-1/user/j-1"), Some("j-1"));
+        assert_eq!(job_index_target("jobs/j-1"), None);
+        assert_eq!(JOB_INDEX_BUILT, "jobidx_built");
         assert_eq!(attempt("j-1", 3), "attempts/j-1/0003");
         assert_eq!(attempt("j-1", 12345), "attempts/j-1/12345");
         assert_eq!(attempts("j-1"), "attempts/j-1/");
@@ -180,6 +245,8 @@ mod tests {
         assert_eq!(status("motd", "a1"), "state_status/motd/a1");
         assert_eq!(AUDIT_HEAD, "audit_head");
         assert_eq!(AUDIT, "audit/");
+        assert_eq!(AUDIT_BASE, "audit_base");
+        assert_eq!(AUDIT_EXPORTED, "audit_exported");
         assert_eq!(audit_record(42), "audit/0000000000000042");
         assert_eq!(GC_STATE, "gc/state");
         assert_eq!(ATTEMPTS, "attempts/");
@@ -193,12 +260,22 @@ mod tests {
         assert_eq!(quota("acme"), "quotas/acme");
         assert_eq!(REVOKED, "revoked/");
         assert_eq!(revoked("acme", "t1"), "revoked/acme/t1");
+        assert_eq!(revoked_node("acme", "web-1"), "revoked/acme/node=web-1");
+        assert_eq!(ENROLLMENTS, "enrollments/");
+        assert_eq!(enrollment("t1"), "enrollments/t1");
     }
 
     #[test]
     fn listing_prefixes_cover_their_objects() {
         assert!(job("x").starts_with(JOBS));
         assert!(pending("x").starts_with(PENDING));
+        assert!(job_kind_index("user").starts_with(JOB_INDEX));
+        assert!(job_index("group", "g", "user").starts_with(JOB_INDEX));
+        // Neither the records nor the marker are inside an index listing, and no index
+        // entry is inside the job records' prefix.
+        assert!(!job("x").starts_with(JOB_INDEX));
+        assert!(!JOB_INDEX_BUILT.starts_with(JOB_INDEX));
+        assert!(!job_index_entry(&job_kind_index("user"), "x").starts_with(JOBS));
         assert!(inbox_entry("a", "x.1").starts_with(&inbox("a")));
         assert!(inbox("a").starts_with(INBOX));
         assert!(agent("a").starts_with(AGENTS));
@@ -213,6 +290,8 @@ mod tests {
         assert!(state("s").starts_with(STATES));
         assert!(audit_record(1).starts_with(AUDIT));
         assert!(revoked("t", "j").starts_with(REVOKED));
+        assert!(revoked_node("t", "n").starts_with(REVOKED));
+        assert!(enrollment("j").starts_with(ENROLLMENTS));
         assert!(quota("t").starts_with(QUOTAS));
         assert!(idempotency("k").starts_with(IDEMPOTENCY));
         assert!(tenant("t").starts_with(TENANTS));

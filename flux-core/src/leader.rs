@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::jobs::index::Indexes;
-use crate::jobs::{JobError, Jobs};
+use crate::jobs::listing::BACKFILL_BATCH;
+use crate::jobs::{IndexBackfill, JobError, Jobs};
 use crate::keys;
 use crate::model::{Millis, now_ms};
 use crate::quota::{Quota, QuotaError};
@@ -213,6 +214,8 @@ async fn job_work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
     let mut changes = l.store.subscribe();
     // The scheduler's views of this term, built afresh on each election.
     let mut indexes = l.jobs.scheduler_indexes();
+    // Where this term's migration of un-indexed jobs stands.
+    let mut backfill = IndexBackfill::default();
     let mut tick = tokio::time::interval(l.sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -229,7 +232,7 @@ async fn job_work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
                 false
             }
         };
-        match job_pass(l, &mut indexes, epoch, since, sweep).await {
+        match job_pass(l, &mut indexes, &mut backfill, epoch, since, sweep).await {
             Ok(()) => {}
             Err(StoreError::Fenced { current, .. }) => return current,
             Err(e) => tracing::warn!(error = %e, "leader pass failed; retrying"),
@@ -238,15 +241,30 @@ async fn job_work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
 }
 
 /// One leader pass over every tenant: liveness sweep (when `sweep`), requeue, scheduling (from
-/// the term's `indexes`).
+/// the term's `indexes`). With each sweep, one bounded batch of the migration that indexes jobs
+/// stored before the listing indexes existed, until the tenant is marked indexed.
 pub async fn job_pass(
     l: &Leader<'_>,
     indexes: &mut Indexes,
+    backfill: &mut IndexBackfill,
     epoch: Epoch,
     since: Millis,
     sweep: bool,
 ) -> Result<(), StoreError> {
     for t in &l.jobs.tenants().await.map_err(job_to_store)? {
+        if sweep && !backfill.is_done(t) {
+            match l
+                .jobs
+                .backfill_index(backfill, t, epoch, BACKFILL_BATCH)
+                .await
+                .map_err(job_to_store)
+            {
+                Ok(_) => {}
+                Err(e @ StoreError::Fenced { .. }) => return Err(e),
+                // Listing without a filter does not need the indexes; scheduling goes on.
+                Err(e) => tracing::warn!(tenant = %t, error = %e, "job index migration failed"),
+            }
+        }
         if sweep {
             let r = l
                 .jobs

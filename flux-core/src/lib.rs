@@ -10,6 +10,7 @@ pub mod backup;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod client;
+pub mod enroll;
 pub mod error;
 pub mod files;
 pub mod history;
@@ -24,6 +25,7 @@ pub mod redact;
 pub mod replies;
 pub mod retention;
 pub mod revocations;
+pub mod selector;
 pub mod state;
 pub mod store;
 pub mod tenants;

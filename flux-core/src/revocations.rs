@@ -61,6 +61,9 @@ pub fn parse_path(path: &str) -> Option<(&str, &str)> {
 pub struct Revocations {
     /// (tenant, jti) -> the token's expiry, in seconds since the epoch.
     entries: HashMap<(String, String), u64>,
+    /// (tenant, node id) -> the node revocation's `not_before`: the node's tokens issued
+    /// before it are refused (`keys::revoked_node`).
+    nodes: HashMap<(String, String), u64>,
     /// When the last successful full load started.
     loaded_at: Option<Instant>,
     /// The resync count when that load started.
@@ -100,14 +103,39 @@ impl Revocations {
         )
     }
 
+    /// The `not_before` of the revocation of `node`'s credentials (`Some(None)`: none), when
+    /// memory may answer at `now`; `None` when the store must be read instead.
+    pub fn check_node(&self, tenant: &str, node: &str, now: Instant) -> Option<Option<u64>> {
+        if !self.trusted(now) {
+            return None;
+        }
+        Some(
+            self.nodes
+                .get(&(tenant.to_string(), node.to_string()))
+                .copied(),
+        )
+    }
+
     /// Records a revocation (expiring at `exp` seconds; a later value for the same token wins).
+    /// A node revocation's path (`node=<id>`) records its `not_before` instead.
     pub fn insert(&mut self, tenant: &str, jti: &str, exp: u64) {
+        if let Some(node) = jti.strip_prefix(crate::keys::NODE_REVOKED_PREFIX) {
+            self.nodes
+                .insert((tenant.to_string(), node.to_string()), exp);
+            return;
+        }
         self.entries
             .insert((tenant.to_string(), jti.to_string()), exp);
     }
 
-    /// Records a revocation whose expiry is not known yet, unless it is known already.
+    /// Records a revocation whose expiry is not known yet, unless it is known already. A node
+    /// revocation not read yet refuses every token of the node until it is.
     pub fn insert_unknown(&mut self, tenant: &str, jti: &str) {
+        if let Some(node) = jti.strip_prefix(crate::keys::NODE_REVOKED_PREFIX) {
+            self.nodes
+                .insert((tenant.to_string(), node.to_string()), NEVER);
+            return;
+        }
         self.entries
             .entry((tenant.to_string(), jti.to_string()))
             .or_insert(NEVER);
@@ -135,7 +163,7 @@ impl Revocations {
     /// Merges a full load begun with `ticket` (entries: tenant, jti, expiry).
     pub fn loaded(&mut self, ticket: LoadTicket, entries: Vec<(String, String, u64)>) {
         for (tenant, jti, exp) in entries {
-            self.entries.insert((tenant, jti), exp);
+            self.insert(&tenant, &jti, exp);
         }
         if self.loaded_at.is_none_or(|at| ticket.started >= at) {
             self.loaded_at = Some(ticket.started);
@@ -154,6 +182,9 @@ impl Revocations {
     /// Forgets revocations of tokens expired at `now_secs` (they are refused as expired).
     pub fn purge(&mut self, now_secs: u64) {
         self.entries.retain(|_, exp| *exp > now_secs);
+        let max_ttl = crate::auth::MAX_TOKEN_TTL_SECS;
+        self.nodes
+            .retain(|_, nb| nb.saturating_add(max_ttl) > now_secs);
     }
 
     /// Revocations held.
@@ -171,6 +202,16 @@ impl Revocations {
 pub struct LoadTicket {
     started: Instant,
     generation: u64,
+}
+
+/// What memory keeps of a revocation record at `revoked/<tenant>/<jti>`: a token's expiry, or
+/// for a node revocation its `not_before` ([`NEVER`] when the record cannot be read).
+fn record_value(jti: &str, record: &[u8]) -> u64 {
+    if jti.starts_with(crate::keys::NODE_REVOKED_PREFIX) {
+        crate::auth::node_revocation_not_before(record).unwrap_or(NEVER)
+    } else {
+        crate::auth::revocation_expiry(record).unwrap_or(NEVER)
+    }
 }
 
 /// A node's revocations, shared by its request handlers and the [`follow`] task.
@@ -196,6 +237,21 @@ impl RevocationCache {
         self.lock().insert(tenant, jti, exp);
     }
 
+    /// The `not_before` of the revocation of `node`'s credentials, from memory; `None` when
+    /// the store must be read.
+    pub fn check_node(&self, tenant: &str, node: &str) -> Option<Option<u64>> {
+        self.lock().check_node(tenant, node, Instant::now())
+    }
+
+    /// Records a node revocation this node has just committed.
+    pub fn insert_node(&self, tenant: &str, node: &str, not_before: u64) {
+        self.lock().insert(
+            tenant,
+            &format!("{}{node}", crate::keys::NODE_REVOKED_PREFIX),
+            not_before,
+        );
+    }
+
     /// Revocations held.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -218,7 +274,7 @@ impl RevocationCache {
             .iter()
             .filter_map(|e| {
                 let (tenant, jti) = parse_path(e.key.path())?;
-                let exp = crate::auth::revocation_expiry(&e.value).unwrap_or(NEVER);
+                let exp = record_value(jti, &e.value);
                 Some((tenant.to_string(), jti.to_string(), exp))
             })
             .collect();
@@ -258,8 +314,9 @@ impl RevocationCache {
             };
             match store.get(&key).await {
                 Ok(Some(v)) => {
-                    if let Some(exp) = crate::auth::revocation_expiry(&v.value) {
-                        self.lock().insert(&tenant, &jti, exp);
+                    let value = record_value(&jti, &v.value);
+                    if value != NEVER {
+                        self.lock().insert(&tenant, &jti, value);
                     }
                 }
                 Ok(None) => {}
@@ -360,6 +417,59 @@ mod tests {
         ] {
             assert_eq!(parse_path(bad), None, "{bad}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_revocation_refuses_the_nodes_tokens_issued_before_it_only() {
+        let mut r = Revocations::default();
+        let now = Instant::now();
+        assert_eq!(r.check_node("acme", "web-1", now), None, "not trusted yet");
+        loaded(&mut r, now, &[]);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(None));
+        // Seen in a notice before its record is read: every token of the node is refused.
+        r.insert_unknown("acme", "node=web-1");
+        assert_eq!(r.check_node("acme", "web-1", now), Some(Some(u64::MAX)));
+        // Read: the tokens issued before `not_before` are refused, later ones are not.
+        r.insert("acme", "node=web-1", 1000);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(Some(1000)));
+        assert_eq!(r.check_node("acme", "web-2", now), Some(None));
+        assert_eq!(r.check_node("globex", "web-1", now), Some(None));
+        assert_eq!(
+            r.check("acme", "node=web-1", now),
+            Some(false),
+            "not a token id"
+        );
+        let claims = |iat: u64, node: Option<&str>| crate::auth::Claims {
+            sub: "s".into(),
+            tenant: "acme".into(),
+            role: crate::auth::Role::Agent,
+            iat,
+            exp: iat + 60,
+            jti: "j".into(),
+            iss: "i".into(),
+            aud: "a".into(),
+            node_id: node.map(String::from),
+            uses: None,
+            labels: Default::default(),
+        };
+        assert!(crate::auth::refused_by_node(
+            &claims(999, Some("web-1")),
+            Some(1000)
+        ));
+        assert!(!crate::auth::refused_by_node(
+            &claims(1000, Some("web-1")),
+            Some(1000)
+        ));
+        assert!(!crate::auth::refused_by_node(&claims(1, None), Some(1000)));
+        assert!(!crate::auth::refused_by_node(
+            &claims(1, Some("web-1")),
+            None
+        ));
+        // Kept for a token lifetime after it, then forgotten.
+        r.purge(1000 + crate::auth::MAX_TOKEN_TTL_SECS - 1);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(Some(1000)));
+        r.purge(1000 + crate::auth::MAX_TOKEN_TTL_SECS);
+        assert_eq!(r.check_node("acme", "web-1", now), Some(None));
     }
 
     #[tokio::test(start_paused = true)]

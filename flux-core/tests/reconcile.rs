@@ -172,14 +172,15 @@ async fn a_superseded_leader_creates_neither_job_nor_record() {
     // The current leader proceeds normally.
     let tally = e.rec.pass(TENANT, new, T0).await.unwrap();
     assert_eq!(tally.checks, 1);
-    assert_eq!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let jobs = e.jobs.list(TENANT, &JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    // The reconciler's jobs are its own kind, apart from users' in listings.
+    assert_eq!(jobs[0].kind, flux_core::model::JobKind::Reconciler);
+    let user = JobFilter {
+        kind: Some(flux_core::model::JobKind::User),
+        ..Default::default()
+    };
+    assert!(e.jobs.list(TENANT, &user).await.unwrap().is_empty());
 }
 
 /// A state deleted between the pass's read and its write gets no job: the job's creation is
@@ -397,7 +398,7 @@ async fn a_label_selector_follows_agents_and_drops_records_of_former_targets() {
     let mut s = spec("web", "x");
     s.targets = Targets {
         agents: vec![],
-        labels: [("role".to_string(), "web".to_string())].into(),
+        labels: flux_core::selector::Selector::labels([("role", "web")]),
     };
     e.rec.put(TENANT, "x", s, Expect::Absent, T0).await.unwrap();
     let tally = e.rec.pass(TENANT, epoch, T0).await.unwrap();
@@ -681,7 +682,7 @@ async fn two_hundred_targets_advance_in_one_pass_and_one_batch() {
     let mut s = spec("motd", "unused");
     s.targets = Targets {
         agents: vec![],
-        labels: [("fleet".to_string(), "big".to_string())].into(),
+        labels: flux_core::selector::Selector::labels([("fleet", "big")]),
     };
     e.rec
         .put(TENANT, "alice", s, Expect::Absent, T0)

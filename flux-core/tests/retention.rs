@@ -274,8 +274,28 @@ async fn expired_objects_go_and_protected_ones_stay(b: Backend) {
     assert!(exists(&store, keys::idempotency("deploy-2")).await);
     assert!(!exists(&store, keys::agent("old")).await);
     assert!(exists(&store, keys::agent("a1")).await);
-    // Nothing of the deleted jobs is left in any inbox.
+    // Nothing of the deleted jobs is left in any inbox, nor in the listing indexes; the
+    // jobs that stay are still listed.
     assert_eq!(count(&store, keys::INBOX).await, 0);
+    let index = store.list(TENANT, keys::JOB_INDEX).await.unwrap();
+    for gone in [&expired, &keyed_expired, &unreferenced] {
+        assert!(
+            !index
+                .iter()
+                .any(|e| keys::job_index_target(e.key.path()) == Some(gone.job_id.as_str())),
+            "an index entry of {} is left",
+            gone.job_id
+        );
+    }
+    for kept in [&referenced, &unfinished, &keyed_live, &young] {
+        assert!(
+            index
+                .iter()
+                .any(|e| keys::job_index_target(e.key.path()) == Some(kept.job_id.as_str())),
+            "{} is not indexed",
+            kept.job_id
+        );
+    }
 
     let st = gc_state(&store).await;
     assert_eq!(st.deleted.jobs, 2);

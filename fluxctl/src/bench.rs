@@ -439,7 +439,10 @@ pub async fn converge(
     let marker = format!("{dir}/{name}/$FLUX_NODE_ID");
     let spec = StateSpec {
         name: name.clone(),
-        targets: Targets { agents, labels },
+        targets: Targets {
+            agents,
+            labels: flux_core::selector::Selector::labels(labels),
+        },
         check: format!("test -f \"{marker}\""),
         apply: format!("mkdir -p \"{dir}/{name}\" && touch \"{marker}\""),
         interval_secs: 3600,

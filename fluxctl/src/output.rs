@@ -15,6 +15,8 @@ use serde::{Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
+    /// A table with more columns where a command has them (`agents list -o wide`).
+    Wide,
     Json,
 }
 
@@ -27,6 +29,10 @@ impl Output {
 /// The text form of a result, written to stdout as it is (trailing newline included).
 pub trait Render {
     fn render(&self) -> String;
+    /// The text of `-o wide`: the same as the table unless a command has more to show.
+    fn render_wide(&self) -> String {
+        self.render()
+    }
 }
 
 /// Prints `v`: as pretty JSON with `-o json`, else as its [`Render`] text.
@@ -35,6 +41,10 @@ pub fn emit<T: Serialize + Render + ?Sized>(out: Output, v: &T) -> Result<()> {
         Output::Json => print_json(v),
         Output::Table => {
             print!("{}", v.render());
+            Ok(())
+        }
+        Output::Wide => {
+            print!("{}", v.render_wide());
             Ok(())
         }
     }
@@ -49,7 +59,7 @@ pub fn emit_note<T: Serialize + ?Sized>(
 ) -> Result<()> {
     match out {
         Output::Json => print_json(v),
-        Output::Table => {
+        Output::Table | Output::Wide => {
             eprintln!("{}", note(v));
             Ok(())
         }

@@ -137,6 +137,10 @@ pub struct Args {
     /// How often the leader verifies every tenant's audit chain.
     #[arg(long, env = "FLUX_AUDIT_VERIFY_EVERY", value_parser = parse_duration, default_value = "5m")]
     audit_verify_every: Duration,
+    /// Prune audit records older than this once they were exported (`fluxctl audit export`);
+    /// 0 keeps every record. Records that were not exported are never pruned.
+    #[arg(long, env = "FLUX_AUDIT_RETENTION", value_parser = parse_duration, default_value = "0")]
+    audit_retention: Duration,
     /// Append this node's history (leader writes with their epochs, recorded attempt results)
     /// to this file as JSON lines, for `fluxctl chaos run` to check.
     #[arg(long, env = "FLUX_HISTORY_LOG")]
@@ -153,6 +157,10 @@ pub struct Args {
     /// idle HTTP/1 keep-alive connection stays open.
     #[arg(long, env = "FLUX_HEADER_READ_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     header_read_timeout: Duration,
+    /// A connection (HTTP/1 or HTTP/2) with no request in flight for this long is closed;
+    /// keep-alive pings do not count. A followed log or a long-poll is in flight throughout.
+    #[arg(long, env = "FLUX_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "90s")]
+    idle_timeout: Duration,
     /// Connections open at once (at most the descriptor limit less a reserve); more are closed
     /// when accepted.
     #[arg(long, env = "FLUX_MAX_CONNECTIONS", default_value_t = 8192)]
@@ -163,6 +171,10 @@ pub struct Args {
     /// Longest a followed log stream lasts; it then ends with a line asking to reconnect.
     #[arg(long, env = "FLUX_MAX_FOLLOW", value_parser = parse_duration, default_value = "1h")]
     max_follow: Duration,
+    /// Lifetime of the credential an agent gets when it enrolls or renews (it renews itself
+    /// once two thirds of it have passed). Between 10s and 30 days.
+    #[arg(long, env = "FLUX_AGENT_CREDENTIAL_TTL", value_parser = parse_duration, default_value = "24h")]
+    agent_credential_ttl: Duration,
     /// Also serve `/metrics` without a token, over plain HTTP, on this address (keep it on
     /// loopback or a private network). The API listener's `/metrics` needs a token.
     #[arg(long, env = "FLUX_METRICS_LISTEN")]
@@ -227,6 +239,8 @@ pub struct NodeConfig {
     pub lease: LeaseConfig,
     pub sweep_interval: Duration,
     pub audit_verify_every: Duration,
+    /// `--audit-retention`, when set.
+    pub audit_retention: Option<Duration>,
     pub backups: Option<Schedule>,
     pub history_log: Option<PathBuf>,
     pub unsafe_no_fencing: bool,
@@ -234,6 +248,8 @@ pub struct NodeConfig {
     /// Listener settings: timeouts, connection caps, the metrics listener.
     pub server: crate::node::ServerSettings,
     pub max_follow: Duration,
+    /// Lifetime of enrolled and renewed agent credentials.
+    pub agent_credential_ttl: Duration,
     /// The directory whose filesystem `--min-free-disk` watches, and the threshold (embedded
     /// store only).
     pub disk: Option<(PathBuf, u64)>,
@@ -256,12 +272,18 @@ impl Args {
         if self.body_read_timeout.is_zero() {
             anyhow::bail!("--body-read-timeout must be above zero");
         }
+        if self.agent_credential_ttl < Duration::from_secs(10)
+            || self.agent_credential_ttl > Duration::from_secs(30 * 24 * 3600)
+        {
+            anyhow::bail!("--agent-credential-ttl must be between 10s and 30 days");
+        }
         if self.header_read_timeout.is_zero()
+            || self.idle_timeout.is_zero()
             || self.max_follow.is_zero()
             || self.gauges_every.is_zero()
         {
             anyhow::bail!(
-                "--header-read-timeout, --max-follow and --gauges-every must be above zero"
+                "--header-read-timeout, --idle-timeout, --max-follow and --gauges-every must be above zero"
             );
         }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
@@ -365,12 +387,14 @@ impl Args {
             lease,
             sweep_interval: self.sweep_interval,
             audit_verify_every: self.audit_verify_every,
+            audit_retention: Some(self.audit_retention).filter(|d| !d.is_zero()),
             backups,
             history_log: self.history_log,
             unsafe_no_fencing: self.unsafe_no_fencing,
             unsafe_ignore_lease: self.unsafe_ignore_lease,
             server: crate::node::ServerSettings {
                 header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
                 conns: crate::conns::ConnLimits {
                     total: self.max_connections,
                     per_ip: self.max_connections_per_ip,
@@ -379,6 +403,7 @@ impl Args {
                 gauges_every: self.gauges_every,
             },
             max_follow: self.max_follow,
+            agent_credential_ttl: self.agent_credential_ttl,
             disk,
             gc,
         })

@@ -9,11 +9,14 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum_server::accept::Accept;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::idle::{Activity, Tracked, Watch};
 
 /// The caps of a node (`--max-connections`, `--max-connections-per-ip`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,10 +118,12 @@ impl Drop for Slot {
     }
 }
 
-/// A stream that holds its connection's [`Slot`] while it is open.
+/// A stream that holds its connection's [`Slot`] while it is open, and ends (EOF) once the
+/// connection has been idle for the node's idle timeout ([`crate::idle`]).
 pub struct Counted<T> {
     inner: T,
     _slot: Slot,
+    idle: Watch,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
@@ -127,6 +132,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.idle.expired(cx) {
+            tracing::debug!("idle connection closed");
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -162,16 +171,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 }
 
 /// An acceptor that admits a socket through [`ConnCaps`] before handing it to `inner`; a
-/// refused socket is dropped (closed) at once.
+/// refused socket is dropped (closed) at once. An admitted one is closed once idle for
+/// `idle_timeout`.
 #[derive(Clone)]
 pub struct CapAcceptor<A> {
     inner: A,
     caps: Arc<ConnCaps>,
+    idle_timeout: Duration,
 }
 
 impl<A> CapAcceptor<A> {
-    pub fn new(inner: A, caps: Arc<ConnCaps>) -> CapAcceptor<A> {
-        CapAcceptor { inner, caps }
+    pub fn new(inner: A, caps: Arc<ConnCaps>, idle_timeout: Duration) -> CapAcceptor<A> {
+        CapAcceptor {
+            inner,
+            caps,
+            idle_timeout,
+        }
     }
 }
 
@@ -183,8 +198,8 @@ where
     A::Service: Send + 'static,
 {
     type Stream = Counted<A::Stream>;
-    type Service = A::Service;
-    type Future = BoxFuture<'static, io::Result<(Counted<A::Stream>, A::Service)>>;
+    type Service = Tracked<A::Service>;
+    type Future = BoxFuture<'static, io::Result<(Counted<A::Stream>, Tracked<A::Service>)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let slot = match stream.peer_addr() {
@@ -199,9 +214,19 @@ where
             }
         };
         let fut = self.inner.accept(stream, service);
+        let timeout = self.idle_timeout;
         Box::pin(async move {
             let (inner, service) = fut.await?;
-            Ok((Counted { inner, _slot: slot }, service))
+            let activity = Activity::new();
+            let idle = Watch::new(activity.clone(), timeout);
+            Ok((
+                Counted {
+                    inner,
+                    _slot: slot,
+                    idle,
+                },
+                Tracked::new(service, activity),
+            ))
         })
     }
 }

@@ -136,6 +136,22 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<flux_core::enroll::EnrollError> for ApiError {
+    fn from(e: flux_core::enroll::EnrollError) -> ApiError {
+        use flux_core::enroll::EnrollError;
+        match e {
+            EnrollError::UsedUp { .. } => ApiError::forbidden(e.to_string()),
+            EnrollError::Invalid(m) => ApiError::invalid(m),
+            EnrollError::Contended => ApiError::conflict(e.to_string()),
+            EnrollError::Auth(a) => a.into(),
+            EnrollError::Store(s) => s.into(),
+            EnrollError::Corrupt { .. } => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
+        }
+    }
+}
+
 impl From<QuotaError> for ApiError {
     fn from(e: QuotaError) -> ApiError {
         match e {
@@ -155,6 +171,9 @@ impl From<AuditError> for ApiError {
     fn from(e: AuditError) -> ApiError {
         match e {
             AuditError::Store(s) => s.into(),
+            e @ AuditError::Broken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "audit_broken", e.to_string())
+            }
             other => ApiError::unavailable(other.to_string()),
         }
     }

@@ -8,6 +8,7 @@ mod conns;
 mod disk;
 mod error;
 mod history;
+mod idle;
 mod inboxes;
 mod logfmt;
 mod metrics;

@@ -33,12 +33,16 @@ pub struct Metrics {
     pub dispatch_latency: prometheus::Histogram,
     pub integrity_mismatch: IntCounter,
     pub integrity_checks: IntCounter,
+    pub audit_pruned: IntCounter,
     pub audit_failures: IntCounter,
     pub store_writable: IntGauge,
     pub disk_refusals: IntCounter,
     pub gc_deleted: IntCounterVec,
     pub gc_conflicts: IntCounter,
     pub store_objects: IntGaugeVec,
+    /// Enrollments by result (`ok`, `used_up`, `refused`) and credential renewals.
+    pub enrollments: IntCounterVec,
+    pub renewals: IntCounter,
 }
 
 /// The `kind` labels of `flux_gc_deleted_total`.
@@ -200,6 +204,10 @@ impl Metrics {
                 "flux_integrity_checks_total",
                 "periodic audit-chain checks completed by this node as leader",
             ),
+            audit_pruned: counter(
+                "flux_audit_pruned_total",
+                "exported audit records pruned by this node as leader (--audit-retention)",
+            ),
             audit_failures: counter(
                 "flux_audit_append_failures_total",
                 "mutating calls whose audit record could not be written",
@@ -226,6 +234,15 @@ impl Metrics {
                 "objects in the store by kind, as counted by the last complete garbage-collection sweep (as seen by the leader)",
                 &["kind"],
             ),
+            enrollments: counter_vec(
+                "flux_enrollments_total",
+                "agent enrollments answered by this node, by result (ok, used_up, refused)",
+                &["result"],
+            ),
+            renewals: counter(
+                "flux_credential_renewals_total",
+                "agent credentials renewed by this node",
+            ),
             // Last: the helpers above borrow the registry until here.
             registry,
         };
@@ -241,6 +258,9 @@ impl Metrics {
         }
         for kind in OBJECT_KINDS {
             m.store_objects.with_label_values(&[kind]);
+        }
+        for result in ["ok", "used_up", "refused"] {
+            m.enrollments.with_label_values(&[result]);
         }
         m.store_writable.set(1);
         m

@@ -28,7 +28,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let nofile = raise_nofile_limit();
-    create_private_dir(&cfg.data_dir)?;
+    // The data dir holds only FluxForge's own secrets (keys, tokens, the store, checkpoints):
+    // made 0700, and an existing one that group or others may enter is narrowed to 0700.
+    flux_core::files::create_private_dir(&cfg.data_dir)
+        .with_context(|| format!("preparing data directory {}", cfg.data_dir.display()))?;
     let store = flux_core::store::open(&cfg.store)
         .await
         .with_context(|| "opening the store")?;
@@ -93,6 +96,7 @@ pub async fn run(
             tls.acceptor(CapAcceptor::new(
                 axum_server::accept::NoDelayAcceptor::new(),
                 caps,
+                cfg.server.idle_timeout,
             ))
         })
         .handle(handle)
@@ -101,7 +105,8 @@ pub async fn run(
         .first_request_timeout(cfg.server.header_read_timeout);
     // HTTP/1 headers have the same time limit, which also bounds an idle keep-alive
     // connection (hyper waits for the next request's headers under that timer); HTTP/2 has
-    // keep-alive pings and a cap on concurrent streams.
+    // keep-alive pings and a cap on concurrent streams; a connection of either with no request
+    // in flight for --idle-timeout is closed by the acceptor's idle watch (`idle.rs`).
     let b = server.http_builder();
     b.http1()
         .header_read_timeout(Some(cfg.server.header_read_timeout));
@@ -124,6 +129,8 @@ pub async fn run(
 #[derive(Clone, Copy, Debug)]
 pub struct ServerSettings {
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (either protocol).
+    pub idle_timeout: Duration,
     pub conns: ConnLimits,
     pub metrics_listen: Option<SocketAddr>,
     pub gauges_every: Duration,
@@ -183,18 +190,6 @@ pub async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating data directory {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// The JWT signing keys (the active one created if missing, then the retired ones kept for
@@ -310,6 +305,7 @@ fn build_state(
         history,
     );
     state.max_follow = cfg.max_follow;
+    state.agent_credential_ttl = cfg.agent_credential_ttl;
     state.disk = cfg
         .disk
         .clone()
@@ -376,6 +372,7 @@ impl Tasks {
         tokio::spawn(tasks::integrity::run_integrity_checks(
             st.clone(),
             cfg.audit_verify_every,
+            cfg.audit_retention,
             cancel.clone(),
         ));
         if let Some(schedule) = &cfg.backups {

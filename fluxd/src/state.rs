@@ -70,6 +70,8 @@ pub struct AppState {
     pub history: Option<Arc<crate::history::History>>,
     /// Longest a followed log stream lasts (`--max-follow`).
     pub max_follow: std::time::Duration,
+    /// Lifetime of enrolled and renewed agent credentials (`--agent-credential-ttl`).
+    pub agent_credential_ttl: std::time::Duration,
     /// Free space under the embedded store (`--min-free-disk`).
     pub disk: Option<crate::disk::DiskGuard>,
 }
@@ -102,6 +104,7 @@ impl AppState {
             node_changed: Notify::new(),
             history,
             max_follow: std::time::Duration::from_secs(3600),
+            agent_credential_ttl: std::time::Duration::from_secs(24 * 3600),
             disk: None,
         }
     }
@@ -114,6 +117,23 @@ impl AppState {
             Some(revoked) => Ok(revoked),
             None => auth::is_revoked(self.store.as_ref(), tenant, jti).await,
         }
+    }
+
+    /// Whether `claims` are refused by a revocation: of the token itself, or of every
+    /// credential of its agent issued before a `fluxctl agents revoke`. From memory, or from the
+    /// store while memory cannot be trusted.
+    pub async fn is_refused(&self, claims: &flux_core::auth::Claims) -> Result<bool, AuthError> {
+        if self.is_revoked(&claims.tenant, &claims.jti).await? {
+            return Ok(true);
+        }
+        let Some(node) = claims.node_id.as_deref() else {
+            return Ok(false);
+        };
+        let not_before = match self.revocations.check_node(&claims.tenant, node) {
+            Some(nb) => nb,
+            None => auth::node_not_before(self.store.as_ref(), &claims.tenant, node).await?,
+        };
+        Ok(auth::refused_by_node(claims, not_before))
     }
 
     /// A tenant's quota, at most [`QUOTA_CACHE`] old (a change made through this node is seen

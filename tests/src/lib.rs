@@ -276,6 +276,73 @@ impl Fluxd {
         proc
     }
 
+    /// Starts the stopped node again on the same port and data dir with `args`, and waits until
+    /// it leads.
+    pub async fn start_again(&mut self, args: &[&str]) {
+        let mut cmd = Command::new(bin("fluxd"));
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--node-id")
+            .arg(format!("fluxd-{}", self.port))
+            .args(args);
+        let n = std::fs::read_dir(self.dir.path()).expect("dir").count();
+        self.proc = Proc::spawn("fluxd", cmd, self.dir.path().join(format!("fluxd-{n}.log")))
+            .expect("spawn fluxd");
+        eventually(
+            "restarted fluxd to lead",
+            Duration::from_secs(30),
+            || async { (self.metric("flux_leader_status").await? == 1.0).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Starts `flux-agent --enroll-token-file token_file --state-dir state_dir` as `node_id`
+    /// (not waiting for it).
+    pub fn spawn_enrolled_agent(
+        &self,
+        token_file: &Path,
+        node_id: &str,
+        state_dir: &Path,
+        extra: &[&str],
+    ) -> Proc {
+        let mut cmd = Command::new(bin("flux-agent"));
+        cmd.arg("--server")
+            .arg(&self.url)
+            .arg("--ca")
+            .arg(self.ca_path())
+            .arg("--enroll-token-file")
+            .arg(token_file)
+            .arg("--node-id")
+            .arg(node_id)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--poll-secs")
+            .arg("5")
+            .args(extra);
+        let log = (0..)
+            .map(|i| self.dir.path().join(format!("agent-{node_id}.{i}.log")))
+            .find(|p| !p.exists())
+            .expect("a free log name");
+        Proc::spawn(&format!("agent {node_id}"), cmd, log).expect("spawn agent")
+    }
+
+    /// Waits until agent `node_id` of the tenant of `token` shows `state`.
+    pub async fn wait_agent_state(
+        &self,
+        token: &str,
+        node_id: &str,
+        state: &str,
+        within: Duration,
+    ) {
+        eventually(&format!("agent {node_id} {state}"), within, || async {
+            let (s, v) = self.get(&format!("/v1/agents/{node_id}"), token).await;
+            (s == 200 && v["state"] == state).then_some(())
+        })
+        .await;
+    }
+
     /// Polls a job until `pred` holds on it; returns the job.
     pub async fn wait_job(
         &self,

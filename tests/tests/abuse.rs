@@ -27,7 +27,7 @@ async fn queued_job(d: &Fluxd, tenant: &str) -> String {
         .post(
             "/v1/jobs",
             &op,
-            &json!({"command": "true", "node_id": "nowhere"}),
+            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202, "{v}");

@@ -25,7 +25,7 @@ async fn queued_forever(d: &Fluxd) -> String {
         .post(
             "/v1/jobs",
             &d.admin,
-            &json!({"command": "true", "node_id": "nowhere"}),
+            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202, "{job}");
@@ -535,4 +535,87 @@ async fn metrics_need_a_cluster_token_on_the_api_and_none_on_the_metrics_listene
         .await
         .unwrap();
     assert_eq!(other.status(), 404);
+}
+
+/// An HTTP/2 client from `from` that answers the server's keep-alive pings and sends its own
+/// while idle, as a well-behaved long-lived client would.
+fn h2_client_from(d: &Fluxd, from: &str) -> reqwest::Client {
+    let ca = std::fs::read(d.ca_path()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .http2_prior_knowledge()
+        .http2_keep_alive_interval(Duration::from_millis(300))
+        .http2_keep_alive_while_idle(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Keep-alive pings do not hold a connection open: an HTTP/2 connection with no request in
+/// flight for `--idle-timeout` is closed (its place under the per-address cap freed), while a
+/// request that takes longer than the timeout (a job wait) is in flight throughout and is
+/// answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_though_it_answers_pings() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: ["--idle-timeout", "2s", "--max-connections-per-ip", "1"]
+            .map(String::from)
+            .to_vec(),
+        ca_file: None,
+    })
+    .await;
+    let job = queued_forever(&d).await;
+    // A wait of 4 s on one connection: twice the idle timeout, answered (the job is still
+    // queued, so the answer is the job as it is).
+    let waiter = h2_client_from(&d, "127.0.0.8");
+    let resp = waiter
+        .get(format!("{}/v1/jobs/{job}/wait?timeout_secs=4", d.url))
+        .bearer_auth(&d.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["job_id"], job.as_str(), "{body}");
+
+    // An idle connection that pings and answers pings holds the address's only place...
+    let idle = h2_client_from(&d, "127.0.0.7");
+    let resp = idle
+        .get(format!("{}/v1/whoami", d.url))
+        .bearer_auth(&d.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(
+        tls_from(&d, "127.0.0.7", b"h2").await.is_err(),
+        "the per-address cap did not hold"
+    );
+    // ...until the server closes it for being idle.
+    let freed = eventually(
+        "the idle connection to be closed",
+        Duration::from_secs(20),
+        || async { tls_from(&d, "127.0.0.7", b"h2").await.ok() },
+    )
+    .await;
+    drop(freed);
+    // The client reconnects for its next request.
+    eventually(
+        "the client to reconnect",
+        Duration::from_secs(10),
+        || async {
+            let r = idle
+                .get(format!("{}/v1/whoami", d.url))
+                .bearer_auth(&d.admin)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    drop(waiter);
 }

@@ -167,11 +167,18 @@ async fn a_second_agent_token_for_a_live_node_cannot_register_see_secrets_or_act
     assert!(!a.to_string().contains(&session), "{a}");
 }
 
-/// A user jobs can run as: one made for the test when `useradd` works, else `nobody`.
+/// A user jobs can run as: one made for the test when `useradd` works (a member of the
+/// supplementary group `fluxjobextra`), else `nobody`.
 fn job_user() -> (String, u32) {
     let name = "fluxjobtest";
+    let _ = Command::new("groupadd")
+        .args(["--system", "fluxjobextra"])
+        .output();
     let _ = Command::new("useradd")
         .args(["--system", "--no-create-home", "--shell", "/bin/sh", name])
+        .output();
+    let _ = Command::new("usermod")
+        .args(["--append", "--groups", "fluxjobextra", name])
         .output();
     for n in [name, "nobody"] {
         if let Ok(Some(u)) = nix::unistd::User::from_name(n) {
@@ -203,7 +210,8 @@ async fn with_run_as_jobs_cannot_read_the_agent_token() {
     let token_file = d.dir.path().join("web-1.token");
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let token = std::fs::read_to_string(&token_file).unwrap();
-    let cmd = r#"id -u; echo "home=$HOME"
+    let cmd = r#"id -u; echo "home=$HOME"; echo "groups=$(id -G)"; echo "gid=$(id -g)"
+echo "flux_vars=$(env | grep '^FLUX_' | cut -d= -f1 | sort | tr '\n' ' ')"
 f=$(tr '\0' '\n' </proc/$PPID/cmdline | grep -A1 -- --token-file | tail -1)
 echo "file=$f"; cat "$f" 2>/dev/null || echo no-token-file
 tr '\0' '\n' </proc/$PPID/environ 2>/dev/null || echo no-environ"#;
@@ -218,6 +226,37 @@ tr '\0' '\n' </proc/$PPID/environ 2>/dev/null || echo no-environ"#;
         .display()
         .to_string();
     assert!(logs.starts_with(&format!("{uid}\nhome={home}\n")), "{logs}");
+    // The user's own groups, supplementary ones included (and none of the agent's).
+    let u = nix::unistd::User::from_name(&user).unwrap().unwrap();
+    let cname = std::ffi::CString::new(user.as_bytes()).unwrap();
+    let mut want: Vec<u32> = nix::unistd::getgrouplist(&cname, u.gid)
+        .unwrap()
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    want.sort();
+    want.dedup();
+    let line = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("groups="))
+        .unwrap_or_default();
+    let mut got: Vec<u32> = line
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "{logs}");
+    if let Ok(Some(extra)) = nix::unistd::Group::from_name("fluxjobextra")
+        && extra.mem.contains(&user)
+    {
+        assert!(got.contains(&extra.gid.as_raw()), "{logs}");
+    }
+    assert!(logs.contains(&format!("gid={}\n", u.gid)), "{logs}");
+    // Only what the job is told of itself: nothing of the agent's own environment.
+    assert!(
+        logs.contains("flux_vars=FLUX_ATTEMPT_ID FLUX_JOB_ID FLUX_NODE_ID \n"),
+        "{logs}"
+    );
     assert!(
         logs.contains(&format!("file={}", token_file.display())),
         "{logs}"

@@ -32,7 +32,7 @@ async fn mutating_calls_are_chained_and_tampering_is_caught() {
         .post(
             "/jobs",
             &d.admin,
-            &json!({"command": "true", "node_id": "nowhere"}),
+            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202);
@@ -199,20 +199,7 @@ async fn restart(d: &mut Fluxd, args: &[&str]) {
 
 /// Starts the stopped `d` again on the same port and data dir with `args`.
 async fn start_again(d: &mut Fluxd, args: &[&str]) {
-    let mut cmd = std::process::Command::new(bin("fluxd"));
-    cmd.arg("--listen")
-        .arg(format!("127.0.0.1:{}", d.port))
-        .arg("--data-dir")
-        .arg(d.data_dir())
-        .arg("--node-id")
-        .arg(format!("fluxd-{}", d.port))
-        .args(args);
-    let n = std::fs::read_dir(d.dir.path()).unwrap().count();
-    d.proc = Proc::spawn("fluxd", cmd, d.dir.path().join(format!("fluxd-{n}.log"))).unwrap();
-    eventually("restarted fluxd to lead", T, || async {
-        (d.metric("flux_leader_status").await? == 1.0).then_some(())
-    })
-    .await;
+    d.start_again(args).await;
 }
 
 const VERIFY_OFTEN: [&str; 2] = ["--audit-verify-every", "200ms"];
@@ -223,7 +210,7 @@ async fn submit(d: &Fluxd, token: &str, n: usize) {
             .post(
                 "/v1/jobs",
                 token,
-                &json!({"command": "true", "node_id": "nowhere"}),
+                &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
             )
             .await;
         assert_eq!(s, 202, "{v}");
@@ -316,4 +303,110 @@ async fn a_restore_through_the_api_is_not_taken_for_tampering() {
     let out = d.fluxctl(&d.admin, &["audit", "verify", "--all"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(d.metric("flux_integrity_mismatch_total").await, Some(0.0));
+}
+
+/// `fluxctl audit export` writes the oldest records and a signed checkpoint; `audit verify
+/// --file` passes the file and fails an edited one; with `--audit-retention` the leader then
+/// prunes the exported records (only those), and what remains still verifies from its base.
+#[tokio::test(flavor = "multi_thread")]
+async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: ["--audit-verify-every", "200ms", "--audit-retention", "1ms"]
+            .map(String::from)
+            .to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    submit(&d, &d.admin, 5).await;
+    // Nothing was exported: the checks prune nothing, however old the records.
+    checks_pass(&d, 2.0).await;
+    assert_eq!(d.metric("flux_audit_pruned_total").await, Some(0.0));
+    assert_eq!(chain_len(&d, "default").await, 5);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit-export.json");
+    let out = d.fluxctl(
+        &d.admin,
+        &["audit", "export", "--before", "0s", file.to_str().unwrap()],
+    );
+    ok(&out).unwrap();
+    assert!(
+        stderr(&out).contains("exported records 1..=5 of tenant default"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.fluxctl(
+        &d.admin,
+        &["audit", "verify", "--file", file.to_str().unwrap()],
+    );
+    assert!(
+        ok(&out).unwrap().contains("default: ok, records 1..=5"),
+        "{}",
+        stdout(&out)
+    );
+    // An edited copy fails (exit 1), naming the record.
+    let mut edited: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    edited["records"][2]["actor"] = json!("someone-else");
+    let bad = dir.path().join("edited.json");
+    std::fs::write(&bad, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let out = d.fluxctl(
+        &d.admin,
+        &["audit", "verify", "--file", bad.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("record 3 was altered"),
+        "{}",
+        stdout(&out)
+    );
+    // Not an export at all: a clear refusal.
+    std::fs::write(&bad, b"[1, 2").unwrap();
+    let out = d.fluxctl(
+        &d.admin,
+        &["audit", "verify", "--file", bad.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not an audit export"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The five exported records go; the export's own record and the later ones stay.
+    eventually("the exported records to be pruned", T, || async {
+        (d.metric("flux_audit_pruned_total").await? >= 5.0).then_some(())
+    })
+    .await;
+    submit(&d, &d.admin, 2).await;
+    checks_pass(&d, 2.0).await;
+    assert_eq!(d.metric("flux_audit_pruned_total").await, Some(5.0));
+    let out = d.fluxctl(
+        &d.admin,
+        &["audit", "log", "--all", "--limit", "1", "-o", "json"],
+    );
+    let recs: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let seqs: Vec<u64> = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.first(), Some(&6), "{recs}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let out = d.fluxctl(&d.admin, &["audit", "verify"]);
+    let text = ok(&out).unwrap();
+    assert!(text.contains("default: ok"), "{text}");
+    assert_eq!(d.metric("flux_integrity_mismatch_total").await, Some(0.0));
+    // A second export continues where the first ended.
+    let next = dir.path().join("next.json");
+    let out = d.fluxctl(
+        &d.admin,
+        &["audit", "export", "--before", "0s", next.to_str().unwrap()],
+    );
+    ok(&out).unwrap();
+    assert!(
+        stderr(&out).contains("exported records 6..="),
+        "{}",
+        stderr(&out)
+    );
 }

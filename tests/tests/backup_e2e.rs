@@ -76,8 +76,12 @@ fn tamper(text: &str, tenant: &str, marker: &Path) -> String {
 /// appended since (taking a backup and restoring are audited calls), the chain heads, and
 /// token revocations made since (a restore keeps them).
 fn same_but_newer_audit(earlier: &backup::Backup, later: &backup::Backup) {
+    // The leader marks a tenant's jobs indexed once it has looked at them all (again after a
+    // restore of a backup taken before).
     let is_head = |e: &flux_core::store::Entry| {
-        e.key.path() == "audit_head" || e.key.path() == flux_core::audit::RESTORE_MARK
+        e.key.path() == "audit_head"
+            || e.key.path() == flux_core::audit::RESTORE_MARK
+            || e.key.path() == flux_core::keys::JOB_INDEX_BUILT
     };
     for e in earlier.entries.iter().filter(|e| !is_head(e)) {
         assert!(
@@ -104,7 +108,7 @@ async fn populate(d: &Fluxd) -> String {
         .post(
             "/v1/jobs",
             &acme,
-            &json!({"command": "echo kept", "node_id": "nowhere"}),
+            &json!({"command": "echo kept", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202, "{job}");
@@ -153,7 +157,7 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
         .post(
             "/v1/jobs",
             &d.admin,
-            &json!({"command": "echo later", "node_id": "nowhere"}),
+            &json!({"command": "echo later", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202);
@@ -229,6 +233,19 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
     let acme = d.token("acme", "viewer", None).await;
     let (s, j) = d.get(&format!("/v1/jobs/{job}"), &acme).await;
     assert_eq!((s, j["status"].as_str()), (200, Some("queued")));
+    // The listing indexes came back with the records: filtered listings find the job.
+    for q in [
+        "/v1/jobs",
+        "/v1/jobs?status=queued&kind=user",
+        "/v1/jobs?node_id=nowhere",
+        "/v1/jobs?kind=user&limit=1",
+    ] {
+        let (s, list) = d.get(q, &acme).await;
+        assert_eq!(s, 200, "{q}: {list}");
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{q}: {list}");
+        assert_eq!(list[0]["job_id"], job.as_str(), "{q}");
+    }
+    assert_eq!(d.get("/v1/jobs?status=running", &acme).await.1, json!([]));
     assert_eq!(d.get("/v1/states/motd", &d.admin).await.0, 200);
     // The restore did not bring the revoked token back.
     assert_eq!(d.get("/v1/jobs", &leaked).await.0, 401);
@@ -326,6 +343,20 @@ async fn a_backup_moves_from_redb_to_redis_and_back() {
     let (s, j) = c.get(&format!("/v1/jobs/{job}"), &acme).await;
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["command"]["shell"], "echo kept");
+    // Its listing indexes made both trips too.
+    let on_b = b.token("acme", "viewer", None).await;
+    let (s, list) = b.get("/v1/jobs?node_id=nowhere&kind=user", &on_b).await;
+    assert_eq!(
+        (s, list[0]["job_id"].as_str()),
+        (200, Some(job.as_str())),
+        "{list}"
+    );
+    let (s, list) = c.get("/v1/jobs?status=queued&kind=user", &acme).await;
+    assert_eq!(
+        (s, list[0]["job_id"].as_str()),
+        (200, Some(job.as_str())),
+        "{list}"
+    );
 }
 
 /// Scheduled backups: the leader writes one per period, keeps only the newest N, and each one

@@ -16,7 +16,7 @@ fn mode(p: &Path) -> u32 {
 
 /// With a data dir that already exists at 0755, the store is created 0600 and `tls/` 0700.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_store_and_tls_dir_are_owner_only_in_an_existing_open_data_dir() {
+async fn the_data_dir_store_and_tls_dir_are_owner_only_in_an_existing_open_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -41,6 +41,7 @@ async fn the_store_and_tls_dir_are_owner_only_in_an_existing_open_data_dir() {
         }
     })
     .await;
+    assert_eq!(mode(&data), 0o700, "the data dir");
     assert_eq!(mode(&data.join("flux.redb")), 0o600, "flux.redb");
     assert_eq!(mode(&data.join("tls")), 0o700, "tls/");
     for f in [

@@ -214,7 +214,7 @@ async fn tenants_cannot_see_or_touch_each_other() {
         .post(
             "/v1/jobs",
             &b,
-            &json!({"command": "true", "node_id": "shared-name"}),
+            &json!({"command": "true", "node_id": "shared-name", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202);
@@ -1257,4 +1257,170 @@ async fn a_jobs_last_output_arrives_with_its_result() {
         last.version, finished.version,
         "the last output chunk was not stored with the result"
     );
+}
+
+/// Ids of a listing, in order.
+async fn listed(d: &Fluxd, query: &str) -> Vec<String> {
+    let (s, v) = d.get(query, &d.admin).await;
+    assert_eq!(s, 200, "{query}: {v}");
+    v.as_array()
+        .unwrap_or_else(|| panic!("{query}: {v}"))
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The listing indexes follow each job through its life with a real agent (queued, running,
+/// cancelled, failed, succeeded); cursors page through all of it once; the reconciler's jobs
+/// are apart from users' (and `fluxctl job list` shows users' unless asked).
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_follow_each_job_through_its_life() {
+    let d = Fluxd::start().await;
+    let _agent = d.agent("default", "agent-1", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _pid) = d.submit_blocking_on("agent-1", dir.path(), T).await;
+    assert!(
+        listed(&d, "/v1/jobs?status=running")
+            .await
+            .contains(&running)
+    );
+    assert!(
+        listed(&d, "/v1/jobs?node_id=agent-1&status=running&kind=user")
+            .await
+            .contains(&running)
+    );
+    assert!(
+        !listed(&d, "/v1/jobs?status=queued")
+            .await
+            .contains(&running)
+    );
+    let (s, queued) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "true", "node_id": "nowhere"}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let queued = queued["job_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        listed(&d, "/v1/jobs?status=queued").await,
+        vec![queued.clone()]
+    );
+    assert_eq!(
+        listed(&d, "/v1/jobs?node_id=nowhere").await,
+        vec![queued.clone()]
+    );
+
+    let (s, _) = d
+        .post(&format!("/v1/jobs/{running}/cancel"), &d.admin, &json!({}))
+        .await;
+    assert_eq!(s, 200);
+    d.wait_job(&d.admin, &running, T, terminal).await;
+    assert_eq!(
+        listed(&d, "/v1/jobs?status=cancelled").await,
+        vec![running.clone()]
+    );
+    assert!(listed(&d, "/v1/jobs?status=running").await.is_empty());
+
+    let mut ended = Vec::new();
+    for (cmd, status) in [("exit 3", "failed"), ("true", "succeeded")] {
+        let (s, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
+        assert_eq!(s, 202);
+        let id = job["job_id"].as_str().unwrap().to_string();
+        let done = d.wait_job(&d.admin, &id, T, terminal).await;
+        assert_eq!(done["status"], status, "{done}");
+        assert_eq!(
+            listed(&d, &format!("/v1/jobs?status={status}&kind=user")).await,
+            vec![id.clone()]
+        );
+        assert_eq!(
+            listed(&d, &format!("/v1/jobs?status={status}&node_id=agent-1")).await,
+            vec![id.clone()]
+        );
+        ended.push(id);
+    }
+    let all = listed(&d, "/v1/jobs").await;
+    assert_eq!(
+        all,
+        vec![
+            ended[1].clone(),
+            ended[0].clone(),
+            queued.clone(),
+            running.clone()
+        ]
+    );
+    assert_eq!(listed(&d, "/v1/jobs?kind=user").await, all);
+
+    // Page by page through the cursor header: each job once, newest first.
+    let mut paged = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let q = match &next {
+            Some(c) => format!("/v1/jobs?kind=user&limit=1&cursor={c}"),
+            None => "/v1/jobs?kind=user&limit=1".into(),
+        };
+        let r = d.req(Method::GET, &q, &d.admin).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        next = r
+            .headers()
+            .get("x-flux-next-cursor")
+            .map(|v| v.to_str().unwrap().to_string());
+        let page: Value = r.json().await.unwrap();
+        paged.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["job_id"].as_str().unwrap().to_string()),
+        );
+        if next.is_none() {
+            break;
+        }
+        assert!(paged.len() <= all.len(), "pagination does not end");
+    }
+    assert_eq!(paged, all);
+    let json_ids = |out: &std::process::Output| -> Vec<String> {
+        let v: Value = serde_json::from_str(&ok(out).unwrap()).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["job_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let out = d.fluxctl(
+        &d.admin,
+        &["job", "list", "--limit", "1", "--all", "-o", "json"],
+    );
+    assert_eq!(json_ids(&out), all);
+    let out = d.fluxctl(&d.admin, &["job", "list", "--limit", "2", "-o", "json"]);
+    assert_eq!(json_ids(&out), all[..2].to_vec());
+    assert!(stderr(&out).contains("--all"), "{}", stderr(&out));
+
+    // The reconciler's checks are its own kind.
+    let (s, v) = send(d.req(Method::PUT, "/v1/states/motd", &d.admin).json(
+        &json!({"name": "motd", "targets": {"agents": ["agent-1"]}, "check": "true", "apply": "true"}),
+    ))
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let theirs = eventually("a reconciler job", T, || async {
+        let ids = listed(&d, "/v1/jobs?kind=reconciler").await;
+        (!ids.is_empty()).then_some(ids)
+    })
+    .await;
+    let (_, j) = d.get(&format!("/v1/jobs/{}", theirs[0]), &d.admin).await;
+    assert_eq!(j["kind"], "reconciler", "{j}");
+    assert!(
+        listed(&d, "/v1/jobs?kind=user")
+            .await
+            .iter()
+            .all(|id| !theirs.contains(id))
+    );
+    assert!(listed(&d, "/v1/jobs?kind=all").await.contains(&theirs[0]));
+    let out = d.fluxctl(&d.admin, &["job", "list", "--all", "-o", "json"]);
+    assert_eq!(json_ids(&out), all, "fluxctl shows users' jobs by default");
+    let out = d.fluxctl(
+        &d.admin,
+        &["job", "list", "--kind", "reconciler", "-o", "json"],
+    );
+    assert!(json_ids(&out).contains(&theirs[0]));
 }

@@ -26,6 +26,8 @@ enum Need {
     Admin,
     ClusterAdmin,
     Agent,
+    /// An enrollment token.
+    Enroll,
 }
 
 fn routes(job: &str, state: &str) -> Vec<Route> {
@@ -41,7 +43,7 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
         r(
             Method::POST,
             "/jobs",
-            Some(json!({"command": "true", "node_id": "a1"})),
+            Some(json!({"command": "true", "node_id": "a1", "allow_unknown_node": true})),
             Need::Operator,
         ),
         r(
@@ -78,6 +80,18 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
         ),
         r(Method::GET, "/v1/agents", None, Need::Viewer),
         r(Method::GET, "/v1/agents/a1", None, Need::Viewer),
+        r(
+            Method::GET,
+            "/v1/agents?selector=role%3Dweb",
+            None,
+            Need::Viewer,
+        ),
+        r(
+            Method::POST,
+            "/v1/agents/a1/labels",
+            Some(json!({"set": {"rack": "r1"}})),
+            Need::Admin,
+        ),
         r(
             Method::POST,
             "/v1/tokens",
@@ -163,6 +177,13 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
         ),
         r(Method::GET, "/v1/audit", None, Need::Admin),
         r(Method::GET, "/v1/audit/verify", None, Need::Admin),
+        r(Method::POST, "/v1/audit/export?before=1", None, Need::Admin),
+        r(
+            Method::POST,
+            "/v1/audit/verify-file",
+            Some(json!({})),
+            Need::Admin,
+        ),
         r(Method::GET, "/v1/tenants", None, Need::Admin),
         r(
             Method::POST,
@@ -190,12 +211,23 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
             Some(json!({})),
             Need::ClusterAdmin,
         ),
+        r(Method::POST, "/v1/agent/renew", None, Need::Agent),
+        r(
+            Method::POST,
+            "/v1/enroll",
+            Some(json!({"node_id": "e1"})),
+            Need::Enroll,
+        ),
+        r(Method::POST, "/v1/agents/a1/drain", None, Need::Operator),
+        r(Method::POST, "/v1/agents/a1/uncordon", None, Need::Operator),
+        // Last: it ends the agent token the routes above use.
+        r(Method::POST, "/v1/agents/a1/revoke", None, Need::Admin),
     ]
 }
 
 /// What the store holds that a refused request could have changed.
 async fn fingerprint(d: &Fluxd) -> (usize, usize, u64, usize) {
-    let jobs = d.get("/v1/jobs?limit=10000", &d.admin).await.1;
+    let jobs = d.get("/v1/jobs?limit=1000", &d.admin).await.1;
     let states = d.get("/v1/states", &d.admin).await.1;
     let audit = d.get("/v1/audit/verify", &d.admin).await.1;
     let agents = d.get("/v1/agents", &d.admin).await.1;
@@ -214,7 +246,7 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
         .post(
             "/v1/jobs",
             &d.admin,
-            &json!({"command": "true", "node_id": "a1"}),
+            &json!({"command": "true", "node_id": "a1", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202);
@@ -245,6 +277,7 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
     let agent = d.token("default", "agent", Some("a1")).await;
     let tenant_admin = d.token("acme", "admin", None).await;
     let acme_agent = d.token("acme", "agent", Some("a1")).await;
+    let enroll = enroll_token(&d, "default", 5).await;
 
     let before = fingerprint(&d).await;
     let mut tried = 0;
@@ -298,6 +331,7 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
                 ("another tenant's admin", tenant_admin.as_str()),
             ],
             Need::Agent => vec![("viewer", viewer.as_str()), ("admin", d.admin.as_str())],
+            Need::Enroll => vec![("admin", d.admin.as_str()), ("agent", agent.as_str())],
         };
         for (name, tok) in weaker {
             let b = r.body.as_ref().map(|b| reqwest::Body::from(b.to_string()));
@@ -323,6 +357,7 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
         if r.body.is_some() {
             let good = match r.needs {
                 Need::Agent => agent.as_str(),
+                Need::Enroll => enroll.as_str(),
                 _ => d.admin.as_str(),
             };
             let mut bad_bodies: Vec<(&str, String, &str)> = vec![
@@ -382,6 +417,7 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
         }
         let tok = match r.needs {
             Need::Agent => agent_ok.as_str(),
+            Need::Enroll => enroll.as_str(),
             _ => d.admin.as_str(),
         };
         let mut rb = d
@@ -402,10 +438,12 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
             r.method,
             r.path
         );
-        // `{}` is not a backup: verify lets the admin in and refuses the body (422).
+        // `{}` is not a backup nor an audit export: verify lets the admin in and refuses the
+        // body (422).
         if r.needs != Need::Agent
             && !r.path.contains("/attempts/")
             && !r.path.contains("/backup/verify")
+            && !r.path.contains("/audit/verify-file")
         {
             assert!(
                 (200..300).contains(&status) || status == 409 || status == 404,
@@ -444,7 +482,7 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
         v
     };
     let job = |f: &dyn Fn(&mut Value)| {
-        let mut v = json!({"command": "true", "node_id": "a1"});
+        let mut v = json!({"command": "true", "node_id": "a1", "allow_unknown_node": true});
         f(&mut v);
         v
     };
@@ -556,7 +594,47 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
             "targets",
             Method::PUT,
             "/v1/states/s9".into(),
-            Some(state(&|v| v["targets"] = json!({"labels": {"role": long}}))),
+            Some(state(&|v| {
+                v["targets"] = json!({"labels": {"role": "x".repeat(300)}})
+            })),
+        ),
+        (
+            "targets",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| {
+                v["targets"] = json!({"selector": "fact.nope>1"})
+            })),
+        ),
+        (
+            "at byte 12",
+            p.clone(),
+            "/v1/jobs".into(),
+            Some(json!({"command": "true", "selector": "role in (web"})),
+        ),
+        (
+            "selector: at byte 7",
+            Method::GET,
+            "/v1/agents?selector=role%20in".into(),
+            None,
+        ),
+        (
+            "set",
+            p.clone(),
+            "/v1/agents/a1/labels".into(),
+            Some(json!({"set": {&long: "v"}})),
+        ),
+        (
+            "set.rack",
+            p.clone(),
+            "/v1/agents/a1/labels".into(),
+            Some(json!({"set": {"rack": huge}})),
+        ),
+        (
+            "remove",
+            p.clone(),
+            "/v1/agents/a1/labels".into(),
+            Some(json!({"remove": [long]})),
         ),
         (
             "check",
@@ -779,6 +857,103 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
     assert_eq!(fingerprint(&d).await.1, 1);
 }
 
+/// Bad listing parameters: a limit out of 1..=1000 or not a number, a malformed cursor, one
+/// made for another filter or another tenant, an unknown kind. Each is a 400 naming its
+/// parameter, and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_listing_parameter_is_refused_400_naming_it() {
+    let d = Fluxd::start().await;
+    for _ in 0..3 {
+        let (s, _) = d
+            .post(
+                "/v1/jobs",
+                &d.admin,
+                &json!({"command": "true", "node_id": "a1"}),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    let acme = d.token("acme", "admin", None).await;
+    let r = d
+        .req(Method::GET, "/v1/jobs?status=queued&limit=1", &d.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cursor = r
+        .headers()
+        .get("x-flux-next-cursor")
+        .expect("a first page of 3 jobs by 1 has a next cursor")
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The cursor works with its own filter.
+    let (s, page) = d
+        .get(
+            &format!("/v1/jobs?status=queued&limit=1&cursor={cursor}"),
+            &d.admin,
+        )
+        .await;
+    assert_eq!((s, page.as_array().map(Vec::len)), (200, Some(1)), "{page}");
+    let before = fingerprint(&d).await;
+    let long = "A".repeat(300);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("limit", "/v1/jobs?limit=0".into(), &d.admin),
+        ("limit", "/v1/jobs?limit=1001".into(), &d.admin),
+        ("limit", "/v1/jobs?limit=-1".into(), &d.admin),
+        ("limit", "/v1/jobs?limit=many".into(), &d.admin),
+        (
+            "limit",
+            "/v1/jobs?limit=99999999999999999999999".into(),
+            &d.admin,
+        ),
+        ("cursor", "/v1/jobs?cursor=".into(), &d.admin),
+        ("cursor", "/v1/jobs?cursor=!!!".into(), &d.admin),
+        (
+            "cursor",
+            "/v1/jobs?cursor=bm90LWEtY3Vyc29y".into(),
+            &d.admin,
+        ),
+        ("cursor", format!("/v1/jobs?cursor={long}"), &d.admin),
+        ("cursor", "/v1/jobs?cursor=%00%0A".into(), &d.admin),
+        // Made for status=queued: refused with another filter, or none.
+        ("cursor", format!("/v1/jobs?cursor={cursor}"), &d.admin),
+        (
+            "cursor",
+            format!("/v1/jobs?status=running&cursor={cursor}"),
+            &d.admin,
+        ),
+        (
+            "cursor",
+            format!("/v1/jobs?status=queued&kind=user&cursor={cursor}"),
+            &d.admin,
+        ),
+        // Made in another tenant.
+        (
+            "cursor",
+            format!("/v1/jobs?status=queued&cursor={cursor}"),
+            &acme,
+        ),
+        ("kind", "/v1/jobs?kind=robot".into(), &d.admin),
+        ("kind", "/v1/jobs?kind=".into(), &d.admin),
+    ];
+    for (field, path, token) in cases {
+        let (s, v) = d.get(&path, token).await;
+        assert_eq!(s, 400, "{path}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{path}: {field} not named in {v}");
+        assert!(
+            msg.len() < 400,
+            "{path}: the message echoes the input: {msg}"
+        );
+    }
+    assert_eq!(
+        fingerprint(&d).await,
+        before,
+        "a refused listing changed something"
+    );
+}
+
 /// Refusals come before the body: every route that takes one, called without a token or by an
 /// identity it refuses, with a body announced but never sent, is answered 401 or 403 at once.
 #[tokio::test(flavor = "multi_thread")]
@@ -802,6 +977,7 @@ async fn every_body_route_refuses_before_reading_the_body() {
             Need::Admin => vec![&operator, &agent],
             Need::ClusterAdmin => vec![&operator, &tenant_admin],
             Need::Agent => vec![&viewer, &d.admin],
+            Need::Enroll => vec![&d.admin, &agent],
         };
         for tok in weaker.into_iter().map(Some).chain([None]) {
             let stalled = reqwest::Body::wrap_stream(
@@ -832,4 +1008,167 @@ async fn every_body_route_refuses_before_reading_the_body() {
     for (id, status) in answers {
         assert!(status == 401 || status == 403, "{id}: {status}");
     }
+}
+
+/// An enrollment token of `tenant` good for `uses` enrollments, made by the admin.
+async fn enroll_token(d: &Fluxd, tenant: &str, uses: u32) -> String {
+    let (s, v) = d
+        .post(
+            "/v1/tokens",
+            &d.admin,
+            &json!({"tenant": tenant, "role": "enroll", "uses": uses, "ttl_secs": 600}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// Enrollment, drain, revoke and pinned submissions refuse bad input naming the field, say why
+/// an enrollment token is refused (expired, used up, revoked), keep to the caller's tenant, and
+/// change nothing when they refuse.
+#[tokio::test(flavor = "multi_thread")]
+async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_cause() {
+    let d = Fluxd::start().await;
+    let msg = |v: &Value| {
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Token creation: uses, ttl, labels and node binding are checked.
+    for (body, field) in [
+        (json!({"role": "enroll", "uses": 0}), "uses"),
+        (json!({"role": "enroll"}), "uses"),
+        (json!({"role": "enroll", "uses": 100_001}), "uses"),
+        (
+            json!({"role": "enroll", "uses": 3, "ttl_secs": 40 * 24 * 3600}),
+            "ttl",
+        ),
+        (
+            json!({"role": "enroll", "uses": 3, "node_id": "n1"}),
+            "node_id",
+        ),
+        (
+            json!({"role": "enroll", "uses": 3, "labels": {"bad key": "v"}}),
+            "labels",
+        ),
+        (
+            json!({"role": "enroll", "uses": 3, "labels": {"k": ""}}),
+            "labels",
+        ),
+        (json!({"role": "operator", "uses": 3}), "uses"),
+    ] {
+        let (s, v) = d.post("/v1/tokens", &d.admin, &body).await;
+        assert_eq!(s, 422, "{body}: {v}");
+        assert!(msg(&v).contains(field), "{body}: {v}");
+    }
+    let operator = d.token("default", "operator", None).await;
+    let (s, _) = d
+        .post(
+            "/v1/tokens",
+            &operator,
+            &json!({"role": "enroll", "uses": 3}),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    let enroll = enroll_token(&d, "default", 1).await;
+    let acme_admin = d.token("acme", "admin", None).await;
+    let before = fingerprint(&d).await;
+    // An enrollment token may only enroll; bad node ids are 422 naming node_id.
+    let (s, _) = d.get("/v1/jobs", &enroll).await;
+    assert_eq!(s, 403);
+    for bad in ["", "a b", "_system", &"x".repeat(200)] {
+        let (s, v) = d
+            .post("/v1/enroll", &enroll, &json!({"node_id": bad}))
+            .await;
+        assert_eq!(s, 422, "{bad:?}: {v}");
+        assert!(msg(&v).contains("node_id"), "{v}");
+    }
+    let (s, _) = d.post("/v1/enroll", &enroll, &json!({"node": "n1"})).await;
+    assert_eq!(s, 422);
+    // A pinned job for a node nobody enrolled or registered as: 422 naming node_id.
+    let (s, v) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "true", "node_id": "ghost"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        msg(&v).contains("node_id") && msg(&v).contains("ghost"),
+        "{v}"
+    );
+    let (s, v) = d
+        .post(
+            "/jobs",
+            &d.admin,
+            &json!({"command": "true", "node_id": "ghost"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    // Drain, uncordon and revoke of an agent that does not exist (or is another tenant's).
+    for verb in ["drain", "uncordon", "revoke"] {
+        for tok in [&d.admin, &acme_admin] {
+            let (s, v) = d
+                .post(&format!("/v1/agents/nobody/{verb}"), tok, &json!({}))
+                .await;
+            assert_eq!(s, 404, "{verb}: {v}");
+        }
+    }
+    assert_eq!(fingerprint(&d).await, before, "a refusal changed something");
+
+    // Used up: 403 saying so; the one use went to the first enrollment.
+    let (s, v) = d
+        .post("/v1/enroll", &enroll, &json!({"node_id": "n1"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["claims"]["role"], "agent");
+    assert_eq!(v["claims"]["node_id"], "n1");
+    let (s, v) = d
+        .post("/v1/enroll", &enroll, &json!({"node_id": "n2"}))
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(msg(&v).contains("used up"), "{v}");
+    // Another tenant's admin cannot drain or revoke it.
+    for verb in ["drain", "revoke"] {
+        let (s, _) = d
+            .post(&format!("/v1/agents/n1/{verb}"), &acme_admin, &json!({}))
+            .await;
+        assert_eq!(s, 404, "{verb}");
+    }
+    // Revoked: 401 saying so.
+    let enroll2 = enroll_token(&d, "default", 5).await;
+    let (s, _) = d
+        .post("/v1/tokens/revoke", &d.admin, &json!({"token": enroll2}))
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = d
+        .post("/v1/enroll", &enroll2, &json!({"node_id": "n3"}))
+        .await;
+    assert_eq!(s, 401, "{v}");
+    assert!(msg(&v).contains("enrollment token has been revoked"), "{v}");
+    // Expired: 401 saying so.
+    let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
+    let auth = Authenticator::new(vec![key], "fluxforge", "fluxforge");
+    let (_, mut c) = auth
+        .issue_enrollment(
+            "e",
+            "default",
+            Duration::from_secs(60),
+            5,
+            Default::default(),
+        )
+        .unwrap();
+    c.exp = now_ms() / 1000 - 5;
+    let expired = auth.sign(&c).unwrap();
+    let (s, v) = d
+        .post("/v1/enroll", &expired, &json!({"node_id": "n4"}))
+        .await;
+    assert_eq!(s, 401, "{v}");
+    assert!(msg(&v).contains("enrollment token has expired"), "{v}");
+    // An agent credential cannot be renewed by anyone else.
+    let (s, _) = d.post("/v1/agent/renew", &d.admin, &json!({})).await;
+    assert_eq!(s, 403);
 }

@@ -47,12 +47,17 @@ async fn queued_and_rate_quotas_answer_429_and_change_nothing() {
         let (s, v, _) = submit(
             &d,
             &acme,
-            json!({"command": format!("echo {i}"), "node_id": "away"}),
+            json!({"command": format!("echo {i}"), "node_id": "away", "allow_unknown_node": true}),
         )
         .await;
         assert_eq!(s, 202, "{v}");
     }
-    let (s, v, retry) = submit(&d, &acme, json!({"command": "echo 4", "node_id": "away"})).await;
+    let (s, v, retry) = submit(
+        &d,
+        &acme,
+        json!({"command": "echo 4", "node_id": "away", "allow_unknown_node": true}),
+    )
+    .await;
     assert_eq!(s, 429, "{v}");
     assert_eq!(v["error"]["code"], "quota_exceeded");
     assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
@@ -61,7 +66,12 @@ async fn queued_and_rate_quotas_answer_429_and_change_nothing() {
         3
     );
     // Other tenants are not bound by acme's quota.
-    let (s, _, _) = submit(&d, &d.admin, json!({"command": "true", "node_id": "away"})).await;
+    let (s, _, _) = submit(
+        &d,
+        &d.admin,
+        json!({"command": "true", "node_id": "away", "allow_unknown_node": true}),
+    )
+    .await;
     assert_eq!(s, 202);
 
     // A stale version is refused (412); the quota is visible to acme's admin.
@@ -87,7 +97,12 @@ async fn queued_and_rate_quotas_answer_429_and_change_nothing() {
     set_quota(&d, "acme", &["--submit-rate", "0.1", "--submit-burst", "2"]);
     let mut codes = Vec::new();
     for _ in 0..3 {
-        let (s, _, retry) = submit(&d, &acme, json!({"command": "true", "node_id": "away"})).await;
+        let (s, _, retry) = submit(
+            &d,
+            &acme,
+            json!({"command": "true", "node_id": "away", "allow_unknown_node": true}),
+        )
+        .await;
         codes.push((s, retry));
     }
     assert_eq!(codes[0].0, 202);

@@ -31,11 +31,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{AgentCaller, new_session};
-use super::{CAS_RETRIES, JobError, Jobs, Result, dec, enc, forget_secrets, is_conflict, key};
+use super::{
+    CAS_RETRIES, JobError, Jobs, Result, dec, enc, forget_secrets, is_conflict, key, put_job,
+};
 use crate::keys;
 use crate::model::{
-    Agent, AgentState, Attempt, AttemptState, Job, JobStatus, Millis, Pending, RegisterAgent,
-    Registration, Task, parse_attempt_id, valid_ident,
+    Agent, AgentState, Attempt, AttemptState, Facts, Job, JobStatus, Millis, Pending,
+    RegisterAgent, Registration, Task, parse_attempt_id, valid_ident,
 };
 use crate::store::{Epoch, Expect, Key, StoreError, Txn, Version};
 
@@ -362,6 +364,12 @@ impl Jobs {
                 .get(&agent.node_id)
                 .map_or(agent.last_seen, |at| agent.last_seen.max(*at));
             states.insert(agent.node_id.clone(), agent.state);
+            if agent.revoked_at.is_some() {
+                // Revoked: dead whatever was heard of it, and not revived by what was heard
+                // before the revocation; its attempts are requeued below.
+                states.insert(agent.node_id.clone(), AgentState::Dead);
+                continue;
+            }
             if let Some(next) = judge(
                 agent.state,
                 last,
@@ -499,6 +507,7 @@ impl Jobs {
         if job.current_attempt.as_deref() == Some(attempt.attempt_id.as_str())
             && !job.status.is_terminal()
         {
+            let old = job.clone();
             job.updated_at = now;
             job.current_attempt = None;
             if job.cancel_requested {
@@ -519,7 +528,7 @@ impl Jobs {
                 job.finished_at = Some(now);
                 job.error = Some(format!("gave up after {} attempts: {reason}", job.attempts));
             }
-            txn = txn.put(jk, enc(&job), Expect::Version(jv));
+            txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             txn = forget_secrets(txn, tenant, &job)?;
         }
         tracing::info!(tenant, attempt = %attempt.attempt_id, reason, requeued, "attempt abandoned");
@@ -536,6 +545,7 @@ impl Jobs {
         tenant: &str,
         caller: &AgentCaller<'_>,
         now: Millis,
+        facts: Option<&Facts>,
     ) -> Result<String> {
         let node_id = caller.node_id;
         let ak = key(tenant, keys::agent(node_id))?;
@@ -545,16 +555,24 @@ impl Jobs {
                 .await?
                 .ok_or_else(|| JobError::NotFound(format!("agent {node_id} (register first)")))?;
             let registration = caller.registration_of(&a)?;
-            if a.state == AgentState::Online {
+            // Facts come only when they changed: then the record is written.
+            let new_facts = facts.filter(|f| **f != a.facts);
+            if a.state == AgentState::Online && new_facts.is_none() {
                 self.heard_from(tenant, node_id, now);
                 return Ok(registration);
             }
-            tracing::info!(
-                tenant,
-                node_id,
-                from = a.state.as_str(),
-                "agent back online"
-            );
+            if let Some(f) = new_facts {
+                tracing::info!(tenant, node_id, "agent facts changed");
+                a.facts = f.clone();
+            }
+            if a.state != AgentState::Online {
+                tracing::info!(
+                    tenant,
+                    node_id,
+                    from = a.state.as_str(),
+                    "agent back online"
+                );
+            }
             a.state = AgentState::Online;
             a.last_seen = a.last_seen.max(now);
             match self
@@ -616,10 +634,14 @@ impl Jobs {
                         tracing::info!(tenant, node_id, "new registration of the agent");
                         fresh(&mut a);
                     }
+                    // Declared labels and facts are replaced; admin labels are kept.
                     a.labels = r.labels.clone();
                     a.slots = r.slots.unwrap_or(a.slots).max(1);
                     a.hostname = r.hostname.clone();
                     a.version = r.version.clone();
+                    if let Some(f) = &r.facts {
+                        a.facts = f.clone();
+                    }
                     if a.state != AgentState::Online {
                         tracing::info!(
                             tenant,
@@ -630,6 +652,8 @@ impl Jobs {
                     }
                     a.state = AgentState::Online;
                     a.last_seen = now;
+                    // Its credential passed the node revocation: it was issued after it.
+                    a.revoked_at = None;
                     (a, Expect::Version(v))
                 }
                 None => {
@@ -644,6 +668,10 @@ impl Jobs {
                         hostname: r.hostname.clone(),
                         version: r.version.clone(),
                         registration: None,
+                        admin_labels: BTreeMap::new(),
+                        facts: r.facts.clone().unwrap_or_default(),
+                        drained: false,
+                        revoked_at: None,
                     };
                     fresh(&mut a);
                     (a, Expect::Absent)
@@ -780,6 +808,10 @@ mod tests {
                 id: "r1".into(),
                 secret_sha256: "00".repeat(32),
             }),
+            admin_labels: BTreeMap::new(),
+            facts: Default::default(),
+            drained: false,
+            revoked_at: None,
         }
     }
 

@@ -22,7 +22,10 @@
 //! - `liveness`: the leader's sweeps, agent liveness and requeue;
 //! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
 
+mod admin;
 pub mod index;
+mod labels;
+pub mod listing;
 mod liveness;
 pub mod placement;
 mod protocol;
@@ -30,9 +33,10 @@ mod query;
 mod schedule;
 mod submit;
 
+pub use admin::{AgentChange, apply_change};
+pub use listing::{IndexBackfill, JobFilter, Page, index_changes, index_keys};
 pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
 pub use protocol::AgentCaller;
-pub use query::JobFilter;
 pub use schedule::ScheduleReport;
 pub use submit::validate_submit;
 
@@ -150,6 +154,21 @@ fn dec<T: DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
 /// the server made.
 fn check_running(running: &[String]) -> Result<()> {
     crate::model::validate_running(running).map_err(JobError::Invalid)
+}
+
+/// Adds to `txn` the write of job record `new` (expecting `expect` of the record) and the
+/// index entries that follow it from `old` (`None` for a new job): every write of a job record
+/// goes through here, so the listing indexes change in the same transaction as the record.
+fn put_job(txn: Txn, tenant: &str, old: Option<&Job>, new: &Job, expect: Expect) -> Result<Txn> {
+    let (puts, deletes) = listing::index_changes(old, new);
+    let mut txn = txn.put(key(tenant, keys::job(&new.job_id))?, enc(new), expect);
+    for p in puts {
+        txn = txn.put(key(tenant, p)?, Vec::new(), Expect::Any);
+    }
+    for p in deletes {
+        txn = txn.delete(key(tenant, p)?, Expect::Any);
+    }
+    Ok(txn)
 }
 
 /// A job that has ended no longer needs its secret values: they go with the write that ends it.

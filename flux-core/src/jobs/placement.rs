@@ -6,16 +6,21 @@
 //! - the queue is served highest priority first, then oldest (job ids are time-ordered);
 //! - an agent can take one more attempt while it is online and holds fewer than `slots`;
 //! - a job pinned to an agent goes to that agent only; any other job goes to the least loaded
-//!   agent with a free slot whose labels carry the job's selector (ties: smallest node id).
+//!   agent with a free slot that the job's selector matches (ties: smallest node id); see
+//!   [`crate::selector`] (labels are an agent's declared labels overlaid by its admin labels).
 //!
 //! The free functions below state these rules over a plain map of agents. [`Fleet`] keeps the
 //! same facts indexed (agents with room ordered by load, agents by label) so that the leader's
 //! [`plan`] of a whole pass costs map lookups per job, not a walk over every agent; a unit test
-//! checks that both give the same answers.
+//! checks that both give the same answers. A selector's label equalities (and one-value `in`
+//! lists) are answered from the label index; a selector without any (`!canary`,
+//! `fact.cpus>=4`) is matched against the agents with room, least loaded first, and the first
+//! match is taken.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::model::{Agent, AgentState, Job, Pending, labels_match};
+use crate::model::{Agent, AgentState, FactValue, Facts, Job, Pending};
+use crate::selector::{Selector, Subject, effective_labels};
 use crate::store::{Entry, Version};
 
 /// Attempts each agent holds now (assigned or running), by node id.
@@ -25,7 +30,7 @@ pub type Load = HashMap<String, u32>;
 #[derive(Clone, Copy, Debug)]
 pub struct Wants<'a> {
     pub node_id: Option<&'a String>,
-    pub selector: &'a BTreeMap<String, String>,
+    pub selector: &'a Selector,
 }
 
 impl<'a> Wants<'a> {
@@ -79,9 +84,10 @@ pub fn load_of<'a>(inbox_paths: impl IntoIterator<Item = &'a str>) -> Load {
     load
 }
 
-/// How many more attempts an agent can take now: none unless it is online.
+/// How many more attempts an agent can take now: none unless it is online, not drained and
+/// not revoked.
 pub fn free_slots(agent: &Agent, load: &Load) -> u32 {
-    if agent.state != AgentState::Online {
+    if !agent.takes_work() {
         return 0;
     }
     agent
@@ -107,7 +113,7 @@ pub fn can_place(wants: Wants<'_>, agents: &BTreeMap<String, Agent>, load: &Load
         Some(n) => agents.get(n).is_some_and(|a| has_room(a, load)),
         None => agents
             .values()
-            .any(|a| has_room(a, load) && labels_match(wants.selector, &a.labels)),
+            .any(|a| has_room(a, load) && wants.selector.matches(a)),
     }
 }
 
@@ -123,7 +129,7 @@ pub fn choose_agent<'a>(
         Some(n) => agents.get(n).filter(|a| has_room(a, load)),
         None => agents
             .values()
-            .filter(|a| has_room(a, load) && labels_match(wants.selector, &a.labels))
+            .filter(|a| has_room(a, load) && wants.selector.matches(*a))
             .min_by_key(|a| {
                 (
                     load.get(&a.node_id).copied().unwrap_or(0),
@@ -138,12 +144,16 @@ pub fn choose_agent<'a>(
 pub struct Slot {
     pub state: AgentState,
     pub slots: u32,
+    /// The agent's labels as selectors see them (declared, overlaid by admin labels).
     pub labels: BTreeMap<String, String>,
+    pub facts: Facts,
     /// The registration attempts given to the agent are bound to.
     pub registration: Option<String>,
     /// Version of the agent record this was read from: an assignment checks it, so a record
     /// that moved since (marked dead, slots or labels changed) fails the assignment alone.
     pub version: Version,
+    /// Drained or revoked: it takes no new work whatever its state.
+    pub closed: bool,
 }
 
 impl Slot {
@@ -151,10 +161,21 @@ impl Slot {
         Slot {
             state: agent.state,
             slots: agent.slots,
-            labels: agent.labels.clone(),
+            labels: effective_labels(&agent.labels, &agent.admin_labels),
+            facts: agent.facts.clone(),
             registration: agent.registration.as_ref().map(|r| r.id.clone()),
             version,
+            closed: agent.drained || agent.revoked_at.is_some(),
         }
+    }
+}
+
+impl Subject for Slot {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    fn fact(&self, name: &str) -> Option<FactValue<'_>> {
+        self.facts.get(name)
     }
 }
 
@@ -192,10 +213,13 @@ impl Fleet {
         self.held
     }
 
-    /// How many more attempts the agent can take now: none unless it is online.
+    /// How many more attempts the agent can take now: none unless it is online and neither
+    /// drained nor revoked.
     pub fn free_slots(&self, node_id: &str) -> u32 {
         match self.agents.get(node_id) {
-            Some(a) if a.state == AgentState::Online => a.slots.saturating_sub(self.load(node_id)),
+            Some(a) if a.state == AgentState::Online && !a.closed => {
+                a.slots.saturating_sub(self.load(node_id))
+            }
             _ => 0,
         }
     }
@@ -267,8 +291,9 @@ impl Fleet {
 
     /// The agent a job that wants this goes to now: the same answer as [`choose_agent`] over
     /// the same agents and load, found by lookups: a pinned job looks at its agent only, a job
-    /// without selector takes the first agent with room, and a job with a selector walks the
-    /// shorter of the agents carrying its rarest label and the agents with room.
+    /// without selector takes the first agent with room, a job whose selector requires labels
+    /// walks the shorter of the agents carrying its rarest required label and the agents with
+    /// room, and any other selector walks the agents with room (least loaded first).
     pub fn choose(&self, wants: Wants<'_>) -> Option<String> {
         if let Some(n) = wants.node_id {
             return (self.free_slots(n) > 0).then(|| n.clone());
@@ -277,19 +302,20 @@ impl Fleet {
             return self.free.first().map(|(_, id)| id.clone());
         }
         let mut rarest: Option<&BTreeSet<String>> = None;
-        for (k, v) in wants.selector {
-            let ids = self.by_label.get(&(k.clone(), v.clone()))?;
+        for (k, v) in wants.selector.required_labels() {
+            let ids = self.by_label.get(&(k.to_string(), v.to_string()))?;
             if rarest.is_none_or(|r| ids.len() < r.len()) {
                 rarest = Some(ids);
             }
         }
-        let rarest = rarest?;
         let fits = |id: &String| {
             self.agents
                 .get(id)
-                .is_some_and(|a| labels_match(wants.selector, &a.labels))
+                .is_some_and(|a| wants.selector.matches(a))
         };
-        if rarest.len() < self.free.len() {
+        if let Some(rarest) = rarest
+            && rarest.len() < self.free.len()
+        {
             rarest
                 .iter()
                 .filter(|id| self.free_slots(id) > 0 && fits(id))
@@ -370,6 +396,13 @@ mod tests {
             hostname: None,
             version: None,
             registration: None,
+            admin_labels: BTreeMap::new(),
+            facts: Facts {
+                cpus: Some(u64::from(slots) + 1),
+                ..Facts::default()
+            },
+            drained: false,
+            revoked_at: None,
         }
     }
 
@@ -381,13 +414,11 @@ mod tests {
         of.iter().map(|(a, n)| (a.to_string(), *n)).collect()
     }
 
-    fn selector(of: &[(&str, &str)]) -> BTreeMap<String, String> {
-        of.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn selector(of: &[(&str, &str)]) -> Selector {
+        Selector::labels(of.iter().copied())
     }
 
-    fn any(selector: &BTreeMap<String, String>) -> Wants<'_> {
+    fn any(selector: &Selector) -> Wants<'_> {
         Wants {
             node_id: None,
             selector,
@@ -445,7 +476,7 @@ mod tests {
             Pending {
                 priority: 3,
                 node_id: Some("a1".into()),
-                selector: BTreeMap::new(),
+                selector: Selector::default(),
             }
         );
     }
@@ -610,6 +641,13 @@ mod tests {
             selector(&[("role", "db"), ("zone", "b")]),
             selector(&[("role", "web"), ("zone", "b")]),
             selector(&[("gpu", "yes")]),
+            Selector::parse("role in (web,db)").unwrap(),
+            Selector::parse("role in (db)").unwrap(),
+            Selector::parse("!zone").unwrap(),
+            Selector::parse("zone!=b").unwrap(),
+            Selector::parse("zone=c,role=web").unwrap(),
+            Selector::parse("fact.cpus>=3").unwrap(),
+            Selector::parse("role=web,fact.cpus<3").unwrap(),
         ];
         let states = [
             AgentState::Online,
@@ -622,12 +660,17 @@ mod tests {
             let agents = fleet(
                 (0..n)
                     .map(|i| {
-                        agent(
+                        let mut a = agent(
                             &format!("a{i:02}"),
                             rng.next(4) as u32,
                             states[rng.next(3) as usize],
                             label_sets[rng.next(4) as usize],
-                        )
+                        );
+                        // Admin labels override declared ones in both answers.
+                        if rng.next(3) == 0 {
+                            a.admin_labels.insert("zone".into(), "c".into());
+                        }
+                        a
                     })
                     .collect(),
             );

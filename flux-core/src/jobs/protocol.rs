@@ -13,12 +13,14 @@ use sha2::{Digest, Sha256};
 
 use super::{
     CAS_RETRIES, JobError, Jobs, Result, check_running, enc, forget_secrets, is_conflict, key,
+    put_job,
 };
 use crate::keys;
 use crate::model::{
     Agent, Attempt, AttemptResult, AttemptState, Heartbeat, HeartbeatReply, Job, JobStatus, Millis,
     Outcome, OutputChunk, RegisterAgent, ResultReport, StoredChunk, Task, json_prefix_within,
-    parse_attempt_id, stored_chunk_cost, valid_attempt_id, valid_ident, validate_register,
+    parse_attempt_id, stored_chunk_cost, valid_attempt_id, valid_ident, validate_facts,
+    validate_register,
 };
 use crate::store::{Expect, Key, Txn, Version};
 
@@ -269,7 +271,12 @@ impl Jobs {
     ) -> Result<HeartbeatReply> {
         let caller = caller.into();
         check_running(&hb.running)?;
-        let registration = self.heartbeat_agent(tenant, &caller, now).await?;
+        if let Some(f) = &hb.facts {
+            validate_facts(f).map_err(JobError::Invalid)?;
+        }
+        let registration = self
+            .heartbeat_agent(tenant, &caller, now, hb.facts.as_ref())
+            .await?;
         Ok(HeartbeatReply {
             cancel: self
                 .stale_attempts(tenant, caller.node_id, &registration, &hb.running)
@@ -378,10 +385,11 @@ impl Jobs {
                 && job.current_attempt.as_deref() == Some(attempt_id)
                 && job.status == JobStatus::Assigned
             {
+                let old = job.clone();
                 job.status = JobStatus::Running;
                 job.started_at.get_or_insert(now);
                 job.updated_at = now;
-                txn = txn.put(jk, enc(&job), Expect::Version(jv));
+                txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             }
             if self.committed(txn).await? {
                 return Ok(());
@@ -529,6 +537,7 @@ impl Jobs {
                 && job.current_attempt.as_deref() == Some(attempt_id)
                 && !job.status.is_terminal()
             {
+                let old = job.clone();
                 job.status = match (result.outcome, result.exit_code) {
                     (Outcome::Exited, Some(0)) => JobStatus::Succeeded,
                     (Outcome::TimedOut, _) => JobStatus::TimedOut,
@@ -547,7 +556,7 @@ impl Jobs {
                 job.started_at.get_or_insert(now);
                 job.finished_at = Some(now);
                 job.updated_at = now;
-                txn = txn.put(jk, enc(&job), Expect::Version(jv));
+                txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
                 txn = forget_secrets(txn, tenant, &job)?;
             }
             if self.committed(txn).await? {

@@ -1,18 +1,10 @@
-//! Reads: jobs (one, or a filtered list), attempts, stored output, agents, tenants and queue
+//! Reads: jobs (one; listings are `listing`), attempts, stored output, agents, tenants and queue
 //! depth. None of these write.
 
-use super::{JobError, Jobs, Result, key};
+use super::{JobError, Jobs, Result, dec, key};
 use crate::keys;
-use crate::model::{Agent, Attempt, Job, JobStatus, StoredChunk, valid_ident};
-
-/// Filters for listing jobs.
-#[derive(Clone, Debug, Default)]
-pub struct JobFilter {
-    pub status: Option<JobStatus>,
-    pub node_id: Option<String>,
-    pub group: Option<String>,
-    pub limit: Option<usize>,
-}
+use crate::model::{Agent, Attempt, Job, StoredChunk, valid_ident};
+use crate::store::Range;
 
 impl Jobs {
     pub async fn get(&self, tenant: &str, job_id: &str) -> Result<Job> {
@@ -25,28 +17,6 @@ impl Jobs {
             .ok_or_else(|| JobError::NotFound(format!("job {job_id}")))
     }
 
-    /// Lists a tenant's jobs, newest first.
-    pub async fn list(&self, tenant: &str, filter: &JobFilter) -> Result<Vec<Job>> {
-        let mut jobs: Vec<Job> =
-            self.list_objects::<Job>(tenant, keys::JOBS)
-                .await?
-                .into_iter()
-                .map(|(j, _)| j)
-                .filter(|j| filter.status.is_none_or(|s| j.status == s))
-                .filter(|j| filter.group.is_none() || j.group == filter.group)
-                .filter(|j| {
-                    filter.node_id.as_ref().is_none_or(|n| {
-                        j.node_id.as_ref() == Some(n) || j.agent.as_ref() == Some(n)
-                    })
-                })
-                .collect();
-        jobs.reverse();
-        if let Some(l) = filter.limit {
-            jobs.truncate(l);
-        }
-        Ok(jobs)
-    }
-
     pub async fn attempts(&self, tenant: &str, job_id: &str) -> Result<Vec<Attempt>> {
         self.get(tenant, job_id).await?;
         Ok(self
@@ -57,20 +27,36 @@ impl Jobs {
             .collect())
     }
 
-    /// Stored output of an attempt from chunk `from_seq` on.
+    /// Stored output of an attempt from chunk `from_seq` on. Reads only those chunks (a range
+    /// read after chunk `from_seq - 1`), so a follower that asks for what is new each time it
+    /// wakes reads each chunk once.
     pub async fn output(
         &self,
         tenant: &str,
         attempt_id: &str,
         from_seq: u64,
     ) -> Result<Vec<StoredChunk>> {
-        Ok(self
-            .list_objects::<StoredChunk>(tenant, &keys::output(attempt_id))
-            .await?
-            .into_iter()
-            .map(|(c, _)| c)
-            .filter(|c| c.seq >= from_seq)
-            .collect())
+        const PAGE: usize = 1000;
+        let mut range = Range::first(keys::output(attempt_id), PAGE);
+        if let Some(prev) = from_seq.checked_sub(1) {
+            range = range.after(keys::output_chunk(attempt_id, prev));
+        }
+        let mut chunks = Vec::new();
+        loop {
+            let entries = self.store.list_range(tenant, &range).await?;
+            for e in &entries {
+                let c: StoredChunk = dec(&e.key, &e.value)?;
+                if c.seq >= from_seq {
+                    chunks.push(c);
+                }
+            }
+            match entries.last() {
+                Some(last) if entries.len() == PAGE => {
+                    range = range.after(last.key.path().to_string())
+                }
+                _ => return Ok(chunks),
+            }
+        }
     }
 
     pub async fn agents(&self, tenant: &str) -> Result<Vec<Agent>> {

@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 use super::index::{Indexes, TenantIndex};
 use super::placement::{Budget, Slot};
-use super::{Jobs, MAX_SCAN_PER_PASS, Result, enc, key};
+use super::{Jobs, MAX_SCAN_PER_PASS, Result, enc, key, put_job};
 use crate::keys;
 use crate::model::{Attempt, AttemptState, Job, JobStatus, Millis, Pending, Task, attempt_id};
 use crate::store::{Epoch, Expect, Key, StoreError, Txn, Version};
@@ -369,32 +369,38 @@ impl Jobs {
             revision: 0,
             registration: slot.registration.clone(),
         };
+        let old = job.clone();
         job.status = JobStatus::Assigned;
         job.attempts = number;
         job.current_attempt = Some(att_id.clone());
         job.agent = Some(agent.to_string());
         job.updated_at = now;
-        let txn = Txn::new()
-            .fenced(epoch)
-            .put(jk, enc(&job), Expect::Version(jv))
-            .put(
-                key(tenant, keys::attempt(&job.job_id, number))?,
-                enc(&attempt),
-                Expect::Absent,
-            )
-            .put(
-                key(tenant, keys::inbox_entry(agent, &att_id))?,
-                enc(&task),
-                Expect::Absent,
-            )
-            .delete(
-                key(tenant, keys::pending(&job.job_id))?,
-                Expect::Version(queued_version),
-            )
-            .check(
-                key(tenant, keys::agent(agent))?,
-                Expect::Version(slot.version),
-            );
+        debug_assert_eq!(jk.path(), keys::job(&job.job_id));
+        let txn = put_job(
+            Txn::new().fenced(epoch),
+            tenant,
+            Some(&old),
+            &job,
+            Expect::Version(jv),
+        )?
+        .put(
+            key(tenant, keys::attempt(&job.job_id, number))?,
+            enc(&attempt),
+            Expect::Absent,
+        )
+        .put(
+            key(tenant, keys::inbox_entry(agent, &att_id))?,
+            enc(&task),
+            Expect::Absent,
+        )
+        .delete(
+            key(tenant, keys::pending(&job.job_id))?,
+            Expect::Version(queued_version),
+        )
+        .check(
+            key(tenant, keys::agent(agent))?,
+            Expect::Version(slot.version),
+        );
         Ok((txn, att_id))
     }
 }

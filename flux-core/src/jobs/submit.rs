@@ -2,17 +2,16 @@
 //! entry, secrets, idempotency key), idempotent replays, fan-out to every matching agent, and
 //! cancel. Nothing here assigns work; the leader's [`super::schedule`] does.
 
-use std::collections::BTreeMap;
-
 use super::{
     CAS_RETRIES, JobError, Jobs, MAX_COMMAND_BYTES, MAX_ENV_VARS, MAX_TIMEOUT_SECS, Result, enc,
-    forget_secrets, key,
+    forget_secrets, key, put_job,
 };
 use crate::keys;
 use crate::model::{
-    Agent, AgentState, CommandSpec, Job, JobStatus, Millis, Pending, SubmitJob, Task, labels_match,
+    Agent, AgentState, CommandSpec, Job, JobKind, JobStatus, Millis, Pending, SubmitJob, Task,
     valid_ident,
 };
+use crate::selector::Selector;
 use crate::store::{Expect, StoreError, Txn};
 
 /// Most arguments of an argv command.
@@ -30,6 +29,26 @@ pub fn valid_env_name(k: &str) -> bool {
         && k.len() <= MAX_ENV_NAME_BYTES
         && !k.starts_with(|c: char| c.is_ascii_digit())
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Why a job pinned to `agent` may wait, if it may. Pure.
+pub fn pinned_warning(agent: &Agent) -> Option<String> {
+    let n = &agent.node_id;
+    if agent.revoked_at.is_some() {
+        Some(format!(
+            "node_id: agent {n:?} has been revoked; the job waits until it enrolls again"
+        ))
+    } else if agent.drained {
+        Some(format!(
+            "node_id: agent {n:?} is drained; the job waits until it is uncordoned"
+        ))
+    } else if agent.state == AgentState::Dead {
+        Some(format!(
+            "node_id: agent {n:?} is dead; the job waits until it comes back"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Validates a submission and turns it into what to run. Every string is bounded, and every
@@ -135,17 +154,8 @@ pub fn validate_submit(req: &SubmitJob) -> Result<CommandSpec> {
             "give either node_id or selector, not both".into(),
         ));
     }
-    if req.selector.len() > 64
-        || req
-            .selector
-            .iter()
-            .any(|(k, v)| !valid_ident(k) || v.is_empty() || v.len() > 256)
-    {
-        return Err(JobError::Invalid(
-            "selector: at most 64 labels, names of A-Z a-z 0-9 . _ -, values of 1 to 256 bytes"
-                .into(),
-        ));
-    }
+    // A selector is bounded and valid by construction (it is parsed when the request is read,
+    // see `crate::selector`).
     if req.fan_out && (req.selector.is_empty() || req.idempotency_key.is_some()) {
         return Err(JobError::Invalid(
             "fan_out needs a selector and takes no idempotency key".into(),
@@ -199,10 +209,35 @@ impl Jobs {
         req: &SubmitJob,
         now: Millis,
     ) -> Result<(Job, Txn)> {
+        self.prepare_submit_as(tenant, submitted_by, req, now, JobKind::User)
+    }
+
+    /// [`Jobs::prepare_submit`] for a job of `kind` (the reconciler's own jobs).
+    pub fn prepare_submit_as(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+        kind: JobKind,
+    ) -> Result<(Job, Txn)> {
+        self.prepare(tenant, submitted_by, req, now, |j| j.kind = kind)
+    }
+
+    /// Builds the job of a validated submission, lets `shape` finish it (kind, group), and the
+    /// transaction that creates it.
+    fn prepare(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+        shape: impl FnOnce(&mut Job),
+    ) -> Result<(Job, Txn)> {
         let req = req.clone();
         let command = validate_submit(&req)?;
         let job_id = format!("j-{}", uuid::Uuid::now_v7().simple());
-        let job = Job {
+        let mut job = Job {
             job_id: job_id.clone(),
             tenant: tenant.to_string(),
             command,
@@ -215,6 +250,7 @@ impl Jobs {
             priority: req.priority.unwrap_or(0),
             selector: req.selector.clone(),
             group: None,
+            kind: JobKind::User,
             status: JobStatus::Queued,
             created_at: now,
             updated_at: now,
@@ -230,13 +266,12 @@ impl Jobs {
             idempotency_key: req.idempotency_key.clone(),
             submitted_by: submitted_by.to_string(),
         };
-        let mut txn = Txn::new()
-            .put(key(tenant, keys::job(&job_id))?, enc(&job), Expect::Absent)
-            .put(
-                key(tenant, keys::pending(&job_id))?,
-                enc(&Pending::of(&job)),
-                Expect::Absent,
-            );
+        shape(&mut job);
+        let mut txn = put_job(Txn::new(), tenant, None, &job, Expect::Absent)?.put(
+            key(tenant, keys::pending(&job_id))?,
+            enc(&Pending::of(&job)),
+            Expect::Absent,
+        );
         if !req.secret_env.is_empty() {
             txn = txn.put(
                 key(tenant, keys::secrets(&job_id))?,
@@ -254,22 +289,20 @@ impl Jobs {
         Ok((job, txn))
     }
 
-    /// The agents a fan-out with this selector reaches: the tenant's online agents whose labels
-    /// match. Fails when there are none, or more than a fan-out may reach.
-    pub async fn fan_out_targets(
-        &self,
-        tenant: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Agent>> {
+    /// The agents a fan-out with this selector reaches: the tenant's online agents it matches
+    /// (labels, admin labels and facts). Fails when there are none, or more than a fan-out may
+    /// reach.
+    pub async fn fan_out_targets(&self, tenant: &str, selector: &Selector) -> Result<Vec<Agent>> {
         let agents: Vec<Agent> = self
             .agents(tenant)
             .await?
             .into_iter()
-            .filter(|a| a.state == AgentState::Online && labels_match(selector, &a.labels))
+            .filter(|a| a.takes_work() && selector.matches(a))
             .collect();
         if agents.is_empty() {
             return Err(JobError::Invalid(
-                "no online agent of this tenant matches the selector".into(),
+                "selector: no online agent of this tenant matches it (drained agents are skipped)"
+                    .into(),
             ));
         }
         if agents.len() > 1000 {
@@ -279,6 +312,47 @@ impl Jobs {
             )));
         }
         Ok(agents)
+    }
+
+    /// Checks where a job would go before it is queued, so that nobody waits in silence for an
+    /// agent that does not exist. A job pinned to a node id no agent of the tenant has enrolled
+    /// or registered as is refused (`node_id`), unless `allow_unknown_node` says an agent is
+    /// about to enroll; otherwise returns warnings for the reply: a pinned agent that is dead,
+    /// drained or revoked, a selector no agent matches.
+    pub async fn check_target(&self, tenant: &str, req: &SubmitJob) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        if req.fan_out {
+            return Ok(warnings);
+        }
+        if let Some(n) = &req.node_id {
+            if !valid_ident(n) {
+                return Ok(warnings); // validate_submit names the field
+            }
+            match self.load::<Agent>(&key(tenant, keys::agent(n))?).await? {
+                None if req.allow_unknown_node => warnings.push(format!(
+                    "node_id: no agent {n:?} is known yet; the job waits until it registers"
+                )),
+                None => {
+                    return Err(JobError::Invalid(format!(
+                        "node_id: no agent {n:?} has enrolled or registered in this tenant \
+                         (give allow_unknown_node to queue the job for an agent about to enroll)"
+                    )));
+                }
+                Some((a, _)) => warnings.extend(pinned_warning(&a)),
+            }
+        } else if !req.selector.is_empty()
+            && !self
+                .agents(tenant)
+                .await?
+                .iter()
+                .any(|a| a.state != AgentState::Dead && req.selector.matches(a))
+        {
+            warnings.push(
+                "selector: no live agent of this tenant matches it; the job waits until one does"
+                    .into(),
+            );
+        }
+        Ok(warnings)
     }
 
     /// Submits one job per agent of `agents` (from [`Jobs::fan_out_targets`]), all in one
@@ -298,37 +372,16 @@ impl Jobs {
         for a in agents {
             let one = SubmitJob {
                 node_id: Some(a.node_id.clone()),
-                selector: BTreeMap::new(),
+                selector: Selector::default(),
                 fan_out: false,
                 ..req.clone()
             };
-            let (mut job, part) = self.prepare_submit(tenant, submitted_by, &one, now)?;
-            job.selector = req.selector.clone();
-            job.group = Some(group.clone());
-            for op in part.ops {
-                // The job record carries the group and the selector it was chosen by.
-                txn.ops.push(match op {
-                    crate::store::Op::Put { key, expect, .. }
-                        if key.path() == keys::job(&job.job_id) =>
-                    {
-                        crate::store::Op::Put {
-                            key,
-                            value: enc(&job),
-                            expect,
-                        }
-                    }
-                    crate::store::Op::Put { key, expect, .. }
-                        if key.path() == keys::pending(&job.job_id) =>
-                    {
-                        crate::store::Op::Put {
-                            key,
-                            value: enc(&Pending::of(&job)),
-                            expect,
-                        }
-                    }
-                    other => other,
-                });
-            }
+            // Each job record carries the group and the selector it was chosen by.
+            let (job, part) = self.prepare(tenant, submitted_by, &one, now, |j| {
+                j.selector = req.selector.clone();
+                j.group = Some(group.clone());
+            })?;
+            txn.ops.extend(part.ops);
             jobs.push(job);
         }
         self.store.commit(txn).await?;
@@ -425,6 +478,7 @@ impl Jobs {
             if job.status.is_terminal() || job.cancel_requested {
                 return Ok(job);
             }
+            let old = job.clone();
             job.updated_at = now;
             let mut txn = Txn::new();
             if job.status == JobStatus::Queued {
@@ -442,7 +496,7 @@ impl Jobs {
                     }
                 }
             }
-            txn = txn.put(jk.clone(), enc(&job), Expect::Version(jv));
+            txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             txn = forget_secrets(txn, tenant, &job)?;
             if self.committed(txn).await? {
                 return Ok(job);

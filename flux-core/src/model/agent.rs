@@ -1,11 +1,17 @@
 //! Agents: the stored record, its liveness state, the register and heartbeat bodies and
 //! their reply, and label matching.
+//!
+//! An agent has two sets of labels: those it declares at registration (`labels`, replaced at
+//! every registration) and those an admin sets (`admin_labels`, with `fluxctl agents label`, or
+//! from its enrollment token), which a registration never changes. Selectors see both, the
+//! admin label winning on a shared key ([`crate::selector`]). Its facts ([`Facts`]) are what
+//! it reports of its machine, at registration and in a heartbeat when they change.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Millis;
+use super::{Facts, Millis, validate_facts};
 
 /// Liveness state of an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +51,20 @@ pub struct Agent {
     /// is alive. Attempts are given to a registration, not just to a node id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<Registration>,
+    /// Labels set by an admin: kept apart from the declared `labels`, never changed by the
+    /// agent, and winning over a declared label of the same key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub admin_labels: BTreeMap<String, String>,
+    /// What the agent last reported of its machine.
+    #[serde(default, skip_serializing_if = "Facts::is_empty")]
+    pub facts: Facts,
+    /// Drained (`fluxctl agents drain`): no new work is placed on it; what runs finishes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
+    /// When its credentials were revoked (`fluxctl agents revoke`): it counts as dead until it
+    /// registers again with a credential issued after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Millis>,
 }
 
 /// One registration of an agent: a public id, and the SHA-256 (hex) of the session secret
@@ -57,6 +77,11 @@ pub struct Registration {
 }
 
 impl Agent {
+    /// Whether new work may be placed on it: online, not drained, not revoked.
+    pub fn takes_work(&self) -> bool {
+        self.state == AgentState::Online && !self.drained && self.revoked_at.is_none()
+    }
+
     /// The record as the API shows it: the registration's id, not its secret's hash.
     pub fn public_view(mut self) -> Agent {
         if let Some(r) = &mut self.registration {
@@ -103,7 +128,80 @@ pub fn validate_register(req: &RegisterAgent) -> Result<(), String> {
     }
     check_text("hostname", req.hostname.as_deref(), MAX_HOSTNAME_BYTES)?;
     check_text("version", req.version.as_deref(), MAX_VERSION_BYTES)?;
+    if let Some(f) = &req.facts {
+        validate_facts(f)?;
+    }
     validate_running(&req.running)
+}
+
+/// Most admin labels an agent may carry.
+pub const MAX_ADMIN_LABELS: usize = 64;
+
+/// Checks a set of admin labels (after a change is applied); the error names the field.
+pub fn validate_admin_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    if labels.len() > MAX_ADMIN_LABELS {
+        return Err(format!(
+            "set: an agent carries at most {MAX_ADMIN_LABELS} admin labels (would be {})",
+            labels.len()
+        ));
+    }
+    for (k, v) in labels {
+        check_label(k, v, "set")?;
+    }
+    Ok(())
+}
+
+/// One label's rules: a name selectors can address (not beginning with `fact.`, which names
+/// facts), and a bounded value.
+fn check_label(k: &str, v: &str, field: &str) -> Result<(), String> {
+    if !super::valid_ident(k) || k.starts_with("fact.") {
+        return Err(format!(
+            "{field}: key {:?} must be 1 to 128 characters of A-Z a-z 0-9 . _ - not beginning \
+             with \"fact.\"",
+            Abbrev(k)
+        ));
+    }
+    if v.len() > MAX_LABEL_VALUE_BYTES || v.chars().any(char::is_control) {
+        return Err(format!(
+            "{field}.{k}: value must be at most {MAX_LABEL_VALUE_BYTES} bytes without control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Body of `POST /v1/agents/{id}/labels`: admin labels to set and to remove.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelAgent {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl LabelAgent {
+    /// Applies the change to `labels` (removals first), checking the request and the result.
+    pub fn apply(&self, labels: &mut BTreeMap<String, String>) -> Result<(), String> {
+        if self.set.len() > MAX_ADMIN_LABELS || self.remove.len() > MAX_ADMIN_LABELS {
+            return Err(format!(
+                "set, remove: at most {MAX_ADMIN_LABELS} labels each"
+            ));
+        }
+        for k in &self.remove {
+            if !super::valid_ident(k) {
+                return Err(format!("remove: {:?} is not a label name", Abbrev(k)));
+            }
+            if self.set.contains_key(k) {
+                return Err(format!("remove: {k} is also in set"));
+            }
+            labels.remove(k);
+        }
+        for (k, v) in &self.set {
+            check_label(k, v, "set")?;
+            labels.insert(k.clone(), v.clone());
+        }
+        validate_admin_labels(labels)
+    }
 }
 
 /// Checks the attempts an agent reports running; the error names the field.
@@ -168,6 +266,9 @@ pub struct RegisterAgent {
     /// Attempts the agent is still running (after a reconnect).
     #[serde(default)]
     pub running: Vec<String>,
+    /// What the agent reports of its machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Facts>,
 }
 
 /// Body of `POST /v1/agent/heartbeat`.
@@ -176,6 +277,9 @@ pub struct RegisterAgent {
 pub struct Heartbeat {
     #[serde(default)]
     pub running: Vec<String>,
+    /// The agent's facts, sent only when they changed since it last sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Facts>,
 }
 
 /// Reply to register and heartbeat: attempts the agent must stop (they were reassigned or
@@ -188,14 +292,6 @@ pub struct HeartbeatReply {
     /// `X-Flux-Session`) on every later call. Absent when a registration was resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
-}
-
-/// Whether `labels` carry every label of `selector` (an empty selector matches anything).
-pub fn labels_match(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 #[cfg(test)]
@@ -215,6 +311,10 @@ mod tests {
             hostname: Some("h".repeat(MAX_HOSTNAME_BYTES)),
             version: Some("v".repeat(MAX_VERSION_BYTES)),
             running: vec!["j-1.1".into()],
+            facts: Some(Facts {
+                cpus: Some(2),
+                ..Facts::default()
+            }),
         };
         assert!(validate_register(&ok).is_ok());
         let with = |f: &dyn Fn(&mut RegisterAgent)| {
@@ -245,6 +345,13 @@ mod tests {
                 .insert("big".into(), "v".repeat(MAX_LABEL_VALUE_BYTES + 1));
         }));
         assert!(e.starts_with("labels.big:"), "{e}");
+        let e = named(&with(&|r| {
+            r.facts = Some(Facts {
+                os: Some("x".repeat(100_000)),
+                ..Facts::default()
+            })
+        }));
+        assert!(e.starts_with("facts.os:") && e.len() < 200, "{e}");
         let e = named(&with(&|r| r.slots = Some(0)));
         assert!(e.starts_with("slots:"), "{e}");
         let e = named(&with(&|r| r.running = vec!["j-1.1".into(), "../x".into()]));
@@ -253,6 +360,53 @@ mod tests {
             r.running = vec!["j-1.1".into(); MAX_RUNNING + 1]
         }));
         assert!(e.starts_with("running:"), "{e}");
+    }
+
+    #[test]
+    fn admin_label_changes_are_checked_and_name_the_field() {
+        let mut l = BTreeMap::from([("zone".to_string(), "a".to_string())]);
+        let ch = LabelAgent {
+            set: [("role".to_string(), "web".to_string())].into(),
+            remove: vec!["zone".into()],
+        };
+        ch.apply(&mut l).unwrap();
+        assert_eq!(l, BTreeMap::from([("role".to_string(), "web".to_string())]));
+        for (bad, field) in [
+            (
+                LabelAgent {
+                    set: [("fact.os".to_string(), "x".to_string())].into(),
+                    ..LabelAgent::default()
+                },
+                "set: key",
+            ),
+            (
+                LabelAgent {
+                    set: [("k".to_string(), "v".repeat(MAX_LABEL_VALUE_BYTES + 1))].into(),
+                    ..LabelAgent::default()
+                },
+                "set.k:",
+            ),
+            (
+                LabelAgent {
+                    remove: vec!["a b".into()],
+                    ..LabelAgent::default()
+                },
+                "remove:",
+            ),
+            (
+                LabelAgent {
+                    set: (0..=MAX_ADMIN_LABELS)
+                        .map(|i| (format!("k{i}"), "v".into()))
+                        .collect(),
+                    ..LabelAgent::default()
+                },
+                "set, remove:",
+            ),
+        ] {
+            let mut l2 = l.clone();
+            let e = bad.apply(&mut l2).unwrap_err();
+            assert!(e.starts_with(field), "{e}");
+        }
     }
 
     #[test]
@@ -271,6 +425,10 @@ mod tests {
                 id: "r1".into(),
                 secret_sha256: "ab".repeat(32),
             }),
+            admin_labels: BTreeMap::new(),
+            facts: Facts::default(),
+            drained: false,
+            revoked_at: None,
         };
         let v = serde_json::to_value(a.public_view()).unwrap();
         assert_eq!(v["registration"], serde_json::json!({"id": "r1"}));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
+use crate::selector::Selector;
 
 /// What to run: a shell command line (`sh -c`) or an argv vector (no shell).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,32 @@ impl JobStatus {
     }
 }
 
+/// Who made a job: a user through the API (the default, and what every job written before
+/// kinds existed reads as) or the reconciler checking and repairing a desired state. Schedules
+/// and rollouts will add theirs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    #[default]
+    User,
+    Reconciler,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 2] = [JobKind::User, JobKind::Reconciler];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::User => "user",
+            JobKind::Reconciler => "reconciler",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// A job as stored and as returned by the API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -94,12 +121,16 @@ pub struct Job {
     /// Higher runs first among a tenant's queued jobs (-100..=100, default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
-    /// Labels the agent must carry (when the job is not pinned by `node_id`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
+    /// Which agents may take the job (when it is not pinned by `node_id`), see
+    /// [`crate::selector`]; a map selector of older records reads as its equalities.
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
     /// The fan-out this job belongs to (one job per matching agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Who made the job (`user` unless the reconciler did).
+    #[serde(default)]
+    pub kind: JobKind,
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -155,12 +186,17 @@ pub struct SubmitJob {
     /// -100..=100; higher runs first among the tenant's queued jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    /// Run on an agent carrying all these labels (one of them; every one with `fan_out`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
+    /// Run on an agent this selector matches (one of them; every one with `fan_out`): an
+    /// expression (`"role in (web,api),fact.cpus>=4"`) or a map of labels.
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
     /// One job per registered agent matching `selector`, each with its own result.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fan_out: bool,
+    /// Queue a job pinned to a node id no agent has registered as yet (one about to enroll)
+    /// instead of refusing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unknown_node: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
@@ -178,9 +214,9 @@ pub struct Pending {
     /// passed over without loading them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
-    /// The labels the agent must carry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
+    /// Which agents may take the job.
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
 }
 
 impl Pending {

@@ -8,10 +8,12 @@
 
 mod agent;
 mod attempt;
+mod facts;
 mod job;
 
 pub use agent::*;
 pub use attempt::*;
+pub use facts::*;
 pub use job::*;
 
 /// Milliseconds since the Unix epoch.

@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
-use crate::model::{AgentState, Job, Millis, SubmitJob};
+use crate::model::{Job, JobKind, Millis, SubmitJob};
 use crate::quota::{self, Quota, QuotaError, RateLimiter};
 use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
 use crate::store::{Change, DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
@@ -169,9 +169,10 @@ impl Reconciler {
             return Ok(Tally::default());
         }
         let agents = self.jobs.agents(tenant).await?;
+        // Drained and revoked agents get no new checks, as they get no new jobs.
         let online: HashSet<&str> = agents
             .iter()
-            .filter(|a| a.state == AgentState::Online)
+            .filter(|a| a.takes_work())
             .map(|a| a.node_id.as_str())
             .collect();
         // Reconciler jobs are admitted like submissions: they count against the tenant's queue
@@ -410,7 +411,9 @@ impl Reconciler {
                 max_attempts: Some(1),
                 ..SubmitJob::default()
             };
-            let (job, job_txn) = self.jobs.prepare_submit(tenant, RECONCILER, &req, now)?;
+            let (job, job_txn) =
+                self.jobs
+                    .prepare_submit_as(tenant, RECONCILER, &req, now, JobKind::Reconciler)?;
             if kind == StepKind::Apply {
                 next.event(now, "applying", "apply submitted".into(), Some(&job.job_id));
             }

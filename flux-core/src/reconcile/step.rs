@@ -438,7 +438,7 @@ mod tests {
             name: "motd".into(),
             targets: Targets {
                 agents: vec!["a1".into()],
-                labels: BTreeMap::new(),
+                labels: Default::default(),
             },
             check: "check".into(),
             apply: "apply".into(),

@@ -72,7 +72,8 @@ fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 /// The target a reconciler job is counted under: its agent and its command (a state's check
 /// and apply commands are counted apart). `None` for a user job.
 pub fn reconciler_target(job: &Job) -> Option<String> {
-    (job.submitted_by == RECONCILER).then(|| {
+    // Jobs written before kinds existed are known by their submitter.
+    (job.kind == crate::model::JobKind::Reconciler || job.submitted_by == RECONCILER).then(|| {
         format!(
             "{}|{}",
             job.node_id.as_deref().unwrap_or(""),

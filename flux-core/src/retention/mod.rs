@@ -352,6 +352,8 @@ pub fn job_paths(job: &Job, attempts: &[Attempt]) -> JobPaths {
         exact.push(keys::attempt(&job.job_id, a.number));
         exact.push(keys::inbox_entry(&a.agent, &a.attempt_id));
     }
+    // Its listing index entries, as the job record is now.
+    exact.extend(crate::jobs::index_keys(job));
     JobPaths {
         exact,
         prefixes: vec![keys::job_output(&job.job_id)],

@@ -178,7 +178,7 @@ desired_exit_code = 3
         assert_eq!(s[0].name, "motd");
         assert_eq!(s[0].interval_secs, 30);
         assert_eq!(s[0].timeout_secs, 60);
-        assert_eq!(s[0].targets.labels["role"], "web");
+        assert_eq!(s[0].targets.labels.to_string(), "role=web");
         assert_eq!(s[1].interval_secs, DEFAULT_INTERVAL_SECS);
         assert_eq!(s[1].targets.agents, vec!["agent-1", "agent-2"]);
         assert_eq!(s[1].env["MODE"], "fast");
@@ -228,6 +228,12 @@ desired_exit_code = 3
         let e =
             error_of("[[state]]\nname = \"x\"\ntargets = {}\ncheck = \"true\"\napply = \"true\"\n");
         assert_eq!((e.line, e.field.as_deref()), (3, Some("state[0].targets")));
+        // A bad selector expression: the file's line, and the byte in the expression.
+        let e = error_of(
+            "[[state]]\nname = \"x\"\ntargets = { selector = \"role in (web\" }\ncheck = \"true\"\napply = \"true\"\n",
+        );
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("at byte 12"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! ```toml
 //! [[state]]
 //! name = "motd"
-//! targets = { labels = { role = "web" } }   # or { agents = ["agent-1"] }
+//! targets = { labels = { role = "web" } }   # or { agents = ["agent-1"] },
+//!                                           # or { selector = "role in (web,api),fact.cpus>=4" }
 //! check = "grep -q fluxforge /etc/motd"
 //! apply = "echo fluxforge >> /etc/motd"
 //! interval = "30s"
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::jobs::{MAX_COMMAND_BYTES, MAX_TIMEOUT_SECS, validate_submit};
 use crate::model::{Agent, Millis, SubmitJob, valid_ident};
+use crate::selector::Selector;
 
 /// Default check interval.
 pub const DEFAULT_INTERVAL_SECS: u64 = 30;
@@ -43,36 +45,39 @@ pub const MAX_INTERVAL_SECS: u64 = 24 * 3600;
 /// Most states one apply may declare, and most agents one state may name.
 pub const MAX_STATES: usize = 1000;
 
-/// Which agents a state applies to: named agents, or every agent whose labels include all of
-/// `labels`. Exactly one of the two is given.
+/// Which agents a state applies to: named agents, or every registered agent a selector
+/// matches ([`crate::selector`]). Exactly one of the two is given. The selector is written
+/// `labels = { role = "web" }` (the map form: equalities) or `selector = "role in (web,api)"`
+/// (`labels` also takes an expression and `selector` a map: they are one field).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Targets {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(
+        default,
+        alias = "selector",
+        skip_serializing_if = "Selector::is_empty"
+    )]
+    pub labels: Selector,
 }
 
 impl Targets {
-    /// Whether an agent with this id and these labels is a target.
-    pub fn matches(&self, node_id: &str, labels: &BTreeMap<String, String>) -> bool {
+    /// Whether this agent is a target.
+    pub fn matches(&self, agent: &Agent) -> bool {
         if !self.agents.is_empty() {
-            return self.agents.iter().any(|a| a == node_id);
+            return self.agents.contains(&agent.node_id);
         }
-        !self.labels.is_empty() && crate::model::labels_match(&self.labels, labels)
+        !self.labels.is_empty() && self.labels.matches(agent)
     }
 
     pub fn display(&self) -> String {
         if !self.agents.is_empty() {
             format!("agents {}", self.agents.join(","))
+        } else if self.labels.as_map().is_some() {
+            format!("labels {}", self.labels)
         } else {
-            let l: Vec<String> = self
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            format!("labels {}", l.join(","))
+            format!("selector {}", self.labels)
         }
     }
 }
@@ -142,13 +147,13 @@ pub fn validate_spec(s: &StateSpec) -> Result<(), FieldError> {
         (true, true) => {
             return Err(FieldError::new(
                 "targets",
-                "name agents (targets = { agents = [\"agent-1\"] }) or labels (targets = { labels = { role = \"web\" } })",
+                "name agents (targets = { agents = [\"agent-1\"] }) or a selector (targets = { labels = { role = \"web\" } } or targets = { selector = \"role in (web,api)\" })",
             ));
         }
         (false, false) => {
             return Err(FieldError::new(
                 "targets",
-                "give either agents or labels, not both",
+                "give either agents or a selector (labels), not both",
             ));
         }
         _ => {}
@@ -174,25 +179,7 @@ pub fn validate_spec(s: &StateSpec) -> Result<(), FieldError> {
             ));
         }
     }
-    if t.labels.len() > 64 {
-        return Err(FieldError::new("targets", "at most 64 labels"));
-    }
-    for (k, v) in &t.labels {
-        if !valid_ident(k) {
-            return Err(FieldError::new(
-                "targets",
-                "label names must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
-            ));
-        }
-        if v.len() > 128 || v.contains(char::is_control) {
-            return Err(FieldError::new(
-                "targets",
-                format!(
-                    "the value of label {k} must be at most 128 bytes without control characters"
-                ),
-            ));
-        }
-    }
+    // The selector is bounded and valid by construction (parsed when the spec is read).
     for (field, cmd) in [("check", &s.check), ("apply", &s.apply)] {
         if cmd.trim().is_empty() {
             return Err(FieldError::new(field, "must not be empty"));
@@ -325,7 +312,7 @@ pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
 }
 
 /// The agents a state targets, in id order: the named ones (registered or not), or the
-/// registered agents its labels select.
+/// registered agents its selector matches.
 pub fn target_ids(spec: &StateSpec, agents: &[Agent]) -> Vec<String> {
     if !spec.targets.agents.is_empty() {
         let mut v = spec.targets.agents.clone();
@@ -334,7 +321,7 @@ pub fn target_ids(spec: &StateSpec, agents: &[Agent]) -> Vec<String> {
     }
     let mut v: Vec<String> = agents
         .iter()
-        .filter(|a| spec.targets.matches(&a.node_id, &a.labels))
+        .filter(|a| spec.targets.matches(a))
         .map(|a| a.node_id.clone())
         .collect();
     v.sort();
@@ -345,22 +332,51 @@ pub fn target_ids(spec: &StateSpec, agents: &[Agent]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn agent(id: &str, labels: &[(&str, &str)]) -> Agent {
+        serde_json::from_value(serde_json::json!({
+            "node_id": id, "tenant": "t", "slots": 1, "state": "online",
+            "registered_at": 0, "last_seen": 0,
+            "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn label_selectors_match_supersets_only() {
         let t = Targets {
             agents: vec![],
-            labels: [("role".to_string(), "web".to_string())].into(),
+            labels: Selector::labels([("role", "web")]),
         };
-        let web: BTreeMap<String, String> =
-            [("role".into(), "web".into()), ("dc".into(), "eu".into())].into();
-        let db: BTreeMap<String, String> = [("role".into(), "db".into())].into();
-        assert!(t.matches("a", &web));
-        assert!(!t.matches("a", &db));
-        assert!(!t.matches("a", &BTreeMap::new()));
+        let web = agent("a", &[("role", "web"), ("dc", "eu")]);
+        let db = agent("a", &[("role", "db")]);
+        assert!(t.matches(&web));
+        assert!(!t.matches(&db));
+        assert!(!t.matches(&agent("a", &[])));
         let named = Targets {
             agents: vec!["a".into()],
-            labels: BTreeMap::new(),
+            labels: Selector::default(),
         };
-        assert!(named.matches("a", &db) && !named.matches("b", &web));
+        assert!(named.matches(&db) && !named.matches(&agent("b", &[("role", "web")])));
+    }
+
+    #[test]
+    fn targets_take_the_map_form_or_an_expression_under_either_name() {
+        let parse = |toml_src: &str| toml::from_str::<Targets>(toml_src);
+        let map = parse("labels = { role = \"web\" }").unwrap();
+        assert_eq!(map.labels, Selector::parse("role=web").unwrap());
+        let expr = parse("selector = \"role in (web,api),fact.cpus>=4\"").unwrap();
+        assert_eq!(
+            expr.labels,
+            Selector::parse("role in (web,api),fact.cpus>=4").unwrap()
+        );
+        let e = parse("selector = \"role in (web\"").unwrap_err();
+        assert!(e.to_string().contains("at byte 12"), "{e}");
+        // JSON replies keep the map form for map selectors.
+        assert_eq!(
+            serde_json::to_value(&map).unwrap(),
+            serde_json::json!({"labels": {"role": "web"}})
+        );
+        assert!(expr.display().starts_with("selector role in (web,api)"));
     }
 }

@@ -141,7 +141,7 @@ mod tests {
             name: name.into(),
             targets: Targets {
                 agents: vec!["a1".into()],
-                labels: BTreeMap::new(),
+                labels: Default::default(),
             },
             check: check.into(),
             apply: "apply".into(),

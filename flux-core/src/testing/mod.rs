@@ -6,6 +6,7 @@
 //! - [`proc`]: the kill-on-drop child process with its log ([`Proc`], [`Launch`]);
 //! - [`redis`]: real `redis-server` processes ([`RedisServer`]);
 //! - [`hooks`]: a store wrapper that runs a hook before each commit ([`BeforeCommit`]);
+//! - [`counting`]: a store wrapper that counts reads ([`Counting`]);
 //! - [`fast_args`]: `fluxd` arguments for fast leases and liveness.
 
 use std::future::Future;
@@ -13,11 +14,13 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub mod counting;
 pub mod fast_args;
 pub mod hooks;
 pub mod proc;
 pub mod redis;
 
+pub use counting::{Counting, ReadCounts};
 pub use fast_args::{FAST_LEASE_ARGS, FAST_LIVENESS_ARGS};
 pub use hooks::{BeforeCommit, CommitHook};
 pub use proc::{Launch, Proc, ProcError};

@@ -140,6 +140,7 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
             "node-a",
             &Heartbeat {
                 running: vec![att1.clone()],
+                facts: None,
             },
             late,
         )

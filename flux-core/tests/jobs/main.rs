@@ -8,6 +8,7 @@
 //! are grouped by the part of the service they drive: `submit`, `schedule`, `liveness` and
 //! `protocol`, as in `flux-core/src/jobs/`.
 
+mod listing;
 mod liveness;
 mod protocol;
 mod schedule;
@@ -96,6 +97,7 @@ async fn register(jobs: &Jobs, tenant: &str, node: &str, now: Millis) {
 async fn heartbeat(jobs: &Jobs, tenant: &str, node: &str, running: &[&str], now: Millis) {
     let hb = Heartbeat {
         running: running.iter().map(|s| s.to_string()).collect(),
+        facts: None,
     };
     jobs.heartbeat(tenant, node, &hb, now).await.unwrap();
 }

@@ -788,3 +788,135 @@ async fn an_interrupted_run_keeps_its_carried_output_and_is_requeued() {
         JobStatus::Queued
     );
 }
+
+// ---- facts and admin labels ------------------------------------------------------------------
+
+async fn agent_version(e: &Env, node: &str) -> Version {
+    e.store
+        .get(&Key::new(TENANT, flux_core::keys::agent(node)).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .version
+}
+
+#[tokio::test]
+async fn facts_are_stored_at_registration_and_written_again_only_when_they_change() {
+    use flux_core::model::Facts;
+    let e = env().await;
+    let facts = |cpus: u64| Facts {
+        os: Some("linux".into()),
+        cpus: Some(cpus),
+        ..Facts::default()
+    };
+    let req = RegisterAgent {
+        facts: Some(facts(2)),
+        ..Default::default()
+    };
+    e.jobs.register(TENANT, "n1", &req, T0).await.unwrap();
+    assert_eq!(e.jobs.agent(TENANT, "n1").await.unwrap().facts, facts(2));
+    let v0 = agent_version(&e, "n1").await;
+    // Heartbeats without facts, or with the same ones, write nothing.
+    for f in [None, Some(facts(2))] {
+        let hb = Heartbeat {
+            running: vec![],
+            facts: f,
+        };
+        e.jobs.heartbeat(TENANT, "n1", &hb, T0 + 1).await.unwrap();
+        assert_eq!(agent_version(&e, "n1").await, v0);
+    }
+    // Changed facts are written.
+    let hb = Heartbeat {
+        running: vec![],
+        facts: Some(facts(8)),
+    };
+    e.jobs.heartbeat(TENANT, "n1", &hb, T0 + 2).await.unwrap();
+    assert_eq!(e.jobs.agent(TENANT, "n1").await.unwrap().facts, facts(8));
+    let v1 = agent_version(&e, "n1").await;
+    assert!(v1 > v0);
+    // Oversized facts are refused, naming the field, and change nothing.
+    let hb = Heartbeat {
+        running: vec![],
+        facts: Some(Facts {
+            kernel: Some("k".repeat(1 << 20)),
+            ..Facts::default()
+        }),
+    };
+    match e.jobs.heartbeat(TENANT, "n1", &hb, T0 + 3).await {
+        Err(JobError::Invalid(m)) => assert!(m.starts_with("facts.kernel:"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(agent_version(&e, "n1").await, v1);
+}
+
+#[tokio::test]
+async fn admin_labels_survive_registration_and_win_in_placement() {
+    use flux_core::model::LabelAgent;
+    use flux_core::selector::Selector;
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    let declare = |labels: &[(&str, &str)]| RegisterAgent {
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    e.jobs
+        .register(TENANT, "n1", &declare(&[("role", "db")]), T0)
+        .await
+        .unwrap();
+    let set = LabelAgent {
+        set: [("role".to_string(), "web".to_string())].into(),
+        remove: vec![],
+    };
+    let a = e.jobs.label_agent(TENANT, "n1", &set).await.unwrap();
+    assert_eq!(a.admin_labels["role"], "web");
+    // The agent registers again declaring other labels: its admin labels stay.
+    e.jobs
+        .register(
+            TENANT,
+            "n1",
+            &declare(&[("role", "db"), ("zone", "a")]),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    let a = e.jobs.agent(TENANT, "n1").await.unwrap();
+    assert_eq!(a.labels["zone"], "a");
+    assert_eq!(a.admin_labels["role"], "web");
+    // Placement sees the admin label, not the declared one.
+    let mut db = shell("true");
+    db.selector = Selector::parse("role=db").unwrap();
+    let (db, _) = e.jobs.submit(TENANT, "alice", db, T0).await.unwrap();
+    let mut web = shell("true");
+    web.selector = Selector::parse("role in (web),zone=a").unwrap();
+    let (web, _) = e.jobs.submit(TENANT, "alice", web, T0).await.unwrap();
+    e.jobs
+        .schedule_tenant(TENANT, epoch, T0 + 2, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.jobs.get(TENANT, &web.job_id).await.unwrap().status,
+        JobStatus::Assigned
+    );
+    assert_eq!(
+        e.jobs.get(TENANT, &db.job_id).await.unwrap().status,
+        JobStatus::Queued
+    );
+    // Unknown agents and bad changes are refused; nothing changes.
+    assert!(matches!(
+        e.jobs.label_agent(TENANT, "ghost", &set).await,
+        Err(JobError::NotFound(_))
+    ));
+    let bad = LabelAgent {
+        set: [("fact.os".to_string(), "x".to_string())].into(),
+        remove: vec![],
+    };
+    let v = agent_version(&e, "n1").await;
+    assert!(matches!(
+        e.jobs.label_agent(TENANT, "n1", &bad).await,
+        Err(JobError::Invalid(_))
+    ));
+    assert_eq!(agent_version(&e, "n1").await, v);
+}

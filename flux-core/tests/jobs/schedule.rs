@@ -149,7 +149,7 @@ async fn jobs_no_free_agent_can_take_do_not_use_up_the_pass() {
     // Many high-priority jobs for a label no agent carries (a typo, or busy GPU machines).
     for _ in 0..(flux_core::jobs::MAX_SCAN_PER_PASS + 20) {
         let mut req = shell("true");
-        req.selector = [("gpu".to_string(), "yes".to_string())].into();
+        req.selector = flux_core::selector::Selector::labels([("gpu", "yes")]);
         req.priority = Some(10);
         e.jobs.submit(TENANT, "alice", req, T0).await.unwrap();
     }

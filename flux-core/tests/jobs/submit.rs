@@ -140,6 +140,7 @@ async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
     // The heartbeat says so too, for an agent whose poll missed the inbox update.
     let hb = Heartbeat {
         running: vec![att.clone()],
+        facts: None,
     };
     let reply = e
         .jobs

@@ -123,7 +123,7 @@ pub(super) async fn declare_state(api: &ApiClient, work: &Path) -> Result<()> {
         name: STATE.into(),
         targets: Targets {
             agents: Vec::new(),
-            labels: [("chaos".to_string(), "1".to_string())].into(),
+            labels: flux_core::selector::Selector::labels([("chaos", "1")]),
         },
         check: format!("test -f '{}/'\"$FLUX_NODE_ID\"", marks.display()),
         apply: format!(

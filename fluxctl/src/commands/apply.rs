@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::context::Ctx;
 use crate::error::{CliResult, ok_or_1};
-use crate::output::{Output, emit, print_json, view};
+use crate::output::{emit, print_json, view};
 use crate::states;
 
 #[derive(clap::Args, Debug)]
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> CliResult {
     } else {
         planned
     };
-    if ctx.out == Output::Table {
+    if !ctx.out.is_json() {
         print!("{}", states::render_plan(&applied, true));
         if !applied.has_changes() {
             println!("no changes");
@@ -74,13 +74,13 @@ pub async fn run(ctx: &Ctx, a: Args) -> CliResult {
     } else {
         None
     };
-    if ctx.out == Output::Json {
+    if ctx.out.is_json() {
         print_json(&json!({"plan": applied, "convergence": converged}))?;
     }
     let Some(c) = converged else {
         return Ok(());
     };
-    if ctx.out == Output::Table {
+    if !ctx.out.is_json() {
         for e in &c.empty {
             eprintln!("warning: state {e} selects no agent");
         }

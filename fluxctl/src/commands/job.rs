@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Subcommand;
 use flux_core::client::ApiClient;
 use flux_core::model::{Attempt, Job, JobStatus, StoredChunk, SubmitJob, parse_duration};
@@ -26,14 +26,27 @@ pub enum JobCmd {
     Run(RunArgs),
     /// Show one job.
     Get { id: String },
-    /// List jobs, newest first.
+    /// List jobs, newest first: one page, or every page with --all.
     List {
+        /// Only jobs in this status (queued, assigned, running, succeeded, failed, cancelled,
+        /// timed_out).
         #[arg(long)]
         status: Option<String>,
+        /// Only jobs pinned to or held by this agent.
         #[arg(long)]
         node: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// Only the jobs of this fan-out group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Which jobs: made by users (default), by the reconciler, or all.
+        #[arg(long, default_value = "user", value_parser = ["user", "reconciler", "all"])]
+        kind: String,
+        /// Jobs per page (1 to 1000; default 50, or 1000 with --all).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
+        /// Follow the pages to the last one.
+        #[arg(long)]
+        all: bool,
     },
     /// Print a job's output.
     Logs {
@@ -79,9 +92,15 @@ pub struct RunArgs {
     /// Higher runs first among the tenant's queued jobs (-100 to 100).
     #[arg(long, allow_hyphen_values = true)]
     priority: Option<i32>,
-    /// Run on an agent carrying this label KEY=VALUE (repeatable: all of them).
-    #[arg(long = "selector", short = 'l', value_parser = parse_kv, conflicts_with = "node")]
-    selector: Vec<(String, String)>,
+    /// Run on an agent this selector matches: KEY=VALUE, or any expression such as
+    /// 'role in (web,api),fact.cpus>=4' (repeatable: all must hold).
+    #[arg(
+        long = "selector",
+        short = 'l',
+        value_name = "EXPR",
+        conflicts_with = "node"
+    )]
+    selector: Vec<String>,
     /// With --selector: run on every matching agent, one job each (a fan-out).
     #[arg(long, requires = "selector")]
     all: bool,
@@ -91,9 +110,17 @@ pub struct RunArgs {
     /// Join all arguments into one shell command line.
     #[arg(long)]
     shell: bool,
-    /// Wait for the job, stream its output and exit with its exit code.
+    /// Wait for the job, stream its output and exit with its exit code. Gives up (exit 1) when
+    /// the agent the job is pinned to is dead or revoked, or after --wait-timeout.
     #[arg(long, short = 'w')]
     wait: bool,
+    /// With --wait: give up (exit 1) when the job has not ended after this long.
+    #[arg(long, value_parser = parse_duration, requires = "wait")]
+    wait_timeout: Option<Duration>,
+    /// With --node: queue the job even if no agent has enrolled or registered as that node
+    /// yet (one about to enroll); without it such a job is refused.
+    #[arg(long, requires = "node")]
+    allow_unknown_node: bool,
     /// The command.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -111,16 +138,36 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
         JobCmd::List {
             status,
             node,
+            group,
+            kind,
             limit,
+            all,
         } => {
-            let mut q = format!("/v1/jobs?limit={limit}");
-            if let Some(s) = status {
-                q.push_str(&format!("&status={s}"));
+            let limit = limit.map_or(if all { 1000 } else { 50 }, usize::from);
+            let mut q = format!("/v1/jobs?limit={limit}&kind={kind}");
+            for (name, v) in [("status", status), ("node_id", node), ("group", group)] {
+                if let Some(v) = v {
+                    q.push_str(&format!("&{name}={}", urlencoding(&v)));
+                }
             }
-            if let Some(n) = node {
-                q.push_str(&format!("&node_id={n}"));
+            let mut jobs = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("{q}&cursor={c}"),
+                    None => q.clone(),
+                };
+                let (page, next) = list_page(&api, &path).await?;
+                jobs.extend(page);
+                match next {
+                    Some(c) if all => cursor = Some(c),
+                    Some(_) => {
+                        eprintln!("(more jobs: --all lists every page)");
+                        break;
+                    }
+                    None => break,
+                }
             }
-            let jobs: Vec<Job> = api.get(&q).await?;
             emit(ctx.out, jobs.as_slice())?;
             Ok(())
         }
@@ -145,7 +192,11 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
             Ok(())
         }
         JobCmd::Wait { id, timeout } => {
-            let job = wait_for(&api, &id, timeout).await?;
+            let pinned: Job = api.get(&format!("/v1/jobs/{id}")).await?;
+            let job = tokio::select! {
+                j = wait_for(&api, &id, timeout) => j?,
+                why = give_up(&api, &pinned, None) => return Err(anyhow!("{why}").into()),
+            };
             emit(
                 ctx.out,
                 &view(&job, |job| {
@@ -160,6 +211,33 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// One page of `GET /v1/jobs` and the cursor of the next (the `X-Flux-Next-Cursor` header).
+async fn list_page(api: &ApiClient, path: &str) -> Result<(Vec<Job>, Option<String>)> {
+    let resp = api
+        .send(Method::GET, path, None, Duration::from_secs(30))
+        .await?;
+    let next = resp
+        .headers()
+        .get("x-flux-next-cursor")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let jobs = resp.json().await.context("decoding the job list")?;
+    Ok((jobs, next))
+}
+
+/// Percent-encodes a query value (statuses, node ids and group ids are plain, but a typo
+/// must not change the query).
+fn urlencoding(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The request `job run` submits: one argument is a shell command line, several an argv;
@@ -188,32 +266,88 @@ fn submit_request(r: RunArgs) -> Result<SubmitJob> {
         timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
         max_attempts: r.attempts,
         priority: r.priority,
-        selector: r.selector.into_iter().collect(),
+        selector: flux_core::selector::Selector::parse(&r.selector.join(","))
+            .map_err(|e| anyhow::anyhow!("--selector {:?}: {e}", r.selector.join(",")))?,
         fan_out: r.all,
+        allow_unknown_node: r.allow_unknown_node,
         idempotency_key: r.idempotency_key,
     })
 }
 
 /// `job run`: submit, then without --wait print the job (its id in a table).
 async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
-    let (all, wait) = (r.all, r.wait);
+    let (all, wait, limit) = (r.all, r.wait, r.wait_timeout);
     let req = submit_request(r)?;
     if all {
-        return fan_out(ctx, api, &req, wait).await;
+        return fan_out(ctx, api, &req, wait, limit).await;
     }
-    let job: Job = api.post("/v1/jobs", &req).await?;
+    let reply: serde_json::Value = api.post("/v1/jobs", &req).await?;
+    // What the control plane noticed about where the job is to run (a pinned agent that is
+    // dead, a selector nothing matches): said, not fatal.
+    if let Some(ws) = reply.get("warnings").and_then(|w| w.as_array()) {
+        for w in ws.iter().filter_map(|w| w.as_str()) {
+            eprintln!("fluxctl: warning: {w}");
+        }
+    }
+    let job: Job = serde_json::from_value(reply).context("reading the submitted job")?;
     if !wait {
         emit(ctx.out, &view(&job, |j| format!("{}\n", j.job_id)))?;
         return Ok(());
     }
-    run_wait(ctx, api, &job).await
+    tokio::select! {
+        r = run_wait(ctx, api, &job) => r,
+        why = give_up(api, &job, limit) => Err(anyhow!("{why}").into()),
+    }
+}
+
+/// Resolves with why a wait for `job` must give up: `limit` has passed, or the agent the job
+/// is pinned to is dead (or revoked) while the job has not ended. Checks every 2 s.
+async fn give_up(api: &ApiClient, job: &Job, limit: Option<Duration>) -> String {
+    use flux_core::model::{Agent, AgentState};
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        let next = tokio::time::Instant::now() + Duration::from_secs(2);
+        tokio::time::sleep_until(deadline.map_or(next, |d| d.min(next))).await;
+        if let Some(l) = limit
+            && deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            return format!(
+                "job {} did not end within the wait timeout ({}s); it is still queued or running",
+                job.job_id,
+                l.as_secs_f64()
+            );
+        }
+        let Some(node) = &job.node_id else { continue };
+        let Ok(agent) = api.get::<Agent>(&format!("/v1/agents/{node}")).await else {
+            continue;
+        };
+        if agent.state != AgentState::Dead {
+            continue;
+        }
+        // The job may have ended meanwhile; the wait itself reports that.
+        match api.get::<Job>(&format!("/v1/jobs/{}", job.job_id)).await {
+            Ok(j) if !j.status.is_terminal() => {
+                let why = if agent.revoked_at.is_some() {
+                    "has been revoked"
+                } else {
+                    "is dead"
+                };
+                return format!(
+                    "job {} is pinned to agent {node}, which {why}; giving up (the job stays \
+                     queued: fluxctl job cancel {})",
+                    job.job_id, job.job_id
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `job run --wait`: a table streams the job's output live and notes a failure on stderr;
 /// JSON is one document for scripts at the end, the final job and its stored output (both
 /// streams). Either way the exit code is the job's ([`job_exit_code`]).
 async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
-    if ctx.out == Output::Table {
+    if !ctx.out.is_json() {
         eprintln!("job {} submitted", job.job_id);
         stream_logs(api, &job.job_id, true).await?;
     }
@@ -233,7 +367,7 @@ async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
                 .context("reading job output")?;
             print_json(&json!({"job": done, "output": output}))?;
         }
-        Output::Table if done.status != JobStatus::Succeeded => {
+        Output::Table | Output::Wide if done.status != JobStatus::Succeeded => {
             eprintln!(
                 "job {} {}{}",
                 done.job_id,
@@ -244,14 +378,20 @@ async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
                     .unwrap_or_default()
             );
         }
-        Output::Table => {}
+        Output::Table | Output::Wide => {}
     }
     exit_with(job_exit_code(&done))
 }
 
 /// `job run --selector ... --all`: one job per matching agent; with --wait, a table of their
 /// results and exit 0 only if every one succeeded.
-async fn fan_out(ctx: &Ctx, api: &ApiClient, req: &SubmitJob, wait: bool) -> CliResult {
+async fn fan_out(
+    ctx: &Ctx,
+    api: &ApiClient,
+    req: &SubmitJob,
+    wait: bool,
+    limit: Option<Duration>,
+) -> CliResult {
     let reply: FanOutReply = api.post("/v1/jobs", req).await?;
     if !wait {
         emit(
@@ -266,8 +406,10 @@ async fn fan_out(ctx: &Ctx, api: &ApiClient, req: &SubmitJob, wait: bool) -> Cli
         return Ok(());
     }
     let mut done = Vec::with_capacity(reply.jobs.len());
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     for j in &reply.jobs {
-        done.push(wait_for(api, &j.job_id, None).await?);
+        let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        done.push(wait_for(api, &j.job_id, left).await?);
     }
     emit(
         ctx.out,
@@ -372,10 +514,16 @@ fn job_exit_code(job: &Job) -> u8 {
 async fn wait_for(api: &ApiClient, id: &str, limit: Option<Duration>) -> Result<Job> {
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     loop {
+        // Each long-poll ends by the deadline, so the wait gives up on time.
+        let poll = deadline.map_or(30, |d| {
+            d.saturating_duration_since(tokio::time::Instant::now())
+                .as_secs()
+                .clamp(1, 30)
+        });
         let job: Job = api
             .call(
                 Method::GET,
-                &format!("/v1/jobs/{id}/wait?timeout_secs=30"),
+                &format!("/v1/jobs/{id}/wait?timeout_secs={poll}"),
                 None,
                 Duration::from_secs(60),
             )

@@ -1,6 +1,7 @@
 //! `fluxctl token create|revoke`: issue a token (printed alone, for a file or a variable) and
 //! revoke one by its value or id.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -19,7 +20,7 @@ pub enum TokenCmd {
     Create {
         #[arg(long)]
         tenant: Option<String>,
-        #[arg(long, value_parser = ["admin", "operator", "viewer", "agent"])]
+        #[arg(long, value_parser = ["admin", "operator", "viewer", "agent", "enroll"])]
         role: String,
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
@@ -28,6 +29,13 @@ pub enum TokenCmd {
         node_id: Option<String>,
         #[arg(long)]
         subject: Option<String>,
+        /// Enrollment tokens (--role enroll): how many agents may enroll with it.
+        #[arg(long)]
+        uses: Option<u32>,
+        /// Enrollment tokens: an admin label KEY=VALUE given to every agent enrolled with it
+        /// (repeatable).
+        #[arg(long = "label", value_parser = crate::cli::parse_kv)]
+        labels: Vec<(String, String)>,
     },
     /// Revoke a token, given the token or its id (jti).
     Revoke {
@@ -47,13 +55,20 @@ pub async fn run(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
             ttl,
             node_id,
             subject,
+            uses,
+            labels,
         } => {
-            let reply: TokenReply = api
-                .post(
-                    "/v1/tokens",
-                    &json!({"tenant": tenant, "role": role, "ttl_secs": ttl.as_secs(), "node_id": node_id, "subject": subject}),
+            let mut body = json!({"tenant": tenant, "role": role, "ttl_secs": ttl.as_secs(), "node_id": node_id, "subject": subject});
+            if role == "enroll" {
+                body["uses"] = json!(uses.unwrap_or(1));
+                body["labels"] = json!(labels.into_iter().collect::<BTreeMap<_, _>>());
+            } else if uses.is_some() || !labels.is_empty() {
+                return Err(anyhow!(
+                    "--uses and --label are for enrollment tokens (--role enroll)"
                 )
-                .await?;
+                .into());
+            }
+            let reply: TokenReply = api.post("/v1/tokens", &body).await?;
             emit(
                 ctx.out,
                 &SortedKeys(&view(&reply, |r| format!("{}\n", r.token))),

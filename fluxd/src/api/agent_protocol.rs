@@ -106,7 +106,7 @@ async fn still_valid(st: &AppState, caller: &Caller) -> ApiResult<()> {
     if caller.0.exp <= now {
         return Err(flux_core::auth::AuthError::Expired.into());
     }
-    if st.is_revoked(caller.tenant(), &caller.0.jti).await? {
+    if st.is_refused(&caller.0).await? {
         return Err(flux_core::auth::AuthError::Revoked.into());
     }
     Ok(())

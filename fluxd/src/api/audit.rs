@@ -1,13 +1,17 @@
-//! Audit routes: `GET /v1/audit` (a tenant's trail) and `GET /v1/audit/verify` (its hash
-//! chain checked). The records are written by `middleware::audit`; the leader's periodic
-//! check is `tasks::integrity`.
+//! Audit routes: `GET /v1/audit` (a tenant's trail, paged by sequence number),
+//! `GET /v1/audit/verify` (its hash chain checked), `POST /v1/audit/export` (its oldest
+//! records as a signed file, which lets `--audit-retention` prune them) and
+//! `POST /v1/audit/verify-file` (such a file checked). The records are written by
+//! `middleware::audit`; the leader's periodic check and pruning are `tasks::integrity`.
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use flux_core::audit::{Record, Verification};
+use flux_core::audit::{ExportCheck, ExportFile, Record, Verification, Walk};
 use flux_core::auth::{self, Role};
+use flux_core::model::now_ms;
 use serde::Deserialize;
 
 use super::extract::{ApiQuery, Caller};
@@ -81,7 +85,57 @@ pub(super) async fn verify(
     };
     let mut out = Vec::new();
     for t in tenants {
-        out.push(st.audit.verify_tracked(&t).await?);
+        out.push(st.audit.verify_tracked(&t, Walk::Full).await?);
     }
     Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExportQuery {
+    /// Records made before this time (ms since the epoch) are exported.
+    before: u64,
+    /// Start after this record instead of after the last export.
+    after: Option<u64>,
+    tenant: Option<String>,
+}
+
+/// Exports the tenant's records made before `before` and moves its export mark (the records
+/// up to it may then be pruned by `--audit-retention`).
+pub(super) async fn export(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> ApiResult<Json<ExportFile>> {
+    let tenant = tenant_for(&caller, q.tenant)?;
+    let now = now_ms();
+    if q.before > now {
+        return Err(ApiError::invalid("before: must not be in the future"));
+    }
+    Ok(Json(
+        st.audit.export(&tenant, q.after, q.before, now).await?,
+    ))
+}
+
+/// Checks an export file made by this cluster; exported records of other tenants are shown
+/// only to admins of those tenants.
+pub(super) async fn verify_file(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Json<ExportCheck>> {
+    if caller.0.role != auth::Role::Admin {
+        return Err(ApiError::forbidden("only admins read the audit log"));
+    }
+    let audit = st.audit.clone();
+    let check = tokio::task::spawn_blocking(move || audit.check_export(&body))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::invalid(format!("body: {e}")))?;
+    if let Some(t) = &check.tenant
+        && !caller.0.may_administer(t)
+    {
+        return Err(ApiError::not_found(format!("tenant {t} not found")));
+    }
+    Ok(Json(check))
 }

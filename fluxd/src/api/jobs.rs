@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::jobs::JobFilter;
-use flux_core::model::{Job, JobStatus, StoredChunk, SubmitJob, attempt_id, now_ms, valid_ident};
+use flux_core::model::{
+    Job, JobKind, JobStatus, StoredChunk, SubmitJob, attempt_id, now_ms, valid_ident,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,6 +61,13 @@ pub(super) async fn submit_job(
         )
             .into_response());
     }
+    // Nobody waits in silence: a pin to an unknown node is refused, a pin to a dead agent or a
+    // selector no agent matches is said in `warnings`.
+    let warnings = if replay {
+        Vec::new()
+    } else {
+        st.jobs.check_target(caller.tenant(), &req).await?
+    };
     let (job, created) = st
         .jobs
         .submit(caller.tenant(), &caller.0.sub, req, now_ms())
@@ -72,7 +81,12 @@ pub(super) async fn submit_job(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(job)).into_response())
+    if warnings.is_empty() {
+        return Ok((status, Json(job)).into_response());
+    }
+    let mut body = serde_json::to_value(&job).map_err(|e| ApiError::invalid(e.to_string()))?;
+    body["warnings"] = json!(warnings);
+    Ok((status, Json(body)).into_response())
 }
 
 /// Takes the `X-Flux-Idempotency-Key` header into the request; it must agree with the body's
@@ -112,19 +126,38 @@ pub(super) struct ListJobsQuery {
     status: Option<String>,
     node_id: Option<String>,
     group: Option<String>,
+    /// `user`, `reconciler` or `all` (the default).
+    kind: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
+/// Response header of `GET /v1/jobs` carrying the cursor of the next page (absent on the last
+/// page); the body stays the array of jobs.
+pub const NEXT_CURSOR_HEADER: &str = "x-flux-next-cursor";
+
+/// `GET /v1/jobs`: one page of the tenant's jobs, newest first, read from the listing indexes
+/// (`flux_core::jobs::listing`), so it costs about `limit` reads whatever the history.
 pub(super) async fn list_jobs(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListJobsQuery>,
-) -> ApiResult<Json<Vec<Job>>> {
+) -> ApiResult<Response> {
+    use flux_core::jobs::listing::{DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
     caller.require(Permission::ReadJobs)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
             ApiError::bad_request(format!("unknown status {}", flux_core::state::shown(s)))
+        })?),
+    };
+    let kind = match q.kind.as_deref() {
+        None | Some("all") => None,
+        Some(k) => Some(JobKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown kind {}; expected user, reconciler or all",
+                flux_core::state::shown(k)
+            ))
         })?),
     };
     for (field, v) in [("node_id", &q.node_id), ("group", &q.group)] {
@@ -134,13 +167,35 @@ pub(super) async fn list_jobs(
             )));
         }
     }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
     let filter = JobFilter {
         status,
         node_id: q.node_id,
         group: q.group,
-        limit: Some(q.limit.unwrap_or(100).min(10_000)),
+        kind,
+        limit: None,
     };
-    Ok(Json(st.jobs.list(caller.tenant(), &filter).await?))
+    if let Some(c) = &q.cursor {
+        decode_cursor(caller.tenant(), &filter, c)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let page = st
+        .jobs
+        .list_page(caller.tenant(), &filter, q.cursor.as_deref(), limit)
+        .await?;
+    let mut resp = Json(page.jobs).into_response();
+    if let Some(c) = page.next_cursor {
+        resp.headers_mut().insert(
+            NEXT_CURSOR_HEADER,
+            header::HeaderValue::from_str(&c).expect("cursors are base64url"),
+        );
+    }
+    Ok(resp)
 }
 
 pub(super) async fn get_job(

@@ -7,11 +7,13 @@
 //! by pool, tenant and token with the body read timeout (`middleware::limits`), the audit record
 //! of matched routes (`middleware::audit`), then a time limit per group of routes.
 
+pub mod agent_admin;
 pub mod agent_protocol;
 pub mod agents;
 pub mod audit;
 pub mod backup;
 pub mod cluster;
+pub mod enroll;
 pub mod extract;
 pub mod jobs;
 pub mod states;
@@ -73,9 +75,15 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/v1/agents", get(agents::list_agents))
         .route("/v1/agents/{id}", get(agents::get_agent))
+        .route("/v1/agents/{id}/labels", post(agents::label_agent))
         .route("/v1/tokens", post(tokens::create_token))
         .route("/v1/tokens/revoke", post(tokens::revoke_token))
         .route("/v1/whoami", get(tokens::whoami))
+        .route("/v1/enroll", post(enroll::enroll))
+        .route("/v1/agent/renew", post(enroll::renew))
+        .route("/v1/agents/{id}/revoke", post(agent_admin::revoke))
+        .route("/v1/agents/{id}/drain", post(agent_admin::drain))
+        .route("/v1/agents/{id}/uncordon", post(agent_admin::uncordon))
         .route("/v1/agent/register", post(agent_protocol::agent_register))
         .route("/v1/agent/heartbeat", post(agent_protocol::agent_heartbeat))
         .route("/v1/agent/tasks", get(agent_protocol::agent_tasks))
@@ -116,6 +124,10 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             "/v1/backup/verify",
             post(backup::verify).layer(DefaultBodyLimit::max(limits.max_restore_bytes)),
         )
+        .route(
+            "/v1/audit/verify-file",
+            post(audit::verify_file).layer(DefaultBodyLimit::max(limits.max_restore_bytes)),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             backup::BACKUP_TIMEOUT,
@@ -124,6 +136,7 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
     let untimed = Router::new()
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/export", post(audit::export))
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
         .route(
             "/v1/tenants/{tenant}/quota",

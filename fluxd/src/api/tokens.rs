@@ -23,6 +23,11 @@ pub(super) struct CreateToken {
     ttl_secs: Option<u64>,
     node_id: Option<String>,
     subject: Option<String>,
+    /// Enrollment tokens: how many agents may enroll with it (1 to `enroll::MAX_USES`).
+    uses: Option<u32>,
+    /// Enrollment tokens: admin labels of the agents enrolled with it.
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -66,6 +71,46 @@ pub(super) async fn create_token(
     }
     if req.role == Role::Agent && req.node_id.is_none() {
         return Err(ApiError::invalid("an agent token needs a node id"));
+    }
+    if req.role == Role::Enroll {
+        use flux_core::enroll::{MAX_ENROLL_TTL_SECS, MAX_USES};
+        if req.node_id.is_some() {
+            return Err(ApiError::invalid(
+                "node_id: an enrollment token is not bound to a node (each agent gives its own)",
+            ));
+        }
+        let uses = match req.uses {
+            Some(u) if (1..=MAX_USES).contains(&u) => u,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "uses: an enrollment token needs 1 to {MAX_USES} uses"
+                )));
+            }
+        };
+        if ttl > MAX_ENROLL_TTL_SECS {
+            return Err(ApiError::invalid(format!(
+                "ttl: an enrollment token lasts at most {MAX_ENROLL_TTL_SECS} s"
+            )));
+        }
+        flux_core::enroll::validate_labels(&req.labels).map_err(ApiError::invalid)?;
+        let subject = req
+            .subject
+            .unwrap_or_else(|| format!("enroll-{}", uuid_short()));
+        auth::validate_subject(&subject).map_err(ApiError::invalid)?;
+        let (token, claims) = st.auth.issue_enrollment(
+            &subject,
+            &tenant,
+            Duration::from_secs(ttl),
+            uses,
+            req.labels,
+        )?;
+        tracing::info!(by = %caller.0.sub, sub = %claims.sub, tenant = %claims.tenant, uses, jti = %claims.jti, "enrollment token issued");
+        return Ok((StatusCode::CREATED, Json(TokenReply { token, claims })));
+    }
+    if req.uses.is_some() || !req.labels.is_empty() {
+        return Err(ApiError::invalid(
+            "uses: only enrollment tokens (role enroll) carry uses and labels",
+        ));
     }
     let subject = req
         .subject

@@ -31,9 +31,27 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Claims, 
         .to_str()
         .map_err(|_| AuthError::Malformed("authorization header is not text".into()))?;
     let token = auth::bearer(value)?;
-    let claims = st.auth.verify(token)?;
-    if st.is_revoked(&claims.tenant, &claims.jti).await? {
-        return Err(AuthError::Revoked.into());
+    // An enrollment token's refusal says so: its holder is an agent being set up, whose
+    // operator needs to know which token to replace.
+    let enrollment = |e: AuthError| -> ApiError {
+        let what = auth::peek_claims(token).filter(|c| c.role == auth::Role::Enroll);
+        match (what, e) {
+            (Some(_), AuthError::Expired) => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "enrollment token has expired",
+            ),
+            (Some(_), AuthError::Revoked) => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "enrollment token has been revoked",
+            ),
+            (_, e) => e.into(),
+        }
+    };
+    let claims = st.auth.verify(token).map_err(enrollment)?;
+    if st.is_refused(&claims).await? {
+        return Err(enrollment(AuthError::Revoked));
     }
     Ok(claims)
 }

@@ -20,7 +20,9 @@ fn audited(method: &Method, route: &str) -> bool {
     let mutating = matches!(
         *method,
         Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    ) && (!route.starts_with("/v1/agent/") || route == "/v1/agent/register");
+    ) && (!route.starts_with("/v1/agent/")
+        || route == "/v1/agent/register"
+        || route == "/v1/agent/renew");
     // Taking a backup copies every tenant's data: that is worth a record too.
     mutating || (*method == Method::GET && route == "/v1/backup")
 }

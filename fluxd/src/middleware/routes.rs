@@ -139,8 +139,15 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         }
         "/v1/jobs/{id}/cancel" if post => (Access::Permission(CancelJobs), Requests),
         "/v1/agents" | "/v1/agents/{id}" if get => (Access::Permission(ReadAgents), Requests),
+        "/v1/agents/{id}/labels" if post => (Admin, Requests),
         "/v1/tokens" | "/v1/tokens/revoke" if post => (Access::Permission(ManageTokens), Requests),
         "/v1/whoami" if get => (Authenticated, Requests),
+        "/v1/enroll" if post => (Access::Permission(Enroll), Registrations),
+        "/v1/agent/renew" if post => (Agent, AgentCalls),
+        "/v1/agents/{id}/revoke" if post => (Access::Permission(ManageTokens), Requests),
+        "/v1/agents/{id}/drain" | "/v1/agents/{id}/uncordon" if post => {
+            (Access::Permission(ManageAgents), Requests)
+        }
         "/v1/agent/register" if post => (Agent, Registrations),
         "/v1/agent/tasks" if get => (Agent, AgentPolls),
         "/v1/agent/heartbeat"
@@ -157,6 +164,15 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         "/v1/states/{name}" if get => (Access::Permission(ReadStates), Requests),
         "/v1/states/{name}" if put || delete => (Access::Permission(ManageStates), Requests),
         "/v1/audit" | "/v1/audit/verify" if get => (Admin, Requests),
+        "/v1/audit/export" if post => (Admin, Requests),
+        // An export file is as large as a backup: its upload has the backup routes' limits.
+        "/v1/audit/verify-file" if post => {
+            return Rule {
+                access: Admin,
+                pool: Requests,
+                body_deadline: false,
+            };
+        }
         "/v1/tenants" if get => (Admin, Requests),
         "/v1/tenants" if post => (ClusterAdmin, Requests),
         "/v1/tenants/{tenant}/quota" if get => (Admin, Requests),
@@ -193,6 +209,8 @@ mod tests {
             iss: "i".into(),
             aud: "a".into(),
             node_id: node.map(String::from),
+            uses: None,
+            labels: Default::default(),
         }
     }
 
@@ -263,8 +281,15 @@ mod tests {
             assert!(a(m.clone(), p).check(&operator).is_err(), "{m} {p}");
             assert!(a(m.clone(), p).check(&cluster_admin).is_ok(), "{m} {p}");
         }
+        let label = a(Method::POST, "/v1/agents/{id}/labels");
+        assert!(label.check(&operator).is_err() && label.check(&agent).is_err());
+        assert!(label.check(&admin).is_ok());
         assert!(a(Method::GET, "/v1/audit").check(&operator).is_err());
         assert!(a(Method::GET, "/v1/audit").check(&admin).is_ok());
+        for p in ["/v1/audit/export", "/v1/audit/verify-file"] {
+            assert!(a(Method::POST, p).check(&operator).is_err(), "{p}");
+            assert!(a(Method::POST, p).check(&admin).is_ok(), "{p}");
+        }
         assert!(a(Method::POST, "/v1/tokens").check(&operator).is_err());
         assert!(a(Method::POST, "/v1/tokens").check(&admin).is_ok());
         assert_eq!(a(Method::GET, "/healthz"), Access::Public);
@@ -274,9 +299,10 @@ mod tests {
     }
 
     #[test]
-    fn only_the_backup_uploads_have_no_body_deadline() {
+    fn only_the_backup_and_audit_file_uploads_have_no_body_deadline() {
         assert!(!rule(&Method::POST, Some("/v1/backup/restore")).body_deadline);
         assert!(!rule(&Method::POST, Some("/v1/backup/verify")).body_deadline);
+        assert!(!rule(&Method::POST, Some("/v1/audit/verify-file")).body_deadline);
         assert!(rule(&Method::POST, Some("/v1/jobs")).body_deadline);
         assert!(rule(&Method::POST, Some("/v1/agent/register")).body_deadline);
     }

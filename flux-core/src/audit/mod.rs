@@ -32,7 +32,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Millis;
-use crate::store::{DynStore, Entry, Expect, Key, SYSTEM_TENANT, StoreError, Txn};
+use crate::store::{DynStore, Entry, Expect, Key, Range, SYSTEM_TENANT, StoreError, Txn};
+
+mod export;
+mod verify;
+
+pub use export::{Anchor, ExportCheck, ExportFile, ExportHeader, MAX_EXPORT, prune_to};
+pub use verify::Walk;
 
 /// Hash of the record before the first.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -200,6 +206,10 @@ pub struct Verification {
     /// through the API since it was last verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// How many records this verification read (fewer than `records` when it started from a
+    /// checkpoint or from the chain's base).
+    #[serde(default)]
+    pub walked: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +220,9 @@ pub enum AuditError {
     Stopped,
     #[error("audit append kept conflicting; retry")]
     Busy,
+    /// The chain (or its base or export mark) does not verify, so it is not exported or pruned.
+    #[error("the audit chain of tenant {tenant} does not verify: {problem}")]
+    Broken { tenant: String, problem: String },
 }
 
 type Pending = (Event, oneshot::Sender<Result<u64, String>>);
@@ -281,7 +294,11 @@ impl Audit {
 
     /// [`Audit::verify`] against the checkpoint this node holds of the tenant's chain, which a
     /// good verification moves forward (and writes to the checkpoint file).
-    pub async fn verify_tracked(&self, tenant: &str) -> Result<Verification, AuditError> {
+    pub async fn verify_tracked(
+        &self,
+        tenant: &str,
+        walk: Walk,
+    ) -> Result<Verification, AuditError> {
         let (since, broken) = {
             let t = self.tracker.lock().expect("tracker lock");
             (t.checkpoints.get(tenant).cloned(), t.broken.clone())
@@ -294,9 +311,10 @@ impl Audit {
                 checkpoint: None,
                 problem: Some(problem),
                 note: None,
+                walked: 0,
             });
         }
-        let v = self.verify(tenant, since.as_ref()).await?;
+        let v = self.verify_walk(tenant, since.as_ref(), walk).await?;
         if let Some(c) = v.checkpoint.as_ref().filter(|_| v.ok) {
             let mut t = self.tracker.lock().expect("tracker lock");
             // A slower verification that read the chain earlier must not move it back.
@@ -385,188 +403,79 @@ impl Audit {
         }
     }
 
-    /// Records of a tenant with `seq > after`, oldest first, at most `limit`.
+    /// Records of a tenant with `seq > after`, oldest first, at most `limit`: one range read
+    /// of about `limit` records, whatever the chain's length.
     pub async fn records(
         &self,
         tenant: &str,
         after: u64,
         limit: usize,
     ) -> Result<Vec<Record>, AuditError> {
+        let range = Range::first(PREFIX, limit).after(record_path(after));
         let mut out = Vec::new();
-        for e in self.store.list(tenant, PREFIX).await? {
+        for e in self.store.list_range(tenant, &range).await? {
             // An unreadable record is shown by `verify`; the readable ones stay listable.
             let Ok(r) = serde_json::from_slice::<Record>(&e.value) else {
                 tracing::warn!(key = %e.key, "unreadable audit record skipped");
                 continue;
             };
-            if r.seq > after {
-                out.push(r);
-                if out.len() >= limit {
-                    break;
-                }
-            }
+            out.push(r);
         }
         Ok(out)
     }
 
-    /// Walks a tenant's chain and reports the first break. With `since` (the checkpoint of an
-    /// earlier verification), also fails if that record is gone or changed, which is how a
-    /// chain cut back together with its head is found; a restore through the API since then
-    /// (a newer restore mark) supersedes `since`, and is said in the `note`.
+    /// Walks a tenant's whole chain (from its base, when its oldest records were exported and
+    /// pruned) and reports the first break. With `since` (the checkpoint of an earlier
+    /// verification), also fails if that record is gone or changed, which is how a chain cut
+    /// back together with its head is found; a restore through the API since then (a newer
+    /// restore mark) supersedes `since`, and is said in the `note`.
     pub async fn verify(
         &self,
         tenant: &str,
         since: Option<&Checkpoint>,
     ) -> Result<Verification, AuditError> {
-        // The restore mark read before and after the chain: a restore in between would make
-        // the chain look cut back. Bounded: restores are rare, and a third reading decides.
+        self.verify_walk(tenant, since, Walk::Full).await
+    }
+
+    /// [`Audit::verify`] walking as `walk` says: [`Walk::FromCheckpoint`] trusts what `since`
+    /// verified, reading the checkpoint's record and the records after it (O(new records)),
+    /// and walks the whole chain without a usable checkpoint.
+    pub async fn verify_walk(
+        &self,
+        tenant: &str,
+        since: Option<&Checkpoint>,
+        walk: Walk,
+    ) -> Result<Verification, AuditError> {
+        // The chain is read in several steps: a restore, a prune of its oldest records or its
+        // very first append in between would look like damage. A failure is read again when
+        // any of those moved meanwhile; bounded, as they are rare, and a third reading decides.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let before = self.restore_generation().await?;
-            let v = self.verify_once(tenant, since, before.clone()).await?;
-            if attempt >= 3 || self.restore_generation().await? == before {
+            let before = self.moving_parts(tenant).await?;
+            let v = self
+                .verify_once(tenant, since, before.0.clone(), walk)
+                .await?;
+            if v.ok || attempt >= 3 || self.moving_parts(tenant).await? == before {
                 return Ok(v);
             }
         }
     }
 
-    async fn verify_once(
+    /// What a concurrent restore, prune or first append changes: the restore generation, the
+    /// base's version and whether a head exists.
+    async fn moving_parts(
         &self,
         tenant: &str,
-        since: Option<&Checkpoint>,
-        generation: Result<u64, String>,
-    ) -> Result<Verification, AuditError> {
-        let fail = |records: u64, problem: String| Verification {
-            tenant: tenant.to_string(),
-            records,
-            ok: false,
-            checkpoint: None,
-            problem: Some(problem),
-            note: None,
-        };
-        let generation = match generation {
-            Ok(g) => g,
-            Err(problem) => return Ok(fail(0, problem)),
-        };
-        let mut note = None;
-        let since = match since {
-            Some(c) if c.generation < generation => {
-                note = Some(format!(
-                    "restored from a backup (restore {generation}) since record {} was verified",
-                    c.seq
-                ));
-                None
-            }
-            Some(c) if c.generation > generation => {
-                return Ok(fail(
-                    0,
-                    format!(
-                        "the store's restore mark is at restore {generation} but restore {} was seen before: the store was rolled back",
-                        c.generation
-                    ),
-                ));
-            }
-            other => other,
-        };
-        // `audit/` and `audit_head` in one consistent listing: an append between two reads
-        // would look like a mismatch.
-        let all = self.store.list(tenant, "audit").await?;
-        let head: Option<Result<Head, String>> =
-            all.iter().find(|e| e.key.path() == HEAD).map(|e| {
-                serde_json::from_slice(&e.value)
-                    .map_err(|err| format!("the chain head is unreadable: {err}"))
-            });
-        let entries: Vec<_> = all
-            .iter()
-            .filter(|e| e.key.path().starts_with(PREFIX))
-            .collect();
-        let mut prev = GENESIS.to_string();
-        let mut n = 0u64;
-        // Whether the newest record was written before heads were signed.
-        let mut last_legacy = false;
-        for e in entries {
-            let expected_seq = n + 1;
-            let r: Record = match serde_json::from_slice(&e.value) {
-                Ok(r) => r,
-                Err(err) => return Ok(fail(n, format!("{} is unreadable: {err}", e.key.path()))),
-            };
-            if e.key.path() != record_path(r.seq) {
-                return Ok(fail(n, format!("{} holds record {}", e.key.path(), r.seq)));
-            }
-            if r.seq != expected_seq {
-                return Ok(fail(
-                    n,
-                    format!("record {expected_seq} is missing (next is {})", r.seq),
-                ));
-            }
-            if r.prev_hash != prev {
-                return Ok(fail(
-                    n,
-                    format!("record {} does not link to record {}", r.seq, n),
-                ));
-            }
-            if r.compute_hash(&self.key) != r.hash {
-                return Ok(fail(n, format!("record {} was altered", r.seq)));
-            }
-            if let Some(c) = since
-                && c.seq == r.seq
-                && c.hash != r.hash
-            {
-                return Ok(fail(
-                    n,
-                    format!("record {} differs from when it was last verified", r.seq),
-                ));
-            }
-            last_legacy = r.event.jti.is_none();
-            prev = r.hash.clone();
-            n = r.seq;
-        }
-        match head {
-            None if n == 0 => {}
-            None => return Ok(fail(n, "the chain head is missing".into())),
-            Some(Err(problem)) => return Ok(fail(n, problem)),
-            Some(Ok(h)) if h.seq != n || h.hash != prev => {
-                return Ok(fail(
-                    n,
-                    format!(
-                        "the head names record {} but the chain ends at record {n}",
-                        h.seq
-                    ),
-                ));
-            }
-            Some(Ok(h)) => match h.mac_ok(&self.key, tenant) {
-                Some(true) => {}
-                Some(false) => return Ok(fail(n, "the chain head was altered".into())),
-                // Heads of earlier versions carry no MAC; the next append signs one. Only a
-                // chain whose newest record is from before then may end in one.
-                None if last_legacy => {}
-                None => return Ok(fail(n, "the chain head carries no MAC".into())),
-            },
-        }
-        if let Some(c) = since
-            && c.seq > n
-        {
-            return Ok(fail(
-                n,
-                format!(
-                    "the chain ends at record {n} but record {} was verified before: records were cut off",
-                    c.seq
-                ),
-            ));
-        }
-        Ok(Verification {
-            tenant: tenant.to_string(),
-            records: n,
-            ok: true,
-            checkpoint: (n > 0).then(|| Checkpoint {
-                seq: n,
-                hash: prev.clone(),
-                generation,
-            }),
-            problem: None,
-            note,
-        })
+    ) -> Result<(Result<u64, String>, Option<u64>, bool), AuditError> {
+        let generation = self.restore_generation().await?;
+        let base = self
+            .store
+            .get(&Key::new(tenant, crate::keys::AUDIT_BASE)?)
+            .await?
+            .map(|v| v.version);
+        let head = self.store.get(&Key::new(tenant, HEAD)?).await?.is_some();
+        Ok((generation, base, head))
     }
 }
 
@@ -668,6 +577,7 @@ async fn append_batch(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     async fn audit() -> (tempfile::TempDir, DynStore, Audit) {
         let dir = tempfile::tempdir().unwrap();
@@ -826,7 +736,7 @@ mod tests {
         for i in 3..6 {
             a.append(ev(i)).await.unwrap();
         }
-        assert!(a.verify_tracked("acme").await.unwrap().ok);
+        assert!(a.verify_tracked("acme", Walk::Full).await.unwrap().ok);
         assert!(file.exists());
         assert_eq!(
             std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
@@ -845,11 +755,17 @@ mod tests {
         assert!(restarted.verify("acme", None).await.unwrap().ok);
         restarted.load_checkpoints(&file).unwrap();
         assert_eq!(restarted.tracked_tenants(), vec!["acme".to_string()]);
-        let v = restarted.verify_tracked("acme").await.unwrap();
+        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
         assert!(!v.ok);
         assert!(v.problem.unwrap().contains("cut off"));
         // It keeps failing: a bad verification does not move the checkpoint.
-        assert!(!restarted.verify_tracked("acme").await.unwrap().ok);
+        assert!(
+            !restarted
+                .verify_tracked("acme", Walk::Full)
+                .await
+                .unwrap()
+                .ok
+        );
 
         // A restore through the API (a newer mark) supersedes the checkpoint, saying so.
         let backup = crate::backup::Backup {
@@ -871,7 +787,7 @@ mod tests {
         s.put(mark.key.clone(), mark.value.clone(), Expect::Any)
             .await
             .unwrap();
-        let v = restarted.verify_tracked("acme").await.unwrap();
+        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
         assert!(v.ok, "{v:?}");
         assert!(v.note.unwrap().contains("restored from a backup"));
         assert_eq!(v.checkpoint.unwrap().generation, 1);
@@ -881,7 +797,7 @@ mod tests {
 
         // The mark rolled back (deleted) below what the node saw: the store was rewritten.
         s.delete(mark.key.clone(), Expect::Any).await.unwrap();
-        let v = restarted.verify_tracked("acme").await.unwrap();
+        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
         assert!(v.problem.unwrap().contains("rolled back"));
         // A forged mark (no key) is no better.
         let forged = RestoreMark::new(&[0; 32], 5, 9);
@@ -892,12 +808,18 @@ mod tests {
         )
         .await
         .unwrap();
-        let v = restarted.verify_tracked("acme").await.unwrap();
+        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
         assert!(v.problem.unwrap().contains("restore mark was altered"));
         s.put(mark.key.clone(), mark.value.clone(), Expect::Any)
             .await
             .unwrap();
-        assert!(restarted.verify_tracked("acme").await.unwrap().ok);
+        assert!(
+            restarted
+                .verify_tracked("acme", Walk::Full)
+                .await
+                .unwrap()
+                .ok
+        );
 
         // An edited checkpoint file (moved back to record 1) is refused as a whole.
         let mut f: serde_json::Value =
@@ -906,7 +828,7 @@ mod tests {
         std::fs::write(&file, serde_json::to_vec(&f).unwrap()).unwrap();
         let edited = Audit::start(s.clone(), KEY);
         edited.load_checkpoints(&file).unwrap();
-        let v = edited.verify_tracked("acme").await.unwrap();
+        let v = edited.verify_tracked("acme", Walk::Full).await.unwrap();
         assert!(v.problem.unwrap().contains("was altered"));
     }
 
@@ -967,5 +889,308 @@ mod tests {
         assert_eq!(recs[1].event.jti.as_deref(), Some("jti-2"));
         assert_eq!(recs[1].event.role.as_deref(), Some("operator"));
         assert_eq!(recs[1].event.issuer.as_deref(), Some("fluxforge"));
+    }
+
+    /// A verification from a checkpoint reads the checkpoint's record and the newer ones
+    /// only; a full one reads everything, and so is what finds an edit behind the checkpoint.
+    #[tokio::test]
+    async fn a_verification_from_its_checkpoint_reads_only_new_records() {
+        let (_d, s, a) = audit().await;
+        for i in 0..1205 {
+            a.append(ev(i)).await.unwrap();
+        }
+        let first = a
+            .verify_tracked("acme", Walk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert!(first.ok, "{first:?}");
+        assert_eq!((first.records, first.walked), (1205, 1205));
+        for i in 0..7 {
+            a.append(ev(i)).await.unwrap();
+        }
+        let next = a
+            .verify_tracked("acme", Walk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert!(next.ok, "{next:?}");
+        assert_eq!((next.records, next.walked), (1212, 8));
+        let again = a
+            .verify_tracked("acme", Walk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert_eq!((again.ok, again.walked), (true, 1));
+
+        // Scrubbing behind the checkpoint goes round in slices, and finds an old edit.
+        let upto = again.checkpoint.clone().unwrap();
+        assert_eq!(a.scrub("acme", 0, &upto, 500).await.unwrap(), (500, None));
+        assert_eq!(
+            a.scrub("acme", 500, &upto, 500).await.unwrap(),
+            (1000, None)
+        );
+        assert_eq!(a.scrub("acme", 1000, &upto, 500).await.unwrap(), (0, None));
+        let k = Key::new("acme", record_path(700)).unwrap();
+        let original = s.get(&k).await.unwrap().unwrap().value;
+        let mut r: Record = serde_json::from_slice(&original).unwrap();
+        r.event.status = 500;
+        s.put(k.clone(), serde_json::to_vec(&r).unwrap(), Expect::Any)
+            .await
+            .unwrap();
+        assert_eq!(a.scrub("acme", 0, &upto, 500).await.unwrap(), (500, None));
+        assert_eq!(
+            a.scrub("acme", 500, &upto, 500).await.unwrap().1.as_deref(),
+            Some("record 700 was altered")
+        );
+        s.delete(k.clone(), Expect::Any).await.unwrap();
+        assert!(
+            a.scrub("acme", 500, &upto, 500)
+                .await
+                .unwrap()
+                .1
+                .unwrap()
+                .contains("record 700 is missing")
+        );
+        s.put(k, original, Expect::Any).await.unwrap();
+        assert_eq!(
+            a.scrub("acme", 500, &upto, 500).await.unwrap(),
+            (1000, None)
+        );
+
+        // An edit past the checkpoint is found by the next walk from it.
+        a.append(ev(99)).await.unwrap();
+        let k = Key::new("acme", record_path(1213)).unwrap();
+        let mut r: Record =
+            serde_json::from_slice(&s.get(&k).await.unwrap().unwrap().value).unwrap();
+        r.event.actor = "mallory".into();
+        s.put(k, serde_json::to_vec(&r).unwrap(), Expect::Any)
+            .await
+            .unwrap();
+        let v = a
+            .verify_tracked("acme", Walk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert_eq!(v.problem.as_deref(), Some("record 1213 was altered"));
+
+        // An edit behind the checkpoint needs the full walk; the checkpoint's own record is
+        // read every time, so changing it is found either way.
+        let k = Key::new("acme", record_path(10)).unwrap();
+        let mut r: Record =
+            serde_json::from_slice(&s.get(&k).await.unwrap().unwrap().value).unwrap();
+        r.event.actor = "mallory".into();
+        s.put(k, serde_json::to_vec(&r).unwrap(), Expect::Any)
+            .await
+            .unwrap();
+        let full = a.verify_tracked("acme", Walk::Full).await.unwrap();
+        assert_eq!(full.problem.as_deref(), Some("record 10 was altered"));
+        let k = Key::new("acme", record_path(1212)).unwrap();
+        s.delete(k, Expect::Any).await.unwrap();
+        let v = a
+            .verify_tracked("acme", Walk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert!(
+            v.problem
+                .unwrap()
+                .contains("record 1212 was verified before and is gone")
+        );
+    }
+
+    /// Export, edit detection and pruning: records go only once exported and older than the
+    /// cutoff, the chain that remains verifies from its base (fully and from a checkpoint), and
+    /// the prune is fenced.
+    #[tokio::test]
+    async fn exported_records_are_pruned_and_what_remains_verifies_from_the_base() {
+        let (_d, s, a) = audit().await;
+        for i in 0..30 {
+            a.append(ev(i)).await.unwrap();
+        }
+        assert!(a.verify_tracked("acme", Walk::Full).await.unwrap().ok);
+        let epoch = s
+            .acquire_lease("n1", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Nothing exported yet: nothing may go, however old.
+        assert_eq!(a.prune("acme", u64::MAX, epoch, 100).await.unwrap(), 0);
+
+        // Records 1..=20 were made before 1020.
+        let f = a.export("acme", None, 1020, 5000).await.unwrap();
+        assert_eq!(
+            (
+                f.header.first_seq,
+                f.header.last_seq,
+                f.records.len(),
+                f.more
+            ),
+            (1, 20, 20, false)
+        );
+        assert_eq!(f.header.prev_hash, GENESIS);
+        let bytes = serde_json::to_vec(&f).unwrap();
+        let c = a.check_export(&bytes).unwrap();
+        assert!(c.ok, "{c:?}");
+        assert_eq!(
+            (c.records, c.first_seq, c.last_seq),
+            (20, Some(1), Some(20))
+        );
+
+        // Any edit of the file fails its check.
+        let mut edited = f.clone();
+        edited.records[3].event.actor = "mallory".into();
+        assert_eq!(
+            a.check_export(&serde_json::to_vec(&edited).unwrap())
+                .unwrap()
+                .problem
+                .as_deref(),
+            Some("record 4 was altered")
+        );
+        let mut cut = f.clone();
+        cut.records.remove(5);
+        assert!(
+            a.check_export(&serde_json::to_vec(&cut).unwrap())
+                .unwrap()
+                .problem
+                .unwrap()
+                .contains("record 6 is missing")
+        );
+        let mut short = f.clone();
+        short.records.pop();
+        assert!(
+            !a.check_export(&serde_json::to_vec(&short).unwrap())
+                .unwrap()
+                .ok
+        );
+        let mut header = f.clone();
+        header.header.last_seq = 19;
+        assert!(
+            a.check_export(&serde_json::to_vec(&header).unwrap())
+                .unwrap()
+                .problem
+                .unwrap()
+                .contains("header was altered")
+        );
+        let other = Audit::start(s.clone(), [9; 32]);
+        assert!(!other.check_export(&bytes).unwrap().ok);
+        assert!(a.check_export(b"{not json").is_err());
+
+        // The next export continues after the first.
+        let g = a.export("acme", None, 1025, 6000).await.unwrap();
+        assert_eq!((g.header.first_seq, g.header.last_seq), (21, 25));
+        assert_eq!(g.header.prev_hash, f.header.last_hash);
+        assert!(a.check_export(&serde_json::to_vec(&g).unwrap()).unwrap().ok);
+
+        // Pruning with a cutoff of 1012: records 1..=12, in batches of 5.
+        let tracked = a
+            .verify_tracked("acme", Walk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert!(tracked.ok);
+        let mut pruned = 0;
+        loop {
+            let n = a.prune("acme", 1012, epoch, 5).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(n <= 5);
+            pruned += n;
+        }
+        assert_eq!(pruned, 12);
+        assert!(
+            s.get(&Key::new("acme", record_path(12)).unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.get(&Key::new("acme", record_path(13)).unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let full = a.verify_tracked("acme", Walk::Full).await.unwrap();
+        assert!(full.ok, "{full:?}");
+        assert_eq!((full.records, full.walked), (30, 18));
+        // Records past the export mark stay, however old.
+        while a.prune("acme", u64::MAX, epoch, 100).await.unwrap() > 0 {}
+        assert!(
+            s.get(&Key::new("acme", record_path(25)).unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.get(&Key::new("acme", record_path(26)).unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let v = a
+            .verify_tracked("acme", Walk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert!(v.ok, "{v:?}");
+        a.append(ev(50)).await.unwrap();
+        assert!(a.verify_tracked("acme", Walk::Full).await.unwrap().ok);
+
+        // A backup carries the base and the export mark: restored into another store, the
+        // pruned chain verifies from its base and pruning goes on from where it was.
+        let bk = a.backup_key();
+        let bytes = crate::backup::create(s.as_ref(), 8000, &bk).await.unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        let s2 = crate::store::open(&format!("redb:{}", d2.path().join("b.redb").display()))
+            .await
+            .unwrap();
+        let b = crate::backup::decode(&bytes, &bk).unwrap();
+        let mark = a.next_restore_mark(&b, 8001).await.unwrap();
+        crate::backup::restore(s2.as_ref(), b, false, vec![mark])
+            .await
+            .unwrap();
+        let restored = Audit::start(s2.clone(), KEY);
+        let v = restored.verify("acme", None).await.unwrap();
+        assert!(v.ok, "{v:?}");
+        assert_eq!((v.records, v.walked), (31, 6));
+        assert!(
+            s2.get(&Key::new("acme", crate::keys::AUDIT_BASE).unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // A stale epoch cannot prune.
+        s.release_lease("n1").await.unwrap();
+        let e2 = s
+            .acquire_lease("n2", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(e2 > epoch);
+        a.export("acme", None, u64::MAX, 7000).await.unwrap();
+        assert!(matches!(
+            a.prune("acme", u64::MAX, epoch, 100).await,
+            Err(AuditError::Store(StoreError::Fenced { .. }))
+        ));
+
+        // A forged or removed base is found.
+        let bk = Key::new("acme", crate::keys::AUDIT_BASE).unwrap();
+        let good_base = s.get(&bk).await.unwrap().unwrap().value;
+        let mut forged: Anchor = serde_json::from_slice(&good_base).unwrap();
+        forged.seq += 1;
+        s.put(
+            bk.clone(),
+            serde_json::to_vec(&forged).unwrap(),
+            Expect::Any,
+        )
+        .await
+        .unwrap();
+        let v = a.verify("acme", None).await.unwrap();
+        assert!(v.problem.unwrap().contains("audit_base was altered"));
+        assert!(matches!(
+            a.prune("acme", u64::MAX, e2, 100).await,
+            Err(AuditError::Broken { .. })
+        ));
+        s.delete(bk.clone(), Expect::Any).await.unwrap();
+        let v = a.verify("acme", None).await.unwrap();
+        assert!(v.problem.unwrap().contains("record 1 is missing"));
+        s.put(bk, good_base, Expect::Any).await.unwrap();
+        assert!(a.verify("acme", None).await.unwrap().ok);
     }
 }

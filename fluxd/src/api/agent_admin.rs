@@ -1,0 +1,63 @@
+//! What operators do to an agent: `POST /v1/agents/{id}/drain` (no new work reaches it; what
+//! runs finishes), `POST /v1/agents/{id}/uncordon` (undoes it) and `POST /v1/agents/{id}/revoke`
+//! (ends every credential of the agent issued before now, `flux_core::auth::revoke_node`; the
+//! agent is refused from its next call and counted dead, so its attempts are requeued). No body;
+//! each answers the agent record. Tenant scoped: another tenant's agent is a 404.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use flux_core::auth::Permission;
+use flux_core::jobs::AgentChange;
+use flux_core::model::{Agent, now_ms};
+
+use super::extract::Caller;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+pub(super) async fn drain(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Agent>> {
+    caller.require(Permission::ManageAgents)?;
+    let a = st
+        .jobs
+        .change_agent(caller.tenant(), &id, AgentChange::Drain)
+        .await?;
+    Ok(Json(a.public_view()))
+}
+
+pub(super) async fn uncordon(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Agent>> {
+    caller.require(Permission::ManageAgents)?;
+    let a = st
+        .jobs
+        .change_agent(caller.tenant(), &id, AgentChange::Uncordon)
+        .await?;
+    st.wake_scheduler();
+    Ok(Json(a.public_view()))
+}
+
+pub(super) async fn revoke(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Agent>> {
+    caller.require(Permission::ManageTokens)?;
+    // Unknown (or another tenant's) agents are a 404 before anything is written.
+    st.jobs.agent(caller.tenant(), &id).await?;
+    let not_before = flux_core::auth::revoke_node(st.store.as_ref(), caller.tenant(), &id).await?;
+    // Refused on this node from now on; other nodes learn it from the change stream.
+    st.revocations.insert_node(caller.tenant(), &id, not_before);
+    let a = st
+        .jobs
+        .change_agent(caller.tenant(), &id, AgentChange::Revoke { at: now_ms() })
+        .await?;
+    tracing::info!(by = %caller.0.sub, tenant = %caller.tenant(), node_id = %id, "agent credentials revoked");
+    Ok(Json(a.public_view()))
+}
