@@ -28,20 +28,10 @@ pub(crate) fn load_session(dir: &Path) -> Option<String> {
     (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_string())
 }
 
-/// Keeps the session in `dir`, readable by the agent's user only.
+/// Keeps the session in `dir`, readable by the agent's user only, replacing the old one in
+/// one step.
 fn save_session(dir: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!("{SESSION_FILE}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(secret.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(SESSION_FILE))
+    flux_core::files::replace_private(&dir.join(SESSION_FILE), secret.as_bytes())
 }
 
 /// Whether the control plane refused a call because this agent does not hold the node's

@@ -36,20 +36,10 @@ pub fn load_credential(dir: &Path) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-/// Keeps `token` in `dir`, readable by the agent's user only, replacing the old one atomically.
+/// Keeps `token` in `dir`, readable by the agent's user only, replacing the old one in one
+/// step (a crash leaves the old credential or the new one).
 pub fn save_credential(dir: &Path, token: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!("{CREDENTIAL_FILE}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(CREDENTIAL_FILE))
+    flux_core::files::replace_private(&dir.join(CREDENTIAL_FILE), token.as_bytes())
 }
 
 /// The node id to enroll as: the one given, or the host name.

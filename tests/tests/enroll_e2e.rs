@@ -428,3 +428,54 @@ async fn no_silent_waits_ghost_nodes_are_refused_and_waits_on_dead_agents_end() 
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(FAST_LIVENESS_ARGS.len() % 2, 0);
 }
+
+/// 50 real agents started at once with one 40-use token file: exactly 40 enroll and come
+/// online (each with the token's labels as admin labels); the other 10 exit, saying the token
+/// is used up.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_real_agents_started_at_once_against_a_forty_use_token_let_forty_in() {
+    let d = Fluxd::start().await;
+    let token = enroll_token(&d, 40, 600, json!({"pool": "eu"})).await;
+    let file = d.dir.path().join("enroll.token");
+    std::fs::write(&file, &token).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut agents: Vec<Proc> = (0..50)
+        .map(|i| {
+            let state = d.dir.path().join(format!("state-r{i}"));
+            d.spawn_enrolled_agent(&file, &format!("r{i}"), &state, &[])
+        })
+        .collect();
+    let online = || async {
+        let (s, v) = d.get("/v1/agents", &d.admin).await;
+        assert_eq!(s, 200, "{v}");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "online")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    eventually("40 agents online", Duration::from_secs(90), || async {
+        (online().await.len() >= 40).then_some(())
+    })
+    .await;
+    eventually("10 agents to give up", Duration::from_secs(60), || {
+        let exited = agents.iter_mut().filter_map(|p| p.try_exit()).count();
+        async move { (exited == 10).then_some(()) }
+    })
+    .await;
+    let up = online().await;
+    assert_eq!(up.len(), 40);
+    assert!(
+        up.iter().all(|a| a["admin_labels"]["pool"] == "eu"),
+        "{up:?}"
+    );
+    let refused: Vec<String> = agents
+        .iter_mut()
+        .filter_map(|p| p.try_exit().map(|_| p.log_text()))
+        .collect();
+    assert_eq!(refused.len(), 10);
+    for log in &refused {
+        assert!(log.contains("used up"), "{log}");
+    }
+}

@@ -702,7 +702,7 @@ mod tests {
     }
 
     #[test]
-    fn a_jobs_paths_are_its_record_queue_entry_secrets_attempts_inbox_and_output() {
+    fn a_jobs_paths_are_its_record_queue_entry_secrets_attempts_inbox_output_and_index_entries() {
         let j: Job = serde_json::from_value(serde_json::json!({
             "job_id": "j-1", "tenant": "acme", "command": {"shell": "true"},
             "timeout_secs": 1, "max_attempts": 1, "status": "succeeded",
@@ -722,8 +722,16 @@ mod tests {
                 "pending/j-1",
                 "secrets/j-1",
                 "attempts/j-1/0001",
-                "inbox/a1/j-1.1"
+                "inbox/a1/j-1.1",
+                // Its listing index entries.
+                "jobidx/kind/user/j-1",
+                "jobidx/status/succeeded/user/j-1",
             ]
+        );
+        assert!(
+            crate::jobs::index_keys(&j)
+                .iter()
+                .all(|k| p.exact.contains(k))
         );
         assert_eq!(p.prefixes, ["output/j-1."]);
     }
