@@ -113,20 +113,35 @@ async fn gc_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
     let mut collector = Collector::new(l.store_handle.clone(), cfg);
     loop {
         tick.tick().await;
-        match gc_pass(l, &mut collector, epoch).await {
-            Ok(()) => {}
-            Err(StoreError::Fenced { current, .. }) => return current,
-            Err(e) => tracing::warn!(error = %e, "garbage collection pass failed; retrying"),
+        // A pass that deleted something is followed at once by the next: a backlog is worked
+        // off batch by batch at the store's pace, not one batch per interval (which would cap
+        // collection at `--gc-batch` objects per interval, below what a busy tenant creates).
+        // Bounded, so that a tick always comes round again.
+        for _ in 0..GC_PASSES_PER_TICK {
+            match gc_pass(l, &mut collector, epoch).await {
+                Ok(true) => tokio::task::yield_now().await,
+                Ok(false) => break,
+                Err(StoreError::Fenced { current, .. }) => return current,
+                Err(e) => {
+                    tracing::warn!(error = %e, "garbage collection pass failed; retrying");
+                    break;
+                }
+            }
         }
     }
 }
 
-/// One garbage-collection pass over every tenant (one bounded batch of each kind per tenant).
+/// Passes run back to back at most, per `--gc-interval` tick, while they keep deleting.
+pub const GC_PASSES_PER_TICK: usize = 10_000;
+
+/// One garbage-collection pass over every tenant (one bounded batch of each kind per tenant);
+/// whether it deleted anything.
 pub async fn gc_pass(
     l: &Leader<'_>,
     collector: &mut Collector,
     epoch: Epoch,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let mut deleted_any = false;
     for t in &l.jobs.tenants().await.map_err(job_to_store)? {
         let quota = match l.host.quota(t).await {
             Ok(q) => q,
@@ -144,6 +159,7 @@ pub async fn gc_pass(
                 continue;
             }
         };
+        deleted_any |= report.deleted.by_kind().iter().any(|(_, n)| *n > 0);
         for j in &report.jobs {
             l.host.collected(t, j);
         }
@@ -155,7 +171,7 @@ pub async fn gc_pass(
             },
         );
     }
-    Ok(())
+    Ok(deleted_any)
 }
 
 /// Runs reconcile passes on every tick and whenever a state or a job the reconciler waits for

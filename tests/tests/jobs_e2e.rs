@@ -1298,7 +1298,7 @@ async fn listings_follow_each_job_through_its_life() {
         .post(
             "/v1/jobs",
             &d.admin,
-            &json!({"command": "true", "node_id": "nowhere"}),
+            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202);

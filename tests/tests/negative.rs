@@ -868,7 +868,7 @@ async fn every_bad_listing_parameter_is_refused_400_naming_it() {
             .post(
                 "/v1/jobs",
                 &d.admin,
-                &json!({"command": "true", "node_id": "a1"}),
+                &json!({"command": "true", "node_id": "a1", "allow_unknown_node": true}),
             )
             .await;
         assert_eq!(s, 202);

@@ -85,7 +85,7 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
         .post(
             "/v1/jobs",
             &n.admin,
-            &json!({"command": "true", "node_id": "absent-agent"}),
+            &json!({"command": "true", "node_id": "absent-agent", "allow_unknown_node": true}),
         )
         .await;
     assert_eq!(s, 202, "{queued}");
@@ -208,7 +208,7 @@ async fn an_idempotency_key_names_a_new_job_once_its_window_has_passed() {
         ..FluxdOpts::default()
     })
     .await;
-    let body = json!({"command": "true", "node_id": "nobody", "idempotency_key": "nightly"});
+    let body = json!({"command": "true", "node_id": "nobody", "idempotency_key": "nightly", "allow_unknown_node": true});
     let (s, first) = d.post("/v1/jobs", &d.admin, &body).await;
     assert_eq!(s, 202, "{first}");
     let first = first["job_id"].as_str().unwrap().to_string();

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Soak benchmark: does month six run like day one?
+#
+# Part 1 (history), per store of STORES: a fresh fluxd and AGENTS simulated agents; the probes
+# (listing latency of `GET /v1/jobs?limit=20`, submission latency, one-client round trip) on
+# the empty store; then HISTORY finished jobs built with `fluxctl bench jobs`; then the same
+# probes again, and the store's size.
+# Part 2 (retention), on redb: a fresh fluxd collecting finished jobs older than RETAIN, under a
+# constant load for LOAD; the store file's size is sampled every SAMPLE seconds, to show that it
+# levels off.
+#
+#   bash scripts/bench-soak.sh                                   # HISTORY=1000000, both stores
+#   HISTORY=100000 STORES=redb bash scripts/bench-soak.sh        # a shorter run
+#   PARTS=retention LOAD=10m bash scripts/bench-soak.sh
+#   BIN_DIR=/path/to/release bash scripts/bench-soak.sh
+#
+# Every loop is bounded: the history build by HISTORY jobs and BUILD_DEADLINE, the probes by
+# their counts, the load by LOAD. Figures are printed as "RESULT  figure: value" lines (and
+# appended to $FLUX_RESULTS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+PARTS="${PARTS:-history retention}"
+STORES="${STORES:-redb redis}"
+HISTORY="${HISTORY:-1000000}"
+AGENTS="${AGENTS:-1000}"
+CONCURRENCY="${CONCURRENCY:-512}"
+BUILD_DEADLINE="${BUILD_DEADLINE:-60m}"
+LISTS="${LISTS:-300}"
+SUBMITS="${SUBMITS:-2000}"
+ROUND_TRIP="${ROUND_TRIP:-15s}"
+RETAIN="${RETAIN:-60s}"
+LOAD="${LOAD:-5m}"
+LOAD_CONCURRENCY="${LOAD_CONCURRENCY:-64}"
+SAMPLE="${SAMPLE:-30}"
+
+flux_build
+cleanup_all() { flux_cleanup; flux_redis_down; }
+trap cleanup_all EXIT
+
+# p50 and p99 (ms) of a column of seconds on stdin.
+percentiles() {
+    sort -n | awk '{ v[NR] = $1 * 1000 } END {
+        if (NR == 0) { print "no samples"; exit }
+        p50 = v[int((NR - 1) * 0.50) + 1]; p99 = v[int((NR - 1) * 0.99) + 1]
+        printf "p50 %.1f ms, p99 %.1f ms (%d requests)", p50, p99, NR }'
+}
+
+# Listing latency: LISTS requests of the newest 20 user jobs over one kept-alive connection.
+probe_list() {
+    local cfg="$FLUX_DIR/list.curl"
+    : >"$cfg"
+    for _ in $(seq 1 "$LISTS"); do
+        printf 'url = "%s/v1/jobs?limit=20"\noutput = "/dev/null"\n' "$FLUX_SERVER" >>"$cfg"
+    done
+    curl -s --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
+        -w '%{time_total}\n' --config "$cfg" | percentiles
+}
+
+# Submission latency (p50/p99 of acknowledgements) and the one-client round trip.
+probe_submit() {
+    local out="$FLUX_DIR/submit.json"
+    "$BIN/fluxctl" -o json bench submit --count "$SUBMITS" --concurrency 8 >"$out"
+    jq -r '"p50 \(.latency.p50_ms * 10 | round / 10) ms, p99 \(.latency.p99_ms * 10 | round / 10) ms"' "$out"
+}
+probe_round_trip() {
+    local out="$FLUX_DIR/rt.json"
+    "$BIN/fluxctl" -o json bench jobs --duration "$ROUND_TRIP" --count 100000 \
+        --deadline 1m --concurrency 1 >"$out"
+    jq -r '"p50 \(.p50_ms * 10 | round / 10) ms, p99 \(.p99_ms * 10 | round / 10) ms"' "$out"
+}
+
+# Waits (bounded) until the queue is empty: the submitted probe jobs have run.
+drain_queue() {
+    flux_wait_for 300 sh -c "\"$BIN/fluxctl\" -o json status | jq -e '.queue_depth == 0' >/dev/null"
+}
+
+store_size() { # store_size STORE: bytes the store holds on disk
+    if [ "$1" = redb ]; then
+        stat -c %s "$FLUX_DIR/data/flux.redb"
+    else
+        redis-cli -p "$REDIS_PORT" bgrewriteaof >/dev/null
+        flux_wait_for 120 sh -c "redis-cli -p $REDIS_PORT info persistence | grep -q 'aof_rewrite_in_progress:0'"
+        du -sb "$FLUX_DIR/redis" | cut -f1
+    fi
+}
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+
+start_store() { # start_store STORE [fluxd args]
+    local store="$1"; shift
+    flux_cleanup; flux_redis_down
+    local dir; dir="$(mktemp -d -t fluxforge-soak.XXXXXX)"
+    local args=()
+    if [ "$store" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
+    flux_up "$dir" "$(flux_free_port)" "${args[@]}" "$@"
+    flux_simulate "$AGENTS" 120
+}
+
+for part in $PARTS; do
+    case "$part" in
+    history)
+        for store in $STORES; do
+            start_store "$store"
+            echo "==> $store, empty store"
+            list0=$(probe_list); sub0=$(probe_submit); drain_queue; rt0=$(probe_round_trip)
+            echo "    list $list0; submit $sub0; round trip $rt0"
+            echo "==> $store: building a history of $HISTORY finished jobs"
+            t0=$(date +%s)
+            "$BIN/fluxctl" -o json bench jobs --count "$HISTORY" --duration "$BUILD_DEADLINE" \
+                --deadline 5m --concurrency "$CONCURRENCY" >"$FLUX_DIR/history.json"
+            jq -c . "$FLUX_DIR/history.json"
+            built=$(jq -r '.jobs' "$FLUX_DIR/history.json")
+            echo "    $built jobs in $(( $(date +%s) - t0 )) s"
+            list1=$(probe_list); sub1=$(probe_submit); drain_queue; rt1=$(probe_round_trip)
+            size=$(store_size "$store")
+            cmd="PARTS=history STORES=$store HISTORY=$HISTORY bash scripts/bench-soak.sh"
+            flux_result "listing (limit 20), $store, empty → $built jobs of history" "$list0 → $list1" "$cmd"
+            flux_result "submission, $store, empty → $built jobs of history" "$sub0 → $sub1" "$cmd"
+            flux_result "one-client round trip, $store, empty → $built jobs of history" "$rt0 → $rt1" "$cmd"
+            flux_result "store size, $store, $built jobs of history" "$(mib "$size")" "$cmd"
+        done ;;
+    retention)
+        start_store redb --job-retention "$RETAIN" --gc-interval 5s
+        echo "==> redb, retention $RETAIN, $LOAD_CONCURRENCY clients for $LOAD; size every ${SAMPLE}s"
+        "$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "$LOAD" --deadline 2m \
+            --concurrency "$LOAD_CONCURRENCY" >"$FLUX_DIR/load.json" &
+        load_pid=$!
+        FLUX_PIDS+=("$load_pid")
+        series=()
+        t0=$(date +%s)
+        while kill -0 "$load_pid" 2>/dev/null; do
+            sleep "$SAMPLE"
+            kill -0 "$load_pid" 2>/dev/null || break
+            size=$(store_size redb)
+            series+=("$(( $(date +%s) - t0 ))s $(mib "$size")")
+            echo "    ${series[-1]}"
+        done
+        wait "$load_pid" || true
+        done_jobs=$(jq -r '.jobs' "$FLUX_DIR/load.json")
+        gc=$(curl -sf --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
+            "$FLUX_SERVER/metrics" | awk '$1 ~ /^flux_gc_deleted_total\{kind="job"\}/ { print $2 }')
+        flux_result "store size under load with --job-retention $RETAIN, redb ($done_jobs jobs run, ${gc:-0} collected)" \
+            "$(IFS=,; echo "${series[*]}")" "PARTS=retention LOAD=$LOAD bash scripts/bench-soak.sh" ;;
+    *) echo "unknown part $part" >&2; exit 2 ;;
+    esac
+done
