@@ -68,6 +68,25 @@ impl Jobs {
             .collect())
     }
 
+    /// Whether any agent of the tenant satisfies `pred`, reading the agents page by page and
+    /// stopping at the first that does (the whole set is read only when none does).
+    pub async fn any_agent(&self, tenant: &str, pred: impl Fn(&Agent) -> bool) -> Result<bool> {
+        const PAGE: usize = 256;
+        let mut range = Range::first(keys::AGENTS, PAGE);
+        loop {
+            let page = self.store.list_range(tenant, &range).await?;
+            for e in &page {
+                if pred(&dec::<Agent>(&e.key, &e.value)?) {
+                    return Ok(true);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => range = range.after(last.key.path()),
+                _ => return Ok(false),
+            }
+        }
+    }
+
     pub async fn agent(&self, tenant: &str, node_id: &str) -> Result<Agent> {
         if !valid_ident(node_id) {
             return Err(JobError::NotFound(format!("agent {node_id}")));

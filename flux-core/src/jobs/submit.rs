@@ -342,10 +342,10 @@ impl Jobs {
             }
         } else if !req.selector.is_empty()
             && !self
-                .agents(tenant)
+                .any_agent(tenant, |a| {
+                    a.state != AgentState::Dead && req.selector.matches(a)
+                })
                 .await?
-                .iter()
-                .any(|a| a.state != AgentState::Dead && req.selector.matches(a))
         {
             warnings.push(
                 "selector: no live agent of this tenant matches it; the job waits until one does"

@@ -378,3 +378,32 @@ async fn invalid_submissions_are_refused_and_write_nothing() {
         1
     );
 }
+
+/// `any_agent` pages through the agents: it finds a match on a later page (past the first 256),
+/// and answers false only after reading them all.
+#[tokio::test]
+async fn any_agent_finds_a_match_past_the_first_page_and_none_when_there_is_none() {
+    let e = env().await;
+    for i in 0..300 {
+        register(&e.jobs, TENANT, &format!("n{i:03}"), T0).await;
+    }
+    assert!(
+        e.jobs
+            .any_agent(TENANT, |a| a.node_id == "n000")
+            .await
+            .unwrap()
+    );
+    assert!(
+        e.jobs
+            .any_agent(TENANT, |a| a.node_id == "n299")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !e.jobs
+            .any_agent(TENANT, |a| a.node_id == "n300")
+            .await
+            .unwrap()
+    );
+    assert!(!e.jobs.any_agent("other", |_| true).await.unwrap());
+}
