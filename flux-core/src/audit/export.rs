@@ -184,18 +184,7 @@ impl Audit {
         let prev_hash = if start == base_seq {
             base_hash
         } else {
-            let k = Key::new(tenant, record_path(start))?;
-            let v = self
-                .store
-                .get(&k)
-                .await?
-                .ok_or_else(|| broken(format!("record {start} is missing")))?;
-            let r: Record = serde_json::from_slice(&v.value)
-                .map_err(|e| broken(format!("record {start} is unreadable: {e}")))?;
-            if r.compute_hash(&self.key) != r.hash {
-                return Err(broken(format!("record {start} was altered")));
-            }
-            r.hash
+            self.verified_hash(tenant, start).await?.map_err(broken)?
         };
         let mut records: Vec<Record> = Vec::new();
         let mut more = false;

@@ -274,6 +274,23 @@ impl Audit {
         }))
     }
 
+    /// The MAC of record `seq` as stored, checked; `Err` says why it cannot be trusted
+    /// (missing, unreadable, another record at its path, or altered).
+    pub(super) async fn verified_hash(
+        &self,
+        tenant: &str,
+        seq: u64,
+    ) -> Result<Result<String, String>, AuditError> {
+        let Some(v) = self.store.get(&Key::new(tenant, record_path(seq))?).await? else {
+            return Ok(Err(format!("record {seq} is missing")));
+        };
+        Ok(match serde_json::from_slice::<Record>(&v.value) {
+            Ok(r) if r.seq == seq && r.compute_hash(&self.key) == r.hash => Ok(r.hash),
+            Ok(_) => Err(format!("record {seq} was altered")),
+            Err(e) => Err(format!("record {seq} is unreadable: {e}")),
+        })
+    }
+
     /// Re-verifies a slice of the records behind a checkpoint: at most `max` records after
     /// `from`, up to the checkpoint `upto` (whose record a verification from it reads every
     /// time). A verification from a checkpoint trusts what was verified before; scrubbing
@@ -299,14 +316,9 @@ impl Audit {
         let prev = if from == base_seq {
             base_hash
         } else {
-            let k = Key::new(tenant, record_path(from))?;
-            let Some(v) = self.store.get(&k).await? else {
-                return Ok((base_seq, Some(format!("record {from} is missing"))));
-            };
-            match serde_json::from_slice::<Record>(&v.value) {
-                Ok(r) if r.seq == from && r.compute_hash(&self.key) == r.hash => r.hash,
-                Ok(_) => return Ok((base_seq, Some(format!("record {from} was altered")))),
-                Err(e) => return Ok((base_seq, Some(format!("{k} is unreadable: {e}")))),
+            match self.verified_hash(tenant, from).await? {
+                Ok(hash) => hash,
+                Err(problem) => return Ok((base_seq, Some(problem))),
             }
         };
         let end = (from + max.max(1)).min(upto.seq);
