@@ -3,14 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use flux_core::backup::{self, BackupKey};
 use flux_core::store::redb::RedbStore;
-use flux_core::store::{
-    self, Change, DynStore, Entry, Epoch, Expect, Key, Result, Snapshot, Store, Txn, Version,
-    Versioned,
-};
+use flux_core::store::{self, DynStore, Entry, Epoch, Expect, Key, Layer, Result, Store, Version};
 use flux_core::testing::RedisServer;
 
 /// A store whose `restore` first lets another writer revoke a token, then hands the restore
@@ -23,43 +19,9 @@ struct RevokeDuringRestore {
 }
 
 #[async_trait::async_trait]
-impl Store for RevokeDuringRestore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn unwritable(&self) -> Option<String> {
-        self.inner.unwritable()
-    }
-    async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
-        self.inner.get(key).await
-    }
-    async fn commit(&self, txn: Txn) -> Result<Version> {
-        self.inner.commit(txn).await
-    }
-    async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
-        self.inner.list(tenant, prefix).await
-    }
-    async fn list_range(
-        &self,
-        tenant: &str,
-        range: &flux_core::store::Range,
-    ) -> Result<Vec<Entry>> {
-        self.inner.list_range(tenant, range).await
-    }
-    async fn tenants(&self) -> Result<Vec<String>> {
-        self.inner.tenants().await
-    }
-    async fn next_epoch(&self) -> Result<Epoch> {
-        self.inner.next_epoch().await
-    }
-    async fn current_epoch(&self) -> Result<Epoch> {
-        self.inner.current_epoch().await
-    }
-    async fn raise_epoch(&self, floor: Epoch) -> Result<Epoch> {
-        self.inner.raise_epoch(floor).await
-    }
-    async fn snapshot(&self) -> Result<Snapshot> {
-        self.inner.snapshot().await
+impl Layer for RevokeDuringRestore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
     async fn restore(
         &self,
@@ -72,18 +34,6 @@ impl Store for RevokeDuringRestore {
             .put(self.revocation.clone(), b"1".to_vec(), Expect::Any)
             .await?;
         self.inner.restore(entries, revisions, force, floor).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.inner.subscribe()
-    }
-    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Epoch>> {
-        self.inner.acquire_lease(holder, ttl).await
-    }
-    async fn release_lease(&self, holder: &str) -> Result<()> {
-        self.inner.release_lease(holder).await
-    }
-    async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
-        self.inner.lease_holder().await
     }
 }
 

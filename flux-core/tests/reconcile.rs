@@ -594,12 +594,9 @@ impl Batches {
 }
 
 #[async_trait::async_trait]
-impl store::Store for Batches {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn get(&self, key: &Key) -> store::Result<Option<store::Versioned>> {
-        self.inner.get(key).await
+impl store::Layer for Batches {
+    fn inner(&self) -> &dyn store::Store {
+        self.inner.as_ref()
     }
     async fn commit(&self, txn: store::Txn) -> store::Result<store::Version> {
         self.commits
@@ -609,58 +606,6 @@ impl store::Store for Batches {
     async fn commit_many(&self, txns: Vec<store::Txn>) -> Vec<store::Result<store::Version>> {
         self.batches.lock().unwrap().push(txns.len());
         self.inner.commit_many(txns).await
-    }
-    async fn list(&self, tenant: &str, prefix: &str) -> store::Result<Vec<store::Entry>> {
-        self.inner.list(tenant, prefix).await
-    }
-    async fn list_range(
-        &self,
-        tenant: &str,
-        range: &store::Range,
-    ) -> store::Result<Vec<store::Entry>> {
-        self.inner.list_range(tenant, range).await
-    }
-    async fn tenants(&self) -> store::Result<Vec<String>> {
-        self.inner.tenants().await
-    }
-    async fn next_epoch(&self) -> store::Result<store::Epoch> {
-        self.inner.next_epoch().await
-    }
-    async fn current_epoch(&self) -> store::Result<store::Epoch> {
-        self.inner.current_epoch().await
-    }
-    async fn raise_epoch(&self, floor: store::Epoch) -> store::Result<store::Epoch> {
-        self.inner.raise_epoch(floor).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::Change> {
-        self.inner.subscribe()
-    }
-    async fn acquire_lease(
-        &self,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> store::Result<Option<store::Epoch>> {
-        self.inner.acquire_lease(holder, ttl).await
-    }
-    async fn release_lease(&self, holder: &str) -> store::Result<()> {
-        self.inner.release_lease(holder).await
-    }
-    async fn lease_holder(&self) -> store::Result<Option<(String, store::Epoch)>> {
-        self.inner.lease_holder().await
-    }
-    async fn snapshot(&self) -> store::Result<store::Snapshot> {
-        self.inner.snapshot().await
-    }
-    async fn restore(
-        &self,
-        entries: Vec<store::Entry>,
-        revisions: std::collections::BTreeMap<String, store::Version>,
-        force: bool,
-        epoch_floor: store::Epoch,
-    ) -> store::Result<store::Epoch> {
-        self.inner
-            .restore(entries, revisions, force, epoch_floor)
-            .await
     }
 }
 

@@ -30,8 +30,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+pub use layer::Layer;
+
 #[cfg(feature = "testing")]
 pub mod conformance;
+pub mod layer;
 pub mod redb;
 pub mod redis;
 

@@ -3,11 +3,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
-use crate::store::{
-    Change, DynStore, Entry, Epoch, Key, Range, Result, Snapshot, Store, Txn, Version, Versioned,
-};
+use crate::store::{DynStore, Entry, Key, Layer, Range, Result, Store, Txn, Version, Versioned};
 
 /// Reads made through a [`Counting`] store.
 #[derive(Debug, Default)]
@@ -69,19 +66,13 @@ impl Counting {
 }
 
 #[async_trait::async_trait]
-impl Store for Counting {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn unwritable(&self) -> Option<String> {
-        self.inner.unwritable()
+impl Layer for Counting {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
         self.counts.gets.fetch_add(1, Relaxed);
         self.inner.get(key).await
-    }
-    async fn commit(&self, txn: Txn) -> Result<Version> {
-        self.inner.commit(txn).await
     }
     async fn commit_many(&self, txns: Vec<Txn>) -> Vec<Result<Version>> {
         self.inner.commit_many(txns).await
@@ -95,41 +86,5 @@ impl Store for Counting {
         let r = self.inner.list_range(tenant, range).await;
         self.listed(&r);
         r
-    }
-    async fn tenants(&self) -> Result<Vec<String>> {
-        self.inner.tenants().await
-    }
-    async fn next_epoch(&self) -> Result<Epoch> {
-        self.inner.next_epoch().await
-    }
-    async fn current_epoch(&self) -> Result<Epoch> {
-        self.inner.current_epoch().await
-    }
-    async fn raise_epoch(&self, floor: Epoch) -> Result<Epoch> {
-        self.inner.raise_epoch(floor).await
-    }
-    async fn snapshot(&self) -> Result<Snapshot> {
-        self.inner.snapshot().await
-    }
-    async fn restore(
-        &self,
-        entries: Vec<Entry>,
-        revisions: std::collections::BTreeMap<String, Version>,
-        force: bool,
-        floor: Epoch,
-    ) -> Result<Epoch> {
-        self.inner.restore(entries, revisions, force, floor).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.inner.subscribe()
-    }
-    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Epoch>> {
-        self.inner.acquire_lease(holder, ttl).await
-    }
-    async fn release_lease(&self, holder: &str) -> Result<()> {
-        self.inner.release_lease(holder).await
-    }
-    async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
-        self.inner.lease_holder().await
     }
 }

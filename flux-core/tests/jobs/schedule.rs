@@ -235,9 +235,9 @@ impl Counting {
 }
 
 #[async_trait::async_trait]
-impl store::Store for Counting {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
+impl store::Layer for Counting {
+    fn inner(&self) -> &dyn store::Store {
+        self.inner.as_ref()
     }
     async fn get(&self, key: &Key) -> store::Result<Option<store::Versioned>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
@@ -266,44 +266,6 @@ impl store::Store for Counting {
     ) -> store::Result<Vec<store::Entry>> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_range(tenant, range).await
-    }
-    async fn tenants(&self) -> store::Result<Vec<String>> {
-        self.inner.tenants().await
-    }
-    async fn next_epoch(&self) -> store::Result<Epoch> {
-        self.inner.next_epoch().await
-    }
-    async fn current_epoch(&self) -> store::Result<Epoch> {
-        self.inner.current_epoch().await
-    }
-    async fn raise_epoch(&self, floor: Epoch) -> store::Result<Epoch> {
-        self.inner.raise_epoch(floor).await
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<store::Change> {
-        self.inner.subscribe()
-    }
-    async fn acquire_lease(&self, holder: &str, ttl: Duration) -> store::Result<Option<Epoch>> {
-        self.inner.acquire_lease(holder, ttl).await
-    }
-    async fn release_lease(&self, holder: &str) -> store::Result<()> {
-        self.inner.release_lease(holder).await
-    }
-    async fn lease_holder(&self) -> store::Result<Option<(String, Epoch)>> {
-        self.inner.lease_holder().await
-    }
-    async fn snapshot(&self) -> store::Result<store::Snapshot> {
-        self.inner.snapshot().await
-    }
-    async fn restore(
-        &self,
-        entries: Vec<store::Entry>,
-        revisions: BTreeMap<String, Version>,
-        force: bool,
-        epoch_floor: Epoch,
-    ) -> store::Result<Epoch> {
-        self.inner
-            .restore(entries, revisions, force, epoch_floor)
-            .await
     }
 }
 
