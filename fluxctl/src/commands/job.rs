@@ -23,7 +23,7 @@ use crate::output::{Output, Render, SortedKeys, age, emit, print_json, short, ta
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
     /// Submit a job. One argument is a shell command line; several are an argv.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show one job.
     Get { id: String },
     /// List jobs, newest first: one page, or every page with --all.
@@ -121,6 +121,9 @@ pub struct RunArgs {
     /// yet (one about to enroll); without it such a job is refused.
     #[arg(long, requires = "node")]
     allow_unknown_node: bool,
+    /// Rollout options (with --all): the control plane runs the targets at this rate.
+    #[command(flatten)]
+    rollout: super::rollout::RolloutFlags,
     /// The command.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -129,7 +132,7 @@ pub struct RunArgs {
 pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
     let api = ctx.client()?;
     match cmd {
-        JobCmd::Run(r) => submit(ctx, &api, r).await,
+        JobCmd::Run(r) => submit(ctx, &api, *r).await,
         JobCmd::Get { id } => {
             let job: Job = api.get(&format!("/v1/jobs/{id}")).await?;
             emit(ctx.out, &job)?;
@@ -277,7 +280,12 @@ fn submit_request(r: RunArgs) -> Result<SubmitJob> {
 /// `job run`: submit, then without --wait print the job (its id in a table).
 async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
     let (all, wait, limit) = (r.all, r.wait, r.wait_timeout);
+    let flags = r.rollout.clone();
     let req = submit_request(r)?;
+    if all && flags.any() {
+        let spec = super::rollout::spec_of(&req, &flags);
+        return super::rollout::start(ctx, api, &spec, wait).await;
+    }
     if all {
         return fan_out(ctx, api, &req, wait, limit).await;
     }
