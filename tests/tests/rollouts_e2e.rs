@@ -1,0 +1,458 @@
+//! Rollouts end to end with real agents: `fluxctl job run -l role=web --all --max-concurrency
+//! ...` creates a rollout that the leader drives. What each test checks is measured from the
+//! side effects the jobs write themselves (start and end times per target), not from the
+//! rollout's own record: the concurrency is never exceeded, the error budget stops the run, a
+//! failing canary stops it before any other target, pause holds new starts until resume, retry
+//! runs only the targets that did not succeed, and bad specs are refused naming their field
+//! with nothing created.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use flux_tests::*;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+const WEB: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
+
+/// Per node, the (start, end) times in ns its jobs wrote under `dir` (one file per node).
+fn side_effects(dir: &Path) -> BTreeMap<String, Vec<(u128, Option<u128>)>> {
+    let mut m = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let mut runs: Vec<(u128, Option<u128>)> = Vec::new();
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            match (w.next(), w.next().and_then(|t| t.parse::<u128>().ok())) {
+                (Some("start"), Some(t)) => runs.push((t, None)),
+                (Some("end"), Some(t)) => {
+                    runs.last_mut().expect("an end after a start").1 = Some(t)
+                }
+                _ => panic!("unexpected line {line:?}"),
+            }
+        }
+        m.insert(e.file_name().to_string_lossy().into_owned(), runs);
+    }
+    m
+}
+
+/// The most runs in progress at any instant.
+fn max_overlap(runs: &[(u128, u128)]) -> usize {
+    let mut ev: Vec<(u128, i32)> = Vec::new();
+    for (s, e) in runs {
+        ev.push((*s, 1));
+        ev.push((*e, -1));
+    }
+    // Ends before starts at the same instant.
+    ev.sort();
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in ev {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
+
+/// A shell command that records its start and end times under `dir`, sleeps, and exits with
+/// `exit` (a shell expression).
+fn recording(dir: &Path, sleep: &str, exit: &str) -> String {
+    format!(
+        "f={d}/$FLUX_NODE_ID; echo start $(date +%s%N) >> $f; sleep {sleep}; echo end $(date +%s%N) >> $f; {exit}",
+        d = dir.display()
+    )
+}
+
+fn rollout_json(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
+}
+
+fn states(r: &Value) -> BTreeMap<String, String> {
+    r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["node_id"].as_str().unwrap().to_string(),
+                t["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn fleet(d: &Fluxd) -> Vec<Proc> {
+    let mut agents = Vec::new();
+    for n in WEB {
+        agents.push(d.agent("default", n, &["role=web"]).await);
+    }
+    agents.push(d.agent("default", "db1", &["role=db"]).await);
+    agents
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_effects() {
+    let d = Fluxd::start().await;
+    let _agents = fleet(&d).await;
+
+    // 1. Concurrency 2 over 5 targets: every web agent ran once, never more than 2 at once,
+    //    and 2 did run at once (the bound is reached, not just respected).
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = recording(dir.path(), "0.6", "true");
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "2",
+            "--max-errors",
+            "0",
+            "--wait",
+            &cmd,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = rollout_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert!(states(&r).values().all(|s| s == "succeeded"), "{r}");
+    let fx = side_effects(dir.path());
+    assert_eq!(
+        fx.keys().cloned().collect::<Vec<_>>(),
+        WEB.to_vec(),
+        "db1 is no target"
+    );
+    let mut runs = Vec::new();
+    for (node, rs) in &fx {
+        assert_eq!(rs.len(), 1, "{node} ran {} times", rs.len());
+        runs.push((rs[0].0, rs[0].1.expect("the run ended")));
+    }
+    assert_eq!(max_overlap(&runs), 2, "{runs:?}");
+    // The rollout's jobs are ordinary jobs of kind rollout, grouped by the rollout id.
+    let id = r["rollout_id"].as_str().unwrap();
+    let (s, jobs) = d
+        .get(&format!("/v1/jobs?group={id}&kind=rollout"), &d.admin)
+        .await;
+    assert_eq!(s, 200, "{jobs}");
+    assert_eq!(jobs.as_array().unwrap().len(), 5, "{jobs}");
+
+    // 2. 20% of 5 rounds up to 1 at once; a budget of 1 error: the second failure stops it.
+    //    Exactly two targets ran; exit 3.
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = recording(dir.path(), "0.1", "exit 1");
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "20%",
+            "--max-errors",
+            "1",
+            "--wait",
+            &cmd,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let r = rollout_json(&o);
+    assert_eq!(r["status"], "halted", "{r}");
+    assert_eq!(r["params"]["max_concurrency"], 1, "{r}");
+    let fx = side_effects(dir.path());
+    assert_eq!(fx.len(), 2, "only two targets ran: {fx:?}");
+    let st = states(&r);
+    assert_eq!(st.values().filter(|s| *s == "failed").count(), 2, "{r}");
+    assert_eq!(
+        st.values().filter(|s| *s == "not_started").count(),
+        3,
+        "{r}"
+    );
+    for n in fx.keys() {
+        assert_eq!(st[n], "failed", "{n}: {r}");
+    }
+
+    // 3. A failing canary stops the rollout before any other target, whatever the budget.
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = recording(dir.path(), "0.1", "exit 7");
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "100%",
+            "--max-errors",
+            "4",
+            "--canary",
+            "1",
+            "--wait",
+            &cmd,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let fx = side_effects(dir.path());
+    assert_eq!(fx.keys().cloned().collect::<Vec<_>>(), vec!["w1"], "{fx:?}");
+    // Not on a terminal: one line per change on stderr, and the per-target table at the end.
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(err.contains("w1 failed"), "{err}");
+    assert!(err.contains("a canary failed"), "{err}");
+    assert!(
+        out.contains("w1 (canary)") && out.contains("not_started"),
+        "{out}"
+    );
+
+    // 4. Failures within the budget: the rollout runs to its end and exits 1; retry runs only
+    //    the failed target, as a new rollout that references the first.
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = recording(
+        dir.path(),
+        "0.1",
+        "[ \"$FLUX_NODE_ID\" != w3 ] || [ -e $f.fixed ]",
+    );
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "5",
+            "--max-errors",
+            "1",
+            "--wait",
+            &cmd,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let first = rollout_json(&o);
+    assert_eq!(first["status"], "failed", "{first}");
+    assert_eq!(states(&first)["w3"], "failed");
+    std::fs::write(dir.path().join("w3.fixed"), "").unwrap();
+    let first_id = first["rollout_id"].as_str().unwrap();
+    let o = d.fluxctl(
+        &d.admin,
+        &["-o", "json", "rollout", "retry", first_id, "--wait"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let second = rollout_json(&o);
+    assert_eq!(second["retry_of"], first_id, "{second}");
+    assert_eq!(
+        states(&second).keys().cloned().collect::<Vec<_>>(),
+        vec!["w3"]
+    );
+    let fx = side_effects(dir.path());
+    for n in WEB {
+        let want = if n == "w3" { 2 } else { 1 };
+        assert_eq!(fx[n].len(), want, "{n}: {fx:?}");
+    }
+    // Both show in the listing, newest first.
+    let (s, list) = d.get("/v1/rollouts?limit=2", &d.admin).await;
+    assert_eq!(s, 200);
+    assert_eq!(list[0]["rollout_id"], second["rollout_id"], "{list}");
+    assert_eq!(list[1]["rollout_id"], first_id, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() {
+    let d = Fluxd::start().await;
+    let _agents = fleet(&d).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let fx = dir.path().join("fx");
+    std::fs::create_dir(&fx).unwrap();
+    // Each target waits for the gate file (bounded by its timeout).
+    let cmd = format!(
+        "echo start $(date +%s%N) >> {fx}/$FLUX_NODE_ID; while [ ! -e {gate} ]; do sleep 0.05; done; echo end $(date +%s%N) >> {fx}/$FLUX_NODE_ID",
+        fx = fx.display(),
+        gate = gate.display()
+    );
+    let (s, r) = d
+        .post(
+            "/v1/rollouts",
+            &d.admin,
+            &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2, "timeout_secs": 60}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let id = r["rollout_id"].as_str().unwrap().to_string();
+    eventually("two targets running", T, || async {
+        (std::fs::read_dir(&fx).ok()?.count() == 2).then_some(())
+    })
+    .await;
+    let (s, p) = d
+        .post(&format!("/v1/rollouts/{id}/pause"), &d.admin, &json!({}))
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["status"], "paused");
+    std::fs::write(&gate, "").unwrap();
+    // The two running targets finish and are recorded; nothing new starts while paused.
+    let paused = eventually("the running targets recorded", T, || async {
+        let (_, v) = d.get(&format!("/v1/rollouts/{id}"), &d.admin).await;
+        (states(&v).values().filter(|s| *s == "succeeded").count() == 2).then_some(v)
+    })
+    .await;
+    assert_eq!(paused["status"], "paused");
+    // Several leader passes (a tick is 250 ms) go by: still two side effects only.
+    let leader_passes_done = tokio::time::Instant::now() + Duration::from_millis(1500);
+    eventually("time for several leader passes", T, || async {
+        assert_eq!(
+            std::fs::read_dir(&fx).unwrap().count(),
+            2,
+            "nothing starts while paused"
+        );
+        (tokio::time::Instant::now() >= leader_passes_done).then_some(())
+    })
+    .await;
+    let (s, v) = d
+        .post(&format!("/v1/rollouts/{id}/resume"), &d.admin, &json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let done = eventually("the rollout to finish", T, || async {
+        let (_, v) = d.get(&format!("/v1/rollouts/{id}"), &d.admin).await;
+        (v["status"] == "succeeded").then_some(v)
+    })
+    .await;
+    assert!(states(&done).values().all(|s| s == "succeeded"), "{done}");
+    assert_eq!(side_effects(&fx).len(), 5);
+    // A finished rollout cannot be paused.
+    let (s, v) = d
+        .post(&format!("/v1/rollouts/{id}/pause"), &d.admin, &json!({}))
+        .await;
+    assert_eq!(s, 409, "{v}");
+
+    // Cancel: the running targets' jobs are cancelled, nothing else starts; exit 130.
+    let (s, r) = d
+        .post(
+            "/v1/rollouts",
+            &d.admin,
+            &json!({"command": "sleep 60", "selector": "role=web", "max_concurrency": "40%"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let id = r["rollout_id"].as_str().unwrap().to_string();
+    eventually("two targets running", T, || async {
+        let (_, v) = d.get(&format!("/v1/rollouts/{id}"), &d.admin).await;
+        (states(&v).values().filter(|s| *s == "running").count() == 2).then_some(())
+    })
+    .await;
+    let o = d.fluxctl(&d.admin, &["rollout", "cancel", &id]);
+    ok(&o).unwrap();
+    let o = d.fluxctl(&d.admin, &["-o", "json", "rollout", "wait", &id]);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let r = rollout_json(&o);
+    let st = states(&r);
+    assert_eq!(st.values().filter(|s| *s == "cancelled").count(), 2, "{r}");
+    assert_eq!(
+        st.values().filter(|s| *s == "not_started").count(),
+        3,
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
+    let d = Fluxd::start().await;
+    let _a = d.agent("default", "w1", &["role=web"]).await;
+    for (body, field) in [
+        (
+            json!({"command": "true", "selector": "role=web", "max_concurrency": "150%"}),
+            "max_concurrency",
+        ),
+        (
+            json!({"command": "true", "selector": "role=web", "max_concurrency": "0%"}),
+            "max_concurrency",
+        ),
+        (
+            json!({"command": "true", "selector": "role=web", "max_concurrency": 0}),
+            "max_concurrency",
+        ),
+        (
+            json!({"command": "true", "selector": "role=web", "max_errors": "101%"}),
+            "max_errors",
+        ),
+        (
+            json!({"command": "true", "selector": "role=nothing"}),
+            "selector",
+        ),
+        (
+            json!({"command": "true", "selector": "role=web", "max_concurency": 1}),
+            "max_concurency",
+        ),
+        (
+            json!({"command": "true", "selector": "role=web", "batch_wait_secs": 999999999}),
+            "batch_wait_secs",
+        ),
+        (json!({"selector": "role=web"}), "command"),
+    ] {
+        let (s, v) = d.post("/v1/rollouts", &d.admin, &body).await;
+        assert!((400..500).contains(&s), "{body}: {s} {v}");
+        let m = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(m.contains(field), "{body}: {m}");
+    }
+    let (s, list) = d.get("/v1/rollouts", &d.admin).await;
+    assert_eq!(s, 200);
+    assert_eq!(list, json!([]), "nothing created");
+    let (s, jobs) = d.get("/v1/jobs?kind=all", &d.admin).await;
+    assert_eq!(s, 200);
+    assert_eq!(jobs, json!([]), "no job created");
+    // A viewer may read but not create; another tenant's rollout is not found.
+    let viewer = d.token("default", "viewer", None).await;
+    let (s, _) = d
+        .post(
+            "/v1/rollouts",
+            &viewer,
+            &json!({"command": "true", "selector": "role=web"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, r) = d
+        .post(
+            "/v1/rollouts",
+            &d.admin,
+            &json!({"command": "true", "selector": "role=web"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let other = d.token("other", "admin", None).await;
+    let (s, _) = d
+        .get(
+            &format!("/v1/rollouts/{}", r["rollout_id"].as_str().unwrap()),
+            &other,
+        )
+        .await;
+    assert_eq!(s, 404);
+    // The CLI says the same before anything is sent for a bad limit.
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "0",
+            "true",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max_concurrency"), "{}", stderr(&o));
+}
