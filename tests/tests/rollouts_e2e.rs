@@ -456,3 +456,108 @@ async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("max_concurrency"), "{}", stderr(&o));
 }
+
+/// A target offline at its turn is skipped (an error only with --offline-is-error), a failed
+/// verify is an error, and a target over its timeout is an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors() {
+    let d = Fluxd::start_with(FluxdOpts::fast_liveness()).await;
+    let _w1 = d.agent("default", "w1", &["role=web"]).await;
+    let mut w2 = d.agent("default", "w2", &["role=web"]).await;
+    let _w3 = d.agent("default", "w3", &["role=web"]).await;
+    w2.kill9();
+    d.wait_agent_state(&d.admin, "w2", "unreachable", T).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!(
+        "[ \"$FLUX_NODE_ID\" = w3 ] || touch {d}/$FLUX_NODE_ID",
+        d = dir.path().display()
+    );
+    let verify = format!("test -e {d}/$FLUX_NODE_ID", d = dir.path().display());
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "1",
+            "--max-errors",
+            "5",
+            "--verify",
+            &verify,
+            "--wait",
+            &run,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = rollout_json(&o);
+    let st = states(&r);
+    assert_eq!(st["w1"], "succeeded", "{r}");
+    assert_eq!(st["w2"], "skipped", "{r}");
+    assert_eq!(st["w3"], "failed", "{r}");
+    let w3 = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node_id"] == "w3")
+        .unwrap();
+    assert_eq!(w3["error"], "verify: exit code 1", "{r}");
+    // With --offline-is-error and no budget the skipped target stops the rollout.
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "1",
+            "--offline-is-error",
+            "--wait",
+            "true",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let st = states(&rollout_json(&o));
+    assert_eq!(st["w2"], "skipped");
+    assert_eq!(st["w3"], "not_started");
+    // A target over its timeout is an error.
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "-o",
+            "json",
+            "job",
+            "run",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "2",
+            "--max-errors",
+            "5",
+            "--timeout",
+            "1s",
+            "--wait",
+            "if [ \"$FLUX_NODE_ID\" = w1 ]; then sleep 30; fi",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = rollout_json(&o);
+    let w1 = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node_id"] == "w1")
+        .unwrap();
+    assert_eq!(w1["state"], "failed", "{r}");
+    assert_eq!(w1["error"], "timed out", "{r}");
+    assert_eq!(states(&r)["w3"], "succeeded", "{r}");
+}
