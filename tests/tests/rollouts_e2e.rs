@@ -561,3 +561,48 @@ async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors(
     assert_eq!(w1["error"], "timed out", "{r}");
     assert_eq!(states(&r)["w3"], "succeeded", "{r}");
 }
+
+/// `examples/rollout.sh` works against a live control plane as documented: exit 0 when every
+/// target succeeded, 3 with the retry hint when the canary fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rollout_example_script_follows_a_rollout_and_reports_it() {
+    let d = Fluxd::start().await;
+    let _a = d.agent("default", "w1", &["role=web"]).await;
+    let _b = d.agent("default", "w2", &["role=web"]).await;
+    let operator = d.token("default", "operator", None).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollout.sh");
+    let run = |cmd: &str| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg(cmd)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("FLUX_SERVER", &d.url)
+            .env("FLUX_CA", d.ca_path())
+            .env("FLUX_TOKEN", &operator)
+            .env("FLUX_CONFIG", d.dir.path().join("none.toml"))
+            .env("BATCH_WAIT", "0s")
+            .output()
+            .unwrap()
+    };
+    let o = run("true");
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("every target succeeded"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run("false");
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("fluxctl rollout retry r-"),
+        "{}",
+        stderr(&o)
+    );
+}
