@@ -5324,7 +5324,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__tenants__subcmd__quota__subcmd__set)
-            opts="-o -h -V --max-queued --max-running --submit-rate --submit-burst --max-states --job-retention --job-retention-count --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --max-queued --max-running --submit-rate --submit-burst --max-states --job-retention --job-retention-count --rollout-above --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5355,6 +5355,10 @@ _fluxctl() {
                     return 0
                     ;;
                 --job-retention-count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rollout-above)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

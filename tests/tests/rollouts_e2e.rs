@@ -606,3 +606,45 @@ async fn the_rollout_example_script_follows_a_rollout_and_reports_it() {
         stderr(&o)
     );
 }
+
+/// A tenant's `rollout_above`: `--all` over more agents than that, without rollout options,
+/// runs as a rollout with safe defaults (one canary, 10% at once, no error tolerated) instead
+/// of everywhere at once; at or below it, it stays a plain fan-out.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_above_turns_a_wide_fan_out_into_a_safe_rollout() {
+    let d = Fluxd::start().await;
+    let _agents = fleet(&d).await;
+    let o = d.fluxctl(
+        &d.admin,
+        &["tenants", "quota", "set", "default", "--rollout-above", "3"],
+    );
+    ok(&o).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = recording(dir.path(), "0.2", "true");
+    let o = d.fluxctl(
+        &d.admin,
+        &[
+            "-o", "json", "job", "run", "-l", "role=web", "--all", "--wait", &cmd,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("rollout_above (3)"), "{}", stderr(&o));
+    let r = rollout_json(&o);
+    assert_eq!(r["params"]["max_concurrency"], 1, "{r}");
+    assert_eq!(r["params"]["max_errors"], 0, "{r}");
+    assert_eq!(r["params"]["canary"], 1, "{r}");
+    let mut runs: Vec<(u128, u128)> = side_effects(dir.path())
+        .values()
+        .map(|v| (v[0].0, v[0].1.unwrap()))
+        .collect();
+    assert_eq!(runs.len(), 5);
+    assert_eq!(max_overlap(&runs), 1, "{runs:?}");
+    runs.clear();
+    // One agent (db1) is not above the setting: a plain fan-out.
+    let o = d.fluxctl(
+        &d.admin,
+        &["-o", "json", "job", "run", "-l", "role=db", "--all", "true"],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["group"].is_string(), "{v}");
+}

@@ -400,7 +400,17 @@ async fn fan_out(
     wait: bool,
     limit: Option<Duration>,
 ) -> CliResult {
-    let reply: FanOutReply = api.post("/v1/jobs", req).await?;
+    let value: serde_json::Value = api.post("/v1/jobs", req).await?;
+    // The tenant's `rollout_above` turned the fan-out into a rollout.
+    if let Some(r) = value.get("rollout") {
+        for w in value["warnings"].as_array().into_iter().flatten() {
+            eprintln!("fluxctl: warning: {}", w.as_str().unwrap_or_default());
+        }
+        let r: flux_core::rollout::Rollout =
+            serde_json::from_value(r.clone()).context("reading the rollout")?;
+        return super::rollout::created(ctx, api, r, wait).await;
+    }
+    let reply: FanOutReply = serde_json::from_value(value).context("reading the fan-out")?;
     if !wait {
         emit(
             ctx.out,

@@ -119,6 +119,11 @@ pub fn spec_of(job: &flux_core::model::SubmitJob, f: &RolloutFlags) -> RolloutSp
 /// Creates a rollout; with `wait` follows it to its end.
 pub async fn start(ctx: &Ctx, api: &ApiClient, spec: &RolloutSpec, wait: bool) -> CliResult {
     let r: Rollout = api.post("/v1/rollouts", spec).await?;
+    created(ctx, api, r, wait).await
+}
+
+/// Prints a created rollout, or with `wait` follows it to its end.
+pub async fn created(ctx: &Ctx, api: &ApiClient, r: Rollout, wait: bool) -> CliResult {
     if !wait {
         emit(ctx.out, &Created(&r))?;
         return Ok(());
