@@ -126,9 +126,21 @@ async fn rollout_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
     let mut changes = l.store.subscribe();
     let mut tick = tokio::time::interval(ROLLOUT_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Finished rollouts are collected on the collector's interval, after its job retention.
+    let gc_every = l.gc.map_or(Duration::from_secs(3600), |c| c.interval);
+    let mut gc_tick = tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
+    gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = gc_tick.tick(), if l.gc.is_some() => {
+                match rollout_gc_pass(l, &rollouts, epoch).await {
+                    Ok(()) => {}
+                    Err(StoreError::Fenced { current, .. }) => return current,
+                    Err(e) => tracing::warn!(error = %e, "rollout retention pass failed"),
+                }
+                continue;
+            }
             c = changes.recv() => {
                 match c {
                     Ok(c) if !wakes_rollouts(&c) => continue,
@@ -144,6 +156,33 @@ async fn rollout_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
             Err(e) => tracing::warn!(error = %e, "rollout pass failed; retrying"),
         }
     }
+}
+
+/// Collects every tenant's rollouts that finished longer ago than its job retention.
+pub async fn rollout_gc_pass(
+    l: &Leader<'_>,
+    rollouts: &crate::rollout::Rollouts,
+    epoch: Epoch,
+) -> Result<(), StoreError> {
+    let Some(cfg) = l.gc else { return Ok(()) };
+    for t in &l.jobs.tenants().await.map_err(job_to_store)? {
+        let quota = match l.host.quota(t).await {
+            Ok(q) => q,
+            Err(QuotaError::Store(e)) => return Err(e),
+            Err(_) => Quota::default(),
+        };
+        let keep = cfg.for_tenant(&quota).retention_ms;
+        match rollouts.collect(t, keep, epoch, now_ms()).await {
+            Ok(_) => {}
+            Err(crate::rollout::RolloutError::Store(e @ StoreError::Fenced { .. })) => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "rollout retention of a tenant failed")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One rollout pass over every tenant ([`crate::rollout::Rollouts::pass`]).

@@ -648,3 +648,42 @@ async fn rollout_above_turns_a_wide_fan_out_into_a_safe_rollout() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["group"].is_string(), "{v}");
 }
+
+/// Finished rollouts are collected after the job retention; an unfinished one is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_rollouts_are_collected_after_the_retention_and_running_ones_kept() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: ["--job-retention", "1s", "--gc-interval", "200ms"]
+            .map(String::from)
+            .to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _a = d.agent("default", "w1", &["role=web"]).await;
+    let _b = d.agent("default", "w2", &["role=web"]).await;
+    let (s, done) = d
+        .post(
+            "/v1/rollouts",
+            &d.admin,
+            &json!({"command": "true", "nodes": ["w1"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{done}");
+    let (s, long) = d
+        .post(
+            "/v1/rollouts",
+            &d.admin,
+            &json!({"command": "sleep 30", "nodes": ["w2"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{long}");
+    let done_id = done["rollout_id"].as_str().unwrap();
+    let long_id = long["rollout_id"].as_str().unwrap();
+    eventually("the finished rollout collected", T, || async {
+        (d.get(&format!("/v1/rollouts/{done_id}"), &d.admin).await.0 == 404).then_some(())
+    })
+    .await;
+    let (s, v) = d.get(&format!("/v1/rollouts/{long_id}"), &d.admin).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "running", "{v}");
+}

@@ -250,3 +250,51 @@ impl Rollouts {
         Ok(())
     }
 }
+
+/// Rollout records looked at per tenant in one retention pass (the oldest first).
+pub const COLLECT_BATCH: usize = 64;
+
+impl Rollouts {
+    /// Retention of finished rollouts: among the tenant's oldest [`COLLECT_BATCH`] rollouts,
+    /// deletes those that finished more than `retention_ms` before `now`, as leader of `epoch`
+    /// (one fenced transaction, each deletion expecting the record as read). An unfinished
+    /// rollout is never collected. Returns how many were deleted.
+    pub async fn collect(
+        &self,
+        tenant: &str,
+        retention_ms: u64,
+        epoch: Epoch,
+        now: Millis,
+    ) -> Result<u64> {
+        let entries = self
+            .store
+            .list_range(tenant, &Range::first(keys::ROLLOUTS, COLLECT_BATCH))
+            .await?;
+        let mut txn = Txn::new().fenced(epoch);
+        let mut n = 0;
+        for e in entries {
+            let Ok(r) = serde_json::from_slice::<super::Rollout>(&e.value) else {
+                continue;
+            };
+            if expired(&r, retention_ms, now) {
+                txn = txn.delete(e.key, Expect::Version(e.version));
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        match self.store.commit(txn).await {
+            Ok(_) => Ok(n),
+            Err(StoreError::Conflict { .. }) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Whether a rollout may be collected: finished more than `retention_ms` before `now`. Pure.
+pub fn expired(r: &super::Rollout, retention_ms: u64, now: Millis) -> bool {
+    r.status.is_finished()
+        && r.finished_at
+            .is_some_and(|f| now >= f.saturating_add(retention_ms))
+}
