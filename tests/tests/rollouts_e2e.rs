@@ -332,6 +332,15 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
     .await;
     assert!(states(&done).values().all(|s| s == "succeeded"), "{done}");
     assert_eq!(side_effects(&fx).len(), 5);
+    // Pause and resume are in the audit trail.
+    let (_, audit) = d.get("/v1/audit", &d.admin).await;
+    let text = audit.to_string();
+    for action in [
+        "POST /v1/rollouts/{id}/pause",
+        "POST /v1/rollouts/{id}/resume",
+    ] {
+        assert!(text.contains(action), "{action} not audited: {text}");
+    }
     // A finished rollout cannot be paused.
     let (s, v) = d
         .post(&format!("/v1/rollouts/{id}/pause"), &d.admin, &json!({}))
