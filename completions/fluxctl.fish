@@ -37,6 +37,7 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -l insecure -d 'Accept any
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "rollout" -d 'Follow and steer rollouts (runs across a fleet at a controlled rate)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "agents" -d 'List and inspect agents'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "token" -d 'Create and revoke tokens (admin)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
@@ -83,6 +84,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent this selector matches: KEY=VALUE, or any expression such as \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Idempotency key: submitting twice with the same key runs the job once' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l wait-timeout -d 'With --wait: give up (exit 1) when the job has not ended after this long' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l max-concurrency -d 'With --all: run as a rollout, this many targets at once (a count or a percentage of the targets, rounded up, at least 1)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l max-errors -d 'With --all: errors tolerated over the whole rollout (count or percentage); one more stops it. Default 0 in a rollout' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l canary -d 'With --all: that many targets run first, alone; any canary failure stops the rollout' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l verify -d 'With --all: a shell command run on each target after its job succeeded; its failure is an error' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l batch-wait -d 'With --all: run in batches of --max-concurrency, waiting this long between them' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l on-halt -d 'With --all: when the budget is spent, let running targets finish (wait) or cancel them' -r -f -a "wait\t''
+cancel\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l token-file -d 'File holding the bearer token' -r -F
@@ -96,6 +104,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l shell -d 'Join all arguments into one shell command line'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code. Gives up (exit 1) when the agent the job is pinned to is dead or revoked, or after --wait-timeout'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l allow-unknown-node -d 'With --node: queue the job even if no agent has enrolled or registered as that node yet (one about to enroll); without it such a job is refused'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l offline-is-error -d 'With --all: count a target whose agent is offline at its turn as an error'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
@@ -114,8 +123,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l status -d 'Only jobs in this status (queued, assigned, running, succeeded, failed, cancelled, timed_out)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l node -d 'Only jobs pinned to or held by this agent' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l group -d 'Only the jobs of this fan-out group' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l kind -d 'Which jobs: made by users (default), by the reconciler, or all' -r -f -a "user\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l kind -d 'Which jobs: made by users (default), by the reconciler, by rollouts, or all' -r -f -a "user\t''
 reconciler\t''
+rollout\t''
 all\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l limit -d 'Jobs per page (1 to 1000; default 50, or 1000 with --all)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -189,6 +199,120 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "attempts" -d 'Show a job\'s attempts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "list" -d 'List rollouts, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "get" -d 'Show a rollout and its targets'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "wait" -d 'Follow a rollout until it finishes; exits 0, 1, 3 or 130 like `job run --wait`'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "pause" -d 'Start no new target until resumed (running ones finish)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "resume" -d 'Resume a paused rollout'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "cancel" -d 'Cancel a rollout: nothing new starts, running targets are cancelled'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "retry" -d 'Run the failed, skipped and not started targets of a finished rollout again, as a new rollout that references it'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and not __fish_seen_subcommand_from list get wait pause resume cancel retry help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l limit -d 'Rollouts per page (1 to 1000)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -s w -l wait -d 'Follow the new rollout until it finishes'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from retry" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "list" -d 'List rollouts, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show a rollout and its targets'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Follow a rollout until it finishes; exits 0, 1, 3 or 130 like `job run --wait`'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "pause" -d 'Start no new target until resumed (running ones finish)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "resume" -d 'Resume a paused rollout'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a rollout: nothing new starts, running targets are cancelled'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "retry" -d 'Run the failed, skipped and not started targets of a finished rollout again, as a new rollout that references it'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token-file -d 'File holding the bearer token' -r -F
@@ -847,23 +971,24 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "delete" -d 'Delete objects'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "whoami" -d 'Show the identity of the current token'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "config" -d 'Manage contexts in the config file'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "completions" -d 'Print shell completions'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "rollout" -d 'Follow and steer rollouts (runs across a fleet at a controlled rate)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "delete" -d 'Delete objects'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first: one page, or every page with --all'
@@ -871,6 +996,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "cancel" -d 'Cancel a job (running jobs are killed with their whole process group)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "wait" -d 'Wait for a job to end; exits like `job run --wait`'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "attempts" -d 'Show a job\'s attempts'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "list" -d 'List rollouts, newest first'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "get" -d 'Show a rollout and its targets'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "wait" -d 'Follow a rollout until it finishes; exits 0, 1, 3 or 130 like `job run --wait`'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "pause" -d 'Start no new target until resumed (running ones finish)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "resume" -d 'Resume a paused rollout'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "cancel" -d 'Cancel a rollout: nothing new starts, running targets are cancelled'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "retry" -d 'Run the failed, skipped and not started targets of a finished rollout again, as a new rollout that references it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'

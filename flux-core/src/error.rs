@@ -24,6 +24,7 @@ use crate::auth::AuthError;
 use crate::backup::BackupError;
 use crate::jobs::JobError;
 use crate::quota::QuotaError;
+use crate::rollout::RolloutError;
 use crate::state::StateError;
 use crate::store::StoreError;
 
@@ -63,6 +64,19 @@ impl HasKind for StoreError {
             // A restore into a store that is not empty (answered 409 by the backup API).
             StoreError::NotEmpty(_) => ErrorKind::Conflict,
             _ => ErrorKind::Unavailable,
+        }
+    }
+}
+
+impl HasKind for RolloutError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RolloutError::NotFound(_) => ErrorKind::NotFound,
+            RolloutError::Invalid(_) => ErrorKind::Invalid,
+            RolloutError::Conflict(_) => ErrorKind::Conflict,
+            RolloutError::Corrupt { .. } => ErrorKind::Corrupt,
+            RolloutError::Jobs(j) => j.kind(),
+            RolloutError::Store(s) => s.kind(),
         }
     }
 }

@@ -129,6 +129,20 @@ pub fn status(name: &str, agent: &str) -> String {
     format!("state_status/{name}/{agent}")
 }
 
+// ---- rollouts ------------------------------------------------------------------------------
+
+/// Prefix of every rollout record (ids are time-ordered: oldest first).
+pub const ROLLOUTS: &str = "rollouts/";
+pub fn rollout(id: &str) -> String {
+    format!("{ROLLOUTS}{id}")
+}
+/// Prefix of the markers of unfinished rollouts: one empty entry per rollout the leader still
+/// drives, written with its record and deleted in the transaction that finishes it.
+pub const ROLLOUTS_ACTIVE: &str = "rollout_active/";
+pub fn rollout_active(id: &str) -> String {
+    format!("{ROLLOUTS_ACTIVE}{id}")
+}
+
 // ---- audit (inside each tenant) ---------------------------------------------------------------
 
 /// The head of a tenant's audit chain (sequence number and hash of the last record).

@@ -33,7 +33,7 @@ pub const RECONCILE_TICK: Duration = Duration::from_millis(500);
 pub const RECONCILE_GAP: Duration = Duration::from_millis(20);
 
 /// What one pass did for one tenant, for the node's metrics.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Tally {
     /// A liveness sweep of the job loop: attempts taken back from agents and requeued.
     Sweep { requeued: u64 },
@@ -44,6 +44,8 @@ pub enum Tally {
         deleted: crate::retention::Deleted,
         conflicts: u64,
     },
+    /// A rollout pass: targets started and ended, rollouts finished.
+    Rollout(crate::rollout::driver::PassReport),
 }
 
 /// What the leader's work needs from the node running it.
@@ -99,7 +101,106 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
         e = job_work(l, epoch, since) => e,
         e = reconcile_work(l, epoch) => e,
         e = gc_work(l, epoch), if l.gc.is_some() => e,
+        e = rollout_work(l, epoch) => e,
     }
+}
+
+/// How often the rollout loop looks at every unfinished rollout even when nothing changed
+/// (batch waits, agents going offline).
+pub const ROLLOUT_TICK: Duration = Duration::from_millis(250);
+
+/// Whether a store change may give the rollout loop work: a rollout or a job changed (or
+/// anything may have, on a resync).
+pub fn wakes_rollouts(c: &Change) -> bool {
+    c.is_resync()
+        || c.paths.iter().any(|p| {
+            p.starts_with(keys::ROLLOUTS)
+                || p.starts_with(keys::ROLLOUTS_ACTIVE)
+                || p.starts_with(keys::JOBS)
+        })
+}
+
+/// Runs rollout passes on every tick and whenever a rollout or a job changes.
+async fn rollout_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
+    let rollouts = crate::rollout::Rollouts::new(l.store_handle.clone(), l.jobs.clone());
+    let mut changes = l.store.subscribe();
+    let mut tick = tokio::time::interval(ROLLOUT_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Finished rollouts are collected on the collector's interval, after its job retention.
+    let gc_every = l.gc.map_or(Duration::from_secs(3600), |c| c.interval);
+    let mut gc_tick = tokio::time::interval_at(tokio::time::Instant::now() + gc_every, gc_every);
+    gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = gc_tick.tick(), if l.gc.is_some() => {
+                match rollout_gc_pass(l, &rollouts, epoch).await {
+                    Ok(()) => {}
+                    Err(StoreError::Fenced { current, .. }) => return current,
+                    Err(e) => tracing::warn!(error = %e, "rollout retention pass failed"),
+                }
+                continue;
+            }
+            c = changes.recv() => {
+                match c {
+                    Ok(c) if !wakes_rollouts(&c) => continue,
+                    _ => {}
+                }
+                tokio::time::sleep(RECONCILE_GAP).await;
+                while changes.try_recv().is_ok() {}
+            }
+        }
+        match rollout_pass(l, &rollouts, epoch).await {
+            Ok(()) => {}
+            Err(StoreError::Fenced { current, .. }) => return current,
+            Err(e) => tracing::warn!(error = %e, "rollout pass failed; retrying"),
+        }
+    }
+}
+
+/// Collects every tenant's rollouts that finished longer ago than its job retention.
+pub async fn rollout_gc_pass(
+    l: &Leader<'_>,
+    rollouts: &crate::rollout::Rollouts,
+    epoch: Epoch,
+) -> Result<(), StoreError> {
+    let Some(cfg) = l.gc else { return Ok(()) };
+    for t in &l.jobs.tenants().await.map_err(job_to_store)? {
+        let quota = match l.host.quota(t).await {
+            Ok(q) => q,
+            Err(QuotaError::Store(e)) => return Err(e),
+            Err(_) => Quota::default(),
+        };
+        let keep = cfg.for_tenant(&quota).retention_ms;
+        match rollouts.collect(t, keep, epoch, now_ms()).await {
+            Ok(_) => {}
+            Err(crate::rollout::RolloutError::Store(e @ StoreError::Fenced { .. })) => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "rollout retention of a tenant failed")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One rollout pass over every tenant ([`crate::rollout::Rollouts::pass`]).
+pub async fn rollout_pass(
+    l: &Leader<'_>,
+    rollouts: &crate::rollout::Rollouts,
+    epoch: Epoch,
+) -> Result<(), StoreError> {
+    for t in &l.jobs.tenants().await.map_err(job_to_store)? {
+        match rollouts.pass(t, epoch, now_ms()).await {
+            Ok(report) => l.host.tally(t, Tally::Rollout(report)),
+            Err(crate::rollout::RolloutError::Store(e @ StoreError::Fenced { .. })) => {
+                return Err(e);
+            }
+            Err(e) => tracing::warn!(tenant = %t, error = %e, "rollout pass of a tenant failed"),
+        }
+    }
+    Ok(())
 }
 
 /// Runs a garbage-collection pass over every tenant every `--gc-interval`, with a collector

@@ -38,6 +38,10 @@ pub struct Quota {
     /// `--job-retention-count`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_retention_count: Option<u64>,
+    /// A fan-out (`--all`) over more than this many agents runs as a rollout with safe
+    /// defaults (10% at once, no error tolerated, one canary) instead of everywhere at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_above: Option<u64>,
 }
 
 /// Longest job retention a quota may set (10 years).
@@ -62,6 +66,9 @@ impl Quota {
             return bad(
                 "max_queued and max_running must be at least 1 (leave them out for no limit)",
             );
+        }
+        if self.rollout_above == Some(0) {
+            return bad("rollout_above must be at least 1 (leave it out for no limit)");
         }
         if self.max_states.is_some_and(|m| m > 1_000_000) {
             return bad("max_states must be at most 1000000 (leave it out for no limit)");

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, get, job,
-    tenants, token,
+    rollout, tenants, token,
 };
 use crate::output::Output;
 
@@ -56,6 +56,9 @@ pub enum Cmd {
     /// Run and inspect jobs.
     #[command(subcommand)]
     Job(job::JobCmd),
+    /// Follow and steer rollouts (runs across a fleet at a controlled rate).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCmd),
     /// List and inspect agents.
     #[command(subcommand)]
     Agents(agents::AgentsCmd),

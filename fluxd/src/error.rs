@@ -111,6 +111,20 @@ impl From<JobError> for ApiError {
     }
 }
 
+impl From<flux_core::rollout::RolloutError> for ApiError {
+    fn from(e: flux_core::rollout::RolloutError) -> ApiError {
+        use flux_core::rollout::RolloutError;
+        match e {
+            RolloutError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
+            RolloutError::Invalid(m) => ApiError::invalid(m),
+            RolloutError::Conflict(m) => ApiError::conflict(m),
+            RolloutError::Jobs(j) => j.into(),
+            RolloutError::Store(s) => s.into(),
+            RolloutError::Corrupt { .. } => ApiError::corrupt(&e),
+        }
+    }
+}
+
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> ApiError {
         match e {

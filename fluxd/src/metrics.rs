@@ -43,6 +43,9 @@ pub struct Metrics {
     /// Enrollments by result (`ok`, `used_up`, `refused`) and credential renewals.
     pub enrollments: IntCounterVec,
     pub renewals: IntCounter,
+    /// Rollouts finished on this node as leader, by final status; targets ended, by outcome.
+    pub rollouts: IntCounterVec,
+    pub rollout_targets: IntCounterVec,
 }
 
 /// The `kind` labels of `flux_gc_deleted_total`.
@@ -243,6 +246,16 @@ impl Metrics {
                 "flux_credential_renewals_total",
                 "agent credentials renewed by this node",
             ),
+            rollouts: counter_vec(
+                "flux_rollouts_total",
+                "rollouts finished on this node as leader, by result (succeeded, failed, halted, cancelled)",
+                &["result"],
+            ),
+            rollout_targets: counter_vec(
+                "flux_rollout_targets_total",
+                "rollout targets ended on this node as leader, by outcome",
+                &["outcome"],
+            ),
             // Last: the helpers above borrow the registry until here.
             registry,
         };
@@ -261,6 +274,12 @@ impl Metrics {
         }
         for result in ["ok", "used_up", "refused"] {
             m.enrollments.with_label_values(&[result]);
+        }
+        for result in ["succeeded", "failed", "halted", "cancelled"] {
+            m.rollouts.with_label_values(&[result]);
+        }
+        for outcome in ["succeeded", "failed", "skipped", "cancelled"] {
+            m.rollout_targets.with_label_values(&[outcome]);
         }
         m.store_writable.set(1);
         m

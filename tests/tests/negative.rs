@@ -198,6 +198,38 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
             Some(json!({"max_queued": 10})),
             Need::ClusterAdmin,
         ),
+        r(
+            Method::POST,
+            "/v1/rollouts",
+            Some(json!({"command": "true", "nodes": ["a1"], "max_concurrency": "10%"})),
+            Need::Operator,
+        ),
+        r(Method::GET, "/v1/rollouts", None, Need::Viewer),
+        r(Method::GET, "/v1/rollouts/r-none", None, Need::Viewer),
+        r(
+            Method::POST,
+            "/v1/rollouts/r-none/pause",
+            None,
+            Need::Operator,
+        ),
+        r(
+            Method::POST,
+            "/v1/rollouts/r-none/resume",
+            None,
+            Need::Operator,
+        ),
+        r(
+            Method::POST,
+            "/v1/rollouts/r-none/cancel",
+            None,
+            Need::Operator,
+        ),
+        r(
+            Method::POST,
+            "/v1/rollouts/r-none/retry",
+            None,
+            Need::Operator,
+        ),
         r(Method::GET, "/v1/backup", None, Need::ClusterAdmin),
         r(
             Method::POST,

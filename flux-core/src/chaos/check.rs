@@ -45,6 +45,28 @@ pub struct FailoverSeen {
     pub failover_ms: Option<u64>,
 }
 
+/// One run of a rollout target, as its side effect recorded it (agent clock, one host).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutRun {
+    pub node_id: String,
+    pub started_ns: u128,
+    /// `None`: it never wrote its end (its agent was killed); it counts as running until the
+    /// rollout recorded the target's end (as does any run of a target recorded failed).
+    pub ended_ns: Option<u128>,
+}
+
+/// A rollout driven through the faults, seen after healing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutSeen {
+    pub rollout_id: String,
+    pub max_concurrency: usize,
+    /// Its final status, `None` while unfinished.
+    pub finished: Option<crate::rollout::RolloutStatus>,
+    /// Each target and its recorded state, with when the rollout recorded its end (ms).
+    pub targets: Vec<(String, crate::rollout::TargetState, Option<Millis>)>,
+    pub runs: Vec<RolloutRun>,
+}
+
 /// Everything the checker judges.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Observations {
@@ -56,6 +78,9 @@ pub struct Observations {
     /// When the faults had stopped and every target was drifted on purpose.
     pub healed_at: Millis,
     pub failovers: Vec<FailoverSeen>,
+    /// Rollouts the workload ran through the faults.
+    #[serde(default)]
+    pub rollouts: Vec<RolloutSeen>,
 }
 
 /// A broken invariant, with what shows it.
@@ -77,6 +102,7 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     check_leaders(obs, &mut out);
     check_states(obs, &mut out);
     check_collected(obs, &mut out);
+    check_rollouts(obs, &mut out);
     for f in &obs.failovers {
         if f.failover_ms.is_none() {
             out.push(violation(
@@ -159,6 +185,85 @@ fn check_results(obs: &Observations, out: &mut Vec<Violation>) {
 
 /// Every job the collector deleted was finished when it read it, and none was an acknowledged
 /// job of the workload (which refers to its jobs until the end of the run).
+fn check_rollouts(obs: &Observations, out: &mut Vec<Violation>) {
+    use crate::rollout::TargetState;
+    for r in &obs.rollouts {
+        let v = |d: String| violation(Invariant::RolloutTargetsOnce, d);
+        let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
+        for run in &r.runs {
+            *runs.entry(run.node_id.as_str()).or_default() += 1;
+        }
+        for (node, n) in &runs {
+            if *n > 1 {
+                out.push(v(format!(
+                    "rollout {}: target {node} ran {n} times",
+                    r.rollout_id
+                )));
+            }
+        }
+        if r.finished.is_some() {
+            for (node, state, _) in &r.targets {
+                let ran = runs.contains_key(node.as_str());
+                if *state == TargetState::Succeeded && !ran {
+                    out.push(v(format!(
+                        "rollout {}: target {node} succeeded but never ran",
+                        r.rollout_id
+                    )));
+                }
+                if !state.is_done() {
+                    out.push(v(format!(
+                        "rollout {} finished with target {node} still {}",
+                        r.rollout_id,
+                        state.as_str()
+                    )));
+                }
+            }
+        } else {
+            out.push(v(format!(
+                "rollout {} did not finish after healing",
+                r.rollout_id
+            )));
+        }
+        // Runs in progress at once: a run without its end lasts until the rollout recorded
+        // the target's end (or for ever).
+        // A failed target's run (its agent killed, say: its orphaned command may still write
+        // its end) counts until the rollout recorded the failure, the moment the control
+        // plane let its slot go.
+        let recorded: BTreeMap<&str, (TargetState, Option<u128>)> = r
+            .targets
+            .iter()
+            .map(|(n, s, e)| (n.as_str(), (*s, e.map(|ms| ms as u128 * 1_000_000))))
+            .collect();
+        let mut ev: Vec<(u128, i32)> = Vec::new();
+        for run in &r.runs {
+            let (state, rec_end) = recorded
+                .get(run.node_id.as_str())
+                .copied()
+                .unwrap_or((TargetState::Running, None));
+            let mut end = run.ended_ns.or(rec_end).unwrap_or(u128::MAX);
+            if state == TargetState::Failed
+                && let Some(e) = rec_end
+            {
+                end = end.min(e);
+            }
+            ev.push((run.started_ns, 1));
+            ev.push((end, -1));
+        }
+        ev.sort();
+        let (mut cur, mut max) = (0i32, 0i32);
+        for (_, d) in ev {
+            cur += d;
+            max = max.max(cur);
+        }
+        if max as usize > r.max_concurrency {
+            out.push(v(format!(
+                "rollout {}: {max} targets ran at once, max_concurrency is {}",
+                r.rollout_id, r.max_concurrency
+            )));
+        }
+    }
+}
+
 fn check_collected(obs: &Observations, out: &mut Vec<Violation>) {
     let acknowledged: BTreeSet<&str> = obs.jobs.iter().map(|j| j.job_id.as_str()).collect();
     for e in &obs.history {
@@ -289,6 +394,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_rollout_target_run_twice_or_above_the_concurrency_is_a_violation() {
+        use crate::rollout::{RolloutStatus, TargetState};
+        let run = |n: &str, s: u128, e: Option<u128>| RolloutRun {
+            node_id: n.into(),
+            started_ns: s,
+            ended_ns: e,
+        };
+        let mut r = RolloutSeen {
+            rollout_id: "r1".into(),
+            max_concurrency: 1,
+            finished: Some(RolloutStatus::Succeeded),
+            targets: vec![
+                ("a".into(), TargetState::Succeeded, Some(2)),
+                ("b".into(), TargetState::Succeeded, Some(4)),
+            ],
+            runs: vec![run("a", 0, Some(10)), run("b", 20, Some(30))],
+        };
+        let judge = |r: &RolloutSeen| {
+            check(&Observations {
+                rollouts: vec![r.clone()],
+                ..Observations::default()
+            })
+        };
+        assert!(judge(&r).is_empty(), "{:?}", judge(&r));
+        // Overlapping runs with a concurrency of 1.
+        r.runs[1].started_ns = 5;
+        assert_eq!(judge(&r).len(), 1);
+        // A run without its end lasts until its recorded end (2 ms here).
+        r.runs[1].started_ns = 3_000_000;
+        r.runs[0].ended_ns = None;
+        assert!(judge(&r).is_empty(), "{:?}", judge(&r));
+        // A target run twice, a succeeded target that never ran, an unfinished rollout.
+        r.runs.push(run("a", 3_000_000, Some(3_000_001)));
+        assert!(judge(&r).iter().any(|v| v.detail.contains("ran 2 times")));
+        r.runs.retain(|x| x.node_id != "b");
+        assert!(judge(&r).iter().any(|v| v.detail.contains("never ran")));
+        r.finished = None;
+        assert!(
+            judge(&r)
+                .iter()
+                .any(|v| v.detail.contains("did not finish"))
+        );
+    }
+
     fn good_job(id: &str) -> JobSeen {
         JobSeen {
             job_id: id.into(),
@@ -321,6 +471,7 @@ mod tests {
                 fault: "leader-kill at 3000 ms".into(),
                 failover_ms: Some(900),
             }],
+            rollouts: Vec::new(),
         }
     }
 

@@ -25,7 +25,10 @@
 //!   stopped;
 //! - a leader comes back after every fault that took the leader away;
 //! - garbage collection never deletes a live or referenced job: every job it deleted was
-//!   finished when read, and none was one the workload had been acknowledged and still checks.
+//!   finished when read, and none was one the workload had been acknowledged and still checks;
+//! - a rollout driven through the faults starts no target twice, loses none once it finished
+//!   (every target has a recorded outcome, and a succeeded one ran), and never runs more than
+//!   its `max_concurrency` at once, measured from the targets' own side effects.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +37,9 @@ pub mod faultproxy;
 pub mod schedule;
 
 pub use crate::history::{HistoryEvent, parse_history};
-pub use check::{FailoverSeen, JobSeen, Observations, TargetSeen, Violation, check};
+pub use check::{
+    FailoverSeen, JobSeen, Observations, RolloutRun, RolloutSeen, TargetSeen, Violation, check,
+};
 pub use schedule::{WARMUP_MS, schedule};
 
 /// A kind of fault a chaos run injects.
@@ -144,11 +149,14 @@ pub enum Invariant {
     LeaderRecovered,
     /// Garbage collection deleted only finished jobs nobody still refers to.
     NothingLiveCollected,
+    /// No rollout target ran twice, none of a finished rollout was lost, and never more than
+    /// `max_concurrency` ran at once (from the targets' own side effects).
+    RolloutTargetsOnce,
 }
 
 impl Invariant {
     /// The invariants, in report order.
-    pub const ALL: [Invariant; 8] = [
+    pub const ALL: [Invariant; 9] = [
         Invariant::AcknowledgedJobsKept,
         Invariant::JobsSucceeded,
         Invariant::WorkAccountedFor,
@@ -157,6 +165,7 @@ impl Invariant {
         Invariant::StatesConverged,
         Invariant::LeaderRecovered,
         Invariant::NothingLiveCollected,
+        Invariant::RolloutTargetsOnce,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -169,6 +178,7 @@ impl Invariant {
             Invariant::StatesConverged => "states_converged",
             Invariant::LeaderRecovered => "leader_recovered",
             Invariant::NothingLiveCollected => "nothing_live_collected",
+            Invariant::RolloutTargetsOnce => "rollout_targets_once",
         }
     }
 }

@@ -224,6 +224,23 @@ impl Jobs {
         self.prepare(tenant, submitted_by, req, now, |j| j.kind = kind)
     }
 
+    /// [`Jobs::prepare_submit`] for a job of `kind` that belongs to `group` (a rollout's jobs
+    /// carry the rollout's id, so `GET /v1/jobs?group=` lists them).
+    pub fn prepare_submit_in(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+        kind: JobKind,
+        group: &str,
+    ) -> Result<(Job, Txn)> {
+        self.prepare(tenant, submitted_by, req, now, |j| {
+            j.kind = kind;
+            j.group = Some(group.to_string());
+        })
+    }
+
     /// Builds the job of a validated submission, lets `shape` finish it (kind, group), and the
     /// transaction that creates it.
     fn prepare(
@@ -469,6 +486,17 @@ impl Jobs {
     /// Cancels a job: a queued job ends at once; an assigned or running one is asked to stop
     /// through its agent's inbox and ends when the agent reports.
     pub async fn cancel(&self, tenant: &str, job_id: &str, now: Millis) -> Result<Job> {
+        self.cancel_fenced(tenant, job_id, now, None).await
+    }
+
+    /// [`Jobs::cancel`] as leader work: every write carries `fence` (the leader's epoch).
+    pub async fn cancel_fenced(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        now: Millis,
+        fence: Option<crate::store::Epoch>,
+    ) -> Result<Job> {
         let jk = key(tenant, keys::job(job_id))?;
         for _ in 0..CAS_RETRIES {
             let (mut job, jv) = self
@@ -498,6 +526,7 @@ impl Jobs {
             }
             txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             txn = forget_secrets(txn, tenant, &job)?;
+            txn.fence = fence;
             if self.committed(txn).await? {
                 return Ok(job);
             }

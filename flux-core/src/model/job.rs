@@ -83,15 +83,18 @@ pub enum JobKind {
     #[default]
     User,
     Reconciler,
+    /// A target's run (or verify) of a rollout (`crate::rollout`).
+    Rollout,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::User, JobKind::Reconciler];
+    pub const ALL: [JobKind; 3] = [JobKind::User, JobKind::Reconciler, JobKind::Rollout];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::User => "user",
             JobKind::Reconciler => "reconciler",
+            JobKind::Rollout => "rollout",
         }
     }
 

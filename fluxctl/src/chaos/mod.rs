@@ -187,6 +187,8 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
     ));
     let mut cluster = Cluster::start(o, work).await?;
     declare_state(&cluster.api, work).await?;
+    // A rollout over every agent, driven by the leader through the faults.
+    let rollout = workload::start_rollout(&cluster.api, work, &cluster.agent_ids).await?;
     let (faults, submitted) = faults_under_load(o, work, &mut cluster, &plan, &say).await?;
 
     // Healed: everything runs again. Drift every target so convergence is shown afresh.
@@ -206,6 +208,10 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         o.heal_timeout,
     )
     .await;
+    let rollout_seen = match &rollout {
+        Some(id) => vec![workload::observe_rollout(&cluster.api, work, id, o.heal_timeout).await],
+        None => Vec::new(),
+    };
     let (history, torn) = read_history(&work.join("history"))?;
 
     let (acked, unacked, sent) = submitted;
@@ -230,6 +236,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
                 failover_ms: f.failover_ms,
             })
             .collect(),
+        rollouts: rollout_seen,
     };
     drop(cluster);
     Ok(judge(o, &obs, faults, workload, torn))

@@ -218,3 +218,99 @@ pub(super) async fn settle(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Starts a rollout over every agent, one at a time, whose command writes its start and end
+/// times under `work/rollout/<node>` (the side effects the rollout invariant is judged on).
+pub(super) async fn start_rollout(
+    api: &ApiClient,
+    work: &Path,
+    agents: &[String],
+) -> Result<Option<String>> {
+    if agents.is_empty() {
+        return Ok(None);
+    }
+    let dir = work.join("rollout");
+    std::fs::create_dir_all(&dir).context("creating the rollout's directory")?;
+    let spec = flux_core::rollout::RolloutSpec {
+        command: Some(format!(
+            "f='{}/'\"$FLUX_NODE_ID\"; echo start $(date +%s%N) >> \"$f\"; sleep 1; echo end $(date +%s%N) >> \"$f\"",
+            dir.display()
+        )),
+        nodes: agents.to_vec(),
+        max_concurrency: Some(flux_core::rollout::LimitSpec::Count(1)),
+        // Agents killed by the faults fail their target: that must not halt the run.
+        max_errors: Some(flux_core::rollout::LimitSpec::Text("100%".into())),
+        timeout_secs: Some(60),
+        ..Default::default()
+    };
+    let r: flux_core::rollout::Rollout = api
+        .post("/v1/rollouts", &spec)
+        .await
+        .context("creating the chaos rollout")?;
+    Ok(Some(r.rollout_id))
+}
+
+/// What became of the rollout once the faults are over: its record (waiting up to `patience`
+/// for it to finish) and the runs its targets wrote.
+pub(super) async fn observe_rollout(
+    api: &ApiClient,
+    work: &Path,
+    id: &str,
+    patience: Duration,
+) -> flux_core::chaos::RolloutSeen {
+    let deadline = Instant::now() + patience;
+    let mut last: Option<flux_core::rollout::Rollout> = None;
+    while Instant::now() < deadline {
+        if let Ok(r) = api
+            .get::<flux_core::rollout::Rollout>(&format!("/v1/rollouts/{id}"))
+            .await
+        {
+            let done = r.status.is_finished();
+            last = Some(r);
+            if done {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut runs = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(work.join("rollout")) {
+        for e in entries.flatten() {
+            let node = e.file_name().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            for line in text.lines() {
+                let mut w = line.split_whitespace();
+                let (Some(kind), Some(t)) = (w.next(), w.next().and_then(|t| t.parse().ok()))
+                else {
+                    continue;
+                };
+                match kind {
+                    "start" => runs.push(flux_core::chaos::RolloutRun {
+                        node_id: node.clone(),
+                        started_ns: t,
+                        ended_ns: None,
+                    }),
+                    _ => {
+                        if let Some(r) = runs.iter_mut().rev().find(|r| r.node_id == node) {
+                            r.ended_ns = Some(t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    flux_core::chaos::RolloutSeen {
+        rollout_id: id.to_string(),
+        max_concurrency: last.as_ref().map_or(1, |r| r.params.max_concurrency),
+        finished: last.as_ref().map(|r| r.status).filter(|s| s.is_finished()),
+        targets: last
+            .map(|r| {
+                r.targets
+                    .into_iter()
+                    .map(|t| (t.node_id, t.state, t.finished_at))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        runs,
+    }
+}

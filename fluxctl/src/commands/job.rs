@@ -23,7 +23,7 @@ use crate::output::{Output, Render, SortedKeys, age, emit, print_json, short, ta
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
     /// Submit a job. One argument is a shell command line; several are an argv.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show one job.
     Get { id: String },
     /// List jobs, newest first: one page, or every page with --all.
@@ -38,8 +38,8 @@ pub enum JobCmd {
         /// Only the jobs of this fan-out group.
         #[arg(long)]
         group: Option<String>,
-        /// Which jobs: made by users (default), by the reconciler, or all.
-        #[arg(long, default_value = "user", value_parser = ["user", "reconciler", "all"])]
+        /// Which jobs: made by users (default), by the reconciler, by rollouts, or all.
+        #[arg(long, default_value = "user", value_parser = ["user", "reconciler", "rollout", "all"])]
         kind: String,
         /// Jobs per page (1 to 1000; default 50, or 1000 with --all).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -121,6 +121,9 @@ pub struct RunArgs {
     /// yet (one about to enroll); without it such a job is refused.
     #[arg(long, requires = "node")]
     allow_unknown_node: bool,
+    /// Rollout options (with --all): the control plane runs the targets at this rate.
+    #[command(flatten)]
+    rollout: super::rollout::RolloutFlags,
     /// The command.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -129,7 +132,7 @@ pub struct RunArgs {
 pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
     let api = ctx.client()?;
     match cmd {
-        JobCmd::Run(r) => submit(ctx, &api, r).await,
+        JobCmd::Run(r) => submit(ctx, &api, *r).await,
         JobCmd::Get { id } => {
             let job: Job = api.get(&format!("/v1/jobs/{id}")).await?;
             emit(ctx.out, &job)?;
@@ -277,7 +280,12 @@ fn submit_request(r: RunArgs) -> Result<SubmitJob> {
 /// `job run`: submit, then without --wait print the job (its id in a table).
 async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
     let (all, wait, limit) = (r.all, r.wait, r.wait_timeout);
+    let flags = r.rollout.clone();
     let req = submit_request(r)?;
+    if all && flags.any() {
+        let spec = super::rollout::spec_of(&req, &flags);
+        return super::rollout::start(ctx, api, &spec, wait).await;
+    }
     if all {
         return fan_out(ctx, api, &req, wait, limit).await;
     }
@@ -392,7 +400,17 @@ async fn fan_out(
     wait: bool,
     limit: Option<Duration>,
 ) -> CliResult {
-    let reply: FanOutReply = api.post("/v1/jobs", req).await?;
+    let value: serde_json::Value = api.post("/v1/jobs", req).await?;
+    // The tenant's `rollout_above` turned the fan-out into a rollout.
+    if let Some(r) = value.get("rollout") {
+        for w in value["warnings"].as_array().into_iter().flatten() {
+            eprintln!("fluxctl: warning: {}", w.as_str().unwrap_or_default());
+        }
+        let r: flux_core::rollout::Rollout =
+            serde_json::from_value(r.clone()).context("reading the rollout")?;
+        return super::rollout::created(ctx, api, r, wait).await;
+    }
+    let reply: FanOutReply = serde_json::from_value(value).context("reading the fan-out")?;
     if !wait {
         emit(
             ctx.out,

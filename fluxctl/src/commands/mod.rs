@@ -13,6 +13,7 @@ pub mod delete;
 pub mod diff;
 pub mod get;
 pub mod job;
+pub mod rollout;
 pub mod status;
 pub mod tenants;
 pub mod token;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> CliResult {
     let ctx = Ctx::new(&cli);
     match cli.cmd {
         Cmd::Job(cmd) => job::run(&ctx, cmd).await,
+        Cmd::Rollout(cmd) => rollout::run(&ctx, cmd).await,
         Cmd::Agents(cmd) => agents::run(&ctx, cmd).await,
         Cmd::Token(cmd) => token::run(&ctx, cmd).await,
         Cmd::Apply(args) => apply::run(&ctx, args).await,

@@ -72,6 +72,10 @@ pub enum QuotaCmd {
         /// fluxd's --job-retention-count).
         #[arg(long)]
         job_retention_count: Option<u64>,
+        /// Run a fan-out (`job run --all`) over more than this many agents as a rollout with
+        /// safe defaults.
+        #[arg(long)]
+        rollout_above: Option<u64>,
         /// Only if the quota is still at this version (0: never set).
         #[arg(long)]
         if_version: Option<u64>,
@@ -168,6 +172,7 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
             max_states,
             job_retention,
             job_retention_count,
+            rollout_above,
             if_version,
         }) => {
             let body = Quota {
@@ -178,6 +183,7 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
                 max_states,
                 job_retention_secs: job_retention.map(|d| d.as_secs().max(1)),
                 job_retention_count,
+                rollout_above,
             };
             let headers: Vec<(&str, String)> = if_version
                 .map(|v| ("if-match", v.to_string()))

@@ -48,6 +48,46 @@ pub(super) async fn submit_job(
         let n = targets.as_ref().map_or(1, |t| t.len() as u64);
         admit(&st, caller.tenant(), n).await?;
     }
+    // A tenant's `rollout_above`: a fan-out over more agents runs as a rollout with safe
+    // defaults, so that a slip of the finger cannot hit the whole fleet at once.
+    if let Some(t) = &targets
+        && let Some(above) = st.quota(caller.tenant()).await?.rollout_above
+        && t.len() as u64 > above
+    {
+        let spec = flux_core::rollout::RolloutSpec {
+            command: req.command.clone(),
+            argv: req.argv.clone(),
+            selector: req.selector.clone(),
+            env: req.env.clone(),
+            workdir: req.workdir.clone(),
+            timeout_secs: req.timeout_secs,
+            max_concurrency: Some(flux_core::rollout::LimitSpec::Text("10%".into())),
+            max_errors: Some(flux_core::rollout::LimitSpec::Count(0)),
+            canary: Some(1),
+            ..Default::default()
+        };
+        if !req.secret_env.is_empty() || req.idempotency_key.is_some() {
+            return Err(ApiError::invalid(format!(
+                "fan_out: this tenant runs a fan-out over more than {above} agents as a rollout, \
+                 which takes no secret_env; give rollout options instead"
+            )));
+        }
+        let r = flux_core::rollout::Rollouts::new(st.store.clone(), st.jobs.clone())
+            .create(caller.tenant(), &caller.0.sub, spec, now_ms(), None)
+            .await?;
+        let warning = format!(
+            "the selector matches {} agents, more than this tenant's rollout_above ({above}): \
+             running as rollout {} ({} at once, no error tolerated, 1 canary)",
+            t.len(),
+            r.rollout_id,
+            r.params.max_concurrency
+        );
+        return Ok((
+            StatusCode::CREATED,
+            Json(json!({"rollout": r, "warnings": [warning]})),
+        )
+            .into_response());
+    }
     if let Some(targets) = targets {
         let (group, jobs) = st
             .jobs
@@ -155,7 +195,7 @@ pub(super) async fn list_jobs(
         None | Some("all") => None,
         Some(k) => Some(JobKind::parse(k).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "unknown kind {}; expected user, reconciler or all",
+                "unknown kind {}; expected user, reconciler, rollout or all",
                 flux_core::state::shown(k)
             ))
         })?),

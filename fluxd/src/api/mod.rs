@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod enroll;
 pub mod extract;
 pub mod jobs;
+pub mod rollouts;
 pub mod states;
 pub mod tenants;
 pub mod tokens;
@@ -73,6 +74,12 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
         .route("/v1/jobs/{id}/logs", get(jobs::job_logs))
         .route("/v1/jobs/{id}/wait", get(jobs::wait_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/v1/rollouts", post(rollouts::create).get(rollouts::list))
+        .route("/v1/rollouts/{id}", get(rollouts::get_one))
+        .route("/v1/rollouts/{id}/pause", post(rollouts::pause))
+        .route("/v1/rollouts/{id}/resume", post(rollouts::resume))
+        .route("/v1/rollouts/{id}/cancel", post(rollouts::cancel))
+        .route("/v1/rollouts/{id}/retry", post(rollouts::retry))
         .route("/v1/agents", get(agents::list_agents))
         .route("/v1/agents/{id}", get(agents::get_agent))
         .route("/v1/agents/{id}/labels", post(agents::label_agent))

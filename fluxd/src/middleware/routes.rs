@@ -138,6 +138,14 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
             (Access::Permission(ReadJobs), Streams)
         }
         "/v1/jobs/{id}/cancel" if post => (Access::Permission(CancelJobs), Requests),
+        "/v1/rollouts" if post => (Access::Permission(SubmitJobs), Requests),
+        "/v1/rollouts" | "/v1/rollouts/{id}" if get => (Access::Permission(ReadJobs), Requests),
+        "/v1/rollouts/{id}/pause" | "/v1/rollouts/{id}/resume" | "/v1/rollouts/{id}/retry"
+            if post =>
+        {
+            (Access::Permission(SubmitJobs), Requests)
+        }
+        "/v1/rollouts/{id}/cancel" if post => (Access::Permission(CancelJobs), Requests),
         "/v1/agents" | "/v1/agents/{id}" if get => (Access::Permission(ReadAgents), Requests),
         "/v1/agents/{id}/labels" if post => (Admin, Requests),
         "/v1/tokens" | "/v1/tokens/revoke" if post => (Access::Permission(ManageTokens), Requests),

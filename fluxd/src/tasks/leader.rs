@@ -44,6 +44,14 @@ impl leader::Host for AppState {
                 }
                 m.gc_conflicts.inc_by(conflicts);
             }
+            Tally::Rollout(r) => {
+                for s in r.finished {
+                    m.rollouts.with_label_values(&[s.as_str()]).inc();
+                }
+                for s in r.ended {
+                    m.rollout_targets.with_label_values(&[s.as_str()]).inc();
+                }
+            }
         }
     }
 

@@ -1,0 +1,300 @@
+//! The leader's rollout pass: for every unfinished rollout of a tenant (the `rollout_active/`
+//! markers), read its record and the jobs its running targets wait for, decide with the pure
+//! [`super::step`], and commit the decision as one fenced transaction: the record (a CAS on
+//! its version) together with the jobs of the targets it starts, and the removal of the marker
+//! when it finishes. Cancels of running jobs (a cancelled rollout, `on_halt = cancel`) are
+//! fenced writes of their own, re-issued on every pass until the jobs end.
+//!
+//! Guarantees:
+//! - a target's job exists if and only if the record that says it started committed: a leader
+//!   killed at any point leaves its successor a record to continue from, and no job it does not
+//!   know about; two leaders (or a leader and a user's pause) racing on one rollout cannot both
+//!   commit, as both expect the version they read and the store fences the older epoch;
+//! - the running count is taken from the record, where a target stays running until its end
+//!   is recorded: `max_concurrency` holds across passes and across leader changes;
+//! - one rollout's trouble (a corrupt record) does not stop the others.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    Action, JobEnd, Result, RolloutError, RolloutStatus, RolloutView, Rollouts, TargetState, enc,
+    key, step,
+};
+use crate::jobs::JobError;
+use crate::keys;
+use crate::model::{JobKind, Millis};
+use crate::store::{Epoch, Expect, Range, StoreError, Txn};
+
+/// Unfinished rollouts of one tenant looked at in one pass.
+pub const MAX_ACTIVE_PER_PASS: usize = 256;
+
+/// What one pass did in a tenant, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Targets started.
+    pub started: u64,
+    /// Targets that ended, by the state they ended in.
+    pub ended: Vec<TargetState>,
+    /// Rollouts that finished, by their final status.
+    pub finished: Vec<RolloutStatus>,
+    /// Rollouts whose record moved under the pass (left for the next).
+    pub conflicts: u64,
+}
+
+impl Rollouts {
+    /// One pass over the tenant's unfinished rollouts, as leader of `epoch`.
+    pub async fn pass(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<PassReport> {
+        let mut report = PassReport::default();
+        let active = self
+            .store
+            .list_range(
+                tenant,
+                &Range::first(keys::ROLLOUTS_ACTIVE, MAX_ACTIVE_PER_PASS),
+            )
+            .await?;
+        if active.is_empty() {
+            return Ok(report);
+        }
+        let online: HashSet<String> = self
+            .jobs
+            .agents(tenant)
+            .await?
+            .into_iter()
+            .filter(|a| a.takes_work())
+            .map(|a| a.node_id)
+            .collect();
+        for e in active {
+            let Some(id) = e.key.path().strip_prefix(keys::ROLLOUTS_ACTIVE) else {
+                continue;
+            };
+            match self
+                .advance(tenant, id, epoch, now, &online, &mut report)
+                .await
+            {
+                Ok(()) => {}
+                Err(RolloutError::Store(e @ StoreError::Fenced { .. })) => {
+                    return Err(RolloutError::Store(e));
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, rollout = id, error = %e, "rollout step failed");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reads, decides and commits one step of rollout `id`.
+    async fn advance(
+        &self,
+        tenant: &str,
+        id: &str,
+        epoch: Epoch,
+        now: Millis,
+        online: &HashSet<String>,
+        report: &mut PassReport,
+    ) -> Result<()> {
+        let marker = key(tenant, keys::rollout_active(id))?;
+        let (r, version) = match self.load(tenant, id).await {
+            Ok(x) => x,
+            Err(RolloutError::NotFound(_)) => {
+                // A marker without its record (the record was removed): drop the marker.
+                let txn = Txn::new().fenced(epoch).delete(marker, Expect::Any);
+                self.store.commit(txn).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if r.status.is_finished() {
+            let txn = Txn::new().fenced(epoch).delete(marker, Expect::Any);
+            self.store.commit(txn).await?;
+            return Ok(());
+        }
+        // What became of the jobs the running targets wait for.
+        let mut ended = HashMap::new();
+        for t in &r.targets {
+            let Some(job_id) = t.current_job() else {
+                continue;
+            };
+            match self.jobs.get(tenant, job_id).await {
+                Ok(j) if j.status.is_terminal() => {
+                    ended.insert(
+                        job_id.to_string(),
+                        JobEnd {
+                            status: j.status,
+                            exit_code: j.exit_code,
+                            error: j.error,
+                        },
+                    );
+                }
+                Ok(_) => {}
+                Err(JobError::NotFound(_)) => {
+                    ended.insert(
+                        job_id.to_string(),
+                        JobEnd {
+                            status: crate::model::JobStatus::Failed,
+                            exit_code: None,
+                            error: Some("its job is gone".into()),
+                        },
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let view = RolloutView {
+            status: r.status,
+            params: &r.params,
+            targets: &r.targets,
+            ended: &ended,
+            online,
+        };
+        let actions = step(&view, now);
+        let mut next = r.clone();
+        let mut txn = Txn::new();
+        let mut cancels = Vec::new();
+        let mut changed = false;
+        let mut started = 0;
+        let mut ended_states = Vec::new();
+        let mut finished = None;
+        for a in actions {
+            changed |= !matches!(a, Action::CancelJob(_));
+            match a {
+                Action::Finish {
+                    target,
+                    state,
+                    exit_code,
+                    error,
+                } => {
+                    let t = &mut next.targets[target];
+                    t.state = state;
+                    t.exit_code = exit_code;
+                    t.error = error;
+                    t.finished_at = Some(now);
+                    ended_states.push(state);
+                }
+                Action::Start(i) | Action::Verify(i) => {
+                    let verify = matches!(a, Action::Verify(_));
+                    let req = r.job_request(&r.targets[i].node_id, verify);
+                    let (job, job_txn) = self.jobs.prepare_submit_in(
+                        tenant,
+                        &r.created_by,
+                        &req,
+                        now,
+                        JobKind::Rollout,
+                        &r.rollout_id,
+                    )?;
+                    txn.ops.extend(job_txn.ops);
+                    let t = &mut next.targets[i];
+                    if verify {
+                        t.state = TargetState::Verifying;
+                        t.verify_job_id = Some(job.job_id);
+                    } else {
+                        t.state = TargetState::Running;
+                        t.job_id = Some(job.job_id);
+                        t.started_at = Some(now);
+                        started += 1;
+                    }
+                }
+                Action::Skip(i) => {
+                    let t = &mut next.targets[i];
+                    t.state = TargetState::Skipped;
+                    t.error = Some("its agent was offline at its turn".into());
+                    t.finished_at = Some(now);
+                    ended_states.push(TargetState::Skipped);
+                }
+                Action::CancelJob(j) => cancels.push(j),
+                Action::Halt(why) => {
+                    next.status = RolloutStatus::Halting;
+                    next.halt_reason = Some(why);
+                }
+                Action::Complete(s) => {
+                    next.status = s;
+                    next.finished_at = Some(now);
+                    for t in &mut next.targets {
+                        if t.state == TargetState::Pending {
+                            t.state = TargetState::NotStarted;
+                        }
+                    }
+                    txn = txn.delete(marker.clone(), Expect::Any);
+                    finished = Some(s);
+                }
+            }
+        }
+        if changed {
+            next.updated_at = now;
+            let txn = txn.fenced(epoch).put(
+                key(tenant, keys::rollout(id))?,
+                enc(&next),
+                Expect::Version(version),
+            );
+            match self.store.commit(txn).await {
+                Ok(_) => {
+                    report.started += started;
+                    report.ended.extend(ended_states);
+                    report.finished.extend(finished);
+                }
+                // A user paused or cancelled it meanwhile (or another pass won): the next
+                // pass decides again from what is stored.
+                Err(StoreError::Conflict { .. }) => {
+                    report.conflicts += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for j in cancels {
+            match self.jobs.cancel_fenced(tenant, &j, now, Some(epoch)).await {
+                Ok(_) | Err(JobError::NotFound(_)) | Err(JobError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rollout records looked at per tenant in one retention pass (the oldest first).
+pub const COLLECT_BATCH: usize = 64;
+
+impl Rollouts {
+    /// Retention of finished rollouts: among the tenant's oldest [`COLLECT_BATCH`] rollouts,
+    /// deletes those that finished more than `retention_ms` before `now`, as leader of `epoch`
+    /// (one fenced transaction, each deletion expecting the record as read). An unfinished
+    /// rollout is never collected. Returns how many were deleted.
+    pub async fn collect(
+        &self,
+        tenant: &str,
+        retention_ms: u64,
+        epoch: Epoch,
+        now: Millis,
+    ) -> Result<u64> {
+        let entries = self
+            .store
+            .list_range(tenant, &Range::first(keys::ROLLOUTS, COLLECT_BATCH))
+            .await?;
+        let mut txn = Txn::new().fenced(epoch);
+        let mut n = 0;
+        for e in entries {
+            let Ok(r) = serde_json::from_slice::<super::Rollout>(&e.value) else {
+                continue;
+            };
+            if expired(&r, retention_ms, now) {
+                txn = txn.delete(e.key, Expect::Version(e.version));
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        match self.store.commit(txn).await {
+            Ok(_) => Ok(n),
+            Err(StoreError::Conflict { .. }) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Whether a rollout may be collected: finished more than `retention_ms` before `now`. Pure.
+pub fn expired(r: &super::Rollout, retention_ms: u64, now: Millis) -> bool {
+    r.status.is_finished()
+        && r.finished_at
+            .is_some_and(|f| now >= f.saturating_add(retention_ms))
+}

@@ -1,0 +1,129 @@
+//! Rollout routes: `POST /v1/rollouts` (create), `GET /v1/rollouts` (one page, newest first),
+//! `GET /v1/rollouts/{id}`, and `POST /v1/rollouts/{id}/pause|resume|cancel|retry`. The rules
+//! are `flux_core::rollout`'s; the leader drives what these create.
+//!
+//! Guarantees: the role is checked before the body is read (`middleware::routes`); every call
+//! is scoped to the caller's tenant; a bad spec is a 422 naming its field and creates nothing;
+//! a listing reads at most `limit` records.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flux_core::auth::Permission;
+use flux_core::model::now_ms;
+use flux_core::rollout::{Control, Rollout, RolloutSpec, Rollouts};
+use serde::Deserialize;
+
+use super::extract::{ApiJson, ApiQuery, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Response header of `GET /v1/rollouts` carrying the cursor of the next page.
+pub const NEXT_CURSOR_HEADER: &str = "x-flux-next-cursor";
+
+fn service(st: &AppState) -> Rollouts {
+    Rollouts::new(st.store.clone(), st.jobs.clone())
+}
+
+pub(super) async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(spec): ApiJson<RolloutSpec>,
+) -> ApiResult<Response> {
+    caller.require(Permission::SubmitJobs)?;
+    let r = service(&st)
+        .create(caller.tenant(), &caller.0.sub, spec, now_ms(), None)
+        .await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub(super) async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
+    caller.require(Permission::ReadJobs)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=flux_core::rollout::MAX_LIST).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {}",
+            flux_core::rollout::MAX_LIST
+        )));
+    }
+    let (page, next) = service(&st)
+        .list(caller.tenant(), limit, q.cursor.as_deref())
+        .await?;
+    let mut resp = Json(page).into_response();
+    if let Some(c) = next.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(NEXT_CURSOR_HEADER, c);
+    }
+    Ok(resp)
+}
+
+pub(super) async fn get_one(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Rollout>> {
+    caller.require(Permission::ReadJobs)?;
+    Ok(Json(service(&st).get(caller.tenant(), &id).await?))
+}
+
+async fn control(st: &AppState, caller: &Caller, id: &str, c: Control) -> ApiResult<Json<Rollout>> {
+    let p = match c {
+        Control::Cancel => Permission::CancelJobs,
+        _ => Permission::SubmitJobs,
+    };
+    caller.require(p)?;
+    Ok(Json(
+        service(st)
+            .control(caller.tenant(), id, c, now_ms())
+            .await?,
+    ))
+}
+
+pub(super) async fn pause(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Rollout>> {
+    control(&st, &caller, &id, Control::Pause).await
+}
+
+pub(super) async fn resume(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Rollout>> {
+    control(&st, &caller, &id, Control::Resume).await
+}
+
+pub(super) async fn cancel(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Rollout>> {
+    control(&st, &caller, &id, Control::Cancel).await
+}
+
+pub(super) async fn retry(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::SubmitJobs)?;
+    let r = service(&st)
+        .retry(caller.tenant(), &id, &caller.0.sub, now_ms())
+        .await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
