@@ -160,6 +160,15 @@ pub async fn gc_pass(
             }
         };
         deleted_any |= report.deleted.by_kind().iter().any(|(_, n)| *n > 0);
+        if let Some(cfg) = l.gc {
+            match crate::events::collect(l.store, t, epoch, cfg.events, cfg.batch, now_ms()).await {
+                Ok(n) => deleted_any |= n > 0,
+                Err(crate::events::EventError::Store(e @ StoreError::Fenced { .. })) => {
+                    return Err(e);
+                }
+                Err(e) => tracing::warn!(tenant = %t, error = %e, "event log collection failed"),
+            }
+        }
         for j in &report.jobs {
             l.host.collected(t, j);
         }

@@ -12,6 +12,7 @@ pub mod chaos;
 pub mod client;
 pub mod enroll;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod history;
 pub mod jobs;

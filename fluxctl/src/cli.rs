@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, get, job,
-    tenants, token,
+    agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, events, get,
+    job, tenants, token,
 };
 use crate::output::Output;
 
@@ -76,6 +76,8 @@ pub enum Cmd {
     /// Tenants with their usage, and their quotas.
     #[command(subcommand)]
     Tenants(tenants::TenantsCmd),
+    /// Print the tenant's events (jobs, agents, states, tokens); -f follows them live.
+    Events(events::Args),
     /// Read and verify the audit log (admins).
     #[command(subcommand)]
     Audit(audit::AuditCmd),

@@ -229,7 +229,7 @@ async fn list_page(api: &ApiClient, path: &str) -> Result<(Vec<Job>, Option<Stri
 
 /// Percent-encodes a query value (statuses, node ids and group ids are plain, but a typo
 /// must not change the query).
-fn urlencoding(v: &str) -> String {
+pub(crate) fn urlencoding(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

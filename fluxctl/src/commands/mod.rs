@@ -11,6 +11,7 @@ pub mod completions;
 pub mod config;
 pub mod delete;
 pub mod diff;
+pub mod events;
 pub mod get;
 pub mod job;
 pub mod status;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Cmd::Delete(cmd) => delete::run(&ctx, cmd).await,
         Cmd::Tenants(cmd) => tenants::run(&ctx, cmd).await,
         Cmd::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Cmd::Events(args) => events::run(&ctx, args).await,
         Cmd::Backup(cmd) => backup::run(&ctx, cmd).await,
         Cmd::Status => status::run(&ctx).await,
         Cmd::Whoami => whoami::run(&ctx).await,

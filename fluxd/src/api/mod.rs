@@ -14,6 +14,7 @@ pub mod audit;
 pub mod backup;
 pub mod cluster;
 pub mod enroll;
+pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod states;
@@ -132,8 +133,10 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             backup::BACKUP_TIMEOUT,
         ));
-    // Audit and tenant routes have no time limit of their own.
+    // Audit and tenant routes have no time limit of their own; an event stream ends by
+    // itself (`--max-follow`).
     let untimed = Router::new()
+        .route("/v1/events", get(events::stream))
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", post(audit::export))

@@ -137,6 +137,7 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         "/v1/jobs/{id}/logs" | "/v1/jobs/{id}/wait" if get => {
             (Access::Permission(ReadJobs), Streams)
         }
+        "/v1/events" if get => (Access::Permission(ReadJobs), Streams),
         "/v1/jobs/{id}/cancel" if post => (Access::Permission(CancelJobs), Requests),
         "/v1/agents" | "/v1/agents/{id}" if get => (Access::Permission(ReadAgents), Requests),
         "/v1/agents/{id}/labels" if post => (Admin, Requests),
