@@ -56,6 +56,8 @@ pub trait Host: Send + Sync {
     /// Called for each job the collector deleted (the record as it was read), after the batch
     /// committed.
     fn collected(&self, _tenant: &str, _job: &crate::model::Job) {}
+    /// Called for each webhook delivery attempt: `delivered`, `failed` (given up) or `retried`.
+    fn webhook_delivery(&self, _tenant: &str, _result: &str) {}
 }
 
 /// Whether a store change may give the job loop work: a pending job or an inbox changed (or
@@ -90,6 +92,8 @@ pub struct Leader<'a> {
     pub sweep_every: Duration,
     /// The collector's settings; `None` runs no garbage collection.
     pub gc: Option<&'a RetentionConfig>,
+    /// How webhooks are delivered; `None` delivers none.
+    pub webhooks: Option<&'a crate::webhooks::DeliveryConfig>,
 }
 
 /// Leader work for one term (`epoch`, led since `since`): the job loop and the reconcile loop.
@@ -99,6 +103,8 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
         e = job_work(l, epoch, since) => e,
         e = reconcile_work(l, epoch) => e,
         e = gc_work(l, epoch), if l.gc.is_some() => e,
+        e = crate::webhooks::driver::work(l, l.webhooks.unwrap_or(&*NO_WEBHOOKS), epoch),
+            if l.webhooks.is_some() => e,
     }
 }
 
@@ -130,6 +136,9 @@ async fn gc_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
         }
     }
 }
+
+static NO_WEBHOOKS: std::sync::LazyLock<crate::webhooks::DeliveryConfig> =
+    std::sync::LazyLock::new(crate::webhooks::DeliveryConfig::default);
 
 /// Passes run back to back at most, per `--gc-interval` tick, while they keep deleting.
 pub const GC_PASSES_PER_TICK: usize = 10_000;

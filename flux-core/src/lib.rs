@@ -30,6 +30,7 @@ pub mod selector;
 pub mod state;
 pub mod store;
 pub mod tenants;
+pub mod webhooks;
 
 #[cfg(feature = "testing")]
 pub mod testing;

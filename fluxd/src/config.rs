@@ -175,6 +175,13 @@ pub struct Args {
     /// tenant's newest event is ended with `event: end` (`slow_client`); it resumes with its id.
     #[arg(long, env = "FLUX_EVENTS_MAX_LAG", default_value_t = crate::api::events::DEFAULT_MAX_LAG)]
     events_max_lag: u64,
+    /// Let webhooks reach loopback, private and link-local addresses (refused by default, so a
+    /// tenant cannot point the control plane at internal services).
+    #[arg(long, env = "FLUX_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
+    /// Time limit of each webhook request.
+    #[arg(long, env = "FLUX_WEBHOOK_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    webhook_timeout: Duration,
     /// Most events kept in each tenant's event log; older ones are collected by the leader.
     #[arg(long, env = "FLUX_EVENT_RETENTION_COUNT", default_value_t = flux_core::events::DEFAULT_MAX_EVENTS)]
     event_retention_count: u64,
@@ -259,6 +266,7 @@ pub struct NodeConfig {
     pub server: crate::node::ServerSettings,
     pub max_follow: Duration,
     pub events_max_lag: u64,
+    pub webhooks: flux_core::webhooks::DeliveryConfig,
     /// Lifetime of enrolled and renewed agent credentials.
     pub agent_credential_ttl: Duration,
     /// The directory whose filesystem `--min-free-disk` watches, and the threshold (embedded
@@ -419,6 +427,11 @@ impl Args {
             },
             max_follow: self.max_follow,
             events_max_lag: self.events_max_lag.max(1),
+            webhooks: flux_core::webhooks::DeliveryConfig {
+                allow_private: self.webhook_allow_private,
+                timeout: self.webhook_timeout.max(Duration::from_millis(100)),
+                ..flux_core::webhooks::DeliveryConfig::default()
+            },
             agent_credential_ttl: self.agent_credential_ttl,
             disk,
             gc,

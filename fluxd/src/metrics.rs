@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Enrollments by result (`ok`, `used_up`, `refused`) and credential renewals.
     pub enrollments: IntCounterVec,
     pub renewals: IntCounter,
+    /// Webhook delivery attempts made by this node (as leader), by result.
+    pub webhook_deliveries: IntCounterVec,
 }
 
 /// The `kind` labels of `flux_gc_deleted_total`.
@@ -242,6 +244,11 @@ impl Metrics {
             renewals: counter(
                 "flux_credential_renewals_total",
                 "agent credentials renewed by this node",
+            ),
+            webhook_deliveries: counter_vec(
+                "flux_webhook_deliveries_total",
+                "webhook delivery attempts made by this node, by result (delivered, retried, failed)",
+                &["result"],
             ),
             // Last: the helpers above borrow the registry until here.
             registry,

@@ -306,6 +306,7 @@ fn build_state(
     );
     state.max_follow = cfg.max_follow;
     state.events_max_lag = cfg.events_max_lag;
+    state.webhooks = cfg.webhooks.clone();
     state.agent_credential_ttl = cfg.agent_credential_ttl;
     state.disk = cfg
         .disk

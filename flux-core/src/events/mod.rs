@@ -448,10 +448,20 @@ pub async fn collect(
     let page = store
         .list_range(tenant, &Range::first(EVENTS, batch))
         .await?;
-    // Only counted events may go, so that the count stays exact.
+    // Only counted events may go, so that the count stays exact; and none that a webhook has
+    // still to deliver (each gives up on an event after its attempts, so this is bounded).
+    let pending = crate::webhooks::oldest_pending(store, tenant)
+        .await
+        .map_err(|e| match e {
+            crate::webhooks::WebhookError::Store(s) => EventError::Store(s),
+            other => EventError::Corrupt(other.to_string()),
+        })?;
     let counted = page
         .iter()
         .take_while(|e| st.counted_to.as_deref().is_some_and(|c| e.key.path() <= c))
+        .take_while(|e| {
+            pending.is_none_or(|p| Position::of_path(e.key.path()).is_some_and(|q| q <= p))
+        })
         .count();
     let page = &page[..counted];
     let times: Vec<Millis> = page

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod states;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,6 +138,12 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
     // itself (`--max-follow`).
     let untimed = Router::new()
         .route("/v1/events", get(events::stream))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{name}",
+            get(webhooks::get_one).delete(webhooks::delete_one),
+        )
+        .route("/v1/webhooks/{name}/test", post(webhooks::test))
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", post(audit::export))

@@ -138,6 +138,9 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
             (Access::Permission(ReadJobs), Streams)
         }
         "/v1/events" if get => (Access::Permission(ReadJobs), Streams),
+        "/v1/webhooks" | "/v1/webhooks/{name}" if get => (Admin, Requests),
+        "/v1/webhooks" | "/v1/webhooks/{name}/test" if post => (Admin, Requests),
+        "/v1/webhooks/{name}" if delete => (Admin, Requests),
         "/v1/jobs/{id}/cancel" if post => (Access::Permission(CancelJobs), Requests),
         "/v1/agents" | "/v1/agents/{id}" if get => (Access::Permission(ReadAgents), Requests),
         "/v1/agents/{id}/labels" if post => (Admin, Requests),
