@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, events, get,
-    job, tenants, token,
+    job, tenants, token, webhooks,
 };
 use crate::output::Output;
 
@@ -78,6 +78,9 @@ pub enum Cmd {
     Tenants(tenants::TenantsCmd),
     /// Print the tenant's events (jobs, agents, states, tokens); -f follows them live.
     Events(events::Args),
+    /// Send events to other systems: signed HTTPS deliveries, at least once (admins).
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCmd),
     /// Read and verify the audit log (admins).
     #[command(subcommand)]
     Audit(audit::AuditCmd),

@@ -351,4 +351,45 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
     assert_eq!(s, 204);
     let (s, _) = d.get("/v1/webhooks/plain", &d.admin).await;
     assert_eq!(s, 404);
+
+    // The same through fluxctl.
+    let secret = d.dir.path().join("hook.secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let secret = secret.display().to_string();
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "webhooks",
+            "create",
+            "ops",
+            "--url",
+            "https://hooks.example.com/x",
+            "--events",
+            "job.finished,state.*",
+            "--secret-file",
+            &secret,
+        ],
+    );
+    ok(&out).unwrap();
+    let out = d.fluxctl(&d.admin, &["webhooks", "list", "-o", "json"]);
+    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    assert_eq!(list[0]["name"], "ops");
+    assert_eq!(list[0]["events"], json!(["job.finished", "state.*"]));
+    let out = d.fluxctl(&d.admin, &["webhooks", "get", "ops"]);
+    assert!(ok(&out).unwrap().contains("hooks.example.com"));
+    let out = d.fluxctl(
+        &d.admin,
+        &[
+            "webhooks",
+            "create",
+            "bad",
+            "--url",
+            "http://hooks.example.com/x",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("http"), "{}", stderr(&out));
+    ok(&d.fluxctl(&d.admin, &["webhooks", "delete", "ops"])).unwrap();
+    let out = d.fluxctl(&d.admin, &["webhooks", "get", "ops"]);
+    assert!(!out.status.success());
 }
