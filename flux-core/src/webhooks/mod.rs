@@ -1034,3 +1034,15 @@ mod tests {
         assert_eq!((skipped.map(|p| p.revision), next), (Some(3), None));
     }
 }
+
+#[cfg(test)]
+mod vector {
+    /// The signature of the README's recipe (`examples/webhook-verify.py`) for fixed inputs.
+    #[test]
+    fn signature_matches_the_documented_recipe() {
+        assert_eq!(
+            super::signature(&"k".repeat(16), "d-1", 100, b"{}"),
+            "sha256=2bda518f09da56821d50d9522e6aa76b473953dee4f085d5454c9565e92b9db8"
+        );
+    }
+}
