@@ -2918,7 +2918,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__get__subcmd__states)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-w -o -h -V --watch --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4128,7 +4128,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__job__subcmd__list)
-            opts="-o -h -V --status --node --group --kind --limit --all --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-w -o -h -V --status --node --group --kind --limit --all --watch --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -130,6 +130,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l all -d 'Follow the pages to the last one'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s w -l watch -d 'Keep the listing current: print it again whenever a job event arrives (with -o json, print each job event as one JSON line instead)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -399,6 +400,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s w -l watch -d 'Keep it current: print it again whenever a state event arrives (with -o json, print each state event as one JSON line instead)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s V -l version -d 'Print version'

@@ -403,3 +403,97 @@ async fn each_tenant_sees_only_its_own_events() {
         .collect();
     assert_eq!(replayed, mine);
 }
+
+/// `child`'s stdout lines, read on a thread.
+fn lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line from `rx` satisfying `pred` within `within`.
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    within: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        let l = rx.recv_timeout(left).ok()?;
+        if pred(&l) {
+            return Some(l);
+        }
+    }
+}
+
+fn watch(d: &Fluxd, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin("fluxctl"))
+        .args(args)
+        .env("FLUX_SERVER", &d.url)
+        .env("FLUX_CA", d.ca_path())
+        .env("FLUX_TOKEN", &d.admin)
+        .env("FLUX_CONFIG", d.dir.path().join("fluxctl.toml"))
+        .env_remove("FLUX_TOKEN_FILE")
+        .env_remove("FLUX_CONTEXT")
+        .env_remove("FLUX_OUTPUT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn fluxctl")
+}
+
+/// `fluxctl job list --watch` and `fluxctl get states --watch` print what happens after their
+/// first listing: a job finished and a state converged afterwards show up as event lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn job_list_and_get_states_watch_show_later_changes() {
+    let d = Fluxd::start().await;
+    let _a = d.agent("default", "w-1", &[]).await;
+    let mut jobs = watch(&d, &["job", "list", "--watch", "-o", "json"]);
+    let mut states = watch(&d, &["get", "states", "--watch", "-o", "json"]);
+    let (jrx, srx) = (lines(&mut jobs), lines(&mut states));
+    // Connected once the first listing (a JSON array) is printed.
+    let end_of_listing = |l: &str| l.trim_end() == "]" || l.trim_end() == "[]";
+    assert!(
+        wait_line(&jrx, T, end_of_listing).is_some(),
+        "no job listing"
+    );
+    assert!(
+        wait_line(&srx, T, end_of_listing).is_some(),
+        "no state listing"
+    );
+    let (s, v) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "true", "node_id": "w-1"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let line = wait_line(&jrx, T, |l| {
+        l.contains(&id) && l.contains("\"job.finished\"")
+    })
+    .expect("the job's finish on the watch");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["object"], id.as_str());
+    put_state(&d, "watched", "w-1", "true", "true").await;
+    let sline = wait_line(&srx, T, |l| {
+        l.contains("watched/w-1") && l.contains("\"state.compliant\"")
+    })
+    .expect("the state's convergence on the watch");
+    let v: Value = serde_json::from_str(&sline).unwrap();
+    assert_eq!(v["type"], "state.compliant");
+    for c in [&mut jobs, &mut states] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

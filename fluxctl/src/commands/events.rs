@@ -149,3 +149,119 @@ pub async fn run(ctx: &Ctx, a: Args) -> CliResult {
         .await;
     }
 }
+
+/// Follows the event stream for `--watch` listings: [`Watcher::next_batch`] waits for the next
+/// events of `types` (resuming after the last one on a dropped connection) and returns them
+/// with whatever followed within a short quiet time, so a burst redraws a listing once.
+pub struct Watcher {
+    api: flux_core::client::ApiClient,
+    types: String,
+    last: Option<String>,
+    body: Option<futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>>,
+    parser: Parser,
+    reconnects: u32,
+}
+
+/// Quiet time that ends a batch of events.
+const BATCH_QUIET: Duration = Duration::from_millis(200);
+
+impl Watcher {
+    /// Starts at the log's newest event (what the listing already shows).
+    pub fn new(api: flux_core::client::ApiClient, types: &str) -> Watcher {
+        Watcher {
+            api,
+            types: types.to_string(),
+            last: None,
+            body: None,
+            parser: Parser::new(),
+            reconnects: 0,
+        }
+    }
+
+    /// Opens the stream now (its start is the log's head at this moment).
+    pub async fn open(&mut self) -> Result<()> {
+        let path = format!(
+            "/v1/events?follow=true&type={}",
+            super::job::urlencoding(&self.types)
+        );
+        let resp = self
+            .api
+            .send(
+                Method::GET,
+                &path,
+                None,
+                Duration::from_secs(30 * 24 * 3600),
+            )
+            .await?;
+        self.body = Some(resp.bytes_stream().map(|r| r.map(|b| b.to_vec())).boxed());
+        self.parser = Parser::new();
+        Ok(())
+    }
+
+    pub async fn next_batch(&mut self) -> Result<Vec<EventView>> {
+        let mut out = Vec::new();
+        loop {
+            if self.body.is_none() {
+                let mut path = format!(
+                    "/v1/events?follow=true&type={}",
+                    super::job::urlencoding(&self.types)
+                );
+                if let Some(l) = &self.last {
+                    path.push_str(&format!("&since={l}"));
+                }
+                let resp = self
+                    .api
+                    .send(
+                        Method::GET,
+                        &path,
+                        None,
+                        Duration::from_secs(30 * 24 * 3600),
+                    )
+                    .await?;
+                self.body = Some(resp.bytes_stream().map(|r| r.map(|b| b.to_vec())).boxed());
+                self.parser = Parser::new();
+            }
+            let body = self.body.as_mut().expect("opened above");
+            let piece = if out.is_empty() {
+                body.next().await
+            } else {
+                match tokio::time::timeout(BATCH_QUIET, body.next()).await {
+                    Ok(p) => p,
+                    Err(_) => return Ok(out),
+                }
+            };
+            let Some(Ok(piece)) = piece else {
+                self.body = None;
+                self.reconnects += 1;
+                if self.reconnects > MAX_RECONNECTS {
+                    anyhow::bail!("the event stream keeps failing");
+                }
+                tokio::time::sleep(flux_core::client::backoff(
+                    self.reconnects,
+                    Duration::from_millis(200),
+                    Duration::from_secs(5),
+                ))
+                .await;
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+                continue;
+            };
+            for m in self.parser.feed(&piece) {
+                if m.event == "end" {
+                    self.body = None;
+                    if m.data.contains("\"gone\"") {
+                        // Collected past us: start again from the newest.
+                        self.last = None;
+                    }
+                    break;
+                }
+                if let Ok(v) = serde_json::from_str::<EventView>(&m.data) {
+                    self.last = Some(v.id.clone());
+                    self.reconnects = 0;
+                    out.push(v);
+                }
+            }
+        }
+    }
+}
