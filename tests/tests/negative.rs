@@ -176,6 +176,13 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
             Need::Operator,
         ),
         r(Method::GET, "/v1/events?follow=false", None, Need::Viewer),
+        r(Method::GET, "/v1/webhooks", None, Need::Admin),
+        r(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"name": "w1", "url": "https://hooks.example.com/x"})),
+            Need::Admin,
+        ),
         r(Method::GET, "/v1/audit", None, Need::Admin),
         r(Method::GET, "/v1/audit/verify", None, Need::Admin),
         r(Method::POST, "/v1/audit/export?before=1", None, Need::Admin),
