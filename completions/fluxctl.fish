@@ -45,6 +45,8 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "diff" -d 'Show what
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "delete" -d 'Delete objects'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "events" -d 'Print the tenant\'s events (jobs, agents, states, tokens); -f follows them live'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "webhooks" -d 'Send events to other systems: signed HTTPS deliveries, at least once (admins)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "audit" -d 'Read and verify the audit log (admins)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
@@ -138,6 +140,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l all -d 'Follow the pages to the last one'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s w -l watch -d 'Keep the listing current: print it again whenever a job event arrives (with -o json, print each job event as one JSON line instead)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -521,6 +524,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s w -l watch -d 'Keep it current: print it again whenever a state event arrives (with -o json, print each state event as one JSON line instead)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand get; and __fish_seen_subcommand_from states" -s V -l version -d 'Print version'
@@ -619,6 +623,114 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "quota" -d 'Show or set a tenant\'s quota'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l type -d 'Only these types (comma-separated; `job.*` matches every job event)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l since -d 'Only events after this id (REVISION or REVISION.INDEX)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l object -d 'Only events about this object (job id, node id, STATE/NODE)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l selector -d 'Only events about agents matching this selector' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -s f -l follow -d 'Follow: keep printing events as they happen'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand events" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -f -a "create" -d 'Create a webhook: matching events are POSTed to URL, signed, at least once'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -f -a "list" -d 'List the tenant\'s webhooks'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -f -a "get" -d 'Show a webhook and its recent deliveries'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -f -a "delete" -d 'Delete a webhook (its cursor and delivery records with it)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -f -a "test" -d 'Send a test delivery now'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and not __fish_seen_subcommand_from create list get delete test help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l url -d 'The receiver (https://; http:// only with --allow-http)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l events -d 'Event types (comma-separated, `job.*` wildcards); default every type' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l filter -d 'Only events about agents matching this selector' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l secret-file -d 'File holding the signing secret (default: generated and printed once)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l receiver-ca -d 'CA certificates (PEM) the receiver\'s certificate must chain to (`--ca` is the global flag for the control plane\'s own CA)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l max-attempts -d 'Attempts per event before it is recorded failed (1..=20)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l allow-http -d 'Accept a plain http:// URL'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from test" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a webhook: matching events are POSTed to URL, signed, at least once'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the tenant\'s webhooks'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show a webhook and its recent deliveries'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a webhook (its cursor and delivery records with it)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from help" -f -a "test" -d 'Send a test delivery now'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand webhooks; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand audit; and not __fish_seen_subcommand_from log verify export help" -l token-file -d 'File holding the bearer token' -r -F
@@ -971,24 +1083,26 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "rollout" -d 'Follow and steer rollouts (runs across a fleet at a controlled rate)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "delete" -d 'Delete objects'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "whoami" -d 'Show the identity of the current token'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "config" -d 'Manage contexts in the config file'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "completions" -d 'Print shell completions'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "rollout" -d 'Follow and steer rollouts (runs across a fleet at a controlled rate)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "delete" -d 'Delete objects'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "events" -d 'Print the tenant\'s events (jobs, agents, states, tokens); -f follows them live'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "webhooks" -d 'Send events to other systems: signed HTTPS deliveries, at least once (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first: one page, or every page with --all'
@@ -1016,6 +1130,11 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "list" -d 'Tenants with queued and running jobs, agents, states and quotas (admins)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "create" -d 'Create a tenant (admins of tenant default) and print a first admin token for it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from tenants" -f -a "quota" -d 'Show or set a tenant\'s quota'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from webhooks" -f -a "create" -d 'Create a webhook: matching events are POSTed to URL, signed, at least once'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from webhooks" -f -a "list" -d 'List the tenant\'s webhooks'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from webhooks" -f -a "get" -d 'Show a webhook and its recent deliveries'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from webhooks" -f -a "delete" -d 'Delete a webhook (its cursor and delivery records with it)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from webhooks" -f -a "test" -d 'Send a test delivery now'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "log" -d 'Print audit records, oldest first (a page; --all follows every page)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Walk the hash chain; exit 1 if a record was altered, removed or cut off. With --file, check an export file instead; exit 1 if it was edited'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Write the records made before DATE (after the last export) and a signed checkpoint to FILE; once exported, `fluxd --audit-retention` may prune them'

@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{now_ms, valid_ident};
-use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError};
+use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError, Txn};
 
 /// Errors of authentication. Every variant but `Store` means "401 Unauthorized" to a client.
 #[derive(Debug, thiserror::Error)]
@@ -550,7 +550,17 @@ pub async fn revoke(store: &dyn Store, jti: &str, tenant: &str, exp: u64) -> Res
     })
     .expect("revocation serialises");
     match store.put(key, body, Expect::Absent).await {
-        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Ok(_) => {
+            // The revocation lives in the cluster's tenant; its event is the tenant's, written
+            // right after it (one transaction cannot span two tenants).
+            let mut txn = Txn::new();
+            let event = crate::events::Event::new("token.revoked", jti, now_ms())
+                .data(serde_json::json!({ "jti": jti, "exp": exp }));
+            crate::events::record(&mut txn, tenant, &event)?;
+            store.commit(txn).await?;
+            Ok(())
+        }
+        Err(StoreError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -590,6 +600,11 @@ pub async fn revoke_node(store: &dyn Store, tenant: &str, node_id: &str) -> Resu
     })
     .expect("node revocation serialises");
     store.put(key, body, Expect::Any).await?;
+    let mut txn = Txn::new();
+    let event = crate::events::Event::new("token.revoked", format!("node={node_id}"), now_ms())
+        .data(serde_json::json!({ "node_id": node_id, "not_before": not_before }));
+    crate::events::record(&mut txn, tenant, &event)?;
+    store.commit(txn).await?;
     Ok(not_before)
 }
 

@@ -58,6 +58,8 @@ pub trait Host: Send + Sync {
     /// Called for each job the collector deleted (the record as it was read), after the batch
     /// committed.
     fn collected(&self, _tenant: &str, _job: &crate::model::Job) {}
+    /// Called for each webhook delivery attempt: `delivered`, `failed` (given up) or `retried`.
+    fn webhook_delivery(&self, _tenant: &str, _result: &str) {}
 }
 
 /// Whether a store change may give the job loop work: a pending job or an inbox changed (or
@@ -92,6 +94,8 @@ pub struct Leader<'a> {
     pub sweep_every: Duration,
     /// The collector's settings; `None` runs no garbage collection.
     pub gc: Option<&'a RetentionConfig>,
+    /// How webhooks are delivered; `None` delivers none.
+    pub webhooks: Option<&'a crate::webhooks::DeliveryConfig>,
 }
 
 /// Leader work for one term (`epoch`, led since `since`): the job loop and the reconcile loop.
@@ -102,6 +106,8 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
         e = reconcile_work(l, epoch) => e,
         e = gc_work(l, epoch), if l.gc.is_some() => e,
         e = rollout_work(l, epoch) => e,
+        e = crate::webhooks::driver::work(l, l.webhooks.unwrap_or(&*NO_WEBHOOKS), epoch),
+            if l.webhooks.is_some() => e,
     }
 }
 
@@ -232,6 +238,9 @@ async fn gc_work(l: &Leader<'_>, epoch: Epoch) -> Epoch {
     }
 }
 
+static NO_WEBHOOKS: std::sync::LazyLock<crate::webhooks::DeliveryConfig> =
+    std::sync::LazyLock::new(crate::webhooks::DeliveryConfig::default);
+
 /// Passes run back to back at most, per `--gc-interval` tick, while they keep deleting.
 pub const GC_PASSES_PER_TICK: usize = 10_000;
 
@@ -261,6 +270,15 @@ pub async fn gc_pass(
             }
         };
         deleted_any |= report.deleted.by_kind().iter().any(|(_, n)| *n > 0);
+        if let Some(cfg) = l.gc {
+            match crate::events::collect(l.store, t, epoch, cfg.events, cfg.batch, now_ms()).await {
+                Ok(n) => deleted_any |= n > 0,
+                Err(crate::events::EventError::Store(e @ StoreError::Fenced { .. })) => {
+                    return Err(e);
+                }
+                Err(e) => tracing::warn!(tenant = %t, error = %e, "event log collection failed"),
+            }
+        }
         for j in &report.jobs {
             l.host.collected(t, j);
         }

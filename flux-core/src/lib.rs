@@ -12,6 +12,7 @@ pub mod chaos;
 pub mod client;
 pub mod enroll;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod history;
 pub mod jobs;
@@ -30,6 +31,7 @@ pub mod selector;
 pub mod state;
 pub mod store;
 pub mod tenants;
+pub mod webhooks;
 
 #[cfg(feature = "testing")]
 pub mod testing;

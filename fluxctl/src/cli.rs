@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, get, job,
-    rollout, tenants, token,
+    agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, events, get,
+    job, rollout, tenants, token, webhooks,
 };
 use crate::output::Output;
 
@@ -79,6 +79,11 @@ pub enum Cmd {
     /// Tenants with their usage, and their quotas.
     #[command(subcommand)]
     Tenants(tenants::TenantsCmd),
+    /// Print the tenant's events (jobs, agents, states, tokens); -f follows them live.
+    Events(events::Args),
+    /// Send events to other systems: signed HTTPS deliveries, at least once (admins).
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCmd),
     /// Read and verify the audit log (admins).
     #[command(subcommand)]
     Audit(audit::AuditCmd),

@@ -171,6 +171,23 @@ pub struct Args {
     /// Longest a followed log stream lasts; it then ends with a line asking to reconnect.
     #[arg(long, env = "FLUX_MAX_FOLLOW", value_parser = parse_duration, default_value = "1h")]
     max_follow: Duration,
+    /// A followed event stream (`GET /v1/events`) more than this many revisions behind the
+    /// tenant's newest event is ended with `event: end` (`slow_client`); it resumes with its id.
+    #[arg(long, env = "FLUX_EVENTS_MAX_LAG", default_value_t = crate::api::events::DEFAULT_MAX_LAG)]
+    events_max_lag: u64,
+    /// Let webhooks reach loopback, private and link-local addresses (refused by default, so a
+    /// tenant cannot point the control plane at internal services).
+    #[arg(long, env = "FLUX_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
+    /// Time limit of each webhook request.
+    #[arg(long, env = "FLUX_WEBHOOK_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    webhook_timeout: Duration,
+    /// Most events kept in each tenant's event log; older ones are collected by the leader.
+    #[arg(long, env = "FLUX_EVENT_RETENTION_COUNT", default_value_t = flux_core::events::DEFAULT_MAX_EVENTS)]
+    event_retention_count: u64,
+    /// Longest an event is kept in the event log.
+    #[arg(long, env = "FLUX_EVENT_RETENTION", value_parser = parse_duration, default_value = "7d")]
+    event_retention: Duration,
     /// Lifetime of the credential an agent gets when it enrolls or renews (it renews itself
     /// once two thirds of it have passed). Between 10s and 30 days.
     #[arg(long, env = "FLUX_AGENT_CREDENTIAL_TTL", value_parser = parse_duration, default_value = "24h")]
@@ -248,6 +265,8 @@ pub struct NodeConfig {
     /// Listener settings: timeouts, connection caps, the metrics listener.
     pub server: crate::node::ServerSettings,
     pub max_follow: Duration,
+    pub events_max_lag: u64,
+    pub webhooks: flux_core::webhooks::DeliveryConfig,
     /// Lifetime of enrolled and renewed agent credentials.
     pub agent_credential_ttl: Duration,
     /// The directory whose filesystem `--min-free-disk` watches, and the threshold (embedded
@@ -300,6 +319,10 @@ impl Args {
             dead_agent_retention: self.dead_agent_retention,
             interval: self.gc_interval,
             batch: self.gc_batch,
+            events: flux_core::events::Bounds {
+                max_events: self.event_retention_count.max(1),
+                max_age_ms: u64::try_from(self.event_retention.as_millis()).unwrap_or(u64::MAX),
+            },
         };
         gc.validate().map_err(|e| anyhow::anyhow!(e))?;
         let backups = match self.backup_dir {
@@ -403,6 +426,12 @@ impl Args {
                 gauges_every: self.gauges_every,
             },
             max_follow: self.max_follow,
+            events_max_lag: self.events_max_lag.max(1),
+            webhooks: flux_core::webhooks::DeliveryConfig {
+                allow_private: self.webhook_allow_private,
+                timeout: self.webhook_timeout.max(Duration::from_millis(100)),
+                ..flux_core::webhooks::DeliveryConfig::default()
+            },
             agent_credential_ttl: self.agent_credential_ttl,
             disk,
             gc,

@@ -46,6 +46,8 @@ pub struct Metrics {
     /// Rollouts finished on this node as leader, by final status; targets ended, by outcome.
     pub rollouts: IntCounterVec,
     pub rollout_targets: IntCounterVec,
+    /// Webhook delivery attempts made by this node (as leader), by result.
+    pub webhook_deliveries: IntCounterVec,
 }
 
 /// The `kind` labels of `flux_gc_deleted_total`.
@@ -255,6 +257,11 @@ impl Metrics {
                 "flux_rollout_targets_total",
                 "rollout targets ended on this node as leader, by outcome",
                 &["outcome"],
+            ),
+            webhook_deliveries: counter_vec(
+                "flux_webhook_deliveries_total",
+                "webhook delivery attempts made by this node, by result (delivered, retried, failed)",
+                &["result"],
             ),
             // Last: the helpers above borrow the registry until here.
             registry,

@@ -305,6 +305,8 @@ fn build_state(
         history,
     );
     state.max_follow = cfg.max_follow;
+    state.events_max_lag = cfg.events_max_lag;
+    state.webhooks = cfg.webhooks.clone();
     state.agent_credential_ttl = cfg.agent_credential_ttl;
     state.disk = cfg
         .disk

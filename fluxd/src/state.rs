@@ -70,6 +70,10 @@ pub struct AppState {
     pub history: Option<Arc<crate::history::History>>,
     /// Longest a followed log stream lasts (`--max-follow`).
     pub max_follow: std::time::Duration,
+    /// Revisions a followed event stream may fall behind (`--events-max-lag`).
+    pub events_max_lag: u64,
+    /// How webhooks are delivered (`--webhook-allow-private`, `--webhook-timeout`).
+    pub webhooks: flux_core::webhooks::DeliveryConfig,
     /// Lifetime of enrolled and renewed agent credentials (`--agent-credential-ttl`).
     pub agent_credential_ttl: std::time::Duration,
     /// Free space under the embedded store (`--min-free-disk`).
@@ -104,6 +108,8 @@ impl AppState {
             node_changed: Notify::new(),
             history,
             max_follow: std::time::Duration::from_secs(3600),
+            events_max_lag: crate::api::events::DEFAULT_MAX_LAG,
+            webhooks: flux_core::webhooks::DeliveryConfig::default(),
             agent_credential_ttl: std::time::Duration::from_secs(24 * 3600),
             disk: None,
         }

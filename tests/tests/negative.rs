@@ -175,6 +175,14 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
             Some(json!({"node_id": "a1", "check_cmd": "true", "apply_cmd": "true"})),
             Need::Operator,
         ),
+        r(Method::GET, "/v1/events?follow=false", None, Need::Viewer),
+        r(Method::GET, "/v1/webhooks", None, Need::Admin),
+        r(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"name": "w1", "url": "https://hooks.example.com/x"})),
+            Need::Admin,
+        ),
         r(Method::GET, "/v1/audit", None, Need::Admin),
         r(Method::GET, "/v1/audit/verify", None, Need::Admin),
         r(Method::POST, "/v1/audit/export?before=1", None, Need::Admin),
@@ -1203,4 +1211,59 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
     // An agent credential cannot be renewed by anyone else.
     let (s, _) = d.post("/v1/agent/renew", &d.admin, &json!({})).await;
     assert_eq!(s, 403);
+}
+
+/// `GET /v1/events` refuses bad input before streaming, naming the parameter: a malformed
+/// `since` (query or `Last-Event-ID`) 400, an unknown type or a wildcard matching none 422, a bad
+/// selector 422, an overlong object 422, an unknown parameter 400; nothing is streamed and
+/// nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_stream_refuses_bad_input_naming_it() {
+    let d = Fluxd::start().await;
+    let agent = d.token("default", "agent", Some("a1")).await;
+    let before = fingerprint(&d).await;
+    let long = "o".repeat(300);
+    let cases: Vec<(u16, &str, String)> = vec![
+        (400, "since", "/v1/events?since=abc".into()),
+        (400, "since", "/v1/events?since=1.x".into()),
+        (400, "since", "/v1/events?since=-4".into()),
+        (
+            400,
+            "since",
+            format!("/v1/events?since={}", "9".repeat(300)),
+        ),
+        (422, "type", "/v1/events?type=job.exploded".into()),
+        (422, "type", "/v1/events?type=nothing.*".into()),
+        (422, "type", format!("/v1/events?type={long}")),
+        (422, "selector", "/v1/events?selector=role%3D(".into()),
+        (422, "object", format!("/v1/events?object={long}")),
+        (400, "bogus", "/v1/events?bogus=1".into()),
+        (400, "follow", "/v1/events?follow=sometimes".into()),
+    ];
+    for (status, field, path) in cases {
+        let (s, v) = d.get(&path, &d.admin).await;
+        assert_eq!(s, status, "{path}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{path}: {field} not named in {v}");
+        assert!(
+            msg.len() < 400,
+            "{path}: the message echoes the input: {msg}"
+        );
+    }
+    let r = d
+        .req(Method::GET, "/v1/events?follow=false", &d.admin)
+        .header("Last-Event-ID", "not-an-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (s, _) = d.get("/v1/events?follow=false", &agent).await;
+    assert_eq!(s, 403);
+    let (s, _) = send(d.http.get(format!("{}/v1/events", d.url))).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        fingerprint(&d).await,
+        before,
+        "a refused stream changed something"
+    );
 }

@@ -387,14 +387,24 @@ impl Jobs {
                 marks.push((ak, marked, av));
             }
         }
-        let txns = marks
-            .iter()
-            .map(|(ak, marked, av)| {
+        let mut txns = Vec::with_capacity(marks.len());
+        for (ak, marked, av) in &marks {
+            let mut txn =
                 Txn::new()
                     .fenced(epoch)
-                    .put(ak.clone(), enc(marked), Expect::Version(*av))
-            })
-            .collect();
+                    .put(ak.clone(), enc(marked), Expect::Version(*av));
+            let kind = match marked.state {
+                AgentState::Online => "agent.online",
+                AgentState::Unreachable => "agent.unreachable",
+                AgentState::Dead => "agent.dead",
+            };
+            crate::events::record(
+                &mut txn,
+                tenant,
+                &crate::events::Event::of_agent(kind, marked, now),
+            )?;
+            txns.push(txn);
+        }
         let results = self.store.commit_many(txns).await;
         let mut failure = None;
         for ((ak, marked, _), r) in marks.into_iter().zip(results) {
@@ -573,13 +583,15 @@ impl Jobs {
                     "agent back online"
                 );
             }
+            let came_back = a.state != AgentState::Online;
             a.state = AgentState::Online;
             a.last_seen = a.last_seen.max(now);
-            match self
-                .store
-                .put(ak.clone(), enc(&a), Expect::Version(v))
-                .await
-            {
+            let mut txn = Txn::new().put(ak.clone(), enc(&a), Expect::Version(v));
+            if came_back {
+                let online = crate::events::Event::of_agent("agent.online", &a, now);
+                crate::events::record(&mut txn, tenant, &online)?;
+            }
+            match self.store.commit(txn).await {
                 Ok(_) => {
                     self.heard_from(tenant, node_id, now);
                     return Ok(registration);
@@ -618,6 +630,7 @@ impl Jobs {
                 });
                 a.registered_at = now;
             };
+            let mut was = None;
             let (agent, expect) = match found {
                 Some((mut a, v)) => {
                     let holds = caller.holds(&a);
@@ -650,6 +663,7 @@ impl Jobs {
                             "agent back online"
                         );
                     }
+                    was = Some(a.state);
                     a.state = AgentState::Online;
                     a.last_seen = now;
                     // Its credential passed the node revocation: it was issued after it.
@@ -677,7 +691,14 @@ impl Jobs {
                     (a, Expect::Absent)
                 }
             };
-            match self.store.put(ak.clone(), enc(&agent), expect).await {
+            let mut txn = Txn::new().put(ak.clone(), enc(&agent), expect);
+            let registered = crate::events::Event::of_agent("agent.registered", &agent, now);
+            crate::events::record(&mut txn, tenant, &registered)?;
+            if was.is_some_and(|s| s != AgentState::Online) {
+                let online = crate::events::Event::of_agent("agent.online", &agent, now);
+                crate::events::record(&mut txn, tenant, &online)?;
+            }
+            match self.store.commit(txn).await {
                 Ok(_) => {
                     self.heard_from(tenant, node_id, now);
                     let id = agent.registration.map(|r| r.id).unwrap_or_default();

@@ -162,6 +162,10 @@ fn check_running(running: &[String]) -> Result<()> {
 fn put_job(txn: Txn, tenant: &str, old: Option<&Job>, new: &Job, expect: Expect) -> Result<Txn> {
     let (puts, deletes) = listing::index_changes(old, new);
     let mut txn = txn.put(key(tenant, keys::job(&new.job_id))?, enc(new), expect);
+    // Every job write goes through here, so every submission, start and end is told.
+    if let Some(e) = crate::events::Event::of_job(old, new) {
+        crate::events::record(&mut txn, tenant, &e)?;
+    }
     for p in puts {
         txn = txn.put(key(tenant, p)?, Vec::new(), Expect::Any);
     }

@@ -94,6 +94,32 @@ struct Admission {
     queued: u64,
 }
 
+/// The event of a target moving from `cur` to `next`, if its status changed to one worth telling.
+fn state_event(
+    cur: &TargetStatus,
+    next: &TargetStatus,
+    now: Millis,
+) -> Option<crate::events::Event> {
+    if cur.status == next.status {
+        return None;
+    }
+    let kind = match next.status {
+        TargetState::Compliant if cur.status == TargetState::Applying => "state.repaired",
+        TargetState::Compliant => "state.compliant",
+        TargetState::Drifted => "state.drifted",
+        TargetState::Failed => "state.failed",
+        _ => return None,
+    };
+    let mut e = crate::events::Event::new(kind, format!("{}/{}", next.state, next.agent), now);
+    e.node_id = Some(next.agent.clone());
+    e.data = serde_json::json!({
+        "state": next.state,
+        "status": next.status.as_str(),
+        "previous": cur.status.as_str(),
+    });
+    Some(e)
+}
+
 fn key(tenant: &str, path: String) -> Result<Key> {
     Ok(Key::new(tenant, path)?)
 }
@@ -430,8 +456,12 @@ impl Reconciler {
             // Counted now: the rest of the pass is admitted against it.
             admission.queued += 1;
         }
+        let mut txn = txn.fenced(epoch).put(k, enc(&next), expect);
+        if let Some(e) = state_event(cur, &next, now) {
+            crate::events::record(&mut txn, tenant, &e)?;
+        }
         Ok(Decided {
-            txn: Some(txn.fenced(epoch).put(k, enc(&next), expect)),
+            txn: Some(txn),
             tally,
             waits_for: next.in_flight.as_ref().map(|f| f.job_id.clone()),
         })

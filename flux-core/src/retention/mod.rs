@@ -75,6 +75,8 @@ pub struct RetentionConfig {
     pub dead_agent_retention: Duration,
     pub interval: Duration,
     pub batch: usize,
+    /// How much of each tenant's event log is kept.
+    pub events: crate::events::Bounds,
 }
 
 impl Default for RetentionConfig {
@@ -87,6 +89,7 @@ impl Default for RetentionConfig {
             dead_agent_retention: DEFAULT_DEAD_AGENT_RETENTION,
             interval: DEFAULT_GC_INTERVAL,
             batch: DEFAULT_GC_BATCH,
+            events: crate::events::Bounds::default(),
         }
     }
 }

@@ -953,6 +953,122 @@ pub async fn restore_keeps_the_stores_revocations(f: &Fixture) {
     );
 }
 
+/// An append writes under its prefix at the revision its own transaction commits at, in the same
+/// atomic step as the rest of the transaction; a failed transaction appends nothing; in a batch,
+/// each transaction's appends carry its own revision.
+pub async fn appends_land_at_their_own_commit_revision(f: &Fixture) {
+    use super::{Range, append_path};
+    let s = f.store.as_ref();
+    let mut rx = s.subscribe();
+    let job = key("acme", "jobs/1");
+    let log = key("acme", "events/");
+    let r1 = s
+        .commit(
+            Txn::new()
+                .put(job.clone(), b"j1".to_vec(), Expect::Absent)
+                .append(log.clone(), b"e1a".to_vec())
+                .append(log.clone(), b"e1b".to_vec())
+                .append(key("acme", "other/"), b"o1".to_vec()),
+        )
+        .await
+        .unwrap();
+    let listed = f.peer.list("acme", "events/").await.unwrap();
+    let got: Vec<(String, u64, Vec<u8>)> = listed
+        .iter()
+        .map(|e| (e.key.path().to_string(), e.version, e.value.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (append_path("events/", r1, 0), r1, b"e1a".to_vec()),
+            (append_path("events/", r1, 1), r1, b"e1b".to_vec()),
+        ],
+        "appends must land at the commit's revision, in order"
+    );
+    assert_eq!(
+        f.peer.list("acme", "other/").await.unwrap()[0].key.path(),
+        append_path("other/", r1, 0),
+        "each prefix counts its own appends"
+    );
+    let change = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let c = rx.recv().await.unwrap();
+            if c.revision == r1 && c.tenant == "acme" {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("change notified");
+    assert!(
+        change.paths.contains(&append_path("events/", r1, 1)),
+        "the notification names the appended paths: {:?}",
+        change.paths
+    );
+    // A conflicting transaction appends nothing.
+    let err = s
+        .commit(
+            Txn::new()
+                .put(job.clone(), b"j2".to_vec(), Expect::Absent)
+                .append(log.clone(), b"lost".to_vec()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    // So does a fenced one.
+    let epoch = s.next_epoch().await.unwrap();
+    let err = s
+        .commit(
+            Txn::new()
+                .fenced(epoch + 7)
+                .put(key("acme", "jobs/2"), b"j".to_vec(), Expect::Any)
+                .append(log.clone(), b"lost".to_vec()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+    assert_eq!(s.list("acme", "events/").await.unwrap().len(), 2);
+    // In one batch, each transaction appends at its own revision, and a failing one not at all.
+    let batch = vec![
+        Txn::new()
+            .fenced(epoch)
+            .put(key("acme", "jobs/3"), b"j".to_vec(), Expect::Absent)
+            .append(log.clone(), b"b1".to_vec()),
+        Txn::new()
+            .put(job.clone(), b"dup".to_vec(), Expect::Absent)
+            .append(log.clone(), b"lost".to_vec()),
+        Txn::new().append(log.clone(), b"b3".to_vec()),
+    ];
+    let results = s.commit_many(batch).await;
+    let (b1, b3) = (*results[0].as_ref().unwrap(), *results[2].as_ref().unwrap());
+    assert!(results[1].is_err());
+    assert!(r1 < b1 && b1 < b3, "revisions grow: {r1} {b1} {b3}");
+    let page = f
+        .peer
+        .list_range(
+            "acme",
+            &Range::first("events/", 10).after(append_path("events/", r1, 1)),
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, Vec<u8>)> = page
+        .iter()
+        .map(|e| (e.key.path().to_string(), e.value.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (append_path("events/", b1, 0), b"b1".to_vec()),
+            (append_path("events/", b3, 0), b"b3".to_vec()),
+        ]
+    );
+    let err = s
+        .commit(Txn::new().append(key("acme", "events"), b"x".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidTxn(_)), "{err:?}");
+}
+
 /// Expands to one test per conformance check. `$fixture` is an expression of type
 /// `impl Future<Output = Option<Fixture>>`; `None` skips (backend not installed).
 #[macro_export]
@@ -973,7 +1089,8 @@ macro_rules! store_conformance_tests {
             a_lapsed_lease_passes_to_another_holder_whose_epoch_fences_the_old,
             snapshot_and_restore_round_trip,
             restore_keeps_the_stores_revocations,
-            a_raised_epoch_ends_the_current_term
+            a_raised_epoch_ends_the_current_term,
+            appends_land_at_their_own_commit_revision
         );
     };
     (@each $fixture:expr; $($check:ident),*) => {

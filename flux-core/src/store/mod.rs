@@ -288,12 +288,34 @@ pub enum Op {
         key: Key,
         expect: Expect,
     },
+    /// Writes a new object under the prefix `key.path()` (which ends in `/`) at the path
+    /// [`append_path`]`(prefix, revision, index)`: `revision` is the one this transaction commits
+    /// at and `index` counts the earlier appends under the same prefix in the transaction. The
+    /// writer does not know the revision before the commit; the path is fresh by construction
+    /// (revisions only grow), so an append never conflicts. This is how a change and the record
+    /// of it (an event) commit together, ordered by revision.
+    Append {
+        key: Key,
+        value: Vec<u8>,
+    },
+}
+
+/// Most appends under one prefix in one transaction.
+pub const MAX_APPENDS: usize = 10_000;
+
+/// The path an [`Op::Append`] under `prefix` writes: `{prefix}{revision:020}/{index:04}`, so that
+/// path order is commit order.
+pub fn append_path(prefix: &str, revision: Version, index: usize) -> String {
+    format!("{prefix}{revision:020}/{index:04}")
 }
 
 impl Op {
     pub fn key(&self) -> &Key {
         match self {
-            Op::Put { key, .. } | Op::Delete { key, .. } | Op::Check { key, .. } => key,
+            Op::Put { key, .. }
+            | Op::Delete { key, .. }
+            | Op::Check { key, .. }
+            | Op::Append { key, .. } => key,
         }
     }
 
@@ -302,6 +324,7 @@ impl Op {
             Op::Put { expect, .. } | Op::Delete { expect, .. } | Op::Check { expect, .. } => {
                 *expect
             }
+            Op::Append { .. } => Expect::Absent,
         }
     }
 }
@@ -343,20 +366,74 @@ impl Txn {
         self
     }
 
+    /// Appends `value` under the prefix `key.path()` at this transaction's revision
+    /// (see [`Op::Append`]).
+    pub fn append(mut self, key: Key, value: impl Into<Vec<u8>>) -> Txn {
+        self.ops.push(Op::Append {
+            key,
+            value: value.into(),
+        });
+        self
+    }
+
+    /// The index each [`Op::Append`] of the transaction takes under its prefix, by operation
+    /// position (`None` for other operations).
+    pub fn append_indexes(&self) -> Vec<Option<usize>> {
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Append { key, .. } => {
+                    let p = key.path();
+                    match seen.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, n)) => {
+                            *n += 1;
+                            Some(*n)
+                        }
+                        None => {
+                            seen.push((p, 0));
+                            Some(0)
+                        }
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Validates the shape of the transaction and returns its tenant.
     pub fn tenant(&self) -> Result<&str> {
         let first = self.ops.first().ok_or_else(|| {
             StoreError::InvalidTxn("a transaction needs at least one operation".into())
         })?;
         let tenant = first.key().tenant();
+        let mut appends = 0usize;
         for (i, op) in self.ops.iter().enumerate() {
+            if let Op::Append { key, .. } = op {
+                appends += 1;
+                if !key.path().ends_with('/') || key.path().len() + 25 > MAX_PATH_LEN {
+                    return Err(StoreError::InvalidTxn(format!(
+                        "append prefix {:?} must end in '/' and leave room for the revision",
+                        key.path()
+                    )));
+                }
+                if appends > MAX_APPENDS {
+                    return Err(StoreError::InvalidTxn(format!(
+                        "at most {MAX_APPENDS} appends in one transaction"
+                    )));
+                }
+            }
             if op.key().tenant() != tenant {
                 return Err(StoreError::InvalidTxn(format!(
                     "operation {i} touches tenant {:?} but the transaction belongs to {tenant:?}",
                     op.key().tenant()
                 )));
             }
-            if self.ops[..i].iter().any(|o| o.key() == op.key()) {
+            if !matches!(op, Op::Append { .. })
+                && self.ops[..i]
+                    .iter()
+                    .any(|o| !matches!(o, Op::Append { .. }) && o.key() == op.key())
+            {
                 return Err(StoreError::InvalidTxn(format!(
                     "key {} appears twice in one transaction",
                     op.key()

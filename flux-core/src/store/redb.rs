@@ -339,7 +339,9 @@ fn batch_bytes(w: &Work) -> usize {
             .ops
             .iter()
             .map(|op| match op {
-                Op::Put { value, .. } => value.len() + op.key().path().len(),
+                Op::Put { value, .. } | Op::Append { value, .. } => {
+                    value.len() + op.key().path().len()
+                }
                 _ => op.key().path().len(),
             })
             .sum(),
@@ -492,6 +494,9 @@ fn apply_txn(
         }
     }
     for op in &txn.ops {
+        if matches!(op, Op::Append { .. }) {
+            continue;
+        }
         let key = op.key();
         let found = objects
             .get((key.tenant(), key.path()))
@@ -516,8 +521,16 @@ fn apply_txn(
     let revision = current + 1;
     meta.insert(rk.as_str(), revision).map_err(unavailable)?;
     let mut paths = Vec::with_capacity(txn.ops.len());
-    for op in &txn.ops {
+    let indexes = txn.append_indexes();
+    for (op, index) in txn.ops.iter().zip(indexes) {
         match op {
+            Op::Append { key, value } => {
+                let path = super::append_path(key.path(), revision, index.unwrap_or_default());
+                objects
+                    .insert((key.tenant(), path.as_str()), (revision, value.as_slice()))
+                    .map_err(unavailable)?;
+                paths.push(path);
+            }
             Op::Put { key, value, .. } => {
                 objects
                     .insert((key.tenant(), key.path()), (revision, value.as_slice()))

@@ -51,7 +51,8 @@ const COMMIT_LUA: &str = r#"#!lua
 -- fenced or conflicts writes nothing and the next ones still run.
 -- KEYS: epoch, tenants, then per transaction: rev, idx, one key per operation
 -- ARGV: number of transactions, then per transaction: fence ('' for none), tenant, n, then per
---       operation: kind, expect, version, path, data
+--       operation: kind, expect, version, path, data. An 'append' operation's key and path are
+--       its prefix; it writes at prefix .. revision (20 digits) .. '/' .. index (4 digits).
 -- Returns three fields per transaction: 'ok', revision, '' | 'fenced', epoch, '' |
 -- 'conflict', operation index, found version ('' for none).
 local out = {}
@@ -72,7 +73,8 @@ for _ = 1, tonumber(ARGV[1]) do
     for i = 1, n do
       local b = a + 3 + (i - 1) * 5
       local kind, ek, ev = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-      local found = redis.call('HGET', KEYS[k + 1 + i], 'v')
+      local found = false
+      if kind ~= 'append' then found = redis.call('HGET', KEYS[k + 1 + i], 'v') end
       local bad = (ek == 'absent' and found) or (ek == 'version' and ((not found) or found ~= ev))
       if bad then
         out[#out + 1] = 'conflict'; out[#out + 1] = tostring(i - 1); out[#out + 1] = found or ''
@@ -87,10 +89,18 @@ for _ = 1, tonumber(ARGV[1]) do
   elseif not failed then
     local rev = redis.call('INCR', rev_key)
     local paths = {}
+    local appended = {}
     for i = 1, n do
       local b = a + 3 + (i - 1) * 5
       local kind, path = ARGV[b], ARGV[b + 3]
-      if kind == 'put' then
+      if kind == 'append' then
+        local idx = appended[path] or 0
+        appended[path] = idx + 1
+        local suffix = string.format('%020d/%04d', rev, idx)
+        redis.call('HSET', KEYS[k + 1 + i] .. suffix, 'v', rev, 'd', ARGV[b + 4])
+        redis.call('ZADD', idx_key, 0, path .. suffix)
+        paths[#paths + 1] = path .. suffix
+      elseif kind == 'put' then
         redis.call('HSET', KEYS[k + 1 + i], 'v', rev, 'd', ARGV[b + 4])
         redis.call('ZADD', idx_key, 0, path)
         paths[#paths + 1] = path
@@ -577,7 +587,7 @@ fn txn_bytes(txn: &Txn) -> usize {
         .map(|op| {
             op.key().path().len()
                 + match op {
-                    Op::Put { value, .. } => value.len(),
+                    Op::Put { value, .. } | Op::Append { value, .. } => value.len(),
                     _ => 0,
                 }
         })
@@ -694,6 +704,7 @@ fn add_txn(inv: &mut redis::ScriptInvocation<'_>, txn: &Txn) {
         inv.key(object_key(op.key()));
         let (kind, data): (&str, &[u8]) = match op {
             Op::Put { value, .. } => ("put", value),
+            Op::Append { value, .. } => ("append", value),
             Op::Delete { .. } => ("delete", b""),
             Op::Check { .. } => ("check", b""),
         };

@@ -12,7 +12,13 @@ use crate::states;
 #[derive(Subcommand, Debug)]
 pub enum GetCmd {
     /// Desired states with their targets' status; with a name, the per-target detail.
-    States { name: Option<String> },
+    States {
+        name: Option<String>,
+        /// Keep it current: print it again whenever a state event arrives (with -o json, print
+        /// each state event as one JSON line instead).
+        #[arg(short, long)]
+        watch: bool,
+    },
 }
 
 impl Render for StateView {
@@ -28,11 +34,42 @@ impl Render for [StateView] {
 }
 
 pub async fn run(ctx: &Ctx, cmd: GetCmd) -> CliResult {
-    let GetCmd::States { name } = cmd;
+    let GetCmd::States { name, watch } = cmd;
     if let Some(n) = &name {
         states::check_name(n)?;
     }
     let api = ctx.client()?;
+    if watch {
+        // Opened before the first listing, so that no change after it is missed.
+        let mut w = super::events::Watcher::new(api.with_token(api.token()), "state.*");
+        w.open().await?;
+        loop {
+            show(ctx, &api, name.as_deref()).await?;
+            if ctx.out.is_json() {
+                loop {
+                    for e in w.next_batch().await? {
+                        if name
+                            .as_deref()
+                            .is_none_or(|n| e.event.object.split('/').next() == Some(n))
+                        {
+                            println!("{}", serde_json::to_string(&e)?);
+                        }
+                    }
+                }
+            }
+            w.next_batch().await?;
+            println!();
+        }
+    }
+    show(ctx, &api, name.as_deref()).await?;
+    Ok(())
+}
+
+async fn show(
+    ctx: &Ctx,
+    api: &flux_core::client::ApiClient,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
     match name {
         Some(n) => {
             let v: StateView = api.get(&format!("/v1/states/{n}")).await?;

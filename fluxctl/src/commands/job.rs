@@ -47,6 +47,10 @@ pub enum JobCmd {
         /// Follow the pages to the last one.
         #[arg(long)]
         all: bool,
+        /// Keep the listing current: print it again whenever a job event arrives (with -o json,
+        /// print each job event as one JSON line instead).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Print a job's output.
     Logs {
@@ -145,6 +149,7 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
             kind,
             limit,
             all,
+            watch,
         } => {
             let limit = limit.map_or(if all { 1000 } else { 50 }, usize::from);
             let mut q = format!("/v1/jobs?limit={limit}&kind={kind}");
@@ -153,26 +158,30 @@ pub async fn run(ctx: &Ctx, cmd: JobCmd) -> CliResult {
                     q.push_str(&format!("&{name}={}", urlencoding(&v)));
                 }
             }
-            let mut jobs = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let path = match &cursor {
-                    Some(c) => format!("{q}&cursor={c}"),
-                    None => q.clone(),
-                };
-                let (page, next) = list_page(&api, &path).await?;
-                jobs.extend(page);
-                match next {
-                    Some(c) if all => cursor = Some(c),
-                    Some(_) => {
-                        eprintln!("(more jobs: --all lists every page)");
-                        break;
-                    }
-                    None => break,
+            // Opened before the first listing, so that no change after it is missed.
+            let mut watcher = match watch {
+                true => {
+                    let mut w = super::events::Watcher::new(api.with_token(api.token()), "job.*");
+                    w.open().await?;
+                    Some(w)
                 }
+                false => None,
+            };
+            loop {
+                list_jobs(ctx, &api, &q, all).await?;
+                let Some(w) = watcher.as_mut() else {
+                    return Ok(());
+                };
+                if ctx.out.is_json() {
+                    loop {
+                        for e in w.next_batch().await? {
+                            println!("{}", serde_json::to_string(&e)?);
+                        }
+                    }
+                }
+                w.next_batch().await?;
+                println!();
             }
-            emit(ctx.out, jobs.as_slice())?;
-            Ok(())
         }
         JobCmd::Logs { id, follow } => {
             stream_logs(&api, &id, follow).await?;
@@ -232,7 +241,7 @@ async fn list_page(api: &ApiClient, path: &str) -> Result<(Vec<Job>, Option<Stri
 
 /// Percent-encodes a query value (statuses, node ids and group ids are plain, but a typo
 /// must not change the query).
-fn urlencoding(v: &str) -> String {
+pub(crate) fn urlencoding(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -556,6 +565,30 @@ async fn wait_for(api: &ApiClient, id: &str, limit: Option<Duration>) -> Result<
             );
         }
     }
+}
+
+/// One listing of `job list` (every page with `all`), printed.
+async fn list_jobs(ctx: &Ctx, api: &ApiClient, q: &str, all: bool) -> Result<()> {
+    let mut jobs = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{q}&cursor={c}"),
+            None => q.to_string(),
+        };
+        let (page, next) = list_page(api, &path).await?;
+        jobs.extend(page);
+        match next {
+            Some(c) if all => cursor = Some(c),
+            Some(_) => {
+                eprintln!("(more jobs: --all lists every page)");
+                break;
+            }
+            None => break,
+        }
+    }
+    emit(ctx.out, jobs.as_slice())?;
+    Ok(())
 }
 
 /// A line of `GET /v1/jobs/{id}/logs?format=jsonl`: a note (a new attempt, the job's end) or a

@@ -11,12 +11,14 @@ pub mod completions;
 pub mod config;
 pub mod delete;
 pub mod diff;
+pub mod events;
 pub mod get;
 pub mod job;
 pub mod rollout;
 pub mod status;
 pub mod tenants;
 pub mod token;
+pub mod webhooks;
 pub mod whoami;
 
 use crate::cli::{Cli, Cmd};
@@ -36,6 +38,8 @@ pub async fn run(cli: Cli) -> CliResult {
         Cmd::Delete(cmd) => delete::run(&ctx, cmd).await,
         Cmd::Tenants(cmd) => tenants::run(&ctx, cmd).await,
         Cmd::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Cmd::Events(args) => events::run(&ctx, args).await,
+        Cmd::Webhooks(cmd) => webhooks::run(&ctx, cmd).await,
         Cmd::Backup(cmd) => backup::run(&ctx, cmd).await,
         Cmd::Status => status::run(&ctx).await,
         Cmd::Whoami => whoami::run(&ctx).await,

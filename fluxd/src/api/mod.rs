@@ -14,12 +14,14 @@ pub mod audit;
 pub mod backup;
 pub mod cluster;
 pub mod enroll;
+pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod rollouts;
 pub mod states;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,8 +141,16 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             backup::BACKUP_TIMEOUT,
         ));
-    // Audit and tenant routes have no time limit of their own.
+    // Audit and tenant routes have no time limit of their own; an event stream ends by
+    // itself (`--max-follow`).
     let untimed = Router::new()
+        .route("/v1/events", get(events::stream))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{name}",
+            get(webhooks::get_one).delete(webhooks::delete_one),
+        )
+        .route("/v1/webhooks/{name}/test", post(webhooks::test))
         .route("/v1/audit", get(audit::log))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", post(audit::export))

@@ -137,6 +137,10 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         "/v1/jobs/{id}/logs" | "/v1/jobs/{id}/wait" if get => {
             (Access::Permission(ReadJobs), Streams)
         }
+        "/v1/events" if get => (Access::Permission(ReadJobs), Streams),
+        "/v1/webhooks" | "/v1/webhooks/{name}" if get => (Admin, Requests),
+        "/v1/webhooks" | "/v1/webhooks/{name}/test" if post => (Admin, Requests),
+        "/v1/webhooks/{name}" if delete => (Admin, Requests),
         "/v1/jobs/{id}/cancel" if post => (Access::Permission(CancelJobs), Requests),
         "/v1/rollouts" if post => (Access::Permission(SubmitJobs), Requests),
         "/v1/rollouts" | "/v1/rollouts/{id}" if get => (Access::Permission(ReadJobs), Requests),

@@ -55,6 +55,13 @@ impl leader::Host for AppState {
         }
     }
 
+    fn webhook_delivery(&self, _tenant: &str, result: &str) {
+        self.metrics
+            .webhook_deliveries
+            .with_label_values(&[result])
+            .inc();
+    }
+
     fn collected(&self, tenant: &str, job: &Job) {
         if let Some(h) = &self.history {
             h.collected(tenant, job);
@@ -95,6 +102,7 @@ pub async fn run_leader(
         wake: st.scheduler_wakeups(),
         sweep_every,
         gc: Some(&gc),
+        webhooks: Some(&st.webhooks),
     };
     loop {
         let current = *leadership.borrow_and_update();

@@ -1,0 +1,499 @@
+//! The event stream end to end (`GET /v1/events`, `fluxctl events`) against a real `fluxd`
+//! with real agents: every event type arrives, in revision order; a stream resumed after a
+//! disconnect loses and repeats nothing; a position collected from the log answers 410; each
+//! tenant sees only its own events.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flux_core::events::sse::{Parser, SseMessage};
+use flux_tests::*;
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Reads a whole (unfollowed) stream.
+async fn read_all(d: &Fluxd, token: &str, query: &str) -> (u16, Vec<SseMessage>) {
+    let resp = d
+        .req(Method::GET, &format!("/v1/events?{query}"), token)
+        .send()
+        .await
+        .expect("events request");
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.expect("events body");
+    let mut p = Parser::new();
+    (status, p.feed(&body))
+}
+
+/// Follows a stream in the background, collecting every message until dropped.
+struct Follower {
+    got: Arc<Mutex<Vec<SseMessage>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Follower {
+    async fn start(d: &Fluxd, token: &str, query: &str, last_id: Option<&str>) -> Follower {
+        let mut rb = d.req(Method::GET, &format!("/v1/events?{query}"), token);
+        if let Some(id) = last_id {
+            rb = rb.header("Last-Event-ID", id);
+        }
+        let resp = rb.send().await.expect("events request");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let task = tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            let mut p = Parser::new();
+            while let Some(Ok(piece)) = body.next().await {
+                sink.lock().unwrap().extend(p.feed(&piece));
+            }
+        });
+        Follower { got, task }
+    }
+
+    fn messages(&self) -> Vec<SseMessage> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn types(&self) -> BTreeSet<String> {
+        self.messages().into_iter().map(|m| m.event).collect()
+    }
+
+    /// Waits until the stream has shown every one of `types`.
+    async fn wait_for(&self, types: &[&str]) {
+        eventually(&format!("events {types:?}"), T, || async {
+            let seen = self.types();
+            types.iter().all(|t| seen.contains(*t)).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `(revision, index)` of an id.
+fn pos(id: &str) -> (u64, u32) {
+    let (r, i) = id.split_once('.').expect("REV.INDEX id");
+    (r.parse().unwrap(), i.parse().unwrap())
+}
+
+fn ids(ms: &[SseMessage]) -> Vec<String> {
+    ms.iter().filter_map(|m| m.id.clone()).collect()
+}
+
+fn assert_ordered(ms: &[SseMessage]) {
+    let ps: Vec<(u64, u32)> = ids(ms).iter().map(|i| pos(i)).collect();
+    for w in ps.windows(2) {
+        assert!(w[0] < w[1], "ids must grow strictly: {ps:?}");
+    }
+    for m in ms {
+        let v: Value = serde_json::from_str(&m.data).unwrap();
+        assert_eq!(v["type"], m.event, "{v}");
+        assert_eq!(Some(v["id"].as_str().unwrap()), m.id.as_deref());
+        assert_eq!(
+            v["revision"].as_u64().unwrap(),
+            pos(v["id"].as_str().unwrap()).0
+        );
+    }
+}
+
+async fn put_state(d: &Fluxd, name: &str, node: &str, check: &str, apply: &str) {
+    let (s, v) = send(
+        d.req(Method::PUT, &format!("/v1/states/{name}"), &d.admin)
+            .json(&json!({
+                "name": name,
+                "targets": {"agents": [node]},
+                "check": check,
+                "apply": apply,
+                "interval_secs": 1,
+                "timeout_secs": 10,
+            })),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+}
+
+/// Every event type shows on one followed stream, in strictly growing revision order, with a
+/// job's events in its life's order and the exit code on `job.finished`; the unfollowed read of
+/// the whole log afterwards holds the same events with the same ids; `fluxctl events -o json
+/// --type job.*` prints exactly the job events, one JSON object per line.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_event_type_arrives_in_revision_order() {
+    let d = Fluxd::start_with(FluxdOpts::fast_liveness()).await;
+    let work = tempfile::tempdir().unwrap();
+    let live = Follower::start(&d, &d.admin, "since=0", None).await;
+    let mut agent = d.agent("default", "ev-1", &["role=web"]).await;
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "exit 3", "node_id": "ev-1", "max_attempts": 1}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let job_id = job["job_id"].as_str().unwrap().to_string();
+    d.wait_job(&d.admin, &job_id, T, terminal).await;
+    let marker = work.path().join("marker");
+    put_state(
+        &d,
+        "fixable",
+        "ev-1",
+        &format!("test -f {}", marker.display()),
+        &format!("touch {}", marker.display()),
+    )
+    .await;
+    put_state(&d, "fine", "ev-1", "true", "true").await;
+    put_state(&d, "broken", "ev-1", "false", "false").await;
+    live.wait_for(&[
+        "state.compliant",
+        "state.drifted",
+        "state.repaired",
+        "state.failed",
+    ])
+    .await;
+    let doomed = d.token("default", "viewer", None).await;
+    let (s, v) = d
+        .post("/v1/tokens/revoke", &d.admin, &json!({"token": doomed}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    agent.kill9();
+    live.wait_for(&["agent.unreachable", "agent.dead", "token.revoked"])
+        .await;
+    let _back = d.agent("default", "ev-1", &["role=web"]).await;
+    live.wait_for(flux_core::events::TYPES).await;
+
+    let seen = live.messages();
+    assert_ordered(&seen);
+    // One job's events, in its life's order, the finish with its exit code.
+    let mine: Vec<Value> = seen
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(&m.data).unwrap())
+        .filter(|v| v["object"] == job_id.as_str())
+        .collect();
+    let kinds: Vec<&str> = mine.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["job.submitted", "job.started", "job.finished"]);
+    assert_eq!(mine[2]["data"]["exit_code"], 3);
+    assert_eq!(mine[2]["data"]["status"], "failed");
+    assert_eq!(mine[0]["node_id"], "ev-1");
+
+    // The log read afterwards: the same events under the same ids (a prefix of it, as the
+    // reconciler goes on).
+    let (s, all) = read_all(&d, &d.admin, "follow=false").await;
+    assert_eq!(s, 200);
+    assert_ordered(&all);
+    let (a, b) = (ids(&all), ids(&seen));
+    assert_eq!(
+        &a[..b.len()],
+        &b[..],
+        "the live stream and the log disagree"
+    );
+
+    // fluxctl: one JSON object per line, only job events.
+    let out = d.fluxctl(&d.admin, &["events", "--type", "job.*", "-o", "json"]);
+    let text = ok(&out).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(lines.len() >= 3, "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["type"].as_str().unwrap().starts_with("job."))
+    );
+    let want: Vec<String> = all
+        .iter()
+        .filter(|m| m.event.starts_with("job."))
+        .filter_map(|m| m.id.clone())
+        .collect();
+    let got: Vec<String> = lines
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        &got[..want.len().min(got.len())],
+        &want[..want.len().min(got.len())]
+    );
+    // Filters by object and by selector.
+    let (_, one) = read_all(&d, &d.admin, &format!("follow=false&object={job_id}")).await;
+    assert_eq!(one.len(), 3);
+    let (_, web) = read_all(
+        &d,
+        &d.admin,
+        "follow=false&type=agent.*&selector=role%3Dweb",
+    )
+    .await;
+    assert!(!web.is_empty() && web.iter().all(|m| m.event.starts_with("agent.")));
+    let (_, db) = read_all(&d, &d.admin, "follow=false&selector=role%3Ddb").await;
+    assert!(db.is_empty(), "no agent has role=db: {db:?}");
+}
+
+/// A followed stream cut after some events and resumed with `Last-Event-ID` (and with
+/// `fluxctl events --since`) gives, joined to what came before, exactly the log: nothing lost,
+/// nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_after_a_disconnect_loses_and_repeats_nothing() {
+    let d = Fluxd::start().await;
+    let submit = |n: usize| {
+        let d = &d;
+        async move {
+            for i in 0..n {
+                let (s, v) = d
+                    .post(
+                        "/v1/jobs",
+                        &d.admin,
+                        &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
+                    )
+                    .await;
+                assert_eq!(s, 202, "{v}");
+            }
+        }
+    };
+    let first = Follower::start(&d, &d.admin, "since=0", None).await;
+    submit(15).await;
+    let got = eventually("15 events", T, || async {
+        let m = first.messages();
+        (m.len() >= 15).then_some(m)
+    })
+    .await;
+    drop(first);
+    // Written while nobody listens.
+    submit(10).await;
+    let last = got.last().unwrap().id.clone().unwrap();
+    let second = Follower::start(&d, &d.admin, "", Some(&last)).await;
+    submit(5).await;
+    let rest = eventually("the remaining events", T, || async {
+        let m = second.messages();
+        (got.len() + m.len() >= 30).then_some(m)
+    })
+    .await;
+    let mut joined = got.clone();
+    joined.extend(rest);
+    assert_ordered(&joined);
+    let (_, all) = read_all(&d, &d.admin, "follow=false").await;
+    assert_eq!(
+        ids(&joined),
+        ids(&all),
+        "lost or repeated events across the resume"
+    );
+    assert_eq!(all.len(), 30);
+    // A since in the middle of the log gives exactly what follows it.
+    let mid = all[11].id.clone().unwrap();
+    let (_, after) = read_all(&d, &d.admin, &format!("follow=false&since={mid}")).await;
+    assert_eq!(ids(&after), ids(&all[12..]));
+    let out = d.fluxctl(&d.admin, &["events", "--since", &mid, "-o", "json"]);
+    let text = ok(&out).unwrap();
+    let got: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got, ids(&all[12..]));
+}
+
+/// With a log bounded to 5 events, a `since` older than what is kept answers 410 (and
+/// `fluxctl events --since` exits 1 saying so), while a recent one still streams.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_since_older_than_the_log_answers_410() {
+    let d = Fluxd::start_with(FluxdOpts {
+        args: ["--event-retention-count", "5", "--gc-interval", "1s"]
+            .map(String::from)
+            .to_vec(),
+        ca_file: None,
+    })
+    .await;
+    for i in 0..20 {
+        let (s, _) = d
+            .post(
+                "/v1/jobs",
+                &d.admin,
+                &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    let kept = eventually("the log collected down to 5 events", T, || async {
+        let (s, all) = read_all(&d, &d.admin, "follow=false").await;
+        (s == 200 && all.len() <= 5).then_some(all)
+    })
+    .await;
+    assert!(!kept.is_empty());
+    let (s, v) = d.get("/v1/events?follow=false&since=1", &d.admin).await;
+    assert_eq!(s, 410, "{v}");
+    assert_eq!(v["error"]["code"], "gone");
+    let out = d.fluxctl(&d.admin, &["events", "--since", "1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no longer kept"), "{}", stderr(&out));
+    // The oldest kept event's own id still resumes.
+    let oldest = kept[0].id.clone().unwrap();
+    let (s, after) = read_all(&d, &d.admin, &format!("follow=false&since={oldest}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(ids(&after), ids(&kept[1..]));
+}
+
+/// Each tenant's stream holds its own events only, live and replayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_tenant_sees_only_its_own_events() {
+    let d = Fluxd::start().await;
+    let (s, v) = d
+        .post("/v1/tenants", &d.admin, &json!({"name": "acme"}))
+        .await;
+    assert!(s == 201 || s == 200, "{v}");
+    let acme = d.token("acme", "admin", None).await;
+    let acme_live = Follower::start(&d, &acme, "since=0", None).await;
+    let default_live = Follower::start(&d, &d.admin, "since=0", None).await;
+    let mut mine = BTreeSet::new();
+    let mut theirs = BTreeSet::new();
+    for (token, set) in [(&acme, &mut mine), (&d.admin, &mut theirs)] {
+        for _ in 0..3 {
+            let (s, v) = d
+                .post(
+                    "/v1/jobs",
+                    token,
+                    &json!({"command": "true", "node_id": "x", "allow_unknown_node": true}),
+                )
+                .await;
+            assert_eq!(s, 202, "{v}");
+            set.insert(v["job_id"].as_str().unwrap().to_string());
+        }
+    }
+    let objects = |f: &Follower| -> BTreeSet<String> {
+        f.messages()
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<Value>(&m.data).unwrap()["object"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    eventually("both streams", T, || async {
+        (objects(&acme_live).len() >= 3 && objects(&default_live).len() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(objects(&acme_live), mine);
+    assert_eq!(objects(&default_live), theirs);
+    let (_, replay) = read_all(&d, &acme, "follow=false").await;
+    let replayed: BTreeSet<String> = replay
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.data).unwrap()["object"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(replayed, mine);
+}
+
+/// `child`'s stdout lines, read on a thread.
+fn lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line from `rx` satisfying `pred` within `within`.
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    within: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        let l = rx.recv_timeout(left).ok()?;
+        if pred(&l) {
+            return Some(l);
+        }
+    }
+}
+
+fn watch(d: &Fluxd, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin("fluxctl"))
+        .args(args)
+        .env("FLUX_SERVER", &d.url)
+        .env("FLUX_CA", d.ca_path())
+        .env("FLUX_TOKEN", &d.admin)
+        .env("FLUX_CONFIG", d.dir.path().join("fluxctl.toml"))
+        .env_remove("FLUX_TOKEN_FILE")
+        .env_remove("FLUX_CONTEXT")
+        .env_remove("FLUX_OUTPUT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn fluxctl")
+}
+
+/// `fluxctl job list --watch` and `fluxctl get states --watch` print what happens after their
+/// first listing: a job finished and a state converged afterwards show up as event lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn job_list_and_get_states_watch_show_later_changes() {
+    let d = Fluxd::start().await;
+    let _a = d.agent("default", "w-1", &[]).await;
+    let mut jobs = watch(&d, &["job", "list", "--watch", "-o", "json"]);
+    let mut states = watch(&d, &["get", "states", "--watch", "-o", "json"]);
+    let (jrx, srx) = (lines(&mut jobs), lines(&mut states));
+    // Connected once the first listing (a JSON array) is printed.
+    let end_of_listing = |l: &str| l.trim_end() == "]" || l.trim_end() == "[]";
+    assert!(
+        wait_line(&jrx, T, end_of_listing).is_some(),
+        "no job listing"
+    );
+    assert!(
+        wait_line(&srx, T, end_of_listing).is_some(),
+        "no state listing"
+    );
+    let (s, v) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "true", "node_id": "w-1"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["job_id"].as_str().unwrap().to_string();
+    let line = wait_line(&jrx, T, |l| {
+        l.contains(&id) && l.contains("\"job.finished\"")
+    })
+    .expect("the job's finish on the watch");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["object"], id.as_str());
+    put_state(&d, "watched", "w-1", "true", "true").await;
+    let sline = wait_line(&srx, T, |l| {
+        l.contains("watched/w-1") && l.contains("\"state.compliant\"")
+    })
+    .expect("the state's convergence on the watch");
+    let v: Value = serde_json::from_str(&sline).unwrap();
+    assert_eq!(v["type"], "state.compliant");
+    for c in [&mut jobs, &mut states] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
