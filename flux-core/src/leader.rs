@@ -39,6 +39,12 @@ pub enum Tally {
     Sweep { requeued: u64 },
     /// A reconcile pass: check rounds started, drift found, repairs made, rounds failed.
     Reconcile(crate::reconcile::Tally),
+    /// A schedule firing pass: slots fired, late slots given up, slots skipped by `overlap`.
+    Schedule {
+        fired: u64,
+        missed: u64,
+        skipped: u64,
+    },
     /// A garbage-collection pass: objects deleted, batches that lost a race.
     Gc {
         deleted: crate::retention::Deleted,
@@ -56,6 +62,8 @@ pub trait Host: Send + Sync {
     /// Called for each job the collector deleted (the record as it was read), after the batch
     /// committed.
     fn collected(&self, _tenant: &str, _job: &crate::model::Job) {}
+    /// Called for each slot a schedule fired, with its delay from the slot's due instant.
+    fn schedule_fired(&self, _tenant: &str, _lag: Duration) {}
 }
 
 /// Whether a store change may give the job loop work: a pending job or an inbox changed (or
@@ -90,6 +98,8 @@ pub struct Leader<'a> {
     pub sweep_every: Duration,
     /// The collector's settings; `None` runs no garbage collection.
     pub gc: Option<&'a RetentionConfig>,
+    /// The schedules to fire; `None` fires none.
+    pub schedules: Option<&'a crate::schedule::Schedules>,
 }
 
 /// Leader work for one term (`epoch`, led since `since`): the job loop and the reconcile loop.
@@ -99,6 +109,7 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
         e = job_work(l, epoch, since) => e,
         e = reconcile_work(l, epoch) => e,
         e = gc_work(l, epoch), if l.gc.is_some() => e,
+        e = crate::schedule::driver::work(l, epoch), if l.schedules.is_some() => e,
     }
 }
 

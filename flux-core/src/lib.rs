@@ -25,6 +25,7 @@ pub mod redact;
 pub mod replies;
 pub mod retention;
 pub mod revocations;
+pub mod schedule;
 pub mod selector;
 pub mod state;
 pub mod store;

@@ -305,6 +305,11 @@ fn build_state(
         history,
     );
     state.max_follow = cfg.max_follow;
+    state.schedules = flux_core::schedule::Schedules::new(
+        state.store.clone(),
+        state.jobs.clone(),
+        cfg.min_schedule_interval.as_millis() as u64,
+    );
     state.agent_credential_ttl = cfg.agent_credential_ttl;
     state.disk = cfg
         .disk

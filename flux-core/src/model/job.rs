@@ -75,23 +75,25 @@ impl JobStatus {
 }
 
 /// Who made a job: a user through the API (the default, and what every job written before
-/// kinds existed reads as) or the reconciler checking and repairing a desired state. Schedules
-/// and rollouts will add theirs.
+/// kinds existed reads as), the reconciler checking and repairing a desired state, or a
+/// schedule firing a slot (the job's `group` then names the schedule and slot).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     #[default]
     User,
     Reconciler,
+    Schedule,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::User, JobKind::Reconciler];
+    pub const ALL: [JobKind; 3] = [JobKind::User, JobKind::Reconciler, JobKind::Schedule];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::User => "user",
             JobKind::Reconciler => "reconciler",
+            JobKind::Schedule => "schedule",
         }
     }
 
