@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, get, job,
-    tenants, token,
+    schedule, tenants, token,
 };
 use crate::output::Output;
 
@@ -56,6 +56,9 @@ pub enum Cmd {
     /// Run and inspect jobs.
     #[command(subcommand)]
     Job(job::JobCmd),
+    /// Cron jobs that fire once per slot: create, list, get, pause, resume, trigger, delete.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
     /// List and inspect agents.
     #[command(subcommand)]
     Agents(agents::AgentsCmd),

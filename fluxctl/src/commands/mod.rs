@@ -13,6 +13,7 @@ pub mod delete;
 pub mod diff;
 pub mod get;
 pub mod job;
+pub mod schedule;
 pub mod status;
 pub mod tenants;
 pub mod token;
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> CliResult {
     match cli.cmd {
         Cmd::Job(cmd) => job::run(&ctx, cmd).await,
         Cmd::Agents(cmd) => agents::run(&ctx, cmd).await,
+        Cmd::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Cmd::Token(cmd) => token::run(&ctx, cmd).await,
         Cmd::Apply(args) => apply::run(&ctx, args).await,
         Cmd::Diff(args) => diff::run(&ctx, args).await,
