@@ -333,3 +333,133 @@ async fn leader_sigstop_and_sigkill_around_firings_neither_miss_nor_repeat_a_slo
     assert_eq!(v["missed"], 0, "{v}");
     assert!(ids.len() >= 16, "only {} runs", ids.len());
 }
+
+/// Waits until `name` has fired `n` slots more than `since`.
+async fn fires(n: &Fluxd, name: &str) -> u64 {
+    let (_, v) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+    v["fires"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_whole_cluster_was_down_late_slots_follow_the_missed_policy() {
+    let mut n = Fluxd::start_with(FluxdOpts {
+        args: MIN_1S.map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _agent = n.agent("default", "agent-1", &[]).await;
+    let policies = [
+        ("skip", json!("skip"), 0usize),
+        ("once", json!("once"), 1),
+        ("catch2", json!({"catch_up": 2}), 2),
+    ];
+    for (name, missed, _) in &policies {
+        let file = n.dir.path().join(format!("{name}.txt"));
+        let mut body = every_second(&file, "agent-1");
+        body["name"] = json!(name);
+        body["missed"] = missed.clone();
+        body["grace_secs"] = json!(1);
+        let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    eventually("first runs", T, || async {
+        let mut all = true;
+        for (name, _, _) in &policies {
+            all &= fires(&n, name).await >= 2;
+        }
+        all.then_some(())
+    })
+    .await;
+    // The whole cluster (one node) is down for six slots.
+    n.proc.kill9();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    n.start_again(&MIN_1S).await;
+    let agent_back = eventually("runs after the restart", T, || async {
+        let mut all = true;
+        for (name, _, _) in &policies {
+            let (_, v) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+            all &= v["missed"].as_u64().unwrap_or(0) >= 3;
+        }
+        all.then_some(())
+    });
+    agent_back.await;
+    for (name, _, _) in &policies {
+        let (s, _) = send(n.req(
+            reqwest::Method::POST,
+            &format!("/v1/schedules/{name}/pause"),
+            &n.admin,
+        ))
+        .await;
+        assert_eq!(s, 200);
+    }
+    for (name, _, keep) in &policies {
+        let (_, v) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+        let runs = v["runs"].as_array().unwrap();
+        // Late runs: fired more than grace (1 s) after their slot; exactly as many as the
+        // policy keeps.
+        let late = runs
+            .iter()
+            .filter(|r| r["fired_at"].as_u64().unwrap() > r["slot"].as_u64().unwrap() + 1000)
+            .count();
+        assert_eq!(late, *keep, "{name}: {v}");
+        // Every slot from the first fired to the last decided either ran or was counted missed.
+        let slots: Vec<u64> = runs.iter().map(|r| r["slot"].as_u64().unwrap()).collect();
+        let first = v["runs"].as_array().unwrap().last().unwrap()["slot"]
+            .as_u64()
+            .unwrap();
+        let last = v["last_slot"].as_u64().unwrap();
+        let fired = v["fires"].as_u64().unwrap();
+        let missed = v["missed"].as_u64().unwrap();
+        if fired as usize == runs.len() {
+            assert_eq!((last - first) / 1000 + 1, fired + missed, "{name}: {v}");
+        }
+        let mut sorted = slots.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), slots.len(), "{name}: a slot ran twice: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlap_skip_and_queue_never_run_two_at_once_and_allow_does() {
+    let n = Fluxd::start_with(FluxdOpts {
+        args: MIN_1S.map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _agent = n.agent("default", "agent-1", &[]).await;
+    for overlap in ["skip", "queue", "allow"] {
+        let file = n.dir.path().join(format!("{overlap}.txt"));
+        let f = file.display();
+        let body = json!({
+            "name": overlap,
+            "cron": "* * * * * *",
+            "overlap": overlap,
+            "what": {"job": {
+                "command": format!("echo start >> {f}; sleep 2.5; echo end >> {f}"),
+                "node_id": "agent-1",
+            }},
+        });
+        let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    eventually("three runs of each", T, || async {
+        let mut all = true;
+        for o in ["skip", "queue", "allow"] {
+            all &= ran(&n.dir.path().join(format!("{o}.txt")))
+                .iter()
+                .filter(|l| *l == "end")
+                .count()
+                >= 3;
+        }
+        all.then_some(())
+    })
+    .await;
+    for o in ["skip", "queue", "allow"] {
+        let lines = ran(&n.dir.path().join(format!("{o}.txt")));
+        let overlapped = lines.windows(2).any(|w| w[0] == "start" && w[1] == "start");
+        assert_eq!(overlapped, o == "allow", "{o}: {lines:?}");
+        let (_, v) = n.get(&format!("/v1/schedules/{o}"), &n.admin).await;
+        let skipped = v["skipped"].as_u64().unwrap();
+        assert_eq!(skipped > 0, o != "allow", "{o}: {v}");
+    }
+}
