@@ -34,7 +34,7 @@ pub mod faultproxy;
 pub mod schedule;
 
 pub use crate::history::{HistoryEvent, parse_history};
-pub use check::{FailoverSeen, JobSeen, Observations, TargetSeen, Violation, check};
+pub use check::{FailoverSeen, JobSeen, Observations, ScheduleSeen, TargetSeen, Violation, check};
 pub use schedule::{WARMUP_MS, schedule};
 
 /// A kind of fault a chaos run injects.
@@ -144,11 +144,14 @@ pub enum Invariant {
     LeaderRecovered,
     /// Garbage collection deleted only finished jobs nobody still refers to.
     NothingLiveCollected,
+    /// The run's schedule started exactly one job per slot it fired, and every slot from its
+    /// first to its last either fired or was counted missed.
+    ScheduleFiredOncePerSlot,
 }
 
 impl Invariant {
     /// The invariants, in report order.
-    pub const ALL: [Invariant; 8] = [
+    pub const ALL: [Invariant; 9] = [
         Invariant::AcknowledgedJobsKept,
         Invariant::JobsSucceeded,
         Invariant::WorkAccountedFor,
@@ -157,6 +160,7 @@ impl Invariant {
         Invariant::StatesConverged,
         Invariant::LeaderRecovered,
         Invariant::NothingLiveCollected,
+        Invariant::ScheduleFiredOncePerSlot,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -169,6 +173,7 @@ impl Invariant {
             Invariant::StatesConverged => "states_converged",
             Invariant::LeaderRecovered => "leader_recovered",
             Invariant::NothingLiveCollected => "nothing_live_collected",
+            Invariant::ScheduleFiredOncePerSlot => "schedule_fired_once_per_slot",
         }
     }
 }

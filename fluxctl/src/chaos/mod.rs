@@ -187,6 +187,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
     ));
     let mut cluster = Cluster::start(o, work).await?;
     declare_state(&cluster.api, work).await?;
+    workload::declare_schedule(&cluster.api).await?;
     let (faults, submitted) = faults_under_load(o, work, &mut cluster, &plan, &say).await?;
 
     // Healed: everything runs again. Drift every target so convergence is shown afresh.
@@ -206,6 +207,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         o.heal_timeout,
     )
     .await;
+    let schedule = workload::observe_schedule(&cluster.api).await?;
     let (history, torn) = read_history(&work.join("history"))?;
 
     let (acked, unacked, sent) = submitted;
@@ -230,6 +232,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
                 failover_ms: f.failover_ms,
             })
             .collect(),
+        schedule: Some(schedule),
     };
     drop(cluster);
     Ok(judge(o, &obs, faults, workload, torn))
