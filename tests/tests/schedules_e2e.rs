@@ -210,7 +210,7 @@ async fn bad_schedules_are_refused_naming_the_field_and_nothing_is_stored() {
     assert_eq!(n.post("/v1/schedules", &n.admin, &ok_body).await.0, 201);
     assert_eq!(
         n.post("/v1/schedules", &n.admin, &ok_body).await.0,
-        412,
+        409,
         "a second create of the same name"
     );
 }

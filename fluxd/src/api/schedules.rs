@@ -85,14 +85,20 @@ async fn store(
     Ok((code, [("x-flux-version", version)], Json(view)).into_response())
 }
 
-/// Creates a schedule; 409 (precondition failed) if the name is taken.
+/// Creates a schedule; 409 if the name is taken.
 pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(spec): ApiJson<ScheduleSpec>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;
-    store(&st, &caller, spec, Expect::Absent).await
+    let name = spec.name.clone();
+    match store(&st, &caller, spec, Expect::Absent).await {
+        Err(e) if e.status == StatusCode::PRECONDITION_FAILED => Err(ApiError::conflict(format!(
+            "name: schedule {name} already exists (PUT /v1/schedules/{name} replaces it)"
+        ))),
+        other => other,
+    }
 }
 
 pub(super) async fn put_one(
