@@ -4111,7 +4111,7 @@ _fluxctl() {
                     return 0
                     ;;
                 --kind)
-                    COMPREPLY=($(compgen -W "user reconciler all" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "user reconciler schedule all" -- "${cur}"))
                     return 0
                     ;;
                 --limit)

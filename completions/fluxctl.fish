@@ -115,8 +115,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l status -d 'Only jobs in this status (queued, assigned, running, succeeded, failed, cancelled, timed_out)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l node -d 'Only jobs pinned to or held by this agent' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l group -d 'Only the jobs of this fan-out group' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l kind -d 'Which jobs: made by users (default), by the reconciler, or all' -r -f -a "user\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l kind -d 'Which jobs: made by users (default), by the reconciler, by schedules, or all' -r -f -a "user\t''
 reconciler\t''
+schedule\t''
 all\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l limit -d 'Jobs per page (1 to 1000; default 50, or 1000 with --all)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r

@@ -6,20 +6,17 @@
 //! `paused`). The leader fires it ([`driver`]); where its firing stands and its last runs are
 //! its status record (`schedule_status/<name>`), which only a firing (or `trigger`) writes.
 //!
-//! ```toml
-//! [[schedule]]
-//! name = "nightly-backup"
-//! cron = "30 2 * * *"              # five fields, six with seconds first, or @daily etc.
-//! tz = "Europe/Berlin"             # IANA name; default UTC
-//! overlap = "skip"                 # allow (default) | skip | queue
-//! missed = "once"                  # skip | once (default) | { catch_up = 3 }
-//! grace = "1m"                     # how late a slot may still run as on time (default 1m)
-//! jitter = "30s"                   # optional delay, the same on every node for a slot
-//! [schedule.what.job]
-//! command = "/usr/local/bin/backup"
-//! selector = "role=db"             # or node_id = "db-1"; all = true runs on every match
-//! timeout_secs = 3600
+//! A schedule as the API takes it (`examples/schedule.json`):
+//!
+//! ```json
+//! {"name": "nightly-backup", "cron": "30 2 * * *", "tz": "Europe/Berlin",
+//!  "what": {"job": {"command": "/usr/local/bin/backup", "selector": "role=db", "all": true}},
+//!  "overlap": "skip", "missed": "once", "grace_secs": 600, "jitter_secs": 60}
 //! ```
+//!
+//! `cron`: five fields, six with seconds first, or `@daily` etc.; `tz`: an IANA name (default
+//! UTC); `overlap`: `allow` (default), `skip` or `queue`; `missed`: `skip`, `once` (default)
+//! or `{"catch_up": N}`; `grace_secs`: how late a slot may still run as on time (default 60).
 //!
 //! Guarantees:
 //! - every write of a schedule is a CAS on its version; `put` and `delete` answer
@@ -411,6 +408,15 @@ mod tests {
         }))
         .unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_example_is_a_valid_schedule() {
+        let s: ScheduleSpec =
+            serde_json::from_str(include_str!("../../../examples/schedule.json")).unwrap();
+        validate_spec(&s, DEFAULT_MIN_INTERVAL_MS).unwrap();
+        assert_eq!(s.missed, Missed::Once);
+        assert!(s.job().all);
     }
 
     #[test]
