@@ -283,3 +283,126 @@ async fn pass_all(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{Jobs, JobsConfig};
+    use crate::schedule::{JobSpec, Missed, ScheduleSpec, What, parse_slot_group};
+    use crate::store::Store;
+
+    async fn setup(dir: &std::path::Path) -> (Schedules, crate::store::DynStore) {
+        let store = crate::store::open(&format!("redb:{}", dir.join("s.redb").display()))
+            .await
+            .unwrap();
+        let jobs = Jobs::new(store.clone(), JobsConfig::default());
+        (Schedules::new(store.clone(), jobs, 1000), store)
+    }
+
+    fn spec() -> ScheduleSpec {
+        ScheduleSpec {
+            name: "tick".into(),
+            cron: "* * * * * *".into(),
+            tz: "UTC".into(),
+            what: What::Job(JobSpec {
+                command: Some("true".into()),
+                node_id: Some("a1".into()),
+                allow_unknown_node: true,
+                ..JobSpec::default()
+            }),
+            overlap: Overlap::Allow,
+            missed: Missed::Once,
+            grace_secs: 60,
+            jitter_secs: 0,
+            paused: false,
+        }
+    }
+
+    /// Slot -> jobs of that slot, from the store's job records.
+    async fn jobs_per_slot(
+        store: &crate::store::DynStore,
+    ) -> std::collections::BTreeMap<u64, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in store.list("t", keys::JOBS).await.unwrap() {
+            let j: crate::model::Job = serde_json::from_slice(&e.value).unwrap();
+            assert_eq!(j.kind, JobKind::Schedule);
+            let (_, slot) = parse_slot_group(j.group.as_deref().unwrap()).unwrap();
+            *m.entry(slot).or_default() += 1;
+        }
+        m
+    }
+
+    #[tokio::test]
+    async fn passes_fire_each_slot_once_and_a_stale_epoch_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let old = store.next_epoch().await.unwrap();
+        // Three passes at the same instant, and two racing: slots 1..=3 fire once each.
+        let tally = s.pass("t", old, t0 + 3_500).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 3);
+        assert_eq!(tally.next_due, Some(t0 + 4_000));
+        let (a, b) = tokio::join!(s.pass("t", old, t0 + 3_500), s.pass("t", old, t0 + 3_500));
+        assert!(a.unwrap().fired_lags_ms.is_empty() && b.unwrap().fired_lags_ms.is_empty());
+        let (a, b) = tokio::join!(s.pass("t", old, t0 + 5_100), s.pass("t", old, t0 + 5_100));
+        let fired = a.unwrap().fired_lags_ms.len() + b.unwrap().fired_lags_ms.len();
+        assert_eq!(
+            fired, 2,
+            "two racing passes fired slots 4 and 5 once in all"
+        );
+        let per = jobs_per_slot(&store).await;
+        assert_eq!(per.len(), 5);
+        assert!(per.values().all(|n| *n == 1), "{per:?}");
+        // A new leader's epoch: the old one's pass is fenced and writes nothing.
+        let new = store.next_epoch().await.unwrap();
+        let e = s.pass("t", old, t0 + 8_000).await.unwrap_err();
+        assert!(
+            matches!(e, ScheduleError::Store(StoreError::Fenced { .. })),
+            "{e}"
+        );
+        assert_eq!(jobs_per_slot(&store).await.len(), 5);
+        // The new leader continues from the record: slots 6..=8, none again.
+        let tally = s.pass("t", new, t0 + 8_000).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 3);
+        let per = jobs_per_slot(&store).await;
+        assert_eq!(
+            per.keys().copied().collect::<Vec<_>>(),
+            (1..=8).map(|i| t0 + i * 1000).collect::<Vec<_>>()
+        );
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!(v.fires, 8);
+        assert_eq!(v.last_slot, Some(t0 + 8_000));
+    }
+
+    #[tokio::test]
+    async fn a_changed_schedule_gets_no_run_from_a_stale_read_and_a_paused_one_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        s.set_paused("t", "u", "tick", true, t0).await.unwrap();
+        let tally = s.pass("t", epoch, t0 + 5_000).await.unwrap();
+        assert!(tally.fired_lags_ms.is_empty());
+        // Resumed at t0 + 5 s: the slots of the pause do not fire.
+        s.set_paused("t", "u", "tick", false, t0 + 5_000)
+            .await
+            .unwrap();
+        let tally = s.pass("t", epoch, t0 + 6_200).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 1);
+        assert_eq!(
+            jobs_per_slot(&store)
+                .await
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [t0 + 6_000]
+        );
+        // Deleted: no status, no more runs.
+        s.delete("t", "tick", Expect::Any).await.unwrap();
+        let tally = s.pass("t", epoch, t0 + 9_000).await.unwrap();
+        assert!(tally.fired_lags_ms.is_empty());
+        assert!(s.load_status("t", "tick").await.unwrap().1.is_none());
+    }
+}
