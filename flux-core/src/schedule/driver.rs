@@ -289,7 +289,6 @@ mod tests {
     use super::*;
     use crate::jobs::{Jobs, JobsConfig};
     use crate::schedule::{JobSpec, Missed, ScheduleSpec, What, parse_slot_group};
-    use crate::store::Store;
 
     async fn setup(dir: &std::path::Path) -> (Schedules, crate::store::DynStore) {
         let store = crate::store::open(&format!("redb:{}", dir.join("s.redb").display()))
