@@ -665,7 +665,11 @@ mod tests {
         );
         assert_eq!(
             choose_source(&f(Some(JobStatus::Running), Some("a1"), None, None)),
-            ix(&["jobidx/agent/a1/user/", "jobidx/agent/a1/reconciler/"])
+            ix(&[
+                "jobidx/agent/a1/user/",
+                "jobidx/agent/a1/reconciler/",
+                "jobidx/agent/a1/schedule/"
+            ])
         );
         assert_eq!(
             choose_source(&f(
@@ -680,7 +684,8 @@ mod tests {
             choose_source(&f(Some(JobStatus::Succeeded), None, None, None)),
             ix(&[
                 "jobidx/status/succeeded/user/",
-                "jobidx/status/succeeded/reconciler/"
+                "jobidx/status/succeeded/reconciler/",
+                "jobidx/status/succeeded/schedule/"
             ])
         );
         assert_eq!(
