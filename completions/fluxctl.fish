@@ -38,6 +38,7 @@ complete -c fluxctl -n "__fish_fluxctl_needs_command" -s h -l help -d 'Print hel
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -s V -l version -d 'Print version'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "job" -d 'Run and inspect jobs'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "rollout" -d 'Follow and steer rollouts (runs across a fleet at a controlled rate)'
+complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "schedule" -d 'Cron jobs that fire once per slot: create, list, get, pause, resume, trigger, delete'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "agents" -d 'List and inspect agents'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "token" -d 'Create and revoke tokens (admin)'
 complete -c fluxctl -n "__fish_fluxctl_needs_command" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
@@ -125,9 +126,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l status -d 'Only jobs in this status (queued, assigned, running, succeeded, failed, cancelled, timed_out)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l node -d 'Only jobs pinned to or held by this agent' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l group -d 'Only the jobs of this fan-out group' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l kind -d 'Which jobs: made by users (default), by the reconciler, by rollouts, or all' -r -f -a "user\t''
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l kind -d 'Which jobs: made by users (default), by the reconciler, by rollouts, by schedules, or all' -r -f -a "user\t''
 reconciler\t''
 rollout\t''
+schedule\t''
 all\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l limit -d 'Jobs per page (1 to 1000; default 50, or 1000 with --all)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
@@ -316,6 +318,136 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a rollout: nothing new starts, running targets are cancelled'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "retry" -d 'Run the failed, skipped and not started targets of a finished rollout again, as a new rollout that references it'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "create" -d 'Create a schedule: a command run on a cron expression'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "list" -d 'List schedules with their next slot and last run'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "get" -d 'Show a schedule: its next five slots and its last runs with their results'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "pause" -d 'Stop firing (slots during the pause are not caught up)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "resume" -d 'Fire again from now on'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "trigger" -d 'Start one run now'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "delete" -d 'Delete a schedule (its jobs stay)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l cron -d 'Cron expression: five fields, six with seconds first, or @hourly, @daily...' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l tz -d 'IANA time zone the expression is read in' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s n -l node -d 'Agent to run on' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s l -l selector -d 'Run on an agent this selector matches (repeatable: all must hold)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s e -l env -d 'Environment variable KEY=VALUE (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l timeout -d 'Kill each run after this long' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l overlap -d 'While the previous run is unfinished: allow, skip or queue' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l missed -d 'Slots no leader fired in time: skip, once, or catch-up=N' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l grace -d 'How late a slot may still run as on time' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l jitter -d 'Delay each slot by up to this much (the same on every node)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l all -d 'With --selector: run on every matching agent (resolved at each slot)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l paused -d 'Create it paused'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l allow-unknown-node -d 'With --node: fire even if no agent is known as that node yet'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l shell -d 'Join all arguments into one shell command line (default with one argument)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l limit -d 'At most this many' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l after -d 'Start after this schedule name' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from trigger" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l if-version -d 'Delete only if the schedule is still at this version' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l server -d 'Control-plane URL (overrides the context)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l token-file -d 'File holding the bearer token' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l ca -d 'CA certificate (PEM) to trust' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l context -d 'Context from the config file to use' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l config -d 'Config file (default ~/.config/fluxforge/config.toml)' -r -F
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'A table with more columns where a command has them (`agents list -o wide`)'
+json\t''"
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -l insecure -d 'Accept any server certificate (like curl -k)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a schedule: a command run on a cron expression'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "list" -d 'List schedules with their next slot and last run'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "get" -d 'Show a schedule: its next five slots and its last runs with their results'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "pause" -d 'Stop firing (slots during the pause are not caught up)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "resume" -d 'Fire again from now on'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "trigger" -d 'Start one run now'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a schedule (its jobs stay)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand agents; and not __fish_seen_subcommand_from list get drain uncordon revoke label help" -l token-file -d 'File holding the bearer token' -r -F
@@ -1083,26 +1215,27 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "rollout" -d 'Follow and steer rollouts (runs across a fleet at a controlled rate)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "delete" -d 'Delete objects'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "events" -d 'Print the tenant\'s events (jobs, agents, states, tokens); -f follows them live'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "webhooks" -d 'Send events to other systems: signed HTTPS deliveries, at least once (admins)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "whoami" -d 'Show the identity of the current token'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "config" -d 'Manage contexts in the config file'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "completions" -d 'Print shell completions'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "job" -d 'Run and inspect jobs'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "rollout" -d 'Follow and steer rollouts (runs across a fleet at a controlled rate)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "schedule" -d 'Cron jobs that fire once per slot: create, list, get, pause, resume, trigger, delete'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "agents" -d 'List and inspect agents'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "token" -d 'Create and revoke tokens (admin)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "apply" -d 'Declare desired state from a state.toml: create and update its states (and with --prune delete the tenant\'s states it does not list)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "diff" -d 'Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "get" -d 'Show objects (desired states with their targets\' status)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "delete" -d 'Delete objects'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "tenants" -d 'Tenants with their usage, and their quotas'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "events" -d 'Print the tenant\'s events (jobs, agents, states, tokens); -f follows them live'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "webhooks" -d 'Send events to other systems: signed HTTPS deliveries, at least once (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "audit" -d 'Read and verify the audit log (admins)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "backup" -d 'Back up, verify and restore the whole store (admins of tenant default)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "status" -d 'Cluster status: this node, leader, epoch, agents by state'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "whoami" -d 'Show the identity of the current token'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "config" -d 'Manage contexts in the config file'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "bench" -d 'Benchmarks against a running control plane'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "chaos" -d 'Fault-injection runs on a local cluster, judged by an invariant checker'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "completions" -d 'Print shell completions'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and not __fish_seen_subcommand_from job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "run" -d 'Submit a job. One argument is a shell command line; several are an argv'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "get" -d 'Show one job'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "list" -d 'List jobs, newest first: one page, or every page with --all'
@@ -1117,6 +1250,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_su
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "resume" -d 'Resume a paused rollout'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "cancel" -d 'Cancel a rollout: nothing new starts, running targets are cancelled'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "retry" -d 'Run the failed, skipped and not started targets of a finished rollout again, as a new rollout that references it'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "create" -d 'Create a schedule: a command run on a cron expression'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "list" -d 'List schedules with their next slot and last run'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "get" -d 'Show a schedule: its next five slots and its last runs with their results'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "pause" -d 'Stop firing (slots during the pause are not caught up)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "resume" -d 'Fire again from now on'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "trigger" -d 'Start one run now'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "delete" -d 'Delete a schedule (its jobs stay)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'List agents of the tenant (`-o wide`: admin labels and the main facts too)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "get" -d 'Show one agent: labels, admin labels and facts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "drain" -d 'Stop new work reaching an agent; what it runs finishes'

@@ -143,6 +143,19 @@ pub fn rollout_active(id: &str) -> String {
     format!("{ROLLOUTS_ACTIVE}{id}")
 }
 
+// ---- schedules --------------------------------------------------------------------------------
+
+/// Prefix of every schedule (its spec, written by users).
+pub const SCHEDULES: &str = "schedules/";
+pub fn schedule(name: &str) -> String {
+    format!("{SCHEDULES}{name}")
+}
+/// Prefix of every schedule's status (its firing cursor and last runs, written by firings).
+pub const SCHEDULE_STATUS: &str = "schedule_status/";
+pub fn schedule_status(name: &str) -> String {
+    format!("{SCHEDULE_STATUS}{name}")
+}
+
 // ---- audit (inside each tenant) ---------------------------------------------------------------
 
 /// The head of a tenant's audit chain (sequence number and hash of the last record).

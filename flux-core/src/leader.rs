@@ -39,6 +39,12 @@ pub enum Tally {
     Sweep { requeued: u64 },
     /// A reconcile pass: check rounds started, drift found, repairs made, rounds failed.
     Reconcile(crate::reconcile::Tally),
+    /// A schedule firing pass: slots fired, late slots given up, slots skipped by `overlap`.
+    Schedule {
+        fired: u64,
+        missed: u64,
+        skipped: u64,
+    },
     /// A garbage-collection pass: objects deleted, batches that lost a race.
     Gc {
         deleted: crate::retention::Deleted,
@@ -60,6 +66,8 @@ pub trait Host: Send + Sync {
     fn collected(&self, _tenant: &str, _job: &crate::model::Job) {}
     /// Called for each webhook delivery attempt: `delivered`, `failed` (given up) or `retried`.
     fn webhook_delivery(&self, _tenant: &str, _result: &str) {}
+    /// Called for each slot a schedule fired, with its delay from the slot's due instant.
+    fn schedule_fired(&self, _tenant: &str, _lag: Duration) {}
 }
 
 /// Whether a store change may give the job loop work: a pending job or an inbox changed (or
@@ -96,6 +104,8 @@ pub struct Leader<'a> {
     pub gc: Option<&'a RetentionConfig>,
     /// How webhooks are delivered; `None` delivers none.
     pub webhooks: Option<&'a crate::webhooks::DeliveryConfig>,
+    /// The schedules to fire; `None` fires none.
+    pub schedules: Option<&'a crate::schedule::Schedules>,
 }
 
 /// Leader work for one term (`epoch`, led since `since`): the job loop and the reconcile loop.
@@ -108,6 +118,7 @@ pub async fn work(l: &Leader<'_>, epoch: Epoch, since: Millis) -> Epoch {
         e = rollout_work(l, epoch) => e,
         e = crate::webhooks::driver::work(l, l.webhooks.unwrap_or(&*NO_WEBHOOKS), epoch),
             if l.webhooks.is_some() => e,
+        e = crate::schedule::driver::work(l, epoch), if l.schedules.is_some() => e,
     }
 }
 

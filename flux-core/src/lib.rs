@@ -27,6 +27,7 @@ pub mod replies;
 pub mod retention;
 pub mod revocations;
 pub mod rollout;
+pub mod schedule;
 pub mod selector;
 pub mod state;
 pub mod store;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, events, get,
-    job, rollout, tenants, token, webhooks,
+    job, rollout, schedule, tenants, token, webhooks,
 };
 use crate::output::Output;
 
@@ -59,6 +59,9 @@ pub enum Cmd {
     /// Follow and steer rollouts (runs across a fleet at a controlled rate).
     #[command(subcommand)]
     Rollout(rollout::RolloutCmd),
+    /// Cron jobs that fire once per slot: create, list, get, pause, resume, trigger, delete.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
     /// List and inspect agents.
     #[command(subcommand)]
     Agents(agents::AgentsCmd),

@@ -221,6 +221,9 @@ pub struct Args {
     /// Objects of each kind (jobs, agents, idempotency keys) looked at per tenant and pass.
     #[arg(long, env = "FLUX_GC_BATCH", default_value_t = flux_core::retention::DEFAULT_GC_BATCH)]
     gc_batch: usize,
+    /// Schedules firing more often than this are refused.
+    #[arg(long, env = "FLUX_MIN_SCHEDULE_INTERVAL", value_parser = parse_duration, default_value = "1m")]
+    min_schedule_interval: Duration,
     /// Log format.
     #[arg(long, env = "FLUX_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -274,6 +277,8 @@ pub struct NodeConfig {
     pub disk: Option<(PathBuf, u64)>,
     /// The leader's garbage collection.
     pub gc: flux_core::retention::RetentionConfig,
+    /// `--min-schedule-interval`.
+    pub min_schedule_interval: Duration,
 }
 
 impl Args {
@@ -409,6 +414,7 @@ impl Args {
             },
             lease,
             sweep_interval: self.sweep_interval,
+            min_schedule_interval: self.min_schedule_interval,
             audit_verify_every: self.audit_verify_every,
             audit_retention: Some(self.audit_retention).filter(|d| !d.is_zero()),
             backups,

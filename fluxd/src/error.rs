@@ -140,6 +140,21 @@ impl From<StateError> for ApiError {
     }
 }
 
+impl From<flux_core::schedule::ScheduleError> for ApiError {
+    fn from(e: flux_core::schedule::ScheduleError) -> ApiError {
+        use flux_core::schedule::ScheduleError as E;
+        match e {
+            E::NotFound(m) => ApiError::not_found(format!("{m} not found")),
+            E::Invalid(m) => ApiError::invalid(m),
+            E::Conflict(m) => ApiError::conflict(m),
+            E::PreconditionFailed(m) => ApiError::precondition_failed(m),
+            E::Store(s) => s.into(),
+            E::Jobs(j) => j.into(),
+            E::Corrupt { .. } => ApiError::corrupt(&e),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {
         match e {

@@ -48,6 +48,12 @@ pub struct Metrics {
     pub rollout_targets: IntCounterVec,
     /// Webhook delivery attempts made by this node (as leader), by result.
     pub webhook_deliveries: IntCounterVec,
+    /// Schedule slots fired, late slots given up (`missed`), slots skipped (`overlap`), and
+    /// the delay of each firing from its slot's due instant.
+    pub schedule_fires: IntCounter,
+    pub schedule_missed: IntCounter,
+    pub schedule_skipped: IntCounter,
+    pub schedule_lag: prometheus::Histogram,
 }
 
 /// The `kind` labels of `flux_gc_deleted_total`.
@@ -87,6 +93,14 @@ impl Metrics {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             reg(Box::new(c.clone()));
             c
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = prometheus::Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            )
+            .expect("valid metric");
+            reg(Box::new(h.clone()));
+            h
         };
         let histogram_vec = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
             let h = HistogramVec::new(
@@ -262,6 +276,25 @@ impl Metrics {
                 "flux_webhook_deliveries_total",
                 "webhook delivery attempts made by this node, by result (delivered, retried, failed)",
                 &["result"],
+            ),
+            schedule_fires: counter(
+                "flux_schedule_fires_total",
+                "schedule slots fired by this node as leader",
+            ),
+            schedule_missed: counter(
+                "flux_schedule_missed_total",
+                "schedule slots given up by their missed policy (no leader fired them in time)",
+            ),
+            schedule_skipped: counter(
+                "flux_schedule_skipped_total",
+                "schedule slots skipped by their overlap policy (the previous run was unfinished)",
+            ),
+            schedule_lag: histogram(
+                "flux_schedule_lag_seconds",
+                "delay from a schedule slot's due instant to its firing by this node as leader",
+                &[
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ],
             ),
             // Last: the helpers above borrow the registry until here.
             registry,

@@ -307,6 +307,11 @@ fn build_state(
     state.max_follow = cfg.max_follow;
     state.events_max_lag = cfg.events_max_lag;
     state.webhooks = cfg.webhooks.clone();
+    state.schedules = flux_core::schedule::Schedules::new(
+        state.store.clone(),
+        state.jobs.clone(),
+        cfg.min_schedule_interval.as_millis() as u64,
+    );
     state.agent_credential_ttl = cfg.agent_credential_ttl;
     state.disk = cfg
         .disk

@@ -46,6 +46,8 @@ pub struct AppState {
     pub store: DynStore,
     pub jobs: Jobs,
     pub states: Reconciler,
+    /// Schedules (the service; the leader fires them).
+    pub schedules: flux_core::schedule::Schedules,
     pub audit: flux_core::audit::Audit,
     /// Submission rate buckets per tenant (quotas), in this node.
     pub rates: flux_core::quota::RateLimiter,
@@ -93,6 +95,11 @@ impl AppState {
         AppState {
             node_id,
             states: Reconciler::new(store.clone(), jobs.clone()),
+            schedules: flux_core::schedule::Schedules::new(
+                store.clone(),
+                jobs.clone(),
+                flux_core::schedule::DEFAULT_MIN_INTERVAL_MS,
+            ),
             audit: flux_core::audit::Audit::start(store.clone(), audit_key),
             rates: Default::default(),
             quotas: Default::default(),

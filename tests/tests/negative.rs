@@ -39,6 +39,8 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
     };
     let spec =
         json!({"name": state, "targets": {"agents": ["a1"]}, "check": "true", "apply": "true"});
+    let schedule = json!({"name": "sc1", "cron": "@daily", "paused": true, "what": {"job": {
+        "command": "true", "node_id": "a1", "allow_unknown_node": true}}});
     vec![
         r(
             Method::POST,
@@ -143,6 +145,39 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
             &format!("/v1/agent/attempts/{job}.1/result"),
             Some(json!({"outcome": "exited", "exit_code": 0})),
             Need::Agent,
+        ),
+        r(Method::GET, "/v1/schedules", None, Need::Viewer),
+        r(
+            Method::POST,
+            "/v1/schedules",
+            Some(schedule.clone()),
+            Need::Operator,
+        ),
+        r(Method::GET, "/v1/schedules/sc1", None, Need::Viewer),
+        r(
+            Method::PUT,
+            "/v1/schedules/sc1",
+            Some(schedule),
+            Need::Operator,
+        ),
+        r(Method::DELETE, "/v1/schedules/sc1", None, Need::Operator),
+        r(
+            Method::POST,
+            "/v1/schedules/sc1/pause",
+            None,
+            Need::Operator,
+        ),
+        r(
+            Method::POST,
+            "/v1/schedules/sc1/resume",
+            None,
+            Need::Operator,
+        ),
+        r(
+            Method::POST,
+            "/v1/schedules/sc1/trigger",
+            None,
+            Need::Operator,
         ),
         r(Method::GET, "/v1/states", None, Need::Viewer),
         r(
@@ -296,6 +331,15 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
     ))
     .await;
     assert_eq!(s, 201);
+    let (s, v) = d
+        .post(
+            "/v1/schedules",
+            &d.admin,
+            &json!({"name": "sc1", "cron": "@daily", "paused": true, "what": {"job": {
+                "command": "true", "node_id": "a1", "allow_unknown_node": true}}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
 
     // Identities that must get nowhere, or only as far as their role allows.
     let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();

@@ -51,7 +51,7 @@ fn shipped_config_and_alert_rules_pass_promtool() {
     let checked = tmp.path().join("prometheus.yml");
     run(&p, &["check", "config", checked.to_str().unwrap()]);
     let rules = run(&p, &["check", "rules", "alerts.yml"]);
-    assert!(rules.contains("5 rules found"), "{rules}");
+    assert!(rules.contains("6 rules found"), "{rules}");
     run(&p, &["test", "rules", "alerts_test.yml"]);
 }
 

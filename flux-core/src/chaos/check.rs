@@ -67,6 +67,19 @@ pub struct RolloutSeen {
     pub runs: Vec<RolloutRun>,
 }
 
+/// The run's schedule (one job per slot, every `every_ms`), seen after healing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ScheduleSeen {
+    pub every_ms: Millis,
+    /// The job group of every job the schedule started (`s.<slot>.<name>`).
+    pub job_groups: Vec<String>,
+    /// Slots the schedule's record counts as fired and as missed.
+    pub fires: u64,
+    pub missed: u64,
+    /// The last slot the record decided.
+    pub last_slot: Option<Millis>,
+}
+
 /// Everything the checker judges.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Observations {
@@ -81,6 +94,9 @@ pub struct Observations {
     /// Rollouts the workload ran through the faults.
     #[serde(default)]
     pub rollouts: Vec<RolloutSeen>,
+    /// The run's schedule, when it had one.
+    #[serde(default)]
+    pub schedule: Option<ScheduleSeen>,
 }
 
 /// A broken invariant, with what shows it.
@@ -103,6 +119,9 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     check_states(obs, &mut out);
     check_collected(obs, &mut out);
     check_rollouts(obs, &mut out);
+    if let Some(s) = &obs.schedule {
+        check_schedule(s, &mut out);
+    }
     for f in &obs.failovers {
         if f.failover_ms.is_none() {
             out.push(violation(
@@ -260,6 +279,48 @@ fn check_rollouts(obs: &Observations, out: &mut Vec<Violation>) {
                 "rollout {}: {max} targets ran at once, max_concurrency is {}",
                 r.rollout_id, r.max_concurrency
             )));
+        }
+    }
+}
+
+/// One job per fired slot, and no slot lost between the first fired and the last decided.
+fn check_schedule(s: &ScheduleSeen, out: &mut Vec<Violation>) {
+    let inv = Invariant::ScheduleFiredOncePerSlot;
+    let mut per_slot: BTreeMap<Millis, usize> = BTreeMap::new();
+    for g in &s.job_groups {
+        if let Some((_, slot)) = crate::schedule::parse_slot_group(g) {
+            *per_slot.entry(slot).or_default() += 1;
+        }
+    }
+    for (slot, n) in &per_slot {
+        if *n > 1 {
+            out.push(violation(inv, format!("slot {slot} started {n} jobs")));
+        }
+    }
+    if per_slot.len() as u64 != s.fires {
+        out.push(violation(
+            inv,
+            format!(
+                "the schedule's record counts {} fired slots but {} slots have jobs",
+                s.fires,
+                per_slot.len()
+            ),
+        ));
+    }
+    if let (Some(&first), Some(last)) = (per_slot.keys().next(), s.last_slot)
+        && s.every_ms > 0
+        && last >= first
+    {
+        let span = (last - first) / s.every_ms + 1;
+        if span != per_slot.len() as u64 + s.missed {
+            out.push(violation(
+                inv,
+                format!(
+                    "{span} slots from {first} to {last}, but {} fired and {} counted missed",
+                    per_slot.len(),
+                    s.missed
+                ),
+            ));
         }
     }
 }
@@ -472,7 +533,46 @@ mod tests {
                 failover_ms: Some(900),
             }],
             rollouts: Vec::new(),
+            schedule: Some(ScheduleSeen {
+                every_ms: 1000,
+                job_groups: vec![
+                    "s.1000.tick".into(),
+                    "s.2000.tick".into(),
+                    "s.4000.tick".into(),
+                ],
+                fires: 3,
+                missed: 1,
+                last_slot: Some(4000),
+            }),
         }
+    }
+
+    #[test]
+    fn a_slot_fired_twice_or_lost_breaks_the_schedule_invariant() {
+        let inv = ["schedule_fired_once_per_slot"];
+        let mut o = clean();
+        let s = o.schedule.as_mut().unwrap();
+        s.job_groups.push("s.2000.tick".into());
+        assert_eq!(invariants(&check(&o)), inv, "a double run");
+        let mut o = clean();
+        o.schedule.as_mut().unwrap().missed = 0;
+        assert_eq!(
+            invariants(&check(&o)),
+            inv,
+            "slot 3000 neither ran nor was missed"
+        );
+        let mut o = clean();
+        let s = o.schedule.as_mut().unwrap();
+        s.job_groups.remove(0);
+        assert_eq!(invariants(&check(&o)), inv, "a fired slot without its job");
+        // Triggered runs and other groups are not slots.
+        let mut o = clean();
+        o.schedule
+            .as_mut()
+            .unwrap()
+            .job_groups
+            .push("t.abc.tick".into());
+        assert_eq!(check(&o), vec![]);
     }
 
     fn invariants(v: &[Violation]) -> Vec<&'static str> {

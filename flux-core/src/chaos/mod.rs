@@ -38,7 +38,8 @@ pub mod schedule;
 
 pub use crate::history::{HistoryEvent, parse_history};
 pub use check::{
-    FailoverSeen, JobSeen, Observations, RolloutRun, RolloutSeen, TargetSeen, Violation, check,
+    FailoverSeen, JobSeen, Observations, RolloutRun, RolloutSeen, ScheduleSeen, TargetSeen,
+    Violation, check,
 };
 pub use schedule::{WARMUP_MS, schedule};
 
@@ -152,11 +153,14 @@ pub enum Invariant {
     /// No rollout target ran twice, none of a finished rollout was lost, and never more than
     /// `max_concurrency` ran at once (from the targets' own side effects).
     RolloutTargetsOnce,
+    /// The run's schedule started exactly one job per slot it fired, and every slot from its
+    /// first to its last either fired or was counted missed.
+    ScheduleFiredOncePerSlot,
 }
 
 impl Invariant {
     /// The invariants, in report order.
-    pub const ALL: [Invariant; 9] = [
+    pub const ALL: [Invariant; 10] = [
         Invariant::AcknowledgedJobsKept,
         Invariant::JobsSucceeded,
         Invariant::WorkAccountedFor,
@@ -166,6 +170,7 @@ impl Invariant {
         Invariant::LeaderRecovered,
         Invariant::NothingLiveCollected,
         Invariant::RolloutTargetsOnce,
+        Invariant::ScheduleFiredOncePerSlot,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +184,7 @@ impl Invariant {
             Invariant::LeaderRecovered => "leader_recovered",
             Invariant::NothingLiveCollected => "nothing_live_collected",
             Invariant::RolloutTargetsOnce => "rollout_targets_once",
+            Invariant::ScheduleFiredOncePerSlot => "schedule_fired_once_per_slot",
         }
     }
 }

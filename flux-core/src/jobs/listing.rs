@@ -668,7 +668,8 @@ mod tests {
             ix(&[
                 "jobidx/agent/a1/user/",
                 "jobidx/agent/a1/reconciler/",
-                "jobidx/agent/a1/rollout/"
+                "jobidx/agent/a1/rollout/",
+                "jobidx/agent/a1/schedule/"
             ])
         );
         assert_eq!(
@@ -685,7 +686,8 @@ mod tests {
             ix(&[
                 "jobidx/status/succeeded/user/",
                 "jobidx/status/succeeded/reconciler/",
-                "jobidx/status/succeeded/rollout/"
+                "jobidx/status/succeeded/rollout/",
+                "jobidx/status/succeeded/schedule/"
             ])
         );
         assert_eq!(

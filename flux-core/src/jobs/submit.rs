@@ -372,6 +372,49 @@ impl Jobs {
         Ok(warnings)
     }
 
+    /// Builds, without committing, the jobs of one run started by the system (a schedule's
+    /// slot): the same validation, target check and fan-out as an ad-hoc submission
+    /// ([`Jobs::check_target`], [`Jobs::fan_out_targets`]), every job of `kind` and in `group`.
+    /// The caller commits the transaction together with its own record of the run.
+    pub async fn prepare_run(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        now: Millis,
+        kind: JobKind,
+        group: &str,
+    ) -> Result<(Vec<Job>, Txn)> {
+        validate_submit(req)?;
+        if !req.fan_out {
+            self.check_target(tenant, req).await?;
+            let (job, txn) = self.prepare(tenant, submitted_by, req, now, |j| {
+                j.kind = kind;
+                j.group = Some(group.to_string());
+            })?;
+            return Ok((vec![job], txn));
+        }
+        let agents = self.fan_out_targets(tenant, &req.selector).await?;
+        let mut txn = Txn::new();
+        let mut jobs = Vec::with_capacity(agents.len());
+        for a in agents {
+            let one = SubmitJob {
+                node_id: Some(a.node_id.clone()),
+                selector: Selector::default(),
+                fan_out: false,
+                ..req.clone()
+            };
+            let (job, part) = self.prepare(tenant, submitted_by, &one, now, |j| {
+                j.selector = req.selector.clone();
+                j.group = Some(group.to_string());
+                j.kind = kind;
+            })?;
+            txn.ops.extend(part.ops);
+            jobs.push(job);
+        }
+        Ok((jobs, txn))
+    }
+
     /// Submits one job per agent of `agents` (from [`Jobs::fan_out_targets`]), all in one
     /// transaction, each pinned to its agent and tagged with a common `group`.
     pub async fn submit_fan_out(

@@ -75,8 +75,8 @@ impl JobStatus {
 }
 
 /// Who made a job: a user through the API (the default, and what every job written before
-/// kinds existed reads as) or the reconciler checking and repairing a desired state. Schedules
-/// and rollouts will add theirs.
+/// kinds existed reads as), the reconciler checking and repairing a desired state, or a
+/// schedule firing a slot (the job's `group` then names the schedule and slot).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
@@ -85,16 +85,24 @@ pub enum JobKind {
     Reconciler,
     /// A target's run (or verify) of a rollout (`crate::rollout`).
     Rollout,
+    /// A slot's run of a schedule (`crate::schedule`).
+    Schedule,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::User, JobKind::Reconciler, JobKind::Rollout];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::User,
+        JobKind::Reconciler,
+        JobKind::Rollout,
+        JobKind::Schedule,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::User => "user",
             JobKind::Reconciler => "reconciler",
             JobKind::Rollout => "rollout",
+            JobKind::Schedule => "schedule",
         }
     }
 

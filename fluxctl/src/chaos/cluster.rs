@@ -180,9 +180,17 @@ fn node_args(o: &Opts, work: &Path, i: usize, id: &str, port: u16, store_port: u
     // `nothing_live_collected` invariant judges what it deleted. The workload's own jobs stay
     // (they are younger than the default retention).
     args.extend(
-        ["--gc-interval", "1s", "--reconciler-jobs-kept", "2"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "--gc-interval",
+            "1s",
+            "--reconciler-jobs-kept",
+            "2",
+            // The run's schedule fires every second.
+            "--min-schedule-interval",
+            "1s",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     if i > 0 {
         // Peers share the first node's signing key and certificate.

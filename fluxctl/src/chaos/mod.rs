@@ -189,6 +189,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
     declare_state(&cluster.api, work).await?;
     // A rollout over every agent, driven by the leader through the faults.
     let rollout = workload::start_rollout(&cluster.api, work, &cluster.agent_ids).await?;
+    workload::declare_schedule(&cluster.api).await?;
     let (faults, submitted) = faults_under_load(o, work, &mut cluster, &plan, &say).await?;
 
     // Healed: everything runs again. Drift every target so convergence is shown afresh.
@@ -212,6 +213,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         Some(id) => vec![workload::observe_rollout(&cluster.api, work, id, o.heal_timeout).await],
         None => Vec::new(),
     };
+    let schedule = workload::observe_schedule(&cluster.api).await?;
     let (history, torn) = read_history(&work.join("history"))?;
 
     let (acked, unacked, sent) = submitted;
@@ -237,6 +239,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
             })
             .collect(),
         rollouts: rollout_seen,
+        schedule: Some(schedule),
     };
     drop(cluster);
     Ok(judge(o, &obs, faults, workload, torn))

@@ -147,6 +147,83 @@ pub(super) async fn declare_state(api: &ApiClient, work: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Name of the run's schedule: `true` on a labelled agent every second, through the faults.
+pub(super) const SCHEDULE: &str = "chaos-tick";
+
+/// Creates the run's schedule.
+pub(super) async fn declare_schedule(api: &ApiClient) -> Result<()> {
+    use flux_core::schedule::{JobSpec, Missed, Overlap, ScheduleSpec, What};
+    let spec = ScheduleSpec {
+        name: SCHEDULE.into(),
+        cron: "* * * * * *".into(),
+        tz: "UTC".into(),
+        what: What::Job(JobSpec {
+            command: Some("true".into()),
+            selector: flux_core::selector::Selector::labels([("chaos", "1")]),
+            timeout_secs: Some(10),
+            ..JobSpec::default()
+        }),
+        overlap: Overlap::Allow,
+        missed: Missed::Once,
+        grace_secs: flux_core::schedule::DEFAULT_GRACE_SECS,
+        jitter_secs: 0,
+        paused: false,
+    };
+    let _: serde_json::Value = api
+        .call(
+            Method::PUT,
+            &format!("/v1/schedules/{SCHEDULE}"),
+            Some(&erased::Body(&spec)),
+            Duration::from_secs(10),
+        )
+        .await
+        .context("declaring the run's schedule")?;
+    Ok(())
+}
+
+/// Pauses the run's schedule and reads what it did: its record and every job it started.
+pub(super) async fn observe_schedule(api: &ApiClient) -> Result<flux_core::chaos::ScheduleSeen> {
+    let _: serde_json::Value = api
+        .call(
+            Method::POST,
+            &format!("/v1/schedules/{SCHEDULE}/pause"),
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .context("pausing the run's schedule")?;
+    let v: serde_json::Value = api.get(&format!("/v1/schedules/{SCHEDULE}")).await?;
+    let mut groups = Vec::new();
+    let mut cursor: Option<String> = None;
+    // Bounded: a run of an hour fires 3,600 slots.
+    for _ in 0..100 {
+        let mut path = "/v1/jobs?kind=schedule&limit=1000".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let resp = api
+            .send(Method::GET, &path, None, Duration::from_secs(30))
+            .await?;
+        cursor = resp
+            .headers()
+            .get("x-flux-next-cursor")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let jobs: Vec<Job> = resp.json().await.context("decoding jobs")?;
+        groups.extend(jobs.into_iter().filter_map(|j| j.group));
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(flux_core::chaos::ScheduleSeen {
+        every_ms: 1000,
+        job_groups: groups,
+        fires: v["fires"].as_u64().unwrap_or(0),
+        missed: v["missed"].as_u64().unwrap_or(0),
+        last_slot: v["last_slot"].as_u64(),
+    })
+}
+
 /// A job with its attempts; `None` when the store does not know it.
 pub(super) type Seen = Option<(Job, Vec<Attempt>)>;
 

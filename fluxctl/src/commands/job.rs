@@ -38,8 +38,9 @@ pub enum JobCmd {
         /// Only the jobs of this fan-out group.
         #[arg(long)]
         group: Option<String>,
-        /// Which jobs: made by users (default), by the reconciler, by rollouts, or all.
-        #[arg(long, default_value = "user", value_parser = ["user", "reconciler", "rollout", "all"])]
+        /// Which jobs: made by users (default), by the reconciler, by rollouts, by schedules, or
+        /// all.
+        #[arg(long, default_value = "user", value_parser = ["user", "reconciler", "rollout", "schedule", "all"])]
         kind: String,
         /// Jobs per page (1 to 1000; default 50, or 1000 with --all).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]

@@ -15,6 +15,7 @@ pub mod events;
 pub mod get;
 pub mod job;
 pub mod rollout;
+pub mod schedule;
 pub mod status;
 pub mod tenants;
 pub mod token;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Cmd::Job(cmd) => job::run(&ctx, cmd).await,
         Cmd::Rollout(cmd) => rollout::run(&ctx, cmd).await,
         Cmd::Agents(cmd) => agents::run(&ctx, cmd).await,
+        Cmd::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         Cmd::Token(cmd) => token::run(&ctx, cmd).await,
         Cmd::Apply(args) => apply::run(&ctx, args).await,
         Cmd::Diff(args) => diff::run(&ctx, args).await,

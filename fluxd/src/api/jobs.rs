@@ -195,7 +195,7 @@ pub(super) async fn list_jobs(
         None | Some("all") => None,
         Some(k) => Some(JobKind::parse(k).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "unknown kind {}; expected user, reconciler, rollout or all",
+                "unknown kind {}; expected user, reconciler, rollout, schedule or all",
                 flux_core::state::shown(k)
             ))
         })?),

@@ -18,6 +18,7 @@ pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod rollouts;
+pub mod schedules;
 pub mod states;
 pub mod tenants;
 pub mod tokens;
@@ -116,6 +117,19 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
                 .put(states::put_one)
                 .delete(states::delete_one),
         )
+        .route(
+            "/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            get(schedules::get_one)
+                .put(schedules::put_one)
+                .delete(schedules::delete_one),
+        )
+        .route("/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/v1/schedules/{name}/resume", post(schedules::resume))
+        .route("/v1/schedules/{name}/trigger", post(schedules::trigger))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

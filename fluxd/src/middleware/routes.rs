@@ -175,6 +175,18 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         "/v1/states" if get || post => (Access::Permission(ReadStates), Requests),
         "/v1/states/{name}" if get => (Access::Permission(ReadStates), Requests),
         "/v1/states/{name}" if put || delete => (Access::Permission(ManageStates), Requests),
+        "/v1/schedules" | "/v1/schedules/{name}" if get => {
+            (Access::Permission(ReadStates), Requests)
+        }
+        "/v1/schedules" if post => (Access::Permission(ManageStates), Requests),
+        "/v1/schedules/{name}" if put || delete => (Access::Permission(ManageStates), Requests),
+        "/v1/schedules/{name}/pause"
+        | "/v1/schedules/{name}/resume"
+        | "/v1/schedules/{name}/trigger"
+            if post =>
+        {
+            (Access::Permission(ManageStates), Requests)
+        }
         "/v1/audit" | "/v1/audit/verify" if get => (Admin, Requests),
         "/v1/audit/export" if post => (Admin, Requests),
         // An export file is as large as a backup: its upload has the backup routes' limits.

@@ -36,6 +36,15 @@ impl leader::Host for AppState {
                 m.reconcile_failures.inc_by(t.failures);
                 m.reconcile_deferred.inc_by(t.deferred);
             }
+            Tally::Schedule {
+                fired,
+                missed,
+                skipped,
+            } => {
+                m.schedule_fires.inc_by(fired);
+                m.schedule_missed.inc_by(missed);
+                m.schedule_skipped.inc_by(skipped);
+            }
             Tally::Gc { deleted, conflicts } => {
                 for (kind, n) in deleted.by_kind() {
                     if n > 0 {
@@ -60,6 +69,10 @@ impl leader::Host for AppState {
             .webhook_deliveries
             .with_label_values(&[result])
             .inc();
+    }
+
+    fn schedule_fired(&self, _tenant: &str, lag: Duration) {
+        self.metrics.schedule_lag.observe(lag.as_secs_f64());
     }
 
     fn collected(&self, tenant: &str, job: &Job) {
@@ -103,6 +116,7 @@ pub async fn run_leader(
         sweep_every,
         gc: Some(&gc),
         webhooks: Some(&st.webhooks),
+        schedules: Some(&st.schedules),
     };
     loop {
         let current = *leadership.borrow_and_update();

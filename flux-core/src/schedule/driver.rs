@@ -1,0 +1,407 @@
+//! The leader's firing of schedules: [`Schedules::pass`] reads a tenant's schedules and their
+//! status records, asks the pure [`super::policy::decide`] what to do for each, and commits
+//! each step as one transaction.
+//!
+//! Guarantees:
+//! - a step is one transaction, fenced by the leader's epoch, conditional on the schedule's
+//!   version (a schedule changed or deleted meanwhile gets no run from a stale read) and on its
+//!   status record's version (two leaders, or a leader and a trigger, cannot both take a
+//!   slot); it writes the slot's jobs and the status record that says the slot was fired
+//!   together, so a leader killed or paused at any instant causes neither a missed nor a
+//!   double run: its successor continues from the record;
+//! - targets are resolved at fire time by the code of an ad-hoc run
+//!   ([`crate::jobs::Jobs::prepare_run`]); a slot whose targets cannot be resolved (no agent
+//!   matches) is recorded as fired with the error, and not retried;
+//! - work per pass is bounded: [`MAX_STEPS_PER_SCHEDULE`] steps per schedule.
+
+use super::policy::{self, Decision, Overlap, Settings};
+use super::service::{Result, ScheduleError, enc, key};
+use super::{Run, ScheduleStatus, Schedules, StoredSchedule, slot_group};
+use crate::jobs::JobError;
+use crate::keys;
+use crate::model::{JobKind, Millis};
+use crate::store::{Epoch, Expect, StoreError, Txn, Version};
+
+/// Steps one schedule may take in one pass (each a transaction).
+pub const MAX_STEPS_PER_SCHEDULE: usize = 64;
+
+/// Who a slot's jobs are submitted by.
+pub fn submitter(name: &str) -> String {
+    format!("schedule/{name}")
+}
+
+/// What one pass over a tenant did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassTally {
+    /// Slots fired, with the delay of each from its due instant (ms).
+    pub fired_lags_ms: Vec<Millis>,
+    pub missed: u64,
+    pub skipped: u64,
+    /// The soonest instant a schedule of the tenant is due next.
+    pub next_due: Option<Millis>,
+    /// Steps that lost a race (the next pass re-reads).
+    pub conflicts: u64,
+}
+
+impl Schedules {
+    /// Whether the last run of `st` has a job that is not finished.
+    async fn unfinished(&self, tenant: &str, st: &ScheduleStatus) -> Result<bool> {
+        let Some(run) = st.runs.last() else {
+            return Ok(false);
+        };
+        let mut budget = usize::MAX;
+        let statuses = self
+            .job_statuses(tenant, run, &mut budget)
+            .await?
+            .unwrap_or_default();
+        Ok(statuses.iter().any(|s| s.is_some_and(|s| !s.is_terminal())))
+    }
+
+    /// One firing pass over a tenant's schedules at `now`, fenced by `epoch`.
+    pub async fn pass(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<PassTally> {
+        let mut tally = PassTally::default();
+        let mut statuses: std::collections::BTreeMap<String, (ScheduleStatus, Version)> = self
+            .store
+            .list(tenant, keys::SCHEDULE_STATUS)
+            .await?
+            .into_iter()
+            .filter_map(|e| {
+                let name = e
+                    .key
+                    .path()
+                    .strip_prefix(keys::SCHEDULE_STATUS)?
+                    .to_string();
+                let st = super::service::dec(&e.key, &e.value).ok()?;
+                Some((name, (st, e.version)))
+            })
+            .collect();
+        for e in self.store.list(tenant, keys::SCHEDULES).await? {
+            let s: StoredSchedule = match super::service::dec(&e.key, &e.value) {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::warn!(tenant, error = %err, "unreadable schedule skipped");
+                    continue;
+                }
+            };
+            if s.spec.paused {
+                continue;
+            }
+            let name = s.spec.name.clone();
+            let (st, sv) = match statuses.remove(&name) {
+                Some((st, v)) => (st, Some(v)),
+                None => (ScheduleStatus::default(), None),
+            };
+            match self
+                .fire_schedule(tenant, epoch, now, &s, e.version, st, sv, &mut tally)
+                .await
+            {
+                Ok(()) => {}
+                Err(err @ ScheduleError::Store(StoreError::Fenced { .. })) => return Err(err),
+                Err(err) => {
+                    tracing::warn!(tenant, schedule = %name, error = %err, "schedule firing failed")
+                }
+            }
+        }
+        Ok(tally)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fire_schedule(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        s: &StoredSchedule,
+        version: Version,
+        mut st: ScheduleStatus,
+        mut sv: Option<Version>,
+        tally: &mut PassTally,
+    ) -> Result<()> {
+        let name = &s.spec.name;
+        let cron = self.validate(&s.spec)?;
+        let settings = Settings {
+            overlap: s.spec.overlap,
+            missed: s.spec.missed,
+            grace_ms: s.spec.grace_secs * 1000,
+            jitter_ms: s.spec.jitter_secs * 1000,
+            seed: policy::seed(tenant, name),
+            active_since: s.active_since,
+        };
+        let watch_runs = s.spec.overlap != Overlap::Allow || st.cursor.queued.is_some();
+        let mut running = watch_runs && self.unfinished(tenant, &st).await?;
+        for _ in 0..MAX_STEPS_PER_SCHEDULE {
+            let step =
+                match policy::decide(&settings, st.cursor, running, now, |t| cron.next_fire(t)) {
+                    Decision::Wait { until } => {
+                        if let Some(u) = until {
+                            tally.next_due = Some(tally.next_due.map_or(u, |n: Millis| n.min(u)));
+                        }
+                        return Ok(());
+                    }
+                    Decision::Advance(step) => step,
+                };
+            let mut next = st.clone();
+            next.cursor = step.cursor;
+            next.missed += step.missed;
+            next.skipped += step.skipped;
+            let mut txn = Txn::new()
+                .fenced(epoch)
+                .check(key(tenant, keys::schedule(name))?, Expect::Version(version));
+            let mut fired_jobs = false;
+            if let Some(slot) = step.fire {
+                let group = slot_group(name, slot);
+                let mut run = Run {
+                    slot: Some(slot),
+                    fired_at: now,
+                    group: group.clone(),
+                    jobs: vec![],
+                    error: None,
+                    by: "leader".into(),
+                };
+                match self
+                    .jobs
+                    .prepare_run(
+                        tenant,
+                        &submitter(name),
+                        &s.spec.job().submission(),
+                        now,
+                        JobKind::Schedule,
+                        &group,
+                    )
+                    .await
+                {
+                    Ok((jobs, part)) => {
+                        fired_jobs = !jobs.is_empty();
+                        run.jobs = jobs.into_iter().map(|j| j.job_id).collect();
+                        txn.ops.extend(part.ops);
+                    }
+                    Err(JobError::Invalid(m)) => run.error = Some(m),
+                    Err(e) => return Err(e.into()),
+                }
+                next.fires += 1;
+                next.push_run(run);
+            }
+            txn = txn.put(
+                key(tenant, keys::schedule_status(name))?,
+                enc(&next),
+                sv.map_or(Expect::Absent, Expect::Version),
+            );
+            match self.store.commit(txn).await {
+                Ok(rev) => {
+                    sv = Some(rev);
+                    st = next;
+                    if step.fire.is_some() {
+                        tally.fired_lags_ms.push(step.lag_ms);
+                        running = fired_jobs;
+                    }
+                    tally.missed += step.missed;
+                    tally.skipped += step.skipped;
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tally.conflicts += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest the firing loop waits between passes when no slot is due sooner.
+pub const SCHEDULE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The leader's firing loop: a pass over every tenant when the soonest slot is due, on every
+/// [`SCHEDULE_TICK`], and whenever a schedule changes. Returns only when a write is fenced,
+/// with the epoch in force.
+pub async fn work(l: &crate::leader::Leader<'_>, epoch: Epoch) -> Epoch {
+    let Some(schedules) = l.schedules else {
+        return std::future::pending().await;
+    };
+    let mut changes = l.store.subscribe();
+    loop {
+        let mut next_due: Option<Millis> = None;
+        match pass_all(l, schedules, epoch, &mut next_due).await {
+            Ok(()) => {}
+            Err(StoreError::Fenced { current, .. }) => return current,
+            Err(e) => tracing::warn!(error = %e, "schedule pass failed; retrying"),
+        }
+        let now = crate::model::now_ms();
+        let wait = next_due.map_or(SCHEDULE_TICK, |d| {
+            std::time::Duration::from_millis(d.saturating_sub(now)).min(SCHEDULE_TICK)
+        });
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                c = changes.recv() => match c {
+                    Ok(c) if !c.is_resync() && !c.paths.iter().any(|p| p.starts_with(keys::SCHEDULES)) => continue,
+                    _ => break,
+                },
+            }
+        }
+    }
+}
+
+/// One pass over every tenant's schedules; `next_due` gets the soonest due instant.
+async fn pass_all(
+    l: &crate::leader::Leader<'_>,
+    schedules: &Schedules,
+    epoch: Epoch,
+    next_due: &mut Option<Millis>,
+) -> std::result::Result<(), StoreError> {
+    for t in &l
+        .jobs
+        .tenants()
+        .await
+        .map_err(crate::leader::job_to_store)?
+    {
+        let tally = match schedules.pass(t, epoch, crate::model::now_ms()).await {
+            Ok(tally) => tally,
+            Err(ScheduleError::Store(e @ StoreError::Fenced { .. })) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %t, error = %e, "schedule pass of a tenant failed");
+                continue;
+            }
+        };
+        if let Some(d) = tally.next_due {
+            *next_due = Some(next_due.map_or(d, |n| n.min(d)));
+        }
+        for lag in &tally.fired_lags_ms {
+            l.host
+                .schedule_fired(t, std::time::Duration::from_millis(*lag));
+        }
+        l.host.tally(
+            t,
+            crate::leader::Tally::Schedule {
+                fired: tally.fired_lags_ms.len() as u64,
+                missed: tally.missed,
+                skipped: tally.skipped,
+            },
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{Jobs, JobsConfig};
+    use crate::schedule::{JobSpec, Missed, ScheduleSpec, What, parse_slot_group};
+
+    async fn setup(dir: &std::path::Path) -> (Schedules, crate::store::DynStore) {
+        let store = crate::store::open(&format!("redb:{}", dir.join("s.redb").display()))
+            .await
+            .unwrap();
+        let jobs = Jobs::new(store.clone(), JobsConfig::default());
+        (Schedules::new(store.clone(), jobs, 1000), store)
+    }
+
+    fn spec() -> ScheduleSpec {
+        ScheduleSpec {
+            name: "tick".into(),
+            cron: "* * * * * *".into(),
+            tz: "UTC".into(),
+            what: What::Job(JobSpec {
+                command: Some("true".into()),
+                node_id: Some("a1".into()),
+                allow_unknown_node: true,
+                ..JobSpec::default()
+            }),
+            overlap: Overlap::Allow,
+            missed: Missed::Once,
+            grace_secs: 60,
+            jitter_secs: 0,
+            paused: false,
+        }
+    }
+
+    /// Slot -> jobs of that slot, from the store's job records.
+    async fn jobs_per_slot(
+        store: &crate::store::DynStore,
+    ) -> std::collections::BTreeMap<u64, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in store.list("t", keys::JOBS).await.unwrap() {
+            let j: crate::model::Job = serde_json::from_slice(&e.value).unwrap();
+            assert_eq!(j.kind, JobKind::Schedule);
+            let (_, slot) = parse_slot_group(j.group.as_deref().unwrap()).unwrap();
+            *m.entry(slot).or_default() += 1;
+        }
+        m
+    }
+
+    #[tokio::test]
+    async fn passes_fire_each_slot_once_and_a_stale_epoch_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let old = store.next_epoch().await.unwrap();
+        // Three passes at the same instant, and two racing: slots 1..=3 fire once each.
+        let tally = s.pass("t", old, t0 + 3_500).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 3);
+        assert_eq!(tally.next_due, Some(t0 + 4_000));
+        let (a, b) = tokio::join!(s.pass("t", old, t0 + 3_500), s.pass("t", old, t0 + 3_500));
+        assert!(a.unwrap().fired_lags_ms.is_empty() && b.unwrap().fired_lags_ms.is_empty());
+        let (a, b) = tokio::join!(s.pass("t", old, t0 + 5_100), s.pass("t", old, t0 + 5_100));
+        let fired = a.unwrap().fired_lags_ms.len() + b.unwrap().fired_lags_ms.len();
+        assert_eq!(
+            fired, 2,
+            "two racing passes fired slots 4 and 5 once in all"
+        );
+        let per = jobs_per_slot(&store).await;
+        assert_eq!(per.len(), 5);
+        assert!(per.values().all(|n| *n == 1), "{per:?}");
+        // A new leader's epoch: the old one's pass is fenced and writes nothing.
+        let new = store.next_epoch().await.unwrap();
+        let e = s.pass("t", old, t0 + 8_000).await.unwrap_err();
+        assert!(
+            matches!(e, ScheduleError::Store(StoreError::Fenced { .. })),
+            "{e}"
+        );
+        assert_eq!(jobs_per_slot(&store).await.len(), 5);
+        // The new leader continues from the record: slots 6..=8, none again.
+        let tally = s.pass("t", new, t0 + 8_000).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 3);
+        let per = jobs_per_slot(&store).await;
+        assert_eq!(
+            per.keys().copied().collect::<Vec<_>>(),
+            (1..=8).map(|i| t0 + i * 1000).collect::<Vec<_>>()
+        );
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!(v.fires, 8);
+        assert_eq!(v.last_slot, Some(t0 + 8_000));
+    }
+
+    #[tokio::test]
+    async fn a_changed_schedule_gets_no_run_from_a_stale_read_and_a_paused_one_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        s.set_paused("t", "u", "tick", true, t0).await.unwrap();
+        let tally = s.pass("t", epoch, t0 + 5_000).await.unwrap();
+        assert!(tally.fired_lags_ms.is_empty());
+        // Resumed at t0 + 5 s: the slots of the pause do not fire.
+        s.set_paused("t", "u", "tick", false, t0 + 5_000)
+            .await
+            .unwrap();
+        let tally = s.pass("t", epoch, t0 + 6_200).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 1);
+        assert_eq!(
+            jobs_per_slot(&store)
+                .await
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [t0 + 6_000]
+        );
+        // Deleted: no status, no more runs.
+        s.delete("t", "tick", Expect::Any).await.unwrap();
+        let tally = s.pass("t", epoch, t0 + 9_000).await.unwrap();
+        assert!(tally.fired_lags_ms.is_empty());
+        assert!(s.load_status("t", "tick").await.unwrap().1.is_none());
+    }
+}

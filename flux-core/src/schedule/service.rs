@@ -1,0 +1,478 @@
+//! The schedule service: schedules stored with CAS (list, get, put, delete, pause, resume) and
+//! `trigger`, one run now.
+//!
+//! Guarantees:
+//! - every write of a schedule is a CAS on its version; `put` and `delete` answer
+//!   PreconditionFailed when the caller's expected version is not the stored one, and a
+//!   refused spec stores nothing;
+//! - a trigger's jobs and its run in the status record are one transaction, conditional on
+//!   the status record as read (so it never overwrites a firing, nor a firing it);
+//! - listing reads one page of schedules and their status records: what it returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    MAX_LIST, MAX_RUNS, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, trigger_group,
+    validate_spec,
+};
+use crate::jobs::{JobError, Jobs};
+use crate::keys;
+use crate::model::{JobKind, JobStatus, Millis, valid_ident};
+use crate::store::{DynStore, Expect, Key, Range, StoreError, Txn, Version};
+
+/// Errors of the schedule service.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("corrupt object {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Jobs(JobError),
+}
+
+impl From<StoreError> for ScheduleError {
+    fn from(e: StoreError) -> ScheduleError {
+        match e {
+            StoreError::InvalidKey(m) => ScheduleError::Invalid(m),
+            other => ScheduleError::Store(other),
+        }
+    }
+}
+
+impl From<JobError> for ScheduleError {
+    fn from(e: JobError) -> ScheduleError {
+        match e {
+            JobError::Store(s) => ScheduleError::Store(s),
+            other => ScheduleError::Jobs(other),
+        }
+    }
+}
+
+pub type Result<T, E = ScheduleError> = std::result::Result<T, E>;
+
+/// A run with the result of its jobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: Run,
+    /// `queued`, `running`, `succeeded`, `failed` (one job or more did not succeed), `error`
+    /// (no job was started) or `unknown` (its jobs were collected).
+    pub result: String,
+}
+
+/// A schedule with its version, next slots and last runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub name: String,
+    pub version: Version,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub updated_by: String,
+    pub spec: ScheduleSpec,
+    /// The next five slots (Unix ms); empty while paused.
+    pub next: Vec<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_slot: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_slot: Option<Millis>,
+    pub fires: u64,
+    pub missed: u64,
+    pub skipped: u64,
+    /// The last runs, newest first.
+    pub runs: Vec<RunView>,
+}
+
+/// Attempts of a trigger racing with firings.
+const TRIGGER_RETRIES: usize = 16;
+
+/// Jobs read per view at most to tell runs' results.
+const RESULT_READS: usize = 100;
+
+/// The schedule service (and, in [`super::driver`], the leader's firing). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Schedules {
+    pub(super) store: DynStore,
+    pub(super) jobs: Jobs,
+    /// The node's `--min-schedule-interval`.
+    min_interval_ms: Millis,
+}
+
+pub(super) fn key(tenant: &str, path: String) -> Result<Key> {
+    Ok(Key::new(tenant, path)?)
+}
+
+pub(super) fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| ScheduleError::Corrupt {
+        key: k.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+pub(super) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("schedule types always serialize")
+}
+
+fn shown(name: &str) -> String {
+    crate::state::shown(name)
+}
+
+impl Schedules {
+    pub fn new(store: DynStore, jobs: Jobs, min_interval_ms: Millis) -> Schedules {
+        Schedules {
+            store,
+            jobs,
+            min_interval_ms,
+        }
+    }
+
+    pub fn min_interval_ms(&self) -> Millis {
+        self.min_interval_ms
+    }
+
+    /// Checks a spec against every rule (see [`validate_spec`]).
+    pub fn validate(&self, spec: &ScheduleSpec) -> Result<super::CronSchedule> {
+        validate_spec(spec, self.min_interval_ms)
+            .map_err(|e| ScheduleError::Invalid(format!("schedule {}: {e}", shown(&spec.name))))
+    }
+
+    async fn load(&self, tenant: &str, name: &str) -> Result<(StoredSchedule, Version)> {
+        if !valid_ident(name) {
+            return Err(ScheduleError::NotFound(format!("schedule {}", shown(name))));
+        }
+        let k = key(tenant, keys::schedule(name))?;
+        match self.store.get(&k).await? {
+            Some(v) => Ok((dec(&k, &v.value)?, v.version)),
+            None => Err(ScheduleError::NotFound(format!("schedule {name}"))),
+        }
+    }
+
+    pub(super) async fn load_status(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(ScheduleStatus, Option<Version>)> {
+        let k = key(tenant, keys::schedule_status(name))?;
+        Ok(match self.store.get(&k).await? {
+            Some(v) => (dec(&k, &v.value)?, Some(v.version)),
+            None => (ScheduleStatus::default(), None),
+        })
+    }
+
+    /// Every schedule of a tenant, by name, with its version (for applies).
+    pub async fn stored(
+        &self,
+        tenant: &str,
+    ) -> Result<BTreeMap<String, (StoredSchedule, Version)>> {
+        self.store
+            .list(tenant, keys::SCHEDULES)
+            .await?
+            .into_iter()
+            .map(|e| {
+                let s: StoredSchedule = dec(&e.key, &e.value)?;
+                Ok((s.spec.name.clone(), (s, e.version)))
+            })
+            .collect()
+    }
+
+    /// The record to store for `spec`, given what is stored (`current`): `created_at` kept,
+    /// `active_since` moved to `now` when the schedule is new, resumed, or fires by another
+    /// expression or zone.
+    pub fn record(
+        by: &str,
+        spec: ScheduleSpec,
+        current: Option<&StoredSchedule>,
+        now: Millis,
+    ) -> StoredSchedule {
+        let (created_at, active_since) = match current {
+            None => (now, now),
+            Some(c) => {
+                let restart = c.spec.cron != spec.cron
+                    || c.spec.tz != spec.tz
+                    || (c.spec.paused && !spec.paused);
+                (c.created_at, if restart { now } else { c.active_since })
+            }
+        };
+        StoredSchedule {
+            spec,
+            created_at,
+            updated_at: now,
+            updated_by: by.to_string(),
+            active_since,
+        }
+    }
+
+    /// Creates or replaces one schedule. `expect` is the version the caller last saw (`Absent`
+    /// to create only, `Any` to overwrite whatever is there). Returns the new version and
+    /// whether it was created.
+    pub async fn put(
+        &self,
+        tenant: &str,
+        by: &str,
+        spec: ScheduleSpec,
+        expect: Expect,
+        now: Millis,
+    ) -> Result<(Version, bool)> {
+        self.validate(&spec)?;
+        let k = key(tenant, keys::schedule(&spec.name))?;
+        let current = match self.store.get(&k).await? {
+            Some(v) => Some((dec::<StoredSchedule>(&k, &v.value)?, v.version)),
+            None => None,
+        };
+        let cas = match (&current, expect) {
+            (Some((_, v)), Expect::Any) => Expect::Version(*v),
+            (None, Expect::Any) => Expect::Absent,
+            (_, e) => e,
+        };
+        if let Some((cur, v)) = &current
+            && cas.admits(Some(*v))
+            && cur.spec == spec
+        {
+            return Ok((*v, false));
+        }
+        let name = spec.name.clone();
+        let stored = Self::record(by, spec, current.as_ref().map(|(s, _)| s), now);
+        match self.store.put(k, enc(&stored), cas).await {
+            Ok(v) => Ok((v, current.is_none())),
+            Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
+                Err(ScheduleError::PreconditionFailed(match found {
+                    Some(v) => {
+                        format!("schedule {name} is at version {v}, not as expected ({expect})")
+                    }
+                    None => format!("schedule {name} does not exist, not as expected ({expect})"),
+                }))
+            }
+            Err(StoreError::Conflict { .. }) => Err(ScheduleError::Conflict(format!(
+                "schedule {name} was written by someone else at the same moment; retry"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pauses or resumes a schedule (CAS on the version read; a resumed schedule does not
+    /// catch up the slots of its pause). Returns the new version.
+    pub async fn set_paused(
+        &self,
+        tenant: &str,
+        by: &str,
+        name: &str,
+        paused: bool,
+        now: Millis,
+    ) -> Result<Version> {
+        let (s, v) = self.load(tenant, name).await?;
+        let mut spec = s.spec;
+        spec.paused = paused;
+        Ok(self.put(tenant, by, spec, Expect::Version(v), now).await?.0)
+    }
+
+    /// Deletes a schedule and its status record (its jobs stay, as any job does).
+    pub async fn delete(&self, tenant: &str, name: &str, expect: Expect) -> Result<Version> {
+        let (_, v) = self.load(tenant, name).await?;
+        if let Expect::Version(e) = expect
+            && e != v
+        {
+            return Err(ScheduleError::PreconditionFailed(format!(
+                "schedule {name} is at version {v}, not {e}"
+            )));
+        }
+        let txn = Txn::new()
+            .delete(key(tenant, keys::schedule(name))?, Expect::Version(v))
+            .delete(key(tenant, keys::schedule_status(name))?, Expect::Any);
+        match self.store.commit(txn).await {
+            Ok(_) => Ok(v),
+            Err(StoreError::Conflict { .. }) => Err(ScheduleError::Conflict(format!(
+                "schedule {name} changed while being deleted; retry"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One schedule with its next slots and last runs.
+    pub async fn get(&self, tenant: &str, name: &str) -> Result<ScheduleView> {
+        let (s, v) = self.load(tenant, name).await?;
+        let (st, _) = self.load_status(tenant, name).await?;
+        self.view(tenant, s, v, st, MAX_RUNS).await
+    }
+
+    /// One page of a tenant's schedules in name order, after `after`, with their last run.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleView>> {
+        let mut range = Range::first(keys::SCHEDULES, limit.clamp(1, MAX_LIST));
+        if let Some(a) = after {
+            range = range.after(keys::schedule(a));
+        }
+        let mut out = Vec::new();
+        for e in self.store.list_range(tenant, &range).await? {
+            let s: StoredSchedule = dec(&e.key, &e.value)?;
+            let (st, _) = self.load_status(tenant, &s.spec.name).await?;
+            out.push(self.view(tenant, s, e.version, st, 1).await?);
+        }
+        Ok(out)
+    }
+
+    async fn view(
+        &self,
+        tenant: &str,
+        s: StoredSchedule,
+        version: Version,
+        st: ScheduleStatus,
+        runs: usize,
+    ) -> Result<ScheduleView> {
+        let next = match (s.spec.paused, self.validate(&s.spec)) {
+            (false, Ok(c)) => {
+                let from = crate::model::now_ms().max(st.cursor.last_slot.unwrap_or(0));
+                c.next_n(from.max(s.active_since), 5)
+            }
+            _ => vec![],
+        };
+        let mut reads = RESULT_READS;
+        let mut views = Vec::new();
+        for run in st.runs.iter().rev().take(runs) {
+            let result = self.result(tenant, run, &mut reads).await?;
+            views.push(RunView {
+                run: run.clone(),
+                result,
+            });
+        }
+        Ok(ScheduleView {
+            name: s.spec.name.clone(),
+            version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            updated_by: s.updated_by,
+            spec: s.spec,
+            next,
+            last_slot: st.cursor.last_slot,
+            queued_slot: st.cursor.queued,
+            fires: st.fires,
+            missed: st.missed,
+            skipped: st.skipped,
+            runs: views,
+        })
+    }
+
+    /// The statuses of a run's jobs (`None` for a job no longer stored), at most `*budget`
+    /// reads in all.
+    pub(super) async fn job_statuses(
+        &self,
+        tenant: &str,
+        run: &Run,
+        budget: &mut usize,
+    ) -> Result<Option<Vec<Option<JobStatus>>>> {
+        if run.jobs.len() > *budget {
+            return Ok(None);
+        }
+        *budget -= run.jobs.len();
+        let mut out = Vec::with_capacity(run.jobs.len());
+        for id in &run.jobs {
+            match self.jobs.get(tenant, id).await {
+                Ok(j) => out.push(Some(j.status)),
+                Err(JobError::NotFound(_)) => out.push(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    async fn result(&self, tenant: &str, run: &Run, budget: &mut usize) -> Result<String> {
+        if run.error.is_some() {
+            return Ok("error".into());
+        }
+        let Some(statuses) = self.job_statuses(tenant, run, budget).await? else {
+            return Ok("unknown".into());
+        };
+        Ok(summarize(&statuses).into())
+    }
+
+    /// Starts one run now, outside the schedule's slots (paused or not): its jobs and its run
+    /// record in one transaction.
+    pub async fn trigger(&self, tenant: &str, by: &str, name: &str, now: Millis) -> Result<Run> {
+        let (s, v) = self.load(tenant, name).await?;
+        for _ in 0..TRIGGER_RETRIES {
+            let (mut st, sv) = self.load_status(tenant, name).await?;
+            let group = trigger_group(name);
+            let (jobs, txn) = self
+                .jobs
+                .prepare_run(
+                    tenant,
+                    by,
+                    &s.spec.job().submission(),
+                    now,
+                    JobKind::Schedule,
+                    &group,
+                )
+                .await?;
+            let run = Run {
+                slot: None,
+                fired_at: now,
+                group,
+                jobs: jobs.into_iter().map(|j| j.job_id).collect(),
+                error: None,
+                by: by.to_string(),
+            };
+            st.push_run(run.clone());
+            let txn = txn
+                .check(key(tenant, keys::schedule(name))?, Expect::Version(v))
+                .put(
+                    key(tenant, keys::schedule_status(name))?,
+                    enc(&st),
+                    sv.map_or(Expect::Absent, Expect::Version),
+                );
+            match self.store.commit(txn).await {
+                Ok(_) => return Ok(run),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ScheduleError::Conflict(format!(
+            "schedule {name} is firing right now; retry"
+        )))
+    }
+}
+
+/// The result of a run from its jobs' statuses (`None`: a job no longer stored).
+pub fn summarize(statuses: &[Option<JobStatus>]) -> &'static str {
+    if statuses.iter().any(Option::is_none) {
+        return "unknown";
+    }
+    let st: Vec<JobStatus> = statuses.iter().flatten().copied().collect();
+    if st.iter().all(|s| *s == JobStatus::Queued) && !st.is_empty() {
+        "queued"
+    } else if st.iter().any(|s| !s.is_terminal()) {
+        "running"
+    } else if st.iter().all(|s| *s == JobStatus::Succeeded) {
+        "succeeded"
+    } else {
+        "failed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_summarizes_its_jobs() {
+        use JobStatus::*;
+        assert_eq!(summarize(&[Some(Queued), Some(Queued)]), "queued");
+        assert_eq!(summarize(&[Some(Queued), Some(Running)]), "running");
+        assert_eq!(summarize(&[Some(Succeeded), Some(Running)]), "running");
+        assert_eq!(summarize(&[Some(Succeeded), Some(Succeeded)]), "succeeded");
+        assert_eq!(summarize(&[Some(Succeeded), Some(TimedOut)]), "failed");
+        assert_eq!(summarize(&[Some(Succeeded), None]), "unknown");
+    }
+}

@@ -1,0 +1,465 @@
+//! Schedules with real processes: a one-second schedule run by a real agent, checked from its
+//! side effects (each run appends its job id to a file, and each job names its slot), the CLI
+//! (create, get, pause, trigger, delete --if-version), refusals of bad input, and failover of
+//! the leader by SIGSTOP and SIGKILL around firing instants on a cluster over Redis.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use flux_core::testing::RedisServer;
+use flux_tests::*;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+const MIN_1S: [&str; 2] = ["--min-schedule-interval", "1s"];
+
+/// The job ids the schedule's runs appended to `file`, in order.
+fn ran(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The slot of each run in `ids` (from its job's group), counted: slot -> runs.
+async fn slots(n: &Fluxd, ids: &[String]) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let (status, job) = n.get(&format!("/v1/jobs/{id}"), &n.admin).await;
+        assert_eq!(status, 200, "{job}");
+        assert_eq!(job["kind"], "schedule", "{job}");
+        let group = job["group"].as_str().expect("group").to_string();
+        if let Some((_, slot)) = flux_core::schedule::parse_slot_group(&group) {
+            *out.entry(slot).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Every slot ran exactly once, and no slot between the first and the last is missing.
+fn assert_each_slot_once(slots: &BTreeMap<u64, usize>) {
+    let twice: Vec<_> = slots.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "slots run more than once: {twice:?}");
+    let keys: Vec<u64> = slots.keys().copied().collect();
+    for w in keys.windows(2) {
+        assert_eq!(
+            w[1] - w[0],
+            1000,
+            "a slot is missing between {} and {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+fn every_second(file: &Path, node: &str) -> Value {
+    json!({
+        "name": "tick",
+        "cron": "* * * * * *",
+        "what": {"job": {
+            "command": format!("echo $FLUX_JOB_ID >> {}", file.display()),
+            "node_id": node,
+        }},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_second_schedule_runs_each_slot_exactly_once_and_the_cli_manages_it() {
+    let n = Fluxd::start_with(FluxdOpts {
+        args: MIN_1S.map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _agent = n.agent("default", "agent-1", &[]).await;
+    let file = n.dir.path().join("runs.txt");
+    let cmd = format!("echo $FLUX_JOB_ID >> {}", file.display());
+    let out = n.fluxctl(
+        &n.admin,
+        &[
+            "schedule",
+            "create",
+            "tick",
+            "--cron",
+            "* * * * * *",
+            "-n",
+            "agent-1",
+            "--",
+            &cmd,
+        ],
+    );
+    ok(&out).unwrap();
+    let got = n.fluxctl(&n.admin, &["-o", "json", "schedule", "get", "tick"]);
+    let v: Value = serde_json::from_str(&ok(&got).unwrap()).unwrap();
+    let next: Vec<u64> = v["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(next.len(), 5, "{v}");
+    assert!(next.windows(2).all(|w| w[1] - w[0] == 1000), "{next:?}");
+    eventually("six runs", T, || async {
+        (ran(&file).len() >= 6).then_some(())
+    })
+    .await;
+    ok(&n.fluxctl(&n.admin, &["schedule", "pause", "tick"])).unwrap();
+    // Once paused, the runs already fired finish and no new slot fires.
+    let v = eventually("the runs to settle", T, || async {
+        let (_, v) = n.get("/v1/schedules/tick", &n.admin).await;
+        let fired = v["fires"].as_u64()? as usize;
+        let done = v["runs"]
+            .as_array()?
+            .iter()
+            .all(|r| r["result"] == "succeeded");
+        (done && ran(&file).len() == fired).then_some(v)
+    })
+    .await;
+    let ids = ran(&file);
+    let s = slots(&n, &ids).await;
+    assert_eq!(s.len(), ids.len());
+    assert_each_slot_once(&s);
+    assert_eq!(
+        v["next"],
+        json!([]),
+        "a paused schedule has no next slots: {v}"
+    );
+    // The status record's runs are the jobs that ran.
+    let last = &v["runs"][0];
+    assert_eq!(
+        last["jobs"][0].as_str(),
+        ids.last().map(String::as_str),
+        "{v}"
+    );
+    // A trigger runs once now, paused or not.
+    let before = ids.len();
+    ok(&n.fluxctl(&n.admin, &["schedule", "trigger", "tick"])).unwrap();
+    eventually("the triggered run", T, || async {
+        (ran(&file).len() == before + 1).then_some(())
+    })
+    .await;
+    let listed = n.fluxctl(&n.admin, &["schedule", "list"]);
+    assert!(ok(&listed).unwrap().contains("tick"));
+    // Delete with a stale version is refused and changes nothing; with the current one it goes.
+    let version = v["version"].as_u64().unwrap();
+    let stale = n.fluxctl(
+        &n.admin,
+        &[
+            "schedule",
+            "delete",
+            "tick",
+            "--if-version",
+            &(version - 1).to_string(),
+        ],
+    );
+    assert!(!stale.status.success(), "{}", stdout(&stale));
+    assert_eq!(n.get("/v1/schedules/tick", &n.admin).await.0, 200);
+    ok(&n.fluxctl(
+        &n.admin,
+        &[
+            "schedule",
+            "delete",
+            "tick",
+            "--if-version",
+            &version.to_string(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(n.get("/v1/schedules/tick", &n.admin).await.0, 404);
+    let fires = n.metric("flux_schedule_fires_total").await.unwrap();
+    assert!(fires >= 6.0, "{fires}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_schedules_are_refused_naming_the_field_and_nothing_is_stored() {
+    let n = Fluxd::start().await;
+    let file = n.dir.path().join("never.txt");
+    let cases = [
+        (json!({"cron": "61 * * * *"}), "minute"),
+        (json!({"cron": "* * 32 * *"}), "day-of-month"),
+        (json!({"cron": "* * * *"}), "cron"),
+        (json!({"tz": "Mars/Olympus"}), "tz"),
+        // Every 10 s is more often than the default --min-schedule-interval of 1 minute.
+        (json!({"cron": "*/10 * * * * *"}), "--min-schedule-interval"),
+        (json!({"missed": {"catch_up": 0}}), "missed"),
+        (json!({"bogus": 1}), "bogus"),
+    ];
+    for (patch, word) in cases {
+        let mut body = every_second(&file, "agent-1");
+        body["cron"] = json!("0 * * * *");
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
+        assert!((400..500).contains(&status), "{body} -> {status} {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(word), "{body}: {msg:?} does not name {word}");
+    }
+    let (status, v) = n.get("/v1/schedules", &n.admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(v, json!([]), "a refused schedule was stored");
+    // A viewer may read but not create.
+    let viewer = n.token("default", "viewer", None).await;
+    let mut ok_body = every_second(&file, "agent-1");
+    ok_body["cron"] = json!("0 * * * *");
+    ok_body["what"]["job"]["allow_unknown_node"] = json!(true);
+    assert_eq!(n.post("/v1/schedules", &viewer, &ok_body).await.0, 403);
+    assert_eq!(n.post("/v1/schedules", &n.admin, &ok_body).await.0, 201);
+    assert_eq!(
+        n.post("/v1/schedules", &n.admin, &ok_body).await.0,
+        409,
+        "a second create of the same name"
+    );
+}
+
+struct Cluster {
+    nodes: Vec<Fluxd>,
+    _redis: RedisServer,
+}
+
+async fn cluster(n: usize) -> Option<Cluster> {
+    let redis = RedisServer::start()?;
+    let url = redis.url();
+    let mut extra: Vec<&str> = flux_core::testing::FAST_LEASE_ARGS.to_vec();
+    extra.extend(MIN_1S);
+    let first = Fluxd::start_with(FluxdOpts {
+        args: ["--store", url.as_str()]
+            .iter()
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        let opts = FluxdOpts::peer_of(&nodes[0], &url, &extra);
+        nodes.push(Fluxd::start_with(opts).await);
+    }
+    Some(Cluster {
+        nodes,
+        _redis: redis,
+    })
+}
+
+async fn leader(c: &Cluster, skip: &[usize]) -> Option<usize> {
+    for (i, n) in c.nodes.iter().enumerate() {
+        if !skip.contains(&i) && n.metric("flux_leader_status").await == Some(1.0) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Sleeps until `ahead_ms` before the next whole second (a firing instant of the schedule):
+/// the fault lands around a firing.
+async fn near_firing(ahead_ms: u64) {
+    let now = flux_core::model::now_ms();
+    let target = (now / 1000 + 1) * 1000 - ahead_ms;
+    let wait = target.saturating_sub(now);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_sigstop_and_sigkill_around_firings_neither_miss_nor_repeat_a_slot() {
+    let Some(mut c) = cluster(3).await else {
+        return;
+    };
+    let urls: Vec<String> = c.nodes.iter().map(|n| n.url.clone()).collect();
+    let _agent = c.nodes[0]
+        .agent_with_servers("default", "agent-1", &[], &urls)
+        .await;
+    let file = c.nodes[0].dir.path().join("runs.txt");
+    let first = leader(&c, &[]).await;
+    let n0 = &c.nodes[0];
+    let (status, v) = n0
+        .post("/v1/schedules", &n0.admin, &every_second(&file, "agent-1"))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert!(first.is_some());
+    eventually("first runs", T, || async {
+        (ran(&file).len() >= 2).then_some(())
+    })
+    .await;
+    let mut dead: Vec<usize> = Vec::new();
+    // Eight faults at or just before a firing instant: SIGSTOP of the leader until another
+    // node leads (then SIGCONT), and once a SIGKILL.
+    for trial in 0..8u64 {
+        let l = eventually("a leader", T, || leader(&c, &dead)).await;
+        near_firing(trial * 7 % 40).await;
+        if trial == 4 {
+            c.nodes[l].proc.kill9();
+            dead.push(l);
+            eventually("a new leader", T, || leader(&c, &dead)).await;
+        } else {
+            c.nodes[l].proc.signal(Signal::SIGSTOP);
+            let mut skip = dead.clone();
+            skip.push(l);
+            eventually("a new leader", T, || leader(&c, &skip)).await;
+            c.nodes[l].proc.signal(Signal::SIGCONT);
+        }
+        let before = ran(&file).len();
+        eventually("runs after the failover", T, || async {
+            (ran(&file).len() >= before + 2).then_some(())
+        })
+        .await;
+    }
+    let live = (0..c.nodes.len()).find(|i| !dead.contains(i)).unwrap();
+    let n = &c.nodes[live];
+    let (s, _) = n
+        .req(reqwest::Method::POST, "/v1/schedules/tick/pause", &n.admin)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(s, 200);
+    let v = eventually("the runs to settle", T, || async {
+        let (_, v) = n.get("/v1/schedules/tick", &n.admin).await;
+        let fired = v["fires"].as_u64()? as usize;
+        let done = v["runs"]
+            .as_array()?
+            .iter()
+            .all(|r| r["result"] == "succeeded");
+        (done && ran(&file).len() == fired).then_some(v)
+    })
+    .await;
+    let ids = ran(&file);
+    let s = slots(n, &ids).await;
+    assert_eq!(s.values().sum::<usize>(), ids.len());
+    assert_each_slot_once(&s);
+    assert_eq!(v["missed"], 0, "{v}");
+    assert!(ids.len() >= 16, "only {} runs", ids.len());
+}
+
+/// Waits until `name` has fired `n` slots more than `since`.
+async fn fires(n: &Fluxd, name: &str) -> u64 {
+    let (_, v) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+    v["fires"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_whole_cluster_was_down_late_slots_follow_the_missed_policy() {
+    let mut n = Fluxd::start_with(FluxdOpts {
+        args: MIN_1S.map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _agent = n.agent("default", "agent-1", &[]).await;
+    let policies = [
+        ("skip", json!("skip"), 0usize),
+        ("once", json!("once"), 1),
+        ("catch2", json!({"catch_up": 2}), 2),
+    ];
+    for (name, missed, _) in &policies {
+        let file = n.dir.path().join(format!("{name}.txt"));
+        let mut body = every_second(&file, "agent-1");
+        body["name"] = json!(name);
+        body["missed"] = missed.clone();
+        body["grace_secs"] = json!(1);
+        let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    eventually("first runs", T, || async {
+        let mut all = true;
+        for (name, _, _) in &policies {
+            all &= fires(&n, name).await >= 2;
+        }
+        all.then_some(())
+    })
+    .await;
+    // The whole cluster (one node) is down for six slots.
+    n.proc.kill9();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    n.start_again(&MIN_1S).await;
+    let agent_back = eventually("runs after the restart", T, || async {
+        let mut all = true;
+        for (name, _, _) in &policies {
+            let (_, v) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+            all &= v["missed"].as_u64().unwrap_or(0) >= 3;
+        }
+        all.then_some(())
+    });
+    agent_back.await;
+    for (name, _, _) in &policies {
+        let (s, _) = send(n.req(
+            reqwest::Method::POST,
+            &format!("/v1/schedules/{name}/pause"),
+            &n.admin,
+        ))
+        .await;
+        assert_eq!(s, 200);
+    }
+    for (name, _, keep) in &policies {
+        let (_, v) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+        let runs = v["runs"].as_array().unwrap();
+        // Late runs: fired more than grace (1 s) after their slot; exactly as many as the
+        // policy keeps.
+        let late = runs
+            .iter()
+            .filter(|r| r["fired_at"].as_u64().unwrap() > r["slot"].as_u64().unwrap() + 1000)
+            .count();
+        assert_eq!(late, *keep, "{name}: {v}");
+        // Every slot from the first fired to the last decided either ran or was counted missed.
+        let slots: Vec<u64> = runs.iter().map(|r| r["slot"].as_u64().unwrap()).collect();
+        let first = v["runs"].as_array().unwrap().last().unwrap()["slot"]
+            .as_u64()
+            .unwrap();
+        let last = v["last_slot"].as_u64().unwrap();
+        let fired = v["fires"].as_u64().unwrap();
+        let missed = v["missed"].as_u64().unwrap();
+        if fired as usize == runs.len() {
+            assert_eq!((last - first) / 1000 + 1, fired + missed, "{name}: {v}");
+        }
+        let mut sorted = slots.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), slots.len(), "{name}: a slot ran twice: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlap_skip_and_queue_never_run_two_at_once_and_allow_does() {
+    let n = Fluxd::start_with(FluxdOpts {
+        args: MIN_1S.map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _agent = n.agent("default", "agent-1", &[]).await;
+    for overlap in ["skip", "queue", "allow"] {
+        let file = n.dir.path().join(format!("{overlap}.txt"));
+        let f = file.display();
+        let body = json!({
+            "name": overlap,
+            "cron": "* * * * * *",
+            "overlap": overlap,
+            "what": {"job": {
+                "command": format!("echo start >> {f}; sleep 2.5; echo end >> {f}"),
+                "node_id": "agent-1",
+            }},
+        });
+        let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    eventually("three runs of each", T, || async {
+        let mut all = true;
+        for o in ["skip", "queue", "allow"] {
+            all &= ran(&n.dir.path().join(format!("{o}.txt")))
+                .iter()
+                .filter(|l| *l == "end")
+                .count()
+                >= 3;
+        }
+        all.then_some(())
+    })
+    .await;
+    for o in ["skip", "queue", "allow"] {
+        let lines = ran(&n.dir.path().join(format!("{o}.txt")));
+        let overlapped = lines.windows(2).any(|w| w[0] == "start" && w[1] == "start");
+        assert_eq!(overlapped, o == "allow", "{o}: {lines:?}");
+        let (_, v) = n.get(&format!("/v1/schedules/{o}"), &n.admin).await;
+        let skipped = v["skipped"].as_u64().unwrap();
+        assert_eq!(skipped > 0, o != "allow", "{o}: {v}");
+    }
+}
