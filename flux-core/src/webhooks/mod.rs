@@ -199,6 +199,9 @@ fn delivery_key(tenant: &str, name: &str, slot: u64) -> Result<Key> {
 }
 
 /// Whether a webhook may reach `ip` without `--webhook-allow-private`: a public unicast address.
+/// IPv6 forms that carry an IPv4 address (mapped, compatible, translated, NAT64 `64:ff9b::/96`,
+/// 6to4 `2002::/16`) are judged by that address; prefixes whose IPv4 cannot be read off (local
+/// NAT64 `64:ff9b:1::/48`, Teredo `2001::/32`, discard `100::/64`) are refused.
 pub fn public_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -212,19 +215,54 @@ pub fn public_address(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || o[0] == 0
                 // Shared address space (100.64.0.0/10).
-                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                // IETF protocol assignments (192.0.0.0/24).
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                // Benchmarking (198.18.0.0/15).
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                // Reserved (240.0.0.0/4).
+                || o[0] >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return public_address(IpAddr::V4(v4));
-            }
             let s = v6.segments();
+            let low_v4 = || {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                ))
+            };
+            // Mapped (::ffff:a.b.c.d) and compatible (::a.b.c.d, but not :: or ::1).
+            if s[..5] == [0; 5] && (s[5] == 0xffff || (s[5] == 0 && (s[6] != 0 || s[7] > 1))) {
+                return public_address(low_v4());
+            }
+            // Translated (::ffff:0:a.b.c.d) and well-known NAT64 (64:ff9b::/96).
+            if (s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0)
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+            {
+                return public_address(low_v4());
+            }
+            // 6to4 (2002:AABB:CCDD::/48) carries a.b.c.d in its second and third segments.
+            if s[0] == 0x2002 {
+                return public_address(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (s[1] >> 8) as u8,
+                    s[1] as u8,
+                    (s[2] >> 8) as u8,
+                    s[2] as u8,
+                )));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 // Unique local fc00::/7 and link-local fe80::/10.
                 || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80)
+                || (s[0] & 0xffc0) == 0xfe80
+                // Local-use NAT64 (64:ff9b:1::/48).
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                // Teredo (2001::/32) and discard-only (100::/64).
+                || (s[0] == 0x2001 && s[1] == 0)
+                || s[..4] == [0x100, 0, 0, 0])
         }
     }
 }
@@ -622,6 +660,9 @@ pub fn client_for(hook: &Webhook, cfg: &DeliveryConfig) -> Result<reqwest::Clien
         .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
         .timeout(cfg.timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment would resolve the receiver's name itself, past the
+        // guarded resolver below.
+        .no_proxy()
         .https_only(!hook.allow_http)
         .dns_resolver(Arc::new(GuardedResolver {
             allow_private: cfg.allow_private,
@@ -941,10 +982,30 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "100::1",
+            "198.18.0.1",
+            "192.0.0.8",
+            "240.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(!public_address(bad.parse().unwrap()), "{bad}");
         }
-        for good in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for good in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:db9::1",
+        ] {
             assert!(public_address(good.parse().unwrap()), "{good}");
         }
     }
