@@ -258,6 +258,19 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
         states(&second).keys().cloned().collect::<Vec<_>>(),
         vec!["w3"]
     );
+    // A rollout is retried once: the first names its retry, and retrying it again (two
+    // clients, or one re-sending after a timeout) is a 409 that starts nothing.
+    let (s, again) = d.get(&format!("/v1/rollouts/{first_id}"), &d.admin).await;
+    assert_eq!(s, 200);
+    assert_eq!(again["retried_by"], second["rollout_id"], "{again}");
+    let (s, body) = d
+        .post(
+            &format!("/v1/rollouts/{first_id}/retry"),
+            &d.admin,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
     let fx = side_effects(dir.path());
     for n in WEB {
         let want = if n == "w3" { 2 } else { 1 };

@@ -167,6 +167,10 @@ pub struct Rollout {
     /// The rollout this one retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    /// The rollout that retries this one: a rollout is retried once, so its targets never
+    /// run in two retries at the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_by: Option<String>,
     pub spec: RolloutSpec,
     pub params: Params,
     pub targets: Vec<Target>,
@@ -382,6 +386,7 @@ pub fn build(
         status: RolloutStatus::Running,
         halt_reason: None,
         retry_of: None,
+        retried_by: None,
         targets: ids
             .iter()
             .enumerate()
@@ -477,15 +482,26 @@ impl Rollouts {
         tenant: &str,
         by: &str,
         spec: RolloutSpec,
-        retry_of: Option<String>,
+        retry_of: Option<(Rollout, Version)>,
         now: Millis,
         fence: Option<crate::store::Epoch>,
     ) -> Result<Rollout> {
         validate_spec(&spec)?;
         let agents = self.jobs.agents(tenant).await?;
         let mut r = build(tenant, by, spec, &agents, now)?;
-        r.retry_of = retry_of;
-        let mut txn = Txn::new()
+        let mut txn = Txn::new();
+        if let Some((mut first, v)) = retry_of {
+            // The first rollout names its retry in the same transaction, under CAS: of two
+            // retries racing, one commits and the other meets a conflict.
+            r.retry_of = Some(first.rollout_id.clone());
+            first.retried_by = Some(r.rollout_id.clone());
+            txn = txn.put(
+                key(tenant, keys::rollout(&first.rollout_id))?,
+                enc(&first),
+                Expect::Version(v),
+            );
+        }
+        let mut txn = txn
             .put(
                 key(tenant, keys::rollout(&r.rollout_id))?,
                 enc(&r),
@@ -497,8 +513,13 @@ impl Rollouts {
                 Expect::Absent,
             );
         txn.fence = fence;
-        self.store.commit(txn).await?;
-        Ok(r)
+        match self.store.commit(txn).await {
+            Ok(_) => Ok(r),
+            Err(StoreError::Conflict { .. }) if r.retry_of.is_some() => Err(
+                RolloutError::Conflict("the rollout changed or was retried meanwhile".into()),
+            ),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// One rollout with its version.
@@ -577,7 +598,12 @@ impl Rollouts {
     /// A new rollout of the finished rollout `id`'s failed, skipped, cancelled and not started
     /// targets, with the same spec, referencing it.
     pub async fn retry(&self, tenant: &str, id: &str, by: &str, now: Millis) -> Result<Rollout> {
-        let r = self.get(tenant, id).await?;
+        let (r, version) = self.load(tenant, id).await?;
+        if let Some(next) = &r.retried_by {
+            return Err(RolloutError::Conflict(format!(
+                "the rollout was already retried as {next}"
+            )));
+        }
         if !r.status.is_finished() {
             return Err(RolloutError::Conflict(format!(
                 "the rollout is {}; only a finished rollout is retried",
@@ -600,7 +626,7 @@ impl Rollouts {
             nodes,
             ..r.spec.clone()
         };
-        self.create_retry(tenant, by, spec, Some(r.rollout_id), now, None)
+        self.create_retry(tenant, by, spec, Some((r, version)), now, None)
             .await
     }
 }
