@@ -44,17 +44,26 @@ pub struct PassTally {
 }
 
 impl Schedules {
-    /// Whether the last run of `st` has a job that is not finished.
+    /// Whether a kept run of `st` has a job that is not finished. Runs are read newest first,
+    /// down to the newest slot run that is finished: a slot fires (under `skip` or `queue`)
+    /// only once every earlier run has finished, and a finished job stays finished, so nothing
+    /// older can still run. A triggered run, or one that started no job, does not end the walk:
+    /// a long run before it may still be going.
     async fn unfinished(&self, tenant: &str, st: &ScheduleStatus) -> Result<bool> {
-        let Some(run) = st.runs.last() else {
-            return Ok(false);
-        };
         let mut budget = usize::MAX;
-        let statuses = self
-            .job_statuses(tenant, run, &mut budget)
-            .await?
-            .unwrap_or_default();
-        Ok(statuses.iter().any(|s| s.is_some_and(|s| !s.is_terminal())))
+        for run in st.runs.iter().rev() {
+            let statuses = self
+                .job_statuses(tenant, run, &mut budget)
+                .await?
+                .unwrap_or_default();
+            if statuses.iter().any(|s| s.is_some_and(|s| !s.is_terminal())) {
+                return Ok(true);
+            }
+            if run.slot.is_some() && !run.jobs.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     /// One firing pass over a tenant's schedules at `now`, fenced by `epoch`.
@@ -403,5 +412,38 @@ mod tests {
         let tally = s.pass("t", epoch, t0 + 9_000).await.unwrap();
         assert!(tally.fired_lags_ms.is_empty());
         assert!(s.load_status("t", "tick").await.unwrap().1.is_none());
+    }
+
+    /// A triggered run that finished does not hide the slot run still going before it:
+    /// `overlap = skip` skips the next slot.
+    #[tokio::test]
+    async fn skip_looks_past_a_finished_triggered_run_to_the_long_run_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let jobs = Jobs::new(store.clone(), JobsConfig::default());
+        let s = Schedules::new(store.clone(), jobs.clone(), 1000);
+        let t0 = 1_800_000_000_000;
+        let mut sp = spec();
+        sp.overlap = Overlap::Skip;
+        s.put("t", "u", sp, Expect::Absent, t0).await.unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        // Slot 1 starts a job that stays unfinished (no agent takes it).
+        let tally = s.pass("t", epoch, t0 + 1_100).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 1);
+        // A trigger runs, and its job ends (cancelled) before the next slot.
+        let run = s.trigger("t", "u", "tick", t0 + 1_200).await.unwrap();
+        assert_eq!(run.jobs.len(), 1);
+        jobs.cancel("t", &run.jobs[0], t0 + 1_300).await.unwrap();
+        let tally = s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        assert!(tally.fired_lags_ms.is_empty(), "{tally:?}");
+        assert_eq!(tally.skipped, 1, "{tally:?}");
+        let mut slot_jobs = 0;
+        for e in store.list("t", keys::JOBS).await.unwrap() {
+            let j: crate::model::Job = serde_json::from_slice(&e.value).unwrap();
+            slot_jobs += usize::from(j.group.as_deref().and_then(parse_slot_group).is_some());
+        }
+        assert_eq!(slot_jobs, 1, "only slot 1 started a job");
     }
 }
