@@ -395,6 +395,9 @@ impl Filter {
     }
 }
 
+/// How far past its bounds the log may grow to keep events a webhook has not yet delivered.
+pub const PENDING_HOLD: u64 = 2;
+
 /// How much of the log is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
@@ -459,11 +462,14 @@ pub async fn collect(
     let counted = page
         .iter()
         .take_while(|e| st.counted_to.as_deref().is_some_and(|c| e.key.path() <= c))
+        .count();
+    let page = &page[..counted];
+    let guarded = page
+        .iter()
         .take_while(|e| {
             pending.is_none_or(|p| Position::of_path(e.key.path()).is_some_and(|q| q <= p))
         })
         .count();
-    let page = &page[..counted];
     let times: Vec<Millis> = page
         .iter()
         .map(|e| {
@@ -472,7 +478,16 @@ pub async fn collect(
                 .unwrap_or(0)
         })
         .collect();
-    let mut n = to_collect(&times, st.count, bounds, now);
+    // The webhooks' guard holds up to a bound: past PENDING_HOLD times the count or the age,
+    // events go even undelivered (the webhook resumes at the floor), so that one dead
+    // receiver cannot make the log grow without end.
+    let hard = Bounds {
+        max_events: bounds.max_events.saturating_mul(PENDING_HOLD),
+        max_age_ms: bounds.max_age_ms.saturating_mul(PENDING_HOLD),
+    };
+    let mut n = to_collect(&times, st.count, bounds, now)
+        .min(guarded)
+        .max(to_collect(&times, st.count, hard, now));
     let rev = |i: usize| Position::of_path(page[i].key.path()).map(|p| p.revision);
     if n > 0 && n < page.len() {
         while n > 0 && rev(n) == rev(n - 1) {
@@ -503,6 +518,55 @@ pub async fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A webhook that never delivers holds back collection only up to PENDING_HOLD times the
+    /// bound: the log stops growing there instead of without end.
+    #[tokio::test]
+    async fn an_undelivering_webhook_holds_the_log_only_up_to_its_hard_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        // A webhook whose cursor sits before every event.
+        store
+            .put(
+                Key::new("t", format!("{}ci", crate::webhooks::CURSORS)).unwrap(),
+                serde_json::to_vec(&crate::webhooks::Cursor::default()).unwrap(),
+                Expect::Absent,
+            )
+            .await
+            .unwrap();
+        for i in 0..20 {
+            let mut txn = Txn::new().put(
+                Key::new("t", format!("jobs/j{i}")).unwrap(),
+                b"{}".to_vec(),
+                Expect::Absent,
+            );
+            record(
+                &mut txn,
+                "t",
+                &Event::new("job.submitted", format!("j{i}"), 1),
+            )
+            .unwrap();
+            store.commit(txn).await.unwrap();
+        }
+        let bounds = Bounds {
+            max_events: 5,
+            max_age_ms: u64::MAX / 4,
+        };
+        let mut deleted = 0;
+        for _ in 0..10 {
+            deleted += collect(store.as_ref(), "t", epoch, bounds, 100, 2)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            deleted, 10,
+            "collected down to twice the bound, not to the bound"
+        );
+        assert_eq!(store.list("t", EVENTS).await.unwrap().len(), 10);
+    }
 
     fn ev(kind: &'static str, object: &str) -> Event {
         Event::new(kind, object, 1)
