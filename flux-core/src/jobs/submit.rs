@@ -395,6 +395,22 @@ impl Jobs {
             return Ok((vec![job], txn));
         }
         let agents = self.fan_out_targets(tenant, &req.selector).await?;
+        self.prepare_fan_out(tenant, submitted_by, req, agents, now, kind, group)
+    }
+
+    /// Builds, without committing, one job per agent of `agents`, each pinned to its agent and
+    /// carrying `kind`, `group` and the selector it was chosen by, all in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_fan_out(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: &SubmitJob,
+        agents: Vec<Agent>,
+        now: Millis,
+        kind: JobKind,
+        group: &str,
+    ) -> Result<(Vec<Job>, Txn)> {
         let mut txn = Txn::new();
         let mut jobs = Vec::with_capacity(agents.len());
         for a in agents {
@@ -427,23 +443,15 @@ impl Jobs {
     ) -> Result<(String, Vec<Job>)> {
         validate_submit(req)?;
         let group = format!("g-{}", uuid::Uuid::now_v7().simple());
-        let mut txn = Txn::new();
-        let mut jobs = Vec::with_capacity(agents.len());
-        for a in agents {
-            let one = SubmitJob {
-                node_id: Some(a.node_id.clone()),
-                selector: Selector::default(),
-                fan_out: false,
-                ..req.clone()
-            };
-            // Each job record carries the group and the selector it was chosen by.
-            let (job, part) = self.prepare(tenant, submitted_by, &one, now, |j| {
-                j.selector = req.selector.clone();
-                j.group = Some(group.clone());
-            })?;
-            txn.ops.extend(part.ops);
-            jobs.push(job);
-        }
+        let (jobs, txn) = self.prepare_fan_out(
+            tenant,
+            submitted_by,
+            req,
+            agents,
+            now,
+            JobKind::User,
+            &group,
+        )?;
         self.store.commit(txn).await?;
         Ok((group, jobs))
     }
