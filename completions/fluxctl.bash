@@ -64,6 +64,9 @@ _fluxctl() {
             fluxctl,schedule)
                 cmd="fluxctl__subcmd__schedule"
                 ;;
+            fluxctl,state)
+                cmd="fluxctl__subcmd__state"
+                ;;
             fluxctl,status)
                 cmd="fluxctl__subcmd__status"
                 ;;
@@ -307,6 +310,9 @@ _fluxctl() {
             fluxctl__subcmd__help,schedule)
                 cmd="fluxctl__subcmd__help__subcmd__schedule"
                 ;;
+            fluxctl__subcmd__help,state)
+                cmd="fluxctl__subcmd__help__subcmd__state"
+                ;;
             fluxctl__subcmd__help,status)
                 cmd="fluxctl__subcmd__help__subcmd__status"
                 ;;
@@ -450,6 +456,9 @@ _fluxctl() {
                 ;;
             fluxctl__subcmd__help__subcmd__schedule,trigger)
                 cmd="fluxctl__subcmd__help__subcmd__schedule__subcmd__trigger"
+                ;;
+            fluxctl__subcmd__help__subcmd__state,resume)
+                cmd="fluxctl__subcmd__help__subcmd__state__subcmd__resume"
                 ;;
             fluxctl__subcmd__help__subcmd__tenants,create)
                 cmd="fluxctl__subcmd__help__subcmd__tenants__subcmd__create"
@@ -631,6 +640,18 @@ _fluxctl() {
             fluxctl__subcmd__schedule__subcmd__help,trigger)
                 cmd="fluxctl__subcmd__schedule__subcmd__help__subcmd__trigger"
                 ;;
+            fluxctl__subcmd__state,help)
+                cmd="fluxctl__subcmd__state__subcmd__help"
+                ;;
+            fluxctl__subcmd__state,resume)
+                cmd="fluxctl__subcmd__state__subcmd__resume"
+                ;;
+            fluxctl__subcmd__state__subcmd__help,help)
+                cmd="fluxctl__subcmd__state__subcmd__help__subcmd__help"
+                ;;
+            fluxctl__subcmd__state__subcmd__help,resume)
+                cmd="fluxctl__subcmd__state__subcmd__help__subcmd__resume"
+                ;;
             fluxctl__subcmd__tenants,create)
                 cmd="fluxctl__subcmd__tenants__subcmd__create"
                 ;;
@@ -740,7 +761,7 @@ _fluxctl() {
 
     case "${cmd}" in
         fluxctl)
-            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help"
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version job rollout schedule agents token apply diff state get delete tenants events webhooks audit backup status whoami config bench chaos completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3114,7 +3135,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help)
-            opts="job rollout schedule agents token apply diff get delete tenants events webhooks audit backup status whoami config bench chaos completions help"
+            opts="job rollout schedule agents token apply diff state get delete tenants events webhooks audit backup status whoami config bench chaos completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3940,6 +3961,34 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__help__subcmd__schedule__subcmd__trigger)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__state)
+            opts="resume"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__help__subcmd__state__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -5800,6 +5849,140 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__schedule__subcmd__trigger)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__state)
+            opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version resume help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table wide json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__state__subcmd__help)
+            opts="resume help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__state__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__state__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fluxctl__subcmd__state__subcmd__resume)
             opts="-o -h -V --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

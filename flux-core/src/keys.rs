@@ -129,6 +129,12 @@ pub fn status(name: &str, agent: &str) -> String {
     format!("state_status/{name}/{agent}")
 }
 
+/// Prefix of every state's rollout record (its halt, and what a resume forgave).
+pub const STATE_ROLLOUTS: &str = "state_rollout/";
+pub fn state_rollout(name: &str) -> String {
+    format!("{STATE_ROLLOUTS}{name}")
+}
+
 // ---- rollouts ------------------------------------------------------------------------------
 
 /// Prefix of every rollout record (ids are time-ordered: oldest first).

@@ -49,6 +49,7 @@ fn spec(name: &str, agent: &str) -> StateSpec {
         timeout_secs: 5,
         env: Default::default(),
         desired_exit_code: 0,
+        rollout: None,
     }
 }
 

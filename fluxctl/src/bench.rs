@@ -449,6 +449,7 @@ pub async fn converge(
         timeout_secs: 60,
         env: BTreeMap::new(),
         desired_exit_code: 0,
+        rollout: None,
     };
     let started = Instant::now();
     let created: StateView = api

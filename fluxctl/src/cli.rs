@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     agents, apply, audit, backup, bench, chaos, completions, config, delete, diff, events, get,
-    job, rollout, schedule, tenants, token, webhooks,
+    job, rollout, schedule, state, tenants, token, webhooks,
 };
 use crate::output::Output;
 
@@ -73,6 +73,9 @@ pub enum Cmd {
     Apply(apply::Args),
     /// Show what `apply` would change. Exit 0: nothing; 1: changes; 2: error.
     Diff(diff::Args),
+    /// Steer desired states: resume the remediation a state's rollout halted.
+    #[command(subcommand)]
+    State(state::StateCmd),
     /// Show objects (desired states with their targets' status).
     #[command(subcommand)]
     Get(get::GetCmd),

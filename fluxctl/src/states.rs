@@ -232,6 +232,7 @@ pub fn states_table(views: &[StateView]) -> comfy_table::Table {
         "FAILED",
         "UNKNOWN",
         "INTERVAL",
+        "ROLLOUT",
     ]);
     for v in views {
         let c = v.counts();
@@ -247,9 +248,26 @@ pub fn states_table(views: &[StateView]) -> comfy_table::Table {
             n(TargetState::Failed),
             n(TargetState::Unknown),
             format_secs(v.spec.interval_secs),
+            rollout_cell(v),
         ]);
     }
     t
+}
+
+/// A state's rollout in one cell: `-` without one, else its repairs and failures against the
+/// limits, and `HALTED` once its remediation stopped.
+pub fn rollout_cell(v: &StateView) -> String {
+    match &v.rollout {
+        None => "-".into(),
+        Some(r) => format!(
+            "{}{}/{} repairing, {}/{} failed",
+            if r.halted { "HALTED " } else { "" },
+            r.repairing,
+            r.max_concurrency,
+            r.failed_repairs,
+            r.max_errors
+        ),
+    }
 }
 
 /// Per-target detail of one state, then its latest events.
@@ -283,6 +301,25 @@ pub fn state_detail(v: &StateView) -> String {
         v.spec.check,
         v.spec.apply,
     );
+    if let Some(r) = &v.rollout {
+        out.push_str(&format!(
+            "rollout: {} ({}){}\n",
+            v.spec
+                .rollout
+                .as_ref()
+                .map(|s| s.display())
+                .unwrap_or_default(),
+            rollout_cell(v),
+            if r.halted {
+                format!(
+                    "; remediation halted, resume with `fluxctl state resume {}`",
+                    v.name
+                )
+            } else {
+                String::new()
+            },
+        ));
+    }
     let mut events: Vec<_> = v
         .status
         .iter()

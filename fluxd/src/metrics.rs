@@ -25,6 +25,7 @@ pub struct Metrics {
     pub reconcile_repairs: IntCounter,
     pub reconcile_failures: IntCounter,
     pub reconcile_deferred: IntCounter,
+    pub reconcile_held: IntCounter,
     pub state_targets: IntGaugeVec,
     pub backups: IntCounterVec,
     pub backup_last_success: IntGauge,
@@ -171,6 +172,10 @@ impl Metrics {
             reconcile_deferred: counter(
                 "flux_reconcile_deferred_total",
                 "reconciler jobs not submitted (yet) because the tenant's quota refused them",
+            ),
+            reconcile_held: counter(
+                "flux_reconcile_held_total",
+                "applies held back by their state's rollout (no repair slot free, or remediation halted), per pass",
             ),
             state_targets: gauge_vec(
                 "flux_state_targets",

@@ -206,6 +206,12 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
         ),
         r(
             Method::POST,
+            &format!("/v1/states/{state}/resume"),
+            None,
+            Need::Operator,
+        ),
+        r(
+            Method::POST,
             "/states",
             Some(json!({"node_id": "a1", "check_cmd": "true", "apply_cmd": "true"})),
             Need::Operator,
@@ -737,6 +743,34 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
             Method::PUT,
             "/v1/states/s9".into(),
             Some(state(&|v| v["env"] = json!({&long_env: "v"}))),
+        ),
+        (
+            "rollout.max_concurrency",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| {
+                v["rollout"] = json!({"max_concurrency": "150%"})
+            })),
+        ),
+        (
+            "rollout.max_concurrency",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["rollout"] = json!({"max_concurrency": 0}))),
+        ),
+        (
+            "rollout.max_errors",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| v["rollout"] = json!({"max_errors": "0%"}))),
+        ),
+        (
+            "canary",
+            Method::PUT,
+            "/v1/states/s9".into(),
+            Some(state(&|v| {
+                v["rollout"] = json!({"max_concurrency": 1, "canary": 1})
+            })),
         ),
         (
             "name",

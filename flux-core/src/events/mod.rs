@@ -51,6 +51,7 @@ pub const TYPES: &[&str] = &[
     "state.drifted",
     "state.repaired",
     "state.failed",
+    "state.halted",
     "token.revoked",
 ];
 

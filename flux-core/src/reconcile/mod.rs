@@ -18,9 +18,20 @@
 //!   blindly, the next round checks first;
 //! - a failing target backs off exponentially (from its interval up to an hour);
 //! - two applies that race cannot silently overwrite each other: every write of a state is a CAS
-//!   on its version, and an apply may state the versions it planned against.
+//!   on its version, and an apply may state the versions it planned against;
+//! - a state with a `rollout` table never has more than its `max_concurrency` targets
+//!   repairing at once, and once more than `max_errors` of its repairs failed over its current
+//!   version no new apply starts until it changes or is resumed; the halt is written in a
+//!   fenced transaction conditional on the state's version, with its `state.halted` event
+//!   (the pure policy is `rollout.rs`).
 
+mod rollout;
 mod step;
+
+pub use rollout::{
+    Gate, StateRolloutStatus, StateRolloutView, failed_repairs, holds_slot, resumed,
+    view as rollout_view,
+};
 
 pub use step::{
     Deferred, Event, InFlight, JobView, MAX_BACKOFF_MS, MAX_EVENTS, Step, StepKind, Tally,
@@ -218,6 +229,20 @@ impl Reconciler {
             None => 0,
         };
         let mut admission = Admission { quota, queued };
+        // The halt records of the states that have a rollout.
+        let mut halts: HashMap<String, (StateRolloutStatus, Version)> = HashMap::new();
+        if states.values().any(|(s, _)| s.spec.rollout.is_some()) {
+            for e in self.store.list(tenant, keys::STATE_ROLLOUTS).await? {
+                let rec: StateRolloutStatus =
+                    serde_json::from_slice(&e.value).map_err(|err| StateError::Corrupt {
+                        key: e.key.to_string(),
+                        reason: err.to_string(),
+                    })?;
+                if let Some(name) = e.key.path().strip_prefix(keys::STATE_ROLLOUTS) {
+                    halts.insert(name.to_string(), (rec, e.version));
+                }
+            }
+        }
         let mut by_target: BTreeMap<(String, String), (TargetStatus, Version)> = statuses
             .into_iter()
             .map(|(t, v)| ((t.state.clone(), t.agent.clone()), (t, v)))
@@ -250,16 +275,30 @@ impl Reconciler {
             .buffered(READS_AT_ONCE)
             .collect()
             .await;
+        // Every target's next step, decided purely before anything is granted.
+        let steps: Vec<Result<Step>> = targets
+            .iter()
+            .zip(views)
+            .map(|(t, view)| {
+                view.map(|job| step(&t.cur, t.spec, t.version, t.online, job.as_ref(), now))
+            })
+            .collect();
         let mut txns = Vec::new();
         // Per transaction: what its target's decision was and the job the target waits for
-        // if it does not land (`None` for the removal of a gone record).
+        // if it does not land (`None` for the removal of a gone record, or a halt record).
         let mut outcomes: Vec<Option<(Decided, Option<String>)>> = Vec::new();
         let mut tally = Tally::default();
         let mut watched = HashSet::new();
-        for (t, view) in targets.iter().zip(views) {
+        let mut gates = self.gates(tenant, epoch, &states, &targets, &steps, &halts, now)?;
+        for txn in gates.values_mut().filter_map(|(_, h)| h.take()) {
+            txns.push(txn);
+            outcomes.push(None);
+        }
+        for (t, planned) in targets.iter().zip(steps) {
             let waiting = t.cur.in_flight.as_ref().map(|f| f.job_id.clone());
-            let decided = view
-                .and_then(|job| self.decide(tenant, epoch, t, job.as_ref(), now, &mut admission));
+            let gate = gates.get_mut(t.spec.name.as_str()).map(|(g, _)| g);
+            let decided =
+                planned.and_then(|st| self.decide(tenant, epoch, t, st, gate, now, &mut admission));
             match decided {
                 Ok(mut d) => match d.txn.take() {
                     Some(txn) => {
@@ -322,7 +361,11 @@ impl Reconciler {
     /// anything may have, on a resync. Other jobs' updates do not wake it; agents coming and
     /// going are seen on the reconciler's regular tick.
     pub fn concerns(&self, c: &Change) -> bool {
-        if c.is_resync() || c.paths.iter().any(|p| p.starts_with(keys::STATES)) {
+        if c.is_resync()
+            || c.paths
+                .iter()
+                .any(|p| p.starts_with(keys::STATES) || p.starts_with(keys::STATE_ROLLOUTS))
+        {
             return true;
         }
         let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
@@ -373,20 +416,93 @@ impl Reconciler {
         }
     }
 
-    /// Decides a target's step (the pure [`step`]) and builds the transaction it needs: none
-    /// (wait, or nothing to record), its record, or its record with a new job.
+    /// The rollout gate of every state that has a rollout ([`Gate::of`], over its targets as
+    /// they will be once this pass's steps land), with the fenced transaction (and event) that
+    /// records a halt found this pass, conditional on the state's version.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn gates<'a>(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        states: &'a BTreeMap<String, (crate::state::StoredState, Version)>,
+        targets: &[Target<'_>],
+        steps: &[Result<Step>],
+        halts: &HashMap<String, (StateRolloutStatus, Version)>,
+        now: Millis,
+    ) -> Result<HashMap<&'a str, (Gate, Option<Txn>)>> {
+        let mut gates = HashMap::new();
+        for (name, (stored, version)) in states {
+            let Some(r) = &stored.spec.rollout else {
+                continue;
+            };
+            let mut holding = 0;
+            let mut after: Vec<&TargetStatus> = Vec::new();
+            for (t, planned) in targets.iter().zip(steps) {
+                if t.spec.name != *name {
+                    continue;
+                }
+                let next = match planned {
+                    Ok(Step::Save(s, _)) => {
+                        holding += usize::from(rollout::holds_slot(s));
+                        s
+                    }
+                    Ok(Step::Submit(StepKind::Verify, s, _)) => {
+                        holding += 1;
+                        s
+                    }
+                    Ok(Step::Submit(_, s, _)) => s,
+                    Ok(Step::Wait) | Err(_) => {
+                        holding += usize::from(rollout::holds_slot(&t.cur));
+                        &t.cur
+                    }
+                };
+                after.push(next);
+            }
+            let n = after.len();
+            let rec = halts.get(name);
+            let gate = Gate::of(r, *version, after, n, holding, rec.map(|(r, _)| r), now);
+            let halt = match &gate.halt {
+                Some(h) => {
+                    let expect = rec.map_or(Expect::Absent, |(_, v)| Expect::Version(*v));
+                    let mut txn = Txn::new()
+                        .fenced(epoch)
+                        .check(key(tenant, keys::state(name))?, Expect::Version(*version))
+                        .put(key(tenant, keys::state_rollout(name))?, enc(h), expect);
+                    let mut e = crate::events::Event::new("state.halted", name.clone(), now);
+                    e.data = serde_json::json!({
+                        "state": name,
+                        "version": version,
+                        "failed_repairs": gate.errors,
+                        "max_errors": gate.max_errors,
+                    });
+                    crate::events::record(&mut txn, tenant, &e)?;
+                    tracing::warn!(state = %name, failed = gate.errors, max_errors = gate.max_errors, "remediation halted");
+                    Some(txn)
+                }
+                None => None,
+            };
+            gates.insert(name.as_str(), (gate, halt));
+        }
+        Ok(gates)
+    }
+
+    /// Builds the transaction a target's step (decided by the pure [`step`]) needs: none
+    /// (wait, or nothing to record), its record, or its record with a new job. An apply the
+    /// state's rollout `gate` holds back is recorded as deferred instead.
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         tenant: &str,
         epoch: Epoch,
         t: &Target<'_>,
-        job: Option<&JobView>,
+        planned: Step,
+        gate: Option<&mut Gate>,
         now: Millis,
         admission: &mut Admission,
     ) -> Result<Decided> {
         let (spec, cur) = (t.spec, &t.cur);
         let waiting = cur.in_flight.as_ref().map(|f| f.job_id.clone());
-        let (mut next, tally, submit) = match step(cur, spec, t.version, t.online, job, now) {
+        let (mut next, tally, submit) = match planned {
             Step::Wait => {
                 return Ok(Decided {
                     waits_for: waiting,
@@ -398,6 +514,31 @@ impl Reconciler {
         };
         let k = key(tenant, keys::status(&next.state, &next.agent))?;
         let expect = t.stored_version.map_or(Expect::Absent, Expect::Version);
+        if submit == Some(StepKind::Apply)
+            && let Some(gate) = gate
+            && let Err(reason) = gate.take()
+        {
+            // Held back by the state's rollout: recorded (once) as drifted and deferred, and
+            // decided again on the next passes.
+            let txn = match cur.held_by_rollout(reason, now) {
+                Some(rec) => {
+                    let mut txn = Txn::new().fenced(epoch).put(k, enc(&rec), expect);
+                    if let Some(e) = state_event(cur, &rec, now) {
+                        crate::events::record(&mut txn, tenant, &e)?;
+                    }
+                    Some(txn)
+                }
+                None => None,
+            };
+            return Ok(Decided {
+                txn,
+                tally: Tally {
+                    held: 1,
+                    ..Tally::default()
+                },
+                waits_for: waiting,
+            });
+        }
         if let Some(kind) = submit
             && let Err(refusal) = quota::admit(
                 &self.rates,

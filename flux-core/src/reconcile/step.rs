@@ -126,6 +126,12 @@ pub struct TargetStatus {
     /// the reconciler tries again on its next passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred: Option<Deferred>,
+    /// Failed repairs (an apply that failed, or a check still failing after it) counted
+    /// against the state's rollout budget, over state version `repair_failures_version`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repair_failures: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repair_failures_version: Version,
     /// Liveness of the target's agent (`online`, `unreachable`, `dead`, `unregistered`), filled in
     /// when the record is read through the API; not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,8 +159,34 @@ impl TargetStatus {
             last_job: None,
             events: Vec::new(),
             deferred: None,
+            repair_failures: 0,
+            repair_failures_version: 0,
             agent_state: None,
         }
+    }
+
+    /// The record to save when the state's rollout holds back the apply this target needs,
+    /// for `reason` (no slot free, or remediation halted): drifted and marked deferred,
+    /// otherwise unchanged, so that the next pass decides the same step again. `None` when the
+    /// record already says so.
+    pub fn held_by_rollout(&self, reason: String, now: Millis) -> Option<TargetStatus> {
+        if self.status == TargetState::Drifted
+            && self
+                .deferred
+                .as_ref()
+                .is_some_and(|d| d.kind == StepKind::Apply && d.reason == reason)
+        {
+            return None;
+        }
+        let mut st = self.clone();
+        st.set(TargetState::Drifted, now);
+        st.event(now, "deferred", format!("apply {reason}"), None);
+        st.deferred = Some(Deferred {
+            kind: StepKind::Apply,
+            since: now,
+            reason,
+        });
+        Some(st)
     }
 
     /// The record to save when admission refused the `kind` job this target needs, for
@@ -215,7 +247,11 @@ impl TargetStatus {
     }
 }
 
-/// A job a target needs but the tenant's quota does not admit yet.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A job a target needs but the tenant's quota (or the state's rollout) does not admit yet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deferred {
     pub kind: StepKind,
@@ -263,6 +299,8 @@ pub struct Tally {
     pub failures: u64,
     /// Jobs not submitted because the tenant's quota refused them.
     pub deferred: u64,
+    /// Applies held back by their state's rollout (no slot free, or remediation halted).
+    pub held: u64,
 }
 
 impl Tally {
@@ -272,6 +310,7 @@ impl Tally {
         self.repairs += o.repairs;
         self.failures += o.failures;
         self.deferred += o.deferred;
+        self.held += o.held;
     }
 }
 
@@ -363,6 +402,14 @@ pub fn step(
         st.next_check = now + backoff_ms(interval, st.failures);
         st.event(now, "failed", message, jid);
         tally.failures += 1;
+        if matches!(flight.kind, StepKind::Apply | StepKind::Verify) {
+            // A failed repair, counted once against the state's rollout budget.
+            if st.repair_failures_version != st.spec_version {
+                st.repair_failures = 0;
+                st.repair_failures_version = st.spec_version;
+            }
+            st.repair_failures += 1;
+        }
     };
     match flight.kind {
         StepKind::Check | StepKind::Verify => {
@@ -446,6 +493,7 @@ mod tests {
             timeout_secs: 5,
             env: BTreeMap::new(),
             desired_exit_code: 0,
+            rollout: None,
         }
     }
 
@@ -569,6 +617,7 @@ mod tests {
         let (t, _, _) = apply_step(step(&t, &s, 1, true, Some(&done(0)), 0));
         let (t, _, _) = apply_step(step(&t, &s, 1, true, Some(&done(1)), 0));
         assert_eq!(t.status, TargetState::Failed);
+        assert_eq!((t.repair_failures, t.repair_failures_version), (1, 1));
         assert!(t.message.unwrap().contains("still exited 1"));
 
         let (t, _, _) = apply_step(step(&t0, &s, 1, true, None, 0));
@@ -580,7 +629,30 @@ mod tests {
         };
         let (t, kind, _) = apply_step(step(&t, &s, 1, true, Some(&timed_out), 0));
         assert_eq!((kind, t.status), (None, TargetState::Failed));
+        // A check that could not run is no failed repair.
+        assert_eq!(t.repair_failures, 0);
         assert!(t.message.unwrap().contains("check did not complete"));
+    }
+
+    #[test]
+    fn failed_repairs_are_counted_over_the_current_version_only() {
+        let s = spec();
+        let mut t = TargetStatus::new("motd", "a1", 0);
+        let mut now = 0;
+        let fail_once = |t: &TargetStatus, version, now: &mut Millis| {
+            *now = t.next_check.max(*now);
+            let (t, _, _) = apply_step(step(t, &s, version, true, None, *now));
+            let (t, kind, _) = apply_step(step(&t, &s, version, true, Some(&done(1)), *now));
+            assert_eq!(kind, Some(StepKind::Apply));
+            let (t, _, _) = apply_step(step(&t, &s, version, true, Some(&done(2)), *now));
+            assert_eq!(t.status, TargetState::Failed);
+            t
+        };
+        t = fail_once(&t, 1, &mut now);
+        t = fail_once(&t, 1, &mut now);
+        assert_eq!((t.repair_failures, t.repair_failures_version), (2, 1));
+        t = fail_once(&t, 2, &mut now);
+        assert_eq!((t.repair_failures, t.repair_failures_version), (1, 2));
     }
 
     #[test]

@@ -93,16 +93,49 @@ pub enum LimitSpec {
 }
 
 impl LimitSpec {
-    fn parse(&self, field: &str) -> Result<Limit> {
-        let l = match self {
+    fn parse(&self) -> std::result::Result<Limit, String> {
+        match self {
             LimitSpec::Count(n) => u32::try_from(*n)
                 .map(Limit::Count)
                 .map_err(|_| format!("{n} is too large")),
             LimitSpec::Text(s) if s.len() <= 16 => Limit::parse(s),
             LimitSpec::Text(_) => Err("too long".to_string()),
-        };
-        l.map_err(|m| RolloutError::Invalid(format!("{field}: {m}")))
+        }
     }
+}
+
+impl std::fmt::Display for LimitSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitSpec::Count(n) => write!(f, "{n}"),
+            LimitSpec::Text(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// Reads `max_concurrency` and `max_errors` as written, with the rules every rollout (ad hoc,
+/// or a desired state's) follows: a count or a percentage of 1% to 100%, a concurrency of at
+/// least 1; absent, a concurrency of 1 and no error allowed. A refusal names its field
+/// (`(field, message)`). Pure.
+pub fn parse_limits(
+    max_concurrency: Option<&LimitSpec>,
+    max_errors: Option<&LimitSpec>,
+) -> std::result::Result<(Limit, Limit), (&'static str, String)> {
+    let conc = match max_concurrency {
+        Some(l) => l.parse().map_err(|m| ("max_concurrency", m))?,
+        None => Limit::Count(1),
+    };
+    if conc == Limit::Count(0) {
+        return Err((
+            "max_concurrency",
+            "must be at least 1 (or a percentage of 1% to 100%)".into(),
+        ));
+    }
+    let errors = match max_errors {
+        Some(l) => l.parse().map_err(|m| ("max_errors", m))?,
+        None => Limit::Count(0),
+    };
+    Ok((conc, errors))
 }
 
 /// What a rollout runs and how (the body of `POST /v1/rollouts`).
@@ -294,19 +327,8 @@ pub fn validate_spec(spec: &RolloutSpec) -> Result<(Limit, Limit)> {
             "nodes: a node id is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into(),
         ));
     }
-    let conc = match &spec.max_concurrency {
-        Some(l) => l.parse("max_concurrency")?,
-        None => Limit::Count(1),
-    };
-    if conc == Limit::Count(0) {
-        return Err(RolloutError::Invalid(
-            "max_concurrency: must be at least 1 (or a percentage of 1% to 100%)".into(),
-        ));
-    }
-    let errors = match &spec.max_errors {
-        Some(l) => l.parse("max_errors")?,
-        None => Limit::Count(0),
-    };
+    let (conc, errors) = parse_limits(spec.max_concurrency.as_ref(), spec.max_errors.as_ref())
+        .map_err(|(f, m)| RolloutError::Invalid(format!("{f}: {m}")))?;
     if let Some(w) = spec.batch_wait_secs
         && w > MAX_BATCH_WAIT_SECS
     {

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    DEFAULT_INTERVAL_SECS, DEFAULT_TIMEOUT_SECS, MAX_STATES, StateSpec, Targets, validate_spec,
+    DEFAULT_INTERVAL_SECS, DEFAULT_TIMEOUT_SECS, MAX_STATES, StateRollout, StateSpec, Targets,
+    validate_spec,
 };
 
 /// An error in a state file, with where it is.
@@ -60,6 +61,8 @@ struct RawState {
     env: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     desired_exit_code: Option<Spanned<i32>>,
+    #[serde(default)]
+    rollout: Option<Spanned<StateRollout>>,
 }
 
 /// 1-based line and column of a byte offset.
@@ -121,6 +124,7 @@ pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateF
                 .map(|e| e.get_ref().clone())
                 .unwrap_or_default(),
             desired_exit_code: rs.desired_exit_code.as_ref().map_or(0, |c| *c.get_ref()),
+            rollout: rs.rollout.as_ref().map(|r| r.get_ref().clone()),
         };
         if let Err(fe) = validate_spec(&spec) {
             let span = match fe.field {
@@ -132,6 +136,9 @@ pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateF
                 "timeout" => rs.timeout.as_ref().map(|s| s.span()),
                 "env" => rs.env.as_ref().map(|s| s.span()),
                 "desired_exit_code" => rs.desired_exit_code.as_ref().map(|s| s.span()),
+                "rollout.max_concurrency" | "rollout.max_errors" => {
+                    rs.rollout.as_ref().map(|s| s.span())
+                }
                 _ => None,
             };
             return Err(err(span, field(fe.field), fe.message));
@@ -234,6 +241,66 @@ desired_exit_code = 3
         );
         assert_eq!(e.line, 3, "{e}");
         assert!(e.message.contains("at byte 12"), "{e}");
+    }
+
+    #[test]
+    fn a_rollout_table_is_read_with_the_ad_hoc_rules_and_bad_limits_name_their_field() {
+        let with = |r: &str| GOOD.replace("timeout = \"1m\"", &format!("timeout = \"1m\"\n{r}"));
+        let s = parse_state_file(
+            "s.toml",
+            &with("rollout = { max_concurrency = \"20%\", max_errors = 1 }"),
+        )
+        .unwrap();
+        let r = s[0].rollout.as_ref().unwrap();
+        assert_eq!(r.display(), "max_concurrency=20% max_errors=1");
+        assert!(s[1].rollout.is_none());
+        for (table, field, says) in [
+            (
+                "rollout = { max_concurrency = \"150%\" }",
+                "state[0].rollout.max_concurrency",
+                "1% to 100%",
+            ),
+            (
+                "rollout = { max_concurrency = \"0%\" }",
+                "state[0].rollout.max_concurrency",
+                "1% to 100%",
+            ),
+            (
+                "rollout = { max_concurrency = 0 }",
+                "state[0].rollout.max_concurrency",
+                "at least 1",
+            ),
+            (
+                "rollout = { max_errors = \"101%\" }",
+                "state[0].rollout.max_errors",
+                "1% to 100%",
+            ),
+            (
+                "rollout = { max_errors = \"many\" }",
+                "state[0].rollout.max_errors",
+                "neither a count",
+            ),
+        ] {
+            let e = error_of(&with(table));
+            assert_eq!(
+                (e.line, e.field.as_deref()),
+                (9, Some(field)),
+                "{table}: {e}"
+            );
+            assert!(e.message.contains(says), "{table}: {e}");
+        }
+        let e = error_of(&with("rollout = { max_concurrency = 2, canary = 1 }"));
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.message.contains("canary"), "{e}");
+        // The rollout is part of the state: changing it is a change.
+        let mut n = s[0].clone();
+        n.rollout = None;
+        let d = diff_specs(&s[0], &n);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            (d[0].field.as_str(), d[0].from.as_str(), d[0].to.as_str()),
+            ("rollout", "max_concurrency=20% max_errors=1", "none")
+        );
     }
 
     #[test]

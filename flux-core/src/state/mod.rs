@@ -12,7 +12,13 @@
 //! timeout = "60s"
 //! env = { GREETING = "hello" }              # optional
 //! desired_exit_code = 0                     # optional: the check's exit code that means compliant
+//! rollout = { max_concurrency = "20%", max_errors = 1 }   # optional: bounds the repairs
 //! ```
+//!
+//! With a `rollout` table, at most `max_concurrency` of the state's targets (a count, or a
+//! percentage of its targets rounded up) repair at once, and once more than `max_errors`
+//! repairs failed over the state's current version its remediation halts until the state
+//! changes or is resumed (`fluxctl state resume NAME`); see [`crate::reconcile`].
 //!
 //! The same rules apply to a file (errors name the file, line, column and field) and to JSON
 //! bodies sent to the API (errors name the state and field).
@@ -34,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::jobs::{MAX_COMMAND_BYTES, MAX_TIMEOUT_SECS, validate_submit};
 use crate::model::{Agent, Millis, SubmitJob, valid_ident};
+use crate::rollout::{Limit, LimitSpec, parse_limits};
 use crate::selector::Selector;
 
 /// Default check interval.
@@ -100,6 +107,45 @@ pub struct StateSpec {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub desired_exit_code: i32,
+    /// Bounds on the state's repairs; none: every drifted target repairs at once, without end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<StateRollout>,
+}
+
+/// A state's rollout: how many of its targets repair (run `apply`, then the verifying check)
+/// at once, and how many failed repairs over the state's current version halt its remediation.
+/// The limits are read as an ad-hoc rollout's are ([`crate::rollout::parse_limits`]: absent, a
+/// concurrency of 1 and no failure allowed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateRollout {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<LimitSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<LimitSpec>,
+}
+
+impl StateRollout {
+    /// The concurrency and error limits, or the field (`rollout.max_concurrency`,
+    /// `rollout.max_errors`) that breaks a rule.
+    pub fn limits(&self) -> Result<(Limit, Limit), FieldError> {
+        parse_limits(self.max_concurrency.as_ref(), self.max_errors.as_ref()).map_err(|(f, m)| {
+            let field = if f == "max_errors" {
+                "rollout.max_errors"
+            } else {
+                "rollout.max_concurrency"
+            };
+            FieldError::new(field, m)
+        })
+    }
+
+    /// As `diff` and `get` show it: `max_concurrency=20% max_errors=1` (defaults filled in).
+    pub fn display(&self) -> String {
+        match self.limits() {
+            Ok((c, e)) => format!("max_concurrency={c} max_errors={e}"),
+            Err(_) => format!("{self:?}"),
+        }
+    }
 }
 
 fn default_interval() -> u64 {
@@ -209,6 +255,9 @@ pub fn validate_spec(s: &StateSpec) -> Result<(), FieldError> {
             "must be between 0 and 255",
         ));
     }
+    if let Some(r) = &s.rollout {
+        r.limits()?;
+    }
     // The environment follows the same rules as a job's.
     let probe = SubmitJob {
         command: Some("true".into()),
@@ -273,6 +322,8 @@ pub struct FieldChange {
 
 /// The fields that differ from `old` to `new`, in file order.
 pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
+    let rollout =
+        |r: &Option<StateRollout>| r.as_ref().map_or("none".to_string(), StateRollout::display);
     let env = |e: &BTreeMap<String, String>| {
         e.iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -299,6 +350,7 @@ pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
             old.desired_exit_code.to_string(),
             new.desired_exit_code.to_string(),
         ),
+        ("rollout", rollout(&old.rollout), rollout(&new.rollout)),
     ];
     pairs
         .into_iter()

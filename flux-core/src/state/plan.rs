@@ -149,6 +149,7 @@ mod tests {
             timeout_secs: 60,
             env: BTreeMap::new(),
             desired_exit_code: 0,
+            rollout: None,
         }
     }
 

@@ -18,7 +18,7 @@ use super::{
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{Agent, Millis};
-use crate::reconcile::TargetStatus;
+use crate::reconcile::{StateRolloutStatus, StateRolloutView, TargetStatus};
 use crate::store::{DynStore, Expect, Key, StoreError, Txn, Version};
 
 /// Errors of the state service.
@@ -76,6 +76,10 @@ pub struct StateView {
     pub spec: StateSpec,
     /// One record per target agent.
     pub status: Vec<TargetStatus>,
+    /// With a `rollout` table: its limits over the current targets, repairs running, failed
+    /// repairs that count, and whether remediation is halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<StateRolloutView>,
 }
 
 impl StateView {
@@ -206,8 +210,9 @@ impl States {
         version: Version,
         agents: &[Agent],
         statuses: &BTreeMap<(String, String), TargetStatus>,
+        halts: &BTreeMap<String, StateRolloutStatus>,
     ) -> StateView {
-        let targets = target_ids(&s.spec, agents)
+        let targets: Vec<TargetStatus> = target_ids(&s.spec, agents)
             .into_iter()
             .map(|a| {
                 statuses
@@ -226,6 +231,11 @@ impl States {
                 t
             })
             .collect();
+        let rollout = s
+            .spec
+            .rollout
+            .as_ref()
+            .map(|r| crate::reconcile::rollout_view(r, version, &targets, halts.get(name)));
         StateView {
             name: name.to_string(),
             version,
@@ -234,6 +244,67 @@ impl States {
             updated_by: s.updated_by.clone(),
             spec: s.spec.clone(),
             status: targets,
+            rollout,
+        }
+    }
+
+    /// The rollout records of a tenant's states (all, or the one named), by state name.
+    async fn halts(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+    ) -> Result<BTreeMap<String, StateRolloutStatus>> {
+        let prefix = name.map_or(keys::STATE_ROLLOUTS.to_string(), keys::state_rollout);
+        let mut m = BTreeMap::new();
+        for e in self.store.list(tenant, &prefix).await? {
+            if let Some(n) = e.key.path().strip_prefix(keys::STATE_ROLLOUTS)
+                && name.is_none_or(|want| want == n)
+            {
+                m.insert(n.to_string(), dec(&e.key, &e.value)?);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Resumes a state's remediation halted by its rollout: the failed repairs counted so far
+    /// at its current version are forgiven, and the reconciler starts applies again (within
+    /// `max_concurrency`). Returns the state, and whether anything changed (a state that is not
+    /// halted is left as it is). A state without a rollout is a conflict.
+    pub async fn resume(
+        &self,
+        tenant: &str,
+        name: &str,
+        by: &str,
+        now: Millis,
+    ) -> Result<(StateView, bool)> {
+        let view = self.get(tenant, name).await?;
+        let Some(r) = &view.rollout else {
+            return Err(StateError::Conflict(format!(
+                "state {name} has no rollout table: there is no halt to resume"
+            )));
+        };
+        if !r.halted {
+            return Ok((view, false));
+        }
+        let k = key(tenant, keys::state_rollout(name))?;
+        let expect = match self.store.get(&k).await? {
+            Some(v) => Expect::Version(v.version),
+            None => Expect::Absent,
+        };
+        let failed = crate::reconcile::failed_repairs(&view.status, view.version);
+        let rec = crate::reconcile::resumed(view.version, failed, by, now);
+        let txn = Txn::new()
+            .check(
+                key(tenant, keys::state(name))?,
+                Expect::Version(view.version),
+            )
+            .put(k, enc(&rec), expect);
+        match self.store.commit(txn).await {
+            Ok(_) => Ok((self.get(tenant, name).await?, true)),
+            Err(StoreError::Conflict { .. }) => Err(StateError::Conflict(format!(
+                "state {name} changed while being resumed; retry"
+            ))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -247,9 +318,10 @@ impl States {
             .into_iter()
             .map(|(t, _)| ((t.state.clone(), t.agent.clone()), t))
             .collect();
+        let halts = self.halts(tenant, None).await?;
         Ok(states
             .iter()
-            .map(|(n, (s, v))| Self::view(n, s, *v, &agents, &statuses))
+            .map(|(n, (s, v))| Self::view(n, s, *v, &agents, &statuses, &halts))
             .collect())
     }
 
@@ -263,7 +335,11 @@ impl States {
             .into_iter()
             .map(|(t, _)| ((t.state.clone(), t.agent.clone()), t))
             .collect();
-        Ok(Self::view(name, &s, v, &agents, &statuses))
+        let halts = match s.spec.rollout {
+            Some(_) => self.halts(tenant, Some(name)).await?,
+            None => BTreeMap::new(),
+        };
+        Ok(Self::view(name, &s, v, &agents, &statuses, &halts))
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(StoredState, Version)> {
@@ -351,6 +427,7 @@ impl States {
         for e in self.store.list(tenant, &keys::statuses(name)).await? {
             txn = txn.delete(e.key, Expect::Any);
         }
+        txn = self.delete_halt(txn, tenant, name).await?;
         match self.store.commit(txn).await {
             Ok(_) => Ok(v),
             Err(StoreError::Conflict { .. }) => Err(StateError::Conflict(format!(
@@ -358,6 +435,15 @@ impl States {
             ))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `txn` that also deletes the state's rollout record, if it has one.
+    async fn delete_halt(&self, txn: Txn, tenant: &str, name: &str) -> Result<Txn> {
+        let k = key(tenant, keys::state_rollout(name))?;
+        Ok(match self.store.get(&k).await? {
+            Some(v) => txn.delete(k, Expect::Version(v.version)),
+            None => txn,
+        })
     }
 
     /// Plans and (unless a dry run) applies a whole set of states in one transaction.
@@ -449,7 +535,7 @@ impl States {
                     for e in self.store.list(tenant, &keys::statuses(&item.name)).await? {
                         txn = txn.delete(e.key, Expect::Any);
                     }
-                    txn
+                    self.delete_halt(txn, tenant, &item.name).await?
                 }
             };
         }

@@ -134,6 +134,7 @@ pub(super) async fn declare_state(api: &ApiClient, work: &Path) -> Result<()> {
         timeout_secs: 10,
         env: BTreeMap::new(),
         desired_exit_code: 0,
+        rollout: None,
     };
     let _: StateView = api
         .call(

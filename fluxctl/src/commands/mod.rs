@@ -16,6 +16,7 @@ pub mod get;
 pub mod job;
 pub mod rollout;
 pub mod schedule;
+pub mod state;
 pub mod status;
 pub mod tenants;
 pub mod token;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Cmd::Apply(args) => apply::run(&ctx, args).await,
         Cmd::Diff(args) => diff::run(&ctx, args).await,
         Cmd::Get(cmd) => get::run(&ctx, cmd).await,
+        Cmd::State(cmd) => state::run(&ctx, cmd).await,
         Cmd::Delete(cmd) => delete::run(&ctx, cmd).await,
         Cmd::Tenants(cmd) => tenants::run(&ctx, cmd).await,
         Cmd::Audit(cmd) => audit::run(&ctx, cmd).await,

@@ -117,6 +117,7 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
                 .put(states::put_one)
                 .delete(states::delete_one),
         )
+        .route("/v1/states/{name}/resume", post(states::resume))
         .route(
             "/v1/schedules",
             get(schedules::list).post(schedules::create),

@@ -1,5 +1,6 @@
-//! Desired-state routes: `GET/POST /v1/states`, `GET/PUT/DELETE /v1/states/{name}` and the
-//! seed-compatible `POST /states`.
+//! Desired-state routes: `GET/POST /v1/states`, `GET/PUT/DELETE /v1/states/{name}`,
+//! `POST /v1/states/{name}/resume` (lift a rollout's halt) and the seed-compatible
+//! `POST /states`.
 
 use std::sync::Arc;
 
@@ -110,6 +111,30 @@ pub(super) async fn delete_one(
     Ok(Json(json!({"deleted": name, "version": v})))
 }
 
+/// `POST /v1/states/{name}/resume`: resumes the remediation its rollout halted (no body).
+/// Resuming a state that is not halted changes nothing (and is not an audit record); a state
+/// without a rollout table is a 409.
+pub(super) async fn resume(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::ManageStates)?;
+    let (view, changed) = st
+        .states
+        .states()
+        .resume(caller.tenant(), &name, &caller.0.sub, now_ms())
+        .await?;
+    if changed {
+        tracing::info!(by = %caller.0.sub, tenant = %caller.tenant(), state = %name, "state remediation resumed");
+    }
+    let mut resp = Json(view).into_response();
+    if !changed {
+        crate::middleware::audit::mark_unchanged(&mut resp);
+    }
+    Ok(resp)
+}
+
 /// The seed's `POST /states` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,6 +173,7 @@ pub(super) async fn seed_create(
         timeout_secs: req.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
         env: Default::default(),
         desired_exit_code: req.desired_exit_code,
+        rollout: None,
     };
     let (version, _) = st
         .states

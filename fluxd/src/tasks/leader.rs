@@ -35,6 +35,7 @@ impl leader::Host for AppState {
                 m.reconcile_repairs.inc_by(t.repairs);
                 m.reconcile_failures.inc_by(t.failures);
                 m.reconcile_deferred.inc_by(t.deferred);
+                m.reconcile_held.inc_by(t.held);
             }
             Tally::Schedule {
                 fired,
