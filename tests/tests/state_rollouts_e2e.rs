@@ -264,6 +264,36 @@ async fn failed_repairs_past_the_budget_halt_remediation_until_resumed() {
         "{audit}"
     );
 
+    // A backup and restore round trip keeps the halt and what the resume forgave (without the
+    // record, the four failures would count).
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("s.backup");
+    let o = d.fluxctl(&d.admin, &["backup", "create", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let backup = flux_core::backup::inspect(&std::fs::read(&b).unwrap()).unwrap();
+    assert!(
+        backup
+            .entries
+            .iter()
+            .any(|e| e.key.path() == "state_rollout/web"),
+        "no halt record in the backup"
+    );
+    let o = d.fluxctl(
+        &d.admin,
+        &["backup", "restore", b.to_str().unwrap(), "--force"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = view(&d).await;
+    assert_eq!(
+        (&v["rollout"]["halted"], &v["rollout"]["failed_repairs"]),
+        (&Value::Bool(true), &Value::from(2)),
+        "{v}"
+    );
+    eventually("the leader back after the restore", T, || async {
+        (d.metric("flux_leader_status").await == Some(1.0)).then_some(())
+    })
+    .await;
+
     // A new version of the state lifts the halt at once.
     let text = std::fs::read_to_string(&f)
         .unwrap()
