@@ -71,6 +71,13 @@ fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 
 /// The target a reconciler job is counted under: its agent and its command (a state's check
 /// and apply commands are counted apart). `None` for a user job.
+/// The rollout a rollout job belongs to (its group).
+pub fn rollout_of(job: &Job) -> Option<&str> {
+    (job.kind == crate::model::JobKind::Rollout)
+        .then_some(job.group.as_deref())
+        .flatten()
+}
+
 pub fn reconciler_target(job: &Job) -> Option<String> {
     // Jobs written before kinds existed are known by their submitter.
     (job.kind == crate::model::JobKind::Reconciler || job.submitted_by == RECONCILER).then(|| {
@@ -213,6 +220,7 @@ impl Collector {
         let jobs: Vec<(Option<Job>, &crate::store::Entry)> =
             page.iter().map(|e| (dec::<Job>(&e.value), e)).collect();
         let refs = self.target_references(tenant, &jobs).await?;
+        let live_rollouts = self.unfinished_rollouts(tenant, &jobs).await?;
         let mut progress = st.progress.clone();
         progress.targets = mem.targets.clone();
         let mut ops: Vec<Op> = Vec::new();
@@ -236,7 +244,8 @@ impl Collector {
                 status: job.status,
                 created_at: job.created_at,
                 finished_at: job.finished_at,
-                referenced: refs.jobs.contains(job.job_id.as_str()),
+                referenced: refs.jobs.contains(job.job_id.as_str())
+                    || rollout_of(job).is_some_and(|id| live_rollouts.contains(id)),
                 has_idempotency_key: job.idempotency_key.is_some(),
                 kind: kind.clone(),
             };
@@ -261,6 +270,16 @@ impl Collector {
                                 expect: v.map_or(Expect::Absent, Expect::Version),
                             });
                         }
+                    }
+                }
+                if let Some(id) = rollout_of(job) {
+                    // Its rollout finished (it has recorded every result): it must still be.
+                    let k = key(tenant, keys::rollout_active(id))?;
+                    if checked.insert(k.clone()) {
+                        job_ops.push(Op::Check {
+                            key: k,
+                            expect: Expect::Absent,
+                        });
                     }
                 }
                 if !ops.is_empty() && ops.len() + job_ops.len() > MAX_OPS_PER_TXN - 1 {
@@ -390,6 +409,34 @@ impl Collector {
 
     /// The target records of the agents that the page's finished reconciler jobs ran on, and
     /// the jobs they point at.
+    /// The rollouts still unfinished (their `rollout_active/` marker exists) among those the
+    /// page's finished rollout jobs belong to: their jobs are kept until the rollout has read
+    /// every result and finished.
+    async fn unfinished_rollouts(
+        &self,
+        tenant: &str,
+        jobs: &[(Option<Job>, &crate::store::Entry)],
+    ) -> Result<BTreeSet<String>> {
+        let ids: BTreeSet<&str> = jobs
+            .iter()
+            .filter_map(|(j, _)| j.as_ref())
+            .filter(|j| j.status.is_terminal())
+            .filter_map(rollout_of)
+            .collect();
+        let mut live = BTreeSet::new();
+        for id in ids {
+            if self
+                .store
+                .get(&key(tenant, keys::rollout_active(id))?)
+                .await?
+                .is_some()
+            {
+                live.insert(id.to_string());
+            }
+        }
+        Ok(live)
+    }
+
     async fn target_references(
         &self,
         tenant: &str,

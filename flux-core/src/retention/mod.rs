@@ -19,7 +19,9 @@
 //!
 //! Guarantees:
 //! - never deleted: a job that is not finished, a job a desired-state target record points to
-//!   (in flight, last job, or an event), a job a live idempotency key names;
+//!   (in flight, last job, or an event), a job of a rollout that has not finished (its
+//!   `rollout_active/` marker exists: the rollout may not have read its result yet; the
+//!   deletion checks the marker is still absent), a job a live idempotency key names;
 //! - every deletion expects the versions it read, so an object that changed in between is not
 //!   deleted (the batch fails and is decided again from fresh reads);
 //! - count-based deletion never keeps fewer than the count: it works from the finished jobs

@@ -25,7 +25,8 @@ use crate::keys;
 use crate::model::{JobKind, Millis};
 use crate::store::{Epoch, Expect, Range, StoreError, Txn};
 
-/// Unfinished rollouts of one tenant looked at in one pass.
+/// Unfinished rollouts of one tenant read at once in a pass: the pass pages through all of
+/// them (at most [`super::MAX_UNFINISHED`]) in batches of this many.
 pub const MAX_ACTIVE_PER_PASS: usize = 256;
 
 /// What one pass did in a tenant, for metrics.
@@ -45,40 +46,49 @@ impl Rollouts {
     /// One pass over the tenant's unfinished rollouts, as leader of `epoch`.
     pub async fn pass(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<PassReport> {
         let mut report = PassReport::default();
-        let active = self
-            .store
-            .list_range(
-                tenant,
-                &Range::first(keys::ROLLOUTS_ACTIVE, MAX_ACTIVE_PER_PASS),
-            )
-            .await?;
-        if active.is_empty() {
-            return Ok(report);
-        }
-        let online: HashSet<String> = self
-            .jobs
-            .agents(tenant)
-            .await?
-            .into_iter()
-            .filter(|a| a.takes_work())
-            .map(|a| a.node_id)
-            .collect();
-        for e in active {
-            let Some(id) = e.key.path().strip_prefix(keys::ROLLOUTS_ACTIVE) else {
-                continue;
+        let mut online: Option<HashSet<String>> = None;
+        let mut range = Range::first(keys::ROLLOUTS_ACTIVE, MAX_ACTIVE_PER_PASS);
+        // Every unfinished rollout, a bounded page at a time: paused ones at the front cannot
+        // hide newer ones.
+        loop {
+            let active = self.store.list_range(tenant, &range).await?;
+            let Some(last) = active.last().map(|e| e.key.path().to_string()) else {
+                break;
             };
-            match self
-                .advance(tenant, id, epoch, now, &online, &mut report)
-                .await
-            {
-                Ok(()) => {}
-                Err(RolloutError::Store(e @ StoreError::Fenced { .. })) => {
-                    return Err(RolloutError::Store(e));
-                }
-                Err(e) => {
-                    tracing::warn!(tenant, rollout = id, error = %e, "rollout step failed");
+            let online = match &mut online {
+                Some(o) => &*o,
+                None => &*online.insert(
+                    self.jobs
+                        .agents(tenant)
+                        .await?
+                        .into_iter()
+                        .filter(|a| a.takes_work())
+                        .map(|a| a.node_id)
+                        .collect(),
+                ),
+            };
+            let full = active.len() == MAX_ACTIVE_PER_PASS;
+            for e in active {
+                let Some(id) = e.key.path().strip_prefix(keys::ROLLOUTS_ACTIVE) else {
+                    continue;
+                };
+                match self
+                    .advance(tenant, id, epoch, now, online, &mut report)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(RolloutError::Store(e @ StoreError::Fenced { .. })) => {
+                        return Err(RolloutError::Store(e));
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant, rollout = id, error = %e, "rollout step failed");
+                    }
                 }
             }
+            if !full {
+                break;
+            }
+            range = range.after(last);
         }
         Ok(report)
     }
@@ -251,14 +261,17 @@ impl Rollouts {
     }
 }
 
-/// Rollout records looked at per tenant in one retention pass (the oldest first).
+/// Rollout records read at once in a retention pass (the oldest first), and most deleted in one.
 pub const COLLECT_BATCH: usize = 64;
 
 impl Rollouts {
-    /// Retention of finished rollouts: among the tenant's oldest [`COLLECT_BATCH`] rollouts,
-    /// deletes those that finished more than `retention_ms` before `now`, as leader of `epoch`
-    /// (one fenced transaction, each deletion expecting the record as read). An unfinished
-    /// rollout is never collected. Returns how many were deleted.
+    /// Retention of finished rollouts: pages through the tenant's rollouts oldest first, in
+    /// pages of [`COLLECT_BATCH`], and deletes up to [`COLLECT_BATCH`] of those that finished
+    /// more than `retention_ms` before `now`, as leader of `epoch` (one fenced transaction,
+    /// each deletion expecting the record as read). An unfinished rollout is never collected,
+    /// and it holds nothing up: a pass looks at up to [`super::MAX_UNFINISHED`] +
+    /// [`COLLECT_BATCH`] records, past every unfinished one the cap allows. Returns how many
+    /// were deleted.
     pub async fn collect(
         &self,
         tenant: &str,
@@ -266,26 +279,36 @@ impl Rollouts {
         epoch: Epoch,
         now: Millis,
     ) -> Result<u64> {
-        let entries = self
-            .store
-            .list_range(tenant, &Range::first(keys::ROLLOUTS, COLLECT_BATCH))
-            .await?;
         let mut txn = Txn::new().fenced(epoch);
         let mut n = 0;
-        for e in entries {
-            let Ok(r) = serde_json::from_slice::<super::Rollout>(&e.value) else {
-                continue;
+        let mut seen = 0;
+        let mut range = Range::first(keys::ROLLOUTS, COLLECT_BATCH);
+        while n < COLLECT_BATCH && seen < self.max_unfinished + COLLECT_BATCH {
+            let entries = self.store.list_range(tenant, &range).await?;
+            let full = entries.len() == COLLECT_BATCH;
+            let Some(last) = entries.last().map(|e| e.key.path().to_string()) else {
+                break;
             };
-            if expired(&r, retention_ms, now) {
-                txn = txn.delete(e.key, Expect::Version(e.version));
-                n += 1;
+            seen += entries.len();
+            for e in entries {
+                let Ok(r) = serde_json::from_slice::<super::Rollout>(&e.value) else {
+                    continue;
+                };
+                if n < COLLECT_BATCH && expired(&r, retention_ms, now) {
+                    txn = txn.delete(e.key, Expect::Version(e.version));
+                    n += 1;
+                }
             }
+            if !full {
+                break;
+            }
+            range = range.after(last);
         }
         if n == 0 {
             return Ok(0);
         }
         match self.store.commit(txn).await {
-            Ok(_) => Ok(n),
+            Ok(_) => Ok(n as u64),
             Err(StoreError::Conflict { .. }) => Ok(0),
             Err(e) => Err(e.into()),
         }

@@ -44,6 +44,10 @@ pub const MAX_BATCH_WAIT_SECS: u64 = 24 * 3600;
 pub const MAX_LIST: usize = 1000;
 const CAS_RETRIES: usize = 16;
 
+/// Most unfinished rollouts (running, paused) one tenant may have; creating one more is a 409
+/// naming `max_unfinished_rollouts`. Bounds the leader's pass, which visits every one.
+pub const MAX_UNFINISHED: usize = 1000;
+
 /// Errors of the rollout service.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -460,6 +464,8 @@ pub fn control(status: RolloutStatus, c: Control) -> Result<Option<RolloutStatus
 pub struct Rollouts {
     store: DynStore,
     jobs: Jobs,
+    /// [`MAX_UNFINISHED`] unless set otherwise ([`Rollouts::with_max_unfinished`]).
+    max_unfinished: usize,
 }
 
 fn key(tenant: &str, path: String) -> Result<Key> {
@@ -479,7 +485,17 @@ fn dec(k: &Key, bytes: &[u8]) -> Result<Rollout> {
 
 impl Rollouts {
     pub fn new(store: DynStore, jobs: Jobs) -> Rollouts {
-        Rollouts { store, jobs }
+        Rollouts {
+            store,
+            jobs,
+            max_unfinished: MAX_UNFINISHED,
+        }
+    }
+
+    /// The same service with another cap on a tenant's unfinished rollouts (at least 1).
+    pub fn with_max_unfinished(mut self, n: usize) -> Rollouts {
+        self.max_unfinished = n.max(1);
+        self
     }
 
     pub fn jobs(&self) -> &Jobs {
@@ -509,6 +525,19 @@ impl Rollouts {
         fence: Option<crate::store::Epoch>,
     ) -> Result<Rollout> {
         validate_spec(&spec)?;
+        let unfinished = self
+            .store
+            .list_range(
+                tenant,
+                &crate::store::Range::first(keys::ROLLOUTS_ACTIVE, self.max_unfinished),
+            )
+            .await?
+            .len();
+        if unfinished >= self.max_unfinished {
+            return Err(RolloutError::Conflict(format!(
+                "max_unfinished_rollouts: the tenant has {unfinished} unfinished rollouts, the most allowed; wait for some to finish, or cancel them"
+            )));
+        }
         let agents = self.jobs.agents(tenant).await?;
         let mut r = build(tenant, by, spec, &agents, now)?;
         let mut txn = Txn::new();

@@ -1,0 +1,232 @@
+//! The rollout service and the leader's rollout pass (`flux_core::rollout`) against a real
+//! embedded redb store, with the agent's side played by the test and time handed in: the pass
+//! reaches every unfinished rollout however many paused ones come first, a tenant's unfinished
+//! rollouts are capped, job retention keeps the jobs an unfinished rollout has not read yet,
+//! and rollout retention is not stalled by unfinished rollouts at the front.
+
+use flux_core::jobs::{Jobs, JobsConfig};
+use flux_core::keys;
+use flux_core::model::{AttemptResult, Millis, Outcome, RegisterAgent};
+use flux_core::quota::Quota;
+use flux_core::retention::{Collector, RetentionConfig};
+use flux_core::rollout::driver::MAX_ACTIVE_PER_PASS;
+use flux_core::rollout::{
+    Control, LimitSpec, RolloutError, RolloutSpec, RolloutStatus, Rollouts, TargetState,
+};
+use flux_core::store::{self, DynStore, Key};
+
+const T0: Millis = 1_700_000_000_000;
+const TENANT: &str = "acme";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: DynStore,
+    jobs: Jobs,
+    rollouts: Rollouts,
+}
+
+async fn env(max_unfinished: usize) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("redb:{}", dir.path().join("r.redb").display()))
+        .await
+        .unwrap();
+    let jobs = Jobs::new(store.clone(), JobsConfig::default());
+    let rollouts = Rollouts::new(store.clone(), jobs.clone()).with_max_unfinished(max_unfinished);
+    let req = RegisterAgent {
+        slots: Some(64),
+        ..Default::default()
+    };
+    jobs.register(TENANT, "a1", &req, T0).await.unwrap();
+    Env {
+        _dir: dir,
+        store,
+        jobs,
+        rollouts,
+    }
+}
+
+fn spec() -> RolloutSpec {
+    RolloutSpec {
+        command: Some("true".into()),
+        nodes: vec!["a1".into()],
+        max_concurrency: Some(LimitSpec::Count(1)),
+        ..RolloutSpec::default()
+    }
+}
+
+/// Plays the agent: runs every job given to `a1` to exit 0 at `now`.
+async fn run_jobs(e: &Env, epoch: u64, now: Millis) -> usize {
+    e.jobs
+        .schedule_tenant(TENANT, epoch, now, None)
+        .await
+        .unwrap();
+    let mut n = 0;
+    for task in e.jobs.poll(TENANT, "a1", 0).await.unwrap() {
+        e.jobs
+            .start(TENANT, "a1", &task.attempt_id, now)
+            .await
+            .unwrap();
+        let ok = AttemptResult {
+            outcome: Outcome::Exited,
+            exit_code: Some(0),
+            signal: None,
+            message: None,
+        };
+        e.jobs
+            .finish(TENANT, "a1", &task.attempt_id, ok, now)
+            .await
+            .unwrap();
+        n += 1;
+    }
+    n
+}
+
+/// More paused rollouts than one page of the pass come first: the newest one still starts.
+/// Creating past the tenant's cap of unfinished rollouts is a conflict naming it.
+#[tokio::test]
+async fn the_pass_reaches_every_unfinished_rollout_and_their_number_is_capped() {
+    let cap = MAX_ACTIVE_PER_PASS + 10;
+    let e = env(cap).await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    for i in 0..MAX_ACTIVE_PER_PASS + 5 {
+        let r = e
+            .rollouts
+            .create(TENANT, "alice", spec(), T0 + i as u64, None)
+            .await
+            .unwrap();
+        e.rollouts
+            .control(TENANT, &r.rollout_id, Control::Pause, T0 + i as u64)
+            .await
+            .unwrap();
+    }
+    let now = T0 + 10_000;
+    let newest = e
+        .rollouts
+        .create(TENANT, "alice", spec(), now, None)
+        .await
+        .unwrap();
+    e.rollouts.pass(TENANT, epoch, now).await.unwrap();
+    let (r, _) = e.rollouts.load(TENANT, &newest.rollout_id).await.unwrap();
+    assert_eq!(r.targets[0].state, TargetState::Running, "{r:?}");
+
+    // The cap: the unfinished count reaches it, and one more is refused naming it.
+    let have = MAX_ACTIVE_PER_PASS + 6;
+    for i in have..cap {
+        e.rollouts
+            .create(TENANT, "alice", spec(), now + i as u64, None)
+            .await
+            .unwrap();
+    }
+    match e
+        .rollouts
+        .create(TENANT, "alice", spec(), now + 9_999, None)
+        .await
+    {
+        Err(RolloutError::Conflict(m)) => assert!(m.contains("max_unfinished_rollouts"), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// A rollout target's job finished, but the rollout has not read its result yet (paused, or
+/// between passes): job retention with a zero retention keeps it, and the rollout records
+/// the target as succeeded. Once the rollout finished, the job may go.
+#[tokio::test]
+async fn job_retention_keeps_the_jobs_of_an_unfinished_rollout() {
+    let e = env(100).await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    let r = e
+        .rollouts
+        .create(TENANT, "alice", spec(), T0, None)
+        .await
+        .unwrap();
+    e.rollouts.pass(TENANT, epoch, T0).await.unwrap();
+    assert_eq!(run_jobs(&e, epoch, T0 + 1).await, 1);
+    let (rec, _) = e.rollouts.load(TENANT, &r.rollout_id).await.unwrap();
+    let job = rec.targets[0].job_id.clone().unwrap();
+
+    let cfg = RetentionConfig {
+        job_retention: std::time::Duration::ZERO,
+        ..RetentionConfig::default()
+    };
+    let mut c = Collector::new(e.store.clone(), cfg);
+    let later = T0 + 3_600_000;
+    for _ in 0..4 {
+        c.pass(TENANT, &Quota::default(), epoch, later)
+            .await
+            .unwrap();
+    }
+    let k = Key::new(TENANT, keys::job(&job)).unwrap();
+    assert!(
+        e.store.get(&k).await.unwrap().is_some(),
+        "the job was deleted"
+    );
+
+    e.rollouts.pass(TENANT, epoch, later).await.unwrap();
+    let (rec, _) = e.rollouts.load(TENANT, &r.rollout_id).await.unwrap();
+    assert_eq!(rec.targets[0].state, TargetState::Succeeded, "{rec:?}");
+    assert_eq!(rec.status, RolloutStatus::Succeeded, "{rec:?}");
+    for _ in 0..4 {
+        c.pass(TENANT, &Quota::default(), epoch, later + 1)
+            .await
+            .unwrap();
+    }
+    assert!(
+        e.store.get(&k).await.unwrap().is_none(),
+        "the finished rollout's job was kept"
+    );
+}
+
+/// More unfinished rollouts than one retention page come first: finished ones behind them are
+/// still collected.
+#[tokio::test]
+async fn rollout_retention_is_not_stalled_by_unfinished_rollouts() {
+    let e = env(1000).await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    for i in 0..70u64 {
+        let r = e
+            .rollouts
+            .create(TENANT, "alice", spec(), T0 + i, None)
+            .await
+            .unwrap();
+        e.rollouts
+            .control(TENANT, &r.rollout_id, Control::Pause, T0 + i)
+            .await
+            .unwrap();
+    }
+    let mut done = Vec::new();
+    for i in 0..3u64 {
+        let r = e
+            .rollouts
+            .create(TENANT, "alice", spec(), T0 + 1000 + i, None)
+            .await
+            .unwrap();
+        e.rollouts
+            .control(TENANT, &r.rollout_id, Control::Cancel, T0 + 1000 + i)
+            .await
+            .unwrap();
+        done.push(r.rollout_id);
+    }
+    // The pass finishes the cancelled ones; the paused ones stay unfinished.
+    e.rollouts.pass(TENANT, epoch, T0 + 2000).await.unwrap();
+    for id in &done {
+        let (r, _) = e.rollouts.load(TENANT, id).await.unwrap();
+        assert!(r.status.is_finished(), "{r:?}");
+    }
+    let n = e
+        .rollouts
+        .collect(TENANT, 1000, epoch, T0 + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    for id in done {
+        assert!(matches!(
+            e.rollouts.load(TENANT, &id).await,
+            Err(RolloutError::NotFound(_))
+        ));
+    }
+    assert_eq!(
+        e.store.list(TENANT, keys::ROLLOUTS).await.unwrap().len(),
+        70,
+        "an unfinished rollout was collected"
+    );
+}
