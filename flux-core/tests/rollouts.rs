@@ -7,13 +7,13 @@
 use flux_core::jobs::{Jobs, JobsConfig};
 use flux_core::keys;
 use flux_core::model::{AttemptResult, Millis, Outcome, RegisterAgent};
-use flux_core::quota::Quota;
+use flux_core::quota::{self, Quota};
 use flux_core::retention::{Collector, RetentionConfig};
 use flux_core::rollout::driver::MAX_ACTIVE_PER_PASS;
 use flux_core::rollout::{
     Control, LimitSpec, RolloutError, RolloutSpec, RolloutStatus, Rollouts, TargetState,
 };
-use flux_core::store::{self, DynStore, Key};
+use flux_core::store::{self, DynStore, Expect, Key};
 
 const T0: Millis = 1_700_000_000_000;
 const TENANT: &str = "acme";
@@ -229,4 +229,90 @@ async fn rollout_retention_is_not_stalled_by_unfinished_rollouts() {
         70,
         "an unfinished rollout was collected"
     );
+}
+
+/// The jobs a rollout starts are admitted against the tenant's queue quota: with
+/// `max_queued = 1`, a step that would queue three starts one, the others stay pending (not
+/// failed), and they start as the queue drains; every target ends succeeded.
+#[tokio::test]
+async fn rollout_jobs_wait_for_the_queue_quota_instead_of_failing() {
+    let e = env(100).await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    let q = Quota {
+        max_queued: Some(1),
+        ..Quota::default()
+    };
+    quota::put(e.store.as_ref(), TENANT, &q, Expect::Any)
+        .await
+        .unwrap();
+    let req = RegisterAgent {
+        slots: Some(64),
+        ..Default::default()
+    };
+    for n in ["a2", "a3"] {
+        e.jobs.register(TENANT, n, &req, T0).await.unwrap();
+    }
+    let spec = RolloutSpec {
+        nodes: vec!["a1".into(), "a2".into(), "a3".into()],
+        max_concurrency: Some(LimitSpec::Count(3)),
+        ..spec()
+    };
+    let r = e
+        .rollouts
+        .create(TENANT, "alice", spec, T0, None)
+        .await
+        .unwrap();
+    let states = |r: &flux_core::rollout::Rollout| -> Vec<TargetState> {
+        r.targets.iter().map(|t| t.state).collect()
+    };
+    let rep = e.rollouts.pass(TENANT, epoch, T0).await.unwrap();
+    assert_eq!((rep.started, rep.deferred), (1, 2), "{rep:?}");
+    let (rec, _) = e.rollouts.load(TENANT, &r.rollout_id).await.unwrap();
+    use TargetState::{Pending, Running, Succeeded};
+    assert_eq!(states(&rec), vec![Running, Pending, Pending]);
+    // Still queued: nothing more starts, and nothing is failed.
+    let rep = e.rollouts.pass(TENANT, epoch, T0 + 1).await.unwrap();
+    assert_eq!((rep.started, rep.deferred), (0, 2), "{rep:?}");
+    // The queue drains as agents take and run the jobs: the others start, one at a time.
+    for now in T0 + 2..T0 + 12 {
+        for n in ["a1", "a2", "a3"] {
+            play(&e, epoch, n, now).await;
+        }
+        e.rollouts.pass(TENANT, epoch, now).await.unwrap();
+        let (rec, _) = e.rollouts.load(TENANT, &r.rollout_id).await.unwrap();
+        if rec.status.is_finished() {
+            assert_eq!(
+                states(&rec),
+                vec![Succeeded, Succeeded, Succeeded],
+                "{rec:?}"
+            );
+            assert_eq!(rec.status, RolloutStatus::Succeeded);
+            return;
+        }
+    }
+    panic!("the rollout did not finish");
+}
+
+/// Plays agent `node`: schedules, then runs every job it was given to exit 0.
+async fn play(e: &Env, epoch: u64, node: &str, now: Millis) {
+    e.jobs
+        .schedule_tenant(TENANT, epoch, now, None)
+        .await
+        .unwrap();
+    for task in e.jobs.poll(TENANT, node, 0).await.unwrap() {
+        e.jobs
+            .start(TENANT, node, &task.attempt_id, now)
+            .await
+            .unwrap();
+        let ok = AttemptResult {
+            outcome: Outcome::Exited,
+            exit_code: Some(0),
+            signal: None,
+            message: None,
+        };
+        e.jobs
+            .finish(TENANT, node, &task.attempt_id, ok, now)
+            .await
+            .unwrap();
+    }
 }

@@ -12,7 +12,11 @@
 //!   commit, as both expect the version they read and the store fences the older epoch;
 //! - the running count is taken from the record, where a target stays running until its end
 //!   is recorded: `max_concurrency` holds across passes and across leader changes;
-//! - one rollout's trouble (a corrupt record) does not stop the others.
+//! - one rollout's trouble (a corrupt record) does not stop the others;
+//! - the jobs a rollout starts are admitted like submissions, against the tenant's queue and
+//!   submit-rate quotas ([`crate::quota::admit`]), counted up across the pass: a target whose
+//!   job the quota refuses stays pending (it is not failed) and the step is decided again on
+//!   the next pass; the targets after it in the step wait too, so canaries still go first.
 
 use std::collections::{HashMap, HashSet};
 
@@ -40,6 +44,15 @@ pub struct PassReport {
     pub finished: Vec<RolloutStatus>,
     /// Rollouts whose record moved under the pass (left for the next).
     pub conflicts: u64,
+    /// Target jobs (runs or verifies) the tenant's quota did not admit yet.
+    pub deferred: u64,
+}
+
+/// What admission knows during one pass over a tenant: its quota and its queue depth, counted
+/// up as the pass starts jobs.
+struct Admission {
+    quota: crate::quota::Quota,
+    queued: u64,
 }
 
 impl Rollouts {
@@ -47,6 +60,7 @@ impl Rollouts {
     pub async fn pass(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<PassReport> {
         let mut report = PassReport::default();
         let mut online: Option<HashSet<String>> = None;
+        let mut admission: Option<Admission> = None;
         let mut range = Range::first(keys::ROLLOUTS_ACTIVE, MAX_ACTIVE_PER_PASS);
         // Every unfinished rollout, a bounded page at a time: paused ones at the front cannot
         // hide newer ones.
@@ -67,13 +81,33 @@ impl Rollouts {
                         .collect(),
                 ),
             };
+            let admission = match &mut admission {
+                Some(a) => a,
+                None => {
+                    let quota = crate::quota::get(self.store.as_ref(), tenant)
+                        .await
+                        .map_err(|e| match e {
+                            crate::quota::QuotaError::Store(s) => RolloutError::Store(s),
+                            other => RolloutError::Corrupt {
+                                key: format!("quota of {tenant}"),
+                                reason: other.to_string(),
+                            },
+                        })?
+                        .0;
+                    let queued = match quota.max_queued {
+                        Some(_) => self.jobs.queue_depth(tenant).await? as u64,
+                        None => 0,
+                    };
+                    admission.insert(Admission { quota, queued })
+                }
+            };
             let full = active.len() == MAX_ACTIVE_PER_PASS;
             for e in active {
                 let Some(id) = e.key.path().strip_prefix(keys::ROLLOUTS_ACTIVE) else {
                     continue;
                 };
                 match self
-                    .advance(tenant, id, epoch, now, online, &mut report)
+                    .advance(tenant, id, epoch, now, online, admission, &mut report)
                     .await
                 {
                     Ok(()) => {}
@@ -94,6 +128,7 @@ impl Rollouts {
     }
 
     /// Reads, decides and commits one step of rollout `id`.
+    #[allow(clippy::too_many_arguments)]
     async fn advance(
         &self,
         tenant: &str,
@@ -101,6 +136,7 @@ impl Rollouts {
         epoch: Epoch,
         now: Millis,
         online: &HashSet<String>,
+        admission: &mut Admission,
         report: &mut PassReport,
     ) -> Result<()> {
         let marker = key(tenant, keys::rollout_active(id))?;
@@ -157,7 +193,33 @@ impl Rollouts {
             ended: &ended,
             online,
         };
-        let actions = step(&view, now);
+        let mut actions = step(&view, now);
+        // Admission of the jobs this step starts, in the step's order: from the first one the
+        // quota refuses, this step starts no more (they stay pending or verifying, and are
+        // decided again on the next pass).
+        let mut refused = false;
+        actions.retain(|a| {
+            if !matches!(a, Action::Start(_) | Action::Verify(_)) {
+                return true;
+            }
+            if !refused
+                && crate::quota::admit(
+                    &self.rates,
+                    tenant,
+                    &admission.quota,
+                    admission.queued,
+                    1,
+                    std::time::Instant::now(),
+                )
+                .is_ok()
+            {
+                admission.queued += 1;
+                return true;
+            }
+            refused = true;
+            report.deferred += 1;
+            false
+        });
         let mut next = r.clone();
         let mut txn = Txn::new();
         let mut cancels = Vec::new();

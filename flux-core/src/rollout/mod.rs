@@ -466,6 +466,8 @@ pub struct Rollouts {
     jobs: Jobs,
     /// [`MAX_UNFINISHED`] unless set otherwise ([`Rollouts::with_max_unfinished`]).
     max_unfinished: usize,
+    /// The submit-rate buckets of rollout jobs (the leader's own, per tenant).
+    rates: std::sync::Arc<crate::quota::RateLimiter>,
 }
 
 fn key(tenant: &str, path: String) -> Result<Key> {
@@ -489,6 +491,7 @@ impl Rollouts {
             store,
             jobs,
             max_unfinished: MAX_UNFINISHED,
+            rates: std::sync::Arc::default(),
         }
     }
 
