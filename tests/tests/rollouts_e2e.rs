@@ -83,6 +83,33 @@ fn states(r: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The successful audit records of `action` (method and route) on `object` (the request path).
+async fn audited(d: &Fluxd, action: &str, object: &str) -> Vec<Value> {
+    let (s, v) = d.get("/v1/audit", &d.admin).await;
+    assert_eq!(s, 200, "{v}");
+    let recs = v
+        .as_array()
+        .or_else(|| v["records"].as_array())
+        .unwrap_or_else(|| panic!("no records in {v}"));
+    recs.iter()
+        .map(|r| {
+            if r["event"].is_object() {
+                &r["event"]
+            } else {
+                r
+            }
+        })
+        .filter(|e| {
+            e["action"] == action
+                && e["object"] == object
+                && e["status"]
+                    .as_u64()
+                    .is_some_and(|s| (200..300).contains(&s))
+        })
+        .cloned()
+        .collect()
+}
+
 async fn fleet(d: &Fluxd) -> Vec<Proc> {
     let mut agents = Vec::new();
     for n in WEB {
@@ -271,6 +298,21 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
         )
         .await;
     assert_eq!(s, 409, "{body}");
+    // Creation and the retry are audited (the refused second retry is not).
+    assert!(
+        !audited(&d, "POST /v1/rollouts", "/v1/rollouts")
+            .await
+            .is_empty(),
+        "the creation is not audited"
+    );
+    let retries = audited(
+        &d,
+        "POST /v1/rollouts/{id}/retry",
+        &format!("/v1/rollouts/{first_id}/retry"),
+    )
+    .await;
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert_eq!(retries[0]["status"], 201, "{retries:?}");
     let fx = side_effects(dir.path());
     for n in WEB {
         let want = if n == "w3" { 2 } else { 1 };
@@ -386,6 +428,17 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
         st.values().filter(|s| *s == "not_started").count(),
         3,
         "{r}"
+    );
+    let cancels = audited(
+        &d,
+        "POST /v1/rollouts/{id}/cancel",
+        &format!("/v1/rollouts/{id}/cancel"),
+    )
+    .await;
+    assert_eq!(
+        cancels.len(),
+        1,
+        "the cancel is not audited once: {cancels:?}"
     );
 }
 
