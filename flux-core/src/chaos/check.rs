@@ -55,6 +55,14 @@ pub struct RolloutRun {
     pub ended_ns: Option<u128>,
 }
 
+/// The repairs (applies) of the run's desired state, as their side effects recorded them, and
+/// the bound its rollout table sets.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RepairsSeen {
+    pub max_concurrency: usize,
+    pub runs: Vec<RolloutRun>,
+}
+
 /// A rollout driven through the faults, seen after healing.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RolloutSeen {
@@ -97,6 +105,9 @@ pub struct Observations {
     /// The run's schedule, when it had one.
     #[serde(default)]
     pub schedule: Option<ScheduleSeen>,
+    /// The desired state's repairs, when its state has a rollout table.
+    #[serde(default)]
+    pub repairs: Option<RepairsSeen>,
 }
 
 /// A broken invariant, with what shows it.
@@ -119,6 +130,7 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     check_states(obs, &mut out);
     check_collected(obs, &mut out);
     check_rollouts(obs, &mut out);
+    check_repairs(obs, &mut out);
     if let Some(s) = &obs.schedule {
         check_schedule(s, &mut out);
     }
@@ -280,6 +292,37 @@ fn check_rollouts(obs: &Observations, out: &mut Vec<Violation>) {
                 r.rollout_id, r.max_concurrency
             )));
         }
+    }
+}
+
+/// The state's repairs that started after healing (when every target drifted at once, and no
+/// fault kills an apply any more) never overlap more than `max_concurrency`. Repairs started
+/// during the faults are not judged: an apply orphaned by a killed agent may still run after
+/// the control plane let its slot go.
+fn check_repairs(obs: &Observations, out: &mut Vec<Violation>) {
+    let Some(r) = &obs.repairs else {
+        return;
+    };
+    let healed_ns = obs.healed_at as u128 * 1_000_000;
+    let mut ev: Vec<(u128, i32)> = Vec::new();
+    for run in r.runs.iter().filter(|x| x.started_ns >= healed_ns) {
+        ev.push((run.started_ns, 1));
+        ev.push((run.ended_ns.unwrap_or(u128::MAX), -1));
+    }
+    ev.sort();
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in ev {
+        cur += d;
+        max = max.max(cur);
+    }
+    if max as usize > r.max_concurrency {
+        out.push(violation(
+            Invariant::StateRepairsBounded,
+            format!(
+                "{max} repairs of the desired state ran at once after healing, its max_concurrency is {}",
+                r.max_concurrency
+            ),
+        ));
     }
 }
 
@@ -544,7 +587,48 @@ mod tests {
                 missed: 1,
                 last_slot: Some(4000),
             }),
+            repairs: None,
         }
+    }
+
+    #[test]
+    fn state_repairs_above_the_concurrency_after_healing_are_a_violation() {
+        let ms = 1_000_000u128;
+        let run = |node: &str, s: u128, e: Option<u128>| RolloutRun {
+            node_id: node.into(),
+            started_ns: s * ms,
+            ended_ns: e.map(|e| e * ms),
+        };
+        let mut obs = clean();
+        // Before healing (100 ms) three ran together: not judged. After: two at once, at most.
+        obs.repairs = Some(RepairsSeen {
+            max_concurrency: 2,
+            runs: vec![
+                run("a", 10, Some(50)),
+                run("b", 10, Some(50)),
+                run("c", 10, None),
+                run("a", 200, Some(300)),
+                run("b", 250, Some(350)),
+                run("c", 300, Some(400)),
+            ],
+        });
+        assert!(check(&obs).is_empty(), "{:?}", check(&obs));
+        // A third repair while two still run.
+        obs.repairs
+            .as_mut()
+            .unwrap()
+            .runs
+            .push(run("d", 260, Some(270)));
+        let v = check(&obs);
+        assert_eq!(invariants(&v), vec!["state_repairs_bounded"], "{v:?}");
+        assert!(v[0].detail.contains("3 repairs"), "{v:?}");
+        // One that never ended after healing holds its slot for ever.
+        let mut obs = clean();
+        obs.repairs = Some(RepairsSeen {
+            max_concurrency: 1,
+            runs: vec![run("a", 200, None), run("b", 900, Some(950))],
+        });
+        assert_eq!(invariants(&check(&obs)), vec!["state_repairs_bounded"]);
     }
 
     #[test]

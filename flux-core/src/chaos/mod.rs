@@ -28,7 +28,10 @@
 //!   finished when read, and none was one the workload had been acknowledged and still checks;
 //! - a rollout driven through the faults starts no target twice, loses none once it finished
 //!   (every target has a recorded outcome, and a succeeded one ran), and never runs more than
-//!   its `max_concurrency` at once, measured from the targets' own side effects.
+//!   its `max_concurrency` at once, measured from the targets' own side effects;
+//! - after healing, when every target of the desired state drifted at once, never more of its
+//!   repairs run at once than its rollout table's `max_concurrency`, measured from the
+//!   applies' own side effects.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +41,8 @@ pub mod schedule;
 
 pub use crate::history::{HistoryEvent, parse_history};
 pub use check::{
-    FailoverSeen, JobSeen, Observations, RolloutRun, RolloutSeen, ScheduleSeen, TargetSeen,
-    Violation, check,
+    FailoverSeen, JobSeen, Observations, RepairsSeen, RolloutRun, RolloutSeen, ScheduleSeen,
+    TargetSeen, Violation, check,
 };
 pub use schedule::{WARMUP_MS, schedule};
 
@@ -156,11 +159,15 @@ pub enum Invariant {
     /// The run's schedule started exactly one job per slot it fired, and every slot from its
     /// first to its last either fired or was counted missed.
     ScheduleFiredOncePerSlot,
+    /// After healing, when every target of the run's desired state drifted at once, never
+    /// more of its repairs ran at once than its rollout's `max_concurrency` (from the applies'
+    /// own side effects).
+    StateRepairsBounded,
 }
 
 impl Invariant {
     /// The invariants, in report order.
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::AcknowledgedJobsKept,
         Invariant::JobsSucceeded,
         Invariant::WorkAccountedFor,
@@ -171,6 +178,7 @@ impl Invariant {
         Invariant::NothingLiveCollected,
         Invariant::RolloutTargetsOnce,
         Invariant::ScheduleFiredOncePerSlot,
+        Invariant::StateRepairsBounded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -185,6 +193,7 @@ impl Invariant {
             Invariant::NothingLiveCollected => "nothing_live_collected",
             Invariant::RolloutTargetsOnce => "rollout_targets_once",
             Invariant::ScheduleFiredOncePerSlot => "schedule_fired_once_per_slot",
+            Invariant::StateRepairsBounded => "state_repairs_bounded",
         }
     }
 }

@@ -240,6 +240,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
             .collect(),
         rollouts: rollout_seen,
         schedule: Some(schedule),
+        repairs: Some(workload::observe_repairs(work)),
     };
     drop(cluster);
     Ok(judge(o, &obs, faults, workload, torn))

@@ -117,8 +117,15 @@ async fn submit_one(api: &ApiClient, req: &SubmitJob) -> Option<String> {
     None
 }
 
+/// Repairs of the run's state at once (its rollout table), judged by `state_repairs_bounded`.
+pub(super) const STATE_REPAIRS_AT_ONCE: u32 = 2;
+
+/// Declares the run's desired state over the labelled agents: its apply touches the agent's
+/// mark and records its start and end under `work/repairs/<node>`; its rollout table bounds
+/// the repairs at once (and tolerates every failure the faults cause).
 pub(super) async fn declare_state(api: &ApiClient, work: &Path) -> Result<()> {
     let marks = work.join("marks");
+    let repairs = work.join("repairs");
     let spec = StateSpec {
         name: STATE.into(),
         targets: Targets {
@@ -127,14 +134,20 @@ pub(super) async fn declare_state(api: &ApiClient, work: &Path) -> Result<()> {
         },
         check: format!("test -f '{}/'\"$FLUX_NODE_ID\"", marks.display()),
         apply: format!(
-            "mkdir -p '{0}' && touch '{0}/'\"$FLUX_NODE_ID\"",
-            marks.display()
+            "mkdir -p '{0}' '{1}' && f='{1}/'\"$FLUX_NODE_ID\" && echo start $(date +%s%N) >> \"$f\" && touch '{0}/'\"$FLUX_NODE_ID\" && sleep 0.3 && echo end $(date +%s%N) >> \"$f\"",
+            marks.display(),
+            repairs.display()
         ),
         interval_secs: 1,
         timeout_secs: 10,
         env: BTreeMap::new(),
         desired_exit_code: 0,
-        rollout: None,
+        rollout: Some(flux_core::state::StateRollout {
+            max_concurrency: Some(flux_core::rollout::LimitSpec::Count(
+                STATE_REPAIRS_AT_ONCE.into(),
+            )),
+            max_errors: Some(flux_core::rollout::LimitSpec::Count(1_000_000)),
+        }),
     };
     let _: StateView = api
         .call(
@@ -328,31 +341,10 @@ pub(super) async fn start_rollout(
     Ok(Some(r.rollout_id))
 }
 
-/// What became of the rollout once the faults are over: its record (waiting up to `patience`
-/// for it to finish) and the runs its targets wrote.
-pub(super) async fn observe_rollout(
-    api: &ApiClient,
-    work: &Path,
-    id: &str,
-    patience: Duration,
-) -> flux_core::chaos::RolloutSeen {
-    let deadline = Instant::now() + patience;
-    let mut last: Option<flux_core::rollout::Rollout> = None;
-    while Instant::now() < deadline {
-        if let Ok(r) = api
-            .get::<flux_core::rollout::Rollout>(&format!("/v1/rollouts/{id}"))
-            .await
-        {
-            let done = r.status.is_finished();
-            last = Some(r);
-            if done {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// The runs recorded under `dir`, one file per node of `start <ns>` and `end <ns>` lines.
+fn read_runs(dir: &Path) -> Vec<flux_core::chaos::RolloutRun> {
     let mut runs = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(work.join("rollout")) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let node = e.file_name().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -377,6 +369,41 @@ pub(super) async fn observe_rollout(
             }
         }
     }
+    runs
+}
+
+/// The repairs of the run's state, as their side effects recorded them.
+pub(super) fn observe_repairs(work: &Path) -> flux_core::chaos::RepairsSeen {
+    flux_core::chaos::RepairsSeen {
+        max_concurrency: STATE_REPAIRS_AT_ONCE as usize,
+        runs: read_runs(&work.join("repairs")),
+    }
+}
+
+/// What became of the rollout once the faults are over: its record (waiting up to `patience`
+/// for it to finish) and the runs its targets wrote.
+pub(super) async fn observe_rollout(
+    api: &ApiClient,
+    work: &Path,
+    id: &str,
+    patience: Duration,
+) -> flux_core::chaos::RolloutSeen {
+    let deadline = Instant::now() + patience;
+    let mut last: Option<flux_core::rollout::Rollout> = None;
+    while Instant::now() < deadline {
+        if let Ok(r) = api
+            .get::<flux_core::rollout::Rollout>(&format!("/v1/rollouts/{id}"))
+            .await
+        {
+            let done = r.status.is_finished();
+            last = Some(r);
+            if done {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let runs = read_runs(&work.join("rollout"));
     flux_core::chaos::RolloutSeen {
         rollout_id: id.to_string(),
         max_concurrency: last.as_ref().map_or(1, |r| r.params.max_concurrency),
