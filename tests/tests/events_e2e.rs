@@ -157,11 +157,27 @@ async fn every_event_type_arrives_in_revision_order() {
     .await;
     put_state(&d, "fine", "ev-1", "true", "true").await;
     put_state(&d, "broken", "ev-1", "false", "false").await;
+    // A state whose rollout allows no failed repair: its first one halts it.
+    let (s, v) = send(
+        d.req(Method::PUT, "/v1/states/halting", &d.admin)
+            .json(&json!({
+                "name": "halting",
+                "targets": {"agents": ["ev-1"]},
+                "check": "false",
+                "apply": "false",
+                "interval_secs": 1,
+                "timeout_secs": 10,
+                "rollout": {"max_concurrency": 1, "max_errors": 0},
+            })),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
     live.wait_for(&[
         "state.compliant",
         "state.drifted",
         "state.repaired",
         "state.failed",
+        "state.halted",
     ])
     .await;
     let doomed = d.token("default", "viewer", None).await;
