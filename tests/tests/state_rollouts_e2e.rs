@@ -144,6 +144,16 @@ async fn a_states_rollout_bounds_its_concurrent_applies() {
         "60% of 5, rounded up: {v}"
     );
 
+    // Resuming a state that is not halted changes nothing, and is no audit record.
+    let o = d.fluxctl(&d.admin, &["state", "resume", "web"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("was not halted"), "{}", stdout(&o));
+    let (_, audit) = d.get("/v1/audit", &d.admin).await;
+    assert!(
+        !audit.to_string().contains("/v1/states/web/resume"),
+        "{audit}"
+    );
+
     // Bad limits: refused naming the field, nothing applied.
     for (bad, field) in [
         ("max_concurrency = \"150%\"", "rollout.max_concurrency"),

@@ -24,6 +24,8 @@ pub async fn run(ctx: &Ctx, cmd: StateCmd) -> CliResult {
     let StateCmd::Resume { name } = cmd;
     states::check_name(&name)?;
     let api = ctx.client()?;
+    let before: StateView = api.get(&format!("/v1/states/{name}")).await?;
+    let was_halted = before.rollout.as_ref().is_some_and(|r| r.halted);
     let v: StateView = api
         .post(&format!("/v1/states/{name}/resume"), &json!({}))
         .await?;
@@ -33,6 +35,9 @@ pub async fn run(ctx: &Ctx, cmd: StateCmd) -> CliResult {
             let r = v.rollout.as_ref();
             match r {
                 Some(r) if r.halted => format!("state {} is still halted\n", v.name),
+                Some(_) if !was_halted => {
+                    format!("state {} was not halted: nothing to resume\n", v.name)
+                }
                 Some(r) => format!(
                     "state {} resumed: up to {} repairs at once, {} more failed repairs allowed\n",
                     v.name,
