@@ -698,3 +698,100 @@ async fn two_hundred_targets_advance_in_one_pass_and_one_batch() {
     // Settled: the reconciler waits for no job now.
     assert!(!rec.concerns(&change(keys::job(&jobs[17].job_id))));
 }
+
+/// A state with `rollout = { max_concurrency = 1, max_errors = 0 }` over three drifted
+/// targets: one apply at a time (the others held, counted), and its first failed repair halts
+/// remediation: the halt record is written, fenced (a superseded leader writes none), and no
+/// further apply is submitted while passes go on. A new version lifts it.
+#[tokio::test]
+async fn a_states_rollout_bounds_applies_and_a_fenced_halt_stops_them() {
+    let e = env().await;
+    let old = e.store.next_epoch().await.unwrap();
+    let agents = ["a1", "a2", "a3"];
+    for a in agents {
+        register(&e, TENANT, a, T0).await;
+    }
+    let mut s = spec("web", "a1");
+    s.targets.agents = agents.iter().map(|a| a.to_string()).collect();
+    s.rollout = Some(flux_core::state::StateRollout {
+        max_concurrency: Some(flux_core::rollout::LimitSpec::Count(1)),
+        max_errors: Some(flux_core::rollout::LimitSpec::Count(0)),
+    });
+    e.rec
+        .put(TENANT, "alice", s.clone(), Expect::Absent, T0)
+        .await
+        .unwrap();
+    let epoch = e.store.next_epoch().await.unwrap();
+    // Checks everywhere, all drifted.
+    e.rec.pass(TENANT, epoch, T0).await.unwrap();
+    let mut applies = 0;
+    for a in agents {
+        let ran = run_jobs(&e, epoch, a, T0, |_| 1).await;
+        assert_eq!(ran, vec!["check"]);
+    }
+    // One apply; two held.
+    let t = e.rec.pass(TENANT, epoch, T0 + 1).await.unwrap();
+    assert_eq!(t.held, 2, "{t:?}");
+    let halt = Key::new(TENANT, keys::state_rollout("web")).unwrap();
+    // A superseded leader's pass (the apply fails first) writes no halt.
+    for a in agents {
+        applies += run_jobs(&e, epoch, a, T0 + 1, |_| 1)
+            .await
+            .iter()
+            .filter(|c| *c == "apply")
+            .count();
+    }
+    assert_eq!(applies, 1);
+    let err = e.rec.pass(TENANT, old, T0 + 2).await.unwrap_err();
+    assert!(
+        matches!(err, StateError::Store(StoreError::Fenced { .. })),
+        "{err:?}"
+    );
+    assert!(e.store.get(&halt).await.unwrap().is_none());
+    // The leader's pass records the halt; later passes start no apply.
+    e.rec.pass(TENANT, epoch, T0 + 2).await.unwrap();
+    assert!(e.store.get(&halt).await.unwrap().is_some());
+    let v = e.rec.get(TENANT, "web").await.unwrap();
+    let r = v.rollout.unwrap();
+    assert!(r.halted && r.failed_repairs == 1, "{r:?}");
+    for i in 3..40 {
+        let now = T0 + i * 1000;
+        e.rec.pass(TENANT, epoch, now).await.unwrap();
+        for a in agents {
+            applies += run_jobs(&e, epoch, a, now, |_| 1)
+                .await
+                .iter()
+                .filter(|c| *c == "apply")
+                .count();
+        }
+    }
+    assert_eq!(applies, 1, "applies after the halt");
+    // A new version: remediation goes on (one at a time again).
+    s.apply = "apply2".into();
+    e.rec
+        .put(TENANT, "alice", s, Expect::Any, T0 + 50_000)
+        .await
+        .unwrap();
+    let mut after = 0;
+    for i in 0..6 {
+        let now = T0 + 50_000 + i;
+        e.rec.pass(TENANT, epoch, now).await.unwrap();
+        for a in agents {
+            after += run_jobs(&e, epoch, a, now, |_| 1)
+                .await
+                .iter()
+                .filter(|c| *c == "apply2")
+                .count();
+        }
+    }
+    assert_eq!(after, 1, "the new version's first failure halts it again");
+    assert!(
+        e.rec
+            .get(TENANT, "web")
+            .await
+            .unwrap()
+            .rollout
+            .unwrap()
+            .halted
+    );
+}
