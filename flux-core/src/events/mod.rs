@@ -1,6 +1,8 @@
 //! The tenant's event log: one record per change worth telling (a job submitted, started or
 //! finished; an agent registered, online, unreachable or dead; a desired state compliant,
-//! drifted, repaired or failed; a token revoked), written in the same store transaction as the
+//! drifted, repaired or failed; a token revoked; a rollout created, paused, resumed, halted or
+//! finished, one of its targets started or finished; a schedule's slot fired, skipped or
+//! missed), written in the same store transaction as the
 //! change it reports.
 //!
 //! A writer adds an event to its transaction with [`record`]; the store places it with an
@@ -15,14 +17,17 @@
 //!
 //! Guarantees:
 //! - An event exists if and only if the change it reports committed (same transaction), so the
-//!   log never misses nor invents a change written through [`record`]. Exception: a token
-//!   revocation is kept in the cluster's own tenant, which one transaction cannot join with the
-//!   tenant's log; its event is written right after it (a crash between the two loses the event).
+//!   log never misses nor invents a change written through [`record`]. A token revocation is
+//!   kept in the cluster's own tenant, which one transaction cannot join with the tenant's log:
+//!   its event is staged in the revocation's transaction and moved into the log exactly once
+//!   afterwards ([`outbox`]), by the revoking call or the leader's next sweep.
 //! - Events are read in commit order; [`read`] after a position returns each later event once.
 //! - A read after a position below the floor fails with [`EventError::Gone`]; it never silently
 //!   skips collected events.
 //! - Filters ([`Filter`]) are checked on plain data; unknown types are refused by name.
 
+pub mod kinds;
+pub mod outbox;
 pub mod sse;
 
 use std::collections::BTreeMap;
@@ -52,6 +57,16 @@ pub const TYPES: &[&str] = &[
     "state.repaired",
     "state.failed",
     "token.revoked",
+    "rollout.created",
+    "rollout.target_started",
+    "rollout.target_finished",
+    "rollout.paused",
+    "rollout.resumed",
+    "rollout.halted",
+    "rollout.finished",
+    "schedule.fired",
+    "schedule.skipped",
+    "schedule.missed",
 ];
 
 /// Default most events kept per tenant.
