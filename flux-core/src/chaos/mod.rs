@@ -28,13 +28,16 @@
 //!   finished when read, and none was one the workload had been acknowledged and still checks;
 //! - a rollout driven through the faults starts no target twice, loses none once it finished
 //!   (every target has a recorded outcome, and a succeeded one ran), and never runs more than
-//!   its `max_concurrency` at once, measured from the targets' own side effects.
+//!   its `max_concurrency` at once, measured from the targets' own side effects;
+//! - every event the run's webhook takes reached its receiver at least once, first deliveries
+//!   in log order per object, each event under one delivery id ([`webhook`]).
 
 use serde::{Deserialize, Serialize};
 
 pub mod check;
 pub mod faultproxy;
 pub mod schedule;
+pub mod webhook;
 
 pub use crate::history::{HistoryEvent, parse_history};
 pub use check::{
@@ -42,6 +45,7 @@ pub use check::{
     Violation, check,
 };
 pub use schedule::{WARMUP_MS, schedule};
+pub use webhook::{Receipt, WebhookSeen};
 
 /// A kind of fault a chaos run injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -156,11 +160,14 @@ pub enum Invariant {
     /// The run's schedule started exactly one job per slot it fired, and every slot from its
     /// first to its last either fired or was counted missed.
     ScheduleFiredOncePerSlot,
+    /// Every event the run's webhook takes reached the receiver at least once, in log order
+    /// per object, under one delivery id each, signed.
+    WebhookDeliveredAtLeastOnce,
 }
 
 impl Invariant {
     /// The invariants, in report order.
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::AcknowledgedJobsKept,
         Invariant::JobsSucceeded,
         Invariant::WorkAccountedFor,
@@ -171,6 +178,7 @@ impl Invariant {
         Invariant::NothingLiveCollected,
         Invariant::RolloutTargetsOnce,
         Invariant::ScheduleFiredOncePerSlot,
+        Invariant::WebhookDeliveredAtLeastOnce,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -185,6 +193,7 @@ impl Invariant {
             Invariant::NothingLiveCollected => "nothing_live_collected",
             Invariant::RolloutTargetsOnce => "rollout_targets_once",
             Invariant::ScheduleFiredOncePerSlot => "schedule_fired_once_per_slot",
+            Invariant::WebhookDeliveredAtLeastOnce => "webhook_delivered_at_least_once",
         }
     }
 }

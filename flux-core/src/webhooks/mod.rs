@@ -135,6 +135,9 @@ pub struct WebhookView {
     pub max_attempts: u32,
     pub created_at: Millis,
     pub created_by: String,
+    /// Events after this id are delivered (the log's head at creation).
+    #[serde(default)]
+    pub start: String,
     /// The event id delivered (or given up) up to.
     pub delivered_to: String,
     /// Attempts made on the next event so far, and the last error.
@@ -451,6 +454,7 @@ impl Webhook {
             max_attempts: self.max_attempts,
             created_at: self.created_at,
             created_by: self.created_by.clone(),
+            start: self.start.clone(),
             delivered_to: if cursor.after.is_empty() {
                 self.start.clone()
             } else {
