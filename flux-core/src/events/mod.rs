@@ -463,9 +463,11 @@ pub async fn collect(
         st.count += fresh.len() as u64;
         st.counted_to = Some(last.key.path().to_string());
     }
-    let page = store
-        .list_range(tenant, &Range::first(EVENTS, batch))
+    // One past the batch: whether the last revision read goes on beyond it.
+    let full = store
+        .list_range(tenant, &Range::first(EVENTS, batch + 1))
         .await?;
+    let page = &full[..full.len().min(batch)];
     // Only counted events may go, so that the count stays exact; and none that a webhook has
     // still to deliver (each gives up on an event after its attempts, so this is bounded).
     let pending = crate::webhooks::oldest_pending(store, tenant)
@@ -503,11 +505,11 @@ pub async fn collect(
     let mut n = to_collect(&times, st.count, bounds, now)
         .min(guarded)
         .max(to_collect(&times, st.count, hard, now));
-    let rev = |i: usize| Position::of_path(page[i].key.path()).map(|p| p.revision);
-    if n > 0 && n < page.len() {
-        while n > 0 && rev(n) == rev(n - 1) {
-            n -= 1;
-        }
+    // Whole revisions only: back off while the next event (read or not) shares the
+    // revision of the last one to go, so the floor never leaves part of a revision behind.
+    let rev = |i: usize| Position::of_path(full[i].key.path()).map(|p| p.revision);
+    while n > 0 && n < full.len() && rev(n) == rev(n - 1) {
+        n -= 1;
     }
     if n == 0 && !counted_more {
         return Ok(0);
@@ -581,6 +583,56 @@ mod tests {
             "collected down to twice the bound, not to the bound"
         );
         assert_eq!(store.list("t", EVENTS).await.unwrap().len(), 10);
+    }
+
+    /// A batch that ends inside a revision collects only the whole revisions before it: no
+    /// event is left at or below the floor (where a reader starting at the floor would never
+    /// see it).
+    #[tokio::test]
+    async fn collection_takes_whole_revisions_even_when_the_batch_ends_inside_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        for r in 0..3 {
+            let mut txn = Txn::new().put(
+                Key::new("t", format!("jobs/j{r}")).unwrap(),
+                b"{}".to_vec(),
+                Expect::Absent,
+            );
+            for i in 0..3 {
+                record(
+                    &mut txn,
+                    "t",
+                    &Event::new("job.submitted", format!("j{r}.{i}"), 1),
+                )
+                .unwrap();
+            }
+            store.commit(txn).await.unwrap();
+        }
+        let bounds = Bounds {
+            max_events: 0,
+            max_age_ms: u64::MAX / 4,
+        };
+        for _ in 0..4 {
+            collect(store.as_ref(), "t", epoch, bounds, 4, 2)
+                .await
+                .unwrap();
+            let (floor, _) = floor(store.as_ref(), "t").await.unwrap();
+            let left: Vec<Position> = store
+                .list("t", EVENTS)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|e| Position::of_path(e.key.path()))
+                .collect();
+            assert!(
+                left.iter().all(|p| p.revision > floor),
+                "events at or below the floor {floor}: {left:?}"
+            );
+            assert_eq!(left.len() % 3, 0, "whole revisions: {left:?}");
+        }
     }
 
     fn ev(kind: &'static str, object: &str) -> Event {

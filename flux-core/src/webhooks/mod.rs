@@ -490,35 +490,71 @@ pub async fn create(
 ) -> Result<(WebhookView, Option<String>)> {
     let head = events::head(store, tenant).await?;
     let (hook, secret) = validate(req, allow_private, by, now, head)?;
-    let have = store
-        .list_range(tenant, &Range::first(WEBHOOKS, MAX_WEBHOOKS + 1))
-        .await?;
-    if have.len() >= MAX_WEBHOOKS {
-        return Err(WebhookError::Invalid(format!(
-            "name: a tenant has at most {MAX_WEBHOOKS} webhooks"
-        )));
+    let mut last = None;
+    for _ in 0..CAS_RETRIES {
+        if load::<Webhook>(store, &webhook_key(tenant, &hook.name)?)
+            .await?
+            .is_some()
+        {
+            return Err(WebhookError::Exists(hook.name));
+        }
+        // The count is checked and raised in the creating transaction, under CAS: of two
+        // creations racing at the limit, one commits and the other reads again.
+        let (count, cv) = count(store, tenant).await?;
+        if count >= MAX_WEBHOOKS as u64 {
+            return Err(WebhookError::Invalid(format!(
+                "name: a tenant has at most {MAX_WEBHOOKS} webhooks"
+            )));
+        }
+        let txn = Txn::new()
+            .put(
+                webhook_key(tenant, &hook.name)?,
+                serde_json::to_vec(&hook).expect("webhooks serialize"),
+                Expect::Absent,
+            )
+            .put(
+                cursor_key(tenant, &hook.name)?,
+                serde_json::to_vec(&Cursor {
+                    after: hook.start.clone(),
+                    ..Cursor::default()
+                })
+                .expect("cursors serialize"),
+                Expect::Any,
+            )
+            .put(
+                key(tenant, COUNT.to_string())?,
+                (count + 1).to_string().into_bytes(),
+                cv.map_or(Expect::Absent, Expect::Version),
+            );
+        match store.commit(txn).await {
+            Ok(_) => return Ok((hook.view(&Cursor::default(), vec![]), secret)),
+            Err(e @ StoreError::Conflict { .. }) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
     }
-    let txn = Txn::new()
-        .put(
-            webhook_key(tenant, &hook.name)?,
-            serde_json::to_vec(&hook).expect("webhooks serialize"),
-            Expect::Absent,
-        )
-        .put(
-            cursor_key(tenant, &hook.name)?,
-            serde_json::to_vec(&Cursor {
-                after: hook.start.clone(),
-                ..Cursor::default()
-            })
-            .expect("cursors serialize"),
-            Expect::Any,
-        );
-    match store.commit(txn).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict { .. }) => return Err(WebhookError::Exists(hook.name)),
-        Err(e) => return Err(e.into()),
+    Err(last.map_or_else(
+        || WebhookError::Invalid("name: webhooks are changing too fast; retry".into()),
+        WebhookError::Store,
+    ))
+}
+
+/// The record counting a tenant's webhooks (kept by create and delete, under CAS).
+pub const COUNT: &str = "webhook_count";
+/// Attempts of a create or delete that meets a concurrent change.
+const CAS_RETRIES: usize = 16;
+
+/// The tenant's webhook count and its record's version; without a record (webhooks made
+/// before it existed), the count of the stored webhooks.
+async fn count(store: &dyn Store, tenant: &str) -> Result<(u64, Option<Version>)> {
+    let k = key(tenant, COUNT.to_string())?;
+    match store.get(&k).await? {
+        Some(v) => std::str::from_utf8(&v.value)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .map(|n| (n, Some(v.version)))
+            .ok_or_else(|| WebhookError::Corrupt(k.to_string())),
+        None => Ok((all_under(store, tenant, WEBHOOKS).await?.len() as u64, None)),
     }
-    Ok((hook.view(&Cursor::default(), vec![]), secret))
 }
 
 /// The stored webhook `name`.
@@ -573,33 +609,49 @@ pub async fn get(store: &dyn Store, tenant: &str, name: &str) -> Result<WebhookV
     Ok(w.view(&c, ds))
 }
 
-/// Deletes a webhook, its cursor and its delivery records.
+/// Deletes a webhook, its cursor and its delivery records, and lowers the count, in one
+/// transaction.
 pub async fn delete(store: &dyn Store, tenant: &str, name: &str) -> Result<()> {
-    load_webhook(store, tenant, name).await?;
-    let mut txn = Txn::new()
-        .delete(webhook_key(tenant, name)?, Expect::Any)
-        .delete(cursor_key(tenant, name)?, Expect::Any);
-    for e in store
-        .list_range(
-            tenant,
-            &Range::first(format!("{DELIVERIES}{name}/"), RECENT as usize),
-        )
-        .await?
-    {
-        txn = txn.delete(e.key, Expect::Any);
+    let mut last = None;
+    for _ in 0..CAS_RETRIES {
+        let Some((_, hv)) = load::<Webhook>(store, &webhook_key(tenant, name)?).await? else {
+            return Err(WebhookError::NotFound(name.chars().take(63).collect()));
+        };
+        let (count, cv) = count(store, tenant).await?;
+        let mut txn = Txn::new()
+            .delete(webhook_key(tenant, name)?, Expect::Version(hv))
+            .delete(cursor_key(tenant, name)?, Expect::Any)
+            .put(
+                key(tenant, COUNT.to_string())?,
+                count.saturating_sub(1).to_string().into_bytes(),
+                cv.map_or(Expect::Absent, Expect::Version),
+            );
+        for e in store
+            .list_range(
+                tenant,
+                &Range::first(format!("{DELIVERIES}{name}/"), RECENT as usize + 1),
+            )
+            .await?
+        {
+            txn = txn.delete(e.key, Expect::Any);
+        }
+        match store.commit(txn).await {
+            Ok(_) => return Ok(()),
+            Err(e @ StoreError::Conflict { .. }) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
     }
-    store.commit(txn).await?;
-    Ok(())
+    Err(last.map_or_else(
+        || WebhookError::Invalid("name: webhooks are changing too fast; retry".into()),
+        WebhookError::Store,
+    ))
 }
 
 /// The oldest position some webhook of the tenant still has to deliver after (retention keeps
 /// every event after it), `None` without webhooks.
 pub async fn oldest_pending(store: &dyn Store, tenant: &str) -> Result<Option<Position>> {
     let mut min: Option<Position> = None;
-    for e in store
-        .list_range(tenant, &Range::first(CURSORS, MAX_WEBHOOKS))
-        .await?
-    {
+    for e in all_under(store, tenant, CURSORS).await? {
         let c: Cursor = serde_json::from_slice(&e.value)
             .map_err(|_| WebhookError::Corrupt(e.key.to_string()))?;
         let p = Position::parse(&c.after).unwrap_or_default();
@@ -958,10 +1010,31 @@ pub async fn test(
     Ok(send(&client, &hook, cfg, &payload).await)
 }
 
-/// Names of the tenant's webhooks.
+/// Every entry under `prefix`, read in pages of [`MAX_WEBHOOKS`] (a tenant holds about that
+/// many webhooks, but none may be missed by the deliverer or retention's guard).
+async fn all_under(
+    store: &dyn Store,
+    tenant: &str,
+    prefix: &str,
+) -> Result<Vec<crate::store::Entry>> {
+    let mut out: Vec<crate::store::Entry> = Vec::new();
+    loop {
+        let mut range = Range::first(prefix, MAX_WEBHOOKS);
+        if let Some(last) = out.last() {
+            range = range.after(last.key.path().to_string());
+        }
+        let page = store.list_range(tenant, &range).await?;
+        let done = page.len() < MAX_WEBHOOKS;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Names of the tenant's webhooks, all of them.
 pub async fn names(store: &dyn Store, tenant: &str) -> Result<Vec<String>> {
-    Ok(store
-        .list_range(tenant, &Range::first(WEBHOOKS, MAX_WEBHOOKS))
+    Ok(all_under(store, tenant, WEBHOOKS)
         .await?
         .into_iter()
         .filter_map(|e| e.key.path().strip_prefix(WEBHOOKS).map(str::to_string))
@@ -1097,6 +1170,99 @@ mod tests {
         let f = Filter::default().with_types("agent.*").unwrap();
         let (skipped, next) = next_to_send(&page, &f);
         assert_eq!((skipped.map(|p| p.revision), next), (Some(3), None));
+    }
+}
+
+#[cfg(test)]
+mod paging {
+    use super::*;
+
+    /// More webhooks than one page (a tenant over the limit, as a restore or an older release
+    /// may leave): the deliverer sees every one, and retention's guard every cursor.
+    #[tokio::test]
+    async fn the_deliverer_and_the_guard_see_past_the_first_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        for i in 0..=MAX_WEBHOOKS {
+            let name = format!("w{i:03}");
+            // The last one is the furthest behind.
+            let after = if i == MAX_WEBHOOKS { "3.0" } else { "9.0" };
+            let txn = Txn::new()
+                .put(
+                    webhook_key("t", &name).unwrap(),
+                    b"{}".to_vec(),
+                    Expect::Absent,
+                )
+                .put(
+                    cursor_key("t", &name).unwrap(),
+                    serde_json::to_vec(&Cursor {
+                        after: after.into(),
+                        ..Cursor::default()
+                    })
+                    .unwrap(),
+                    Expect::Absent,
+                );
+            store.commit(txn).await.unwrap();
+        }
+        let ns = names(store.as_ref(), "t").await.unwrap();
+        assert_eq!(ns.len(), MAX_WEBHOOKS + 1);
+        assert_eq!(ns.last().map(String::as_str), Some("w100"));
+        assert_eq!(
+            oldest_pending(store.as_ref(), "t").await.unwrap(),
+            Some(Position::parse("3.0").unwrap())
+        );
+    }
+}
+
+#[cfg(test)]
+mod limit {
+    use super::*;
+
+    fn req(i: usize) -> CreateWebhook {
+        CreateWebhook {
+            name: format!("w{i:03}"),
+            url: "https://hooks.example.com/x".into(),
+            ..CreateWebhook::default()
+        }
+    }
+
+    /// Ten creations racing at 99 webhooks: exactly one more is made (the count is checked in
+    /// the creating transaction); a deletion frees a place for the next.
+    #[tokio::test]
+    async fn creations_racing_at_the_limit_make_no_more_than_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let s = store.as_ref();
+        for i in 0..MAX_WEBHOOKS - 1 {
+            create(s, "t", &req(i), false, "admin", 1).await.unwrap();
+        }
+        let reqs: Vec<CreateWebhook> = (0..10).map(|i| req(500 + i)).collect();
+        let racing: Vec<_> = reqs
+            .iter()
+            .map(|r| create(s, "t", r, false, "admin", 1))
+            .collect();
+        let results = futures::future::join_all(racing).await;
+        let made = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(made, 1, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .all(|e| matches!(e, WebhookError::Invalid(m) if m.contains("at most")))
+        );
+        assert_eq!(names(s, "t").await.unwrap().len(), MAX_WEBHOOKS);
+        assert!(create(s, "t", &req(900), false, "admin", 1).await.is_err());
+        delete(s, "t", "w000").await.unwrap();
+        create(s, "t", &req(900), false, "admin", 1).await.unwrap();
+        assert_eq!(names(s, "t").await.unwrap().len(), MAX_WEBHOOKS);
+        assert!(matches!(
+            create(s, "t", &req(900), false, "admin", 1).await,
+            Err(WebhookError::Exists(_))
+        ));
     }
 }
 
