@@ -522,6 +522,25 @@ pub async fn collect(
         for e in &page[..n] {
             txn = txn.delete(e.key.clone(), Expect::Version(e.version));
         }
+        if n > guarded {
+            // Past the webhooks' guard: each webhook behind gets a durable `dropped` record
+            // and its cursor moved past what went, in this same transaction.
+            let deleted: Vec<Logged> = page[..n]
+                .iter()
+                .filter_map(|e| {
+                    Some(Logged {
+                        position: Position::of_path(e.key.path())?,
+                        event: serde_json::from_slice(&e.value).ok()?,
+                    })
+                })
+                .collect();
+            crate::webhooks::record_dropped(store, tenant, &deleted, &mut txn, now)
+                .await
+                .map_err(|e| match e {
+                    crate::webhooks::WebhookError::Store(s) => EventError::Store(s),
+                    other => EventError::Corrupt(other.to_string()),
+                })?;
+        }
     }
     txn = txn.put(
         Key::new(tenant, EVENTS_FLOOR)?,

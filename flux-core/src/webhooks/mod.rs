@@ -159,6 +159,19 @@ pub struct Cursor {
     pub last_error: Option<String>,
     /// Deliveries recorded so far (the ring's next slot).
     pub seq: u64,
+    /// Events the log's collection took before they were delivered, not yet told to the
+    /// receiver (a `webhook.dropped` notice is sent before the next event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Dropped>,
+}
+
+/// A run of events collected from the log before a webhook delivered them: the first and the
+/// last event id, and how many of them the webhook takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
 }
 
 /// One delivery's record.
@@ -174,6 +187,12 @@ pub struct Delivery {
     pub response_code: Option<u16>,
     pub error: Option<String>,
     pub at: Millis,
+    /// `dropped`: the first event id of the run collected undelivered (`event_id` is the
+    /// last), and how many events of it the webhook takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// The body of a delivery.
@@ -843,6 +862,9 @@ pub async fn deliver_next(
             None,
         ),
     };
+    if cur.dropped.is_some() {
+        return notify_dropped(store, tenant, epoch, cfg, client, sent_counter, (&hook, hv)).await;
+    }
     let after = Position::parse(&cur.after).unwrap_or_default();
     let page = match events::read(store, tenant, after, 64).await {
         Ok(p) => p,
@@ -894,31 +916,13 @@ pub async fn deliver_next(
                     attempts: 0,
                     last_error: None,
                     seq: cur.seq,
+                    dropped: None,
                 };
                 ignore_conflict(store.commit(commit(c, None)).await)
             }
         };
     };
-    let stale = client.as_ref().is_none_or(|(id, _)| {
-        *id != format!(
-            "{}{}{}",
-            hook.id,
-            hook.url,
-            hook.ca_pem.as_deref().unwrap_or("")
-        )
-    });
-    if stale {
-        *client = Some((
-            format!(
-                "{}{}{}",
-                hook.id,
-                hook.url,
-                hook.ca_pem.as_deref().unwrap_or("")
-            ),
-            client_for(&hook, cfg)?,
-        ));
-    }
-    let http = &client.as_ref().expect("set above").1;
+    let http = current_client(&hook, cfg, client)?;
     let delivery_id = delivery_id(&hook, &l.position);
     let payload = Payload {
         delivery_id: delivery_id.clone(),
@@ -937,6 +941,8 @@ pub async fn deliver_next(
         response_code: sent.code,
         error: sent.error.clone(),
         at: crate::model::now_ms(),
+        from_event: None,
+        count: None,
     };
     if sent.ok || attempts >= hook.max_attempts {
         let status = if sent.ok { "delivered" } else { "failed" };
@@ -945,6 +951,7 @@ pub async fn deliver_next(
             attempts: 0,
             last_error: None,
             seq: cur.seq + 1,
+            dropped: None,
         };
         let step = ignore_conflict(
             store
@@ -964,6 +971,7 @@ pub async fn deliver_next(
         attempts,
         last_error: sent.error.clone(),
         seq: cur.seq,
+        dropped: None,
     };
     match store.commit(commit(c, None)).await {
         Ok(_) | Err(StoreError::Conflict { .. }) => {}
@@ -974,6 +982,182 @@ pub async fn deliver_next(
         cfg.retry_base,
         cfg.retry_cap,
     )))
+}
+
+/// The webhook's client, rebuilt when its record changed.
+fn current_client<'c>(
+    hook: &Webhook,
+    cfg: &DeliveryConfig,
+    client: &'c mut Option<(String, reqwest::Client)>,
+) -> Result<&'c reqwest::Client> {
+    let id = format!(
+        "{}{}{}",
+        hook.id,
+        hook.url,
+        hook.ca_pem.as_deref().unwrap_or("")
+    );
+    if client.as_ref().is_none_or(|(have, _)| *have != id) {
+        *client = Some((id, client_for(hook, cfg)?));
+    }
+    Ok(&client.as_ref().expect("set above").1)
+}
+
+/// The body of the `webhook.dropped` notice of `d` for `hook`.
+pub fn dropped_payload(hook: &Webhook, tenant: &str, d: &Dropped) -> Payload {
+    let at = Position::parse(&d.to).unwrap_or_default();
+    let mut event = events::Event::new("job.submitted", hook.name.clone(), crate::model::now_ms());
+    event.kind = "webhook.dropped".into();
+    event.data = serde_json::json!({ "from": d.from, "to": d.to, "count": d.count });
+    Payload {
+        delivery_id: format!("{}-dropped-{}", &hook.id[..hook.id.len().min(12)], d.to),
+        webhook: hook.name.clone(),
+        tenant: tenant.to_string(),
+        event: EventView {
+            id: at.id(),
+            revision: at.revision,
+            event,
+        },
+    }
+}
+
+/// Sends the webhook's pending `webhook.dropped` notice (retried like an event, given up
+/// after `max_attempts`), then clears it from the cursor under CAS.
+async fn notify_dropped(
+    store: &dyn Store,
+    tenant: &str,
+    epoch: Epoch,
+    cfg: &DeliveryConfig,
+    client: &mut Option<(String, reqwest::Client)>,
+    sent_counter: &(dyn Fn(&str) + Send + Sync),
+    (hook, hv): (&Webhook, Version),
+) -> Result<Step> {
+    let ck = cursor_key(tenant, &hook.name)?;
+    let Some((cur, cv)) = load::<Cursor>(store, &ck).await? else {
+        return Ok(Step::Idle);
+    };
+    let Some(d) = cur.dropped.clone() else {
+        return Ok(Step::Idle);
+    };
+    let http = current_client(hook, cfg, client)?;
+    let sent = send(http, hook, cfg, &dropped_payload(hook, tenant, &d)).await;
+    let attempts = cur.attempts + 1;
+    let done = sent.ok || attempts >= hook.max_attempts;
+    let next = Cursor {
+        attempts: if done { 0 } else { attempts },
+        last_error: if done { None } else { sent.error.clone() },
+        dropped: if done { None } else { Some(d) },
+        ..cur
+    };
+    let txn = Txn::new()
+        .fenced(epoch)
+        .put(
+            ck,
+            serde_json::to_vec(&next).expect("cursors serialize"),
+            Expect::Version(cv),
+        )
+        .check(webhook_key(tenant, &hook.name)?, Expect::Version(hv));
+    let step = ignore_conflict(store.commit(txn).await)?;
+    sent_counter(if sent.ok {
+        "delivered"
+    } else if done {
+        "failed"
+    } else {
+        "retried"
+    });
+    Ok(if done || step == Step::Idle {
+        step
+    } else {
+        Step::Retry(retry_delay(attempts - 1, cfg.retry_base, cfg.retry_cap))
+    })
+}
+
+/// For the log's collection: adds to `txn` (its fenced transaction deleting `deleted`), for
+/// every webhook whose cursor sits before some of `deleted` it takes, a `dropped` delivery
+/// record (from, to, count) and its cursor moved past them with the notice to send, the cursor
+/// under CAS (a delivery racing it makes the collection try again).
+pub async fn record_dropped(
+    store: &dyn Store,
+    tenant: &str,
+    deleted: &[Logged],
+    txn: &mut Txn,
+    now: Millis,
+) -> Result<()> {
+    let Some(last) = deleted.last() else {
+        return Ok(());
+    };
+    for e in all_under(store, tenant, CURSORS).await? {
+        let Some(name) = e.key.path().strip_prefix(CURSORS) else {
+            continue;
+        };
+        let cur: Cursor = serde_json::from_slice(&e.value)
+            .map_err(|_| WebhookError::Corrupt(e.key.to_string()))?;
+        let after = Position::parse(&cur.after).unwrap_or_default();
+        if after >= last.position {
+            continue;
+        }
+        let Some((hook, _)) = load::<Webhook>(store, &webhook_key(tenant, name)?).await? else {
+            continue;
+        };
+        let filter = hook.filter()?;
+        let lost: Vec<&Logged> = deleted
+            .iter()
+            .filter(|l| l.position > after && filter.matches(&l.event))
+            .collect();
+        let (Some(first), Some(end)) = (lost.first(), lost.last()) else {
+            continue;
+        };
+        let run = match &cur.dropped {
+            Some(d) => Dropped {
+                from: d.from.clone(),
+                to: end.position.id(),
+                count: d.count + lost.len() as u64,
+            },
+            None => Dropped {
+                from: first.position.id(),
+                to: end.position.id(),
+                count: lost.len() as u64,
+            },
+        };
+        let record = Delivery {
+            delivery_id: format!(
+                "{}-dropped-{}",
+                &hook.id[..hook.id.len().min(12)],
+                end.position.id()
+            ),
+            event_id: end.position.id(),
+            kind: "webhook.dropped".into(),
+            status: "dropped".into(),
+            attempts: 0,
+            response_code: None,
+            error: Some(format!(
+                "{} events from {} to {} were collected from the log before delivery",
+                lost.len(),
+                first.position.id(),
+                end.position.id()
+            )),
+            at: now,
+            from_event: Some(first.position.id()),
+            count: Some(lost.len() as u64),
+        };
+        let next = Cursor {
+            after: end.position.id(),
+            attempts: 0,
+            last_error: None,
+            seq: cur.seq + 1,
+            dropped: Some(run),
+        };
+        txn.ops.push(crate::store::Op::Put {
+            key: e.key.clone(),
+            value: serde_json::to_vec(&next).expect("cursors serialize"),
+            expect: Expect::Version(e.version),
+        });
+        txn.ops.push(crate::store::Op::Put {
+            key: delivery_key(tenant, name, cur.seq % RECENT)?,
+            value: serde_json::to_vec(&record).expect("deliveries serialize"),
+            expect: Expect::Any,
+        });
+    }
+    Ok(())
 }
 
 fn ignore_conflict(r: std::result::Result<Version, StoreError>) -> Result<Step> {
@@ -1275,5 +1459,134 @@ mod vector {
             super::signature(&"k".repeat(16), "d-1", 100, b"{}"),
             "sha256=2bda518f09da56821d50d9522e6aa76b473953dee4f085d5454c9565e92b9db8"
         );
+    }
+}
+
+#[cfg(test)]
+mod dropped {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback receiver answering 200 and keeping each body.
+    async fn receiver() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = l.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = tcp.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= h + 4 + len {
+                        let body = serde_json::from_slice(&buf[h + 4..h + 4 + len]).unwrap();
+                        sink.lock().unwrap().push(body);
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        (port, got)
+    }
+
+    /// A webhook left behind past the log's hold: collection records a durable `dropped`
+    /// delivery (from, to, count of what it takes) and moves its cursor past them; the
+    /// receiver is told with a `webhook.dropped` notice before the next event.
+    #[tokio::test]
+    async fn a_webhook_behind_past_the_hold_gets_a_dropped_record_and_a_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let s = store.as_ref();
+        let epoch = s.next_epoch().await.unwrap();
+        let (port, got) = receiver().await;
+        let req = CreateWebhook {
+            name: "ci".into(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            events: vec!["job.submitted".into()],
+            allow_http: true,
+            ..CreateWebhook::default()
+        };
+        create(s, "t", &req, true, "admin", 1).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let mut txn = Txn::new().put(
+                Key::new("t", format!("jobs/j{i}")).unwrap(),
+                b"{}".to_vec(),
+                Expect::Absent,
+            );
+            // Every other event is one the webhook does not take.
+            let kind = if i % 2 == 0 {
+                "job.submitted"
+            } else {
+                "job.started"
+            };
+            events::record(&mut txn, "t", &events::Event::new(kind, format!("j{i}"), 1)).unwrap();
+            let rev = s.commit(txn).await.unwrap();
+            ids.push(format!("{rev}.0"));
+        }
+        let bounds = events::Bounds {
+            max_events: 5,
+            max_age_ms: u64::MAX / 4,
+        };
+        for _ in 0..10 {
+            events::collect(s, "t", epoch, bounds, 100, 2)
+                .await
+                .unwrap();
+        }
+        // Ten went (twice the bound kept), five of them the webhook's.
+        let w = get(s, "t", "ci").await.unwrap();
+        let d = w
+            .deliveries
+            .iter()
+            .find(|d| d.status == "dropped")
+            .expect("a dropped record");
+        assert_eq!(d.from_event.as_deref(), Some(ids[0].as_str()));
+        assert_eq!(d.event_id, ids[8]);
+        assert_eq!(d.count, Some(5));
+        assert_eq!(w.delivered_to, ids[8]);
+
+        let cfg = DeliveryConfig {
+            allow_private: true,
+            ..DeliveryConfig::default()
+        };
+        let mut client = None;
+        let count = |_: &str| {};
+        for _ in 0..2 {
+            let step = deliver_next(s, "t", "ci", epoch, &cfg, &mut client, &count)
+                .await
+                .unwrap();
+            assert_eq!(step, Step::Moved);
+        }
+        let bodies = got.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 2, "{bodies:?}");
+        assert_eq!(bodies[0]["event"]["type"], "webhook.dropped");
+        assert_eq!(bodies[0]["event"]["data"]["count"], 5);
+        assert_eq!(bodies[0]["event"]["data"]["from"], ids[0].as_str());
+        assert_eq!(bodies[1]["event"]["id"], ids[10].as_str());
+        // The notice is sent once.
+        let w = get(s, "t", "ci").await.unwrap();
+        assert_eq!(w.delivered_to, ids[10]);
     }
 }
