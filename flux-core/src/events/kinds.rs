@@ -118,5 +118,18 @@ mod tests {
             .with_types("rollout.*,schedule.missed")
             .unwrap();
         assert!(f.matches(&evs[0]) && f.matches(&evs[6]) && !f.matches(&evs[4]));
+        // A webhook takes them by name or wildcard.
+        let req = crate::webhooks::CreateWebhook {
+            name: "ops".into(),
+            url: "https://hooks.example.com/x".into(),
+            events: vec![
+                "rollout.*".into(),
+                "schedule.missed".into(),
+                "rollout.target_finished".into(),
+            ],
+            ..Default::default()
+        };
+        crate::webhooks::validate(&req, false, "admin", 1, super::super::Position::default())
+            .unwrap();
     }
 }
