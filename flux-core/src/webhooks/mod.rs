@@ -1140,7 +1140,8 @@ pub async fn record_dropped(
             count: Some(lost.len() as u64),
         };
         let next = Cursor {
-            after: end.position.id(),
+            // Past everything that went, taken or not.
+            after: last.position.id(),
             attempts: 0,
             last_error: None,
             seq: cur.seq + 1,
@@ -1565,7 +1566,7 @@ mod dropped {
         assert_eq!(d.from_event.as_deref(), Some(ids[0].as_str()));
         assert_eq!(d.event_id, ids[8]);
         assert_eq!(d.count, Some(5));
-        assert_eq!(w.delivered_to, ids[8]);
+        assert_eq!(w.delivered_to, ids[9]);
 
         let cfg = DeliveryConfig {
             allow_private: true,
