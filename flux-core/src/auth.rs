@@ -549,20 +549,19 @@ pub async fn revoke(store: &dyn Store, jti: &str, tenant: &str, exp: u64) -> Res
         revoked_at_ms: now_ms(),
     })
     .expect("revocation serialises");
-    match store.put(key, body, Expect::Absent).await {
-        Ok(_) => {
-            // The revocation lives in the cluster's tenant; its event is the tenant's, written
-            // right after it (one transaction cannot span two tenants).
-            let mut txn = Txn::new();
-            let event = crate::events::Event::new("token.revoked", jti, now_ms())
-                .data(serde_json::json!({ "jti": jti, "exp": exp }));
-            crate::events::record(&mut txn, tenant, &event)?;
-            store.commit(txn).await?;
-            Ok(())
-        }
-        Err(StoreError::Conflict { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+    // The revocation lives in the cluster's tenant; its event is staged in the same
+    // transaction and moved into the tenant's log after it (`events::outbox`).
+    let event = crate::events::Event::new("token.revoked", jti, now_ms())
+        .data(serde_json::json!({ "jti": jti, "exp": exp }));
+    let mut txn = Txn::new().put(key, body, Expect::Absent);
+    crate::events::outbox::stage(&mut txn, tenant, jti, &event)?;
+    match store.commit(txn).await {
+        // Revoked already: a retry delivers the event its first call may have left staged.
+        Ok(_) | Err(StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
+    crate::events::outbox::deliver(store, tenant, jti, None).await?;
+    Ok(())
 }
 
 /// A revocation of every token of one agent (`node_id`) issued before `not_before` (seconds
@@ -599,12 +598,18 @@ pub async fn revoke_node(store: &dyn Store, tenant: &str, node_id: &str) -> Resu
         revoked_at_ms: now_ms(),
     })
     .expect("node revocation serialises");
-    store.put(key, body, Expect::Any).await?;
-    let mut txn = Txn::new();
     let event = crate::events::Event::new("token.revoked", format!("node={node_id}"), now_ms())
         .data(serde_json::json!({ "node_id": node_id, "not_before": not_before }));
-    crate::events::record(&mut txn, tenant, &event)?;
-    store.commit(txn).await?;
+    let id = format!("node={node_id}.{not_before}");
+    let mut txn = Txn::new().put(key, body, Expect::Any);
+    crate::events::outbox::stage(&mut txn, tenant, &id, &event)?;
+    match store.commit(txn).await {
+        Ok(_) => {}
+        // Revoked already within this second: the same `not_before`, so the same event.
+        Err(StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    crate::events::outbox::deliver(store, tenant, &id, None).await?;
     Ok(not_before)
 }
 

@@ -263,6 +263,10 @@ pub async fn gc_pass(
     epoch: Epoch,
 ) -> Result<bool, StoreError> {
     let mut deleted_any = false;
+    if let Some(cfg) = l.gc {
+        // Events staged in `_system` by a revocation whose call did not finish.
+        deleted_any |= crate::events::outbox::drain(l.store, epoch, cfg.batch).await? > 0;
+    }
     for t in &l.jobs.tenants().await.map_err(job_to_store)? {
         let quota = match l.host.quota(t).await {
             Ok(q) => q,

@@ -7,6 +7,7 @@ mod config;
 mod conns;
 mod disk;
 mod error;
+mod events_metric;
 mod history;
 mod idle;
 mod inboxes;

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub schedule_missed: IntCounter,
     pub schedule_skipped: IntCounter,
     pub schedule_lag: prometheus::Histogram,
+    /// Events committed to tenants' event logs through this node, by type.
+    pub events: IntCounterVec,
 }
 
 /// The `kind` labels of `flux_gc_deleted_total`.
@@ -301,6 +303,11 @@ impl Metrics {
                     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
                 ],
             ),
+            events: counter_vec(
+                "flux_events_total",
+                "events committed to the tenants' event logs through this node, by type",
+                &["type"],
+            ),
             // Last: the helpers above borrow the registry until here.
             registry,
         };
@@ -310,6 +317,9 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             m.backups.with_label_values(&[result]);
+        }
+        for t in flux_core::events::TYPES {
+            m.events.with_label_values(&[t]);
         }
         for kind in GC_KINDS {
             m.gc_deleted.with_label_values(&[kind]);

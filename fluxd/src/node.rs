@@ -293,6 +293,7 @@ fn build_state(
         );
     }
     let store = store_layers::Timed::wrap(store, metrics.store_ops.clone());
+    let store = crate::events_metric::EventCount::wrap(store, metrics.events.clone());
     let store = store_layers::Fencing::wrap(store, history.clone(), cfg.unsafe_no_fencing);
     let jobs = Jobs::new(store.clone(), cfg.jobs.clone());
     let mut state = AppState::new(

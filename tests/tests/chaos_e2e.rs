@@ -77,6 +77,18 @@ fn a_chaos_run_with_every_fault_holds_every_invariant() {
     assert_eq!(w["succeeded"], w["acknowledged"]);
     assert!(w["executions"].as_u64() >= w["acknowledged"].as_u64());
     assert_eq!(w["state_targets"], 3);
+    // The webhook had events to deliver through the faults, and its receiver got them all
+    // (re-deliveries included), judged by `webhook_delivered_at_least_once`.
+    assert!(w["webhook_events"].as_u64() > Some(50), "{r:#}");
+    assert!(w["webhook_deliveries"].as_u64() >= w["webhook_events"].as_u64());
+    assert!(
+        r["invariants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["invariant"] == "webhook_delivered_at_least_once" && i["held"] == true),
+        "{r:#}"
+    );
     let h = &r["history"];
     assert!(h["leader_writes"].as_u64() > Some(0), "{r:#}");
     assert!(h["epochs"].as_u64() >= Some(4), "{r:#}");

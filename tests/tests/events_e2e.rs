@@ -1,7 +1,7 @@
 //! The event stream end to end (`GET /v1/events`, `fluxctl events`) against a real `fluxd`
 //! with real agents: every event type arrives, in revision order; a stream resumed after a
 //! disconnect loses and repeats nothing; a position collected from the log answers 410; each
-//! tenant sees only its own events.
+//! tenant sees only its own events; a reader that stops reading is cut off with `slow_client`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -126,13 +126,92 @@ async fn put_state(d: &Fluxd, name: &str, node: &str, check: &str, apply: &str) 
     assert_eq!(s, 201, "{v}");
 }
 
+/// Makes the rollout and schedule events: a rollout halted by its first failure, one paused
+/// and resumed, a schedule whose long runs skip slots and one whose slots are all late (no
+/// grace). Returns the two rollouts' ids once the stream showed every such type.
+async fn rollouts_and_schedules(d: &Fluxd, live: &Follower) -> (String, String) {
+    let _second = d.agent("default", "ev-2", &["role=web"]).await;
+    let rollout = |cmd: &'static str| async move {
+        let (s, r) = d
+            .post(
+                "/v1/rollouts",
+                &d.admin,
+                &json!({"command": cmd, "nodes": ["ev-1", "ev-2"], "max_concurrency": 1,
+                        "max_errors": 0, "timeout_secs": 30}),
+            )
+            .await;
+        assert_eq!(s, 201, "{r}");
+        r["rollout_id"].as_str().unwrap().to_string()
+    };
+    let halted = rollout("exit 4").await;
+    let paused = rollout("sleep 0.5").await;
+    for c in ["pause", "resume"] {
+        let (s, v) = d
+            .post(&format!("/v1/rollouts/{paused}/{c}"), &d.admin, &json!({}))
+            .await;
+        assert_eq!(s, 200, "{c}: {v}");
+    }
+    for (name, extra) in [
+        (
+            "ev-tick",
+            json!({"overlap": "skip", "command": "sleep 1.5"}),
+        ),
+        (
+            "ev-late",
+            json!({"grace_secs": 0, "missed": "skip", "command": "true"}),
+        ),
+    ] {
+        let mut body = json!({
+            "name": name,
+            "cron": "* * * * * *",
+            "what": {"job": {"command": extra["command"], "node_id": "ev-1"}},
+        });
+        for k in ["overlap", "grace_secs", "missed"] {
+            if !extra[k].is_null() {
+                body[k] = extra[k].clone();
+            }
+        }
+        let (s, v) = d.post("/v1/schedules", &d.admin, &body).await;
+        assert_eq!(s, 201, "{name}: {v}");
+    }
+    live.wait_for(&[
+        "rollout.created",
+        "rollout.target_started",
+        "rollout.target_finished",
+        "rollout.paused",
+        "rollout.resumed",
+        "rollout.halted",
+        "rollout.finished",
+        "schedule.fired",
+        "schedule.skipped",
+        "schedule.missed",
+    ])
+    .await;
+    eventually("both rollouts finished", T, || async {
+        let done = |id: String| async move {
+            let (_, v) = d.get(&format!("/v1/rollouts/{id}"), &d.admin).await;
+            v["finished_at"].is_u64()
+        };
+        (done(halted.clone()).await && done(paused.clone()).await).then_some(())
+    })
+    .await;
+    for name in ["ev-tick", "ev-late"] {
+        let (s, _) = send(d.req(Method::DELETE, &format!("/v1/schedules/{name}"), &d.admin)).await;
+        assert!(s == 204 || s == 200, "{s}");
+    }
+    (halted, paused)
+}
+
 /// Every event type shows on one followed stream, in strictly growing revision order, with a
 /// job's events in its life's order and the exit code on `job.finished`; the unfollowed read of
 /// the whole log afterwards holds the same events with the same ids; `fluxctl events -o json
 /// --type job.*` prints exactly the job events, one JSON object per line.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_event_type_arrives_in_revision_order() {
-    let d = Fluxd::start_with(FluxdOpts::fast_liveness()).await;
+    let mut opts = FluxdOpts::fast_liveness();
+    opts.args
+        .extend(["--min-schedule-interval", "1s"].map(String::from));
+    let d = Fluxd::start_with(opts).await;
     let work = tempfile::tempdir().unwrap();
     let live = Follower::start(&d, &d.admin, "since=0", None).await;
     let mut agent = d.agent("default", "ev-1", &["role=web"]).await;
@@ -185,6 +264,7 @@ async fn every_event_type_arrives_in_revision_order() {
         .post("/v1/tokens/revoke", &d.admin, &json!({"token": doomed}))
         .await;
     assert_eq!(s, 200, "{v}");
+    let (halted, paused) = rollouts_and_schedules(&d, &live).await;
     agent.kill9();
     live.wait_for(&["agent.unreachable", "agent.dead", "token.revoked"])
         .await;
@@ -204,6 +284,52 @@ async fn every_event_type_arrives_in_revision_order() {
     assert_eq!(mine[2]["data"]["exit_code"], 3);
     assert_eq!(mine[2]["data"]["status"], "failed");
     assert_eq!(mine[0]["node_id"], "ev-1");
+    // A rollout's events, in its life's order: the first target fails, the budget of no
+    // error halts it before the second starts.
+    let of = |id: &str| -> Vec<Value> {
+        seen.iter()
+            .map(|m| serde_json::from_str::<Value>(&m.data).unwrap())
+            .filter(|v| v["object"] == id)
+            .collect()
+    };
+    let h = of(&halted);
+    let kinds: Vec<&str> = h.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "rollout.created",
+            "rollout.target_started",
+            "rollout.target_finished",
+            "rollout.halted",
+            "rollout.finished"
+        ]
+    );
+    assert_eq!(h[2]["data"]["outcome"], "failed");
+    assert_eq!(h[2]["data"]["exit_code"], 4);
+    assert_eq!(h[4]["data"]["result"], "halted");
+    let p = of(&paused);
+    let kinds: Vec<&str> = p.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    // (The leader may start a target before the pause lands.)
+    assert_eq!(kinds[0], "rollout.created");
+    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(at("rollout.paused") < at("rollout.resumed"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"rollout.finished"));
+    assert_eq!(p.last().unwrap()["data"]["result"], "succeeded");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "rollout.target_finished")
+            .count(),
+        2
+    );
+    // A schedule's fired slots grow.
+    let slots: Vec<u64> = seen
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(&m.data).unwrap())
+        .filter(|v| v["type"] == "schedule.fired" && v["object"] == "ev-tick")
+        .map(|v| v["data"]["slot"].as_u64().unwrap())
+        .collect();
+    assert!(slots.windows(2).all(|w| w[0] < w[1]), "{slots:?}");
 
     // The log read afterwards: the same events under the same ids (a prefix of it, as the
     // reconciler goes on).
@@ -512,4 +638,103 @@ async fn job_list_and_get_states_watch_show_later_changes() {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// A followed stream whose reader stops reading (a 4 KiB receive buffer, so the server's
+/// writes back up) while the log grows far past `--events-max-lag` is ended with
+/// `event: end` and `reason: slow_client` once it reads again, instead of the server
+/// buffering for it; resuming from its last id then loses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_falls_behind_is_cut_off_with_slow_client() {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Fluxd::start_with(FluxdOpts {
+        args: ["--events-max-lag", "50"].map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(d.ca_path()).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    // Small segments keep the server's send buffer small (it is sized in segments).
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::TcpMaxSeg, &536).unwrap();
+    let tcp = sock.connect(([127, 0, 0, 1], d.port).into()).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!(
+            "GET /v1/events HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {}\r\n\r\n",
+            d.admin
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Read the answer's head: the stream is live (it starts at the newest event).
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(T, tls.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the stream closed before its head");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    // The log grows by far more than a page and the lag while nothing is read.
+    let jobs = 2000;
+    futures::stream::iter(0..jobs)
+        .for_each_concurrent(32, |i| {
+            let d = &d;
+            async move {
+                let (s, v) = d
+                    .post(
+                        "/v1/jobs",
+                        &d.admin,
+                        &json!({"command": format!("echo {i}"), "node_id": "nobody",
+                                "allow_unknown_node": true}),
+                    )
+                    .await;
+                assert_eq!(s, 202, "{v}");
+            }
+        })
+        .await;
+    // Reading again: the stream ends with slow_client (bounded by the answer's end).
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let Ok(n) = tokio::time::timeout_at(deadline, tls.read(&mut chunk)).await else {
+            break;
+        };
+        let n = n.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if got.windows(11).any(|w| w == b"slow_client") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("event: end") && text.contains("\"reason\":\"slow_client\""),
+        "no slow_client end in {} bytes: ...{}",
+        got.len(),
+        &text[text.len().saturating_sub(400)..]
+    );
+    // It was sent some events first, fewer than the log holds: it was cut, not served.
+    let sent = text.matches("event: job.submitted").count();
+    assert!(sent < jobs, "{sent}");
 }

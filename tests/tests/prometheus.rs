@@ -113,4 +113,22 @@ async fn real_metrics_pass_promtool_and_cover_the_alerts() {
         metrics
             .contains("flux_http_requests_total{method=\"GET\",route=\"/v1/jobs\",status=\"401\"}")
     );
+    // Events are counted by type where they were committed: the job's three, the agent's.
+    let count = |t: &str| -> u64 {
+        let series = format!("flux_events_total{{type=\"{t}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series}"))
+    };
+    for t in [
+        "job.submitted",
+        "job.started",
+        "job.finished",
+        "agent.registered",
+    ] {
+        assert!(count(t) >= 1, "{t}");
+    }
+    assert_eq!(count("rollout.halted"), 0);
 }

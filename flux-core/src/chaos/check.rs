@@ -108,6 +108,9 @@ pub struct Observations {
     /// The desired state's repairs, when its state has a rollout table.
     #[serde(default)]
     pub repairs: Option<RepairsSeen>,
+    /// The run's webhook and what its receiver recorded, when it had one.
+    #[serde(default)]
+    pub webhook: Option<super::webhook::WebhookSeen>,
 }
 
 /// A broken invariant, with what shows it.
@@ -133,6 +136,9 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     check_repairs(obs, &mut out);
     if let Some(s) = &obs.schedule {
         check_schedule(s, &mut out);
+    }
+    for d in obs.webhook.iter().flat_map(super::webhook::check_webhook) {
+        out.push(violation(Invariant::WebhookDeliveredAtLeastOnce, d));
     }
     for f in &obs.failovers {
         if f.failover_ms.is_none() {
@@ -588,6 +594,15 @@ mod tests {
                 last_slot: Some(4000),
             }),
             repairs: None,
+            webhook: Some(super::super::webhook::WebhookSeen {
+                expected: vec![("5.0".into(), "j1".into())],
+                received: vec![super::super::webhook::Receipt {
+                    delivery_id: "h-5.0".into(),
+                    event_id: "5.0".into(),
+                    object: "j1".into(),
+                    signed: true,
+                }],
+            }),
         }
     }
 
@@ -657,6 +672,13 @@ mod tests {
             .job_groups
             .push("t.abc.tick".into());
         assert_eq!(check(&o), vec![]);
+    }
+
+    #[test]
+    fn an_event_the_receiver_never_got_breaks_the_webhook_invariant() {
+        let mut o = clean();
+        o.webhook.as_mut().unwrap().received.clear();
+        assert_eq!(invariants(&check(&o)), ["webhook_delivered_at_least_once"]);
     }
 
     fn invariants(v: &[Violation]) -> Vec<&'static str> {

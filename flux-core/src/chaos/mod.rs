@@ -32,12 +32,15 @@
 //! - after healing, when every target of the desired state drifted at once, never more of its
 //!   repairs run at once than its rollout table's `max_concurrency`, measured from the
 //!   applies' own side effects.
+//! - every event the run's webhook takes reached its receiver at least once, first deliveries
+//!   in log order per object, each event under one delivery id ([`webhook`]).
 
 use serde::{Deserialize, Serialize};
 
 pub mod check;
 pub mod faultproxy;
 pub mod schedule;
+pub mod webhook;
 
 pub use crate::history::{HistoryEvent, parse_history};
 pub use check::{
@@ -45,6 +48,7 @@ pub use check::{
     TargetSeen, Violation, check,
 };
 pub use schedule::{WARMUP_MS, schedule};
+pub use webhook::{Receipt, WebhookSeen};
 
 /// A kind of fault a chaos run injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -163,11 +167,14 @@ pub enum Invariant {
     /// more of its repairs ran at once than its rollout's `max_concurrency` (from the applies'
     /// own side effects).
     StateRepairsBounded,
+    /// Every event the run's webhook takes reached the receiver at least once, in log order
+    /// per object, under one delivery id each, signed.
+    WebhookDeliveredAtLeastOnce,
 }
 
 impl Invariant {
     /// The invariants, in report order.
-    pub const ALL: [Invariant; 11] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::AcknowledgedJobsKept,
         Invariant::JobsSucceeded,
         Invariant::WorkAccountedFor,
@@ -179,6 +186,7 @@ impl Invariant {
         Invariant::RolloutTargetsOnce,
         Invariant::ScheduleFiredOncePerSlot,
         Invariant::StateRepairsBounded,
+        Invariant::WebhookDeliveredAtLeastOnce,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -194,6 +202,7 @@ impl Invariant {
             Invariant::RolloutTargetsOnce => "rollout_targets_once",
             Invariant::ScheduleFiredOncePerSlot => "schedule_fired_once_per_slot",
             Invariant::StateRepairsBounded => "state_repairs_bounded",
+            Invariant::WebhookDeliveredAtLeastOnce => "webhook_delivered_at_least_once",
         }
     }
 }

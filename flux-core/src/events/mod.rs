@@ -1,6 +1,8 @@
 //! The tenant's event log: one record per change worth telling (a job submitted, started or
 //! finished; an agent registered, online, unreachable or dead; a desired state compliant,
-//! drifted, repaired or failed; a token revoked), written in the same store transaction as the
+//! drifted, repaired or failed; a token revoked; a rollout created, paused, resumed, halted or
+//! finished, one of its targets started or finished; a schedule's slot fired, skipped or
+//! missed), written in the same store transaction as the
 //! change it reports.
 //!
 //! A writer adds an event to its transaction with [`record`]; the store places it with an
@@ -15,14 +17,17 @@
 //!
 //! Guarantees:
 //! - An event exists if and only if the change it reports committed (same transaction), so the
-//!   log never misses nor invents a change written through [`record`]. Exception: a token
-//!   revocation is kept in the cluster's own tenant, which one transaction cannot join with the
-//!   tenant's log; its event is written right after it (a crash between the two loses the event).
+//!   log never misses nor invents a change written through [`record`]. A token revocation is
+//!   kept in the cluster's own tenant, which one transaction cannot join with the tenant's log:
+//!   its event is staged in the revocation's transaction and moved into the log exactly once
+//!   afterwards ([`outbox`]), by the revoking call or the leader's next sweep.
 //! - Events are read in commit order; [`read`] after a position returns each later event once.
 //! - A read after a position below the floor fails with [`EventError::Gone`]; it never silently
 //!   skips collected events.
 //! - Filters ([`Filter`]) are checked on plain data; unknown types are refused by name.
 
+pub mod kinds;
+pub mod outbox;
 pub mod sse;
 
 use std::collections::BTreeMap;
@@ -53,6 +58,16 @@ pub const TYPES: &[&str] = &[
     "state.failed",
     "state.halted",
     "token.revoked",
+    "rollout.created",
+    "rollout.target_started",
+    "rollout.target_finished",
+    "rollout.paused",
+    "rollout.resumed",
+    "rollout.halted",
+    "rollout.finished",
+    "schedule.fired",
+    "schedule.skipped",
+    "schedule.missed",
 ];
 
 /// Default most events kept per tenant.
@@ -449,9 +464,11 @@ pub async fn collect(
         st.count += fresh.len() as u64;
         st.counted_to = Some(last.key.path().to_string());
     }
-    let page = store
-        .list_range(tenant, &Range::first(EVENTS, batch))
+    // One past the batch: whether the last revision read goes on beyond it.
+    let full = store
+        .list_range(tenant, &Range::first(EVENTS, batch + 1))
         .await?;
+    let page = &full[..full.len().min(batch)];
     // Only counted events may go, so that the count stays exact; and none that a webhook has
     // still to deliver (each gives up on an event after its attempts, so this is bounded).
     let pending = crate::webhooks::oldest_pending(store, tenant)
@@ -489,11 +506,11 @@ pub async fn collect(
     let mut n = to_collect(&times, st.count, bounds, now)
         .min(guarded)
         .max(to_collect(&times, st.count, hard, now));
-    let rev = |i: usize| Position::of_path(page[i].key.path()).map(|p| p.revision);
-    if n > 0 && n < page.len() {
-        while n > 0 && rev(n) == rev(n - 1) {
-            n -= 1;
-        }
+    // Whole revisions only: back off while the next event (read or not) shares the
+    // revision of the last one to go, so the floor never leaves part of a revision behind.
+    let rev = |i: usize| Position::of_path(full[i].key.path()).map(|p| p.revision);
+    while n > 0 && n < full.len() && rev(n) == rev(n - 1) {
+        n -= 1;
     }
     if n == 0 && !counted_more {
         return Ok(0);
@@ -505,6 +522,25 @@ pub async fn collect(
         st.count = st.count.saturating_sub(n as u64);
         for e in &page[..n] {
             txn = txn.delete(e.key.clone(), Expect::Version(e.version));
+        }
+        if n > guarded {
+            // Past the webhooks' guard: each webhook behind gets a durable `dropped` record
+            // and its cursor moved past what went, in this same transaction.
+            let deleted: Vec<Logged> = page[..n]
+                .iter()
+                .filter_map(|e| {
+                    Some(Logged {
+                        position: Position::of_path(e.key.path())?,
+                        event: serde_json::from_slice(&e.value).ok()?,
+                    })
+                })
+                .collect();
+            crate::webhooks::record_dropped(store, tenant, &deleted, &mut txn, now)
+                .await
+                .map_err(|e| match e {
+                    crate::webhooks::WebhookError::Store(s) => EventError::Store(s),
+                    other => EventError::Corrupt(other.to_string()),
+                })?;
         }
     }
     txn = txn.put(
@@ -567,6 +603,56 @@ mod tests {
             "collected down to twice the bound, not to the bound"
         );
         assert_eq!(store.list("t", EVENTS).await.unwrap().len(), 10);
+    }
+
+    /// A batch that ends inside a revision collects only the whole revisions before it: no
+    /// event is left at or below the floor (where a reader starting at the floor would never
+    /// see it).
+    #[tokio::test]
+    async fn collection_takes_whole_revisions_even_when_the_batch_ends_inside_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        for r in 0..3 {
+            let mut txn = Txn::new().put(
+                Key::new("t", format!("jobs/j{r}")).unwrap(),
+                b"{}".to_vec(),
+                Expect::Absent,
+            );
+            for i in 0..3 {
+                record(
+                    &mut txn,
+                    "t",
+                    &Event::new("job.submitted", format!("j{r}.{i}"), 1),
+                )
+                .unwrap();
+            }
+            store.commit(txn).await.unwrap();
+        }
+        let bounds = Bounds {
+            max_events: 0,
+            max_age_ms: u64::MAX / 4,
+        };
+        for _ in 0..4 {
+            collect(store.as_ref(), "t", epoch, bounds, 4, 2)
+                .await
+                .unwrap();
+            let (floor, _) = floor(store.as_ref(), "t").await.unwrap();
+            let left: Vec<Position> = store
+                .list("t", EVENTS)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|e| Position::of_path(e.key.path()))
+                .collect();
+            assert!(
+                left.iter().all(|p| p.revision > floor),
+                "events at or below the floor {floor}: {left:?}"
+            );
+            assert_eq!(left.len() % 3, 0, "whole revisions: {left:?}");
+        }
     }
 
     fn ev(kind: &'static str, object: &str) -> Event {

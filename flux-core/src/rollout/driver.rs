@@ -24,6 +24,7 @@ use super::{
     Action, JobEnd, Result, RolloutError, RolloutStatus, RolloutView, Rollouts, TargetState, enc,
     key, step,
 };
+use crate::events::kinds as ev;
 use crate::jobs::JobError;
 use crate::keys;
 use crate::model::{JobKind, Millis};
@@ -242,6 +243,11 @@ impl Rollouts {
                     t.error = error;
                     t.finished_at = Some(now);
                     ended_states.push(state);
+                    crate::events::record(
+                        &mut txn,
+                        tenant,
+                        &ev::rollout_target_finished(id, t, now),
+                    )?;
                 }
                 Action::Start(i) | Action::Verify(i) => {
                     let verify = matches!(a, Action::Verify(_));
@@ -264,6 +270,13 @@ impl Rollouts {
                         t.job_id = Some(job.job_id);
                         t.started_at = Some(now);
                         started += 1;
+                        let e = ev::rollout_target_started(
+                            id,
+                            t,
+                            t.job_id.as_deref().unwrap_or(""),
+                            now,
+                        );
+                        crate::events::record(&mut txn, tenant, &e)?;
                     }
                 }
                 Action::Skip(i) => {
@@ -272,9 +285,15 @@ impl Rollouts {
                     t.error = Some("its agent was offline at its turn".into());
                     t.finished_at = Some(now);
                     ended_states.push(TargetState::Skipped);
+                    crate::events::record(
+                        &mut txn,
+                        tenant,
+                        &ev::rollout_target_finished(id, t, now),
+                    )?;
                 }
                 Action::CancelJob(j) => cancels.push(j),
                 Action::Halt(why) => {
+                    crate::events::record(&mut txn, tenant, &ev::rollout_halted(id, &why, now))?;
                     next.status = RolloutStatus::Halting;
                     next.halt_reason = Some(why);
                 }
@@ -288,6 +307,7 @@ impl Rollouts {
                     }
                     txn = txn.delete(marker.clone(), Expect::Any);
                     finished = Some(s);
+                    crate::events::record(&mut txn, tenant, &ev::rollout_finished(id, s, now))?;
                 }
             }
         }

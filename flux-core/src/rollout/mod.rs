@@ -567,6 +567,11 @@ impl Rollouts {
                 Expect::Absent,
             );
         txn.fence = fence;
+        crate::events::record(
+            &mut txn,
+            tenant,
+            &crate::events::kinds::rollout_created(&r, now),
+        )?;
         match self.store.commit(txn).await {
             Ok(_) => Ok(r),
             Err(StoreError::Conflict { .. }) if r.retry_of.is_some() => Err(
@@ -637,7 +642,11 @@ impl Rollouts {
             };
             r.status = next;
             r.updated_at = now;
-            let txn = Txn::new().put(key(tenant, keys::rollout(id))?, enc(&r), Expect::Version(v));
+            let mut txn =
+                Txn::new().put(key(tenant, keys::rollout(id))?, enc(&r), Expect::Version(v));
+            if let Some(e) = crate::events::kinds::rollout_control(&r, c, next, now) {
+                crate::events::record(&mut txn, tenant, &e)?;
+            }
             match self.store.commit(txn).await {
                 Ok(_) => return Ok(r),
                 Err(StoreError::Conflict { .. }) => continue,

@@ -17,6 +17,7 @@
 use super::policy::{self, Decision, Overlap, Settings};
 use super::service::{Result, ScheduleError, enc, key};
 use super::{Run, ScheduleStatus, Schedules, StoredSchedule, slot_group};
+use crate::events::kinds as ev;
 use crate::jobs::JobError;
 use crate::keys;
 use crate::model::{JobKind, Millis};
@@ -157,6 +158,20 @@ impl Schedules {
                 .fenced(epoch)
                 .check(key(tenant, keys::schedule(name))?, Expect::Version(version));
             let mut fired_jobs = false;
+            if step.missed > 0 {
+                crate::events::record(
+                    &mut txn,
+                    tenant,
+                    &ev::schedule_missed(name, step.missed, now),
+                )?;
+            }
+            if step.skipped > 0 {
+                crate::events::record(
+                    &mut txn,
+                    tenant,
+                    &ev::schedule_skipped(name, step.skipped, now),
+                )?;
+            }
             if let Some(slot) = step.fire {
                 let group = slot_group(name, slot);
                 let mut run = Run {
@@ -188,6 +203,8 @@ impl Schedules {
                     Err(e) => return Err(e.into()),
                 }
                 next.fires += 1;
+                let fired = ev::schedule_fired(name, slot, &run.jobs, run.error.as_deref(), now);
+                crate::events::record(&mut txn, tenant, &fired)?;
                 next.push_run(run);
             }
             txn = txn.put(

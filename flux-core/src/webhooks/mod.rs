@@ -135,6 +135,9 @@ pub struct WebhookView {
     pub max_attempts: u32,
     pub created_at: Millis,
     pub created_by: String,
+    /// Events after this id are delivered (the log's head at creation).
+    #[serde(default)]
+    pub start: String,
     /// The event id delivered (or given up) up to.
     pub delivered_to: String,
     /// Attempts made on the next event so far, and the last error.
@@ -156,6 +159,19 @@ pub struct Cursor {
     pub last_error: Option<String>,
     /// Deliveries recorded so far (the ring's next slot).
     pub seq: u64,
+    /// Events the log's collection took before they were delivered, not yet told to the
+    /// receiver (a `webhook.dropped` notice is sent before the next event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Dropped>,
+}
+
+/// A run of events collected from the log before a webhook delivered them: the first and the
+/// last event id, and how many of them the webhook takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
 }
 
 /// One delivery's record.
@@ -171,6 +187,12 @@ pub struct Delivery {
     pub response_code: Option<u16>,
     pub error: Option<String>,
     pub at: Millis,
+    /// `dropped`: the first event id of the run collected undelivered (`event_id` is the
+    /// last), and how many events of it the webhook takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// The body of a delivery.
@@ -451,6 +473,7 @@ impl Webhook {
             max_attempts: self.max_attempts,
             created_at: self.created_at,
             created_by: self.created_by.clone(),
+            start: self.start.clone(),
             delivered_to: if cursor.after.is_empty() {
                 self.start.clone()
             } else {
@@ -486,35 +509,71 @@ pub async fn create(
 ) -> Result<(WebhookView, Option<String>)> {
     let head = events::head(store, tenant).await?;
     let (hook, secret) = validate(req, allow_private, by, now, head)?;
-    let have = store
-        .list_range(tenant, &Range::first(WEBHOOKS, MAX_WEBHOOKS + 1))
-        .await?;
-    if have.len() >= MAX_WEBHOOKS {
-        return Err(WebhookError::Invalid(format!(
-            "name: a tenant has at most {MAX_WEBHOOKS} webhooks"
-        )));
+    let mut last = None;
+    for _ in 0..CAS_RETRIES {
+        if load::<Webhook>(store, &webhook_key(tenant, &hook.name)?)
+            .await?
+            .is_some()
+        {
+            return Err(WebhookError::Exists(hook.name));
+        }
+        // The count is checked and raised in the creating transaction, under CAS: of two
+        // creations racing at the limit, one commits and the other reads again.
+        let (count, cv) = count(store, tenant).await?;
+        if count >= MAX_WEBHOOKS as u64 {
+            return Err(WebhookError::Invalid(format!(
+                "name: a tenant has at most {MAX_WEBHOOKS} webhooks"
+            )));
+        }
+        let txn = Txn::new()
+            .put(
+                webhook_key(tenant, &hook.name)?,
+                serde_json::to_vec(&hook).expect("webhooks serialize"),
+                Expect::Absent,
+            )
+            .put(
+                cursor_key(tenant, &hook.name)?,
+                serde_json::to_vec(&Cursor {
+                    after: hook.start.clone(),
+                    ..Cursor::default()
+                })
+                .expect("cursors serialize"),
+                Expect::Any,
+            )
+            .put(
+                key(tenant, COUNT.to_string())?,
+                (count + 1).to_string().into_bytes(),
+                cv.map_or(Expect::Absent, Expect::Version),
+            );
+        match store.commit(txn).await {
+            Ok(_) => return Ok((hook.view(&Cursor::default(), vec![]), secret)),
+            Err(e @ StoreError::Conflict { .. }) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
     }
-    let txn = Txn::new()
-        .put(
-            webhook_key(tenant, &hook.name)?,
-            serde_json::to_vec(&hook).expect("webhooks serialize"),
-            Expect::Absent,
-        )
-        .put(
-            cursor_key(tenant, &hook.name)?,
-            serde_json::to_vec(&Cursor {
-                after: hook.start.clone(),
-                ..Cursor::default()
-            })
-            .expect("cursors serialize"),
-            Expect::Any,
-        );
-    match store.commit(txn).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict { .. }) => return Err(WebhookError::Exists(hook.name)),
-        Err(e) => return Err(e.into()),
+    Err(last.map_or_else(
+        || WebhookError::Invalid("name: webhooks are changing too fast; retry".into()),
+        WebhookError::Store,
+    ))
+}
+
+/// The record counting a tenant's webhooks (kept by create and delete, under CAS).
+pub const COUNT: &str = "webhook_count";
+/// Attempts of a create or delete that meets a concurrent change.
+const CAS_RETRIES: usize = 16;
+
+/// The tenant's webhook count and its record's version; without a record (webhooks made
+/// before it existed), the count of the stored webhooks.
+async fn count(store: &dyn Store, tenant: &str) -> Result<(u64, Option<Version>)> {
+    let k = key(tenant, COUNT.to_string())?;
+    match store.get(&k).await? {
+        Some(v) => std::str::from_utf8(&v.value)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .map(|n| (n, Some(v.version)))
+            .ok_or_else(|| WebhookError::Corrupt(k.to_string())),
+        None => Ok((all_under(store, tenant, WEBHOOKS).await?.len() as u64, None)),
     }
-    Ok((hook.view(&Cursor::default(), vec![]), secret))
 }
 
 /// The stored webhook `name`.
@@ -569,33 +628,49 @@ pub async fn get(store: &dyn Store, tenant: &str, name: &str) -> Result<WebhookV
     Ok(w.view(&c, ds))
 }
 
-/// Deletes a webhook, its cursor and its delivery records.
+/// Deletes a webhook, its cursor and its delivery records, and lowers the count, in one
+/// transaction.
 pub async fn delete(store: &dyn Store, tenant: &str, name: &str) -> Result<()> {
-    load_webhook(store, tenant, name).await?;
-    let mut txn = Txn::new()
-        .delete(webhook_key(tenant, name)?, Expect::Any)
-        .delete(cursor_key(tenant, name)?, Expect::Any);
-    for e in store
-        .list_range(
-            tenant,
-            &Range::first(format!("{DELIVERIES}{name}/"), RECENT as usize),
-        )
-        .await?
-    {
-        txn = txn.delete(e.key, Expect::Any);
+    let mut last = None;
+    for _ in 0..CAS_RETRIES {
+        let Some((_, hv)) = load::<Webhook>(store, &webhook_key(tenant, name)?).await? else {
+            return Err(WebhookError::NotFound(name.chars().take(63).collect()));
+        };
+        let (count, cv) = count(store, tenant).await?;
+        let mut txn = Txn::new()
+            .delete(webhook_key(tenant, name)?, Expect::Version(hv))
+            .delete(cursor_key(tenant, name)?, Expect::Any)
+            .put(
+                key(tenant, COUNT.to_string())?,
+                count.saturating_sub(1).to_string().into_bytes(),
+                cv.map_or(Expect::Absent, Expect::Version),
+            );
+        for e in store
+            .list_range(
+                tenant,
+                &Range::first(format!("{DELIVERIES}{name}/"), RECENT as usize + 1),
+            )
+            .await?
+        {
+            txn = txn.delete(e.key, Expect::Any);
+        }
+        match store.commit(txn).await {
+            Ok(_) => return Ok(()),
+            Err(e @ StoreError::Conflict { .. }) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
     }
-    store.commit(txn).await?;
-    Ok(())
+    Err(last.map_or_else(
+        || WebhookError::Invalid("name: webhooks are changing too fast; retry".into()),
+        WebhookError::Store,
+    ))
 }
 
 /// The oldest position some webhook of the tenant still has to deliver after (retention keeps
 /// every event after it), `None` without webhooks.
 pub async fn oldest_pending(store: &dyn Store, tenant: &str) -> Result<Option<Position>> {
     let mut min: Option<Position> = None;
-    for e in store
-        .list_range(tenant, &Range::first(CURSORS, MAX_WEBHOOKS))
-        .await?
-    {
+    for e in all_under(store, tenant, CURSORS).await? {
         let c: Cursor = serde_json::from_slice(&e.value)
             .map_err(|_| WebhookError::Corrupt(e.key.to_string()))?;
         let p = Position::parse(&c.after).unwrap_or_default();
@@ -787,6 +862,9 @@ pub async fn deliver_next(
             None,
         ),
     };
+    if cur.dropped.is_some() {
+        return notify_dropped(store, tenant, epoch, cfg, client, sent_counter, (&hook, hv)).await;
+    }
     let after = Position::parse(&cur.after).unwrap_or_default();
     let page = match events::read(store, tenant, after, 64).await {
         Ok(p) => p,
@@ -838,31 +916,13 @@ pub async fn deliver_next(
                     attempts: 0,
                     last_error: None,
                     seq: cur.seq,
+                    dropped: None,
                 };
                 ignore_conflict(store.commit(commit(c, None)).await)
             }
         };
     };
-    let stale = client.as_ref().is_none_or(|(id, _)| {
-        *id != format!(
-            "{}{}{}",
-            hook.id,
-            hook.url,
-            hook.ca_pem.as_deref().unwrap_or("")
-        )
-    });
-    if stale {
-        *client = Some((
-            format!(
-                "{}{}{}",
-                hook.id,
-                hook.url,
-                hook.ca_pem.as_deref().unwrap_or("")
-            ),
-            client_for(&hook, cfg)?,
-        ));
-    }
-    let http = &client.as_ref().expect("set above").1;
+    let http = current_client(&hook, cfg, client)?;
     let delivery_id = delivery_id(&hook, &l.position);
     let payload = Payload {
         delivery_id: delivery_id.clone(),
@@ -881,6 +941,8 @@ pub async fn deliver_next(
         response_code: sent.code,
         error: sent.error.clone(),
         at: crate::model::now_ms(),
+        from_event: None,
+        count: None,
     };
     if sent.ok || attempts >= hook.max_attempts {
         let status = if sent.ok { "delivered" } else { "failed" };
@@ -889,6 +951,7 @@ pub async fn deliver_next(
             attempts: 0,
             last_error: None,
             seq: cur.seq + 1,
+            dropped: None,
         };
         let step = ignore_conflict(
             store
@@ -908,6 +971,7 @@ pub async fn deliver_next(
         attempts,
         last_error: sent.error.clone(),
         seq: cur.seq,
+        dropped: None,
     };
     match store.commit(commit(c, None)).await {
         Ok(_) | Err(StoreError::Conflict { .. }) => {}
@@ -918,6 +982,183 @@ pub async fn deliver_next(
         cfg.retry_base,
         cfg.retry_cap,
     )))
+}
+
+/// The webhook's client, rebuilt when its record changed.
+fn current_client<'c>(
+    hook: &Webhook,
+    cfg: &DeliveryConfig,
+    client: &'c mut Option<(String, reqwest::Client)>,
+) -> Result<&'c reqwest::Client> {
+    let id = format!(
+        "{}{}{}",
+        hook.id,
+        hook.url,
+        hook.ca_pem.as_deref().unwrap_or("")
+    );
+    if client.as_ref().is_none_or(|(have, _)| *have != id) {
+        *client = Some((id, client_for(hook, cfg)?));
+    }
+    Ok(&client.as_ref().expect("set above").1)
+}
+
+/// The body of the `webhook.dropped` notice of `d` for `hook`.
+pub fn dropped_payload(hook: &Webhook, tenant: &str, d: &Dropped) -> Payload {
+    let at = Position::parse(&d.to).unwrap_or_default();
+    let mut event = events::Event::new("job.submitted", hook.name.clone(), crate::model::now_ms());
+    event.kind = "webhook.dropped".into();
+    event.data = serde_json::json!({ "from": d.from, "to": d.to, "count": d.count });
+    Payload {
+        delivery_id: format!("{}-dropped-{}", &hook.id[..hook.id.len().min(12)], d.to),
+        webhook: hook.name.clone(),
+        tenant: tenant.to_string(),
+        event: EventView {
+            id: at.id(),
+            revision: at.revision,
+            event,
+        },
+    }
+}
+
+/// Sends the webhook's pending `webhook.dropped` notice (retried like an event, given up
+/// after `max_attempts`), then clears it from the cursor under CAS.
+async fn notify_dropped(
+    store: &dyn Store,
+    tenant: &str,
+    epoch: Epoch,
+    cfg: &DeliveryConfig,
+    client: &mut Option<(String, reqwest::Client)>,
+    sent_counter: &(dyn Fn(&str) + Send + Sync),
+    (hook, hv): (&Webhook, Version),
+) -> Result<Step> {
+    let ck = cursor_key(tenant, &hook.name)?;
+    let Some((cur, cv)) = load::<Cursor>(store, &ck).await? else {
+        return Ok(Step::Idle);
+    };
+    let Some(d) = cur.dropped.clone() else {
+        return Ok(Step::Idle);
+    };
+    let http = current_client(hook, cfg, client)?;
+    let sent = send(http, hook, cfg, &dropped_payload(hook, tenant, &d)).await;
+    let attempts = cur.attempts + 1;
+    let done = sent.ok || attempts >= hook.max_attempts;
+    let next = Cursor {
+        attempts: if done { 0 } else { attempts },
+        last_error: if done { None } else { sent.error.clone() },
+        dropped: if done { None } else { Some(d) },
+        ..cur
+    };
+    let txn = Txn::new()
+        .fenced(epoch)
+        .put(
+            ck,
+            serde_json::to_vec(&next).expect("cursors serialize"),
+            Expect::Version(cv),
+        )
+        .check(webhook_key(tenant, &hook.name)?, Expect::Version(hv));
+    let step = ignore_conflict(store.commit(txn).await)?;
+    sent_counter(if sent.ok {
+        "delivered"
+    } else if done {
+        "failed"
+    } else {
+        "retried"
+    });
+    Ok(if done || step == Step::Idle {
+        step
+    } else {
+        Step::Retry(retry_delay(attempts - 1, cfg.retry_base, cfg.retry_cap))
+    })
+}
+
+/// For the log's collection: adds to `txn` (its fenced transaction deleting `deleted`), for
+/// every webhook whose cursor sits before some of `deleted` it takes, a `dropped` delivery
+/// record (from, to, count) and its cursor moved past them with the notice to send, the cursor
+/// under CAS (a delivery racing it makes the collection try again).
+pub async fn record_dropped(
+    store: &dyn Store,
+    tenant: &str,
+    deleted: &[Logged],
+    txn: &mut Txn,
+    now: Millis,
+) -> Result<()> {
+    let Some(last) = deleted.last() else {
+        return Ok(());
+    };
+    for e in all_under(store, tenant, CURSORS).await? {
+        let Some(name) = e.key.path().strip_prefix(CURSORS) else {
+            continue;
+        };
+        let cur: Cursor = serde_json::from_slice(&e.value)
+            .map_err(|_| WebhookError::Corrupt(e.key.to_string()))?;
+        let after = Position::parse(&cur.after).unwrap_or_default();
+        if after >= last.position {
+            continue;
+        }
+        let Some((hook, _)) = load::<Webhook>(store, &webhook_key(tenant, name)?).await? else {
+            continue;
+        };
+        let filter = hook.filter()?;
+        let lost: Vec<&Logged> = deleted
+            .iter()
+            .filter(|l| l.position > after && filter.matches(&l.event))
+            .collect();
+        let (Some(first), Some(end)) = (lost.first(), lost.last()) else {
+            continue;
+        };
+        let run = match &cur.dropped {
+            Some(d) => Dropped {
+                from: d.from.clone(),
+                to: end.position.id(),
+                count: d.count + lost.len() as u64,
+            },
+            None => Dropped {
+                from: first.position.id(),
+                to: end.position.id(),
+                count: lost.len() as u64,
+            },
+        };
+        let record = Delivery {
+            delivery_id: format!(
+                "{}-dropped-{}",
+                &hook.id[..hook.id.len().min(12)],
+                end.position.id()
+            ),
+            event_id: end.position.id(),
+            kind: "webhook.dropped".into(),
+            status: "dropped".into(),
+            attempts: 0,
+            response_code: None,
+            error: Some(format!(
+                "{} events from {} to {} were collected from the log before delivery",
+                lost.len(),
+                first.position.id(),
+                end.position.id()
+            )),
+            at: now,
+            from_event: Some(first.position.id()),
+            count: Some(lost.len() as u64),
+        };
+        let next = Cursor {
+            // Past everything that went, taken or not.
+            after: last.position.id(),
+            attempts: 0,
+            last_error: None,
+            seq: cur.seq + 1,
+            dropped: Some(run),
+        };
+        txn.ops.push(crate::store::Op::Put {
+            key: e.key.clone(),
+            value: serde_json::to_vec(&next).expect("cursors serialize"),
+            expect: Expect::Version(e.version),
+        });
+        txn.ops.push(crate::store::Op::Put {
+            key: delivery_key(tenant, name, cur.seq % RECENT)?,
+            value: serde_json::to_vec(&record).expect("deliveries serialize"),
+            expect: Expect::Any,
+        });
+    }
+    Ok(())
 }
 
 fn ignore_conflict(r: std::result::Result<Version, StoreError>) -> Result<Step> {
@@ -954,10 +1195,31 @@ pub async fn test(
     Ok(send(&client, &hook, cfg, &payload).await)
 }
 
-/// Names of the tenant's webhooks.
+/// Every entry under `prefix`, read in pages of [`MAX_WEBHOOKS`] (a tenant holds about that
+/// many webhooks, but none may be missed by the deliverer or retention's guard).
+async fn all_under(
+    store: &dyn Store,
+    tenant: &str,
+    prefix: &str,
+) -> Result<Vec<crate::store::Entry>> {
+    let mut out: Vec<crate::store::Entry> = Vec::new();
+    loop {
+        let mut range = Range::first(prefix, MAX_WEBHOOKS);
+        if let Some(last) = out.last() {
+            range = range.after(last.key.path().to_string());
+        }
+        let page = store.list_range(tenant, &range).await?;
+        let done = page.len() < MAX_WEBHOOKS;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Names of the tenant's webhooks, all of them.
 pub async fn names(store: &dyn Store, tenant: &str) -> Result<Vec<String>> {
-    Ok(store
-        .list_range(tenant, &Range::first(WEBHOOKS, MAX_WEBHOOKS))
+    Ok(all_under(store, tenant, WEBHOOKS)
         .await?
         .into_iter()
         .filter_map(|e| e.key.path().strip_prefix(WEBHOOKS).map(str::to_string))
@@ -1097,6 +1359,99 @@ mod tests {
 }
 
 #[cfg(test)]
+mod paging {
+    use super::*;
+
+    /// More webhooks than one page (a tenant over the limit, as a restore or an older release
+    /// may leave): the deliverer sees every one, and retention's guard every cursor.
+    #[tokio::test]
+    async fn the_deliverer_and_the_guard_see_past_the_first_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        for i in 0..=MAX_WEBHOOKS {
+            let name = format!("w{i:03}");
+            // The last one is the furthest behind.
+            let after = if i == MAX_WEBHOOKS { "3.0" } else { "9.0" };
+            let txn = Txn::new()
+                .put(
+                    webhook_key("t", &name).unwrap(),
+                    b"{}".to_vec(),
+                    Expect::Absent,
+                )
+                .put(
+                    cursor_key("t", &name).unwrap(),
+                    serde_json::to_vec(&Cursor {
+                        after: after.into(),
+                        ..Cursor::default()
+                    })
+                    .unwrap(),
+                    Expect::Absent,
+                );
+            store.commit(txn).await.unwrap();
+        }
+        let ns = names(store.as_ref(), "t").await.unwrap();
+        assert_eq!(ns.len(), MAX_WEBHOOKS + 1);
+        assert_eq!(ns.last().map(String::as_str), Some("w100"));
+        assert_eq!(
+            oldest_pending(store.as_ref(), "t").await.unwrap(),
+            Some(Position::parse("3.0").unwrap())
+        );
+    }
+}
+
+#[cfg(test)]
+mod limit {
+    use super::*;
+
+    fn req(i: usize) -> CreateWebhook {
+        CreateWebhook {
+            name: format!("w{i:03}"),
+            url: "https://hooks.example.com/x".into(),
+            ..CreateWebhook::default()
+        }
+    }
+
+    /// Ten creations racing at 99 webhooks: exactly one more is made (the count is checked in
+    /// the creating transaction); a deletion frees a place for the next.
+    #[tokio::test]
+    async fn creations_racing_at_the_limit_make_no_more_than_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let s = store.as_ref();
+        for i in 0..MAX_WEBHOOKS - 1 {
+            create(s, "t", &req(i), false, "admin", 1).await.unwrap();
+        }
+        let reqs: Vec<CreateWebhook> = (0..10).map(|i| req(500 + i)).collect();
+        let racing: Vec<_> = reqs
+            .iter()
+            .map(|r| create(s, "t", r, false, "admin", 1))
+            .collect();
+        let results = futures::future::join_all(racing).await;
+        let made = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(made, 1, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .all(|e| matches!(e, WebhookError::Invalid(m) if m.contains("at most")))
+        );
+        assert_eq!(names(s, "t").await.unwrap().len(), MAX_WEBHOOKS);
+        assert!(create(s, "t", &req(900), false, "admin", 1).await.is_err());
+        delete(s, "t", "w000").await.unwrap();
+        create(s, "t", &req(900), false, "admin", 1).await.unwrap();
+        assert_eq!(names(s, "t").await.unwrap().len(), MAX_WEBHOOKS);
+        assert!(matches!(
+            create(s, "t", &req(900), false, "admin", 1).await,
+            Err(WebhookError::Exists(_))
+        ));
+    }
+}
+
+#[cfg(test)]
 mod vector {
     /// The signature of the README's recipe (`examples/webhook-verify.py`) for fixed inputs.
     #[test]
@@ -1105,5 +1460,134 @@ mod vector {
             super::signature(&"k".repeat(16), "d-1", 100, b"{}"),
             "sha256=2bda518f09da56821d50d9522e6aa76b473953dee4f085d5454c9565e92b9db8"
         );
+    }
+}
+
+#[cfg(test)]
+mod dropped {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback receiver answering 200 and keeping each body.
+    async fn receiver() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = l.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = tcp.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= h + 4 + len {
+                        let body = serde_json::from_slice(&buf[h + 4..h + 4 + len]).unwrap();
+                        sink.lock().unwrap().push(body);
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        (port, got)
+    }
+
+    /// A webhook left behind past the log's hold: collection records a durable `dropped`
+    /// delivery (from, to, count of what it takes) and moves its cursor past them; the
+    /// receiver is told with a `webhook.dropped` notice before the next event.
+    #[tokio::test]
+    async fn a_webhook_behind_past_the_hold_gets_a_dropped_record_and_a_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let s = store.as_ref();
+        let epoch = s.next_epoch().await.unwrap();
+        let (port, got) = receiver().await;
+        let req = CreateWebhook {
+            name: "ci".into(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            events: vec!["job.submitted".into()],
+            allow_http: true,
+            ..CreateWebhook::default()
+        };
+        create(s, "t", &req, true, "admin", 1).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let mut txn = Txn::new().put(
+                Key::new("t", format!("jobs/j{i}")).unwrap(),
+                b"{}".to_vec(),
+                Expect::Absent,
+            );
+            // Every other event is one the webhook does not take.
+            let kind = if i % 2 == 0 {
+                "job.submitted"
+            } else {
+                "job.started"
+            };
+            events::record(&mut txn, "t", &events::Event::new(kind, format!("j{i}"), 1)).unwrap();
+            let rev = s.commit(txn).await.unwrap();
+            ids.push(format!("{rev}.0"));
+        }
+        let bounds = events::Bounds {
+            max_events: 5,
+            max_age_ms: u64::MAX / 4,
+        };
+        for _ in 0..10 {
+            events::collect(s, "t", epoch, bounds, 100, 2)
+                .await
+                .unwrap();
+        }
+        // Ten went (twice the bound kept), five of them the webhook's.
+        let w = get(s, "t", "ci").await.unwrap();
+        let d = w
+            .deliveries
+            .iter()
+            .find(|d| d.status == "dropped")
+            .expect("a dropped record");
+        assert_eq!(d.from_event.as_deref(), Some(ids[0].as_str()));
+        assert_eq!(d.event_id, ids[8]);
+        assert_eq!(d.count, Some(5));
+        assert_eq!(w.delivered_to, ids[9]);
+
+        let cfg = DeliveryConfig {
+            allow_private: true,
+            ..DeliveryConfig::default()
+        };
+        let mut client = None;
+        let count = |_: &str| {};
+        for _ in 0..2 {
+            let step = deliver_next(s, "t", "ci", epoch, &cfg, &mut client, &count)
+                .await
+                .unwrap();
+            assert_eq!(step, Step::Moved);
+        }
+        let bodies = got.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 2, "{bodies:?}");
+        assert_eq!(bodies[0]["event"]["type"], "webhook.dropped");
+        assert_eq!(bodies[0]["event"]["data"]["count"], 5);
+        assert_eq!(bodies[0]["event"]["data"]["from"], ids[0].as_str());
+        assert_eq!(bodies[1]["event"]["id"], ids[10].as_str());
+        // The notice is sent once.
+        let w = get(s, "t", "ci").await.unwrap();
+        assert_eq!(w.delivered_to, ids[10]);
     }
 }

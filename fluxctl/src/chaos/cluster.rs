@@ -188,6 +188,8 @@ fn node_args(o: &Opts, work: &Path, i: usize, id: &str, port: u16, store_port: u
             // The run's schedule fires every second.
             "--min-schedule-interval",
             "1s",
+            // The run's webhook receiver listens on loopback.
+            "--webhook-allow-private",
         ]
         .iter()
         .map(|s| s.to_string()),

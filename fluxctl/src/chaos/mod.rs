@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 mod cluster;
+mod receiver;
 mod report;
 mod workload;
 
@@ -190,6 +191,10 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
     // A rollout over every agent, driven by the leader through the faults.
     let rollout = workload::start_rollout(&cluster.api, work, &cluster.agent_ids).await?;
     workload::declare_schedule(&cluster.api).await?;
+    // A webhook delivered through the faults to a receiver out of their reach.
+    let secret = format!("chaos-{:016x}-secret", o.seed);
+    let receiver = receiver::Receiver::start(secret.clone()).await?;
+    workload::declare_webhook(&cluster.api, receiver.port, &secret).await?;
     let (faults, submitted) = faults_under_load(o, work, &mut cluster, &plan, &say).await?;
 
     // Healed: everything runs again. Drift every target so convergence is shown afresh.
@@ -214,6 +219,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         None => Vec::new(),
     };
     let schedule = workload::observe_schedule(&cluster.api).await?;
+    let webhook = workload::observe_webhook(&cluster.api, &receiver, o.heal_timeout).await?;
     let (history, torn) = read_history(&work.join("history"))?;
 
     let (acked, unacked, sent) = submitted;
@@ -222,6 +228,8 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         acknowledged: acked.len(),
         unacknowledged: unacked,
         state_targets: targets.len(),
+        webhook_events: webhook.expected.len(),
+        webhook_deliveries: webhook.received.len(),
         ..Workload::default()
     };
     let obs = Observations {
@@ -241,6 +249,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         rollouts: rollout_seen,
         schedule: Some(schedule),
         repairs: Some(workload::observe_repairs(work)),
+        webhook: Some(webhook),
     };
     drop(cluster);
     Ok(judge(o, &obs, faults, workload, torn))

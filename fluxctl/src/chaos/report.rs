@@ -32,6 +32,9 @@ pub struct Workload {
     pub succeeded: usize,
     pub executions: usize,
     pub state_targets: usize,
+    /// Events the run's webhook takes, and requests its receiver got (re-deliveries included).
+    pub webhook_events: usize,
+    pub webhook_deliveries: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -419,3 +419,76 @@ pub(super) async fn observe_rollout(
         runs,
     }
 }
+
+/// Name of the run's webhook and the event types it takes.
+pub(super) const WEBHOOK: &str = "chaos-hook";
+pub(super) const WEBHOOK_EVENTS: &str = "job.finished,rollout.*,schedule.fired";
+
+/// Creates the run's webhook, pointed at the receiver on `port`.
+pub(super) async fn declare_webhook(api: &ApiClient, port: u16, secret: &str) -> Result<()> {
+    let body = serde_json::json!({
+        "name": WEBHOOK,
+        "url": format!("http://127.0.0.1:{port}/hook"),
+        "events": WEBHOOK_EVENTS.split(',').collect::<Vec<_>>(),
+        "secret": secret,
+        "allow_http": true,
+        "max_attempts": flux_core::webhooks::MAX_MAX_ATTEMPTS,
+    });
+    let _: serde_json::Value = api
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&erased::Body(&body)),
+            Duration::from_secs(10),
+        )
+        .await
+        .context("creating the run's webhook")?;
+    Ok(())
+}
+
+/// The events of the log the run's webhook takes (after its start), then, once its cursor has
+/// passed the last of them (or `timeout`), what the receiver recorded.
+pub(super) async fn observe_webhook(
+    api: &ApiClient,
+    receiver: &super::receiver::Receiver,
+    timeout: Duration,
+) -> Result<flux_core::chaos::WebhookSeen> {
+    use flux_core::events::Position;
+    let hook: serde_json::Value = api.get(&format!("/v1/webhooks/{WEBHOOK}")).await?;
+    let start = hook["start"].as_str().unwrap_or("0").to_string();
+    let resp = api
+        .send(
+            Method::GET,
+            &format!("/v1/events?follow=false&type={WEBHOOK_EVENTS}&since={start}"),
+            None,
+            Duration::from_secs(120),
+        )
+        .await?;
+    let bytes = resp.bytes().await.context("reading the event log")?;
+    let mut expected = Vec::new();
+    for m in flux_core::events::sse::Parser::new().feed(&bytes) {
+        let Some(id) = m.id else { continue };
+        let v: serde_json::Value = serde_json::from_str(&m.data).unwrap_or_default();
+        expected.push((id, v["object"].as_str().unwrap_or_default().to_string()));
+    }
+    let last = expected
+        .last()
+        .and_then(|(id, _)| Position::parse(id).ok())
+        .unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v: serde_json::Value = api.get(&format!("/v1/webhooks/{WEBHOOK}")).await?;
+        let at = v["delivered_to"]
+            .as_str()
+            .and_then(|s| Position::parse(s).ok())
+            .unwrap_or_default();
+        if at >= last || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(flux_core::chaos::WebhookSeen {
+        expected,
+        received: receiver.received(),
+    })
+}

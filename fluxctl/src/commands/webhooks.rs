@@ -92,7 +92,11 @@ impl Render for WebhookView {
         for d in &self.deliveries {
             t.add_row(vec![
                 d.delivery_id.clone(),
-                d.event_id.clone(),
+                match (&d.from_event, d.count) {
+                    // Collected from the log undelivered: the run and how many it took.
+                    (Some(from), Some(n)) => format!("{from}..{} ({n} lost)", d.event_id),
+                    _ => d.event_id.clone(),
+                },
                 d.kind.clone(),
                 d.status.clone(),
                 d.attempts.to_string(),
