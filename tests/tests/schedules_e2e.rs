@@ -463,3 +463,155 @@ async fn overlap_skip_and_queue_never_run_two_at_once_and_allow_does() {
         assert_eq!(skipped > 0, o != "allow", "{o}: {v}");
     }
 }
+
+/// A state file with one state and, unless `schedule` is empty, one `[[schedule]]` table.
+fn state_file(dir: &Path, name: &str, schedule: &str) -> String {
+    let text = format!(
+        r#"[[state]]
+name = "marker"
+targets = {{ agents = ["agent-x"] }}
+check = "true"
+apply = "true"
+{schedule}"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn nightly(cron: &str, tz: &str) -> String {
+    format!(
+        r#"
+[[schedule]]
+name = "nightly"
+cron = "{cron}"
+tz = "{tz}"
+overlap = "skip"
+what = {{ job = {{ command = "true", node_id = "agent-x", allow_unknown_node = true }} }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedule_tables_in_a_state_file_are_created_diffed_updated_and_pruned() {
+    let n = Fluxd::start().await;
+    let dir = n.dir.path();
+    // A schedule made by the CLI, not in any file.
+    ok(&n.fluxctl(
+        &n.admin,
+        &[
+            "schedule",
+            "create",
+            "cli-made",
+            "--cron",
+            "@daily",
+            "-n",
+            "agent-x",
+            "--allow-unknown-node",
+            "--",
+            "true",
+        ],
+    ))
+    .unwrap();
+    let v1 = state_file(dir, "v1.toml", &nightly("@hourly", "UTC"));
+
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v1]);
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+    assert_eq!(
+        stdout(&diff),
+        "+ marker (create)\n+ schedule nightly (create)\n"
+    );
+    let out = n.fluxctl(&n.admin, &["apply", "-f", &v1]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("+ schedule nightly (create)"),
+        "{}",
+        stdout(&out)
+    );
+    let (status, s) = n.get("/v1/schedules/nightly", &n.admin).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["spec"]["cron"], "@hourly");
+    assert_eq!(s["spec"]["overlap"], "skip");
+    assert_eq!(s["next"].as_array().unwrap().len(), 5, "{s}");
+    let v_created = s["version"].as_u64().unwrap();
+
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v1]);
+    assert_eq!(diff.status.code(), Some(0), "{}", stdout(&diff));
+    assert_eq!(stdout(&diff), "");
+    let again = n.fluxctl(&n.admin, &["apply", "-f", &v1]);
+    assert!(stdout(&again).contains("no changes"), "{}", stdout(&again));
+
+    // An edit shows as an update of the one field, and applying it updates the schedule.
+    let v2 = state_file(dir, "v2.toml", &nightly("0 3 * * *", "UTC"));
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v2]);
+    assert_eq!(diff.status.code(), Some(1));
+    assert_eq!(
+        stdout(&diff),
+        format!(
+            "~ schedule nightly (update from version {v_created})\n    cron: \"@hourly\" → \"0 3 * * *\"\n"
+        )
+    );
+    // Planned against a version a concurrent edit moved: a conflict, nothing changed.
+    let text = std::fs::read_to_string(&v2).unwrap();
+    let stale = json!({"toml": text, "expect_schedules": {"nightly": v_created - 1}});
+    let (status, body) = n.post("/v1/states", &n.admin, &stale).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("schedule nightly"), "{body}");
+    let out = n.fluxctl(&n.admin, &["apply", "-f", &v2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, s) = n.get("/v1/schedules/nightly", &n.admin).await;
+    assert_eq!(s["spec"]["cron"], "0 3 * * *");
+    assert!(s["version"].as_u64().unwrap() > v_created, "{s}");
+
+    // A bad table refuses the whole file, naming the table and field: the new state is not
+    // created either.
+    let bad = state_file(
+        dir,
+        "bad.toml",
+        &format!(
+            "{}\n[[state]]\nname = \"second\"\ntargets = {{ agents = [\"agent-x\"] }}\ncheck = \"true\"\napply = \"true\"\n",
+            nightly("0 3 * * *", "Mars/Olympus")
+        ),
+    );
+    for cmd in ["diff", "apply"] {
+        let out = n.fluxctl(&n.admin, &[cmd, "-f", &bad]);
+        assert!(!out.status.success(), "{cmd}: {}", stdout(&out));
+        assert!(stderr(&out).contains("schedule[0].tz"), "{}", stderr(&out));
+    }
+    let (status, _) = n.get("/v1/states/second", &n.admin).await;
+    assert_eq!(status, 404);
+    let (_, s) = n.get("/v1/schedules/nightly", &n.admin).await;
+    assert_eq!(s["spec"]["tz"], "UTC");
+
+    // Without its table, and without --prune, both schedules stay.
+    let v3 = state_file(dir, "v3.toml", "");
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v3]);
+    assert_eq!(diff.status.code(), Some(0), "{}", stdout(&diff));
+    ok(&n.fluxctl(&n.admin, &["apply", "-f", &v3])).unwrap();
+    for name in ["nightly", "cli-made"] {
+        let (status, _) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+        assert_eq!(status, 200, "{name}");
+    }
+    // With --prune, the schedules the file does not declare go (the CLI's too); its state stays.
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v3, "--prune"]);
+    assert_eq!(diff.status.code(), Some(1));
+    let text = stdout(&diff);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("- schedule cli-made (delete version "),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("- schedule nightly (delete version "),
+        "{text}"
+    );
+    let out = n.fluxctl(&n.admin, &["apply", "-f", &v3, "--prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["nightly", "cli-made"] {
+        let (status, _) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+        assert_eq!(status, 404, "{name}");
+    }
+    let (status, _) = n.get("/v1/states/marker", &n.admin).await;
+    assert_eq!(status, 200);
+}

@@ -28,13 +28,18 @@
 //!   and a leader dying at any instant leaves its successor the record to continue from;
 //! - a schedule keeps its last [`MAX_RUNS`] runs; listing reads what it returns.
 
+mod apply;
 pub mod cron;
 pub mod driver;
+mod file;
+pub mod plan;
 pub mod policy;
 mod service;
 
+pub use apply::apply;
 pub use cron::{CronError, CronSchedule};
 pub use driver::PassTally;
+pub use file::parse_schedule_tables;
 pub use policy::{Cursor, Missed, Overlap};
 pub use service::{RunView, ScheduleError, ScheduleView, Schedules};
 
@@ -57,6 +62,8 @@ pub const DEFAULT_GRACE_SECS: u64 = 60;
 pub const MAX_DELAY_SECS: u64 = 86_400;
 /// Largest `catch_up`.
 pub const MAX_CATCH_UP: u32 = 1000;
+/// Most schedules a tenant may have (and a state file may declare).
+pub const MAX_SCHEDULES: usize = 1000;
 /// Most schedules listed per page.
 pub const MAX_LIST: usize = 1000;
 
