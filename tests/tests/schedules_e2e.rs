@@ -615,3 +615,97 @@ async fn schedule_tables_in_a_state_file_are_created_diffed_updated_and_pruned()
     let (status, _) = n.get("/v1/states/marker", &n.admin).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_schedule_starts_one_rollout_per_slot_on_real_agents() {
+    let n = Fluxd::start_with(FluxdOpts {
+        args: MIN_1S.map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _a1 = n.agent("default", "web-1", &["role=web"]).await;
+    let _a2 = n.agent("default", "web-2", &["role=web"]).await;
+    let file = n.dir.path().join("runs.txt");
+    let cmd = format!("echo $FLUX_JOB_ID >> {}", file.display());
+    ok(&n.fluxctl(
+        &n.admin,
+        &[
+            "schedule",
+            "create",
+            "roll",
+            "--cron",
+            "* * * * * *",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "2",
+            "--max-errors",
+            "1",
+            "--overlap",
+            "skip",
+            "--",
+            &cmd,
+        ],
+    ))
+    .unwrap();
+    let (_, v) = n.get("/v1/schedules/roll", &n.admin).await;
+    assert_eq!(v["spec"]["what"]["rollout"]["max_concurrency"], "2", "{v}");
+    // Three rollouts finished.
+    eventually("three finished rollout runs", T, || async {
+        let (_, v) = n.get("/v1/schedules/roll", &n.admin).await;
+        let done = v["runs"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["result"] == "succeeded")
+            .count();
+        (done >= 3).then_some(())
+    })
+    .await;
+    ok(&n.fluxctl(&n.admin, &["schedule", "pause", "roll"])).unwrap();
+    let v = eventually("the runs to settle", T, || async {
+        let (_, v) = n.get("/v1/schedules/roll", &n.admin).await;
+        let settled = v["runs"]
+            .as_array()?
+            .iter()
+            .all(|r| r["result"] == "succeeded");
+        settled.then_some(v)
+    })
+    .await;
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len() as u64, v["fires"].as_u64().unwrap(), "{v}");
+    // Each run names its own rollout, of both agents, and each slot has one run.
+    let mut seen_slots = std::collections::BTreeSet::new();
+    let mut seen_rollouts = std::collections::BTreeSet::new();
+    let mut jobs = Vec::new();
+    for run in runs {
+        assert!(seen_slots.insert(run["slot"].as_u64().expect("a slot run")));
+        let id = run["rollout"].as_str().expect("a rollout id").to_string();
+        assert!(run["jobs"].as_array().is_none_or(|j| j.is_empty()), "{run}");
+        let (status, r) = n.get(&format!("/v1/rollouts/{id}"), &n.admin).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["created_by"], "schedule/roll", "{r}");
+        assert_eq!(r["params"]["max_concurrency"], 2, "{r}");
+        let mut nodes: Vec<&str> = r["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["node_id"].as_str().unwrap())
+            .collect();
+        nodes.sort();
+        assert_eq!(nodes, ["web-1", "web-2"], "{r}");
+        for t in r["targets"].as_array().unwrap() {
+            jobs.push(t["job_id"].as_str().expect("a job").to_string());
+        }
+        assert!(seen_rollouts.insert(id));
+    }
+    // The side effects: every rollout job ran once, and nothing else ran.
+    let mut ran_ids = ran(&file);
+    ran_ids.sort();
+    jobs.sort();
+    assert_eq!(ran_ids, jobs);
+    // `schedule get` shows the rollout of each run.
+    let out = n.fluxctl(&n.admin, &["schedule", "get", "roll"]);
+    assert!(ok(&out).unwrap().contains("rollout r-"), "{}", stdout(&out));
+}

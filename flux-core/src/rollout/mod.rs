@@ -455,6 +455,21 @@ fn dec(k: &Key, bytes: &[u8]) -> Result<Rollout> {
     })
 }
 
+/// `txn` with the writes that create rollout `r`.
+fn creation(txn: Txn, tenant: &str, r: &Rollout) -> Result<Txn> {
+    Ok(txn
+        .put(
+            key(tenant, keys::rollout(&r.rollout_id))?,
+            enc(r),
+            Expect::Absent,
+        )
+        .put(
+            key(tenant, keys::rollout_active(&r.rollout_id))?,
+            Vec::new(),
+            Expect::Absent,
+        ))
+}
+
 impl Rollouts {
     pub fn new(store: DynStore, jobs: Jobs) -> Rollouts {
         Rollouts { store, jobs }
@@ -475,6 +490,23 @@ impl Rollouts {
         fence: Option<crate::store::Epoch>,
     ) -> Result<Rollout> {
         self.create_retry(tenant, by, spec, None, now, fence).await
+    }
+
+    /// Resolves a new rollout of `spec` (validated, its targets resolved now by the same code
+    /// as [`Rollouts::create`]) and returns it with the writes that create it, committing
+    /// nothing: a schedule's firing adds them to its own fenced transaction.
+    pub async fn prepare_create(
+        &self,
+        tenant: &str,
+        by: &str,
+        spec: RolloutSpec,
+        now: Millis,
+    ) -> Result<(Rollout, Txn)> {
+        validate_spec(&spec)?;
+        let agents = self.jobs.agents(tenant).await?;
+        let r = build(tenant, by, spec, &agents, now)?;
+        let txn = creation(Txn::new(), tenant, &r)?;
+        Ok((r, txn))
     }
 
     async fn create_retry(
@@ -501,17 +533,7 @@ impl Rollouts {
                 Expect::Version(v),
             );
         }
-        let mut txn = txn
-            .put(
-                key(tenant, keys::rollout(&r.rollout_id))?,
-                enc(&r),
-                Expect::Absent,
-            )
-            .put(
-                key(tenant, keys::rollout_active(&r.rollout_id))?,
-                Vec::new(),
-                Expect::Absent,
-            );
+        let mut txn = creation(txn, tenant, &r)?;
         txn.fence = fence;
         match self.store.commit(txn).await {
             Ok(_) => Ok(r),

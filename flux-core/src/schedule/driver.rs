@@ -17,9 +17,8 @@
 use super::policy::{self, Decision, Overlap, Settings};
 use super::service::{Result, ScheduleError, enc, key};
 use super::{Run, ScheduleStatus, Schedules, StoredSchedule, slot_group};
-use crate::jobs::JobError;
 use crate::keys;
-use crate::model::{JobKind, Millis};
+use crate::model::Millis;
 use crate::store::{Epoch, Expect, StoreError, Txn, Version};
 
 /// Steps one schedule may take in one pass (each a transaction).
@@ -59,7 +58,15 @@ impl Schedules {
             if statuses.iter().any(|s| s.is_some_and(|s| !s.is_terminal())) {
                 return Ok(true);
             }
-            if run.slot.is_some() && !run.jobs.is_empty() {
+            // An unfinished rollout is an unfinished run.
+            if self
+                .rollout_status(tenant, run)
+                .await?
+                .is_some_and(|s| !s.is_finished())
+            {
+                return Ok(true);
+            }
+            if run.slot.is_some() && (!run.jobs.is_empty() || run.rollout.is_some()) {
                 return Ok(false);
             }
         }
@@ -164,28 +171,21 @@ impl Schedules {
                     fired_at: now,
                     group: group.clone(),
                     jobs: vec![],
+                    rollout: None,
                     error: None,
                     by: "leader".into(),
                 };
                 match self
-                    .jobs
-                    .prepare_run(
-                        tenant,
-                        &submitter(name),
-                        &s.spec.job().submission(),
-                        now,
-                        JobKind::Schedule,
-                        &group,
-                    )
-                    .await
+                    .prepare_start(tenant, &submitter(name), &s.spec, now, &group)
+                    .await?
                 {
-                    Ok((jobs, part)) => {
-                        fired_jobs = !jobs.is_empty();
-                        run.jobs = jobs.into_iter().map(|j| j.job_id).collect();
+                    Ok((started, part)) => {
+                        fired_jobs = !started.jobs.is_empty() || started.rollout.is_some();
+                        run.jobs = started.jobs;
+                        run.rollout = started.rollout;
                         txn.ops.extend(part.ops);
                     }
-                    Err(JobError::Invalid(m)) => run.error = Some(m),
-                    Err(e) => return Err(e.into()),
+                    Err(m) => run.error = Some(m),
                 }
                 next.fires += 1;
                 next.push_run(run);
@@ -297,6 +297,7 @@ async fn pass_all(
 mod tests {
     use super::*;
     use crate::jobs::{Jobs, JobsConfig};
+    use crate::model::JobKind;
     use crate::schedule::{JobSpec, Missed, ScheduleSpec, What, parse_slot_group};
 
     async fn setup(dir: &std::path::Path) -> (Schedules, crate::store::DynStore) {
@@ -445,5 +446,107 @@ mod tests {
             slot_jobs += usize::from(j.group.as_deref().and_then(parse_slot_group).is_some());
         }
         assert_eq!(slot_jobs, 1, "only slot 1 started a job");
+    }
+
+    /// The rollouts stored, by id, with the slot whose run started each.
+    async fn rollouts_of(s: &Schedules) -> Vec<(Option<u64>, crate::rollout::Rollout)> {
+        let st = s.load_status("t", "tick").await.unwrap().0;
+        let rollouts = crate::rollout::Rollouts::new(s.store.clone(), s.jobs.clone());
+        let mut out = Vec::new();
+        for run in &st.runs {
+            if let Some(id) = &run.rollout {
+                out.push((run.slot, rollouts.load("t", id).await.unwrap().0));
+            }
+        }
+        out
+    }
+
+    /// A rollout schedule: each slot creates one rollout in its firing's transaction, an
+    /// unfinished rollout makes `skip` skip, and a slot whose targets resolve to nothing is
+    /// recorded with the error.
+    #[tokio::test]
+    async fn a_rollout_schedule_starts_one_rollout_per_slot_and_skip_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        let mut sp = spec();
+        sp.overlap = Overlap::Skip;
+        sp.what = What::Rollout(crate::rollout::RolloutSpec {
+            command: Some("true".into()),
+            nodes: vec!["a1".into(), "a2".into()],
+            max_concurrency: Some(crate::rollout::LimitSpec::Count(2)),
+            ..Default::default()
+        });
+        s.put("t", "u", sp.clone(), Expect::Absent, t0)
+            .await
+            .unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        let tally = s.pass("t", epoch, t0 + 1_100).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 1);
+        let got = rollouts_of(&s).await;
+        assert_eq!(got.len(), 1);
+        let (slot, r) = &got[0];
+        assert_eq!(*slot, Some(t0 + 1_000));
+        assert_eq!(r.targets.len(), 2);
+        assert_eq!(r.params.max_concurrency, 2);
+        assert_eq!(r.created_by, "schedule/tick");
+        // The rollout runs: the next slot is skipped, and the run's result is the rollout's.
+        let tally = s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        assert!(tally.fired_lags_ms.is_empty(), "{tally:?}");
+        assert_eq!(tally.skipped, 1);
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!(v.runs[0].result, "running");
+        assert_eq!(
+            v.runs[0].run.rollout.as_deref(),
+            Some(r.rollout_id.as_str())
+        );
+        // Finished, the next slot fires a second rollout.
+        let k = crate::store::Key::new("t", keys::rollout(&r.rollout_id)).unwrap();
+        let (mut done, ver) = crate::rollout::Rollouts::new(store.clone(), s.jobs.clone())
+            .load("t", &r.rollout_id)
+            .await
+            .unwrap();
+        done.status = crate::rollout::RolloutStatus::Succeeded;
+        store
+            .put(k, serde_json::to_vec(&done).unwrap(), Expect::Version(ver))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("t", "tick").await.unwrap().runs[0].result,
+            "succeeded"
+        );
+        let tally = s.pass("t", epoch, t0 + 3_100).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 1);
+        let got = rollouts_of(&s).await;
+        assert_eq!(
+            got.iter().map(|(slot, _)| *slot).collect::<Vec<_>>(),
+            [Some(t0 + 1_000), Some(t0 + 3_000)]
+        );
+        // A stale leader's pass creates no rollout.
+        let _new = store.next_epoch().await.unwrap();
+        assert!(s.pass("t", epoch, t0 + 9_100).await.is_err());
+        assert_eq!(store.list("t", keys::ROLLOUTS).await.unwrap().len(), 2);
+
+        // Targets resolved at fire time: a selector that matches no agent is an error run.
+        let mut none = sp;
+        none.name = "empty".into();
+        none.what = What::Rollout(crate::rollout::RolloutSpec {
+            command: Some("true".into()),
+            selector: crate::selector::Selector::parse("role=none").unwrap(),
+            ..Default::default()
+        });
+        s.put("t", "u", none, Expect::Absent, t0 + 9_500)
+            .await
+            .unwrap();
+        let epoch = store.current_epoch().await.unwrap();
+        s.pass("t", epoch, t0 + 10_100).await.unwrap();
+        let v = s.get("t", "empty").await.unwrap();
+        assert_eq!(v.fires, 1);
+        assert_eq!(v.runs[0].result, "error");
+        assert!(
+            v.runs[0].run.error.as_deref().unwrap().contains("no agent"),
+            "{:?}",
+            v.runs[0]
+        );
     }
 }

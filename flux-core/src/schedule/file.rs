@@ -183,8 +183,8 @@ env = { MODE = "fast" }
         assert_eq!(s[0].tz, "Europe/Berlin");
         assert_eq!(s[0].overlap, Overlap::Skip);
         assert_eq!(s[0].missed, Missed::CatchUp(3));
-        assert!(s[0].job().all);
-        assert_eq!(s[0].job().selector.to_string(), "role=db");
+        assert!(s[0].job().unwrap().all);
+        assert_eq!(s[0].job().unwrap().selector.to_string(), "role=db");
         assert_eq!(s[1].tz, "UTC");
         assert_eq!(s[1].overlap, Overlap::Allow);
         assert_eq!(s[1].missed, Missed::Once);

@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MAX_LIST, MAX_RUNS, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, trigger_group,
+    MAX_LIST, MAX_RUNS, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, What, trigger_group,
     validate_spec,
 };
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{JobKind, JobStatus, Millis, valid_ident};
+use crate::rollout::RolloutError;
 use crate::store::{DynStore, Expect, Key, Range, StoreError, Txn, Version};
 
 /// Errors of the schedule service.
@@ -91,6 +92,13 @@ pub struct ScheduleView {
     pub skipped: u64,
     /// The last runs, newest first.
     pub runs: Vec<RunView>,
+}
+
+/// What a run started.
+#[derive(Debug, Default)]
+pub(super) struct Started {
+    pub jobs: Vec<String>,
+    pub rollout: Option<String>,
 }
 
 /// Attempts of a trigger racing with firings.
@@ -388,14 +396,89 @@ impl Schedules {
         Ok(Some(out))
     }
 
+    /// The status of a run's rollout (`None`: the run started none, or it is no longer
+    /// stored).
+    pub(super) async fn rollout_status(
+        &self,
+        tenant: &str,
+        run: &Run,
+    ) -> Result<Option<crate::rollout::RolloutStatus>> {
+        let Some(id) = &run.rollout else {
+            return Ok(None);
+        };
+        let rollouts = crate::rollout::Rollouts::new(self.store.clone(), self.jobs.clone());
+        match rollouts.load(tenant, id).await {
+            Ok((r, _)) => Ok(Some(r.status)),
+            Err(RolloutError::NotFound(_)) => Ok(None),
+            Err(RolloutError::Store(e)) => Err(e.into()),
+            Err(e) => Err(ScheduleError::Corrupt {
+                key: format!("rollout {id}"),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     async fn result(&self, tenant: &str, run: &Run, budget: &mut usize) -> Result<String> {
         if run.error.is_some() {
             return Ok("error".into());
+        }
+        if run.rollout.is_some() {
+            return Ok(match self.rollout_status(tenant, run).await? {
+                Some(st) => st.as_str().into(),
+                None => "unknown".into(),
+            });
         }
         let Some(statuses) = self.job_statuses(tenant, run, budget).await? else {
             return Ok("unknown".into());
         };
         Ok(summarize(&statuses).into())
+    }
+
+    /// What a run of `spec` starts, and the writes that start it, uncommitted: its jobs
+    /// (targets resolved by [`Jobs::prepare_run`], as an ad-hoc run's) or its rollout (by
+    /// [`crate::rollout::Rollouts::prepare_create`]). `Ok(Err(why))`: nothing can start now
+    /// (no agent matches, say).
+    pub(super) async fn prepare_start(
+        &self,
+        tenant: &str,
+        by: &str,
+        spec: &ScheduleSpec,
+        now: Millis,
+        group: &str,
+    ) -> Result<std::result::Result<(Started, Txn), String>> {
+        match &spec.what {
+            What::Job(j) => match self
+                .jobs
+                .prepare_run(tenant, by, &j.submission(), now, JobKind::Schedule, group)
+                .await
+            {
+                Ok((jobs, txn)) => Ok(Ok((
+                    Started {
+                        jobs: jobs.into_iter().map(|j| j.job_id).collect(),
+                        rollout: None,
+                    },
+                    txn,
+                ))),
+                Err(JobError::Invalid(m)) => Ok(Err(m)),
+                Err(e) => Err(e.into()),
+            },
+            What::Rollout(r) => {
+                let rollouts = crate::rollout::Rollouts::new(self.store.clone(), self.jobs.clone());
+                match rollouts.prepare_create(tenant, by, r.clone(), now).await {
+                    Ok((r, txn)) => Ok(Ok((
+                        Started {
+                            jobs: Vec::new(),
+                            rollout: Some(r.rollout_id),
+                        },
+                        txn,
+                    ))),
+                    Err(RolloutError::Invalid(m)) => Ok(Err(m)),
+                    Err(RolloutError::Store(e)) => Err(e.into()),
+                    Err(RolloutError::Jobs(e)) => Err(e.into()),
+                    Err(e) => Err(ScheduleError::Invalid(e.to_string())),
+                }
+            }
+        }
     }
 
     /// Starts one run now, outside the schedule's slots (paused or not): its jobs and its run
@@ -405,22 +488,16 @@ impl Schedules {
         for _ in 0..TRIGGER_RETRIES {
             let (mut st, sv) = self.load_status(tenant, name).await?;
             let group = trigger_group(name);
-            let (jobs, txn) = self
-                .jobs
-                .prepare_run(
-                    tenant,
-                    by,
-                    &s.spec.job().submission(),
-                    now,
-                    JobKind::Schedule,
-                    &group,
-                )
-                .await?;
+            let (started, txn) = self
+                .prepare_start(tenant, by, &s.spec, now, &group)
+                .await?
+                .map_err(ScheduleError::Invalid)?;
             let run = Run {
                 slot: None,
                 fired_at: now,
                 group,
-                jobs: jobs.into_iter().map(|j| j.job_id).collect(),
+                jobs: started.jobs,
+                rollout: started.rollout,
                 error: None,
                 by: by.to_string(),
             };
