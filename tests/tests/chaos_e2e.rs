@@ -77,6 +77,8 @@ fn a_chaos_run_with_every_fault_holds_every_invariant() {
     assert_eq!(w["succeeded"], w["acknowledged"]);
     assert!(w["executions"].as_u64() >= w["acknowledged"].as_u64());
     assert_eq!(w["state_targets"], 3);
+    // The rollout schedule fired through the faults (judged by schedule_fired_once_per_slot).
+    assert!(w["schedule_rollouts"].as_u64() >= Some(5), "{r:#}");
     let h = &r["history"];
     assert!(h["leader_writes"].as_u64() > Some(0), "{r:#}");
     assert!(h["epochs"].as_u64() >= Some(4), "{r:#}");

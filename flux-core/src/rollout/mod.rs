@@ -171,6 +171,9 @@ pub struct Rollout {
     /// run in two retries at the same time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retried_by: Option<String>,
+    /// The run of a schedule that started it (`s.<slot>.<name>` for a slot's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub spec: RolloutSpec,
     pub params: Params,
     pub targets: Vec<Target>,
@@ -190,6 +193,8 @@ pub struct RolloutSummary {
     pub halt_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub command: String,
     pub targets: usize,
     pub counts: BTreeMap<TargetState, usize>,
@@ -216,6 +221,7 @@ impl Rollout {
             status: self.status,
             halt_reason: self.halt_reason.clone(),
             retry_of: self.retry_of.clone(),
+            group: self.group.clone(),
             command: command_text(&self.spec),
             targets: self.targets.len(),
             counts: self.counts(),
@@ -387,6 +393,7 @@ pub fn build(
         halt_reason: None,
         retry_of: None,
         retried_by: None,
+        group: None,
         targets: ids
             .iter()
             .enumerate()
@@ -495,16 +502,19 @@ impl Rollouts {
     /// Resolves a new rollout of `spec` (validated, its targets resolved now by the same code
     /// as [`Rollouts::create`]) and returns it with the writes that create it, committing
     /// nothing: a schedule's firing adds them to its own fenced transaction.
+    /// `group` names the schedule run that starts it.
     pub async fn prepare_create(
         &self,
         tenant: &str,
         by: &str,
         spec: RolloutSpec,
         now: Millis,
+        group: &str,
     ) -> Result<(Rollout, Txn)> {
         validate_spec(&spec)?;
         let agents = self.jobs.agents(tenant).await?;
-        let r = build(tenant, by, spec, &agents, now)?;
+        let mut r = build(tenant, by, spec, &agents, now)?;
+        r.group = Some(group.to_string());
         let txn = creation(Txn::new(), tenant, &r)?;
         Ok((r, txn))
     }

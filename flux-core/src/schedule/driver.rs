@@ -490,6 +490,10 @@ mod tests {
         assert_eq!(r.targets.len(), 2);
         assert_eq!(r.params.max_concurrency, 2);
         assert_eq!(r.created_by, "schedule/tick");
+        assert_eq!(
+            r.group.as_deref(),
+            Some(slot_group("tick", t0 + 1_000).as_str())
+        );
         // The rollout runs: the next slot is skipped, and the run's result is the rollout's.
         let tally = s.pass("t", epoch, t0 + 2_100).await.unwrap();
         assert!(tally.fired_lags_ms.is_empty(), "{tally:?}");

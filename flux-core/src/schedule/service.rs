@@ -464,7 +464,10 @@ impl Schedules {
             },
             What::Rollout(r) => {
                 let rollouts = crate::rollout::Rollouts::new(self.store.clone(), self.jobs.clone());
-                match rollouts.prepare_create(tenant, by, r.clone(), now).await {
+                match rollouts
+                    .prepare_create(tenant, by, r.clone(), now, group)
+                    .await
+                {
                     Ok((r, txn)) => Ok(Ok((
                         Started {
                             jobs: Vec::new(),

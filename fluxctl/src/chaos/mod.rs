@@ -214,6 +214,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         None => Vec::new(),
     };
     let schedule = workload::observe_schedule(&cluster.api).await?;
+    let rollout_schedule = workload::observe_rollout_schedule(&cluster.api).await?;
     let (history, torn) = read_history(&work.join("history"))?;
 
     let (acked, unacked, sent) = submitted;
@@ -222,6 +223,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         acknowledged: acked.len(),
         unacknowledged: unacked,
         state_targets: targets.len(),
+        schedule_rollouts: rollout_schedule.job_groups.len(),
         ..Workload::default()
     };
     let obs = Observations {
@@ -240,6 +242,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
             .collect(),
         rollouts: rollout_seen,
         schedule: Some(schedule),
+        rollout_schedule: Some(rollout_schedule),
     };
     drop(cluster);
     Ok(judge(o, &obs, faults, workload, torn))

@@ -32,6 +32,8 @@ pub struct Workload {
     pub succeeded: usize,
     pub executions: usize,
     pub state_targets: usize,
+    /// Rollouts the rollout schedule started (one per fired slot).
+    pub schedule_rollouts: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
