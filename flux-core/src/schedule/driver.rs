@@ -73,6 +73,37 @@ impl Schedules {
         Ok(false)
     }
 
+    /// Why the jobs of a run may not start: they would take the tenant past its `max_queued`
+    /// quota (`None`: admitted, or no such quota). A rollout starts its jobs as it goes and is
+    /// not judged here.
+    async fn over_quota(
+        &self,
+        tenant: &str,
+        started: &super::service::Started,
+    ) -> Result<Option<String>> {
+        if started.jobs.is_empty() {
+            return Ok(None);
+        }
+        let (q, _) = crate::quota::get(self.store.as_ref(), tenant)
+            .await
+            .map_err(|e| match e {
+                crate::quota::QuotaError::Store(s) => ScheduleError::Store(s),
+                other => ScheduleError::Corrupt {
+                    key: format!("quota of {tenant}"),
+                    reason: other.to_string(),
+                },
+            })?;
+        if q.max_queued.is_none() {
+            return Ok(None);
+        }
+        let queued = self.jobs.queue_depth(tenant).await? as u64;
+        Ok(
+            crate::quota::admit_queued(tenant, &q, queued, started.jobs.len() as u64)
+                .err()
+                .map(|r| format!("skipped by the max_queued quota: {r}")),
+        )
+    }
+
     /// One firing pass over a tenant's schedules at `now`, fenced by `epoch`.
     pub async fn pass(&self, tenant: &str, epoch: Epoch, now: Millis) -> Result<PassTally> {
         let mut tally = PassTally::default();
@@ -173,21 +204,34 @@ impl Schedules {
                     jobs: vec![],
                     rollout: None,
                     error: None,
+                    skipped: false,
                     by: "leader".into(),
                 };
                 match self
                     .prepare_start(tenant, &submitter(name), &s.spec, now, &group)
                     .await?
                 {
-                    Ok((started, part)) => {
-                        fired_jobs = !started.jobs.is_empty() || started.rollout.is_some();
-                        run.jobs = started.jobs;
-                        run.rollout = started.rollout;
-                        txn.ops.extend(part.ops);
-                    }
+                    Ok((started, part)) => match self.over_quota(tenant, &started).await? {
+                        // Past the tenant's max_queued: the slot is skipped, with the reason,
+                        // and not retried (the next slot is judged afresh).
+                        Some(why) => {
+                            run.error = Some(why);
+                            run.skipped = true;
+                        }
+                        None => {
+                            fired_jobs = !started.jobs.is_empty() || started.rollout.is_some();
+                            run.jobs = started.jobs;
+                            run.rollout = started.rollout;
+                            txn.ops.extend(part.ops);
+                        }
+                    },
                     Err(m) => run.error = Some(m),
                 }
-                next.fires += 1;
+                if run.skipped {
+                    next.skipped += 1;
+                } else {
+                    next.fires += 1;
+                }
                 next.push_run(run);
             }
             txn = txn.put(
@@ -552,5 +596,91 @@ mod tests {
             "{:?}",
             v.runs[0]
         );
+    }
+
+    /// A slot whose jobs would take the tenant past its max_queued is recorded as a skipped
+    /// run with the reason, starts nothing, and is not retried; the next slot under the quota
+    /// fires.
+    #[tokio::test]
+    async fn a_firing_over_the_queued_quota_is_a_skipped_run_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let quota = crate::quota::Quota {
+            max_queued: Some(1),
+            ..Default::default()
+        };
+        crate::quota::put(store.as_ref(), "t", &quota, Expect::Any)
+            .await
+            .unwrap();
+        let t0 = 1_800_000_000_000;
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        // Slot 1 queues a job (no agent takes it); slot 2 would be a second queued job.
+        s.pass("t", epoch, t0 + 1_100).await.unwrap();
+        s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        s.pass("t", epoch, t0 + 2_200).await.unwrap();
+        assert_eq!(
+            jobs_per_slot(&store)
+                .await
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [t0 + 1_000]
+        );
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!((v.fires, v.skipped, v.last_slot), (1, 1, Some(t0 + 2_000)));
+        let r = &v.runs[0];
+        assert_eq!(
+            (r.run.slot, r.result.as_str()),
+            (Some(t0 + 2_000), "skipped")
+        );
+        assert!(r.run.jobs.is_empty());
+        let why = r.run.error.as_deref().unwrap();
+        assert!(
+            why.contains("max_queued") && why.contains("quota of 1"),
+            "{why}"
+        );
+        // The queue drains: the next slot fires.
+        let first = &v.runs[1].run.jobs[0];
+        s.jobs.cancel("t", first, t0 + 2_500).await.unwrap();
+        s.pass("t", epoch, t0 + 3_100).await.unwrap();
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!((v.fires, v.skipped), (2, 1));
+        assert_eq!(jobs_per_slot(&store).await.len(), 2);
+    }
+
+    /// A tenant holds at most MAX_SCHEDULES schedules: one more is refused naming the cap,
+    /// and nothing is stored; replacing one at the cap is allowed.
+    #[tokio::test]
+    async fn a_tenant_at_the_schedule_cap_cannot_create_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        let mut txn = Txn::new();
+        for i in 0..crate::schedule::MAX_SCHEDULES {
+            let mut sp = spec();
+            sp.name = format!("s{i:04}");
+            let rec = Schedules::record("u", sp.clone(), None, t0);
+            txn = txn.put(
+                key("t", keys::schedule(&sp.name)).unwrap(),
+                enc(&rec),
+                Expect::Absent,
+            );
+        }
+        store.commit(txn).await.unwrap();
+        let e = s
+            .put("t", "u", spec(), Expect::Absent, t0)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("schedules: tenant t has 1000 schedules"),
+            "{e}"
+        );
+        assert!(s.get("t", "tick").await.is_err());
+        let mut sp = spec();
+        sp.name = "s0001".into();
+        sp.paused = true;
+        assert!(s.put("t", "u", sp, Expect::Any, t0).await.is_ok());
     }
 }

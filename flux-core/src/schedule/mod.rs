@@ -229,6 +229,10 @@ pub struct Run {
     /// The rollout the run started (a schedule of `what.rollout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
+    /// The slot was skipped rather than fired (its jobs would have taken the tenant past
+    /// its `max_queued` quota); `error` says why. It counts as skipped, not fired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// Why no job was started (no agent matched, say); the slot counts as fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -497,6 +501,7 @@ mod tests {
                 jobs: vec![],
                 rollout: None,
                 error: None,
+                skipped: false,
                 by: "leader".into(),
             });
         }

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MAX_LIST, MAX_RUNS, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, What, trigger_group,
-    validate_spec,
+    MAX_LIST, MAX_RUNS, MAX_SCHEDULES, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, What,
+    trigger_group, validate_spec,
 };
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
@@ -248,6 +248,15 @@ impl Schedules {
         {
             return Ok((*v, false));
         }
+        if current.is_none() {
+            // A bounded read: at most the cap's number of entries.
+            let range = Range::first(keys::SCHEDULES, MAX_SCHEDULES);
+            if self.store.list_range(tenant, &range).await?.len() >= MAX_SCHEDULES {
+                return Err(ScheduleError::Invalid(format!(
+                    "schedules: tenant {tenant} has {MAX_SCHEDULES} schedules, the most a tenant may have; delete one first"
+                )));
+            }
+        }
         let name = spec.name.clone();
         let stored = Self::record(by, spec, current.as_ref().map(|(s, _)| s), now);
         match self.store.put(k, enc(&stored), cas).await {
@@ -419,6 +428,9 @@ impl Schedules {
     }
 
     async fn result(&self, tenant: &str, run: &Run, budget: &mut usize) -> Result<String> {
+        if run.skipped {
+            return Ok("skipped".into());
+        }
         if run.error.is_some() {
             return Ok("error".into());
         }
@@ -502,6 +514,7 @@ impl Schedules {
                 jobs: started.jobs,
                 rollout: started.rollout,
                 error: None,
+                skipped: false,
                 by: by.to_string(),
             };
             st.push_run(run.clone());
