@@ -5330,7 +5330,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__schedule__subcmd__create)
-            opts="-n -l -e -o -h -V --cron --tz --node --selector --all --env --timeout --priority --overlap --missed --grace --jitter --paused --allow-unknown-node --shell --max-concurrency --max-errors --canary --verify --batch-wait --offline-is-error --on-halt --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -l -e -o -h -V --cron --tz --node --selector --all --env --secret-env --timeout --priority --overlap --missed --grace --jitter --paused --allow-unknown-node --shell --max-concurrency --max-errors --canary --verify --batch-wait --offline-is-error --on-halt --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5365,6 +5365,10 @@ _fluxctl() {
                     return 0
                     ;;
                 -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-env)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

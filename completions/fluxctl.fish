@@ -343,6 +343,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_see
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s n -l node -d 'Agent to run on' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s l -l selector -d 'Run on an agent this selector matches (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s e -l env -d 'Environment variable KEY=VALUE (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l secret-env -d 'Secret environment variable NAME, its value taken from fluxctl\'s own environment; the schedule keeps a digest, and each run\'s jobs get the value, masked in their output (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l timeout -d 'Kill each run after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l overlap -d 'While the previous run is unfinished: allow, skip or queue' -r

@@ -709,3 +709,68 @@ async fn a_rollout_schedule_starts_one_rollout_per_slot_on_real_agents() {
     let out = n.fluxctl(&n.admin, &["schedule", "get", "roll"]);
     assert!(ok(&out).unwrap().contains("rollout r-"), "{}", stdout(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedules_secret_env_reaches_its_jobs_and_is_never_shown() {
+    let n = Fluxd::start().await;
+    let _agent = n.agent("default", "agent-1", &[]).await;
+    let file = n.dir.path().join("secret.txt");
+    let secret = "s3cr3t-value-42";
+    let body = json!({
+        "name": "sec",
+        "cron": "@daily",
+        "what": {"job": {
+            "command": format!("echo $TOKEN > {}; echo token=$TOKEN", file.display()),
+            "node_id": "agent-1",
+            "secret_env": {"TOKEN": secret},
+        }},
+    });
+    let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
+    assert_eq!(status, 201, "{v}");
+    let sealed = v["spec"]["what"]["job"]["secret_env"]["TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sealed.starts_with("sha256:"), "{v}");
+    let (_, list) = n.get("/v1/schedules", &n.admin).await;
+    for shown in [v.to_string(), list.to_string()] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    // Each run's job gets the value, as an ad-hoc job's secret_env: in its environment, not in
+    // its record, masked in its output.
+    let run_once = || async {
+        let (status, run) = n
+            .post("/v1/schedules/sec/trigger", &n.admin, &json!({}))
+            .await;
+        assert_eq!(status, 202, "{run}");
+        let id = run["jobs"][0].as_str().unwrap().to_string();
+        let job = n.wait_job(&n.admin, &id, T, terminal).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert!(!job.to_string().contains(secret), "{job}");
+        let logs = n.logs(&n.admin, &id).await;
+        assert!(logs.contains("token=[redacted]"), "{logs}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), secret);
+        std::fs::remove_file(&file).unwrap();
+    };
+    run_once().await;
+    // The spec sent back as shown (with the digest) is unchanged and keeps the value.
+    let mut back = v["spec"].clone();
+    back["paused"] = json!(true);
+    let (status, v2) = send(
+        n.req(reqwest::Method::PUT, "/v1/schedules/sec", &n.admin)
+            .json(&back),
+    )
+    .await;
+    assert_eq!(status, 200, "{v2}");
+    assert_eq!(
+        v2["spec"]["what"]["job"]["secret_env"]["TOKEN"],
+        sealed.as_str()
+    );
+    run_once().await;
+    // A digest of no stored value (another schedule's, say) is refused, naming the field.
+    let mut stray = v["spec"].clone();
+    stray["name"] = json!("other");
+    let (status, e) = n.post("/v1/schedules", &n.admin, &stray).await;
+    assert_eq!(status, 422, "{e}");
+    assert!(e.to_string().contains("secret_env"), "{e}");
+}

@@ -115,6 +115,21 @@ pub async fn apply(
         return states.commit_apply(prepared).await;
     };
     let current = schedules.stored(tenant).await.map_err(state_error)?;
+    // Secret values are planned by their digests, and stored apart.
+    let mut specs = specs;
+    let mut secret_values: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for spec in &mut specs {
+        let stored = match current.get(&spec.name) {
+            Some(_) => super::secrets::load(&schedules.store, tenant, &spec.name)
+                .await
+                .map_err(state_error)?,
+            None => BTreeMap::new(),
+        };
+        let values = super::secrets::seal(spec, &stored).map_err(|m| {
+            StateError::Invalid(format!("schedule {}: {m}", crate::state::shown(&spec.name)))
+        })?;
+        secret_values.insert(spec.name.clone(), values);
+    }
     let items = plan_schedules(&current, &specs, prune, expect.as_ref())
         .map_err(|e| StateError::Conflict(e.0))?;
     let count = |a: PlanAction| items.iter().filter(|i| i.action == a).count();
@@ -138,17 +153,27 @@ pub async fn apply(
                 now,
             ))
         };
+        let secrets = |txn| {
+            super::secrets::write(txn, tenant, &item.name, &secret_values[&item.name])
+                .map_err(state_error)
+        };
         txn = match item.action {
-            PlanAction::Create => txn.put(k, record(None), Expect::Absent),
+            PlanAction::Create => secrets(txn.put(k, record(None), Expect::Absent))?,
             PlanAction::Unchanged => txn.check(k, Expect::Version(v)),
             PlanAction::Update => {
                 let cur = &current[&item.name].0;
-                txn.put(k, record(Some(cur)), Expect::Version(v))
+                secrets(txn.put(k, record(Some(cur)), Expect::Version(v)))?
             }
-            PlanAction::Delete => txn.delete(k, Expect::Version(v)).delete(
-                key(tenant, keys::schedule_status(&item.name)).map_err(state_error)?,
-                Expect::Any,
-            ),
+            PlanAction::Delete => txn
+                .delete(k, Expect::Version(v))
+                .delete(
+                    key(tenant, keys::schedule_status(&item.name)).map_err(state_error)?,
+                    Expect::Any,
+                )
+                .delete(
+                    key(tenant, keys::schedule_secrets(&item.name)).map_err(state_error)?,
+                    Expect::Any,
+                ),
         };
     }
     prepared.txn = txn;

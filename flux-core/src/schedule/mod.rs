@@ -35,6 +35,7 @@ pub mod driver;
 mod file;
 pub mod plan;
 pub mod policy;
+pub mod secrets;
 mod service;
 
 pub use apply::apply;
@@ -117,6 +118,11 @@ pub struct JobSpec {
     pub all: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables: their values in a request; as stored and returned, a
+    /// digest of each ([`secrets`]), the values kept apart and given to each run's jobs as an
+    /// ad-hoc job's `secret_env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +144,7 @@ impl JobSpec {
             argv: self.argv.clone(),
             node_id: self.node_id.clone(),
             env: self.env.clone(),
+            secret_env: self.secret_env.clone(),
             workdir: self.workdir.clone(),
             timeout_secs: self.timeout_secs,
             max_attempts: self.max_attempts,

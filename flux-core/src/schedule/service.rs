@@ -242,6 +242,13 @@ impl Schedules {
             (None, Expect::Any) => Expect::Absent,
             (_, e) => e,
         };
+        let mut spec = spec;
+        let stored_secrets = match &current {
+            Some(_) => super::secrets::load(&self.store, tenant, &spec.name).await?,
+            None => BTreeMap::new(),
+        };
+        let secret_values = super::secrets::seal(&mut spec, &stored_secrets)
+            .map_err(|m| ScheduleError::Invalid(format!("schedule {}: {m}", shown(&spec.name))))?;
         if let Some((cur, v)) = &current
             && cas.admits(Some(*v))
             && cur.spec == spec
@@ -259,7 +266,13 @@ impl Schedules {
         }
         let name = spec.name.clone();
         let stored = Self::record(by, spec, current.as_ref().map(|(s, _)| s), now);
-        match self.store.put(k, enc(&stored), cas).await {
+        let txn = super::secrets::write(
+            Txn::new().put(k, enc(&stored), cas),
+            tenant,
+            &name,
+            &secret_values,
+        )?;
+        match self.store.commit(txn).await {
             Ok(v) => Ok((v, current.is_none())),
             Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
                 Err(ScheduleError::PreconditionFailed(match found {
@@ -304,7 +317,8 @@ impl Schedules {
         }
         let txn = Txn::new()
             .delete(key(tenant, keys::schedule(name))?, Expect::Version(v))
-            .delete(key(tenant, keys::schedule_status(name))?, Expect::Any);
+            .delete(key(tenant, keys::schedule_status(name))?, Expect::Any)
+            .delete(key(tenant, keys::schedule_secrets(name))?, Expect::Any);
         match self.store.commit(txn).await {
             Ok(_) => Ok(v),
             Err(StoreError::Conflict { .. }) => Err(ScheduleError::Conflict(format!(
@@ -459,21 +473,22 @@ impl Schedules {
         group: &str,
     ) -> Result<std::result::Result<(Started, Txn), String>> {
         match &spec.what {
-            What::Job(j) => match self
-                .jobs
-                .prepare_run(tenant, by, &j.submission(), now, JobKind::Schedule, group)
-                .await
-            {
-                Ok((jobs, txn)) => Ok(Ok((
-                    Started {
-                        jobs: jobs.into_iter().map(|j| j.job_id).collect(),
-                        rollout: None,
-                    },
-                    txn,
-                ))),
-                Err(JobError::Invalid(m)) => Ok(Err(m)),
-                Err(e) => Err(e.into()),
-            },
+            What::Job(j) => {
+                let mut submission = j.submission();
+                if !j.secret_env.is_empty() {
+                    let values = super::secrets::load(&self.store, tenant, &spec.name).await?;
+                    submission.secret_env.clear();
+                    for var in j.secret_env.keys() {
+                        let Some(v) = values.get(var) else {
+                            return Ok(Err(format!(
+                                "secret_env: the value of {var} is not stored"
+                            )));
+                        };
+                        submission.secret_env.insert(var.clone(), v.clone());
+                    }
+                }
+                self.start_jobs(tenant, by, &submission, now, group).await
+            }
             What::Rollout(r) => {
                 let rollouts = crate::rollout::Rollouts::new(self.store.clone(), self.jobs.clone());
                 match rollouts
@@ -493,6 +508,31 @@ impl Schedules {
                     Err(e) => Err(ScheduleError::Invalid(e.to_string())),
                 }
             }
+        }
+    }
+
+    async fn start_jobs(
+        &self,
+        tenant: &str,
+        by: &str,
+        submission: &crate::model::SubmitJob,
+        now: Millis,
+        group: &str,
+    ) -> Result<std::result::Result<(Started, Txn), String>> {
+        match self
+            .jobs
+            .prepare_run(tenant, by, submission, now, JobKind::Schedule, group)
+            .await
+        {
+            Ok((jobs, txn)) => Ok(Ok((
+                Started {
+                    jobs: jobs.into_iter().map(|j| j.job_id).collect(),
+                    rollout: None,
+                },
+                txn,
+            ))),
+            Err(JobError::Invalid(m)) => Ok(Err(m)),
+            Err(e) => Err(e.into()),
         }
     }
 

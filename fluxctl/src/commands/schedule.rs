@@ -70,6 +70,11 @@ pub struct CreateArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", short = 'e', value_parser = parse_kv)]
     env: Vec<(String, String)>,
+    /// Secret environment variable NAME, its value taken from fluxctl's own environment; the
+    /// schedule keeps a digest, and each run's jobs get the value, masked in their output
+    /// (repeatable).
+    #[arg(long = "secret-env", value_name = "NAME")]
+    secret_env: Vec<String>,
     /// Kill each run after this long.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -142,6 +147,15 @@ fn spec(a: CreateArgs) -> Result<ScheduleSpec> {
         selector,
         all: a.all,
         env: a.env.into_iter().collect(),
+        secret_env: a
+            .secret_env
+            .iter()
+            .map(|n| {
+                std::env::var(n)
+                    .map(|v| (n.clone(), v))
+                    .with_context(|| format!("--secret-env {n}: ${n} is not set"))
+            })
+            .collect::<Result<_>>()?,
         timeout_secs: a.timeout.map(|d| d.as_secs().max(1)),
         priority: a.priority,
         allow_unknown_node: a.allow_unknown_node,
