@@ -34,6 +34,7 @@ fn state_error(e: ScheduleError) -> StateError {
         ScheduleError::Corrupt { key, reason } => StateError::Corrupt { key, reason },
         ScheduleError::Store(s) => StateError::Store(s),
         ScheduleError::Jobs(j) => StateError::Jobs(j),
+        ScheduleError::Quota(r) => StateError::Quota(r),
     }
 }
 

@@ -76,11 +76,11 @@ impl Schedules {
     /// Why the jobs of a run may not start: they would take the tenant past its `max_queued`
     /// quota (`None`: admitted, or no such quota). A rollout starts its jobs as it goes and is
     /// not judged here.
-    async fn over_quota(
+    pub(super) async fn over_quota(
         &self,
         tenant: &str,
         started: &super::service::Started,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<crate::quota::Refusal>> {
         if started.jobs.is_empty() {
             return Ok(None);
         }
@@ -97,11 +97,7 @@ impl Schedules {
             return Ok(None);
         }
         let queued = self.jobs.queue_depth(tenant).await? as u64;
-        Ok(
-            crate::quota::admit_queued(tenant, &q, queued, started.jobs.len() as u64)
-                .err()
-                .map(|r| format!("skipped by the max_queued quota: {r}")),
-        )
+        Ok(crate::quota::admit_queued(tenant, &q, queued, started.jobs.len() as u64).err())
     }
 
     /// One firing pass over a tenant's schedules at `now`, fenced by `epoch`.
@@ -215,7 +211,7 @@ impl Schedules {
                         // Past the tenant's max_queued: the slot is skipped, with the reason,
                         // and not retried (the next slot is judged afresh).
                         Some(why) => {
-                            run.error = Some(why);
+                            run.error = Some(format!("skipped by the max_queued quota: {why}"));
                             run.skipped = true;
                         }
                         None => {
@@ -640,6 +636,10 @@ mod tests {
             why.contains("max_queued") && why.contains("quota of 1"),
             "{why}"
         );
+        // A trigger over the quota is refused, writing nothing.
+        let e = s.trigger("t", "u", "tick", t0 + 2_300).await.unwrap_err();
+        assert!(matches!(e, ScheduleError::Quota(_)), "{e}");
+        assert_eq!(s.get("t", "tick").await.unwrap().runs.len(), 2);
         // The queue drains: the next slot fires.
         let first = &v.runs[1].run.jobs[0];
         s.jobs.cancel("t", first, t0 + 2_500).await.unwrap();

@@ -40,6 +40,9 @@ pub enum ScheduleError {
     Store(StoreError),
     #[error(transparent)]
     Jobs(JobError),
+    /// A trigger's jobs would take the tenant past its `max_queued` quota; nothing was written.
+    #[error(transparent)]
+    Quota(crate::quota::Refusal),
 }
 
 impl From<StoreError> for ScheduleError {
@@ -547,6 +550,9 @@ impl Schedules {
                 .prepare_start(tenant, by, &s.spec, now, &group)
                 .await?
                 .map_err(ScheduleError::Invalid)?;
+            if let Some(refusal) = self.over_quota(tenant, &started).await? {
+                return Err(ScheduleError::Quota(refusal));
+            }
             let run = Run {
                 slot: None,
                 fired_at: now,
