@@ -40,6 +40,41 @@ pub struct PassTally {
     pub next_due: Option<Millis>,
     /// Steps that lost a race (the next pass re-reads).
     pub conflicts: u64,
+    /// A schedule may need a step before `next_due`: a queued slot waits for a run to end, a
+    /// schedule used up its steps, or a firing failed.
+    pub unsettled: bool,
+}
+
+/// When a tenant next needs a firing pass, from its last pass: the leader's loop reads a
+/// tenant's schedules and status records only then (or when its schedules change), not on
+/// every tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextPass {
+    /// On every tick (something may change before any slot is due).
+    EveryTick,
+    /// At this instant, the soonest due slot of its schedules.
+    At(Millis),
+    /// Only after a change to its schedules (none fires again, or all are paused).
+    OnChange,
+}
+
+impl NextPass {
+    /// What a pass that returned `t` leaves. Pure.
+    pub fn after(t: &PassTally) -> NextPass {
+        if t.unsettled || t.conflicts > 0 {
+            return NextPass::EveryTick;
+        }
+        t.next_due.map_or(NextPass::OnChange, NextPass::At)
+    }
+
+    /// Whether the pass is due at `now`.
+    pub fn due(self, now: Millis) -> bool {
+        match self {
+            NextPass::EveryTick => true,
+            NextPass::At(d) => now >= d,
+            NextPass::OnChange => false,
+        }
+    }
 }
 
 impl Schedules {
@@ -141,6 +176,7 @@ impl Schedules {
                 Ok(()) => {}
                 Err(err @ ScheduleError::Store(StoreError::Fenced { .. })) => return Err(err),
                 Err(err) => {
+                    tally.unsettled = true;
                     tracing::warn!(tenant, schedule = %name, error = %err, "schedule firing failed")
                 }
             }
@@ -176,6 +212,8 @@ impl Schedules {
             let step =
                 match policy::decide(&settings, st.cursor, running, now, |t| cron.next_fire(t)) {
                     Decision::Wait { until } => {
+                        // A queued slot fires when the run before it ends, not at a time.
+                        tally.unsettled |= st.cursor.queued.is_some();
                         if let Some(u) = until {
                             tally.next_due = Some(tally.next_due.map_or(u, |n: Millis| n.min(u)));
                         }
@@ -253,9 +291,14 @@ impl Schedules {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Out of steps with slots left: the next pass goes on.
+        tally.unsettled = true;
         Ok(())
     }
 }
+
+/// Longest a tenant goes without a firing pass when nothing says it needs one.
+pub const FULL_PASS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Longest the firing loop waits between passes when no slot is due sooner.
 pub const SCHEDULE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -268,9 +311,17 @@ pub async fn work(l: &crate::leader::Leader<'_>, epoch: Epoch) -> Epoch {
         return std::future::pending().await;
     };
     let mut changes = l.store.subscribe();
+    // Per tenant, when its next pass is due (absent: now). Forgotten every FULL_PASS_EVERY, so
+    // that a change notification lost on the way delays a pass by that much at most.
+    let mut idle: std::collections::HashMap<String, NextPass> = Default::default();
+    let mut full_pass = tokio::time::Instant::now();
     loop {
+        if full_pass.elapsed() >= FULL_PASS_EVERY {
+            idle.clear();
+            full_pass = tokio::time::Instant::now();
+        }
         let mut next_due: Option<Millis> = None;
-        match pass_all(l, schedules, epoch, &mut next_due).await {
+        match pass_all(l, schedules, epoch, &mut next_due, &mut idle).await {
             Ok(()) => {}
             Err(StoreError::Fenced { current, .. }) => return current,
             Err(e) => tracing::warn!(error = %e, "schedule pass failed; retrying"),
@@ -286,7 +337,14 @@ pub async fn work(l: &crate::leader::Leader<'_>, epoch: Epoch) -> Epoch {
                 _ = &mut sleep => break,
                 c = changes.recv() => match c {
                     Ok(c) if !c.is_resync() && !c.paths.iter().any(|p| p.starts_with(keys::SCHEDULES)) => continue,
-                    _ => break,
+                    Ok(c) if !c.is_resync() => {
+                        idle.remove(&c.tenant);
+                        break;
+                    }
+                    _ => {
+                        idle.clear();
+                        break;
+                    }
                 },
             }
         }
@@ -299,23 +357,37 @@ async fn pass_all(
     schedules: &Schedules,
     epoch: Epoch,
     next_due: &mut Option<Millis>,
+    idle: &mut std::collections::HashMap<String, NextPass>,
 ) -> std::result::Result<(), StoreError> {
+    let mut fold = |d: Millis| *next_due = Some(next_due.map_or(d, |n: Millis| n.min(d)));
     for t in &l
         .jobs
         .tenants()
         .await
         .map_err(crate::leader::job_to_store)?
     {
-        let tally = match schedules.pass(t, epoch, crate::model::now_ms()).await {
+        let now = crate::model::now_ms();
+        match idle.get(t) {
+            Some(n) if !n.due(now) => {
+                if let NextPass::At(d) = n {
+                    fold(*d);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let tally = match schedules.pass(t, epoch, now).await {
             Ok(tally) => tally,
             Err(ScheduleError::Store(e @ StoreError::Fenced { .. })) => return Err(e),
             Err(e) => {
+                idle.remove(t);
                 tracing::warn!(tenant = %t, error = %e, "schedule pass of a tenant failed");
                 continue;
             }
         };
+        idle.insert(t.clone(), NextPass::after(&tally));
         if let Some(d) = tally.next_due {
-            *next_due = Some(next_due.map_or(d, |n| n.min(d)));
+            fold(d);
         }
         for lag in &tally.fired_lags_ms {
             l.host
@@ -682,5 +754,45 @@ mod tests {
         sp.name = "s0001".into();
         sp.paused = true;
         assert!(s.put("t", "u", sp, Expect::Any, t0).await.is_ok());
+    }
+
+    #[test]
+    fn a_tenant_is_passed_again_when_a_slot_is_due_or_something_may_change() {
+        let t = |next_due, unsettled, conflicts| PassTally {
+            next_due,
+            unsettled,
+            conflicts,
+            ..PassTally::default()
+        };
+        assert_eq!(NextPass::after(&t(Some(5), false, 0)), NextPass::At(5));
+        assert_eq!(NextPass::after(&t(None, false, 0)), NextPass::OnChange);
+        assert_eq!(NextPass::after(&t(Some(5), true, 0)), NextPass::EveryTick);
+        assert_eq!(NextPass::after(&t(Some(5), false, 1)), NextPass::EveryTick);
+        assert!(!NextPass::At(5).due(4) && NextPass::At(5).due(5));
+        assert!(NextPass::EveryTick.due(0) && !NextPass::OnChange.due(u64::MAX));
+    }
+
+    /// A queued slot waits for a run to end, not for a time: its tenant stays on every tick.
+    #[tokio::test]
+    async fn a_queued_slot_keeps_its_tenant_on_every_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        let mut sp = spec();
+        sp.overlap = Overlap::Queue;
+        s.put("t", "u", sp, Expect::Absent, t0).await.unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        let first = s.pass("t", epoch, t0 + 1_100).await.unwrap();
+        assert_eq!(NextPass::after(&first), NextPass::At(t0 + 2_000));
+        // Slot 2 is queued behind slot 1's unfinished job.
+        let queued = s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        assert!(queued.fired_lags_ms.is_empty());
+        assert_eq!(NextPass::after(&queued), NextPass::EveryTick);
+        // Paused: nothing until a change.
+        s.set_paused("t", "u", "tick", true, t0 + 2_200)
+            .await
+            .unwrap();
+        let paused = s.pass("t", epoch, t0 + 2_300).await.unwrap();
+        assert_eq!(NextPass::after(&paused), NextPass::OnChange);
     }
 }
