@@ -5379,7 +5379,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__schedule__subcmd__create)
-            opts="-n -l -e -o -h -V --cron --tz --node --selector --all --env --timeout --priority --overlap --missed --grace --jitter --paused --allow-unknown-node --shell --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -l -e -o -h -V --cron --tz --node --selector --all --env --secret-env --timeout --priority --overlap --missed --grace --jitter --paused --allow-unknown-node --shell --max-concurrency --max-errors --canary --verify --batch-wait --offline-is-error --on-halt --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5417,6 +5417,10 @@ _fluxctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --secret-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5439,6 +5443,30 @@ _fluxctl() {
                     ;;
                 --jitter)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-errors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --canary)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-halt)
+                    COMPREPLY=($(compgen -W "wait cancel" -- "${cur}"))
                     return 0
                     ;;
                 --server)

@@ -344,12 +344,20 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_see
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s n -l node -d 'Agent to run on' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s l -l selector -d 'Run on an agent this selector matches (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s e -l env -d 'Environment variable KEY=VALUE (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l secret-env -d 'Secret environment variable NAME, its value taken from fluxctl\'s own environment; the schedule keeps a digest, and each run\'s jobs get the value, masked in their output (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l timeout -d 'Kill each run after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l overlap -d 'While the previous run is unfinished: allow, skip or queue' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l missed -d 'Slots no leader fired in time: skip, once, or catch-up=N' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l grace -d 'How late a slot may still run as on time' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l jitter -d 'Delay each slot by up to this much (the same on every node)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l max-concurrency -d 'With --all: run as a rollout, this many targets at once (a count or a percentage of the targets, rounded up, at least 1)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l max-errors -d 'With --all: errors tolerated over the whole rollout (count or percentage); one more stops it. Default 0 in a rollout' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l canary -d 'With --all: that many targets run first, alone; any canary failure stops the rollout' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l verify -d 'With --all: a shell command run on each target after its job succeeded; its failure is an error' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l batch-wait -d 'With --all: run in batches of --max-concurrency, waiting this long between them' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l on-halt -d 'With --all: when the budget is spent, let running targets finish (wait) or cancel them' -r -f -a "wait\t''
+cancel\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l token -d 'Bearer token (overrides the context; prefer FLUX_TOKEN or --token-file)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l token-file -d 'File holding the bearer token' -r -F
@@ -363,6 +371,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_see
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l paused -d 'Create it paused'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l allow-unknown-node -d 'With --node: fire even if no agent is known as that node yet'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l shell -d 'Join all arguments into one shell command line (default with one argument)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l offline-is-error -d 'With --all: count a target whose agent is offline at its turn as an error'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'

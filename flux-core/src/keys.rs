@@ -161,6 +161,11 @@ pub const SCHEDULE_STATUS: &str = "schedule_status/";
 pub fn schedule_status(name: &str) -> String {
     format!("{SCHEDULE_STATUS}{name}")
 }
+/// Values of a schedule's secret environment variables (its record holds digests only).
+pub const SCHEDULE_SECRETS: &str = "schedule_secrets/";
+pub fn schedule_secrets(name: &str) -> String {
+    format!("{SCHEDULE_SECRETS}{name}")
+}
 
 // ---- audit (inside each tenant) ---------------------------------------------------------------
 

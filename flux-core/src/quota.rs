@@ -235,16 +235,7 @@ pub fn admit(
     n: u64,
     now: Instant,
 ) -> Result<(), Refusal> {
-    if let Some(max) = quota.max_queued
-        && queued + n > max
-    {
-        return Err(Refusal::Queued {
-            tenant: tenant.to_string(),
-            queued,
-            n,
-            max,
-        });
-    }
+    admit_queued(tenant, quota, queued, n)?;
     rates
         .take_n(tenant, quota, now, n)
         .map_err(|wait| Refusal::Rate {
@@ -252,6 +243,20 @@ pub fn admit(
             per_sec: quota.submit_per_sec.unwrap_or_default(),
             wait,
         })
+}
+
+/// The queued-jobs part of [`admit`] alone (a schedule's firing is leader work, not a
+/// client's submission: it is bounded by `max_queued` but takes no rate tokens).
+pub fn admit_queued(tenant: &str, quota: &Quota, queued: u64, n: u64) -> Result<(), Refusal> {
+    match quota.max_queued {
+        Some(max) if queued + n > max => Err(Refusal::Queued {
+            tenant: tenant.to_string(),
+            queued,
+            n,
+            max,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The decision on a change of a tenant's desired states (a PUT, an apply) that takes it from

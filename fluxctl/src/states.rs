@@ -68,23 +68,36 @@ pub async fn apply(
             .iter()
             .map(|i| (i.name.clone(), i.from_version))
             .collect(),
+        expect_schedules: Some(
+            planned
+                .schedules
+                .iter()
+                .map(|i| (i.name.clone(), i.from_version))
+                .collect(),
+        ),
         ..ApplyRequest::default()
     };
     Ok(api.post("/v1/states", &req).await?)
 }
 
-/// Human rendering of a plan, one line per state and one per changed field.
+/// Human rendering of a plan, one line per state (then per schedule, `schedule NAME`) and one
+/// per changed field.
 pub fn render_plan(plan: &Plan, show_unchanged: bool) -> String {
     let mut out = String::new();
-    for i in &plan.items {
+    let states = plan.items.iter().map(|i| (i, i.name.clone()));
+    let schedules = plan
+        .schedules
+        .iter()
+        .map(|i| (i, format!("schedule {}", i.name)));
+    for (i, name) in states.chain(schedules) {
         let line = match i.action {
-            PlanAction::Create => format!("+ {} (create)\n", i.name),
+            PlanAction::Create => format!("+ {name} (create)\n"),
             PlanAction::Update => {
-                format!("~ {} (update from version {})\n", i.name, i.from_version)
+                format!("~ {name} (update from version {})\n", i.from_version)
             }
-            PlanAction::Delete => format!("- {} (delete version {})\n", i.name, i.from_version),
+            PlanAction::Delete => format!("- {name} (delete version {})\n", i.from_version),
             PlanAction::Unchanged if show_unchanged => {
-                format!("  {} (unchanged, version {})\n", i.name, i.from_version)
+                format!("  {name} (unchanged, version {})\n", i.from_version)
             }
             PlanAction::Unchanged => continue,
         };

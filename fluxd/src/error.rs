@@ -150,6 +150,7 @@ impl From<flux_core::schedule::ScheduleError> for ApiError {
             E::PreconditionFailed(m) => ApiError::precondition_failed(m),
             E::Store(s) => s.into(),
             E::Jobs(j) => j.into(),
+            E::Quota(r) => r.into(),
             E::Corrupt { .. } => ApiError::corrupt(&e),
         }
     }

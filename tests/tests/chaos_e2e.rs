@@ -89,6 +89,8 @@ fn a_chaos_run_with_every_fault_holds_every_invariant() {
             .any(|i| i["invariant"] == "webhook_delivered_at_least_once" && i["held"] == true),
         "{r:#}"
     );
+    // The rollout schedule fired through the faults (judged by schedule_fired_once_per_slot).
+    assert!(w["schedule_rollouts"].as_u64() >= Some(5), "{r:#}");
     let h = &r["history"];
     assert!(h["leader_writes"].as_u64() > Some(0), "{r:#}");
     assert!(h["epochs"].as_u64() >= Some(4), "{r:#}");

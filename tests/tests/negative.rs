@@ -797,6 +797,42 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
             Some(json!({"states": [], "expect": {&long: 1}})),
         ),
         (
+            "expect_schedules",
+            p.clone(),
+            "/v1/states".into(),
+            Some(json!({"states": [], "schedules": [], "expect_schedules": {&long: 1}})),
+        ),
+        (
+            "schedule[0].cron",
+            p.clone(),
+            "/v1/states".into(),
+            Some(
+                json!({"toml": "[[schedule]]\nname = \"x\"\ncron = \"61 * * * *\"\nwhat = { job = { command = \"true\" } }\n"}),
+            ),
+        ),
+        (
+            "schedule[0].what",
+            p.clone(),
+            "/v1/states".into(),
+            Some(
+                json!({"toml": format!("[[schedule]]\nname = \"x\"\ncron = \"@daily\"\nwhat = {{ job = {{ command = \"true\", secret_env = {{ T = \"{}\" }} }} }}\n", huge)}),
+            ),
+        ),
+        (
+            "what.job.secret_env",
+            p.clone(),
+            "/v1/schedules".into(),
+            Some(json!({"name": "sx", "cron": "@daily", "what": {"job": {
+                "command": "true", "secret_env": {"T": format!("sha256:{}", "0".repeat(64))}}}})),
+        ),
+        (
+            "what.rollout",
+            p.clone(),
+            "/v1/schedules".into(),
+            Some(json!({"name": "sx", "cron": "@daily", "what": {"rollout": {
+                "command": "true", "selector": "role=web", "max_concurrency": long}}})),
+        ),
+        (
             "targets",
             p.clone(),
             "/states".into(),

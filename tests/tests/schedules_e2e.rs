@@ -463,3 +463,314 @@ async fn overlap_skip_and_queue_never_run_two_at_once_and_allow_does() {
         assert_eq!(skipped > 0, o != "allow", "{o}: {v}");
     }
 }
+
+/// A state file with one state and, unless `schedule` is empty, one `[[schedule]]` table.
+fn state_file(dir: &Path, name: &str, schedule: &str) -> String {
+    let text = format!(
+        r#"[[state]]
+name = "marker"
+targets = {{ agents = ["agent-x"] }}
+check = "true"
+apply = "true"
+{schedule}"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn nightly(cron: &str, tz: &str) -> String {
+    format!(
+        r#"
+[[schedule]]
+name = "nightly"
+cron = "{cron}"
+tz = "{tz}"
+overlap = "skip"
+what = {{ job = {{ command = "true", node_id = "agent-x", allow_unknown_node = true }} }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedule_tables_in_a_state_file_are_created_diffed_updated_and_pruned() {
+    let n = Fluxd::start().await;
+    let dir = n.dir.path();
+    // A schedule made by the CLI, not in any file.
+    ok(&n.fluxctl(
+        &n.admin,
+        &[
+            "schedule",
+            "create",
+            "cli-made",
+            "--cron",
+            "@daily",
+            "-n",
+            "agent-x",
+            "--allow-unknown-node",
+            "--",
+            "true",
+        ],
+    ))
+    .unwrap();
+    let v1 = state_file(dir, "v1.toml", &nightly("@hourly", "UTC"));
+
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v1]);
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+    assert_eq!(
+        stdout(&diff),
+        "+ marker (create)\n+ schedule nightly (create)\n"
+    );
+    let out = n.fluxctl(&n.admin, &["apply", "-f", &v1]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("+ schedule nightly (create)"),
+        "{}",
+        stdout(&out)
+    );
+    let (status, s) = n.get("/v1/schedules/nightly", &n.admin).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["spec"]["cron"], "@hourly");
+    assert_eq!(s["spec"]["overlap"], "skip");
+    assert_eq!(s["next"].as_array().unwrap().len(), 5, "{s}");
+    let v_created = s["version"].as_u64().unwrap();
+
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v1]);
+    assert_eq!(diff.status.code(), Some(0), "{}", stdout(&diff));
+    assert_eq!(stdout(&diff), "");
+    let again = n.fluxctl(&n.admin, &["apply", "-f", &v1]);
+    assert!(stdout(&again).contains("no changes"), "{}", stdout(&again));
+
+    // An edit shows as an update of the one field, and applying it updates the schedule.
+    let v2 = state_file(dir, "v2.toml", &nightly("0 3 * * *", "UTC"));
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v2]);
+    assert_eq!(diff.status.code(), Some(1));
+    assert_eq!(
+        stdout(&diff),
+        format!(
+            "~ schedule nightly (update from version {v_created})\n    cron: \"@hourly\" → \"0 3 * * *\"\n"
+        )
+    );
+    // Planned against a version a concurrent edit moved: a conflict, nothing changed.
+    let text = std::fs::read_to_string(&v2).unwrap();
+    let stale = json!({"toml": text, "expect_schedules": {"nightly": v_created - 1}});
+    let (status, body) = n.post("/v1/states", &n.admin, &stale).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("schedule nightly"), "{body}");
+    let out = n.fluxctl(&n.admin, &["apply", "-f", &v2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, s) = n.get("/v1/schedules/nightly", &n.admin).await;
+    assert_eq!(s["spec"]["cron"], "0 3 * * *");
+    assert!(s["version"].as_u64().unwrap() > v_created, "{s}");
+
+    // A bad table refuses the whole file, naming the table and field: the new state is not
+    // created either.
+    let bad = state_file(
+        dir,
+        "bad.toml",
+        &format!(
+            "{}\n[[state]]\nname = \"second\"\ntargets = {{ agents = [\"agent-x\"] }}\ncheck = \"true\"\napply = \"true\"\n",
+            nightly("0 3 * * *", "Mars/Olympus")
+        ),
+    );
+    for cmd in ["diff", "apply"] {
+        let out = n.fluxctl(&n.admin, &[cmd, "-f", &bad]);
+        assert!(!out.status.success(), "{cmd}: {}", stdout(&out));
+        assert!(stderr(&out).contains("schedule[0].tz"), "{}", stderr(&out));
+    }
+    let (status, _) = n.get("/v1/states/second", &n.admin).await;
+    assert_eq!(status, 404);
+    let (_, s) = n.get("/v1/schedules/nightly", &n.admin).await;
+    assert_eq!(s["spec"]["tz"], "UTC");
+
+    // Without its table, and without --prune, both schedules stay.
+    let v3 = state_file(dir, "v3.toml", "");
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v3]);
+    assert_eq!(diff.status.code(), Some(0), "{}", stdout(&diff));
+    ok(&n.fluxctl(&n.admin, &["apply", "-f", &v3])).unwrap();
+    for name in ["nightly", "cli-made"] {
+        let (status, _) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+        assert_eq!(status, 200, "{name}");
+    }
+    // With --prune, the schedules the file does not declare go (the CLI's too); its state stays.
+    let diff = n.fluxctl(&n.admin, &["diff", "-f", &v3, "--prune"]);
+    assert_eq!(diff.status.code(), Some(1));
+    let text = stdout(&diff);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("- schedule cli-made (delete version "),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("- schedule nightly (delete version "),
+        "{text}"
+    );
+    let out = n.fluxctl(&n.admin, &["apply", "-f", &v3, "--prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["nightly", "cli-made"] {
+        let (status, _) = n.get(&format!("/v1/schedules/{name}"), &n.admin).await;
+        assert_eq!(status, 404, "{name}");
+    }
+    let (status, _) = n.get("/v1/states/marker", &n.admin).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_schedule_starts_one_rollout_per_slot_on_real_agents() {
+    let n = Fluxd::start_with(FluxdOpts {
+        args: MIN_1S.map(String::from).to_vec(),
+        ..FluxdOpts::default()
+    })
+    .await;
+    let _a1 = n.agent("default", "web-1", &["role=web"]).await;
+    let _a2 = n.agent("default", "web-2", &["role=web"]).await;
+    let file = n.dir.path().join("runs.txt");
+    let cmd = format!("echo $FLUX_JOB_ID >> {}", file.display());
+    ok(&n.fluxctl(
+        &n.admin,
+        &[
+            "schedule",
+            "create",
+            "roll",
+            "--cron",
+            "* * * * * *",
+            "-l",
+            "role=web",
+            "--all",
+            "--max-concurrency",
+            "2",
+            "--max-errors",
+            "1",
+            "--overlap",
+            "skip",
+            "--",
+            &cmd,
+        ],
+    ))
+    .unwrap();
+    let (_, v) = n.get("/v1/schedules/roll", &n.admin).await;
+    assert_eq!(v["spec"]["what"]["rollout"]["max_concurrency"], "2", "{v}");
+    // Three rollouts finished.
+    eventually("three finished rollout runs", T, || async {
+        let (_, v) = n.get("/v1/schedules/roll", &n.admin).await;
+        let done = v["runs"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["result"] == "succeeded")
+            .count();
+        (done >= 3).then_some(())
+    })
+    .await;
+    ok(&n.fluxctl(&n.admin, &["schedule", "pause", "roll"])).unwrap();
+    let v = eventually("the runs to settle", T, || async {
+        let (_, v) = n.get("/v1/schedules/roll", &n.admin).await;
+        let settled = v["runs"]
+            .as_array()?
+            .iter()
+            .all(|r| r["result"] == "succeeded");
+        settled.then_some(v)
+    })
+    .await;
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len() as u64, v["fires"].as_u64().unwrap(), "{v}");
+    // Each run names its own rollout, of both agents, and each slot has one run.
+    let mut seen_slots = std::collections::BTreeSet::new();
+    let mut seen_rollouts = std::collections::BTreeSet::new();
+    let mut jobs = Vec::new();
+    for run in runs {
+        assert!(seen_slots.insert(run["slot"].as_u64().expect("a slot run")));
+        let id = run["rollout"].as_str().expect("a rollout id").to_string();
+        assert!(run["jobs"].as_array().is_none_or(|j| j.is_empty()), "{run}");
+        let (status, r) = n.get(&format!("/v1/rollouts/{id}"), &n.admin).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["created_by"], "schedule/roll", "{r}");
+        assert_eq!(r["params"]["max_concurrency"], 2, "{r}");
+        let mut nodes: Vec<&str> = r["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["node_id"].as_str().unwrap())
+            .collect();
+        nodes.sort();
+        assert_eq!(nodes, ["web-1", "web-2"], "{r}");
+        for t in r["targets"].as_array().unwrap() {
+            jobs.push(t["job_id"].as_str().expect("a job").to_string());
+        }
+        assert!(seen_rollouts.insert(id));
+    }
+    // The side effects: every rollout job ran once, and nothing else ran.
+    let mut ran_ids = ran(&file);
+    ran_ids.sort();
+    jobs.sort();
+    assert_eq!(ran_ids, jobs);
+    // `schedule get` shows the rollout of each run.
+    let out = n.fluxctl(&n.admin, &["schedule", "get", "roll"]);
+    assert!(ok(&out).unwrap().contains("rollout r-"), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedules_secret_env_reaches_its_jobs_and_is_never_shown() {
+    let n = Fluxd::start().await;
+    let _agent = n.agent("default", "agent-1", &[]).await;
+    let file = n.dir.path().join("secret.txt");
+    let secret = "s3cr3t-value-42";
+    let body = json!({
+        "name": "sec",
+        "cron": "@daily",
+        "what": {"job": {
+            "command": format!("echo $TOKEN > {}; echo token=$TOKEN", file.display()),
+            "node_id": "agent-1",
+            "secret_env": {"TOKEN": secret},
+        }},
+    });
+    let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
+    assert_eq!(status, 201, "{v}");
+    let sealed = v["spec"]["what"]["job"]["secret_env"]["TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sealed.starts_with("sha256:"), "{v}");
+    let (_, list) = n.get("/v1/schedules", &n.admin).await;
+    for shown in [v.to_string(), list.to_string()] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    // Each run's job gets the value, as an ad-hoc job's secret_env: in its environment, not in
+    // its record, masked in its output.
+    let run_once = || async {
+        let (status, run) = n
+            .post("/v1/schedules/sec/trigger", &n.admin, &json!({}))
+            .await;
+        assert_eq!(status, 202, "{run}");
+        let id = run["jobs"][0].as_str().unwrap().to_string();
+        let job = n.wait_job(&n.admin, &id, T, terminal).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert!(!job.to_string().contains(secret), "{job}");
+        let logs = n.logs(&n.admin, &id).await;
+        assert!(logs.contains("token=[redacted]"), "{logs}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), secret);
+        std::fs::remove_file(&file).unwrap();
+    };
+    run_once().await;
+    // The spec sent back as shown (with the digest) is unchanged and keeps the value.
+    let mut back = v["spec"].clone();
+    back["paused"] = json!(true);
+    let (status, v2) = send(
+        n.req(reqwest::Method::PUT, "/v1/schedules/sec", &n.admin)
+            .json(&back),
+    )
+    .await;
+    assert_eq!(status, 200, "{v2}");
+    assert_eq!(
+        v2["spec"]["what"]["job"]["secret_env"]["TOKEN"],
+        sealed.as_str()
+    );
+    run_once().await;
+    // A digest of no stored value (another schedule's, say) is refused, naming the field.
+    let mut stray = v["spec"].clone();
+    stray["name"] = json!("other");
+    let (status, e) = n.post("/v1/schedules", &n.admin, &stray).await;
+    assert_eq!(status, 422, "{e}");
+    assert!(e.to_string().contains("secret_env"), "{e}");
+}

@@ -111,6 +111,9 @@ pub struct Observations {
     /// The run's webhook and what its receiver recorded, when it had one.
     #[serde(default)]
     pub webhook: Option<super::webhook::WebhookSeen>,
+    /// The run's rollout schedule (its `job_groups`: the group of each rollout it started).
+    #[serde(default)]
+    pub rollout_schedule: Option<ScheduleSeen>,
 }
 
 /// A broken invariant, with what shows it.
@@ -134,6 +137,9 @@ pub fn check(obs: &Observations) -> Vec<Violation> {
     check_collected(obs, &mut out);
     check_rollouts(obs, &mut out);
     check_repairs(obs, &mut out);
+    if let Some(s) = &obs.rollout_schedule {
+        check_schedule(s, &mut out);
+    }
     if let Some(s) = &obs.schedule {
         check_schedule(s, &mut out);
     }
@@ -603,6 +609,13 @@ mod tests {
                     signed: true,
                 }],
             }),
+            rollout_schedule: Some(ScheduleSeen {
+                every_ms: 2000,
+                job_groups: vec!["s.2000.roll".into(), "s.4000.roll".into()],
+                fires: 2,
+                missed: 0,
+                last_slot: Some(4000),
+            }),
         }
     }
 
@@ -672,6 +685,22 @@ mod tests {
             .job_groups
             .push("t.abc.tick".into());
         assert_eq!(check(&o), vec![]);
+        // A rollout schedule's slots are judged from the groups of its rollouts.
+        let mut o = clean();
+        let s = o.rollout_schedule.as_mut().unwrap();
+        s.job_groups.push("s.4000.roll".into());
+        assert_eq!(
+            invariants(&check(&o)),
+            inv,
+            "a slot's rollout started twice"
+        );
+        let mut o = clean();
+        o.rollout_schedule.as_mut().unwrap().job_groups.remove(0);
+        assert_eq!(
+            invariants(&check(&o)),
+            inv,
+            "a fired slot without its rollout"
+        );
     }
 
     #[test]

@@ -66,25 +66,28 @@ pub fn rollout_finished(id: &str, result: RolloutStatus, at: Millis) -> Event {
     Event::new("rollout.finished", id, at).data(json!({ "result": result.as_str() }))
 }
 
-/// `schedule.fired`: slot `slot` of schedule `name` started its run.
+/// `schedule.fired`: schedule `name` started its run of slot `slot` (`None` for a manual
+/// trigger), with the jobs or the rollout it started.
 pub fn schedule_fired(
     name: &str,
-    slot: Millis,
+    slot: Option<Millis>,
     jobs: &[String],
+    rollout: Option<&str>,
     error: Option<&str>,
     at: Millis,
 ) -> Event {
     Event::new("schedule.fired", name, at).data(json!({
         "slot": slot,
         "jobs": jobs,
+        "rollout": rollout,
         "error": error,
     }))
 }
 
-/// `schedule.skipped`: `count` slots given up because a run was still going (`overlap =
-/// skip`, or a full queue).
-pub fn schedule_skipped(name: &str, count: u64, at: Millis) -> Event {
-    Event::new("schedule.skipped", name, at).data(json!({ "count": count, "reason": "overlap" }))
+/// `schedule.skipped`: `count` slots given up, for `reason`: `overlap` (a run was still going
+/// under `overlap = skip`, or the queue of one was full) or `quota` (the tenant's `max_queued`).
+pub fn schedule_skipped(name: &str, count: u64, reason: &str, at: Millis) -> Event {
+    Event::new("schedule.skipped", name, at).data(json!({ "count": count, "reason": reason }))
 }
 
 /// `schedule.missed`: `count` late slots given up by the schedule's `missed` policy.
@@ -104,8 +107,8 @@ mod tests {
             rollout_target_finished("r1", &t, 1),
             rollout_halted("r1", "budget", 1),
             rollout_finished("r1", RolloutStatus::Halted, 1),
-            schedule_fired("s", 1000, &["j".into()], None, 1),
-            schedule_skipped("s", 2, 1),
+            schedule_fired("s", Some(1000), &["j".into()], None, None, 1),
+            schedule_skipped("s", 2, "overlap", 1),
             schedule_missed("s", 3, 1),
         ];
         for e in &evs {

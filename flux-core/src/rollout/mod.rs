@@ -208,6 +208,9 @@ pub struct Rollout {
     /// run in two retries at the same time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retried_by: Option<String>,
+    /// The run of a schedule that started it (`s.<slot>.<name>` for a slot's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub spec: RolloutSpec,
     pub params: Params,
     pub targets: Vec<Target>,
@@ -227,6 +230,8 @@ pub struct RolloutSummary {
     pub halt_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub command: String,
     pub targets: usize,
     pub counts: BTreeMap<TargetState, usize>,
@@ -253,6 +258,7 @@ impl Rollout {
             status: self.status,
             halt_reason: self.halt_reason.clone(),
             retry_of: self.retry_of.clone(),
+            group: self.group.clone(),
             command: command_text(&self.spec),
             targets: self.targets.len(),
             counts: self.counts(),
@@ -413,6 +419,7 @@ pub fn build(
         halt_reason: None,
         retry_of: None,
         retried_by: None,
+        group: None,
         targets: ids
             .iter()
             .enumerate()
@@ -485,6 +492,21 @@ fn dec(k: &Key, bytes: &[u8]) -> Result<Rollout> {
     })
 }
 
+/// `txn` with the writes that create rollout `r`.
+fn creation(txn: Txn, tenant: &str, r: &Rollout) -> Result<Txn> {
+    Ok(txn
+        .put(
+            key(tenant, keys::rollout(&r.rollout_id))?,
+            enc(r),
+            Expect::Absent,
+        )
+        .put(
+            key(tenant, keys::rollout_active(&r.rollout_id))?,
+            Vec::new(),
+            Expect::Absent,
+        ))
+}
+
 impl Rollouts {
     pub fn new(store: DynStore, jobs: Jobs) -> Rollouts {
         Rollouts {
@@ -516,6 +538,26 @@ impl Rollouts {
         fence: Option<crate::store::Epoch>,
     ) -> Result<Rollout> {
         self.create_retry(tenant, by, spec, None, now, fence).await
+    }
+
+    /// Resolves a new rollout of `spec` (validated, its targets resolved now by the same code
+    /// as [`Rollouts::create`]) and returns it with the writes that create it, committing
+    /// nothing: a schedule's firing adds them to its own fenced transaction.
+    /// `group` names the schedule run that starts it.
+    pub async fn prepare_create(
+        &self,
+        tenant: &str,
+        by: &str,
+        spec: RolloutSpec,
+        now: Millis,
+        group: &str,
+    ) -> Result<(Rollout, Txn)> {
+        validate_spec(&spec)?;
+        let agents = self.jobs.agents(tenant).await?;
+        let mut r = build(tenant, by, spec, &agents, now)?;
+        r.group = Some(group.to_string());
+        let txn = creation(Txn::new(), tenant, &r)?;
+        Ok((r, txn))
     }
 
     async fn create_retry(
@@ -555,17 +597,7 @@ impl Rollouts {
                 Expect::Version(v),
             );
         }
-        let mut txn = txn
-            .put(
-                key(tenant, keys::rollout(&r.rollout_id))?,
-                enc(&r),
-                Expect::Absent,
-            )
-            .put(
-                key(tenant, keys::rollout_active(&r.rollout_id))?,
-                Vec::new(),
-                Expect::Absent,
-            );
+        let mut txn = creation(txn, tenant, &r)?;
         txn.fence = fence;
         crate::events::record(
             &mut txn,

@@ -18,9 +18,8 @@ use super::policy::{self, Decision, Overlap, Settings};
 use super::service::{Result, ScheduleError, enc, key};
 use super::{Run, ScheduleStatus, Schedules, StoredSchedule, slot_group};
 use crate::events::kinds as ev;
-use crate::jobs::JobError;
 use crate::keys;
-use crate::model::{JobKind, Millis};
+use crate::model::Millis;
 use crate::store::{Epoch, Expect, StoreError, Txn, Version};
 
 /// Steps one schedule may take in one pass (each a transaction).
@@ -42,6 +41,41 @@ pub struct PassTally {
     pub next_due: Option<Millis>,
     /// Steps that lost a race (the next pass re-reads).
     pub conflicts: u64,
+    /// A schedule may need a step before `next_due`: a queued slot waits for a run to end, a
+    /// schedule used up its steps, or a firing failed.
+    pub unsettled: bool,
+}
+
+/// When a tenant next needs a firing pass, from its last pass: the leader's loop reads a
+/// tenant's schedules and status records only then (or when its schedules change), not on
+/// every tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextPass {
+    /// On every tick (something may change before any slot is due).
+    EveryTick,
+    /// At this instant, the soonest due slot of its schedules.
+    At(Millis),
+    /// Only after a change to its schedules (none fires again, or all are paused).
+    OnChange,
+}
+
+impl NextPass {
+    /// What a pass that returned `t` leaves. Pure.
+    pub fn after(t: &PassTally) -> NextPass {
+        if t.unsettled || t.conflicts > 0 {
+            return NextPass::EveryTick;
+        }
+        t.next_due.map_or(NextPass::OnChange, NextPass::At)
+    }
+
+    /// Whether the pass is due at `now`.
+    pub fn due(self, now: Millis) -> bool {
+        match self {
+            NextPass::EveryTick => true,
+            NextPass::At(d) => now >= d,
+            NextPass::OnChange => false,
+        }
+    }
 }
 
 impl Schedules {
@@ -60,11 +94,46 @@ impl Schedules {
             if statuses.iter().any(|s| s.is_some_and(|s| !s.is_terminal())) {
                 return Ok(true);
             }
-            if run.slot.is_some() && !run.jobs.is_empty() {
+            // An unfinished rollout is an unfinished run.
+            if self
+                .rollout_status(tenant, run)
+                .await?
+                .is_some_and(|s| !s.is_finished())
+            {
+                return Ok(true);
+            }
+            if run.slot.is_some() && (!run.jobs.is_empty() || run.rollout.is_some()) {
                 return Ok(false);
             }
         }
         Ok(false)
+    }
+
+    /// Why the jobs of a run may not start: they would take the tenant past its `max_queued`
+    /// quota (`None`: admitted, or no such quota). A rollout starts its jobs as it goes and is
+    /// not judged here.
+    pub(super) async fn over_quota(
+        &self,
+        tenant: &str,
+        started: &super::service::Started,
+    ) -> Result<Option<crate::quota::Refusal>> {
+        if started.jobs.is_empty() {
+            return Ok(None);
+        }
+        let (q, _) = crate::quota::get(self.store.as_ref(), tenant)
+            .await
+            .map_err(|e| match e {
+                crate::quota::QuotaError::Store(s) => ScheduleError::Store(s),
+                other => ScheduleError::Corrupt {
+                    key: format!("quota of {tenant}"),
+                    reason: other.to_string(),
+                },
+            })?;
+        if q.max_queued.is_none() {
+            return Ok(None);
+        }
+        let queued = self.jobs.queue_depth(tenant).await? as u64;
+        Ok(crate::quota::admit_queued(tenant, &q, queued, started.jobs.len() as u64).err())
     }
 
     /// One firing pass over a tenant's schedules at `now`, fenced by `epoch`.
@@ -108,6 +177,7 @@ impl Schedules {
                 Ok(()) => {}
                 Err(err @ ScheduleError::Store(StoreError::Fenced { .. })) => return Err(err),
                 Err(err) => {
+                    tally.unsettled = true;
                     tracing::warn!(tenant, schedule = %name, error = %err, "schedule firing failed")
                 }
             }
@@ -143,6 +213,8 @@ impl Schedules {
             let step =
                 match policy::decide(&settings, st.cursor, running, now, |t| cron.next_fire(t)) {
                     Decision::Wait { until } => {
+                        // A queued slot fires when the run before it ends, not at a time.
+                        tally.unsettled |= st.cursor.queued.is_some();
                         if let Some(u) = until {
                             tally.next_due = Some(tally.next_due.map_or(u, |n: Millis| n.min(u)));
                         }
@@ -169,7 +241,7 @@ impl Schedules {
                 crate::events::record(
                     &mut txn,
                     tenant,
-                    &ev::schedule_skipped(name, step.skipped, now),
+                    &ev::schedule_skipped(name, step.skipped, "overlap", now),
                 )?;
             }
             if let Some(slot) = step.fire {
@@ -179,32 +251,46 @@ impl Schedules {
                     fired_at: now,
                     group: group.clone(),
                     jobs: vec![],
+                    rollout: None,
                     error: None,
+                    skipped: false,
                     by: "leader".into(),
                 };
                 match self
-                    .jobs
-                    .prepare_run(
-                        tenant,
-                        &submitter(name),
-                        &s.spec.job().submission(),
-                        now,
-                        JobKind::Schedule,
-                        &group,
-                    )
-                    .await
+                    .prepare_start(tenant, &submitter(name), &s.spec, now, &group)
+                    .await?
                 {
-                    Ok((jobs, part)) => {
-                        fired_jobs = !jobs.is_empty();
-                        run.jobs = jobs.into_iter().map(|j| j.job_id).collect();
-                        txn.ops.extend(part.ops);
-                    }
-                    Err(JobError::Invalid(m)) => run.error = Some(m),
-                    Err(e) => return Err(e.into()),
+                    Ok((started, part)) => match self.over_quota(tenant, &started).await? {
+                        // Past the tenant's max_queued: the slot is skipped, with the reason,
+                        // and not retried (the next slot is judged afresh).
+                        Some(why) => {
+                            run.error = Some(format!("skipped by the max_queued quota: {why}"));
+                            run.skipped = true;
+                        }
+                        None => {
+                            fired_jobs = !started.jobs.is_empty() || started.rollout.is_some();
+                            run.jobs = started.jobs;
+                            run.rollout = started.rollout;
+                            txn.ops.extend(part.ops);
+                        }
+                    },
+                    Err(m) => run.error = Some(m),
                 }
-                next.fires += 1;
-                let fired = ev::schedule_fired(name, slot, &run.jobs, run.error.as_deref(), now);
-                crate::events::record(&mut txn, tenant, &fired)?;
+                let event = if run.skipped {
+                    next.skipped += 1;
+                    ev::schedule_skipped(name, 1, "quota", now)
+                } else {
+                    next.fires += 1;
+                    ev::schedule_fired(
+                        name,
+                        Some(slot),
+                        &run.jobs,
+                        run.rollout.as_deref(),
+                        run.error.as_deref(),
+                        now,
+                    )
+                };
+                crate::events::record(&mut txn, tenant, &event)?;
                 next.push_run(run);
             }
             txn = txn.put(
@@ -230,9 +316,14 @@ impl Schedules {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Out of steps with slots left: the next pass goes on.
+        tally.unsettled = true;
         Ok(())
     }
 }
+
+/// Longest a tenant goes without a firing pass when nothing says it needs one.
+pub const FULL_PASS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Longest the firing loop waits between passes when no slot is due sooner.
 pub const SCHEDULE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -245,9 +336,17 @@ pub async fn work(l: &crate::leader::Leader<'_>, epoch: Epoch) -> Epoch {
         return std::future::pending().await;
     };
     let mut changes = l.store.subscribe();
+    // Per tenant, when its next pass is due (absent: now). Forgotten every FULL_PASS_EVERY, so
+    // that a change notification lost on the way delays a pass by that much at most.
+    let mut idle: std::collections::HashMap<String, NextPass> = Default::default();
+    let mut full_pass = tokio::time::Instant::now();
     loop {
+        if full_pass.elapsed() >= FULL_PASS_EVERY {
+            idle.clear();
+            full_pass = tokio::time::Instant::now();
+        }
         let mut next_due: Option<Millis> = None;
-        match pass_all(l, schedules, epoch, &mut next_due).await {
+        match pass_all(l, schedules, epoch, &mut next_due, &mut idle).await {
             Ok(()) => {}
             Err(StoreError::Fenced { current, .. }) => return current,
             Err(e) => tracing::warn!(error = %e, "schedule pass failed; retrying"),
@@ -263,7 +362,14 @@ pub async fn work(l: &crate::leader::Leader<'_>, epoch: Epoch) -> Epoch {
                 _ = &mut sleep => break,
                 c = changes.recv() => match c {
                     Ok(c) if !c.is_resync() && !c.paths.iter().any(|p| p.starts_with(keys::SCHEDULES)) => continue,
-                    _ => break,
+                    Ok(c) if !c.is_resync() => {
+                        idle.remove(&c.tenant);
+                        break;
+                    }
+                    _ => {
+                        idle.clear();
+                        break;
+                    }
                 },
             }
         }
@@ -276,23 +382,37 @@ async fn pass_all(
     schedules: &Schedules,
     epoch: Epoch,
     next_due: &mut Option<Millis>,
+    idle: &mut std::collections::HashMap<String, NextPass>,
 ) -> std::result::Result<(), StoreError> {
+    let mut fold = |d: Millis| *next_due = Some(next_due.map_or(d, |n: Millis| n.min(d)));
     for t in &l
         .jobs
         .tenants()
         .await
         .map_err(crate::leader::job_to_store)?
     {
-        let tally = match schedules.pass(t, epoch, crate::model::now_ms()).await {
+        let now = crate::model::now_ms();
+        match idle.get(t) {
+            Some(n) if !n.due(now) => {
+                if let NextPass::At(d) = n {
+                    fold(*d);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let tally = match schedules.pass(t, epoch, now).await {
             Ok(tally) => tally,
             Err(ScheduleError::Store(e @ StoreError::Fenced { .. })) => return Err(e),
             Err(e) => {
+                idle.remove(t);
                 tracing::warn!(tenant = %t, error = %e, "schedule pass of a tenant failed");
                 continue;
             }
         };
+        idle.insert(t.clone(), NextPass::after(&tally));
         if let Some(d) = tally.next_due {
-            *next_due = Some(next_due.map_or(d, |n| n.min(d)));
+            fold(d);
         }
         for lag in &tally.fired_lags_ms {
             l.host
@@ -314,6 +434,7 @@ async fn pass_all(
 mod tests {
     use super::*;
     use crate::jobs::{Jobs, JobsConfig};
+    use crate::model::JobKind;
     use crate::schedule::{JobSpec, Missed, ScheduleSpec, What, parse_slot_group};
 
     async fn setup(dir: &std::path::Path) -> (Schedules, crate::store::DynStore) {
@@ -462,5 +583,241 @@ mod tests {
             slot_jobs += usize::from(j.group.as_deref().and_then(parse_slot_group).is_some());
         }
         assert_eq!(slot_jobs, 1, "only slot 1 started a job");
+    }
+
+    /// The rollouts stored, by id, with the slot whose run started each.
+    async fn rollouts_of(s: &Schedules) -> Vec<(Option<u64>, crate::rollout::Rollout)> {
+        let st = s.load_status("t", "tick").await.unwrap().0;
+        let rollouts = crate::rollout::Rollouts::new(s.store.clone(), s.jobs.clone());
+        let mut out = Vec::new();
+        for run in &st.runs {
+            if let Some(id) = &run.rollout {
+                out.push((run.slot, rollouts.load("t", id).await.unwrap().0));
+            }
+        }
+        out
+    }
+
+    /// A rollout schedule: each slot creates one rollout in its firing's transaction, an
+    /// unfinished rollout makes `skip` skip, and a slot whose targets resolve to nothing is
+    /// recorded with the error.
+    #[tokio::test]
+    async fn a_rollout_schedule_starts_one_rollout_per_slot_and_skip_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        let mut sp = spec();
+        sp.overlap = Overlap::Skip;
+        sp.what = What::Rollout(crate::rollout::RolloutSpec {
+            command: Some("true".into()),
+            nodes: vec!["a1".into(), "a2".into()],
+            max_concurrency: Some(crate::rollout::LimitSpec::Count(2)),
+            ..Default::default()
+        });
+        s.put("t", "u", sp.clone(), Expect::Absent, t0)
+            .await
+            .unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        let tally = s.pass("t", epoch, t0 + 1_100).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 1);
+        let got = rollouts_of(&s).await;
+        assert_eq!(got.len(), 1);
+        let (slot, r) = &got[0];
+        assert_eq!(*slot, Some(t0 + 1_000));
+        assert_eq!(r.targets.len(), 2);
+        assert_eq!(r.params.max_concurrency, 2);
+        assert_eq!(r.created_by, "schedule/tick");
+        assert_eq!(
+            r.group.as_deref(),
+            Some(slot_group("tick", t0 + 1_000).as_str())
+        );
+        // The rollout runs: the next slot is skipped, and the run's result is the rollout's.
+        let tally = s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        assert!(tally.fired_lags_ms.is_empty(), "{tally:?}");
+        assert_eq!(tally.skipped, 1);
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!(v.runs[0].result, "running");
+        assert_eq!(
+            v.runs[0].run.rollout.as_deref(),
+            Some(r.rollout_id.as_str())
+        );
+        // Finished, the next slot fires a second rollout.
+        let k = crate::store::Key::new("t", keys::rollout(&r.rollout_id)).unwrap();
+        let (mut done, ver) = crate::rollout::Rollouts::new(store.clone(), s.jobs.clone())
+            .load("t", &r.rollout_id)
+            .await
+            .unwrap();
+        done.status = crate::rollout::RolloutStatus::Succeeded;
+        store
+            .put(k, serde_json::to_vec(&done).unwrap(), Expect::Version(ver))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("t", "tick").await.unwrap().runs[0].result,
+            "succeeded"
+        );
+        let tally = s.pass("t", epoch, t0 + 3_100).await.unwrap();
+        assert_eq!(tally.fired_lags_ms.len(), 1);
+        let got = rollouts_of(&s).await;
+        assert_eq!(
+            got.iter().map(|(slot, _)| *slot).collect::<Vec<_>>(),
+            [Some(t0 + 1_000), Some(t0 + 3_000)]
+        );
+        // A stale leader's pass creates no rollout.
+        let _new = store.next_epoch().await.unwrap();
+        assert!(s.pass("t", epoch, t0 + 9_100).await.is_err());
+        assert_eq!(store.list("t", keys::ROLLOUTS).await.unwrap().len(), 2);
+
+        // Targets resolved at fire time: a selector that matches no agent is an error run.
+        let mut none = sp;
+        none.name = "empty".into();
+        none.what = What::Rollout(crate::rollout::RolloutSpec {
+            command: Some("true".into()),
+            selector: crate::selector::Selector::parse("role=none").unwrap(),
+            ..Default::default()
+        });
+        s.put("t", "u", none, Expect::Absent, t0 + 9_500)
+            .await
+            .unwrap();
+        let epoch = store.current_epoch().await.unwrap();
+        s.pass("t", epoch, t0 + 10_100).await.unwrap();
+        let v = s.get("t", "empty").await.unwrap();
+        assert_eq!(v.fires, 1);
+        assert_eq!(v.runs[0].result, "error");
+        assert!(
+            v.runs[0].run.error.as_deref().unwrap().contains("no agent"),
+            "{:?}",
+            v.runs[0]
+        );
+    }
+
+    /// A slot whose jobs would take the tenant past its max_queued is recorded as a skipped
+    /// run with the reason, starts nothing, and is not retried; the next slot under the quota
+    /// fires.
+    #[tokio::test]
+    async fn a_firing_over_the_queued_quota_is_a_skipped_run_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let quota = crate::quota::Quota {
+            max_queued: Some(1),
+            ..Default::default()
+        };
+        crate::quota::put(store.as_ref(), "t", &quota, Expect::Any)
+            .await
+            .unwrap();
+        let t0 = 1_800_000_000_000;
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        // Slot 1 queues a job (no agent takes it); slot 2 would be a second queued job.
+        s.pass("t", epoch, t0 + 1_100).await.unwrap();
+        s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        s.pass("t", epoch, t0 + 2_200).await.unwrap();
+        assert_eq!(
+            jobs_per_slot(&store)
+                .await
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [t0 + 1_000]
+        );
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!((v.fires, v.skipped, v.last_slot), (1, 1, Some(t0 + 2_000)));
+        let r = &v.runs[0];
+        assert_eq!(
+            (r.run.slot, r.result.as_str()),
+            (Some(t0 + 2_000), "skipped")
+        );
+        assert!(r.run.jobs.is_empty());
+        let why = r.run.error.as_deref().unwrap();
+        assert!(
+            why.contains("max_queued") && why.contains("quota of 1"),
+            "{why}"
+        );
+        // A trigger over the quota is refused, writing nothing.
+        let e = s.trigger("t", "u", "tick", t0 + 2_300).await.unwrap_err();
+        assert!(matches!(e, ScheduleError::Quota(_)), "{e}");
+        assert_eq!(s.get("t", "tick").await.unwrap().runs.len(), 2);
+        // The queue drains: the next slot fires.
+        let first = &v.runs[1].run.jobs[0];
+        s.jobs.cancel("t", first, t0 + 2_500).await.unwrap();
+        s.pass("t", epoch, t0 + 3_100).await.unwrap();
+        let v = s.get("t", "tick").await.unwrap();
+        assert_eq!((v.fires, v.skipped), (2, 1));
+        assert_eq!(jobs_per_slot(&store).await.len(), 2);
+    }
+
+    /// A tenant holds at most MAX_SCHEDULES schedules: one more is refused naming the cap,
+    /// and nothing is stored; replacing one at the cap is allowed.
+    #[tokio::test]
+    async fn a_tenant_at_the_schedule_cap_cannot_create_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        let mut txn = Txn::new();
+        for i in 0..crate::schedule::MAX_SCHEDULES {
+            let mut sp = spec();
+            sp.name = format!("s{i:04}");
+            let rec = Schedules::record("u", sp.clone(), None, t0);
+            txn = txn.put(
+                key("t", keys::schedule(&sp.name)).unwrap(),
+                enc(&rec),
+                Expect::Absent,
+            );
+        }
+        store.commit(txn).await.unwrap();
+        let e = s
+            .put("t", "u", spec(), Expect::Absent, t0)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("schedules: tenant t has 1000 schedules"),
+            "{e}"
+        );
+        assert!(s.get("t", "tick").await.is_err());
+        let mut sp = spec();
+        sp.name = "s0001".into();
+        sp.paused = true;
+        assert!(s.put("t", "u", sp, Expect::Any, t0).await.is_ok());
+    }
+
+    #[test]
+    fn a_tenant_is_passed_again_when_a_slot_is_due_or_something_may_change() {
+        let t = |next_due, unsettled, conflicts| PassTally {
+            next_due,
+            unsettled,
+            conflicts,
+            ..PassTally::default()
+        };
+        assert_eq!(NextPass::after(&t(Some(5), false, 0)), NextPass::At(5));
+        assert_eq!(NextPass::after(&t(None, false, 0)), NextPass::OnChange);
+        assert_eq!(NextPass::after(&t(Some(5), true, 0)), NextPass::EveryTick);
+        assert_eq!(NextPass::after(&t(Some(5), false, 1)), NextPass::EveryTick);
+        assert!(!NextPass::At(5).due(4) && NextPass::At(5).due(5));
+        assert!(NextPass::EveryTick.due(0) && !NextPass::OnChange.due(u64::MAX));
+    }
+
+    /// A queued slot waits for a run to end, not for a time: its tenant stays on every tick.
+    #[tokio::test]
+    async fn a_queued_slot_keeps_its_tenant_on_every_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let t0 = 1_800_000_000_000;
+        let mut sp = spec();
+        sp.overlap = Overlap::Queue;
+        s.put("t", "u", sp, Expect::Absent, t0).await.unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        let first = s.pass("t", epoch, t0 + 1_100).await.unwrap();
+        assert_eq!(NextPass::after(&first), NextPass::At(t0 + 2_000));
+        // Slot 2 is queued behind slot 1's unfinished job.
+        let queued = s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        assert!(queued.fired_lags_ms.is_empty());
+        assert_eq!(NextPass::after(&queued), NextPass::EveryTick);
+        // Paused: nothing until a change.
+        s.set_paused("t", "u", "tick", true, t0 + 2_200)
+            .await
+            .unwrap();
+        let paused = s.pass("t", epoch, t0 + 2_300).await.unwrap();
+        assert_eq!(NextPass::after(&paused), NextPass::OnChange);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A schedule is a stored object (`schedules/<name>`, versioned with CAS and `If-Match` like a
 //! state) naming a cron expression in a time zone ([`cron`]), what each slot starts (a job
-//! spec: [`What::Job`]), and its policies ([`policy`]: `overlap`, `missed`, `grace`, jitter,
+//! spec, [`What::Job`], or a rollout, [`What::Rollout`], created by the rollout module in the
+//! firing's transaction), and its policies ([`policy`]: `overlap`, `missed`, `grace`, jitter,
 //! `paused`). The leader fires it ([`driver`]); where its firing stands and its last runs are
 //! its status record (`schedule_status/<name>`), which only a firing (or `trigger`) writes.
 //!
@@ -28,13 +29,19 @@
 //!   and a leader dying at any instant leaves its successor the record to continue from;
 //! - a schedule keeps its last [`MAX_RUNS`] runs; listing reads what it returns.
 
+mod apply;
 pub mod cron;
 pub mod driver;
+mod file;
+pub mod plan;
 pub mod policy;
+pub mod secrets;
 mod service;
 
+pub use apply::apply;
 pub use cron::{CronError, CronSchedule};
 pub use driver::PassTally;
+pub use file::parse_schedule_tables;
 pub use policy::{Cursor, Missed, Overlap};
 pub use service::{RunView, ScheduleError, ScheduleView, Schedules};
 
@@ -57,6 +64,8 @@ pub const DEFAULT_GRACE_SECS: u64 = 60;
 pub const MAX_DELAY_SECS: u64 = 86_400;
 /// Largest `catch_up`.
 pub const MAX_CATCH_UP: u32 = 1000;
+/// Most schedules a tenant may have (and a state file may declare).
+pub const MAX_SCHEDULES: usize = 1000;
 /// Most schedules listed per page.
 pub const MAX_LIST: usize = 1000;
 
@@ -66,6 +75,30 @@ pub const MAX_LIST: usize = 1000;
 pub enum What {
     /// A job (or one per matching agent), as an ad-hoc run would submit it.
     Job(JobSpec),
+    /// A rollout (the body of `POST /v1/rollouts`), its targets resolved at fire time by the
+    /// rollout module, as `fluxctl job run --all` with rollout options would start it.
+    Rollout(crate::rollout::RolloutSpec),
+}
+
+impl What {
+    /// A one-line rendering: what runs where.
+    pub fn display(&self) -> String {
+        match self {
+            What::Job(j) => j.display(),
+            What::Rollout(r) => {
+                let cmd = match (&r.command, &r.argv) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(a)) => a.join(" "),
+                    _ => String::new(),
+                };
+                if r.nodes.is_empty() {
+                    format!("{cmd} as a rollout over {}", r.selector)
+                } else {
+                    format!("{cmd} as a rollout over {}", r.nodes.join(","))
+                }
+            }
+        }
+    }
 }
 
 /// The job a slot submits: the fields of an ad-hoc submission a schedule may set.
@@ -85,6 +118,11 @@ pub struct JobSpec {
     pub all: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables: their values in a request; as stored and returned, a
+    /// digest of each ([`secrets`]), the values kept apart and given to each run's jobs as an
+    /// ad-hoc job's `secret_env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +144,7 @@ impl JobSpec {
             argv: self.argv.clone(),
             node_id: self.node_id.clone(),
             env: self.env.clone(),
+            secret_env: self.secret_env.clone(),
             workdir: self.workdir.clone(),
             timeout_secs: self.timeout_secs,
             max_attempts: self.max_attempts,
@@ -163,9 +202,11 @@ pub struct ScheduleSpec {
 }
 
 impl ScheduleSpec {
-    pub fn job(&self) -> &JobSpec {
+    /// The job a slot submits (`None` for a rollout).
+    pub fn job(&self) -> Option<&JobSpec> {
         match &self.what {
-            What::Job(j) => j,
+            What::Job(j) => Some(j),
+            What::Rollout(_) => None,
         }
     }
 }
@@ -192,6 +233,13 @@ pub struct Run {
     /// The job group of the run (every job of it carries it).
     pub group: String,
     pub jobs: Vec<String>,
+    /// The rollout the run started (a schedule of `what.rollout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+    /// The slot was skipped rather than fired (its jobs would have taken the tenant past
+    /// its `max_queued` quota); `error` says why. It counts as skipped, not fired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// Why no job was started (no agent matched, say); the slot counts as fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -329,13 +377,19 @@ pub fn validate_spec(
             format!("catch_up must be between 1 and {MAX_CATCH_UP}"),
         ));
     }
-    let j = s.job();
-    crate::jobs::validate_submit(&j.submission()).map_err(|e| {
-        let m = e.to_string();
-        field("what.job", m)
-    })?;
-    if j.all && j.selector.is_empty() {
-        return Err(field("what.job", "all needs a selector"));
+    match &s.what {
+        What::Job(j) => {
+            crate::jobs::validate_submit(&j.submission()).map_err(|e| {
+                let m = e.to_string();
+                field("what.job", m)
+            })?;
+            if j.all && j.selector.is_empty() {
+                return Err(field("what.job", "all needs a selector"));
+            }
+        }
+        What::Rollout(r) => {
+            crate::rollout::validate_spec(r).map_err(|e| field("what.rollout", e.to_string()))?;
+        }
     }
     Ok(parsed)
 }
@@ -388,6 +442,22 @@ mod tests {
         s.what = What::Job(JobSpec::default());
         assert_eq!(f(&s).field, "what.job");
         assert!(validate_spec(&spec("@hourly"), 60_000).is_ok());
+        // A rollout is checked by the rollout module's rules, under what.rollout.
+        let mut s = spec("0 * * * *");
+        s.what = What::Rollout(crate::rollout::RolloutSpec {
+            command: Some("true".into()),
+            ..Default::default()
+        });
+        let e = f(&s);
+        assert_eq!(e.field, "what.rollout");
+        assert!(e.message.contains("selector"), "{e}");
+        s.what = What::Rollout(crate::rollout::RolloutSpec {
+            command: Some("true".into()),
+            selector: Selector::parse("role=web").unwrap(),
+            max_concurrency: Some(crate::rollout::LimitSpec::Text("0".into())),
+            ..Default::default()
+        });
+        assert!(f(&s).message.contains("max_concurrency"));
     }
 
     #[test]
@@ -402,7 +472,7 @@ mod tests {
         assert_eq!(s.missed, Missed::CatchUp(3));
         assert_eq!(s.overlap, Overlap::Queue);
         assert_eq!(s.grace_secs, DEFAULT_GRACE_SECS);
-        assert!(s.job().all);
+        assert!(s.job().unwrap().all);
         let e = serde_json::from_value::<ScheduleSpec>(serde_json::json!({
             "name": "n", "cron": "@daily", "what": {"job": {"command": "true"}}, "bogus": 1
         }))
@@ -416,7 +486,7 @@ mod tests {
             serde_json::from_str(include_str!("../../../examples/schedule.json")).unwrap();
         validate_spec(&s, DEFAULT_MIN_INTERVAL_MS).unwrap();
         assert_eq!(s.missed, Missed::Once);
-        assert!(s.job().all);
+        assert!(s.job().unwrap().all);
     }
 
     #[test]
@@ -436,7 +506,9 @@ mod tests {
                 fired_at: i,
                 group: slot_group("n", i),
                 jobs: vec![],
+                rollout: None,
                 error: None,
+                skipped: false,
                 by: "leader".into(),
             });
         }

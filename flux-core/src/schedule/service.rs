@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MAX_LIST, MAX_RUNS, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, trigger_group,
-    validate_spec,
+    MAX_LIST, MAX_RUNS, MAX_SCHEDULES, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, What,
+    trigger_group, validate_spec,
 };
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{JobKind, JobStatus, Millis, valid_ident};
+use crate::rollout::RolloutError;
 use crate::store::{DynStore, Expect, Key, Range, StoreError, Txn, Version};
 
 /// Errors of the schedule service.
@@ -39,6 +40,9 @@ pub enum ScheduleError {
     Store(StoreError),
     #[error(transparent)]
     Jobs(JobError),
+    /// A trigger's jobs would take the tenant past its `max_queued` quota; nothing was written.
+    #[error(transparent)]
+    Quota(crate::quota::Refusal),
 }
 
 impl From<StoreError> for ScheduleError {
@@ -91,6 +95,13 @@ pub struct ScheduleView {
     pub skipped: u64,
     /// The last runs, newest first.
     pub runs: Vec<RunView>,
+}
+
+/// What a run started.
+#[derive(Debug, Default)]
+pub(super) struct Started {
+    pub jobs: Vec<String>,
+    pub rollout: Option<String>,
 }
 
 /// Attempts of a trigger racing with firings.
@@ -234,15 +245,37 @@ impl Schedules {
             (None, Expect::Any) => Expect::Absent,
             (_, e) => e,
         };
+        let mut spec = spec;
+        let stored_secrets = match &current {
+            Some(_) => super::secrets::load(&self.store, tenant, &spec.name).await?,
+            None => BTreeMap::new(),
+        };
+        let secret_values = super::secrets::seal(&mut spec, &stored_secrets)
+            .map_err(|m| ScheduleError::Invalid(format!("schedule {}: {m}", shown(&spec.name))))?;
         if let Some((cur, v)) = &current
             && cas.admits(Some(*v))
             && cur.spec == spec
         {
             return Ok((*v, false));
         }
+        if current.is_none() {
+            // A bounded read: at most the cap's number of entries.
+            let range = Range::first(keys::SCHEDULES, MAX_SCHEDULES);
+            if self.store.list_range(tenant, &range).await?.len() >= MAX_SCHEDULES {
+                return Err(ScheduleError::Invalid(format!(
+                    "schedules: tenant {tenant} has {MAX_SCHEDULES} schedules, the most a tenant may have; delete one first"
+                )));
+            }
+        }
         let name = spec.name.clone();
         let stored = Self::record(by, spec, current.as_ref().map(|(s, _)| s), now);
-        match self.store.put(k, enc(&stored), cas).await {
+        let txn = super::secrets::write(
+            Txn::new().put(k, enc(&stored), cas),
+            tenant,
+            &name,
+            &secret_values,
+        )?;
+        match self.store.commit(txn).await {
             Ok(v) => Ok((v, current.is_none())),
             Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
                 Err(ScheduleError::PreconditionFailed(match found {
@@ -287,7 +320,8 @@ impl Schedules {
         }
         let txn = Txn::new()
             .delete(key(tenant, keys::schedule(name))?, Expect::Version(v))
-            .delete(key(tenant, keys::schedule_status(name))?, Expect::Any);
+            .delete(key(tenant, keys::schedule_status(name))?, Expect::Any)
+            .delete(key(tenant, keys::schedule_secrets(name))?, Expect::Any);
         match self.store.commit(txn).await {
             Ok(_) => Ok(v),
             Err(StoreError::Conflict { .. }) => Err(ScheduleError::Conflict(format!(
@@ -388,14 +422,121 @@ impl Schedules {
         Ok(Some(out))
     }
 
+    /// The status of a run's rollout (`None`: the run started none, or it is no longer
+    /// stored).
+    pub(super) async fn rollout_status(
+        &self,
+        tenant: &str,
+        run: &Run,
+    ) -> Result<Option<crate::rollout::RolloutStatus>> {
+        let Some(id) = &run.rollout else {
+            return Ok(None);
+        };
+        let rollouts = crate::rollout::Rollouts::new(self.store.clone(), self.jobs.clone());
+        match rollouts.load(tenant, id).await {
+            Ok((r, _)) => Ok(Some(r.status)),
+            Err(RolloutError::NotFound(_)) => Ok(None),
+            Err(RolloutError::Store(e)) => Err(e.into()),
+            Err(e) => Err(ScheduleError::Corrupt {
+                key: format!("rollout {id}"),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     async fn result(&self, tenant: &str, run: &Run, budget: &mut usize) -> Result<String> {
+        if run.skipped {
+            return Ok("skipped".into());
+        }
         if run.error.is_some() {
             return Ok("error".into());
+        }
+        if run.rollout.is_some() {
+            return Ok(match self.rollout_status(tenant, run).await? {
+                Some(st) => st.as_str().into(),
+                None => "unknown".into(),
+            });
         }
         let Some(statuses) = self.job_statuses(tenant, run, budget).await? else {
             return Ok("unknown".into());
         };
         Ok(summarize(&statuses).into())
+    }
+
+    /// What a run of `spec` starts, and the writes that start it, uncommitted: its jobs
+    /// (targets resolved by [`Jobs::prepare_run`], as an ad-hoc run's) or its rollout (by
+    /// [`crate::rollout::Rollouts::prepare_create`]). `Ok(Err(why))`: nothing can start now
+    /// (no agent matches, say).
+    pub(super) async fn prepare_start(
+        &self,
+        tenant: &str,
+        by: &str,
+        spec: &ScheduleSpec,
+        now: Millis,
+        group: &str,
+    ) -> Result<std::result::Result<(Started, Txn), String>> {
+        match &spec.what {
+            What::Job(j) => {
+                let mut submission = j.submission();
+                if !j.secret_env.is_empty() {
+                    let values = super::secrets::load(&self.store, tenant, &spec.name).await?;
+                    submission.secret_env.clear();
+                    for var in j.secret_env.keys() {
+                        let Some(v) = values.get(var) else {
+                            return Ok(Err(format!(
+                                "secret_env: the value of {var} is not stored"
+                            )));
+                        };
+                        submission.secret_env.insert(var.clone(), v.clone());
+                    }
+                }
+                self.start_jobs(tenant, by, &submission, now, group).await
+            }
+            What::Rollout(r) => {
+                let rollouts = crate::rollout::Rollouts::new(self.store.clone(), self.jobs.clone());
+                match rollouts
+                    .prepare_create(tenant, by, r.clone(), now, group)
+                    .await
+                {
+                    Ok((r, txn)) => Ok(Ok((
+                        Started {
+                            jobs: Vec::new(),
+                            rollout: Some(r.rollout_id),
+                        },
+                        txn,
+                    ))),
+                    Err(RolloutError::Invalid(m)) => Ok(Err(m)),
+                    Err(RolloutError::Store(e)) => Err(e.into()),
+                    Err(RolloutError::Jobs(e)) => Err(e.into()),
+                    Err(e) => Err(ScheduleError::Invalid(e.to_string())),
+                }
+            }
+        }
+    }
+
+    async fn start_jobs(
+        &self,
+        tenant: &str,
+        by: &str,
+        submission: &crate::model::SubmitJob,
+        now: Millis,
+        group: &str,
+    ) -> Result<std::result::Result<(Started, Txn), String>> {
+        match self
+            .jobs
+            .prepare_run(tenant, by, submission, now, JobKind::Schedule, group)
+            .await
+        {
+            Ok((jobs, txn)) => Ok(Ok((
+                Started {
+                    jobs: jobs.into_iter().map(|j| j.job_id).collect(),
+                    rollout: None,
+                },
+                txn,
+            ))),
+            Err(JobError::Invalid(m)) => Ok(Err(m)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Starts one run now, outside the schedule's slots (paused or not): its jobs and its run
@@ -405,26 +546,34 @@ impl Schedules {
         for _ in 0..TRIGGER_RETRIES {
             let (mut st, sv) = self.load_status(tenant, name).await?;
             let group = trigger_group(name);
-            let (jobs, txn) = self
-                .jobs
-                .prepare_run(
-                    tenant,
-                    by,
-                    &s.spec.job().submission(),
-                    now,
-                    JobKind::Schedule,
-                    &group,
-                )
-                .await?;
+            let (started, txn) = self
+                .prepare_start(tenant, by, &s.spec, now, &group)
+                .await?
+                .map_err(ScheduleError::Invalid)?;
+            if let Some(refusal) = self.over_quota(tenant, &started).await? {
+                return Err(ScheduleError::Quota(refusal));
+            }
             let run = Run {
                 slot: None,
                 fired_at: now,
                 group,
-                jobs: jobs.into_iter().map(|j| j.job_id).collect(),
+                jobs: started.jobs,
+                rollout: started.rollout,
                 error: None,
+                skipped: false,
                 by: by.to_string(),
             };
             st.push_run(run.clone());
+            let mut txn = txn;
+            let fired = crate::events::kinds::schedule_fired(
+                name,
+                None,
+                &run.jobs,
+                run.rollout.as_deref(),
+                None,
+                now,
+            );
+            crate::events::record(&mut txn, tenant, &fired)?;
             let txn = txn
                 .check(key(tenant, keys::schedule(name))?, Expect::Version(v))
                 .put(

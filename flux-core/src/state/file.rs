@@ -44,6 +44,9 @@ impl fmt::Display for StateFileError {
 struct RawFile {
     #[serde(default)]
     state: Vec<Spanned<RawState>>,
+    /// `[[schedule]]` tables: parsed by `crate::schedule::parse_schedule_tables`.
+    #[serde(default, rename = "schedule")]
+    _schedule: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

@@ -32,7 +32,7 @@ mod service;
 
 pub use file::{StateFileError, parse_state_file};
 pub use plan::{Plan, PlanAction, PlanConflict, PlanItem, plan};
-pub use service::{ApplyRequest, StateError, StateView, States};
+pub use service::{ApplyRequest, PreparedApply, StateError, StateView, States};
 
 use std::collections::{BTreeMap, BTreeSet};
 

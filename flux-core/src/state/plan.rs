@@ -44,12 +44,18 @@ pub struct PlanItem {
 pub struct Plan {
     pub dry_run: bool,
     pub items: Vec<PlanItem>,
+    /// The schedules the file's `[[schedule]]` tables declare (`crate::schedule::apply`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<PlanItem>,
 }
 
 impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
-        self.items.iter().any(|i| i.action != PlanAction::Unchanged)
+        self.items
+            .iter()
+            .chain(&self.schedules)
+            .any(|i| i.action != PlanAction::Unchanged)
     }
 }
 

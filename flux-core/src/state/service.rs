@@ -114,6 +114,22 @@ pub struct ApplyRequest {
     /// the apply fail with a conflict and change nothing.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub expect: BTreeMap<String, Version>,
+    /// Schedules declared as JSON beside `states` (a `toml` declares them in its
+    /// `[[schedule]]` tables); absent, a JSON apply leaves schedules alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules: Option<Vec<crate::schedule::ScheduleSpec>>,
+    /// The schedule versions the caller planned against (0 = absent), as `expect`; given
+    /// (even empty), pruning deletes only the schedules it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_schedules: Option<BTreeMap<String, Version>>,
+}
+
+/// An apply planned and checked, not yet committed: its plan and the one transaction that
+/// carries it out (to which `crate::schedule::apply` adds its schedules' writes).
+#[derive(Debug)]
+pub struct PreparedApply {
+    pub plan: Plan,
+    pub txn: Txn,
 }
 
 /// The state service. Cheap to clone.
@@ -454,6 +470,18 @@ impl States {
         req: ApplyRequest,
         now: Millis,
     ) -> Result<Plan> {
+        let prepared = self.prepare_apply(tenant, by, req, now).await?;
+        self.commit_apply(prepared).await
+    }
+
+    /// Plans an apply's states and builds its transaction, writing nothing.
+    pub async fn prepare_apply(
+        &self,
+        tenant: &str,
+        by: &str,
+        req: ApplyRequest,
+        now: Millis,
+    ) -> Result<PreparedApply> {
         let ApplyRequest {
             toml,
             file,
@@ -461,22 +489,36 @@ impl States {
             prune,
             dry_run,
             expect,
+            ..
         } = req;
         check_apply_fields(toml.as_deref(), file.as_deref(), &expect)?;
         let specs = declared_specs(toml.as_deref(), file.as_deref(), states)?;
         let current = self.stored_states(tenant).await?;
-        let mut items =
+        let items =
             plan(&current, &specs, prune, &expect).map_err(|e| StateError::Conflict(e.0))?;
         let txn = self
             .apply_txn(tenant, by, now, &current, &specs, &items)
             .await?;
-        let plan_changes = items.iter().any(|i| i.action != PlanAction::Unchanged);
         let count = |a: PlanAction| items.iter().filter(|i| i.action == a).count();
         let after = current.len() + count(PlanAction::Create) - count(PlanAction::Delete);
         // A dry run says so too: the apply it previews would be refused.
         self.admit_count(tenant, current.len(), after).await?;
-        if dry_run || !plan_changes {
-            return Ok(Plan { dry_run, items });
+        Ok(PreparedApply {
+            plan: Plan {
+                dry_run,
+                items,
+                schedules: Vec::new(),
+            },
+            txn,
+        })
+    }
+
+    /// Commits a prepared apply (nothing for a dry run or a plan without changes); the
+    /// versions written are set in the plan returned.
+    pub async fn commit_apply(&self, prepared: PreparedApply) -> Result<Plan> {
+        let PreparedApply { mut plan, txn } = prepared;
+        if plan.dry_run || !plan.has_changes() {
+            return Ok(plan);
         }
         let rev = match self.store.commit(txn).await {
             Ok(r) => r,
@@ -487,15 +529,12 @@ impl States {
             }
             Err(e) => return Err(e.into()),
         };
-        for i in &mut items {
+        for i in plan.items.iter_mut().chain(&mut plan.schedules) {
             if matches!(i.action, PlanAction::Create | PlanAction::Update) {
                 i.to_version = Some(rev);
             }
         }
-        Ok(Plan {
-            dry_run: false,
-            items,
-        })
+        Ok(plan)
     }
 
     /// The one transaction that carries out a plan's items, in their order: states created

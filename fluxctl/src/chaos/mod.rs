@@ -220,6 +220,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
     };
     let schedule = workload::observe_schedule(&cluster.api).await?;
     let webhook = workload::observe_webhook(&cluster.api, &receiver, o.heal_timeout).await?;
+    let rollout_schedule = workload::observe_rollout_schedule(&cluster.api).await?;
     let (history, torn) = read_history(&work.join("history"))?;
 
     let (acked, unacked, sent) = submitted;
@@ -230,6 +231,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         state_targets: targets.len(),
         webhook_events: webhook.expected.len(),
         webhook_deliveries: webhook.received.len(),
+        schedule_rollouts: rollout_schedule.job_groups.len(),
         ..Workload::default()
     };
     let obs = Observations {
@@ -250,6 +252,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         schedule: Some(schedule),
         repairs: Some(workload::observe_repairs(work)),
         webhook: Some(webhook),
+        rollout_schedule: Some(rollout_schedule),
     };
     drop(cluster);
     Ok(judge(o, &obs, faults, workload, torn))

@@ -35,6 +35,8 @@ pub struct Workload {
     /// Events the run's webhook takes, and requests its receiver got (re-deliveries included).
     pub webhook_events: usize,
     pub webhook_deliveries: usize,
+    /// Rollouts the rollout schedule started (one per fired slot).
+    pub schedule_rollouts: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

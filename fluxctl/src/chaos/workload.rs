@@ -192,7 +192,85 @@ pub(super) async fn declare_schedule(api: &ApiClient) -> Result<()> {
         )
         .await
         .context("declaring the run's schedule")?;
+    // And one that starts a rollout every two seconds, through the same faults.
+    let roll = ScheduleSpec {
+        name: ROLLOUT_SCHEDULE.into(),
+        cron: "*/2 * * * * *".into(),
+        what: What::Rollout(flux_core::rollout::RolloutSpec {
+            command: Some("true".into()),
+            selector: flux_core::selector::Selector::labels([("chaos", "1")]),
+            timeout_secs: Some(10),
+            max_concurrency: Some(flux_core::rollout::LimitSpec::Text("100%".into())),
+            max_errors: Some(flux_core::rollout::LimitSpec::Text("100%".into())),
+            ..Default::default()
+        }),
+        ..spec
+    };
+    let _: serde_json::Value = api
+        .call(
+            Method::PUT,
+            &format!("/v1/schedules/{ROLLOUT_SCHEDULE}"),
+            Some(&erased::Body(&roll)),
+            Duration::from_secs(10),
+        )
+        .await
+        .context("declaring the run's rollout schedule")?;
     Ok(())
+}
+
+/// Name of the run's rollout schedule: a rollout of `true` over the labelled agents every two
+/// seconds.
+pub(super) const ROLLOUT_SCHEDULE: &str = "chaos-roll";
+
+/// Pauses the run's rollout schedule and reads what it did: its record and the group of every
+/// rollout it started (the rollouts' own records, not the schedule's).
+pub(super) async fn observe_rollout_schedule(
+    api: &ApiClient,
+) -> Result<flux_core::chaos::ScheduleSeen> {
+    let _: serde_json::Value = api
+        .call(
+            Method::POST,
+            &format!("/v1/schedules/{ROLLOUT_SCHEDULE}/pause"),
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+        .context("pausing the run's rollout schedule")?;
+    let v: serde_json::Value = api
+        .get(&format!("/v1/schedules/{ROLLOUT_SCHEDULE}"))
+        .await?;
+    let mut groups = Vec::new();
+    let mut cursor: Option<String> = None;
+    // Bounded: a run of an hour starts 1,800 rollouts.
+    for _ in 0..100 {
+        let mut path = "/v1/rollouts?limit=1000".to_string();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let resp = api
+            .send(Method::GET, &path, None, Duration::from_secs(30))
+            .await?;
+        cursor = resp
+            .headers()
+            .get("x-flux-next-cursor")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let page: Vec<flux_core::rollout::RolloutSummary> =
+            resp.json().await.context("decoding rollouts")?;
+        groups.extend(page.into_iter().filter_map(|r| r.group).filter(|g| {
+            flux_core::schedule::parse_slot_group(g).is_some_and(|(n, _)| n == ROLLOUT_SCHEDULE)
+        }));
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(flux_core::chaos::ScheduleSeen {
+        every_ms: 2000,
+        job_groups: groups,
+        fires: v["fires"].as_u64().unwrap_or(0),
+        missed: v["missed"].as_u64().unwrap_or(0),
+        last_slot: v["last_slot"].as_u64(),
+    })
 }
 
 /// Pauses the run's schedule and reads what it did: its record and every job it started.

@@ -70,6 +70,11 @@ pub struct CreateArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", short = 'e', value_parser = parse_kv)]
     env: Vec<(String, String)>,
+    /// Secret environment variable NAME, its value taken from fluxctl's own environment; the
+    /// schedule keeps a digest, and each run's jobs get the value, masked in their output
+    /// (repeatable).
+    #[arg(long = "secret-env", value_name = "NAME")]
+    secret_env: Vec<String>,
     /// Kill each run after this long.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -97,6 +102,9 @@ pub struct CreateArgs {
     /// Join all arguments into one shell command line (default with one argument).
     #[arg(long)]
     shell: bool,
+    /// Rollout options (with --all): each slot starts a rollout over the selector's agents.
+    #[command(flatten)]
+    rollout: super::rollout::RolloutFlags,
     /// The command.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -132,22 +140,37 @@ fn spec(a: CreateArgs) -> Result<ScheduleSpec> {
     };
     let selector = flux_core::selector::Selector::parse(&a.selector.join(","))
         .map_err(|e| anyhow!("--selector {:?}: {e}", a.selector.join(",")))?;
+    let job = JobSpec {
+        command,
+        argv,
+        node_id: a.node,
+        selector,
+        all: a.all,
+        env: a.env.into_iter().collect(),
+        secret_env: a
+            .secret_env
+            .iter()
+            .map(|n| {
+                std::env::var(n)
+                    .map(|v| (n.clone(), v))
+                    .with_context(|| format!("--secret-env {n}: ${n} is not set"))
+            })
+            .collect::<Result<_>>()?,
+        timeout_secs: a.timeout.map(|d| d.as_secs().max(1)),
+        priority: a.priority,
+        allow_unknown_node: a.allow_unknown_node,
+        ..JobSpec::default()
+    };
+    let what = if a.all && a.rollout.any() {
+        What::Rollout(super::rollout::spec_of(&job.submission(), &a.rollout))
+    } else {
+        What::Job(job)
+    };
     Ok(ScheduleSpec {
         name: a.name,
         cron: a.cron,
         tz: a.tz,
-        what: What::Job(JobSpec {
-            command,
-            argv,
-            node_id: a.node,
-            selector,
-            all: a.all,
-            env: a.env.into_iter().collect(),
-            timeout_secs: a.timeout.map(|d| d.as_secs().max(1)),
-            priority: a.priority,
-            allow_unknown_node: a.allow_unknown_node,
-            ..JobSpec::default()
-        }),
+        what,
         overlap: parse_overlap(&a.overlap)?,
         missed: parse_missed(&a.missed)?,
         grace_secs: a.grace.as_secs(),
@@ -174,7 +197,7 @@ fn render_one(v: &ScheduleView) -> String {
         v.version,
         v.spec.cron,
         v.spec.tz,
-        v.spec.job().display(),
+        v.spec.what.display(),
         v.spec.overlap.as_str(),
         v.spec.missed.display(),
         v.spec.paused,
@@ -192,7 +215,10 @@ fn render_one(v: &ScheduleView) -> String {
             t.add_row(vec![
                 r.run.slot.map_or("trigger".to_string(), when),
                 when(r.run.fired_at),
-                r.run.jobs.join(","),
+                match &r.run.rollout {
+                    Some(id) => format!("rollout {id}"),
+                    None => r.run.jobs.join(","),
+                },
                 r.run
                     .error
                     .as_ref()

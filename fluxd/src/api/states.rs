@@ -47,12 +47,18 @@ pub(super) async fn apply(
     } else {
         caller.require(Permission::ManageStates)?;
     }
-    let plan = st
-        .states
-        .apply(caller.tenant(), &caller.0.sub, req, now_ms())
-        .await?;
+    // The file's [[schedule]] tables are planned and written in the same transaction.
+    let plan = flux_core::schedule::apply(
+        st.states.states(),
+        &st.schedules,
+        caller.tenant(),
+        &caller.0.sub,
+        req,
+        now_ms(),
+    )
+    .await?;
     if !plan.dry_run && plan.has_changes() {
-        tracing::info!(by = %caller.0.sub, tenant = %caller.tenant(), changes = plan.items.len(), "states applied");
+        tracing::info!(by = %caller.0.sub, tenant = %caller.tenant(), changes = plan.items.len() + plan.schedules.len(), "states applied");
     }
     // A dry run (which a viewer may do) or an apply that found nothing to change wrote
     // nothing: it is not an audit record.

@@ -1,0 +1,150 @@
+//! The secret environment of a schedule's job: values given in a request
+//! (`what.job.secret_env`) are stored apart from the schedule (`schedule_secrets/<name>`, never
+//! returned by the API), and the schedule keeps, for each, a digest
+//! (`sha256:<hex>` of the schedule's name, the variable's name and its value), so that a
+//! re-applied file or a re-sent spec is seen unchanged and a changed value shows in a diff
+//! without either ever showing the value. At fire time the values are read and handed to the
+//! jobs as an ad-hoc job's `secret_env` ([`crate::jobs::Jobs::prepare_run`]).
+//!
+//! Guarantees:
+//! - the schedule record, its views, listings and plan diffs hold digests, never values;
+//! - the values and the record are written in one transaction;
+//! - a digest sent back (a spec copied from `schedule get`) keeps the value stored for that
+//!   variable; a digest that matches no stored value is refused (the value must be given).
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::service::{Result, dec, enc, key};
+use super::{ScheduleSpec, What};
+use crate::keys;
+use crate::store::{DynStore, Expect, Txn};
+
+const PREFIX: &str = "sha256:";
+
+/// The digest a schedule keeps for one secret variable's value.
+pub fn digest(schedule: &str, var: &str, value: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [schedule, var, value] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{PREFIX}{hex}")
+}
+
+fn looks_sealed(v: &str) -> bool {
+    v.len() == PREFIX.len() + 64
+        && v.starts_with(PREFIX)
+        && v[PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Replaces the secret values of `spec` by their digests and returns the values to store:
+/// the ones given, or for a digest given back, the one `stored` holds. Pure.
+pub fn seal(
+    spec: &mut ScheduleSpec,
+    stored: &BTreeMap<String, String>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let name = spec.name.clone();
+    let What::Job(j) = &mut spec.what else {
+        return Ok(BTreeMap::new());
+    };
+    let mut values = BTreeMap::new();
+    for (var, v) in j.secret_env.iter_mut() {
+        let value = match stored.get(var) {
+            Some(old) if *v == digest(&name, var, old) => old.clone(),
+            _ if looks_sealed(v) => {
+                return Err(format!(
+                    "what.job.secret_env: the value of {var} is a digest of no value stored for this schedule; give the value"
+                ));
+            }
+            _ => v.clone(),
+        };
+        *v = digest(&name, var, &value);
+        values.insert(var.clone(), value);
+    }
+    Ok(values)
+}
+
+/// The secret values stored for schedule `name` (none when it has none).
+pub(super) async fn load(
+    store: &DynStore,
+    tenant: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>> {
+    let k = key(tenant, keys::schedule_secrets(name))?;
+    Ok(match store.get(&k).await? {
+        Some(v) => dec(&k, &v.value)?,
+        None => BTreeMap::new(),
+    })
+}
+
+/// `txn` with the values of schedule `name` written (or removed, when there are none).
+pub(super) fn write(
+    txn: Txn,
+    tenant: &str,
+    name: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<Txn> {
+    let k = key(tenant, keys::schedule_secrets(name))?;
+    Ok(if values.is_empty() {
+        txn.delete(k, Expect::Any)
+    } else {
+        txn.put(k, enc(values), Expect::Any)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::JobSpec;
+
+    fn spec(secrets: &[(&str, &str)]) -> ScheduleSpec {
+        ScheduleSpec {
+            name: "n".into(),
+            cron: "@daily".into(),
+            tz: "UTC".into(),
+            what: What::Job(JobSpec {
+                command: Some("true".into()),
+                secret_env: secrets
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..JobSpec::default()
+            }),
+            overlap: Default::default(),
+            missed: Default::default(),
+            grace_secs: 60,
+            jitter_secs: 0,
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn values_are_replaced_by_digests_and_a_digest_sent_back_keeps_the_value() {
+        let mut s = spec(&[("TOKEN", "hunter22"), ("KEY", "abcd")]);
+        let values = seal(&mut s, &BTreeMap::new()).unwrap();
+        assert_eq!(values["TOKEN"], "hunter22");
+        let sealed = s.job().unwrap().secret_env.clone();
+        assert_eq!(sealed["TOKEN"], digest("n", "TOKEN", "hunter22"));
+        assert!(!serde_json::to_string(&s).unwrap().contains("hunter22"));
+        // The same spec again, or its sealed form sent back: the same record and values.
+        let mut again = spec(&[("TOKEN", "hunter22"), ("KEY", "abcd")]);
+        assert_eq!(seal(&mut again, &values).unwrap(), values);
+        assert_eq!(again, s);
+        let mut back = s.clone();
+        assert_eq!(seal(&mut back, &values).unwrap(), values);
+        assert_eq!(back, s);
+        // A changed value changes the digest; a digest of nothing stored is refused.
+        let mut changed = spec(&[("TOKEN", "hunter23"), ("KEY", "abcd")]);
+        seal(&mut changed, &values).unwrap();
+        assert_ne!(changed, s);
+        let mut stray = s.clone();
+        let e = seal(&mut stray, &BTreeMap::new()).unwrap_err();
+        assert!(e.contains("what.job.secret_env"), "{e}");
+        // Digests are per schedule and variable.
+        assert_ne!(digest("n", "A", "v"), digest("m", "A", "v"));
+        assert_ne!(digest("n", "A", "v"), digest("n", "B", "v"));
+    }
+}
