@@ -364,6 +364,29 @@ pub struct Filter {
     pub selector: Option<Selector>,
 }
 
+/// The known types to name in a refusal of `t`: those of its family (`job.exploded` names the
+/// `job.*` types), or else one wildcard per family, so that the message stays short however
+/// many types there are.
+fn known_like(t: &str) -> String {
+    let family = t.split('.').next().unwrap_or_default();
+    let same: Vec<&str> = TYPES
+        .iter()
+        .copied()
+        .filter(|k| k.split('.').next() == Some(family))
+        .collect();
+    if !same.is_empty() && !t.ends_with(".*") {
+        return same.join(", ");
+    }
+    let mut families: Vec<String> = Vec::new();
+    for k in TYPES {
+        let f = format!("{}.*", k.split('.').next().unwrap_or_default());
+        if !families.contains(&f) {
+            families.push(f);
+        }
+    }
+    families.join(", ")
+}
+
 impl Filter {
     /// Parses a comma-separated type list (`job.finished,state.*`); an unknown type or a
     /// wildcard matching none is refused by name.
@@ -376,7 +399,7 @@ impl Filter {
                         return Err(EventError::Invalid(format!(
                             "type: {:?} matches no event type (known: {})",
                             clip(t),
-                            TYPES.join(", ")
+                            known_like(t)
                         )));
                     }
                     TypePattern::Prefix(dotted)
@@ -387,7 +410,7 @@ impl Filter {
                     return Err(EventError::Invalid(format!(
                         "type: unknown event type {:?} (known: {})",
                         clip(t),
-                        TYPES.join(", ")
+                        known_like(t)
                     )));
                 }
             };
@@ -453,6 +476,31 @@ pub async fn collect(
     batch: usize,
     now: Millis,
 ) -> Result<usize> {
+    // A revision can hold more events than a batch (a rollout step that starts many targets):
+    // when the oldest one should go and does not fit, the pass reads again with a larger
+    // batch, so that collection never stops behind it.
+    let mut b = batch.max(1);
+    loop {
+        match collect_batch(store, tenant, epoch, bounds, b, now).await? {
+            Some(n) => return Ok(n),
+            None if b < MAX_REVISION_BATCH => b = (b * 2).min(MAX_REVISION_BATCH),
+            None => return Ok(0),
+        }
+    }
+}
+
+/// The largest batch a collection pass grows to for one revision's events.
+const MAX_REVISION_BATCH: usize = 1 << 16;
+
+/// One collection batch; `None` when the oldest revision should go but is larger than `batch`.
+async fn collect_batch(
+    store: &dyn Store,
+    tenant: &str,
+    epoch: crate::store::Epoch,
+    bounds: Bounds,
+    batch: usize,
+    now: Millis,
+) -> Result<Option<usize>> {
     let (mut st, sv) = log_state(store, tenant).await?;
     let mut range = Range::first(EVENTS, batch);
     if let Some(c) = &st.counted_to {
@@ -509,11 +557,16 @@ pub async fn collect(
     // Whole revisions only: back off while the next event (read or not) shares the
     // revision of the last one to go, so the floor never leaves part of a revision behind.
     let rev = |i: usize| Position::of_path(full[i].key.path()).map(|p| p.revision);
+    let wanted = n;
     while n > 0 && n < full.len() && rev(n) == rev(n - 1) {
         n -= 1;
     }
+    if n == 0 && wanted > 0 && wanted == page.len() && full.len() > page.len() {
+        // The whole batch is one revision that goes on past it.
+        return Ok(None);
+    }
     if n == 0 && !counted_more {
-        return Ok(0);
+        return Ok(Some(0));
     }
     let mut txn = Txn::new().fenced(epoch);
     if n > 0 {
@@ -549,12 +602,30 @@ pub async fn collect(
         sv.map_or(Expect::Absent, Expect::Version),
     );
     store.commit(txn).await?;
-    Ok(n)
+    Ok(Some(n))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_type_names_its_family_or_the_families_briefly() {
+        let msg = |t: &str| match Filter::default().with_types(t) {
+            Err(EventError::Invalid(m)) => m,
+            other => panic!("{t}: {other:?}"),
+        };
+        let m = msg("job.exploded");
+        assert!(
+            m.contains("job.finished") && !m.contains("agent.dead"),
+            "{m}"
+        );
+        let m = msg("nothing.*");
+        assert!(m.contains("job.*") && m.contains("schedule.*"), "{m}");
+        assert!(!m.contains("job.finished"), "{m}");
+        let m = msg("nothing");
+        assert!(m.contains("rollout.*"), "{m}");
+    }
 
     /// A webhook that never delivers holds back collection only up to PENDING_HOLD times the
     /// bound: the log stops growing there instead of without end.
@@ -653,6 +724,55 @@ mod tests {
             );
             assert_eq!(left.len() % 3, 0, "whole revisions: {left:?}");
         }
+    }
+
+    /// A revision with more events than a batch (a rollout step starting many targets) is
+    /// collected whole once it is past the bounds, instead of stopping collection behind it.
+    #[tokio::test]
+    async fn a_revision_larger_than_the_batch_does_not_stop_collection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        let epoch = store.next_epoch().await.unwrap();
+        let batch = 4;
+        for (r, n) in [(0, batch + 5), (1, 2)] {
+            let mut txn = Txn::new().put(
+                Key::new("t", format!("jobs/j{r}")).unwrap(),
+                b"{}".to_vec(),
+                Expect::Absent,
+            );
+            for i in 0..n {
+                record(
+                    &mut txn,
+                    "t",
+                    &Event::new("job.submitted", format!("j{r}.{i}"), 1),
+                )
+                .unwrap();
+            }
+            store.commit(txn).await.unwrap();
+        }
+        let bounds = Bounds {
+            max_events: 2,
+            max_age_ms: u64::MAX / 4,
+        };
+        let mut gone = 0;
+        for _ in 0..4 {
+            gone += collect(store.as_ref(), "t", epoch, bounds, batch, 2)
+                .await
+                .unwrap();
+        }
+        assert_eq!(gone, batch + 5, "the large revision went whole");
+        let left: Vec<Position> = store
+            .list("t", EVENTS)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|e| Position::of_path(e.key.path()))
+            .collect();
+        let (floor, _) = floor(store.as_ref(), "t").await.unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().all(|p| p.revision > floor), "{floor} {left:?}");
     }
 
     fn ev(kind: &'static str, object: &str) -> Event {
