@@ -265,7 +265,11 @@ pub async fn gc_pass(
     let mut deleted_any = false;
     if let Some(cfg) = l.gc {
         // Events staged in `_system` by a revocation whose call did not finish.
-        deleted_any |= crate::events::outbox::drain(l.store, epoch, cfg.batch).await? > 0;
+        match crate::events::outbox::drain(l.store, epoch, cfg.batch).await {
+            Ok(n) => deleted_any |= n > 0,
+            Err(e @ StoreError::Fenced { .. }) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "event outbox unreadable; collecting the rest"),
+        }
     }
     for t in &l.jobs.tenants().await.map_err(job_to_store)? {
         let quota = match l.host.quota(t).await {

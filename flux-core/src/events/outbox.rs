@@ -117,30 +117,45 @@ pub async fn drain(store: &dyn Store, epoch: Epoch, batch: usize) -> Result<usiz
         .list_range(SYSTEM_TENANT, &Range::first(OUTBOX, batch))
         .await?
     {
-        let Some((tenant, id)) = e
+        let parsed = e
             .key
             .path()
             .strip_prefix(OUTBOX)
             .and_then(|r| r.split_once('/'))
-        else {
+            .map(|(t, id)| (t.to_string(), id.to_string()))
+            .filter(|(t, _)| validate_tenant(t).is_ok());
+        let Some((tenant, id)) = parsed else {
+            // An entry that can never be delivered (no tenant in its path): removed, so that
+            // it does not hold a place at the front of every batch.
+            tracing::warn!(key = %e.key, "undeliverable event outbox entry removed");
+            let txn = Txn::new()
+                .fenced(epoch)
+                .delete(e.key.clone(), Expect::Version(e.version));
+            match store.commit(txn).await {
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(err) => return Err(err),
+            }
             continue;
         };
-        let (tenant, id) = (tenant.to_string(), id.to_string());
-        if validate_tenant(&tenant).is_err() {
-            continue;
+        match deliver_entry(
+            store,
+            &e.key,
+            e.version,
+            &e.value,
+            &tenant,
+            &id,
+            Some(epoch),
+        )
+        .await
+        {
+            Ok(done) => wrote += usize::from(done),
+            Err(err @ StoreError::Fenced { .. }) => return Err(err),
+            // One entry that fails (its tenant unwritable, say) waits for the next pass
+            // without holding up the others, nor the rest of garbage collection.
+            Err(err) => {
+                tracing::warn!(tenant = %tenant, id = %id, error = %err, "event outbox entry not delivered; retried next pass");
+            }
         }
-        wrote += usize::from(
-            deliver_entry(
-                store,
-                &e.key,
-                e.version,
-                &e.value,
-                &tenant,
-                &id,
-                Some(epoch),
-            )
-            .await?,
-        );
     }
     Ok(wrote)
 }
@@ -220,6 +235,29 @@ mod tests {
             Err(StoreError::Fenced { .. })
         ));
         assert_eq!(revoked_events(s.as_ref()).await, ["j1", "j2", "j3"]);
+    }
+
+    /// An entry that names no tenant is removed by the sweep, and the entries behind it are
+    /// still delivered.
+    #[tokio::test]
+    async fn an_undeliverable_entry_is_removed_without_holding_up_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path()).await;
+        let bad = Key::new(SYSTEM_TENANT, format!("{OUTBOX}0-no-tenant")).unwrap();
+        s.put(bad, b"{}".to_vec(), Expect::Absent).await.unwrap();
+        let mut txn = Txn::new();
+        stage(
+            &mut txn,
+            "acme",
+            "j9",
+            &Event::new("token.revoked", "j9", 1),
+        )
+        .unwrap();
+        s.commit(txn).await.unwrap();
+        let epoch = s.next_epoch().await.unwrap();
+        assert_eq!(drain(s.as_ref(), epoch, 10).await.unwrap(), 1);
+        assert_eq!(revoked_events(s.as_ref()).await, ["j9"]);
+        assert!(s.list(SYSTEM_TENANT, OUTBOX).await.unwrap().is_empty());
     }
 
     /// Node revocations: each call is its own event.
