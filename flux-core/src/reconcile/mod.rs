@@ -29,7 +29,7 @@ mod rollout;
 mod step;
 
 pub use rollout::{
-    Gate, StateRolloutStatus, StateRolloutView, failed_repairs, holds_slot, resumed,
+    Gate, StateRolloutStatus, StateRolloutView, counted_failures, holds_slot, resumed,
     view as rollout_view,
 };
 

@@ -20,6 +20,8 @@
 //! by one); a halted state is granted no apply; a halt or a resume recorded for another version
 //! of the state halts (or forgives) nothing.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::step::{StepKind, TargetStatus};
@@ -40,9 +42,11 @@ pub struct StateRolloutStatus {
     /// Failed repairs counted when it halted.
     #[serde(default)]
     pub halted_errors: u64,
-    /// Failed repairs of this version that a resume forgave (they no longer count).
-    #[serde(default)]
-    pub forgiven: u64,
+    /// Failed repairs of this version that a resume forgave, per target agent (they no longer
+    /// count). Per target, so that a target leaving the state cannot lend its forgiveness to
+    /// another's later failures.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forgiven: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_at: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,15 +87,19 @@ pub fn holds_slot(t: &TargetStatus) -> bool {
         .is_some_and(|f| matches!(f.kind, StepKind::Apply | StepKind::Verify))
 }
 
-/// Failed repairs over `version`, summed over the targets' records.
-pub fn failed_repairs<'a>(
+/// Failed repairs over `version` that count: each target's, less what a resume forgave it.
+pub fn counted_failures<'a>(
     targets: impl IntoIterator<Item = &'a TargetStatus>,
     version: Version,
+    forgiven: Option<&BTreeMap<String, u64>>,
 ) -> u64 {
     targets
         .into_iter()
         .filter(|t| t.repair_failures_version == version)
-        .map(|t| t.repair_failures)
+        .map(|t| {
+            let f = forgiven.and_then(|f| f.get(&t.agent)).copied().unwrap_or(0);
+            t.repair_failures.saturating_sub(f)
+        })
         .sum()
 }
 
@@ -129,15 +137,14 @@ impl Gate {
     ) -> Gate {
         let (max_concurrency, max_errors) = budget(r, targets);
         let rec_now = current(rec, version);
-        let failed = failed_repairs(after, version);
-        let errors = failed.saturating_sub(rec_now.map_or(0, |r| r.forgiven));
+        let errors = counted_failures(after, version, rec_now.map(|r| &r.forgiven));
         let recorded = rec_now.is_some_and(|r| r.halted_at.is_some());
         let halted = recorded || errors > max_errors;
         let halt = (halted && !recorded).then(|| StateRolloutStatus {
             version,
             halted_at: Some(now),
             halted_errors: errors,
-            forgiven: rec_now.map_or(0, |r| r.forgiven),
+            forgiven: rec_now.map(|r| r.forgiven.clone()).unwrap_or_default(),
             resumed_at: rec_now.and_then(|r| r.resumed_at),
             resumed_by: rec_now.and_then(|r| r.resumed_by.clone()),
         });
@@ -179,7 +186,7 @@ pub fn view(
 ) -> StateRolloutView {
     let (max_concurrency, max_errors) = budget(r, targets.len());
     let rec_now = current(rec, version);
-    let errors = failed_repairs(targets, version).saturating_sub(rec_now.map_or(0, |r| r.forgiven));
+    let errors = counted_failures(targets, version, rec_now.map(|r| &r.forgiven));
     StateRolloutView {
         max_concurrency,
         max_errors,
@@ -193,13 +200,23 @@ pub fn view(
 }
 
 /// The record a resume writes at `version`: no halt, and every failed repair counted so far
-/// forgiven (`failed`, from [`failed_repairs`]).
-pub fn resumed(version: Version, failed: u64, by: &str, now: Millis) -> StateRolloutStatus {
+/// on each of `targets` forgiven.
+pub fn resumed(
+    version: Version,
+    targets: &[TargetStatus],
+    by: &str,
+    now: Millis,
+) -> StateRolloutStatus {
+    let forgiven = targets
+        .iter()
+        .filter(|t| t.repair_failures_version == version && t.repair_failures > 0)
+        .map(|t| (t.agent.clone(), t.repair_failures))
+        .collect();
     StateRolloutStatus {
         version,
         halted_at: None,
         halted_errors: 0,
-        forgiven: failed,
+        forgiven,
         resumed_at: Some(now),
         resumed_by: Some(by.to_string()),
     }
@@ -294,7 +311,7 @@ mod tests {
         let mut g = Gate::of(&r, 4, &failed, 1, 0, Some(&halted), 20);
         assert!(!g.halted && g.take().is_ok());
         // Resumed: the failures so far are forgiven, a new one halts again.
-        let res = resumed(3, failed_repairs(&failed, 3), "alice", 30);
+        let res = resumed(3, &failed, "alice", 30);
         let mut g = Gate::of(&r, 3, &failed, 1, 0, Some(&res), 40);
         assert!(!g.halted && g.take().is_ok());
         let again = [target("a", None, 2, 3)];
@@ -302,9 +319,23 @@ mod tests {
         assert!(g.halted);
         let rec = g.halt.unwrap();
         assert_eq!(
-            (rec.forgiven, rec.resumed_by.as_deref()),
-            (1, Some("alice"))
+            (rec.forgiven.get("a"), rec.resumed_by.as_deref()),
+            (Some(&1), Some("alice"))
         );
+    }
+
+    /// A resume forgives each target its own failures: when a forgiven target leaves the
+    /// state, the others' later failures still count in full.
+    #[test]
+    fn forgiveness_is_per_target_and_does_not_pass_to_another() {
+        let r = rollout("1", 0);
+        let before = [target("a", None, 2, 3), target("b", None, 1, 3)];
+        let res = resumed(3, &before, "alice", 30);
+        assert!(!Gate::of(&r, 3, &before, 2, 0, Some(&res), 40).halted);
+        // b leaves; a fails once more: one failure counts, over max_errors 0.
+        let after = [target("a", None, 3, 3)];
+        let g = Gate::of(&r, 3, &after, 1, 0, Some(&res), 50);
+        assert!(g.halted && g.errors == 1, "{g:?}");
     }
 
     #[test]
@@ -327,7 +358,7 @@ mod tests {
             ),
             (2, 1, 2, 2, true)
         );
-        let res = resumed(7, 2, "bob", 5);
+        let res = resumed(7, &ts, "bob", 5);
         let v = view(&r, 7, &ts, Some(&res));
         assert!(!v.halted && v.failed_repairs == 0 && v.resumed_by.as_deref() == Some("bob"));
     }

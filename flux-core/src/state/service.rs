@@ -307,8 +307,7 @@ impl States {
             Some(v) => Expect::Version(v.version),
             None => Expect::Absent,
         };
-        let failed = crate::reconcile::failed_repairs(&view.status, view.version);
-        let rec = crate::reconcile::resumed(view.version, failed, by, now);
+        let rec = crate::reconcile::resumed(view.version, &view.status, by, now);
         let txn = Txn::new()
             .check(
                 key(tenant, keys::state(name))?,
