@@ -1012,8 +1012,10 @@ pub fn dropped_payload(hook: &Webhook, tenant: &str, d: &Dropped) -> Payload {
         delivery_id: format!("{}-dropped-{}", &hook.id[..hook.id.len().min(12)], d.to),
         webhook: hook.name.clone(),
         tenant: tenant.to_string(),
+        // Its own id, not that of an event: a receiver that keys on event ids must not take
+        // the notice for the last event lost (which it may have received already).
         event: EventView {
-            id: at.id(),
+            id: format!("dropped-{}", at.id()),
             revision: at.revision,
             event,
         },
@@ -1584,6 +1586,11 @@ mod dropped {
         assert_eq!(bodies.len(), 2, "{bodies:?}");
         assert_eq!(bodies[0]["event"]["type"], "webhook.dropped");
         assert_eq!(bodies[0]["event"]["data"]["count"], 5);
+        assert!(
+            !ids.iter().any(|i| bodies[0]["event"]["id"] == i.as_str()),
+            "the notice has an id of its own: {}",
+            bodies[0]["event"]["id"]
+        );
         assert_eq!(bodies[0]["event"]["data"]["from"], ids[0].as_str());
         assert_eq!(bodies[1]["event"]["id"], ids[10].as_str());
         // The notice is sent once.

@@ -96,15 +96,19 @@ async fn serve(mut tcp: TcpStream, sink: &Mutex<Vec<Receipt>>, secret: &str) -> 
         .get("x-flux-signature")
         .is_some_and(|s| *s == flux_core::webhooks::signature(secret, &delivery_id, ts, body));
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    sink.lock().expect("receiver lock").push(Receipt {
-        delivery_id,
-        event_id: v["event"]["id"].as_str().unwrap_or_default().to_string(),
-        object: v["event"]["object"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        signed,
-    });
+    // A `webhook.dropped` notice reports events lost to the log's bounds; it is no delivery
+    // of an event, so it is answered but not recorded.
+    if v["event"]["type"] != "webhook.dropped" {
+        sink.lock().expect("receiver lock").push(Receipt {
+            delivery_id,
+            event_id: v["event"]["id"].as_str().unwrap_or_default().to_string(),
+            object: v["event"]["object"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            signed,
+        });
+    }
     tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
         .await
         .ok()?;
