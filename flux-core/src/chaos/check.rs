@@ -61,6 +61,10 @@ pub struct RolloutRun {
 pub struct RepairsSeen {
     pub max_concurrency: usize,
     pub runs: Vec<RolloutRun>,
+    /// Targets drifted at healing, each of which must have repaired after it (otherwise the
+    /// bound was never put to the test).
+    #[serde(default)]
+    pub drifted: usize,
 }
 
 /// A rollout driven through the faults, seen after healing.
@@ -326,6 +330,16 @@ fn check_repairs(obs: &Observations, out: &mut Vec<Violation>) {
     for (_, d) in ev {
         cur += d;
         max = max.max(cur);
+    }
+    let after = r.runs.iter().filter(|x| x.started_ns >= healed_ns).count();
+    if after < r.drifted {
+        out.push(violation(
+            Invariant::StateRepairsBounded,
+            format!(
+                "{after} repairs of the desired state after healing, for {} drifted targets: the bound was not exercised",
+                r.drifted
+            ),
+        ));
     }
     if max as usize > r.max_concurrency {
         out.push(violation(
@@ -631,6 +645,7 @@ mod tests {
         // Before healing (100 ms) three ran together: not judged. After: two at once, at most.
         obs.repairs = Some(RepairsSeen {
             max_concurrency: 2,
+            drifted: 3,
             runs: vec![
                 run("a", 10, Some(50)),
                 run("b", 10, Some(50)),
@@ -654,9 +669,20 @@ mod tests {
         let mut obs = clean();
         obs.repairs = Some(RepairsSeen {
             max_concurrency: 1,
+            drifted: 2,
             runs: vec![run("a", 200, None), run("b", 900, Some(950))],
         });
         assert_eq!(invariants(&check(&obs)), vec!["state_repairs_bounded"]);
+        // Fewer repairs after healing than targets drifted: nothing was judged, a violation.
+        let mut obs = clean();
+        obs.repairs = Some(RepairsSeen {
+            max_concurrency: 2,
+            drifted: 3,
+            runs: vec![run("a", 10, Some(50)), run("a", 200, Some(300))],
+        });
+        let v = check(&obs);
+        assert_eq!(invariants(&v), vec!["state_repairs_bounded"], "{v:?}");
+        assert!(v[0].detail.contains("not exercised"), "{v:?}");
     }
 
     #[test]

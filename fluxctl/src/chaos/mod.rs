@@ -234,6 +234,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
         schedule_rollouts: rollout_schedule.job_groups.len(),
         ..Workload::default()
     };
+    let repairs = workload::observe_repairs(work, targets.len());
     let obs = Observations {
         jobs: observe_jobs(work, &acked, &jobs, &mut workload),
         history,
@@ -250,7 +251,7 @@ async fn run_in(o: &Opts, work: &Path, progress: bool) -> Result<Report> {
             .collect(),
         rollouts: rollout_seen,
         schedule: Some(schedule),
-        repairs: Some(workload::observe_repairs(work)),
+        repairs: Some(repairs),
         webhook: Some(webhook),
         rollout_schedule: Some(rollout_schedule),
     };

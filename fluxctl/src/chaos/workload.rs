@@ -451,10 +451,11 @@ fn read_runs(dir: &Path) -> Vec<flux_core::chaos::RolloutRun> {
 }
 
 /// The repairs of the run's state, as their side effects recorded them.
-pub(super) fn observe_repairs(work: &Path) -> flux_core::chaos::RepairsSeen {
+pub(super) fn observe_repairs(work: &Path, drifted: usize) -> flux_core::chaos::RepairsSeen {
     flux_core::chaos::RepairsSeen {
         max_concurrency: STATE_REPAIRS_AT_ONCE as usize,
         runs: read_runs(&work.join("repairs")),
+        drifted,
     }
 }
 
