@@ -731,7 +731,7 @@ async fn a_schedules_secret_env_reaches_its_jobs_and_is_never_shown() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(sealed.starts_with("sha256:"), "{v}");
+    assert!(sealed.starts_with("hmac-sha256:"), "{v}");
     let (_, list) = n.get("/v1/schedules", &n.admin).await;
     for shown in [v.to_string(), list.to_string()] {
         assert!(!shown.contains(secret), "{shown}");

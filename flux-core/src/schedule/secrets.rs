@@ -1,7 +1,9 @@
 //! The secret environment of a schedule's job: values given in a request
 //! (`what.job.secret_env`) are stored apart from the schedule (`schedule_secrets/<name>`, never
 //! returned by the API), and the schedule keeps, for each, a digest
-//! (`sha256:<hex>` of the schedule's name, the variable's name and its value), so that a
+//! (`hmac-sha256:<hex>` of the schedule's name, the variable's name and its value, under a
+//! random key of the schedule's own that is stored with the values and never shown, so that a
+//! digest cannot be used to guess a value offline), so that a
 //! re-applied file or a re-sent spec is seen unchanged and a changed value shows in a diff
 //! without either ever showing the value. At fire time the values are read and handed to the
 //! jobs as an ad-hoc job's `secret_env` ([`crate::jobs::Jobs::prepare_run`]).
@@ -14,24 +16,28 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::service::{Result, dec, enc, key};
 use super::{ScheduleSpec, What};
 use crate::keys;
 use crate::store::{DynStore, Expect, Txn};
 
-const PREFIX: &str = "sha256:";
+const PREFIX: &str = "hmac-sha256:";
 
-/// The digest a schedule keeps for one secret variable's value.
-pub fn digest(schedule: &str, var: &str, value: &str) -> String {
-    let mut h = Sha256::new();
+/// The entry of the stored values that holds the schedule's digest key (no variable can have
+/// an empty name).
+const KEY_ENTRY: &str = "";
+
+/// The digest a schedule keeps for one secret variable's value, under the schedule's `key`.
+pub fn digest(key: &str, schedule: &str, var: &str, value: &str) -> String {
+    let mut h = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
     for part in [schedule, var, value] {
         h.update(part.as_bytes());
-        h.update([0u8]);
+        h.update(&[0u8]);
     }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{PREFIX}{hex}")
+    format!("{PREFIX}{}", hex::encode(h.finalize().into_bytes()))
 }
 
 fn looks_sealed(v: &str) -> bool {
@@ -50,10 +56,17 @@ pub fn seal(
     let What::Job(j) = &mut spec.what else {
         return Ok(BTreeMap::new());
     };
+    if j.secret_env.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let key = stored
+        .get(KEY_ENTRY)
+        .cloned()
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
     let mut values = BTreeMap::new();
     for (var, v) in j.secret_env.iter_mut() {
         let value = match stored.get(var) {
-            Some(old) if *v == digest(&name, var, old) => old.clone(),
+            Some(old) if *v == digest(&key, &name, var, old) => old.clone(),
             _ if looks_sealed(v) => {
                 return Err(format!(
                     "what.job.secret_env: the value of {var} is a digest of no value stored for this schedule; give the value"
@@ -61,9 +74,10 @@ pub fn seal(
             }
             _ => v.clone(),
         };
-        *v = digest(&name, var, &value);
+        *v = digest(&key, &name, var, &value);
         values.insert(var.clone(), value);
     }
+    values.insert(KEY_ENTRY.to_string(), key);
     Ok(values)
 }
 
@@ -127,8 +141,16 @@ mod tests {
         let values = seal(&mut s, &BTreeMap::new()).unwrap();
         assert_eq!(values["TOKEN"], "hunter22");
         let sealed = s.job().unwrap().secret_env.clone();
-        assert_eq!(sealed["TOKEN"], digest("n", "TOKEN", "hunter22"));
+        let key = &values[KEY_ENTRY];
+        assert_eq!(key.len(), 64, "a random key of the schedule's own");
+        assert_eq!(sealed["TOKEN"], digest(key, "n", "TOKEN", "hunter22"));
         assert!(!serde_json::to_string(&s).unwrap().contains("hunter22"));
+        assert!(!serde_json::to_string(&s).unwrap().contains(key.as_str()));
+        // Another schedule of the same name and value gets another key, so another digest:
+        // the digest says nothing of the value without the stored key.
+        let mut other = spec(&[("TOKEN", "hunter22"), ("KEY", "abcd")]);
+        seal(&mut other, &BTreeMap::new()).unwrap();
+        assert_ne!(other, s);
         // The same spec again, or its sealed form sent back: the same record and values.
         let mut again = spec(&[("TOKEN", "hunter22"), ("KEY", "abcd")]);
         assert_eq!(seal(&mut again, &values).unwrap(), values);
@@ -143,8 +165,9 @@ mod tests {
         let mut stray = s.clone();
         let e = seal(&mut stray, &BTreeMap::new()).unwrap_err();
         assert!(e.contains("what.job.secret_env"), "{e}");
-        // Digests are per schedule and variable.
-        assert_ne!(digest("n", "A", "v"), digest("m", "A", "v"));
-        assert_ne!(digest("n", "A", "v"), digest("n", "B", "v"));
+        // Digests are per key, schedule and variable.
+        assert_ne!(digest("k", "n", "A", "v"), digest("k", "m", "A", "v"));
+        assert_ne!(digest("k", "n", "A", "v"), digest("k", "n", "B", "v"));
+        assert_ne!(digest("k", "n", "A", "v"), digest("l", "n", "A", "v"));
     }
 }
