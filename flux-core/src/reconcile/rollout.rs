@@ -11,7 +11,8 @@
 //! - a failed repair (the apply failed, or the check still failed after it) counts once against
 //!   `max_errors`, over the state's current version only;
 //! - once more than `max_errors` repairs failed (less those a resume forgave), no new apply
-//!   starts: remediation halts (checks go on). The halt is recorded durably
+//!   starts: remediation halts (compliant targets go on being checked; a target whose apply
+//!   is held keeps its last check's result until the halt is lifted). The halt is recorded durably
 //!   ([`StateRolloutStatus`], `state_rollout/{name}`) and lasts until the state gets a new
 //!   version or is resumed.
 //!
