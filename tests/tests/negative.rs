@@ -823,7 +823,7 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
             p.clone(),
             "/v1/schedules".into(),
             Some(json!({"name": "sx", "cron": "@daily", "what": {"job": {
-                "command": "true", "secret_env": {"T": format!("sha256:{}", "0".repeat(64))}}}})),
+                "command": "true", "secret_env": {"T": format!("hmac-sha256:{}", "0".repeat(64))}}}})),
         ),
         (
             "what.rollout",
