@@ -609,6 +609,33 @@ async fn collect_batch(
 mod tests {
     use super::*;
 
+    /// A redb store in a temporary directory (kept alive by the returned guard).
+    async fn redb() -> (tempfile::TempDir, crate::store::DynStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    /// One transaction on tenant `t`: job `j{r}` and `n` events, all at one revision.
+    async fn commit_revision(store: &dyn Store, r: usize, n: usize) {
+        let mut txn = Txn::new().put(
+            Key::new("t", format!("jobs/j{r}")).unwrap(),
+            b"{}".to_vec(),
+            Expect::Absent,
+        );
+        for i in 0..n {
+            record(
+                &mut txn,
+                "t",
+                &Event::new("job.submitted", format!("j{r}.{i}"), 1),
+            )
+            .unwrap();
+        }
+        store.commit(txn).await.unwrap();
+    }
+
     #[test]
     fn a_refused_type_names_its_family_or_the_families_briefly() {
         let msg = |t: &str| match Filter::default().with_types(t) {
@@ -631,10 +658,7 @@ mod tests {
     /// bound: the log stops growing there instead of without end.
     #[tokio::test]
     async fn an_undelivering_webhook_holds_the_log_only_up_to_its_hard_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = redb().await;
         let epoch = store.next_epoch().await.unwrap();
         // A webhook whose cursor sits before every event.
         store
@@ -646,18 +670,7 @@ mod tests {
             .await
             .unwrap();
         for i in 0..20 {
-            let mut txn = Txn::new().put(
-                Key::new("t", format!("jobs/j{i}")).unwrap(),
-                b"{}".to_vec(),
-                Expect::Absent,
-            );
-            record(
-                &mut txn,
-                "t",
-                &Event::new("job.submitted", format!("j{i}"), 1),
-            )
-            .unwrap();
-            store.commit(txn).await.unwrap();
+            commit_revision(store.as_ref(), i, 1).await;
         }
         let bounds = Bounds {
             max_events: 5,
@@ -681,26 +694,10 @@ mod tests {
     /// see it).
     #[tokio::test]
     async fn collection_takes_whole_revisions_even_when_the_batch_ends_inside_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = redb().await;
         let epoch = store.next_epoch().await.unwrap();
         for r in 0..3 {
-            let mut txn = Txn::new().put(
-                Key::new("t", format!("jobs/j{r}")).unwrap(),
-                b"{}".to_vec(),
-                Expect::Absent,
-            );
-            for i in 0..3 {
-                record(
-                    &mut txn,
-                    "t",
-                    &Event::new("job.submitted", format!("j{r}.{i}"), 1),
-                )
-                .unwrap();
-            }
-            store.commit(txn).await.unwrap();
+            commit_revision(store.as_ref(), r, 3).await;
         }
         let bounds = Bounds {
             max_events: 0,
@@ -730,27 +727,11 @@ mod tests {
     /// collected whole once it is past the bounds, instead of stopping collection behind it.
     #[tokio::test]
     async fn a_revision_larger_than_the_batch_does_not_stop_collection() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = redb().await;
         let epoch = store.next_epoch().await.unwrap();
         let batch = 4;
         for (r, n) in [(0, batch + 5), (1, 2)] {
-            let mut txn = Txn::new().put(
-                Key::new("t", format!("jobs/j{r}")).unwrap(),
-                b"{}".to_vec(),
-                Expect::Absent,
-            );
-            for i in 0..n {
-                record(
-                    &mut txn,
-                    "t",
-                    &Event::new("job.submitted", format!("j{r}.{i}"), 1),
-                )
-                .unwrap();
-            }
-            store.commit(txn).await.unwrap();
+            commit_revision(store.as_ref(), r, n).await;
         }
         let bounds = Bounds {
             max_events: 2,
