@@ -30,6 +30,13 @@ use tokio_util::sync::CancellationToken;
 
 use agent::{Agent, Exec, Profile};
 
+/// mimalloc instead of the system allocator: under load, glibc's malloc spent about a fifth of
+/// fluxd's samples in its own code and arena-lock waits (`scripts/profile.sh`; README, engine
+/// figures).
+/// The simulator (`--simulate`) shares the machine in benchmarks, so it uses the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// FluxForge agent.
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]

@@ -27,6 +27,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: under load, glibc's malloc spent about a fifth of
+/// fluxd's samples in its own code and arena-lock waits (`scripts/profile.sh`; README, engine
+/// figures).
+/// `fluxctl bench` shares the machine with the node it drives, so it uses the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();

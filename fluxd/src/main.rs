@@ -25,6 +25,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: under load, glibc's malloc spent about a fifth of
+/// fluxd's samples in its own code and arena-lock waits (`scripts/profile.sh`; README, engine
+/// figures).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = config::Args::parse();
