@@ -94,7 +94,9 @@ fn check_expect(expect: Option<&BTreeMap<String, Version>>) -> Result<(), StateE
 }
 
 /// Plans (and unless `dry_run`, carries out) an apply of states and schedules in one
-/// transaction.
+/// transaction. `compare_secrets`: whether the caller may write schedules, and so may learn
+/// whether a secret value given in clear equals the stored one (see `secrets::seal`); false
+/// for a viewer's dry run.
 pub async fn apply(
     states: &States,
     schedules: &Schedules,
@@ -102,6 +104,7 @@ pub async fn apply(
     by: &str,
     req: ApplyRequest,
     now: Millis,
+    compare_secrets: bool,
 ) -> Result<Plan, StateError> {
     check_expect(req.expect_schedules.as_ref())?;
     let prune = req.prune;
@@ -126,7 +129,7 @@ pub async fn apply(
                 .map_err(state_error)?,
             None => BTreeMap::new(),
         };
-        let values = super::secrets::seal(spec, &stored).map_err(|m| {
+        let values = super::secrets::seal(spec, &stored, compare_secrets).map_err(|m| {
             StateError::Invalid(format!("schedule {}: {m}", crate::state::shown(&spec.name)))
         })?;
         secret_values.insert(spec.name.clone(), values);

@@ -112,10 +112,14 @@ impl Schedules {
     /// Why the jobs of a run may not start: they would take the tenant past its `max_queued`
     /// quota (`None`: admitted, or no such quota). A rollout starts its jobs as it goes and is
     /// not judged here.
+    /// Whether the jobs of `started` would take the tenant past its `max_queued` quota, or,
+    /// given `rates` (a user's trigger, not the leader's firing), past its `submit_per_sec`
+    /// (taking the tokens when admitted).
     pub(super) async fn over_quota(
         &self,
         tenant: &str,
         started: &super::service::Started,
+        rates: Option<&crate::quota::RateLimiter>,
     ) -> Result<Option<crate::quota::Refusal>> {
         if started.jobs.is_empty() {
             return Ok(None);
@@ -129,11 +133,17 @@ impl Schedules {
                     reason: other.to_string(),
                 },
             })?;
-        if q.max_queued.is_none() {
-            return Ok(None);
+        let queued = match q.max_queued {
+            Some(_) => self.jobs.queue_depth(tenant).await? as u64,
+            None if rates.is_none() => return Ok(None),
+            None => 0,
+        };
+        let n = started.jobs.len() as u64;
+        Ok(match rates {
+            Some(r) => crate::quota::admit(r, tenant, &q, queued, n, std::time::Instant::now()),
+            None => crate::quota::admit_queued(tenant, &q, queued, n),
         }
-        let queued = self.jobs.queue_depth(tenant).await? as u64;
-        Ok(crate::quota::admit_queued(tenant, &q, queued, started.jobs.len() as u64).err())
+        .err())
     }
 
     /// One firing pass over a tenant's schedules at `now`, fenced by `epoch`.
@@ -198,7 +208,7 @@ impl Schedules {
         tally: &mut PassTally,
     ) -> Result<()> {
         let name = &s.spec.name;
-        let cron = self.validate(&s.spec)?;
+        let cron = self.parsed(&s.spec)?;
         let settings = Settings {
             overlap: s.spec.overlap,
             missed: s.spec.missed,
@@ -230,6 +240,8 @@ impl Schedules {
                 .fenced(epoch)
                 .check(key(tenant, keys::schedule(name))?, Expect::Version(version));
             let mut fired_jobs = false;
+            // A slot skipped by the quota is a skip in the metrics, as in its record.
+            let mut quota_skipped = 0;
             if step.missed > 0 {
                 crate::events::record(
                     &mut txn,
@@ -260,7 +272,7 @@ impl Schedules {
                     .prepare_start(tenant, &submitter(name), &s.spec, now, &group)
                     .await?
                 {
-                    Ok((started, part)) => match self.over_quota(tenant, &started).await? {
+                    Ok((started, part)) => match self.over_quota(tenant, &started, None).await? {
                         // Past the tenant's max_queued: the slot is skipped, with the reason,
                         // and not retried (the next slot is judged afresh).
                         Some(why) => {
@@ -278,6 +290,7 @@ impl Schedules {
                 }
                 let event = if run.skipped {
                     next.skipped += 1;
+                    quota_skipped = 1;
                     ev::schedule_skipped(name, 1, "quota", now)
                 } else {
                     next.fires += 1;
@@ -303,11 +316,13 @@ impl Schedules {
                     sv = Some(rev);
                     st = next;
                     if step.fire.is_some() {
-                        tally.fired_lags_ms.push(step.lag_ms);
+                        if quota_skipped == 0 {
+                            tally.fired_lags_ms.push(step.lag_ms);
+                        }
                         running = fired_jobs;
                     }
                     tally.missed += step.missed;
-                    tally.skipped += step.skipped;
+                    tally.skipped += step.skipped + quota_skipped;
                 }
                 Err(StoreError::Conflict { .. }) => {
                     tally.conflicts += 1;
@@ -571,7 +586,7 @@ mod tests {
         let tally = s.pass("t", epoch, t0 + 1_100).await.unwrap();
         assert_eq!(tally.fired_lags_ms.len(), 1);
         // A trigger runs, and its job ends (cancelled) before the next slot.
-        let run = s.trigger("t", "u", "tick", t0 + 1_200).await.unwrap();
+        let run = s.trigger("t", "u", "tick", t0 + 1_200, None).await.unwrap();
         assert_eq!(run.jobs.len(), 1);
         jobs.cancel("t", &run.jobs[0], t0 + 1_300).await.unwrap();
         let tally = s.pass("t", epoch, t0 + 2_100).await.unwrap();
@@ -710,7 +725,9 @@ mod tests {
         let epoch = store.next_epoch().await.unwrap();
         // Slot 1 queues a job (no agent takes it); slot 2 would be a second queued job.
         s.pass("t", epoch, t0 + 1_100).await.unwrap();
-        s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        let skipped = s.pass("t", epoch, t0 + 2_100).await.unwrap();
+        // The metrics count it as a skip, not as a firing.
+        assert_eq!((skipped.fired_lags_ms.len(), skipped.skipped), (0, 1));
         s.pass("t", epoch, t0 + 2_200).await.unwrap();
         assert_eq!(
             jobs_per_slot(&store)
@@ -734,7 +751,10 @@ mod tests {
             "{why}"
         );
         // A trigger over the quota is refused, writing nothing.
-        let e = s.trigger("t", "u", "tick", t0 + 2_300).await.unwrap_err();
+        let e = s
+            .trigger("t", "u", "tick", t0 + 2_300, None)
+            .await
+            .unwrap_err();
         assert!(matches!(e, ScheduleError::Quota(_)), "{e}");
         assert_eq!(s.get("t", "tick").await.unwrap().runs.len(), 2);
         // The queue drains: the next slot fires.
@@ -744,6 +764,39 @@ mod tests {
         let v = s.get("t", "tick").await.unwrap();
         assert_eq!((v.fires, v.skipped), (2, 1));
         assert_eq!(jobs_per_slot(&store).await.len(), 2);
+    }
+
+    /// A trigger is a user's submission: given the rate limiter, its jobs take the tenant's
+    /// `submit_per_sec` tokens, and one past them is refused, writing nothing.
+    #[tokio::test]
+    async fn a_trigger_takes_the_tenants_submission_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = setup(dir.path()).await;
+        let quota = crate::quota::Quota {
+            submit_per_sec: Some(1.0),
+            submit_burst: Some(1),
+            ..Default::default()
+        };
+        crate::quota::put(store.as_ref(), "t", &quota, Expect::Any)
+            .await
+            .unwrap();
+        let t0 = 1_800_000_000_000;
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let rates = crate::quota::RateLimiter::default();
+        let run = s
+            .trigger("t", "u", "tick", t0 + 100, Some(&rates))
+            .await
+            .unwrap();
+        assert_eq!(run.jobs.len(), 1);
+        let e = s
+            .trigger("t", "u", "tick", t0 + 200, Some(&rates))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ScheduleError::Quota(crate::quota::Refusal::Rate { .. })),
+            "{e}"
+        );
+        assert_eq!(s.get("t", "tick").await.unwrap().runs.len(), 1);
     }
 
     /// A tenant holds at most MAX_SCHEDULES schedules: one more is refused naming the cap,

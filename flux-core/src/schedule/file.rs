@@ -123,8 +123,8 @@ pub fn parse_schedule_tables(
                 "name" => ("name", Some(rs.name.span())),
                 "cron" => ("cron", Some(rs.cron.span())),
                 "tz" => ("tz", rs.tz.as_ref().map(|s| s.span())),
-                "grace" => ("grace_secs", rs.grace_secs.as_ref().map(|s| s.span())),
-                "jitter" => ("jitter_secs", rs.jitter_secs.as_ref().map(|s| s.span())),
+                "grace_secs" => ("grace_secs", rs.grace_secs.as_ref().map(|s| s.span())),
+                "jitter_secs" => ("jitter_secs", rs.jitter_secs.as_ref().map(|s| s.span())),
                 "missed" => ("missed", rs.missed.as_ref().map(|s| s.span())),
                 other => (other, Some(rs.what.span())),
             };

@@ -342,7 +342,8 @@ pub fn validate_spec(
         ),
     })?;
     // Sampled from a fixed instant, so that the verdict does not depend on when it is asked.
-    if let Some(gap) = parsed.min_interval(0, 1000)
+    let shortest = parsed.min_interval(0, 1000);
+    if let Some(gap) = shortest
         && gap < min_interval_ms
     {
         return Err(field(
@@ -356,16 +357,16 @@ pub fn validate_spec(
         ));
     }
     if s.grace_secs > MAX_DELAY_SECS {
-        return Err(field("grace", format!("at most {MAX_DELAY_SECS}s")));
+        return Err(field("grace_secs", format!("at most {MAX_DELAY_SECS}s")));
     }
     if s.jitter_secs > MAX_DELAY_SECS {
-        return Err(field("jitter", format!("at most {MAX_DELAY_SECS}s")));
+        return Err(field("jitter_secs", format!("at most {MAX_DELAY_SECS}s")));
     }
-    if let Some(gap) = parsed.min_interval(0, 1000)
+    if let Some(gap) = shortest
         && s.jitter_secs * 1000 >= gap
     {
         return Err(field(
-            "jitter",
+            "jitter_secs",
             "must be shorter than the shortest time between two slots",
         ));
     }
@@ -437,7 +438,7 @@ mod tests {
         assert_eq!(f(&s).field, "missed");
         let mut s = spec("0 * * * *");
         s.jitter_secs = 3600;
-        assert_eq!(f(&s).field, "jitter");
+        assert_eq!(f(&s).field, "jitter_secs");
         let mut s = spec("0 * * * *");
         s.what = What::Job(JobSpec::default());
         assert_eq!(f(&s).field, "what.job");

@@ -47,10 +47,17 @@ fn looks_sealed(v: &str) -> bool {
 }
 
 /// Replaces the secret values of `spec` by their digests and returns the values to store:
-/// the ones given, or for a digest given back, the one `stored` holds. Pure.
+/// the ones given, or for a digest given back, the one `stored` holds. Pure but for the
+/// random keys.
+///
+/// `compare_clear` false (a plan for a caller who may not write schedules: a viewer's dry
+/// run) digests each value given in clear under a fresh random key, so that it always plans
+/// as a change: otherwise "unchanged" would tell such a caller that a guess equals the stored
+/// value.
 pub fn seal(
     spec: &mut ScheduleSpec,
     stored: &BTreeMap<String, String>,
+    compare_clear: bool,
 ) -> std::result::Result<BTreeMap<String, String>, String> {
     let name = spec.name.clone();
     let What::Job(j) = &mut spec.what else {
@@ -63,18 +70,19 @@ pub fn seal(
         .get(KEY_ENTRY)
         .cloned()
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
+    let blind = (!compare_clear).then(|| hex::encode(rand::random::<[u8; 32]>()));
     let mut values = BTreeMap::new();
     for (var, v) in j.secret_env.iter_mut() {
-        let value = match stored.get(var) {
-            Some(old) if *v == digest(&key, &name, var, old) => old.clone(),
+        let (value, under) = match stored.get(var) {
+            Some(old) if *v == digest(&key, &name, var, old) => (old.clone(), &key),
             _ if looks_sealed(v) => {
                 return Err(format!(
                     "what.job.secret_env: the value of {var} is a digest of no value stored for this schedule; give the value"
                 ));
             }
-            _ => v.clone(),
+            _ => (v.clone(), blind.as_ref().unwrap_or(&key)),
         };
-        *v = digest(&key, &name, var, &value);
+        *v = digest(under, &name, var, &value);
         values.insert(var.clone(), value);
     }
     values.insert(KEY_ENTRY.to_string(), key);
@@ -138,7 +146,7 @@ mod tests {
     #[test]
     fn values_are_replaced_by_digests_and_a_digest_sent_back_keeps_the_value() {
         let mut s = spec(&[("TOKEN", "hunter22"), ("KEY", "abcd")]);
-        let values = seal(&mut s, &BTreeMap::new()).unwrap();
+        let values = seal(&mut s, &BTreeMap::new(), true).unwrap();
         assert_eq!(values["TOKEN"], "hunter22");
         let sealed = s.job().unwrap().secret_env.clone();
         let key = &values[KEY_ENTRY];
@@ -149,25 +157,47 @@ mod tests {
         // Another schedule of the same name and value gets another key, so another digest:
         // the digest says nothing of the value without the stored key.
         let mut other = spec(&[("TOKEN", "hunter22"), ("KEY", "abcd")]);
-        seal(&mut other, &BTreeMap::new()).unwrap();
+        seal(&mut other, &BTreeMap::new(), true).unwrap();
         assert_ne!(other, s);
         // The same spec again, or its sealed form sent back: the same record and values.
         let mut again = spec(&[("TOKEN", "hunter22"), ("KEY", "abcd")]);
-        assert_eq!(seal(&mut again, &values).unwrap(), values);
+        assert_eq!(seal(&mut again, &values, true).unwrap(), values);
         assert_eq!(again, s);
         let mut back = s.clone();
-        assert_eq!(seal(&mut back, &values).unwrap(), values);
+        assert_eq!(seal(&mut back, &values, true).unwrap(), values);
         assert_eq!(back, s);
         // A changed value changes the digest; a digest of nothing stored is refused.
         let mut changed = spec(&[("TOKEN", "hunter23"), ("KEY", "abcd")]);
-        seal(&mut changed, &values).unwrap();
+        seal(&mut changed, &values, true).unwrap();
         assert_ne!(changed, s);
         let mut stray = s.clone();
-        let e = seal(&mut stray, &BTreeMap::new()).unwrap_err();
+        let e = seal(&mut stray, &BTreeMap::new(), true).unwrap_err();
         assert!(e.contains("what.job.secret_env"), "{e}");
         // Digests are per key, schedule and variable.
         assert_ne!(digest("k", "n", "A", "v"), digest("k", "m", "A", "v"));
         assert_ne!(digest("k", "n", "A", "v"), digest("k", "n", "B", "v"));
         assert_ne!(digest("k", "n", "A", "v"), digest("l", "n", "A", "v"));
+    }
+
+    /// A plan for a caller who may not write schedules cannot tell whether a value given in
+    /// clear equals the stored one: it always differs from the stored record, while a digest
+    /// sent back still matches.
+    #[test]
+    fn a_value_in_clear_is_never_compared_for_a_caller_who_may_not_write() {
+        let mut stored = spec(&[("TOKEN", "hunter22")]);
+        let values = seal(&mut stored, &BTreeMap::new(), true).unwrap();
+        let mut guess = spec(&[("TOKEN", "hunter22")]);
+        let planned = seal(&mut guess, &values, false).unwrap();
+        assert_eq!(planned["TOKEN"], "hunter22");
+        assert_ne!(guess, stored, "a right guess must not plan as unchanged");
+        let key = &values[KEY_ENTRY];
+        assert_ne!(
+            guess.job().unwrap().secret_env["TOKEN"],
+            digest(key, "n", "TOKEN", "hunter22"),
+            "nor show its digest under the stored key"
+        );
+        let mut back = stored.clone();
+        seal(&mut back, &values, false).unwrap();
+        assert_eq!(back, stored);
     }
 }

@@ -157,6 +157,16 @@ impl Schedules {
             .map_err(|e| ScheduleError::Invalid(format!("schedule {}: {e}", shown(&spec.name))))
     }
 
+    /// The parsed expression of a stored schedule, for firing it and showing its next slots.
+    /// Only the expression and the zone are read: the other rules (the cluster's
+    /// `--min-schedule-interval` among them) are judged when a schedule is written, so a
+    /// stored schedule keeps firing on a leader started with other settings, and a pass does
+    /// not sample every expression again.
+    pub fn parsed(&self, spec: &ScheduleSpec) -> Result<super::CronSchedule> {
+        super::CronSchedule::parse(&spec.cron, &spec.tz)
+            .map_err(|e| ScheduleError::Invalid(format!("schedule {}: {e}", shown(&spec.name))))
+    }
+
     async fn load(&self, tenant: &str, name: &str) -> Result<(StoredSchedule, Version)> {
         if !valid_ident(name) {
             return Err(ScheduleError::NotFound(format!("schedule {}", shown(name))));
@@ -250,7 +260,7 @@ impl Schedules {
             Some(_) => super::secrets::load(&self.store, tenant, &spec.name).await?,
             None => BTreeMap::new(),
         };
-        let secret_values = super::secrets::seal(&mut spec, &stored_secrets)
+        let secret_values = super::secrets::seal(&mut spec, &stored_secrets, true)
             .map_err(|m| ScheduleError::Invalid(format!("schedule {}: {m}", shown(&spec.name))))?;
         if let Some((cur, v)) = &current
             && cas.admits(Some(*v))
@@ -366,7 +376,7 @@ impl Schedules {
         st: ScheduleStatus,
         runs: usize,
     ) -> Result<ScheduleView> {
-        let next = match (s.spec.paused, self.validate(&s.spec)) {
+        let next = match (s.spec.paused, self.parsed(&s.spec)) {
             (false, Ok(c)) => {
                 let from = crate::model::now_ms().max(st.cursor.last_slot.unwrap_or(0));
                 c.next_n(from.max(s.active_since), 5)
@@ -540,8 +550,17 @@ impl Schedules {
     }
 
     /// Starts one run now, outside the schedule's slots (paused or not): its jobs and its run
-    /// record in one transaction.
-    pub async fn trigger(&self, tenant: &str, by: &str, name: &str, now: Millis) -> Result<Run> {
+    /// record in one transaction. A trigger is a user's submission: its jobs are admitted by
+    /// the tenant's `max_queued` and, given `rates`, its `submit_per_sec` (the tokens are taken
+    /// once, not again when the commit is retried after a conflict).
+    pub async fn trigger(
+        &self,
+        tenant: &str,
+        by: &str,
+        name: &str,
+        now: Millis,
+        mut rates: Option<&crate::quota::RateLimiter>,
+    ) -> Result<Run> {
         let (s, v) = self.load(tenant, name).await?;
         for _ in 0..TRIGGER_RETRIES {
             let (mut st, sv) = self.load_status(tenant, name).await?;
@@ -550,7 +569,7 @@ impl Schedules {
                 .prepare_start(tenant, by, &s.spec, now, &group)
                 .await?
                 .map_err(ScheduleError::Invalid)?;
-            if let Some(refusal) = self.over_quota(tenant, &started).await? {
+            if let Some(refusal) = self.over_quota(tenant, &started, rates.take()).await? {
                 return Err(ScheduleError::Quota(refusal));
             }
             let run = Run {

@@ -293,7 +293,7 @@ async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
     let flags = r.rollout.clone();
     let req = submit_request(r)?;
     if all && flags.any() {
-        let spec = super::rollout::spec_of(&req, &flags);
+        let spec = super::rollout::spec_of(&req, &flags)?;
         return super::rollout::start(ctx, api, &spec, wait).await;
     }
     if all {

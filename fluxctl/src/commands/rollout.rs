@@ -93,9 +93,27 @@ impl RolloutFlags {
     }
 }
 
-/// The rollout spec of `job run --all` with rollout options.
-pub fn spec_of(job: &flux_core::model::SubmitJob, f: &RolloutFlags) -> RolloutSpec {
-    RolloutSpec {
+/// The rollout spec of `job run --all` with rollout options. Refused, naming the flag, when
+/// the job asks for what a rollout does not carry (rather than dropping it silently).
+pub fn spec_of(job: &flux_core::model::SubmitJob, f: &RolloutFlags) -> Result<RolloutSpec> {
+    let dropped = [
+        ("--secret-env", !job.secret_env.is_empty()),
+        ("--priority", job.priority.is_some()),
+        ("--attempts", job.max_attempts.is_some()),
+        ("--allow-unknown-node", job.allow_unknown_node),
+        (
+            "--idempotency-key (or FLUX_IDEMPOTENCY_KEY)",
+            job.idempotency_key.is_some(),
+        ),
+    ];
+    if let Some((flag, _)) = dropped.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} cannot be used with rollout options (--max-concurrency, --max-errors, \
+             --canary, --verify, --batch-wait, --offline-is-error, --on-halt): a rollout does \
+             not carry it"
+        );
+    }
+    Ok(RolloutSpec {
         command: job.command.clone(),
         argv: job.argv.clone(),
         selector: job.selector.clone(),
@@ -113,7 +131,7 @@ pub fn spec_of(job: &flux_core::model::SubmitJob, f: &RolloutFlags) -> RolloutSp
             Some("cancel") => OnHalt::Cancel,
             _ => OnHalt::Wait,
         },
-    }
+    })
 }
 
 /// Creates a rollout; with `wait` follows it to its end.
@@ -350,5 +368,31 @@ impl Render for [RolloutSummary] {
             ]);
         }
         format!("{t}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a rollout cannot carry is refused, naming the flag, instead of being dropped.
+    #[test]
+    fn a_rollout_refuses_the_job_flags_it_would_drop() {
+        let flags = RolloutFlags {
+            max_concurrency: Some("2".into()),
+            ..RolloutFlags::default()
+        };
+        let mut job = flux_core::model::SubmitJob {
+            command: Some("true".into()),
+            ..Default::default()
+        };
+        assert!(spec_of(&job, &flags).is_ok());
+        job.secret_env.insert("TOKEN".into(), "v".into());
+        let e = spec_of(&job, &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--secret-env cannot be used"), "{e}");
+        job.secret_env.clear();
+        job.priority = Some(5);
+        let e = spec_of(&job, &flags).unwrap_err().to_string();
+        assert!(e.starts_with("--priority cannot be used"), "{e}");
     }
 }

@@ -162,7 +162,7 @@ fn spec(a: CreateArgs) -> Result<ScheduleSpec> {
         ..JobSpec::default()
     };
     let what = if a.all && a.rollout.any() {
-        What::Rollout(super::rollout::spec_of(&job.submission(), &a.rollout))
+        What::Rollout(super::rollout::spec_of(&job.submission(), &a.rollout)?)
     } else {
         What::Job(job)
     };

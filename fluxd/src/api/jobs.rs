@@ -609,6 +609,18 @@ pub(super) async fn job_logs(
 /// its queue depth, judged by `flux_core::quota::admit`. Refused with 429 and `Retry-After`;
 /// nothing is written.
 async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
+    admit_disk(st)?;
+    let q = st.quota(tenant).await?;
+    let queued = match q.max_queued {
+        Some(_) => st.jobs.queue_depth(tenant).await? as u64,
+        None => 0,
+    };
+    flux_core::quota::admit(&st.rates, tenant, &q, queued, n, Instant::now())?;
+    Ok(())
+}
+
+/// The free-space part of admission: 507 below `--min-free-disk` under the embedded store.
+pub(super) fn admit_disk(st: &AppState) -> ApiResult<()> {
     if let Some(why) = st.disk.as_ref().and_then(|d| d.refusal()) {
         st.metrics.disk_refusals.inc();
         return Err(ApiError::new(
@@ -618,12 +630,6 @@ async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
         )
         .retry_after(5));
     }
-    let q = st.quota(tenant).await?;
-    let queued = match q.max_queued {
-        Some(_) => st.jobs.queue_depth(tenant).await? as u64,
-        None => 0,
-    };
-    flux_core::quota::admit(&st.rates, tenant, &q, queued, n, Instant::now())?;
     Ok(())
 }
 

@@ -166,16 +166,24 @@ pub(super) async fn resume(
     set_paused(&st, &caller, &name, false).await
 }
 
-/// One run now, outside the schedule's slots.
+/// One run now, outside the schedule's slots: admitted as a submission of its jobs is (free
+/// disk, `max_queued`, `submit_per_sec`).
 pub(super) async fn trigger(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     caller.require(Permission::ManageStates)?;
+    super::jobs::admit_disk(&st)?;
     let run = st
         .schedules
-        .trigger(caller.tenant(), &caller.0.sub, &name, now_ms())
+        .trigger(
+            caller.tenant(),
+            &caller.0.sub,
+            &name,
+            now_ms(),
+            Some(&st.rates),
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(run)))
 }

@@ -47,7 +47,9 @@ pub(super) async fn apply(
     } else {
         caller.require(Permission::ManageStates)?;
     }
-    // The file's [[schedule]] tables are planned and written in the same transaction.
+    // The file's [[schedule]] tables are planned and written in the same transaction. A
+    // viewer's dry run never learns whether a secret given in clear is the stored one.
+    let may_write = caller.0.role.allows(Permission::ManageStates);
     let plan = flux_core::schedule::apply(
         st.states.states(),
         &st.schedules,
@@ -55,6 +57,7 @@ pub(super) async fn apply(
         &caller.0.sub,
         req,
         now_ms(),
+        may_write,
     )
     .await?;
     if !plan.dry_run && plan.has_changes() {
