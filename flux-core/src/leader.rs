@@ -420,9 +420,12 @@ pub async fn job_pass(
             }
         }
         if sweep {
+            // Judged on the term's view of the fleet, read fresh from the change stream: no
+            // read of every agent record per sweep.
+            let ix = l.jobs.fresh_index(indexes, t).await.map_err(job_to_store)?;
             let r = l
                 .jobs
-                .sweep_tenant(t, epoch, now_ms(), since)
+                .sweep_tenant_in(t, epoch, now_ms(), since, ix.fleet())
                 .await
                 .map_err(job_to_store)?;
             l.host.tally(

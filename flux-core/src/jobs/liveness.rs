@@ -355,11 +355,86 @@ impl Jobs {
         now: Millis,
         grace_from: Millis,
     ) -> Result<SweepReport> {
-        let mut report = SweepReport::default();
+        let heard = self.heard(tenant, now, true).await?;
+        let agents = self.list_objects::<Agent>(tenant, keys::AGENTS).await?;
+        self.sweep_agents(
+            tenant,
+            epoch,
+            now,
+            grace_from,
+            &heard,
+            HashMap::new(),
+            agents,
+        )
+        .await
+    }
+
+    /// [`Self::sweep_tenant`] judged on the leader's view of the fleet (`fleet`, fresh from
+    /// the change stream) instead of a read of every agent record: only the agents that view
+    /// shows due for a transition are read, and each is judged again on what the store holds
+    /// before it is marked. The view holds what the records hold (state, `last_seen`,
+    /// revocation), so the verdicts are the same as from a full read; a view that lags costs
+    /// a transition one sweep later, never a wrong one (every mark is a CAS on the record read).
+    pub async fn sweep_tenant_in(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        grace_from: Millis,
+        fleet: &super::placement::Fleet,
+    ) -> Result<SweepReport> {
         let heard = self.heard(tenant, now, true).await?;
         let mut states: HashMap<String, AgentState> = HashMap::new();
+        let mut due = Vec::new();
+        for (node_id, slot) in fleet.agents() {
+            if slot.revoked {
+                states.insert(node_id.clone(), AgentState::Dead);
+                continue;
+            }
+            states.insert(node_id.clone(), slot.state);
+            let last = heard
+                .get(node_id)
+                .map_or(slot.last_seen, |at| slot.last_seen.max(*at));
+            let cfg = &self.cfg;
+            if judge(
+                slot.state,
+                last,
+                now,
+                grace_from,
+                cfg.unreachable_after,
+                cfg.dead_after,
+            )
+            .is_some()
+            {
+                due.push(key(tenant, keys::agent(node_id))?);
+            }
+        }
+        let mut agents = Vec::with_capacity(due.len());
+        for k in &due {
+            if let Some(a) = self.load::<Agent>(k).await? {
+                agents.push(a);
+            }
+        }
+        self.sweep_agents(tenant, epoch, now, grace_from, &heard, states, agents)
+            .await
+    }
+
+    /// The sweep over `agents` (with `states`, what is known of the others): their
+    /// transitions in one batch of fenced writes, then the requeues.
+    #[allow(clippy::too_many_arguments)]
+    async fn sweep_agents(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        grace_from: Millis,
+        heard: &HashMap<String, Millis>,
+        mut states: HashMap<String, AgentState>,
+        agents: Vec<(Agent, Version)>,
+    ) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
         let mut marks: Vec<(Key, Agent, Version)> = Vec::new();
-        for (agent, av) in self.list_objects::<Agent>(tenant, keys::AGENTS).await? {
+        for (agent, av) in agents {
             let last = heard
                 .get(&agent.node_id)
                 .map_or(agent.last_seen, |at| agent.last_seen.max(*at));
@@ -445,6 +520,19 @@ impl Jobs {
             let Some((attempt, atv)) = self.load::<Attempt>(&ak).await? else {
                 continue;
             };
+            if !states.contains_key(&attempt.agent) {
+                // Not in what this sweep knows (registered since the view was read): its
+                // record says what it is; only an agent with no record is taken as dead.
+                let k = key(tenant, keys::agent(&attempt.agent))?;
+                if let Some((a, _)) = self.load::<Agent>(&k).await? {
+                    let state = if a.revoked_at.is_some() {
+                        AgentState::Dead
+                    } else {
+                        a.state
+                    };
+                    states.insert(attempt.agent.clone(), state);
+                }
+            }
             let reason = match (states.get(&attempt.agent), attempt.state) {
                 (_, AttemptState::Finished | AttemptState::Abandoned) => {
                     // Leftover inbox entry: clean it up.

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::model::{Agent, AgentState, FactValue, Facts, Job, Pending};
+use crate::model::{Agent, AgentState, FactValue, Facts, Job, Millis, Pending};
 use crate::selector::{Selector, Subject, effective_labels};
 use crate::store::{Entry, Version};
 
@@ -154,6 +154,11 @@ pub struct Slot {
     pub version: Version,
     /// Drained or revoked: it takes no new work whatever its state.
     pub closed: bool,
+    /// Revoked (its token): the liveness sweep takes it as dead.
+    pub revoked: bool,
+    /// When it was last heard of, as its record says (the liveness sweep judges silence on it
+    /// and on the nodes' last-seen records).
+    pub last_seen: Millis,
 }
 
 impl Slot {
@@ -166,6 +171,8 @@ impl Slot {
             registration: agent.registration.as_ref().map(|r| r.id.clone()),
             version,
             closed: agent.drained || agent.revoked_at.is_some(),
+            revoked: agent.revoked_at.is_some(),
+            last_seen: agent.last_seen,
         }
     }
 }

@@ -97,16 +97,7 @@ impl Jobs {
         now: Millis,
         max_running: Option<u64>,
     ) -> Result<ScheduleReport> {
-        indexes.take_notices();
-        let dirty = indexes.take_dirty(tenant);
-        match indexes.get_mut(tenant) {
-            Some(ix) => self.refresh(tenant, ix, dirty).await?,
-            None => {
-                let ix = self.build_index(tenant).await?;
-                indexes.insert(tenant, ix);
-            }
-        }
-        let ix = indexes.get_mut(tenant).expect("the view was just built");
+        let ix = self.fresh_index(indexes, tenant).await?;
         if ix.queue_len() == 0 || !ix.fleet().any_free() {
             return Ok(ScheduleReport::default());
         }
@@ -245,6 +236,25 @@ impl Jobs {
     }
 
     /// The tenant's view built from what the store holds now.
+    /// The tenant's view with every change noticed so far read into it (built from the store
+    /// when the term has none yet, or after a resync).
+    pub async fn fresh_index<'a>(
+        &self,
+        indexes: &'a mut Indexes,
+        tenant: &str,
+    ) -> Result<&'a mut TenantIndex> {
+        indexes.take_notices();
+        let dirty = indexes.take_dirty(tenant);
+        match indexes.get_mut(tenant) {
+            Some(ix) => self.refresh(tenant, ix, dirty).await?,
+            None => {
+                let ix = self.build_index(tenant).await?;
+                indexes.insert(tenant, ix);
+            }
+        }
+        Ok(indexes.get_mut(tenant).expect("the view was just built"))
+    }
+
     async fn build_index(&self, tenant: &str) -> Result<TenantIndex> {
         let (agents, pending, inbox) = futures::try_join!(
             self.store.list(tenant, keys::AGENTS),

@@ -13,6 +13,7 @@ mod liveness;
 mod protocol;
 mod schedule;
 mod submit;
+mod sweep_view;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
