@@ -14,6 +14,7 @@
 #   PARTS=jobs STORES=redis JOB_AGENTS=10000 bash scripts/bench-scale.sh   # one figure
 #   PARTS=idle IDLE_AGENTS=100000 bash scripts/bench-scale.sh               # one figure
 #   BIN_DIR=/path/to/old/target/release bash scripts/bench-scale.sh         # another build
+#   FLUXD_EXTRA="--sweep-interval 15s" bash scripts/bench-scale.sh       # more fluxd arguments
 #
 # Agents go unreachable after 3 and dead after 6 heartbeat intervals. Every wait is bounded:
 # START_LIMIT (seconds for the fleet to come online; default 60 + N/250), DEADLINE for a
@@ -60,7 +61,7 @@ up() {
         --tenant-share 100 --token-share 100 \
         --max-connections "$CONNS" --max-connections-per-ip "$CONNS" \
         --heartbeat-interval "${HEARTBEAT}s" --unreachable-after "$((3 * HEARTBEAT))s" \
-        --dead-after "$((6 * HEARTBEAT))s"
+        --dead-after "$((6 * HEARTBEAT))s" ${FLUXD_EXTRA:-}
 }
 
 simulate() { # simulate N
