@@ -312,10 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_enrollments_spend_exactly_the_tokens_uses() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         let auth = std::sync::Arc::new(Authenticator::new(vec![SigningKey::generate()], "i", "a"));
         let mut labels = BTreeMap::new();
         labels.insert("zone".to_string(), "eu".to_string());

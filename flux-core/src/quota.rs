@@ -125,6 +125,21 @@ pub async fn get(store: &dyn Store, tenant: &str) -> Result<(Quota, Option<Versi
     }
 }
 
+/// A tenant's quota as a service reads it to admit work: a store failure becomes the service's
+/// store error, and a quota record that does not decode becomes its corrupt object
+/// (`corrupt(key, reason)`, the key named `quota of {tenant}`).
+pub(crate) async fn read<E: From<StoreError>>(
+    store: &dyn Store,
+    tenant: &str,
+    corrupt: impl FnOnce(String, String) -> E,
+) -> Result<Quota, E> {
+    match get(store, tenant).await {
+        Ok((quota, _)) => Ok(quota),
+        Err(QuotaError::Store(s)) => Err(E::from(s)),
+        Err(other) => Err(corrupt(format!("quota of {tenant}"), other.to_string())),
+    }
+}
+
 /// Sets a tenant's quota; `expect` is a CAS on the version the caller read.
 pub async fn put(
     store: &dyn Store,

@@ -580,15 +580,20 @@ mod tests {
     use std::time::Duration;
 
     async fn audit() -> (tempfile::TempDir, DynStore, Audit) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("a.redb").display()))
-            .await
-            .unwrap();
+        let (dir, store) = crate::testing::temp_redb().await;
         let a = Audit::start(store.clone(), KEY);
         (dir, store, a)
     }
 
     const KEY: [u8; 32] = [7; 32];
+
+    /// Whether tenant `acme` still has audit record `seq`.
+    async fn has_record(s: &DynStore, seq: u64) -> bool {
+        s.get(&Key::new("acme", record_path(seq)).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    }
 
     fn ev(i: u64) -> Event {
         Event {
@@ -1094,35 +1099,15 @@ mod tests {
             pruned += n;
         }
         assert_eq!(pruned, 12);
-        assert!(
-            s.get(&Key::new("acme", record_path(12)).unwrap())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            s.get(&Key::new("acme", record_path(13)).unwrap())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(!has_record(&s, 12).await);
+        assert!(has_record(&s, 13).await);
         let full = a.verify_tracked("acme", Walk::Full).await.unwrap();
         assert!(full.ok, "{full:?}");
         assert_eq!((full.records, full.walked), (30, 18));
         // Records past the export mark stay, however old.
         while a.prune("acme", u64::MAX, epoch, 100).await.unwrap() > 0 {}
-        assert!(
-            s.get(&Key::new("acme", record_path(25)).unwrap())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            s.get(&Key::new("acme", record_path(26)).unwrap())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(!has_record(&s, 25).await);
+        assert!(has_record(&s, 26).await);
         let v = a
             .verify_tracked("acme", Walk::FromCheckpoint)
             .await
@@ -1135,10 +1120,7 @@ mod tests {
         // pruned chain verifies from its base and pruning goes on from where it was.
         let bk = a.backup_key();
         let bytes = crate::backup::create(s.as_ref(), 8000, &bk).await.unwrap();
-        let d2 = tempfile::tempdir().unwrap();
-        let s2 = crate::store::open(&format!("redb:{}", d2.path().join("b.redb").display()))
-            .await
-            .unwrap();
+        let (_d2, s2) = crate::testing::temp_redb().await;
         let b = crate::backup::decode(&bytes, &bk).unwrap();
         let mark = a.next_restore_mark(&b, 8001).await.unwrap();
         crate::backup::restore(s2.as_ref(), b, false, vec![mark])

@@ -394,25 +394,33 @@ pub fn validate_spec(
     Ok(parsed)
 }
 
+/// A schedule called `name` that starts `job` at `cron` in UTC, every other field as most unit
+/// tests want it (overlap allowed, one catch-up, a minute's grace, no jitter, not paused).
+#[cfg(test)]
+pub(crate) fn test_spec(name: &str, cron: &str, job: JobSpec) -> ScheduleSpec {
+    ScheduleSpec {
+        name: name.into(),
+        cron: cron.into(),
+        tz: "UTC".into(),
+        what: What::Job(job),
+        overlap: Overlap::Allow,
+        missed: Missed::Once,
+        grace_secs: 60,
+        jitter_secs: 0,
+        paused: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn spec(cron: &str) -> ScheduleSpec {
-        ScheduleSpec {
-            name: "nightly".into(),
-            cron: cron.into(),
-            tz: "UTC".into(),
-            what: What::Job(JobSpec {
-                command: Some("true".into()),
-                ..JobSpec::default()
-            }),
-            overlap: Overlap::Allow,
-            missed: Missed::Once,
-            grace_secs: 60,
-            jitter_secs: 0,
-            paused: false,
-        }
+        let job = JobSpec {
+            command: Some("true".into()),
+            ..JobSpec::default()
+        };
+        test_spec("nightly", cron, job)
     }
 
     #[test]

@@ -375,23 +375,12 @@ mod tests {
             queued: None,
         };
         // The run of slot 1000 is still going at 4.5 s.
-        let (fired, cursor, _, skipped) = run(
-            &settings(Overlap::Skip, Missed::Once),
-            c,
-            true,
-            4_500,
-            false,
-        );
+        let at_4_5s = |overlap| run(&settings(overlap, Missed::Once), c, true, 4_500, false);
+        let (fired, cursor, _, skipped) = at_4_5s(Overlap::Skip);
         assert!(fired.is_empty());
         assert_eq!(skipped, 3);
         assert_eq!(cursor.last_slot, Some(4000));
-        let (fired, cursor, _, skipped) = run(
-            &settings(Overlap::Queue, Missed::Once),
-            c,
-            true,
-            4_500,
-            false,
-        );
+        let (fired, cursor, _, skipped) = at_4_5s(Overlap::Queue);
         assert!(fired.is_empty());
         assert_eq!(cursor.queued, Some(2000));
         assert_eq!(skipped, 2);

@@ -30,7 +30,11 @@ mod file;
 mod plan;
 mod service;
 
+pub(crate) use file::Source;
 pub use file::{StateFileError, parse_state_file};
+#[cfg(test)]
+pub(crate) use plan::actions;
+pub(crate) use plan::plan_named;
 pub use plan::{Plan, PlanAction, PlanConflict, PlanItem, plan};
 pub use service::{ApplyRequest, PreparedApply, StateError, StateView, States};
 
@@ -320,6 +324,23 @@ pub struct FieldChange {
     pub to: String,
 }
 
+impl FieldChange {
+    /// The changes among `(field, from, to)` triples: those whose two sides differ, in order.
+    pub(crate) fn changed(
+        pairs: impl IntoIterator<Item = (&'static str, String, String)>,
+    ) -> Vec<FieldChange> {
+        pairs
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(f, from, to)| FieldChange {
+                field: f.to_string(),
+                from,
+                to,
+            })
+            .collect()
+    }
+}
+
 /// The fields that differ from `old` to `new`, in file order.
 pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
     let rollout =
@@ -352,15 +373,7 @@ pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
         ),
         ("rollout", rollout(&old.rollout), rollout(&new.rollout)),
     ];
-    pairs
-        .into_iter()
-        .filter(|(_, a, b)| a != b)
-        .map(|(f, from, to)| FieldChange {
-            field: f.to_string(),
-            from,
-            to,
-        })
-        .collect()
+    FieldChange::changed(pairs)
 }
 
 /// The agents a state targets, in id order: the named ones (registered or not), or the

@@ -177,15 +177,10 @@ impl States {
         if after <= before {
             return Ok(());
         }
-        let (q, _) = crate::quota::get(self.store.as_ref(), tenant)
-            .await
-            .map_err(|e| match e {
-                crate::quota::QuotaError::Store(s) => StateError::from(s),
-                other => StateError::Corrupt {
-                    key: format!("quota of {tenant}"),
-                    reason: other.to_string(),
-                },
-            })?;
+        let q = crate::quota::read(self.store.as_ref(), tenant, |key, reason| {
+            StateError::Corrupt { key, reason }
+        })
+        .await?;
         crate::quota::admit_states(tenant, &q, before as u64, after as u64)
             .map_err(StateError::Quota)
     }
