@@ -37,6 +37,7 @@ pub const MAX_ENROLL_TTL_SECS: u64 = 30 * 24 * 3600;
 const RETRIES: u32 = 512;
 
 /// How many uses of one enrollment token have been spent.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollCounter {
@@ -45,7 +46,6 @@ pub struct EnrollCounter {
     /// The token's expiry (seconds since the epoch), for retention.
     pub exp: u64,
     /// The node enrolled last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_node: Option<String>,
 }
 

@@ -64,6 +64,7 @@ fn record_path(seq: u64) -> String {
 }
 
 /// What happened, as the caller offers it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub at: Millis,
@@ -77,17 +78,13 @@ pub struct Event {
     /// HTTP status of the answer.
     pub status: u16,
     /// Version of the object written, when the API reports one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
     /// The caller's token: its id (`jti`, what `token revoke` names), role and issuer. A
     /// subject alone can be chosen freely by whoever issues tokens; these say which token
     /// made the call. Absent in records written before they were kept: a field that is `None`
     /// is left out of the encoding the MAC covers, so those records still verify.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
 }
 
@@ -127,12 +124,12 @@ impl Checkpoint {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Head {
     seq: u64,
     hash: String,
     /// MAC over the tenant, `seq` and `hash` (absent in heads written by earlier versions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
 }
 
@@ -191,20 +188,18 @@ struct Tracker {
 }
 
 /// Result of walking a tenant's chain.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub tenant: String,
     pub records: u64,
     pub ok: bool,
     /// The last record verified, to compare the next verification with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
     /// The first problem found.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// Something worth knowing about a chain that verified: it was shortened by a restore
     /// through the API since it was last verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// How many records this verification read (fewer than `records` when it started from a
     /// checkpoint or from the chain's base).

@@ -92,6 +92,7 @@ pub enum EventError {
 pub type Result<T, E = EventError> = std::result::Result<T, E>;
 
 /// One event as stored and as sent.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -100,7 +101,6 @@ pub struct Event {
     /// The object it concerns: a job id, a node id, `state/node`, a token id.
     pub object: String,
     /// The agent concerned, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// The agent's labels (declared, overlaid by admin labels) when the event is about an agent;
     /// what a selector filter matches.

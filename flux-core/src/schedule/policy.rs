@@ -73,13 +73,12 @@ impl Overlap {
 }
 
 /// Where a schedule's firing stands (kept in its status record).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     /// The last slot decided (fired, queued, skipped or missed); later slots are still open.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_slot: Option<Millis>,
     /// A slot waiting for the previous run to finish (`overlap = queue`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Millis>,
 }
 

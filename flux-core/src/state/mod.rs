@@ -94,6 +94,7 @@ impl Targets {
 }
 
 /// One desired state, as sent to and returned by the API.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSpec {
@@ -112,7 +113,6 @@ pub struct StateSpec {
     #[serde(default)]
     pub desired_exit_code: i32,
     /// Bounds on the state's repairs; none: every drifted target repairs at once, without end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<StateRollout>,
 }
 
@@ -120,12 +120,11 @@ pub struct StateSpec {
 /// at once, and how many failed repairs over the state's current version halt its remediation.
 /// The limits are read as an ad-hoc rollout's are ([`crate::rollout::parse_limits`]: absent, a
 /// concurrency of 1 and no failure allowed).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateRollout {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<LimitSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<LimitSpec>,
 }
 

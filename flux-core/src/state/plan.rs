@@ -26,6 +26,7 @@ pub enum PlanAction {
 }
 
 /// One line of a plan.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanItem {
     pub name: String,
@@ -33,7 +34,6 @@ pub struct PlanItem {
     /// Version before (0 = absent).
     pub from_version: Version,
     /// Version after applying (0 = deleted; unknown in a dry run of a change).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<Version>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
