@@ -130,6 +130,7 @@ impl Role {
 }
 
 /// Claims of a FluxForge token.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -141,10 +142,8 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     /// Set on agent tokens: the node the agent runs as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// Set on enrollment tokens: how many agents may enroll with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uses: Option<u32>,
     /// Set on enrollment tokens: admin labels given to every agent enrolled with it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -149,6 +149,7 @@ pub enum BackupError {
 }
 
 /// First line of a backup.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
@@ -162,7 +163,6 @@ pub struct Header {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub revisions: std::collections::BTreeMap<String, Version>,
     /// [`BackupKey::id`] of the key that signed the file (format 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
 }
 
@@ -175,13 +175,13 @@ struct Line {
     value: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct End {
     end: bool,
     objects: u64,
     sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
 }
 

@@ -37,6 +37,7 @@ pub const MAX_ENROLL_TTL_SECS: u64 = 30 * 24 * 3600;
 const RETRIES: u32 = 512;
 
 /// How many uses of one enrollment token have been spent.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollCounter {
@@ -45,7 +46,6 @@ pub struct EnrollCounter {
     /// The token's expiry (seconds since the epoch), for retention.
     pub exp: u64,
     /// The node enrolled last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_node: Option<String>,
 }
 
@@ -312,10 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_enrollments_spend_exactly_the_tokens_uses() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         let auth = std::sync::Arc::new(Authenticator::new(vec![SigningKey::generate()], "i", "a"));
         let mut labels = BTreeMap::new();
         labels.insert("zone".to_string(), "eu".to_string());

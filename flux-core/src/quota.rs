@@ -12,35 +12,28 @@ use crate::keys;
 use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError, Version, validate_tenant};
 
 /// A tenant's limits; an absent field is unlimited.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Jobs waiting for an agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queued: Option<u64>,
     /// Attempts assigned to or running on agents at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_running: Option<u64>,
     /// Sustained submissions per second (per fluxd node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submit_per_sec: Option<f64>,
     /// Submissions allowed in a burst above the rate (default: one second's worth, at least 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submit_burst: Option<u64>,
     /// Desired states the tenant may hold.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_states: Option<u64>,
     /// Retention override: finished jobs are collected this many seconds after they ended
     /// (instead of fluxd's `--job-retention`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_retention_secs: Option<u64>,
     /// Retention override: finished jobs kept at most, newest first (instead of fluxd's
     /// `--job-retention-count`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_retention_count: Option<u64>,
     /// A fan-out (`--all`) over more than this many agents runs as a rollout with safe
     /// defaults (10% at once, no error tolerated, one canary) instead of everywhere at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_above: Option<u64>,
 }
 
@@ -122,6 +115,21 @@ pub async fn get(store: &dyn Store, tenant: &str) -> Result<(Quota, Option<Versi
             serde_json::from_slice(&v.value).map_err(|_| QuotaError::Corrupt(tenant.into()))?,
             Some(v.version),
         )),
+    }
+}
+
+/// A tenant's quota as a service reads it to admit work: a store failure becomes the service's
+/// store error, and a quota record that does not decode becomes its corrupt object
+/// (`corrupt(key, reason)`, the key named `quota of {tenant}`).
+pub(crate) async fn read<E: From<StoreError>>(
+    store: &dyn Store,
+    tenant: &str,
+    corrupt: impl FnOnce(String, String) -> E,
+) -> Result<Quota, E> {
+    match get(store, tenant).await {
+        Ok((quota, _)) => Ok(quota),
+        Err(QuotaError::Store(s)) => Err(E::from(s)),
+        Err(other) => Err(corrupt(format!("quota of {tenant}"), other.to_string())),
     }
 }
 

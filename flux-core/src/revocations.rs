@@ -601,10 +601,7 @@ mod tests {
     /// reloads within a second.
     #[tokio::test]
     async fn the_follower_learns_revocations_from_notices_and_from_reloads_in_doubt() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         let far = now_ms() / 1000 + 3600;
         crate::auth::revoke(store.as_ref(), "before", "acme", far)
             .await

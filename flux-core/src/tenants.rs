@@ -148,10 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenant_is_created_once_with_its_quota() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         let q = Quota {
             max_queued: Some(5),
             ..Quota::default()

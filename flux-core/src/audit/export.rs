@@ -88,17 +88,14 @@ pub struct ExportFile {
 }
 
 /// What [`Audit::check_export`] found.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportCheck {
     pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     pub records: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seq: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
 

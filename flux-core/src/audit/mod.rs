@@ -64,6 +64,7 @@ fn record_path(seq: u64) -> String {
 }
 
 /// What happened, as the caller offers it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub at: Millis,
@@ -77,17 +78,13 @@ pub struct Event {
     /// HTTP status of the answer.
     pub status: u16,
     /// Version of the object written, when the API reports one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
     /// The caller's token: its id (`jti`, what `token revoke` names), role and issuer. A
     /// subject alone can be chosen freely by whoever issues tokens; these say which token
     /// made the call. Absent in records written before they were kept: a field that is `None`
     /// is left out of the encoding the MAC covers, so those records still verify.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
 }
 
@@ -127,12 +124,12 @@ impl Checkpoint {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Head {
     seq: u64,
     hash: String,
     /// MAC over the tenant, `seq` and `hash` (absent in heads written by earlier versions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
 }
 
@@ -191,20 +188,18 @@ struct Tracker {
 }
 
 /// Result of walking a tenant's chain.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub tenant: String,
     pub records: u64,
     pub ok: bool,
     /// The last record verified, to compare the next verification with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
     /// The first problem found.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// Something worth knowing about a chain that verified: it was shortened by a restore
     /// through the API since it was last verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// How many records this verification read (fewer than `records` when it started from a
     /// checkpoint or from the chain's base).
@@ -580,15 +575,20 @@ mod tests {
     use std::time::Duration;
 
     async fn audit() -> (tempfile::TempDir, DynStore, Audit) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("a.redb").display()))
-            .await
-            .unwrap();
+        let (dir, store) = crate::testing::temp_redb().await;
         let a = Audit::start(store.clone(), KEY);
         (dir, store, a)
     }
 
     const KEY: [u8; 32] = [7; 32];
+
+    /// Whether tenant `acme` still has audit record `seq`.
+    async fn has_record(s: &DynStore, seq: u64) -> bool {
+        s.get(&Key::new("acme", record_path(seq)).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    }
 
     fn ev(i: u64) -> Event {
         Event {
@@ -1094,35 +1094,15 @@ mod tests {
             pruned += n;
         }
         assert_eq!(pruned, 12);
-        assert!(
-            s.get(&Key::new("acme", record_path(12)).unwrap())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            s.get(&Key::new("acme", record_path(13)).unwrap())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(!has_record(&s, 12).await);
+        assert!(has_record(&s, 13).await);
         let full = a.verify_tracked("acme", Walk::Full).await.unwrap();
         assert!(full.ok, "{full:?}");
         assert_eq!((full.records, full.walked), (30, 18));
         // Records past the export mark stay, however old.
         while a.prune("acme", u64::MAX, epoch, 100).await.unwrap() > 0 {}
-        assert!(
-            s.get(&Key::new("acme", record_path(25)).unwrap())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            s.get(&Key::new("acme", record_path(26)).unwrap())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(!has_record(&s, 25).await);
+        assert!(has_record(&s, 26).await);
         let v = a
             .verify_tracked("acme", Walk::FromCheckpoint)
             .await
@@ -1135,10 +1115,7 @@ mod tests {
         // pruned chain verifies from its base and pruning goes on from where it was.
         let bk = a.backup_key();
         let bytes = crate::backup::create(s.as_ref(), 8000, &bk).await.unwrap();
-        let d2 = tempfile::tempdir().unwrap();
-        let s2 = crate::store::open(&format!("redb:{}", d2.path().join("b.redb").display()))
-            .await
-            .unwrap();
+        let (_d2, s2) = crate::testing::temp_redb().await;
         let b = crate::backup::decode(&bytes, &bk).unwrap();
         let mark = a.next_restore_mark(&b, 8001).await.unwrap();
         crate::backup::restore(s2.as_ref(), b, false, vec![mark])

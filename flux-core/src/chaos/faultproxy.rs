@@ -150,6 +150,20 @@ mod tests {
         port
     }
 
+    /// A proxy in front of an echo server, and a connection through it.
+    async fn proxied_echo() -> (FaultProxy, tokio::net::TcpStream) {
+        let p = FaultProxy::start(echo().await).await.unwrap();
+        let s = connect(&p).await;
+        (p, s)
+    }
+
+    /// A connection to the proxy.
+    async fn connect(p: &FaultProxy) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+            .await
+            .unwrap()
+    }
+
     async fn roundtrip(s: &mut tokio::net::TcpStream, msg: &[u8]) -> Vec<u8> {
         s.write_all(msg).await.unwrap();
         let mut got = vec![0u8; msg.len()];
@@ -159,10 +173,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_frozen_proxy_holds_bytes_and_delivers_them_on_heal() {
-        let p = FaultProxy::start(echo().await).await.unwrap();
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-            .await
-            .unwrap();
+        let (p, mut s) = proxied_echo().await;
         assert_eq!(roundtrip(&mut s, b"before").await, b"before");
         p.freeze();
         s.write_all(b"held").await.unwrap();
@@ -183,10 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_drops_open_connections_and_closes_new_ones_until_healed() {
-        let p = FaultProxy::start(echo().await).await.unwrap();
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-            .await
-            .unwrap();
+        let (p, mut s) = proxied_echo().await;
         assert_eq!(roundtrip(&mut s, b"x").await, b"x");
         p.cut();
         assert!(p.is_cut());
@@ -195,18 +203,14 @@ mod tests {
             .await
             .expect("the cut closes the connection");
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
-        let mut n = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-            .await
-            .unwrap();
+        let mut n = connect(&p).await;
         let _ = n.write_all(b"y").await;
         let r = tokio::time::timeout(Duration::from_secs(5), n.read(&mut b))
             .await
             .expect("a new connection is closed");
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
         p.heal();
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-            .await
-            .unwrap();
+        let mut s = connect(&p).await;
         assert_eq!(roundtrip(&mut s, b"z").await, b"z");
     }
 }

@@ -40,6 +40,20 @@ fn pos(id: &str) -> Position {
     Position::parse(id).unwrap_or_default()
 }
 
+/// Adds `line(key, count, its values joined)` to `out` for each key with more than one value.
+fn more_than_one(
+    out: &mut Vec<String>,
+    map: &BTreeMap<&str, BTreeSet<&str>>,
+    line: impl Fn(&str, usize, String) -> String,
+) {
+    for (&key, values) in map {
+        if values.len() > 1 {
+            let joined = values.iter().copied().collect::<Vec<_>>().join(", ");
+            out.push(line(key, values.len(), joined));
+        }
+    }
+}
+
 /// Judges a webhook's deliveries; each string is one violation.
 pub fn check_webhook(w: &WebhookSeen) -> Vec<String> {
     let mut out = Vec::new();
@@ -66,24 +80,12 @@ pub fn check_webhook(w: &WebhookSeen) -> Vec<String> {
             first.push(r);
         }
     }
-    for (event, ids) in &ids_of {
-        if ids.len() > 1 {
-            out.push(format!(
-                "event {event} was delivered under {} delivery ids: {}",
-                ids.len(),
-                ids.iter().copied().collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
-    for (id, events) in &events_of {
-        if events.len() > 1 {
-            out.push(format!(
-                "delivery id {id} named {} events: {}",
-                events.len(),
-                events.iter().copied().collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
+    more_than_one(&mut out, &ids_of, |event, n, ids| {
+        format!("event {event} was delivered under {n} delivery ids: {ids}")
+    });
+    more_than_one(&mut out, &events_of, |id, n, events| {
+        format!("delivery id {id} named {n} events: {events}")
+    });
     let missing: Vec<&str> = w
         .expected
         .iter()

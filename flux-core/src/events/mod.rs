@@ -92,6 +92,7 @@ pub enum EventError {
 pub type Result<T, E = EventError> = std::result::Result<T, E>;
 
 /// One event as stored and as sent.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -100,7 +101,6 @@ pub struct Event {
     /// The object it concerns: a job id, a node id, `state/node`, a token id.
     pub object: String,
     /// The agent concerned, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// The agent's labels (declared, overlaid by admin labels) when the event is about an agent;
     /// what a selector filter matches.
@@ -609,13 +609,15 @@ async fn collect_batch(
 mod tests {
     use super::*;
 
-    /// A redb store in a temporary directory (kept alive by the returned guard).
-    async fn redb() -> (tempfile::TempDir, crate::store::DynStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+    /// The positions of the events tenant `t` still has.
+    async fn positions_left(store: &dyn Store) -> Vec<Position> {
+        store
+            .list("t", EVENTS)
             .await
-            .unwrap();
-        (dir, store)
+            .unwrap()
+            .iter()
+            .filter_map(|e| Position::of_path(e.key.path()))
+            .collect()
     }
 
     /// One transaction on tenant `t`: job `j{r}` and `n` events, all at one revision.
@@ -658,7 +660,7 @@ mod tests {
     /// bound: the log stops growing there instead of without end.
     #[tokio::test]
     async fn an_undelivering_webhook_holds_the_log_only_up_to_its_hard_bound() {
-        let (_dir, store) = redb().await;
+        let (_dir, store) = crate::testing::temp_redb().await;
         let epoch = store.next_epoch().await.unwrap();
         // A webhook whose cursor sits before every event.
         store
@@ -694,7 +696,7 @@ mod tests {
     /// see it).
     #[tokio::test]
     async fn collection_takes_whole_revisions_even_when_the_batch_ends_inside_one() {
-        let (_dir, store) = redb().await;
+        let (_dir, store) = crate::testing::temp_redb().await;
         let epoch = store.next_epoch().await.unwrap();
         for r in 0..3 {
             commit_revision(store.as_ref(), r, 3).await;
@@ -708,13 +710,7 @@ mod tests {
                 .await
                 .unwrap();
             let (floor, _) = floor(store.as_ref(), "t").await.unwrap();
-            let left: Vec<Position> = store
-                .list("t", EVENTS)
-                .await
-                .unwrap()
-                .iter()
-                .filter_map(|e| Position::of_path(e.key.path()))
-                .collect();
+            let left = positions_left(store.as_ref()).await;
             assert!(
                 left.iter().all(|p| p.revision > floor),
                 "events at or below the floor {floor}: {left:?}"
@@ -727,7 +723,7 @@ mod tests {
     /// collected whole once it is past the bounds, instead of stopping collection behind it.
     #[tokio::test]
     async fn a_revision_larger_than_the_batch_does_not_stop_collection() {
-        let (_dir, store) = redb().await;
+        let (_dir, store) = crate::testing::temp_redb().await;
         let epoch = store.next_epoch().await.unwrap();
         let batch = 4;
         for (r, n) in [(0, batch + 5), (1, 2)] {
@@ -744,13 +740,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(gone, batch + 5, "the large revision went whole");
-        let left: Vec<Position> = store
-            .list("t", EVENTS)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|e| Position::of_path(e.key.path()))
-            .collect();
+        let left = positions_left(store.as_ref()).await;
         let (floor, _) = floor(store.as_ref(), "t").await.unwrap();
         assert_eq!(left.len(), 2, "{left:?}");
         assert!(left.iter().all(|p| p.revision > floor), "{floor} {left:?}");

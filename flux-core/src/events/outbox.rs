@@ -165,12 +165,6 @@ mod tests {
     use super::*;
     use crate::events::{Position, read};
 
-    async fn store(dir: &std::path::Path) -> crate::store::DynStore {
-        crate::store::open(&format!("redb:{}", dir.join("s.redb").display()))
-            .await
-            .unwrap()
-    }
-
     async fn revoked_events(store: &dyn Store) -> Vec<String> {
         read(store, "acme", Position::default(), 100)
             .await
@@ -186,8 +180,7 @@ mod tests {
     /// once, and a racing pair of both writes it once.
     #[tokio::test]
     async fn a_revocation_has_its_event_once_across_retries_crashes_and_sweeps() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path()).await;
+        let (_dir, s) = crate::testing::temp_redb().await;
         crate::auth::revoke(s.as_ref(), "j1", "acme", u64::MAX / 2)
             .await
             .unwrap();
@@ -241,8 +234,7 @@ mod tests {
     /// still delivered.
     #[tokio::test]
     async fn an_undeliverable_entry_is_removed_without_holding_up_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path()).await;
+        let (_dir, s) = crate::testing::temp_redb().await;
         let bad = Key::new(SYSTEM_TENANT, format!("{OUTBOX}0-no-tenant")).unwrap();
         s.put(bad, b"{}".to_vec(), Expect::Absent).await.unwrap();
         let mut txn = Txn::new();
@@ -263,8 +255,7 @@ mod tests {
     /// Node revocations: each call is its own event.
     #[tokio::test]
     async fn node_revocations_write_their_event_in_the_tenant() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path()).await;
+        let (_dir, s) = crate::testing::temp_redb().await;
         crate::auth::revoke_node(s.as_ref(), "acme", "web-1")
             .await
             .unwrap();

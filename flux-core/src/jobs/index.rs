@@ -327,17 +327,7 @@ mod tests {
         TenantIndex::build(c.iter().map(|(p, (v, b))| (p.as_str(), *v, b.as_slice())))
     }
 
-    /// A tiny deterministic generator, so the sequence is the same on every run.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, n: u64) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) % n
-        }
-    }
+    use crate::testing::Lcg;
 
     fn random_write(rng: &mut Lcg) -> (String, Option<Vec<u8>>) {
         let agent = format!("a{}", rng.next(6));

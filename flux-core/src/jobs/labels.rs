@@ -30,9 +30,8 @@ impl Jobs {
         let ak = key(tenant, keys::agent(node_id))?;
         for _ in 0..CAS_RETRIES {
             let (mut a, v) = self
-                .load::<Agent>(&ak)
-                .await?
-                .ok_or_else(|| JobError::NotFound(format!("agent {node_id}")))?;
+                .load_found::<Agent>(&ak, || format!("agent {node_id}"))
+                .await?;
             let mut labels = a.admin_labels.clone();
             change.apply(&mut labels).map_err(JobError::Invalid)?;
             if labels == a.admin_labels {

@@ -588,9 +588,8 @@ impl Jobs {
     ) -> Result<bool> {
         let jk = key(tenant, keys::job(&attempt.job_id))?;
         let (mut job, jv) = self
-            .load::<Job>(&jk)
-            .await?
-            .ok_or_else(|| JobError::NotFound(format!("job {}", attempt.job_id)))?;
+            .load_found::<Job>(&jk, || format!("job {}", attempt.job_id))
+            .await?;
         attempt.state = AttemptState::Abandoned;
         attempt.abandoned_reason = Some(reason.to_string());
         let ak = key(tenant, keys::attempt(&attempt.job_id, attempt.number))?;
@@ -649,9 +648,8 @@ impl Jobs {
         let ak = key(tenant, keys::agent(node_id))?;
         for _ in 0..CAS_RETRIES {
             let (mut a, v) = self
-                .load::<Agent>(&ak)
-                .await?
-                .ok_or_else(|| JobError::NotFound(format!("agent {node_id} (register first)")))?;
+                .load_found::<Agent>(&ak, || format!("agent {node_id} (register first)"))
+                .await?;
             let registration = caller.registration_of(&a)?;
             // Facts come only when they changed: then the record is written.
             let new_facts = facts.filter(|f| **f != a.facts);

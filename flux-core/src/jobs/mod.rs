@@ -212,6 +212,17 @@ impl Jobs {
         }
     }
 
+    /// [`Jobs::load`] of an object that must exist: an absent one is `NotFound(what())`.
+    async fn load_found<T: DeserializeOwned>(
+        &self,
+        k: &Key,
+        what: impl FnOnce() -> String,
+    ) -> Result<(T, Version)> {
+        self.load(k)
+            .await?
+            .ok_or_else(|| JobError::NotFound(what()))
+    }
+
     /// Commits `txn` of a read-modify-write: `true` when it landed, `false` when a version it
     /// expected had moved (the caller reads again and retries).
     async fn committed(&self, txn: Txn) -> Result<bool> {

@@ -621,17 +621,7 @@ mod tests {
         f
     }
 
-    /// A tiny deterministic generator, so the cases are the same on every run.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, n: u64) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) % n
-        }
-    }
+    use crate::testing::Lcg;
 
     #[test]
     fn the_indexed_fleet_chooses_exactly_as_the_rules_say() {

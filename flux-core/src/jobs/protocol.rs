@@ -302,11 +302,11 @@ impl Jobs {
                 "node id {node_id:?} is not valid"
             )));
         }
-        let agent = self
-            .load::<Agent>(&key(tenant, keys::agent(node_id))?)
-            .await?
-            .map(|(a, _)| a)
-            .ok_or_else(|| JobError::NotFound(format!("agent {node_id} (register first)")))?;
+        let (agent, _) = self
+            .load_found::<Agent>(&key(tenant, keys::agent(node_id))?, || {
+                format!("agent {node_id} (register first)")
+            })
+            .await?;
         let registration = caller.registration_of(&agent)?;
         Ok(self
             .list_objects::<Task>(tenant, &keys::inbox(node_id))

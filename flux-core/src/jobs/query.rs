@@ -4,6 +4,7 @@
 use super::{JobError, Jobs, Result, dec, key};
 use crate::keys;
 use crate::model::{Agent, Attempt, Job, StoredChunk, valid_ident};
+use crate::quota::Quota;
 use crate::store::Range;
 
 impl Jobs {
@@ -11,10 +12,10 @@ impl Jobs {
         if !valid_ident(job_id) {
             return Err(JobError::NotFound(format!("job {job_id}")));
         }
-        self.load(&key(tenant, keys::job(job_id))?)
-            .await?
-            .map(|(j, _)| j)
-            .ok_or_else(|| JobError::NotFound(format!("job {job_id}")))
+        let (job, _) = self
+            .load_found(&key(tenant, keys::job(job_id))?, || format!("job {job_id}"))
+            .await?;
+        Ok(job)
     }
 
     pub async fn attempts(&self, tenant: &str, job_id: &str) -> Result<Vec<Attempt>> {
@@ -91,10 +92,12 @@ impl Jobs {
         if !valid_ident(node_id) {
             return Err(JobError::NotFound(format!("agent {node_id}")));
         }
-        self.load::<Agent>(&key(tenant, keys::agent(node_id))?)
-            .await?
-            .map(|(a, _)| a)
-            .ok_or_else(|| JobError::NotFound(format!("agent {node_id}")))
+        let (agent, _) = self
+            .load_found::<Agent>(&key(tenant, keys::agent(node_id))?, || {
+                format!("agent {node_id}")
+            })
+            .await?;
+        Ok(agent)
     }
 
     /// Every tenant with objects (the leader schedules and sweeps each).
@@ -111,5 +114,14 @@ impl Jobs {
     /// Number of queued jobs of a tenant.
     pub async fn queue_depth(&self, tenant: &str) -> Result<usize> {
         Ok(self.store.list(tenant, keys::PENDING).await?.len())
+    }
+
+    /// The tenant's queue depth where its quota limits the queue (0, not read, where it does
+    /// not): what admission of new jobs compares with `max_queued`.
+    pub(crate) async fn queued_under(&self, tenant: &str, quota: &Quota) -> Result<u64> {
+        Ok(match quota.max_queued {
+            Some(_) => self.queue_depth(tenant).await? as u64,
+            None => 0,
+        })
     }
 }

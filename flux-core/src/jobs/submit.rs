@@ -388,10 +388,7 @@ impl Jobs {
         validate_submit(req)?;
         if !req.fan_out {
             self.check_target(tenant, req).await?;
-            let (job, txn) = self.prepare(tenant, submitted_by, req, now, |j| {
-                j.kind = kind;
-                j.group = Some(group.to_string());
-            })?;
+            let (job, txn) = self.prepare_submit_in(tenant, submitted_by, req, now, kind, group)?;
             return Ok((vec![job], txn));
         }
         let agents = self.fan_out_targets(tenant, &req.selector).await?;
@@ -551,9 +548,8 @@ impl Jobs {
         let jk = key(tenant, keys::job(job_id))?;
         for _ in 0..CAS_RETRIES {
             let (mut job, jv) = self
-                .load::<Job>(&jk)
-                .await?
-                .ok_or_else(|| JobError::NotFound(format!("job {job_id}")))?;
+                .load_found::<Job>(&jk, || format!("job {job_id}"))
+                .await?;
             if job.status.is_terminal() || job.cancel_requested {
                 return Ok(job);
             }

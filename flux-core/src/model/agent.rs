@@ -33,6 +33,7 @@ impl AgentState {
 }
 
 /// A registered agent.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agent {
     pub node_id: String,
@@ -43,13 +44,10 @@ pub struct Agent {
     pub state: AgentState,
     pub registered_at: Millis,
     pub last_seen: Millis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The registration that holds the node: the agent process that registered last, while it
     /// is alive. Attempts are given to a registration, not just to a node id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<Registration>,
     /// Labels set by an admin: kept apart from the declared `labels`, never changed by the
     /// agent, and winning over a declared label of the same key.
@@ -63,7 +61,6 @@ pub struct Agent {
     pub drained: bool,
     /// When its credentials were revoked (`fluxctl agents revoke`): it counts as dead until it
     /// registers again with a credential issued after that.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Millis>,
 }
 
@@ -252,45 +249,42 @@ impl std::fmt::Debug for Abbrev<'_> {
 }
 
 /// Body of `POST /v1/agent/register`.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgent {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Attempts the agent is still running (after a reconnect).
     #[serde(default)]
     pub running: Vec<String>,
     /// What the agent reports of its machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<Facts>,
 }
 
 /// Body of `POST /v1/agent/heartbeat`.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     #[serde(default)]
     pub running: Vec<String>,
     /// The agent's facts, sent only when they changed since it last sent them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<Facts>,
 }
 
 /// Reply to register and heartbeat: attempts the agent must stop (they were reassigned or
 /// cancelled while it was away).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatReply {
     pub cancel: Vec<String>,
     pub heartbeat_interval_ms: u64,
     /// The session secret of a new registration, given once: the agent presents it (header
     /// `X-Flux-Session`) on every later call. Absent when a registration was resumed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
 

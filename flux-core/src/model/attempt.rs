@@ -20,16 +20,14 @@ pub enum AttemptState {
 }
 
 /// How an attempt ended, as reported by the agent.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttemptResult {
     /// `exited`, `signaled`, `timed_out`, `cancelled` or `failed_to_start`.
     pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -37,15 +35,13 @@ pub struct AttemptResult {
 /// last of its output, recorded in the same step as the result (one commit instead of one per
 /// chunk and one for the result). Without `output` it is exactly an [`AttemptResult`], so an
 /// agent that sends no output speaks to servers that do not know the field.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultReport {
     pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Output chunks not uploaded yet, numbered like those of the output endpoint (the next
     /// `seq` first, without gaps).
@@ -90,6 +86,7 @@ pub enum Outcome {
 }
 
 /// One attempt.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
     pub attempt_id: String,
@@ -100,13 +97,9 @@ pub struct Attempt {
     pub assigned_at: Millis,
     /// If still `Assigned` at this time, the attempt is taken back and requeued.
     pub start_deadline: Millis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<AttemptResult>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abandoned_reason: Option<String>,
     /// Output bytes stored (at most the cap).
     #[serde(default)]
@@ -123,11 +116,11 @@ pub struct Attempt {
     pub output_stored_bytes: u64,
     /// The agent registration the attempt was given to (see [`super::Registration`]); only it
     /// may start it, upload its output and report its result.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<String>,
 }
 
 /// What an agent receives from its inbox: a task to run, or a request to cancel one.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub attempt_id: String,
@@ -138,7 +131,6 @@ pub struct Task {
     /// Secret variables: set in the environment like `env`, and masked in the output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     pub timeout_secs: u64,
     #[serde(default)]
@@ -147,7 +139,6 @@ pub struct Task {
     #[serde(default)]
     pub revision: u64,
     /// The registration the task was given to; only its poll returns it (with the secrets).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<String>,
 }
 

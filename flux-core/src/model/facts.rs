@@ -16,45 +16,34 @@ pub const MAX_FACT_TEXT_BYTES: usize = 256;
 pub const MAX_FACT_IPS: usize = 32;
 
 /// The facts an agent reports.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Facts {
     /// Operating system family, e.g. `linux`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
     /// Distribution id, e.g. `ubuntu`, `debian`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<String>,
     /// Distribution version, e.g. `24.04`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution_version: Option<String>,
     /// CPU architecture, e.g. `x86_64`, `aarch64`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
     /// Kernel release, e.g. `6.8.0-45-generic`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Logical CPUs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u64>,
     /// Total memory, MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
     /// Size of the root filesystem, whole GiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_total_gb: Option<u64>,
     /// Space available on the root filesystem, whole GiB (rounded down).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_free_gb: Option<u64>,
     /// IP addresses of the machine's interfaces (loopback excluded), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
     /// Boot time, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_time: Option<u64>,
 }
 

@@ -112,20 +112,19 @@ impl JobKind {
 }
 
 /// A job as stored and as returned by the API.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub job_id: String,
     pub tenant: String,
     pub command: CommandSpec,
     /// Agent the job must run on; `None` means any online agent of the tenant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Names of the secret environment variables (their values are never shown or logged).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     pub timeout_secs: u64,
     pub max_attempts: u32,
@@ -137,7 +136,6 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Selector::is_empty")]
     pub selector: Selector,
     /// The fan-out this job belongs to (one job per matching agent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Who made the job (`user` unless the reconciler did).
     #[serde(default)]
@@ -145,42 +143,32 @@ pub struct Job {
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
     /// Number of attempts created so far.
     pub attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_attempt: Option<String>,
     /// Agent that holds (or last held) the job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default)]
     pub cancel_requested: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// Who submitted the job (token subject).
     pub submitted_by: String,
 }
 
 /// Body of `POST /v1/jobs` (and of the seed-compatible `POST /jobs`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
     /// Shell command line, run with `sh -c`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Program and arguments, run without a shell.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -188,14 +176,10 @@ pub struct SubmitJob {
     /// the logs, and masked in the job's stored output (at least 4 bytes each).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     /// -100..=100; higher runs first among the tenant's queued jobs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
     /// Run on an agent this selector matches (one of them; every one with `fan_out`): an
     /// expression (`"role in (web,api),fact.cpus>=4"`) or a map of labels.
@@ -208,7 +192,6 @@ pub struct SubmitJob {
     /// instead of refusing it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unknown_node: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
 
@@ -217,13 +200,13 @@ fn is_zero(v: &i32) -> bool {
 }
 
 /// What a pending entry holds: enough to order the queue without loading every job.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     #[serde(default)]
     pub priority: i32,
     /// The agent the job is pinned to, so a queue full of jobs for a busy or absent agent is
     /// passed over without loading them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// Which agents may take the job.
     #[serde(default, skip_serializing_if = "Selector::is_empty")]

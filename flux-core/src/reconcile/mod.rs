@@ -48,7 +48,7 @@ use serde::Serialize;
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{Job, JobKind, Millis, SubmitJob};
-use crate::quota::{self, Quota, QuotaError, RateLimiter};
+use crate::quota::{self, Quota, RateLimiter};
 use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
 use crate::store::{Change, DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
@@ -214,20 +214,11 @@ impl Reconciler {
             .collect();
         // Reconciler jobs are admitted like submissions: they count against the tenant's queue
         // and submit-rate quotas, and wait (recorded on the target) when refused.
-        let quota = quota::get(self.store.as_ref(), tenant)
-            .await
-            .map_err(|e| match e {
-                QuotaError::Store(s) => StateError::from(s),
-                other => StateError::Corrupt {
-                    key: format!("quota of {tenant}"),
-                    reason: other.to_string(),
-                },
-            })?
-            .0;
-        let queued = match quota.max_queued {
-            Some(_) => self.jobs.queue_depth(tenant).await? as u64,
-            None => 0,
-        };
+        let quota = quota::read(self.store.as_ref(), tenant, |key, reason| {
+            StateError::Corrupt { key, reason }
+        })
+        .await?;
+        let queued = self.jobs.queued_under(tenant, &quota).await?;
         let mut admission = Admission { quota, queued };
         // The halt records of the states that have a rollout.
         let mut halts: HashMap<String, (StateRolloutStatus, Version)> = HashMap::new();

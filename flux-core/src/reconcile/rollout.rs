@@ -33,12 +33,12 @@ use crate::store::Version;
 
 /// The halt of a state's remediation and what a resume forgave, stored at
 /// `state_rollout/{name}`. It speaks for one version of the state: a new version makes it stale.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRolloutStatus {
     /// The version of the state this record is about.
     pub version: Version,
     /// When remediation halted (none: not halted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted_at: Option<Millis>,
     /// Failed repairs counted when it halted.
     #[serde(default)]
@@ -48,13 +48,12 @@ pub struct StateRolloutStatus {
     /// another's later failures.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub forgiven: BTreeMap<String, u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_by: Option<String>,
 }
 
 /// A state's rollout as the API shows it (`StateView::rollout`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRolloutView {
     /// Repairs at once, resolved over the current targets.
@@ -66,11 +65,8 @@ pub struct StateRolloutView {
     /// Failed repairs over the current version that count (not forgiven).
     pub failed_repairs: u64,
     pub halted: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_by: Option<String>,
 }
 

@@ -77,17 +77,18 @@ pub struct InFlight {
 }
 
 /// Something that happened to a target.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub at: Millis,
     /// `checked`, `drift`, `applying`, `repaired`, `failed`, `compliant`.
     pub kind: String,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
 }
 
 /// Reconciliation record of one (state, agent).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetStatus {
     pub state: String,
@@ -100,12 +101,9 @@ pub struct TargetStatus {
     pub settled_version: Version,
     /// Rounds started so far.
     pub round: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<Millis>,
     /// When `status` last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_change: Option<Millis>,
     /// When the next round is due.
     pub next_check: Millis,
@@ -113,18 +111,14 @@ pub struct TargetStatus {
     pub failures: u32,
     /// Drifts repaired so far.
     pub repairs: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Tail of the output of the job that failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_job: Option<String>,
     #[serde(default)]
     pub events: Vec<Event>,
     /// Set while the target's next job waits for the tenant's quota (admission refused it);
     /// the reconciler tries again on its next passes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred: Option<Deferred>,
     /// Failed repairs (an apply that failed, or a check still failing after it) counted
     /// against the state's rollout budget, over state version `repair_failures_version`.
@@ -134,7 +128,6 @@ pub struct TargetStatus {
     pub repair_failures_version: Version,
     /// Liveness of the target's agent (`online`, `unreachable`, `dead`, `unregistered`), filled in
     /// when the record is read through the API; not stored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_state: Option<String>,
 }
 

@@ -29,7 +29,7 @@ use crate::keys;
 use crate::model::{Agent, Attempt, Job, Millis};
 use crate::quota::Quota;
 use crate::reconcile::{RECONCILER, TargetStatus};
-use crate::store::{DynStore, Epoch, Expect, Key, Op, Range, StoreError, Txn, Version};
+use crate::store::{DynStore, Entry, Epoch, Expect, Key, Op, Range, StoreError, Txn, Version};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -494,13 +494,16 @@ impl Collector {
     /// Decides one page of agents (updating `st`); returns the deletions.
     async fn agents_page(&self, tenant: &str, now: Millis, st: &mut GcState) -> Result<Vec<Op>> {
         let batch = self.cfg.batch;
-        let mut range = Range::first(keys::AGENTS, batch);
-        if let Some(c) = &st.agents_cursor {
-            range = range.after(c.clone());
-        } else {
-            st.agents_kept = 0;
-        }
-        let page = self.store.list_range(tenant, &range).await?;
+        let mut sweep = Sweep {
+            cursor: &mut st.agents_cursor,
+            kept: &mut st.agents_kept,
+            counted: &mut st.counted.agents,
+            deleted: &mut st.deleted.agents,
+        };
+        let page = self
+            .store
+            .list_range(tenant, &sweep.range(keys::AGENTS, batch))
+            .await?;
         let mut ops = Vec::new();
         for e in &page {
             let gone = match dec::<Agent>(&e.value) {
@@ -520,35 +523,25 @@ impl Collector {
                 }
                 None => false,
             };
-            if gone {
-                ops.push(Op::Delete {
-                    key: e.key.clone(),
-                    expect: Expect::Version(e.version),
-                });
-                st.deleted.agents += 1;
-            } else {
-                st.agents_kept += 1;
-            }
+            sweep.decide(e, gone, &mut ops);
         }
-        if page.len() < batch {
-            st.counted.agents = Some(st.agents_kept);
-            st.agents_cursor = None;
-        } else {
-            st.agents_cursor = page.last().map(|e| e.key.path().to_string());
-        }
+        sweep.finish(&page, batch);
         Ok(ops)
     }
 
     /// Decides one page of idempotency keys (updating `st`); returns the deletions.
     async fn idem_page(&self, tenant: &str, now: Millis, st: &mut GcState) -> Result<Vec<Op>> {
         let batch = self.cfg.batch;
-        let mut range = Range::first(keys::IDEMPOTENCY, batch);
-        if let Some(c) = &st.idem_cursor {
-            range = range.after(c.clone());
-        } else {
-            st.idem_kept = 0;
-        }
-        let page = self.store.list_range(tenant, &range).await?;
+        let mut sweep = Sweep {
+            cursor: &mut st.idem_cursor,
+            kept: &mut st.idem_kept,
+            counted: &mut st.counted.idempotency_keys,
+            deleted: &mut st.deleted.idempotency_keys,
+        };
+        let page = self
+            .store
+            .list_range(tenant, &sweep.range(keys::IDEMPOTENCY, batch))
+            .await?;
         let mut ops = Vec::new();
         for e in &page {
             let job_id = String::from_utf8_lossy(&e.value).to_string();
@@ -562,23 +555,58 @@ impl Collector {
             };
             let gone = created
                 .is_some_and(|c| collect_idempotency_key(now, self.cfg.idempotency_window, c));
-            if gone {
-                ops.push(Op::Delete {
-                    key: e.key.clone(),
-                    expect: Expect::Version(e.version),
-                });
-                st.deleted.idempotency_keys += 1;
-            } else {
-                st.idem_kept += 1;
-            }
+            sweep.decide(e, gone, &mut ops);
         }
-        if page.len() < batch {
-            st.counted.idempotency_keys = Some(st.idem_kept);
-            st.idem_cursor = None;
-        } else {
-            st.idem_cursor = page.last().map(|e| e.key.path().to_string());
-        }
+        sweep.finish(&page, batch);
         Ok(ops)
+    }
+}
+
+/// Where one paged sweep over a key space (agents, idempotency keys) keeps its place in
+/// [`GcState`]: its cursor, the entries it kept so far, the count of a finished sweep, and its
+/// deletions.
+struct Sweep<'a> {
+    cursor: &'a mut Option<String>,
+    kept: &'a mut u64,
+    counted: &'a mut Option<u64>,
+    deleted: &'a mut u64,
+}
+
+impl Sweep<'_> {
+    /// The range of the next page over `prefix`: after the cursor, or from the start (a sweep
+    /// that starts over counts what it keeps anew).
+    fn range(&mut self, prefix: &str, batch: usize) -> Range {
+        let mut range = Range::first(prefix, batch);
+        if let Some(c) = &*self.cursor {
+            range = range.after(c.clone());
+        } else {
+            *self.kept = 0;
+        }
+        range
+    }
+
+    /// One entry decided: its deletion (conditional on the version read), or one more kept.
+    fn decide(&mut self, e: &Entry, gone: bool, ops: &mut Vec<Op>) {
+        if gone {
+            ops.push(Op::Delete {
+                key: e.key.clone(),
+                expect: Expect::Version(e.version),
+            });
+            *self.deleted += 1;
+        } else {
+            *self.kept += 1;
+        }
+    }
+
+    /// After a page: a short one ends the sweep (what it kept is the count), a full one moves
+    /// the cursor past its last entry.
+    fn finish(self, page: &[Entry], batch: usize) {
+        if page.len() < batch {
+            *self.counted = Some(*self.kept);
+            *self.cursor = None;
+        } else {
+            *self.cursor = page.last().map(|e| e.key.path().to_string());
+        }
     }
 }
 

@@ -411,16 +411,13 @@ impl Deleted {
 
 /// Object counts of the last complete sweep of each kind (the `kind` label of
 /// `flux_store_objects`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counted {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<u64>,
     /// Of which finished user jobs (the count rule's figure).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_user_jobs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_keys: Option<u64>,
 }
 
@@ -428,17 +425,15 @@ pub struct Counted {
 /// cursors (the last path each looked at), the jobs sweep in progress, the last complete
 /// sweeps' counts and the totals deleted so far. It is an ordinary object of the tenant, so a
 /// backup carries it and a restore brings the sweep back where the backup saw it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcState {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs_cursor: Option<String>,
     #[serde(default)]
     pub progress: Progress,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents_cursor: Option<String>,
     #[serde(default)]
     pub agents_kept: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idem_cursor: Option<String>,
     #[serde(default)]
     pub idem_kept: u64,

@@ -85,20 +85,11 @@ impl Rollouts {
             let admission = match &mut admission {
                 Some(a) => a,
                 None => {
-                    let quota = crate::quota::get(self.store.as_ref(), tenant)
-                        .await
-                        .map_err(|e| match e {
-                            crate::quota::QuotaError::Store(s) => RolloutError::Store(s),
-                            other => RolloutError::Corrupt {
-                                key: format!("quota of {tenant}"),
-                                reason: other.to_string(),
-                            },
-                        })?
-                        .0;
-                    let queued = match quota.max_queued {
-                        Some(_) => self.jobs.queue_depth(tenant).await? as u64,
-                        None => 0,
-                    };
+                    let quota = crate::quota::read(self.store.as_ref(), tenant, |key, reason| {
+                        RolloutError::Corrupt { key, reason }
+                    })
+                    .await?;
+                    let queued = self.jobs.queued_under(tenant, &quota).await?;
                     admission.insert(Admission { quota, queued })
                 }
             };

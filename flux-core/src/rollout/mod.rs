@@ -143,14 +143,13 @@ pub fn parse_limits(
 }
 
 /// What a rollout runs and how (the body of `POST /v1/rollouts`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutSpec {
     /// Shell command line run on each target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Program and arguments, run without a shell.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
     /// The targets: the tenant's agents this selector matches when the rollout is created.
     #[serde(default, skip_serializing_if = "Selector::is_empty")]
@@ -160,28 +159,21 @@ pub struct RolloutSpec {
     pub nodes: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     /// Per target: its job (and its verify job) is killed after this long; a timeout is an
     /// error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
     /// Targets running at once: a count, or a percentage of the targets (rounded up, at least
     /// 1). Default 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<LimitSpec>,
     /// Errors tolerated over the whole rollout (count or percentage, rounded up); one more
     /// halts it. Default 0: the first error halts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<LimitSpec>,
     /// That many targets run first, alone; any canary error halts the rollout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<u32>,
     /// Shell command run on each target after its job succeeded; its failure is an error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
     /// Pause between batches of `max_concurrency` targets; none: a sliding window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_wait_secs: Option<u64>,
     /// Count a target offline at its turn as an error (it is `skipped` either way).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -193,23 +185,20 @@ pub struct RolloutSpec {
 }
 
 /// A rollout as stored and as returned by the API.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollout {
     pub rollout_id: String,
     pub tenant: String,
     pub status: RolloutStatus,
     /// Why it halted (the budget, a canary).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt_reason: Option<String>,
     /// The rollout this one retries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
     /// The rollout that retries this one: a rollout is retried once, so its targets never
     /// run in two retries at the same time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retried_by: Option<String>,
     /// The run of a schedule that started it (`s.<slot>.<name>` for a slot's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     pub spec: RolloutSpec,
     pub params: Params,
@@ -217,20 +206,17 @@ pub struct Rollout {
     pub created_by: String,
     pub created_at: Millis,
     pub updated_at: Millis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
 }
 
 /// One line of a listing: a rollout without its targets, with their counts by state.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutSummary {
     pub rollout_id: String,
     pub status: RolloutStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     pub command: String,
     pub targets: usize,
@@ -238,7 +224,6 @@ pub struct RolloutSummary {
     pub params: Params,
     pub created_by: String,
     pub created_at: Millis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
 }
 

@@ -124,6 +124,7 @@ impl TargetState {
 }
 
 /// One target of a rollout, as recorded.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     pub node_id: String,
@@ -132,19 +133,13 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
     /// Its run job, once started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
     /// Its verify job, once its run succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_job_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Why it did not succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

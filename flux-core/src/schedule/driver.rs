@@ -110,11 +110,9 @@ impl Schedules {
     }
 
     /// Why the jobs of a run may not start: they would take the tenant past its `max_queued`
-    /// quota (`None`: admitted, or no such quota). A rollout starts its jobs as it goes and is
-    /// not judged here.
-    /// Whether the jobs of `started` would take the tenant past its `max_queued` quota, or,
-    /// given `rates` (a user's trigger, not the leader's firing), past its `submit_per_sec`
-    /// (taking the tokens when admitted).
+    /// quota, or, given `rates` (a user's trigger, not the leader's firing), past its
+    /// `submit_per_sec` (the tokens are taken when admitted). `None`: admitted, or no such
+    /// quota. A rollout starts its jobs as it goes and is not judged here.
     pub(super) async fn over_quota(
         &self,
         tenant: &str,
@@ -124,20 +122,11 @@ impl Schedules {
         if started.jobs.is_empty() {
             return Ok(None);
         }
-        let (q, _) = crate::quota::get(self.store.as_ref(), tenant)
-            .await
-            .map_err(|e| match e {
-                crate::quota::QuotaError::Store(s) => ScheduleError::Store(s),
-                other => ScheduleError::Corrupt {
-                    key: format!("quota of {tenant}"),
-                    reason: other.to_string(),
-                },
-            })?;
-        let queued = match q.max_queued {
-            Some(_) => self.jobs.queue_depth(tenant).await? as u64,
-            None if rates.is_none() => return Ok(None),
-            None => 0,
-        };
+        let q = crate::quota::read(self.store.as_ref(), tenant, |key, reason| {
+            ScheduleError::Corrupt { key, reason }
+        })
+        .await?;
+        let queued = self.jobs.queued_under(tenant, &q).await?;
         let n = started.jobs.len() as u64;
         Ok(match rates {
             Some(r) => crate::quota::admit(r, tenant, &q, queued, n, std::time::Instant::now()),
@@ -450,33 +439,23 @@ mod tests {
     use super::*;
     use crate::jobs::{Jobs, JobsConfig};
     use crate::model::JobKind;
-    use crate::schedule::{JobSpec, Missed, ScheduleSpec, What, parse_slot_group};
+    use crate::schedule::{JobSpec, ScheduleSpec, What, parse_slot_group};
 
-    async fn setup(dir: &std::path::Path) -> (Schedules, crate::store::DynStore) {
-        let store = crate::store::open(&format!("redb:{}", dir.join("s.redb").display()))
-            .await
-            .unwrap();
+    /// The schedule service over a fresh redb store (kept alive by the returned guard).
+    async fn setup() -> (tempfile::TempDir, Schedules, crate::store::DynStore) {
+        let (dir, store) = crate::testing::temp_redb().await;
         let jobs = Jobs::new(store.clone(), JobsConfig::default());
-        (Schedules::new(store.clone(), jobs, 1000), store)
+        (dir, Schedules::new(store.clone(), jobs, 1000), store)
     }
 
     fn spec() -> ScheduleSpec {
-        ScheduleSpec {
-            name: "tick".into(),
-            cron: "* * * * * *".into(),
-            tz: "UTC".into(),
-            what: What::Job(JobSpec {
-                command: Some("true".into()),
-                node_id: Some("a1".into()),
-                allow_unknown_node: true,
-                ..JobSpec::default()
-            }),
-            overlap: Overlap::Allow,
-            missed: Missed::Once,
-            grace_secs: 60,
-            jitter_secs: 0,
-            paused: false,
-        }
+        let job = JobSpec {
+            command: Some("true".into()),
+            node_id: Some("a1".into()),
+            allow_unknown_node: true,
+            ..JobSpec::default()
+        };
+        crate::schedule::test_spec("tick", "* * * * * *", job)
     }
 
     /// Slot -> jobs of that slot, from the store's job records.
@@ -493,10 +472,14 @@ mod tests {
         m
     }
 
+    /// The slots that have jobs, in order.
+    async fn slots_with_jobs(store: &crate::store::DynStore) -> Vec<u64> {
+        jobs_per_slot(store).await.into_keys().collect()
+    }
+
     #[tokio::test]
     async fn passes_fire_each_slot_once_and_a_stale_epoch_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, store) = setup(dir.path()).await;
+        let (_dir, s, store) = setup().await;
         let t0 = 1_800_000_000_000;
         s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
         let old = store.next_epoch().await.unwrap();
@@ -538,8 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_schedule_gets_no_run_from_a_stale_read_and_a_paused_one_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, store) = setup(dir.path()).await;
+        let (_dir, s, store) = setup().await;
         let t0 = 1_800_000_000_000;
         s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
         let epoch = store.next_epoch().await.unwrap();
@@ -552,14 +534,7 @@ mod tests {
             .unwrap();
         let tally = s.pass("t", epoch, t0 + 6_200).await.unwrap();
         assert_eq!(tally.fired_lags_ms.len(), 1);
-        assert_eq!(
-            jobs_per_slot(&store)
-                .await
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            [t0 + 6_000]
-        );
+        assert_eq!(slots_with_jobs(&store).await, [t0 + 6_000]);
         // Deleted: no status, no more runs.
         s.delete("t", "tick", Expect::Any).await.unwrap();
         let tally = s.pass("t", epoch, t0 + 9_000).await.unwrap();
@@ -571,10 +546,7 @@ mod tests {
     /// `overlap = skip` skips the next slot.
     #[tokio::test]
     async fn skip_looks_past_a_finished_triggered_run_to_the_long_run_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         let jobs = Jobs::new(store.clone(), JobsConfig::default());
         let s = Schedules::new(store.clone(), jobs.clone(), 1000);
         let t0 = 1_800_000_000_000;
@@ -618,8 +590,7 @@ mod tests {
     /// recorded with the error.
     #[tokio::test]
     async fn a_rollout_schedule_starts_one_rollout_per_slot_and_skip_waits_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, store) = setup(dir.path()).await;
+        let (_dir, s, store) = setup().await;
         let t0 = 1_800_000_000_000;
         let mut sp = spec();
         sp.overlap = Overlap::Skip;
@@ -711,8 +682,7 @@ mod tests {
     /// fires.
     #[tokio::test]
     async fn a_firing_over_the_queued_quota_is_a_skipped_run_with_the_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, store) = setup(dir.path()).await;
+        let (_dir, s, store) = setup().await;
         let quota = crate::quota::Quota {
             max_queued: Some(1),
             ..Default::default()
@@ -729,14 +699,7 @@ mod tests {
         // The metrics count it as a skip, not as a firing.
         assert_eq!((skipped.fired_lags_ms.len(), skipped.skipped), (0, 1));
         s.pass("t", epoch, t0 + 2_200).await.unwrap();
-        assert_eq!(
-            jobs_per_slot(&store)
-                .await
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            [t0 + 1_000]
-        );
+        assert_eq!(slots_with_jobs(&store).await, [t0 + 1_000]);
         let v = s.get("t", "tick").await.unwrap();
         assert_eq!((v.fires, v.skipped, v.last_slot), (1, 1, Some(t0 + 2_000)));
         let r = &v.runs[0];
@@ -803,8 +766,7 @@ mod tests {
     /// and nothing is stored; replacing one at the cap is allowed.
     #[tokio::test]
     async fn a_tenant_at_the_schedule_cap_cannot_create_another() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, store) = setup(dir.path()).await;
+        let (_dir, s, store) = setup().await;
         let t0 = 1_800_000_000_000;
         let mut txn = Txn::new();
         for i in 0..crate::schedule::MAX_SCHEDULES {
@@ -853,8 +815,7 @@ mod tests {
     /// A queued slot waits for a run to end, not for a time: its tenant stays on every tick.
     #[tokio::test]
     async fn a_queued_slot_keeps_its_tenant_on_every_tick() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, store) = setup(dir.path()).await;
+        let (_dir, s, store) = setup().await;
         let t0 = 1_800_000_000_000;
         let mut sp = spec();
         sp.overlap = Overlap::Queue;

@@ -18,7 +18,6 @@
 //! - the other tables of the file (`[[state]]`) are left to the state file parser.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -27,7 +26,7 @@ use super::{
     DEFAULT_GRACE_SECS, MAX_SCHEDULES, Missed, Overlap, ScheduleSpec, What, validate_spec,
 };
 use crate::model::Millis;
-use crate::state::StateFileError;
+use crate::state::{Source, StateFileError};
 
 #[derive(Deserialize)]
 struct RawFile {
@@ -55,14 +54,6 @@ struct RawSchedule {
     paused: Option<Spanned<bool>>,
 }
 
-/// 1-based line and column of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 /// Parses the `[[schedule]]` tables of a state file. `file` names it in errors;
 /// `min_interval_ms` is the node's `--min-schedule-interval`.
 pub fn parse_schedule_tables(
@@ -70,25 +61,9 @@ pub fn parse_schedule_tables(
     text: &str,
     min_interval_ms: Millis,
 ) -> Result<Vec<ScheduleSpec>, StateFileError> {
-    let err = |span: Option<Range<usize>>, field: Option<String>, message: String| {
-        let (line, column) = span.map_or((0, 0), |s| position(text, s.start));
-        StateFileError {
-            file: file.to_string(),
-            line,
-            column,
-            field,
-            message,
-        }
-    };
-    let raw: RawFile =
-        toml::from_str(text).map_err(|e| err(e.span(), None, e.message().trim().to_string()))?;
-    if raw.schedule.len() > MAX_SCHEDULES {
-        return Err(err(
-            None,
-            None,
-            format!("at most {MAX_SCHEDULES} schedules in one file"),
-        ));
-    }
+    let src = Source { file, text };
+    let raw: RawFile = src.parse()?;
+    src.at_most(raw.schedule.len(), MAX_SCHEDULES, "schedules")?;
     let mut out = Vec::with_capacity(raw.schedule.len());
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, rs) in raw.schedule.into_iter().enumerate() {
@@ -128,15 +103,9 @@ pub fn parse_schedule_tables(
                 "missed" => ("missed", rs.missed.as_ref().map(|s| s.span())),
                 other => (other, Some(rs.what.span())),
             };
-            return Err(err(span.or(Some(table.clone())), field(name), fe.message));
+            return Err(src.err(span.or(Some(table.clone())), field(name), fe.message));
         }
-        if let Some(first) = names.insert(spec.name.clone(), i) {
-            return Err(err(
-                Some(rs.name.span()),
-                field("name"),
-                format!("{:?} is already declared by schedule[{first}]", spec.name),
-            ));
-        }
+        src.unique_name(&mut names, "schedule", i, &rs.name)?;
         out.push(spec);
     }
     Ok(out)

@@ -102,14 +102,12 @@ impl What {
 }
 
 /// The job a slot submits: the fields of an ad-hoc submission a schedule may set.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     #[serde(default, skip_serializing_if = "Selector::is_empty")]
     pub selector: Selector,
@@ -123,13 +121,9 @@ pub struct JobSpec {
     /// ad-hoc job's `secret_env`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
     /// Fire even when `node_id` names no agent known yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -224,24 +218,22 @@ pub struct StoredSchedule {
 }
 
 /// One run of a schedule: a slot fired (or a `trigger`).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     /// The slot; `None` for a run started by `trigger`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<Millis>,
     pub fired_at: Millis,
     /// The job group of the run (every job of it carries it).
     pub group: String,
     pub jobs: Vec<String>,
     /// The rollout the run started (a schedule of `what.rollout`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
     /// The slot was skipped rather than fired (its jobs would have taken the tenant past
     /// its `max_queued` quota); `error` says why. It counts as skipped, not fired.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
     /// Why no job was started (no agent matched, say); the slot counts as fired.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Who started it: the leader, or the user who triggered it.
     pub by: String,
@@ -395,25 +387,33 @@ pub fn validate_spec(
     Ok(parsed)
 }
 
+/// A schedule called `name` that starts `job` at `cron` in UTC, every other field as most unit
+/// tests want it (overlap allowed, one catch-up, a minute's grace, no jitter, not paused).
+#[cfg(test)]
+pub(crate) fn test_spec(name: &str, cron: &str, job: JobSpec) -> ScheduleSpec {
+    ScheduleSpec {
+        name: name.into(),
+        cron: cron.into(),
+        tz: "UTC".into(),
+        what: What::Job(job),
+        overlap: Overlap::Allow,
+        missed: Missed::Once,
+        grace_secs: 60,
+        jitter_secs: 0,
+        paused: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn spec(cron: &str) -> ScheduleSpec {
-        ScheduleSpec {
-            name: "nightly".into(),
-            cron: cron.into(),
-            tz: "UTC".into(),
-            what: What::Job(JobSpec {
-                command: Some("true".into()),
-                ..JobSpec::default()
-            }),
-            overlap: Overlap::Allow,
-            missed: Missed::Once,
-            grace_secs: 60,
-            jitter_secs: 0,
-            paused: false,
-        }
+        let job = JobSpec {
+            command: Some("true".into()),
+            ..JobSpec::default()
+        };
+        test_spec("nightly", cron, job)
     }
 
     #[test]

@@ -10,10 +10,10 @@
 //!   schedule the earlier plan did not show;
 //! - without `prune` no stored schedule is deleted, whatever the file declares.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{ScheduleSpec, StoredSchedule};
-use crate::state::{FieldChange, PlanAction, PlanConflict, PlanItem};
+use crate::state::{FieldChange, PlanConflict, PlanItem, plan_named};
 use crate::store::Version;
 
 /// The fields that differ from `old` to `new`, in the order of the spec.
@@ -41,15 +41,7 @@ pub fn diff_schedules(old: &ScheduleSpec, new: &ScheduleSpec) -> Vec<FieldChange
         ),
         ("paused", old.paused.to_string(), new.paused.to_string()),
     ];
-    pairs
-        .into_iter()
-        .filter(|(_, a, b)| a != b)
-        .map(|(f, from, to)| FieldChange {
-            field: f.to_string(),
-            from,
-            to,
-        })
-        .collect()
+    FieldChange::changed(pairs)
 }
 
 /// Plans applying `specs` over `current` (every stored schedule of the tenant, by name, with
@@ -62,78 +54,24 @@ pub fn plan_schedules(
     prune: bool,
     expect: Option<&BTreeMap<String, Version>>,
 ) -> Result<Vec<PlanItem>, PlanConflict> {
-    for (name, want) in expect.into_iter().flatten() {
-        let have = current.get(name).map_or(0, |(_, v)| *v);
-        if have != *want {
-            return Err(PlanConflict(format!(
-                "schedule {name} is at version {have}, not {want} as planned; run diff again"
-            )));
-        }
-    }
-    let mut items = Vec::new();
-    let declared: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    for spec in specs {
-        let item = |action, from_version, to_version, changes| PlanItem {
-            name: spec.name.clone(),
-            action,
-            from_version,
-            to_version,
-            changes,
-        };
-        items.push(match current.get(&spec.name) {
-            None => item(PlanAction::Create, 0, None, Vec::new()),
-            Some((old, v)) => {
-                let changes = diff_schedules(&old.spec, spec);
-                if changes.is_empty() {
-                    item(PlanAction::Unchanged, *v, Some(*v), changes)
-                } else {
-                    item(PlanAction::Update, *v, None, changes)
-                }
-            }
-        });
-    }
-    if prune {
-        for (name, (_, v)) in current {
-            if declared.contains(name.as_str()) {
-                continue;
-            }
-            if expect.is_some_and(|e| !e.contains_key(name)) {
-                return Err(PlanConflict(format!(
-                    "schedule {name} appeared after the plan was made and would be pruned unseen; run diff again"
-                )));
-            }
-            items.push(PlanItem {
-                name: name.clone(),
-                action: PlanAction::Delete,
-                from_version: *v,
-                to_version: Some(0),
-                changes: Vec::new(),
-            });
-        }
-    }
-    Ok(items)
+    let declared = specs.iter().map(|s| (s.name.as_str(), s));
+    plan_named("schedule", current, declared, prune, expect, |old, new| {
+        diff_schedules(&old.spec, new)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schedule::{JobSpec, Missed, Overlap, What};
+    use crate::state::{PlanAction, actions};
 
     fn spec(name: &str, cron: &str) -> ScheduleSpec {
-        ScheduleSpec {
-            name: name.into(),
-            cron: cron.into(),
-            tz: "UTC".into(),
-            what: What::Job(JobSpec {
-                command: Some("true".into()),
-                ..JobSpec::default()
-            }),
-            overlap: Overlap::Allow,
-            missed: Missed::Once,
-            grace_secs: 60,
-            jitter_secs: 0,
-            paused: false,
-        }
+        let job = JobSpec {
+            command: Some("true".into()),
+            ..JobSpec::default()
+        };
+        crate::schedule::test_spec(name, cron, job)
     }
 
     fn stored(specs: &[(ScheduleSpec, Version)]) -> BTreeMap<String, (StoredSchedule, Version)> {
@@ -149,13 +87,6 @@ mod tests {
                 };
                 (s.name.clone(), (st, *v))
             })
-            .collect()
-    }
-
-    fn actions(items: &[PlanItem]) -> Vec<(&str, PlanAction, Version, Option<Version>)> {
-        items
-            .iter()
-            .map(|i| (i.name.as_str(), i.action, i.from_version, i.to_version))
             .collect()
     }
 

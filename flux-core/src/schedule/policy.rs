@@ -73,13 +73,12 @@ impl Overlap {
 }
 
 /// Where a schedule's firing stands (kept in its status record).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     /// The last slot decided (fired, queued, skipped or missed); later slots are still open.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_slot: Option<Millis>,
     /// A slot waiting for the previous run to finish (`overlap = queue`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Millis>,
 }
 
@@ -375,23 +374,12 @@ mod tests {
             queued: None,
         };
         // The run of slot 1000 is still going at 4.5 s.
-        let (fired, cursor, _, skipped) = run(
-            &settings(Overlap::Skip, Missed::Once),
-            c,
-            true,
-            4_500,
-            false,
-        );
+        let at_4_5s = |overlap| run(&settings(overlap, Missed::Once), c, true, 4_500, false);
+        let (fired, cursor, _, skipped) = at_4_5s(Overlap::Skip);
         assert!(fired.is_empty());
         assert_eq!(skipped, 3);
         assert_eq!(cursor.last_slot, Some(4000));
-        let (fired, cursor, _, skipped) = run(
-            &settings(Overlap::Queue, Missed::Once),
-            c,
-            true,
-            4_500,
-            false,
-        );
+        let (fired, cursor, _, skipped) = at_4_5s(Overlap::Queue);
         assert!(fired.is_empty());
         assert_eq!(cursor.queued, Some(2000));
         assert_eq!(skipped, 2);

@@ -76,6 +76,7 @@ pub struct RunView {
 }
 
 /// A schedule with its version, next slots and last runs.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleView {
     pub name: String,
@@ -86,9 +87,7 @@ pub struct ScheduleView {
     pub spec: ScheduleSpec,
     /// The next five slots (Unix ms); empty while paused.
     pub next: Vec<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_slot: Option<Millis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_slot: Option<Millis>,
     pub fires: u64,
     pub missed: u64,

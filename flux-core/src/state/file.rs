@@ -76,27 +76,74 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Parses a `state.toml`. `file` names it in errors.
-pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateFileError> {
-    let err = |span: Option<Range<usize>>, field: Option<String>, message: String| {
-        let (line, column) = span.map_or((0, 0), |s| position(text, s.start));
+/// The text of a state file and its name, for the parsers of its tables (`[[state]]` here,
+/// `[[schedule]]` in `crate::schedule`): their errors say where, in the same way.
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// An error at `span` (position unknown without one).
+    pub fn err(
+        &self,
+        span: Option<Range<usize>>,
+        field: Option<String>,
+        message: String,
+    ) -> StateFileError {
+        let (line, column) = span.map_or((0, 0), |s| position(self.text, s.start));
         StateFileError {
-            file: file.to_string(),
+            file: self.file.to_string(),
             line,
             column,
             field,
             message,
         }
-    };
-    let raw: RawFile =
-        toml::from_str(text).map_err(|e| err(e.span(), None, e.message().trim().to_string()))?;
-    if raw.state.len() > MAX_STATES {
-        return Err(err(
-            None,
-            None,
-            format!("at most {MAX_STATES} states in one file"),
-        ));
     }
+
+    /// The file's TOML as `T`; a syntax error or an unknown field names its position.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, StateFileError> {
+        toml::from_str(self.text)
+            .map_err(|e| self.err(e.span(), None, e.message().trim().to_string()))
+    }
+
+    /// Refuses a file with more than `max` tables of a kind (`what`: `states`, `schedules`).
+    pub fn at_most(&self, count: usize, max: usize, what: &str) -> Result<(), StateFileError> {
+        if count > max {
+            return Err(self.err(None, None, format!("at most {max} {what} in one file")));
+        }
+        Ok(())
+    }
+
+    /// Records that table `table[i]` declares `name`, refusing a name an earlier table of the
+    /// file declared (`names` maps each name to the first table's index).
+    pub fn unique_name(
+        &self,
+        names: &mut BTreeMap<String, usize>,
+        table: &str,
+        i: usize,
+        name: &Spanned<String>,
+    ) -> Result<(), StateFileError> {
+        if let Some(first) = names.insert(name.get_ref().clone(), i) {
+            return Err(self.err(
+                Some(name.span()),
+                Some(format!("{table}[{i}].name")),
+                format!(
+                    "{:?} is already declared by {table}[{first}]",
+                    name.get_ref()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a `state.toml`. `file` names it in errors.
+pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateFileError> {
+    let src = Source { file, text };
+    let raw: RawFile = src.parse()?;
+    src.at_most(raw.state.len(), MAX_STATES, "states")?;
     let mut out: Vec<StateSpec> = Vec::with_capacity(raw.state.len());
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, rs) in raw.state.into_iter().enumerate() {
@@ -112,7 +159,7 @@ pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateF
                         Ok(d.as_secs())
                     }
                 })
-                .map_err(|m| err(Some(s.span()), field(name), m)),
+                .map_err(|m| src.err(Some(s.span()), field(name), m)),
         };
         let spec = StateSpec {
             name: rs.name.get_ref().clone(),
@@ -144,15 +191,9 @@ pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateF
                 }
                 _ => None,
             };
-            return Err(err(span, field(fe.field), fe.message));
+            return Err(src.err(span, field(fe.field), fe.message));
         }
-        if let Some(first) = names.insert(spec.name.clone(), i) {
-            return Err(err(
-                Some(rs.name.span()),
-                field("name"),
-                format!("{:?} is already declared by state[{first}]", spec.name),
-            ));
-        }
+        src.unique_name(&mut names, "state", i, &rs.name)?;
         out.push(spec);
     }
     Ok(out)

@@ -30,7 +30,11 @@ mod file;
 mod plan;
 mod service;
 
+pub(crate) use file::Source;
 pub use file::{StateFileError, parse_state_file};
+#[cfg(test)]
+pub(crate) use plan::actions;
+pub(crate) use plan::plan_named;
 pub use plan::{Plan, PlanAction, PlanConflict, PlanItem, plan};
 pub use service::{ApplyRequest, PreparedApply, StateError, StateView, States};
 
@@ -90,6 +94,7 @@ impl Targets {
 }
 
 /// One desired state, as sent to and returned by the API.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSpec {
@@ -108,7 +113,6 @@ pub struct StateSpec {
     #[serde(default)]
     pub desired_exit_code: i32,
     /// Bounds on the state's repairs; none: every drifted target repairs at once, without end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<StateRollout>,
 }
 
@@ -116,12 +120,11 @@ pub struct StateSpec {
 /// at once, and how many failed repairs over the state's current version halt its remediation.
 /// The limits are read as an ad-hoc rollout's are ([`crate::rollout::parse_limits`]: absent, a
 /// concurrency of 1 and no failure allowed).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateRollout {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<LimitSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<LimitSpec>,
 }
 
@@ -320,6 +323,23 @@ pub struct FieldChange {
     pub to: String,
 }
 
+impl FieldChange {
+    /// The changes among `(field, from, to)` triples: those whose two sides differ, in order.
+    pub(crate) fn changed(
+        pairs: impl IntoIterator<Item = (&'static str, String, String)>,
+    ) -> Vec<FieldChange> {
+        pairs
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(f, from, to)| FieldChange {
+                field: f.to_string(),
+                from,
+                to,
+            })
+            .collect()
+    }
+}
+
 /// The fields that differ from `old` to `new`, in file order.
 pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
     let rollout =
@@ -352,15 +372,7 @@ pub fn diff_specs(old: &StateSpec, new: &StateSpec) -> Vec<FieldChange> {
         ),
         ("rollout", rollout(&old.rollout), rollout(&new.rollout)),
     ];
-    pairs
-        .into_iter()
-        .filter(|(_, a, b)| a != b)
-        .map(|(f, from, to)| FieldChange {
-            field: f.to_string(),
-            from,
-            to,
-        })
-        .collect()
+    FieldChange::changed(pairs)
 }
 
 /// The agents a state targets, in id order: the named ones (registered or not), or the

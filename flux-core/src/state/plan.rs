@@ -26,6 +26,7 @@ pub enum PlanAction {
 }
 
 /// One line of a plan.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanItem {
     pub name: String,
@@ -33,7 +34,6 @@ pub struct PlanItem {
     /// Version before (0 = absent).
     pub from_version: Version,
     /// Version after applying (0 = deleted; unknown in a dry run of a change).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<Version>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
@@ -74,55 +74,65 @@ pub fn plan(
     prune: bool,
     expect: &BTreeMap<String, Version>,
 ) -> Result<Vec<PlanItem>, PlanConflict> {
-    for (name, want) in expect {
+    let declared = specs.iter().map(|s| (s.name.as_str(), s));
+    let expect = (!expect.is_empty()).then_some(expect);
+    plan_named("state", current, declared, prune, expect, |old, new| {
+        diff_specs(&old.spec, new)
+    })
+}
+
+/// The plan of an apply of named objects of one kind (`kind` names them in conflicts: `state`,
+/// `schedule`), for [`plan()`] and `crate::schedule::plan_schedules`: `declared` holds each
+/// declared spec by name, `diff` the fields that change from a stored object to its spec.
+/// `expect`, when given (even empty), holds the versions the caller planned against (0 =
+/// absent), and pruning may only delete the objects it names.
+pub(crate) fn plan_named<'a, T, S: 'a>(
+    kind: &str,
+    current: &BTreeMap<String, (T, Version)>,
+    declared: impl IntoIterator<Item = (&'a str, &'a S)>,
+    prune: bool,
+    expect: Option<&BTreeMap<String, Version>>,
+    diff: impl Fn(&T, &S) -> Vec<FieldChange>,
+) -> Result<Vec<PlanItem>, PlanConflict> {
+    for (name, want) in expect.into_iter().flatten() {
         let have = current.get(name).map_or(0, |(_, v)| *v);
         if have != *want {
             return Err(PlanConflict(format!(
-                "state {name} is at version {have}, not {want} as planned; run diff again"
+                "{kind} {name} is at version {have}, not {want} as planned; run diff again"
             )));
         }
     }
     let mut items = Vec::new();
-    let declared: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    for spec in specs {
-        items.push(match current.get(&spec.name) {
-            None => PlanItem {
-                name: spec.name.clone(),
-                action: PlanAction::Create,
-                from_version: 0,
-                to_version: None,
-                changes: Vec::new(),
-            },
+    let mut names = BTreeSet::new();
+    for (name, spec) in declared {
+        names.insert(name);
+        let item = |action, from_version, to_version, changes| PlanItem {
+            name: name.to_string(),
+            action,
+            from_version,
+            to_version,
+            changes,
+        };
+        items.push(match current.get(name) {
+            None => item(PlanAction::Create, 0, None, Vec::new()),
             Some((old, v)) => {
-                let changes = diff_specs(&old.spec, spec);
+                let changes = diff(old, spec);
                 if changes.is_empty() {
-                    PlanItem {
-                        name: spec.name.clone(),
-                        action: PlanAction::Unchanged,
-                        from_version: *v,
-                        to_version: Some(*v),
-                        changes,
-                    }
+                    item(PlanAction::Unchanged, *v, Some(*v), changes)
                 } else {
-                    PlanItem {
-                        name: spec.name.clone(),
-                        action: PlanAction::Update,
-                        from_version: *v,
-                        to_version: None,
-                        changes,
-                    }
+                    item(PlanAction::Update, *v, None, changes)
                 }
             }
         });
     }
     if prune {
         for (name, (_, v)) in current {
-            if declared.contains(name.as_str()) {
+            if names.contains(name.as_str()) {
                 continue;
             }
-            if !expect.is_empty() && !expect.contains_key(name) {
+            if expect.is_some_and(|e| !e.contains_key(name)) {
                 return Err(PlanConflict(format!(
-                    "state {name} appeared after the plan was made and would be pruned unseen; run diff again"
+                    "{kind} {name} appeared after the plan was made and would be pruned unseen; run diff again"
                 )));
             }
             items.push(PlanItem {
@@ -135,6 +145,15 @@ pub fn plan(
         }
     }
     Ok(items)
+}
+
+/// Each item's name, action and versions: what the plan tests compare.
+#[cfg(test)]
+pub(crate) fn actions(items: &[PlanItem]) -> Vec<(&str, PlanAction, Version, Option<Version>)> {
+    items
+        .iter()
+        .map(|i| (i.name.as_str(), i.action, i.from_version, i.to_version))
+        .collect()
 }
 
 #[cfg(test)]
@@ -171,13 +190,6 @@ mod tests {
                 };
                 (s.name.clone(), (st, *v))
             })
-            .collect()
-    }
-
-    fn actions(items: &[PlanItem]) -> Vec<(&str, PlanAction, Version, Option<Version>)> {
-        items
-            .iter()
-            .map(|i| (i.name.as_str(), i.action, i.from_version, i.to_version))
             .collect()
     }
 

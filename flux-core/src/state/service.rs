@@ -66,6 +66,7 @@ impl From<JobError> for StateError {
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
 /// A state with its version and the status of every target.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateView {
     pub name: String,
@@ -78,7 +79,6 @@ pub struct StateView {
     pub status: Vec<TargetStatus>,
     /// With a `rollout` table: its limits over the current targets, repairs running, failed
     /// repairs that count, and whether remediation is halted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<StateRolloutView>,
 }
 
@@ -94,15 +94,13 @@ impl StateView {
 }
 
 /// Body of `POST /v1/states/apply`: a whole set of states, from a TOML file or as JSON.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// The text of a `state.toml` (errors then name `file`, line and field).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toml: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub states: Option<Vec<StateSpec>>,
     /// Delete the tenant's states that the set does not declare.
     #[serde(default)]
@@ -116,11 +114,9 @@ pub struct ApplyRequest {
     pub expect: BTreeMap<String, Version>,
     /// Schedules declared as JSON beside `states` (a `toml` declares them in its
     /// `[[schedule]]` tables); absent, a JSON apply leaves schedules alone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedules: Option<Vec<crate::schedule::ScheduleSpec>>,
     /// The schedule versions the caller planned against (0 = absent), as `expect`; given
     /// (even empty), pruning deletes only the schedules it names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_schedules: Option<BTreeMap<String, Version>>,
 }
 
@@ -177,15 +173,10 @@ impl States {
         if after <= before {
             return Ok(());
         }
-        let (q, _) = crate::quota::get(self.store.as_ref(), tenant)
-            .await
-            .map_err(|e| match e {
-                crate::quota::QuotaError::Store(s) => StateError::from(s),
-                other => StateError::Corrupt {
-                    key: format!("quota of {tenant}"),
-                    reason: other.to_string(),
-                },
-            })?;
+        let q = crate::quota::read(self.store.as_ref(), tenant, |key, reason| {
+            StateError::Corrupt { key, reason }
+        })
+        .await?;
         crate::quota::admit_states(tenant, &q, before as u64, after as u64)
             .map_err(StateError::Quota)
     }

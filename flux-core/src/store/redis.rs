@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{Client, RedisError, Script, ScriptInvocation};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -120,16 +120,9 @@ end
 return out
 "#;
 
-const LIST_RANGE_LUA: &str = r#"
--- KEYS: idx; ARGV: object key prefix, min, max (ZRANGEBYLEX bounds; swapped for reverse),
--- limit, reverse ('1' or '0')
-local paths
-if ARGV[5] == '1' then
-  paths = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[3], ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
-else
-  paths = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
-end
-local out = {}
+/// The end of the listing scripts below: path, version and data of each of their `paths` that
+/// still has an object (ARGV[1] is the object key prefix).
+const VALUES_OF_PATHS_LUA: &str = r#"local out = {}
 for _, p in ipairs(paths) do
   local vd = redis.call('HMGET', ARGV[1] .. p, 'v', 'd')
   if vd[1] then
@@ -141,6 +134,17 @@ end
 return out
 "#;
 
+const LIST_RANGE_LUA: &str = r#"
+-- KEYS: idx; ARGV: object key prefix, min, max (ZRANGEBYLEX bounds; swapped for reverse),
+-- limit, reverse ('1' or '0')
+local paths
+if ARGV[5] == '1' then
+  paths = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[3], ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+else
+  paths = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+end
+"#;
+
 const LIST_LUA: &str = r#"
 -- KEYS: idx; ARGV: object key prefix, path prefix
 local paths
@@ -149,16 +153,6 @@ if ARGV[2] == '' then
 else
   paths = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[2], '[' .. ARGV[2] .. '\255')
 end
-local out = {}
-for _, p in ipairs(paths) do
-  local vd = redis.call('HMGET', ARGV[1] .. p, 'v', 'd')
-  if vd[1] then
-    out[#out + 1] = p
-    out[#out + 1] = vd[1]
-    out[#out + 1] = vd[2]
-  end
-end
-return out
 "#;
 
 // Snapshot and restore walk every tenant inside one script, so they are atomic on a single Redis
@@ -411,8 +405,8 @@ impl RedisStore {
             committer,
             stats,
             unwritable,
-            list_script: Script::new(LIST_LUA),
-            list_range_script: Script::new(LIST_RANGE_LUA),
+            list_script: Script::new(&format!("{LIST_LUA}{VALUES_OF_PATHS_LUA}")),
+            list_range_script: Script::new(&format!("{LIST_RANGE_LUA}{VALUES_OF_PATHS_LUA}")),
             raise_script: Script::new(RAISE_EPOCH_LUA),
             snapshot_script: Script::new(SNAPSHOT_LUA),
             restore_script: Script::new(RESTORE_LUA),
@@ -429,6 +423,44 @@ impl RedisStore {
 
     fn err(&self, e: RedisError) -> StoreError {
         StoreError::Unavailable(format!("Redis at {}: {e}", self.location))
+    }
+
+    /// The entries a listing script returns for `tenant`: `args` adds the script's arguments
+    /// after the tenant's index (KEYS[1]) and object key prefix (ARGV[1]).
+    async fn listed(
+        &self,
+        tenant: &str,
+        script: &Script,
+        args: impl FnOnce(&mut ScriptInvocation<'_>),
+    ) -> Result<Vec<Entry>> {
+        let tag = tenant_tag(tenant);
+        let mut invocation = script.key(format!("{tag}idx"));
+        invocation.arg(format!("{tag}o:"));
+        args(&mut invocation);
+        let flat: Vec<Vec<u8>> = self.run(self.conn.clone(), &invocation).await?;
+        list_entries(tenant, flat)
+    }
+
+    /// Sends a command on `conn` (a clone of one of the store's connections); a failure is
+    /// `Unavailable`.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        mut conn: ConnectionManager,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        cmd.query_async(&mut conn).await.map_err(|e| self.err(e))
+    }
+
+    /// Runs a script on `conn`, as [`RedisStore::query`] sends a command.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        mut conn: ConnectionManager,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T> {
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -763,14 +795,10 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
-        let mut conn = self.conn.clone();
-        let (v, d): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
-            .arg(object_key(key))
-            .arg("v")
-            .arg("d")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(object_key(key)).arg("v").arg("d");
+        let (v, d): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            self.query(self.conn.clone(), &cmd).await?;
         match v {
             None => Ok(None),
             Some(v) => Ok(Some(Versioned {
@@ -794,17 +822,10 @@ impl Store for RedisStore {
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
         validate_tenant(tenant)?;
         validate_path(prefix, true)?;
-        let tag = tenant_tag(tenant);
-        let mut conn = self.conn.clone();
-        let flat: Vec<Vec<u8>> = self
-            .list_script
-            .key(format!("{tag}idx"))
-            .arg(format!("{tag}o:"))
-            .arg(prefix)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        list_entries(tenant, flat)
+        self.listed(tenant, &self.list_script, |s| {
+            s.arg(prefix);
+        })
+        .await
     }
 
     async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
@@ -813,7 +834,6 @@ impl Store for RedisStore {
         if range.limit == 0 {
             return Ok(Vec::new());
         }
-        let tag = tenant_tag(tenant);
         let start = |a: &str| format!("({a}");
         let (min, max) = match (&range.start_after, range.reverse) {
             (Some(a), false) if a.as_str() >= range.prefix.as_str() => {
@@ -827,43 +847,28 @@ impl Store for RedisStore {
                 format!("({}", range.prefix_end()),
             ),
         };
-        let mut conn = self.conn.clone();
-        let flat: Vec<Vec<u8>> = self
-            .list_range_script
-            .key(format!("{tag}idx"))
-            .arg(format!("{tag}o:"))
-            .arg(min)
-            .arg(max)
-            .arg(range.limit)
-            .arg(if range.reverse { "1" } else { "0" })
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut out = list_entries(tenant, flat)?;
+        let reverse = if range.reverse { "1" } else { "0" };
+        let mut out = self
+            .listed(tenant, &self.list_range_script, |s| {
+                s.arg(min).arg(max).arg(range.limit).arg(reverse);
+            })
+            .await?;
         out.retain(|e| range.admits(e.key.path()));
         Ok(out)
     }
 
     async fn tenants(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.clone();
-        let mut t: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(TENANTS)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut t: Vec<String> = self
+            .query(self.conn.clone(), redis::cmd("SMEMBERS").arg(TENANTS))
+            .await?;
         t.sort();
         Ok(t)
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        let mut conn = self.conn.clone();
-        let flat: Vec<Vec<u8>> = self
-            .snapshot_script
-            .key(TENANTS)
-            .key(EPOCH)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut invocation = self.snapshot_script.key(TENANTS);
+        invocation.key(EPOCH);
+        let flat: Vec<Vec<u8>> = self.run(self.conn.clone(), &invocation).await?;
         let [epoch, ntenants, rest @ ..] = flat.as_slice() else {
             return Err(StoreError::Corrupt("short snapshot reply".into()));
         };
@@ -907,7 +912,6 @@ impl Store for RedisStore {
         force: bool,
         epoch_floor: Epoch,
     ) -> Result<Epoch> {
-        let mut conn = self.conn.clone();
         let mut inv = self.restore_script.key(TENANTS);
         inv.key(EPOCH)
             .arg(if force { "1" } else { "0" })
@@ -922,7 +926,7 @@ impl Store for RedisStore {
                 .arg(e.version)
                 .arg(e.value.as_slice());
         }
-        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))?;
+        let reply: Vec<String> = self.run(self.conn.clone(), &inv).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => reply
                 .get(1)
@@ -938,32 +942,21 @@ impl Store for RedisStore {
     }
 
     async fn next_epoch(&self) -> Result<Epoch> {
-        let mut conn = self.conn.clone();
-        redis::cmd("INCR")
-            .arg(EPOCH)
-            .query_async(&mut conn)
+        self.query(self.conn.clone(), redis::cmd("INCR").arg(EPOCH))
             .await
-            .map_err(|e| self.err(e))
     }
 
     async fn current_epoch(&self) -> Result<Epoch> {
-        let mut conn = self.conn.clone();
-        let v: Option<u64> = redis::cmd("GET")
-            .arg(EPOCH)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let v: Option<u64> = self
+            .query(self.conn.clone(), redis::cmd("GET").arg(EPOCH))
+            .await?;
         Ok(v.unwrap_or(0))
     }
 
     async fn raise_epoch(&self, floor: Epoch) -> Result<Epoch> {
-        let mut conn = self.conn.clone();
-        self.raise_script
-            .key(EPOCH)
-            .arg(floor)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))
+        let mut invocation = self.raise_script.key(EPOCH);
+        invocation.arg(floor);
+        self.run(self.conn.clone(), &invocation).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
@@ -972,39 +965,27 @@ impl Store for RedisStore {
 
     async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Epoch>> {
         super::validate_holder(holder)?;
-        let mut conn = self.lease_conn.clone();
-        let e: i64 = self
-            .acquire_script
-            .key(LEASE)
+        let mut invocation = self.acquire_script.key(LEASE);
+        invocation
             .key(EPOCH)
             .arg(holder)
-            .arg(ttl.as_millis().max(1) as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+            .arg(ttl.as_millis().max(1) as u64);
+        let e: i64 = self.run(self.lease_conn.clone(), &invocation).await?;
         Ok((e >= 0).then_some(e as Epoch))
     }
 
     async fn release_lease(&self, holder: &str) -> Result<()> {
         super::validate_holder(holder)?;
-        let mut conn = self.lease_conn.clone();
-        let _: i64 = self
-            .release_script
-            .key(LEASE)
-            .arg(holder)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut invocation = self.release_script.key(LEASE);
+        invocation.arg(holder);
+        let _: i64 = self.run(self.lease_conn.clone(), &invocation).await?;
         Ok(())
     }
 
     async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
-        let mut conn = self.lease_conn.clone();
-        let v: Option<String> = redis::cmd("GET")
-            .arg(LEASE)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let v: Option<String> = self
+            .query(self.lease_conn.clone(), redis::cmd("GET").arg(LEASE))
+            .await?;
         Ok(v.and_then(|v| {
             let (h, e) = v.rsplit_once('|')?;
             Some((h.to_string(), e.parse().ok()?))

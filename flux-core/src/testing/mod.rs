@@ -2,7 +2,8 @@
 //! tests, the end-to-end tests in `tests/` and `fluxctl chaos run`, so that each helper exists
 //! once:
 //! - here: [`free_port`], [`wait_until`] and [`poll_until`] (poll with a deadline), [`on_path`]
-//!   and [`tool`] (program look-up), and the `FLUX_REQUIRE_*` flags ([`redis_required`]);
+//!   and [`tool`] (program look-up), the `FLUX_REQUIRE_*` flags ([`redis_required`]), and
+//!   [`temp_redb`] (a redb store in a temporary directory), [`Lcg`] (seeded test cases);
 //! - [`proc`]: the kill-on-drop child process with its log ([`Proc`], [`Launch`]);
 //! - [`redis`]: real `redis-server` processes ([`RedisServer`]);
 //! - [`hooks`]: a store wrapper that runs a hook before each commit ([`BeforeCommit`]);
@@ -78,6 +79,31 @@ pub fn on_path(bin: &str) -> Option<PathBuf> {
             .map(|d| d.join(bin))
             .find(|p| p.is_file())
     })
+}
+
+/// A redb store in a fresh temporary directory; the directory (and so the store's file) lives
+/// as long as the returned guard.
+pub async fn temp_redb() -> (tempfile::TempDir, crate::store::DynStore) {
+    let dir = tempfile::tempdir().expect("temp dir for a redb store");
+    let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
+        .await
+        .expect("open a redb store in a temp dir");
+    (dir, store)
+}
+
+/// A tiny deterministic generator for randomized unit tests, so that a seed gives the same
+/// sequence (and so the same cases) on every run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number, below `n` (which must not be 0).
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
 }
 
 /// Whether the environment variable `var` is set to something other than empty or `0`.

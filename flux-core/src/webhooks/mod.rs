@@ -1368,10 +1368,7 @@ mod paging {
     /// may leave): the deliverer sees every one, and retention's guard every cursor.
     #[tokio::test]
     async fn the_deliverer_and_the_guard_see_past_the_first_page() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         for i in 0..=MAX_WEBHOOKS {
             let name = format!("w{i:03}");
             // The last one is the furthest behind.
@@ -1419,10 +1416,7 @@ mod limit {
     /// the creating transaction); a deletion frees a place for the next.
     #[tokio::test]
     async fn creations_racing_at_the_limit_make_no_more_than_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         let s = store.as_ref();
         for i in 0..MAX_WEBHOOKS - 1 {
             create(s, "t", &req(i), false, "admin", 1).await.unwrap();
@@ -1517,10 +1511,7 @@ mod dropped {
     /// receiver is told with a `webhook.dropped` notice before the next event.
     #[tokio::test]
     async fn a_webhook_behind_past_the_hold_gets_a_dropped_record_and_a_notice() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::testing::temp_redb().await;
         let s = store.as_ref();
         let epoch = s.next_epoch().await.unwrap();
         let (port, got) = receiver().await;
