@@ -21,14 +21,8 @@ STORE="${STORE:-redb}"
 TIMEOUT="${TIMEOUT:-5m}"
 
 flux_build
-cleanup_all() { flux_cleanup; flux_redis_down; }
-trap cleanup_all EXIT
 for n in $TARGETS; do
-    flux_cleanup; flux_redis_down
-    dir="$(mktemp -d -t fluxforge-bench.XXXXXX)"
-    args=()
-    if [ "$STORE" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
-    flux_up "$dir" "$(flux_free_port)" "${args[@]}" --max-long-polls $(( n + 1000 )) \
+    flux_up_store "$(mktemp -d -t fluxforge-bench.XXXXXX)" "$STORE" --max-long-polls $(( n + 1000 )) \
         --max-agent-requests 4096 --max-requests 4096 --tenant-share 100
     kind=simulated; cmd="TARGETS=$n bash scripts/bench-converge.sh"
     if [ "$REAL" = 1 ]; then

@@ -22,15 +22,9 @@ STORE="${STORE:-redb}"
 COMMAND="${COMMAND:-true}"
 
 flux_build
-cleanup_all() { flux_cleanup; flux_redis_down; }
-trap cleanup_all EXIT
 for point in $POINTS; do
     agents="${point%%:*}" clients="${point##*:}"
-    flux_cleanup; flux_redis_down
-    dir="$(mktemp -d -t fluxforge-bench.XXXXXX)"
-    args=()
-    if [ "$STORE" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
-    flux_up "$dir" "$(flux_free_port)" "${args[@]}"
+    flux_up_store "$(mktemp -d -t fluxforge-bench.XXXXXX)" "$STORE"
     for i in $(seq 1 "$agents"); do flux_agent "bench-$i" --slots "$SLOTS"; done
     flux_wait_agents "$agents"
     echo "==> $agents agent(s), $clients client(s), jobs of 'sh -c $COMMAND' for $DURATION on $STORE"
@@ -41,13 +35,6 @@ for point in $POINTS; do
     fi
     cmd="POINTS=$point bash scripts/bench-jobs.sh"
     [ "$STORE" = redb ] || cmd="STORE=$STORE $cmd"
-    out="$FLUX_DIR/bench-jobs.json"
-    "$BIN/fluxctl" -o json bench jobs --count "$COUNT" --duration "$DURATION" \
-        --deadline "$DEADLINE" --concurrency "$clients" --command "$COMMAND" >"$out" || true
-    if [ -s "$out" ]; then
-        jq -c . "$out"
-        flux_result "$figure" "$(flux_jobs_summary "$out")" "$cmd"
-    else
-        flux_result "$figure" "failed (see $FLUX_DIR)" "$cmd"
-    fi
+    flux_bench_jobs "$figure" "$cmd" --count "$COUNT" --duration "$DURATION" \
+        --deadline "$DEADLINE" --concurrency "$clients" --command "$COMMAND"
 done

@@ -43,19 +43,11 @@ TICK=$(getconf CLK_TCK)
 # fluxd keeps a reserve of descriptors beyond its connection cap.
 FDS=$(ulimit -n)
 CONNS=$(( FDS > 9216 ? 8192 : FDS - 1024 ))
-cleanup_all() { flux_cleanup; flux_redis_down; }
-trap cleanup_all EXIT
 
 # up N STORE: a fresh fluxd (and for redis a fresh redis-server) sized for N agents.
 up() {
-    local n="$1" store="$2" args=()
-    flux_cleanup; flux_redis_down
-    local dir; dir="$(mktemp -d -t fluxforge-scale.XXXXXX)"
-    if [ "$store" = redis ]; then
-        flux_redis_up "$dir/redis"
-        args=(--store "$FLUX_REDIS_URL")
-    fi
-    flux_up "$dir" "$(flux_free_port)" "${args[@]}" \
+    local n="$1" store="$2"
+    flux_up_store "$(mktemp -d -t fluxforge-scale.XXXXXX)" "$store" \
         --max-long-polls $(( n + 2 * 1024 + 1000 )) --max-requests 4096 \
         --max-agent-requests 4096 --max-registrations "$START_CONCURRENCY" \
         --tenant-share 100 --token-share 100 \
@@ -80,15 +72,8 @@ if [[ " $PARTS " == *" jobs "* ]]; then
                 flux_result "$figure" "not measured: only $(flux_online) of $n agents came online in ${SIM_SECS}s" "$cmd"
                 continue
             fi
-            out="$FLUX_DIR/bench-jobs.json"
-            "$BIN/fluxctl" -o json bench jobs --count "$COUNT" --duration "$DURATION" \
-                --deadline "$DEADLINE" --concurrency "$CONCURRENCY" >"$out" || true
-            if [ -s "$out" ]; then
-                jq -c . "$out"
-                flux_result "$figure" "$(flux_jobs_summary "$out")" "$cmd"
-            else
-                flux_result "$figure" "failed (see $FLUX_DIR)" "$cmd"
-            fi
+            flux_bench_jobs "$figure" "$cmd" --count "$COUNT" --duration "$DURATION" \
+                --deadline "$DEADLINE" --concurrency "$CONCURRENCY"
         done
     done
 fi

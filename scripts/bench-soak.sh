@@ -35,8 +35,6 @@ LOAD_CONCURRENCY="${LOAD_CONCURRENCY:-64}"
 SAMPLE="${SAMPLE:-30}"
 
 flux_build
-cleanup_all() { flux_cleanup; flux_redis_down; }
-trap cleanup_all EXIT
 
 # p50 and p99 (ms) of a column of seconds on stdin.
 percentiles() {
@@ -90,11 +88,7 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
 start_store() { # start_store STORE [fluxd args]
     local store="$1"; shift
-    flux_cleanup; flux_redis_down
-    local dir; dir="$(mktemp -d -t fluxforge-soak.XXXXXX)"
-    local args=()
-    if [ "$store" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
-    flux_up "$dir" "$(flux_free_port)" "${args[@]}" "$@"
+    flux_up_store "$(mktemp -d -t fluxforge-soak.XXXXXX)" "$store" "$@"
     flux_simulate "$AGENTS" 120
 }
 

@@ -1,6 +1,7 @@
 # Shared by examples/quickstart.sh and scripts/bench-*.sh: bring up a local fluxd and agents
-# from release binaries, and stop them on exit. Source it, then call flux_build,
-# flux_up DIR PORT [fluxd args...], flux_agent NAME [agent args...].
+# from release binaries, and stop them (and a redis-server flux_redis_up started) on exit.
+# Source it, then call flux_build, flux_up DIR PORT [fluxd args...] (or flux_up_store DIR
+# STORE [fluxd args...]), flux_agent NAME [agent args...].
 #
 # BIN_DIR=/path/to/release   use the fluxd, flux-agent and fluxctl found there (an older build,
 #                            say) instead of building this checkout's release binaries.
@@ -27,7 +28,9 @@ flux_cleanup() {
     for p in "${FLUX_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     FLUX_PIDS=()
 }
-trap flux_cleanup EXIT
+# flux_stop_all: stops what flux_up, flux_agent, flux_simulate and flux_redis_up started.
+flux_stop_all() { flux_cleanup; flux_redis_down; }
+trap flux_stop_all EXIT
 
 # flux_free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now.
 flux_free_port() {
@@ -153,6 +156,16 @@ flux_redis_down() {
     REDIS_PID=
 }
 
+# flux_up_store DIR STORE [extra fluxd args]: stops what runs (flux_stop_all), then starts
+# fluxd in DIR on a free port, with a fresh redis-server under DIR/redis as its store when
+# STORE is redis (redb otherwise).
+flux_up_store() {
+    local dir="$1" store="$2" args=(); shift 2
+    flux_stop_all
+    if [ "$store" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
+    flux_up "$dir" "$(flux_free_port)" "${args[@]}" "$@"
+}
+
 # CPU time (utime + stime, in clock ticks) and /proc/<pid>/status fields (in KiB) of a process.
 flux_cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 flux_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -165,6 +178,20 @@ flux_result() {
     echo "RESULT  $1: $2"
     [ -n "${FLUX_RESULTS:-}" ] && printf '%s|%s|%s\n' "$1" "$2" "$3" >>"$FLUX_RESULTS"
     return 0
+}
+
+# flux_bench_jobs FIGURE COMMAND [bench jobs args]: runs `fluxctl bench jobs` into
+# $FLUX_DIR/bench-jobs.json, prints the report and records FIGURE from it (flux_result), or
+# that the run failed.
+flux_bench_jobs() {
+    local figure="$1" cmd="$2" out="$FLUX_DIR/bench-jobs.json"; shift 2
+    "$BIN/fluxctl" -o json bench jobs "$@" >"$out" || true
+    if [ -s "$out" ]; then
+        jq -c . "$out"
+        flux_result "$figure" "$(flux_jobs_summary "$out")" "$cmd"
+    else
+        flux_result "$figure" "failed (see $FLUX_DIR)" "$cmd"
+    fi
 }
 
 # flux_jobs_summary FILE: "N jobs/s, p50 X ms, p99 Y ms" (+ errors) from `bench jobs -o json`.

@@ -31,12 +31,8 @@ fi
 [ "$(id -u)" = 0 ] || [ "$paranoid" -le 1 ] || echo "note: perf_event_paranoid $paranoid, user-space frames only" >&2
 
 flux_build
-cleanup_all() { flux_cleanup; flux_redis_down; }
-trap cleanup_all EXIT
 dir="$(mktemp -d -t fluxforge-profile.XXXXXX)"
-args=()
-if [ "$STORE" = redis ]; then flux_redis_up "$dir/redis"; args=(--store "$FLUX_REDIS_URL"); fi
-flux_up "$dir" "$(flux_free_port)" "${args[@]}" --max-long-polls $(( AGENTS + 3000 )) \
+flux_up_store "$dir" "$STORE" --max-long-polls $(( AGENTS + 3000 )) \
     --max-requests 4096 --max-agent-requests 4096 --tenant-share 100 --token-share 100 \
     --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s
 flux_simulate "$AGENTS" "$(( 60 + AGENTS / 250 ))" --simulate-run-ms 0 --label fleet=sim

@@ -366,6 +366,15 @@ mod tests {
         }
     }
 
+    /// A shell job from `script`, where `{p}` stands for a file in a fresh directory that the
+    /// job writes a pid to: the directory (kept while the test runs), the file and the job.
+    fn with_pidfile(script: &str) -> (tempfile::TempDir, std::path::PathBuf, ExecSpec) {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let spec = shell(&script.replace("{p}", &pidfile.display().to_string()));
+        (dir, pidfile, spec)
+    }
+
     async fn collect(spec: ExecSpec, cancel: CancellationToken) -> (ExecOutcome, String, String) {
         let (tx, mut rx) = mpsc::channel(16);
         let run = tokio::spawn(run(spec, tx, cancel));
@@ -452,12 +461,9 @@ mod tests {
     /// Cancelling kills the whole group, including a grandchild that ignores SIGTERM.
     #[tokio::test]
     async fn cancel_kills_the_whole_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("pid");
-        let spec = shell(&format!(
+        let (_dir, pidfile, spec) = with_pidfile(
             "sh -c 'trap \"\" TERM; echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 600' & wait",
-            p = pidfile.display()
-        ));
+        );
         let cancel = CancellationToken::new();
         let task = tokio::spawn(collect(spec, cancel.clone()));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -481,46 +487,36 @@ mod tests {
         );
     }
 
+    /// A simulated run of `run` with `timeout` printing `hi`, cancelled before it starts if
+    /// `cancelled`: its outcome and what it printed.
+    async fn simulated(
+        run: Duration,
+        timeout: Duration,
+        cancelled: bool,
+    ) -> (ExecOutcome, mpsc::Receiver<Chunk>) {
+        let (tx, rx) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        if cancelled {
+            cancel.cancel();
+        }
+        (simulate(run, timeout, "hi\n".into(), tx, cancel).await, rx)
+    }
+
     #[tokio::test]
     async fn simulated_runs_print_their_line_or_are_cancelled() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let o = simulate(
-            Duration::from_millis(5),
-            Duration::from_secs(60),
-            "hi\n".into(),
-            tx,
-            CancellationToken::new(),
-        )
-        .await;
+        let (o, mut rx) = simulated(Duration::from_millis(5), Duration::from_secs(60), false).await;
         assert_eq!(o, ExecOutcome::Exited(0));
         let c = rx.recv().await.unwrap();
         assert_eq!((c.stream, c.data), (Stream::Stdout, b"hi\n".to_vec()));
         assert!(rx.recv().await.is_none());
 
-        let (tx, mut rx) = mpsc::channel(4);
-        let cancel = CancellationToken::new();
-        cancel.cancel();
-        let o = simulate(
-            Duration::from_secs(600),
-            Duration::from_secs(900),
-            "hi\n".into(),
-            tx,
-            cancel,
-        )
-        .await;
+        let (o, mut rx) = simulated(Duration::from_secs(600), Duration::from_secs(900), true).await;
         assert_eq!(o, ExecOutcome::Cancelled);
         assert!(rx.recv().await.is_none());
 
         // A job whose timeout is shorter than the simulated run times out, printing nothing.
-        let (tx, mut rx) = mpsc::channel(4);
-        let o = simulate(
-            Duration::from_secs(600),
-            Duration::from_millis(5),
-            "hi\n".into(),
-            tx,
-            CancellationToken::new(),
-        )
-        .await;
+        let (o, mut rx) =
+            simulated(Duration::from_secs(600), Duration::from_millis(5), false).await;
         assert_eq!(o, ExecOutcome::TimedOut);
         assert!(rx.recv().await.is_none());
     }
@@ -542,17 +538,7 @@ mod tests {
         let o = std::future::Future::poll(run.as_mut(), &mut cx);
         assert_eq!(o, std::task::Poll::Ready(ExecOutcome::Exited(0)));
         assert_eq!(rx.recv().await.unwrap().data, b"hi\n".to_vec());
-        let (tx, mut rx) = mpsc::channel(4);
-        let cancel = CancellationToken::new();
-        cancel.cancel();
-        let o = simulate(
-            Duration::ZERO,
-            Duration::from_secs(60),
-            "hi\n".into(),
-            tx,
-            cancel,
-        )
-        .await;
+        let (o, mut rx) = simulated(Duration::ZERO, Duration::from_secs(60), true).await;
         assert_eq!(o, ExecOutcome::Cancelled);
         assert!(rx.recv().await.is_none());
     }
@@ -570,9 +556,7 @@ mod tests {
     #[tokio::test]
     async fn orphans_of_a_previous_agent_are_reaped() {
         let state = tempfile::tempdir().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("pid");
-        let mut spec = shell(&format!("echo $$ > {}; exec sleep 600", pidfile.display()));
+        let (_dir, pidfile, mut spec) = with_pidfile("echo $$ > {p}; exec sleep 600");
         spec.env.insert("FLUX_ATTEMPT_ID".into(), "j-1.0001".into());
         spec.track = Some(state.path().join("j-1.0001"));
         // Run it, then forget the run (as a SIGKILLed agent would) without cancelling it.
@@ -605,12 +589,7 @@ mod tests {
     /// does not keep the job open through the pipes it inherited.
     #[tokio::test]
     async fn background_leftovers_are_killed_after_exit() {
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("pid");
-        let spec = shell(&format!(
-            "sleep 600 & echo $! > {p}; exit 3",
-            p = pidfile.display()
-        ));
+        let (_dir, pidfile, spec) = with_pidfile("sleep 600 & echo $! > {p}; exit 3");
         let (o, _, _) = collect(spec, CancellationToken::new()).await;
         assert_eq!(o, ExecOutcome::Exited(3));
         let pid: i32 = std::fs::read_to_string(&pidfile)

@@ -120,6 +120,12 @@ pub fn json_text<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// `WHAT ID STATUS`, then `: WHY` when there is one (a job's error, a rollout's halt reason).
+pub fn status_line(what: &str, id: &str, status: &str, why: Option<&str>) -> String {
+    let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+    format!("{what} {id} {status}{why}")
+}
+
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);

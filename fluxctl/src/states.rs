@@ -137,29 +137,20 @@ pub fn convergence(views: &[StateView], want: &BTreeMap<String, u64>) -> Converg
         }
         for t in &v.status {
             c.targets += 1;
-            match t.settled_at(version) {
-                Some(TargetState::Compliant) => c.compliant += 1,
-                Some(_) => {
-                    c.failed += 1;
-                    c.failures.push(format!(
-                        "{}/{}: {}",
-                        t.state,
-                        t.agent,
-                        t.message.as_deref().unwrap_or("failed")
-                    ));
+            let why = match t.settled_at(version) {
+                Some(TargetState::Compliant) => {
+                    c.compliant += 1;
+                    continue;
                 }
+                Some(_) => t.message.as_deref().unwrap_or("failed").to_string(),
                 // Its agent cannot run anything now: waiting longer would not help.
                 None if t.agent_state.as_deref().is_some_and(|a| a != "online") => {
-                    c.failed += 1;
-                    c.failures.push(format!(
-                        "{}/{}: agent is {}",
-                        t.state,
-                        t.agent,
-                        t.agent_state.as_deref().unwrap_or("?")
-                    ));
+                    format!("agent is {}", t.agent_state.as_deref().unwrap_or("?"))
                 }
-                None => {}
-            }
+                None => continue,
+            };
+            c.failed += 1;
+            c.failures.push(format!("{}/{}: {why}", t.state, t.agent));
         }
     }
     c

@@ -5,15 +5,17 @@
 //! when the subscription lagged). Were each poll to watch the notices itself, every write —
 //! agents' own heartbeats included — would wake every waiting poll: with N agents heartbeating,
 //! N × N/interval wake-ups a second, which at 10,000 agents saturates the node.
+//!
+//! The table of watchers itself ([`WatchTable`]: by tenant and id, counted, unregistered on
+//! drop) and the forwarding of the notices ([`forward_changes`]) also serve the job waits of
+//! `waiters`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use flux_core::store::Change;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
-
-type AgentKey = (String, String);
 
 /// Where agents' inboxes live (`inbox/<node>/<attempt>`).
 const INBOXES: &str = flux_core::keys::INBOX;
@@ -21,14 +23,13 @@ const INBOXES: &str = flux_core::keys::INBOX;
 /// The agents with a task poll waiting on this node.
 #[derive(Default)]
 pub struct Inboxes {
-    /// Per agent (tenant, node id): what its polls wait on and how many polls there are.
-    waiting: Mutex<HashMap<AgentKey, (Arc<Notify>, usize)>>,
+    /// Per agent (tenant, node id): what its polls wait on.
+    waiting: Arc<WatchTable<Arc<Notify>>>,
 }
 
 /// A poll's registration; dropping it unregisters the poll.
 pub struct InboxWatch {
-    inboxes: Arc<Inboxes>,
-    key: AgentKey,
+    _registered: Registration<Arc<Notify>>,
     notify: Arc<Notify>,
 }
 
@@ -40,47 +41,24 @@ impl InboxWatch {
     }
 }
 
-impl Drop for InboxWatch {
-    fn drop(&mut self) {
-        // Never panic in a drop (a poisoned lock holds consistent counts: only `+= 1`, `-= 1`).
-        let mut waiting = self
-            .inboxes
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some((_, n)) = waiting.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                waiting.remove(&self.key);
-            }
-        }
-    }
-}
-
 impl Inboxes {
     /// Registers a poll of `node`'s inbox in `tenant`.
     pub fn watch(self: &Arc<Self>, tenant: &str, node: &str) -> InboxWatch {
-        let key = (tenant.to_string(), node.to_string());
-        let mut waiting = self.waiting.lock().expect("inbox waiters");
-        let entry = waiting.entry(key.clone()).or_default();
-        entry.1 += 1;
+        let (registered, notify) = self.waiting.watch(tenant, node, Arc::clone);
         InboxWatch {
-            inboxes: self.clone(),
-            key,
-            notify: entry.0.clone(),
+            _registered: registered,
+            notify,
         }
     }
 
     /// Polls currently registered.
     #[cfg(test)]
     fn agents_waiting(&self) -> usize {
-        self.waiting.lock().expect("inbox waiters").len()
+        self.waiting.watched()
     }
 
     fn wake_all(&self) {
-        for (notify, _) in self.waiting.lock().expect("inbox waiters").values() {
-            notify.notify_waiters();
-        }
+        self.waiting.for_each(|notify| notify.notify_waiters());
     }
 
     /// Wakes the polls a change concerns.
@@ -88,23 +66,14 @@ impl Inboxes {
         if change.is_resync() {
             return self.wake_all();
         }
-        let waiting = self.waiting.lock().expect("inbox waiters");
-        if waiting.is_empty() {
-            return;
-        }
-        let mut key = (change.tenant.clone(), String::new());
-        for path in &change.paths {
-            let Some(node) = path
-                .strip_prefix(INBOXES)
-                .and_then(|rest| rest.split('/').next())
-            else {
-                continue;
-            };
-            node.clone_into(&mut key.1);
-            if let Some((notify, _)) = waiting.get(&key) {
-                notify.notify_waiters();
-            }
-        }
+        self.waiting.dispatch(
+            change,
+            |path| {
+                let node = path.strip_prefix(INBOXES)?.split('/').next()?;
+                Some((node, ()))
+            },
+            |notify, ()| notify.notify_waiters(),
+        );
     }
 
     /// Forwards the store's change notices until `cancel`.
@@ -114,6 +83,106 @@ impl Inboxes {
         cancel: CancellationToken,
     ) {
         forward_changes(self.as_ref(), changes, cancel).await
+    }
+}
+
+/// Watchers by (tenant, id) with what they wait on (`W`) and how many are registered: the table
+/// of [`Inboxes`] (by agent) and of `waiters::JobWaiters` (by job). A key's entry lives while
+/// one of its registrations does.
+pub struct WatchTable<W> {
+    waiting: Mutex<HashMap<(String, String), (W, usize)>>,
+}
+
+impl<W> Default for WatchTable<W> {
+    fn default() -> Self {
+        WatchTable {
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A watcher's registration in a [`WatchTable`]; dropping it unregisters the watcher.
+pub struct Registration<W> {
+    table: Arc<WatchTable<W>>,
+    key: (String, String),
+}
+
+impl<W> Drop for Registration<W> {
+    fn drop(&mut self) {
+        let mut waiting = self.table.lock();
+        if let Some((_, n)) = waiting.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                waiting.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl<W> WatchTable<W> {
+    /// Never panics (a poisoned lock holds consistent counts: only `+= 1`, `-= 1`).
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), (W, usize)>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a watcher of `id` in `tenant`, and takes what it waits on from the key's
+    /// entry (`pick`).
+    pub fn watch<T>(
+        self: &Arc<Self>,
+        tenant: &str,
+        id: &str,
+        pick: impl FnOnce(&W) -> T,
+    ) -> (Registration<W>, T)
+    where
+        W: Default,
+    {
+        let key = (tenant.to_string(), id.to_string());
+        let mut waiting = self.lock();
+        let entry = waiting.entry(key.clone()).or_default();
+        entry.1 += 1;
+        let picked = pick(&entry.0);
+        let registered = Registration {
+            table: self.clone(),
+            key,
+        };
+        (registered, picked)
+    }
+
+    /// Keys with a watcher registered.
+    #[cfg(test)]
+    pub fn watched(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Calls `f` on what every key's watchers wait on.
+    pub fn for_each(&self, mut f: impl FnMut(&W)) {
+        for (w, _) in self.lock().values() {
+            f(w);
+        }
+    }
+
+    /// Calls `wake` on what the watchers of each id of `change`'s tenant wait on, for every
+    /// path of the change that `id_of` names an id in (with what kind of path it is).
+    pub fn dispatch<'c, K>(
+        &self,
+        change: &'c Change,
+        id_of: impl Fn(&'c str) -> Option<(&'c str, K)>,
+        wake: impl Fn(&W, K),
+    ) {
+        let waiting = self.lock();
+        if waiting.is_empty() {
+            return;
+        }
+        let mut key = (change.tenant.clone(), String::new());
+        for path in &change.paths {
+            let Some((id, kind)) = id_of(path) else {
+                continue;
+            };
+            id.clone_into(&mut key.1);
+            if let Some((w, _)) = waiting.get(&key) {
+                wake(w, kind);
+            }
+        }
     }
 }
 
@@ -159,11 +228,14 @@ pub async fn forward_changes(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::future::Future;
     use std::time::Duration;
+    use tokio::sync::futures::Notified;
 
-    fn change(tenant: &str, paths: &[&str]) -> Change {
+    /// A change notice of `tenant` touching `paths`.
+    pub(crate) fn change(tenant: &str, paths: &[&str]) -> Change {
         Change {
             tenant: tenant.into(),
             revision: 1,
@@ -171,14 +243,40 @@ mod tests {
         }
     }
 
-    async fn woken(w: &InboxWatch, after: impl FnOnce()) -> bool {
-        let changed = w.changed();
+    /// Whether `changed` fires (within 50 ms) once `after` has run.
+    pub(crate) async fn woken_by(changed: Notified<'_>, after: impl FnOnce()) -> bool {
         tokio::pin!(changed);
         changed.as_mut().enable();
         after();
         tokio::time::timeout(Duration::from_millis(50), changed)
             .await
             .is_ok()
+    }
+
+    /// Sends `notices` into a channel of one, so that the forwarder `run` starts (on the
+    /// receiving end, until its token is cancelled) lags, and waits until `changed` fires.
+    pub(crate) async fn lag_wakes<F: Future<Output = ()> + Send + 'static>(
+        changed: Notified<'_>,
+        notices: [Change; 2],
+        run: impl FnOnce(broadcast::Receiver<Change>, CancellationToken) -> F,
+    ) {
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let (tx, rx) = broadcast::channel(1);
+        for n in notices {
+            tx.send(n).unwrap();
+        }
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(run(rx, cancel.clone()));
+        tokio::time::timeout(Duration::from_secs(5), changed)
+            .await
+            .expect("woken after a lag");
+        cancel.cancel();
+        run.await.unwrap();
+    }
+
+    async fn woken(w: &InboxWatch, after: impl FnOnce()) -> bool {
+        woken_by(w.changed(), after).await
     }
 
     #[tokio::test]
@@ -216,21 +314,13 @@ mod tests {
     #[tokio::test]
     async fn lagging_behind_the_store_wakes_everyone() {
         let hub = Arc::new(Inboxes::default());
-        let (tx, rx) = broadcast::channel(1);
         let w = hub.watch("t", "a");
-        let changed = w.changed();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
         // Two notices into a channel of one: the forwarder lags and must wake the poll even
         // though neither notice touches its inbox.
-        tx.send(change("t", &["agents/x"])).unwrap();
-        tx.send(change("t", &["agents/y"])).unwrap();
-        let cancel = CancellationToken::new();
-        let run = tokio::spawn(hub.clone().run(rx, cancel.clone()));
-        tokio::time::timeout(Duration::from_secs(5), changed)
-            .await
-            .expect("woken after a lag");
-        cancel.cancel();
-        run.await.unwrap();
+        let notices = [change("t", &["agents/x"]), change("t", &["agents/y"])];
+        lag_wakes(w.changed(), notices, |rx, cancel| {
+            hub.clone().run(rx, cancel)
+        })
+        .await;
     }
 }

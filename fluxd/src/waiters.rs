@@ -13,8 +13,7 @@
 //! what wakes it ([`Interest`]): a wait only its record (its status is what it returns), a
 //! follow the record, the attempts and the output.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use flux_core::keys;
 use flux_core::model::parse_attempt_id;
@@ -22,7 +21,7 @@ use flux_core::store::Change;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-type JobKey = (String, String);
+use crate::inboxes::{Registration, WatchTable};
 
 /// What wakes a watcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,20 +55,17 @@ struct Waiting {
     record: Arc<Notify>,
     /// Woken by a change to anything of the job.
     everything: Arc<Notify>,
-    /// Watchers registered.
-    count: usize,
 }
 
 /// The jobs waited on or followed on this node.
 #[derive(Default)]
 pub struct JobWaiters {
-    waiting: Mutex<HashMap<JobKey, Waiting>>,
+    waiting: Arc<WatchTable<Waiting>>,
 }
 
 /// A wait's or follow's registration; dropping it unregisters it.
 pub struct JobWatch {
-    waiters: Arc<JobWaiters>,
-    key: JobKey,
+    _registered: Registration<Waiting>,
     notify: Arc<Notify>,
 }
 
@@ -81,41 +77,15 @@ impl JobWatch {
     }
 }
 
-impl Drop for JobWatch {
-    fn drop(&mut self) {
-        // Never panic in a drop (a poisoned lock holds consistent counts: only `+= 1`, `-= 1`).
-        let mut waiting = self
-            .waiters
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = waiting.get_mut(&self.key) {
-            w.count -= 1;
-            if w.count == 0 {
-                waiting.remove(&self.key);
-            }
-        }
-    }
-}
-
 impl JobWaiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Waiting>> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Registers a watcher of job `job_id` of `tenant`.
     pub fn watch(self: &Arc<Self>, tenant: &str, job_id: &str, interest: Interest) -> JobWatch {
-        let key = (tenant.to_string(), job_id.to_string());
-        let mut waiting = self.lock();
-        let w = waiting.entry(key.clone()).or_default();
-        w.count += 1;
-        let notify = match interest {
+        let (registered, notify) = self.waiting.watch(tenant, job_id, |w| match interest {
             Interest::Record => w.record.clone(),
             Interest::Everything => w.everything.clone(),
-        };
+        });
         JobWatch {
-            waiters: self.clone(),
-            key,
+            _registered: registered,
             notify,
         }
     }
@@ -123,14 +93,14 @@ impl JobWaiters {
     /// Jobs currently watched.
     #[cfg(test)]
     fn jobs_watched(&self) -> usize {
-        self.lock().len()
+        self.waiting.watched()
     }
 
     fn wake_all(&self) {
-        for w in self.lock().values() {
+        self.waiting.for_each(|w| {
             w.record.notify_waiters();
             w.everything.notify_waiters();
-        }
+        });
     }
 
     /// Wakes the watchers a change concerns.
@@ -138,23 +108,12 @@ impl JobWaiters {
         if change.is_resync() {
             return self.wake_all();
         }
-        let waiting = self.lock();
-        if waiting.is_empty() {
-            return;
-        }
-        let mut key = (change.tenant.clone(), String::new());
-        for path in &change.paths {
-            let Some((id, what)) = job_of(path) else {
-                continue;
-            };
-            id.clone_into(&mut key.1);
-            if let Some(w) = waiting.get(&key) {
-                w.everything.notify_waiters();
-                if what == Interest::Record {
-                    w.record.notify_waiters();
-                }
+        self.waiting.dispatch(change, job_of, |w, what| {
+            w.everything.notify_waiters();
+            if what == Interest::Record {
+                w.record.notify_waiters();
             }
-        }
+        });
     }
 
     /// Forwards the store's change notices until `cancel`.
@@ -179,25 +138,10 @@ impl crate::inboxes::ChangeHub for JobWaiters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn change(tenant: &str, paths: &[&str]) -> Change {
-        Change {
-            tenant: tenant.into(),
-            revision: 1,
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }
-    }
+    use crate::inboxes::tests::{change, lag_wakes, woken_by};
 
     async fn woken(w: &JobWatch, after: impl FnOnce()) -> bool {
-        let notify = w.notify();
-        let changed = notify.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        after();
-        tokio::time::timeout(Duration::from_millis(50), changed)
-            .await
-            .is_ok()
+        woken_by(w.notify().notified(), after).await
     }
 
     #[test]
@@ -288,22 +232,14 @@ mod tests {
     #[tokio::test]
     async fn lagging_behind_the_store_wakes_everyone() {
         let hub = Arc::new(JobWaiters::default());
-        let (tx, rx) = broadcast::channel(1);
         let w = hub.watch("t", "j", Interest::Record);
         let notify = w.notify();
-        let changed = notify.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
         // Two notices into a channel of one: the forwarder lags and must wake the watcher even
         // though neither notice touches its job.
-        tx.send(change("t", &["jobs/x"])).unwrap();
-        tx.send(change("t", &["jobs/y"])).unwrap();
-        let cancel = CancellationToken::new();
-        let run = tokio::spawn(hub.clone().run(rx, cancel.clone()));
-        tokio::time::timeout(Duration::from_secs(5), changed)
-            .await
-            .expect("woken after a lag");
-        cancel.cancel();
-        run.await.unwrap();
+        let notices = [change("t", &["jobs/x"]), change("t", &["jobs/y"])];
+        lag_wakes(notify.notified(), notices, |rx, cancel| {
+            hub.clone().run(rx, cancel)
+        })
+        .await;
     }
 }

@@ -149,16 +149,33 @@ pub(super) async fn declare_state(api: &ApiClient, work: &Path) -> Result<()> {
             max_errors: Some(flux_core::rollout::LimitSpec::Count(1_000_000)),
         }),
     };
-    let _: StateView = api
-        .call(
-            Method::PUT,
-            &format!("/v1/states/{STATE}"),
-            Some(&erased::Body(&spec)),
-            Duration::from_secs(10),
-        )
-        .await
-        .context("declaring the run's desired state")?;
+    let _: StateView = declare(
+        api,
+        Method::PUT,
+        &format!("/v1/states/{STATE}"),
+        &spec,
+        "declaring the run's desired state",
+    )
+    .await?;
     Ok(())
+}
+
+/// Sends one of the run's declarations, `body` to `path`; `what` says which in an error.
+async fn declare<R: serde::de::DeserializeOwned>(
+    api: &ApiClient,
+    method: Method,
+    path: &str,
+    body: &(impl serde::Serialize + Sync),
+    what: &'static str,
+) -> Result<R> {
+    api.call(
+        method,
+        path,
+        Some(&erased::Body(body)),
+        Duration::from_secs(10),
+    )
+    .await
+    .context(what)
 }
 
 /// Name of the run's schedule: `true` on a labelled agent every second, through the faults.
@@ -183,15 +200,14 @@ pub(super) async fn declare_schedule(api: &ApiClient) -> Result<()> {
         jitter_secs: 0,
         paused: false,
     };
-    let _: serde_json::Value = api
-        .call(
-            Method::PUT,
-            &format!("/v1/schedules/{SCHEDULE}"),
-            Some(&erased::Body(&spec)),
-            Duration::from_secs(10),
-        )
-        .await
-        .context("declaring the run's schedule")?;
+    let _: serde_json::Value = declare(
+        api,
+        Method::PUT,
+        &format!("/v1/schedules/{SCHEDULE}"),
+        &spec,
+        "declaring the run's schedule",
+    )
+    .await?;
     // And one that starts a rollout every two seconds, through the same faults.
     let roll = ScheduleSpec {
         name: ROLLOUT_SCHEDULE.into(),
@@ -206,15 +222,14 @@ pub(super) async fn declare_schedule(api: &ApiClient) -> Result<()> {
         }),
         ..spec
     };
-    let _: serde_json::Value = api
-        .call(
-            Method::PUT,
-            &format!("/v1/schedules/{ROLLOUT_SCHEDULE}"),
-            Some(&erased::Body(&roll)),
-            Duration::from_secs(10),
-        )
-        .await
-        .context("declaring the run's rollout schedule")?;
+    let _: serde_json::Value = declare(
+        api,
+        Method::PUT,
+        &format!("/v1/schedules/{ROLLOUT_SCHEDULE}"),
+        &roll,
+        "declaring the run's rollout schedule",
+    )
+    .await?;
     Ok(())
 }
 
@@ -227,69 +242,64 @@ pub(super) const ROLLOUT_SCHEDULE: &str = "chaos-roll";
 pub(super) async fn observe_rollout_schedule(
     api: &ApiClient,
 ) -> Result<flux_core::chaos::ScheduleSeen> {
-    let _: serde_json::Value = api
-        .call(
-            Method::POST,
-            &format!("/v1/schedules/{ROLLOUT_SCHEDULE}/pause"),
-            None,
-            Duration::from_secs(10),
-        )
-        .await
-        .context("pausing the run's rollout schedule")?;
-    let v: serde_json::Value = api
-        .get(&format!("/v1/schedules/{ROLLOUT_SCHEDULE}"))
-        .await?;
-    let mut groups = Vec::new();
-    let mut cursor: Option<String> = None;
     // Bounded: a run of an hour starts 1,800 rollouts.
-    for _ in 0..100 {
-        let mut path = "/v1/rollouts?limit=1000".to_string();
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let resp = api
-            .send(Method::GET, &path, None, Duration::from_secs(30))
-            .await?;
-        cursor = resp
-            .headers()
-            .get("x-flux-next-cursor")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
-        let page: Vec<flux_core::rollout::RolloutSummary> =
-            resp.json().await.context("decoding rollouts")?;
-        groups.extend(page.into_iter().filter_map(|r| r.group).filter(|g| {
-            flux_core::schedule::parse_slot_group(g).is_some_and(|(n, _)| n == ROLLOUT_SCHEDULE)
-        }));
-        if cursor.is_none() {
-            break;
-        }
-    }
-    Ok(flux_core::chaos::ScheduleSeen {
-        every_ms: 2000,
-        job_groups: groups,
-        fires: v["fires"].as_u64().unwrap_or(0),
-        missed: v["missed"].as_u64().unwrap_or(0),
-        last_slot: v["last_slot"].as_u64(),
-    })
+    observe(
+        api,
+        ROLLOUT_SCHEDULE,
+        "rollout schedule",
+        2000,
+        "/v1/rollouts?limit=1000",
+        "decoding rollouts",
+        |r: flux_core::rollout::RolloutSummary| {
+            r.group.filter(|g| {
+                flux_core::schedule::parse_slot_group(g).is_some_and(|(n, _)| n == ROLLOUT_SCHEDULE)
+            })
+        },
+    )
+    .await
 }
 
 /// Pauses the run's schedule and reads what it did: its record and every job it started.
 pub(super) async fn observe_schedule(api: &ApiClient) -> Result<flux_core::chaos::ScheduleSeen> {
+    // Bounded: a run of an hour fires 3,600 slots.
+    observe(
+        api,
+        SCHEDULE,
+        "schedule",
+        1000,
+        "/v1/jobs?kind=schedule&limit=1000",
+        "decoding jobs",
+        |j: Job| j.group,
+    )
+    .await
+}
+
+/// Pauses schedule `name` (the run's `what`, firing every `every_ms`) and reads what it did:
+/// its record, and the groups `group_of` finds in the pages of `list` (at most 100 pages of
+/// items decoded as `T`; `decoding` says what in an error).
+async fn observe<T: serde::de::DeserializeOwned>(
+    api: &ApiClient,
+    name: &str,
+    what: &str,
+    every_ms: u64,
+    list: &str,
+    decoding: &'static str,
+    group_of: impl Fn(T) -> Option<String>,
+) -> Result<flux_core::chaos::ScheduleSeen> {
     let _: serde_json::Value = api
         .call(
             Method::POST,
-            &format!("/v1/schedules/{SCHEDULE}/pause"),
+            &format!("/v1/schedules/{name}/pause"),
             None,
             Duration::from_secs(10),
         )
         .await
-        .context("pausing the run's schedule")?;
-    let v: serde_json::Value = api.get(&format!("/v1/schedules/{SCHEDULE}")).await?;
+        .with_context(|| format!("pausing the run's {what}"))?;
+    let v: serde_json::Value = api.get(&format!("/v1/schedules/{name}")).await?;
     let mut groups = Vec::new();
     let mut cursor: Option<String> = None;
-    // Bounded: a run of an hour fires 3,600 slots.
     for _ in 0..100 {
-        let mut path = "/v1/jobs?kind=schedule&limit=1000".to_string();
+        let mut path = list.to_string();
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
@@ -301,14 +311,14 @@ pub(super) async fn observe_schedule(api: &ApiClient) -> Result<flux_core::chaos
             .get("x-flux-next-cursor")
             .and_then(|h| h.to_str().ok())
             .map(str::to_string);
-        let jobs: Vec<Job> = resp.json().await.context("decoding jobs")?;
-        groups.extend(jobs.into_iter().filter_map(|j| j.group));
+        let page: Vec<T> = resp.json().await.context(decoding)?;
+        groups.extend(page.into_iter().filter_map(&group_of));
         if cursor.is_none() {
             break;
         }
     }
     Ok(flux_core::chaos::ScheduleSeen {
-        every_ms: 1000,
+        every_ms,
         job_groups: groups,
         fires: v["fires"].as_u64().unwrap_or(0),
         missed: v["missed"].as_u64().unwrap_or(0),
@@ -513,15 +523,14 @@ pub(super) async fn declare_webhook(api: &ApiClient, port: u16, secret: &str) ->
         "allow_http": true,
         "max_attempts": flux_core::webhooks::MAX_MAX_ATTEMPTS,
     });
-    let _: serde_json::Value = api
-        .call(
-            Method::POST,
-            "/v1/webhooks",
-            Some(&erased::Body(&body)),
-            Duration::from_secs(10),
-        )
-        .await
-        .context("creating the run's webhook")?;
+    let _: serde_json::Value = declare(
+        api,
+        Method::POST,
+        "/v1/webhooks",
+        &body,
+        "creating the run's webhook",
+    )
+    .await?;
     Ok(())
 }
 

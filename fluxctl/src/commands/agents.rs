@@ -50,18 +50,6 @@ fn pairs(m: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-/// A query value, percent-encoded.
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 impl Render for [Agent] {
     fn render(&self) -> String {
         let mut t = table(&["AGENT", "STATE", "SLOTS", "LABELS", "LAST SEEN", "VERSION"]);
@@ -165,7 +153,10 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> CliResult {
             let path = if selector.is_empty() {
                 "/v1/agents".to_string()
             } else {
-                format!("/v1/agents?selector={}", query_escape(&selector.join(",")))
+                format!(
+                    "/v1/agents?selector={}",
+                    super::job::urlencoding(&selector.join(","))
+                )
             };
             let agents: Vec<Agent> = api.get(&path).await?;
             emit(ctx.out, agents.as_slice())?;
@@ -176,7 +167,10 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> CliResult {
                 remove,
             };
             let agent: Agent = api
-                .post(&format!("/v1/agents/{}/labels", query_escape(&id)), &change)
+                .post(
+                    &format!("/v1/agents/{}/labels", super::job::urlencoding(&id)),
+                    &change,
+                )
                 .await?;
             emit(ctx.out, &agent)?;
         }

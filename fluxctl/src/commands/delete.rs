@@ -27,10 +27,7 @@ pub async fn run(ctx: &Ctx, cmd: DeleteCmd) -> CliResult {
     let DeleteCmd::State { name, if_version } = cmd;
     states::check_name(&name)?;
     let api = ctx.client()?;
-    let headers: Vec<(&str, String)> = if_version
-        .map(|v| ("if-match", v.to_string()))
-        .into_iter()
-        .collect();
+    let headers = super::job::if_match(if_version);
     let resp = api
         .send_with_headers(
             Method::DELETE,

@@ -180,10 +180,18 @@ impl Watcher {
 
     /// Opens the stream now (its start is the log's head at this moment).
     pub async fn open(&mut self) -> Result<()> {
-        let path = format!(
+        self.connect(None).await
+    }
+
+    /// Opens the stream after the event `since` (at the log's head without one).
+    async fn connect(&mut self, since: Option<String>) -> Result<()> {
+        let mut path = format!(
             "/v1/events?follow=true&type={}",
             super::job::urlencoding(&self.types)
         );
+        if let Some(l) = since {
+            path.push_str(&format!("&since={l}"));
+        }
         let resp = self
             .api
             .send(
@@ -202,24 +210,7 @@ impl Watcher {
         let mut out = Vec::new();
         loop {
             if self.body.is_none() {
-                let mut path = format!(
-                    "/v1/events?follow=true&type={}",
-                    super::job::urlencoding(&self.types)
-                );
-                if let Some(l) = &self.last {
-                    path.push_str(&format!("&since={l}"));
-                }
-                let resp = self
-                    .api
-                    .send(
-                        Method::GET,
-                        &path,
-                        None,
-                        Duration::from_secs(30 * 24 * 3600),
-                    )
-                    .await?;
-                self.body = Some(resp.bytes_stream().map(|r| r.map(|b| b.to_vec())).boxed());
-                self.parser = Parser::new();
+                self.connect(self.last.clone()).await?;
             }
             let body = self.body.as_mut().expect("opened above");
             let piece = if out.is_empty() {

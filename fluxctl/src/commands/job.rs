@@ -18,7 +18,9 @@ use serde_json::json;
 use crate::cli::parse_kv;
 use crate::context::Ctx;
 use crate::error::{CliResult, exit_with, ok_or_1};
-use crate::output::{Output, Render, SortedKeys, age, emit, print_json, short, table, view};
+use crate::output::{
+    Output, Render, SortedKeys, age, emit, print_json, short, status_line, table, view,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
@@ -253,6 +255,15 @@ pub(crate) fn urlencoding(v: &str) -> String {
         .collect()
 }
 
+/// The `If-Match` header of a write made only if the object is still at `version` (no header
+/// without one).
+pub(crate) fn if_match(version: Option<u64>) -> Vec<(&'static str, String)> {
+    version
+        .map(|v| ("if-match", v.to_string()))
+        .into_iter()
+        .collect()
+}
+
 /// The request `job run` submits: one argument is a shell command line, several an argv;
 /// `--secret-env` values are read from fluxctl's own environment.
 fn submit_request(r: RunArgs) -> Result<SubmitJob> {
@@ -387,13 +398,13 @@ async fn run_wait(ctx: &Ctx, api: &ApiClient, job: &Job) -> CliResult {
         }
         Output::Table | Output::Wide if done.status != JobStatus::Succeeded => {
             eprintln!(
-                "job {} {}{}",
-                done.job_id,
-                done.status.as_str(),
-                done.error
-                    .as_ref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
+                "{}",
+                status_line(
+                    "job",
+                    &done.job_id,
+                    done.status.as_str(),
+                    done.error.as_deref()
+                )
             );
         }
         Output::Table | Output::Wide => {}

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::context::Ctx;
 use crate::error::{CliResult, exit_with};
-use crate::output::{Output, Render, age, emit, print_json, short, table};
+use crate::output::{Output, Render, age, emit, print_json, short, status_line, table};
 
 #[derive(Subcommand, Debug)]
 pub enum RolloutCmd {
@@ -275,13 +275,13 @@ async fn follow(ctx: &Ctx, api: &ApiClient, mut r: Rollout) -> CliResult {
             status = Some(r.status);
             if !quiet && bar.is_none() {
                 eprintln!(
-                    "rollout {} {}{}",
-                    r.rollout_id,
-                    r.status.as_str(),
-                    r.halt_reason
-                        .as_ref()
-                        .map(|h| format!(": {h}"))
-                        .unwrap_or_default()
+                    "{}",
+                    status_line(
+                        "rollout",
+                        &r.rollout_id,
+                        r.status.as_str(),
+                        r.halt_reason.as_deref()
+                    )
                 );
             }
         }
@@ -321,15 +321,13 @@ async fn follow(ctx: &Ctx, api: &ApiClient, mut r: Rollout) -> CliResult {
 
 impl Render for Rollout {
     fn render(&self) -> String {
-        let mut text = format!(
-            "rollout {} {}{}\n",
-            self.rollout_id,
+        let mut text = status_line(
+            "rollout",
+            &self.rollout_id,
             self.status.as_str(),
-            self.halt_reason
-                .as_ref()
-                .map(|h| format!(": {h}"))
-                .unwrap_or_default()
+            self.halt_reason.as_deref(),
         );
+        text.push('\n');
         if let Some(r) = &self.retry_of {
             text.push_str(&format!("retry of {r}\n"));
         }

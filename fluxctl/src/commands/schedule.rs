@@ -313,10 +313,7 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> CliResult {
             )?;
         }
         ScheduleCmd::Delete { name, if_version } => {
-            let headers: Vec<(&str, String)> = if_version
-                .map(|v| ("if-match", v.to_string()))
-                .into_iter()
-                .collect();
+            let headers = super::job::if_match(if_version);
             let resp = send(
                 ctx,
                 Method::DELETE,

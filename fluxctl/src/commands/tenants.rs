@@ -185,10 +185,7 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
                 job_retention_count,
                 rollout_above,
             };
-            let headers: Vec<(&str, String)> = if_version
-                .map(|v| ("if-match", v.to_string()))
-                .into_iter()
-                .collect();
+            let headers = super::job::if_match(if_version);
             let reply: QuotaView = api
                 .send_with_headers(
                     Method::PUT,

@@ -16,17 +16,19 @@ use super::extract::Caller;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+/// Drains or uncordons (`what`) agent `id` of the caller's tenant: its record, changed.
+async fn change(st: &AppState, caller: &Caller, id: &str, what: AgentChange) -> ApiResult<Agent> {
+    caller.require(Permission::ManageAgents)?;
+    let a = st.jobs.change_agent(caller.tenant(), id, what).await?;
+    Ok(a.public_view())
+}
+
 pub(super) async fn drain(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
-    caller.require(Permission::ManageAgents)?;
-    let a = st
-        .jobs
-        .change_agent(caller.tenant(), &id, AgentChange::Drain)
-        .await?;
-    Ok(Json(a.public_view()))
+    Ok(Json(change(&st, &caller, &id, AgentChange::Drain).await?))
 }
 
 pub(super) async fn uncordon(
@@ -34,13 +36,9 @@ pub(super) async fn uncordon(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
-    caller.require(Permission::ManageAgents)?;
-    let a = st
-        .jobs
-        .change_agent(caller.tenant(), &id, AgentChange::Uncordon)
-        .await?;
+    let a = change(&st, &caller, &id, AgentChange::Uncordon).await?;
     st.wake_scheduler();
-    Ok(Json(a.public_view()))
+    Ok(Json(a))
 }
 
 pub(super) async fn revoke(

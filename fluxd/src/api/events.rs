@@ -34,14 +34,13 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::events::{self, EventError, Filter, Logged, Position};
-use flux_core::model::now_ms;
 use flux_core::selector::Selector;
 use flux_core::store::Change;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::extract::{ApiQuery, Caller};
-use super::jobs::{FOLLOW_RECHECK, follow_verdict};
+use super::jobs::{FOLLOW_RECHECK, FollowGuard};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -118,7 +117,6 @@ pub(super) async fn stream(
     };
     // 410 (or any store error) before the stream starts.
     let first = events::read(st.store.as_ref(), &tenant, start, PAGE).await?;
-    let now = tokio::time::Instant::now();
     let cursor = Cursor {
         st: st.clone(),
         tenant,
@@ -130,10 +128,7 @@ pub(super) async fn stream(
         live: false,
         done: false,
         rx,
-        jti: caller.0.jti.clone(),
-        exp: caller.0.exp,
-        started: now,
-        next_recheck: now + FOLLOW_RECHECK,
+        guard: FollowGuard::new(&caller, st.max_follow),
     };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
         c.next().await.map(|e| (Ok::<_, Infallible>(e), c))
@@ -157,10 +152,8 @@ struct Cursor {
     live: bool,
     done: bool,
     rx: broadcast::Receiver<Change>,
-    jti: String,
-    exp: u64,
-    started: tokio::time::Instant,
-    next_recheck: tokio::time::Instant,
+    /// The follower's token and the time limit, checked again while streaming.
+    guard: FollowGuard,
 }
 
 fn end(reason: &str, message: String) -> SseEvent {
@@ -222,8 +215,8 @@ impl Cursor {
                         self.done = true;
                         return None;
                     }
-                    let deadline = (tokio::time::Instant::now() + FOLLOW_RECHECK)
-                        .min(self.started + self.st.max_follow);
+                    let deadline =
+                        (tokio::time::Instant::now() + FOLLOW_RECHECK).min(self.guard.time_limit());
                     flux_core::store::wait_for_change(
                         &mut self.rx,
                         &self.tenant,
@@ -260,22 +253,9 @@ impl Cursor {
         if !self.follow {
             return None;
         }
-        let now = tokio::time::Instant::now();
-        let mut revoked = false;
-        if now >= self.next_recheck {
-            self.next_recheck = now + FOLLOW_RECHECK;
-            match self.st.is_revoked(&self.tenant, &self.jti).await {
-                Ok(r) => revoked = r,
-                Err(e) => return Some(end("error", e.to_string())),
-            }
+        match self.guard.check(&self.st, &self.tenant).await {
+            Ok(verdict) => Some(end("ended", verdict?.message())),
+            Err(e) => Some(end("error", e.to_string())),
         }
-        let verdict = follow_verdict(
-            now_ms() / 1000,
-            self.exp,
-            revoked,
-            now - self.started,
-            self.st.max_follow,
-        )?;
-        Some(end("ended", verdict.message()))
     }
 }

@@ -385,6 +385,64 @@ pub fn follow_verdict(
     }
 }
 
+/// What an open follow checks again while it streams: its caller's token (expiry, and
+/// revocation at most every [`FOLLOW_RECHECK`]) and its own time limit.
+pub(super) struct FollowGuard {
+    jti: String,
+    exp: u64,
+    started: tokio::time::Instant,
+    max: Duration,
+    /// When revocation is next read.
+    next_recheck: tokio::time::Instant,
+}
+
+impl FollowGuard {
+    /// For a follow that starts now and lasts at most `max`; the request itself was just
+    /// checked.
+    pub(super) fn new(caller: &Caller, max: Duration) -> FollowGuard {
+        let now = tokio::time::Instant::now();
+        FollowGuard {
+            jti: caller.0.jti.clone(),
+            exp: caller.0.exp,
+            started: now,
+            max,
+            next_recheck: now + FOLLOW_RECHECK,
+        }
+    }
+
+    /// When revocation is next read.
+    pub(super) fn next_recheck(&self) -> tokio::time::Instant {
+        self.next_recheck
+    }
+
+    /// When the time limit ends the follow.
+    pub(super) fn time_limit(&self) -> tokio::time::Instant {
+        self.started + self.max
+    }
+
+    /// Why the follow must end now, if it must ([`follow_verdict`]); an error when the
+    /// revocation could not be read.
+    pub(super) async fn check(
+        &mut self,
+        st: &AppState,
+        tenant: &str,
+    ) -> Result<Option<FollowEnd>, flux_core::auth::AuthError> {
+        let now = tokio::time::Instant::now();
+        let mut revoked = false;
+        if now >= self.next_recheck {
+            self.next_recheck = now + FOLLOW_RECHECK;
+            revoked = st.is_revoked(tenant, &self.jti).await?;
+        }
+        Ok(follow_verdict(
+            now_ms() / 1000,
+            self.exp,
+            revoked,
+            now - self.started,
+            self.max,
+        ))
+    }
+}
+
 pub(super) struct LogCursor {
     st: Arc<AppState>,
     tenant: String,
@@ -397,11 +455,7 @@ pub(super) struct LogCursor {
     watch: JobWatch,
     done: bool,
     /// The follower's token: expiry and revocation are checked again while streaming.
-    jti: String,
-    exp: u64,
-    started: tokio::time::Instant,
-    max_follow: Duration,
-    next_recheck: tokio::time::Instant,
+    guard: FollowGuard,
 }
 
 impl LogCursor {
@@ -449,25 +503,13 @@ impl LogCursor {
         if !self.follow {
             return None;
         }
-        let now = tokio::time::Instant::now();
-        let mut revoked = false;
-        if now >= self.next_recheck {
-            self.next_recheck = now + FOLLOW_RECHECK;
-            match self.st.is_revoked(&self.tenant, &self.jti).await {
-                Ok(r) => revoked = r,
-                Err(e) => {
-                    self.done = true;
-                    return Some(self.note(format!("\n[fluxforge: stream ended: {e}]\n")));
-                }
+        let end = match self.guard.check(&self.st, &self.tenant).await {
+            Ok(end) => end?,
+            Err(e) => {
+                self.done = true;
+                return Some(self.note(format!("\n[fluxforge: stream ended: {e}]\n")));
             }
-        }
-        let end = follow_verdict(
-            now_ms() / 1000,
-            self.exp,
-            revoked,
-            now - self.started,
-            self.max_follow,
-        )?;
+        };
         self.done = true;
         Some(self.end_line(&end))
     }
@@ -539,8 +581,8 @@ impl LogCursor {
             loop {
                 // Wake for the next token check and the time limit too, not only for changes.
                 let wake_at = idle_deadline
-                    .min(self.next_recheck)
-                    .min(self.started + self.max_follow);
+                    .min(self.guard.next_recheck())
+                    .min(self.guard.time_limit());
                 let woke = tokio::time::timeout_at(wake_at, changed.as_mut())
                     .await
                     .is_ok();
@@ -573,7 +615,6 @@ pub(super) async fn job_logs(
     };
     // 404 before streaming starts.
     st.jobs.get(caller.tenant(), &id).await?;
-    let now = tokio::time::Instant::now();
     let cursor = LogCursor {
         watch: st
             .job_waiters
@@ -586,12 +627,7 @@ pub(super) async fn job_logs(
         attempt: None,
         next_seq: 0,
         done: false,
-        jti: caller.0.jti.clone(),
-        exp: caller.0.exp,
-        started: now,
-        max_follow: st.max_follow,
-        // The request itself was just checked.
-        next_recheck: now + FOLLOW_RECHECK,
+        guard: FollowGuard::new(&caller, st.max_follow),
     };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
         c.next().await.map(|b| (Ok::<_, Infallible>(b), c))

@@ -128,8 +128,14 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
                 .put(schedules::put_one)
                 .delete(schedules::delete_one),
         )
-        .route("/v1/schedules/{name}/pause", post(schedules::pause))
-        .route("/v1/schedules/{name}/resume", post(schedules::resume))
+        .route(
+            "/v1/schedules/{name}/pause",
+            post(schedules::set_paused::<true>),
+        )
+        .route(
+            "/v1/schedules/{name}/resume",
+            post(schedules::set_paused::<false>),
+        )
         .route("/v1/schedules/{name}/trigger", post(schedules::trigger))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(TimeoutLayer::with_status_code(

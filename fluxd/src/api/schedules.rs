@@ -137,33 +137,17 @@ pub(super) async fn delete_one(
     Ok(Json(json!({"deleted": name, "version": v})))
 }
 
-async fn set_paused(
-    st: &AppState,
-    caller: &Caller,
-    name: &str,
-    paused: bool,
+/// `POST /v1/schedules/{name}/pause` (`PAUSED` true) and `.../resume` (false).
+pub(super) async fn set_paused<const PAUSED: bool>(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
 ) -> ApiResult<Json<ScheduleView>> {
     caller.require(Permission::ManageStates)?;
     st.schedules
-        .set_paused(caller.tenant(), &caller.0.sub, name, paused, now_ms())
+        .set_paused(caller.tenant(), &caller.0.sub, &name, PAUSED, now_ms())
         .await?;
-    Ok(Json(st.schedules.get(caller.tenant(), name).await?))
-}
-
-pub(super) async fn pause(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ScheduleView>> {
-    set_paused(&st, &caller, &name, true).await
-}
-
-pub(super) async fn resume(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ScheduleView>> {
-    set_paused(&st, &caller, &name, false).await
+    Ok(Json(st.schedules.get(caller.tenant(), &name).await?))
 }
 
 /// One run now, outside the schedule's slots: admitted as a submission of its jobs is (free

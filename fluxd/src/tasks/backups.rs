@@ -24,14 +24,9 @@ const SUFFIX: &str = ".backup";
 
 /// While this node leads, writes a backup into `dir` every `every` and keeps the newest `keep`.
 pub async fn run_scheduled(st: Arc<AppState>, s: Schedule, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(s.every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = super::ticker(s.every);
     tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    while super::ticked(&mut tick, &cancel).await {
         if !st.leader.snapshot().is_leader {
             continue;
         }

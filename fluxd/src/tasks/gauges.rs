@@ -18,13 +18,8 @@ use crate::state::AppState;
 /// Recomputes the cluster gauges every `every` while this node leads, and zeroes them while it
 /// does not, until `cancel`.
 pub async fn run_gauges(st: Arc<AppState>, every: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut tick = super::ticker(every);
+    while super::ticked(&mut tick, &cancel).await {
         // Every node's own store handle: whether it can commit now.
         st.metrics
             .store_writable

@@ -33,13 +33,8 @@ pub async fn run_integrity_checks(
 ) {
     // Where each tenant's next scrub slice starts (this node's, from the base at first).
     let mut scrub_at: HashMap<String, u64> = HashMap::new();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut tick = super::ticker(every);
+    while super::ticked(&mut tick, &cancel).await {
         let leader = st.leader.snapshot();
         if !leader.is_leader {
             continue;

@@ -27,13 +27,8 @@ pub fn publish_every(cfg: &JobsConfig) -> Duration {
 
 /// Publishes this node's liveness records every `every` until `cancel`.
 pub async fn run_liveness(st: Arc<AppState>, every: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    let mut tick = super::ticker(every);
+    while super::ticked(&mut tick, &cancel).await {
         if let Err(e) = st.jobs.publish_liveness(&st.node_id, now_ms()).await {
             tracing::debug!(error = %e, "liveness records not published; retrying");
         }
