@@ -733,8 +733,7 @@ mod tests {
     /// `submit_per_sec` tokens, and one past them is refused, writing nothing.
     #[tokio::test]
     async fn a_trigger_takes_the_tenants_submission_rate() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, store) = setup(dir.path()).await;
+        let (_dir, s, store) = setup().await;
         let quota = crate::quota::Quota {
             submit_per_sec: Some(1.0),
             submit_burst: Some(1),
