@@ -448,6 +448,19 @@ mod tests {
         (dir, Schedules::new(store.clone(), jobs, 1000), store)
     }
 
+    /// [`setup`] with tenant `t` under `quota` and the schedule of [`spec`] created at `t0`.
+    async fn with_quota(
+        quota: crate::quota::Quota,
+        t0: Millis,
+    ) -> (tempfile::TempDir, Schedules, crate::store::DynStore) {
+        let (dir, s, store) = setup().await;
+        crate::quota::put(store.as_ref(), "t", &quota, Expect::Any)
+            .await
+            .unwrap();
+        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        (dir, s, store)
+    }
+
     fn spec() -> ScheduleSpec {
         let job = JobSpec {
             command: Some("true".into()),
@@ -682,16 +695,15 @@ mod tests {
     /// fires.
     #[tokio::test]
     async fn a_firing_over_the_queued_quota_is_a_skipped_run_with_the_reason() {
-        let (_dir, s, store) = setup().await;
-        let quota = crate::quota::Quota {
-            max_queued: Some(1),
-            ..Default::default()
-        };
-        crate::quota::put(store.as_ref(), "t", &quota, Expect::Any)
-            .await
-            .unwrap();
         let t0 = 1_800_000_000_000;
-        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let (_dir, s, store) = with_quota(
+            crate::quota::Quota {
+                max_queued: Some(1),
+                ..Default::default()
+            },
+            t0,
+        )
+        .await;
         let epoch = store.next_epoch().await.unwrap();
         // Slot 1 queues a job (no agent takes it); slot 2 would be a second queued job.
         s.pass("t", epoch, t0 + 1_100).await.unwrap();
@@ -733,17 +745,16 @@ mod tests {
     /// `submit_per_sec` tokens, and one past them is refused, writing nothing.
     #[tokio::test]
     async fn a_trigger_takes_the_tenants_submission_rate() {
-        let (_dir, s, store) = setup().await;
-        let quota = crate::quota::Quota {
-            submit_per_sec: Some(1.0),
-            submit_burst: Some(1),
-            ..Default::default()
-        };
-        crate::quota::put(store.as_ref(), "t", &quota, Expect::Any)
-            .await
-            .unwrap();
         let t0 = 1_800_000_000_000;
-        s.put("t", "u", spec(), Expect::Absent, t0).await.unwrap();
+        let (_dir, s, _store) = with_quota(
+            crate::quota::Quota {
+                submit_per_sec: Some(1.0),
+                submit_burst: Some(1),
+                ..Default::default()
+            },
+            t0,
+        )
+        .await;
         let rates = crate::quota::RateLimiter::default();
         let run = s
             .trigger("t", "u", "tick", t0 + 100, Some(&rates))
