@@ -3,13 +3,17 @@
 
 use flux_core::jobs::{JobFilter, Jobs, JobsConfig};
 use flux_core::keys;
-use flux_core::model::{AttemptResult, JobStatus, Millis, Outcome, RegisterAgent};
-use flux_core::quota::{self, Quota};
+use flux_core::model::{JobStatus, Millis, RegisterAgent};
+use flux_core::quota::Quota;
 use flux_core::reconcile::{Reconciler, TargetState};
 use flux_core::state::{ApplyRequest, StateError};
 use flux_core::state::{StateSpec, Targets};
 use flux_core::store::{self, DynStore, Expect, Key, StoreError};
 use flux_core::testing::BeforeCommit;
+
+mod common;
+
+use common::{entries, exited, jobs_with_status, listed_jobs, open_redb, play_agent, set_quota};
 
 const T0: Millis = 1_700_000_000_000;
 const TENANT: &str = "acme";
@@ -22,10 +26,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("redb:{}", dir.path().join("f.redb").display()))
-        .await
-        .unwrap();
+    let (dir, store) = open_redb("f.redb").await;
     let jobs = Jobs::new(store.clone(), JobsConfig::default());
     let rec = Reconciler::new(store.clone(), jobs.clone());
     Env {
@@ -67,36 +68,9 @@ async fn run_jobs(
     epoch: u64,
     node: &str,
     now: Millis,
-    mut code_for: impl FnMut(&str) -> i32,
+    code_for: impl FnMut(&str) -> i32,
 ) -> Vec<String> {
-    e.jobs
-        .schedule_tenant(TENANT, epoch, now, None)
-        .await
-        .unwrap();
-    let mut ran = Vec::new();
-    for task in e.jobs.poll(TENANT, node, 0).await.unwrap() {
-        let job = e.jobs.get(TENANT, &task.job_id).await.unwrap();
-        if job.status.is_terminal() {
-            continue;
-        }
-        let cmd = task.command.display();
-        e.jobs
-            .start(TENANT, node, &task.attempt_id, now)
-            .await
-            .unwrap();
-        let result = AttemptResult {
-            outcome: Outcome::Exited,
-            exit_code: Some(code_for(&cmd)),
-            signal: None,
-            message: None,
-        };
-        e.jobs
-            .finish(TENANT, node, &task.attempt_id, result, now)
-            .await
-            .unwrap();
-        ran.push(cmd);
-    }
-    ran
+    play_agent(&e.jobs, TENANT, epoch, node, now, true, code_for).await
 }
 
 #[tokio::test]
@@ -156,20 +130,8 @@ async fn a_superseded_leader_creates_neither_job_nor_record() {
         matches!(err, StateError::Store(StoreError::Fenced { .. })),
         "{err:?}"
     );
-    assert!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        e.store
-            .list(TENANT, keys::STATUSES)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed_jobs(&e.jobs, TENANT).await.is_empty());
+    assert!(entries(&e.store, TENANT, keys::STATUSES).await.is_empty());
     // The current leader proceeds normally.
     let tally = e.rec.pass(TENANT, new, T0).await.unwrap();
     assert_eq!(tally.checks, 1);
@@ -221,20 +183,8 @@ async fn a_state_deleted_during_a_pass_gets_no_new_job() {
         e.rec.get(TENANT, "motd").await,
         Err(StateError::NotFound(_))
     ));
-    assert!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        e.store
-            .list(TENANT, keys::STATUSES)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed_jobs(&e.jobs, TENANT).await.is_empty());
+    assert!(entries(&e.store, TENANT, keys::STATUSES).await.is_empty());
 }
 
 #[tokio::test]
@@ -423,17 +373,7 @@ async fn a_label_selector_follows_agents_and_drops_records_of_former_targets() {
     let left = e.store.list(TENANT, keys::STATUSES).await.unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].key.path().ends_with("/w1"));
-    let checks = e
-        .jobs
-        .list(
-            TENANT,
-            &JobFilter {
-                status: Some(JobStatus::Queued),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let checks = jobs_with_status(&e.jobs, TENANT, JobStatus::Queued).await;
     assert_eq!(
         checks.len(),
         2,
@@ -453,9 +393,7 @@ async fn reconciler_jobs_never_queue_past_the_tenants_max_queued() {
         max_queued: Some(3),
         ..Quota::default()
     };
-    quota::put(e.store.as_ref(), TENANT, &q, Expect::Any)
-        .await
-        .unwrap();
+    set_quota(&e.store, TENANT, &q).await;
     for i in 0..40 {
         e.rec
             .put(
@@ -516,9 +454,7 @@ async fn a_tenant_holds_no_more_states_than_its_max_states() {
         max_states: Some(2),
         ..Quota::default()
     };
-    quota::put(e.store.as_ref(), TENANT, &q, Expect::Any)
-        .await
-        .unwrap();
+    set_quota(&e.store, TENANT, &q).await;
     for n in ["s1", "s2"] {
         e.rec
             .put(TENANT, "alice", spec(n, "a1"), Expect::Absent, T0)
@@ -671,14 +607,8 @@ async fn two_hundred_targets_advance_in_one_pass_and_one_batch() {
         assert_eq!(tasks.len(), 1, "{n}");
         let att = &tasks[0].attempt_id;
         e.jobs.start(TENANT, n.as_str(), att, T0).await.unwrap();
-        let ok = AttemptResult {
-            outcome: Outcome::Exited,
-            exit_code: Some(0),
-            signal: None,
-            message: None,
-        };
         e.jobs
-            .finish(TENANT, n.as_str(), att, ok, T0)
+            .finish(TENANT, n.as_str(), att, exited(0), T0)
             .await
             .unwrap();
     }

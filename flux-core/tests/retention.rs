@@ -13,14 +13,17 @@ use flux_core::backup::{self, BackupKey};
 use flux_core::jobs::{Jobs, JobsConfig};
 use flux_core::keys;
 use flux_core::model::{
-    Agent, AgentState, AttemptResult, Job, Millis, Outcome, OutputChunk, RegisterAgent, Stream,
-    SubmitJob,
+    Agent, AgentState, Job, Millis, OutputChunk, RegisterAgent, Stream, SubmitJob,
 };
 use flux_core::quota::Quota;
 use flux_core::reconcile::RECONCILER;
 use flux_core::retention::{Collector, GcState, RetentionConfig};
 use flux_core::store::{self, DynStore, Epoch, Expect, Key, StoreError};
 use flux_core::testing::{BeforeCommit, RedisServer};
+
+mod common;
+
+use common::{exited, open_redb};
 
 const T0: Millis = 1_700_000_000_000;
 const H: Millis = 3600 * 1000;
@@ -33,10 +36,7 @@ struct Backend {
 }
 
 async fn redb() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("redb:{}", dir.path().join("s.redb").display()))
-        .await
-        .unwrap();
+    let (dir, store) = open_redb("s.redb").await;
     Backend {
         store,
         _guard: Box::new(dir),
@@ -50,15 +50,6 @@ async fn redis() -> Option<Backend> {
         store,
         _guard: Box::new(server),
     })
-}
-
-fn exited(code: i32) -> AttemptResult {
-    AttemptResult {
-        outcome: Outcome::Exited,
-        exit_code: Some(code),
-        signal: None,
-        message: None,
-    }
 }
 
 async fn register(jobs: &Jobs, node: &str, now: Millis) {

@@ -6,14 +6,18 @@
 
 use flux_core::jobs::{Jobs, JobsConfig};
 use flux_core::keys;
-use flux_core::model::{AttemptResult, Millis, Outcome, RegisterAgent};
-use flux_core::quota::{self, Quota};
+use flux_core::model::{Millis, RegisterAgent};
+use flux_core::quota::Quota;
 use flux_core::retention::{Collector, RetentionConfig};
 use flux_core::rollout::driver::MAX_ACTIVE_PER_PASS;
 use flux_core::rollout::{
     Control, LimitSpec, RolloutError, RolloutSpec, RolloutStatus, Rollouts, TargetState,
 };
-use flux_core::store::{self, DynStore, Expect, Key};
+use flux_core::store::{DynStore, Key};
+
+mod common;
+
+use common::{open_redb, play_agent, set_quota};
 
 const T0: Millis = 1_700_000_000_000;
 const TENANT: &str = "acme";
@@ -26,10 +30,7 @@ struct Env {
 }
 
 async fn env(max_unfinished: usize) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("redb:{}", dir.path().join("r.redb").display()))
-        .await
-        .unwrap();
+    let (dir, store) = open_redb("r.redb").await;
     let jobs = Jobs::new(store.clone(), JobsConfig::default());
     let rollouts = Rollouts::new(store.clone(), jobs.clone()).with_max_unfinished(max_unfinished);
     let req = RegisterAgent {
@@ -56,29 +57,9 @@ fn spec() -> RolloutSpec {
 
 /// Plays the agent: runs every job given to `a1` to exit 0 at `now`.
 async fn run_jobs(e: &Env, epoch: u64, now: Millis) -> usize {
-    e.jobs
-        .schedule_tenant(TENANT, epoch, now, None)
+    play_agent(&e.jobs, TENANT, epoch, "a1", now, false, |_| 0)
         .await
-        .unwrap();
-    let mut n = 0;
-    for task in e.jobs.poll(TENANT, "a1", 0).await.unwrap() {
-        e.jobs
-            .start(TENANT, "a1", &task.attempt_id, now)
-            .await
-            .unwrap();
-        let ok = AttemptResult {
-            outcome: Outcome::Exited,
-            exit_code: Some(0),
-            signal: None,
-            message: None,
-        };
-        e.jobs
-            .finish(TENANT, "a1", &task.attempt_id, ok, now)
-            .await
-            .unwrap();
-        n += 1;
-    }
-    n
+        .len()
 }
 
 /// More paused rollouts than one page of the pass come first: the newest one still starts.
@@ -242,9 +223,7 @@ async fn rollout_jobs_wait_for_the_queue_quota_instead_of_failing() {
         max_queued: Some(1),
         ..Quota::default()
     };
-    quota::put(e.store.as_ref(), TENANT, &q, Expect::Any)
-        .await
-        .unwrap();
+    set_quota(&e.store, TENANT, &q).await;
     let req = RegisterAgent {
         slots: Some(64),
         ..Default::default()
@@ -295,24 +274,5 @@ async fn rollout_jobs_wait_for_the_queue_quota_instead_of_failing() {
 
 /// Plays agent `node`: schedules, then runs every job it was given to exit 0.
 async fn play(e: &Env, epoch: u64, node: &str, now: Millis) {
-    e.jobs
-        .schedule_tenant(TENANT, epoch, now, None)
-        .await
-        .unwrap();
-    for task in e.jobs.poll(TENANT, node, 0).await.unwrap() {
-        e.jobs
-            .start(TENANT, node, &task.attempt_id, now)
-            .await
-            .unwrap();
-        let ok = AttemptResult {
-            outcome: Outcome::Exited,
-            exit_code: Some(0),
-            signal: None,
-            message: None,
-        };
-        e.jobs
-            .finish(TENANT, node, &task.attempt_id, ok, now)
-            .await
-            .unwrap();
-    }
+    play_agent(&e.jobs, TENANT, epoch, node, now, false, |_| 0).await;
 }

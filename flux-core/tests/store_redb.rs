@@ -1,13 +1,17 @@
 //! The store conformance suite and crash-durability checks on the embedded redb backend.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use flux_core::store::conformance::Fixture;
 use flux_core::store::redb::RedbStore;
 use flux_core::store::{self, Expect, Key, Store, StoreError};
+
+mod common;
+
+use common::{acknowledged, concurrent_puts, wait_writable};
 
 async fn fixture() -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
@@ -25,6 +29,18 @@ async fn fixture() -> Option<Fixture> {
 }
 
 flux_core::store_conformance_tests!(fixture());
+
+/// Runs the test `name` of this binary alone as a child process, with `env` set to the store
+/// file `path`; its stdout is piped for its acknowledgements.
+fn spawn_child_writer(name: &str, env: &str, path: &std::path::Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
 
 const CHILD_ENV: &str = "FLUX_TEST_REDB_CHILD";
 
@@ -51,18 +67,7 @@ async fn redb_child_writer() {
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flux.redb");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "redb_child_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child_writer("redb_child_writer", CHILD_ENV, &path);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acked = None;
     // Let the child acknowledge a few hundred writes, then kill it mid-stream.
@@ -81,12 +86,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let acked = acked.expect("child acknowledged no write");
     let s = RedbStore::open(&path).await.expect("reopen after kill -9");
     for i in 0..=acked {
-        let k = Key::new("acme", format!("jobs/{i:08}")).unwrap();
-        let got = s
-            .get(&k)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged write {i} lost"));
+        let got = acknowledged(&s, format!("jobs/{i:08}"), &i.to_string()).await;
         assert_eq!(got.value, format!("payload-{i}").into_bytes());
     }
     // Nothing half-written: every present key has its full payload.
@@ -139,18 +139,7 @@ async fn redb_batch_child_writer() {
 async fn acknowledged_writes_survive_kill_9_during_batched_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flux.redb");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "redb_batch_child_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(BATCH_CHILD_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child_writer("redb_batch_child_writer", BATCH_CHILD_ENV, &path);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acked = Vec::new();
     let mut stats = (0, 0);
@@ -186,12 +175,7 @@ async fn acknowledged_writes_survive_kill_9_during_batched_commits() {
     );
     let s = RedbStore::open(&path).await.expect("reopen after kill -9");
     for (w, i, v) in &acked {
-        let k = Key::new("acme", format!("jobs/{w:02}-{i:08}")).unwrap();
-        let got = s
-            .get(&k)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged write {w}-{i} lost"));
+        let got = acknowledged(&s, format!("jobs/{w:02}-{i:08}"), &format!("{w}-{i}")).await;
         assert_eq!(
             (got.version, got.value),
             (*v, format!("payload-{w}-{i}").into_bytes())
@@ -210,21 +194,8 @@ async fn concurrent_commits_share_write_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(RedbStore::open(dir.path().join("flux.redb")).await.unwrap());
     let before = s.batch_stats().get();
-    let handles: Vec<_> = (0..256u32)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                s.put(
-                    Key::new("acme", format!("jobs/{i:04}")).unwrap(),
-                    b"x".to_vec(),
-                    Expect::Absent,
-                )
-                .await
-            })
-        })
-        .collect();
-    for h in handles {
-        h.await.unwrap().unwrap();
+    for put in concurrent_puts(&s, 256, |i| format!("jobs/{i:04}")).await {
+        put.unwrap();
     }
     let (b, r) = s.batch_stats().get();
     let (b, r) = (b - before.0, r - before.1);
@@ -372,21 +343,8 @@ async fn a_full_disk_fails_writes_cleanly_and_the_store_recovers_by_itself() {
     assert_eq!(s.unwritable(), None);
 
     faults.fail_writes(true);
-    let handles: Vec<_> = (0..20)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                s.put(
-                    Key::new("acme", format!("jobs/full-{i}")).unwrap(),
-                    b"x".to_vec(),
-                    Expect::Absent,
-                )
-                .await
-            })
-        })
-        .collect();
-    for h in handles {
-        let err = h.await.unwrap().unwrap_err();
+    for put in concurrent_puts(&s, 20, |i| format!("jobs/full-{i}")).await {
+        let err = put.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     }
     let err = s
@@ -409,14 +367,7 @@ async fn a_full_disk_fails_writes_cleanly_and_the_store_recovers_by_itself() {
 
     // Room again: the store notices by itself, without any caller's write.
     faults.fail_writes(false);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.unwritable().is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store never recovered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_writable(s.as_ref()).await;
     let v2 = s
         .put(k("jobs/2"), b"two".to_vec(), Expect::Absent)
         .await

@@ -7,6 +7,10 @@ use flux_core::store::redis::RedisStore;
 use flux_core::store::{self, Expect, Key, Store, StoreError};
 use flux_core::testing::RedisServer;
 
+mod common;
+
+use common::{acknowledged, concurrent_puts, wait_writable};
+
 async fn fixture() -> Option<Fixture> {
     let server = RedisServer::start()?;
     let store = store::open(&server.url()).await.unwrap();
@@ -57,12 +61,7 @@ async fn acknowledged_writes_survive_redis_kill_9_with_appendfsync_always() {
     server.restart();
     let s = RedisStore::connect(&server.url()).await.unwrap();
     for (i, v) in versions.iter().enumerate() {
-        let k = Key::new("acme", format!("jobs/{i:05}")).unwrap();
-        let got = s
-            .get(&k)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged write {i} lost"));
+        let got = acknowledged(&s, format!("jobs/{i:05}"), &i.to_string()).await;
         assert_eq!((got.version, got.value), (*v, format!("p{i}").into_bytes()));
     }
     assert_eq!(
@@ -118,12 +117,7 @@ async fn acknowledged_writes_survive_redis_kill_9_during_batched_commits() {
     let s = RedisStore::connect(&server.url()).await.unwrap();
     let acked = acked.lock().unwrap().clone();
     for (w, i, v) in &acked {
-        let k = Key::new("acme", format!("jobs/{w:02}-{i:06}")).unwrap();
-        let got = s
-            .get(&k)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("acknowledged write {w}-{i} lost"));
+        let got = acknowledged(&s, format!("jobs/{w:02}-{i:06}"), &format!("{w}-{i}")).await;
         assert_eq!(
             (got.version, got.value),
             (*v, format!("p{w}-{i}").into_bytes())
@@ -137,21 +131,8 @@ async fn concurrent_commits_share_script_calls() {
         return;
     };
     let s = std::sync::Arc::new(RedisStore::connect(&server.url()).await.unwrap());
-    let handles: Vec<_> = (0..256u32)
-        .map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                s.put(
-                    Key::new("acme", format!("jobs/{i:04}")).unwrap(),
-                    b"x".to_vec(),
-                    Expect::Absent,
-                )
-                .await
-            })
-        })
-        .collect();
-    for h in handles {
-        h.await.unwrap().unwrap();
+    for put in concurrent_puts(&s, 256, |i| format!("jobs/{i:04}")).await {
+        put.unwrap();
     }
     let (b, r) = s.batch_stats().get();
     assert_eq!(r, 256);
@@ -273,14 +254,7 @@ async fn redis_refusing_writes_is_reported_and_recovered_without_restart() {
         .query_async(&mut admin)
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.unwritable().is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store never recovered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_writable(&s).await;
     assert_eq!(
         s.get(&k("jobs/2")).await.unwrap(),
         None,

@@ -18,6 +18,11 @@ use serde_json::{Value, json};
 
 pub use flux_core::chaos::faultproxy::FaultProxy;
 pub use flux_core::testing::{Proc, free_port, tool};
+pub use runs::{max_overlap, side_effects};
+pub use setup::{error_message, field_strs, send_text};
+
+mod runs;
+mod setup;
 
 /// Directory holding `fluxd`, `flux-agent` and `fluxctl`.
 pub fn bin_dir() -> PathBuf {
@@ -473,6 +478,19 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `cmd` with `input` on its standard input; returns its exit status and captured output.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Checks that `o` succeeded, or fails with its stderr.

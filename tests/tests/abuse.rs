@@ -13,25 +13,14 @@ use tokio::task::JoinHandle;
 
 const T: Duration = Duration::from_secs(20);
 
-fn args(a: &[&str]) -> FluxdOpts {
-    FluxdOpts {
-        args: a.iter().map(|s| s.to_string()).collect(),
-        ..FluxdOpts::default()
-    }
-}
-
 /// A job of `tenant` that stays queued (no agent is `nowhere`): waits and follows on it last.
 async fn queued_job(d: &Fluxd, tenant: &str) -> String {
     let op = d.token(tenant, "operator", None).await;
-    let (s, v) = d
-        .post(
-            "/v1/jobs",
-            &op,
-            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
-        )
-        .await;
-    assert_eq!(s, 202, "{v}");
-    v["job_id"].as_str().unwrap().to_string()
+    d.submit(
+        &op,
+        &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
+    )
+    .await
 }
 
 /// A body that announces 100 bytes, sends `{` and then nothing.
@@ -103,7 +92,7 @@ fn abort(holders: Vec<JoinHandle<(u16, Value)>>) {
 /// heartbeats alone, even with 4 ordinary requests per node.
 #[tokio::test(flavor = "multi_thread")]
 async fn follows_count_as_long_polls_whatever_their_query_text() {
-    let d = Fluxd::start_with(args(&["--max-requests", "4", "--max-long-polls", "8"])).await;
+    let d = Fluxd::start_args(&["--max-requests", "4", "--max-long-polls", "8"]).await;
     let job = queued_job(&d, "acme").await;
     let viewers = [
         d.token("acme", "viewer", None).await,
@@ -161,12 +150,12 @@ async fn follows_count_as_long_polls_whatever_their_query_text() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
     let pool = 4;
-    let d = Fluxd::start_with(args(&[
+    let d = Fluxd::start_args(&[
         "--max-long-polls",
         &pool.to_string(),
         "--max-registrations",
         "2",
-    ]))
+    ])
     .await;
     let acme_job = queued_job(&d, "acme").await;
     let globex_job = queued_job(&d, "globex").await;
@@ -181,10 +170,9 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
     }
     let refusals = first_refusals(&mut holders).await;
     assert!(
-        refusals.iter().all(|v| v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tenant acme")),
+        refusals
+            .iter()
+            .all(|v| error_message(v).contains("tenant acme")),
         "{refusals:?}"
     );
     let (s, v) = d
@@ -218,10 +206,7 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
     }
     let refusals = first_refusals(&mut holders).await;
     assert!(
-        refusals[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tenant acme"),
+        error_message(&refusals[0]).contains("tenant acme"),
         "{refusals:?}"
     );
     let (g1, g1_session) = registered(&d, "globex", "g1").await;
@@ -246,10 +231,7 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
     }
     let refusals = first_refusals(&mut holders).await;
     assert!(
-        refusals[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tenant acme"),
+        error_message(&refusals[0]).contains("tenant acme"),
         "{refusals:?}"
     );
     let g2 = d.token("globex", "agent", Some("g2")).await;
@@ -263,9 +245,7 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_caller_is_answered_before_its_body_arrives() {
     let d = Fluxd::start().await;
-    let viewer = d.token("acme", "viewer", None).await;
-    let operator = d.token("acme", "operator", None).await;
-    let agent = d.token("acme", "agent", Some("a1")).await;
+    let (viewer, operator, agent) = d.role_tokens("acme").await;
     let tenant_admin = d.token("acme", "admin", None).await;
     let cases: Vec<(&str, &str, Option<&str>, u16)> = vec![
         ("POST", "/v1/jobs", Some(&viewer), 403),
@@ -320,7 +300,7 @@ async fn a_refused_caller_is_answered_before_its_body_arrives() {
 /// ordinary requests leave it serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_body_is_cut_off_by_the_body_read_timeout() {
-    let d = Fluxd::start_with(args(&["--body-read-timeout", "2s", "--max-requests", "2"])).await;
+    let d = Fluxd::start_args(&["--body-read-timeout", "2s", "--max-requests", "2"]).await;
     let operators = [
         d.token("acme", "operator", None).await,
         d.token("globex", "operator", None).await,
@@ -344,13 +324,7 @@ async fn a_slow_body_is_cut_off_by_the_body_read_timeout() {
     for (status, v) in futures::future::join_all(calls).await {
         assert_eq!(status, 408, "{v}");
         assert_eq!(v["error"]["code"], "body_timeout", "{v}");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("--body-read-timeout"),
-            "{v}"
-        );
+        assert!(error_message(&v).contains("--body-read-timeout"), "{v}");
     }
     let took = started.elapsed();
     assert!(

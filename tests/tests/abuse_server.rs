@@ -21,15 +21,11 @@ use tokio_rustls::client::TlsStream;
 /// A job that stays queued for ever: its node does not exist, so a follow of it never ends
 /// by itself.
 async fn queued_forever(d: &Fluxd) -> String {
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
-        )
-        .await;
-    assert_eq!(s, 202, "{job}");
-    job["job_id"].as_str().unwrap().to_string()
+    d.submit(
+        &d.admin,
+        &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
+    )
+    .await
 }
 
 /// Opens a follow of `job` with `token` (status 200 checked), `jsonl` or text.
@@ -66,14 +62,14 @@ async fn read_to_end(mut resp: reqwest::Response, limit: Duration) -> (String, O
 async fn an_open_follow_ends_within_seconds_of_its_token_being_revoked() {
     let d = Fluxd::start().await;
     let job = queued_forever(&d).await;
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/tokens",
             &d.admin,
             &json!({"tenant": "default", "role": "viewer", "ttl_secs": 3600}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{v}");
     let token = v["token"].as_str().unwrap().to_string();
     let text_follow = open_follow(&d, &token, &job, false).await;
     let jsonl_follow = open_follow(&d, &token, &job, true).await;
@@ -107,13 +103,7 @@ async fn an_open_follow_ends_within_seconds_of_its_token_being_revoked() {
     );
     let last: Value = serde_json::from_str(jsonl.trim_end().lines().last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "unauthorized", "{jsonl}");
-    assert!(
-        last["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("revoked"),
-        "{jsonl}"
-    );
+    assert!(error_message(&last).contains("revoked"), "{jsonl}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,11 +134,7 @@ async fn an_open_follow_ends_when_its_token_expires() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follow_ends_at_max_follow_with_a_line_asking_to_reconnect() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--max-follow".into(), "2s".into()],
-        ca_file: None,
-    })
-    .await;
+    let d = Fluxd::start_args(&["--max-follow", "2s"]).await;
     let job = queued_forever(&d).await;
     let started = Instant::now();
     let follow = open_follow(&d, &d.admin, &job, true).await;
@@ -261,11 +247,7 @@ async fn a_half_sent_request_after_the_tls_handshake_is_closed_within_the_header
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_address_is_held_to_its_connection_cap_while_others_are_served() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--max-connections-per-ip".into(), "4".into()],
-        ca_file: None,
-    })
-    .await;
+    let d = Fluxd::start_args(&["--max-connections-per-ip", "4"]).await;
     // 127.0.0.3 takes its 4 connections (TLS done: they were admitted).
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -362,30 +344,24 @@ async fn every_refusal_reaches_curl_over_http2_and_http1() {
         return;
     }
     let d = Fluxd::start().await;
-    let tiny = Fluxd::start_with(FluxdOpts {
-        args: vec!["--max-registrations".into(), "0".into()],
-        ca_file: None,
-    })
-    .await;
+    let tiny = Fluxd::start_args(&["--max-registrations", "0"]).await;
     let viewer = d.token("default", "viewer", None).await;
     let agent = tiny.token("default", "agent", Some("a1")).await;
     let dir = tempfile::tempdir().unwrap();
     // Bodies larger than one HTTP/2 flow-control window, so that they are still being sent
     // when the refusal is.
-    let job = dir.path().join("job.json");
-    let pad = "x".repeat(200 * 1024);
-    std::fs::write(
-        &job,
-        json!({"command": format!("true # {pad}")}).to_string(),
-    )
-    .unwrap();
-    let big = dir.path().join("big.json");
-    let pad = "x".repeat(1536 * 1024);
-    std::fs::write(
-        &big,
-        json!({"command": format!("true # {pad}")}).to_string(),
-    )
-    .unwrap();
+    let padded_job = |name: &str, kib: usize| {
+        let path = dir.path().join(name);
+        let pad = "x".repeat(kib * 1024);
+        std::fs::write(
+            &path,
+            json!({"command": format!("true # {pad}")}).to_string(),
+        )
+        .unwrap();
+        path
+    };
+    let job = padded_job("job.json", 200);
+    let big = padded_job("big.json", 1536);
     let reg = dir.path().join("reg.json");
     std::fs::write(
         &reg,
@@ -498,11 +474,7 @@ async fn every_refusal_reaches_curl_over_http2_and_http1() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_need_a_cluster_token_on_the_api_and_none_on_the_metrics_listener() {
     let mport = free_port();
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--metrics-listen".into(), format!("127.0.0.1:{mport}")],
-        ca_file: None,
-    })
-    .await;
+    let d = Fluxd::start_args(&["--metrics-listen", &format!("127.0.0.1:{mport}")]).await;
     let url = format!("{}/metrics", d.url);
     let anonymous = d.http.get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
@@ -558,13 +530,7 @@ fn h2_client_from(d: &Fluxd, from: &str) -> reqwest::Client {
 /// answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_http2_connection_is_closed_though_it_answers_pings() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: ["--idle-timeout", "2s", "--max-connections-per-ip", "1"]
-            .map(String::from)
-            .to_vec(),
-        ca_file: None,
-    })
-    .await;
+    let d = Fluxd::start_args(&["--idle-timeout", "2s", "--max-connections-per-ip", "1"]).await;
     let job = queued_forever(&d).await;
     // A wait of 4 s on one connection: twice the idle timeout, answered (the job is still
     // queued, so the answer is the job as it is).

@@ -31,6 +31,27 @@ async fn agent_post(
     send(rb).await
 }
 
+/// An agent token for `node` and the session its registration (as a raw client) opened.
+async fn register_raw(d: &Fluxd, node: &str) -> (String, Option<String>) {
+    let token = d.token("default", "agent", Some(node)).await;
+    let (s, v) = agent_post(d, "/v1/agent/register", &token, None, &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let session = v["session"].as_str().map(str::to_string);
+    (token, session)
+}
+
+/// Waits for the first task in the agent's inbox; returns its attempt id.
+async fn first_attempt(d: &Fluxd, token: &str, session: Option<&str>) -> String {
+    eventually("the task", T, || async {
+        let (s, body) = agent_tasks(d, token, session).await;
+        let tasks: Value = serde_json::from_str(&body).ok()?;
+        (s == 200)
+            .then(|| tasks[0]["attempt_id"].as_str().map(str::to_string))
+            .flatten()
+    })
+    .await
+}
+
 async fn agent_tasks(d: &Fluxd, token: &str, session: Option<&str>) -> (u16, String) {
     let mut rb = d.req(Method::GET, "/v1/agent/tasks?after=0&wait_secs=0", token);
     if let Some(s) = session {
@@ -317,31 +338,12 @@ async fn a_token_given_through_the_environment_does_not_stay_there() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tiny_output_chunks_cannot_store_more_than_the_cap() {
     const CAP: usize = 4096;
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--output-cap-bytes".into(), CAP.to_string()],
-        ca_file: None,
-    })
-    .await;
-    let token = d.token("default", "agent", Some("raw-1")).await;
-    let (s, v) = agent_post(&d, "/v1/agent/register", &token, None, &json!({})).await;
-    assert_eq!(s, 200, "{v}");
-    let session = v["session"].as_str().map(str::to_string);
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": "true", "node_id": "raw-1"}),
-        )
+    let d = Fluxd::start_args(&["--output-cap-bytes", &CAP.to_string()]).await;
+    let (token, session) = register_raw(&d, "raw-1").await;
+    let job_id = d
+        .submit(&d.admin, &json!({"command": "true", "node_id": "raw-1"}))
         .await;
-    assert_eq!(s, 202, "{job}");
-    let attempt = eventually("the task", T, || async {
-        let (s, body) = agent_tasks(&d, &token, session.as_deref()).await;
-        let tasks: Value = serde_json::from_str(&body).ok()?;
-        (s == 200)
-            .then(|| tasks[0]["attempt_id"].as_str().map(str::to_string))
-            .flatten()
-    })
-    .await;
+    let attempt = first_attempt(&d, &token, session.as_deref()).await;
     let base = format!("/v1/agent/attempts/{attempt}");
     let (s, v) = agent_post(
         &d,
@@ -379,7 +381,6 @@ async fn tiny_output_chunks_cannot_store_more_than_the_cap() {
         bytes <= CAP,
         "{chunks} chunks take {bytes} bytes in the store, over the {CAP}-byte cap"
     );
-    let job_id = job["job_id"].as_str().unwrap();
     let (_, attempts) = d
         .get(&format!("/v1/jobs/{job_id}/attempts"), &d.admin)
         .await;
@@ -431,7 +432,7 @@ async fn oversized_agent_fields_get_422_naming_the_field() {
     for (field, body) in cases {
         let (s, v) = agent_post(&d, "/v1/agent/register", &token, None, &body).await;
         assert_eq!(s, 422, "{field}: {v}");
-        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        let msg = error_message(&v);
         assert!(msg.starts_with(field), "{field}: {msg}");
         assert!(msg.len() < 300, "the error echoes the value: {}", msg.len());
     }
@@ -449,13 +450,7 @@ async fn oversized_agent_fields_get_422_naming_the_field() {
     )
     .await;
     assert_eq!(s, 422, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("running[1]"),
-        "{v}"
-    );
+    assert!(error_message(&v).starts_with("running[1]"), "{v}");
 }
 
 /// A copy of a registered agent's token, without the registration's session, is refused before
@@ -506,27 +501,11 @@ async fn a_token_copy_without_the_session_is_refused_before_its_body_is_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn output_carried_with_a_result_is_bounded_and_stored_once() {
     let d = Fluxd::start().await;
-    let token = d.token("default", "agent", Some("raw-2")).await;
-    let (s, v) = agent_post(&d, "/v1/agent/register", &token, None, &json!({})).await;
-    assert_eq!(s, 200, "{v}");
-    let session = v["session"].as_str().map(str::to_string);
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": "true", "node_id": "raw-2"}),
-        )
+    let (token, session) = register_raw(&d, "raw-2").await;
+    let job_id = d
+        .submit(&d.admin, &json!({"command": "true", "node_id": "raw-2"}))
         .await;
-    assert_eq!(s, 202, "{job}");
-    let job_id = job["job_id"].as_str().unwrap().to_string();
-    let attempt = eventually("the task", T, || async {
-        let (s, body) = agent_tasks(&d, &token, session.as_deref()).await;
-        let tasks: Value = serde_json::from_str(&body).ok()?;
-        (s == 200)
-            .then(|| tasks[0]["attempt_id"].as_str().map(str::to_string))
-            .flatten()
-    })
-    .await;
+    let attempt = first_attempt(&d, &token, session.as_deref()).await;
     let base = format!("/v1/agent/attempts/{attempt}");
     let post = |path: String, body: Value| {
         let (d, token, session) = (&d, &token, session.clone());
@@ -555,7 +534,7 @@ async fn output_carried_with_a_result_is_bounded_and_stored_once() {
         )
         .await;
         assert_eq!(s, status, "{v}");
-        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        let msg = error_message(&v);
         assert!(msg.starts_with("output"), "{v}");
     }
     let (_, j) = d.get(&format!("/v1/jobs/{job_id}"), &d.admin).await;

@@ -16,26 +16,20 @@ async fn mutating_calls_are_chained_and_tampering_is_caught() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let d = Fluxd::start_with(FluxdOpts {
-        args: [
-            "--store",
-            redis.url().as_str(),
-            "--audit-verify-every",
-            "200ms",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..FluxdOpts::default()
-    })
+    let d = Fluxd::start_args(&[
+        "--store",
+        redis.url().as_str(),
+        "--audit-verify-every",
+        "200ms",
+    ])
     .await;
-    let (s, _) = d
-        .post(
-            "/jobs",
-            &d.admin,
-            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
-        )
-        .await;
-    assert_eq!(s, 202);
+    d.post_expect(
+        "/jobs",
+        &d.admin,
+        &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
+        202,
+    )
+    .await;
     let acme_admin = d.token("acme", "admin", None).await;
     let (s, _) = send(
         d.req(reqwest::Method::PUT, "/v1/states/motd", &d.admin).json(
@@ -51,12 +45,7 @@ async fn mutating_calls_are_chained_and_tampering_is_caught() {
 
     let out = d.fluxctl(&d.admin, &["audit", "log", "-o", "json"]);
     let recs: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
-    let actions: Vec<&str> = recs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = field_strs(&recs, "action");
     assert_eq!(
         actions,
         vec!["POST /jobs", "POST /v1/tokens", "PUT /v1/states/{name}"],
@@ -206,14 +195,11 @@ const VERIFY_OFTEN: [&str; 2] = ["--audit-verify-every", "200ms"];
 
 async fn submit(d: &Fluxd, token: &str, n: usize) {
     for _ in 0..n {
-        let (s, v) = d
-            .post(
-                "/v1/jobs",
-                token,
-                &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
-            )
-            .await;
-        assert_eq!(s, 202, "{v}");
+        d.submit(
+            token,
+            &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
+        )
+        .await;
     }
 }
 
@@ -231,11 +217,7 @@ async fn checks_pass(d: &Fluxd, n: f64) {
 /// leader's check counts a mismatch, because the node's checkpoint file remembers.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chain_cut_back_while_fluxd_was_down_is_caught_after_the_restart() {
-    let mut d = Fluxd::start_with(FluxdOpts {
-        args: VERIFY_OFTEN.map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let mut d = Fluxd::start_args(&VERIFY_OFTEN).await;
     let acme = d.token("acme", "operator", None).await;
     submit(&d, &acme, 2).await;
     // A copy of the store as it is now, taken while fluxd is down.
@@ -265,11 +247,7 @@ async fn a_chain_cut_back_while_fluxd_was_down_is_caught_after_the_restart() {
 /// the chain was restored, no mismatch is counted, before and after a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_through_the_api_is_not_taken_for_tampering() {
-    let mut d = Fluxd::start_with(FluxdOpts {
-        args: VERIFY_OFTEN.map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let mut d = Fluxd::start_args(&VERIFY_OFTEN).await;
     let acme = d.token("acme", "operator", None).await;
     submit(&d, &acme, 2).await;
     let dir = tempfile::tempdir().unwrap();
@@ -310,13 +288,7 @@ async fn a_restore_through_the_api_is_not_taken_for_tampering() {
 /// prunes the exported records (only those), and what remains still verifies from its base.
 #[tokio::test(flavor = "multi_thread")]
 async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: ["--audit-verify-every", "200ms", "--audit-retention", "1ms"]
-            .map(String::from)
-            .to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--audit-verify-every", "200ms", "--audit-retention", "1ms"]).await;
     submit(&d, &d.admin, 5).await;
     // Nothing was exported: the checks prune nothing, however old the records.
     checks_pass(&d, 2.0).await;

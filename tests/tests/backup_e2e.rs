@@ -104,29 +104,26 @@ fn same_but_newer_audit(earlier: &backup::Backup, later: &backup::Backup) {
 /// Jobs, a desired state and a revoked token in two tenants, with no agent to change them.
 async fn populate(d: &Fluxd) -> String {
     let acme = d.token("acme", "operator", None).await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let job = d
+        .submit(
             &acme,
             &json!({"command": "echo kept", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let (s, v) = d
-        .post(
-            "/v1/states",
-            &d.admin,
-            &json!({"states": [{"name": "motd", "targets": {"agents": ["nowhere"]}, "check": "true", "apply": "true"}]}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    d.post_expect(
+        "/v1/states",
+        &d.admin,
+        &json!({"states": [{"name": "motd", "targets": {"agents": ["nowhere"]}, "check": "true", "apply": "true"}]}),
+        200,
+    )
+    .await;
     let doomed = d.token("acme", "viewer", None).await;
     assert!(
         d.fluxctl(&d.admin, &["token", "revoke", &doomed])
             .status
             .success()
     );
-    job["job_id"].as_str().unwrap().to_string()
+    job
 }
 
 /// Backup, change things, restore: refused on a non-empty store without --force (nothing
@@ -364,17 +361,14 @@ async fn a_backup_moves_from_redb_to_redis_and_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_backups_rotate_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec![
-            "--backup-dir".into(),
-            dir.path().display().to_string(),
-            "--backup-every".into(),
-            "200ms".into(),
-            "--backup-keep".into(),
-            "2".into(),
-        ],
-        ..FluxdOpts::default()
-    })
+    let d = Fluxd::start_args(&[
+        "--backup-dir",
+        &dir.path().display().to_string(),
+        "--backup-every",
+        "200ms",
+        "--backup-keep",
+        "2",
+    ])
     .await;
     populate(&d).await;
     let metrics_ok = || async {

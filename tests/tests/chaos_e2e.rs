@@ -6,9 +6,20 @@
 //! small machine would only measure the machine.
 
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// This test's turn to run a cluster, held until dropped; `None` when `redis-server` is not
+/// installed (and not required), and the test then has nothing to run.
+fn cluster_turn() -> Option<MutexGuard<'static, ()>> {
+    tool("redis-server", "FLUX_REQUIRE_REDIS")?;
+    Some(
+        ONE_CLUSTER_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    )
+}
 
 use flux_tests::*;
 use serde_json::Value;
@@ -36,12 +47,9 @@ fn run_args<'a>(bin_dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 /// three nodes and three agents.
 #[test]
 fn a_chaos_run_with_every_fault_holds_every_invariant() {
-    if tool("redis-server", "FLUX_REQUIRE_REDIS").is_none() {
+    let Some(_turn) = cluster_turn() else {
         return;
-    }
-    let _turn = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    };
     let seed = "20261126".to_string();
     let dir = bin_dir().display().to_string();
     let o = fluxctl(&run_args(
@@ -129,12 +137,9 @@ fn one_leader_pause(extra: &[&str]) -> (Output, Value) {
 /// refused as fenced.
 #[test]
 fn with_leases_ignored_fencing_alone_keeps_every_invariant() {
-    if tool("redis-server", "FLUX_REQUIRE_REDIS").is_none() {
+    let Some(_turn) = cluster_turn() else {
         return;
-    }
-    let _turn = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    };
     let (o, r) = one_leader_pause(&["--unsafe-ignore-lease"]);
     assert_eq!(o.status.code(), Some(0), "{r:#}\n{}", stderr(&o));
     assert_eq!(r["unsafety"], "ignore-lease");
@@ -146,12 +151,9 @@ fn with_leases_ignored_fencing_alone_keeps_every_invariant() {
 /// histories that show it.
 #[test]
 fn without_fencing_the_checker_catches_two_leaders() {
-    if tool("redis-server", "FLUX_REQUIRE_REDIS").is_none() {
+    let Some(_turn) = cluster_turn() else {
         return;
-    }
-    let _turn = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    };
     let work = tempfile::tempdir().expect("tempdir");
     let work_dir = work.path().join("run");
     let work_str = work_dir.display().to_string();

@@ -37,22 +37,7 @@ fn the_compose_file_is_valid_and_matches_the_nginx_upstreams() {
         c.args(["-f", file, "config", "-q"]).current_dir(&dir);
         match stdin {
             None => c.output().unwrap(),
-            Some(body) => {
-                use std::io::Write;
-                let mut child = c
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(body.as_bytes())
-                    .unwrap();
-                child.wait_with_output().unwrap()
-            }
+            Some(body) => output_with_stdin(&mut c, body.as_bytes()),
         }
     };
     let out = run("docker-compose.yml", None);
@@ -180,21 +165,11 @@ async fn the_grafana_dashboard_reads_only_exported_metrics() {
 
     let d = Fluxd::start().await;
     let _agent = d.agent("default", "agent-1", &[]).await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": "true", "node_id": "agent-1"}),
-        )
+    let job = d
+        .submit(&d.admin, &json!({"command": "true", "node_id": "agent-1"}))
         .await;
-    assert_eq!(s, 202);
-    d.wait_job(
-        &d.admin,
-        job["job_id"].as_str().unwrap(),
-        std::time::Duration::from_secs(30),
-        terminal,
-    )
-    .await;
+    d.wait_job(&d.admin, &job, std::time::Duration::from_secs(30), terminal)
+        .await;
     // The job is final for clients a moment before the node that recorded it counts it.
     let metrics = eventually(
         "the finished job counted",

@@ -7,28 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use flux_tests::{Fluxd, FluxdOpts, eventually};
-use serde_json::{Value, json};
-
-fn message(body: &Value) -> String {
-    body["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
+use flux_tests::{Fluxd, error_message, eventually};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_min_free_disk_submissions_get_507_and_nothing_is_written() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--min-free-disk".into(), "1000000TiB".into()],
-        ..Default::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--min-free-disk", "1000000TiB"]).await;
     let (code, body) = d
         .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
         .await;
     assert_eq!(code, 507, "{body}");
-    assert!(message(&body).contains("--min-free-disk"), "{body}");
+    assert!(error_message(&body).contains("--min-free-disk"), "{body}");
     let (code, list) = d.get("/v1/jobs", &d.admin).await;
     assert_eq!(code, 200);
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
@@ -77,15 +66,12 @@ async fn a_full_disk_makes_fluxd_unready_until_space_is_freed() {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     };
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec![
-            "--store".into(),
-            format!("redb:{}", fs.0.join("flux.redb").display()),
-            "--min-free-disk".into(),
-            "0".into(),
-        ],
-        ..Default::default()
-    })
+    let d = Fluxd::start_args(&[
+        "--store",
+        &format!("redb:{}", fs.0.join("flux.redb").display()),
+        "--min-free-disk",
+        "0",
+    ])
     .await;
     let filler = fs.0.join("filler");
     fill(&filler);
@@ -117,7 +103,7 @@ async fn a_full_disk_makes_fluxd_unready_until_space_is_freed() {
     );
     let (code, body) = d.get("/readyz", "").await;
     assert_eq!(code, 503, "not ready while the store cannot commit: {body}");
-    assert!(message(&body).contains("No space left"), "{body}");
+    assert!(error_message(&body).contains("No space left"), "{body}");
     assert_eq!(d.metric("flux_store_writable").await, Some(0.0));
 
     std::fs::remove_file(&filler).unwrap();

@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(30);
 
 async fn enroll_token(d: &Fluxd, uses: u32, ttl_secs: u64, labels: Value) -> String {
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/tokens",
             &d.admin,
             &json!({"role": "enroll", "uses": uses, "ttl_secs": ttl_secs, "labels": labels}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{v}");
     v["token"].as_str().unwrap().to_string()
 }
 
@@ -61,8 +61,8 @@ async fn fifty_against_forty(d: &Fluxd) {
     // Every credential is its own node's agent token, and works.
     let cred = ok[0]["token"].as_str().unwrap();
     let node = ok[0]["claims"]["node_id"].as_str().unwrap();
-    let (s, v) = d.post("/v1/agent/register", cred, &json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    d.post_expect("/v1/agent/register", cred, &json!({}), 200)
+        .await;
     let (s, a) = d.get(&format!("/v1/agents/{node}"), &d.admin).await;
     assert_eq!(s, 200);
     assert_eq!(a["admin_labels"]["pool"], "eu", "{a}");
@@ -97,15 +97,7 @@ async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_fort
     };
     let url = redis.url();
     let ttl = ["--agent-credential-ttl", "10s"];
-    let first = Fluxd::start_with(FluxdOpts {
-        args: ["--store", url.as_str()]
-            .iter()
-            .chain(ttl.iter())
-            .map(|s| s.to_string())
-            .collect(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let first = Fluxd::start_with(FluxdOpts::on_store(&url, &ttl)).await;
     let mut second = Fluxd::start_with(FluxdOpts::peer_of(&first, &url, &ttl)).await;
     let token = enroll_token(&first, 40, 600, json!({})).await;
     let calls = (0..50).map(|i| {
@@ -158,17 +150,13 @@ async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_fort
         (flux_core::model::now_ms() / 1000 > exp + 1).then_some(())
     })
     .await;
-    let (s, job) = first
-        .post(
-            "/v1/jobs",
+    let job = first
+        .submit(
             &first.admin,
             &json!({"command": "true", "node_id": "real-1"}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let done = first
-        .wait_job(&first.admin, job["job_id"].as_str().unwrap(), T, terminal)
-        .await;
+    let done = first.wait_job(&first.admin, &job, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 }
 
@@ -178,11 +166,7 @@ async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_fort
 #[tokio::test(flavor = "multi_thread")]
 async fn an_enrolled_agent_renews_its_credential_across_a_fluxd_restart_and_never_enrolls_twice() {
     let ttl = ["--agent-credential-ttl", "10s"];
-    let mut d = Fluxd::start_with(FluxdOpts {
-        args: ttl.map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let mut d = Fluxd::start_args(&ttl).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("enroll.token");
     std::fs::write(
@@ -222,32 +206,25 @@ async fn an_enrolled_agent_renews_its_credential_across_a_fluxd_restart_and_neve
         (flux_core::model::now_ms() / 1000 > first_exp + 1).then_some(())
     })
     .await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let id = d
+        .submit(
             &d.admin,
             &json!({"command": "echo renewed", "node_id": "web-1"}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap();
-    let done = d.wait_job(&d.admin, id, T, terminal).await;
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
     // The agent restarts: it uses the kept credential (its one-use token is spent).
     agent.kill9();
     let _again = d.spawn_enrolled_agent(&file, "web-1", &state, &[]);
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let job = d
+        .submit(
             &d.admin,
             &json!({"command": "echo back", "node_id": "web-1"}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let done = d
-        .wait_job(&d.admin, job["job_id"].as_str().unwrap(), T, terminal)
-        .await;
+    let done = d.wait_job(&d.admin, &job, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let audit = d.get("/v1/audit", &d.admin).await.1.to_string();
     assert!(audit.contains("POST /v1/enroll"), "enrollment audited");
@@ -287,8 +264,8 @@ async fn a_revoked_agent_is_refused_and_its_attempts_are_requeued() {
     );
     // Its old token is refused on every call.
     let token = std::fs::read_to_string(d.dir.path().join("a1.token")).unwrap();
-    let (s, v) = d.post("/v1/agent/register", token.trim(), &json!({})).await;
-    assert_eq!(s, 401, "{v}");
+    d.post_expect("/v1/agent/register", token.trim(), &json!({}), 401)
+        .await;
 }
 
 /// `fluxctl agents drain`: the running job finishes, a new one waits (with a warning), and
@@ -303,15 +280,9 @@ async fn a_drained_agent_finishes_its_work_takes_no_new_work_until_uncordoned() 
         "while [ ! -e {} ]; do sleep 0.05; done; echo finished",
         go.display()
     );
-    let (s, running) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": cmd, "node_id": "a1"}),
-        )
+    let running = d
+        .submit(&d.admin, &json!({"command": cmd, "node_id": "a1"}))
         .await;
-    assert_eq!(s, 202, "{running}");
-    let running = running["job_id"].as_str().unwrap().to_string();
     d.wait_job(&d.admin, &running, T, |j| j["status"] == "running")
         .await;
     let out = d.fluxctl(&d.admin, &["agents", "drain", "a1"]);
@@ -326,28 +297,25 @@ async fn a_drained_agent_finishes_its_work_takes_no_new_work_until_uncordoned() 
     assert_eq!(json_list[0]["drained"], true, "{json_list}");
 
     // New work: pinned or by selector, it waits; the submission says why.
-    let (s, pinned) = d
-        .post(
+    let pinned = d
+        .post_expect(
             "/v1/jobs",
             &d.admin,
             &json!({"command": "echo pinned", "node_id": "a1"}),
+            202,
         )
         .await;
-    assert_eq!(s, 202);
     assert!(
         pinned["warnings"].to_string().contains("drained"),
         "{pinned}"
     );
     let pinned = pinned["job_id"].as_str().unwrap().to_string();
-    let (s, any) = d
-        .post(
-            "/v1/jobs",
+    let any = d
+        .submit(
             &d.admin,
             &json!({"command": "echo any", "selector": {"role": "web"}}),
         )
         .await;
-    assert_eq!(s, 202);
-    let any = any["job_id"].as_str().unwrap().to_string();
     let (s, fan) = d
         .post(
             "/v1/jobs",

@@ -16,6 +16,19 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(60);
 
 /// Reads a whole (unfollowed) stream.
+/// The `object` of every event in `messages`.
+fn objects_of(messages: &[SseMessage]) -> BTreeSet<String> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.data).unwrap()["object"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 async fn read_all(d: &Fluxd, token: &str, query: &str) -> (u16, Vec<SseMessage>) {
     let resp = d
         .req(Method::GET, &format!("/v1/events?{query}"), token)
@@ -132,15 +145,15 @@ async fn put_state(d: &Fluxd, name: &str, node: &str, check: &str, apply: &str) 
 async fn rollouts_and_schedules(d: &Fluxd, live: &Follower) -> (String, String) {
     let _second = d.agent("default", "ev-2", &["role=web"]).await;
     let rollout = |cmd: &'static str| async move {
-        let (s, r) = d
-            .post(
+        let r = d
+            .post_expect(
                 "/v1/rollouts",
                 &d.admin,
                 &json!({"command": cmd, "nodes": ["ev-1", "ev-2"], "max_concurrency": 1,
                         "max_errors": 0, "timeout_secs": 30}),
+                201,
             )
             .await;
-        assert_eq!(s, 201, "{r}");
         r["rollout_id"].as_str().unwrap().to_string()
     };
     let halted = rollout("exit 4").await;
@@ -215,15 +228,12 @@ async fn every_event_type_arrives_in_revision_order() {
     let work = tempfile::tempdir().unwrap();
     let live = Follower::start(&d, &d.admin, "since=0", None).await;
     let mut agent = d.agent("default", "ev-1", &["role=web"]).await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let job_id = d
+        .submit(
             &d.admin,
             &json!({"command": "exit 3", "node_id": "ev-1", "max_attempts": 1}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let job_id = job["job_id"].as_str().unwrap().to_string();
     d.wait_job(&d.admin, &job_id, T, terminal).await;
     let marker = work.path().join("marker");
     put_state(
@@ -393,14 +403,11 @@ async fn resume_after_a_disconnect_loses_and_repeats_nothing() {
         let d = &d;
         async move {
             for i in 0..n {
-                let (s, v) = d
-                    .post(
-                        "/v1/jobs",
-                        &d.admin,
-                        &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
-                    )
-                    .await;
-                assert_eq!(s, 202, "{v}");
+                d.submit(
+                    &d.admin,
+                    &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
+                )
+                .await;
             }
         }
     };
@@ -454,22 +461,13 @@ async fn resume_after_a_disconnect_loses_and_repeats_nothing() {
 /// `fluxctl events --since` exits 1 saying so), while a recent one still streams.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_since_older_than_the_log_answers_410() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: ["--event-retention-count", "5", "--gc-interval", "1s"]
-            .map(String::from)
-            .to_vec(),
-        ca_file: None,
-    })
-    .await;
+    let d = Fluxd::start_args(&["--event-retention-count", "5", "--gc-interval", "1s"]).await;
     for i in 0..20 {
-        let (s, _) = d
-            .post(
-                "/v1/jobs",
-                &d.admin,
-                &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
-            )
-            .await;
-        assert_eq!(s, 202);
+        d.submit(
+            &d.admin,
+            &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
+        )
+        .await;
     }
     let kept = eventually("the log collected down to 5 events", T, || async {
         let (s, all) = read_all(&d, &d.admin, "follow=false").await;
@@ -505,28 +503,16 @@ async fn each_tenant_sees_only_its_own_events() {
     let mut theirs = BTreeSet::new();
     for (token, set) in [(&acme, &mut mine), (&d.admin, &mut theirs)] {
         for _ in 0..3 {
-            let (s, v) = d
-                .post(
-                    "/v1/jobs",
+            let id = d
+                .submit(
                     token,
                     &json!({"command": "true", "node_id": "x", "allow_unknown_node": true}),
                 )
                 .await;
-            assert_eq!(s, 202, "{v}");
-            set.insert(v["job_id"].as_str().unwrap().to_string());
+            set.insert(id);
         }
     }
-    let objects = |f: &Follower| -> BTreeSet<String> {
-        f.messages()
-            .iter()
-            .map(|m| {
-                serde_json::from_str::<Value>(&m.data).unwrap()["object"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let objects = |f: &Follower| objects_of(&f.messages());
     eventually("both streams", T, || async {
         (objects(&acme_live).len() >= 3 && objects(&default_live).len() >= 3).then_some(())
     })
@@ -534,16 +520,7 @@ async fn each_tenant_sees_only_its_own_events() {
     assert_eq!(objects(&acme_live), mine);
     assert_eq!(objects(&default_live), theirs);
     let (_, replay) = read_all(&d, &acme, "follow=false").await;
-    let replayed: BTreeSet<String> = replay
-        .iter()
-        .map(|m| {
-            serde_json::from_str::<Value>(&m.data).unwrap()["object"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(replayed, mine);
+    assert_eq!(objects_of(&replay), mine);
 }
 
 /// `child`'s stdout lines, read on a thread.
@@ -612,15 +589,9 @@ async fn job_list_and_get_states_watch_show_later_changes() {
         wait_line(&srx, T, end_of_listing).is_some(),
         "no state listing"
     );
-    let (s, v) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": "true", "node_id": "w-1"}),
-        )
+    let id = d
+        .submit(&d.admin, &json!({"command": "true", "node_id": "w-1"}))
         .await;
-    assert_eq!(s, 202, "{v}");
-    let id = v["job_id"].as_str().unwrap().to_string();
     let line = wait_line(&jrx, T, |l| {
         l.contains(&id) && l.contains("\"job.finished\"")
     })
@@ -648,11 +619,7 @@ async fn job_list_and_get_states_watch_show_later_changes() {
 async fn a_reader_that_falls_behind_is_cut_off_with_slow_client() {
     use rustls::pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let d = Fluxd::start_with(FluxdOpts {
-        args: ["--events-max-lag", "50"].map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--events-max-lag", "50"]).await;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(d.ca_path()).unwrap() {
         roots.add(c.unwrap()).unwrap();

@@ -31,20 +31,7 @@ impl Cluster {
         extra.extend(liveness);
         // The name nginx checks on the nodes' certificate (deploy/nginx/fluxforge.conf).
         extra.extend(["--tls-san", "fluxd.internal"]);
-        let first = Fluxd::start_with(FluxdOpts {
-            args: ["--store", url.as_str()]
-                .iter()
-                .chain(extra.iter())
-                .map(|s| s.to_string())
-                .collect(),
-            ..FluxdOpts::default()
-        })
-        .await;
-        let mut nodes = vec![first];
-        for _ in 1..n {
-            let opts = FluxdOpts::peer_of(&nodes[0], &url, &extra);
-            nodes.push(Fluxd::start_with(opts).await);
-        }
+        let nodes = Fluxd::cluster_on(&url, n, &extra).await;
         Some(Cluster { nodes, redis })
     }
 
@@ -425,15 +412,7 @@ async fn nginx_balances_api_and_agents_over_the_nodes() {
         assert_eq!(v["status"], "succeeded", "{v}");
     }
     // Metrics (with a token of the cluster tenant) and the error shape come through unchanged.
-    let m = http
-        .get(format!("{lb}/metrics"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = send_text(http.get(format!("{lb}/metrics")).bearer_auth(&admin)).await;
     assert!(m.contains("flux_leader_status"), "{m}");
     let r = http.get(format!("{lb}/v1/jobs")).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -487,12 +466,7 @@ async fn leader_failover_mid_apply_neither_loses_nor_duplicates_the_repair() {
     assert_eq!(t["repairs"], 1, "{t}");
     let applied = std::fs::read_to_string(work.path().join("applied")).unwrap();
     assert_eq!(applied, "run\n", "the apply ran more than once");
-    let kinds: Vec<&str> = t["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = field_strs(&t["events"], "kind");
     assert_eq!(kinds, vec!["drift", "applying", "repaired"], "{t}");
     let (_, jobs) = n.get("/v1/jobs?limit=100", &n.admin).await;
     let applies = jobs

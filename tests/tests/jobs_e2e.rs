@@ -16,14 +16,14 @@ const T: Duration = Duration::from_secs(30);
 async fn seed_quick_start_over_tls() {
     let d = Fluxd::start().await;
     let _agent = d.agent("default", "agent-1", &[]).await;
-    let (status, job) = d
-        .post(
+    let job = d
+        .post_expect(
             "/jobs",
             &d.admin,
             &json!({"command": "echo Hello FluxForge", "node_id": "agent-1"}),
+            202,
         )
         .await;
-    assert_eq!(status, 202, "{job}");
     assert_eq!(job["status"], "queued");
     let id = job["job_id"].as_str().unwrap().to_string();
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
@@ -145,9 +145,7 @@ async fn bad_tokens_are_rejected_with_401() {
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_are_enforced_per_route() {
     let d = Fluxd::start().await;
-    let viewer = d.token("default", "viewer", None).await;
-    let operator = d.token("default", "operator", None).await;
-    let agent = d.token("default", "agent", Some("a1")).await;
+    let (viewer, operator, agent) = d.role_tokens("default").await;
     let job = json!({"command": "true"});
     assert_eq!(d.post("/v1/jobs", &viewer, &job).await.0, 403);
     assert_eq!(d.post("/v1/jobs", &agent, &job).await.0, 403);
@@ -230,11 +228,7 @@ async fn tenants_cannot_see_or_touch_each_other() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_oversized_bodies_get_4xx_and_write_nothing() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--max-body-bytes".into(), "65536".into()],
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--max-body-bytes", "65536"]).await;
     let post_raw = |body: Vec<u8>, ctype: Option<&str>| {
         let mut rb = d.req(Method::POST, "/v1/jobs", &d.admin).body(body);
         if let Some(c) = ctype {
@@ -317,8 +311,9 @@ async fn cancelled_sleep_leaves_no_process_behind() {
         "sleep 600 & echo $! > {dir}/bg; echo $$ > {dir}/main; wait",
         dir = work.path().display()
     );
-    let (s, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
-    assert_eq!(s, 202);
+    let job = d
+        .post_expect("/v1/jobs", &d.admin, &json!({"command": cmd}), 202)
+        .await;
     let id = job["job_id"].as_str().unwrap().to_string();
     let main = read_pid(&work.path().join("main"), T).await;
     let bg = read_pid(&work.path().join("bg"), T).await;
@@ -470,15 +465,7 @@ async fn idempotency_key_runs_a_job_once() {
     let (s2, j2) = submit().await;
     assert_eq!((s1, s2), (202, 200), "{j1} {j2}");
     assert_eq!(j1["job_id"], j2["job_id"]);
-    assert_eq!(
-        d.get("/v1/jobs", &d.admin)
-            .await
-            .1
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(d.count("/v1/jobs", &d.admin).await, 1);
     // The same key with a different body is a conflict, not a silent replay.
     let (s3, v) = send(
         d.req(Method::POST, "/v1/jobs", &d.admin)
@@ -491,11 +478,7 @@ async fn idempotency_key_runs_a_job_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn output_is_capped_with_a_visible_marker() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--output-cap-bytes".into(), "10000".into()],
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--output-cap-bytes", "10000"]).await;
     let _agent = d.agent("default", "agent-1", &[]).await;
     let (_, job) = d
         .post(
@@ -618,23 +601,14 @@ async fn ci_example_script_runs_steps_and_reports_them() {
     let d = Fluxd::start().await;
     let _agent = d.agent("default", "agent-1", &[]).await;
     let operator = d.token("default", "operator", None).await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ci-deploy.sh");
-    let path = format!(
-        "{}:{}",
-        bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .arg("agent-1")
-        .env("PATH", path)
-        .env("FLUX_SERVER", &d.url)
-        .env("FLUX_CA", d.ca_path())
-        .env("FLUX_TOKEN", &operator)
-        .env("FLUX_CONFIG", d.dir.path().join("none.toml"))
-        .env("CI_PIPELINE_ID", "77")
-        .output()
-        .unwrap();
+    let ci_run = || {
+        d.example("ci-deploy.sh", &operator)
+            .arg("agent-1")
+            .env("CI_PIPELINE_ID", "77")
+            .output()
+            .unwrap()
+    };
+    let out = ci_run();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert_eq!(text.matches("exit 0").count(), 3, "{text}");
@@ -642,34 +616,9 @@ async fn ci_example_script_runs_steps_and_reports_them() {
     // A CI retry of the same pipeline reuses the jobs (idempotency keys) instead of rerunning.
     let jobs = d.get("/v1/jobs", &operator).await.1;
     assert_eq!(jobs.as_array().unwrap().len(), 3);
-    let again = std::process::Command::new("bash")
-        .arg(&script)
-        .arg("agent-1")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("FLUX_SERVER", &d.url)
-        .env("FLUX_CA", d.ca_path())
-        .env("FLUX_TOKEN", &operator)
-        .env("FLUX_CONFIG", d.dir.path().join("none.toml"))
-        .env("CI_PIPELINE_ID", "77")
-        .output()
-        .unwrap();
+    let again = ci_run();
     assert!(again.status.success(), "{}", stderr(&again));
-    assert_eq!(
-        d.get("/v1/jobs", &operator)
-            .await
-            .1
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(d.count("/v1/jobs", &operator).await, 3);
 }
 
 /// `fluxctl bench jobs` runs exactly the jobs it reports, and counts failures.
@@ -709,15 +658,7 @@ async fn bench_jobs_reports_what_it_ran() {
         );
     }
     assert!(v["submit"]["p50_ms"].as_f64().unwrap() > 0.0, "{v}");
-    assert_eq!(
-        d.get("/v1/jobs", &d.admin)
-            .await
-            .1
-            .as_array()
-            .unwrap()
-            .len(),
-        6
-    );
+    assert_eq!(d.count("/v1/jobs", &d.admin).await, 6);
     let out = d.fluxctl(
         &d.admin,
         &[
@@ -764,11 +705,7 @@ async fn bench_jobs_reports_what_it_ran() {
 /// their own budget, and capacity comes back when the long-poll ends.
 #[tokio::test(flavor = "multi_thread")]
 async fn long_polls_beyond_the_limit_are_shed_with_429() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--max-long-polls".into(), "1".into()],
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--max-long-polls", "1"]).await;
     let (_, job) = d
         .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
         .await;
@@ -885,14 +822,13 @@ async fn tenant_admins_cannot_mint_or_revoke_for_other_tenants() {
 
     let globex = d.token("globex", "viewer", None).await;
     let jti = flux_core::auth::peek_claims(&globex).unwrap().jti;
-    let (s, _) = d
-        .post(
-            "/v1/tokens/revoke",
-            &acme_admin,
-            &json!({"jti": jti, "tenant": "globex"}),
-        )
-        .await;
-    assert_eq!(s, 404);
+    d.post_expect(
+        "/v1/tokens/revoke",
+        &acme_admin,
+        &json!({"jti": jti, "tenant": "globex"}),
+        404,
+    )
+    .await;
     let (s, _) = d
         .post("/v1/tokens/revoke", &acme_admin, &json!({"token": globex}))
         .await;
@@ -908,14 +844,13 @@ async fn tenant_admins_cannot_mint_or_revoke_for_other_tenants() {
         "globex token was revoked"
     );
     // The cluster admin can.
-    let (s, _) = d
-        .post(
-            "/v1/tokens/revoke",
-            &d.admin,
-            &json!({"jti": jti, "tenant": "globex"}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    d.post_expect(
+        "/v1/tokens/revoke",
+        &d.admin,
+        &json!({"jti": jti, "tenant": "globex"}),
+        200,
+    )
+    .await;
     assert_eq!(d.get("/v1/jobs", &globex).await.0, 401);
 }
 
@@ -994,21 +929,16 @@ async fn a_crashed_agent_restarted_reruns_its_attempt_once() {
 /// that was reassigned meanwhile is cancelled on it, so the job's work is not done twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelled() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: [
-            "--heartbeat-interval",
-            "250ms",
-            "--unreachable-after",
-            "1s",
-            "--dead-after",
-            "4s",
-            "--sweep-interval",
-            "200ms",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..FluxdOpts::default()
-    })
+    let d = Fluxd::start_args(&[
+        "--heartbeat-interval",
+        "250ms",
+        "--unreachable-after",
+        "1s",
+        "--dead-after",
+        "4s",
+        "--sweep-interval",
+        "200ms",
+    ])
     .await;
     let proxy = FaultProxy::start(d.port).await.expect("fault proxy");
     let _a = d
@@ -1058,11 +988,7 @@ async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelle
 /// (admin, operator, agent, revoked) appears in fluxd's or the agent's logs.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_never_contain_tokens() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--log-format".into(), "json".into()],
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--log-format", "json"]).await;
     let agent = d.agent("default", "agent-1", &[]).await;
     let operator = d.token("default", "operator", None).await;
     let (_, job) = d
@@ -1107,14 +1033,14 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     let agent = d.agent("default", "agent-1", &[]).await;
     let secret = "hunter2-s3cret-value";
     let cmd = r#"echo "pw=$DB_PASSWORD"; for c in $(echo "$DB_PASSWORD" | fold -w3); do printf %s "$c"; sleep 0.05; done; echo; test ${#DB_PASSWORD} -eq 20"#;
-    let (s, job) = d
-        .post(
+    let job = d
+        .post_expect(
             "/v1/jobs",
             &d.admin,
             &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"DB_PASSWORD": secret}}),
+            202,
         )
         .await;
-    assert_eq!(s, 202, "{job}");
     assert!(!job.to_string().contains(secret));
     let id = job["job_id"].as_str().unwrap().to_string();
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
@@ -1147,14 +1073,14 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "key=[redacted]\n");
     // A value too short to mask reliably is refused, without echoing it.
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/jobs",
             &d.admin,
             &json!({"command": "true", "secret_env": {"PIN": "123"}}),
+            422,
         )
         .await;
-    assert_eq!(s, 422);
     assert!(!v.to_string().contains("123\""), "{v}");
 
     for (name, log) in [("fluxd", d.proc.log_text()), ("agent", agent.log_text())] {
@@ -1294,15 +1220,12 @@ async fn listings_follow_each_job_through_its_life() {
             .await
             .contains(&running)
     );
-    let (s, queued) = d
-        .post(
-            "/v1/jobs",
+    let queued = d
+        .submit(
             &d.admin,
             &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
-    assert_eq!(s, 202);
-    let queued = queued["job_id"].as_str().unwrap().to_string();
     assert_eq!(
         listed(&d, "/v1/jobs?status=queued").await,
         vec![queued.clone()]

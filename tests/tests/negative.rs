@@ -323,29 +323,25 @@ async fn fingerprint(d: &Fluxd) -> (usize, usize, u64, usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
     let d = Fluxd::start().await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let job = d
+        .submit(
             &d.admin,
             &json!({"command": "true", "node_id": "a1", "allow_unknown_node": true}),
         )
         .await;
-    assert_eq!(s, 202);
-    let job = job["job_id"].as_str().unwrap().to_string();
     let (s, _) = send(d.req(Method::PUT, "/v1/states/s1", &d.admin).json(
         &json!({"name": "s1", "targets": {"agents": ["a1"]}, "check": "true", "apply": "true"}),
     ))
     .await;
     assert_eq!(s, 201);
-    let (s, v) = d
-        .post(
-            "/v1/schedules",
-            &d.admin,
-            &json!({"name": "sc1", "cron": "@daily", "paused": true, "what": {"job": {
-                "command": "true", "node_id": "a1", "allow_unknown_node": true}}}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    d.post_expect(
+        "/v1/schedules",
+        &d.admin,
+        &json!({"name": "sc1", "cron": "@daily", "paused": true, "what": {"job": {
+            "command": "true", "node_id": "a1", "allow_unknown_node": true}}}),
+        201,
+    )
+    .await;
 
     // Identities that must get nowhere, or only as far as their role allows.
     let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
@@ -362,9 +358,7 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
         .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
         .unwrap()
         .0;
-    let viewer = d.token("default", "viewer", None).await;
-    let operator = d.token("default", "operator", None).await;
-    let agent = d.token("default", "agent", Some("a1")).await;
+    let (viewer, operator, agent) = d.role_tokens("default").await;
     let tenant_admin = d.token("acme", "admin", None).await;
     let acme_agent = d.token("acme", "agent", Some("a1")).await;
     let enroll = enroll_token(&d, "default", 5).await;
@@ -951,10 +945,7 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
             rb = rb.json(b);
         }
         let (status, v) = send(rb).await;
-        let msg = v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let msg = error_message(&v);
         let short: String = path.chars().take(60).collect();
         assert_eq!(status, 422, "{method} {short} ({field}): {v}");
         assert!(
@@ -987,21 +978,14 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
     )
     .await;
     assert_eq!(s, 429, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_states"),
-        "{v}"
-    );
-    let (s, v) = d
-        .post(
-            "/v1/states",
-            &d.admin,
-            &json!({"states": [spec("s1", "true"), spec("s2", "true")]}),
-        )
-        .await;
-    assert_eq!(s, 429, "{v}");
+    assert!(error_message(&v).contains("max_states"), "{v}");
+    d.post_expect(
+        "/v1/states",
+        &d.admin,
+        &json!({"states": [spec("s1", "true"), spec("s2", "true")]}),
+        429,
+    )
+    .await;
     let (s, v) = send(
         d.req(Method::PUT, "/v1/states/s1", &d.admin)
             .json(&spec("s1", "false")),
@@ -1018,14 +1002,11 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
 async fn every_bad_listing_parameter_is_refused_400_naming_it() {
     let d = Fluxd::start().await;
     for _ in 0..3 {
-        let (s, _) = d
-            .post(
-                "/v1/jobs",
-                &d.admin,
-                &json!({"command": "true", "node_id": "a1", "allow_unknown_node": true}),
-            )
-            .await;
-        assert_eq!(s, 202);
+        d.submit(
+            &d.admin,
+            &json!({"command": "true", "node_id": "a1", "allow_unknown_node": true}),
+        )
+        .await;
     }
     let acme = d.token("acme", "admin", None).await;
     let r = d
@@ -1094,7 +1075,7 @@ async fn every_bad_listing_parameter_is_refused_400_naming_it() {
     for (field, path, token) in cases {
         let (s, v) = d.get(&path, token).await;
         assert_eq!(s, 400, "{path}: {v}");
-        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        let msg = error_message(&v);
         assert!(msg.contains(field), "{path}: {field} not named in {v}");
         assert!(
             msg.len() < 400,
@@ -1114,9 +1095,7 @@ async fn every_bad_listing_parameter_is_refused_400_naming_it() {
 async fn every_body_route_refuses_before_reading_the_body() {
     use futures::StreamExt;
     let d = Fluxd::start().await;
-    let viewer = d.token("default", "viewer", None).await;
-    let operator = d.token("default", "operator", None).await;
-    let agent = d.token("default", "agent", Some("a1")).await;
+    let (viewer, operator, agent) = d.role_tokens("default").await;
     let tenant_admin = d.token("acme", "admin", None).await;
     let mut calls = Vec::new();
     for r in routes("j-x", "s1") {
@@ -1166,14 +1145,14 @@ async fn every_body_route_refuses_before_reading_the_body() {
 
 /// An enrollment token of `tenant` good for `uses` enrollments, made by the admin.
 async fn enroll_token(d: &Fluxd, tenant: &str, uses: u32) -> String {
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/tokens",
             &d.admin,
             &json!({"tenant": tenant, "role": "enroll", "uses": uses, "ttl_secs": 600}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{v}");
     v["token"].as_str().unwrap().to_string()
 }
 
@@ -1183,12 +1162,6 @@ async fn enroll_token(d: &Fluxd, tenant: &str, uses: u32) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_cause() {
     let d = Fluxd::start().await;
-    let msg = |v: &Value| {
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
     // Token creation: uses, ttl, labels and node binding are checked.
     for (body, field) in [
         (json!({"role": "enroll", "uses": 0}), "uses"),
@@ -1214,17 +1187,16 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
     ] {
         let (s, v) = d.post("/v1/tokens", &d.admin, &body).await;
         assert_eq!(s, 422, "{body}: {v}");
-        assert!(msg(&v).contains(field), "{body}: {v}");
+        assert!(error_message(&v).contains(field), "{body}: {v}");
     }
     let operator = d.token("default", "operator", None).await;
-    let (s, _) = d
-        .post(
-            "/v1/tokens",
-            &operator,
-            &json!({"role": "enroll", "uses": 3}),
-        )
-        .await;
-    assert_eq!(s, 403);
+    d.post_expect(
+        "/v1/tokens",
+        &operator,
+        &json!({"role": "enroll", "uses": 3}),
+        403,
+    )
+    .await;
 
     let enroll = enroll_token(&d, "default", 1).await;
     let acme_admin = d.token("acme", "admin", None).await;
@@ -1237,31 +1209,30 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
             .post("/v1/enroll", &enroll, &json!({"node_id": bad}))
             .await;
         assert_eq!(s, 422, "{bad:?}: {v}");
-        assert!(msg(&v).contains("node_id"), "{v}");
+        assert!(error_message(&v).contains("node_id"), "{v}");
     }
-    let (s, _) = d.post("/v1/enroll", &enroll, &json!({"node": "n1"})).await;
-    assert_eq!(s, 422);
+    d.post_expect("/v1/enroll", &enroll, &json!({"node": "n1"}), 422)
+        .await;
     // A pinned job for a node nobody enrolled or registered as: 422 naming node_id.
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/jobs",
             &d.admin,
             &json!({"command": "true", "node_id": "ghost"}),
+            422,
         )
         .await;
-    assert_eq!(s, 422, "{v}");
     assert!(
-        msg(&v).contains("node_id") && msg(&v).contains("ghost"),
+        error_message(&v).contains("node_id") && error_message(&v).contains("ghost"),
         "{v}"
     );
-    let (s, v) = d
-        .post(
-            "/jobs",
-            &d.admin,
-            &json!({"command": "true", "node_id": "ghost"}),
-        )
-        .await;
-    assert_eq!(s, 422, "{v}");
+    d.post_expect(
+        "/jobs",
+        &d.admin,
+        &json!({"command": "true", "node_id": "ghost"}),
+        422,
+    )
+    .await;
     // Drain, uncordon and revoke of an agent that does not exist (or is another tenant's).
     for verb in ["drain", "uncordon", "revoke"] {
         for tok in [&d.admin, &acme_admin] {
@@ -1284,7 +1255,7 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         .post("/v1/enroll", &enroll, &json!({"node_id": "n2"}))
         .await;
     assert_eq!(s, 403, "{v}");
-    assert!(msg(&v).contains("used up"), "{v}");
+    assert!(error_message(&v).contains("used up"), "{v}");
     // Another tenant's admin cannot drain or revoke it.
     for verb in ["drain", "revoke"] {
         let (s, _) = d
@@ -1302,7 +1273,10 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         .post("/v1/enroll", &enroll2, &json!({"node_id": "n3"}))
         .await;
     assert_eq!(s, 401, "{v}");
-    assert!(msg(&v).contains("enrollment token has been revoked"), "{v}");
+    assert!(
+        error_message(&v).contains("enrollment token has been revoked"),
+        "{v}"
+    );
     // Expired: 401 saying so.
     let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
     let auth = Authenticator::new(vec![key], "fluxforge", "fluxforge");
@@ -1321,10 +1295,13 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         .post("/v1/enroll", &expired, &json!({"node_id": "n4"}))
         .await;
     assert_eq!(s, 401, "{v}");
-    assert!(msg(&v).contains("enrollment token has expired"), "{v}");
+    assert!(
+        error_message(&v).contains("enrollment token has expired"),
+        "{v}"
+    );
     // An agent credential cannot be renewed by anyone else.
-    let (s, _) = d.post("/v1/agent/renew", &d.admin, &json!({})).await;
-    assert_eq!(s, 403);
+    d.post_expect("/v1/agent/renew", &d.admin, &json!({}), 403)
+        .await;
 }
 
 /// `GET /v1/events` refuses bad input before streaming, naming the parameter: a malformed
@@ -1357,7 +1334,7 @@ async fn the_event_stream_refuses_bad_input_naming_it() {
     for (status, field, path) in cases {
         let (s, v) = d.get(&path, &d.admin).await;
         assert_eq!(s, status, "{path}: {v}");
-        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        let msg = error_message(&v);
         assert!(msg.contains(field), "{path}: {field} not named in {v}");
         assert!(
             msg.len() < 400,

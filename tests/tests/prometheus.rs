@@ -72,21 +72,10 @@ async fn real_metrics_pass_promtool_and_cover_the_alerts() {
     assert_eq!(d.get("/v1/jobs", "bad-token").await.0, 401);
     let metrics = d.metrics_text().await.expect("metrics");
 
-    let mut child = Command::new(&p)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(&p).args(["check", "metrics"]),
+        metrics.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "promtool check metrics:\n{}{}",

@@ -81,15 +81,12 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
     // is inside its window (24h by default) though the job is past its 1s retention.
     let work = tempfile::tempdir().unwrap();
     let (running, _pid) = n.submit_blocking_on("agent-1", work.path(), T).await;
-    let (s, queued) = n
-        .post(
-            "/v1/jobs",
+    let queued = n
+        .submit(
             &n.admin,
             &json!({"command": "true", "node_id": "absent-agent", "allow_unknown_node": true}),
         )
         .await;
-    assert_eq!(s, 202, "{queued}");
-    let queued = queued["job_id"].as_str().unwrap().to_string();
     let keyed_body = json!({"command": "echo keyed", "idempotency_key": "release-7"});
     let (s, keyed) = n.post("/v1/jobs", &n.admin, &keyed_body).await;
     assert_eq!(s, 202, "{keyed}");
@@ -99,14 +96,14 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
     // What must go: 30 quick jobs, collected 3 per pass.
     let mut doomed = Vec::new();
     for i in 0..30 {
-        let (s, j) = n
-            .post(
+        let j = n
+            .post_expect(
                 "/v1/jobs",
                 &n.admin,
                 &json!({"command": format!("echo doomed-{i}")}),
+                202,
             )
             .await;
-        assert_eq!(s, 202, "{j}");
         doomed.push(j["job_id"].as_str().unwrap().to_string());
     }
     // The leader starts collecting; it is killed as soon as its first batches are in.
@@ -203,11 +200,7 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
 /// window has passed the same key creates a new job, which the key then names.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idempotency_key_names_a_new_job_once_its_window_has_passed() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: ["--idempotency-window", "2s"].map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--idempotency-window", "2s"]).await;
     let body = json!({"command": "true", "node_id": "nobody", "idempotency_key": "nightly", "allow_unknown_node": true});
     let (s, first) = d.post("/v1/jobs", &d.admin, &body).await;
     assert_eq!(s, 202, "{first}");

@@ -29,16 +29,7 @@ async fn a_token_revoked_on_one_node_is_refused_on_another_within_a_second() {
         return;
     };
     let url = redis.url();
-    let args: Vec<String> = ["--store", url.as_str()]
-        .into_iter()
-        .chain(LEASE)
-        .map(String::from)
-        .collect();
-    let a = Fluxd::start_with(FluxdOpts {
-        args,
-        ..FluxdOpts::default()
-    })
-    .await;
+    let a = Fluxd::start_with(FluxdOpts::on_store(&url, &LEASE)).await;
     let b = Fluxd::start_with(FluxdOpts::peer_of(&a, &url, &LEASE)).await;
 
     let token = a.token("default", "viewer", None).await;

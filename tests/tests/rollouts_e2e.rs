@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use flux_tests::*;
@@ -16,43 +17,12 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(60);
 const WEB: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
 
-/// Per node, the (start, end) times in ns its jobs wrote under `dir` (one file per node).
-fn side_effects(dir: &Path) -> BTreeMap<String, Vec<(u128, Option<u128>)>> {
-    let mut m = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let text = std::fs::read_to_string(e.path()).unwrap();
-        let mut runs: Vec<(u128, Option<u128>)> = Vec::new();
-        for line in text.lines() {
-            let mut w = line.split_whitespace();
-            match (w.next(), w.next().and_then(|t| t.parse::<u128>().ok())) {
-                (Some("start"), Some(t)) => runs.push((t, None)),
-                (Some("end"), Some(t)) => {
-                    runs.last_mut().expect("an end after a start").1 = Some(t)
-                }
-                _ => panic!("unexpected line {line:?}"),
-            }
-        }
-        m.insert(e.file_name().to_string_lossy().into_owned(), runs);
-    }
-    m
-}
-
-/// The most runs in progress at any instant.
-fn max_overlap(runs: &[(u128, u128)]) -> usize {
-    let mut ev: Vec<(u128, i32)> = Vec::new();
-    for (s, e) in runs {
-        ev.push((*s, 1));
-        ev.push((*e, -1));
-    }
-    // Ends before starts at the same instant.
-    ev.sort();
-    let (mut cur, mut max) = (0i32, 0i32);
-    for (_, d) in ev {
-        cur += d;
-        max = max.max(cur);
-    }
-    max as usize
+/// `fluxctl -o json job run -l role=web --all <options> --wait <cmd>` as the admin.
+fn rollout_over_web(d: &Fluxd, options: &[&str], cmd: &str) -> Output {
+    let mut args = vec!["-o", "json", "job", "run", "-l", "role=web", "--all"];
+    args.extend(options);
+    args.extend(["--wait", cmd]);
+    d.fluxctl(&d.admin, &args)
 }
 
 /// A shell command that records its start and end times under `dir`, sleeps, and exits with
@@ -128,24 +98,7 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
     //    and 2 did run at once (the bound is reached, not just respected).
     let dir = tempfile::tempdir().unwrap();
     let cmd = recording(dir.path(), "0.6", "true");
-    let o = d.fluxctl(
-        &d.admin,
-        &[
-            "-o",
-            "json",
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
-            "--max-concurrency",
-            "2",
-            "--max-errors",
-            "0",
-            "--wait",
-            &cmd,
-        ],
-    );
+    let o = rollout_over_web(&d, &["--max-concurrency", "2", "--max-errors", "0"], &cmd);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = rollout_json(&o);
     assert_eq!(r["status"], "succeeded", "{r}");
@@ -174,24 +127,7 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
     //    Exactly two targets ran; exit 3.
     let dir = tempfile::tempdir().unwrap();
     let cmd = recording(dir.path(), "0.1", "exit 1");
-    let o = d.fluxctl(
-        &d.admin,
-        &[
-            "-o",
-            "json",
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
-            "--max-concurrency",
-            "20%",
-            "--max-errors",
-            "1",
-            "--wait",
-            &cmd,
-        ],
-    );
+    let o = rollout_over_web(&d, &["--max-concurrency", "20%", "--max-errors", "1"], &cmd);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let r = rollout_json(&o);
     assert_eq!(r["status"], "halted", "{r}");
@@ -250,24 +186,7 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
         "0.1",
         "[ \"$FLUX_NODE_ID\" != w3 ] || [ -e $f.fixed ]",
     );
-    let o = d.fluxctl(
-        &d.admin,
-        &[
-            "-o",
-            "json",
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
-            "--max-concurrency",
-            "5",
-            "--max-errors",
-            "1",
-            "--wait",
-            &cmd,
-        ],
-    );
+    let o = rollout_over_web(&d, &["--max-concurrency", "5", "--max-errors", "1"], &cmd);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let first = rollout_json(&o);
     assert_eq!(first["status"], "failed", "{first}");
@@ -290,14 +209,13 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
     let (s, again) = d.get(&format!("/v1/rollouts/{first_id}"), &d.admin).await;
     assert_eq!(s, 200);
     assert_eq!(again["retried_by"], second["rollout_id"], "{again}");
-    let (s, body) = d
-        .post(
-            &format!("/v1/rollouts/{first_id}/retry"),
-            &d.admin,
-            &serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(s, 409, "{body}");
+    d.post_expect(
+        &format!("/v1/rollouts/{first_id}/retry"),
+        &d.admin,
+        &serde_json::json!({}),
+        409,
+    )
+    .await;
     // Creation and the retry are audited (the refused second retry is not).
     assert!(
         !audited(&d, "POST /v1/rollouts", "/v1/rollouts")
@@ -339,14 +257,14 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
         fx = fx.display(),
         gate = gate.display()
     );
-    let (s, r) = d
-        .post(
+    let r = d
+        .post_expect(
             "/v1/rollouts",
             &d.admin,
             &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2, "timeout_secs": 60}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{r}");
     let id = r["rollout_id"].as_str().unwrap().to_string();
     eventually("two targets running", T, || async {
         (std::fs::read_dir(&fx).ok()?.count() == 2).then_some(())
@@ -403,14 +321,14 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
     assert_eq!(s, 409, "{v}");
 
     // Cancel: the running targets' jobs are cancelled, nothing else starts; exit 130.
-    let (s, r) = d
-        .post(
+    let r = d
+        .post_expect(
             "/v1/rollouts",
             &d.admin,
             &json!({"command": "sleep 60", "selector": "role=web", "max_concurrency": "40%"}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{r}");
     let id = r["rollout_id"].as_str().unwrap().to_string();
     eventually("two targets running", T, || async {
         let (_, v) = d.get(&format!("/v1/rollouts/{id}"), &d.admin).await;
@@ -479,7 +397,7 @@ async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
     ] {
         let (s, v) = d.post("/v1/rollouts", &d.admin, &body).await;
         assert!((400..500).contains(&s), "{body}: {s} {v}");
-        let m = v["error"]["message"].as_str().unwrap_or_default();
+        let m = error_message(&v);
         assert!(m.contains(field), "{body}: {m}");
     }
     let (s, list) = d.get("/v1/rollouts", &d.admin).await;
@@ -490,22 +408,21 @@ async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
     assert_eq!(jobs, json!([]), "no job created");
     // A viewer may read but not create; another tenant's rollout is not found.
     let viewer = d.token("default", "viewer", None).await;
-    let (s, _) = d
-        .post(
-            "/v1/rollouts",
-            &viewer,
-            &json!({"command": "true", "selector": "role=web"}),
-        )
-        .await;
-    assert_eq!(s, 403);
-    let (s, r) = d
-        .post(
+    d.post_expect(
+        "/v1/rollouts",
+        &viewer,
+        &json!({"command": "true", "selector": "role=web"}),
+        403,
+    )
+    .await;
+    let r = d
+        .post_expect(
             "/v1/rollouts",
             &d.admin,
             &json!({"command": "true", "selector": "role=web"}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{r}");
     let other = d.token("other", "admin", None).await;
     let (s, _) = d
         .get(
@@ -548,25 +465,17 @@ async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors(
         d = dir.path().display()
     );
     let verify = format!("test -e {d}/$FLUX_NODE_ID", d = dir.path().display());
-    let o = d.fluxctl(
-        &d.admin,
+    let o = rollout_over_web(
+        &d,
         &[
-            "-o",
-            "json",
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
             "--max-concurrency",
             "1",
             "--max-errors",
             "5",
             "--verify",
             &verify,
-            "--wait",
-            &run,
         ],
+        &run,
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = rollout_json(&o);
@@ -582,47 +491,27 @@ async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors(
         .unwrap();
     assert_eq!(w3["error"], "verify: exit code 1", "{r}");
     // With --offline-is-error and no budget the skipped target stops the rollout.
-    let o = d.fluxctl(
-        &d.admin,
-        &[
-            "-o",
-            "json",
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
-            "--max-concurrency",
-            "1",
-            "--offline-is-error",
-            "--wait",
-            "true",
-        ],
+    let o = rollout_over_web(
+        &d,
+        &["--max-concurrency", "1", "--offline-is-error"],
+        "true",
     );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let st = states(&rollout_json(&o));
     assert_eq!(st["w2"], "skipped");
     assert_eq!(st["w3"], "not_started");
     // A target over its timeout is an error.
-    let o = d.fluxctl(
-        &d.admin,
+    let o = rollout_over_web(
+        &d,
         &[
-            "-o",
-            "json",
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
             "--max-concurrency",
             "2",
             "--max-errors",
             "5",
             "--timeout",
             "1s",
-            "--wait",
-            "if [ \"$FLUX_NODE_ID\" = w1 ]; then sleep 30; fi",
         ],
+        "if [ \"$FLUX_NODE_ID\" = w1 ]; then sleep 30; fi",
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = rollout_json(&o);
@@ -645,23 +534,9 @@ async fn the_rollout_example_script_follows_a_rollout_and_reports_it() {
     let _a = d.agent("default", "w1", &["role=web"]).await;
     let _b = d.agent("default", "w2", &["role=web"]).await;
     let operator = d.token("default", "operator", None).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollout.sh");
     let run = |cmd: &str| {
-        std::process::Command::new("bash")
-            .arg(&script)
+        d.example("rollout.sh", &operator)
             .arg(cmd)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin_dir().display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("FLUX_SERVER", &d.url)
-            .env("FLUX_CA", d.ca_path())
-            .env("FLUX_TOKEN", &operator)
-            .env("FLUX_CONFIG", d.dir.path().join("none.toml"))
             .env("BATCH_WAIT", "0s")
             .output()
             .unwrap()
@@ -696,12 +571,7 @@ async fn rollout_above_turns_a_wide_fan_out_into_a_safe_rollout() {
     ok(&o).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cmd = recording(dir.path(), "0.2", "true");
-    let o = d.fluxctl(
-        &d.admin,
-        &[
-            "-o", "json", "job", "run", "-l", "role=web", "--all", "--wait", &cmd,
-        ],
-    );
+    let o = rollout_over_web(&d, &[], &cmd);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("rollout_above (3)"), "{}", stderr(&o));
     let r = rollout_json(&o);
@@ -727,31 +597,25 @@ async fn rollout_above_turns_a_wide_fan_out_into_a_safe_rollout() {
 /// Finished rollouts are collected after the job retention; an unfinished one is kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn finished_rollouts_are_collected_after_the_retention_and_running_ones_kept() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: ["--job-retention", "1s", "--gc-interval", "200ms"]
-            .map(String::from)
-            .to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--job-retention", "1s", "--gc-interval", "200ms"]).await;
     let _a = d.agent("default", "w1", &["role=web"]).await;
     let _b = d.agent("default", "w2", &["role=web"]).await;
-    let (s, done) = d
-        .post(
+    let done = d
+        .post_expect(
             "/v1/rollouts",
             &d.admin,
             &json!({"command": "true", "nodes": ["w1"]}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{done}");
-    let (s, long) = d
-        .post(
+    let long = d
+        .post_expect(
             "/v1/rollouts",
             &d.admin,
             &json!({"command": "sleep 30", "nodes": ["w2"]}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{long}");
     let done_id = done["rollout_id"].as_str().unwrap();
     let long_id = long["rollout_id"].as_str().unwrap();
     eventually("the finished rollout collected", T, || async {

@@ -41,17 +41,7 @@ async fn a_leader_killed_mid_rollout_neither_repeats_nor_loses_a_target() {
     let url = redis.url();
     let mut extra: Vec<&str> = LEASE.to_vec();
     extra.extend(LIVENESS);
-    let first = Fluxd::start_with(FluxdOpts {
-        args: ["--store", url.as_str()]
-            .iter()
-            .chain(extra.iter())
-            .map(|s| s.to_string())
-            .collect(),
-        ..FluxdOpts::default()
-    })
-    .await;
-    let second = Fluxd::start_with(FluxdOpts::peer_of(&first, &url, &extra)).await;
-    let mut nodes = vec![first, second];
+    let mut nodes = Fluxd::cluster_on(&url, 2, &extra).await;
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let lead = eventually("a leader", T, || leader(&nodes, None)).await;
     let other = 1 - lead;
@@ -70,14 +60,14 @@ async fn a_leader_killed_mid_rollout_neither_repeats_nor_loses_a_target() {
         d = dir.path().display()
     );
     let n = &nodes[other];
-    let (s, r) = n
-        .post(
+    let r = n
+        .post_expect(
             "/v1/rollouts",
             &n.admin,
             &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{r}");
     let id = r["rollout_id"].as_str().unwrap().to_string();
     // The first two targets run: kill the leader now.
     eventually("the first targets to start", T, || async {

@@ -26,6 +26,21 @@ fn ran(file: &Path) -> Vec<String> {
 }
 
 /// The slot of each run in `ids` (from its job's group), counted: slot -> runs.
+/// Waits until every run schedule `tick` fired has succeeded and written its line to `file`;
+/// returns the schedule.
+async fn settled(n: &Fluxd, file: &Path) -> Value {
+    eventually("the runs to settle", T, || async {
+        let (_, v) = n.get("/v1/schedules/tick", &n.admin).await;
+        let fired = v["fires"].as_u64()? as usize;
+        let done = v["runs"]
+            .as_array()?
+            .iter()
+            .all(|r| r["result"] == "succeeded");
+        (done && ran(file).len() == fired).then_some(v)
+    })
+    .await
+}
+
 async fn slots(n: &Fluxd, ids: &[String]) -> BTreeMap<u64, usize> {
     let mut out = BTreeMap::new();
     for id in ids {
@@ -69,11 +84,7 @@ fn every_second(file: &Path, node: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_one_second_schedule_runs_each_slot_exactly_once_and_the_cli_manages_it() {
-    let n = Fluxd::start_with(FluxdOpts {
-        args: MIN_1S.map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let n = Fluxd::start_args(&MIN_1S).await;
     let _agent = n.agent("default", "agent-1", &[]).await;
     let file = n.dir.path().join("runs.txt");
     let cmd = format!("echo $FLUX_JOB_ID >> {}", file.display());
@@ -108,16 +119,7 @@ async fn a_one_second_schedule_runs_each_slot_exactly_once_and_the_cli_manages_i
     .await;
     ok(&n.fluxctl(&n.admin, &["schedule", "pause", "tick"])).unwrap();
     // Once paused, the runs already fired finish and no new slot fires.
-    let v = eventually("the runs to settle", T, || async {
-        let (_, v) = n.get("/v1/schedules/tick", &n.admin).await;
-        let fired = v["fires"].as_u64()? as usize;
-        let done = v["runs"]
-            .as_array()?
-            .iter()
-            .all(|r| r["result"] == "succeeded");
-        (done && ran(&file).len() == fired).then_some(v)
-    })
-    .await;
+    let v = settled(&n, &file).await;
     let ids = ran(&file);
     let s = slots(&n, &ids).await;
     assert_eq!(s.len(), ids.len());
@@ -195,7 +197,7 @@ async fn bad_schedules_are_refused_naming_the_field_and_nothing_is_stored() {
         }
         let (status, v) = n.post("/v1/schedules", &n.admin, &body).await;
         assert!((400..500).contains(&status), "{body} -> {status} {v}");
-        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        let msg = error_message(&v);
         assert!(msg.contains(word), "{body}: {msg:?} does not name {word}");
     }
     let (status, v) = n.get("/v1/schedules", &n.admin).await;
@@ -225,20 +227,7 @@ async fn cluster(n: usize) -> Option<Cluster> {
     let url = redis.url();
     let mut extra: Vec<&str> = flux_core::testing::FAST_LEASE_ARGS.to_vec();
     extra.extend(MIN_1S);
-    let first = Fluxd::start_with(FluxdOpts {
-        args: ["--store", url.as_str()]
-            .iter()
-            .chain(extra.iter())
-            .map(|s| s.to_string())
-            .collect(),
-        ..FluxdOpts::default()
-    })
-    .await;
-    let mut nodes = vec![first];
-    for _ in 1..n {
-        let opts = FluxdOpts::peer_of(&nodes[0], &url, &extra);
-        nodes.push(Fluxd::start_with(opts).await);
-    }
+    let nodes = Fluxd::cluster_on(&url, n, &extra).await;
     Some(Cluster {
         nodes,
         _redis: redis,
@@ -316,16 +305,7 @@ async fn leader_sigstop_and_sigkill_around_firings_neither_miss_nor_repeat_a_slo
         .map(|r| (r.status().as_u16(), ()))
         .unwrap();
     assert_eq!(s, 200);
-    let v = eventually("the runs to settle", T, || async {
-        let (_, v) = n.get("/v1/schedules/tick", &n.admin).await;
-        let fired = v["fires"].as_u64()? as usize;
-        let done = v["runs"]
-            .as_array()?
-            .iter()
-            .all(|r| r["result"] == "succeeded");
-        (done && ran(&file).len() == fired).then_some(v)
-    })
-    .await;
+    let v = settled(n, &file).await;
     let ids = ran(&file);
     let s = slots(n, &ids).await;
     assert_eq!(s.values().sum::<usize>(), ids.len());
@@ -342,11 +322,7 @@ async fn fires(n: &Fluxd, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_the_whole_cluster_was_down_late_slots_follow_the_missed_policy() {
-    let mut n = Fluxd::start_with(FluxdOpts {
-        args: MIN_1S.map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let mut n = Fluxd::start_args(&MIN_1S).await;
     let _agent = n.agent("default", "agent-1", &[]).await;
     let policies = [
         ("skip", json!("skip"), 0usize),
@@ -421,11 +397,7 @@ async fn after_the_whole_cluster_was_down_late_slots_follow_the_missed_policy() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overlap_skip_and_queue_never_run_two_at_once_and_allow_does() {
-    let n = Fluxd::start_with(FluxdOpts {
-        args: MIN_1S.map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let n = Fluxd::start_args(&MIN_1S).await;
     let _agent = n.agent("default", "agent-1", &[]).await;
     for overlap in ["skip", "queue", "allow"] {
         let file = n.dir.path().join(format!("{overlap}.txt"));
@@ -618,11 +590,7 @@ async fn schedule_tables_in_a_state_file_are_created_diffed_updated_and_pruned()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_schedule_starts_one_rollout_per_slot_on_real_agents() {
-    let n = Fluxd::start_with(FluxdOpts {
-        args: MIN_1S.map(String::from).to_vec(),
-        ..FluxdOpts::default()
-    })
-    .await;
+    let n = Fluxd::start_args(&MIN_1S).await;
     let _a1 = n.agent("default", "web-1", &["role=web"]).await;
     let _a2 = n.agent("default", "web-2", &["role=web"]).await;
     let file = n.dir.path().join("runs.txt");
@@ -687,12 +655,7 @@ async fn a_rollout_schedule_starts_one_rollout_per_slot_on_real_agents() {
         assert_eq!(r["status"], "succeeded", "{r}");
         assert_eq!(r["created_by"], "schedule/roll", "{r}");
         assert_eq!(r["params"]["max_concurrency"], 2, "{r}");
-        let mut nodes: Vec<&str> = r["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["node_id"].as_str().unwrap())
-            .collect();
+        let mut nodes = field_strs(&r["targets"], "node_id");
         nodes.sort();
         assert_eq!(nodes, ["web-1", "web-2"], "{r}");
         for t in r["targets"].as_array().unwrap() {

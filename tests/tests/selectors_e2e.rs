@@ -231,20 +231,15 @@ async fn selectors_of_every_form_on_jobs_fan_out_and_states_with_admin_labels() 
     assert!(stdout(&out).contains("on-w1"), "{}", stdout(&out));
 
     // Fan-out to every agent the expression matches.
-    let (s, fan) = d
-        .post(
+    let fan = d
+        .post_expect(
             "/v1/jobs",
             &d.admin,
             &json!({"command": "true", "fan_out": true, "selector": "role notin (api)"}),
+            202,
         )
         .await;
-    assert_eq!(s, 202, "{fan}");
-    let mut pinned: Vec<&str> = fan["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["node_id"].as_str().unwrap())
-        .collect();
+    let mut pinned = field_strs(&fan["jobs"], "node_id");
     pinned.sort();
     assert_eq!(pinned, ["d1", "w1"]);
 
@@ -283,12 +278,7 @@ interval = "2s"
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     for (name, want) in [("by-expr", vec!["w1", "w2"]), ("by-map", vec!["d1"])] {
         let (_, v) = d.get(&format!("/v1/states/{name}"), &d.admin).await;
-        let agents: Vec<&str> = v["status"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["agent"].as_str().unwrap())
-            .collect();
+        let agents = field_strs(&v["status"], "agent");
         assert_eq!(agents, want, "{name}: {v}");
     }
     assert!(work.path().join("expr-w2").exists() && !work.path().join("expr-d1").exists());
@@ -349,14 +339,14 @@ interval = "2s"
     assert_eq!(preview(&d, "role=web"), ["w1", "w2"]);
 
     // Bad expressions: 422 naming the field and the byte position.
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/jobs",
             &d.admin,
             &json!({"command": "true", "selector": "role in (web"}),
+            422,
         )
         .await;
-    assert_eq!(s, 422, "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
         msg.contains("selector") && msg.contains("at byte 12"),

@@ -100,14 +100,14 @@ async fn waiting_polls_are_woken_when_a_task_lands() {
         })
         .await;
         for i in 0..4 {
-            let (s, job) = d
-                .post(
+            let job = d
+                .post_expect(
                     "/v1/jobs",
                     &d.admin,
                     &json!({"command": format!("true {i}")}),
+                    202,
                 )
                 .await;
-            assert_eq!(s, 202, "{job}");
             let id = job["job_id"].as_str().expect("job id");
             let done = d
                 .wait_job(&d.admin, id, Duration::from_secs(15), |j| {
@@ -146,14 +146,14 @@ async fn fifty_simulated_agents_run_fan_outs_and_jobs_and_stop_cleanly() {
     assert!(socks <= 4, "{socks} sockets for 50 simulated agents");
 
     // A fan-out runs once on every simulated agent, each printing its simulated line.
-    let (s, fan) = d
-        .post(
+    let fan = d
+        .post_expect(
             "/v1/jobs",
             &d.admin,
             &json!({"command": "uname -a", "selector": {"fleet": "sim"}, "fan_out": true}),
+            202,
         )
         .await;
-    assert_eq!(s, 202, "{fan}");
     let jobs: Vec<String> = fan["jobs"]
         .as_array()
         .expect("fan-out jobs")
@@ -180,14 +180,14 @@ async fn fifty_simulated_agents_run_fan_outs_and_jobs_and_stop_cleanly() {
     for _ in 0..40 {
         let d = d.clone();
         submits.spawn(async move {
-            let (s, job) = d
-                .post(
+            let job = d
+                .post_expect(
                     "/v1/jobs",
                     &d.admin,
                     &json!({"command": "true", "selector": {"fleet": "sim"}}),
+                    202,
                 )
                 .await;
-            assert_eq!(s, 202, "{job}");
             job["job_id"].as_str().expect("job id").to_string()
         });
     }
@@ -227,15 +227,12 @@ async fn simulated_jobs_honour_cancellation() {
         (online(&d, "slow-").await.len() == 2).then_some(())
     })
     .await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let id = d
+        .submit(
             &d.admin,
             &json!({"command": "sleep 1", "node_id": "slow-1"}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
     d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
         .await;
     let (s, v) = d
@@ -245,15 +242,12 @@ async fn simulated_jobs_honour_cancellation() {
     let job = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(job["status"], "cancelled", "{job}");
 
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let id = d
+        .submit(
             &d.admin,
             &json!({"command": "sleep 1", "node_id": "slow-2"}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
     d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
         .await;
     sim.signal(Signal::SIGTERM);

@@ -5,7 +5,6 @@
 //! restarts it; the rollout table is part of the state for `diff`; bad limits are refused naming
 //! the field, with nothing applied.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,46 +13,8 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 
-/// Per node, the (start, end) times in ns its applies wrote under `dir` (one file per node).
-fn side_effects(dir: &Path) -> BTreeMap<String, Vec<(u128, Option<u128>)>> {
-    let mut m = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let text = std::fs::read_to_string(e.path()).unwrap();
-        let mut runs: Vec<(u128, Option<u128>)> = Vec::new();
-        for line in text.lines() {
-            let mut w = line.split_whitespace();
-            match (w.next(), w.next().and_then(|t| t.parse::<u128>().ok())) {
-                (Some("start"), Some(t)) => runs.push((t, None)),
-                (Some("end"), Some(t)) => {
-                    runs.last_mut().expect("an end after a start").1 = Some(t)
-                }
-                _ => panic!("unexpected line {line:?}"),
-            }
-        }
-        m.insert(e.file_name().to_string_lossy().into_owned(), runs);
-    }
-    m
-}
-
 fn applies(dir: &Path) -> usize {
     side_effects(dir).values().map(Vec::len).sum()
-}
-
-/// The most runs in progress at any instant (an end before a start at the same instant).
-fn max_overlap(runs: &[(u128, u128)]) -> usize {
-    let mut ev: Vec<(u128, i32)> = Vec::new();
-    for (s, e) in runs {
-        ev.push((*s, 1));
-        ev.push((*e, -1));
-    }
-    ev.sort();
-    let (mut cur, mut max) = (0i32, 0i32);
-    for (_, d) in ev {
-        cur += d;
-        max = max.max(cur);
-    }
-    max as usize
 }
 
 /// A state file: one state over every `role=web` agent whose check fails until `done/<node>`
@@ -231,18 +192,12 @@ async fn failed_repairs_past_the_budget_halt_remediation_until_resumed() {
         stdout(&o)
     );
     // The halt is a state event.
-    let ev = d
-        .req(
-            reqwest::Method::GET,
-            "/v1/events?follow=false&type=state.halted",
-            &d.admin,
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ev = send_text(d.req(
+        reqwest::Method::GET,
+        "/v1/events?follow=false&type=state.halted",
+        &d.admin,
+    ))
+    .await;
     assert!(
         ev.contains("state.halted") && ev.contains("\"failed_repairs\":2"),
         "{ev}"

@@ -81,12 +81,7 @@ async fn apply_converges_the_selected_agents_and_hand_drift_is_repaired() {
     assert_eq!(stdout(&diff), "");
 
     let view = state(&d, &d.admin, "web-marker").await;
-    let agents: Vec<&str> = view["status"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["agent"].as_str().unwrap())
-        .collect();
+    let agents = field_strs(&view["status"], "agent");
     assert_eq!(agents, vec!["web-1", "web-2"]);
     let repairs_before = target(&view, "web-2")["repairs"].as_u64().unwrap();
 
@@ -275,12 +270,7 @@ async fn diff_reports_exactly_the_pending_changes() {
     let out = d.fluxctl(&d.admin, &["apply", "-f", &v2, "--prune", "--dry-run"]);
     assert!(out.status.success());
     let (_, list) = d.get("/v1/states", &d.admin).await;
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    let names = field_strs(&list, "name");
     assert_eq!(names, vec!["a", "b"]);
 
     let bad = write(
@@ -409,21 +399,14 @@ async fn states_api_enforces_cas_and_validation_and_keeps_the_seed_route() {
     bad["tenant"] = json!("other");
     let (s, v) = put(bad, None).await;
     assert_eq!(s, 422);
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field `tenant`"),
-        "{v}"
-    );
-    let (s, _) = d
-        .post(
-            "/v1/states",
-            &d.admin,
-            &json!({"toml": "[[state]\nname=", "file": "x.toml"}),
-        )
-        .await;
-    assert_eq!(s, 422);
+    assert!(error_message(&v).contains("unknown field `tenant`"), "{v}");
+    d.post_expect(
+        "/v1/states",
+        &d.admin,
+        &json!({"toml": "[[state]\nname=", "file": "x.toml"}),
+        422,
+    )
+    .await;
 
     let marker = work.path().join("seed");
     let (s, v) = d

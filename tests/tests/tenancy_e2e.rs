@@ -15,6 +15,17 @@ fn set_quota(d: &Fluxd, tenant: &str, args: &[&str]) -> String {
     ok(&d.fluxctl(&d.admin, &a)).unwrap()
 }
 
+/// The row of `tenant` in `fluxctl tenants list -o json`, if listed.
+fn listed_tenant(d: &Fluxd, tenant: &str) -> Option<Value> {
+    let out = d.fluxctl(&d.admin, &["tenants", "list", "-o", "json"]);
+    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == tenant)
+        .cloned()
+}
+
 async fn submit(d: &Fluxd, token: &str, body: Value) -> (u16, Value, Option<String>) {
     let r = d
         .req(reqwest::Method::POST, "/v1/jobs", token)
@@ -116,15 +127,7 @@ async fn queued_and_rate_quotas_answer_429_and_change_nothing() {
         "{codes:?}"
     );
 
-    let out = d.fluxctl(&d.admin, &["tenants", "list", "-o", "json"]);
-    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
-    let row = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tenant"] == "acme")
-        .unwrap()
-        .clone();
+    let row = listed_tenant(&d, "acme").unwrap();
     assert_eq!(row["queued"], 5, "{row}");
     assert_eq!(row["quota"]["submit_per_sec"], 0.1);
     // A tenant admin sees only its own tenant.
@@ -308,13 +311,7 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
-    let before = d
-        .get("/v1/jobs?limit=1000", &d.admin)
-        .await
-        .1
-        .as_array()
-        .unwrap()
-        .len();
+    let before = d.count("/v1/jobs?limit=1000", &d.admin).await;
     let (s, v, _) = submit(
         &d,
         &d.admin,
@@ -329,13 +326,7 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
     )
     .await;
     assert_eq!(s, 422);
-    let after = d
-        .get("/v1/jobs?limit=1000", &d.admin)
-        .await
-        .1
-        .as_array()
-        .unwrap()
-        .len();
+    let after = d.count("/v1/jobs?limit=1000", &d.admin).await;
     assert_eq!(before, after);
 }
 
@@ -344,11 +335,7 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
 /// retry all get in.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_storm_is_shed_with_429_and_everyone_gets_in_with_backoff() {
-    let d = Fluxd::start_with(FluxdOpts {
-        args: vec!["--max-registrations".into(), "2".into()],
-        ..FluxdOpts::default()
-    })
-    .await;
+    let d = Fluxd::start_args(&["--max-registrations", "2"]).await;
     let (key, _) =
         flux_core::auth::SigningKey::load_or_create(&d.data_dir().join("signing-key.json"))
             .unwrap();
@@ -432,14 +419,7 @@ async fn cluster_admins_create_tenants_with_a_first_admin_token() {
         (me["tenant"].as_str(), me["role"].as_str()),
         (Some("newco"), Some("admin"))
     );
-    let out = d.fluxctl(&d.admin, &["tenants", "list", "-o", "json"]);
-    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
-    let row = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tenant"] == "newco")
-        .cloned();
+    let row = listed_tenant(&d, "newco");
     assert_eq!(row.expect("newco listed")["quota"]["max_queued"], 5);
     let out = d.fluxctl(&d.admin, &["tenants", "create", "newco"]);
     assert!(stderr(&out).contains("409"), "{}", stderr(&out));
@@ -474,15 +454,12 @@ async fn a_rotated_out_signing_key_stops_verifying_only_when_it_is_no_longer_lis
     let old_kid = kid_of(&old_token);
 
     let arg = |p: &std::path::Path| p.display().to_string();
-    let both = Fluxd::start_with(FluxdOpts {
-        args: vec![
-            "--signing-key".into(),
-            arg(&new_key),
-            "--signing-key".into(),
-            arg(&old_key),
-        ],
-        ..FluxdOpts::default()
-    })
+    let both = Fluxd::start_args(&[
+        "--signing-key",
+        &arg(&new_key),
+        "--signing-key",
+        &arg(&old_key),
+    ])
     .await;
     let (s, who) = both.get("/v1/whoami", &old_token).await;
     assert_eq!(s, 200, "a listed old key still verifies: {who}");
@@ -491,11 +468,7 @@ async fn a_rotated_out_signing_key_stops_verifying_only_when_it_is_no_longer_lis
     assert_eq!(kid_of(&new_token), new_kid);
     assert_ne!(new_kid, old_kid);
 
-    let only_new = Fluxd::start_with(FluxdOpts {
-        args: vec!["--signing-key".into(), arg(&new_key)],
-        ..FluxdOpts::default()
-    })
-    .await;
+    let only_new = Fluxd::start_args(&["--signing-key", &arg(&new_key)]).await;
     let (s, v) = only_new.get("/v1/whoami", &old_token).await;
     assert_eq!(s, 401, "a removed key's token: {v}");
     assert_eq!(only_new.get("/v1/whoami", &new_token).await.0, 200);

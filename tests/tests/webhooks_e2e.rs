@@ -168,14 +168,14 @@ fn hmac_hex(id: &str, ts: &str, body: &[u8]) -> String {
 async fn submit(d: &Fluxd, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let (s, v) = d
-            .post(
+        let v = d
+            .post_expect(
                 "/v1/jobs",
                 &d.admin,
                 &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
+                202,
             )
             .await;
-        assert_eq!(s, 202, "{v}");
         ids.push(v["job_id"].as_str().unwrap().to_string());
     }
     ids
@@ -185,11 +185,7 @@ async fn submit(d: &Fluxd, n: usize) -> Vec<String> {
 async fn every_event_reaches_a_receiver_that_was_down_across_a_leader_killed_with_sigkill() {
     let mut args: Vec<&str> = vec!["--webhook-allow-private"];
     args.extend(flux_core::testing::FAST_LEASE_ARGS);
-    let mut d = Fluxd::start_with(FluxdOpts {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        ca_file: None,
-    })
-    .await;
+    let mut d = Fluxd::start_args(&args).await;
     let mut rx = Receiver::start(&d).await;
     let ca = std::fs::read_to_string(d.ca_path()).unwrap();
     let (s, v) = d
@@ -376,14 +372,14 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
         )
         .await;
     assert!(s == 400 || s == 422, "{v}");
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/webhooks",
             &d.admin,
             &json!({"name": "plain", "url": "http://hooks.example.com/x", "allow_http": true}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{v}");
     assert_eq!(v["secret"].as_str().map(str::len), Some(64), "{v}");
     let (s, v) = d.get("/v1/webhooks/plain", &d.admin).await;
     assert_eq!(s, 200);
@@ -446,14 +442,14 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_brings_webhooks_back() {
     let d = Fluxd::start().await;
-    let (s, v) = d
-        .post(
+    let v = d
+        .post_expect(
             "/v1/webhooks",
             &d.admin,
             &json!({"name": "kept", "url": "https://hooks.example.com/x", "secret": SECRET}),
+            201,
         )
         .await;
-    assert_eq!(s, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("b.backup");

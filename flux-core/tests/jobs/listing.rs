@@ -104,10 +104,8 @@ async fn paged(e: &Env, f: &JobFilter, limit: usize) -> Vec<String> {
 
 /// The index entries that point at `job_id`, as stored.
 async fn stored_index_paths(e: &Env, job_id: &str) -> BTreeSet<String> {
-    e.store
-        .list(TENANT, keys::JOB_INDEX)
+    entries(&e.store, TENANT, keys::JOB_INDEX)
         .await
-        .unwrap()
         .into_iter()
         .map(|en| en.key.path().to_string())
         .filter(|p| keys::job_index_target(p) == Some(job_id))
@@ -386,21 +384,8 @@ async fn every_filter_alone_and_combined_agrees_with_a_full_scan() {
         .await
         .unwrap();
     // Some assigned (2 slots each), one running, one finished, two cancelled.
-    e.jobs
-        .schedule_tenant(TENANT, epoch, T0 + 6, None)
-        .await
-        .unwrap();
-    let mut assigned = e
-        .jobs
-        .list(
-            TENANT,
-            &JobFilter {
-                status: Some(JobStatus::Assigned),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    schedule_pass(&e.jobs, epoch, T0 + 6).await;
+    let mut assigned = jobs_with_status(&e.jobs, TENANT, JobStatus::Assigned).await;
     assert!(assigned.len() >= 2, "{assigned:?}");
     let a = assigned.pop().unwrap();
     let att = a.current_attempt.clone().unwrap();
@@ -409,10 +394,7 @@ async fn every_filter_alone_and_combined_agrees_with_a_full_scan() {
     let b = assigned.pop().unwrap();
     let (batt, bnode) = (b.current_attempt.clone().unwrap(), b.agent.clone().unwrap());
     e.jobs.start(TENANT, &bnode, &batt, T0 + 7).await.unwrap();
-    e.jobs
-        .finish(TENANT, &bnode, &batt, exited(0), T0 + 8)
-        .await
-        .unwrap();
+    finish_ok(&e.jobs, &bnode, &batt, exited(0), T0 + 8).await;
     for id in ids.iter().rev().take(2) {
         e.jobs.cancel(TENANT, id, T0 + 9).await.unwrap();
     }
@@ -454,10 +436,8 @@ async fn every_filter_alone_and_combined_agrees_with_a_full_scan() {
 
 #[tokio::test]
 async fn the_status_index_follows_every_transition() {
-    let e = env().await;
+    let (e, epoch) = env_with_agent("node-a").await;
     let c = cfg();
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-a", T0).await;
 
     // submit, assign, start, finish.
     let (job, _) = e
@@ -473,18 +453,12 @@ async fn the_status_index_follows_every_transition() {
     assert_indexed(&e, &job.job_id, JobStatus::Assigned).await;
     e.jobs.start(TENANT, "node-a", &att, T0 + 3).await.unwrap();
     assert_indexed(&e, &job.job_id, JobStatus::Running).await;
-    e.jobs
-        .finish(TENANT, "node-a", &att, exited(0), T0 + 4)
-        .await
-        .unwrap();
+    finish_ok(&e.jobs, "node-a", &att, exited(0), T0 + 4).await;
     assert_indexed(&e, &job.job_id, JobStatus::Succeeded).await;
 
     // failed, timed out.
     let (job, att) = submit_and_assign(&e, epoch, shell("false"), "node-a", T0 + 5).await;
-    e.jobs
-        .finish(TENANT, "node-a", &att, exited(1), T0 + 6)
-        .await
-        .unwrap();
+    finish_ok(&e.jobs, "node-a", &att, exited(1), T0 + 6).await;
     assert_indexed(&e, &job.job_id, JobStatus::Failed).await;
     let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-a", T0 + 7).await;
     let timed_out = AttemptResult {
@@ -493,10 +467,7 @@ async fn the_status_index_follows_every_transition() {
         signal: Some(9),
         message: None,
     };
-    e.jobs
-        .finish(TENANT, "node-a", &att, timed_out, T0 + 8)
-        .await
-        .unwrap();
+    finish_ok(&e.jobs, "node-a", &att, timed_out, T0 + 8).await;
     assert_indexed(&e, &job.job_id, JobStatus::TimedOut).await;
 
     // cancel while running: still running until the agent reports.
@@ -510,10 +481,7 @@ async fn the_status_index_follows_every_transition() {
         signal: Some(15),
         message: None,
     };
-    e.jobs
-        .finish(TENANT, "node-a", &att, cancelled, T0 + 12)
-        .await
-        .unwrap();
+    finish_ok(&e.jobs, "node-a", &att, cancelled, T0 + 12).await;
     assert_indexed(&e, &job.job_id, JobStatus::Cancelled).await;
 
     // requeue on a dead agent: back to queued, no longer listed under node-a, then assigned
@@ -537,10 +505,7 @@ async fn the_status_index_follows_every_transition() {
             .any(|j| j.job_id == job.job_id)
     );
     register(&e.jobs, TENANT, "node-b", t_dead).await;
-    e.jobs
-        .schedule_tenant(TENANT, epoch, t_dead + 1, None)
-        .await
-        .unwrap();
+    schedule_pass(&e.jobs, epoch, t_dead + 1).await;
     assert_indexed(&e, &job.job_id, JobStatus::Assigned).await;
     let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(j.agent.as_deref(), Some("node-b"));
@@ -589,14 +554,7 @@ async fn the_migration_indexes_jobs_stored_before_the_indexes() {
     };
     assert!(e.jobs.list(TENANT, &user).await.unwrap().is_empty());
     // The records themselves still list.
-    assert_eq!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        60
-    );
+    assert_eq!(listed_jobs(&e.jobs, TENANT).await.len(), 60);
 
     let old = e.store.next_epoch().await.unwrap();
     let epoch = e.store.next_epoch().await.unwrap();
@@ -606,13 +564,7 @@ async fn the_migration_indexes_jobs_stored_before_the_indexes() {
         .await
         .unwrap_err();
     assert!(is_fenced(&err, old, epoch), "{err:?}");
-    assert!(
-        e.store
-            .list(TENANT, keys::JOB_INDEX)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(entries(&e.store, TENANT, keys::JOB_INDEX).await.is_empty());
 
     let mut progress = IndexBackfill::default();
     let mut batches = 0;

@@ -13,10 +13,8 @@ use super::*;
 
 #[tokio::test]
 async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
-    let e = env().await;
+    let (e, epoch) = env_with_agent("node-a").await;
     let c = cfg();
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-a", T0).await;
     let (job, att1) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-a", T0).await;
     e.jobs
         .start(TENANT, "node-a", &att1, T0 + 10)
@@ -89,13 +87,7 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
     assert!(e.jobs.poll(TENANT, "node-a", 0).await.unwrap().is_empty());
 
     // Attempt 2 goes to the live agent.
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, t_dead, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, t_dead).await, 1);
     let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(j.status, JobStatus::Assigned);
     assert_eq!(j.agent.as_deref(), Some("node-b"));
@@ -149,12 +141,7 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
     assert_eq!(reply.cancel, vec![att1.clone()]);
 
     e.jobs.start(TENANT, "node-b", &att2, late).await.unwrap();
-    assert!(
-        e.jobs
-            .finish(TENANT, "node-b", &att2, exited(0), late + 5)
-            .await
-            .unwrap()
-    );
+    assert!(finish_ok(&e.jobs, "node-b", &att2, exited(0), late + 5).await);
     let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(j.status, JobStatus::Succeeded);
     assert_eq!(j.agent.as_deref(), Some("node-b"));
@@ -203,13 +190,7 @@ async fn an_attempt_not_started_in_time_is_requeued() {
     assert!(matches!(err, JobError::Gone(_)), "{err:?}");
 
     // The retry is attempt 2; once started it is not taken back by the start deadline.
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, after, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, after).await, 1);
     let att2 = only_task(&e.jobs, TENANT, "node-1").await.attempt_id;
     assert_ne!(att2, att1);
     e.jobs
@@ -248,13 +229,7 @@ async fn a_job_out_of_attempts_fails_instead_of_looping() {
     heartbeat(&e.jobs, TENANT, "node-1", &[], t1).await;
     let r = e.jobs.sweep_tenant(TENANT, epoch, t1, 0).await.unwrap();
     assert_eq!((r.requeued, r.failed), (1, 0), "{r:?}");
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, t1, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, t1).await, 1);
 
     // Attempt 2 times out too: that was the last one.
     let t2 = t1 + start_timeout + 1;
@@ -278,13 +253,7 @@ async fn a_job_out_of_attempts_fails_instead_of_looping() {
     // Nothing brings it back.
     let t3 = t2 + 10 * start_timeout;
     heartbeat(&e.jobs, TENANT, "node-1", &[], t3).await;
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, t3, None)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, t3).await, 0);
     let r = e.jobs.sweep_tenant(TENANT, epoch, t3, 0).await.unwrap();
     assert_eq!((r.requeued, r.failed), (0, 0), "{r:?}");
     assert_eq!(e.jobs.get(TENANT, &job.job_id).await.unwrap(), j);
@@ -295,10 +264,8 @@ async fn a_job_out_of_attempts_fails_instead_of_looping() {
 
 #[tokio::test]
 async fn a_heartbeat_that_wins_against_the_dead_mark_keeps_the_attempt() {
-    let e = env().await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let c = cfg();
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
     let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
     let r = e

@@ -8,6 +8,8 @@
 //! are grouped by the part of the service they drive: `submit`, `schedule`, `liveness` and
 //! `protocol`, as in `flux-core/src/jobs/`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod listing;
 mod liveness;
 mod protocol;
@@ -27,6 +29,8 @@ use flux_core::model::{
 use flux_core::store::{self, DynStore, Epoch, Key, Op, StoreError, Version};
 use flux_core::testing::BeforeCommit;
 
+use common::{entries, exited, jobs_with_status, listed_jobs, open_redb};
+
 const T0: Millis = 1_700_000_000_000;
 const TENANT: &str = "acme";
 
@@ -45,11 +49,7 @@ struct Env {
 }
 
 async fn env_with(cfg: JobsConfig) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flux.redb");
-    let store = store::open(&format!("redb:{}", path.display()))
-        .await
-        .unwrap();
+    let (dir, store) = open_redb("flux.redb").await;
     let jobs = Jobs::new(store.clone(), cfg);
     Env {
         _dir: dir,
@@ -62,19 +62,18 @@ async fn env() -> Env {
     env_with(cfg()).await
 }
 
+/// A fresh store and job service, the epoch of a leader, and agent `node` registered at `T0`.
+async fn env_with_agent(node: &str) -> (Env, Epoch) {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e.jobs, TENANT, node, T0).await;
+    (e, epoch)
+}
+
 fn shell(cmd: &str) -> SubmitJob {
     SubmitJob {
         command: Some(cmd.to_string()),
         ..Default::default()
-    }
-}
-
-fn exited(code: i32) -> AttemptResult {
-    AttemptResult {
-        outcome: Outcome::Exited,
-        exit_code: Some(code),
-        signal: None,
-        message: None,
     }
 }
 
@@ -101,6 +100,27 @@ async fn heartbeat(jobs: &Jobs, tenant: &str, node: &str, running: &[&str], now:
         facts: None,
     };
     jobs.heartbeat(tenant, node, &hb, now).await.unwrap();
+}
+
+/// The leader's scheduling pass over the tenant at `now` (no cap on running jobs); returns how
+/// many jobs it assigned.
+async fn schedule_pass(jobs: &Jobs, epoch: Epoch, now: Millis) -> usize {
+    jobs.schedule_tenant(TENANT, epoch, now, None)
+        .await
+        .unwrap()
+}
+
+/// `node` reports the end of attempt `attempt` at `now`; returns whether it was recorded.
+async fn finish_ok(
+    jobs: &Jobs,
+    node: &str,
+    attempt: &str,
+    result: AttemptResult,
+    now: Millis,
+) -> bool {
+    jobs.finish(TENANT, node, attempt, result, now)
+        .await
+        .unwrap()
 }
 
 /// The one task in an agent's inbox.
@@ -141,13 +161,7 @@ async fn submit_and_assign(
 ) -> (Job, String) {
     let (job, created) = e.jobs.submit(TENANT, "alice", req, now).await.unwrap();
     assert!(created);
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, now, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, now).await, 1);
     let job = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.agent.as_deref(), Some(node));

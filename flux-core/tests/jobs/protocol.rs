@@ -7,9 +7,7 @@ use super::*;
 
 #[tokio::test]
 async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
 
     let mut env_vars = BTreeMap::new();
     env_vars.insert("GREETING".to_string(), "hi".to_string());
@@ -31,13 +29,7 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
 
     // Nothing is in the inbox until the leader schedules.
     assert!(e.jobs.poll(TENANT, "node-1", 0).await.unwrap().is_empty());
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, T0, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 0);
 
     let assigned = e.jobs.get(TENANT, &job.job_id).await.unwrap();
@@ -136,12 +128,7 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
     assert_eq!(a.output_dropped, 0);
     assert_eq!(a.output_seq, sent.len() as u64);
 
-    assert!(
-        e.jobs
-            .finish(TENANT, "node-1", &att_id, exited(0), T0 + 500)
-            .await
-            .unwrap()
-    );
+    assert!(finish_ok(&e.jobs, "node-1", &att_id, exited(0), T0 + 500).await);
     let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.exit_code, Some(0));
@@ -154,17 +141,7 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
     // The finished task leaves the inbox; output stays readable.
     assert!(e.jobs.poll(TENANT, "node-1", 0).await.unwrap().is_empty());
     assert_eq!(e.jobs.output(TENANT, &att_id, 0).await.unwrap(), out);
-    let listed = e
-        .jobs
-        .list(
-            TENANT,
-            &JobFilter {
-                status: Some(JobStatus::Succeeded),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let listed = jobs_with_status(&e.jobs, TENANT, JobStatus::Succeeded).await;
     assert_eq!(listed, vec![done]);
 }
 
@@ -172,18 +149,11 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
 
 #[tokio::test]
 async fn a_second_result_for_the_same_attempt_changes_nothing() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let (job, att) = submit_and_assign(&e, epoch, shell("false"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
 
-    assert!(
-        e.jobs
-            .finish(TENANT, "node-1", &att, exited(3), T0 + 10)
-            .await
-            .unwrap()
-    );
+    assert!(finish_ok(&e.jobs, "node-1", &att, exited(3), T0 + 10).await);
     let first = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(first.status, JobStatus::Failed);
     assert_eq!(first.exit_code, Some(3));
@@ -276,12 +246,7 @@ async fn output_beyond_the_cap_is_counted_not_stored() {
     assert_eq!(a.output_dropped, sent_bytes - stored.len() as u64);
     assert_eq!(a.output_seq, sent.len() as u64);
 
-    assert!(
-        e.jobs
-            .finish(TENANT, "node-1", &att, exited(0), T0 + 1)
-            .await
-            .unwrap()
-    );
+    assert!(finish_ok(&e.jobs, "node-1", &att, exited(0), T0 + 1).await);
 
     // A cap inside a multi-byte character stores only whole characters and counts the rest.
     let (job2, att2) = submit_and_assign(&e, epoch, shell("printf"), "node-1", T0 + 1).await;
@@ -501,9 +466,7 @@ async fn chunk_versions(store: &DynStore, att: &str) -> Vec<Version> {
 
 #[tokio::test]
 async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let (job, att) = submit_and_assign(&e, epoch, shell("echo a; echo b"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
     // Output uploaded while the command ran, then the rest with the result.
@@ -560,9 +523,7 @@ async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
 
 #[tokio::test]
 async fn a_repeated_result_with_its_output_stores_the_output_once() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let (job, att) = submit_and_assign(&e, epoch, shell("echo x"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
     let tail = [
@@ -595,9 +556,7 @@ async fn a_repeated_result_with_its_output_stores_the_output_once() {
 /// lost) is not stored twice when the result carries it again.
 #[tokio::test]
 async fn carried_chunks_already_uploaded_are_not_duplicated() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let (job, att) = submit_and_assign(&e, epoch, shell("echo"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
     e.jobs
@@ -686,10 +645,8 @@ async fn output_carried_with_a_result_is_held_to_the_cap() {
 /// a late result: neither the attempt nor the job changes.
 #[tokio::test]
 async fn a_result_for_an_attempt_taken_away_does_not_record_its_output() {
-    let e = env().await;
+    let (e, epoch) = env_with_agent("node-a").await;
     let c = cfg();
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-a", T0).await;
     let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-a", T0).await;
     e.jobs.start(TENANT, "node-a", &att, T0 + 1).await.unwrap();
     let t_dead = T0 + ms(c.dead_after);
@@ -721,9 +678,7 @@ async fn a_result_for_an_attempt_taken_away_does_not_record_its_output() {
 
 #[tokio::test]
 async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let (_, att) = submit_and_assign(&e, epoch, shell("echo"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
     let before = snapshot(&e.store, TENANT).await;
@@ -758,9 +713,7 @@ async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
 /// to the queue, and the output the run produced is kept on the attempt.
 #[tokio::test]
 async fn an_interrupted_run_keeps_its_carried_output_and_is_requeued() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
     let cancelled = AttemptResult {
@@ -892,10 +845,7 @@ async fn admin_labels_survive_registration_and_win_in_placement() {
     let mut web = shell("true");
     web.selector = Selector::parse("role in (web),zone=a").unwrap();
     let (web, _) = e.jobs.submit(TENANT, "alice", web, T0).await.unwrap();
-    e.jobs
-        .schedule_tenant(TENANT, epoch, T0 + 2, None)
-        .await
-        .unwrap();
+    schedule_pass(&e.jobs, epoch, T0 + 2).await;
     assert_eq!(
         e.jobs.get(TENANT, &web.job_id).await.unwrap().status,
         JobStatus::Assigned

@@ -40,10 +40,7 @@ async fn a_stale_leader_can_neither_schedule_nor_sweep() {
     );
 
     // The current leader can.
-    assert_eq!(
-        e.jobs.schedule_tenant(TENANT, new, T0, None).await.unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, new, T0).await, 1);
 
     // Sweep that would requeue a timed-out attempt of a live agent.
     let t1 = T0 + start_timeout + 1;
@@ -69,9 +66,7 @@ async fn a_stale_leader_can_neither_schedule_nor_sweep() {
 
 #[tokio::test]
 async fn a_queue_full_of_jobs_for_an_absent_agent_does_not_stop_the_others() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     // More high-priority jobs for an absent agent than one pass looks at.
     for _ in 0..(flux_core::jobs::MAX_SCAN_PER_PASS + 20) {
         let mut req = shell("true");
@@ -83,13 +78,7 @@ async fn a_queue_full_of_jobs_for_an_absent_agent_does_not_stop_the_others() {
     low.node_id = Some("node-1".into());
     low.priority = Some(-10);
     let (job, _) = e.jobs.submit(TENANT, "alice", low, T0).await.unwrap();
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, T0, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
     assert_eq!(
         e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
         JobStatus::Assigned
@@ -98,9 +87,7 @@ async fn a_queue_full_of_jobs_for_an_absent_agent_does_not_stop_the_others() {
 
 #[tokio::test]
 async fn higher_priority_is_assigned_first_and_max_running_caps_assignment() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let mut ids = Vec::new();
     for p in [0, 5, -5, 5] {
         let mut req = shell("true");
@@ -143,9 +130,7 @@ async fn higher_priority_is_assigned_first_and_max_running_caps_assignment() {
 
 #[tokio::test]
 async fn jobs_no_free_agent_can_take_do_not_use_up_the_pass() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     // Many high-priority jobs for a label no agent carries (a typo, or busy GPU machines).
     for _ in 0..(flux_core::jobs::MAX_SCAN_PER_PASS + 20) {
         let mut req = shell("true");
@@ -158,13 +143,7 @@ async fn jobs_no_free_agent_can_take_do_not_use_up_the_pass() {
         .submit(TENANT, "alice", shell("true"), T0)
         .await
         .unwrap();
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, T0, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
     assert_eq!(
         e.jobs.get(TENANT, &plain.job_id).await.unwrap().status,
         JobStatus::Assigned
@@ -173,9 +152,7 @@ async fn jobs_no_free_agent_can_take_do_not_use_up_the_pass() {
 
 #[tokio::test]
 async fn pending_entries_without_a_description_are_described_once() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let mut req = shell("true");
     req.node_id = Some("away".into());
     let (job, _) = e.jobs.submit(TENANT, "alice", req, T0).await.unwrap();
@@ -185,13 +162,7 @@ async fn pending_entries_without_a_description_are_described_once() {
         .put(pk.clone(), b"{}".to_vec(), store::Expect::Any)
         .await
         .unwrap();
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, T0, None)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 0);
     let now: serde_json::Value =
         serde_json::from_slice(&e.store.get(&pk).await.unwrap().unwrap().value).unwrap();
     assert_eq!(now["node_id"], "away");
@@ -304,13 +275,7 @@ async fn a_pass_assigns_every_job_it_can_in_one_batch_spread_over_the_agents() {
     let ids = submit_many(&e, 120).await;
     let counting = Counting::wrap(e.store.clone());
     let leader = Jobs::new(counting.clone(), cfg());
-    assert_eq!(
-        leader
-            .schedule_tenant(TENANT, epoch, T0, None)
-            .await
-            .unwrap(),
-        120
-    );
+    assert_eq!(schedule_pass(&leader, epoch, T0).await, 120);
     // One batch of 120 assignments, and no commit awaited on its own.
     assert_eq!(counting.batches(), [120]);
     assert_eq!(counting.commits.load(Ordering::SeqCst), 0);
@@ -386,9 +351,7 @@ async fn a_conflict_in_a_batch_leaves_the_others_assigned_and_its_job_queued() {
 
 #[tokio::test]
 async fn the_leaders_view_reads_only_what_changed_and_a_stale_agent_costs_a_conflict() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_agent("node-1").await;
     submit_many(&e, 2).await;
     let counting = Counting::wrap(e.store.clone());
     let leader = Jobs::new(counting.clone(), cfg());
@@ -435,10 +398,7 @@ async fn the_leaders_view_reads_only_what_changed_and_a_stale_agent_costs_a_conf
     // the next pass sees the new record.
     for node in ["node-1", "node-2"] {
         let done = only_done(&e, node).await;
-        e.jobs
-            .finish(TENANT, node, &done, exited(0), T0)
-            .await
-            .unwrap();
+        finish_ok(&e.jobs, node, &done, exited(0), T0).await;
     }
     let [late] = submit_many(&e, 1).await.try_into().unwrap();
     let inner = e.store.clone();

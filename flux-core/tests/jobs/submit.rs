@@ -27,14 +27,7 @@ async fn idempotency_key_returns_the_first_job_or_a_conflict() {
         .unwrap();
     assert!(!created);
     assert_eq!(again, first);
-    assert_eq!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(listed_jobs(&e.jobs, TENANT).await.len(), 1);
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 1);
 
     let before = snapshot(&e.store, TENANT).await;
@@ -60,13 +53,7 @@ async fn idempotency_key_returns_the_first_job_or_a_conflict() {
     // Once the job has moved on, a replay still returns it rather than a new job.
     register(&e.jobs, TENANT, "node-1", T0).await;
     let epoch = e.store.next_epoch().await.unwrap();
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, T0, None)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
     let (replay, created) = e
         .jobs
         .submit(TENANT, "alice", req.clone(), T0 + 3)
@@ -106,13 +93,7 @@ async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
     assert_eq!(e.jobs.get(TENANT, &queued.job_id).await.unwrap(), c);
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 0);
     register(&e.jobs, TENANT, "node-1", T0 + 2).await;
-    assert_eq!(
-        e.jobs
-            .schedule_tenant(TENANT, epoch, T0 + 2, None)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(schedule_pass(&e.jobs, epoch, T0 + 2).await, 0);
     assert_eq!(
         e.jobs.cancel(TENANT, &queued.job_id, T0 + 3).await.unwrap(),
         c
@@ -155,12 +136,7 @@ async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
         signal: Some(15),
         message: None,
     };
-    assert!(
-        e.jobs
-            .finish(TENANT, "node-1", &att, result, t + 2)
-            .await
-            .unwrap()
-    );
+    assert!(finish_ok(&e.jobs, "node-1", &att, result, t + 2).await);
     let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
     assert_eq!(done.signal, Some(15));
@@ -196,13 +172,7 @@ async fn tenants_never_see_or_run_each_others_jobs() {
     assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
     let err = e.jobs.cancel(b, &job.job_id, T0).await.unwrap_err();
     assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
-    assert!(
-        e.jobs
-            .list(b, &JobFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed_jobs(&e.jobs, b).await.is_empty());
     assert_eq!(e.jobs.queue_depth(b).await.unwrap(), 0);
 
     // b's node-1 is no agent of a.
@@ -340,13 +310,7 @@ async fn invalid_submissions_are_refused_and_write_nothing() {
         let err = e.jobs.submit(TENANT, "alice", req, T0).await.unwrap_err();
         assert!(matches!(err, JobError::Invalid(_)), "{what}: {err:?}");
     }
-    assert!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed_jobs(&e.jobs, TENANT).await.is_empty());
     assert!(snapshot(&e.store, TENANT).await.is_empty());
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 0);
 
@@ -369,14 +333,7 @@ async fn invalid_submissions_are_refused_and_write_nothing() {
         ok.command,
         CommandSpec::Argv(vec!["echo".into(), "hi".into()])
     );
-    assert_eq!(
-        e.jobs
-            .list(TENANT, &JobFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(listed_jobs(&e.jobs, TENANT).await.len(), 1);
 }
 
 /// `any_agent` pages through the agents: it finds a match on a later page (past the first 256),
