@@ -208,6 +208,15 @@ pub struct SweepReport {
     pub failed: usize,
 }
 
+/// What the sweep takes an agent to be: a revoked agent is dead whatever its state says.
+fn swept_state(a: &Agent) -> AgentState {
+    if a.revoked_at.is_some() {
+        AgentState::Dead
+    } else {
+        a.state
+    }
+}
+
 impl Jobs {
     /// Notes that this node heard from an agent (its session checked) at `now`.
     pub(super) fn heard_from(&self, tenant: &str, node_id: &str, now: Millis) {
@@ -357,16 +366,8 @@ impl Jobs {
     ) -> Result<SweepReport> {
         let heard = self.heard(tenant, now, true).await?;
         let agents = self.list_objects::<Agent>(tenant, keys::AGENTS).await?;
-        self.sweep_agents(
-            tenant,
-            epoch,
-            now,
-            grace_from,
-            &heard,
-            HashMap::new(),
-            agents,
-        )
-        .await
+        self.sweep_agents(tenant, epoch, now, grace_from, &heard, None, agents)
+            .await
     }
 
     /// [`Self::sweep_tenant`] judged on the leader's view of the fleet (`fleet`, fresh from
@@ -384,18 +385,15 @@ impl Jobs {
         fleet: &super::placement::Fleet,
     ) -> Result<SweepReport> {
         let heard = self.heard(tenant, now, true).await?;
-        let mut states: HashMap<String, AgentState> = HashMap::new();
+        let cfg = &self.cfg;
         let mut due = Vec::new();
         for (node_id, slot) in fleet.agents() {
             if slot.revoked {
-                states.insert(node_id.clone(), AgentState::Dead);
                 continue;
             }
-            states.insert(node_id.clone(), slot.state);
             let last = heard
                 .get(node_id)
                 .map_or(slot.last_seen, |at| slot.last_seen.max(*at));
-            let cfg = &self.cfg;
             if judge(
                 slot.state,
                 last,
@@ -415,12 +413,12 @@ impl Jobs {
                 agents.push(a);
             }
         }
-        self.sweep_agents(tenant, epoch, now, grace_from, &heard, states, agents)
+        self.sweep_agents(tenant, epoch, now, grace_from, &heard, Some(fleet), agents)
             .await
     }
 
-    /// The sweep over `agents` (with `states`, what is known of the others): their
-    /// transitions in one batch of fenced writes, then the requeues.
+    /// The sweep over `agents`: their transitions in one batch of fenced writes, then the
+    /// requeues, which judge each other agent on `fleet` (the leader's view) or its record.
     #[allow(clippy::too_many_arguments)]
     async fn sweep_agents(
         &self,
@@ -429,20 +427,21 @@ impl Jobs {
         now: Millis,
         grace_from: Millis,
         heard: &HashMap<String, Millis>,
-        mut states: HashMap<String, AgentState>,
+        fleet: Option<&super::placement::Fleet>,
         agents: Vec<(Agent, Version)>,
     ) -> Result<SweepReport> {
         let mut report = SweepReport::default();
+        // What this sweep read or wrote of each agent; the others are judged on the view.
+        let mut states: HashMap<String, AgentState> = HashMap::new();
         let mut marks: Vec<(Key, Agent, Version)> = Vec::new();
         for (agent, av) in agents {
             let last = heard
                 .get(&agent.node_id)
                 .map_or(agent.last_seen, |at| agent.last_seen.max(*at));
-            states.insert(agent.node_id.clone(), agent.state);
+            states.insert(agent.node_id.clone(), swept_state(&agent));
             if agent.revoked_at.is_some() {
                 // Revoked: dead whatever was heard of it, and not revived by what was heard
                 // before the revocation; its attempts are requeued below.
-                states.insert(agent.node_id.clone(), AgentState::Dead);
                 continue;
             }
             if let Some(next) = judge(
@@ -500,7 +499,8 @@ impl Jobs {
                     // store says, not what this sweep wanted. Its attempts are judged on that.
                     match self.load::<Agent>(&ak).await? {
                         Some((a, _)) => states.insert(marked.node_id, a.state),
-                        None => states.remove(&marked.node_id),
+                        // Gone: its attempts are an absent agent's.
+                        None => states.insert(marked.node_id, AgentState::Dead),
                     };
                 }
                 Err(e) => {
@@ -521,15 +521,23 @@ impl Jobs {
                 continue;
             };
             if !states.contains_key(&attempt.agent) {
-                // Not in what this sweep knows (registered since the view was read): its
-                // record says what it is; only an agent with no record is taken as dead.
-                let k = key(tenant, keys::agent(&attempt.agent))?;
-                if let Some((a, _)) = self.load::<Agent>(&k).await? {
-                    let state = if a.revoked_at.is_some() {
-                        AgentState::Dead
-                    } else {
-                        a.state
-                    };
+                // Judged on the view; an agent the view does not hold (registered since it
+                // was read) on its record. Only an agent with no record is taken as dead.
+                let viewed =
+                    fleet
+                        .and_then(|f| f.agent(&attempt.agent))
+                        .map(|slot| match slot.revoked {
+                            true => AgentState::Dead,
+                            false => slot.state,
+                        });
+                let state = match viewed {
+                    Some(s) => Some(s),
+                    None => {
+                        let k = key(tenant, keys::agent(&attempt.agent))?;
+                        self.load::<Agent>(&k).await?.map(|(a, _)| swept_state(&a))
+                    }
+                };
+                if let Some(state) = state {
                     states.insert(attempt.agent.clone(), state);
                 }
             }
