@@ -8,10 +8,15 @@
 # Part 2 (retention), on redb: a fresh fluxd collecting finished jobs older than RETAIN, under a
 # constant load for LOAD; the store file's size is sampled every SAMPLE seconds, to show that it
 # levels off.
+# Part 3 (collect), on redb: the collector's own rate on an otherwise idle fluxd. A backlog of
+# BACKLOG finished jobs is built with retention off, the tenant's retention is then set to one
+# second, and the jobs collected are counted every 2 s until the backlog is gone (bounded by
+# 10 minutes); fluxd's CPU over that time is reported with the rate.
 #
 #   bash scripts/bench-soak.sh                                   # HISTORY=1000000, both stores
 #   HISTORY=100000 STORES=redb bash scripts/bench-soak.sh        # a shorter run
 #   PARTS=retention LOAD=10m bash scripts/bench-soak.sh
+#   PARTS=collect BACKLOG=100000 bash scripts/bench-soak.sh
 #   BIN_DIR=/path/to/release bash scripts/bench-soak.sh
 #
 # Every loop is bounded: the history build by HISTORY jobs and BUILD_DEADLINE, the probes by
@@ -33,6 +38,7 @@ RETAIN="${RETAIN:-60s}"
 LOAD="${LOAD:-5m}"
 LOAD_CONCURRENCY="${LOAD_CONCURRENCY:-64}"
 SAMPLE="${SAMPLE:-30}"
+BACKLOG="${BACKLOG:-100000}"
 
 flux_build
 
@@ -67,6 +73,12 @@ probe_round_trip() {
     "$BIN/fluxctl" -o json bench jobs --duration "$ROUND_TRIP" --count 100000 \
         --deadline 1m --concurrency 1 >"$out"
     jq -r '"p50 \(.p50_ms * 10 | round / 10) ms, p99 \(.p99_ms * 10 | round / 10) ms"' "$out"
+}
+
+# Jobs collected so far (flux_gc_deleted_total{kind="job"}).
+collected() {
+    curl -sf --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
+        "$FLUX_SERVER/metrics" | awk '$1 ~ /^flux_gc_deleted_total\{kind="job"\}/ { print $2 }'
 }
 
 # Waits (bounded) until the queue is empty: the submitted probe jobs have run.
@@ -146,10 +158,33 @@ for part in $PARTS; do
         done
         wait "$load_pid" || true
         done_jobs=$(jq -r '.jobs' "$FLUX_DIR/load.json")
-        gc=$(curl -sf --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
-            "$FLUX_SERVER/metrics" | awk '$1 ~ /^flux_gc_deleted_total\{kind="job"\}/ { print $2 }')
+        gc=$(collected)
         flux_result "store size under load with --job-retention $RETAIN, redb ($done_jobs jobs run, ${gc:-0} collected)" \
             "$(IFS=,; echo "${series[*]}")" "PARTS=retention LOAD=$LOAD bash scripts/bench-soak.sh" ;;
+    collect)
+        start_store redb --job-retention 1h --job-retention-count "$(( BACKLOG * 2 ))" --gc-interval 5s
+        echo "==> redb: a backlog of $BACKLOG finished jobs, then retention 1s; collected every 2s"
+        "$BIN/fluxctl" -o json bench jobs --count "$BACKLOG" --deadline 1h \
+            --concurrency "$CONCURRENCY" >"$FLUX_DIR/load.json" || true
+        built=$(jq -r '.jobs' "$FLUX_DIR/load.json")
+        drain_queue
+        "$BIN/fluxctl" tenants quota set default --job-retention 1s >/dev/null
+        # The rate is taken from the first sample that found collected jobs to the last, so
+        # that the wait for the collector's first tick does not count.
+        t0=$(date +%s); n=0; t1=; n1=0; c1=0
+        while [ "${n%.*}" -lt "$built" ] && [ $(( $(date +%s) - t0 )) -lt 600 ]; do
+            sleep 2
+            n=$(collected); n=${n:-0}; n=${n%.*}
+            if [ -z "$t1" ] && [ "$n" -gt 0 ]; then
+                t1=$(date +%s); n1=$n; c1=$(flux_cpu_ticks "$FLUXD_PID")
+            fi
+            echo "    $(( $(date +%s) - t0 ))s $n collected"
+        done
+        t2=$(date +%s); secs=$(( t2 - ${t1:-$t2} )); secs=$(( secs > 0 ? secs : 1 ))
+        cpu=$(( ( $(flux_cpu_ticks "$FLUXD_PID") - c1 ) * 100 / $(getconf CLK_TCK) / secs ))
+        flux_result "collection of a $built-job backlog, redb, idle otherwise" \
+            "$n of $built in $(( t2 - t0 ))s; $(( (n - n1) / secs )) jobs/s over the last ${secs}s, fluxd ${cpu}% of a core" \
+            "PARTS=collect BACKLOG=$BACKLOG bash scripts/bench-soak.sh" ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done

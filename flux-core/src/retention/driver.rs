@@ -6,9 +6,11 @@
 //!
 //! Guarantees:
 //! - a pass reads at most `batch` objects of each kind per tenant, plus the few objects of the
-//!   jobs it deletes (attempts, queue entry, secrets, inbox entries, output chunks, key), and the
-//!   target records of the agents its finished reconciler jobs ran on (at most `batch` agents
-//!   times the tenant's states);
+//!   jobs it deletes (queue entry, secrets, inbox entries, key; their attempts and output chunks
+//!   in one range read each for the page, of at most `2 × batch + 8` attempts and
+//!   `MAX_OPS_PER_TXN` chunks), the inbox of each agent that is otherwise due, and the target
+//!   records of the agents its finished reconciler jobs ran on (at most `batch` agents times
+//!   the tenant's states);
 //! - a batch is all-or-nothing: a job that changed after it was read, a target record that moved,
 //!   a `gc/state` written by another leader, fail the whole batch, which is decided again from
 //!   fresh reads on the next pass; a leader killed in the middle leaves either the whole batch
@@ -228,7 +230,10 @@ impl Collector {
         let mut collected = Vec::new();
         let mut cursor = st.jobs_cursor.clone();
         let mut complete = page.len() < batch;
-        for (job, entry) in &jobs {
+        // The attempts and output of the jobs from the first one collected to the end of the
+        // page, read once for all of them when that first one is found.
+        let mut spans: Option<(Span, Span)> = None;
+        for (i, (job, entry)) in jobs.iter().enumerate() {
             let Some(job) = job else {
                 // Unreadable: kept, never deleted.
                 progress.jobs_kept += 1;
@@ -252,7 +257,20 @@ impl Collector {
             let before = progress.clone();
             let verdict = decide_jobs(now, rules, &last, &mut progress, &[facts])[0];
             if let Verdict::Collect(_) = verdict {
-                let Some(mut job_ops) = self.job_ops(tenant, job, entry.version).await? else {
+                if spans.is_none() {
+                    let rest: Vec<&str> = jobs[i..]
+                        .iter()
+                        .filter_map(|(j, _)| j.as_ref().map(|j| j.job_id.as_str()))
+                        .collect();
+                    spans = Some(self.spans(tenant, &rest).await?);
+                }
+                let (attempts, chunks) = spans.as_ref().expect("read above");
+                let read = (
+                    attempts.of(&keys::attempts(&job.job_id)),
+                    chunks.of(&keys::job_output(&job.job_id)),
+                );
+                let Some(mut job_ops) = self.job_ops(tenant, job, entry.version, read).await?
+                else {
                     // Too many objects for one transaction: its output goes first, alone.
                     progress = before;
                     complete = false;
@@ -311,13 +329,36 @@ impl Collector {
         Ok((ops, Some(mem), collected))
     }
 
+    /// The attempts and the output chunks of the jobs `ids` (one page's, in order), read with
+    /// one range read each.
+    async fn spans(&self, tenant: &str, ids: &[&str]) -> Result<(Span, Span)> {
+        let attempts = ids.iter().map(|id| keys::attempts(id));
+        let outputs = ids.iter().map(|id| keys::job_output(id));
+        let per_job = (ids.len() * 2 + 8).min(MAX_OPS_PER_TXN);
+        Ok((
+            Span::read(&self.store, tenant, keys::ATTEMPTS, attempts, per_job).await?,
+            Span::read(&self.store, tenant, keys::OUTPUT, outputs, MAX_OPS_PER_TXN).await?,
+        ))
+    }
+
     /// The deletions of one job that goes (each expecting what was read), or `None` when they
-    /// do not fit one transaction.
-    async fn job_ops(&self, tenant: &str, job: &Job, version: Version) -> Result<Option<Vec<Op>>> {
-        let attempts = self
-            .store
-            .list_range(tenant, &Range::first(keys::attempts(&job.job_id), 256))
-            .await?;
+    /// do not fit one transaction. `read` holds its attempts and output chunks where a
+    /// [`Span`] covered them; what it lacks is read here.
+    async fn job_ops(
+        &self,
+        tenant: &str,
+        job: &Job,
+        version: Version,
+        read: (Option<Vec<Entry>>, Option<Vec<Entry>>),
+    ) -> Result<Option<Vec<Op>>> {
+        let attempts = match read.0 {
+            Some(a) => a,
+            None => {
+                self.store
+                    .list_range(tenant, &Range::first(keys::attempts(&job.job_id), 256))
+                    .await?
+            }
+        };
         let decoded: Vec<Attempt> = attempts
             .iter()
             .filter_map(|e| dec::<Attempt>(&e.value))
@@ -346,11 +387,16 @@ impl Collector {
                 });
             }
         }
+        let mut read_chunks = read.1;
         for prefix in &paths.prefixes {
-            let chunks = self
-                .store
-                .list_range(tenant, &Range::first(prefix.clone(), MAX_OPS_PER_TXN))
-                .await?;
+            let chunks = match read_chunks.take_if(|_| *prefix == keys::job_output(&job.job_id)) {
+                Some(c) => c,
+                None => {
+                    self.store
+                        .list_range(tenant, &Range::first(prefix.clone(), MAX_OPS_PER_TXN))
+                        .await?
+                }
+            };
             if chunks.len() + ops.len() + 2 >= MAX_OPS_PER_TXN {
                 return Ok(None);
             }
@@ -507,19 +553,19 @@ impl Collector {
         let mut ops = Vec::new();
         for e in &page {
             let gone = match dec::<Agent>(&e.value) {
+                // Its inbox is read only when nothing else keeps it (a range read per agent and
+                // pass would cost more than the rest of the pass).
                 Some(a) => {
-                    let inbox_empty = self
-                        .store
-                        .list_range(tenant, &Range::first(keys::inbox(&a.node_id), 1))
-                        .await?
-                        .is_empty();
-                    collect_agent(
-                        now,
-                        self.cfg.dead_agent_retention,
-                        a.state,
-                        a.last_seen,
-                        inbox_empty,
-                    )
+                    let due = |inbox_empty| {
+                        let retention = self.cfg.dead_agent_retention;
+                        collect_agent(now, retention, a.state, a.last_seen, inbox_empty)
+                    };
+                    due(true)
+                        && due(self
+                            .store
+                            .list_range(tenant, &Range::first(keys::inbox(&a.node_id), 1))
+                            .await?
+                            .is_empty())
                 }
                 None => false,
             };
@@ -610,6 +656,68 @@ impl Sweep<'_> {
     }
 }
 
+/// One range read over a key space (`attempts/`, `output/`) that serves the per-job prefixes of
+/// a page of jobs: from just below the smallest of them, up to a limit. Job ids are ordered by
+/// creation, so a page's attempts and chunks are one stretch of their key space, and a page
+/// costs two reads instead of two per job (each range read waits for the blocking pool and then
+/// for the runtime, which under load capped collection below the rate jobs were made).
+struct Span {
+    entries: Vec<Entry>,
+    /// Whether the read stopped at its limit (then only what lies before its last entry is
+    /// known to be complete).
+    cut: bool,
+    /// The read started after this path.
+    from: String,
+}
+
+impl Span {
+    async fn read(
+        store: &DynStore,
+        tenant: &str,
+        space: &str,
+        prefixes: impl Iterator<Item = String>,
+        limit: usize,
+    ) -> Result<Span> {
+        let Some(lowest) = prefixes.min() else {
+            return Ok(Span {
+                entries: vec![],
+                cut: false,
+                from: String::new(),
+            });
+        };
+        // Just below every path under `lowest` (it ends in a separator).
+        let from = lowest[..lowest.len() - 1].to_string();
+        let entries = store
+            .list_range(tenant, &Range::first(space, limit).after(from.clone()))
+            .await?;
+        Ok(Span {
+            cut: entries.len() >= limit,
+            entries,
+            from,
+        })
+    }
+
+    /// Every entry under `prefix`, or `None` when the read may not have covered them all.
+    fn of(&self, prefix: &str) -> Option<Vec<Entry>> {
+        if prefix <= self.from.as_str() {
+            return None;
+        }
+        if self.cut {
+            // Complete only when the read went on past the last path under `prefix`.
+            let last = self.entries.last()?.key.path();
+            if last <= prefix || last.starts_with(prefix) {
+                return None;
+            }
+        }
+        let lo = self.entries.partition_point(|e| e.key.path() < prefix);
+        let n = self.entries[lo..]
+            .iter()
+            .take_while(|e| e.key.path().starts_with(prefix))
+            .count();
+        Some(self.entries[lo..lo + n].to_vec())
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Jobs,
@@ -669,5 +777,66 @@ fn delta(before: &super::Deleted, after: &super::Deleted) -> super::Deleted {
         output_chunks: after.output_chunks - before.output_chunks,
         idempotency_keys: after.idempotency_keys - before.idempotency_keys,
         agents: after.agents - before.agents,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(paths: &[&str], cut: bool, from: &str) -> Span {
+        Span {
+            entries: paths
+                .iter()
+                .map(|p| Entry {
+                    key: Key::new("t", *p).unwrap(),
+                    version: 1,
+                    value: vec![],
+                })
+                .collect(),
+            cut,
+            from: from.to_string(),
+        }
+    }
+
+    fn paths(got: Option<Vec<Entry>>) -> Option<Vec<String>> {
+        got.map(|v| v.iter().map(|e| e.key.path().to_string()).collect())
+    }
+
+    #[test]
+    fn a_whole_read_serves_every_prefix_after_its_start() {
+        let s = span(
+            &[
+                "attempts/j-1/0001",
+                "attempts/j-2/0001",
+                "attempts/j-2/0002",
+            ],
+            false,
+            "attempts/j-1",
+        );
+        assert_eq!(
+            paths(s.of("attempts/j-2/")),
+            Some(vec!["attempts/j-2/0001".into(), "attempts/j-2/0002".into()])
+        );
+        // Nothing under it: an empty answer, which is complete.
+        assert_eq!(paths(s.of("attempts/j-3/")), Some(vec![]));
+        // Below where the read started: unknown.
+        assert_eq!(paths(s.of("attempts/j-0/")), None);
+    }
+
+    #[test]
+    fn a_cut_read_serves_only_what_lies_wholly_before_its_last_entry() {
+        let s = span(
+            &["output/j-1.1/01", "output/j-1.1/02", "output/j-2.1/01"],
+            true,
+            "output/j-1",
+        );
+        assert_eq!(
+            paths(s.of("output/j-1.")),
+            Some(vec!["output/j-1.1/01".into(), "output/j-1.1/02".into()])
+        );
+        // The read may have stopped inside j-2's chunks, or before j-3's.
+        assert_eq!(paths(s.of("output/j-2.")), None);
+        assert_eq!(paths(s.of("output/j-3.")), None);
     }
 }
