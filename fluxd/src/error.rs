@@ -53,6 +53,10 @@ impl ApiError {
     pub fn precondition_failed(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
     }
+    /// 413: a body, or a part of one, larger than its limit.
+    pub fn too_large(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+    }
     pub fn internal(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
     }

@@ -17,6 +17,7 @@ pub mod enroll;
 pub mod events;
 pub mod extract;
 pub mod jobs;
+pub mod reply;
 pub mod rollouts;
 pub mod schedules;
 pub mod states;
@@ -31,6 +32,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use flux_core::rollout::Control;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
@@ -79,9 +81,9 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/v1/rollouts", post(rollouts::create).get(rollouts::list))
         .route("/v1/rollouts/{id}", get(rollouts::get_one))
-        .route("/v1/rollouts/{id}/pause", post(rollouts::pause))
-        .route("/v1/rollouts/{id}/resume", post(rollouts::resume))
-        .route("/v1/rollouts/{id}/cancel", post(rollouts::cancel))
+        .route("/v1/rollouts/{id}/pause", rollouts::route(Control::Pause))
+        .route("/v1/rollouts/{id}/resume", rollouts::route(Control::Resume))
+        .route("/v1/rollouts/{id}/cancel", rollouts::route(Control::Cancel))
         .route("/v1/rollouts/{id}/retry", post(rollouts::retry))
         .route("/v1/agents", get(agents::list_agents))
         .route("/v1/agents/{id}", get(agents::get_agent))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
 use flux_core::schedule::{MAX_LIST, Run, ScheduleSpec, ScheduleView};
@@ -15,7 +15,10 @@ use flux_core::store::Expect;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{ApiJson, ApiQuery, Caller, precondition};
+use super::extract::{
+    ApiJson, ApiQuery, Caller, delete_precondition, list_limit, precondition, same_name,
+};
+use super::reply::written;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -34,12 +37,7 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<ScheduleView>>> {
     caller.require(Permission::ReadStates)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIST).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIST}"
-        )));
-    }
+    let limit = list_limit(q.limit, 100, MAX_LIST)?;
     if q.after
         .as_deref()
         .is_some_and(|a| !flux_core::model::valid_ident(a))
@@ -76,13 +74,7 @@ async fn store(
         .put(caller.tenant(), &caller.0.sub, spec, expect, now_ms())
         .await?;
     let view = st.schedules.get(caller.tenant(), &name).await?;
-    let code = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let version = view.version.to_string();
-    Ok((code, [("x-flux-version", version)], Json(view)).into_response())
+    Ok(written(created, view.version, view))
 }
 
 /// Creates a schedule; 409 if the name is taken.
@@ -109,13 +101,7 @@ pub(super) async fn put_one(
     ApiJson(spec): ApiJson<ScheduleSpec>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;
-    if spec.name != name {
-        return Err(ApiError::invalid(format!(
-            "name: the body names schedule {} but the path names {}",
-            flux_core::state::shown(&spec.name),
-            flux_core::state::shown(&name)
-        )));
-    }
+    same_name("schedule", &spec.name, &name)?;
     let expect = precondition(&headers)?;
     store(&st, &caller, spec, expect).await
 }
@@ -127,12 +113,7 @@ pub(super) async fn delete_one(
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Permission::ManageStates)?;
-    let expect = precondition(&headers)?;
-    if expect == Expect::Absent {
-        return Err(ApiError::bad_request(
-            "If-None-Match makes no sense on delete",
-        ));
-    }
+    let expect = delete_precondition(&headers)?;
     let v = st.schedules.delete(caller.tenant(), &name, expect).await?;
     Ok(Json(json!({"deleted": name, "version": v})))
 }

@@ -16,8 +16,9 @@ use flux_core::store::Expect;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{ApiJson, Caller, precondition};
-use crate::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Caller, delete_precondition, precondition, same_name};
+use super::reply::written;
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub(super) async fn list(
@@ -81,26 +82,14 @@ pub(super) async fn put_one(
     ApiJson(spec): ApiJson<StateSpec>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;
-    if spec.name != name {
-        return Err(ApiError::invalid(format!(
-            "name: the body names state {} but the path names {}",
-            flux_core::state::shown(&spec.name),
-            flux_core::state::shown(&name)
-        )));
-    }
+    same_name("state", &spec.name, &name)?;
     let expect = precondition(&headers)?;
     let (_, created) = st
         .states
         .put(caller.tenant(), &caller.0.sub, spec, expect, now_ms())
         .await?;
     let view = st.states.get(caller.tenant(), &name).await?;
-    let code = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let version = view.version.to_string();
-    Ok((code, [("x-flux-version", version)], Json(view)).into_response())
+    Ok(written(created, view.version, view))
 }
 
 pub(super) async fn delete_one(
@@ -110,12 +99,7 @@ pub(super) async fn delete_one(
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Permission::ManageStates)?;
-    let expect = precondition(&headers)?;
-    if expect == Expect::Absent {
-        return Err(ApiError::bad_request(
-            "If-None-Match makes no sense on delete",
-        ));
-    }
+    let expect = delete_precondition(&headers)?;
     let v = st.states.delete(caller.tenant(), &name, expect).await?;
     Ok(Json(json!({"deleted": name, "version": v})))
 }
