@@ -1,24 +1,22 @@
-//! Schedule routes: `GET/POST /v1/schedules`, `GET/PUT/DELETE /v1/schedules/{name}` and
-//! `POST /v1/schedules/{name}/{pause,resume,trigger}`. The permission of each route is checked
+//! Schedule routes: `GET/POST /v1/schedules` and
+//! `POST /v1/schedules/{name}/{pause,resume,trigger}` (`GET/PUT/DELETE /v1/schedules/{name}`
+//! are `declared`'s). The permission of each route is checked
 //! before any body byte is read (`middleware::access`); every rule is flux-core's.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
-use flux_core::schedule::{MAX_LIST, Run, ScheduleSpec, ScheduleView};
+use flux_core::schedule::{MAX_LIST, Run, ScheduleSpec, ScheduleView, Schedules};
 use flux_core::store::Expect;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::extract::{
-    ApiJson, ApiQuery, Caller, delete_precondition, list_limit, precondition, same_name,
-};
-use super::reply::written;
+use super::declared::store;
+use super::extract::{ApiJson, ApiQuery, Caller, list_limit};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -53,30 +51,6 @@ pub(super) async fn list(
     ))
 }
 
-pub(super) async fn get_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ScheduleView>> {
-    caller.require(Permission::ReadStates)?;
-    Ok(Json(st.schedules.get(caller.tenant(), &name).await?))
-}
-
-async fn store(
-    st: &AppState,
-    caller: &Caller,
-    spec: ScheduleSpec,
-    expect: Expect,
-) -> ApiResult<Response> {
-    let name = spec.name.clone();
-    let (_, created) = st
-        .schedules
-        .put(caller.tenant(), &caller.0.sub, spec, expect, now_ms())
-        .await?;
-    let view = st.schedules.get(caller.tenant(), &name).await?;
-    Ok(written(created, view.version, view))
-}
-
 /// Creates a schedule; 409 if the name is taken.
 pub(super) async fn create(
     State(st): State<Arc<AppState>>,
@@ -85,37 +59,12 @@ pub(super) async fn create(
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;
     let name = spec.name.clone();
-    match store(&st, &caller, spec, Expect::Absent).await {
+    match store::<Schedules>(&st, &caller, spec, Expect::Absent).await {
         Err(e) if e.status == StatusCode::PRECONDITION_FAILED => Err(ApiError::conflict(format!(
             "name: schedule {name} already exists (PUT /v1/schedules/{name} replaces it)"
         ))),
         other => other,
     }
-}
-
-pub(super) async fn put_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    ApiJson(spec): ApiJson<ScheduleSpec>,
-) -> ApiResult<Response> {
-    caller.require(Permission::ManageStates)?;
-    same_name("schedule", &spec.name, &name)?;
-    let expect = precondition(&headers)?;
-    store(&st, &caller, spec, expect).await
-}
-
-pub(super) async fn delete_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(Permission::ManageStates)?;
-    let expect = delete_precondition(&headers)?;
-    let v = st.schedules.delete(caller.tenant(), &name, expect).await?;
-    Ok(Json(json!({"deleted": name, "version": v})))
 }
 
 /// `POST /v1/schedules/{name}/pause` (`PAUSED` true) and `.../resume` (false).
