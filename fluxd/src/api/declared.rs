@@ -57,67 +57,45 @@ pub(super) trait Declared: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<Version>> + Send;
 }
 
-impl Declared for Reconciler {
-    const KIND: &'static str = "state";
-    type Spec = StateSpec;
-    type View = StateView;
-    fn of(st: &AppState) -> &Self {
-        &st.states
-    }
-    fn name(spec: &StateSpec) -> &str {
-        &spec.name
-    }
-    fn version(view: &StateView) -> Version {
-        view.version
-    }
-    async fn write(
-        &self,
-        tenant: &str,
-        by: &str,
-        spec: StateSpec,
-        expect: Expect,
-        now: Millis,
-    ) -> ApiResult<bool> {
-        Ok(self.put(tenant, by, spec, expect, now).await?.1)
-    }
-    async fn read(&self, tenant: &str, name: &str) -> ApiResult<StateView> {
-        Ok(self.get(tenant, name).await?)
-    }
-    async fn remove(&self, tenant: &str, name: &str, expect: Expect) -> ApiResult<Version> {
-        Ok(self.delete(tenant, name, expect).await?)
-    }
+/// Implements [`Declared`] for a flux-core service whose `put`, `get` and `delete` have the
+/// shape of the trait's.
+macro_rules! declared {
+    ($service:ty, $kind:literal, $spec:ty, $view:ty, $field:ident) => {
+        impl Declared for $service {
+            const KIND: &'static str = $kind;
+            type Spec = $spec;
+            type View = $view;
+            fn of(st: &AppState) -> &Self {
+                &st.$field
+            }
+            fn name(spec: &$spec) -> &str {
+                &spec.name
+            }
+            fn version(view: &$view) -> Version {
+                view.version
+            }
+            async fn write(
+                &self,
+                tenant: &str,
+                by: &str,
+                spec: $spec,
+                expect: Expect,
+                now: Millis,
+            ) -> ApiResult<bool> {
+                Ok(self.put(tenant, by, spec, expect, now).await?.1)
+            }
+            async fn read(&self, tenant: &str, name: &str) -> ApiResult<$view> {
+                Ok(self.get(tenant, name).await?)
+            }
+            async fn remove(&self, tenant: &str, name: &str, expect: Expect) -> ApiResult<Version> {
+                Ok(self.delete(tenant, name, expect).await?)
+            }
+        }
+    };
 }
 
-impl Declared for Schedules {
-    const KIND: &'static str = "schedule";
-    type Spec = ScheduleSpec;
-    type View = ScheduleView;
-    fn of(st: &AppState) -> &Self {
-        &st.schedules
-    }
-    fn name(spec: &ScheduleSpec) -> &str {
-        &spec.name
-    }
-    fn version(view: &ScheduleView) -> Version {
-        view.version
-    }
-    async fn write(
-        &self,
-        tenant: &str,
-        by: &str,
-        spec: ScheduleSpec,
-        expect: Expect,
-        now: Millis,
-    ) -> ApiResult<bool> {
-        Ok(self.put(tenant, by, spec, expect, now).await?.1)
-    }
-    async fn read(&self, tenant: &str, name: &str) -> ApiResult<ScheduleView> {
-        Ok(self.get(tenant, name).await?)
-    }
-    async fn remove(&self, tenant: &str, name: &str, expect: Expect) -> ApiResult<Version> {
-        Ok(self.delete(tenant, name, expect).await?)
-    }
-}
+declared!(Reconciler, "state", StateSpec, StateView, states);
+declared!(Schedules, "schedule", ScheduleSpec, ScheduleView, schedules);
 
 /// The route of `/v1/states/{name}` or `/v1/schedules/{name}`: `GET`, `PUT` and `DELETE`.
 pub(super) fn route<S: Declared>() -> MethodRouter<Arc<AppState>> {
