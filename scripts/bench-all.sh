@@ -12,8 +12,7 @@
 set -uo pipefail
 BIN_DIR="${1:-${BIN_DIR:-}}"
 if [ -n "$BIN_DIR" ]; then BIN_DIR="$(cd "$BIN_DIR" && pwd)" || exit 1; fi
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 OUT="${OUT:-$(mktemp -d -t fluxforge-bench-all.XXXXXX)}"
 mkdir -p "$OUT"
 SCALE_STORES="${SCALE_STORES:-redb redis}"

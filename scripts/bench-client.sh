@@ -10,8 +10,7 @@
 #
 # Figures are printed as "RESULT  figure: value" lines (and appended to $FLUX_RESULTS).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 CLIENTS="${CLIENTS:-64 512 1024}"
 DURATION="${DURATION:-10s}"
 WORKERS="${NGINX_WORKERS:-1}"

@@ -13,8 +13,7 @@
 # Bounded: START_LIMIT seconds for the targets to come online, TIMEOUT for the convergence.
 # Figures are printed as "RESULT  figure: value" lines (and appended to $FLUX_RESULTS).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 TARGETS="${TARGETS:-1000}"
 REAL="${REAL:-0}"
 STORE="${STORE:-redb}"

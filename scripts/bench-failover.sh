@@ -13,8 +13,7 @@
 #
 # Figures are printed as "RESULT  figure: value" lines (and appended to $FLUX_RESULTS).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 TRIALS="${TRIALS:-20}"
 SIGNALS="${SIGNALS:-KILL}"
 TRIAL_LIMIT="${TRIAL_LIMIT:-30}"

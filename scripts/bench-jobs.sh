@@ -11,8 +11,7 @@
 #
 # Figures are printed as "RESULT  figure: value" lines (and appended to $FLUX_RESULTS).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 POINTS="${POINTS:-1:1 10:40}"
 COUNT="${COUNT:-1000000}"
 DURATION="${DURATION:-20s}"

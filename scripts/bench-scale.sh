@@ -21,8 +21,7 @@
 # `bench jobs` run. Figures are printed as "RESULT  figure: value" lines (and appended to
 # $FLUX_RESULTS, see lib.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 PARTS="${PARTS:-jobs idle}"
 STORES="${STORES:-redb redis}"
 JOB_AGENTS="${JOB_AGENTS:-1000 10000}"

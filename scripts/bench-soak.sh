@@ -23,8 +23,7 @@
 # their counts, the load by LOAD. Figures are printed as "RESULT  figure: value" lines (and
 # appended to $FLUX_RESULTS).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 PARTS="${PARTS:-history retention}"
 STORES="${STORES:-redb redis}"
 HISTORY="${HISTORY:-1000000}"

@@ -6,6 +6,10 @@
 # BIN_DIR=/path/to/release   use the fluxd, flux-agent and fluxctl found there (an older build,
 #                            say) instead of building this checkout's release binaries.
 # FLUX_RESULTS=FILE          flux_result appends each figure there as "figure|value|command".
+#
+# Sourcing it moves to the checkout's root (the directory above this file): flux_build and
+# the scripts' own paths are relative to it.
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || return
 
 flux_build() {
     if [ -n "${BIN_DIR:-}" ]; then

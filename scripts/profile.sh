@@ -12,8 +12,7 @@
 # Needs perf; with kernel.perf_event_paranoid above 1 only root sees kernel frames, above 2
 # only root may profile at all.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 AGENTS="${AGENTS:-1000}"
 STORE="${STORE:-redb}"
 SECS="${SECS:-20}"

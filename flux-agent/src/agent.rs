@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use flux_core::client::{ApiClient, ClientError, backoff};
+use flux_core::client::{ApiClient, ClientError};
 use flux_core::model::{Heartbeat, HeartbeatReply, RegisterAgent, Task, valid_attempt_id};
 use reqwest::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Args;
 use crate::executor::RunAs;
 use crate::facts::{self, FactsTracker};
+use crate::retry::{Backoff, stopped_during};
 
 /// File in the state directory holding the registration's session secret (mode 0600).
 const SESSION_FILE: &str = ".session";
@@ -133,7 +134,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ClientError>>,
 {
-    let mut attempt = 0u32;
+    let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         match f().await {
             Ok(v) => return Ok(v),
@@ -148,8 +149,7 @@ where
                 if !retryable {
                     return Err(e);
                 }
-                let mut delay =
-                    backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
+                let mut delay = retry.next_delay();
                 if let ClientError::Api {
                     retry_after: Some(s),
                     ..
@@ -158,10 +158,8 @@ where
                     delay = delay.max(Duration::from_secs(*s));
                 }
                 tracing::warn!(error = %e, ?delay, "{what} failed; retrying");
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    _ = stop.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
+                if stopped_during(stop, delay).await {
+                    return Err(e);
                 }
             }
         }
@@ -263,9 +261,8 @@ impl Agent {
         let mut current: Option<flux_core::model::Facts> = None;
         loop {
             let every = *self.heartbeat.lock().expect("heartbeat");
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+            if stopped_during(&stop, every).await {
+                return;
             }
             if self.reports_facts() && tokio::time::Instant::now() >= next_facts {
                 current = Some(facts::collect_async().await);
@@ -315,7 +312,7 @@ impl Agent {
 
     pub(crate) async fn poll_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
         let mut after = 0u64;
-        let mut failures = 0u32;
+        let mut retry = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
         loop {
             if stop.is_cancelled() {
                 return Ok(());
@@ -331,7 +328,7 @@ impl Agent {
             };
             match polled {
                 Ok(tasks) => {
-                    failures = 0;
+                    retry.reset();
                     for t in tasks {
                         after = after.max(t.revision);
                         self.handle(t, &stop);
@@ -348,16 +345,10 @@ impl Agent {
                     ));
                 }
                 Err(e) => {
-                    let delay = backoff(
-                        failures,
-                        Duration::from_millis(200),
-                        Duration::from_secs(15),
-                    );
-                    failures = failures.saturating_add(1);
+                    let delay = retry.next_delay();
                     tracing::warn!(error = %e, ?delay, "poll failed; reconnecting");
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(delay) => {}
+                    if stopped_during(&stop, delay).await {
+                        return Ok(());
                     }
                     // Re-register so the control plane learns what is still running here.
                     if self.register(&stop).await.is_err() {

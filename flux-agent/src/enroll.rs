@@ -119,9 +119,8 @@ pub async fn renew_loop(agent: Arc<Agent>, dir: PathBuf, stop: CancellationToken
             )
             .min(Duration::from_secs((left / 10).max(1)))
         };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        if crate::retry::stopped_during(&stop, wait).await {
+            return;
         }
         let renewed = agent
             .api

@@ -16,6 +16,7 @@ mod enroll;
 mod executor;
 mod facts;
 mod harden;
+mod retry;
 mod simulate;
 
 use std::path::PathBuf;
@@ -197,23 +198,17 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
         },
     );
     let agent = Arc::new(Agent::new(api, node_id, Arc::new(profile)));
-    let mut refused = 0u32;
+    let mut refused = retry::Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     loop {
         match agent.register(&stop).await {
             Ok(()) => break,
             Err(e) if agent::is_session_conflict(&e) => {
                 // Another live agent process holds this node (or this one restarted without
                 // its session): it can be taken over once the control plane finds it dead.
-                let delay = flux_core::client::backoff(
-                    refused,
-                    Duration::from_millis(500),
-                    Duration::from_secs(5),
-                );
-                refused = refused.saturating_add(1);
+                let delay = refused.next_delay();
                 tracing::warn!(error = %e, ?delay, "registration refused; waiting");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(ExitCode::SUCCESS),
-                    _ = tokio::time::sleep(delay) => {}
+                if retry::stopped_during(&stop, delay).await {
+                    return Ok(ExitCode::SUCCESS);
                 }
             }
             Err(e @ ClientError::Api { .. }) => anyhow::bail!("registration refused: {e}"),

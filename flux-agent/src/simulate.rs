@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use flux_core::auth::Role;
-use flux_core::client::{ApiClient, ClientError, TlsOptions, backoff};
+use flux_core::client::{ApiClient, ClientError, TlsOptions};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, Exec, Profile, is_session_conflict, with_retry};
+use crate::retry::{Backoff, stopped_during};
 use crate::{Args, stop_on_signals};
 
 /// Lifetime of the agent tokens minted for simulated agents.
@@ -92,19 +93,16 @@ async fn mint(
 /// arrived, and may register only once that session is declared dead (as a real agent does
 /// after a restart without its state directory).
 async fn register(agent: &Agent, stop: &CancellationToken) -> Result<(), ClientError> {
-    let mut refused = 0u32;
+    let mut refused = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     loop {
         match agent.register(stop).await {
             Err(e) if is_session_conflict(&e) && !stop.is_cancelled() => {
-                if refused == 0 {
+                if refused.failures() == 0 {
                     tracing::warn!(node = %agent.node_id, error = %e,
                         "registration held by an earlier session; waiting until it is dead");
                 }
-                let delay = backoff(refused, Duration::from_millis(500), Duration::from_secs(5));
-                refused = refused.saturating_add(1);
-                tokio::select! {
-                    _ = stop.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
+                if stopped_during(stop, refused.next_delay()).await {
+                    return Err(e);
                 }
             }
             r => return r,

@@ -35,27 +35,6 @@ impl ApiError {
             retry_after: None,
         }
     }
-    pub fn bad_request(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m)
-    }
-    pub fn invalid(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
-    }
-    pub fn not_found(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", m)
-    }
-    pub fn forbidden(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)
-    }
-    pub fn conflict(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "conflict", m)
-    }
-    pub fn precondition_failed(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
-    }
-    pub fn internal(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
-    }
     /// 503 with `Retry-After: 1`: the store (or a service over it) cannot answer now.
     pub fn unavailable(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m).retry_after(1)
@@ -70,6 +49,32 @@ impl ApiError {
         tracing::error!(error = %e, "corrupt object");
         ApiError::internal("corrupt object in store")
     }
+}
+
+/// The plain constructors: each answers with its status and code, the message as given.
+macro_rules! constructors {
+    ($($(#[$doc:meta])* $name:ident => $status:ident, $code:literal;)*) => {
+        impl ApiError {
+            $(
+                $(#[$doc])*
+                pub fn $name(m: impl Into<String>) -> ApiError {
+                    ApiError::new(StatusCode::$status, $code, m)
+                }
+            )*
+        }
+    };
+}
+
+constructors! {
+    bad_request => BAD_REQUEST, "bad_request";
+    invalid => UNPROCESSABLE_ENTITY, "invalid";
+    not_found => NOT_FOUND, "not_found";
+    forbidden => FORBIDDEN, "forbidden";
+    conflict => CONFLICT, "conflict";
+    precondition_failed => PRECONDITION_FAILED, "precondition_failed";
+    /// 413: a body, or a part of one, larger than its limit.
+    too_large => PAYLOAD_TOO_LARGE, "payload_too_large";
+    internal => INTERNAL_SERVER_ERROR, "internal";
 }
 
 impl IntoResponse for ApiError {
@@ -125,36 +130,31 @@ impl From<flux_core::rollout::RolloutError> for ApiError {
     }
 }
 
-impl From<StateError> for ApiError {
-    fn from(e: StateError) -> ApiError {
-        match e {
-            StateError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
-            StateError::Invalid(m) => ApiError::invalid(m),
-            StateError::Conflict(m) => ApiError::conflict(m),
-            StateError::PreconditionFailed(m) => ApiError::precondition_failed(m),
-            StateError::Store(s) => s.into(),
-            StateError::Jobs(j) => j.into(),
-            StateError::Quota(r) => r.into(),
-            StateError::Corrupt { .. } => ApiError::corrupt(&e),
-        }
-    }
+/// The errors of the named, versioned objects a tenant declares (states, schedules): the same
+/// variants, mapped alike.
+macro_rules! from_declared_error {
+    ($($t:ty),*) => {
+        $(
+            impl From<$t> for ApiError {
+                fn from(e: $t) -> ApiError {
+                    type E = $t;
+                    match e {
+                        E::NotFound(m) => ApiError::not_found(format!("{m} not found")),
+                        E::Invalid(m) => ApiError::invalid(m),
+                        E::Conflict(m) => ApiError::conflict(m),
+                        E::PreconditionFailed(m) => ApiError::precondition_failed(m),
+                        E::Store(s) => s.into(),
+                        E::Jobs(j) => j.into(),
+                        E::Quota(r) => r.into(),
+                        E::Corrupt { .. } => ApiError::corrupt(&e),
+                    }
+                }
+            }
+        )*
+    };
 }
 
-impl From<flux_core::schedule::ScheduleError> for ApiError {
-    fn from(e: flux_core::schedule::ScheduleError) -> ApiError {
-        use flux_core::schedule::ScheduleError as E;
-        match e {
-            E::NotFound(m) => ApiError::not_found(format!("{m} not found")),
-            E::Invalid(m) => ApiError::invalid(m),
-            E::Conflict(m) => ApiError::conflict(m),
-            E::PreconditionFailed(m) => ApiError::precondition_failed(m),
-            E::Store(s) => s.into(),
-            E::Jobs(j) => j.into(),
-            E::Quota(r) => r.into(),
-            E::Corrupt { .. } => ApiError::corrupt(&e),
-        }
-    }
-}
+from_declared_error!(StateError, flux_core::schedule::ScheduleError);
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {

@@ -58,11 +58,7 @@ impl Render for [Agent] {
                 a.node_id.clone(),
                 state_text(a),
                 a.slots.to_string(),
-                a.labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
+                pairs(&a.labels),
                 if a.last_seen == 0 {
                     "never".to_string()
                 } else {

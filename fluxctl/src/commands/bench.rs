@@ -147,108 +147,89 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> CliResult {
     }
 }
 
-/// A benchmark's result as a table of one row.
-fn one_row(header: &[&str], row: Vec<String>) -> String {
-    let mut t = table(header);
+/// A benchmark's result as a table of one row, each cell given with its header.
+fn one_row(cells: Vec<(&str, String)>) -> String {
+    let (header, row): (Vec<&str>, Vec<String>) = cells.into_iter().unzip();
+    let mut t = table(&header);
     t.add_row(row);
     format!("{t}\n")
+}
+
+/// The size of a load run: jobs, workers and the connections they shared.
+fn load_cells(jobs: usize, concurrency: usize, connections: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("JOBS", jobs.to_string()),
+        ("CONCURRENCY", concurrency.to_string()),
+        ("CONNS", connections.to_string()),
+    ]
+}
+
+/// A latency's percentiles (p90 only `with_p90`) and maximum, in ms to `decimals` places.
+fn latency_cells(
+    l: &bench::Latency,
+    with_p90: bool,
+    decimals: usize,
+) -> Vec<(&'static str, String)> {
+    let ms = |v: f64| format!("{v:.decimals$}");
+    let mut cells = vec![("P50 MS", ms(l.p50_ms))];
+    if with_p90 {
+        cells.push(("P90 MS", ms(l.p90_ms)));
+    }
+    cells.extend([("P99 MS", ms(l.p99_ms)), ("MAX MS", ms(l.max_ms))]);
+    cells
 }
 
 impl Render for bench::Report {
     fn render(&self) -> String {
         let r = self;
-        one_row(
-            &[
-                "JOBS",
-                "CONCURRENCY",
-                "CONNS",
-                "FAILED",
-                "ERRORS",
-                "UNFINISHED",
-                "SECONDS",
-                "JOBS/S",
-                "P50 MS",
-                "P90 MS",
-                "P99 MS",
-                "MAX MS",
+        let mut cells = load_cells(r.jobs, r.concurrency, r.connections);
+        cells.extend([
+            ("FAILED", r.failed.to_string()),
+            ("ERRORS", r.errors.to_string()),
+            ("UNFINISHED", r.unfinished.to_string()),
+            ("SECONDS", format!("{:.2}", r.elapsed_secs)),
+            ("JOBS/S", format!("{:.1}", r.jobs_per_sec)),
+        ]);
+        cells.extend(latency_cells(&r.round_trip, true, 1));
+        cells.extend([
+            (
                 "SUBMIT P50/P99",
-                "DISPATCH P50/P99",
-            ],
-            vec![
-                r.jobs.to_string(),
-                r.concurrency.to_string(),
-                r.connections.to_string(),
-                r.failed.to_string(),
-                r.errors.to_string(),
-                r.unfinished.to_string(),
-                format!("{:.2}", r.elapsed_secs),
-                format!("{:.1}", r.jobs_per_sec),
-                format!("{:.1}", r.round_trip.p50_ms),
-                format!("{:.1}", r.round_trip.p90_ms),
-                format!("{:.1}", r.round_trip.p99_ms),
-                format!("{:.1}", r.round_trip.max_ms),
                 format!("{:.1}/{:.1}", r.submit.p50_ms, r.submit.p99_ms),
+            ),
+            (
+                "DISPATCH P50/P99",
                 format!("{:.0}/{:.0}", r.dispatch.p50_ms, r.dispatch.p99_ms),
-            ],
-        )
+            ),
+        ]);
+        one_row(cells)
     }
 }
 
 impl Render for bench::SubmitReport {
     fn render(&self) -> String {
         let r = self;
-        one_row(
-            &[
-                "JOBS",
-                "CONCURRENCY",
-                "CONNS",
-                "REFUSED",
-                "SECONDS",
-                "SUBMITS/S",
-                "P50 MS",
-                "P99 MS",
-                "MAX MS",
-            ],
-            vec![
-                r.jobs.to_string(),
-                r.concurrency.to_string(),
-                r.connections.to_string(),
-                r.refused.to_string(),
-                format!("{:.2}", r.elapsed_secs),
-                format!("{:.1}", r.submits_per_sec),
-                format!("{:.1}", r.latency.p50_ms),
-                format!("{:.1}", r.latency.p99_ms),
-                format!("{:.1}", r.latency.max_ms),
-            ],
-        )
+        let mut cells = load_cells(r.jobs, r.concurrency, r.connections);
+        cells.extend([
+            ("REFUSED", r.refused.to_string()),
+            ("SECONDS", format!("{:.2}", r.elapsed_secs)),
+            ("SUBMITS/S", format!("{:.1}", r.submits_per_sec)),
+        ]);
+        cells.extend(latency_cells(&r.latency, false, 1));
+        one_row(cells)
     }
 }
 
 impl Render for bench::ConvergeReport {
     fn render(&self) -> String {
         let r = self;
-        one_row(
-            &[
-                "TARGETS",
-                "COMPLIANT",
-                "FAILED",
-                "SECONDS",
-                "P50 MS",
-                "P90 MS",
-                "P99 MS",
-                "MAX MS",
-            ],
-            vec![
-                r.targets.to_string(),
-                r.compliant.to_string(),
-                r.failed.to_string(),
-                format!("{:.2}", r.elapsed_secs),
-                format!("{:.0}", r.to_compliant.p50_ms),
-                format!("{:.0}", r.to_compliant.p90_ms),
-                format!("{:.0}", r.to_compliant.p99_ms),
-                format!("{:.0}", r.to_compliant.max_ms),
-            ],
-        )
+        let mut cells = vec![
+            ("TARGETS", r.targets.to_string()),
+            ("COMPLIANT", r.compliant.to_string()),
+            ("FAILED", r.failed.to_string()),
+            ("SECONDS", format!("{:.2}", r.elapsed_secs)),
+        ];
+        cells.extend(latency_cells(&r.to_compliant, true, 0));
+        one_row(cells)
     }
 }
 
@@ -260,6 +241,87 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(["fluxctl", "bench"].iter().chain(args))
+    }
+
+    fn latency(base: f64) -> crate::bench::Latency {
+        crate::bench::Latency {
+            samples: 10,
+            p50_ms: base + 0.14,
+            p90_ms: base + 1.26,
+            p99_ms: base + 2.51,
+            max_ms: base + 3.49,
+        }
+    }
+
+    /// The cells of a rendered one-row table, header row first.
+    fn rows(rendered: &str) -> Vec<Vec<String>> {
+        rendered
+            .lines()
+            .filter(|l| l.contains('┆'))
+            .map(|l| {
+                l.trim_matches(|c| c == '│' || c == ' ')
+                    .split('┆')
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_report_is_one_row_under_its_own_headers() {
+        use crate::output::Render;
+        let jobs = crate::bench::Report {
+            jobs: 7,
+            concurrency: 4,
+            connections: 1,
+            failed: 2,
+            errors: 3,
+            unfinished: 5,
+            elapsed_secs: 1.234,
+            jobs_per_sec: 5.67,
+            round_trip: latency(10.0),
+            submit: latency(20.0),
+            dispatch: latency(30.0),
+        };
+        let submit = crate::bench::SubmitReport {
+            jobs: 9,
+            concurrency: 8,
+            connections: 2,
+            refused: 1,
+            elapsed_secs: 2.5,
+            submits_per_sec: 3.6,
+            latency: latency(40.0),
+        };
+        let converge = crate::bench::ConvergeReport {
+            targets: 6,
+            compliant: 5,
+            failed: 1,
+            elapsed_secs: 9.876,
+            to_compliant: latency(100.0),
+        };
+        // Each report's header row and row, cells joined by '|'.
+        let expected = [
+            (
+                jobs.render(),
+                "JOBS|CONCURRENCY|CONNS|FAILED|ERRORS|UNFINISHED|SECONDS|JOBS/S|P50 MS|P90 MS|\
+                 P99 MS|MAX MS|SUBMIT P50/P99|DISPATCH P50/P99",
+                "7|4|1|2|3|5|1.23|5.7|10.1|11.3|12.5|13.5|20.1/22.5|30/33",
+            ),
+            (
+                submit.render(),
+                "JOBS|CONCURRENCY|CONNS|REFUSED|SECONDS|SUBMITS/S|P50 MS|P99 MS|MAX MS",
+                "9|8|2|1|2.50|3.6|40.1|42.5|43.5",
+            ),
+            (
+                converge.render(),
+                "TARGETS|COMPLIANT|FAILED|SECONDS|P50 MS|P90 MS|P99 MS|MAX MS",
+                "6|5|1|9.88|100|101|103|103",
+            ),
+        ];
+        for (rendered, header, row) in expected {
+            let got: Vec<String> = rows(&rendered).iter().map(|r| r.join("|")).collect();
+            assert_eq!(got, [header, row], "{rendered}");
+        }
     }
 
     #[test]

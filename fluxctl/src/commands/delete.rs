@@ -1,8 +1,5 @@
 //! `fluxctl delete state NAME`: delete a desired state, optionally only at a given version.
 
-use std::time::Duration;
-
-use anyhow::Context as _;
 use clap::Subcommand;
 use flux_core::replies::StateDeleted;
 use reqwest::Method;
@@ -27,17 +24,9 @@ pub async fn run(ctx: &Ctx, cmd: DeleteCmd) -> CliResult {
     let DeleteCmd::State { name, if_version } = cmd;
     states::check_name(&name)?;
     let api = ctx.client()?;
-    let headers = super::job::if_match(if_version);
-    let resp = api
-        .send_with_headers(
-            Method::DELETE,
-            &format!("/v1/states/{name}"),
-            None,
-            Duration::from_secs(30),
-            &headers,
-        )
-        .await?;
-    let reply: StateDeleted = resp.json().await.context("decoding the reply")?;
+    let path = format!("/v1/states/{name}");
+    let reply: StateDeleted =
+        super::job::send_if_match(&api, Method::DELETE, &path, None, if_version).await?;
     emit(
         ctx.out,
         &SortedKeys(&view(&reply, |r| {

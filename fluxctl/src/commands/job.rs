@@ -264,6 +264,28 @@ pub(crate) fn if_match(version: Option<u64>) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// Sends a write made only if the object is still at `version` (any version without one) and
+/// decodes its reply.
+pub(crate) async fn send_if_match<T: serde::de::DeserializeOwned>(
+    api: &ApiClient,
+    method: Method,
+    path: &str,
+    body: Option<&(dyn flux_core::client::erased::Json + Sync)>,
+    version: Option<u64>,
+) -> Result<T> {
+    api.send_with_headers(
+        method,
+        path,
+        body,
+        Duration::from_secs(30),
+        &if_match(version),
+    )
+    .await?
+    .json()
+    .await
+    .context("decoding the reply")
+}
+
 /// The request `job run` submits: one argument is a shell command line, several an argv;
 /// `--secret-env` values are read from fluxctl's own environment.
 fn submit_request(r: RunArgs) -> Result<SubmitJob> {

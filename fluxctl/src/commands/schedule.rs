@@ -230,16 +230,17 @@ fn render_one(v: &ScheduleView) -> String {
     s
 }
 
-async fn send(
+/// Sends one request about schedules and decodes its reply.
+async fn send<T: serde::de::DeserializeOwned>(
     ctx: &Ctx,
     method: Method,
     path: &str,
     body: Option<&ScheduleSpec>,
     headers: &[(&str, String)],
-) -> Result<reqwest::Response> {
+) -> Result<T> {
     let api = ctx.client()?;
     let body = body.map(flux_core::client::erased::Body);
-    Ok(api
+    let resp = api
         .send_with_headers(
             method,
             path,
@@ -248,15 +249,16 @@ async fn send(
             Duration::from_secs(30),
             headers,
         )
-        .await?)
+        .await?;
+    resp.json().await.context("decoding the reply")
 }
 
 pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> CliResult {
     match cmd {
         ScheduleCmd::Create(a) => {
             let spec = spec(*a)?;
-            let resp = send(ctx, Method::POST, "/v1/schedules", Some(&spec), &[]).await?;
-            let v: ScheduleView = resp.json().await.context("decoding the reply")?;
+            let v: ScheduleView =
+                send(ctx, Method::POST, "/v1/schedules", Some(&spec), &[]).await?;
             emit(ctx.out, &view(&v, render_one))?;
         }
         ScheduleCmd::List { limit, after } => {
@@ -296,7 +298,7 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> CliResult {
         ScheduleCmd::Pause { name } => pause(ctx, &name, "pause").await?,
         ScheduleCmd::Resume { name } => pause(ctx, &name, "resume").await?,
         ScheduleCmd::Trigger { name } => {
-            let resp = send(
+            let r: Run = send(
                 ctx,
                 Method::POST,
                 &format!("/v1/schedules/{name}/trigger"),
@@ -304,7 +306,6 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> CliResult {
                 &[],
             )
             .await?;
-            let r: Run = resp.json().await.context("decoding the reply")?;
             emit(
                 ctx.out,
                 &view(&r, |r| {
@@ -314,7 +315,7 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> CliResult {
         }
         ScheduleCmd::Delete { name, if_version } => {
             let headers = super::job::if_match(if_version);
-            let resp = send(
+            let v: serde_json::Value = send(
                 ctx,
                 Method::DELETE,
                 &format!("/v1/schedules/{name}"),
@@ -322,7 +323,6 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> CliResult {
                 &headers,
             )
             .await?;
-            let v: serde_json::Value = resp.json().await.context("decoding the reply")?;
             emit(
                 ctx.out,
                 &view(&v, |v| {
@@ -335,7 +335,7 @@ pub async fn run(ctx: &Ctx, cmd: ScheduleCmd) -> CliResult {
 }
 
 async fn pause(ctx: &Ctx, name: &str, verb: &str) -> Result<()> {
-    let resp = send(
+    let v: ScheduleView = send(
         ctx,
         Method::POST,
         &format!("/v1/schedules/{name}/{verb}"),
@@ -343,7 +343,6 @@ async fn pause(ctx: &Ctx, name: &str, verb: &str) -> Result<()> {
         &[],
     )
     .await?;
-    let v: ScheduleView = resp.json().await.context("decoding the reply")?;
     emit(ctx.out, &view(&v, render_one))?;
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use flux_core::model::parse_duration;
 use flux_core::quota::Quota;
@@ -185,19 +184,14 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
                 job_retention_count,
                 rollout_above,
             };
-            let headers = super::job::if_match(if_version);
-            let reply: QuotaView = api
-                .send_with_headers(
-                    Method::PUT,
-                    &format!("/v1/tenants/{tenant}/quota"),
-                    Some(&flux_core::client::erased::Body(&body)),
-                    Duration::from_secs(30),
-                    &headers,
-                )
-                .await?
-                .json()
-                .await
-                .context("decoding the reply")?;
+            let reply: QuotaView = super::job::send_if_match(
+                &api,
+                Method::PUT,
+                &format!("/v1/tenants/{tenant}/quota"),
+                Some(&flux_core::client::erased::Body(&body)),
+                if_version,
+            )
+            .await?;
             emit(
                 ctx.out,
                 &SortedKeys(&view(&reply, |r| {

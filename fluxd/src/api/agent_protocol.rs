@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use flux_core::jobs::AgentCaller;
 use flux_core::model::{Heartbeat, OutputChunk, RegisterAgent, ResultReport, now_ms};
@@ -135,11 +135,9 @@ pub(super) async fn attempt_output(
 ) -> ApiResult<Json<serde_json::Value>> {
     let agent = agent_caller(&caller, &headers)?;
     if chunk.data.len() > MAX_CHUNK_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("output chunks are limited to {MAX_CHUNK_BYTES} bytes"),
-        ));
+        return Err(ApiError::too_large(format!(
+            "output chunks are limited to {MAX_CHUNK_BYTES} bytes"
+        )));
     }
     let seq = chunk.seq;
     st.jobs
@@ -160,13 +158,9 @@ pub(super) async fn attempt_result(
     // The output carried with a result is held to what one output upload may carry.
     let carried: usize = output.iter().map(|c| c.data.len()).sum();
     if carried > MAX_CHUNK_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "output: the output carried with a result is limited to {MAX_CHUNK_BYTES} bytes"
-            ),
-        ));
+        return Err(ApiError::too_large(format!(
+            "output: the output carried with a result is limited to {MAX_CHUNK_BYTES} bytes"
+        )));
     }
     let recorded = st
         .jobs

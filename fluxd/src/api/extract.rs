@@ -172,6 +172,41 @@ pub fn precondition(headers: &HeaderMap) -> ApiResult<Expect> {
     }
 }
 
+/// A listing's `limit`: `default` when not given, a 400 unless it is between 1 and `max`.
+pub fn list_limit(given: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
+    let limit = given.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
+/// The precondition of a delete: `If-Match: <version>` or none; `If-None-Match` is a 400.
+pub fn delete_precondition(headers: &HeaderMap) -> ApiResult<Expect> {
+    let expect = precondition(headers)?;
+    if expect == Expect::Absent {
+        return Err(ApiError::bad_request(
+            "If-None-Match makes no sense on delete",
+        ));
+    }
+    Ok(expect)
+}
+
+/// A PUT's body names the object its path names: 422 (field `name`) otherwise. `kind` is what
+/// the message calls the object ("state", "schedule").
+pub fn same_name(kind: &str, body: &str, path: &str) -> ApiResult<()> {
+    if body != path {
+        return Err(ApiError::invalid(format!(
+            "name: the body names {kind} {} but the path names {}",
+            flux_core::state::shown(body),
+            flux_core::state::shown(path)
+        )));
+    }
+    Ok(())
+}
+
 /// The quota write's `If-Match: <version>`, where 0 stands for "never set"; none means "any".
 pub fn quota_precondition(headers: &HeaderMap) -> ApiResult<Expect> {
     match headers.get("if-match").map(|v| v.to_str()) {

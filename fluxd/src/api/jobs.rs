@@ -172,10 +172,6 @@ pub(super) struct ListJobsQuery {
     cursor: Option<String>,
 }
 
-/// Response header of `GET /v1/jobs` carrying the cursor of the next page (absent on the last
-/// page); the body stays the array of jobs.
-pub const NEXT_CURSOR_HEADER: &str = "x-flux-next-cursor";
-
 /// `GET /v1/jobs`: one page of the tenant's jobs, newest first, read from the listing indexes
 /// (`flux_core::jobs::listing`), so it costs about `limit` reads whatever the history.
 pub(super) async fn list_jobs(
@@ -207,12 +203,7 @@ pub(super) async fn list_jobs(
             )));
         }
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::extract::list_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let filter = JobFilter {
         status,
         node_id: q.node_id,
@@ -228,14 +219,7 @@ pub(super) async fn list_jobs(
         .jobs
         .list_page(caller.tenant(), &filter, q.cursor.as_deref(), limit)
         .await?;
-    let mut resp = Json(page.jobs).into_response();
-    if let Some(c) = page.next_cursor {
-        resp.headers_mut().insert(
-            NEXT_CURSOR_HEADER,
-            header::HeaderValue::from_str(&c).expect("cursors are base64url"),
-        );
-    }
-    Ok(resp)
+    Ok(super::reply::page(page.jobs, page.next_cursor))
 }
 
 pub(super) async fn get_job(

@@ -13,10 +13,12 @@ pub mod agents;
 pub mod audit;
 pub mod backup;
 pub mod cluster;
+mod declared;
 pub mod enroll;
 pub mod events;
 pub mod extract;
 pub mod jobs;
+pub mod reply;
 pub mod rollouts;
 pub mod schedules;
 pub mod states;
@@ -31,6 +33,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use flux_core::reconcile::Reconciler;
+use flux_core::rollout::Control;
+use flux_core::schedule::Schedules;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
@@ -79,9 +84,9 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/v1/rollouts", post(rollouts::create).get(rollouts::list))
         .route("/v1/rollouts/{id}", get(rollouts::get_one))
-        .route("/v1/rollouts/{id}/pause", post(rollouts::pause))
-        .route("/v1/rollouts/{id}/resume", post(rollouts::resume))
-        .route("/v1/rollouts/{id}/cancel", post(rollouts::cancel))
+        .route("/v1/rollouts/{id}/pause", rollouts::route(Control::Pause))
+        .route("/v1/rollouts/{id}/resume", rollouts::route(Control::Resume))
+        .route("/v1/rollouts/{id}/cancel", rollouts::route(Control::Cancel))
         .route("/v1/rollouts/{id}/retry", post(rollouts::retry))
         .route("/v1/agents", get(agents::list_agents))
         .route("/v1/agents/{id}", get(agents::get_agent))
@@ -111,23 +116,13 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
         )
         .route("/states", post(states::seed_create))
         .route("/v1/states", get(states::list).post(states::apply))
-        .route(
-            "/v1/states/{name}",
-            get(states::get_one)
-                .put(states::put_one)
-                .delete(states::delete_one),
-        )
+        .route("/v1/states/{name}", declared::route::<Reconciler>())
         .route("/v1/states/{name}/resume", post(states::resume))
         .route(
             "/v1/schedules",
             get(schedules::list).post(schedules::create),
         )
-        .route(
-            "/v1/schedules/{name}",
-            get(schedules::get_one)
-                .put(schedules::put_one)
-                .delete(schedules::delete_one),
-        )
+        .route("/v1/schedules/{name}", declared::route::<Schedules>())
         .route(
             "/v1/schedules/{name}/pause",
             post(schedules::set_paused::<true>),

@@ -10,19 +10,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
 use flux_core::rollout::{Control, Rollout, RolloutSpec, Rollouts};
 use serde::Deserialize;
 
-use super::extract::{ApiJson, ApiQuery, Caller};
-use crate::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiQuery, Caller, list_limit};
+use crate::error::ApiResult;
 use crate::state::AppState;
-
-/// Response header of `GET /v1/rollouts` carrying the cursor of the next page.
-pub const NEXT_CURSOR_HEADER: &str = "x-flux-next-cursor";
 
 fn service(st: &AppState) -> Rollouts {
     Rollouts::new(st.store.clone(), st.jobs.clone())
@@ -53,21 +51,11 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadJobs)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=flux_core::rollout::MAX_LIST).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {}",
-            flux_core::rollout::MAX_LIST
-        )));
-    }
+    let limit = list_limit(q.limit, 50, flux_core::rollout::MAX_LIST)?;
     let (page, next) = service(&st)
         .list(caller.tenant(), limit, q.cursor.as_deref())
         .await?;
-    let mut resp = Json(page).into_response();
-    if let Some(c) = next.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
-        resp.headers_mut().insert(NEXT_CURSOR_HEADER, c);
-    }
-    Ok(resp)
+    Ok(super::reply::page(page, next))
 }
 
 pub(super) async fn get_one(
@@ -92,28 +80,14 @@ async fn control(st: &AppState, caller: &Caller, id: &str, c: Control) -> ApiRes
     ))
 }
 
-pub(super) async fn pause(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Rollout>> {
-    control(&st, &caller, &id, Control::Pause).await
-}
-
-pub(super) async fn resume(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Rollout>> {
-    control(&st, &caller, &id, Control::Resume).await
-}
-
-pub(super) async fn cancel(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Rollout>> {
-    control(&st, &caller, &id, Control::Cancel).await
+/// The route of `POST /v1/rollouts/{id}/pause`, `.../resume` or `.../cancel` (no body): the
+/// control `c` of the caller's rollout `id`.
+pub(super) fn route(c: Control) -> MethodRouter<Arc<AppState>> {
+    post(
+        move |State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>| async move {
+            control(&st, &caller, &id, c).await
+        },
+    )
 }
 
 pub(super) async fn retry(

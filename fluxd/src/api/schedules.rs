@@ -1,21 +1,22 @@
-//! Schedule routes: `GET/POST /v1/schedules`, `GET/PUT/DELETE /v1/schedules/{name}` and
-//! `POST /v1/schedules/{name}/{pause,resume,trigger}`. The permission of each route is checked
+//! Schedule routes: `GET/POST /v1/schedules` and
+//! `POST /v1/schedules/{name}/{pause,resume,trigger}` (`GET/PUT/DELETE /v1/schedules/{name}`
+//! are `declared`'s). The permission of each route is checked
 //! before any body byte is read (`middleware::access`); every rule is flux-core's.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
-use flux_core::schedule::{MAX_LIST, Run, ScheduleSpec, ScheduleView};
+use flux_core::schedule::{MAX_LIST, Run, ScheduleSpec, ScheduleView, Schedules};
 use flux_core::store::Expect;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::extract::{ApiJson, ApiQuery, Caller, precondition};
+use super::declared::store;
+use super::extract::{ApiJson, ApiQuery, Caller, list_limit};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -34,12 +35,7 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<ScheduleView>>> {
     caller.require(Permission::ReadStates)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIST).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIST}"
-        )));
-    }
+    let limit = list_limit(q.limit, 100, MAX_LIST)?;
     if q.after
         .as_deref()
         .is_some_and(|a| !flux_core::model::valid_ident(a))
@@ -55,36 +51,6 @@ pub(super) async fn list(
     ))
 }
 
-pub(super) async fn get_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ScheduleView>> {
-    caller.require(Permission::ReadStates)?;
-    Ok(Json(st.schedules.get(caller.tenant(), &name).await?))
-}
-
-async fn store(
-    st: &AppState,
-    caller: &Caller,
-    spec: ScheduleSpec,
-    expect: Expect,
-) -> ApiResult<Response> {
-    let name = spec.name.clone();
-    let (_, created) = st
-        .schedules
-        .put(caller.tenant(), &caller.0.sub, spec, expect, now_ms())
-        .await?;
-    let view = st.schedules.get(caller.tenant(), &name).await?;
-    let code = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let version = view.version.to_string();
-    Ok((code, [("x-flux-version", version)], Json(view)).into_response())
-}
-
 /// Creates a schedule; 409 if the name is taken.
 pub(super) async fn create(
     State(st): State<Arc<AppState>>,
@@ -93,48 +59,12 @@ pub(super) async fn create(
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;
     let name = spec.name.clone();
-    match store(&st, &caller, spec, Expect::Absent).await {
+    match store::<Schedules>(&st, &caller, spec, Expect::Absent).await {
         Err(e) if e.status == StatusCode::PRECONDITION_FAILED => Err(ApiError::conflict(format!(
             "name: schedule {name} already exists (PUT /v1/schedules/{name} replaces it)"
         ))),
         other => other,
     }
-}
-
-pub(super) async fn put_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    ApiJson(spec): ApiJson<ScheduleSpec>,
-) -> ApiResult<Response> {
-    caller.require(Permission::ManageStates)?;
-    if spec.name != name {
-        return Err(ApiError::invalid(format!(
-            "name: the body names schedule {} but the path names {}",
-            flux_core::state::shown(&spec.name),
-            flux_core::state::shown(&name)
-        )));
-    }
-    let expect = precondition(&headers)?;
-    store(&st, &caller, spec, expect).await
-}
-
-pub(super) async fn delete_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(Permission::ManageStates)?;
-    let expect = precondition(&headers)?;
-    if expect == Expect::Absent {
-        return Err(ApiError::bad_request(
-            "If-None-Match makes no sense on delete",
-        ));
-    }
-    let v = st.schedules.delete(caller.tenant(), &name, expect).await?;
-    Ok(Json(json!({"deleted": name, "version": v})))
 }
 
 /// `POST /v1/schedules/{name}/pause` (`PAUSED` true) and `.../resume` (false).

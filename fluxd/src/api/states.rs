@@ -1,12 +1,12 @@
-//! Desired-state routes: `GET/POST /v1/states`, `GET/PUT/DELETE /v1/states/{name}`,
-//! `POST /v1/states/{name}/resume` (lift a rollout's halt) and the seed-compatible
-//! `POST /states`.
+//! Desired-state routes: `GET/POST /v1/states`, `POST /v1/states/{name}/resume` (lift a
+//! rollout's halt) and the seed-compatible `POST /states` (`GET/PUT/DELETE /v1/states/{name}`
+//! are `declared`'s).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 use flux_core::model::now_ms;
@@ -16,8 +16,8 @@ use flux_core::store::Expect;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{ApiJson, Caller, precondition};
-use crate::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Caller};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub(super) async fn list(
@@ -26,15 +26,6 @@ pub(super) async fn list(
 ) -> ApiResult<Json<Vec<StateView>>> {
     caller.require(Permission::ReadStates)?;
     Ok(Json(st.states.list(caller.tenant()).await?))
-}
-
-pub(super) async fn get_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<StateView>> {
-    caller.require(Permission::ReadStates)?;
-    Ok(Json(st.states.get(caller.tenant(), &name).await?))
 }
 
 pub(super) async fn apply(
@@ -71,53 +62,6 @@ pub(super) async fn apply(
         crate::middleware::audit::mark_unchanged(&mut resp);
     }
     Ok(resp)
-}
-
-pub(super) async fn put_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    ApiJson(spec): ApiJson<StateSpec>,
-) -> ApiResult<Response> {
-    caller.require(Permission::ManageStates)?;
-    if spec.name != name {
-        return Err(ApiError::invalid(format!(
-            "name: the body names state {} but the path names {}",
-            flux_core::state::shown(&spec.name),
-            flux_core::state::shown(&name)
-        )));
-    }
-    let expect = precondition(&headers)?;
-    let (_, created) = st
-        .states
-        .put(caller.tenant(), &caller.0.sub, spec, expect, now_ms())
-        .await?;
-    let view = st.states.get(caller.tenant(), &name).await?;
-    let code = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let version = view.version.to_string();
-    Ok((code, [("x-flux-version", version)], Json(view)).into_response())
-}
-
-pub(super) async fn delete_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(Permission::ManageStates)?;
-    let expect = precondition(&headers)?;
-    if expect == Expect::Absent {
-        return Err(ApiError::bad_request(
-            "If-None-Match makes no sense on delete",
-        ));
-    }
-    let v = st.states.delete(caller.tenant(), &name, expect).await?;
-    Ok(Json(json!({"deleted": name, "version": v})))
 }
 
 /// `POST /v1/states/{name}/resume`: resumes the remediation its rollout halted (no body).
