@@ -13,10 +13,9 @@ use flux_core::testing::BeforeCommit;
 
 mod common;
 
-use common::{entries, exited, jobs_with_status, listed_jobs, open_redb, play_agent, set_quota};
-
-const T0: Millis = 1_700_000_000_000;
-const TENANT: &str = "acme";
+use common::{
+    T0, TENANT, entries, exited, jobs_with_status, listed_jobs, open_redb, play_agent, set_quota,
+};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -71,6 +70,19 @@ async fn run_jobs(
     code_for: impl FnMut(&str) -> i32,
 ) -> Vec<String> {
     play_agent(&e.jobs, TENANT, epoch, node, now, true, code_for).await
+}
+
+/// Plays each of `agents` in turn, every job failing (exit 1); returns how many ran `cmd`.
+async fn failed_runs_of(e: &Env, epoch: u64, agents: &[&str], now: Millis, cmd: &str) -> usize {
+    let mut n = 0;
+    for a in agents {
+        n += run_jobs(e, epoch, a, now, |_| 1)
+            .await
+            .iter()
+            .filter(|c| *c == cmd)
+            .count();
+    }
+    n
 }
 
 #[tokio::test]
@@ -664,13 +676,7 @@ async fn a_states_rollout_bounds_applies_and_a_fenced_halt_stops_them() {
     assert_eq!(t.held, 2, "{t:?}");
     let halt = Key::new(TENANT, keys::state_rollout("web")).unwrap();
     // A superseded leader's pass (the apply fails first) writes no halt.
-    for a in agents {
-        applies += run_jobs(&e, epoch, a, T0 + 1, |_| 1)
-            .await
-            .iter()
-            .filter(|c| *c == "apply")
-            .count();
-    }
+    applies += failed_runs_of(&e, epoch, &agents, T0 + 1, "apply").await;
     assert_eq!(applies, 1);
     let err = e.rec.pass(TENANT, old, T0 + 2).await.unwrap_err();
     assert!(
@@ -687,13 +693,7 @@ async fn a_states_rollout_bounds_applies_and_a_fenced_halt_stops_them() {
     for i in 3..40 {
         let now = T0 + i * 1000;
         e.rec.pass(TENANT, epoch, now).await.unwrap();
-        for a in agents {
-            applies += run_jobs(&e, epoch, a, now, |_| 1)
-                .await
-                .iter()
-                .filter(|c| *c == "apply")
-                .count();
-        }
+        applies += failed_runs_of(&e, epoch, &agents, now, "apply").await;
     }
     assert_eq!(applies, 1, "applies after the halt");
     // A new version: remediation goes on (one at a time again).
@@ -706,13 +706,7 @@ async fn a_states_rollout_bounds_applies_and_a_fenced_halt_stops_them() {
     for i in 0..6 {
         let now = T0 + 50_000 + i;
         e.rec.pass(TENANT, epoch, now).await.unwrap();
-        for a in agents {
-            after += run_jobs(&e, epoch, a, now, |_| 1)
-                .await
-                .iter()
-                .filter(|c| *c == "apply2")
-                .count();
-        }
+        after += failed_runs_of(&e, epoch, &agents, now, "apply2").await;
     }
     assert_eq!(after, 1, "the new version's first failure halts it again");
     assert!(

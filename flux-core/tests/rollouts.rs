@@ -17,10 +17,7 @@ use flux_core::store::{DynStore, Key};
 
 mod common;
 
-use common::{open_redb, play_agent, set_quota};
-
-const T0: Millis = 1_700_000_000_000;
-const TENANT: &str = "acme";
+use common::{T0, TENANT, open_redb, play_agent, set_quota};
 
 struct Env {
     _dir: tempfile::TempDir,

@@ -10,10 +10,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_stale_leader_can_neither_schedule_nor_sweep() {
-    let c = JobsConfig {
-        start_timeout: Duration::from_secs(5),
-        ..cfg()
-    };
+    let c = cfg_with_start_timeout(Duration::from_secs(5));
     let (start_timeout, dead_after) = (ms(c.start_timeout), ms(c.dead_after));
     let e = env_with(c).await;
     register(&e.jobs, TENANT, "node-1", T0).await;
@@ -34,10 +31,7 @@ async fn a_stale_leader_can_neither_schedule_nor_sweep() {
         .unwrap_err();
     assert!(is_fenced(&err, old, new), "{err:?}");
     assert_eq!(snapshot(&e.store, TENANT).await, before);
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
 
     // The current leader can.
     assert_eq!(schedule_pass(&e.jobs, new, T0).await, 1);
@@ -79,10 +73,7 @@ async fn a_queue_full_of_jobs_for_an_absent_agent_does_not_stop_the_others() {
     low.priority = Some(-10);
     let (job, _) = e.jobs.submit(TENANT, "alice", low, T0).await.unwrap();
     assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Assigned
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Assigned);
 }
 
 #[tokio::test]
@@ -144,10 +135,7 @@ async fn jobs_no_free_agent_can_take_do_not_use_up_the_pass() {
         .await
         .unwrap();
     assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
-    assert_eq!(
-        e.jobs.get(TENANT, &plain.job_id).await.unwrap().status,
-        JobStatus::Assigned
-    );
+    assert_eq!(status_of(&e.jobs, &plain.job_id).await, JobStatus::Assigned);
 }
 
 #[tokio::test]
@@ -267,11 +255,7 @@ async fn submit_many(e: &Env, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_pass_assigns_every_job_it_can_in_one_batch_spread_over_the_agents() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    for i in 0..50 {
-        register(&e.jobs, TENANT, &format!("node-{i:02}"), T0).await;
-    }
+    let (e, epoch) = env_with_agents((0..50).map(|i| format!("node-{i:02}"))).await;
     let ids = submit_many(&e, 120).await;
     let counting = Counting::wrap(e.store.clone());
     let leader = Jobs::new(counting.clone(), cfg());
@@ -300,11 +284,7 @@ async fn a_pass_assigns_every_job_it_can_in_one_batch_spread_over_the_agents() {
 
 #[tokio::test]
 async fn a_conflict_in_a_batch_leaves_the_others_assigned_and_its_job_queued() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    for i in 0..3 {
-        register(&e.jobs, TENANT, &format!("node-{i}"), T0).await;
-    }
+    let (e, epoch) = env_with_agents((0..3).map(|i| format!("node-{i}"))).await;
     let ids = submit_many(&e, 10).await;
     let counting = Counting::wrap(e.store.clone());
     // Just before the batch lands, another writer moves the fifth job's record.
