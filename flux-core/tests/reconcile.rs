@@ -36,6 +36,22 @@ async fn env() -> Env {
     }
 }
 
+/// [`env`], the epoch of a leader, and agent `a1` registered at `T0`.
+async fn env_with_a1() -> (Env, u64) {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e, TENANT, "a1", T0).await;
+    (e, epoch)
+}
+
+/// Alice creates state `motd` on agent `a1` at `T0`.
+async fn put_motd(e: &Env) {
+    e.rec
+        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap();
+}
+
 fn spec(name: &str, agent: &str) -> StateSpec {
     StateSpec {
         name: name.into(),
@@ -87,9 +103,7 @@ async fn failed_runs_of(e: &Env, epoch: u64, agents: &[&str], now: Millis, cmd: 
 
 #[tokio::test]
 async fn a_drifted_target_is_applied_verified_and_then_compliant() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
+    let (e, epoch) = env_with_a1().await;
     let (v, created) = e
         .rec
         .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
@@ -129,13 +143,8 @@ async fn a_drifted_target_is_applied_verified_and_then_compliant() {
 /// (they are one fenced transaction), so its successor never meets a job nobody recorded.
 #[tokio::test]
 async fn a_superseded_leader_creates_neither_job_nor_record() {
-    let e = env().await;
-    let old = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
-    e.rec
-        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
-        .await
-        .unwrap();
+    let (e, old) = env_with_a1().await;
+    put_motd(&e).await;
     let new = e.store.next_epoch().await.unwrap();
     let err = e.rec.pass(TENANT, old, T0).await.unwrap_err();
     assert!(
@@ -162,13 +171,8 @@ async fn a_superseded_leader_creates_neither_job_nor_record() {
 /// conditional on the state's version, in the same transaction as its record.
 #[tokio::test]
 async fn a_state_deleted_during_a_pass_gets_no_new_job() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
-    e.rec
-        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
-        .await
-        .unwrap();
+    let (e, epoch) = env_with_a1().await;
+    put_motd(&e).await;
     // An operator's DELETE lands just before the reconciler's first record write.
     let armed = std::sync::atomic::AtomicBool::new(true);
     let inner = e.store.clone();
@@ -398,9 +402,7 @@ async fn a_label_selector_follows_agents_and_drops_records_of_former_targets() {
 /// the reason on their record, and every one is checked in the end.
 #[tokio::test]
 async fn reconciler_jobs_never_queue_past_the_tenants_max_queued() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
+    let (e, epoch) = env_with_a1().await;
     let q = Quota {
         max_queued: Some(3),
         ..Quota::default()

@@ -72,6 +72,16 @@ pub fn exited(code: i32) -> AttemptResult {
     }
 }
 
+/// The result of an attempt that ended as `outcome` without an exit code, by `signal` if any.
+pub fn ended_by(outcome: Outcome, signal: Option<i32>) -> AttemptResult {
+    AttemptResult {
+        outcome,
+        exit_code: None,
+        signal,
+        message: None,
+    }
+}
+
 /// Plays agent `node` of `tenant`: one scheduling pass at `now`, then every task in its inbox
 /// is started and finished at `now` with the exit code `code_for` picks from its command. Tasks
 /// of jobs that are already final are skipped when `skip_final` is set. Returns the commands

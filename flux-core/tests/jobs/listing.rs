@@ -442,12 +442,7 @@ async fn the_status_index_follows_every_transition() {
     finish_ok(&e.jobs, "node-a", &att, exited(1), T0 + 6).await;
     assert_indexed(&e, &job.job_id, JobStatus::Failed).await;
     let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-a", T0 + 7).await;
-    let timed_out = AttemptResult {
-        outcome: Outcome::TimedOut,
-        exit_code: None,
-        signal: Some(9),
-        message: None,
-    };
+    let timed_out = ended_by(Outcome::TimedOut, Some(9));
     finish_ok(&e.jobs, "node-a", &att, timed_out, T0 + 8).await;
     assert_indexed(&e, &job.job_id, JobStatus::TimedOut).await;
 
@@ -455,12 +450,7 @@ async fn the_status_index_follows_every_transition() {
     let (job, att) = submit_and_start(&e, epoch, shell("sleep 9"), "node-a", T0 + 9, T0 + 10).await;
     e.jobs.cancel(TENANT, &job.job_id, T0 + 11).await.unwrap();
     assert_indexed(&e, &job.job_id, JobStatus::Running).await;
-    let cancelled = AttemptResult {
-        outcome: Outcome::Cancelled,
-        exit_code: None,
-        signal: Some(15),
-        message: None,
-    };
+    let cancelled = ended_by(Outcome::Cancelled, Some(15));
     finish_ok(&e.jobs, "node-a", &att, cancelled, T0 + 12).await;
     assert_indexed(&e, &job.job_id, JobStatus::Cancelled).await;
 

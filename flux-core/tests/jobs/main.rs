@@ -29,7 +29,7 @@ use flux_core::model::{
 use flux_core::store::{self, DynStore, Epoch, Key, Op, StoreError, Version};
 use flux_core::testing::BeforeCommit;
 
-use common::{T0, TENANT, entries, exited, jobs_with_status, listed_jobs, open_redb};
+use common::{T0, TENANT, ended_by, entries, exited, jobs_with_status, listed_jobs, open_redb};
 
 fn ms(d: Duration) -> Millis {
     d.as_millis() as Millis

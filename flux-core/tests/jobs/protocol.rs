@@ -634,12 +634,7 @@ async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
 async fn an_interrupted_run_keeps_its_carried_output_and_is_requeued() {
     let (e, epoch) = env_with_agent("node-1").await;
     let (job, att) = submit_and_start(&e, epoch, shell("sleep 9"), "node-1", T0, T0 + 1).await;
-    let cancelled = AttemptResult {
-        outcome: Outcome::Cancelled,
-        exit_code: None,
-        signal: None,
-        message: None,
-    };
+    let cancelled = ended_by(Outcome::Cancelled, None);
     let tail = [chunk(0, Stream::Stdout, "partial\n")];
     assert!(finish_carrying(&e.jobs, "node-1", &att, cancelled, &tail, T0 + 2).await);
     assert_eq!(

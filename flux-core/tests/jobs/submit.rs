@@ -125,12 +125,7 @@ async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
         .unwrap();
     assert_eq!(reply.cancel, vec![att.clone()], "{reply:?}");
 
-    let result = AttemptResult {
-        outcome: Outcome::Cancelled,
-        exit_code: None,
-        signal: Some(15),
-        message: None,
-    };
+    let result = ended_by(Outcome::Cancelled, Some(15));
     assert!(finish_ok(&e.jobs, "node-1", &att, result, t + 2).await);
     let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
