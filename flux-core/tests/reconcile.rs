@@ -36,6 +36,12 @@ async fn env() -> Env {
     }
 }
 
+/// Whether state `name` of `tenant` has a status record for agent `a1`.
+async fn has_status(e: &Env, tenant: &str, name: &str) -> bool {
+    let k = Key::new(tenant, keys::status(name, "a1")).unwrap();
+    e.store.get(&k).await.unwrap().is_some()
+}
+
 /// [`env`], the epoch of a leader, and agent `a1` registered at `T0`.
 async fn env_with_a1() -> (Env, u64) {
     let e = env().await;
@@ -288,14 +294,7 @@ async fn prune_deletes_only_the_tenants_own_undeclared_states_and_their_records(
         }
         e.rec.pass(t, epoch, T0).await.unwrap();
     }
-    let status_key = |t: &str, n: &str| Key::new(t, keys::status(n, "a1")).unwrap();
-    assert!(
-        e.store
-            .get(&status_key(TENANT, "drop"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(has_status(&e, TENANT, "drop").await);
     let text = "[[state]]\nname = \"keep\"\ntargets = { agents = [\"a1\"] }\ncheck = \"check\"\napply = \"apply\"\ninterval = \"10s\"\ntimeout = \"5s\"\n";
     let plan = e
         .rec
@@ -331,20 +330,8 @@ async fn prune_deletes_only_the_tenants_own_undeclared_states_and_their_records(
         names(e.rec.list("other").await.unwrap()),
         vec!["drop", "keep"]
     );
-    assert!(
-        e.store
-            .get(&status_key(TENANT, "drop"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        e.store
-            .get(&status_key("other", "drop"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(!has_status(&e, TENANT, "drop").await);
+    assert!(has_status(&e, "other", "drop").await);
     assert!(matches!(
         e.rec.get(TENANT, "drop").await,
         Err(StateError::NotFound(_))
