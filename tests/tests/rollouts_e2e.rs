@@ -39,6 +39,16 @@ fn rollout_json(o: &std::process::Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
 }
 
+/// The entry of target `node` in the rollout `r`; panics when there is none.
+fn target<'a>(r: &'a Value, node: &str) -> &'a Value {
+    r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node_id"] == node)
+        .unwrap()
+}
+
 fn states(r: &Value) -> BTreeMap<String, String> {
     r["targets"]
         .as_array()
@@ -148,14 +158,10 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
     // 3. A failing canary stops the rollout before any other target, whatever the budget.
     let dir = tempfile::tempdir().unwrap();
     let cmd = recording(dir.path(), "0.1", "exit 7");
-    let o = d.fluxctl(
+    let o = d.run_all(
         &d.admin,
+        "role=web",
         &[
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
             "--max-concurrency",
             "100%",
             "--max-errors",
@@ -258,9 +264,8 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
         gate = gate.display()
     );
     let r = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/rollouts",
-            &d.admin,
             &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2, "timeout_secs": 60}),
             201,
         )
@@ -322,9 +327,8 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
 
     // Cancel: the running targets' jobs are cancelled, nothing else starts; exit 130.
     let r = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/rollouts",
-            &d.admin,
             &json!({"command": "sleep 60", "selector": "role=web", "max_concurrency": "40%"}),
             201,
         )
@@ -416,9 +420,8 @@ async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
     )
     .await;
     let r = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/rollouts",
-            &d.admin,
             &json!({"command": "true", "selector": "role=web"}),
             201,
         )
@@ -432,19 +435,7 @@ async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
         .await;
     assert_eq!(s, 404);
     // The CLI says the same before anything is sent for a bad limit.
-    let o = d.fluxctl(
-        &d.admin,
-        &[
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
-            "--max-concurrency",
-            "0",
-            "true",
-        ],
-    );
+    let o = d.run_all(&d.admin, "role=web", &["--max-concurrency", "0", "true"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("max_concurrency"), "{}", stderr(&o));
 }
@@ -483,12 +474,7 @@ async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors(
     assert_eq!(st["w1"], "succeeded", "{r}");
     assert_eq!(st["w2"], "skipped", "{r}");
     assert_eq!(st["w3"], "failed", "{r}");
-    let w3 = r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["node_id"] == "w3")
-        .unwrap();
+    let w3 = target(&r, "w3");
     assert_eq!(w3["error"], "verify: exit code 1", "{r}");
     // With --offline-is-error and no budget the skipped target stops the rollout.
     let o = rollout_over_web(
@@ -515,12 +501,7 @@ async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors(
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = rollout_json(&o);
-    let w1 = r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["node_id"] == "w1")
-        .unwrap();
+    let w1 = target(&r, "w1");
     assert_eq!(w1["state"], "failed", "{r}");
     assert_eq!(w1["error"], "timed out", "{r}");
     assert_eq!(states(&r)["w3"], "succeeded", "{r}");
@@ -601,17 +582,15 @@ async fn finished_rollouts_are_collected_after_the_retention_and_running_ones_ke
     let _a = d.agent("default", "w1", &["role=web"]).await;
     let _b = d.agent("default", "w2", &["role=web"]).await;
     let done = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/rollouts",
-            &d.admin,
             &json!({"command": "true", "nodes": ["w1"]}),
             201,
         )
         .await;
     let long = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/rollouts",
-            &d.admin,
             &json!({"command": "sleep 30", "nodes": ["w2"]}),
             201,
         )

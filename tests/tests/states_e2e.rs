@@ -63,10 +63,7 @@ async fn apply_converges_the_selected_agents_and_hand_drift_is_repaired() {
     assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
     assert_eq!(stdout(&diff), "+ web-marker (create)\n");
 
-    let out = d.fluxctl(
-        &d.admin,
-        &["apply", "-f", &file, "--wait", "--timeout", "30s"],
-    );
+    let out = d.apply_wait(&file, "30s");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
         stdout(&out).contains("2 of 2 targets compliant, 0 failed"),
@@ -158,10 +155,7 @@ apply = "echo cannot-install-package >&2; exit 3"
 interval = "1s"
 "#,
     );
-    let out = d.fluxctl(
-        &d.admin,
-        &["apply", "-f", &file, "--wait", "--timeout", "30s"],
-    );
+    let out = d.apply_wait(&file, "30s");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stderr(&out).contains("failed: broken/agent-1: apply exited 3"),
@@ -400,9 +394,8 @@ async fn states_api_enforces_cas_and_validation_and_keeps_the_seed_route() {
     let (s, v) = put(bad, None).await;
     assert_eq!(s, 422);
     assert!(error_message(&v).contains("unknown field `tenant`"), "{v}");
-    d.post_expect(
+    d.admin_post_expect(
         "/v1/states",
-        &d.admin,
         &json!({"toml": "[[state]\nname=", "file": "x.toml"}),
         422,
     )
@@ -444,10 +437,7 @@ async fn wait_gives_up_on_targets_whose_agent_is_missing() {
         "[[state]]\nname = \"ghostly\"\ntargets = { agents = [\"ghost\"] }\ncheck = \"true\"\napply = \"true\"\n",
     );
     let started = Instant::now();
-    let out = d.fluxctl(
-        &d.admin,
-        &["apply", "-f", &file, "--wait", "--timeout", "60s"],
-    );
+    let out = d.apply_wait(&file, "60s");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stderr(&out).contains("failed: ghostly/ghost: agent is unregistered"),

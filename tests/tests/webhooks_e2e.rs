@@ -169,9 +169,8 @@ async fn submit(d: &Fluxd, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let v = d
-            .post_expect(
+            .admin_post_expect(
                 "/v1/jobs",
-                &d.admin,
                 &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
                 202,
             )
@@ -373,9 +372,8 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
         .await;
     assert!(s == 400 || s == 422, "{v}");
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/webhooks",
-            &d.admin,
             &json!({"name": "plain", "url": "http://hooks.example.com/x", "allow_http": true}),
             201,
         )
@@ -443,9 +441,8 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
 async fn a_restore_brings_webhooks_back() {
     let d = Fluxd::start().await;
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/webhooks",
-            &d.admin,
             &json!({"name": "kept", "url": "https://hooks.example.com/x", "secret": SECRET}),
             201,
         )
