@@ -155,13 +155,7 @@ apply = "echo cannot-install-package >&2; exit 3"
 interval = "1s"
 "#,
     );
-    let out = d.apply_wait(&file, "30s");
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("failed: broken/agent-1: apply exited 3"),
-        "{}",
-        stderr(&out)
-    );
+    apply_fails(&d, &file, "30s", "failed: broken/agent-1: apply exited 3");
     let view = state(&d, &d.admin, "broken").await;
     let t = target(&view, "agent-1");
     assert_eq!(t["status"], "failed");
@@ -425,6 +419,13 @@ async fn states_api_enforces_cas_and_validation_and_keeps_the_seed_route() {
     assert!(marker.exists());
 }
 
+/// `fluxctl apply -f <file> --wait --timeout <timeout>` exits 1 and says `failure` on stderr.
+fn apply_fails(d: &Fluxd, file: &str, timeout: &str, failure: &str) {
+    let out = d.apply_wait(file, timeout);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains(failure), "{}", stderr(&out));
+}
+
 /// `apply --wait` does not hang on targets whose agent cannot run anything: an unregistered
 /// agent named in the file is reported at once and the exit code is 1.
 #[tokio::test(flavor = "multi_thread")]
@@ -437,12 +438,11 @@ async fn wait_gives_up_on_targets_whose_agent_is_missing() {
         "[[state]]\nname = \"ghostly\"\ntargets = { agents = [\"ghost\"] }\ncheck = \"true\"\napply = \"true\"\n",
     );
     let started = Instant::now();
-    let out = d.apply_wait(&file, "60s");
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("failed: ghostly/ghost: agent is unregistered"),
-        "{}",
-        stderr(&out)
+    apply_fails(
+        &d,
+        &file,
+        "60s",
+        "failed: ghostly/ghost: agent is unregistered",
     );
     assert!(
         started.elapsed() < Duration::from_secs(30),
