@@ -222,12 +222,15 @@ async fn verified_with_two_acme_jobs() -> (Fluxd, String) {
     (d, acme)
 }
 
-/// `fluxctl audit export --before 0s <file>` as the admin: every record so far into `file`.
-fn export_all(d: &Fluxd, file: &std::path::Path) -> std::process::Output {
-    d.fluxctl(
+/// `fluxctl audit export --before 0s <file>` as the admin: every record so far into `file`;
+/// it succeeds and says `says` on stderr.
+fn export_all(d: &Fluxd, file: &std::path::Path, says: &str) {
+    let out = d.fluxctl(
         &d.admin,
         &["audit", "export", "--before", "0s", file.to_str().unwrap()],
-    )
+    );
+    ok(&out).unwrap();
+    assert!(stderr(&out).contains(says), "{}", stderr(&out));
 }
 
 /// Integrity checks completed after now.
@@ -320,13 +323,7 @@ async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit-export.json");
-    let out = export_all(&d, &file);
-    ok(&out).unwrap();
-    assert!(
-        stderr(&out).contains("exported records 1..=5 of tenant default"),
-        "{}",
-        stderr(&out)
-    );
+    export_all(&d, &file, "exported records 1..=5 of tenant default");
     let out = d.fluxctl(
         &d.admin,
         &["audit", "verify", "--file", file.to_str().unwrap()],
@@ -394,11 +391,5 @@ async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
     assert_eq!(d.metric("flux_integrity_mismatch_total").await, Some(0.0));
     // A second export continues where the first ended.
     let next = dir.path().join("next.json");
-    let out = export_all(&d, &next);
-    ok(&out).unwrap();
-    assert!(
-        stderr(&out).contains("exported records 6..="),
-        "{}",
-        stderr(&out)
-    );
+    export_all(&d, &next, "exported records 6..=");
 }
