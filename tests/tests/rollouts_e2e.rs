@@ -39,6 +39,12 @@ fn rollout_json(o: &std::process::Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
 }
 
+/// Creates the rollout `body` as the admin (answered 201); returns its id.
+async fn create_rollout(d: &Fluxd, body: &Value) -> String {
+    let r = d.admin_post_expect("/v1/rollouts", body, 201).await;
+    r["rollout_id"].as_str().unwrap().to_string()
+}
+
 /// The entry of target `node` in the rollout `r`; panics when there is none.
 fn target<'a>(r: &'a Value, node: &str) -> &'a Value {
     r["targets"]
@@ -263,14 +269,11 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
         fx = fx.display(),
         gate = gate.display()
     );
-    let r = d
-        .admin_post_expect(
-            "/v1/rollouts",
-            &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2, "timeout_secs": 60}),
-            201,
-        )
-        .await;
-    let id = r["rollout_id"].as_str().unwrap().to_string();
+    let id = create_rollout(
+        &d,
+        &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2, "timeout_secs": 60}),
+    )
+    .await;
     eventually("two targets running", T, || async {
         (std::fs::read_dir(&fx).ok()?.count() == 2).then_some(())
     })
@@ -326,14 +329,11 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
     assert_eq!(s, 409, "{v}");
 
     // Cancel: the running targets' jobs are cancelled, nothing else starts; exit 130.
-    let r = d
-        .admin_post_expect(
-            "/v1/rollouts",
-            &json!({"command": "sleep 60", "selector": "role=web", "max_concurrency": "40%"}),
-            201,
-        )
-        .await;
-    let id = r["rollout_id"].as_str().unwrap().to_string();
+    let id = create_rollout(
+        &d,
+        &json!({"command": "sleep 60", "selector": "role=web", "max_concurrency": "40%"}),
+    )
+    .await;
     eventually("two targets running", T, || async {
         let (_, v) = d.get(&format!("/v1/rollouts/{id}"), &d.admin).await;
         (states(&v).values().filter(|s| *s == "running").count() == 2).then_some(())
@@ -419,20 +419,9 @@ async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
         403,
     )
     .await;
-    let r = d
-        .admin_post_expect(
-            "/v1/rollouts",
-            &json!({"command": "true", "selector": "role=web"}),
-            201,
-        )
-        .await;
+    let id = create_rollout(&d, &json!({"command": "true", "selector": "role=web"})).await;
     let other = d.token("other", "admin", None).await;
-    let (s, _) = d
-        .get(
-            &format!("/v1/rollouts/{}", r["rollout_id"].as_str().unwrap()),
-            &other,
-        )
-        .await;
+    let (s, _) = d.get(&format!("/v1/rollouts/{id}"), &other).await;
     assert_eq!(s, 404);
     // The CLI says the same before anything is sent for a bad limit.
     let o = d.run_all(&d.admin, "role=web", &["--max-concurrency", "0", "true"]);
@@ -581,22 +570,8 @@ async fn finished_rollouts_are_collected_after_the_retention_and_running_ones_ke
     let d = Fluxd::start_args(&["--job-retention", "1s", "--gc-interval", "200ms"]).await;
     let _a = d.agent("default", "w1", &["role=web"]).await;
     let _b = d.agent("default", "w2", &["role=web"]).await;
-    let done = d
-        .admin_post_expect(
-            "/v1/rollouts",
-            &json!({"command": "true", "nodes": ["w1"]}),
-            201,
-        )
-        .await;
-    let long = d
-        .admin_post_expect(
-            "/v1/rollouts",
-            &json!({"command": "sleep 30", "nodes": ["w2"]}),
-            201,
-        )
-        .await;
-    let done_id = done["rollout_id"].as_str().unwrap();
-    let long_id = long["rollout_id"].as_str().unwrap();
+    let done_id = create_rollout(&d, &json!({"command": "true", "nodes": ["w1"]})).await;
+    let long_id = create_rollout(&d, &json!({"command": "sleep 30", "nodes": ["w2"]})).await;
     eventually("the finished rollout collected", T, || async {
         (d.get(&format!("/v1/rollouts/{done_id}"), &d.admin).await.0 == 404).then_some(())
     })
