@@ -154,6 +154,12 @@ pub fn field_strs<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The first element of the JSON array `v` whose `field` is `want`; panics when `v` is not an
+/// array.
+pub fn find_by<'a>(v: &'a Value, field: &str, want: &str) -> Option<&'a Value> {
+    v.as_array().unwrap().iter().find(|x| x[field] == want)
+}
+
 /// Sends a request; returns the body as text, whatever the status.
 pub async fn send_text(rb: reqwest::RequestBuilder) -> String {
     rb.send().await.unwrap().text().await.unwrap()

@@ -47,12 +47,7 @@ async fn create_rollout(d: &Fluxd, body: &Value) -> String {
 
 /// The entry of target `node` in the rollout `r`; panics when there is none.
 fn target<'a>(r: &'a Value, node: &str) -> &'a Value {
-    r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["node_id"] == node)
-        .unwrap()
+    find_by(&r["targets"], "node_id", node).unwrap()
 }
 
 fn states(r: &Value) -> BTreeMap<String, String> {

@@ -39,11 +39,7 @@ async fn state(d: &Fluxd, token: &str, name: &str) -> Value {
 }
 
 fn target<'a>(view: &'a Value, agent: &str) -> &'a Value {
-    view["status"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["agent"] == agent)
+    find_by(&view["status"], "agent", agent)
         .unwrap_or_else(|| panic!("no target {agent} in {view}"))
 }
 
