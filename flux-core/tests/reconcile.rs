@@ -13,10 +13,9 @@ use flux_core::testing::BeforeCommit;
 
 mod common;
 
-use common::{entries, exited, jobs_with_status, listed_jobs, open_redb, play_agent, set_quota};
-
-const T0: Millis = 1_700_000_000_000;
-const TENANT: &str = "acme";
+use common::{
+    T0, TENANT, entries, exited, jobs_with_status, listed_jobs, open_redb, play_agent, set_quota,
+};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -35,6 +34,28 @@ async fn env() -> Env {
         jobs,
         rec,
     }
+}
+
+/// Whether state `name` of `tenant` has a status record for agent `a1`.
+async fn has_status(e: &Env, tenant: &str, name: &str) -> bool {
+    let k = Key::new(tenant, keys::status(name, "a1")).unwrap();
+    e.store.get(&k).await.unwrap().is_some()
+}
+
+/// [`env`], the epoch of a leader, and agent `a1` registered at `T0`.
+async fn env_with_a1() -> (Env, u64) {
+    let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    register(&e, TENANT, "a1", T0).await;
+    (e, epoch)
+}
+
+/// Alice creates state `motd` on agent `a1` at `T0`.
+async fn put_motd(e: &Env) {
+    e.rec
+        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
+        .await
+        .unwrap();
 }
 
 fn spec(name: &str, agent: &str) -> StateSpec {
@@ -73,11 +94,22 @@ async fn run_jobs(
     play_agent(&e.jobs, TENANT, epoch, node, now, true, code_for).await
 }
 
+/// Plays each of `agents` in turn, every job failing (exit 1); returns how many ran `cmd`.
+async fn failed_runs_of(e: &Env, epoch: u64, agents: &[&str], now: Millis, cmd: &str) -> usize {
+    let mut n = 0;
+    for a in agents {
+        n += run_jobs(e, epoch, a, now, |_| 1)
+            .await
+            .iter()
+            .filter(|c| *c == cmd)
+            .count();
+    }
+    n
+}
+
 #[tokio::test]
 async fn a_drifted_target_is_applied_verified_and_then_compliant() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
+    let (e, epoch) = env_with_a1().await;
     let (v, created) = e
         .rec
         .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
@@ -117,13 +149,8 @@ async fn a_drifted_target_is_applied_verified_and_then_compliant() {
 /// (they are one fenced transaction), so its successor never meets a job nobody recorded.
 #[tokio::test]
 async fn a_superseded_leader_creates_neither_job_nor_record() {
-    let e = env().await;
-    let old = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
-    e.rec
-        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
-        .await
-        .unwrap();
+    let (e, old) = env_with_a1().await;
+    put_motd(&e).await;
     let new = e.store.next_epoch().await.unwrap();
     let err = e.rec.pass(TENANT, old, T0).await.unwrap_err();
     assert!(
@@ -150,13 +177,8 @@ async fn a_superseded_leader_creates_neither_job_nor_record() {
 /// conditional on the state's version, in the same transaction as its record.
 #[tokio::test]
 async fn a_state_deleted_during_a_pass_gets_no_new_job() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
-    e.rec
-        .put(TENANT, "alice", spec("motd", "a1"), Expect::Absent, T0)
-        .await
-        .unwrap();
+    let (e, epoch) = env_with_a1().await;
+    put_motd(&e).await;
     // An operator's DELETE lands just before the reconciler's first record write.
     let armed = std::sync::atomic::AtomicBool::new(true);
     let inner = e.store.clone();
@@ -272,14 +294,7 @@ async fn prune_deletes_only_the_tenants_own_undeclared_states_and_their_records(
         }
         e.rec.pass(t, epoch, T0).await.unwrap();
     }
-    let status_key = |t: &str, n: &str| Key::new(t, keys::status(n, "a1")).unwrap();
-    assert!(
-        e.store
-            .get(&status_key(TENANT, "drop"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(has_status(&e, TENANT, "drop").await);
     let text = "[[state]]\nname = \"keep\"\ntargets = { agents = [\"a1\"] }\ncheck = \"check\"\napply = \"apply\"\ninterval = \"10s\"\ntimeout = \"5s\"\n";
     let plan = e
         .rec
@@ -315,20 +330,8 @@ async fn prune_deletes_only_the_tenants_own_undeclared_states_and_their_records(
         names(e.rec.list("other").await.unwrap()),
         vec!["drop", "keep"]
     );
-    assert!(
-        e.store
-            .get(&status_key(TENANT, "drop"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        e.store
-            .get(&status_key("other", "drop"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(!has_status(&e, TENANT, "drop").await);
+    assert!(has_status(&e, "other", "drop").await);
     assert!(matches!(
         e.rec.get(TENANT, "drop").await,
         Err(StateError::NotFound(_))
@@ -386,9 +389,7 @@ async fn a_label_selector_follows_agents_and_drops_records_of_former_targets() {
 /// the reason on their record, and every one is checked in the end.
 #[tokio::test]
 async fn reconciler_jobs_never_queue_past_the_tenants_max_queued() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e, TENANT, "a1", T0).await;
+    let (e, epoch) = env_with_a1().await;
     let q = Quota {
         max_queued: Some(3),
         ..Quota::default()
@@ -664,13 +665,7 @@ async fn a_states_rollout_bounds_applies_and_a_fenced_halt_stops_them() {
     assert_eq!(t.held, 2, "{t:?}");
     let halt = Key::new(TENANT, keys::state_rollout("web")).unwrap();
     // A superseded leader's pass (the apply fails first) writes no halt.
-    for a in agents {
-        applies += run_jobs(&e, epoch, a, T0 + 1, |_| 1)
-            .await
-            .iter()
-            .filter(|c| *c == "apply")
-            .count();
-    }
+    applies += failed_runs_of(&e, epoch, &agents, T0 + 1, "apply").await;
     assert_eq!(applies, 1);
     let err = e.rec.pass(TENANT, old, T0 + 2).await.unwrap_err();
     assert!(
@@ -687,13 +682,7 @@ async fn a_states_rollout_bounds_applies_and_a_fenced_halt_stops_them() {
     for i in 3..40 {
         let now = T0 + i * 1000;
         e.rec.pass(TENANT, epoch, now).await.unwrap();
-        for a in agents {
-            applies += run_jobs(&e, epoch, a, now, |_| 1)
-                .await
-                .iter()
-                .filter(|c| *c == "apply")
-                .count();
-        }
+        applies += failed_runs_of(&e, epoch, &agents, now, "apply").await;
     }
     assert_eq!(applies, 1, "applies after the halt");
     // A new version: remediation goes on (one at a time again).
@@ -706,13 +695,7 @@ async fn a_states_rollout_bounds_applies_and_a_fenced_halt_stops_them() {
     for i in 0..6 {
         let now = T0 + 50_000 + i;
         e.rec.pass(TENANT, epoch, now).await.unwrap();
-        for a in agents {
-            after += run_jobs(&e, epoch, a, now, |_| 1)
-                .await
-                .iter()
-                .filter(|c| *c == "apply2")
-                .count();
-        }
+        after += failed_runs_of(&e, epoch, &agents, now, "apply2").await;
     }
     assert_eq!(after, 1, "the new version's first failure halts it again");
     assert!(

@@ -23,12 +23,10 @@ use flux_core::testing::{BeforeCommit, RedisServer};
 
 mod common;
 
-use common::{exited, open_redb};
+use common::{T0, TENANT, exited, open_redb};
 
-const T0: Millis = 1_700_000_000_000;
 const H: Millis = 3600 * 1000;
 const D: Millis = 24 * H;
-const TENANT: &str = "acme";
 
 struct Backend {
     store: DynStore,
@@ -106,6 +104,23 @@ fn shell(cmd: &str) -> SubmitJob {
 
 fn k(path: impl Into<String>) -> Key {
     Key::new(TENANT, path).unwrap()
+}
+
+/// Stores desired-state target `name` (an empty record) and its status record `status` on
+/// agent `a1`.
+async fn put_target(store: &DynStore, name: &str, status: &serde_json::Value) {
+    store
+        .put(k(keys::state(name)), b"{}".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    store
+        .put(
+            k(keys::status(name, "a1")),
+            serde_json::to_vec(status).unwrap(),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
 }
 
 async fn exists(store: &DynStore, path: impl Into<String>) -> bool {
@@ -202,23 +217,12 @@ async fn expired_objects_go_and_protected_ones_stay(b: Backend) {
     .await;
 
     // A desired-state target points at one reconciler job.
-    store
-        .put(k(keys::state("web")), b"{}".to_vec(), Expect::Absent)
-        .await
-        .unwrap();
     let status = serde_json::json!({
         "state": "web", "agent": "a1", "status": "compliant", "spec_version": 1,
         "round": 1, "next_check": now, "failures": 0, "repairs": 0,
         "last_job": referenced.job_id, "events": []
     });
-    store
-        .put(
-            k(keys::status("web", "a1")),
-            serde_json::to_vec(&status).unwrap(),
-            Expect::Absent,
-        )
-        .await
-        .unwrap();
+    put_target(&store, "web", &status).await;
 
     // A dead agent seen last 8 days ago goes; the live one stays.
     register(&jobs, "old", T0).await;
@@ -375,23 +379,12 @@ async fn reconciler_jobs_keep_the_last_n_of_each_target_and_what_records_point_a
         applies.push(finished_job(&jobs, epoch, RECONCILER, shell("apply"), T0 + i, T0 + 10).await);
     }
     // The target's record names the oldest check in one of its events.
-    store
-        .put(k(keys::state("motd")), b"{}".to_vec(), Expect::Absent)
-        .await
-        .unwrap();
     let status = serde_json::json!({
         "state": "motd", "agent": "a1", "status": "compliant", "spec_version": 1,
         "round": 5, "next_check": T0, "failures": 0, "repairs": 0,
         "events": [{"at": T0, "kind": "applying", "message": "m", "job_id": checks[0].job_id}]
     });
-    store
-        .put(
-            k(keys::status("motd", "a1")),
-            serde_json::to_vec(&status).unwrap(),
-            Expect::Absent,
-        )
-        .await
-        .unwrap();
+    put_target(&store, "motd", &status).await;
     let cfg = RetentionConfig {
         reconciler_keep: 2,
         batch: 3,

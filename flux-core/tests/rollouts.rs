@@ -17,10 +17,7 @@ use flux_core::store::{DynStore, Key};
 
 mod common;
 
-use common::{open_redb, play_agent, set_quota};
-
-const T0: Millis = 1_700_000_000_000;
-const TENANT: &str = "acme";
+use common::{T0, TENANT, open_redb, play_agent, set_quota};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -55,6 +52,19 @@ fn spec() -> RolloutSpec {
     }
 }
 
+/// Alice creates a rollout of [`spec`] at `now`.
+async fn create(e: &Env, now: Millis) -> flux_core::rollout::Rollout {
+    e.rollouts
+        .create(TENANT, "alice", spec(), now, None)
+        .await
+        .unwrap()
+}
+
+/// Applies `c` to rollout `id` at `now`.
+async fn control(e: &Env, id: &str, c: Control, now: Millis) {
+    e.rollouts.control(TENANT, id, c, now).await.unwrap();
+}
+
 /// Plays the agent: runs every job given to `a1` to exit 0 at `now`.
 async fn run_jobs(e: &Env, epoch: u64, now: Millis) -> usize {
     play_agent(&e.jobs, TENANT, epoch, "a1", now, false, |_| 0)
@@ -70,22 +80,11 @@ async fn the_pass_reaches_every_unfinished_rollout_and_their_number_is_capped() 
     let e = env(cap).await;
     let epoch = e.store.next_epoch().await.unwrap();
     for i in 0..MAX_ACTIVE_PER_PASS + 5 {
-        let r = e
-            .rollouts
-            .create(TENANT, "alice", spec(), T0 + i as u64, None)
-            .await
-            .unwrap();
-        e.rollouts
-            .control(TENANT, &r.rollout_id, Control::Pause, T0 + i as u64)
-            .await
-            .unwrap();
+        let r = create(&e, T0 + i as u64).await;
+        control(&e, &r.rollout_id, Control::Pause, T0 + i as u64).await;
     }
     let now = T0 + 10_000;
-    let newest = e
-        .rollouts
-        .create(TENANT, "alice", spec(), now, None)
-        .await
-        .unwrap();
+    let newest = create(&e, now).await;
     e.rollouts.pass(TENANT, epoch, now).await.unwrap();
     let (r, _) = e.rollouts.load(TENANT, &newest.rollout_id).await.unwrap();
     assert_eq!(r.targets[0].state, TargetState::Running, "{r:?}");
@@ -93,10 +92,7 @@ async fn the_pass_reaches_every_unfinished_rollout_and_their_number_is_capped() 
     // The cap: the unfinished count reaches it, and one more is refused naming it.
     let have = MAX_ACTIVE_PER_PASS + 6;
     for i in have..cap {
-        e.rollouts
-            .create(TENANT, "alice", spec(), now + i as u64, None)
-            .await
-            .unwrap();
+        create(&e, now + i as u64).await;
     }
     match e
         .rollouts
@@ -115,11 +111,7 @@ async fn the_pass_reaches_every_unfinished_rollout_and_their_number_is_capped() 
 async fn job_retention_keeps_the_jobs_of_an_unfinished_rollout() {
     let e = env(100).await;
     let epoch = e.store.next_epoch().await.unwrap();
-    let r = e
-        .rollouts
-        .create(TENANT, "alice", spec(), T0, None)
-        .await
-        .unwrap();
+    let r = create(&e, T0).await;
     e.rollouts.pass(TENANT, epoch, T0).await.unwrap();
     assert_eq!(run_jobs(&e, epoch, T0 + 1).await, 1);
     let (rec, _) = e.rollouts.load(TENANT, &r.rollout_id).await.unwrap();
@@ -164,27 +156,13 @@ async fn rollout_retention_is_not_stalled_by_unfinished_rollouts() {
     let e = env(1000).await;
     let epoch = e.store.next_epoch().await.unwrap();
     for i in 0..70u64 {
-        let r = e
-            .rollouts
-            .create(TENANT, "alice", spec(), T0 + i, None)
-            .await
-            .unwrap();
-        e.rollouts
-            .control(TENANT, &r.rollout_id, Control::Pause, T0 + i)
-            .await
-            .unwrap();
+        let r = create(&e, T0 + i).await;
+        control(&e, &r.rollout_id, Control::Pause, T0 + i).await;
     }
     let mut done = Vec::new();
     for i in 0..3u64 {
-        let r = e
-            .rollouts
-            .create(TENANT, "alice", spec(), T0 + 1000 + i, None)
-            .await
-            .unwrap();
-        e.rollouts
-            .control(TENANT, &r.rollout_id, Control::Cancel, T0 + 1000 + i)
-            .await
-            .unwrap();
+        let r = create(&e, T0 + 1000 + i).await;
+        control(&e, &r.rollout_id, Control::Cancel, T0 + 1000 + i).await;
         done.push(r.rollout_id);
     }
     // The pass finishes the cancelled ones; the paused ones stay unfinished.

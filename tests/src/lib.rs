@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 pub use flux_core::chaos::faultproxy::FaultProxy;
 pub use flux_core::testing::{Proc, free_port, tool};
 pub use runs::{max_overlap, side_effects};
-pub use setup::{error_message, field_strs, send_text};
+pub use setup::{error_message, field_strs, find_by, send_text};
 
 mod runs;
 mod setup;

@@ -10,11 +10,12 @@
 //!   so a test that calls it fails where and as it would with the lines inline.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{Fluxd, FluxdOpts, bin_dir};
+use crate::{Fluxd, FluxdOpts, Proc, bin_dir, eventually, terminal};
 
 impl FluxdOpts {
     /// Options carrying just the command-line arguments `args`.
@@ -43,6 +44,14 @@ impl Fluxd {
         (viewer, operator, agent)
     }
 
+    /// Starts a node with the default options and agent `agent-1` of tenant `default`, without
+    /// labels; returns both.
+    pub async fn start_with_agent() -> (Fluxd, Proc) {
+        let d = Fluxd::start().await;
+        let agent = d.agent("default", "agent-1", &[]).await;
+        (d, agent)
+    }
+
     /// Starts a node with the extra command-line arguments `args`.
     pub async fn start_args(args: &[&str]) -> Fluxd {
         Fluxd::start_with(FluxdOpts::with_args(args)).await
@@ -64,6 +73,34 @@ impl Fluxd {
         let (s, v) = self.post(path, token, body).await;
         assert_eq!(s, status, "{v}");
         v
+    }
+
+    /// [`Fluxd::post_expect`] as the cluster admin.
+    pub async fn admin_post_expect(&self, path: &str, body: &Value, status: u16) -> Value {
+        self.post_expect(path, &self.admin, body, status).await
+    }
+
+    /// Runs `fluxctl job run -l <selector> --all`, then `args`, as `token`.
+    pub fn run_all(&self, token: &str, selector: &str, args: &[&str]) -> Output {
+        let mut all = vec!["job", "run", "-l", selector, "--all"];
+        all.extend(args);
+        self.fluxctl(token, &all)
+    }
+
+    /// Runs `fluxctl apply -f <file> --wait --timeout <timeout>` as the admin.
+    pub fn apply_wait(&self, file: &str, timeout: &str) -> Output {
+        self.fluxctl(
+            &self.admin,
+            &["apply", "-f", file, "--wait", "--timeout", timeout],
+        )
+    }
+
+    /// Waits (up to `timeout`, failing as `what`) until metric `name` is at least `min`.
+    pub async fn wait_metric_at_least(&self, what: &str, name: &str, min: f64, timeout: Duration) {
+        eventually(what, timeout, || async {
+            (self.metric(name).await? >= min).then_some(())
+        })
+        .await;
     }
 
     /// How many elements the JSON array that `GET path` answers holds.
@@ -98,6 +135,13 @@ impl Fluxd {
         let v = self.post_expect("/v1/jobs", token, body, 202).await;
         v["job_id"].as_str().expect("job id").to_string()
     }
+
+    /// Submits the job `body` as the admin ([`Fluxd::submit`]) and waits up to `timeout` for it
+    /// to end; returns the job as it ended.
+    pub async fn run_to_end(&self, body: &Value, timeout: Duration) -> Value {
+        let id = self.submit(&self.admin, body).await;
+        self.wait_job(&self.admin, &id, timeout, terminal).await
+    }
 }
 
 /// The string `field` of every element of the JSON array `v`; panics when `v` is not an array
@@ -108,6 +152,12 @@ pub fn field_strs<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
         .iter()
         .map(|x| x[field].as_str().unwrap())
         .collect()
+}
+
+/// The first element of the JSON array `v` whose `field` is `want`; panics when `v` is not an
+/// array.
+pub fn find_by<'a>(v: &'a Value, field: &str, want: &str) -> Option<&'a Value> {
+    v.as_array().unwrap().iter().find(|x| x[field] == want)
 }
 
 /// Sends a request; returns the body as text, whatever the status.

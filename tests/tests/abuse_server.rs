@@ -63,9 +63,8 @@ async fn an_open_follow_ends_within_seconds_of_its_token_being_revoked() {
     let d = Fluxd::start().await;
     let job = queued_forever(&d).await;
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/tokens",
-            &d.admin,
             &json!({"tenant": "default", "role": "viewer", "ttl_secs": 3600}),
             201,
         )
@@ -494,18 +493,11 @@ async fn metrics_need_a_cluster_token_on_the_api_and_none_on_the_metrics_listene
     assert!(text.text().await.unwrap().contains("\nflux_leader_status "));
     // The metrics listener: plain HTTP, no token, only /metrics.
     let plain = reqwest::Client::new();
-    let m = plain
-        .get(format!("http://127.0.0.1:{mport}/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let plain_get = |path: &str| plain.get(format!("http://127.0.0.1:{mport}{path}")).send();
+    let m = plain_get("/metrics").await.unwrap();
     assert_eq!(m.status(), 200);
     assert!(m.text().await.unwrap().contains("\nflux_leader_status "));
-    let other = plain
-        .get(format!("http://127.0.0.1:{mport}/v1/jobs"))
-        .send()
-        .await
-        .unwrap();
+    let other = plain_get("/v1/jobs").await.unwrap();
     assert_eq!(other.status(), 404);
 }
 
@@ -524,6 +516,19 @@ fn h2_client_from(d: &Fluxd, from: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET path` on `d` through `client`, as the admin.
+async fn admin_get(
+    client: &reqwest::Client,
+    d: &Fluxd,
+    path: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .get(format!("{}{path}", d.url))
+        .bearer_auth(&d.admin)
+        .send()
+        .await
+}
+
 /// Keep-alive pings do not hold a connection open: an HTTP/2 connection with no request in
 /// flight for `--idle-timeout` is closed (its place under the per-address cap freed), while a
 /// request that takes longer than the timeout (a job wait) is in flight throughout and is
@@ -535,10 +540,7 @@ async fn an_idle_http2_connection_is_closed_though_it_answers_pings() {
     // A wait of 4 s on one connection: twice the idle timeout, answered (the job is still
     // queued, so the answer is the job as it is).
     let waiter = h2_client_from(&d, "127.0.0.8");
-    let resp = waiter
-        .get(format!("{}/v1/jobs/{job}/wait?timeout_secs=4", d.url))
-        .bearer_auth(&d.admin)
-        .send()
+    let resp = admin_get(&waiter, &d, &format!("/v1/jobs/{job}/wait?timeout_secs=4"))
         .await
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
@@ -548,12 +550,7 @@ async fn an_idle_http2_connection_is_closed_though_it_answers_pings() {
 
     // An idle connection that pings and answers pings holds the address's only place...
     let idle = h2_client_from(&d, "127.0.0.7");
-    let resp = idle
-        .get(format!("{}/v1/whoami", d.url))
-        .bearer_auth(&d.admin)
-        .send()
-        .await
-        .unwrap();
+    let resp = admin_get(&idle, &d, "/v1/whoami").await.unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
     assert!(
@@ -573,12 +570,7 @@ async fn an_idle_http2_connection_is_closed_though_it_answers_pings() {
         "the client to reconnect",
         Duration::from_secs(10),
         || async {
-            let r = idle
-                .get(format!("{}/v1/whoami", d.url))
-                .bearer_auth(&d.admin)
-                .send()
-                .await
-                .ok()?;
+            let r = admin_get(&idle, &d, "/v1/whoami").await.ok()?;
             (r.status() == 200).then_some(())
         },
     )

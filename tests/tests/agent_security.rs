@@ -40,6 +40,17 @@ async fn register_raw(d: &Fluxd, node: &str) -> (String, Option<String>) {
     (token, session)
 }
 
+/// Registers raw agent `node` ([`register_raw`]), submits `true` pinned to it and waits for its
+/// first attempt; returns the agent's token and session, the job's id and the attempt's id.
+async fn raw_attempt(d: &Fluxd, node: &str) -> (String, Option<String>, String, String) {
+    let (token, session) = register_raw(d, node).await;
+    let job_id = d
+        .submit(&d.admin, &json!({"command": "true", "node_id": node}))
+        .await;
+    let attempt = first_attempt(d, &token, session.as_deref()).await;
+    (token, session, job_id, attempt)
+}
+
 /// Waits for the first task in the agent's inbox; returns its attempt id.
 async fn first_attempt(d: &Fluxd, token: &str, session: Option<&str>) -> String {
     eventually("the task", T, || async {
@@ -339,11 +350,7 @@ async fn a_token_given_through_the_environment_does_not_stay_there() {
 async fn tiny_output_chunks_cannot_store_more_than_the_cap() {
     const CAP: usize = 4096;
     let d = Fluxd::start_args(&["--output-cap-bytes", &CAP.to_string()]).await;
-    let (token, session) = register_raw(&d, "raw-1").await;
-    let job_id = d
-        .submit(&d.admin, &json!({"command": "true", "node_id": "raw-1"}))
-        .await;
-    let attempt = first_attempt(&d, &token, session.as_deref()).await;
+    let (token, session, job_id, attempt) = raw_attempt(&d, "raw-1").await;
     let base = format!("/v1/agent/attempts/{attempt}");
     let (s, v) = agent_post(
         &d,
@@ -501,11 +508,7 @@ async fn a_token_copy_without_the_session_is_refused_before_its_body_is_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn output_carried_with_a_result_is_bounded_and_stored_once() {
     let d = Fluxd::start().await;
-    let (token, session) = register_raw(&d, "raw-2").await;
-    let job_id = d
-        .submit(&d.admin, &json!({"command": "true", "node_id": "raw-2"}))
-        .await;
-    let attempt = first_attempt(&d, &token, session.as_deref()).await;
+    let (token, session, job_id, attempt) = raw_attempt(&d, "raw-2").await;
     let base = format!("/v1/agent/attempts/{attempt}");
     let post = |path: String, body: Value| {
         let (d, token, session) = (&d, &token, session.clone());

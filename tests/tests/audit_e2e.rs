@@ -23,9 +23,8 @@ async fn mutating_calls_are_chained_and_tampering_is_caught() {
         "200ms",
     ])
     .await;
-    d.post_expect(
+    d.admin_post_expect(
         "/jobs",
-        &d.admin,
         &json!({"command": "true", "node_id": "nowhere", "allow_unknown_node": true}),
         202,
     )
@@ -69,9 +68,12 @@ async fn mutating_calls_are_chained_and_tampering_is_caught() {
     let operator = d.token("default", "operator", None).await;
     assert_eq!(d.get("/v1/audit", &operator).await.0, 403);
     // A few integrity checks have passed without a mismatch.
-    eventually("two integrity checks", T, || async {
-        (d.metric("flux_integrity_checks_total").await? >= 2.0).then_some(())
-    })
+    d.wait_metric_at_least(
+        "two integrity checks",
+        "flux_integrity_checks_total",
+        2.0,
+        T,
+    )
     .await;
     assert_eq!(d.metric("flux_integrity_mismatch_total").await, Some(0.0));
 
@@ -93,10 +95,7 @@ async fn mutating_calls_are_chained_and_tampering_is_caught() {
         "{}",
         stdout(&out)
     );
-    eventually("the periodic check to count the mismatch", T, || async {
-        (d.metric("flux_integrity_mismatch_total").await? >= 1.0).then_some(())
-    })
-    .await;
+    mismatch_counted(&d).await;
     assert!(
         d.proc
             .log_text()
@@ -203,12 +202,46 @@ async fn submit(d: &Fluxd, token: &str, n: usize) {
     }
 }
 
+/// Waits (up to `T`) until the periodic integrity check has counted a mismatch.
+async fn mismatch_counted(d: &Fluxd) {
+    d.wait_metric_at_least(
+        "the periodic check to count the mismatch",
+        "flux_integrity_mismatch_total",
+        1.0,
+        T,
+    )
+    .await;
+}
+
+/// A node checking integrity often, an operator token of tenant `acme`, and two jobs that
+/// token submitted (so the tenant's audit chain has records).
+async fn verified_with_two_acme_jobs() -> (Fluxd, String) {
+    let d = Fluxd::start_args(&VERIFY_OFTEN).await;
+    let acme = d.token("acme", "operator", None).await;
+    submit(&d, &acme, 2).await;
+    (d, acme)
+}
+
+/// `fluxctl audit export --before 0s <file>` as the admin: every record so far into `file`;
+/// it succeeds and says `says` on stderr.
+fn export_all(d: &Fluxd, file: &std::path::Path, says: &str) {
+    let out = d.fluxctl(
+        &d.admin,
+        &["audit", "export", "--before", "0s", file.to_str().unwrap()],
+    );
+    ok(&out).unwrap();
+    assert!(stderr(&out).contains(says), "{}", stderr(&out));
+}
+
 /// Integrity checks completed after now.
 async fn checks_pass(d: &Fluxd, n: f64) {
     let start = d.metric("flux_integrity_checks_total").await.unwrap_or(0.0);
-    eventually("integrity checks to run", T, || async {
-        (d.metric("flux_integrity_checks_total").await? >= start + n).then_some(())
-    })
+    d.wait_metric_at_least(
+        "integrity checks to run",
+        "flux_integrity_checks_total",
+        start + n,
+        T,
+    )
     .await;
 }
 
@@ -217,9 +250,7 @@ async fn checks_pass(d: &Fluxd, n: f64) {
 /// leader's check counts a mismatch, because the node's checkpoint file remembers.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chain_cut_back_while_fluxd_was_down_is_caught_after_the_restart() {
-    let mut d = Fluxd::start_args(&VERIFY_OFTEN).await;
-    let acme = d.token("acme", "operator", None).await;
-    submit(&d, &acme, 2).await;
+    let (mut d, acme) = verified_with_two_acme_jobs().await;
     // A copy of the store as it is now, taken while fluxd is down.
     stop(&mut d).await;
     let old = d.dir.path().join("old.redb");
@@ -237,19 +268,14 @@ async fn a_chain_cut_back_while_fluxd_was_down_is_caught_after_the_restart() {
     let out = d.fluxctl(&d.admin, &["audit", "verify", "--tenant", "acme"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("cut off"), "{}", stdout(&out));
-    eventually("the periodic check to count the mismatch", T, || async {
-        (d.metric("flux_integrity_mismatch_total").await? >= 1.0).then_some(())
-    })
-    .await;
+    mismatch_counted(&d).await;
 }
 
 /// A restore through the API shortens chains legitimately: `audit verify` stays ok and says
 /// the chain was restored, no mismatch is counted, before and after a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_through_the_api_is_not_taken_for_tampering() {
-    let mut d = Fluxd::start_args(&VERIFY_OFTEN).await;
-    let acme = d.token("acme", "operator", None).await;
-    submit(&d, &acme, 2).await;
+    let (mut d, acme) = verified_with_two_acme_jobs().await;
     let dir = tempfile::tempdir().unwrap();
     let b = dir.path().join("b.backup").display().to_string();
     ok(&d.fluxctl(&d.admin, &["backup", "create", &b])).unwrap();
@@ -297,16 +323,7 @@ async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit-export.json");
-    let out = d.fluxctl(
-        &d.admin,
-        &["audit", "export", "--before", "0s", file.to_str().unwrap()],
-    );
-    ok(&out).unwrap();
-    assert!(
-        stderr(&out).contains("exported records 1..=5 of tenant default"),
-        "{}",
-        stderr(&out)
-    );
+    export_all(&d, &file, "exported records 1..=5 of tenant default");
     let out = d.fluxctl(
         &d.admin,
         &["audit", "verify", "--file", file.to_str().unwrap()],
@@ -345,9 +362,12 @@ async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
     );
 
     // The five exported records go; the export's own record and the later ones stay.
-    eventually("the exported records to be pruned", T, || async {
-        (d.metric("flux_audit_pruned_total").await? >= 5.0).then_some(())
-    })
+    d.wait_metric_at_least(
+        "the exported records to be pruned",
+        "flux_audit_pruned_total",
+        5.0,
+        T,
+    )
     .await;
     submit(&d, &d.admin, 2).await;
     checks_pass(&d, 2.0).await;
@@ -371,14 +391,5 @@ async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
     assert_eq!(d.metric("flux_integrity_mismatch_total").await, Some(0.0));
     // A second export continues where the first ended.
     let next = dir.path().join("next.json");
-    let out = d.fluxctl(
-        &d.admin,
-        &["audit", "export", "--before", "0s", next.to_str().unwrap()],
-    );
-    ok(&out).unwrap();
-    assert!(
-        stderr(&out).contains("exported records 6..="),
-        "{}",
-        stderr(&out)
-    );
+    export_all(&d, &next, "exported records 6..=");
 }

@@ -110,9 +110,8 @@ async fn populate(d: &Fluxd) -> String {
             &json!({"command": "echo kept", "node_id": "nowhere", "allow_unknown_node": true}),
         )
         .await;
-    d.post_expect(
+    d.admin_post_expect(
         "/v1/states",
-        &d.admin,
         &json!({"states": [{"name": "motd", "targets": {"agents": ["nowhere"]}, "check": "true", "apply": "true"}]}),
         200,
     )

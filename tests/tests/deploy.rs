@@ -163,8 +163,7 @@ async fn the_grafana_dashboard_reads_only_exported_metrics() {
     used.sort();
     used.dedup();
 
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let job = d
         .submit(&d.admin, &json!({"command": "true", "node_id": "agent-1"}))
         .await;

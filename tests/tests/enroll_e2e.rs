@@ -11,16 +11,38 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
 
+/// Waits (up to `T`) until the credential expiring at `exp` (seconds) has expired.
+async fn past_expiry(exp: u64) {
+    eventually("the first credential expired", T, || async {
+        (flux_core::model::now_ms() / 1000 > exp + 1).then_some(())
+    })
+    .await;
+}
+
 async fn enroll_token(d: &Fluxd, uses: u32, ttl_secs: u64, labels: Value) -> String {
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/tokens",
-            &d.admin,
             &json!({"role": "enroll", "uses": uses, "ttl_secs": ttl_secs, "labels": labels}),
             201,
         )
         .await;
     v["token"].as_str().unwrap().to_string()
+}
+
+/// Enrolls `node_id` with `token`; a refusal for load (429) is retried after a pause, as an
+/// agent does. Returns the first other answer.
+async fn enroll_retrying(d: &Fluxd, token: &str, node_id: &str) -> (u16, Value) {
+    loop {
+        let (s, v) = d
+            .post("/v1/enroll", token, &json!({"node_id": node_id}))
+            .await;
+        if s != 429 {
+            return (s, v);
+        }
+        // Shed for load: retried after a pause, as an agent does (not a wait for a condition).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// 50 enrollments at once against a 40-use token: exactly 40 get a credential, 10 are told it
@@ -30,19 +52,7 @@ async fn fifty_against_forty(d: &Fluxd) {
     let token = enroll_token(d, 40, 600, json!({"pool": "eu"})).await;
     let calls = (0..50).map(|i| {
         let token = token.clone();
-        async move {
-            loop {
-                let (s, v) = d
-                    .post("/v1/enroll", &token, &json!({"node_id": format!("n{i}")}))
-                    .await;
-                if s != 429 {
-                    return (s, v);
-                }
-                // Shed for load: retried after a pause, as an agent does (not a wait for a
-                // condition).
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        async move { enroll_retrying(d, &token, &format!("n{i}")).await }
     });
     let answers = futures::future::join_all(calls).await;
     let ok: Vec<&Value> = answers
@@ -102,18 +112,7 @@ async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_fort
     let token = enroll_token(&first, 40, 600, json!({})).await;
     let calls = (0..50).map(|i| {
         let (token, node) = (token.clone(), if i % 2 == 0 { &first } else { &second });
-        async move {
-            loop {
-                let (s, _) = node
-                    .post("/v1/enroll", &token, &json!({"node_id": format!("r{i}")}))
-                    .await;
-                if s != 429 {
-                    return s;
-                }
-                // Shed for load: retried after a pause, as an agent does.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        async move { enroll_retrying(node, &token, &format!("r{i}")).await.0 }
     });
     let answers = futures::future::join_all(calls).await;
     let ok = answers.iter().filter(|s| **s == 201).count();
@@ -146,17 +145,10 @@ async fn fifty_concurrent_enrollments_against_a_forty_use_token_let_exactly_fort
         },
     )
     .await;
-    eventually("the first credential expired", T, || async {
-        (flux_core::model::now_ms() / 1000 > exp + 1).then_some(())
-    })
-    .await;
-    let job = first
-        .submit(
-            &first.admin,
-            &json!({"command": "true", "node_id": "real-1"}),
-        )
+    past_expiry(exp).await;
+    let done = first
+        .run_to_end(&json!({"command": "true", "node_id": "real-1"}), T)
         .await;
-    let done = first.wait_job(&first.admin, &job, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 }
 
@@ -202,29 +194,18 @@ async fn an_enrolled_agent_renews_its_credential_across_a_fluxd_restart_and_neve
     .await;
     assert!(flux_core::auth::peek_claims(&renewed).unwrap().exp > first_exp);
     // Past the first credential's expiry the agent still works.
-    eventually("the first credential expired", T, || async {
-        (flux_core::model::now_ms() / 1000 > first_exp + 1).then_some(())
-    })
-    .await;
-    let id = d
-        .submit(
-            &d.admin,
-            &json!({"command": "echo renewed", "node_id": "web-1"}),
-        )
+    past_expiry(first_exp).await;
+    let done = d
+        .run_to_end(&json!({"command": "echo renewed", "node_id": "web-1"}), T)
         .await;
-    let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
     // The agent restarts: it uses the kept credential (its one-use token is spent).
     agent.kill9();
     let _again = d.spawn_enrolled_agent(&file, "web-1", &state, &[]);
-    let job = d
-        .submit(
-            &d.admin,
-            &json!({"command": "echo back", "node_id": "web-1"}),
-        )
+    let done = d
+        .run_to_end(&json!({"command": "echo back", "node_id": "web-1"}), T)
         .await;
-    let done = d.wait_job(&d.admin, &job, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let audit = d.get("/v1/audit", &d.admin).await.1.to_string();
     assert!(audit.contains("POST /v1/enroll"), "enrollment audited");
@@ -298,9 +279,8 @@ async fn a_drained_agent_finishes_its_work_takes_no_new_work_until_uncordoned() 
 
     // New work: pinned or by selector, it waits; the submission says why.
     let pinned = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/jobs",
-            &d.admin,
             &json!({"command": "echo pinned", "node_id": "a1"}),
             202,
         )

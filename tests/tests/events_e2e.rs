@@ -146,9 +146,8 @@ async fn rollouts_and_schedules(d: &Fluxd, live: &Follower) -> (String, String) 
     let _second = d.agent("default", "ev-2", &["role=web"]).await;
     let rollout = |cmd: &'static str| async move {
         let r = d
-            .post_expect(
+            .admin_post_expect(
                 "/v1/rollouts",
-                &d.admin,
                 &json!({"command": cmd, "nodes": ["ev-1", "ev-2"], "max_concurrency": 1,
                         "max_errors": 0, "timeout_secs": 30}),
                 201,

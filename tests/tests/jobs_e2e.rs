@@ -14,12 +14,10 @@ const T: Duration = Duration::from_secs(30);
 /// token on port 8443-style TLS, then `GET /metrics` showing the leader.
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_quick_start_over_tls() {
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let job = d
-        .post_expect(
+        .admin_post_expect(
             "/jobs",
-            &d.admin,
             &json!({"command": "echo Hello FluxForge", "node_id": "agent-1"}),
             202,
         )
@@ -304,15 +302,14 @@ async fn malformed_and_oversized_bodies_get_4xx_and_write_nothing() {
 /// background child, and records the job as cancelled.
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_sleep_leaves_no_process_behind() {
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let work = tempfile::tempdir().unwrap();
     let cmd = format!(
         "sleep 600 & echo $! > {dir}/bg; echo $$ > {dir}/main; wait",
         dir = work.path().display()
     );
     let job = d
-        .post_expect("/v1/jobs", &d.admin, &json!({"command": cmd}), 202)
+        .admin_post_expect("/v1/jobs", &json!({"command": cmd}), 202)
         .await;
     let id = job["job_id"].as_str().unwrap().to_string();
     let main = read_pid(&work.path().join("main"), T).await;
@@ -375,8 +372,7 @@ async fn agent_killed_mid_job_is_requeued_to_another_agent() {
 /// prints one JSON document a script can parse.
 #[tokio::test(flavor = "multi_thread")]
 async fn fluxctl_run_wait_exit_codes_and_json() {
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let out = d.fluxctl(
         &d.admin,
         &[
@@ -509,8 +505,7 @@ async fn output_is_capped_with_a_visible_marker() {
 /// `follow=true` streams output while the job runs and ends when it finishes.
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_follow_streams_until_the_end() {
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let work = tempfile::tempdir().unwrap();
     let gate = work.path().join("gate");
     let cmd = format!(
@@ -598,8 +593,7 @@ impl AwaitOk for reqwest::RequestBuilder {
 /// The CI example in `examples/` works against a live cluster as documented.
 #[tokio::test(flavor = "multi_thread")]
 async fn ci_example_script_runs_steps_and_reports_them() {
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let operator = d.token("default", "operator", None).await;
     let ci_run = || {
         d.example("ci-deploy.sh", &operator)
@@ -624,8 +618,7 @@ async fn ci_example_script_runs_steps_and_reports_them() {
 /// `fluxctl bench jobs` runs exactly the jobs it reports, and counts failures.
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_jobs_reports_what_it_ran() {
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let out = d.fluxctl(
         &d.admin,
         &[
@@ -844,9 +837,8 @@ async fn tenant_admins_cannot_mint_or_revoke_for_other_tenants() {
         "globex token was revoked"
     );
     // The cluster admin can.
-    d.post_expect(
+    d.admin_post_expect(
         "/v1/tokens/revoke",
-        &d.admin,
         &json!({"jti": jti, "tenant": "globex"}),
         200,
     )
@@ -1029,14 +1021,12 @@ async fn json_logs_never_contain_tokens() {
 /// printed in pieces across output chunks), the job record, the API or the logs.
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_env_values_are_masked_and_never_stored_or_logged() {
-    let d = Fluxd::start().await;
-    let agent = d.agent("default", "agent-1", &[]).await;
+    let (d, agent) = Fluxd::start_with_agent().await;
     let secret = "hunter2-s3cret-value";
     let cmd = r#"echo "pw=$DB_PASSWORD"; for c in $(echo "$DB_PASSWORD" | fold -w3); do printf %s "$c"; sleep 0.05; done; echo; test ${#DB_PASSWORD} -eq 20"#;
     let job = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/jobs",
-            &d.admin,
             &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"DB_PASSWORD": secret}}),
             202,
         )
@@ -1074,9 +1064,8 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     assert_eq!(stdout(&out), "key=[redacted]\n");
     // A value too short to mask reliably is refused, without echoing it.
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/jobs",
-            &d.admin,
             &json!({"command": "true", "secret_env": {"PIN": "123"}}),
             422,
         )
@@ -1201,8 +1190,7 @@ async fn listed(d: &Fluxd, query: &str) -> Vec<String> {
 /// are apart from users' (and `fluxctl job list` shows users' unless asked).
 #[tokio::test(flavor = "multi_thread")]
 async fn listings_follow_each_job_through_its_life() {
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     let dir = tempfile::tempdir().unwrap();
     let (running, _pid) = d.submit_blocking_on("agent-1", dir.path(), T).await;
     assert!(

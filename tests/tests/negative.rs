@@ -334,9 +334,8 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
     ))
     .await;
     assert_eq!(s, 201);
-    d.post_expect(
+    d.admin_post_expect(
         "/v1/schedules",
-        &d.admin,
         &json!({"name": "sc1", "cron": "@daily", "paused": true, "what": {"job": {
             "command": "true", "node_id": "a1", "allow_unknown_node": true}}}),
         201,
@@ -979,9 +978,8 @@ async fn every_overlong_request_field_is_refused_422_naming_it() {
     .await;
     assert_eq!(s, 429, "{v}");
     assert!(error_message(&v).contains("max_states"), "{v}");
-    d.post_expect(
+    d.admin_post_expect(
         "/v1/states",
-        &d.admin,
         &json!({"states": [spec("s1", "true"), spec("s2", "true")]}),
         429,
     )
@@ -1146,9 +1144,8 @@ async fn every_body_route_refuses_before_reading_the_body() {
 /// An enrollment token of `tenant` good for `uses` enrollments, made by the admin.
 async fn enroll_token(d: &Fluxd, tenant: &str, uses: u32) -> String {
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/tokens",
-            &d.admin,
             &json!({"tenant": tenant, "role": "enroll", "uses": uses, "ttl_secs": 600}),
             201,
         )
@@ -1215,9 +1212,8 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         .await;
     // A pinned job for a node nobody enrolled or registered as: 422 naming node_id.
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/jobs",
-            &d.admin,
             &json!({"command": "true", "node_id": "ghost"}),
             422,
         )
@@ -1226,9 +1222,8 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         error_message(&v).contains("node_id") && error_message(&v).contains("ghost"),
         "{v}"
     );
-    d.post_expect(
+    d.admin_post_expect(
         "/jobs",
-        &d.admin,
         &json!({"command": "true", "node_id": "ghost"}),
         422,
     )
@@ -1300,7 +1295,7 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         "{v}"
     );
     // An agent credential cannot be renewed by anyone else.
-    d.post_expect("/v1/agent/renew", &d.admin, &json!({}), 403)
+    d.admin_post_expect("/v1/agent/renew", &json!({}), 403)
         .await;
 }
 

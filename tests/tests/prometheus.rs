@@ -58,8 +58,7 @@ fn shipped_config_and_alert_rules_pass_promtool() {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_metrics_pass_promtool_and_cover_the_alerts() {
     let Some(p) = promtool() else { return };
-    let d = Fluxd::start().await;
-    let _agent = d.agent("default", "agent-1", &[]).await;
+    let (d, _agent) = Fluxd::start_with_agent().await;
     // Some traffic, including a client error, so the request series exist.
     let (_, job) = d
         .post("/v1/jobs", &d.admin, &json!({"command": "true"}))

@@ -97,9 +97,8 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
     let mut doomed = Vec::new();
     for i in 0..30 {
         let j = n
-            .post_expect(
+            .admin_post_expect(
                 "/v1/jobs",
-                &n.admin,
                 &json!({"command": format!("echo doomed-{i}")}),
                 202,
             )

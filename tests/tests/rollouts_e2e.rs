@@ -39,6 +39,17 @@ fn rollout_json(o: &std::process::Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
 }
 
+/// Creates the rollout `body` as the admin (answered 201); returns its id.
+async fn create_rollout(d: &Fluxd, body: &Value) -> String {
+    let r = d.admin_post_expect("/v1/rollouts", body, 201).await;
+    r["rollout_id"].as_str().unwrap().to_string()
+}
+
+/// The entry of target `node` in the rollout `r`; panics when there is none.
+fn target<'a>(r: &'a Value, node: &str) -> &'a Value {
+    find_by(&r["targets"], "node_id", node).unwrap()
+}
+
 fn states(r: &Value) -> BTreeMap<String, String> {
     r["targets"]
         .as_array()
@@ -148,14 +159,10 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
     // 3. A failing canary stops the rollout before any other target, whatever the budget.
     let dir = tempfile::tempdir().unwrap();
     let cmd = recording(dir.path(), "0.1", "exit 7");
-    let o = d.fluxctl(
+    let o = d.run_all(
         &d.admin,
+        "role=web",
         &[
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
             "--max-concurrency",
             "100%",
             "--max-errors",
@@ -257,15 +264,11 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
         fx = fx.display(),
         gate = gate.display()
     );
-    let r = d
-        .post_expect(
-            "/v1/rollouts",
-            &d.admin,
-            &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2, "timeout_secs": 60}),
-            201,
-        )
-        .await;
-    let id = r["rollout_id"].as_str().unwrap().to_string();
+    let id = create_rollout(
+        &d,
+        &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2, "timeout_secs": 60}),
+    )
+    .await;
     eventually("two targets running", T, || async {
         (std::fs::read_dir(&fx).ok()?.count() == 2).then_some(())
     })
@@ -321,15 +324,11 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
     assert_eq!(s, 409, "{v}");
 
     // Cancel: the running targets' jobs are cancelled, nothing else starts; exit 130.
-    let r = d
-        .post_expect(
-            "/v1/rollouts",
-            &d.admin,
-            &json!({"command": "sleep 60", "selector": "role=web", "max_concurrency": "40%"}),
-            201,
-        )
-        .await;
-    let id = r["rollout_id"].as_str().unwrap().to_string();
+    let id = create_rollout(
+        &d,
+        &json!({"command": "sleep 60", "selector": "role=web", "max_concurrency": "40%"}),
+    )
+    .await;
     eventually("two targets running", T, || async {
         let (_, v) = d.get(&format!("/v1/rollouts/{id}"), &d.admin).await;
         (states(&v).values().filter(|s| *s == "running").count() == 2).then_some(())
@@ -415,36 +414,12 @@ async fn bad_rollout_specs_are_refused_naming_the_field_and_create_nothing() {
         403,
     )
     .await;
-    let r = d
-        .post_expect(
-            "/v1/rollouts",
-            &d.admin,
-            &json!({"command": "true", "selector": "role=web"}),
-            201,
-        )
-        .await;
+    let id = create_rollout(&d, &json!({"command": "true", "selector": "role=web"})).await;
     let other = d.token("other", "admin", None).await;
-    let (s, _) = d
-        .get(
-            &format!("/v1/rollouts/{}", r["rollout_id"].as_str().unwrap()),
-            &other,
-        )
-        .await;
+    let (s, _) = d.get(&format!("/v1/rollouts/{id}"), &other).await;
     assert_eq!(s, 404);
     // The CLI says the same before anything is sent for a bad limit.
-    let o = d.fluxctl(
-        &d.admin,
-        &[
-            "job",
-            "run",
-            "-l",
-            "role=web",
-            "--all",
-            "--max-concurrency",
-            "0",
-            "true",
-        ],
-    );
+    let o = d.run_all(&d.admin, "role=web", &["--max-concurrency", "0", "true"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("max_concurrency"), "{}", stderr(&o));
 }
@@ -483,12 +458,7 @@ async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors(
     assert_eq!(st["w1"], "succeeded", "{r}");
     assert_eq!(st["w2"], "skipped", "{r}");
     assert_eq!(st["w3"], "failed", "{r}");
-    let w3 = r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["node_id"] == "w3")
-        .unwrap();
+    let w3 = target(&r, "w3");
     assert_eq!(w3["error"], "verify: exit code 1", "{r}");
     // With --offline-is-error and no budget the skipped target stops the rollout.
     let o = rollout_over_web(
@@ -515,12 +485,7 @@ async fn offline_targets_are_skipped_and_verify_and_timeout_failures_are_errors(
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = rollout_json(&o);
-    let w1 = r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["node_id"] == "w1")
-        .unwrap();
+    let w1 = target(&r, "w1");
     assert_eq!(w1["state"], "failed", "{r}");
     assert_eq!(w1["error"], "timed out", "{r}");
     assert_eq!(states(&r)["w3"], "succeeded", "{r}");
@@ -600,24 +565,8 @@ async fn finished_rollouts_are_collected_after_the_retention_and_running_ones_ke
     let d = Fluxd::start_args(&["--job-retention", "1s", "--gc-interval", "200ms"]).await;
     let _a = d.agent("default", "w1", &["role=web"]).await;
     let _b = d.agent("default", "w2", &["role=web"]).await;
-    let done = d
-        .post_expect(
-            "/v1/rollouts",
-            &d.admin,
-            &json!({"command": "true", "nodes": ["w1"]}),
-            201,
-        )
-        .await;
-    let long = d
-        .post_expect(
-            "/v1/rollouts",
-            &d.admin,
-            &json!({"command": "sleep 30", "nodes": ["w2"]}),
-            201,
-        )
-        .await;
-    let done_id = done["rollout_id"].as_str().unwrap();
-    let long_id = long["rollout_id"].as_str().unwrap();
+    let done_id = create_rollout(&d, &json!({"command": "true", "nodes": ["w1"]})).await;
+    let long_id = create_rollout(&d, &json!({"command": "sleep 30", "nodes": ["w2"]})).await;
     eventually("the finished rollout collected", T, || async {
         (d.get(&format!("/v1/rollouts/{done_id}"), &d.admin).await.0 == 404).then_some(())
     })

@@ -61,9 +61,8 @@ async fn a_leader_killed_mid_rollout_neither_repeats_nor_loses_a_target() {
     );
     let n = &nodes[other];
     let r = n
-        .post_expect(
+        .admin_post_expect(
             "/v1/rollouts",
-            &n.admin,
             &json!({"command": cmd, "selector": "role=web", "max_concurrency": 2}),
             201,
         )

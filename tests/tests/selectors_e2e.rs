@@ -73,6 +73,18 @@ impl Drop for TestAddress {
     }
 }
 
+/// Agent `w2` of tenant `default` declaring `labels`, keeping its state in `state_dir`.
+async fn w2_agent(d: &Fluxd, labels: &[&str], state_dir: &std::path::Path) -> Proc {
+    d.agent_full(
+        "default",
+        "w2",
+        labels,
+        std::slice::from_ref(&d.url),
+        &["--state-dir", &state_dir.display().to_string()],
+    )
+    .await
+}
+
 /// Facts arrive with the registration (os, cpus, memory, disk, kernel, agent version, boot
 /// time), `agents get` and `list -o wide` show them, and a real change of the machine (an
 /// address added, then removed) reaches the record through a heartbeat, without a restart.
@@ -154,17 +166,8 @@ async fn facts_arrive_at_registration_and_follow_a_change() {
 async fn selectors_of_every_form_on_jobs_fan_out_and_states_with_admin_labels() {
     let d = Fluxd::start().await;
     let state_dir = tempfile::tempdir().unwrap();
-    let url = d.url.clone();
     let _w1 = d.agent("default", "w1", &["role=web", "zone=a"]).await;
-    let mut w2 = d
-        .agent_full(
-            "default",
-            "w2",
-            &["role=api", "zone=b"],
-            std::slice::from_ref(&url),
-            &["--state-dir", &state_dir.path().display().to_string()],
-        )
-        .await;
+    let mut w2 = w2_agent(&d, &["role=api", "zone=b"], state_dir.path()).await;
     let _d1 = d.agent("default", "d1", &["role=db", "canary=yes"]).await;
     eventually("facts of every agent", T, || async {
         let (_, v) = d.get("/v1/agents", &d.admin).await;
@@ -232,9 +235,8 @@ async fn selectors_of_every_form_on_jobs_fan_out_and_states_with_admin_labels() 
 
     // Fan-out to every agent the expression matches.
     let fan = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/jobs",
-            &d.admin,
             &json!({"command": "true", "fan_out": true, "selector": "role notin (api)"}),
             202,
         )
@@ -274,7 +276,7 @@ interval = "2s"
     )
     .unwrap();
     let f = file.display().to_string();
-    let out = d.fluxctl(&d.admin, &["apply", "-f", &f, "--wait", "--timeout", "30s"]);
+    let out = d.apply_wait(&f, "30s");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     for (name, want) in [("by-expr", vec!["w1", "w2"]), ("by-map", vec!["d1"])] {
         let (_, v) = d.get(&format!("/v1/states/{name}"), &d.admin).await;
@@ -304,15 +306,7 @@ interval = "2s"
 
     // The agent restarts declaring other labels: its admin labels stay, and still win.
     w2.kill9();
-    let _w2 = d
-        .agent_full(
-            "default",
-            "w2",
-            &["role=web", "tier=tin"],
-            std::slice::from_ref(&url),
-            &["--state-dir", &state_dir.path().display().to_string()],
-        )
-        .await;
+    let _w2 = w2_agent(&d, &["role=web", "tier=tin"], state_dir.path()).await;
     let v = eventually("w2 registered again", T, || async {
         let v = agent_record(&d, "w2").await;
         (v["labels"]["tier"] == "tin").then_some(v)
@@ -340,9 +334,8 @@ interval = "2s"
 
     // Bad expressions: 422 naming the field and the byte position.
     let v = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/jobs",
-            &d.admin,
             &json!({"command": "true", "selector": "role in (web"}),
             422,
         )

@@ -41,6 +41,15 @@ async fn online(d: &Fluxd, prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits (up to `T`, failing as `what`) until `n` agents whose node id starts with `prefix`
+/// are online.
+async fn wait_online(d: &Fluxd, what: &str, prefix: &str, n: usize) {
+    eventually(what, T, || async {
+        (online(d, prefix).await.len() == n).then_some(())
+    })
+    .await;
+}
+
 /// TCP sockets held by a process.
 fn sockets(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -61,6 +70,23 @@ async fn wait_exit(p: &mut Proc, timeout: Duration) -> std::process::ExitStatus 
         assert!(Instant::now() < deadline, "{} did not exit", p.name);
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Submits `sleep 1` pinned to `node` and waits (up to `T`) until it runs; returns its id.
+async fn sleeping_on(d: &Fluxd, node: &str) -> String {
+    let id = d
+        .submit(&d.admin, &json!({"command": "sleep 1", "node_id": node}))
+        .await;
+    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
+        .await;
+    id
+}
+
+/// SIGTERM to the simulator: it exits (within 20 s) with success.
+async fn stop_cleanly(sim: &mut Proc) {
+    sim.signal(Signal::SIGTERM);
+    let status = wait_exit(sim, Duration::from_secs(20)).await;
+    assert!(status.success(), "simulator exited with {status}");
 }
 
 /// Agents' long polls last 60 s here, so a job is only done within the deadline below if the
@@ -95,18 +121,10 @@ async fn waiting_polls_are_woken_when_a_task_lands() {
                 "1",
             ],
         );
-        eventually("2 agents online", T, || async {
-            (online(&d, "sim-").await.len() == 2).then_some(())
-        })
-        .await;
+        wait_online(&d, "2 agents online", "sim-", 2).await;
         for i in 0..4 {
             let job = d
-                .post_expect(
-                    "/v1/jobs",
-                    &d.admin,
-                    &json!({"command": format!("true {i}")}),
-                    202,
-                )
+                .admin_post_expect("/v1/jobs", &json!({"command": format!("true {i}")}), 202)
                 .await;
             let id = job["job_id"].as_str().expect("job id");
             let done = d
@@ -147,9 +165,8 @@ async fn fifty_simulated_agents_run_fan_outs_and_jobs_and_stop_cleanly() {
 
     // A fan-out runs once on every simulated agent, each printing its simulated line.
     let fan = d
-        .post_expect(
+        .admin_post_expect(
             "/v1/jobs",
-            &d.admin,
             &json!({"command": "uname -a", "selector": {"fleet": "sim"}, "fan_out": true}),
             202,
         )
@@ -181,9 +198,8 @@ async fn fifty_simulated_agents_run_fan_outs_and_jobs_and_stop_cleanly() {
         let d = d.clone();
         submits.spawn(async move {
             let job = d
-                .post_expect(
+                .admin_post_expect(
                     "/v1/jobs",
-                    &d.admin,
                     &json!({"command": "true", "selector": {"fleet": "sim"}}),
                     202,
                 )
@@ -200,9 +216,7 @@ async fn fifty_simulated_agents_run_fan_outs_and_jobs_and_stop_cleanly() {
     }
     assert!(spread.len() >= 5, "40 jobs ran on only {spread:?}");
 
-    sim.signal(Signal::SIGTERM);
-    let status = wait_exit(&mut sim, Duration::from_secs(20)).await;
-    assert!(status.success(), "simulator exited with {status}");
+    stop_cleanly(&mut sim).await;
 }
 
 /// A simulated job runs until cancelled; the cancellation reaches it through the agent
@@ -223,18 +237,8 @@ async fn simulated_jobs_honour_cancellation() {
             "600000",
         ],
     );
-    eventually("2 simulated agents online", T, || async {
-        (online(&d, "slow-").await.len() == 2).then_some(())
-    })
-    .await;
-    let id = d
-        .submit(
-            &d.admin,
-            &json!({"command": "sleep 1", "node_id": "slow-1"}),
-        )
-        .await;
-    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
-        .await;
+    wait_online(&d, "2 simulated agents online", "slow-", 2).await;
+    let id = sleeping_on(&d, "slow-1").await;
     let (s, v) = d
         .post(&format!("/v1/jobs/{id}/cancel"), &d.admin, &json!({}))
         .await;
@@ -242,17 +246,8 @@ async fn simulated_jobs_honour_cancellation() {
     let job = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(job["status"], "cancelled", "{job}");
 
-    let id = d
-        .submit(
-            &d.admin,
-            &json!({"command": "sleep 1", "node_id": "slow-2"}),
-        )
-        .await;
-    d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
-        .await;
-    sim.signal(Signal::SIGTERM);
-    let status = wait_exit(&mut sim, Duration::from_secs(20)).await;
-    assert!(status.success(), "simulator exited with {status}");
+    sleeping_on(&d, "slow-2").await;
+    stop_cleanly(&mut sim).await;
 }
 
 /// Simulation needs a token that may mint agent tokens: an operator token, or a revoked admin

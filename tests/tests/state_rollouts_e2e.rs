@@ -55,20 +55,37 @@ async fn fleet(d: &Fluxd, n: usize) -> Vec<Proc> {
     v
 }
 
+/// Waits (up to `T`) until the reconciler held back 6 more applies than so far.
+async fn more_held_passes(d: &Fluxd) {
+    let held = d.metric("flux_reconcile_held_total").await.unwrap_or(0.0);
+    d.wait_metric_at_least(
+        "more reconcile passes",
+        "flux_reconcile_held_total",
+        held + 6.0,
+        T,
+    )
+    .await;
+}
+
+/// A node with `n` agents `w1`.. labelled `role=web`, and a folder for the test's files.
+async fn web_fleet(n: usize) -> (Fluxd, Vec<Proc>, tempfile::TempDir) {
+    let d = Fluxd::start().await;
+    let agents = fleet(&d, n).await;
+    (d, agents, tempfile::tempdir().unwrap())
+}
+
 /// Five drifted targets with `max_concurrency = 2`: each is repaired once, never more than two
 /// applies run at once (from their own start and end times), and two did run together.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_states_rollout_bounds_its_concurrent_applies() {
-    let d = Fluxd::start().await;
-    let _agents = fleet(&d, 5).await;
-    let work = tempfile::tempdir().unwrap();
+    let (d, _agents, work) = web_fleet(5).await;
     let done = work.path().join("done");
     let f = file(
         work.path(),
         "rollout = { max_concurrency = 2, max_errors = 0 }",
         &format!("touch {}/$FLUX_NODE_ID", done.display()),
     );
-    let o = d.fluxctl(&d.admin, &["apply", "-f", &f, "--wait", "--timeout", "60s"]);
+    let o = d.apply_wait(&f, "60s");
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let runs = side_effects(&work.path().join("runs"));
     assert_eq!(runs.len(), 5, "{runs:?}");
@@ -145,9 +162,7 @@ async fn a_states_rollout_bounds_its_concurrent_applies() {
 /// `fluxctl state resume` starts it again: two more failures, and it halts again.
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_repairs_past_the_budget_halt_remediation_until_resumed() {
-    let d = Fluxd::start().await;
-    let _agents = fleet(&d, 3).await;
-    let work = tempfile::tempdir().unwrap();
+    let (d, _agents, work) = web_fleet(3).await;
     let runs = work.path().join("runs");
     let f = file(
         work.path(),
@@ -167,13 +182,8 @@ async fn failed_repairs_past_the_budget_halt_remediation_until_resumed() {
     };
     let v = eventually("remediation halted", T, || halted(2)).await;
     assert!(v["rollout"]["halted_at"].is_u64(), "{v}");
-    let held = d.metric("flux_reconcile_held_total").await.unwrap_or(0.0);
     // Several more passes, each holding back the drifted targets' applies.
-    eventually("more reconcile passes", T, || async {
-        let now = d.metric("flux_reconcile_held_total").await?;
-        (now >= held + 6.0).then_some(())
-    })
-    .await;
+    more_held_passes(&d).await;
     // Every apply that started has ended (nothing in flight), and there were exactly two.
     let effects = side_effects(&runs);
     assert!(
@@ -213,12 +223,7 @@ async fn failed_repairs_past_the_budget_halt_remediation_until_resumed() {
     })
     .await;
     assert!(v["rollout"]["resumed_by"].is_string(), "{v}");
-    let held = d.metric("flux_reconcile_held_total").await.unwrap_or(0.0);
-    eventually("more reconcile passes", T, || async {
-        let now = d.metric("flux_reconcile_held_total").await?;
-        (now >= held + 6.0).then_some(())
-    })
-    .await;
+    more_held_passes(&d).await;
     assert_eq!(applies(&runs), 4, "{:?}", side_effects(&runs));
 
     // The resume is in the audit trail.

@@ -39,11 +39,7 @@ async fn state(d: &Fluxd, token: &str, name: &str) -> Value {
 }
 
 fn target<'a>(view: &'a Value, agent: &str) -> &'a Value {
-    view["status"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["agent"] == agent)
+    find_by(&view["status"], "agent", agent)
         .unwrap_or_else(|| panic!("no target {agent} in {view}"))
 }
 
@@ -63,10 +59,7 @@ async fn apply_converges_the_selected_agents_and_hand_drift_is_repaired() {
     assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
     assert_eq!(stdout(&diff), "+ web-marker (create)\n");
 
-    let out = d.fluxctl(
-        &d.admin,
-        &["apply", "-f", &file, "--wait", "--timeout", "30s"],
-    );
+    let out = d.apply_wait(&file, "30s");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
         stdout(&out).contains("2 of 2 targets compliant, 0 failed"),
@@ -158,16 +151,7 @@ apply = "echo cannot-install-package >&2; exit 3"
 interval = "1s"
 "#,
     );
-    let out = d.fluxctl(
-        &d.admin,
-        &["apply", "-f", &file, "--wait", "--timeout", "30s"],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("failed: broken/agent-1: apply exited 3"),
-        "{}",
-        stderr(&out)
-    );
+    apply_fails(&d, &file, "30s", "failed: broken/agent-1: apply exited 3");
     let view = state(&d, &d.admin, "broken").await;
     let t = target(&view, "agent-1");
     assert_eq!(t["status"], "failed");
@@ -400,9 +384,8 @@ async fn states_api_enforces_cas_and_validation_and_keeps_the_seed_route() {
     let (s, v) = put(bad, None).await;
     assert_eq!(s, 422);
     assert!(error_message(&v).contains("unknown field `tenant`"), "{v}");
-    d.post_expect(
+    d.admin_post_expect(
         "/v1/states",
-        &d.admin,
         &json!({"toml": "[[state]\nname=", "file": "x.toml"}),
         422,
     )
@@ -432,6 +415,13 @@ async fn states_api_enforces_cas_and_validation_and_keeps_the_seed_route() {
     assert!(marker.exists());
 }
 
+/// `fluxctl apply -f <file> --wait --timeout <timeout>` exits 1 and says `failure` on stderr.
+fn apply_fails(d: &Fluxd, file: &str, timeout: &str, failure: &str) {
+    let out = d.apply_wait(file, timeout);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains(failure), "{}", stderr(&out));
+}
+
 /// `apply --wait` does not hang on targets whose agent cannot run anything: an unregistered
 /// agent named in the file is reported at once and the exit code is 1.
 #[tokio::test(flavor = "multi_thread")]
@@ -444,15 +434,11 @@ async fn wait_gives_up_on_targets_whose_agent_is_missing() {
         "[[state]]\nname = \"ghostly\"\ntargets = { agents = [\"ghost\"] }\ncheck = \"true\"\napply = \"true\"\n",
     );
     let started = Instant::now();
-    let out = d.fluxctl(
-        &d.admin,
-        &["apply", "-f", &file, "--wait", "--timeout", "60s"],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("failed: ghostly/ghost: agent is unregistered"),
-        "{}",
-        stderr(&out)
+    apply_fails(
+        &d,
+        &file,
+        "60s",
+        "failed: ghostly/ghost: agent is unregistered",
     );
     assert!(
         started.elapsed() < Duration::from_secs(30),

@@ -139,8 +139,7 @@ async fn queued_and_rate_quotas_answer_429_and_change_nothing() {
 /// among queued jobs the higher priority starts first.
 #[tokio::test(flavor = "multi_thread")]
 async fn running_quota_and_priorities_order_the_work() {
-    let d = Fluxd::start().await;
-    let _a = d.agent("default", "agent-1", &[]).await;
+    let (d, _a) = Fluxd::start_with_agent().await;
     set_quota(&d, "default", &["--max-running", "1"]);
     let (s, blocker, _) = submit(
         &d,
@@ -258,19 +257,10 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
         "db-1\n"
     );
 
-    let out = d.fluxctl(
+    let out = d.run_all(
         &d.admin,
-        &[
-            "job",
-            "run",
-            "--wait",
-            "-l",
-            "role=web",
-            "--all",
-            "-o",
-            "json",
-            "echo on $FLUX_NODE_ID",
-        ],
+        "role=web",
+        &["--wait", "-o", "json", "echo on $FLUX_NODE_ID"],
     );
     let reply: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
     let mut ran: Vec<String> = reply["jobs"]
@@ -297,17 +287,10 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
     }
 
     // A failing member makes the whole fan-out exit non-zero.
-    let out = d.fluxctl(
+    let out = d.run_all(
         &d.admin,
-        &[
-            "job",
-            "run",
-            "--wait",
-            "-l",
-            "role=web",
-            "--all",
-            "test $FLUX_NODE_ID = web-1",
-        ],
+        "role=web",
+        &["--wait", "test $FLUX_NODE_ID = web-1"],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 

@@ -169,9 +169,8 @@ async fn submit(d: &Fluxd, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let v = d
-            .post_expect(
+            .admin_post_expect(
                 "/v1/jobs",
-                &d.admin,
                 &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
                 202,
             )
@@ -372,14 +371,11 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
         )
         .await;
     assert!(s == 400 || s == 422, "{v}");
-    let v = d
-        .post_expect(
-            "/v1/webhooks",
-            &d.admin,
-            &json!({"name": "plain", "url": "http://hooks.example.com/x", "allow_http": true}),
-            201,
-        )
-        .await;
+    let v = create_webhook(
+        &d,
+        &json!({"name": "plain", "url": "http://hooks.example.com/x", "allow_http": true}),
+    )
+    .await;
     assert_eq!(v["secret"].as_str().map(str::len), Some(64), "{v}");
     let (s, v) = d.get("/v1/webhooks/plain", &d.admin).await;
     assert_eq!(s, 200);
@@ -437,19 +433,21 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
     assert!(!out.status.success());
 }
 
+/// Creates the webhook `body` as the admin (answered 201); returns the answer.
+async fn create_webhook(d: &Fluxd, body: &Value) -> Value {
+    d.admin_post_expect("/v1/webhooks", body, 201).await
+}
+
 /// A webhook is part of a backup: deleted after it, a forced restore brings it back with its
 /// identity (so its delivery ids stay the same) and its cursor.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_brings_webhooks_back() {
     let d = Fluxd::start().await;
-    let v = d
-        .post_expect(
-            "/v1/webhooks",
-            &d.admin,
-            &json!({"name": "kept", "url": "https://hooks.example.com/x", "secret": SECRET}),
-            201,
-        )
-        .await;
+    let v = create_webhook(
+        &d,
+        &json!({"name": "kept", "url": "https://hooks.example.com/x", "secret": SECRET}),
+    )
+    .await;
     let id = v["id"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("b.backup");

@@ -21,6 +21,11 @@ use flux_core::quota::{self, Quota};
 use flux_core::store::{self, DynStore, Entry, Epoch, Expect, Key, Store, Version, Versioned};
 use flux_core::testing::poll_until;
 
+/// The time the tests start at, in milliseconds since the epoch.
+pub const T0: Millis = 1_700_000_000_000;
+/// The tenant the tests act in.
+pub const TENANT: &str = "acme";
+
 /// A redb store in a new temporary directory (file `file`); the directory lives as long as the
 /// returned guard.
 pub async fn open_redb(file: &str) -> (tempfile::TempDir, DynStore) {
@@ -63,6 +68,16 @@ pub fn exited(code: i32) -> AttemptResult {
         outcome: Outcome::Exited,
         exit_code: Some(code),
         signal: None,
+        message: None,
+    }
+}
+
+/// The result of an attempt that ended as `outcome` without an exit code, by `signal` if any.
+pub fn ended_by(outcome: Outcome, signal: Option<i32>) -> AttemptResult {
+    AttemptResult {
+        outcome,
+        exit_code: None,
+        signal,
         message: None,
     }
 }

@@ -14,6 +14,15 @@ use flux_core::testing::{Counting, ReadCounts};
 
 use super::*;
 
+/// The filter on `status` and `kind` (`None`: any).
+fn job_filter(status: Option<JobStatus>, kind: Option<JobKind>) -> JobFilter {
+    JobFilter {
+        status,
+        kind,
+        ..Default::default()
+    }
+}
+
 /// An environment whose job service reads through a counting store.
 async fn counting_env() -> (Env, std::sync::Arc<ReadCounts>) {
     let e = env().await;
@@ -32,6 +41,18 @@ async fn counting_env() -> (Env, std::sync::Arc<ReadCounts>) {
 /// Creates `n` queued jobs (kind chosen per index), committed in batches.
 async fn bulk(e: &Env, n: usize, kind: impl Fn(usize) -> JobKind) -> Vec<Job> {
     bulk_of(e, n, &shell("true"), kind).await
+}
+
+/// [`bulk`] with every `every`-th job (the first included) a reconciler's, the others users'.
+async fn bulk_mixed(e: &Env, n: usize, every: usize) -> Vec<Job> {
+    bulk(e, n, |i| {
+        if i % every == 0 {
+            JobKind::Reconciler
+        } else {
+            JobKind::User
+        }
+    })
+    .await
 }
 
 async fn bulk_of(e: &Env, n: usize, req: &SubmitJob, kind: impl Fn(usize) -> JobKind) -> Vec<Job> {
@@ -119,10 +140,7 @@ async fn assert_indexed(e: &Env, job_id: &str, status: JobStatus) {
     assert_eq!(job.status, status, "{job:?}");
     let want: BTreeSet<String> = index_keys(&job).into_iter().collect();
     assert_eq!(stored_index_paths(e, job_id).await, want, "{job:?}");
-    let by_status = JobFilter {
-        status: Some(status),
-        ..Default::default()
-    };
+    let by_status = job_filter(Some(status), None);
     let listed = e.jobs.list(TENANT, &by_status).await.unwrap();
     assert!(listed.iter().any(|j| j.job_id == job_id), "{status:?}");
 }
@@ -142,37 +160,17 @@ async fn delete_job(e: &Env, job: &Job) {
 #[tokio::test]
 async fn a_page_reads_about_limit_objects_whatever_the_history() {
     let (e, counts) = counting_env().await;
-    let jobs = bulk(&e, 3000, |i| {
-        if i % 3 == 0 {
-            JobKind::Reconciler
-        } else {
-            JobKind::User
-        }
-    })
-    .await;
+    let jobs = bulk_mixed(&e, 3000, 3).await;
     for j in jobs.iter().step_by(10).take(100) {
         e.jobs.cancel(TENANT, &j.job_id, T0 + 10_000).await.unwrap();
     }
     let limit = 20;
     let filters = [
         JobFilter::default(),
-        JobFilter {
-            kind: Some(JobKind::User),
-            ..Default::default()
-        },
-        JobFilter {
-            kind: Some(JobKind::Reconciler),
-            ..Default::default()
-        },
-        JobFilter {
-            status: Some(JobStatus::Cancelled),
-            ..Default::default()
-        },
-        JobFilter {
-            status: Some(JobStatus::Queued),
-            kind: Some(JobKind::User),
-            ..Default::default()
-        },
+        job_filter(None, Some(JobKind::User)),
+        job_filter(None, Some(JobKind::Reconciler)),
+        job_filter(Some(JobStatus::Cancelled), None),
+        job_filter(Some(JobStatus::Queued), Some(JobKind::User)),
     ];
     for f in &filters {
         let mut cursor = None;
@@ -197,11 +195,7 @@ async fn a_page_reads_about_limit_objects_whatever_the_history() {
         }
     }
     // The users' cancelled jobs are one in 15: their index holds exactly them.
-    let rare = JobFilter {
-        status: Some(JobStatus::Cancelled),
-        kind: Some(JobKind::User),
-        ..Default::default()
-    };
+    let rare = job_filter(Some(JobStatus::Cancelled), Some(JobKind::User));
     counts.reset();
     let p = e.jobs.list_page(TENANT, &rare, None, limit).await.unwrap();
     assert_eq!(p.jobs.len(), limit);
@@ -261,21 +255,8 @@ async fn a_combined_filter_that_rarely_holds_reads_a_bounded_page_and_goes_on() 
 #[tokio::test]
 async fn pages_return_every_job_once_while_jobs_are_created_and_deleted() {
     let e = env().await;
-    let start = bulk(&e, 300, |i| {
-        if i % 4 == 0 {
-            JobKind::Reconciler
-        } else {
-            JobKind::User
-        }
-    })
-    .await;
-    for f in [
-        JobFilter::default(),
-        JobFilter {
-            kind: Some(JobKind::User),
-            ..Default::default()
-        },
-    ] {
+    let start = bulk_mixed(&e, 300, 4).await;
+    for f in [JobFilter::default(), job_filter(None, Some(JobKind::User))] {
         let before: Vec<Job> = all_jobs(&e)
             .await
             .into_iter()
@@ -461,33 +442,21 @@ async fn the_status_index_follows_every_transition() {
     finish_ok(&e.jobs, "node-a", &att, exited(1), T0 + 6).await;
     assert_indexed(&e, &job.job_id, JobStatus::Failed).await;
     let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-a", T0 + 7).await;
-    let timed_out = AttemptResult {
-        outcome: Outcome::TimedOut,
-        exit_code: None,
-        signal: Some(9),
-        message: None,
-    };
+    let timed_out = ended_by(Outcome::TimedOut, Some(9));
     finish_ok(&e.jobs, "node-a", &att, timed_out, T0 + 8).await;
     assert_indexed(&e, &job.job_id, JobStatus::TimedOut).await;
 
     // cancel while running: still running until the agent reports.
-    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-a", T0 + 9).await;
-    e.jobs.start(TENANT, "node-a", &att, T0 + 10).await.unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("sleep 9"), "node-a", T0 + 9, T0 + 10).await;
     e.jobs.cancel(TENANT, &job.job_id, T0 + 11).await.unwrap();
     assert_indexed(&e, &job.job_id, JobStatus::Running).await;
-    let cancelled = AttemptResult {
-        outcome: Outcome::Cancelled,
-        exit_code: None,
-        signal: Some(15),
-        message: None,
-    };
+    let cancelled = ended_by(Outcome::Cancelled, Some(15));
     finish_ok(&e.jobs, "node-a", &att, cancelled, T0 + 12).await;
     assert_indexed(&e, &job.job_id, JobStatus::Cancelled).await;
 
     // requeue on a dead agent: back to queued, no longer listed under node-a, then assigned
     // to node-b.
-    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-a", T0 + 13).await;
-    e.jobs.start(TENANT, "node-a", &att, T0 + 14).await.unwrap();
+    let (job, _) = submit_and_start(&e, epoch, shell("sleep 9"), "node-a", T0 + 13, T0 + 14).await;
     let t_dead = T0 + 14 + ms(c.dead_after);
     let r = e.jobs.sweep_tenant(TENANT, epoch, t_dead, 0).await.unwrap();
     assert_eq!(r.requeued, 1, "{r:?}");
@@ -521,14 +490,7 @@ async fn the_status_index_follows_every_transition() {
 #[tokio::test]
 async fn the_migration_indexes_jobs_stored_before_the_indexes() {
     let e = env().await;
-    let jobs = bulk(&e, 60, |i| {
-        if i % 5 == 0 {
-            JobKind::Reconciler
-        } else {
-            JobKind::User
-        }
-    })
-    .await;
+    let jobs = bulk_mixed(&e, 60, 5).await;
     for j in jobs.iter().step_by(4) {
         e.jobs.cancel(TENANT, &j.job_id, T0 + 100).await.unwrap();
     }
@@ -548,10 +510,7 @@ async fn the_migration_indexes_jobs_stored_before_the_indexes() {
                 .unwrap();
         }
     }
-    let user = JobFilter {
-        kind: Some(JobKind::User),
-        ..Default::default()
-    };
+    let user = job_filter(None, Some(JobKind::User));
     assert!(e.jobs.list(TENANT, &user).await.unwrap().is_empty());
     // The records themselves still list.
     assert_eq!(listed_jobs(&e.jobs, TENANT).await.len(), 60);
@@ -582,19 +541,9 @@ async fn the_migration_indexes_jobs_stored_before_the_indexes() {
     let all = all_jobs(&e).await;
     for f in [
         user.clone(),
-        JobFilter {
-            kind: Some(JobKind::Reconciler),
-            ..Default::default()
-        },
-        JobFilter {
-            status: Some(JobStatus::Cancelled),
-            ..Default::default()
-        },
-        JobFilter {
-            status: Some(JobStatus::Queued),
-            kind: Some(JobKind::User),
-            ..Default::default()
-        },
+        job_filter(None, Some(JobKind::Reconciler)),
+        job_filter(Some(JobStatus::Cancelled), None),
+        job_filter(Some(JobStatus::Queued), Some(JobKind::User)),
     ] {
         let want = expected(&all, &f);
         assert!(!want.is_empty(), "{f:?}");

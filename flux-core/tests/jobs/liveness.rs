@@ -20,10 +20,7 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
         .start(TENANT, "node-a", &att1, T0 + 10)
         .await
         .unwrap();
-    e.jobs
-        .append_output(TENANT, "node-a", &att1, chunk(0, Stream::Stdout, "tick\n"))
-        .await
-        .unwrap();
+    upload(&e.jobs, "node-a", &att1, chunk(0, Stream::Stdout, "tick\n")).await;
     // node-a stops heartbeating after T0.
 
     let t_unreach = T0 + ms(c.unreachable_after);
@@ -152,14 +149,9 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
 
 #[tokio::test]
 async fn an_attempt_not_started_in_time_is_requeued() {
-    let c = JobsConfig {
-        start_timeout: Duration::from_secs(5),
-        ..cfg()
-    };
+    let c = cfg_with_start_timeout(Duration::from_secs(5));
     let start_timeout = ms(c.start_timeout);
-    let e = env_with(c).await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_cfg_and_agent(c, "node-1").await;
     let (job, att1) = submit_and_assign(&e, epoch, shell("true"), "node-1", T0).await;
 
     // The agent stays alive but never starts the attempt.
@@ -167,10 +159,7 @@ async fn an_attempt_not_started_in_time_is_requeued() {
     heartbeat(&e.jobs, TENANT, "node-1", &[], before).await;
     let r = e.jobs.sweep_tenant(TENANT, epoch, before, 0).await.unwrap();
     assert_eq!(r.requeued, 0, "{r:?}");
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Assigned
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Assigned);
 
     let after = T0 + start_timeout + 1;
     heartbeat(&e.jobs, TENANT, "node-1", &[], after).await;
@@ -210,14 +199,9 @@ async fn an_attempt_not_started_in_time_is_requeued() {
 
 #[tokio::test]
 async fn a_job_out_of_attempts_fails_instead_of_looping() {
-    let c = JobsConfig {
-        start_timeout: Duration::from_secs(5),
-        ..cfg()
-    };
+    let c = cfg_with_start_timeout(Duration::from_secs(5));
     let start_timeout = ms(c.start_timeout);
-    let e = env_with(c).await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
+    let (e, epoch) = env_with_cfg_and_agent(c, "node-1").await;
     let req = SubmitJob {
         max_attempts: Some(2),
         ..shell("true")
@@ -266,8 +250,7 @@ async fn a_job_out_of_attempts_fails_instead_of_looping() {
 async fn a_heartbeat_that_wins_against_the_dead_mark_keeps_the_attempt() {
     let (e, epoch) = env_with_agent("node-1").await;
     let c = cfg();
-    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("sleep 100"), "node-1", T0, T0).await;
     let r = e
         .jobs
         .sweep_tenant(TENANT, epoch, T0 + ms(c.unreachable_after), 0)
@@ -412,14 +395,11 @@ async fn heartbeats_write_nothing_and_a_node_publishes_one_record_per_interval()
 
 #[tokio::test]
 async fn an_agent_that_stops_heartbeating_goes_unreachable_then_dead_and_its_attempt_is_requeued() {
-    let e = env().await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let c = cfg();
-    let epoch = e.store.next_epoch().await.unwrap();
     // The agent talks to node A (e.jobs); another node leads.
     let leader = node(&e);
-    register(&e.jobs, TENANT, "node-1", T0).await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 10).await.unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("sleep 100"), "node-1", T0, T0 + 10).await;
 
     // Heard from for 20 s through node A's records only: the leader keeps it online.
     let mut t = T0;
@@ -492,11 +472,9 @@ async fn an_agent_that_stops_heartbeating_goes_unreachable_then_dead_and_its_att
 
 #[tokio::test]
 async fn an_agent_heard_from_again_is_back_online() {
-    let e = env().await;
+    let (e, epoch) = env_with_agent("node-1").await;
     let c = cfg();
-    let epoch = e.store.next_epoch().await.unwrap();
     let leader = node(&e);
-    register(&e.jobs, TENANT, "node-1", T0).await;
 
     // Node A hears from the agent but has not published yet when the leader sweeps.
     heartbeat(&e.jobs, TENANT, "node-1", &[], T0 + 5000).await;

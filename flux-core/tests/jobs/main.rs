@@ -29,10 +29,7 @@ use flux_core::model::{
 use flux_core::store::{self, DynStore, Epoch, Key, Op, StoreError, Version};
 use flux_core::testing::BeforeCommit;
 
-use common::{entries, exited, jobs_with_status, listed_jobs, open_redb};
-
-const T0: Millis = 1_700_000_000_000;
-const TENANT: &str = "acme";
+use common::{T0, TENANT, ended_by, entries, exited, jobs_with_status, listed_jobs, open_redb};
 
 fn ms(d: Duration) -> Millis {
     d.as_millis() as Millis
@@ -40,6 +37,14 @@ fn ms(d: Duration) -> Millis {
 
 fn cfg() -> JobsConfig {
     JobsConfig::default()
+}
+
+/// The default configuration, with attempts requeued when not started within `d`.
+fn cfg_with_start_timeout(d: Duration) -> JobsConfig {
+    JobsConfig {
+        start_timeout: d,
+        ..cfg()
+    }
 }
 
 struct Env {
@@ -64,10 +69,35 @@ async fn env() -> Env {
 
 /// A fresh store and job service, the epoch of a leader, and agent `node` registered at `T0`.
 async fn env_with_agent(node: &str) -> (Env, Epoch) {
+    env_with_cfg_and_agent(cfg(), node).await
+}
+
+/// A fresh store and job service, the epoch of a leader, and agents `nodes` registered at `T0`.
+async fn env_with_agents(nodes: impl IntoIterator<Item = String>) -> (Env, Epoch) {
     let e = env().await;
+    let epoch = e.store.next_epoch().await.unwrap();
+    for node in nodes {
+        register(&e.jobs, TENANT, &node, T0).await;
+    }
+    (e, epoch)
+}
+
+/// [`env_with_agent`], with the job service configured by `cfg`.
+async fn env_with_cfg_and_agent(cfg: JobsConfig, node: &str) -> (Env, Epoch) {
+    let e = env_with(cfg).await;
     let epoch = e.store.next_epoch().await.unwrap();
     register(&e.jobs, TENANT, node, T0).await;
     (e, epoch)
+}
+
+/// [`env_with_agent`] for `node-1`, with the job service storing at most `cap` bytes of output
+/// per attempt.
+async fn env_with_output_cap(cap: u64) -> (Env, Epoch) {
+    let c = JobsConfig {
+        output_cap_bytes: cap,
+        ..cfg()
+    };
+    env_with_cfg_and_agent(c, "node-1").await
 }
 
 fn shell(cmd: &str) -> SubmitJob {
@@ -123,11 +153,50 @@ async fn finish_ok(
         .unwrap()
 }
 
+/// The status job `job_id` has now.
+async fn status_of(jobs: &Jobs, job_id: &str) -> JobStatus {
+    jobs.get(TENANT, job_id).await.unwrap().status
+}
+
 /// The one task in an agent's inbox.
 async fn only_task(jobs: &Jobs, tenant: &str, node: &str) -> Task {
     let mut tasks = jobs.poll(tenant, node, 0).await.unwrap();
     assert_eq!(tasks.len(), 1, "inbox of {node}: {tasks:?}");
     tasks.pop().unwrap()
+}
+
+/// [`submit_and_assign`], then `node` starts the attempt at `started`.
+async fn submit_and_start(
+    e: &Env,
+    epoch: Epoch,
+    req: SubmitJob,
+    node: &str,
+    now: Millis,
+    started: Millis,
+) -> (Job, String) {
+    let (job, att) = submit_and_assign(e, epoch, req, node, now).await;
+    e.jobs.start(TENANT, node, &att, started).await.unwrap();
+    (job, att)
+}
+
+/// `node` uploads chunk `c` of the output of attempt `att`.
+async fn upload(jobs: &Jobs, node: &str, att: &str, c: OutputChunk) {
+    jobs.append_output(TENANT, node, att, c).await.unwrap();
+}
+
+/// `node` reports the end of attempt `att` at `now` carrying the last output `tail`; returns
+/// whether it was recorded.
+async fn finish_carrying(
+    jobs: &Jobs,
+    node: &str,
+    att: &str,
+    result: AttemptResult,
+    tail: &[OutputChunk],
+    now: Millis,
+) -> bool {
+    jobs.finish_with_output(TENANT, node, att, result, tail, now)
+        .await
+        .unwrap()
 }
 
 /// Every object of a tenant, with its version, for "nothing was written" checks.

@@ -87,15 +87,13 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
             .unwrap();
     }
     // A repeated chunk is accepted and ignored; a gap is refused.
-    e.jobs
-        .append_output(
-            TENANT,
-            "node-1",
-            &att_id,
-            chunk(1, Stream::Stderr, "DUPLICATE"),
-        )
-        .await
-        .unwrap();
+    upload(
+        &e.jobs,
+        "node-1",
+        &att_id,
+        chunk(1, Stream::Stderr, "DUPLICATE"),
+    )
+    .await;
     let gap = e
         .jobs
         .append_output(TENANT, "node-1", &att_id, chunk(7, Stream::Stdout, "x"))
@@ -150,8 +148,7 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
 #[tokio::test]
 async fn a_second_result_for_the_same_attempt_changes_nothing() {
     let (e, epoch) = env_with_agent("node-1").await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("false"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("false"), "node-1", T0, T0 + 1).await;
 
     assert!(finish_ok(&e.jobs, "node-1", &att, exited(3), T0 + 10).await);
     let first = e.jobs.get(TENANT, &job.job_id).await.unwrap();
@@ -178,10 +175,7 @@ async fn a_second_result_for_the_same_attempt_changes_nothing() {
         first_attempt
     );
     // Output after the result is not stored either.
-    e.jobs
-        .append_output(TENANT, "node-1", &att, chunk(0, Stream::Stdout, "late"))
-        .await
-        .unwrap();
+    upload(&e.jobs, "node-1", &att, chunk(0, Stream::Stdout, "late")).await;
     assert!(e.jobs.output(TENANT, &att, 0).await.unwrap().is_empty());
 }
 
@@ -201,27 +195,18 @@ async fn stored_cost(store: &DynStore, att: &str) -> u64 {
 #[tokio::test]
 async fn output_beyond_the_cap_is_counted_not_stored() {
     let cap = 200u64;
-    let e = env_with(JobsConfig {
-        output_cap_bytes: cap,
-        ..cfg()
-    })
-    .await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("yes"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
+    let (e, epoch) = env_with_output_cap(cap).await;
+    let (job, att) = submit_and_start(&e, epoch, shell("yes"), "node-1", T0, T0).await;
 
     let sent = ["0123456789", "abcdefghij", "XYZ\n\"q\"", "more", "and more"];
     for (seq, data) in sent.iter().enumerate() {
-        e.jobs
-            .append_output(
-                TENANT,
-                "node-1",
-                &att,
-                chunk(seq as u64, Stream::Stdout, data),
-            )
-            .await
-            .unwrap();
+        upload(
+            &e.jobs,
+            "node-1",
+            &att,
+            chunk(seq as u64, Stream::Stdout, data),
+        )
+        .await;
     }
     let sent_bytes: u64 = sent.iter().map(|s| s.len() as u64).sum();
     let stored: String = e
@@ -286,20 +271,10 @@ async fn output_beyond_the_cap_is_counted_not_stored() {
 #[tokio::test]
 async fn a_flood_of_tiny_chunks_stores_no_more_than_the_cap() {
     let cap = 4096u64;
-    let e = env_with(JobsConfig {
-        output_cap_bytes: cap,
-        ..cfg()
-    })
-    .await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("yes"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
+    let (e, epoch) = env_with_output_cap(cap).await;
+    let (job, att) = submit_and_start(&e, epoch, shell("yes"), "node-1", T0, T0).await;
     for seq in 0..3000u64 {
-        e.jobs
-            .append_output(TENANT, "node-1", &att, chunk(seq, Stream::Stdout, "x"))
-            .await
-            .unwrap();
+        upload(&e.jobs, "node-1", &att, chunk(seq, Stream::Stdout, "x")).await;
     }
     let cost = stored_cost(&e.store, &att).await;
     assert!(
@@ -417,10 +392,7 @@ async fn attempts_belong_to_the_registration_that_received_them() {
     assert_ne!(s1, s2);
     let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
     assert_eq!(a.state, AttemptState::Abandoned, "{a:?}");
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
     // The old session is refused now; the new one does not get the old attempt.
     let err = e
         .jobs
@@ -470,21 +442,13 @@ async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
     let (job, att) = submit_and_assign(&e, epoch, shell("echo a; echo b"), "node-1", T0).await;
     e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
     // Output uploaded while the command ran, then the rest with the result.
-    e.jobs
-        .append_output(TENANT, "node-1", &att, chunk(0, Stream::Stdout, "a\n"))
-        .await
-        .unwrap();
+    upload(&e.jobs, "node-1", &att, chunk(0, Stream::Stdout, "a\n")).await;
     let first_chunk = chunk_versions(&e.store, &att).await;
     let tail = [
         chunk(1, Stream::Stderr, "warn\n"),
         chunk(2, Stream::Stdout, "b\n"),
     ];
-    assert!(
-        e.jobs
-            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 5)
-            .await
-            .unwrap()
-    );
+    assert!(finish_carrying(&e.jobs, "node-1", &att, exited(0), &tail, T0 + 5).await);
     assert_eq!(
         stored_output(&e.jobs, &att).await,
         vec![
@@ -524,26 +488,16 @@ async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
 #[tokio::test]
 async fn a_repeated_result_with_its_output_stores_the_output_once() {
     let (e, epoch) = env_with_agent("node-1").await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("echo x"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("echo x"), "node-1", T0, T0 + 1).await;
     let tail = [
         chunk(0, Stream::Stdout, "x\n"),
         chunk(1, Stream::Stderr, "e\n"),
     ];
-    assert!(
-        e.jobs
-            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 2)
-            .await
-            .unwrap()
-    );
+    assert!(finish_carrying(&e.jobs, "node-1", &att, exited(0), &tail, T0 + 2).await);
     let after_first = snapshot(&e.store, TENANT).await;
     // The agent did not hear the answer and sends the same report again: nothing changes.
     for _ in 0..2 {
-        let again = e
-            .jobs
-            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 9)
-            .await
-            .unwrap();
+        let again = finish_carrying(&e.jobs, "node-1", &att, exited(0), &tail, T0 + 9).await;
         assert!(!again, "a repeated result must not be recorded");
     }
     assert_eq!(snapshot(&e.store, TENANT).await, after_first);
@@ -557,22 +511,13 @@ async fn a_repeated_result_with_its_output_stores_the_output_once() {
 #[tokio::test]
 async fn carried_chunks_already_uploaded_are_not_duplicated() {
     let (e, epoch) = env_with_agent("node-1").await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("echo"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
-    e.jobs
-        .append_output(TENANT, "node-1", &att, chunk(0, Stream::Stdout, "one\n"))
-        .await
-        .unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("echo"), "node-1", T0, T0 + 1).await;
+    upload(&e.jobs, "node-1", &att, chunk(0, Stream::Stdout, "one\n")).await;
     let tail = [
         chunk(0, Stream::Stdout, "DUPLICATE"),
         chunk(1, Stream::Stdout, "two\n"),
     ];
-    assert!(
-        e.jobs
-            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 2)
-            .await
-            .unwrap()
-    );
+    assert!(finish_carrying(&e.jobs, "node-1", &att, exited(0), &tail, T0 + 2).await);
     assert_eq!(
         stored_output(&e.jobs, &att).await,
         vec![
@@ -587,35 +532,21 @@ async fn carried_chunks_already_uploaded_are_not_duplicated() {
 #[tokio::test]
 async fn output_carried_with_a_result_is_held_to_the_cap() {
     let cap = 200u64;
-    let e = env_with(JobsConfig {
-        output_cap_bytes: cap,
-        ..cfg()
-    })
+    let (e, epoch) = env_with_output_cap(cap).await;
+    let (job, att) = submit_and_start(&e, epoch, shell("yes"), "node-1", T0, T0).await;
+    upload(
+        &e.jobs,
+        "node-1",
+        &att,
+        chunk(0, Stream::Stdout, "0123456789"),
+    )
     .await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    register(&e.jobs, TENANT, "node-1", T0).await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("yes"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0).await.unwrap();
-    e.jobs
-        .append_output(
-            TENANT,
-            "node-1",
-            &att,
-            chunk(0, Stream::Stdout, "0123456789"),
-        )
-        .await
-        .unwrap();
     let big = "y\n".repeat(200);
     let tail = [
         chunk(1, Stream::Stdout, &big),
         chunk(2, Stream::Stderr, "never stored"),
     ];
-    assert!(
-        e.jobs
-            .finish_with_output(TENANT, "node-1", &att, exited(0), &tail, T0 + 1)
-            .await
-            .unwrap()
-    );
+    assert!(finish_carrying(&e.jobs, "node-1", &att, exited(0), &tail, T0 + 1).await);
     let cost = stored_cost(&e.store, &att).await;
     assert!(cost <= cap, "{cost} stored bytes over a cap of {cap}");
     let stored: String = stored_output(&e.jobs, &att)
@@ -635,10 +566,7 @@ async fn output_carried_with_a_result_is_held_to_the_cap() {
         "truncation is counted"
     );
     assert_eq!(a.output_seq, 3);
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Succeeded
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Succeeded);
 }
 
 /// An attempt taken away from its agent (dead, its job requeued) does not get the output of
@@ -647,8 +575,7 @@ async fn output_carried_with_a_result_is_held_to_the_cap() {
 async fn a_result_for_an_attempt_taken_away_does_not_record_its_output() {
     let (e, epoch) = env_with_agent("node-a").await;
     let c = cfg();
-    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-a", T0).await;
-    e.jobs.start(TENANT, "node-a", &att, T0 + 1).await.unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("sleep 100"), "node-a", T0, T0 + 1).await;
     let t_dead = T0 + ms(c.dead_after);
     let r = e.jobs.sweep_tenant(TENANT, epoch, t_dead, 0).await.unwrap();
     assert_eq!((r.marked_dead, r.requeued), (1, 1), "{r:?}");
@@ -658,11 +585,7 @@ async fn a_result_for_an_attempt_taken_away_does_not_record_its_output() {
     );
     let before = snapshot(&e.store, TENANT).await;
     let tail = [chunk(0, Stream::Stdout, "late output\n")];
-    let recorded = e
-        .jobs
-        .finish_with_output(TENANT, "node-a", &att, exited(0), &tail, t_dead + 1)
-        .await
-        .unwrap();
+    let recorded = finish_carrying(&e.jobs, "node-a", &att, exited(0), &tail, t_dead + 1).await;
     assert!(!recorded);
     assert_eq!(
         snapshot(&e.store, TENANT).await,
@@ -670,17 +593,13 @@ async fn a_result_for_an_attempt_taken_away_does_not_record_its_output() {
         "a late result wrote"
     );
     assert!(stored_output(&e.jobs, &att).await.is_empty());
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
 }
 
 #[tokio::test]
 async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
     let (e, epoch) = env_with_agent("node-1").await;
-    let (_, att) = submit_and_assign(&e, epoch, shell("echo"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let (_, att) = submit_and_start(&e, epoch, shell("echo"), "node-1", T0, T0 + 1).await;
     let before = snapshot(&e.store, TENANT).await;
 
     let many: Vec<OutputChunk> = (0..=ResultReport::MAX_CHUNKS as u64)
@@ -714,21 +633,10 @@ async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn an_interrupted_run_keeps_its_carried_output_and_is_requeued() {
     let (e, epoch) = env_with_agent("node-1").await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 9"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
-    let cancelled = AttemptResult {
-        outcome: Outcome::Cancelled,
-        exit_code: None,
-        signal: None,
-        message: None,
-    };
+    let (job, att) = submit_and_start(&e, epoch, shell("sleep 9"), "node-1", T0, T0 + 1).await;
+    let cancelled = ended_by(Outcome::Cancelled, None);
     let tail = [chunk(0, Stream::Stdout, "partial\n")];
-    assert!(
-        e.jobs
-            .finish_with_output(TENANT, "node-1", &att, cancelled, &tail, T0 + 2)
-            .await
-            .unwrap()
-    );
+    assert!(finish_carrying(&e.jobs, "node-1", &att, cancelled, &tail, T0 + 2).await);
     assert_eq!(
         stored_output(&e.jobs, &att).await,
         vec![(0, Stream::Stdout, "partial\n".to_string())]
@@ -736,10 +644,7 @@ async fn an_interrupted_run_keeps_its_carried_output_and_is_requeued() {
     let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
     assert_eq!(a.state, AttemptState::Abandoned, "{a:?}");
     assert_eq!(a.output_seq, 1);
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
 }
 
 // ---- facts and admin labels ------------------------------------------------------------------
@@ -846,14 +751,8 @@ async fn admin_labels_survive_registration_and_win_in_placement() {
     web.selector = Selector::parse("role in (web),zone=a").unwrap();
     let (web, _) = e.jobs.submit(TENANT, "alice", web, T0).await.unwrap();
     schedule_pass(&e.jobs, epoch, T0 + 2).await;
-    assert_eq!(
-        e.jobs.get(TENANT, &web.job_id).await.unwrap().status,
-        JobStatus::Assigned
-    );
-    assert_eq!(
-        e.jobs.get(TENANT, &db.job_id).await.unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(status_of(&e.jobs, &web.job_id).await, JobStatus::Assigned);
+    assert_eq!(status_of(&e.jobs, &db.job_id).await, JobStatus::Queued);
     // Unknown agents and bad changes are refused; nothing changes.
     assert!(matches!(
         e.jobs.label_agent(TENANT, "ghost", &set).await,

@@ -4,16 +4,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use flux_core::jobs::ScheduleReport;
+use flux_core::jobs::index::Indexes;
+
 use super::*;
 
 // ---- 7. fencing ----------------------------------------------------------------------------
 
 #[tokio::test]
 async fn a_stale_leader_can_neither_schedule_nor_sweep() {
-    let c = JobsConfig {
-        start_timeout: Duration::from_secs(5),
-        ..cfg()
-    };
+    let c = cfg_with_start_timeout(Duration::from_secs(5));
     let (start_timeout, dead_after) = (ms(c.start_timeout), ms(c.dead_after));
     let e = env_with(c).await;
     register(&e.jobs, TENANT, "node-1", T0).await;
@@ -34,10 +34,7 @@ async fn a_stale_leader_can_neither_schedule_nor_sweep() {
         .unwrap_err();
     assert!(is_fenced(&err, old, new), "{err:?}");
     assert_eq!(snapshot(&e.store, TENANT).await, before);
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
 
     // The current leader can.
     assert_eq!(schedule_pass(&e.jobs, new, T0).await, 1);
@@ -79,10 +76,7 @@ async fn a_queue_full_of_jobs_for_an_absent_agent_does_not_stop_the_others() {
     low.priority = Some(-10);
     let (job, _) = e.jobs.submit(TENANT, "alice", low, T0).await.unwrap();
     assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
-    assert_eq!(
-        e.jobs.get(TENANT, &job.job_id).await.unwrap().status,
-        JobStatus::Assigned
-    );
+    assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Assigned);
 }
 
 #[tokio::test]
@@ -144,10 +138,7 @@ async fn jobs_no_free_agent_can_take_do_not_use_up_the_pass() {
         .await
         .unwrap();
     assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
-    assert_eq!(
-        e.jobs.get(TENANT, &plain.job_id).await.unwrap().status,
-        JobStatus::Assigned
-    );
+    assert_eq!(status_of(&e.jobs, &plain.job_id).await, JobStatus::Assigned);
 }
 
 #[tokio::test]
@@ -250,6 +241,22 @@ async fn inbox_counts(store: &DynStore) -> BTreeMap<String, usize> {
     m
 }
 
+/// A leader's job service reading through `store`, and its scheduler's view.
+fn leader_on(store: DynStore) -> (Jobs, Indexes) {
+    let leader = Jobs::new(store, cfg());
+    let indexes = leader.scheduler_indexes();
+    (leader, indexes)
+}
+
+/// One scheduling pass of `leader` from its view `indexes` over the tenant at `T0`, with no cap
+/// on running jobs.
+async fn indexed_pass(leader: &Jobs, indexes: &mut Indexes, epoch: Epoch) -> ScheduleReport {
+    leader
+        .schedule_indexed(indexes, TENANT, epoch, T0, None)
+        .await
+        .unwrap()
+}
+
 async fn submit_many(e: &Env, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..n {
@@ -267,11 +274,7 @@ async fn submit_many(e: &Env, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_pass_assigns_every_job_it_can_in_one_batch_spread_over_the_agents() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    for i in 0..50 {
-        register(&e.jobs, TENANT, &format!("node-{i:02}"), T0).await;
-    }
+    let (e, epoch) = env_with_agents((0..50).map(|i| format!("node-{i:02}"))).await;
     let ids = submit_many(&e, 120).await;
     let counting = Counting::wrap(e.store.clone());
     let leader = Jobs::new(counting.clone(), cfg());
@@ -300,11 +303,7 @@ async fn a_pass_assigns_every_job_it_can_in_one_batch_spread_over_the_agents() {
 
 #[tokio::test]
 async fn a_conflict_in_a_batch_leaves_the_others_assigned_and_its_job_queued() {
-    let e = env().await;
-    let epoch = e.store.next_epoch().await.unwrap();
-    for i in 0..3 {
-        register(&e.jobs, TENANT, &format!("node-{i}"), T0).await;
-    }
+    let (e, epoch) = env_with_agents((0..3).map(|i| format!("node-{i}"))).await;
     let ids = submit_many(&e, 10).await;
     let counting = Counting::wrap(e.store.clone());
     // Just before the batch lands, another writer moves the fifth job's record.
@@ -314,12 +313,8 @@ async fn a_conflict_in_a_batch_leaves_the_others_assigned_and_its_job_queued() {
         let v = inner.get(&k).await.unwrap().unwrap();
         inner.put(k, v.value, store::Expect::Any).await.unwrap();
     }));
-    let leader = Jobs::new(counting.clone(), cfg());
-    let mut indexes = leader.scheduler_indexes();
-    let r = leader
-        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
-        .await
-        .unwrap();
+    let (leader, mut indexes) = leader_on(counting.clone());
+    let r = indexed_pass(&leader, &mut indexes, epoch).await;
     assert_eq!((r.assigned, r.conflicts), (9, 1));
     assert_eq!(counting.batches(), [10]);
     for (i, id) in ids.iter().enumerate() {
@@ -338,15 +333,9 @@ async fn a_conflict_in_a_batch_leaves_the_others_assigned_and_its_job_queued() {
     assert!(e.jobs.attempts(TENANT, raced).await.unwrap().is_empty());
     assert_eq!(inbox_counts(&e.store).await.values().sum::<usize>(), 9);
     // The next pass takes it, from the same view.
-    let r = leader
-        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
-        .await
-        .unwrap();
+    let r = indexed_pass(&leader, &mut indexes, epoch).await;
     assert_eq!((r.assigned, r.conflicts), (1, 0));
-    assert_eq!(
-        e.jobs.get(TENANT, raced).await.unwrap().status,
-        JobStatus::Assigned
-    );
+    assert_eq!(status_of(&e.jobs, raced).await, JobStatus::Assigned);
 }
 
 #[tokio::test]
@@ -354,12 +343,8 @@ async fn the_leaders_view_reads_only_what_changed_and_a_stale_agent_costs_a_conf
     let (e, epoch) = env_with_agent("node-1").await;
     submit_many(&e, 2).await;
     let counting = Counting::wrap(e.store.clone());
-    let leader = Jobs::new(counting.clone(), cfg());
-    let mut indexes = leader.scheduler_indexes();
-    let r = leader
-        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
-        .await
-        .unwrap();
+    let (leader, mut indexes) = leader_on(counting.clone());
+    let r = indexed_pass(&leader, &mut indexes, epoch).await;
     assert_eq!(r.assigned, 2);
     let lists = counting.lists.load(Ordering::SeqCst);
     assert_eq!(
@@ -372,10 +357,7 @@ async fn the_leaders_view_reads_only_what_changed_and_a_stale_agent_costs_a_conf
     let ids = submit_many(&e, 6).await;
     register(&e.jobs, TENANT, "node-2", T0).await;
     counting.gets.store(0, Ordering::SeqCst);
-    let r = leader
-        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
-        .await
-        .unwrap();
+    let r = indexed_pass(&leader, &mut indexes, epoch).await;
     // node-1 had 2 free slots left, node-2 has 4.
     assert_eq!(r.assigned, 6);
     assert_eq!(counting.lists.load(Ordering::SeqCst), lists);
@@ -383,10 +365,7 @@ async fn the_leaders_view_reads_only_what_changed_and_a_stale_agent_costs_a_conf
     // view's own writes (its assignments) are not read back.
     assert_eq!(counting.gets.load(Ordering::SeqCst), 7 + 6);
     for id in &ids {
-        assert_eq!(
-            e.jobs.get(TENANT, id).await.unwrap().status,
-            JobStatus::Assigned
-        );
+        assert_eq!(status_of(&e.jobs, id).await, JobStatus::Assigned);
     }
     assert_eq!(
         inbox_counts(&e.store).await,
@@ -412,20 +391,11 @@ async fn the_leaders_view_reads_only_what_changed_and_a_stale_agent_costs_a_conf
             inner.put(k, bytes, store::Expect::Any).await.unwrap();
         }
     }));
-    let r = leader
-        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
-        .await
-        .unwrap();
+    let r = indexed_pass(&leader, &mut indexes, epoch).await;
     assert_eq!((r.assigned, r.conflicts), (0, 1));
-    assert_eq!(
-        e.jobs.get(TENANT, &late).await.unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(status_of(&e.jobs, &late).await, JobStatus::Queued);
     // Both agents now hold more than their one slot: nothing is assigned.
-    let r = leader
-        .schedule_indexed(&mut indexes, TENANT, epoch, T0, None)
-        .await
-        .unwrap();
+    let r = indexed_pass(&leader, &mut indexes, epoch).await;
     assert_eq!(r, Default::default());
     assert_eq!(counting.lists.load(Ordering::SeqCst), lists);
 }

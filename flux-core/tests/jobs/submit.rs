@@ -74,11 +74,7 @@ async fn idempotency_key_returns_the_first_job_or_a_conflict() {
 
 #[tokio::test]
 async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
-    let e = env_with(JobsConfig {
-        start_timeout: Duration::from_secs(5),
-        ..cfg()
-    })
-    .await;
+    let e = env_with(cfg_with_start_timeout(Duration::from_secs(5))).await;
     let epoch = e.store.next_epoch().await.unwrap();
 
     // Queued: cancelled at once, never scheduled.
@@ -102,8 +98,7 @@ async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
 
     // Running: the agent is asked through its inbox; the job ends when it reports.
     let t = T0 + 10;
-    let (job, att) = submit_and_assign(&e, epoch, shell("sleep 600"), "node-1", t).await;
-    e.jobs.start(TENANT, "node-1", &att, t).await.unwrap();
+    let (job, att) = submit_and_start(&e, epoch, shell("sleep 600"), "node-1", t, t).await;
     let seen = only_task(&e.jobs, TENANT, "node-1").await.revision;
     let c = e.jobs.cancel(TENANT, &job.job_id, t + 1).await.unwrap();
     assert!(c.cancel_requested);
@@ -130,12 +125,7 @@ async fn cancel_ends_queued_jobs_and_asks_the_agent_to_stop_running_ones() {
         .unwrap();
     assert_eq!(reply.cancel, vec![att.clone()], "{reply:?}");
 
-    let result = AttemptResult {
-        outcome: Outcome::Cancelled,
-        exit_code: None,
-        signal: Some(15),
-        message: None,
-    };
+    let result = ended_by(Outcome::Cancelled, Some(15));
     assert!(finish_ok(&e.jobs, "node-1", &att, result, t + 2).await);
     let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);

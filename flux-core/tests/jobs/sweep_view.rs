@@ -52,8 +52,7 @@ async fn scenario(viewed: bool) -> Vec<Step> {
     let epoch = e.store.next_epoch().await.unwrap();
     let other = Jobs::new(e.store.clone(), cfg());
     register(&e.jobs, TENANT, "node-a", T0).await;
-    let (_, att) = submit_and_assign(&e, epoch, shell("sleep 100"), "node-a", T0).await;
-    e.jobs.start(TENANT, "node-a", &att, T0 + 10).await.unwrap();
+    let _ = submit_and_start(&e, epoch, shell("sleep 100"), "node-a", T0, T0 + 10).await;
     register(&e.jobs, TENANT, "node-b", T0).await;
     register(&e.jobs, TENANT, "node-c", T0).await;
     let unreachable = T0 + ms(c.unreachable_after);
