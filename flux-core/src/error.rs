@@ -25,7 +25,6 @@ use crate::backup::BackupError;
 use crate::jobs::JobError;
 use crate::quota::QuotaError;
 use crate::rollout::RolloutError;
-use crate::state::StateError;
 use crate::store::StoreError;
 
 /// The kind of a failure, independent of which service reported it.
@@ -94,20 +93,83 @@ impl HasKind for JobError {
     }
 }
 
-impl HasKind for StateError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            StateError::NotFound(_) => ErrorKind::NotFound,
-            StateError::Invalid(_) => ErrorKind::Invalid,
-            StateError::Conflict(_) => ErrorKind::Conflict,
-            StateError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
-            StateError::Corrupt { .. } => ErrorKind::Corrupt,
-            StateError::Store(s) => s.kind(),
-            StateError::Jobs(j) => j.kind(),
-            StateError::Quota(_) => ErrorKind::QuotaExceeded,
+/// `impl From<StoreError> for $error`, the one rule of every service error with `Invalid` and
+/// `Store` variants: a key the store refuses (`InvalidKey`) is the caller's mistake, so
+/// `$error::Invalid`; any other store failure is carried as `$error::Store`.
+macro_rules! from_store_error {
+    ($error:ident) => {
+        impl From<$crate::store::StoreError> for $error {
+            fn from(e: $crate::store::StoreError) -> $error {
+                match e {
+                    $crate::store::StoreError::InvalidKey(m) => $error::Invalid(m),
+                    other => $error::Store(other),
+                }
+            }
         }
-    }
+    };
 }
+pub(crate) use from_store_error;
+
+/// The error of a service of stored, versioned specs written with CAS (desired states,
+/// schedules): its variants, `From<StoreError>` (`from_store_error`), `From<JobError>` (a
+/// store failure inside the job service stays a store failure) and its [`HasKind`]. The two
+/// services answer alike, so their errors are declared once; they stay two types, so that each
+/// says which service failed.
+macro_rules! spec_service_error {
+    ($(#[$doc:meta])* $error:ident, quota: $(#[$quota:meta])*) => {
+        $(#[$doc])*
+        #[derive(Debug, thiserror::Error)]
+        pub enum $error {
+            #[error("{0} not found")]
+            NotFound(String),
+            #[error("{0}")]
+            Invalid(String),
+            /// The object changed under the caller (a concurrent write, or a plan gone stale).
+            #[error("{0}")]
+            Conflict(String),
+            /// The version the caller named (`If-Match`, `If-None-Match`) is not the one stored.
+            #[error("{0}")]
+            PreconditionFailed(String),
+            #[error("corrupt object {key}: {reason}")]
+            Corrupt { key: String, reason: String },
+            #[error(transparent)]
+            Store($crate::store::StoreError),
+            #[error(transparent)]
+            Jobs($crate::jobs::JobError),
+            $(#[$quota])*
+            #[error(transparent)]
+            Quota($crate::quota::Refusal),
+        }
+
+        $crate::error::from_store_error!($error);
+
+        impl From<$crate::jobs::JobError> for $error {
+            fn from(e: $crate::jobs::JobError) -> $error {
+                match e {
+                    $crate::jobs::JobError::Store(s) => $error::Store(s),
+                    other => $error::Jobs(other),
+                }
+            }
+        }
+
+        impl $crate::error::HasKind for $error {
+            fn kind(&self) -> $crate::error::ErrorKind {
+                use $crate::error::ErrorKind;
+                match self {
+                    $error::NotFound(_) => ErrorKind::NotFound,
+                    $error::Invalid(_) => ErrorKind::Invalid,
+                    $error::Conflict(_) => ErrorKind::Conflict,
+                    $error::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
+                    $error::Corrupt { .. } => ErrorKind::Corrupt,
+                    $error::Store(s) => s.kind(),
+                    $error::Jobs(j) => j.kind(),
+                    $error::Quota(_) => ErrorKind::QuotaExceeded,
+                }
+            }
+        }
+    };
+}
+pub(crate) use spec_service_error;
 
 impl HasKind for AuthError {
     fn kind(&self) -> ErrorKind {
@@ -152,6 +214,7 @@ impl HasKind for QuotaError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StateError;
 
     #[test]
     fn wrapped_store_errors_keep_their_kind() {

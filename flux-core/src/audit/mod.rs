@@ -590,6 +590,34 @@ mod tests {
             .is_some()
     }
 
+    /// [`Audit::verify_tracked`] of acme's chain, which must answer.
+    async fn verified(a: &Audit, walk: Walk) -> Verification {
+        a.verify_tracked("acme", walk).await.unwrap()
+    }
+
+    /// Rewrites acme's record `seq` as `edit` changes it, as someone with access to the store
+    /// (and not to the key) could.
+    async fn tamper(s: &DynStore, seq: u64, edit: impl FnOnce(&mut Record)) {
+        let k = Key::new("acme", record_path(seq)).unwrap();
+        let mut r: Record =
+            serde_json::from_slice(&s.get(&k).await.unwrap().unwrap().value).unwrap();
+        edit(&mut r);
+        put_json(s, k, &r).await;
+    }
+
+    /// Writes `v` as JSON at `k`, past every rule of the audit log.
+    async fn put_json(s: &DynStore, k: Key, v: &impl Serialize) {
+        s.put(k, serde_json::to_vec(v).unwrap(), Expect::Any)
+            .await
+            .unwrap();
+    }
+
+    /// [`Audit::check_export`] of `export` as JSON, which must parse.
+    fn checked(a: &Audit, export: &impl Serialize) -> ExportCheck {
+        a.check_export(&serde_json::to_vec(export).unwrap())
+            .unwrap()
+    }
+
     fn ev(i: u64) -> Event {
         Event {
             at: 1000 + i,
@@ -641,9 +669,7 @@ mod tests {
 
         let mut r: Record = serde_json::from_slice(&original).unwrap();
         r.event.actor = "mallory".into();
-        s.put(k3.clone(), serde_json::to_vec(&r).unwrap(), Expect::Any)
-            .await
-            .unwrap();
+        put_json(&s, k3.clone(), &r).await;
         let v = a.verify("acme", None).await.unwrap();
         assert_eq!(
             (v.ok, v.problem.as_deref()),
@@ -653,15 +679,11 @@ mod tests {
         // Re-hashing the edited record (even with the right key) does not help: the next
         // link breaks; without the key not even the record itself verifies.
         r.hash = r.compute_hash(&[0; 32]);
-        s.put(k3.clone(), serde_json::to_vec(&r).unwrap(), Expect::Any)
-            .await
-            .unwrap();
+        put_json(&s, k3.clone(), &r).await;
         let v = a.verify("acme", None).await.unwrap();
         assert!(v.problem.unwrap().contains("record 3 was altered"));
         r.hash = r.compute_hash(&KEY);
-        s.put(k3.clone(), serde_json::to_vec(&r).unwrap(), Expect::Any)
-            .await
-            .unwrap();
+        put_json(&s, k3.clone(), &r).await;
         let v = a.verify("acme", None).await.unwrap();
         assert!(v.problem.unwrap().contains("record 4 does not link"));
 
@@ -700,13 +722,7 @@ mod tests {
             // The right key, but another tenant's head.
             Head::signed(&KEY, "globex", 4, r4.hash.clone()),
         ] {
-            s.put(
-                hk.clone(),
-                serde_json::to_vec(&forged).unwrap(),
-                Expect::Any,
-            )
-            .await
-            .unwrap();
+            put_json(&s, hk.clone(), &forged).await;
             let v = a.verify("acme", None).await.unwrap();
             assert!(!v.ok, "{forged:?} passed");
             assert!(v.problem.unwrap().contains("head"));
@@ -736,7 +752,7 @@ mod tests {
         for i in 3..6 {
             a.append(ev(i)).await.unwrap();
         }
-        assert!(a.verify_tracked("acme", Walk::Full).await.unwrap().ok);
+        assert!(verified(&a, Walk::Full).await.ok);
         assert!(file.exists());
         assert_eq!(
             std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
@@ -755,17 +771,11 @@ mod tests {
         assert!(restarted.verify("acme", None).await.unwrap().ok);
         restarted.load_checkpoints(&file).unwrap();
         assert_eq!(restarted.tracked_tenants(), vec!["acme".to_string()]);
-        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
+        let v = verified(&restarted, Walk::Full).await;
         assert!(!v.ok);
         assert!(v.problem.unwrap().contains("cut off"));
         // It keeps failing: a bad verification does not move the checkpoint.
-        assert!(
-            !restarted
-                .verify_tracked("acme", Walk::Full)
-                .await
-                .unwrap()
-                .ok
-        );
+        assert!(!verified(&restarted, Walk::Full).await.ok);
 
         // A restore through the API (a newer mark) supersedes the checkpoint, saying so.
         let backup = crate::backup::Backup {
@@ -787,7 +797,7 @@ mod tests {
         s.put(mark.key.clone(), mark.value.clone(), Expect::Any)
             .await
             .unwrap();
-        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
+        let v = verified(&restarted, Walk::Full).await;
         assert!(v.ok, "{v:?}");
         assert!(v.note.unwrap().contains("restored from a backup"));
         assert_eq!(v.checkpoint.unwrap().generation, 1);
@@ -797,29 +807,17 @@ mod tests {
 
         // The mark rolled back (deleted) below what the node saw: the store was rewritten.
         s.delete(mark.key.clone(), Expect::Any).await.unwrap();
-        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
+        let v = verified(&restarted, Walk::Full).await;
         assert!(v.problem.unwrap().contains("rolled back"));
         // A forged mark (no key) is no better.
         let forged = RestoreMark::new(&[0; 32], 5, 9);
-        s.put(
-            mark.key.clone(),
-            serde_json::to_vec(&forged).unwrap(),
-            Expect::Any,
-        )
-        .await
-        .unwrap();
-        let v = restarted.verify_tracked("acme", Walk::Full).await.unwrap();
+        put_json(&s, mark.key.clone(), &forged).await;
+        let v = verified(&restarted, Walk::Full).await;
         assert!(v.problem.unwrap().contains("restore mark was altered"));
         s.put(mark.key.clone(), mark.value.clone(), Expect::Any)
             .await
             .unwrap();
-        assert!(
-            restarted
-                .verify_tracked("acme", Walk::Full)
-                .await
-                .unwrap()
-                .ok
-        );
+        assert!(verified(&restarted, Walk::Full).await.ok);
 
         // An edited checkpoint file (moved back to record 1) is refused as a whole.
         let mut f: serde_json::Value =
@@ -828,7 +826,7 @@ mod tests {
         std::fs::write(&file, serde_json::to_vec(&f).unwrap()).unwrap();
         let edited = Audit::start(s.clone(), KEY);
         edited.load_checkpoints(&file).unwrap();
-        let v = edited.verify_tracked("acme", Walk::Full).await.unwrap();
+        let v = verified(&edited, Walk::Full).await;
         assert!(v.problem.unwrap().contains("was altered"));
     }
 
@@ -899,25 +897,16 @@ mod tests {
         for i in 0..1205 {
             a.append(ev(i)).await.unwrap();
         }
-        let first = a
-            .verify_tracked("acme", Walk::FromCheckpoint)
-            .await
-            .unwrap();
+        let first = verified(&a, Walk::FromCheckpoint).await;
         assert!(first.ok, "{first:?}");
         assert_eq!((first.records, first.walked), (1205, 1205));
         for i in 0..7 {
             a.append(ev(i)).await.unwrap();
         }
-        let next = a
-            .verify_tracked("acme", Walk::FromCheckpoint)
-            .await
-            .unwrap();
+        let next = verified(&a, Walk::FromCheckpoint).await;
         assert!(next.ok, "{next:?}");
         assert_eq!((next.records, next.walked), (1212, 8));
-        let again = a
-            .verify_tracked("acme", Walk::FromCheckpoint)
-            .await
-            .unwrap();
+        let again = verified(&a, Walk::FromCheckpoint).await;
         assert_eq!((again.ok, again.walked), (true, 1));
 
         // Scrubbing behind the checkpoint goes round in slices, and finds an old edit.
@@ -930,11 +919,7 @@ mod tests {
         assert_eq!(a.scrub("acme", 1000, &upto, 500).await.unwrap(), (0, None));
         let k = Key::new("acme", record_path(700)).unwrap();
         let original = s.get(&k).await.unwrap().unwrap().value;
-        let mut r: Record = serde_json::from_slice(&original).unwrap();
-        r.event.status = 500;
-        s.put(k.clone(), serde_json::to_vec(&r).unwrap(), Expect::Any)
-            .await
-            .unwrap();
+        tamper(&s, 700, |r| r.event.status = 500).await;
         assert_eq!(a.scrub("acme", 0, &upto, 500).await.unwrap(), (500, None));
         assert_eq!(
             a.scrub("acme", 500, &upto, 500).await.unwrap().1.as_deref(),
@@ -957,36 +942,18 @@ mod tests {
 
         // An edit past the checkpoint is found by the next walk from it.
         a.append(ev(99)).await.unwrap();
-        let k = Key::new("acme", record_path(1213)).unwrap();
-        let mut r: Record =
-            serde_json::from_slice(&s.get(&k).await.unwrap().unwrap().value).unwrap();
-        r.event.actor = "mallory".into();
-        s.put(k, serde_json::to_vec(&r).unwrap(), Expect::Any)
-            .await
-            .unwrap();
-        let v = a
-            .verify_tracked("acme", Walk::FromCheckpoint)
-            .await
-            .unwrap();
+        tamper(&s, 1213, |r| r.event.actor = "mallory".into()).await;
+        let v = verified(&a, Walk::FromCheckpoint).await;
         assert_eq!(v.problem.as_deref(), Some("record 1213 was altered"));
 
         // An edit behind the checkpoint needs the full walk; the checkpoint's own record is
         // read every time, so changing it is found either way.
-        let k = Key::new("acme", record_path(10)).unwrap();
-        let mut r: Record =
-            serde_json::from_slice(&s.get(&k).await.unwrap().unwrap().value).unwrap();
-        r.event.actor = "mallory".into();
-        s.put(k, serde_json::to_vec(&r).unwrap(), Expect::Any)
-            .await
-            .unwrap();
-        let full = a.verify_tracked("acme", Walk::Full).await.unwrap();
+        tamper(&s, 10, |r| r.event.actor = "mallory".into()).await;
+        let full = verified(&a, Walk::Full).await;
         assert_eq!(full.problem.as_deref(), Some("record 10 was altered"));
         let k = Key::new("acme", record_path(1212)).unwrap();
         s.delete(k, Expect::Any).await.unwrap();
-        let v = a
-            .verify_tracked("acme", Walk::FromCheckpoint)
-            .await
-            .unwrap();
+        let v = verified(&a, Walk::FromCheckpoint).await;
         assert!(
             v.problem
                 .unwrap()
@@ -1003,7 +970,7 @@ mod tests {
         for i in 0..30 {
             a.append(ev(i)).await.unwrap();
         }
-        assert!(a.verify_tracked("acme", Walk::Full).await.unwrap().ok);
+        assert!(verified(&a, Walk::Full).await.ok);
         let epoch = s
             .acquire_lease("n1", Duration::from_secs(30))
             .await
@@ -1037,33 +1004,24 @@ mod tests {
         let mut edited = f.clone();
         edited.records[3].event.actor = "mallory".into();
         assert_eq!(
-            a.check_export(&serde_json::to_vec(&edited).unwrap())
-                .unwrap()
-                .problem
-                .as_deref(),
+            checked(&a, &edited).problem.as_deref(),
             Some("record 4 was altered")
         );
         let mut cut = f.clone();
         cut.records.remove(5);
         assert!(
-            a.check_export(&serde_json::to_vec(&cut).unwrap())
-                .unwrap()
+            checked(&a, &cut)
                 .problem
                 .unwrap()
                 .contains("record 6 is missing")
         );
         let mut short = f.clone();
         short.records.pop();
-        assert!(
-            !a.check_export(&serde_json::to_vec(&short).unwrap())
-                .unwrap()
-                .ok
-        );
+        assert!(!checked(&a, &short).ok);
         let mut header = f.clone();
         header.header.last_seq = 19;
         assert!(
-            a.check_export(&serde_json::to_vec(&header).unwrap())
-                .unwrap()
+            checked(&a, &header)
                 .problem
                 .unwrap()
                 .contains("header was altered")
@@ -1076,13 +1034,10 @@ mod tests {
         let g = a.export("acme", None, 1025, 6000).await.unwrap();
         assert_eq!((g.header.first_seq, g.header.last_seq), (21, 25));
         assert_eq!(g.header.prev_hash, f.header.last_hash);
-        assert!(a.check_export(&serde_json::to_vec(&g).unwrap()).unwrap().ok);
+        assert!(checked(&a, &g).ok);
 
         // Pruning with a cutoff of 1012: records 1..=12, in batches of 5.
-        let tracked = a
-            .verify_tracked("acme", Walk::FromCheckpoint)
-            .await
-            .unwrap();
+        let tracked = verified(&a, Walk::FromCheckpoint).await;
         assert!(tracked.ok);
         let mut pruned = 0;
         loop {
@@ -1096,20 +1051,17 @@ mod tests {
         assert_eq!(pruned, 12);
         assert!(!has_record(&s, 12).await);
         assert!(has_record(&s, 13).await);
-        let full = a.verify_tracked("acme", Walk::Full).await.unwrap();
+        let full = verified(&a, Walk::Full).await;
         assert!(full.ok, "{full:?}");
         assert_eq!((full.records, full.walked), (30, 18));
         // Records past the export mark stay, however old.
         while a.prune("acme", u64::MAX, epoch, 100).await.unwrap() > 0 {}
         assert!(!has_record(&s, 25).await);
         assert!(has_record(&s, 26).await);
-        let v = a
-            .verify_tracked("acme", Walk::FromCheckpoint)
-            .await
-            .unwrap();
+        let v = verified(&a, Walk::FromCheckpoint).await;
         assert!(v.ok, "{v:?}");
         a.append(ev(50)).await.unwrap();
-        assert!(a.verify_tracked("acme", Walk::Full).await.unwrap().ok);
+        assert!(verified(&a, Walk::Full).await.ok);
 
         // A backup carries the base and the export mark: restored into another store, the
         // pruned chain verifies from its base and pruning goes on from where it was.
@@ -1151,13 +1103,7 @@ mod tests {
         let good_base = s.get(&bk).await.unwrap().unwrap().value;
         let mut forged: Anchor = serde_json::from_slice(&good_base).unwrap();
         forged.seq += 1;
-        s.put(
-            bk.clone(),
-            serde_json::to_vec(&forged).unwrap(),
-            Expect::Any,
-        )
-        .await
-        .unwrap();
+        put_json(&s, bk.clone(), &forged).await;
         let v = a.verify("acme", None).await.unwrap();
         assert!(v.problem.unwrap().contains("audit_base was altered"));
         assert!(matches!(

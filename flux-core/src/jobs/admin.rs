@@ -6,7 +6,7 @@
 //! fenced writes to the same record conflict with them and are judged again on what the store
 //! holds. Placement, fan-out and the reconciler read the flags through [`Agent::takes_work`].
 
-use super::{CAS_RETRIES, JobError, Jobs, Result, enc, key};
+use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc, key};
 use crate::keys;
 use crate::model::{Agent, AgentState, Millis, valid_ident};
 use crate::store::{Expect, StoreError};
@@ -72,9 +72,7 @@ impl Jobs {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(JobError::Conflict(format!(
-            "agent {node_id} record is contended; retry"
-        )))
+        Err(agent_contended(node_id))
     }
 }
 

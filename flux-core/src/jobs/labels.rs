@@ -5,7 +5,7 @@
 //! The change is a compare-and-swap of the agent record: a registration, a liveness mark or a
 //! facts update made meanwhile is kept (the change is applied again to the newer record).
 
-use super::{CAS_RETRIES, JobError, Jobs, Result, enc, key};
+use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc, key};
 use crate::keys;
 use crate::model::{Agent, LabelAgent, valid_ident};
 use crate::store::{Expect, StoreError};
@@ -51,8 +51,6 @@ impl Jobs {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(JobError::Conflict(format!(
-            "agent {node_id} record is contended; retry"
-        )))
+        Err(agent_contended(node_id))
     }
 }

@@ -538,35 +538,8 @@ mod tests {
     use crate::model::CommandSpec;
 
     fn job(id: &str) -> Job {
-        Job {
-            job_id: id.into(),
-            tenant: "acme".into(),
-            command: CommandSpec::Shell("true".into()),
-            node_id: None,
-            env: Default::default(),
-            secret_env: vec![],
-            workdir: None,
-            timeout_secs: 60,
-            max_attempts: 3,
-            priority: 0,
-            selector: Default::default(),
-            group: None,
-            kind: JobKind::User,
-            status: JobStatus::Queued,
-            created_at: 1,
-            updated_at: 1,
-            started_at: None,
-            finished_at: None,
-            attempts: 0,
-            current_attempt: None,
-            agent: None,
-            exit_code: None,
-            signal: None,
-            error: None,
-            cancel_requested: false,
-            idempotency_key: None,
-            submitted_by: "admin".into(),
-        }
+        let command = CommandSpec::Shell("true".into());
+        Job::queued(id.into(), "acme", command, 60, 3, "admin", 1)
     }
 
     #[test]

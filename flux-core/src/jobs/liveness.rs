@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::{AgentCaller, new_session};
 use super::{
-    CAS_RETRIES, JobError, Jobs, Result, dec, enc, forget_secrets, is_conflict, key, put_job,
+    CAS_RETRIES, JobError, Jobs, Result, agent_contended, dec, enc, forget_secrets, is_conflict,
+    key, put_job,
 };
 use crate::keys;
 use crate::model::{
@@ -214,6 +215,18 @@ fn swept_state(a: &Agent) -> AgentState {
         AgentState::Dead
     } else {
         a.state
+    }
+}
+
+/// Logs an agent about to be written back online from another state.
+fn log_back_online(tenant: &str, node_id: &str, a: &Agent) {
+    if a.state != AgentState::Online {
+        tracing::info!(
+            tenant,
+            node_id,
+            from = a.state.as_str(),
+            "agent back online"
+        );
     }
 }
 
@@ -669,14 +682,7 @@ impl Jobs {
                 tracing::info!(tenant, node_id, "agent facts changed");
                 a.facts = f.clone();
             }
-            if a.state != AgentState::Online {
-                tracing::info!(
-                    tenant,
-                    node_id,
-                    from = a.state.as_str(),
-                    "agent back online"
-                );
-            }
+            log_back_online(tenant, node_id, &a);
             let came_back = a.state != AgentState::Online;
             a.state = AgentState::Online;
             a.last_seen = a.last_seen.max(now);
@@ -685,18 +691,12 @@ impl Jobs {
                 let online = crate::events::Event::of_agent("agent.online", &a, now);
                 crate::events::record(&mut txn, tenant, &online)?;
             }
-            match self.store.commit(txn).await {
-                Ok(_) => {
-                    self.heard_from(tenant, node_id, now);
-                    return Ok(registration);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self.committed(txn).await? {
+                self.heard_from(tenant, node_id, now);
+                return Ok(registration);
             }
         }
-        Err(JobError::Conflict(format!(
-            "agent {node_id} record is contended; retry"
-        )))
+        Err(agent_contended(node_id))
     }
 
     /// Registers the caller's agent (a durable write: its registration, labels and slots),
@@ -749,14 +749,7 @@ impl Jobs {
                     if let Some(f) = &r.facts {
                         a.facts = f.clone();
                     }
-                    if a.state != AgentState::Online {
-                        tracing::info!(
-                            tenant,
-                            node_id,
-                            from = a.state.as_str(),
-                            "agent back online"
-                        );
-                    }
+                    log_back_online(tenant, node_id, &a);
                     was = Some(a.state);
                     a.state = AgentState::Online;
                     a.last_seen = now;
@@ -792,19 +785,13 @@ impl Jobs {
                 let online = crate::events::Event::of_agent("agent.online", &agent, now);
                 crate::events::record(&mut txn, tenant, &online)?;
             }
-            match self.store.commit(txn).await {
-                Ok(_) => {
-                    self.heard_from(tenant, node_id, now);
-                    let id = agent.registration.map(|r| r.id).unwrap_or_default();
-                    return Ok((id, secret));
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self.committed(txn).await? {
+                self.heard_from(tenant, node_id, now);
+                let id = agent.registration.map(|r| r.id).unwrap_or_default();
+                return Ok((id, secret));
             }
         }
-        Err(JobError::Conflict(format!(
-            "agent {node_id} record is contended; retry"
-        )))
+        Err(agent_contended(node_id))
     }
 
     /// Attempts among `running` that this agent must stop: not (or no longer) its own or its

@@ -71,14 +71,7 @@ pub enum JobError {
     Store(StoreError),
 }
 
-impl From<StoreError> for JobError {
-    fn from(e: StoreError) -> JobError {
-        match e {
-            StoreError::InvalidKey(m) => JobError::Invalid(m),
-            other => JobError::Store(other),
-        }
-    }
-}
+crate::error::from_store_error!(JobError);
 
 pub type Result<T, E = JobError> = std::result::Result<T, E>;
 
@@ -182,6 +175,11 @@ fn forget_secrets(txn: Txn, tenant: &str, job: &Job) -> Result<Txn> {
     } else {
         Ok(txn)
     }
+}
+
+/// The error of an agent whose record kept changing under a read-modify-write.
+fn agent_contended(node_id: &str) -> JobError {
+    JobError::Conflict(format!("agent {node_id} record is contended; retry"))
 }
 
 fn is_conflict(e: &JobError) -> bool {

@@ -255,33 +255,22 @@ impl Jobs {
         let command = validate_submit(&req)?;
         let job_id = format!("j-{}", uuid::Uuid::now_v7().simple());
         let mut job = Job {
-            job_id: job_id.clone(),
-            tenant: tenant.to_string(),
-            command,
             node_id: req.node_id,
             env: req.env,
             secret_env: req.secret_env.keys().cloned().collect(),
             workdir: req.workdir,
-            timeout_secs: req.timeout_secs.unwrap_or(self.cfg.default_timeout_secs),
-            max_attempts: req.max_attempts.unwrap_or(self.cfg.default_max_attempts),
             priority: req.priority.unwrap_or(0),
             selector: req.selector.clone(),
-            group: None,
-            kind: JobKind::User,
-            status: JobStatus::Queued,
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            finished_at: None,
-            attempts: 0,
-            current_attempt: None,
-            agent: None,
-            exit_code: None,
-            signal: None,
-            error: None,
-            cancel_requested: false,
             idempotency_key: req.idempotency_key.clone(),
-            submitted_by: submitted_by.to_string(),
+            ..Job::queued(
+                job_id.clone(),
+                tenant,
+                command,
+                req.timeout_secs.unwrap_or(self.cfg.default_timeout_secs),
+                req.max_attempts.unwrap_or(self.cfg.default_max_attempts),
+                submitted_by,
+                now,
+            )
         };
         shape(&mut job);
         let mut txn = put_job(Txn::new(), tenant, None, &job, Expect::Absent)?.put(

@@ -160,6 +160,51 @@ pub struct Job {
     pub submitted_by: String,
 }
 
+impl Job {
+    /// A job queued at `now` and not tried yet: `command`, run within `timeout_secs` in at
+    /// most `max_attempts` attempts, submitted by `submitted_by` as a user job that any agent
+    /// of the tenant may take, with no environment. A submission sets the rest it asks for.
+    pub fn queued(
+        job_id: String,
+        tenant: &str,
+        command: CommandSpec,
+        timeout_secs: u64,
+        max_attempts: u32,
+        submitted_by: &str,
+        now: Millis,
+    ) -> Job {
+        Job {
+            job_id,
+            tenant: tenant.to_string(),
+            command,
+            node_id: None,
+            env: BTreeMap::new(),
+            secret_env: Vec::new(),
+            workdir: None,
+            timeout_secs,
+            max_attempts,
+            priority: 0,
+            selector: Selector::default(),
+            group: None,
+            kind: JobKind::User,
+            status: JobStatus::Queued,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            current_attempt: None,
+            agent: None,
+            exit_code: None,
+            signal: None,
+            error: None,
+            cancel_requested: false,
+            idempotency_key: None,
+            submitted_by: submitted_by.to_string(),
+        }
+    }
+}
+
 /// Body of `POST /v1/jobs` (and of the seed-compatible `POST /jobs`).
 #[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

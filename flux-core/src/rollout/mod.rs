@@ -67,14 +67,7 @@ pub enum RolloutError {
     Store(StoreError),
 }
 
-impl From<StoreError> for RolloutError {
-    fn from(e: StoreError) -> RolloutError {
-        match e {
-            StoreError::InvalidKey(m) => RolloutError::Invalid(m),
-            other => RolloutError::Store(other),
-        }
-    }
-}
+crate::error::from_store_error!(RolloutError);
 
 impl From<JobError> for RolloutError {
     fn from(e: JobError) -> RolloutError {

@@ -17,8 +17,6 @@
 //! - unknown fields are refused; names are unique within the file;
 //! - the other tables of the file (`[[state]]`) are left to the state file parser.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -63,52 +61,51 @@ pub fn parse_schedule_tables(
 ) -> Result<Vec<ScheduleSpec>, StateFileError> {
     let src = Source { file, text };
     let raw: RawFile = src.parse()?;
-    src.at_most(raw.schedule.len(), MAX_SCHEDULES, "schedules")?;
-    let mut out = Vec::with_capacity(raw.schedule.len());
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, rs) in raw.schedule.into_iter().enumerate() {
-        let table = rs.span();
-        let rs = rs.into_inner();
-        let field = |f: &str| Some(format!("schedule[{i}].{f}"));
-        let spec = ScheduleSpec {
-            name: rs.name.get_ref().clone(),
-            cron: rs.cron.get_ref().clone(),
-            tz: rs
-                .tz
-                .as_ref()
-                .map_or_else(|| "UTC".to_string(), |t| t.get_ref().clone()),
-            what: rs.what.get_ref().clone(),
-            overlap: rs
-                .overlap
-                .as_ref()
-                .map_or_else(Overlap::default, |o| *o.get_ref()),
-            missed: rs
-                .missed
-                .as_ref()
-                .map_or_else(Missed::default, |m| *m.get_ref()),
-            grace_secs: rs
-                .grace_secs
-                .as_ref()
-                .map_or(DEFAULT_GRACE_SECS, |g| *g.get_ref()),
-            jitter_secs: rs.jitter_secs.as_ref().map_or(0, |j| *j.get_ref()),
-            paused: rs.paused.as_ref().is_some_and(|p| *p.get_ref()),
-        };
-        if let Err(fe) = validate_spec(&spec, min_interval_ms) {
-            let (name, span) = match fe.field {
-                "name" => ("name", Some(rs.name.span())),
-                "cron" => ("cron", Some(rs.cron.span())),
-                "tz" => ("tz", rs.tz.as_ref().map(|s| s.span())),
-                "grace_secs" => ("grace_secs", rs.grace_secs.as_ref().map(|s| s.span())),
-                "jitter_secs" => ("jitter_secs", rs.jitter_secs.as_ref().map(|s| s.span())),
-                "missed" => ("missed", rs.missed.as_ref().map(|s| s.span())),
-                other => (other, Some(rs.what.span())),
+    src.tables(
+        "schedule",
+        MAX_SCHEDULES,
+        raw.schedule,
+        |rs| &rs.name,
+        |i, table, rs| {
+            let field = |f: &str| Some(format!("schedule[{i}].{f}"));
+            let spec = ScheduleSpec {
+                name: rs.name.get_ref().clone(),
+                cron: rs.cron.get_ref().clone(),
+                tz: rs
+                    .tz
+                    .as_ref()
+                    .map_or_else(|| "UTC".to_string(), |t| t.get_ref().clone()),
+                what: rs.what.get_ref().clone(),
+                overlap: rs
+                    .overlap
+                    .as_ref()
+                    .map_or_else(Overlap::default, |o| *o.get_ref()),
+                missed: rs
+                    .missed
+                    .as_ref()
+                    .map_or_else(Missed::default, |m| *m.get_ref()),
+                grace_secs: rs
+                    .grace_secs
+                    .as_ref()
+                    .map_or(DEFAULT_GRACE_SECS, |g| *g.get_ref()),
+                jitter_secs: rs.jitter_secs.as_ref().map_or(0, |j| *j.get_ref()),
+                paused: rs.paused.as_ref().is_some_and(|p| *p.get_ref()),
             };
-            return Err(src.err(span.or(Some(table.clone())), field(name), fe.message));
-        }
-        src.unique_name(&mut names, "schedule", i, &rs.name)?;
-        out.push(spec);
-    }
-    Ok(out)
+            if let Err(fe) = validate_spec(&spec, min_interval_ms) {
+                let (name, span) = match fe.field {
+                    "name" => ("name", Some(rs.name.span())),
+                    "cron" => ("cron", Some(rs.cron.span())),
+                    "tz" => ("tz", rs.tz.as_ref().map(|s| s.span())),
+                    "grace_secs" => ("grace_secs", rs.grace_secs.as_ref().map(|s| s.span())),
+                    "jitter_secs" => ("jitter_secs", rs.jitter_secs.as_ref().map(|s| s.span())),
+                    "missed" => ("missed", rs.missed.as_ref().map(|s| s.span())),
+                    other => (other, Some(rs.what.span())),
+                };
+                return Err(src.err(span.or(Some(table)), field(name), fe.message));
+            }
+            Ok(spec)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -23,44 +23,11 @@ use crate::model::{JobKind, JobStatus, Millis, valid_ident};
 use crate::rollout::RolloutError;
 use crate::store::{DynStore, Expect, Key, Range, StoreError, Txn, Version};
 
-/// Errors of the schedule service.
-#[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    PreconditionFailed(String),
-    #[error("corrupt object {key}: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error(transparent)]
-    Store(StoreError),
-    #[error(transparent)]
-    Jobs(JobError),
+crate::error::spec_service_error! {
+    /// Errors of the schedule service.
+    ScheduleError,
+    quota:
     /// A trigger's jobs would take the tenant past its `max_queued` quota; nothing was written.
-    #[error(transparent)]
-    Quota(crate::quota::Refusal),
-}
-
-impl From<StoreError> for ScheduleError {
-    fn from(e: StoreError) -> ScheduleError {
-        match e {
-            StoreError::InvalidKey(m) => ScheduleError::Invalid(m),
-            other => ScheduleError::Store(other),
-        }
-    }
-}
-
-impl From<JobError> for ScheduleError {
-    fn from(e: JobError) -> ScheduleError {
-        match e {
-            JobError::Store(s) => ScheduleError::Store(s),
-            other => ScheduleError::Jobs(other),
-        }
-    }
 }
 
 pub type Result<T, E = ScheduleError> = std::result::Result<T, E>;

@@ -108,8 +108,32 @@ impl Source<'_> {
             .map_err(|e| self.err(e.span(), None, e.message().trim().to_string()))
     }
 
+    /// The specs of the file's `[[table]]`s, in file order: at most `max` of them, each built
+    /// and checked by `build` from its index, its table's span and the table as read, and each
+    /// with a name (`name` finds it in the table) that no earlier table declared.
+    pub fn tables<R, S>(
+        &self,
+        table: &str,
+        max: usize,
+        raw: Vec<Spanned<R>>,
+        name: impl Fn(&R) -> &Spanned<String>,
+        mut build: impl FnMut(usize, Range<usize>, &R) -> Result<S, StateFileError>,
+    ) -> Result<Vec<S>, StateFileError> {
+        self.at_most(raw.len(), max, &format!("{table}s"))?;
+        let mut out = Vec::with_capacity(raw.len());
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let span = r.span();
+            let r = r.into_inner();
+            let spec = build(i, span, &r)?;
+            self.unique_name(&mut names, table, i, name(&r))?;
+            out.push(spec);
+        }
+        Ok(out)
+    }
+
     /// Refuses a file with more than `max` tables of a kind (`what`: `states`, `schedules`).
-    pub fn at_most(&self, count: usize, max: usize, what: &str) -> Result<(), StateFileError> {
+    fn at_most(&self, count: usize, max: usize, what: &str) -> Result<(), StateFileError> {
         if count > max {
             return Err(self.err(None, None, format!("at most {max} {what} in one file")));
         }
@@ -118,7 +142,7 @@ impl Source<'_> {
 
     /// Records that table `table[i]` declares `name`, refusing a name an earlier table of the
     /// file declared (`names` maps each name to the first table's index).
-    pub fn unique_name(
+    fn unique_name(
         &self,
         names: &mut BTreeMap<String, usize>,
         table: &str,
@@ -143,60 +167,60 @@ impl Source<'_> {
 pub fn parse_state_file(file: &str, text: &str) -> Result<Vec<StateSpec>, StateFileError> {
     let src = Source { file, text };
     let raw: RawFile = src.parse()?;
-    src.at_most(raw.state.len(), MAX_STATES, "states")?;
-    let mut out: Vec<StateSpec> = Vec::with_capacity(raw.state.len());
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, rs) in raw.state.into_iter().enumerate() {
-        let rs = rs.into_inner();
-        let field = |f: &str| Some(format!("state[{i}].{f}"));
-        let duration = |v: &Option<Spanned<String>>, name: &str, default: u64| match v {
-            None => Ok(default),
-            Some(s) => crate::model::parse_duration(s.get_ref())
-                .and_then(|d| {
-                    if d.subsec_millis() != 0 {
-                        Err("use whole seconds".to_string())
-                    } else {
-                        Ok(d.as_secs())
-                    }
-                })
-                .map_err(|m| src.err(Some(s.span()), field(name), m)),
-        };
-        let spec = StateSpec {
-            name: rs.name.get_ref().clone(),
-            targets: rs.targets.get_ref().clone(),
-            check: rs.check.get_ref().clone(),
-            apply: rs.apply.get_ref().clone(),
-            interval_secs: duration(&rs.interval, "interval", DEFAULT_INTERVAL_SECS)?,
-            timeout_secs: duration(&rs.timeout, "timeout", DEFAULT_TIMEOUT_SECS)?,
-            env: rs
-                .env
-                .as_ref()
-                .map(|e| e.get_ref().clone())
-                .unwrap_or_default(),
-            desired_exit_code: rs.desired_exit_code.as_ref().map_or(0, |c| *c.get_ref()),
-            rollout: rs.rollout.as_ref().map(|r| r.get_ref().clone()),
-        };
-        if let Err(fe) = validate_spec(&spec) {
-            let span = match fe.field {
-                "name" => Some(rs.name.span()),
-                "targets" => Some(rs.targets.span()),
-                "check" => Some(rs.check.span()),
-                "apply" => Some(rs.apply.span()),
-                "interval" => rs.interval.as_ref().map(|s| s.span()),
-                "timeout" => rs.timeout.as_ref().map(|s| s.span()),
-                "env" => rs.env.as_ref().map(|s| s.span()),
-                "desired_exit_code" => rs.desired_exit_code.as_ref().map(|s| s.span()),
-                "rollout.max_concurrency" | "rollout.max_errors" => {
-                    rs.rollout.as_ref().map(|s| s.span())
-                }
-                _ => None,
+    src.tables(
+        "state",
+        MAX_STATES,
+        raw.state,
+        |rs| &rs.name,
+        |i, _, rs| {
+            let field = |f: &str| Some(format!("state[{i}].{f}"));
+            let duration = |v: &Option<Spanned<String>>, name: &str, default: u64| match v {
+                None => Ok(default),
+                Some(s) => crate::model::parse_duration(s.get_ref())
+                    .and_then(|d| {
+                        if d.subsec_millis() != 0 {
+                            Err("use whole seconds".to_string())
+                        } else {
+                            Ok(d.as_secs())
+                        }
+                    })
+                    .map_err(|m| src.err(Some(s.span()), field(name), m)),
             };
-            return Err(src.err(span, field(fe.field), fe.message));
-        }
-        src.unique_name(&mut names, "state", i, &rs.name)?;
-        out.push(spec);
-    }
-    Ok(out)
+            let spec = StateSpec {
+                name: rs.name.get_ref().clone(),
+                targets: rs.targets.get_ref().clone(),
+                check: rs.check.get_ref().clone(),
+                apply: rs.apply.get_ref().clone(),
+                interval_secs: duration(&rs.interval, "interval", DEFAULT_INTERVAL_SECS)?,
+                timeout_secs: duration(&rs.timeout, "timeout", DEFAULT_TIMEOUT_SECS)?,
+                env: rs
+                    .env
+                    .as_ref()
+                    .map(|e| e.get_ref().clone())
+                    .unwrap_or_default(),
+                desired_exit_code: rs.desired_exit_code.as_ref().map_or(0, |c| *c.get_ref()),
+                rollout: rs.rollout.as_ref().map(|r| r.get_ref().clone()),
+            };
+            if let Err(fe) = validate_spec(&spec) {
+                let span = match fe.field {
+                    "name" => Some(rs.name.span()),
+                    "targets" => Some(rs.targets.span()),
+                    "check" => Some(rs.check.span()),
+                    "apply" => Some(rs.apply.span()),
+                    "interval" => rs.interval.as_ref().map(|s| s.span()),
+                    "timeout" => rs.timeout.as_ref().map(|s| s.span()),
+                    "env" => rs.env.as_ref().map(|s| s.span()),
+                    "desired_exit_code" => rs.desired_exit_code.as_ref().map(|s| s.span()),
+                    "rollout.max_concurrency" | "rollout.max_errors" => {
+                        rs.rollout.as_ref().map(|s| s.span())
+                    }
+                    _ => None,
+                };
+                return Err(src.err(span, field(fe.field), fe.message));
+            }
+            Ok(spec)
+        },
+    )
 }
 
 #[cfg(test)]

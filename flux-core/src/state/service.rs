@@ -15,52 +15,17 @@ use super::{
     MAX_STATES, Plan, PlanAction, PlanItem, StateSpec, StoredState, parse_state_file, plan, shown,
     target_ids, validate_set, validate_spec,
 };
-use crate::jobs::{JobError, Jobs};
+use crate::jobs::Jobs;
 use crate::keys;
 use crate::model::{Agent, Millis};
 use crate::reconcile::{StateRolloutStatus, StateRolloutView, TargetStatus};
 use crate::store::{DynStore, Expect, Key, StoreError, Txn, Version};
 
-/// Errors of the state service.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// The state changed under the caller (a concurrent write, or a plan gone stale).
-    #[error("{0}")]
-    Conflict(String),
-    /// The version the caller named (`If-Match`, `If-None-Match`) is not the one stored.
-    #[error("{0}")]
-    PreconditionFailed(String),
-    #[error("corrupt object {key}: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error(transparent)]
-    Store(StoreError),
-    #[error(transparent)]
-    Jobs(JobError),
+crate::error::spec_service_error! {
+    /// Errors of the state service.
+    StateError,
+    quota:
     /// The change would take the tenant past its `max_states` quota; nothing was written.
-    #[error(transparent)]
-    Quota(crate::quota::Refusal),
-}
-
-impl From<StoreError> for StateError {
-    fn from(e: StoreError) -> StateError {
-        match e {
-            StoreError::InvalidKey(m) => StateError::Invalid(m),
-            other => StateError::Store(other),
-        }
-    }
-}
-
-impl From<JobError> for StateError {
-    fn from(e: JobError) -> StateError {
-        match e {
-            JobError::Store(s) => StateError::Store(s),
-            other => StateError::Jobs(other),
-        }
-    }
 }
 
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
