@@ -35,6 +35,8 @@ SUBMITS="${SUBMITS:-2000}"
 ROUND_TRIP="${ROUND_TRIP:-15s}"
 RETAIN="${RETAIN:-60s}"
 LOAD="${LOAD:-5m}"
+# Bounds the load's run as a whole (LOAD ends submissions; this, the wait for the last ones).
+LOAD_DEADLINE="${LOAD_DEADLINE:-3h}"
 LOAD_CONCURRENCY="${LOAD_CONCURRENCY:-64}"
 SAMPLE="${SAMPLE:-30}"
 BACKLOG="${BACKLOG:-100000}"
@@ -142,7 +144,7 @@ for part in $PARTS; do
     retention)
         start_store redb --job-retention "$RETAIN" --gc-interval 5s
         echo "==> redb, retention $RETAIN, $LOAD_CONCURRENCY clients for $LOAD; size every ${SAMPLE}s"
-        "$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "$LOAD" --deadline 1h \
+        "$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "$LOAD" --deadline "$LOAD_DEADLINE" \
             --concurrency "$LOAD_CONCURRENCY" >"$FLUX_DIR/load.json" &
         load_pid=$!
         FLUX_PIDS+=("$load_pid")

@@ -573,6 +573,63 @@ async fn a_job_with_more_output_than_one_batch_goes_in_pieces_record_last(b: Bac
     }
 }
 
+/// The lag (`gc/state.lag_ms`) says how late the collector deletes expired jobs: about their
+/// overdue time while it works through old ones, unchanged over a page of jobs kept for other
+/// reasons, and 0 once a page reaches a job still young.
+async fn the_lag_follows_a_backlog_until_the_collector_reaches_young_jobs(b: Backend) {
+    let store = b.store.clone();
+    let jobs = Jobs::new(store.clone(), JobsConfig::default());
+    let epoch = store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    let now = T0 + 2 * H;
+    let old = |i: Millis| (T0 + i, T0 + 10 + i);
+    for i in 0..2 {
+        let (c, f) = old(i);
+        finished_job(&jobs, epoch, "alice", shell("true"), c, f).await;
+    }
+    for i in 2..4 {
+        let req = SubmitJob {
+            node_id: Some("nobody".into()),
+            ..shell("sleep 1")
+        };
+        jobs.submit(TENANT, "alice", req, T0 + i).await.unwrap();
+    }
+    for i in 4..6 {
+        let (c, f) = old(i);
+        finished_job(&jobs, epoch, "alice", shell("true"), c, f).await;
+    }
+    for i in 0..2 {
+        let c = now - 10 * 60 * 1000 + i;
+        finished_job(&jobs, epoch, "alice", shell("true"), c, c + 1000).await;
+    }
+    let quota = Quota {
+        job_retention_secs: Some(3600),
+        ..Quota::default()
+    };
+    let cfg = RetentionConfig {
+        batch: 2,
+        ..RetentionConfig::default()
+    };
+    let mut c = Collector::new(store.clone(), cfg);
+    let mut lags = Vec::new();
+    for _ in 0..4 {
+        c.pass(TENANT, &quota, epoch, now).await.unwrap();
+        lags.push(gc_state(&store).await.lag_ms);
+    }
+    // Pages: two expired jobs (ended T0+10, T0+11: overdue by H-11 at the least), two
+    // unfinished ones (unchanged), two expired (H-15), two young ones (caught up).
+    assert_eq!(lags, [H - 11, H - 11, H - 15, 0]);
+    assert_eq!(
+        flux_core::retention::backlog(lags[0], Some(Duration::from_secs(60)))
+            .map(|b| b.lag.as_millis() as u64),
+        Some(H - 11)
+    );
+    assert_eq!(
+        flux_core::retention::backlog(lags[3], Some(Duration::from_secs(60))),
+        None
+    );
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_redb {
@@ -604,4 +661,5 @@ on_both_backends!(
     a_backup_carries_the_gc_record,
     reconciler_jobs_keep_the_last_n_of_each_target_and_what_records_point_at,
     a_job_with_more_output_than_one_batch_goes_in_pieces_record_last,
+    the_lag_follows_a_backlog_until_the_collector_reaches_young_jobs,
 );

@@ -218,6 +218,11 @@ pub struct Args {
     /// How often the leader runs a garbage-collection pass.
     #[arg(long, env = "FLUX_GC_INTERVAL", value_parser = parse_duration, default_value = "60s")]
     gc_interval: Duration,
+    /// Submissions of a tenant are refused (429) while its collector deletes finished jobs
+    /// this long after their retention ended, i.e. while it falls behind the load (`0` turns
+    /// it off).
+    #[arg(long, env = "FLUX_GC_MAX_LAG", value_parser = parse_duration, default_value = "1h")]
+    gc_max_lag: Duration,
     /// Objects of each kind (jobs, agents, idempotency keys) looked at per tenant and pass.
     #[arg(long, env = "FLUX_GC_BATCH", default_value_t = flux_core::retention::DEFAULT_GC_BATCH)]
     gc_batch: usize,
@@ -279,6 +284,8 @@ pub struct NodeConfig {
     pub gc: flux_core::retention::RetentionConfig,
     /// `--min-schedule-interval`.
     pub min_schedule_interval: Duration,
+    /// `--gc-max-lag`, unless off.
+    pub gc_max_lag: Option<Duration>,
 }
 
 impl Args {
@@ -441,6 +448,7 @@ impl Args {
             agent_credential_ttl: self.agent_credential_ttl,
             disk,
             gc,
+            gc_max_lag: Some(self.gc_max_lag).filter(|d| !d.is_zero()),
         })
     }
 }

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub disk_refusals: IntCounter,
     pub gc_deleted: IntCounterVec,
     pub gc_conflicts: IntCounter,
+    pub gc_backlog_refusals: IntCounter,
+    /// The largest collector lag of any tenant (`gc/state.lag_ms`), in seconds.
+    pub gc_lag: IntGauge,
     pub store_objects: IntGaugeVec,
     /// Enrollments by result (`ok`, `used_up`, `refused`) and credential renewals.
     pub enrollments: IntCounterVec,
@@ -254,6 +257,14 @@ impl Metrics {
             gc_conflicts: counter(
                 "flux_gc_conflicts_total",
                 "garbage-collection batches that lost a race with a change and were decided again",
+            ),
+            gc_backlog_refusals: counter(
+                "flux_gc_backlog_refusals_total",
+                "submissions refused because the tenant's collector was further behind than --gc-max-lag",
+            ),
+            gc_lag: gauge(
+                "flux_gc_lag_seconds",
+                "how late the collector deletes expired jobs, the largest of any tenant (as seen by the leader)",
             ),
             store_objects: gauge_vec(
                 "flux_store_objects",

@@ -306,6 +306,7 @@ fn build_state(
         history,
     );
     state.max_follow = cfg.max_follow;
+    state.gc_max_lag = cfg.gc_max_lag;
     state.events_max_lag = cfg.events_max_lag;
     state.webhooks = cfg.webhooks.clone();
     state.schedules = flux_core::schedule::Schedules::new(

@@ -80,6 +80,11 @@ pub struct AppState {
     pub agent_credential_ttl: std::time::Duration,
     /// Free space under the embedded store (`--min-free-disk`).
     pub disk: Option<crate::disk::DiskGuard>,
+    /// Submissions wait while a tenant's collector is further behind than this
+    /// (`--gc-max-lag`; `None`: never).
+    pub gc_max_lag: Option<std::time::Duration>,
+    /// Collector lags (`gc/state.lag_ms`) read recently, like the quotas.
+    gc_lags: std::sync::Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
 }
 
 impl AppState {
@@ -119,6 +124,8 @@ impl AppState {
             webhooks: flux_core::webhooks::DeliveryConfig::default(),
             agent_credential_ttl: std::time::Duration::from_secs(24 * 3600),
             disk: None,
+            gc_max_lag: None,
+            gc_lags: Default::default(),
         }
     }
 
@@ -167,6 +174,27 @@ impl AppState {
             .expect("quota cache")
             .insert(tenant.to_string(), (q.clone(), now));
         Ok(q)
+    }
+
+    /// How far behind a tenant's collector is (milliseconds, 0 without a readable record), at
+    /// most [`QUOTA_CACHE`] old. Read only when `--gc-max-lag` is on.
+    pub async fn gc_lag(&self, tenant: &str) -> Result<u64, flux_core::store::StoreError> {
+        let now = std::time::Instant::now();
+        if let Some((lag, at)) = self.gc_lags.lock().expect("gc lag cache").get(tenant)
+            && now.duration_since(*at) < QUOTA_CACHE
+        {
+            return Ok(*lag);
+        }
+        let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE)?;
+        let lag = self.store.get(&k).await?.map_or(0, |v| {
+            serde_json::from_slice::<flux_core::retention::GcState>(&v.value)
+                .map_or(0, |s| s.lag_ms)
+        });
+        self.gc_lags
+            .lock()
+            .expect("gc lag cache")
+            .insert(tenant.to_string(), (lag, now));
+        Ok(lag)
     }
 
     /// Forgets a cached quota (after this node changed it).

@@ -24,8 +24,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::de::DeserializeOwned;
 
 use super::{
-    GcState, JobFacts, JobKind, JobRules, LastSweep, MAX_OPS_PER_TXN, Progress, RetentionConfig,
-    TargetProgress, Verdict, collect_agent, collect_idempotency_key, decide_jobs, job_paths,
+    Collect, GcState, JobFacts, JobKind, JobRules, Keep, LastSweep, MAX_OPS_PER_TXN, Progress,
+    RetentionConfig, TargetProgress, Verdict, collect_agent, collect_idempotency_key, decide_jobs,
+    job_paths, lag_after,
 };
 use crate::keys;
 use crate::model::{Agent, Attempt, Job, Millis};
@@ -233,6 +234,9 @@ impl Collector {
         // The attempts and output of the jobs from the first one collected to the end of the
         // page, read once for all of them when that first one is found.
         let mut spans: Option<(Span, Span)> = None;
+        // For the lag: the least overdue expired job collected, and whether a young one was met.
+        let mut overdue: Option<u64> = None;
+        let mut young = false;
         for (i, (job, entry)) in jobs.iter().enumerate() {
             let Some(job) = job else {
                 // Unreadable: kept, never deleted.
@@ -256,7 +260,8 @@ impl Collector {
             };
             let before = progress.clone();
             let verdict = decide_jobs(now, rules, &last, &mut progress, &[facts])[0];
-            if let Verdict::Collect(_) = verdict {
+            young |= verdict == Verdict::Keep(Keep::Young);
+            if let Verdict::Collect(why) = verdict {
                 if spans.is_none() {
                     let rest: Vec<&str> = jobs[i..]
                         .iter()
@@ -307,11 +312,17 @@ impl Collector {
                 }
                 count_deleted(&mut st.deleted, &kind, &job_ops);
                 ops.extend(job_ops);
+                if why == Collect::Expired {
+                    let ended = job.finished_at.unwrap_or(job.created_at);
+                    let late = now.saturating_sub(ended.saturating_add(rules.retention_ms));
+                    overdue = Some(overdue.map_or(late, |o| o.min(late)));
+                }
                 collected.push(job.clone());
             }
             cursor = Some(entry.key.path().to_string());
         }
         mem.targets = progress.targets.take();
+        st.lag_ms = lag_after(st.lag_ms, overdue, young || complete);
         if complete {
             // The sweep is over: its counts drive the next one.
             st.counted.jobs = Some(progress.jobs_kept);

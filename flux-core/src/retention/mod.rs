@@ -445,11 +445,52 @@ pub struct GcState {
     pub sweeps: u64,
     #[serde(default)]
     pub deleted: Deleted,
+    /// How far behind the collector is, in milliseconds ([`lag_after`]): admission refuses the
+    /// tenant's new jobs while it exceeds `--gc-max-lag` ([`backlog`]).
+    #[serde(default)]
+    pub lag_ms: u64,
     /// When and under which epoch the last batch was committed.
     #[serde(default)]
     pub updated_at: Millis,
     #[serde(default)]
     pub epoch: u64,
+}
+
+/// The collector's lag after a page of jobs, from the one before (`prev`). `overdue` is the
+/// least time by which the expired jobs the page collected had outlived their retention (none
+/// collected: `None`); a collector that keeps up collects jobs soon after they expire, so this is
+/// about one `--gc-interval`, and one that is behind collects only jobs long expired. A page that
+/// collected no expired job but reached one still young, or the end of the sweep, shows that
+/// nothing older waits: 0. Otherwise (it looked only at jobs kept for other reasons, unfinished,
+/// referenced or with a live idempotency key) the lag is unchanged, so that a run of such jobs
+/// in front of a backlog does not hide it.
+pub fn lag_after(prev: u64, overdue: Option<u64>, caught_up: bool) -> u64 {
+    match overdue {
+        Some(l) => l,
+        None if caught_up => 0,
+        None => prev,
+    }
+}
+
+/// Why a tenant's new jobs are refused: its collector is further behind than `--gc-max-lag`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "finished jobs of this tenant are collected {}s after their retention ended, beyond \
+     --gc-max-lag ({}s): new jobs wait until the collector catches up",
+    lag.as_secs(),
+    max.as_secs()
+)]
+pub struct Backlog {
+    pub lag: Duration,
+    pub max: Duration,
+}
+
+/// The admission rule for a collection backlog: refused while the recorded lag exceeds
+/// `max_lag` (`None`: never refused).
+pub fn backlog(lag_ms: u64, max_lag: Option<Duration>) -> Option<Backlog> {
+    let max = max_lag?;
+    let lag = Duration::from_millis(lag_ms);
+    (lag > max).then_some(Backlog { lag, max })
 }
 
 #[cfg(test)]
@@ -759,5 +800,27 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_lag_is_what_a_page_collected_late_and_clears_only_at_the_frontier() {
+        // Collected: the page's least overdue job, up or down.
+        assert_eq!(lag_after(0, Some(90_000), false), 90_000);
+        assert_eq!(lag_after(90_000, Some(4_000), true), 4_000);
+        // Nothing collected, frontier reached (a young job or the sweep's end): caught up.
+        assert_eq!(lag_after(90_000, None, true), 0);
+        // Nothing collected, only jobs kept for other reasons: unknown, so unchanged.
+        assert_eq!(lag_after(90_000, None, false), 90_000);
+        assert_eq!(lag_after(0, None, false), 0);
+    }
+
+    #[test]
+    fn a_backlog_refuses_beyond_the_maximum_only() {
+        let max = Some(Duration::from_secs(60));
+        assert_eq!(backlog(60_000, max), None);
+        let b = backlog(60_001, max).expect("refused");
+        assert_eq!(b.max, Duration::from_secs(60));
+        assert!(b.to_string().contains("--gc-max-lag"), "{b}");
+        assert_eq!(backlog(u64::MAX, None), None);
     }
 }

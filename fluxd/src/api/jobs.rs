@@ -625,11 +625,13 @@ pub(super) async fn job_logs(
 }
 
 /// Admission for `n` new jobs (a fan-out submits several): free space under the embedded store
-/// (507 below `--min-free-disk`), the tenant's quota (cached) and, when it bounds queued jobs,
+/// (507 below `--min-free-disk`), the collector's lag (429 beyond `--gc-max-lag`), the tenant's
+/// quota (cached) and, when it bounds queued jobs,
 /// its queue depth, judged by `flux_core::quota::admit`. Refused with 429 and `Retry-After`;
 /// nothing is written.
 async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
     admit_disk(st)?;
+    admit_backlog(st, tenant).await?;
     let q = st.quota(tenant).await?;
     let queued = match q.max_queued {
         Some(_) => st.jobs.queue_depth(tenant).await? as u64,
@@ -647,6 +649,25 @@ pub(super) fn admit_disk(st: &AppState) -> ApiResult<()> {
             axum::http::StatusCode::INSUFFICIENT_STORAGE,
             "insufficient_storage",
             why,
+        )
+        .retry_after(5));
+    }
+    Ok(())
+}
+
+/// The collection part of admission: 429 while the tenant's collector is further behind than
+/// `--gc-max-lag` (its finished jobs pile up faster than they are deleted).
+pub(super) async fn admit_backlog(st: &AppState, tenant: &str) -> ApiResult<()> {
+    if st.gc_max_lag.is_none() {
+        return Ok(());
+    }
+    let lag = st.gc_lag(tenant).await?;
+    if let Some(b) = flux_core::retention::backlog(lag, st.gc_max_lag) {
+        st.metrics.gc_backlog_refusals.inc();
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "collection_behind",
+            b.to_string(),
         )
         .retry_after(5));
     }

@@ -242,6 +242,14 @@ mod tests {
 
     /// The app over a store whose operations are timed into the state's metrics.
     async fn test_app_and_state(dir: &std::path::Path) -> (Router, Arc<AppState>) {
+        test_app_and_state_with(dir, |_| {}).await
+    }
+
+    /// [`test_app_and_state`] with node settings changed by `set`.
+    async fn test_app_and_state_with(
+        dir: &std::path::Path,
+        set: impl FnOnce(&mut AppState),
+    ) -> (Router, Arc<AppState>) {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let store = flux_core::store::open(&format!("redb:{}", dir.join("flux.redb").display()))
             .await
@@ -251,7 +259,7 @@ mod tests {
         let audit_key = key.derive("fluxforge audit chain v1").unwrap();
         let auth = Authenticator::new(vec![key], "fluxforge", "fluxforge");
         let jobs = Jobs::new(store.clone(), JobsConfig::default());
-        let state = Arc::new(AppState::new(
+        let mut state = AppState::new(
             "test-node".into(),
             store,
             jobs,
@@ -259,7 +267,9 @@ mod tests {
             metrics,
             audit_key,
             None,
-        ));
+        );
+        set(&mut state);
+        let state = Arc::new(state);
         let limits = ApiLimits {
             max_body_bytes: 1024 * 1024,
             max_restore_bytes: 1024 * 1024,
@@ -436,5 +446,90 @@ mod tests {
             app.oneshot(req).await.unwrap().status(),
             StatusCode::NOT_FOUND
         );
+    }
+
+    async fn submit(app: &Router, token: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+        let req = Request::post("/v1/jobs")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"command": "true"}"#))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, retry, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn set_gc_lag(st: &AppState, tenant: &str, lag_ms: u64) {
+        let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE).unwrap();
+        let prev = st.store.get(&k).await.unwrap();
+        let rec = flux_core::retention::GcState {
+            lag_ms,
+            ..Default::default()
+        };
+        let expect = prev.map_or(flux_core::store::Expect::Absent, |v| {
+            flux_core::store::Expect::Version(v.version)
+        });
+        st.store
+            .put(k, serde_json::to_vec(&rec).unwrap(), expect)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn submissions_wait_while_the_tenants_collector_is_behind() {
+        use flux_core::auth::Role;
+        let dir = tempfile::tempdir().unwrap();
+        let (app, st) = test_app_and_state_with(dir.path(), |s| {
+            s.gc_max_lag = Some(Duration::from_secs(60));
+        })
+        .await;
+        let late = token(&st, "default", Role::Operator);
+        let other = token(&st, "globex", Role::Operator);
+        // Two minutes late: refused, with the reason and when to retry; nothing written.
+        set_gc_lag(&st, "default", 120_000).await;
+        let (status, retry, body) = submit(&app, &late).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"]["code"], "collection_behind", "{body}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("--gc-max-lag") && msg.contains("120s"),
+            "{msg}"
+        );
+        assert_eq!(retry.as_deref(), Some("5"));
+        assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 0);
+        assert_eq!(st.metrics.gc_backlog_refusals.get(), 1);
+        // Another tenant, whose collector keeps up, is admitted.
+        let (status, _, body) = submit(&app, &other).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        // Caught up (within the lag cache's age): admitted again.
+        set_gc_lag(&st, "default", 4_000).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, _, body) = submit(&app, &late).await;
+            if status == StatusCode::ACCEPTED {
+                break;
+            }
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+            assert!(std::time::Instant::now() < deadline, "still refused");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_maximum_lag_a_late_collector_refuses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, st) = test_app_and_state(dir.path()).await;
+        set_gc_lag(&st, "default", u64::MAX / 2).await;
+        let t = token(&st, "default", flux_core::auth::Role::Operator);
+        let (status, _, body) = submit(&app, &t).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
 }

@@ -81,7 +81,7 @@ pub(super) async fn set_paused<const PAUSED: bool>(
 }
 
 /// One run now, outside the schedule's slots: admitted as a submission of its jobs is (free
-/// disk, `max_queued`, `submit_per_sec`).
+/// disk, the collector's lag, `max_queued`, `submit_per_sec`).
 pub(super) async fn trigger(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -89,6 +89,7 @@ pub(super) async fn trigger(
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     caller.require(Permission::ManageStates)?;
     super::jobs::admit_disk(&st)?;
+    super::jobs::admit_backlog(&st, caller.tenant()).await?;
     let run = st
         .schedules
         .trigger(

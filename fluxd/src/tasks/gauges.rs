@@ -53,19 +53,20 @@ fn clear_gauges(st: &AppState) {
     for kind in crate::metrics::OBJECT_KINDS {
         m.store_objects.with_label_values(&[kind]).set(0);
     }
+    m.gc_lag.set(0);
 }
 
-/// The counts in a tenant's `gc/state` record, if it has one that reads.
-async fn gc_counts(
+/// A tenant's `gc/state` record, if it has one that reads.
+async fn gc_state(
     st: &AppState,
     tenant: &str,
-) -> Result<Option<flux_core::retention::Counted>, StoreError> {
+) -> Result<Option<flux_core::retention::GcState>, StoreError> {
     let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE)?;
-    Ok(st.store.get(&k).await?.and_then(|v| {
-        serde_json::from_slice::<flux_core::retention::GcState>(&v.value)
-            .ok()
-            .map(|s| s.counted)
-    }))
+    Ok(st
+        .store
+        .get(&k)
+        .await?
+        .and_then(|v| serde_json::from_slice(&v.value).ok()))
 }
 
 /// Sets the cluster gauges (agents by state, queue depth, state targets) from the store: a
@@ -73,6 +74,7 @@ async fn gc_counts(
 pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
     let mut queued = 0i64;
     let mut objects = [0i64; 3];
+    let mut lag = 0u64;
     let mut by_state = [0i64; 3];
     let mut targets: std::collections::BTreeMap<TargetState, i64> = Default::default();
     for t in &st.jobs.tenants().await.map_err(to_store)? {
@@ -93,7 +95,9 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
         }
         queued += st.jobs.queue_depth(t).await.map_err(to_store)? as i64;
         // What the collector counted on its last complete sweeps: one small record per tenant.
-        if let Some(c) = gc_counts(st, t).await? {
+        if let Some(g) = gc_state(st, t).await? {
+            lag = lag.max(g.lag_ms);
+            let c = g.counted;
             objects[0] += c.jobs.unwrap_or(0) as i64;
             objects[1] += c.agents.unwrap_or(0) as i64;
             objects[2] += c.idempotency_keys.unwrap_or(0) as i64;
@@ -103,6 +107,7 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
         st.metrics.store_objects.with_label_values(&[kind]).set(n);
     }
     st.metrics.queue_depth.set(queued);
+    st.metrics.gc_lag.set((lag / 1000) as i64);
     for s in TargetState::ALL {
         st.metrics
             .state_targets
