@@ -6,8 +6,8 @@
 # the empty store; then HISTORY finished jobs built with `fluxctl bench jobs`; then the same
 # probes again, and the store's size.
 # Part 2 (retention), on redb: a fresh fluxd collecting finished jobs older than RETAIN, under a
-# constant load for LOAD; the store file's size is sampled every SAMPLE seconds, to show that it
-# levels off.
+# constant load for LOAD; the audit log is exported every SAMPLE seconds and pruned after
+# AUDIT_RETAIN; the store file's size is sampled every SAMPLE seconds, to show that it levels off.
 # Part 3 (collect), on redb: the collector's own rate on an otherwise idle fluxd. A backlog of
 # BACKLOG finished jobs is built with retention off, the tenant's retention is then set to one
 # second, and the jobs collected are counted every 2 s until the backlog is gone (bounded by
@@ -37,6 +37,9 @@ RETAIN="${RETAIN:-60s}"
 LOAD="${LOAD:-5m}"
 # Bounds the load's run as a whole (LOAD ends submissions; this, the wait for the last ones).
 LOAD_DEADLINE="${LOAD_DEADLINE:-3h}"
+# Audit records (one per submission) are exported every SAMPLE and pruned this long after
+# they were made; 0 keeps them all, as fluxd does by default.
+AUDIT_RETAIN="${AUDIT_RETAIN:-60s}"
 LOAD_CONCURRENCY="${LOAD_CONCURRENCY:-64}"
 SAMPLE="${SAMPLE:-30}"
 BACKLOG="${BACKLOG:-100000}"
@@ -74,6 +77,24 @@ probe_round_trip() {
     "$BIN/fluxctl" -o json bench jobs --duration "$ROUND_TRIP" --count 100000 \
         --deadline 1m --concurrency 1 >"$out"
     jq -r '"p50 \(.p50_ms * 10 | round / 10) ms, p99 \(.p99_ms * 10 | round / 10) ms"' "$out"
+}
+
+# A metric's value (first series whose line starts with the name given).
+metric() {
+    curl -sf --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
+        "$FLUX_SERVER/metrics" | awk -v m="$1" 'index($1, m) == 1 { print $2; exit }'
+}
+
+# What an operator with --audit-retention does: exports the audit records older than 30 s
+# (50,000 per file at most, so again while the export says more remain, at most 10 files) and
+# drops the files, so that the leader may prune them.
+export_audit() {
+    local f="$FLUX_DIR/audit-export.json" i
+    for i in $(seq 1 10); do
+        "$BIN/fluxctl" audit export --before 30s "$f" >/dev/null || return 0
+        [ "$(jq -r '.more' "$f")" = true ] || break
+    done
+    rm -f "$f"
 }
 
 # Jobs collected so far (flux_gc_deleted_total{kind="job"}).
@@ -142,8 +163,12 @@ for part in $PARTS; do
             flux_result "store size, $store, $built jobs of history" "$(mib "$size")" "$cmd"
         done ;;
     retention)
-        start_store redb --job-retention "$RETAIN" --gc-interval 5s
-        echo "==> redb, retention $RETAIN, $LOAD_CONCURRENCY clients for $LOAD; size every ${SAMPLE}s"
+        audit_args=()
+        if [ "$AUDIT_RETAIN" != 0 ]; then
+            audit_args=(--audit-retention "$AUDIT_RETAIN" --audit-verify-every 10s)
+        fi
+        start_store redb --job-retention "$RETAIN" --gc-interval 5s "${audit_args[@]}"
+        echo "==> redb, retention $RETAIN, audit retention $AUDIT_RETAIN, $LOAD_CONCURRENCY clients for $LOAD; size every ${SAMPLE}s"
         "$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "$LOAD" --deadline "$LOAD_DEADLINE" \
             --concurrency "$LOAD_CONCURRENCY" >"$FLUX_DIR/load.json" &
         load_pid=$!
@@ -153,15 +178,16 @@ for part in $PARTS; do
         while kill -0 "$load_pid" 2>/dev/null; do
             sleep "$SAMPLE"
             kill -0 "$load_pid" 2>/dev/null || break
+            [ "$AUDIT_RETAIN" = 0 ] || export_audit
             size=$(store_size redb)
             series+=("$(( $(date +%s) - t0 ))s $(mib "$size")")
-            echo "    ${series[-1]}"
+            echo "    ${series[-1]} (audit records pruned: $(metric flux_audit_pruned_total))"
         done
         wait "$load_pid" || true
         done_jobs=$(jq -r '.jobs' "$FLUX_DIR/load.json")
         gc=$(collected)
-        flux_result "store size under load with --job-retention $RETAIN, redb ($done_jobs jobs run, ${gc:-0} collected)" \
-            "$(IFS=,; echo "${series[*]}")" "PARTS=retention LOAD=$LOAD bash scripts/bench-soak.sh" ;;
+        flux_result "store size under load with --job-retention $RETAIN and audit retention $AUDIT_RETAIN, redb ($done_jobs jobs run, ${gc:-0} collected, $(metric flux_audit_pruned_total) audit records pruned)" \
+            "$(IFS=,; echo "${series[*]}")" "PARTS=retention LOAD=$LOAD AUDIT_RETAIN=$AUDIT_RETAIN bash scripts/bench-soak.sh" ;;
     collect)
         start_store redb --job-retention 1h --job-retention-count "$(( BACKLOG * 2 ))" --gc-interval 5s
         echo "==> redb: a backlog of $BACKLOG finished jobs, then retention 1s; collected every 2s"

@@ -573,18 +573,19 @@ async fn a_job_with_more_output_than_one_batch_goes_in_pieces_record_last(b: Bac
     }
 }
 
-/// The lag (`gc/state.lag_ms`) says how late the collector deletes expired jobs: about their
-/// overdue time while it works through old ones, unchanged over a page of jobs kept for other
-/// reasons, and 0 once a page reaches a job still young.
-async fn the_lag_follows_a_backlog_until_the_collector_reaches_young_jobs(b: Backend) {
+/// `gc/state.behind_since` opens at the first page that deletes, stays open over a page of
+/// unfinished jobs and through a deleting page, and closes at a page of jobs kept for their
+/// own reasons (live idempotency keys, the retention being shorter than the window) and at
+/// young jobs; a new term restarts it.
+async fn the_backlog_opens_while_pages_delete_and_closes_at_kept_or_young_jobs(b: Backend) {
     let store = b.store.clone();
     let jobs = Jobs::new(store.clone(), JobsConfig::default());
     let epoch = store.next_epoch().await.unwrap();
     register(&jobs, "a1", T0).await;
     let now = T0 + 2 * H;
-    let old = |i: Millis| (T0 + i, T0 + 10 + i);
+    let plain = |i: Millis| (T0 + i, T0 + 10 + i);
     for i in 0..2 {
-        let (c, f) = old(i);
+        let (c, f) = plain(i);
         finished_job(&jobs, epoch, "alice", shell("true"), c, f).await;
     }
     for i in 2..4 {
@@ -595,8 +596,16 @@ async fn the_lag_follows_a_backlog_until_the_collector_reaches_young_jobs(b: Bac
         jobs.submit(TENANT, "alice", req, T0 + i).await.unwrap();
     }
     for i in 4..6 {
-        let (c, f) = old(i);
+        let (c, f) = plain(i);
         finished_job(&jobs, epoch, "alice", shell("true"), c, f).await;
+    }
+    // Past the 1h retention, inside the 24h key window.
+    for i in 6..8 {
+        let req = SubmitJob {
+            idempotency_key: Some(format!("k-{i}")),
+            ..shell("true")
+        };
+        finished_job(&jobs, epoch, "alice", req, T0 + i, T0 + 10 + i).await;
     }
     for i in 0..2 {
         let c = now - 10 * 60 * 1000 + i;
@@ -611,23 +620,42 @@ async fn the_lag_follows_a_backlog_until_the_collector_reaches_young_jobs(b: Bac
         ..RetentionConfig::default()
     };
     let mut c = Collector::new(store.clone(), cfg);
-    let mut lags = Vec::new();
-    for _ in 0..4 {
-        c.pass(TENANT, &quota, epoch, now).await.unwrap();
-        lags.push(gc_state(&store).await.lag_ms);
+    let mut seen = Vec::new();
+    for p in 0..5 {
+        c.pass(TENANT, &quota, epoch, now + p * 1000).await.unwrap();
+        seen.push(gc_state(&store).await.behind_since);
     }
-    // Pages: two expired jobs (ended T0+10, T0+11: overdue by H-11 at the least), two
-    // unfinished ones (unchanged), two expired (H-15), two young ones (caught up).
-    assert_eq!(lags, [H - 11, H - 11, H - 15, 0]);
-    assert_eq!(
-        flux_core::retention::backlog(lags[0], Some(Duration::from_secs(60)))
-            .map(|b| b.lag.as_millis() as u64),
-        Some(H - 11)
-    );
-    assert_eq!(
-        flux_core::retention::backlog(lags[3], Some(Duration::from_secs(60))),
-        None
-    );
+    // Pages: deleting (opens), unfinished (unchanged), deleting (kept open), keyed (closes),
+    // young (closed).
+    assert_eq!(seen, [Some(now), Some(now), Some(now), None, None]);
+    let max = Some(Duration::from_secs(60));
+    let late = flux_core::retention::backlog(seen[0], now + 61_000, max).expect("refused");
+    assert_eq!(late.lag, Duration::from_millis(61_000));
+
+    // A new term restarts an open run: a backlog left by a leader long gone is not counted
+    // from its start.
+    for i in 0..4 {
+        let (c, f) = plain(100 + i);
+        finished_job(&jobs, epoch, "alice", shell("true"), c, f).await;
+    }
+    let later = now + H;
+    c.pass(TENANT, &quota, epoch, later).await.unwrap();
+    let opened = gc_state(&store).await.behind_since;
+    assert_eq!(opened, Some(later));
+    let next = store.next_epoch().await.unwrap();
+    let mut successor = Collector::new(store.clone(), cfg_batch(2));
+    successor
+        .pass(TENANT, &quota, next, later + 5000)
+        .await
+        .unwrap();
+    assert_eq!(gc_state(&store).await.behind_since, Some(later + 5000));
+}
+
+fn cfg_batch(batch: usize) -> RetentionConfig {
+    RetentionConfig {
+        batch,
+        ..RetentionConfig::default()
+    }
 }
 
 macro_rules! on_both_backends {
@@ -661,5 +689,5 @@ on_both_backends!(
     a_backup_carries_the_gc_record,
     reconciler_jobs_keep_the_last_n_of_each_target_and_what_records_point_at,
     a_job_with_more_output_than_one_batch_goes_in_pieces_record_last,
-    the_lag_follows_a_backlog_until_the_collector_reaches_young_jobs,
+    the_backlog_opens_while_pages_delete_and_closes_at_kept_or_young_jobs,
 );

@@ -41,7 +41,7 @@ pub struct Metrics {
     pub gc_deleted: IntCounterVec,
     pub gc_conflicts: IntCounter,
     pub gc_backlog_refusals: IntCounter,
-    /// The largest collector lag of any tenant (`gc/state.lag_ms`), in seconds.
+    /// The longest any tenant's collector has been behind, in seconds.
     pub gc_lag: IntGauge,
     pub store_objects: IntGaugeVec,
     /// Enrollments by result (`ok`, `used_up`, `refused`) and credential renewals.
@@ -264,7 +264,7 @@ impl Metrics {
             ),
             gc_lag: gauge(
                 "flux_gc_lag_seconds",
-                "how late the collector deletes expired jobs, the largest of any tenant (as seen by the leader)",
+                "how long the collector has been behind on a tenant's finished jobs, the longest of any tenant (as seen by the leader)",
             ),
             store_objects: gauge_vec(
                 "flux_store_objects",

@@ -83,8 +83,11 @@ pub struct AppState {
     /// Submissions wait while a tenant's collector is further behind than this
     /// (`--gc-max-lag`; `None`: never).
     pub gc_max_lag: Option<std::time::Duration>,
-    /// Collector lags (`gc/state.lag_ms`) read recently, like the quotas.
-    gc_lags: std::sync::Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
+    /// When each tenant's collector fell behind (`gc/state.behind_since`), read recently.
+    #[allow(clippy::type_complexity)]
+    gc_behind: std::sync::Mutex<
+        std::collections::HashMap<String, (Option<flux_core::model::Millis>, std::time::Instant)>,
+    >,
 }
 
 impl AppState {
@@ -125,7 +128,7 @@ impl AppState {
             agent_credential_ttl: std::time::Duration::from_secs(24 * 3600),
             disk: None,
             gc_max_lag: None,
-            gc_lags: Default::default(),
+            gc_behind: Default::default(),
         }
     }
 
@@ -176,25 +179,30 @@ impl AppState {
         Ok(q)
     }
 
-    /// How far behind a tenant's collector is (milliseconds, 0 without a readable record), at
-    /// most [`QUOTA_CACHE`] old. Read only when `--gc-max-lag` is on.
-    pub async fn gc_lag(&self, tenant: &str) -> Result<u64, flux_core::store::StoreError> {
+    /// Since when a tenant's collector has been behind (`gc/state.behind_since`; `None`
+    /// without a readable record), at most [`QUOTA_CACHE`] old. Read only when `--gc-max-lag`
+    /// is on.
+    pub async fn gc_behind_since(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<flux_core::model::Millis>, flux_core::store::StoreError> {
         let now = std::time::Instant::now();
-        if let Some((lag, at)) = self.gc_lags.lock().expect("gc lag cache").get(tenant)
+        if let Some((since, at)) = self.gc_behind.lock().expect("gc cache").get(tenant)
             && now.duration_since(*at) < QUOTA_CACHE
         {
-            return Ok(*lag);
+            return Ok(*since);
         }
         let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE)?;
-        let lag = self.store.get(&k).await?.map_or(0, |v| {
+        let since = self.store.get(&k).await?.and_then(|v| {
             serde_json::from_slice::<flux_core::retention::GcState>(&v.value)
-                .map_or(0, |s| s.lag_ms)
+                .ok()
+                .and_then(|s| s.behind_since)
         });
-        self.gc_lags
+        self.gc_behind
             .lock()
-            .expect("gc lag cache")
-            .insert(tenant.to_string(), (lag, now));
-        Ok(lag)
+            .expect("gc cache")
+            .insert(tenant.to_string(), (since, now));
+        Ok(since)
     }
 
     /// Forgets a cached quota (after this node changed it).

@@ -24,9 +24,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::de::DeserializeOwned;
 
 use super::{
-    Collect, GcState, JobFacts, JobKind, JobRules, Keep, LastSweep, MAX_OPS_PER_TXN, Progress,
-    RetentionConfig, TargetProgress, Verdict, collect_agent, collect_idempotency_key, decide_jobs,
-    job_paths, lag_after,
+    GcState, JobFacts, JobKind, JobRules, Keep, LastSweep, MAX_OPS_PER_TXN, PageSeen, Progress,
+    RetentionConfig, TargetProgress, Verdict, behind_after, collect_agent, collect_idempotency_key,
+    decide_jobs, job_paths,
 };
 use crate::keys;
 use crate::model::{Agent, Attempt, Job, Millis};
@@ -234,9 +234,8 @@ impl Collector {
         // The attempts and output of the jobs from the first one collected to the end of the
         // page, read once for all of them when that first one is found.
         let mut spans: Option<(Span, Span)> = None;
-        // For the lag: the least overdue expired job collected, and whether a young one was met.
-        let mut overdue: Option<u64> = None;
-        let mut young = false;
+        // What the page shows of the collector's progress (`PageSeen`).
+        let (mut young, mut finished, mut purged) = (false, false, false);
         for (i, (job, entry)) in jobs.iter().enumerate() {
             let Some(job) = job else {
                 // Unreadable: kept, never deleted.
@@ -261,7 +260,8 @@ impl Collector {
             let before = progress.clone();
             let verdict = decide_jobs(now, rules, &last, &mut progress, &[facts])[0];
             young |= verdict == Verdict::Keep(Keep::Young);
-            if let Verdict::Collect(why) = verdict {
+            finished |= job.status.is_terminal();
+            if let Verdict::Collect(_) = verdict {
                 if spans.is_none() {
                     let rest: Vec<&str> = jobs[i..]
                         .iter()
@@ -281,6 +281,7 @@ impl Collector {
                     complete = false;
                     if ops.is_empty() {
                         self.purge_output(tenant, job, entry.version, epoch).await?;
+                        purged = true;
                     }
                     break;
                 };
@@ -312,17 +313,22 @@ impl Collector {
                 }
                 count_deleted(&mut st.deleted, &kind, &job_ops);
                 ops.extend(job_ops);
-                if why == Collect::Expired {
-                    let ended = job.finished_at.unwrap_or(job.created_at);
-                    let late = now.saturating_sub(ended.saturating_add(rules.retention_ms));
-                    overdue = Some(overdue.map_or(late, |o| o.min(late)));
-                }
                 collected.push(job.clone());
             }
             cursor = Some(entry.key.path().to_string());
         }
         mem.targets = progress.targets.take();
-        st.lag_ms = lag_after(st.lag_ms, overdue, young || complete);
+        let seen = if young || complete {
+            PageSeen::Frontier
+        } else if !ops.is_empty() || purged {
+            PageSeen::Deleting
+        } else if finished {
+            PageSeen::Idle
+        } else {
+            PageSeen::Unfinished
+        };
+        let new_term = st.epoch != epoch;
+        st.behind_since = behind_after(st.behind_since, seen, now, new_term);
         if complete {
             // The sweep is over: its counts drive the next one.
             st.counted.jobs = Some(progress.jobs_kept);

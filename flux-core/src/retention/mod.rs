@@ -445,10 +445,10 @@ pub struct GcState {
     pub sweeps: u64,
     #[serde(default)]
     pub deleted: Deleted,
-    /// How far behind the collector is, in milliseconds ([`lag_after`]): admission refuses the
-    /// tenant's new jobs while it exceeds `--gc-max-lag` ([`backlog`]).
-    #[serde(default)]
-    pub lag_ms: u64,
+    /// Since when the collector has been behind on this tenant's jobs ([`behind_after`]):
+    /// admission refuses the tenant's new jobs once that is longer ago than `--gc-max-lag`
+    /// ([`backlog`]).
+    pub behind_since: Option<Millis>,
     /// When and under which epoch the last batch was committed.
     #[serde(default)]
     pub updated_at: Millis,
@@ -456,27 +456,52 @@ pub struct GcState {
     pub epoch: u64,
 }
 
-/// The collector's lag after a page of jobs, from the one before (`prev`). `overdue` is the
-/// least time by which the expired jobs the page collected had outlived their retention (none
-/// collected: `None`); a collector that keeps up collects jobs soon after they expire, so this is
-/// about one `--gc-interval`, and one that is behind collects only jobs long expired. A page that
-/// collected no expired job but reached one still young, or the end of the sweep, shows that
-/// nothing older waits: 0. Otherwise (it looked only at jobs kept for other reasons, unfinished,
-/// referenced or with a live idempotency key) the lag is unchanged, so that a run of such jobs
-/// in front of a backlog does not hide it.
-pub fn lag_after(prev: u64, overdue: Option<u64>, caught_up: bool) -> u64 {
-    match overdue {
-        Some(l) => l,
-        None if caught_up => 0,
-        None => prev,
+/// What one page of a jobs sweep showed about the collector's progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSeen {
+    /// It deleted something and did not reach the frontier: more may wait behind it.
+    Deleting,
+    /// It reached a job still young, or the end of the sweep: nothing older waits.
+    Frontier,
+    /// It deleted nothing and held only unfinished (or unreadable) jobs: it shows nothing
+    /// either way (a run of old queued jobs may lie in front of a backlog).
+    Unfinished,
+    /// It deleted nothing: its finished jobs are all kept for their own reasons (referenced,
+    /// with a live idempotency key), so the collector is not behind here.
+    Idle,
+}
+
+/// Since when the collector has been behind, after a page (`prev`: before it). A collector
+/// that keeps up deletes what expired since its last visit and reaches young jobs within a few
+/// back-to-back pages; one that is behind deletes page after page without reaching them. So a
+/// run of deleting pages opens at `now`, a frontier or an idle page closes it, and a page of
+/// unfinished jobs leaves it as it was. A new term (`new_term`) restarts an open run at `now`:
+/// no collector ran while there was no leader.
+pub fn behind_after(
+    prev: Option<Millis>,
+    page: PageSeen,
+    now: Millis,
+    new_term: bool,
+) -> Option<Millis> {
+    let restarted = |t: Millis| if new_term { now } else { t };
+    match page {
+        PageSeen::Deleting => Some(prev.map_or(now, restarted)),
+        PageSeen::Unfinished => prev.map(restarted),
+        PageSeen::Frontier | PageSeen::Idle => None,
     }
 }
 
-/// Why a tenant's new jobs are refused: its collector is further behind than `--gc-max-lag`.
+/// How long the collector has been behind at `now` (zero when it is not).
+pub fn lag(behind_since: Option<Millis>, now: Millis) -> Duration {
+    Duration::from_millis(behind_since.map_or(0, |t| now.saturating_sub(t)))
+}
+
+/// Why a tenant's new jobs are refused: its collector has been behind longer than
+/// `--gc-max-lag`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "finished jobs of this tenant are collected {}s after their retention ended, beyond \
-     --gc-max-lag ({}s): new jobs wait until the collector catches up",
+    "the collector has been behind on this tenant's finished jobs for {}s, beyond \
+     --gc-max-lag ({}s): new jobs wait until it catches up",
     lag.as_secs(),
     max.as_secs()
 )]
@@ -485,11 +510,15 @@ pub struct Backlog {
     pub max: Duration,
 }
 
-/// The admission rule for a collection backlog: refused while the recorded lag exceeds
-/// `max_lag` (`None`: never refused).
-pub fn backlog(lag_ms: u64, max_lag: Option<Duration>) -> Option<Backlog> {
+/// The admission rule for a collection backlog: refused while the collector has been behind
+/// for longer than `max_lag` (`None`: never refused).
+pub fn backlog(
+    behind_since: Option<Millis>,
+    now: Millis,
+    max_lag: Option<Duration>,
+) -> Option<Backlog> {
     let max = max_lag?;
-    let lag = Duration::from_millis(lag_ms);
+    let lag = lag(behind_since, now);
     (lag > max).then_some(Backlog { lag, max })
 }
 
@@ -803,24 +832,33 @@ mod tests {
     }
 
     #[test]
-    fn the_lag_is_what_a_page_collected_late_and_clears_only_at_the_frontier() {
-        // Collected: the page's least overdue job, up or down.
-        assert_eq!(lag_after(0, Some(90_000), false), 90_000);
-        assert_eq!(lag_after(90_000, Some(4_000), true), 4_000);
-        // Nothing collected, frontier reached (a young job or the sweep's end): caught up.
-        assert_eq!(lag_after(90_000, None, true), 0);
-        // Nothing collected, only jobs kept for other reasons: unknown, so unchanged.
-        assert_eq!(lag_after(90_000, None, false), 90_000);
-        assert_eq!(lag_after(0, None, false), 0);
+    fn a_run_of_deleting_pages_opens_the_backlog_and_a_frontier_or_idle_page_closes_it() {
+        use PageSeen::*;
+        // A run opens at its first deleting page and keeps that start.
+        assert_eq!(behind_after(None, Deleting, 100, false), Some(100));
+        assert_eq!(behind_after(Some(100), Deleting, 200, false), Some(100));
+        // Unfinished jobs: unchanged, open or not.
+        assert_eq!(behind_after(Some(100), Unfinished, 300, false), Some(100));
+        assert_eq!(behind_after(None, Unfinished, 300, false), None);
+        // Young jobs or the sweep's end, or finished jobs all kept for their own reasons.
+        assert_eq!(behind_after(Some(100), Frontier, 400, false), None);
+        assert_eq!(behind_after(Some(100), Idle, 400, false), None);
+        // A new term restarts an open run, and opens none.
+        assert_eq!(behind_after(Some(100), Deleting, 500, true), Some(500));
+        assert_eq!(behind_after(Some(100), Unfinished, 500, true), Some(500));
+        assert_eq!(behind_after(None, Unfinished, 500, true), None);
     }
 
     #[test]
     fn a_backlog_refuses_beyond_the_maximum_only() {
         let max = Some(Duration::from_secs(60));
-        assert_eq!(backlog(60_000, max), None);
-        let b = backlog(60_001, max).expect("refused");
-        assert_eq!(b.max, Duration::from_secs(60));
+        assert_eq!(backlog(None, 1_000_000, max), None);
+        assert_eq!(backlog(Some(1_000), 61_000, max), None);
+        let b = backlog(Some(1_000), 61_001, max).expect("refused");
+        assert_eq!(b.lag, Duration::from_millis(60_001));
         assert!(b.to_string().contains("--gc-max-lag"), "{b}");
-        assert_eq!(backlog(u64::MAX, None), None);
+        assert_eq!(backlog(Some(0), u64::MAX, None), None);
+        // A clock behind the record's: not behind.
+        assert_eq!(lag(Some(5_000), 1_000), Duration::ZERO);
     }
 }

@@ -625,7 +625,7 @@ pub(super) async fn job_logs(
 }
 
 /// Admission for `n` new jobs (a fan-out submits several): free space under the embedded store
-/// (507 below `--min-free-disk`), the collector's lag (429 beyond `--gc-max-lag`), the tenant's
+/// (507 below `--min-free-disk`), a collection backlog (429 beyond `--gc-max-lag`), the tenant's
 /// quota (cached) and, when it bounds queued jobs,
 /// its queue depth, judged by `flux_core::quota::admit`. Refused with 429 and `Retry-After`;
 /// nothing is written.
@@ -655,14 +655,14 @@ pub(super) fn admit_disk(st: &AppState) -> ApiResult<()> {
     Ok(())
 }
 
-/// The collection part of admission: 429 while the tenant's collector is further behind than
-/// `--gc-max-lag` (its finished jobs pile up faster than they are deleted).
+/// The collection part of admission: 429 while the tenant's collector has been behind for
+/// longer than `--gc-max-lag` (its finished jobs pile up faster than they are deleted).
 pub(super) async fn admit_backlog(st: &AppState, tenant: &str) -> ApiResult<()> {
     if st.gc_max_lag.is_none() {
         return Ok(());
     }
-    let lag = st.gc_lag(tenant).await?;
-    if let Some(b) = flux_core::retention::backlog(lag, st.gc_max_lag) {
+    let since = st.gc_behind_since(tenant).await?;
+    if let Some(b) = flux_core::retention::backlog(since, now_ms(), st.gc_max_lag) {
         st.metrics.gc_backlog_refusals.inc();
         return Err(ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,

@@ -466,11 +466,11 @@ mod tests {
         (status, retry, serde_json::from_slice(&bytes).unwrap())
     }
 
-    async fn set_gc_lag(st: &AppState, tenant: &str, lag_ms: u64) {
+    async fn set_behind_since(st: &AppState, tenant: &str, since: Option<u64>) {
         let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE).unwrap();
         let prev = st.store.get(&k).await.unwrap();
         let rec = flux_core::retention::GcState {
-            lag_ms,
+            behind_since: since,
             ..Default::default()
         };
         let expect = prev.map_or(flux_core::store::Expect::Absent, |v| {
@@ -492,8 +492,9 @@ mod tests {
         .await;
         let late = token(&st, "default", Role::Operator);
         let other = token(&st, "globex", Role::Operator);
-        // Two minutes late: refused, with the reason and when to retry; nothing written.
-        set_gc_lag(&st, "default", 120_000).await;
+        // Behind for two minutes: refused, with the reason and when to retry; nothing written.
+        let now = flux_core::model::now_ms();
+        set_behind_since(&st, "default", Some(now - 120_000)).await;
         let (status, retry, body) = submit(&app, &late).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
         assert_eq!(body["error"]["code"], "collection_behind", "{body}");
@@ -508,8 +509,8 @@ mod tests {
         // Another tenant, whose collector keeps up, is admitted.
         let (status, _, body) = submit(&app, &other).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        // Caught up (within the lag cache's age): admitted again.
-        set_gc_lag(&st, "default", 4_000).await;
+        // Caught up (seen within the cache's age): admitted again.
+        set_behind_since(&st, "default", None).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let (status, _, body) = submit(&app, &late).await;
@@ -527,7 +528,7 @@ mod tests {
     async fn without_a_maximum_lag_a_late_collector_refuses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (app, st) = test_app_and_state(dir.path()).await;
-        set_gc_lag(&st, "default", u64::MAX / 2).await;
+        set_behind_since(&st, "default", Some(0)).await;
         let t = token(&st, "default", flux_core::auth::Role::Operator);
         let (status, _, body) = submit(&app, &t).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");

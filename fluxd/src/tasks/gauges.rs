@@ -74,7 +74,8 @@ async fn gc_state(
 pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
     let mut queued = 0i64;
     let mut objects = [0i64; 3];
-    let mut lag = 0u64;
+    let mut lag = std::time::Duration::ZERO;
+    let now = flux_core::model::now_ms();
     let mut by_state = [0i64; 3];
     let mut targets: std::collections::BTreeMap<TargetState, i64> = Default::default();
     for t in &st.jobs.tenants().await.map_err(to_store)? {
@@ -96,7 +97,7 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
         queued += st.jobs.queue_depth(t).await.map_err(to_store)? as i64;
         // What the collector counted on its last complete sweeps: one small record per tenant.
         if let Some(g) = gc_state(st, t).await? {
-            lag = lag.max(g.lag_ms);
+            lag = lag.max(flux_core::retention::lag(g.behind_since, now));
             let c = g.counted;
             objects[0] += c.jobs.unwrap_or(0) as i64;
             objects[1] += c.agents.unwrap_or(0) as i64;
@@ -107,7 +108,7 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
         st.metrics.store_objects.with_label_values(&[kind]).set(n);
     }
     st.metrics.queue_depth.set(queued);
-    st.metrics.gc_lag.set((lag / 1000) as i64);
+    st.metrics.gc_lag.set(lag.as_secs() as i64);
     for s in TargetState::ALL {
         st.metrics
             .state_targets
