@@ -339,11 +339,7 @@ async fn the_count_rule_keeps_the_newest(b: Backend) {
         job_retention_count: Some(2),
         ..Quota::default()
     };
-    let cfg = RetentionConfig {
-        batch: 2,
-        ..RetentionConfig::default()
-    };
-    let mut c = Collector::new(store.clone(), cfg);
+    let mut c = Collector::new(store.clone(), cfg_batch(2));
     settle(&mut c, &quota, epoch, T0 + H).await;
     let left: Vec<bool> = {
         let mut v = Vec::new();
@@ -615,11 +611,7 @@ async fn the_backlog_opens_while_pages_delete_and_closes_at_kept_or_young_jobs(b
         job_retention_secs: Some(3600),
         ..Quota::default()
     };
-    let cfg = RetentionConfig {
-        batch: 2,
-        ..RetentionConfig::default()
-    };
-    let mut c = Collector::new(store.clone(), cfg);
+    let mut c = Collector::new(store.clone(), cfg_batch(2));
     let mut seen = Vec::new();
     for p in 0..5 {
         c.pass(TENANT, &quota, epoch, now + p * 1000).await.unwrap();
