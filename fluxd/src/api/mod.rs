@@ -449,10 +449,26 @@ mod tests {
     }
 
     async fn submit(app: &Router, token: &str) -> (StatusCode, Option<String>, serde_json::Value) {
-        let req = Request::post("/v1/jobs")
+        post(
+            app,
+            token,
+            "/v1/jobs",
+            serde_json::json!({"command": "true"}),
+        )
+        .await
+    }
+
+    /// POSTs `body` to `path`: the status, the Retry-After header and the reply.
+    async fn post(
+        app: &Router,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
+        let req = Request::post(path)
             .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
-            .body(Body::from(r#"{"command": "true"}"#))
+            .body(Body::from(body.to_string()))
             .unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
@@ -522,6 +538,56 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn fan_outs_and_schedule_triggers_wait_too_and_write_nothing() {
+        use flux_core::auth::Role;
+        let dir = tempfile::tempdir().unwrap();
+        let (app, st) = test_app_and_state_with(dir.path(), |s| {
+            s.gc_max_lag = Some(Duration::from_secs(60));
+        })
+        .await;
+        let now = flux_core::model::now_ms();
+        let req = flux_core::model::RegisterAgent {
+            labels: [("role".to_string(), "web".to_string())].into(),
+            ..Default::default()
+        };
+        let a1 = flux_core::jobs::AgentCaller::new("a1", None);
+        st.jobs.register("default", a1, &req, now).await.unwrap();
+        let t = token(&st, "default", Role::Admin);
+        let fan_out =
+            serde_json::json!({"command": "true", "selector": "role=web", "fan_out": true});
+        let schedule = serde_json::json!({
+            "name": "nightly",
+            "cron": "30 2 * * *",
+            "what": {"job": {"command": "true", "node_id": "a1"}},
+        });
+        let (status, _, body) = post(&app, &t, "/v1/schedules", schedule).await;
+        assert!(status.is_success(), "{status} {body}");
+        set_behind_since(&st, "default", Some(now - 120_000)).await;
+        let (status, retry, body) = post(&app, &t, "/v1/jobs", fan_out.clone()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"]["code"], "collection_behind", "{body}");
+        assert_eq!(retry.as_deref(), Some("5"));
+        let trigger = "/v1/schedules/nightly/trigger";
+        let (status, _, body) = post(&app, &t, trigger, serde_json::json!({})).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"]["code"], "collection_behind", "{body}");
+        assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 0);
+        let view = st.schedules.get("default", "nightly").await.unwrap();
+        assert!(view.runs.is_empty() && view.fires == 0, "{:?}", view.runs);
+        assert_eq!(st.metrics.gc_backlog_refusals.get(), 2);
+        // Caught up: the fan-out makes its job and the trigger its run.
+        set_behind_since(&st, "default", None).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while post(&app, &t, "/v1/jobs", fan_out.clone()).await.0 != StatusCode::ACCEPTED {
+            assert!(std::time::Instant::now() < deadline, "still refused");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (status, _, body) = post(&app, &t, trigger, serde_json::json!({})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 2);
     }
 
     #[tokio::test]
