@@ -25,7 +25,7 @@ use crate::backup::BackupError;
 use crate::jobs::JobError;
 use crate::quota::QuotaError;
 use crate::rollout::RolloutError;
-use crate::store::StoreError;
+use crate::store::{Expect, StoreError, Version};
 
 /// The kind of a failure, independent of which service reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -112,7 +112,8 @@ pub(crate) use from_store_error;
 
 /// The error of a service of stored, versioned specs written with CAS (desired states,
 /// schedules): its variants, `From<StoreError>` (`from_store_error`), `From<JobError>` (a
-/// store failure inside the job service stays a store failure) and its [`HasKind`]. The two
+/// store failure inside the job service stays a store failure), its [`HasKind`] and its
+/// [`CasRefusal`]. The two
 /// services answer alike, so their errors are declared once; they stay two types, so that each
 /// says which service failed.
 macro_rules! spec_service_error {
@@ -167,9 +168,74 @@ macro_rules! spec_service_error {
                 }
             }
         }
+
+        impl $crate::error::CasRefusal for $error {
+            fn precondition_failed(message: String) -> $error {
+                $error::PreconditionFailed(message)
+            }
+            fn conflict(message: String) -> $error {
+                $error::Conflict(message)
+            }
+        }
     };
 }
 pub(crate) use spec_service_error;
+
+/// A service error that can say why the store refused a CAS write of one of its objects.
+pub(crate) trait CasRefusal: From<StoreError> {
+    fn precondition_failed(message: String) -> Self;
+    fn conflict(message: String) -> Self;
+}
+
+/// The error of a CAS write of `what` `name` (`state motd`) that the store refused with `e`:
+/// under a version the caller named (`expect` other than `Any`), PreconditionFailed saying what
+/// is stored; under `Any`, a Conflict with another writer at the same moment.
+pub(crate) fn write_refused<E: CasRefusal>(
+    what: &str,
+    name: &str,
+    expect: Expect,
+    e: StoreError,
+) -> E {
+    match e {
+        StoreError::Conflict { found, .. } if expect != Expect::Any => {
+            E::precondition_failed(match found {
+                Some(v) => format!("{what} {name} is at version {v}, not as expected ({expect})"),
+                None => format!("{what} {name} does not exist, not as expected ({expect})"),
+            })
+        }
+        StoreError::Conflict { .. } => E::conflict(format!(
+            "{what} {name} was written by someone else at the same moment; retry"
+        )),
+        e => e.into(),
+    }
+}
+
+/// Refuses to delete `what` `name`, found at version `found`, when the caller expected another
+/// version.
+pub(crate) fn expect_for_delete<E: CasRefusal>(
+    what: &str,
+    name: &str,
+    expect: Expect,
+    found: Version,
+) -> Result<(), E> {
+    match expect {
+        Expect::Version(e) if e != found => Err(E::precondition_failed(format!(
+            "{what} {name} is at version {found}, not {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The error of a delete of `what` `name` that the store refused with `e` (the object moved
+/// between its read and the delete).
+pub(crate) fn delete_refused<E: CasRefusal>(what: &str, name: &str, e: StoreError) -> E {
+    match e {
+        StoreError::Conflict { .. } => {
+            E::conflict(format!("{what} {name} changed while being deleted; retry"))
+        }
+        e => e.into(),
+    }
+}
 
 impl HasKind for AuthError {
     fn kind(&self) -> ErrorKind {

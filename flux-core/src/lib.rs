@@ -31,6 +31,7 @@ pub mod schedule;
 pub mod selector;
 pub mod state;
 pub mod store;
+mod stored;
 pub mod tenants;
 pub mod webhooks;
 

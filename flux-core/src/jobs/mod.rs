@@ -236,11 +236,6 @@ impl Jobs {
         tenant: &str,
         prefix: &str,
     ) -> Result<Vec<(T, Version)>> {
-        self.store
-            .list(tenant, prefix)
-            .await?
-            .into_iter()
-            .map(|e| Ok((dec(&e.key, &e.value)?, e.version)))
-            .collect()
+        crate::stored::list(self.store.as_ref(), tenant, prefix, dec).await
     }
 }

@@ -17,6 +17,7 @@ use super::{
     MAX_LIST, MAX_RUNS, MAX_SCHEDULES, Run, ScheduleSpec, ScheduleStatus, StoredSchedule, What,
     trigger_group, validate_spec,
 };
+use crate::error::{delete_refused, expect_for_delete, write_refused};
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{JobKind, JobStatus, Millis, valid_ident};
@@ -161,15 +162,11 @@ impl Schedules {
         &self,
         tenant: &str,
     ) -> Result<BTreeMap<String, (StoredSchedule, Version)>> {
-        self.store
-            .list(tenant, keys::SCHEDULES)
-            .await?
-            .into_iter()
-            .map(|e| {
-                let s: StoredSchedule = dec(&e.key, &e.value)?;
-                Ok((s.spec.name.clone(), (s, e.version)))
-            })
-            .collect()
+        let schedules =
+            crate::stored::list(self.store.as_ref(), tenant, keys::SCHEDULES, dec).await?;
+        Ok(crate::stored::by_name(schedules, |s: &StoredSchedule| {
+            &s.spec.name
+        }))
     }
 
     /// The record to store for `spec`, given what is stored (`current`): `created_at` kept,
@@ -251,21 +248,11 @@ impl Schedules {
             &name,
             &secret_values,
         )?;
-        match self.store.commit(txn).await {
-            Ok(v) => Ok((v, current.is_none())),
-            Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
-                Err(ScheduleError::PreconditionFailed(match found {
-                    Some(v) => {
-                        format!("schedule {name} is at version {v}, not as expected ({expect})")
-                    }
-                    None => format!("schedule {name} does not exist, not as expected ({expect})"),
-                }))
-            }
-            Err(StoreError::Conflict { .. }) => Err(ScheduleError::Conflict(format!(
-                "schedule {name} was written by someone else at the same moment; retry"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        self.store
+            .commit(txn)
+            .await
+            .map(|v| (v, current.is_none()))
+            .map_err(|e| write_refused("schedule", &name, expect, e))
     }
 
     /// Pauses or resumes a schedule (CAS on the version read; a resumed schedule does not
@@ -287,24 +274,16 @@ impl Schedules {
     /// Deletes a schedule and its status record (its jobs stay, as any job does).
     pub async fn delete(&self, tenant: &str, name: &str, expect: Expect) -> Result<Version> {
         let (_, v) = self.load(tenant, name).await?;
-        if let Expect::Version(e) = expect
-            && e != v
-        {
-            return Err(ScheduleError::PreconditionFailed(format!(
-                "schedule {name} is at version {v}, not {e}"
-            )));
-        }
+        expect_for_delete::<ScheduleError>("schedule", name, expect, v)?;
         let txn = Txn::new()
             .delete(key(tenant, keys::schedule(name))?, Expect::Version(v))
             .delete(key(tenant, keys::schedule_status(name))?, Expect::Any)
             .delete(key(tenant, keys::schedule_secrets(name))?, Expect::Any);
-        match self.store.commit(txn).await {
-            Ok(_) => Ok(v),
-            Err(StoreError::Conflict { .. }) => Err(ScheduleError::Conflict(format!(
-                "schedule {name} changed while being deleted; retry"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        self.store
+            .commit(txn)
+            .await
+            .map(|_| v)
+            .map_err(|e| delete_refused("schedule", name, e))
     }
 
     /// One schedule with its next slots and last runs.

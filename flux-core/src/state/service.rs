@@ -15,6 +15,7 @@ use super::{
     MAX_STATES, Plan, PlanAction, PlanItem, StateSpec, StoredState, parse_state_file, plan, shown,
     target_ids, validate_set, validate_spec,
 };
+use crate::error::{delete_refused, expect_for_delete, write_refused};
 use crate::jobs::Jobs;
 use crate::keys;
 use crate::model::{Agent, Millis};
@@ -151,15 +152,10 @@ impl States {
         &self,
         tenant: &str,
     ) -> Result<BTreeMap<String, (StoredState, Version)>> {
-        self.store
-            .list(tenant, keys::STATES)
-            .await?
-            .into_iter()
-            .map(|e| {
-                let s: StoredState = dec(&e.key, &e.value)?;
-                Ok((s.spec.name.clone(), (s, e.version)))
-            })
-            .collect()
+        let states = crate::stored::list(self.store.as_ref(), tenant, keys::STATES, dec).await?;
+        Ok(crate::stored::by_name(states, |s: &StoredState| {
+            &s.spec.name
+        }))
     }
 
     /// The target records under `prefix` (all of a tenant's, or one state's).
@@ -168,12 +164,7 @@ impl States {
         tenant: &str,
         prefix: &str,
     ) -> Result<Vec<(TargetStatus, Version)>> {
-        self.store
-            .list(tenant, prefix)
-            .await?
-            .into_iter()
-            .map(|e| Ok((dec(&e.key, &e.value)?, e.version)))
-            .collect()
+        crate::stored::list(self.store.as_ref(), tenant, prefix, dec).await
     }
 
     fn view(
@@ -367,45 +358,27 @@ impl States {
             let n = self.store.list(tenant, keys::STATES).await?.len();
             self.admit_count(tenant, n, n + 1).await?;
         }
-        match self.store.put(k, enc(&stored), cas).await {
-            Ok(v) => Ok((v, current.is_none())),
-            Err(StoreError::Conflict { found, .. }) if expect != Expect::Any => {
-                Err(StateError::PreconditionFailed(match found {
-                    Some(v) => {
-                        format!("state {name} is at version {v}, not as expected ({expect})")
-                    }
-                    None => format!("state {name} does not exist, not as expected ({expect})"),
-                }))
-            }
-            Err(StoreError::Conflict { .. }) => Err(StateError::Conflict(format!(
-                "state {name} was written by someone else at the same moment; retry"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        self.store
+            .put(k, enc(&stored), cas)
+            .await
+            .map(|v| (v, current.is_none()))
+            .map_err(|e| write_refused("state", &name, expect, e))
     }
 
     /// Deletes a state and its targets' records.
     pub async fn delete(&self, tenant: &str, name: &str, expect: Expect) -> Result<Version> {
         let (_, v) = self.load(tenant, name).await?;
-        if let Expect::Version(e) = expect
-            && e != v
-        {
-            return Err(StateError::PreconditionFailed(format!(
-                "state {name} is at version {v}, not {e}"
-            )));
-        }
+        expect_for_delete::<StateError>("state", name, expect, v)?;
         let mut txn = Txn::new().delete(key(tenant, keys::state(name))?, Expect::Version(v));
         for e in self.store.list(tenant, &keys::statuses(name)).await? {
             txn = txn.delete(e.key, Expect::Any);
         }
         txn = self.delete_halt(txn, tenant, name).await?;
-        match self.store.commit(txn).await {
-            Ok(_) => Ok(v),
-            Err(StoreError::Conflict { .. }) => Err(StateError::Conflict(format!(
-                "state {name} changed while being deleted; retry"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        self.store
+            .commit(txn)
+            .await
+            .map(|_| v)
+            .map_err(|e| delete_refused("state", name, e))
     }
 
     /// `txn` that also deletes the state's rollout record, if it has one.

@@ -1,0 +1,37 @@
+//! Reading the services' stored objects back: every object under a prefix, decoded by the
+//! service's own decoder, so that each service keeps its error type (and its `Corrupt`
+//! variant) while the listing is written once.
+//!
+//! Guarantees:
+//! - one `Store::list` snapshot: what is returned was stored together at one revision;
+//! - an object that does not decode fails the whole read with the decoder's error; nothing is
+//!   skipped in silence.
+
+use crate::store::{Key, Store, StoreError, Version};
+
+/// Every object of `tenant` whose path starts with `prefix`, in path order, decoded by `dec`,
+/// with its version.
+pub(crate) async fn list<T, E: From<StoreError>>(
+    store: &dyn Store,
+    tenant: &str,
+    prefix: &str,
+    dec: impl Fn(&Key, &[u8]) -> Result<T, E>,
+) -> Result<Vec<(T, Version)>, E> {
+    store
+        .list(tenant, prefix)
+        .await?
+        .into_iter()
+        .map(|e| Ok((dec(&e.key, &e.value)?, e.version)))
+        .collect()
+}
+
+/// `objects` (from [`list`]) keyed by the name `name` finds in each.
+pub(crate) fn by_name<T>(
+    objects: Vec<(T, Version)>,
+    name: impl Fn(&T) -> &String,
+) -> std::collections::BTreeMap<String, (T, Version)> {
+    objects
+        .into_iter()
+        .map(|(o, v)| (name(&o).clone(), (o, v)))
+        .collect()
+}
