@@ -541,7 +541,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fan_outs_and_schedule_triggers_wait_too_and_write_nothing() {
+    async fn fan_outs_schedule_triggers_and_rollouts_wait_too_and_write_nothing() {
         use flux_core::auth::Role;
         let dir = tempfile::tempdir().unwrap();
         let (app, st) = test_app_and_state_with(dir.path(), |s| {
@@ -574,11 +574,18 @@ mod tests {
         let (status, _, body) = post(&app, &t, trigger, serde_json::json!({})).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
         assert_eq!(body["error"]["code"], "collection_behind", "{body}");
+        let rollout = serde_json::json!({"command": "true", "selector": "role=web"});
+        let (status, _, body) = post(&app, &t, "/v1/rollouts", rollout.clone()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"]["code"], "collection_behind", "{body}");
+        let rollouts = flux_core::rollout::Rollouts::new(st.store.clone(), st.jobs.clone());
+        let (listed, _) = rollouts.list("default", 10, None).await.unwrap();
+        assert!(listed.is_empty(), "{listed:?}");
         assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 0);
         let view = st.schedules.get("default", "nightly").await.unwrap();
         assert!(view.runs.is_empty() && view.fires == 0, "{:?}", view.runs);
-        assert_eq!(st.metrics.gc_backlog_refusals.get(), 2);
-        // Caught up: the fan-out makes its job and the trigger its run.
+        assert_eq!(st.metrics.gc_backlog_refusals.get(), 3);
+        // Caught up: the fan-out makes its job, the trigger its run and the rollout itself.
         set_behind_since(&st, "default", None).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while post(&app, &t, "/v1/jobs", fan_out.clone()).await.0 != StatusCode::ACCEPTED {
@@ -588,6 +595,9 @@ mod tests {
         let (status, _, body) = post(&app, &t, trigger, serde_json::json!({})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 2);
+        let (status, _, body) = post(&app, &t, "/v1/rollouts", rollout).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(rollouts.list("default", 10, None).await.unwrap().0.len(), 1);
     }
 
     #[tokio::test]
