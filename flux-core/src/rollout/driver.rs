@@ -21,14 +21,14 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    Action, JobEnd, Result, RolloutError, RolloutStatus, RolloutView, Rollouts, TargetState, enc,
-    key, step,
+    Action, JobEnd, Result, Rollout, RolloutError, RolloutStatus, RolloutView, Rollouts,
+    TargetState, enc, key, step,
 };
 use crate::events::kinds as ev;
 use crate::jobs::JobError;
 use crate::keys;
 use crate::model::{JobKind, Millis};
-use crate::store::{Epoch, Expect, Range, StoreError, Txn};
+use crate::store::{Epoch, Expect, Key, Range, StoreError, Txn};
 
 /// Unfinished rollouts of one tenant read at once in a pass: the pass pages through all of
 /// them (at most [`super::MAX_UNFINISHED`]) in batches of this many.
@@ -147,37 +147,7 @@ impl Rollouts {
             self.store.commit(txn).await?;
             return Ok(());
         }
-        // What became of the jobs the running targets wait for.
-        let mut ended = HashMap::new();
-        for t in &r.targets {
-            let Some(job_id) = t.current_job() else {
-                continue;
-            };
-            match self.jobs.get(tenant, job_id).await {
-                Ok(j) if j.status.is_terminal() => {
-                    ended.insert(
-                        job_id.to_string(),
-                        JobEnd {
-                            status: j.status,
-                            exit_code: j.exit_code,
-                            error: j.error,
-                        },
-                    );
-                }
-                Ok(_) => {}
-                Err(JobError::NotFound(_)) => {
-                    ended.insert(
-                        job_id.to_string(),
-                        JobEnd {
-                            status: crate::model::JobStatus::Failed,
-                            exit_code: None,
-                            error: Some("its job is gone".into()),
-                        },
-                    );
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let ended = self.job_ends(tenant, &r).await?;
         let view = RolloutView {
             status: r.status,
             params: &r.params,
@@ -186,9 +156,77 @@ impl Rollouts {
             online,
         };
         let mut actions = step(&view, now);
-        // Admission of the jobs this step starts, in the step's order: from the first one the
-        // quota refuses, this step starts no more (they stay pending or verifying, and are
-        // decided again on the next pass).
+        self.admit_starts(tenant, &mut actions, admission, report);
+        let applied = self.apply(tenant, id, &r, actions, marker, now)?;
+        if applied.changed {
+            let mut next = applied.next;
+            next.updated_at = now;
+            let txn = applied.txn.fenced(epoch).put(
+                key(tenant, keys::rollout(id))?,
+                enc(&next),
+                Expect::Version(version),
+            );
+            match self.store.commit(txn).await {
+                Ok(_) => {
+                    report.started += applied.started;
+                    report.ended.extend(applied.ended);
+                    report.finished.extend(applied.finished);
+                }
+                // A user paused or cancelled it meanwhile (or another pass won): the next
+                // pass decides again from what is stored.
+                Err(StoreError::Conflict { .. }) => {
+                    report.conflicts += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for j in applied.cancels {
+            match self.jobs.cancel_fenced(tenant, &j, now, Some(epoch)).await {
+                Ok(_) | Err(JobError::NotFound(_)) | Err(JobError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// What became of the jobs the running targets of `r` wait for: the end of each one that
+    /// ended, by job id (a job that is gone counts as failed).
+    async fn job_ends(&self, tenant: &str, r: &Rollout) -> Result<HashMap<String, JobEnd>> {
+        let mut ended = HashMap::new();
+        for t in &r.targets {
+            let Some(job_id) = t.current_job() else {
+                continue;
+            };
+            let end = match self.jobs.get(tenant, job_id).await {
+                Ok(j) if j.status.is_terminal() => JobEnd {
+                    status: j.status,
+                    exit_code: j.exit_code,
+                    error: j.error,
+                },
+                Ok(_) => continue,
+                Err(JobError::NotFound(_)) => JobEnd {
+                    status: crate::model::JobStatus::Failed,
+                    exit_code: None,
+                    error: Some("its job is gone".into()),
+                },
+                Err(e) => return Err(e.into()),
+            };
+            ended.insert(job_id.to_string(), end);
+        }
+        Ok(ended)
+    }
+
+    /// Admission of the jobs a step starts, in the step's order: from the first one the quota
+    /// refuses, the step starts no more (they stay pending or verifying, and are decided again
+    /// on the next pass).
+    fn admit_starts(
+        &self,
+        tenant: &str,
+        actions: &mut Vec<Action>,
+        admission: &mut Admission,
+        report: &mut PassReport,
+    ) {
         let mut refused = false;
         actions.retain(|a| {
             if !matches!(a, Action::Start(_) | Action::Verify(_)) {
@@ -212,36 +250,48 @@ impl Rollouts {
             report.deferred += 1;
             false
         });
-        let mut next = r.clone();
-        let mut txn = Txn::new();
-        let mut cancels = Vec::new();
-        let mut changed = false;
-        let mut started = 0;
-        let mut ended_states = Vec::new();
-        let mut finished = None;
-        for a in actions {
-            changed |= !matches!(a, Action::CancelJob(_));
-            match a {
+    }
+
+    /// The step's `actions` applied to a copy of `r`: the next record, and the writes (jobs
+    /// started, events, the marker's removal) to commit with it; cancels are kept apart.
+    fn apply(
+        &self,
+        tenant: &str,
+        id: &str,
+        r: &Rollout,
+        actions: Vec<Action>,
+        marker: Key,
+        now: Millis,
+    ) -> Result<Applied> {
+        let mut a = Applied {
+            next: r.clone(),
+            txn: Txn::new(),
+            cancels: Vec::new(),
+            changed: false,
+            started: 0,
+            ended: Vec::new(),
+            finished: None,
+        };
+        for action in actions {
+            a.changed |= !matches!(action, Action::CancelJob(_));
+            match action {
                 Action::Finish {
                     target,
                     state,
                     exit_code,
                     error,
                 } => {
-                    let t = &mut next.targets[target];
+                    let t = &mut a.next.targets[target];
                     t.state = state;
                     t.exit_code = exit_code;
                     t.error = error;
                     t.finished_at = Some(now);
-                    ended_states.push(state);
-                    crate::events::record(
-                        &mut txn,
-                        tenant,
-                        &ev::rollout_target_finished(id, t, now),
-                    )?;
+                    a.ended.push(state);
+                    let e = ev::rollout_target_finished(id, t, now);
+                    crate::events::record(&mut a.txn, tenant, &e)?;
                 }
                 Action::Start(i) | Action::Verify(i) => {
-                    let verify = matches!(a, Action::Verify(_));
+                    let verify = matches!(action, Action::Verify(_));
                     let req = r.job_request(&r.targets[i].node_id, verify);
                     let (job, job_txn) = self.jobs.prepare_submit_in(
                         tenant,
@@ -251,8 +301,8 @@ impl Rollouts {
                         JobKind::Rollout,
                         &r.rollout_id,
                     )?;
-                    txn.ops.extend(job_txn.ops);
-                    let t = &mut next.targets[i];
+                    a.txn.ops.extend(job_txn.ops);
+                    let t = &mut a.next.targets[i];
                     if verify {
                         t.state = TargetState::Verifying;
                         t.verify_job_id = Some(job.job_id);
@@ -260,78 +310,65 @@ impl Rollouts {
                         t.state = TargetState::Running;
                         t.job_id = Some(job.job_id);
                         t.started_at = Some(now);
-                        started += 1;
+                        a.started += 1;
                         let e = ev::rollout_target_started(
                             id,
                             t,
                             t.job_id.as_deref().unwrap_or(""),
                             now,
                         );
-                        crate::events::record(&mut txn, tenant, &e)?;
+                        crate::events::record(&mut a.txn, tenant, &e)?;
                     }
                 }
                 Action::Skip(i) => {
-                    let t = &mut next.targets[i];
+                    let t = &mut a.next.targets[i];
                     t.state = TargetState::Skipped;
                     t.error = Some("its agent was offline at its turn".into());
                     t.finished_at = Some(now);
-                    ended_states.push(TargetState::Skipped);
-                    crate::events::record(
-                        &mut txn,
-                        tenant,
-                        &ev::rollout_target_finished(id, t, now),
-                    )?;
+                    a.ended.push(TargetState::Skipped);
+                    let e = ev::rollout_target_finished(id, t, now);
+                    crate::events::record(&mut a.txn, tenant, &e)?;
                 }
-                Action::CancelJob(j) => cancels.push(j),
+                Action::CancelJob(j) => a.cancels.push(j),
                 Action::Halt(why) => {
-                    crate::events::record(&mut txn, tenant, &ev::rollout_halted(id, &why, now))?;
-                    next.status = RolloutStatus::Halting;
-                    next.halt_reason = Some(why);
+                    let e = ev::rollout_halted(id, &why, now);
+                    crate::events::record(&mut a.txn, tenant, &e)?;
+                    a.next.status = RolloutStatus::Halting;
+                    a.next.halt_reason = Some(why);
                 }
                 Action::Complete(s) => {
-                    next.status = s;
-                    next.finished_at = Some(now);
-                    for t in &mut next.targets {
+                    a.next.status = s;
+                    a.next.finished_at = Some(now);
+                    for t in &mut a.next.targets {
                         if t.state == TargetState::Pending {
                             t.state = TargetState::NotStarted;
                         }
                     }
-                    txn = txn.delete(marker.clone(), Expect::Any);
-                    finished = Some(s);
-                    crate::events::record(&mut txn, tenant, &ev::rollout_finished(id, s, now))?;
+                    a.txn = std::mem::take(&mut a.txn).delete(marker.clone(), Expect::Any);
+                    a.finished = Some(s);
+                    crate::events::record(&mut a.txn, tenant, &ev::rollout_finished(id, s, now))?;
                 }
             }
         }
-        if changed {
-            next.updated_at = now;
-            let txn = txn.fenced(epoch).put(
-                key(tenant, keys::rollout(id))?,
-                enc(&next),
-                Expect::Version(version),
-            );
-            match self.store.commit(txn).await {
-                Ok(_) => {
-                    report.started += started;
-                    report.ended.extend(ended_states);
-                    report.finished.extend(finished);
-                }
-                // A user paused or cancelled it meanwhile (or another pass won): the next
-                // pass decides again from what is stored.
-                Err(StoreError::Conflict { .. }) => {
-                    report.conflicts += 1;
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for j in cancels {
-            match self.jobs.cancel_fenced(tenant, &j, now, Some(epoch)).await {
-                Ok(_) | Err(JobError::NotFound(_)) | Err(JobError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        Ok(a)
     }
+}
+
+/// A step applied to a rollout's record ([`Rollouts::apply`]), before it is committed.
+struct Applied {
+    /// The record after the step.
+    next: Rollout,
+    /// Writes that commit with the record.
+    txn: Txn,
+    /// Jobs to cancel after the commit (fenced writes of their own).
+    cancels: Vec<String>,
+    /// Whether the record changes (anything but cancels).
+    changed: bool,
+    /// Targets started, targets ended (by state) and the final status, for the report once
+    /// the commit succeeds.
+    started: u64,
+    ended: Vec<TargetState>,
+    finished: Option<RolloutStatus>,
 }
 
 /// Rollout records read at once in a retention pass (the oldest first), and most deleted in one.
