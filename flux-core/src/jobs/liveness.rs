@@ -230,6 +230,10 @@ fn log_back_online(tenant: &str, node_id: &str, a: &Agent) {
     }
 }
 
+/// A transition the sweep decided: the agent's key, its record as marked, and the version
+/// read (the write expects it).
+type Mark = (Key, Agent, Version);
+
 impl Jobs {
     /// Notes that this node heard from an agent (its session checked) at `now`.
     pub(super) fn heard_from(&self, tenant: &str, node_id: &str, now: Millis) {
@@ -444,9 +448,27 @@ impl Jobs {
         agents: Vec<(Agent, Version)>,
     ) -> Result<SweepReport> {
         let mut report = SweepReport::default();
-        // What this sweep read or wrote of each agent; the others are judged on the view.
+        let (mut states, marks) = self.transitions(tenant, now, grace_from, heard, agents)?;
+        self.mark_agents(tenant, epoch, now, marks, &mut states, &mut report)
+            .await?;
+        self.requeue_orphans(tenant, epoch, now, fleet, &mut states, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// What this sweep read of each of `agents` (its state, for the requeues; the others are
+    /// judged on the view), and the transitions it decides: each agent to write, marked, at
+    /// the version read.
+    fn transitions(
+        &self,
+        tenant: &str,
+        now: Millis,
+        grace_from: Millis,
+        heard: &HashMap<String, Millis>,
+        agents: Vec<(Agent, Version)>,
+    ) -> Result<(HashMap<String, AgentState>, Vec<Mark>)> {
         let mut states: HashMap<String, AgentState> = HashMap::new();
-        let mut marks: Vec<(Key, Agent, Version)> = Vec::new();
+        let mut marks: Vec<Mark> = Vec::new();
         for (agent, av) in agents {
             let last = heard
                 .get(&agent.node_id)
@@ -474,6 +496,21 @@ impl Jobs {
                 marks.push((ak, marked, av));
             }
         }
+        Ok((states, marks))
+    }
+
+    /// Writes the transitions `marks` as one batch of fenced writes, each with its event, and
+    /// records in `states` what each agent is now (what the store says when its write lost a
+    /// race). The first store failure other than a conflict is returned after the batch.
+    async fn mark_agents(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        marks: Vec<Mark>,
+        states: &mut HashMap<String, AgentState>,
+        report: &mut SweepReport,
+    ) -> Result<()> {
         let mut txns = Vec::with_capacity(marks.len());
         for (ak, marked, av) in &marks {
             let mut txn =
@@ -521,9 +558,24 @@ impl Jobs {
                 }
             }
         }
-        if let Some(e) = failure {
-            return Err(e.into());
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
         }
+    }
+
+    /// Requeues the attempts in the inbox whose agent is dead (or absent), or that were not
+    /// started in time, judging each agent on `states`, else on `fleet`, else on its record;
+    /// removes leftover entries of ended attempts.
+    async fn requeue_orphans(
+        &self,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        fleet: Option<&super::placement::Fleet>,
+        states: &mut HashMap<String, AgentState>,
+        report: &mut SweepReport,
+    ) -> Result<()> {
         for entry in self.store.list(tenant, keys::INBOX).await? {
             let task: Task = dec(&entry.key, &entry.value)?;
             let Some((job_id, number)) = parse_attempt_id(&task.attempt_id) else {
@@ -591,7 +643,7 @@ impl Jobs {
                 Err(e) => return Err(e),
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Abandons an attempt and puts its job back in the queue (or fails it when out of attempts,
