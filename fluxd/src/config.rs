@@ -218,9 +218,9 @@ pub struct Args {
     /// How often the leader runs a garbage-collection pass.
     #[arg(long, env = "FLUX_GC_INTERVAL", value_parser = parse_duration, default_value = "60s")]
     gc_interval: Duration,
-    /// Submissions of a tenant are refused (429) while its collector deletes finished jobs
-    /// this long after their retention ended, i.e. while it falls behind the load (`0` turns
-    /// it off).
+    /// Submissions of a tenant are refused (429) once its collector has been behind for this
+    /// long: deleting page after page of expired jobs without reaching young ones, i.e.
+    /// falling behind the load (`0` turns it off).
     #[arg(long, env = "FLUX_GC_MAX_LAG", value_parser = parse_duration, default_value = "1h")]
     gc_max_lag: Duration,
     /// Objects of each kind (jobs, agents, idempotency keys) looked at per tenant and pass.
