@@ -630,8 +630,7 @@ pub(super) async fn job_logs(
 /// its queue depth, judged by `flux_core::quota::admit`. Refused with 429 and `Retry-After`;
 /// nothing is written.
 async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
-    admit_disk(st)?;
-    admit_backlog(st, tenant).await?;
+    admit_room(st, tenant).await?;
     let q = st.quota(tenant).await?;
     let queued = match q.max_queued {
         Some(_) => st.jobs.queue_depth(tenant).await? as u64,
@@ -641,8 +640,16 @@ async fn admit(st: &AppState, tenant: &str, n: u64) -> ApiResult<()> {
     Ok(())
 }
 
+/// The part of admission that does not count jobs, shared by everything that makes new work
+/// (submissions, schedule triggers, new rollouts): free space (507 below `--min-free-disk`)
+/// and the tenant's collector (429 `collection_behind` beyond `--gc-max-lag`).
+pub(super) async fn admit_room(st: &AppState, tenant: &str) -> ApiResult<()> {
+    admit_disk(st)?;
+    admit_backlog(st, tenant).await
+}
+
 /// The free-space part of admission: 507 below `--min-free-disk` under the embedded store.
-pub(super) fn admit_disk(st: &AppState) -> ApiResult<()> {
+fn admit_disk(st: &AppState) -> ApiResult<()> {
     if let Some(why) = st.disk.as_ref().and_then(|d| d.refusal()) {
         st.metrics.disk_refusals.inc();
         return Err(ApiError::new(
@@ -657,7 +664,7 @@ pub(super) fn admit_disk(st: &AppState) -> ApiResult<()> {
 
 /// The collection part of admission: 429 while the tenant's collector has been behind for
 /// longer than `--gc-max-lag` (its finished jobs pile up faster than they are deleted).
-pub(super) async fn admit_backlog(st: &AppState, tenant: &str) -> ApiResult<()> {
+async fn admit_backlog(st: &AppState, tenant: &str) -> ApiResult<()> {
     if st.gc_max_lag.is_none() {
         return Ok(());
     }

@@ -482,6 +482,29 @@ mod tests {
         (status, retry, serde_json::from_slice(&bytes).unwrap())
     }
 
+    /// An app whose admission refuses a tenant whose collector is behind for over a minute.
+    async fn lagging_app(dir: &std::path::Path) -> (Router, Arc<AppState>) {
+        test_app_and_state_with(dir, |s| {
+            s.gc_max_lag = Some(Duration::from_secs(60));
+        })
+        .await
+    }
+
+    /// POSTs `body` to `path` until it is accepted (202), within 10 s: the node's cached view
+    /// of the collector may be up to a second old. Every refusal before must be a 429.
+    async fn post_once_admitted(app: &Router, token: &str, path: &str, body: serde_json::Value) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, _, reply) = post(app, token, path, body.clone()).await;
+            if status == StatusCode::ACCEPTED {
+                return;
+            }
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{reply}");
+            assert!(std::time::Instant::now() < deadline, "still refused");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn set_behind_since(st: &AppState, tenant: &str, since: Option<u64>) {
         let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE).unwrap();
         let prev = st.store.get(&k).await.unwrap();
@@ -502,10 +525,7 @@ mod tests {
     async fn submissions_wait_while_the_tenants_collector_is_behind() {
         use flux_core::auth::Role;
         let dir = tempfile::tempdir().unwrap();
-        let (app, st) = test_app_and_state_with(dir.path(), |s| {
-            s.gc_max_lag = Some(Duration::from_secs(60));
-        })
-        .await;
+        let (app, st) = lagging_app(dir.path()).await;
         let late = token(&st, "default", Role::Operator);
         let other = token(&st, "globex", Role::Operator);
         // Behind for two minutes: refused, with the reason and when to retry; nothing written.
@@ -527,16 +547,8 @@ mod tests {
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         // Caught up (seen within the cache's age): admitted again.
         set_behind_since(&st, "default", None).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let (status, _, body) = submit(&app, &late).await;
-            if status == StatusCode::ACCEPTED {
-                break;
-            }
-            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-            assert!(std::time::Instant::now() < deadline, "still refused");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let job = serde_json::json!({"command": "true"});
+        post_once_admitted(&app, &late, "/v1/jobs", job).await;
         assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 1);
     }
 
@@ -544,10 +556,7 @@ mod tests {
     async fn fan_outs_schedule_triggers_and_rollouts_wait_too_and_write_nothing() {
         use flux_core::auth::Role;
         let dir = tempfile::tempdir().unwrap();
-        let (app, st) = test_app_and_state_with(dir.path(), |s| {
-            s.gc_max_lag = Some(Duration::from_secs(60));
-        })
-        .await;
+        let (app, st) = lagging_app(dir.path()).await;
         let now = flux_core::model::now_ms();
         let req = flux_core::model::RegisterAgent {
             labels: [("role".to_string(), "web".to_string())].into(),
@@ -587,11 +596,7 @@ mod tests {
         assert_eq!(st.metrics.gc_backlog_refusals.get(), 3);
         // Caught up: the fan-out makes its job, the trigger its run and the rollout itself.
         set_behind_since(&st, "default", None).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while post(&app, &t, "/v1/jobs", fan_out.clone()).await.0 != StatusCode::ACCEPTED {
-            assert!(std::time::Instant::now() < deadline, "still refused");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        post_once_admitted(&app, &t, "/v1/jobs", fan_out).await;
         let (status, _, body) = post(&app, &t, trigger, serde_json::json!({})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(st.jobs.queue_depth("default").await.unwrap(), 2);

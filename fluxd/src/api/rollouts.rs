@@ -26,21 +26,15 @@ fn service(st: &AppState) -> Rollouts {
     Rollouts::new(st.store.clone(), st.jobs.clone())
 }
 
-/// Admission of a new rollout (created, or a retry of a finished one's failures): refused
-/// like a submission while free space is below `--min-free-disk` (507) or the tenant's collector
-/// is behind (429). The jobs its steps make later are the leader's and are not refused.
-async fn admit(st: &AppState, tenant: &str) -> ApiResult<()> {
-    super::jobs::admit_disk(st)?;
-    super::jobs::admit_backlog(st, tenant).await
-}
-
 pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(spec): ApiJson<RolloutSpec>,
 ) -> ApiResult<Response> {
     caller.require(Permission::SubmitJobs)?;
-    admit(&st, caller.tenant()).await?;
+    // Admitted like a submission (free space, the collector); the jobs its steps make later
+    // are the leader's and are not refused.
+    super::jobs::admit_room(&st, caller.tenant()).await?;
     let r = service(&st)
         .create(caller.tenant(), &caller.0.sub, spec, now_ms(), None)
         .await?;
@@ -105,7 +99,7 @@ pub(super) async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Permission::SubmitJobs)?;
-    admit(&st, caller.tenant()).await?;
+    super::jobs::admit_room(&st, caller.tenant()).await?;
     let r = service(&st)
         .retry(caller.tenant(), &id, &caller.0.sub, now_ms())
         .await?;

@@ -88,8 +88,7 @@ pub(super) async fn trigger(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     caller.require(Permission::ManageStates)?;
-    super::jobs::admit_disk(&st)?;
-    super::jobs::admit_backlog(&st, caller.tenant()).await?;
+    super::jobs::admit_room(&st, caller.tenant()).await?;
     let run = st
         .schedules
         .trigger(
