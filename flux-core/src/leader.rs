@@ -35,8 +35,10 @@ pub const RECONCILE_GAP: Duration = Duration::from_millis(20);
 /// What one pass did for one tenant, for the node's metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tally {
-    /// A liveness sweep of the job loop: attempts taken back from agents and requeued.
-    Sweep { requeued: u64 },
+    /// A liveness sweep of the job loop: attempts taken back from agents and requeued, and the
+    /// tenant's agents online, unreachable and dead as the leader's view of the fleet held
+    /// them when the sweep began ([`crate::jobs::placement::Fleet::by_state`]).
+    Sweep { requeued: u64, agents: [u64; 3] },
     /// A reconcile pass: check rounds started, drift found, repairs made, rounds failed.
     Reconcile(crate::reconcile::Tally),
     /// A schedule firing pass: slots fired, late slots given up, slots skipped by `overlap`.
@@ -423,6 +425,7 @@ pub async fn job_pass(
             // Judged on the term's view of the fleet, read fresh from the change stream: no
             // read of every agent record per sweep.
             let ix = l.jobs.fresh_index(indexes, t).await.map_err(job_to_store)?;
+            let agents = ix.fleet().by_state();
             let r = l
                 .jobs
                 .sweep_tenant_in(t, epoch, now_ms(), since, ix.fleet())
@@ -432,6 +435,7 @@ pub async fn job_pass(
                 t,
                 Tally::Sweep {
                     requeued: r.requeued as u64,
+                    agents,
                 },
             );
         }

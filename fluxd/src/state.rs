@@ -88,6 +88,10 @@ pub struct AppState {
     gc_behind: std::sync::Mutex<
         std::collections::HashMap<String, (Option<flux_core::model::Millis>, std::time::Instant)>,
     >,
+    /// Each tenant's agents online, unreachable and dead, as this node's last liveness sweep
+    /// counted them on its view of the fleet (while it leads), and when, for the gauges.
+    #[allow(clippy::type_complexity)]
+    swept: std::sync::Mutex<std::collections::HashMap<String, ([u64; 3], std::time::Instant)>>,
 }
 
 impl AppState {
@@ -129,7 +133,30 @@ impl AppState {
             disk: None,
             gc_max_lag: None,
             gc_behind: Default::default(),
+            swept: Default::default(),
         }
+    }
+
+    /// Notes a tenant's agents by state as a liveness sweep counted them.
+    pub fn swept_agents(&self, tenant: &str, agents: [u64; 3]) {
+        self.swept
+            .lock()
+            .expect("swept agents")
+            .insert(tenant.to_string(), (agents, std::time::Instant::now()));
+    }
+
+    /// A tenant's agents by state as this node's last sweep counted them, if that was within
+    /// `fresh` (`None` before its first sweep of the tenant since it last led, or while its
+    /// sweeps fail).
+    pub fn swept_agents_of(&self, tenant: &str, fresh: std::time::Duration) -> Option<[u64; 3]> {
+        let swept = self.swept.lock().expect("swept agents");
+        let (counts, at) = swept.get(tenant)?;
+        (at.elapsed() < fresh).then_some(*counts)
+    }
+
+    /// Forgets the sweeps' counts (this node no longer leads).
+    pub fn forget_swept_agents(&self) {
+        self.swept.lock().expect("swept agents").clear();
     }
 
     /// Whether the token `jti` of `tenant` is revoked: from memory, or from the store while

@@ -186,6 +186,19 @@ impl Subject for Slot {
     }
 }
 
+/// How many of `states` are online, unreachable and dead (in that order).
+pub fn count_by_state(states: impl IntoIterator<Item = AgentState>) -> [u64; 3] {
+    let mut n = [0u64; 3];
+    for s in states {
+        n[match s {
+            AgentState::Online => 0,
+            AgentState::Unreachable => 1,
+            AgentState::Dead => 2,
+        }] += 1;
+    }
+    n
+}
+
 /// A tenant's agents and their load, indexed for placement: the agents with a free slot ordered
 /// by (load, node id), and every agent by each of its labels. Plain data; every change goes
 /// through [`Fleet::upsert`], [`Fleet::remove`] and [`Fleet::add_load`], which keep the indexes.
@@ -208,6 +221,11 @@ impl Fleet {
 
     pub fn agents(&self) -> impl Iterator<Item = (&String, &Slot)> {
         self.agents.iter()
+    }
+
+    /// How many agents are online, unreachable and dead (in that order), by their records.
+    pub fn by_state(&self) -> [u64; 3] {
+        count_by_state(self.agents.values().map(|a| a.state))
     }
 
     /// Attempts the agent holds now.
@@ -734,6 +752,27 @@ mod tests {
         f.remove("a1");
         assert!(!f.any_free());
         assert_eq!(f, Fleet::default());
+    }
+
+    #[test]
+    fn the_fleet_counts_its_agents_by_state_as_they_change() {
+        let mut f = Fleet::default();
+        assert_eq!(f.by_state(), [0, 0, 0]);
+        for (i, (id, state)) in [
+            ("a1", AgentState::Online),
+            ("a2", AgentState::Online),
+            ("a3", AgentState::Unreachable),
+            ("a4", AgentState::Dead),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            f.upsert(id, Slot::of(&agent(id, 1, state, &[]), i as u64));
+        }
+        assert_eq!(f.by_state(), [2, 1, 1]);
+        f.upsert("a1", Slot::of(&agent("a1", 1, AgentState::Dead, &[]), 9));
+        f.remove("a3");
+        assert_eq!(f.by_state(), [1, 0, 2]);
     }
 
     fn pending(priority: i32, node_id: Option<&str>, sel: &[(&str, &str)]) -> Pending {

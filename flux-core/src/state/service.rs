@@ -273,6 +273,10 @@ impl States {
     /// Every state of a tenant with its targets' status.
     pub async fn list(&self, tenant: &str) -> Result<Vec<StateView>> {
         let states = self.stored_states(tenant).await?;
+        if states.is_empty() {
+            // Nothing to show the fleet against: the agents are not read.
+            return Ok(Vec::new());
+        }
         let agents = self.jobs.agents(tenant).await?;
         let statuses: BTreeMap<(String, String), TargetStatus> = self
             .statuses(tenant, keys::STATUSES)

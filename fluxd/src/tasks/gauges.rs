@@ -35,8 +35,12 @@ pub async fn run_gauges(st: Arc<AppState>, every: Duration, cancel: Cancellation
     }
 }
 
+/// How old a sweep's count of a tenant's agents may be and still stand for the store's.
+const SWEPT_FRESH: Duration = Duration::from_secs(10);
+
 /// Zeroes the cluster gauges of a node that does not lead.
 fn clear_gauges(st: &AppState) {
+    st.forget_swept_agents();
     let m = &st.metrics;
     m.queue_depth.set(0);
     m.connected_agents.set(0);
@@ -87,12 +91,21 @@ pub async fn refresh_gauges(st: &AppState) -> Result<(), StoreError> {
             }
             Err(e) => tracing::warn!(tenant = %t, error = %e, "cannot count state targets"),
         }
-        for a in st.jobs.agents(t).await.map_err(to_store)? {
-            by_state[match a.state {
-                AgentState::Online => 0,
-                AgentState::Unreachable => 1,
-                AgentState::Dead => 2,
-            }] += 1;
+        // Counted by the leader's last sweep on its view of the fleet (sweeps run every
+        // second or so); read from the store when there is no recent one.
+        let counts = match st.swept_agents_of(t, SWEPT_FRESH) {
+            Some(c) => c,
+            None => flux_core::jobs::placement::count_by_state(
+                st.jobs
+                    .agents(t)
+                    .await
+                    .map_err(to_store)?
+                    .iter()
+                    .map(|a| a.state),
+            ),
+        };
+        for (total, n) in by_state.iter_mut().zip(counts) {
+            *total += n as i64;
         }
         queued += st.jobs.queue_depth(t).await.map_err(to_store)? as i64;
         // What the collector counted on its last complete sweeps: one small record per tenant.

@@ -25,10 +25,13 @@ impl leader::Host for AppState {
         AppState::quota(self, tenant).await
     }
 
-    fn tally(&self, _tenant: &str, tally: Tally) {
+    fn tally(&self, tenant: &str, tally: Tally) {
         let m = &self.metrics;
         match tally {
-            Tally::Sweep { requeued } => m.requeued.inc_by(requeued),
+            Tally::Sweep { requeued, agents } => {
+                m.requeued.inc_by(requeued);
+                self.swept_agents(tenant, agents);
+            }
             Tally::Reconcile(t) => {
                 m.reconcile_checks.inc_by(t.checks);
                 m.reconcile_drift.inc_by(t.drifts);
