@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use flux_core::client::{ApiClient, ClientError};
+use flux_core::client::{ApiClient, ClientError, POLL_HEARD_HEADER};
 use flux_core::model::{Heartbeat, HeartbeatReply, RegisterAgent, Task, valid_attempt_id};
 use reqwest::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
@@ -99,7 +99,65 @@ pub(crate) struct Agent {
     pub(crate) profile: Arc<Profile>,
     pub(crate) running: Running,
     heartbeat: Mutex<Duration>,
+    polled: Mutex<Polled>,
     facts: FactsTracker,
+}
+
+/// What the agent knows of its polls as heartbeats.
+#[derive(Default)]
+struct Polled {
+    /// The control plane counts a poll's arrival as a heartbeat (its last poll reply said so).
+    counted: bool,
+    /// When the latest poll not known to have failed was sent: it is in flight (and a poll
+    /// that does not reach the control plane fails by its timeout) or came back.
+    sent: Option<tokio::time::Instant>,
+}
+
+/// Whether the heartbeat due now is sent: always while attempts run (the control plane checks
+/// them and answers cancellations) or facts changed, and otherwise unless a poll the control
+/// plane counts as a heartbeat was sent less than one interval ago (`poll_age`). When it is not
+/// sent, the answer is how long until that poll is one interval old: the heartbeat is looked at
+/// again then (not a whole interval later), so a poll that stalls on its way leaves the agent
+/// silent for about one interval, as a heartbeat would.
+fn heartbeat_due(
+    every: Duration,
+    poll_age: Option<Duration>,
+    running: bool,
+    facts_changed: bool,
+) -> Result<(), Duration> {
+    match poll_age {
+        Some(age) if !running && !facts_changed && age < every => {
+            Err((every - age).max(MIN_HEARTBEAT_RECHECK))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Shortest wait before a skipped heartbeat is looked at again.
+const MIN_HEARTBEAT_RECHECK: Duration = Duration::from_millis(10);
+
+/// How long a poll may wait: the agent's `--poll-secs`, and once polls count as heartbeats
+/// less than one heartbeat interval (by a quarter of it, at most 250 ms: more than a poll's
+/// round trip, so that one is in flight whenever a heartbeat falls due), so that an idle
+/// agent's polls alone keep it heard from. Intervals under 100 ms leave polls as asked (and
+/// heartbeats on): polls that short would only spin.
+fn poll_wait(poll_secs: u64, every: Duration, counted: bool) -> Duration {
+    let asked = Duration::from_secs(poll_secs);
+    if counted && every >= Duration::from_millis(100) {
+        asked.min(every - (every / 4).min(Duration::from_millis(250)))
+    } else {
+        asked
+    }
+}
+
+/// A task poll's path: `wait_ms` only where polls count (a control plane older than that
+/// refuses it and takes `wait_secs`).
+fn poll_path(after: u64, wait: Duration, counted: bool) -> String {
+    if counted {
+        format!("/v1/agent/tasks?after={after}&wait_ms={}", wait.as_millis())
+    } else {
+        format!("/v1/agent/tasks?after={after}&wait_secs={}", wait.as_secs())
+    }
 }
 
 fn running_ids(running: &Running) -> Vec<String> {
@@ -174,6 +232,7 @@ impl Agent {
             profile,
             running: Arc::default(),
             heartbeat: Mutex::new(Duration::from_secs(2)),
+            polled: Mutex::default(),
             facts: FactsTracker::default(),
         }
     }
@@ -259,9 +318,10 @@ impl Agent {
     pub(crate) async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
         let mut next_facts = tokio::time::Instant::now() + self.profile.facts_every;
         let mut current: Option<flux_core::model::Facts> = None;
+        let mut recheck: Option<Duration> = None;
         loop {
             let every = *self.heartbeat.lock().expect("heartbeat");
-            if stopped_during(&stop, every).await {
+            if stopped_during(&stop, recheck.take().unwrap_or(every)).await {
                 return;
             }
             if self.reports_facts() && tokio::time::Instant::now() >= next_facts {
@@ -272,6 +332,16 @@ impl Agent {
                 running: running_ids(&self.running),
                 facts: current.as_ref().and_then(|f| self.facts.to_send(f)),
             };
+            let poll_age = {
+                let p = self.polled.lock().expect("polled");
+                p.sent.filter(|_| p.counted).map(|t| t.elapsed())
+            };
+            if let Err(wait) =
+                heartbeat_due(every, poll_age, !hb.running.is_empty(), hb.facts.is_some())
+            {
+                recheck = Some(wait);
+                continue;
+            }
             match self
                 .api
                 .post::<HeartbeatReply, _>("/v1/agent/heartbeat", &hb)
@@ -317,18 +387,30 @@ impl Agent {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let path = format!(
-                "/v1/agent/tasks?after={after}&wait_secs={}",
-                self.profile.poll_secs
-            );
-            let timeout = Duration::from_secs(self.profile.poll_secs + 15);
+            let every = *self.heartbeat.lock().expect("heartbeat");
+            let (wait, counted) = {
+                let mut p = self.polled.lock().expect("polled");
+                p.sent = Some(tokio::time::Instant::now());
+                (
+                    poll_wait(self.profile.poll_secs, every, p.counted),
+                    p.counted,
+                )
+            };
+            let path = poll_path(after, wait, counted);
+            let timeout = wait + Duration::from_secs(15);
             let polled = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                r = self.api.call::<Vec<Task>>(Method::GET, &path, None, timeout) => r,
+                r = self.api.call_headers::<Vec<Task>>(Method::GET, &path, None, timeout) => r,
             };
+            if polled.is_err() {
+                // Heartbeats resume, and the next poll asks as any control plane understands
+                // (one behind a failover may be older and refuse `wait_ms`).
+                *self.polled.lock().expect("polled") = Polled::default();
+            }
             match polled {
-                Ok(tasks) => {
+                Ok((tasks, headers)) => {
                     retry.reset();
+                    self.heard_by_poll(&headers);
                     for t in tasks {
                         after = after.max(t.revision);
                         self.handle(t, &stop);
@@ -357,6 +439,20 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Notes from a poll's reply whether the control plane counted the poll as a heartbeat,
+    /// and the interval it asks for.
+    fn heard_by_poll(&self, headers: &reqwest::header::HeaderMap) {
+        let interval = headers
+            .get(POLL_HEARD_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0);
+        if let Some(ms) = interval {
+            *self.heartbeat.lock().expect("heartbeat") = Duration::from_millis(ms);
+        }
+        self.polled.lock().expect("polled").counted = interval.is_some();
     }
 
     fn handle(self: &Arc<Self>, task: Task, stop: &CancellationToken) {
@@ -394,6 +490,51 @@ mod tests {
     use super::*;
     use flux_core::client::TlsOptions;
     use flux_core::model::CommandSpec;
+
+    #[test]
+    fn an_idle_agent_heartbeats_only_when_no_counted_poll_was_sent_within_the_interval() {
+        let every = Duration::from_secs(30);
+        let s = Duration::from_secs;
+        // No counted poll (a control plane that does not count polls, or the last one failed).
+        assert_eq!(heartbeat_due(every, None, false, false), Ok(()));
+        // A poll sent 10 s ago stands for the heartbeat, looked at again when it is 30 s old;
+        // one sent 30 s ago does not.
+        assert_eq!(heartbeat_due(every, Some(s(10)), false, false), Err(s(20)));
+        assert_eq!(heartbeat_due(every, Some(s(30)), false, false), Ok(()));
+        assert_eq!(heartbeat_due(every, Some(s(31)), false, false), Ok(()));
+        let just = every - Duration::from_millis(1);
+        assert_eq!(
+            heartbeat_due(every, Some(just), false, false),
+            Err(MIN_HEARTBEAT_RECHECK)
+        );
+        // Running attempts and changed facts go with a heartbeat whatever the polls.
+        assert_eq!(heartbeat_due(every, Some(s(1)), true, false), Ok(()));
+        assert_eq!(heartbeat_due(every, Some(s(1)), false, true), Ok(()));
+    }
+
+    #[test]
+    fn counted_polls_wait_less_than_one_heartbeat_interval() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(poll_wait(25, s(30), true), s(25));
+        assert_eq!(poll_wait(25, s(10), true), ms(9750));
+        assert_eq!(poll_wait(25, s(2), true), ms(1750));
+        assert_eq!(poll_wait(25, ms(200), true), ms(150));
+        assert_eq!(poll_wait(25, ms(50), true), s(25));
+        // What an older control plane understands until polls are known to count (again,
+        // after a failed poll resets what the agent knows).
+        assert_eq!(
+            poll_path(7, poll_wait(25, s(2), false), Polled::default().counted),
+            "/v1/agent/tasks?after=7&wait_secs=25"
+        );
+        assert_eq!(
+            poll_path(7, poll_wait(25, s(2), true), true),
+            "/v1/agent/tasks?after=7&wait_ms=1750"
+        );
+        // Until the control plane says it counts polls, they wait as asked.
+        assert_eq!(poll_wait(25, s(10), false), s(25));
+        assert_eq!(poll_wait(5, ms(250), false), s(5));
+    }
 
     #[test]
     fn a_control_plane_without_facts_is_recognised_by_its_refusal() {

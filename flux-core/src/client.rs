@@ -62,6 +62,12 @@ pub struct ApiClient {
 /// Header in which an agent presents its registration's session secret.
 pub const SESSION_HEADER: &str = "X-Flux-Session";
 
+/// Header of a task poll's reply saying that the poll's arrival counted as the agent's
+/// heartbeat; its value is the heartbeat interval (ms) the control plane asks for. An idle
+/// agent whose polls come at least that often sends no heartbeats; a control plane that
+/// does not set it gets heartbeats as before.
+pub const POLL_HEARD_HEADER: &str = "x-flux-heartbeat-ms";
+
 /// An agent registration's session secret, sent with every call once set (never printed).
 #[derive(Default)]
 struct Session(std::sync::Mutex<Option<String>>);
@@ -265,16 +271,29 @@ impl ApiClient {
         body: Option<&(dyn erased::Json + Sync)>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
+        Ok(self.call_headers(method, path, body, timeout).await?.0)
+    }
+
+    /// [`ApiClient::call`], also returning the reply's headers.
+    pub async fn call_headers<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(dyn erased::Json + Sync)>,
+        timeout: Duration,
+    ) -> Result<(T, reqwest::header::HeaderMap), ClientError> {
         let url = format!("{}{}", self.server(), path);
         let resp = self.send(method, path, body, timeout).await?;
+        let headers = resp.headers().clone();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
             url: url.clone(),
             reason: error_chain(&e),
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url,
             reason: e.to_string(),
-        })
+        })?;
+        Ok((value, headers))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -7,7 +7,7 @@
 //! - an object that does not decode fails the whole read with the decoder's error; nothing is
 //!   skipped in silence.
 
-use crate::store::{Key, Store, StoreError, Version};
+use crate::store::{Key, Range, Store, StoreError, Version};
 
 /// Every object of `tenant` whose path starts with `prefix`, in path order, decoded by `dec`,
 /// with its version.
@@ -20,6 +20,30 @@ pub(crate) async fn list<T, E: From<StoreError>>(
     store
         .list(tenant, prefix)
         .await?
+        .into_iter()
+        .map(|e| Ok((dec(&e.key, &e.value)?, e.version)))
+        .collect()
+}
+
+/// [`list`] for a prefix that usually holds fewer than `page` objects: one range read of
+/// `page` entries (which costs what it returns), and the whole prefix only when that page is
+/// full. Either way one snapshot.
+pub(crate) async fn list_small<T, E: From<StoreError>>(
+    store: &dyn Store,
+    tenant: &str,
+    prefix: &str,
+    page: usize,
+    dec: impl Fn(&Key, &[u8]) -> Result<T, E>,
+) -> Result<Vec<(T, Version)>, E> {
+    let first = store
+        .list_range(tenant, &Range::first(prefix, page))
+        .await?;
+    let entries = if first.len() < page {
+        first
+    } else {
+        store.list(tenant, prefix).await?
+    };
+    entries
         .into_iter()
         .map(|e| Ok((dec(&e.key, &e.value)?, e.version)))
         .collect()

@@ -460,6 +460,50 @@ async fn oversized_agent_fields_get_422_naming_the_field() {
     assert!(error_message(&v).starts_with("running[1]"), "{v}");
 }
 
+/// A task poll's wait is given in seconds or in milliseconds, not both; a bad value is refused
+/// 400 naming the field. A good poll's reply says that it counted as the agent's heartbeat and
+/// gives the interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_polls_wait_is_checked_and_its_reply_says_it_was_heard() {
+    let d = Fluxd::start().await;
+    let tok = d.token("default", "agent", Some("poll-1")).await;
+    let (s, v) = agent_post(&d, "/v1/agent/register", &tok, None, &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let session = v["session"].as_str().expect("a session").to_string();
+    let poll = |query: &str| {
+        d.req(
+            Method::GET,
+            &format!("/v1/agent/tasks?after=0&{query}"),
+            &tok,
+        )
+        .header(SESSION, &session)
+        .send()
+    };
+    for (query, field) in [
+        ("wait_secs=1&wait_ms=10", "wait_ms"),
+        ("wait_ms=soon", "wait_ms"),
+        ("wait_ms=-1", "wait_ms"),
+        ("wait_secs=99999999999999999999999", "wait_secs"),
+    ] {
+        let r = poll(query).await.unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let v: Value = r.json().await.unwrap();
+        let msg = error_message(&v);
+        assert!(msg.contains(field), "{query}: {field} not named in {v}");
+    }
+    let r = poll("wait_ms=10").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let interval = r
+        .headers()
+        .get("x-flux-heartbeat-ms")
+        .expect("the poll counted as a heartbeat")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(interval, "2000", "fluxd's default --heartbeat-interval");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
+}
+
 /// A copy of a registered agent's token, without the registration's session, is refused before
 /// its body is read: it cannot hold the agent pools' permits with slow bodies (and so starve the
 /// real agent's heartbeats until the node is declared dead and can be taken over).

@@ -930,6 +930,8 @@ async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelle
         "4s",
         "--sweep-interval",
         "200ms",
+        "--gauges-every",
+        "200ms",
     ])
     .await;
     let proxy = FaultProxy::start(d.port).await.expect("fault proxy");
@@ -949,6 +951,14 @@ async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelle
     let (_, j) = d.get(&format!("/v1/jobs/{id}"), &d.admin).await;
     assert_eq!(j["status"], "running", "{j}");
     assert_eq!(j["agent"], "agent-a", "{j}");
+    // The gauges follow (counted by the leader's sweeps on its view of the fleet).
+    eventually("the agents gauge", T, || async {
+        let m = d.metrics_text().await?;
+        let has = |l: &str| m.lines().any(|x| x == l);
+        (has("flux_agents{state=\"unreachable\"} 1") && has("flux_agents{state=\"online\"} 0"))
+            .then_some(())
+    })
+    .await;
     // Dead: requeued, and run by agent-b.
     let _b = d.agent("default", "agent-b", &[]).await;
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
@@ -974,6 +984,81 @@ async fn a_partitioned_agent_is_reintegrated_and_its_reassigned_attempt_cancelle
     assert_eq!(atts[0]["state"], "abandoned", "{atts}");
     assert_eq!(atts[1]["state"], "finished", "{atts}");
     assert_eq!(d.logs(&d.admin, &id).await, "ran on agent-b\n");
+}
+
+/// Requests fluxd answered on `route` with status 200, from its `/metrics`.
+async fn answered(d: &Fluxd, route: &str) -> f64 {
+    let text = d.metrics_text().await.expect("metrics");
+    let label = format!("route=\"{route}\"");
+    text.lines()
+        .filter(|l| l.starts_with("flux_http_requests_total{") && l.contains(&label))
+        .filter(|l| l.contains("status=\"200\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An idle agent's polls stand for its heartbeats: once fluxd says it counts them (a header
+/// of the poll reply), the agent polls at least once per interval and sends no heartbeat, and
+/// stays online although a silence of `--unreachable-after` would mark it unreachable. While a
+/// job runs it heartbeats again (its running attempts go with each heartbeat).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_agent_is_kept_online_by_its_polls_alone() {
+    let d = Fluxd::start_args(&[
+        "--heartbeat-interval",
+        "1s",
+        "--unreachable-after",
+        "3s",
+        "--dead-after",
+        "6s",
+        "--sweep-interval",
+        "200ms",
+    ])
+    .await;
+    let _a = d.agent("default", "agent-a", &[]).await;
+    let hb = "/v1/agent/heartbeat";
+    let polls = "/v1/agent/tasks";
+
+    // A span of five polls (over four seconds at one a second) without a heartbeat, once the
+    // agent has learned that polls count.
+    eventually("a span of polls without heartbeats", T, || async {
+        let (h0, p0) = (answered(&d, hb).await, answered(&d, polls).await);
+        eventually("five more polls", T, || async {
+            (answered(&d, polls).await >= p0 + 5.0).then_some(())
+        })
+        .await;
+        (answered(&d, hb).await == h0).then_some(())
+    })
+    .await;
+    let (_, a) = d.get("/v1/agents/agent-a", &d.admin).await;
+    assert_eq!(a["state"], "online", "{a}");
+    // Never marked unreachable in between (a poll would have brought it back since).
+    let log = d
+        .req(Method::GET, "/v1/events?follow=false", &d.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(log.status(), 200);
+    let log = log.text().await.unwrap();
+    assert!(log.contains("agent.registered"), "{log}");
+    assert!(!log.contains("agent.unreachable"), "{log}");
+
+    // A running job brings the heartbeats back.
+    let h0 = answered(&d, hb).await;
+    let (s, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": "sleep 4", "node_id": "agent-a"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    eventually("heartbeats while the job runs", T, || async {
+        (answered(&d, hb).await >= h0 + 2.0).then_some(())
+    })
+    .await;
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
 }
 
 /// With `--log-format json` every fluxd log line is one JSON object, and at debug level no token

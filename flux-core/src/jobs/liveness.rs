@@ -151,6 +151,9 @@ struct TenantSeen {
     dirty: bool,
     /// A record of this node is in the store.
     published: bool,
+    /// This node's record as it last wrote it: its key and the version the store gave it.
+    /// While the store holds that version, this memory holds all the record does (and news).
+    written: Option<(Key, Version)>,
 }
 
 impl Seen {
@@ -162,12 +165,14 @@ impl Seen {
         t.dirty = true;
     }
 
-    fn local_of(&self, tenant: &str) -> Vec<(String, Millis)> {
+    /// Whether `entry` is this node's own record as it last wrote it (nothing in it that this
+    /// memory does not hold).
+    fn is_own(&self, tenant: &str, entry: &crate::store::Entry) -> bool {
         let local = self.local.lock().expect("liveness memory");
         local
             .get(tenant)
-            .map(|t| t.agents.iter().map(|(a, at)| (a.clone(), *at)).collect())
-            .unwrap_or_default()
+            .and_then(|t| t.written.as_ref())
+            .is_some_and(|(k, v)| *k == entry.key && *v == entry.version)
     }
 
     /// Whether `rec` (in `tenant`) still counts at `now`: published within `dead_after`, and,
@@ -195,6 +200,38 @@ impl Seen {
             *seen = RecordSeen { id, since: now };
         }
         now.saturating_sub(seen.since) < dead_ms
+    }
+}
+
+/// When a tenant's agents were last heard from, as far as a node knows ([`Jobs::heard`]): the
+/// records of the nodes that still count, merged, and the node's own memory, read in place at
+/// each lookup or scan (not copied: at 100,000 agents a copy per sweep cost more than the rest
+/// of the sweep).
+pub(super) struct Heard<'a> {
+    records: HashMap<String, Millis>,
+    seen: &'a Seen,
+    tenant: &'a str,
+    now: Millis,
+}
+
+impl Heard<'_> {
+    /// The freshest time `agent` was heard from (at most `now`), if ever.
+    pub(super) fn get(&self, agent: &str) -> Option<Millis> {
+        self.scan(|heard_at| heard_at(agent))
+    }
+
+    /// Runs `f` with the lookup of [`Heard::get`], holding this node's memory once for all of
+    /// `f` (a pass over the fleet takes one lock, not one per agent); `f` must not block, nor
+    /// call [`Heard::get`] (the lock is not re-entrant).
+    pub(super) fn scan<R>(&self, f: impl FnOnce(&dyn Fn(&str) -> Option<Millis>) -> R) -> R {
+        let local = self.seen.local.lock().expect("liveness memory");
+        let mine = local.get(self.tenant).map(|t| &t.agents);
+        let heard_at = |agent: &str| {
+            mine.and_then(|m| m.get(agent).copied())
+                .max(self.records.get(agent).copied())
+                .map(|at| at.min(self.now))
+        };
+        f(&heard_at)
     }
 }
 
@@ -244,16 +281,10 @@ impl Jobs {
     /// records the nodes published that still count, and this node's own memory (each at most
     /// `now`). `track` (the leader's sweep) also ignores records this node has seen unchanged for
     /// `dead_after`.
-    async fn heard(
-        &self,
-        tenant: &str,
-        now: Millis,
-        track: bool,
-    ) -> Result<HashMap<String, Millis>> {
+    async fn heard<'a>(&'a self, tenant: &'a str, now: Millis, track: bool) -> Result<Heard<'a>> {
         let dead_ms = self.cfg.dead_after.as_millis() as u64;
         let mut heard: HashMap<String, Millis> = HashMap::new();
         let mut add = |agent: String, at: Millis| {
-            let at = at.min(now);
             let e = heard.entry(agent).or_insert(at);
             *e = (*e).max(at);
         };
@@ -266,6 +297,10 @@ impl Jobs {
             });
         }
         for entry in entries {
+            if self.seen.is_own(tenant, &entry) {
+                // Not decoded: this node's memory, read at each lookup, holds all of it.
+                continue;
+            }
             let rec: SeenRecord = match dec(&entry.key, &entry.value) {
                 Ok(r) => r,
                 Err(e) => {
@@ -279,10 +314,12 @@ impl Jobs {
                 }
             }
         }
-        for (agent, at) in self.seen.local_of(tenant) {
-            add(agent, at);
-        }
-        Ok(heard)
+        Ok(Heard {
+            records: heard,
+            seen: &self.seen,
+            tenant,
+            now,
+        })
     }
 
     /// A tenant's agents with `last_seen` the freshest this node knows (the record's, or a
@@ -292,7 +329,7 @@ impl Jobs {
         let mut agents = self.agents(tenant).await?;
         for a in &mut agents {
             if let Some(at) = heard.get(&a.node_id) {
-                a.last_seen = a.last_seen.max(*at);
+                a.last_seen = a.last_seen.max(at);
             }
         }
         Ok(agents)
@@ -303,7 +340,7 @@ impl Jobs {
         let mut a = self.agent(tenant, node_id).await?;
         let heard = self.heard(tenant, crate::model::now_ms(), false).await?;
         if let Some(at) = heard.get(node_id) {
-            a.last_seen = a.last_seen.max(*at);
+            a.last_seen = a.last_seen.max(at);
         }
         Ok(a)
     }
@@ -327,19 +364,20 @@ impl Jobs {
                 if t.agents.is_empty() {
                     if t.published {
                         txns.push(Txn::new().delete(k, Expect::Any));
-                        tenants.push((tenant.clone(), false));
+                        tenants.push((tenant.clone(), None));
                     }
                     return false;
                 }
                 if t.dirty {
+                    let k = k.clone();
                     let rec = SeenRecord {
                         node: node.to_string(),
                         seq: self.seen.seq.fetch_add(1, Ordering::Relaxed),
                         published_at: now,
                         agents: t.agents.iter().map(|(a, at)| (a.clone(), *at)).collect(),
                     };
-                    txns.push(Txn::new().put(k, enc(&rec), Expect::Any));
-                    tenants.push((tenant.clone(), true));
+                    txns.push(Txn::new().put(k.clone(), enc(&rec), Expect::Any));
+                    tenants.push((tenant.clone(), Some(k)));
                     t.dirty = false;
                     t.published = true;
                 }
@@ -350,10 +388,18 @@ impl Jobs {
         let mut failure = None;
         for ((tenant, put), r) in tenants.into_iter().zip(self.store.commit_many(txns).await) {
             match r {
-                Ok(_) => written += 1,
+                Ok(version) => {
+                    written += 1;
+                    if let Some(k) = put {
+                        let mut local = self.seen.local.lock().expect("liveness memory");
+                        if let Some(t) = local.get_mut(&tenant) {
+                            t.written = Some((k, version));
+                        }
+                    }
+                }
                 Err(e) => {
                     // Published again on the next interval.
-                    if put {
+                    if put.is_some() {
                         let mut local = self.seen.local.lock().expect("liveness memory");
                         if let Some(t) = local.get_mut(&tenant) {
                             t.dirty = true;
@@ -403,27 +449,28 @@ impl Jobs {
     ) -> Result<SweepReport> {
         let heard = self.heard(tenant, now, true).await?;
         let cfg = &self.cfg;
-        let mut due = Vec::new();
-        for (node_id, slot) in fleet.agents() {
-            if slot.revoked {
-                continue;
+        let due = heard.scan(|heard_at| -> Result<Vec<Key>> {
+            let mut due = Vec::new();
+            for (node_id, slot) in fleet.agents() {
+                if slot.revoked {
+                    continue;
+                }
+                let last = heard_at(node_id).map_or(slot.last_seen, |at| slot.last_seen.max(at));
+                if judge(
+                    slot.state,
+                    last,
+                    now,
+                    grace_from,
+                    cfg.unreachable_after,
+                    cfg.dead_after,
+                )
+                .is_some()
+                {
+                    due.push(key(tenant, keys::agent(node_id))?);
+                }
             }
-            let last = heard
-                .get(node_id)
-                .map_or(slot.last_seen, |at| slot.last_seen.max(*at));
-            if judge(
-                slot.state,
-                last,
-                now,
-                grace_from,
-                cfg.unreachable_after,
-                cfg.dead_after,
-            )
-            .is_some()
-            {
-                due.push(key(tenant, keys::agent(node_id))?);
-            }
-        }
+            Ok(due)
+        })?;
         let mut agents = Vec::with_capacity(due.len());
         for k in &due {
             if let Some(a) = self.load::<Agent>(k).await? {
@@ -443,7 +490,7 @@ impl Jobs {
         epoch: Epoch,
         now: Millis,
         grace_from: Millis,
-        heard: &HashMap<String, Millis>,
+        heard: &Heard<'_>,
         fleet: Option<&super::placement::Fleet>,
         agents: Vec<(Agent, Version)>,
     ) -> Result<SweepReport> {
@@ -464,7 +511,7 @@ impl Jobs {
         tenant: &str,
         now: Millis,
         grace_from: Millis,
-        heard: &HashMap<String, Millis>,
+        heard: &Heard<'_>,
         agents: Vec<(Agent, Version)>,
     ) -> Result<(HashMap<String, AgentState>, Vec<Mark>)> {
         let mut states: HashMap<String, AgentState> = HashMap::new();
@@ -472,7 +519,7 @@ impl Jobs {
         for (agent, av) in agents {
             let last = heard
                 .get(&agent.node_id)
-                .map_or(agent.last_seen, |at| agent.last_seen.max(*at));
+                .map_or(agent.last_seen, |at| agent.last_seen.max(at));
             states.insert(agent.node_id.clone(), swept_state(&agent));
             if agent.revoked_at.is_some() {
                 // Revoked: dead whatever was heard of it, and not revived by what was heard
@@ -784,7 +831,7 @@ impl Jobs {
                         // Heartbeats are not written: the holder's last sign of life is in the
                         // nodes' liveness records.
                         if let Some(at) = self.heard(tenant, now, false).await?.get(node_id) {
-                            a.last_seen = a.last_seen.max(*at);
+                            a.last_seen = a.last_seen.max(at);
                         }
                     }
                     let admission = admit_registration(Some(&a), holds, now, self.cfg.dead_after)

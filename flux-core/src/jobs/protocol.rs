@@ -12,15 +12,15 @@
 use sha2::{Digest, Sha256};
 
 use super::{
-    CAS_RETRIES, JobError, Jobs, Result, check_running, enc, forget_secrets, is_conflict, key,
+    CAS_RETRIES, JobError, Jobs, Result, check_running, dec, enc, forget_secrets, is_conflict, key,
     put_job,
 };
 use crate::keys;
 use crate::model::{
-    Agent, Attempt, AttemptResult, AttemptState, Heartbeat, HeartbeatReply, Job, JobStatus, Millis,
-    Outcome, OutputChunk, RegisterAgent, ResultReport, StoredChunk, Task, json_prefix_within,
-    parse_attempt_id, stored_chunk_cost, valid_attempt_id, valid_ident, validate_facts,
-    validate_register,
+    Agent, AgentState, Attempt, AttemptResult, AttemptState, Heartbeat, HeartbeatReply, Job,
+    JobStatus, Millis, Outcome, OutputChunk, RegisterAgent, ResultReport, StoredChunk, Task,
+    json_prefix_within, parse_attempt_id, stored_chunk_cost, valid_attempt_id, valid_ident,
+    validate_facts, validate_register,
 };
 use crate::store::{Expect, Key, Txn, Version};
 
@@ -295,6 +295,21 @@ impl Jobs {
         caller: impl Into<AgentCaller<'a>>,
         after: u64,
     ) -> Result<Vec<Task>> {
+        self.poll_heard(tenant, caller, after, None).await
+    }
+
+    /// [`Jobs::poll`], and with `heard` the poll's arrival at that time is heard from the agent
+    /// like a heartbeat that brings no news (no facts, no running attempts to check): noted in
+    /// this node's memory, or written back online when the store shows the agent unreachable
+    /// or dead. A poll proves the agent alive when it arrives, as a heartbeat does, so an idle
+    /// agent whose polls come at least once per heartbeat interval need not heartbeat.
+    pub async fn poll_heard<'a>(
+        &self,
+        tenant: &str,
+        caller: impl Into<AgentCaller<'a>>,
+        after: u64,
+        heard: Option<Millis>,
+    ) -> Result<Vec<Task>> {
         let caller = caller.into();
         let node_id = caller.node_id;
         if !valid_ident(node_id) {
@@ -308,18 +323,40 @@ impl Jobs {
             })
             .await?;
         let registration = caller.registration_of(&agent)?;
-        Ok(self
-            .list_objects::<Task>(tenant, &keys::inbox(node_id))
-            .await?
-            .into_iter()
-            .filter(|(t, v)| {
-                *v > after && t.registration.as_deref().is_none_or(|r| r == registration)
-            })
-            .map(|(mut t, v)| {
-                t.revision = v;
-                t
-            })
-            .collect())
+        match heard {
+            Some(now) if agent.state == AgentState::Online => self.heard_from(tenant, node_id, now),
+            Some(now) => {
+                // Written back online like a heartbeat would; if that write fails the poll is
+                // still served (its inbox may hold cancellations) and the arrival is noted, so
+                // the leader's sweep brings the agent back from the published record.
+                match self.heartbeat_agent(tenant, &caller, now, None).await {
+                    Ok(_) => {}
+                    // The registration changed or went meanwhile: not this caller's poll.
+                    Err(e @ (JobError::Session(_) | JobError::NotFound(_))) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(tenant, node_id, error = %e, "polling agent not written back online");
+                        self.heard_from(tenant, node_id, now);
+                    }
+                }
+            }
+            None => {}
+        }
+        // An inbox holds the attempts given to the agent and not yet started, and
+        // cancellations: usually a few entries, read in one small range read.
+        let inbox = keys::inbox(node_id);
+        Ok(
+            crate::stored::list_small::<Task, _>(self.store.as_ref(), tenant, &inbox, 64, dec)
+                .await?
+                .into_iter()
+                .filter(|(t, v)| {
+                    *v > after && t.registration.as_deref().is_none_or(|r| r == registration)
+                })
+                .map(|(mut t, v)| {
+                    t.revision = v;
+                    t
+                })
+                .collect(),
+        )
     }
 
     /// Loads an attempt owned by the caller: another node's attempt answers NotFound, a caller

@@ -776,6 +776,76 @@ impl redb::StorageBackend for FaultyFile {
     }
 }
 
+/// A range read of at most this many entries runs on the calling thread
+/// ([`RedbStore::inline`]); a longer one on the blocking pool.
+const INLINE_RANGE: usize = 64;
+
+/// A stored object as a listing returns it (a key that no longer parses is corruption).
+fn stored_entry(tenant: &str, path: &str, version: Version, value: &[u8]) -> Result<Entry> {
+    Ok(Entry {
+        key: Key::new(tenant, path)
+            .map_err(|e| StoreError::Corrupt(format!("stored key {tenant}:{path}: {e}")))?,
+        version,
+        value: value.to_vec(),
+    })
+}
+
+/// One row of the objects table as a range read yields it: its key and its value.
+type Row<'a> = (
+    redb::AccessGuard<'a, (&'static str, &'static str)>,
+    redb::AccessGuard<'a, (u64, &'static [u8])>,
+);
+
+/// Reads `range` of `tenant`'s objects (see [`Store::list_range`]). Values are copied out: a
+/// range read small enough to run on the calling thread copies at most `INLINE_RANGE` of them.
+fn read_range(db: &Database, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
+    use std::ops::Bound::{Excluded, Included};
+    let r = db.begin_read().map_err(unavailable)?;
+    let objects = r.open_table(OBJECTS).map_err(unavailable)?;
+    let t = tenant;
+    let end = range.prefix_end();
+    let low = match &range.start_after {
+        Some(a) if !range.reverse && a.as_str() >= range.prefix.as_str() => {
+            Excluded((t, a.as_str()))
+        }
+        _ => Included((t, range.prefix.as_str())),
+    };
+    let high = match &range.start_after {
+        Some(a) if range.reverse && a.as_str() < end.as_str() => Excluded((t, a.as_str())),
+        _ => Excluded((t, end.as_str())),
+    };
+    let mut out = Vec::with_capacity(range.limit.min(1024));
+    if range.limit == 0 || low_above_high(&low, &high) {
+        return Ok(out);
+    }
+    let iter = objects
+        .range::<(&str, &str)>((low, high))
+        .map_err(unavailable)?;
+    let mut push = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
+        let (k, v): Row<'_> = item.map_err(unavailable)?;
+        let (t, p) = k.value();
+        if range.admits(p) {
+            let (version, value) = v.value();
+            out.push(stored_entry(t, p, version, value)?);
+        }
+        Ok(out.len() < range.limit)
+    };
+    if range.reverse {
+        for item in iter.rev() {
+            if !push(item)? {
+                break;
+            }
+        }
+    } else {
+        for item in iter {
+            if !push(item)? {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Opens the database file, through the fault switch when there is one.
 fn create_db(
     path: &Path,
@@ -950,12 +1020,7 @@ impl Store for RedbStore {
                     break;
                 }
                 let (version, value) = v.value();
-                out.push(Entry {
-                    key: Key::new(t, p)
-                        .map_err(|e| StoreError::Corrupt(format!("stored key {t}:{p}: {e}")))?,
-                    version,
-                    value: value.to_vec(),
-                });
+                out.push(stored_entry(t, p, version, value)?);
             }
             Ok(out)
         })
@@ -963,65 +1028,15 @@ impl Store for RedbStore {
     }
 
     async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
-        use std::ops::Bound::{Excluded, Included};
         validate_tenant(tenant)?;
         range.validate()?;
+        if range.limit <= INLINE_RANGE {
+            // As cheap as a few point reads: on the calling thread, like `get`.
+            return self.inline(|db| read_range(db, tenant, range));
+        }
         let (tenant, range) = (tenant.to_string(), range.clone());
-        self.blocking(move |db| {
-            let r = db.begin_read().map_err(unavailable)?;
-            let objects = r.open_table(OBJECTS).map_err(unavailable)?;
-            let t = tenant.as_str();
-            let end = range.prefix_end();
-            let low = match &range.start_after {
-                Some(a) if !range.reverse && a.as_str() >= range.prefix.as_str() => {
-                    Excluded((t, a.as_str()))
-                }
-                _ => Included((t, range.prefix.as_str())),
-            };
-            let high = match &range.start_after {
-                Some(a) if range.reverse && a.as_str() < end.as_str() => Excluded((t, a.as_str())),
-                _ => Excluded((t, end.as_str())),
-            };
-            let mut out = Vec::with_capacity(range.limit.min(1024));
-            if range.limit == 0 || low_above_high(&low, &high) {
-                return Ok(out);
-            }
-            let iter = objects
-                .range::<(&str, &str)>((low, high))
-                .map_err(unavailable)?;
-            let mut push = |item: std::result::Result<_, redb::StorageError>| -> Result<bool> {
-                let (k, v): (
-                    redb::AccessGuard<(&str, &str)>,
-                    redb::AccessGuard<(u64, &[u8])>,
-                ) = item.map_err(unavailable)?;
-                let (t, p) = k.value();
-                if range.admits(p) {
-                    let (version, value) = v.value();
-                    out.push(Entry {
-                        key: Key::new(t, p)
-                            .map_err(|e| StoreError::Corrupt(format!("stored key {t}:{p}: {e}")))?,
-                        version,
-                        value: value.to_vec(),
-                    });
-                }
-                Ok(out.len() < range.limit)
-            };
-            if range.reverse {
-                for item in iter.rev() {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            } else {
-                for item in iter {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.blocking(move |db| read_range(db, &tenant, &range))
+            .await
     }
 
     async fn tenants(&self) -> Result<Vec<String>> {
@@ -1065,12 +1080,7 @@ impl Store for RedbStore {
                 let (k, v) = item.map_err(unavailable)?;
                 let (t, p) = k.value();
                 let (version, value) = v.value();
-                entries.push(Entry {
-                    key: Key::new(t, p)
-                        .map_err(|e| StoreError::Corrupt(format!("stored key {t}:{p}: {e}")))?,
-                    version,
-                    value: value.to_vec(),
-                });
+                entries.push(stored_entry(t, p, version, value)?);
             }
             Ok(Snapshot {
                 epoch,

@@ -510,6 +510,86 @@ async fn an_agent_heard_from_again_is_back_online() {
 }
 
 #[tokio::test]
+async fn a_node_restarted_under_its_name_still_counts_what_its_predecessor_published() {
+    let (e, epoch) = env_with_agent("node-1").await;
+    let c = cfg();
+    heartbeat(&e.jobs, TENANT, "node-1", &[], T0 + 1000).await;
+    e.jobs.publish_liveness("fluxd-a", T0 + 1100).await.unwrap();
+    // After the registration's silence would count, before the heartbeat's does: the node that
+    // published (its own record not read back, its memory read) and the same node restarted
+    // (no memory: the record is its only evidence) judge alike.
+    let t = T0 + ms(c.unreachable_after) + 500;
+    let restarted = node(&e);
+    for (who, jobs) in [
+        ("the publisher", &e.jobs),
+        ("the restarted node", &restarted),
+    ] {
+        let r = jobs.sweep_tenant(TENANT, epoch, t, 0).await.unwrap();
+        assert_eq!(r, SweepReport::default(), "{who}");
+    }
+    // Past the heartbeat's window both mark it.
+    let later = T0 + 1000 + ms(c.unreachable_after);
+    let r = restarted
+        .sweep_tenant(TENANT, epoch, later, 0)
+        .await
+        .unwrap();
+    assert_eq!(r.marked_unreachable, 1, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_polls_arrival_is_heard_like_a_heartbeat_without_news() {
+    let (e, epoch) = env_with_agent("node-1").await;
+    let c = cfg();
+    let (store, commits) = counting(e.store.clone());
+    let jobs = Jobs::new(store, cfg());
+    let leader = node(&e);
+
+    // Heard at the poll's arrival, in memory only, and published like a heartbeat.
+    let polled = jobs
+        .poll_heard(TENANT, "node-1", 0, Some(T0 + 5000))
+        .await
+        .unwrap();
+    assert!(polled.is_empty());
+    // Reading the inbox again (the same poll woken) hears nothing new.
+    jobs.poll_heard(TENANT, "node-1", 0, None).await.unwrap();
+    assert_eq!(commits.load(Ordering::SeqCst), 0, "a poll wrote");
+    jobs.publish_liveness("fluxd-a", T0 + 6000).await.unwrap();
+    let k = Key::new(TENANT, "liveness/fluxd-a").unwrap();
+    let rec = seen_record(e.store.get(&k).await.unwrap());
+    assert_eq!(rec.agents["node-1"], T0 + 5000);
+    let r = leader
+        .sweep_tenant(TENANT, epoch, T0 + 5000 + ms(c.unreachable_after) - 1, 0)
+        .await
+        .unwrap();
+    assert_eq!(r, SweepReport::default(), "the poll kept it online");
+
+    // Polls without `heard` (and the plain `poll`) are not heard: silent until dead.
+    jobs.poll(TENANT, "node-1", 0).await.unwrap();
+    let t_dead = T0 + 5000 + ms(c.dead_after);
+    jobs.publish_liveness("fluxd-a", t_dead - 1).await.unwrap();
+    let r = leader.sweep_tenant(TENANT, epoch, t_dead, 0).await.unwrap();
+    assert_eq!((r.marked_unreachable, r.marked_dead), (0, 1), "{r:?}");
+
+    // A poll of a dead agent writes it back online at once, as a heartbeat would.
+    let before = commits.load(Ordering::SeqCst);
+    jobs.poll_heard(TENANT, "node-1", 0, Some(t_dead + 1000))
+        .await
+        .unwrap();
+    assert_eq!(commits.load(Ordering::SeqCst), before + 1);
+    let agent = e.jobs.agent(TENANT, "node-1").await.unwrap();
+    assert_eq!(agent.state, AgentState::Online);
+    assert_eq!(agent.last_seen, t_dead + 1000);
+
+    // Only the holder of the registration is heard: a caller without its session is refused.
+    let stranger = AgentCaller::new("node-1", Some("not-the-session"));
+    let err = jobs
+        .poll_heard(TENANT, stranger, 0, Some(t_dead + 2000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JobError::Session(_)), "{err:?}");
+}
+
+#[tokio::test]
 async fn a_new_leader_grants_grace_and_a_dead_nodes_record_keeps_no_agent_alive() {
     let e = env().await;
     let c = cfg();

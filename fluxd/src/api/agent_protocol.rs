@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use flux_core::client::POLL_HEARD_HEADER;
 use flux_core::jobs::AgentCaller;
 use flux_core::model::{Heartbeat, OutputChunk, RegisterAgent, ResultReport, now_ms};
 use serde::Deserialize;
@@ -68,6 +69,9 @@ pub(super) async fn agent_heartbeat(
 pub(super) struct TasksQuery {
     after: Option<u64>,
     wait_secs: Option<u64>,
+    /// The wait in milliseconds (agents whose polls count as heartbeats wait less than an
+    /// interval, which may be under a second); not with `wait_secs`.
+    wait_ms: Option<u64>,
 }
 
 pub(super) async fn agent_tasks(
@@ -80,22 +84,38 @@ pub(super) async fn agent_tasks(
     let node = agent.node_id.to_string();
     let tenant = caller.tenant().to_string();
     let after = q.after.unwrap_or(0);
-    let wait = Duration::from_secs(q.wait_secs.unwrap_or(25)).min(MAX_WAIT);
+    let wait = match (q.wait_secs, q.wait_ms) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("wait_ms: not with wait_secs"));
+        }
+        (_, Some(ms)) => Duration::from_millis(ms),
+        (secs, None) => Duration::from_secs(secs.unwrap_or(25)),
+    }
+    .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let watch = st.inboxes.watch(&tenant, &node);
+    // The poll's arrival is heard from the agent (its first read), and the reply says so.
+    let mut heard = Some(now_ms());
+    let interval = st.jobs.config().heartbeat_interval.as_millis().to_string();
+    let reply = |tasks: Vec<flux_core::model::Task>| {
+        ([(POLL_HEARD_HEADER, interval.clone())], Json(tasks)).into_response()
+    };
     loop {
         // Listening before reading: a task assigned after the read wakes this poll.
         let changed = watch.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let tasks = st.jobs.poll(&tenant, agent, after).await?;
+        let tasks = st
+            .jobs
+            .poll_heard(&tenant, agent, after, heard.take())
+            .await?;
         if !tasks.is_empty() {
             // Tasks carry secret values: a token revoked or expired while it waited gets none.
             still_valid(&st, &caller).await?;
-            return Ok(Json(tasks).into_response());
+            return Ok(reply(tasks));
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            return Ok(Json(tasks).into_response());
+            return Ok(reply(tasks));
         }
     }
 }
