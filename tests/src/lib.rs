@@ -427,6 +427,14 @@ pub fn terminal(job: &Value) -> bool {
     )
 }
 
+/// A response header's value as text, if it is there (and is text).
+pub fn header_text(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// Sends a request; returns status and JSON body (Null if not JSON).
 pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
     let r = rb.send().await.expect("request sent");

@@ -466,10 +466,8 @@ async fn oversized_agent_fields_get_422_naming_the_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_polls_wait_is_checked_and_its_reply_says_it_was_heard() {
     let d = Fluxd::start().await;
-    let tok = d.token("default", "agent", Some("poll-1")).await;
-    let (s, v) = agent_post(&d, "/v1/agent/register", &tok, None, &json!({})).await;
-    assert_eq!(s, 200, "{v}");
-    let session = v["session"].as_str().expect("a session").to_string();
+    let (tok, session) = register_raw(&d, "poll-1").await;
+    let session = session.expect("a session");
     let poll = |query: &str| {
         d.req(
             Method::GET,
@@ -493,13 +491,7 @@ async fn a_task_polls_wait_is_checked_and_its_reply_says_it_was_heard() {
     }
     let r = poll("wait_ms=10").await.unwrap();
     assert_eq!(r.status(), 200);
-    let interval = r
-        .headers()
-        .get("x-flux-heartbeat-ms")
-        .expect("the poll counted as a heartbeat")
-        .to_str()
-        .unwrap()
-        .to_string();
+    let interval = header_text(&r, "x-flux-heartbeat-ms").expect("the poll counted as a heartbeat");
     assert_eq!(interval, "2000", "fluxd's default --heartbeat-interval");
     assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
 }
@@ -510,10 +502,8 @@ async fn a_task_polls_wait_is_checked_and_its_reply_says_it_was_heard() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_copy_without_the_session_is_refused_before_its_body_is_read() {
     let d = Fluxd::start().await;
-    let tok = d.token("default", "agent", Some("web-9")).await;
-    let (s, v) = agent_post(&d, "/v1/agent/register", &tok, None, &json!({})).await;
-    assert_eq!(s, 200, "{v}");
-    let session = v["session"].as_str().expect("a session").to_string();
+    let (tok, session) = register_raw(&d, "web-9").await;
+    let session = session.expect("a session");
     for path in [
         "/v1/agent/heartbeat",
         "/v1/agent/attempts/j-x.1/start",

@@ -1358,10 +1358,7 @@ async fn listings_follow_each_job_through_its_life() {
         };
         let r = d.req(Method::GET, &q, &d.admin).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        next = r
-            .headers()
-            .get("x-flux-next-cursor")
-            .map(|v| v.to_str().unwrap().to_string());
+        next = header_text(&r, "x-flux-next-cursor");
         let page: Value = r.json().await.unwrap();
         paged.extend(
             page.as_array()

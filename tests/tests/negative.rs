@@ -1013,13 +1013,8 @@ async fn every_bad_listing_parameter_is_refused_400_naming_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let cursor = r
-        .headers()
-        .get("x-flux-next-cursor")
-        .expect("a first page of 3 jobs by 1 has a next cursor")
-        .to_str()
-        .unwrap()
-        .to_string();
+    let cursor = header_text(&r, "x-flux-next-cursor")
+        .expect("a first page of 3 jobs by 1 has a next cursor");
     // The cursor works with its own filter.
     let (s, page) = d
         .get(
