@@ -105,13 +105,13 @@ pub(super) async fn agent_tasks(
         let changed = watch.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let tasks = st
-            .jobs
-            .poll_heard(&tenant, agent, after, heard.take())
-            .await?;
+        // Boxed, as are the other store calls of a request that can wait: what a waiting poll
+        // holds is its own state, not the larger one of a read it is not doing (a fleet's worth
+        // of waiting polls, README *Scale*).
+        let tasks = Box::pin(st.jobs.poll_heard(&tenant, agent, after, heard.take())).await?;
         if !tasks.is_empty() {
             // Tasks carry secret values: a token revoked or expired while it waited gets none.
-            still_valid(&st, &caller).await?;
+            Box::pin(still_valid(&st, &caller)).await?;
             return Ok(reply(tasks));
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {

@@ -145,7 +145,8 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         if let Some(Authenticated(claims)) = parts.extensions.get::<Authenticated>() {
             return Ok(Caller(claims.clone()));
         }
-        Ok(Caller(authenticate(state, &parts.headers).await?))
+        // Boxed: the extractor's room is part of every handler's future, waiting ones too.
+        Ok(Caller(Box::pin(authenticate(state, &parts.headers)).await?))
     }
 }
 

@@ -58,16 +58,33 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Claims, 
 
 /// Verifies the token and checks the route's access (for agent calls, the registration's
 /// session too); puts the claims and the route's rule in the request.
-pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+pub fn authorize(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> impl Future<Output = Response> + Send + 'static {
+    // The checks read the store: they run in a future of their own, freed before the rest of
+    // the stack runs, so that a long call does not keep their room (nor the request) here.
+    let checked = Box::pin(admit(st, req));
+    async move {
+        let answer = match checked.await {
+            Ok(req) => super::forward(next, req),
+            Err(refused) => return refused,
+        };
+        answer.await
+    }
+}
+
+/// The request with its claims and rule, or the refusal.
+async fn admit(st: Arc<AppState>, mut req: Request) -> Result<Request, Response> {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
     let rule = routes::rule(req.method(), route);
     if rule.access != Access::Public {
-        let claims = match authenticate(&st, req.headers()).await {
-            Ok(c) => c,
-            Err(e) => return e.into_response(),
-        };
+        let claims = authenticate(&st, req.headers())
+            .await
+            .map_err(IntoResponse::into_response)?;
         if let Err(m) = rule.access.check(&claims) {
-            return ApiError::forbidden(m).into_response();
+            return Err(ApiError::forbidden(m).into_response());
         }
         // An agent call after registering must come from the registration's holder: a copy of
         // the token without the session is refused here, before it takes a permit.
@@ -81,11 +98,11 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
                 .and_then(|v| v.to_str().ok());
             let caller = flux_core::jobs::AgentCaller::new(node, session);
             if let Err(e) = st.jobs.check_session(&claims.tenant, caller).await {
-                return ApiError::from(e).into_response();
+                return Err(ApiError::from(e).into_response());
             }
         }
         req.extensions_mut().insert(Authenticated(claims));
     }
     req.extensions_mut().insert(rule);
-    next.run(req).await
+    Ok(req)
 }

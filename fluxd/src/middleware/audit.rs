@@ -39,52 +39,92 @@ pub fn mark_unchanged(resp: &mut Response) {
 
 /// Appends successful mutating calls to the audit log. The answer waits for the record to be
 /// durable.
-pub async fn record(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    let method = req.method().clone();
-    let Some(route) = route.filter(|r| audited(&method, r)) else {
-        return next.run(req).await;
-    };
-    let object = req.uri().path().to_string();
-    // The handler verifies the token; here it only names the actor of a call that succeeded.
-    let claims = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| auth::bearer(v).ok())
-        .and_then(auth::peek_claims);
-    let resp = next.run(req).await;
-    let changed = resp.extensions().get::<Unchanged>().is_none();
-    let Some(claims) = claims.filter(|_| resp.status().is_success() && changed) else {
-        return resp;
-    };
-    let version = resp
-        .headers()
-        .get("x-flux-version")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let event = Event {
-        at: now_ms(),
-        actor: claims.sub,
-        tenant: claims.tenant,
-        action: format!("{method} {route}"),
-        object,
-        status: resp.status().as_u16(),
-        version,
-        jti: Some(claims.jti),
-        role: Some(claims.role.to_string()),
-        issuer: Some(claims.iss),
-    };
-    // The call's effect is committed whatever happens here: answering an error would make a
-    // client retry (and, say, submit a job twice). A record that cannot be written is logged
-    // with what it would have said, counted (`flux_audit_append_failures_total`), and the gap
-    // it leaves is not silent.
-    if let Err(e) = st.audit.append(event.clone()).await {
-        st.metrics.audit_failures.inc();
-        tracing::error!(error = %e, actor = %event.actor, tenant = %event.tenant, action = %event.action, object = %event.object, "audit record not written");
+pub fn record(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> impl Future<Output = Response> + Send + 'static {
+    // Boxed, as the record's commit below: room in this future is room in every call's.
+    let call = Call::of(&req).map(Box::new);
+    let answer = super::forward(next, req);
+    async move {
+        let resp = answer.await;
+        match call {
+            Some(call) => Box::pin(call.record(&st, resp)).await,
+            None => resp,
+        }
     }
-    resp
+}
+
+/// What the audit record of an audited call says, known before the call runs.
+struct Call {
+    route: String,
+    method: Method,
+    object: String,
+    claims: Option<auth::Claims>,
+}
+
+impl Call {
+    /// The call `req` makes, if it is one the log records.
+    fn of(req: &Request) -> Option<Call> {
+        let route = req.extensions().get::<MatchedPath>()?.as_str();
+        let method = req.method().clone();
+        if !audited(&method, route) {
+            return None;
+        }
+        Some(Call {
+            route: route.to_string(),
+            method,
+            object: req.uri().path().to_string(),
+            // The handler verifies the token; here it only names the actor of a call that
+            // succeeded.
+            claims: req
+                .headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| auth::bearer(v).ok())
+                .and_then(auth::peek_claims),
+        })
+    }
+
+    /// Appends the record of the call that answered `resp`, if it succeeded and changed
+    /// something.
+    async fn record(self: Box<Self>, st: &AppState, resp: Response) -> Response {
+        let Call {
+            route,
+            method,
+            object,
+            claims,
+        } = *self;
+        let changed = resp.extensions().get::<Unchanged>().is_none();
+        let Some(claims) = claims.filter(|_| resp.status().is_success() && changed) else {
+            return resp;
+        };
+        let version = resp
+            .headers()
+            .get("x-flux-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let event = Event {
+            at: now_ms(),
+            actor: claims.sub,
+            tenant: claims.tenant,
+            action: format!("{method} {route}"),
+            object,
+            status: resp.status().as_u16(),
+            version,
+            jti: Some(claims.jti),
+            role: Some(claims.role.to_string()),
+            issuer: Some(claims.iss),
+        };
+        // The call's effect is committed whatever happens here: answering an error would make a
+        // client retry (and, say, submit a job twice). A record that cannot be written is logged
+        // with what it would have said, counted (`flux_audit_append_failures_total`), and the gap
+        // it leaves is not silent.
+        if let Err(e) = st.audit.append(event.clone()).await {
+            st.metrics.audit_failures.inc();
+            tracing::error!(error = %e, actor = %event.actor, tenant = %event.tenant, action = %event.action, object = %event.object, "audit record not written");
+        }
+        resp
+    }
 }

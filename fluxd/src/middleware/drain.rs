@@ -133,11 +133,11 @@ async fn discard(body: Body, max_bytes: u64, max_time: Duration) {
 
 /// The layer: hands handlers a body that comes back when left unread, and reads that rest
 /// (bounded) before the response goes out.
-pub async fn drain_unread(
+pub fn drain_unread(
     State(limits): State<Arc<DrainLimits>>,
     req: Request,
     next: Next,
-) -> Response {
+) -> impl Future<Output = Response> + Send + 'static {
     let expect_continue = req.version() < Version::HTTP_2
         && req
             .headers()
@@ -151,15 +151,19 @@ pub async fn drain_unread(
             polled: false,
         })
     });
-    let resp = next.run(req).await;
-    if let Ok((rest, polled)) = rx.try_recv() {
-        let left = rest.size_hint().exact();
-        let waiting = expect_continue && !polled;
-        if let Plan::Read(max) = plan(left, rest.is_end_stream(), waiting, &limits) {
-            discard(rest, max, limits.max_time).await;
+    let answer = super::forward(next, req);
+    async move {
+        let resp = answer.await;
+        if let Ok((rest, polled)) = rx.try_recv() {
+            let left = rest.size_hint().exact();
+            let waiting = expect_continue && !polled;
+            if let Plan::Read(max) = plan(left, rest.is_end_stream(), waiting, &limits) {
+                // Boxed: the outermost layer's future lives as long as every request.
+                Box::pin(discard(rest, max, limits.max_time)).await;
+            }
         }
+        resp
     }
-    resp
 }
 
 #[cfg(test)]

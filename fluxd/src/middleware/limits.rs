@@ -26,6 +26,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use futures::future::{self, Either};
 
 use super::access::Authenticated;
 use super::routes::{self, PoolKind, Rule};
@@ -314,7 +315,11 @@ fn refused(kind: PoolKind, caps: &Caps, why: Refusal, holder: &Holder) -> Respon
 
 /// Admits a request to the pool of its route, for its tenant and token (as verified by
 /// `middleware::access`), or answers 429; puts the body read timeout on its body.
-pub async fn shed(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+pub fn shed(
+    State(limits): State<Arc<Limits>>,
+    req: Request,
+    next: Next,
+) -> impl Future<Output = Response> + Send + 'static {
     let rule = req.extensions().get::<Rule>().copied().unwrap_or_else(|| {
         let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
         routes::rule(req.method(), route)
@@ -329,7 +334,10 @@ pub async fn shed(State(limits): State<Arc<Limits>>, req: Request, next: Next) -
     let pool = limits.pool(rule.pool);
     let permit = match pool.try_acquire(holder.clone()) {
         Ok(p) => p,
-        Err(why) => return refused(pool.kind, &pool.caps, why, &holder),
+        Err(why) => {
+            let refusal = refused(pool.kind, &pool.caps, why, &holder);
+            return Either::Left(future::ready(refusal));
+        }
     };
     let mut req = req;
     if rule.body_deadline && req.body().size_hint().exact() != Some(0) {
@@ -340,19 +348,23 @@ pub async fn shed(State(limits): State<Arc<Limits>>, req: Request, next: Next) -
         req.extensions_mut().insert(deadline.clone());
         req = req.map(|b| with_deadline(b, deadline));
     }
-    if !rule.pool.holds_body() {
-        let resp = next.run(req).await;
-        drop(permit);
-        return resp;
-    }
-    // The permit lives as long as the response body, so a stream counts until it ends, not only
-    // until its headers are sent.
-    let (parts, body) = next.run(req).await.into_parts();
-    let stream = body.into_data_stream().map(move |chunk| {
-        let _held = &permit;
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(stream))
+    let answer = super::forward(next, req);
+    let holds_body = rule.pool.holds_body();
+    Either::Right(async move {
+        let resp = answer.await;
+        if !holds_body {
+            drop(permit);
+            return resp;
+        }
+        // The permit lives as long as the response body, so a stream counts until it ends, not
+        // only until its headers are sent.
+        let (parts, body) = resp.into_parts();
+        let stream = body.into_data_stream().map(move |chunk| {
+            let _held = &permit;
+            chunk
+        });
+        Response::from_parts(parts, Body::from_stream(stream))
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,11 @@ use axum::response::Response;
 use crate::metrics::Metrics;
 
 /// Records RED metrics per matched route.
-pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub fn track(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> impl Future<Output = Response> + Send + 'static {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -31,14 +35,17 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         _ => "other",
     };
     let started = Instant::now();
-    let resp = next.run(req).await;
-    metrics
-        .http_duration
-        .with_label_values(&[route.as_str(), method])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .http_requests
-        .with_label_values(&[route.as_str(), method, resp.status().as_str()])
-        .inc();
-    resp
+    let answer = super::forward(next, req);
+    async move {
+        let resp = answer.await;
+        metrics
+            .http_duration
+            .with_label_values(&[route.as_str(), method])
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .http_requests
+            .with_label_values(&[route.as_str(), method, resp.status().as_str()])
+            .inc();
+        resp
+    }
 }
