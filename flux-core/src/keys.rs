@@ -56,6 +56,16 @@ pub fn job_index_entry(index: &str, job_id: &str) -> String {
 pub fn job_index_target(path: &str) -> Option<&str> {
     path.strip_prefix(JOB_INDEX)?.rsplit('/').next()
 }
+/// The status and job id an entry of a status index names (`jobidx/status/<status>/<kind>/<id>`,
+/// from [`job_index`] with `dim` `status`).
+pub fn job_status_entry(path: &str) -> Option<(&str, &str)> {
+    let mut parts = path
+        .strip_prefix(JOB_INDEX)?
+        .strip_prefix("status/")?
+        .split('/');
+    let (status, _kind, id) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && !status.is_empty() && !id.is_empty()).then_some((status, id))
+}
 /// Marker that every job of the tenant has its index entries (written once the migration of
 /// jobs stored before the indexes existed has run over the whole tenant).
 pub const JOB_INDEX_BUILT: &str = "jobidx_built";
@@ -260,6 +270,18 @@ mod tests {
         );
         assert_eq!(job_index_target("jobidx/group/g-1/user/j-1"), Some("j-1"));
         assert_eq!(job_index_target("jobs/j-1"), None);
+        let entry = job_index_entry(&job_index("status", "succeeded", "user"), "j-1");
+        assert_eq!(job_status_entry(&entry), Some(("succeeded", "j-1")));
+        for other in [
+            "jobidx/agent/a/user/j-1",
+            "jobidx/status/succeeded/user/",
+            "jobidx/status/succeeded/user/j-1/x",
+            "jobidx/status//user/j-1",
+            "jobidx/kind/user/j-1",
+            "jobs/j-1",
+        ] {
+            assert_eq!(job_status_entry(other), None, "{other}");
+        }
         assert_eq!(JOB_INDEX_BUILT, "jobidx_built");
         assert_eq!(attempt("j-1", 3), "attempts/j-1/0003");
         assert_eq!(attempt("j-1", 12345), "attempts/j-1/12345");

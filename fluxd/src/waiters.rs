@@ -8,15 +8,20 @@
 //! and follow: with W of them open and C commits a second, W × C wake-ups and job reads a
 //! second.
 //!
-//! A job's paths: its record `jobs/<id>`, its attempts `attempts/<id>/<n>` and its attempts'
-//! output `output/<id>.<n>/<seq>` (an attempt id is `<job id>.<number>`). A watcher chooses
-//! what wakes it ([`Interest`]): a wait only its record (its status is what it returns), a
-//! follow the record, the attempts and the output.
+//! A job's paths: its record `jobs/<id>`, its attempts `attempts/<id>/<n>`, its attempts'
+//! output `output/<id>.<n>/<seq>` (an attempt id is `<job id>.<number>`) and its entries in the
+//! listing indexes, `jobidx/status/<status>/<kind>/<id>` among them. A watcher chooses what
+//! wakes it ([`Interest`]): a wait only the job's end, a follow every change of the job.
+//!
+//! A job ends in the write that puts its entry in a finished status's index: every write of a
+//! job record changes its index entries in the same transaction (`flux_core::jobs::put_job`).
+//! So a wait is woken once, when there is something to return, instead of by every step of the
+//! job (assignment, start) each followed by a read of the record that finds it still running.
 
 use std::sync::Arc;
 
 use flux_core::keys;
-use flux_core::model::parse_attempt_id;
+use flux_core::model::{JobStatus, parse_attempt_id};
 use flux_core::store::Change;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -26,16 +31,20 @@ use crate::inboxes::{Registration, WatchTable};
 /// What wakes a watcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {
-    /// The job record only (`jobs/<id>`).
-    Record,
-    /// The record, the attempts and their output.
+    /// The job's end only (its entry in the index of a finished status).
+    End,
+    /// Every change: the record, the attempts, their output and the end.
     Everything,
 }
 
 /// Which of a job's objects a path is, with the job's id.
 fn job_of(path: &str) -> Option<(&str, Interest)> {
     if let Some(id) = path.strip_prefix(keys::JOBS) {
-        return (!id.is_empty() && !id.contains('/')).then_some((id, Interest::Record));
+        return (!id.is_empty() && !id.contains('/')).then_some((id, Interest::Everything));
+    }
+    if let Some((status, id)) = keys::job_status_entry(path) {
+        let ended = JobStatus::parse(status).is_some_and(JobStatus::is_terminal);
+        return ended.then_some((id, Interest::End));
     }
     if let Some(rest) = path.strip_prefix("attempts/") {
         let (id, _) = rest.split_once('/')?;
@@ -51,8 +60,8 @@ fn job_of(path: &str) -> Option<(&str, Interest)> {
 
 #[derive(Default)]
 struct Waiting {
-    /// Woken by a change to the record.
-    record: Arc<Notify>,
+    /// Woken by the job's end.
+    end: Arc<Notify>,
     /// Woken by a change to anything of the job.
     everything: Arc<Notify>,
 }
@@ -81,7 +90,7 @@ impl JobWaiters {
     /// Registers a watcher of job `job_id` of `tenant`.
     pub fn watch(self: &Arc<Self>, tenant: &str, job_id: &str, interest: Interest) -> JobWatch {
         let (registered, notify) = self.waiting.watch(tenant, job_id, |w| match interest {
-            Interest::Record => w.record.clone(),
+            Interest::End => w.end.clone(),
             Interest::Everything => w.everything.clone(),
         });
         JobWatch {
@@ -98,7 +107,7 @@ impl JobWaiters {
 
     fn wake_all(&self) {
         self.waiting.for_each(|w| {
-            w.record.notify_waiters();
+            w.end.notify_waiters();
             w.everything.notify_waiters();
         });
     }
@@ -110,8 +119,8 @@ impl JobWaiters {
         }
         self.waiting.dispatch(change, job_of, |w, what| {
             w.everything.notify_waiters();
-            if what == Interest::Record {
-                w.record.notify_waiters();
+            if what == Interest::End {
+                w.end.notify_waiters();
             }
         });
     }
@@ -146,7 +155,23 @@ mod tests {
 
     #[test]
     fn paths_belong_to_their_job() {
-        assert_eq!(job_of(&keys::job("j-1")), Some(("j-1", Interest::Record)));
+        assert_eq!(
+            job_of(&keys::job("j-1")),
+            Some(("j-1", Interest::Everything))
+        );
+        // The entry a job's end writes, for every finished status and kind.
+        for status in [
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+            JobStatus::TimedOut,
+        ] {
+            let ended = keys::job_index_entry(
+                &keys::job_index("status", status.as_str(), "reconciler"),
+                "j-1",
+            );
+            assert_eq!(job_of(&ended), Some(("j-1", Interest::End)), "{ended}");
+        }
         assert_eq!(
             job_of(&keys::attempt("j-1", 2)),
             Some(("j-1", Interest::Everything))
@@ -167,6 +192,11 @@ mod tests {
             "jobs/",
             "output/j-1/0000000001",
             "idem/j-1",
+            // Index entries other than a finished status's: the job goes on.
+            "jobidx/status/running/user/j-1",
+            "jobidx/status/queued/user/j-1",
+            "jobidx/agent/a/user/j-1",
+            "jobidx/kind/user/j-1",
         ] {
             assert_eq!(job_of(other), None, "{other}");
         }
@@ -176,7 +206,7 @@ mod tests {
     async fn a_watcher_of_one_job_is_woken_by_its_job_only() {
         let hub = Arc::new(JobWaiters::default());
         let a = hub.watch("t1", "ja", Interest::Everything);
-        let a_wait = hub.watch("t1", "ja", Interest::Record);
+        let a_wait = hub.watch("t1", "ja", Interest::End);
         let b = hub.watch("t1", "jb", Interest::Everything);
         let other_tenant = hub.watch("t2", "ja", Interest::Everything);
 
@@ -188,13 +218,35 @@ mod tests {
         assert!(!woken(&a_wait, || hub.dispatch(&job_b)).await);
         assert!(woken(&b, || hub.dispatch(&job_b)).await);
 
-        let record_a = change("t1", &["pending/ja", "jobs/ja"]);
-        assert!(woken(&a, || hub.dispatch(&record_a)).await);
-        assert!(woken(&a_wait, || hub.dispatch(&record_a)).await);
-        assert!(!woken(&b, || hub.dispatch(&record_a)).await);
-        assert!(!woken(&other_tenant, || hub.dispatch(&record_a)).await);
+        // A step of the job that does not end it (here its assignment) wakes a follower, not
+        // a wait.
+        let assigned_a = change(
+            "t1",
+            &[
+                "pending/ja",
+                "jobs/ja",
+                "jobidx/status/queued/user/ja",
+                "jobidx/status/assigned/user/ja",
+            ],
+        );
+        assert!(woken(&a, || hub.dispatch(&assigned_a)).await);
+        assert!(!woken(&a_wait, || hub.dispatch(&assigned_a)).await);
+        assert!(!woken(&b, || hub.dispatch(&assigned_a)).await);
+        // Its end wakes both, and nobody else.
+        let ended_a = change(
+            "t1",
+            &[
+                "jobs/ja",
+                "jobidx/status/running/user/ja",
+                "jobidx/status/succeeded/user/ja",
+            ],
+        );
+        assert!(woken(&a, || hub.dispatch(&ended_a)).await);
+        assert!(woken(&a_wait, || hub.dispatch(&ended_a)).await);
+        assert!(!woken(&b, || hub.dispatch(&ended_a)).await);
+        assert!(!woken(&other_tenant, || hub.dispatch(&ended_a)).await);
 
-        // Output wakes a follower, not a wait (whose job record did not change).
+        // Output wakes a follower, not a wait (the job has not ended).
         let output_a = change("t1", &["output/ja.1/0000000003"]);
         assert!(woken(&a, || hub.dispatch(&output_a)).await);
         assert!(!woken(&a_wait, || hub.dispatch(&output_a)).await);
@@ -215,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn registrations_are_counted_and_removed_with_the_last_watcher() {
         let hub = Arc::new(JobWaiters::default());
-        let first = hub.watch("t", "j", Interest::Record);
+        let first = hub.watch("t", "j", Interest::End);
         let second = hub.watch("t", "j", Interest::Everything);
         assert_eq!(hub.jobs_watched(), 1);
         drop(first);
@@ -232,7 +284,7 @@ mod tests {
     #[tokio::test]
     async fn lagging_behind_the_store_wakes_everyone() {
         let hub = Arc::new(JobWaiters::default());
-        let w = hub.watch("t", "j", Interest::Record);
+        let w = hub.watch("t", "j", Interest::End);
         let notify = w.notify();
         // Two notices into a channel of one: the forwarder lags and must wake the watcher even
         // though neither notice touches its job.

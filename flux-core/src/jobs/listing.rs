@@ -564,6 +564,49 @@ mod tests {
         assert!(index_keys(&j).contains(&"jobidx/kind/reconciler/j-1".to_string()));
     }
 
+    /// Job waits are woken by this entry alone (fluxd's `waiters`), so every way a job can
+    /// end, from every status it can end from, must write it.
+    #[test]
+    fn a_jobs_end_puts_its_entry_in_the_finished_status_index() {
+        let unfinished = [JobStatus::Queued, JobStatus::Assigned, JobStatus::Running];
+        let finished = [
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+            JobStatus::TimedOut,
+        ];
+        for kind in JobKind::ALL {
+            for from in unfinished {
+                for to in finished {
+                    let mut old = job("j-1");
+                    old.kind = kind;
+                    old.status = from;
+                    let mut new = old.clone();
+                    new.status = to;
+                    let (puts, _) = index_changes(Some(&old), &new);
+                    let ended: Vec<_> = puts
+                        .iter()
+                        .filter_map(|p| keys::job_status_entry(p))
+                        .collect();
+                    assert_eq!(
+                        ended,
+                        vec![(to.as_str(), "j-1")],
+                        "{kind:?} {from:?} -> {to:?}"
+                    );
+                }
+            }
+            // No job is stored finished at once today; one that were would write it too.
+            let mut new = job("j-2");
+            new.kind = kind;
+            new.status = JobStatus::Cancelled;
+            let (puts, _) = index_changes(None, &new);
+            assert!(
+                puts.iter()
+                    .any(|p| keys::job_status_entry(p) == Some(("cancelled", "j-2")))
+            );
+        }
+    }
+
     #[test]
     fn each_transition_moves_only_what_changed() {
         let queued = job("j-1");

@@ -287,8 +287,8 @@ pub(super) async fn wait_job(
     let wait = Duration::from_secs(q.timeout_secs.unwrap_or(30)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let tenant = caller.tenant().to_string();
-    // Woken only by changes to this job's record (or a resync).
-    let watch = st.job_waiters.watch(&tenant, &id, Interest::Record);
+    // Woken only when this job ends (or on a resync): nothing else changes what it returns.
+    let watch = st.job_waiters.watch(&tenant, &id, Interest::End);
     let notify = watch.notify();
     loop {
         // Registered before the read, so a change committed after it is not missed.
