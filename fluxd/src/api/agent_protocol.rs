@@ -107,7 +107,7 @@ pub(super) async fn agent_tasks(
         changed.as_mut().enable();
         // Boxed, as are the other store calls of a request that can wait: what a waiting poll
         // holds is its own state, not the larger one of a read it is not doing (a fleet's worth
-        // of waiting polls, README *Scale*).
+        // of waiting polls: README, *Engine figures*).
         let tasks = Box::pin(st.jobs.poll_heard(&tenant, agent, after, heard.take())).await?;
         if !tasks.is_empty() {
             // Tasks carry secret values: a token revoked or expired while it waited gets none.
