@@ -159,13 +159,8 @@ mod tests {
             job_of(&keys::job("j-1")),
             Some(("j-1", Interest::Everything))
         );
-        // The entry a job's end writes, for every finished status and kind.
-        for status in [
-            JobStatus::Succeeded,
-            JobStatus::Failed,
-            JobStatus::Cancelled,
-            JobStatus::TimedOut,
-        ] {
+        // The entry a job's end writes, for every finished status.
+        for status in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
             let ended = keys::job_index_entry(
                 &keys::job_index("status", status.as_str(), "reconciler"),
                 "j-1",

@@ -568,16 +568,11 @@ mod tests {
     /// end, from every status it can end from, must write it.
     #[test]
     fn a_jobs_end_puts_its_entry_in_the_finished_status_index() {
-        let unfinished = [JobStatus::Queued, JobStatus::Assigned, JobStatus::Running];
-        let finished = [
-            JobStatus::Succeeded,
-            JobStatus::Failed,
-            JobStatus::Cancelled,
-            JobStatus::TimedOut,
-        ];
+        let (finished, unfinished): (Vec<_>, Vec<_>) =
+            JobStatus::ALL.into_iter().partition(|s| s.is_terminal());
         for kind in JobKind::ALL {
-            for from in unfinished {
-                for to in finished {
+            for &from in &unfinished {
+                for &to in &finished {
                     let mut old = job("j-1");
                     old.kind = kind;
                     old.status = from;

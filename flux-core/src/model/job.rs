@@ -40,6 +40,16 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Queued,
+        JobStatus::Assigned,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+        JobStatus::TimedOut,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -60,17 +70,7 @@ impl JobStatus {
     }
 
     pub fn parse(s: &str) -> Option<JobStatus> {
-        [
-            JobStatus::Queued,
-            JobStatus::Assigned,
-            JobStatus::Running,
-            JobStatus::Succeeded,
-            JobStatus::Failed,
-            JobStatus::Cancelled,
-            JobStatus::TimedOut,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
