@@ -36,8 +36,9 @@ pub struct InboxWatch {
 impl InboxWatch {
     /// Notified when the agent's inbox may have changed. Enable the future (or poll it) before
     /// reading the inbox, so that a change committed after the read is not missed.
-    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
+    /// The future owns what it waits on, so a poll can hand it on (to its reply's body).
+    pub fn changed(&self) -> tokio::sync::futures::OwnedNotified {
+        self.notify.clone().notified_owned()
     }
 }
 
@@ -276,7 +277,7 @@ pub(crate) mod tests {
     }
 
     async fn woken(w: &InboxWatch, after: impl FnOnce()) -> bool {
-        woken_by(w.changed(), after).await
+        woken_by(w.notify.notified(), after).await
     }
 
     #[tokio::test]
@@ -318,7 +319,7 @@ pub(crate) mod tests {
         // Two notices into a channel of one: the forwarder lags and must wake the poll even
         // though neither notice touches its inbox.
         let notices = [change("t", &["agents/x"]), change("t", &["agents/y"])];
-        lag_wakes(w.changed(), notices, |rx, cancel| {
+        lag_wakes(w.notify.notified(), notices, |rx, cancel| {
             hub.clone().run(rx, cancel)
         })
         .await;

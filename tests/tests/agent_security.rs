@@ -496,6 +496,66 @@ async fn a_task_polls_wait_is_checked_and_its_reply_says_it_was_heard() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
 }
 
+/// A task poll with nothing to deliver answers its headers at once (every refusal it could get
+/// has been given) and waits in its body: the task assigned meanwhile is that body. A token
+/// revoked during the wait gets no task (tasks carry secret values) but an empty list, and its
+/// next poll is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_poll_answers_at_once_and_waits_in_its_body() {
+    let d = Fluxd::start().await;
+    let poll = |tok: &str, session: &str| {
+        d.req(Method::GET, "/v1/agent/tasks?after=0&wait_secs=25", tok)
+            .header(SESSION, session)
+            .send()
+    };
+    let (tok, session) = register_raw(&d, "wait-1").await;
+    let session = session.expect("a session");
+    let r = headers_within(poll(&tok, &session)).await;
+    assert_eq!(r.status(), 200);
+    assert!(header_text(&r, "x-flux-heartbeat-ms").is_some());
+    assert_eq!(
+        header_text(&r, "content-type").as_deref(),
+        Some("application/json")
+    );
+    let job = d
+        .submit(&d.admin, &json!({"command": "true", "node_id": "wait-1"}))
+        .await;
+    let tasks: Value = tokio::time::timeout(T, r.json())
+        .await
+        .expect("the task")
+        .unwrap();
+    assert_eq!(tasks[0]["job_id"], job.as_str(), "{tasks}");
+    assert!(tasks[0]["attempt_id"].is_string(), "{tasks}");
+
+    let (tok, session) = register_raw(&d, "wait-2").await;
+    let session = session.expect("a session");
+    let r = headers_within(poll(&tok, &session)).await;
+    assert_eq!(r.status(), 200);
+    let (s, v) = d
+        .post("/v1/tokens/revoke", &d.admin, &json!({"token": tok}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    d.submit(&d.admin, &json!({"command": "true", "node_id": "wait-2"}))
+        .await;
+    let tasks: Value = tokio::time::timeout(T, r.json())
+        .await
+        .expect("the reply")
+        .unwrap();
+    assert_eq!(tasks, json!([]), "a revoked token's poll got tasks");
+    let r = poll(&tok, &session).await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// The reply of `sent` once its headers are in, within 10 s (less than the waits asked).
+async fn headers_within(
+    sent: impl Future<Output = reqwest::Result<reqwest::Response>>,
+) -> reqwest::Response {
+    tokio::time::timeout(Duration::from_secs(10), sent)
+        .await
+        .expect("the headers of a waiting poll within 10 s of a 25 s wait")
+        .expect("a reply")
+}
+
 /// A copy of a registered agent's token, without the registration's session, is refused before
 /// its body is read: it cannot hold the agent pools' permits with slow bodies (and so starve the
 /// real agent's heartbeats until the node is declared dead and can be taken over).

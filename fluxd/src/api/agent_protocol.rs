@@ -4,12 +4,14 @@
 //! node id names the agent, and (after registering) the session secret the registration
 //! returned, in the `X-Flux-Session` header: see `flux_core::jobs::AgentCaller`.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::client::POLL_HEARD_HEADER;
 use flux_core::jobs::AgentCaller;
@@ -21,7 +23,9 @@ use super::MAX_WAIT;
 use super::extract::{ApiJson, ApiQuery, Caller};
 use super::jobs::job_finished;
 use crate::error::{ApiError, ApiResult};
+use crate::inboxes::InboxWatch;
 use crate::state::AppState;
+use tokio::sync::futures::OwnedNotified;
 
 /// Header carrying an agent registration's session secret.
 pub const SESSION_HEADER: &str = "x-flux-session";
@@ -29,9 +33,12 @@ pub const SESSION_HEADER: &str = "x-flux-session";
 /// The agent making the call: its token's node id and the session it presented (a header that
 /// is not text counts as none).
 fn agent_caller<'a>(caller: &'a Caller, headers: &'a HeaderMap) -> ApiResult<AgentCaller<'a>> {
-    let node = caller.node_id()?;
-    let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
-    Ok(AgentCaller::new(node, session))
+    Ok(AgentCaller::new(caller.node_id()?, session_of(headers)))
+}
+
+/// The session an agent's call presented (a header that is not text counts as none).
+fn session_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
 pub(super) async fn agent_register(
@@ -81,7 +88,6 @@ pub(super) async fn agent_tasks(
     ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> ApiResult<Response> {
     let agent = agent_caller(&caller, &headers)?;
-    let node = agent.node_id.to_string();
     let tenant = caller.tenant().to_string();
     let after = q.after.unwrap_or(0);
     let wait = match (q.wait_secs, q.wait_ms) {
@@ -93,29 +99,100 @@ pub(super) async fn agent_tasks(
     }
     .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
-    let watch = st.inboxes.watch(&tenant, &node);
+    let watch = st.inboxes.watch(&tenant, agent.node_id);
+    // Listening before reading: a task assigned after the read wakes this poll.
+    let mut changed = Box::pin(watch.changed());
+    changed.as_mut().enable();
     // The poll's arrival is heard from the agent (its first read), and the reply says so.
-    let mut heard = Some(now_ms());
-    let interval = st.jobs.config().heartbeat_interval.as_millis().to_string();
-    let reply = |tasks: Vec<flux_core::model::Task>| {
-        ([(POLL_HEARD_HEADER, interval.clone())], Json(tasks)).into_response()
+    // Boxed, as are the other store calls of a request that can wait: what a waiting poll
+    // holds is its own state, not the larger one of a read it is not doing.
+    let tasks = Box::pin(st.jobs.poll_heard(&tenant, agent, after, Some(now_ms()))).await?;
+    let heard = (
+        POLL_HEARD_HEADER,
+        st.jobs.config().heartbeat_interval.as_millis().to_string(),
+    );
+    if !tasks.is_empty() {
+        // Tasks carry secret values: a token revoked or expired since it was checked gets none.
+        Box::pin(still_valid(&st, &caller)).await?;
+        return Ok(([heard], Json(tasks)).into_response());
+    }
+    // Nothing yet. Every refusal this poll can get has been given (its token, its session, its
+    // query), so its headers go now and the wait is its reply's body: a waiting poll holds that
+    // body alone, not the futures of the request's layers and handler (a fleet's worth of
+    // waiting polls: README, *Engine figures*).
+    let session = session_of(&headers).map(str::to_string);
+    let node = agent.node_id.to_string();
+    let waiting = Waiting {
+        st,
+        caller,
+        tenant,
+        node,
+        session,
+        after,
+        deadline,
+        watch,
     };
-    loop {
-        // Listening before reading: a task assigned after the read wakes this poll.
-        let changed = watch.changed();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        // Boxed, as are the other store calls of a request that can wait: what a waiting poll
-        // holds is its own state, not the larger one of a read it is not doing (a fleet's worth
-        // of waiting polls: README, *Engine figures*).
-        let tasks = Box::pin(st.jobs.poll_heard(&tenant, agent, after, heard.take())).await?;
-        if !tasks.is_empty() {
-            // Tasks carry secret values: a token revoked or expired while it waited gets none.
-            Box::pin(still_valid(&st, &caller)).await?;
-            return Ok(reply(tasks));
-        }
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            return Ok(reply(tasks));
+    let body = Body::from_stream(futures::stream::once(waiting.until_tasks(changed)));
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    Ok(([heard], json, body).into_response())
+}
+
+/// A task poll waiting in its reply's body.
+struct Waiting {
+    st: Arc<AppState>,
+    caller: Caller,
+    tenant: String,
+    node: String,
+    session: Option<String>,
+    after: u64,
+    deadline: tokio::time::Instant,
+    /// Registered for the wait's whole length.
+    watch: InboxWatch,
+}
+
+impl Waiting {
+    /// The body: the agent's tasks once its inbox holds some, or none at the deadline. With the
+    /// status sent already, what would have been a refusal (a token revoked or expired during
+    /// the wait, a registration replaced meanwhile, a store that fails) is an empty list: the
+    /// agent polls again at once, and that poll gets the refusal.
+    async fn until_tasks(
+        self,
+        mut changed: Pin<Box<OwnedNotified>>,
+    ) -> Result<Bytes, std::convert::Infallible> {
+        loop {
+            if tokio::time::timeout_at(self.deadline, changed)
+                .await
+                .is_err()
+            {
+                return Ok(Bytes::from_static(b"[]"));
+            }
+            changed = Box::pin(self.watch.changed());
+            changed.as_mut().enable();
+            let agent = AgentCaller::new(&self.node, self.session.as_deref());
+            let read = Box::pin(
+                self.st
+                    .jobs
+                    .poll_heard(&self.tenant, agent, self.after, None),
+            );
+            let tasks = match read.await {
+                Ok(tasks) if tasks.is_empty() => continue,
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    tracing::warn!(node = %self.node, error = %e, "a waiting task poll ends empty");
+                    return Ok(Bytes::from_static(b"[]"));
+                }
+            };
+            if let Err(e) = Box::pin(still_valid(&self.st, &self.caller)).await {
+                tracing::info!(node = %self.node, error = %e.message, "a waiting task poll ends empty");
+                return Ok(Bytes::from_static(b"[]"));
+            }
+            return Ok(match serde_json::to_vec(&tasks) {
+                Ok(v) => Bytes::from(v),
+                Err(e) => {
+                    tracing::error!(error = %e, "tasks not encoded");
+                    Bytes::from_static(b"[]")
+                }
+            });
         }
     }
 }

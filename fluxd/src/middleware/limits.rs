@@ -4,8 +4,8 @@
 //! Each kind of request has a pool of its own ([`PoolKind`], chosen from the matched route by
 //! `middleware::routes`), so that one kind cannot starve another: users' long-polls and log
 //! streams, agents' task polls, the rest of the agent protocol (heartbeats, attempt start,
-//! output and result), agent registrations, and ordinary requests. Only the streams pool keeps
-//! its permit until the response body ends.
+//! output and result), agent registrations, and ordinary requests. The streams and agent polls
+//! pools keep their permits until the response body ends (a task poll waits in its body).
 //!
 //! Inside every pool a tenant may hold at most its share of the pool, and one token at most its
 //! own (smaller) share, so that one tenant, or one token, cannot take a pool from the others.

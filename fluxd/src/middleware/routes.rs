@@ -80,9 +80,10 @@ impl PoolKind {
     ];
 
     /// Whether the permit is held until the response body ends, not only until the handler
-    /// returns. Only this pool's routes answer with a stream.
+    /// returns: the pools whose routes answer with a stream, or (agents' task polls) wait in
+    /// the reply's body.
     pub fn holds_body(self) -> bool {
-        self == PoolKind::Streams
+        matches!(self, PoolKind::Streams | PoolKind::AgentPolls)
     }
 
     /// What the pool counts, for the 429's message.
@@ -257,12 +258,14 @@ mod tests {
         ] {
             assert_eq!(r(Method::POST, p), PoolKind::AgentCalls, "{p}");
         }
-        // Only the streams pool keeps its permit for the body.
+        // Only the streams and the agent polls pools keep their permits for the body.
         for k in PoolKind::ALL {
-            assert_eq!(k.holds_body(), k == PoolKind::Streams, "{k:?}");
+            let streams = matches!(k, PoolKind::Streams | PoolKind::AgentPolls);
+            assert_eq!(k.holds_body(), streams, "{k:?}");
         }
-        // Every route whose response is a stream is in that pool.
+        // Every route whose response is a stream, or waits in its body, is in such a pool.
         assert!(r(Method::GET, "/v1/jobs/{id}/logs").holds_body());
+        assert!(r(Method::GET, "/v1/agent/tasks").holds_body());
     }
 
     #[test]
