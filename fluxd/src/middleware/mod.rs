@@ -6,7 +6,8 @@
 //! returns a small future that finishes the work on the response. Written as `async fn`s taking
 //! the request, they kept the request (240 bytes) two or three times over in their futures for
 //! as long as the call lasted, as `Next::run` does once more: about 1 KiB per layer per request
-//! in flight, which a fleet's waiting task polls hold all at once (README, *Engine figures*).
+//! in flight, which a fleet's waiting task polls held all at once before they waited in their
+//! replies' bodies (README, *Engine figures*); job waits still do.
 
 use axum::extract::Request;
 use axum::middleware::Next;
