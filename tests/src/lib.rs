@@ -175,6 +175,20 @@ impl Fluxd {
         resp.text().await.ok()
     }
 
+    /// Point reads of the store this node has made (`flux_store_op_duration_seconds_count` of
+    /// `get`), 0 if its metrics are unreadable.
+    pub async fn store_gets(&self) -> f64 {
+        let text = self.metrics_text().await.expect("metrics");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("flux_store_op_duration_seconds_count{op=\"get\"} ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     /// Value of an unlabelled metric on this node's `/metrics`, `None` if unreachable.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = self.metrics_text().await?;

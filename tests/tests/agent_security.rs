@@ -546,6 +546,28 @@ async fn a_waiting_poll_answers_at_once_and_waits_in_its_body() {
     assert_eq!(r.status(), 401);
 }
 
+/// An agent call reads the agent's record once: the session check's read serves the handler
+/// too (a task poll that finds nothing reads the record, then its inbox with a range read).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_call_reads_its_agent_record_once() {
+    let d = Fluxd::start().await;
+    let (tok, session) = register_raw(&d, "reads-1").await;
+    let session = session.expect("a session");
+    const N: usize = 200;
+    let before = d.store_gets().await;
+    for _ in 0..N {
+        let (s, body) = agent_tasks(&d, &tok, Some(&session)).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let reads = d.store_gets().await - before;
+    // Background work (the leader's passes, the node record) reads a little meanwhile; two
+    // reads of the record per poll would be 2 N.
+    assert!(
+        reads < (N + N / 2) as f64,
+        "{reads} store reads for {N} task polls"
+    );
+}
+
 /// The reply of `sent` once its headers are in, within 10 s (less than the waits asked).
 async fn headers_within(
     sent: impl Future<Output = reqwest::Result<reqwest::Response>>,

@@ -10,19 +10,6 @@ use serde_json::json;
 
 const LEASE: [&str; 6] = flux_core::testing::FAST_LEASE_ARGS;
 
-/// `flux_store_op_duration_seconds_count{op="get"}` on `node`: every store read it made.
-async fn store_gets(node: &Fluxd) -> f64 {
-    let text = node.metrics_text().await.expect("metrics");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("flux_store_op_duration_seconds_count{op=\"get\"} ")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_revoked_on_one_node_is_refused_on_another_within_a_second() {
     let Some(redis) = RedisServer::start() else {
@@ -88,7 +75,7 @@ async fn checking_a_token_reads_nothing_from_the_store() {
     assert_eq!(status, 200, "{v}");
 
     const N: usize = 200;
-    let before = store_gets(&d).await;
+    let before = d.store_gets().await;
     for _ in 0..N {
         let (status, v) = d.get("/v1/whoami", &token).await;
         assert_eq!(status, 200, "{v}");
@@ -97,7 +84,7 @@ async fn checking_a_token_reads_nothing_from_the_store() {
         let (status, _) = d.get("/v1/whoami", &doomed).await;
         assert_eq!(status, 401);
     }
-    let reads = store_gets(&d).await - before;
+    let reads = d.store_gets().await - before;
     // Background work (the leader's passes, the node record) reads a little meanwhile; one
     // read per request would be at least N + N/4.
     assert!(

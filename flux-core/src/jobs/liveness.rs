@@ -990,11 +990,12 @@ impl Jobs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn agent(state: AgentState, last_seen: Millis, registered: bool) -> Agent {
+    /// An agent record of node `web-1`.
+    pub(in crate::jobs) fn agent(state: AgentState, last_seen: Millis, registered: bool) -> Agent {
         Agent {
             node_id: "web-1".into(),
             tenant: "t".into(),

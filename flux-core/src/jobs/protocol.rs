@@ -9,6 +9,8 @@
 //! ([`super::admit_registration`]). Attempts are given to the registration, so only its holder
 //! sees their tasks (with the secret values), starts them and reports their output and result.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -30,6 +32,9 @@ use crate::store::{Expect, Key, Txn, Version};
 pub struct AgentCaller<'a> {
     pub node_id: &'a str,
     presented: Presented<'a>,
+    /// The agent's record as this same call's session check read it, moments before: the
+    /// call's first read of the record is that one ([`AgentCaller::checked`]).
+    checked: Option<&'a Agent>,
 }
 
 #[derive(Clone, Copy)]
@@ -60,6 +65,7 @@ impl<'a> AgentCaller<'a> {
         AgentCaller {
             node_id,
             presented: Presented::Secret(session),
+            checked: None,
         }
     }
 
@@ -70,6 +76,18 @@ impl<'a> AgentCaller<'a> {
         AgentCaller {
             node_id,
             presented: Presented::Holder,
+            checked: None,
+        }
+    }
+
+    /// The same call, with the agent's record that its session check ([`Jobs::check_session`])
+    /// read: the call's first read of the record is that one instead of another read of the
+    /// store (later reads, after a conflict or a wait, read afresh). A record read earlier than
+    /// that is as stale as one read by the call itself a moment later could be.
+    pub fn checked(self, agent: Option<&'a Agent>) -> AgentCaller<'a> {
+        AgentCaller {
+            checked: agent.filter(|a| a.node_id == self.node_id),
+            ..self
         }
     }
 
@@ -227,10 +245,11 @@ impl Jobs {
         &self,
         tenant: &str,
         caller: impl Into<AgentCaller<'a>>,
-    ) -> Result<()> {
+    ) -> Result<Agent> {
         let caller = caller.into();
         let agent = self.agent(tenant, caller.node_id).await?;
-        caller.registration_of(&agent).map(|_| ())
+        caller.registration_of(&agent)?;
+        Ok(agent)
     }
 
     pub async fn register<'a>(
@@ -317,11 +336,16 @@ impl Jobs {
                 "node id {node_id:?} is not valid"
             )));
         }
-        let (agent, _) = self
-            .load_found::<Agent>(&key(tenant, keys::agent(node_id))?, || {
-                format!("agent {node_id} (register first)")
-            })
-            .await?;
+        let agent = match caller.checked {
+            Some(a) => Cow::Borrowed(a),
+            None => Cow::Owned(
+                self.load_found::<Agent>(&key(tenant, keys::agent(node_id))?, || {
+                    format!("agent {node_id} (register first)")
+                })
+                .await?
+                .0,
+            ),
+        };
         let registration = caller.registration_of(&agent)?;
         match heard {
             Some(now) if agent.state == AgentState::Online => self.heard_from(tenant, node_id, now),
@@ -365,7 +389,7 @@ impl Jobs {
     async fn own_attempt(
         &self,
         tenant: &str,
-        caller: &AgentCaller<'_>,
+        caller: &mut AgentCaller<'_>,
         attempt_id: &str,
     ) -> Result<(Key, Attempt, Version)> {
         let not_found = || JobError::NotFound(format!("attempt {attempt_id}"));
@@ -378,11 +402,15 @@ impl Jobs {
         if a.agent != caller.node_id {
             return Err(not_found());
         }
-        let agent = self
-            .load::<Agent>(&key(tenant, keys::agent(caller.node_id))?)
-            .await?
-            .map(|(a, _)| a)
-            .ok_or_else(not_found)?;
+        let agent = match caller.checked.take() {
+            Some(a) => Cow::Borrowed(a),
+            None => Cow::Owned(
+                self.load::<Agent>(&key(tenant, keys::agent(caller.node_id))?)
+                    .await?
+                    .map(|(a, _)| a)
+                    .ok_or_else(not_found)?,
+            ),
+        };
         let registration = caller.registration_of(&agent)?;
         if a.registration.as_deref().is_some_and(|r| r != registration) {
             return Err(JobError::Gone(format!(
@@ -401,9 +429,9 @@ impl Jobs {
         attempt_id: &str,
         now: Millis,
     ) -> Result<()> {
-        let caller = caller.into();
+        let mut caller = caller.into();
         for _ in 0..CAS_RETRIES {
-            let (ak, mut a, av) = self.own_attempt(tenant, &caller, attempt_id).await?;
+            let (ak, mut a, av) = self.own_attempt(tenant, &mut caller, attempt_id).await?;
             match a.state {
                 AttemptState::Running | AttemptState::Finished => return Ok(()),
                 AttemptState::Abandoned => {
@@ -446,9 +474,9 @@ impl Jobs {
         attempt_id: &str,
         chunk: OutputChunk,
     ) -> Result<()> {
-        let caller = caller.into();
+        let mut caller = caller.into();
         for _ in 0..CAS_RETRIES {
-            let (ak, mut a, av) = self.own_attempt(tenant, &caller, attempt_id).await?;
+            let (ak, mut a, av) = self.own_attempt(tenant, &mut caller, attempt_id).await?;
             if a.state == AttemptState::Abandoned {
                 return Err(JobError::Gone(format!(
                     "attempt {attempt_id} was taken away"
@@ -504,7 +532,7 @@ impl Jobs {
         output: &[OutputChunk],
         now: Millis,
     ) -> Result<bool> {
-        let caller = caller.into();
+        let mut caller = caller.into();
         let node_id = caller.node_id;
         if let Some(m) = &result.message
             && m.len() > 4096
@@ -516,7 +544,7 @@ impl Jobs {
         check_result_output(output)?;
         let cap = self.cfg.output_cap_bytes;
         for _ in 0..CAS_RETRIES {
-            let (ak, mut a, av) = self.own_attempt(tenant, &caller, attempt_id).await?;
+            let (ak, mut a, av) = self.own_attempt(tenant, &mut caller, attempt_id).await?;
             if matches!(a.state, AttemptState::Finished | AttemptState::Abandoned) {
                 return Ok(false);
             }
@@ -601,5 +629,25 @@ impl Jobs {
             }
         }
         Err(contended(attempt_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checked_record_serves_only_a_call_of_its_own_node() {
+        let own = super::super::liveness::tests::agent(AgentState::Online, 0, true);
+        let other = Agent {
+            node_id: format!("{}-2", own.node_id),
+            ..own.clone()
+        };
+        let call = AgentCaller::new(&own.node_id, Some("s"));
+        assert!(call.checked.is_none());
+        let call = call.checked(Some(&own));
+        assert_eq!(call.checked, Some(&own));
+        assert!(call.checked(Some(&other)).checked.is_none());
+        assert!(call.checked(None).checked.is_none());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::client::POLL_HEARD_HEADER;
@@ -24,6 +24,7 @@ use super::extract::{ApiJson, ApiQuery, Caller};
 use super::jobs::job_finished;
 use crate::error::{ApiError, ApiResult};
 use crate::inboxes::InboxWatch;
+use crate::middleware::access::CheckedAgent;
 use crate::state::AppState;
 use tokio::sync::futures::OwnedNotified;
 
@@ -34,6 +35,16 @@ pub const SESSION_HEADER: &str = "x-flux-session";
 /// is not text counts as none).
 fn agent_caller<'a>(caller: &'a Caller, headers: &'a HeaderMap) -> ApiResult<AgentCaller<'a>> {
     Ok(AgentCaller::new(caller.node_id()?, session_of(headers)))
+}
+
+/// [`agent_caller`] with the agent's record as the session check of the same request read it,
+/// for the call's first read of it.
+fn agent_call<'a>(
+    caller: &'a Caller,
+    headers: &'a HeaderMap,
+    checked: &'a Option<Extension<CheckedAgent>>,
+) -> ApiResult<AgentCaller<'a>> {
+    Ok(agent_caller(caller, headers)?.checked(checked.as_ref().map(|c| &*c.0.0)))
 }
 
 /// The session an agent's call presented (a header that is not text counts as none).
@@ -85,9 +96,10 @@ pub(super) async fn agent_tasks(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
+    checked: Option<Extension<CheckedAgent>>,
     ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> ApiResult<Response> {
-    let agent = agent_caller(&caller, &headers)?;
+    let agent = agent_call(&caller, &headers, &checked)?;
     let tenant = caller.tenant().to_string();
     let after = q.after.unwrap_or(0);
     let wait = match (q.wait_secs, q.wait_ms) {
@@ -213,9 +225,10 @@ pub(super) async fn attempt_start(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
+    checked: Option<Extension<CheckedAgent>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let agent = agent_caller(&caller, &headers)?;
+    let agent = agent_call(&caller, &headers, &checked)?;
     st.jobs.start(caller.tenant(), agent, &id, now_ms()).await?;
     Ok(Json(json!({"attempt_id": id, "state": "running"})))
 }
@@ -227,10 +240,11 @@ pub(super) async fn attempt_output(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
+    checked: Option<Extension<CheckedAgent>>,
     Path(id): Path<String>,
     ApiJson(chunk): ApiJson<OutputChunk>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let agent = agent_caller(&caller, &headers)?;
+    let agent = agent_call(&caller, &headers, &checked)?;
     if chunk.data.len() > MAX_CHUNK_BYTES {
         return Err(ApiError::too_large(format!(
             "output chunks are limited to {MAX_CHUNK_BYTES} bytes"
@@ -247,10 +261,11 @@ pub(super) async fn attempt_result(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
+    checked: Option<Extension<CheckedAgent>>,
     Path(id): Path<String>,
     ApiJson(report): ApiJson<ResultReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let agent = agent_caller(&caller, &headers)?;
+    let agent = agent_call(&caller, &headers, &checked)?;
     let (result, output) = report.into_parts();
     // The output carried with a result is held to what one output upload may carry.
     let carried: usize = output.iter().map(|c| c.data.len()).sum();

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::{self, AuthError, Claims};
+use flux_core::model::Agent;
 
 use super::routes::{self, Access};
 use crate::api::agent_protocol::SESSION_HEADER;
@@ -20,6 +21,11 @@ use crate::state::AppState;
 /// The verified, unrevoked claims of the request's token.
 #[derive(Clone, Debug)]
 pub struct Authenticated(pub Claims);
+
+/// The calling agent's record as the session check read it, for the handler's first read of
+/// it (`AgentCaller::checked`): a call is one read of the record, not two.
+#[derive(Clone, Debug)]
+pub struct CheckedAgent(pub Arc<Agent>);
 
 /// The claims of the bearer token in `headers`: verified and not revoked (looked up in the
 /// node's memory of revocations, [`AppState::is_revoked`], which reads the store only while
@@ -97,9 +103,10 @@ async fn admit(st: Arc<AppState>, mut req: Request) -> Result<Request, Response>
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok());
             let caller = flux_core::jobs::AgentCaller::new(node, session);
-            if let Err(e) = st.jobs.check_session(&claims.tenant, caller).await {
-                return Err(ApiError::from(e).into_response());
-            }
+            match st.jobs.check_session(&claims.tenant, caller).await {
+                Ok(agent) => req.extensions_mut().insert(CheckedAgent(Arc::new(agent))),
+                Err(e) => return Err(ApiError::from(e).into_response()),
+            };
         }
         req.extensions_mut().insert(Authenticated(claims));
     }
