@@ -285,9 +285,14 @@ impl ApiClient {
         let url = format!("{}{}", self.server(), path);
         let resp = self.send(method, path, body, timeout).await?;
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            reason: error_chain(&e),
+        // A reply's body may come long after its headers (a task poll waits in it): a server
+        // lost meanwhile is left for the next one, as a failed send is.
+        let bytes = resp.bytes().await.map_err(|e| {
+            self.rotate();
+            ClientError::Transport {
+                url: url.clone(),
+                reason: error_chain(&e),
+            }
         })?;
         let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url,

@@ -82,8 +82,10 @@ impl<'a> AgentCaller<'a> {
 
     /// The same call, with the agent's record that its session check ([`Jobs::check_session`])
     /// read: the call's first read of the record is that one instead of another read of the
-    /// store (later reads, after a conflict or a wait, read afresh). A record read earlier than
-    /// that is as stale as one read by the call itself a moment later could be.
+    /// store (later reads, after a conflict or a wait, read afresh). Only for a call that does
+    /// nothing between the check and its use (no body to read first: a task poll, an attempt's
+    /// start), so that the record is as fresh as one the call would read itself; a record of
+    /// another node, or (where it is used) of another tenant, is not used.
     pub fn checked(self, agent: Option<&'a Agent>) -> AgentCaller<'a> {
         AgentCaller {
             checked: agent.filter(|a| a.node_id == self.node_id),
@@ -336,7 +338,7 @@ impl Jobs {
                 "node id {node_id:?} is not valid"
             )));
         }
-        let agent = match caller.checked {
+        let agent = match caller.checked.filter(|a| a.tenant == tenant) {
             Some(a) => Cow::Borrowed(a),
             None => Cow::Owned(
                 self.load_found::<Agent>(&key(tenant, keys::agent(node_id))?, || {
@@ -402,7 +404,7 @@ impl Jobs {
         if a.agent != caller.node_id {
             return Err(not_found());
         }
-        let agent = match caller.checked.take() {
+        let agent = match caller.checked.take().filter(|a| a.tenant == tenant) {
             Some(a) => Cow::Borrowed(a),
             None => Cow::Owned(
                 self.load::<Agent>(&key(tenant, keys::agent(caller.node_id))?)

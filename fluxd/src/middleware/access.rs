@@ -22,8 +22,9 @@ use crate::state::AppState;
 #[derive(Clone, Debug)]
 pub struct Authenticated(pub Claims);
 
-/// The calling agent's record as the session check read it, for the handler's first read of
-/// it (`AgentCaller::checked`): a call is one read of the record, not two.
+/// The calling agent's record as the session check read it, for the first read of it by a
+/// handler that reads no body before (`AgentCaller::checked`): such a call is one read of the
+/// record, not two.
 #[derive(Clone, Debug)]
 pub struct CheckedAgent(pub Arc<Agent>);
 
