@@ -96,6 +96,49 @@ pub async fn delete_and_recreate_never_reuse_a_version(f: &Fixture) {
     assert!(v2 > v1, "re-created key reused version: {v1} then {v2}");
 }
 
+/// Listing shows every object once, whatever wrote it: a put of an object that exists leaves
+/// it listed once, and an object deleted and created again (in the same batch of commits, or
+/// one after the other) is listed again.
+pub async fn rewritten_and_recreated_objects_are_listed_once(f: &Fixture) {
+    let s = f.store.as_ref();
+    let (a, b, c) = (
+        key("acme", "objs/a"),
+        key("acme", "objs/b"),
+        key("acme", "objs/c"),
+    );
+    let va = put(s, &a, "a1", Expect::Absent).await.unwrap();
+    put(s, &a, "a2", Expect::Version(va)).await.unwrap();
+    put(s, &b, "b1", Expect::Absent).await.unwrap();
+    put(s, &c, "c1", Expect::Absent).await.unwrap();
+    s.delete(b.clone(), Expect::Any).await.unwrap();
+    put(s, &b, "b2", Expect::Absent).await.unwrap();
+    // Deleted and put back by concurrent commits, which may share a batch.
+    let (gone, back) = tokio::join!(
+        s.commit(Txn::new().delete(c.clone(), Expect::Any)),
+        s.commit(Txn::new().put(a.clone(), b"a3".to_vec(), Expect::Any)),
+    );
+    gone.unwrap();
+    back.unwrap();
+    s.commit(Txn::new().put(c.clone(), b"c2".to_vec(), Expect::Absent))
+        .await
+        .unwrap();
+    let listed: Vec<(String, Vec<u8>)> = s
+        .list("acme", "objs/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key.path().to_string(), e.value))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("objs/a".to_string(), b"a3".to_vec()),
+            ("objs/b".to_string(), b"b2".to_vec()),
+            ("objs/c".to_string(), b"c2".to_vec()),
+        ]
+    );
+}
+
 /// A write carrying an epoch below the current one is rejected, whatever its writer believes
 /// about its lease: the store has no clock, only the epoch counter.
 pub async fn stale_epoch_write_is_fenced(f: &Fixture) {
@@ -1077,6 +1120,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@each $fixture;
             cas_rules,
             delete_and_recreate_never_reuse_a_version,
+            rewritten_and_recreated_objects_are_listed_once,
             stale_epoch_write_is_fenced,
             transactions_are_all_or_nothing,
             listing_is_scoped_to_one_tenant,

@@ -69,12 +69,14 @@ for _ = 1, tonumber(ARGV[1]) do
     end
   end
   local writes = false
+  local existed = {}
   if not failed then
     for i = 1, n do
       local b = a + 3 + (i - 1) * 5
       local kind, ek, ev = ARGV[b], ARGV[b + 1], ARGV[b + 2]
       local found = false
       if kind ~= 'append' then found = redis.call('HGET', KEYS[k + 1 + i], 'v') end
+      existed[i] = found
       local bad = (ek == 'absent' and found) or (ek == 'version' and ((not found) or found ~= ev))
       if bad then
         out[#out + 1] = 'conflict'; out[#out + 1] = tostring(i - 1); out[#out + 1] = found or ''
@@ -102,7 +104,9 @@ for _ = 1, tonumber(ARGV[1]) do
         paths[#paths + 1] = path .. suffix
       elseif kind == 'put' then
         redis.call('HSET', KEYS[k + 1 + i], 'v', rev, 'd', ARGV[b + 4])
-        redis.call('ZADD', idx_key, 0, path)
+        -- An object that existed is in the index already: every write keeps the two together,
+        -- and a key appears at most once in a transaction (`Txn::validate`).
+        if not existed[i] then redis.call('ZADD', idx_key, 0, path) end
         paths[#paths + 1] = path
       elseif kind == 'delete' then
         redis.call('DEL', KEYS[k + 1 + i])
