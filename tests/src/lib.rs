@@ -179,21 +179,12 @@ impl Fluxd {
     /// `get`), 0 if its metrics are unreadable.
     pub async fn store_gets(&self) -> f64 {
         let text = self.metrics_text().await.expect("metrics");
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("flux_store_op_duration_seconds_count{op=\"get\"} ")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+        metric_in(&text, "flux_store_op_duration_seconds_count{op=\"get\"}").unwrap_or(0.0)
     }
 
     /// Value of an unlabelled metric on this node's `/metrics`, `None` if unreachable.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self.metrics_text().await?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        metric_in(&self.metrics_text().await?, name)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -521,4 +512,10 @@ pub fn ok(o: &Output) -> Result<String> {
         bail!("exit {:?}: {}", o.status, stderr(o));
     }
     Ok(stdout(o))
+}
+
+/// The value of the series `name` (with its labels, if it has any) in a `/metrics` text.
+fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

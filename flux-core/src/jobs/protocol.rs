@@ -331,23 +331,17 @@ impl Jobs {
         after: u64,
         heard: Option<Millis>,
     ) -> Result<Vec<Task>> {
-        let caller = caller.into();
+        let mut caller = caller.into();
         let node_id = caller.node_id;
         if !valid_ident(node_id) {
             return Err(JobError::Invalid(format!(
                 "node id {node_id:?} is not valid"
             )));
         }
-        let agent = match caller.checked.filter(|a| a.tenant == tenant) {
-            Some(a) => Cow::Borrowed(a),
-            None => Cow::Owned(
-                self.load_found::<Agent>(&key(tenant, keys::agent(node_id))?, || {
-                    format!("agent {node_id} (register first)")
-                })
-                .await?
-                .0,
-            ),
-        };
+        let agent = self
+            .caller_record(tenant, &mut caller)
+            .await?
+            .ok_or_else(|| JobError::NotFound(format!("agent {node_id} (register first)")))?;
         let registration = caller.registration_of(&agent)?;
         match heard {
             Some(now) if agent.state == AgentState::Online => self.heard_from(tenant, node_id, now),
@@ -385,6 +379,20 @@ impl Jobs {
         )
     }
 
+    /// The caller's agent record: the one its session check read ([`AgentCaller::checked`],
+    /// used once and only in its own tenant), or else the store's.
+    async fn caller_record<'c>(
+        &self,
+        tenant: &str,
+        caller: &mut AgentCaller<'c>,
+    ) -> Result<Option<Cow<'c, Agent>>> {
+        if let Some(a) = caller.checked.take().filter(|a| a.tenant == tenant) {
+            return Ok(Some(Cow::Borrowed(a)));
+        }
+        let k = key(tenant, keys::agent(caller.node_id))?;
+        Ok(self.load::<Agent>(&k).await?.map(|(a, _)| Cow::Owned(a)))
+    }
+
     /// Loads an attempt owned by the caller: another node's attempt answers NotFound, a caller
     /// that does not hold the node's registration answers Session, and an attempt given to
     /// another (earlier) registration of the node answers Gone.
@@ -404,15 +412,10 @@ impl Jobs {
         if a.agent != caller.node_id {
             return Err(not_found());
         }
-        let agent = match caller.checked.take().filter(|a| a.tenant == tenant) {
-            Some(a) => Cow::Borrowed(a),
-            None => Cow::Owned(
-                self.load::<Agent>(&key(tenant, keys::agent(caller.node_id))?)
-                    .await?
-                    .map(|(a, _)| a)
-                    .ok_or_else(not_found)?,
-            ),
-        };
+        let agent = self
+            .caller_record(tenant, caller)
+            .await?
+            .ok_or_else(not_found)?;
         let registration = caller.registration_of(&agent)?;
         if a.registration.as_deref().is_some_and(|r| r != registration) {
             return Err(JobError::Gone(format!(

@@ -49,7 +49,7 @@ fn agent_call<'a>(
 }
 
 /// The session an agent's call presented (a header that is not text counts as none).
-fn session_of(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn session_of(headers: &HeaderMap) -> Option<&str> {
     headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
@@ -101,7 +101,7 @@ pub(super) async fn agent_tasks(
     ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> ApiResult<Response> {
     let agent = agent_call(&caller, &headers, &checked)?;
-    let tenant = caller.tenant().to_string();
+    let tenant = caller.tenant();
     let after = q.after.unwrap_or(0);
     let wait = match (q.wait_secs, q.wait_ms) {
         (Some(_), Some(_)) => {
@@ -112,14 +112,14 @@ pub(super) async fn agent_tasks(
     }
     .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
-    let watch = st.inboxes.watch(&tenant, agent.node_id);
+    let watch = st.inboxes.watch(tenant, agent.node_id);
     // Listening before reading: a task assigned after the read wakes this poll.
     let mut changed = Box::pin(watch.changed());
     changed.as_mut().enable();
     // The poll's arrival is heard from the agent (its first read), and the reply says so.
     // Boxed, as are the other store calls of a request that can wait: what a waiting poll
     // holds is its own state, not the larger one of a read it is not doing.
-    let tasks = Box::pin(st.jobs.poll_heard(&tenant, agent, after, Some(now_ms()))).await?;
+    let tasks = Box::pin(st.jobs.poll_heard(tenant, agent, after, Some(now_ms()))).await?;
     let heard = (
         POLL_HEARD_HEADER,
         st.jobs.config().heartbeat_interval.as_millis().to_string(),
@@ -138,7 +138,6 @@ pub(super) async fn agent_tasks(
     let waiting = Waiting {
         st,
         caller,
-        tenant,
         node,
         session,
         after,
@@ -150,11 +149,14 @@ pub(super) async fn agent_tasks(
     Ok(([heard], json, body).into_response())
 }
 
+/// The body of a task poll that ends without tasks.
+const NO_TASKS: Bytes = Bytes::from_static(b"[]");
+
 /// A task poll waiting in its reply's body.
 struct Waiting {
     st: Arc<AppState>,
+    /// The token's claims: its tenant, and what `still_valid` checks again.
     caller: Caller,
-    tenant: String,
     node: String,
     session: Option<String>,
     after: u64,
@@ -177,16 +179,17 @@ impl Waiting {
                 .await
                 .is_err()
             {
-                return Ok(Bytes::from_static(b"[]"));
+                return Ok(NO_TASKS);
             }
             changed = Box::pin(self.watch.changed());
             changed.as_mut().enable();
             let agent = AgentCaller::new(&self.node, self.session.as_deref());
-            let read = Box::pin(
-                self.st
-                    .jobs
-                    .poll_heard(&self.tenant, agent, self.after, None),
-            );
+            let read = Box::pin(self.st.jobs.poll_heard(
+                self.caller.tenant(),
+                agent,
+                self.after,
+                None,
+            ));
             let tasks = match read.await {
                 Ok(tasks) if tasks.is_empty() => continue,
                 Ok(tasks) => tasks,
@@ -194,18 +197,18 @@ impl Waiting {
                 // failure is told by the next poll's 503 and the store's own metrics.
                 Err(e) => {
                     tracing::debug!(node = %self.node, error = %e, "a waiting task poll ends empty");
-                    return Ok(Bytes::from_static(b"[]"));
+                    return Ok(NO_TASKS);
                 }
             };
             if let Err(e) = Box::pin(still_valid(&self.st, &self.caller)).await {
                 tracing::info!(node = %self.node, error = %e.message, "a waiting task poll ends empty");
-                return Ok(Bytes::from_static(b"[]"));
+                return Ok(NO_TASKS);
             }
             return Ok(match serde_json::to_vec(&tasks) {
                 Ok(v) => Bytes::from(v),
                 Err(e) => {
                     tracing::error!(error = %e, "tasks not encoded");
-                    Bytes::from_static(b"[]")
+                    NO_TASKS
                 }
             });
         }

@@ -14,7 +14,7 @@ use flux_core::auth::{self, AuthError, Claims};
 use flux_core::model::Agent;
 
 use super::routes::{self, Access};
-use crate::api::agent_protocol::SESSION_HEADER;
+use crate::api::agent_protocol::session_of;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -99,11 +99,7 @@ async fn admit(st: Arc<AppState>, mut req: Request) -> Result<Request, Response>
             && route != Some("/v1/agent/register")
             && let Some(node) = claims.node_id.as_deref()
         {
-            let session = req
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok());
-            let caller = flux_core::jobs::AgentCaller::new(node, session);
+            let caller = flux_core::jobs::AgentCaller::new(node, session_of(req.headers()));
             match st.jobs.check_session(&claims.tenant, caller).await {
                 Ok(agent) => req.extensions_mut().insert(CheckedAgent(Arc::new(agent))),
                 Err(e) => return Err(ApiError::from(e).into_response()),
