@@ -428,7 +428,7 @@ pub async fn job_pass(
             let agents = ix.fleet().by_state();
             let r = l
                 .jobs
-                .sweep_tenant_in(t, epoch, now_ms(), since, ix.fleet())
+                .sweep_tenant_in(t, epoch, now_ms(), since, ix)
                 .await
                 .map_err(job_to_store)?;
             l.host.tally(

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio::sync::broadcast;
 
 use super::placement::{self, Budget, Fleet, Slot};
+use super::sweep_memo::SweepMemo;
 use crate::keys;
 use crate::model::{Agent, Pending};
 use crate::store::{Change, Version};
@@ -49,6 +50,10 @@ pub struct TenantIndex {
     /// Paths this leader deleted itself, with the revision of the delete: the notice of that
     /// revision needs no read.
     deleted: HashMap<String, Version>,
+    /// Grows with every agent record the view reads (what the sweep's memo is made on).
+    agents_revision: u64,
+    /// What the last full judging of the fleet left to the liveness sweeps after it.
+    sweep: SweepMemo,
 }
 
 /// Whether the scheduler's view holds objects at this path.
@@ -75,6 +80,12 @@ impl TenantIndex {
 
     pub fn fleet_mut(&mut self) -> &mut Fleet {
         &mut self.fleet
+    }
+
+    /// The fleet, its revision (grows with every agent record the view reads) and the liveness
+    /// sweep's memo of it.
+    pub fn sweep_view(&mut self) -> (&Fleet, u64, &mut SweepMemo) {
+        (&self.fleet, self.agents_revision, &mut self.sweep)
     }
 
     /// The queue in serving order: job id and what its entry says.
@@ -161,6 +172,7 @@ impl TenantIndex {
                 Some((version, agent)) => self.fleet.upsert(node_id, Slot::of(&agent, version)),
                 None => self.fleet.remove(node_id),
             }
+            self.agents_revision += 1;
         }
     }
 

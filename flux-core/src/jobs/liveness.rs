@@ -31,6 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{AgentCaller, new_session};
+use super::sweep_memo::{MemoBasis, Silence};
 use super::{
     CAS_RETRIES, JobError, Jobs, Result, agent_contended, dec, enc, forget_secrets, is_conflict,
     key, put_job,
@@ -126,6 +127,16 @@ pub struct SeenRecord {
     pub agents: BTreeMap<String, Millis>,
 }
 
+/// A [`SeenRecord`] as a node encodes it, from its memory as it is (not copied into the
+/// record's map first: at 100,000 agents the copy cost more than the encoding).
+#[derive(Serialize)]
+struct Publishing<'a> {
+    node: &'a str,
+    seq: u64,
+    published_at: Millis,
+    agents: &'a HashMap<String, Millis>,
+}
+
 /// This node's memory of its agents: when it last heard from each (by tenant), and what it has
 /// seen of the other nodes' records.
 #[derive(Debug, Default)]
@@ -209,6 +220,8 @@ impl Seen {
 /// of the sweep).
 pub(super) struct Heard<'a> {
     records: HashMap<String, Millis>,
+    /// The records that counted, as `(node, seq, published_at)`, in key order.
+    sources: Vec<(String, u64, Millis)>,
     seen: &'a Seen,
     tenant: &'a str,
     now: Millis,
@@ -288,6 +301,7 @@ impl Jobs {
             let e = heard.entry(agent).or_insert(at);
             *e = (*e).max(at);
         };
+        let mut sources = Vec::new();
         let entries = self.store.list(tenant, keys::LIVENESS).await?;
         if track {
             // Forget the records that are gone (their node removed them or was restored away).
@@ -309,6 +323,7 @@ impl Jobs {
                 }
             };
             if self.seen.counts(tenant, &rec, now, dead_ms, track) {
+                sources.push((rec.node, rec.seq, rec.published_at));
                 for (agent, at) in rec.agents {
                     add(agent, at);
                 }
@@ -316,6 +331,7 @@ impl Jobs {
         }
         Ok(Heard {
             records: heard,
+            sources,
             seen: &self.seen,
             tenant,
             now,
@@ -370,11 +386,11 @@ impl Jobs {
                 }
                 if t.dirty {
                     let k = k.clone();
-                    let rec = SeenRecord {
-                        node: node.to_string(),
+                    let rec = Publishing {
+                        node,
                         seq: self.seen.seq.fetch_add(1, Ordering::Relaxed),
                         published_at: now,
-                        agents: t.agents.iter().map(|(a, at)| (a.clone(), *at)).collect(),
+                        agents: &t.agents,
                     };
                     txns.push(Txn::new().put(k.clone(), enc(&rec), Expect::Any));
                     tenants.push((tenant.clone(), Some(k)));
@@ -433,50 +449,44 @@ impl Jobs {
             .await
     }
 
-    /// [`Self::sweep_tenant`] judged on the leader's view of the fleet (`fleet`, fresh from
-    /// the change stream) instead of a read of every agent record: only the agents that view
-    /// shows due for a transition are read, and each is judged again on what the store holds
-    /// before it is marked. The view holds what the records hold (state, `last_seen`,
-    /// revocation), so the verdicts are the same as from a full read; a view that lags costs
-    /// a transition one sweep later, never a wrong one (every mark is a CAS on the record read).
+    /// [`Self::sweep_tenant`] judged on the leader's view of the fleet (`ix`, fresh from the
+    /// change stream) instead of a read of every agent record: only the agents that view shows
+    /// due for a transition are read, and each is judged again on what the store holds before
+    /// it is marked. The view holds what the records hold (state, `last_seen`, revocation), so
+    /// the verdicts are the same as from a full read; a view that lags costs a transition one
+    /// sweep later, never a wrong one (every mark is a CAS on the record read). Which agents are
+    /// due is found with the view's [`SweepMemo`](super::sweep_memo::SweepMemo): most sweeps
+    /// judge only the agents that are not online.
     pub async fn sweep_tenant_in(
         &self,
         tenant: &str,
         epoch: Epoch,
         now: Millis,
         grace_from: Millis,
-        fleet: &super::placement::Fleet,
+        ix: &mut super::index::TenantIndex,
     ) -> Result<SweepReport> {
         let heard = self.heard(tenant, now, true).await?;
-        let cfg = &self.cfg;
-        let due = heard.scan(|heard_at| -> Result<Vec<Key>> {
-            let mut due = Vec::new();
-            for (node_id, slot) in fleet.agents() {
-                if slot.revoked {
-                    continue;
-                }
-                let last = heard_at(node_id).map_or(slot.last_seen, |at| slot.last_seen.max(at));
-                if judge(
-                    slot.state,
-                    last,
-                    now,
-                    grace_from,
-                    cfg.unreachable_after,
-                    cfg.dead_after,
-                )
-                .is_some()
-                {
-                    due.push(key(tenant, keys::agent(node_id))?);
-                }
-            }
-            Ok(due)
-        })?;
+        let (fleet, revision, memo) = ix.sweep_view();
+        let basis = MemoBasis {
+            fleet: revision,
+            records: heard.sources.clone(),
+            grace_from,
+        };
+        let silence = Silence {
+            unreachable_after: self.cfg.unreachable_after,
+            dead_after: self.cfg.dead_after,
+        };
+        let due = heard.scan(|heard_at| memo.due(fleet, basis, heard_at, now, silence));
         let mut agents = Vec::with_capacity(due.len());
-        for k in &due {
-            if let Some(a) = self.load::<Agent>(k).await? {
+        for node_id in &due {
+            if let Some(a) = self
+                .load::<Agent>(&key(tenant, keys::agent(node_id))?)
+                .await?
+            {
                 agents.push(a);
             }
         }
+        let fleet = ix.fleet();
         self.sweep_agents(tenant, epoch, now, grace_from, &heard, Some(fleet), agents)
             .await
     }
@@ -1127,6 +1137,27 @@ pub(super) mod tests {
             published_at,
             agents: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_record_encoded_from_memory_decodes_to_what_the_node_heard() {
+        let heard = HashMap::from([("web-1".to_string(), 10), ("web-2".to_string(), 20)]);
+        let out = Publishing {
+            node: "fluxd-1",
+            seq: 3,
+            published_at: 30,
+            agents: &heard,
+        };
+        let rec: SeenRecord = serde_json::from_slice(&enc(&out)).unwrap();
+        assert_eq!(
+            rec,
+            SeenRecord {
+                node: "fluxd-1".into(),
+                seq: 3,
+                published_at: 30,
+                agents: heard.into_iter().collect(),
+            }
+        );
     }
 
     #[test]

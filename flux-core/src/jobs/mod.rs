@@ -32,6 +32,7 @@ mod protocol;
 mod query;
 mod schedule;
 mod submit;
+pub mod sweep_memo;
 
 pub use admin::{AgentChange, apply_change};
 pub use listing::{IndexBackfill, JobFilter, Page, index_changes, index_keys};

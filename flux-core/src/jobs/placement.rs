@@ -190,13 +190,18 @@ impl Subject for Slot {
 pub fn count_by_state(states: impl IntoIterator<Item = AgentState>) -> [u64; 3] {
     let mut n = [0u64; 3];
     for s in states {
-        n[match s {
-            AgentState::Online => 0,
-            AgentState::Unreachable => 1,
-            AgentState::Dead => 2,
-        }] += 1;
+        n[state_index(s)] += 1;
     }
     n
+}
+
+/// Where `count_by_state` counts an agent in `state`.
+fn state_index(state: AgentState) -> usize {
+    match state {
+        AgentState::Online => 0,
+        AgentState::Unreachable => 1,
+        AgentState::Dead => 2,
+    }
 }
 
 /// A tenant's agents and their load, indexed for placement: the agents with a free slot ordered
@@ -212,6 +217,8 @@ pub struct Fleet {
     free: BTreeSet<(u32, String)>,
     /// Node ids by `(label, value)`, whatever their state.
     by_label: HashMap<(String, String), BTreeSet<String>>,
+    /// `agents` counted by state, as `by_state` gives them.
+    states: [u64; 3],
 }
 
 impl Fleet {
@@ -225,7 +232,7 @@ impl Fleet {
 
     /// How many agents are online, unreachable and dead (in that order), by their records.
     pub fn by_state(&self) -> [u64; 3] {
-        count_by_state(self.agents.values().map(|a| a.state))
+        self.states
     }
 
     /// Attempts the agent holds now.
@@ -257,14 +264,19 @@ impl Fleet {
     /// Records (or replaces) an agent.
     pub fn upsert(&mut self, node_id: &str, slot: Slot) {
         self.unindex(node_id);
-        self.agents.insert(node_id.to_string(), slot);
+        self.states[state_index(slot.state)] += 1;
+        if let Some(old) = self.agents.insert(node_id.to_string(), slot) {
+            self.states[state_index(old.state)] -= 1;
+        }
         self.reindex(node_id);
     }
 
     /// Forgets an agent (its load, held by inbox entries, stays).
     pub fn remove(&mut self, node_id: &str) {
         self.unindex(node_id);
-        self.agents.remove(node_id);
+        if let Some(old) = self.agents.remove(node_id) {
+            self.states[state_index(old.state)] -= 1;
+        }
     }
 
     /// Moves the agent's load by `delta` (never below zero).
@@ -715,6 +727,10 @@ mod tests {
             for a in agents.values() {
                 assert_eq!(f.free_slots(&a.node_id), free_slots(a, &l));
             }
+            assert_eq!(
+                f.by_state(),
+                count_by_state(agents.values().map(|a| a.state))
+            );
             assert_eq!(
                 f.in_flight(),
                 l.values().map(|n| u64::from(*n)).sum::<u64>()
