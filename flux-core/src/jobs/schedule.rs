@@ -235,7 +235,6 @@ impl Jobs {
         }
     }
 
-    /// The tenant's view built from what the store holds now.
     /// The tenant's view with every change noticed so far read into it (built from the store
     /// when the term has none yet, or after a resync).
     pub async fn fresh_index<'a>(

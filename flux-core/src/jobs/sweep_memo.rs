@@ -1,7 +1,9 @@
 //! Which agents a liveness sweep has to judge. Judging every agent of a large fleet at every
 //! sweep costs a lookup per agent (at 100,000 idle agents, most of the leader's sweep), while
 //! almost none of them can be due: silence moves an agent down only, and hearing from an agent
-//! only moves its last-heard time later. So a full judging notes the earliest time an agent
+//! only moves its last-heard time later (this node forgets what it heard of an agent only once
+//! it is older than `dead_after`, when that agent is due whatever the memo says, and any change of
+//! the other nodes' records changes the memo's basis). So a full judging notes the earliest time an agent
 //! online then could be due, and until that time the sweeps after it judge only the agents that
 //! were not online (hearing from one may bring it back at any moment). Plain data; pure.
 
@@ -86,7 +88,12 @@ impl SweepMemo {
                 .cloned()
                 .collect();
         }
-        let unreachable_ms = silence.unreachable_after.as_millis() as u64;
+        // Silence moves an online agent at the first of the two thresholds (dead_after may be
+        // set below unreachable_after); a zero threshold moves it at once.
+        let first_ms = silence
+            .unreachable_after
+            .min(silence.dead_after)
+            .as_millis() as u64;
         let mut due = Vec::new();
         let mut watch = Vec::new();
         let mut quiet_until = Millis::MAX;
@@ -99,7 +106,11 @@ impl SweepMemo {
             }
             if slot.state == AgentState::Online {
                 let last = heard_at(node_id).map_or(slot.last_seen, |at| slot.last_seen.max(at));
-                quiet_until = quiet_until.min(last.max(grace_from).saturating_add(unreachable_ms));
+                let due_at = match first_ms {
+                    0 => 0,
+                    ms => last.max(grace_from).saturating_add(ms),
+                };
+                quiet_until = quiet_until.min(due_at);
             } else {
                 watch.push(node_id.clone());
             }
@@ -141,6 +152,11 @@ mod tests {
         dead_after: Duration::from_millis(15_000),
     };
 
+    /// The thresholds of the random fleets: the defaults' shape, a dead window set below the
+    /// unreachable one, and zero.
+    const SILENCES: [(u64, u64); 4] =
+        [(6_000, 15_000), (6_000, 3_000), (0, 15_000), (4_000, 4_000)];
+
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self, n: u64) -> u64 {
@@ -158,6 +174,7 @@ mod tests {
         heard: &HashMap<String, Millis>,
         now: Millis,
         grace_from: Millis,
+        silence: Silence,
     ) -> Vec<String> {
         fleet
             .agents()
@@ -171,8 +188,8 @@ mod tests {
                         last,
                         now,
                         grace_from,
-                        SILENCE.unreachable_after,
-                        SILENCE.dead_after,
+                        silence.unreachable_after,
+                        silence.dead_after,
                     )
                     .is_some()
             })
@@ -202,6 +219,11 @@ mod tests {
         let mut full = 0;
         for seed in 0..300 {
             let mut rng = Lcg(seed);
+            let (u, d) = SILENCES[seed as usize % SILENCES.len()];
+            let silence = Silence {
+                unreachable_after: Duration::from_millis(u),
+                dead_after: Duration::from_millis(d),
+            };
             let n = 1 + rng.next(30);
             let mut now: Millis = 100_000;
             let mut fleet = Fleet::default();
@@ -248,7 +270,8 @@ mod tests {
                             *at = at.saturating_sub(rng.next(5_000));
                         }
                     }
-                    2 => grace_from = now - rng.next(2_000),
+                    // A grace from a clock ahead of this one, or from before.
+                    2 => grace_from = now + 1_000 - rng.next(3_000),
                     _ => {}
                 }
                 now += rng.next(1_000);
@@ -258,8 +281,8 @@ mod tests {
                     grace_from,
                 };
                 let heard_at = |id: &str| heard.get(id).copied();
-                let got = memo.due(&fleet, basis, &heard_at, now, SILENCE);
-                let want = judged_all(&fleet, &heard, now, grace_from);
+                let got = memo.due(&fleet, basis, &heard_at, now, silence);
+                let want = judged_all(&fleet, &heard, now, grace_from, silence);
                 assert_eq!(got, want, "seed {seed}, now {now}");
                 sweeps += 1;
                 // The sweep marks them, and the view reads the records it wrote.
@@ -271,8 +294,8 @@ mod tests {
                         last,
                         now,
                         grace_from,
-                        SILENCE.unreachable_after,
-                        SILENCE.dead_after,
+                        silence.unreachable_after,
+                        silence.dead_after,
                     )
                     .expect("due");
                     fleet.upsert(id, slot(id, next, last, false));
@@ -342,5 +365,25 @@ mod tests {
         // With no online agent the memo holds for MEMO_FOR at most.
         memo.due(&fleet, basis(1), &|_| None, 104_000 + MEMO_FOR, SILENCE);
         assert_eq!(memo.full_judgings(), 2);
+        // A zero threshold moves an online agent at once, even within a grace that starts
+        // after now: a sweep whose mark did not land finds it again.
+        let at_once = Silence {
+            unreachable_after: Duration::ZERO,
+            dead_after: SILENCE.dead_after,
+        };
+        let mut fleet = Fleet::default();
+        fleet.upsert("a1", slot("a1", AgentState::Online, 100_000, false));
+        let ahead = MemoBasis {
+            fleet: 1,
+            records: vec![],
+            grace_from: 200_000,
+        };
+        let mut memo = SweepMemo::default();
+        for now in [104_000, 104_001] {
+            assert_eq!(
+                memo.due(&fleet, ahead.clone(), &|_| None, now, at_once),
+                ["a1"]
+            );
+        }
     }
 }

@@ -65,7 +65,7 @@ async fn sweep(e: &Env, view: &mut View, epoch: Epoch, now: Millis, grace_from: 
 /// node-a runs a job and goes silent; node-b is heard by another node that publishes late, so
 /// it is marked unreachable and then brought back by a sweep; node-c goes silent, is marked
 /// dead, and comes back by its own heartbeat. Returns every sweep's step.
-async fn scenario(kept: bool, fresh: bool) -> Vec<Step> {
+async fn scenario(kept: bool, fresh: bool) -> (Vec<Step>, Option<u64>) {
     let e = env().await;
     let mut view = match (kept, fresh) {
         (true, _) => View::Kept(e.jobs.scheduler_indexes()),
@@ -83,6 +83,8 @@ async fn scenario(kept: bool, fresh: bool) -> Vec<Step> {
     let dead = T0 + ms(c.dead_after);
     let mut steps = Vec::new();
     steps.push(sweep(&e, &mut view, epoch, unreachable - 1, 0).await);
+    // Nothing changed: a kept view's memo serves this one.
+    steps.push(sweep(&e, &mut view, epoch, unreachable - 1, 0).await);
     heartbeat(&other, TENANT, "node-b", &[], T0 + 5000).await;
     steps.push(sweep(&e, &mut view, epoch, unreachable, 0).await);
     other
@@ -93,19 +95,31 @@ async fn scenario(kept: bool, fresh: bool) -> Vec<Step> {
     // A leader elected just now grants every agent a fresh grace.
     steps.push(sweep(&e, &mut view, epoch, dead, dead - 1).await);
     steps.push(sweep(&e, &mut view, epoch, dead, 0).await);
+    // Every agent is dead: the memo's watch list is the whole fleet.
+    steps.push(sweep(&e, &mut view, epoch, dead + 500, 0).await);
+    steps.push(sweep(&e, &mut view, epoch, dead + 600, 0).await);
     // node-c is heard from again: its heartbeat writes it back online.
     heartbeat(&e.jobs, TENANT, "node-c", &[], dead + 1000).await;
     steps.push(sweep(&e, &mut view, epoch, dead + 1100, 0).await);
-    steps
+    let full = match &mut view {
+        View::Kept(indexes) => indexes
+            .get_mut(TENANT)
+            .map(|ix| ix.sweep_view().2.full_judgings()),
+        _ => None,
+    };
+    (steps, full)
 }
 
 #[tokio::test]
 async fn the_sweep_on_the_fleet_view_decides_as_the_sweep_that_reads_every_agent() {
-    let read = scenario(false, false).await;
-    let viewed = scenario(false, true).await;
+    let (read, _) = scenario(false, false).await;
+    let (viewed, _) = scenario(false, true).await;
     assert_eq!(viewed, read);
-    let kept = scenario(true, false).await;
+    let (kept, full) = scenario(true, false).await;
     assert_eq!(kept, read);
+    // The kept view's memo spared some of its sweeps a full judging.
+    let full = full.expect("the kept view holds the tenant");
+    assert!(full + 2 <= kept.len() as u64, "{full} full judgings");
     // And the scenario is not vacuous: it marks unreachable, dead and requeues.
     let total = |f: fn(&SweepReport) -> usize| read.iter().map(|s| f(&s.report)).sum::<usize>();
     assert!(total(|r| r.marked_unreachable) >= 2, "{read:#?}");
