@@ -144,9 +144,40 @@ pub(super) async fn agent_tasks(
         deadline,
         watch,
     };
-    let body = Body::from_stream(futures::stream::once(waiting.until_tasks(changed)));
+    let body = Body::new(OneFrame {
+        inner: Body::from_stream(futures::stream::once(waiting.until_tasks(changed))),
+        ended: false,
+    });
     let json = [(header::CONTENT_TYPE, "application/json")];
     Ok(([heard], json, body).into_response())
+}
+
+/// A body of one data frame that says it has ended once that frame is out, so the frame goes
+/// with the end of its stream (one HTTP/2 frame where a stream's end is another).
+struct OneFrame {
+    inner: Body,
+    ended: bool,
+}
+
+impl http_body::Body for OneFrame {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        self.ended = true;
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
 }
 
 /// The body of a task poll that ends without tasks.
@@ -295,4 +326,31 @@ pub(super) async fn attempt_result(
     }
     st.wake_scheduler();
     Ok(Json(json!({"attempt_id": id, "recorded": recorded})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+
+    /// A waiting poll's body is one data frame, and says it has ended once that frame is out
+    /// (so the frame carries the end of its HTTP/2 stream).
+    #[tokio::test]
+    async fn a_one_frame_body_ends_with_its_frame() {
+        let mut body = OneFrame {
+            inner: Body::from_stream(futures::stream::once(async {
+                Ok::<_, std::convert::Infallible>(NO_TASKS)
+            })),
+            ended: false,
+        };
+        assert!(!body.is_end_stream());
+        let frame = futures::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+            .await
+            .expect("a frame")
+            .expect("data");
+        assert_eq!(frame.into_data().ok(), Some(NO_TASKS));
+        assert!(body.is_end_stream());
+        let after = futures::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(after.is_none());
+    }
 }

@@ -358,18 +358,73 @@ pub fn shed(
         }
         // The permit lives as long as the response body, so a stream counts until it ends, not
         // only until its headers are sent.
-        let (parts, body) = resp.into_parts();
-        let stream = body.into_data_stream().map(move |chunk| {
-            let _held = &permit;
-            chunk
-        });
-        Response::from_parts(parts, Body::from_stream(stream))
+        resp.map(|inner| {
+            Body::new(Holding {
+                inner,
+                _permit: permit,
+            })
+        })
     })
+}
+
+/// A response body that holds what it is given until it is dropped; its frames, end and size
+/// are the inner body's (so a body that knows it has ended goes out as one frame that ends
+/// the stream).
+struct Holding<P> {
+    inner: Body,
+    _permit: P,
+}
+
+impl<P: Unpin> HttpBody for Holding<P> {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A held body is the inner body as it is: its size, its frames and its end.
+    #[tokio::test]
+    async fn a_held_body_keeps_its_size_and_says_when_it_ended() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        struct Permit(Arc<AtomicBool>);
+        impl Drop for Permit {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let mut body = Holding {
+            inner: Body::from("abc"),
+            _permit: Permit(dropped.clone()),
+        };
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let frame = futures::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx))
+            .await
+            .expect("a frame")
+            .expect("data");
+        assert_eq!(frame.into_data().ok().as_deref(), Some(&b"abc"[..]));
+        assert!(body.is_end_stream());
+        assert!(!dropped.load(Ordering::SeqCst));
+        drop(body);
+        assert!(dropped.load(Ordering::SeqCst));
+    }
 
     const SHARES: Shares = Shares {
         tenant_percent: 50,
