@@ -64,17 +64,12 @@ impl SweepMemo {
         silence: Silence,
     ) -> Vec<String> {
         let grace_from = basis.grace_from;
-        let verdict = |node_id: &str, state: AgentState, last_seen: Millis| -> Option<Millis> {
-            let last = heard_at(node_id).map_or(last_seen, |at| last_seen.max(at));
-            judge(
-                state,
-                last,
-                now,
-                grace_from,
-                silence.unreachable_after,
-                silence.dead_after,
-            )
-            .map(|_| last)
+        let last_of = |node_id: &str, last_seen: Millis| {
+            heard_at(node_id).map_or(last_seen, |at| last_seen.max(at))
+        };
+        let is_due = |state: AgentState, last: Millis| {
+            let (u, d) = (silence.unreachable_after, silence.dead_after);
+            judge(state, last, now, grace_from, u, d).is_some()
         };
         if self.holds(&basis, now) {
             return self
@@ -83,7 +78,7 @@ impl SweepMemo {
                 .filter(|id| {
                     fleet
                         .agent(id)
-                        .is_some_and(|s| !s.revoked && verdict(id, s.state, s.last_seen).is_some())
+                        .is_some_and(|s| !s.revoked && is_due(s.state, last_of(id, s.last_seen)))
                 })
                 .cloned()
                 .collect();
@@ -101,11 +96,11 @@ impl SweepMemo {
             if slot.revoked {
                 continue;
             }
-            if verdict(node_id, slot.state, slot.last_seen).is_some() {
+            let last = last_of(node_id, slot.last_seen);
+            if is_due(slot.state, last) {
                 due.push(node_id.clone());
             }
             if slot.state == AgentState::Online {
-                let last = heard_at(node_id).map_or(slot.last_seen, |at| slot.last_seen.max(at));
                 let due_at = match first_ms {
                     0 => 0,
                     ms => last.max(grace_from).saturating_add(ms),
@@ -168,6 +163,28 @@ mod tests {
         }
     }
 
+    /// The transition `judge` makes for the agent `id` of `s`, and the last-heard time it
+    /// was judged on.
+    fn verdict(
+        id: &str,
+        s: &Slot,
+        heard: &HashMap<String, Millis>,
+        now: Millis,
+        grace_from: Millis,
+        silence: Silence,
+    ) -> Option<(AgentState, Millis)> {
+        let last = heard.get(id).map_or(s.last_seen, |at| s.last_seen.max(*at));
+        let next = judge(
+            s.state,
+            last,
+            now,
+            grace_from,
+            silence.unreachable_after,
+            silence.dead_after,
+        )?;
+        Some((next, last))
+    }
+
     /// Every agent judged, as a sweep did before the memo.
     fn judged_all(
         fleet: &Fleet,
@@ -179,19 +196,7 @@ mod tests {
         fleet
             .agents()
             .filter(|(id, s)| {
-                let last = heard
-                    .get(*id)
-                    .map_or(s.last_seen, |at| s.last_seen.max(*at));
-                !s.revoked
-                    && judge(
-                        s.state,
-                        last,
-                        now,
-                        grace_from,
-                        silence.unreachable_after,
-                        silence.dead_after,
-                    )
-                    .is_some()
+                !s.revoked && verdict(id, s, heard, now, grace_from, silence).is_some()
             })
             .map(|(id, _)| id.clone())
             .collect()
@@ -288,16 +293,8 @@ mod tests {
                 // The sweep marks them, and the view reads the records it wrote.
                 for id in &got {
                     let s = fleet.agent(id).expect("a due agent is in the fleet");
-                    let last = heard.get(id).map_or(s.last_seen, |at| s.last_seen.max(*at));
-                    let next = judge(
-                        s.state,
-                        last,
-                        now,
-                        grace_from,
-                        silence.unreachable_after,
-                        silence.dead_after,
-                    )
-                    .expect("due");
+                    let (next, last) =
+                        verdict(id, s, &heard, now, grace_from, silence).expect("due");
                     fleet.upsert(id, slot(id, next, last, false));
                     revision += 1;
                 }
