@@ -221,9 +221,15 @@ impl AppState {
         }
         let k = flux_core::store::Key::new(tenant, flux_core::keys::GC_STATE)?;
         let since = self.store.get(&k).await?.and_then(|v| {
-            serde_json::from_slice::<flux_core::retention::GcState>(&v.value)
-                .ok()
-                .and_then(|s| s.behind_since)
+            match serde_json::from_slice::<flux_core::retention::GcState>(&v.value) {
+                Ok(s) => s.behind_since,
+                // Admission goes on as if the collector kept up (the collector rewrites its
+                // state on its next batch); said once per cache period, not per request.
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "collector state unreadable; taken as not behind");
+                    None
+                }
+            }
         });
         self.gc_behind
             .lock()
