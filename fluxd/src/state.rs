@@ -223,8 +223,9 @@ impl AppState {
         let since = self.store.get(&k).await?.and_then(|v| {
             match serde_json::from_slice::<flux_core::retention::GcState>(&v.value) {
                 Ok(s) => s.behind_since,
-                // Admission goes on as if the collector kept up (the collector rewrites its
-                // state on its next batch); said once per cache period, not per request.
+                // Admission goes on as if the collector kept up; the collector starts afresh
+                // from an unreadable state at its next pass that writes. Said at most once per
+                // cache period (a second) and tenant, not per request.
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, "collector state unreadable; taken as not behind");
                     None

@@ -168,7 +168,7 @@ impl Slot {
             state: agent.state,
             slots: agent.slots,
             labels: effective_labels(&agent.labels, &agent.admin_labels).into(),
-            facts: (agent.facts != Facts::default()).then(|| Box::new(agent.facts.clone())),
+            facts: (!agent.facts.is_empty()).then(|| Box::new(agent.facts.clone())),
             registration: agent.registration.as_ref().map(|r| r.id.clone()),
             version,
             closed: agent.drained || agent.revoked_at.is_some(),
