@@ -2,10 +2,11 @@
 //! sweep costs a lookup per agent (at 100,000 idle agents, most of the leader's sweep), while
 //! almost none of them can be due: silence moves an agent down only, and hearing from an agent
 //! only moves its last-heard time later (this node forgets what it heard of an agent only once
-//! it is older than `dead_after`, when that agent is due whatever the memo says, and any change of
-//! the other nodes' records changes the memo's basis). So a full judging notes the earliest time an agent
-//! online then could be due, and until that time the sweeps after it judge only the agents that
-//! were not online (hearing from one may bring it back at any moment). Plain data; pure.
+//! it is older than `dead_after`, when that agent is due whatever the memo says, and any change
+//! of the other nodes' records changes the memo's basis). So a full judging notes the earliest
+//! time an agent online then could be due, and until that time the sweeps after it judge only
+//! the agents that were not online (hearing from one may bring it back at any moment). Plain
+//! data; pure.
 
 use std::time::Duration;
 
