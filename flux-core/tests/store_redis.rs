@@ -173,6 +173,31 @@ async fn a_store_handle_recovers_after_redis_restarts() {
     );
 }
 
+/// A change notice a subscriber cannot read (from a newer or broken writer) makes every
+/// subscriber read afresh: what it named is unknown, and a view fed by notices would otherwise
+/// miss it.
+#[tokio::test]
+async fn an_unreadable_change_notice_is_a_resync() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    let mut rx = s.subscribe();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("flux:changes")
+        .arg("not a notice")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a notice within 10 s")
+        .unwrap();
+    assert!(got.is_resync(), "{got:?}");
+}
+
 #[tokio::test]
 async fn unreachable_redis_is_a_clear_error() {
     let port = flux_core::testing::free_port();

@@ -544,7 +544,11 @@ async fn listen(
                         Ok(change) => {
                             let _ = tx.send(change);
                         }
-                        Err(e) => tracing::warn!(error = %e, "unreadable change notice"),
+                        // What it named is unknown: every subscriber reads afresh.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable change notice; resync");
+                            let _ = tx.send(Change::resync());
+                        }
                     }
                 }
                 tracing::warn!(%location, "lost the Redis change subscription; reconnecting");
