@@ -19,10 +19,7 @@ TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 
 flux_build
 dir="$(mktemp -d -t fluxforge-cpu.XXXXXX)"
-flux_up_store "$dir" "$STORE" --max-long-polls $(( AGENTS + 3000 )) \
-    --max-requests 4096 --max-agent-requests 4096 --tenant-share 100 --token-share 100 \
-    --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s
-flux_simulate "$AGENTS" "$(( 60 + AGENTS / 250 ))" --simulate-run-ms 0 --label fleet=sim
+flux_jobs_point "$dir" "$STORE" "$AGENTS"
 if [ "$STORE" = redis ]; then
     redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
     redis0=$(flux_cpu_ticks "$REDIS_PID")

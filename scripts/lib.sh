@@ -170,6 +170,17 @@ flux_up_store() {
     flux_up "$dir" "$(flux_free_port)" "${args[@]}" "$@"
 }
 
+# flux_jobs_point DIR STORE AGENTS: fluxd on STORE (flux_up_store) with its per-node limits
+# raised for AGENTS simulated agents that heartbeat every 30 s, then those agents, running
+# jobs in no time (`--simulate-run-ms 0`): the point profile.sh and bench-cpu.sh measure.
+flux_jobs_point() {
+    local dir="$1" store="$2" agents="$3"
+    flux_up_store "$dir" "$store" --max-long-polls $(( agents + 3000 )) \
+        --max-requests 4096 --max-agent-requests 4096 --tenant-share 100 --token-share 100 \
+        --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s
+    flux_simulate "$agents" "$(( 60 + agents / 250 ))" --simulate-run-ms 0 --label fleet=sim
+}
+
 # CPU time (utime + stime, in clock ticks) and /proc/<pid>/status fields (in KiB) of a process.
 flux_cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 flux_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }

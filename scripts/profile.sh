@@ -31,10 +31,7 @@ fi
 
 flux_build
 dir="$(mktemp -d -t fluxforge-profile.XXXXXX)"
-flux_up_store "$dir" "$STORE" --max-long-polls $(( AGENTS + 3000 )) \
-    --max-requests 4096 --max-agent-requests 4096 --tenant-share 100 --token-share 100 \
-    --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s
-flux_simulate "$AGENTS" "$(( 60 + AGENTS / 250 ))" --simulate-run-ms 0 --label fleet=sim
+flux_jobs_point "$dir" "$STORE" "$AGENTS"
 echo "==> perf record $CALLGRAPH -F $FREQ on fluxd ($FLUXD_PID) for ${SECS}s, bench jobs at concurrency $CONCURRENCY"
 "$PERF" record $CALLGRAPH -F "$FREQ" -p "$FLUXD_PID" -o "$dir/perf.data" -- sleep "$SECS" \
     >"$dir/perf-record.log" 2>&1 &
