@@ -332,11 +332,15 @@ impl Verified {
     }
 
     fn remember(&self, token: &str, claims: &Claims) {
-        let mut m = self.lock();
-        if m.len() >= VERIFIED_MAX {
-            m.clear();
-        }
-        m.insert(token.into(), claims.clone());
+        let forgotten = {
+            let mut m = self.lock();
+            let full = m.len() >= VERIFIED_MAX;
+            let forgotten = full.then(|| std::mem::take(&mut *m));
+            m.insert(token.into(), claims.clone());
+            forgotten
+        };
+        // A full memo's 8,192 entries are freed after the lock is released, not under it.
+        drop(forgotten);
     }
 
     fn forget(&self, token: &str) {
