@@ -150,6 +150,13 @@ pub struct Claims {
     pub labels: BTreeMap<String, String>,
 }
 
+impl Claims {
+    /// Whether the token's `exp` (whole seconds) has come, by this host's clock.
+    pub fn expired(&self) -> bool {
+        self.exp <= now_ms() / 1000
+    }
+}
+
 /// An HMAC signing key with its id.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SigningKey {
@@ -472,7 +479,7 @@ impl Authenticator {
     /// fluxd's layers, and every agent and client presents the same token call after call.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if let Some(c) = self.verified.get(token) {
-            if c.exp <= now_ms() / 1000 {
+            if c.expired() {
                 self.verified.forget(token);
                 return Err(AuthError::Expired);
             }
@@ -515,7 +522,7 @@ impl Authenticator {
         })?;
         let c = data.claims;
         // `exp` is checked by the library with zero leeway; double-check against our clock.
-        if c.exp <= now_ms() / 1000 {
+        if c.expired() {
             return Err(AuthError::Expired);
         }
         if crate::store::validate_tenant(&c.tenant).is_err() || c.tenant.starts_with('_') {
