@@ -28,8 +28,7 @@ fluxd0=$(flux_cpu_ticks "$FLUXD_PID")
 sim0=$(flux_cpu_ticks "$SIM_PID")
 echo "==> bench jobs at concurrency $CONCURRENCY for ${SECS}s"
 TIMEFORMAT='%U %S'
-{ time "$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "${SECS}s" \
-    --concurrency "$CONCURRENCY" >"$dir/bench-jobs.json" || true; } 2>"$dir/client-time"
+{ time flux_jobs_window "$dir/bench-jobs.json" "$SECS" "$CONCURRENCY"; } 2>"$dir/client-time"
 fluxd1=$(flux_cpu_ticks "$FLUXD_PID")
 sim1=$(flux_cpu_ticks "$SIM_PID")
 jobs=$(flux_json "$dir/bench-jobs.json" .jobs)

@@ -181,6 +181,13 @@ flux_jobs_point() {
     flux_simulate "$agents" "$(( 60 + agents / 250 ))" --simulate-run-ms 0 --label fleet=sim
 }
 
+# flux_jobs_window OUT SECS CONCURRENCY: `fluxctl bench jobs` for SECS seconds at CONCURRENCY,
+# its JSON report into OUT (a failed run leaves what it wrote; the caller reads OUT).
+flux_jobs_window() {
+    "$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "${2}s" \
+        --concurrency "$3" >"$1" || true
+}
+
 # CPU time (utime + stime, in clock ticks) and /proc/<pid>/status fields (in KiB) of a process.
 flux_cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 flux_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }

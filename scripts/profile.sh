@@ -36,8 +36,7 @@ echo "==> perf record $CALLGRAPH -F $FREQ on fluxd ($FLUXD_PID) for ${SECS}s, be
 "$PERF" record $CALLGRAPH -F "$FREQ" -p "$FLUXD_PID" -o "$dir/perf.data" -- sleep "$SECS" \
     >"$dir/perf-record.log" 2>&1 &
 perf_pid=$!
-"$BIN/fluxctl" -o json bench jobs --count 100000000 --duration "${SECS}s" \
-    --concurrency "$CONCURRENCY" >"$dir/bench-jobs.json" || true
+flux_jobs_window "$dir/bench-jobs.json" "$SECS" "$CONCURRENCY"
 wait "$perf_pid" || { cat "$dir/perf-record.log" >&2; exit 1; }
 echo "    bench: $(flux_jobs_summary "$dir/bench-jobs.json")"
 echo "==> perf report --no-children (top $TOP lines); data: $dir/perf.data"
