@@ -1,10 +1,12 @@
-//! Carrying out one task, in four steps: tell the control plane the attempt starts
-//! ([`Agent::start`]), run the command or its simulation ([`Agent::launch`]), upload its output
-//! as it comes ([`OutputUploader`]: secrets masked, small chunks gathered by [`Coalescer`],
-//! chunks numbered), and report the result ([`Agent::report`]) carrying the output still held
-//! at the end, so that a short job's output and result take one request and one commit. A
-//! refused start runs nothing; an attempt the control plane took away (410 on an output upload)
-//! is cancelled; every call is retried like the agent's others.
+//! Carrying out one task: run the command or its simulation ([`Agent::launch`]), upload its
+//! output as it comes ([`OutputUploader`]: secrets masked, small chunks gathered by
+//! [`Coalescer`], chunks numbered), tell the control plane the attempt started once the run has
+//! lasted [`START_AFTER`] ([`Agent::start`]), and report the result ([`Agent::report`])
+//! carrying the output still held at the end. A run shorter than that is started and ended by
+//! its result, which says how long it ran: a short job's start, output and result take one
+//! request and one commit. A refused start (the attempt was taken away meanwhile) stops the run
+//! and reports nothing; an attempt the control plane took away (410 on an output upload) is
+//! cancelled; every call is retried like the agent's others.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,19 +32,66 @@ impl Agent {
         // The attempt's own calls are retried until they succeed or are refused: they do not
         // stop with the agent.
         let stop = CancellationToken::new();
-        if !self.start(&id, &stop).await {
-            return;
-        }
         tracing::debug!(attempt = %id, command = %task.command.display(), "command");
         let (tx, rx) = mpsc::channel::<executor::Chunk>(64);
         let mut uploader = OutputUploader::new(&self.api, &id, &task.secret_env, &stop);
-        let run = self.launch(task, tx, &cancel);
-        uploader.upload(rx, &cancel).await;
+        // The run's own token: a refused start stops it without stopping the agent.
+        let run_cancel = cancel.child_token();
+        let t0 = Instant::now();
+        let run = self.launch(task, tx, &run_cancel);
+        let ended = CancellationToken::new();
+        let uploading = async {
+            uploader.upload(rx, &run_cancel).await;
+            ended.cancel();
+        };
+        let ((), start) = tokio::join!(
+            uploading,
+            self.start_unless_ended(&id, &ended, &run_cancel, &stop)
+        );
+        let ran = t0.elapsed();
         let outcome = run
             .await
             .unwrap_or_else(|e| ExecOutcome::FailedToStart(format!("executor task failed: {e}")));
-        self.report(&id, outcome.into_result(), &mut uploader, &stop)
-            .await;
+        match start {
+            Start::Refused => {}
+            Start::Reported => {
+                self.report(&id, outcome.into_result(), None, &mut uploader, &stop)
+                    .await
+            }
+            Start::WithResult => {
+                self.report(&id, outcome.into_result(), Some(ran), &mut uploader, &stop)
+                    .await
+            }
+        }
+    }
+
+    /// Reports the start of a run that is still going [`START_AFTER`] after it began (a
+    /// shorter one is started and ended by its result: one request and one commit less). A
+    /// refused start (the attempt was taken away meanwhile) stops the run, and nothing is
+    /// reported.
+    async fn start_unless_ended(
+        &self,
+        id: &str,
+        ended: &CancellationToken,
+        run_cancel: &CancellationToken,
+        stop: &CancellationToken,
+    ) -> Start {
+        tokio::select! {
+            _ = ended.cancelled() => return Start::WithResult,
+            _ = tokio::time::sleep(START_AFTER) => {}
+        }
+        tokio::select! {
+            started = self.start(id, stop) => {
+                if started {
+                    Start::Reported
+                } else {
+                    run_cancel.cancel();
+                    Start::Refused
+                }
+            }
+            // The result records the start whether or not this one arrived.
+            _ = ended.cancelled() => Start::WithResult,
+        }
     }
 
     /// Tells the control plane the attempt starts; `false` (logged) when it refuses, and then
@@ -106,12 +155,14 @@ impl Agent {
     }
 
     /// Records the attempt's result with the control plane, with the output the uploader still
-    /// holds (logged when it cannot). A server that refuses the carried output (one that does
-    /// not know the field answers 4xx) gets it on the output endpoint and then the plain result.
+    /// holds and, for a run whose start was not reported, how long it ran (logged when it
+    /// cannot). A server that refuses those extras (one that does not know the fields answers
+    /// 4xx) gets the output on the output endpoint and then the plain result.
     async fn report(
         &self,
         id: &str,
         result: AttemptResult,
+        ran: Option<Duration>,
         uploader: &mut OutputUploader<'_>,
         stop: &CancellationToken,
     ) {
@@ -120,10 +171,11 @@ impl Agent {
         }
         let path = format!("/v1/agent/attempts/{id}/result");
         let carried = uploader.carried();
-        let mut sent = if carried.is_empty() {
+        let mut sent = if carried.is_empty() && ran.is_none() {
             None
         } else {
-            let body = ResultReport::new(result.clone(), carried);
+            let mut body = ResultReport::new(result.clone(), carried);
+            body.ran_ms = ran.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX));
             match with_retry(stop, "result report", || {
                 self.api.post::<serde_json::Value, _>(&path, &body)
             })
@@ -132,7 +184,7 @@ impl Agent {
                 Err(e) if e.status().is_some_and(refuses_body) => {
                     tracing::info!(
                         attempt = %id, error = %e,
-                        "output not taken with the result; uploading it on its own"
+                        "output and run time not taken with the result; sending them apart"
                     );
                     uploader.upload_held().await;
                     None
@@ -141,7 +193,7 @@ impl Agent {
             }
         };
         if sent.is_none() {
-            // Without output the body is the plain result, which every server takes.
+            // The plain result, which every server takes.
             let body = ResultReport::new(result, Vec::new());
             sent = Some(
                 with_retry(stop, "result report", || {
@@ -154,6 +206,21 @@ impl Agent {
             tracing::warn!(attempt = %id, error = %e, "result not recorded");
         }
     }
+}
+
+/// How long a run goes before its start is reported: one that ends sooner is started and
+/// ended by its result. Far below the control plane's start timeout (60 s by default).
+pub(crate) const START_AFTER: Duration = Duration::from_millis(100);
+
+/// What became of an attempt's start report.
+enum Start {
+    /// The control plane took it.
+    Reported,
+    /// The run ended first (or while it was on its way): the result records the start.
+    WithResult,
+    /// The control plane refused it (the attempt was taken away): the run was stopped and
+    /// nothing more is reported.
+    Refused,
 }
 
 /// Whether a status says the server did not take the request's body as sent (malformed,

@@ -337,6 +337,55 @@ async fn cancelled_sleep_leaves_no_process_behind() {
     );
 }
 
+/// A run shorter than the agent's start delay is started and ended by its result (no start
+/// request, its start dated by the run's length); a longer one reports its start while it
+/// runs, so it is seen running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_run_is_started_by_its_result_and_a_long_one_on_its_own() {
+    let (d, _agent) = Fluxd::start_with_agent().await;
+    let starts = || async {
+        let text = d.metrics_text().await.expect("metrics");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("flux_http_requests_total{")
+                    && l.contains("route=\"/v1/agent/attempts/{id}/start\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let job = d
+        .admin_post_expect("/v1/jobs", &json!({"command": "true"}), 202)
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let at = |j: &Value, f: &str| j[f].as_u64().unwrap_or_else(|| panic!("{f} in {j}"));
+    assert!(at(&done, "created_at") <= at(&done, "started_at"), "{done}");
+    assert!(
+        at(&done, "started_at") <= at(&done, "finished_at"),
+        "{done}"
+    );
+    assert_eq!(starts().await, 0.0, "a short run sent a start request");
+
+    let job = d
+        .admin_post_expect("/v1/jobs", &json!({"command": "sleep 1"}), 202)
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let running = d
+        .wait_job(&d.admin, &id, T, |v| {
+            v["status"] == "running" || terminal(v)
+        })
+        .await;
+    assert_eq!(running["status"], "running", "{running}");
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        at(&done, "finished_at") - at(&done, "started_at") >= 500,
+        "{done}"
+    );
+    assert_eq!(starts().await, 1.0);
+}
+
 /// An agent killed with SIGKILL mid-job: the attempt is abandoned and the job runs again on
 /// another eligible agent; the dead agent's attempt record stays.
 #[tokio::test(flavor = "multi_thread")]

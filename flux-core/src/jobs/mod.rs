@@ -47,7 +47,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::keys;
-use crate::model::Job;
+use crate::model::{Job, JobStatus, Millis};
 use crate::store::{DynStore, Expect, Key, StoreError, Txn, Version};
 
 /// Errors of the job service.
@@ -165,6 +165,19 @@ fn put_job(txn: Txn, tenant: &str, old: Option<&Job>, new: &Job, expect: Expect)
     }
     for p in deletes {
         txn = txn.delete(key(tenant, p)?, Expect::Any);
+    }
+    Ok(txn)
+}
+
+/// Adds to `txn` the `job.started` event of a job that goes from assigned to its end in one
+/// write (its start was not reported on its own): the event its start would have told.
+fn record_start(mut txn: Txn, tenant: &str, assigned: &Job, at: Millis) -> Result<Txn> {
+    let mut running = assigned.clone();
+    running.status = JobStatus::Running;
+    running.started_at.get_or_insert(at);
+    running.updated_at = at;
+    if let Some(e) = crate::events::Event::of_job(Some(assigned), &running) {
+        crate::events::record(&mut txn, tenant, &e)?;
     }
     Ok(txn)
 }

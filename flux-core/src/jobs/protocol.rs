@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     CAS_RETRIES, JobError, Jobs, Result, check_running, dec, enc, forget_secrets, is_conflict, key,
-    put_job,
+    put_job, record_start,
 };
 use crate::keys;
 use crate::model::{
@@ -518,7 +518,7 @@ impl Jobs {
         result: AttemptResult,
         now: Millis,
     ) -> Result<bool> {
-        self.finish_with_output(tenant, caller, attempt_id, result, &[], now)
+        self.finish_with_output(tenant, caller, attempt_id, result, &[], None, now)
             .await
     }
 
@@ -527,7 +527,11 @@ impl Jobs {
     /// when the result is. Chunks the attempt already has (an earlier upload of the same
     /// `seq`) are skipped; the output cap applies as on [`Jobs::append_output`]. A repeated
     /// result stores nothing, and neither does a result for an attempt that was taken away.
-    /// Returns `true` if this call recorded the result, as [`Jobs::finish`].
+    /// An attempt whose start was not reported (a run shorter than the agent's start delay)
+    /// starts `ran_ms` before `now` (not before its assignment), in the same transaction,
+    /// with its `job.started` event before the `job.finished` one. Returns `true` if this call
+    /// recorded the result, as [`Jobs::finish`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_with_output<'a>(
         &self,
         tenant: &str,
@@ -535,6 +539,7 @@ impl Jobs {
         attempt_id: &str,
         result: AttemptResult,
         output: &[OutputChunk],
+        ran_ms: Option<u64>,
         now: Millis,
     ) -> Result<bool> {
         let mut caller = caller.into();
@@ -592,8 +597,9 @@ impl Jobs {
                     };
                 }
             }
+            let started = ran_ms.map_or(now, |r| now.saturating_sub(r).max(a.assigned_at));
             a.state = AttemptState::Finished;
-            a.started_at.get_or_insert(now);
+            a.started_at.get_or_insert(started);
             a.finished_at = Some(now);
             a.result = Some(result.clone());
             let jk = key(tenant, keys::job(&a.job_id))?;
@@ -608,6 +614,9 @@ impl Jobs {
                 && !job.status.is_terminal()
             {
                 let old = job.clone();
+                if old.status == JobStatus::Assigned {
+                    txn = record_start(txn, tenant, &old, started)?;
+                }
                 job.status = match (result.outcome, result.exit_code) {
                     (Outcome::Exited, Some(0)) => JobStatus::Succeeded,
                     (Outcome::TimedOut, _) => JobStatus::TimedOut,
@@ -623,7 +632,7 @@ impl Jobs {
                     Outcome::TimedOut => Some(format!("timed out after {} s", job.timeout_secs)),
                     _ => None,
                 };
-                job.started_at.get_or_insert(now);
+                job.started_at.get_or_insert(started);
                 job.finished_at = Some(now);
                 job.updated_at = now;
                 txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;

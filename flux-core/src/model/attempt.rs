@@ -47,6 +47,10 @@ pub struct ResultReport {
     /// `seq` first, without gaps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<OutputChunk>,
+    /// How long the run took, as the agent measured it, when it did not report the start (a
+    /// short run is started and ended by its result): the attempt's start is then recorded
+    /// that long before the result, but not before its assignment.
+    pub ran_ms: Option<u64>,
 }
 
 impl ResultReport {
@@ -60,18 +64,20 @@ impl ResultReport {
             signal: result.signal,
             message: result.message,
             output,
+            ran_ms: None,
         }
     }
 
-    /// The result as recorded on the attempt, and the output carried with it.
-    pub fn into_parts(self) -> (AttemptResult, Vec<OutputChunk>) {
+    /// The result as recorded on the attempt, the output carried with it and how long the
+    /// run took.
+    pub fn into_parts(self) -> (AttemptResult, Vec<OutputChunk>, Option<u64>) {
         let result = AttemptResult {
             outcome: self.outcome,
             exit_code: self.exit_code,
             signal: self.signal,
             message: self.message,
         };
-        (result, self.output)
+        (result, self.output, self.ran_ms)
     }
 }
 
@@ -278,17 +284,18 @@ mod tests {
         // An older agent's body parses, with no output.
         let old: ResultReport =
             serde_json::from_value(serde_json::to_value(&result).unwrap()).unwrap();
-        assert_eq!(old.into_parts(), (result.clone(), Vec::new()));
+        assert_eq!(old.into_parts(), (result.clone(), Vec::new(), None));
         // Output travels and comes back out; unknown fields are refused.
         let chunk = OutputChunk {
             seq: 3,
             stream: Stream::Stderr,
             data: "tail\n".into(),
         };
-        let with = ResultReport::new(result.clone(), vec![chunk.clone()]);
+        let mut with = ResultReport::new(result.clone(), vec![chunk.clone()]);
+        with.ran_ms = Some(42);
         let back: ResultReport =
             serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
-        assert_eq!(back.into_parts(), (result, vec![chunk]));
+        assert_eq!(back.into_parts(), (result, vec![chunk], Some(42)));
         let unknown = serde_json::json!({"outcome": "exited", "outputs": []});
         assert!(serde_json::from_value::<ResultReport>(unknown).is_err());
     }

@@ -194,7 +194,7 @@ async fn finish_carrying(
     tail: &[OutputChunk],
     now: Millis,
 ) -> bool {
-    jobs.finish_with_output(TENANT, node, att, result, tail, now)
+    jobs.finish_with_output(TENANT, node, att, result, tail, None, now)
         .await
         .unwrap()
 }

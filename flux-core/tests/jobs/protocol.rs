@@ -485,6 +485,76 @@ async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
     assert_eq!(versions[1..], [job_version, job_version]);
 }
 
+/// A short run's start is not reported on its own: its result starts and ends the attempt in
+/// one transaction, the start dated the run's length before the result (never before the
+/// assignment), with the job's started and finished events in that order.
+#[tokio::test]
+async fn a_result_for_an_unstarted_attempt_records_its_start_with_it() {
+    let (e, epoch) = env_with_agent("node-1").await;
+    let (job, att) = submit_and_assign(&e, epoch, shell("true"), "node-1", T0).await;
+    let before = flux_core::events::head(&*e.store, TENANT).await.unwrap();
+    let recorded = e
+        .jobs
+        .finish_with_output(TENANT, "node-1", &att, exited(0), &[], Some(30), T0 + 100)
+        .await
+        .unwrap();
+    assert!(recorded);
+    let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
+    assert_eq!(a.state, AttemptState::Finished);
+    assert_eq!(
+        (a.started_at, a.finished_at),
+        (Some(T0 + 70), Some(T0 + 100))
+    );
+    let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(
+        (done.started_at, done.finished_at),
+        (Some(T0 + 70), Some(T0 + 100))
+    );
+    let logged = flux_core::events::read(&*e.store, TENANT, before, 10)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = logged.iter().map(|l| l.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["job.started", "job.finished"]);
+    assert_eq!(logged[0].position.revision, logged[1].position.revision);
+    assert_eq!(logged[0].event.at, T0 + 70);
+
+    // A run longer than the time since its assignment started at the assignment.
+    let (job, att) = submit_and_assign(&e, epoch, shell("true"), "node-1", T0 + 200).await;
+    let recorded = e
+        .jobs
+        .finish_with_output(
+            TENANT,
+            "node-1",
+            &att,
+            exited(1),
+            &[],
+            Some(u64::MAX),
+            T0 + 250,
+        )
+        .await
+        .unwrap();
+    assert!(recorded);
+    let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(done.started_at, Some(T0 + 200));
+
+    // A started attempt keeps the start it reported; the run's length does not move it.
+    let (job, att) = submit_and_start(&e, epoch, shell("true"), "node-1", T0 + 300, T0 + 310).await;
+    let before = flux_core::events::head(&*e.store, TENANT).await.unwrap();
+    e.jobs
+        .finish_with_output(TENANT, "node-1", &att, exited(0), &[], Some(5), T0 + 400)
+        .await
+        .unwrap();
+    let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    assert_eq!(done.started_at, Some(T0 + 310));
+    let logged = flux_core::events::read(&*e.store, TENANT, before, 10)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = logged.iter().map(|l| l.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["job.finished"]);
+}
+
 #[tokio::test]
 async fn a_repeated_result_with_its_output_stores_the_output_once() {
     let (e, epoch) = env_with_agent("node-1").await;
@@ -609,7 +679,7 @@ async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
     for bad in [&many[..], &out_of_order[..]] {
         let err = e
             .jobs
-            .finish_with_output(TENANT, "node-1", &att, exited(0), bad, T0 + 2)
+            .finish_with_output(TENANT, "node-1", &att, exited(0), bad, None, T0 + 2)
             .await
             .unwrap_err();
         assert!(
@@ -621,7 +691,7 @@ async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
     let gap = [chunk(3, Stream::Stdout, "x")];
     let err = e
         .jobs
-        .finish_with_output(TENANT, "node-1", &att, exited(0), &gap, T0 + 2)
+        .finish_with_output(TENANT, "node-1", &att, exited(0), &gap, None, T0 + 2)
         .await
         .unwrap_err();
     assert!(matches!(err, JobError::Conflict(_)), "{err:?}");

@@ -144,19 +144,28 @@ pub(super) async fn agent_tasks(
         deadline,
         watch,
     };
-    let body = Body::new(OneFrame {
-        inner: Body::from_stream(futures::stream::once(waiting.until_tasks(changed))),
-        ended: false,
-    });
+    let body = Body::new(OneFrame::new(Body::from_stream(futures::stream::once(
+        waiting.until_tasks(changed),
+    ))));
     let json = [(header::CONTENT_TYPE, "application/json")];
     Ok(([heard], json, body).into_response())
 }
 
 /// A body of one data frame that says it has ended once that frame is out, so the frame goes
 /// with the end of its stream (one HTTP/2 frame where a stream's end is another).
-struct OneFrame {
+pub(super) struct OneFrame {
     inner: Body,
     ended: bool,
+}
+
+impl OneFrame {
+    /// The first frame of `inner`, and then the end.
+    pub(super) fn new(inner: Body) -> OneFrame {
+        OneFrame {
+            inner,
+            ended: false,
+        }
+    }
 }
 
 impl http_body::Body for OneFrame {
@@ -301,7 +310,7 @@ pub(super) async fn attempt_result(
     ApiJson(report): ApiJson<ResultReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let agent = agent_caller(&caller, &headers)?;
-    let (result, output) = report.into_parts();
+    let (result, output, ran_ms) = report.into_parts();
     // The output carried with a result is held to what one output upload may carry.
     let carried: usize = output.iter().map(|c| c.data.len()).sum();
     if carried > MAX_CHUNK_BYTES {
@@ -311,7 +320,15 @@ pub(super) async fn attempt_result(
     }
     let recorded = st
         .jobs
-        .finish_with_output(caller.tenant(), agent, &id, result, &output, now_ms())
+        .finish_with_output(
+            caller.tenant(),
+            agent,
+            &id,
+            result,
+            &output,
+            ran_ms,
+            now_ms(),
+        )
         .await?;
     if recorded {
         st.metrics.results_recorded.inc();
