@@ -221,8 +221,19 @@ struct Tally {
 /// Waits failing this many times in a row give the job up (counted unfinished).
 const WAIT_TRIES: u32 = 5;
 
+/// The id of the job a reply's `Location` (`/v1/jobs/{id}`) names.
+fn job_of_location(resp: &reqwest::Response) -> Option<String> {
+    let at = resp
+        .headers()
+        .get(reqwest::header::LOCATION)?
+        .to_str()
+        .ok()?;
+    let id = at.strip_prefix("/v1/jobs/")?;
+    flux_core::model::valid_ident(id).then(|| id.to_string())
+}
+
 /// Runs jobs of `command` from `load.concurrency` workers over `clients`; each worker submits
-/// one job and waits for its end before the next.
+/// one job and waits for its end before the next, both in one request (`POST /v1/jobs/run`).
 pub async fn jobs(
     clients: Vec<Arc<ApiClient>>,
     load: &Load,
@@ -258,8 +269,18 @@ pub async fn jobs(
                     break;
                 }
                 let t0 = Instant::now();
-                let job: Job = match api.post("/v1/jobs", &*req).await {
-                    Ok(j) => j,
+                // Submitted and waited for in one request; its headers say the submission
+                // was taken.
+                let resp = match api
+                    .send(
+                        Method::POST,
+                        "/v1/jobs/run?timeout_secs=10",
+                        Some(&flux_core::client::erased::Body(&*req)),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                {
+                    Ok(r) => r,
                     Err(e) => {
                         t.errors += 1;
                         tokio::time::sleep(pause_after(&e)).await;
@@ -267,9 +288,29 @@ pub async fn jobs(
                     }
                 };
                 t.submit.push(t0.elapsed());
-                let path = format!("/v1/jobs/{}/wait?timeout_secs=10", job.job_id);
+                let Some(job_id) = job_of_location(&resp) else {
+                    t.errors += 1;
+                    continue;
+                };
+                let mut ended = match resp
+                    .bytes()
+                    .await
+                    .map(|b| serde_json::from_slice::<Job>(&b))
+                {
+                    Ok(Ok(j)) if j.status.is_terminal() => Some(j),
+                    Ok(Ok(_)) => None,
+                    _ => {
+                        t.errors += 1;
+                        None
+                    }
+                };
+                // A job still running at the end of that wait is waited for on its own.
+                let path = format!("/v1/jobs/{job_id}/wait?timeout_secs=10");
                 let mut tries = 0;
                 let done = loop {
+                    if let Some(j) = ended.take() {
+                        break j;
+                    }
                     if tokio::time::Instant::now() >= stop_at {
                         t.unfinished += 1;
                         break 'jobs;

@@ -386,6 +386,101 @@ async fn a_short_run_is_started_by_its_result_and_a_long_one_on_its_own() {
     assert_eq!(starts().await, 1.0);
 }
 
+/// `POST /v1/jobs/run` submits and waits in one request: its status and `Location` come once
+/// the job is committed (before it ends), its body is the ended job, or the job as it is at the
+/// deadline; a replayed idempotency key answers 200 with the same job; a fan-out and a viewer
+/// are refused and submit nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_submits_and_waits_in_one_request() {
+    let (d, _agent) = Fluxd::start_with_agent().await;
+    let run = |body: Value, secs: u64| {
+        d.req(
+            Method::POST,
+            &format!("/v1/jobs/run?timeout_secs={secs}"),
+            &d.admin,
+        )
+        .json(&body)
+        .send()
+    };
+    let resp = run(json!({"command": "echo ran; exit 3"}), 20)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let at = header_text(&resp, "location").expect("a Location");
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(at, format!("/v1/jobs/{}", job["job_id"].as_str().unwrap()));
+    assert_eq!(
+        (&job["status"], &job["exit_code"]),
+        (&json!("failed"), &json!(3))
+    );
+    assert_eq!(d.get(&at, &d.admin).await.1["status"], "failed");
+    assert_eq!(
+        d.logs(&d.admin, job["job_id"].as_str().unwrap()).await,
+        "ran\n"
+    );
+
+    // The headers come before the end: the job they name is still going when they arrive.
+    let resp = run(json!({"command": "sleep 1"}), 20).await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let at = header_text(&resp, "location").expect("a Location");
+    let (_, now) = d.get(&at, &d.admin).await;
+    assert!(!terminal(&now), "{now}");
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    // At the deadline the body is the job as it is.
+    let resp = run(json!({"command": "sleep 5"}), 1).await.unwrap();
+    let job: Value = resp.json().await.unwrap();
+    assert!(!terminal(&job), "{job}");
+
+    // A replay names the job the key made, ended.
+    let keyed = |secs: u64| {
+        d.req(
+            Method::POST,
+            &format!("/v1/jobs/run?timeout_secs={secs}"),
+            &d.admin,
+        )
+        .header("X-Flux-Idempotency-Key", "run-once")
+        .json(&json!({"command": "true"}))
+        .send()
+    };
+    let first = keyed(20).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = keyed(20).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["job_id"], first["job_id"]);
+    assert_eq!(again["status"], "succeeded");
+
+    let count = || async {
+        let v = d.get("/v1/jobs?limit=1000", &d.admin).await.1;
+        v.as_array().map_or(0, Vec::len)
+    };
+    let jobs = count().await;
+    let fan = run(json!({"command": "true", "fan_out": true}), 5)
+        .await
+        .unwrap();
+    assert_eq!(fan.status(), 422);
+    let v: Value = fan.json().await.unwrap();
+    assert!(error_message(&v).contains("fan_out"), "{v}");
+    let (viewer, _, _) = d.role_tokens("default").await;
+    let (s, _) = send(
+        d.req(Method::POST, "/v1/jobs/run", &viewer)
+            .json(&json!({"command": "true"})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, v) = send(
+        d.req(Method::POST, "/v1/jobs/run?timeout_secs=soon", &d.admin)
+            .json(&json!({"command": "true"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(error_message(&v).contains("timeout_secs"), "{v}");
+    assert_eq!(count().await, jobs, "a refused run submitted a job");
+}
+
 /// An agent killed with SIGKILL mid-job: the attempt is abandoned and the job runs again on
 /// another eligible agent; the dead agent's attempt record stays.
 #[tokio::test(flavor = "multi_thread")]

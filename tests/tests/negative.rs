@@ -54,6 +54,12 @@ fn routes(job: &str, state: &str) -> Vec<Route> {
             Some(json!({"command": "true"})),
             Need::Operator,
         ),
+        r(
+            Method::POST,
+            "/v1/jobs/run?timeout_secs=1",
+            Some(json!({"command": "true"})),
+            Need::Operator,
+        ),
         r(Method::GET, "/v1/jobs", None, Need::Viewer),
         r(Method::GET, &format!("/v1/jobs/{job}"), None, Need::Viewer),
         r(

@@ -1,5 +1,6 @@
 //! Job routes: `POST /v1/jobs` (and the seed-compatible `POST /jobs`), `GET /v1/jobs`,
-//! `GET /v1/jobs/{id}`, its attempts, `cancel`, the long-poll `wait` and the `logs` stream.
+//! `GET /v1/jobs/{id}`, its attempts, `cancel`, the long-poll `wait`, the `logs` stream and
+//! `POST /v1/jobs/run` (submit and wait in one request).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -101,6 +102,18 @@ pub(super) async fn submit_job(
         )
             .into_response());
     }
+    let (status, job, warnings) = submit_one(&st, &caller, req, replay).await?;
+    Ok((status, Json(with_warnings(&job, &warnings)?)).into_response())
+}
+
+/// Submits one job (admitted already, or a replay): 202 with the job, or 200 with the job a
+/// replayed idempotency key names, and what the caller should know about its target.
+async fn submit_one(
+    st: &AppState,
+    caller: &Caller,
+    req: SubmitJob,
+    replay: bool,
+) -> ApiResult<(StatusCode, Job, Vec<String>)> {
     // Nobody waits in silence: a pin to an unknown node is refused, a pin to a dead agent or a
     // selector no agent matches is said in `warnings`.
     let warnings = if replay {
@@ -121,12 +134,76 @@ pub(super) async fn submit_job(
     } else {
         StatusCode::OK
     };
-    if warnings.is_empty() {
-        return Ok((status, Json(job)).into_response());
+    Ok((status, job, warnings))
+}
+
+/// A job's reply: the job, with `warnings` when there are some.
+fn with_warnings(job: &Job, warnings: &[String]) -> ApiResult<serde_json::Value> {
+    let mut body = serde_json::to_value(job).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
     }
-    let mut body = serde_json::to_value(&job).map_err(|e| ApiError::invalid(e.to_string()))?;
-    body["warnings"] = json!(warnings);
-    Ok((status, Json(body)).into_response())
+    Ok(body)
+}
+
+/// `POST /v1/jobs/run`: submits one job (the body of `POST /v1/jobs`) and waits for its end, in
+/// one request where a client would otherwise make two. The status (202, or 200 for a replay)
+/// and the job's `Location` go as soon as the job is committed, so a client that loses the
+/// connection during the wait still knows its job; the body is the job once it has ended, or
+/// as it is at the deadline (`timeout_secs`, as on `GET /v1/jobs/{id}/wait`). A fan-out is
+/// refused: it is many jobs, submitted on `POST /v1/jobs`.
+pub(super) async fn run_job(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(mut req): ApiJson<SubmitJob>,
+) -> ApiResult<Response> {
+    caller.require(Permission::SubmitJobs)?;
+    caller.require(Permission::ReadJobs)?;
+    let deadline = q.deadline();
+    if req.fan_out {
+        return Err(ApiError::invalid(
+            "fan_out: POST /v1/jobs/run waits for one job; submit a fan-out on POST /v1/jobs",
+        ));
+    }
+    merge_idempotency_key(&headers, &mut req)?;
+    let replay = is_replay(&st, caller.tenant(), req.idempotency_key.as_deref()).await?;
+    if !replay {
+        admit(&st, caller.tenant(), 1).await?;
+    }
+    let (status, job, warnings) = submit_one(&st, &caller, req, replay).await?;
+    let location = format!("/v1/jobs/{}", job.job_id);
+    let tenant = caller.tenant().to_string();
+    let ended = async move {
+        let job = if job.status.is_terminal() {
+            job
+        } else {
+            until_end(&st, &tenant, &job.job_id, deadline).await?
+        };
+        let body = with_warnings(&job, &warnings)?;
+        Ok::<_, ApiError>(Bytes::from(body.to_string()))
+    };
+    // A wait that fails (the store) ends the body with an error: the client has the job's
+    // `Location` and asks again.
+    let ended = async move {
+        ended.await.map_err(|e| {
+            tracing::debug!(error = %e.message, "a job run's wait ends without its job");
+            std::io::Error::other(e.message)
+        })
+    };
+    let body = Body::new(super::agent_protocol::OneFrame::new(Body::from_stream(
+        futures::stream::once(ended),
+    )));
+    Ok((
+        status,
+        [
+            (header::LOCATION, location),
+            (header::CONTENT_TYPE, "application/json".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// Takes the `X-Flux-Idempotency-Key` header into the request; it must agree with the body's
@@ -274,7 +351,15 @@ pub(super) fn job_finished(st: &AppState, job: &Job) {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WaitQuery {
+    /// How long to wait for the job's end: 30 s unless given, at most [`MAX_WAIT`].
     timeout_secs: Option<u64>,
+}
+
+impl WaitQuery {
+    fn deadline(&self) -> tokio::time::Instant {
+        let wait = Duration::from_secs(self.timeout_secs.unwrap_or(30)).min(MAX_WAIT);
+        tokio::time::Instant::now() + wait
+    }
 }
 
 pub(super) async fn wait_job(
@@ -284,23 +369,31 @@ pub(super) async fn wait_job(
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Job>> {
     caller.require(Permission::ReadJobs)?;
-    let wait = Duration::from_secs(q.timeout_secs.unwrap_or(30)).min(MAX_WAIT);
-    let deadline = tokio::time::Instant::now() + wait;
-    let tenant = caller.tenant().to_string();
+    let deadline = q.deadline();
+    Ok(Json(until_end(&st, caller.tenant(), &id, deadline).await?))
+}
+
+/// Job `id` of `tenant` once it has ended, or as it is at `deadline`.
+async fn until_end(
+    st: &AppState,
+    tenant: &str,
+    id: &str,
+    deadline: tokio::time::Instant,
+) -> ApiResult<Job> {
     // Woken only when this job ends (or on a resync): nothing else changes what it returns.
-    let watch = st.job_waiters.watch(&tenant, &id, Interest::End);
+    let watch = st.job_waiters.watch(tenant, id, Interest::End);
     let notify = watch.notify();
     loop {
         // Registered before the read, so a change committed after it is not missed.
         let changed = notify.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let job = st.jobs.get(&tenant, &id).await?;
+        let job = st.jobs.get(tenant, id).await?;
         if job.status.is_terminal() {
-            return Ok(Json(job));
+            return Ok(job);
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            return Ok(Json(st.jobs.get(&tenant, &id).await?));
+            return Ok(st.jobs.get(tenant, id).await?);
         }
     }
 }

@@ -78,6 +78,7 @@ pub fn app(state: Arc<AppState>, limits: &ApiLimits) -> Router {
         .route("/v1/status", get(cluster::status))
         .route("/jobs", post(jobs::submit_job))
         .route("/v1/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v1/jobs/run", post(jobs::run_job))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/attempts", get(jobs::job_attempts))
         .route("/v1/jobs/{id}/logs", get(jobs::job_logs))

@@ -138,6 +138,9 @@ pub fn rule(method: &Method, route: Option<&str>) -> Rule {
         "/v1/jobs/{id}/logs" | "/v1/jobs/{id}/wait" if get => {
             (Access::Permission(ReadJobs), Streams)
         }
+        // Submits, then waits in its body: a long-poll. Every role that may submit may read
+        // jobs (the handler checks both).
+        "/v1/jobs/run" if post => (Access::Permission(SubmitJobs), Streams),
         "/v1/events" if get => (Access::Permission(ReadJobs), Streams),
         "/v1/webhooks" | "/v1/webhooks/{name}" if get => (Admin, Requests),
         "/v1/webhooks" | "/v1/webhooks/{name}/test" if post => (Admin, Requests),
