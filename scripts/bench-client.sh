@@ -47,6 +47,8 @@ http {
         keepalive_timeout 600s;
         location / {
             default_type application/json;
+            # As POST /v1/jobs/run answers: the job's place, and the ended job.
+            add_header Location /v1/jobs/j-bench always;
             return 200 '$JOB';
         }
     }
