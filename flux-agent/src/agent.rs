@@ -72,6 +72,8 @@ pub(crate) struct Profile {
     pub(crate) poll_secs: u64,
     /// How often facts are read again (real agents only; simulated ones report none).
     pub(crate) facts_every: Duration,
+    /// How long a run goes before its start is reported.
+    pub(crate) start_after: Duration,
     pub(crate) exec: Exec,
 }
 
@@ -85,6 +87,7 @@ impl Profile {
                 .map(|h| h.trim().to_string()),
             poll_secs: args.poll_secs,
             facts_every: Duration::from_secs(args.facts_interval),
+            start_after: args.start_after,
             exec,
         }
     }
@@ -579,6 +582,7 @@ mod tests {
             hostname: None,
             poll_secs: 1,
             facts_every: Duration::from_secs(60),
+            start_after: Duration::from_millis(100),
             exec: Exec::Real {
                 state_dir: Some(state_dir.to_path_buf()),
                 run_as: None,

@@ -1,7 +1,7 @@
 //! Carrying out one task: run the command or its simulation ([`Agent::launch`]), upload its
 //! output as it comes ([`OutputUploader`]: secrets masked, small chunks gathered by
 //! [`Coalescer`], chunks numbered), tell the control plane the attempt started once the run has
-//! lasted [`START_AFTER`] ([`Agent::start`]), and report the result ([`Agent::report`])
+//! lasted `--start-after` (100 ms by default) ([`Agent::start`]), and report the result ([`Agent::report`])
 //! carrying the output still held at the end. A run shorter than that is started and ended by
 //! its result, which says how long it ran: a short job's start, output and result take one
 //! request and one commit. A refused start (the attempt was taken away meanwhile) stops the run
@@ -65,7 +65,7 @@ impl Agent {
         }
     }
 
-    /// Reports the start of a run that is still going [`START_AFTER`] after it began (a
+    /// Reports the start of a run that is still going `--start-after` (100 ms by default) after it began (a
     /// shorter one is started and ended by its result: one request and one commit less). A
     /// refused start (the attempt was taken away meanwhile) stops the run, and nothing is
     /// reported.
@@ -78,7 +78,7 @@ impl Agent {
     ) -> Start {
         tokio::select! {
             _ = ended.cancelled() => return Start::WithResult,
-            _ = tokio::time::sleep(START_AFTER) => {}
+            _ = tokio::time::sleep(self.profile.start_after) => {}
         }
         tokio::select! {
             started = self.start(id, stop) => {
@@ -154,6 +154,32 @@ impl Agent {
         }
     }
 
+    /// Reports attempt `id`, launched by a previous process of this agent that died (its record
+    /// was in the state directory), as interrupted: the control plane requeues it as a lost
+    /// attempt (counted against the job's `max_attempts`) whether or not its start was
+    /// reported, so a run cut short before its start report is not delivered and run again
+    /// under the same attempt. An attempt already ended or taken away is left as it is.
+    pub(crate) async fn report_interrupted(&self, id: &str, stop: &CancellationToken) {
+        let path = format!("/v1/agent/attempts/{id}/result");
+        let body = ResultReport::new(
+            AttemptResult {
+                outcome: flux_core::model::Outcome::Cancelled,
+                exit_code: None,
+                signal: None,
+                message: Some("interrupted: the agent process died".into()),
+            },
+            Vec::new(),
+        );
+        match with_retry(stop, "interrupted report", || {
+            self.api.post::<serde_json::Value, _>(&path, &body)
+        })
+        .await
+        {
+            Ok(_) => tracing::info!(attempt = %id, "reported interrupted by the agent's restart"),
+            Err(e) => tracing::info!(attempt = %id, error = %e, "interrupted attempt not reported"),
+        }
+    }
+
     /// Records the attempt's result with the control plane, with the output the uploader still
     /// holds and, for a run whose start was not reported, how long it ran (logged when it
     /// cannot). A server that refuses those extras (one that does not know the fields answers
@@ -207,10 +233,6 @@ impl Agent {
         }
     }
 }
-
-/// How long a run goes before its start is reported: one that ends sooner is started and
-/// ended by its result. Far below the control plane's start timeout (60 s by default).
-pub(crate) const START_AFTER: Duration = Duration::from_millis(100);
 
 /// What became of an attempt's start report.
 enum Start {

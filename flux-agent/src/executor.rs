@@ -310,36 +310,45 @@ pub async fn simulate(
     ExecOutcome::Exited(0)
 }
 
+/// An attempt recorded in the state directory by a previous agent process.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Orphan {
+    pub attempt: String,
+    /// Whether its process group was still running (and was killed).
+    pub killed: bool,
+}
+
 /// Kills the process groups recorded in `dir` by a previous agent process that died without
 /// cleaning up (SIGKILL, crash, power loss). A group is killed only if its leader still carries
-/// the attempt id in its environment, so a recycled pid is never hit. Returns the attempts whose
-/// processes were killed.
-pub fn reap_orphans(dir: &std::path::Path) -> Vec<String> {
-    let mut killed = Vec::new();
+/// the attempt id in its environment, so a recycled pid is never hit. Returns every attempt
+/// recorded there (each was launched, whether or not its process still ran).
+pub fn reap_orphans(dir: &std::path::Path) -> Vec<Orphan> {
+    let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return killed;
+        return found;
     };
     for e in entries.flatten() {
         let path = e.path();
         let attempt = e.file_name().to_string_lossy().into_owned();
-        if attempt.starts_with('.') {
+        if attempt.starts_with('.') || !flux_core::model::valid_attempt_id(&attempt) {
             continue; // the agent's own files (its session), never an attempt's
         }
         let pgid: Option<i32> = std::fs::read_to_string(&path)
             .ok()
             .and_then(|s| s.trim().parse().ok());
-        if let Some(pgid) = pgid.filter(|p| *p > 1) {
+        let killed = pgid.filter(|p| *p > 1).is_some_and(|pgid| {
             let marker = format!("FLUX_ATTEMPT_ID={attempt}");
             let ours = std::fs::read(format!("/proc/{pgid}/environ"))
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()));
             if ours {
                 signal_group(Pid::from_raw(pgid), Signal::SIGKILL);
-                killed.push(attempt);
             }
-        }
+            ours
+        });
+        found.push(Orphan { attempt, killed });
         let _ = std::fs::remove_file(&path);
     }
-    killed
+    found
 }
 
 fn from_status(s: ExitStatus) -> ExecOutcome {
@@ -578,8 +587,14 @@ mod tests {
             std::process::id().to_string(),
         )
         .unwrap();
-        let killed = reap_orphans(state.path());
-        assert_eq!(killed, vec!["j-1.0001".to_string()]);
+        let mut found = reap_orphans(state.path());
+        found.sort_by(|a, b| a.attempt.cmp(&b.attempt));
+        let orphan = |attempt: &str, killed| Orphan {
+            attempt: attempt.into(),
+            killed,
+        };
+        // Both were launched by the previous process; only the attempt's own group is killed.
+        assert_eq!(found, [orphan("j-1.0001", true), orphan("j-2.0001", false)]);
         assert!(wait_dead(pid).await, "orphan {pid} survived");
         assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
         task.abort();

@@ -96,8 +96,22 @@ struct Args {
     #[arg(long, env = "FLUX_FACTS_INTERVAL", value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     facts_interval: u64,
+    /// How long a run goes before its start is reported (a shorter run is started and ended by
+    /// its result: one request and one commit less). Keep it well below the control plane's
+    /// `--start-timeout` (60 s by default), after which an attempt not started is requeued.
+    #[arg(long, env = "FLUX_START_AFTER", default_value = "100ms", value_parser = parse_start_after)]
+    start_after: Duration,
     #[command(flatten)]
     simulate: simulate::SimulateArgs,
+}
+
+/// `--start-after`: a duration (`100ms`, `2s`) of at most 10 s.
+fn parse_start_after(s: &str) -> Result<Duration, String> {
+    let d = flux_core::model::parse_duration(s)?;
+    if d > Duration::from_secs(10) {
+        return Err(format!("{s:?} is more than 10s"));
+    }
+    Ok(d)
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -179,11 +193,17 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
     let node_id = flux_core::auth::peek_claims(&token)
         .and_then(|c| c.node_id)
         .context("the token is not an agent token (it carries no node id)")?;
+    // Attempts a previous process of this agent launched: reported as interrupted once
+    // registered, so that none is delivered and run again as it stands.
+    let mut interrupted = Vec::new();
     if let Some(dir) = &args.state_dir {
         harden::private_dir(dir)
             .with_context(|| format!("creating state directory {}", dir.display()))?;
-        for attempt in executor::reap_orphans(dir) {
-            tracing::warn!(%attempt, "killed a job left running by a previous agent process");
+        for o in executor::reap_orphans(dir) {
+            if o.killed {
+                tracing::warn!(attempt = %o.attempt, "killed a job left running by a previous agent process");
+            }
+            interrupted.push(o.attempt);
         }
     }
     let api = ApiClient::new(args.servers.clone(), Some(token), &tls)?;
@@ -214,6 +234,9 @@ async fn run(args: Args, piped_token: Option<String>) -> Result<ExitCode> {
             Err(e @ ClientError::Api { .. }) => anyhow::bail!("registration refused: {e}"),
             Err(e) => anyhow::bail!("registration failed: {e}"),
         }
+    }
+    for id in &interrupted {
+        agent.report_interrupted(id, &stop).await;
     }
     tokio::spawn(agent.clone().heartbeat_loop(stop.clone()));
     if let Some(dir) = enrolled_dir {

@@ -1060,6 +1060,58 @@ async fn a_crashed_agent_restarted_reruns_its_attempt_once() {
     assert_eq!(atts[0]["state"], "abandoned", "{atts}");
 }
 
+/// The same crash before the run's start was reported (`--start-after` keeps it unreported):
+/// the restarted agent reports the attempt its predecessor launched as interrupted, so it is
+/// requeued as a counted attempt, not delivered and run again under the same attempt id; with
+/// `max_attempts` 1 the job fails instead of running twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_the_start_report_does_not_rerun_the_attempt() {
+    let d = Fluxd::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().display().to_string();
+    let extra = ["--state-dir", state_arg.as_str(), "--start-after", "10s"];
+    let servers = [d.url.clone()];
+    let mut a = d
+        .agent_full("default", "agent-1", &[], &servers, &extra)
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let ran = work.path().join("ran");
+    let cmd = format!(
+        "echo $FLUX_ATTEMPT_ID >> {ran}; echo $$ > {dir}/pid; exec sleep 600",
+        ran = ran.display(),
+        dir = work.path().display()
+    );
+    let (_, job) = d
+        .post(
+            "/v1/jobs",
+            &d.admin,
+            &json!({"command": cmd, "max_attempts": 1}),
+        )
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let first = read_pid(&work.path().join("pid"), T).await;
+    let (_, seen) = d.get(&format!("/v1/jobs/{id}"), &d.admin).await;
+    assert_eq!(seen["status"], "assigned", "the start was reported: {seen}");
+    a.kill9();
+    let _a2 = d
+        .agent_full("default", "agent-1", &[], &servers, &extra)
+        .await;
+    eventually("the orphaned job killed", T, || async {
+        (!pid_alive(first)).then_some(())
+    })
+    .await;
+    let done = d.wait_job(&d.admin, &id, T, terminal).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    let (_, atts) = d.get(&format!("/v1/jobs/{id}/attempts"), &d.admin).await;
+    assert_eq!(atts[0]["state"], "abandoned", "{atts}");
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap(),
+        format!("{id}.1\n"),
+        "the attempt ran again"
+    );
+}
+
 /// An agent cut off by a network partition: unreachable first (its attempt kept), then dead (the
 /// attempt goes to another agent); when the partition heals it is reintegrated and the attempt
 /// that was reassigned meanwhile is cancelled on it, so the job's work is not done twice.
