@@ -1017,6 +1017,30 @@ async fn agent_stopped_gracefully_mid_job_has_its_job_requeued() {
     assert_eq!(atts[0]["state"], "abandoned", "{atts}");
 }
 
+/// Kills agent `agent-1` (`a`) with SIGKILL, which leaves its job `orphan` running, restarts it
+/// with the same arguments `extra` and waits until the restarted agent has killed the orphan.
+async fn crash_and_restart(d: &Fluxd, a: &mut Proc, extra: &[&str], orphan: i32) -> Proc {
+    a.kill9();
+    assert!(
+        pid_alive(orphan),
+        "SIGKILL of the agent cannot reach its job"
+    );
+    let a2 = d
+        .agent_full(
+            "default",
+            "agent-1",
+            &[],
+            std::slice::from_ref(&d.url),
+            extra,
+        )
+        .await;
+    eventually("the orphaned job killed", T, || async {
+        (!pid_alive(orphan)).then_some(())
+    })
+    .await;
+    a2
+}
+
 /// An agent killed with SIGKILL and restarted under the same node id: the restarted agent kills
 /// the job its predecessor left running, and the attempt is rerun instead of being lost or
 /// running twice.
@@ -1040,18 +1064,7 @@ async fn a_crashed_agent_restarted_reruns_its_attempt_once() {
     let first = read_pid(&work.path().join("pid"), T).await;
     d.wait_job(&d.admin, &id, T, |v| v["status"] == "running")
         .await;
-    a.kill9();
-    assert!(
-        pid_alive(first),
-        "SIGKILL of the agent cannot reach its job"
-    );
-    let _a2 = d
-        .agent_full("default", "agent-1", &[], &servers, &extra)
-        .await;
-    eventually("the orphaned job killed", T, || async {
-        (!pid_alive(first)).then_some(())
-    })
-    .await;
+    let _a2 = crash_and_restart(&d, &mut a, &extra, first).await;
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 2, "{done}");
@@ -1092,14 +1105,7 @@ async fn a_crash_before_the_start_report_does_not_rerun_the_attempt() {
     let first = read_pid(&work.path().join("pid"), T).await;
     let (_, seen) = d.get(&format!("/v1/jobs/{id}"), &d.admin).await;
     assert_eq!(seen["status"], "assigned", "the start was reported: {seen}");
-    a.kill9();
-    let _a2 = d
-        .agent_full("default", "agent-1", &[], &servers, &extra)
-        .await;
-    eventually("the orphaned job killed", T, || async {
-        (!pid_alive(first)).then_some(())
-    })
-    .await;
+    let _a2 = crash_and_restart(&d, &mut a, &extra, first).await;
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["attempts"], 1, "{done}");

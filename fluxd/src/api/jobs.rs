@@ -175,22 +175,21 @@ pub(super) async fn run_job(
     let (status, job, warnings) = submit_one(&st, &caller, req, replay).await?;
     let location = format!("/v1/jobs/{}", job.job_id);
     let tenant = caller.tenant().to_string();
-    let ended = async move {
-        let job = if job.status.is_terminal() {
-            job
-        } else {
-            until_end(&st, &tenant, &job.job_id, deadline).await?
-        };
-        let body = with_warnings(&job, &warnings)?;
-        Ok::<_, ApiError>(Bytes::from(body.to_string()))
-    };
     // A wait that fails (the store) ends the body with an error: the client has the job's
     // `Location` and asks again.
     let ended = async move {
-        ended.await.map_err(|e| {
-            tracing::debug!(error = %e.message, "a job run's wait ends without its job");
-            std::io::Error::other(e.message)
-        })
+        let job = if job.status.is_terminal() {
+            Ok(job)
+        } else {
+            until_end(&st, &tenant, &job.job_id, deadline).await
+        };
+        let body = job
+            .and_then(|j| with_warnings(&j, &warnings))
+            .map_err(|e| {
+                tracing::debug!(error = %e.message, "a job run's wait ends without its job");
+                std::io::Error::other(e.message)
+            })?;
+        Ok::<_, std::io::Error>(Bytes::from(body.to_string()))
     };
     let body = Body::new(super::agent_protocol::OneFrame::new(Body::from_stream(
         futures::stream::once(ended),
