@@ -108,12 +108,15 @@ flux_wait_agents() {
     return 1
 }
 
+# flux_metric NAME: the value of fluxd's unlabelled series NAME (0 if it has none).
+flux_metric() {
+    curl -sf --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
+        "$FLUX_SERVER/metrics" | awk -v n="$1" '$1 == n { print $2; f = 1 } END { if (!f) print 0 }'
+}
+
 # flux_online: agents online, as the leader counts them (the flux_connected_agents gauge,
 # recomputed every --gauges-every).
-flux_online() {
-    curl -sf --cacert "$FLUX_CA" -H "Authorization: Bearer $(cat "$FLUX_TOKEN_FILE")" \
-        "$FLUX_SERVER/metrics" | awk '$1 == "flux_connected_agents" { print $2; f = 1 } END { if (!f) print 0 }'
-}
+flux_online() { flux_metric flux_connected_agents; }
 
 # flux_simulate N LIMIT [agent args]: starts `flux-agent --simulate N` with the admin token
 # (SIM_PID) and waits up to LIMIT seconds for N agents online. Returns 1 if they are not; the

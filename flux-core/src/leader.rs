@@ -485,6 +485,7 @@ mod tests {
             tenant: "acme".into(),
             revision: 7,
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            deleted: Vec::new(),
         }
     }
 

@@ -622,6 +622,7 @@ mod tests {
             tenant: SYSTEM_TENANT.into(),
             revision: 1,
             paths: vec!["nodes/n1".into()],
+            deleted: Vec::new(),
         })
         .unwrap();
         assert!(
@@ -634,6 +635,7 @@ mod tests {
             tenant: SYSTEM_TENANT.into(),
             revision: 2,
             paths: vec![crate::keys::revoked("acme", "quiet")],
+            deleted: Vec::new(),
         })
         .unwrap();
         assert!(holds_within(sec, || cache.check("acme", "quiet") == Some(true)).await);
@@ -650,6 +652,7 @@ mod tests {
             tenant: "acme".into(),
             revision: 3,
             paths: vec!["jobs/x".into()],
+            deleted: Vec::new(),
         })
         .unwrap();
         assert!(holds_within(5 * sec, || cache.lock().live()).await);

@@ -591,6 +591,7 @@ async fn two_hundred_targets_advance_in_one_pass_and_one_batch() {
         tenant: TENANT.into(),
         revision: 1,
         paths: vec![path],
+        deleted: Vec::new(),
     };
     assert!(rec.concerns(&change(keys::job(&jobs[17].job_id))));
     assert!(!rec.concerns(&change(keys::job("someone-elses"))));

@@ -62,7 +62,10 @@ impl Inboxes {
         self.waiting.for_each(|notify| notify.notify_waiters());
     }
 
-    /// Wakes the polls a change concerns.
+    /// Wakes the polls a change concerns: those of the agents it gives an inbox entry to. An
+    /// entry it deletes (the attempt's result recorded, the attempt taken back) gives the agent
+    /// nothing to fetch, so it wakes nobody: every job's result would otherwise wake its
+    /// agent's poll for a read that finds nothing.
     pub fn dispatch(&self, change: &Change) {
         if change.is_resync() {
             return self.wake_all();
@@ -71,7 +74,7 @@ impl Inboxes {
             change,
             |path| {
                 let node = path.strip_prefix(INBOXES)?.split('/').next()?;
-                Some((node, ()))
+                (!change.deletes(path)).then_some((node, ()))
             },
             |notify, ()| notify.notify_waiters(),
         );
@@ -241,6 +244,7 @@ pub(crate) mod tests {
             tenant: tenant.into(),
             revision: 1,
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            deleted: Vec::new(),
         }
     }
 
@@ -292,6 +296,13 @@ pub(crate) mod tests {
         assert!(!woken(&other_tenant, || hub.dispatch(&inbox_a)).await);
         // Writes outside inboxes (heartbeats: agents/a) wake nobody.
         assert!(!woken(&a, || hub.dispatch(&change("t1", &["agents/a"]))).await);
+        // An entry deleted (a result recorded) gives nothing to fetch; one written does, in
+        // the same change or not.
+        let mut result = change("t1", &["attempts/j1/0001", "inbox/a/j1.1"]);
+        result.deleted = vec!["inbox/a/j1.1".into()];
+        assert!(!woken(&a, || hub.dispatch(&result)).await);
+        result.paths.push("inbox/a/j2.1".into());
+        assert!(woken(&a, || hub.dispatch(&result)).await);
         // A node id that merely starts like another is not it.
         assert!(!woken(&a, || hub.dispatch(&change("t1", &["inbox/ab/j2.1"]))).await);
         // A resync wakes everyone.

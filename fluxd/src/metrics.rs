@@ -360,3 +360,109 @@ impl Metrics {
         String::from_utf8(buf).expect("exposition format is UTF-8")
     }
 }
+
+/// The store's group-commit counters, read when `/metrics` is rendered:
+/// `flux_store_commit_batches_total` (durable steps) and `flux_store_commit_requests_total`
+/// (the commits they carried), whose ratio is the batch size.
+struct CommitBatches {
+    store: flux_core::store::DynStore,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+const BATCHES: (&str, &str) = (
+    "flux_store_commit_batches_total",
+    "durable store steps of this node (redb write transactions with their fsync, Redis commit script calls)",
+);
+const BATCHED: (&str, &str) = (
+    "flux_store_commit_requests_total",
+    "commits (and epoch updates) those steps carried",
+);
+
+impl prometheus::core::Collector for CommitBatches {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let Some((batches, requests)) = self.store.commit_batches() else {
+            return Vec::new();
+        };
+        [(BATCHES, batches), (BATCHED, requests)]
+            .into_iter()
+            .flat_map(|((name, help), v)| {
+                let c = IntCounter::new(name, help).expect("valid metric");
+                c.inc_by(v);
+                prometheus::core::Collector::collect(&c)
+            })
+            .collect()
+    }
+}
+
+impl Metrics {
+    /// Adds the group-commit counters of `store` (once per registry).
+    pub fn watch_commits(&self, store: flux_core::store::DynStore) {
+        let descs = [BATCHES, BATCHED]
+            .into_iter()
+            .map(|(name, help)| {
+                prometheus::core::Desc::new(
+                    name.into(),
+                    help.into(),
+                    Vec::new(),
+                    Default::default(),
+                )
+                .expect("valid metric")
+            })
+            .collect();
+        if let Err(e) = self
+            .registry
+            .register(Box::new(CommitBatches { store, descs }))
+        {
+            tracing::warn!(error = %e, "group-commit counters not registered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flux_core::store::{Expect, Key, Txn};
+
+    /// A series' value in the text format.
+    fn value(text: &str, name: &str) -> Option<u64> {
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[tokio::test]
+    async fn the_store_group_commit_counters_are_exported_as_they_stand() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flux.redb");
+        let store = flux_core::store::open(&format!("redb:{}", path.display()))
+            .await
+            .unwrap();
+        let m = Metrics::new();
+        m.watch_commits(store.clone());
+        // Concurrent commits: some share a durable step, so the two counters differ.
+        let commits = (0..64).map(|i| {
+            let k = Key::new("acme", format!("x/{i}")).unwrap();
+            store.commit(Txn::new().put(k, b"v".to_vec(), Expect::Absent))
+        });
+        for r in futures::future::join_all(commits).await {
+            r.unwrap();
+        }
+        let (batches, requests) = store.commit_batches().unwrap();
+        assert!(requests >= 64 && batches >= 1 && batches <= requests);
+        let text = m.render();
+        assert_eq!(value(&text, BATCHES.0), Some(batches), "{text}");
+        assert_eq!(value(&text, BATCHED.0), Some(requests), "{text}");
+        // Read when rendered: later commits show at the next scrape.
+        let k = Key::new("acme", "y").unwrap();
+        store
+            .commit(Txn::new().put(k, b"v".to_vec(), Expect::Absent))
+            .await
+            .unwrap();
+        assert_eq!(value(&m.render(), BATCHED.0), Some(requests + 1));
+    }
+}

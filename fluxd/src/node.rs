@@ -277,6 +277,7 @@ fn build_state(
     audit_key: [u8; 32],
 ) -> Result<Arc<AppState>> {
     let metrics = Arc::new(metrics::Metrics::new());
+    metrics.watch_commits(store.clone());
     let history = match &cfg.history_log {
         Some(p) => Some(Arc::new(
             history::History::open(p, &cfg.node_id)

@@ -491,6 +491,7 @@ mod tests {
             tenant: tenant.into(),
             revision,
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            deleted: Vec::new(),
         };
         tx.send(change(
             "acme",

@@ -37,7 +37,7 @@ pub mod sweep_memo;
 pub use admin::{AgentChange, apply_change};
 pub use listing::{IndexBackfill, JobFilter, Page, index_changes, index_keys};
 pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
-pub use protocol::AgentCaller;
+pub use protocol::{AgentCaller, Recorded};
 pub use schedule::ScheduleReport;
 pub use submit::validate_submit;
 

@@ -520,6 +520,7 @@ impl Jobs {
     ) -> Result<bool> {
         self.finish_with_output(tenant, caller, attempt_id, result, &[], None, now)
             .await
+            .map(|r| r.recorded())
     }
 
     /// Records an attempt's result once, with the last of its output: the chunks, the attempt,
@@ -529,8 +530,8 @@ impl Jobs {
     /// result stores nothing, and neither does a result for an attempt that was taken away.
     /// An attempt whose start was not reported (a run shorter than the agent's start delay)
     /// starts `ran_ms` before `now` (not before its assignment), in the same transaction,
-    /// with its `job.started` event before the `job.finished` one. Returns `true` if this call
-    /// recorded the result, as [`Jobs::finish`].
+    /// with its `job.started` event before the `job.finished` one. Returns whether this call
+    /// recorded the result, as [`Jobs::finish`], and the job it ended.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_with_output<'a>(
         &self,
@@ -541,7 +542,7 @@ impl Jobs {
         output: &[OutputChunk],
         ran_ms: Option<u64>,
         now: Millis,
-    ) -> Result<bool> {
+    ) -> Result<Recorded> {
         let mut caller = caller.into();
         let node_id = caller.node_id;
         if let Some(m) = &result.message
@@ -556,7 +557,7 @@ impl Jobs {
         for _ in 0..CAS_RETRIES {
             let (ak, mut a, av) = self.own_attempt(tenant, &mut caller, attempt_id).await?;
             if matches!(a.state, AttemptState::Finished | AttemptState::Abandoned) {
-                return Ok(false);
+                return Ok(Recorded::Nothing);
             }
             let seq_before = a.output_seq;
             let chunks = take_result_output(cap, attempt_id, &mut a, output)?;
@@ -591,7 +592,7 @@ impl Jobs {
                         )
                         .await
                     {
-                        Ok(_) => Ok(true),
+                        Ok(_) => Ok(Recorded::Result { ended: None }),
                         Err(e) if is_conflict(&e) => continue,
                         Err(e) => Err(e),
                     };
@@ -609,6 +610,7 @@ impl Jobs {
             for (path, stored) in chunks {
                 txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
             }
+            let mut ended = None;
             if let Some((mut job, jv)) = self.load::<Job>(&jk).await?
                 && job.current_attempt.as_deref() == Some(attempt_id)
                 && !job.status.is_terminal()
@@ -637,12 +639,30 @@ impl Jobs {
                 job.updated_at = now;
                 txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
                 txn = forget_secrets(txn, tenant, &job)?;
+                ended = Some(Box::new(job));
             }
             if self.committed(txn).await? {
-                return Ok(true);
+                return Ok(Recorded::Result { ended });
             }
         }
         Err(contended(attempt_id))
+    }
+}
+
+/// What [`Jobs::finish_with_output`] did with a result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// Nothing: a repeated result, or one for an attempt that was taken away.
+    Nothing,
+    /// The result, and the job as the same transaction ended it (none when the attempt was
+    /// requeued, or the job had gone on without it).
+    Result { ended: Option<Box<Job>> },
+}
+
+impl Recorded {
+    /// Whether the result was recorded.
+    pub fn recorded(&self) -> bool {
+        matches!(self, Recorded::Result { .. })
     }
 }
 

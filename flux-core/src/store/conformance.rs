@@ -337,6 +337,36 @@ pub async fn commits_notify_subscribers(f: &Fixture) {
         assert_eq!(change.tenant, "acme");
         assert_eq!(change.revision, rev);
         assert_eq!(change.paths, vec!["tasks/agent-1/t9".to_string()]);
+        assert!(change.deleted.is_empty(), "{change:?}");
+        break;
+    }
+    // A transaction that deletes one path and writes another says which one it deleted.
+    let mut rx = f.peer.subscribe();
+    let next = key("acme", "tasks/agent-1/t11");
+    let rev = f
+        .store
+        .commit(
+            Txn::new()
+                .delete(k.clone(), Expect::Any)
+                .put(next, b"t".to_vec(), Expect::Absent),
+        )
+        .await
+        .unwrap();
+    loop {
+        let change = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("no change notice within 5 s")
+            .expect("change channel closed");
+        if change.is_resync() {
+            continue;
+        }
+        assert_eq!(change.revision, rev);
+        assert_eq!(
+            change.paths,
+            vec!["tasks/agent-1/t9".to_string(), "tasks/agent-1/t11".into()]
+        );
+        assert_eq!(change.deleted, vec!["tasks/agent-1/t9".to_string()]);
+        assert!(change.deletes("tasks/agent-1/t9") && !change.deletes("tasks/agent-1/t11"));
         break;
     }
     // wait_for_change filters by tenant and prefix.

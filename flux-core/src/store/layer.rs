@@ -39,6 +39,9 @@ pub trait Layer: Send + Sync + fmt::Debug + 'static {
     fn unwritable(&self) -> Option<String> {
         self.inner().unwritable()
     }
+    fn commit_batches(&self) -> Option<(u64, u64)> {
+        self.inner().commit_batches()
+    }
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.inner().subscribe()
     }
@@ -141,6 +144,9 @@ impl<L: Layer> Store for L {
     }
     fn unwritable(&self) -> Option<String> {
         Layer::unwritable(self)
+    }
+    fn commit_batches(&self) -> Option<(u64, u64)> {
+        Layer::commit_batches(self)
     }
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         Layer::subscribe(self)

@@ -453,6 +453,9 @@ pub struct Change {
     pub revision: Version,
     /// Paths written or deleted; empty for a resync.
     pub paths: Vec<String>,
+    /// Those of `paths` that were deleted (absent from notices that delete nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
 }
 
 impl Change {
@@ -462,11 +465,17 @@ impl Change {
             tenant: String::new(),
             revision: 0,
             paths: Vec::new(),
+            deleted: Vec::new(),
         }
     }
 
     pub fn is_resync(&self) -> bool {
         self.tenant.is_empty()
+    }
+
+    /// Whether `path`, one of this change's paths, was deleted by it (and not written).
+    pub fn deletes(&self, path: &str) -> bool {
+        self.deleted.iter().any(|d| d == path)
     }
 
     /// Whether this change may concern `prefix` in `tenant`.
@@ -551,6 +560,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `None` while it can. It clears by itself once a write succeeds again: the backends
     /// retry a write of their own every second while it is set. Readiness follows it.
     fn unwritable(&self) -> Option<String> {
+        None
+    }
+
+    /// The group commit's counters so far: durable steps taken (redb write transactions with
+    /// their fsync, Redis commit script calls) and the requests they carried; `None` for a
+    /// store that keeps none.
+    fn commit_batches(&self) -> Option<(u64, u64)> {
         None
     }
 
@@ -706,6 +722,7 @@ mod tests {
             tenant: "acme".into(),
             revision: 4,
             paths: vec!["tasks/agent-1/t1".into()],
+            deleted: Vec::new(),
         };
         assert!(c.touches("acme", "tasks/agent-1/"));
         assert!(!c.touches("acme", "tasks/agent-2/"));

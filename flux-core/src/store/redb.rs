@@ -521,6 +521,7 @@ fn apply_txn(
     let revision = current + 1;
     meta.insert(rk.as_str(), revision).map_err(unavailable)?;
     let mut paths = Vec::with_capacity(txn.ops.len());
+    let mut deleted = Vec::new();
     let indexes = txn.append_indexes();
     for (op, index) in txn.ops.iter().zip(indexes) {
         match op {
@@ -542,6 +543,7 @@ fn apply_txn(
                     .remove((key.tenant(), key.path()))
                     .map_err(unavailable)?;
                 paths.push(key.path().to_string());
+                deleted.push(key.path().to_string());
             }
             Op::Check { .. } => {}
         }
@@ -552,6 +554,7 @@ fn apply_txn(
             tenant: tenant.to_string(),
             revision,
             paths,
+            deleted,
         }),
     ))
 }
@@ -974,6 +977,10 @@ impl Store for RedbStore {
 
     fn unwritable(&self) -> Option<String> {
         self.slot.unwritable()
+    }
+
+    fn commit_batches(&self) -> Option<(u64, u64)> {
+        Some(self.stats.get())
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {

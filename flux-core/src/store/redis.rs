@@ -91,6 +91,7 @@ for _ = 1, tonumber(ARGV[1]) do
   elseif not failed then
     local rev = redis.call('INCR', rev_key)
     local paths = {}
+    local deleted = {}
     local appended = {}
     for i = 1, n do
       local b = a + 3 + (i - 1) * 5
@@ -112,10 +113,14 @@ for _ = 1, tonumber(ARGV[1]) do
         redis.call('DEL', KEYS[k + 1 + i])
         redis.call('ZREM', idx_key, path)
         paths[#paths + 1] = path
+        deleted[#deleted + 1] = path
       end
     end
     redis.call('SADD', KEYS[2], tenant)
-    redis.call('PUBLISH', 'flux:changes', cjson.encode({tenant = tenant, revision = rev, paths = paths}))
+    local notice = {tenant = tenant, revision = rev, paths = paths}
+    -- (cjson writes an empty table as an object: the list goes only when it has paths.)
+    if #deleted > 0 then notice.deleted = deleted end
+    redis.call('PUBLISH', 'flux:changes', cjson.encode(notice))
     out[#out + 1] = 'ok'; out[#out + 1] = tostring(rev); out[#out + 1] = ''
   end
   k = k + 2 + n
@@ -800,6 +805,10 @@ impl Store for RedisStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn commit_batches(&self) -> Option<(u64, u64)> {
+        Some(self.stats.get())
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use flux_core::jobs::{JobError, JobFilter, Jobs, JobsConfig, SweepReport};
+use flux_core::jobs::{JobError, JobFilter, Jobs, JobsConfig, Recorded, SweepReport};
 use flux_core::model::{
     AgentState, Attempt, AttemptResult, AttemptState, CommandSpec, Heartbeat, Job, JobStatus,
     Millis, Outcome, OutputChunk, RegisterAgent, Stream, SubmitJob, Task,
@@ -197,6 +197,7 @@ async fn finish_carrying(
     jobs.finish_with_output(TENANT, node, att, result, tail, None, now)
         .await
         .unwrap()
+        .recorded()
 }
 
 /// Every object of a tenant, with its version, for "nothing was written" checks.

@@ -498,7 +498,6 @@ async fn a_result_for_an_unstarted_attempt_records_its_start_with_it() {
         .finish_with_output(TENANT, "node-1", &att, exited(0), &[], Some(30), T0 + 100)
         .await
         .unwrap();
-    assert!(recorded);
     let a = attempt(&e.jobs, TENANT, &job.job_id, &att).await;
     assert_eq!(a.state, AttemptState::Finished);
     assert_eq!(
@@ -511,6 +510,20 @@ async fn a_result_for_an_unstarted_attempt_records_its_start_with_it() {
         (done.started_at, done.finished_at),
         (Some(T0 + 70), Some(T0 + 100))
     );
+    // The job the result ended is returned as it was stored.
+    assert_eq!(
+        recorded,
+        Recorded::Result {
+            ended: Some(Box::new(done.clone()))
+        }
+    );
+    // The same result again records nothing.
+    let again = e
+        .jobs
+        .finish_with_output(TENANT, "node-1", &att, exited(0), &[], Some(30), T0 + 101)
+        .await
+        .unwrap();
+    assert_eq!(again, Recorded::Nothing);
     let logged = flux_core::events::read(&*e.store, TENANT, before, 10)
         .await
         .unwrap();
@@ -534,7 +547,7 @@ async fn a_result_for_an_unstarted_attempt_records_its_start_with_it() {
         )
         .await
         .unwrap();
-    assert!(recorded);
+    assert!(recorded.recorded());
     let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
     assert_eq!(done.status, JobStatus::Failed);
     assert_eq!(done.started_at, Some(T0 + 200));

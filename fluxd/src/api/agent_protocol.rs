@@ -14,7 +14,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::client::POLL_HEARD_HEADER;
-use flux_core::jobs::AgentCaller;
+use flux_core::jobs::{AgentCaller, Recorded};
 use flux_core::model::{Heartbeat, OutputChunk, RegisterAgent, ResultReport, now_ms};
 use serde::Deserialize;
 use serde_json::json;
@@ -330,19 +330,19 @@ pub(super) async fn attempt_result(
             now_ms(),
         )
         .await?;
-    if recorded {
+    if let Recorded::Result { ended } = &recorded {
         st.metrics.results_recorded.inc();
         if let Some(h) = &st.history {
             h.result(caller.tenant(), &id);
         }
-        if let Some((job_id, _)) = flux_core::model::parse_attempt_id(&id)
-            && let Ok(job) = st.jobs.get(caller.tenant(), job_id).await
-        {
-            job_finished(&st, &job);
+        if let Some(job) = ended {
+            job_finished(&st, job);
         }
     }
     st.wake_scheduler();
-    Ok(Json(json!({"attempt_id": id, "recorded": recorded})))
+    Ok(Json(
+        json!({"attempt_id": id, "recorded": recorded.recorded()}),
+    ))
 }
 
 #[cfg(test)]
