@@ -318,6 +318,22 @@ pub async fn listing_is_scoped_to_one_tenant(f: &Fixture) {
     ));
 }
 
+/// The next change notice that is not a resync, by `deadline`.
+async fn next_change(
+    rx: &mut tokio::sync::broadcast::Receiver<super::Change>,
+    deadline: tokio::time::Instant,
+) -> super::Change {
+    loop {
+        let change = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("no change notice by the deadline")
+            .expect("change channel closed");
+        if !change.is_resync() {
+            return change;
+        }
+    }
+}
+
 /// A commit on one handle wakes a subscriber of the peer handle, naming tenant and path.
 pub async fn commits_notify_subscribers(f: &Fixture) {
     let mut rx = f.peer.subscribe();
@@ -326,20 +342,11 @@ pub async fn commits_notify_subscribers(f: &Fixture) {
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let change = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("no change notice within 5 s")
-            .expect("change channel closed");
-        if change.is_resync() {
-            continue;
-        }
-        assert_eq!(change.tenant, "acme");
-        assert_eq!(change.revision, rev);
-        assert_eq!(change.paths, vec!["tasks/agent-1/t9".to_string()]);
-        assert!(change.deleted.is_empty(), "{change:?}");
-        break;
-    }
+    let change = next_change(&mut rx, deadline).await;
+    assert_eq!(change.tenant, "acme");
+    assert_eq!(change.revision, rev);
+    assert_eq!(change.paths, vec!["tasks/agent-1/t9".to_string()]);
+    assert!(change.deleted.is_empty(), "{change:?}");
     // A transaction that deletes one path and writes another says which one it deleted.
     let mut rx = f.peer.subscribe();
     let next = key("acme", "tasks/agent-1/t11");
@@ -352,23 +359,14 @@ pub async fn commits_notify_subscribers(f: &Fixture) {
         )
         .await
         .unwrap();
-    loop {
-        let change = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("no change notice within 5 s")
-            .expect("change channel closed");
-        if change.is_resync() {
-            continue;
-        }
-        assert_eq!(change.revision, rev);
-        assert_eq!(
-            change.paths,
-            vec!["tasks/agent-1/t9".to_string(), "tasks/agent-1/t11".into()]
-        );
-        assert_eq!(change.deleted, vec!["tasks/agent-1/t9".to_string()]);
-        assert!(change.deletes("tasks/agent-1/t9") && !change.deletes("tasks/agent-1/t11"));
-        break;
-    }
+    let change = next_change(&mut rx, deadline).await;
+    assert_eq!(change.revision, rev);
+    assert_eq!(
+        change.paths,
+        vec!["tasks/agent-1/t9".to_string(), "tasks/agent-1/t11".into()]
+    );
+    assert_eq!(change.deleted, vec!["tasks/agent-1/t9".to_string()]);
+    assert!(change.deletes("tasks/agent-1/t9") && !change.deletes("tasks/agent-1/t11"));
     // wait_for_change filters by tenant and prefix.
     let mut rx = f.peer.subscribe();
     put(
