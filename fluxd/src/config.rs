@@ -84,6 +84,10 @@ pub struct Args {
     /// space than this (`0` turns it off; not used with Redis). Units: KiB, MiB, GiB, TiB.
     #[arg(long, env = "FLUX_MIN_FREE_DISK", default_value = "64MiB", value_parser = crate::disk::parse_bytes)]
     min_free_disk: u64,
+    /// Memory for the embedded store's page cache (its reads and its write buffer together),
+    /// at least 1MiB; redb's default is 1GiB. Not used with Redis. Units: KiB, MiB, GiB.
+    #[arg(long, env = "FLUX_STORE_CACHE", value_parser = parse_store_cache)]
+    store_cache: Option<u64>,
     /// Largest request body accepted.
     #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -249,6 +253,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The store spec (`redb:PATH` or `redis://...`), the data dir's redb file by default.
     pub store: String,
+    /// How the store is opened (the embedded store's cache).
+    pub store_options: flux_core::store::OpenOptions,
     pub tls: TlsSource,
     /// The active signing key (signs new tokens; created if missing).
     pub signing_key: PathBuf,
@@ -390,6 +396,9 @@ impl Args {
             listen: self.listen,
             data_dir: self.data_dir,
             store,
+            store_options: flux_core::store::OpenOptions {
+                redb_cache_bytes: self.store_cache.map(|b| b as usize),
+            },
             tls,
             signing_key,
             verify_keys,
@@ -453,6 +462,17 @@ impl Args {
     }
 }
 
+/// `--store-cache`: a byte count of at least 1 MiB, and one this machine can address.
+fn parse_store_cache(s: &str) -> Result<u64, String> {
+    let bytes = crate::disk::parse_bytes(s)?;
+    if bytes < 1 << 20 {
+        return Err(format!("{s:?} is below the smallest cache, 1MiB"));
+    }
+    usize::try_from(bytes)
+        .map(|_| bytes)
+        .map_err(|_| format!("{s:?} is more than this machine can address"))
+}
+
 fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -472,5 +492,38 @@ pub fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => b.fmt_fields(crate::logfmt::EscapedFields).init(),
         LogFormat::Json => b.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<NodeConfig> {
+        let mut argv = vec!["fluxd"];
+        argv.extend_from_slice(args);
+        Args::try_parse_from(argv)?.validate()
+    }
+
+    #[test]
+    fn the_store_cache_is_sized_by_its_flag_and_bounded() {
+        assert_eq!(config(&[]).unwrap().store_options.redb_cache_bytes, None);
+        let c = config(&["--store-cache", "256MiB"]).unwrap();
+        assert_eq!(c.store_options.redb_cache_bytes, Some(256 << 20));
+        for (bad, says) in [
+            ("512KiB", "1MiB"),
+            ("0", "1MiB"),
+            ("lots", "byte count"),
+            ("1PiB", "unit"),
+        ] {
+            let e = config(&["--store-cache", bad])
+                .err()
+                .expect(bad)
+                .to_string();
+            assert!(
+                e.contains("--store-cache") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
     }
 }

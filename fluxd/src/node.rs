@@ -32,7 +32,7 @@ pub async fn run(
     // made 0700, and an existing one that group or others may enter is narrowed to 0700.
     flux_core::files::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("preparing data directory {}", cfg.data_dir.display()))?;
-    let store = flux_core::store::open(&cfg.store)
+    let store = flux_core::store::open_with(&cfg.store, &cfg.store_options)
         .await
         .with_context(|| "opening the store")?;
     tracing::info!(backend = store.backend(), "store open");

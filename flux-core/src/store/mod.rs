@@ -629,6 +629,18 @@ pub type DynStore = Arc<dyn Store>;
 /// (shared, for high availability). `rediss://` uses TLS. Adding `?durability=relaxed` to a Redis
 /// URL accepts a server without `appendfsync always` (acknowledged writes may then be lost).
 pub async fn open(spec: &str) -> Result<DynStore> {
+    open_with(spec, &OpenOptions::default()).await
+}
+
+/// How a store is opened, beyond its spec.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// redb's page cache in bytes (its default: 1 GiB); Redis ignores it.
+    pub redb_cache_bytes: Option<usize>,
+}
+
+/// [`open`] with `options`.
+pub async fn open_with(spec: &str, options: &OpenOptions) -> Result<DynStore> {
     if let Some(path) = spec.strip_prefix("redb:") {
         if path.is_empty() {
             return Err(StoreError::InvalidSpec {
@@ -636,7 +648,7 @@ pub async fn open(spec: &str) -> Result<DynStore> {
                 reason: "redb: needs a file path, as in redb:/var/lib/fluxd/flux.redb".into(),
             });
         }
-        let store = redb::RedbStore::open(path).await?;
+        let store = redb::RedbStore::open_with_cache(path, options.redb_cache_bytes).await?;
         Ok(Arc::new(store))
     } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
         let store = redis::RedisStore::connect(spec).await?;

@@ -101,6 +101,15 @@ impl RedbStore {
     /// Opens (or creates) the store file at `path`. A file that is not a redb database, or a redb
     /// database that FluxForge did not create, is refused without being modified.
     pub async fn open(path: impl AsRef<Path>) -> Result<RedbStore> {
+        RedbStore::open_with_cache(path, None).await
+    }
+
+    /// [`RedbStore::open`] with redb's page cache (read cache and write buffer together) held
+    /// to `cache` bytes instead of redb's default of 1 GiB.
+    pub async fn open_with_cache(
+        path: impl AsRef<Path>,
+        cache: Option<usize>,
+    ) -> Result<RedbStore> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
         let db = tokio::task::spawn_blocking(move || -> Result<Database> {
@@ -124,11 +133,11 @@ impl RedbStore {
                 location: p.display().to_string(),
                 reason: format!("cannot make the file owner-only: {e}"),
             })?;
-            open_checked(&p, None)
+            open_checked(&p, None, cache)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("redb open task failed: {e}")))??;
-        RedbStore::start(path, db, None)
+        RedbStore::start(path, db, None, cache)
     }
 
     /// Opens a store whose file writes and syncs fail with "no space left on device" while
@@ -140,18 +149,24 @@ impl RedbStore {
     ) -> Result<RedbStore> {
         let path = path.as_ref().to_path_buf();
         let (p, f) = (path.clone(), faults.clone());
-        let db = tokio::task::spawn_blocking(move || open_checked(&p, Some(&f)))
+        let db = tokio::task::spawn_blocking(move || open_checked(&p, Some(&f), None))
             .await
             .map_err(|e| StoreError::Unavailable(format!("redb open task failed: {e}")))??;
-        RedbStore::start(path, db, Some(faults))
+        RedbStore::start(path, db, Some(faults), None)
     }
 
-    fn start(path: PathBuf, db: Database, faults: Option<Arc<IoFaults>>) -> Result<RedbStore> {
+    fn start(
+        path: PathBuf,
+        db: Database,
+        faults: Option<Arc<IoFaults>>,
+        cache: Option<usize>,
+    ) -> Result<RedbStore> {
         let (changes, _) = broadcast::channel(4096);
         let slot = Arc::new(Slot {
             db: std::sync::RwLock::new(Some(Arc::new(db))),
             path: path.clone(),
             faults,
+            cache,
             unwritable: std::sync::Mutex::new(None),
         });
         let (writer, queue) = std::sync::mpsc::channel();
@@ -570,6 +585,8 @@ struct Slot {
     db: std::sync::RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     faults: Option<Arc<IoFaults>>,
+    /// The page cache's bytes, when not redb's default.
+    cache: Option<usize>,
     /// Why writes fail, while they do.
     unwritable: std::sync::Mutex<Option<String>>,
 }
@@ -647,7 +664,7 @@ impl Slot {
                 }
             }
         }
-        match open_checked(&self.path, self.faults.as_ref()) {
+        match open_checked(&self.path, self.faults.as_ref(), self.cache) {
             Ok(db) => *slot = Some(Arc::new(db)),
             Err(e) => {
                 drop(slot);
@@ -853,9 +870,14 @@ fn read_range(db: &Database, tenant: &str, range: &Range) -> Result<Vec<Entry>> 
 fn create_db(
     path: &Path,
     faults: Option<&Arc<IoFaults>>,
+    cache: Option<usize>,
 ) -> std::result::Result<Database, redb::DatabaseError> {
+    let mut builder = redb::Builder::new();
+    if let Some(bytes) = cache {
+        builder.set_cache_size(bytes);
+    }
     match faults {
-        None => Database::create(path),
+        None => builder.create(path),
         Some(f) => {
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -865,7 +887,7 @@ fn create_db(
                 .open(path)
                 .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
             let inner = redb::backends::FileBackend::new(file)?;
-            redb::Builder::new().create_with_backend(FaultyFile {
+            builder.create_with_backend(FaultyFile {
                 inner,
                 faults: f.clone(),
             })
@@ -914,7 +936,11 @@ fn classify(db: &impl ReadableDatabase) -> Result<Contents> {
 
 /// Opens the file, refusing (without writing to it) anything but an empty file, a new redb
 /// database or a FluxForge store; marks a new database as ours.
-fn open_checked(path: &Path, faults: Option<&Arc<IoFaults>>) -> Result<Database> {
+fn open_checked(
+    path: &Path,
+    faults: Option<&Arc<IoFaults>>,
+    cache: Option<usize>,
+) -> Result<Database> {
     let refuse = |reason: String| StoreError::Open {
         location: path.display().to_string(),
         reason,
@@ -931,7 +957,7 @@ fn open_checked(path: &Path, faults: Option<&Arc<IoFaults>>) -> Result<Database>
             return Err(refuse(reason));
         }
     }
-    let db = create_db(path, faults).map_err(|e| open_error(path, e))?;
+    let db = create_db(path, faults, cache).map_err(|e| open_error(path, e))?;
     match classify(&db)? {
         Contents::Ours => Ok(db),
         Contents::Foreign(reason) => Err(refuse(reason)),
