@@ -137,6 +137,18 @@ struct Publishing<'a> {
     agents: &'a HashMap<String, Millis>,
 }
 
+/// What [`Jobs::requeue`] did with the abandoned attempt's job.
+#[derive(Debug)]
+pub(super) enum Abandoned {
+    /// Back in the queue for another attempt.
+    Requeued,
+    /// Ended by the abandonment: out of attempts (failed), or cancelled while a cancel was
+    /// pending; the job as written.
+    Ended(Box<Job>),
+    /// Left as it was: the job had gone on without the attempt.
+    Left,
+}
+
 /// This node's memory of its agents: when it last heard from each (by tenant), and what it has
 /// seen of the other nodes' records.
 #[derive(Debug, Default)]
@@ -694,8 +706,8 @@ impl Jobs {
                 )
                 .await
             {
-                Ok(true) => report.requeued += 1,
-                Ok(false) => report.failed += 1,
+                Ok(Abandoned::Requeued) => report.requeued += 1,
+                Ok(_) => report.failed += 1,
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -704,7 +716,7 @@ impl Jobs {
     }
 
     /// Abandons an attempt and puts its job back in the queue (or fails it when out of attempts,
-    /// or ends it cancelled when a cancel was pending). Returns whether the job was requeued.
+    /// or ends it cancelled when a cancel was pending). Returns what became of the job.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn requeue(
         &self,
@@ -715,7 +727,7 @@ impl Jobs {
         atv: Version,
         inbox_key: Key,
         reason: &str,
-    ) -> Result<bool> {
+    ) -> Result<Abandoned> {
         let jk = key(tenant, keys::job(&attempt.job_id))?;
         let (mut job, jv) = self
             .load_found::<Job>(&jk, || format!("job {}", attempt.job_id))
@@ -731,6 +743,7 @@ impl Jobs {
             .put(ak, enc(&attempt), Expect::Version(atv))
             .delete(inbox_key, Expect::Any);
         let mut requeued = false;
+        let mut ended = None;
         if job.current_attempt.as_deref() == Some(attempt.attempt_id.as_str())
             && !job.status.is_terminal()
         {
@@ -757,10 +770,17 @@ impl Jobs {
             }
             txn = put_job(txn, tenant, Some(&old), &job, Expect::Version(jv))?;
             txn = forget_secrets(txn, tenant, &job)?;
+            if !requeued {
+                ended = Some(Box::new(job));
+            }
         }
         tracing::info!(tenant, attempt = %attempt.attempt_id, reason, requeued, "attempt abandoned");
         self.store.commit(txn).await?;
-        Ok(requeued)
+        Ok(match ended {
+            _ if requeued => Abandoned::Requeued,
+            Some(job) => Abandoned::Ended(job),
+            None => Abandoned::Left,
+        })
     }
 
     /// Records that the caller's agent was heard from now, checking its session: a heartbeat

@@ -592,6 +592,10 @@ impl Jobs {
                         )
                         .await
                     {
+                        // Out of attempts, or cancelled meanwhile: the requeue ended the job.
+                        Ok(super::liveness::Abandoned::Ended(job)) => {
+                            Ok(Recorded::Result { ended: Some(job) })
+                        }
                         Ok(_) => Ok(Recorded::Result { ended: None }),
                         Err(e) if is_conflict(&e) => continue,
                         Err(e) => Err(e),
@@ -654,8 +658,8 @@ impl Jobs {
 pub enum Recorded {
     /// Nothing: a repeated result, or one for an attempt that was taken away.
     Nothing,
-    /// The result, and the job as the same transaction ended it (none when the attempt was
-    /// requeued, or the job had gone on without it).
+    /// The result, and the job as the same transaction ended it (none when the job went back
+    /// to the queue, or had gone on without the attempt).
     Result { ended: Option<Box<Job>> },
 }
 

@@ -730,6 +730,32 @@ async fn an_interrupted_run_keeps_its_carried_output_and_is_requeued() {
     assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
 }
 
+/// An interrupted run that was the job's last attempt ends the job (failed), and the result
+/// returns it as ended, so the result route counts the job's end.
+#[tokio::test]
+async fn an_interrupted_last_attempt_returns_the_job_it_failed() {
+    let (e, epoch) = env_with_agent("node-1").await;
+    let req = SubmitJob {
+        max_attempts: Some(1),
+        ..shell("sleep 9")
+    };
+    let (job, att) = submit_and_start(&e, epoch, req, "node-1", T0, T0 + 1).await;
+    let cancelled = ended_by(Outcome::Cancelled, None);
+    let recorded = e
+        .jobs
+        .finish_with_output(TENANT, "node-1", &att, cancelled, &[], None, T0 + 2)
+        .await
+        .unwrap();
+    let done = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Failed, "{done:?}");
+    assert_eq!(
+        recorded,
+        Recorded::Result {
+            ended: Some(Box::new(done))
+        }
+    );
+}
+
 // ---- facts and admin labels ------------------------------------------------------------------
 
 async fn agent_version(e: &Env, node: &str) -> Version {

@@ -209,7 +209,10 @@ impl Waiting {
     /// The body: the agent's tasks once its inbox holds some, or none at the deadline. With the
     /// status sent already, what would have been a refusal (a token revoked or expired during
     /// the wait, a registration replaced meanwhile, a store that fails) is an empty list: the
-    /// agent polls again at once, and that poll gets the refusal.
+    /// agent polls again at once, and that poll gets the refusal. Such a refusal is found when
+    /// the poll wakes: a write to its inbox, or its deadline. A registration replaced
+    /// meanwhile deletes the old one's entries, and a deletion wakes nobody, so that poll
+    /// ends at its deadline, having been given nothing.
     async fn until_tasks(
         self,
         mut changed: Pin<Box<OwnedNotified>>,
