@@ -123,7 +123,7 @@ async fn redb_batch_child_writer() {
                 let mut o = out.lock().unwrap();
                 writeln!(o, "acked {w} {i} {v}").unwrap();
                 if i % 50 == 0 {
-                    let (b, r) = s.batch_stats().get();
+                    let (b, r) = s.commit_batches().expect("group-commit counters");
                     writeln!(o, "stats {b} {r}").unwrap();
                 }
                 o.flush().unwrap();
@@ -193,11 +193,11 @@ async fn acknowledged_writes_survive_kill_9_during_batched_commits() {
 async fn concurrent_commits_share_write_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(RedbStore::open(dir.path().join("flux.redb")).await.unwrap());
-    let before = s.batch_stats().get();
+    let before = s.commit_batches().expect("group-commit counters");
     for put in concurrent_puts(&s, 256, |i| format!("jobs/{i:04}")).await {
         put.unwrap();
     }
-    let (b, r) = s.batch_stats().get();
+    let (b, r) = s.commit_batches().expect("group-commit counters");
     let (b, r) = (b - before.0, r - before.1);
     assert_eq!(r, 256);
     assert!(

@@ -108,7 +108,7 @@ async fn acknowledged_writes_survive_redis_kill_9_during_batched_commits() {
             .expect("a writer hung on a dead Redis")
             .unwrap();
     }
-    let (batches, requests) = s.batch_stats().get();
+    let (batches, requests) = s.commit_batches().expect("group-commit counters");
     assert!(
         requests > batches,
         "the writers' commits were never batched ({requests} in {batches} calls)"
@@ -134,7 +134,7 @@ async fn concurrent_commits_share_script_calls() {
     for put in concurrent_puts(&s, 256, |i| format!("jobs/{i:04}")).await {
         put.unwrap();
     }
-    let (b, r) = s.batch_stats().get();
+    let (b, r) = s.commit_batches().expect("group-commit counters");
     assert_eq!(r, 256);
     assert!(b < 256, "256 concurrent commits took {b} script calls");
     assert_eq!(s.list("acme", "jobs/").await.unwrap().len(), 256);

@@ -194,11 +194,6 @@ impl RedbStore {
         &self.path
     }
 
-    /// How many write transactions the writer thread made, and how many requests they carried.
-    pub fn batch_stats(&self) -> &super::BatchStats {
-        &self.stats
-    }
-
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T> + Send + 'static,

@@ -425,11 +425,6 @@ impl RedisStore {
         })
     }
 
-    /// How many script calls the committer made, and how many transactions they carried.
-    pub fn batch_stats(&self) -> &super::BatchStats {
-        &self.stats
-    }
-
     fn err(&self, e: RedisError) -> StoreError {
         StoreError::Unavailable(format!("Redis at {}: {e}", self.location))
     }
