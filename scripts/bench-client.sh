@@ -16,7 +16,7 @@ DURATION="${DURATION:-10s}"
 WORKERS="${NGINX_WORKERS:-1}"
 command -v nginx >/dev/null || { echo "nginx is not installed" >&2; exit 1; }
 flux_build
-DIR="$(mktemp -d -t fluxforge-client.XXXXXX)"
+flux_scratch DIR client
 PORT=$(flux_free_port)
 
 # A CA and a server certificate for 127.0.0.1 signed by it.

@@ -21,7 +21,8 @@ TIMEOUT="${TIMEOUT:-5m}"
 
 flux_build
 for n in $TARGETS; do
-    flux_up_store "$(mktemp -d -t fluxforge-bench.XXXXXX)" "$STORE" --max-long-polls $(( n + 1000 )) \
+    flux_scratch dir converge
+    flux_up_store "$dir" "$STORE" --max-long-polls $(( n + 1000 )) \
         --max-agent-requests 4096 --max-requests 4096 --tenant-share 100
     kind=simulated; cmd="TARGETS=$n bash scripts/bench-converge.sh"
     if [ "$REAL" = 1 ]; then

@@ -19,7 +19,7 @@ CONCURRENCY="${CONCURRENCY:-512}"
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 
 flux_build
-dir="$(mktemp -d -t fluxforge-cpu.XXXXXX)"
+flux_scratch dir cpu
 flux_jobs_point "$dir" "$STORE" "$AGENTS"
 if [ "$STORE" = redis ]; then
     redis-cli -p "$REDIS_PORT" config resetstat >/dev/null

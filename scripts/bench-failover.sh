@@ -18,13 +18,14 @@ TRIALS="${TRIALS:-20}"
 SIGNALS="${SIGNALS:-KILL}"
 TRIAL_LIMIT="${TRIAL_LIMIT:-30}"
 flux_build
-DIR="$(mktemp -d -t fluxforge-failover.XXXXXX)"
+flux_scratch DIR failover
 declare -A PID PORT
 
 cleanup() {
+    local rc=$?
     for p in "${PID[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    flux_redis_down
     wait 2>/dev/null || true
+    flux_exit "$rc"
 }
 trap cleanup EXIT
 

@@ -23,7 +23,8 @@ COMMAND="${COMMAND:-true}"
 flux_build
 for point in $POINTS; do
     agents="${point%%:*}" clients="${point##*:}"
-    flux_up_store "$(mktemp -d -t fluxforge-bench.XXXXXX)" "$STORE"
+    flux_scratch dir jobs
+    flux_up_store "$dir" "$STORE"
     for i in $(seq 1 "$agents"); do flux_agent "bench-$i" --slots "$SLOTS"; done
     flux_wait_agents "$agents"
     echo "==> $agents agent(s), $clients client(s), jobs of 'sh -c $COMMAND' for $DURATION on $STORE"

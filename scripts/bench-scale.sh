@@ -46,7 +46,8 @@ CONNS=$(( FDS > 9216 ? 8192 : FDS - 1024 ))
 # up N STORE: a fresh fluxd (and for redis a fresh redis-server) sized for N agents.
 up() {
     local n="$1" store="$2"
-    flux_up_store "$(mktemp -d -t fluxforge-scale.XXXXXX)" "$store" \
+    flux_scratch dir scale
+    flux_up_store "$dir" "$store" \
         --max-long-polls $(( n + 2 * 1024 + 1000 )) --max-requests 4096 \
         --max-agent-requests 4096 --max-registrations "$START_CONCURRENCY" \
         --tenant-share 100 --token-share 100 \

@@ -122,7 +122,9 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
 start_store() { # start_store STORE [fluxd args]
     local store="$1"; shift
-    flux_up_store "$(mktemp -d -t fluxforge-soak.XXXXXX)" "$store" "$@"
+    local dir
+    flux_scratch dir soak
+    flux_up_store "$dir" "$store" "$@"
     flux_simulate "$AGENTS" 120
 }
 

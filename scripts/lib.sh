@@ -34,7 +34,32 @@ flux_cleanup() {
 }
 # flux_stop_all: stops what flux_up, flux_agent, flux_simulate and flux_redis_up started.
 flux_stop_all() { flux_cleanup; flux_redis_down; }
-trap flux_stop_all EXIT
+
+# flux_scratch VAR NAME: makes a fresh directory fluxforge-NAME.XXXXXX under $TMPDIR (or /tmp)
+# and stores its path in VAR. A benchmark's stores there reach gigabytes, so these directories
+# are removed when the script exits 0, unless FLUX_KEEP=1; a failed run keeps them, and says
+# where, for its logs.
+FLUX_SCRATCH=()
+flux_scratch() {
+    local d
+    d="$(mktemp -d -t "fluxforge-$2.XXXXXX")" || return 1
+    FLUX_SCRATCH+=("$d")
+    printf -v "$1" '%s' "$d"
+}
+
+# flux_exit [RC]: the EXIT trap (RC: the script's exit status, by default $?). Stops
+# everything, then removes or keeps the scratch directories.
+flux_exit() {
+    local rc="${1:-$?}"
+    flux_stop_all
+    [ ${#FLUX_SCRATCH[@]} -gt 0 ] || return 0
+    if [ "$rc" -eq 0 ] && [ -z "${FLUX_KEEP:-}" ]; then
+        rm -rf "${FLUX_SCRATCH[@]}"
+    else
+        echo "kept (data and logs): ${FLUX_SCRATCH[*]}" >&2
+    fi
+}
+trap flux_exit EXIT
 
 # flux_free_port: prints a TCP port on 127.0.0.1 that nothing listens on right now.
 flux_free_port() {

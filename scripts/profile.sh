@@ -2,7 +2,7 @@
 # Profiles fluxd at one benchmark point: AGENTS simulated agents (default 1,000) on STORE
 # (redb or redis), `fluxctl bench jobs` at CONCURRENCY for SECS seconds, with fluxd under
 # `perf record` for the same window; prints the top of `perf report --no-children` and keeps
-# perf.data (path printed).
+# perf.data (path printed) in a directory of its own; the store and logs go on exit.
 #
 #   bash scripts/profile.sh                          # 1,000 agents, redb, 20 s
 #   STORE=redis AGENTS=10000 bash scripts/profile.sh
@@ -30,15 +30,16 @@ fi
 [ "$(id -u)" = 0 ] || [ "$paranoid" -le 1 ] || echo "note: perf_event_paranoid $paranoid, user-space frames only" >&2
 
 flux_build
-dir="$(mktemp -d -t fluxforge-profile.XXXXXX)"
+flux_scratch dir profile
+perf_dir="$(mktemp -d -t fluxforge-perf.XXXXXX)"
 flux_jobs_point "$dir" "$STORE" "$AGENTS"
 echo "==> perf record $CALLGRAPH -F $FREQ on fluxd ($FLUXD_PID) for ${SECS}s, bench jobs at concurrency $CONCURRENCY"
-"$PERF" record $CALLGRAPH -F "$FREQ" -p "$FLUXD_PID" -o "$dir/perf.data" -- sleep "$SECS" \
+"$PERF" record $CALLGRAPH -F "$FREQ" -p "$FLUXD_PID" -o "$perf_dir/perf.data" -- sleep "$SECS" \
     >"$dir/perf-record.log" 2>&1 &
 perf_pid=$!
 flux_jobs_window "$dir/bench-jobs.json" "$SECS" "$CONCURRENCY"
 wait "$perf_pid" || { cat "$dir/perf-record.log" >&2; exit 1; }
 echo "    bench: $(flux_jobs_summary "$dir/bench-jobs.json")"
-echo "==> perf report --no-children (top $TOP lines); data: $dir/perf.data"
-"$PERF" report -i "$dir/perf.data" --no-children --stdio --percent-limit 0.5 2>/dev/null \
+echo "==> perf report --no-children (top $TOP lines); data: $perf_dir/perf.data"
+"$PERF" report -i "$perf_dir/perf.data" --no-children --stdio --percent-limit 0.5 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | head -n "$TOP"
