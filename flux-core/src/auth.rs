@@ -320,7 +320,9 @@ pub struct Authenticator {
 /// it comes back and every request pays the full verification (at 100,000 simulated agents
 /// and the old bound of 8,192, that and the refilling were 12 % of an idle fluxd's samples).
 /// An entry is the token's SHA-256 and most of its claims ([`Remembered`]): fluxd's RSS grew
-/// by about 30 MiB at 100,000 agents. It holds only tokens in use.
+/// by about 30 MiB at 100,000 agents, and a full memo (its table doubled past 131,072
+/// slots) is about 60 MiB. It holds every token verified since it was last emptied, in use
+/// or not (expired, revoked or renewed ones too, until it empties).
 pub const VERIFIED_MAX: usize = 131_072;
 
 /// The claims of tokens that passed [`Authenticator::verify`], by the SHA-256 of the whole
@@ -368,7 +370,9 @@ impl Remembered {
         }
     }
 
-    fn claims(&self, issuer: &str, audience: &str) -> Claims {
+    /// The claims, with `iss` and `aud` left empty for [`Verified::get`] to fill (outside the
+    /// memo's lock).
+    fn claims(&self) -> Claims {
         Claims {
             sub: self.sub.to_string(),
             tenant: self.tenant.to_string(),
@@ -376,8 +380,8 @@ impl Remembered {
             iat: self.iat,
             exp: self.exp,
             jti: self.jti.to_string(),
-            iss: issuer.to_string(),
-            aud: audience.to_string(),
+            iss: String::new(),
+            aud: String::new(),
             node_id: self.node_id.as_deref().map(str::to_string),
             uses: self.uses,
             labels: self.labels.clone(),
@@ -411,7 +415,10 @@ impl Verified {
     /// The remembered claims of the token with `digest`, whose `iss` and `aud` were `issuer`
     /// and `audience`.
     fn get(&self, digest: &TokenDigest, issuer: &str, audience: &str) -> Option<Claims> {
-        self.lock().get(digest).map(|r| r.claims(issuer, audience))
+        let mut c = self.lock().get(digest).map(Remembered::claims)?;
+        c.iss = issuer.to_string();
+        c.aud = audience.to_string();
+        Some(c)
     }
 
     fn remember(&self, digest: TokenDigest, claims: &Claims) {
@@ -837,6 +844,16 @@ mod tests {
         // A clone has the same keys and shares what was verified.
         assert_eq!(a.clone().verify(&t).unwrap(), c);
         assert_eq!(a.verified.len(), 1);
+        // A use is answered from the memo (marked here by its `iat`), with `iss` and `aud`,
+        // which the memo does not keep, equal to the token's.
+        a.verified.lock().get_mut(&token_digest(&t)).unwrap().iat = 1;
+        let hit = a.verify(&t).unwrap();
+        assert_eq!(hit.iat, 1);
+        assert_eq!(
+            (hit.iss.as_str(), hit.aud.as_str()),
+            (c.iss.as_str(), c.aud.as_str())
+        );
+        assert_eq!(Claims { iat: c.iat, ..hit }, c);
         // The remembered claims say the token has expired: the next use is refused and forgets
         // it, and the use after that verifies the token in full (its own `exp` is still ahead).
         a.verified.lock().get_mut(&token_digest(&t)).unwrap().exp = now_ms() / 1000;
