@@ -85,9 +85,10 @@ pub struct Args {
     #[arg(long, env = "FLUX_MIN_FREE_DISK", default_value = "64MiB", value_parser = crate::disk::parse_bytes)]
     min_free_disk: u64,
     /// Memory for the embedded store's page cache (its reads and its write buffer together),
-    /// at least 1MiB; redb's default is 1GiB. Not used with Redis. Units: KiB, MiB, GiB.
-    #[arg(long, env = "FLUX_STORE_CACHE", value_parser = parse_store_cache)]
-    store_cache: Option<u64>,
+    /// at least 1MiB. Reads past it are served by the kernel's page cache. Not used with
+    /// Redis. Units: KiB, MiB, GiB.
+    #[arg(long, env = "FLUX_STORE_CACHE", default_value = "256MiB", value_parser = parse_store_cache)]
+    store_cache: u64,
     /// Largest request body accepted.
     #[arg(long, env = "FLUX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -397,7 +398,7 @@ impl Args {
             data_dir: self.data_dir,
             store,
             store_options: flux_core::store::OpenOptions {
-                redb_cache_bytes: self.store_cache.map(|b| b as usize),
+                redb_cache_bytes: Some(self.store_cache as usize),
             },
             tls,
             signing_key,
@@ -507,9 +508,12 @@ mod tests {
 
     #[test]
     fn the_store_cache_is_sized_by_its_flag_and_bounded() {
-        assert_eq!(config(&[]).unwrap().store_options.redb_cache_bytes, None);
-        let c = config(&["--store-cache", "256MiB"]).unwrap();
-        assert_eq!(c.store_options.redb_cache_bytes, Some(256 << 20));
+        assert_eq!(
+            config(&[]).unwrap().store_options.redb_cache_bytes,
+            Some(256 << 20)
+        );
+        let c = config(&["--store-cache", "64MiB"]).unwrap();
+        assert_eq!(c.store_options.redb_cache_bytes, Some(64 << 20));
         for (bad, says) in [
             ("512KiB", "1MiB"),
             ("0", "1MiB"),
