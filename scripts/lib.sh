@@ -198,14 +198,21 @@ flux_up_store() {
     flux_up "$dir" "$(flux_free_port)" "${args[@]}" "$@"
 }
 
-# flux_jobs_point DIR STORE AGENTS: fluxd on STORE (flux_up_store) with its per-node limits
-# raised for AGENTS simulated agents that heartbeat every 30 s, then those agents, running
-# jobs in no time (`--simulate-run-ms 0`): the point profile.sh and bench-cpu.sh measure.
+# flux_point_flags AGENTS: sets FLUX_POINT_FLAGS to fluxd's per-node limits raised for AGENTS
+# simulated agents that heartbeat every 30 s.
+flux_point_flags() {
+    FLUX_POINT_FLAGS=(--max-long-polls $(( $1 + 3000 )) --max-requests 4096
+        --max-agent-requests 4096 --tenant-share 100 --token-share 100
+        --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s)
+}
+
+# flux_jobs_point DIR STORE AGENTS [extra fluxd args]: fluxd on STORE (flux_up_store) with
+# FLUX_POINT_FLAGS for AGENTS, then those agents, running jobs in no time
+# (`--simulate-run-ms 0`): the point profile.sh, bench-cpu.sh and bench-cache.sh measure.
 flux_jobs_point() {
-    local dir="$1" store="$2" agents="$3"
-    flux_up_store "$dir" "$store" --max-long-polls $(( agents + 3000 )) \
-        --max-requests 4096 --max-agent-requests 4096 --tenant-share 100 --token-share 100 \
-        --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s
+    local dir="$1" store="$2" agents="$3"; shift 3
+    flux_point_flags "$agents"
+    flux_up_store "$dir" "$store" "${FLUX_POINT_FLAGS[@]}" "$@"
     flux_simulate "$agents" "$(( 60 + agents / 250 ))" --simulate-run-ms 0 --label fleet=sim
 }
 
