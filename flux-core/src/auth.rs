@@ -312,17 +312,16 @@ pub struct Authenticator {
     verified: std::sync::Arc<Verified>,
 }
 
-/// Most tokens an [`Authenticator`] remembers as verified; once full it forgets them all, so a
-/// node that sees more tokens than this verifies them afresh, as it would without the memo.
+/// Most tokens an [`Authenticator`] remembers as verified. Past that, the memo forgets by
+/// S3-FIFO ([`quick_cache`]): a token seen once (one that was renewed and never came back, or a
+/// burst of new ones) is forgotten before a token in use, so a churn of short-lived tokens
+/// costs those tokens their full verification but not the fleet's.
 ///
 /// Every agent has a token of its own and presents it at every poll, so the memo must hold a
 /// node's whole fleet: with fewer entries than tokens in turn, each token is forgotten before
 /// it comes back and every request pays the full verification (at 100,000 simulated agents
 /// and the old bound of 8,192, that and the refilling were 12 % of an idle fluxd's samples).
-/// An entry is the token's SHA-256 and most of its claims ([`Remembered`]): fluxd's RSS grew
-/// by about 30 MiB at 100,000 agents, and a full memo (its table doubled past 131,072
-/// slots) is about 60 MiB. It holds every token verified since it was last emptied, in use
-/// or not (expired, revoked or renewed ones too, until it empties).
+/// An entry is the token's SHA-256 and most of its claims ([`Remembered`]).
 pub const VERIFIED_MAX: usize = 131_072;
 
 /// The claims of tokens that passed [`Authenticator::verify`], by the SHA-256 of the whole
@@ -336,13 +335,12 @@ pub const VERIFIED_MAX: usize = 131_072;
 /// digest (finding two tokens with one SHA-256 is as hard as breaking SHA-256) and is verified
 /// in full. Revocation is not part of a verification and is still checked by the caller.
 struct Verified {
-    claims: std::sync::Mutex<std::collections::HashMap<TokenDigest, Remembered>>,
-    max: usize,
+    claims: quick_cache::sync::Cache<TokenDigest, std::sync::Arc<Remembered>>,
 }
 
 /// What [`Verified`] keeps of a token's claims: all but `iss` and `aud`, which are the
 /// authenticator's own in every token that passed, with the strings boxed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Remembered {
     sub: Box<str>,
     tenant: Box<str>,
@@ -370,9 +368,8 @@ impl Remembered {
         }
     }
 
-    /// The claims, with `iss` and `aud` left empty for [`Verified::get`] to fill (outside the
-    /// memo's lock).
-    fn claims(&self) -> Claims {
+    /// The claims, with `iss` and `aud` as given.
+    fn claims(&self, issuer: &str, audience: &str) -> Claims {
         Claims {
             sub: self.sub.to_string(),
             tenant: self.tenant.to_string(),
@@ -380,8 +377,8 @@ impl Remembered {
             iat: self.iat,
             exp: self.exp,
             jti: self.jti.to_string(),
-            iss: String::new(),
-            aud: String::new(),
+            iss: issuer.to_string(),
+            aud: audience.to_string(),
             node_id: self.node_id.as_deref().map(str::to_string),
             uses: self.uses,
             labels: self.labels.clone(),
@@ -398,49 +395,43 @@ fn token_digest(token: &str) -> TokenDigest {
 
 impl Default for Verified {
     fn default() -> Self {
-        Verified {
-            claims: Default::default(),
-            max: VERIFIED_MAX,
-        }
+        Verified::holding(VERIFIED_MAX)
     }
 }
 
 impl Verified {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<TokenDigest, Remembered>> {
-        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+    fn holding(max: usize) -> Verified {
+        Verified {
+            claims: quick_cache::sync::Cache::new(max),
+        }
     }
 
     /// The remembered claims of the token with `digest`, whose `iss` and `aud` were `issuer`
-    /// and `audience`.
+    /// and `audience`. (The entry is shared, so the claims are built outside the memo's lock.)
     fn get(&self, digest: &TokenDigest, issuer: &str, audience: &str) -> Option<Claims> {
-        let mut c = self.lock().get(digest).map(Remembered::claims)?;
-        c.iss = issuer.to_string();
-        c.aud = audience.to_string();
-        Some(c)
+        Some(self.claims.get(digest)?.claims(issuer, audience))
     }
 
     fn remember(&self, digest: TokenDigest, claims: &Claims) {
-        let entry = Remembered::of(claims);
-        let forgotten = {
-            let mut m = self.lock();
-            let full = m.len() >= self.max;
-            let forgotten = full.then(|| std::mem::take(&mut *m));
-            m.insert(digest, entry);
-            forgotten
-        };
-        // A full memo's entries are freed after the lock is released, not under it.
-        drop(forgotten);
+        self.claims
+            .insert(digest, std::sync::Arc::new(Remembered::of(claims)));
     }
 
     fn forget(&self, digest: &TokenDigest) {
-        self.lock().remove(digest);
+        self.claims.remove(digest);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().len()
+        self.claims.len()
+    }
+
+    /// Replaces what is remembered of a token (tests mark a memo hit this way).
+    #[cfg(test)]
+    fn edit(&self, digest: &TokenDigest, f: impl FnOnce(&mut Remembered)) {
+        let mut r = Remembered::clone(&self.claims.get(digest).expect("remembered"));
+        f(&mut r);
+        self.claims.insert(*digest, std::sync::Arc::new(r));
     }
 }
 
@@ -846,7 +837,7 @@ mod tests {
         assert_eq!(a.verified.len(), 1);
         // A use is answered from the memo (marked here by its `iat`), with `iss` and `aud`,
         // which the memo does not keep, equal to the token's.
-        a.verified.lock().get_mut(&token_digest(&t)).unwrap().iat = 1;
+        a.verified.edit(&token_digest(&t), |r| r.iat = 1);
         let hit = a.verify(&t).unwrap();
         assert_eq!(hit.iat, 1);
         assert_eq!(
@@ -856,7 +847,8 @@ mod tests {
         assert_eq!(Claims { iat: c.iat, ..hit }, c);
         // The remembered claims say the token has expired: the next use is refused and forgets
         // it, and the use after that verifies the token in full (its own `exp` is still ahead).
-        a.verified.lock().get_mut(&token_digest(&t)).unwrap().exp = now_ms() / 1000;
+        a.verified
+            .edit(&token_digest(&t), |r| r.exp = now_ms() / 1000);
         assert!(matches!(a.verify(&t), Err(AuthError::Expired)));
         assert_eq!(a.verified.len(), 0);
         assert_eq!(a.verify(&t).unwrap(), c);
@@ -889,30 +881,62 @@ mod tests {
         assert_eq!(a.verify(&t).unwrap(), c);
     }
 
+    /// A token for `sub`, issued and verified once.
+    fn verified_once(a: &Authenticator, sub: &str) -> String {
+        let (t, c) = a
+            .issue(sub, "acme", Role::Viewer, Duration::from_secs(60), None)
+            .unwrap();
+        assert_eq!(a.verify(&t).unwrap(), c);
+        t
+    }
+
     #[test]
     fn the_verified_tokens_remembered_are_bounded() {
         // The policy with a small bound (a full-size run would issue 131,072 tokens).
         const MAX: usize = 64;
         let mut a = auth();
-        a.verified = std::sync::Arc::new(Verified {
-            max: MAX,
-            ..Default::default()
-        });
-        for i in 0..MAX + 10 {
-            let (t, c) = a
-                .issue(
-                    &format!("u{i}"),
-                    "acme",
-                    Role::Viewer,
-                    Duration::from_secs(60),
-                    None,
-                )
-                .unwrap();
-            assert_eq!(a.verify(&t).unwrap(), c);
-            assert!(a.verified.len() <= MAX);
+        a.verified = std::sync::Arc::new(Verified::holding(MAX));
+        for i in 0..MAX * 4 {
+            verified_once(&a, &format!("u{i}"));
+            assert!(a.verified.len() <= MAX, "{} remembered", a.verified.len());
         }
-        // Full at MAX, emptied by the next one, which is remembered: 10 now.
-        assert_eq!(a.verified.len(), 10);
+        // Full, and still remembering (not emptied to make room).
+        assert!(
+            a.verified.len() >= MAX / 2,
+            "{} remembered",
+            a.verified.len()
+        );
+    }
+
+    #[test]
+    fn a_churn_of_tokens_seen_once_does_not_make_the_memo_forget_those_in_use() {
+        // Tokens renewed and never presented again, or a burst of new ones: each is verified
+        // once. The tokens in use, presented between them, stay remembered.
+        const MAX: usize = 64;
+        let mut a = auth();
+        a.verified = std::sync::Arc::new(Verified::holding(MAX));
+        let in_use: Vec<String> = (0..8)
+            .map(|i| verified_once(&a, &format!("a{i}")))
+            .collect();
+        for i in 0..MAX * 8 {
+            verified_once(&a, &format!("once{i}"));
+            if i % 4 == 0 {
+                for t in &in_use {
+                    // (From the second round on: the first one may verify again those that
+                    // the tokens issued after them pushed out before they were used twice.)
+                    assert!(
+                        i == 0 || a.verified.get(&token_digest(t), "", "").is_some(),
+                        "a token in use was forgotten after {i} tokens seen once"
+                    );
+                    a.verify(t).unwrap();
+                }
+            }
+        }
+        for t in &in_use {
+            // A memo hit is marked by its `iat`: a full verification would give the token's own.
+            a.verified.edit(&token_digest(t), |r| r.iat = 1);
+            assert_eq!(a.verify(t).unwrap().iat, 1, "a token in use was forgotten");
+        }
     }
 
     #[test]
