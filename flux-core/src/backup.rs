@@ -197,6 +197,20 @@ impl Backup {
     pub fn tenants(&self) -> BTreeSet<&str> {
         self.entries.iter().map(|e| e.key.tenant()).collect()
     }
+
+    /// The header and size, as `fluxctl backup` and the server's verify show them.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "format_version": self.header.format_version,
+            "created_at": self.header.created_at,
+            "source_backend": self.header.source_backend,
+            "epoch": self.header.epoch,
+            "key_id": self.header.key_id,
+            "objects": self.entries.len(),
+            "tenants": self.tenants(),
+            "sha256": self.sha256,
+        })
+    }
 }
 
 /// Encodes a snapshot as a backup file signed with `key`.

@@ -8,20 +8,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flux_core::testing::receiver::{self, Received};
 use flux_tests::*;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const T: Duration = Duration::from_secs(90);
 const SECRET: &str = "a-test-secret-of-enough-length";
 
 /// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Got {
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
+type Got = Received;
 
 /// A small HTTPS server answering 200 to every request and keeping what it got.
 struct Receiver {
@@ -55,45 +51,12 @@ async fn serve_one(
     tcp: tokio::net::TcpStream,
     got: Arc<Mutex<Vec<Got>>>,
 ) -> Option<()> {
-    let mut tls = acceptor.accept(tcp).await.ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = tls.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
+    let tls = acceptor.accept(tcp).await.ok()?;
+    let take = move |r| {
+        got.lock().unwrap().push(r);
+        true
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut headers = BTreeMap::new();
-    for line in head.lines().skip(1) {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers.get("content-length")?.parse().ok()?;
-    while buf.len() < head_end + len {
-        let n = tls.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    got.lock().unwrap().push(Got {
-        headers,
-        body: buf[head_end..head_end + len].to_vec(),
-    });
-    tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    tls.shutdown().await.ok()
+    receiver::serve(tls, 1 << 20, take).await.ok()
 }
 
 impl Receiver {

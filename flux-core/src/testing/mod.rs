@@ -8,7 +8,8 @@
 //! - [`redis`]: real `redis-server` processes ([`RedisServer`]);
 //! - [`hooks`]: a store wrapper that runs a hook before each commit ([`BeforeCommit`]);
 //! - [`counting`]: a store wrapper that counts reads ([`Counting`]);
-//! - [`fast_args`]: `fluxd` arguments for fast leases and liveness.
+//! - [`fast_args`]: `fluxd` arguments for fast leases and liveness;
+//! - [`receiver`]: a recording HTTP server for webhook receivers ([`receiver::serve`]).
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -19,6 +20,7 @@ pub mod counting;
 pub mod fast_args;
 pub mod hooks;
 pub mod proc;
+pub mod receiver;
 pub mod redis;
 
 pub use counting::{Counting, ReadCounts};

@@ -1463,7 +1463,6 @@ mod vector {
 mod dropped {
     use super::*;
     use std::sync::Mutex;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A loopback receiver answering 200 and keeping each body.
     async fn receiver() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
@@ -1474,33 +1473,14 @@ mod dropped {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
         tokio::spawn(async move {
-            while let Ok((mut tcp, _)) = l.accept().await {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = tcp.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buf.len() >= h + 4 + len {
-                        let body = serde_json::from_slice(&buf[h + 4..h + 4 + len]).unwrap();
-                        sink.lock().unwrap().push(body);
-                        let _ = tcp
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                            .await;
-                        break;
-                    }
-                }
+            while let Ok((tcp, _)) = l.accept().await {
+                let sink = sink.clone();
+                let take = move |r: crate::testing::receiver::Received| {
+                    let body = serde_json::from_slice(&r.body).unwrap();
+                    sink.lock().unwrap().push(body);
+                    true
+                };
+                let _ = crate::testing::receiver::serve(tcp, 1 << 20, take).await;
             }
         });
         (port, got)

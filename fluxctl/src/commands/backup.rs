@@ -12,7 +12,7 @@ use flux_core::auth::SigningKey;
 use flux_core::backup::{self, Backup, BackupKey};
 use flux_core::replies::RestoreReport;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::context::Ctx;
 use crate::error::CliResult;
@@ -57,19 +57,6 @@ pub enum BackupCmd {
         #[arg(long, value_name = "PATH")]
         backup_key: Option<PathBuf>,
     },
-}
-
-fn backup_summary(b: &Backup) -> Value {
-    json!({
-        "format_version": b.header.format_version,
-        "created_at": b.header.created_at,
-        "source_backend": b.header.source_backend,
-        "epoch": b.header.epoch,
-        "key_id": b.header.key_id,
-        "objects": b.entries.len(),
-        "tenants": b.tenants(),
-        "sha256": b.sha256,
-    })
 }
 
 /// Reads a backup file and checks its form (not its MAC: that needs the key).
@@ -151,7 +138,7 @@ pub async fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                 .with_context(|| format!("{} is not valid", file.display()))?;
             emit(
                 ctx.out,
-                &view(&backup_summary(&b), |_| ok_line(&b, "checked offline")),
+                &view(&b.summary(), |_| ok_line(&b, "checked offline")),
             )?;
         }
         BackupCmd::Verify {
@@ -163,9 +150,7 @@ pub async fn run(ctx: &Ctx, cmd: BackupCmd) -> CliResult {
                 call_keyed(&api, "/v1/backup/verify", &key_headers(&backup_key)?, bytes).await?;
             emit(
                 ctx.out,
-                &view(&backup_summary(&b), |_| {
-                    ok_line(&b, "checked by the server")
-                }),
+                &view(&b.summary(), |_| ok_line(&b, "checked by the server")),
             )?;
         }
         BackupCmd::Restore {
@@ -214,7 +199,7 @@ async fn create(ctx: &Ctx, file: &Path) -> Result<()> {
     flux_core::files::replace_private(file, &bytes)
         .with_context(|| format!("writing {}", file.display()))?;
     // The summary goes to stderr in a table: stdout is kept for data.
-    emit_note(ctx.out, &backup_summary(&b), |_| {
+    emit_note(ctx.out, &b.summary(), |_| {
         format!(
             "backup of {} objects in {} tenants (epoch {}) written to {}; sha256 {}",
             b.entries.len(),
