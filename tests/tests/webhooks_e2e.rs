@@ -16,12 +16,9 @@ use tokio::net::TcpListener;
 const T: Duration = Duration::from_secs(90);
 const SECRET: &str = "a-test-secret-of-enough-length";
 
-/// One request the receiver got.
-type Got = Received;
-
 /// A small HTTPS server answering 200 to every request and keeping what it got.
 struct Receiver {
-    got: Arc<Mutex<Vec<Got>>>,
+    got: Arc<Mutex<Vec<Received>>>,
     task: Option<tokio::task::JoinHandle<()>>,
     port: u16,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -49,7 +46,7 @@ fn acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsA
 async fn serve_one(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
-    got: Arc<Mutex<Vec<Got>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 ) -> Option<()> {
     let tls = acceptor.accept(tcp).await.ok()?;
     let take = move |r| {
@@ -89,7 +86,7 @@ impl Receiver {
         }
     }
 
-    fn got(&self) -> Vec<Got> {
+    fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
