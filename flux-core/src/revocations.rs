@@ -334,7 +334,7 @@ impl RevocationCache {
 pub async fn follow(
     cache: Arc<RevocationCache>,
     store: DynStore,
-    mut changes: broadcast::Receiver<Change>,
+    mut changes: broadcast::Receiver<Arc<Change>>,
     cancel: CancellationToken,
 ) {
     let reload = |why: &'static str| {
@@ -618,12 +618,15 @@ mod tests {
         crate::auth::revoke(store.as_ref(), "quiet", "acme", far)
             .await
             .unwrap();
-        tx.send(Change {
-            tenant: SYSTEM_TENANT.into(),
-            revision: 1,
-            paths: vec!["nodes/n1".into()],
-            deleted: Vec::new(),
-        })
+        tx.send(
+            Change {
+                tenant: SYSTEM_TENANT.into(),
+                revision: 1,
+                paths: vec!["nodes/n1".into()],
+                deleted: Vec::new(),
+            }
+            .into(),
+        )
         .unwrap();
         assert!(
             !holds_within(3 * RELOAD_EVERY, || cache.check("acme", "quiet")
@@ -631,29 +634,35 @@ mod tests {
             .await
         );
         // Its notice brings it in.
-        tx.send(Change {
-            tenant: SYSTEM_TENANT.into(),
-            revision: 2,
-            paths: vec![crate::keys::revoked("acme", "quiet")],
-            deleted: Vec::new(),
-        })
+        tx.send(
+            Change {
+                tenant: SYSTEM_TENANT.into(),
+                revision: 2,
+                paths: vec![crate::keys::revoked("acme", "quiet")],
+                deleted: Vec::new(),
+            }
+            .into(),
+        )
         .unwrap();
         assert!(holds_within(sec, || cache.check("acme", "quiet") == Some(true)).await);
 
         // The stream is lost: a revocation made meanwhile is found by the reloads.
-        tx.send(Change::resync()).unwrap();
+        tx.send(Change::resync().into()).unwrap();
         crate::auth::revoke(store.as_ref(), "during", "acme", far)
             .await
             .unwrap();
         assert!(holds_within(sec, || cache.check("acme", "during") == Some(true)).await);
         assert!(!cache.lock().live());
         // An ordinary notice shows the stream is back; the next reload ends the doubt.
-        tx.send(Change {
-            tenant: "acme".into(),
-            revision: 3,
-            paths: vec!["jobs/x".into()],
-            deleted: Vec::new(),
-        })
+        tx.send(
+            Change {
+                tenant: "acme".into(),
+                revision: 3,
+                paths: vec!["jobs/x".into()],
+                deleted: Vec::new(),
+            }
+            .into(),
+        )
         .unwrap();
         assert!(holds_within(5 * sec, || cache.lock().live()).await);
         cancel.cancel();

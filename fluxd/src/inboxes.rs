@@ -83,7 +83,7 @@ impl Inboxes {
     /// Forwards the store's change notices until `cancel`.
     pub async fn run(
         self: Arc<Self>,
-        changes: broadcast::Receiver<Change>,
+        changes: broadcast::Receiver<Arc<Change>>,
         cancel: CancellationToken,
     ) {
         forward_changes(self.as_ref(), changes, cancel).await
@@ -212,7 +212,7 @@ pub trait ChangeHub {
 /// deadlines.
 pub async fn forward_changes(
     hub: &impl ChangeHub,
-    mut changes: broadcast::Receiver<Change>,
+    mut changes: broadcast::Receiver<Arc<Change>>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -263,13 +263,13 @@ pub(crate) mod tests {
     pub(crate) async fn lag_wakes<F: Future<Output = ()> + Send + 'static>(
         changed: Notified<'_>,
         notices: [Change; 2],
-        run: impl FnOnce(broadcast::Receiver<Change>, CancellationToken) -> F,
+        run: impl FnOnce(broadcast::Receiver<Arc<Change>>, CancellationToken) -> F,
     ) {
         tokio::pin!(changed);
         changed.as_mut().enable();
         let (tx, rx) = broadcast::channel(1);
         for n in notices {
-            tx.send(n).unwrap();
+            tx.send(Arc::new(n)).unwrap();
         }
         let cancel = CancellationToken::new();
         let run = tokio::spawn(run(rx, cancel.clone()));

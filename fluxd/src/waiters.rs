@@ -128,7 +128,7 @@ impl JobWaiters {
     /// Forwards the store's change notices until `cancel`.
     pub async fn run(
         self: Arc<Self>,
-        changes: broadcast::Receiver<Change>,
+        changes: broadcast::Receiver<Arc<Change>>,
         cancel: CancellationToken,
     ) {
         crate::inboxes::forward_changes(self.as_ref(), changes, cancel).await

@@ -18,6 +18,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
@@ -210,7 +211,7 @@ impl TenantIndex {
 /// paths they name are read then.
 #[derive(Debug, Default)]
 pub struct Indexes {
-    changes: Option<broadcast::Receiver<Change>>,
+    changes: Option<broadcast::Receiver<Arc<Change>>>,
     tenants: HashMap<String, TenantIndex>,
     /// Paths to read before the tenant's next pass.
     dirty: HashMap<String, BTreeSet<String>>,
@@ -218,7 +219,7 @@ pub struct Indexes {
 
 impl Indexes {
     /// Views fed by `changes` (subscribe before the first pass reads anything).
-    pub fn new(changes: broadcast::Receiver<Change>) -> Indexes {
+    pub fn new(changes: broadcast::Receiver<Arc<Change>>) -> Indexes {
         Indexes {
             changes: Some(changes),
             ..Indexes::default()
@@ -493,20 +494,17 @@ mod tests {
             paths: paths.iter().map(|p| p.to_string()).collect(),
             deleted: Vec::new(),
         };
-        tx.send(change(
-            "acme",
-            2,
-            &["pending/j-1", "jobs/j-1", "output/j-1.1/0"],
-        ))
-        .unwrap();
-        tx.send(change("other", 3, &["pending/j-2"])).unwrap();
+        tx.send(change("acme", 2, &["pending/j-1", "jobs/j-1", "output/j-1.1/0"]).into())
+            .unwrap();
+        tx.send(change("other", 3, &["pending/j-2"]).into())
+            .unwrap();
         all.take_notices();
         assert_eq!(all.take_dirty("acme"), ["pending/j-1"]);
         assert!(all.take_dirty("other").is_empty());
         assert!(all.get_mut("acme").is_some());
 
         all.mark("acme", "agents/a1");
-        tx.send(Change::resync()).unwrap();
+        tx.send(Change::resync().into()).unwrap();
         all.take_notices();
         assert!(all.get_mut("acme").is_none());
         assert!(all.take_dirty("acme").is_empty());
@@ -514,7 +512,7 @@ mod tests {
         // More notices than the channel holds: the subscription lagged, every view is dropped.
         all.insert("acme", TenantIndex::default());
         for r in 0..6 {
-            tx.send(change("acme", r, &["pending/j-1"])).unwrap();
+            tx.send(change("acme", r, &["pending/j-1"]).into()).unwrap();
         }
         all.take_notices();
         assert!(all.get_mut("acme").is_none());

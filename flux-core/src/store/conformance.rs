@@ -320,9 +320,9 @@ pub async fn listing_is_scoped_to_one_tenant(f: &Fixture) {
 
 /// The next change notice that is not a resync, by `deadline`.
 async fn next_change(
-    rx: &mut tokio::sync::broadcast::Receiver<super::Change>,
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<super::Change>>,
     deadline: tokio::time::Instant,
-) -> super::Change {
+) -> Arc<super::Change> {
     loop {
         let change = tokio::time::timeout_at(deadline, rx.recv())
             .await
@@ -633,8 +633,8 @@ pub async fn notifications_for_a_key_arrive_in_commit_order(f: &Fixture) {
                 .unwrap_or_else(|_| panic!("subscriber {n}: only {count} of {total} notices"))
                 .unwrap_or_else(|e| panic!("subscriber {n}: {e}"));
             assert!(!change.is_resync(), "subscriber {n}: unexpected resync");
-            for p in change.paths {
-                seen.entry(p).or_default().push(change.revision);
+            for p in &change.paths {
+                seen.entry(p.clone()).or_default().push(change.revision);
                 count += 1;
             }
         }

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -42,7 +43,7 @@ pub trait Layer: Send + Sync + fmt::Debug + 'static {
     fn commit_batches(&self) -> Option<(u64, u64)> {
         self.inner().commit_batches()
     }
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.inner().subscribe()
     }
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
@@ -148,7 +149,7 @@ impl<L: Layer> Store for L {
     fn commit_batches(&self) -> Option<(u64, u64)> {
         Layer::commit_batches(self)
     }
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         Layer::subscribe(self)
     }
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {

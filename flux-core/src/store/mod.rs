@@ -520,8 +520,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// returns the epoch now in force.
     async fn raise_epoch(&self, floor: Epoch) -> Result<Epoch>;
 
-    /// Subscribes to change notifications.
-    fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// Subscribes to change notifications. Every subscriber receives the same notice (one
+    /// allocation per commit, however many subscribe), so a receiver only reads it.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Change>>;
 
     /// Takes or renews the cluster's leader lease for `holder`, to last `ttl` from when the store
     /// applies it. A fresh acquisition moves the fencing epoch up in the same atomic step.
@@ -665,7 +666,7 @@ pub async fn open_with(spec: &str, options: &OpenOptions) -> Result<DynStore> {
 /// Returns `true` if a change (or a resync) was seen. Callers subscribe *before* reading what
 /// they wait on, then pass the receiver here, so no change between read and wait is missed.
 pub async fn wait_for_change(
-    rx: &mut broadcast::Receiver<Change>,
+    rx: &mut broadcast::Receiver<Arc<Change>>,
     tenant: &str,
     prefix: &str,
     deadline: tokio::time::Instant,

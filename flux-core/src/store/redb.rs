@@ -58,7 +58,7 @@ enum Work {
 pub struct RedbStore {
     slot: Arc<Slot>,
     path: PathBuf,
-    changes: broadcast::Sender<Change>,
+    changes: broadcast::Sender<Arc<Change>>,
     /// Queue of the writer thread; `None` once the store is being dropped.
     writer: Option<std::sync::mpsc::Sender<Work>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
@@ -256,7 +256,7 @@ enum Outcome {
 fn write_loop(
     slot: &Slot,
     queue: &std::sync::mpsc::Receiver<Work>,
-    changes: &broadcast::Sender<Change>,
+    changes: &broadcast::Sender<Arc<Change>>,
     stats: &super::BatchStats,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
@@ -317,7 +317,7 @@ fn write_loop(
                         } => {
                             if let Some(c) = change {
                                 // No receiver is not an error: nobody is waiting.
-                                let _ = changes.send(c);
+                                let _ = changes.send(Arc::new(c));
                             }
                             let _ = tx.send(Ok(revision));
                         }
@@ -1209,7 +1209,7 @@ impl Store for RedbStore {
                 Ok(epoch)
             })
             .await?;
-        let _ = self.changes.send(Change::resync());
+        let _ = self.changes.send(Arc::new(Change::resync()));
         Ok(epoch)
     }
 
@@ -1233,7 +1233,7 @@ impl Store for RedbStore {
         self.update_epoch(move |cur| cur.max(floor)).await
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.changes.subscribe()
     }
 

@@ -25,6 +25,7 @@
 //! task written by the leader wakes an agent's long-poll on any node.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -299,11 +300,11 @@ pub struct RedisStore {
     /// Only for the leader lease and the epoch, so renewals never queue behind ordinary traffic.
     lease_conn: ConnectionManager,
     location: String,
-    changes: broadcast::Sender<Change>,
+    changes: broadcast::Sender<Arc<Change>>,
     committer: tokio::sync::mpsc::UnboundedSender<Pending>,
-    stats: std::sync::Arc<super::BatchStats>,
+    stats: Arc<super::BatchStats>,
     /// Why commits fail, while they do.
-    unwritable: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    unwritable: Arc<std::sync::Mutex<Option<String>>>,
     list_script: Script,
     list_range_script: Script,
     raise_script: Script,
@@ -392,8 +393,8 @@ impl RedisStore {
                 reason: format!("cannot reach Redis: {e}"),
             })?;
         let (committer, queue) = tokio::sync::mpsc::unbounded_channel();
-        let stats = std::sync::Arc::new(super::BatchStats::default());
-        let unwritable = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stats = Arc::new(super::BatchStats::default());
+        let unwritable = Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(commit_loop(
             conn.clone(),
             queue,
@@ -512,7 +513,7 @@ async fn check_config(conn: &mut ConnectionManager, location: &str, relaxed: boo
 /// subscription is active, so a store handle never misses a change committed after `connect`.
 async fn listen(
     client: Client,
-    tx: broadcast::Sender<Change>,
+    tx: broadcast::Sender<Arc<Change>>,
     cancel: CancellationToken,
     location: String,
 ) -> Result<bool> {
@@ -542,17 +543,17 @@ async fn listen(
                     let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
                     match serde_json::from_slice::<Change>(&payload) {
                         Ok(change) => {
-                            let _ = tx.send(change);
+                            let _ = tx.send(Arc::new(change));
                         }
                         // What it named is unknown: every subscriber reads afresh.
                         Err(e) => {
                             tracing::warn!(error = %e, "unreadable change notice; resync");
-                            let _ = tx.send(Change::resync());
+                            let _ = tx.send(Arc::new(Change::resync()));
                         }
                     }
                 }
                 tracing::warn!(%location, "lost the Redis change subscription; reconnecting");
-                let _ = tx.send(Change::resync());
+                let _ = tx.send(Arc::new(Change::resync()));
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -562,7 +563,7 @@ async fn listen(
                 Ok(ps) => {
                     backoff = Duration::from_millis(50);
                     pubsub = Some(ps);
-                    let _ = tx.send(Change::resync());
+                    let _ = tx.send(Arc::new(Change::resync()));
                 }
                 Err(e) => {
                     tracing::debug!(%location, error = %e, "change subscription retry failed");
@@ -641,8 +642,8 @@ async fn commit_loop(
     mut conn: ConnectionManager,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Pending>,
     location: String,
-    stats: std::sync::Arc<super::BatchStats>,
-    unwritable: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    stats: Arc<super::BatchStats>,
+    unwritable: Arc<std::sync::Mutex<Option<String>>>,
 ) {
     let script = Script::new(COMMIT_LUA);
     let mut next: Option<Pending> = None;
@@ -971,7 +972,7 @@ impl Store for RedisStore {
         self.run(self.conn.clone(), &invocation).await
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.changes.subscribe()
     }
 

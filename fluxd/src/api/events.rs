@@ -151,7 +151,7 @@ struct Cursor {
     /// The stream has caught up with the log once.
     live: bool,
     done: bool,
-    rx: broadcast::Receiver<Change>,
+    rx: broadcast::Receiver<Arc<Change>>,
     /// The follower's token and the time limit, checked again while streaming.
     guard: FollowGuard,
 }
