@@ -540,8 +540,7 @@ async fn listen(
                         m = stream.next() => m,
                     };
                     let Some(msg) = msg else { break };
-                    let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
-                    match serde_json::from_slice::<Change>(&payload) {
+                    match serde_json::from_slice::<Change>(msg.get_payload_bytes()) {
                         Ok(change) => {
                             let _ = tx.send(Arc::new(change));
                         }
