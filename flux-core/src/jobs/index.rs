@@ -231,8 +231,10 @@ impl Indexes {
         Indexes::default()
     }
 
-    /// Takes in one change notice: the indexed paths it names that the view does not already
-    /// hold at that revision are read before the tenant's next pass. A resync drops every view.
+    /// Takes in one change notice: the indexed paths it writes that the view does not already
+    /// hold at that revision are read before the tenant's next pass. A path it deletes needs no
+    /// read: the view drops it at once (an agent's result frees its slot that way). A resync
+    /// drops every view.
     pub fn note(&mut self, c: &Change) {
         if c.is_resync() {
             self.resync();
@@ -242,7 +244,14 @@ impl Indexes {
             return;
         };
         for p in &c.paths {
-            if ix.needs_read(p, c.revision) {
+            if !ix.needs_read(p, c.revision) {
+                continue;
+            }
+            if c.deletes(p) {
+                // What a read would find, or newer: a later write is read for its own notice,
+                // and a read already due for this path still happens.
+                ix.apply(p, None);
+            } else {
                 self.dirty
                     .entry(c.tenant.clone())
                     .or_default()
@@ -425,6 +434,54 @@ mod tests {
     }
 
     #[test]
+    fn notices_read_between_passes_give_the_view_built_from_scratch() {
+        // As the leader's passes see the store: notices (a deletion says so) taken in at the
+        // start of a pass, then the paths marked dirty read as they are at that moment.
+        for seed in 0..20 {
+            let mut rng = Lcg(seed);
+            let mut store = Contents::new();
+            let (tx, rx) = broadcast::channel(64);
+            let mut all = Indexes::new(rx);
+            all.insert("acme", TenantIndex::default());
+            for revision in 1..=300u64 {
+                let (path, value) = random_write(&mut rng);
+                let deleted = match value {
+                    Some(v) => {
+                        store.insert(path.clone(), (revision, v));
+                        vec![]
+                    }
+                    None => {
+                        store.remove(&path);
+                        vec![path.clone()]
+                    }
+                };
+                let notice = Change {
+                    tenant: "acme".into(),
+                    revision,
+                    paths: vec![path],
+                    deleted,
+                };
+                tx.send(notice.into()).unwrap();
+                if rng.next(8) == 0 {
+                    all.take_notices();
+                    for p in all.take_dirty("acme") {
+                        let now = store.get(&p).map(|(v, b)| (*v, b.as_slice()));
+                        all.get_mut("acme").unwrap().apply(&p, now);
+                    }
+                }
+            }
+            all.take_notices();
+            for p in all.take_dirty("acme") {
+                let now = store.get(&p).map(|(v, b)| (*v, b.as_slice()));
+                all.get_mut("acme").unwrap().apply(&p, now);
+            }
+            let fresh = rebuild(&store);
+            let ix = all.get_mut("acme").unwrap();
+            assert!(ix.same_view(&fresh), "seed {seed}: {ix:?}\nvs\n{fresh:?}");
+        }
+    }
+
+    #[test]
     fn the_queue_is_kept_in_serving_order_and_moves_when_a_priority_changes() {
         let mut ix = TenantIndex::default();
         ix.apply("pending/j-3", Some((1, br#"{"priority":0}"#)));
@@ -516,6 +573,27 @@ mod tests {
         }
         all.take_notices();
         assert!(all.get_mut("acme").is_none());
+
+        // A deletion is applied without a read; a write is read.
+        all.insert("acme", TenantIndex::default());
+        let ix = all.get_mut("acme").unwrap();
+        ix.apply("agents/a1", Some((1, &agent_json("a1", "online", 1, &[]))));
+        ix.apply("inbox/a1/j-1.1", Some((2, b"{}")));
+        assert_eq!(ix.fleet().free_slots("a1"), 0);
+        let mut result = change("acme", 3, &["inbox/a1/j-1.1", "attempts/j-1/0001"]);
+        result.deleted = vec!["inbox/a1/j-1.1".into()];
+        tx.send(result.into()).unwrap();
+        tx.send(change("acme", 4, &["inbox/a1/j-2.1"]).into())
+            .unwrap();
+        all.take_notices();
+        assert_eq!(all.take_dirty("acme"), ["inbox/a1/j-2.1"]);
+        let ix = all.get_mut("acme").unwrap();
+        assert_eq!(
+            ix.fleet().free_slots("a1"),
+            1,
+            "the deleted entry's slot is free"
+        );
+        assert!(ix.version_of("inbox/a1/j-1.1").is_none());
 
         let mut detached = Indexes::detached();
         detached.insert("acme", TenantIndex::default());
