@@ -451,7 +451,40 @@ impl Jobs {
         req: SubmitJob,
         now: Millis,
     ) -> Result<(Job, bool)> {
-        let (job, mut txn) = self.prepare_submit(tenant, submitted_by, &req, now)?;
+        let ((job, created), ()) = self
+            .submit_then(tenant, submitted_by, req, now, |_| ())
+            .await?;
+        Ok((job, created))
+    }
+
+    /// [`Jobs::submit`], calling `before` with the new job once it is built and before it is
+    /// committed (a caller that waits for the job's end registers its wait there, so that no
+    /// change of the job can come before it). What `before` returns comes back with the
+    /// result; for a replay the job returned is the earlier one, not the one `before` saw.
+    pub async fn submit_then<T>(
+        &self,
+        tenant: &str,
+        submitted_by: &str,
+        req: SubmitJob,
+        now: Millis,
+        before: impl FnOnce(&Job) -> T,
+    ) -> Result<((Job, bool), T)> {
+        let (job, txn) = self.prepare_submit(tenant, submitted_by, &req, now)?;
+        let seen = before(&job);
+        Ok((
+            self.commit_submission(tenant, &req, job, txn, now).await?,
+            seen,
+        ))
+    }
+
+    async fn commit_submission(
+        &self,
+        tenant: &str,
+        req: &SubmitJob,
+        job: Job,
+        mut txn: Txn,
+        now: Millis,
+    ) -> Result<(Job, bool)> {
         let idem = match &req.idempotency_key {
             Some(k) => Some(key(tenant, keys::idempotency(k))?),
             None => None,

@@ -3,6 +3,7 @@
 //! `POST /v1/jobs/run` (submit and wait in one request).
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use flux_core::model::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::futures::OwnedNotified;
 
 use super::MAX_WAIT;
 use super::extract::{ApiJson, ApiQuery, Caller, idempotency_header};
@@ -114,6 +116,19 @@ async fn submit_one(
     req: SubmitJob,
     replay: bool,
 ) -> ApiResult<(StatusCode, Job, Vec<String>)> {
+    let (submitted, ()) = submit_one_then(st, caller, req, replay, |_| ()).await?;
+    Ok(submitted)
+}
+
+/// [`submit_one`], calling `before` with the new job before it is committed
+/// ([`flux_core::jobs::Jobs::submit_then`]).
+async fn submit_one_then<T>(
+    st: &AppState,
+    caller: &Caller,
+    req: SubmitJob,
+    replay: bool,
+    before: impl FnOnce(&Job) -> T,
+) -> ApiResult<((StatusCode, Job, Vec<String>), T)> {
     // Nobody waits in silence: a pin to an unknown node is refused, a pin to a dead agent or a
     // selector no agent matches is said in `warnings`.
     let warnings = if replay {
@@ -121,9 +136,9 @@ async fn submit_one(
     } else {
         st.jobs.check_target(caller.tenant(), &req).await?
     };
-    let (job, created) = st
+    let ((job, created), seen) = st
         .jobs
-        .submit(caller.tenant(), &caller.0.sub, req, now_ms())
+        .submit_then(caller.tenant(), &caller.0.sub, req, now_ms(), before)
         .await?;
     if created {
         st.metrics.jobs_submitted.inc();
@@ -134,7 +149,7 @@ async fn submit_one(
     } else {
         StatusCode::OK
     };
-    Ok((status, job, warnings))
+    Ok(((status, job, warnings), seen))
 }
 
 /// A job's reply: the job, with `warnings` when there are some.
@@ -172,16 +187,27 @@ pub(super) async fn run_job(
     if !replay {
         admit(&st, caller.tenant(), 1).await?;
     }
-    let (status, job, warnings) = submit_one(&st, &caller, req, replay).await?;
-    let location = format!("/v1/jobs/{}", job.job_id);
     let tenant = caller.tenant().to_string();
+    // The wait is registered before the job is committed: a new job needs no read to learn
+    // that it has not ended yet, and its end cannot come unseen.
+    let ((status, job, warnings), waiting) = submit_one_then(&st, &caller, req, replay, |new| {
+        let watch = st.job_waiters.watch(&tenant, &new.job_id, Interest::End);
+        let mut changed = Box::pin(watch.notify().notified_owned());
+        changed.as_mut().enable();
+        (new.job_id.clone(), watch, changed)
+    })
+    .await?;
+    let location = format!("/v1/jobs/{}", job.job_id);
     // A wait that fails (the store) ends the body with an error: the client has the job's
     // `Location` and asks again.
     let ended = async move {
-        let job = if job.status.is_terminal() {
-            Ok(job)
-        } else {
-            until_end(&st, &tenant, &job.job_id, deadline).await
+        let job = match waiting {
+            _ if job.status.is_terminal() => Ok(job),
+            // The job this request created (not an earlier one its idempotency key named).
+            (id, watch, changed) if status == StatusCode::ACCEPTED && id == job.job_id => {
+                until_end_watched(&st, &tenant, &id, deadline, watch, Some(changed)).await
+            }
+            _ => until_end(&st, &tenant, &job.job_id, deadline).await,
         };
         let body = job
             .and_then(|j| with_warnings(&j, &warnings))
@@ -381,16 +407,35 @@ async fn until_end(
 ) -> ApiResult<Job> {
     // Woken only when this job ends (or on a resync): nothing else changes what it returns.
     let watch = st.job_waiters.watch(tenant, id, Interest::End);
+    until_end_watched(st, tenant, id, deadline, watch, None).await
+}
+
+/// [`until_end`] on a wait registered already (`watch`). `unended`: a wake-up enabled while
+/// the job was known not to have ended (before its creation was committed), so the first read
+/// is not needed.
+async fn until_end_watched(
+    st: &AppState,
+    tenant: &str,
+    id: &str,
+    deadline: tokio::time::Instant,
+    watch: JobWatch,
+    mut unended: Option<Pin<Box<OwnedNotified>>>,
+) -> ApiResult<Job> {
     let notify = watch.notify();
     loop {
-        // Registered before the read, so a change committed after it is not missed.
-        let changed = notify.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let job = st.jobs.get(tenant, id).await?;
-        if job.status.is_terminal() {
-            return Ok(job);
-        }
+        let changed = match unended.take() {
+            Some(changed) => changed,
+            None => {
+                // Enabled before the read, so a change committed after it is not missed.
+                let mut changed = Box::pin(notify.clone().notified_owned());
+                changed.as_mut().enable();
+                let job = st.jobs.get(tenant, id).await?;
+                if job.status.is_terminal() {
+                    return Ok(job);
+                }
+                changed
+            }
+        };
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             return Ok(st.jobs.get(tenant, id).await?);
         }
