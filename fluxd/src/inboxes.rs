@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use flux_core::jobs::InboxMemory;
 use flux_core::store::Change;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -20,11 +21,14 @@ use tokio_util::sync::CancellationToken;
 /// Where agents' inboxes live (`inbox/<node>/<attempt>`).
 const INBOXES: &str = flux_core::keys::INBOX;
 
-/// The agents with a task poll waiting on this node.
+/// The agents with a task poll waiting on this node, and what the notices showed of every
+/// agent's inbox.
 #[derive(Default)]
 pub struct Inboxes {
     /// Per agent (tenant, node id): what its polls wait on.
     waiting: Arc<WatchTable<Arc<Notify>>>,
+    /// Taken in before a notice wakes anyone (see [`Inboxes::nothing_after`]).
+    memory: Mutex<InboxMemory>,
 }
 
 /// A poll's registration; dropping it unregisters the poll.
@@ -58,7 +62,26 @@ impl Inboxes {
         self.waiting.watched()
     }
 
+    fn memory(&self) -> MutexGuard<'_, InboxMemory> {
+        self.memory.lock().unwrap_or_else(|p| {
+            // A panic while it was held may have left half a notice in it: it starts again.
+            let mut m = p.into_inner();
+            m.forget();
+            self.memory.clear_poison();
+            m
+        })
+    }
+
+    /// Whether `node`'s inbox in `tenant` certainly holds nothing written above `after`, so
+    /// that a poll registered already ([`Inboxes::watch`], its future enabled) may skip its
+    /// read: an entry the notices taken in so far do not show will wake it
+    /// ([`flux_core::jobs::inbox_memory`]).
+    pub fn nothing_after(&self, tenant: &str, node: &str, after: u64) -> bool {
+        self.memory().nothing_after(tenant, node, after)
+    }
+
     fn wake_all(&self) {
+        self.memory().forget();
         self.waiting.for_each(|notify| notify.notify_waiters());
     }
 
@@ -70,6 +93,9 @@ impl Inboxes {
         if change.is_resync() {
             return self.wake_all();
         }
+        // Into the memory first: a poll that finds the memory without this change was
+        // registered before it, and is woken below.
+        self.memory().note(change);
         self.waiting.dispatch(
             change,
             |path| {
@@ -80,12 +106,20 @@ impl Inboxes {
         );
     }
 
-    /// Forwards the store's change notices until `cancel`.
+    /// Forwards the store's change notices until `cancel`. Once it stops (or fails), the
+    /// memory is forgotten: with no more notices it would go stale, and polls read again.
     pub async fn run(
         self: Arc<Self>,
         changes: broadcast::Receiver<Arc<Change>>,
         cancel: CancellationToken,
     ) {
+        struct Unfed<'a>(&'a Inboxes);
+        impl Drop for Unfed<'_> {
+            fn drop(&mut self) {
+                self.0.memory().forget();
+            }
+        }
+        let _unfed = Unfed(&self);
         forward_changes(self.as_ref(), changes, cancel).await
     }
 }
@@ -321,6 +355,53 @@ pub(crate) mod tests {
         assert!(woken(&second, || hub.dispatch(&change("t", &["inbox/a/x.1"]))).await);
         drop(second);
         assert_eq!(hub.agents_waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_hub_remembers_what_it_gave_and_forgets_when_notices_are_lost() {
+        let hub = Arc::new(Inboxes::default());
+        let mut given = change("t", &["jobs/j1", "inbox/a/j1.1"]);
+        given.revision = 5;
+        hub.dispatch(&given);
+        assert!(
+            !hub.nothing_after("t", "a", 4),
+            "the entry at 5 is new to a poll after 4"
+        );
+        assert!(hub.nothing_after("t", "a", 5));
+        // The result deletes the entry: still nothing new after 5.
+        let mut result = change("t", &["attempts/j1/0001", "inbox/a/j1.1"]);
+        result.revision = 6;
+        result.deleted = vec!["inbox/a/j1.1".into()];
+        hub.dispatch(&result);
+        assert!(hub.nothing_after("t", "a", 5));
+        // A poll registered before the next entry is given is woken by it, and the memory
+        // shows the entry once it is woken.
+        let w = hub.watch("t", "a");
+        let mut next = change("t", &["inbox/a/j2.1"]);
+        next.revision = 7;
+        assert!(woken(&w, || hub.dispatch(&next)).await);
+        assert!(!hub.nothing_after("t", "a", 5));
+        // Lost notices: nothing is known any more, so every poll reads. (What comes after a
+        // lag is newer than what was lost: the memory starts again from it.)
+        let mut notices = [change("t", &["agents/x"]), change("t", &["agents/y"])];
+        notices[0].revision = 8;
+        notices[1].revision = 9;
+        lag_wakes(w.notify.notified(), notices, |rx, cancel| {
+            hub.clone().run(rx, cancel)
+        })
+        .await;
+        assert!(!hub.nothing_after("t", "a", 7));
+        assert!(!hub.nothing_after("t", "b", 7));
+        // A forwarder that stops leaves nothing behind that would go stale.
+        next.revision = 10;
+        hub.dispatch(&next);
+        assert!(hub.nothing_after("t", "a", 10));
+        let (tx, rx) = broadcast::channel(1);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        hub.clone().run(rx, cancel).await;
+        drop(tx);
+        assert!(!hub.nothing_after("t", "a", 10));
     }
 
     #[tokio::test]

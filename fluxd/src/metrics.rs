@@ -16,6 +16,7 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub jobs_submitted: IntCounter,
     pub results_recorded: IntCounter,
+    pub task_polls_unread: IntCounter,
     pub requeued: IntCounter,
     pub fenced: IntCounter,
     pub http_requests: IntCounterVec,
@@ -136,6 +137,10 @@ impl Metrics {
             results_recorded: counter(
                 "flux_results_recorded_total",
                 "attempt results recorded by this node",
+            ),
+            task_polls_unread: counter(
+                "flux_task_polls_unread_total",
+                "task polls answered without reading the inbox (the change notices showed nothing new in it)",
             ),
             requeued: counter(
                 "flux_attempts_requeued_total",

@@ -481,6 +481,38 @@ async fn run_submits_and_waits_in_one_request() {
     assert_eq!(count().await, jobs, "a refused run submitted a job");
 }
 
+/// The poll a real agent sends once it has a task finds nothing new, and the change notices
+/// show it: it waits without reading the inbox. The next job's task still reaches the agent
+/// (the entry wakes the waiting poll), every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poll_with_nothing_new_waits_unread_and_the_next_task_still_wakes_it() {
+    let (d, _agent) = Fluxd::start_with_agent().await;
+    let unread = || async { d.metric("flux_task_polls_unread_total").await.unwrap() };
+    let before = unread().await;
+    const JOBS: usize = 4;
+    for i in 0..JOBS {
+        let resp = d
+            .req(Method::POST, "/v1/jobs/run?timeout_secs=20", &d.admin)
+            .json(&json!({"command": format!("echo {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let job: Value = resp.json().await.unwrap();
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(
+            d.logs(&d.admin, job["job_id"].as_str().unwrap()).await,
+            format!("{i}\n")
+        );
+    }
+    // Each task's delivery is followed by a poll from past it, which the memory answers.
+    let skipped = unread().await - before;
+    assert!(
+        skipped >= JOBS as f64,
+        "{skipped} unread polls for {JOBS} jobs"
+    );
+}
+
 /// An agent killed with SIGKILL mid-job: the attempt is abandoned and the job runs again on
 /// another eligible agent; the dead agent's attempt record stays.
 #[tokio::test(flavor = "multi_thread")]

@@ -15,6 +15,8 @@
 //! - `submit`: validation, submission (single, idempotent, fan-out) and cancel;
 //! - `query`: reads of jobs, attempts, output, agents and queue depth;
 //! - [`placement`]: the pure placement policy (queue order, free slots, choice of agent);
+//! - [`inbox_memory`]: what a node knows of agents' inboxes from the change notices, so that
+//!   a task poll that can find nothing new does not read its inbox;
 //! - [`index`]: the scheduler's in-memory view of agents, inbox counts and the queue, fed by
 //!   the store's change notices;
 //! - `schedule`: the leader's scheduling driver (refresh the view, plan, one batch of fenced
@@ -23,6 +25,7 @@
 //! - `protocol`: the agent protocol (register, heartbeat, poll, start, output, finish).
 
 mod admin;
+pub mod inbox_memory;
 pub mod index;
 mod labels;
 pub mod listing;
@@ -35,6 +38,7 @@ mod submit;
 pub mod sweep_memo;
 
 pub use admin::{AgentChange, apply_change};
+pub use inbox_memory::InboxMemory;
 pub use listing::{IndexBackfill, JobFilter, Page, index_changes, index_keys};
 pub use liveness::{Admission, SeenRecord, SweepReport, admit_registration, judge};
 pub use protocol::{AgentCaller, Recorded};

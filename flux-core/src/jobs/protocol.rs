@@ -331,7 +331,33 @@ impl Jobs {
         after: u64,
         heard: Option<Millis>,
     ) -> Result<Vec<Task>> {
-        let mut caller = caller.into();
+        self.poll_reading(tenant, caller.into(), after, heard, true)
+            .await
+    }
+
+    /// [`Jobs::poll_heard`] for a poll whose inbox is known to hold nothing written above
+    /// `after` ([`super::InboxMemory::nothing_after`]): the caller is checked and its arrival
+    /// heard just the same, and the inbox is not read.
+    pub async fn poll_heard_nothing_new<'a>(
+        &self,
+        tenant: &str,
+        caller: impl Into<AgentCaller<'a>>,
+        after: u64,
+        heard: Option<Millis>,
+    ) -> Result<()> {
+        self.poll_reading(tenant, caller.into(), after, heard, false)
+            .await
+            .map(drop)
+    }
+
+    async fn poll_reading(
+        &self,
+        tenant: &str,
+        mut caller: AgentCaller<'_>,
+        after: u64,
+        heard: Option<Millis>,
+        read_inbox: bool,
+    ) -> Result<Vec<Task>> {
         let node_id = caller.node_id;
         if !valid_ident(node_id) {
             return Err(JobError::Invalid(format!(
@@ -360,6 +386,9 @@ impl Jobs {
                 }
             }
             None => {}
+        }
+        if !read_inbox {
+            return Ok(Vec::new());
         }
         // An inbox holds the attempts given to the agent and not yet started, and
         // cancellations: usually a few entries, read in one small range read.

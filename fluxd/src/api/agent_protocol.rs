@@ -119,7 +119,19 @@ pub(super) async fn agent_tasks(
     // The poll's arrival is heard from the agent (its first read), and the reply says so.
     // Boxed, as are the other store calls of a request that can wait: what a waiting poll
     // holds is its own state, not the larger one of a read it is not doing.
-    let tasks = Box::pin(st.jobs.poll_heard(tenant, agent, after, Some(now_ms()))).await?;
+    // A poll after a result usually finds nothing (the result only deleted the entry): when
+    // the notices show nothing given above `after`, only the caller is checked.
+    let tasks = if st.inboxes.nothing_after(tenant, agent.node_id, after) {
+        st.metrics.task_polls_unread.inc();
+        Box::pin(
+            st.jobs
+                .poll_heard_nothing_new(tenant, agent, after, Some(now_ms())),
+        )
+        .await?;
+        Vec::new()
+    } else {
+        Box::pin(st.jobs.poll_heard(tenant, agent, after, Some(now_ms()))).await?
+    };
     let heard = (
         POLL_HEARD_HEADER,
         st.jobs.config().heartbeat_interval.as_millis().to_string(),
