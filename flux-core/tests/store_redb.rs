@@ -342,6 +342,7 @@ async fn a_full_disk_fails_writes_cleanly_and_the_store_recovers_by_itself() {
         .unwrap();
     assert_eq!(s.unwritable(), None);
 
+    let mut changes = s.subscribe();
     faults.fail_writes(true);
     for put in concurrent_puts(&s, 20, |i| format!("jobs/full-{i}")).await {
         let err = put.unwrap_err();
@@ -359,6 +360,13 @@ async fn a_full_disk_fails_writes_cleanly_and_the_store_recovers_by_itself() {
         .unwritable()
         .expect("the store reports that it cannot commit");
     assert!(why.contains("No space left"), "{why}");
+    // A failed commit may be on disk all the same, without its notice: subscribers are told
+    // to read afresh.
+    let notice = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+        .await
+        .expect("a notice after the failed commits")
+        .unwrap();
+    assert!(notice.is_resync(), "{notice:?}");
     // (Reads may fail too meanwhile: redb must repair the file to open it again, which needs
     // room; they fail with a clear error, never a panic.)
     if let Err(e) = s.get(&k("jobs/1")).await {

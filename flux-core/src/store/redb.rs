@@ -338,6 +338,9 @@ fn write_loop(
                 // again: reopen now, so writes succeed once the cause (a full disk) is gone.
                 slot.set_unwritable(&e);
                 slot.reopen();
+                // A commit that failed at its fsync may be on disk all the same, and its
+                // notices were not sent: subscribers read afresh.
+                let _ = changes.send(Arc::new(Change::resync()));
             }
         }
     }
@@ -1209,6 +1212,11 @@ impl Store for RedbStore {
                 Ok(epoch)
             })
             .await?;
+        // The writer thread may not have sent the notices of a batch it committed just before
+        // the restore. One step through its queue lets those out first, so that no notice from
+        // before the restore follows the resync (a subscriber that trusts what it has seen
+        // since, the inbox hub's memory, would take it for the present).
+        let _ = self.update_epoch(|e| e).await;
         let _ = self.changes.send(Arc::new(Change::resync()));
         Ok(epoch)
     }
