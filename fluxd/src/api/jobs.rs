@@ -201,13 +201,15 @@ pub(super) async fn run_job(
     // A wait that fails (the store) ends the body with an error: the client has the job's
     // `Location` and asks again.
     let ended = async move {
-        let job = match waiting {
-            _ if job.status.is_terminal() => Ok(job),
+        let (id, watch, changed) = waiting;
+        let job = if job.status.is_terminal() {
+            Ok(job)
+        } else if status == StatusCode::ACCEPTED && id == job.job_id {
             // The job this request created (not an earlier one its idempotency key named).
-            (id, watch, changed) if status == StatusCode::ACCEPTED && id == job.job_id => {
-                until_end_watched(&st, &tenant, &id, deadline, watch, Some(changed)).await
-            }
-            _ => until_end(&st, &tenant, &job.job_id, deadline).await,
+            until_end_watched(&st, &tenant, &id, deadline, watch, Some(changed)).await
+        } else {
+            drop((watch, changed));
+            until_end(&st, &tenant, &job.job_id, deadline).await
         };
         let body = job
             .and_then(|j| with_warnings(&j, &warnings))
