@@ -13,13 +13,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use flux_core::jobs::InboxMemory;
+use flux_core::jobs::{InboxMemory, inbox_memory};
 use flux_core::store::Change;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
-
-/// Where agents' inboxes live (`inbox/<node>/<attempt>`).
-const INBOXES: &str = flux_core::keys::INBOX;
 
 /// The agents with a task poll waiting on this node, and what the notices showed of every
 /// agent's inbox.
@@ -98,10 +95,7 @@ impl Inboxes {
         self.memory().note(change);
         self.waiting.dispatch(
             change,
-            |path| {
-                let node = path.strip_prefix(INBOXES)?.split('/').next()?;
-                (!change.deletes(path)).then_some((node, ()))
-            },
+            |path| inbox_memory::given_to(change, path).map(|node| (node, ())),
             |notify, ()| notify.notify_waiters(),
         );
     }

@@ -27,6 +27,13 @@ use std::hash::{BuildHasher, RandomState};
 use crate::keys;
 use crate::store::{Change, Version};
 
+/// The node whose inbox `path`, one of `change`'s paths, gives an entry to: `None` for a path
+/// outside the inboxes and for an entry the change deletes (which gives the agent nothing).
+pub fn given_to<'p>(change: &Change, path: &'p str) -> Option<&'p str> {
+    let node = path.strip_prefix(keys::INBOX)?.split('/').next()?;
+    (!change.deletes(path)).then_some(node)
+}
+
 /// Agents remembered before the memory starts again (about 32 MiB at the most).
 pub const MAX_AGENTS: usize = 1 << 20;
 
@@ -57,15 +64,9 @@ impl InboxMemory {
             self.first.insert(c.tenant.clone(), c.revision);
         }
         for path in &c.paths {
-            let Some(node) = path
-                .strip_prefix(keys::INBOX)
-                .and_then(|rest| rest.split('/').next())
-            else {
+            let Some(node) = given_to(c, path) else {
                 continue;
             };
-            if c.deletes(path) {
-                continue;
-            }
             let agent = self.agent(&c.tenant, node);
             let given = self.given.entry(agent).or_insert(0);
             *given = (*given).max(c.revision);
