@@ -4,15 +4,13 @@
 //! agent is refused from its next call and counted dead, so its attempts are requeued). No body;
 //! each answers the agent record. Tenant scoped: another tenant's agent is a 404.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use flux_core::auth::Permission;
 use flux_core::jobs::AgentChange;
 use flux_core::model::{Agent, now_ms};
 
-use super::extract::Caller;
+use super::extract::{Caller, Ctx};
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -24,16 +22,14 @@ async fn change(st: &AppState, caller: &Caller, id: &str, what: AgentChange) -> 
 }
 
 pub(super) async fn drain(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
     Ok(Json(change(&st, &caller, &id, AgentChange::Drain).await?))
 }
 
 pub(super) async fn uncordon(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
     let a = change(&st, &caller, &id, AgentChange::Uncordon).await?;
@@ -42,8 +38,7 @@ pub(super) async fn uncordon(
 }
 
 pub(super) async fn revoke(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
     caller.require(Permission::ManageTokens)?;

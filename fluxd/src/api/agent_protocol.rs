@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::client::POLL_HEARD_HEADER;
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::MAX_WAIT;
-use super::extract::{ApiJson, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiQuery, Caller, Ctx};
 use super::jobs::job_finished;
 use crate::error::{ApiError, ApiResult};
 use crate::inboxes::InboxWatch;
@@ -54,8 +54,7 @@ pub(crate) fn session_of(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub(super) async fn agent_register(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     ApiJson(req): ApiJson<RegisterAgent>,
 ) -> ApiResult<Response> {
@@ -69,8 +68,7 @@ pub(super) async fn agent_register(
 }
 
 pub(super) async fn agent_heartbeat(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> ApiResult<Response> {
@@ -94,8 +92,7 @@ pub(super) struct TasksQuery {
 }
 
 pub(super) async fn agent_tasks(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     checked: Option<Extension<CheckedAgent>>,
     ApiQuery(q): ApiQuery<TasksQuery>,
@@ -283,8 +280,7 @@ async fn still_valid(st: &AppState, caller: &Caller) -> ApiResult<()> {
 }
 
 pub(super) async fn attempt_start(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     checked: Option<Extension<CheckedAgent>>,
     Path(id): Path<String>,
@@ -298,8 +294,7 @@ pub(super) async fn attempt_start(
 pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
 
 pub(super) async fn attempt_output(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(chunk): ApiJson<OutputChunk>,
@@ -318,8 +313,7 @@ pub(super) async fn attempt_output(
 }
 
 pub(super) async fn attempt_result(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(report): ApiJson<ResultReport>,

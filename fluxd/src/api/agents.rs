@@ -3,10 +3,8 @@
 //! lag by one liveness publication interval), and `POST /v1/agents/{id}/labels` (admins: set
 //! and remove admin labels).
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
 
@@ -14,9 +12,8 @@ use flux_core::model::LabelAgent;
 use flux_core::selector::Selector;
 use serde::Deserialize;
 
-use super::extract::{ApiJson, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiQuery, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,8 +23,7 @@ pub(super) struct ListQuery {
 }
 
 pub(super) async fn list_agents(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadAgents)?;
@@ -49,8 +45,7 @@ pub(super) async fn list_agents(
 }
 
 pub(super) async fn get_agent(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadAgents)?;
@@ -66,8 +61,7 @@ pub(super) async fn get_agent(
 /// Sets and removes admin labels. Admins only (checked before the body is read, by the route
 /// table); the body is bounded by the API's body limit and by [`LabelAgent::apply`].
 pub(super) async fn label_agent(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
     ApiJson(change): ApiJson<LabelAgent>,
 ) -> ApiResult<Response> {

@@ -4,19 +4,15 @@
 //! `POST /v1/audit/verify-file` (such a file checked). The records are written by
 //! `middleware::audit`; the leader's periodic check and pruning are `tasks::integrity`.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use flux_core::audit::{ExportCheck, ExportFile, Record, Verification, Walk};
 use flux_core::auth::{self, Role};
 use flux_core::model::now_ms;
 use serde::Deserialize;
 
-use super::extract::{ApiQuery, Caller};
+use super::extract::{ApiQuery, Caller, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,8 +36,7 @@ fn tenant_for(caller: &Caller, asked: Option<String>) -> ApiResult<String> {
 }
 
 pub(super) async fn log(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<Json<Vec<Record>>> {
     let tenant = tenant_for(&caller, q.tenant)?;
@@ -63,8 +58,7 @@ pub(super) struct VerifyQuery {
 }
 
 pub(super) async fn verify(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<VerifyQuery>,
 ) -> ApiResult<Json<Vec<Verification>>> {
     let tenants = if q.all {
@@ -103,8 +97,7 @@ pub(super) struct ExportQuery {
 /// Exports the tenant's records made before `before` and moves its export mark (the records
 /// up to it may then be pruned by `--audit-retention`).
 pub(super) async fn export(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Json<ExportFile>> {
     let tenant = tenant_for(&caller, q.tenant)?;
@@ -120,8 +113,7 @@ pub(super) async fn export(
 /// Checks an export file made by this cluster; exported records of other tenants are shown
 /// only to admins of those tenants.
 pub(super) async fn verify_file(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     body: Bytes,
 ) -> ApiResult<Json<ExportCheck>> {
     if caller.0.role != auth::Role::Admin {

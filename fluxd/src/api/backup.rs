@@ -7,12 +7,10 @@
 //! `X-Flux-Backup-Key` header (64 hex digits; `fluxctl backup restore --backup-key` derives it
 //! from that cluster's signing key file).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::{CLUSTER_TENANT, Role};
@@ -20,7 +18,7 @@ use flux_core::backup::{self, Backup, BackupError, BackupKey, RestoreReport};
 use flux_core::model::now_ms;
 use serde::Deserialize;
 
-use super::extract::{ApiQuery, Caller};
+use super::extract::{ApiQuery, Caller, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -38,7 +36,7 @@ fn cluster_admin(caller: &Caller) -> ApiResult<()> {
     }
 }
 
-pub(super) async fn create(State(st): State<Arc<AppState>>, caller: Caller) -> ApiResult<Response> {
+pub(super) async fn create(Ctx { st, caller }: Ctx) -> ApiResult<Response> {
     cluster_admin(&caller)?;
     let snap = st.store.snapshot().await.map_err(BackupError::from)?;
     let backend = st.store.backend();
@@ -93,8 +91,7 @@ async fn authenticate(body: Bytes, key: BackupKey) -> ApiResult<Backup> {
 }
 
 pub(super) async fn verify(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -110,8 +107,7 @@ pub(super) async fn verify(
 }
 
 pub(super) async fn restore(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<RestoreQuery>,
     headers: HeaderMap,
     body: Bytes,

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use flux_core::auth::{CLUSTER_TENANT, Permission};
 use serde_json::json;
 
-use super::extract::Caller;
+use super::extract::{Caller, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -40,10 +40,7 @@ pub(super) async fn readyz(State(st): State<Arc<AppState>>) -> ApiResult<Json<se
 
 /// `/metrics` on the API listener: for tokens of the cluster tenant with a read role (the
 /// figures cover every tenant). Renders the registry only; nothing is read from the store.
-pub(super) async fn metrics(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<Response> {
+pub(super) async fn metrics(Ctx { st, caller }: Ctx) -> ApiResult<Response> {
     metrics_reader(&caller)?;
     Ok(render_metrics(&st.metrics))
 }
@@ -69,10 +66,7 @@ pub fn render_metrics(metrics: &Metrics) -> Response {
         .into_response()
 }
 
-pub(super) async fn status(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<Json<serde_json::Value>> {
+pub(super) async fn status(Ctx { st, caller }: Ctx) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Permission::ReadCluster)?;
     let agents = st.jobs.agents(caller.tenant()).await?;
     let mut by_state: HashMap<&str, usize> = HashMap::new();

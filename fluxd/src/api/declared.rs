@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::extract::{ApiJson, Caller, delete_precondition, precondition, same_name};
+use super::extract::{ApiJson, Caller, Ctx, delete_precondition, precondition, same_name};
 use super::reply::written;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -119,8 +119,7 @@ pub(super) async fn store<S: Declared>(
 }
 
 async fn get_one<S: Declared>(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<Json<S::View>> {
     caller.require(Permission::ReadStates)?;
@@ -128,8 +127,7 @@ async fn get_one<S: Declared>(
 }
 
 async fn put_one<S: Declared>(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
     headers: HeaderMap,
     ApiJson(spec): ApiJson<S::Spec>,
@@ -141,8 +139,7 @@ async fn put_one<S: Declared>(
 }
 
 async fn delete_one<S: Declared>(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {

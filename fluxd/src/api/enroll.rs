@@ -8,18 +8,14 @@
 //! node's `--agent-credential-ttl`; tokens are signed with the key every node shares, so a
 //! credential from one node is good on all and renewable on any.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use flux_core::auth::{Claims, Permission};
 use flux_core::model::now_ms;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Ctx};
 use crate::error::ApiResult;
-use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,8 +36,7 @@ pub(super) struct CredentialReply {
 }
 
 pub(super) async fn enroll(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> ApiResult<(StatusCode, Json<CredentialReply>)> {
     caller.require(Permission::Enroll)?;
@@ -75,10 +70,7 @@ pub(super) async fn enroll(
     ))
 }
 
-pub(super) async fn renew(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<Json<CredentialReply>> {
+pub(super) async fn renew(Ctx { st, caller }: Ctx) -> ApiResult<Json<CredentialReply>> {
     caller.node_id()?;
     let (token, claims) = flux_core::enroll::renew(&st.auth, &caller.0, st.agent_credential_ttl)?;
     st.metrics.renewals.inc();

@@ -28,7 +28,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +38,7 @@ use flux_core::store::Change;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use super::extract::{ApiQuery, Caller};
+use super::extract::{ApiQuery, Ctx};
 use super::jobs::{FOLLOW_RECHECK, FollowGuard};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -77,8 +76,7 @@ impl From<EventError> for ApiError {
 }
 
 pub(super) async fn stream(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Response> {

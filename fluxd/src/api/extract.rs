@@ -1,6 +1,7 @@
 //! What handlers extract from a request, with rejections in the API error shape: JSON bodies
-//! ([`ApiJson`]), queries ([`ApiQuery`]), the authenticated [`Caller`], and the headers that
-//! carry preconditions (`If-Match`, `If-None-Match`) and idempotency keys.
+//! ([`ApiJson`]), queries ([`ApiQuery`]), the authenticated [`Caller`] (with the node's state:
+//! [`Ctx`]), and the headers that carry preconditions (`If-Match`, `If-None-Match`) and
+//! idempotency keys.
 
 use std::sync::Arc;
 
@@ -147,6 +148,23 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         }
         // Boxed: the extractor's room is part of every handler's future, waiting ones too.
         Ok(Caller(Box::pin(authenticate(state, &parts.headers)).await?))
+    }
+}
+
+/// What nearly every handler takes: the node's state and the authenticated caller, extracted
+/// authenticated as [`Caller`] is.
+pub struct Ctx {
+    pub st: Arc<AppState>,
+    pub caller: Caller,
+}
+
+impl FromRequestParts<Arc<AppState>> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, st).await?;
+        let st = Arc::clone(st);
+        Ok(Ctx { st, caller })
     }
 }
 

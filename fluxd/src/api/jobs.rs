@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
@@ -22,14 +22,13 @@ use serde_json::json;
 use tokio::sync::futures::OwnedNotified;
 
 use super::MAX_WAIT;
-use super::extract::{ApiJson, ApiQuery, Caller, idempotency_header};
+use super::extract::{ApiJson, ApiQuery, Caller, Ctx, idempotency_header};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::waiters::{Interest, JobWatch};
 
 pub(super) async fn submit_job(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     ApiJson(mut req): ApiJson<SubmitJob>,
 ) -> ApiResult<Response> {
@@ -168,8 +167,7 @@ fn with_warnings(job: &Job, warnings: &[String]) -> ApiResult<serde_json::Value>
 /// as it is at the deadline (`timeout_secs`, as on `GET /v1/jobs/{id}/wait`). A fan-out is
 /// refused: it is many jobs, submitted on `POST /v1/jobs`.
 pub(super) async fn run_job(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(mut req): ApiJson<SubmitJob>,
@@ -279,8 +277,7 @@ pub(super) struct ListJobsQuery {
 /// `GET /v1/jobs`: one page of the tenant's jobs, newest first, read from the listing indexes
 /// (`flux_core::jobs::listing`), so it costs about `limit` reads whatever the history.
 pub(super) async fn list_jobs(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<ListJobsQuery>,
 ) -> ApiResult<Response> {
     use flux_core::jobs::listing::{DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
@@ -327,8 +324,7 @@ pub(super) async fn list_jobs(
 }
 
 pub(super) async fn get_job(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Job>> {
     caller.require(Permission::ReadJobs)?;
@@ -336,8 +332,7 @@ pub(super) async fn get_job(
 }
 
 pub(super) async fn job_attempts(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadJobs)?;
@@ -345,8 +340,7 @@ pub(super) async fn job_attempts(
 }
 
 pub(super) async fn cancel_job(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Job>> {
     caller.require(Permission::CancelJobs)?;
@@ -390,8 +384,7 @@ impl WaitQuery {
 }
 
 pub(super) async fn wait_job(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Job>> {
@@ -725,8 +718,7 @@ impl LogCursor {
 }
 
 pub(super) async fn job_logs(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -18,7 +18,7 @@ use flux_core::model::now_ms;
 use flux_core::rollout::{Control, Rollout, RolloutSpec, Rollouts};
 use serde::Deserialize;
 
-use super::extract::{ApiJson, ApiQuery, Caller, list_limit};
+use super::extract::{ApiJson, ApiQuery, Caller, Ctx, list_limit};
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -27,8 +27,7 @@ fn service(st: &AppState) -> Rollouts {
 }
 
 pub(super) async fn create(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(spec): ApiJson<RolloutSpec>,
 ) -> ApiResult<Response> {
     caller.require(Permission::SubmitJobs)?;
@@ -49,8 +48,7 @@ pub(super) struct ListQuery {
 }
 
 pub(super) async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadJobs)?;
@@ -62,8 +60,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn get_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Rollout>> {
     caller.require(Permission::ReadJobs)?;
@@ -87,17 +84,13 @@ async fn control(st: &AppState, caller: &Caller, id: &str, c: Control) -> ApiRes
 /// control `c` of the caller's rollout `id`.
 pub(super) fn route(c: Control) -> MethodRouter<Arc<AppState>> {
     post(
-        move |State(st): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>| async move {
+        move |Ctx { st, caller }: Ctx, Path(id): Path<String>| async move {
             control(&st, &caller, &id, c).await
         },
     )
 }
 
-pub(super) async fn retry(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub(super) async fn retry(Ctx { st, caller }: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     caller.require(Permission::SubmitJobs)?;
     super::jobs::admit_room(&st, caller.tenant()).await?;
     let r = service(&st)

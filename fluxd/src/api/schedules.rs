@@ -3,10 +3,8 @@
 //! are `declared`'s). The permission of each route is checked
 //! before any body byte is read (`middleware::access`); every rule is flux-core's.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use flux_core::auth::Permission;
@@ -16,9 +14,8 @@ use flux_core::store::Expect;
 use serde::Deserialize;
 
 use super::declared::store;
-use super::extract::{ApiJson, ApiQuery, Caller, list_limit};
+use super::extract::{ApiJson, ApiQuery, Ctx, list_limit};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,8 +27,7 @@ pub(super) struct ListQuery {
 }
 
 pub(super) async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<ScheduleView>>> {
     caller.require(Permission::ReadStates)?;
@@ -53,8 +49,7 @@ pub(super) async fn list(
 
 /// Creates a schedule; 409 if the name is taken.
 pub(super) async fn create(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(spec): ApiJson<ScheduleSpec>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;
@@ -69,8 +64,7 @@ pub(super) async fn create(
 
 /// `POST /v1/schedules/{name}/pause` (`PAUSED` true) and `.../resume` (false).
 pub(super) async fn set_paused<const PAUSED: bool>(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ScheduleView>> {
     caller.require(Permission::ManageStates)?;
@@ -83,8 +77,7 @@ pub(super) async fn set_paused<const PAUSED: bool>(
 /// One run now, outside the schedule's slots: admitted as a submission of its jobs is (free
 /// disk, the collector's lag, `max_queued`, `submit_per_sec`).
 pub(super) async fn trigger(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     caller.require(Permission::ManageStates)?;

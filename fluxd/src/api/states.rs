@@ -2,10 +2,8 @@
 //! rollout's halt) and the seed-compatible `POST /states` (`GET/PUT/DELETE /v1/states/{name}`
 //! are `declared`'s).
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flux_core::auth::Permission;
@@ -16,21 +14,16 @@ use flux_core::store::Expect;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Ctx};
 use crate::error::ApiResult;
-use crate::state::AppState;
 
-pub(super) async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<StateView>>> {
+pub(super) async fn list(Ctx { st, caller }: Ctx) -> ApiResult<Json<Vec<StateView>>> {
     caller.require(Permission::ReadStates)?;
     Ok(Json(st.states.list(caller.tenant()).await?))
 }
 
 pub(super) async fn apply(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<Response> {
     if req.dry_run {
@@ -68,8 +61,7 @@ pub(super) async fn apply(
 /// Resuming a state that is not halted changes nothing (and is not an audit record); a state
 /// without a rollout table is a 409.
 pub(super) async fn resume(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;
@@ -106,8 +98,7 @@ pub(super) struct SeedState {
 }
 
 pub(super) async fn seed_create(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(req): ApiJson<SeedState>,
 ) -> ApiResult<Response> {
     caller.require(Permission::ManageStates)?;

@@ -2,10 +2,8 @@
 //! and `POST /v1/tenants` (creation). The rules are `flux_core::tenants` and `flux_core::quota`;
 //! the admission of submissions is `api::jobs`.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use flux_core::auth::{CLUSTER_TENANT, Role};
 use flux_core::keys;
@@ -15,7 +13,7 @@ use flux_core::store::SYSTEM_TENANT;
 use flux_core::tenants;
 use serde::Serialize;
 
-use super::extract::{ApiJson, Caller, quota_precondition};
+use super::extract::{ApiJson, Caller, Ctx, quota_precondition};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -48,10 +46,7 @@ async fn usage(st: &AppState, tenant: &str) -> ApiResult<Usage> {
 }
 
 /// Every tenant for admins of the cluster tenant; one's own tenant for other admins.
-pub(super) async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<Usage>>> {
+pub(super) async fn list(Ctx { st, caller }: Ctx) -> ApiResult<Json<Vec<Usage>>> {
     if caller.0.role != Role::Admin {
         return Err(ApiError::forbidden("only admins see tenants"));
     }
@@ -94,8 +89,7 @@ pub(super) struct CreateTenant {
 /// Creates a tenant (admins of the cluster tenant): records it, sets its quota if given, and
 /// answers with a first admin token for it. 409 if it exists.
 pub(super) async fn create(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     if caller.0.role != Role::Admin || caller.tenant() != CLUSTER_TENANT {
@@ -147,8 +141,7 @@ pub(super) struct QuotaView {
 }
 
 pub(super) async fn get_quota(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<QuotaView>> {
     tenants::bound_name(&tenant)?;
@@ -164,8 +157,7 @@ pub(super) async fn get_quota(
 /// Quotas bound a tenant, so only admins of the cluster tenant set them. `If-Match: <version>`
 /// (0 for "never set") makes the write a CAS.
 pub(super) async fn put_quota(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(tenant): Path<String>,
     headers: HeaderMap,
     ApiJson(q): ApiJson<Quota>,

@@ -1,19 +1,16 @@
 //! Token routes: `POST /v1/tokens` (issue), `POST /v1/tokens/revoke` and `GET /v1/whoami`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use flux_core::auth::{self, Claims, Permission, Role};
 use flux_core::model::{now_ms, valid_ident};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Caller, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,8 +40,7 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const MAX_TTL_SECS: u64 = 366 * 24 * 3600;
 
 pub(super) async fn create_token(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<TokenReply>)> {
     caller.require(Permission::ManageTokens)?;
@@ -146,8 +142,7 @@ pub(super) struct RevokeToken {
 }
 
 pub(super) async fn revoke_token(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(req): ApiJson<RevokeToken>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Permission::ManageTokens)?;

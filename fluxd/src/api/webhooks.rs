@@ -5,18 +5,15 @@
 //! Guarantees: tenant scoped; bad input answered 422 naming the field (`deny_unknown_fields`
 //! on the body); the secret is returned once, by the creation that generated it, never after.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use flux_core::model::now_ms;
 use flux_core::webhooks::{self, CreateWebhook, WebhookError, WebhookView};
 use serde::Serialize;
 
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, Caller, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> ApiError {
@@ -52,8 +49,7 @@ fn caller_admin(caller: &Caller) -> ApiResult<()> {
 }
 
 pub(super) async fn create(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     ApiJson(req): ApiJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     caller_admin(&caller)?;
@@ -69,10 +65,7 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(Created { webhook, secret })))
 }
 
-pub(super) async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<WebhookView>>> {
+pub(super) async fn list(Ctx { st, caller }: Ctx) -> ApiResult<Json<Vec<WebhookView>>> {
     caller_admin(&caller)?;
     Ok(Json(
         webhooks::list(st.store.as_ref(), caller.tenant()).await?,
@@ -80,8 +73,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn get_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<Json<WebhookView>> {
     caller_admin(&caller)?;
@@ -91,8 +83,7 @@ pub(super) async fn get_one(
 }
 
 pub(super) async fn delete_one(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller_admin(&caller)?;
@@ -108,8 +99,7 @@ pub(super) struct Tested {
 }
 
 pub(super) async fn test(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
+    Ctx { st, caller }: Ctx,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Tested>> {
     caller_admin(&caller)?;
