@@ -4663,7 +4663,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__job__subcmd__run)
-            opts="-n -e -l -w -o -h -V --node --env --secret-env --workdir --timeout --attempts --priority --selector --all --idempotency-key --shell --wait --wait-timeout --allow-unknown-node --max-concurrency --max-errors --canary --verify --batch-wait --offline-is-error --on-halt --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -l -e -w -o -h -V --node --selector --all --allow-unknown-node --env --secret-env --workdir --timeout --attempts --priority --idempotency-key --shell --wait --wait-timeout --max-concurrency --max-errors --canary --verify --batch-wait --offline-is-error --on-halt --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4674,6 +4674,14 @@ _fluxctl() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -4702,14 +4710,6 @@ _fluxctl() {
                     return 0
                     ;;
                 --priority)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --selector)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -l)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -5379,7 +5379,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__schedule__subcmd__create)
-            opts="-n -l -e -o -h -V --cron --tz --node --selector --all --env --secret-env --timeout --priority --overlap --missed --grace --jitter --paused --allow-unknown-node --shell --max-concurrency --max-errors --canary --verify --batch-wait --offline-is-error --on-halt --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-n -l -e -o -h -V --cron --tz --node --selector --all --allow-unknown-node --env --secret-env --timeout --priority --overlap --missed --grace --jitter --paused --shell --max-concurrency --max-errors --canary --verify --batch-wait --offline-is-error --on-halt --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -6507,7 +6507,7 @@ _fluxctl() {
             return 0
             ;;
         fluxctl__subcmd__tenants__subcmd__quota__subcmd__set)
-            opts="-o -h -V --max-queued --max-running --submit-rate --submit-burst --max-states --job-retention --job-retention-count --rollout-above --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
+            opts="-o -h -V --max-queued --max-running --submit-rate --max-states --submit-burst --job-retention --job-retention-count --rollout-above --if-version --server --token --token-file --ca --insecure --context --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -6525,11 +6525,11 @@ _fluxctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --submit-burst)
+                --max-states)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --max-states)
+                --submit-burst)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -79,13 +79,13 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "attempts" -d 'Show a job\'s attempts'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and not __fish_seen_subcommand_from run get list logs cancel wait attempts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s n -l node -d 'Agent to run on (default: any online agent of the tenant)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent this selector matches: KEY=VALUE, or any expression such as \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s e -l env -d 'Environment variable KEY=VALUE (repeatable)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l secret-env -d 'Secret environment variable NAME, its value taken from fluxctl\'s own environment (so it is never on a command line); masked in the job\'s output and never shown (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l secret-env -d 'Secret environment variable NAME, its value taken from fluxctl\'s own environment (so it is never on a command line); masked in the job\'s output and never shown, and a schedule keeps only its digest (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l workdir -d 'Working directory on the agent' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l timeout -d 'Kill the job after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l attempts -d 'Attempts before giving up when agents are lost' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s l -l selector -d 'Run on an agent this selector matches: KEY=VALUE, or any expression such as \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Idempotency key: submitting twice with the same key runs the job once' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l wait-timeout -d 'With --wait: give up (exit 1) when the job has not ended after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l max-concurrency -d 'With --all: run as a rollout, this many targets at once (a count or a percentage of the targets, rounded up, at least 1)' -r
@@ -104,10 +104,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_sub
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l all -d 'With --selector: run on every matching agent, one job each (a fan-out)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l all -d 'With --selector: run on every matching agent, one job each (a fan-out; a schedule resolves the selector at each slot)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l allow-unknown-node -d 'With --node: accept the job even if no agent has enrolled or registered as that node yet (one about to enroll); without it such a job is refused'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l shell -d 'Join all arguments into one shell command line'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s w -l wait -d 'Wait for the job, stream its output and exit with its exit code. Gives up (exit 1) when the agent the job is pinned to is dead or revoked, or after --wait-timeout'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l allow-unknown-node -d 'With --node: queue the job even if no agent has enrolled or registered as that node yet (one about to enroll); without it such a job is refused'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l offline-is-error -d 'With --all: count a target whose agent is offline at its turn as an error'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand job; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -341,10 +341,10 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and not __fish_seen_subcommand_from create list get pause resume trigger delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l cron -d 'Cron expression: five fields, six with seconds first, or @hourly, @daily...' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l tz -d 'IANA time zone the expression is read in' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s n -l node -d 'Agent to run on' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s l -l selector -d 'Run on an agent this selector matches (repeatable: all must hold)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s n -l node -d 'Agent to run on (default: any online agent of the tenant)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s l -l selector -d 'Run on an agent this selector matches: KEY=VALUE, or any expression such as \'role in (web,api),fact.cpus>=4\' (repeatable: all must hold)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s e -l env -d 'Environment variable KEY=VALUE (repeatable)' -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l secret-env -d 'Secret environment variable NAME, its value taken from fluxctl\'s own environment; the schedule keeps a digest, and each run\'s jobs get the value, masked in their output (repeatable)' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l secret-env -d 'Secret environment variable NAME, its value taken from fluxctl\'s own environment (so it is never on a command line); masked in the job\'s output and never shown, and a schedule keeps only its digest (repeatable)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l timeout -d 'Kill each run after this long' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l priority -d 'Higher runs first among the tenant\'s queued jobs (-100 to 100)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l overlap -d 'While the previous run is unfinished: allow, skip or queue' -r
@@ -367,9 +367,9 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_see
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l all -d 'With --selector: run on every matching agent (resolved at each slot)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l all -d 'With --selector: run on every matching agent, one job each (a fan-out; a schedule resolves the selector at each slot)'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l allow-unknown-node -d 'With --node: accept the job even if no agent has enrolled or registered as that node yet (one about to enroll); without it such a job is refused'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l paused -d 'Create it paused'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l allow-unknown-node -d 'With --node: fire even if no agent is known as that node yet'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l shell -d 'Join all arguments into one shell command line (default with one argument)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l offline-is-error -d 'With --all: count a target whose agent is offline at its turn as an error'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand schedule; and __fish_seen_subcommand_from create" -l insecure -d 'Accept any server certificate (like curl -k)'
@@ -623,7 +623,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l config -d 'Con
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l prune -d 'Also delete the tenant\'s states that the file does not declare'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l prune -d 'Also delete the tenant\'s states that the file does not declare (with diff: show those deletions)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l dry-run -d 'Show the plan and change nothing'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -s w -l wait -d 'Wait until every target is compliant; exit 1 if one fails or the timeout passes'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand apply" -l insecure -d 'Accept any server certificate (like curl -k)'
@@ -639,7 +639,7 @@ complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l config -d 'Conf
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s o -l output -d 'Output format' -r -f -a "table\t''
 wide\t'A table with more columns where a command has them (`agents list -o wide`)'
 json\t''"
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l prune -d 'Include the deletions `apply --prune` would make'
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l prune -d 'Also delete the tenant\'s states that the file does not declare (with diff: show those deletions)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand diff" -s V -l version -d 'Print version'
@@ -757,9 +757,9 @@ json\t''"
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -l insecure -d 'Accept any server certificate (like curl -k)'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-queued -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-running -r
-complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l submit-rate -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-queued -d 'Jobs waiting for an agent' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-running -d 'Attempts assigned or running at once' -r
+complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l submit-rate -d 'Sustained submissions per second (per fluxd node)' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l max-states -d 'Desired states the tenant may hold' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l token-ttl -d 'Lifetime of the admin token' -r
 complete -c fluxctl -n "__fish_fluxctl_using_subcommand tenants; and __fish_seen_subcommand_from create" -l server -d 'Control-plane URL (overrides the context)' -r

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -22,6 +22,34 @@ pub fn check_name(name: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The state file and the prune switch, as `apply` and `diff` take them.
+#[derive(clap::Args, Debug)]
+pub struct FileArgs {
+    /// State file (`-` reads stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Also delete the tenant's states that the file does not declare (with diff: show those
+    /// deletions).
+    #[arg(long)]
+    pub prune: bool,
+}
+
+/// A state file as read (its display name and text) and the server's plan for it.
+pub struct Planned {
+    pub file: String,
+    pub text: String,
+    pub plan: Plan,
+}
+
+impl FileArgs {
+    /// Reads the file and asks the server for its plan (nothing changes).
+    pub async fn plan(&self, api: &ApiClient) -> Result<Planned> {
+        let (file, text) = read_file(&self.file)?;
+        let plan = plan(api, &file, &text, self.prune).await?;
+        Ok(Planned { file, text, plan })
+    }
 }
 
 /// Reads a state file (`-` is stdin) and returns its display name and text.

@@ -2,7 +2,6 @@
 //! every target is compliant.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use flux_core::model::parse_duration;
@@ -15,12 +14,8 @@ use crate::states;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// State file (`-` reads stdin).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    file: PathBuf,
-    /// Also delete the tenant's states that the file does not declare.
-    #[arg(long)]
-    prune: bool,
+    #[command(flatten)]
+    state: states::FileArgs,
     /// Show the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -38,8 +33,11 @@ pub struct Args {
 /// applied and the convergence after the wait, JSON is one document at the end.
 pub async fn run(ctx: &Ctx, a: Args) -> CliResult {
     let api = ctx.client()?;
-    let (file, text) = states::read_file(&a.file)?;
-    let planned = states::plan(&api, &file, &text, a.prune).await?;
+    let states::Planned {
+        file,
+        text,
+        plan: planned,
+    } = a.state.plan(&api).await?;
     if a.dry_run {
         emit(
             ctx.out,
@@ -53,7 +51,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> CliResult {
         return Ok(());
     }
     let applied = if planned.has_changes() {
-        states::apply(&api, &file, &text, a.prune, &planned).await?
+        states::apply(&api, &file, &text, a.state.prune, &planned).await?
     } else {
         planned
     };

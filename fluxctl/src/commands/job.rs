@@ -77,16 +77,10 @@ pub enum JobCmd {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Agent to run on (default: any online agent of the tenant).
-    #[arg(long = "node", short = 'n')]
-    node: Option<String>,
-    /// Environment variable KEY=VALUE (repeatable).
-    #[arg(long = "env", short = 'e', value_parser = parse_kv)]
-    env: Vec<(String, String)>,
-    /// Secret environment variable NAME, its value taken from fluxctl's own environment (so it
-    /// is never on a command line); masked in the job's output and never shown (repeatable).
-    #[arg(long = "secret-env", value_name = "NAME")]
-    secret_env: Vec<String>,
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    env: Env,
     /// Working directory on the agent.
     #[arg(long)]
     workdir: Option<String>,
@@ -99,18 +93,6 @@ pub struct RunArgs {
     /// Higher runs first among the tenant's queued jobs (-100 to 100).
     #[arg(long, allow_hyphen_values = true)]
     priority: Option<i32>,
-    /// Run on an agent this selector matches: KEY=VALUE, or any expression such as
-    /// 'role in (web,api),fact.cpus>=4' (repeatable: all must hold).
-    #[arg(
-        long = "selector",
-        short = 'l',
-        value_name = "EXPR",
-        conflicts_with = "node"
-    )]
-    selector: Vec<String>,
-    /// With --selector: run on every matching agent, one job each (a fan-out).
-    #[arg(long, requires = "selector")]
-    all: bool,
     /// Idempotency key: submitting twice with the same key runs the job once.
     #[arg(long, env = "FLUX_IDEMPOTENCY_KEY")]
     idempotency_key: Option<String>,
@@ -124,10 +106,6 @@ pub struct RunArgs {
     /// With --wait: give up (exit 1) when the job has not ended after this long.
     #[arg(long, value_parser = parse_duration, requires = "wait")]
     wait_timeout: Option<Duration>,
-    /// With --node: queue the job even if no agent has enrolled or registered as that node
-    /// yet (one about to enroll); without it such a job is refused.
-    #[arg(long, requires = "node")]
-    allow_unknown_node: bool,
     /// Rollout options (with --all): the control plane runs the targets at this rate.
     #[command(flatten)]
     rollout: super::rollout::RolloutFlags,
@@ -286,20 +264,82 @@ pub(crate) async fn send_if_match<T: serde::de::DeserializeOwned>(
     .context("decoding the reply")
 }
 
-/// The request `job run` submits: one argument is a shell command line, several an argv;
-/// `--secret-env` values are read from fluxctl's own environment.
-fn submit_request(r: RunArgs) -> Result<SubmitJob> {
-    let (command, argv) = if r.shell || r.command.len() == 1 {
-        (Some(r.command.join(" ")), None)
+/// Where a job runs, as `job run` and `schedule create` take it.
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    /// Agent to run on (default: any online agent of the tenant).
+    #[arg(long = "node", short = 'n')]
+    node: Option<String>,
+    /// Run on an agent this selector matches: KEY=VALUE, or any expression such as
+    /// 'role in (web,api),fact.cpus>=4' (repeatable: all must hold).
+    #[arg(
+        long = "selector",
+        short = 'l',
+        value_name = "EXPR",
+        conflicts_with = "node"
+    )]
+    selector: Vec<String>,
+    /// With --selector: run on every matching agent, one job each (a fan-out; a schedule
+    /// resolves the selector at each slot).
+    #[arg(long, requires = "selector")]
+    pub all: bool,
+    /// With --node: accept the job even if no agent has enrolled or registered as that node
+    /// yet (one about to enroll); without it such a job is refused.
+    #[arg(long, requires = "node")]
+    allow_unknown_node: bool,
+}
+
+/// The parts of a job's spec that [`Target`] gives: node, selector, fan-out and whether an
+/// unknown node is accepted.
+pub struct Placement {
+    pub node_id: Option<String>,
+    pub selector: flux_core::selector::Selector,
+    pub all: bool,
+    pub allow_unknown_node: bool,
+}
+
+impl Target {
+    pub fn placement(self) -> Result<Placement> {
+        let expr = self.selector.join(",");
+        let selector = flux_core::selector::Selector::parse(&expr)
+            .map_err(|e| anyhow!("--selector {expr:?}: {e}"))?;
+        Ok(Placement {
+            node_id: self.node,
+            selector,
+            all: self.all,
+            allow_unknown_node: self.allow_unknown_node,
+        })
+    }
+}
+
+/// A command given as arguments: one argument (or `--shell`) is a shell command line, several
+/// are an argv.
+pub fn command_of(shell: bool, command: Vec<String>) -> (Option<String>, Option<Vec<String>>) {
+    if shell || command.len() == 1 {
+        (Some(command.join(" ")), None)
     } else {
-        (None, Some(r.command))
-    };
-    Ok(SubmitJob {
-        command,
-        argv,
-        node_id: r.node,
-        env: r.env.into_iter().collect(),
-        secret_env: r
+        (None, Some(command))
+    }
+}
+
+/// A job's environment, as `job run` and `schedule create` take it.
+#[derive(clap::Args, Debug)]
+pub struct Env {
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_parser = parse_kv)]
+    env: Vec<(String, String)>,
+    /// Secret environment variable NAME, its value taken from fluxctl's own environment (so it
+    /// is never on a command line); masked in the job's output and never shown, and a schedule
+    /// keeps only its digest (repeatable).
+    #[arg(long = "secret-env", value_name = "NAME")]
+    secret_env: Vec<String>,
+}
+
+impl Env {
+    /// The plain variables, and the secret ones with their values read from fluxctl's own
+    /// environment.
+    pub fn resolve(self) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        let secret = self
             .secret_env
             .iter()
             .map(|n| {
@@ -307,22 +347,37 @@ fn submit_request(r: RunArgs) -> Result<SubmitJob> {
                     .map(|v| (n.clone(), v))
                     .with_context(|| format!("--secret-env {n}: ${n} is not set"))
             })
-            .collect::<Result<_>>()?,
+            .collect::<Result<_>>()?;
+        Ok((self.env.into_iter().collect(), secret))
+    }
+}
+
+/// The request `job run` submits: one argument is a shell command line, several an argv;
+/// `--secret-env` values are read from fluxctl's own environment.
+fn submit_request(r: RunArgs) -> Result<SubmitJob> {
+    let (command, argv) = command_of(r.shell, r.command);
+    let (env, secret_env) = r.env.resolve()?;
+    let at = r.target.placement()?;
+    Ok(SubmitJob {
+        command,
+        argv,
+        node_id: at.node_id,
+        env,
+        secret_env,
         workdir: r.workdir,
         timeout_secs: r.timeout.map(|d| d.as_secs().max(1)),
         max_attempts: r.attempts,
         priority: r.priority,
-        selector: flux_core::selector::Selector::parse(&r.selector.join(","))
-            .map_err(|e| anyhow::anyhow!("--selector {:?}: {e}", r.selector.join(",")))?,
-        fan_out: r.all,
-        allow_unknown_node: r.allow_unknown_node,
+        selector: at.selector,
+        fan_out: at.all,
+        allow_unknown_node: at.allow_unknown_node,
         idempotency_key: r.idempotency_key,
     })
 }
 
 /// `job run`: submit, then without --wait print the job (its id in a table).
 async fn submit(ctx: &Ctx, api: &ApiClient, r: RunArgs) -> CliResult {
-    let (all, wait, limit) = (r.all, r.wait, r.wait_timeout);
+    let (all, wait, limit) = (r.target.all, r.wait, r.wait_timeout);
     let flags = r.rollout.clone();
     let req = submit_request(r)?;
     if all && flags.any() {

@@ -9,7 +9,7 @@ use flux_core::model::parse_duration;
 use flux_core::schedule::{JobSpec, Missed, Overlap, Run, ScheduleSpec, ScheduleView, What};
 use reqwest::Method;
 
-use crate::cli::parse_kv;
+use super::job::{Env, Target, command_of};
 use crate::context::Ctx;
 use crate::error::CliResult;
 use crate::output::{emit, table, view};
@@ -53,28 +53,10 @@ pub struct CreateArgs {
     /// IANA time zone the expression is read in.
     #[arg(long, default_value = "UTC")]
     tz: String,
-    /// Agent to run on.
-    #[arg(long = "node", short = 'n')]
-    node: Option<String>,
-    /// Run on an agent this selector matches (repeatable: all must hold).
-    #[arg(
-        long = "selector",
-        short = 'l',
-        value_name = "EXPR",
-        conflicts_with = "node"
-    )]
-    selector: Vec<String>,
-    /// With --selector: run on every matching agent (resolved at each slot).
-    #[arg(long, requires = "selector")]
-    all: bool,
-    /// Environment variable KEY=VALUE (repeatable).
-    #[arg(long = "env", short = 'e', value_parser = parse_kv)]
-    env: Vec<(String, String)>,
-    /// Secret environment variable NAME, its value taken from fluxctl's own environment; the
-    /// schedule keeps a digest, and each run's jobs get the value, masked in their output
-    /// (repeatable).
-    #[arg(long = "secret-env", value_name = "NAME")]
-    secret_env: Vec<String>,
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    env: Env,
     /// Kill each run after this long.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -96,9 +78,6 @@ pub struct CreateArgs {
     /// Create it paused.
     #[arg(long)]
     paused: bool,
-    /// With --node: fire even if no agent is known as that node yet.
-    #[arg(long, requires = "node")]
-    allow_unknown_node: bool,
     /// Join all arguments into one shell command line (default with one argument).
     #[arg(long)]
     shell: bool,
@@ -133,35 +112,23 @@ fn parse_missed(s: &str) -> Result<Missed> {
 }
 
 fn spec(a: CreateArgs) -> Result<ScheduleSpec> {
-    let (command, argv) = if a.shell || a.command.len() == 1 {
-        (Some(a.command.join(" ")), None)
-    } else {
-        (None, Some(a.command))
-    };
-    let selector = flux_core::selector::Selector::parse(&a.selector.join(","))
-        .map_err(|e| anyhow!("--selector {:?}: {e}", a.selector.join(",")))?;
+    let (command, argv) = command_of(a.shell, a.command);
+    let at = a.target.placement()?;
+    let (env, secret_env) = a.env.resolve()?;
     let job = JobSpec {
         command,
         argv,
-        node_id: a.node,
-        selector,
-        all: a.all,
-        env: a.env.into_iter().collect(),
-        secret_env: a
-            .secret_env
-            .iter()
-            .map(|n| {
-                std::env::var(n)
-                    .map(|v| (n.clone(), v))
-                    .with_context(|| format!("--secret-env {n}: ${n} is not set"))
-            })
-            .collect::<Result<_>>()?,
+        node_id: at.node_id,
+        selector: at.selector,
+        all: at.all,
+        env,
+        secret_env,
         timeout_secs: a.timeout.map(|d| d.as_secs().max(1)),
         priority: a.priority,
-        allow_unknown_node: a.allow_unknown_node,
+        allow_unknown_node: at.allow_unknown_node,
         ..JobSpec::default()
     };
-    let what = if a.all && a.rollout.any() {
+    let what = if at.all && a.rollout.any() {
         What::Rollout(super::rollout::spec_of(&job.submission(), &a.rollout)?)
     } else {
         What::Job(job)

@@ -22,15 +22,8 @@ pub enum TenantsCmd {
     /// Create a tenant (admins of tenant default) and print a first admin token for it.
     Create {
         name: String,
-        #[arg(long)]
-        max_queued: Option<u64>,
-        #[arg(long)]
-        max_running: Option<u64>,
-        #[arg(long)]
-        submit_rate: Option<f64>,
-        /// Desired states the tenant may hold.
-        #[arg(long)]
-        max_states: Option<u64>,
+        #[command(flatten)]
+        limits: Limits,
         /// Lifetime of the admin token.
         #[arg(long, value_parser = parse_duration, default_value = "24h")]
         token_ttl: Duration,
@@ -48,21 +41,11 @@ pub enum QuotaCmd {
     /// Replace a tenant's quota (admins of tenant default); a limit left out is unlimited.
     Set {
         tenant: String,
-        /// Jobs waiting for an agent.
-        #[arg(long)]
-        max_queued: Option<u64>,
-        /// Attempts assigned or running at once.
-        #[arg(long)]
-        max_running: Option<u64>,
-        /// Sustained submissions per second (per fluxd node).
-        #[arg(long)]
-        submit_rate: Option<f64>,
+        #[command(flatten)]
+        limits: Limits,
         /// Submissions allowed in a burst.
         #[arg(long, requires = "submit_rate")]
         submit_burst: Option<u64>,
-        /// Desired states the tenant may hold.
-        #[arg(long)]
-        max_states: Option<u64>,
         /// Collect this tenant's finished jobs this long after they ended (overrides fluxd's
         /// --job-retention).
         #[arg(long, value_parser = parse_duration)]
@@ -79,6 +62,36 @@ pub enum QuotaCmd {
         #[arg(long)]
         if_version: Option<u64>,
     },
+}
+
+/// The limits that both `tenants create` and `tenants quota set` take.
+#[derive(clap::Args, Debug)]
+pub struct Limits {
+    /// Jobs waiting for an agent.
+    #[arg(long)]
+    max_queued: Option<u64>,
+    /// Attempts assigned or running at once.
+    #[arg(long)]
+    max_running: Option<u64>,
+    /// Sustained submissions per second (per fluxd node).
+    #[arg(long)]
+    submit_rate: Option<f64>,
+    /// Desired states the tenant may hold.
+    #[arg(long)]
+    max_states: Option<u64>,
+}
+
+impl Limits {
+    /// A quota with these limits and nothing else set.
+    fn quota(self) -> Quota {
+        Quota {
+            max_queued: self.max_queued,
+            max_running: self.max_running,
+            submit_per_sec: self.submit_rate,
+            max_states: self.max_states,
+            ..Quota::default()
+        }
+    }
 }
 
 /// A quota limit in a table: `-` when unlimited.
@@ -128,24 +141,10 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
         }
         TenantsCmd::Create {
             name,
-            max_queued,
-            max_running,
-            submit_rate,
-            max_states,
+            limits,
             token_ttl,
         } => {
-            let quota = (max_queued.is_some()
-                || max_running.is_some()
-                || submit_rate.is_some()
-                || max_states.is_some())
-            .then_some(Quota {
-                max_queued,
-                max_running,
-                submit_per_sec: submit_rate,
-                submit_burst: None,
-                max_states,
-                ..Quota::default()
-            });
+            let quota = Some(limits.quota()).filter(|q| *q != Quota::default());
             let reply: TenantCreated = api
                 .post(
                     "/v1/tenants",
@@ -164,25 +163,19 @@ pub async fn run(ctx: &Ctx, cmd: TenantsCmd) -> CliResult {
         }
         TenantsCmd::Quota(QuotaCmd::Set {
             tenant,
-            max_queued,
-            max_running,
-            submit_rate,
+            limits,
             submit_burst,
-            max_states,
             job_retention,
             job_retention_count,
             rollout_above,
             if_version,
         }) => {
             let body = Quota {
-                max_queued,
-                max_running,
-                submit_per_sec: submit_rate,
                 submit_burst,
-                max_states,
                 job_retention_secs: job_retention.map(|d| d.as_secs().max(1)),
                 job_retention_count,
                 rollout_above,
+                ..limits.quota()
             };
             let reply: QuotaView = super::job::send_if_match(
                 &api,
