@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 CLIENTS="${CLIENTS:-64 512 1024}"
 DURATION="${DURATION:-10s}"
 WORKERS="${NGINX_WORKERS:-1}"
-command -v nginx >/dev/null || { echo "nginx is not installed" >&2; exit 1; }
+flux_need nginx
 flux_build
 flux_scratch DIR client
 PORT=$(flux_free_port)

@@ -12,10 +12,7 @@
 #   BIN_DIR=/path/to/old/target/release bash scripts/bench-cpu.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-AGENTS="${AGENTS:-1000}"
-STORE="${STORE:-redb}"
-SECS="${SECS:-20}"
-CONCURRENCY="${CONCURRENCY:-512}"
+flux_jobs_defaults
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 
 flux_build

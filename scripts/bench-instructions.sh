@@ -16,7 +16,7 @@ AGENTS="${AGENTS:-50}"
 STORE="${STORE:-redb}"
 COUNT="${COUNT:-3000}"
 CONCURRENCY="${CONCURRENCY:-32}"
-command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+flux_need valgrind
 
 flux_build
 flux_scratch dir instructions

@@ -170,7 +170,7 @@ flux_simulate() {
 # flux_redis_up DIR: a fresh redis-server on a free loopback port with the AOF fsynced on every
 # write (appendfsync always); exports FLUX_REDIS_URL, sets REDIS_PID and REDIS_PORT.
 flux_redis_up() {
-    command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; return 1; }
+    flux_need redis-server || return 1
     local dir="$1"; mkdir -p "$dir"
     REDIS_PORT=$(flux_free_port)
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --appendonly yes \
@@ -204,6 +204,21 @@ flux_point_flags() {
     FLUX_POINT_FLAGS=(--max-long-polls $(( $1 + 3000 )) --max-requests 4096
         --max-agent-requests 4096 --tenant-share 100 --token-share 100
         --heartbeat-interval 30s --unreachable-after 90s --dead-after 180s)
+}
+
+# flux_jobs_defaults: the defaults of the point profile.sh and bench-cpu.sh both measure,
+# each kept if already set: AGENTS (1000), STORE (redb), SECS (20), CONCURRENCY (512).
+flux_jobs_defaults() {
+    AGENTS="${AGENTS:-1000}" STORE="${STORE:-redb}"
+    SECS="${SECS:-20}" CONCURRENCY="${CONCURRENCY:-512}"
+}
+
+# flux_need CMD...: fails, naming it, when a command is not installed.
+flux_need() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null || { echo "$c is not installed" >&2; return 1; }
+    done
 }
 
 # flux_jobs_point DIR STORE AGENTS [extra fluxd args]: fluxd on STORE (flux_up_store) with

@@ -13,10 +13,7 @@
 # only root may profile at all.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-AGENTS="${AGENTS:-1000}"
-STORE="${STORE:-redb}"
-SECS="${SECS:-20}"
-CONCURRENCY="${CONCURRENCY:-512}"
+flux_jobs_defaults
 CALLGRAPH="${CALLGRAPH:--g}"
 FREQ="${FREQ:-999}"
 TOP="${TOP:-60}"

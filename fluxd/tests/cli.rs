@@ -10,6 +10,18 @@ fn fluxd(args: &[&str]) -> std::process::Output {
         .expect("run fluxd")
 }
 
+/// `fluxd --listen 127.0.0.1:0 --data-dir DATA` with `extra` after.
+fn fluxd_in(data: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    fluxd(&args)
+}
+
 #[test]
 fn foreign_store_file_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
@@ -17,14 +29,7 @@ fn foreign_store_file_is_refused_and_left_untouched() {
     std::fs::write(&store, b"this is somebody's spreadsheet").unwrap();
     let spec = format!("redb:{}", store.display());
     let data = dir.path().join("data");
-    let out = fluxd(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--store",
-        &spec,
-    ]);
+    let out = fluxd_in(&data, &["--store", &spec]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not-a-store.redb"), "{err}");
@@ -43,14 +48,7 @@ fn unknown_store_scheme_and_unreachable_redis_are_clear_errors() {
         ("etcd://x", "etcd"),
         ("redis://127.0.0.1:1/0", "127.0.0.1:1"),
     ] {
-        let out = fluxd(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--store",
-            spec,
-        ]);
+        let out = fluxd_in(&data, &["--store", spec]);
         assert!(!out.status.success(), "{spec}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{spec}: {err}");
@@ -65,12 +63,7 @@ fn corrupt_signing_key_is_refused_not_replaced() {
     std::fs::create_dir_all(&data).unwrap();
     let key = data.join("signing-key.json");
     std::fs::write(&key, b"{oops").unwrap();
-    let out = fluxd(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let out = fluxd_in(&data, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("signing-key.json"), "{err}");
@@ -88,13 +81,7 @@ fn unsafe_testing_switches_are_hidden_and_need_a_history_log() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     for flag in ["--unsafe-no-fencing", "--unsafe-ignore-lease"] {
-        let out = fluxd(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-            flag,
-        ]);
+        let out = fluxd_in(&data, &[flag]);
         assert_eq!(out.status.code(), Some(2), "{flag}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--history-log"), "{flag}: {err}");
@@ -124,14 +111,7 @@ fn zero_intervals_are_refused_before_anything_is_created() {
         ),
         (vec!["--lease-ttl", "0s"], "lease settings"),
     ] {
-        let mut all = vec![
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
-        all.extend(args.iter().copied());
-        let out = fluxd(&all);
+        let out = fluxd_in(&data, &args);
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
