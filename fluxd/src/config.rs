@@ -297,7 +297,7 @@ pub struct NodeConfig {
 
 impl Args {
     /// Checks every argument and resolves the defaults that depend on others.
-    pub fn validate(self) -> Result<NodeConfig> {
+    pub fn validate(mut self) -> Result<NodeConfig> {
         let lease = LeaseConfig {
             ttl: self.lease_ttl,
             renew_every: self.lease_renew,
@@ -307,86 +307,11 @@ impl Args {
         lease
             .validate()
             .map_err(|e| anyhow::anyhow!("lease settings: {e}"))?;
-        if self.body_read_timeout.is_zero() {
-            anyhow::bail!("--body-read-timeout must be above zero");
-        }
-        if self.agent_credential_ttl < Duration::from_secs(10)
-            || self.agent_credential_ttl > Duration::from_secs(30 * 24 * 3600)
-        {
-            anyhow::bail!("--agent-credential-ttl must be between 10s and 30 days");
-        }
-        if self.header_read_timeout.is_zero()
-            || self.idle_timeout.is_zero()
-            || self.max_follow.is_zero()
-            || self.gauges_every.is_zero()
-        {
-            anyhow::bail!(
-                "--header-read-timeout, --idle-timeout, --max-follow and --gauges-every must be above zero"
-            );
-        }
-        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
-            anyhow::bail!("--max-connections and --max-connections-per-ip must be above zero");
-        }
-        if self.audit_verify_every.is_zero() {
-            anyhow::bail!("--audit-verify-every must be above zero");
-        }
-        let gc = flux_core::retention::RetentionConfig {
-            job_retention: self.job_retention,
-            job_retention_count: self.job_retention_count,
-            reconciler_keep: self.reconciler_jobs_kept,
-            idempotency_window: self.idempotency_window,
-            dead_agent_retention: self.dead_agent_retention,
-            interval: self.gc_interval,
-            batch: self.gc_batch,
-            events: flux_core::events::Bounds {
-                max_events: self.event_retention_count.max(1),
-                max_age_ms: u64::try_from(self.event_retention.as_millis()).unwrap_or(u64::MAX),
-            },
-        };
-        gc.validate().map_err(|e| anyhow::anyhow!(e))?;
-        let backups = match self.backup_dir {
-            Some(dir) => {
-                if self.backup_keep == 0 || self.backup_every.is_zero() {
-                    anyhow::bail!("--backup-keep and --backup-every must be above zero");
-                }
-                Some(Schedule {
-                    dir,
-                    every: self.backup_every,
-                    keep: self.backup_keep,
-                })
-            }
-            None => None,
-        };
-        let store = self
-            .store
-            .unwrap_or_else(|| format!("redb:{}", self.data_dir.join("flux.redb").display()));
-        // The embedded store's directory, for --min-free-disk.
-        let disk = store
-            .strip_prefix("redb:")
-            .filter(|_| self.min_free_disk > 0)
-            .map(|p| {
-                let dir = std::path::Path::new(p)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
-                (dir, self.min_free_disk)
-            });
-        let mut keys = self.signing_key;
-        if keys.is_empty() {
-            keys.push(self.data_dir.join("signing-key.json"));
-        }
-        if let Some(dup) = keys
-            .iter()
-            .enumerate()
-            .find_map(|(i, k)| keys[..i].contains(k).then_some(k))
-        {
-            anyhow::bail!("--signing-key {} is listed twice", dup.display());
-        }
-        let audit_key = self
-            .audit_key
-            .unwrap_or_else(|| keys.last().expect("one key at least").clone());
-        let signing_key = keys.remove(0);
-        let verify_keys = keys;
+        self.check_bounds()?;
+        let gc = self.retention()?;
+        let backups = self.backups()?;
+        let (store, disk) = self.store();
+        let (signing_key, verify_keys, audit_key) = self.keys()?;
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => TlsSource::LocalCa {
@@ -460,6 +385,110 @@ impl Args {
             gc,
             gc_max_lag: Some(self.gc_max_lag).filter(|d| !d.is_zero()),
         })
+    }
+
+    /// The timeouts, intervals and caps that must be above zero or within a range.
+    fn check_bounds(&self) -> Result<()> {
+        if self.body_read_timeout.is_zero() {
+            anyhow::bail!("--body-read-timeout must be above zero");
+        }
+        if self.agent_credential_ttl < Duration::from_secs(10)
+            || self.agent_credential_ttl > Duration::from_secs(30 * 24 * 3600)
+        {
+            anyhow::bail!("--agent-credential-ttl must be between 10s and 30 days");
+        }
+        if self.header_read_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.max_follow.is_zero()
+            || self.gauges_every.is_zero()
+        {
+            anyhow::bail!(
+                "--header-read-timeout, --idle-timeout, --max-follow and --gauges-every must be above zero"
+            );
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            anyhow::bail!("--max-connections and --max-connections-per-ip must be above zero");
+        }
+        if self.audit_verify_every.is_zero() {
+            anyhow::bail!("--audit-verify-every must be above zero");
+        }
+        Ok(())
+    }
+
+    /// The leader's garbage collection, checked.
+    fn retention(&self) -> Result<flux_core::retention::RetentionConfig> {
+        let gc = flux_core::retention::RetentionConfig {
+            job_retention: self.job_retention,
+            job_retention_count: self.job_retention_count,
+            reconciler_keep: self.reconciler_jobs_kept,
+            idempotency_window: self.idempotency_window,
+            dead_agent_retention: self.dead_agent_retention,
+            interval: self.gc_interval,
+            batch: self.gc_batch,
+            events: flux_core::events::Bounds {
+                max_events: self.event_retention_count.max(1),
+                max_age_ms: u64::try_from(self.event_retention.as_millis()).unwrap_or(u64::MAX),
+            },
+        };
+        gc.validate().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(gc)
+    }
+
+    /// Scheduled backups, when `--backup-dir` is given.
+    fn backups(&mut self) -> Result<Option<Schedule>> {
+        let Some(dir) = self.backup_dir.take() else {
+            return Ok(None);
+        };
+        if self.backup_keep == 0 || self.backup_every.is_zero() {
+            anyhow::bail!("--backup-keep and --backup-every must be above zero");
+        }
+        Ok(Some(Schedule {
+            dir,
+            every: self.backup_every,
+            keep: self.backup_keep,
+        }))
+    }
+
+    /// The store's spec (the embedded store in the data directory by default), and for the
+    /// embedded store the directory `--min-free-disk` watches with its threshold.
+    fn store(&mut self) -> (String, Option<(PathBuf, u64)>) {
+        let store = self
+            .store
+            .take()
+            .unwrap_or_else(|| format!("redb:{}", self.data_dir.join("flux.redb").display()));
+        let disk = store
+            .strip_prefix("redb:")
+            .filter(|_| self.min_free_disk > 0)
+            .map(|p| {
+                let dir = std::path::Path::new(p)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
+                (dir, self.min_free_disk)
+            });
+        (store, disk)
+    }
+
+    /// The key that signs (the first listed), the others that still verify, and the audit MAC
+    /// key (by default the last signing key listed).
+    fn keys(&mut self) -> Result<(PathBuf, Vec<PathBuf>, PathBuf)> {
+        let mut keys = std::mem::take(&mut self.signing_key);
+        if keys.is_empty() {
+            keys.push(self.data_dir.join("signing-key.json"));
+        }
+        if let Some(dup) = keys
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| keys[..i].contains(k).then_some(k))
+        {
+            anyhow::bail!("--signing-key {} is listed twice", dup.display());
+        }
+        let audit_key = self
+            .audit_key
+            .take()
+            .unwrap_or_else(|| keys.last().expect("one key at least").clone());
+        let signing_key = keys.remove(0);
+        Ok((signing_key, keys, audit_key))
     }
 }
 
