@@ -8,6 +8,15 @@
 //! are grouped by the part of the service they drive: `submit`, `schedule`, `liveness` and
 //! `protocol`, as in `flux-core/src/jobs/`.
 
+/// Asserts that the call `result` was refused with an error matching `pattern`, showing the
+/// error otherwise. Defined before the test modules so that they can use it.
+macro_rules! assert_refused {
+    ($result:expr, $pattern:pat) => {
+        let err = $result.unwrap_err();
+        assert!(matches!(err, $pattern), "{err:?}");
+    };
+}
+
 #[path = "../common/mod.rs"]
 mod common;
 mod listing;

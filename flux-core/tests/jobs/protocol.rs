@@ -338,12 +338,12 @@ async fn attempts_belong_to_the_registration_that_received_them() {
     let before = snapshot(&e.store, TENANT).await;
     let forged = "00".repeat(32);
     for caller in [none, AgentCaller::new("node-1", Some(&forged))] {
-        let err = e
-            .jobs
-            .register(TENANT, caller, &RegisterAgent::default(), T0 + 1)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, JobError::Session(_)), "{err:?}");
+        assert_refused!(
+            e.jobs
+                .register(TENANT, caller, &RegisterAgent::default(), T0 + 1)
+                .await,
+            JobError::Session(_)
+        );
     }
     assert_eq!(snapshot(&e.store, TENANT).await, before, "a refusal wrote");
 
@@ -394,19 +394,17 @@ async fn attempts_belong_to_the_registration_that_received_them() {
     assert_eq!(a.state, AttemptState::Abandoned, "{a:?}");
     assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
     // The old session is refused now; the new one does not get the old attempt.
-    let err = e
-        .jobs
-        .heartbeat(TENANT, me, &Heartbeat::default(), later + 1)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Session(_)), "{err:?}");
+    assert_refused!(
+        e.jobs
+            .heartbeat(TENANT, me, &Heartbeat::default(), later + 1)
+            .await,
+        JobError::Session(_)
+    );
     let new = AgentCaller::new("node-1", Some(&s2));
-    let err = e
-        .jobs
-        .start(TENANT, new, &att, later + 1)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Gone(_)), "{err:?}");
+    assert_refused!(
+        e.jobs.start(TENANT, new, &att, later + 1).await,
+        JobError::Gone(_)
+    );
     assert!(e.jobs.poll(TENANT, new, 0).await.unwrap().is_empty());
 }
 
@@ -702,12 +700,12 @@ async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
     }
     // Chunks beyond the next expected one are refused like on the output endpoint.
     let gap = [chunk(3, Stream::Stdout, "x")];
-    let err = e
-        .jobs
-        .finish_with_output(TENANT, "node-1", &att, exited(0), &gap, None, T0 + 2)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Conflict(_)), "{err:?}");
+    assert_refused!(
+        e.jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), &gap, None, T0 + 2)
+            .await,
+        JobError::Conflict(_)
+    );
     assert_eq!(snapshot(&e.store, TENANT).await, before, "a refusal wrote");
 }
 
