@@ -9,7 +9,7 @@ use flux_core::testing::RedisServer;
 
 mod common;
 
-use common::{acknowledged, concurrent_puts, wait_writable};
+use common::{acknowledged, concurrent_puts, put_new, wait_writable};
 
 async fn fixture() -> Option<Fixture> {
     let server = RedisServer::start()?;
@@ -224,14 +224,7 @@ async fn redis_without_appendfsync_always_is_refused_unless_relaxed() {
     let relaxed = store::open(&format!("{}?durability=relaxed", server.url()))
         .await
         .unwrap();
-    relaxed
-        .put(
-            Key::new("acme", "x").unwrap(),
-            b"1".to_vec(),
-            Expect::Absent,
-        )
-        .await
-        .unwrap();
+    put_new(relaxed.as_ref(), "acme", "x", b"1").await;
 }
 
 #[tokio::test]
