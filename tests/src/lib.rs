@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 pub use flux_core::chaos::faultproxy::FaultProxy;
 pub use flux_core::testing::{Proc, free_port, tool};
 pub use runs::{max_overlap, side_effects};
-pub use setup::{error_message, field_strs, find_by, send_text};
+pub use setup::{error_message, field_strs, find_by, json_of, send_text};
 
 mod runs;
 mod setup;
@@ -399,13 +399,24 @@ impl Fluxd {
 
     /// A job's stored output as text.
     pub async fn logs(&self, token: &str, id: &str) -> String {
-        self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs"), token)
-            .send()
+        self.logs_response(token, id, "")
             .await
-            .expect("logs request")
             .text()
             .await
             .expect("logs body")
+    }
+
+    /// The answer to `GET /v1/jobs/<id>/logs?<query>` (no `?` when `query` is empty) with
+    /// `token`, whatever its status; panics when the request could not be sent.
+    pub async fn logs_response(&self, token: &str, id: &str, query: &str) -> reqwest::Response {
+        let mut path = format!("/v1/jobs/{id}/logs");
+        if !query.is_empty() {
+            path = format!("{path}?{query}");
+        }
+        self.req(reqwest::Method::GET, &path, token)
+            .send()
+            .await
+            .expect("logs request")
     }
 
     /// Runs `fluxctl` against this node with `token`.

@@ -182,15 +182,7 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
         )
         .await;
     assert_eq!(s, 200, "another tenant's wait: {v}");
-    let r = d
-        .req(
-            Method::GET,
-            &format!("/v1/jobs/{globex_job}/logs?follow=true"),
-            &globex,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = d.logs_response(&globex, &globex_job, "follow=true").await;
     assert_eq!(r.status(), 200, "another tenant's follow");
     drop(r);
     abort(holders);

@@ -32,12 +32,8 @@ async fn queued_forever(d: &Fluxd) -> String {
 async fn open_follow(d: &Fluxd, token: &str, job: &str, jsonl: bool) -> reqwest::Response {
     let fmt = if jsonl { "&format=jsonl" } else { "" };
     let resp = d
-        .http
-        .get(format!("{}/v1/jobs/{job}/logs?follow=true{fmt}", d.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+        .logs_response(token, job, &format!("follow=true{fmt}"))
+        .await;
     assert_eq!(resp.status(), 200);
     resp
 }

@@ -78,9 +78,7 @@ async fn run_on(d: &Fluxd, node: &str, command: &str, extra: Value) -> (String, 
     if let (Value::Object(b), Value::Object(x)) = (&mut body, extra) {
         b.extend(x);
     }
-    let (s, job) = d.post("/v1/jobs", &d.admin, &body).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
+    let id = d.submit(&d.admin, &body).await;
     let job = d
         .wait_job(&d.admin, &id, T, |v| {
             v["status"] == "running" || terminal(v)

@@ -144,7 +144,7 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
         &d.admin,
         &["backup", "verify", b1.to_str().unwrap(), "-o", "json"],
     );
-    let summary: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let summary = json_of(&out);
     assert_eq!(summary["objects"], first.entries.len());
 
     // Changes after the backup, among them a token revoked after it leaked.
@@ -186,7 +186,7 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
             "json",
         ],
     );
-    let report: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let report = json_of(&out);
     let epoch_after = report["epoch"].as_u64().unwrap();
     assert!(
         epoch_after > epoch_before && epoch_after > first.header.epoch,

@@ -171,11 +171,7 @@ async fn tenants_cannot_see_or_touch_each_other() {
     let a = d.token("acme", "operator", None).await;
     let b = d.token("globex", "operator", None).await;
     let _agent_a = d.agent("acme", "shared-name", &[]).await;
-    let (s, job) = d
-        .post("/v1/jobs", &a, &json!({"command": "echo acme-secret"}))
-        .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
+    let id = d.submit(&a, &json!({"command": "echo acme-secret"})).await;
     let done = d.wait_job(&a, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
@@ -562,11 +558,9 @@ async fn fluxctl_run_wait_exit_codes_and_json() {
     assert!(stdout(&out).contains("to-stdout"), "{}", stdout(&out));
     assert!(stdout(&out).contains("to-stderr") || stderr(&out).contains("to-stderr"));
 
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
         &[
-            "-o",
-            "json",
             "job",
             "run",
             "--wait",
@@ -612,13 +606,9 @@ async fn fluxctl_run_wait_exit_codes_and_json() {
     assert!(!stderr(&out).is_empty());
 
     // job list and agents list in JSON.
-    let v: Value =
-        serde_json::from_str(&ok(&d.fluxctl(&d.admin, &["-o", "json", "job", "list"])).unwrap())
-            .unwrap();
+    let v = json_of(&d.fluxctl_json(&d.admin, &["job", "list"]));
     assert_eq!(v.as_array().unwrap().len(), 4, "{v}");
-    let v: Value =
-        serde_json::from_str(&ok(&d.fluxctl(&d.admin, &["-o", "json", "agents", "list"])).unwrap())
-            .unwrap();
+    let v = json_of(&d.fluxctl_json(&d.admin, &["agents", "list"]));
     assert_eq!(v[0]["node_id"], "agent-1", "{v}");
 }
 
@@ -690,15 +680,7 @@ async fn logs_follow_streams_until_the_end() {
     );
     let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
     let id = job["job_id"].as_str().unwrap().to_string();
-    let mut resp = d
-        .req(
-            Method::GET,
-            &format!("/v1/jobs/{id}/logs?follow=true"),
-            &d.admin,
-        )
-        .send()
-        .await
-        .unwrap();
+    let mut resp = d.logs_response(&d.admin, &id, "follow=true").await;
     assert_eq!(resp.status(), 200);
     let mut seen = String::new();
     while !seen.contains("first") {
@@ -795,20 +777,11 @@ async fn ci_example_script_runs_steps_and_reports_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_jobs_reports_what_it_ran() {
     let (d, _agent) = Fluxd::start_with_agent().await;
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
-        &[
-            "-o",
-            "json",
-            "bench",
-            "jobs",
-            "--count",
-            "6",
-            "--concurrency",
-            "3",
-        ],
+        &["bench", "jobs", "--count", "6", "--concurrency", "3"],
     );
-    let v: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["jobs"], 6, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
     assert!(v["p50_ms"].as_f64().unwrap() > 0.0);
@@ -828,37 +801,19 @@ async fn bench_jobs_reports_what_it_ran() {
     }
     assert!(v["submit"]["p50_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(d.count("/v1/jobs", &d.admin).await, 6);
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
-        &[
-            "-o",
-            "json",
-            "bench",
-            "jobs",
-            "--count",
-            "2",
-            "--command",
-            "exit 1",
-        ],
+        &["bench", "jobs", "--count", "2", "--command", "exit 1"],
     );
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["failed"], 2, "{v}");
     // `bench submit` creates exactly the jobs it counts, without waiting for them.
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
-        &[
-            "-o",
-            "json",
-            "bench",
-            "submit",
-            "--count",
-            "5",
-            "--concurrency",
-            "2",
-        ],
+        &["bench", "submit", "--count", "5", "--concurrency", "2"],
     );
-    let v: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let v = json_of(&out);
     assert_eq!(
         (v["jobs"].as_u64(), v["refused"].as_u64()),
         (Some(5), Some(0)),
@@ -949,12 +904,10 @@ async fn fluxctl_contexts_select_server_and_credentials() {
     .unwrap();
     // Not the current context yet: the default server (localhost:8443) is not ours.
     ok(&run(&["config", "use-context", "lab"])).unwrap();
-    let who: Value = serde_json::from_str(&ok(&run(&["-o", "json", "whoami"])).unwrap()).unwrap();
+    let who = json_of(&run(&["-o", "json", "whoami"]));
     assert_eq!(who["role"], "viewer", "{who}");
     // An explicit token overrides the context's.
-    let who: Value =
-        serde_json::from_str(&ok(&run(&["-o", "json", "--token", &d.admin, "whoami"])).unwrap())
-            .unwrap();
+    let who = json_of(&run(&["-o", "json", "--token", &d.admin, "whoami"]));
     assert_eq!(who["role"], "admin", "{who}");
     // A viewer context cannot submit: exit non-zero with the server's 403 message.
     let out = run(&["job", "run", "true"]);
@@ -1344,8 +1297,7 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     let secret = "hunter2-s3cret-value";
     let cmd = r#"echo "pw=$DB_PASSWORD"; for c in $(echo "$DB_PASSWORD" | fold -w3); do printf %s "$c"; sleep 0.05; done; echo; test ${#DB_PASSWORD} -eq 20"#;
     let job = d
-        .admin_post_expect(
-            "/v1/jobs",
+        .admin_job_expect(
             &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"DB_PASSWORD": secret}}),
             202,
         )
@@ -1383,8 +1335,7 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     assert_eq!(stdout(&out), "key=[redacted]\n");
     // A value too short to mask reliably is refused, without echoing it.
     let v = d
-        .admin_post_expect(
-            "/v1/jobs",
+        .admin_job_expect(
             &json!({"command": "true", "secret_env": {"PIN": "123"}}),
             422,
         )
@@ -1420,15 +1371,7 @@ async fn a_jobs_last_output_arrives_with_its_result() {
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
-    let resp = d
-        .req(
-            Method::GET,
-            &format!("/v1/jobs/{id}/logs?format=jsonl"),
-            &d.admin,
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = d.logs_response(&d.admin, &id, "format=jsonl").await;
     assert_eq!(resp.status(), 200);
     let chunks: Vec<Value> = resp
         .text()
@@ -1555,9 +1498,7 @@ async fn listings_follow_each_job_through_its_life() {
 
     let mut ended = Vec::new();
     for (cmd, status) in [("exit 3", "failed"), ("true", "succeeded")] {
-        let (s, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
-        assert_eq!(s, 202);
-        let id = job["job_id"].as_str().unwrap().to_string();
+        let id = d.submit(&d.admin, &json!({"command": cmd})).await;
         let done = d.wait_job(&d.admin, &id, T, terminal).await;
         assert_eq!(done["status"], status, "{done}");
         assert_eq!(
@@ -1607,7 +1548,7 @@ async fn listings_follow_each_job_through_its_life() {
     }
     assert_eq!(paged, all);
     let json_ids = |out: &std::process::Output| -> Vec<String> {
-        let v: Value = serde_json::from_str(&ok(out).unwrap()).unwrap();
+        let v = json_of(out);
         v.as_array()
             .unwrap()
             .iter()

@@ -1213,11 +1213,7 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         .await;
     // A pinned job for a node nobody enrolled or registered as: 422 naming node_id.
     let v = d
-        .admin_post_expect(
-            "/v1/jobs",
-            &json!({"command": "true", "node_id": "ghost"}),
-            422,
-        )
+        .admin_job_expect(&json!({"command": "true", "node_id": "ghost"}), 422)
         .await;
     assert!(
         error_message(&v).contains("node_id") && error_message(&v).contains("ghost"),

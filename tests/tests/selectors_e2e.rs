@@ -235,8 +235,7 @@ async fn selectors_of_every_form_on_jobs_fan_out_and_states_with_admin_labels() 
 
     // Fan-out to every agent the expression matches.
     let fan = d
-        .admin_post_expect(
-            "/v1/jobs",
+        .admin_job_expect(
             &json!({"command": "true", "fan_out": true, "selector": "role notin (api)"}),
             202,
         )
@@ -334,11 +333,7 @@ interval = "2s"
 
     // Bad expressions: 422 naming the field and the byte position.
     let v = d
-        .admin_post_expect(
-            "/v1/jobs",
-            &json!({"command": "true", "selector": "role in (web"}),
-            422,
-        )
+        .admin_job_expect(&json!({"command": "true", "selector": "role in (web"}), 422)
         .await;
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(

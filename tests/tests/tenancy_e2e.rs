@@ -18,7 +18,7 @@ fn set_quota(d: &Fluxd, tenant: &str, args: &[&str]) -> String {
 /// The row of `tenant` in `fluxctl tenants list -o json`, if listed.
 fn listed_tenant(d: &Fluxd, tenant: &str) -> Option<Value> {
     let out = d.fluxctl(&d.admin, &["tenants", "list", "-o", "json"]);
-    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let list = json_of(&out);
     list.as_array()
         .unwrap()
         .iter()
@@ -262,7 +262,7 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
         "role=web",
         &["--wait", "-o", "json", "echo on $FLUX_NODE_ID"],
     );
-    let reply: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let reply = json_of(&out);
     let mut ran: Vec<String> = reply["jobs"]
         .as_array()
         .unwrap()
