@@ -55,10 +55,8 @@ async fn redb_child_writer() {
     let s = RedbStore::open(path).await.unwrap();
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
-        let k = Key::new("acme", format!("jobs/{i:08}")).unwrap();
-        s.put(k, format!("payload-{i}").into_bytes(), Expect::Absent)
-            .await
-            .unwrap();
+        let payload = format!("payload-{i}");
+        put_new(&s, "acme", &format!("jobs/{i:08}"), payload.as_bytes()).await;
         writeln!(out, "acked {i}").unwrap();
         out.flush().unwrap();
     }
@@ -116,11 +114,8 @@ async fn redb_batch_child_writer() {
         let (s, out) = (s.clone(), out.clone());
         handles.push(tokio::spawn(async move {
             for i in 0u64.. {
-                let k = Key::new("acme", format!("jobs/{w:02}-{i:08}")).unwrap();
-                let v = s
-                    .put(k, format!("payload-{w}-{i}").into_bytes(), Expect::Absent)
-                    .await
-                    .unwrap();
+                let (path, payload) = (format!("jobs/{w:02}-{i:08}"), format!("payload-{w}-{i}"));
+                let v = put_new(s.as_ref(), "acme", &path, payload.as_bytes()).await;
                 let mut o = out.lock().unwrap();
                 writeln!(o, "acked {w} {i} {v}").unwrap();
                 if i % 50 == 0 {

@@ -38,12 +38,8 @@ async fn acknowledged_writes_survive_redis_kill_9_with_appendfsync_always() {
     let epoch = s.next_epoch().await.unwrap();
     let mut versions = Vec::new();
     for i in 0..200u32 {
-        let k = Key::new("acme", format!("jobs/{i:05}")).unwrap();
-        versions.push(
-            s.put(k, format!("p{i}").into_bytes(), Expect::Absent)
-                .await
-                .unwrap(),
-        );
+        let payload = format!("p{i}");
+        versions.push(put_new(&s, "acme", &format!("jobs/{i:05}"), payload.as_bytes()).await);
     }
     server.kill9();
     // While Redis is down writes fail with a typed error, never a panic or a hang.
