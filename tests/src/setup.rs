@@ -174,6 +174,19 @@ pub fn field_strs<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The strings `a` and `b` of every element of the JSON array `v`, as pairs; panics when `v` is
+/// not an array or an element lacks either string.
+pub fn field_pairs(v: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let s = |f: &str| x[f].as_str().unwrap().to_string();
+            (s(a), s(b))
+        })
+        .collect()
+}
+
 /// The first element of the JSON array `v` whose `field` is `want`; panics when `v` is not an
 /// array.
 pub fn find_by<'a>(v: &'a Value, field: &str, want: &str) -> Option<&'a Value> {

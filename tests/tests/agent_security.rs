@@ -229,13 +229,7 @@ async fn with_run_as_jobs_cannot_read_the_agent_token() {
     let (user, uid) = job_user();
     let d = Fluxd::start().await;
     let _agent = d
-        .agent_full(
-            "default",
-            "web-1",
-            &[],
-            std::slice::from_ref(&d.url),
-            &["--run-as", &user],
-        )
+        .agent_with_args("default", "web-1", &[], &["--run-as", &user])
         .await;
     let token_file = d.dir.path().join("web-1.token");
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -171,12 +171,7 @@ async fn dry_runs_are_not_audited_and_records_name_the_callers_token() {
 
 /// Stops `d` gracefully.
 async fn stop(d: &mut Fluxd) {
-    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    eventually("fluxd to exit", T, || {
-        let s = d.proc.try_exit();
-        async move { s }
-    })
-    .await;
+    terminate(&mut d.proc, "fluxd to exit", T).await;
 }
 
 /// Stops `d` gracefully and starts it again on the same port and data dir with `args`.

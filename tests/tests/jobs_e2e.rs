@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use flux_core::auth::{Authenticator, Role, SigningKey};
-use flux_core::model::now_ms;
+use flux_core::auth::{Authenticator, Role};
 use flux_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -72,26 +71,17 @@ async fn seed_quick_start_over_tls() {
 async fn bad_tokens_are_rejected_with_401() {
     let d = Fluxd::start().await;
     // Tokens signed with the server's own key but wrong in one way each.
-    let (key, created) =
-        SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
-    assert!(!created);
-    let same = Authenticator::new(vec![key.clone()], "fluxforge", "fluxforge");
+    let key = d.signing_key();
+    let same = d.authenticator();
     let (good, claims) = same
         .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
         .unwrap();
-    let mut expired = claims.clone();
-    expired.exp = now_ms() / 1000 - 5;
-    let expired = same.sign(&expired).unwrap();
+    let expired = expired_token(&same, &claims);
     let wrong_aud = Authenticator::new(vec![key.clone()], "fluxforge", "someone-else")
         .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
         .unwrap()
         .0;
-    let mut other_key = SigningKey::generate();
-    other_key.kid = key.kid.clone();
-    let forged = Authenticator::new(vec![other_key], "fluxforge", "fluxforge")
-        .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
-        .unwrap()
-        .0;
+    let forged = forged_admin_token(&key);
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let alg_none = format!(
@@ -706,12 +696,7 @@ async fn sigterm_is_graceful_and_state_survives_restart() {
         .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
         .await;
     let id = job["job_id"].as_str().unwrap().to_string();
-    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = eventually("fluxd exit", T, || {
-        let s = d.proc.try_exit();
-        async move { s }
-    })
-    .await;
+    let status = terminate(&mut d.proc, "fluxd exit", T).await;
     assert!(status.success(), "{status:?}");
     // Same data dir and port: the job, the key and the admin token are all still valid.
     let port = d.port;
@@ -984,12 +969,7 @@ async fn agent_stopped_gracefully_mid_job_has_its_job_requeued() {
     let work = tempfile::tempdir().unwrap();
     let (id, pid) = d.submit_blocking_on("agent-a", work.path(), T).await;
     let _b = d.agent("default", "agent-b", &[]).await;
-    a.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = eventually("agent-a exit", T, || {
-        let s = a.try_exit();
-        async move { s }
-    })
-    .await;
+    let status = terminate(&mut a, "agent-a exit", T).await;
     assert!(status.success(), "agent exit {status:?}");
     assert!(
         !pid_alive(pid),
@@ -1010,15 +990,7 @@ async fn crash_and_restart(d: &Fluxd, a: &mut Proc, extra: &[&str], orphan: i32)
         pid_alive(orphan),
         "SIGKILL of the agent cannot reach its job"
     );
-    let a2 = d
-        .agent_full(
-            "default",
-            "agent-1",
-            &[],
-            std::slice::from_ref(&d.url),
-            extra,
-        )
-        .await;
+    let a2 = d.agent_with_args("default", "agent-1", &[], extra).await;
     eventually("the orphaned job killed", T, || async {
         (!pid_alive(orphan)).then_some(())
     })
@@ -1231,15 +1203,12 @@ async fn an_idle_agent_is_kept_online_by_its_polls_alone() {
 
     // A running job brings the heartbeats back.
     let h0 = answered(&d, hb).await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let id = d
+        .submit(
             &d.admin,
             &json!({"command": "sleep 4", "node_id": "agent-a"}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
     eventually("heartbeats while the job runs", T, || async {
         (answered(&d, hb).await >= h0 + 2.0).then_some(())
     })
@@ -1359,15 +1328,12 @@ async fn a_jobs_last_output_arrives_with_its_result() {
     let agent = d.agent("default", "agent-1", &[]).await;
     let secret = "zq-secret-value-42";
     let cmd = r#"echo "pw=$PW"; echo to-stderr >&2; printf 'end:zq-sec'"#;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let id = d
+        .submit(
             &d.admin,
             &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"PW": secret}}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
@@ -1399,12 +1365,7 @@ async fn a_jobs_last_output_arrives_with_its_result() {
     // The store, read once fluxd has stopped: the last chunk carries the revision of the
     // attempt's finished record.
     drop(agent);
-    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = eventually("fluxd exit", T, || {
-        let s = d.proc.try_exit();
-        async move { s }
-    })
-    .await;
+    let status = terminate(&mut d.proc, "fluxd exit", T).await;
     assert!(status.success(), "{status:?}");
     let store = flux_core::store::open(&format!(
         "redb:{}",

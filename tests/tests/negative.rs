@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use flux_core::auth::{Authenticator, Role, SigningKey};
-use flux_core::model::now_ms;
+use flux_core::auth::Role;
 use flux_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -349,20 +348,12 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
     .await;
 
     // Identities that must get nowhere, or only as far as their role allows.
-    let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
-    let auth = Authenticator::new(vec![key.clone()], "fluxforge", "fluxforge");
+    let auth = d.authenticator();
     let (_, claims) = auth
         .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
         .unwrap();
-    let mut exp = claims.clone();
-    exp.exp = now_ms() / 1000 - 5;
-    let expired = auth.sign(&exp).unwrap();
-    let mut other = SigningKey::generate();
-    other.kid = key.kid.clone();
-    let forged = Authenticator::new(vec![other], "fluxforge", "fluxforge")
-        .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
-        .unwrap()
-        .0;
+    let expired = expired_token(&auth, &claims);
+    let forged = forged_admin_token(&d.signing_key());
     let (viewer, operator, agent) = d.role_tokens("default").await;
     let tenant_admin = d.token("acme", "admin", None).await;
     let acme_agent = d.token("acme", "agent", Some("a1")).await;
@@ -1270,9 +1261,8 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         "{v}"
     );
     // Expired: 401 saying so.
-    let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
-    let auth = Authenticator::new(vec![key], "fluxforge", "fluxforge");
-    let (_, mut c) = auth
+    let auth = d.authenticator();
+    let (_, c) = auth
         .issue_enrollment(
             "e",
             "default",
@@ -1281,8 +1271,7 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
             Default::default(),
         )
         .unwrap();
-    c.exp = now_ms() / 1000 - 5;
-    let expired = auth.sign(&c).unwrap();
+    let expired = expired_token(&auth, &c);
     let (s, v) = d
         .post("/v1/enroll", &expired, &json!({"node_id": "n4"}))
         .await;

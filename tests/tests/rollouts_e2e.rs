@@ -51,16 +51,8 @@ fn target<'a>(r: &'a Value, node: &str) -> &'a Value {
 }
 
 fn states(r: &Value) -> BTreeMap<String, String> {
-    r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["node_id"].as_str().unwrap().to_string(),
-                t["state"].as_str().unwrap().to_string(),
-            )
-        })
+    field_pairs(&r["targets"], "node_id", "state")
+        .into_iter()
         .collect()
 }
 
@@ -120,11 +112,7 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
         WEB.to_vec(),
         "db1 is no target"
     );
-    let mut runs = Vec::new();
-    for (node, rs) in &fx {
-        assert_eq!(rs.len(), 1, "{node} ran {} times", rs.len());
-        runs.push((rs[0].0, rs[0].1.expect("the run ended")));
-    }
+    let runs = single_runs(&fx, "run");
     assert_eq!(max_overlap(&runs), 2, "{runs:?}");
     // The rollout's jobs are ordinary jobs of kind rollout, grouped by the rollout id.
     let id = r["rollout_id"].as_str().unwrap();

@@ -75,11 +75,10 @@ impl Drop for TestAddress {
 
 /// Agent `w2` of tenant `default` declaring `labels`, keeping its state in `state_dir`.
 async fn w2_agent(d: &Fluxd, labels: &[&str], state_dir: &std::path::Path) -> Proc {
-    d.agent_full(
+    d.agent_with_args(
         "default",
         "w2",
         labels,
-        std::slice::from_ref(&d.url),
         &["--state-dir", &state_dir.display().to_string()],
     )
     .await
