@@ -85,12 +85,8 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
 
     // Attempt 2 goes to the live agent.
     assert_eq!(schedule_pass(&e.jobs, epoch, t_dead).await, 1);
-    let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
-    assert_eq!(j.status, JobStatus::Assigned);
-    assert_eq!(j.agent.as_deref(), Some("node-b"));
+    let (j, task_b) = assigned_to(&e, &job.job_id, "node-b").await;
     assert_eq!(j.attempts, 2);
-    let task_b = only_task(&e.jobs, TENANT, "node-b").await;
-    assert_eq!(Some(&task_b.attempt_id), j.current_attempt.as_ref());
     assert_ne!(task_b.attempt_id, att1);
     let att2 = task_b.attempt_id;
     let a2 = attempt(&e.jobs, TENANT, &job.job_id, &att2).await;

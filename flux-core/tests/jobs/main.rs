@@ -241,12 +241,19 @@ async fn submit_and_assign(
     let (job, created) = e.jobs.submit(TENANT, "alice", req, now).await.unwrap();
     assert!(created);
     assert_eq!(schedule_pass(&e.jobs, epoch, now).await, 1);
-    let job = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    let (job, task) = assigned_to(e, &job.job_id, node).await;
+    (job, task.attempt_id)
+}
+
+/// Job `job_id` as it is now, asserted to be assigned to `node`, and the one task in the inbox
+/// of `node`, asserted to be the job's current attempt.
+async fn assigned_to(e: &Env, job_id: &str, node: &str) -> (Job, Task) {
+    let job = e.jobs.get(TENANT, job_id).await.unwrap();
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.agent.as_deref(), Some(node));
     let task = only_task(&e.jobs, TENANT, node).await;
     assert_eq!(Some(&task.attempt_id), job.current_attempt.as_ref());
-    (job, task.attempt_id)
+    (job, task)
 }
 
 fn is_fenced(err: &JobError, presented: Epoch, current: Epoch) -> bool {

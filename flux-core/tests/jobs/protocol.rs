@@ -32,13 +32,8 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
     assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 0);
 
-    let assigned = e.jobs.get(TENANT, &job.job_id).await.unwrap();
-    assert_eq!(assigned.status, JobStatus::Assigned);
-    assert_eq!(assigned.agent.as_deref(), Some("node-1"));
+    let (assigned, task) = assigned_to(&e, &job.job_id, "node-1").await;
     assert_eq!(assigned.attempts, 1);
-
-    let task = only_task(&e.jobs, TENANT, "node-1").await;
-    assert_eq!(Some(&task.attempt_id), assigned.current_attempt.as_ref());
     assert_eq!(task.job_id, job.job_id);
     assert_eq!(task.command, job.command);
     assert_eq!(task.env, env_vars);
@@ -437,8 +432,8 @@ async fn chunk_versions(store: &DynStore, att: &str) -> Vec<Version> {
 #[tokio::test]
 async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
     let (e, epoch) = env_with_agent("node-1").await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("echo a; echo b"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let (job, att) =
+        submit_and_start(&e, epoch, shell("echo a; echo b"), "node-1", T0, T0 + 1).await;
     // Output uploaded while the command ran, then the rest with the result.
     upload(&e.jobs, "node-1", &att, chunk(0, Stream::Stdout, "a\n")).await;
     let first_chunk = chunk_versions(&e.store, &att).await;
