@@ -36,7 +36,7 @@ async fn ran_on(d: &Fluxd, selector: Value) -> String {
 
 /// The ids of the agents `agents list -l EXPR` previews.
 fn preview(d: &Fluxd, expr: &str) -> Vec<String> {
-    let out = d.fluxctl(&d.admin, &["-o", "json", "agents", "list", "-l", expr]);
+    let out = d.fluxctl_json(&d.admin, &["agents", "list", "-l", expr]);
     let text = ok(&out).unwrap_or_else(|e| panic!("agents list -l {expr}: {e}"));
     let v: Value = serde_json::from_str(&text).unwrap();
     let mut ids: Vec<String> = v
