@@ -103,16 +103,10 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
         Ok(recorded) => assert!(!recorded),
         Err(err) => assert!(matches!(err, JobError::Gone(_)), "{err:?}"),
     }
-    assert_refused!(
-        e.jobs.start(TENANT, "node-a", &att1, late).await,
-        JobError::Gone(_)
-    );
-    assert_refused!(
-        e.jobs
-            .append_output(TENANT, "node-a", &att1, chunk(1, Stream::Stdout, "late"))
-            .await,
-        JobError::Gone(_)
-    );
+    let late_chunk = chunk(1, Stream::Stdout, "late");
+    for err in start_and_upload_errors(&e.jobs, TENANT, "node-a", &att1, late_chunk, late).await {
+        assert!(matches!(err, JobError::Gone(_)), "{err:?}");
+    }
     assert_eq!(e.jobs.get(TENANT, &job.job_id).await.unwrap(), j);
     assert_eq!(attempt(&e.jobs, TENANT, &job.job_id, &att1).await, a1);
     // Its heartbeat is told to stop the attempt it lost.

@@ -188,6 +188,24 @@ async fn submit_and_start(
     (job, att)
 }
 
+/// What `node` of `tenant` is answered when it reports the start of attempt `att` at `now` and
+/// when it uploads chunk `c` of its output: both must be refused; returns the two errors.
+async fn start_and_upload_errors(
+    jobs: &Jobs,
+    tenant: &str,
+    node: &str,
+    att: &str,
+    c: OutputChunk,
+    now: Millis,
+) -> [JobError; 2] {
+    let start = jobs.start(tenant, node, att, now).await;
+    let upload = jobs.append_output(tenant, node, att, c).await;
+    [
+        start.expect_err("the start was accepted"),
+        upload.expect_err("the upload was accepted"),
+    ]
+}
+
 /// `node` uploads chunk `c` of the output of attempt `att`.
 async fn upload(jobs: &Jobs, node: &str, att: &str, c: OutputChunk) {
     jobs.append_output(TENANT, node, att, c).await.unwrap();

@@ -183,16 +183,10 @@ async fn tenants_never_see_or_run_each_others_jobs() {
     );
     let att = only_task(&e.jobs, a, "node-1").await.attempt_id;
     assert!(e.jobs.poll(b, "node-1", 0).await.unwrap().is_empty());
-    assert_refused!(
-        e.jobs.start(b, "node-1", &att, T0 + 2).await,
-        JobError::NotFound(_)
-    );
-    assert_refused!(
-        e.jobs
-            .append_output(b, "node-1", &att, chunk(0, Stream::Stdout, "x"))
-            .await,
-        JobError::NotFound(_)
-    );
+    let c = chunk(0, Stream::Stdout, "x");
+    for err in start_and_upload_errors(&e.jobs, b, "node-1", &att, c, T0 + 2).await {
+        assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
+    }
     assert_refused!(
         e.jobs.finish(b, "node-1", &att, exited(0), T0 + 2).await,
         JobError::NotFound(_)
