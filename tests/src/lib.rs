@@ -204,6 +204,15 @@ impl Fluxd {
             .bearer_auth(token)
     }
 
+    /// The answer to `GET path` with `token`, whatever its status, its body unread; panics when
+    /// the request could not be sent.
+    pub async fn get_response(&self, path: &str, token: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path, token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// GET returning status and JSON body (Null when the body is not JSON).
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         send(self.req(reqwest::Method::GET, path, token)).await
@@ -426,10 +435,7 @@ impl Fluxd {
         if !query.is_empty() {
             path = format!("{path}?{query}");
         }
-        self.req(reqwest::Method::GET, &path, token)
-            .send()
-            .await
-            .expect("logs request")
+        self.get_response(&path, token).await
     }
 
     /// Runs `fluxctl` against this node with `token`.

@@ -110,11 +110,7 @@ async fn follows_count_as_long_polls_whatever_their_query_text() {
     let mut held = Vec::new();
     for (i, q) in queries.iter().enumerate() {
         let path = format!("/v1/jobs/{job}/logs?{q}");
-        let r = d
-            .req(Method::GET, &path, &viewers[i % 2])
-            .send()
-            .await
-            .unwrap();
+        let r = d.get_response(&path, &viewers[i % 2]).await;
         assert_eq!(r.status(), 200, "{path}");
         held.push(r);
     }

@@ -480,11 +480,7 @@ async fn metrics_need_a_cluster_token_on_the_api_and_none_on_the_metrics_listene
     let other_tenant = d.token("acme", "admin", None).await;
     assert_eq!(d.get("/metrics", &other_tenant).await.0, 403);
     let viewer = d.token("default", "viewer", None).await;
-    let text = d
-        .req(reqwest::Method::GET, "/metrics", &viewer)
-        .send()
-        .await
-        .unwrap();
+    let text = d.get_response("/metrics", &viewer).await;
     assert_eq!(text.status(), 200);
     assert!(text.text().await.unwrap().contains("\nflux_leader_status "));
     // The metrics listener: plain HTTP, no token, only /metrics.

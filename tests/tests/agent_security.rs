@@ -94,11 +94,7 @@ async fn run_on(d: &Fluxd, node: &str, command: &str, extra: Value) -> (String, 
 /// Output chunks of `attempt` as the store holds them: how many, and the bytes they take
 /// (key and record), read from a backup of the whole store.
 async fn stored_output(d: &Fluxd, attempt: &str) -> (usize, usize) {
-    let r = d
-        .req(Method::GET, "/v1/backup", &d.admin)
-        .send()
-        .await
-        .unwrap();
+    let r = d.get_response("/v1/backup", &d.admin).await;
     assert_eq!(r.status().as_u16(), 200);
     let b = backup::inspect(&r.bytes().await.unwrap()).expect("a readable backup");
     let prefix = format!("output/{attempt}/");

@@ -30,11 +30,7 @@ fn objects_of(messages: &[SseMessage]) -> BTreeSet<String> {
 }
 
 async fn read_all(d: &Fluxd, token: &str, query: &str) -> (u16, Vec<SseMessage>) {
-    let resp = d
-        .req(Method::GET, &format!("/v1/events?{query}"), token)
-        .send()
-        .await
-        .expect("events request");
+    let resp = d.get_response(&format!("/v1/events?{query}"), token).await;
     let status = resp.status().as_u16();
     let body = resp.bytes().await.expect("events body");
     let mut p = Parser::new();

@@ -1191,11 +1191,7 @@ async fn an_idle_agent_is_kept_online_by_its_polls_alone() {
     let (_, a) = d.get("/v1/agents/agent-a", &d.admin).await;
     assert_eq!(a["state"], "online", "{a}");
     // Never marked unreachable in between (a poll would have brought it back since).
-    let log = d
-        .req(Method::GET, "/v1/events?follow=false", &d.admin)
-        .send()
-        .await
-        .unwrap();
+    let log = d.get_response("/v1/events?follow=false", &d.admin).await;
     assert_eq!(log.status(), 200);
     let log = log.text().await.unwrap();
     assert!(log.contains("agent.registered"), "{log}");

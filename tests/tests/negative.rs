@@ -1005,10 +1005,8 @@ async fn every_bad_listing_parameter_is_refused_400_naming_it() {
     }
     let acme = d.token("acme", "admin", None).await;
     let r = d
-        .req(Method::GET, "/v1/jobs?status=queued&limit=1", &d.admin)
-        .send()
-        .await
-        .unwrap();
+        .get_response("/v1/jobs?status=queued&limit=1", &d.admin)
+        .await;
     assert_eq!(r.status(), 200);
     let cursor = header_text(&r, "x-flux-next-cursor")
         .expect("a first page of 3 jobs by 1 has a next cursor");
