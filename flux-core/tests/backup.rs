@@ -9,6 +9,10 @@ use flux_core::store::redb::RedbStore;
 use flux_core::store::{self, DynStore, Entry, Epoch, Expect, Key, Layer, Result, Store, Version};
 use flux_core::testing::RedisServer;
 
+mod common;
+
+use common::put_new;
+
 /// A store whose `restore` first lets another writer revoke a token, then hands the restore
 /// to the real store: the revocation lands after `backup::restore` started and before the
 /// store's atomic step, the window a read-then-restore loses.
@@ -44,14 +48,7 @@ async fn revocation_during_a_restore_is_kept(inner: DynStore) {
         .put(before.clone(), b"1".to_vec(), Expect::Absent)
         .await
         .unwrap();
-    inner
-        .put(
-            Key::new("acme", "jobs/1").unwrap(),
-            b"{}".to_vec(),
-            Expect::Absent,
-        )
-        .await
-        .unwrap();
+    put_new(inner.as_ref(), "acme", "jobs/1", b"{}").await;
     let bytes = backup::create(inner.as_ref(), 1, &key).await.unwrap();
     let during = Key::new("_system", "revoked/acme/during").unwrap();
     let racing = RevokeDuringRestore {

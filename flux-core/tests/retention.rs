@@ -58,6 +58,16 @@ async fn register(jobs: &Jobs, node: &str, now: Millis) {
     jobs.register(TENANT, node, &req, now).await.unwrap();
 }
 
+/// The store of `b`, a job service on it (default configuration) and a new term's epoch, with
+/// agent `a1` registered at `T0`.
+async fn jobs_with_a1(b: &Backend) -> (DynStore, Jobs, Epoch) {
+    let store = b.store.clone();
+    let jobs = Jobs::new(store.clone(), JobsConfig::default());
+    let epoch = store.next_epoch().await.unwrap();
+    register(&jobs, "a1", T0).await;
+    (store, jobs, epoch)
+}
+
 /// Submits a job as `by`, runs it on `a1` with some output, and finishes it at `finished`.
 async fn finished_job(
     jobs: &Jobs,
@@ -156,10 +166,7 @@ async fn settle(c: &mut Collector, quota: &Quota, epoch: Epoch, now: Millis) {
 }
 
 async fn expired_objects_go_and_protected_ones_stay(b: Backend) {
-    let store = b.store.clone();
-    let jobs = Jobs::new(store.clone(), JobsConfig::default());
-    let epoch = store.next_epoch().await.unwrap();
-    register(&jobs, "a1", T0).await;
+    let (store, jobs, epoch) = jobs_with_a1(&b).await;
     let now = T0 + 8 * D;
 
     let expired = finished_job(&jobs, epoch, "alice", shell("true"), T0, T0 + 1000).await;
@@ -327,10 +334,7 @@ async fn expired_objects_go_and_protected_ones_stay(b: Backend) {
 }
 
 async fn the_count_rule_keeps_the_newest(b: Backend) {
-    let store = b.store.clone();
-    let jobs = Jobs::new(store.clone(), JobsConfig::default());
-    let epoch = store.next_epoch().await.unwrap();
-    register(&jobs, "a1", T0).await;
+    let (store, jobs, epoch) = jobs_with_a1(&b).await;
     let mut all = Vec::new();
     for i in 0..5 {
         all.push(finished_job(&jobs, epoch, "alice", shell("true"), T0 + i, T0 + 10 + i).await);
@@ -364,10 +368,7 @@ async fn the_count_rule_keeps_the_newest(b: Backend) {
 }
 
 async fn reconciler_jobs_keep_the_last_n_of_each_target_and_what_records_point_at(b: Backend) {
-    let store = b.store.clone();
-    let jobs = Jobs::new(store.clone(), JobsConfig::default());
-    let epoch = store.next_epoch().await.unwrap();
-    register(&jobs, "a1", T0).await;
+    let (store, jobs, epoch) = jobs_with_a1(&b).await;
     let mut checks = Vec::new();
     let mut applies = Vec::new();
     for i in 0..5 {
@@ -574,10 +575,7 @@ async fn a_job_with_more_output_than_one_batch_goes_in_pieces_record_last(b: Bac
 /// own reasons (live idempotency keys, the retention being shorter than the window) and at
 /// young jobs; a new term restarts it.
 async fn the_backlog_opens_while_pages_delete_and_closes_at_kept_or_young_jobs(b: Backend) {
-    let store = b.store.clone();
-    let jobs = Jobs::new(store.clone(), JobsConfig::default());
-    let epoch = store.next_epoch().await.unwrap();
-    register(&jobs, "a1", T0).await;
+    let (store, jobs, epoch) = jobs_with_a1(&b).await;
     let now = T0 + 2 * H;
     let plain = |i: Millis| (T0 + i, T0 + 10 + i);
     for i in 0..2 {

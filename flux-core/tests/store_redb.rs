@@ -1,6 +1,7 @@
 //! The store conformance suite and crash-durability checks on the embedded redb backend.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use flux_core::store::{self, Expect, Key, Store, StoreError};
 
 mod common;
 
-use common::{acknowledged, concurrent_puts, wait_writable};
+use common::{acknowledged, concurrent_puts, put_new, wait_writable};
 
 async fn fixture() -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
@@ -54,10 +55,8 @@ async fn redb_child_writer() {
     let s = RedbStore::open(path).await.unwrap();
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
-        let k = Key::new("acme", format!("jobs/{i:08}")).unwrap();
-        s.put(k, format!("payload-{i}").into_bytes(), Expect::Absent)
-            .await
-            .unwrap();
+        let payload = format!("payload-{i}");
+        put_new(&s, "acme", &format!("jobs/{i:08}"), payload.as_bytes()).await;
         writeln!(out, "acked {i}").unwrap();
         out.flush().unwrap();
     }
@@ -115,11 +114,8 @@ async fn redb_batch_child_writer() {
         let (s, out) = (s.clone(), out.clone());
         handles.push(tokio::spawn(async move {
             for i in 0u64.. {
-                let k = Key::new("acme", format!("jobs/{w:02}-{i:08}")).unwrap();
-                let v = s
-                    .put(k, format!("payload-{w}-{i}").into_bytes(), Expect::Absent)
-                    .await
-                    .unwrap();
+                let (path, payload) = (format!("jobs/{w:02}-{i:08}"), format!("payload-{w}-{i}"));
+                let v = put_new(s.as_ref(), "acme", &path, payload.as_bytes()).await;
                 let mut o = out.lock().unwrap();
                 writeln!(o, "acked {w} {i} {v}").unwrap();
                 if i % 50 == 0 {
@@ -227,22 +223,30 @@ async fn data_and_epoch_survive_a_clean_reopen() {
     assert!(v2 > v, "revision counter must survive reopen");
 }
 
+/// Opens `path`, which must be refused, and checks that the refusal left the file (a `what`)
+/// as it was; returns the error.
+async fn refused_untouched(path: &Path, what: &str) -> StoreError {
+    let before = std::fs::read(path).unwrap();
+    let err = RedbStore::open(path).await.unwrap_err();
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        before,
+        "a refused {what} must not be modified"
+    );
+    err
+}
+
 #[tokio::test]
 async fn a_foreign_file_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
     let content = b"these are somebody's notes, not a database\n".repeat(200);
     std::fs::write(&path, &content).unwrap();
-    let err = RedbStore::open(&path).await.unwrap_err();
+    let err = refused_untouched(&path, "file").await;
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert!(
         err.to_string().contains("notes.txt"),
         "error must name the file: {err}"
-    );
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        content,
-        "a refused file must not be modified"
     );
 }
 
@@ -260,14 +264,8 @@ async fn a_redb_file_from_another_program_is_refused() {
         }
         w.commit().unwrap();
     }
-    let before = std::fs::read(&path).unwrap();
-    let err = RedbStore::open(&path).await.unwrap_err();
+    let err = refused_untouched(&path, "database").await;
     assert!(err.to_string().contains("did not create"), "{err}");
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        before,
-        "a refused database must not be modified"
-    );
 }
 
 #[tokio::test]
@@ -276,13 +274,7 @@ async fn a_corrupted_store_file_gives_an_error_not_a_panic() {
     let path = dir.path().join("flux.redb");
     {
         let s = RedbStore::open(&path).await.unwrap();
-        s.put(
-            Key::new("acme", "a").unwrap(),
-            b"1".to_vec(),
-            Expect::Absent,
-        )
-        .await
-        .unwrap();
+        put_new(&s, "acme", "a", b"1").await;
     }
     let mut bytes = std::fs::read(&path).unwrap();
     for b in bytes.iter_mut().take(512) {

@@ -9,7 +9,7 @@ use flux_core::testing::RedisServer;
 
 mod common;
 
-use common::{acknowledged, concurrent_puts, wait_writable};
+use common::{acknowledged, concurrent_puts, put_new, wait_writable};
 
 async fn fixture() -> Option<Fixture> {
     let server = RedisServer::start()?;
@@ -38,12 +38,8 @@ async fn acknowledged_writes_survive_redis_kill_9_with_appendfsync_always() {
     let epoch = s.next_epoch().await.unwrap();
     let mut versions = Vec::new();
     for i in 0..200u32 {
-        let k = Key::new("acme", format!("jobs/{i:05}")).unwrap();
-        versions.push(
-            s.put(k, format!("p{i}").into_bytes(), Expect::Absent)
-                .await
-                .unwrap(),
-        );
+        let payload = format!("p{i}");
+        versions.push(put_new(&s, "acme", &format!("jobs/{i:05}"), payload.as_bytes()).await);
     }
     server.kill9();
     // While Redis is down writes fail with a typed error, never a panic or a hang.
@@ -224,14 +220,7 @@ async fn redis_without_appendfsync_always_is_refused_unless_relaxed() {
     let relaxed = store::open(&format!("{}?durability=relaxed", server.url()))
         .await
         .unwrap();
-    relaxed
-        .put(
-            Key::new("acme", "x").unwrap(),
-            b"1".to_vec(),
-            Expect::Absent,
-        )
-        .await
-        .unwrap();
+    put_new(relaxed.as_ref(), "acme", "x", b"1").await;
 }
 
 #[tokio::test]

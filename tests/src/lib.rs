@@ -18,11 +18,13 @@ use serde_json::{Value, json};
 
 pub use flux_core::chaos::faultproxy::FaultProxy;
 pub use flux_core::testing::{Proc, free_port, tool};
-pub use runs::{max_overlap, side_effects};
-pub use setup::{error_message, field_strs, find_by, send_text};
+pub use runs::{max_overlap, side_effects, single_runs};
+pub use setup::{error_message, field_pairs, field_strs, find_by, json_of, send_text};
+pub use tokens::{expired_token, forged_admin_token};
 
 mod runs;
 mod setup;
+mod tokens;
 
 /// Directory holding `fluxd`, `flux-agent` and `fluxctl`.
 pub fn bin_dir() -> PathBuf {
@@ -202,6 +204,15 @@ impl Fluxd {
             .bearer_auth(token)
     }
 
+    /// The answer to `GET path` with `token`, whatever its status, its body unread; panics when
+    /// the request could not be sent.
+    pub async fn get_response(&self, path: &str, token: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path, token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// GET returning status and JSON body (Null when the body is not JSON).
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         send(self.req(reqwest::Method::GET, path, token)).await
@@ -225,8 +236,25 @@ impl Fluxd {
 
     /// Starts an agent for `tenant` as `node_id`.
     pub async fn agent(&self, tenant: &str, node_id: &str, labels: &[&str]) -> Proc {
-        self.agent_with_servers(tenant, node_id, labels, std::slice::from_ref(&self.url))
-            .await
+        self.agent_with_args(tenant, node_id, labels, &[]).await
+    }
+
+    /// Starts an agent of this node with the extra command-line arguments `extra`.
+    pub async fn agent_with_args(
+        &self,
+        tenant: &str,
+        node_id: &str,
+        labels: &[&str],
+        extra: &[&str],
+    ) -> Proc {
+        self.agent_full(
+            tenant,
+            node_id,
+            labels,
+            std::slice::from_ref(&self.url),
+            extra,
+        )
+        .await
     }
 
     /// Starts an agent that knows several server URLs (it fails over between them).
@@ -382,15 +410,9 @@ impl Fluxd {
             "if [ \"$FLUX_NODE_ID\" = {blocking_node} ]; then echo $$ > {dir}/pid; exec sleep 600; fi; echo ran on $FLUX_NODE_ID",
             dir = dir.display()
         );
-        let (s, job) = self
-            .post(
-                "/v1/jobs",
-                &self.admin,
-                &json!({"command": cmd, "max_attempts": 3}),
-            )
+        let id = self
+            .submit(&self.admin, &json!({"command": cmd, "max_attempts": 3}))
             .await;
-        assert_eq!(s, 202, "{job}");
-        let id = job["job_id"].as_str().expect("job id").to_string();
         let pid = read_pid(&dir.join("pid"), timeout).await;
         self.wait_job(&self.admin, &id, timeout, |v| v["status"] == "running")
             .await;
@@ -399,13 +421,21 @@ impl Fluxd {
 
     /// A job's stored output as text.
     pub async fn logs(&self, token: &str, id: &str) -> String {
-        self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/logs"), token)
-            .send()
+        self.logs_response(token, id, "")
             .await
-            .expect("logs request")
             .text()
             .await
             .expect("logs body")
+    }
+
+    /// The answer to `GET /v1/jobs/<id>/logs?<query>` (no `?` when `query` is empty) with
+    /// `token`, whatever its status; panics when the request could not be sent.
+    pub async fn logs_response(&self, token: &str, id: &str, query: &str) -> reqwest::Response {
+        let mut path = format!("/v1/jobs/{id}/logs");
+        if !query.is_empty() {
+            path = format!("{path}?{query}");
+        }
+        self.get_response(&path, token).await
     }
 
     /// Runs `fluxctl` against this node with `token`.
@@ -472,6 +502,17 @@ pub fn pid_alive(pid: i32) -> bool {
 pub async fn read_pid(path: &Path, timeout: Duration) -> i32 {
     eventually(&format!("pid file {}", path.display()), timeout, || async {
         std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+    .await
+}
+
+/// Sends SIGTERM to `p` and waits up to `timeout` (failing as waiting for `what`) until it has
+/// exited; returns how it exited.
+pub async fn terminate(p: &mut Proc, what: &str, timeout: Duration) -> std::process::ExitStatus {
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    eventually(what, timeout, || {
+        let s = p.try_exit();
+        async move { s }
     })
     .await
 }

@@ -6,6 +6,7 @@
 //!   `start <ns>` nor `end <ns>`, so a malformed record fails the test instead of being skipped.
 //! - [`max_overlap`] counts an end before a start at the same instant, so back-to-back runs do
 //!   not count as overlapping.
+//! - [`single_runs`] fails on a node that ran more than once, or whose run has no end.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +31,24 @@ pub fn side_effects(dir: &Path) -> BTreeMap<String, Vec<(u128, Option<u128>)>> {
         m.insert(e.file_name().to_string_lossy().into_owned(), runs);
     }
     m
+}
+
+/// The (start, end) of the one run of every node in `runs` (as [`side_effects`] reads them);
+/// panics naming the node when it made other than one `what` (`run`, `apply`), or that one has
+/// not ended.
+pub fn single_runs(
+    runs: &BTreeMap<String, Vec<(u128, Option<u128>)>>,
+    what: &str,
+) -> Vec<(u128, u128)> {
+    runs.iter()
+        .map(|(node, r)| {
+            assert_eq!(r.len(), 1, "{node}: {} {what}s, not one", r.len());
+            let end = r[0]
+                .1
+                .unwrap_or_else(|| panic!("the {what} on {node} did not end"));
+            (r[0].0, end)
+        })
+        .collect()
 }
 
 /// The most runs in progress at any instant (an end before a start at the same instant).

@@ -80,9 +80,22 @@ impl Fluxd {
         self.post_expect(path, &self.admin, body, status).await
     }
 
+    /// Submits the job `body` (`POST /v1/jobs`) as the cluster admin and asserts the answer is
+    /// `status`; returns the answer's body.
+    pub async fn admin_job_expect(&self, body: &Value, status: u16) -> Value {
+        self.admin_post_expect("/v1/jobs", body, status).await
+    }
+
     /// Runs `fluxctl job run -l <selector> --all`, then `args`, as `token`.
     pub fn run_all(&self, token: &str, selector: &str, args: &[&str]) -> Output {
         let mut all = vec!["job", "run", "-l", selector, "--all"];
+        all.extend(args);
+        self.fluxctl(token, &all)
+    }
+
+    /// Runs `fluxctl -o json`, then `args`, as `token`.
+    pub fn fluxctl_json(&self, token: &str, args: &[&str]) -> Output {
+        let mut all = vec!["-o", "json"];
         all.extend(args);
         self.fluxctl(token, &all)
     }
@@ -144,6 +157,13 @@ impl Fluxd {
     }
 }
 
+/// The JSON document that the successful run `o` printed; panics with its standard error when it
+/// failed, or when what it printed is not JSON.
+#[track_caller]
+pub fn json_of(o: &Output) -> Value {
+    serde_json::from_str(&crate::ok(o).unwrap()).unwrap()
+}
+
 /// The string `field` of every element of the JSON array `v`; panics when `v` is not an array
 /// or an element has no such string.
 pub fn field_strs<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
@@ -151,6 +171,19 @@ pub fn field_strs<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
         .unwrap()
         .iter()
         .map(|x| x[field].as_str().unwrap())
+        .collect()
+}
+
+/// The strings `a` and `b` of every element of the JSON array `v`, as pairs; panics when `v` is
+/// not an array or an element lacks either string.
+pub fn field_pairs(v: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let s = |f: &str| x[f].as_str().unwrap().to_string();
+            (s(a), s(b))
+        })
         .collect()
 }
 

@@ -110,11 +110,7 @@ async fn follows_count_as_long_polls_whatever_their_query_text() {
     let mut held = Vec::new();
     for (i, q) in queries.iter().enumerate() {
         let path = format!("/v1/jobs/{job}/logs?{q}");
-        let r = d
-            .req(Method::GET, &path, &viewers[i % 2])
-            .send()
-            .await
-            .unwrap();
+        let r = d.get_response(&path, &viewers[i % 2]).await;
         assert_eq!(r.status(), 200, "{path}");
         held.push(r);
     }
@@ -182,15 +178,7 @@ async fn one_tenant_filling_a_pool_leaves_other_tenants_room_in_it() {
         )
         .await;
     assert_eq!(s, 200, "another tenant's wait: {v}");
-    let r = d
-        .req(
-            Method::GET,
-            &format!("/v1/jobs/{globex_job}/logs?follow=true"),
-            &globex,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = d.logs_response(&globex, &globex_job, "follow=true").await;
     assert_eq!(r.status(), 200, "another tenant's follow");
     drop(r);
     abort(holders);

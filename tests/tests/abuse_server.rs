@@ -32,12 +32,8 @@ async fn queued_forever(d: &Fluxd) -> String {
 async fn open_follow(d: &Fluxd, token: &str, job: &str, jsonl: bool) -> reqwest::Response {
     let fmt = if jsonl { "&format=jsonl" } else { "" };
     let resp = d
-        .http
-        .get(format!("{}/v1/jobs/{job}/logs?follow=true{fmt}", d.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+        .logs_response(token, job, &format!("follow=true{fmt}"))
+        .await;
     assert_eq!(resp.status(), 200);
     resp
 }
@@ -484,11 +480,7 @@ async fn metrics_need_a_cluster_token_on_the_api_and_none_on_the_metrics_listene
     let other_tenant = d.token("acme", "admin", None).await;
     assert_eq!(d.get("/metrics", &other_tenant).await.0, 403);
     let viewer = d.token("default", "viewer", None).await;
-    let text = d
-        .req(reqwest::Method::GET, "/metrics", &viewer)
-        .send()
-        .await
-        .unwrap();
+    let text = d.get_response("/metrics", &viewer).await;
     assert_eq!(text.status(), 200);
     assert!(text.text().await.unwrap().contains("\nflux_leader_status "));
     // The metrics listener: plain HTTP, no token, only /metrics.

@@ -78,9 +78,7 @@ async fn run_on(d: &Fluxd, node: &str, command: &str, extra: Value) -> (String, 
     if let (Value::Object(b), Value::Object(x)) = (&mut body, extra) {
         b.extend(x);
     }
-    let (s, job) = d.post("/v1/jobs", &d.admin, &body).await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
+    let id = d.submit(&d.admin, &body).await;
     let job = d
         .wait_job(&d.admin, &id, T, |v| {
             v["status"] == "running" || terminal(v)
@@ -96,11 +94,7 @@ async fn run_on(d: &Fluxd, node: &str, command: &str, extra: Value) -> (String, 
 /// Output chunks of `attempt` as the store holds them: how many, and the bytes they take
 /// (key and record), read from a backup of the whole store.
 async fn stored_output(d: &Fluxd, attempt: &str) -> (usize, usize) {
-    let r = d
-        .req(Method::GET, "/v1/backup", &d.admin)
-        .send()
-        .await
-        .unwrap();
+    let r = d.get_response("/v1/backup", &d.admin).await;
     assert_eq!(r.status().as_u16(), 200);
     let b = backup::inspect(&r.bytes().await.unwrap()).expect("a readable backup");
     let prefix = format!("output/{attempt}/");
@@ -231,13 +225,7 @@ async fn with_run_as_jobs_cannot_read_the_agent_token() {
     let (user, uid) = job_user();
     let d = Fluxd::start().await;
     let _agent = d
-        .agent_full(
-            "default",
-            "web-1",
-            &[],
-            std::slice::from_ref(&d.url),
-            &["--run-as", &user],
-        )
+        .agent_with_args("default", "web-1", &[], &["--run-as", &user])
         .await;
     let token_file = d.dir.path().join("web-1.token");
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -43,7 +43,7 @@ async fn mutating_calls_are_chained_and_tampering_is_caught() {
     assert_eq!(s, 422);
 
     let out = d.fluxctl(&d.admin, &["audit", "log", "-o", "json"]);
-    let recs: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let recs = json_of(&out);
     let actions = field_strs(&recs, "action");
     assert_eq!(
         actions,
@@ -154,7 +154,7 @@ async fn dry_runs_are_not_audited_and_records_name_the_callers_token() {
         &d.admin,
         &["audit", "log", "--tenant", "acme", "-o", "json"],
     );
-    let recs: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let recs = json_of(&out);
     let last = recs.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["jti"], claims.jti.as_str(), "{last}");
     assert_eq!(last["role"], "operator", "{last}");
@@ -171,12 +171,7 @@ async fn dry_runs_are_not_audited_and_records_name_the_callers_token() {
 
 /// Stops `d` gracefully.
 async fn stop(d: &mut Fluxd) {
-    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    eventually("fluxd to exit", T, || {
-        let s = d.proc.try_exit();
-        async move { s }
-    })
-    .await;
+    terminate(&mut d.proc, "fluxd to exit", T).await;
 }
 
 /// Stops `d` gracefully and starts it again on the same port and data dir with `args`.
@@ -376,7 +371,7 @@ async fn exported_records_are_pruned_and_an_edited_export_fails_its_check() {
         &d.admin,
         &["audit", "log", "--all", "--limit", "1", "-o", "json"],
     );
-    let recs: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let recs = json_of(&out);
     let seqs: Vec<u64> = recs
         .as_array()
         .unwrap()

@@ -18,11 +18,7 @@ fn decode(path: &Path) -> backup::Backup {
 
 /// The backup key of `d`'s cluster, from its signing key file.
 fn key_of(d: &Fluxd) -> backup::BackupKey {
-    let (k, created) =
-        flux_core::auth::SigningKey::load_or_create(&d.data_dir().join("signing-key.json"))
-            .unwrap();
-    assert!(!created);
-    backup::BackupKey::from_signing_key(&k).unwrap()
+    backup::BackupKey::from_signing_key(&d.signing_key()).unwrap()
 }
 
 /// What someone who can write a backup file but has no key does (the review's `tamper.py`):
@@ -144,19 +140,16 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
         &d.admin,
         &["backup", "verify", b1.to_str().unwrap(), "-o", "json"],
     );
-    let summary: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let summary = json_of(&out);
     assert_eq!(summary["objects"], first.entries.len());
 
     // Changes after the backup, among them a token revoked after it leaked.
     ok(&d.fluxctl(&d.admin, &["token", "revoke", &leaked])).unwrap();
-    let (s, _) = d
-        .post(
-            "/v1/jobs",
-            &d.admin,
-            &json!({"command": "echo later", "node_id": "nowhere", "allow_unknown_node": true}),
-        )
-        .await;
-    assert_eq!(s, 202);
+    d.submit(
+        &d.admin,
+        &json!({"command": "echo later", "node_id": "nowhere", "allow_unknown_node": true}),
+    )
+    .await;
     assert!(
         d.fluxctl(&d.admin, &["delete", "state", "motd"])
             .status
@@ -186,7 +179,7 @@ async fn backup_then_restore_brings_back_every_object_and_fences_older_leaders()
             "json",
         ],
     );
-    let report: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let report = json_of(&out);
     let epoch_after = report["epoch"].as_u64().unwrap();
     assert!(
         epoch_after > epoch_before && epoch_after > first.header.epoch,
@@ -383,12 +376,7 @@ async fn scheduled_backups_rotate_and_verify() {
     assert!(d.metric("flux_backup_last_success_timestamp_seconds").await > Some(0.0));
     // Stop the node so no backup is being written or pruned while the directory is read.
     let mut d = d;
-    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    eventually("fluxd to exit", T, || {
-        let s = d.proc.try_exit();
-        async move { s }
-    })
-    .await;
+    terminate(&mut d.proc, "fluxd to exit", T).await;
     let files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -279,11 +279,7 @@ async fn a_drained_agent_finishes_its_work_takes_no_new_work_until_uncordoned() 
 
     // New work: pinned or by selector, it waits; the submission says why.
     let pinned = d
-        .admin_post_expect(
-            "/v1/jobs",
-            &json!({"command": "echo pinned", "node_id": "a1"}),
-            202,
-        )
+        .admin_job_expect(&json!({"command": "echo pinned", "node_id": "a1"}), 202)
         .await;
     assert!(
         pinned["warnings"].to_string().contains("drained"),

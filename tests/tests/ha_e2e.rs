@@ -204,12 +204,7 @@ async fn graceful_stop_hands_leadership_over() {
         return;
     };
     let old = c.wait_leader(&[]).await;
-    c.nodes[old].proc.signal(Signal::SIGTERM);
-    let status = eventually("leader exit", T, || {
-        let s = c.nodes[old].proc.try_exit();
-        async move { s }
-    })
-    .await;
+    let status = terminate(&mut c.nodes[old].proc, "leader exit", T).await;
     assert!(status.success(), "{status:?}");
     let log = c.nodes[old].proc.log_text();
     assert!(log.contains("lease released"), "{log}");

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use flux_core::auth::{Authenticator, Role, SigningKey};
-use flux_core::model::now_ms;
+use flux_core::auth::{Authenticator, Role};
 use flux_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -72,26 +71,17 @@ async fn seed_quick_start_over_tls() {
 async fn bad_tokens_are_rejected_with_401() {
     let d = Fluxd::start().await;
     // Tokens signed with the server's own key but wrong in one way each.
-    let (key, created) =
-        SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
-    assert!(!created);
-    let same = Authenticator::new(vec![key.clone()], "fluxforge", "fluxforge");
+    let key = d.signing_key();
+    let same = d.authenticator();
     let (good, claims) = same
         .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
         .unwrap();
-    let mut expired = claims.clone();
-    expired.exp = now_ms() / 1000 - 5;
-    let expired = same.sign(&expired).unwrap();
+    let expired = expired_token(&same, &claims);
     let wrong_aud = Authenticator::new(vec![key.clone()], "fluxforge", "someone-else")
         .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
         .unwrap()
         .0;
-    let mut other_key = SigningKey::generate();
-    other_key.kid = key.kid.clone();
-    let forged = Authenticator::new(vec![other_key], "fluxforge", "fluxforge")
-        .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
-        .unwrap()
-        .0;
+    let forged = forged_admin_token(&key);
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let alg_none = format!(
@@ -171,11 +161,7 @@ async fn tenants_cannot_see_or_touch_each_other() {
     let a = d.token("acme", "operator", None).await;
     let b = d.token("globex", "operator", None).await;
     let _agent_a = d.agent("acme", "shared-name", &[]).await;
-    let (s, job) = d
-        .post("/v1/jobs", &a, &json!({"command": "echo acme-secret"}))
-        .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
+    let id = d.submit(&a, &json!({"command": "echo acme-secret"})).await;
     let done = d.wait_job(&a, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
@@ -562,11 +548,9 @@ async fn fluxctl_run_wait_exit_codes_and_json() {
     assert!(stdout(&out).contains("to-stdout"), "{}", stdout(&out));
     assert!(stdout(&out).contains("to-stderr") || stderr(&out).contains("to-stderr"));
 
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
         &[
-            "-o",
-            "json",
             "job",
             "run",
             "--wait",
@@ -612,13 +596,9 @@ async fn fluxctl_run_wait_exit_codes_and_json() {
     assert!(!stderr(&out).is_empty());
 
     // job list and agents list in JSON.
-    let v: Value =
-        serde_json::from_str(&ok(&d.fluxctl(&d.admin, &["-o", "json", "job", "list"])).unwrap())
-            .unwrap();
+    let v = json_of(&d.fluxctl_json(&d.admin, &["job", "list"]));
     assert_eq!(v.as_array().unwrap().len(), 4, "{v}");
-    let v: Value =
-        serde_json::from_str(&ok(&d.fluxctl(&d.admin, &["-o", "json", "agents", "list"])).unwrap())
-            .unwrap();
+    let v = json_of(&d.fluxctl_json(&d.admin, &["agents", "list"]));
     assert_eq!(v[0]["node_id"], "agent-1", "{v}");
 }
 
@@ -690,15 +670,7 @@ async fn logs_follow_streams_until_the_end() {
     );
     let (_, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
     let id = job["job_id"].as_str().unwrap().to_string();
-    let mut resp = d
-        .req(
-            Method::GET,
-            &format!("/v1/jobs/{id}/logs?follow=true"),
-            &d.admin,
-        )
-        .send()
-        .await
-        .unwrap();
+    let mut resp = d.logs_response(&d.admin, &id, "follow=true").await;
     assert_eq!(resp.status(), 200);
     let mut seen = String::new();
     while !seen.contains("first") {
@@ -724,12 +696,7 @@ async fn sigterm_is_graceful_and_state_survives_restart() {
         .post("/v1/jobs", &d.admin, &json!({"command": "true"}))
         .await;
     let id = job["job_id"].as_str().unwrap().to_string();
-    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = eventually("fluxd exit", T, || {
-        let s = d.proc.try_exit();
-        async move { s }
-    })
-    .await;
+    let status = terminate(&mut d.proc, "fluxd exit", T).await;
     assert!(status.success(), "{status:?}");
     // Same data dir and port: the job, the key and the admin token are all still valid.
     let port = d.port;
@@ -795,20 +762,11 @@ async fn ci_example_script_runs_steps_and_reports_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_jobs_reports_what_it_ran() {
     let (d, _agent) = Fluxd::start_with_agent().await;
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
-        &[
-            "-o",
-            "json",
-            "bench",
-            "jobs",
-            "--count",
-            "6",
-            "--concurrency",
-            "3",
-        ],
+        &["bench", "jobs", "--count", "6", "--concurrency", "3"],
     );
-    let v: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["jobs"], 6, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
     assert!(v["p50_ms"].as_f64().unwrap() > 0.0);
@@ -828,37 +786,19 @@ async fn bench_jobs_reports_what_it_ran() {
     }
     assert!(v["submit"]["p50_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(d.count("/v1/jobs", &d.admin).await, 6);
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
-        &[
-            "-o",
-            "json",
-            "bench",
-            "jobs",
-            "--count",
-            "2",
-            "--command",
-            "exit 1",
-        ],
+        &["bench", "jobs", "--count", "2", "--command", "exit 1"],
     );
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["failed"], 2, "{v}");
     // `bench submit` creates exactly the jobs it counts, without waiting for them.
-    let out = d.fluxctl(
+    let out = d.fluxctl_json(
         &d.admin,
-        &[
-            "-o",
-            "json",
-            "bench",
-            "submit",
-            "--count",
-            "5",
-            "--concurrency",
-            "2",
-        ],
+        &["bench", "submit", "--count", "5", "--concurrency", "2"],
     );
-    let v: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let v = json_of(&out);
     assert_eq!(
         (v["jobs"].as_u64(), v["refused"].as_u64()),
         (Some(5), Some(0)),
@@ -949,12 +889,10 @@ async fn fluxctl_contexts_select_server_and_credentials() {
     .unwrap();
     // Not the current context yet: the default server (localhost:8443) is not ours.
     ok(&run(&["config", "use-context", "lab"])).unwrap();
-    let who: Value = serde_json::from_str(&ok(&run(&["-o", "json", "whoami"])).unwrap()).unwrap();
+    let who = json_of(&run(&["-o", "json", "whoami"]));
     assert_eq!(who["role"], "viewer", "{who}");
     // An explicit token overrides the context's.
-    let who: Value =
-        serde_json::from_str(&ok(&run(&["-o", "json", "--token", &d.admin, "whoami"])).unwrap())
-            .unwrap();
+    let who = json_of(&run(&["-o", "json", "--token", &d.admin, "whoami"]));
     assert_eq!(who["role"], "admin", "{who}");
     // A viewer context cannot submit: exit non-zero with the server's 403 message.
     let out = run(&["job", "run", "true"]);
@@ -1031,12 +969,7 @@ async fn agent_stopped_gracefully_mid_job_has_its_job_requeued() {
     let work = tempfile::tempdir().unwrap();
     let (id, pid) = d.submit_blocking_on("agent-a", work.path(), T).await;
     let _b = d.agent("default", "agent-b", &[]).await;
-    a.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = eventually("agent-a exit", T, || {
-        let s = a.try_exit();
-        async move { s }
-    })
-    .await;
+    let status = terminate(&mut a, "agent-a exit", T).await;
     assert!(status.success(), "agent exit {status:?}");
     assert!(
         !pid_alive(pid),
@@ -1057,15 +990,7 @@ async fn crash_and_restart(d: &Fluxd, a: &mut Proc, extra: &[&str], orphan: i32)
         pid_alive(orphan),
         "SIGKILL of the agent cannot reach its job"
     );
-    let a2 = d
-        .agent_full(
-            "default",
-            "agent-1",
-            &[],
-            std::slice::from_ref(&d.url),
-            extra,
-        )
-        .await;
+    let a2 = d.agent_with_args("default", "agent-1", &[], extra).await;
     eventually("the orphaned job killed", T, || async {
         (!pid_alive(orphan)).then_some(())
     })
@@ -1266,11 +1191,7 @@ async fn an_idle_agent_is_kept_online_by_its_polls_alone() {
     let (_, a) = d.get("/v1/agents/agent-a", &d.admin).await;
     assert_eq!(a["state"], "online", "{a}");
     // Never marked unreachable in between (a poll would have brought it back since).
-    let log = d
-        .req(Method::GET, "/v1/events?follow=false", &d.admin)
-        .send()
-        .await
-        .unwrap();
+    let log = d.get_response("/v1/events?follow=false", &d.admin).await;
     assert_eq!(log.status(), 200);
     let log = log.text().await.unwrap();
     assert!(log.contains("agent.registered"), "{log}");
@@ -1278,15 +1199,12 @@ async fn an_idle_agent_is_kept_online_by_its_polls_alone() {
 
     // A running job brings the heartbeats back.
     let h0 = answered(&d, hb).await;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let id = d
+        .submit(
             &d.admin,
             &json!({"command": "sleep 4", "node_id": "agent-a"}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
     eventually("heartbeats while the job runs", T, || async {
         (answered(&d, hb).await >= h0 + 2.0).then_some(())
     })
@@ -1344,8 +1262,7 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     let secret = "hunter2-s3cret-value";
     let cmd = r#"echo "pw=$DB_PASSWORD"; for c in $(echo "$DB_PASSWORD" | fold -w3); do printf %s "$c"; sleep 0.05; done; echo; test ${#DB_PASSWORD} -eq 20"#;
     let job = d
-        .admin_post_expect(
-            "/v1/jobs",
+        .admin_job_expect(
             &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"DB_PASSWORD": secret}}),
             202,
         )
@@ -1383,8 +1300,7 @@ async fn secret_env_values_are_masked_and_never_stored_or_logged() {
     assert_eq!(stdout(&out), "key=[redacted]\n");
     // A value too short to mask reliably is refused, without echoing it.
     let v = d
-        .admin_post_expect(
-            "/v1/jobs",
+        .admin_job_expect(
             &json!({"command": "true", "secret_env": {"PIN": "123"}}),
             422,
         )
@@ -1408,27 +1324,16 @@ async fn a_jobs_last_output_arrives_with_its_result() {
     let agent = d.agent("default", "agent-1", &[]).await;
     let secret = "zq-secret-value-42";
     let cmd = r#"echo "pw=$PW"; echo to-stderr >&2; printf 'end:zq-sec'"#;
-    let (s, job) = d
-        .post(
-            "/v1/jobs",
+    let id = d
+        .submit(
             &d.admin,
             &json!({"command": cmd, "node_id": "agent-1", "secret_env": {"PW": secret}}),
         )
         .await;
-    assert_eq!(s, 202, "{job}");
-    let id = job["job_id"].as_str().unwrap().to_string();
     let done = d.wait_job(&d.admin, &id, T, terminal).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
-    let resp = d
-        .req(
-            Method::GET,
-            &format!("/v1/jobs/{id}/logs?format=jsonl"),
-            &d.admin,
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = d.logs_response(&d.admin, &id, "format=jsonl").await;
     assert_eq!(resp.status(), 200);
     let chunks: Vec<Value> = resp
         .text()
@@ -1456,12 +1361,7 @@ async fn a_jobs_last_output_arrives_with_its_result() {
     // The store, read once fluxd has stopped: the last chunk carries the revision of the
     // attempt's finished record.
     drop(agent);
-    d.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = eventually("fluxd exit", T, || {
-        let s = d.proc.try_exit();
-        async move { s }
-    })
-    .await;
+    let status = terminate(&mut d.proc, "fluxd exit", T).await;
     assert!(status.success(), "{status:?}");
     let store = flux_core::store::open(&format!(
         "redb:{}",
@@ -1555,9 +1455,7 @@ async fn listings_follow_each_job_through_its_life() {
 
     let mut ended = Vec::new();
     for (cmd, status) in [("exit 3", "failed"), ("true", "succeeded")] {
-        let (s, job) = d.post("/v1/jobs", &d.admin, &json!({"command": cmd})).await;
-        assert_eq!(s, 202);
-        let id = job["job_id"].as_str().unwrap().to_string();
+        let id = d.submit(&d.admin, &json!({"command": cmd})).await;
         let done = d.wait_job(&d.admin, &id, T, terminal).await;
         assert_eq!(done["status"], status, "{done}");
         assert_eq!(
@@ -1607,7 +1505,7 @@ async fn listings_follow_each_job_through_its_life() {
     }
     assert_eq!(paged, all);
     let json_ids = |out: &std::process::Output| -> Vec<String> {
-        let v: Value = serde_json::from_str(&ok(out).unwrap()).unwrap();
+        let v = json_of(out);
         v.as_array()
             .unwrap()
             .iter()

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use flux_core::auth::{Authenticator, Role, SigningKey};
-use flux_core::model::now_ms;
+use flux_core::auth::Role;
 use flux_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -349,20 +348,12 @@ async fn every_route_refuses_every_bad_request_without_5xx_or_effect() {
     .await;
 
     // Identities that must get nowhere, or only as far as their role allows.
-    let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
-    let auth = Authenticator::new(vec![key.clone()], "fluxforge", "fluxforge");
+    let auth = d.authenticator();
     let (_, claims) = auth
         .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
         .unwrap();
-    let mut exp = claims.clone();
-    exp.exp = now_ms() / 1000 - 5;
-    let expired = auth.sign(&exp).unwrap();
-    let mut other = SigningKey::generate();
-    other.kid = key.kid.clone();
-    let forged = Authenticator::new(vec![other], "fluxforge", "fluxforge")
-        .issue("t", "default", Role::Admin, Duration::from_secs(60), None)
-        .unwrap()
-        .0;
+    let expired = expired_token(&auth, &claims);
+    let forged = forged_admin_token(&d.signing_key());
     let (viewer, operator, agent) = d.role_tokens("default").await;
     let tenant_admin = d.token("acme", "admin", None).await;
     let acme_agent = d.token("acme", "agent", Some("a1")).await;
@@ -1014,10 +1005,8 @@ async fn every_bad_listing_parameter_is_refused_400_naming_it() {
     }
     let acme = d.token("acme", "admin", None).await;
     let r = d
-        .req(Method::GET, "/v1/jobs?status=queued&limit=1", &d.admin)
-        .send()
-        .await
-        .unwrap();
+        .get_response("/v1/jobs?status=queued&limit=1", &d.admin)
+        .await;
     assert_eq!(r.status(), 200);
     let cursor = header_text(&r, "x-flux-next-cursor")
         .expect("a first page of 3 jobs by 1 has a next cursor");
@@ -1213,11 +1202,7 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         .await;
     // A pinned job for a node nobody enrolled or registered as: 422 naming node_id.
     let v = d
-        .admin_post_expect(
-            "/v1/jobs",
-            &json!({"command": "true", "node_id": "ghost"}),
-            422,
-        )
+        .admin_job_expect(&json!({"command": "true", "node_id": "ghost"}), 422)
         .await;
     assert!(
         error_message(&v).contains("node_id") && error_message(&v).contains("ghost"),
@@ -1274,9 +1259,8 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
         "{v}"
     );
     // Expired: 401 saying so.
-    let (key, _) = SigningKey::load_or_create(&d.data_dir().join("signing-key.json")).unwrap();
-    let auth = Authenticator::new(vec![key], "fluxforge", "fluxforge");
-    let (_, mut c) = auth
+    let auth = d.authenticator();
+    let (_, c) = auth
         .issue_enrollment(
             "e",
             "default",
@@ -1285,8 +1269,7 @@ async fn enrollment_agent_admin_and_pinned_jobs_refuse_bad_input_naming_the_caus
             Default::default(),
         )
         .unwrap();
-    c.exp = now_ms() / 1000 - 5;
-    let expired = auth.sign(&c).unwrap();
+    let expired = expired_token(&auth, &c);
     let (s, v) = d
         .post("/v1/enroll", &expired, &json!({"node_id": "n4"}))
         .await;

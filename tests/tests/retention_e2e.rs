@@ -88,22 +88,14 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
         )
         .await;
     let keyed_body = json!({"command": "echo keyed", "idempotency_key": "release-7"});
-    let (s, keyed) = n.post("/v1/jobs", &n.admin, &keyed_body).await;
-    assert_eq!(s, 202, "{keyed}");
-    let keyed = keyed["job_id"].as_str().unwrap().to_string();
+    let keyed = n.submit(&n.admin, &keyed_body).await;
     n.wait_job(&n.admin, &keyed, T, terminal).await;
 
     // What must go: 30 quick jobs, collected 3 per pass.
     let mut doomed = Vec::new();
     for i in 0..30 {
-        let j = n
-            .admin_post_expect(
-                "/v1/jobs",
-                &json!({"command": format!("echo doomed-{i}")}),
-                202,
-            )
-            .await;
-        doomed.push(j["job_id"].as_str().unwrap().to_string());
+        let body = json!({"command": format!("echo doomed-{i}")});
+        doomed.push(n.submit(&n.admin, &body).await);
     }
     // The leader starts collecting; it is killed as soon as its first batches are in.
     eventually("the first collected jobs", T, || async {
@@ -201,9 +193,7 @@ async fn a_leader_killed_mid_collection_deletes_nothing_live_and_its_successor_f
 async fn an_idempotency_key_names_a_new_job_once_its_window_has_passed() {
     let d = Fluxd::start_args(&["--idempotency-window", "2s"]).await;
     let body = json!({"command": "true", "node_id": "nobody", "idempotency_key": "nightly", "allow_unknown_node": true});
-    let (s, first) = d.post("/v1/jobs", &d.admin, &body).await;
-    assert_eq!(s, 202, "{first}");
-    let first = first["job_id"].as_str().unwrap().to_string();
+    let first = d.submit(&d.admin, &body).await;
     let (_, again) = d.post("/v1/jobs", &d.admin, &body).await;
     assert_eq!(again["job_id"], first.as_str(), "{again}");
     let second = eventually("a new job for the expired key", T, || async {

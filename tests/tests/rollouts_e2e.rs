@@ -19,10 +19,10 @@ const WEB: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
 
 /// `fluxctl -o json job run -l role=web --all <options> --wait <cmd>` as the admin.
 fn rollout_over_web(d: &Fluxd, options: &[&str], cmd: &str) -> Output {
-    let mut args = vec!["-o", "json", "job", "run", "-l", "role=web", "--all"];
+    let mut args = vec!["job", "run", "-l", "role=web", "--all"];
     args.extend(options);
     args.extend(["--wait", cmd]);
-    d.fluxctl(&d.admin, &args)
+    d.fluxctl_json(&d.admin, &args)
 }
 
 /// A shell command that records its start and end times under `dir`, sleeps, and exits with
@@ -51,16 +51,8 @@ fn target<'a>(r: &'a Value, node: &str) -> &'a Value {
 }
 
 fn states(r: &Value) -> BTreeMap<String, String> {
-    r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["node_id"].as_str().unwrap().to_string(),
-                t["state"].as_str().unwrap().to_string(),
-            )
-        })
+    field_pairs(&r["targets"], "node_id", "state")
+        .into_iter()
         .collect()
 }
 
@@ -120,11 +112,7 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
         WEB.to_vec(),
         "db1 is no target"
     );
-    let mut runs = Vec::new();
-    for (node, rs) in &fx {
-        assert_eq!(rs.len(), 1, "{node} ran {} times", rs.len());
-        runs.push((rs[0].0, rs[0].1.expect("the run ended")));
-    }
+    let runs = single_runs(&fx, "run");
     assert_eq!(max_overlap(&runs), 2, "{runs:?}");
     // The rollout's jobs are ordinary jobs of kind rollout, grouped by the rollout id.
     let id = r["rollout_id"].as_str().unwrap();
@@ -200,10 +188,7 @@ async fn a_rollout_keeps_its_concurrency_budget_and_canary_measured_from_side_ef
     assert_eq!(states(&first)["w3"], "failed");
     std::fs::write(dir.path().join("w3.fixed"), "").unwrap();
     let first_id = first["rollout_id"].as_str().unwrap();
-    let o = d.fluxctl(
-        &d.admin,
-        &["-o", "json", "rollout", "retry", first_id, "--wait"],
-    );
+    let o = d.fluxctl_json(&d.admin, &["rollout", "retry", first_id, "--wait"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let second = rollout_json(&o);
     assert_eq!(second["retry_of"], first_id, "{second}");
@@ -336,7 +321,7 @@ async fn pause_holds_new_starts_until_resume_and_cancel_stops_running_targets() 
     .await;
     let o = d.fluxctl(&d.admin, &["rollout", "cancel", &id]);
     ok(&o).unwrap();
-    let o = d.fluxctl(&d.admin, &["-o", "json", "rollout", "wait", &id]);
+    let o = d.fluxctl_json(&d.admin, &["rollout", "wait", &id]);
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let r = rollout_json(&o);
     let st = states(&r);
@@ -551,10 +536,7 @@ async fn rollout_above_turns_a_wide_fan_out_into_a_safe_rollout() {
     assert_eq!(max_overlap(&runs), 1, "{runs:?}");
     runs.clear();
     // One agent (db1) is not above the setting: a plain fan-out.
-    let o = d.fluxctl(
-        &d.admin,
-        &["-o", "json", "job", "run", "-l", "role=db", "--all", "true"],
-    );
+    let o = d.fluxctl_json(&d.admin, &["job", "run", "-l", "role=db", "--all", "true"]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["group"].is_string(), "{v}");
 }

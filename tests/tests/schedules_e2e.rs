@@ -103,8 +103,8 @@ async fn a_one_second_schedule_runs_each_slot_exactly_once_and_the_cli_manages_i
         ],
     );
     ok(&out).unwrap();
-    let got = n.fluxctl(&n.admin, &["-o", "json", "schedule", "get", "tick"]);
-    let v: Value = serde_json::from_str(&ok(&got).unwrap()).unwrap();
+    let got = n.fluxctl_json(&n.admin, &["schedule", "get", "tick"]);
+    let v = json_of(&got);
     let next: Vec<u64> = v["next"]
         .as_array()
         .unwrap()

@@ -36,7 +36,7 @@ async fn ran_on(d: &Fluxd, selector: Value) -> String {
 
 /// The ids of the agents `agents list -l EXPR` previews.
 fn preview(d: &Fluxd, expr: &str) -> Vec<String> {
-    let out = d.fluxctl(&d.admin, &["-o", "json", "agents", "list", "-l", expr]);
+    let out = d.fluxctl_json(&d.admin, &["agents", "list", "-l", expr]);
     let text = ok(&out).unwrap_or_else(|e| panic!("agents list -l {expr}: {e}"));
     let v: Value = serde_json::from_str(&text).unwrap();
     let mut ids: Vec<String> = v
@@ -75,11 +75,10 @@ impl Drop for TestAddress {
 
 /// Agent `w2` of tenant `default` declaring `labels`, keeping its state in `state_dir`.
 async fn w2_agent(d: &Fluxd, labels: &[&str], state_dir: &std::path::Path) -> Proc {
-    d.agent_full(
+    d.agent_with_args(
         "default",
         "w2",
         labels,
-        std::slice::from_ref(&d.url),
         &["--state-dir", &state_dir.display().to_string()],
     )
     .await
@@ -235,8 +234,7 @@ async fn selectors_of_every_form_on_jobs_fan_out_and_states_with_admin_labels() 
 
     // Fan-out to every agent the expression matches.
     let fan = d
-        .admin_post_expect(
-            "/v1/jobs",
+        .admin_job_expect(
             &json!({"command": "true", "fan_out": true, "selector": "role notin (api)"}),
             202,
         )
@@ -334,11 +332,7 @@ interval = "2s"
 
     // Bad expressions: 422 naming the field and the byte position.
     let v = d
-        .admin_post_expect(
-            "/v1/jobs",
-            &json!({"command": "true", "selector": "role in (web"}),
-            422,
-        )
+        .admin_job_expect(&json!({"command": "true", "selector": "role in (web"}), 422)
         .await;
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(

@@ -165,8 +165,7 @@ async fn fifty_simulated_agents_run_fan_outs_and_jobs_and_stop_cleanly() {
 
     // A fan-out runs once on every simulated agent, each printing its simulated line.
     let fan = d
-        .admin_post_expect(
-            "/v1/jobs",
+        .admin_job_expect(
             &json!({"command": "uname -a", "selector": {"fleet": "sim"}, "fan_out": true}),
             202,
         )
@@ -197,14 +196,11 @@ async fn fifty_simulated_agents_run_fan_outs_and_jobs_and_stop_cleanly() {
     for _ in 0..40 {
         let d = d.clone();
         submits.spawn(async move {
-            let job = d
-                .admin_post_expect(
-                    "/v1/jobs",
-                    &json!({"command": "true", "selector": {"fleet": "sim"}}),
-                    202,
-                )
-                .await;
-            job["job_id"].as_str().expect("job id").to_string()
+            d.submit(
+                &d.admin,
+                &json!({"command": "true", "selector": {"fleet": "sim"}}),
+            )
+            .await
         });
     }
     let ids = submits.join_all().await;

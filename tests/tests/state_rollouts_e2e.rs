@@ -89,11 +89,7 @@ async fn a_states_rollout_bounds_its_concurrent_applies() {
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let runs = side_effects(&work.path().join("runs"));
     assert_eq!(runs.len(), 5, "{runs:?}");
-    let mut all = Vec::new();
-    for (node, r) in &runs {
-        assert_eq!(r.len(), 1, "{node} applied {} times", r.len());
-        all.push((r[0].0, r[0].1.expect("the apply ended")));
-    }
+    let all = single_runs(&runs, "apply");
     let overlap = max_overlap(&all);
     assert_eq!(overlap, 2, "applies at once: {overlap} ({all:?})");
     let v = view(&d).await;

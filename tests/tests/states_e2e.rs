@@ -230,17 +230,7 @@ async fn diff_reports_exactly_the_pending_changes() {
     let diff = d.fluxctl(&d.admin, &["diff", "-f", &v2, "--prune", "-o", "json"]);
     assert_eq!(diff.status.code(), Some(1));
     let plan: Value = serde_json::from_str(&stdout(&diff)).unwrap();
-    let actions: Vec<(String, String)> = plan["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap().into(),
-                i["action"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let actions = field_pairs(&plan["items"], "name", "action");
     assert_eq!(
         actions,
         vec![

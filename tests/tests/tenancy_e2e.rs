@@ -18,7 +18,7 @@ fn set_quota(d: &Fluxd, tenant: &str, args: &[&str]) -> String {
 /// The row of `tenant` in `fluxctl tenants list -o json`, if listed.
 fn listed_tenant(d: &Fluxd, tenant: &str) -> Option<Value> {
     let out = d.fluxctl(&d.admin, &["tenants", "list", "-o", "json"]);
-    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let list = json_of(&out);
     list.as_array()
         .unwrap()
         .iter()
@@ -262,7 +262,7 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
         "role=web",
         &["--wait", "-o", "json", "echo on $FLUX_NODE_ID"],
     );
-    let reply: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let reply = json_of(&out);
     let mut ran: Vec<String> = reply["jobs"]
         .as_array()
         .unwrap()
@@ -319,10 +319,7 @@ async fn label_selectors_place_jobs_and_fan_out_reaches_every_match() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_storm_is_shed_with_429_and_everyone_gets_in_with_backoff() {
     let d = Fluxd::start_args(&["--max-registrations", "2"]).await;
-    let (key, _) =
-        flux_core::auth::SigningKey::load_or_create(&d.data_dir().join("signing-key.json"))
-            .unwrap();
-    let auth = flux_core::auth::Authenticator::new(vec![key], "fluxforge", "fluxforge");
+    let auth = d.authenticator();
     let tokens: Vec<String> = (0..200)
         .map(|i| {
             auth.issue(

@@ -129,11 +129,7 @@ async fn submit(d: &Fluxd, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let v = d
-            .admin_post_expect(
-                "/v1/jobs",
-                &json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}),
-                202,
-            )
+            .admin_job_expect(&json!({"command": format!("echo {i}"), "node_id": "nobody", "allow_unknown_node": true}), 202)
             .await;
         ids.push(v["job_id"].as_str().unwrap().to_string());
     }
@@ -371,7 +367,7 @@ async fn webhooks_refuse_internal_targets_plain_http_and_unknown_types() {
     );
     ok(&out).unwrap();
     let out = d.fluxctl(&d.admin, &["webhooks", "list", "-o", "json"]);
-    let list: Value = serde_json::from_str(&ok(&out).unwrap()).unwrap();
+    let list = json_of(&out);
     assert_eq!(list[0]["name"], "ops");
     assert_eq!(list[0]["events"], json!(["job.finished", "state.*"]));
     let out = d.fluxctl(&d.admin, &["webhooks", "get", "ops"]);

@@ -133,6 +133,18 @@ pub async fn acknowledged<S: Store + ?Sized>(s: &S, path: String, what: &str) ->
         .unwrap_or_else(|| panic!("acknowledged write {what} lost"))
 }
 
+/// Writes `value` at the new key `path` of tenant `tenant`; panics when the write is refused.
+/// Returns the version written.
+pub async fn put_new<S: Store + ?Sized>(s: &S, tenant: &str, path: &str, value: &[u8]) -> Version {
+    s.put(
+        Key::new(tenant, path).unwrap(),
+        value.to_vec(),
+        Expect::Absent,
+    )
+    .await
+    .unwrap()
+}
+
 /// `n` puts of new keys `path(i)` of tenant `acme` (value `x`) at once, one task each; returns
 /// their results in order.
 pub async fn concurrent_puts<S: Store>(

@@ -85,12 +85,8 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
 
     // Attempt 2 goes to the live agent.
     assert_eq!(schedule_pass(&e.jobs, epoch, t_dead).await, 1);
-    let j = e.jobs.get(TENANT, &job.job_id).await.unwrap();
-    assert_eq!(j.status, JobStatus::Assigned);
-    assert_eq!(j.agent.as_deref(), Some("node-b"));
+    let (j, task_b) = assigned_to(&e, &job.job_id, "node-b").await;
     assert_eq!(j.attempts, 2);
-    let task_b = only_task(&e.jobs, TENANT, "node-b").await;
-    assert_eq!(Some(&task_b.attempt_id), j.current_attempt.as_ref());
     assert_ne!(task_b.attempt_id, att1);
     let att2 = task_b.attempt_id;
     let a2 = attempt(&e.jobs, TENANT, &job.job_id, &att2).await;
@@ -107,18 +103,10 @@ async fn a_dead_agents_attempt_is_requeued_to_another_agent() {
         Ok(recorded) => assert!(!recorded),
         Err(err) => assert!(matches!(err, JobError::Gone(_)), "{err:?}"),
     }
-    let err = e
-        .jobs
-        .start(TENANT, "node-a", &att1, late)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Gone(_)), "{err:?}");
-    let err = e
-        .jobs
-        .append_output(TENANT, "node-a", &att1, chunk(1, Stream::Stdout, "late"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Gone(_)), "{err:?}");
+    let late_chunk = chunk(1, Stream::Stdout, "late");
+    for err in start_and_upload_errors(&e.jobs, TENANT, "node-a", &att1, late_chunk, late).await {
+        assert!(matches!(err, JobError::Gone(_)), "{err:?}");
+    }
     assert_eq!(e.jobs.get(TENANT, &job.job_id).await.unwrap(), j);
     assert_eq!(attempt(&e.jobs, TENANT, &job.job_id, &att1).await, a1);
     // Its heartbeat is told to stop the attempt it lost.
@@ -171,12 +159,10 @@ async fn an_attempt_not_started_in_time_is_requeued() {
     assert_eq!(j.status, JobStatus::Queued);
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 1);
     assert!(e.jobs.poll(TENANT, "node-1", 0).await.unwrap().is_empty());
-    let err = e
-        .jobs
-        .start(TENANT, "node-1", &att1, after)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Gone(_)), "{err:?}");
+    assert_refused!(
+        e.jobs.start(TENANT, "node-1", &att1, after).await,
+        JobError::Gone(_)
+    );
 
     // The retry is attempt 2; once started it is not taken back by the start deadline.
     assert_eq!(schedule_pass(&e.jobs, epoch, after).await, 1);
@@ -582,11 +568,11 @@ async fn a_polls_arrival_is_heard_like_a_heartbeat_without_news() {
 
     // Only the holder of the registration is heard: a caller without its session is refused.
     let stranger = AgentCaller::new("node-1", Some("not-the-session"));
-    let err = jobs
-        .poll_heard(TENANT, stranger, 0, Some(t_dead + 2000))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Session(_)), "{err:?}");
+    assert_refused!(
+        jobs.poll_heard(TENANT, stranger, 0, Some(t_dead + 2000))
+            .await,
+        JobError::Session(_)
+    );
 }
 
 #[tokio::test]
@@ -678,16 +664,16 @@ async fn a_live_holder_known_only_from_liveness_records_is_not_taken_over() {
     e.jobs.publish_liveness("fluxd-a", t).await.unwrap();
     // Another agent process registering the node on node B (without the session) is refused.
     let b = node(&e);
-    let err = b
-        .register(
+    assert_refused!(
+        b.register(
             TENANT,
             AgentCaller::new("node-1", None),
             &RegisterAgent::default(),
-            t + 100,
+            t + 100
         )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Session(_)), "{err:?}");
+        .await,
+        JobError::Session(_)
+    );
     // Once the holder is silent for the dead window, it may.
     let later = t + ms(c.dead_after);
     let reply = b

@@ -8,6 +8,15 @@
 //! are grouped by the part of the service they drive: `submit`, `schedule`, `liveness` and
 //! `protocol`, as in `flux-core/src/jobs/`.
 
+/// Asserts that the call `result` was refused with an error matching `pattern`, showing the
+/// error otherwise. Defined before the test modules so that they can use it.
+macro_rules! assert_refused {
+    ($result:expr, $pattern:pat) => {
+        let err = $result.unwrap_err();
+        assert!(matches!(err, $pattern), "{err:?}");
+    };
+}
+
 #[path = "../common/mod.rs"]
 mod common;
 mod listing;
@@ -179,6 +188,24 @@ async fn submit_and_start(
     (job, att)
 }
 
+/// What `node` of `tenant` is answered when it reports the start of attempt `att` at `now` and
+/// when it uploads chunk `c` of its output: both must be refused; returns the two errors.
+async fn start_and_upload_errors(
+    jobs: &Jobs,
+    tenant: &str,
+    node: &str,
+    att: &str,
+    c: OutputChunk,
+    now: Millis,
+) -> [JobError; 2] {
+    let start = jobs.start(tenant, node, att, now).await;
+    let upload = jobs.append_output(tenant, node, att, c).await;
+    [
+        start.expect_err("the start was accepted"),
+        upload.expect_err("the upload was accepted"),
+    ]
+}
+
 /// `node` uploads chunk `c` of the output of attempt `att`.
 async fn upload(jobs: &Jobs, node: &str, att: &str, c: OutputChunk) {
     jobs.append_output(TENANT, node, att, c).await.unwrap();
@@ -232,12 +259,19 @@ async fn submit_and_assign(
     let (job, created) = e.jobs.submit(TENANT, "alice", req, now).await.unwrap();
     assert!(created);
     assert_eq!(schedule_pass(&e.jobs, epoch, now).await, 1);
-    let job = e.jobs.get(TENANT, &job.job_id).await.unwrap();
+    let (job, task) = assigned_to(e, &job.job_id, node).await;
+    (job, task.attempt_id)
+}
+
+/// Job `job_id` as it is now, asserted to be assigned to `node`, and the one task in the inbox
+/// of `node`, asserted to be the job's current attempt.
+async fn assigned_to(e: &Env, job_id: &str, node: &str) -> (Job, Task) {
+    let job = e.jobs.get(TENANT, job_id).await.unwrap();
     assert_eq!(job.status, JobStatus::Assigned);
     assert_eq!(job.agent.as_deref(), Some(node));
     let task = only_task(&e.jobs, TENANT, node).await;
     assert_eq!(Some(&task.attempt_id), job.current_attempt.as_ref());
-    (job, task.attempt_id)
+    (job, task)
 }
 
 fn is_fenced(err: &JobError, presented: Epoch, current: Epoch) -> bool {

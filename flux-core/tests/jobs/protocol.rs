@@ -32,13 +32,8 @@ async fn submitted_job_runs_on_a_registered_agent_and_succeeds() {
     assert_eq!(schedule_pass(&e.jobs, epoch, T0).await, 1);
     assert_eq!(e.jobs.queue_depth(TENANT).await.unwrap(), 0);
 
-    let assigned = e.jobs.get(TENANT, &job.job_id).await.unwrap();
-    assert_eq!(assigned.status, JobStatus::Assigned);
-    assert_eq!(assigned.agent.as_deref(), Some("node-1"));
+    let (assigned, task) = assigned_to(&e, &job.job_id, "node-1").await;
     assert_eq!(assigned.attempts, 1);
-
-    let task = only_task(&e.jobs, TENANT, "node-1").await;
-    assert_eq!(Some(&task.attempt_id), assigned.current_attempt.as_ref());
     assert_eq!(task.job_id, job.job_id);
     assert_eq!(task.command, job.command);
     assert_eq!(task.env, env_vars);
@@ -338,12 +333,12 @@ async fn attempts_belong_to_the_registration_that_received_them() {
     let before = snapshot(&e.store, TENANT).await;
     let forged = "00".repeat(32);
     for caller in [none, AgentCaller::new("node-1", Some(&forged))] {
-        let err = e
-            .jobs
-            .register(TENANT, caller, &RegisterAgent::default(), T0 + 1)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, JobError::Session(_)), "{err:?}");
+        assert_refused!(
+            e.jobs
+                .register(TENANT, caller, &RegisterAgent::default(), T0 + 1)
+                .await,
+            JobError::Session(_)
+        );
     }
     assert_eq!(snapshot(&e.store, TENANT).await, before, "a refusal wrote");
 
@@ -394,19 +389,17 @@ async fn attempts_belong_to_the_registration_that_received_them() {
     assert_eq!(a.state, AttemptState::Abandoned, "{a:?}");
     assert_eq!(status_of(&e.jobs, &job.job_id).await, JobStatus::Queued);
     // The old session is refused now; the new one does not get the old attempt.
-    let err = e
-        .jobs
-        .heartbeat(TENANT, me, &Heartbeat::default(), later + 1)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Session(_)), "{err:?}");
+    assert_refused!(
+        e.jobs
+            .heartbeat(TENANT, me, &Heartbeat::default(), later + 1)
+            .await,
+        JobError::Session(_)
+    );
     let new = AgentCaller::new("node-1", Some(&s2));
-    let err = e
-        .jobs
-        .start(TENANT, new, &att, later + 1)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Gone(_)), "{err:?}");
+    assert_refused!(
+        e.jobs.start(TENANT, new, &att, later + 1).await,
+        JobError::Gone(_)
+    );
     assert!(e.jobs.poll(TENANT, new, 0).await.unwrap().is_empty());
 }
 
@@ -439,8 +432,8 @@ async fn chunk_versions(store: &DynStore, att: &str) -> Vec<Version> {
 #[tokio::test]
 async fn a_result_carrying_the_last_output_records_both_in_one_commit() {
     let (e, epoch) = env_with_agent("node-1").await;
-    let (job, att) = submit_and_assign(&e, epoch, shell("echo a; echo b"), "node-1", T0).await;
-    e.jobs.start(TENANT, "node-1", &att, T0 + 1).await.unwrap();
+    let (job, att) =
+        submit_and_start(&e, epoch, shell("echo a; echo b"), "node-1", T0, T0 + 1).await;
     // Output uploaded while the command ran, then the rest with the result.
     upload(&e.jobs, "node-1", &att, chunk(0, Stream::Stdout, "a\n")).await;
     let first_chunk = chunk_versions(&e.store, &att).await;
@@ -702,12 +695,12 @@ async fn carried_output_that_is_malformed_is_refused_and_changes_nothing() {
     }
     // Chunks beyond the next expected one are refused like on the output endpoint.
     let gap = [chunk(3, Stream::Stdout, "x")];
-    let err = e
-        .jobs
-        .finish_with_output(TENANT, "node-1", &att, exited(0), &gap, None, T0 + 2)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Conflict(_)), "{err:?}");
+    assert_refused!(
+        e.jobs
+            .finish_with_output(TENANT, "node-1", &att, exited(0), &gap, None, T0 + 2)
+            .await,
+        JobError::Conflict(_)
+    );
     assert_eq!(snapshot(&e.store, TENANT).await, before, "a refusal wrote");
 }
 

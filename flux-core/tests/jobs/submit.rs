@@ -41,12 +41,10 @@ async fn idempotency_key_returns_the_first_job_or_a_conflict() {
             ..req.clone()
         },
     ] {
-        let err = e
-            .jobs
-            .submit(TENANT, "alice", different, T0 + 2)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, JobError::Conflict(_)), "{err:?}");
+        assert_refused!(
+            e.jobs.submit(TENANT, "alice", different, T0 + 2).await,
+            JobError::Conflict(_)
+        );
     }
     assert_eq!(snapshot(&e.store, TENANT).await, before);
 
@@ -156,12 +154,12 @@ async fn tenants_never_see_or_run_each_others_jobs() {
     register(&e.jobs, b, "node-1", T0).await;
     let (job, _) = e.jobs.submit(a, "alice", shell("id"), T0).await.unwrap();
 
-    let err = e.jobs.get(b, &job.job_id).await.unwrap_err();
-    assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
-    let err = e.jobs.attempts(b, &job.job_id).await.unwrap_err();
-    assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
-    let err = e.jobs.cancel(b, &job.job_id, T0).await.unwrap_err();
-    assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
+    assert_refused!(e.jobs.get(b, &job.job_id).await, JobError::NotFound(_));
+    assert_refused!(e.jobs.attempts(b, &job.job_id).await, JobError::NotFound(_));
+    assert_refused!(
+        e.jobs.cancel(b, &job.job_id, T0).await,
+        JobError::NotFound(_)
+    );
     assert!(listed_jobs(&e.jobs, b).await.is_empty());
     assert_eq!(e.jobs.queue_depth(b).await.unwrap(), 0);
 
@@ -185,20 +183,14 @@ async fn tenants_never_see_or_run_each_others_jobs() {
     );
     let att = only_task(&e.jobs, a, "node-1").await.attempt_id;
     assert!(e.jobs.poll(b, "node-1", 0).await.unwrap().is_empty());
-    let err = e.jobs.start(b, "node-1", &att, T0 + 2).await.unwrap_err();
-    assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
-    let err = e
-        .jobs
-        .append_output(b, "node-1", &att, chunk(0, Stream::Stdout, "x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
-    let err = e
-        .jobs
-        .finish(b, "node-1", &att, exited(0), T0 + 2)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
+    let c = chunk(0, Stream::Stdout, "x");
+    for err in start_and_upload_errors(&e.jobs, b, "node-1", &att, c, T0 + 2).await {
+        assert!(matches!(err, JobError::NotFound(_)), "{err:?}");
+    }
+    assert_refused!(
+        e.jobs.finish(b, "node-1", &att, exited(0), T0 + 2).await,
+        JobError::NotFound(_)
+    );
     assert!(e.jobs.output(b, &att, 0).await.unwrap().is_empty());
 
     // b's agent dying does not touch a's attempt.
