@@ -9,7 +9,7 @@
 use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc, key};
 use crate::keys;
 use crate::model::{Agent, AgentState, Millis, valid_ident};
-use crate::store::{Expect, StoreError};
+use crate::store::Expect;
 
 /// What an operator does to an agent record. Pure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,17 +59,10 @@ impl Jobs {
             let Some(next) = apply_change(agent.clone(), change) else {
                 return Ok(agent);
             };
-            match self
-                .store
-                .put(ak.clone(), enc(&next), Expect::Version(v))
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(tenant, node_id, ?change, "agent record changed");
-                    return Ok(next);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            let put = self.store.put(ak.clone(), enc(&next), Expect::Version(v));
+            if crate::store::landed(put.await)? {
+                tracing::info!(tenant, node_id, ?change, "agent record changed");
+                return Ok(next);
             }
         }
         Err(agent_contended(node_id))

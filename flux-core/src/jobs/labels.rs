@@ -8,7 +8,7 @@
 use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc, key};
 use crate::keys;
 use crate::model::{Agent, LabelAgent, valid_ident};
-use crate::store::{Expect, StoreError};
+use crate::store::Expect;
 
 impl Jobs {
     /// Applies `change` to the admin labels of agent `node_id` of `tenant`; returns the record.
@@ -38,17 +38,10 @@ impl Jobs {
                 return Ok(a);
             }
             a.admin_labels = labels;
-            match self
-                .store
-                .put(ak.clone(), enc(&a), Expect::Version(v))
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(tenant, node_id, "admin labels changed");
-                    return Ok(a);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            let put = self.store.put(ak.clone(), enc(&a), Expect::Version(v));
+            if crate::store::landed(put.await)? {
+                tracing::info!(tenant, node_id, "admin labels changed");
+                return Ok(a);
             }
         }
         Err(agent_contended(node_id))

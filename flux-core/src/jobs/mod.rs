@@ -242,11 +242,7 @@ impl Jobs {
     /// Commits `txn` of a read-modify-write: `true` when it landed, `false` when a version it
     /// expected had moved (the caller reads again and retries).
     async fn committed(&self, txn: Txn) -> Result<bool> {
-        match self.store.commit(txn).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(crate::store::landed(self.store.commit(txn).await)?)
     }
 
     async fn list_objects<T: DeserializeOwned>(

@@ -657,10 +657,8 @@ impl Rollouts {
             if let Some(e) = crate::events::kinds::rollout_control(&r, c, next, now) {
                 crate::events::record(&mut txn, tenant, &e)?;
             }
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(r),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if crate::store::landed(self.store.commit(txn).await)? {
+                return Ok(r);
             }
         }
         Err(RolloutError::Conflict(format!(

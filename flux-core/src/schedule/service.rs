@@ -22,7 +22,7 @@ use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{JobKind, JobStatus, Millis, valid_ident};
 use crate::rollout::RolloutError;
-use crate::store::{DynStore, Expect, Key, Range, StoreError, Txn, Version};
+use crate::store::{DynStore, Expect, Key, Range, Txn, Version};
 
 crate::error::spec_service_error! {
     /// Errors of the schedule service.
@@ -545,10 +545,8 @@ impl Schedules {
                     enc(&st),
                     sv.map_or(Expect::Absent, Expect::Version),
                 );
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(run),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if crate::store::landed(self.store.commit(txn).await)? {
+                return Ok(run);
             }
         }
         Err(ScheduleError::Conflict(format!(
