@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use super::{JobError, Jobs, Result, dec, key};
 use crate::keys;
 use crate::model::{Job, JobKind, JobStatus};
+use crate::named::named_enum;
 use crate::store::{Epoch, Expect, Range, StoreError, Txn};
 
 /// Most jobs on one page.
@@ -48,21 +49,14 @@ pub const MAX_SCAN: usize = 5000;
 /// Jobs indexed per fenced batch of the migration (one batch per tenant per liveness sweep).
 pub const BACKFILL_BATCH: usize = 1000;
 
-/// A dimension jobs are indexed by (besides their kind, which splits every index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Dim {
-    Status,
-    Agent,
-    Group,
-}
-
-impl Dim {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dim::Status => "status",
-            Dim::Agent => "agent",
-            Dim::Group => "group",
-        }
+named_enum! {
+    /// A dimension jobs are indexed by (besides their kind, which splits every index).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Dim {
+        Status,
+        Agent,
+        Group,
     }
 }
 
