@@ -6,10 +6,10 @@
 //! fenced writes to the same record conflict with them and are judged again on what the store
 //! holds. Placement, fan-out and the reconciler read the flags through [`Agent::takes_work`].
 
-use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc, key};
+use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc};
 use crate::keys;
 use crate::model::{Agent, AgentState, Millis, valid_ident};
-use crate::store::Expect;
+use crate::store::{Expect, Key};
 
 /// What an operator does to an agent record. Pure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +71,7 @@ impl Jobs {
         if !valid_ident(node_id) {
             return Err(JobError::NotFound(format!("agent {node_id}")));
         }
-        let ak = key(tenant, keys::agent(node_id))?;
+        let ak = Key::new(tenant, keys::agent(node_id))?;
         for _ in 0..CAS_RETRIES {
             let (agent, v) = self
                 .load_found::<Agent>(&ak, || format!("agent {node_id}"))

@@ -131,10 +131,6 @@ fn state_event(
     Some(e)
 }
 
-fn key(tenant: &str, path: String) -> Result<Key> {
-    Ok(Key::new(tenant, path)?)
-}
-
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("state types always serialize")
 }
@@ -310,7 +306,7 @@ impl Reconciler {
         }
         // Records of targets that are gone (state deleted, agent no longer matching).
         for ((_, _), (t, v)) in by_target {
-            let k = key(tenant, keys::status(&t.state, &t.agent))?;
+            let k = Key::new(tenant, keys::status(&t.state, &t.agent))?;
             txns.push(Txn::new().fenced(epoch).delete(k, Expect::Version(v)));
             outcomes.push(None);
         }
@@ -457,8 +453,11 @@ impl Reconciler {
                     let expect = rec.map_or(Expect::Absent, |(_, v)| Expect::Version(*v));
                     let mut txn = Txn::new()
                         .fenced(epoch)
-                        .check(key(tenant, keys::state(name))?, Expect::Version(*version))
-                        .put(key(tenant, keys::state_rollout(name))?, enc(h), expect);
+                        .check(
+                            Key::new(tenant, keys::state(name))?,
+                            Expect::Version(*version),
+                        )
+                        .put(Key::new(tenant, keys::state_rollout(name))?, enc(h), expect);
                     let mut e = crate::events::Event::new("state.halted", name.clone(), now);
                     e.data = serde_json::json!({
                         "state": name,
@@ -503,7 +502,7 @@ impl Reconciler {
             Step::Save(s, t) => (s, t, None),
             Step::Submit(kind, s, t) => (s, t, Some(kind)),
         };
-        let k = key(tenant, keys::status(&next.state, &next.agent))?;
+        let k = Key::new(tenant, keys::status(&next.state, &next.agent))?;
         let expect = t.stored_version.map_or(Expect::Absent, Expect::Version);
         if submit == Some(StepKind::Apply)
             && let Some(gate) = gate
@@ -582,7 +581,7 @@ impl Reconciler {
             // The job exists only if the record pointing at it does, and only while the
             // state is still at the version the step was decided on.
             txn = job_txn.check(
-                key(tenant, keys::state(&spec.name))?,
+                Key::new(tenant, keys::state(&spec.name))?,
                 Expect::Version(t.version),
             );
             // Counted now: the rest of the pass is admitted against it.
