@@ -65,10 +65,7 @@ named_enum! {
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
-        Role::parse(s).ok_or_else(|| {
-            let names = Role::ALL.map(Role::as_str).join(", ");
-            format!("unknown role {s:?} ({names})")
-        })
+        Role::parse(s).ok_or_else(|| format!("unknown role {s:?} ({})", Role::names()))
     }
 }
 
@@ -793,6 +790,17 @@ pub async fn is_revoked(store: &dyn Store, tenant: &str, jti: &str) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_role_is_read_by_its_name_and_an_unknown_one_lists_the_names() {
+        for r in Role::ALL {
+            assert_eq!(r.to_string().parse::<Role>(), Ok(r));
+        }
+        assert_eq!(
+            "root".parse::<Role>(),
+            Err("unknown role \"root\" (admin, operator, viewer, agent, enroll)".to_string())
+        );
+    }
 
     fn auth() -> Authenticator {
         Authenticator::new(vec![SigningKey::generate()], "iss-a", "aud-a")

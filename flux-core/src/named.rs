@@ -7,6 +7,7 @@
 /// - `ALL`: every variant, in declaration order;
 /// - `as_str`: a variant's name;
 /// - `parse`: the variant of a name (`None` for any other text);
+/// - `names`: every name, joined by `, `;
 /// - a `Display` that writes the name.
 ///
 /// The names come from the identifiers by the enum's `#[strum(serialize_all = "…")]`, which
@@ -42,6 +43,12 @@ macro_rules! named_enum {
             pub fn parse(name: &str) -> Option<$ty> {
                 $ty::ALL.into_iter().find(|v| v.as_str() == name)
             }
+
+            /// Every name, in declaration order, joined by `, ` (for a message that lists
+            /// what is accepted).
+            pub fn names() -> String {
+                $ty::ALL.map($ty::as_str).join(", ")
+            }
         }
 
         impl std::fmt::Display for $ty {
@@ -76,6 +83,7 @@ mod tests {
         );
         assert_eq!(Light::parse("dark-amber"), Some(Light::DarkAmber));
         assert_eq!(Light::parse("DarkAmber"), None);
+        assert_eq!(Light::names(), "red, dark-amber, green");
         assert_eq!(Light::Green.to_string(), "green");
     }
 

@@ -92,10 +92,8 @@ impl Scenario {
 impl std::str::FromStr for Scenario {
     type Err = String;
     fn from_str(s: &str) -> Result<Scenario, String> {
-        Scenario::parse(s).ok_or_else(|| {
-            let names = Scenario::ALL.map(Scenario::as_str).join(", ");
-            format!("unknown scenario {s:?} (one of {names}, all)")
-        })
+        Scenario::parse(s)
+            .ok_or_else(|| format!("unknown scenario {s:?} (one of {}, all)", Scenario::names()))
     }
 }
 
@@ -191,6 +189,18 @@ mod tests {
                 .parse::<Scenario>()
                 .unwrap_err()
                 .contains("one of")
+        );
+    }
+
+    #[test]
+    fn an_unknown_scenario_lists_every_name_and_all() {
+        assert_eq!(
+            "leader-nap".parse::<Scenario>(),
+            Err(
+                "unknown scenario \"leader-nap\" (one of leader-kill, leader-pause, agent-kill, \
+                 redis-restart, partition, network-freeze, all)"
+                    .to_string()
+            )
         );
     }
 
