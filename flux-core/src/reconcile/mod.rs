@@ -43,13 +43,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use serde::Serialize;
 
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{Job, JobKind, Millis, SubmitJob};
 use crate::quota::{self, Quota, RateLimiter};
-use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
+use crate::state::{
+    ApplyRequest, Plan, StateError, StateSpec, StateView, States, dec, enc, target_ids,
+};
 use crate::store::{Change, DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
 /// Output kept from a failed check or apply.
@@ -129,10 +130,6 @@ fn state_event(
         "previous": cur.status.as_str(),
     });
     Some(e)
-}
-
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("state types always serialize")
 }
 
 impl Reconciler {
@@ -220,11 +217,7 @@ impl Reconciler {
         let mut halts: HashMap<String, (StateRolloutStatus, Version)> = HashMap::new();
         if states.values().any(|(s, _)| s.spec.rollout.is_some()) {
             for e in self.store.list(tenant, keys::STATE_ROLLOUTS).await? {
-                let rec: StateRolloutStatus =
-                    serde_json::from_slice(&e.value).map_err(|err| StateError::Corrupt {
-                        key: e.key.to_string(),
-                        reason: err.to_string(),
-                    })?;
+                let rec: StateRolloutStatus = dec(&e.key, &e.value)?;
                 if let Some(name) = e.key.path().strip_prefix(keys::STATE_ROLLOUTS) {
                     halts.insert(name.to_string(), (rec, e.version));
                 }

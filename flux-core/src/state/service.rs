@@ -101,14 +101,17 @@ pub struct States {
     jobs: Jobs,
 }
 
-fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
+/// A stored object of desired state (a state, a target's status, a halt record) decoded; one
+/// that does not decode is `Corrupt`, naming its key.
+pub(crate) fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
         key: k.to_string(),
         reason: e.to_string(),
     })
 }
 
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+/// A stored object of desired state, encoded.
+pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("state types always serialize")
 }
 
