@@ -792,10 +792,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_role_is_read_by_its_name_and_an_unknown_one_lists_the_names() {
-        for r in Role::ALL {
-            assert_eq!(r.to_string().parse::<Role>(), Ok(r));
-        }
+    fn an_unknown_role_lists_the_names() {
         assert_eq!(
             "root".parse::<Role>(),
             Err("unknown role \"root\" (admin, operator, viewer, agent, enroll)".to_string())
