@@ -138,10 +138,7 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn dec<T: DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| JobError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
-    })
+    crate::stored::decode(k, bytes, |key, reason| JobError::Corrupt { key, reason })
 }
 
 /// An agent runs at most 1024 attempts at once (its slots are capped), each named by an id

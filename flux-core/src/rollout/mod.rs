@@ -460,9 +460,9 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn dec(k: &Key, bytes: &[u8]) -> Result<Rollout> {
-    serde_json::from_slice(bytes).map_err(|e| RolloutError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
+    crate::stored::decode(k, bytes, |key, reason| RolloutError::Corrupt {
+        key,
+        reason,
     })
 }
 

@@ -87,9 +87,9 @@ pub struct Schedules {
 }
 
 pub(super) fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| ScheduleError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
+    crate::stored::decode(k, bytes, |key, reason| ScheduleError::Corrupt {
+        key,
+        reason,
     })
 }
 

@@ -104,10 +104,7 @@ pub struct States {
 /// A stored object of desired state (a state, a target's status, a halt record) decoded; one
 /// that does not decode is `Corrupt`, naming its key.
 pub(crate) fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
-    })
+    crate::stored::decode(k, bytes, |key, reason| StateError::Corrupt { key, reason })
 }
 
 /// A stored object of desired state, encoded.
