@@ -16,6 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{now_ms, valid_ident};
+use crate::named::named_enum;
 use crate::store::{Expect, Key, SYSTEM_TENANT, Store, StoreError, Txn};
 
 /// Errors of authentication. Every variant but `Store` means "401 Unauthorized" to a client.
@@ -45,44 +46,26 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
-/// The roles of DESIGN §7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Operator,
-    Viewer,
-    Agent,
-    /// A bounded, multi-use enrollment token: it may only be exchanged for an agent's own
-    /// credential (`POST /v1/enroll`), at most `uses` times.
-    Enroll,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Viewer => "viewer",
-            Role::Agent => "agent",
-            Role::Enroll => "enroll",
-        })
+named_enum! {
+    /// The roles of DESIGN §7.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum Role {
+        Admin,
+        Operator,
+        Viewer,
+        Agent,
+        /// A bounded, multi-use enrollment token: it may only be exchanged for an agent's own
+        /// credential (`POST /v1/enroll`), at most `uses` times.
+        Enroll,
     }
 }
 
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "operator" => Ok(Role::Operator),
-            "viewer" => Ok(Role::Viewer),
-            "agent" => Ok(Role::Agent),
-            "enroll" => Ok(Role::Enroll),
-            other => Err(format!(
-                "unknown role {other:?} (admin, operator, viewer, agent, enroll)"
-            )),
-        }
+        Role::parse(s).ok_or_else(|| format!("unknown role {s:?} ({})", Role::names()))
     }
 }
 
@@ -807,6 +790,14 @@ pub async fn is_revoked(store: &dyn Store, tenant: &str, jti: &str) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_role_lists_the_names() {
+        assert_eq!(
+            "root".parse::<Role>(),
+            Err("unknown role \"root\" (admin, operator, viewer, agent, enroll)".to_string())
+        );
+    }
 
     fn auth() -> Authenticator {
         Authenticator::new(vec![SigningKey::generate()], "iss-a", "aud-a")

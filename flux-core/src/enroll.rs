@@ -26,6 +26,7 @@ use crate::auth::{AuthError, Authenticator, Claims, Role};
 use crate::keys;
 use crate::model::{Agent, AgentState, Millis, valid_ident};
 use crate::store::{Expect, Key, Store, StoreError, Txn};
+use crate::stored::decode;
 
 /// Most uses one enrollment token may carry.
 pub const MAX_USES: u32 = 100_000;
@@ -145,18 +146,12 @@ pub async fn enroll(
     let tenant = claims.tenant.as_str();
     let ck = Key::new(tenant, keys::enrollment(&claims.jti))?;
     let ak = Key::new(tenant, keys::agent(node_id))?;
+    let corrupt = |key, reason| EnrollError::Corrupt { key, reason };
     for round in 0..RETRIES {
         let found = store.get(&ck).await?;
         let (counter, cexp) = match &found {
             Some(v) => (
-                Some(
-                    serde_json::from_slice::<EnrollCounter>(&v.value).map_err(|e| {
-                        EnrollError::Corrupt {
-                            key: ck.to_string(),
-                            reason: e.to_string(),
-                        }
-                    })?,
-                ),
+                Some(decode::<EnrollCounter, _>(&ck, &v.value, corrupt)?),
                 Expect::Version(v.version),
             ),
             None => (None, Expect::Absent),
@@ -166,11 +161,7 @@ pub async fn enroll(
         let agent = store.get(&ak).await?;
         let (record, aexp) = match agent {
             Some(v) => {
-                let mut a: Agent =
-                    serde_json::from_slice(&v.value).map_err(|e| EnrollError::Corrupt {
-                        key: ak.to_string(),
-                        reason: e.to_string(),
-                    })?;
+                let mut a: Agent = decode(&ak, &v.value, corrupt)?;
                 for (k, val) in &claims.labels {
                     a.admin_labels.insert(k.clone(), val.clone());
                 }

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod leader;
 pub mod lease;
 pub mod model;
+mod named;
 pub mod quota;
 pub mod reconcile;
 pub mod redact;

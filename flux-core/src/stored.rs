@@ -9,6 +9,16 @@
 
 use crate::store::{Key, Range, Store, StoreError, Version};
 
+/// The object at `k`, decoded from its JSON `bytes`; one that does not decode is the service's
+/// error that `corrupt` makes of the key and the reason (its `Corrupt` variant).
+pub(crate) fn decode<T: serde::de::DeserializeOwned, E>(
+    k: &Key,
+    bytes: &[u8],
+    corrupt: impl FnOnce(String, String) -> E,
+) -> Result<T, E> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(k.to_string(), e.to_string()))
+}
+
 /// Every object of `tenant` whose path starts with `prefix`, in path order, decoded by `dec`,
 /// with its version.
 pub(crate) async fn list<T, E: From<StoreError>>(

@@ -37,6 +37,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::named::named_enum;
+
 pub mod check;
 pub mod faultproxy;
 pub mod schedule;
@@ -50,47 +52,31 @@ pub use check::{
 pub use schedule::{WARMUP_MS, schedule};
 pub use webhook::{Receipt, WebhookSeen};
 
-/// A kind of fault a chaos run injects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// `kill -9` of the leading `fluxd`, restarted after the hold.
-    LeaderKill,
-    /// SIGSTOP of the leading `fluxd` for the hold, then SIGCONT.
-    LeaderPause,
-    /// `kill -9` of an agent (with the jobs it runs), restarted after the hold.
-    AgentKill,
-    /// `kill -9` of `redis-server`, restarted on the same port and files after the hold.
-    RedisRestart,
-    /// The leading `fluxd` cut off from Redis (connections dropped, new ones closed) for the
-    /// hold.
-    Partition,
-    /// The leading `fluxd`'s traffic to and from Redis held for the hold, then delivered: what
-    /// it sent meanwhile (lease renewals, writes) reaches Redis late, when a successor may lead.
-    NetworkFreeze,
+named_enum! {
+    /// A kind of fault a chaos run injects.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    #[strum(serialize_all = "kebab-case")]
+    pub enum Scenario {
+        /// `kill -9` of the leading `fluxd`, restarted after the hold.
+        LeaderKill,
+        /// SIGSTOP of the leading `fluxd` for the hold, then SIGCONT.
+        LeaderPause,
+        /// `kill -9` of an agent (with the jobs it runs), restarted after the hold.
+        AgentKill,
+        /// `kill -9` of `redis-server`, restarted on the same port and files after the hold.
+        RedisRestart,
+        /// The leading `fluxd` cut off from Redis (connections dropped, new ones closed) for the
+        /// hold.
+        Partition,
+        /// The leading `fluxd`'s traffic to and from Redis held for the hold, then delivered:
+        /// what it sent meanwhile (lease renewals, writes) reaches Redis late, when a successor
+        /// may lead.
+        NetworkFreeze,
+    }
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
-        Scenario::LeaderKill,
-        Scenario::LeaderPause,
-        Scenario::AgentKill,
-        Scenario::RedisRestart,
-        Scenario::Partition,
-        Scenario::NetworkFreeze,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scenario::LeaderKill => "leader-kill",
-            Scenario::LeaderPause => "leader-pause",
-            Scenario::AgentKill => "agent-kill",
-            Scenario::RedisRestart => "redis-restart",
-            Scenario::Partition => "partition",
-            Scenario::NetworkFreeze => "network-freeze",
-        }
-    }
-
     /// Whether the fault takes the leader away (a failover time is measured).
     pub fn hits_leader(self) -> bool {
         matches!(
@@ -106,19 +92,8 @@ impl Scenario {
 impl std::str::FromStr for Scenario {
     type Err = String;
     fn from_str(s: &str) -> Result<Scenario, String> {
-        Scenario::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Scenario::ALL.iter().map(|x| x.as_str()).collect();
-                format!("unknown scenario {s:?} (one of {}, all)", names.join(", "))
-            })
-    }
-}
-
-impl std::fmt::Display for Scenario {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        Scenario::parse(s)
+            .ok_or_else(|| format!("unknown scenario {s:?} (one of {}, all)", Scenario::names()))
     }
 }
 
@@ -135,81 +110,43 @@ pub struct Fault {
     pub hold_ms: u64,
 }
 
-/// An invariant a chaos run must hold, in report order ([`Invariant::ALL`]). Its name
-/// ([`Invariant::as_str`], also its JSON form) is what reports and violations show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Invariant {
-    /// Every job the API acknowledged exists after healing.
-    AcknowledgedJobsKept,
-    /// Every acknowledged job finished and succeeded.
-    JobsSucceeded,
-    /// Every execution seen on an agent belongs to an attempt the store knows, and a succeeded
-    /// job ran at least once.
-    WorkAccountedFor,
-    /// No attempt result is recorded twice.
-    ResultsRecordedOnce,
-    /// Each epoch's fenced writes come from one node, and no older epoch writes after a newer.
-    OneLeaderPerEpoch,
-    /// Every desired-state target is compliant again and was repaired after healing.
-    StatesConverged,
-    /// A leader came back after every fault that took the leader away.
-    LeaderRecovered,
-    /// Garbage collection deleted only finished jobs nobody still refers to.
-    NothingLiveCollected,
-    /// No rollout target ran twice, none of a finished rollout was lost, and never more than
-    /// `max_concurrency` ran at once (from the targets' own side effects).
-    RolloutTargetsOnce,
-    /// The run's schedule started exactly one job per slot it fired, and every slot from its
-    /// first to its last either fired or was counted missed.
-    ScheduleFiredOncePerSlot,
-    /// After healing, when every target of the run's desired state drifted at once, never
-    /// more of its repairs ran at once than its rollout's `max_concurrency` (from the applies'
-    /// own side effects).
-    StateRepairsBounded,
-    /// Every event the run's webhook takes reached the receiver at least once, in log order
-    /// per object, under one delivery id each, signed.
-    WebhookDeliveredAtLeastOnce,
-}
-
-impl Invariant {
-    /// The invariants, in report order.
-    pub const ALL: [Invariant; 12] = [
-        Invariant::AcknowledgedJobsKept,
-        Invariant::JobsSucceeded,
-        Invariant::WorkAccountedFor,
-        Invariant::ResultsRecordedOnce,
-        Invariant::OneLeaderPerEpoch,
-        Invariant::StatesConverged,
-        Invariant::LeaderRecovered,
-        Invariant::NothingLiveCollected,
-        Invariant::RolloutTargetsOnce,
-        Invariant::ScheduleFiredOncePerSlot,
-        Invariant::StateRepairsBounded,
-        Invariant::WebhookDeliveredAtLeastOnce,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Invariant::AcknowledgedJobsKept => "acknowledged_jobs_kept",
-            Invariant::JobsSucceeded => "jobs_succeeded",
-            Invariant::WorkAccountedFor => "work_accounted_for",
-            Invariant::ResultsRecordedOnce => "results_recorded_once",
-            Invariant::OneLeaderPerEpoch => "one_leader_per_epoch",
-            Invariant::StatesConverged => "states_converged",
-            Invariant::LeaderRecovered => "leader_recovered",
-            Invariant::NothingLiveCollected => "nothing_live_collected",
-            Invariant::RolloutTargetsOnce => "rollout_targets_once",
-            Invariant::ScheduleFiredOncePerSlot => "schedule_fired_once_per_slot",
-            Invariant::StateRepairsBounded => "state_repairs_bounded",
-            Invariant::WebhookDeliveredAtLeastOnce => "webhook_delivered_at_least_once",
-        }
-    }
-}
-
-impl std::fmt::Display for Invariant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// An invariant a chaos run must hold, in report order ([`Invariant::ALL`]). Its name
+    /// ([`Invariant::as_str`], also its JSON form) is what reports and violations show.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Invariant {
+        /// Every job the API acknowledged exists after healing.
+        AcknowledgedJobsKept,
+        /// Every acknowledged job finished and succeeded.
+        JobsSucceeded,
+        /// Every execution seen on an agent belongs to an attempt the store knows, and a succeeded
+        /// job ran at least once.
+        WorkAccountedFor,
+        /// No attempt result is recorded twice.
+        ResultsRecordedOnce,
+        /// Each epoch's fenced writes come from one node, and no older epoch writes after a newer.
+        OneLeaderPerEpoch,
+        /// Every desired-state target is compliant again and was repaired after healing.
+        StatesConverged,
+        /// A leader came back after every fault that took the leader away.
+        LeaderRecovered,
+        /// Garbage collection deleted only finished jobs nobody still refers to.
+        NothingLiveCollected,
+        /// No rollout target ran twice, none of a finished rollout was lost, and never more than
+        /// `max_concurrency` ran at once (from the targets' own side effects).
+        RolloutTargetsOnce,
+        /// The run's schedule started exactly one job per slot it fired, and every slot from its
+        /// first to its last either fired or was counted missed.
+        ScheduleFiredOncePerSlot,
+        /// After healing, when every target of the run's desired state drifted at once, never
+        /// more of its repairs ran at once than its rollout's `max_concurrency` (from the applies'
+        /// own side effects).
+        StateRepairsBounded,
+        /// Every event the run's webhook takes reached the receiver at least once, in log order
+        /// per object, under one delivery id each, signed.
+        WebhookDeliveredAtLeastOnce,
     }
 }
 
@@ -252,6 +189,18 @@ mod tests {
                 .parse::<Scenario>()
                 .unwrap_err()
                 .contains("one of")
+        );
+    }
+
+    #[test]
+    fn an_unknown_scenario_lists_every_name_and_all() {
+        assert_eq!(
+            "leader-nap".parse::<Scenario>(),
+            Err(
+                "unknown scenario \"leader-nap\" (one of leader-kill, leader-pause, agent-kill, \
+                 redis-restart, partition, network-freeze, all)"
+                    .to_string()
+            )
         );
     }
 

@@ -89,12 +89,8 @@ async fn deliver_entry(
             );
             txn.fence = fence;
             super::record(&mut txn, tenant, &p.event)?;
-            match store.commit(txn).await {
-                Ok(_) => true,
-                // Delivered already (by a racing call or before a crash).
-                Err(StoreError::Conflict { .. }) => false,
-                Err(e) => return Err(e),
-            }
+            // Not landed: delivered already (by a racing call or before a crash).
+            crate::store::landed(store.commit(txn).await)?
         }
         // Unreadable, or naming another tenant than its path: nothing to deliver.
         _ => {

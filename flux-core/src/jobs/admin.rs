@@ -6,10 +6,10 @@
 //! fenced writes to the same record conflict with them and are judged again on what the store
 //! holds. Placement, fan-out and the reconciler read the flags through [`Agent::takes_work`].
 
-use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc, key};
+use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc};
 use crate::keys;
 use crate::model::{Agent, AgentState, Millis, valid_ident};
-use crate::store::{Expect, StoreError};
+use crate::store::{Expect, Key};
 
 /// What an operator does to an agent record. Pure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,28 +48,40 @@ impl Jobs {
         node_id: &str,
         change: AgentChange,
     ) -> Result<Agent> {
+        let (agent, wrote) = self
+            .rewrite_agent(tenant, node_id, |a| Ok(apply_change(a.clone(), change)))
+            .await?;
+        if wrote {
+            tracing::info!(tenant, node_id, ?change, "agent record changed");
+        }
+        Ok(agent)
+    }
+
+    /// Rewrites agent `node_id`'s record with `change` as a compare-and-swap, applied again to
+    /// the newer record when another write lands meanwhile (a registration, a liveness mark).
+    /// `change` gives the new record, or `None` when the record is already so; its error ends
+    /// the change. Returns the record as stored and whether this call wrote it. An unknown
+    /// agent answers NotFound.
+    pub(super) async fn rewrite_agent(
+        &self,
+        tenant: &str,
+        node_id: &str,
+        mut change: impl FnMut(&Agent) -> Result<Option<Agent>>,
+    ) -> Result<(Agent, bool)> {
         if !valid_ident(node_id) {
             return Err(JobError::NotFound(format!("agent {node_id}")));
         }
-        let ak = key(tenant, keys::agent(node_id))?;
+        let ak = Key::new(tenant, keys::agent(node_id))?;
         for _ in 0..CAS_RETRIES {
-            let Some((agent, v)) = self.load::<Agent>(&ak).await? else {
-                return Err(JobError::NotFound(format!("agent {node_id}")));
+            let (agent, v) = self
+                .load_found::<Agent>(&ak, || format!("agent {node_id}"))
+                .await?;
+            let Some(next) = change(&agent)? else {
+                return Ok((agent, false));
             };
-            let Some(next) = apply_change(agent.clone(), change) else {
-                return Ok(agent);
-            };
-            match self
-                .store
-                .put(ak.clone(), enc(&next), Expect::Version(v))
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(tenant, node_id, ?change, "agent record changed");
-                    return Ok(next);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            let put = self.store.put(ak.clone(), enc(&next), Expect::Version(v));
+            if crate::store::landed(put.await)? {
+                return Ok((next, true));
             }
         }
         Err(agent_contended(node_id))

@@ -5,10 +5,8 @@
 //! The change is a compare-and-swap of the agent record: a registration, a liveness mark or a
 //! facts update made meanwhile is kept (the change is applied again to the newer record).
 
-use super::{CAS_RETRIES, JobError, Jobs, Result, agent_contended, enc, key};
-use crate::keys;
-use crate::model::{Agent, LabelAgent, valid_ident};
-use crate::store::{Expect, StoreError};
+use super::{JobError, Jobs, Result};
+use crate::model::{Agent, LabelAgent};
 
 impl Jobs {
     /// Applies `change` to the admin labels of agent `node_id` of `tenant`; returns the record.
@@ -24,33 +22,19 @@ impl Jobs {
         change
             .apply(&mut Default::default())
             .map_err(JobError::Invalid)?;
-        if !valid_ident(node_id) {
-            return Err(JobError::NotFound(format!("agent {node_id}")));
+        let (agent, wrote) = self
+            .rewrite_agent(tenant, node_id, |a| {
+                let mut labels = a.admin_labels.clone();
+                change.apply(&mut labels).map_err(JobError::Invalid)?;
+                Ok((labels != a.admin_labels).then(|| Agent {
+                    admin_labels: labels,
+                    ..a.clone()
+                }))
+            })
+            .await?;
+        if wrote {
+            tracing::info!(tenant, node_id, "admin labels changed");
         }
-        let ak = key(tenant, keys::agent(node_id))?;
-        for _ in 0..CAS_RETRIES {
-            let (mut a, v) = self
-                .load_found::<Agent>(&ak, || format!("agent {node_id}"))
-                .await?;
-            let mut labels = a.admin_labels.clone();
-            change.apply(&mut labels).map_err(JobError::Invalid)?;
-            if labels == a.admin_labels {
-                return Ok(a);
-            }
-            a.admin_labels = labels;
-            match self
-                .store
-                .put(ak.clone(), enc(&a), Expect::Version(v))
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(tenant, node_id, "admin labels changed");
-                    return Ok(a);
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(agent_contended(node_id))
+        Ok(agent)
     }
 }

@@ -33,10 +33,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::{JobError, Jobs, Result, dec, key};
+use super::{JobError, Jobs, Result, dec};
 use crate::keys;
 use crate::model::{Job, JobKind, JobStatus};
-use crate::store::{Epoch, Expect, Range, StoreError, Txn};
+use crate::named::named_enum;
+use crate::store::{Epoch, Expect, Key, Range, StoreError, Txn};
 
 /// Most jobs on one page.
 pub const MAX_LIMIT: usize = 1000;
@@ -48,21 +49,14 @@ pub const MAX_SCAN: usize = 5000;
 /// Jobs indexed per fenced batch of the migration (one batch per tenant per liveness sweep).
 pub const BACKFILL_BATCH: usize = 1000;
 
-/// A dimension jobs are indexed by (besides their kind, which splits every index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Dim {
-    Status,
-    Agent,
-    Group,
-}
-
-impl Dim {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dim::Status => "status",
-            Dim::Agent => "agent",
-            Dim::Group => "group",
-        }
+named_enum! {
+    /// A dimension jobs are indexed by (besides their kind, which splits every index).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Dim {
+        Status,
+        Agent,
+        Group,
     }
 }
 
@@ -348,7 +342,7 @@ impl Jobs {
                 Source::Index(..) => {
                     futures::future::try_join_all(batch.iter().map(|(id, _)| async move {
                         Ok::<_, JobError>(
-                            self.load::<Job>(&key(tenant, keys::job(id))?)
+                            self.load::<Job>(&Key::new(tenant, keys::job(id))?)
                                 .await?
                                 .map(|(j, _)| j),
                         )
@@ -434,7 +428,7 @@ impl Jobs {
             None => {
                 if self
                     .store
-                    .get(&key(tenant, keys::JOB_INDEX_BUILT.to_string())?)
+                    .get(&Key::new(tenant, keys::JOB_INDEX_BUILT.to_string())?)
                     .await?
                     .is_some()
                 {
@@ -461,7 +455,7 @@ impl Jobs {
         // A job written since the indexes exist has every entry, its kind's among them: only
         // jobs without that one are written, so a store that needs nothing gets no write.
         let indexed = futures::future::try_join_all(decoded.iter().map(|(_, j)| async move {
-            let k = key(
+            let k = Key::new(
                 tenant,
                 keys::job_index_entry(&keys::job_kind_index(j.kind.as_str()), &j.job_id),
             )?;
@@ -478,7 +472,7 @@ impl Jobs {
                 .fenced(epoch)
                 .check(e.key.clone(), Expect::Version(e.version));
             for p in index_keys(&job) {
-                txn = txn.put(key(tenant, p)?, Vec::new(), Expect::Any);
+                txn = txn.put(Key::new(tenant, p)?, Vec::new(), Expect::Any);
             }
             txns.push(txn);
             written.push(e.key.path().to_string());
@@ -510,7 +504,7 @@ impl Jobs {
         if exhausted && all {
             self.store
                 .commit(Txn::new().fenced(epoch).put(
-                    key(tenant, keys::JOB_INDEX_BUILT.to_string())?,
+                    Key::new(tenant, keys::JOB_INDEX_BUILT.to_string())?,
                     b"1".to_vec(),
                     Expect::Any,
                 ))

@@ -34,7 +34,7 @@ use super::protocol::{AgentCaller, new_session};
 use super::sweep_memo::{MemoBasis, Silence};
 use super::{
     CAS_RETRIES, JobError, Jobs, Result, agent_contended, dec, enc, forget_secrets, is_conflict,
-    key, put_job,
+    put_job,
 };
 use crate::keys;
 use crate::model::{
@@ -385,7 +385,7 @@ impl Jobs {
             let mut local = self.seen.local.lock().expect("liveness memory");
             local.retain(|tenant, t| {
                 t.agents.retain(|_, at| now.saturating_sub(*at) < dead_ms);
-                let k = match key(tenant, keys::liveness(node)) {
+                let k = match Key::new(tenant, keys::liveness(node)) {
                     Ok(k) => k,
                     Err(_) => return false,
                 };
@@ -492,7 +492,7 @@ impl Jobs {
         let mut agents = Vec::with_capacity(due.len());
         for node_id in &due {
             if let Some(a) = self
-                .load::<Agent>(&key(tenant, keys::agent(node_id))?)
+                .load::<Agent>(&Key::new(tenant, keys::agent(node_id))?)
                 .await?
             {
                 agents.push(a);
@@ -556,7 +556,7 @@ impl Jobs {
                 self.cfg.unreachable_after,
                 self.cfg.dead_after,
             ) {
-                let ak = key(tenant, keys::agent(&agent.node_id))?;
+                let ak = Key::new(tenant, keys::agent(&agent.node_id))?;
                 let marked = Agent {
                     state: next,
                     last_seen: last,
@@ -650,7 +650,7 @@ impl Jobs {
             let Some((job_id, number)) = parse_attempt_id(&task.attempt_id) else {
                 continue;
             };
-            let ak = key(tenant, keys::attempt(job_id, number))?;
+            let ak = Key::new(tenant, keys::attempt(job_id, number))?;
             let Some((attempt, atv)) = self.load::<Attempt>(&ak).await? else {
                 continue;
             };
@@ -667,7 +667,7 @@ impl Jobs {
                 let state = match viewed {
                     Some(s) => Some(s),
                     None => {
-                        let k = key(tenant, keys::agent(&attempt.agent))?;
+                        let k = Key::new(tenant, keys::agent(&attempt.agent))?;
                         self.load::<Agent>(&k).await?.map(|(a, _)| swept_state(&a))
                     }
                 };
@@ -728,13 +728,13 @@ impl Jobs {
         inbox_key: Key,
         reason: &str,
     ) -> Result<Abandoned> {
-        let jk = key(tenant, keys::job(&attempt.job_id))?;
+        let jk = Key::new(tenant, keys::job(&attempt.job_id))?;
         let (mut job, jv) = self
             .load_found::<Job>(&jk, || format!("job {}", attempt.job_id))
             .await?;
         attempt.state = AttemptState::Abandoned;
         attempt.abandoned_reason = Some(reason.to_string());
-        let ak = key(tenant, keys::attempt(&attempt.job_id, attempt.number))?;
+        let ak = Key::new(tenant, keys::attempt(&attempt.job_id, attempt.number))?;
         let mut txn = Txn::new();
         if let Some(e) = epoch {
             txn = txn.fenced(e);
@@ -759,7 +759,7 @@ impl Jobs {
                 job.agent = None;
                 requeued = true;
                 txn = txn.put(
-                    key(tenant, keys::pending(&job.job_id))?,
+                    Key::new(tenant, keys::pending(&job.job_id))?,
                     enc(&Pending::of(&job)),
                     Expect::Any,
                 );
@@ -795,7 +795,7 @@ impl Jobs {
         facts: Option<&Facts>,
     ) -> Result<String> {
         let node_id = caller.node_id;
-        let ak = key(tenant, keys::agent(node_id))?;
+        let ak = Key::new(tenant, keys::agent(node_id))?;
         for _ in 0..CAS_RETRIES {
             let (mut a, v) = self
                 .load_found::<Agent>(&ak, || format!("agent {node_id} (register first)"))
@@ -840,7 +840,7 @@ impl Jobs {
         r: &RegisterAgent,
     ) -> Result<(String, Option<String>)> {
         let node_id = caller.node_id;
-        let ak = key(tenant, keys::agent(node_id))?;
+        let ak = Key::new(tenant, keys::agent(node_id))?;
         for _ in 0..CAS_RETRIES {
             let found = self.load::<Agent>(&ak).await?;
             let mut secret = None;
@@ -937,7 +937,7 @@ impl Jobs {
             let keep = match parse_attempt_id(att) {
                 Some((job_id, n)) if valid_ident(job_id) => {
                     match self
-                        .load::<Attempt>(&key(tenant, keys::attempt(job_id, n))?)
+                        .load::<Attempt>(&Key::new(tenant, keys::attempt(job_id, n))?)
                         .await?
                     {
                         Some((a, _)) => {
@@ -945,7 +945,7 @@ impl Jobs {
                                 && a.registration.as_deref().is_none_or(|r| r == registration)
                                 && matches!(a.state, AttemptState::Assigned | AttemptState::Running)
                                 && !self
-                                    .load::<Job>(&key(tenant, keys::job(job_id))?)
+                                    .load::<Job>(&Key::new(tenant, keys::job(job_id))?)
                                     .await?
                                     .is_some_and(|(j, _)| j.cancel_requested)
                         }
@@ -986,7 +986,7 @@ impl Jobs {
                 continue;
             };
             let Some((attempt, atv)) = self
-                .load::<Attempt>(&key(tenant, keys::attempt(job_id, n))?)
+                .load::<Attempt>(&Key::new(tenant, keys::attempt(job_id, n))?)
                 .await?
             else {
                 continue;

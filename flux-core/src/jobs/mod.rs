@@ -133,19 +133,12 @@ pub struct Jobs {
     seen: std::sync::Arc<liveness::Seen>,
 }
 
-fn key(tenant: &str, path: String) -> Result<Key> {
-    Ok(Key::new(tenant, path)?)
-}
-
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("model types always serialize")
 }
 
 fn dec<T: DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| JobError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
-    })
+    crate::stored::decode(k, bytes, |key, reason| JobError::Corrupt { key, reason })
 }
 
 /// An agent runs at most 1024 attempts at once (its slots are capped), each named by an id
@@ -159,16 +152,16 @@ fn check_running(running: &[String]) -> Result<()> {
 /// goes through here, so the listing indexes change in the same transaction as the record.
 fn put_job(txn: Txn, tenant: &str, old: Option<&Job>, new: &Job, expect: Expect) -> Result<Txn> {
     let (puts, deletes) = listing::index_changes(old, new);
-    let mut txn = txn.put(key(tenant, keys::job(&new.job_id))?, enc(new), expect);
+    let mut txn = txn.put(Key::new(tenant, keys::job(&new.job_id))?, enc(new), expect);
     // Every job write goes through here, so every submission, start and end is told.
     if let Some(e) = crate::events::Event::of_job(old, new) {
         crate::events::record(&mut txn, tenant, &e)?;
     }
     for p in puts {
-        txn = txn.put(key(tenant, p)?, Vec::new(), Expect::Any);
+        txn = txn.put(Key::new(tenant, p)?, Vec::new(), Expect::Any);
     }
     for p in deletes {
-        txn = txn.delete(key(tenant, p)?, Expect::Any);
+        txn = txn.delete(Key::new(tenant, p)?, Expect::Any);
     }
     Ok(txn)
 }
@@ -189,7 +182,7 @@ fn record_start(mut txn: Txn, tenant: &str, assigned: &Job, at: Millis) -> Resul
 /// A job that has ended no longer needs its secret values: they go with the write that ends it.
 fn forget_secrets(txn: Txn, tenant: &str, job: &Job) -> Result<Txn> {
     if job.status.is_terminal() && !job.secret_env.is_empty() {
-        Ok(txn.delete(key(tenant, keys::secrets(&job.job_id))?, Expect::Any))
+        Ok(txn.delete(Key::new(tenant, keys::secrets(&job.job_id))?, Expect::Any))
     } else {
         Ok(txn)
     }
@@ -242,11 +235,7 @@ impl Jobs {
     /// Commits `txn` of a read-modify-write: `true` when it landed, `false` when a version it
     /// expected had moved (the caller reads again and retries).
     async fn committed(&self, txn: Txn) -> Result<bool> {
-        match self.store.commit(txn).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(crate::store::landed(self.store.commit(txn).await)?)
     }
 
     async fn list_objects<T: DeserializeOwned>(

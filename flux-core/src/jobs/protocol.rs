@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CAS_RETRIES, JobError, Jobs, Result, check_running, dec, enc, forget_secrets, is_conflict, key,
+    CAS_RETRIES, JobError, Jobs, Result, check_running, dec, enc, forget_secrets, is_conflict,
     put_job, record_start,
 };
 use crate::keys;
@@ -418,7 +418,7 @@ impl Jobs {
         if let Some(a) = caller.checked.take().filter(|a| a.tenant == tenant) {
             return Ok(Some(Cow::Borrowed(a)));
         }
-        let k = key(tenant, keys::agent(caller.node_id))?;
+        let k = Key::new(tenant, keys::agent(caller.node_id))?;
         Ok(self.load::<Agent>(&k).await?.map(|(a, _)| Cow::Owned(a)))
     }
 
@@ -436,7 +436,7 @@ impl Jobs {
             return Err(not_found());
         }
         let (job_id, n) = parse_attempt_id(attempt_id).ok_or_else(not_found)?;
-        let ak = key(tenant, keys::attempt(job_id, n))?;
+        let ak = Key::new(tenant, keys::attempt(job_id, n))?;
         let (a, v) = self.load::<Attempt>(&ak).await?.ok_or_else(not_found)?;
         if a.agent != caller.node_id {
             return Err(not_found());
@@ -478,7 +478,7 @@ impl Jobs {
             }
             a.state = AttemptState::Running;
             a.started_at = Some(now);
-            let jk = key(tenant, keys::job(&a.job_id))?;
+            let jk = Key::new(tenant, keys::job(&a.job_id))?;
             let mut txn = Txn::new().put(ak, enc(&a), Expect::Version(av));
             if let Some((mut job, jv)) = self.load::<Job>(&jk).await?
                 && job.current_attempt.as_deref() == Some(attempt_id)
@@ -528,7 +528,7 @@ impl Jobs {
             let stored = take_chunk(self.cfg.output_cap_bytes, attempt_id, &mut a, &chunk);
             let mut txn = Txn::new().put(ak, enc(&a), Expect::Version(av));
             if let Some((path, stored)) = stored {
-                txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
+                txn = txn.put(Key::new(tenant, path)?, enc(&stored), Expect::Any);
             }
             if self.committed(txn).await? {
                 return Ok(());
@@ -590,10 +590,10 @@ impl Jobs {
             }
             let seq_before = a.output_seq;
             let chunks = take_result_output(cap, attempt_id, &mut a, output)?;
-            let inbox = key(tenant, keys::inbox_entry(node_id, attempt_id))?;
+            let inbox = Key::new(tenant, keys::inbox_entry(node_id, attempt_id))?;
             if result.outcome == Outcome::Cancelled {
                 let cancel_requested = self
-                    .load::<Job>(&key(tenant, keys::job(&a.job_id))?)
+                    .load::<Job>(&Key::new(tenant, keys::job(&a.job_id))?)
                     .await?
                     .is_some_and(|(j, _)| j.cancel_requested);
                 if !cancel_requested {
@@ -602,7 +602,7 @@ impl Jobs {
                         // own; the requeue follows on the next round.
                         let mut txn = Txn::new().put(ak, enc(&a), Expect::Version(av));
                         for (path, stored) in chunks {
-                            txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
+                            txn = txn.put(Key::new(tenant, path)?, enc(&stored), Expect::Any);
                         }
                         self.committed(txn).await?;
                         continue;
@@ -636,12 +636,12 @@ impl Jobs {
             a.started_at.get_or_insert(started);
             a.finished_at = Some(now);
             a.result = Some(result.clone());
-            let jk = key(tenant, keys::job(&a.job_id))?;
+            let jk = Key::new(tenant, keys::job(&a.job_id))?;
             let mut txn = Txn::new()
                 .put(ak, enc(&a), Expect::Version(av))
                 .delete(inbox, Expect::Any);
             for (path, stored) in chunks {
-                txn = txn.put(key(tenant, path)?, enc(&stored), Expect::Any);
+                txn = txn.put(Key::new(tenant, path)?, enc(&stored), Expect::Any);
             }
             let mut ended = None;
             if let Some((mut job, jv)) = self.load::<Job>(&jk).await?

@@ -1,11 +1,11 @@
 //! Reads: jobs (one; listings are `listing`), attempts, stored output, agents, tenants and queue
 //! depth. None of these write.
 
-use super::{JobError, Jobs, Result, dec, key};
+use super::{JobError, Jobs, Result, dec};
 use crate::keys;
 use crate::model::{Agent, Attempt, Job, StoredChunk, valid_ident};
 use crate::quota::Quota;
-use crate::store::Range;
+use crate::store::{Key, Range};
 
 impl Jobs {
     pub async fn get(&self, tenant: &str, job_id: &str) -> Result<Job> {
@@ -13,7 +13,9 @@ impl Jobs {
             return Err(JobError::NotFound(format!("job {job_id}")));
         }
         let (job, _) = self
-            .load_found(&key(tenant, keys::job(job_id))?, || format!("job {job_id}"))
+            .load_found(&Key::new(tenant, keys::job(job_id))?, || {
+                format!("job {job_id}")
+            })
             .await?;
         Ok(job)
     }
@@ -93,7 +95,7 @@ impl Jobs {
             return Err(JobError::NotFound(format!("agent {node_id}")));
         }
         let (agent, _) = self
-            .load_found::<Agent>(&key(tenant, keys::agent(node_id))?, || {
+            .load_found::<Agent>(&Key::new(tenant, keys::agent(node_id))?, || {
                 format!("agent {node_id}")
             })
             .await?;

@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 use super::index::{Indexes, TenantIndex};
 use super::placement::{Budget, Slot};
-use super::{Jobs, MAX_SCAN_PER_PASS, Result, enc, key, put_job};
+use super::{Jobs, MAX_SCAN_PER_PASS, Result, enc, put_job};
 use crate::keys;
 use crate::model::{Attempt, AttemptState, Job, JobStatus, Millis, Pending, Task, attempt_id};
 use crate::store::{Epoch, Expect, Key, StoreError, Txn, Version};
@@ -172,7 +172,7 @@ impl Jobs {
             let Some(q) = ix.queued(&job_id) else {
                 continue;
             };
-            let pk = key(tenant, keys::pending(&job_id))?;
+            let pk = Key::new(tenant, keys::pending(&job_id))?;
             let txn = match &rewrite {
                 None => Txn::new().delete(pk, Expect::Version(q.version)),
                 Some(bytes) => Txn::new().put(pk, bytes.clone(), Expect::Version(q.version)),
@@ -270,8 +270,8 @@ impl Jobs {
     async fn refresh(&self, tenant: &str, ix: &mut TenantIndex, paths: Vec<String>) -> Result<()> {
         let keys = paths
             .into_iter()
-            .map(|p| key(tenant, p))
-            .collect::<Result<Vec<Key>>>()?;
+            .map(|p| Key::new(tenant, p))
+            .collect::<Result<Vec<Key>, crate::store::StoreError>>()?;
         let reads: Vec<_> = keys
             .into_iter()
             .map(|k| async move {
@@ -297,7 +297,7 @@ impl Jobs {
     /// with the entry when there is nothing to assign (its job is gone or no longer queued, or
     /// the entry does not describe its job).
     async fn load_planned(&self, tenant: &str, job_id: &str, meta: &Pending) -> Result<Load> {
-        let jk = key(tenant, keys::job(job_id))?;
+        let jk = Key::new(tenant, keys::job(job_id))?;
         let Some((job, version)) = self.load::<Job>(&jk).await? else {
             return Ok(Load::Stale(None));
         };
@@ -312,7 +312,7 @@ impl Jobs {
         let secret_env = if job.secret_env.is_empty() {
             BTreeMap::new()
         } else {
-            self.load::<BTreeMap<String, String>>(&key(tenant, keys::secrets(job_id))?)
+            self.load::<BTreeMap<String, String>>(&Key::new(tenant, keys::secrets(job_id))?)
                 .await?
                 .map(|(s, _)| s)
                 .unwrap_or_default()
@@ -393,21 +393,21 @@ impl Jobs {
             Expect::Version(jv),
         )?
         .put(
-            key(tenant, keys::attempt(&job.job_id, number))?,
+            Key::new(tenant, keys::attempt(&job.job_id, number))?,
             enc(&attempt),
             Expect::Absent,
         )
         .put(
-            key(tenant, keys::inbox_entry(agent, &att_id))?,
+            Key::new(tenant, keys::inbox_entry(agent, &att_id))?,
             enc(&task),
             Expect::Absent,
         )
         .delete(
-            key(tenant, keys::pending(&job.job_id))?,
+            Key::new(tenant, keys::pending(&job.job_id))?,
             Expect::Version(queued_version),
         )
         .check(
-            key(tenant, keys::agent(agent))?,
+            Key::new(tenant, keys::agent(agent))?,
             Expect::Version(slot.version),
         );
         Ok((txn, att_id))

@@ -4,7 +4,7 @@
 
 use super::{
     CAS_RETRIES, JobError, Jobs, MAX_COMMAND_BYTES, MAX_ENV_VARS, MAX_TIMEOUT_SECS, Result, enc,
-    forget_secrets, key, put_job,
+    forget_secrets, put_job,
 };
 use crate::keys;
 use crate::model::{
@@ -12,7 +12,7 @@ use crate::model::{
     valid_ident,
 };
 use crate::selector::Selector;
-use crate::store::{Expect, StoreError, Txn};
+use crate::store::{Expect, Key, StoreError, Txn};
 
 /// Most arguments of an argv command.
 pub const MAX_ARGS: usize = 4096;
@@ -274,20 +274,20 @@ impl Jobs {
         };
         shape(&mut job);
         let mut txn = put_job(Txn::new(), tenant, None, &job, Expect::Absent)?.put(
-            key(tenant, keys::pending(&job_id))?,
+            Key::new(tenant, keys::pending(&job_id))?,
             enc(&Pending::of(&job)),
             Expect::Absent,
         );
         if !req.secret_env.is_empty() {
             txn = txn.put(
-                key(tenant, keys::secrets(&job_id))?,
+                Key::new(tenant, keys::secrets(&job_id))?,
                 enc(&req.secret_env),
                 Expect::Absent,
             );
         }
         if let Some(k) = &req.idempotency_key {
             txn = txn.put(
-                key(tenant, keys::idempotency(k))?,
+                Key::new(tenant, keys::idempotency(k))?,
                 job_id.clone().into_bytes(),
                 Expect::Absent,
             );
@@ -334,7 +334,10 @@ impl Jobs {
             if !valid_ident(n) {
                 return Ok(warnings); // validate_submit names the field
             }
-            match self.load::<Agent>(&key(tenant, keys::agent(n))?).await? {
+            match self
+                .load::<Agent>(&Key::new(tenant, keys::agent(n))?)
+                .await?
+            {
                 None if req.allow_unknown_node => warnings.push(format!(
                     "node_id: no agent {n:?} is known yet; the job waits until it registers"
                 )),
@@ -486,7 +489,7 @@ impl Jobs {
         now: Millis,
     ) -> Result<(Job, bool)> {
         let idem = match &req.idempotency_key {
-            Some(k) => Some(key(tenant, keys::idempotency(k))?),
+            Some(k) => Some(Key::new(tenant, keys::idempotency(k))?),
             None => None,
         };
         for _ in 0..CAS_RETRIES {
@@ -567,7 +570,7 @@ impl Jobs {
         now: Millis,
         fence: Option<crate::store::Epoch>,
     ) -> Result<Job> {
-        let jk = key(tenant, keys::job(job_id))?;
+        let jk = Key::new(tenant, keys::job(job_id))?;
         for _ in 0..CAS_RETRIES {
             let (mut job, jv) = self
                 .load_found::<Job>(&jk, || format!("job {job_id}"))
@@ -582,11 +585,11 @@ impl Jobs {
                 job.status = JobStatus::Cancelled;
                 job.finished_at = Some(now);
                 job.error = Some("cancelled before it started".into());
-                txn = txn.delete(key(tenant, keys::pending(job_id))?, Expect::Any);
+                txn = txn.delete(Key::new(tenant, keys::pending(job_id))?, Expect::Any);
             } else {
                 job.cancel_requested = true;
                 if let (Some(att), Some(agent)) = (&job.current_attempt, &job.agent) {
-                    let ik = key(tenant, keys::inbox_entry(agent, att))?;
+                    let ik = Key::new(tenant, keys::inbox_entry(agent, att))?;
                     if let Some((mut task, tv)) = self.load::<Task>(&ik).await? {
                         task.cancel = true;
                         txn = txn.put(ik, enc(&task), Expect::Version(tv));

@@ -13,22 +13,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{Facts, Millis, validate_facts};
 
-/// Liveness state of an agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentState {
-    Online,
-    Unreachable,
-    Dead,
-}
+use crate::named::named_enum;
 
-impl AgentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentState::Online => "online",
-            AgentState::Unreachable => "unreachable",
-            AgentState::Dead => "dead",
-        }
+named_enum! {
+    /// Liveness state of an agent.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum AgentState {
+        Online,
+        Unreachable,
+        Dead,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
+use crate::named::named_enum;
 use crate::selector::Selector;
 
 /// What to run: a shell command line (`sh -c`) or an argv vector (no shell).
@@ -26,88 +27,46 @@ impl CommandSpec {
     }
 }
 
-/// Life cycle of a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Queued,
-    Assigned,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    TimedOut,
+named_enum! {
+    /// Life cycle of a job.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum JobStatus {
+        Queued,
+        Assigned,
+        Running,
+        Succeeded,
+        Failed,
+        Cancelled,
+        TimedOut,
+    }
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 7] = [
-        JobStatus::Queued,
-        JobStatus::Assigned,
-        JobStatus::Running,
-        JobStatus::Succeeded,
-        JobStatus::Failed,
-        JobStatus::Cancelled,
-        JobStatus::TimedOut,
-    ];
-
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
             JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled | JobStatus::TimedOut
         )
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Queued => "queued",
-            JobStatus::Assigned => "assigned",
-            JobStatus::Running => "running",
-            JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed => "failed",
-            JobStatus::Cancelled => "cancelled",
-            JobStatus::TimedOut => "timed_out",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobStatus> {
-        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
-    }
 }
 
-/// Who made a job: a user through the API (the default, and what every job written before
-/// kinds existed reads as), the reconciler checking and repairing a desired state, or a
-/// schedule firing a slot (the job's `group` then names the schedule and slot).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    #[default]
-    User,
-    Reconciler,
-    /// A target's run (or verify) of a rollout (`crate::rollout`).
-    Rollout,
-    /// A slot's run of a schedule (`crate::schedule`).
-    Schedule,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 4] = [
-        JobKind::User,
-        JobKind::Reconciler,
-        JobKind::Rollout,
-        JobKind::Schedule,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::User => "user",
-            JobKind::Reconciler => "reconciler",
-            JobKind::Rollout => "rollout",
-            JobKind::Schedule => "schedule",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+named_enum! {
+    /// Who made a job: a user through the API (the default, and what every job written before
+    /// kinds existed reads as), the reconciler checking and repairing a desired state, or a
+    /// schedule firing a slot (the job's `group` then names the schedule and slot).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum JobKind {
+        #[default]
+        User,
+        Reconciler,
+        /// A target's run (or verify) of a rollout (`crate::rollout`).
+        Rollout,
+        /// A slot's run of a schedule (`crate::schedule`).
+        Schedule,
     }
 }
 

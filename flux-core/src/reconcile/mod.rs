@@ -43,13 +43,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use serde::Serialize;
 
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{Job, JobKind, Millis, SubmitJob};
 use crate::quota::{self, Quota, RateLimiter};
-use crate::state::{ApplyRequest, Plan, StateError, StateSpec, StateView, States, target_ids};
+use crate::state::{
+    ApplyRequest, Plan, StateError, StateSpec, StateView, States, dec, enc, target_ids,
+};
 use crate::store::{Change, DynStore, Epoch, Expect, Key, StoreError, Txn, Version};
 
 /// Output kept from a failed check or apply.
@@ -129,14 +130,6 @@ fn state_event(
         "previous": cur.status.as_str(),
     });
     Some(e)
-}
-
-fn key(tenant: &str, path: String) -> Result<Key> {
-    Ok(Key::new(tenant, path)?)
-}
-
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("state types always serialize")
 }
 
 impl Reconciler {
@@ -224,11 +217,7 @@ impl Reconciler {
         let mut halts: HashMap<String, (StateRolloutStatus, Version)> = HashMap::new();
         if states.values().any(|(s, _)| s.spec.rollout.is_some()) {
             for e in self.store.list(tenant, keys::STATE_ROLLOUTS).await? {
-                let rec: StateRolloutStatus =
-                    serde_json::from_slice(&e.value).map_err(|err| StateError::Corrupt {
-                        key: e.key.to_string(),
-                        reason: err.to_string(),
-                    })?;
+                let rec: StateRolloutStatus = dec(&e.key, &e.value)?;
                 if let Some(name) = e.key.path().strip_prefix(keys::STATE_ROLLOUTS) {
                     halts.insert(name.to_string(), (rec, e.version));
                 }
@@ -310,7 +299,7 @@ impl Reconciler {
         }
         // Records of targets that are gone (state deleted, agent no longer matching).
         for ((_, _), (t, v)) in by_target {
-            let k = key(tenant, keys::status(&t.state, &t.agent))?;
+            let k = Key::new(tenant, keys::status(&t.state, &t.agent))?;
             txns.push(Txn::new().fenced(epoch).delete(k, Expect::Version(v)));
             outcomes.push(None);
         }
@@ -457,8 +446,11 @@ impl Reconciler {
                     let expect = rec.map_or(Expect::Absent, |(_, v)| Expect::Version(*v));
                     let mut txn = Txn::new()
                         .fenced(epoch)
-                        .check(key(tenant, keys::state(name))?, Expect::Version(*version))
-                        .put(key(tenant, keys::state_rollout(name))?, enc(h), expect);
+                        .check(
+                            Key::new(tenant, keys::state(name))?,
+                            Expect::Version(*version),
+                        )
+                        .put(Key::new(tenant, keys::state_rollout(name))?, enc(h), expect);
                     let mut e = crate::events::Event::new("state.halted", name.clone(), now);
                     e.data = serde_json::json!({
                         "state": name,
@@ -503,7 +495,7 @@ impl Reconciler {
             Step::Save(s, t) => (s, t, None),
             Step::Submit(kind, s, t) => (s, t, Some(kind)),
         };
-        let k = key(tenant, keys::status(&next.state, &next.agent))?;
+        let k = Key::new(tenant, keys::status(&next.state, &next.agent))?;
         let expect = t.stored_version.map_or(Expect::Absent, Expect::Version);
         if submit == Some(StepKind::Apply)
             && let Some(gate) = gate
@@ -582,7 +574,7 @@ impl Reconciler {
             // The job exists only if the record pointing at it does, and only while the
             // state is still at the version the step was decided on.
             txn = job_txn.check(
-                key(tenant, keys::state(&spec.name))?,
+                Key::new(tenant, keys::state(&spec.name))?,
                 Expect::Version(t.version),
             );
             // Counted now: the rest of the pass is admitted against it.

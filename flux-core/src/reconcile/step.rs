@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Job, JobStatus, Millis};
+use crate::named::named_enum;
 use crate::state::StateSpec;
 use crate::store::Version;
 
@@ -15,57 +16,33 @@ pub const MAX_EVENTS: usize = 20;
 /// Longest back-off between attempts on a failing target.
 pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
-/// Where a target stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetState {
-    /// Not checked yet (or its agent is not registered).
-    Unknown,
-    Compliant,
-    /// The last check failed; a repair is queued.
-    Drifted,
-    /// The repair (apply, then verifying check) is running.
-    Applying,
-    /// The check could not run, the apply failed, or the verifying check still failed.
-    Failed,
-}
-
-impl TargetState {
-    pub const ALL: [TargetState; 5] = [
-        TargetState::Unknown,
-        TargetState::Compliant,
-        TargetState::Drifted,
-        TargetState::Applying,
-        TargetState::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Unknown => "unknown",
-            TargetState::Compliant => "compliant",
-            TargetState::Drifted => "drifted",
-            TargetState::Applying => "applying",
-            TargetState::Failed => "failed",
-        }
+named_enum! {
+    /// Where a target stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum TargetState {
+        /// Not checked yet (or its agent is not registered).
+        Unknown,
+        Compliant,
+        /// The last check failed; a repair is queued.
+        Drifted,
+        /// The repair (apply, then verifying check) is running.
+        Applying,
+        /// The check could not run, the apply failed, or the verifying check still failed.
+        Failed,
     }
 }
 
-/// Which job of a round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Check,
-    Apply,
-    Verify,
-}
-
-impl StepKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Check => "check",
-            StepKind::Apply => "apply",
-            StepKind::Verify => "verify",
-        }
+named_enum! {
+    /// Which job of a round.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum StepKind {
+        Check,
+        Apply,
+        Verify,
     }
 }
 

@@ -64,10 +64,6 @@ pub struct Collector {
     memory: HashMap<String, Memory>,
 }
 
-fn key(tenant: &str, path: impl Into<String>) -> Result<Key> {
-    Key::new(tenant, path)
-}
-
 fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     serde_json::from_slice(bytes).ok()
 }
@@ -130,7 +126,7 @@ impl Collector {
     ) -> Result<PassReport> {
         let rules = self.cfg.for_tenant(quota);
         let mut report = PassReport::default();
-        let sk = key(tenant, keys::GC_STATE)?;
+        let sk = Key::new(tenant, keys::GC_STATE)?;
         let (mut st, mut sv) = match self.store.get(&sk).await? {
             None => (GcState::default(), None),
             Some(v) => match dec::<GcState>(&v.value) {
@@ -298,7 +294,7 @@ impl Collector {
                 }
                 if let Some(id) = rollout_of(job) {
                     // Its rollout finished (it has recorded every result): it must still be.
-                    let k = key(tenant, keys::rollout_active(id))?;
+                    let k = Key::new(tenant, keys::rollout_active(id))?;
                     if checked.insert(k.clone()) {
                         job_ops.push(Op::Check {
                             key: k,
@@ -382,12 +378,12 @@ impl Collector {
             .collect();
         let paths = job_paths(job, &decoded);
         let mut ops = Vec::new();
-        let jk = key(tenant, keys::job(&job.job_id))?;
+        let jk = Key::new(tenant, keys::job(&job.job_id))?;
         for p in &paths.exact {
             if *p == keys::job(&job.job_id) {
                 continue;
             }
-            let k = key(tenant, p.clone())?;
+            let k = Key::new(tenant, p.clone())?;
             if let Some(v) = self.store.get(&k).await? {
                 ops.push(Op::Delete {
                     key: k,
@@ -423,7 +419,7 @@ impl Collector {
             }));
         }
         if let Some(k) = &job.idempotency_key {
-            let ik = key(tenant, keys::idempotency(k))?;
+            let ik = Key::new(tenant, keys::idempotency(k))?;
             if let Some(v) = self.store.get(&ik).await?
                 && v.value == job.job_id.as_bytes()
             {
@@ -461,7 +457,7 @@ impl Collector {
             txn = txn.delete(e.key, Expect::Version(e.version));
         }
         txn = txn.check(
-            key(tenant, keys::job(&job.job_id))?,
+            Key::new(tenant, keys::job(&job.job_id))?,
             Expect::Version(version),
         );
         match self.store.commit(txn).await {
@@ -490,7 +486,7 @@ impl Collector {
         for id in ids {
             if self
                 .store
-                .get(&key(tenant, keys::rollout_active(id))?)
+                .get(&Key::new(tenant, keys::rollout_active(id))?)
                 .await?
                 .is_some()
             {
@@ -524,7 +520,7 @@ impl Collector {
             .collect();
         for agent in agents {
             for state in &states {
-                let k = key(tenant, keys::status(state, agent))?;
+                let k = Key::new(tenant, keys::status(state, agent))?;
                 let got = self.store.get(&k).await?;
                 if let Some(v) = &got {
                     match dec::<TargetStatus>(&v.value) {

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     Action, JobEnd, Result, Rollout, RolloutError, RolloutStatus, RolloutView, Rollouts,
-    TargetState, enc, key, step,
+    TargetState, enc, step,
 };
 use crate::events::kinds as ev;
 use crate::jobs::JobError;
@@ -131,7 +131,7 @@ impl Rollouts {
         admission: &mut Admission,
         report: &mut PassReport,
     ) -> Result<()> {
-        let marker = key(tenant, keys::rollout_active(id))?;
+        let marker = Key::new(tenant, keys::rollout_active(id))?;
         let (r, version) = match self.load(tenant, id).await {
             Ok(x) => x,
             Err(RolloutError::NotFound(_)) => {
@@ -162,7 +162,7 @@ impl Rollouts {
             let mut next = applied.next;
             next.updated_at = now;
             let txn = applied.txn.fenced(epoch).put(
-                key(tenant, keys::rollout(id))?,
+                Key::new(tenant, keys::rollout(id))?,
                 enc(&next),
                 Expect::Version(version),
             );

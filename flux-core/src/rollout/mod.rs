@@ -455,18 +455,14 @@ pub struct Rollouts {
     rates: std::sync::Arc<crate::quota::RateLimiter>,
 }
 
-fn key(tenant: &str, path: String) -> Result<Key> {
-    Ok(Key::new(tenant, path)?)
-}
-
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("rollout types always serialize")
 }
 
 fn dec(k: &Key, bytes: &[u8]) -> Result<Rollout> {
-    serde_json::from_slice(bytes).map_err(|e| RolloutError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
+    crate::stored::decode(k, bytes, |key, reason| RolloutError::Corrupt {
+        key,
+        reason,
     })
 }
 
@@ -474,12 +470,12 @@ fn dec(k: &Key, bytes: &[u8]) -> Result<Rollout> {
 fn creation(txn: Txn, tenant: &str, r: &Rollout) -> Result<Txn> {
     Ok(txn
         .put(
-            key(tenant, keys::rollout(&r.rollout_id))?,
+            Key::new(tenant, keys::rollout(&r.rollout_id))?,
             enc(r),
             Expect::Absent,
         )
         .put(
-            key(tenant, keys::rollout_active(&r.rollout_id))?,
+            Key::new(tenant, keys::rollout_active(&r.rollout_id))?,
             Vec::new(),
             Expect::Absent,
         ))
@@ -570,7 +566,7 @@ impl Rollouts {
             r.retry_of = Some(first.rollout_id.clone());
             first.retried_by = Some(r.rollout_id.clone());
             txn = txn.put(
-                key(tenant, keys::rollout(&first.rollout_id))?,
+                Key::new(tenant, keys::rollout(&first.rollout_id))?,
                 enc(&first),
                 Expect::Version(v),
             );
@@ -596,7 +592,7 @@ impl Rollouts {
         if !valid_ident(id) {
             return Err(RolloutError::NotFound(format!("rollout {id}")));
         }
-        let k = key(tenant, keys::rollout(id))?;
+        let k = Key::new(tenant, keys::rollout(id))?;
         match self.store.get(&k).await? {
             Some(v) => Ok((dec(&k, &v.value)?, v.version)),
             None => Err(RolloutError::NotFound(format!("rollout {id}"))),
@@ -652,15 +648,16 @@ impl Rollouts {
             };
             r.status = next;
             r.updated_at = now;
-            let mut txn =
-                Txn::new().put(key(tenant, keys::rollout(id))?, enc(&r), Expect::Version(v));
+            let mut txn = Txn::new().put(
+                Key::new(tenant, keys::rollout(id))?,
+                enc(&r),
+                Expect::Version(v),
+            );
             if let Some(e) = crate::events::kinds::rollout_control(&r, c, next, now) {
                 crate::events::record(&mut txn, tenant, &e)?;
             }
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(r),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if crate::store::landed(self.store.commit(txn).await)? {
+                return Ok(r);
             }
         }
         Err(RolloutError::Conflict(format!(

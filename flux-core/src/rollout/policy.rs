@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{JobStatus, Millis};
+use crate::named::named_enum;
 
 /// A bound given as a count or as a percentage of the targets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,41 +79,31 @@ pub fn concurrency(limit: Limit, n: usize) -> usize {
     limit.of(n).clamp(1, n.max(1))
 }
 
-/// Where one target of a rollout stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetState {
-    /// Not started yet.
-    Pending,
-    /// Its job was created and has not been seen ending.
-    Running,
-    /// Its job succeeded; its verify job has not been seen ending.
-    Verifying,
-    Succeeded,
-    /// Its job (or verify) failed, timed out, was lost with its agent or cancelled by a user.
-    Failed,
-    /// Its agent was offline at its turn.
-    Skipped,
-    /// Its job was cancelled because the rollout was (or halted with `on_halt = cancel`).
-    Cancelled,
-    /// The rollout halted or was cancelled before its turn.
-    NotStarted,
+named_enum! {
+    /// Where one target of a rollout stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum TargetState {
+        /// Not started yet.
+        Pending,
+        /// Its job was created and has not been seen ending.
+        Running,
+        /// Its job succeeded; its verify job has not been seen ending.
+        Verifying,
+        Succeeded,
+        /// Its job (or verify) failed, timed out, was lost with its agent or cancelled by a user.
+        Failed,
+        /// Its agent was offline at its turn.
+        Skipped,
+        /// Its job was cancelled because the rollout was (or halted with `on_halt = cancel`).
+        Cancelled,
+        /// The rollout halted or was cancelled before its turn.
+        NotStarted,
+    }
 }
 
 impl TargetState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Pending => "pending",
-            TargetState::Running => "running",
-            TargetState::Verifying => "verifying",
-            TargetState::Succeeded => "succeeded",
-            TargetState::Failed => "failed",
-            TargetState::Skipped => "skipped",
-            TargetState::Cancelled => "cancelled",
-            TargetState::NotStarted => "not_started",
-        }
-    }
-
     /// Running or verifying: it holds a slot.
     pub fn is_active(self) -> bool {
         matches!(self, TargetState::Running | TargetState::Verifying)
@@ -168,54 +159,33 @@ impl Target {
     }
 }
 
-/// Life cycle of a rollout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RolloutStatus {
-    /// Starting targets as slots free.
-    Running,
-    /// Starting nothing; running targets finish and are recorded.
-    Paused,
-    /// The budget is spent (or a canary failed): nothing new starts; waiting for running
-    /// targets (cancelled with `on_halt = cancel`).
-    Halting,
-    /// Cancelled by a user: running targets are cancelled; waiting for them to end.
-    Cancelling,
-    /// Finished: every target succeeded.
-    Succeeded,
-    /// Finished within the budget, but some targets failed or were skipped.
-    Failed,
-    /// Finished after the budget stopped it (or a canary failed).
-    Halted,
-    /// Finished after a user cancelled it.
-    Cancelled,
+named_enum! {
+    /// Life cycle of a rollout.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum RolloutStatus {
+        /// Starting targets as slots free.
+        Running,
+        /// Starting nothing; running targets finish and are recorded.
+        Paused,
+        /// The budget is spent (or a canary failed): nothing new starts; waiting for running
+        /// targets (cancelled with `on_halt = cancel`).
+        Halting,
+        /// Cancelled by a user: running targets are cancelled; waiting for them to end.
+        Cancelling,
+        /// Finished: every target succeeded.
+        Succeeded,
+        /// Finished within the budget, but some targets failed or were skipped.
+        Failed,
+        /// Finished after the budget stopped it (or a canary failed).
+        Halted,
+        /// Finished after a user cancelled it.
+        Cancelled,
+    }
 }
 
 impl RolloutStatus {
-    pub const ALL: [RolloutStatus; 8] = [
-        RolloutStatus::Running,
-        RolloutStatus::Paused,
-        RolloutStatus::Halting,
-        RolloutStatus::Cancelling,
-        RolloutStatus::Succeeded,
-        RolloutStatus::Failed,
-        RolloutStatus::Halted,
-        RolloutStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RolloutStatus::Running => "running",
-            RolloutStatus::Paused => "paused",
-            RolloutStatus::Halting => "halting",
-            RolloutStatus::Cancelling => "cancelling",
-            RolloutStatus::Succeeded => "succeeded",
-            RolloutStatus::Failed => "failed",
-            RolloutStatus::Halted => "halted",
-            RolloutStatus::Cancelled => "cancelled",
-        }
-    }
-
     pub fn is_finished(self) -> bool {
         matches!(
             self,

@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 
 use super::file::parse_schedule_tables;
 use super::plan::plan_schedules;
-use super::service::{enc, key};
+use super::service::enc;
 use super::{MAX_SCHEDULES, ScheduleError, ScheduleSpec, Schedules};
 use crate::keys;
 use crate::model::{Millis, valid_ident};
 use crate::state::{ApplyRequest, Plan, PlanAction, StateError, States};
-use crate::store::{Expect, Version};
+use crate::store::{Expect, Key, Version};
 
 fn state_error(e: ScheduleError) -> StateError {
     match e {
@@ -147,7 +147,7 @@ pub async fn apply(
         specs.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut txn = prepared.txn;
     for item in &items {
-        let k = key(tenant, keys::schedule(&item.name)).map_err(state_error)?;
+        let k = Key::new(tenant, keys::schedule(&item.name))?;
         let v = item.from_version;
         let record = |current| {
             enc(&Schedules::record(
@@ -171,11 +171,11 @@ pub async fn apply(
             PlanAction::Delete => txn
                 .delete(k, Expect::Version(v))
                 .delete(
-                    key(tenant, keys::schedule_status(&item.name)).map_err(state_error)?,
+                    Key::new(tenant, keys::schedule_status(&item.name))?,
                     Expect::Any,
                 )
                 .delete(
-                    key(tenant, keys::schedule_secrets(&item.name)).map_err(state_error)?,
+                    Key::new(tenant, keys::schedule_secrets(&item.name))?,
                     Expect::Any,
                 ),
         };

@@ -15,12 +15,12 @@
 //! - work per pass is bounded: [`MAX_STEPS_PER_SCHEDULE`] steps per schedule.
 
 use super::policy::{self, Decision, Overlap, Settings};
-use super::service::{Result, ScheduleError, enc, key};
+use super::service::{Result, ScheduleError, enc};
 use super::{Run, ScheduleStatus, Schedules, StoredSchedule, slot_group};
 use crate::events::kinds as ev;
 use crate::keys;
 use crate::model::Millis;
-use crate::store::{Epoch, Expect, StoreError, Txn, Version};
+use crate::store::{Epoch, Expect, Key, StoreError, Txn, Version};
 
 /// Steps one schedule may take in one pass (each a transaction).
 pub const MAX_STEPS_PER_SCHEDULE: usize = 64;
@@ -225,9 +225,10 @@ impl Schedules {
             next.cursor = step.cursor;
             next.missed += step.missed;
             next.skipped += step.skipped;
-            let mut txn = Txn::new()
-                .fenced(epoch)
-                .check(key(tenant, keys::schedule(name))?, Expect::Version(version));
+            let mut txn = Txn::new().fenced(epoch).check(
+                Key::new(tenant, keys::schedule(name))?,
+                Expect::Version(version),
+            );
             let mut fired_jobs = false;
             // A slot skipped by the quota is a skip in the metrics, as in its record.
             let mut quota_skipped = 0;
@@ -296,7 +297,7 @@ impl Schedules {
                 next.push_run(run);
             }
             txn = txn.put(
-                key(tenant, keys::schedule_status(name))?,
+                Key::new(tenant, keys::schedule_status(name))?,
                 enc(&next),
                 sv.map_or(Expect::Absent, Expect::Version),
             );
@@ -784,7 +785,7 @@ mod tests {
             sp.name = format!("s{i:04}");
             let rec = Schedules::record("u", sp.clone(), None, t0);
             txn = txn.put(
-                key("t", keys::schedule(&sp.name)).unwrap(),
+                Key::new("t", keys::schedule(&sp.name)).unwrap(),
                 enc(&rec),
                 Expect::Absent,
             );

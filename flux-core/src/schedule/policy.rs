@@ -22,15 +22,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::Millis;
+use crate::named::named_enum;
 
-/// What a slot does while the previous run is unfinished.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Overlap {
-    #[default]
-    Allow,
-    Skip,
-    Queue,
+named_enum! {
+    /// What a slot does while the previous run is unfinished.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum Overlap {
+        #[default]
+        Allow,
+        Skip,
+        Queue,
+    }
 }
 
 /// What happens to slots that went by without a leader to fire them (see the module doc).
@@ -58,16 +62,6 @@ impl Missed {
             Missed::Skip => "skip".into(),
             Missed::Once => "once".into(),
             Missed::CatchUp(n) => format!("catch_up={n}"),
-        }
-    }
-}
-
-impl Overlap {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Overlap::Allow => "allow",
-            Overlap::Skip => "skip",
-            Overlap::Queue => "queue",
         }
     }
 }

@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::service::{Result, dec, enc, key};
+use super::service::{Result, dec, enc};
 use super::{ScheduleSpec, What};
 use crate::keys;
-use crate::store::{DynStore, Expect, Txn};
+use crate::store::{DynStore, Expect, Key, Txn};
 
 const PREFIX: &str = "hmac-sha256:";
 
@@ -95,7 +95,7 @@ pub(super) async fn load(
     tenant: &str,
     name: &str,
 ) -> Result<BTreeMap<String, String>> {
-    let k = key(tenant, keys::schedule_secrets(name))?;
+    let k = Key::new(tenant, keys::schedule_secrets(name))?;
     Ok(match store.get(&k).await? {
         Some(v) => dec(&k, &v.value)?,
         None => BTreeMap::new(),
@@ -109,7 +109,7 @@ pub(super) fn write(
     name: &str,
     values: &BTreeMap<String, String>,
 ) -> Result<Txn> {
-    let k = key(tenant, keys::schedule_secrets(name))?;
+    let k = Key::new(tenant, keys::schedule_secrets(name))?;
     Ok(if values.is_empty() {
         txn.delete(k, Expect::Any)
     } else {

@@ -22,7 +22,7 @@ use crate::jobs::{JobError, Jobs};
 use crate::keys;
 use crate::model::{JobKind, JobStatus, Millis, valid_ident};
 use crate::rollout::RolloutError;
-use crate::store::{DynStore, Expect, Key, Range, StoreError, Txn, Version};
+use crate::store::{DynStore, Expect, Key, Range, Txn, Version};
 
 crate::error::spec_service_error! {
     /// Errors of the schedule service.
@@ -86,14 +86,10 @@ pub struct Schedules {
     min_interval_ms: Millis,
 }
 
-pub(super) fn key(tenant: &str, path: String) -> Result<Key> {
-    Ok(Key::new(tenant, path)?)
-}
-
 pub(super) fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| ScheduleError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
+    crate::stored::decode(k, bytes, |key, reason| ScheduleError::Corrupt {
+        key,
+        reason,
     })
 }
 
@@ -138,7 +134,7 @@ impl Schedules {
         if !valid_ident(name) {
             return Err(ScheduleError::NotFound(format!("schedule {}", shown(name))));
         }
-        let k = key(tenant, keys::schedule(name))?;
+        let k = Key::new(tenant, keys::schedule(name))?;
         match self.store.get(&k).await? {
             Some(v) => Ok((dec(&k, &v.value)?, v.version)),
             None => Err(ScheduleError::NotFound(format!("schedule {name}"))),
@@ -150,7 +146,7 @@ impl Schedules {
         tenant: &str,
         name: &str,
     ) -> Result<(ScheduleStatus, Option<Version>)> {
-        let k = key(tenant, keys::schedule_status(name))?;
+        let k = Key::new(tenant, keys::schedule_status(name))?;
         Ok(match self.store.get(&k).await? {
             Some(v) => (dec(&k, &v.value)?, Some(v.version)),
             None => (ScheduleStatus::default(), None),
@@ -208,7 +204,7 @@ impl Schedules {
         now: Millis,
     ) -> Result<(Version, bool)> {
         self.validate(&spec)?;
-        let k = key(tenant, keys::schedule(&spec.name))?;
+        let k = Key::new(tenant, keys::schedule(&spec.name))?;
         let current = match self.store.get(&k).await? {
             Some(v) => Some((dec::<StoredSchedule>(&k, &v.value)?, v.version)),
             None => None,
@@ -276,9 +272,9 @@ impl Schedules {
         let (_, v) = self.load(tenant, name).await?;
         expect_for_delete::<ScheduleError>("schedule", name, expect, v)?;
         let txn = Txn::new()
-            .delete(key(tenant, keys::schedule(name))?, Expect::Version(v))
-            .delete(key(tenant, keys::schedule_status(name))?, Expect::Any)
-            .delete(key(tenant, keys::schedule_secrets(name))?, Expect::Any);
+            .delete(Key::new(tenant, keys::schedule(name))?, Expect::Version(v))
+            .delete(Key::new(tenant, keys::schedule_status(name))?, Expect::Any)
+            .delete(Key::new(tenant, keys::schedule_secrets(name))?, Expect::Any);
         self.store
             .commit(txn)
             .await
@@ -539,16 +535,14 @@ impl Schedules {
             );
             crate::events::record(&mut txn, tenant, &fired)?;
             let txn = txn
-                .check(key(tenant, keys::schedule(name))?, Expect::Version(v))
+                .check(Key::new(tenant, keys::schedule(name))?, Expect::Version(v))
                 .put(
-                    key(tenant, keys::schedule_status(name))?,
+                    Key::new(tenant, keys::schedule_status(name))?,
                     enc(&st),
                     sv.map_or(Expect::Absent, Expect::Version),
                 );
-            match self.store.commit(txn).await {
-                Ok(_) => return Ok(run),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if crate::store::landed(self.store.commit(txn).await)? {
+                return Ok(run);
             }
         }
         Err(ScheduleError::Conflict(format!(

@@ -37,6 +37,7 @@ pub(crate) use plan::actions;
 pub(crate) use plan::plan_named;
 pub use plan::{Plan, PlanAction, PlanConflict, PlanItem, plan};
 pub use service::{ApplyRequest, PreparedApply, StateError, StateView, States};
+pub(crate) use service::{dec, enc};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -101,18 +101,14 @@ pub struct States {
     jobs: Jobs,
 }
 
-fn key(tenant: &str, path: String) -> Result<Key> {
-    Ok(Key::new(tenant, path)?)
+/// A stored object of desired state (a state, a target's status, a halt record) decoded; one
+/// that does not decode is `Corrupt`, naming its key.
+pub(crate) fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
+    crate::stored::decode(k, bytes, |key, reason| StateError::Corrupt { key, reason })
 }
 
-fn dec<T: serde::de::DeserializeOwned>(k: &Key, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
-        key: k.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+/// A stored object of desired state, encoded.
+pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("state types always serialize")
 }
 
@@ -249,7 +245,7 @@ impl States {
         if !r.halted {
             return Ok((view, false));
         }
-        let k = key(tenant, keys::state_rollout(name))?;
+        let k = Key::new(tenant, keys::state_rollout(name))?;
         let expect = match self.store.get(&k).await? {
             Some(v) => Expect::Version(v.version),
             None => Expect::Absent,
@@ -257,7 +253,7 @@ impl States {
         let rec = crate::reconcile::resumed(view.version, &view.status, by, now);
         let txn = Txn::new()
             .check(
-                key(tenant, keys::state(name))?,
+                Key::new(tenant, keys::state(name))?,
                 Expect::Version(view.version),
             )
             .put(k, enc(&rec), expect);
@@ -312,7 +308,7 @@ impl States {
         if !crate::model::valid_ident(name) {
             return Err(StateError::NotFound(format!("state {}", shown(name))));
         }
-        let k = key(tenant, keys::state(name))?;
+        let k = Key::new(tenant, keys::state(name))?;
         match self.store.get(&k).await? {
             Some(v) => Ok((dec(&k, &v.value)?, v.version)),
             None => Err(StateError::NotFound(format!("state {name}"))),
@@ -331,7 +327,7 @@ impl States {
         now: Millis,
     ) -> Result<(Version, bool)> {
         invalid_spec(&spec)?;
-        let k = key(tenant, keys::state(&spec.name))?;
+        let k = Key::new(tenant, keys::state(&spec.name))?;
         let current = self.store.get(&k).await?;
         let (created_at, cas) = match (&current, expect) {
             (Some(v), _) => (
@@ -373,7 +369,7 @@ impl States {
     pub async fn delete(&self, tenant: &str, name: &str, expect: Expect) -> Result<Version> {
         let (_, v) = self.load(tenant, name).await?;
         expect_for_delete::<StateError>("state", name, expect, v)?;
-        let mut txn = Txn::new().delete(key(tenant, keys::state(name))?, Expect::Version(v));
+        let mut txn = Txn::new().delete(Key::new(tenant, keys::state(name))?, Expect::Version(v));
         for e in self.store.list(tenant, &keys::statuses(name)).await? {
             txn = txn.delete(e.key, Expect::Any);
         }
@@ -387,7 +383,7 @@ impl States {
 
     /// `txn` that also deletes the state's rollout record, if it has one.
     async fn delete_halt(&self, txn: Txn, tenant: &str, name: &str) -> Result<Txn> {
-        let k = key(tenant, keys::state_rollout(name))?;
+        let k = Key::new(tenant, keys::state_rollout(name))?;
         Ok(match self.store.get(&k).await? {
             Some(v) => txn.delete(k, Expect::Version(v.version)),
             None => txn,
@@ -491,7 +487,7 @@ impl States {
         };
         let mut txn = Txn::new();
         for item in items {
-            let k = key(tenant, keys::state(&item.name))?;
+            let k = Key::new(tenant, keys::state(&item.name))?;
             let v = item.from_version;
             txn = match item.action {
                 PlanAction::Create => txn.put(k, enc(&stored(&item.name, now)), Expect::Absent),

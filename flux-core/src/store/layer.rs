@@ -47,61 +47,34 @@ pub trait Layer: Send + Sync + fmt::Debug + 'static {
         self.inner().subscribe()
     }
     async fn get(&self, key: &Key) -> Result<Option<Versioned>> {
-        let t = Instant::now();
-        let r = self.inner().get(key).await;
-        self.observe("get", t.elapsed());
-        r
+        observed(self, "get", self.inner().get(key)).await
     }
     async fn commit(&self, txn: Txn) -> Result<Version> {
-        let t = Instant::now();
-        let r = self.inner().commit(txn).await;
-        self.observe("commit", t.elapsed());
-        r
+        observed(self, "commit", self.inner().commit(txn)).await
     }
     async fn commit_many(&self, txns: Vec<Txn>) -> Vec<Result<Version>> {
         futures::future::join_all(txns.into_iter().map(|t| Layer::commit(self, t))).await
     }
     async fn list(&self, tenant: &str, prefix: &str) -> Result<Vec<Entry>> {
-        let t = Instant::now();
-        let r = self.inner().list(tenant, prefix).await;
-        self.observe("list", t.elapsed());
-        r
+        observed(self, "list", self.inner().list(tenant, prefix)).await
     }
     async fn list_range(&self, tenant: &str, range: &Range) -> Result<Vec<Entry>> {
-        let t = Instant::now();
-        let r = self.inner().list_range(tenant, range).await;
-        self.observe("list_range", t.elapsed());
-        r
+        observed(self, "list_range", self.inner().list_range(tenant, range)).await
     }
     async fn tenants(&self) -> Result<Vec<String>> {
-        let t = Instant::now();
-        let r = self.inner().tenants().await;
-        self.observe("tenants", t.elapsed());
-        r
+        observed(self, "tenants", self.inner().tenants()).await
     }
     async fn next_epoch(&self) -> Result<Epoch> {
-        let t = Instant::now();
-        let r = self.inner().next_epoch().await;
-        self.observe("epoch", t.elapsed());
-        r
+        observed(self, "epoch", self.inner().next_epoch()).await
     }
     async fn current_epoch(&self) -> Result<Epoch> {
-        let t = Instant::now();
-        let r = self.inner().current_epoch().await;
-        self.observe("epoch", t.elapsed());
-        r
+        observed(self, "epoch", self.inner().current_epoch()).await
     }
     async fn raise_epoch(&self, floor: Epoch) -> Result<Epoch> {
-        let t = Instant::now();
-        let r = self.inner().raise_epoch(floor).await;
-        self.observe("epoch", t.elapsed());
-        r
+        observed(self, "epoch", self.inner().raise_epoch(floor)).await
     }
     async fn snapshot(&self) -> Result<Snapshot> {
-        let t = Instant::now();
-        let r = self.inner().snapshot().await;
-        self.observe("snapshot", t.elapsed());
-        r
+        observed(self, "snapshot", self.inner().snapshot()).await
     }
     async fn restore(
         &self,
@@ -110,32 +83,35 @@ pub trait Layer: Send + Sync + fmt::Debug + 'static {
         force: bool,
         epoch_floor: Epoch,
     ) -> Result<Epoch> {
-        let t = Instant::now();
-        let r = self
-            .inner()
-            .restore(entries, revisions, force, epoch_floor)
-            .await;
-        self.observe("restore", t.elapsed());
-        r
+        observed(
+            self,
+            "restore",
+            self.inner().restore(entries, revisions, force, epoch_floor),
+        )
+        .await
     }
     async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<Option<Epoch>> {
-        let t = Instant::now();
-        let r = self.inner().acquire_lease(holder, ttl).await;
-        self.observe("lease", t.elapsed());
-        r
+        observed(self, "lease", self.inner().acquire_lease(holder, ttl)).await
     }
     async fn release_lease(&self, holder: &str) -> Result<()> {
-        let t = Instant::now();
-        let r = self.inner().release_lease(holder).await;
-        self.observe("lease", t.elapsed());
-        r
+        observed(self, "lease", self.inner().release_lease(holder)).await
     }
     async fn lease_holder(&self) -> Result<Option<(String, Epoch)>> {
-        let t = Instant::now();
-        let r = self.inner().lease_holder().await;
-        self.observe("lease", t.elapsed());
-        r
+        observed(self, "lease", self.inner().lease_holder()).await
     }
+}
+
+/// Awaits `op`, an operation of `layer`'s inner store, and tells [`Layer::observe`] its name
+/// and how long it took.
+async fn observed<L: Layer + ?Sized, T>(
+    layer: &L,
+    name: &'static str,
+    op: impl std::future::Future<Output = T>,
+) -> T {
+    let t = Instant::now();
+    let r = op.await;
+    layer.observe(name, t.elapsed());
+    r
 }
 
 #[async_trait]

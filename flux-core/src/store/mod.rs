@@ -85,6 +85,16 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The result of a read-modify-write's commit: `true` when it landed, `false` when a version it
+/// expected had moved (the caller reads again and retries); any other error is passed on.
+pub(crate) fn landed(commit: Result<Version>) -> Result<bool> {
+    match commit {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a write expects of its key before it is applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Expect {

@@ -204,20 +204,16 @@ pub struct Payload {
     pub event: EventView,
 }
 
-fn key(tenant: &str, path: String) -> Result<Key> {
-    Ok(Key::new(tenant, path)?)
-}
-
 fn webhook_key(tenant: &str, name: &str) -> Result<Key> {
-    key(tenant, format!("{WEBHOOKS}{name}"))
+    Ok(Key::new(tenant, format!("{WEBHOOKS}{name}"))?)
 }
 
 fn cursor_key(tenant: &str, name: &str) -> Result<Key> {
-    key(tenant, format!("{CURSORS}{name}"))
+    Ok(Key::new(tenant, format!("{CURSORS}{name}"))?)
 }
 
 fn delivery_key(tenant: &str, name: &str, slot: u64) -> Result<Key> {
-    key(tenant, format!("{DELIVERIES}{name}/{slot:02}"))
+    Ok(Key::new(tenant, format!("{DELIVERIES}{name}/{slot:02}"))?)
 }
 
 /// Whether a webhook may reach `ip` without `--webhook-allow-private`: a public unicast address.
@@ -541,7 +537,7 @@ pub async fn create(
                 Expect::Any,
             )
             .put(
-                key(tenant, COUNT.to_string())?,
+                Key::new(tenant, COUNT.to_string())?,
                 (count + 1).to_string().into_bytes(),
                 cv.map_or(Expect::Absent, Expect::Version),
             );
@@ -565,7 +561,7 @@ const CAS_RETRIES: usize = 16;
 /// The tenant's webhook count and its record's version; without a record (webhooks made
 /// before it existed), the count of the stored webhooks.
 async fn count(store: &dyn Store, tenant: &str) -> Result<(u64, Option<Version>)> {
-    let k = key(tenant, COUNT.to_string())?;
+    let k = Key::new(tenant, COUNT.to_string())?;
     match store.get(&k).await? {
         Some(v) => std::str::from_utf8(&v.value)
             .ok()
@@ -641,7 +637,7 @@ pub async fn delete(store: &dyn Store, tenant: &str, name: &str) -> Result<()> {
             .delete(webhook_key(tenant, name)?, Expect::Version(hv))
             .delete(cursor_key(tenant, name)?, Expect::Any)
             .put(
-                key(tenant, COUNT.to_string())?,
+                Key::new(tenant, COUNT.to_string())?,
                 count.saturating_sub(1).to_string().into_bytes(),
                 cv.map_or(Expect::Absent, Expect::Version),
             );
