@@ -362,6 +362,8 @@ fn from_status(s: ExitStatus) -> ExecOutcome {
 
 #[cfg(test)]
 mod tests {
+    use flux_core::testing::pid_alive;
+
     use super::*;
 
     fn shell(s: &str) -> ExecSpec {
@@ -401,21 +403,10 @@ mod tests {
         )
     }
 
-    fn alive(pid: i32) -> bool {
-        // Signal 0 checks existence; a zombie is not "alive" for our purpose, so read its state.
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(s) => !s
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-            Err(_) => false,
-        }
-    }
-
     async fn wait_dead(pid: i32) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline {
-            if !alive(pid) {
+            if !pid_alive(pid) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -486,7 +477,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        assert!(alive(pid));
+        assert!(pid_alive(pid));
         cancel.cancel();
         let (o, _, _) = task.await.unwrap();
         assert_eq!(o, ExecOutcome::Cancelled);

@@ -17,7 +17,7 @@ use flux_core::testing::poll_until;
 use serde_json::{Value, json};
 
 pub use flux_core::chaos::faultproxy::FaultProxy;
-pub use flux_core::testing::{Proc, free_port, tool};
+pub use flux_core::testing::{Proc, free_port, pid_alive, tool};
 pub use runs::{max_overlap, side_effects, single_runs};
 pub use setup::{error_message, field_pairs, field_strs, find_by, json_of, send_text};
 pub use tokens::{expired_token, forged_admin_token};
@@ -485,17 +485,6 @@ pub fn client_with_ca(ca_pem: &[u8]) -> Result<reqwest::Client> {
         .tls_certs_only([cert])
         .timeout(Duration::from_secs(30))
         .build()?)
-}
-
-/// Whether a process is alive (zombies count as dead).
-pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 /// Reads a pid written by a job into `path`, waiting for it to appear.

@@ -26,7 +26,7 @@ pub mod redis;
 pub use counting::{Counting, ReadCounts};
 pub use fast_args::{FAST_LEASE_ARGS, FAST_LIVENESS_ARGS};
 pub use hooks::{BeforeCommit, CommitHook};
-pub use proc::{Launch, Proc, ProcError};
+pub use proc::{Launch, Proc, ProcError, pid_alive};
 pub use redis::RedisServer;
 
 /// Picks a free TCP port on 127.0.0.1 (the OS may hand it to someone else before use; callers

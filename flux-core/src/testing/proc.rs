@@ -176,6 +176,18 @@ impl Launch {
     }
 }
 
+/// Whether process `pid` is alive: it exists and is not a zombie (one that exited and waits
+/// for its parent counts as dead), read from `/proc/<pid>/stat`.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
