@@ -138,6 +138,24 @@ impl Claims {
     pub fn expired(&self) -> bool {
         self.exp <= now_ms() / 1000
     }
+
+    /// Claims for tests: `role`, `tenant` and `node` as given, placeholder names, times zero.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn sample(role: Role, tenant: &str, node: Option<&str>) -> Claims {
+        Claims {
+            sub: "s".into(),
+            tenant: tenant.into(),
+            role,
+            iat: 0,
+            exp: 0,
+            jti: "j".into(),
+            iss: "i".into(),
+            aud: "a".into(),
+            node_id: node.map(String::from),
+            uses: None,
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 /// An HMAC signing key with its id.

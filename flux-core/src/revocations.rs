@@ -440,17 +440,9 @@ mod tests {
             "not a token id"
         );
         let claims = |iat: u64, node: Option<&str>| crate::auth::Claims {
-            sub: "s".into(),
-            tenant: "acme".into(),
-            role: crate::auth::Role::Agent,
             iat,
             exp: iat + 60,
-            jti: "j".into(),
-            iss: "i".into(),
-            aud: "a".into(),
-            node_id: node.map(String::from),
-            uses: None,
-            labels: Default::default(),
+            ..crate::auth::Claims::sample(crate::auth::Role::Agent, "acme", node)
         };
         assert!(crate::auth::refused_by_node(
             &claims(999, Some("web-1")),

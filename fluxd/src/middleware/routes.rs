@@ -227,19 +227,7 @@ mod tests {
     use super::*;
 
     fn claims(role: Role, tenant: &str, node: Option<&str>) -> Claims {
-        Claims {
-            sub: "t".into(),
-            tenant: tenant.into(),
-            role,
-            iat: 0,
-            exp: 0,
-            jti: "j".into(),
-            iss: "i".into(),
-            aud: "a".into(),
-            node_id: node.map(String::from),
-            uses: None,
-            labels: Default::default(),
-        }
+        Claims::sample(role, tenant, node)
     }
 
     #[test]
