@@ -42,12 +42,9 @@ pub fn human(bytes: u64) -> String {
 /// `K`, `M`, `G`, `T`, all binary).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count (as in 512MiB or 1GiB)"))?;
-    let shift = match unit.trim() {
+    let (n, unit) = flux_core::model::number_and_unit(s)
+        .ok_or_else(|| format!("{s:?} is not a byte count (as in 512MiB or 1GiB)"))?;
+    let shift = match unit {
         "" | "B" => 0,
         "K" | "KiB" => 10,
         "M" | "MiB" => 20,

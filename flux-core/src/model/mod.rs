@@ -82,15 +82,21 @@ mod tests {
     }
 }
 
+/// Splits a whole number from the unit after it, as in `15s` or `512MiB`: the number and the
+/// unit, trimmed (empty when there is none), or `None` when the text does not start with a
+/// number that fits a `u64`.
+pub fn number_and_unit(s: &str) -> Option<(u64, &str)> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    Some((num.parse().ok()?, unit.trim()))
+}
+
 /// Parses a duration such as `500ms`, `15s`, `2m`, `1h` or `1d` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 500ms, 15s, 2m, 1h)"))?;
-    let ms = match unit.trim() {
+    let (n, unit) = number_and_unit(s)
+        .ok_or_else(|| format!("{s:?} is not a duration (examples: 500ms, 15s, 2m, 1h)"))?;
+    let ms = match unit {
         "ms" => Some(n),
         "" | "s" => n.checked_mul(1000),
         "m" => n.checked_mul(60_000),
