@@ -34,39 +34,13 @@ impl Audit {
         walk: Walk,
     ) -> Result<Verification, AuditError> {
         let mut walked = 0u64;
-        let fail = |records: u64, walked: u64, problem: String| Verification {
-            tenant: tenant.to_string(),
-            records,
-            ok: false,
-            checkpoint: None,
-            problem: Some(problem),
-            note: None,
-            walked,
-        };
         let generation = match generation {
             Ok(g) => g,
-            Err(problem) => return Ok(fail(0, 0, problem)),
+            Err(problem) => return Ok(failed(tenant, 0, 0, problem)),
         };
-        let mut note = None;
-        let since = match since {
-            Some(c) if c.generation < generation => {
-                note = Some(format!(
-                    "restored from a backup (restore {generation}) since record {} was verified",
-                    c.seq
-                ));
-                None
-            }
-            Some(c) if c.generation > generation => {
-                return Ok(fail(
-                    0,
-                    0,
-                    format!(
-                        "the store's restore mark is at restore {generation} but restore {} was seen before: the store was rolled back",
-                        c.generation
-                    ),
-                ));
-            }
-            other => other,
+        let (since, note) = match since_in_generation(since, generation) {
+            Ok(s) => s,
+            Err(problem) => return Ok(failed(tenant, 0, 0, problem)),
         };
         let head: Option<Result<Head, String>> =
             self.store.get(&Key::new(tenant, HEAD)?).await?.map(|v| {
@@ -77,108 +51,32 @@ impl Audit {
             Some(Ok(h)) => Some(h.seq),
             _ => None,
         };
-        if let (Some(c), Some(end)) = (since, head_seq)
-            && c.seq > end
-        {
-            return Ok(fail(
-                end,
-                0,
-                format!(
-                    "the chain ends at record {end} but record {} was verified before: records were cut off",
-                    c.seq
-                ),
-            ));
-        }
-        let (mut n, mut prev) = match self.base(tenant).await? {
-            None => (0, GENESIS.to_string()),
-            Some((Ok(b), _)) => (b.seq, b.hash),
-            Some((Err(problem), _)) => return Ok(fail(0, 0, problem)),
+        let (mut n, mut prev) = match self.walk_start(tenant, since, head_seq).await? {
+            Ok(start) => start,
+            Err(failure) => return Ok(failure),
         };
-        if let Some(c) = since
-            && c.seq == n
-            && c.hash != prev
-        {
-            return Ok(fail(
-                n,
-                0,
-                format!("record {n} differs from when it was last verified"),
-            ));
-        }
         // Whether the newest record read was written before heads were signed.
         let mut last_legacy = false;
         if let Some(c) = since.filter(|c| walk == Walk::FromCheckpoint && c.seq > n) {
-            let k = Key::new(tenant, record_path(c.seq))?;
-            let Some(v) = self.store.get(&k).await? else {
-                return Ok(fail(
-                    n,
-                    0,
-                    format!(
-                        "record {} was verified before and is gone: records were removed",
-                        c.seq
-                    ),
-                ));
+            (prev, last_legacy) = match self.checkpoint_record(tenant, c, n, &mut walked).await? {
+                Ok(record) => record,
+                Err(failure) => return Ok(failure),
             };
-            walked += 1;
-            let r = match serde_json::from_slice::<Record>(&v.value) {
-                Ok(r) => r,
-                Err(err) => return Ok(fail(n, walked, format!("{k} is unreadable: {err}"))),
-            };
-            if r.seq != c.seq || r.compute_hash(&self.key) != r.hash || r.hash != c.hash {
-                return Ok(fail(
-                    n,
-                    walked,
-                    format!("record {} differs from when it was last verified", c.seq),
-                ));
-            }
-            last_legacy = r.event.jti.is_none();
             n = c.seq;
-            prev = r.hash;
         }
         let links = match self
             .walk_links(tenant, (n, prev), head_seq, since, &mut walked)
             .await?
         {
             Ok(l) => l,
-            Err((at, problem)) => return Ok(fail(at, walked, problem)),
+            Err((at, problem)) => return Ok(failed(tenant, at, walked, problem)),
         };
         let (n, prev) = (links.seq, links.hash);
         if links.read_any {
             last_legacy = links.legacy;
         }
-        match head {
-            None if n == 0 => {}
-            None => return Ok(fail(n, walked, "the chain head is missing".into())),
-            Some(Err(problem)) => return Ok(fail(n, walked, problem)),
-            Some(Ok(h)) if h.seq != n || h.hash != prev => {
-                return Ok(fail(
-                    n,
-                    walked,
-                    format!(
-                        "the head names record {} but the chain ends at record {n}",
-                        h.seq
-                    ),
-                ));
-            }
-            Some(Ok(h)) => match h.mac_ok(&self.key, tenant) {
-                Some(true) => {}
-                Some(false) => return Ok(fail(n, walked, "the chain head was altered".into())),
-                // Heads of earlier versions carry no MAC; the next append signs one. Only a
-                // chain whose newest record is from before then may end in one.
-                None if last_legacy => {}
-                None => return Ok(fail(n, walked, "the chain head carries no MAC".into())),
-            },
-        }
-        if let Some(c) = since
-            && c.seq > n
-        {
-            return Ok(fail(
-                n,
-                walked,
-                format!(
-                    "the chain ends at record {n} but record {} was verified before: records were cut off",
-                    c.seq
-                ),
-            ));
+        if let Err(problem) = self.check_end(tenant, head, since, (n, &prev), last_legacy) {
+            return Ok(failed(tenant, n, walked, problem));
         }
         Ok(Verification {
             tenant: tenant.to_string(),
@@ -193,6 +91,127 @@ impl Audit {
             note,
             walked,
         })
+    }
+
+    /// Where the walk starts (the base), once `since` is checked against it and the head's seq.
+    async fn walk_start(
+        &self,
+        tenant: &str,
+        since: Option<&Checkpoint>,
+        head_seq: Option<u64>,
+    ) -> Result<Result<(u64, String), Verification>, AuditError> {
+        if let (Some(c), Some(end)) = (since, head_seq)
+            && c.seq > end
+        {
+            return Ok(Err(failed(
+                tenant,
+                end,
+                0,
+                format!(
+                    "the chain ends at record {end} but record {} was verified before: records were cut off",
+                    c.seq
+                ),
+            )));
+        }
+        let (n, prev) = match self.base(tenant).await? {
+            None => (0, GENESIS.to_string()),
+            Some((Ok(b), _)) => (b.seq, b.hash),
+            Some((Err(problem), _)) => return Ok(Err(failed(tenant, 0, 0, problem))),
+        };
+        if let Some(c) = since
+            && c.seq == n
+            && c.hash != prev
+        {
+            return Ok(Err(failed(
+                tenant,
+                n,
+                0,
+                format!("record {n} differs from when it was last verified"),
+            )));
+        }
+        Ok(Ok((n, prev)))
+    }
+
+    /// Reads and checks checkpoint `c`'s record: its MAC and whether it predates signed heads.
+    async fn checkpoint_record(
+        &self,
+        tenant: &str,
+        c: &Checkpoint,
+        n: u64,
+        walked: &mut u64,
+    ) -> Result<Result<(String, bool), Verification>, AuditError> {
+        let k = Key::new(tenant, record_path(c.seq))?;
+        let Some(v) = self.store.get(&k).await? else {
+            return Ok(Err(failed(
+                tenant,
+                n,
+                0,
+                format!(
+                    "record {} was verified before and is gone: records were removed",
+                    c.seq
+                ),
+            )));
+        };
+        *walked += 1;
+        let r = match serde_json::from_slice::<Record>(&v.value) {
+            Ok(r) => r,
+            Err(err) => {
+                return Ok(Err(failed(
+                    tenant,
+                    n,
+                    *walked,
+                    format!("{k} is unreadable: {err}"),
+                )));
+            }
+        };
+        if r.seq != c.seq || r.compute_hash(&self.key) != r.hash || r.hash != c.hash {
+            return Ok(Err(failed(
+                tenant,
+                n,
+                *walked,
+                format!("record {} differs from when it was last verified", c.seq),
+            )));
+        }
+        Ok(Ok((r.hash, r.event.jti.is_none())))
+    }
+
+    /// Checks the chain's last record against the head read before the walk and against `since`.
+    fn check_end(
+        &self,
+        tenant: &str,
+        head: Option<Result<Head, String>>,
+        since: Option<&Checkpoint>,
+        (n, prev): (u64, &str),
+        last_legacy: bool,
+    ) -> Result<(), String> {
+        match head {
+            None if n == 0 => {}
+            None => return Err("the chain head is missing".into()),
+            Some(Err(problem)) => return Err(problem),
+            Some(Ok(h)) if h.seq != n || h.hash != prev => {
+                return Err(format!(
+                    "the head names record {} but the chain ends at record {n}",
+                    h.seq
+                ));
+            }
+            Some(Ok(h)) => match h.mac_ok(&self.key, tenant) {
+                Some(true) => {}
+                Some(false) => return Err("the chain head was altered".into()),
+                // Heads of earlier versions carry no MAC; the next append signs one. Only a
+                // chain whose newest record is from before then may end in one.
+                None if last_legacy => {}
+                None => return Err("the chain head carries no MAC".into()),
+            },
+        }
+        if let Some(c) = since
+            && c.seq > n
+        {
+            return Err(format!(
+                "the chain ends at record {n} but record {} was verified before: records were cut off",
+                c.seq
+            ));
+        }
+        Ok(())
     }
 
     /// Reads the records after `from` (a record's seq and MAC) up to `end` (all of them
@@ -346,6 +365,44 @@ impl Audit {
         }
         Ok((if end == upto.seq { base_seq } else { end }, None))
     }
+}
+
+/// A verification of `tenant` that failed on `problem` at record `records`.
+fn failed(tenant: &str, records: u64, walked: u64, problem: String) -> Verification {
+    Verification {
+        tenant: tenant.to_string(),
+        records,
+        ok: false,
+        checkpoint: None,
+        problem: Some(problem),
+        note: None,
+        walked,
+    }
+}
+
+/// The checkpoint usable in restore `generation`, and a note when a restore made it unusable.
+fn since_in_generation(
+    since: Option<&Checkpoint>,
+    generation: u64,
+) -> Result<(Option<&Checkpoint>, Option<String>), String> {
+    let mut note = None;
+    let since = match since {
+        Some(c) if c.generation < generation => {
+            note = Some(format!(
+                "restored from a backup (restore {generation}) since record {} was verified",
+                c.seq
+            ));
+            None
+        }
+        Some(c) if c.generation > generation => {
+            return Err(format!(
+                "the store's restore mark is at restore {generation} but restore {} was seen before: the store was rolled back",
+                c.generation
+            ));
+        }
+        other => other,
+    };
+    Ok((since, note))
 }
 
 /// Where a walk ended: the last record read and its MAC, and whether that record predates
