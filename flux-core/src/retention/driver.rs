@@ -20,6 +20,7 @@
 //!   goes last, so nothing is ever left unreachable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
 
 use serde::de::DeserializeOwned;
 
@@ -202,7 +203,51 @@ impl Collector {
         if let Some(c) = &st.jobs_cursor {
             range = range.after(c.clone());
         }
-        let page = self.store.list_range(tenant, &range).await?;
+        let entries = self.store.list_range(tenant, &range).await?;
+        let mem = self.page_memory(tenant, st);
+        let last = LastSweep {
+            user_kept: st.counted.finished_user_jobs,
+            targets: mem.last_targets.clone(),
+        };
+        let jobs: Vec<(Option<Job>, &crate::store::Entry)> =
+            entries.iter().map(|e| (dec::<Job>(&e.value), e)).collect();
+        let refs = self.target_references(tenant, &jobs).await?;
+        let live_rollouts = self.unfinished_rollouts(tenant, &jobs).await?;
+        let mut progress = st.progress.clone();
+        progress.targets = mem.targets.clone();
+        let page = JobsPage {
+            tenant,
+            rules,
+            epoch,
+            now,
+            last,
+            jobs,
+            refs,
+            live_rollouts,
+        };
+        let complete = entries.len() < batch;
+        let mut w = JobsWalk::new(st, progress, complete);
+        for (i, (job, entry)) in page.jobs.iter().enumerate() {
+            let Some(job) = job else {
+                // Unreadable: kept, never deleted.
+                w.progress.jobs_kept += 1;
+                w.cursor = Some(entry.key.path().to_string());
+                continue;
+            };
+            if self
+                .decide_job(&page, &mut w, i, job, entry)
+                .await?
+                .is_break()
+            {
+                break;
+            }
+            w.cursor = Some(entry.key.path().to_string());
+        }
+        Ok(w.finish(mem, epoch, now))
+    }
+
+    /// The tenant's memory for a page of jobs at `st`'s cursor, restarting the counts of a sweep.
+    fn page_memory(&self, tenant: &str, st: &mut GcState) -> Memory {
         let mut mem = self.memory.get(tenant).cloned().unwrap_or_default();
         if st.jobs_cursor.is_none() {
             // A sweep starts: its per-target counts are complete.
@@ -212,134 +257,63 @@ impl Collector {
             // Resumed (a new term, or someone else's batch): no per-target counts this sweep.
             mem.targets = None;
         }
-        let last = LastSweep {
-            user_kept: st.counted.finished_user_jobs,
-            targets: mem.last_targets.clone(),
+        mem
+    }
+
+    /// Decides the page's job `i` and adds its deletions when it goes; breaks the page's walk.
+    async fn decide_job(
+        &self,
+        page: &JobsPage<'_>,
+        w: &mut JobsWalk<'_>,
+        i: usize,
+        job: &Job,
+        entry: &Entry,
+    ) -> Result<ControlFlow<()>> {
+        let kind = match reconciler_target(job) {
+            Some(target) => JobKind::Reconciler { target },
+            None => JobKind::User,
         };
-        let jobs: Vec<(Option<Job>, &crate::store::Entry)> =
-            page.iter().map(|e| (dec::<Job>(&e.value), e)).collect();
-        let refs = self.target_references(tenant, &jobs).await?;
-        let live_rollouts = self.unfinished_rollouts(tenant, &jobs).await?;
-        let mut progress = st.progress.clone();
-        progress.targets = mem.targets.clone();
-        let mut ops: Vec<Op> = Vec::new();
-        let mut checked: BTreeSet<Key> = BTreeSet::new();
-        let mut collected = Vec::new();
-        let mut cursor = st.jobs_cursor.clone();
-        let mut complete = page.len() < batch;
-        // The attempts and output of the jobs from the first one collected to the end of the
-        // page, read once for all of them when that first one is found.
-        let mut spans: Option<(Span, Span)> = None;
-        // What the page shows of the collector's progress (`PageSeen`).
-        let (mut young, mut finished, mut purged) = (false, false, false);
-        for (i, (job, entry)) in jobs.iter().enumerate() {
-            let Some(job) = job else {
-                // Unreadable: kept, never deleted.
-                progress.jobs_kept += 1;
-                cursor = Some(entry.key.path().to_string());
-                continue;
-            };
-            let kind = match reconciler_target(job) {
-                Some(target) => JobKind::Reconciler { target },
-                None => JobKind::User,
-            };
-            let facts = JobFacts {
-                job_id: job.job_id.clone(),
-                status: job.status,
-                created_at: job.created_at,
-                finished_at: job.finished_at,
-                referenced: refs.jobs.contains(job.job_id.as_str())
-                    || rollout_of(job).is_some_and(|id| live_rollouts.contains(id)),
-                has_idempotency_key: job.idempotency_key.is_some(),
-                kind: kind.clone(),
-            };
-            let before = progress.clone();
-            let verdict = decide_jobs(now, rules, &last, &mut progress, &[facts])[0];
-            young |= verdict == Verdict::Keep(Keep::Young);
-            finished |= job.status.is_terminal();
-            if let Verdict::Collect(_) = verdict {
-                if spans.is_none() {
-                    let rest: Vec<&str> = jobs[i..]
-                        .iter()
-                        .filter_map(|(j, _)| j.as_ref().map(|j| j.job_id.as_str()))
-                        .collect();
-                    spans = Some(self.spans(tenant, &rest).await?);
-                }
-                let (attempts, chunks) = spans.as_ref().expect("read above");
-                let read = (
-                    attempts.of(&keys::attempts(&job.job_id)),
-                    chunks.of(&keys::job_output(&job.job_id)),
-                );
-                let Some(mut job_ops) = self.job_ops(tenant, job, entry.version, read).await?
-                else {
-                    // Too many objects for one transaction: its output goes first, alone.
-                    progress = before;
-                    complete = false;
-                    if ops.is_empty() {
-                        self.purge_output(tenant, job, entry.version, epoch).await?;
-                        purged = true;
-                    }
-                    break;
-                };
-                if matches!(kind, JobKind::Reconciler { .. }) {
-                    // The records that said nobody points at this job must still say so.
-                    for (k, v) in refs.records_of(job.node_id.as_deref().unwrap_or("")) {
-                        if checked.insert(k.clone()) {
-                            job_ops.push(Op::Check {
-                                key: k.clone(),
-                                expect: v.map_or(Expect::Absent, Expect::Version),
-                            });
-                        }
-                    }
-                }
-                if let Some(id) = rollout_of(job) {
-                    // Its rollout finished (it has recorded every result): it must still be.
-                    let k = Key::new(tenant, keys::rollout_active(id))?;
-                    if checked.insert(k.clone()) {
-                        job_ops.push(Op::Check {
-                            key: k,
-                            expect: Expect::Absent,
-                        });
-                    }
-                }
-                if !ops.is_empty() && ops.len() + job_ops.len() > MAX_OPS_PER_TXN - 1 {
-                    progress = before;
-                    complete = false;
-                    break;
-                }
-                count_deleted(&mut st.deleted, &kind, &job_ops);
-                ops.extend(job_ops);
-                collected.push(job.clone());
+        let facts = page.facts(job, &kind);
+        let before = w.progress.clone();
+        let verdict = decide_jobs(page.now, page.rules, &page.last, &mut w.progress, &[facts])[0];
+        w.young |= verdict == Verdict::Keep(Keep::Young);
+        w.finished |= job.status.is_terminal();
+        if let Verdict::Collect(_) = verdict {
+            if w.spans.is_none() {
+                let rest: Vec<&str> = page.jobs[i..]
+                    .iter()
+                    .filter_map(|(j, _)| j.as_ref().map(|j| j.job_id.as_str()))
+                    .collect();
+                w.spans = Some(self.spans(page.tenant, &rest).await?);
             }
-            cursor = Some(entry.key.path().to_string());
+            let (attempts, chunks) = w.spans.as_ref().expect("read above");
+            let read = (
+                attempts.of(&keys::attempts(&job.job_id)),
+                chunks.of(&keys::job_output(&job.job_id)),
+            );
+            let Some(mut job_ops) = self.job_ops(page.tenant, job, entry.version, read).await?
+            else {
+                // Too many objects for one transaction: its output goes first, alone.
+                w.progress = before;
+                w.complete = false;
+                if w.ops.is_empty() {
+                    self.purge_output(page.tenant, job, entry.version, page.epoch)
+                        .await?;
+                    w.purged = true;
+                }
+                return Ok(ControlFlow::Break(()));
+            };
+            page.reference_checks(&mut w.checked, job, &kind, &mut job_ops)?;
+            if !w.ops.is_empty() && w.ops.len() + job_ops.len() > MAX_OPS_PER_TXN - 1 {
+                w.progress = before;
+                w.complete = false;
+                return Ok(ControlFlow::Break(()));
+            }
+            count_deleted(&mut w.st.deleted, &kind, &job_ops);
+            w.ops.extend(job_ops);
+            w.collected.push(job.clone());
         }
-        mem.targets = progress.targets.take();
-        let seen = if young || complete {
-            PageSeen::Frontier
-        } else if !ops.is_empty() || purged {
-            PageSeen::Deleting
-        } else if finished {
-            PageSeen::Idle
-        } else {
-            PageSeen::Unfinished
-        };
-        let new_term = st.epoch != epoch;
-        st.behind_since = behind_after(st.behind_since, seen, now, new_term);
-        if complete {
-            // The sweep is over: its counts drive the next one.
-            st.counted.jobs = Some(progress.jobs_kept);
-            st.counted.finished_user_jobs = Some(progress.user_kept);
-            st.sweeps += 1;
-            st.jobs_cursor = None;
-            st.progress = Progress::default();
-            mem.last_targets = mem.targets.take().map(|t| t.kept).or(mem.last_targets);
-            mem.cursor = None;
-        } else {
-            st.jobs_cursor = cursor.clone();
-            st.progress = progress;
-            mem.cursor = cursor;
-        }
-        Ok((ops, Some(mem), collected))
+        Ok(ControlFlow::Continue(()))
     }
 
     /// The attempts and the output chunks of the jobs `ids` (one page's, in order), read with
@@ -618,6 +592,152 @@ impl Collector {
         }
         sweep.finish(&page, batch);
         Ok(ops)
+    }
+}
+
+/// What a page of jobs read before its jobs are decided, the same for each of them.
+struct JobsPage<'a> {
+    tenant: &'a str,
+    rules: &'a JobRules,
+    epoch: Epoch,
+    now: Millis,
+    last: LastSweep,
+    jobs: Vec<(Option<Job>, &'a Entry)>,
+    refs: References,
+    live_rollouts: BTreeSet<String>,
+}
+
+impl JobsPage<'_> {
+    /// What the policy is told of `job`, counted under `kind`.
+    fn facts(&self, job: &Job, kind: &JobKind) -> JobFacts {
+        JobFacts {
+            job_id: job.job_id.clone(),
+            status: job.status,
+            created_at: job.created_at,
+            finished_at: job.finished_at,
+            referenced: self.refs.jobs.contains(job.job_id.as_str())
+                || rollout_of(job).is_some_and(|id| self.live_rollouts.contains(id)),
+            has_idempotency_key: job.idempotency_key.is_some(),
+            kind: kind.clone(),
+        }
+    }
+
+    /// Adds to `job_ops` the checks (once per page) that what says nobody needs `job` still does.
+    fn reference_checks(
+        &self,
+        checked: &mut BTreeSet<Key>,
+        job: &Job,
+        kind: &JobKind,
+        job_ops: &mut Vec<Op>,
+    ) -> Result<()> {
+        if matches!(kind, JobKind::Reconciler { .. }) {
+            // The records that said nobody points at this job must still say so.
+            for (k, v) in self.refs.records_of(job.node_id.as_deref().unwrap_or("")) {
+                if checked.insert(k.clone()) {
+                    job_ops.push(Op::Check {
+                        key: k.clone(),
+                        expect: v.map_or(Expect::Absent, Expect::Version),
+                    });
+                }
+            }
+        }
+        if let Some(id) = rollout_of(job) {
+            // Its rollout finished (it has recorded every result): it must still be.
+            let k = Key::new(self.tenant, keys::rollout_active(id))?;
+            if checked.insert(k.clone()) {
+                job_ops.push(Op::Check {
+                    key: k,
+                    expect: Expect::Absent,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How far deciding a page of jobs has gone: its operations so far and what it has seen.
+struct JobsWalk<'s> {
+    st: &'s mut GcState,
+    progress: Progress,
+    ops: Vec<Op>,
+    checked: BTreeSet<Key>,
+    collected: Vec<Job>,
+    cursor: Option<String>,
+    complete: bool,
+    // The attempts and output of the jobs from the first one collected to the end of the
+    // page, read once for all of them when that first one is found.
+    spans: Option<(Span, Span)>,
+    // What the page shows of the collector's progress (`PageSeen`).
+    young: bool,
+    finished: bool,
+    purged: bool,
+}
+
+impl<'s> JobsWalk<'s> {
+    /// A walk of a page from `st`'s cursor, `complete` when the page ends the jobs.
+    fn new(st: &'s mut GcState, progress: Progress, complete: bool) -> JobsWalk<'s> {
+        let cursor = st.jobs_cursor.clone();
+        JobsWalk {
+            st,
+            progress,
+            ops: Vec::new(),
+            checked: BTreeSet::new(),
+            collected: Vec::new(),
+            cursor,
+            complete,
+            spans: None,
+            young: false,
+            finished: false,
+            purged: false,
+        }
+    }
+
+    /// Records in `st` and `mem` where the walk ended; returns the page's result.
+    fn finish(
+        self,
+        mut mem: Memory,
+        epoch: Epoch,
+        now: Millis,
+    ) -> (Vec<Op>, Option<Memory>, Vec<Job>) {
+        let JobsWalk {
+            st,
+            mut progress,
+            ops,
+            collected,
+            cursor,
+            complete,
+            young,
+            finished,
+            purged,
+            ..
+        } = self;
+        mem.targets = progress.targets.take();
+        let seen = if young || complete {
+            PageSeen::Frontier
+        } else if !ops.is_empty() || purged {
+            PageSeen::Deleting
+        } else if finished {
+            PageSeen::Idle
+        } else {
+            PageSeen::Unfinished
+        };
+        let new_term = st.epoch != epoch;
+        st.behind_since = behind_after(st.behind_since, seen, now, new_term);
+        if complete {
+            // The sweep is over: its counts drive the next one.
+            st.counted.jobs = Some(progress.jobs_kept);
+            st.counted.finished_user_jobs = Some(progress.user_kept);
+            st.sweeps += 1;
+            st.jobs_cursor = None;
+            st.progress = Progress::default();
+            mem.last_targets = mem.targets.take().map(|t| t.kept).or(mem.last_targets);
+            mem.cursor = None;
+        } else {
+            st.jobs_cursor = cursor.clone();
+            st.progress = progress;
+            mem.cursor = cursor;
+        }
+        (ops, Some(mem), collected)
     }
 }
 
