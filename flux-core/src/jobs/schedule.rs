@@ -59,6 +59,76 @@ enum Planned {
     },
 }
 
+/// The jobs one pass assigns, as planned and loaded, and the queue entries it cleans up.
+struct PassPlan {
+    /// (job, agent) of every planned assignment, in plan order.
+    planned: Vec<(String, String)>,
+    loaded: HashMap<String, Loaded>,
+    stale: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// What a pass's committed batch did, and the paths to read again before the next pass.
+struct Landed {
+    report: ScheduleReport,
+    reread: Vec<String>,
+    /// The first failure other than a conflict or a fence, if any.
+    failure: Option<StoreError>,
+}
+
+/// Records in the view what each of the pass's writes did once committed (a fence ends the pass).
+fn record_results(
+    ix: &mut TenantIndex,
+    writes: Vec<Planned>,
+    results: Vec<crate::store::Result<Version>>,
+) -> Result<Landed> {
+    let mut report = ScheduleReport::default();
+    let mut reread: Vec<String> = Vec::new();
+    let mut failure: Option<StoreError> = None;
+    for (w, r) in writes.into_iter().zip(results) {
+        match (w, r) {
+            (
+                Planned::Assign {
+                    job_id,
+                    agent,
+                    attempt_id,
+                },
+                r,
+            ) => match r {
+                Ok(rev) => {
+                    report.assigned += 1;
+                    ix.deleted_at(&keys::pending(&job_id), rev);
+                    ix.apply(&keys::inbox_entry(&agent, &attempt_id), Some((rev, &[])));
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    report.conflicts += 1;
+                    reread.push(keys::pending(&job_id));
+                    reread.push(keys::agent(&agent));
+                    reread.push(keys::inbox_entry(&agent, &attempt_id));
+                }
+                Err(e @ StoreError::Fenced { .. }) => return Err(e.into()),
+                Err(e) => {
+                    reread.push(keys::pending(&job_id));
+                    failure.get_or_insert(e);
+                }
+            },
+            // Cleanups are best effort: a failure leaves the entry for the next pass.
+            (Planned::Cleanup { job_id, rewrite }, Ok(rev)) => {
+                let path = keys::pending(&job_id);
+                match rewrite {
+                    None => ix.deleted_at(&path, rev),
+                    Some(bytes) => ix.apply(&path, Some((rev, &bytes))),
+                }
+            }
+            (Planned::Cleanup { job_id, .. }, Err(_)) => reread.push(keys::pending(&job_id)),
+        }
+    }
+    Ok(Landed {
+        report,
+        reread,
+        failure,
+    })
+}
+
 impl Jobs {
     /// Views for the scheduler's passes during one term, fed by this store's change notices.
     pub fn scheduler_indexes(&self) -> Indexes {
@@ -106,6 +176,30 @@ impl Jobs {
             max_running,
             max_assign: MAX_SCAN_PER_PASS,
         };
+        let plan = self.plan_loaded(ix, tenant, budget).await?;
+        let (txns, writes) = self.pass_writes(ix, tenant, epoch, now, plan)?;
+        if txns.is_empty() {
+            return Ok(ScheduleReport::default());
+        }
+
+        let results = self.store.commit_many(txns).await;
+        let landed = record_results(ix, writes, results)?;
+        for path in landed.reread {
+            indexes.mark(tenant, &path);
+        }
+        match landed.failure {
+            Some(e) => Err(e.into()),
+            None => Ok(landed.report),
+        }
+    }
+
+    /// Plans the pass and loads its jobs, replanning without the stale ones until all are ready.
+    async fn plan_loaded(
+        &self,
+        ix: &mut TenantIndex,
+        tenant: &str,
+        budget: Budget,
+    ) -> Result<PassPlan> {
         // Plan, load what was planned, and plan again without the jobs that turned out to have
         // nothing to assign, until every planned job is ready.
         let mut loaded: HashMap<String, Loaded> = HashMap::new();
@@ -148,7 +242,27 @@ impl Jobs {
             }
         };
         ix.unplan(&planned);
+        Ok(PassPlan {
+            planned,
+            loaded,
+            stale,
+        })
+    }
 
+    /// The pass's batch: a fenced assignment per planned job and a fenced cleanup per stale entry.
+    fn pass_writes(
+        &self,
+        ix: &TenantIndex,
+        tenant: &str,
+        epoch: Epoch,
+        now: Millis,
+        plan: PassPlan,
+    ) -> Result<(Vec<Txn>, Vec<Planned>)> {
+        let PassPlan {
+            planned,
+            mut loaded,
+            stale,
+        } = plan;
         let mut txns = Vec::with_capacity(planned.len() + stale.len());
         let mut writes = Vec::with_capacity(planned.len() + stale.len());
         for (job_id, agent) in planned {
@@ -180,59 +294,7 @@ impl Jobs {
             txns.push(txn.fenced(epoch));
             writes.push(Planned::Cleanup { job_id, rewrite });
         }
-        if txns.is_empty() {
-            return Ok(ScheduleReport::default());
-        }
-
-        let results = self.store.commit_many(txns).await;
-        let mut report = ScheduleReport::default();
-        let mut reread: Vec<String> = Vec::new();
-        let mut failure: Option<StoreError> = None;
-        for (w, r) in writes.into_iter().zip(results) {
-            match (w, r) {
-                (
-                    Planned::Assign {
-                        job_id,
-                        agent,
-                        attempt_id,
-                    },
-                    r,
-                ) => match r {
-                    Ok(rev) => {
-                        report.assigned += 1;
-                        ix.deleted_at(&keys::pending(&job_id), rev);
-                        ix.apply(&keys::inbox_entry(&agent, &attempt_id), Some((rev, &[])));
-                    }
-                    Err(StoreError::Conflict { .. }) => {
-                        report.conflicts += 1;
-                        reread.push(keys::pending(&job_id));
-                        reread.push(keys::agent(&agent));
-                        reread.push(keys::inbox_entry(&agent, &attempt_id));
-                    }
-                    Err(e @ StoreError::Fenced { .. }) => return Err(e.into()),
-                    Err(e) => {
-                        reread.push(keys::pending(&job_id));
-                        failure.get_or_insert(e);
-                    }
-                },
-                // Cleanups are best effort: a failure leaves the entry for the next pass.
-                (Planned::Cleanup { job_id, rewrite }, Ok(rev)) => {
-                    let path = keys::pending(&job_id);
-                    match rewrite {
-                        None => ix.deleted_at(&path, rev),
-                        Some(bytes) => ix.apply(&path, Some((rev, &bytes))),
-                    }
-                }
-                (Planned::Cleanup { job_id, .. }, Err(_)) => reread.push(keys::pending(&job_id)),
-            }
-        }
-        for path in reread {
-            indexes.mark(tenant, &path);
-        }
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(report),
-        }
+        Ok((txns, writes))
     }
 
     /// The tenant's view with every change noticed so far read into it (built from the store

@@ -46,7 +46,7 @@ use futures::StreamExt;
 
 use crate::jobs::{JobError, Jobs};
 use crate::keys;
-use crate::model::{Job, JobKind, Millis, SubmitJob};
+use crate::model::{Agent, Job, JobKind, Millis, SubmitJob};
 use crate::quota::{self, Quota, RateLimiter};
 use crate::state::{
     ApplyRequest, Plan, StateError, StateSpec, StateView, States, dec, enc, target_ids,
@@ -104,6 +104,99 @@ struct Decided {
 struct Admission {
     quota: Quota,
     queued: u64,
+}
+
+/// Every stored state of a tenant, by name, with its version.
+type StoredStates = BTreeMap<String, (crate::state::StoredState, Version)>;
+
+/// The halt records of a tenant's states, by state name, with their versions.
+type Halts = HashMap<String, (StateRolloutStatus, Version)>;
+
+/// Target records by (state, agent), with their versions.
+type Records = BTreeMap<(String, String), (TargetStatus, Version)>;
+
+/// Pairs every (state, target agent) with its record (or a new one); returns the records left.
+fn targets_of<'a>(
+    states: &'a StoredStates,
+    statuses: Vec<(TargetStatus, Version)>,
+    agents: &[Agent],
+    online: &HashSet<&str>,
+    now: Millis,
+) -> (Vec<Target<'a>>, Records) {
+    let mut by_target: Records = statuses
+        .into_iter()
+        .map(|(t, v)| ((t.state.clone(), t.agent.clone()), (t, v)))
+        .collect();
+    let mut targets: Vec<Target<'_>> = Vec::new();
+    for (name, (stored, version)) in states {
+        for agent in target_ids(&stored.spec, agents) {
+            let (cur, stored_version) = by_target
+                .remove(&(name.clone(), agent.clone()))
+                .map_or_else(
+                    || (TargetStatus::new(name, &agent, now), None),
+                    |(t, v)| (t, Some(v)),
+                );
+            targets.push(Target {
+                spec: &stored.spec,
+                version: *version,
+                online: online.contains(agent.as_str()),
+                cur,
+                stored_version,
+            });
+        }
+    }
+    (targets, by_target)
+}
+
+/// The writes of one pass, and what each means for the pass's result once committed.
+#[derive(Default)]
+struct PassWrites {
+    txns: Vec<Txn>,
+    /// Per transaction: what its target's decision was and the job the target waits for
+    /// if it does not land (`None` for the removal of a gone record, or a halt record).
+    outcomes: Vec<Option<(Decided, Option<String>)>>,
+    tally: Tally,
+    watched: HashSet<String>,
+}
+
+impl PassWrites {
+    /// Adds what was decided for target `t` (which waited for `waiting`) to the pass.
+    fn add(
+        &mut self,
+        t: &Target<'_>,
+        waiting: Option<String>,
+        decided: Result<Decided>,
+    ) -> Result<()> {
+        match decided {
+            Ok(mut d) => match d.txn.take() {
+                Some(txn) => {
+                    self.txns.push(txn);
+                    self.outcomes.push(Some((d, waiting)));
+                }
+                None => {
+                    self.tally.add(d.tally);
+                    self.watched.extend(d.waits_for);
+                }
+            },
+            Err(StateError::Jobs(e)) => {
+                self.watched.extend(waiting);
+                tracing::warn!(state = %t.spec.name, agent = %t.cur.agent, error = %e, "reconcile step failed");
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Adds the removal of the records of targets that are gone (state deleted, agent unmatched).
+    fn remove_gone(&mut self, tenant: &str, epoch: Epoch, gone: Records) -> Result<()> {
+        for ((_, _), (t, v)) in gone {
+            let k = Key::new(tenant, keys::status(&t.state, &t.agent))?;
+            self.txns
+                .push(Txn::new().fenced(epoch).delete(k, Expect::Version(v)));
+            self.outcomes.push(None);
+        }
+        Ok(())
+    }
 }
 
 /// The event of a target moving from `cur` to `next`, if its status changed to one worth telling.
@@ -205,6 +298,29 @@ impl Reconciler {
             .filter(|a| a.takes_work())
             .map(|a| a.node_id.as_str())
             .collect();
+        let mut admission = self.admission(tenant).await?;
+        let halts = self.halts(tenant, &states).await?;
+        let (targets, gone) = targets_of(&states, statuses, &agents, &online, now);
+        let steps = self.steps(tenant, &targets, now).await;
+        let mut writes = PassWrites::default();
+        let mut gates = self.gates(tenant, epoch, &states, &targets, &steps, &halts, now)?;
+        for txn in gates.values_mut().filter_map(|(_, h)| h.take()) {
+            writes.txns.push(txn);
+            writes.outcomes.push(None);
+        }
+        for (t, planned) in targets.iter().zip(steps) {
+            let waiting = t.cur.in_flight.as_ref().map(|f| f.job_id.clone());
+            let gate = gates.get_mut(t.spec.name.as_str()).map(|(g, _)| g);
+            let decided =
+                planned.and_then(|st| self.decide(tenant, epoch, t, st, gate, now, &mut admission));
+            writes.add(t, waiting, decided)?;
+        }
+        writes.remove_gone(tenant, epoch, gone)?;
+        self.commit_pass(tenant, writes).await
+    }
+
+    /// Reads what admission of the pass's jobs starts from: the tenant's quota and queue depth.
+    async fn admission(&self, tenant: &str) -> Result<Admission> {
         // Reconciler jobs are admitted like submissions: they count against the tenant's queue
         // and submit-rate quotas, and wait (recorded on the target) when refused.
         let quota = quota::read(self.store.as_ref(), tenant, |key, reason| {
@@ -212,9 +328,12 @@ impl Reconciler {
         })
         .await?;
         let queued = self.jobs.queued_under(tenant, &quota).await?;
-        let mut admission = Admission { quota, queued };
-        // The halt records of the states that have a rollout.
-        let mut halts: HashMap<String, (StateRolloutStatus, Version)> = HashMap::new();
+        Ok(Admission { quota, queued })
+    }
+
+    /// Reads the halt records of the states that have a rollout (none read if no state has one).
+    async fn halts(&self, tenant: &str, states: &StoredStates) -> Result<Halts> {
+        let mut halts: Halts = HashMap::new();
         if states.values().any(|(s, _)| s.spec.rollout.is_some()) {
             for e in self.store.list(tenant, keys::STATE_ROLLOUTS).await? {
                 let rec: StateRolloutStatus = dec(&e.key, &e.value)?;
@@ -223,28 +342,11 @@ impl Reconciler {
                 }
             }
         }
-        let mut by_target: BTreeMap<(String, String), (TargetStatus, Version)> = statuses
-            .into_iter()
-            .map(|(t, v)| ((t.state.clone(), t.agent.clone()), (t, v)))
-            .collect();
-        let mut targets: Vec<Target<'_>> = Vec::new();
-        for (name, (stored, version)) in &states {
-            for agent in target_ids(&stored.spec, &agents) {
-                let (cur, stored_version) = by_target
-                    .remove(&(name.clone(), agent.clone()))
-                    .map_or_else(
-                        || (TargetStatus::new(name, &agent, now), None),
-                        |(t, v)| (t, Some(v)),
-                    );
-                targets.push(Target {
-                    spec: &stored.spec,
-                    version: *version,
-                    online: online.contains(agent.as_str()),
-                    cur,
-                    stored_version,
-                });
-            }
-        }
+        Ok(halts)
+    }
+
+    /// Reads what became of every target's job, side by side, and decides each target's step.
+    async fn steps(&self, tenant: &str, targets: &[Target<'_>], now: Millis) -> Vec<Result<Step>> {
         // What became of every target's job, read side by side.
         // (The futures are made by a plain iterator, so that the pass's future stays `Send`.)
         let reads: Vec<_> = targets
@@ -256,53 +358,23 @@ impl Reconciler {
             .collect()
             .await;
         // Every target's next step, decided purely before anything is granted.
-        let steps: Vec<Result<Step>> = targets
+        targets
             .iter()
             .zip(views)
             .map(|(t, view)| {
                 view.map(|job| step(&t.cur, t.spec, t.version, t.online, job.as_ref(), now))
             })
-            .collect();
-        let mut txns = Vec::new();
-        // Per transaction: what its target's decision was and the job the target waits for
-        // if it does not land (`None` for the removal of a gone record, or a halt record).
-        let mut outcomes: Vec<Option<(Decided, Option<String>)>> = Vec::new();
-        let mut tally = Tally::default();
-        let mut watched = HashSet::new();
-        let mut gates = self.gates(tenant, epoch, &states, &targets, &steps, &halts, now)?;
-        for txn in gates.values_mut().filter_map(|(_, h)| h.take()) {
-            txns.push(txn);
-            outcomes.push(None);
-        }
-        for (t, planned) in targets.iter().zip(steps) {
-            let waiting = t.cur.in_flight.as_ref().map(|f| f.job_id.clone());
-            let gate = gates.get_mut(t.spec.name.as_str()).map(|(g, _)| g);
-            let decided =
-                planned.and_then(|st| self.decide(tenant, epoch, t, st, gate, now, &mut admission));
-            match decided {
-                Ok(mut d) => match d.txn.take() {
-                    Some(txn) => {
-                        txns.push(txn);
-                        outcomes.push(Some((d, waiting)));
-                    }
-                    None => {
-                        tally.add(d.tally);
-                        watched.extend(d.waits_for);
-                    }
-                },
-                Err(StateError::Jobs(e)) => {
-                    watched.extend(waiting);
-                    tracing::warn!(state = %t.spec.name, agent = %t.cur.agent, error = %e, "reconcile step failed");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        // Records of targets that are gone (state deleted, agent no longer matching).
-        for ((_, _), (t, v)) in by_target {
-            let k = Key::new(tenant, keys::status(&t.state, &t.agent))?;
-            txns.push(Txn::new().fenced(epoch).delete(k, Expect::Version(v)));
-            outcomes.push(None);
-        }
+            .collect()
+    }
+
+    /// Commits the pass's batch and counts what landed; records the jobs its targets wait for.
+    async fn commit_pass(&self, tenant: &str, writes: PassWrites) -> Result<Tally> {
+        let PassWrites {
+            txns,
+            outcomes,
+            mut tally,
+            mut watched,
+        } = writes;
         if txns.is_empty() {
             self.watch(tenant, watched);
             return Ok(tally);
