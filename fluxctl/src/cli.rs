@@ -14,7 +14,14 @@ use crate::output::Output;
 
 /// FluxForge command-line interface.
 #[derive(Parser, Debug)]
-#[command(name = "fluxctl", version, about, propagate_version = true)]
+// The global flags under their own heading, after each command's own flags.
+#[command(
+    name = "fluxctl",
+    version,
+    about,
+    propagate_version = true,
+    next_help_heading = "Global options"
+)]
 pub struct Cli {
     /// Control-plane URL (overrides the context).
     #[arg(long, global = true, env = "FLUX_SERVER")]
