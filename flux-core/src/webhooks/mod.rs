@@ -848,7 +848,54 @@ pub async fn deliver_next(
         return Ok(Step::Gone);
     };
     let ck = cursor_key(tenant, name)?;
-    let (cur, cv) = match load::<Cursor>(store, &ck).await? {
+    let (cur, cv) = load_cursor(store, &ck, &hook).await?;
+    if cur.dropped.is_some() {
+        return notify_dropped(store, tenant, epoch, cfg, client, sent_counter, (&hook, hv)).await;
+    }
+    let page = read_after(store, tenant, &cur.after).await?;
+    let filter = hook.filter()?;
+    let (skipped, next) = next_to_send(&page, &filter);
+    let commit = CursorCommit {
+        ck,
+        tenant,
+        name,
+        epoch,
+        hv,
+        expect: cv.map_or(Expect::Absent, Expect::Version),
+    };
+    let Some(l) = next else {
+        return skip_unmatched(store, &commit, skipped, cur.seq).await;
+    };
+    let http = current_client(&hook, cfg, client)?;
+    let delivery_id = delivery_id(&hook, &l.position);
+    let payload = Payload {
+        delivery_id: delivery_id.clone(),
+        webhook: hook.name.clone(),
+        tenant: tenant.to_string(),
+        event: l.view(),
+    };
+    let sent = send(http, &hook, cfg, &payload).await;
+    let attempt = Attempt {
+        cur: &cur,
+        skipped,
+        event: l,
+        delivery_id,
+        sent,
+        attempts: cur.attempts + 1,
+    };
+    if attempt.sent.ok || attempt.attempts >= hook.max_attempts {
+        return attempt.finish(store, &commit, sent_counter).await;
+    }
+    attempt.retry(store, &commit, cfg, sent_counter).await
+}
+
+/// The webhook's cursor at `ck` and its version, or a new one at the webhook's start.
+async fn load_cursor(
+    store: &dyn Store,
+    ck: &Key,
+    hook: &Webhook,
+) -> Result<(Cursor, Option<Version>)> {
+    Ok(match load::<Cursor>(store, ck).await? {
         Some((c, v)) => (c, Some(v)),
         None => (
             Cursor {
@@ -857,12 +904,13 @@ pub async fn deliver_next(
             },
             None,
         ),
-    };
-    if cur.dropped.is_some() {
-        return notify_dropped(store, tenant, epoch, cfg, client, sent_counter, (&hook, hv)).await;
-    }
-    let after = Position::parse(&cur.after).unwrap_or_default();
-    let page = match events::read(store, tenant, after, 64).await {
+    })
+}
+
+/// A page of the tenant's events after the cursor's position `after`.
+async fn read_after(store: &dyn Store, tenant: &str, after: &str) -> Result<Vec<Logged>> {
+    let after = Position::parse(after).unwrap_or_default();
+    Ok(match events::read(store, tenant, after, 64).await {
         Ok(p) => p,
         // Collected past the cursor (only without retention's guard, e.g. after a restore):
         // resume at the oldest kept.
@@ -879,105 +927,146 @@ pub async fn deliver_next(
             .await?
         }
         Err(e) => return Err(e.into()),
-    };
-    let filter = hook.filter()?;
-    let (skipped, next) = next_to_send(&page, &filter);
-    let expect = cv.map_or(Expect::Absent, Expect::Version);
-    let commit = |c: Cursor, extra: Option<(u64, Delivery)>| {
-        let mut txn = Txn::new().fenced(epoch).put(
-            ck.clone(),
+    })
+}
+
+/// What a delivery step's cursor write is conditional on: the cursor and webhook as read.
+struct CursorCommit<'a> {
+    ck: Key,
+    tenant: &'a str,
+    name: &'a str,
+    epoch: Epoch,
+    hv: Version,
+    expect: Expect,
+}
+
+impl CursorCommit<'_> {
+    /// The fenced transaction writing cursor `c` (and the delivery record `extra` at its slot).
+    fn txn(&self, c: Cursor, extra: Option<(u64, Delivery)>) -> Txn {
+        let mut txn = Txn::new().fenced(self.epoch).put(
+            self.ck.clone(),
             serde_json::to_vec(&c).expect("cursors serialize"),
-            expect,
+            self.expect,
         );
         // The cursor moves only while the webhook is the one read.
         txn = txn.check(
-            webhook_key(tenant, name).expect("checked above"),
-            Expect::Version(hv),
+            webhook_key(self.tenant, self.name).expect("checked above"),
+            Expect::Version(self.hv),
         );
         if let Some((slot, d)) = extra {
             txn = txn.put(
-                delivery_key(tenant, name, slot).expect("valid"),
+                delivery_key(self.tenant, self.name, slot).expect("valid"),
                 serde_json::to_vec(&d).expect("deliveries serialize"),
                 Expect::Any,
             );
         }
         txn
-    };
-    let Some(l) = next else {
-        return match skipped {
-            None => Ok(Step::Idle),
-            Some(p) => {
-                let c = Cursor {
-                    after: p.id(),
-                    attempts: 0,
-                    last_error: None,
-                    seq: cur.seq,
-                    dropped: None,
-                };
-                ignore_conflict(store.commit(commit(c, None)).await)
-            }
-        };
-    };
-    let http = current_client(&hook, cfg, client)?;
-    let delivery_id = delivery_id(&hook, &l.position);
-    let payload = Payload {
-        delivery_id: delivery_id.clone(),
-        webhook: hook.name.clone(),
-        tenant: tenant.to_string(),
-        event: l.view(),
-    };
-    let sent = send(http, &hook, cfg, &payload).await;
-    let attempts = cur.attempts + 1;
-    let record = |status: &str| Delivery {
-        delivery_id: delivery_id.clone(),
-        event_id: l.position.id(),
-        kind: l.event.kind.clone(),
-        status: status.to_string(),
-        attempts,
-        response_code: sent.code,
-        error: sent.error.clone(),
-        at: crate::model::now_ms(),
-        from_event: None,
-        count: None,
-    };
-    if sent.ok || attempts >= hook.max_attempts {
-        let status = if sent.ok { "delivered" } else { "failed" };
+    }
+}
+
+/// No matching event in the page: moves the cursor past the events it skipped, if any.
+async fn skip_unmatched(
+    store: &dyn Store,
+    commit: &CursorCommit<'_>,
+    skipped: Option<Position>,
+    seq: u64,
+) -> Result<Step> {
+    match skipped {
+        None => Ok(Step::Idle),
+        Some(p) => {
+            let c = Cursor {
+                after: p.id(),
+                attempts: 0,
+                last_error: None,
+                seq,
+                dropped: None,
+            };
+            ignore_conflict(store.commit(commit.txn(c, None)).await)
+        }
+    }
+}
+
+/// One send of an event to the webhook's receiver, with what settling it needs.
+struct Attempt<'a> {
+    cur: &'a Cursor,
+    skipped: Option<Position>,
+    event: &'a Logged,
+    delivery_id: String,
+    sent: Sent,
+    attempts: u32,
+}
+
+impl Attempt<'_> {
+    /// The delivery record of this attempt, with `status`.
+    fn record(&self, status: &str) -> Delivery {
+        Delivery {
+            delivery_id: self.delivery_id.clone(),
+            event_id: self.event.position.id(),
+            kind: self.event.event.kind.clone(),
+            status: status.to_string(),
+            attempts: self.attempts,
+            response_code: self.sent.code,
+            error: self.sent.error.clone(),
+            at: crate::model::now_ms(),
+            from_event: None,
+            count: None,
+        }
+    }
+
+    /// Delivered, or given up: moves the cursor past the event and records the delivery.
+    async fn finish(
+        &self,
+        store: &dyn Store,
+        commit: &CursorCommit<'_>,
+        sent_counter: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Step> {
+        let status = if self.sent.ok { "delivered" } else { "failed" };
         let c = Cursor {
-            after: l.position.id(),
+            after: self.event.position.id(),
             attempts: 0,
             last_error: None,
-            seq: cur.seq + 1,
+            seq: self.cur.seq + 1,
             dropped: None,
         };
         let step = ignore_conflict(
             store
-                .commit(commit(c, Some((cur.seq % RECENT, record(status)))))
+                .commit(commit.txn(c, Some((self.cur.seq % RECENT, self.record(status)))))
                 .await,
         )?;
         sent_counter(status);
-        return Ok(if sent.ok || step == Step::Idle {
+        Ok(if self.sent.ok || step == Step::Idle {
             step
         } else {
             Step::GaveUp
-        });
+        })
     }
-    sent_counter("retried");
-    let c = Cursor {
-        after: skipped.map_or(cur.after.clone(), |p| p.id()),
-        attempts,
-        last_error: sent.error.clone(),
-        seq: cur.seq,
-        dropped: None,
-    };
-    match store.commit(commit(c, None)).await {
-        Ok(_) | Err(StoreError::Conflict { .. }) => {}
-        Err(e) => return Err(e.into()),
+
+    /// The receiver failed: keeps the cursor on the event, the attempt counted, and waits.
+    async fn retry(
+        &self,
+        store: &dyn Store,
+        commit: &CursorCommit<'_>,
+        cfg: &DeliveryConfig,
+        sent_counter: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Step> {
+        sent_counter("retried");
+        let c = Cursor {
+            after: self.skipped.map_or(self.cur.after.clone(), |p| p.id()),
+            attempts: self.attempts,
+            last_error: self.sent.error.clone(),
+            seq: self.cur.seq,
+            dropped: None,
+        };
+        match store.commit(commit.txn(c, None)).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Step::Retry(retry_delay(
+            self.attempts - 1,
+            cfg.retry_base,
+            cfg.retry_cap,
+        )))
     }
-    Ok(Step::Retry(retry_delay(
-        attempts - 1,
-        cfg.retry_base,
-        cfg.retry_cap,
-    )))
 }
 
 /// The webhook's client, rebuilt when its record changed.
