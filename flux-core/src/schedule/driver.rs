@@ -184,6 +184,7 @@ impl Schedules {
         Ok(tally)
     }
 
+    /// Fires schedule `s` through its due slots at `now`, each step one fenced transaction.
     #[allow(clippy::too_many_arguments)]
     async fn fire_schedule(
         &self,
@@ -198,25 +199,14 @@ impl Schedules {
     ) -> Result<()> {
         let name = &s.spec.name;
         let cron = self.parsed(&s.spec)?;
-        let settings = Settings {
-            overlap: s.spec.overlap,
-            missed: s.spec.missed,
-            grace_ms: s.spec.grace_secs * 1000,
-            jitter_ms: s.spec.jitter_secs * 1000,
-            seed: policy::seed(tenant, name),
-            active_since: s.active_since,
-        };
+        let settings = settings_of(tenant, s);
         let watch_runs = s.spec.overlap != Overlap::Allow || st.cursor.queued.is_some();
         let mut running = watch_runs && self.unfinished(tenant, &st).await?;
         for _ in 0..MAX_STEPS_PER_SCHEDULE {
             let step =
                 match policy::decide(&settings, st.cursor, running, now, |t| cron.next_fire(t)) {
                     Decision::Wait { until } => {
-                        // A queued slot fires when the run before it ends, not at a time.
-                        tally.unsettled |= st.cursor.queued.is_some();
-                        if let Some(u) = until {
-                            tally.next_due = Some(tally.next_due.map_or(u, |n: Millis| n.min(u)));
-                        }
+                        note_wait(tally, &st, until);
                         return Ok(());
                     }
                     Decision::Advance(step) => step,
@@ -229,73 +219,15 @@ impl Schedules {
                 Key::new(tenant, keys::schedule(name))?,
                 Expect::Version(version),
             );
-            let mut fired_jobs = false;
+            record_given_up(&mut txn, tenant, name, &step, now)?;
             // A slot skipped by the quota is a skip in the metrics, as in its record.
-            let mut quota_skipped = 0;
-            if step.missed > 0 {
-                crate::events::record(
-                    &mut txn,
-                    tenant,
-                    &ev::schedule_missed(name, step.missed, now),
-                )?;
-            }
-            if step.skipped > 0 {
-                crate::events::record(
-                    &mut txn,
-                    tenant,
-                    &ev::schedule_skipped(name, step.skipped, "overlap", now),
-                )?;
-            }
-            if let Some(slot) = step.fire {
-                let group = slot_group(name, slot);
-                let mut run = Run {
-                    slot: Some(slot),
-                    fired_at: now,
-                    group: group.clone(),
-                    jobs: vec![],
-                    rollout: None,
-                    error: None,
-                    skipped: false,
-                    by: "leader".into(),
-                };
-                match self
-                    .prepare_start(tenant, &submitter(name), &s.spec, now, &group)
-                    .await?
-                {
-                    Ok((started, part)) => match self.over_quota(tenant, &started, None).await? {
-                        // Past the tenant's max_queued: the slot is skipped, with the reason,
-                        // and not retried (the next slot is judged afresh).
-                        Some(why) => {
-                            run.error = Some(format!("skipped by the max_queued quota: {why}"));
-                            run.skipped = true;
-                        }
-                        None => {
-                            fired_jobs = !started.jobs.is_empty() || started.rollout.is_some();
-                            run.jobs = started.jobs;
-                            run.rollout = started.rollout;
-                            txn.ops.extend(part.ops);
-                        }
-                    },
-                    Err(m) => run.error = Some(m),
+            let (fired_jobs, quota_skipped) = match step.fire {
+                Some(slot) => {
+                    self.fire_slot(tenant, s, now, slot, &mut txn, &mut next)
+                        .await?
                 }
-                let event = if run.skipped {
-                    next.skipped += 1;
-                    quota_skipped = 1;
-                    ev::schedule_skipped(name, 1, "quota", now)
-                } else {
-                    next.fires += 1;
-                    ev::schedule_fired(
-                        name,
-                        Some(slot),
-                        &run.jobs,
-                        run.rollout.as_deref(),
-                        run.error.as_deref(),
-                        now,
-                    )
-                };
-                crate::events::record(&mut txn, tenant, &event)?;
-                next.push_run(run);
-            }
+                None => (false, 0),
+            };
             txn = txn.put(
                 Key::new(tenant, keys::schedule_status(name))?,
                 enc(&next),
@@ -325,6 +257,112 @@ impl Schedules {
         tally.unsettled = true;
         Ok(())
     }
+
+    /// Adds the run of `slot` and its event to `txn` and `next`: (started work, quota skips).
+    async fn fire_slot(
+        &self,
+        tenant: &str,
+        s: &StoredSchedule,
+        now: Millis,
+        slot: Millis,
+        txn: &mut Txn,
+        next: &mut ScheduleStatus,
+    ) -> Result<(bool, u64)> {
+        let name = &s.spec.name;
+        let mut fired_jobs = false;
+        let mut quota_skipped = 0;
+        let group = slot_group(name, slot);
+        let mut run = Run {
+            slot: Some(slot),
+            fired_at: now,
+            group: group.clone(),
+            jobs: vec![],
+            rollout: None,
+            error: None,
+            skipped: false,
+            by: "leader".into(),
+        };
+        match self
+            .prepare_start(tenant, &submitter(name), &s.spec, now, &group)
+            .await?
+        {
+            Ok((started, part)) => match self.over_quota(tenant, &started, None).await? {
+                // Past the tenant's max_queued: the slot is skipped, with the reason,
+                // and not retried (the next slot is judged afresh).
+                Some(why) => {
+                    run.error = Some(format!("skipped by the max_queued quota: {why}"));
+                    run.skipped = true;
+                }
+                None => {
+                    fired_jobs = !started.jobs.is_empty() || started.rollout.is_some();
+                    run.jobs = started.jobs;
+                    run.rollout = started.rollout;
+                    txn.ops.extend(part.ops);
+                }
+            },
+            Err(m) => run.error = Some(m),
+        }
+        let event = if run.skipped {
+            next.skipped += 1;
+            quota_skipped = 1;
+            ev::schedule_skipped(name, 1, "quota", now)
+        } else {
+            next.fires += 1;
+            ev::schedule_fired(
+                name,
+                Some(slot),
+                &run.jobs,
+                run.rollout.as_deref(),
+                run.error.as_deref(),
+                now,
+            )
+        };
+        crate::events::record(txn, tenant, &event)?;
+        next.push_run(run);
+        Ok((fired_jobs, quota_skipped))
+    }
+}
+
+/// The firing policy's settings for schedule `s` of `tenant`.
+fn settings_of(tenant: &str, s: &StoredSchedule) -> Settings {
+    Settings {
+        overlap: s.spec.overlap,
+        missed: s.spec.missed,
+        grace_ms: s.spec.grace_secs * 1000,
+        jitter_ms: s.spec.jitter_secs * 1000,
+        seed: policy::seed(tenant, &s.spec.name),
+        active_since: s.active_since,
+    }
+}
+
+/// Notes in `tally` a schedule that waits (until `until`, or, queued, for a run to end).
+fn note_wait(tally: &mut PassTally, st: &ScheduleStatus, until: Option<Millis>) {
+    // A queued slot fires when the run before it ends, not at a time.
+    tally.unsettled |= st.cursor.queued.is_some();
+    if let Some(u) = until {
+        tally.next_due = Some(tally.next_due.map_or(u, |n: Millis| n.min(u)));
+    }
+}
+
+/// Adds to `txn` the events of the slots `step` gives up (missed, and skipped by overlap).
+fn record_given_up(
+    txn: &mut Txn,
+    tenant: &str,
+    name: &str,
+    step: &policy::Step,
+    now: Millis,
+) -> Result<()> {
+    if step.missed > 0 {
+        crate::events::record(txn, tenant, &ev::schedule_missed(name, step.missed, now))?;
+    }
+    if step.skipped > 0 {
+        crate::events::record(
+            txn,
+            tenant,
+            &ev::schedule_skipped(name, step.skipped, "overlap", now),
+        )?;
+    }
+    Ok(())
 }
 
 /// Longest a tenant goes without a firing pass when nothing says it needs one.
