@@ -218,6 +218,35 @@ struct Tally {
     unfinished: usize,
 }
 
+impl Tally {
+    /// Adds a worker's tallies to these.
+    fn absorb(&mut self, t: Tally) {
+        self.lat.extend(t.lat);
+        self.submit.extend(t.submit);
+        self.dispatch.extend(t.dispatch);
+        self.failed += t.failed;
+        self.errors += t.errors;
+        self.unfinished += t.unfinished;
+    }
+
+    /// The report of a run that took `elapsed_secs`, from all its workers' tallies.
+    fn report(self, concurrency: usize, connections: usize, elapsed_secs: f64) -> Report {
+        Report {
+            jobs: self.lat.len(),
+            concurrency,
+            connections,
+            failed: self.failed,
+            errors: self.errors,
+            unfinished: self.unfinished,
+            elapsed_secs,
+            jobs_per_sec: self.lat.len() as f64 / elapsed_secs,
+            round_trip: Latency::of(self.lat),
+            submit: Latency::of(self.submit),
+            dispatch: Latency::of(self.dispatch),
+        }
+    }
+}
+
 /// Waits failing this many times in a row give the job up (counted unfinished).
 const WAIT_TRIES: u32 = 5;
 
@@ -260,117 +289,150 @@ pub async fn jobs(
     });
     let mut workers = Vec::new();
     for w in 0..load.workers() {
-        let api = clients[w % clients.len()].clone();
-        let (issuer, req, bar) = (issuer.clone(), req.clone(), bar.clone());
-        workers.push(tokio::spawn(async move {
-            let mut t = Tally::default();
-            'jobs: while issuer.take() {
-                if tokio::time::Instant::now() >= stop_at {
-                    break;
-                }
-                let t0 = Instant::now();
-                // Submitted and waited for in one request; its headers say the submission
-                // was taken.
-                let resp = match api
-                    .send(
-                        Method::POST,
-                        "/v1/jobs/run?timeout_secs=10",
-                        Some(&flux_core::client::erased::Body(&*req)),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        t.errors += 1;
-                        tokio::time::sleep(pause_after(&e)).await;
-                        continue;
-                    }
-                };
-                t.submit.push(t0.elapsed());
-                let Some(job_id) = job_of_location(&resp) else {
-                    t.errors += 1;
-                    continue;
-                };
-                let mut ended = match resp
-                    .bytes()
-                    .await
-                    .map(|b| serde_json::from_slice::<Job>(&b))
-                {
-                    Ok(Ok(j)) if j.status.is_terminal() => Some(j),
-                    Ok(Ok(_)) => None,
-                    _ => {
-                        t.errors += 1;
-                        None
-                    }
-                };
-                // A job still running at the end of that wait is waited for on its own.
-                let path = format!("/v1/jobs/{job_id}/wait?timeout_secs=10");
-                let mut tries = 0;
-                let done = loop {
-                    if let Some(j) = ended.take() {
-                        break j;
-                    }
-                    if tokio::time::Instant::now() >= stop_at {
-                        t.unfinished += 1;
-                        break 'jobs;
-                    }
-                    match api
-                        .call::<Job>(Method::GET, &path, None, Duration::from_secs(30))
-                        .await
-                    {
-                        Ok(j) if j.status.is_terminal() => break j,
-                        Ok(_) => tries = 0,
-                        Err(e) => {
-                            t.errors += 1;
-                            tries += 1;
-                            if tries >= WAIT_TRIES {
-                                t.unfinished += 1;
-                                continue 'jobs;
-                            }
-                            tokio::time::sleep(pause_after(&e)).await;
-                        }
-                    }
-                };
-                if done.status != JobStatus::Succeeded {
-                    t.failed += 1;
-                }
-                t.lat.push(t0.elapsed());
-                if let Some(started) = done.started_at {
-                    t.dispatch.push(Duration::from_millis(
-                        started.saturating_sub(done.created_at),
-                    ));
-                }
-                bar.inc(1);
-            }
-            t
-        }));
+        let worker = JobWorker {
+            api: clients[w % clients.len()].clone(),
+            issuer: issuer.clone(),
+            req: req.clone(),
+            bar: bar.clone(),
+            stop_at,
+        };
+        workers.push(tokio::spawn(worker.run()));
     }
     let mut all = Tally::default();
     for w in workers {
-        let t = w.await?;
-        all.lat.extend(t.lat);
-        all.submit.extend(t.submit);
-        all.dispatch.extend(t.dispatch);
-        all.failed += t.failed;
-        all.errors += t.errors;
-        all.unfinished += t.unfinished;
+        all.absorb(w.await?);
     }
     bar.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
-    Ok(Report {
-        jobs: all.lat.len(),
-        concurrency: load.concurrency,
-        connections: clients.len(),
-        failed: all.failed,
-        errors: all.errors,
-        unfinished: all.unfinished,
-        elapsed_secs: elapsed,
-        jobs_per_sec: all.lat.len() as f64 / elapsed,
-        round_trip: Latency::of(all.lat),
-        submit: Latency::of(all.submit),
-        dispatch: Latency::of(all.dispatch),
-    })
+    Ok(all.report(load.concurrency, clients.len(), elapsed))
+}
+
+/// What one `bench jobs` worker runs with.
+struct JobWorker {
+    api: Arc<ApiClient>,
+    issuer: Arc<Issuer>,
+    req: Arc<SubmitJob>,
+    bar: indicatif::ProgressBar,
+    stop_at: tokio::time::Instant,
+}
+
+/// What a worker does after one job.
+enum Next {
+    /// Goes on to the next job, if the issuer gives one.
+    Job,
+    /// Stops: the deadline passed.
+    Stop,
+}
+
+impl JobWorker {
+    /// Runs one job after the other until the issuer or the deadline says stop.
+    async fn run(self) -> Tally {
+        let mut t = Tally::default();
+        while self.issuer.take() {
+            if tokio::time::Instant::now() >= self.stop_at {
+                break;
+            }
+            if let Next::Stop = self.one_job(&mut t).await {
+                break;
+            }
+        }
+        t
+    }
+
+    /// Submits one job, waits for its end and tallies it.
+    async fn one_job(&self, t: &mut Tally) -> Next {
+        let t0 = Instant::now();
+        // Submitted and waited for in one request; its headers say the submission
+        // was taken.
+        let resp = match self
+            .api
+            .send(
+                Method::POST,
+                "/v1/jobs/run?timeout_secs=10",
+                Some(&flux_core::client::erased::Body(&*self.req)),
+                Duration::from_secs(30),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                t.errors += 1;
+                tokio::time::sleep(pause_after(&e)).await;
+                return Next::Job;
+            }
+        };
+        t.submit.push(t0.elapsed());
+        let Some(job_id) = job_of_location(&resp) else {
+            t.errors += 1;
+            return Next::Job;
+        };
+        let ended = match resp
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<Job>(&b))
+        {
+            Ok(Ok(j)) if j.status.is_terminal() => Some(j),
+            Ok(Ok(_)) => None,
+            _ => {
+                t.errors += 1;
+                None
+            }
+        };
+        let done = match self.wait_for_end(&job_id, ended, t).await {
+            Ok(j) => j,
+            Err(next) => return next,
+        };
+        if done.status != JobStatus::Succeeded {
+            t.failed += 1;
+        }
+        t.lat.push(t0.elapsed());
+        if let Some(started) = done.started_at {
+            t.dispatch.push(Duration::from_millis(
+                started.saturating_sub(done.created_at),
+            ));
+        }
+        self.bar.inc(1);
+        Next::Job
+    }
+
+    /// The job, once ended: as the run request saw it (`ended`), or else waited for on its own;
+    /// `Err` says what the worker does next when the waits keep failing or the deadline passes.
+    async fn wait_for_end(
+        &self,
+        job_id: &str,
+        mut ended: Option<Job>,
+        t: &mut Tally,
+    ) -> Result<Job, Next> {
+        // A job still running at the end of that wait is waited for on its own.
+        let path = format!("/v1/jobs/{job_id}/wait?timeout_secs=10");
+        let mut tries = 0;
+        loop {
+            if let Some(j) = ended.take() {
+                return Ok(j);
+            }
+            if tokio::time::Instant::now() >= self.stop_at {
+                t.unfinished += 1;
+                return Err(Next::Stop);
+            }
+            match self
+                .api
+                .call::<Job>(Method::GET, &path, None, Duration::from_secs(30))
+                .await
+            {
+                Ok(j) if j.status.is_terminal() => return Ok(j),
+                Ok(_) => tries = 0,
+                Err(e) => {
+                    t.errors += 1;
+                    tries += 1;
+                    if tries >= WAIT_TRIES {
+                        t.unfinished += 1;
+                        return Err(Next::Job);
+                    }
+                    tokio::time::sleep(pause_after(&e)).await;
+                }
+            }
+        }
+    }
 }
 
 /// Result of `fluxctl bench submit`.

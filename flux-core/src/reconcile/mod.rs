@@ -99,6 +99,75 @@ struct Decided {
     waits_for: Option<String>,
 }
 
+/// Where a target's record is written in one pass: its key, what the write expects of it, and
+/// the pass's tenant, fence and clock.
+struct RecordWrite<'a> {
+    tenant: &'a str,
+    epoch: Epoch,
+    key: Key,
+    expect: Expect,
+    now: Millis,
+}
+
+impl RecordWrite<'_> {
+    /// Adds the fenced put of the record `rec` to `txn`.
+    fn put(self, txn: Txn, rec: &TargetStatus) -> Txn {
+        txn.fenced(self.epoch).put(self.key, enc(rec), self.expect)
+    }
+
+    /// Adds the fenced put of `rec` to `txn`, then the event of the move from `cur`, if any.
+    fn put_with_event(self, txn: Txn, cur: &TargetStatus, rec: &TargetStatus) -> Result<Txn> {
+        let (tenant, now) = (self.tenant, self.now);
+        let mut txn = self.put(txn, rec);
+        if let Some(e) = state_event(cur, rec, now) {
+            crate::events::record(&mut txn, tenant, &e)?;
+        }
+        Ok(txn)
+    }
+}
+
+/// A target's apply held back by its state's rollout: recorded (once) as drifted and deferred.
+fn held_by_rollout(
+    w: RecordWrite<'_>,
+    cur: &TargetStatus,
+    reason: String,
+    waiting: Option<String>,
+) -> Result<Decided> {
+    let txn = match cur.held_by_rollout(reason, w.now) {
+        Some(rec) => Some(w.put_with_event(Txn::new(), cur, &rec)?),
+        None => None,
+    };
+    Ok(Decided {
+        txn,
+        tally: Tally {
+            held: 1,
+            ..Tally::default()
+        },
+        waits_for: waiting,
+    })
+}
+
+/// A target's step refused by its tenant's quota: the record says why it waits.
+fn deferred_by_quota(
+    w: RecordWrite<'_>,
+    cur: &TargetStatus,
+    kind: StepKind,
+    refusal: quota::Refusal,
+    waiting: Option<String>,
+) -> Decided {
+    let txn = cur
+        .deferred_by_quota(kind, refusal.to_string(), w.now)
+        .map(|rec| w.put(Txn::new(), &rec));
+    Decided {
+        txn,
+        tally: Tally {
+            deferred: 1,
+            ..Tally::default()
+        },
+        waits_for: waiting,
+    }
+}
+
 /// What admission knows during one pass over a tenant: its quota and its queue depth, counted
 /// up as the pass submits.
 struct Admission {
@@ -555,7 +624,7 @@ impl Reconciler {
         now: Millis,
         admission: &mut Admission,
     ) -> Result<Decided> {
-        let (spec, cur) = (t.spec, &t.cur);
+        let cur = &t.cur;
         let waiting = cur.in_flight.as_ref().map(|f| f.job_id.clone());
         let (mut next, tally, submit) = match planned {
             Step::Wait => {
@@ -567,32 +636,20 @@ impl Reconciler {
             Step::Save(s, t) => (s, t, None),
             Step::Submit(kind, s, t) => (s, t, Some(kind)),
         };
-        let k = Key::new(tenant, keys::status(&next.state, &next.agent))?;
-        let expect = t.stored_version.map_or(Expect::Absent, Expect::Version);
+        let w = RecordWrite {
+            tenant,
+            epoch,
+            key: Key::new(tenant, keys::status(&next.state, &next.agent))?,
+            expect: t.stored_version.map_or(Expect::Absent, Expect::Version),
+            now,
+        };
         if submit == Some(StepKind::Apply)
             && let Some(gate) = gate
             && let Err(reason) = gate.take()
         {
             // Held back by the state's rollout: recorded (once) as drifted and deferred, and
             // decided again on the next passes.
-            let txn = match cur.held_by_rollout(reason, now) {
-                Some(rec) => {
-                    let mut txn = Txn::new().fenced(epoch).put(k, enc(&rec), expect);
-                    if let Some(e) = state_event(cur, &rec, now) {
-                        crate::events::record(&mut txn, tenant, &e)?;
-                    }
-                    Some(txn)
-                }
-                None => None,
-            };
-            return Ok(Decided {
-                txn,
-                tally: Tally {
-                    held: 1,
-                    ..Tally::default()
-                },
-                waits_for: waiting,
-            });
+            return held_by_rollout(w, cur, reason, waiting);
         }
         if let Some(kind) = submit
             && let Err(refusal) = quota::admit(
@@ -606,61 +663,65 @@ impl Reconciler {
         {
             // Not past the quota: the target records why it waits, and the step is decided
             // again on the next passes.
-            let txn = cur
-                .deferred_by_quota(kind, refusal.to_string(), now)
-                .map(|rec| Txn::new().fenced(epoch).put(k, enc(&rec), expect));
-            return Ok(Decided {
-                txn,
-                tally: Tally {
-                    deferred: 1,
-                    ..Tally::default()
-                },
-                waits_for: waiting,
-            });
+            return Ok(deferred_by_quota(w, cur, kind, refusal, waiting));
         }
         next.deferred = None;
-        let mut txn = Txn::new();
-        if let Some(kind) = submit {
-            let command = match kind {
-                StepKind::Check | StepKind::Verify => &spec.check,
-                StepKind::Apply => &spec.apply,
-            };
-            let req = SubmitJob {
-                command: Some(command.clone()),
-                node_id: Some(next.agent.clone()),
-                env: spec.env.clone(),
-                timeout_secs: Some(spec.timeout_secs),
-                max_attempts: Some(1),
-                ..SubmitJob::default()
-            };
-            let (job, job_txn) =
-                self.jobs
-                    .prepare_submit_as(tenant, RECONCILER, &req, now, JobKind::Reconciler)?;
-            if kind == StepKind::Apply {
-                next.event(now, "applying", "apply submitted".into(), Some(&job.job_id));
+        let txn = match submit {
+            Some(kind) => {
+                let txn = self.submit_step(tenant, t, kind, &mut next, now)?;
+                // Counted now: the rest of the pass is admitted against it.
+                admission.queued += 1;
+                txn
             }
-            next.in_flight = Some(InFlight {
-                kind,
-                job_id: job.job_id,
-            });
-            // The job exists only if the record pointing at it does, and only while the
-            // state is still at the version the step was decided on.
-            txn = job_txn.check(
-                Key::new(tenant, keys::state(&spec.name))?,
-                Expect::Version(t.version),
-            );
-            // Counted now: the rest of the pass is admitted against it.
-            admission.queued += 1;
-        }
-        let mut txn = txn.fenced(epoch).put(k, enc(&next), expect);
-        if let Some(e) = state_event(cur, &next, now) {
-            crate::events::record(&mut txn, tenant, &e)?;
-        }
+            None => Txn::new(),
+        };
+        let txn = w.put_with_event(txn, cur, &next)?;
         Ok(Decided {
             txn: Some(txn),
             tally,
             waits_for: next.in_flight.as_ref().map(|f| f.job_id.clone()),
         })
+    }
+
+    /// Prepares the job of a `kind` step on `next`'s agent and points `next` at it, in a
+    /// transaction conditional on the state's version.
+    fn submit_step(
+        &self,
+        tenant: &str,
+        t: &Target<'_>,
+        kind: StepKind,
+        next: &mut TargetStatus,
+        now: Millis,
+    ) -> Result<Txn> {
+        let spec = t.spec;
+        let command = match kind {
+            StepKind::Check | StepKind::Verify => &spec.check,
+            StepKind::Apply => &spec.apply,
+        };
+        let req = SubmitJob {
+            command: Some(command.clone()),
+            node_id: Some(next.agent.clone()),
+            env: spec.env.clone(),
+            timeout_secs: Some(spec.timeout_secs),
+            max_attempts: Some(1),
+            ..SubmitJob::default()
+        };
+        let (job, job_txn) =
+            self.jobs
+                .prepare_submit_as(tenant, RECONCILER, &req, now, JobKind::Reconciler)?;
+        if kind == StepKind::Apply {
+            next.event(now, "applying", "apply submitted".into(), Some(&job.job_id));
+        }
+        next.in_flight = Some(InFlight {
+            kind,
+            job_id: job.job_id,
+        });
+        // The job exists only if the record pointing at it does, and only while the
+        // state is still at the version the step was decided on.
+        Ok(job_txn.check(
+            Key::new(tenant, keys::state(&spec.name))?,
+            Expect::Version(t.version),
+        ))
     }
 
     async fn output_tail(&self, tenant: &str, job: &Job) -> Result<Option<String>> {
