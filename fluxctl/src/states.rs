@@ -53,7 +53,7 @@ impl FileArgs {
 }
 
 /// Reads a state file (`-` is stdin) and returns its display name and text.
-pub fn read_file(path: &Path) -> Result<(String, String)> {
+fn read_file(path: &Path) -> Result<(String, String)> {
     if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
@@ -67,7 +67,7 @@ pub fn read_file(path: &Path) -> Result<(String, String)> {
 }
 
 /// Asks the server for the plan of applying `text` (nothing changes).
-pub async fn plan(api: &ApiClient, file: &str, text: &str, prune: bool) -> Result<Plan> {
+async fn plan(api: &ApiClient, file: &str, text: &str, prune: bool) -> Result<Plan> {
     let req = ApplyRequest {
         toml: Some(text.to_string()),
         file: Some(file.to_string()),
